@@ -1,0 +1,246 @@
+//! The project: finding `wasmig.toml`, reading it, and resolving the database URL.
+//!
+//! Precedence for the database URL: `--database-url`, then `DATABASE_URL` (the process
+//! environment, then the project's `.env`), then `database_url` in `wasmig.toml`, then the
+//! embedded default, a SQLite file in the project directory.
+//!
+//! Not here: revision manifests (`revision`), the sandbox's use of the limits (`sandbox`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::DatabaseUrl;
+use crate::error::ConfigError;
+
+/// The project configuration file's name.
+pub const CONFIG_FILE: &str = "wasmig.toml";
+
+/// The default directory name template of a new revision.
+pub const DEFAULT_FILE_TEMPLATE: &str = "{year}_{month}_{day}_{hour}{minute}-{rev}_{slug}";
+
+/// `wasmig.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where revisions live, relative to the project directory.
+    #[serde(default = "default_versions_dir")]
+    pub versions_dir: PathBuf,
+    /// The database URL (prefer `DATABASE_URL` for anything with a password).
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// The SQLite file used when no URL is configured, relative to the project directory.
+    #[serde(default = "default_sqlite_file")]
+    pub default_sqlite_file: PathBuf,
+    /// The directory name template of new revisions.
+    #[serde(default = "default_file_template")]
+    pub file_template: String,
+    /// Where compiled components are cached (default `.wasmig/cache` in the project;
+    /// `WASMIG_CACHE_DIR` overrides).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Sandbox limits, the defaults for every revision.
+    #[serde(default)]
+    pub sandbox: SandboxSettings,
+    /// Commands run after `wasmig revision` writes a file.
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+/// Limits applied to every guest unless its manifest overrides them.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Linear-memory cap per guest, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_limit_mib: u64,
+    /// Wall-clock deadline per migration step, in seconds (fractions allowed).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: f64,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            memory_limit_mib: default_memory_mib(),
+            timeout_secs: default_timeout_secs(),
+        }
+    }
+}
+
+impl SandboxSettings {
+    /// The deadline as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_secs)
+    }
+}
+
+/// Post-write hooks, keyed by revision kind.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Commands run on each Rust source file written; `{file}` is replaced by its path.
+    /// A missing program is a warning, not an error.
+    #[serde(default = "default_rust_hooks")]
+    pub rust: Vec<Vec<String>>,
+    /// Commands run on each SQL file written.
+    #[serde(default)]
+    pub sql: Vec<Vec<String>>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            rust: default_rust_hooks(),
+            sql: Vec::new(),
+        }
+    }
+}
+
+fn default_versions_dir() -> PathBuf {
+    PathBuf::from("versions")
+}
+fn default_sqlite_file() -> PathBuf {
+    PathBuf::from("wasmig.db")
+}
+fn default_file_template() -> String {
+    DEFAULT_FILE_TEMPLATE.to_owned()
+}
+fn default_memory_mib() -> u64 {
+    512
+}
+fn default_timeout_secs() -> f64 {
+    600.0
+}
+fn default_rust_hooks() -> Vec<Vec<String>> {
+    vec![vec!["rustfmt".into(), "--edition".into(), "2024".into(), "{file}".into()]]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str("").expect("the empty config is valid")
+    }
+}
+
+/// A loaded project: its directory and configuration.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The directory holding `wasmig.toml`.
+    pub root: PathBuf,
+    /// The parsed configuration.
+    pub config: Config,
+}
+
+impl Project {
+    /// Finds `wasmig.toml` in `start` or its ancestors and loads it, with `.env` beside it.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when there is no project or the file is invalid.
+    pub fn discover(start: &Path) -> Result<Self, ConfigError> {
+        let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
+        let root = start
+            .ancestors()
+            .find(|dir| dir.join(CONFIG_FILE).is_file())
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "no {CONFIG_FILE} in {} or any parent directory; run `wasmig init` to create a project, or pass --project DIR",
+                    start.display()
+                ))
+            })?
+            .to_path_buf();
+        Self::load(&root)
+    }
+
+    /// Loads the project in `root`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `wasmig.toml` is unreadable or invalid.
+    pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        let path = root.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::new(format!("invalid {}: {e}", path.display())))?;
+        if config.sandbox.timeout_secs.is_nan() || config.sandbox.timeout_secs <= 0.0 {
+            return Err(ConfigError::new(format!(
+                "invalid {}: sandbox.timeout_secs must be a positive number of seconds",
+                path.display()
+            )));
+        }
+        // `.env` fills DATABASE_URL and LOG_LEVEL without overriding the real environment.
+        let _ = dotenvy::from_path(root.join(".env"));
+        Ok(Project { root: root.to_path_buf(), config })
+    }
+
+    /// The versions directory.
+    pub fn versions_dir(&self) -> PathBuf {
+        self.root.join(&self.config.versions_dir)
+    }
+
+    /// wasmig's working directory in the project (built components, cache).
+    pub fn work_dir(&self) -> PathBuf {
+        self.root.join(".wasmig")
+    }
+
+    /// The compile cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = std::env::var_os("WASMIG_CACHE_DIR") {
+            return PathBuf::from(dir);
+        }
+        match &self.config.cache_dir {
+            Some(dir) => self.root.join(dir),
+            None => self.work_dir().join("cache"),
+        }
+    }
+
+    /// Resolves the database URL; the second value is true for the embedded default.
+    ///
+    /// # Errors
+    /// [`crate::db::DbError::InvalidUrl`] for a malformed URL.
+    pub fn database_url(&self, flag: Option<&str>) -> anyhow::Result<(DatabaseUrl, bool)> {
+        let env = std::env::var("DATABASE_URL").ok().filter(|s| !s.trim().is_empty());
+        let chosen = flag.map(str::to_owned).or(env).or_else(|| self.config.database_url.clone());
+        match chosen {
+            Some(raw) => {
+                let url = DatabaseUrl::parse(&raw)?;
+                // A relative SQLite path is relative to the project, not the shell's directory.
+                Ok((
+                    match url {
+                        DatabaseUrl::Sqlite { path } if path.is_relative() => DatabaseUrl::Sqlite {
+                            path: self.root.join(path),
+                        },
+                        other => other,
+                    },
+                    false,
+                ))
+            }
+            None => Ok((
+                DatabaseUrl::Sqlite {
+                    path: self.root.join(&self.config.default_sqlite_file),
+                },
+                true,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_documented_defaults() {
+        let c = Config::default();
+        assert_eq!(c.versions_dir, PathBuf::from("versions"));
+        assert_eq!(c.sandbox.memory_limit_mib, 512);
+        assert_eq!(c.sandbox.timeout(), Duration::from_secs(600));
+        assert_eq!(c.file_template, DEFAULT_FILE_TEMPLATE);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Config>("databse_url = 'x'").unwrap_err();
+        assert!(err.to_string().contains("databse_url"), "{err}");
+    }
+}

@@ -1,0 +1,213 @@
+//! The database layer: one narrow driver trait, implemented for PostgreSQL and SQLite.
+//!
+//! A [`Database`] is a connection pool plus the version tables; a [`Session`] is one open
+//! transaction on one pooled connection, on which a migration (SQL or guest) and its
+//! version-table update run together. The runner algorithm is written once against these
+//! traits. This module knows nothing of wasm: values and errors are the plain data types
+//! generated from the WIT (see `crate::bindings`).
+//!
+//! Not here: the revision graph (`graph`), the sandbox (`sandbox`), locking (a later issue).
+
+mod postgres;
+mod sqlite;
+mod url;
+mod value;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use self::url::DatabaseUrl;
+use crate::bindings::{Column, Dialect, QueryResult, SqlError, Value};
+
+/// The result of a statement or of a session operation.
+pub type SqlResult<T> = Result<T, SqlError>;
+
+/// One applied or reverted step, as recorded in the history table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    /// Sequence number, increasing with time.
+    pub id: i64,
+    /// The full revision id.
+    pub revision: String,
+    /// `upgrade` or `downgrade`.
+    pub direction: String,
+    /// Hex SHA-256 of the revision's artifact (see `revision::Checksum`).
+    pub checksum: String,
+    /// When the step started, UTC.
+    pub started_at: DateTime<Utc>,
+    /// When the step's transaction was about to commit, UTC.
+    pub finished_at: DateTime<Utc>,
+    /// `finished_at - started_at` in milliseconds.
+    pub duration_ms: i64,
+    /// The wasmig version that ran the step.
+    pub wasmig_version: String,
+}
+
+/// A pooled database with wasmig's version tables.
+///
+/// # Errors
+/// Methods fail with `anyhow` errors carrying a [`DbError`] when the database cannot be
+/// reached or the version tables cannot be read or written.
+#[async_trait]
+pub trait Database: Send + Sync {
+    /// PostgreSQL or SQLite.
+    fn dialect(&self) -> Dialect;
+
+    /// Creates the version tables if they do not exist yet.
+    async fn ensure_version_tables(&self) -> anyhow::Result<()>;
+
+    /// The revisions stored as current heads (empty when at base or never migrated).
+    /// Reading does not create the tables.
+    async fn heads(&self) -> anyhow::Result<Vec<String>>;
+
+    /// The history log, oldest first. Empty when the tables do not exist.
+    async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>>;
+
+    /// Begins a transaction on a connection taken from the pool.
+    async fn begin(&self) -> anyhow::Result<Box<dyn Session>>;
+
+    /// Closes the pool.
+    async fn close(&self);
+}
+
+/// Stops a statement that is running on a session's connection, from another task.
+///
+/// PostgreSQL cancels through `pg_cancel_backend` on a second connection; SQLite interrupts
+/// through a progress handler. Cancelling when nothing runs is harmless.
+#[async_trait]
+pub trait Canceller: Send + Sync {
+    /// Asks the database to stop the statement in flight.
+    async fn cancel(&self);
+}
+
+/// A server-side (PostgreSQL) or host-buffered (SQLite) cursor opened by a session.
+#[derive(Debug)]
+pub struct CursorState {
+    /// The columns of the result.
+    pub columns: Vec<Column>,
+    /// The cursor's name on PostgreSQL.
+    pub(crate) name: Option<String>,
+    /// Rows not yet handed out, on SQLite.
+    pub(crate) buffered: std::collections::VecDeque<Vec<Value>>,
+    /// Set once the result is exhausted or the cursor closed.
+    pub(crate) done: bool,
+}
+
+/// An open transaction on one connection.
+///
+/// Dropping a session without [`Session::commit`] rolls it back (sqlx returns the
+/// connection to the pool after issuing `ROLLBACK`).
+#[async_trait]
+pub trait Session: Send {
+    /// PostgreSQL or SQLite.
+    fn dialect(&self) -> Dialect;
+
+    /// A handle that can cancel the statement in flight on this session's connection.
+    fn canceller(&self) -> Arc<dyn Canceller>;
+
+    /// Runs one statement; returns rows affected.
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64>;
+
+    /// Runs one statement; returns its whole result.
+    async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult>;
+
+    /// Runs a parameterless multi-statement script.
+    async fn batch(&mut self, script: &str) -> SqlResult<()>;
+
+    /// Runs one statement once per parameter row; returns the total rows affected.
+    async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64>;
+
+    /// Opens a cursor over a query.
+    async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState>;
+
+    /// Fetches up to `max_rows` further rows; empty when exhausted.
+    async fn fetch(&mut self, cursor: &mut CursorState, max_rows: u32) -> SqlResult<Vec<Vec<Value>>>;
+
+    /// Closes a cursor (idempotent).
+    async fn close_cursor(&mut self, cursor: &mut CursorState) -> SqlResult<()>;
+
+    /// `SAVEPOINT name`.
+    async fn savepoint(&mut self, name: &str) -> SqlResult<()>;
+
+    /// `RELEASE SAVEPOINT name`.
+    async fn release_savepoint(&mut self, name: &str) -> SqlResult<()>;
+
+    /// `ROLLBACK TO SAVEPOINT name` followed by `RELEASE SAVEPOINT name`.
+    async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()>;
+
+    /// Records one step in the version tables, in this transaction: replaces `remove` by
+    /// `add` among the heads and appends a history row.
+    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()>;
+
+    /// Commits the transaction.
+    async fn commit(self: Box<Self>) -> anyhow::Result<()>;
+
+    /// Rolls the transaction back.
+    async fn rollback(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+/// What [`Session::record_step`] writes.
+#[derive(Debug)]
+pub struct StepRecord<'a> {
+    /// Heads to delete (the revision reverted, or the one upgraded from).
+    pub remove: &'a [String],
+    /// Heads to insert.
+    pub add: &'a [String],
+    /// The revision applied or reverted.
+    pub revision: &'a str,
+    /// `upgrade` or `downgrade`.
+    pub direction: &'a str,
+    /// Hex SHA-256 of the artifact.
+    pub checksum: &'a str,
+    /// When the step started.
+    pub started_at: DateTime<Utc>,
+    /// When the step finished (just before commit).
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Errors of the database layer that callers branch on (exit code 5).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL is malformed or names an unsupported scheme.
+    #[error("invalid database URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL with any password redacted.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database could not be reached or refused the connection.
+    #[error("cannot connect to {url}: {source}; check that the server is running and the URL is right")]
+    Connect {
+        /// The URL with any password redacted.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// A query on the version tables or the transaction itself failed.
+    #[error("database error while {doing}: {source}")]
+    Query {
+        /// What wasmig was doing.
+        doing: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+}
+
+/// Connects to the database the URL names.
+///
+/// # Errors
+/// [`DbError::Connect`] when the server cannot be reached.
+pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Box<dyn Database>> {
+    match url {
+        DatabaseUrl::Postgres { .. } => Ok(Box::new(postgres::PgDatabase::connect(url).await?)),
+        DatabaseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteDatabase::connect(url).await?)),
+    }
+}
+
+/// The names of wasmig's two version tables; pinned, as their layout is.
+pub const VERSION_TABLE: &str = "wasmig_version";
+/// The history log table.
+pub const HISTORY_TABLE: &str = "wasmig_history";

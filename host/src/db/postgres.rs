@@ -1,0 +1,2022 @@
+//! The PostgreSQL backend: a sqlx pool, sessions on one pooled connection each, and the
+//! translation between the WIT value model and PostgreSQL's binary wire formats.
+//!
+//! Owns: binding every WIT [`Value`] as a typed parameter (null untyped), decoding result
+//! columns by their type into [`Value`]s, mapping driver errors to [`SqlError`], server-side
+//! cursors, savepoints, cancellation through `pg_cancel_backend`, and the version tables.
+//!
+//! Not here: which statements a migration runs or when a session commits (the runner and
+//! the sandbox decide), remembering failed statements (the sandbox), the text formats
+//! themselves (`db::value`).
+//!
+//! sqlx caches prepared statements per connection, keyed by the SQL text only. Two hazards
+//! follow, both handled here: a cached statement keeps the parameter types of its first use
+//! (see [`PgSession::prepare_checked`]), and a cached statement's result shape is fixed, so
+//! PostgreSQL refuses it once DDL changed the table ("cached plan must not change result
+//! type"; see [`PgSession::forget_statements`]).
+
+// `SqlError` is the WIT record handed to the guest as is; errors are the cold path, and
+// boxing it would only add a conversion at every trait boundary.
+#![allow(clippy::result_large_err)]
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgArguments, PgColumn, PgConnectOptions, PgDatabaseError, PgHasArrayType,
+    PgPool, PgPoolOptions, PgRow, PgStatement, PgTypeInfo, PgTypeKind, PgValueFormat, PgValueRef,
+};
+use sqlx::{
+    Arguments, AssertSqlSafe, Column as _, ConnectOptions, Connection, Decode, Either, Encode,
+    Executor, PgConnection, Postgres, Row, SqlSafeStr, SqlStr, Statement, Transaction, Type,
+    TypeInfo, ValueRef,
+};
+use uuid::Uuid;
+
+use super::value::{self, ParamRef};
+use super::{
+    Canceller, CursorState, Database, DatabaseUrl, DbError, HISTORY_TABLE, HistoryEntry, Session,
+    SqlResult, StepRecord, VERSION_TABLE,
+};
+use crate::bindings::{ArrayValue, Column, Dialect, QueryResult, SqlError, Value};
+
+/// Connections in the pool: one session, the version-table reads, and a spare for cancelling.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// A PostgreSQL database reached through a small pool.
+///
+/// The version tables (layout pinned: changing it needs a migration of wasmig's own):
+///
+/// ```sql
+/// CREATE TABLE wasmig_version (revision TEXT PRIMARY KEY);   -- the current heads
+/// CREATE TABLE wasmig_history (
+///     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+///     revision       TEXT NOT NULL,
+///     direction      TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade')),
+///     checksum       TEXT NOT NULL,
+///     started_at     TIMESTAMPTZ NOT NULL,
+///     finished_at    TIMESTAMPTZ NOT NULL,
+///     duration_ms    BIGINT NOT NULL,
+///     wasmig_version TEXT NOT NULL
+/// );
+/// ```
+///
+/// Both live in the connection's current schema (the first of its `search_path`).
+pub(crate) struct PgDatabase {
+    /// Created by [`PgDatabase::connect`], closed by [`Database::close`]; sessions and
+    /// cancellers hold clones (one shared pool).
+    pool: PgPool,
+}
+
+impl PgDatabase {
+    /// Connects, checking the server answers before building the pool.
+    ///
+    /// # Errors
+    /// [`DbError::InvalidUrl`] when sqlx cannot parse the URL, [`DbError::Connect`] when the
+    /// server cannot be reached or refuses the login.
+    pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Self, DbError> {
+        let DatabaseUrl::Postgres { url: raw } = url else {
+            return Err(DbError::InvalidUrl {
+                url: url.to_string(),
+                reason: "not a postgres:// URL".into(),
+            });
+        };
+        let mut options = PgConnectOptions::from_str(raw).map_err(|e| DbError::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        // Identify ourselves in pg_stat_activity, unless the URL chose a name.
+        if options.get_application_name().is_none() {
+            options = options.application_name("wasmig");
+        }
+        // One direct connection first: the pool retries a refused connection until its
+        // acquire timeout and then reports only "pool timed out", hiding the real cause.
+        let probe = options.connect().await.map_err(|source| DbError::Connect {
+            url: url.to_string(),
+            source,
+        })?;
+        let _ = probe.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
+        Ok(PgDatabase { pool })
+    }
+
+    /// Whether `table` exists in the search path (reads must not create the tables).
+    async fn table_exists(&self, table: &str) -> anyhow::Result<bool> {
+        let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(table)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("looking for the table {table}"),
+                source,
+            })?;
+        Ok(found.is_some())
+    }
+}
+
+#[async_trait]
+impl Database for PgDatabase {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn ensure_version_tables(&self) -> anyhow::Result<()> {
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (revision TEXT PRIMARY KEY);
+             CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+                 id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                 revision TEXT NOT NULL,
+                 direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade')),
+                 checksum TEXT NOT NULL,
+                 started_at TIMESTAMPTZ NOT NULL,
+                 finished_at TIMESTAMPTZ NOT NULL,
+                 duration_ms BIGINT NOT NULL,
+                 wasmig_version TEXT NOT NULL
+             );"
+        );
+        sqlx::raw_sql(AssertSqlSafe(ddl))
+            .execute(&self.pool)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "creating the version tables".into(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn heads(&self) -> anyhow::Result<Vec<String>> {
+        if !self.table_exists(VERSION_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let heads = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT revision FROM {VERSION_TABLE} ORDER BY revision"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("reading {VERSION_TABLE}"),
+            source,
+        })?;
+        Ok(heads)
+    }
+
+    async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
+        if !self.table_exists(HISTORY_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let doing = || format!("reading {HISTORY_TABLE}");
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version
+             FROM {HISTORY_TABLE} ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| DbError::Query { doing: doing(), source })?;
+        rows.iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    id: row.try_get("id")?,
+                    revision: row.try_get("revision")?,
+                    direction: row.try_get("direction")?,
+                    checksum: row.try_get("checksum")?,
+                    started_at: row.try_get("started_at")?,
+                    finished_at: row.try_get("finished_at")?,
+                    duration_ms: row.try_get("duration_ms")?,
+                    wasmig_version: row.try_get("wasmig_version")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn begin(&self) -> anyhow::Result<Box<dyn Session>> {
+        let doing = |what: &str| format!("{what} (beginning a transaction)");
+        let mut tx = self.pool.begin().await.map_err(|source| DbError::Query {
+            doing: "beginning a transaction".into(),
+            source,
+        })?;
+        // Statements cached by an earlier session may describe tables a migration has altered
+        // since; start every session without them.
+        if tx.cached_statements_size() > 0 {
+            tx.clear_cached_statements()
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: doing("clearing cached statements"),
+                    source,
+                })?;
+        }
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: doing("reading the backend pid"),
+                source,
+            })?;
+        Ok(Box::new(PgSession {
+            tx,
+            canceller: Arc::new(PgCanceller {
+                pool: self.pool.clone(),
+                pid,
+            }),
+            cursors_opened: 0,
+        }))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// One migration's transaction.
+pub(crate) struct PgSession {
+    /// Begun by [`PgDatabase::begin`] on a pooled connection; consumed by `commit` or
+    /// `rollback`. Dropped unfinished, sqlx rolls it back and returns the connection.
+    tx: Transaction<'static, Postgres>,
+    /// Cancels by the backend pid of `tx`'s connection; shared with the sandbox.
+    canceller: Arc<PgCanceller>,
+    /// Numbers the cursors of this transaction (`wasmig_cursor_N`).
+    cursors_opened: u64,
+}
+
+impl PgSession {
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Prepares `sql` (or finds it in sqlx's per-connection cache) for parameters of `types`.
+    ///
+    /// sqlx keys its statement cache by SQL text and keeps the parameter types the statement
+    /// was first prepared with (or that the server inferred for an untyped null). Binding
+    /// values of another type to it would make the server read their binary encoding as the
+    /// wrong type: an error at best (`int8` bytes for an `int4`), silently wrong data at worst
+    /// (`float4` bytes for an `int4`). So when the cached types differ, the cache is cleared
+    /// and the statement prepared afresh with these types. A cache hit costs no round trip.
+    async fn prepare_checked(
+        &mut self,
+        sql: &SqlStr,
+        types: &[PgTypeInfo],
+    ) -> Result<PgStatement, sqlx::Error> {
+        let statement = self.conn().prepare_with(sql.clone(), types).await?;
+        let matches = match statement.parameters() {
+            Some(Either::Left(prepared)) => prepared
+                .iter()
+                .zip(types)
+                .all(|(prepared, ours)| ours.oid() == Some(Oid(0)) || ours.oid() == prepared.oid()),
+            _ => true,
+        };
+        if matches {
+            return Ok(statement);
+        }
+        self.tx.clear_cached_statements().await?;
+        self.conn().prepare_with(sql.clone(), types).await
+    }
+
+    /// Forgets sqlx's cached statements after DDL may have changed what they return.
+    async fn forget_statements(&mut self) -> SqlResult<()> {
+        if self.tx.cached_statements_size() > 0 {
+            self.tx.clear_cached_statements().await.map_err(sql_error)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a statement without caching it (DDL, cursor commands): prepared unnamed with
+    /// these parameters' types, so no cached statement can be stale; the rows carry their
+    /// own description.
+    async fn run_uncached(&mut self, sql: SqlStr, args: PgArguments) -> SqlResult<Vec<PgRow>> {
+        sqlx::query_with(sql, args)
+            .persistent(false)
+            .fetch_all(self.conn())
+            .await
+            .map_err(sql_error)
+    }
+
+    /// Runs a parameterless script through the simple query protocol.
+    async fn run_script(&mut self, script: String) -> SqlResult<()> {
+        sqlx::raw_sql(AssertSqlSafe(script))
+            .execute(self.conn())
+            .await
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    /// Runs one statement and returns the rows affected.
+    async fn execute_bound(&mut self, sql: &str, bound: Bound) -> SqlResult<u64> {
+        let sql = sql_str(sql);
+        if changes_schema(sql.as_str()) {
+            let done = sqlx::query_with(sql, bound.args)
+                .persistent(false)
+                .execute(self.conn())
+                .await
+                .map_err(sql_error)?;
+            self.forget_statements().await?;
+            return Ok(done.rows_affected());
+        }
+        self.prepare_checked(&sql, &bound.types)
+            .await
+            .map_err(sql_error)?;
+        let done = sqlx::query_with(sql, bound.args)
+            .execute(self.conn())
+            .await
+            .map_err(sql_error)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Session for PgSession {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn canceller(&self) -> Arc<dyn Canceller> {
+        self.canceller.clone()
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
+        let bound = Bound::new(params, None)?;
+        self.execute_bound(sql, bound).await
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
+        let bound = Bound::new(params, None)?;
+        let sql = sql_str(sql);
+        let (plan, rows) = if changes_schema(sql.as_str()) {
+            let rows = self.run_uncached(sql, bound.args).await?;
+            self.forget_statements().await?;
+            let plan = match rows.first() {
+                Some(row) => Plan::new(row.columns())?,
+                None => Plan::default(),
+            };
+            (plan, rows)
+        } else {
+            let statement = self
+                .prepare_checked(&sql, &bound.types)
+                .await
+                .map_err(sql_error)?;
+            // Refuse an unreadable column before running the statement, so a refused query
+            // has no effect (think `UPDATE … RETURNING interval_column`).
+            let plan = Plan::new(statement.columns())?;
+            let rows = sqlx::query_with(sql, bound.args)
+                .fetch_all(self.conn())
+                .await
+                .map_err(sql_error)?;
+            (plan, rows)
+        };
+        let rows = rows
+            .iter()
+            .map(|row| plan.decode(row))
+            .collect::<SqlResult<_>>()?;
+        Ok(QueryResult {
+            columns: plan.columns,
+            rows,
+        })
+    }
+
+    async fn batch(&mut self, script: &str) -> SqlResult<()> {
+        self.run_script(script.to_owned()).await?;
+        // A script is where migrations put their DDL.
+        self.forget_statements().await
+    }
+
+    async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
+        // Bind every row first: a malformed value fails the call before any row ran.
+        let rows = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| Bound::new(row, Some(i)))
+            .collect::<SqlResult<Vec<_>>>()?;
+        // One prepared statement (cached by sqlx), one Bind/Execute round trip per row: sqlx
+        // 0.9 has no public API to pipeline several executions before one Sync.
+        let mut total = 0;
+        for bound in rows {
+            total += self.execute_bound(sql, bound).await?;
+        }
+        Ok(total)
+    }
+
+    async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
+        let bound = Bound::new(params, None)?;
+        // Describe the query itself for its columns (and to refuse unreadable ones early);
+        // the DECLARE below is a utility statement that describes no columns.
+        let statement = self
+            .prepare_checked(&sql_str(sql), &bound.types)
+            .await
+            .map_err(sql_error)?;
+        let plan = Plan::new(statement.columns())?;
+        self.cursors_opened += 1;
+        let name = format!("wasmig_cursor_{}", self.cursors_opened);
+        // The extended protocol accepts parameters in the cursor's query.
+        self.run_uncached(
+            sql_str(&format!("DECLARE {name} NO SCROLL CURSOR FOR {sql}")),
+            bound.args,
+        )
+        .await?;
+        Ok(CursorState {
+            columns: plan.columns,
+            name: Some(name),
+            buffered: Default::default(),
+            done: false,
+        })
+    }
+
+    async fn fetch(
+        &mut self,
+        cursor: &mut CursorState,
+        max_rows: u32,
+    ) -> SqlResult<Vec<Vec<Value>>> {
+        if cursor.done {
+            return Ok(Vec::new());
+        }
+        let Some(name) = cursor.name.clone() else {
+            return Err(SqlError::wasmig(
+                "STATE",
+                "this cursor has no server-side name",
+            ));
+        };
+        // FETCH 0 would re-read the current row.
+        let wanted = max_rows.max(1);
+        // Uncached: the FETCH text repeats across cursors of other queries, and a cached
+        // statement would carry the first one's row description.
+        let rows = self
+            .run_uncached(
+                sql_str(&format!("FETCH FORWARD {wanted} FROM {name}")),
+                PgArguments::default(),
+            )
+            .await?;
+        let decoded = match rows.first() {
+            Some(first) => {
+                let plan = Plan::new(first.columns())?;
+                rows.iter()
+                    .map(|row| plan.decode(row))
+                    .collect::<SqlResult<Vec<_>>>()?
+            }
+            None => Vec::new(),
+        };
+        if decoded.len() < wanted as usize {
+            // Exhausted: close now rather than on the guest's final, empty `next`.
+            self.close_cursor(cursor).await?;
+        }
+        Ok(decoded)
+    }
+
+    async fn close_cursor(&mut self, cursor: &mut CursorState) -> SqlResult<()> {
+        if cursor.done {
+            return Ok(());
+        }
+        cursor.done = true;
+        match &cursor.name {
+            Some(name) => self.run_script(format!("CLOSE {name}")).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.run_script(format!("SAVEPOINT {}", savepoint_name(name)?))
+            .await
+    }
+
+    async fn release_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.run_script(format!("RELEASE SAVEPOINT {}", savepoint_name(name)?))
+            .await
+    }
+
+    async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        let name = savepoint_name(name)?;
+        self.run_script(format!(
+            "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
+        ))
+        .await?;
+        // The rollback may have undone DDL that cached statements were prepared against.
+        self.forget_statements().await
+    }
+
+    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
+        let query_error = |source| DbError::Query {
+            doing: format!("recording {} in the version tables", step.revision),
+            source,
+        };
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {VERSION_TABLE} WHERE revision = ANY($1)"
+        )))
+        .bind(step.remove)
+        .execute(self.conn())
+        .await
+        .map_err(query_error)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {VERSION_TABLE} (revision) SELECT unnest($1::text[])"
+        )))
+        .bind(step.add)
+        .execute(self.conn())
+        .await
+        .map_err(query_error)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {HISTORY_TABLE}
+                 (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )))
+        .bind(step.revision)
+        .bind(step.direction)
+        .bind(step.checksum)
+        .bind(step.started_at)
+        .bind(step.finished_at)
+        .bind((step.finished_at - step.started_at).num_milliseconds())
+        .bind(env!("CARGO_PKG_VERSION"))
+        .execute(self.conn())
+        .await
+        .map_err(query_error)?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> anyhow::Result<()> {
+        self.tx.commit().await.map_err(|source| DbError::Query {
+            doing: "committing the transaction".into(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn rollback(self: Box<Self>) -> anyhow::Result<()> {
+        self.tx.rollback().await.map_err(|source| DbError::Query {
+            doing: "rolling back the transaction".into(),
+            source,
+        })?;
+        Ok(())
+    }
+}
+
+/// Cancels the statement running on one session's connection.
+struct PgCanceller {
+    /// The database's pool, for a connection to send the cancel on.
+    pool: PgPool,
+    /// The backend pid of the session's connection, read at `begin`.
+    pid: i32,
+}
+
+#[async_trait]
+impl Canceller for PgCanceller {
+    async fn cancel(&self) {
+        const CANCEL: &str = "SELECT pg_cancel_backend($1)";
+        // An idle pooled connection if there is one; otherwise a fresh one, so a busy pool
+        // cannot delay the cancel.
+        let result = match self.pool.try_acquire() {
+            Some(mut conn) => sqlx::query(CANCEL)
+                .bind(self.pid)
+                .execute(&mut *conn)
+                .await
+                .map(drop),
+            None => match PgConnection::connect_with(&self.pool.connect_options()).await {
+                Ok(mut conn) => {
+                    let result = sqlx::query(CANCEL)
+                        .bind(self.pid)
+                        .execute(&mut conn)
+                        .await
+                        .map(drop);
+                    let _ = conn.close().await;
+                    result
+                }
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = result {
+            crate::warn!(
+                "could not cancel the statement on PostgreSQL backend {}: {e}",
+                self.pid
+            );
+        }
+    }
+}
+
+/// Owned SQL text for sqlx (the guest's SQL is as trusted as a migration file).
+fn sql_str(sql: &str) -> SqlStr {
+    AssertSqlSafe(sql.to_owned()).into_sql_str()
+}
+
+/// Refuses a savepoint name that is not a plain identifier (names come from the host).
+fn savepoint_name(name: &str) -> SqlResult<&str> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(name)
+    } else {
+        Err(SqlError::wasmig(
+            "STATE",
+            format!("invalid savepoint name `{name}`"),
+        ))
+    }
+}
+
+/// Whether a statement is DDL that can change the result shape of cached statements:
+/// its first keyword (after whitespace and comments) is `CREATE`, `ALTER` or `DROP`.
+fn changes_schema(sql: &str) -> bool {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, tail)| tail);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, tail)| tail);
+        } else {
+            break;
+        }
+    }
+    let word: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
+    ["CREATE", "ALTER", "DROP"]
+        .iter()
+        .any(|k| word.eq_ignore_ascii_case(k))
+}
+
+/// Maps a driver error to the WIT error: SQLSTATE and fields for a server error,
+/// `WASMIG-IO` for anything else (I/O, a closed pool, a protocol error).
+fn sql_error(err: sqlx::Error) -> SqlError {
+    if let sqlx::Error::Database(db) = &err
+        && let Some(pg) = db.try_downcast_ref::<PgDatabaseError>()
+    {
+        // `message()`, not Display: Display appends " at line N" of the server's C source.
+        return SqlError {
+            code: pg.code().to_owned(),
+            message: pg.message().to_owned(),
+            detail: pg.detail().map(str::to_owned),
+            hint: pg.hint().map(str::to_owned),
+            constraint: pg.constraint().map(str::to_owned),
+            table: pg.table().map(str::to_owned),
+            column: pg.column().map(str::to_owned),
+        };
+    }
+    SqlError::wasmig("IO", err.to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// Binding
+
+/// A statement's parameters: the encoded values and their types, kept apart because sqlx
+/// does not expose the types of a `PgArguments` and [`PgSession::prepare_checked`] needs them.
+struct Bound {
+    args: PgArguments,
+    types: Vec<PgTypeInfo>,
+}
+
+impl Bound {
+    /// Binds one row of parameters (`row` numbers it in an `execute-many`).
+    fn new(params: &[Value], row: Option<usize>) -> SqlResult<Self> {
+        let mut bound = Bound {
+            args: PgArguments::default(),
+            types: Vec::with_capacity(params.len()),
+        };
+        for (i, value) in params.iter().enumerate() {
+            bound.bind(value, ParamRef::new('$', i).in_row(row))?;
+        }
+        Ok(bound)
+    }
+
+    fn push<'q, T: Encode<'q, Postgres> + Type<Postgres>>(
+        &mut self,
+        value: T,
+        at: ParamRef,
+    ) -> SqlResult<()> {
+        let ty = value.produces().unwrap_or_else(T::type_info);
+        self.args.add(value).map_err(|e| at.error(e))?;
+        self.types.push(ty);
+        Ok(())
+    }
+
+    fn bind(&mut self, value: &Value, at: ParamRef) -> SqlResult<()> {
+        /// Parses each element of a text-carried array with `parse`.
+        fn each<'a, T>(
+            items: &'a [Option<String>],
+            at: ParamRef,
+            parse: impl Fn(&'a str, ParamRef) -> SqlResult<T>,
+        ) -> SqlResult<Vec<Option<T>>> {
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    item.as_deref()
+                        .map(|text| parse(text, at.element(i)))
+                        .transpose()
+                })
+                .collect()
+        }
+        /// A validated JSON document.
+        fn json(text: &str, at: ParamRef) -> SqlResult<&str> {
+            value::check_json(text, at).map(|()| text)
+        }
+        match value {
+            Value::Null => self.push(UntypedNull, at),
+            Value::Bool(v) => self.push(*v, at),
+            Value::Int16(v) => self.push(*v, at),
+            Value::Int32(v) => self.push(*v, at),
+            Value::Int64(v) => self.push(*v, at),
+            Value::Float32(v) => self.push(*v, at),
+            Value::Float64(v) => self.push(*v, at),
+            Value::Numeric(text) => self.push(value::parse_numeric(text, at)?, at),
+            Value::Text(text) => self.push(text.as_str(), at),
+            Value::Bytes(bytes) => self.push(bytes.as_slice(), at),
+            Value::Json(text) => self.push(JsonParam(json(text, at)?), at),
+            Value::Jsonb(text) => self.push(JsonbParam(json(text, at)?), at),
+            Value::Uuid(text) => self.push(value::parse_uuid(text, at)?, at),
+            Value::Date(text) => self.push(value::parse_date(text, at)?, at),
+            Value::Time(text) => self.push(value::parse_time(text, at)?, at),
+            Value::Timestamp(text) => self.push(value::parse_timestamp(text, at)?, at),
+            Value::Timestamptz(text) => self.push(value::parse_timestamptz(text, at)?, at),
+            Value::Array(array) => match array {
+                ArrayValue::Bool(items) => self.push(items, at),
+                ArrayValue::Int16(items) => self.push(items, at),
+                ArrayValue::Int32(items) => self.push(items, at),
+                ArrayValue::Int64(items) => self.push(items, at),
+                ArrayValue::Float32(items) => self.push(items, at),
+                ArrayValue::Float64(items) => self.push(items, at),
+                ArrayValue::Numeric(items) => self.push(each(items, at, value::parse_numeric)?, at),
+                ArrayValue::Text(items) => self.push(items, at),
+                ArrayValue::Bytes(items) => self.push(items, at),
+                ArrayValue::Json(items) => {
+                    let items = each(items, at, |text, at| json(text, at).map(JsonParam))?;
+                    self.push(items, at)
+                }
+                ArrayValue::Jsonb(items) => {
+                    let items = each(items, at, |text, at| json(text, at).map(JsonbParam))?;
+                    self.push(items, at)
+                }
+                ArrayValue::Uuid(items) => self.push(each(items, at, value::parse_uuid)?, at),
+                ArrayValue::Date(items) => self.push(each(items, at, value::parse_date)?, at),
+                ArrayValue::Time(items) => self.push(each(items, at, value::parse_time)?, at),
+                ArrayValue::Timestamp(items) => {
+                    self.push(each(items, at, value::parse_timestamp)?, at)
+                }
+                ArrayValue::Timestamptz(items) => {
+                    self.push(each(items, at, value::parse_timestamptz)?, at)
+                }
+            },
+        }
+    }
+}
+
+/// A NULL of no declared type (oid 0), so the server infers the parameter's type from its
+/// use and the null fits a column of any type. (A typed null such as `None::<String>` is a
+/// TEXT null, which a BYTEA column refuses.)
+struct UntypedNull;
+
+impl Type<Postgres> for UntypedNull {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(0))
+    }
+}
+
+impl Encode<'_, Postgres> for UntypedNull {
+    fn encode_by_ref(&self, _buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        Ok(IsNull::Yes)
+    }
+}
+
+/// A validated JSON document bound as `json` (oid 114): its binary format is the text.
+struct JsonParam<'a>(&'a str);
+
+impl Type<Postgres> for JsonParam<'_> {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(114))
+    }
+}
+
+impl PgHasArrayType for JsonParam<'_> {
+    fn array_type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(199))
+    }
+}
+
+impl Encode<'_, Postgres> for JsonParam<'_> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+/// A validated JSON document bound as `jsonb` (oid 3802): its binary format is a version
+/// byte (1) and the text.
+struct JsonbParam<'a>(&'a str);
+
+impl Type<Postgres> for JsonbParam<'_> {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(3802))
+    }
+}
+
+impl PgHasArrayType for JsonbParam<'_> {
+    fn array_type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(3807))
+    }
+}
+
+impl Encode<'_, Postgres> for JsonbParam<'_> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        buf.push(1);
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding
+
+/// The WIT scalar a PostgreSQL type reads as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Int16,
+    Int32,
+    Int64,
+    /// `oid` (unsigned 32-bit) reads as int64.
+    Oid,
+    Float32,
+    Float64,
+    Numeric,
+    Text,
+    Bytes,
+    Json,
+    Jsonb,
+    Uuid,
+    Date,
+    Time,
+    Timestamp,
+    Timestamptz,
+    /// `void` (what `SELECT pg_sleep(1)` returns) reads as null.
+    Void,
+}
+
+/// How to read one column: a scalar or a one-dimensional array of one.
+#[derive(Debug, Clone, Copy)]
+enum Decoder {
+    Scalar(Kind),
+    Array(Kind),
+}
+
+impl Decoder {
+    /// The decoder for a column type, by the name sqlx reports (`INT4`, `INT4[]`) and, for
+    /// types sqlx does not know by name, their kind (domains read as their base type, enums
+    /// as text).
+    fn for_type(ty: &PgTypeInfo) -> Option<Decoder> {
+        let name = ty.name();
+        if let Some(element) = name.strip_suffix("[]") {
+            return match scalar_kind(element)? {
+                Kind::Void => None,
+                kind => Some(Decoder::Array(kind)),
+            };
+        }
+        if let Some(kind) = scalar_kind(name) {
+            return Some(Decoder::Scalar(kind));
+        }
+        // "?" is an unresolved type, whose kind() would panic.
+        if name == "?" {
+            return None;
+        }
+        match ty.kind() {
+            PgTypeKind::Enum(_) => Some(Decoder::Scalar(Kind::Text)),
+            PgTypeKind::Domain(base) => Decoder::for_type(base),
+            PgTypeKind::Array(element) => match Decoder::for_type(element)? {
+                Decoder::Scalar(Kind::Void) => None,
+                Decoder::Scalar(kind) => Some(Decoder::Array(kind)),
+                Decoder::Array(_) => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+fn scalar_kind(name: &str) -> Option<Kind> {
+    Some(match name {
+        "BOOL" => Kind::Bool,
+        "INT2" => Kind::Int16,
+        "INT4" => Kind::Int32,
+        "INT8" => Kind::Int64,
+        "OID" => Kind::Oid,
+        "FLOAT4" => Kind::Float32,
+        "FLOAT8" => Kind::Float64,
+        "NUMERIC" => Kind::Numeric,
+        // `CHAR` is `char(n)` (bpchar); `"CHAR"` is the one-byte catalog type.
+        "TEXT" | "VARCHAR" | "CHAR" | "NAME" | "UNKNOWN" | "\"CHAR\"" => Kind::Text,
+        // An extension type: sqlx reports it by its lowercase catalog name.
+        _ if name.eq_ignore_ascii_case("citext") => Kind::Text,
+        "BYTEA" => Kind::Bytes,
+        "JSON" => Kind::Json,
+        "JSONB" => Kind::Jsonb,
+        "UUID" => Kind::Uuid,
+        "DATE" => Kind::Date,
+        "TIME" => Kind::Time,
+        "TIMESTAMP" => Kind::Timestamp,
+        "TIMESTAMPTZ" => Kind::Timestamptz,
+        "VOID" => Kind::Void,
+        _ => return None,
+    })
+}
+
+/// The columns of a result and how to read each.
+#[derive(Default)]
+struct Plan {
+    columns: Vec<Column>,
+    decoders: Vec<Decoder>,
+}
+
+impl Plan {
+    /// Plans the decoding of `columns`, refusing a type wasmig cannot read.
+    fn new(columns: &[PgColumn]) -> SqlResult<Plan> {
+        let mut plan = Plan::default();
+        for column in columns {
+            let ty = column.type_info();
+            let decoder = Decoder::for_type(ty).ok_or_else(|| {
+                decode_error(
+                    column.name(),
+                    ty.name(),
+                    "wasmig has no value for this type",
+                )
+            })?;
+            plan.columns.push(Column {
+                name: column.name().to_owned(),
+                type_name: ty.name().to_owned(),
+            });
+            plan.decoders.push(decoder);
+        }
+        Ok(plan)
+    }
+
+    /// Reads one row.
+    fn decode(&self, row: &PgRow) -> SqlResult<Vec<Value>> {
+        self.decoders
+            .iter()
+            .zip(&self.columns)
+            .enumerate()
+            .map(|(i, (decoder, column))| {
+                let raw = row.try_get_raw(i).map_err(sql_error)?;
+                decode_cell(raw, *decoder)
+                    .map_err(|e| decode_error(&column.name, &column.type_name, &e.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// `WASMIG-DECODE`: names the column and its type and says how to get it anyway.
+fn decode_error(column: &str, type_name: &str, why: &str) -> SqlError {
+    SqlError::wasmig(
+        "DECODE",
+        format!(
+            "cannot read column `{column}` of type {type_name}: {why}; cast it to text in SQL (`{column}::text`)"
+        ),
+    )
+}
+
+/// Decodes with the driver's decoder for `T` (the column type was checked by the plan).
+fn dec<'r, T: Decode<'r, Postgres>>(value: PgValueRef<'r>) -> Result<T, BoxDynError> {
+    T::decode(value)
+}
+
+/// Unwraps the text of a text-carried array.
+fn texts<T: Into<String>>(items: Vec<Option<T>>) -> Vec<Option<String>> {
+    items.into_iter().map(|item| item.map(Into::into)).collect()
+}
+
+fn decode_cell(value: PgValueRef<'_>, decoder: Decoder) -> Result<Value, BoxDynError> {
+    if value.is_null() {
+        return Ok(Value::Null);
+    }
+    Ok(match decoder {
+        Decoder::Scalar(kind) => match kind {
+            Kind::Bool => Value::Bool(dec(value)?),
+            Kind::Int16 => Value::Int16(dec(value)?),
+            Kind::Int32 => Value::Int32(dec(value)?),
+            Kind::Int64 => Value::Int64(dec(value)?),
+            Kind::Oid => Value::Int64(i64::from(dec::<Oid>(value)?.0)),
+            Kind::Float32 => Value::Float32(dec(value)?),
+            Kind::Float64 => Value::Float64(dec(value)?),
+            Kind::Numeric => Value::Numeric(dec::<NumericText>(value)?.0),
+            Kind::Text => Value::Text(dec(value)?),
+            Kind::Bytes => Value::Bytes(dec(value)?),
+            Kind::Json => Value::Json(dec::<JsonText>(value)?.0),
+            Kind::Jsonb => Value::Jsonb(dec::<JsonbText>(value)?.0),
+            Kind::Uuid => Value::Uuid(dec::<Uuid>(value)?.to_string()),
+            Kind::Date => Value::Date(dec::<DateText>(value)?.0),
+            Kind::Time => Value::Time(dec::<TimeText>(value)?.0),
+            Kind::Timestamp => Value::Timestamp(dec::<TimestampText>(value)?.0),
+            Kind::Timestamptz => Value::Timestamptz(dec::<TimestamptzText>(value)?.0),
+            Kind::Void => Value::Null,
+        },
+        Decoder::Array(kind) => Value::Array(match kind {
+            Kind::Bool => ArrayValue::Bool(dec(value)?),
+            Kind::Int16 => ArrayValue::Int16(dec(value)?),
+            Kind::Int32 => ArrayValue::Int32(dec(value)?),
+            Kind::Int64 => ArrayValue::Int64(dec(value)?),
+            Kind::Oid => ArrayValue::Int64(
+                dec::<Vec<Option<Oid>>>(value)?
+                    .into_iter()
+                    .map(|oid| oid.map(|o| i64::from(o.0)))
+                    .collect(),
+            ),
+            Kind::Float32 => ArrayValue::Float32(dec(value)?),
+            Kind::Float64 => ArrayValue::Float64(dec(value)?),
+            Kind::Numeric => ArrayValue::Numeric(texts(dec::<Vec<Option<NumericText>>>(value)?)),
+            Kind::Text => ArrayValue::Text(dec(value)?),
+            Kind::Bytes => ArrayValue::Bytes(dec(value)?),
+            Kind::Json => ArrayValue::Json(texts(dec::<Vec<Option<JsonText>>>(value)?)),
+            Kind::Jsonb => ArrayValue::Jsonb(texts(dec::<Vec<Option<JsonbText>>>(value)?)),
+            Kind::Uuid => ArrayValue::Uuid(
+                dec::<Vec<Option<Uuid>>>(value)?
+                    .into_iter()
+                    .map(|u| u.map(|u| u.to_string()))
+                    .collect(),
+            ),
+            Kind::Date => ArrayValue::Date(texts(dec::<Vec<Option<DateText>>>(value)?)),
+            Kind::Time => ArrayValue::Time(texts(dec::<Vec<Option<TimeText>>>(value)?)),
+            Kind::Timestamp => {
+                ArrayValue::Timestamp(texts(dec::<Vec<Option<TimestampText>>>(value)?))
+            }
+            Kind::Timestamptz => {
+                ArrayValue::Timestamptz(texts(dec::<Vec<Option<TimestamptzText>>>(value)?))
+            }
+            Kind::Void => return Err("an array of void".into()),
+        }),
+    })
+}
+
+/// Declares a cell type that reads a PostgreSQL binary value into its WIT text format with
+/// `$convert` (sqlx's own decoders lose the numeric scale and panic on infinite dates).
+macro_rules! text_cell {
+    ($(#[$doc:meta])* $name:ident, oid = $oid:expr, $convert:path) => {
+        $(#[$doc])*
+        struct $name(String);
+
+        impl From<$name> for String {
+            fn from(cell: $name) -> String {
+                cell.0
+            }
+        }
+
+        impl Type<Postgres> for $name {
+            fn type_info() -> PgTypeInfo {
+                PgTypeInfo::with_oid(Oid($oid))
+            }
+        }
+
+        impl Decode<'_, Postgres> for $name {
+            fn decode(value: PgValueRef<'_>) -> Result<Self, BoxDynError> {
+                if value.format() != PgValueFormat::Binary {
+                    return Err("expected the binary format".into());
+                }
+                Ok($name($convert(value.as_bytes()?)?))
+            }
+        }
+    };
+}
+
+text_cell!(
+    /// `numeric` in plain notation with its display scale (`12.50` stays `12.50`).
+    NumericText, oid = 1700, numeric_text
+);
+text_cell!(
+    /// `json`: the document's text.
+    JsonText, oid = 114, json_text
+);
+text_cell!(
+    /// `jsonb`: the document's text after the version byte.
+    JsonbText, oid = 3802, jsonb_text
+);
+text_cell!(
+    /// `date` as `YYYY-MM-DD`.
+    DateText, oid = 1082, date_text
+);
+text_cell!(
+    /// `time` as `HH:MM:SS[.ffffff]`.
+    TimeText, oid = 1083, time_text
+);
+text_cell!(
+    /// `timestamp` as `YYYY-MM-DDTHH:MM:SS[.ffffff]`.
+    TimestampText, oid = 1114, timestamp_text
+);
+text_cell!(
+    /// `timestamptz` in UTC as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`.
+    TimestamptzText, oid = 1184, timestamptz_text
+);
+
+/// Reads a big-endian integer of `N` bytes, checking the length.
+fn be<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N], String> {
+    bytes
+        .get(at..at + N)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "truncated binary value".to_owned())
+}
+
+/// PostgreSQL's binary `numeric` (ndigits, weight, sign, dscale, base-10000 digits) printed
+/// as `numeric_out` does, with exactly `dscale` fraction digits.
+fn numeric_text(bytes: &[u8]) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let ndigits = i16::from_be_bytes(be(bytes, 0)?);
+    let weight = i16::from_be_bytes(be(bytes, 2)?);
+    let sign = u16::from_be_bytes(be(bytes, 4)?);
+    let dscale = u16::from_be_bytes(be(bytes, 6)?);
+    let digits = (0..usize::try_from(ndigits).map_err(|_| "negative digit count")?)
+        .map(|i| {
+            let digit = i16::from_be_bytes(be(bytes, 8 + 2 * i)?);
+            if (0..10_000).contains(&digit) {
+                Ok(digit)
+            } else {
+                Err(format!("invalid numeric digit {digit}"))
+            }
+        })
+        .collect::<Result<Vec<i16>, String>>()?;
+    let negative = match sign {
+        0x0000 => false,
+        0x4000 => true,
+        0xC000 => return Err("NaN has no exact decimal form".into()),
+        0xD000 | 0xF000 => return Err("infinity has no exact decimal form".into()),
+        other => return Err(format!("invalid numeric sign {other:#x}")),
+    };
+    let digit_at = |i: i32| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| digits.get(i))
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut out = String::new();
+    if negative {
+        out.push('-');
+    }
+    if weight < 0 {
+        out.push('0');
+    } else {
+        for i in 0..=i32::from(weight) {
+            let digit = digit_at(i);
+            let _ = if i == 0 {
+                write!(out, "{digit}")
+            } else {
+                write!(out, "{digit:04}")
+            };
+        }
+    }
+    if dscale > 0 {
+        let mut fraction = String::new();
+        let mut i = i32::from(weight) + 1;
+        while fraction.len() < usize::from(dscale) {
+            let _ = write!(fraction, "{:04}", digit_at(i));
+            i += 1;
+        }
+        fraction.truncate(usize::from(dscale));
+        out.push('.');
+        out.push_str(&fraction);
+    }
+    Ok(out)
+}
+
+fn json_text(bytes: &[u8]) -> Result<String, String> {
+    String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
+}
+
+fn jsonb_text(bytes: &[u8]) -> Result<String, String> {
+    match bytes.split_first() {
+        Some((1, text)) => json_text(text),
+        _ => Err("unknown jsonb binary version".into()),
+    }
+}
+
+/// 2000-01-01, PostgreSQL's epoch.
+fn pg_epoch() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2000, 1, 1)
+        .unwrap_or_default()
+        .and_time(NaiveTime::MIN)
+}
+
+fn date_text(bytes: &[u8]) -> Result<String, String> {
+    let days = i32::from_be_bytes(be(bytes, 0)?);
+    if days == i32::MAX || days == i32::MIN {
+        return Err("an infinite date has no YYYY-MM-DD form".into());
+    }
+    TimeDelta::try_days(days.into())
+        .and_then(|d| pg_epoch().date().checked_add_signed(d))
+        .map(value::format_date)
+        .ok_or_else(|| "the date is outside the supported range".into())
+}
+
+fn time_text(bytes: &[u8]) -> Result<String, String> {
+    const DAY: i64 = 86_400_000_000;
+    let micros = i64::from_be_bytes(be(bytes, 0)?);
+    if micros == DAY {
+        // PostgreSQL allows 24:00:00 (the end of the day), which ISO 8601 spells the same.
+        return Ok("24:00:00".into());
+    }
+    if !(0..DAY).contains(&micros) {
+        return Err(format!("invalid time ({micros} µs)"));
+    }
+    let time = NaiveTime::MIN + TimeDelta::microseconds(micros);
+    Ok(value::format_time(time))
+}
+
+fn naive_timestamp(bytes: &[u8]) -> Result<NaiveDateTime, String> {
+    let micros = i64::from_be_bytes(be(bytes, 0)?);
+    if micros == i64::MAX || micros == i64::MIN {
+        return Err("an infinite timestamp has no ISO 8601 form".into());
+    }
+    pg_epoch()
+        .checked_add_signed(TimeDelta::microseconds(micros))
+        .ok_or_else(|| "the timestamp is outside the supported range".into())
+}
+
+fn timestamp_text(bytes: &[u8]) -> Result<String, String> {
+    naive_timestamp(bytes).map(value::format_timestamp)
+}
+
+fn timestamptz_text(bytes: &[u8]) -> Result<String, String> {
+    naive_timestamp(bytes)
+        .map(|t| value::format_timestamptz(DateTime::<Utc>::from_naive_utc_and_offset(t, Utc)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A server where the tests may create databases; override for another setup.
+    fn admin_url() -> String {
+        std::env::var("WASMIG_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// A fresh database for one test, dropped (with its connections) when the test ends,
+    /// even by a panic.
+    struct TestDb {
+        name: String,
+        db: PgDatabase,
+    }
+
+    impl TestDb {
+        async fn new() -> TestDb {
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let name = format!(
+                "wasmig_dbtest_{}_{}_{nanos}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            );
+            let mut admin = PgConnection::connect(&admin_url())
+                .await
+                .expect("the test PostgreSQL server is reachable");
+            sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let _ = admin.close().await;
+            let base = admin_url();
+            let (server, _) = base.rsplit_once('/').unwrap();
+            let url = DatabaseUrl::parse(&format!("{server}/{name}")).unwrap();
+            TestDb {
+                db: PgDatabase::connect(&url).await.unwrap(),
+                name,
+            }
+        }
+
+        async fn session(&self) -> Box<dyn Session> {
+            self.db.begin().await.unwrap()
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            let name = self.name.clone();
+            // Drop cannot await: drop the database from a thread with its own runtime.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut admin).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    fn text(s: &str) -> String {
+        s.to_owned()
+    }
+
+    fn some(items: &[&str]) -> Vec<Option<String>> {
+        items
+            .iter()
+            .map(|s| if s.is_empty() { None } else { Some(text(s)) })
+            .collect()
+    }
+
+    async fn scalar(session: &mut dyn Session, sql: &str, params: &[Value]) -> Value {
+        let result = session.query(sql, params).await.unwrap();
+        assert_eq!(result.rows.len(), 1, "{sql}");
+        result.rows[0][0].clone()
+    }
+
+    #[tokio::test]
+    async fn every_value_type_round_trips_through_a_column() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        use ArrayValue as A;
+        let cases: Vec<(&str, Value)> = vec![
+            ("boolean", Value::Bool(true)),
+            ("smallint", Value::Int16(-32768)),
+            ("integer", Value::Int32(2_000_000_000)),
+            ("bigint", Value::Int64(i64::MIN)),
+            ("real", Value::Float32(1.5)),
+            ("double precision", Value::Float64(-2.25e100)),
+            ("numeric", Value::Numeric(text("-12.3400"))),
+            ("numeric(20, 2)", Value::Numeric(text("12.50"))),
+            (
+                "numeric",
+                Value::Numeric(text("123456789012345678901234567890.000000000000000000001")),
+            ),
+            ("numeric", Value::Numeric(text("0.0000001"))),
+            ("numeric", Value::Numeric(text("0"))),
+            ("text", Value::Text(text("héllo ✓"))),
+            ("varchar(20)", Value::Text(text("varying"))),
+            ("bytea", Value::Bytes(vec![0, 1, 255])),
+            ("json", Value::Json(text(r#"{"b":1,  "a":[true,null]}"#))),
+            (
+                "jsonb",
+                Value::Jsonb(text(r#"{"a": [true, null], "b": 1}"#)),
+            ),
+            (
+                "uuid",
+                Value::Uuid(text("67e55044-10b1-426f-9247-bb680e5fe0c8")),
+            ),
+            ("date", Value::Date(text("2024-02-29"))),
+            ("time", Value::Time(text("23:59:59.999999"))),
+            ("time", Value::Time(text("03:04:05"))),
+            (
+                "timestamp",
+                Value::Timestamp(text("2024-01-02T03:04:05.123456")),
+            ),
+            (
+                "timestamptz",
+                Value::Timestamptz(text("2024-01-02T03:04:05.000001Z")),
+            ),
+            (
+                "timestamptz",
+                Value::Timestamptz(text("1999-12-31T23:59:59Z")),
+            ),
+            (
+                "boolean[]",
+                Value::Array(A::Bool(vec![Some(true), None, Some(false)])),
+            ),
+            ("smallint[]", Value::Array(A::Int16(vec![Some(1), None]))),
+            ("integer[]", Value::Array(A::Int32(vec![None, Some(-7)]))),
+            ("integer[]", Value::Array(A::Int32(vec![]))),
+            (
+                "bigint[]",
+                Value::Array(A::Int64(vec![Some(i64::MAX), None])),
+            ),
+            ("real[]", Value::Array(A::Float32(vec![Some(0.25), None]))),
+            (
+                "double precision[]",
+                Value::Array(A::Float64(vec![None, Some(1e-300)])),
+            ),
+            (
+                "numeric[]",
+                Value::Array(A::Numeric(some(&["1.50", "", "-0.001"]))),
+            ),
+            (
+                "text[]",
+                Value::Array(A::Text(vec![
+                    Some(text("a,b")),
+                    None,
+                    Some(text("")),
+                    Some(text("\"q\"")),
+                ])),
+            ),
+            (
+                "bytea[]",
+                Value::Array(A::Bytes(vec![Some(vec![1, 2]), None, Some(vec![])])),
+            ),
+            (
+                "json[]",
+                Value::Array(A::Json(some(&["[1, 2]", "", "\"s\""]))),
+            ),
+            (
+                "jsonb[]",
+                Value::Array(A::Jsonb(some(&["{\"k\": \"v\"}", ""]))),
+            ),
+            (
+                "uuid[]",
+                Value::Array(A::Uuid(some(&["", "00000000-0000-0000-0000-000000000001"]))),
+            ),
+            ("date[]", Value::Array(A::Date(some(&["1970-01-01", ""])))),
+            (
+                "time[]",
+                Value::Array(A::Time(some(&["00:00:00", "", "12:30:00.500000"]))),
+            ),
+            (
+                "timestamp[]",
+                Value::Array(A::Timestamp(some(&["2000-01-01T00:00:00", ""]))),
+            ),
+            (
+                "timestamptz[]",
+                Value::Array(A::Timestamptz(some(&["", "2030-06-15T12:00:00.500000Z"]))),
+            ),
+        ];
+        for (i, (ty, value)) in cases.iter().enumerate() {
+            s.batch(&format!("CREATE TABLE t{i} (n int, v {ty})"))
+                .await
+                .unwrap();
+            let inserted = s
+                .execute(
+                    &format!("INSERT INTO t{i} (n, v) VALUES (1, $1), (2, $2)"),
+                    &[value.clone(), Value::Null],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{ty}: {e:?}"));
+            assert_eq!(inserted, 2);
+            let result = s
+                .query(&format!("SELECT v FROM t{i} ORDER BY n"), &[])
+                .await
+                .unwrap();
+            assert_eq!(
+                format!("{:?}", result.rows),
+                format!("{:?}", vec![vec![value.clone()], vec![Value::Null]]),
+                "{ty}"
+            );
+        }
+        let result = s.query("SELECT v FROM t25", &[]).await.unwrap();
+        assert_eq!(result.columns[0].name, "v");
+        assert_eq!(result.columns[0].type_name, "INT4[]");
+    }
+
+    #[tokio::test]
+    async fn special_values_read_in_the_documented_formats() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        let cases = [
+            ("SELECT '12.50'::numeric", Value::Numeric(text("12.50"))),
+            (
+                "SELECT '-0.000123'::numeric",
+                Value::Numeric(text("-0.000123")),
+            ),
+            (
+                "SELECT '100000000.0001'::numeric",
+                Value::Numeric(text("100000000.0001")),
+            ),
+            ("SELECT '24:00:00'::time", Value::Time(text("24:00:00"))),
+            (
+                "SELECT '2024-01-02 05:04:05.5+02'::timestamptz",
+                Value::Timestamptz(text("2024-01-02T03:04:05.500000Z")),
+            ),
+            ("SELECT 'x'::char(3)", Value::Text(text("x  "))),
+            ("SELECT 'pg_class'::name", Value::Text(text("pg_class"))),
+            (
+                "SELECT relkind FROM pg_class WHERE relname = 'pg_class'",
+                Value::Text(text("r")),
+            ),
+            (
+                "SELECT ARRAY['a'::char(2), NULL]",
+                Value::Array(ArrayValue::Text(some(&["a ", ""]))),
+            ),
+            ("SELECT 26::oid", Value::Int64(26)),
+            ("SELECT pg_sleep(0)", Value::Null),
+            ("SELECT NULL", Value::Null),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(
+                format!("{:?}", scalar(&mut *s, sql, &[]).await),
+                format!("{expected:?}"),
+                "{sql}"
+            );
+        }
+        // Values bound as parameters in non-canonical spellings come back canonical.
+        let tz = scalar(
+            &mut *s,
+            "SELECT $1",
+            &[Value::Timestamptz(text("2024-01-02T05:04:05+02:00"))],
+        )
+        .await;
+        assert_eq!(
+            format!("{tz:?}"),
+            format!("{:?}", Value::Timestamptz(text("2024-01-02T03:04:05Z")))
+        );
+        let uuid = scalar(
+            &mut *s,
+            "SELECT $1",
+            &[Value::Uuid(text("67E55044-10B1-426F-9247-BB680E5FE0C8"))],
+        )
+        .await;
+        assert_eq!(
+            format!("{uuid:?}"),
+            format!(
+                "{:?}",
+                Value::Uuid(text("67e55044-10b1-426f-9247-bb680e5fe0c8"))
+            )
+        );
+        // Domains read as their base type, enums as text.
+        s.batch("CREATE DOMAIN posint AS integer CHECK (VALUE > 0); CREATE TYPE mood AS ENUM ('sad', 'ok')")
+            .await
+            .unwrap();
+        let domain = scalar(&mut *s, "SELECT 5::posint", &[]).await;
+        assert_eq!(format!("{domain:?}"), format!("{:?}", Value::Int32(5)));
+        let mood = scalar(&mut *s, "SELECT 'ok'::mood", &[]).await;
+        assert_eq!(
+            format!("{mood:?}"),
+            format!("{:?}", Value::Text(text("ok")))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_untyped_null_fits_any_column_and_parameter_types_may_change() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE b (n serial, data bytea, big bigint, r real)")
+            .await
+            .unwrap();
+        let insert = "INSERT INTO b (data, big, r) VALUES ($1, $2, $3)";
+        // The first use prepares with untyped nulls: the server infers bytea, int8, float4.
+        s.execute(insert, &[Value::Null, Value::Null, Value::Null])
+            .await
+            .unwrap();
+        // Later uses bind other types to the same text: the cached statement must not
+        // read int4 bytes as int8 or float4 bytes as int4.
+        s.execute(
+            insert,
+            &[Value::Bytes(vec![7]), Value::Int32(5), Value::Float32(2.5)],
+        )
+        .await
+        .unwrap();
+        s.execute(
+            insert,
+            &[Value::Null, Value::Int64(1 << 40), Value::Int32(3)],
+        )
+        .await
+        .unwrap();
+        let rows = s
+            .query("SELECT data, big, r FROM b ORDER BY n", &[])
+            .await
+            .unwrap()
+            .rows;
+        let expected = vec![
+            vec![Value::Null, Value::Null, Value::Null],
+            vec![Value::Bytes(vec![7]), Value::Int64(5), Value::Float32(2.5)],
+            vec![Value::Null, Value::Int64(1 << 40), Value::Float32(3.0)],
+        ];
+        assert_eq!(format!("{rows:?}"), format!("{expected:?}"));
+        for value in [
+            Value::Int32(1),
+            Value::Float32(1.5),
+            Value::Text(text("x")),
+            Value::Int64(2),
+        ] {
+            let back = scalar(&mut *s, "SELECT $1", std::slice::from_ref(&value)).await;
+            assert_eq!(format!("{back:?}"), format!("{value:?}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_values_are_refused_with_wasmig_bind() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        let cases = [
+            (
+                Value::Numeric(text("abc")),
+                "parameter $2: `abc` is not an exact decimal",
+            ),
+            (
+                Value::Numeric(text("NaN")),
+                "parameter $2: `NaN` is not an exact decimal",
+            ),
+            (Value::Numeric(text("1e5")), "is not an exact decimal"),
+            (
+                Value::Uuid(text("not-a-uuid")),
+                "parameter $2: `not-a-uuid` is not a UUID",
+            ),
+            (
+                Value::Date(text("2024-13-01")),
+                "parameter $2: `2024-13-01` is not a date YYYY-MM-DD",
+            ),
+            (
+                Value::Timestamptz(text("2024-01-02T03:04:05")),
+                "is not an RFC 3339 timestamp with an offset",
+            ),
+            (
+                Value::Json(text("{")),
+                "parameter $2: `{` is not a JSON document",
+            ),
+            (
+                Value::Array(ArrayValue::Date(some(&["2024-01-01", "", "yesterday"]))),
+                "parameter $2 (array element 3): `yesterday` is not a date",
+            ),
+        ];
+        for (value, message) in cases {
+            let err = s
+                .execute("SELECT $1, $2", &[Value::Int32(1), value])
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, "WASMIG-BIND");
+            assert!(err.message.contains(message), "{}", err.message);
+        }
+        // execute-many checks every row before running any.
+        s.batch("CREATE TABLE m (n int)").await.unwrap();
+        let rows = vec![
+            vec![Value::Numeric(text("1"))],
+            vec![Value::Numeric(text("2"))],
+            vec![Value::Numeric(text("x"))],
+        ];
+        let err = s
+            .execute_many("INSERT INTO m VALUES ($1)", &rows)
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.starts_with("row 3, parameter $1: `x`"),
+            "{}",
+            err.message
+        );
+        let count = scalar(&mut *s, "SELECT count(*) FROM m", &[]).await;
+        assert_eq!(format!("{count:?}"), format!("{:?}", Value::Int64(0)));
+    }
+
+    #[tokio::test]
+    async fn unsupported_types_are_refused_with_wasmig_decode() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        let err = s
+            .query("SELECT interval '1 day' AS span", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "WASMIG-DECODE");
+        assert!(
+            err.message.contains("`span`") && err.message.contains("INTERVAL"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("cast it to text"), "{}", err.message);
+        // Refused before running: the UPDATE did not happen.
+        s.batch("CREATE TABLE w (n int, d interval); INSERT INTO w VALUES (1, '1 day')")
+            .await
+            .unwrap();
+        assert!(
+            s.query("UPDATE w SET n = 2 RETURNING d", &[])
+                .await
+                .is_err()
+        );
+        let n = scalar(&mut *s, "SELECT n FROM w", &[]).await;
+        assert_eq!(format!("{n:?}"), format!("{:?}", Value::Int32(1)));
+        // Values with no form in the WIT formats.
+        for sql in [
+            "SELECT 'NaN'::numeric AS x",
+            "SELECT 'infinity'::date AS x",
+            "SELECT '-infinity'::timestamptz AS x",
+        ] {
+            let err = s.query(sql, &[]).await.unwrap_err();
+            assert_eq!(err.code, "WASMIG-DECODE", "{sql}");
+            assert!(err.message.contains("`x`"), "{}", err.message);
+        }
+        // The cast the message suggests works.
+        let text_value = scalar(&mut *s, "SELECT (interval '1 day')::text", &[]).await;
+        assert_eq!(
+            format!("{text_value:?}"),
+            format!("{:?}", Value::Text(text("1 day")))
+        );
+    }
+
+    #[tokio::test]
+    async fn database_errors_carry_sqlstate_constraint_and_table() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE u (id int CONSTRAINT u_pkey PRIMARY KEY)")
+            .await
+            .unwrap();
+        s.execute("INSERT INTO u VALUES ($1)", &[Value::Int32(1)])
+            .await
+            .unwrap();
+        let err = s
+            .execute("INSERT INTO u VALUES ($1)", &[Value::Int32(1)])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "23505");
+        assert_eq!(
+            err.message,
+            "duplicate key value violates unique constraint \"u_pkey\""
+        );
+        assert_eq!(err.constraint.as_deref(), Some("u_pkey"));
+        assert_eq!(err.table.as_deref(), Some("u"));
+        assert_eq!(err.detail.as_deref(), Some("Key (id)=(1) already exists."));
+        // Later statements see the aborted transaction.
+        let err = s.execute("SELECT 1", &[]).await.unwrap_err();
+        assert_eq!(err.code, "25P02");
+        let err = t.session().await.batch("SELEC 1").await.unwrap_err();
+        assert_eq!(err.code, "42601");
+    }
+
+    #[tokio::test]
+    async fn a_cursor_reads_ten_thousand_rows_in_chunks_between_other_statements() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE big (id int PRIMARY KEY, v int NOT NULL DEFAULT 0); INSERT INTO big (id) SELECT generate_series(1, 10000)")
+            .await
+            .unwrap();
+        let mut cursor = s
+            .open_cursor(
+                "SELECT id, v FROM big WHERE id > $1 ORDER BY id",
+                &[Value::Int32(0)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            cursor
+                .columns
+                .iter()
+                .map(|c| c.type_name.as_str())
+                .collect::<Vec<_>>(),
+            ["INT4", "INT4"]
+        );
+        let mut seen = 0;
+        let mut chunks = 0;
+        loop {
+            let rows = s.fetch(&mut cursor, 999).await.unwrap();
+            if rows.is_empty() {
+                break;
+            }
+            chunks += 1;
+            for row in &rows {
+                seen += 1;
+                assert_eq!(format!("{:?}", row[0]), format!("{:?}", Value::Int32(seen)));
+            }
+            // Another statement on the same transaction between two chunks.
+            let last = rows.last().unwrap()[0].clone();
+            assert_eq!(
+                s.execute("UPDATE big SET v = v + 1 WHERE id = $1", &[last])
+                    .await
+                    .unwrap(),
+                1
+            );
+        }
+        assert_eq!((seen, chunks), (10_000, 11));
+        assert!(cursor.done);
+        assert!(s.fetch(&mut cursor, 10).await.unwrap().is_empty());
+        s.close_cursor(&mut cursor).await.unwrap();
+        // A second cursor, closed before it is exhausted, then closed again.
+        let mut second = s.open_cursor("SELECT sum(v) FROM big", &[]).await.unwrap();
+        s.close_cursor(&mut second).await.unwrap();
+        s.close_cursor(&mut second).await.unwrap();
+        let updated = scalar(&mut *s, "SELECT sum(v)::int FROM big", &[]).await;
+        assert_eq!(format!("{updated:?}"), format!("{:?}", Value::Int32(11)));
+    }
+
+    #[tokio::test]
+    async fn rolling_back_a_savepoint_recovers_from_an_error() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE sp (id int PRIMARY KEY)")
+            .await
+            .unwrap();
+        s.execute("INSERT INTO sp VALUES (1)", &[]).await.unwrap();
+        s.savepoint("wasmig_sp_1").await.unwrap();
+        s.execute("INSERT INTO sp VALUES (2)", &[]).await.unwrap();
+        assert_eq!(
+            s.execute("INSERT INTO sp VALUES (1)", &[])
+                .await
+                .unwrap_err()
+                .code,
+            "23505"
+        );
+        s.rollback_to_savepoint("wasmig_sp_1").await.unwrap();
+        s.savepoint("wasmig_sp_2").await.unwrap();
+        s.execute("INSERT INTO sp VALUES (3)", &[]).await.unwrap();
+        s.release_savepoint("wasmig_sp_2").await.unwrap();
+        assert_eq!(
+            s.release_savepoint("wasmig_sp_2").await.unwrap_err().code,
+            "3B001"
+        );
+        assert_eq!(
+            s.savepoint("bad name; DROP").await.unwrap_err().code,
+            "WASMIG-STATE"
+        );
+        s.rollback_to_savepoint("wasmig_sp_1").await.unwrap_err();
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE sp2 (id int PRIMARY KEY)")
+            .await
+            .unwrap();
+        s.savepoint("a").await.unwrap();
+        s.execute("INSERT INTO sp2 VALUES (1), (1)", &[])
+            .await
+            .unwrap_err();
+        s.rollback_to_savepoint("a").await.unwrap();
+        s.execute("INSERT INTO sp2 VALUES (2)", &[]).await.unwrap();
+        s.commit().await.unwrap();
+        let mut s = t.session().await;
+        let ids = s.query("SELECT id FROM sp2", &[]).await.unwrap().rows;
+        assert_eq!(
+            format!("{ids:?}"),
+            format!("{:?}", vec![vec![Value::Int32(2)]])
+        );
+    }
+
+    #[tokio::test]
+    async fn the_canceller_stops_a_running_statement() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        let canceller = s.canceller();
+        // Cancelling while nothing runs is harmless.
+        canceller.cancel().await;
+        s.execute("SELECT 1", &[]).await.unwrap();
+        let started = Instant::now();
+        let cancel = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            canceller.cancel().await;
+        });
+        let err = s.query("SELECT pg_sleep(30)", &[]).await.unwrap_err();
+        cancel.await.unwrap();
+        assert_eq!(err.code, "57014", "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn steps_are_recorded_in_the_version_tables() {
+        let t = TestDb::new().await;
+        assert!(t.db.heads().await.unwrap().is_empty());
+        assert!(t.db.history().await.unwrap().is_empty());
+        // Reading did not create the tables.
+        let mut s = t.session().await;
+        let exists = scalar(
+            &mut *s,
+            "SELECT to_regclass('wasmig_version') IS NOT NULL",
+            &[],
+        )
+        .await;
+        assert_eq!(format!("{exists:?}"), format!("{:?}", Value::Bool(false)));
+        s.rollback().await.unwrap();
+        t.db.ensure_version_tables().await.unwrap();
+        t.db.ensure_version_tables().await.unwrap();
+
+        let start = Utc::now();
+        let step =
+            |remove: &'static [String], add: &'static [String], revision, direction| StepRecord {
+                remove,
+                add,
+                revision,
+                direction,
+                checksum: "ab12",
+                started_at: start,
+                finished_at: start + TimeDelta::milliseconds(1500),
+            };
+        static NONE: [String; 0] = [];
+        static A: std::sync::LazyLock<[String; 1]> = std::sync::LazyLock::new(|| [text("a")]);
+        static BC: std::sync::LazyLock<[String; 2]> =
+            std::sync::LazyLock::new(|| [text("c"), text("b")]);
+        let mut s = t.session().await;
+        s.record_step(&step(&NONE, &*A, "a", "upgrade"))
+            .await
+            .unwrap();
+        s.commit().await.unwrap();
+        assert_eq!(t.db.heads().await.unwrap(), ["a"]);
+        let mut s = t.session().await;
+        s.record_step(&step(&*A, &*BC, "b", "upgrade"))
+            .await
+            .unwrap();
+        s.commit().await.unwrap();
+        // A rolled back step leaves no trace.
+        let mut s = t.session().await;
+        s.record_step(&step(&*BC, &NONE, "b", "downgrade"))
+            .await
+            .unwrap();
+        s.rollback().await.unwrap();
+        assert_eq!(t.db.heads().await.unwrap(), ["b", "c"]);
+        let history = t.db.history().await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(
+            (history[0].revision.as_str(), history[1].revision.as_str()),
+            ("a", "b")
+        );
+        assert!(history[0].id < history[1].id);
+        assert_eq!(history[1].direction, "upgrade");
+        assert_eq!(history[1].checksum, "ab12");
+        assert_eq!(history[1].duration_ms, 1500);
+        assert_eq!(history[1].wasmig_version, env!("CARGO_PKG_VERSION"));
+        // PostgreSQL keeps microseconds.
+        assert_eq!(
+            history[0].started_at.timestamp_micros(),
+            start.timestamp_micros()
+        );
+        let mut s = t.session().await;
+        let err = s.execute("INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version) VALUES ('x', 'sideways', '', now(), now(), 0, '')", &[]).await.unwrap_err();
+        assert_eq!(err.code, "23514");
+    }
+
+    #[tokio::test]
+    async fn commits_are_visible_and_rollbacks_are_not() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE v (n int)").await.unwrap();
+        s.execute("INSERT INTO v VALUES ($1)", &[Value::Int32(1)])
+            .await
+            .unwrap();
+        s.commit().await.unwrap();
+        let mut s = t.session().await;
+        s.execute("INSERT INTO v VALUES ($1)", &[Value::Int32(2)])
+            .await
+            .unwrap();
+        s.rollback().await.unwrap();
+        let mut s = t.session().await;
+        s.execute("INSERT INTO v VALUES ($1)", &[Value::Int32(3)])
+            .await
+            .unwrap();
+        drop(s);
+        let mut s = t.session().await;
+        let name = scalar(&mut *s, "SELECT current_setting('application_name')", &[]).await;
+        assert_eq!(
+            format!("{name:?}"),
+            format!("{:?}", Value::Text(text("wasmig")))
+        );
+        let rows = s.query("SELECT n FROM v", &[]).await.unwrap().rows;
+        assert_eq!(
+            format!("{rows:?}"),
+            format!("{:?}", vec![vec![Value::Int32(1)]])
+        );
+    }
+
+    #[tokio::test]
+    async fn ddl_between_two_runs_of_a_cached_query_is_fine() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE d (a int); INSERT INTO d VALUES (1)")
+            .await
+            .unwrap();
+        assert_eq!(
+            s.query("SELECT * FROM d", &[]).await.unwrap().columns.len(),
+            1
+        );
+        s.execute("ALTER TABLE d ADD COLUMN b text", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.query("SELECT * FROM d", &[]).await.unwrap().columns.len(),
+            2
+        );
+        s.batch("ALTER TABLE d ADD COLUMN c text").await.unwrap();
+        assert_eq!(
+            s.query("SELECT * FROM d", &[]).await.unwrap().columns.len(),
+            3
+        );
+        s.commit().await.unwrap();
+        // The next session may be on the same pooled connection, with DDL in between.
+        let mut s = t.session().await;
+        let mut other = t.db.pool.acquire().await.unwrap();
+        sqlx::raw_sql("ALTER TABLE d DROP COLUMN c")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.query("SELECT * FROM d", &[]).await.unwrap().columns.len(),
+            2
+        );
+        // And execute-many counts every row.
+        let rows: Vec<Vec<Value>> = (0..5).map(|i| vec![Value::Int32(i)]).collect();
+        assert_eq!(
+            s.execute_many("INSERT INTO d (a) VALUES ($1)", &rows)
+                .await
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            s.execute_many(
+                "UPDATE d SET b = 'x' WHERE a <= $1",
+                &[vec![Value::Int32(1)]]
+            )
+            .await
+            .unwrap(),
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_failure_names_the_url_without_its_password() {
+        let url = DatabaseUrl::parse("postgres://user:secret@127.0.0.1:1/nothing").unwrap();
+        let err = PgDatabase::connect(&url).await.err().unwrap();
+        assert!(matches!(err, DbError::Connect { .. }));
+        let message = err.to_string();
+        assert!(
+            message.contains("postgres://user:***@127.0.0.1:1/nothing")
+                && !message.contains("secret"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,1090 @@
+//! The SQLite backend: a sqlx pool on one database file, sessions on one pooled connection
+//! each, and the translation between the WIT value model and SQLite's storage classes.
+//!
+//! Owns: binding the WIT values SQLite can store (and refusing `numeric` and arrays with
+//! `WASMIG-BIND`), decoding cells by their storage class, mapping driver errors to
+//! [`SqlError`] (extended result codes), host-buffered cursors, savepoints, cancellation
+//! through a progress handler, and the version tables.
+//!
+//! Not here: which statements a migration runs or when a session commits (the runner and
+//! the sandbox decide), remembering failed statements (the sandbox), the text formats
+//! themselves (`db::value`).
+
+// `SqlError` is the WIT record handed to the guest as is; errors are the cold path, and
+// boxing it would only add a conversion at every trait boundary.
+#![allow(clippy::result_large_err)]
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteColumn, SqliteConnectOptions, SqlitePoolOptions, SqliteRow,
+    SqliteValueRef,
+};
+use sqlx::{
+    Arguments, AssertSqlSafe, Column as _, Decode, Encode, Executor, Row, SqlSafeStr, Sqlite,
+    SqliteConnection, SqlitePool, Statement, Transaction, Type, TypeInfo, ValueRef,
+};
+
+use super::value::{self, ParamRef};
+use super::{
+    Canceller, CursorState, Database, DatabaseUrl, DbError, HISTORY_TABLE, HistoryEntry, Session,
+    SqlResult, StepRecord, VERSION_TABLE,
+};
+use crate::bindings::{Column, Dialect, QueryResult, SqlError, Value};
+
+/// Connections in the pool: one session, the version-table reads, and a spare.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// How long a connection waits for another's lock before `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Virtual-machine instructions between two calls of the cancel check: often enough to stop
+/// within microseconds, rare enough to cost nothing measurable.
+const PROGRESS_OPS: i32 = 1_000;
+
+/// A SQLite database file reached through a small pool.
+///
+/// The version tables (layout pinned: changing it needs a migration of wasmig's own):
+///
+/// ```sql
+/// CREATE TABLE wasmig_version (revision TEXT PRIMARY KEY);   -- the current heads
+/// CREATE TABLE wasmig_history (
+///     id             INTEGER PRIMARY KEY AUTOINCREMENT,
+///     revision       TEXT NOT NULL,
+///     direction      TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade')),
+///     checksum       TEXT NOT NULL,
+///     started_at     TEXT NOT NULL,  -- UTC, RFC 3339 with microseconds: 2024-01-02T03:04:05.123456Z
+///     finished_at    TEXT NOT NULL,  -- same format
+///     duration_ms    BIGINT NOT NULL,
+///     wasmig_version TEXT NOT NULL
+/// );
+/// ```
+pub(crate) struct SqliteDatabase {
+    /// Created by [`SqliteDatabase::connect`], closed by [`Database::close`].
+    pool: SqlitePool,
+}
+
+impl SqliteDatabase {
+    /// Opens (and creates if missing) the database file.
+    ///
+    /// # Errors
+    /// [`DbError::Connect`] when the file cannot be opened or created.
+    pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Self, DbError> {
+        let DatabaseUrl::Sqlite { path } = url else {
+            return Err(DbError::InvalidUrl {
+                url: url.to_string(),
+                reason: "not a sqlite: URL".into(),
+            });
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|source| DbError::Connect {
+                url: url.to_string(),
+                source,
+            })?;
+        Ok(SqliteDatabase { pool })
+    }
+
+    /// Whether `table` exists (reads must not create the tables).
+    async fn table_exists(&self, table: &str) -> anyhow::Result<bool> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+        )
+        .bind(table)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("looking for the table {table}"),
+            source,
+        })?;
+        Ok(count > 0)
+    }
+}
+
+/// The history table's timestamp text: fixed width, so it sorts as it reads.
+fn history_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+#[async_trait]
+impl Database for SqliteDatabase {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn ensure_version_tables(&self) -> anyhow::Result<()> {
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (revision TEXT PRIMARY KEY);
+             CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 revision TEXT NOT NULL,
+                 direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade')),
+                 checksum TEXT NOT NULL,
+                 started_at TEXT NOT NULL,
+                 finished_at TEXT NOT NULL,
+                 duration_ms BIGINT NOT NULL,
+                 wasmig_version TEXT NOT NULL
+             );"
+        );
+        sqlx::raw_sql(AssertSqlSafe(ddl))
+            .execute(&self.pool)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "creating the version tables".into(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn heads(&self) -> anyhow::Result<Vec<String>> {
+        if !self.table_exists(VERSION_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let heads = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT revision FROM {VERSION_TABLE} ORDER BY revision"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("reading {VERSION_TABLE}"),
+            source,
+        })?;
+        Ok(heads)
+    }
+
+    async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
+        if !self.table_exists(HISTORY_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let doing = || format!("reading {HISTORY_TABLE}");
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version
+             FROM {HISTORY_TABLE} ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| DbError::Query { doing: doing(), source })?;
+        let time = |row: &SqliteRow, column: &str| -> Result<DateTime<Utc>, sqlx::Error> {
+            let text: String = row.try_get(column)?;
+            DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| sqlx::Error::ColumnDecode {
+                    index: column.to_owned(),
+                    source: Box::new(e),
+                })
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    id: row.try_get("id")?,
+                    revision: row.try_get("revision")?,
+                    direction: row.try_get("direction")?,
+                    checksum: row.try_get("checksum")?,
+                    started_at: time(row, "started_at")?,
+                    finished_at: time(row, "finished_at")?,
+                    duration_ms: row.try_get("duration_ms")?,
+                    wasmig_version: row.try_get("wasmig_version")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn begin(&self) -> anyhow::Result<Box<dyn Session>> {
+        // IMMEDIATE takes the write lock now: a second writer waits (busy timeout) at the
+        // start instead of failing with SQLITE_BUSY halfway through a migration.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "beginning a transaction".into(),
+                source,
+            })?;
+        let cancel = Arc::new(CancelState::default());
+        let check = Arc::clone(&cancel);
+        tx.lock_handle()
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "installing the cancel handler".into(),
+                source,
+            })?
+            .set_progress_handler(PROGRESS_OPS, move || !check.should_interrupt());
+        Ok(Box::new(SqliteSession {
+            tx,
+            _ended: EndGuard(Arc::clone(&cancel)),
+            cancel,
+        }))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// What the progress handler of a session's connection consults.
+#[derive(Default)]
+struct CancelState {
+    /// Set by the canceller; cleared when the session starts its next statement.
+    requested: AtomicBool,
+    /// Set when the session ends: the handler stays installed on the pooled connection
+    /// (until the next session replaces it) and must then never interrupt anything.
+    ended: AtomicBool,
+}
+
+impl CancelState {
+    fn should_interrupt(&self) -> bool {
+        self.requested.load(Ordering::SeqCst) && !self.ended.load(Ordering::SeqCst)
+    }
+}
+
+/// Marks the cancel state ended when the session is dropped, however it ends.
+struct EndGuard(Arc<CancelState>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One migration's transaction.
+pub(crate) struct SqliteSession {
+    /// Begun by [`SqliteDatabase::begin`] on a pooled connection; consumed by `commit` or
+    /// `rollback`. Dropped unfinished, sqlx rolls it back and returns the connection.
+    tx: Transaction<'static, Sqlite>,
+    /// Shared with the progress handler installed on `tx`'s connection and the canceller.
+    cancel: Arc<CancelState>,
+    /// Neutralises that progress handler when the session goes away.
+    _ended: EndGuard,
+}
+
+impl SqliteSession {
+    /// The connection, for a new statement: a cancel aimed at an earlier statement (or at
+    /// none) must not stop this one.
+    fn conn(&mut self) -> &mut SqliteConnection {
+        self.cancel.requested.store(false, Ordering::SeqCst);
+        &mut self.tx
+    }
+
+    async fn run_script(&mut self, script: String) -> SqlResult<()> {
+        sqlx::raw_sql(AssertSqlSafe(script))
+            .execute(self.conn())
+            .await
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    async fn execute_args(&mut self, sql: &str, args: SqliteArguments) -> SqlResult<u64> {
+        let done = sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(self.conn())
+            .await
+            .map_err(sql_error)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Removes the progress handler before the connection goes back to the pool.
+    async fn remove_handler(&mut self) {
+        if let Ok(mut handle) = self.tx.lock_handle().await {
+            handle.remove_progress_handler();
+        }
+    }
+}
+
+#[async_trait]
+impl Session for SqliteSession {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn canceller(&self) -> Arc<dyn Canceller> {
+        Arc::new(SqliteCanceller(Arc::clone(&self.cancel)))
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
+        let args = bind(params, None)?;
+        self.execute_args(sql, args).await
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
+        let args = bind(params, None)?;
+        // Prepared first for the columns, which an empty result would not show (sqlx caches
+        // the statement, so the query below does not prepare it again).
+        let statement = self
+            .conn()
+            .prepare(AssertSqlSafe(sql).into_sql_str())
+            .await
+            .map_err(sql_error)?;
+        let columns = statement.columns().iter().map(column).collect::<Vec<_>>();
+        let rows = sqlx::query_with(AssertSqlSafe(sql), args)
+            .fetch_all(self.conn())
+            .await
+            .map_err(sql_error)?;
+        let rows = rows
+            .iter()
+            .map(|row| decode_row(row, &columns))
+            .collect::<SqlResult<_>>()?;
+        Ok(QueryResult { columns, rows })
+    }
+
+    async fn batch(&mut self, script: &str) -> SqlResult<()> {
+        self.run_script(script.to_owned()).await
+    }
+
+    async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
+        // Bind every row first: a malformed value fails the call before any row ran.
+        let rows = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| bind(row, Some(i)))
+            .collect::<SqlResult<Vec<_>>>()?;
+        // sqlx caches the prepared statement on the connection: prepared once, stepped per row.
+        let mut total = 0;
+        for args in rows {
+            total += self.execute_args(sql, args).await?;
+        }
+        Ok(total)
+    }
+
+    async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
+        // SQLite has no cursors that survive other statements on the connection: the host
+        // reads the whole result and hands it out in chunks.
+        let result = self.query(sql, params).await?;
+        Ok(CursorState {
+            columns: result.columns,
+            name: None,
+            buffered: result.rows.into(),
+            done: false,
+        })
+    }
+
+    async fn fetch(
+        &mut self,
+        cursor: &mut CursorState,
+        max_rows: u32,
+    ) -> SqlResult<Vec<Vec<Value>>> {
+        let n = (max_rows.max(1) as usize).min(cursor.buffered.len());
+        let chunk: Vec<_> = cursor.buffered.drain(..n).collect();
+        if cursor.buffered.is_empty() {
+            cursor.done = true;
+        }
+        Ok(chunk)
+    }
+
+    async fn close_cursor(&mut self, cursor: &mut CursorState) -> SqlResult<()> {
+        cursor.buffered = VecDeque::new();
+        cursor.done = true;
+        Ok(())
+    }
+
+    async fn savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.run_script(format!("SAVEPOINT {}", savepoint_name(name)?))
+            .await
+    }
+
+    async fn release_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.run_script(format!("RELEASE SAVEPOINT {}", savepoint_name(name)?))
+            .await
+    }
+
+    async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        let name = savepoint_name(name)?;
+        self.run_script(format!(
+            "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
+        ))
+        .await
+    }
+
+    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
+        let query_error = |source| DbError::Query {
+            doing: format!("recording {} in the version tables", step.revision),
+            source,
+        };
+        for revision in step.remove {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {VERSION_TABLE} WHERE revision = ?"
+            )))
+            .bind(revision)
+            .execute(self.conn())
+            .await
+            .map_err(query_error)?;
+        }
+        for revision in step.add {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {VERSION_TABLE} (revision) VALUES (?)"
+            )))
+            .bind(revision)
+            .execute(self.conn())
+            .await
+            .map_err(query_error)?;
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {HISTORY_TABLE}
+                 (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
+             VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )))
+        .bind(step.revision)
+        .bind(step.direction)
+        .bind(step.checksum)
+        .bind(history_time(step.started_at))
+        .bind(history_time(step.finished_at))
+        .bind((step.finished_at - step.started_at).num_milliseconds())
+        .bind(env!("CARGO_PKG_VERSION"))
+        .execute(self.conn())
+        .await
+        .map_err(query_error)?;
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> anyhow::Result<()> {
+        self.remove_handler().await;
+        self.tx.commit().await.map_err(|source| DbError::Query {
+            doing: "committing the transaction".into(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn rollback(mut self: Box<Self>) -> anyhow::Result<()> {
+        self.remove_handler().await;
+        match self.tx.rollback().await {
+            Ok(()) => Ok(()),
+            // An interrupted INSERT/UPDATE/DELETE makes SQLite roll the whole transaction
+            // back itself; then there is nothing left to roll back, which is what we wanted.
+            Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => {
+                Ok(())
+            }
+            Err(source) => Err(DbError::Query {
+                doing: "rolling back the transaction".into(),
+                source,
+            }
+            .into()),
+        }
+    }
+}
+
+/// Interrupts the statement running on one session's connection (`SQLITE_INTERRUPT`).
+struct SqliteCanceller(Arc<CancelState>);
+
+#[async_trait]
+impl Canceller for SqliteCanceller {
+    async fn cancel(&self) {
+        self.0.requested.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Refuses a savepoint name that is not a plain identifier (names come from the host).
+fn savepoint_name(name: &str) -> SqlResult<&str> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(name)
+    } else {
+        Err(SqlError::wasmig(
+            "STATE",
+            format!("invalid savepoint name `{name}`"),
+        ))
+    }
+}
+
+/// Maps a driver error to the WIT error: the extended result code in decimal for a
+/// database error, `WASMIG-IO` for anything else.
+fn sql_error(err: sqlx::Error) -> SqlError {
+    match &err {
+        sqlx::Error::Database(db) => SqlError {
+            code: db
+                .code()
+                .map_or_else(|| "WASMIG-IO".to_owned(), |c| c.into_owned()),
+            message: db.message().to_owned(),
+            detail: None,
+            hint: None,
+            constraint: None,
+            table: None,
+            column: None,
+        },
+        _ => SqlError::wasmig("IO", err.to_string()),
+    }
+}
+
+/// Binds one row of parameters (`row` numbers it in an `execute-many`).
+fn bind(params: &[Value], row: Option<usize>) -> SqlResult<SqliteArguments> {
+    fn add<'q, T: Encode<'q, Sqlite> + Type<Sqlite>>(
+        args: &mut SqliteArguments,
+        value: T,
+        at: ParamRef,
+    ) -> SqlResult<()> {
+        args.add(value).map_err(|e| at.error(e))
+    }
+    let mut args = SqliteArguments::default();
+    for (i, value) in params.iter().enumerate() {
+        let at = ParamRef::new('?', i).in_row(row);
+        match value {
+            Value::Null => add(&mut args, None::<i64>, at)?,
+            Value::Bool(v) => add(&mut args, i64::from(*v), at)?,
+            Value::Int16(v) => add(&mut args, i64::from(*v), at)?,
+            Value::Int32(v) => add(&mut args, i64::from(*v), at)?,
+            Value::Int64(v) => add(&mut args, *v, at)?,
+            Value::Float32(v) => add(&mut args, f64::from(*v), at)?,
+            Value::Float64(v) => add(&mut args, *v, at)?,
+            Value::Text(text) => add(&mut args, text.as_str(), at)?,
+            Value::Bytes(bytes) => add(&mut args, bytes.as_slice(), at)?,
+            // Validated like on PostgreSQL, so a malformed value fails on both; then bound as
+            // the text itself, which SQLite's JSON and date functions read.
+            Value::Json(text) | Value::Jsonb(text) => {
+                value::check_json(text, at)?;
+                add(&mut args, text.as_str(), at)?;
+            }
+            Value::Uuid(text) => {
+                value::parse_uuid(text, at)?;
+                add(&mut args, text.as_str(), at)?;
+            }
+            Value::Date(text) => {
+                value::parse_date(text, at)?;
+                add(&mut args, text.as_str(), at)?;
+            }
+            Value::Time(text) => {
+                value::parse_time(text, at)?;
+                add(&mut args, text.as_str(), at)?;
+            }
+            Value::Timestamp(text) => {
+                value::parse_timestamp(text, at)?;
+                add(&mut args, text.as_str(), at)?;
+            }
+            Value::Timestamptz(text) => {
+                value::parse_timestamptz(text, at)?;
+                add(&mut args, text.as_str(), at)?;
+            }
+            Value::Numeric(_) => {
+                return Err(at.error(
+                    "SQLite has no exact numeric type; bind the decimal as text, or as a float if rounding is acceptable",
+                ));
+            }
+            Value::Array(_) => {
+                return Err(at.error(
+                    "SQLite has no array type; bind the elements as JSON text (a json value) or store them in a separate table",
+                ));
+            }
+        }
+    }
+    Ok(args)
+}
+
+/// A result column: its name and the declared type as sqlx reports it (empty for an
+/// expression or a type sqlx does not recognise).
+fn column(col: &SqliteColumn) -> Column {
+    let type_name = match col.type_info().name() {
+        "NULL" => String::new(),
+        name => name.to_owned(),
+    };
+    Column {
+        name: col.name().to_owned(),
+        type_name,
+    }
+}
+
+/// Reads one row, each cell by its storage class (SQLite columns are not typed).
+fn decode_row(row: &SqliteRow, columns: &[Column]) -> SqlResult<Vec<Value>> {
+    (0..row.len())
+        .map(|i| {
+            let cell = row.try_get_raw(i).map_err(sql_error)?;
+            decode_cell(cell).map_err(|e| {
+                let name = columns.get(i).map_or("?", |c| c.name.as_str());
+                SqlError::wasmig(
+                    "DECODE",
+                    format!(
+                        "cannot read column `{name}`: {e}; cast it in SQL (`CAST({name} AS BLOB)`)"
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+fn decode_cell(cell: SqliteValueRef<'_>) -> Result<Value, BoxDynError> {
+    fn dec<'r, T: Decode<'r, Sqlite>>(cell: SqliteValueRef<'r>) -> Result<T, BoxDynError> {
+        T::decode(cell)
+    }
+    if cell.is_null() {
+        return Ok(Value::Null);
+    }
+    let class = cell.type_info().name().to_owned();
+    Ok(match class.as_str() {
+        "INTEGER" => Value::Int64(dec(cell)?),
+        "REAL" => Value::Float64(dec(cell)?),
+        "TEXT" => Value::Text(dec(cell)?),
+        "BLOB" => Value::Bytes(dec(cell)?),
+        other => return Err(format!("unexpected storage class {other}").into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicU32;
+    use std::time::Instant;
+
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::bindings::ArrayValue;
+
+    /// A fresh database file for one test, deleted when the test ends.
+    struct TestDb {
+        path: PathBuf,
+        db: SqliteDatabase,
+    }
+
+    impl TestDb {
+        async fn new() -> TestDb {
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let path = std::env::temp_dir().join(format!(
+                "wasmig_dbtest_{}_{}_{nanos}.db",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            ));
+            let url = DatabaseUrl::Sqlite { path: path.clone() };
+            TestDb {
+                db: SqliteDatabase::connect(&url).await.unwrap(),
+                path,
+            }
+        }
+
+        async fn session(&self) -> Box<dyn Session> {
+            self.db.begin().await.unwrap()
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            for suffix in ["", "-journal", "-wal", "-shm"] {
+                let mut path = self.path.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    fn text(s: &str) -> Value {
+        Value::Text(s.to_owned())
+    }
+
+    fn debug<T: std::fmt::Debug>(value: T) -> String {
+        format!("{value:?}")
+    }
+
+    #[tokio::test]
+    async fn storable_values_round_trip_by_storage_class() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE v (n INTEGER, x)").await.unwrap();
+        let cases = [
+            (Value::Null, Value::Null),
+            (Value::Bool(true), Value::Int64(1)),
+            (Value::Bool(false), Value::Int64(0)),
+            (Value::Int16(-3), Value::Int64(-3)),
+            (Value::Int32(70_000), Value::Int64(70_000)),
+            (Value::Int64(i64::MIN), Value::Int64(i64::MIN)),
+            (Value::Float32(1.5), Value::Float64(1.5)),
+            (Value::Float64(-2.25e100), Value::Float64(-2.25e100)),
+            (text("héllo ✓"), text("héllo ✓")),
+            (Value::Bytes(vec![0, 1, 255]), Value::Bytes(vec![0, 1, 255])),
+            (Value::Json("{\"a\": 1}".into()), text("{\"a\": 1}")),
+            (Value::Jsonb("[1]".into()), text("[1]")),
+            (
+                Value::Uuid("67e55044-10b1-426f-9247-bb680e5fe0c8".into()),
+                text("67e55044-10b1-426f-9247-bb680e5fe0c8"),
+            ),
+            (Value::Date("2024-02-29".into()), text("2024-02-29")),
+            (Value::Time("03:04:05.5".into()), text("03:04:05.5")),
+            (
+                Value::Timestamp("2024-01-02T03:04:05".into()),
+                text("2024-01-02T03:04:05"),
+            ),
+            (
+                Value::Timestamptz("2024-01-02T03:04:05Z".into()),
+                text("2024-01-02T03:04:05Z"),
+            ),
+        ];
+        for (i, (bound, _)) in cases.iter().enumerate() {
+            let n = Value::Int64(i as i64);
+            assert_eq!(
+                s.execute("INSERT INTO v (n, x) VALUES (?, ?)", &[n, bound.clone()])
+                    .await
+                    .unwrap(),
+                1
+            );
+        }
+        let result = s.query("SELECT x FROM v ORDER BY n", &[]).await.unwrap();
+        let expected: Vec<Vec<Value>> = cases.iter().map(|(_, read)| vec![read.clone()]).collect();
+        assert_eq!(debug(&result.rows), debug(&expected));
+        // SQLite's date functions read the bound text.
+        let date = s
+            .query(
+                "SELECT date(?, '+1 day')",
+                &[Value::Date("2024-02-29".into())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(debug(&date.rows), debug(vec![vec![text("2024-03-01")]]));
+    }
+
+    #[tokio::test]
+    async fn columns_report_the_declared_type_even_for_an_empty_result() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE c (i INTEGER, t VARCHAR(10), r REAL, b BLOB, u)")
+            .await
+            .unwrap();
+        let result = s
+            .query("SELECT i, t, r, b, u, 1 + 1 AS two FROM c", &[])
+            .await
+            .unwrap();
+        assert!(result.rows.is_empty());
+        let columns: Vec<(&str, &str)> = result
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.type_name.as_str()))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("i", "INTEGER"),
+                ("t", "TEXT"),
+                ("r", "REAL"),
+                ("b", "BLOB"),
+                ("u", ""),
+                ("two", "")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn numeric_arrays_and_malformed_values_are_refused_with_wasmig_bind() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        let cases = [
+            (
+                Value::Numeric("1.5".into()),
+                "parameter ?2: SQLite has no exact numeric type",
+            ),
+            (
+                Value::Array(ArrayValue::Int32(vec![Some(1)])),
+                "parameter ?2: SQLite has no array type",
+            ),
+            (
+                Value::Date("2024-13-01".into()),
+                "parameter ?2: `2024-13-01` is not a date YYYY-MM-DD",
+            ),
+            (
+                Value::Uuid("nope".into()),
+                "parameter ?2: `nope` is not a UUID",
+            ),
+            (
+                Value::Json("{".into()),
+                "parameter ?2: `{` is not a JSON document",
+            ),
+        ];
+        for (value, message) in cases {
+            let err = s
+                .execute("SELECT ?, ?", &[Value::Int32(1), value])
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, "WASMIG-BIND");
+            assert!(err.message.contains(message), "{}", err.message);
+        }
+        s.batch("CREATE TABLE m (n)").await.unwrap();
+        let rows = vec![vec![Value::Int32(1)], vec![Value::Numeric("2".into())]];
+        let err = s
+            .execute_many("INSERT INTO m VALUES (?)", &rows)
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.starts_with("row 2, parameter ?1: "),
+            "{}",
+            err.message
+        );
+        let count = s.query("SELECT count(*) FROM m", &[]).await.unwrap();
+        assert_eq!(debug(&count.rows), debug(vec![vec![Value::Int64(0)]]));
+    }
+
+    #[tokio::test]
+    async fn database_errors_carry_the_extended_result_code() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE u (id INTEGER, name TEXT UNIQUE)")
+            .await
+            .unwrap();
+        s.execute("INSERT INTO u VALUES (1, 'a')", &[])
+            .await
+            .unwrap();
+        let err = s
+            .execute("INSERT INTO u VALUES (2, 'a')", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "2067");
+        assert_eq!(err.message, "UNIQUE constraint failed: u.name");
+        let err = s.query("SELECT * FROM missing", &[]).await.unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str()),
+            ("1", "no such table: missing")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cursor_hands_out_ten_thousand_rows_in_chunks_between_other_statements() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch(
+            "CREATE TABLE big (id INTEGER PRIMARY KEY, v INTEGER NOT NULL DEFAULT 0);
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000)
+             INSERT INTO big (id) SELECT x FROM c",
+        )
+        .await
+        .unwrap();
+        let mut cursor = s
+            .open_cursor(
+                "SELECT id FROM big WHERE id > ? ORDER BY id",
+                &[Value::Int64(0)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(cursor.columns[0].type_name, "INTEGER");
+        let (mut seen, mut chunks) = (0, 0);
+        loop {
+            let rows = s.fetch(&mut cursor, 1000).await.unwrap();
+            if rows.is_empty() {
+                break;
+            }
+            chunks += 1;
+            for row in &rows {
+                seen += 1;
+                assert_eq!(debug(&row[0]), debug(Value::Int64(seen)));
+            }
+            let last = rows.last().unwrap()[0].clone();
+            assert_eq!(
+                s.execute("UPDATE big SET v = v + 1 WHERE id = ?", &[last])
+                    .await
+                    .unwrap(),
+                1
+            );
+        }
+        assert_eq!((seen, chunks), (10_000, 10));
+        assert!(cursor.done);
+        s.close_cursor(&mut cursor).await.unwrap();
+        s.close_cursor(&mut cursor).await.unwrap();
+        let sum = s.query("SELECT sum(v) FROM big", &[]).await.unwrap();
+        assert_eq!(debug(&sum.rows), debug(vec![vec![Value::Int64(10)]]));
+    }
+
+    #[tokio::test]
+    async fn rolling_back_a_savepoint_undoes_its_work() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE sp (id INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        s.savepoint("wasmig_sp_1").await.unwrap();
+        s.execute("INSERT INTO sp VALUES (1)", &[]).await.unwrap();
+        assert_eq!(
+            s.execute("INSERT INTO sp VALUES (1)", &[])
+                .await
+                .unwrap_err()
+                .code,
+            "1555"
+        );
+        s.rollback_to_savepoint("wasmig_sp_1").await.unwrap();
+        s.savepoint("wasmig_sp_2").await.unwrap();
+        s.execute("INSERT INTO sp VALUES (2)", &[]).await.unwrap();
+        s.release_savepoint("wasmig_sp_2").await.unwrap();
+        assert_eq!(
+            s.savepoint("x; DROP TABLE sp").await.unwrap_err().code,
+            "WASMIG-STATE"
+        );
+        s.commit().await.unwrap();
+        let mut s = t.session().await;
+        let ids = s.query("SELECT id FROM sp", &[]).await.unwrap();
+        assert_eq!(debug(&ids.rows), debug(vec![vec![Value::Int64(2)]]));
+    }
+
+    #[tokio::test]
+    async fn the_canceller_interrupts_a_long_query_without_poisoning_the_connection() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        let canceller = s.canceller();
+        // Cancelling while nothing runs is harmless.
+        canceller.cancel().await;
+        s.execute("SELECT 1", &[]).await.unwrap();
+        let started = Instant::now();
+        let cancel = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            canceller.cancel().await;
+        });
+        let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+        let err = s.query(endless, &[]).await.unwrap_err();
+        cancel.await.unwrap();
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str()),
+            ("9", "interrupted")
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // The session goes on, and so does the next one on the pooled connection.
+        s.execute("SELECT 1", &[]).await.unwrap();
+        let stale = s.canceller();
+        drop(s);
+        stale.cancel().await;
+        let bounded = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) SELECT count(*) FROM c";
+        // Outside any session (the dropped session's handler is still installed).
+        let count: i64 = sqlx::query_scalar(bounded)
+            .fetch_one(&t.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(count, 100_000);
+        let mut s = t.session().await;
+        let count = s.query(bounded, &[]).await.unwrap();
+        assert_eq!(debug(&count.rows), debug(vec![vec![Value::Int64(100_000)]]));
+        s.rollback().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rollback_succeeds_after_an_interrupted_write() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE w (x INTEGER)").await.unwrap();
+        let canceller = s.canceller();
+        let cancel = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            canceller.cancel().await;
+        });
+        let endless = "INSERT INTO w WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c";
+        assert_eq!(s.execute(endless, &[]).await.unwrap_err().code, "9");
+        cancel.await.unwrap();
+        s.rollback().await.unwrap();
+        assert!(!t.db.table_exists("w").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn steps_are_recorded_in_the_version_tables() {
+        let t = TestDb::new().await;
+        assert!(t.db.heads().await.unwrap().is_empty());
+        assert!(t.db.history().await.unwrap().is_empty());
+        assert!(!t.db.table_exists(VERSION_TABLE).await.unwrap());
+        t.db.ensure_version_tables().await.unwrap();
+        t.db.ensure_version_tables().await.unwrap();
+        let start = DateTime::parse_from_rfc3339("2024-01-02T03:04:05.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let (none, a, bc) = (
+            Vec::new(),
+            vec!["a".to_owned()],
+            vec!["c".to_owned(), "b".to_owned()],
+        );
+        let step = |remove, add, revision, direction| StepRecord {
+            remove,
+            add,
+            revision,
+            direction,
+            checksum: "ab12",
+            started_at: start,
+            finished_at: start + TimeDelta::milliseconds(250),
+        };
+        let mut s = t.session().await;
+        s.record_step(&step(&none, &a, "a", "upgrade"))
+            .await
+            .unwrap();
+        s.commit().await.unwrap();
+        let mut s = t.session().await;
+        s.record_step(&step(&a, &bc, "b", "upgrade")).await.unwrap();
+        s.commit().await.unwrap();
+        let mut s = t.session().await;
+        s.record_step(&step(&bc, &none, "b", "downgrade"))
+            .await
+            .unwrap();
+        s.rollback().await.unwrap();
+        assert_eq!(t.db.heads().await.unwrap(), ["b", "c"]);
+        let history = t.db.history().await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(
+            (history[0].revision.as_str(), history[1].revision.as_str()),
+            ("a", "b")
+        );
+        assert_eq!(history[1].started_at, start);
+        assert_eq!(history[1].duration_ms, 250);
+        assert_eq!(history[1].wasmig_version, env!("CARGO_PKG_VERSION"));
+        let mut s = t.session().await;
+        let stored = s
+            .query("SELECT started_at FROM wasmig_history WHERE id = 1", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            debug(&stored.rows),
+            debug(vec![vec![text("2024-01-02T03:04:05.123456Z")]])
+        );
+    }
+
+    #[tokio::test]
+    async fn commits_are_visible_and_rollbacks_are_not() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE v (n INTEGER)").await.unwrap();
+        s.execute("INSERT INTO v VALUES (?)", &[Value::Int32(1)])
+            .await
+            .unwrap();
+        s.commit().await.unwrap();
+        let mut s = t.session().await;
+        s.execute("INSERT INTO v VALUES (?)", &[Value::Int32(2)])
+            .await
+            .unwrap();
+        s.rollback().await.unwrap();
+        let mut s = t.session().await;
+        s.execute("INSERT INTO v VALUES (?)", &[Value::Int32(3)])
+            .await
+            .unwrap();
+        drop(s);
+        let mut s = t.session().await;
+        let rows = s.query("SELECT n FROM v", &[]).await.unwrap();
+        assert_eq!(debug(&rows.rows), debug(vec![vec![Value::Int64(1)]]));
+        let rows: Vec<Vec<Value>> = (0..4).map(|i| vec![Value::Int32(i)]).collect();
+        assert_eq!(
+            s.execute_many("INSERT INTO v VALUES (?)", &rows)
+                .await
+                .unwrap(),
+            4
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_created_but_a_missing_directory_is_an_error() {
+        let t = TestDb::new().await;
+        assert!(t.path.exists());
+        let url = DatabaseUrl::Sqlite {
+            path: t.path.join("no/such/dir.db"),
+        };
+        let err = SqliteDatabase::connect(&url).await.err().unwrap();
+        assert!(matches!(err, DbError::Connect { .. }), "{err}");
+    }
+}

@@ -1,0 +1,58 @@
+//! Exit codes: a documented contract, mirrored in the README's table.
+//!
+//! `main` maps an error to a code by looking for the typed errors below in its cause chain;
+//! anything untyped is an internal error (1). Codes are stable across releases.
+
+use crate::db::DbError;
+use crate::error::{BuildError, ComponentError, ConfigError, GraphError, MigrationError};
+
+/// Success.
+pub const OK: u8 = 0;
+/// An unexpected failure: a wasmig bug or an environment problem not covered below.
+pub const INTERNAL: u8 = 1;
+/// The command line was malformed (clap's own code).
+pub const USAGE: u8 = 2;
+/// The project or its configuration is missing or invalid (`wasmig.toml`, a manifest,
+/// the database URL).
+pub const CONFIG: u8 = 3;
+/// The revisions or the target are inconsistent: unknown or ambiguous revision, several
+/// heads, a cycle, a database at a revision the project does not have.
+pub const GRAPH: u8 = 4;
+/// The database could not be reached, or failed outside any migration.
+pub const DATABASE: u8 = 5;
+/// A migration failed (guest error, SQL error, trap) and was rolled back.
+pub const MIGRATION_FAILED: u8 = 6;
+/// A migration exceeded a sandbox limit (time or memory) and was rolled back.
+pub const LIMIT_EXCEEDED: u8 = 7;
+/// A component is malformed, targets another world, or imports what the sandbox denies.
+pub const INVALID_COMPONENT: u8 = 8;
+/// Building a migration from source failed (toolchain missing or compile error).
+pub const BUILD_FAILED: u8 = 9;
+
+/// The exit code for an error, from the first typed error in its chain.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<MigrationError>() {
+            return e.exit_code();
+        }
+        if cause.is::<ComponentError>() {
+            return INVALID_COMPONENT;
+        }
+        if cause.is::<BuildError>() {
+            return BUILD_FAILED;
+        }
+        if cause.is::<GraphError>() {
+            return GRAPH;
+        }
+        if cause.is::<ConfigError>() {
+            return CONFIG;
+        }
+        if let Some(e) = cause.downcast_ref::<DbError>() {
+            return match e {
+                DbError::InvalidUrl { .. } => CONFIG,
+                _ => DATABASE,
+            };
+        }
+    }
+    INTERNAL
+}

@@ -1,0 +1,26 @@
+//! wasmig: a database migration runner whose migrations are plain SQL or sandboxed
+//! WebAssembly components.
+//!
+//! The binary (`main.rs`) only parses arguments and maps errors to exit codes; everything
+//! else lives here, one domain concept per module:
+//!
+//! - [`config`]: the project and `wasmig.toml`; [`revision`]: manifests and artifacts;
+//! - [`graph`]: pure planning; [`runner`]: executing a plan, one transaction per step;
+//! - [`db`]: PostgreSQL and SQLite behind one trait; [`sandbox`]: wasmtime, limits, cache;
+//! - [`artifact`]: building Rust revisions; [`scaffold`]: `init` and `revision`;
+//! - [`error`] and [`exit`]: typed errors and the exit-code contract.
+
+pub mod artifact;
+pub mod bindings;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod exit;
+pub mod graph;
+pub mod logging;
+pub mod progress;
+pub mod revision;
+pub mod runner;
+pub mod sandbox;
+pub mod scaffold;

@@ -1,0 +1,307 @@
+//! Revisions on disk: the manifest (`migration.toml`), loading a project's revisions, their
+//! artifacts (SQL text or component bytes) and checksums.
+//!
+//! A revision is a directory under the versions directory holding `migration.toml` and, by
+//! kind: `up.sql` + `down.sql` (sql), a Cargo crate (rust, built by `artifact`), or a
+//! prebuilt component (wasm). Not here: building (`artifact`), planning (`graph`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ConfigError, GraphError};
+use crate::graph::Node;
+
+/// The manifest file name inside a revision directory.
+pub const MANIFEST: &str = "migration.toml";
+
+/// How a revision is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// `up.sql` and `down.sql`.
+    Sql,
+    /// A Rust crate using the `wasmig-guest` SDK, built to a component by `wasmig build`.
+    Rust,
+    /// A prebuilt component from any language.
+    Wasm,
+}
+
+/// How a revision uses transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransactionMode {
+    /// The revision and its version-table update commit together (the default).
+    #[default]
+    PerMigration,
+}
+
+/// One or several down revisions (`down_revision = "abc"` or `["abc", "def"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum DownRevision {
+    /// A single parent.
+    One(String),
+    /// Several parents (a merge point).
+    Many(Vec<String>),
+}
+
+/// `migration.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The revision id.
+    pub revision: String,
+    /// The revision(s) this one follows; absent for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_revision: Option<DownRevision>,
+    /// What the revision does.
+    pub message: String,
+    /// When it was created, RFC 3339 UTC.
+    pub created: String,
+    /// How it is written.
+    pub kind: Kind,
+    /// Transaction handling.
+    #[serde(default)]
+    pub transaction: TransactionMode,
+    /// The component file of a `wasm` revision, relative to the revision directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<PathBuf>,
+    /// Wall-clock deadline for this revision, in seconds (overrides wasmig.toml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+    /// Memory cap for this revision, in MiB (overrides wasmig.toml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mib: Option<u64>,
+}
+
+impl Manifest {
+    /// The down revisions as a list.
+    pub fn down_revisions(&self) -> Vec<String> {
+        match &self.down_revision {
+            None => Vec::new(),
+            Some(DownRevision::One(s)) if s.is_empty() => Vec::new(),
+            Some(DownRevision::One(s)) => vec![s.clone()],
+            Some(DownRevision::Many(v)) => v.clone(),
+        }
+    }
+}
+
+/// A revision found on disk.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Its directory.
+    pub dir: PathBuf,
+}
+
+impl Revision {
+    /// The revision id.
+    pub fn id(&self) -> &str {
+        &self.manifest.revision
+    }
+
+    /// The component file of a `wasm` revision, or where `wasmig build` puts a `rust` one.
+    pub fn component_path(&self, build_dir: &Path) -> Option<PathBuf> {
+        match self.manifest.kind {
+            Kind::Sql => None,
+            Kind::Wasm => Some(self.dir.join(
+                self.manifest.component.clone().unwrap_or_else(|| PathBuf::from("migration.wasm")),
+            )),
+            Kind::Rust => Some(build_dir.join(format!("{}.wasm", self.id()))),
+        }
+    }
+
+    /// The deadline for this revision given the project default.
+    pub fn timeout(&self, default: Duration) -> Duration {
+        self.manifest
+            .timeout_secs
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map(Duration::from_secs_f64)
+            .unwrap_or(default)
+    }
+
+    /// The memory cap in bytes given the project default in MiB.
+    pub fn memory_limit(&self, default_mib: u64) -> u64 {
+        self.manifest.memory_limit_mib.unwrap_or(default_mib) * 1024 * 1024
+    }
+}
+
+/// Loads every revision under `versions_dir` (each subdirectory with a `migration.toml`).
+///
+/// # Errors
+/// [`ConfigError`] for an unreadable directory or an invalid manifest (naming the file),
+/// [`GraphError::Duplicate`] for two revisions with one id.
+pub fn load_all(versions_dir: &Path) -> anyhow::Result<Vec<Revision>> {
+    let entries = std::fs::read_dir(versions_dir).map_err(|e| {
+        ConfigError::new(format!(
+            "cannot read the versions directory {}: {e}; run `wasmig init` or fix `versions_dir` in wasmig.toml",
+            versions_dir.display()
+        ))
+    })?;
+    let mut revisions: Vec<Revision> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| ConfigError::new(format!("reading {}: {e}", versions_dir.display())))?;
+        let dir = entry.path();
+        let manifest_path = dir.join(MANIFEST);
+        if !manifest_path.is_file() {
+            continue;
+        }
+        let manifest = read_manifest(&manifest_path)?;
+        if let Some(other) = revisions.iter().find(|r| r.id() == manifest.revision) {
+            return Err(GraphError::Duplicate {
+                id: manifest.revision,
+                first: other.dir.clone(),
+                second: dir,
+            }
+            .into());
+        }
+        revisions.push(Revision { manifest, dir });
+    }
+    revisions.sort_by(|a, b| a.dir.cmp(&b.dir));
+    Ok(revisions)
+}
+
+/// Reads and validates one manifest.
+///
+/// # Errors
+/// [`ConfigError`] naming the file.
+pub fn read_manifest(path: &Path) -> Result<Manifest, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
+    let manifest: Manifest =
+        toml::from_str(&text).map_err(|e| ConfigError::new(format!("invalid manifest {}: {e}", path.display())))?;
+    if !is_valid_id(&manifest.revision) {
+        return Err(ConfigError::new(format!(
+            "invalid manifest {}: revision id `{}` must be non-empty and use only letters, digits, `_` and `-`",
+            path.display(),
+            manifest.revision
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Whether an id is usable (also as a file name and in SQL identifiers we generate).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The planner's view of the revisions.
+pub fn nodes(revisions: &[Revision]) -> Vec<Node> {
+    revisions
+        .iter()
+        .map(|r| Node {
+            id: r.id().to_owned(),
+            down: r.manifest.down_revisions(),
+        })
+        .collect()
+}
+
+/// What runs for one revision.
+#[derive(Debug, Clone)]
+pub enum Artifact {
+    /// A SQL revision's scripts.
+    Sql {
+        /// `up.sql`.
+        up: String,
+        /// `down.sql`.
+        down: String,
+    },
+    /// A component's bytes.
+    Component {
+        /// The file it came from.
+        path: PathBuf,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+impl Artifact {
+    /// The pinned checksum: hex SHA-256 of the component bytes, or of
+    /// `up.sql` bytes, one `0x00` byte, and `down.sql` bytes for SQL revisions.
+    pub fn checksum(&self) -> String {
+        let mut hasher = Sha256::new();
+        match self {
+            Artifact::Sql { up, down } => {
+                hasher.update(up.as_bytes());
+                hasher.update([0u8]);
+                hasher.update(down.as_bytes());
+            }
+            Artifact::Component { bytes, .. } => hasher.update(bytes),
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// Reads a revision's artifact from disk.
+///
+/// # Errors
+/// [`ConfigError`] naming the missing file and what to do (`wasmig build` for Rust).
+pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, ConfigError> {
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).map_err(|e| {
+            ConfigError::new(format!("revision {}: cannot read {} ({}): {e}{what}", revision.id(), path.display(), e.kind()))
+        })
+    };
+    match revision.manifest.kind {
+        Kind::Sql => {
+            let text = |name: &str| -> Result<String, ConfigError> {
+                let path = revision.dir.join(name);
+                String::from_utf8(read(&path, "")?)
+                    .map_err(|_| ConfigError::new(format!("revision {}: {} is not UTF-8", revision.id(), path.display())))
+            };
+            Ok(Artifact::Sql {
+                up: text("up.sql")?,
+                down: text("down.sql")?,
+            })
+        }
+        Kind::Wasm | Kind::Rust => {
+            let path = revision.component_path(build_dir).expect("components have a path");
+            let hint = if revision.manifest.kind == Kind::Rust { "; run `wasmig build`" } else { "" };
+            Ok(Artifact::Component { bytes: read(&path, hint)?, path })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_checksum_is_pinned() {
+        let a = Artifact::Sql { up: "CREATE TABLE t (x int);".into(), down: "DROP TABLE t;".into() };
+        // sha256("CREATE TABLE t (x int);\0DROP TABLE t;"), pinned: changing it breaks every
+        // existing history table.
+        assert_eq!(a.checksum(), {
+            let mut h = Sha256::new();
+            h.update(b"CREATE TABLE t (x int);\0DROP TABLE t;");
+            hex::encode(h.finalize())
+        });
+        assert_eq!(a.checksum().len(), 64);
+    }
+
+    #[test]
+    fn manifests_accept_one_or_many_down_revisions() {
+        let m: Manifest = toml::from_str(
+            "revision='b'\ndown_revision='a'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\nkind='sql'",
+        )
+        .unwrap();
+        assert_eq!(m.down_revisions(), ["a"]);
+        let m: Manifest = toml::from_str(
+            "revision='c'\ndown_revision=['a','b']\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\nkind='rust'",
+        )
+        .unwrap();
+        assert_eq!(m.down_revisions(), ["a", "b"]);
+        assert!(toml::from_str::<Manifest>("revision='c'\nmessage='m'\ncreated='x'\nkind='cobol'").is_err());
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(is_valid_id("3f2a1c9b7d10"));
+        assert!(!is_valid_id("a b"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("x;drop"));
+    }
+}

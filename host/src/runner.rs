@@ -1,0 +1,190 @@
+//! The runner: executes a plan step by step, each step in one transaction together with its
+//! version-table update.
+//!
+//! For every step: read the artifact, compile or load the component *before* opening the
+//! transaction (a broken component must not hold a transaction open), begin, run the SQL or
+//! the guest call, record the step, commit. Any failure rolls the step back and stops the
+//! run; steps already committed stay, and the error lists them.
+//!
+//! Not here: choosing the steps (`graph`), what a guest may do (`sandbox`).
+
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::config::Project;
+use crate::db::{Database, StepRecord};
+use crate::error::{Failure, MigrationError};
+use crate::graph::{Direction, Step};
+use crate::revision::{self, Artifact, Revision};
+use crate::sandbox::{CacheStatus, Limits, Sandbox};
+
+/// What happened to one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// Upgrade or downgrade.
+    pub action: Direction,
+    /// The revision.
+    pub revision: String,
+    /// SQL or component.
+    pub kind: &'static str,
+    /// For components: whether the compile cache was used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStatus>,
+    /// Milliseconds spent compiling or loading the component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_ms: Option<u64>,
+    /// Milliseconds from begin to commit.
+    pub duration_ms: u64,
+}
+
+/// Options for a run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Show progress bars (a terminal and not `--json`).
+    pub progress_bars: bool,
+    /// Use the compile cache.
+    pub use_cache: bool,
+}
+
+/// Runs `steps` in order.
+///
+/// # Errors
+/// [`MigrationError`] for the first failing step (after rolling it back), listing the steps
+/// already committed; configuration or component errors before any transaction began.
+pub async fn run(
+    project: &Project,
+    db: &dyn Database,
+    revisions: &[Revision],
+    steps: &[Step],
+    options: RunOptions,
+) -> anyhow::Result<Vec<StepReport>> {
+    let mut reports = Vec::with_capacity(steps.len());
+    if steps.is_empty() {
+        return Ok(reports);
+    }
+    db.ensure_version_tables().await?;
+    let build_dir = crate::artifact::build_dir(project);
+    let sandbox = if steps.iter().any(|s| is_component(find(revisions, &s.revision))) {
+        let cache = options.use_cache.then(|| project.cache_dir());
+        Some(Sandbox::new(cache, options.progress_bars)?)
+    } else {
+        None
+    };
+    let settings = project.config.sandbox;
+    for step in steps {
+        let revision = find(revisions, &step.revision);
+        let completed = || reports.iter().map(|r: &StepReport| r.revision.clone()).collect::<Vec<_>>();
+        let fail = |failure: Failure| MigrationError {
+            revision: step.revision.clone(),
+            direction: step.action.as_str(),
+            failure,
+            completed: completed(),
+        };
+        let artifact = revision::read_artifact(revision, &build_dir)?;
+        let checksum = artifact.checksum();
+        crate::info!("{} {} ({})", verb(step.action), step.revision, revision.manifest.message);
+
+        // Compile before the transaction begins.
+        let loaded = match (&artifact, &sandbox) {
+            (Artifact::Component { path, bytes }, Some(sandbox)) => Some(sandbox.load(&step.revision, path, bytes)?),
+            _ => None,
+        };
+        if let Some(l) = &loaded {
+            crate::debug!(
+                "{}: component {} in {} ms",
+                step.revision,
+                match l.cache {
+                    CacheStatus::Hit => "loaded from the cache",
+                    CacheStatus::Miss => "compiled and cached",
+                    CacheStatus::Disabled => "compiled (cache disabled)",
+                },
+                l.load_time.as_millis()
+            );
+        }
+
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let mut session = db.begin().await.map_err(|e| fail(Failure::Host(e)))?;
+        let outcome = match (&artifact, &loaded, &sandbox) {
+            (Artifact::Sql { up, down }, _, _) => {
+                let script = if step.action == Direction::Upgrade { up } else { down };
+                session.batch(script).await.map_err(Failure::Sql)
+            }
+            (Artifact::Component { .. }, Some(loaded), Some(sandbox)) => {
+                let limits = Limits {
+                    memory: revision.memory_limit(settings.memory_limit_mib),
+                    timeout: revision.timeout(settings.timeout()),
+                };
+                let (returned, outcome) = sandbox.run(loaded, &step.revision, step.action, session, limits).await;
+                match returned {
+                    Some(s) => session = s,
+                    None => return Err(fail(Failure::Host(anyhow::anyhow!("the guest kept the session"))).into()),
+                }
+                outcome
+            }
+            _ => unreachable!("components are loaded above"),
+        };
+        if let Err(failure) = outcome {
+            if let Err(e) = session.rollback().await {
+                crate::warn!("rollback of {} failed: {e:#} (the server discards the transaction anyway)", step.revision);
+            }
+            return Err(fail(failure).into());
+        }
+        let record = StepRecord {
+            remove: &step.remove_heads,
+            add: &step.add_heads,
+            revision: &step.revision,
+            direction: step.action.as_str(),
+            checksum: &checksum,
+            started_at,
+            finished_at: Utc::now(),
+        };
+        if let Err(e) = session.record_step(&record).await {
+            let _ = session.rollback().await;
+            return Err(fail(Failure::Host(e)).into());
+        }
+        session.commit().await.map_err(|e| fail(Failure::Host(e)))?;
+        reports.push(StepReport {
+            action: step.action,
+            revision: step.revision.clone(),
+            kind: if loaded.is_some() { "component" } else { "sql" },
+            cache: loaded.as_ref().map(|l| l.cache),
+            load_ms: loaded.as_ref().map(|l| l.load_time.as_millis() as u64),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+    }
+    Ok(reports)
+}
+
+fn verb(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Upgrade => "applying",
+        Direction::Downgrade => "reverting",
+    }
+}
+
+fn find<'a>(revisions: &'a [Revision], id: &str) -> &'a Revision {
+    revisions
+        .iter()
+        .find(|r| r.id() == id)
+        .expect("the planner only returns known revisions")
+}
+
+fn is_component(revision: &Revision) -> bool {
+    revision.manifest.kind != crate::revision::Kind::Sql
+}
+
+/// Whether any of `steps` needs a Rust build.
+pub fn needs_build(revisions: &[Revision], steps: &[Step]) -> bool {
+    steps
+        .iter()
+        .any(|s| find(revisions, &s.revision).manifest.kind == crate::revision::Kind::Rust)
+}
+
+/// The project directory as shown in messages.
+pub fn display_root(root: &Path) -> String {
+    root.display().to_string()
+}

@@ -1,0 +1,451 @@
+//! The host side of the WIT `sql` and `log` interfaces: the only module implementing the
+//! generated `Host` traits. It translates each guest call onto the migration's
+//! [`Session`], and enforces two rules on the way:
+//!
+//! - **Deadline inside host calls.** The epoch deadline only fires while wasm runs, so each
+//!   database call races the deadline; when it passes, the statement is cancelled on the
+//!   database side and the guest is trapped with [`LimitTrap::Deadline`].
+//! - **No silent rollback.** An SQL error the guest does not handle inside a savepoint is
+//!   remembered; further statements get `WASMIG-ABORTED` and the step fails even if the guest
+//!   returns success (PostgreSQL would otherwise commit nothing and report success).
+//!
+//! Blame: SQL errors go back to the guest as values; only limits and host bugs trap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::wasmig::migration::{log, sql, types};
+use crate::bindings::{Column, Dialect, QueryResult, SqlError, Value};
+use crate::db::{Canceller, CursorState, Session, SqlResult};
+use crate::progress::Progress;
+
+/// The host side of a guest's `cursor` resource.
+#[derive(Debug)]
+pub struct CursorHandle {
+    /// The database cursor; closed when the guest drops the resource.
+    pub state: CursorState,
+}
+
+/// The host side of a guest's `savepoint` resource.
+#[derive(Debug)]
+pub struct SavepointHandle {
+    /// Identifies the frame in [`GuestState`]'s savepoint stack.
+    id: u64,
+}
+
+/// A sandbox limit that stopped the guest; carried as the trap's error.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitTrap {
+    /// The wall-clock deadline passed during a host call.
+    #[error("deadline exceeded")]
+    Deadline,
+    /// The guest tried to grow its memory past the cap.
+    #[error("memory limit of {0} bytes exceeded")]
+    Memory(u64),
+}
+
+/// One open savepoint.
+#[derive(Debug)]
+struct Frame {
+    id: u64,
+    name: String,
+    /// The first error since the savepoint began, forgiven by a rollback.
+    failed: Option<SqlError>,
+}
+
+/// Caps the guest's linear memories (all of them together) and tables.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    /// The cap in bytes for all memories together.
+    pub(crate) memory_cap: u64,
+    /// Bytes currently reserved by all memories.
+    reserved: u64,
+    /// Set when a growth was refused.
+    pub(crate) exceeded: bool,
+}
+
+impl Limiter {
+    pub(crate) fn new(memory_cap: u64) -> Self {
+        Limiter {
+            memory_cap,
+            reserved: 0,
+            exceeded: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.reserved + (desired - current) as u64;
+        if total > self.memory_cap {
+            self.exceeded = true;
+            return Err(wasmtime::Error::new(LimitTrap::Memory(self.memory_cap)));
+        }
+        self.reserved = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        1_000
+    }
+
+    fn memories(&self) -> usize {
+        100
+    }
+
+    fn tables(&self) -> usize {
+        1_000
+    }
+}
+
+/// Everything a guest's store holds.
+///
+/// Created by `sandbox::Sandbox::run` for one call of `upgrade` or `downgrade` and dropped
+/// right after it: a trapped instance cannot be entered again, so nothing is reused.
+pub struct GuestState {
+    /// The migration's transaction. Moved in by `run`, taken back out when the call ends
+    /// (to commit or roll back); `None` only after that.
+    pub(crate) session: Option<Box<dyn Session>>,
+    canceller: Arc<dyn Canceller>,
+    dialect: Dialect,
+    table: ResourceTable,
+    wasi: WasiCtx,
+    pub(crate) limiter: Limiter,
+    revision: String,
+    deadline: Instant,
+    /// The first SQL error not handled inside a savepoint.
+    pub(crate) unhandled: Option<SqlError>,
+    /// The first connection-level failure (blamed on the host, not the guest).
+    pub(crate) io_failure: Option<SqlError>,
+    pub(crate) deadline_hit: bool,
+    savepoints: Vec<Frame>,
+    next_id: u64,
+    progress: Progress,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+/// Guest stdout/stderr kept per call; a guest writing more is trapped.
+const OUTPUT_CAPACITY: usize = 1024 * 1024;
+
+impl GuestState {
+    pub(crate) fn new(
+        session: Box<dyn Session>,
+        revision: &str,
+        deadline: Instant,
+        memory_cap: u64,
+        progress_bars: bool,
+    ) -> Self {
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        // Deny by default: no preopened directories, no environment, no arguments, stdin
+        // closed, no TCP, no UDP, no name lookup. Clocks and randomness stay available.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        GuestState {
+            canceller: session.canceller(),
+            dialect: session.dialect(),
+            session: Some(session),
+            table: ResourceTable::new(),
+            wasi,
+            limiter: Limiter::new(memory_cap),
+            revision: revision.to_owned(),
+            deadline,
+            unhandled: None,
+            io_failure: None,
+            deadline_hit: false,
+            savepoints: Vec::new(),
+            next_id: 0,
+            progress: Progress::new(revision.to_owned(), progress_bars),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The error that makes the transaction unusable right now, if any.
+    fn aborted(&self) -> Option<SqlError> {
+        let first = match self.savepoints.last() {
+            Some(frame) => frame.failed.as_ref(),
+            None => self.unhandled.as_ref(),
+        }?;
+        Some(SqlError::wasmig(
+            "ABORTED",
+            format!(
+                "an earlier statement failed ({}); roll back to a savepoint to continue",
+                first.message
+            ),
+        ))
+    }
+
+    /// Remembers a failed statement against the innermost savepoint, or the transaction.
+    fn note_error(&mut self, error: &SqlError) {
+        if error.code == "WASMIG-IO" && self.io_failure.is_none() {
+            self.io_failure = Some(error.clone());
+        }
+        let slot = match self.savepoints.last_mut() {
+            Some(frame) => &mut frame.failed,
+            None => &mut self.unhandled,
+        };
+        if slot.is_none() {
+            *slot = Some(error.clone());
+        }
+    }
+
+    /// The first unhandled error at the end of the call, including one left inside a
+    /// savepoint the guest never closed.
+    pub(crate) fn pending_error(&self) -> Option<&SqlError> {
+        self.unhandled
+            .as_ref()
+            .or_else(|| self.savepoints.iter().find_map(|f| f.failed.as_ref()))
+    }
+
+    fn session(&mut self) -> &mut dyn Session {
+        self.session.as_deref_mut().expect("the session is present during a call")
+    }
+}
+
+/// Races a database future against the deadline; on expiry cancels the statement, gives it
+/// a moment to unwind (so the connection stays consistent), and reports the deadline.
+async fn against_deadline<F, T>(fut: F, deadline: Instant, canceller: &dyn Canceller) -> Result<T, LimitTrap>
+where
+    F: std::future::Future<Output = T>,
+{
+    tokio::pin!(fut);
+    tokio::select! {
+        biased;
+        out = &mut fut => Ok(out),
+        () = tokio::time::sleep_until(deadline) => {
+            canceller.cancel().await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut fut).await;
+            Err(LimitTrap::Deadline)
+        }
+    }
+}
+
+/// Runs one database call for the guest: refuses it while the transaction is aborted,
+/// bounds it by the deadline, and records a failure.
+macro_rules! db_call {
+    ($state:ident, |$session:ident| $call:expr) => {{
+        if let Some(err) = $state.aborted() {
+            return Ok(Err(err));
+        }
+        let canceller = Arc::clone(&$state.canceller);
+        let deadline = $state.deadline;
+        let $session = $state.session();
+        let result = against_deadline($call, deadline, &*canceller).await;
+        match result {
+            Ok(Ok(value)) => Ok(Ok(value)),
+            Ok(Err(err)) => {
+                $state.note_error(&err);
+                Ok(Err(err))
+            }
+            Err(limit) => {
+                $state.deadline_hit = true;
+                Err(wasmtime::Error::new(limit))
+            }
+        }
+    }};
+}
+
+impl types::Host for GuestState {}
+
+impl sql::Host for GuestState {
+    async fn dialect(&mut self) -> wasmtime::Result<Dialect> {
+        Ok(self.dialect)
+    }
+
+    async fn execute(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<SqlResult<u64>> {
+        db_call!(self, |s| s.execute(&statement, &params))
+    }
+
+    async fn query(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<SqlResult<QueryResult>> {
+        db_call!(self, |s| s.query(&statement, &params))
+    }
+
+    async fn batch(&mut self, script: String) -> wasmtime::Result<SqlResult<()>> {
+        db_call!(self, |s| s.batch(&script))
+    }
+
+    async fn execute_many(
+        &mut self,
+        statement: String,
+        rows: Vec<Vec<Value>>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        db_call!(self, |s| s.execute_many(&statement, &rows))
+    }
+
+    async fn open_cursor(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<Resource<CursorHandle>>> {
+        let opened: SqlResult<CursorState> = match db_call!(self, |s| s.open_cursor(&statement, &params)) {
+            Ok(r) => r,
+            Err(trap) => return Err(trap),
+        };
+        match opened {
+            Ok(state) => Ok(Ok(self.table.push(CursorHandle { state })?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn begin_savepoint(&mut self) -> wasmtime::Result<SqlResult<Resource<SavepointHandle>>> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let name = format!("wasmig_sp_{id}");
+        let begun: SqlResult<()> = db_call!(self, |s| s.savepoint(&name))?;
+        if let Err(e) = begun {
+            return Ok(Err(e));
+        }
+        self.savepoints.push(Frame { id, name, failed: None });
+        Ok(Ok(self.table.push(SavepointHandle { id })?))
+    }
+}
+
+impl sql::HostCursor for GuestState {
+    async fn columns(&mut self, cursor: Resource<CursorHandle>) -> wasmtime::Result<Vec<Column>> {
+        Ok(self.table.get(&cursor)?.state.columns.clone())
+    }
+
+    async fn next(&mut self, cursor: Resource<CursorHandle>, max_rows: u32) -> wasmtime::Result<SqlResult<Vec<Vec<Value>>>> {
+        if let Some(err) = self.aborted() {
+            return Ok(Err(err));
+        }
+        // Take the cursor state out of the table for the duration of the call, so the
+        // session and the cursor can be borrowed together.
+        let handle = self.table.get_mut(&cursor)?;
+        let mut state = std::mem::replace(
+            &mut handle.state,
+            CursorState {
+                columns: Vec::new(),
+                name: None,
+                buffered: Default::default(),
+                done: true,
+            },
+        );
+        let result: wasmtime::Result<SqlResult<Vec<Vec<Value>>>> =
+            db_call!(self, |s| s.fetch(&mut state, max_rows.clamp(1, 100_000)));
+        self.table.get_mut(&cursor)?.state = state;
+        result
+    }
+
+    async fn drop(&mut self, cursor: Resource<CursorHandle>) -> wasmtime::Result<()> {
+        let mut handle = self.table.delete(cursor)?;
+        if self.aborted().is_none() {
+            // Closing can only fail if the transaction is already broken; the step's own
+            // error reporting covers that.
+            let _ = self.session().close_cursor(&mut handle.state).await;
+        }
+        Ok(())
+    }
+}
+
+impl GuestState {
+    /// Ends the savepoint `id` (and any inner ones the guest left open).
+    async fn end_savepoint(&mut self, id: u64, release: bool) -> wasmtime::Result<SqlResult<()>> {
+        let Some(pos) = self.savepoints.iter().position(|f| f.id == id) else {
+            return Ok(Err(SqlError::wasmig("STATE", "this savepoint was already released or rolled back")));
+        };
+        if release {
+            if let Some(failed) = self.savepoints[pos..].iter().find_map(|f| f.failed.clone()) {
+                return Ok(Err(SqlError::wasmig(
+                    "ABORTED",
+                    format!(
+                        "cannot release a savepoint after a failed statement ({}); roll it back instead",
+                        failed.message
+                    ),
+                )));
+            }
+        }
+        let name = self.savepoints[pos].name.clone();
+        // Inner frames end with this one: the database releases or rolls them back too.
+        let ended: Vec<Frame> = self.savepoints.drain(pos..).collect();
+        let canceller = Arc::clone(&self.canceller);
+        let deadline = self.deadline;
+        let session = self.session();
+        let fut = async {
+            if release {
+                session.release_savepoint(&name).await
+            } else {
+                session.rollback_to_savepoint(&name).await
+            }
+        };
+        match against_deadline(fut, deadline, &*canceller).await {
+            Ok(Ok(())) => Ok(Ok(())),
+            Ok(Err(e)) => {
+                // The savepoint could not be ended: keep the failure visible to the step.
+                self.savepoints.extend(ended);
+                self.note_error(&e);
+                Ok(Err(e))
+            }
+            Err(limit) => {
+                self.deadline_hit = true;
+                Err(wasmtime::Error::new(limit))
+            }
+        }
+    }
+}
+
+impl sql::HostSavepoint for GuestState {
+    async fn release(&mut self, savepoint: Resource<SavepointHandle>) -> wasmtime::Result<SqlResult<()>> {
+        let id = self.table.get(&savepoint)?.id;
+        self.end_savepoint(id, true).await
+    }
+
+    async fn rollback(&mut self, savepoint: Resource<SavepointHandle>) -> wasmtime::Result<SqlResult<()>> {
+        let id = self.table.get(&savepoint)?.id;
+        self.end_savepoint(id, false).await
+    }
+
+    async fn drop(&mut self, savepoint: Resource<SavepointHandle>) -> wasmtime::Result<()> {
+        let id = self.table.delete(savepoint)?.id;
+        if self.savepoints.iter().any(|f| f.id == id) {
+            // Dropped while open: roll back, as documented in the WIT.
+            let _ = self.end_savepoint(id, false).await?;
+        }
+        Ok(())
+    }
+}
+
+impl log::Host for GuestState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        use crate::logging::Level as L;
+        let level = match level {
+            log::Level::Trace => L::Trace,
+            log::Level::Debug => L::Debug,
+            log::Level::Info => L::Info,
+            log::Level::Warn => L::Warn,
+            log::Level::Error => L::Error,
+        };
+        crate::logging::emit(level, format_args!("[{}] {message}", self.revision));
+        Ok(())
+    }
+
+    async fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+        self.progress.update(done, total);
+        Ok(())
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

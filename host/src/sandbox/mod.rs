@@ -1,0 +1,234 @@
+//! The sandbox: one wasmtime engine, the linker with wasmig's interfaces and a deny-all
+//! WASI, the compile cache, and running one `upgrade` or `downgrade` call under limits.
+//!
+//! What a guest gets: the `sql` interface on its migration's transaction, `log`, clocks and
+//! randomness. What it does not: files, environment, arguments, stdin, sockets, name lookup.
+//! Limits: a memory cap over all its memories, and a wall-clock deadline enforced by epoch
+//! interruption while wasm runs and by cancelling the statement while it waits on SQL.
+//!
+//! Not here: what the host functions do (`host`), the cache's file format (`cache`).
+
+mod cache;
+pub mod host;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+use self::host::{GuestState, LimitTrap};
+use crate::bindings::{Migration, MigrationPre};
+use crate::db::Session;
+use crate::error::{ComponentError, Failure};
+use crate::graph::Direction;
+
+pub use self::cache::CacheStatus;
+
+/// How often the epoch advances; the deadline's resolution while wasm runs.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The only interfaces a component may import besides WASI.
+const ALLOWED_IMPORTS: &[&str] = &[
+    "wasmig:migration/types@0.1.0",
+    "wasmig:migration/sql@0.1.0",
+    "wasmig:migration/log@0.1.0",
+];
+
+/// A loaded component, ready to instantiate.
+pub struct Loaded {
+    pre: MigrationPre<GuestState>,
+    /// Whether it came from the cache or was compiled now.
+    pub cache: CacheStatus,
+    /// Time spent compiling or loading.
+    pub load_time: Duration,
+}
+
+/// Limits for one call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Memory cap in bytes.
+    pub memory: u64,
+    /// Wall-clock deadline.
+    pub timeout: Duration,
+}
+
+/// The engine and linker, created once per run.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    cache_dir: Option<PathBuf>,
+    progress_bars: bool,
+    /// Stops the epoch ticker thread when the sandbox is dropped.
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Sandbox {
+    /// Creates the engine (Cranelift, epoch interruption) and the linker.
+    ///
+    /// # Errors
+    /// When wasmtime cannot be configured (a host problem).
+    pub fn new(cache_dir: Option<PathBuf>, progress_bars: bool) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        Migration::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&ticker_stop);
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("wasmig-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })?;
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache_dir,
+            progress_bars,
+            ticker_stop,
+        })
+    }
+
+    /// Compiles (or loads from the cache) a component and checks it against the world.
+    ///
+    /// # Errors
+    /// [`ComponentError`] for malformed wasm, a core module, a denied import or missing
+    /// exports.
+    pub fn load(&self, revision: &str, path: &Path, bytes: &[u8]) -> anyhow::Result<Loaded> {
+        let invalid = |reason: String| ComponentError {
+            revision: revision.to_owned(),
+            path: path.to_path_buf(),
+            reason,
+        };
+        if !wasmparser_is_component(bytes) {
+            return Err(invalid(if bytes.starts_with(b"\0asm") {
+                "this is a core WebAssembly module, not a component; `wasmig build` componentizes Rust migrations, and `wasm-tools component new` does it for others".into()
+            } else {
+                "not a WebAssembly file (no `\\0asm` header); point the manifest's `component` at a .wasm component".into()
+            })
+            .into());
+        }
+        let started = std::time::Instant::now();
+        let (component, cache) = cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), bytes)
+            .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
+        let load_time = started.elapsed();
+
+        let ty = component.component_type();
+        for (name, _) in ty.imports(&self.engine) {
+            let allowed = ALLOWED_IMPORTS.contains(&name) || name.starts_with("wasi:");
+            if !allowed {
+                return Err(invalid(format!(
+                    "it imports `{name}`, which the sandbox does not provide; a migration may import only the wasmig:migration interfaces and WASI"
+                ))
+                .into());
+            }
+        }
+        for export in ["upgrade", "downgrade"] {
+            let found = ty
+                .exports(&self.engine)
+                .any(|(name, item)| name == export && matches!(item.ty, ComponentItem::ComponentFunc(_)));
+            if !found {
+                return Err(invalid(format!(
+                    "it does not export the function `{export}`; build it for the `migration` world of wit/migration.wit (wasmig:migration@0.1.0)"
+                ))
+                .into());
+            }
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("it does not match the wasmig:migration world: {e:#}")))?;
+        let pre = MigrationPre::new(pre).map_err(|e| invalid(format!("it does not match the migration world: {e:#}")))?;
+        Ok(Loaded { pre, cache, load_time })
+    }
+
+    /// Runs `upgrade` or `downgrade` of a loaded component on `session`. Always hands the
+    /// session back (to commit or roll back), with the failure if the step must not commit.
+    pub async fn run(
+        &self,
+        loaded: &Loaded,
+        revision: &str,
+        direction: Direction,
+        session: Box<dyn Session>,
+        limits: Limits,
+    ) -> (Option<Box<dyn Session>>, Result<(), Failure>) {
+        let deadline = tokio::time::Instant::now() + limits.timeout;
+        let state = GuestState::new(session, revision, deadline, limits.memory, self.progress_bars);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Ticks until the deadline; set before instantiating (the default of 0 would trap
+        // the start function).
+        let ticks = (limits.timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let outcome = async {
+            let instance = loaded.pre.instantiate_async(&mut store).await?;
+            match direction {
+                Direction::Upgrade => instance.call_upgrade(&mut store).await,
+                Direction::Downgrade => instance.call_downgrade(&mut store).await,
+            }
+        }
+        .await;
+
+        let state = store.into_data();
+        flush_output(revision, &state);
+        let failure = classify(outcome, &state, limits);
+        (state.session, failure)
+    }
+}
+
+/// Turns the call's outcome and the state it left into a failure with the right blame.
+fn classify(outcome: wasmtime::Result<Result<(), String>>, state: &GuestState, limits: Limits) -> Result<(), Failure> {
+    if let Some(io) = &state.io_failure {
+        return Err(Failure::Host(anyhow::anyhow!("the database connection failed: {}", io.describe())));
+    }
+    match outcome {
+        Ok(Ok(())) => match state.pending_error() {
+            Some(err) => Err(Failure::UnhandledSql(err.clone())),
+            None => Ok(()),
+        },
+        Ok(Err(message)) => Err(Failure::GuestError(message)),
+        Err(err) => {
+            if state.deadline_hit || matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                return Err(Failure::Deadline(limits.timeout));
+            }
+            if state.limiter.exceeded || matches!(err.downcast_ref::<LimitTrap>(), Some(LimitTrap::Memory(_))) {
+                return Err(Failure::Memory { limit: limits.memory });
+            }
+            Err(Failure::GuestTrap(format!("{err:?}")))
+        }
+    }
+}
+
+/// Copies what the guest wrote to stdout and stderr into wasmig's log.
+fn flush_output(revision: &str, state: &GuestState) {
+    for (stream, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+        let bytes = pipe.contents();
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            crate::info!("[{revision}] {stream}: {line}");
+        }
+    }
+}
+
+/// Whether the bytes start with the component-model preamble (layer 1).
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [0x01, 0x00]
+}

@@ -1,0 +1,150 @@
+//! Hostile and broken components written inline in WAT: traps, infinite loops, memory
+//! bombs, malformed files, the wrong world, denied imports; and the compile cache.
+
+use crate::support::{BOTH, Backend, TestDb, TestProject};
+
+/// A component exporting `upgrade` and `downgrade` as `func() -> result<_, string>`, whose
+/// `upgrade` core function body is `body` (returns a pointer to the result in memory) and
+/// whose `downgrade` succeeds.
+fn component(body: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(component
+  (core module $m
+    (memory (export "mem") 1)
+    (func (export "upgrade") (result i32) {body})
+    (func (export "downgrade") (result i32) (i32.const 0))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+  )
+  (core instance $i (instantiate $m))
+  (func $up (result (result (error string)))
+    (canon lift (core func $i "upgrade") (memory $i "mem") (realloc (func $i "realloc"))))
+  (func $down (result (result (error string)))
+    (canon lift (core func $i "downgrade") (memory $i "mem") (realloc (func $i "realloc"))))
+  (export "upgrade" (func $up))
+  (export "downgrade" (func $down))
+)"#
+    );
+    wat::parse_str(wat).expect("valid WAT")
+}
+
+const TRAP: &str = "unreachable";
+const LOOP: &str = "(loop $l (br $l)) (unreachable)";
+/// Grows memory by 16 MiB at a time, forever.
+const MEMORY_BOMB: &str = "(loop $l (drop (memory.grow (i32.const 256))) (br $l)) (unreachable)";
+/// Returns the ok result stored at address 0 (zeroed memory: discriminant 0 = ok).
+const SUCCEED: &str = "(i32.const 0)";
+
+/// Runs a revision that first creates a table in SQL, then the component: the component's
+/// failure must roll back only its own step.
+async fn assert_component_fails(backend: Backend, body: &str, extra_manifest: &str, code: i32, needle: &str) {
+    let project = TestProject::new();
+    let db = TestDb::new(backend, &project).await;
+    project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+    let dir = project.wasm_revision_bytes("b2", &component(body));
+    project.set_manifest(&dir, extra_manifest);
+    let run = project.run(&db, &["up"]).fails_with(code);
+    assert!(run.stderr.contains(needle), "{backend:?}: expected `{needle}` in:\n{}", run.stderr);
+    assert!(run.stderr.contains("revision b2"), "{run:?}");
+    assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+    assert_eq!(db.history().await, ["upgrade:a1"], "{backend:?}");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_trapping_guest_is_rolled_back_and_blamed() {
+    for backend in BOTH {
+        assert_component_fails(backend, TRAP, "", 6, "the migration trapped").await;
+    }
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_the_deadline() {
+    for backend in BOTH {
+        assert_component_fails(backend, LOOP, "timeout_secs = 1", 7, "time limit of 1s").await;
+    }
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_stopped_by_the_memory_cap() {
+    for backend in BOTH {
+        assert_component_fails(backend, MEMORY_BOMB, "memory_limit_mib = 64", 7, "memory limit of 64 MiB").await;
+    }
+}
+
+#[tokio::test]
+async fn malformed_files_and_core_modules_are_refused() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.wasm_revision_bytes("a1", b"this is not wasm at all");
+    let run = project.run(&db, &["up"]).fails_with(8);
+    assert!(run.stderr.contains("revision a1") && run.stderr.contains("not a WebAssembly file"), "{run:?}");
+    assert!(db.heads().await.is_empty());
+
+    let project = TestProject::new();
+    let core = wat::parse_str("(module (func (export \"upgrade\")))").unwrap();
+    project.wasm_revision_bytes("a1", &core);
+    let run = project.run(&db, &["up"]).fails_with(8);
+    assert!(run.stderr.contains("core WebAssembly module, not a component"), "{run:?}");
+
+    let project = TestProject::new();
+    let mut truncated = component(SUCCEED);
+    truncated.truncate(truncated.len() / 2);
+    project.wasm_revision_bytes("a1", &truncated);
+    let run = project.run(&db, &["up"]).fails_with(8);
+    assert!(run.stderr.contains("not a valid component"), "{run:?}");
+}
+
+#[tokio::test]
+async fn components_of_another_world_or_with_denied_imports_are_refused() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let wrong_world = wat::parse_str(
+        r#"(component
+  (core module $m (func (export "run")))
+  (core instance $i (instantiate $m))
+  (func $run (canon lift (core func $i "run")))
+  (export "run" (func $run)))"#,
+    )
+    .unwrap();
+    project.wasm_revision_bytes("a1", &wrong_world);
+    let run = project.run(&db, &["up"]).fails_with(8);
+    assert!(run.stderr.contains("does not export the function `upgrade`"), "{run:?}");
+
+    let project = TestProject::new();
+    let denied = wat::parse_str(
+        r#"(component
+  (import "evil:net/raw-socket" (instance))
+  (core module $m (memory (export "mem") 1) (func (export "f") (result i32) (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $f (result (result (error string))) (canon lift (core func $i "f") (memory $i "mem")))
+  (export "upgrade" (func $f))
+  (export "downgrade" (func $f)))"#,
+    )
+    .unwrap();
+    project.wasm_revision_bytes("a1", &denied);
+    let run = project.run(&db, &["up"]).fails_with(8);
+    assert!(run.stderr.contains("imports `evil:net/raw-socket`"), "{run:?}");
+    assert!(db.heads().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_second_run_loads_components_from_the_compile_cache() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.wasm_revision_bytes("a1", &component(SUCCEED));
+
+    let first = project.run(&db, &["up", "--json"]).success().json();
+    assert_eq!(first["steps"][0]["cache"], "miss");
+    project.run(&db, &["down"]).success();
+    let second = project.run(&db, &["up", "--json"]).success().json();
+    assert_eq!(second["steps"][0]["cache"], "hit", "{second}");
+    project.run(&db, &["down"]).success();
+    let bypass = project.run(&db, &["up", "--json", "--no-cache"]).success().json();
+    assert_eq!(bypass["steps"][0]["cache"], "disabled");
+
+    // Nothing pending: nothing is compiled or instantiated, so even a cache wipe is unseen.
+    std::fs::remove_dir_all(project.dir.join(".wasmig/cache")).unwrap();
+    let idle = project.run(&db, &["up", "--json"]).success().json();
+    assert_eq!(idle["steps"], serde_json::json!([]));
+    assert!(!project.dir.join(".wasmig/cache").exists(), "an idle run touched the cache");
+}

@@ -1,0 +1,217 @@
+//! Guests built from Rust source (`tests/guests/`): every way a migration can fail leaves
+//! nothing behind, a handled error can be recovered with a savepoint, every value type
+//! round-trips, the sandbox denies files, environment and sockets, and the example project
+//! runs on both backends.
+
+use crate::support::{BOTH, Backend, TestDb, TestProject, guest, repo_root, wasmig_cmd};
+
+/// A project with a SQL revision `a1` and the scenario guest as `b2`, in `mode`.
+async fn scenario(backend: Backend, mode: &str) -> (TestProject, TestDb, std::path::PathBuf) {
+    let project = TestProject::new();
+    let db = TestDb::new(backend, &project).await;
+    db.exec(&format!("CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('{mode}');"))
+        .await;
+    project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+    let dir = project.wasm_revision("b2", &guest("scenario"));
+    (project, db, dir)
+}
+
+/// The scenario fails with `code`, mentioning `needle`, and leaves only `a1` applied.
+async fn assert_scenario_fails(backend: Backend, mode: &str, manifest: &str, code: i32, needle: &str) {
+    let (project, db, dir) = scenario(backend, mode).await;
+    project.set_manifest(&dir, manifest);
+    let run = project.run(&db, &["up"]).fails_with(code);
+    assert!(run.stderr.contains(needle), "{backend:?} {mode}: expected `{needle}` in:\n{}", run.stderr);
+    assert!(run.stderr.contains("revision b2"), "{run:?}");
+    assert_eq!(db.heads().await, ["a1"], "{backend:?} {mode}");
+    assert_eq!(db.history().await, ["upgrade:a1"], "{backend:?} {mode}");
+    assert!(
+        !db.table_exists("scenario_marker").await,
+        "{backend:?} {mode}: the failed guest's work was kept"
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_guest_that_returns_an_error_leaves_nothing_behind() {
+    for backend in BOTH {
+        assert_scenario_fails(backend, "guest-error", "", 6, "the scenario asked for an error").await;
+    }
+}
+
+#[tokio::test]
+async fn a_guest_that_propagates_an_sql_error_leaves_nothing_behind() {
+    for backend in BOTH {
+        assert_scenario_fails(backend, "unhandled-sql", "", 6, "no_such_table").await;
+    }
+}
+
+#[tokio::test]
+async fn a_guest_that_swallows_an_sql_error_is_not_reported_as_success() {
+    for backend in BOTH {
+        assert_scenario_fails(backend, "swallow", "", 6, "carried on after an SQL error it did not handle").await;
+    }
+}
+
+#[tokio::test]
+async fn a_guest_that_panics_traps_and_leaves_nothing_behind() {
+    for backend in BOTH {
+        assert_scenario_fails(backend, "panic", "", 6, "the migration trapped").await;
+    }
+}
+
+#[tokio::test]
+async fn a_guest_blocked_in_a_long_statement_is_stopped_by_the_deadline() {
+    for backend in BOTH {
+        let started = std::time::Instant::now();
+        assert_scenario_fails(backend, "long-sql", "timeout_secs = 2", 7, "time limit of 2s").await;
+        // Not a timing assertion on performance: only that the 60 s statement was cancelled
+        // rather than waited for.
+        assert!(started.elapsed().as_secs() < 50, "{backend:?}: the statement was not cancelled");
+    }
+}
+
+#[tokio::test]
+async fn a_guest_can_recover_from_an_sql_error_inside_a_savepoint() {
+    for backend in BOTH {
+        let (project, db, _) = scenario(backend, "savepoint").await;
+        let run = project.run(&db, &["up"]).success();
+        assert!(run.stderr.contains("handled:"), "{run:?}");
+        assert_eq!(db.heads().await, ["b2"]);
+        assert_eq!(
+            db.strings("SELECT CAST(x AS TEXT) FROM scenario_marker ORDER BY x").await,
+            ["1", "3"],
+            "{backend:?}"
+        );
+        project.run(&db, &["down"]).success();
+        assert!(!db.table_exists("scenario_marker").await);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn guest_logs_and_progress_reach_the_log_with_the_revision() {
+    for backend in BOTH {
+        let (project, db, _) = scenario(backend, "log").await;
+        let run = project.run(&db, &["up"]).success();
+        assert!(run.stderr.contains("[b2] hello from the guest"), "{run:?}");
+        assert!(run.stderr.contains("b2: 10/10 (100%)"), "{run:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_run_leaves_the_database_before_the_step() {
+    for backend in BOTH {
+        let (project, db, _) = scenario(backend, "long-sql").await;
+        let mut child = wasmig_cmd(&project.dir)
+            .args(["up", "--database-url", &db.url])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the guest is inside its long statement, then kill -9.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while db.heads().await != ["a1"] && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        assert_eq!(db.history().await, ["upgrade:a1"]);
+        assert!(!db.table_exists("scenario_marker").await, "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn every_value_type_round_trips_through_a_guest() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.wasm_revision("v1", &guest("values"));
+        let run = project.run(&db, &["up"]).success();
+        assert!(run.stderr.contains("all values round-tripped"), "{backend:?}: {run:?}");
+        // Checked from outside the sandbox too.
+        match backend {
+            Backend::Postgres => {
+                assert_eq!(db.strings("SELECT n::text FROM value_rt").await, ["-12.3400"]);
+                assert_eq!(db.strings("SELECT tz::text FROM value_rt").await, ["2024-01-02 01:04:05.123456+00"]);
+                assert_eq!(db.strings("SELECT array_to_string(a_i4, ',', 'null') FROM value_rt").await, ["1,null,3"]);
+                assert_eq!(db.strings("SELECT encode(by, 'hex') FROM value_rt").await, ["00ff10"]);
+                assert_eq!(db.strings("SELECT (nul IS NULL)::text FROM value_rt").await, ["true"]);
+            }
+            Backend::Sqlite => {
+                assert_eq!(db.strings("SELECT d FROM value_rt").await, ["2024-02-29"]);
+                assert_eq!(db.strings("SELECT hex(by) FROM value_rt").await, ["00FF10"]);
+            }
+        }
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_guest_cannot_read_files_environment_or_open_sockets() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.wasm_revision("h1", &guest("hostile"));
+    let out = wasmig_cmd(&project.dir)
+        .args(["up", "--database-url", &db.url])
+        .env("WASMIG_E2E_SECRET", "do-not-leak")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for attempt in [
+        "[h1] stdout: file read denied",
+        "[h1] stdout: directory listing denied",
+        "[h1] stdout: environment denied: 0 variables",
+        "[h1] stdout: arguments: 0",
+        "[h1] stdout: socket denied",
+        "[h1] stdout: udp denied",
+        "[h1] stdout: name lookup denied",
+    ] {
+        assert!(stderr.contains(attempt), "missing `{attempt}` in:\n{stderr}");
+    }
+    assert!(!stderr.contains("do-not-leak"));
+    db.drop_db().await;
+}
+
+/// The README's example project, built by `wasmig build` and run on both backends.
+#[tokio::test]
+async fn the_example_project_runs_up_and_down_on_both_backends() {
+    let example = repo_root().join("migrations");
+    // Build once, serially: every test shares the example's build directory.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    {
+        let _guard = BUILD.lock().unwrap();
+        let out = wasmig_cmd(&example).arg("build").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for backend in BOTH {
+        let scratch = TestProject::new();
+        let db = TestDb::new(backend, &scratch).await;
+        let run = |args: &[&str]| {
+            let out = wasmig_cmd(&example)
+                .args(args)
+                .args(["--database-url", &db.url, "--no-build"])
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        let (code, stderr) = run(&["up"]);
+        assert_eq!(code, Some(0), "{backend:?}: {stderr}");
+        assert_eq!(db.count("SELECT count(*) FROM customers").await, 5000);
+        assert_eq!(
+            db.count("SELECT count(*) FROM customers WHERE email_norm <> lower(trim(email)) OR email_norm IS NULL")
+                .await,
+            0,
+            "{backend:?}"
+        );
+        assert_eq!(db.heads().await.len(), 1);
+        let (code, stderr) = run(&["down", "base"]);
+        assert_eq!(code, Some(0), "{backend:?}: {stderr}");
+        assert!(!db.table_exists("customers").await);
+        db.drop_db().await;
+    }
+}

@@ -1,0 +1,9 @@
+//! wasmig's end-to-end tests: the real binary against the real PostgreSQL and SQLite files,
+//! with guest components built from source (`tests/guests/`) or written inline in WAT.
+//!
+//! One test binary, a module per topic. Every test makes its own project and database.
+
+mod components;
+mod guests;
+mod sql;
+mod support;

@@ -1,0 +1,384 @@
+//! Test support: temporary projects, a fresh database per test (PostgreSQL or a SQLite
+//! file), running the real `wasmig` binary, and the guest components built from source.
+//!
+//! Nothing here fakes the database: PostgreSQL is the real server (`WASMIG_TEST_PG`, default
+//! `postgres://postgres@127.0.0.1:5432`), and every test gets its own database, dropped at
+//! the end. Guest components are built once per test process from `tests/guests/`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use sqlx::{Connection, Executor, Row};
+
+/// The two backends every behaviour is tested on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+pub const BOTH: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
+}
+
+fn pg_server() -> String {
+    std::env::var("WASMIG_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A fresh database, dropped when the test ends.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    name: String,
+    sqlite_path: Option<PathBuf>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend, project: &TestProject) -> TestDb {
+        match backend {
+            Backend::Postgres => {
+                let name = unique("wasmig_e2e");
+                let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server()))
+                    .await
+                    .expect("PostgreSQL must be running for the end-to-end tests (see README)");
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .unwrap();
+                TestDb {
+                    backend,
+                    url: format!("{}/{name}", pg_server()),
+                    name,
+                    sqlite_path: None,
+                }
+            }
+            Backend::Sqlite => {
+                let path = project.dir.join("test.db");
+                TestDb {
+                    backend,
+                    url: format!("sqlite:{}", path.display()),
+                    name: String::new(),
+                    sqlite_path: Some(path),
+                }
+            }
+        }
+    }
+
+    /// Runs SQL statements outside wasmig (setup).
+    pub async fn exec(&self, sql: &str) {
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap();
+            }
+            Backend::Sqlite => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.sqlite_path.as_ref().unwrap())
+                    .create_if_missing(true);
+                let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+
+    /// The first column of every row, rendered as text (NULL as "NULL").
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
+                rows.iter().map(|r| pg_text(r)).collect()
+            }
+            Backend::Sqlite => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(self.sqlite_path.as_ref().unwrap());
+                let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+                let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
+                rows.iter()
+                    .map(|r| {
+                        r.try_get::<Option<String>, _>(0)
+                            .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                            .or_else(|_| r.try_get::<i64, _>(0).map(|v| v.to_string()))
+                            .unwrap()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// A single integer.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.strings(sql).await[0].parse().unwrap()
+    }
+
+    /// Whether a table exists.
+    pub async fn table_exists(&self, table: &str) -> bool {
+        let sql = match self.backend {
+            Backend::Postgres => format!("SELECT count(*)::text FROM pg_tables WHERE tablename = '{table}'"),
+            Backend::Sqlite => format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"),
+        };
+        self.count(&sql).await > 0
+    }
+
+    /// The heads in the version table (empty if it does not exist).
+    pub async fn heads(&self) -> Vec<String> {
+        if !self.table_exists("wasmig_version").await {
+            return Vec::new();
+        }
+        self.strings("SELECT revision FROM wasmig_version ORDER BY revision").await
+    }
+
+    /// `direction:revision` of every history row, oldest first.
+    pub async fn history(&self) -> Vec<String> {
+        if !self.table_exists("wasmig_history").await {
+            return Vec::new();
+        }
+        self.strings("SELECT direction || ':' || revision FROM wasmig_history ORDER BY id").await
+    }
+
+    pub async fn drop_db(self) {
+        if self.backend == Backend::Postgres {
+            let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await.unwrap();
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+                .await;
+        }
+    }
+}
+
+fn pg_text(row: &sqlx::postgres::PgRow) -> String {
+    if let Ok(v) = row.try_get::<Option<String>, _>(0) {
+        return v.unwrap_or_else(|| "NULL".into());
+    }
+    if let Ok(v) = row.try_get::<i64, _>(0) {
+        return v.to_string();
+    }
+    if let Ok(v) = row.try_get::<i32, _>(0) {
+        return v.to_string();
+    }
+    if let Ok(v) = row.try_get::<bool, _>(0) {
+        return v.to_string();
+    }
+    panic!("cast the column to text in the test query")
+}
+
+/// A temporary project created with `wasmig init`.
+pub struct TestProject {
+    pub dir: PathBuf,
+}
+
+/// The output of one `wasmig` run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from_output(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert_eq!(self.code, 0, "wasmig failed:\n{}\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn fails_with(self, code: i32) -> Run {
+        assert_eq!(self.code, code, "expected exit code {code}:\n{}\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// A `wasmig` command with a clean environment.
+pub fn wasmig_cmd(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmig"));
+    cmd.current_dir(cwd)
+        .env_remove("DATABASE_URL")
+        .env_remove("LOG_LEVEL")
+        .env_remove("WASMIG_CACHE_DIR")
+        // A nested cargo must not wait on the lock of the test build's target directory.
+        .env("CARGO_TARGET_DIR", guests_target_dir().join("projects"));
+    cmd
+}
+
+impl TestProject {
+    pub fn new() -> TestProject {
+        let dir = std::env::temp_dir().join("wasmig-e2e").join(unique("project"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = Run::from_output(wasmig_cmd(&dir).args(["init", "."]).output().unwrap());
+        assert_eq!(run.code, 0, "wasmig init failed: {run:?}");
+        TestProject { dir }
+    }
+
+    /// Runs `wasmig ARGS --database-url URL`.
+    pub fn run(&self, db: &TestDb, args: &[&str]) -> Run {
+        let out = wasmig_cmd(&self.dir)
+            .args(args)
+            .args(["--database-url", &db.url])
+            .output()
+            .unwrap();
+        Run::from_output(out)
+    }
+
+    /// Runs `wasmig ARGS` with no database flag.
+    pub fn run_plain(&self, args: &[&str]) -> Run {
+        Run::from_output(wasmig_cmd(&self.dir).args(args).output().unwrap())
+    }
+
+    /// Adds a SQL revision with the given scripts.
+    pub fn sql_revision(&self, id: &str, up: &str, down: &str) -> PathBuf {
+        let run = self.run_plain(&["revision", "-m", &format!("sql {id}"), "--rev-id", id, "--json"]).success();
+        let dir = PathBuf::from(run.json()["directory"].as_str().unwrap());
+        std::fs::write(dir.join("up.sql"), up).unwrap();
+        std::fs::write(dir.join("down.sql"), down).unwrap();
+        dir
+    }
+
+    /// Adds a `wasm` revision from a component file.
+    pub fn wasm_revision(&self, id: &str, component: &Path) -> PathBuf {
+        let run = self
+            .run_plain(&[
+                "revision",
+                "-m",
+                &format!("wasm {id}"),
+                "--kind",
+                "wasm",
+                "--rev-id",
+                id,
+                "--component",
+                component.to_str().unwrap(),
+                "--json",
+            ])
+            .success();
+        PathBuf::from(run.json()["directory"].as_str().unwrap())
+    }
+
+    /// Adds a `wasm` revision from component bytes (e.g. a WAT test component).
+    pub fn wasm_revision_bytes(&self, id: &str, bytes: &[u8]) -> PathBuf {
+        let file = self.dir.join(format!("{id}.input.wasm"));
+        std::fs::write(&file, bytes).unwrap();
+        self.wasm_revision(id, &file)
+    }
+
+    /// Appends settings to a revision's manifest (e.g. `timeout_secs = 1`).
+    pub fn set_manifest(&self, revision_dir: &Path, extra: &str) {
+        let path = revision_dir.join("migration.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push('\n');
+        text.push_str(extra);
+        text.push('\n');
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+impl Drop for TestProject {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn guests_target_dir() -> PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    base.join("e2e-guests")
+}
+
+/// The test guests of `tests/guests/`, built from source once per test process:
+/// crate name → component file.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    let built = BUILT.get_or_init(build_guests);
+    built
+        .get(name)
+        .unwrap_or_else(|| panic!("no test guest named {name} in tests/guests"))
+        .clone()
+}
+
+fn build_guests() -> HashMap<String, PathBuf> {
+    let manifest = repo_root().join("tests/guests/Cargo.toml");
+    let target_dir = guests_target_dir();
+    let mut out = HashMap::new();
+    for (target, componentize) in [("wasm32-unknown-unknown", true), ("wasm32-wasip2", false)] {
+        let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--message-format=json-render-diagnostics", "--target", target])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .args(guest_packages(target))
+            .output()
+            .expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building the test guests for {target} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for line in output.stdout.split(|b| *b == b'\n') {
+            let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+            if msg["reason"] != "compiler-artifact" {
+                continue;
+            }
+            let name = msg["target"]["name"].as_str().unwrap_or_default().to_owned();
+            let Some(wasm) = msg["filenames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str())
+                .find(|f| f.ends_with(".wasm"))
+            else {
+                continue;
+            };
+            let bytes = std::fs::read(wasm).unwrap();
+            let component = if componentize {
+                wasmig::artifact::componentize(&bytes).unwrap()
+            } else {
+                bytes
+            };
+            let path = target_dir.join(format!("{name}.component.wasm"));
+            std::fs::write(&path, component).unwrap();
+            out.insert(name, path);
+        }
+    }
+    out
+}
+
+/// Which guest crates build for which target.
+fn guest_packages(target: &str) -> Vec<&'static str> {
+    match target {
+        "wasm32-wasip2" => vec!["-p", "hostile"],
+        _ => vec!["-p", "scenario", "-p", "values"],
+    }
+}
