@@ -53,7 +53,11 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
         .get("workspace")
         .and_then(|w| w.get("members"))
         .and_then(|m| m.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     if current == members {
         return Ok(());
@@ -70,7 +74,10 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
 /// [`BuildError`] when cargo is missing, the target cannot be installed, or a crate fails
 /// to compile (cargo's diagnostics are shown as they come).
 pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<String>> {
-    let rust: Vec<&Revision> = revisions.iter().filter(|r| r.manifest.kind == Kind::Rust).collect();
+    let rust: Vec<&Revision> = revisions
+        .iter()
+        .filter(|r| r.manifest.kind == Kind::Rust)
+        .collect();
     if rust.is_empty() {
         return Ok(Vec::new());
     }
@@ -80,7 +87,13 @@ pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<St
     crate::info!("building {} Rust revision(s)", rust.len());
 
     let output = Command::new(cargo())
-        .args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
         .arg("--manifest-path")
         .arg(versions_dir.join("Cargo.toml"))
         .stdin(Stdio::null())
@@ -91,7 +104,8 @@ pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<St
         })?;
     if !output.status.success() {
         return Err(BuildError {
-            message: "cargo build of the Rust migrations failed; see the compiler errors above".into(),
+            message: "cargo build of the Rust migrations failed; see the compiler errors above"
+                .into(),
         }
         .into());
     }
@@ -105,7 +119,9 @@ pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<St
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let Some(manifest) = msg["manifest_path"].as_str() else { continue };
+        let Some(manifest) = msg["manifest_path"].as_str() else {
+            continue;
+        };
         let wasm = msg["filenames"]
             .as_array()
             .into_iter()
@@ -136,7 +152,9 @@ pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<St
                 core.display()
             ),
         })?;
-        let path = revision.component_path(&out_dir).expect("rust revisions have a component");
+        let path = revision
+            .component_path(&out_dir)
+            .expect("rust revisions have a component");
         if std::fs::read(&path).ok().as_deref() != Some(component.as_slice()) {
             std::fs::write(&path, &component)?;
             changed.push(revision.id().to_owned());
@@ -150,7 +168,10 @@ pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<St
 /// # Errors
 /// When the module lacks the component-type section or does not validate.
 pub fn componentize(core: &[u8]) -> anyhow::Result<Vec<u8>> {
-    wit_component::ComponentEncoder::default().module(core)?.validate(true).encode()
+    wit_component::ComponentEncoder::default()
+        .module(core)?
+        .validate(true)
+        .encode()
 }
 
 fn canonical(path: &Path) -> PathBuf {
@@ -171,15 +192,22 @@ fn ensure_target() -> Result<(), BuildError> {
         // No rustup: let cargo report a missing target itself.
         return Ok(());
     };
-    if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET) {
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == TARGET)
+    {
         return Ok(());
     }
     crate::info!("installing the Rust target {TARGET} (rustup target add {TARGET})");
-    let status = Command::new("rustup").args(["target", "add", TARGET]).status();
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
     match status {
         Ok(s) if s.success() => Ok(()),
         _ => Err(BuildError {
-            message: format!("the Rust target {TARGET} is missing and could not be installed; run `rustup target add {TARGET}`"),
+            message: format!(
+                "the Rust target {TARGET} is missing and could not be installed; run `rustup target add {TARGET}`"
+            ),
         }),
     }
 }

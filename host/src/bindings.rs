@@ -16,7 +16,9 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use wasmig::migration::types::{ArrayValue, Column, QueryResult, SqlDialect as Dialect, SqlError, Value};
+pub use wasmig::migration::types::{
+    ArrayValue, Column, QueryResult, SqlDialect as Dialect, SqlError, Value,
+};
 
 impl SqlError {
     /// An error raised by wasmig itself (codes starting with `WASMIG-`, see the WIT).

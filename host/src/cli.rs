@@ -118,7 +118,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Level::Error
     } else {
         match g.verbose {
-            0 => std::env::var("LOG_LEVEL").ok().and_then(|l| Level::parse(&l)).unwrap_or(Level::Info),
+            0 => std::env::var("LOG_LEVEL")
+                .ok()
+                .and_then(|l| Level::parse(&l))
+                .unwrap_or(Level::Info),
             1 => Level::Debug,
             _ => Level::Trace,
         }
@@ -127,9 +130,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
     match &cli.command {
         Command::Init { dir } => {
-            let dir = dir.clone().or_else(|| g.project.clone()).unwrap_or_else(|| PathBuf::from("."));
+            let dir = dir
+                .clone()
+                .or_else(|| g.project.clone())
+                .unwrap_or_else(|| PathBuf::from("."));
             let config = scaffold::init(&dir)?;
-            crate::info!("created {}; next: wasmig revision -m \"create a table\"", config.display());
+            crate::info!(
+                "created {}; next: wasmig revision -m \"create a table\"",
+                config.display()
+            );
             Ok(())
         }
         command => {
@@ -143,7 +152,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_in_project(project: &Project, g: &Global, command: &Command) -> anyhow::Result<()> {
     match command {
         Command::Init { .. } => unreachable!("handled before the project is loaded"),
-        Command::Revision { message, kind, rev_id, component } => {
+        Command::Revision {
+            message,
+            kind,
+            rev_id,
+            component,
+        } => {
             let dir = scaffold::new_revision(
                 project,
                 &scaffold::NewRevision {
@@ -184,7 +198,10 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 });
                 println!("{out}");
             } else {
-                let current = heads.first().map(|h| describe(&revisions, h)).unwrap_or_else(|| "base (nothing applied)".into());
+                let current = heads
+                    .first()
+                    .map(|h| describe(&revisions, h))
+                    .unwrap_or_else(|| "base (nothing applied)".into());
                 println!("current: {current}");
                 if pending.is_empty() {
                     println!("up to date");
@@ -209,7 +226,8 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     for h in &history {
                         println!(
                             "{} {:<9} {} {} ms  {}",
-                            h.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            h.started_at
+                                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                             h.direction,
                             h.revision,
                             h.duration_ms,
@@ -223,7 +241,12 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 .chain()
                 .iter()
                 .rev()
-                .map(|id| revisions.iter().find(|r| r.id() == id).expect("graph ids are revisions"))
+                .map(|id| {
+                    revisions
+                        .iter()
+                        .find(|r| r.id() == id)
+                        .expect("graph ids are revisions")
+                })
                 .collect();
             if g.json {
                 let out: Vec<_> = list.iter().map(|r| revision_json(r)).collect();
@@ -231,9 +254,18 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
             } else {
                 for (i, r) in list.iter().enumerate() {
                     let down = r.manifest.down_revisions().join(", ");
-                    let down = if down.is_empty() { "<base>".to_owned() } else { down };
+                    let down = if down.is_empty() {
+                        "<base>".to_owned()
+                    } else {
+                        down
+                    };
                     let head = if i == 0 { " (head)" } else { "" };
-                    println!("{down} -> {}{head}, {} [{}]", r.id(), r.manifest.message, kind_name(r.manifest.kind));
+                    println!(
+                        "{down} -> {}{head}, {} [{}]",
+                        r.id(),
+                        r.manifest.message,
+                        kind_name(r.manifest.kind)
+                    );
                 }
             }
             Ok(())
@@ -241,12 +273,18 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
         Command::Show { revision: target } => {
             let (revisions, graph) = load_graph(project)?;
             let id = graph.resolve(target)?;
-            let r = revisions.iter().find(|r| r.id() == id).expect("resolved ids are revisions");
+            let r = revisions
+                .iter()
+                .find(|r| r.id() == id)
+                .expect("resolved ids are revisions");
             if g.json {
                 println!("{}", revision_json(r));
             } else {
                 println!("Revision: {}", r.id());
-                println!("Down revision(s): {}", r.manifest.down_revisions().join(", "));
+                println!(
+                    "Down revision(s): {}",
+                    r.manifest.down_revisions().join(", ")
+                );
                 println!("Message: {}", r.manifest.message);
                 println!("Created: {}", r.manifest.created);
                 println!("Kind: {}", kind_name(r.manifest.kind));
@@ -257,7 +295,12 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
     }
 }
 
-async fn migrate(project: &Project, g: &Global, args: &RunArgs, upgrade: bool) -> anyhow::Result<()> {
+async fn migrate(
+    project: &Project,
+    g: &Global,
+    args: &RunArgs,
+    upgrade: bool,
+) -> anyhow::Result<()> {
     let (revisions, graph) = load_graph(project)?;
     let db = connect(project, g).await?;
     let heads = db.heads().await?;
@@ -279,7 +322,10 @@ async fn migrate(project: &Project, g: &Global, args: &RunArgs, upgrade: bool) -
     }
     if steps.is_empty() {
         db.close().await;
-        crate::info!("nothing to do: the database is at {}", heads.first().map(String::as_str).unwrap_or("base"));
+        crate::info!(
+            "nothing to do: the database is at {}",
+            heads.first().map(String::as_str).unwrap_or("base")
+        );
         if g.json {
             println!("{}", json!({ "steps": [] }));
         }

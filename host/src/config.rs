@@ -114,7 +114,12 @@ fn default_timeout_secs() -> f64 {
     600.0
 }
 fn default_rust_hooks() -> Vec<Vec<String>> {
-    vec![vec!["rustfmt".into(), "--edition".into(), "2024".into(), "{file}".into()]]
+    vec![vec![
+        "rustfmt".into(),
+        "--edition".into(),
+        "2024".into(),
+        "{file}".into(),
+    ]]
 }
 
 impl Default for Config {
@@ -170,7 +175,10 @@ impl Project {
         }
         // `.env` fills DATABASE_URL and LOG_LEVEL without overriding the real environment.
         let _ = dotenvy::from_path(root.join(".env"));
-        Ok(Project { root: root.to_path_buf(), config })
+        Ok(Project {
+            root: root.to_path_buf(),
+            config,
+        })
     }
 
     /// The versions directory.
@@ -199,8 +207,13 @@ impl Project {
     /// # Errors
     /// [`crate::db::DbError::InvalidUrl`] for a malformed URL.
     pub fn database_url(&self, flag: Option<&str>) -> anyhow::Result<(DatabaseUrl, bool)> {
-        let env = std::env::var("DATABASE_URL").ok().filter(|s| !s.trim().is_empty());
-        let chosen = flag.map(str::to_owned).or(env).or_else(|| self.config.database_url.clone());
+        let env = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|s| !s.trim().is_empty());
+        let chosen = flag
+            .map(str::to_owned)
+            .or(env)
+            .or_else(|| self.config.database_url.clone());
         match chosen {
             Some(raw) => {
                 let url = DatabaseUrl::parse(&raw)?;

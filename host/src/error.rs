@@ -21,7 +21,9 @@ pub struct ConfigError {
 impl ConfigError {
     /// A configuration error with the given message.
     pub fn new(message: impl Into<String>) -> Self {
-        ConfigError { message: message.into() }
+        ConfigError {
+            message: message.into(),
+        }
     }
 }
 
@@ -69,7 +71,9 @@ pub enum GraphError {
     )]
     UnknownApplied(String),
     /// The target cannot be reached in the requested direction.
-    #[error("cannot {direction} to `{target}`: it is not {relation} the current revision `{current}`")]
+    #[error(
+        "cannot {direction} to `{target}`: it is not {relation} the current revision `{current}`"
+    )]
     WrongDirection {
         /// `upgrade` or `downgrade`.
         direction: &'static str,
@@ -113,9 +117,9 @@ pub enum Failure {
     /// Guest: the component trapped (panic, unreachable, stack overflow…).
     GuestTrap(String),
     /// Guest: an SQL error was not handled inside a savepoint, yet the guest carried on.
-    UnhandledSql(SqlError),
+    UnhandledSql(Box<SqlError>),
     /// Migration SQL: a statement of a SQL migration failed.
-    Sql(SqlError),
+    Sql(Box<SqlError>),
     /// Limit: the wall-clock deadline passed.
     Deadline(Duration),
     /// Limit: the guest tried to grow its memory past the cap.

@@ -143,7 +143,10 @@ impl Graph {
         let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
         for node in nodes {
             for down in &node.down {
-                children.entry(down.as_str()).or_default().push(node.id.as_str());
+                children
+                    .entry(down.as_str())
+                    .or_default()
+                    .push(node.id.as_str());
             }
         }
         let mut heads: Vec<String> = nodes
@@ -174,7 +177,11 @@ impl Graph {
             chain.push(id.to_owned());
             cursor = children.get(id).and_then(|c| c.first().copied());
         }
-        let index = chain.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        let index = chain
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
         Ok(Graph { chain, index })
     }
 
@@ -196,7 +203,11 @@ impl Graph {
         if let Some(&i) = self.index.get(prefix) {
             return Ok(&self.chain[i]);
         }
-        let mut matches: Vec<&String> = self.chain.iter().filter(|id| id.starts_with(prefix)).collect();
+        let mut matches: Vec<&String> = self
+            .chain
+            .iter()
+            .filter(|id| id.starts_with(prefix))
+            .collect();
         match matches.len() {
             0 => Err(GraphError::NotFound(prefix.to_owned())),
             1 => Ok(matches[0]),
@@ -233,7 +244,12 @@ impl Graph {
     }
 
     /// Resolves a target to a position along the chain.
-    fn target_position(&self, target: &Target, current: usize, raw: &str) -> Result<usize, GraphError> {
+    fn target_position(
+        &self,
+        target: &Target,
+        current: usize,
+        raw: &str,
+    ) -> Result<usize, GraphError> {
         let offset = |from: usize, n: i64| -> Result<usize, GraphError> {
             let to = from as i64 + n;
             if to < 0 || to > self.chain.len() as i64 {
@@ -246,7 +262,9 @@ impl Graph {
             Target::Base => Ok(0),
             Target::Revision(prefix) => Ok(self.index[self.resolve(prefix)?] + 1),
             Target::Relative(n) => offset(current, *n),
-            Target::RevisionRelative(prefix, n) => offset(self.index[self.resolve(prefix)?] + 1, *n),
+            Target::RevisionRelative(prefix, n) => {
+                offset(self.index[self.resolve(prefix)?] + 1, *n)
+            }
         }
     }
 
@@ -343,7 +361,8 @@ fn find_cycle(nodes: &[Node]) -> Option<Vec<String>> {
                 match marks.get(down) {
                     Some(Mark::Visiting) => {
                         let from = path.iter().position(|(p, _)| *p == down).expect("on path");
-                        let mut cycle: Vec<String> = path[from..].iter().map(|(p, _)| (*p).to_owned()).collect();
+                        let mut cycle: Vec<String> =
+                            path[from..].iter().map(|(p, _)| (*p).to_owned()).collect();
                         cycle.push(down.to_owned());
                         return Some(cycle);
                     }
@@ -371,13 +390,20 @@ mod tests {
             .enumerate()
             .map(|(i, id)| Node {
                 id: (*id).to_owned(),
-                down: if i == 0 { vec![] } else { vec![ids[i - 1].to_owned()] },
+                down: if i == 0 {
+                    vec![]
+                } else {
+                    vec![ids[i - 1].to_owned()]
+                },
             })
             .collect()
     }
 
     fn revs(steps: &[Step]) -> Vec<(&'static str, &str)> {
-        steps.iter().map(|s| (s.action.as_str(), s.revision.as_str())).collect()
+        steps
+            .iter()
+            .map(|s| (s.action.as_str(), s.revision.as_str()))
+            .collect()
     }
 
     fn heads(h: &[&str]) -> Vec<String> {
@@ -404,7 +430,10 @@ mod tests {
     fn upgrade_to_head_from_base_applies_everything_in_order() {
         let g = Graph::new(&chain(&["a1", "b2", "c3"])).unwrap();
         let plan = g.plan_upgrade(&[], "head").unwrap();
-        assert_eq!(revs(&plan), [("upgrade", "a1"), ("upgrade", "b2"), ("upgrade", "c3")]);
+        assert_eq!(
+            revs(&plan),
+            [("upgrade", "a1"), ("upgrade", "b2"), ("upgrade", "c3")]
+        );
         assert_eq!(plan[0].remove_heads, Vec::<String>::new());
         assert_eq!(plan[1].remove_heads, ["a1"]);
         assert_eq!(plan[1].add_heads, ["b2"]);
@@ -413,39 +442,67 @@ mod tests {
     #[test]
     fn upgrade_from_the_middle_and_to_a_prefix() {
         let g = Graph::new(&chain(&["a1", "b2", "c3", "d4"])).unwrap();
-        assert_eq!(revs(&g.plan_upgrade(&heads(&["a1"]), "c").unwrap()), [("upgrade", "b2"), ("upgrade", "c3")]);
+        assert_eq!(
+            revs(&g.plan_upgrade(&heads(&["a1"]), "c").unwrap()),
+            [("upgrade", "b2"), ("upgrade", "c3")]
+        );
         assert!(g.plan_upgrade(&heads(&["d4"]), "head").unwrap().is_empty());
     }
 
     #[test]
     fn relative_targets_move_along_the_chain() {
         let g = Graph::new(&chain(&["a1", "b2", "c3", "d4"])).unwrap();
-        assert_eq!(revs(&g.plan_upgrade(&heads(&["a1"]), "+2").unwrap()), [("upgrade", "b2"), ("upgrade", "c3")]);
+        assert_eq!(
+            revs(&g.plan_upgrade(&heads(&["a1"]), "+2").unwrap()),
+            [("upgrade", "b2"), ("upgrade", "c3")]
+        );
         assert_eq!(revs(&g.plan_upgrade(&[], "b2+1").unwrap()).len(), 3);
         assert_eq!(
             revs(&g.plan_downgrade(&heads(&["d4"]), "-2").unwrap()),
             [("downgrade", "d4"), ("downgrade", "c3")]
         );
-        assert_eq!(revs(&g.plan_downgrade(&heads(&["d4"]), "d4-3").unwrap()).len(), 3);
-        assert_eq!(g.plan_upgrade(&heads(&["d4"]), "+1"), Err(GraphError::OutOfRange("+1".into())));
-        assert_eq!(g.plan_downgrade(&[], "-1"), Err(GraphError::OutOfRange("-1".into())));
+        assert_eq!(
+            revs(&g.plan_downgrade(&heads(&["d4"]), "d4-3").unwrap()).len(),
+            3
+        );
+        assert_eq!(
+            g.plan_upgrade(&heads(&["d4"]), "+1"),
+            Err(GraphError::OutOfRange("+1".into()))
+        );
+        assert_eq!(
+            g.plan_downgrade(&[], "-1"),
+            Err(GraphError::OutOfRange("-1".into()))
+        );
     }
 
     #[test]
     fn downgrade_reverts_in_reverse_order_and_restores_heads() {
         let g = Graph::new(&chain(&["a1", "b2", "c3"])).unwrap();
         let plan = g.plan_downgrade(&heads(&["c3"]), "base").unwrap();
-        assert_eq!(revs(&plan), [("downgrade", "c3"), ("downgrade", "b2"), ("downgrade", "a1")]);
+        assert_eq!(
+            revs(&plan),
+            [
+                ("downgrade", "c3"),
+                ("downgrade", "b2"),
+                ("downgrade", "a1")
+            ]
+        );
         assert_eq!(plan[0].add_heads, ["b2"]);
         assert_eq!(plan[2].add_heads, Vec::<String>::new());
-        assert_eq!(revs(&g.plan_downgrade(&heads(&["c3"]), "a1").unwrap()), [("downgrade", "c3"), ("downgrade", "b2")]);
+        assert_eq!(
+            revs(&g.plan_downgrade(&heads(&["c3"]), "a1").unwrap()),
+            [("downgrade", "c3"), ("downgrade", "b2")]
+        );
     }
 
     #[test]
     fn wrong_direction_is_an_error_naming_both_revisions() {
         let g = Graph::new(&chain(&["a1", "b2", "c3"])).unwrap();
         let err = g.plan_upgrade(&heads(&["c3"]), "a1").unwrap_err();
-        assert_eq!(err.to_string(), "cannot upgrade to `a1`: it is not after the current revision `c3`");
+        assert_eq!(
+            err.to_string(),
+            "cannot upgrade to `a1`: it is not after the current revision `c3`"
+        );
         assert!(g.plan_downgrade(&heads(&["a1"]), "c3").is_err());
     }
 
@@ -455,35 +512,70 @@ mod tests {
         assert_eq!(g.resolve("x"), Ok("x9"));
         assert_eq!(
             g.resolve("ab"),
-            Err(GraphError::Ambiguous { prefix: "ab".into(), candidates: vec!["abc1".into(), "abd2".into()] })
+            Err(GraphError::Ambiguous {
+                prefix: "ab".into(),
+                candidates: vec!["abc1".into(), "abd2".into()]
+            })
         );
         assert_eq!(g.resolve("zz"), Err(GraphError::NotFound("zz".into())));
     }
 
     #[test]
     fn invalid_graphs_are_refused_with_the_revisions_named() {
-        let missing = vec![Node { id: "b".into(), down: vec!["a".into()] }];
-        assert_eq!(Graph::new(&missing).unwrap_err(), GraphError::MissingDown { revision: "b".into(), down: "a".into() });
+        let missing = vec![Node {
+            id: "b".into(),
+            down: vec!["a".into()],
+        }];
+        assert_eq!(
+            Graph::new(&missing).unwrap_err(),
+            GraphError::MissingDown {
+                revision: "b".into(),
+                down: "a".into()
+            }
+        );
 
         let cycle = vec![
-            Node { id: "a".into(), down: vec!["c".into()] },
-            Node { id: "b".into(), down: vec!["a".into()] },
-            Node { id: "c".into(), down: vec!["b".into()] },
+            Node {
+                id: "a".into(),
+                down: vec!["c".into()],
+            },
+            Node {
+                id: "b".into(),
+                down: vec!["a".into()],
+            },
+            Node {
+                id: "c".into(),
+                down: vec!["b".into()],
+            },
         ];
-        let Err(GraphError::Cycle(c)) = Graph::new(&cycle) else { panic!("cycle not found") };
+        let Err(GraphError::Cycle(c)) = Graph::new(&cycle) else {
+            panic!("cycle not found")
+        };
         assert_eq!(c.first(), c.last());
         assert_eq!(c.len(), 4);
 
         let mut branched = chain(&["a", "b"]);
-        branched.push(Node { id: "c".into(), down: vec!["a".into()] });
-        assert_eq!(Graph::new(&branched).unwrap_err(), GraphError::MultipleHeads(vec!["b".into(), "c".into()]));
+        branched.push(Node {
+            id: "c".into(),
+            down: vec!["a".into()],
+        });
+        assert_eq!(
+            Graph::new(&branched).unwrap_err(),
+            GraphError::MultipleHeads(vec!["b".into(), "c".into()])
+        );
     }
 
     #[test]
     fn stored_heads_must_be_known_and_single() {
         let g = Graph::new(&chain(&["a1", "b2"])).unwrap();
-        assert_eq!(g.position(&heads(&["zz"])), Err(GraphError::UnknownApplied("zz".into())));
-        assert!(matches!(g.position(&heads(&["a1", "b2"])), Err(GraphError::MultipleHeads(_))));
+        assert_eq!(
+            g.position(&heads(&["zz"])),
+            Err(GraphError::UnknownApplied("zz".into()))
+        );
+        assert!(matches!(
+            g.position(&heads(&["a1", "b2"])),
+            Err(GraphError::MultipleHeads(_))
+        ));
         assert_eq!(g.pending(&heads(&["a1"])).unwrap(), ["b2"]);
     }
 
@@ -493,7 +585,10 @@ mod tests {
         assert_eq!(Target::parse("base"), Ok(Target::Base));
         assert_eq!(Target::parse("+3"), Ok(Target::Relative(3)));
         assert_eq!(Target::parse("-1"), Ok(Target::Relative(-1)));
-        assert_eq!(Target::parse("ab12-2"), Ok(Target::RevisionRelative("ab12".into(), -2)));
+        assert_eq!(
+            Target::parse("ab12-2"),
+            Ok(Target::RevisionRelative("ab12".into(), -2))
+        );
         assert_eq!(Target::parse("ab12"), Ok(Target::Revision("ab12".into())));
         assert_eq!(Target::parse("a-b"), Ok(Target::Revision("a-b".into())));
     }

@@ -6,7 +6,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = wasmig::cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -20,10 +23,15 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            if let Some(m) = err.chain().find_map(|c| c.downcast_ref::<wasmig::error::MigrationError>())
+            if let Some(m) = err
+                .chain()
+                .find_map(|c| c.downcast_ref::<wasmig::error::MigrationError>())
                 && !m.completed.is_empty()
             {
-                eprintln!("note: applied before the failure, and kept: {}", m.completed.join(", "));
+                eprintln!(
+                    "note: applied before the failure, and kept: {}",
+                    m.completed.join(", ")
+                );
             }
             ExitCode::from(wasmig::exit::code_for(&err))
         }

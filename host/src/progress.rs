@@ -50,7 +50,11 @@ impl Progress {
                 } else {
                     "{prefix} {spinner} {pos} ({per_sec})"
                 };
-                bar.set_style(ProgressStyle::with_template(style).expect("valid template").progress_chars("=> "));
+                bar.set_style(
+                    ProgressStyle::with_template(style)
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
                 bar.set_prefix(self.label.clone());
                 if let Ok(mut slot) = BAR.lock() {
                     *slot = Some(bar.clone());
@@ -63,7 +67,9 @@ impl Progress {
             bar.set_position(done);
             return;
         }
-        let due = self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
+        let due = self
+            .last_line
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
         let finished = total.is_some_and(|t| done >= t);
         if due || finished {
             self.last_line = Some(Instant::now());

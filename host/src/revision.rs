@@ -108,9 +108,14 @@ impl Revision {
     pub fn component_path(&self, build_dir: &Path) -> Option<PathBuf> {
         match self.manifest.kind {
             Kind::Sql => None,
-            Kind::Wasm => Some(self.dir.join(
-                self.manifest.component.clone().unwrap_or_else(|| PathBuf::from("migration.wasm")),
-            )),
+            Kind::Wasm => Some(
+                self.dir.join(
+                    self.manifest
+                        .component
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("migration.wasm")),
+                ),
+            ),
             Kind::Rust => Some(build_dir.join(format!("{}.wasm", self.id()))),
         }
     }
@@ -144,7 +149,8 @@ pub fn load_all(versions_dir: &Path) -> anyhow::Result<Vec<Revision>> {
     })?;
     let mut revisions: Vec<Revision> = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| ConfigError::new(format!("reading {}: {e}", versions_dir.display())))?;
+        let entry = entry
+            .map_err(|e| ConfigError::new(format!("reading {}: {e}", versions_dir.display())))?;
         let dir = entry.path();
         let manifest_path = dir.join(MANIFEST);
         if !manifest_path.is_file() {
@@ -170,9 +176,10 @@ pub fn load_all(versions_dir: &Path) -> anyhow::Result<Vec<Revision>> {
 /// # Errors
 /// [`ConfigError`] naming the file.
 pub fn read_manifest(path: &Path) -> Result<Manifest, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
-    let manifest: Manifest =
-        toml::from_str(&text).map_err(|e| ConfigError::new(format!("invalid manifest {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
+    let manifest: Manifest = toml::from_str(&text)
+        .map_err(|e| ConfigError::new(format!("invalid manifest {}: {e}", path.display())))?;
     if !is_valid_id(&manifest.revision) {
         return Err(ConfigError::new(format!(
             "invalid manifest {}: revision id `{}` must be non-empty and use only letters, digits, `_` and `-`",
@@ -185,7 +192,11 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, ConfigError> {
 
 /// Whether an id is usable (also as a file name and in SQL identifiers we generate).
 pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The planner's view of the revisions.
@@ -242,15 +253,25 @@ impl Artifact {
 pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, ConfigError> {
     let read = |path: &Path, what: &str| {
         std::fs::read(path).map_err(|e| {
-            ConfigError::new(format!("revision {}: cannot read {} ({}): {e}{what}", revision.id(), path.display(), e.kind()))
+            ConfigError::new(format!(
+                "revision {}: cannot read {} ({}): {e}{what}",
+                revision.id(),
+                path.display(),
+                e.kind()
+            ))
         })
     };
     match revision.manifest.kind {
         Kind::Sql => {
             let text = |name: &str| -> Result<String, ConfigError> {
                 let path = revision.dir.join(name);
-                String::from_utf8(read(&path, "")?)
-                    .map_err(|_| ConfigError::new(format!("revision {}: {} is not UTF-8", revision.id(), path.display())))
+                String::from_utf8(read(&path, "")?).map_err(|_| {
+                    ConfigError::new(format!(
+                        "revision {}: {} is not UTF-8",
+                        revision.id(),
+                        path.display()
+                    ))
+                })
             };
             Ok(Artifact::Sql {
                 up: text("up.sql")?,
@@ -258,9 +279,18 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
             })
         }
         Kind::Wasm | Kind::Rust => {
-            let path = revision.component_path(build_dir).expect("components have a path");
-            let hint = if revision.manifest.kind == Kind::Rust { "; run `wasmig build`" } else { "" };
-            Ok(Artifact::Component { bytes: read(&path, hint)?, path })
+            let path = revision
+                .component_path(build_dir)
+                .expect("components have a path");
+            let hint = if revision.manifest.kind == Kind::Rust {
+                "; run `wasmig build`"
+            } else {
+                ""
+            };
+            Ok(Artifact::Component {
+                bytes: read(&path, hint)?,
+                path,
+            })
         }
     }
 }
@@ -271,7 +301,10 @@ mod tests {
 
     #[test]
     fn sql_checksum_is_pinned() {
-        let a = Artifact::Sql { up: "CREATE TABLE t (x int);".into(), down: "DROP TABLE t;".into() };
+        let a = Artifact::Sql {
+            up: "CREATE TABLE t (x int);".into(),
+            down: "DROP TABLE t;".into(),
+        };
         // sha256("CREATE TABLE t (x int);\0DROP TABLE t;"), pinned: changing it breaks every
         // existing history table.
         assert_eq!(a.checksum(), {
@@ -294,7 +327,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.down_revisions(), ["a", "b"]);
-        assert!(toml::from_str::<Manifest>("revision='c'\nmessage='m'\ncreated='x'\nkind='cobol'").is_err());
+        assert!(
+            toml::from_str::<Manifest>("revision='c'\nmessage='m'\ncreated='x'\nkind='cobol'")
+                .is_err()
+        );
     }
 
     #[test]

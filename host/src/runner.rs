@@ -8,7 +8,6 @@
 //!
 //! Not here: choosing the steps (`graph`), what a guest may do (`sandbox`).
 
-use std::path::Path;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -67,7 +66,10 @@ pub async fn run(
     }
     db.ensure_version_tables().await?;
     let build_dir = crate::artifact::build_dir(project);
-    let sandbox = if steps.iter().any(|s| is_component(find(revisions, &s.revision))) {
+    let sandbox = if steps
+        .iter()
+        .any(|s| is_component(find(revisions, &s.revision)))
+    {
         let cache = options.use_cache.then(|| project.cache_dir());
         Some(Sandbox::new(cache, options.progress_bars)?)
     } else {
@@ -76,7 +78,12 @@ pub async fn run(
     let settings = project.config.sandbox;
     for step in steps {
         let revision = find(revisions, &step.revision);
-        let completed = || reports.iter().map(|r: &StepReport| r.revision.clone()).collect::<Vec<_>>();
+        let completed = || {
+            reports
+                .iter()
+                .map(|r: &StepReport| r.revision.clone())
+                .collect::<Vec<_>>()
+        };
         let fail = |failure: Failure| MigrationError {
             revision: step.revision.clone(),
             direction: step.action.as_str(),
@@ -85,11 +92,18 @@ pub async fn run(
         };
         let artifact = revision::read_artifact(revision, &build_dir)?;
         let checksum = artifact.checksum();
-        crate::info!("{} {} ({})", verb(step.action), step.revision, revision.manifest.message);
+        crate::info!(
+            "{} {} ({})",
+            verb(step.action),
+            step.revision,
+            revision.manifest.message
+        );
 
         // Compile before the transaction begins.
         let loaded = match (&artifact, &sandbox) {
-            (Artifact::Component { path, bytes }, Some(sandbox)) => Some(sandbox.load(&step.revision, path, bytes)?),
+            (Artifact::Component { path, bytes }, Some(sandbox)) => {
+                Some(sandbox.load(&step.revision, path, bytes)?)
+            }
             _ => None,
         };
         if let Some(l) = &loaded {
@@ -110,18 +124,32 @@ pub async fn run(
         let mut session = db.begin().await.map_err(|e| fail(Failure::Host(e)))?;
         let outcome = match (&artifact, &loaded, &sandbox) {
             (Artifact::Sql { up, down }, _, _) => {
-                let script = if step.action == Direction::Upgrade { up } else { down };
-                session.batch(script).await.map_err(Failure::Sql)
+                let script = if step.action == Direction::Upgrade {
+                    up
+                } else {
+                    down
+                };
+                session
+                    .batch(script)
+                    .await
+                    .map_err(|e| Failure::Sql(Box::new(e)))
             }
             (Artifact::Component { .. }, Some(loaded), Some(sandbox)) => {
                 let limits = Limits {
                     memory: revision.memory_limit(settings.memory_limit_mib),
                     timeout: revision.timeout(settings.timeout()),
                 };
-                let (returned, outcome) = sandbox.run(loaded, &step.revision, step.action, session, limits).await;
+                let (returned, outcome) = sandbox
+                    .run(loaded, &step.revision, step.action, session, limits)
+                    .await;
                 match returned {
                     Some(s) => session = s,
-                    None => return Err(fail(Failure::Host(anyhow::anyhow!("the guest kept the session"))).into()),
+                    None => {
+                        return Err(fail(Failure::Host(anyhow::anyhow!(
+                            "the guest kept the session"
+                        )))
+                        .into());
+                    }
                 }
                 outcome
             }
@@ -129,7 +157,10 @@ pub async fn run(
         };
         if let Err(failure) = outcome {
             if let Err(e) = session.rollback().await {
-                crate::warn!("rollback of {} failed: {e:#} (the server discards the transaction anyway)", step.revision);
+                crate::warn!(
+                    "rollback of {} failed: {e:#} (the server discards the transaction anyway)",
+                    step.revision
+                );
             }
             return Err(fail(failure).into());
         }
@@ -182,9 +213,4 @@ pub fn needs_build(revisions: &[Revision], steps: &[Step]) -> bool {
     steps
         .iter()
         .any(|s| find(revisions, &s.revision).manifest.kind == crate::revision::Kind::Rust)
-}
-
-/// The project directory as shown in messages.
-pub fn display_root(root: &Path) -> String {
-    root.display().to_string()
 }

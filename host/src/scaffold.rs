@@ -48,15 +48,25 @@ pub fn init(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let config = dir.join(CONFIG_FILE);
     if config.exists() {
-        return Err(ConfigError::new(format!("{} already exists; this directory is already a wasmig project", config.display())).into());
+        return Err(ConfigError::new(format!(
+            "{} already exists; this directory is already a wasmig project",
+            config.display()
+        ))
+        .into());
     }
     std::fs::write(&config, CONFIG_TEMPLATE)?;
     let versions = dir.join("versions");
     std::fs::create_dir_all(&versions)?;
-    std::fs::write(versions.join("Cargo.toml"), workspace_manifest(&sdk_dependency(dir)))?;
+    std::fs::write(
+        versions.join("Cargo.toml"),
+        workspace_manifest(&sdk_dependency(dir)),
+    )?;
     let gitignore = dir.join(".gitignore");
     if !gitignore.exists() {
-        std::fs::write(&gitignore, ".wasmig/\ntarget/\nversions/target/\nwasmig.db\n.env\n")?;
+        std::fs::write(
+            &gitignore,
+            ".wasmig/\ntarget/\nversions/target/\nwasmig.db\n.env\n",
+        )?;
     }
     Ok(config)
 }
@@ -87,7 +97,8 @@ fn sdk_dependency(project_dir: &Path) -> String {
     let sdk = Path::new(SDK_SOURCE_DIR);
     match sdk.canonicalize() {
         Ok(sdk) if sdk.join("Cargo.toml").is_file() => {
-            let versions = std::path::absolute(project_dir.join("versions")).unwrap_or_else(|_| project_dir.join("versions"));
+            let versions = std::path::absolute(project_dir.join("versions"))
+                .unwrap_or_else(|_| project_dir.join("versions"));
             let path = relative_path(&versions, &sdk).unwrap_or(sdk);
             format!("wasmig-guest = {{ path = \"{}\" }}", path.display())
         }
@@ -97,8 +108,15 @@ fn sdk_dependency(project_dir: &Path) -> String {
 
 /// `target` relative to `base` when both are absolute.
 fn relative_path(base: &Path, target: &Path) -> Option<PathBuf> {
-    let base = base.canonicalize().ok().or_else(|| std::path::absolute(base).ok())?;
-    let common = base.components().zip(target.components()).take_while(|(a, b)| a == b).count();
+    let base = base
+        .canonicalize()
+        .ok()
+        .or_else(|| std::path::absolute(base).ok())?;
+    let common = base
+        .components()
+        .zip(target.components())
+        .take_while(|(a, b)| a == b)
+        .count();
     if common == 0 {
         return None;
     }
@@ -135,7 +153,10 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
     let graph = crate::graph::Graph::new(&revision::nodes(&revisions))?;
     let id = match request.rev_id {
         Some(id) if !revision::is_valid_id(id) => {
-            return Err(ConfigError::new(format!("invalid --rev-id `{id}`: use letters, digits, `_` and `-`")).into());
+            return Err(ConfigError::new(format!(
+                "invalid --rev-id `{id}`: use letters, digits, `_` and `-`"
+            ))
+            .into());
         }
         Some(id) => id.to_owned(),
         None => uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
@@ -144,7 +165,12 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
         return Err(ConfigError::new(format!("revision `{id}` already exists")).into());
     }
     let now = Utc::now();
-    let dir = versions.join(dir_name(&project.config.file_template, &id, request.message, now));
+    let dir = versions.join(dir_name(
+        &project.config.file_template,
+        &id,
+        request.message,
+        now,
+    ));
     if dir.exists() {
         return Err(ConfigError::new(format!("{} already exists", dir.display())).into());
     }
@@ -172,7 +198,13 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
             let up = dir.join("up.sql");
             let down = dir.join("down.sql");
             std::fs::write(&up, format!("-- {}: upgrade\n", request.message))?;
-            std::fs::write(&down, format!("-- {}: downgrade (undo everything up.sql does)\n", request.message))?;
+            std::fs::write(
+                &down,
+                format!(
+                    "-- {}: downgrade (undo everything up.sql does)\n",
+                    request.message
+                ),
+            )?;
             vec![up, down]
         }
         Kind::Rust => {
@@ -186,10 +218,14 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
         }
         Kind::Wasm => {
             if let Some(component) = request.component {
-                std::fs::copy(component, dir.join("migration.wasm"))
-                    .map_err(|e| ConfigError::new(format!("cannot copy {}: {e}", component.display())))?;
+                std::fs::copy(component, dir.join("migration.wasm")).map_err(|e| {
+                    ConfigError::new(format!("cannot copy {}: {e}", component.display()))
+                })?;
             } else {
-                crate::info!("put the component at {}", dir.join("migration.wasm").display());
+                crate::info!(
+                    "put the component at {}",
+                    dir.join("migration.wasm").display()
+                );
             }
             Vec::new()
         }
@@ -274,11 +310,20 @@ wasmig_guest::migration!(Revision);
 /// Runs each hook on `file`; a failing or missing program is a warning.
 fn run_hooks(hooks: &[Vec<String>], file: &Path) {
     for hook in hooks {
-        let Some((program, args)) = hook.split_first() else { continue };
-        let args: Vec<String> = args.iter().map(|a| a.replace("{file}", &file.to_string_lossy())).collect();
+        let Some((program, args)) = hook.split_first() else {
+            continue;
+        };
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{file}", &file.to_string_lossy()))
+            .collect();
         match Command::new(program).args(&args).status() {
             Ok(s) if s.success() => {}
-            Ok(s) => crate::warn!("post-write hook `{}` failed on {} ({s})", hook.join(" "), file.display()),
+            Ok(s) => crate::warn!(
+                "post-write hook `{}` failed on {} ({s})",
+                hook.join(" "),
+                file.display()
+            ),
             Err(e) => crate::warn!("post-write hook `{program}` could not run: {e}"),
         }
     }
@@ -297,9 +342,16 @@ mod tests {
 
     #[test]
     fn dir_names_follow_the_template() {
-        let t = DateTime::parse_from_rfc3339("2026-11-25T03:04:00Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-11-25T03:04:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(
-            dir_name(crate::config::DEFAULT_FILE_TEMPLATE, "abc123", "Create users", t),
+            dir_name(
+                crate::config::DEFAULT_FILE_TEMPLATE,
+                "abc123",
+                "Create users",
+                t
+            ),
             "2026_11_25_0304-abc123_create_users"
         );
     }

@@ -36,14 +36,24 @@ const SUCCEED: &str = "(i32.const 0)";
 
 /// Runs a revision that first creates a table in SQL, then the component: the component's
 /// failure must roll back only its own step.
-async fn assert_component_fails(backend: Backend, body: &str, extra_manifest: &str, code: i32, needle: &str) {
+async fn assert_component_fails(
+    backend: Backend,
+    body: &str,
+    extra_manifest: &str,
+    code: i32,
+    needle: &str,
+) {
     let project = TestProject::new();
     let db = TestDb::new(backend, &project).await;
     project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
     let dir = project.wasm_revision_bytes("b2", &component(body));
     project.set_manifest(&dir, extra_manifest);
     let run = project.run(&db, &["up"]).fails_with(code);
-    assert!(run.stderr.contains(needle), "{backend:?}: expected `{needle}` in:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(needle),
+        "{backend:?}: expected `{needle}` in:\n{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("revision b2"), "{run:?}");
     assert_eq!(db.heads().await, ["a1"], "{backend:?}");
     assert_eq!(db.history().await, ["upgrade:a1"], "{backend:?}");
@@ -67,7 +77,14 @@ async fn an_infinite_loop_is_stopped_by_the_deadline() {
 #[tokio::test]
 async fn a_memory_bomb_is_stopped_by_the_memory_cap() {
     for backend in BOTH {
-        assert_component_fails(backend, MEMORY_BOMB, "memory_limit_mib = 64", 7, "memory limit of 64 MiB").await;
+        assert_component_fails(
+            backend,
+            MEMORY_BOMB,
+            "memory_limit_mib = 64",
+            7,
+            "memory limit of 64 MiB",
+        )
+        .await;
     }
 }
 
@@ -77,14 +94,21 @@ async fn malformed_files_and_core_modules_are_refused() {
     let db = TestDb::new(Backend::Sqlite, &project).await;
     project.wasm_revision_bytes("a1", b"this is not wasm at all");
     let run = project.run(&db, &["up"]).fails_with(8);
-    assert!(run.stderr.contains("revision a1") && run.stderr.contains("not a WebAssembly file"), "{run:?}");
+    assert!(
+        run.stderr.contains("revision a1") && run.stderr.contains("not a WebAssembly file"),
+        "{run:?}"
+    );
     assert!(db.heads().await.is_empty());
 
     let project = TestProject::new();
     let core = wat::parse_str("(module (func (export \"upgrade\")))").unwrap();
     project.wasm_revision_bytes("a1", &core);
     let run = project.run(&db, &["up"]).fails_with(8);
-    assert!(run.stderr.contains("core WebAssembly module, not a component"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("core WebAssembly module, not a component"),
+        "{run:?}"
+    );
 
     let project = TestProject::new();
     let mut truncated = component(SUCCEED);
@@ -108,7 +132,11 @@ async fn components_of_another_world_or_with_denied_imports_are_refused() {
     .unwrap();
     project.wasm_revision_bytes("a1", &wrong_world);
     let run = project.run(&db, &["up"]).fails_with(8);
-    assert!(run.stderr.contains("does not export the function `upgrade`"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("does not export the function `upgrade`"),
+        "{run:?}"
+    );
 
     let project = TestProject::new();
     let denied = wat::parse_str(
@@ -123,7 +151,10 @@ async fn components_of_another_world_or_with_denied_imports_are_refused() {
     .unwrap();
     project.wasm_revision_bytes("a1", &denied);
     let run = project.run(&db, &["up"]).fails_with(8);
-    assert!(run.stderr.contains("imports `evil:net/raw-socket`"), "{run:?}");
+    assert!(
+        run.stderr.contains("imports `evil:net/raw-socket`"),
+        "{run:?}"
+    );
     assert!(db.heads().await.is_empty());
 }
 
@@ -139,12 +170,18 @@ async fn the_second_run_loads_components_from_the_compile_cache() {
     let second = project.run(&db, &["up", "--json"]).success().json();
     assert_eq!(second["steps"][0]["cache"], "hit", "{second}");
     project.run(&db, &["down"]).success();
-    let bypass = project.run(&db, &["up", "--json", "--no-cache"]).success().json();
+    let bypass = project
+        .run(&db, &["up", "--json", "--no-cache"])
+        .success()
+        .json();
     assert_eq!(bypass["steps"][0]["cache"], "disabled");
 
     // Nothing pending: nothing is compiled or instantiated, so even a cache wipe is unseen.
     std::fs::remove_dir_all(project.dir.join(".wasmig/cache")).unwrap();
     let idle = project.run(&db, &["up", "--json"]).success().json();
     assert_eq!(idle["steps"], serde_json::json!([]));
-    assert!(!project.dir.join(".wasmig/cache").exists(), "an idle run touched the cache");
+    assert!(
+        !project.dir.join(".wasmig/cache").exists(),
+        "an idle run touched the cache"
+    );
 }

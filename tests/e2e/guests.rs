@@ -9,19 +9,31 @@ use crate::support::{BOTH, Backend, TestDb, TestProject, guest, repo_root, wasmi
 async fn scenario(backend: Backend, mode: &str) -> (TestProject, TestDb, std::path::PathBuf) {
     let project = TestProject::new();
     let db = TestDb::new(backend, &project).await;
-    db.exec(&format!("CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('{mode}');"))
-        .await;
+    db.exec(&format!(
+        "CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('{mode}');"
+    ))
+    .await;
     project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
     let dir = project.wasm_revision("b2", &guest("scenario"));
     (project, db, dir)
 }
 
 /// The scenario fails with `code`, mentioning `needle`, and leaves only `a1` applied.
-async fn assert_scenario_fails(backend: Backend, mode: &str, manifest: &str, code: i32, needle: &str) {
+async fn assert_scenario_fails(
+    backend: Backend,
+    mode: &str,
+    manifest: &str,
+    code: i32,
+    needle: &str,
+) {
     let (project, db, dir) = scenario(backend, mode).await;
     project.set_manifest(&dir, manifest);
     let run = project.run(&db, &["up"]).fails_with(code);
-    assert!(run.stderr.contains(needle), "{backend:?} {mode}: expected `{needle}` in:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(needle),
+        "{backend:?} {mode}: expected `{needle}` in:\n{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("revision b2"), "{run:?}");
     assert_eq!(db.heads().await, ["a1"], "{backend:?} {mode}");
     assert_eq!(db.history().await, ["upgrade:a1"], "{backend:?} {mode}");
@@ -35,7 +47,14 @@ async fn assert_scenario_fails(backend: Backend, mode: &str, manifest: &str, cod
 #[tokio::test]
 async fn a_guest_that_returns_an_error_leaves_nothing_behind() {
     for backend in BOTH {
-        assert_scenario_fails(backend, "guest-error", "", 6, "the scenario asked for an error").await;
+        assert_scenario_fails(
+            backend,
+            "guest-error",
+            "",
+            6,
+            "the scenario asked for an error",
+        )
+        .await;
     }
 }
 
@@ -49,7 +68,14 @@ async fn a_guest_that_propagates_an_sql_error_leaves_nothing_behind() {
 #[tokio::test]
 async fn a_guest_that_swallows_an_sql_error_is_not_reported_as_success() {
     for backend in BOTH {
-        assert_scenario_fails(backend, "swallow", "", 6, "carried on after an SQL error it did not handle").await;
+        assert_scenario_fails(
+            backend,
+            "swallow",
+            "",
+            6,
+            "carried on after an SQL error it did not handle",
+        )
+        .await;
     }
 }
 
@@ -64,10 +90,20 @@ async fn a_guest_that_panics_traps_and_leaves_nothing_behind() {
 async fn a_guest_blocked_in_a_long_statement_is_stopped_by_the_deadline() {
     for backend in BOTH {
         let started = std::time::Instant::now();
-        assert_scenario_fails(backend, "long-sql", "timeout_secs = 2", 7, "time limit of 2s").await;
+        assert_scenario_fails(
+            backend,
+            "long-sql",
+            "timeout_secs = 2",
+            7,
+            "time limit of 2s",
+        )
+        .await;
         // Not a timing assertion on performance: only that the 60 s statement was cancelled
         // rather than waited for.
-        assert!(started.elapsed().as_secs() < 50, "{backend:?}: the statement was not cancelled");
+        assert!(
+            started.elapsed().as_secs() < 50,
+            "{backend:?}: the statement was not cancelled"
+        );
     }
 }
 
@@ -79,7 +115,8 @@ async fn a_guest_can_recover_from_an_sql_error_inside_a_savepoint() {
         assert!(run.stderr.contains("handled:"), "{run:?}");
         assert_eq!(db.heads().await, ["b2"]);
         assert_eq!(
-            db.strings("SELECT CAST(x AS TEXT) FROM scenario_marker ORDER BY x").await,
+            db.strings("SELECT CAST(x AS TEXT) FROM scenario_marker ORDER BY x")
+                .await,
             ["1", "3"],
             "{backend:?}"
         );
@@ -131,15 +168,34 @@ async fn every_value_type_round_trips_through_a_guest() {
         let db = TestDb::new(backend, &project).await;
         project.wasm_revision("v1", &guest("values"));
         let run = project.run(&db, &["up"]).success();
-        assert!(run.stderr.contains("all values round-tripped"), "{backend:?}: {run:?}");
+        assert!(
+            run.stderr.contains("all values round-tripped"),
+            "{backend:?}: {run:?}"
+        );
         // Checked from outside the sandbox too.
         match backend {
             Backend::Postgres => {
-                assert_eq!(db.strings("SELECT n::text FROM value_rt").await, ["-12.3400"]);
-                assert_eq!(db.strings("SELECT tz::text FROM value_rt").await, ["2024-01-02 01:04:05.123456+00"]);
-                assert_eq!(db.strings("SELECT array_to_string(a_i4, ',', 'null') FROM value_rt").await, ["1,null,3"]);
-                assert_eq!(db.strings("SELECT encode(by, 'hex') FROM value_rt").await, ["00ff10"]);
-                assert_eq!(db.strings("SELECT (nul IS NULL)::text FROM value_rt").await, ["true"]);
+                assert_eq!(
+                    db.strings("SELECT n::text FROM value_rt").await,
+                    ["-12.3400"]
+                );
+                assert_eq!(
+                    db.strings("SELECT tz::text FROM value_rt").await,
+                    ["2024-01-02 01:04:05.123456+00"]
+                );
+                assert_eq!(
+                    db.strings("SELECT array_to_string(a_i4, ',', 'null') FROM value_rt")
+                        .await,
+                    ["1,null,3"]
+                );
+                assert_eq!(
+                    db.strings("SELECT encode(by, 'hex') FROM value_rt").await,
+                    ["00ff10"]
+                );
+                assert_eq!(
+                    db.strings("SELECT (nul IS NULL)::text FROM value_rt").await,
+                    ["true"]
+                );
             }
             Backend::Sqlite => {
                 assert_eq!(db.strings("SELECT d FROM value_rt").await, ["2024-02-29"]);
@@ -171,7 +227,10 @@ async fn a_guest_cannot_read_files_environment_or_open_sockets() {
         "[h1] stdout: udp denied",
         "[h1] stdout: name lookup denied",
     ] {
-        assert!(stderr.contains(attempt), "missing `{attempt}` in:\n{stderr}");
+        assert!(
+            stderr.contains(attempt),
+            "missing `{attempt}` in:\n{stderr}"
+        );
     }
     assert!(!stderr.contains("do-not-leak"));
     db.drop_db().await;
@@ -186,7 +245,11 @@ async fn the_example_project_runs_up_and_down_on_both_backends() {
     {
         let _guard = BUILD.lock().unwrap();
         let out = wasmig_cmd(&example).arg("build").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for backend in BOTH {
         let scratch = TestProject::new();
@@ -197,7 +260,10 @@ async fn the_example_project_runs_up_and_down_on_both_backends() {
                 .args(["--database-url", &db.url, "--no-build"])
                 .output()
                 .unwrap();
-            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
         };
         let (code, stderr) = run(&["up"]);
         assert_eq!(code, Some(0), "{backend:?}: {stderr}");

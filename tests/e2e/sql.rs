@@ -7,7 +7,11 @@ async fn sql_revisions_round_trip_up_and_down_on_both_backends() {
     for backend in BOTH {
         let project = TestProject::new();
         let db = TestDb::new(backend, &project).await;
-        project.sql_revision("a1", "CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL);", "DROP TABLE users;");
+        project.sql_revision(
+            "a1",
+            "CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL);",
+            "DROP TABLE users;",
+        );
         project.sql_revision(
             "b2",
             "ALTER TABLE users ADD COLUMN email text; INSERT INTO users (id, name) VALUES (1, 'ada');",
@@ -15,7 +19,11 @@ async fn sql_revisions_round_trip_up_and_down_on_both_backends() {
         );
 
         let status = project.run(&db, &["current", "--json"]).success().json();
-        assert_eq!(status["pending"], serde_json::json!(["a1", "b2"]), "{backend:?}");
+        assert_eq!(
+            status["pending"],
+            serde_json::json!(["a1", "b2"]),
+            "{backend:?}"
+        );
 
         project.run(&db, &["up"]).success();
         assert_eq!(db.heads().await, ["b2"]);
@@ -36,7 +44,10 @@ async fn sql_revisions_round_trip_up_and_down_on_both_backends() {
             db.history().await,
             ["upgrade:a1", "upgrade:b2", "downgrade:b2", "downgrade:a1"]
         );
-        let log = project.run(&db, &["history", "--log", "--json"]).success().json();
+        let log = project
+            .run(&db, &["history", "--log", "--json"])
+            .success()
+            .json();
         let first = &log["history"][0];
         assert_eq!(first["revision"], "a1");
         assert_eq!(first["checksum"].as_str().unwrap().len(), 64);
@@ -51,14 +62,29 @@ async fn a_failing_sql_revision_rolls_back_and_keeps_earlier_ones() {
         let project = TestProject::new();
         let db = TestDb::new(backend, &project).await;
         project.sql_revision("a1", "CREATE TABLE t (x integer);", "DROP TABLE t;");
-        project.sql_revision("b2", "CREATE TABLE u (y integer); INSERT INTO nope VALUES (1);", "DROP TABLE u;");
+        project.sql_revision(
+            "b2",
+            "CREATE TABLE u (y integer); INSERT INTO nope VALUES (1);",
+            "DROP TABLE u;",
+        );
         let run = project.run(&db, &["up"]).fails_with(6);
-        assert!(run.stderr.contains("upgrade of revision b2 failed and was rolled back"), "{run:?}");
+        assert!(
+            run.stderr
+                .contains("upgrade of revision b2 failed and was rolled back"),
+            "{run:?}"
+        );
         assert!(run.stderr.contains("nope"), "{run:?}");
-        assert!(run.stderr.contains("applied before the failure, and kept: a1"), "{run:?}");
+        assert!(
+            run.stderr
+                .contains("applied before the failure, and kept: a1"),
+            "{run:?}"
+        );
         assert_eq!(db.heads().await, ["a1"], "{backend:?}");
         assert!(db.table_exists("t").await);
-        assert!(!db.table_exists("u").await, "{backend:?}: the failed revision left a table");
+        assert!(
+            !db.table_exists("u").await,
+            "{backend:?}: the failed revision left a table"
+        );
         assert_eq!(db.history().await, ["upgrade:a1"]);
         db.drop_db().await;
     }
@@ -69,13 +95,20 @@ async fn targets_and_relative_moves_work_on_a_chain() {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Sqlite, &project).await;
     for id in ["a1", "b2", "c3", "d4"] {
-        project.sql_revision(id, &format!("CREATE TABLE t_{id} (x int);"), &format!("DROP TABLE t_{id};"));
+        project.sql_revision(
+            id,
+            &format!("CREATE TABLE t_{id} (x int);"),
+            &format!("DROP TABLE t_{id};"),
+        );
     }
     project.run(&db, &["up", "b2"]).success();
     assert_eq!(db.heads().await, ["b2"]);
     project.run(&db, &["up", "+1"]).success();
     assert_eq!(db.heads().await, ["c3"]);
-    let plan = project.run(&db, &["down", "a1", "--plan", "--json"]).success().json();
+    let plan = project
+        .run(&db, &["down", "a1", "--plan", "--json"])
+        .success()
+        .json();
     assert_eq!(
         plan,
         serde_json::json!({"steps": [{"action": "downgrade", "revision": "c3"}, {"action": "downgrade", "revision": "b2"}]})
@@ -97,7 +130,10 @@ async fn the_embedded_default_is_a_sqlite_file_in_the_project_and_is_announced()
     let project = TestProject::new();
     project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
     let run = project.run_plain(&["up"]).success();
-    assert!(run.stderr.contains("using the embedded SQLite database"), "{run:?}");
+    assert!(
+        run.stderr.contains("using the embedded SQLite database"),
+        "{run:?}"
+    );
     assert!(project.dir.join("wasmig.db").is_file());
 }
 
@@ -106,14 +142,24 @@ async fn database_url_comes_from_dot_env_and_bad_urls_are_config_errors() {
     let project = TestProject::new();
     project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
     let file = project.dir.join("from-env.db");
-    std::fs::write(project.dir.join(".env"), format!("DATABASE_URL=sqlite:{}\n", file.display())).unwrap();
+    std::fs::write(
+        project.dir.join(".env"),
+        format!("DATABASE_URL=sqlite:{}\n", file.display()),
+    )
+    .unwrap();
     project.run_plain(&["up"]).success();
     assert!(file.is_file(), ".env was not used");
 
-    let bad = project.run_plain(&["up", "--database-url", "mysql://root@localhost/x"]).fails_with(3);
+    let bad = project
+        .run_plain(&["up", "--database-url", "mysql://root@localhost/x"])
+        .fails_with(3);
     assert!(bad.stderr.contains("unsupported scheme `mysql`"), "{bad:?}");
     let down = project
-        .run_plain(&["up", "--database-url", "postgres://postgres@127.0.0.1:1/nowhere"])
+        .run_plain(&[
+            "up",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:1/nowhere",
+        ])
         .fails_with(5);
     assert!(down.stderr.contains("cannot connect"), "{down:?}");
 }
@@ -122,7 +168,11 @@ async fn database_url_comes_from_dot_env_and_bad_urls_are_config_errors() {
 async fn broken_manifests_and_graphs_are_refused_with_the_file_named() {
     let project = TestProject::new();
     let dir = project.sql_revision("a1", "SELECT 1;", "SELECT 1;");
-    std::fs::write(dir.join("migration.toml"), "revision = 'a1'\nkind = 'cobol'\n").unwrap();
+    std::fs::write(
+        dir.join("migration.toml"),
+        "revision = 'a1'\nkind = 'cobol'\n",
+    )
+    .unwrap();
     let run = project.run_plain(&["up"]).fails_with(3);
     assert!(run.stderr.contains("migration.toml"), "{run:?}");
 
@@ -138,7 +188,9 @@ async fn broken_manifests_and_graphs_are_refused_with_the_file_named() {
 async fn no_project_is_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("wasmig-e2e-empty-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let run = crate::support::Run::from_output(crate::support::wasmig_cmd(&dir).arg("up").output().unwrap());
+    let run = crate::support::Run::from_output(
+        crate::support::wasmig_cmd(&dir).arg("up").output().unwrap(),
+    );
     assert_eq!(run.code, 3, "{run:?}");
     assert!(run.stderr.contains("wasmig init"), "{run:?}");
 }

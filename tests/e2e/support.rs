@@ -10,19 +10,19 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::{Connection, Executor, Row};
 
 /// The two backends every behaviour is tested on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Postgres,
     Sqlite,
 }
 
-pub const BOTH: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+pub(crate) const BOTH: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 
 fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -39,7 +39,7 @@ fn pg_server() -> String {
 }
 
 /// A fresh database, dropped when the test ends.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub backend: Backend,
     pub url: String,
     name: String,
@@ -47,7 +47,7 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    pub async fn new(backend: Backend, project: &TestProject) -> TestDb {
+    pub(crate) async fn new(backend: Backend, project: &TestProject) -> TestDb {
         match backend {
             Backend::Postgres => {
                 let name = unique("wasmig_e2e");
@@ -78,33 +78,40 @@ impl TestDb {
     }
 
     /// Runs SQL statements outside wasmig (setup).
-    pub async fn exec(&self, sql: &str) {
+    pub(crate) async fn exec(&self, sql: &str) {
         match self.backend {
             Backend::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
             }
             Backend::Sqlite => {
                 let opts = sqlx::sqlite::SqliteConnectOptions::new()
                     .filename(self.sqlite_path.as_ref().unwrap())
                     .create_if_missing(true);
                 let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
             }
         }
     }
 
     /// The first column of every row, rendered as text (NULL as "NULL").
-    pub async fn strings(&self, sql: &str) -> Vec<String> {
+    pub(crate) async fn strings(&self, sql: &str) -> Vec<String> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
         match self.backend {
             Backend::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
                 let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
-                rows.iter().map(|r| pg_text(r)).collect()
+                rows.iter().map(pg_text).collect()
             }
             Backend::Sqlite => {
-                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(self.sqlite_path.as_ref().unwrap());
+                let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.sqlite_path.as_ref().unwrap());
                 let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
                 let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
                 rows.iter()
@@ -120,40 +127,51 @@ impl TestDb {
     }
 
     /// A single integer.
-    pub async fn count(&self, sql: &str) -> i64 {
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
         self.strings(sql).await[0].parse().unwrap()
     }
 
     /// Whether a table exists.
-    pub async fn table_exists(&self, table: &str) -> bool {
+    pub(crate) async fn table_exists(&self, table: &str) -> bool {
         let sql = match self.backend {
-            Backend::Postgres => format!("SELECT count(*)::text FROM pg_tables WHERE tablename = '{table}'"),
-            Backend::Sqlite => format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"),
+            Backend::Postgres => {
+                format!("SELECT count(*)::text FROM pg_tables WHERE tablename = '{table}'")
+            }
+            Backend::Sqlite => format!(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+            ),
         };
         self.count(&sql).await > 0
     }
 
     /// The heads in the version table (empty if it does not exist).
-    pub async fn heads(&self) -> Vec<String> {
+    pub(crate) async fn heads(&self) -> Vec<String> {
         if !self.table_exists("wasmig_version").await {
             return Vec::new();
         }
-        self.strings("SELECT revision FROM wasmig_version ORDER BY revision").await
+        self.strings("SELECT revision FROM wasmig_version ORDER BY revision")
+            .await
     }
 
     /// `direction:revision` of every history row, oldest first.
-    pub async fn history(&self) -> Vec<String> {
+    pub(crate) async fn history(&self) -> Vec<String> {
         if !self.table_exists("wasmig_history").await {
             return Vec::new();
         }
-        self.strings("SELECT direction || ':' || revision FROM wasmig_history ORDER BY id").await
+        self.strings("SELECT direction || ':' || revision FROM wasmig_history ORDER BY id")
+            .await
     }
 
-    pub async fn drop_db(self) {
+    pub(crate) async fn drop_db(self) {
         if self.backend == Backend::Postgres {
-            let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await.unwrap();
+            let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server()))
+                .await
+                .unwrap();
             let _ = admin
-                .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                )))
                 .await;
         }
     }
@@ -176,20 +194,20 @@ fn pg_text(row: &sqlx::postgres::PgRow) -> String {
 }
 
 /// A temporary project created with `wasmig init`.
-pub struct TestProject {
+pub(crate) struct TestProject {
     pub dir: PathBuf,
 }
 
 /// The output of one `wasmig` run.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Run {
-    pub fn from_output(out: Output) -> Run {
+    pub(crate) fn from_output(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -197,25 +215,34 @@ impl Run {
         }
     }
 
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
     }
 
     #[track_caller]
-    pub fn success(self) -> Run {
-        assert_eq!(self.code, 0, "wasmig failed:\n{}\n{}", self.stdout, self.stderr);
+    pub(crate) fn success(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "wasmig failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     #[track_caller]
-    pub fn fails_with(self, code: i32) -> Run {
-        assert_eq!(self.code, code, "expected exit code {code}:\n{}\n{}", self.stdout, self.stderr);
+    pub(crate) fn fails_with(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}:\n{}\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
 
 /// A `wasmig` command with a clean environment.
-pub fn wasmig_cmd(cwd: &Path) -> Command {
+pub(crate) fn wasmig_cmd(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmig"));
     cmd.current_dir(cwd)
         .env_remove("DATABASE_URL")
@@ -227,8 +254,10 @@ pub fn wasmig_cmd(cwd: &Path) -> Command {
 }
 
 impl TestProject {
-    pub fn new() -> TestProject {
-        let dir = std::env::temp_dir().join("wasmig-e2e").join(unique("project"));
+    pub(crate) fn new() -> TestProject {
+        let dir = std::env::temp_dir()
+            .join("wasmig-e2e")
+            .join(unique("project"));
         std::fs::create_dir_all(&dir).unwrap();
         let run = Run::from_output(wasmig_cmd(&dir).args(["init", "."]).output().unwrap());
         assert_eq!(run.code, 0, "wasmig init failed: {run:?}");
@@ -236,7 +265,7 @@ impl TestProject {
     }
 
     /// Runs `wasmig ARGS --database-url URL`.
-    pub fn run(&self, db: &TestDb, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, db: &TestDb, args: &[&str]) -> Run {
         let out = wasmig_cmd(&self.dir)
             .args(args)
             .args(["--database-url", &db.url])
@@ -246,13 +275,22 @@ impl TestProject {
     }
 
     /// Runs `wasmig ARGS` with no database flag.
-    pub fn run_plain(&self, args: &[&str]) -> Run {
+    pub(crate) fn run_plain(&self, args: &[&str]) -> Run {
         Run::from_output(wasmig_cmd(&self.dir).args(args).output().unwrap())
     }
 
     /// Adds a SQL revision with the given scripts.
-    pub fn sql_revision(&self, id: &str, up: &str, down: &str) -> PathBuf {
-        let run = self.run_plain(&["revision", "-m", &format!("sql {id}"), "--rev-id", id, "--json"]).success();
+    pub(crate) fn sql_revision(&self, id: &str, up: &str, down: &str) -> PathBuf {
+        let run = self
+            .run_plain(&[
+                "revision",
+                "-m",
+                &format!("sql {id}"),
+                "--rev-id",
+                id,
+                "--json",
+            ])
+            .success();
         let dir = PathBuf::from(run.json()["directory"].as_str().unwrap());
         std::fs::write(dir.join("up.sql"), up).unwrap();
         std::fs::write(dir.join("down.sql"), down).unwrap();
@@ -260,7 +298,7 @@ impl TestProject {
     }
 
     /// Adds a `wasm` revision from a component file.
-    pub fn wasm_revision(&self, id: &str, component: &Path) -> PathBuf {
+    pub(crate) fn wasm_revision(&self, id: &str, component: &Path) -> PathBuf {
         let run = self
             .run_plain(&[
                 "revision",
@@ -279,14 +317,14 @@ impl TestProject {
     }
 
     /// Adds a `wasm` revision from component bytes (e.g. a WAT test component).
-    pub fn wasm_revision_bytes(&self, id: &str, bytes: &[u8]) -> PathBuf {
+    pub(crate) fn wasm_revision_bytes(&self, id: &str, bytes: &[u8]) -> PathBuf {
         let file = self.dir.join(format!("{id}.input.wasm"));
         std::fs::write(&file, bytes).unwrap();
         self.wasm_revision(id, &file)
     }
 
     /// Appends settings to a revision's manifest (e.g. `timeout_secs = 1`).
-    pub fn set_manifest(&self, revision_dir: &Path, extra: &str) {
+    pub(crate) fn set_manifest(&self, revision_dir: &Path, extra: &str) {
         let path = revision_dir.join("migration.toml");
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push('\n');
@@ -305,8 +343,11 @@ impl Drop for TestProject {
 }
 
 /// The repository root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn guests_target_dir() -> PathBuf {
@@ -318,7 +359,7 @@ fn guests_target_dir() -> PathBuf {
 
 /// The test guests of `tests/guests/`, built from source once per test process:
 /// crate name → component file.
-pub fn guest(name: &str) -> PathBuf {
+pub(crate) fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
     let built = BUILT.get_or_init(build_guests);
     built
@@ -333,7 +374,13 @@ fn build_guests() -> HashMap<String, PathBuf> {
     let mut out = HashMap::new();
     for (target, componentize) in [("wasm32-unknown-unknown", true), ("wasm32-wasip2", false)] {
         let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--message-format=json-render-diagnostics", "--target", target])
+            .args([
+                "build",
+                "--release",
+                "--message-format=json-render-diagnostics",
+                "--target",
+                target,
+            ])
             .arg("--manifest-path")
             .arg(&manifest)
             .arg("--target-dir")
@@ -347,11 +394,16 @@ fn build_guests() -> HashMap<String, PathBuf> {
             String::from_utf8_lossy(&output.stderr)
         );
         for line in output.stdout.split(|b| *b == b'\n') {
-            let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+            let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
             if msg["reason"] != "compiler-artifact" {
                 continue;
             }
-            let name = msg["target"]["name"].as_str().unwrap_or_default().to_owned();
+            let name = msg["target"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let Some(wasm) = msg["filenames"]
                 .as_array()
                 .into_iter()

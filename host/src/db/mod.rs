@@ -123,7 +123,11 @@ pub trait Session: Send {
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState>;
 
     /// Fetches up to `max_rows` further rows; empty when exhausted.
-    async fn fetch(&mut self, cursor: &mut CursorState, max_rows: u32) -> SqlResult<Vec<Vec<Value>>>;
+    async fn fetch(
+        &mut self,
+        cursor: &mut CursorState,
+        max_rows: u32,
+    ) -> SqlResult<Vec<Vec<Value>>>;
 
     /// Closes a cursor (idempotent).
     async fn close_cursor(&mut self, cursor: &mut CursorState) -> SqlResult<()>;
@@ -179,7 +183,9 @@ pub enum DbError {
         reason: String,
     },
     /// The database could not be reached or refused the connection.
-    #[error("cannot connect to {url}: {source}; check that the server is running and the URL is right")]
+    #[error(
+        "cannot connect to {url}: {source}; check that the server is running and the URL is right"
+    )]
     Connect {
         /// The URL with any password redacted.
         url: String,

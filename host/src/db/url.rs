@@ -36,7 +36,9 @@ impl DatabaseUrl {
             if rest.is_empty() {
                 return Err(invalid("no host or database after the scheme"));
             }
-            return Ok(DatabaseUrl::Postgres { url: raw.to_owned() });
+            return Ok(DatabaseUrl::Postgres {
+                url: raw.to_owned(),
+            });
         }
         if let Some(rest) = raw.strip_prefix("sqlite:") {
             let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -46,7 +48,9 @@ impl DatabaseUrl {
                     "wasmig needs a database file (an in-memory SQLite database would forget every migration); write sqlite:PATH",
                 ));
             }
-            return Ok(DatabaseUrl::Sqlite { path: PathBuf::from(path) });
+            return Ok(DatabaseUrl::Sqlite {
+                path: PathBuf::from(path),
+            });
         }
         match raw.split_once("://") {
             Some((scheme, _)) => Err(invalid(&format!(
@@ -104,25 +108,35 @@ mod tests {
         ));
         assert_eq!(
             DatabaseUrl::parse("sqlite:dir/x.db").unwrap(),
-            DatabaseUrl::Sqlite { path: "dir/x.db".into() }
+            DatabaseUrl::Sqlite {
+                path: "dir/x.db".into()
+            }
         );
         assert_eq!(
             DatabaseUrl::parse("sqlite:///abs/x.db").unwrap(),
-            DatabaseUrl::Sqlite { path: "/abs/x.db".into() }
+            DatabaseUrl::Sqlite {
+                path: "/abs/x.db".into()
+            }
         );
     }
 
     #[test]
     fn rejects_unknown_schemes_and_memory() {
         let err = DatabaseUrl::parse("mysql://root@localhost/x").unwrap_err();
-        assert!(err.to_string().contains("unsupported scheme `mysql`"), "{err}");
+        assert!(
+            err.to_string().contains("unsupported scheme `mysql`"),
+            "{err}"
+        );
         assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
         assert!(DatabaseUrl::parse("localhost").is_err());
     }
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

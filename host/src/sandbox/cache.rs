@@ -42,7 +42,9 @@ impl Hasher for ShaHasher {
 
 fn entry_path(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
     let mut engine_hash = ShaHasher(Sha256::new());
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let engine_key = hex::encode(&engine_hash.0.finalize()[..8]);
     let component_key = hex::encode(Sha256::digest(bytes));
     dir.join(format!("{component_key}-{engine_key}.cwasm"))
@@ -79,7 +81,11 @@ pub(crate) fn load_or_compile(
 fn store(component: &Component, dir: &Path, path: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let serialized = component.serialize()?;
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")));
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
+    ));
     std::fs::write(&tmp, serialized)?;
     std::fs::rename(&tmp, path)?;
     Ok(())

@@ -80,7 +80,12 @@ impl Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let total = self.reserved + (desired - current) as u64;
         if total > self.memory_cap {
             self.exceeded = true;
@@ -90,7 +95,12 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 
@@ -214,13 +224,19 @@ impl GuestState {
     }
 
     fn session(&mut self) -> &mut dyn Session {
-        self.session.as_deref_mut().expect("the session is present during a call")
+        self.session
+            .as_deref_mut()
+            .expect("the session is present during a call")
     }
 }
 
 /// Races a database future against the deadline; on expiry cancels the statement, gives it
 /// a moment to unwind (so the connection stays consistent), and reports the deadline.
-async fn against_deadline<F, T>(fut: F, deadline: Instant, canceller: &dyn Canceller) -> Result<T, LimitTrap>
+async fn against_deadline<F, T>(
+    fut: F,
+    deadline: Instant,
+    canceller: &dyn Canceller,
+) -> Result<T, LimitTrap>
 where
     F: std::future::Future<Output = T>,
 {
@@ -268,11 +284,19 @@ impl sql::Host for GuestState {
         Ok(self.dialect)
     }
 
-    async fn execute(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<SqlResult<u64>> {
+    async fn execute(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
         db_call!(self, |s| s.execute(&statement, &params))
     }
 
-    async fn query(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<SqlResult<QueryResult>> {
+    async fn query(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<QueryResult>> {
         db_call!(self, |s| s.query(&statement, &params))
     }
 
@@ -293,10 +317,11 @@ impl sql::Host for GuestState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<SqlResult<Resource<CursorHandle>>> {
-        let opened: SqlResult<CursorState> = match db_call!(self, |s| s.open_cursor(&statement, &params)) {
-            Ok(r) => r,
-            Err(trap) => return Err(trap),
-        };
+        let opened: SqlResult<CursorState> =
+            match db_call!(self, |s| s.open_cursor(&statement, &params)) {
+                Ok(r) => r,
+                Err(trap) => return Err(trap),
+            };
         match opened {
             Ok(state) => Ok(Ok(self.table.push(CursorHandle { state })?)),
             Err(e) => Ok(Err(e)),
@@ -311,7 +336,11 @@ impl sql::Host for GuestState {
         if let Err(e) = begun {
             return Ok(Err(e));
         }
-        self.savepoints.push(Frame { id, name, failed: None });
+        self.savepoints.push(Frame {
+            id,
+            name,
+            failed: None,
+        });
         Ok(Ok(self.table.push(SavepointHandle { id })?))
     }
 }
@@ -321,7 +350,11 @@ impl sql::HostCursor for GuestState {
         Ok(self.table.get(&cursor)?.state.columns.clone())
     }
 
-    async fn next(&mut self, cursor: Resource<CursorHandle>, max_rows: u32) -> wasmtime::Result<SqlResult<Vec<Vec<Value>>>> {
+    async fn next(
+        &mut self,
+        cursor: Resource<CursorHandle>,
+        max_rows: u32,
+    ) -> wasmtime::Result<SqlResult<Vec<Vec<Value>>>> {
         if let Some(err) = self.aborted() {
             return Ok(Err(err));
         }
@@ -358,18 +391,21 @@ impl GuestState {
     /// Ends the savepoint `id` (and any inner ones the guest left open).
     async fn end_savepoint(&mut self, id: u64, release: bool) -> wasmtime::Result<SqlResult<()>> {
         let Some(pos) = self.savepoints.iter().position(|f| f.id == id) else {
-            return Ok(Err(SqlError::wasmig("STATE", "this savepoint was already released or rolled back")));
+            return Ok(Err(SqlError::wasmig(
+                "STATE",
+                "this savepoint was already released or rolled back",
+            )));
         };
-        if release {
-            if let Some(failed) = self.savepoints[pos..].iter().find_map(|f| f.failed.clone()) {
-                return Ok(Err(SqlError::wasmig(
-                    "ABORTED",
-                    format!(
-                        "cannot release a savepoint after a failed statement ({}); roll it back instead",
-                        failed.message
-                    ),
-                )));
-            }
+        if release
+            && let Some(failed) = self.savepoints[pos..].iter().find_map(|f| f.failed.clone())
+        {
+            return Ok(Err(SqlError::wasmig(
+                "ABORTED",
+                format!(
+                    "cannot release a savepoint after a failed statement ({}); roll it back instead",
+                    failed.message
+                ),
+            )));
         }
         let name = self.savepoints[pos].name.clone();
         // Inner frames end with this one: the database releases or rolls them back too.
@@ -401,12 +437,18 @@ impl GuestState {
 }
 
 impl sql::HostSavepoint for GuestState {
-    async fn release(&mut self, savepoint: Resource<SavepointHandle>) -> wasmtime::Result<SqlResult<()>> {
+    async fn release(
+        &mut self,
+        savepoint: Resource<SavepointHandle>,
+    ) -> wasmtime::Result<SqlResult<()>> {
         let id = self.table.get(&savepoint)?.id;
         self.end_savepoint(id, true).await
     }
 
-    async fn rollback(&mut self, savepoint: Resource<SavepointHandle>) -> wasmtime::Result<SqlResult<()>> {
+    async fn rollback(
+        &mut self,
+        savepoint: Resource<SavepointHandle>,
+    ) -> wasmtime::Result<SqlResult<()>> {
         let id = self.table.get(&savepoint)?.id;
         self.end_savepoint(id, false).await
     }

@@ -126,8 +126,9 @@ impl Sandbox {
             .into());
         }
         let started = std::time::Instant::now();
-        let (component, cache) = cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), bytes)
-            .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
+        let (component, cache) =
+            cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), bytes)
+                .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
         let load_time = started.elapsed();
 
         let ty = component.component_type();
@@ -141,9 +142,9 @@ impl Sandbox {
             }
         }
         for export in ["upgrade", "downgrade"] {
-            let found = ty
-                .exports(&self.engine)
-                .any(|(name, item)| name == export && matches!(item.ty, ComponentItem::ComponentFunc(_)));
+            let found = ty.exports(&self.engine).any(|(name, item)| {
+                name == export && matches!(item.ty, ComponentItem::ComponentFunc(_))
+            });
             if !found {
                 return Err(invalid(format!(
                     "it does not export the function `{export}`; build it for the `migration` world of wit/migration.wit (wasmig:migration@0.1.0)"
@@ -151,12 +152,18 @@ impl Sandbox {
                 .into());
             }
         }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("it does not match the wasmig:migration world: {e:#}")))?;
-        let pre = MigrationPre::new(pre).map_err(|e| invalid(format!("it does not match the migration world: {e:#}")))?;
-        Ok(Loaded { pre, cache, load_time })
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            invalid(format!(
+                "it does not match the wasmig:migration world: {e:#}"
+            ))
+        })?;
+        let pre = MigrationPre::new(pre)
+            .map_err(|e| invalid(format!("it does not match the migration world: {e:#}")))?;
+        Ok(Loaded {
+            pre,
+            cache,
+            load_time,
+        })
     }
 
     /// Runs `upgrade` or `downgrade` of a loaded component on `session`. Always hands the
@@ -170,7 +177,13 @@ impl Sandbox {
         limits: Limits,
     ) -> (Option<Box<dyn Session>>, Result<(), Failure>) {
         let deadline = tokio::time::Instant::now() + limits.timeout;
-        let state = GuestState::new(session, revision, deadline, limits.memory, self.progress_bars);
+        let state = GuestState::new(
+            session,
+            revision,
+            deadline,
+            limits.memory,
+            self.progress_bars,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Ticks until the deadline; set before instantiating (the default of 0 would trap
@@ -196,13 +209,20 @@ impl Sandbox {
 }
 
 /// Turns the call's outcome and the state it left into a failure with the right blame.
-fn classify(outcome: wasmtime::Result<Result<(), String>>, state: &GuestState, limits: Limits) -> Result<(), Failure> {
+fn classify(
+    outcome: wasmtime::Result<Result<(), String>>,
+    state: &GuestState,
+    limits: Limits,
+) -> Result<(), Failure> {
     if let Some(io) = &state.io_failure {
-        return Err(Failure::Host(anyhow::anyhow!("the database connection failed: {}", io.describe())));
+        return Err(Failure::Host(anyhow::anyhow!(
+            "the database connection failed: {}",
+            io.describe()
+        )));
     }
     match outcome {
         Ok(Ok(())) => match state.pending_error() {
-            Some(err) => Err(Failure::UnhandledSql(err.clone())),
+            Some(err) => Err(Failure::UnhandledSql(Box::new(err.clone()))),
             None => Ok(()),
         },
         Ok(Err(message)) => Err(Failure::GuestError(message)),
@@ -210,8 +230,12 @@ fn classify(outcome: wasmtime::Result<Result<(), String>>, state: &GuestState, l
             if state.deadline_hit || matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                 return Err(Failure::Deadline(limits.timeout));
             }
-            if state.limiter.exceeded || matches!(err.downcast_ref::<LimitTrap>(), Some(LimitTrap::Memory(_))) {
-                return Err(Failure::Memory { limit: limits.memory });
+            if state.limiter.exceeded
+                || matches!(err.downcast_ref::<LimitTrap>(), Some(LimitTrap::Memory(_)))
+            {
+                return Err(Failure::Memory {
+                    limit: limits.memory,
+                });
             }
             Err(Failure::GuestTrap(format!("{err:?}")))
         }

@@ -9,7 +9,7 @@ struct Scenario;
 
 fn mode() -> Result<String> {
     let row = db::query_one("SELECT mode FROM e2e_mode", &[])?;
-    row.get::<String, _>(0)
+    row.get::<String>(0)
 }
 
 impl Migration for Scenario {
