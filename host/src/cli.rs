@@ -96,6 +96,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Where to go: head, base, an id or prefix, +N, -N, REV+N, REV-N.
+    #[arg(allow_hyphen_values = true)]
     target: Option<String>,
     /// Do not build stale Rust revisions first.
     #[arg(long)]

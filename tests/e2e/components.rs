@@ -17,9 +17,9 @@ fn component(body: &str) -> Vec<u8> {
   )
   (core instance $i (instantiate $m))
   (func $up (result (result (error string)))
-    (canon lift (core func $i "upgrade") (memory $i "mem") (realloc (func $i "realloc"))))
+    (canon lift (core func $i "upgrade") (memory (core memory $i "mem")) (realloc (core func $i "realloc"))))
   (func $down (result (result (error string)))
-    (canon lift (core func $i "downgrade") (memory $i "mem") (realloc (func $i "realloc"))))
+    (canon lift (core func $i "downgrade") (memory (core memory $i "mem")) (realloc (core func $i "realloc"))))
   (export "upgrade" (func $up))
   (export "downgrade" (func $down))
 )"#
@@ -144,7 +144,7 @@ async fn components_of_another_world_or_with_denied_imports_are_refused() {
   (import "evil:net/raw-socket" (instance))
   (core module $m (memory (export "mem") 1) (func (export "f") (result i32) (i32.const 0)))
   (core instance $i (instantiate $m))
-  (func $f (result (result (error string))) (canon lift (core func $i "f") (memory $i "mem")))
+  (func $f (result (result (error string))) (canon lift (core func $i "f") (memory (core memory $i "mem"))))
   (export "upgrade" (func $f))
   (export "downgrade" (func $f)))"#,
     )

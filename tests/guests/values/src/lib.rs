@@ -37,7 +37,7 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, V, V, Option<V>)> {
             Some(V::Text(s("67e55044-10b1-426f-9247-bb680e5fe0c8"))),
         ),
         ("d", "date", "TEXT", V::Date(s("2024-02-29")), V::Date(s("2024-02-29")), Some(V::Text(s("2024-02-29")))),
-        ("tm", "time", "TEXT", V::Time(s("23:59:58.5")), V::Time(s("23:59:58.500")), Some(V::Text(s("23:59:58.5")))),
+        ("tm", "time", "TEXT", V::Time(s("23:59:58.5")), V::Time(s("23:59:58.500000")), Some(V::Text(s("23:59:58.5")))),
         (
             "ts",
             "timestamp",
