@@ -138,6 +138,26 @@ async fn components_of_another_world_or_with_denied_imports_are_refused() {
         "{run:?}"
     );
 
+    // The right names with the wrong signature: `upgrade: func()` instead of
+    // `func() -> result<_, string>`.
+    let project = TestProject::new();
+    let wrong_signature = wat::parse_str(
+        r#"(component
+  (core module $m (func (export "run")))
+  (core instance $i (instantiate $m))
+  (func $run (canon lift (core func $i "run")))
+  (export "upgrade" (func $run))
+  (export "downgrade" (func $run)))"#,
+    )
+    .unwrap();
+    project.wasm_revision_bytes("a1", &wrong_signature);
+    let run = project.run(&db, &["up"]).fails_with(8);
+    assert!(
+        run.stderr.contains("revision a1") && run.stderr.contains("does not match the"),
+        "{run:?}"
+    );
+    assert!(db.heads().await.is_empty());
+
     let project = TestProject::new();
     let denied = wat::parse_str(
         r#"(component
