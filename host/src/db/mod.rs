@@ -8,6 +8,7 @@
 //!
 //! Not here: the revision graph (`graph`), the sandbox (`sandbox`), locking (a later issue).
 
+mod pg_script;
 mod postgres;
 mod sqlite;
 mod url;

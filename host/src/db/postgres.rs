@@ -39,6 +39,7 @@ use sqlx::{
 };
 use uuid::Uuid;
 
+use super::pg_script;
 use super::value::{self, ParamRef};
 use super::{
     Canceller, CursorState, Database, DatabaseUrl, DbError, HISTORY_TABLE, HistoryEntry, Session,
@@ -394,16 +395,45 @@ impl Session for PgSession {
     }
 
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
-        // Bind every row first: a malformed value fails the call before any row ran.
-        let rows = rows
+        // Validate every row first: a malformed value fails the call before any row ran.
+        let bound = rows
             .iter()
             .enumerate()
             .map(|(i, row)| Bound::new(row, Some(i)))
             .collect::<SqlResult<Vec<_>>>()?;
-        // One prepared statement (cached by sqlx), one Bind/Execute round trip per row: sqlx
-        // 0.9 has no public API to pipeline several executions before one Sync.
+        if rows.len() > 1 && !changes_schema(sql) {
+            // One round trip per chunk of rows (see `pg_script`). Preparing it first through
+            // the extended protocol (cached by sqlx after the first time) makes the server
+            // check that it is one valid statement, as a bound execution would.
+            self.prepare_checked(&sql_str(sql), &bound[0].types)
+                .await
+                .map_err(sql_error)?;
+            let mut scripts = Vec::new();
+            for (n, chunk) in rows.chunks(pg_script::ROWS_PER_SCRIPT).enumerate() {
+                match pg_script::script(sql, chunk, n * pg_script::ROWS_PER_SCRIPT)? {
+                    Some(script) => scripts.push(script),
+                    None => {
+                        scripts.clear();
+                        break;
+                    }
+                }
+            }
+            if !scripts.is_empty() {
+                let mut total = 0;
+                for script in scripts {
+                    let done = sqlx::raw_sql(AssertSqlSafe(script))
+                        .execute(self.conn())
+                        .await
+                        .map_err(sql_error)?;
+                    total += done.rows_affected();
+                }
+                return Ok(total);
+            }
+        }
+        // One row, DDL, or rows whose parameter types differ: one prepared statement
+        // (cached by sqlx), one Bind/Execute round trip per row.
         let mut total = 0;
-        for bound in rows {
+        for bound in bound {
             total += self.execute_bound(sql, bound).await?;
         }
         Ok(total)
@@ -1455,10 +1485,100 @@ mod tests {
                 format!("{:?}", vec![vec![value.clone()], vec![Value::Null]]),
                 "{ty}"
             );
+            // The same value through execute-many's one-round-trip script (literals).
+            let many = s
+                .execute_many(
+                    &format!("INSERT INTO t{i} (n, v) VALUES ($1, $2)"),
+                    &[
+                        vec![Value::Int32(3), value.clone()],
+                        vec![Value::Int32(4), Value::Null],
+                        vec![Value::Int32(5), value.clone()],
+                    ],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("execute-many {ty}: {e:?}"));
+            assert_eq!(many, 3, "{ty}");
+            let result = s
+                .query(&format!("SELECT v FROM t{i} WHERE n >= 3 ORDER BY n"), &[])
+                .await
+                .unwrap();
+            assert_eq!(
+                format!("{:?}", result.rows),
+                format!(
+                    "{:?}",
+                    vec![vec![value.clone()], vec![Value::Null], vec![value.clone()]]
+                ),
+                "execute-many {ty}"
+            );
         }
         let result = s.query("SELECT v FROM t25", &[]).await.unwrap();
         assert_eq!(result.columns[0].name, "v");
         assert_eq!(result.columns[0].type_name, "INT4[]");
+    }
+
+    #[tokio::test]
+    async fn execute_many_sends_hostile_text_and_special_floats_intact() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE h (n int, t text, f float8, r real)")
+            .await
+            .unwrap();
+        let hostile = [
+            "'); DROP TABLE h; --",
+            r"back\slash \' quote",
+            "E'\\x' $$ dollar $$",
+            "line\nbreak -- not a comment",
+            "ünïcödé ✓",
+        ];
+        let floats = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1e-300];
+        let rows: Vec<Vec<Value>> = hostile
+            .iter()
+            .zip(floats)
+            .enumerate()
+            .map(|(n, (t, f))| {
+                vec![
+                    Value::Int32(n as i32),
+                    Value::Text((*t).to_owned()),
+                    Value::Float64(f),
+                    Value::Float32(f as f32),
+                ]
+            })
+            .collect();
+        // A trailing line comment must not swallow the script's separators.
+        let sql = "INSERT INTO h (n, t, f, r) VALUES ($1, $2, $3, $4) -- trailing comment";
+        assert_eq!(s.execute_many(sql, &rows).await.unwrap(), 5);
+        let back = s
+            .query("SELECT t, f, r FROM h ORDER BY n", &[])
+            .await
+            .unwrap();
+        for (row, (t, f)) in back.rows.iter().zip(hostile.iter().zip(floats)) {
+            assert_eq!(
+                format!("{:?}", row[0]),
+                format!("{:?}", Value::Text((*t).to_owned()))
+            );
+            match (&row[1], &row[2]) {
+                (Value::Float64(g), Value::Float32(r)) => {
+                    assert!(
+                        g.to_bits() == f.to_bits() || (g.is_nan() && f.is_nan()),
+                        "{g} vs {f}"
+                    );
+                    assert!(
+                        r.to_bits() == (f as f32).to_bits() || (r.is_nan() && f.is_nan()),
+                        "{r} vs {f}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Several statements in one are refused, as for a bound statement, and run nothing.
+        let err = s
+            .execute_many(
+                "INSERT INTO h (n) VALUES ($1); DROP TABLE h",
+                &[vec![Value::Int32(9)], vec![Value::Int32(10)]],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "42601", "{err:?}");
     }
 
     #[tokio::test]
