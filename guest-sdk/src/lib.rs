@@ -102,8 +102,9 @@
 //! transformations) can be unit-tested with `cargo test`; calling into [`db`] or the log
 //! outside wasmig panics.
 
-/// The raw bindings generated from `wit/migration.wit` by wit-bindgen (see the header of
-/// `src/bindings.rs` for the command). Prefer the API at the crate root; this module is public
+/// The raw bindings generated from `wit/migration.wit` by wit-bindgen, checked in; the test
+/// `tests/bindings_fresh.rs` fails when they no longer match the WIT and regenerates them
+/// with `WASMIG_BLESS=1`. Prefer the API at the crate root; this module is public
 /// so that [`migration!`] can export a migration through it.
 #[rustfmt::skip]
 #[allow(missing_docs, unreachable_pub, unused_lifetimes, clippy::all, clippy::pedantic)]
@@ -124,6 +125,22 @@ pub use log::progress;
 pub use row::{ColumnIndex, Row, Rows};
 pub use text_types::{Date, Json, Jsonb, Numeric, Time, Timestamp, Timestamptz, Uuid};
 pub use value::{ArrayElement, FromSql, ToSql};
+
+impl Dialect {
+    /// The database's name as people write it: `PostgreSQL` or `SQLite`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::Sqlite => "SQLite",
+        }
+    }
+}
+
+impl core::fmt::Display for Dialect {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// A migration: what `upgrade` applies, `downgrade` reverts.
 ///

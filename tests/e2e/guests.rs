@@ -131,7 +131,15 @@ async fn guest_logs_and_progress_reach_the_log_with_the_revision() {
     for backend in BOTH {
         let (project, db, _) = scenario(backend, "log").await;
         let run = project.run(&db, &["up"]).success();
-        assert!(run.stderr.contains("[b2] hello from the guest"), "{run:?}");
+        let dialect = match backend {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Sqlite => "SQLite",
+        };
+        assert!(
+            run.stderr
+                .contains(&format!("[b2] hello from the guest on {dialect}")),
+            "{run:?}"
+        );
         assert!(run.stderr.contains("b2: 10/10 (100%)"), "{run:?}");
         db.drop_db().await;
     }

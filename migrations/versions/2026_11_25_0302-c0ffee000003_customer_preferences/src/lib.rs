@@ -28,7 +28,7 @@ impl Migration for Preferences {
             Dialect::Sqlite => "UPDATE customers SET preferences = ?1 WHERE id % 10 = 0",
         };
         let n = db::execute(opt_in, &params![Jsonb(r#"{"newsletter": true}"#.into())])?;
-        info!("{n} customers opted in to the newsletter ({dialect:?})");
+        info!("{n} customers opted in to the newsletter ({dialect})");
         Ok(())
     }
 

@@ -55,7 +55,7 @@ impl Migration for Scenario {
                 Ok(())
             }
             "log" => {
-                info!("hello from the guest on {:?}", db::dialect());
+                info!("hello from the guest on {}", db::dialect());
                 wasmig_guest::progress(5, Some(10));
                 wasmig_guest::progress(10, Some(10));
                 Ok(())
