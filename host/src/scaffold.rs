@@ -193,17 +193,16 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
         Kind::Rust => &project.config.hooks.rust,
         Kind::Wasm => &[],
     };
+    // Templates put the message in a comment: keep it on one line.
+    let message = request.message.replace(['\n', '\r'], " ");
     let written = match request.kind {
         Kind::Sql => {
             let up = dir.join("up.sql");
             let down = dir.join("down.sql");
-            std::fs::write(&up, format!("-- {}: upgrade\n", request.message))?;
+            std::fs::write(&up, format!("-- {message}: upgrade\n"))?;
             std::fs::write(
                 &down,
-                format!(
-                    "-- {}: downgrade (undo everything up.sql does)\n",
-                    request.message
-                ),
+                format!("-- {message}: downgrade (undo everything up.sql does)\n"),
             )?;
             vec![up, down]
         }
@@ -211,7 +210,7 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
             std::fs::create_dir_all(dir.join("src"))?;
             std::fs::write(dir.join("Cargo.toml"), crate_manifest(&id))?;
             let lib = dir.join("src/lib.rs");
-            std::fs::write(&lib, rust_template(request.message))?;
+            std::fs::write(&lib, rust_template(&message))?;
             let all = revision::load_all(&versions)?;
             crate::artifact::sync_workspace(&versions, &all)?;
             vec![lib]

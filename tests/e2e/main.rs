@@ -5,5 +5,6 @@
 
 mod components;
 mod guests;
+mod scaffold;
 mod sql;
 mod support;
