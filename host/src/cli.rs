@@ -115,19 +115,28 @@ struct RunArgs {
 /// Any failure, typed where `exit::code_for` maps it to a documented code.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
+    let mut bad_level = None;
     let level = if g.quiet {
         Level::Error
     } else {
         match g.verbose {
-            0 => std::env::var("LOG_LEVEL")
-                .ok()
-                .and_then(|l| Level::parse(&l))
-                .unwrap_or(Level::Info),
+            0 => match std::env::var("LOG_LEVEL") {
+                Ok(text) => Level::parse(&text).unwrap_or_else(|| {
+                    bad_level = Some(text);
+                    Level::Info
+                }),
+                Err(_) => Level::Info,
+            },
             1 => Level::Debug,
             _ => Level::Trace,
         }
     };
     logging::set_level(level);
+    if let Some(text) = bad_level {
+        crate::warn!(
+            "LOG_LEVEL={text} is not a level; use trace, debug, info, warn or error (using info)"
+        );
+    }
 
     match &cli.command {
         Command::Init { dir } => {

@@ -178,6 +178,11 @@ pub async fn run(
             return Err(fail(Failure::Host(e)).into());
         }
         session.commit().await.map_err(|e| fail(Failure::Host(e)))?;
+        crate::debug!(
+            "{}: committed with its version-table update in {} ms",
+            step.revision,
+            started.elapsed().as_millis()
+        );
         reports.push(StepReport {
             action: step.action,
             revision: step.revision.clone(),

@@ -1,6 +1,6 @@
 //! SQL revisions: up/down round trips, the version tables, configuration and URL errors.
 
-use crate::support::{BOTH, Backend, TestDb, TestProject};
+use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
 
 #[tokio::test]
 async fn sql_revisions_round_trip_up_and_down_on_both_backends() {
@@ -193,4 +193,52 @@ async fn no_project_is_a_clear_error() {
     );
     assert_eq!(run.code, 3, "{run:?}");
     assert!(run.stderr.contains("wasmig init"), "{run:?}");
+}
+
+#[test]
+fn log_level_and_flags_filter_the_log() {
+    let project = TestProject::new();
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let normal = project.run_plain(&["up"]).success();
+    assert!(normal.stderr.contains("applying a1"), "{normal:?}");
+    project.run_plain(&["down"]).success();
+
+    let quiet = Run::from_output(
+        wasmig_cmd(&project.dir)
+            .env("LOG_LEVEL", "warn")
+            .arg("up")
+            .output()
+            .unwrap(),
+    )
+    .success();
+    assert!(!quiet.stderr.contains("applying a1"), "{quiet:?}");
+    project.run_plain(&["down", "-q"]).success();
+
+    // -v overrides LOG_LEVEL and shows debug lines.
+    let verbose = Run::from_output(
+        wasmig_cmd(&project.dir)
+            .env("LOG_LEVEL", "error")
+            .args(["up", "-v"])
+            .output()
+            .unwrap(),
+    )
+    .success();
+    assert!(verbose.stderr.contains("applying a1"), "{verbose:?}");
+    assert!(
+        verbose.stderr.contains("debug: a1: committed"),
+        "{verbose:?}"
+    );
+
+    let bogus = Run::from_output(
+        wasmig_cmd(&project.dir)
+            .env("LOG_LEVEL", "loud")
+            .arg("status")
+            .output()
+            .unwrap(),
+    )
+    .success();
+    assert!(
+        bogus.stderr.contains("LOG_LEVEL=loud is not a level"),
+        "{bogus:?}"
+    );
 }
