@@ -16,7 +16,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use wasmig::migration::types::{
+pub use self::wasmig::migration::types::{
     ArrayValue, Column, QueryResult, SqlDialect as Dialect, SqlError, Value,
 };
 

@@ -131,6 +131,26 @@ pub enum Failure {
     Host(anyhow::Error),
 }
 
+impl Failure {
+    /// The database connection failed under the step (blamed on the host).
+    pub fn connection_lost(error: &SqlError) -> Failure {
+        Failure::Host(anyhow::anyhow!(
+            "the database connection failed during the migration ({}); nothing of this revision was committed: check the database server and run the command again",
+            error.describe()
+        ))
+    }
+
+    /// A failed statement of a SQL revision: a connection failure is the host's, anything
+    /// else the SQL's.
+    pub fn from_sql(error: SqlError) -> Failure {
+        if crate::db::is_connection_failure(&error.code) {
+            Failure::connection_lost(&error)
+        } else {
+            Failure::Sql(Box::new(error))
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -129,10 +129,7 @@ pub async fn run(
                 } else {
                     down
                 };
-                session
-                    .batch(script)
-                    .await
-                    .map_err(|e| Failure::Sql(Box::new(e)))
+                session.batch(script).await.map_err(Failure::from_sql)
             }
             (Artifact::Component { .. }, Some(loaded), Some(sandbox)) => {
                 let limits = Limits {

@@ -289,3 +289,25 @@ async fn the_example_project_runs_up_and_down_on_both_backends() {
         db.drop_db().await;
     }
 }
+
+/// The database drops the connection while the guest waits on a statement: the step fails
+/// as a database problem (not the guest's fault), names the revision, and leaves nothing.
+#[tokio::test]
+async fn a_connection_lost_mid_migration_is_a_database_error_and_leaves_nothing() {
+    let (project, db, _) = scenario(Backend::Postgres, "long-sql").await;
+    let child = wasmig_cmd(&project.dir)
+        .args(["up", "--database-url", &db.url])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the guest's statement runs, then terminate that backend from outside.
+    let terminated = db.terminate_backend_running("pg_sleep(60)").await;
+    assert_eq!(terminated, 1, "the guest's statement never started");
+    let run = crate::support::Run::from_output(child.wait_with_output().unwrap()).fails_with(5);
+    assert!(run.stderr.contains("revision b2"), "{run:?}");
+    assert!(run.stderr.contains("connection"), "{run:?}");
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(db.history().await, ["upgrade:a1"]);
+    assert!(!db.table_exists("scenario_marker").await);
+    db.drop_db().await;
+}

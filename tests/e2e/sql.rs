@@ -242,3 +242,30 @@ fn log_level_and_flags_filter_the_log() {
         "{bogus:?}"
     );
 }
+
+#[tokio::test]
+async fn a_connection_lost_during_a_sql_revision_is_a_database_error() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+    project.sql_revision(
+        "b2",
+        "CREATE TABLE lost (x int); SELECT pg_sleep(60);",
+        "DROP TABLE lost;",
+    );
+    let child = wasmig_cmd(&project.dir)
+        .args(["up", "--database-url", &db.url])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(db.terminate_backend_running("pg_sleep(60)").await, 1);
+    let run = Run::from_output(child.wait_with_output().unwrap()).fails_with(5);
+    assert!(
+        run.stderr.contains("revision b2") && run.stderr.contains("connection failed"),
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(db.history().await, ["upgrade:a1"]);
+    assert!(!db.table_exists("lost").await);
+    db.drop_db().await;
+}

@@ -131,6 +131,27 @@ impl TestDb {
         self.strings(sql).await[0].parse().unwrap()
     }
 
+    /// Waits (up to a minute) until a statement containing `needle` runs on this database,
+    /// then terminates its backend, as an administrator or a failover would. Returns how
+    /// many backends were terminated (PostgreSQL only).
+    pub(crate) async fn terminate_backend_running(&self, needle: &str) -> i64 {
+        let name = self.url.rsplit('/').next().unwrap().to_owned();
+        for _ in 0..600 {
+            let terminated = self
+                .count(&format!(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = '{name}' AND query LIKE '%{needle}%' \
+                     AND query NOT LIKE '%pg_stat_activity%'"
+                ))
+                .await;
+            if terminated > 0 {
+                return terminated;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        0
+    }
+
     /// Whether a table exists.
     pub(crate) async fn table_exists(&self, table: &str) -> bool {
         let sql = match self.backend {

@@ -203,6 +203,13 @@ pub enum DbError {
     },
 }
 
+/// Whether an error code means the connection itself failed (the host's problem, not the
+/// guest's): wasmig's own I/O code, SQLSTATE class 08 (connection exception), or the
+/// server shutting the session down (57P01-57P03; not 57014, which is a cancelled query).
+pub fn is_connection_failure(code: &str) -> bool {
+    code == "WASMIG-IO" || code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
 /// Connects to the database the URL names.
 ///
 /// # Errors

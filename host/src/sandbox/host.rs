@@ -203,7 +203,7 @@ impl GuestState {
 
     /// Remembers a failed statement against the innermost savepoint, or the transaction.
     fn note_error(&mut self, error: &SqlError) {
-        if error.code == "WASMIG-IO" && self.io_failure.is_none() {
+        if crate::db::is_connection_failure(&error.code) && self.io_failure.is_none() {
             self.io_failure = Some(error.clone());
         }
         let slot = match self.savepoints.last_mut() {

@@ -215,10 +215,7 @@ fn classify(
     limits: Limits,
 ) -> Result<(), Failure> {
     if let Some(io) = &state.io_failure {
-        return Err(Failure::Host(anyhow::anyhow!(
-            "the database connection failed: {}",
-            io.describe()
-        )));
+        return Err(Failure::connection_lost(io));
     }
     match outcome {
         Ok(Ok(())) => match state.pending_error() {
