@@ -166,12 +166,12 @@ impl std::fmt::Display for Failure {
             Failure::Sql(e) => write!(f, "SQL error: {}", e.describe()),
             Failure::Deadline(d) => write!(
                 f,
-                "the migration ran past its time limit of {}; raise `timeout` in its manifest or in wasmig.toml if it needs longer",
+                "the migration ran past its time limit of {}; if it needs longer, raise `timeout_secs` in its migration.toml or `sandbox.timeout_secs` in wasmig.toml",
                 humantime(*d)
             ),
             Failure::Memory { limit } => write!(
                 f,
-                "the migration tried to use more than its memory limit of {} MiB; raise `memory_limit_mib` if it needs more",
+                "the migration tried to use more than its memory limit of {} MiB; if it needs more, raise `memory_limit_mib` in its migration.toml or `sandbox.memory_limit_mib` in wasmig.toml",
                 limit / (1024 * 1024)
             ),
             Failure::Host(e) => write!(f, "{e:#}"),

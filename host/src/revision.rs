@@ -246,6 +246,27 @@ impl Artifact {
     }
 }
 
+/// Checks that a revision's artifact files exist, without reading them (so a run can refuse
+/// before its first step rather than stop half-way).
+///
+/// # Errors
+/// As [`read_artifact`].
+pub fn check_artifact(revision: &Revision, build_dir: &Path) -> Result<(), ConfigError> {
+    let files = match revision.manifest.kind {
+        Kind::Sql => vec![revision.dir.join("up.sql"), revision.dir.join("down.sql")],
+        Kind::Wasm | Kind::Rust => vec![
+            revision
+                .component_path(build_dir)
+                .expect("components have a path"),
+        ],
+    };
+    match files.iter().find(|f| !f.is_file()) {
+        None => Ok(()),
+        // Reading gives the precise message (missing, a directory, not readable…).
+        Some(_) => read_artifact(revision, build_dir).map(drop),
+    }
+}
+
 /// Reads a revision's artifact from disk.
 ///
 /// # Errors
@@ -254,10 +275,9 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
     let read = |path: &Path, what: &str| {
         std::fs::read(path).map_err(|e| {
             ConfigError::new(format!(
-                "revision {}: cannot read {} ({}): {e}{what}",
+                "revision {}: cannot read {}: {e}{what}",
                 revision.id(),
                 path.display(),
-                e.kind()
             ))
         })
     };

@@ -64,8 +64,12 @@ pub async fn run(
     if steps.is_empty() {
         return Ok(reports);
     }
-    db.ensure_version_tables().await?;
     let build_dir = crate::artifact::build_dir(project);
+    // Every artifact must be there before the first step runs, not only when its turn comes.
+    for step in steps {
+        revision::check_artifact(find(revisions, &step.revision), &build_dir)?;
+    }
+    db.ensure_version_tables().await?;
     let sandbox = if steps
         .iter()
         .any(|s| is_component(find(revisions, &s.revision)))

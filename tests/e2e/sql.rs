@@ -269,3 +269,22 @@ async fn a_connection_lost_during_a_sql_revision_is_a_database_error() {
     assert!(!db.table_exists("lost").await);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_missing_artifact_is_refused_before_the_first_step() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        let dir = project.sql_revision("b2", "SELECT 1;", "SELECT 1;");
+        std::fs::remove_file(dir.join("down.sql")).unwrap();
+        let run = project.run(&db, &["up"]).fails_with(3);
+        assert!(
+            run.stderr.contains("revision b2: cannot read") && run.stderr.contains("down.sql"),
+            "{run:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{backend:?}: a1 ran anyway");
+        assert!(!db.table_exists("t").await);
+        db.drop_db().await;
+    }
+}
