@@ -31,7 +31,8 @@ impl Migration for Scenario {
                 Ok(())
             }
             "savepoint" => {
-                let failed = db::savepoint(|| db::execute("INSERT INTO no_such_table VALUES (1)", &[]));
+                let failed =
+                    db::savepoint(|| db::execute("INSERT INTO no_such_table VALUES (1)", &[]));
                 match failed {
                     Ok(_) => bail!("the insert into a missing table succeeded"),
                     Err(e) => warn!("handled: {e}"),

@@ -17,17 +17,94 @@ fn s(x: &str) -> String {
 #[allow(clippy::type_complexity)]
 fn cases() -> Vec<(&'static str, &'static str, &'static str, V, V, Option<V>)> {
     vec![
-        ("b", "boolean", "INTEGER", V::Bool(true), V::Bool(true), Some(V::Int64(1))),
-        ("i2", "smallint", "INTEGER", V::Int16(-32768), V::Int16(-32768), Some(V::Int64(-32768))),
-        ("i4", "integer", "INTEGER", V::Int32(2147483647), V::Int32(2147483647), Some(V::Int64(2147483647))),
-        ("i8", "bigint", "INTEGER", V::Int64(i64::MIN), V::Int64(i64::MIN), Some(V::Int64(i64::MIN))),
-        ("f4", "real", "REAL", V::Float32(1.5), V::Float32(1.5), Some(V::Float64(1.5))),
-        ("f8", "double precision", "REAL", V::Float64(-0.125), V::Float64(-0.125), Some(V::Float64(-0.125))),
-        ("n", "numeric", "TEXT", V::Numeric(s("-12.3400")), V::Numeric(s("-12.3400")), None),
-        ("t", "text", "TEXT", V::Text(s("héllo 'quoted' ✓")), V::Text(s("héllo 'quoted' ✓")), Some(V::Text(s("héllo 'quoted' ✓")))),
-        ("by", "bytea", "BLOB", V::Bytes(vec![0, 255, 16]), V::Bytes(vec![0, 255, 16]), Some(V::Bytes(vec![0, 255, 16]))),
-        ("j", "json", "TEXT", V::Json(s(r#"{"a":1}"#)), V::Json(s(r#"{"a":1}"#)), Some(V::Text(s(r#"{"a":1}"#)))),
-        ("jb", "jsonb", "TEXT", V::Jsonb(s(r#"{"b":[1,2]}"#)), V::Jsonb(s(r#"{"b": [1, 2]}"#)), Some(V::Text(s(r#"{"b":[1,2]}"#)))),
+        (
+            "b",
+            "boolean",
+            "INTEGER",
+            V::Bool(true),
+            V::Bool(true),
+            Some(V::Int64(1)),
+        ),
+        (
+            "i2",
+            "smallint",
+            "INTEGER",
+            V::Int16(-32768),
+            V::Int16(-32768),
+            Some(V::Int64(-32768)),
+        ),
+        (
+            "i4",
+            "integer",
+            "INTEGER",
+            V::Int32(2147483647),
+            V::Int32(2147483647),
+            Some(V::Int64(2147483647)),
+        ),
+        (
+            "i8",
+            "bigint",
+            "INTEGER",
+            V::Int64(i64::MIN),
+            V::Int64(i64::MIN),
+            Some(V::Int64(i64::MIN)),
+        ),
+        (
+            "f4",
+            "real",
+            "REAL",
+            V::Float32(1.5),
+            V::Float32(1.5),
+            Some(V::Float64(1.5)),
+        ),
+        (
+            "f8",
+            "double precision",
+            "REAL",
+            V::Float64(-0.125),
+            V::Float64(-0.125),
+            Some(V::Float64(-0.125)),
+        ),
+        (
+            "n",
+            "numeric",
+            "TEXT",
+            V::Numeric(s("-12.3400")),
+            V::Numeric(s("-12.3400")),
+            None,
+        ),
+        (
+            "t",
+            "text",
+            "TEXT",
+            V::Text(s("héllo 'quoted' ✓")),
+            V::Text(s("héllo 'quoted' ✓")),
+            Some(V::Text(s("héllo 'quoted' ✓"))),
+        ),
+        (
+            "by",
+            "bytea",
+            "BLOB",
+            V::Bytes(vec![0, 255, 16]),
+            V::Bytes(vec![0, 255, 16]),
+            Some(V::Bytes(vec![0, 255, 16])),
+        ),
+        (
+            "j",
+            "json",
+            "TEXT",
+            V::Json(s(r#"{"a":1}"#)),
+            V::Json(s(r#"{"a":1}"#)),
+            Some(V::Text(s(r#"{"a":1}"#))),
+        ),
+        (
+            "jb",
+            "jsonb",
+            "TEXT",
+            V::Jsonb(s(r#"{"b":[1,2]}"#)),
+            V::Jsonb(s(r#"{"b": [1, 2]}"#)),
+            Some(V::Text(s(r#"{"b":[1,2]}"#))),
+        ),
         (
             "u",
             "uuid",
@@ -36,8 +113,22 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, V, V, Option<V>)> {
             V::Uuid(s("67e55044-10b1-426f-9247-bb680e5fe0c8")),
             Some(V::Text(s("67e55044-10b1-426f-9247-bb680e5fe0c8"))),
         ),
-        ("d", "date", "TEXT", V::Date(s("2024-02-29")), V::Date(s("2024-02-29")), Some(V::Text(s("2024-02-29")))),
-        ("tm", "time", "TEXT", V::Time(s("23:59:58.5")), V::Time(s("23:59:58.500000")), Some(V::Text(s("23:59:58.5")))),
+        (
+            "d",
+            "date",
+            "TEXT",
+            V::Date(s("2024-02-29")),
+            V::Date(s("2024-02-29")),
+            Some(V::Text(s("2024-02-29"))),
+        ),
+        (
+            "tm",
+            "time",
+            "TEXT",
+            V::Time(s("23:59:58.5")),
+            V::Time(s("23:59:58.500000")),
+            Some(V::Text(s("23:59:58.5"))),
+        ),
         (
             "ts",
             "timestamp",
@@ -55,27 +146,122 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, V, V, Option<V>)> {
             Some(V::Text(s("2024-01-02T03:04:05.123456+02:00"))),
         ),
         ("nul", "bytea", "BLOB", V::Null, V::Null, Some(V::Null)),
-        ("a_b", "boolean[]", "", V::Array(A::Bool(vec![Some(true), None])), V::Array(A::Bool(vec![Some(true), None])), None),
-        ("a_i2", "smallint[]", "", V::Array(A::Int16(vec![Some(1), None])), V::Array(A::Int16(vec![Some(1), None])), None),
-        ("a_i4", "integer[]", "", V::Array(A::Int32(vec![Some(1), None, Some(3)])), V::Array(A::Int32(vec![Some(1), None, Some(3)])), None),
-        ("a_i8", "bigint[]", "", V::Array(A::Int64(vec![Some(-1)])), V::Array(A::Int64(vec![Some(-1)])), None),
-        ("a_f4", "real[]", "", V::Array(A::Float32(vec![Some(0.5)])), V::Array(A::Float32(vec![Some(0.5)])), None),
-        ("a_f8", "double precision[]", "", V::Array(A::Float64(vec![None, Some(2.25)])), V::Array(A::Float64(vec![None, Some(2.25)])), None),
-        ("a_n", "numeric[]", "", V::Array(A::Numeric(vec![Some(s("1.10"))])), V::Array(A::Numeric(vec![Some(s("1.10"))])), None),
-        ("a_t", "text[]", "", V::Array(A::Text(vec![Some(s("x")), None])), V::Array(A::Text(vec![Some(s("x")), None])), None),
-        ("a_by", "bytea[]", "", V::Array(A::Bytes(vec![Some(vec![1, 2])])), V::Array(A::Bytes(vec![Some(vec![1, 2])])), None),
-        ("a_j", "json[]", "", V::Array(A::Json(vec![Some(s("[1]"))])), V::Array(A::Json(vec![Some(s("[1]"))])), None),
-        ("a_jb", "jsonb[]", "", V::Array(A::Jsonb(vec![Some(s("{}"))])), V::Array(A::Jsonb(vec![Some(s("{}"))])), None),
+        (
+            "a_b",
+            "boolean[]",
+            "",
+            V::Array(A::Bool(vec![Some(true), None])),
+            V::Array(A::Bool(vec![Some(true), None])),
+            None,
+        ),
+        (
+            "a_i2",
+            "smallint[]",
+            "",
+            V::Array(A::Int16(vec![Some(1), None])),
+            V::Array(A::Int16(vec![Some(1), None])),
+            None,
+        ),
+        (
+            "a_i4",
+            "integer[]",
+            "",
+            V::Array(A::Int32(vec![Some(1), None, Some(3)])),
+            V::Array(A::Int32(vec![Some(1), None, Some(3)])),
+            None,
+        ),
+        (
+            "a_i8",
+            "bigint[]",
+            "",
+            V::Array(A::Int64(vec![Some(-1)])),
+            V::Array(A::Int64(vec![Some(-1)])),
+            None,
+        ),
+        (
+            "a_f4",
+            "real[]",
+            "",
+            V::Array(A::Float32(vec![Some(0.5)])),
+            V::Array(A::Float32(vec![Some(0.5)])),
+            None,
+        ),
+        (
+            "a_f8",
+            "double precision[]",
+            "",
+            V::Array(A::Float64(vec![None, Some(2.25)])),
+            V::Array(A::Float64(vec![None, Some(2.25)])),
+            None,
+        ),
+        (
+            "a_n",
+            "numeric[]",
+            "",
+            V::Array(A::Numeric(vec![Some(s("1.10"))])),
+            V::Array(A::Numeric(vec![Some(s("1.10"))])),
+            None,
+        ),
+        (
+            "a_t",
+            "text[]",
+            "",
+            V::Array(A::Text(vec![Some(s("x")), None])),
+            V::Array(A::Text(vec![Some(s("x")), None])),
+            None,
+        ),
+        (
+            "a_by",
+            "bytea[]",
+            "",
+            V::Array(A::Bytes(vec![Some(vec![1, 2])])),
+            V::Array(A::Bytes(vec![Some(vec![1, 2])])),
+            None,
+        ),
+        (
+            "a_j",
+            "json[]",
+            "",
+            V::Array(A::Json(vec![Some(s("[1]"))])),
+            V::Array(A::Json(vec![Some(s("[1]"))])),
+            None,
+        ),
+        (
+            "a_jb",
+            "jsonb[]",
+            "",
+            V::Array(A::Jsonb(vec![Some(s("{}"))])),
+            V::Array(A::Jsonb(vec![Some(s("{}"))])),
+            None,
+        ),
         (
             "a_u",
             "uuid[]",
             "",
-            V::Array(A::Uuid(vec![Some(s("00000000-0000-0000-0000-000000000001"))])),
-            V::Array(A::Uuid(vec![Some(s("00000000-0000-0000-0000-000000000001"))])),
+            V::Array(A::Uuid(vec![Some(s(
+                "00000000-0000-0000-0000-000000000001",
+            ))])),
+            V::Array(A::Uuid(vec![Some(s(
+                "00000000-0000-0000-0000-000000000001",
+            ))])),
             None,
         ),
-        ("a_d", "date[]", "", V::Array(A::Date(vec![Some(s("1999-12-31"))])), V::Array(A::Date(vec![Some(s("1999-12-31"))])), None),
-        ("a_tm", "time[]", "", V::Array(A::Time(vec![Some(s("00:00:01"))])), V::Array(A::Time(vec![Some(s("00:00:01"))])), None),
+        (
+            "a_d",
+            "date[]",
+            "",
+            V::Array(A::Date(vec![Some(s("1999-12-31"))])),
+            V::Array(A::Date(vec![Some(s("1999-12-31"))])),
+            None,
+        ),
+        (
+            "a_tm",
+            "time[]",
+            "",
+            V::Array(A::Time(vec![Some(s("00:00:01"))])),
+            V::Array(A::Time(vec![Some(s("00:00:01"))])),
+            None,
+        ),
         (
             "a_ts",
             "timestamp[]",
@@ -104,23 +290,47 @@ impl Migration for Values {
             .collect();
         let columns: Vec<String> = cases
             .iter()
-            .map(|c| format!("{} {}", c.0, if dialect == Dialect::Postgres { c.1 } else { c.2 }))
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c.0,
+                    if dialect == Dialect::Postgres {
+                        c.1
+                    } else {
+                        c.2
+                    }
+                )
+            })
             .collect();
         db::batch(&format!("CREATE TABLE value_rt ({})", columns.join(", ")))?;
         let placeholders: Vec<String> = (1..=cases.len())
-            .map(|i| if dialect == Dialect::Postgres { format!("${i}") } else { format!("?{i}") })
+            .map(|i| {
+                if dialect == Dialect::Postgres {
+                    format!("${i}")
+                } else {
+                    format!("?{i}")
+                }
+            })
             .collect();
         let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
         let params: Vec<V> = cases.iter().map(|c| c.3.clone()).collect();
         db::execute(
-            &format!("INSERT INTO value_rt ({}) VALUES ({})", names.join(", "), placeholders.join(", ")),
+            &format!(
+                "INSERT INTO value_rt ({}) VALUES ({})",
+                names.join(", "),
+                placeholders.join(", ")
+            ),
             &params,
         )?;
         let rows = db::query(&format!("SELECT {} FROM value_rt", names.join(", ")), &[])?;
         let row = rows.iter().next().expect("one row");
         let mut mismatches = Vec::new();
         for (i, case) in cases.iter().enumerate() {
-            let expected = if dialect == Dialect::Postgres { &case.4 } else { case.5.as_ref().unwrap() };
+            let expected = if dialect == Dialect::Postgres {
+                &case.4
+            } else {
+                case.5.as_ref().unwrap()
+            };
             let got: V = row.get(i)?;
             if format!("{got:?}") != format!("{expected:?}") {
                 mismatches.push(format!("{}: expected {expected:?}, got {got:?}", case.0));
@@ -131,14 +341,23 @@ impl Migration for Values {
         }
 
         // Values a backend cannot bind are refused, never coerced.
-        let placeholder = if dialect == Dialect::Postgres { "$1" } else { "?1" };
+        let placeholder = if dialect == Dialect::Postgres {
+            "$1"
+        } else {
+            "?1"
+        };
         let mut refused = vec![V::Date(s("2024-02-30")), V::Uuid(s("not-a-uuid"))];
         if dialect == Dialect::Sqlite {
             refused.push(V::Numeric(s("1.5")));
             refused.push(V::Array(A::Int32(vec![Some(1)])));
         }
         for value in refused {
-            let attempt = db::savepoint(|| db::query(&format!("SELECT {placeholder}"), &[value.clone()]));
+            let attempt = db::savepoint(|| {
+                db::query(
+                    &format!("SELECT {placeholder}"),
+                    std::slice::from_ref(&value),
+                )
+            });
             match attempt {
                 Ok(_) => bail!("{value:?} was accepted"),
                 Err(e) => match e.sql() {
