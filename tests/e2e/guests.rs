@@ -311,3 +311,24 @@ async fn a_connection_lost_mid_migration_is_a_database_error_and_leaves_nothing(
     assert!(!db.table_exists("scenario_marker").await);
     db.drop_db().await;
 }
+
+/// A guest asleep in a WASI call is inside the host, where the epoch cannot interrupt it;
+/// the deadline still stops it and nothing is kept.
+#[tokio::test]
+async fn a_guest_sleeping_in_wasi_is_stopped_by_the_deadline() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        db.exec("CREATE TABLE hostile_sleep (x int);").await;
+        let dir = project.wasm_revision("h1", &guest("hostile"));
+        project.set_manifest(&dir, "timeout_secs = 1");
+        let run = project.run(&db, &["up"]).fails_with(7);
+        assert!(
+            run.stderr.contains("revision h1") && run.stderr.contains("time limit of 1s"),
+            "{run:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        assert!(!db.table_exists("hostile_slept").await, "{backend:?}");
+        db.drop_db().await;
+    }
+}

@@ -230,6 +230,9 @@ impl GuestState {
     }
 }
 
+/// How long a cancelled statement gets to unwind before the guest is trapped anyway.
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
 /// Races a database future against the deadline; on expiry cancels the statement, gives it
 /// a moment to unwind (so the connection stays consistent), and reports the deadline.
 async fn against_deadline<F, T>(
@@ -246,7 +249,7 @@ where
         out = &mut fut => Ok(out),
         () = tokio::time::sleep_until(deadline) => {
             canceller.cancel().await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut fut).await;
+            let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
             Err(LimitTrap::Deadline)
         }
     }

@@ -192,14 +192,22 @@ impl Sandbox {
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
-        let outcome = async {
+        let call = async {
             let instance = loaded.pre.instantiate_async(&mut store).await?;
             match direction {
                 Direction::Upgrade => instance.call_upgrade(&mut store).await,
                 Direction::Downgrade => instance.call_downgrade(&mut store).await,
             }
-        }
-        .await;
+        };
+        // The epoch only interrupts running wasm, and database calls race the deadline
+        // themselves (with a grace period to cancel their statement). This backstop stops a
+        // guest parked anywhere else in the host, such as a WASI sleep or poll, by dropping
+        // the call; the instance is never entered again.
+        let backstop = deadline + host::CANCEL_GRACE + Duration::from_secs(1);
+        let outcome = match tokio::time::timeout_at(backstop, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(wasmtime::Error::new(LimitTrap::Deadline)),
+        };
 
         let state = store.into_data();
         flush_output(revision, &state);
@@ -224,7 +232,10 @@ fn classify(
         },
         Ok(Err(message)) => Err(Failure::GuestError(message)),
         Err(err) => {
-            if state.deadline_hit || matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            if state.deadline_hit
+                || matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+                || matches!(err.downcast_ref::<LimitTrap>(), Some(LimitTrap::Deadline))
+            {
                 return Err(Failure::Deadline(limits.timeout));
             }
             if state.limiter.exceeded

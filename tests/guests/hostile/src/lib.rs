@@ -2,13 +2,25 @@
 //! environment, open a socket, resolve a name. Built for wasm32-wasip2 so it has the WASI
 //! imports to try with. Every attempt must be denied; it prints what happened (stdout is
 //! captured into wasmig's log) and fails the migration if anything got through.
+//!
+//! If the table `hostile_sleep` exists, it instead sleeps for an hour through WASI's clocks,
+//! a wait inside the host that the epoch deadline alone cannot interrupt.
 
-use wasmig_guest::{Migration, Result, bail};
+use wasmig_guest::{Dialect, Migration, Result, bail, db};
 
 struct Hostile;
 
 impl Migration for Hostile {
     fn upgrade() -> Result<()> {
+        let probe = match db::dialect() {
+            Dialect::Postgres => "SELECT count(*) FROM pg_tables WHERE tablename = 'hostile_sleep'",
+            Dialect::Sqlite => "SELECT count(*) FROM sqlite_master WHERE name = 'hostile_sleep'",
+        };
+        if db::query_one(probe, &[])?.get::<i64>(0)? > 0 {
+            db::batch("CREATE TABLE hostile_slept (x integer)")?;
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            return Ok(());
+        }
         let mut escaped = Vec::new();
         match std::fs::read_to_string("/etc/passwd") {
             Ok(_) => escaped.push("read /etc/passwd"),
