@@ -205,3 +205,34 @@ async fn the_second_run_loads_components_from_the_compile_cache() {
         "an idle run touched the cache"
     );
 }
+
+/// The cache lives in the project, which an untrusted migration's author controls: a forged
+/// or altered entry must never be loaded as native code, only recompiled over.
+#[tokio::test]
+async fn a_forged_cache_entry_is_never_loaded() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.wasm_revision_bytes("a1", &component(SUCCEED));
+    project.run(&db, &["up"]).success();
+    project.run(&db, &["down"]).success();
+
+    let cache = project.dir.join(".wasmig/cache");
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mut forged = std::fs::read(&entries[0]).unwrap();
+    let last = forged.len() - 1;
+    forged[last] ^= 0xff;
+    std::fs::write(&entries[0], &forged).unwrap();
+
+    let run = project.run(&db, &["up", "--json"]).success();
+    assert_eq!(run.json()["steps"][0]["cache"], "miss", "{run:?}");
+    assert!(run.stderr.contains("its tag does not verify"), "{run:?}");
+    project.run(&db, &["down"]).success();
+    // The entry was rewritten by wasmig and is trusted again.
+    let run = project.run(&db, &["up", "--json"]).success();
+    assert_eq!(run.json()["steps"][0]["cache"], "hit", "{run:?}");
+}
