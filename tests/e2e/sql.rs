@@ -288,3 +288,42 @@ async fn a_missing_artifact_is_refused_before_the_first_step() {
         db.drop_db().await;
     }
 }
+
+#[test]
+fn database_url_precedence_is_flag_then_environment_then_wasmig_toml() {
+    let project = TestProject::new();
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let db = |name: &str| project.dir.join(format!("{name}.db"));
+    let mut config = std::fs::read_to_string(project.dir.join("wasmig.toml")).unwrap();
+    config.insert_str(
+        0,
+        &format!("database_url = \"sqlite:{}\"\n", db("toml").display()),
+    );
+    std::fs::write(project.dir.join("wasmig.toml"), config).unwrap();
+
+    let up = |env: Option<&str>, flag: Option<&str>| {
+        let mut cmd = wasmig_cmd(&project.dir);
+        cmd.arg("up");
+        if let Some(url) = env {
+            cmd.env("DATABASE_URL", url);
+        }
+        if let Some(url) = flag {
+            cmd.args(["--database-url", url]);
+        }
+        Run::from_output(cmd.output().unwrap()).success()
+    };
+    up(None, None);
+    assert!(
+        db("toml").is_file(),
+        "wasmig.toml's database_url was not used"
+    );
+    let env_url = format!("sqlite:{}", db("env").display());
+    up(Some(&env_url), None);
+    assert!(db("env").is_file(), "DATABASE_URL did not beat wasmig.toml");
+    let flag_url = format!("sqlite:{}", db("flag").display());
+    up(Some(&env_url), Some(&flag_url));
+    assert!(
+        db("flag").is_file(),
+        "--database-url did not beat DATABASE_URL"
+    );
+}
