@@ -1570,6 +1570,20 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+        // A parameter that is null in every row is declared `unknown`: the server infers it.
+        s.batch("CREATE TABLE nulls (n int, b bytea)")
+            .await
+            .unwrap();
+        let rows = vec![
+            vec![Value::Int32(1), Value::Null],
+            vec![Value::Int32(2), Value::Null],
+        ];
+        assert_eq!(
+            s.execute_many("INSERT INTO nulls VALUES ($1, $2)", &rows)
+                .await
+                .unwrap(),
+            2
+        );
         // Several statements in one are refused, as for a bound statement, and run nothing.
         let err = s
             .execute_many(
