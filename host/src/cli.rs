@@ -9,9 +9,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use chrono::Utc;
+
 use crate::config::Project;
-use crate::db::{self, Database};
+use crate::db::{self, Database, StepRecord};
+use crate::error::{ConfigError, GraphError};
 use crate::graph::Graph;
+use crate::history;
 use crate::logging::{self, Level};
 use crate::revision::{self, Kind, Revision};
 use crate::runner::{self, RunOptions};
@@ -53,7 +57,7 @@ enum Command {
         /// Where to create it (default: the current directory).
         dir: Option<PathBuf>,
     },
-    /// Create a revision on top of the current head.
+    /// Create a revision on top of the current head (or --head).
     #[command(visible_aliases = ["new", "create"])]
     Revision {
         /// What the revision does.
@@ -68,6 +72,34 @@ enum Command {
         /// For --kind wasm: the prebuilt component to copy into the revision.
         #[arg(long, value_name = "FILE")]
         component: Option<PathBuf>,
+        /// Build on this revision instead of the single head: an id, LABEL@head, or `base`
+        /// to start a new root (repeat for several).
+        #[arg(long, value_name = "REV")]
+        head: Vec<String>,
+        /// Allow --head to name a revision that is not a head (starts a new branch).
+        #[arg(long)]
+        splice: bool,
+        /// A branch label for the new revision (repeatable).
+        #[arg(long, value_name = "LABEL")]
+        branch_label: Vec<String>,
+        /// A revision or branch label that must be applied first (repeatable).
+        #[arg(long, value_name = "REV")]
+        depends_on: Vec<String>,
+    },
+    /// Merge several heads with a new revision (`wasmig merge heads -m "merge"`).
+    Merge {
+        /// The revisions to merge: ids, LABEL@head, or `heads` for all.
+        #[arg(required = true, value_name = "REV")]
+        revisions: Vec<String>,
+        /// What the merge is.
+        #[arg(short, long)]
+        message: String,
+        /// Use this id instead of a random one.
+        #[arg(long)]
+        rev_id: Option<String>,
+        /// A branch label for the merge revision (repeatable).
+        #[arg(long, value_name = "LABEL")]
+        branch_label: Vec<String>,
     },
     /// Build every Rust revision into a component.
     Build,
@@ -80,22 +112,61 @@ enum Command {
     /// Show the current revision and what is pending.
     #[command(visible_alias = "status")]
     Current,
-    /// List the revisions, and the applied/reverted log with --log.
+    /// List the revisions from the heads down (or the applied/reverted log with --log).
     History {
         /// Show the database's history log instead of the revision list.
         #[arg(long)]
         log: bool,
+        /// Only revisions in START:END (either may be empty; `current` is the database).
+        #[arg(
+            short = 'r',
+            long = "rev-range",
+            value_name = "START:END",
+            allow_hyphen_values = true
+        )]
+        rev_range: Option<String>,
+        /// Show every field of each revision.
+        #[arg(long)]
+        verbose: bool,
+        /// Mark the revisions the database is at (connects to it).
+        #[arg(short = 'i', long)]
+        indicate_current: bool,
     },
-    /// Show one revision.
+    /// Show one revision (any target form: id, prefix, LABEL@head, REV-1...).
     Show {
         /// A revision id or unique prefix.
+        #[arg(allow_hyphen_values = true)]
         revision: String,
+    },
+    /// List the heads: revisions nothing follows.
+    Heads {
+        /// Leave out heads that another revision depends on.
+        #[arg(long)]
+        resolve_dependencies: bool,
+    },
+    /// List the branch points and the branches from each.
+    Branches,
+    /// Set the version table to REV... without running any migration.
+    Stamp {
+        /// Where the database is: ids, LABEL@head, heads, base.
+        #[arg(required = true, allow_hyphen_values = true, value_name = "REV")]
+        revisions: Vec<String>,
+        /// Replace every stored head, even ones this project does not know.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Check the revision graph (and with --single-head, that there is one head).
+    Check {
+        /// Fail when there is more than one head (two changes added revisions in parallel).
+        #[arg(long)]
+        single_head: bool,
     },
 }
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Where to go: head, base, an id or prefix, +N, -N, REV+N, REV-N.
+    /// Where to go: head, heads, base, an id or prefix, +N, -N, REV+N, REV-N, LABEL@head,
+    /// LABEL@+N, LABEL@-N, LABEL@base.
     #[arg(allow_hyphen_values = true)]
     target: Option<String>,
     /// Do not build stale Rust revisions first.
@@ -167,6 +238,10 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
             kind,
             rev_id,
             component,
+            head,
+            splice,
+            branch_label,
+            depends_on,
         } => {
             let dir = scaffold::new_revision(
                 project,
@@ -175,12 +250,37 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     kind: *kind,
                     rev_id: rev_id.as_deref(),
                     component: component.as_deref(),
+                    heads: head,
+                    splice: *splice,
+                    merge: false,
+                    branch_labels: branch_label,
+                    depends_on,
                 },
             )?;
-            crate::info!("created {}", dir.display());
-            if g.json {
-                println!("{}", json!({ "directory": dir }));
-            }
+            created(&dir, g.json);
+            Ok(())
+        }
+        Command::Merge {
+            revisions,
+            message,
+            rev_id,
+            branch_label,
+        } => {
+            let dir = scaffold::new_revision(
+                project,
+                &scaffold::NewRevision {
+                    message,
+                    kind: Kind::Sql,
+                    rev_id: rev_id.as_deref(),
+                    component: None,
+                    heads: revisions,
+                    splice: false,
+                    merge: true,
+                    branch_labels: branch_label,
+                    depends_on: &[],
+                },
+            )?;
+            created(&dir, g.json);
             Ok(())
         }
         Command::Build => {
@@ -196,86 +296,105 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
         Command::Current => {
             let (revisions, graph) = load_graph(project)?;
             let db = connect(project, g).await?;
-            let heads = db.heads().await?;
+            let heads = db.heads().await;
             db.close().await;
+            let heads = heads?;
             let pending = graph.pending(&heads)?;
             if g.json {
+                let graph_heads = graph.heads();
                 let out = json!({
                     "current": heads,
-                    "head": graph.head(),
+                    "heads": graph_heads,
+                    "head": (graph_heads.len() == 1).then(|| graph_heads[0]),
                     "pending": pending,
                     "dialect": db.dialect().name(),
                 });
                 println!("{out}");
             } else {
-                let current = heads
-                    .first()
-                    .map(|h| describe(&revisions, h))
-                    .unwrap_or_else(|| "base (nothing applied)".into());
-                println!("current: {current}");
+                if heads.is_empty() {
+                    println!("current: base (nothing applied)");
+                }
+                for h in &heads {
+                    println!("current: {}", history::short(&graph, &revisions, h, &[]));
+                }
                 if pending.is_empty() {
                     println!("up to date");
                 } else {
                     println!("pending ({}):", pending.len());
-                    for id in pending {
-                        println!("  {}", describe(&revisions, id));
+                    for id in &pending {
+                        println!("  {}", history::short(&graph, &revisions, id, &[]));
                     }
                 }
             }
             Ok(())
         }
-        Command::History { log } => {
-            let (revisions, graph) = load_graph(project)?;
-            if *log {
-                let db = connect(project, g).await?;
-                let history = db.history().await?;
-                db.close().await;
-                if g.json {
-                    println!("{}", json!({ "history": history }));
-                } else {
-                    for h in &history {
-                        println!(
-                            "{} {:<9} {} {} ms  {}",
-                            h.started_at
-                                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                            h.direction,
-                            h.revision,
-                            h.duration_ms,
-                            &h.checksum[..12.min(h.checksum.len())]
-                        );
-                    }
-                }
-                return Ok(());
-            }
-            let list: Vec<&Revision> = graph
-                .chain()
-                .iter()
-                .rev()
-                .map(|id| {
-                    revisions
-                        .iter()
-                        .find(|r| r.id() == id)
-                        .expect("graph ids are revisions")
-                })
-                .collect();
+        Command::History {
+            log: true,
+            rev_range: None,
+            verbose: false,
+            indicate_current: false,
+        } => {
+            let db = connect(project, g).await?;
+            let history = db.history().await;
+            db.close().await;
+            let history = history?;
             if g.json {
-                let out: Vec<_> = list.iter().map(|r| revision_json(r)).collect();
+                println!("{}", json!({ "history": history }));
+            } else {
+                for h in &history {
+                    println!(
+                        "{} {:<9} {} {} ms  {}",
+                        h.started_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        h.direction,
+                        h.revision,
+                        h.duration_ms,
+                        &h.checksum[..12.min(h.checksum.len())]
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::History { log: true, .. } => Err(ConfigError::new(
+            "--log prints the database's log as it is; it cannot be combined with -r, --verbose or -i",
+        )
+        .into()),
+        Command::History {
+            log: false,
+            rev_range,
+            verbose,
+            indicate_current,
+        } => {
+            let (revisions, graph) = load_graph(project)?;
+            let range = rev_range.as_deref().map(split_range).transpose()?;
+            let wants_db = *indicate_current
+                || range.is_some_and(|(start, end)| start == "current" || end == "current");
+            let current = if wants_db {
+                let db = connect(project, g).await?;
+                let heads = db.heads().await;
+                db.close().await;
+                heads?
+            } else {
+                Vec::new()
+            };
+            let ids: Vec<&str> = match range {
+                Some((start, end)) => graph.range(&current, start, end)?,
+                None => graph.walk(),
+            };
+            let marked: &[String] = if *indicate_current { &current } else { &[] };
+            if g.json {
+                let out: Vec<_> = ids
+                    .iter()
+                    .map(|id| history::json(&graph, &revisions, id))
+                    .collect();
                 println!("{}", json!({ "revisions": out }));
             } else {
-                for (i, r) in list.iter().enumerate() {
-                    let down = r.manifest.down_revisions().join(", ");
-                    let down = if down.is_empty() {
-                        "<base>".to_owned()
+                for id in ids {
+                    if *verbose {
+                        println!("{}", history::verbose(&graph, &revisions, id, marked));
                     } else {
-                        down
-                    };
-                    let head = if i == 0 { " (head)" } else { "" };
-                    println!(
-                        "{down} -> {}{head}, {} [{}]",
-                        r.id(),
-                        r.manifest.message,
-                        kind_name(r.manifest.kind)
-                    );
+                        println!("{}", history::line(&graph, &revisions, id, marked));
+                    }
                 }
             }
             Ok(())
@@ -283,26 +402,162 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
         Command::Show { revision: target } => {
             let (revisions, graph) = load_graph(project)?;
             let id = graph.resolve(target)?;
-            let r = revisions
-                .iter()
-                .find(|r| r.id() == id)
-                .expect("resolved ids are revisions");
             if g.json {
-                println!("{}", revision_json(r));
+                println!("{}", history::json(&graph, &revisions, id));
             } else {
-                println!("Revision: {}", r.id());
+                print!("{}", history::verbose(&graph, &revisions, id, &[]));
+            }
+            Ok(())
+        }
+        Command::Heads {
+            resolve_dependencies,
+        } => {
+            let (revisions, graph) = load_graph(project)?;
+            let heads = if *resolve_dependencies {
+                graph.real_heads()
+            } else {
+                graph.heads()
+            };
+            if g.json {
+                println!("{}", json!({ "heads": heads }));
+            } else {
+                for id in heads {
+                    println!("{}", history::short(&graph, &revisions, id, &[]));
+                }
+            }
+            Ok(())
+        }
+        Command::Branches => {
+            let (revisions, graph) = load_graph(project)?;
+            let points = graph.branch_points();
+            if g.json {
+                let out: Vec<_> = points
+                    .iter()
+                    .map(|id| {
+                        json!({
+                            "revision": id,
+                            "next_revisions": graph.info(id).map(|i| i.next_revisions),
+                        })
+                    })
+                    .collect();
+                println!("{}", json!({ "branches": out }));
+            } else {
+                for id in points {
+                    println!("{}", history::short(&graph, &revisions, id, &[]));
+                    for next in graph.info(id).map(|i| i.next_revisions).unwrap_or_default() {
+                        println!(
+                            "    -> {}",
+                            history::short(&graph, &revisions, &next, &[])
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Stamp { revisions, purge } => stamp(project, g, revisions, *purge).await,
+        Command::Check { single_head } => {
+            let (revisions, graph) = load_graph(project)?;
+            let heads = graph.heads();
+            if *single_head && heads.len() > 1 {
+                return Err(GraphError::NotSingleHead(
+                    heads.into_iter().map(str::to_owned).collect(),
+                )
+                .into());
+            }
+            if g.json {
                 println!(
-                    "Down revision(s): {}",
-                    r.manifest.down_revisions().join(", ")
+                    "{}",
+                    json!({ "ok": true, "revisions": revisions.len(), "heads": heads })
                 );
-                println!("Message: {}", r.manifest.message);
-                println!("Created: {}", r.manifest.created);
-                println!("Kind: {}", kind_name(r.manifest.kind));
-                println!("Directory: {}", r.dir.display());
+            } else {
+                println!(
+                    "ok: {} revision(s), {} head(s): {}",
+                    revisions.len(),
+                    heads.len(),
+                    heads.join(", ")
+                );
             }
             Ok(())
         }
     }
+}
+
+fn created(dir: &std::path::Path, json: bool) {
+    crate::info!("created {}", dir.display());
+    if json {
+        println!("{}", json!({ "directory": dir }));
+    }
+}
+
+/// `START:END` of `history -r`.
+fn split_range(raw: &str) -> Result<(&str, &str), ConfigError> {
+    raw.split_once(':').ok_or_else(|| {
+        ConfigError::new(format!(
+            "invalid --rev-range `{raw}`: use START:END, e.g. base:head, ae10:, :current"
+        ))
+    })
+}
+
+async fn stamp(
+    project: &Project,
+    g: &Global,
+    targets: &[String],
+    purge: bool,
+) -> anyhow::Result<()> {
+    let (_, graph) = load_graph(project)?;
+    let db = connect(project, g).await?;
+    let result = async {
+        db.ensure_version_tables().await?;
+        let heads = db.heads().await?;
+        let new = graph.plan_stamp(&heads, targets, purge)?;
+        if new != heads {
+            let now = Utc::now();
+            let label = if new.is_empty() {
+                "base".to_owned()
+            } else {
+                new.join(",")
+            };
+            let mut session = db.begin().await?;
+            let record = StepRecord {
+                remove: &heads,
+                add: &new,
+                revision: &label,
+                direction: "stamp",
+                checksum: "",
+                started_at: now,
+                finished_at: now,
+            };
+            if let Err(e) = session.record_step(&record).await {
+                let _ = session.rollback().await;
+                return Err(e);
+            }
+            session.commit().await?;
+        }
+        anyhow::Ok((heads, new))
+    }
+    .await;
+    db.close().await;
+    let (before, after) = result?;
+    let show = |h: &[String]| {
+        if h.is_empty() {
+            "base".to_owned()
+        } else {
+            h.join(", ")
+        }
+    };
+    if before == after {
+        crate::info!("nothing to do: the database is already at {}", show(&after));
+    } else {
+        crate::info!(
+            "stamped: {} -> {} (no migration ran)",
+            show(&before),
+            show(&after)
+        );
+    }
+    if g.json {
+        println!("{}", json!({ "heads": after }));
+    }
+    Ok(())
 }
 
 async fn migrate(
@@ -334,7 +589,11 @@ async fn migrate(
         db.close().await;
         crate::info!(
             "nothing to do: the database is at {}",
-            heads.first().map(String::as_str).unwrap_or("base")
+            if heads.is_empty() {
+                "base".to_owned()
+            } else {
+                heads.join(", ")
+            }
         );
         if g.json {
             println!("{}", json!({ "steps": [] }));
@@ -377,32 +636,4 @@ async fn connect(project: &Project, g: &Global) -> anyhow::Result<Box<dyn Databa
         crate::debug!("database: {url}");
     }
     db::connect(&url).await
-}
-
-fn describe(revisions: &[Revision], id: &str) -> String {
-    match revisions.iter().find(|r| r.id() == id) {
-        Some(r) => format!("{id} ({})", r.manifest.message),
-        None => id.to_owned(),
-    }
-}
-
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Sql => "sql",
-        Kind::Rust => "rust",
-        Kind::Wasm => "wasm",
-    }
-}
-
-fn revision_json(r: &Revision) -> serde_json::Value {
-    json!({
-        "revision": r.id(),
-        "down_revisions": r.manifest.down_revisions(),
-        "branch_labels": [],
-        "depends_on": [],
-        "message": r.manifest.message,
-        "created": r.manifest.created,
-        "kind": kind_name(r.manifest.kind),
-        "directory": r.dir,
-    })
 }

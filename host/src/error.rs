@@ -62,31 +62,129 @@ pub enum GraphError {
     /// The down revisions form a cycle.
     #[error("cycle in the revision graph: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
-    /// More than one head (or base) where one is needed.
-    #[error("multiple heads: {}; this version of wasmig needs a single linear chain of revisions", .0.join(", "))]
-    MultipleHeads(Vec<String>),
+    /// Two revisions share an id (in the planner's input).
+    #[error("duplicate revision id `{0}`")]
+    DuplicateId(String),
+    /// A branch label is declared twice.
+    #[error(
+        "branch label `{label}` is declared by both `{first}` and `{second}`; labels name one branch"
+    )]
+    DuplicateLabel {
+        /// The label.
+        label: String,
+        /// The first revision declaring it.
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// A branch label cannot be used.
+    #[error("revision `{revision}` has branch label `{label}`, which is not usable: {reason}")]
+    BadLabel {
+        /// The revision declaring it.
+        revision: String,
+        /// The label.
+        label: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A `depends_on` names nothing.
+    #[error(
+        "revision `{revision}` depends on `{dependency}`, which is not found (neither a revision id nor a branch label)"
+    )]
+    MissingDependency {
+        /// The revision whose manifest is wrong.
+        revision: String,
+        /// What it names.
+        dependency: String,
+    },
+    /// A branch name that is neither a label nor a revision.
+    #[error("no such branch: `{0}`; `wasmig branches` and `wasmig heads` list them")]
+    NoSuchBranch(String),
+    /// `LABEL@REV` where REV is not on that branch.
+    #[error("revision `{revision}` is not a member of branch `{branch}`")]
+    NotOnBranch {
+        /// The revision.
+        revision: String,
+        /// The branch.
+        branch: String,
+    },
+    /// A target that needs one head, where there are several.
+    #[error("multiple heads: `{target}` is ambiguous between {}; name one (or LABEL@head), use `heads`, or merge them with `wasmig merge heads -m MESSAGE`", .heads.join(", "))]
+    MultipleHeads {
+        /// What the user asked for.
+        target: String,
+        /// The heads it could mean.
+        heads: Vec<String>,
+    },
+    /// `wasmig check --single-head` found several.
+    #[error("multiple heads: {}; two changes each added a revision on the same parent: merge them with `wasmig merge heads -m MESSAGE`", .0.join(", "))]
+    NotSingleHead(Vec<String>),
+    /// A relative move crosses a branch point or merge point.
+    #[error("ambiguous walk: from `{from}` the next revision could be {}; name the revision, or use LABEL@+N / LABEL@-N", .candidates.join(" or "))]
+    AmbiguousWalk {
+        /// Where the walk was.
+        from: String,
+        /// Where it could go.
+        candidates: Vec<String>,
+    },
+    /// A relative target from the current revision, with several current heads.
+    #[error("`{target}` is ambiguous: the database has several current heads ({}); name the revision (REV-1) or the branch (LABEL@-1)", .heads.join(", "))]
+    AmbiguousCurrent {
+        /// What the user asked for.
+        target: String,
+        /// The current heads.
+        heads: Vec<String>,
+    },
+    /// Upgrade targets where one is an ancestor of another.
+    #[error("requested revision `{revision}` overlaps with other requested revisions {}", .others.join(", "))]
+    Overlap {
+        /// The upper one.
+        revision: String,
+        /// The ones below it.
+        others: Vec<String>,
+    },
+    /// `up -N` or `down +N`.
+    #[error("cannot {direction} to `{target}`: relative to the current revision, {direction} takes {}", relative_sign(.direction))]
+    WrongWay {
+        /// What the user asked for.
+        target: String,
+        /// `upgrade` or `downgrade`.
+        direction: &'static str,
+    },
+    /// A downgrade target that is not below the current heads.
+    #[error("cannot go to `{target}`: it is not an ancestor of the current head(s) {}", list_or_base(.heads))]
+    NotAncestor {
+        /// The target.
+        target: String,
+        /// The current heads.
+        heads: Vec<String>,
+    },
+    /// `wasmig merge` naming fewer than two revisions.
+    #[error("nothing to merge: {} is a single revision; `wasmig heads` lists the heads to merge", if .0.is_empty() { "base".to_owned() } else { .0.join(", ") })]
+    NothingToMerge(Vec<String>),
+    /// `wasmig revision --head REV` on a revision that is not a head, without `--splice`.
+    #[error("revision `{0}` is not a head revision; pass --splice to start a new branch from it")]
+    NotAHead(String),
     /// The database is at a revision the project does not contain.
     #[error(
         "the database is at revision `{0}`, which this project does not contain; are you running an older checkout?"
     )]
     UnknownApplied(String),
-    /// The target cannot be reached in the requested direction.
-    #[error(
-        "cannot {direction} to `{target}`: it is not {relation} the current revision `{current}`"
-    )]
-    WrongDirection {
-        /// `upgrade` or `downgrade`.
-        direction: &'static str,
-        /// The resolved target.
-        target: String,
-        /// `after` or `before`.
-        relation: &'static str,
-        /// The current revision, or `base`.
-        current: String,
-    },
-    /// A relative target moves past the ends of the chain.
-    #[error("relative target `{0}` goes past the end of the revision chain")]
+    /// A relative target moves past the ends of the graph.
+    #[error("relative target `{0}` goes past the end of the revision graph (not enough revisions)")]
     OutOfRange(String),
+}
+
+fn relative_sign(direction: &str) -> &'static str {
+    if direction == "upgrade" { "+N" } else { "-N" }
+}
+
+fn list_or_base(heads: &[String]) -> String {
+    if heads.is_empty() {
+        "(none: the database is at base)".to_owned()
+    } else {
+        heads.join(", ")
+    }
 }
 
 /// A component could not be loaded: malformed, wrong world, or a denied import.

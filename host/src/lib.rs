@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod exit;
 pub mod graph;
+pub mod history;
 pub mod logging;
 pub mod progress;
 pub mod revision;

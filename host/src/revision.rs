@@ -38,14 +38,34 @@ pub enum TransactionMode {
     PerMigration,
 }
 
-/// One or several down revisions (`down_revision = "abc"` or `["abc", "def"]`).
+/// One name or several (`x = "a"` or `x = ["a", "b"]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
-pub enum DownRevision {
-    /// A single parent.
+pub enum OneOrMany {
+    /// A single name.
     One(String),
-    /// Several parents (a merge point).
+    /// Several names.
     Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The names as a list (an empty string is no name).
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) if s.is_empty() => Vec::new(),
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+
+    /// `None` for an empty list, one name as a string, several as a list.
+    pub fn from_vec(mut names: Vec<String>) -> Option<Self> {
+        match names.len() {
+            0 => None,
+            1 => names.pop().map(OneOrMany::One),
+            _ => Some(OneOrMany::Many(names)),
+        }
+    }
 }
 
 /// `migration.toml`.
@@ -56,7 +76,13 @@ pub struct Manifest {
     pub revision: String,
     /// The revision(s) this one follows; absent for the first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub down_revision: Option<DownRevision>,
+    pub down_revision: Option<OneOrMany>,
+    /// Branch labels this revision declares (Alembic's `branch_labels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_labels: Option<OneOrMany>,
+    /// Revisions or branch labels that must be applied first (Alembic's `depends_on`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<OneOrMany>,
     /// What the revision does.
     pub message: String,
     /// When it was created, RFC 3339 UTC.
@@ -80,12 +106,10 @@ pub struct Manifest {
 impl Manifest {
     /// The down revisions as a list.
     pub fn down_revisions(&self) -> Vec<String> {
-        match &self.down_revision {
-            None => Vec::new(),
-            Some(DownRevision::One(s)) if s.is_empty() => Vec::new(),
-            Some(DownRevision::One(s)) => vec![s.clone()],
-            Some(DownRevision::Many(v)) => v.clone(),
-        }
+        self.down_revision
+            .as_ref()
+            .map(OneOrMany::to_vec)
+            .unwrap_or_default()
     }
 }
 
@@ -206,6 +230,18 @@ pub fn nodes(revisions: &[Revision]) -> Vec<Node> {
         .map(|r| Node {
             id: r.id().to_owned(),
             down: r.manifest.down_revisions(),
+            depends_on: r
+                .manifest
+                .depends_on
+                .as_ref()
+                .map(OneOrMany::to_vec)
+                .unwrap_or_default(),
+            branch_labels: r
+                .manifest
+                .branch_labels
+                .as_ref()
+                .map(OneOrMany::to_vec)
+                .unwrap_or_default(),
         })
         .collect()
 }

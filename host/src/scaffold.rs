@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use crate::config::{CONFIG_FILE, Project};
 use crate::error::ConfigError;
-use crate::revision::{self, DownRevision, Kind, MANIFEST, Manifest, TransactionMode};
+use crate::revision::{self, Kind, MANIFEST, Manifest, OneOrMany, TransactionMode};
 
 /// The SDK this binary was built with, used by `init` when it exists on disk.
 const SDK_SOURCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
@@ -141,12 +141,23 @@ pub struct NewRevision<'a> {
     pub rev_id: Option<&'a str>,
     /// For `--kind wasm`: a prebuilt component to copy in.
     pub component: Option<&'a Path>,
+    /// What to build on: `head` (default), `base`, ids, `LABEL@head`; several for a merge.
+    pub heads: &'a [String],
+    /// Allow building on a revision that is not a head (starting a new branch).
+    pub splice: bool,
+    /// A merge: `heads` must name at least two revisions.
+    pub merge: bool,
+    /// Branch labels the new revision declares.
+    pub branch_labels: &'a [String],
+    /// Revisions or labels that must be applied before it.
+    pub depends_on: &'a [String],
 }
 
-/// Creates a revision on top of the current head.
+/// Creates a revision on top of the requested heads (Alembic's `revision` and `merge`).
 ///
 /// # Errors
-/// Graph errors (several heads), an invalid or duplicate id, I/O errors.
+/// Graph errors (several heads, not a head without splice, unknown dependency, label
+/// taken), an invalid or duplicate id, I/O errors.
 pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Result<PathBuf> {
     let versions = project.versions_dir();
     let revisions = revision::load_all(&versions)?;
@@ -164,6 +175,32 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
     if revisions.iter().any(|r| r.id() == id) {
         return Err(ConfigError::new(format!("revision `{id}` already exists")).into());
     }
+    let default_head = ["head".to_owned()];
+    let specs = if request.heads.is_empty() {
+        &default_head[..]
+    } else {
+        request.heads
+    };
+    let parents = graph.parents_for_new(specs, request.splice)?;
+    if request.merge && parents.len() < 2 {
+        return Err(crate::error::GraphError::NothingToMerge(parents).into());
+    }
+    for label in request.branch_labels {
+        crate::graph::check_label(label).map_err(|reason| {
+            ConfigError::new(format!("invalid --branch-label `{label}`: {reason}"))
+        })?;
+        if graph.has_label(label) || revisions.iter().any(|r| r.id() == label) {
+            return Err(ConfigError::new(format!(
+                "branch label `{label}` is already used; `wasmig branches` lists the branches"
+            ))
+            .into());
+        }
+    }
+    let depends_on = request
+        .depends_on
+        .iter()
+        .map(|d| graph.dependency(d))
+        .collect::<Result<Vec<_>, _>>()?;
     let now = Utc::now();
     let dir = versions.join(dir_name(
         &project.config.file_template,
@@ -177,7 +214,9 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
     std::fs::create_dir_all(&dir)?;
     let manifest = Manifest {
         revision: id.clone(),
-        down_revision: graph.head().map(|h| DownRevision::One(h.to_owned())),
+        down_revision: OneOrMany::from_vec(parents),
+        branch_labels: OneOrMany::from_vec(request.branch_labels.to_vec()),
+        depends_on: OneOrMany::from_vec(depends_on),
         message: request.message.to_owned(),
         created: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         kind: request.kind,

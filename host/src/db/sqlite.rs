@@ -57,7 +57,7 @@ const PROGRESS_OPS: i32 = 1_000;
 /// CREATE TABLE wasmig_history (
 ///     id             INTEGER PRIMARY KEY AUTOINCREMENT,
 ///     revision       TEXT NOT NULL,
-///     direction      TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade')),
+///     direction      TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp')),
 ///     checksum       TEXT NOT NULL,
 ///     started_at     TEXT NOT NULL,  -- UTC, RFC 3339 with microseconds: 2024-01-02T03:04:05.123456Z
 ///     finished_at    TEXT NOT NULL,  -- same format
@@ -127,26 +127,54 @@ impl Database for SqliteDatabase {
     }
 
     async fn ensure_version_tables(&self) -> anyhow::Result<()> {
+        let history = |name: &str| {
+            format!(
+                "CREATE TABLE IF NOT EXISTS {name} (
+                     id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     revision TEXT NOT NULL,
+                     direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp')),
+                     checksum TEXT NOT NULL,
+                     started_at TEXT NOT NULL,
+                     finished_at TEXT NOT NULL,
+                     duration_ms BIGINT NOT NULL,
+                     wasmig_version TEXT NOT NULL
+                 );"
+            )
+        };
+        let query_error = |source| DbError::Query {
+            doing: "creating the version tables".into(),
+            source,
+        };
         let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (revision TEXT PRIMARY KEY);
-             CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 revision TEXT NOT NULL,
-                 direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade')),
-                 checksum TEXT NOT NULL,
-                 started_at TEXT NOT NULL,
-                 finished_at TEXT NOT NULL,
-                 duration_ms BIGINT NOT NULL,
-                 wasmig_version TEXT NOT NULL
-             );"
+            "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (revision TEXT PRIMARY KEY); {}",
+            history(HISTORY_TABLE)
         );
         sqlx::raw_sql(AssertSqlSafe(ddl))
             .execute(&self.pool)
             .await
-            .map_err(|source| DbError::Query {
-                doing: "creating the version tables".into(),
-                source,
-            })?;
+            .map_err(query_error)?;
+        // Tables created before `stamp` was recorded: SQLite cannot alter a check, so the
+        // history table is rebuilt once, in one transaction.
+        let sql: String =
+            sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
+                .bind(HISTORY_TABLE)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(query_error)?;
+        if !sql.contains("'stamp'") {
+            let mut tx = self.pool.begin().await.map_err(query_error)?;
+            let rebuild = format!(
+                "ALTER TABLE {HISTORY_TABLE} RENAME TO {HISTORY_TABLE}_old; {}
+                 INSERT INTO {HISTORY_TABLE} SELECT * FROM {HISTORY_TABLE}_old;
+                 DROP TABLE {HISTORY_TABLE}_old;",
+                history(HISTORY_TABLE)
+            );
+            sqlx::raw_sql(AssertSqlSafe(rebuild))
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error)?;
+            tx.commit().await.map_err(query_error)?;
+        }
         Ok(())
     }
 
