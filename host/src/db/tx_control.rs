@@ -126,12 +126,14 @@ fn split(script: &str, dialect: Dialect) -> Vec<Statement<'_>> {
     let mut lead: Vec<String> = Vec::new();
     // Whether the leading words are still being collected (no other token seen yet).
     let mut leading = true;
-    // Depth of BEGIN/CASE … END inside a body.
+    // Depth of BEGIN/CASE … END inside a body, and of parentheses (psql does not split
+    // inside them either: think of a rule's `DO ALSO (…; …)`).
     let mut depth = 0usize;
+    let mut parens = 0usize;
     while i < b.len() {
         let c = b[i];
         match c {
-            b';' if depth == 0 => {
+            b';' if depth == 0 && parens == 0 => {
                 out.push(Statement {
                     text: &script[start..i],
                     lead: std::mem::take(&mut lead),
@@ -140,6 +142,15 @@ fn split(script: &str, dialect: Dialect) -> Vec<Statement<'_>> {
                 i += 1;
                 start = i;
                 continue;
+            }
+            b'(' | b')' => {
+                leading = false;
+                parens = if c == b'(' {
+                    parens + 1
+                } else {
+                    parens.saturating_sub(1)
+                };
+                i += 1;
             }
             _ if c.is_ascii_whitespace() => i += 1,
             b'-' if b.get(i + 1) == Some(&b'-') => {
@@ -382,6 +393,14 @@ mod tests {
         assert_eq!(
             texts("DO $$ BEGIN PERFORM 1; END $$; COMMIT", pg),
             ["DO $$ BEGIN PERFORM 1; END $$", "COMMIT"]
+        );
+        assert_eq!(
+            texts(
+                "CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO a VALUES (1); NOTIFY a); SELECT 1",
+                pg
+            )
+            .len(),
+            2
         );
         assert!(refused("SELECT $tag$ x $tag$; END", pg).is_some());
         assert!(
