@@ -225,6 +225,13 @@ pub enum Failure {
         /// The cap in bytes.
         limit: u64,
     },
+    /// Guest or migration SQL: a statement ended wasmig's transaction (a `COMMIT`,
+    /// `ROLLBACK`… that got past the check of the statements), so the step's work is not in
+    /// the transaction that would have recorded it.
+    TransactionEnded {
+        /// Whether a guest ran the statement (else a SQL revision's script).
+        guest: bool,
+    },
     /// Host: the database or wasmig failed while running the step.
     Host(anyhow::Error),
 }
@@ -272,7 +279,26 @@ impl std::fmt::Display for Failure {
                 "the migration tried to use more than its memory limit of {} MiB; if it needs more, raise `memory_limit_mib` in its migration.toml or `sandbox.memory_limit_mib` in wasmig.toml",
                 limit / (1024 * 1024)
             ),
+            Failure::TransactionEnded { .. } => write!(
+                f,
+                "the migration ended wasmig's transaction itself with COMMIT, ROLLBACK or a similar \
+                 statement, so its work was not in the transaction that records it; the version \
+                 table was not updated, but on PostgreSQL part of the work may have been committed \
+                 (on SQLite such a commit is turned into a rollback): inspect the database, then \
+                 remove the transaction control from the migration (use savepoints to undo part \
+                 of the work)"
+            ),
             Failure::Host(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl Failure {
+    /// How the step ended, for the error's first line: every failure but one is rolled back.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Failure::TransactionEnded { .. } => "failed",
+            _ => "failed and was rolled back",
         }
     }
 }
@@ -285,9 +311,10 @@ fn humantime(d: Duration) -> String {
     }
 }
 
-/// A migration step failed; everything it did was rolled back.
+/// A migration step failed; everything it did was rolled back (unless it ended the
+/// transaction itself: [`Failure::TransactionEnded`]).
 #[derive(Debug, thiserror::Error)]
-#[error("{direction} of revision {revision} failed and was rolled back: {failure}")]
+#[error("{direction} of revision {revision} {}: {failure}", .failure.outcome())]
 pub struct MigrationError {
     /// The revision.
     pub revision: String,
@@ -304,6 +331,7 @@ impl MigrationError {
     pub fn exit_code(&self) -> u8 {
         match &self.failure {
             Failure::Deadline(_) | Failure::Memory { .. } => exit::LIMIT_EXCEEDED,
+            Failure::TransactionEnded { .. } => exit::TRANSACTION_ENDED,
             Failure::Host(e) if exit::code_for(e) != exit::INTERNAL => exit::code_for(e),
             Failure::Host(_) => exit::DATABASE,
             _ => exit::MIGRATION_FAILED,
@@ -313,8 +341,11 @@ impl MigrationError {
     /// Who is to blame, in one word: `guest`, `sql`, `limit` or `host`.
     pub fn blame(&self) -> &'static str {
         match &self.failure {
-            Failure::GuestError(_) | Failure::GuestTrap(_) | Failure::UnhandledSql(_) => "guest",
-            Failure::Sql(_) => "sql",
+            Failure::GuestError(_)
+            | Failure::GuestTrap(_)
+            | Failure::UnhandledSql(_)
+            | Failure::TransactionEnded { guest: true } => "guest",
+            Failure::Sql(_) | Failure::TransactionEnded { guest: false } => "sql",
             Failure::Deadline(_) | Failure::Memory { .. } => "limit",
             Failure::Host(_) => "host",
         }

@@ -28,6 +28,10 @@ pub const LIMIT_EXCEEDED: u8 = 7;
 pub const INVALID_COMPONENT: u8 = 8;
 /// Building a migration from source failed (toolchain missing or compile error).
 pub const BUILD_FAILED: u8 = 9;
+/// A migration ended wasmig's transaction itself (a `COMMIT` or `ROLLBACK` that got past
+/// the refusal of transaction control): the step is not recorded, and on PostgreSQL part
+/// of its work may have been committed. Unlike 6, the database needs a look.
+pub const TRANSACTION_ENDED: u8 = 10;
 
 /// The exit code for an error, from the first typed error in its chain.
 pub fn code_for(err: &anyhow::Error) -> u8 {

@@ -8,7 +8,7 @@
 //!
 //! Not here: choosing the steps (`graph`), what a guest may do (`sandbox`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::Serialize;
@@ -19,6 +19,9 @@ use crate::error::{Failure, MigrationError};
 use crate::graph::{Direction, Step};
 use crate::revision::{self, Artifact, Revision};
 use crate::sandbox::{CacheStatus, Limits, Sandbox};
+
+/// How long rolling back a failed step may take before its connection is ended instead.
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What happened to one step.
 #[derive(Debug, Clone, Serialize)]
@@ -157,13 +160,40 @@ pub async fn run(
             _ => unreachable!("components are loaded above"),
         };
         if let Err(failure) = outcome {
-            if let Err(e) = session.rollback().await {
-                crate::warn!(
+            // After a deadline the connection may still be busy with a statement that ignored
+            // its cancel: the rollback must not wait for it forever.
+            let canceller = session.canceller();
+            match tokio::time::timeout(ROLLBACK_TIMEOUT, session.rollback()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => crate::warn!(
                     "rollback of {} failed: {e:#} (the server discards the transaction anyway)",
                     step.revision
-                );
+                ),
+                Err(_) => {
+                    canceller.terminate().await;
+                    crate::warn!(
+                        "rollback of {} did not finish within {} s; its connection was ended, which discards the transaction",
+                        step.revision,
+                        ROLLBACK_TIMEOUT.as_secs()
+                    );
+                }
             }
             return Err(fail(failure).into());
+        }
+        // A statement that ended the transaction (and perhaps began another) must not let
+        // the version-table update land in a transaction the step's work is not in.
+        match session.transaction_intact().await {
+            Ok(true) => {}
+            intact => {
+                let _ = session.rollback().await;
+                return Err(fail(match intact {
+                    Err(e) => Failure::Host(e),
+                    _ => Failure::TransactionEnded {
+                        guest: loaded.is_some(),
+                    },
+                })
+                .into());
+            }
         }
         let record = StepRecord {
             remove: &step.remove_heads,

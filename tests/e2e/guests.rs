@@ -332,3 +332,81 @@ async fn a_guest_sleeping_in_wasi_is_stopped_by_the_deadline() {
         db.drop_db().await;
     }
 }
+
+/// A guest that sends COMMIT (alone or in a batch) gets an error instead, and the step,
+/// which it then fails, leaves nothing behind.
+#[tokio::test]
+async fn a_guest_that_runs_commit_is_refused_and_leaves_nothing_behind() {
+    for backend in BOTH {
+        assert_scenario_fails(
+            backend,
+            "commit",
+            "",
+            6,
+            "`COMMIT` is not allowed in a migration",
+        )
+        .await;
+    }
+}
+
+/// A cursor opened inside a savepoint that is rolled back is closed with it; reading it is
+/// an error the guest sees, dropping it does not abort the transaction.
+#[tokio::test]
+async fn a_cursor_closed_by_rolling_back_its_savepoint_does_not_break_the_step() {
+    for backend in BOTH {
+        let (project, db, _) = scenario(backend, "cursor-savepoint").await;
+        let run = project.run(&db, &["up"]).success();
+        assert_eq!(run.stderr.matches("closed: ").count(), 2, "{run:?}");
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        assert_eq!(
+            db.strings("SELECT CAST(x AS TEXT) FROM scenario_marker ORDER BY x")
+                .await,
+            ["1", "2", "3", "4"],
+            "{backend:?}"
+        );
+        db.drop_db().await;
+    }
+}
+
+/// Thousands of short statements in one host call: cancels landing between two of them
+/// must not be lost.
+#[tokio::test]
+async fn a_guest_running_many_short_statements_is_stopped_by_the_deadline() {
+    for backend in BOTH {
+        let started = std::time::Instant::now();
+        assert_scenario_fails(
+            backend,
+            "many-short-sql",
+            "timeout_secs = 1",
+            7,
+            "time limit of 1s",
+        )
+        .await;
+        // Not a timing assertion: only that the run ended rather than ran every statement.
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "{backend:?}: the statements were not cancelled"
+        );
+    }
+}
+
+/// Session settings and advisory locks a guest leaves on its pooled connection do not reach
+/// the next revision, nor the version-table update of its own.
+#[tokio::test]
+async fn session_settings_of_a_guest_do_not_reach_the_next_revision() {
+    let (project, db, _) = scenario(Backend::Postgres, "set-search-path").await;
+    project.sql_revision(
+        "c3",
+        "CREATE TABLE after_reset (x int);",
+        "DROP TABLE after_reset;",
+    );
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["c3"]);
+    assert!(db.table_exists("after_reset").await);
+    assert_eq!(
+        db.strings("SELECT schemaname::text FROM pg_tables WHERE tablename = 'after_reset'")
+            .await,
+        ["public"]
+    );
+    db.drop_db().await;
+}

@@ -327,3 +327,74 @@ fn database_url_precedence_is_flag_then_environment_then_wasmig_toml() {
         "--database-url did not beat DATABASE_URL"
     );
 }
+
+#[tokio::test]
+async fn a_sql_revision_with_commit_in_the_middle_is_refused_and_applies_nothing() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x integer);", "DROP TABLE t;");
+        project.sql_revision(
+            "b2",
+            "CREATE TABLE u (y integer);\nCOMMIT;\nCREATE TABLE v (z integer);",
+            "DROP TABLE v; DROP TABLE u;",
+        );
+        let run = project.run(&db, &["up"]).fails_with(6);
+        assert!(
+            run.stderr
+                .contains("`COMMIT` (statement 2 of the script) is not allowed in a migration"),
+            "{run:?}"
+        );
+        assert!(run.stderr.contains("revision b2"), "{run:?}");
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        assert!(
+            !db.table_exists("u").await,
+            "{backend:?}: applied before COMMIT"
+        );
+        assert!(!db.table_exists("v").await, "{backend:?}");
+        assert_eq!(db.history().await, ["upgrade:a1"]);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn transaction_keywords_in_strings_and_bodies_are_not_refused() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let body = match backend {
+            Backend::Sqlite => {
+                "CREATE TRIGGER t_audit AFTER INSERT ON t BEGIN
+                     INSERT INTO audit VALUES ('end; ' || CASE WHEN new.x > 0 THEN 'up' ELSE 'down' END);
+                 END;"
+            }
+            Backend::Postgres => {
+                "CREATE FUNCTION t_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     INSERT INTO audit VALUES ('end; ' || CASE WHEN new.x > 0 THEN 'up' ELSE 'down' END);
+                     RETURN new;
+                 END $$;
+                 CREATE TRIGGER t_audit AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION t_audit();"
+            }
+        };
+        project.sql_revision(
+            "a1",
+            &format!(
+                "CREATE TABLE t (x integer);
+                 CREATE TABLE audit (msg text);
+                 {body}
+                 INSERT INTO audit VALUES ('COMMIT; ROLLBACK; -- not a comment');
+                 INSERT INTO t VALUES (1);"
+            ),
+            "DROP TABLE t; DROP TABLE audit;",
+        );
+        project.run(&db, &["up"]).success();
+        assert_eq!(
+            db.strings("SELECT msg FROM audit ORDER BY msg").await,
+            ["COMMIT; ROLLBACK; -- not a comment", "end; up"],
+            "{backend:?}"
+        );
+        project.run(&db, &["down"]).success();
+        db.drop_db().await;
+    }
+}

@@ -11,6 +11,7 @@
 mod pg_script;
 mod postgres;
 mod sqlite;
+mod tx_control;
 mod url;
 mod value;
 
@@ -81,6 +82,13 @@ pub trait Database: Send + Sync {
 pub trait Canceller: Send + Sync {
     /// Asks the database to stop the statement in flight.
     async fn cancel(&self);
+
+    /// The last resort when cancelling did not stop the statement: ends the session's
+    /// connection (`pg_terminate_backend` on PostgreSQL; on SQLite, where the interrupt
+    /// cannot be lost, the same as [`Canceller::cancel`]). The transaction is lost with it.
+    async fn terminate(&self) {
+        self.cancel().await;
+    }
 }
 
 /// A server-side (PostgreSQL) or host-buffered (SQLite) cursor opened by a session.
@@ -100,6 +108,11 @@ pub struct CursorState {
 ///
 /// Dropping a session without [`Session::commit`] rolls it back (sqlx returns the
 /// connection to the pool after issuing `ROLLBACK`).
+///
+/// The statements a migration sends (`execute`, `query`, `batch`, `execute_many`,
+/// `open_cursor`) may not end the transaction: transaction control (`COMMIT`, `ROLLBACK`,
+/// `BEGIN`, raw `SAVEPOINT`…) is refused with `WASMIG-STATE` before anything runs (see
+/// `tx_control`), and [`Session::transaction_intact`] catches whatever slips through.
 #[async_trait]
 pub trait Session: Send {
     /// PostgreSQL or SQLite.
@@ -141,6 +154,15 @@ pub trait Session: Send {
 
     /// `ROLLBACK TO SAVEPOINT name` followed by `RELEASE SAVEPOINT name`.
     async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()>;
+
+    /// Whether the transaction begun by [`Database::begin`] is still the one open on the
+    /// connection: `false` when a statement committed or rolled it back (and perhaps began
+    /// another). PostgreSQL compares the transaction id read at `begin`; SQLite watches the
+    /// connection's commit and rollback hooks and its autocommit state.
+    ///
+    /// # Errors
+    /// When the check itself cannot run (the connection failed).
+    async fn transaction_intact(&mut self) -> anyhow::Result<bool>;
 
     /// Records one step in the version tables, in this transaction: replaces `remove` by
     /// `add` among the heads and appends a history row.
@@ -201,6 +223,22 @@ pub enum DbError {
         /// The driver's error.
         source: sqlx::Error,
     },
+}
+
+/// The WIT error for a driver error that did not come from the server: `WASMIG-DECODE` for
+/// a value sqlx could not read, `WASMIG-BIND` for one it could not encode, and `WASMIG-IO`
+/// for everything else (I/O, TLS, a protocol error, the pool, the SQLite worker). Only
+/// `WASMIG-IO` is blamed on the host, so a guest handling a decoding error in a savepoint is
+/// not reported as a lost connection.
+pub(crate) fn client_error(err: sqlx::Error) -> SqlError {
+    match &err {
+        sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. } => SqlError::wasmig("DECODE", err.to_string()),
+        sqlx::Error::Encode(_) => SqlError::wasmig("BIND", err.to_string()),
+        _ => SqlError::wasmig("IO", err.to_string()),
+    }
 }
 
 /// Whether an error code means the connection itself failed (the host's problem, not the

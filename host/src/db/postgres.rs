@@ -39,16 +39,26 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use super::pg_script;
 use super::value::{self, ParamRef};
 use super::{
     Canceller, CursorState, Database, DatabaseUrl, DbError, HISTORY_TABLE, HistoryEntry, Session,
     SqlResult, StepRecord, VERSION_TABLE,
 };
+use super::{pg_script, tx_control};
 use crate::bindings::{ArrayValue, Column, Dialect, QueryResult, SqlError, Value};
 
 /// Connections in the pool: one session, the version-table reads, and a spare for cancelling.
 const MAX_CONNECTIONS: u32 = 4;
+
+/// Clears what a migration may leave on its connection beyond its transaction, before the
+/// pool hands the connection to the next step: settings made with a plain `SET` (a
+/// `search_path`, a `statement_timeout`, `SET ROLE`), advisory locks, `LISTEN`, cursors
+/// `WITH HOLD`, temporary tables and sequences. This is `DISCARD ALL` without its
+/// `DEALLOCATE ALL`, which would drop the statements sqlx keeps prepared on the connection
+/// and make its next use of them fail. Settings given at connect time (the
+/// `application_name`, sqlx's `TimeZone`, `DateStyle`…) are what `RESET ALL` returns to.
+const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+     UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
 /// A PostgreSQL database reached through a small pool.
 ///
@@ -106,6 +116,12 @@ impl PgDatabase {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection that cannot be reset is closed rather than handed to the next step.
+            .after_release(|conn, _| {
+                Box::pin(
+                    async move { Ok(sqlx::raw_sql(RESET_SESSION).execute(conn).await.is_ok()) },
+                )
+            })
             .connect_lazy_with(options);
         Ok(PgDatabase { pool })
     }
@@ -121,6 +137,47 @@ impl PgDatabase {
                 source,
             })?;
         Ok(found.is_some())
+    }
+}
+
+impl PgDatabase {
+    /// [`Database::begin`], with the concrete session type.
+    async fn begin_session(&self) -> anyhow::Result<PgSession> {
+        let doing = |what: &str| format!("{what} (beginning a transaction)");
+        let mut tx = self.pool.begin().await.map_err(|source| DbError::Query {
+            doing: "beginning a transaction".into(),
+            source,
+        })?;
+        // Statements cached by an earlier session may describe tables a migration has altered
+        // since; start every session without them.
+        if tx.cached_statements_size() > 0 {
+            tx.clear_cached_statements()
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: doing("clearing cached statements"),
+                    source,
+                })?;
+        }
+        // `txid_current()` assigns the transaction an id now (it would get one at its first
+        // write anyway); the runner compares it before recording the step.
+        let (pid, xid, schema): (i32, i64, Option<String>) =
+            sqlx::query_as("SELECT pg_backend_pid(), txid_current(), current_schema()::text")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: doing("reading the backend pid and transaction id"),
+                    source,
+                })?;
+        Ok(PgSession {
+            tx,
+            canceller: Arc::new(PgCanceller {
+                pool: self.pool.clone(),
+                pid,
+            }),
+            cursors_opened: 0,
+            xid,
+            schema,
+        })
     }
 }
 
@@ -218,36 +275,7 @@ impl Database for PgDatabase {
     }
 
     async fn begin(&self) -> anyhow::Result<Box<dyn Session>> {
-        let doing = |what: &str| format!("{what} (beginning a transaction)");
-        let mut tx = self.pool.begin().await.map_err(|source| DbError::Query {
-            doing: "beginning a transaction".into(),
-            source,
-        })?;
-        // Statements cached by an earlier session may describe tables a migration has altered
-        // since; start every session without them.
-        if tx.cached_statements_size() > 0 {
-            tx.clear_cached_statements()
-                .await
-                .map_err(|source| DbError::Query {
-                    doing: doing("clearing cached statements"),
-                    source,
-                })?;
-        }
-        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: doing("reading the backend pid"),
-                source,
-            })?;
-        Ok(Box::new(PgSession {
-            tx,
-            canceller: Arc::new(PgCanceller {
-                pool: self.pool.clone(),
-                pid,
-            }),
-            cursors_opened: 0,
-        }))
+        Ok(Box::new(self.begin_session().await?))
     }
 
     async fn close(&self) {
@@ -264,11 +292,25 @@ pub(crate) struct PgSession {
     canceller: Arc<PgCanceller>,
     /// Numbers the cursors of this transaction (`wasmig_cursor_N`).
     cursors_opened: u64,
+    /// `txid_current()` at `begin`: the identity [`Session::transaction_intact`] checks.
+    xid: i64,
+    /// The schema the version tables live in (`current_schema()` at `begin`), so that a
+    /// migration changing `search_path` cannot send the version-table update elsewhere.
+    /// `None` when the search path names no existing schema.
+    schema: Option<String>,
 }
 
 impl PgSession {
     fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
+    }
+
+    /// A version table's name, qualified by the schema read at `begin`.
+    fn version_table(&self, table: &str) -> String {
+        match &self.schema {
+            Some(schema) => format!("\"{}\".{table}", schema.replace('"', "\"\"")),
+            None => table.to_owned(),
+        }
     }
 
     /// Prepares `sql` (or finds it in sqlx's per-connection cache) for parameters of `types`.
@@ -361,11 +403,13 @@ impl Session for PgSession {
     }
 
     async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
+        tx_control::check(sql, Dialect::Postgres)?;
         let bound = Bound::new(params, None)?;
         self.execute_bound(sql, bound).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
+        tx_control::check(sql, Dialect::Postgres)?;
         let bound = Bound::new(params, None)?;
         let sql = sql_str(sql);
         let (plan, rows) = if changes_schema(sql.as_str()) {
@@ -401,12 +445,14 @@ impl Session for PgSession {
     }
 
     async fn batch(&mut self, script: &str) -> SqlResult<()> {
+        tx_control::check(script, Dialect::Postgres)?;
         self.run_script(script.to_owned()).await?;
         // A script is where migrations put their DDL.
         self.forget_statements().await
     }
 
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
+        tx_control::check(sql, Dialect::Postgres)?;
         // Validate every row first: a malformed value fails the call before any row ran.
         let bound = rows
             .iter()
@@ -452,6 +498,7 @@ impl Session for PgSession {
     }
 
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
+        tx_control::check(sql, Dialect::Postgres)?;
         let bound = Bound::new(params, None)?;
         // Describe the query itself for its columns (and to refuse unreadable ones early);
         // the DECLARE below is a utility statement that describes no columns.
@@ -547,27 +594,40 @@ impl Session for PgSession {
         self.forget_statements().await
     }
 
+    async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
+        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "checking the transaction id".into(),
+                source,
+            })?;
+        Ok(xid == self.xid)
+    }
+
     async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
         let query_error = |source| DbError::Query {
             doing: format!("recording {} in the version tables", step.revision),
             source,
         };
+        let version_table = self.version_table(VERSION_TABLE);
+        let history_table = self.version_table(HISTORY_TABLE);
         sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {VERSION_TABLE} WHERE revision = ANY($1)"
+            "DELETE FROM {version_table} WHERE revision = ANY($1)"
         )))
         .bind(step.remove)
         .execute(self.conn())
         .await
         .map_err(query_error)?;
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {VERSION_TABLE} (revision) SELECT unnest($1::text[])"
+            "INSERT INTO {version_table} (revision) SELECT unnest($1::text[])"
         )))
         .bind(step.add)
         .execute(self.conn())
         .await
         .map_err(query_error)?;
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {HISTORY_TABLE}
+            "INSERT INTO {history_table}
                  (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
              VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )))
@@ -609,34 +669,46 @@ struct PgCanceller {
     pid: i32,
 }
 
-#[async_trait]
-impl Canceller for PgCanceller {
-    async fn cancel(&self) {
-        const CANCEL: &str = "SELECT pg_cancel_backend($1)";
-        // An idle pooled connection if there is one; otherwise a fresh one, so a busy pool
-        // cannot delay the cancel.
-        let result = match self.pool.try_acquire() {
-            Some(mut conn) => sqlx::query(CANCEL)
+impl PgCanceller {
+    /// Runs `sql` (one of the signalling functions) with the session's pid on another
+    /// connection: an idle pooled one if there is one, otherwise a fresh one, so a busy pool
+    /// cannot delay it.
+    async fn signal(&self, sql: &'static str) -> Result<(), sqlx::Error> {
+        match self.pool.try_acquire() {
+            Some(mut conn) => sqlx::query(sql)
                 .bind(self.pid)
                 .execute(&mut *conn)
                 .await
                 .map(drop),
-            None => match PgConnection::connect_with(&self.pool.connect_options()).await {
-                Ok(mut conn) => {
-                    let result = sqlx::query(CANCEL)
-                        .bind(self.pid)
-                        .execute(&mut conn)
-                        .await
-                        .map(drop);
-                    let _ = conn.close().await;
-                    result
-                }
-                Err(e) => Err(e),
-            },
-        };
-        if let Err(e) = result {
+            None => {
+                let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+                let result = sqlx::query(sql)
+                    .bind(self.pid)
+                    .execute(&mut conn)
+                    .await
+                    .map(drop);
+                let _ = conn.close().await;
+                result
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Canceller for PgCanceller {
+    async fn cancel(&self) {
+        if let Err(e) = self.signal("SELECT pg_cancel_backend($1)").await {
             crate::warn!(
                 "could not cancel the statement on PostgreSQL backend {}: {e}",
+                self.pid
+            );
+        }
+    }
+
+    async fn terminate(&self) {
+        if let Err(e) = self.signal("SELECT pg_terminate_backend($1)").await {
+            crate::warn!(
+                "could not terminate PostgreSQL backend {} after cancelling failed: {e}",
                 self.pid
             );
         }
@@ -680,8 +752,8 @@ fn changes_schema(sql: &str) -> bool {
         .any(|k| word.eq_ignore_ascii_case(k))
 }
 
-/// Maps a driver error to the WIT error: SQLSTATE and fields for a server error,
-/// `WASMIG-IO` for anything else (I/O, a closed pool, a protocol error).
+/// Maps a driver error to the WIT error: SQLSTATE and fields for a server error, and
+/// [`super::client_error`] for anything else.
 fn sql_error(err: sqlx::Error) -> SqlError {
     if let sqlx::Error::Database(db) = &err
         && let Some(pg) = db.try_downcast_ref::<PgDatabaseError>()
@@ -697,7 +769,7 @@ fn sql_error(err: sqlx::Error) -> SqlError {
             column: pg.column().map(str::to_owned),
         };
     }
-    SqlError::wasmig("IO", err.to_string())
+    super::client_error(err)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2151,6 +2223,112 @@ mod tests {
             .unwrap(),
             3
         );
+    }
+
+    #[tokio::test]
+    async fn transaction_control_is_refused_before_anything_runs() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        let err = s
+            .batch("CREATE TABLE early (x int); COMMIT; CREATE TABLE late (x int)")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "WASMIG-STATE");
+        assert!(
+            err.message
+                .starts_with("`COMMIT` (statement 2 of the script)"),
+            "{}",
+            err.message
+        );
+        let row = vec![Value::Int32(1)];
+        assert!(s.execute("ROLLBACK", &[]).await.is_err());
+        assert!(s.query("end", &[]).await.is_err());
+        assert!(s.execute_many("BEGIN", &[row.clone(), row]).await.is_err());
+        assert!(s.open_cursor("SAVEPOINT x", &[]).await.is_err());
+        // Nothing ran, and the transaction is the one begun.
+        let early = scalar(&mut *s, "SELECT to_regclass('early') IS NULL", &[]).await;
+        assert_eq!(format!("{early:?}"), format!("{:?}", Value::Bool(true)));
+        assert!(s.transaction_intact().await.unwrap());
+        // Keywords in strings, identifiers and function bodies are fine.
+        s.batch(
+            "CREATE TABLE log (msg text); INSERT INTO log VALUES ('COMMIT; ROLLBACK');
+             CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;
+             DO $$ BEGIN PERFORM f(); END $$",
+        )
+        .await
+        .unwrap();
+        assert!(s.transaction_intact().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_slips_past_the_check_is_detected() {
+        let t = TestDb::new().await;
+        for script in ["COMMIT", "ROLLBACK; BEGIN", "COMMIT; BEGIN"] {
+            let mut s = t.db.begin_session().await.unwrap();
+            s.run_script("CREATE TABLE IF NOT EXISTS t (x int)".into())
+                .await
+                .unwrap();
+            assert!(s.transaction_intact().await.unwrap());
+            s.run_script(script.into()).await.unwrap();
+            assert!(!s.transaction_intact().await.unwrap(), "{script}");
+            Box::new(s).rollback().await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn session_state_does_not_outlive_its_step() {
+        let t = TestDb::new().await;
+        t.db.ensure_version_tables().await.unwrap();
+        let mut s = t.session().await;
+        s.execute("SET search_path = nowhere", &[]).await.unwrap();
+        s.query("SELECT pg_advisory_lock(42)", &[]).await.unwrap();
+        s.batch("CREATE TEMP TABLE scratch (x int)").await.unwrap();
+        // The version tables are found whatever the migration did to the search path.
+        let none: [String; 0] = [];
+        let add = [text("a")];
+        let now = Utc::now();
+        s.record_step(&StepRecord {
+            remove: &none,
+            add: &add,
+            revision: "a",
+            direction: "upgrade",
+            checksum: "00",
+            started_at: now,
+            finished_at: now,
+        })
+        .await
+        .unwrap();
+        s.commit().await.unwrap();
+        assert_eq!(t.db.heads().await.unwrap(), ["a"]);
+        // The reset runs as the connection goes back to the pool.
+        let mut reset = false;
+        for _ in 0..50 {
+            let mut other = PgConnection::connect_with(&t.db.pool.connect_options())
+                .await
+                .unwrap();
+            let locks: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+                    .fetch_one(&mut other)
+                    .await
+                    .unwrap();
+            let _ = other.close().await;
+            if locks == 0 {
+                reset = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(reset, "the advisory lock outlived the step");
+        for _ in 0..MAX_CONNECTIONS {
+            let mut s = t.session().await;
+            let path = scalar(&mut *s, "SELECT current_setting('search_path')", &[]).await;
+            assert_eq!(
+                format!("{path:?}"),
+                format!("{:?}", Value::Text(text("\"$user\", public")))
+            );
+            let scratch = scalar(&mut *s, "SELECT to_regclass('scratch') IS NULL", &[]).await;
+            assert_eq!(format!("{scratch:?}"), format!("{:?}", Value::Bool(true)));
+        }
     }
 
     #[tokio::test]

@@ -31,6 +31,7 @@ use sqlx::{
     SqliteConnection, SqlitePool, Statement, Transaction, Type, TypeInfo, ValueRef,
 };
 
+use super::tx_control;
 use super::value::{self, ParamRef};
 use super::{
     Canceller, CursorState, Database, DatabaseUrl, DbError, HISTORY_TABLE, HistoryEntry, Session,
@@ -118,6 +119,54 @@ impl SqliteDatabase {
 /// The history table's timestamp text: fixed width, so it sorts as it reads.
 fn history_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl SqliteDatabase {
+    /// [`Database::begin`], with the concrete session type.
+    async fn begin_session(&self) -> anyhow::Result<SqliteSession> {
+        // IMMEDIATE takes the write lock now: a second writer waits (busy timeout) at the
+        // start instead of failing with SQLITE_BUSY halfway through a migration.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "beginning a transaction".into(),
+                source,
+            })?;
+        let cancel = Arc::new(CancelState::default());
+        let mut handle = tx.lock_handle().await.map_err(|source| DbError::Query {
+            doing: "installing the cancel handler".into(),
+            source,
+        })?;
+        let check = Arc::clone(&cancel);
+        handle.set_progress_handler(PROGRESS_OPS, move || !check.should_interrupt());
+        // Only wasmig ends this transaction: a commit by anything else on this connection
+        // while the session lasts (a statement that slipped past `tx_control`, or the
+        // autocommitted statements after it) is turned into a rollback and remembered, and so
+        // is a rollback, for `transaction_intact`. Both hooks are removed before wasmig
+        // commits or rolls back, and go inert when the session ends.
+        let hook = Arc::clone(&cancel);
+        handle.set_commit_hook(move || {
+            if hook.ended.load(Ordering::SeqCst) {
+                return true;
+            }
+            hook.foreign_end.store(true, Ordering::SeqCst);
+            false
+        });
+        let hook = Arc::clone(&cancel);
+        handle.set_rollback_hook(move || {
+            if !hook.ended.load(Ordering::SeqCst) {
+                hook.foreign_end.store(true, Ordering::SeqCst);
+            }
+        });
+        drop(handle);
+        Ok(SqliteSession {
+            tx,
+            _ended: EndGuard(Arc::clone(&cancel)),
+            cancel,
+        })
+    }
 }
 
 #[async_trait]
@@ -239,30 +288,7 @@ impl Database for SqliteDatabase {
     }
 
     async fn begin(&self) -> anyhow::Result<Box<dyn Session>> {
-        // IMMEDIATE takes the write lock now: a second writer waits (busy timeout) at the
-        // start instead of failing with SQLITE_BUSY halfway through a migration.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|source| DbError::Query {
-                doing: "beginning a transaction".into(),
-                source,
-            })?;
-        let cancel = Arc::new(CancelState::default());
-        let check = Arc::clone(&cancel);
-        tx.lock_handle()
-            .await
-            .map_err(|source| DbError::Query {
-                doing: "installing the cancel handler".into(),
-                source,
-            })?
-            .set_progress_handler(PROGRESS_OPS, move || !check.should_interrupt());
-        Ok(Box::new(SqliteSession {
-            tx,
-            _ended: EndGuard(Arc::clone(&cancel)),
-            cancel,
-        }))
+        Ok(Box::new(self.begin_session().await?))
     }
 
     async fn close(&self) {
@@ -270,11 +296,16 @@ impl Database for SqliteDatabase {
     }
 }
 
-/// What the progress handler of a session's connection consults.
+/// What the progress handler and the commit and rollback hooks of a session's connection
+/// consult.
 #[derive(Default)]
 struct CancelState {
-    /// Set by the canceller; cleared when the session starts its next statement.
+    /// Set by the canceller; cleared when the session starts its next call (not its next
+    /// statement: a cancel landing between two statements of one call must still stop it).
     requested: AtomicBool,
+    /// Set when the transaction was committed or rolled back by something other than
+    /// wasmig (see [`Session::transaction_intact`]).
+    foreign_end: AtomicBool,
     /// Set when the session ends: the handler stays installed on the pooled connection
     /// (until the next session replaces it) and must then never interrupt anything.
     ended: AtomicBool,
@@ -307,10 +338,13 @@ pub(crate) struct SqliteSession {
 }
 
 impl SqliteSession {
-    /// The connection, for a new statement: a cancel aimed at an earlier statement (or at
-    /// none) must not stop this one.
-    fn conn(&mut self) -> &mut SqliteConnection {
+    /// Starts a call of the session: a cancel aimed at an earlier call (or at none) must
+    /// not stop this one. Called once per call, never per statement.
+    fn start_call(&self) {
         self.cancel.requested.store(false, Ordering::SeqCst);
+    }
+
+    fn conn(&mut self) -> &mut SqliteConnection {
         &mut self.tx
     }
 
@@ -330,10 +364,13 @@ impl SqliteSession {
         Ok(done.rows_affected())
     }
 
-    /// Removes the progress handler before the connection goes back to the pool.
+    /// Removes the progress handler and the hooks before wasmig commits or rolls back and
+    /// the connection goes back to the pool.
     async fn remove_handler(&mut self) {
         if let Ok(mut handle) = self.tx.lock_handle().await {
             handle.remove_progress_handler();
+            handle.remove_commit_hook();
+            handle.remove_rollback_hook();
         }
     }
 }
@@ -349,11 +386,15 @@ impl Session for SqliteSession {
     }
 
     async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
+        self.start_call();
+        tx_control::check(sql, Dialect::Sqlite)?;
         let args = bind(params, None)?;
         self.execute_args(sql, args).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
+        self.start_call();
+        tx_control::check(sql, Dialect::Sqlite)?;
         let args = bind(params, None)?;
         // Prepared first for the columns, which an empty result would not show (sqlx caches
         // the statement, so the query below does not prepare it again).
@@ -375,10 +416,14 @@ impl Session for SqliteSession {
     }
 
     async fn batch(&mut self, script: &str) -> SqlResult<()> {
+        self.start_call();
+        tx_control::check(script, Dialect::Sqlite)?;
         self.run_script(script.to_owned()).await
     }
 
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
+        self.start_call();
+        tx_control::check(sql, Dialect::Sqlite)?;
         // Bind every row first: a malformed value fails the call before any row ran.
         let rows = rows
             .iter()
@@ -425,16 +470,19 @@ impl Session for SqliteSession {
     }
 
     async fn savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.start_call();
         self.run_script(format!("SAVEPOINT {}", savepoint_name(name)?))
             .await
     }
 
     async fn release_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.start_call();
         self.run_script(format!("RELEASE SAVEPOINT {}", savepoint_name(name)?))
             .await
     }
 
     async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.start_call();
         let name = savepoint_name(name)?;
         self.run_script(format!(
             "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
@@ -442,7 +490,12 @@ impl Session for SqliteSession {
         .await
     }
 
+    async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
+        Ok(!self.cancel.foreign_end.load(Ordering::SeqCst))
+    }
+
     async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
+        self.start_call();
         let query_error = |source| DbError::Query {
             doing: format!("recording {} in the version tables", step.revision),
             source,
@@ -533,7 +586,7 @@ fn savepoint_name(name: &str) -> SqlResult<&str> {
 }
 
 /// Maps a driver error to the WIT error: the extended result code in decimal for a
-/// database error, `WASMIG-IO` for anything else.
+/// database error, [`super::client_error`] for anything else.
 fn sql_error(err: sqlx::Error) -> SqlError {
     match &err {
         sqlx::Error::Database(db) => SqlError {
@@ -547,7 +600,7 @@ fn sql_error(err: sqlx::Error) -> SqlError {
             table: None,
             column: None,
         },
-        _ => SqlError::wasmig("IO", err.to_string()),
+        _ => super::client_error(err),
     }
 }
 
@@ -996,6 +1049,108 @@ mod tests {
         let count = s.query(bounded, &[]).await.unwrap();
         assert_eq!(debug(&count.rows), debug(vec![vec![Value::Int64(100_000)]]));
         s.rollback().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_cancel_between_two_statements_of_a_call_still_stops_it() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        let canceller = s.canceller();
+        // Many short statements in one call: most cancels land between two of them.
+        let rows: Vec<Vec<Value>> = (0..20_000).map(|_| vec![Value::Int64(20_000)]).collect();
+        let cancel = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            canceller.cancel().await;
+        });
+        let started = Instant::now();
+        let err = s
+            .execute_many(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) SELECT count(*) FROM c",
+                &rows,
+            )
+            .await
+            .unwrap_err();
+        cancel.await.unwrap();
+        assert_eq!(err.code, "9", "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        // The next call starts afresh.
+        s.execute("SELECT 1", &[]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn transaction_control_is_refused_but_trigger_bodies_are_not() {
+        let t = TestDb::new().await;
+        let mut s = t.session().await;
+        let err = s
+            .batch("CREATE TABLE early (x INTEGER); COMMIT; CREATE TABLE late (x INTEGER)")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "WASMIG-STATE");
+        assert!(
+            err.message.starts_with("`COMMIT` (statement 2"),
+            "{}",
+            err.message
+        );
+        assert!(s.execute("end transaction", &[]).await.is_err());
+        assert!(s.query("RELEASE x", &[]).await.is_err());
+        assert!(s.open_cursor("BEGIN", &[]).await.is_err());
+        s.batch(
+            "CREATE TABLE t (x INTEGER);
+             CREATE TABLE audit (msg TEXT);
+             CREATE TRIGGER t_audit AFTER INSERT ON t BEGIN
+                 INSERT INTO audit VALUES ('COMMIT; ' || CASE WHEN new.x > 0 THEN 'up' ELSE 'down' END);
+             END;
+             INSERT INTO t VALUES (1)",
+        )
+        .await
+        .unwrap();
+        let audit = s.query("SELECT msg FROM audit", &[]).await.unwrap();
+        assert_eq!(debug(&audit.rows), debug(vec![vec![text("COMMIT; up")]]));
+        assert!(!t.db.table_exists("early").await.unwrap());
+        // A rolled-back savepoint is not the end of the transaction.
+        s.savepoint("a").await.unwrap();
+        s.execute("INSERT INTO t VALUES (2)", &[]).await.unwrap();
+        s.rollback_to_savepoint("a").await.unwrap();
+        assert!(s.transaction_intact().await.unwrap());
+        s.commit().await.unwrap();
+        assert!(t.db.table_exists("audit").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_transaction_ended_behind_wasmigs_back_is_detected_and_nothing_commits() {
+        let t = TestDb::new().await;
+        // `OR ROLLBACK` rolls the whole transaction back from inside a statement.
+        let mut s = t.session().await;
+        s.batch("CREATE TABLE u (id INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        s.execute("INSERT INTO u VALUES (1)", &[]).await.unwrap();
+        assert!(
+            s.execute("INSERT OR ROLLBACK INTO u VALUES (1)", &[])
+                .await
+                .is_err()
+        );
+        assert!(!s.transaction_intact().await.unwrap());
+        s.rollback().await.unwrap();
+        // A COMMIT that got past the check is turned into a rollback, and so are the
+        // statements that would then autocommit.
+        let mut s = t.db.begin_session().await.unwrap();
+        s.run_script("CREATE TABLE v (x INTEGER)".into())
+            .await
+            .unwrap();
+        assert!(s.run_script("COMMIT".into()).await.is_err());
+        assert!(
+            s.run_script("CREATE TABLE w (x INTEGER)".into())
+                .await
+                .is_err()
+        );
+        assert!(!s.transaction_intact().await.unwrap());
+        Box::new(s).rollback().await.unwrap();
+        assert!(!t.db.table_exists("v").await.unwrap());
+        assert!(!t.db.table_exists("w").await.unwrap());
+        // The pooled connections commit normally again.
+        t.db.ensure_version_tables().await.unwrap();
+        assert!(t.db.table_exists(VERSION_TABLE).await.unwrap());
     }
 
     #[tokio::test]

@@ -8,9 +8,14 @@
 //! - **No silent rollback.** An SQL error the guest does not handle inside a savepoint is
 //!   remembered; further statements get `WASMIG-ABORTED` and the step fails even if the guest
 //!   returns success (PostgreSQL would otherwise commit nothing and report success).
+//! - **Cursors die with their savepoint.** PostgreSQL destroys a cursor opened inside a
+//!   savepoint that is rolled back; the host tracks that (on both backends, so a migration
+//!   behaves alike), refuses further reads of such a cursor and never sends it a `CLOSE`,
+//!   which would fail and abort the transaction.
 //!
 //! Blame: SQL errors go back to the guest as values; only limits and host bugs trap.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +34,9 @@ use crate::progress::Progress;
 pub struct CursorHandle {
     /// The database cursor; closed when the guest drops the resource.
     pub state: CursorState,
+    /// The innermost savepoint open when the cursor was opened (`None`: the transaction
+    /// itself); rolling it back closes the cursor.
+    savepoint: Option<u64>,
 }
 
 /// The host side of a guest's `savepoint` resource.
@@ -56,6 +64,8 @@ struct Frame {
     name: String,
     /// The first error since the savepoint began, forgiven by a rollback.
     failed: Option<SqlError>,
+    /// Whether a cursor was opened in it (or in an inner savepoint released into it).
+    cursors: bool,
 }
 
 /// Caps the guest's linear memories (all of them together) and tables.
@@ -136,9 +146,17 @@ pub struct GuestState {
     pub(crate) unhandled: Option<SqlError>,
     /// The first connection-level failure (blamed on the host, not the guest).
     pub(crate) io_failure: Option<SqlError>,
+    /// The innermost savepoint open when `io_failure` happened: rolling it back successfully
+    /// shows the connection works, and forgives it.
+    io_failure_in: Option<u64>,
     pub(crate) deadline_hit: bool,
     savepoints: Vec<Frame>,
     next_id: u64,
+    /// Savepoints with cursors that were rolled back: their cursors are closed.
+    rolled_back: HashSet<u64>,
+    /// Savepoints with cursors that were released, and the savepoint their cursors then
+    /// belong to (`None`: the transaction). Only savepoints with cursors are kept here.
+    released_into: HashMap<u64, Option<u64>>,
     progress: Progress,
     pub(crate) stdout: MemoryOutputPipe,
     pub(crate) stderr: MemoryOutputPipe,
@@ -177,9 +195,12 @@ impl GuestState {
             deadline,
             unhandled: None,
             io_failure: None,
+            io_failure_in: None,
             deadline_hit: false,
             savepoints: Vec::new(),
             next_id: 0,
+            rolled_back: HashSet::new(),
+            released_into: HashMap::new(),
             progress: Progress::new(revision.to_owned(), progress_bars),
             stdout,
             stderr,
@@ -205,6 +226,7 @@ impl GuestState {
     fn note_error(&mut self, error: &SqlError) {
         if crate::db::is_connection_failure(&error.code) && self.io_failure.is_none() {
             self.io_failure = Some(error.clone());
+            self.io_failure_in = self.savepoints.last().map(|f| f.id);
         }
         let slot = match self.savepoints.last_mut() {
             Some(frame) => &mut frame.failed,
@@ -223,6 +245,22 @@ impl GuestState {
             .or_else(|| self.savepoints.iter().find_map(|f| f.failed.as_ref()))
     }
 
+    /// Whether rolling back a savepoint closed a cursor opened while `opened_in` was the
+    /// innermost one: that savepoint, or one it was released into, was rolled back.
+    fn closed_by_rollback(&self, opened_in: Option<u64>) -> bool {
+        let mut frame = opened_in;
+        while let Some(id) = frame {
+            if self.rolled_back.contains(&id) {
+                return true;
+            }
+            match self.released_into.get(&id) {
+                Some(parent) => frame = *parent,
+                None => return false,
+            }
+        }
+        false
+    }
+
     fn session(&mut self) -> &mut dyn Session {
         self.session
             .as_deref_mut()
@@ -230,11 +268,31 @@ impl GuestState {
     }
 }
 
-/// How long a cancelled statement gets to unwind before the guest is trapped anyway.
+/// How long a cancelled call gets to unwind before its connection is ended.
 pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the cancel is sent again during the grace period.
+const CANCEL_RESEND: Duration = Duration::from_millis(250);
+
+/// How long sending one cancel may take (a fresh connection may be needed).
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long ending the connection, then the call's unwinding, may take each.
+const TERMINATE_WAIT: Duration = Duration::from_secs(2);
+
+/// The longest a database call may outlive the deadline: the grace period, then ending the
+/// connection and waiting for the call to return.
+pub(crate) const UNWIND_LIMIT: Duration =
+    Duration::from_secs(CANCEL_GRACE.as_secs() + 2 * TERMINATE_WAIT.as_secs());
 
 /// Races a database future against the deadline; on expiry cancels the statement, gives it
 /// a moment to unwind (so the connection stays consistent), and reports the deadline.
+///
+/// A cancel only stops a statement running when it arrives: one landing between two
+/// statements of a call (a per-row `execute-many`, a cursor's FETCH then CLOSE) is lost, so
+/// it is sent again every [`CANCEL_RESEND`] until the call returns. Should the call outlive
+/// [`CANCEL_GRACE`], its connection is ended (the transaction is lost with it, which is
+/// what a deadline means anyway).
 async fn against_deadline<F, T>(
     fut: F,
     deadline: Instant,
@@ -246,13 +304,29 @@ where
     tokio::pin!(fut);
     tokio::select! {
         biased;
-        out = &mut fut => Ok(out),
-        () = tokio::time::sleep_until(deadline) => {
-            canceller.cancel().await;
-            let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
-            Err(LimitTrap::Deadline)
+        out = &mut fut => return Ok(out),
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    let give_up = Instant::now() + CANCEL_GRACE;
+    while Instant::now() < give_up {
+        let next = (Instant::now() + CANCEL_RESEND).min(give_up);
+        let cancel = async {
+            let _ = tokio::time::timeout(CANCEL_TIMEOUT, canceller.cancel()).await;
+            tokio::time::sleep_until(next).await;
+        };
+        tokio::select! {
+            biased;
+            _ = &mut fut => return Err(LimitTrap::Deadline),
+            () = cancel => {}
         }
     }
+    crate::warn!(
+        "a statement did not stop within {} s of being cancelled; ending its connection",
+        CANCEL_GRACE.as_secs()
+    );
+    let _ = tokio::time::timeout(TERMINATE_WAIT, canceller.terminate()).await;
+    let _ = tokio::time::timeout(TERMINATE_WAIT, &mut fut).await;
+    Err(LimitTrap::Deadline)
 }
 
 /// Runs one database call for the guest: refuses it while the transaction is aborted,
@@ -326,7 +400,13 @@ impl sql::Host for GuestState {
                 Err(trap) => return Err(trap),
             };
         match opened {
-            Ok(state) => Ok(Ok(self.table.push(CursorHandle { state })?)),
+            Ok(state) => {
+                let savepoint = self.savepoints.last_mut().map(|frame| {
+                    frame.cursors = true;
+                    frame.id
+                });
+                Ok(Ok(self.table.push(CursorHandle { state, savepoint })?))
+            }
             Err(e) => Ok(Err(e)),
         }
     }
@@ -343,6 +423,7 @@ impl sql::Host for GuestState {
             id,
             name,
             failed: None,
+            cursors: false,
         });
         Ok(Ok(self.table.push(SavepointHandle { id })?))
     }
@@ -360,6 +441,14 @@ impl sql::HostCursor for GuestState {
     ) -> wasmtime::Result<SqlResult<Vec<Vec<Value>>>> {
         if let Some(err) = self.aborted() {
             return Ok(Err(err));
+        }
+        let opened_in = self.table.get(&cursor)?.savepoint;
+        if self.closed_by_rollback(opened_in) {
+            self.table.get_mut(&cursor)?.state.done = true;
+            return Ok(Err(SqlError::wasmig(
+                "STATE",
+                "this cursor was closed by rolling back the savepoint it was opened in; open it again after the rollback",
+            )));
         }
         // Take the cursor state out of the table for the duration of the call, so the
         // session and the cursor can be borrowed together.
@@ -381,12 +470,37 @@ impl sql::HostCursor for GuestState {
 
     async fn drop(&mut self, cursor: Resource<CursorHandle>) -> wasmtime::Result<()> {
         let mut handle = self.table.delete(cursor)?;
-        if self.aborted().is_none() {
-            // Closing can only fail if the transaction is already broken; the step's own
-            // error reporting covers that.
-            let _ = self.session().close_cursor(&mut handle.state).await;
+        // A cursor its savepoint's rollback destroyed must not be closed: PostgreSQL would
+        // answer 34000 and abort the transaction. In a failed transaction or savepoint the
+        // CLOSE would fail too; the rollback that must follow closes the cursor.
+        if handle.state.done
+            || self.closed_by_rollback(handle.savepoint)
+            || self.aborted().is_some()
+        {
+            return Ok(());
         }
-        Ok(())
+        let canceller = Arc::clone(&self.canceller);
+        let deadline = self.deadline;
+        let session = self.session();
+        match against_deadline(
+            session.close_cursor(&mut handle.state),
+            deadline,
+            &*canceller,
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            // The guest cannot see this error, but the transaction (or savepoint) did: it
+            // fails the step unless a savepoint around it is rolled back.
+            Ok(Err(e)) => {
+                self.note_error(&e);
+                Ok(())
+            }
+            Err(limit) => {
+                self.deadline_hit = true;
+                Err(wasmtime::Error::new(limit))
+            }
+        }
     }
 }
 
@@ -424,10 +538,17 @@ impl GuestState {
             }
         };
         match against_deadline(fut, deadline, &*canceller).await {
-            Ok(Ok(())) => Ok(Ok(())),
+            Ok(Ok(())) => {
+                self.forget_frames(&ended, release);
+                Ok(Ok(()))
+            }
             Ok(Err(e)) => {
-                // The savepoint could not be ended: keep the failure visible to the step.
-                self.savepoints.extend(ended);
+                // The savepoint could not be ended: keep the failure visible to the step. After
+                // a connection failure the database's savepoints are unknown (the statement
+                // may have ended it before the failure), and the step fails anyway.
+                if !crate::db::is_connection_failure(&e.code) {
+                    self.savepoints.extend(ended);
+                }
                 self.note_error(&e);
                 Ok(Err(e))
             }
@@ -435,6 +556,34 @@ impl GuestState {
                 self.deadline_hit = true;
                 Err(wasmtime::Error::new(limit))
             }
+        }
+    }
+}
+
+impl GuestState {
+    /// Bookkeeping after savepoints ended in the database: their cursors now belong to the
+    /// savepoint around them (release) or are closed (rollback), and a rollback forgives a
+    /// connection failure noted inside them (the rollback itself just worked).
+    fn forget_frames(&mut self, ended: &[Frame], release: bool) {
+        let parent = self.savepoints.last().map(|f| f.id);
+        for frame in ended.iter().filter(|f| f.cursors) {
+            if release {
+                self.released_into.insert(frame.id, parent);
+            } else {
+                self.rolled_back.insert(frame.id);
+            }
+        }
+        if release {
+            if ended.iter().any(|f| f.cursors)
+                && let Some(parent) = self.savepoints.last_mut()
+            {
+                parent.cursors = true;
+            }
+        } else if let Some(id) = self.io_failure_in
+            && ended.iter().any(|f| f.id == id)
+        {
+            self.io_failure = None;
+            self.io_failure_in = None;
         }
     }
 }

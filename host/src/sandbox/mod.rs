@@ -203,7 +203,7 @@ impl Sandbox {
         // themselves (with a grace period to cancel their statement). This backstop stops a
         // guest parked anywhere else in the host, such as a WASI sleep or poll, by dropping
         // the call; the instance is never entered again.
-        let backstop = deadline + host::CANCEL_GRACE + Duration::from_secs(1);
+        let backstop = deadline + host::UNWIND_LIMIT + Duration::from_secs(1);
         let outcome = match tokio::time::timeout_at(backstop, call).await {
             Ok(outcome) => outcome,
             Err(_) => Err(wasmtime::Error::new(LimitTrap::Deadline)),

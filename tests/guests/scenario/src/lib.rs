@@ -1,9 +1,10 @@
 //! A guest whose behaviour the test chooses through the `e2e_mode` table: succeed, fail in
-//! each way a migration can fail, block in a long statement, log, or recover from an SQL
-//! error inside a savepoint. Every mode first writes a marker row, so the tests can see
-//! whether anything was left behind.
+//! each way a migration can fail, block in a long statement or in many short ones, log,
+//! recover from an SQL error inside a savepoint, try to end wasmig's transaction, use a
+//! cursor its savepoint's rollback closed, or leave session settings behind. Every mode
+//! first writes a marker row, so the tests can see whether anything was left behind.
 
-use wasmig_guest::{Dialect, Migration, Result, bail, db, info, warn};
+use wasmig_guest::{Dialect, Migration, Result, Value, bail, db, info, warn};
 
 struct Scenario;
 
@@ -40,6 +41,55 @@ impl Migration for Scenario {
                 db::execute("INSERT INTO scenario_marker (x) VALUES (3)", &[])?;
                 Ok(())
             }
+            "commit" => {
+                // Refused in a script too, before any of it runs; like any error, the refusal
+                // fails the step unless a savepoint handles it.
+                match db::savepoint(|| {
+                    db::batch("INSERT INTO scenario_marker (x) VALUES (2); COMMIT")
+                }) {
+                    Ok(()) => bail!("a batch with COMMIT was accepted"),
+                    Err(e) => warn!("refused: {e}"),
+                }
+                db::execute("COMMIT", &[])?;
+                Ok(())
+            }
+            "cursor-savepoint" => cursor_savepoint(),
+            "many-short-sql" => {
+                // Many short statements in one host call, so that most cancels land between
+                // two of them.
+                match db::dialect() {
+                    Dialect::Postgres => {
+                        // Parameter types alternate, so every row is its own round trip.
+                        let rows: Vec<Vec<Value>> = (0..4000)
+                            .map(|i| {
+                                vec![if i % 2 == 0 {
+                                    Value::Float64(0.02)
+                                } else {
+                                    Value::Int32(0)
+                                }]
+                            })
+                            .collect();
+                        db::execute_many("SELECT pg_sleep($1)", &rows)?;
+                    }
+                    Dialect::Sqlite => {
+                        let rows: Vec<Vec<Value>> =
+                            (0..4000).map(|_| vec![Value::Int64(200_000)]).collect();
+                        db::execute_many(
+                            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?) SELECT count(*) FROM c",
+                            &rows,
+                        )?;
+                    }
+                }
+                Ok(())
+            }
+            "set-search-path" => {
+                // Session-level, not SET LOCAL: it would outlive the transaction.
+                if db::dialect() == Dialect::Postgres {
+                    db::execute("SET search_path = nowhere", &[])?;
+                    db::query("SELECT pg_advisory_lock(7)", &[])?;
+                }
+                Ok(())
+            }
             "panic" => panic!("the scenario panics"),
             "long-sql" => {
                 match db::dialect() {
@@ -69,6 +119,47 @@ impl Migration for Scenario {
         db::batch("DROP TABLE scenario_marker")?;
         Ok(())
     }
+}
+
+/// Cursors opened inside a savepoint that is rolled back are closed with it: reading one is
+/// an error, dropping it is fine, and the transaction goes on. A cursor opened outside
+/// survives.
+fn cursor_savepoint() -> Result<()> {
+    db::batch("INSERT INTO scenario_marker (x) VALUES (2), (3)")?;
+    let mut outer = db::cursor("SELECT x FROM scenario_marker ORDER BY x", &[])?;
+    let mut inner = None;
+    let rolled_back: Result<()> = db::savepoint(|| {
+        let mut cursor = db::cursor("SELECT x FROM scenario_marker", &[])?;
+        cursor.next_chunk(1)?;
+        inner = Some(cursor);
+        bail!("rolled back on purpose")
+    });
+    if rolled_back.is_ok() {
+        bail!("the savepoint was released");
+    }
+    // Opened in an inner savepoint that was released, then the outer one rolled back.
+    let mut nested = None;
+    let _ = db::savepoint(|| {
+        nested = Some(db::savepoint(|| {
+            db::cursor("SELECT x FROM scenario_marker", &[])
+        })?);
+        Err::<(), _>(wasmig_guest::Error::msg("rolled back on purpose"))
+    });
+    for cursor in [inner, nested] {
+        let mut cursor = cursor.expect("the cursor was opened");
+        match cursor.next_chunk(1) {
+            Err(e) if e.to_string().contains("closed by rolling back") => info!("closed: {e}"),
+            Err(e) => bail!("unexpected error from a closed cursor: {e}"),
+            Ok(_) => bail!("a cursor outlived its savepoint's rollback"),
+        }
+        drop(cursor);
+    }
+    db::execute("INSERT INTO scenario_marker (x) VALUES (4)", &[])?;
+    let first = outer.next_chunk(10)?;
+    if first.len() != 3 {
+        bail!("the outer cursor read {} rows", first.len());
+    }
+    Ok(())
 }
 
 wasmig_guest::migration!(Scenario);
