@@ -4,8 +4,14 @@
 //! environment, then the project's `.env`), then `database_url` in `wasmig.toml`, then the
 //! embedded default, a SQLite file in the project directory.
 //!
+//! The project's `.env` is read, never loaded into the process environment, and only
+//! `DATABASE_URL` and `LOG_LEVEL` are taken from it: a project's author must not be able to
+//! set variables such as `WASMIG_CACHE_KEY` or `XDG_CACHE_HOME`, which choose the key that
+//! authenticates compiled native code in the compile cache (`sandbox::cache`).
+//!
 //! Not here: revision manifests (`revision`), the sandbox's use of the limits (`sandbox`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -128,6 +134,9 @@ impl Default for Config {
     }
 }
 
+/// The only variables taken from a project's `.env`.
+const DOT_ENV_VARIABLES: &[&str] = &["DATABASE_URL", "LOG_LEVEL"];
+
 /// A loaded project: its directory and configuration.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -135,6 +144,8 @@ pub struct Project {
     pub root: PathBuf,
     /// The parsed configuration.
     pub config: Config,
+    /// [`DOT_ENV_VARIABLES`] as set in the project's `.env` (empty values left out).
+    dot_env: BTreeMap<String, String>,
 }
 
 impl Project {
@@ -173,12 +184,25 @@ impl Project {
                 path.display()
             )));
         }
-        // `.env` fills DATABASE_URL and LOG_LEVEL without overriding the real environment.
-        let _ = dotenvy::from_path(root.join(".env"));
         Ok(Project {
             root: root.to_path_buf(),
             config,
+            dot_env: read_dot_env(&root.join(".env")),
         })
+    }
+
+    /// A variable from the project's `.env` (only `DATABASE_URL` and `LOG_LEVEL` are read).
+    pub fn dot_env(&self, name: &str) -> Option<&str> {
+        self.dot_env.get(name).map(String::as_str)
+    }
+
+    /// A variable from the process environment, else from the project's `.env`; empty
+    /// values count as unset.
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| self.dot_env(name).map(str::to_owned))
     }
 
     /// The versions directory.
@@ -207,12 +231,9 @@ impl Project {
     /// # Errors
     /// [`crate::db::DbError::InvalidUrl`] for a malformed URL.
     pub fn database_url(&self, flag: Option<&str>) -> anyhow::Result<(DatabaseUrl, bool)> {
-        let env = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|s| !s.trim().is_empty());
         let chosen = flag
             .map(str::to_owned)
-            .or(env)
+            .or_else(|| self.env_var("DATABASE_URL"))
             .or_else(|| self.config.database_url.clone());
         match chosen {
             Some(raw) => {
@@ -238,6 +259,34 @@ impl Project {
     }
 }
 
+/// Reads [`DOT_ENV_VARIABLES`] from a `.env` file without touching the process
+/// environment. A missing file is normal; an unparsable one is skipped with a warning.
+fn read_dot_env(path: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let entries = match dotenvy::from_path_iter(path) {
+        Ok(entries) => entries,
+        Err(e) if e.not_found() => return found,
+        Err(e) => {
+            crate::warn!("ignoring {}: {e}", path.display());
+            return found;
+        }
+    };
+    for entry in entries {
+        match entry {
+            Ok((name, value)) => {
+                if DOT_ENV_VARIABLES.contains(&name.as_str()) && !value.trim().is_empty() {
+                    found.insert(name, value);
+                }
+            }
+            Err(e) => {
+                crate::warn!("ignoring the rest of {}: {e}", path.display());
+                break;
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +298,37 @@ mod tests {
         assert_eq!(c.sandbox.memory_limit_mib, 512);
         assert_eq!(c.sandbox.timeout(), Duration::from_secs(600));
         assert_eq!(c.file_template, DEFAULT_FILE_TEMPLATE);
+    }
+
+    #[test]
+    fn dot_env_gives_only_the_database_url_and_log_level_and_never_sets_the_environment() {
+        let dir = std::env::temp_dir().join(format!(
+            "wasmig-unit-{}-dot-env-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".env");
+        std::fs::write(
+            &path,
+            "DATABASE_URL=sqlite:from-dot-env.db\nLOG_LEVEL=debug\n\
+             WASMIG_CACHE_KEY=/project/evil.key\nXDG_CACHE_HOME=/project\n\
+             WASMIG_UNIT_DOT_ENV_PROBE=1\n",
+        )
+        .unwrap();
+        let found = read_dot_env(&path);
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            [
+                (
+                    "DATABASE_URL".to_owned(),
+                    "sqlite:from-dot-env.db".to_owned()
+                ),
+                ("LOG_LEVEL".to_owned(), "debug".to_owned()),
+            ]
+        );
+        assert!(std::env::var_os("WASMIG_UNIT_DOT_ENV_PROBE").is_none());
+        assert!(read_dot_env(&dir.join("missing.env")).is_empty());
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub async fn run(
         .any(|s| is_component(find(revisions, &s.revision)))
     {
         let cache = options.use_cache.then(|| project.cache_dir());
-        Some(Sandbox::new(cache, options.progress_bars)?)
+        Some(Sandbox::new(&project.root, cache, options.progress_bars)?)
     } else {
         None
     };

@@ -1,7 +1,9 @@
 //! Hostile and broken components written inline in WAT: traps, infinite loops, memory
 //! bombs, malformed files, the wrong world, denied imports; and the compile cache.
 
-use crate::support::{BOTH, Backend, TestDb, TestProject};
+use std::path::Path;
+
+use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
 
 /// A component exporting `upgrade` and `downgrade` as `func() -> result<_, string>`, whose
 /// `upgrade` core function body is `body` (returns a pointer to the result in memory) and
@@ -235,4 +237,74 @@ async fn a_forged_cache_entry_is_never_loaded() {
     // The entry was rewritten by wasmig and is trusted again.
     let run = project.run(&db, &["up", "--json"]).success();
     assert_eq!(run.json()["steps"][0]["cache"], "hit", "{run:?}");
+}
+
+/// A project's `.env` is not the user's environment: it must not choose the key that
+/// authenticates cache entries, or the project's author could sign native code of their own.
+#[tokio::test]
+async fn a_dot_env_cannot_choose_the_compile_cache_key() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.wasm_revision_bytes("a1", &component(SUCCEED));
+    let with_key = |key: &Path, args: &[&str]| {
+        let out = wasmig_cmd(&project.dir)
+            .env("WASMIG_CACHE_KEY", key)
+            .args(args)
+            .args(["--database-url", &db.url])
+            .output()
+            .unwrap();
+        Run::from_output(out)
+    };
+    let private_dir = |dir: &Path| {
+        std::fs::create_dir_all(dir).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+    };
+    // The author's own key, on their own machine (outside the project).
+    let authors = project.dir.with_extension("author");
+    private_dir(&authors);
+    let authors_key = authors.join("cache.key");
+    // What the author ships: that key, and a `.env` pointing at it.
+    let shipped = project.dir.join("keys");
+    private_dir(&shipped.join("wasmig"));
+    let dot_envs = [
+        format!("WASMIG_CACHE_KEY={}\n", shipped.join("cache.key").display()),
+        format!("XDG_CACHE_HOME={shipped}\n", shipped = shipped.display()),
+    ];
+
+    for dot_env in dot_envs {
+        // An entry signed with the author's key, which that key accepts.
+        with_key(&authors_key, &["up"]).success();
+        with_key(&authors_key, &["down"]).success();
+        let signed = with_key(&authors_key, &["up", "--json"]).success();
+        assert_eq!(signed.json()["steps"][0]["cache"], "hit", "{signed:?}");
+        with_key(&authors_key, &["down"]).success();
+        std::fs::copy(&authors_key, shipped.join("cache.key")).unwrap();
+        std::fs::copy(&authors_key, shipped.join("wasmig").join("cache.key")).unwrap();
+        std::fs::write(project.dir.join(".env"), &dot_env).unwrap();
+
+        let run = project.run(&db, &["up", "--json"]).success();
+        assert_eq!(
+            run.json()["steps"][0]["cache"],
+            "miss",
+            "{dot_env}: {run:?}"
+        );
+        assert!(
+            run.stderr.contains("its tag does not verify"),
+            "{dot_env}: {run:?}"
+        );
+        project.run(&db, &["down"]).success();
+    }
+
+    // Even from the real environment, a key inside the project is refused.
+    let run = with_key(&shipped.join("cache.key"), &["up", "--json"]).success();
+    assert_eq!(run.json()["steps"][0]["cache"], "disabled", "{run:?}");
+    assert!(
+        run.stderr.contains("compile cache disabled") && run.stderr.contains("inside the project"),
+        "{run:?}"
+    );
+    std::fs::remove_dir_all(&authors).unwrap();
 }

@@ -61,6 +61,8 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<GuestState>,
     cache_dir: Option<PathBuf>,
+    /// The project being run; the compile cache refuses a key inside it.
+    project_root: PathBuf,
     progress_bars: bool,
     /// Stops the epoch ticker thread when the sandbox is dropped.
     ticker_stop: Arc<AtomicBool>,
@@ -73,11 +75,16 @@ impl Drop for Sandbox {
 }
 
 impl Sandbox {
-    /// Creates the engine (Cranelift, epoch interruption) and the linker.
+    /// Creates the engine (Cranelift, epoch interruption) and the linker for running the
+    /// project in `project_root`, caching compiled components in `cache_dir`.
     ///
     /// # Errors
     /// When wasmtime cannot be configured (a host problem).
-    pub fn new(cache_dir: Option<PathBuf>, progress_bars: bool) -> anyhow::Result<Self> {
+    pub fn new(
+        project_root: &Path,
+        cache_dir: Option<PathBuf>,
+        progress_bars: bool,
+    ) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -101,6 +108,7 @@ impl Sandbox {
             engine,
             linker,
             cache_dir,
+            project_root: project_root.to_path_buf(),
             progress_bars,
             ticker_stop,
         })
@@ -126,9 +134,13 @@ impl Sandbox {
             .into());
         }
         let started = std::time::Instant::now();
-        let (component, cache) =
-            cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), bytes)
-                .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
+        let (component, cache) = cache::load_or_compile(
+            &self.engine,
+            self.cache_dir.as_deref(),
+            &self.project_root,
+            bytes,
+        )
+        .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
         let load_time = started.elapsed();
 
         let ty = component.component_type();
