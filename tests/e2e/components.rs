@@ -308,3 +308,44 @@ async fn a_dot_env_cannot_choose_the_compile_cache_key() {
     );
     std::fs::remove_dir_all(&authors).unwrap();
 }
+
+/// Entries are named by the hash of their component, but the name is only a file name: a
+/// valid entry copied over another component's entry must not run as that component.
+#[tokio::test]
+async fn a_cache_entry_swapped_for_another_components_is_never_loaded() {
+    use sha2::Digest as _;
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let succeeds = component(SUCCEED);
+    let traps = component(TRAP);
+    project.wasm_revision_bytes("a1", &succeeds);
+    project.wasm_revision_bytes("b2", &traps);
+    project.run(&db, &["up"]).fails_with(6);
+    assert_eq!(db.heads().await, ["a1"]);
+
+    let cache = project.dir.join(".wasmig/cache");
+    let entry_of = |bytes: &[u8]| {
+        let prefix = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.extension().is_some_and(|x| x == "cwasm")
+                    && p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(&prefix)
+            })
+            .expect("an entry for the component")
+    };
+    // The succeeding component's native code, under the trapping one's name.
+    std::fs::copy(entry_of(&succeeds), entry_of(&traps)).unwrap();
+
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(
+        run.stderr.contains("its tag does not verify")
+            && run.stderr.contains("the migration trapped"),
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+}

@@ -3,16 +3,18 @@
 //!
 //! Keys are SHA-256 of the component bytes plus a SHA-256 of wasmtime's
 //! `precompile_compatibility_hash` (wasmtime version and every setting that affects code
-//! generation). Files are written to a temporary name and renamed, so a crashed or
-//! concurrent run never leaves a torn entry.
+//! generation). Files are written to a fresh randomly named file (never an existing one)
+//! and renamed into place, so a crashed or concurrent run never leaves a torn entry.
 //!
 //! **Entries are authenticated.** A compiled entry is native code that wasmtime loads
 //! without checking it (`Component::deserialize` is `unsafe` for that reason), and the cache
 //! directory sits in the project, which the author of an untrusted migration controls: a
 //! forged `.cwasm` committed next to a migration would run outside the sandbox. So each
-//! entry starts with an HMAC-SHA-256 of its contents under a per-user key kept outside every
-//! project ([`key_path`], created on first use, mode 0600), and an entry whose tag does not
-//! verify is never deserialized: it is recompiled and overwritten, with a warning. Without
+//! entry starts with an HMAC-SHA-256 under a per-user key kept outside every project
+//! ([`key_path`], created on first use, mode 0600) of a domain-separation label, the entry's
+//! name (the component's hash and the engine fingerprint) and its contents, so that a valid
+//! entry renamed to another component's name does not verify either. An entry whose tag does
+//! not verify is never deserialized: it is recompiled and overwritten, with a warning. Without
 //! a usable key the cache is not used at all; a key inside the project, not owned by the
 //! user, open to other users, or in a directory others can write to is not usable.
 
@@ -48,14 +50,24 @@ impl Hasher for ShaHasher {
     }
 }
 
-fn entry_path(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
+/// The entry's name without `.cwasm`: what it claims to be the compilation of.
+fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
     let mut engine_hash = ShaHasher(Sha256::new());
     engine
         .precompile_compatibility_hash()
         .hash(&mut engine_hash);
     let engine_key = hex::encode(&engine_hash.0.finalize()[..8]);
     let component_key = hex::encode(Sha256::digest(bytes));
-    dir.join(format!("{component_key}-{engine_key}.cwasm"))
+    format!("{component_key}-{engine_key}")
+}
+
+/// Starts every tagged message, so a tag cannot be reused for anything else the key signs.
+const TAG_LABEL: &[u8] = b"wasmig compile cache entry v1\0";
+
+/// The tag of an entry: its name and its compiled bytes, under `key`.
+fn entry_tag(key: &[u8; 32], name: &str, serialized: &[u8]) -> [u8; TAG_LEN] {
+    let name_len = (name.len() as u64).to_le_bytes();
+    hmac(key, &[TAG_LABEL, &name_len, name.as_bytes(), serialized])
 }
 
 /// Length of the tag that starts every entry.
@@ -227,15 +239,16 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     options.open(path)?.write_all(bytes)
 }
 
-/// HMAC-SHA-256 (RFC 2104) of `message` under `key`.
-fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; TAG_LEN] {
+/// HMAC-SHA-256 (RFC 2104) under `key` of the concatenation of `message`.
+fn hmac(key: &[u8; 32], message: &[&[u8]]) -> [u8; TAG_LEN] {
     let mut block = [0u8; 64];
     block[..32].copy_from_slice(key);
     let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
+    let mut inner = Sha256::new().chain_update(pad(0x36));
+    for part in message {
+        inner.update(part);
+    }
+    let inner = inner.finalize();
     Sha256::new()
         .chain_update(pad(0x5c))
         .chain_update(inner)
@@ -269,9 +282,10 @@ pub(crate) fn load_or_compile(
             return Ok((Component::new(engine, bytes)?, CacheStatus::Disabled));
         }
     };
-    let path = entry_path(dir, engine, bytes);
+    let name = entry_name(engine, bytes);
+    let path = dir.join(format!("{name}.cwasm"));
     if path.is_file() {
-        match load_entry(engine, &key, &path) {
+        match load_entry(engine, &key, &name, &path) {
             Ok(component) => return Ok((component, CacheStatus::Hit)),
             Err(e) => crate::warn!(
                 "ignoring cache entry {}: {e:#}; compiling instead",
@@ -280,37 +294,49 @@ pub(crate) fn load_or_compile(
         }
     }
     let component = Component::new(engine, bytes)?;
-    if let Err(e) = store(&component, &key, dir, &path) {
+    if let Err(e) = store(&component, &key, dir, &name) {
         crate::warn!("cannot write the compile cache in {}: {e:#}", dir.display());
     }
     Ok((component, CacheStatus::Miss))
 }
 
-fn load_entry(engine: &Engine, key: &[u8; 32], path: &Path) -> anyhow::Result<Component> {
+fn load_entry(
+    engine: &Engine,
+    key: &[u8; 32],
+    name: &str,
+    path: &Path,
+) -> anyhow::Result<Component> {
     let data = std::fs::read(path)?;
-    if data.len() < TAG_LEN || !same(&data[..TAG_LEN], &hmac(key, &data[TAG_LEN..])) {
-        anyhow::bail!("it was not written by wasmig for this user (its tag does not verify)");
+    if data.len() < TAG_LEN || !same(&data[..TAG_LEN], &entry_tag(key, name, &data[TAG_LEN..])) {
+        anyhow::bail!(
+            "it was not written by wasmig for this user and component (its tag does not verify)"
+        );
     }
     // SAFETY: the tag proves that this process's user wrote these exact bytes with
-    // `store` below, from `Component::serialize` of an engine whose configuration is part
-    // of the file name; wasmtime still checks the engine compatibility header.
+    // `store` below under this name, that is from `Component::serialize` of these component
+    // bytes by an engine whose configuration is part of the name; wasmtime still checks the
+    // engine compatibility header.
     unsafe { Component::deserialize(engine, &data[TAG_LEN..]) }
         .map_err(|e| anyhow::anyhow!("{e:#}"))
 }
 
-fn store(component: &Component, key: &[u8; 32], dir: &Path, path: &Path) -> anyhow::Result<()> {
+fn store(component: &Component, key: &[u8; 32], dir: &Path, name: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let serialized = component.serialize()?;
     let mut data = Vec::with_capacity(TAG_LEN + serialized.len());
-    data.extend_from_slice(&hmac(key, &serialized));
+    data.extend_from_slice(&entry_tag(key, name, &serialized));
     data.extend_from_slice(&serialized);
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
-    ));
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)?;
+    // A fresh random name opened with `create_new`: never a file (or a symlink) planted in
+    // the project's cache directory under a predictable name.
+    let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    if let Err(e) = write_private(&tmp, &data) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    if let Err(e) = std::fs::rename(&tmp, dir.join(format!("{name}.cwasm"))) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
     Ok(())
 }
 
@@ -324,7 +350,7 @@ mod tests {
         // like any short key, so a 4-byte key padded with zeros gives the same tag.
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(b"Jefe");
-        let tag = hmac(&key, b"what do ya want for nothing?");
+        let tag = hmac(&key, &[b"what do ya", b" want for nothing?"]);
         assert_eq!(
             hex::encode(tag),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
@@ -425,6 +451,19 @@ mod tests {
         }
         let err = load_key_at(&path, &scratch("project")).unwrap_err();
         assert!(err.to_string().contains("belongs to another user"), "{err}");
+    }
+
+    #[test]
+    fn an_entry_tag_covers_the_entry_name() {
+        let key = [7u8; 32];
+        let a = "aaaa-0000";
+        let b = "bbbb-0000";
+        assert_ne!(entry_tag(&key, a, b"code"), entry_tag(&key, b, b"code"));
+        assert_ne!(entry_tag(&key, a, b"code"), entry_tag(&key, a, b"Code"));
+        // The length prefix keeps name and bytes apart.
+        assert_ne!(entry_tag(&key, "ab", b"c"), entry_tag(&key, "a", b"bc"));
+        // And the label keeps it apart from a plain HMAC of the same bytes.
+        assert_ne!(entry_tag(&key, "", b""), hmac(&key, &[&[0u8; 8]]));
     }
 
     #[test]
