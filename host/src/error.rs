@@ -127,6 +127,11 @@ pub enum Failure {
         /// The cap in bytes.
         limit: u64,
     },
+    /// Limit: the guest tried to grow its tables past the cap.
+    Tables {
+        /// The cap in elements, over all tables.
+        limit: u64,
+    },
     /// Host: the database or wasmig failed while running the step.
     Host(anyhow::Error),
 }
@@ -174,6 +179,10 @@ impl std::fmt::Display for Failure {
                 "the migration tried to use more than its memory limit of {} MiB; if it needs more, raise `memory_limit_mib` in its migration.toml or `sandbox.memory_limit_mib` in wasmig.toml",
                 limit / (1024 * 1024)
             ),
+            Failure::Tables { limit } => write!(
+                f,
+                "the migration tried to grow its tables past the sandbox's fixed limit of {limit} elements; a table bomb, or a component built wrongly"
+            ),
             Failure::Host(e) => write!(f, "{e:#}"),
         }
     }
@@ -205,7 +214,9 @@ impl MigrationError {
     /// The documented exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match &self.failure {
-            Failure::Deadline(_) | Failure::Memory { .. } => exit::LIMIT_EXCEEDED,
+            Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => {
+                exit::LIMIT_EXCEEDED
+            }
             Failure::Host(e) if exit::code_for(e) != exit::INTERNAL => exit::code_for(e),
             Failure::Host(_) => exit::DATABASE,
             _ => exit::MIGRATION_FAILED,
@@ -217,7 +228,7 @@ impl MigrationError {
         match &self.failure {
             Failure::GuestError(_) | Failure::GuestTrap(_) | Failure::UnhandledSql(_) => "guest",
             Failure::Sql(_) => "sql",
-            Failure::Deadline(_) | Failure::Memory { .. } => "limit",
+            Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => "limit",
             Failure::Host(_) => "host",
         }
     }

@@ -13,6 +13,7 @@ fn component(body: &str) -> Vec<u8> {
         r#"(component
   (core module $m
     (memory (export "mem") 1)
+    (table $t 1 funcref)
     (func (export "upgrade") (result i32) {body})
     (func (export "downgrade") (result i32) (i32.const 0))
     (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
@@ -33,6 +34,10 @@ const TRAP: &str = "unreachable";
 const LOOP: &str = "(loop $l (br $l)) (unreachable)";
 /// Grows memory by 16 MiB at a time, forever.
 const MEMORY_BOMB: &str = "(loop $l (drop (memory.grow (i32.const 256))) (br $l)) (unreachable)";
+/// Grows a table by 100,000 elements at a time, forever (each takes host memory outside the
+/// linear-memory cap).
+const TABLE_BOMB: &str =
+    "(loop $l (drop (table.grow $t (ref.null func) (i32.const 100000))) (br $l)) (unreachable)";
 /// Returns the ok result stored at address 0 (zeroed memory: discriminant 0 = ok).
 const SUCCEED: &str = "(i32.const 0)";
 
@@ -85,6 +90,20 @@ async fn a_memory_bomb_is_stopped_by_the_memory_cap() {
             "memory_limit_mib = 64",
             7,
             "memory limit of 64 MiB",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_table_bomb_is_stopped_by_the_table_cap() {
+    for backend in BOTH {
+        assert_component_fails(
+            backend,
+            TABLE_BOMB,
+            "",
+            7,
+            "grow its tables past the sandbox's fixed limit of 1000000 elements",
         )
         .await;
     }

@@ -3,8 +3,9 @@
 //!
 //! What a guest gets: the `sql` interface on its migration's transaction, `log`, clocks and
 //! randomness. What it does not: files, environment, arguments, stdin, sockets, name lookup.
-//! Limits: a memory cap over all its memories, and a wall-clock deadline enforced by epoch
-//! interruption while wasm runs and by cancelling the statement while it waits on SQL.
+//! Limits: a memory cap over all its memories, an element cap over all its tables, and a
+//! wall-clock deadline enforced by epoch interruption while wasm runs and by cancelling the
+//! statement while it waits on SQL.
 //!
 //! Not here: what the host functions do (`host`), the cache's file format (`cache`).
 
@@ -255,6 +256,13 @@ fn classify(
             {
                 return Err(Failure::Memory {
                     limit: limits.memory,
+                });
+            }
+            if state.limiter.tables_exceeded
+                || matches!(err.downcast_ref::<LimitTrap>(), Some(LimitTrap::Tables(_)))
+            {
+                return Err(Failure::Tables {
+                    limit: host::TABLE_ELEMENTS_CAP,
                 });
             }
             Err(Failure::GuestTrap(format!("{err:?}")))
