@@ -368,3 +368,27 @@ async fn a_cache_entry_swapped_for_another_components_is_never_loaded() {
     );
     assert_eq!(db.heads().await, ["a1"]);
 }
+
+/// Limits that cannot be represented used to panic when the step ran; now they are refused
+/// before anything runs, naming the manifest.
+#[tokio::test]
+async fn sandbox_limits_out_of_range_are_refused_before_the_first_step() {
+    for setting in [
+        "timeout_secs = 1e300",
+        "memory_limit_mib = 9223372036854775807",
+    ] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Sqlite, &project).await;
+        project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+        let dir = project.wasm_revision_bytes("b2", &component(SUCCEED));
+        project.set_manifest(&dir, setting);
+        let run = project.run(&db, &["up"]).fails_with(3);
+        assert!(
+            run.stderr.contains("migration.toml")
+                && run.stderr.contains(setting.split(" = ").next().unwrap())
+                && run.stderr.contains("out of range"),
+            "{setting}: {run:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{setting}: a1 ran anyway");
+    }
+}

@@ -32,6 +32,10 @@ pub use self::cache::CacheStatus;
 /// How often the epoch advances; the deadline's resolution while wasm runs.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The deadline used when `now + timeout` cannot be represented (a year; configuration
+/// allows at most a week).
+const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The only interfaces a component may import besides WASI.
 const ALLOWED_IMPORTS: &[&str] = &[
     "wasmig:migration/types@0.1.0",
@@ -189,7 +193,12 @@ impl Sandbox {
         session: Box<dyn Session>,
         limits: Limits,
     ) -> (Option<Box<dyn Session>>, Result<(), Failure>) {
-        let deadline = tokio::time::Instant::now() + limits.timeout;
+        // Checked: the timeout comes from configuration (bounded there, but an instant that
+        // cannot be represented must not panic here).
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(limits.timeout)
+            .unwrap_or(now + MAX_DEADLINE);
         let state = GuestState::new(
             session,
             revision,
@@ -201,7 +210,11 @@ impl Sandbox {
         store.limiter(|s| &mut s.limiter);
         // Ticks until the deadline; set before instantiating (the default of 0 would trap
         // the start function).
-        let ticks = (limits.timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1;
+        // wasmtime adds this to the current epoch unchecked.
+        let ticks = u64::try_from(limits.timeout.as_nanos() / EPOCH_TICK.as_nanos())
+            .unwrap_or(u64::MAX)
+            .clamp(1, u64::MAX / 2)
+            + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
@@ -216,7 +229,9 @@ impl Sandbox {
         // themselves (with a grace period to cancel their statement). This backstop stops a
         // guest parked anywhere else in the host, such as a WASI sleep or poll, by dropping
         // the call; the instance is never entered again.
-        let backstop = deadline + host::CANCEL_GRACE + Duration::from_secs(1);
+        let backstop = deadline
+            .checked_add(host::CANCEL_GRACE + Duration::from_secs(1))
+            .unwrap_or(deadline);
         let outcome = match tokio::time::timeout_at(backstop, call).await {
             Ok(outcome) => outcome,
             Err(_) => Err(wasmtime::Error::new(LimitTrap::Deadline)),
