@@ -186,28 +186,7 @@ struct RunArgs {
 /// Any failure, typed where `exit::code_for` maps it to a documented code.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
-    let mut bad_level = None;
-    let level = if g.quiet {
-        Level::Error
-    } else {
-        match g.verbose {
-            0 => match std::env::var("LOG_LEVEL") {
-                Ok(text) => Level::parse(&text).unwrap_or_else(|| {
-                    bad_level = Some(text);
-                    Level::Info
-                }),
-                Err(_) => Level::Info,
-            },
-            1 => Level::Debug,
-            _ => Level::Trace,
-        }
-    };
-    logging::set_level(level);
-    if let Some(text) = bad_level {
-        crate::warn!(
-            "LOG_LEVEL={text} is not a level; use trace, debug, info, warn or error (using info)"
-        );
-    }
+    set_log_level(g, std::env::var("LOG_LEVEL").ok());
 
     match &cli.command {
         Command::Init { dir } => {
@@ -225,8 +204,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         command => {
             let start = g.project.clone().unwrap_or_else(|| PathBuf::from("."));
             let project = Project::discover(&start)?;
+            // The project's `.env` may set LOG_LEVEL; the real environment wins.
+            if let Some(text) = project.dot_env("LOG_LEVEL")
+                && std::env::var_os("LOG_LEVEL").is_none()
+            {
+                set_log_level(g, Some(text.to_owned()));
+            }
             run_in_project(&project, g, command).await
         }
+    }
+}
+
+/// Sets wasmig's log level from `-q`, `-v` and the value of `LOG_LEVEL`.
+fn set_log_level(g: &Global, log_level: Option<String>) {
+    let mut bad_level = None;
+    let level = if g.quiet {
+        Level::Error
+    } else {
+        match g.verbose {
+            0 => match log_level {
+                Some(text) => Level::parse(&text).unwrap_or_else(|| {
+                    bad_level = Some(text);
+                    Level::Info
+                }),
+                None => Level::Info,
+            },
+            1 => Level::Debug,
+            _ => Level::Trace,
+        }
+    };
+    logging::set_level(level);
+    if let Some(text) = bad_level {
+        crate::warn!(
+            "LOG_LEVEL={text} is not a level; use trace, debug, info, warn or error (using info)"
+        );
     }
 }
 

@@ -4,8 +4,14 @@
 //! environment, then the project's `.env`), then `database_url` in `wasmig.toml`, then the
 //! embedded default, a SQLite file in the project directory.
 //!
+//! The project's `.env` is read, never loaded into the process environment, and only
+//! `DATABASE_URL` and `LOG_LEVEL` are taken from it: a project's author must not be able to
+//! set variables such as `WASMIG_CACHE_KEY` or `XDG_CACHE_HOME`, which choose the key that
+//! authenticates compiled native code in the compile cache (`sandbox::cache`).
+//!
 //! Not here: revision manifests (`revision`), the sandbox's use of the limits (`sandbox`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -48,6 +54,13 @@ pub struct Config {
     pub hooks: Hooks,
 }
 
+/// The longest `timeout_secs` accepted (7 days): a deadline must be representable as an
+/// instant, and a step that needs longer is better run outside a migration.
+pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// The largest `memory_limit_mib` accepted (64 GiB).
+pub const MAX_MEMORY_LIMIT_MIB: u64 = 64 * 1024;
+
 /// Limits applied to every guest unless its manifest overrides them.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -70,9 +83,53 @@ impl Default for SandboxSettings {
 }
 
 impl SandboxSettings {
-    /// The deadline as a duration.
+    /// The deadline as a duration (at most [`MAX_TIMEOUT_SECS`] even if unchecked).
     pub fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout_secs)
+        Duration::try_from_secs_f64(self.timeout_secs.min(MAX_TIMEOUT_SECS))
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// The memory cap in bytes (at most [`MAX_MEMORY_LIMIT_MIB`] MiB even if unchecked).
+    pub fn memory_limit_bytes(&self) -> u64 {
+        self.memory_limit_mib.min(MAX_MEMORY_LIMIT_MIB) * 1024 * 1024
+    }
+
+    /// These settings with a revision's overrides from its manifest, checked like
+    /// `wasmig.toml`'s.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `manifest` and the setting out of range.
+    pub fn with_overrides(
+        &self,
+        timeout_secs: Option<f64>,
+        memory_limit_mib: Option<u64>,
+        manifest: &Path,
+    ) -> Result<SandboxSettings, ConfigError> {
+        let settings = SandboxSettings {
+            timeout_secs: timeout_secs.unwrap_or(self.timeout_secs),
+            memory_limit_mib: memory_limit_mib.unwrap_or(self.memory_limit_mib),
+        };
+        settings.check().map_err(|reason| {
+            ConfigError::new(format!("invalid manifest {}: {reason}", manifest.display()))
+        })?;
+        Ok(settings)
+    }
+
+    /// Why the settings are out of range, naming the setting and the range.
+    fn check(&self) -> Result<(), String> {
+        let timeout = self.timeout_secs;
+        if !(timeout.is_finite() && timeout > 0.0 && timeout <= MAX_TIMEOUT_SECS) {
+            return Err(format!(
+                "timeout_secs = {timeout:?} is out of range; use a number of seconds above 0 and at most {MAX_TIMEOUT_SECS} (7 days)"
+            ));
+        }
+        let memory = self.memory_limit_mib;
+        if !(1..=MAX_MEMORY_LIMIT_MIB).contains(&memory) {
+            return Err(format!(
+                "memory_limit_mib = {memory} is out of range; use 1 to {MAX_MEMORY_LIMIT_MIB} (64 GiB)"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -128,6 +185,9 @@ impl Default for Config {
     }
 }
 
+/// The only variables taken from a project's `.env`.
+const DOT_ENV_VARIABLES: &[&str] = &["DATABASE_URL", "LOG_LEVEL"];
+
 /// A loaded project: its directory and configuration.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -135,6 +195,8 @@ pub struct Project {
     pub root: PathBuf,
     /// The parsed configuration.
     pub config: Config,
+    /// [`DOT_ENV_VARIABLES`] as set in the project's `.env` (empty values left out).
+    dot_env: BTreeMap<String, String>,
 }
 
 impl Project {
@@ -167,18 +229,28 @@ impl Project {
             .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
         let config: Config = toml::from_str(&text)
             .map_err(|e| ConfigError::new(format!("invalid {}: {e}", path.display())))?;
-        if config.sandbox.timeout_secs.is_nan() || config.sandbox.timeout_secs <= 0.0 {
-            return Err(ConfigError::new(format!(
-                "invalid {}: sandbox.timeout_secs must be a positive number of seconds",
-                path.display()
-            )));
-        }
-        // `.env` fills DATABASE_URL and LOG_LEVEL without overriding the real environment.
-        let _ = dotenvy::from_path(root.join(".env"));
+        config.sandbox.check().map_err(|reason| {
+            ConfigError::new(format!("invalid {}: sandbox.{reason}", path.display()))
+        })?;
         Ok(Project {
             root: root.to_path_buf(),
             config,
+            dot_env: read_dot_env(&root.join(".env")),
         })
+    }
+
+    /// A variable from the project's `.env` (only `DATABASE_URL` and `LOG_LEVEL` are read).
+    pub fn dot_env(&self, name: &str) -> Option<&str> {
+        self.dot_env.get(name).map(String::as_str)
+    }
+
+    /// A variable from the process environment, else from the project's `.env`; empty
+    /// values count as unset.
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| self.dot_env(name).map(str::to_owned))
     }
 
     /// The versions directory.
@@ -207,12 +279,9 @@ impl Project {
     /// # Errors
     /// [`crate::db::DbError::InvalidUrl`] for a malformed URL.
     pub fn database_url(&self, flag: Option<&str>) -> anyhow::Result<(DatabaseUrl, bool)> {
-        let env = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|s| !s.trim().is_empty());
         let chosen = flag
             .map(str::to_owned)
-            .or(env)
+            .or_else(|| self.env_var("DATABASE_URL"))
             .or_else(|| self.config.database_url.clone());
         match chosen {
             Some(raw) => {
@@ -238,6 +307,34 @@ impl Project {
     }
 }
 
+/// Reads [`DOT_ENV_VARIABLES`] from a `.env` file without touching the process
+/// environment. A missing file is normal; an unparsable one is skipped with a warning.
+fn read_dot_env(path: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let entries = match dotenvy::from_path_iter(path) {
+        Ok(entries) => entries,
+        Err(e) if e.not_found() => return found,
+        Err(e) => {
+            crate::warn!("ignoring {}: {e}", path.display());
+            return found;
+        }
+    };
+    for entry in entries {
+        match entry {
+            Ok((name, value)) => {
+                if DOT_ENV_VARIABLES.contains(&name.as_str()) && !value.trim().is_empty() {
+                    found.insert(name, value);
+                }
+            }
+            Err(e) => {
+                crate::warn!("ignoring the rest of {}: {e}", path.display());
+                break;
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +346,119 @@ mod tests {
         assert_eq!(c.sandbox.memory_limit_mib, 512);
         assert_eq!(c.sandbox.timeout(), Duration::from_secs(600));
         assert_eq!(c.file_template, DEFAULT_FILE_TEMPLATE);
+    }
+
+    #[test]
+    fn dot_env_gives_only_the_database_url_and_log_level_and_never_sets_the_environment() {
+        let dir = std::env::temp_dir().join(format!(
+            "wasmig-unit-{}-dot-env-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".env");
+        std::fs::write(
+            &path,
+            "DATABASE_URL=sqlite:from-dot-env.db\nLOG_LEVEL=debug\n\
+             WASMIG_CACHE_KEY=/project/evil.key\nXDG_CACHE_HOME=/project\n\
+             WASMIG_UNIT_DOT_ENV_PROBE=1\n",
+        )
+        .unwrap();
+        let found = read_dot_env(&path);
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            [
+                (
+                    "DATABASE_URL".to_owned(),
+                    "sqlite:from-dot-env.db".to_owned()
+                ),
+                ("LOG_LEVEL".to_owned(), "debug".to_owned()),
+            ]
+        );
+        assert!(std::env::var_os("WASMIG_UNIT_DOT_ENV_PROBE").is_none());
+        assert!(read_dot_env(&dir.join("missing.env")).is_empty());
+    }
+
+    #[test]
+    fn sandbox_limits_out_of_range_are_refused_before_they_can_overflow() {
+        let manifest = Path::new("versions/x/migration.toml");
+        let defaults = SandboxSettings::default();
+        for (timeout, memory, setting) in [
+            (Some(f64::INFINITY), None, "timeout_secs = inf"),
+            (Some(f64::NAN), None, "timeout_secs = NaN"),
+            (Some(1e300), None, "timeout_secs = 1e300"),
+            (Some(MAX_TIMEOUT_SECS + 1.0), None, "timeout_secs = 604801"),
+            (Some(0.0), None, "timeout_secs = 0"),
+            (Some(-1.0), None, "timeout_secs = -1"),
+            (None, Some(0), "memory_limit_mib = 0"),
+            (
+                None,
+                Some(u64::MAX),
+                "memory_limit_mib = 18446744073709551615",
+            ),
+            (
+                None,
+                Some(MAX_MEMORY_LIMIT_MIB + 1),
+                "memory_limit_mib = 65537",
+            ),
+        ] {
+            let err = defaults
+                .with_overrides(timeout, memory, manifest)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("invalid manifest versions/x/migration.toml: ")
+                    && err.contains(setting)
+                    && err.contains("out of range"),
+                "{err}"
+            );
+        }
+        let most = defaults
+            .with_overrides(Some(MAX_TIMEOUT_SECS), Some(MAX_MEMORY_LIMIT_MIB), manifest)
+            .unwrap();
+        assert_eq!(most.timeout(), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(most.memory_limit_bytes(), 64 << 30);
+        let fraction = defaults.with_overrides(Some(0.25), None, manifest).unwrap();
+        assert_eq!(fraction.timeout(), Duration::from_millis(250));
+        assert_eq!(fraction.memory_limit_bytes(), 512 << 20);
+
+        // Unchecked values still cannot panic.
+        let wild = SandboxSettings {
+            memory_limit_mib: u64::MAX,
+            timeout_secs: f64::INFINITY,
+        };
+        assert_eq!(wild.timeout(), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(wild.memory_limit_bytes(), 64 << 30);
+    }
+
+    #[test]
+    fn wasmig_toml_sandbox_limits_out_of_range_are_config_errors() {
+        let dir = std::env::temp_dir().join(format!(
+            "wasmig-unit-{}-limits-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (sandbox, needle) in [
+            ("timeout_secs = 1e300", "sandbox.timeout_secs = "),
+            ("timeout_secs = inf", "sandbox.timeout_secs = inf"),
+            (
+                "memory_limit_mib = 9223372036854775807",
+                "sandbox.memory_limit_mib = 9223372036854775807",
+            ),
+        ] {
+            std::fs::write(dir.join(CONFIG_FILE), format!("[sandbox]\n{sandbox}\n")).unwrap();
+            let err = Project::load(&dir).unwrap_err().to_string();
+            assert!(
+                err.contains("wasmig.toml: ")
+                    && err.contains(needle)
+                    && err.contains("out of range"),
+                "{sandbox}: {err}"
+            );
+        }
+        std::fs::write(dir.join(CONFIG_FILE), "[sandbox]\ntimeout_secs = 0.5\n").unwrap();
+        let project = Project::load(&dir).unwrap();
+        assert_eq!(project.config.sandbox.timeout(), Duration::from_millis(500));
     }
 
     #[test]

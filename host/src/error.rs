@@ -232,6 +232,11 @@ pub enum Failure {
         /// Whether a guest ran the statement (else a SQL revision's script).
         guest: bool,
     },
+    /// Limit: the guest tried to grow its tables past the cap.
+    Tables {
+        /// The cap in elements, over all tables.
+        limit: u64,
+    },
     /// Host: the database or wasmig failed while running the step.
     Host(anyhow::Error),
 }
@@ -288,6 +293,10 @@ impl std::fmt::Display for Failure {
                  remove the transaction control from the migration (use savepoints to undo part \
                  of the work)"
             ),
+            Failure::Tables { limit } => write!(
+                f,
+                "the migration tried to grow its tables past the sandbox's fixed limit of {limit} elements; a table bomb, or a component built wrongly"
+            ),
             Failure::Host(e) => write!(f, "{e:#}"),
         }
     }
@@ -330,7 +339,9 @@ impl MigrationError {
     /// The documented exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match &self.failure {
-            Failure::Deadline(_) | Failure::Memory { .. } => exit::LIMIT_EXCEEDED,
+            Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => {
+                exit::LIMIT_EXCEEDED
+            }
             Failure::TransactionEnded { .. } => exit::TRANSACTION_ENDED,
             Failure::Host(e) if exit::code_for(e) != exit::INTERNAL => exit::code_for(e),
             Failure::Host(_) => exit::DATABASE,
@@ -346,7 +357,7 @@ impl MigrationError {
             | Failure::UnhandledSql(_)
             | Failure::TransactionEnded { guest: true } => "guest",
             Failure::Sql(_) | Failure::TransactionEnded { guest: false } => "sql",
-            Failure::Deadline(_) | Failure::Memory { .. } => "limit",
+            Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => "limit",
             Failure::Host(_) => "host",
         }
     }

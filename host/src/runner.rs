@@ -70,7 +70,9 @@ pub async fn run(
     let build_dir = crate::artifact::build_dir(project);
     // Every artifact must be there before the first step runs, not only when its turn comes.
     for step in steps {
-        revision::check_artifact(find(revisions, &step.revision), &build_dir)?;
+        let revision = find(revisions, &step.revision);
+        revision::check_artifact(revision, &build_dir)?;
+        limits(project, revision)?;
     }
     db.ensure_version_tables().await?;
     let sandbox = if steps
@@ -78,11 +80,10 @@ pub async fn run(
         .any(|s| is_component(find(revisions, &s.revision)))
     {
         let cache = options.use_cache.then(|| project.cache_dir());
-        Some(Sandbox::new(cache, options.progress_bars)?)
+        Some(Sandbox::new(&project.root, cache, options.progress_bars)?)
     } else {
         None
     };
-    let settings = project.config.sandbox;
     for step in steps {
         let revision = find(revisions, &step.revision);
         let completed = || {
@@ -126,6 +127,7 @@ pub async fn run(
             );
         }
 
+        let limits = limits(project, revision)?;
         let started_at = Utc::now();
         let started = Instant::now();
         let mut session = db.begin().await.map_err(|e| fail(Failure::Host(e)))?;
@@ -139,10 +141,6 @@ pub async fn run(
                 session.batch(script).await.map_err(Failure::from_sql)
             }
             (Artifact::Component { .. }, Some(loaded), Some(sandbox)) => {
-                let limits = Limits {
-                    memory: revision.memory_limit(settings.memory_limit_mib),
-                    timeout: revision.timeout(settings.timeout()),
-                };
                 let (returned, outcome) = sandbox
                     .run(loaded, &step.revision, step.action, session, limits)
                     .await;
@@ -224,6 +222,22 @@ pub async fn run(
         });
     }
     Ok(reports)
+}
+
+/// The sandbox limits of a revision: its manifest's overrides, else the project's.
+///
+/// # Errors
+/// [`crate::error::ConfigError`] naming the manifest for a value out of range.
+fn limits(project: &Project, revision: &Revision) -> anyhow::Result<Limits> {
+    let settings = project.config.sandbox.with_overrides(
+        revision.manifest.timeout_secs,
+        revision.manifest.memory_limit_mib,
+        &revision.dir.join(revision::MANIFEST),
+    )?;
+    Ok(Limits {
+        memory: settings.memory_limit_bytes(),
+        timeout: settings.timeout(),
+    })
 }
 
 fn verb(direction: Direction) -> &'static str {

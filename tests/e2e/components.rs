@@ -1,7 +1,9 @@
 //! Hostile and broken components written inline in WAT: traps, infinite loops, memory
 //! bombs, malformed files, the wrong world, denied imports; and the compile cache.
 
-use crate::support::{BOTH, Backend, TestDb, TestProject};
+use std::path::Path;
+
+use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
 
 /// A component exporting `upgrade` and `downgrade` as `func() -> result<_, string>`, whose
 /// `upgrade` core function body is `body` (returns a pointer to the result in memory) and
@@ -11,6 +13,7 @@ fn component(body: &str) -> Vec<u8> {
         r#"(component
   (core module $m
     (memory (export "mem") 1)
+    (table $t 1 funcref)
     (func (export "upgrade") (result i32) {body})
     (func (export "downgrade") (result i32) (i32.const 0))
     (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
@@ -31,6 +34,10 @@ const TRAP: &str = "unreachable";
 const LOOP: &str = "(loop $l (br $l)) (unreachable)";
 /// Grows memory by 16 MiB at a time, forever.
 const MEMORY_BOMB: &str = "(loop $l (drop (memory.grow (i32.const 256))) (br $l)) (unreachable)";
+/// Grows a table by 100,000 elements at a time, forever (each takes host memory outside the
+/// linear-memory cap).
+const TABLE_BOMB: &str =
+    "(loop $l (drop (table.grow $t (ref.null func) (i32.const 100000))) (br $l)) (unreachable)";
 /// Returns the ok result stored at address 0 (zeroed memory: discriminant 0 = ok).
 const SUCCEED: &str = "(i32.const 0)";
 
@@ -83,6 +90,20 @@ async fn a_memory_bomb_is_stopped_by_the_memory_cap() {
             "memory_limit_mib = 64",
             7,
             "memory limit of 64 MiB",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_table_bomb_is_stopped_by_the_table_cap() {
+    for backend in BOTH {
+        assert_component_fails(
+            backend,
+            TABLE_BOMB,
+            "",
+            7,
+            "grow its tables past the sandbox's fixed limit of 1000000 elements",
         )
         .await;
     }
@@ -235,4 +256,139 @@ async fn a_forged_cache_entry_is_never_loaded() {
     // The entry was rewritten by wasmig and is trusted again.
     let run = project.run(&db, &["up", "--json"]).success();
     assert_eq!(run.json()["steps"][0]["cache"], "hit", "{run:?}");
+}
+
+/// A project's `.env` is not the user's environment: it must not choose the key that
+/// authenticates cache entries, or the project's author could sign native code of their own.
+#[tokio::test]
+async fn a_dot_env_cannot_choose_the_compile_cache_key() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.wasm_revision_bytes("a1", &component(SUCCEED));
+    let with_key = |key: &Path, args: &[&str]| {
+        let out = wasmig_cmd(&project.dir)
+            .env("WASMIG_CACHE_KEY", key)
+            .args(args)
+            .args(["--database-url", &db.url])
+            .output()
+            .unwrap();
+        Run::from_output(out)
+    };
+    let private_dir = |dir: &Path| {
+        std::fs::create_dir_all(dir).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+    };
+    // The author's own key, on their own machine (outside the project).
+    let authors = project.dir.with_extension("author");
+    private_dir(&authors);
+    let authors_key = authors.join("cache.key");
+    // What the author ships: that key, and a `.env` pointing at it.
+    let shipped = project.dir.join("keys");
+    private_dir(&shipped.join("wasmig"));
+    let dot_envs = [
+        format!("WASMIG_CACHE_KEY={}\n", shipped.join("cache.key").display()),
+        format!("XDG_CACHE_HOME={shipped}\n", shipped = shipped.display()),
+    ];
+
+    for dot_env in dot_envs {
+        // An entry signed with the author's key, which that key accepts.
+        with_key(&authors_key, &["up"]).success();
+        with_key(&authors_key, &["down"]).success();
+        let signed = with_key(&authors_key, &["up", "--json"]).success();
+        assert_eq!(signed.json()["steps"][0]["cache"], "hit", "{signed:?}");
+        with_key(&authors_key, &["down"]).success();
+        std::fs::copy(&authors_key, shipped.join("cache.key")).unwrap();
+        std::fs::copy(&authors_key, shipped.join("wasmig").join("cache.key")).unwrap();
+        std::fs::write(project.dir.join(".env"), &dot_env).unwrap();
+
+        let run = project.run(&db, &["up", "--json"]).success();
+        assert_eq!(
+            run.json()["steps"][0]["cache"],
+            "miss",
+            "{dot_env}: {run:?}"
+        );
+        assert!(
+            run.stderr.contains("its tag does not verify"),
+            "{dot_env}: {run:?}"
+        );
+        project.run(&db, &["down"]).success();
+    }
+
+    // Even from the real environment, a key inside the project is refused.
+    let run = with_key(&shipped.join("cache.key"), &["up", "--json"]).success();
+    assert_eq!(run.json()["steps"][0]["cache"], "disabled", "{run:?}");
+    assert!(
+        run.stderr.contains("compile cache disabled") && run.stderr.contains("inside the project"),
+        "{run:?}"
+    );
+    std::fs::remove_dir_all(&authors).unwrap();
+}
+
+/// Entries are named by the hash of their component, but the name is only a file name: a
+/// valid entry copied over another component's entry must not run as that component.
+#[tokio::test]
+async fn a_cache_entry_swapped_for_another_components_is_never_loaded() {
+    use sha2::Digest as _;
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let succeeds = component(SUCCEED);
+    let traps = component(TRAP);
+    project.wasm_revision_bytes("a1", &succeeds);
+    project.wasm_revision_bytes("b2", &traps);
+    project.run(&db, &["up"]).fails_with(6);
+    assert_eq!(db.heads().await, ["a1"]);
+
+    let cache = project.dir.join(".wasmig/cache");
+    let entry_of = |bytes: &[u8]| {
+        let prefix = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.extension().is_some_and(|x| x == "cwasm")
+                    && p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(&prefix)
+            })
+            .expect("an entry for the component")
+    };
+    // The succeeding component's native code, under the trapping one's name.
+    std::fs::copy(entry_of(&succeeds), entry_of(&traps)).unwrap();
+
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(
+        run.stderr.contains("its tag does not verify")
+            && run.stderr.contains("the migration trapped"),
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+}
+
+/// Limits that cannot be represented used to panic when the step ran; now they are refused
+/// before anything runs, naming the manifest.
+#[tokio::test]
+async fn sandbox_limits_out_of_range_are_refused_before_the_first_step() {
+    for setting in [
+        "timeout_secs = 1e300",
+        "memory_limit_mib = 9223372036854775807",
+    ] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Sqlite, &project).await;
+        project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+        let dir = project.wasm_revision_bytes("b2", &component(SUCCEED));
+        project.set_manifest(&dir, setting);
+        let run = project.run(&db, &["up"]).fails_with(3);
+        assert!(
+            run.stderr.contains("migration.toml")
+                && run.stderr.contains(setting.split(" = ").next().unwrap())
+                && run.stderr.contains("out of range"),
+            "{setting}: {run:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{setting}: a1 ran anyway");
+    }
 }

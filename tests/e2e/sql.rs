@@ -243,6 +243,31 @@ fn log_level_and_flags_filter_the_log() {
     );
 }
 
+/// `.env` supplies LOG_LEVEL as well as DATABASE_URL; the real environment and the flags win.
+#[test]
+fn log_level_comes_from_dot_env_below_the_environment() {
+    let project = TestProject::new();
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    std::fs::write(project.dir.join(".env"), "LOG_LEVEL=debug\n").unwrap();
+    let debug = project.run_plain(&["up"]).success();
+    assert!(debug.stderr.contains("debug: a1: committed"), "{debug:?}");
+    project.run_plain(&["down"]).success();
+
+    let env_wins = Run::from_output(
+        wasmig_cmd(&project.dir)
+            .env("LOG_LEVEL", "warn")
+            .arg("up")
+            .output()
+            .unwrap(),
+    )
+    .success();
+    assert!(!env_wins.stderr.contains("applying a1"), "{env_wins:?}");
+    project.run_plain(&["down"]).success();
+
+    let quiet_wins = project.run_plain(&["up", "-q"]).success();
+    assert!(!quiet_wins.stderr.contains("applying a1"), "{quiet_wins:?}");
+}
+
 #[tokio::test]
 async fn a_connection_lost_during_a_sql_revision_is_a_database_error() {
     let project = TestProject::new();

@@ -55,6 +55,9 @@ pub enum LimitTrap {
     /// The guest tried to grow its memory past the cap.
     #[error("memory limit of {0} bytes exceeded")]
     Memory(u64),
+    /// The guest tried to grow its tables past [`TABLE_ELEMENTS_CAP`].
+    #[error("table limit of {0} elements exceeded")]
+    Tables(u64),
 }
 
 /// One open savepoint.
@@ -68,15 +71,30 @@ struct Frame {
     cursors: bool,
 }
 
-/// Caps the guest's linear memories (all of them together) and tables.
+/// Elements allowed in all of a guest's tables together. Each takes a pointer's worth of
+/// host memory (wasmtime's `ResourceLimiter::table_growing` docs), so this is 8 MiB on a
+/// 64-bit host: plenty for indirect calls, and not a way around the memory cap.
+pub(crate) const TABLE_ELEMENTS_CAP: u64 = 1_000_000;
+
+/// Caps the guest's linear memories (all of them together) and tables (all together).
+///
+/// The arithmetic saturates: sizes come from the guest (a 64-bit memory can ask for nearly
+/// `usize::MAX` bytes), and a wrapped sum would let it past the cap.
 #[derive(Debug)]
 pub(crate) struct Limiter {
     /// The cap in bytes for all memories together.
     pub(crate) memory_cap: u64,
     /// Bytes currently reserved by all memories.
     reserved: u64,
-    /// Set when a growth was refused.
+    /// Bytes of the growth `memory_growing` last allowed, taken back if wasmtime then
+    /// reports that this growth failed.
+    pending: u64,
+    /// Elements currently reserved by all tables.
+    table_elements: u64,
+    /// Set when a memory growth was refused.
     pub(crate) exceeded: bool,
+    /// Set when a table growth was refused.
+    pub(crate) tables_exceeded: bool,
 }
 
 impl Limiter {
@@ -84,9 +102,17 @@ impl Limiter {
         Limiter {
             memory_cap,
             reserved: 0,
+            pending: 0,
+            table_elements: 0,
             exceeded: false,
+            tables_exceeded: false,
         }
     }
+}
+
+/// `desired - current` as a count that cannot wrap.
+fn growth(current: usize, desired: usize) -> u64 {
+    u64::try_from(desired.saturating_sub(current)).unwrap_or(u64::MAX)
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -94,24 +120,59 @@ impl wasmtime::ResourceLimiter for Limiter {
         &mut self,
         current: usize,
         desired: usize,
-        _max: Option<usize>,
+        max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.reserved + (desired - current) as u64;
+        self.pending = 0;
+        // wasmtime refuses a growth past the memory's maximum after asking; refusing it here
+        // keeps it out of the count (`memory.grow` returns -1, as the spec says).
+        if max.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let growth = growth(current, desired);
+        let total = self.reserved.saturating_add(growth);
         if total > self.memory_cap {
             self.exceeded = true;
             return Err(wasmtime::Error::new(LimitTrap::Memory(self.memory_cap)));
         }
         self.reserved = total;
+        self.pending = growth;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // wasmtime 48 also calls this, without asking `memory_growing` first, for a size the
+        // memory's type cannot represent (`vm/memory.rs`, "memory growth exceeds memory
+        // type's limits"). Nothing was reserved for that one, and `pending` may be an earlier
+        // growth that succeeded, so it must stay counted. A unit test pins this message.
+        let unasked = error
+            .to_string()
+            .contains("memory growth exceeds memory type's limits");
+        if !unasked {
+            self.reserved = self.reserved.saturating_sub(self.pending);
+        }
+        self.pending = 0;
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _max: Option<usize>,
+        max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        // As for memories. With that refused here, a growth allowed below cannot fail later
+        // in wasmtime 48 (`vm/table.rs`), so there is no `table_grow_failed` to undo it; the
+        // one call it makes without asking is for an overflowing size, never counted.
+        if max.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let total = self.table_elements.saturating_add(growth(current, desired));
+        if total > TABLE_ELEMENTS_CAP {
+            self.tables_exceeded = true;
+            return Err(wasmtime::Error::new(LimitTrap::Tables(TABLE_ELEMENTS_CAP)));
+        }
+        self.table_elements = total;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
@@ -641,5 +702,102 @@ impl WasiView for GuestState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::{Engine, Instance, Module, ResourceLimiter as _, Store};
+
+    use super::*;
+
+    const PAGE: usize = 64 * 1024;
+
+    #[test]
+    fn memory_sizes_near_the_top_of_usize_cannot_wrap_past_the_cap() {
+        let mut limiter = Limiter::new(16 * PAGE as u64);
+        assert!(limiter.memory_growing(0, 16 * PAGE, None).unwrap());
+        let err = limiter.memory_growing(0, usize::MAX, None).unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<LimitTrap>(),
+            Some(LimitTrap::Memory(_))
+        ));
+        assert!(limiter.exceeded);
+        // A shrinking "growth" counts as nothing rather than underflowing.
+        assert!(limiter.memory_growing(usize::MAX, 0, None).unwrap());
+        assert_eq!(limiter.reserved, 16 * PAGE as u64);
+    }
+
+    #[test]
+    fn a_memory_growth_that_fails_after_being_allowed_is_not_counted() {
+        let mut limiter = Limiter::new(4 * PAGE as u64);
+        assert!(limiter.memory_growing(0, PAGE, None).unwrap());
+        assert!(limiter.memory_growing(PAGE, 3 * PAGE, None).unwrap());
+        // Such as the operating system refusing the mapping.
+        limiter
+            .memory_grow_failed(wasmtime::Error::msg("Cannot allocate memory"))
+            .unwrap();
+        assert_eq!(limiter.reserved, PAGE as u64);
+        // Failing twice does not give back more than was reserved.
+        limiter
+            .memory_grow_failed(wasmtime::Error::msg("Cannot allocate memory"))
+            .unwrap();
+        assert_eq!(limiter.reserved, PAGE as u64);
+        assert!(limiter.memory_growing(PAGE, 4 * PAGE, None).unwrap());
+    }
+
+    /// Runs `memory.grow` by each of `deltas` in a module whose memory is `memory`, under a
+    /// limiter, and returns what each returned and what the limiter counted.
+    fn grow_in_wasm(memory: &str, deltas: &[i32]) -> (Vec<i32>, u64) {
+        let engine = Engine::default();
+        let wat = format!(
+            r#"(module (memory {memory})
+                 (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"#
+        );
+        let module = Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
+        let mut store = Store::new(&engine, Limiter::new(1 << 30));
+        store.limiter(|l| l);
+        let instance = Instance::new(&mut store, &module, &[]).unwrap();
+        let grow = instance
+            .get_typed_func::<i32, i32>(&mut store, "grow")
+            .unwrap();
+        let results = deltas
+            .iter()
+            .map(|d| grow.call(&mut store, *d).unwrap())
+            .collect();
+        (results, store.data().reserved)
+    }
+
+    #[test]
+    fn growing_past_a_memorys_maximum_fails_without_being_counted() {
+        let (results, reserved) = grow_in_wasm("1 3", &[5, 1, 5, 1]);
+        assert_eq!(results, [-1, 1, -1, 2]);
+        assert_eq!(reserved, 3 * PAGE as u64);
+    }
+
+    /// wasmtime reports a size the memory's type cannot hold (past 4 GiB for a 32-bit
+    /// memory) as a failed growth it never asked about; the growth before it stays counted.
+    /// Pins the wasmtime message `memory_grow_failed` relies on.
+    #[test]
+    fn a_growth_the_memory_type_cannot_hold_leaves_earlier_growth_counted() {
+        let (results, reserved) = grow_in_wasm("1", &[1, 65536]);
+        assert_eq!(results, [1, -1]);
+        assert_eq!(reserved, 2 * PAGE as u64);
+    }
+
+    #[test]
+    fn tables_together_are_capped() {
+        let cap = usize::try_from(TABLE_ELEMENTS_CAP).unwrap();
+        let mut limiter = Limiter::new(0);
+        assert!(limiter.table_growing(0, cap / 2, None).unwrap());
+        assert!(!limiter.table_growing(0, cap, Some(10)).unwrap());
+        assert!(limiter.table_growing(0, cap / 2, None).unwrap());
+        let err = limiter.table_growing(0, 1, None).unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<LimitTrap>(),
+            Some(LimitTrap::Tables(_))
+        ));
+        assert!(limiter.tables_exceeded);
+        assert!(limiter.table_growing(0, usize::MAX, None).is_err());
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! What a guest gets: the `sql` interface on its migration's transaction, `log`, clocks and
 //! randomness. What it does not: files, environment, arguments, stdin, sockets, name lookup.
-//! Limits: a memory cap over all its memories, and a wall-clock deadline enforced by epoch
-//! interruption while wasm runs and by cancelling the statement while it waits on SQL.
+//! Limits: a memory cap over all its memories, an element cap over all its tables, and a
+//! wall-clock deadline enforced by epoch interruption while wasm runs and by cancelling the
+//! statement while it waits on SQL.
 //!
 //! Not here: what the host functions do (`host`), the cache's file format (`cache`).
 
@@ -30,6 +31,10 @@ pub use self::cache::CacheStatus;
 
 /// How often the epoch advances; the deadline's resolution while wasm runs.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The deadline used when `now + timeout` cannot be represented (a year; configuration
+/// allows at most a week).
+const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The only interfaces a component may import besides WASI.
 const ALLOWED_IMPORTS: &[&str] = &[
@@ -61,6 +66,8 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<GuestState>,
     cache_dir: Option<PathBuf>,
+    /// The project being run; the compile cache refuses a key inside it.
+    project_root: PathBuf,
     progress_bars: bool,
     /// Stops the epoch ticker thread when the sandbox is dropped.
     ticker_stop: Arc<AtomicBool>,
@@ -73,11 +80,16 @@ impl Drop for Sandbox {
 }
 
 impl Sandbox {
-    /// Creates the engine (Cranelift, epoch interruption) and the linker.
+    /// Creates the engine (Cranelift, epoch interruption) and the linker for running the
+    /// project in `project_root`, caching compiled components in `cache_dir`.
     ///
     /// # Errors
     /// When wasmtime cannot be configured (a host problem).
-    pub fn new(cache_dir: Option<PathBuf>, progress_bars: bool) -> anyhow::Result<Self> {
+    pub fn new(
+        project_root: &Path,
+        cache_dir: Option<PathBuf>,
+        progress_bars: bool,
+    ) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -101,6 +113,7 @@ impl Sandbox {
             engine,
             linker,
             cache_dir,
+            project_root: project_root.to_path_buf(),
             progress_bars,
             ticker_stop,
         })
@@ -126,9 +139,13 @@ impl Sandbox {
             .into());
         }
         let started = std::time::Instant::now();
-        let (component, cache) =
-            cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), bytes)
-                .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
+        let (component, cache) = cache::load_or_compile(
+            &self.engine,
+            self.cache_dir.as_deref(),
+            &self.project_root,
+            bytes,
+        )
+        .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
         let load_time = started.elapsed();
 
         let ty = component.component_type();
@@ -176,7 +193,12 @@ impl Sandbox {
         session: Box<dyn Session>,
         limits: Limits,
     ) -> (Option<Box<dyn Session>>, Result<(), Failure>) {
-        let deadline = tokio::time::Instant::now() + limits.timeout;
+        // Checked: the timeout comes from configuration (bounded there, but an instant that
+        // cannot be represented must not panic here).
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(limits.timeout)
+            .unwrap_or(now + MAX_DEADLINE);
         let state = GuestState::new(
             session,
             revision,
@@ -188,7 +210,11 @@ impl Sandbox {
         store.limiter(|s| &mut s.limiter);
         // Ticks until the deadline; set before instantiating (the default of 0 would trap
         // the start function).
-        let ticks = (limits.timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1;
+        // wasmtime adds this to the current epoch unchecked.
+        let ticks = u64::try_from(limits.timeout.as_nanos() / EPOCH_TICK.as_nanos())
+            .unwrap_or(u64::MAX)
+            .clamp(1, u64::MAX / 2)
+            + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
@@ -203,7 +229,9 @@ impl Sandbox {
         // themselves (with a grace period to cancel their statement). This backstop stops a
         // guest parked anywhere else in the host, such as a WASI sleep or poll, by dropping
         // the call; the instance is never entered again.
-        let backstop = deadline + host::UNWIND_LIMIT + Duration::from_secs(1);
+        let backstop = deadline
+            .checked_add(host::UNWIND_LIMIT + Duration::from_secs(1))
+            .unwrap_or(deadline);
         let outcome = match tokio::time::timeout_at(backstop, call).await {
             Ok(outcome) => outcome,
             Err(_) => Err(wasmtime::Error::new(LimitTrap::Deadline)),
@@ -243,6 +271,13 @@ fn classify(
             {
                 return Err(Failure::Memory {
                     limit: limits.memory,
+                });
+            }
+            if state.limiter.tables_exceeded
+                || matches!(err.downcast_ref::<LimitTrap>(), Some(LimitTrap::Tables(_)))
+            {
+                return Err(Failure::Tables {
+                    limit: host::TABLE_ELEMENTS_CAP,
                 });
             }
             Err(Failure::GuestTrap(format!("{err:?}")))
