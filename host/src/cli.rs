@@ -112,7 +112,7 @@ enum Command {
     /// Show the current revision and what is pending.
     #[command(visible_alias = "status")]
     Current,
-    /// List the revisions from the heads down (or the applied/reverted log with --log).
+    /// List the revisions from the heads down (-v: every field; --log: the database's log).
     History {
         /// Show the database's history log instead of the revision list.
         #[arg(long)]
@@ -125,9 +125,6 @@ enum Command {
             allow_hyphen_values = true
         )]
         rev_range: Option<String>,
-        /// Show every field of each revision.
-        #[arg(long)]
-        verbose: bool,
         /// Mark the revisions the database is at (connects to it).
         #[arg(short = 'i', long)]
         indicate_current: bool,
@@ -149,7 +146,7 @@ enum Command {
     /// Set the version table to REV... without running any migration.
     Stamp {
         /// Where the database is: ids, LABEL@head, heads, base.
-        #[arg(required = true, allow_hyphen_values = true, value_name = "REV")]
+        #[arg(required = true, value_name = "REV")]
         revisions: Vec<String>,
         /// Replace every stored head, even ones this project does not know.
         #[arg(long)]
@@ -342,7 +339,6 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
         Command::History {
             log: true,
             rev_range: None,
-            verbose: false,
             indicate_current: false,
         } => {
             let db = connect(project, g).await?;
@@ -367,15 +363,16 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
             Ok(())
         }
         Command::History { log: true, .. } => Err(ConfigError::new(
-            "--log prints the database's log as it is; it cannot be combined with -r, --verbose or -i",
+            "--log prints the database's log as it is; it cannot be combined with -r or -i",
         )
         .into()),
         Command::History {
             log: false,
             rev_range,
-            verbose,
             indicate_current,
         } => {
+            // As in Alembic, `history -v` / `--verbose` shows every field.
+            let verbose = g.verbose > 0;
             let (revisions, graph) = load_graph(project)?;
             let range = rev_range.as_deref().map(split_range).transpose()?;
             let wants_db = *indicate_current
@@ -401,7 +398,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 println!("{}", json!({ "revisions": out }));
             } else {
                 for id in ids {
-                    if *verbose {
+                    if verbose {
                         println!("{}", history::verbose(&graph, &revisions, id, marked));
                     } else {
                         println!("{}", history::line(&graph, &revisions, id, marked));
@@ -456,10 +453,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 for id in points {
                     println!("{}", history::short(&graph, &revisions, id, &[]));
                     for next in graph.info(id).map(|i| i.next_revisions).unwrap_or_default() {
-                        println!(
-                            "    -> {}",
-                            history::short(&graph, &revisions, &next, &[])
-                        );
+                        println!("    -> {}", history::short(&graph, &revisions, &next, &[]));
                     }
                 }
             }

@@ -128,7 +128,7 @@ pub enum GraphError {
         candidates: Vec<String>,
     },
     /// A relative target from the current revision, with several current heads.
-    #[error("`{target}` is ambiguous: the database has several current heads ({}); name the revision (REV-1) or the branch (LABEL@-1)", .heads.join(", "))]
+    #[error("`{target}` is ambiguous: the database has several current heads ({}); name the branch: LABEL@-1, or REV@-1 with one of those heads", .heads.join(", "))]
     AmbiguousCurrent {
         /// What the user asked for.
         target: String,

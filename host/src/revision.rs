@@ -6,7 +6,6 @@
 //! prebuilt component (wasm). Not here: building (`artifact`), planning (`graph`).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -142,20 +141,6 @@ impl Revision {
             ),
             Kind::Rust => Some(build_dir.join(format!("{}.wasm", self.id()))),
         }
-    }
-
-    /// The deadline for this revision given the project default.
-    pub fn timeout(&self, default: Duration) -> Duration {
-        self.manifest
-            .timeout_secs
-            .filter(|s| *s > 0.0 && s.is_finite())
-            .map(Duration::from_secs_f64)
-            .unwrap_or(default)
-    }
-
-    /// The memory cap in bytes given the project default in MiB.
-    pub fn memory_limit(&self, default_mib: u64) -> u64 {
-        self.manifest.memory_limit_mib.unwrap_or(default_mib) * 1024 * 1024
     }
 }
 

@@ -119,7 +119,7 @@ async fn targets_and_relative_moves_work_on_a_chain() {
     let err = project.run(&db, &["up", "zz"]).fails_with(4);
     assert!(err.stderr.contains("revision `zz` not found"), "{err:?}");
     let err = project.run(&db, &["down", "d4"]).fails_with(4);
-    assert!(err.stderr.contains("cannot downgrade"), "{err:?}");
+    assert!(err.stderr.contains("not an ancestor"), "{err:?}");
     let show = project.run(&db, &["show", "c", "--json"]).success().json();
     assert_eq!(show["revision"], "c3");
     assert_eq!(show["down_revisions"], serde_json::json!(["b2"]));

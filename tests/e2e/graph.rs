@@ -1,0 +1,367 @@
+//! The revision graph end to end: branches, merges, labels, dependencies, stamp, plans and
+//! graph errors, driven through the commands on SQL revisions against both backends.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::support::{BOTH, Run, TestDb, TestProject};
+
+const GRAPH: i32 = 4;
+
+/// Creates a SQL revision `id` (with `wasmig revision` and `extra` flags) whose upgrade
+/// creates table `t_<id>` and whose downgrade drops it.
+fn rev(project: &TestProject, id: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["revision", "-m", id, "--rev-id", id, "--json"];
+    args.extend_from_slice(extra);
+    let run = project.run_plain(&args).success();
+    let dir = PathBuf::from(run.json()["directory"].as_str().unwrap());
+    std::fs::write(dir.join("up.sql"), format!("CREATE TABLE t_{id} (n int);")).unwrap();
+    std::fs::write(dir.join("down.sql"), format!("DROP TABLE t_{id};")).unwrap();
+    dir
+}
+
+fn plan(project: &TestProject, db: &TestDb, args: &[&str]) -> Vec<String> {
+    let mut all = args.to_vec();
+    all.extend(["--plan", "--json"]);
+    let out = project.run(db, &all).success().json();
+    let keys: Vec<&str> = out
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["steps"],
+        "the plan is exactly one document with steps"
+    );
+    out["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let sign = if s["action"] == "upgrade" { "+" } else { "-" };
+            format!("{sign}{}", s["revision"].as_str().unwrap())
+        })
+        .collect()
+}
+
+/// The tables the revisions created, sorted: the schema as the version table should see it.
+async fn tables(db: &TestDb, ids: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for id in ids {
+        if db.table_exists(&format!("t_{id}")).await {
+            found.push((*id).to_owned());
+        }
+    }
+    found
+}
+
+fn heads_json(run: Run) -> serde_json::Value {
+    run.success().json()["heads"].clone()
+}
+
+#[tokio::test]
+async fn branches_merges_labels_and_stamp_work_on_both_backends() {
+    let all = ["a1", "b2", "c3", "d4", "e5", "f6", "g7"];
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        rev(&project, "a1", &[]);
+        rev(&project, "b2", &[]);
+        // Branching from a non-head needs --splice, as in Alembic.
+        let refused = project
+            .run_plain(&["revision", "-m", "c3", "--rev-id", "c3", "--head", "a1"])
+            .fails_with(GRAPH);
+        assert!(
+            refused.stderr.contains("not a head revision") && refused.stderr.contains("--splice"),
+            "{refused:?}"
+        );
+        rev(&project, "c3", &["--head", "a1", "--splice"]);
+
+        // Two heads: CI's check catches it, `head` is ambiguous, `heads` is not.
+        project.run_plain(&["check"]).success();
+        let two = project
+            .run_plain(&["check", "--single-head"])
+            .fails_with(GRAPH);
+        assert!(two.stderr.contains("multiple heads: b2, c3"), "{two:?}");
+        assert_eq!(
+            heads_json(project.run_plain(&["heads", "--json"])),
+            json!(["b2", "c3"])
+        );
+        let ambiguous = project.run(&db, &["up"]).fails_with(GRAPH);
+        assert!(ambiguous.stderr.contains("multiple heads"), "{ambiguous:?}");
+        assert!(db.heads().await.is_empty(), "{backend:?}: nothing ran");
+        assert_eq!(plan(&project, &db, &["up", "heads"]), ["+a1", "+c3", "+b2"]);
+        project.run(&db, &["up", "heads"]).success();
+        assert_eq!(db.heads().await, ["b2", "c3"]);
+        assert_eq!(tables(&db, &all).await, ["a1", "b2", "c3"]);
+        let branches = project.run_plain(&["branches", "--json"]).success().json();
+        assert_eq!(
+            branches["branches"],
+            json!([{ "revision": "a1", "next_revisions": ["b2", "c3"] }])
+        );
+
+        // -1 from two heads is refused (Alembic only warns); REV@-1 names the branch.
+        let minus = project.run(&db, &["down"]).fails_with(GRAPH);
+        assert!(minus.stderr.contains("ambiguous"), "{minus:?}");
+        assert_eq!(plan(&project, &db, &["down", "c3@-1"]), ["-c3"]);
+        // REV-1 is a revision (a1), and going down to a branch point removes both branches.
+        assert_eq!(plan(&project, &db, &["down", "c3-1"]), ["-b2", "-c3"]);
+
+        // Merge the two heads; upgrading runs only the merge point.
+        let merged = project
+            .run_plain(&["merge", "heads", "-m", "merge", "--rev-id", "d4", "--json"])
+            .success();
+        let d4 = PathBuf::from(merged.json()["directory"].as_str().unwrap());
+        std::fs::write(d4.join("up.sql"), "CREATE TABLE t_d4 (n int);").unwrap();
+        std::fs::write(d4.join("down.sql"), "DROP TABLE t_d4;").unwrap();
+        let show = project
+            .run_plain(&["show", "d4", "--json"])
+            .success()
+            .json();
+        assert_eq!(show["down_revisions"], json!(["b2", "c3"]));
+        assert_eq!(show["is_merge_point"], json!(true));
+        project.run_plain(&["check", "--single-head"]).success();
+        assert_eq!(plan(&project, &db, &["up"]), ["+d4"]);
+        project.run(&db, &["up"]).success();
+        assert_eq!(db.heads().await, ["d4"]);
+
+        // Downgrading to the branch point removes both branches and the merge.
+        assert_eq!(plan(&project, &db, &["down", "a1"]), ["-d4", "-b2", "-c3"]);
+        // Down to one side of the merge leaves two heads again.
+        project.run(&db, &["down", "b2"]).success();
+        assert_eq!(db.heads().await, ["b2", "c3"]);
+        assert_eq!(tables(&db, &all).await, ["a1", "b2", "c3"]);
+        project.run(&db, &["down", "a1"]).success();
+        assert_eq!(db.heads().await, ["a1"]);
+        assert_eq!(tables(&db, &all).await, ["a1"]);
+        let not_below = project.run(&db, &["down", "d4"]).fails_with(GRAPH);
+        assert!(
+            not_below.stderr.contains("not an ancestor"),
+            "{not_below:?}"
+        );
+
+        // A second root with a branch label, and a dependency on it from the main line.
+        rev(&project, "e5", &["--head", "base", "--branch-label", "net"]);
+        rev(&project, "f6", &["--head", "net@head"]);
+        rev(&project, "g7", &["--head", "d4", "--depends-on", "net"]);
+        let g7 = project
+            .run_plain(&["show", "g7", "--json"])
+            .success()
+            .json();
+        assert_eq!(g7["depends_on"], json!(["net"]));
+        assert_eq!(g7["down_revisions"], json!(["d4"]));
+        let f6 = project
+            .run_plain(&["show", "net@head", "--json"])
+            .success()
+            .json();
+        assert_eq!(f6["revision"], "f6");
+        assert_eq!(f6["branch_labels"], json!(["net"]));
+        assert_eq!(plan(&project, &db, &["up", "net@+1"]), ["+e5"]);
+        project.run(&db, &["up", "net@head"]).success();
+        assert_eq!(db.heads().await, ["a1", "f6"]);
+        // g7 needs its dependency's branch (applied) and its own line.
+        assert_eq!(
+            plan(&project, &db, &["up", "g7"]),
+            ["+c3", "+b2", "+d4", "+g7"]
+        );
+        project.run(&db, &["up", "heads"]).success();
+        // `depends_on = "net"` means the revision declaring the label (e5), which g7 now
+        // implies; f6 stays a head of its own.
+        assert_eq!(db.heads().await, ["f6", "g7"]);
+        assert_eq!(tables(&db, &all).await, all);
+        // Taking the labelled branch down takes its dependent with it.
+        assert_eq!(
+            plan(&project, &db, &["down", "net@base"]),
+            ["-f6", "-g7", "-e5"]
+        );
+        project.run(&db, &["down", "net@base"]).success();
+        assert_eq!(db.heads().await, ["d4"]);
+        assert_eq!(tables(&db, &all).await, ["a1", "b2", "c3", "d4"]);
+
+        // Stamp moves the version table only, and is recorded.
+        let stamped = project
+            .run(&db, &["stamp", "c3", "--json"])
+            .success()
+            .json();
+        assert_eq!(stamped["heads"], json!(["c3"]));
+        assert_eq!(db.heads().await, ["c3"]);
+        assert_eq!(tables(&db, &all).await, ["a1", "b2", "c3", "d4"]);
+        project.run(&db, &["stamp", "base"]).success();
+        assert!(db.heads().await.is_empty());
+        let log = db.history().await;
+        assert_eq!(log[log.len() - 2..], ["stamp:c3", "stamp:base"]);
+        project.run(&db, &["stamp", "heads"]).success();
+        assert_eq!(db.heads().await, ["f6", "g7"]);
+
+        // History: from the heads down, with branch and merge points marked.
+        let history = project
+            .run_plain(&["history", "-r", "a1:d4"])
+            .success()
+            .stdout;
+        let ids: Vec<&str> = history
+            .lines()
+            .map(|l| {
+                l.split(" -> ")
+                    .nth(1)
+                    .unwrap()
+                    .split([' ', ','])
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ids, ["d4", "b2", "c3", "a1"], "{history}");
+        assert!(history.contains("b2, c3 -> d4 (mergepoint)"), "{history}");
+        assert!(history.contains("<base> -> a1 (branchpoint)"), "{history}");
+        let current = project
+            .run(&db, &["history", "-r", "current:", "-i"])
+            .success()
+            .stdout;
+        assert!(current.contains("-> g7 (current) (head)"), "{current}");
+        let verbose = project
+            .run_plain(&["history", "--verbose", "-r", "d4:d4"])
+            .success()
+            .stdout;
+        assert!(verbose.contains("Merges: b2, c3"), "{verbose}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn graph_errors_name_the_revisions_and_exit_4() {
+    let project = TestProject::new();
+    let db = TestDb::new(crate::support::Backend::Sqlite, &project).await;
+    rev(&project, "abc1", &[]);
+    let abd2 = rev(&project, "abd2", &[]);
+
+    let ambiguous = project.run(&db, &["up", "ab"]).fails_with(GRAPH);
+    assert!(
+        ambiguous
+            .stderr
+            .contains("`ab` is ambiguous: it matches abc1, abd2"),
+        "{ambiguous:?}"
+    );
+    let missing = project.run(&db, &["show", "zz"]).fails_with(GRAPH);
+    assert!(missing.stderr.contains("`zz` not found"), "{missing:?}");
+    let past = project.run(&db, &["up", "+3"]).fails_with(GRAPH);
+    assert!(past.stderr.contains("goes past the end"), "{past:?}");
+    let wrong = project.run(&db, &["up", "-1"]).fails_with(GRAPH);
+    assert!(wrong.stderr.contains("cannot upgrade to `-1`"), "{wrong:?}");
+    let no_branch = project.run(&db, &["up", "nope@head"]).fails_with(GRAPH);
+    assert!(no_branch.stderr.contains("no such branch"), "{no_branch:?}");
+    let taken = project
+        .run_plain(&["revision", "-m", "x", "--branch-label", "abc1"])
+        .fails_with(3);
+    assert!(taken.stderr.contains("already used"), "{taken:?}");
+    let dep = project
+        .run_plain(&["revision", "-m", "x", "--depends-on", "nothing"])
+        .fails_with(GRAPH);
+    assert!(dep.stderr.contains("`nothing` not found"), "{dep:?}");
+    let lonely = project
+        .run_plain(&["merge", "abd2", "-m", "x"])
+        .fails_with(GRAPH);
+    assert!(lonely.stderr.contains("nothing to merge"), "{lonely:?}");
+
+    // A cycle through the manifests.
+    let manifest = abd2.join("migration.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let first = project
+        .run_plain(&["show", "abc1", "--json"])
+        .success()
+        .json();
+    let abc1 = PathBuf::from(first["directory"].as_str().unwrap());
+    let abc1_manifest = abc1.join("migration.toml");
+    let abc1_text = std::fs::read_to_string(&abc1_manifest).unwrap();
+    std::fs::write(
+        &abc1_manifest,
+        format!("down_revision = \"abd2\"\n{abc1_text}"),
+    )
+    .unwrap();
+    let cycle = project.run(&db, &["check"]).fails_with(GRAPH);
+    assert!(
+        cycle.stderr.contains("cycle in the revision graph"),
+        "{cycle:?}"
+    );
+    std::fs::write(&abc1_manifest, abc1_text).unwrap();
+
+    // A missing down revision, a duplicate label, an unknown dependency.
+    std::fs::write(
+        &manifest,
+        text.replace("down_revision = \"abc1\"", "down_revision = \"gone\""),
+    )
+    .unwrap();
+    let gone = project.run(&db, &["up"]).fails_with(GRAPH);
+    assert!(
+        gone.stderr
+            .contains("revision `abd2` has down revision `gone`, which is not found"),
+        "{gone:?}"
+    );
+    std::fs::write(&manifest, format!("branch_labels = \"x\"\n{text}")).unwrap();
+    let y3 = rev(&project, "y3", &[]);
+    let y3_text = std::fs::read_to_string(y3.join("migration.toml")).unwrap();
+    std::fs::write(
+        y3.join("migration.toml"),
+        format!("branch_labels = \"x\"\n{y3_text}"),
+    )
+    .unwrap();
+    let dup = project.run(&db, &["heads"]).fails_with(GRAPH);
+    assert!(
+        dup.stderr
+            .contains("branch label `x` is declared by both `abd2` and `y3`"),
+        "{dup:?}"
+    );
+    std::fs::write(
+        y3.join("migration.toml"),
+        format!("depends_on = \"ghost\"\n{y3_text}"),
+    )
+    .unwrap();
+    let ghost = project.run(&db, &["heads"]).fails_with(GRAPH);
+    assert!(
+        ghost
+            .stderr
+            .contains("depends on `ghost`, which is not found"),
+        "{ghost:?}"
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn version_tables_from_before_stamp_are_widened_keeping_their_rows() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        rev(&project, "a1", &[]);
+        // The history table as wasmig 0.1 created it, with one row.
+        let (id, time) = match backend {
+            crate::support::Backend::Postgres => (
+                "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                "TIMESTAMPTZ",
+            ),
+            crate::support::Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"),
+        };
+        db.exec(&format!(
+            "CREATE TABLE wasmig_version (revision TEXT PRIMARY KEY);
+             CREATE TABLE wasmig_history (
+                 id {id}, revision TEXT NOT NULL,
+                 direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade')),
+                 checksum TEXT NOT NULL, started_at {time} NOT NULL, finished_at {time} NOT NULL,
+                 duration_ms BIGINT NOT NULL, wasmig_version TEXT NOT NULL);
+             INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
+             VALUES ('old', 'upgrade', '', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0, '0.1.0');"
+        ))
+        .await;
+        project.run(&db, &["stamp", "a1"]).success();
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        assert_eq!(
+            db.history().await,
+            ["upgrade:old", "stamp:a1"],
+            "{backend:?}"
+        );
+        // Widened once: a second run changes nothing.
+        project.run(&db, &["stamp", "base"]).success();
+        assert_eq!(db.history().await.len(), 3);
+        db.drop_db().await;
+    }
+}
