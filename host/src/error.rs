@@ -159,6 +159,9 @@ pub enum GraphError {
         /// The current heads.
         heads: Vec<String>,
     },
+    /// `--head` (or `merge`) naming one revision twice.
+    #[error("revision `{0}` is named twice as a head to build on; name each head once")]
+    DuplicateHead(String),
     /// `wasmig merge` naming fewer than two revisions.
     #[error("nothing to merge: {} is a single revision; `wasmig heads` lists the heads to merge", if .0.is_empty() { "base".to_owned() } else { .0.join(", ") })]
     NothingToMerge(Vec<String>),

@@ -1058,7 +1058,7 @@ impl Graph {
         for spec in specs {
             for p in self.revisions(spec)? {
                 if parents.contains(&p) {
-                    return Err(GraphError::DuplicateId(self.revs[p].id.clone()));
+                    return Err(GraphError::DuplicateHead(self.revs[p].id.clone()));
                 }
                 parents.push(p);
             }

@@ -337,14 +337,54 @@ fn dependencies_are_applied_first_and_are_implied_by_their_dependents() {
 }
 
 #[test]
+fn new_revisions_build_on_heads_unless_spliced() {
+    let g = branched();
+    assert_eq!(
+        g.parents_for_new(&heads(&["head"]), false),
+        Ok(heads(&["n"]))
+    );
+    assert_eq!(g.parents_for_new(&heads(&["base"]), false), Ok(vec![]));
+    assert_eq!(
+        g.parents_for_new(&heads(&["c"]), false),
+        Err(GraphError::NotAHead("c".into()))
+    );
+    assert_eq!(g.parents_for_new(&heads(&["c"]), true), Ok(heads(&["c"])));
+    assert_eq!(
+        g.parents_for_new(&heads(&["n", "n"]), false),
+        Err(GraphError::DuplicateHead("n".into()))
+    );
+    let two = Graph::new(&[node("a", &[]), node("b", &["a"]), node("c", &["a"])]).unwrap();
+    assert!(matches!(
+        two.parents_for_new(&heads(&["head"]), false),
+        Err(GraphError::MultipleHeads { .. })
+    ));
+    assert_eq!(
+        two.parents_for_new(&heads(&["heads"]), false),
+        Ok(heads(&["b", "c"]))
+    );
+}
+
+#[test]
 fn overlapping_upgrade_targets_are_refused() {
+    // n is a head by down revisions but b depends on it: `root@heads` names both.
     let g = Graph::new(&[
-        node("a", &[]),
-        depends(node("b", &[]), &["a"]),
-        node("c", &["a"]),
+        labelled(node("x", &[]), &["root"]),
+        node("a", &["x"]),
+        node("n", &["x"]),
+        depends(node("b", &["a"]), &["n"]),
     ])
     .unwrap();
-    assert!(g.plan_upgrade(&[], "heads").is_ok());
+    assert_eq!(
+        g.plan_upgrade(&[], "root@heads"),
+        Err(GraphError::Overlap {
+            revision: "b".into(),
+            others: vec!["n".into()]
+        })
+    );
+    assert_eq!(
+        revs(&g.plan_upgrade(&[], "heads").unwrap()),
+        ["+x", "+n", "+a", "+b"]
+    );
 }
 
 #[test]
