@@ -48,6 +48,10 @@ struct Global {
     /// Only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// How long up, down and stamp wait for another run's migration lock on the database
+    /// before giving up (exit 11).
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
+    lock_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -511,7 +515,7 @@ async fn stamp(
 ) -> anyhow::Result<()> {
     let (_, graph) = load_graph(project)?;
     let db = connect(project, g).await?;
-    let result = async {
+    let result = with_lock(db.as_ref(), g, async {
         db.ensure_version_tables().await?;
         let heads = db.heads().await?;
         let new = graph.plan_stamp(&heads, targets, purge)?;
@@ -539,7 +543,7 @@ async fn stamp(
             session.commit().await?;
         }
         anyhow::Ok((heads, new))
-    }
+    })
     .await;
     db.close().await;
     let (before, after) = result?;
@@ -573,6 +577,32 @@ async fn migrate(
 ) -> anyhow::Result<()> {
     let (revisions, graph) = load_graph(project)?;
     let db = connect(project, g).await?;
+    // `--plan` writes nothing, so it does not wait for a run in progress.
+    let result = if args.plan {
+        migrate_locked(project, g, args, upgrade, &revisions, &graph, db.as_ref()).await
+    } else {
+        with_lock(
+            db.as_ref(),
+            g,
+            migrate_locked(project, g, args, upgrade, &revisions, &graph, db.as_ref()),
+        )
+        .await
+    };
+    db.close().await;
+    result
+}
+
+/// `up`/`down` once the database is connected (and, unless `--plan`, locked): plan from
+/// the heads, then run.
+async fn migrate_locked(
+    project: &Project,
+    g: &Global,
+    args: &RunArgs,
+    upgrade: bool,
+    revisions: &[Revision],
+    graph: &Graph,
+    db: &dyn Database,
+) -> anyhow::Result<()> {
     let heads = db.heads().await?;
     let steps = if upgrade {
         graph.plan_upgrade(&heads, args.target.as_deref().unwrap_or("head"))?
@@ -580,7 +610,6 @@ async fn migrate(
         graph.plan_downgrade(&heads, args.target.as_deref().unwrap_or("-1"))?
     };
     if args.plan {
-        db.close().await;
         if g.json {
             println!("{}", json!({ "steps": steps }));
         } else {
@@ -591,7 +620,6 @@ async fn migrate(
         return Ok(());
     }
     if steps.is_empty() {
-        db.close().await;
         crate::info!(
             "nothing to do: the database is at {}",
             if heads.is_empty() {
@@ -605,16 +633,14 @@ async fn migrate(
         }
         return Ok(());
     }
-    if !args.no_build && runner::needs_build(&revisions, &steps) {
-        crate::artifact::build(project, &revisions)?;
+    if !args.no_build && runner::needs_build(revisions, &steps) {
+        crate::artifact::build(project, revisions)?;
     }
     let options = RunOptions {
         progress_bars: !g.json,
         use_cache: !args.no_cache,
     };
-    let result = runner::run(project, db.as_ref(), &revisions, &steps, options).await;
-    db.close().await;
-    let reports = result?;
+    let reports = runner::run(project, db, revisions, &steps, options).await?;
     let ms: u64 = reports.iter().map(|r| r.duration_ms).sum();
     crate::info!(
         "{} {} revision(s) in {ms} ms",
@@ -625,6 +651,32 @@ async fn migrate(
         println!("{}", json!({ "steps": reports }));
     }
     Ok(())
+}
+
+/// Runs `work` holding the database's migration lock, and releases the lock on every
+/// path out of it: `work` cannot return past the guard. A panic or a kill releases it too,
+/// as its connection or file closes.
+///
+/// # Errors
+/// [`crate::error::LockTimeout`] when the lock stays held past `--lock-timeout`; else the
+/// error of `work`.
+async fn with_lock<T>(
+    db: &dyn Database,
+    g: &Global,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let guard = db
+        .lock(std::time::Duration::from_secs(g.lock_timeout))
+        .await?;
+    let result = work.await;
+    // A failed unlock is only worth a warning: closing the guard's connection or file
+    // released the lock anyway, and the run's own outcome is what the exit code reports.
+    if let Err(e) = guard.release().await {
+        crate::warn!(
+            "releasing the migration lock: {e:#} (it was released as its connection closed)"
+        );
+    }
+    result
 }
 
 fn load_graph(project: &Project) -> anyhow::Result<(Vec<Revision>, Graph)> {

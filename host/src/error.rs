@@ -210,6 +210,21 @@ pub struct BuildError {
     pub message: String,
 }
 
+/// Another run held the migration lock for longer than `--lock-timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another run holds the migration lock on {database}: {holder}; gave up after {} s. Wait for it to finish and run the command again, or raise --lock-timeout",
+    .waited.as_secs()
+)]
+pub struct LockTimeout {
+    /// The database, its URL without the password.
+    pub database: String,
+    /// Who holds the lock, as far as the database can tell.
+    pub holder: String,
+    /// How long this run waited.
+    pub waited: Duration,
+}
+
 /// Why a migration step failed; each variant names who is to blame.
 #[derive(Debug)]
 pub enum Failure {

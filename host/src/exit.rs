@@ -4,7 +4,9 @@
 //! anything untyped is an internal error (1). Codes are stable across releases.
 
 use crate::db::DbError;
-use crate::error::{BuildError, ComponentError, ConfigError, GraphError, MigrationError};
+use crate::error::{
+    BuildError, ComponentError, ConfigError, GraphError, LockTimeout, MigrationError,
+};
 
 /// Success.
 pub const OK: u8 = 0;
@@ -32,12 +34,18 @@ pub const BUILD_FAILED: u8 = 9;
 /// the refusal of transaction control): the step is not recorded, and on PostgreSQL part
 /// of its work may have been committed. Unlike 6, the database needs a look.
 pub const TRANSACTION_ENDED: u8 = 10;
+/// Another run held the database's migration lock for longer than `--lock-timeout`;
+/// nothing was changed.
+pub const LOCK_TIMEOUT: u8 = 11;
 
 /// The exit code for an error, from the first typed error in its chain.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<MigrationError>() {
             return e.exit_code();
+        }
+        if cause.is::<LockTimeout>() {
+            return LOCK_TIMEOUT;
         }
         if cause.is::<ComponentError>() {
             return INVALID_COMPONENT;

@@ -6,8 +6,10 @@
 //! traits. This module knows nothing of wasm: values and errors are the plain data types
 //! generated from the WIT (see `crate::bindings`).
 //!
-//! Not here: the revision graph (`graph`), the sandbox (`sandbox`), locking (a later issue).
+//! Not here: the revision graph (`graph`), the sandbox (`sandbox`). The migration lock's
+//! shared part is in `lock`; each backend takes it its own way.
 
+mod lock;
 mod pg_script;
 mod postgres;
 mod sqlite;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use self::lock::{LockGuard, PG_LOCK_KEY, SQLITE_LOCK_SUFFIX};
 pub use self::url::DatabaseUrl;
 use crate::bindings::{Column, Dialect, QueryResult, SqlError, Value};
 
@@ -66,6 +69,16 @@ pub trait Database: Send + Sync {
 
     /// The history log, oldest first. Empty when the tables do not exist.
     async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>>;
+
+    /// Takes the migration lock, waiting up to `timeout` for another run to release it.
+    /// The guard owns what holds the lock (a dedicated PostgreSQL connection, outside the
+    /// pool; an open lock file for SQLite), so neither a session nor the pool can release
+    /// it early. Writing commands take it before reading the heads.
+    ///
+    /// # Errors
+    /// [`crate::error::LockTimeout`] when another run still holds it after `timeout`;
+    /// [`DbError`] when the database cannot be reached or the lock file cannot be opened.
+    async fn lock(&self, timeout: std::time::Duration) -> anyhow::Result<Box<dyn LockGuard>>;
 
     /// Begins a transaction on a connection taken from the pool.
     async fn begin(&self) -> anyhow::Result<Box<dyn Session>>;
@@ -214,6 +227,14 @@ pub enum DbError {
         url: String,
         /// The driver's error.
         source: sqlx::Error,
+    },
+    /// The SQLite lock file could not be opened or locked.
+    #[error("cannot use the lock file {}: {source}; check that its directory is writable", .path.display())]
+    LockFile {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
     },
     /// A query on the version tables or the transaction itself failed.
     #[error("database error while {doing}: {source}")]

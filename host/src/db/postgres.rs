@@ -39,6 +39,7 @@ use sqlx::{
 };
 use uuid::Uuid;
 
+use super::lock::{self, Attempt, LockGuard, PG_LOCK_KEY};
 use super::value::{self, ParamRef};
 use super::{
     Canceller, CursorState, Database, DatabaseUrl, DbError, HISTORY_TABLE, HistoryEntry, Session,
@@ -83,6 +84,8 @@ pub(crate) struct PgDatabase {
     /// Created by [`PgDatabase::connect`], closed by [`Database::close`]; sessions and
     /// cancellers hold clones (one shared pool).
     pool: PgPool,
+    /// The URL without its password, for messages.
+    url: String,
 }
 
 impl PgDatabase {
@@ -123,7 +126,10 @@ impl PgDatabase {
                 )
             })
             .connect_lazy_with(options);
-        Ok(PgDatabase { pool })
+        Ok(PgDatabase {
+            pool,
+            url: url.to_string(),
+        })
     }
 
     /// Whether `table` exists in the search path (reads must not create the tables).
@@ -274,12 +280,130 @@ impl Database for PgDatabase {
             })
     }
 
+    async fn lock(&self, timeout: Duration) -> anyhow::Result<Box<dyn LockGuard>> {
+        // A session-level advisory lock belongs to its connection, so it must be one the
+        // pool never hands out or resets: a dedicated connection, owned by the guard.
+        let conn = PgConnection::connect_with(&self.pool.connect_options())
+            .await
+            .map_err(|source| DbError::Connect {
+                url: self.url.clone(),
+                source,
+            })?;
+        let mut attempt = PgLockAttempt { conn: Some(conn) };
+        match lock::acquire(&mut attempt, &self.url, timeout).await {
+            Ok(()) => Ok(Box::new(PgLock {
+                conn: attempt.conn.take(),
+            })),
+            Err(e) => {
+                if let Some(conn) = attempt.conn.take() {
+                    let _ = conn.close().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
     async fn begin(&self) -> anyhow::Result<Box<dyn Session>> {
         Ok(Box::new(self.begin_session().await?))
     }
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Tries the advisory lock on the lock's own connection.
+struct PgLockAttempt {
+    /// Opened by [`Database::lock`]; moved into the [`PgLock`] once the lock is held, or
+    /// closed there when it is not.
+    conn: Option<PgConnection>,
+}
+
+impl PgLockAttempt {
+    fn conn(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_mut()
+            .expect("the connection is taken only after the last attempt")
+    }
+}
+
+#[async_trait]
+impl Attempt for PgLockAttempt {
+    async fn try_lock(&mut self) -> anyhow::Result<bool> {
+        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(PG_LOCK_KEY)
+            .fetch_one(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "taking the migration lock (pg_try_advisory_lock)".into(),
+                source,
+            })?;
+        Ok(held)
+    }
+
+    async fn holder(&mut self) -> String {
+        // A bigint advisory key shows in pg_locks as classid = its high 32 bits,
+        // objid = its low 32 bits, objsubid = 1.
+        let row: Result<Option<(i32, Option<String>, Option<String>, Option<String>)>, _> =
+            sqlx::query_as(
+                "SELECT a.pid, a.application_name,
+                        to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                        to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS TZ')
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.locktype = 'advisory' AND l.granted
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND l.classid = (($1 >> 32) & 4294967295)::oid
+                   AND l.objid = ($1 & 4294967295)::oid
+                   AND l.objsubid = 1
+                 LIMIT 1",
+            )
+            .bind(PG_LOCK_KEY)
+            .fetch_optional(self.conn())
+            .await;
+        match row {
+            Ok(Some((pid, app, started, changed))) => format!(
+                "pid {pid} (application_name '{}', connected at {}, last active at {})",
+                app.unwrap_or_default(),
+                started.as_deref().unwrap_or("?"),
+                changed.as_deref().unwrap_or("?"),
+            ),
+            Ok(None) => "a session that is no longer listed in pg_locks".into(),
+            Err(e) => format!("a session wasmig cannot see ({e})"),
+        }
+    }
+}
+
+/// The held advisory lock.
+struct PgLock {
+    /// Created by [`Database::lock`] outside the pool; closed by [`LockGuard::release`].
+    /// Dropped without release (a panic), or lost with the process, the server ends the
+    /// session and with it the lock.
+    conn: Option<PgConnection>,
+}
+
+#[async_trait]
+impl LockGuard for PgLock {
+    async fn release(mut self: Box<Self>) -> anyhow::Result<()> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+            .bind(PG_LOCK_KEY)
+            .fetch_one(&mut conn)
+            .await;
+        // Closing ends the session, which releases the lock whatever the unlock said.
+        let _ = conn.close().await;
+        match unlocked {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(anyhow::anyhow!(
+                "the migration lock was no longer held when it was released (its connection was reset?)"
+            )),
+            Err(source) => Err(DbError::Query {
+                doing: "releasing the migration lock (pg_advisory_unlock)".into(),
+                source,
+            }
+            .into()),
+        }
     }
 }
 

@@ -31,6 +31,7 @@ use sqlx::{
     SqliteConnection, SqlitePool, Statement, Transaction, Type, TypeInfo, ValueRef,
 };
 
+use super::lock::{self, Attempt, LockGuard, SQLITE_LOCK_SUFFIX};
 use super::tx_control;
 use super::value::{self, ParamRef};
 use super::{
@@ -69,6 +70,8 @@ const PROGRESS_OPS: i32 = 1_000;
 pub(crate) struct SqliteDatabase {
     /// Created by [`SqliteDatabase::connect`], closed by [`Database::close`].
     pool: SqlitePool,
+    /// The database file, next to which the lock file lives.
+    path: std::path::PathBuf,
 }
 
 impl SqliteDatabase {
@@ -97,7 +100,10 @@ impl SqliteDatabase {
                 url: url.to_string(),
                 source,
             })?;
-        Ok(SqliteDatabase { pool })
+        Ok(SqliteDatabase {
+            pool,
+            path: path.clone(),
+        })
     }
 
     /// Whether `table` exists (reads must not create the tables).
@@ -287,12 +293,114 @@ impl Database for SqliteDatabase {
             })
     }
 
+    async fn lock(&self, timeout: Duration) -> anyhow::Result<Box<dyn LockGuard>> {
+        // Not a lock inside the database: `BEGIN IMMEDIATE` or a lock row on one connection
+        // would block the migration's own writes on the others. An OS lock on a file beside
+        // the database is held by the open file, so it goes with the process.
+        let mut path = self.path.clone().into_os_string();
+        path.push(SQLITE_LOCK_SUFFIX);
+        let path = std::path::PathBuf::from(path);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| DbError::LockFile {
+                path: path.clone(),
+                source,
+            })?;
+        let mut attempt = FileLockAttempt { file, path };
+        lock::acquire(
+            &mut attempt,
+            &format!("sqlite:{}", self.path.display()),
+            timeout,
+        )
+        .await?;
+        attempt.write_holder();
+        Ok(Box::new(FileLock {
+            file: Some(attempt.file),
+        }))
+    }
+
     async fn begin(&self) -> anyhow::Result<Box<dyn Session>> {
         Ok(Box::new(self.begin_session().await?))
     }
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Tries the exclusive lock on `<db file>.wasmig-lock`.
+struct FileLockAttempt {
+    /// Opened by [`Database::lock`]; moved into the [`FileLock`] once locked, else dropped
+    /// (closed) with the attempt.
+    file: std::fs::File,
+    /// Its path, for messages.
+    path: std::path::PathBuf,
+}
+
+impl FileLockAttempt {
+    /// Writes who holds the lock into the file, for a waiting run to report. Best effort:
+    /// the lock itself is the OS lock, not the text.
+    fn write_holder(&mut self) {
+        use std::io::{Seek, Write};
+        let _ = self.file.set_len(0);
+        let _ = self.file.rewind();
+        let _ = writeln!(
+            self.file,
+            "pid {} (wasmig {}, since {})",
+            std::process::id(),
+            env!("CARGO_PKG_VERSION"),
+            Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+    }
+}
+
+#[async_trait]
+impl Attempt for FileLockAttempt {
+    async fn try_lock(&mut self) -> anyhow::Result<bool> {
+        match self.file.try_lock() {
+            Ok(()) => Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(source)) => Err(DbError::LockFile {
+                path: self.path.clone(),
+                source,
+            }
+            .into()),
+        }
+    }
+
+    async fn holder(&mut self) -> String {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let text = text.trim();
+        if text.is_empty() {
+            format!("a process that did not write {}", self.path.display())
+        } else {
+            format!("{text}, per {}", self.path.display())
+        }
+    }
+}
+
+/// The held lock on the lock file.
+struct FileLock {
+    /// Locked by [`Database::lock`]; unlocked and closed by [`LockGuard::release`]. The
+    /// OS releases the lock when the file is closed, so dropping it (a panic) or the
+    /// process dying releases it too.
+    file: Option<std::fs::File>,
+}
+
+#[async_trait]
+impl LockGuard for FileLock {
+    async fn release(mut self: Box<Self>) -> anyhow::Result<()> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        // The file stays: removing it could let two runs lock two different files.
+        let _ = file.set_len(0);
+        file.unlock()?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,106 @@
+//! The migration lock: one writing run (`up`, `down`, `stamp`) per database at a time.
+//!
+//! Owns what both backends share: the guard trait, the fixed PostgreSQL key, the polling
+//! loop with its timeout, and the typed timeout error. The backends supply one attempt
+//! (PostgreSQL: `pg_try_advisory_lock` on a dedicated connection, see `postgres.rs`;
+//! SQLite: `flock` on `<db file>.wasmig-lock`, see `sqlite.rs`) and a description of the
+//! holder. Not here: when the lock is taken (`cli`), which is before the heads are read.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::error::LockTimeout;
+
+/// The PostgreSQL advisory-lock key: the first 8 bytes of SHA-256 of `"wasmig"`, read as
+/// a big-endian signed 64-bit integer. Pinned: every wasmig version must use the same key,
+/// or two versions could migrate one database at once. An operator can take it by hand
+/// with `SELECT pg_advisory_lock(-7417683568260457548)`.
+pub const PG_LOCK_KEY: i64 = -7_417_683_568_260_457_548;
+
+/// The suffix of the SQLite lock file, next to the database file.
+pub const SQLITE_LOCK_SUFFIX: &str = ".wasmig-lock";
+
+/// How often a waiting run tries the lock again.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A held migration lock. Release it explicitly with [`LockGuard::release`]; if it is
+/// dropped instead (a panic), or the process dies, the lock goes with its connection or
+/// file descriptor, so it is never left behind.
+#[async_trait]
+pub trait LockGuard: Send {
+    /// Releases the lock and closes what held it.
+    ///
+    /// # Errors
+    /// When the database or the file system reports a failure while unlocking; the lock is
+    /// released anyway as its connection or file is closed.
+    async fn release(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+/// One backend's way of trying the lock, used by [`acquire`].
+#[async_trait]
+pub(crate) trait Attempt: Send {
+    /// Tries to take the lock without waiting: `true` if it is now held.
+    async fn try_lock(&mut self) -> anyhow::Result<bool>;
+
+    /// Who holds the lock, for the log and the error: e.g. `pid 123 (application_name
+    /// 'wasmig', connected at …)`. Best effort.
+    async fn holder(&mut self) -> String;
+}
+
+/// Tries the lock every [`POLL_INTERVAL`] until it is held or `timeout` has passed,
+/// logging the holder once when it has to wait.
+///
+/// # Errors
+/// [`LockTimeout`] naming `database` and the holder when the time is up; the attempt's own
+/// errors (the database failed) as they come.
+pub(crate) async fn acquire(
+    attempt: &mut dyn Attempt,
+    database: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if attempt.try_lock().await? {
+        return Ok(());
+    }
+    let holder = attempt.holder().await;
+    crate::info!(
+        "waiting up to {} s for the migration lock on {database}, held by {holder}",
+        timeout.as_secs()
+    );
+    loop {
+        let elapsed = started.elapsed();
+        if elapsed >= timeout {
+            // Name who holds it now, which may not be who held it when we began.
+            let holder = attempt.holder().await;
+            return Err(LockTimeout {
+                database: database.to_owned(),
+                holder,
+                waited: timeout,
+            }
+            .into());
+        }
+        tokio::time::sleep(POLL_INTERVAL.min(timeout - elapsed)).await;
+        if attempt.try_lock().await? {
+            crate::debug!(
+                "took the migration lock after {} ms",
+                started.elapsed().as_millis()
+            );
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    #[test]
+    fn the_postgres_key_is_derived_from_the_name_wasmig() {
+        let digest = Sha256::digest(b"wasmig");
+        let key = i64::from_be_bytes(digest[..8].try_into().unwrap());
+        assert_eq!(key, PG_LOCK_KEY);
+    }
+}

@@ -1,0 +1,225 @@
+//! The migration lock: one writing run per database, a held lock times out with exit 11
+//! naming its holder, and a failed run does not leave the lock behind.
+//!
+//! Not here: the polling loop's details (`host/src/db/lock.rs`), which only the timing of
+//! these runs shows, and timings are asserted loosely on purpose.
+
+use std::process::{Child, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+
+use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
+
+/// The lock key documented in the README and pinned in `host/src/db/lock.rs`.
+const PG_LOCK_KEY: i64 = -7_417_683_568_260_457_548;
+
+/// A statement that takes a few hundred milliseconds, so concurrent runs overlap.
+fn slow_statement(backend: Backend, table: &str) -> String {
+    match backend {
+        Backend::Postgres => "SELECT pg_sleep(0.3);".into(),
+        Backend::Sqlite => format!(
+            "CREATE TABLE {table} AS WITH RECURSIVE c(x) AS \
+             (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) SELECT count(*) AS n FROM c;"
+        ),
+    }
+}
+
+fn spawn_up(project: &TestProject, db: &TestDb) -> Child {
+    wasmig_cmd(&project.dir)
+        .args(["up", "--database-url", &db.url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sqlite_path(db: &TestDb) -> String {
+    db.url.strip_prefix("sqlite:").unwrap().to_owned()
+}
+
+/// Advisory locks with wasmig's key held in this test's database.
+async fn pg_lock_count(db: &TestDb) -> i64 {
+    db.count(&format!(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND objid = ({PG_LOCK_KEY}::bigint & 4294967295)::oid"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn eight_concurrent_ups_apply_each_revision_exactly_once_on_both_backends() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision(
+            "a1",
+            "CREATE TABLE t (x integer PRIMARY KEY);",
+            "DROP TABLE t;",
+        );
+        project.sql_revision(
+            "b2",
+            &format!(
+                "{} INSERT INTO t VALUES (2);",
+                slow_statement(backend, "slow_b2")
+            ),
+            "DELETE FROM t WHERE x = 2;",
+        );
+        project.sql_revision(
+            "c3",
+            &format!(
+                "{} INSERT INTO t VALUES (3);",
+                slow_statement(backend, "slow_c3")
+            ),
+            "DELETE FROM t WHERE x = 3;",
+        );
+
+        let children: Vec<Child> = (0..8).map(|_| spawn_up(&project, &db)).collect();
+        let runs: Vec<Run> = children
+            .into_iter()
+            .map(|c| Run::from_output(c.wait_with_output().unwrap()))
+            .collect();
+        for run in &runs {
+            assert!(
+                run.code == 0 || run.code == 11,
+                "{backend:?}: a concurrent run failed: {run:?}"
+            );
+        }
+        assert!(runs.iter().any(|r| r.code == 0), "{backend:?}: {runs:?}");
+        assert_eq!(
+            db.history().await,
+            ["upgrade:a1", "upgrade:b2", "upgrade:c3"],
+            "{backend:?}: every revision applied exactly once"
+        );
+        assert_eq!(db.heads().await, ["c3"]);
+        assert_eq!(db.count("SELECT count(*) FROM t").await, 2, "{backend:?}");
+        // The runs that came second found nothing to do.
+        let idle = runs
+            .iter()
+            .filter(|r| r.stderr.contains("nothing to do"))
+            .count();
+        assert!(idle >= 1, "{backend:?}: {runs:?}");
+        if backend == Backend::Postgres {
+            assert_eq!(pg_lock_count(&db).await, 0, "the lock is released");
+        }
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_held_postgres_lock_times_out_with_exit_11_naming_its_holder() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x integer);", "DROP TABLE t;");
+
+    let options = sqlx::postgres::PgConnectOptions::from_str(&db.url)
+        .unwrap()
+        .application_name("e2e-lock-holder");
+    let mut holder = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(PG_LOCK_KEY)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let run = project
+        .run(&db, &["up", "--lock-timeout", "1"])
+        .fails_with(11);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up long after the timeout"
+    );
+    assert!(run.stderr.contains(&format!("pid {pid}")), "{run:?}");
+    assert!(run.stderr.contains("e2e-lock-holder"), "{run:?}");
+    assert!(run.stderr.contains("--lock-timeout"), "{run:?}");
+    assert_eq!(
+        run.stderr.matches("waiting up to").count(),
+        1,
+        "logs the holder once: {run:?}"
+    );
+    assert!(!db.table_exists("wasmig_version").await, "nothing changed");
+    assert!(!db.table_exists("t").await);
+
+    // The other writing commands wait too; `--plan` writes nothing and does not.
+    project
+        .run(&db, &["stamp", "head", "--lock-timeout", "1"])
+        .fails_with(11);
+    project
+        .run(&db, &["down", "base", "--lock-timeout", "1"])
+        .fails_with(11);
+    let plan = project
+        .run(&db, &["up", "--plan", "--lock-timeout", "1"])
+        .success();
+    assert!(plan.stdout.contains("upgrade a1"), "{plan:?}");
+    assert!(db.history().await.is_empty());
+
+    holder.close().await.unwrap();
+    project.run(&db, &["up", "--lock-timeout", "10"]).success();
+    assert_eq!(db.heads().await, ["a1"]);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_held_sqlite_lock_file_times_out_with_exit_11_naming_its_holder() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x integer);", "DROP TABLE t;");
+
+    let lock_path = format!("{}.wasmig-lock", sqlite_path(&db));
+    let holder = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&lock_path)
+        .unwrap();
+    holder.lock().unwrap();
+    std::fs::write(&lock_path, "pid 4242 (the e2e test)\n").unwrap();
+
+    let run = project
+        .run(&db, &["up", "--lock-timeout", "1"])
+        .fails_with(11);
+    assert!(run.stderr.contains("pid 4242 (the e2e test)"), "{run:?}");
+    assert!(run.stderr.contains(&lock_path), "{run:?}");
+    assert!(!db.table_exists("wasmig_version").await, "nothing changed");
+    project
+        .run(&db, &["stamp", "head", "--lock-timeout", "1"])
+        .fails_with(11);
+
+    holder.unlock().unwrap();
+    drop(holder);
+    project.run(&db, &["up", "--lock-timeout", "10"]).success();
+    assert_eq!(db.heads().await, ["a1"]);
+    // The lock file stays (removing it could split the lock), emptied of its holder.
+    assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), "");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_failing_migration_releases_the_lock_on_both_backends() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x integer);", "DROP TABLE t;");
+        project.sql_revision("b2", "INSERT INTO nope VALUES (1);", "SELECT 1;");
+
+        project.run(&db, &["up"]).fails_with(6);
+        if backend == Backend::Postgres {
+            assert_eq!(pg_lock_count(&db).await, 0, "the lock is released");
+        }
+        // A second run takes the lock at once and fails the same way.
+        let again = project
+            .run(&db, &["up", "--lock-timeout", "1"])
+            .fails_with(6);
+        assert!(!again.stderr.contains("waiting up to"), "{again:?}");
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        db.drop_db().await;
+    }
+}
