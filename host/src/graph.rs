@@ -1098,6 +1098,19 @@ impl Graph {
             .collect())
     }
 
+    /// The revisions applied when the database is at `heads`: the heads and everything
+    /// below them (down revisions and dependencies), in upgrade order.
+    ///
+    /// # Errors
+    /// [`GraphError::UnknownApplied`] for a stored head the project does not contain.
+    pub fn applied(&self, heads: &[String]) -> Result<Vec<String>, GraphError> {
+        let stored = self.stored(heads)?;
+        let all = self.ancestors(&stored, true);
+        let mut order = self.topological(&all, &stored);
+        order.reverse();
+        Ok(self.ids(order).into_iter().map(str::to_owned).collect())
+    }
+
     /// `history -r START:END`: the revisions from `end` down to `start` (both included),
     /// in history order. `current` names the stored heads.
     ///

@@ -337,6 +337,29 @@ fn dependencies_are_applied_first_and_are_implied_by_their_dependents() {
 }
 
 #[test]
+fn applied_revisions_are_the_heads_and_everything_below_them_in_upgrade_order() {
+    let g = Graph::new(&[
+        node("a1", &[]),
+        node("a2", &["a1"]),
+        labelled(node("n1", &[]), &["net"]),
+        depends(node("a3", &["a2"]), &["net"]),
+        node("b1", &["a1"]),
+    ])
+    .unwrap();
+    assert!(g.applied(&[]).unwrap().is_empty());
+    assert_eq!(g.applied(&heads(&["a2"])).unwrap(), ["a1", "a2"]);
+    let mut all = g.applied(&heads(&["a3", "b1"])).unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().position(|r| r == "n1") < all.iter().position(|r| r == "a3"));
+    all.sort();
+    assert_eq!(all, ["a1", "a2", "a3", "b1", "n1"]);
+    assert_eq!(
+        g.applied(&heads(&["gone"])),
+        Err(GraphError::UnknownApplied("gone".into()))
+    );
+}
+
+#[test]
 fn new_revisions_build_on_heads_unless_spliced() {
     let g = branched();
     assert_eq!(
