@@ -36,9 +36,11 @@ pub struct HistoryEntry {
     pub id: i64,
     /// The full revision id.
     pub revision: String,
-    /// `upgrade` or `downgrade`.
+    /// `upgrade`, `downgrade`, `stamp` (revision: the new heads, comma-separated) or
+    /// `rehash` (a changed revision accepted by `wasmig rehash`).
     pub direction: String,
-    /// Hex SHA-256 of the revision's artifact (see `revision::Checksum`).
+    /// Hex SHA-256 of the revision's artifact (see `revision::Artifact::checksum`); empty
+    /// for `stamp`.
     pub checksum: String,
     /// When the step started, UTC.
     pub started_at: DateTime<Utc>,
@@ -197,7 +199,7 @@ pub struct StepRecord<'a> {
     pub add: &'a [String],
     /// The revision applied or reverted.
     pub revision: &'a str,
-    /// `upgrade` or `downgrade`.
+    /// `upgrade`, `downgrade`, `stamp` or `rehash`.
     pub direction: &'a str,
     /// Hex SHA-256 of the artifact.
     pub checksum: &'a str,

@@ -70,7 +70,7 @@ const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET
 /// CREATE TABLE wasmig_history (
 ///     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 ///     revision       TEXT NOT NULL,
-///     direction      TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp')),
+///     direction      TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash')),
 ///     checksum       TEXT NOT NULL,
 ///     started_at     TIMESTAMPTZ NOT NULL,
 ///     finished_at    TIMESTAMPTZ NOT NULL,
@@ -199,23 +199,23 @@ impl Database for PgDatabase {
              CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
                  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                  revision TEXT NOT NULL,
-                 direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp')),
+                 direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash')),
                  checksum TEXT NOT NULL,
                  started_at TIMESTAMPTZ NOT NULL,
                  finished_at TIMESTAMPTZ NOT NULL,
                  duration_ms BIGINT NOT NULL,
                  wasmig_version TEXT NOT NULL
              );
-             -- Tables created before `stamp` was recorded: widen the check (once).
+             -- Tables created before `stamp` or `rehash` was recorded: widen the check (once).
              DO $$
              BEGIN
                  IF EXISTS (SELECT 1 FROM pg_constraint
                             WHERE conrelid = '{HISTORY_TABLE}'::regclass
                               AND conname = '{HISTORY_TABLE}_direction_check'
-                              AND pg_get_constraintdef(oid) NOT LIKE '%stamp%') THEN
+                              AND pg_get_constraintdef(oid) NOT LIKE '%rehash%') THEN
                      ALTER TABLE {HISTORY_TABLE} DROP CONSTRAINT {HISTORY_TABLE}_direction_check;
                      ALTER TABLE {HISTORY_TABLE} ADD CONSTRAINT {HISTORY_TABLE}_direction_check
-                         CHECK (direction IN ('upgrade', 'downgrade', 'stamp'));
+                         CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash'));
                  END IF;
              END $$;"
         );

@@ -59,7 +59,7 @@ const PROGRESS_OPS: i32 = 1_000;
 /// CREATE TABLE wasmig_history (
 ///     id             INTEGER PRIMARY KEY AUTOINCREMENT,
 ///     revision       TEXT NOT NULL,
-///     direction      TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp')),
+///     direction      TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash')),
 ///     checksum       TEXT NOT NULL,
 ///     started_at     TEXT NOT NULL,  -- UTC, RFC 3339 with microseconds: 2024-01-02T03:04:05.123456Z
 ///     finished_at    TEXT NOT NULL,  -- same format
@@ -187,7 +187,7 @@ impl Database for SqliteDatabase {
                 "CREATE TABLE IF NOT EXISTS {name} (
                      id INTEGER PRIMARY KEY AUTOINCREMENT,
                      revision TEXT NOT NULL,
-                     direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp')),
+                     direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash')),
                      checksum TEXT NOT NULL,
                      started_at TEXT NOT NULL,
                      finished_at TEXT NOT NULL,
@@ -208,15 +208,15 @@ impl Database for SqliteDatabase {
             .execute(&self.pool)
             .await
             .map_err(query_error)?;
-        // Tables created before `stamp` was recorded: SQLite cannot alter a check, so the
-        // history table is rebuilt once, in one transaction.
+        // Tables created before `stamp` or `rehash` was recorded: SQLite cannot alter a
+        // check, so the history table is rebuilt once, in one transaction.
         let sql: String =
             sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
                 .bind(HISTORY_TABLE)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(query_error)?;
-        if !sql.contains("'stamp'") {
+        if !sql.contains("'rehash'") {
             let mut tx = self.pool.begin().await.map_err(query_error)?;
             let rebuild = format!(
                 "ALTER TABLE {HISTORY_TABLE} RENAME TO {HISTORY_TABLE}_old; {}
