@@ -16,6 +16,7 @@ use crate::db::{self, Database, StepRecord};
 use crate::error::{ConfigError, GraphError};
 use crate::graph::Graph;
 use crate::history;
+use crate::integrity;
 use crate::logging::{self, Level};
 use crate::revision::{self, Kind, Revision};
 use crate::runner::{self, RunOptions};
@@ -156,11 +157,21 @@ enum Command {
         #[arg(long)]
         purge: bool,
     },
-    /// Check the revision graph (and with --single-head, that there is one head).
+    /// Check the revision graph (and with --single-head, that there is one head), and that
+    /// the revisions the database applied are unchanged.
     Check {
         /// Fail when there is more than one head (two changes added revisions in parallel).
         #[arg(long)]
         single_head: bool,
+        /// Warn about changed applied revisions instead of failing.
+        #[arg(long)]
+        allow_modified: bool,
+    },
+    /// Accept an intended change to applied revisions: record their current checksums.
+    Rehash {
+        /// The applied revisions whose files were changed on purpose.
+        #[arg(required = true, value_name = "REV")]
+        revisions: Vec<String>,
     },
 }
 
@@ -179,6 +190,9 @@ struct RunArgs {
     /// Print the steps without running them.
     #[arg(long)]
     plan: bool,
+    /// Run even if applied revisions changed since they ran (warns for each).
+    #[arg(long)]
+    allow_modified: bool,
 }
 
 /// Runs a parsed command line.
@@ -464,7 +478,10 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
             Ok(())
         }
         Command::Stamp { revisions, purge } => stamp(project, g, revisions, *purge).await,
-        Command::Check { single_head } => {
+        Command::Check {
+            single_head,
+            allow_modified,
+        } => {
             let (revisions, graph) = load_graph(project)?;
             let heads = graph.heads();
             if *single_head && heads.len() > 1 {
@@ -473,10 +490,42 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 )
                 .into());
             }
+            // The applied revisions, when there is a database to ask: a configured one (which
+            // must be reachable), or the embedded default if its file exists.
+            let verified = match connect_existing(project, g).await? {
+                Some(db) => {
+                    let result = async {
+                        let applied = graph.applied(&db.heads().await?)?;
+                        let modified = integrity::verify(
+                            project,
+                            db.as_ref(),
+                            &revisions,
+                            &applied,
+                            *allow_modified,
+                        )
+                        .await?;
+                        anyhow::Ok((applied.len(), modified))
+                    }
+                    .await;
+                    db.close().await;
+                    Some(result?)
+                }
+                None => None,
+            };
             if g.json {
+                let (applied, modified) = match &verified {
+                    Some((n, m)) => (json!(n), json!(m)),
+                    None => (json!(null), json!([])),
+                };
                 println!(
                     "{}",
-                    json!({ "ok": true, "revisions": revisions.len(), "heads": heads })
+                    json!({
+                        "ok": true,
+                        "revisions": revisions.len(),
+                        "heads": heads,
+                        "applied_verified": applied,
+                        "modified": modified,
+                    })
                 );
             } else {
                 println!(
@@ -485,6 +534,32 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     heads.len(),
                     heads.join(", ")
                 );
+                match &verified {
+                    Some((n, m)) if m.is_empty() => {
+                        println!("ok: {n} applied revision(s) match their recorded checksums");
+                    }
+                    Some((n, m)) => {
+                        println!("modified (allowed): {} of {n} applied revision(s)", m.len())
+                    }
+                    None => println!("no database: applied revisions not verified"),
+                }
+            }
+            Ok(())
+        }
+        Command::Rehash { revisions: targets } => {
+            let (revisions, graph) = load_graph(project)?;
+            let db = connect(project, g).await?;
+            // Like stamp, rehash writes the history table: not while a run is in progress.
+            let result = with_lock(
+                db.as_ref(),
+                g,
+                integrity::rehash(project, db.as_ref(), &revisions, &graph, targets),
+            )
+            .await;
+            db.close().await;
+            let changed = result?;
+            if g.json {
+                println!("{}", json!({ "rehashed": changed }));
             }
             Ok(())
         }
@@ -609,6 +684,13 @@ async fn migrate_locked(
     } else {
         graph.plan_downgrade(&heads, args.target.as_deref().unwrap_or("-1"))?
     };
+    // Build first, so applied Rust revisions are verified against the components that would
+    // run (a rebuild may change them).
+    if !args.plan && !steps.is_empty() && !args.no_build && runner::needs_build(revisions, &steps) {
+        crate::artifact::build(project, revisions)?;
+    }
+    let applied = graph.applied(&heads)?;
+    integrity::verify(project, db, revisions, &applied, args.allow_modified).await?;
     if args.plan {
         if g.json {
             println!("{}", json!({ "steps": steps }));
@@ -632,9 +714,6 @@ async fn migrate_locked(
             println!("{}", json!({ "steps": [] }));
         }
         return Ok(());
-    }
-    if !args.no_build && runner::needs_build(revisions, &steps) {
-        crate::artifact::build(project, revisions)?;
     }
     let options = RunOptions {
         progress_bars: !g.json,
@@ -683,6 +762,25 @@ fn load_graph(project: &Project) -> anyhow::Result<(Vec<Revision>, Graph)> {
     let revisions = revision::load_all(&project.versions_dir())?;
     let graph = Graph::new(&revision::nodes(&revisions))?;
     Ok((revisions, graph))
+}
+
+/// Connects to the configured database, or to the embedded default only if its file
+/// exists (so a read-only command does not create it).
+async fn connect_existing(
+    project: &Project,
+    g: &Global,
+) -> anyhow::Result<Option<Box<dyn Database>>> {
+    let (url, is_default) = project.database_url(g.database_url.as_deref())?;
+    if let (true, db::DatabaseUrl::Sqlite { path }) = (is_default, &url)
+        && !path.exists()
+    {
+        crate::debug!(
+            "no database configured and no {}: nothing applied to verify",
+            path.display()
+        );
+        return Ok(None);
+    }
+    connect(project, g).await.map(Some)
 }
 
 async fn connect(project: &Project, g: &Global) -> anyhow::Result<Box<dyn Database>> {

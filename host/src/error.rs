@@ -173,9 +173,68 @@ pub enum GraphError {
         "the database is at revision `{0}`, which this project does not contain; are you running an older checkout?"
     )]
     UnknownApplied(String),
+    /// `wasmig rehash` on a revision the database has not applied.
+    #[error(
+        "revision `{0}` is not applied, so there is no recorded checksum to replace; `wasmig current` shows what is applied"
+    )]
+    NotApplied(String),
     /// A relative target moves past the ends of the graph.
     #[error("relative target `{0}` goes past the end of the revision graph (not enough revisions)")]
     OutOfRange(String),
+}
+
+/// Applied revisions whose files no longer match the checksum recorded when they ran
+/// (exit code 12). `--allow-modified` turns it into one warning per revision.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} applied revision(s) changed since they ran:\n{}\nif the change is intended, accept it with `wasmig rehash {}`; otherwise restore the files (e.g. `git checkout -- PATH`); `--allow-modified` runs once anyway",
+    .0.len(),
+    .0.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"),
+    .0.iter().map(|m| m.revision.as_str()).collect::<Vec<_>>().join(" ")
+)]
+pub struct ModifiedError(pub Vec<Modified>);
+
+/// One applied revision whose artifact differs from what ran.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Modified {
+    /// The revision.
+    pub revision: String,
+    /// The files the checksum covers (`up.sql` and `down.sql`, or the component).
+    pub files: Vec<PathBuf>,
+    /// The checksum recorded by the last upgrade (or rehash) of the revision.
+    pub recorded: String,
+    /// The checksum of the files now, or `None` when they cannot be read.
+    pub current: Option<String>,
+    /// Why the files cannot be read (missing, not UTF-8…), when `current` is `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+impl std::fmt::Display for Modified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let files = self
+            .files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let short = |c: &str| c[..12.min(c.len())].to_owned();
+        match (&self.current, &self.unreadable) {
+            (Some(current), _) => write!(
+                f,
+                "revision {}: changed since it ran (files: {files}; checksum recorded {}, now {})",
+                self.revision,
+                short(&self.recorded),
+                short(current)
+            ),
+            (None, reason) => write!(
+                f,
+                "revision {}: its files vanished or cannot be read ({})",
+                self.revision,
+                reason.as_deref().unwrap_or(&files)
+            ),
+        }
+    }
 }
 
 fn relative_sign(direction: &str) -> &'static str {

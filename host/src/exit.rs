@@ -5,7 +5,7 @@
 
 use crate::db::DbError;
 use crate::error::{
-    BuildError, ComponentError, ConfigError, GraphError, LockTimeout, MigrationError,
+    BuildError, ComponentError, ConfigError, GraphError, LockTimeout, MigrationError, ModifiedError,
 };
 
 /// Success.
@@ -37,6 +37,10 @@ pub const TRANSACTION_ENDED: u8 = 10;
 /// Another run held the database's migration lock for longer than `--lock-timeout`;
 /// nothing was changed.
 pub const LOCK_TIMEOUT: u8 = 11;
+/// An applied revision's files changed (or vanished) since it ran: its checksum differs
+/// from the one recorded in the history table. Nothing was run. Accept the change with
+/// `wasmig rehash REV`, restore the files, or pass `--allow-modified` for one run.
+pub const MODIFIED: u8 = 12;
 
 /// The exit code for an error, from the first typed error in its chain.
 pub fn code_for(err: &anyhow::Error) -> u8 {
@@ -46,6 +50,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<LockTimeout>() {
             return LOCK_TIMEOUT;
+        }
+        if cause.is::<ModifiedError>() {
+            return MODIFIED;
         }
         if cause.is::<ComponentError>() {
             return INVALID_COMPONENT;

@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the project and `wasmig.toml`; [`revision`]: manifests and artifacts;
 //! - [`graph`]: pure planning; [`runner`]: executing a plan, one transaction per step;
+//! - [`integrity`]: applied revisions against their recorded checksums, `rehash`;
 //! - [`db`]: PostgreSQL and SQLite behind one trait; [`sandbox`]: wasmtime, limits, cache;
 //! - [`artifact`]: building Rust revisions; [`scaffold`]: `init` and `revision`;
 //! - [`error`] and [`exit`]: typed errors and the exit-code contract.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod exit;
 pub mod graph;
 pub mod history;
+pub mod integrity;
 pub mod logging;
 pub mod progress;
 pub mod revision;

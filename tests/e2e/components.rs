@@ -8,7 +8,7 @@ use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
 /// A component exporting `upgrade` and `downgrade` as `func() -> result<_, string>`, whose
 /// `upgrade` core function body is `body` (returns a pointer to the result in memory) and
 /// whose `downgrade` succeeds.
-fn component(body: &str) -> Vec<u8> {
+pub(crate) fn component(body: &str) -> Vec<u8> {
     let wat = format!(
         r#"(component
   (core module $m
@@ -39,7 +39,7 @@ const MEMORY_BOMB: &str = "(loop $l (drop (memory.grow (i32.const 256))) (br $l)
 const TABLE_BOMB: &str =
     "(loop $l (drop (table.grow $t (ref.null func) (i32.const 100000))) (br $l)) (unreachable)";
 /// Returns the ok result stored at address 0 (zeroed memory: discriminant 0 = ok).
-const SUCCEED: &str = "(i32.const 0)";
+pub(crate) const SUCCEED: &str = "(i32.const 0)";
 
 /// Runs a revision that first creates a table in SQL, then the component: the component's
 /// failure must roll back only its own step.

@@ -6,6 +6,7 @@
 mod components;
 mod graph;
 mod guests;
+mod integrity;
 mod lock;
 mod scaffold;
 mod sql;

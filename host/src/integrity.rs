@@ -1,0 +1,223 @@
+//! Integrity of applied revisions: the files of every revision the database has applied must
+//! still hash to the checksum recorded when it ran, and `wasmig rehash` accepts an intended
+//! change by recording the new checksum.
+//!
+//! The checksum is [`Artifact::checksum`] (pinned: hex SHA-256 of a component's bytes, or of
+//! `up.sql`, one `0x00` byte and `down.sql`). The recorded checksum of a revision is the one
+//! of its last `upgrade` or `rehash` row in the history table; a later `downgrade` row, or an
+//! empty checksum (a revision only ever `stamp`ed), means there is nothing to compare.
+//!
+//! Not here: which revisions are applied (`graph`), reading and writing the tables (`db`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use crate::config::Project;
+use crate::db::{Database, HistoryEntry, StepRecord};
+use crate::error::{GraphError, Modified, ModifiedError};
+use crate::graph::Graph;
+use crate::revision::{self, Kind, Revision};
+
+/// The checksum each revision's files had when it last ran (or was rehashed), from the
+/// history log (oldest first). Revisions without one are absent.
+pub fn recorded_checksums(history: &[HistoryEntry]) -> HashMap<&str, &str> {
+    let mut recorded = HashMap::new();
+    for row in history {
+        match row.direction.as_str() {
+            "upgrade" | "rehash" if !row.checksum.is_empty() => {
+                recorded.insert(row.revision.as_str(), row.checksum.as_str());
+            }
+            // Reverted (or applied without a checksum): what ran before is gone.
+            "upgrade" | "rehash" | "downgrade" => {
+                recorded.remove(row.revision.as_str());
+            }
+            _ => {}
+        }
+    }
+    recorded
+}
+
+/// The files a revision's checksum covers.
+fn files(revision: &Revision, build_dir: &Path) -> Vec<PathBuf> {
+    match revision.component_path(build_dir) {
+        Some(path) => vec![path],
+        None => vec![revision.dir.join("up.sql"), revision.dir.join("down.sql")],
+    }
+}
+
+/// Compares one revision's files with its recorded checksum; `None` when they match or
+/// there is nothing to compare.
+fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Option<Modified> {
+    let files = files(revision, build_dir);
+    if revision.manifest.kind == Kind::Rust && !files[0].is_file() {
+        // Verification runs after any build a command does, so an unbuilt component is one
+        // that will not run in this command either.
+        crate::debug!(
+            "revision {}: not verified, its component {} is not built (run `wasmig build` to verify it)",
+            revision.id(),
+            files[0].display()
+        );
+        return None;
+    }
+    let (current, unreadable) = match revision::read_artifact(revision, build_dir) {
+        Ok(artifact) => (Some(artifact.checksum()), None),
+        Err(e) => (None, Some(e.message)),
+    };
+    if current.as_deref() == Some(recorded) {
+        return None;
+    }
+    Some(Modified {
+        revision: revision.id().to_owned(),
+        files,
+        recorded: recorded.to_owned(),
+        current,
+        unreadable,
+    })
+}
+
+/// Checks every applied revision (`applied`, from [`Graph::applied`]) against the checksum
+/// recorded in the history table. With `allow_modified`, warns once per changed revision
+/// and returns them instead of failing.
+///
+/// # Errors
+/// [`ModifiedError`] naming every changed or unreadable revision; database errors reading
+/// the history table.
+pub async fn verify(
+    project: &Project,
+    db: &dyn Database,
+    revisions: &[Revision],
+    applied: &[String],
+    allow_modified: bool,
+) -> anyhow::Result<Vec<Modified>> {
+    if applied.is_empty() {
+        return Ok(Vec::new());
+    }
+    let history = db.history().await?;
+    let recorded = recorded_checksums(&history);
+    let build_dir = crate::artifact::build_dir(project);
+    let mut modified = Vec::new();
+    for id in applied {
+        let revision = crate::history::find(revisions, id);
+        match recorded.get(id.as_str()) {
+            Some(checksum) => modified.extend(compare(revision, &build_dir, checksum)),
+            None => crate::debug!(
+                "revision {id}: not verified, the history table records no checksum for it (stamped, or applied by another tool)"
+            ),
+        }
+    }
+    if modified.is_empty() {
+        crate::debug!("{} applied revision(s) verified", applied.len());
+    } else if allow_modified {
+        for m in &modified {
+            crate::warn!("--allow-modified: {m}");
+        }
+    } else {
+        return Err(ModifiedError(modified).into());
+    }
+    Ok(modified)
+}
+
+/// `wasmig rehash`: records the current checksum of each applied revision in `targets` as
+/// a `rehash` history row (one transaction), so later verification accepts its files.
+/// Returns the revisions whose checksum changed.
+///
+/// # Errors
+/// [`GraphError`] for an unknown or unapplied revision, [`crate::error::ConfigError`] for
+/// unreadable files, database errors.
+pub async fn rehash(
+    project: &Project,
+    db: &dyn Database,
+    revisions: &[Revision],
+    graph: &Graph,
+    targets: &[String],
+) -> anyhow::Result<Vec<String>> {
+    db.ensure_version_tables().await?;
+    let heads = db.heads().await?;
+    let applied = graph.applied(&heads)?;
+    let history = db.history().await?;
+    let recorded = recorded_checksums(&history);
+    let build_dir = crate::artifact::build_dir(project);
+    let mut changes: Vec<(String, String)> = Vec::new();
+    for target in targets {
+        let id = graph.resolve(target)?;
+        if !applied.iter().any(|a| a == id) {
+            return Err(GraphError::NotApplied(id.to_owned()).into());
+        }
+        let revision = crate::history::find(revisions, id);
+        let checksum = revision::read_artifact(revision, &build_dir)?.checksum();
+        if recorded.get(id) == Some(&checksum.as_str()) {
+            crate::info!("revision {id}: unchanged, nothing to rehash");
+        } else if !changes.iter().any(|(r, _)| r == id) {
+            changes.push((id.to_owned(), checksum));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut session = db.begin().await?;
+    for (id, checksum) in &changes {
+        let now = Utc::now();
+        let record = StepRecord {
+            remove: &[],
+            add: &[],
+            revision: id,
+            direction: "rehash",
+            checksum,
+            started_at: now,
+            finished_at: now,
+        };
+        if let Err(e) = session.record_step(&record).await {
+            let _ = session.rollback().await;
+            return Err(e);
+        }
+    }
+    session.commit().await?;
+    for (id, checksum) in &changes {
+        crate::info!(
+            "revision {id}: recorded its new checksum {}",
+            &checksum[..12]
+        );
+    }
+    Ok(changes.into_iter().map(|(id, _)| id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(revision: &str, direction: &str, checksum: &str) -> HistoryEntry {
+        HistoryEntry {
+            id: 0,
+            revision: revision.into(),
+            direction: direction.into(),
+            checksum: checksum.into(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            duration_ms: 0,
+            wasmig_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_last_upgrade_or_rehash_row_is_the_recorded_checksum() {
+        let history = [
+            row("a", "upgrade", "a1"),
+            row("b", "upgrade", "b1"),
+            row("b", "downgrade", "b1"),
+            row("c", "upgrade", "c1"),
+            row("c", "downgrade", "c1"),
+            row("c", "upgrade", "c2"),
+            row("a", "rehash", "a2"),
+            row("a,c", "stamp", ""),
+            row("d", "upgrade", ""),
+        ];
+        let recorded = recorded_checksums(&history);
+        assert_eq!(recorded.get("a"), Some(&"a2"));
+        assert_eq!(recorded.get("b"), None, "reverted: nothing to compare");
+        assert_eq!(recorded.get("c"), Some(&"c2"));
+        assert_eq!(recorded.get("d"), None, "no checksum recorded");
+        assert_eq!(recorded.len(), 2);
+    }
+}

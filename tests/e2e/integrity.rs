@@ -1,0 +1,234 @@
+//! Integrity of applied revisions: changed or vanished files are refused (exit 12) by `up`,
+//! `down` and `check`, `--allow-modified` overrides for one run, `rehash` accepts a change.
+
+use crate::components::{SUCCEED, component};
+use crate::support::{BOTH, Backend, TestDb, TestProject};
+
+const GRAPH: i32 = 4;
+const MODIFIED: i32 = 12;
+
+#[tokio::test]
+async fn a_changed_applied_sql_revision_is_refused_until_rehashed() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let a1 = project.sql_revision("a1", "CREATE TABLE t1 (x int);", "DROP TABLE t1;");
+        project.run(&db, &["up"]).success();
+        project.sql_revision("b2", "CREATE TABLE t2 (x int);", "DROP TABLE t2;");
+        std::fs::write(a1.join("up.sql"), "CREATE TABLE t1 (x bigint);").unwrap();
+
+        let run = project.run(&db, &["up"]).fails_with(MODIFIED);
+        assert!(run.stderr.contains("revision a1:"), "{backend:?}: {run:?}");
+        assert!(run.stderr.contains("up.sql"), "{run:?}");
+        assert!(run.stderr.contains("wasmig rehash a1"), "{run:?}");
+        assert_eq!(
+            db.heads().await,
+            ["a1"],
+            "{backend:?}: nothing further applied"
+        );
+        assert!(!db.table_exists("t2").await);
+        project.run(&db, &["down"]).fails_with(MODIFIED);
+        project.run(&db, &["up", "--plan"]).fails_with(MODIFIED);
+        let check = project.run(&db, &["check"]).fails_with(MODIFIED);
+        assert!(check.stderr.contains("revision a1:"), "{check:?}");
+
+        let allowed = project.run(&db, &["up", "--allow-modified"]).success();
+        assert!(
+            allowed.stderr.contains("--allow-modified: revision a1:"),
+            "{allowed:?}"
+        );
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        // One run only: the next is refused again.
+        project.run(&db, &["check"]).fails_with(MODIFIED);
+        let json = project
+            .run(&db, &["check", "--allow-modified", "--json"])
+            .success()
+            .json();
+        assert_eq!(json["modified"][0]["revision"], "a1");
+
+        project.run(&db, &["rehash", "a1"]).success();
+        assert_eq!(
+            db.history().await,
+            ["upgrade:a1", "upgrade:b2", "rehash:a1"],
+            "{backend:?}"
+        );
+        let check = project.run(&db, &["check"]).success();
+        assert!(
+            check.stdout.contains("2 applied revision(s) match"),
+            "{check:?}"
+        );
+        // The new checksum holds: down and up run without complaint.
+        project.run(&db, &["down", "base"]).success();
+        project.run(&db, &["up"]).success();
+        assert_eq!(db.heads().await, ["b2"]);
+        // Rehashing an unchanged revision records nothing.
+        project.run(&db, &["rehash", "a1"]).success();
+        assert_eq!(db.history().await.len(), 7, "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn rehash_refuses_revisions_that_are_not_applied() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "SELECT 1;", "SELECT 1;");
+        project.sql_revision("b2", "SELECT 1;", "SELECT 1;");
+        project.run(&db, &["up", "a1"]).success();
+        let run = project.run(&db, &["rehash", "b2"]).fails_with(GRAPH);
+        assert!(run.stderr.contains("`b2` is not applied"), "{run:?}");
+        project.run(&db, &["rehash", "zz"]).fails_with(GRAPH);
+        assert_eq!(db.history().await, ["upgrade:a1"], "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn vanished_applied_files_and_directories_are_refused() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let a1 = project.sql_revision("a1", "CREATE TABLE t1 (x int);", "DROP TABLE t1;");
+        let b2 = project.sql_revision("b2", "CREATE TABLE t2 (x int);", "DROP TABLE t2;");
+        project.run(&db, &["up"]).success();
+
+        // A file of an applied revision removed: exit 12, naming the file.
+        std::fs::remove_file(a1.join("down.sql")).unwrap();
+        let run = project.run(&db, &["up"]).fails_with(MODIFIED);
+        assert!(run.stderr.contains("vanished"), "{backend:?}: {run:?}");
+        assert!(run.stderr.contains("down.sql"), "{run:?}");
+        project.run(&db, &["check"]).fails_with(MODIFIED);
+        std::fs::write(a1.join("down.sql"), "DROP TABLE t1;").unwrap();
+        project.run(&db, &["check"]).success();
+
+        // The whole directory of the applied head removed: the database is at a revision
+        // the project lacks, a graph error (4) from every command that reads the database.
+        std::fs::remove_dir_all(&b2).unwrap();
+        for args in [&["up"][..], &["check"], &["down"]] {
+            let run = project.run(&db, args).fails_with(GRAPH);
+            assert!(
+                run.stderr
+                    .contains("`b2`, which this project does not contain"),
+                "{backend:?} {args:?}: {run:?}"
+            );
+        }
+        assert_eq!(db.heads().await, ["b2"]);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_changed_applied_component_is_refused() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let dir = project.wasm_revision_bytes("w1", &component(SUCCEED));
+        project.run(&db, &["up"]).success();
+        project.sql_revision("b2", "CREATE TABLE t2 (x int);", "DROP TABLE t2;");
+        // Same behaviour, different bytes.
+        std::fs::write(
+            dir.join("migration.wasm"),
+            component(&format!("(nop) {SUCCEED}")),
+        )
+        .unwrap();
+        let run = project.run(&db, &["up"]).fails_with(MODIFIED);
+        assert!(run.stderr.contains("revision w1:"), "{backend:?}: {run:?}");
+        assert!(run.stderr.contains("migration.wasm"), "{run:?}");
+        assert_eq!(db.heads().await, ["w1"]);
+        project.run(&db, &["rehash", "w1"]).success();
+        project.run(&db, &["up"]).success();
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn check_without_a_database_verifies_nothing_and_creates_nothing() {
+    let project = TestProject::new();
+    project.sql_revision("a1", "SELECT 1;", "SELECT 1;");
+    let run = project.run_plain(&["check"]).success();
+    assert!(
+        run.stdout.contains("applied revisions not verified"),
+        "{run:?}"
+    );
+    assert!(!project.dir.join("wasmig.db").exists());
+}
+
+#[tokio::test]
+async fn history_tables_from_before_rehash_are_widened_for_it() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "SELECT 1;", "SELECT 1;");
+        // The tables as the previous release created them, at a1 with a checksum that no
+        // longer matches.
+        let (id, time) = match backend {
+            Backend::Postgres => (
+                "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                "TIMESTAMPTZ",
+            ),
+            Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"),
+        };
+        db.exec(&format!(
+            "CREATE TABLE wasmig_version (revision TEXT PRIMARY KEY);
+             INSERT INTO wasmig_version VALUES ('a1');
+             CREATE TABLE wasmig_history (
+                 id {id}, revision TEXT NOT NULL,
+                 direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp')),
+                 checksum TEXT NOT NULL, started_at {time} NOT NULL, finished_at {time} NOT NULL,
+                 duration_ms BIGINT NOT NULL, wasmig_version TEXT NOT NULL);
+             INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
+             VALUES ('a1', 'upgrade', 'old', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0, '0.1.0');"
+        ))
+        .await;
+        project.run(&db, &["check"]).fails_with(MODIFIED);
+        project.run(&db, &["rehash", "a1"]).success();
+        assert_eq!(
+            db.history().await,
+            ["upgrade:a1", "rehash:a1"],
+            "{backend:?}"
+        );
+        project.run(&db, &["check"]).success();
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_rust_revision_is_verified_against_the_component_a_rebuild_makes() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let run = project
+            .run_plain(&[
+                "revision", "-m", "rust", "--kind", "rust", "--rev-id", "r1", "--json",
+            ])
+            .success();
+        let dir = std::path::PathBuf::from(run.json()["directory"].as_str().unwrap());
+        project.run(&db, &["up"]).success();
+        let component = project.dir.join(".wasmig/build/r1.wasm");
+        assert!(component.is_file(), "{}", component.display());
+
+        // Not built: nothing to verify, and `check` says nothing about it.
+        let built = std::fs::read(&component).unwrap();
+        std::fs::remove_file(&component).unwrap();
+        project.run(&db, &["check"]).success();
+        std::fs::write(&component, &built).unwrap();
+
+        // The source changed: `down` rebuilds before verifying, so the change is caught
+        // before the changed downgrade could run.
+        let lib = dir.join("src/lib.rs");
+        let source = std::fs::read_to_string(&lib)
+            .unwrap()
+            .replace("-- undo what upgrade did", "-- undo it, changed");
+        std::fs::write(&lib, source).unwrap();
+        let run = project.run(&db, &["down"]).fails_with(MODIFIED);
+        assert!(run.stderr.contains("revision r1:"), "{backend:?}: {run:?}");
+        assert!(run.stderr.contains("r1.wasm"), "{run:?}");
+        assert_eq!(db.heads().await, ["r1"], "{backend:?}");
+        project.run(&db, &["rehash", "r1"]).success();
+        project.run(&db, &["down"]).success();
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        db.drop_db().await;
+    }
+}
