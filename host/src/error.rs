@@ -229,7 +229,7 @@ impl std::fmt::Display for Modified {
             ),
             (None, reason) => write!(
                 f,
-                "revision {}: its files vanished or cannot be read ({})",
+                "revision {}: its files vanished or cannot be read: {}",
                 self.revision,
                 reason.as_deref().unwrap_or(&files)
             ),

@@ -63,7 +63,12 @@ fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Option<Modi
     }
     let (current, unreadable) = match revision::read_artifact(revision, build_dir) {
         Ok(artifact) => (Some(artifact.checksum()), None),
-        Err(e) => (None, Some(e.message)),
+        Err(e) => {
+            // The message names the revision already; `Modified` names it once.
+            let prefix = format!("revision {}: ", revision.id());
+            let reason = e.message.strip_prefix(&prefix).unwrap_or(&e.message);
+            (None, Some(reason.to_owned()))
+        }
     };
     if current.as_deref() == Some(recorded) {
         return None;
