@@ -13,7 +13,7 @@ use chrono::Utc;
 
 use crate::config::Project;
 use crate::db::{self, Database, StepRecord};
-use crate::error::{ConfigError, GraphError};
+use crate::error::{ConfigError, FailedError, GraphError, NotFailed};
 use crate::graph::Graph;
 use crate::history;
 use crate::integrity;
@@ -173,6 +173,35 @@ enum Command {
         #[arg(required = true, value_name = "REV")]
         revisions: Vec<String>,
     },
+    /// Clear a revision's failed mark (a `transaction = "none"` step that stopped part-way),
+    /// after looking at the database: say whether its work is in the database or not.
+    Resolve {
+        /// The revision marked failed (`wasmig current` lists them).
+        #[arg(value_name = "REV")]
+        revision: String,
+        /// What the database holds now: all of the revision's work (`applied`) or none of
+        /// it (`rolled-back`).
+        #[arg(long = "as", value_enum, value_name = "STATE")]
+        state: Resolution,
+    },
+}
+
+/// What `wasmig resolve` records about a failed revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Resolution {
+    /// The revision's upgrade is complete in the database: it is applied.
+    Applied,
+    /// None of the revision's upgrade is in the database: it is not applied.
+    RolledBack,
+}
+
+impl Resolution {
+    fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Applied => "applied",
+            Resolution::RolledBack => "rolled-back",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -322,9 +351,9 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
         Command::Current => {
             let (revisions, graph) = load_graph(project)?;
             let db = connect(project, g).await?;
-            let heads = db.heads().await;
+            let state = async { anyhow::Ok((db.heads().await?, db.failed().await?)) }.await;
             db.close().await;
-            let heads = heads?;
+            let (heads, failed) = state?;
             let pending = graph.pending(&heads)?;
             if g.json {
                 let graph_heads = graph.heads();
@@ -333,6 +362,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     "heads": graph_heads,
                     "head": (graph_heads.len() == 1).then(|| graph_heads[0]),
                     "pending": pending,
+                    "failed": failed,
                     "dialect": db.dialect().name(),
                 });
                 println!("{out}");
@@ -342,6 +372,15 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 }
                 for h in &heads {
                     println!("current: {}", history::short(&graph, &revisions, h, &[]));
+                }
+                for f in &failed {
+                    println!(
+                        "failed: {} ({}; SQLSTATE {}); inspect the database, then `wasmig resolve {} --as applied` or `--as rolled-back`",
+                        f.revision,
+                        f.error,
+                        f.sqlstate.as_deref().unwrap_or("none"),
+                        f.revision
+                    );
                 }
                 if pending.is_empty() {
                     println!("up to date");
@@ -367,8 +406,13 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 println!("{}", json!({ "history": history }));
             } else {
                 for h in &history {
+                    let error = match (&h.error, &h.sqlstate) {
+                        (Some(e), Some(code)) => format!("  {e} (SQLSTATE {code})"),
+                        (Some(e), None) => format!("  {e}"),
+                        _ => String::new(),
+                    };
                     println!(
-                        "{} {:<9} {} {} ms  {}",
+                        "{} {:<9} {} {} ms  {}{error}",
                         h.started_at
                             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                         h.direction,
@@ -563,7 +607,105 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
             }
             Ok(())
         }
+        Command::Resolve { revision, state } => resolve(project, g, revision, *state).await,
     }
+}
+
+/// `wasmig resolve REV --as STATE`: clears the failed mark and, when the revision's step is
+/// to count as done, moves the heads as that step would have (the step's head change is
+/// stored with the mark, as the planner made it).
+async fn resolve(
+    project: &Project,
+    g: &Global,
+    target: &str,
+    state: Resolution,
+) -> anyhow::Result<()> {
+    let (revisions, graph) = load_graph(project)?;
+    let db = connect(project, g).await?;
+    let result = with_lock(db.as_ref(), g, async {
+        db.ensure_version_tables().await?;
+        let failed = db.failed().await?;
+        // An exact id first: the mark may name a revision this checkout no longer has.
+        let id = match failed.iter().find(|f| f.revision == target) {
+            Some(f) => f.revision.clone(),
+            None => graph.resolve(target)?.to_owned(),
+        };
+        let mark = failed
+            .into_iter()
+            .find(|f| f.revision == id)
+            .ok_or_else(|| NotFailed(id.clone()))?;
+        let heads = db.heads().await?;
+        // `--as applied` completes a failed upgrade; `--as rolled-back` completes a failed
+        // downgrade. Otherwise the heads stay as the failed step found them.
+        let step_done = (mark.direction == "upgrade") == (state == Resolution::Applied);
+        let mut new = heads.clone();
+        if step_done {
+            new.retain(|h| !mark.remove_heads.contains(h));
+            for h in &mark.add_heads {
+                if !new.contains(h) {
+                    new.push(h.clone());
+                }
+            }
+            new.sort();
+        }
+        // An applied revision gets the checksum of its files now, so later edits are noticed.
+        let checksum = match (state, revisions.iter().find(|r| r.id() == id)) {
+            (Resolution::Applied, Some(revision)) => {
+                revision::read_artifact(revision, &crate::artifact::build_dir(project))
+                    .map(|a| a.checksum())
+                    .unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        let now = Utc::now();
+        let note = format!("resolved as {}", state.as_str());
+        let record = StepRecord {
+            remove: &heads,
+            add: &new,
+            revision: &id,
+            direction: "resolve",
+            checksum: &checksum,
+            started_at: now,
+            finished_at: now,
+            error: Some(&note),
+            sqlstate: None,
+        };
+        let mut session = db.begin().await?;
+        let written = async {
+            session.record_step(&record).await?;
+            session.clear_failed(&id).await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = session.rollback().await;
+            return Err(e);
+        }
+        session.commit().await?;
+        anyhow::Ok((id, heads, new))
+    })
+    .await;
+    db.close().await;
+    let (id, before, after) = result?;
+    let show = |h: &[String]| {
+        if h.is_empty() {
+            "base".to_owned()
+        } else {
+            h.join(", ")
+        }
+    };
+    crate::info!(
+        "resolved {id} as {}: heads {} -> {}",
+        state.as_str(),
+        show(&before),
+        show(&after)
+    );
+    if g.json {
+        println!(
+            "{}",
+            json!({ "revision": id, "as": state.as_str(), "heads": after })
+        );
+    }
+    Ok(())
 }
 
 fn created(dir: &std::path::Path, json: bool) {
@@ -610,6 +752,8 @@ async fn stamp(
                 checksum: "",
                 started_at: now,
                 finished_at: now,
+                error: None,
+                sqlstate: None,
             };
             if let Err(e) = session.record_step(&record).await {
                 let _ = session.rollback().await;
@@ -678,6 +822,11 @@ async fn migrate_locked(
     graph: &Graph,
     db: &dyn Database,
 ) -> anyhow::Result<()> {
+    // A revision that stopped part-way leaves the database in a state no plan starts from.
+    let failed = db.failed().await?;
+    if !failed.is_empty() {
+        return Err(FailedError(failed).into());
+    }
     let heads = db.heads().await?;
     let steps = if upgrade {
         graph.plan_upgrade(&heads, args.target.as_deref().unwrap_or("head"))?

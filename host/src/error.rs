@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::bindings::SqlError;
+use crate::db::FailedMark;
 use crate::exit;
 
 /// The project or its configuration is unusable.
@@ -284,6 +285,38 @@ pub struct LockTimeout {
     pub waited: Duration,
 }
 
+/// Revisions are marked failed (exit code 13): a `transaction = "none"` step stopped
+/// part-way, and until `wasmig resolve` says what the database holds, `up` and `down` run
+/// nothing.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{}\nnothing ran: look at the database, finish or undo the revision's work by hand, then run `wasmig resolve {rev} --as applied` (all of its work is in the database) or `wasmig resolve {rev} --as rolled-back` (none of it is)",
+    .0.iter().map(describe_failed).collect::<Vec<_>>().join("\n"),
+    rev = if .0.len() == 1 { .0[0].revision.as_str() } else { "REV" }
+)]
+pub struct FailedError(pub Vec<FailedMark>);
+
+fn describe_failed(mark: &FailedMark) -> String {
+    format!(
+        "revision {} is marked failed since {}: {}{}; it was not rolled back",
+        mark.revision,
+        mark.failed_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        mark.error,
+        mark.sqlstate
+            .as_deref()
+            .map(|c| format!(" (SQLSTATE {c})"))
+            .unwrap_or_default(),
+    )
+}
+
+/// `wasmig resolve` on a revision that is not marked failed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "revision `{0}` is not marked failed, so there is nothing to resolve; `wasmig current` shows the failed revisions"
+)]
+pub struct NotFailed(pub String);
+
 /// Why a migration step failed; each variant names who is to blame.
 #[derive(Debug)]
 pub enum Failure {
@@ -316,6 +349,21 @@ pub enum Failure {
     },
     /// Host: the database or wasmig failed while running the step.
     Host(anyhow::Error),
+    /// A `transaction = "none"` step stopped part-way: the statements before `statement`
+    /// stay committed, and the revision is marked failed until `wasmig resolve`.
+    NotRolledBack {
+        /// The revision, for the hint.
+        revision: String,
+        /// The statement that failed, from 1; `total + 1` when every statement ran and
+        /// recording the step failed.
+        statement: usize,
+        /// How many statements the script has.
+        total: usize,
+        /// What went wrong (blame and exit code are its own).
+        cause: Box<Failure>,
+        /// `None` when the failed mark was recorded; else why it could not be.
+        unmarked: Option<String>,
+    },
 }
 
 impl Failure {
@@ -375,16 +423,79 @@ impl std::fmt::Display for Failure {
                 "the migration tried to grow its tables past the sandbox's fixed limit of {limit} elements; a table bomb, or a component built wrongly"
             ),
             Failure::Host(e) => write!(f, "{e:#}"),
+            Failure::NotRolledBack {
+                revision,
+                statement,
+                total,
+                cause,
+                unmarked,
+            } => {
+                let kept = match statement.saturating_sub(1) {
+                    0 => "no earlier statement".to_owned(),
+                    1 => "statement 1".to_owned(),
+                    n => format!("statements 1 to {n}"),
+                };
+                write!(
+                    f,
+                    "{cause}; with `transaction = \"none\"` each statement commits on its own, so {kept} of {total} stayed committed (and a failed `CREATE INDEX CONCURRENTLY` leaves an invalid index)"
+                )?;
+                match unmarked {
+                    None => write!(
+                        f,
+                        "; the revision is recorded as failed and `up`/`down` refuse to run until it is resolved: inspect the database, finish or undo its work, then run `wasmig resolve {revision} --as applied` or `wasmig resolve {revision} --as rolled-back`"
+                    ),
+                    Some(why) => write!(
+                        f,
+                        "; recording it as failed failed too ({why}), so the version table does not show it: inspect the database and fix it by hand (e.g. `wasmig stamp`)"
+                    ),
+                }
+            }
         }
     }
 }
 
 impl Failure {
     /// How the step ended, for the error's first line: every failure but one is rolled back.
-    fn outcome(&self) -> &'static str {
+    fn outcome(&self) -> String {
         match self {
-            Failure::TransactionEnded { .. } => "failed",
-            _ => "failed and was rolled back",
+            Failure::TransactionEnded { .. } => "failed".to_owned(),
+            Failure::NotRolledBack {
+                statement, total, ..
+            } if statement > total => {
+                format!("ran all {total} statement(s) but was not recorded")
+            }
+            Failure::NotRolledBack {
+                statement, total, ..
+            } => format!("failed at statement {statement} of {total} and was not rolled back"),
+            _ => "failed and was rolled back".to_owned(),
+        }
+    }
+
+    /// The documented exit code for this failure.
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => {
+                exit::LIMIT_EXCEEDED
+            }
+            Failure::TransactionEnded { .. } => exit::TRANSACTION_ENDED,
+            Failure::Host(e) if exit::code_for(e) != exit::INTERNAL => exit::code_for(e),
+            Failure::Host(_) => exit::DATABASE,
+            Failure::NotRolledBack { cause, .. } => cause.exit_code(),
+            _ => exit::MIGRATION_FAILED,
+        }
+    }
+
+    /// Who is to blame, in one word.
+    fn blame(&self) -> &'static str {
+        match self {
+            Failure::GuestError(_)
+            | Failure::GuestTrap(_)
+            | Failure::UnhandledSql(_)
+            | Failure::TransactionEnded { guest: true } => "guest",
+            Failure::Sql(_) | Failure::TransactionEnded { guest: false } => "sql",
+            Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => "limit",
+            Failure::Host(_) => "host",
+            Failure::NotRolledBack { cause, .. } => cause.blame(),
         }
     }
 }
@@ -398,7 +509,8 @@ fn humantime(d: Duration) -> String {
 }
 
 /// A migration step failed; everything it did was rolled back (unless it ended the
-/// transaction itself: [`Failure::TransactionEnded`]).
+/// transaction itself, [`Failure::TransactionEnded`], or ran without one,
+/// [`Failure::NotRolledBack`]).
 #[derive(Debug, thiserror::Error)]
 #[error("{direction} of revision {revision} {}: {failure}", .failure.outcome())]
 pub struct MigrationError {
@@ -415,27 +527,11 @@ pub struct MigrationError {
 impl MigrationError {
     /// The documented exit code for this failure.
     pub fn exit_code(&self) -> u8 {
-        match &self.failure {
-            Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => {
-                exit::LIMIT_EXCEEDED
-            }
-            Failure::TransactionEnded { .. } => exit::TRANSACTION_ENDED,
-            Failure::Host(e) if exit::code_for(e) != exit::INTERNAL => exit::code_for(e),
-            Failure::Host(_) => exit::DATABASE,
-            _ => exit::MIGRATION_FAILED,
-        }
+        self.failure.exit_code()
     }
 
     /// Who is to blame, in one word: `guest`, `sql`, `limit` or `host`.
     pub fn blame(&self) -> &'static str {
-        match &self.failure {
-            Failure::GuestError(_)
-            | Failure::GuestTrap(_)
-            | Failure::UnhandledSql(_)
-            | Failure::TransactionEnded { guest: true } => "guest",
-            Failure::Sql(_) | Failure::TransactionEnded { guest: false } => "sql",
-            Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => "limit",
-            Failure::Host(_) => "host",
-        }
+        self.failure.blame()
     }
 }

@@ -5,7 +5,8 @@
 
 use crate::db::DbError;
 use crate::error::{
-    BuildError, ComponentError, ConfigError, GraphError, LockTimeout, MigrationError, ModifiedError,
+    BuildError, ComponentError, ConfigError, FailedError, GraphError, LockTimeout, MigrationError,
+    ModifiedError, NotFailed,
 };
 
 /// Success.
@@ -22,7 +23,9 @@ pub const CONFIG: u8 = 3;
 pub const GRAPH: u8 = 4;
 /// The database could not be reached, or failed outside any migration.
 pub const DATABASE: u8 = 5;
-/// A migration failed (guest error, SQL error, trap) and was rolled back.
+/// A migration failed (guest error, SQL error, trap) and was rolled back; or a
+/// `transaction = "none"` revision failed part-way, was not rolled back, and is recorded as
+/// failed (see [`FAILED_STATE`]).
 pub const MIGRATION_FAILED: u8 = 6;
 /// A migration exceeded a sandbox limit (time or memory) and was rolled back.
 pub const LIMIT_EXCEEDED: u8 = 7;
@@ -41,6 +44,10 @@ pub const LOCK_TIMEOUT: u8 = 11;
 /// from the one recorded in the history table. Nothing was run. Accept the change with
 /// `wasmig rehash REV`, restore the files, or pass `--allow-modified` for one run.
 pub const MODIFIED: u8 = 12;
+/// A revision is marked failed: a `transaction = "none"` step stopped part-way and was not
+/// rolled back. `up` and `down` run nothing until `wasmig resolve REV --as applied` or
+/// `--as rolled-back` says what the database holds.
+pub const FAILED_STATE: u8 = 13;
 
 /// The exit code for an error, from the first typed error in its chain.
 pub fn code_for(err: &anyhow::Error) -> u8 {
@@ -53,6 +60,12 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<ModifiedError>() {
             return MODIFIED;
+        }
+        if cause.is::<FailedError>() {
+            return FAILED_STATE;
+        }
+        if cause.is::<NotFailed>() {
+            return GRAPH;
         }
         if cause.is::<ComponentError>() {
             return INVALID_COMPONENT;

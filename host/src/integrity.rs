@@ -4,8 +4,9 @@
 //!
 //! The checksum is [`Artifact::checksum`] (pinned: hex SHA-256 of a component's bytes, or of
 //! `up.sql`, one `0x00` byte and `down.sql`). The recorded checksum of a revision is the one
-//! of its last `upgrade` or `rehash` row in the history table; a later `downgrade` row, or an
-//! empty checksum (a revision only ever `stamp`ed), means there is nothing to compare.
+//! of its last `upgrade` or `rehash` row (or `resolve --as applied` row) in the history
+//! table; a later `downgrade` row, or an empty checksum (a revision only ever `stamp`ed, or
+//! resolved as not applied), means there is nothing to compare.
 //!
 //! Not here: which revisions are applied (`graph`), reading and writing the tables (`db`).
 
@@ -26,11 +27,12 @@ pub fn recorded_checksums(history: &[HistoryEntry]) -> HashMap<&str, &str> {
     let mut recorded = HashMap::new();
     for row in history {
         match row.direction.as_str() {
-            "upgrade" | "rehash" if !row.checksum.is_empty() => {
+            // `resolve` carries a checksum when it recorded the revision as applied.
+            "upgrade" | "rehash" | "resolve" if !row.checksum.is_empty() => {
                 recorded.insert(row.revision.as_str(), row.checksum.as_str());
             }
             // Reverted (or applied without a checksum): what ran before is gone.
-            "upgrade" | "rehash" | "downgrade" => {
+            "upgrade" | "rehash" | "resolve" | "downgrade" => {
                 recorded.remove(row.revision.as_str());
             }
             _ => {}
@@ -172,6 +174,8 @@ pub async fn rehash(
             checksum,
             started_at: now,
             finished_at: now,
+            error: None,
+            sqlstate: None,
         };
         if let Err(e) = session.record_step(&record).await {
             let _ = session.rollback().await;
@@ -202,6 +206,8 @@ mod tests {
             finished_at: Utc::now(),
             duration_ms: 0,
             wasmig_version: String::new(),
+            error: None,
+            sqlstate: None,
         }
     }
 
@@ -224,5 +230,23 @@ mod tests {
         assert_eq!(recorded.get("c"), Some(&"c2"));
         assert_eq!(recorded.get("d"), None, "no checksum recorded");
         assert_eq!(recorded.len(), 2);
+    }
+
+    #[test]
+    fn a_resolve_row_records_a_checksum_only_when_resolved_as_applied() {
+        let history = [
+            row("a", "failed", "a1"),
+            row("a", "resolve", "a1"),
+            row("b", "upgrade", "b1"),
+            row("b", "failed", "b1"),
+            row("b", "resolve", ""),
+        ];
+        let recorded = recorded_checksums(&history);
+        assert_eq!(
+            recorded.get("a"),
+            Some(&"a1"),
+            "a `failed` row alone is no checksum"
+        );
+        assert_eq!(recorded.get("b"), None, "resolved as not applied");
     }
 }

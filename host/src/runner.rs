@@ -6,6 +6,12 @@
 //! the guest call, record the step, commit. Any failure rolls the step back and stops the
 //! run; steps already committed stay, and the error lists them.
 //!
+//! A SQL revision with `transaction = "none"` runs differently: its statements run one by
+//! one, each committed on its own ([`Database::run_autocommit`]), and the step is recorded
+//! afterwards in a transaction of its own. When it stops part-way nothing can be rolled
+//! back, so the revision is recorded as failed (a `failed` history row and a mark in
+//! `wasmig_failed`) and the run stops; `wasmig resolve` clears the mark.
+//!
 //! Not here: choosing the steps (`graph`), what a guest may do (`sandbox`).
 
 use std::time::{Duration, Instant};
@@ -13,11 +19,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::Serialize;
 
+use crate::bindings::SqlError;
 use crate::config::Project;
-use crate::db::{Database, StepRecord};
+use crate::db::{Database, FailedMark, ScriptFailure, StepRecord};
 use crate::error::{Failure, MigrationError};
 use crate::graph::{Direction, Step};
-use crate::revision::{self, Artifact, Revision};
+use crate::revision::{self, Artifact, Revision, TransactionMode};
 use crate::sandbox::{CacheStatus, Limits, Sandbox};
 
 /// How long rolling back a failed step may take before its connection is ended instead.
@@ -127,6 +134,30 @@ pub async fn run(
             );
         }
 
+        if revision.manifest.transaction == TransactionMode::None {
+            let Artifact::Sql { up, down } = &artifact else {
+                unreachable!("manifests refuse `transaction = \"none\"` for components")
+            };
+            let script = if step.action == Direction::Upgrade {
+                up
+            } else {
+                down
+            };
+            let started = Instant::now();
+            run_autocommitted(db, step, script, &checksum)
+                .await
+                .map_err(fail)?;
+            reports.push(StepReport {
+                action: step.action,
+                revision: step.revision.clone(),
+                kind: "sql",
+                cache: None,
+                load_ms: None,
+                duration_ms: started.elapsed().as_millis() as u64,
+            });
+            continue;
+        }
+
         let limits = limits(project, revision)?;
         let started_at = Utc::now();
         let started = Instant::now();
@@ -201,6 +232,8 @@ pub async fn run(
             checksum: &checksum,
             started_at,
             finished_at: Utc::now(),
+            error: None,
+            sqlstate: None,
         };
         if let Err(e) = session.record_step(&record).await {
             let _ = session.rollback().await;
@@ -222,6 +255,129 @@ pub async fn run(
         });
     }
     Ok(reports)
+}
+
+/// One step of a `transaction = "none"` SQL revision: the script's statements each
+/// autocommitted, then the version-table update in a transaction of its own. A failure
+/// after the first statement ran marks the revision failed.
+///
+/// # Errors
+/// The step's [`Failure`]: the plain SQL error when nothing ran, else
+/// [`Failure::NotRolledBack`].
+async fn run_autocommitted(
+    db: &dyn Database,
+    step: &Step,
+    script: &str,
+    checksum: &str,
+) -> Result<(), Failure> {
+    let started_at = Utc::now();
+    let (statement, total, cause, error) = match db.run_autocommit(script).await {
+        Ok(total) => {
+            let record = StepRecord {
+                remove: &step.remove_heads,
+                add: &step.add_heads,
+                revision: &step.revision,
+                direction: step.action.as_str(),
+                checksum,
+                started_at,
+                finished_at: Utc::now(),
+                error: None,
+                sqlstate: None,
+            };
+            match record_in_own_transaction(db, &record, None).await {
+                Ok(()) => {
+                    crate::debug!(
+                        "{}: {total} statement(s) autocommitted, then recorded",
+                        step.revision
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    let error = SqlError::wasmig("IO", format!("{e:#}"));
+                    (total + 1, total, Failure::Host(e), error)
+                }
+            }
+        }
+        // Refused before anything ran (transaction control), or no connection: an
+        // ordinary failure with nothing to resolve.
+        Err(ScriptFailure {
+            statement: 0,
+            error,
+            ..
+        }) => return Err(Failure::from_sql(*error)),
+        Err(ScriptFailure {
+            statement,
+            total,
+            error,
+        }) => (
+            statement,
+            total,
+            Failure::from_sql((*error).clone()),
+            *error,
+        ),
+    };
+    let finished_at = Utc::now();
+    let message = format!(
+        "{} stopped at statement {statement} of {total}: {}",
+        step.action.as_str(),
+        error.message
+    );
+    let mark = FailedMark {
+        revision: step.revision.clone(),
+        direction: step.action.as_str().to_owned(),
+        remove_heads: step.remove_heads.clone(),
+        add_heads: step.add_heads.clone(),
+        statement: statement as i64,
+        error: message.clone(),
+        sqlstate: Some(error.code.clone()),
+        failed_at: finished_at,
+    };
+    let record = StepRecord {
+        remove: &[],
+        add: &[],
+        revision: &step.revision,
+        direction: "failed",
+        checksum,
+        started_at,
+        finished_at,
+        error: Some(&message),
+        sqlstate: Some(&error.code),
+    };
+    let unmarked = record_in_own_transaction(db, &record, Some(&mark))
+        .await
+        .err()
+        .map(|e| format!("{e:#}"));
+    Err(Failure::NotRolledBack {
+        revision: step.revision.clone(),
+        statement,
+        total,
+        cause: Box::new(cause),
+        unmarked,
+    })
+}
+
+/// Records a step (and, for a failure, the failed mark) in a transaction of its own.
+async fn record_in_own_transaction(
+    db: &dyn Database,
+    record: &StepRecord<'_>,
+    mark: Option<&FailedMark>,
+) -> anyhow::Result<()> {
+    let mut session = db.begin().await?;
+    let written = async {
+        session.record_step(record).await?;
+        if let Some(mark) = mark {
+            session.set_failed(mark).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    match written {
+        Ok(()) => session.commit().await,
+        Err(e) => {
+            let _ = session.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 /// The sandbox limits of a revision: its manifest's overrides, else the project's.

@@ -36,8 +36,9 @@ pub struct HistoryEntry {
     pub id: i64,
     /// The full revision id.
     pub revision: String,
-    /// `upgrade`, `downgrade`, `stamp` (revision: the new heads, comma-separated) or
-    /// `rehash` (a changed revision accepted by `wasmig rehash`).
+    /// `upgrade`, `downgrade`, `stamp` (revision: the new heads, comma-separated),
+    /// `rehash` (a changed revision accepted by `wasmig rehash`), `failed` (a
+    /// `transaction = "none"` step that stopped part-way) or `resolve` (`wasmig resolve`).
     pub direction: String,
     /// Hex SHA-256 of the revision's artifact (see `revision::Artifact::checksum`); empty
     /// for `stamp`.
@@ -50,6 +51,72 @@ pub struct HistoryEntry {
     pub duration_ms: i64,
     /// The wasmig version that ran the step.
     pub wasmig_version: String,
+    /// For a `failed` row: what went wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For a `failed` row: the SQLSTATE (PostgreSQL) or result code (SQLite), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+}
+
+/// A revision marked failed: a `transaction = "none"` step that stopped part-way, so the
+/// database holds some of its work and wasmig cannot tell which. Stored in
+/// [`FAILED_TABLE`] until `wasmig resolve` clears it; `up` and `down` refuse to run while
+/// any revision is marked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedMark {
+    /// The revision.
+    pub revision: String,
+    /// The step that failed: `upgrade` or `downgrade`.
+    pub direction: String,
+    /// The heads the step would have removed, had it completed.
+    pub remove_heads: Vec<String>,
+    /// The heads the step would have added.
+    pub add_heads: Vec<String>,
+    /// The statement of the script that failed, from 1 (statements before it were
+    /// committed); past the last statement when recording the step itself failed.
+    pub statement: i64,
+    /// What went wrong.
+    pub error: String,
+    /// The SQLSTATE (PostgreSQL) or result code (SQLite), if the database gave one.
+    pub sqlstate: Option<String>,
+    /// When it failed, UTC.
+    pub failed_at: DateTime<Utc>,
+}
+
+/// Where an autocommitted script ([`Database::run_autocommit`]) stopped.
+#[derive(Debug)]
+pub struct ScriptFailure {
+    /// The statement that failed, from 1; 0 when nothing ran (refused before the first
+    /// statement, or no connection).
+    pub statement: usize,
+    /// How many statements the script has.
+    pub total: usize,
+    /// The error (boxed: it is large, and failure is the cold path).
+    pub error: Box<SqlError>,
+}
+
+/// Heads stored as one comma-separated text (revision ids cannot contain a comma).
+pub(crate) fn split_heads(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Splits a `transaction = "none"` script and refuses transaction control in it before
+/// anything runs.
+pub(crate) fn autocommit_statements(
+    script: &str,
+    dialect: Dialect,
+) -> Result<Vec<&str>, ScriptFailure> {
+    let statements = tx_control::statements(script, dialect);
+    tx_control::check(script, dialect).map_err(|error| ScriptFailure {
+        statement: 0,
+        total: statements.len(),
+        error: Box::new(error),
+    })?;
+    Ok(statements)
 }
 
 /// A pooled database with wasmig's version tables.
@@ -84,6 +151,18 @@ pub trait Database: Send + Sync {
 
     /// Begins a transaction on a connection taken from the pool.
     async fn begin(&self) -> anyhow::Result<Box<dyn Session>>;
+
+    /// Runs a script outside any transaction, one statement at a time on one pooled
+    /// connection, each committed on its own (`transaction = "none"`); stops at the first
+    /// failing statement. Returns how many statements ran.
+    ///
+    /// # Errors
+    /// [`ScriptFailure`] naming the failed statement; the ones before it stay committed.
+    async fn run_autocommit(&self, script: &str) -> Result<usize, ScriptFailure>;
+
+    /// The revisions marked failed (see [`FailedMark`]). Empty when the table does not
+    /// exist; reading does not create it.
+    async fn failed(&self) -> anyhow::Result<Vec<FailedMark>>;
 
     /// Closes the pool.
     async fn close(&self);
@@ -183,6 +262,12 @@ pub trait Session: Send {
     /// `add` among the heads and appends a history row.
     async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()>;
 
+    /// Marks a revision failed, in this transaction (replacing an earlier mark).
+    async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()>;
+
+    /// Clears a revision's failed mark, in this transaction.
+    async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()>;
+
     /// Commits the transaction.
     async fn commit(self: Box<Self>) -> anyhow::Result<()>;
 
@@ -199,7 +284,7 @@ pub struct StepRecord<'a> {
     pub add: &'a [String],
     /// The revision applied or reverted.
     pub revision: &'a str,
-    /// `upgrade`, `downgrade`, `stamp` or `rehash`.
+    /// `upgrade`, `downgrade`, `stamp`, `rehash`, `failed` or `resolve`.
     pub direction: &'a str,
     /// Hex SHA-256 of the artifact.
     pub checksum: &'a str,
@@ -207,6 +292,10 @@ pub struct StepRecord<'a> {
     pub started_at: DateTime<Utc>,
     /// When the step finished (just before commit).
     pub finished_at: DateTime<Utc>,
+    /// For a `failed` row: what went wrong.
+    pub error: Option<&'a str>,
+    /// For a `failed` row: the SQLSTATE or result code.
+    pub sqlstate: Option<&'a str>,
 }
 
 /// Errors of the database layer that callers branch on (exit code 5).
@@ -282,7 +371,9 @@ pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Box<dyn Database>> {
     }
 }
 
-/// The names of wasmig's two version tables; pinned, as their layout is.
+/// The names of wasmig's version tables; pinned, as their layout is.
 pub const VERSION_TABLE: &str = "wasmig_version";
 /// The history log table.
 pub const HISTORY_TABLE: &str = "wasmig_history";
+/// The revisions marked failed (see [`FailedMark`]).
+pub const FAILED_TABLE: &str = "wasmig_failed";

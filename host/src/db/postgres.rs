@@ -42,11 +42,14 @@ use uuid::Uuid;
 use super::lock::{self, Attempt, LockGuard, PG_LOCK_KEY};
 use super::value::{self, ParamRef};
 use super::{
-    Canceller, CursorState, Database, DatabaseUrl, DbError, HISTORY_TABLE, HistoryEntry, Session,
-    SqlResult, StepRecord, VERSION_TABLE,
+    Canceller, CursorState, Database, DatabaseUrl, DbError, FAILED_TABLE, FailedMark,
+    HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, SqlResult, StepRecord, VERSION_TABLE,
 };
 use super::{pg_script, tx_control};
 use crate::bindings::{ArrayValue, Column, Dialect, QueryResult, SqlError, Value};
+
+/// The values the history table's `direction` may take.
+const DIRECTIONS: &str = "'upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve'";
 
 /// Connections in the pool: one session, the version-table reads, and a spare for cancelling.
 const MAX_CONNECTIONS: u32 = 4;
@@ -70,12 +73,25 @@ const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET
 /// CREATE TABLE wasmig_history (
 ///     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 ///     revision       TEXT NOT NULL,
-///     direction      TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash')),
+///     direction      TEXT NOT NULL CHECK (direction IN
+///                        ('upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve')),
 ///     checksum       TEXT NOT NULL,
 ///     started_at     TIMESTAMPTZ NOT NULL,
 ///     finished_at    TIMESTAMPTZ NOT NULL,
 ///     duration_ms    BIGINT NOT NULL,
-///     wasmig_version TEXT NOT NULL
+///     wasmig_version TEXT NOT NULL,
+///     error          TEXT,           -- `failed` rows: the error
+///     sqlstate       TEXT            -- `failed` rows: its SQLSTATE
+/// );
+/// CREATE TABLE wasmig_failed (       -- revisions marked failed, until `wasmig resolve`
+///     revision     TEXT PRIMARY KEY,
+///     direction    TEXT NOT NULL,    -- the step that failed: upgrade or downgrade
+///     remove_heads TEXT NOT NULL,    -- the step's head change, comma-separated
+///     add_heads    TEXT NOT NULL,
+///     statement    BIGINT NOT NULL,  -- the failed statement, from 1
+///     error        TEXT NOT NULL,
+///     sqlstate     TEXT,
+///     failed_at    TIMESTAMPTZ NOT NULL
 /// );
 /// ```
 ///
@@ -144,6 +160,23 @@ impl PgDatabase {
             })?;
         Ok(found.is_some())
     }
+
+    /// Whether `table` (in the search path) has `column`.
+    async fn column_exists(&self, table: &str, column: &str) -> anyhow::Result<bool> {
+        let found: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute
+                            WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("looking for the column {table}.{column}"),
+            source,
+        })?;
+        Ok(found)
+    }
 }
 
 impl PgDatabase {
@@ -199,23 +232,26 @@ impl Database for PgDatabase {
              CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
                  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                  revision TEXT NOT NULL,
-                 direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash')),
+                 direction TEXT NOT NULL CHECK (direction IN ({DIRECTIONS})),
                  checksum TEXT NOT NULL,
                  started_at TIMESTAMPTZ NOT NULL,
                  finished_at TIMESTAMPTZ NOT NULL,
                  duration_ms BIGINT NOT NULL,
-                 wasmig_version TEXT NOT NULL
+                 wasmig_version TEXT NOT NULL,
+                 error TEXT,
+                 sqlstate TEXT
              );
-             -- Tables created before `stamp` or `rehash` was recorded: widen the check (once).
+             -- Tables created before `stamp`, `rehash`, `failed` or `resolve` was recorded:
+             -- widen the check (once).
              DO $$
              BEGIN
                  IF EXISTS (SELECT 1 FROM pg_constraint
                             WHERE conrelid = '{HISTORY_TABLE}'::regclass
                               AND conname = '{HISTORY_TABLE}_direction_check'
-                              AND pg_get_constraintdef(oid) NOT LIKE '%rehash%') THEN
+                              AND pg_get_constraintdef(oid) NOT LIKE '%resolve%') THEN
                      ALTER TABLE {HISTORY_TABLE} DROP CONSTRAINT {HISTORY_TABLE}_direction_check;
                      ALTER TABLE {HISTORY_TABLE} ADD CONSTRAINT {HISTORY_TABLE}_direction_check
-                         CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash'));
+                         CHECK (direction IN ({DIRECTIONS}));
                  END IF;
              END $$;"
         );
@@ -226,7 +262,96 @@ impl Database for PgDatabase {
                 doing: "creating the version tables".into(),
                 source,
             })?;
+        // Failure states (`transaction = "none"`): the history table's error columns (added
+        // in place to older tables) and the failed marks.
+        let failure_ddl = format!(
+            "-- Checked first: ALTER TABLE locks the table even when there is nothing to add.
+             DO $$
+             BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                                WHERE attrelid = '{HISTORY_TABLE}'::regclass
+                                  AND attname = 'sqlstate' AND NOT attisdropped) THEN
+                     ALTER TABLE {HISTORY_TABLE} ADD COLUMN IF NOT EXISTS error TEXT,
+                         ADD COLUMN IF NOT EXISTS sqlstate TEXT;
+                 END IF;
+             END $$;
+             CREATE TABLE IF NOT EXISTS {FAILED_TABLE} (
+                 revision TEXT PRIMARY KEY,
+                 direction TEXT NOT NULL,
+                 remove_heads TEXT NOT NULL,
+                 add_heads TEXT NOT NULL,
+                 statement BIGINT NOT NULL,
+                 error TEXT NOT NULL,
+                 sqlstate TEXT,
+                 failed_at TIMESTAMPTZ NOT NULL
+             );"
+        );
+        sqlx::raw_sql(AssertSqlSafe(failure_ddl))
+            .execute(&self.pool)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("creating {FAILED_TABLE}"),
+                source,
+            })?;
         Ok(())
+    }
+
+    async fn run_autocommit(&self, script: &str) -> Result<usize, ScriptFailure> {
+        let statements = super::autocommit_statements(script, Dialect::Postgres)?;
+        let total = statements.len();
+        let mut conn = self.pool.acquire().await.map_err(|e| ScriptFailure {
+            statement: 0,
+            total,
+            error: Box::new(super::client_error(e)),
+        })?;
+        for (n, statement) in statements.iter().enumerate() {
+            // One statement per simple query: several in one query string would share an
+            // implicit transaction, where `CREATE INDEX CONCURRENTLY` is refused.
+            sqlx::raw_sql(AssertSqlSafe(statement.to_string()))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| ScriptFailure {
+                    statement: n + 1,
+                    total,
+                    error: Box::new(sql_error(e)),
+                })?;
+        }
+        Ok(total)
+    }
+
+    async fn failed(&self) -> anyhow::Result<Vec<FailedMark>> {
+        if !self.table_exists(FAILED_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let doing = || format!("reading {FAILED_TABLE}");
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at
+             FROM {FAILED_TABLE} ORDER BY failed_at, revision"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| DbError::Query { doing: doing(), source })?;
+        rows.iter()
+            .map(|row| {
+                Ok(FailedMark {
+                    revision: row.try_get("revision")?,
+                    direction: row.try_get("direction")?,
+                    remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
+                    add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
+                    statement: row.try_get("statement")?,
+                    error: row.try_get("error")?,
+                    sqlstate: row.try_get("sqlstate")?,
+                    failed_at: row.try_get("failed_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
     }
 
     async fn heads(&self) -> anyhow::Result<Vec<String>> {
@@ -251,8 +376,15 @@ impl Database for PgDatabase {
         }
         let doing = || format!("reading {HISTORY_TABLE}");
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version
-             FROM {HISTORY_TABLE} ORDER BY id"
+            "SELECT id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
+                    {}
+             FROM {HISTORY_TABLE} ORDER BY id",
+            // Read-only commands do not upgrade the tables: an older table has no error columns.
+            if self.column_exists(HISTORY_TABLE, "error").await? {
+                "error, sqlstate"
+            } else {
+                "NULL::text AS error, NULL::text AS sqlstate"
+            }
         )))
         .fetch_all(&self.pool)
         .await
@@ -268,6 +400,8 @@ impl Database for PgDatabase {
                     finished_at: row.try_get("finished_at")?,
                     duration_ms: row.try_get("duration_ms")?,
                     wasmig_version: row.try_get("wasmig_version")?,
+                    error: row.try_get("error")?,
+                    sqlstate: row.try_get("sqlstate")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -752,8 +886,9 @@ impl Session for PgSession {
         .map_err(query_error)?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {history_table}
-                 (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                 (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
+                  error, sqlstate)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         )))
         .bind(step.revision)
         .bind(step.direction)
@@ -762,9 +897,55 @@ impl Session for PgSession {
         .bind(step.finished_at)
         .bind((step.finished_at - step.started_at).num_milliseconds())
         .bind(env!("CARGO_PKG_VERSION"))
+        .bind(step.error)
+        .bind(step.sqlstate)
         .execute(self.conn())
         .await
         .map_err(query_error)?;
+        Ok(())
+    }
+
+    async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()> {
+        let table = self.version_table(FAILED_TABLE);
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table}
+                 (revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (revision) DO UPDATE SET
+                 direction = EXCLUDED.direction, remove_heads = EXCLUDED.remove_heads,
+                 add_heads = EXCLUDED.add_heads, statement = EXCLUDED.statement,
+                 error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate,
+                 failed_at = EXCLUDED.failed_at"
+        )))
+        .bind(&mark.revision)
+        .bind(&mark.direction)
+        .bind(mark.remove_heads.join(","))
+        .bind(mark.add_heads.join(","))
+        .bind(mark.statement)
+        .bind(&mark.error)
+        .bind(&mark.sqlstate)
+        .bind(mark.failed_at)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("marking {} failed", mark.revision),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()> {
+        let table = self.version_table(FAILED_TABLE);
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE revision = $1"
+        )))
+        .bind(revision)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("clearing the failed mark of {revision}"),
+            source,
+        })?;
         Ok(())
     }
 
@@ -2219,6 +2400,8 @@ mod tests {
                 checksum: "ab12",
                 started_at: start,
                 finished_at: start + TimeDelta::milliseconds(1500),
+                error: None,
+                sqlstate: None,
             };
         static NONE: [String; 0] = [];
         static A: std::sync::LazyLock<[String; 1]> = std::sync::LazyLock::new(|| [text("a")]);
@@ -2419,6 +2602,8 @@ mod tests {
             checksum: "00",
             started_at: now,
             finished_at: now,
+            error: None,
+            sqlstate: None,
         })
         .await
         .unwrap();

@@ -35,8 +35,8 @@ use super::lock::{self, Attempt, LockGuard, SQLITE_LOCK_SUFFIX};
 use super::tx_control;
 use super::value::{self, ParamRef};
 use super::{
-    Canceller, CursorState, Database, DatabaseUrl, DbError, HISTORY_TABLE, HistoryEntry, Session,
-    SqlResult, StepRecord, VERSION_TABLE,
+    Canceller, CursorState, Database, DatabaseUrl, DbError, FAILED_TABLE, FailedMark,
+    HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, SqlResult, StepRecord, VERSION_TABLE,
 };
 use crate::bindings::{Column, Dialect, QueryResult, SqlError, Value};
 
@@ -59,12 +59,25 @@ const PROGRESS_OPS: i32 = 1_000;
 /// CREATE TABLE wasmig_history (
 ///     id             INTEGER PRIMARY KEY AUTOINCREMENT,
 ///     revision       TEXT NOT NULL,
-///     direction      TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash')),
+///     direction      TEXT NOT NULL CHECK (direction IN
+///                        ('upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve')),
 ///     checksum       TEXT NOT NULL,
 ///     started_at     TEXT NOT NULL,  -- UTC, RFC 3339 with microseconds: 2024-01-02T03:04:05.123456Z
 ///     finished_at    TEXT NOT NULL,  -- same format
 ///     duration_ms    BIGINT NOT NULL,
-///     wasmig_version TEXT NOT NULL
+///     wasmig_version TEXT NOT NULL,
+///     error          TEXT,           -- `failed` rows: the error
+///     sqlstate       TEXT            -- `failed` rows: SQLite's extended result code
+/// );
+/// CREATE TABLE wasmig_failed (       -- revisions marked failed, until `wasmig resolve`
+///     revision     TEXT PRIMARY KEY,
+///     direction    TEXT NOT NULL,    -- the step that failed: upgrade or downgrade
+///     remove_heads TEXT NOT NULL,    -- the step's head change, comma-separated
+///     add_heads    TEXT NOT NULL,
+///     statement    BIGINT NOT NULL,  -- the failed statement, from 1
+///     error        TEXT NOT NULL,
+///     sqlstate     TEXT,
+///     failed_at    TEXT NOT NULL     -- as started_at
 /// );
 /// ```
 pub(crate) struct SqliteDatabase {
@@ -120,6 +133,32 @@ impl SqliteDatabase {
         })?;
         Ok(count > 0)
     }
+
+    /// Whether `table` has `column`.
+    async fn column_exists(&self, table: &str, column: &str) -> anyhow::Result<bool> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pragma_table_info(?) WHERE name = ?")
+                .bind(table)
+                .bind(column)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: format!("looking for the column {table}.{column}"),
+                    source,
+                })?;
+        Ok(count > 0)
+    }
+}
+
+/// Reads a timestamp column written by [`history_time`].
+fn parse_time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| sqlx::Error::ColumnDecode {
+            index: column.to_owned(),
+            source: Box::new(e),
+        })
 }
 
 /// The history table's timestamp text: fixed width, so it sorts as it reads.
@@ -187,12 +226,15 @@ impl Database for SqliteDatabase {
                 "CREATE TABLE IF NOT EXISTS {name} (
                      id INTEGER PRIMARY KEY AUTOINCREMENT,
                      revision TEXT NOT NULL,
-                     direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash')),
+                     direction TEXT NOT NULL CHECK (direction IN
+                         ('upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve')),
                      checksum TEXT NOT NULL,
                      started_at TEXT NOT NULL,
                      finished_at TEXT NOT NULL,
                      duration_ms BIGINT NOT NULL,
-                     wasmig_version TEXT NOT NULL
+                     wasmig_version TEXT NOT NULL,
+                     error TEXT,
+                     sqlstate TEXT
                  );"
             )
         };
@@ -208,19 +250,21 @@ impl Database for SqliteDatabase {
             .execute(&self.pool)
             .await
             .map_err(query_error)?;
-        // Tables created before `stamp` or `rehash` was recorded: SQLite cannot alter a
-        // check, so the history table is rebuilt once, in one transaction.
+        // Tables created before `stamp`, `rehash`, `failed` or `resolve` was recorded (and
+        // before the error columns): SQLite cannot alter a check, so the history table is
+        // rebuilt once, in one transaction.
         let sql: String =
             sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
                 .bind(HISTORY_TABLE)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(query_error)?;
-        if !sql.contains("'rehash'") {
+        if !sql.contains("'resolve'") {
             let mut tx = self.pool.begin().await.map_err(query_error)?;
+            let columns = "id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version";
             let rebuild = format!(
                 "ALTER TABLE {HISTORY_TABLE} RENAME TO {HISTORY_TABLE}_old; {}
-                 INSERT INTO {HISTORY_TABLE} SELECT * FROM {HISTORY_TABLE}_old;
+                 INSERT INTO {HISTORY_TABLE} ({columns}) SELECT {columns} FROM {HISTORY_TABLE}_old;
                  DROP TABLE {HISTORY_TABLE}_old;",
                 history(HISTORY_TABLE)
             );
@@ -230,7 +274,80 @@ impl Database for SqliteDatabase {
                 .map_err(query_error)?;
             tx.commit().await.map_err(query_error)?;
         }
+        // Failure states (`transaction = "none"`): the failed marks.
+        let failure_ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {FAILED_TABLE} (
+                 revision TEXT PRIMARY KEY,
+                 direction TEXT NOT NULL,
+                 remove_heads TEXT NOT NULL,
+                 add_heads TEXT NOT NULL,
+                 statement BIGINT NOT NULL,
+                 error TEXT NOT NULL,
+                 sqlstate TEXT,
+                 failed_at TEXT NOT NULL
+             );"
+        );
+        sqlx::raw_sql(AssertSqlSafe(failure_ddl))
+            .execute(&self.pool)
+            .await
+            .map_err(query_error)?;
         Ok(())
+    }
+
+    async fn run_autocommit(&self, script: &str) -> Result<usize, ScriptFailure> {
+        let statements = super::autocommit_statements(script, Dialect::Sqlite)?;
+        let total = statements.len();
+        let mut conn = self.pool.acquire().await.map_err(|e| ScriptFailure {
+            statement: 0,
+            total,
+            error: Box::new(super::client_error(e)),
+        })?;
+        for (n, statement) in statements.iter().enumerate() {
+            sqlx::raw_sql(AssertSqlSafe(statement.to_string()))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| ScriptFailure {
+                    statement: n + 1,
+                    total,
+                    error: Box::new(sql_error(e)),
+                })?;
+        }
+        Ok(total)
+    }
+
+    async fn failed(&self) -> anyhow::Result<Vec<FailedMark>> {
+        if !self.table_exists(FAILED_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let doing = || format!("reading {FAILED_TABLE}");
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at
+             FROM {FAILED_TABLE} ORDER BY failed_at, revision"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| DbError::Query { doing: doing(), source })?;
+        rows.iter()
+            .map(|row| {
+                Ok(FailedMark {
+                    revision: row.try_get("revision")?,
+                    direction: row.try_get("direction")?,
+                    remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
+                    add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
+                    statement: row.try_get("statement")?,
+                    error: row.try_get("error")?,
+                    sqlstate: row.try_get("sqlstate")?,
+                    failed_at: parse_time(row, "failed_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
     }
 
     async fn heads(&self) -> anyhow::Result<Vec<String>> {
@@ -255,21 +372,20 @@ impl Database for SqliteDatabase {
         }
         let doing = || format!("reading {HISTORY_TABLE}");
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version
-             FROM {HISTORY_TABLE} ORDER BY id"
+            "SELECT id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
+                    {}
+             FROM {HISTORY_TABLE} ORDER BY id",
+            // Read-only commands do not upgrade the tables: an older table has no error columns.
+            if self.column_exists(HISTORY_TABLE, "error").await? {
+                "error, sqlstate"
+            } else {
+                "NULL AS error, NULL AS sqlstate"
+            }
         )))
         .fetch_all(&self.pool)
         .await
         .map_err(|source| DbError::Query { doing: doing(), source })?;
-        let time = |row: &SqliteRow, column: &str| -> Result<DateTime<Utc>, sqlx::Error> {
-            let text: String = row.try_get(column)?;
-            DateTime::parse_from_rfc3339(&text)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| sqlx::Error::ColumnDecode {
-                    index: column.to_owned(),
-                    source: Box::new(e),
-                })
-        };
+        let time = parse_time;
         rows.iter()
             .map(|row| {
                 Ok(HistoryEntry {
@@ -281,6 +397,8 @@ impl Database for SqliteDatabase {
                     finished_at: time(row, "finished_at")?,
                     duration_ms: row.try_get("duration_ms")?,
                     wasmig_version: row.try_get("wasmig_version")?,
+                    error: row.try_get("error")?,
+                    sqlstate: row.try_get("sqlstate")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -628,8 +746,9 @@ impl Session for SqliteSession {
         }
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {HISTORY_TABLE}
-                 (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
-             VALUES (?, ?, ?, ?, ?, ?, ?)"
+                 (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
+                  error, sqlstate)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )))
         .bind(step.revision)
         .bind(step.direction)
@@ -638,9 +757,50 @@ impl Session for SqliteSession {
         .bind(history_time(step.finished_at))
         .bind((step.finished_at - step.started_at).num_milliseconds())
         .bind(env!("CARGO_PKG_VERSION"))
+        .bind(step.error)
+        .bind(step.sqlstate)
         .execute(self.conn())
         .await
         .map_err(query_error)?;
+        Ok(())
+    }
+
+    async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT OR REPLACE INTO {FAILED_TABLE}
+                 (revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
+        .bind(&mark.revision)
+        .bind(&mark.direction)
+        .bind(mark.remove_heads.join(","))
+        .bind(mark.add_heads.join(","))
+        .bind(mark.statement)
+        .bind(&mark.error)
+        .bind(&mark.sqlstate)
+        .bind(history_time(mark.failed_at))
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("marking {} failed", mark.revision),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {FAILED_TABLE} WHERE revision = ?"
+        )))
+        .bind(revision)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("clearing the failed mark of {revision}"),
+            source,
+        })?;
         Ok(())
     }
 
@@ -1302,6 +1462,8 @@ mod tests {
             checksum: "ab12",
             started_at: start,
             finished_at: start + TimeDelta::milliseconds(250),
+            error: None,
+            sqlstate: None,
         };
         let mut s = t.session().await;
         s.record_step(&step(&none, &a, "a", "upgrade"))

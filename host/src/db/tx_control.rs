@@ -50,6 +50,32 @@ pub(crate) fn check(sql: &str, dialect: Dialect) -> Result<(), SqlError> {
     Ok(())
 }
 
+/// The statements of a script, in order, without their terminating `;`, leaving out empty
+/// ones (only whitespace and comments): how a `transaction = "none"` revision runs its
+/// script, one autocommitted statement at a time.
+pub(crate) fn statements(script: &str, dialect: Dialect) -> Vec<&str> {
+    split(script, dialect)
+        .into_iter()
+        .filter(|s| !s.lead.is_empty() || !only_comments(s.text))
+        .map(|s| s.text)
+        .collect()
+}
+
+/// Whether `text` holds nothing but whitespace and `--` or `/* */` comments.
+fn only_comments(text: &str) -> bool {
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, tail)| tail);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, tail)| tail);
+        } else {
+            return rest.is_empty();
+        }
+    }
+}
+
 /// The transaction-control statement a statement's leading words make, if any.
 fn control_keyword(lead: &[String]) -> Option<&'static str> {
     let first = lead.first()?.as_str();
@@ -76,7 +102,6 @@ fn control_keyword(lead: &[String]) -> Option<&'static str> {
 #[derive(Debug)]
 struct Statement<'a> {
     /// Its text, without the terminating `;`.
-    #[cfg_attr(not(test), allow(dead_code))]
     text: &'a str,
     /// Its first words (uppercased, at most [`LEAD_WORDS`]), up to the first token that is
     /// not a word; comments and whitespace between them are skipped.
@@ -309,6 +334,24 @@ mod tests {
             .map(|s| s.text.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect()
+    }
+
+    #[test]
+    fn statements_leave_out_empty_ones_and_keep_bodies_whole() {
+        let script = "-- header\nCREATE TABLE t (x int);\n\nCREATE INDEX CONCURRENTLY i ON t (x);\n-- done\n";
+        assert_eq!(
+            statements(script, Dialect::Postgres)
+                .iter()
+                .map(|s| s.trim())
+                .collect::<Vec<_>>(),
+            [
+                "-- header\nCREATE TABLE t (x int)",
+                "CREATE INDEX CONCURRENTLY i ON t (x)"
+            ]
+        );
+        let body = "CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END; SELECT 2;";
+        assert_eq!(statements(body, Dialect::Postgres).len(), 2);
+        assert!(statements("  /* c */ ;; -- x", Dialect::Sqlite).is_empty());
     }
 
     #[test]
