@@ -11,3 +11,4 @@ mod lock;
 mod scaffold;
 mod sql;
 mod support;
+mod transaction_none;

@@ -183,6 +183,15 @@ impl TestDb {
             .await
     }
 
+    /// The revisions marked failed (`wasmig_failed`).
+    pub(crate) async fn failed_marks(&self) -> Vec<String> {
+        if !self.table_exists("wasmig_failed").await {
+            return Vec::new();
+        }
+        self.strings("SELECT revision FROM wasmig_failed ORDER BY revision")
+            .await
+    }
+
     pub(crate) async fn drop_db(self) {
         if self.backend == Backend::Postgres {
             let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server()))

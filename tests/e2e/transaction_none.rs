@@ -1,0 +1,276 @@
+//! `transaction = "none"` SQL revisions: statements autocommitted one by one (so
+//! `CREATE INDEX CONCURRENTLY` works), the failure state a part-way failure leaves, and
+//! `wasmig resolve`.
+
+use std::path::Path;
+
+use crate::support::{BOTH, Backend, TestDb, TestProject};
+
+const CONFIG: i32 = 3;
+const GRAPH: i32 = 4;
+const MIGRATION_FAILED: i32 = 6;
+const FAILED_STATE: i32 = 13;
+
+/// Switches a revision to `transaction = "none"`.
+fn no_transaction(revision_dir: &Path) {
+    let path = revision_dir.join("migration.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("transaction = \"per-migration\""), "{text}");
+    std::fs::write(
+        &path,
+        text.replace("transaction = \"per-migration\"", "transaction = \"none\""),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn create_index_concurrently_runs_in_a_revision_without_a_transaction() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 1000);",
+        "DROP TABLE t;",
+    );
+    let b2 = project.sql_revision(
+        "b2",
+        "-- two indexes, each built without blocking writes\n\
+         CREATE INDEX CONCURRENTLY t_x ON t (x);\n\
+         CREATE UNIQUE INDEX CONCURRENTLY t_x_unique ON t (x);\n",
+        "DROP INDEX CONCURRENTLY t_x_unique;\nDROP INDEX CONCURRENTLY t_x;",
+    );
+    // In the default mode PostgreSQL refuses it: the revision runs in a transaction.
+    let refused = project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
+    assert!(
+        refused
+            .stderr
+            .contains("cannot run inside a transaction block"),
+        "{refused:?}"
+    );
+    assert!(db.failed_marks().await.is_empty());
+
+    // Without one it runs, while wasmig holds its advisory lock on a connection of its own.
+    no_transaction(&b2);
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    assert_eq!(db.history().await, ["upgrade:a1", "upgrade:b2"]);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM pg_index
+             WHERE indisvalid AND indexrelid::regclass::text IN ('t_x', 't_x_unique')"
+        )
+        .await,
+        2
+    );
+    project.run(&db, &["check"]).success();
+    project.run(&db, &["down"]).success();
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_indexes WHERE tablename = 't'")
+            .await,
+        0
+    );
+    db.drop_db().await;
+}
+
+/// a1 (a table), then b2 without a transaction failing at its second statement.
+async fn fail_part_way(backend: Backend, project: &TestProject, db: &TestDb) -> std::path::PathBuf {
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let b2 = project.sql_revision(
+        "b2",
+        "CREATE TABLE kept (x int);\nINSERT INTO missing VALUES (1);\nCREATE TABLE never (x int);\n",
+        "DROP TABLE never;\nDROP TABLE kept;\n",
+    );
+    no_transaction(&b2);
+    let run = project.run(db, &["up"]).fails_with(MIGRATION_FAILED);
+    assert!(
+        run.stderr
+            .contains("upgrade of revision b2 failed at statement 2 of 3 and was not rolled back"),
+        "{backend:?}: {run:?}"
+    );
+    assert!(run.stderr.contains("wasmig resolve b2 --as"), "{run:?}");
+    // The first statement committed on its own; the third never ran.
+    assert!(db.table_exists("kept").await, "{backend:?}");
+    assert!(!db.table_exists("never").await, "{backend:?}");
+    assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+    assert_eq!(
+        db.history().await,
+        ["upgrade:a1", "failed:b2"],
+        "{backend:?}"
+    );
+    let sqlstate = db
+        .strings("SELECT sqlstate FROM wasmig_history WHERE direction = 'failed'")
+        .await;
+    match backend {
+        Backend::Postgres => assert_eq!(sqlstate, ["42P01"]),
+        // SQLite's result code: SQLITE_ERROR.
+        Backend::Sqlite => assert_eq!(sqlstate, ["1"]),
+    }
+    let error = db
+        .strings("SELECT error FROM wasmig_history WHERE direction = 'failed'")
+        .await;
+    assert!(error[0].contains("statement 2 of 3"), "{error:?}");
+    assert!(error[0].contains("missing"), "{error:?}");
+
+    let status = project.run(db, &["current", "--json"]).success().json();
+    assert_eq!(status["failed"][0]["revision"], "b2", "{status}");
+    assert_eq!(status["failed"][0]["direction"], "upgrade");
+    assert_eq!(status["failed"][0]["statement"], 2);
+    let status = project.run(db, &["status"]).success();
+    assert!(status.stdout.contains("failed: b2"), "{status:?}");
+    let log = project.run(db, &["history", "--log"]).success();
+    assert!(log.stdout.contains("failed"), "{log:?}");
+
+    // Nothing runs until it is resolved, neither up nor down nor a plan.
+    for args in [&["up"][..], &["down"], &["up", "--plan"]] {
+        let refused = project.run(db, args).fails_with(FAILED_STATE);
+        assert!(
+            refused.stderr.contains("revision b2 is marked failed"),
+            "{backend:?} {args:?}: {refused:?}"
+        );
+        assert!(refused.stderr.contains("wasmig resolve"), "{refused:?}");
+    }
+    assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+    b2
+}
+
+#[tokio::test]
+async fn a_revision_without_a_transaction_failing_part_way_is_resolved_as_rolled_back() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let b2 = fail_part_way(backend, &project, &db).await;
+
+        // The operator undoes the first statement and resolves.
+        db.exec("DROP TABLE kept").await;
+        project
+            .run(&db, &["resolve", "b2", "--as", "rolled-back"])
+            .success();
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        assert!(db.failed_marks().await.is_empty());
+        assert_eq!(
+            db.history().await,
+            ["upgrade:a1", "failed:b2", "resolve:b2"],
+            "{backend:?}"
+        );
+        let status = project.run(&db, &["current", "--json"]).success().json();
+        assert_eq!(status["failed"], serde_json::json!([]));
+        assert_eq!(status["pending"], serde_json::json!(["b2"]));
+        // Nothing left to resolve.
+        project
+            .run(&db, &["resolve", "b2", "--as", "applied"])
+            .fails_with(GRAPH);
+
+        // Fixed, it runs.
+        std::fs::write(
+            b2.join("up.sql"),
+            "CREATE TABLE kept (x int);\nINSERT INTO t VALUES (1);\nCREATE TABLE never (x int);\n",
+        )
+        .unwrap();
+        project.run(&db, &["up"]).success();
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        assert!(db.table_exists("never").await);
+        assert_eq!(db.count("SELECT count(*) FROM t").await, 1);
+        project.run(&db, &["check"]).success();
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_revision_without_a_transaction_failing_part_way_is_resolved_as_applied() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        fail_part_way(backend, &project, &db).await;
+
+        // The operator finishes the work by hand and resolves.
+        db.exec("CREATE TABLE never (x int)").await;
+        let out = project
+            .run(&db, &["resolve", "b2", "--as", "applied", "--json"])
+            .success()
+            .json();
+        assert_eq!(out["heads"], serde_json::json!(["b2"]), "{backend:?}");
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        assert!(db.failed_marks().await.is_empty());
+        assert_eq!(
+            db.history().await,
+            ["upgrade:a1", "failed:b2", "resolve:b2"],
+            "{backend:?}"
+        );
+        let up = project.run(&db, &["up"]).success();
+        assert!(up.stderr.contains("nothing to do"), "{up:?}");
+        // Resolved as applied, its checksum is recorded: `check` verifies it.
+        let check = project.run(&db, &["check"]).success();
+        assert!(
+            check.stdout.contains("2 applied revision(s) match"),
+            "{check:?}"
+        );
+        project.run(&db, &["down"]).success();
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        assert!(!db.table_exists("kept").await);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn history_tables_of_the_previous_release_take_failed_rows() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let (id, time) = match backend {
+            Backend::Postgres => (
+                "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                "TIMESTAMPTZ",
+            ),
+            Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"),
+        };
+        db.exec(&format!(
+            "CREATE TABLE wasmig_version (revision TEXT PRIMARY KEY);
+             CREATE TABLE wasmig_history (
+                 id {id}, revision TEXT NOT NULL,
+                 direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash')),
+                 checksum TEXT NOT NULL, started_at {time} NOT NULL, finished_at {time} NOT NULL,
+                 duration_ms BIGINT NOT NULL, wasmig_version TEXT NOT NULL);
+             INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
+             VALUES ('x', 'stamp', '', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0, '0.1.0');"
+        ))
+        .await;
+        // Read before any write: the old table has no error columns yet.
+        project.run(&db, &["history", "--log"]).success();
+        let a1 = project.sql_revision("a1", "SELECT 1;\nSELECT * FROM missing;", "SELECT 1;");
+        no_transaction(&a1);
+        project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
+        assert_eq!(db.history().await, ["stamp:x", "failed:a1"], "{backend:?}");
+        project
+            .run(&db, &["resolve", "a1", "--as", "applied"])
+            .success();
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn transaction_none_is_refused_for_components() {
+    let project = TestProject::new();
+    let w1 = project.wasm_revision_bytes("w1", b"\0asm");
+    no_transaction(&w1);
+    let run = project.run_plain(&["up", "--plan"]).fails_with(CONFIG);
+    assert!(run.stderr.contains("only for SQL revisions"), "{run:?}");
+}
+
+#[tokio::test]
+async fn transaction_control_in_a_revision_without_a_transaction_is_refused_before_it_runs() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let a1 = project.sql_revision("a1", "CREATE TABLE t (x int);\nCOMMIT;", "DROP TABLE t;");
+        no_transaction(&a1);
+        let run = project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
+        assert!(run.stderr.contains("WASMIG-STATE"), "{backend:?}: {run:?}");
+        // Nothing ran, so there is nothing to resolve.
+        assert!(!db.table_exists("t").await, "{backend:?}");
+        assert!(db.failed_marks().await.is_empty());
+        assert!(db.heads().await.is_empty());
+        db.drop_db().await;
+    }
+}
