@@ -213,6 +213,50 @@ async fn a_revision_without_a_transaction_failing_part_way_is_resolved_as_applie
 }
 
 #[tokio::test]
+async fn a_downgrade_without_a_transaction_failing_part_way_is_resolved_as_rolled_back() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        let b2 = project.sql_revision(
+            "b2",
+            "CREATE TABLE u (x int);\nCREATE TABLE v (x int);",
+            "DROP TABLE v;\nDROP TABLE missing;\nDROP TABLE u;",
+        );
+        no_transaction(&b2);
+        project.run(&db, &["up"]).success();
+        let run = project.run(&db, &["down"]).fails_with(MIGRATION_FAILED);
+        assert!(
+            run.stderr.contains(
+                "downgrade of revision b2 failed at statement 2 of 3 and was not rolled back"
+            ),
+            "{backend:?}: {run:?}"
+        );
+        assert!(!db.table_exists("v").await, "{backend:?}");
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        let status = project.run(&db, &["current", "--json"]).success().json();
+        assert_eq!(status["failed"][0]["direction"], "downgrade", "{status}");
+        project.run(&db, &["down"]).fails_with(FAILED_STATE);
+
+        // The operator finishes the downgrade by hand: the revision is no longer applied.
+        db.exec("DROP TABLE u").await;
+        project
+            .run(&db, &["resolve", "b2", "--as", "rolled-back"])
+            .success();
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        assert_eq!(
+            db.history().await,
+            ["upgrade:a1", "upgrade:b2", "failed:b2", "resolve:b2"],
+            "{backend:?}"
+        );
+        project.run(&db, &["check"]).success();
+        project.run(&db, &["up"]).success();
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
 async fn history_tables_of_the_previous_release_take_failed_rows() {
     for backend in BOTH {
         let project = TestProject::new();
@@ -267,6 +311,11 @@ async fn transaction_control_in_a_revision_without_a_transaction_is_refused_befo
         no_transaction(&a1);
         let run = project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
         assert!(run.stderr.contains("WASMIG-STATE"), "{backend:?}: {run:?}");
+        assert!(
+            run.stderr
+                .contains("with `transaction = \"none\"` wasmig commits each statement"),
+            "{run:?}"
+        );
         // Nothing ran, so there is nothing to resolve.
         assert!(!db.table_exists("t").await, "{backend:?}");
         assert!(db.failed_marks().await.is_empty());

@@ -111,7 +111,7 @@ pub(crate) fn autocommit_statements(
     dialect: Dialect,
 ) -> Result<Vec<&str>, ScriptFailure> {
     let statements = tx_control::statements(script, dialect);
-    tx_control::check(script, dialect).map_err(|error| ScriptFailure {
+    tx_control::check_autocommit(script, dialect).map_err(|error| ScriptFailure {
         statement: 0,
         total: statements.len(),
         error: Box::new(error),

@@ -26,6 +26,35 @@ use crate::bindings::{Dialect, SqlError};
 /// # Errors
 /// `WASMIG-STATE`, naming the statement and saying what to do instead.
 pub(crate) fn check(sql: &str, dialect: Dialect) -> Result<(), SqlError> {
+    refuse_control(
+        sql,
+        dialect,
+        "wasmig runs each revision in \
+         one transaction together with its version-table update, and commits or \
+         rolls it back itself; remove the statement, and to undo part of the work \
+         use a savepoint (`db::savepoint` in the Rust SDK, `begin-savepoint` in the \
+         WIT) rather than raw SAVEPOINT/ROLLBACK TO",
+    )
+}
+
+/// [`check`] for a `transaction = "none"` script, whose statements wasmig commits one by
+/// one: transaction control there would make several statements share a transaction
+/// wasmig does not know about.
+///
+/// # Errors
+/// `WASMIG-STATE`, naming the statement.
+pub(crate) fn check_autocommit(sql: &str, dialect: Dialect) -> Result<(), SqlError> {
+    refuse_control(
+        sql,
+        dialect,
+        "with `transaction = \"none\"` wasmig commits each statement on its own, and \
+         transaction control would leave the script in a transaction wasmig does not know \
+         about; remove the statement (or drop `transaction = \"none\"` to run the whole \
+         revision in one transaction)",
+    )
+}
+
+fn refuse_control(sql: &str, dialect: Dialect, why: &str) -> Result<(), SqlError> {
     let statements = split(sql, dialect);
     let several = statements.len() > 1;
     for (n, statement) in statements.iter().enumerate() {
@@ -37,13 +66,7 @@ pub(crate) fn check(sql: &str, dialect: Dialect) -> Result<(), SqlError> {
             };
             return Err(SqlError::wasmig(
                 "STATE",
-                format!(
-                    "`{keyword}`{at} is not allowed in a migration: wasmig runs each revision in \
-                     one transaction together with its version-table update, and commits or \
-                     rolls it back itself; remove the statement, and to undo part of the work \
-                     use a savepoint (`db::savepoint` in the Rust SDK, `begin-savepoint` in the \
-                     WIT) rather than raw SAVEPOINT/ROLLBACK TO"
-                ),
+                format!("`{keyword}`{at} is not allowed in a migration: {why}"),
             ));
         }
     }
