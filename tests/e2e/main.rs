@@ -4,6 +4,7 @@
 //! One test binary, a module per topic. Every test makes its own project and database.
 
 mod components;
+mod crash;
 mod graph;
 mod guests;
 mod integrity;
