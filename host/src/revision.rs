@@ -100,9 +100,24 @@ pub struct Manifest {
     /// Memory cap for this revision, in MiB (overrides wasmig.toml).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_mib: Option<u64>,
+    /// PostgreSQL `lock_timeout` for this revision's statements, in seconds (overrides
+    /// wasmig.toml's `[timeouts]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_secs: Option<f64>,
+    /// PostgreSQL `statement_timeout` for this revision's statements, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<f64>,
 }
 
 impl Manifest {
+    /// The timeouts this manifest sets (unset ones fall back to wasmig.toml).
+    pub fn timeouts(&self) -> crate::config::StatementTimeouts {
+        crate::config::StatementTimeouts {
+            lock_timeout_secs: self.lock_timeout_secs,
+            statement_timeout_secs: self.statement_timeout_secs,
+        }
+    }
+
     /// The down revisions as a list.
     pub fn down_revisions(&self) -> Vec<String> {
         self.down_revision

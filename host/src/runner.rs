@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::config::Project;
+use crate::bindings::Dialect;
+use crate::config::{Project, StatementTimeouts};
 use crate::db::{Database, StepRecord};
-use crate::error::{Failure, MigrationError};
+use crate::error::{ConfigError, Failure, MigrationError};
 use crate::graph::{Direction, Step};
 use crate::revision::{self, Artifact, Revision};
 use crate::sandbox::{CacheStatus, Limits, Sandbox};
@@ -73,6 +74,15 @@ pub async fn run(
         let revision = find(revisions, &step.revision);
         revision::check_artifact(revision, &build_dir)?;
         limits(project, revision)?;
+        let timeouts = timeouts(project, revision)?;
+        if timeouts.any() && db.dialect() == Dialect::Sqlite {
+            return Err(ConfigError::new(format!(
+                "revision {}: lock_timeout_secs and statement_timeout_secs are PostgreSQL settings and SQLite has neither; remove them from {} or the [timeouts] of wasmig.toml",
+                step.revision,
+                revision.dir.join(revision::MANIFEST).display()
+            ))
+            .into());
+        }
     }
     db.ensure_version_tables().await?;
     let sandbox = if steps
@@ -131,6 +141,15 @@ pub async fn run(
         let started_at = Utc::now();
         let started = Instant::now();
         let mut session = db.begin().await.map_err(|e| fail(Failure::Host(e)))?;
+        let step_timeouts = timeouts(project, revision)?;
+        if step_timeouts.any()
+            && let Err(e) = session
+                .set_timeouts(step_timeouts.lock(), step_timeouts.statement())
+                .await
+        {
+            let _ = session.rollback().await;
+            return Err(fail(Failure::Host(e)).into());
+        }
         let outcome = match (&artifact, &loaded, &sandbox) {
             (Artifact::Sql { up, down }, _, _) => {
                 let script = if step.action == Direction::Upgrade {
@@ -222,6 +241,17 @@ pub async fn run(
         });
     }
     Ok(reports)
+}
+
+/// The statement and lock timeouts of a revision: its manifest's, else the project's.
+///
+/// # Errors
+/// [`ConfigError`] naming the manifest for a value out of range.
+fn timeouts(project: &Project, revision: &Revision) -> anyhow::Result<StatementTimeouts> {
+    Ok(project.config.timeouts.with_overrides(
+        &revision.manifest.timeouts(),
+        &revision.dir.join(revision::MANIFEST),
+    )?)
 }
 
 /// The sandbox limits of a revision: its manifest's overrides, else the project's.

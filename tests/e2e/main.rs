@@ -12,3 +12,4 @@ mod lock;
 mod scaffold;
 mod sql;
 mod support;
+mod timeouts;

@@ -183,6 +183,15 @@ pub trait Session: Send {
     /// `add` among the heads and appends a history row.
     async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()>;
 
+    /// Sets PostgreSQL's `lock_timeout` / `statement_timeout` for the rest of this
+    /// transaction (`None`: the server's setting). SQLite has neither: the runner refuses
+    /// them there before any step runs.
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<std::time::Duration>,
+        statement: Option<std::time::Duration>,
+    ) -> anyhow::Result<()>;
+
     /// Commits the transaction.
     async fn commit(self: Box<Self>) -> anyhow::Result<()>;
 

@@ -522,6 +522,28 @@ impl Session for PgSession {
         Dialect::Postgres
     }
 
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<Duration>,
+        statement: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        for (name, value) in [("lock_timeout", lock), ("statement_timeout", statement)] {
+            if let Some(d) = value {
+                // `is_local = true`: like SET LOCAL, gone at commit or rollback.
+                sqlx::query("SELECT set_config($1, $2, true)")
+                    .bind(name)
+                    .bind(format!("{}ms", d.as_millis().max(1)))
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|source| DbError::Query {
+                        doing: format!("setting {name}"),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
     fn canceller(&self) -> Arc<dyn Canceller> {
         self.canceller.clone()
     }

@@ -489,6 +489,17 @@ impl Session for SqliteSession {
         Dialect::Sqlite
     }
 
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<std::time::Duration>,
+        statement: Option<std::time::Duration>,
+    ) -> anyhow::Result<()> {
+        if lock.is_some() || statement.is_some() {
+            anyhow::bail!("SQLite has no lock_timeout or statement_timeout");
+        }
+        Ok(())
+    }
+
     fn canceller(&self) -> Arc<dyn Canceller> {
         Arc::new(SqliteCanceller(Arc::clone(&self.cancel)))
     }
