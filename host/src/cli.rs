@@ -190,6 +190,9 @@ struct RunArgs {
     /// Print the steps without running them.
     #[arg(long)]
     plan: bool,
+    /// Run every step in one transaction: all of them are applied, or none.
+    #[arg(long)]
+    atomic: bool,
     /// Run even if applied revisions changed since they ran (warns for each).
     #[arg(long)]
     allow_modified: bool,
@@ -718,6 +721,7 @@ async fn migrate_locked(
     let options = RunOptions {
         progress_bars: !g.json,
         use_cache: !args.no_cache,
+        atomic: args.atomic,
     };
     let reports = runner::run(project, db, revisions, &steps, options).await?;
     let ms: u64 = reports.iter().map(|r| r.duration_ms).sum();

@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub progress_bars: bool,
     /// Use the compile cache.
     pub use_cache: bool,
+    /// Run every step in one transaction: all of them commit, or none.
+    pub atomic: bool,
 }
 
 /// Runs `steps` in order.
@@ -94,7 +96,9 @@ pub async fn run(
     } else {
         None
     };
-    for step in steps {
+    // With --atomic, the one transaction of the run, between steps.
+    let mut held: Option<Box<dyn crate::db::Session>> = None;
+    for (index, step) in steps.iter().enumerate() {
         let revision = find(revisions, &step.revision);
         let completed = || {
             reports
@@ -102,11 +106,23 @@ pub async fn run(
                 .map(|r: &StepReport| r.revision.clone())
                 .collect::<Vec<_>>()
         };
-        let fail = |failure: Failure| MigrationError {
-            revision: step.revision.clone(),
-            direction: step.action.as_str(),
-            failure,
-            completed: completed(),
+        let fail = |failure: Failure| {
+            if options.atomic && index > 0 {
+                crate::warn!(
+                    "--atomic: the {index} earlier step(s) of this run were rolled back with it"
+                );
+            }
+            MigrationError {
+                revision: step.revision.clone(),
+                direction: step.action.as_str(),
+                failure,
+                // With --atomic nothing was committed: the whole run rolls back.
+                completed: if options.atomic {
+                    Vec::new()
+                } else {
+                    completed()
+                },
+            }
         };
         let artifact = revision::read_artifact(revision, &build_dir)?;
         let checksum = artifact.checksum();
@@ -140,9 +156,14 @@ pub async fn run(
         let limits = limits(project, revision)?;
         let started_at = Utc::now();
         let started = Instant::now();
-        let mut session = db.begin().await.map_err(|e| fail(Failure::Host(e)))?;
+        let mut session = match held.take() {
+            Some(session) => session,
+            None => db.begin().await.map_err(|e| fail(Failure::Host(e)))?,
+        };
         let step_timeouts = timeouts(project, revision)?;
-        if step_timeouts.any()
+        // In one transaction for the whole run, a step without timeouts must not inherit
+        // the previous step's.
+        if (step_timeouts.any() || (options.atomic && db.dialect() == Dialect::Postgres))
             && let Err(e) = session
                 .set_timeouts(step_timeouts.lock(), step_timeouts.statement())
                 .await
@@ -225,12 +246,22 @@ pub async fn run(
             let _ = session.rollback().await;
             return Err(fail(Failure::Host(e)).into());
         }
-        session.commit().await.map_err(|e| fail(Failure::Host(e)))?;
-        crate::debug!(
-            "{}: committed with its version-table update in {} ms",
-            step.revision,
-            started.elapsed().as_millis()
-        );
+        let last = index + 1 == steps.len();
+        if options.atomic && !last {
+            held = Some(session);
+        } else {
+            session.commit().await.map_err(|e| fail(Failure::Host(e)))?;
+            crate::debug!(
+                "{}: committed with its version-table update in {} ms{}",
+                step.revision,
+                started.elapsed().as_millis(),
+                if options.atomic {
+                    " (and every earlier step of this --atomic run)"
+                } else {
+                    ""
+                }
+            );
+        }
         reports.push(StepReport {
             action: step.action,
             revision: step.revision.clone(),

@@ -12,4 +12,4 @@ mod lock;
 mod scaffold;
 mod sql;
 mod support;
-mod timeouts;
+mod transactions;

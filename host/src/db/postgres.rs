@@ -528,18 +528,19 @@ impl Session for PgSession {
         statement: Option<Duration>,
     ) -> anyhow::Result<()> {
         for (name, value) in [("lock_timeout", lock), ("statement_timeout", statement)] {
-            if let Some(d) = value {
-                // `is_local = true`: like SET LOCAL, gone at commit or rollback.
-                sqlx::query("SELECT set_config($1, $2, true)")
-                    .bind(name)
-                    .bind(format!("{}ms", d.as_millis().max(1)))
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(|source| DbError::Query {
-                        doing: format!("setting {name}"),
-                        source,
-                    })?;
-            }
+            // Like SET LOCAL: gone at commit or rollback. `None` restores the default (a
+            // second step of one --atomic transaction must not inherit the first's).
+            let sql = match value {
+                Some(d) => format!("SET LOCAL {name} = '{}ms'", d.as_millis().max(1)),
+                None => format!("SET LOCAL {name} TO DEFAULT"),
+            };
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: format!("setting {name}"),
+                    source,
+                })?;
         }
         Ok(())
     }

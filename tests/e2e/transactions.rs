@@ -1,5 +1,5 @@
-//! Statement and lock timeouts per revision and as project defaults (PostgreSQL), and their
-//! refusal on SQLite, which has neither.
+//! Transactions around steps: PostgreSQL statement and lock timeouts per revision and as
+//! project defaults (refused on SQLite, which has neither), and `--atomic` runs.
 
 use std::str::FromStr;
 
@@ -87,4 +87,44 @@ async fn timeouts_are_refused_on_sqlite_and_out_of_range_everywhere() {
         "{run:?}"
     );
     db.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_atomic_run_applies_everything_or_nothing_on_both_backends() {
+    for backend in crate::support::BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+        project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+        let c3 = project.sql_revision("c3", "INSERT INTO missing VALUES (1);", "");
+        let run = project.run(&db, &["up", "--atomic"]).fails_with(6);
+        assert!(
+            run.stderr
+                .contains("earlier step(s) of this run were rolled back"),
+            "{backend:?}: {run:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        assert!(
+            !db.table_exists("t").await,
+            "{backend:?}: a1 rolled back too"
+        );
+        assert!(db.history().await.is_empty(), "{backend:?}");
+
+        // Without --atomic each step commits on its own.
+        project.run(&db, &["up"]).fails_with(6);
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        project.run(&db, &["down", "base"]).success();
+
+        std::fs::write(c3.join("up.sql"), "INSERT INTO t VALUES (3);").unwrap();
+        std::fs::write(c3.join("down.sql"), "DELETE FROM t WHERE n = 3;").unwrap();
+        project.run(&db, &["up", "--atomic"]).success();
+        assert_eq!(db.heads().await, ["c3"], "{backend:?}");
+        assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
+        assert_eq!(
+            db.history().await[4..],
+            ["upgrade:a1", "upgrade:b2", "upgrade:c3"],
+            "{backend:?}: each step recorded in the one transaction"
+        );
+        db.drop_db().await;
+    }
 }
