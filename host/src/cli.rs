@@ -657,12 +657,12 @@ async fn migrate(
     let db = connect(project, g).await?;
     // `--plan` writes nothing, so it does not wait for a run in progress.
     let result = if args.plan {
-        migrate_locked(project, g, args, upgrade, &revisions, &graph, db.as_ref()).await
+        migrate_locked(project, g, args, upgrade, revisions, graph, db.as_ref()).await
     } else {
         with_lock(
             db.as_ref(),
             g,
-            migrate_locked(project, g, args, upgrade, &revisions, &graph, db.as_ref()),
+            migrate_locked(project, g, args, upgrade, revisions, graph, db.as_ref()),
         )
         .await
     };
@@ -671,17 +671,24 @@ async fn migrate(
 }
 
 /// `up`/`down` once the database is connected (and, unless `--plan`, locked): plan from
-/// the heads, then run.
+/// the heads, then run. For `down`, applied revisions missing from the project are added
+/// from the copies stored in the database.
 async fn migrate_locked(
     project: &Project,
     g: &Global,
     args: &RunArgs,
     upgrade: bool,
-    revisions: &[Revision],
-    graph: &Graph,
+    revisions: Vec<Revision>,
+    graph: Graph,
     db: &dyn Database,
 ) -> anyhow::Result<()> {
     let heads = db.heads().await?;
+    let (revisions, graph) = if upgrade {
+        (revisions, graph)
+    } else {
+        with_stored_revisions(project, db, revisions, graph, &heads).await?
+    };
+    let (revisions, graph) = (&revisions[..], &graph);
     let steps = if upgrade {
         graph.plan_upgrade(&heads, args.target.as_deref().unwrap_or("head"))?
     } else {
@@ -764,6 +771,65 @@ async fn with_lock<T>(
 
 fn load_graph(project: &Project) -> anyhow::Result<(Vec<Revision>, Graph)> {
     let revisions = revision::load_all(&project.versions_dir())?;
+    let graph = Graph::new(&revision::nodes(&revisions))?;
+    Ok((revisions, graph))
+}
+
+/// Adds to `revisions` the applied revisions the project lacks, from the copies the database
+/// stored when it applied them (an older release was deployed over a newer database), and
+/// rebuilds the graph. Walks down from the stored heads the graph does not know, through the
+/// down revisions and dependencies of each stored revision.
+///
+/// # Errors
+/// [`GraphError::NoStoredCopy`] for a missing revision without a stored copy,
+/// [`ConfigError`] for an invalid stored row, graph errors, database errors.
+async fn with_stored_revisions(
+    project: &Project,
+    db: &dyn Database,
+    mut revisions: Vec<Revision>,
+    graph: Graph,
+    heads: &[String],
+) -> anyhow::Result<(Vec<Revision>, Graph)> {
+    let mut missing: Vec<String> = heads
+        .iter()
+        .filter(|h| graph.info(h).is_none())
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok((revisions, graph));
+    }
+    let versions_dir = project.versions_dir();
+    while let Some(id) = missing.pop() {
+        if revisions.iter().any(|r| r.id() == id) {
+            continue;
+        }
+        let stored = db
+            .stored_artifact(&id)
+            .await?
+            .ok_or_else(|| GraphError::NoStoredCopy(id.clone()))?;
+        let revision = Revision::from_stored(&versions_dir, &stored)?;
+        crate::debug!("revision {id}: not in this project; using the copy stored in the database");
+        for below in revision.manifest.down_revisions() {
+            if !revisions.iter().any(|r| r.id() == below) {
+                missing.push(below);
+            }
+        }
+        // A dependency may be a branch label, which the graph resolves: look for a stored
+        // revision of that name only if there is one.
+        let depends_on = revision.manifest.depends_on.as_ref();
+        for dep in depends_on
+            .map(revision::OneOrMany::to_vec)
+            .unwrap_or_default()
+        {
+            if !revisions.iter().any(|r| r.id() == dep)
+                && graph.dependency(&dep).is_err()
+                && db.stored_artifact(&dep).await?.is_some()
+            {
+                missing.push(dep);
+            }
+        }
+        revisions.push(revision);
+    }
     let graph = Graph::new(&revision::nodes(&revisions))?;
     Ok((revisions, graph))
 }

@@ -3,7 +3,9 @@
 //!
 //! For every step: read the artifact, compile or load the component *before* opening the
 //! transaction (a broken component must not hold a transaction open), begin, run the SQL or
-//! the guest call, record the step, commit. Any failure rolls the step back and stops the
+//! the guest call, record the step, commit. Recording an upgrade also stores the artifact in
+//! the artifact table, and recording a downgrade deletes it, so the table holds exactly what
+//! the applied revisions ran: `wasmig down` reverts from it a revision whose files are gone. Any failure rolls the step back and stops the
 //! run; steps already committed stay, and the error lists them.
 //!
 //! Not here: choosing the steps (`graph`), what a guest may do (`sandbox`).
@@ -126,12 +128,25 @@ pub async fn run(
         };
         let artifact = revision::read_artifact(revision, &build_dir)?;
         let checksum = artifact.checksum();
-        crate::info!(
-            "{} {} ({})",
-            verb(step.action),
-            step.revision,
-            revision.manifest.message
-        );
+        // Read before the transaction, like the artifact.
+        let to_store = match step.action {
+            Direction::Upgrade => Some(revision.to_stored(&artifact)?),
+            Direction::Downgrade => None,
+        };
+        if revision.stored.is_some() {
+            crate::info!(
+                "{} {} from the copy stored in the database (its files are not in this project)",
+                verb(step.action),
+                step.revision
+            );
+        } else {
+            crate::info!(
+                "{} {} ({})",
+                verb(step.action),
+                step.revision,
+                revision.manifest.message
+            );
+        }
 
         // Compile before the transaction begins.
         let loaded = match (&artifact, &sandbox) {
@@ -242,7 +257,15 @@ pub async fn run(
             started_at,
             finished_at: Utc::now(),
         };
-        if let Err(e) = session.record_step(&record).await {
+        let recorded = async {
+            session.record_step(&record).await?;
+            match &to_store {
+                Some(stored) => session.store_artifact(stored).await,
+                None => session.forget_artifact(&step.revision).await,
+            }
+        }
+        .await;
+        if let Err(e) = recorded {
             let _ = session.rollback().await;
             return Err(fail(Failure::Host(e)).into());
         }
@@ -319,9 +342,10 @@ fn is_component(revision: &Revision) -> bool {
     revision.manifest.kind != crate::revision::Kind::Sql
 }
 
-/// Whether any of `steps` needs a Rust build.
+/// Whether any of `steps` needs a Rust build (a stored revision brings its component).
 pub fn needs_build(revisions: &[Revision], steps: &[Step]) -> bool {
-    steps
-        .iter()
-        .any(|s| find(revisions, &s.revision).manifest.kind == crate::revision::Kind::Rust)
+    steps.iter().any(|s| {
+        let revision = find(revisions, &s.revision);
+        revision.manifest.kind == crate::revision::Kind::Rust && revision.stored.is_none()
+    })
 }

@@ -72,6 +72,11 @@ pub trait Database: Send + Sync {
     /// The history log, oldest first. Empty when the tables do not exist.
     async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>>;
 
+    /// The artifact stored in the artifact table when `revision` was last applied, or
+    /// `None` (never stored, reverted since, or no artifact table yet). Reading does not
+    /// create the tables.
+    async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>>;
+
     /// Takes the migration lock, waiting up to `timeout` for another run to release it.
     /// The guard owns what holds the lock (a dedicated PostgreSQL connection, outside the
     /// pool; an open lock file for SQLite), so neither a session nor the pool can release
@@ -192,6 +197,14 @@ pub trait Session: Send {
         statement: Option<std::time::Duration>,
     ) -> anyhow::Result<()>;
 
+    /// Stores (or replaces) a revision's artifact in the artifact table, in this transaction:
+    /// the runner calls it with the version-table update of every upgrade.
+    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()>;
+
+    /// Deletes a revision's stored artifact, in this transaction: the runner calls it with
+    /// the version-table update of every downgrade.
+    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()>;
+
     /// Commits the transaction.
     async fn commit(self: Box<Self>) -> anyhow::Result<()>;
 
@@ -216,6 +229,26 @@ pub struct StepRecord<'a> {
     pub started_at: DateTime<Utc>,
     /// When the step finished (just before commit).
     pub finished_at: DateTime<Utc>,
+}
+
+/// A row of the artifact table: what ran when a revision was last applied, so `wasmig down`
+/// can revert it after its files left the project (an older release deployed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    /// The full revision id.
+    pub revision: String,
+    /// `sql`, `rust` or `wasm`.
+    pub kind: String,
+    /// Hex SHA-256 of the artifact (see `revision::Artifact::checksum`).
+    pub checksum: String,
+    /// The text of the revision's `migration.toml`.
+    pub manifest: String,
+    /// `up.sql`, for SQL revisions.
+    pub up_sql: Option<String>,
+    /// `down.sql`, for SQL revisions.
+    pub down_sql: Option<String>,
+    /// The component's bytes, for `rust` and `wasm` revisions.
+    pub component: Option<Vec<u8>>,
 }
 
 /// Errors of the database layer that callers branch on (exit code 5).
@@ -295,3 +328,5 @@ pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Box<dyn Database>> {
 pub const VERSION_TABLE: &str = "wasmig_version";
 /// The history log table.
 pub const HISTORY_TABLE: &str = "wasmig_history";
+/// The artifacts of the applied revisions (see [`StoredArtifact`]); pinned like the others.
+pub const ARTIFACT_TABLE: &str = "wasmig_artifact";
