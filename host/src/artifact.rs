@@ -41,7 +41,7 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
     })?;
     let mut members: Vec<String> = revisions
         .iter()
-        .filter(|r| r.manifest.kind == Kind::Rust)
+        .filter(|r| r.manifest.kind == Kind::Rust && r.stored.is_none())
         .filter_map(|r| r.dir.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     members.sort();
@@ -74,9 +74,10 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
 /// [`BuildError`] when cargo is missing, the target cannot be installed, or a crate fails
 /// to compile (cargo's diagnostics are shown as they come).
 pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<String>> {
+    // Revisions stored in the database (no crate in the project) bring their component.
     let rust: Vec<&Revision> = revisions
         .iter()
-        .filter(|r| r.manifest.kind == Kind::Rust)
+        .filter(|r| r.manifest.kind == Kind::Rust && r.stored.is_none())
         .collect();
     if rust.is_empty() {
         return Ok(Vec::new());

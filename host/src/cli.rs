@@ -219,6 +219,9 @@ struct RunArgs {
     /// Print the steps without running them.
     #[arg(long)]
     plan: bool,
+    /// Run every step in one transaction: all of them are applied, or none.
+    #[arg(long)]
+    atomic: bool,
     /// Run even if applied revisions changed since they ran (warns for each).
     #[arg(long)]
     allow_modified: bool,
@@ -649,13 +652,23 @@ async fn resolve(
             new.sort();
         }
         // An applied revision gets the checksum of its files now, so later edits are noticed.
-        let checksum = match (state, revisions.iter().find(|r| r.id() == id)) {
-            (Resolution::Applied, Some(revision)) => {
+        let artifact = revisions
+            .iter()
+            .find(|r| r.id() == id)
+            .and_then(|revision| {
                 revision::read_artifact(revision, &crate::artifact::build_dir(project))
-                    .map(|a| a.checksum())
-                    .unwrap_or_default()
-            }
+                    .ok()
+                    .map(|a| (revision, a))
+            });
+        let checksum = match (state, &artifact) {
+            (Resolution::Applied, Some((_, a))) => a.checksum(),
             _ => String::new(),
+        };
+        // The artifact table follows the heads, as after the step itself: stored once the
+        // revision counts as applied, forgotten once it counts as reverted.
+        let to_store = match (state, &artifact) {
+            (Resolution::Applied, Some((revision, a))) => Some(revision.to_stored(a)?),
+            _ => None,
         };
         let now = Utc::now();
         let note = format!("resolved as {}", state.as_str());
@@ -673,6 +686,12 @@ async fn resolve(
         let mut session = db.begin().await?;
         let written = async {
             session.record_step(&record).await?;
+            if step_done {
+                match &to_store {
+                    Some(stored) => session.store_artifact(stored).await?,
+                    None => session.forget_artifact(&id).await?,
+                }
+            }
             session.clear_failed(&id).await
         }
         .await;
@@ -798,12 +817,12 @@ async fn migrate(
     let db = connect(project, g).await?;
     // `--plan` writes nothing, so it does not wait for a run in progress.
     let result = if args.plan {
-        migrate_locked(project, g, args, upgrade, &revisions, &graph, db.as_ref()).await
+        migrate_locked(project, g, args, upgrade, revisions, graph, db.as_ref()).await
     } else {
         with_lock(
             db.as_ref(),
             g,
-            migrate_locked(project, g, args, upgrade, &revisions, &graph, db.as_ref()),
+            migrate_locked(project, g, args, upgrade, revisions, graph, db.as_ref()),
         )
         .await
     };
@@ -812,14 +831,15 @@ async fn migrate(
 }
 
 /// `up`/`down` once the database is connected (and, unless `--plan`, locked): plan from
-/// the heads, then run.
+/// the heads, then run. For `down`, applied revisions missing from the project are added
+/// from the copies stored in the database.
 async fn migrate_locked(
     project: &Project,
     g: &Global,
     args: &RunArgs,
     upgrade: bool,
-    revisions: &[Revision],
-    graph: &Graph,
+    revisions: Vec<Revision>,
+    graph: Graph,
     db: &dyn Database,
 ) -> anyhow::Result<()> {
     // A revision that stopped part-way leaves the database in a state no plan starts from.
@@ -828,6 +848,12 @@ async fn migrate_locked(
         return Err(FailedError(failed).into());
     }
     let heads = db.heads().await?;
+    let (revisions, graph) = if upgrade {
+        (revisions, graph)
+    } else {
+        with_stored_revisions(project, db, revisions, graph, &heads).await?
+    };
+    let (revisions, graph) = (&revisions[..], &graph);
     let steps = if upgrade {
         graph.plan_upgrade(&heads, args.target.as_deref().unwrap_or("head"))?
     } else {
@@ -867,6 +893,7 @@ async fn migrate_locked(
     let options = RunOptions {
         progress_bars: !g.json,
         use_cache: !args.no_cache,
+        atomic: args.atomic,
     };
     let reports = runner::run(project, db, revisions, &steps, options).await?;
     let ms: u64 = reports.iter().map(|r| r.duration_ms).sum();
@@ -909,6 +936,65 @@ async fn with_lock<T>(
 
 fn load_graph(project: &Project) -> anyhow::Result<(Vec<Revision>, Graph)> {
     let revisions = revision::load_all(&project.versions_dir())?;
+    let graph = Graph::new(&revision::nodes(&revisions))?;
+    Ok((revisions, graph))
+}
+
+/// Adds to `revisions` the applied revisions the project lacks, from the copies the database
+/// stored when it applied them (an older release was deployed over a newer database), and
+/// rebuilds the graph. Walks down from the stored heads the graph does not know, through the
+/// down revisions and dependencies of each stored revision.
+///
+/// # Errors
+/// [`GraphError::NoStoredCopy`] for a missing revision without a stored copy,
+/// [`ConfigError`] for an invalid stored row, graph errors, database errors.
+async fn with_stored_revisions(
+    project: &Project,
+    db: &dyn Database,
+    mut revisions: Vec<Revision>,
+    graph: Graph,
+    heads: &[String],
+) -> anyhow::Result<(Vec<Revision>, Graph)> {
+    let mut missing: Vec<String> = heads
+        .iter()
+        .filter(|h| graph.info(h).is_none())
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok((revisions, graph));
+    }
+    let versions_dir = project.versions_dir();
+    while let Some(id) = missing.pop() {
+        if revisions.iter().any(|r| r.id() == id) {
+            continue;
+        }
+        let stored = db
+            .stored_artifact(&id)
+            .await?
+            .ok_or_else(|| GraphError::NoStoredCopy(id.clone()))?;
+        let revision = Revision::from_stored(&versions_dir, &stored)?;
+        crate::debug!("revision {id}: not in this project; using the copy stored in the database");
+        for below in revision.manifest.down_revisions() {
+            if !revisions.iter().any(|r| r.id() == below) {
+                missing.push(below);
+            }
+        }
+        // A dependency may be a branch label, which the graph resolves: look for a stored
+        // revision of that name only if there is one.
+        let depends_on = revision.manifest.depends_on.as_ref();
+        for dep in depends_on
+            .map(revision::OneOrMany::to_vec)
+            .unwrap_or_default()
+        {
+            if !revisions.iter().any(|r| r.id() == dep)
+                && graph.dependency(&dep).is_err()
+                && db.stored_artifact(&dep).await?.is_some()
+            {
+                missing.push(dep);
+            }
+        }
+        revisions.push(revision);
+    }
     let graph = Graph::new(&revision::nodes(&revisions))?;
     Ok((revisions, graph))
 }

@@ -49,6 +49,10 @@ pub struct Config {
     /// Sandbox limits, the defaults for every revision.
     #[serde(default)]
     pub sandbox: SandboxSettings,
+    /// Statement and lock timeouts inside each step (PostgreSQL), the defaults for every
+    /// revision.
+    #[serde(default)]
+    pub timeouts: StatementTimeouts,
     /// Commands run after `wasmig revision` writes a file.
     #[serde(default)]
     pub hooks: Hooks,
@@ -130,6 +134,68 @@ impl SandboxSettings {
             ));
         }
         Ok(())
+    }
+}
+
+/// PostgreSQL's `lock_timeout` and `statement_timeout` for the statements of a step, in
+/// seconds (`[timeouts]` in wasmig.toml, or per revision in its manifest). Not wasmig's own
+/// migration lock, which `--lock-timeout` governs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementTimeouts {
+    /// How long a statement may wait for a table or row lock before failing (55P03).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_secs: Option<f64>,
+    /// How long one statement may run before the server cancels it (57014).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<f64>,
+}
+
+impl StatementTimeouts {
+    /// These defaults with a revision's overrides, checked.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `file` and the setting out of range.
+    pub fn with_overrides(
+        &self,
+        overrides: &StatementTimeouts,
+        file: &Path,
+    ) -> Result<StatementTimeouts, ConfigError> {
+        let merged = StatementTimeouts {
+            lock_timeout_secs: overrides.lock_timeout_secs.or(self.lock_timeout_secs),
+            statement_timeout_secs: overrides
+                .statement_timeout_secs
+                .or(self.statement_timeout_secs),
+        };
+        for (name, value) in [
+            ("lock_timeout_secs", merged.lock_timeout_secs),
+            ("statement_timeout_secs", merged.statement_timeout_secs),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0 && v <= MAX_TIMEOUT_SECS)
+            {
+                return Err(ConfigError::new(format!(
+                    "invalid {}: {name} = {v:?} is out of range; use a number of seconds above 0 and at most {MAX_TIMEOUT_SECS} (7 days)",
+                    file.display()
+                )));
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The lock timeout, if set.
+    pub fn lock(&self) -> Option<Duration> {
+        self.lock_timeout_secs.map(Duration::from_secs_f64)
+    }
+
+    /// The statement timeout, if set.
+    pub fn statement(&self) -> Option<Duration> {
+        self.statement_timeout_secs.map(Duration::from_secs_f64)
+    }
+
+    /// Whether either is set.
+    pub fn any(&self) -> bool {
+        self.lock_timeout_secs.is_some() || self.statement_timeout_secs.is_some()
     }
 }
 
@@ -232,6 +298,9 @@ impl Project {
         config.sandbox.check().map_err(|reason| {
             ConfigError::new(format!("invalid {}: sandbox.{reason}", path.display()))
         })?;
+        config
+            .timeouts
+            .with_overrides(&StatementTimeouts::default(), &path)?;
         Ok(Project {
             root: root.to_path_buf(),
             config,

@@ -171,9 +171,15 @@ pub enum GraphError {
     NotAHead(String),
     /// The database is at a revision the project does not contain.
     #[error(
-        "the database is at revision `{0}`, which this project does not contain; are you running an older checkout?"
+        "the database is at revision `{0}`, which this project does not contain; are you running an older checkout? `wasmig down` can revert it from the copy stored in the database"
     )]
     UnknownApplied(String),
+    /// `wasmig down` of an applied revision that is neither in the project nor stored in the
+    /// database's artifact table (stamped, or applied before wasmig stored artifacts).
+    #[error(
+        "the database is at revision `{0}`, which this project does not contain and of which the database stores no copy (it was stamped, or applied before wasmig stored artifacts); revert it from a checkout that contains it"
+    )]
+    NoStoredCopy(String),
     /// `wasmig rehash` on a revision the database has not applied.
     #[error(
         "revision `{0}` is not applied, so there is no recorded checksum to replace; `wasmig current` shows what is applied"

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::graph::{Graph, RevisionInfo};
-use crate::revision::{Kind, Revision};
+use crate::revision::{Revision, kind_name};
 
 /// Looks a revision up by its full id.
 pub fn find<'a>(revisions: &'a [Revision], id: &str) -> &'a Revision {
@@ -15,15 +15,6 @@ pub fn find<'a>(revisions: &'a [Revision], id: &str) -> &'a Revision {
         .iter()
         .find(|r| r.id() == id)
         .expect("graph ids are revisions")
-}
-
-/// `sql`, `rust` or `wasm`.
-pub fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Sql => "sql",
-        Kind::Rust => "rust",
-        Kind::Wasm => "wasm",
-    }
 }
 
 fn info(graph: &Graph, id: &str) -> RevisionInfo {

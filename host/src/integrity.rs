@@ -8,6 +8,10 @@
 //! table; a later `downgrade` row, or an empty checksum (a revision only ever `stamp`ed, or
 //! resolved as not applied), means there is nothing to compare.
 //!
+//! A revision loaded from the copy stored in the database (`wasmig down` of a revision whose
+//! files left the project) is verified the same way, with the stored copy as its files: it
+//! has not vanished, and a stored copy that does not match its recorded checksum is refused.
+//!
 //! Not here: which revisions are applied (`graph`), reading and writing the tables (`db`).
 
 use std::collections::HashMap;
@@ -16,7 +20,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use crate::config::Project;
-use crate::db::{Database, HistoryEntry, StepRecord};
+use crate::db::{Database, HistoryEntry, StepRecord, StoredArtifact};
 use crate::error::{GraphError, Modified, ModifiedError};
 use crate::graph::Graph;
 use crate::revision::{self, Kind, Revision};
@@ -43,6 +47,13 @@ pub fn recorded_checksums(history: &[HistoryEntry]) -> HashMap<&str, &str> {
 
 /// The files a revision's checksum covers.
 fn files(revision: &Revision, build_dir: &Path) -> Vec<PathBuf> {
+    if revision.stored.is_some() {
+        return vec![PathBuf::from(format!(
+            "{}/{}",
+            crate::db::ARTIFACT_TABLE,
+            revision.id()
+        ))];
+    }
     match revision.component_path(build_dir) {
         Some(path) => vec![path],
         None => vec![revision.dir.join("up.sql"), revision.dir.join("down.sql")],
@@ -53,7 +64,7 @@ fn files(revision: &Revision, build_dir: &Path) -> Vec<PathBuf> {
 /// there is nothing to compare.
 fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Option<Modified> {
     let files = files(revision, build_dir);
-    if revision.manifest.kind == Kind::Rust && !files[0].is_file() {
+    if revision.manifest.kind == Kind::Rust && revision.stored.is_none() && !files[0].is_file() {
         // Verification runs after any build a command does, so an unbuilt component is one
         // that will not run in this command either.
         crate::debug!(
@@ -146,25 +157,28 @@ pub async fn rehash(
     let history = db.history().await?;
     let recorded = recorded_checksums(&history);
     let build_dir = crate::artifact::build_dir(project);
-    let mut changes: Vec<(String, String)> = Vec::new();
+    // The stored artifact is replaced with the new checksum, so `down` can still revert the
+    // revision from it once its files are gone.
+    let mut changes: Vec<(String, String, StoredArtifact)> = Vec::new();
     for target in targets {
         let id = graph.resolve(target)?;
         if !applied.iter().any(|a| a == id) {
             return Err(GraphError::NotApplied(id.to_owned()).into());
         }
         let revision = crate::history::find(revisions, id);
-        let checksum = revision::read_artifact(revision, &build_dir)?.checksum();
+        let artifact = revision::read_artifact(revision, &build_dir)?;
+        let checksum = artifact.checksum();
         if recorded.get(id) == Some(&checksum.as_str()) {
             crate::info!("revision {id}: unchanged, nothing to rehash");
-        } else if !changes.iter().any(|(r, _)| r == id) {
-            changes.push((id.to_owned(), checksum));
+        } else if !changes.iter().any(|(r, _, _)| r == id) {
+            changes.push((id.to_owned(), checksum, revision.to_stored(&artifact)?));
         }
     }
     if changes.is_empty() {
         return Ok(Vec::new());
     }
     let mut session = db.begin().await?;
-    for (id, checksum) in &changes {
+    for (id, checksum, stored) in &changes {
         let now = Utc::now();
         let record = StepRecord {
             remove: &[],
@@ -177,19 +191,24 @@ pub async fn rehash(
             error: None,
             sqlstate: None,
         };
-        if let Err(e) = session.record_step(&record).await {
+        let recorded = async {
+            session.record_step(&record).await?;
+            session.store_artifact(stored).await
+        }
+        .await;
+        if let Err(e) = recorded {
             let _ = session.rollback().await;
             return Err(e);
         }
     }
     session.commit().await?;
-    for (id, checksum) in &changes {
+    for (id, checksum, _) in &changes {
         crate::info!(
             "revision {id}: recorded its new checksum {}",
             &checksum[..12]
         );
     }
-    Ok(changes.into_iter().map(|(id, _)| id).collect())
+    Ok(changes.into_iter().map(|(id, _, _)| id).collect())
 }
 
 #[cfg(test)]

@@ -3,13 +3,18 @@
 //!
 //! A revision is a directory under the versions directory holding `migration.toml` and, by
 //! kind: `up.sql` + `down.sql` (sql), a Cargo crate (rust, built by `artifact`), or a
-//! prebuilt component (wasm). Not here: building (`artifact`), planning (`graph`).
+//! prebuilt component (wasm). A revision whose files left the project (an older release was
+//! deployed) can instead come from the copy the database stored when it was applied
+//! ([`Revision::from_stored`]); only `wasmig down` loads those.
+//!
+//! Not here: building (`artifact`), planning (`graph`), reading the stored copy (`db`).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::db::{ARTIFACT_TABLE, StoredArtifact};
 use crate::error::{ConfigError, GraphError};
 use crate::graph::Node;
 
@@ -105,9 +110,24 @@ pub struct Manifest {
     /// Memory cap for this revision, in MiB (overrides wasmig.toml).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_mib: Option<u64>,
+    /// PostgreSQL `lock_timeout` for this revision's statements, in seconds (overrides
+    /// wasmig.toml's `[timeouts]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_secs: Option<f64>,
+    /// PostgreSQL `statement_timeout` for this revision's statements, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<f64>,
 }
 
 impl Manifest {
+    /// The timeouts this manifest sets (unset ones fall back to wasmig.toml).
+    pub fn timeouts(&self) -> crate::config::StatementTimeouts {
+        crate::config::StatementTimeouts {
+            lock_timeout_secs: self.lock_timeout_secs,
+            statement_timeout_secs: self.statement_timeout_secs,
+        }
+    }
+
     /// The down revisions as a list.
     pub fn down_revisions(&self) -> Vec<String> {
         self.down_revision
@@ -117,16 +137,83 @@ impl Manifest {
     }
 }
 
-/// A revision found on disk.
+/// A revision found on disk, or stored in the database.
 #[derive(Debug, Clone)]
 pub struct Revision {
     /// Its manifest.
     pub manifest: Manifest,
-    /// Its directory.
+    /// Its directory (for a stored revision: where it would be, which does not exist).
     pub dir: PathBuf,
+    /// For a revision whose files are not in the project: the artifact the database stored
+    /// when it was applied, which is then what runs and what is verified.
+    pub stored: Option<Artifact>,
 }
 
 impl Revision {
+    /// A revision from the copy stored in the database, for one whose files are not in the
+    /// project under `versions_dir`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the stored manifest is invalid, names another revision, or the
+    /// row lacks the artifact its kind needs.
+    pub fn from_stored(versions_dir: &Path, stored: &StoredArtifact) -> Result<Self, ConfigError> {
+        let origin = format!("the {ARTIFACT_TABLE} row of {}", stored.revision);
+        let manifest = parse_manifest(&stored.manifest, &origin)?;
+        if manifest.revision != stored.revision {
+            return Err(ConfigError::new(format!(
+                "invalid {origin}: its manifest is that of revision `{}`",
+                manifest.revision
+            )));
+        }
+        let incomplete = || ConfigError::new(format!("invalid {origin}: its artifact is missing"));
+        let artifact = match manifest.kind {
+            Kind::Sql => Artifact::Sql {
+                up: stored.up_sql.clone().ok_or_else(incomplete)?,
+                down: stored.down_sql.clone().ok_or_else(incomplete)?,
+            },
+            Kind::Rust | Kind::Wasm => Artifact::Component {
+                path: PathBuf::from(format!("{ARTIFACT_TABLE}/{}", stored.revision)),
+                bytes: stored.component.clone().ok_or_else(incomplete)?,
+            },
+        };
+        Ok(Revision {
+            dir: versions_dir.join(&stored.revision),
+            manifest,
+            stored: Some(artifact),
+        })
+    }
+
+    /// What the database stores for this revision when `artifact` (its artifact) is applied.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when its manifest cannot be read.
+    pub fn to_stored(&self, artifact: &Artifact) -> Result<StoredArtifact, ConfigError> {
+        let (up_sql, down_sql, component) = match artifact {
+            Artifact::Sql { up, down } => (Some(up.clone()), Some(down.clone()), None),
+            Artifact::Component { bytes, .. } => (None, None, Some(bytes.clone())),
+        };
+        let manifest = match &self.stored {
+            // Not re-applied in practice (stored revisions are only reverted), but keep the
+            // text round-trippable.
+            Some(_) => toml::to_string(&self.manifest)
+                .map_err(|e| ConfigError::new(format!("revision {}: {e}", self.id())))?,
+            None => {
+                let path = self.dir.join(MANIFEST);
+                std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?
+            }
+        };
+        Ok(StoredArtifact {
+            revision: self.id().to_owned(),
+            kind: kind_name(self.manifest.kind).to_owned(),
+            checksum: artifact.checksum(),
+            manifest,
+            up_sql,
+            down_sql,
+            component,
+        })
+    }
+
     /// The revision id.
     pub fn id(&self) -> &str {
         &self.manifest.revision
@@ -179,7 +266,11 @@ pub fn load_all(versions_dir: &Path) -> anyhow::Result<Vec<Revision>> {
             }
             .into());
         }
-        revisions.push(Revision { manifest, dir });
+        revisions.push(Revision {
+            manifest,
+            dir,
+            stored: None,
+        });
     }
     revisions.sort_by(|a, b| a.dir.cmp(&b.dir));
     Ok(revisions)
@@ -192,34 +283,43 @@ pub fn load_all(versions_dir: &Path) -> anyhow::Result<Vec<Revision>> {
 pub fn read_manifest(path: &Path) -> Result<Manifest, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
-    let manifest: Manifest = toml::from_str(&text)
-        .map_err(|e| ConfigError::new(format!("invalid manifest {}: {e}", path.display())))?;
+    parse_manifest(&text, &path.display().to_string())
+}
+
+/// Parses and validates a manifest's text; `origin` names where it came from.
+fn parse_manifest(text: &str, origin: &str) -> Result<Manifest, ConfigError> {
+    let manifest: Manifest = toml::from_str(text)
+        .map_err(|e| ConfigError::new(format!("invalid manifest {origin}: {e}")))?;
     if !is_valid_id(&manifest.revision) {
         return Err(ConfigError::new(format!(
-            "invalid manifest {}: revision id `{}` must be non-empty and use only letters, digits, `_` and `-`",
-            path.display(),
+            "invalid manifest {origin}: revision id `{}` must be non-empty and use only letters, digits, `_` and `-`",
             manifest.revision
         )));
     }
-    check_transaction(&manifest, path)?;
+    check_transaction(&manifest, origin)?;
     Ok(manifest)
 }
 
 /// Refuses `transaction = "none"` outside SQL revisions.
-fn check_transaction(manifest: &Manifest, path: &Path) -> Result<(), ConfigError> {
+fn check_transaction(manifest: &Manifest, origin: &str) -> Result<(), ConfigError> {
     if manifest.transaction == TransactionMode::None && manifest.kind != Kind::Sql {
         // A guest's statements go through one session; running them autocommitted would
         // need a second kind of session in the sandbox, and no use case asks for it yet.
         return Err(ConfigError::new(format!(
-            "invalid manifest {}: `transaction = \"none\"` is only for SQL revisions; a {} revision always runs in one transaction (remove the setting, or move the statements that cannot run in a transaction into a SQL revision)",
-            path.display(),
-            match manifest.kind {
-                Kind::Rust => "rust",
-                _ => "wasm",
-            }
+            "invalid manifest {origin}: `transaction = \"none\"` is only for SQL revisions; a {} revision always runs in one transaction (remove the setting, or move the statements that cannot run in a transaction into a SQL revision)",
+            kind_name(manifest.kind)
         )));
     }
     Ok(())
+}
+
+/// `sql`, `rust` or `wasm`.
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Sql => "sql",
+        Kind::Rust => "rust",
+        Kind::Wasm => "wasm",
+    }
 }
 
 /// Whether an id is usable (also as a file name and in SQL identifiers we generate).
@@ -296,6 +396,9 @@ impl Artifact {
 /// # Errors
 /// As [`read_artifact`].
 pub fn check_artifact(revision: &Revision, build_dir: &Path) -> Result<(), ConfigError> {
+    if revision.stored.is_some() {
+        return Ok(());
+    }
     let files = match revision.manifest.kind {
         Kind::Sql => vec![revision.dir.join("up.sql"), revision.dir.join("down.sql")],
         Kind::Wasm | Kind::Rust => vec![
@@ -311,11 +414,14 @@ pub fn check_artifact(revision: &Revision, build_dir: &Path) -> Result<(), Confi
     }
 }
 
-/// Reads a revision's artifact from disk.
+/// Reads a revision's artifact from disk (or, for a stored revision, its stored copy).
 ///
 /// # Errors
 /// [`ConfigError`] naming the missing file and what to do (`wasmig build` for Rust).
 pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, ConfigError> {
+    if let Some(stored) = &revision.stored {
+        return Ok(stored.clone());
+    }
     let read = |path: &Path, what: &str| {
         std::fs::read(path).map_err(|e| {
             ConfigError::new(format!(
@@ -399,7 +505,7 @@ mod tests {
 
     #[test]
     fn transaction_none_is_for_sql_revisions_only() {
-        let path = Path::new("a/migration.toml");
+        let path = "a/migration.toml";
         let base =
             "revision='a'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\ntransaction='none'\n";
         let sql: Manifest = toml::from_str(&format!("{base}kind='sql'")).unwrap();
@@ -408,6 +514,47 @@ mod tests {
         let wasm: Manifest = toml::from_str(&format!("{base}kind='wasm'")).unwrap();
         let err = check_transaction(&wasm, path).unwrap_err();
         assert!(err.message.contains("only for SQL revisions"), "{err}");
+    }
+
+    #[test]
+    fn a_stored_copy_round_trips_into_a_revision_with_the_same_artifact() {
+        let dir = std::env::temp_dir().join(format!("wasmig-stored-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = "revision='b2'\ndown_revision='a1'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\nkind='sql'\n";
+        std::fs::write(dir.join(MANIFEST), text).unwrap();
+        let on_disk = Revision {
+            manifest: read_manifest(&dir.join(MANIFEST)).unwrap(),
+            dir: dir.clone(),
+            stored: None,
+        };
+        let artifact = Artifact::Sql {
+            up: "CREATE TABLE t (x int);".into(),
+            down: "DROP TABLE t;".into(),
+        };
+        let stored = on_disk.to_stored(&artifact).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(stored.manifest, text, "the manifest text as written");
+        assert_eq!(
+            (stored.kind.as_str(), stored.checksum.as_str()),
+            ("sql", artifact.checksum().as_str())
+        );
+
+        let back = Revision::from_stored(Path::new("versions"), &stored).unwrap();
+        assert_eq!(back.manifest.down_revisions(), ["a1"]);
+        assert_eq!(back.dir, Path::new("versions/b2"));
+        let read = read_artifact(&back, Path::new("build")).unwrap();
+        assert_eq!(read.checksum(), artifact.checksum());
+
+        let wrong = StoredArtifact {
+            revision: "c3".into(),
+            ..stored.clone()
+        };
+        assert!(Revision::from_stored(Path::new("v"), &wrong).is_err());
+        let empty = StoredArtifact {
+            down_sql: None,
+            ..stored
+        };
+        assert!(Revision::from_stored(Path::new("v"), &empty).is_err());
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //!
 //! For every step: read the artifact, compile or load the component *before* opening the
 //! transaction (a broken component must not hold a transaction open), begin, run the SQL or
-//! the guest call, record the step, commit. Any failure rolls the step back and stops the
-//! run; steps already committed stay, and the error lists them.
+//! the guest call, record the step, commit. Recording an upgrade also stores the artifact in
+//! the artifact table, and recording a downgrade deletes it, so the table holds exactly what
+//! the applied revisions ran: `wasmig down` reverts from it a revision whose files are gone.
+//! Any failure rolls the step back and stops the run; steps already committed stay, and the
+//! error lists them.
 //!
 //! A SQL revision with `transaction = "none"` runs differently: its statements run one by
 //! one, each committed on its own ([`Database::run_autocommit`]), and the step is recorded
@@ -19,10 +22,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::bindings::SqlError;
-use crate::config::Project;
-use crate::db::{Database, FailedMark, ScriptFailure, StepRecord};
-use crate::error::{Failure, MigrationError};
+use crate::bindings::{Dialect, SqlError};
+use crate::config::{Project, StatementTimeouts};
+use crate::db::{Database, FailedMark, ScriptFailure, StepRecord, StoredArtifact};
+use crate::error::{ConfigError, Failure, MigrationError};
 use crate::graph::{Direction, Step};
 use crate::revision::{self, Artifact, Revision, TransactionMode};
 use crate::sandbox::{CacheStatus, Limits, Sandbox};
@@ -56,6 +59,8 @@ pub struct RunOptions {
     pub progress_bars: bool,
     /// Use the compile cache.
     pub use_cache: bool,
+    /// Run every step in one transaction: all of them commit, or none.
+    pub atomic: bool,
 }
 
 /// Runs `steps` in order.
@@ -80,6 +85,23 @@ pub async fn run(
         let revision = find(revisions, &step.revision);
         revision::check_artifact(revision, &build_dir)?;
         limits(project, revision)?;
+        let timeouts = timeouts(project, revision)?;
+        if timeouts.any() && db.dialect() == Dialect::Sqlite {
+            return Err(ConfigError::new(format!(
+                "revision {}: lock_timeout_secs and statement_timeout_secs are PostgreSQL settings and SQLite has neither; remove them from {} or the [timeouts] of wasmig.toml",
+                step.revision,
+                revision.dir.join(revision::MANIFEST).display()
+            ))
+            .into());
+        }
+        if options.atomic && revision.manifest.transaction == TransactionMode::None {
+            return Err(ConfigError::new(format!(
+                "revision {}: --atomic runs every step in one transaction, but {} sets `transaction = \"none\"`; run without --atomic, or up to the revision before it first",
+                step.revision,
+                revision.dir.join(revision::MANIFEST).display()
+            ))
+            .into());
+        }
     }
     db.ensure_version_tables().await?;
     let sandbox = if steps
@@ -91,7 +113,9 @@ pub async fn run(
     } else {
         None
     };
-    for step in steps {
+    // With --atomic, the one transaction of the run, between steps.
+    let mut held: Option<Box<dyn crate::db::Session>> = None;
+    for (index, step) in steps.iter().enumerate() {
         let revision = find(revisions, &step.revision);
         let completed = || {
             reports
@@ -99,20 +123,45 @@ pub async fn run(
                 .map(|r: &StepReport| r.revision.clone())
                 .collect::<Vec<_>>()
         };
-        let fail = |failure: Failure| MigrationError {
-            revision: step.revision.clone(),
-            direction: step.action.as_str(),
-            failure,
-            completed: completed(),
+        let fail = |failure: Failure| {
+            if options.atomic && index > 0 {
+                crate::warn!(
+                    "--atomic: the {index} earlier step(s) of this run were rolled back with it"
+                );
+            }
+            MigrationError {
+                revision: step.revision.clone(),
+                direction: step.action.as_str(),
+                failure,
+                // With --atomic nothing was committed: the whole run rolls back.
+                completed: if options.atomic {
+                    Vec::new()
+                } else {
+                    completed()
+                },
+            }
         };
         let artifact = revision::read_artifact(revision, &build_dir)?;
         let checksum = artifact.checksum();
-        crate::info!(
-            "{} {} ({})",
-            verb(step.action),
-            step.revision,
-            revision.manifest.message
-        );
+        // Read before the transaction, like the artifact.
+        let to_store = match step.action {
+            Direction::Upgrade => Some(revision.to_stored(&artifact)?),
+            Direction::Downgrade => None,
+        };
+        if revision.stored.is_some() {
+            crate::info!(
+                "{} {} from the copy stored in the database (its files are not in this project)",
+                verb(step.action),
+                step.revision
+            );
+        } else {
+            crate::info!(
+                "{} {} ({})",
+                verb(step.action),
+                step.revision,
+                revision.manifest.message
+            );
+        }
 
         // Compile before the transaction begins.
         let loaded = match (&artifact, &sandbox) {
@@ -144,9 +193,17 @@ pub async fn run(
                 down
             };
             let started = Instant::now();
-            run_autocommitted(db, step, script, &checksum)
-                .await
-                .map_err(fail)?;
+            let step_timeouts = timeouts(project, revision)?;
+            run_autocommitted(
+                db,
+                step,
+                script,
+                &checksum,
+                to_store.as_ref(),
+                &step_timeouts,
+            )
+            .await
+            .map_err(fail)?;
             reports.push(StepReport {
                 action: step.action,
                 revision: step.revision.clone(),
@@ -161,7 +218,21 @@ pub async fn run(
         let limits = limits(project, revision)?;
         let started_at = Utc::now();
         let started = Instant::now();
-        let mut session = db.begin().await.map_err(|e| fail(Failure::Host(e)))?;
+        let mut session = match held.take() {
+            Some(session) => session,
+            None => db.begin().await.map_err(|e| fail(Failure::Host(e)))?,
+        };
+        let step_timeouts = timeouts(project, revision)?;
+        // In one transaction for the whole run, a step without timeouts must not inherit
+        // the previous step's.
+        if (step_timeouts.any() || (options.atomic && db.dialect() == Dialect::Postgres))
+            && let Err(e) = session
+                .set_timeouts(step_timeouts.lock(), step_timeouts.statement())
+                .await
+        {
+            let _ = session.rollback().await;
+            return Err(fail(Failure::Host(e)).into());
+        }
         let outcome = match (&artifact, &loaded, &sandbox) {
             (Artifact::Sql { up, down }, _, _) => {
                 let script = if step.action == Direction::Upgrade {
@@ -235,16 +306,34 @@ pub async fn run(
             error: None,
             sqlstate: None,
         };
-        if let Err(e) = session.record_step(&record).await {
+        let recorded = async {
+            session.record_step(&record).await?;
+            match &to_store {
+                Some(stored) => session.store_artifact(stored).await,
+                None => session.forget_artifact(&step.revision).await,
+            }
+        }
+        .await;
+        if let Err(e) = recorded {
             let _ = session.rollback().await;
             return Err(fail(Failure::Host(e)).into());
         }
-        session.commit().await.map_err(|e| fail(Failure::Host(e)))?;
-        crate::debug!(
-            "{}: committed with its version-table update in {} ms",
-            step.revision,
-            started.elapsed().as_millis()
-        );
+        let last = index + 1 == steps.len();
+        if options.atomic && !last {
+            held = Some(session);
+        } else {
+            session.commit().await.map_err(|e| fail(Failure::Host(e)))?;
+            crate::debug!(
+                "{}: committed with its version-table update in {} ms{}",
+                step.revision,
+                started.elapsed().as_millis(),
+                if options.atomic {
+                    " (and every earlier step of this --atomic run)"
+                } else {
+                    ""
+                }
+            );
+        }
         reports.push(StepReport {
             action: step.action,
             revision: step.revision.clone(),
@@ -269,9 +358,14 @@ async fn run_autocommitted(
     step: &Step,
     script: &str,
     checksum: &str,
+    to_store: Option<&StoredArtifact>,
+    timeouts: &StatementTimeouts,
 ) -> Result<(), Failure> {
     let started_at = Utc::now();
-    let (statement, total, cause, error) = match db.run_autocommit(script).await {
+    let (statement, total, cause, error) = match db
+        .run_autocommit(script, timeouts.lock(), timeouts.statement())
+        .await
+    {
         Ok(total) => {
             let record = StepRecord {
                 remove: &step.remove_heads,
@@ -284,7 +378,7 @@ async fn run_autocommitted(
                 error: None,
                 sqlstate: None,
             };
-            match record_in_own_transaction(db, &record, None).await {
+            match record_in_own_transaction(db, &record, Recorded::Step(to_store)).await {
                 Ok(()) => {
                     crate::debug!(
                         "{}: {total} statement(s) autocommitted, then recorded",
@@ -343,7 +437,7 @@ async fn run_autocommitted(
         error: Some(&message),
         sqlstate: Some(&error.code),
     };
-    let unmarked = record_in_own_transaction(db, &record, Some(&mark))
+    let unmarked = record_in_own_transaction(db, &record, Recorded::Failure(&mark))
         .await
         .err()
         .map(|e| format!("{e:#}"));
@@ -356,19 +450,28 @@ async fn run_autocommitted(
     })
 }
 
-/// Records a step (and, for a failure, the failed mark) in a transaction of its own.
+/// What [`record_in_own_transaction`] writes beside the history row.
+enum Recorded<'a> {
+    /// A completed step: its artifact stored (upgrade) or forgotten (downgrade).
+    Step(Option<&'a StoredArtifact>),
+    /// A failure: the failed mark (the artifact table stays as it was).
+    Failure(&'a FailedMark),
+}
+
+/// Records a step (and its artifact, or the failed mark) in a transaction of its own.
 async fn record_in_own_transaction(
     db: &dyn Database,
     record: &StepRecord<'_>,
-    mark: Option<&FailedMark>,
+    with: Recorded<'_>,
 ) -> anyhow::Result<()> {
     let mut session = db.begin().await?;
     let written = async {
         session.record_step(record).await?;
-        if let Some(mark) = mark {
-            session.set_failed(mark).await?;
+        match with {
+            Recorded::Step(Some(stored)) => session.store_artifact(stored).await,
+            Recorded::Step(None) => session.forget_artifact(record.revision).await,
+            Recorded::Failure(mark) => session.set_failed(mark).await,
         }
-        anyhow::Ok(())
     }
     .await;
     match written {
@@ -378,6 +481,17 @@ async fn record_in_own_transaction(
             Err(e)
         }
     }
+}
+
+/// The statement and lock timeouts of a revision: its manifest's, else the project's.
+///
+/// # Errors
+/// [`ConfigError`] naming the manifest for a value out of range.
+fn timeouts(project: &Project, revision: &Revision) -> anyhow::Result<StatementTimeouts> {
+    Ok(project.config.timeouts.with_overrides(
+        &revision.manifest.timeouts(),
+        &revision.dir.join(revision::MANIFEST),
+    )?)
 }
 
 /// The sandbox limits of a revision: its manifest's overrides, else the project's.
@@ -414,9 +528,10 @@ fn is_component(revision: &Revision) -> bool {
     revision.manifest.kind != crate::revision::Kind::Sql
 }
 
-/// Whether any of `steps` needs a Rust build.
+/// Whether any of `steps` needs a Rust build (a stored revision brings its component).
 pub fn needs_build(revisions: &[Revision], steps: &[Step]) -> bool {
-    steps
-        .iter()
-        .any(|s| find(revisions, &s.revision).manifest.kind == crate::revision::Kind::Rust)
+    steps.iter().any(|s| {
+        let revision = find(revisions, &s.revision);
+        revision.manifest.kind == crate::revision::Kind::Rust && revision.stored.is_none()
+    })
 }

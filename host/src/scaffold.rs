@@ -224,6 +224,8 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
         component: None,
         timeout_secs: None,
         memory_limit_mib: None,
+        lock_timeout_secs: None,
+        statement_timeout_secs: None,
     };
     std::fs::write(dir.join(MANIFEST), toml::to_string(&manifest)?)?;
 

@@ -3,7 +3,9 @@
 //!
 //! One test binary, a module per topic. Every test makes its own project and database.
 
+mod artifacts;
 mod components;
+mod crash;
 mod graph;
 mod guests;
 mod integrity;
@@ -12,3 +14,4 @@ mod scaffold;
 mod sql;
 mod support;
 mod transaction_none;
+mod transactions;

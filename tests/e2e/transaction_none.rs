@@ -294,6 +294,21 @@ async fn history_tables_of_the_previous_release_take_failed_rows() {
 }
 
 #[tokio::test]
+async fn an_atomic_run_refuses_a_revision_without_a_transaction() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        let b2 = project.sql_revision("b2", "CREATE TABLE u (x int);", "DROP TABLE u;");
+        no_transaction(&b2);
+        let run = project.run(&db, &["up", "--atomic"]).fails_with(CONFIG);
+        assert!(run.stderr.contains("--atomic"), "{backend:?}: {run:?}");
+        assert!(db.heads().await.is_empty(), "{backend:?}: nothing ran");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
 async fn transaction_none_is_refused_for_components() {
     let project = TestProject::new();
     let w1 = project.wasm_revision_bytes("w1", b"\0asm");

@@ -139,6 +139,11 @@ pub trait Database: Send + Sync {
     /// The history log, oldest first. Empty when the tables do not exist.
     async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>>;
 
+    /// The artifact stored in the artifact table when `revision` was last applied, or
+    /// `None` (never stored, reverted since, or no artifact table yet). Reading does not
+    /// create the tables.
+    async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>>;
+
     /// Takes the migration lock, waiting up to `timeout` for another run to release it.
     /// The guard owns what holds the lock (a dedicated PostgreSQL connection, outside the
     /// pool; an open lock file for SQLite), so neither a session nor the pool can release
@@ -158,7 +163,14 @@ pub trait Database: Send + Sync {
     ///
     /// # Errors
     /// [`ScriptFailure`] naming the failed statement; the ones before it stay committed.
-    async fn run_autocommit(&self, script: &str) -> Result<usize, ScriptFailure>;
+    /// `lock` and `statement` set PostgreSQL's `lock_timeout` and `statement_timeout` on
+    /// that connection first (reset when it goes back to the pool); SQLite has neither.
+    async fn run_autocommit(
+        &self,
+        script: &str,
+        lock: Option<std::time::Duration>,
+        statement: Option<std::time::Duration>,
+    ) -> Result<usize, ScriptFailure>;
 
     /// The revisions marked failed (see [`FailedMark`]). Empty when the table does not
     /// exist; reading does not create it.
@@ -267,6 +279,22 @@ pub trait Session: Send {
 
     /// Clears a revision's failed mark, in this transaction.
     async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()>;
+    /// Sets PostgreSQL's `lock_timeout` / `statement_timeout` for the rest of this
+    /// transaction (`None`: the server's setting). SQLite has neither: the runner refuses
+    /// them there before any step runs.
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<std::time::Duration>,
+        statement: Option<std::time::Duration>,
+    ) -> anyhow::Result<()>;
+
+    /// Stores (or replaces) a revision's artifact in the artifact table, in this transaction:
+    /// the runner calls it with the version-table update of every upgrade.
+    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()>;
+
+    /// Deletes a revision's stored artifact, in this transaction: the runner calls it with
+    /// the version-table update of every downgrade.
+    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()>;
 
     /// Commits the transaction.
     async fn commit(self: Box<Self>) -> anyhow::Result<()>;
@@ -296,6 +324,26 @@ pub struct StepRecord<'a> {
     pub error: Option<&'a str>,
     /// For a `failed` row: the SQLSTATE or result code.
     pub sqlstate: Option<&'a str>,
+}
+
+/// A row of the artifact table: what ran when a revision was last applied, so `wasmig down`
+/// can revert it after its files left the project (an older release deployed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    /// The full revision id.
+    pub revision: String,
+    /// `sql`, `rust` or `wasm`.
+    pub kind: String,
+    /// Hex SHA-256 of the artifact (see `revision::Artifact::checksum`).
+    pub checksum: String,
+    /// The text of the revision's `migration.toml`.
+    pub manifest: String,
+    /// `up.sql`, for SQL revisions.
+    pub up_sql: Option<String>,
+    /// `down.sql`, for SQL revisions.
+    pub down_sql: Option<String>,
+    /// The component's bytes, for `rust` and `wasm` revisions.
+    pub component: Option<Vec<u8>>,
 }
 
 /// Errors of the database layer that callers branch on (exit code 5).
@@ -377,3 +425,5 @@ pub const VERSION_TABLE: &str = "wasmig_version";
 pub const HISTORY_TABLE: &str = "wasmig_history";
 /// The revisions marked failed (see [`FailedMark`]).
 pub const FAILED_TABLE: &str = "wasmig_failed";
+/// The artifacts of the applied revisions (see [`StoredArtifact`]); pinned like the others.
+pub const ARTIFACT_TABLE: &str = "wasmig_artifact";

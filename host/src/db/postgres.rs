@@ -42,8 +42,9 @@ use uuid::Uuid;
 use super::lock::{self, Attempt, LockGuard, PG_LOCK_KEY};
 use super::value::{self, ParamRef};
 use super::{
-    Canceller, CursorState, Database, DatabaseUrl, DbError, FAILED_TABLE, FailedMark,
-    HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, SqlResult, StepRecord, VERSION_TABLE,
+    ARTIFACT_TABLE, Canceller, CursorState, Database, DatabaseUrl, DbError, FAILED_TABLE,
+    FailedMark, HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, SqlResult, StepRecord,
+    StoredArtifact, VERSION_TABLE,
 };
 use super::{pg_script, tx_control};
 use crate::bindings::{ArrayValue, Column, Dialect, QueryResult, SqlError, Value};
@@ -93,9 +94,19 @@ const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET
 ///     sqlstate     TEXT,
 ///     failed_at    TIMESTAMPTZ NOT NULL
 /// );
+/// CREATE TABLE wasmig_artifact (                              -- what each applied revision ran
+///     revision  TEXT PRIMARY KEY,
+///     kind      TEXT NOT NULL,                                 -- sql, rust or wasm
+///     checksum  TEXT NOT NULL,
+///     manifest  TEXT NOT NULL,                                 -- the migration.toml text
+///     up_sql    TEXT,
+///     down_sql  TEXT,
+///     component BYTEA,
+///     stored_at TIMESTAMPTZ NOT NULL
+/// );
 /// ```
 ///
-/// Both live in the connection's current schema (the first of its `search_path`).
+/// All live in the connection's current schema (the first of its `search_path`).
 pub(crate) struct PgDatabase {
     /// Created by [`PgDatabase::connect`], closed by [`Database::close`]; sessions and
     /// cancellers hold clones (one shared pool).
@@ -293,17 +304,60 @@ impl Database for PgDatabase {
                 doing: format!("creating {FAILED_TABLE}"),
                 source,
             })?;
+        // The artifact table, kept apart from the DDL above so each can grow on its own.
+        let artifact_ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {ARTIFACT_TABLE} (
+                 revision TEXT PRIMARY KEY,
+                 kind TEXT NOT NULL,
+                 checksum TEXT NOT NULL,
+                 manifest TEXT NOT NULL,
+                 up_sql TEXT,
+                 down_sql TEXT,
+                 component BYTEA,
+                 stored_at TIMESTAMPTZ NOT NULL
+             )"
+        );
+        sqlx::raw_sql(AssertSqlSafe(artifact_ddl))
+            .execute(&self.pool)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("creating {ARTIFACT_TABLE}"),
+                source,
+            })?;
         Ok(())
     }
 
-    async fn run_autocommit(&self, script: &str) -> Result<usize, ScriptFailure> {
+    async fn run_autocommit(
+        &self,
+        script: &str,
+        lock: Option<Duration>,
+        statement: Option<Duration>,
+    ) -> Result<usize, ScriptFailure> {
         let statements = super::autocommit_statements(script, Dialect::Postgres)?;
         let total = statements.len();
-        let mut conn = self.pool.acquire().await.map_err(|e| ScriptFailure {
+        let nothing_ran = |error| ScriptFailure {
             statement: 0,
             total,
-            error: Box::new(super::client_error(e)),
-        })?;
+            error: Box::new(error),
+        };
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| nothing_ran(super::client_error(e)))?;
+        // A plain SET, for the session: the pool's reset (`RESET ALL`) undoes it when the
+        // connection goes back.
+        for (name, value) in [("lock_timeout", lock), ("statement_timeout", statement)] {
+            if let Some(d) = value {
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "SET {name} = '{}ms'",
+                    d.as_millis().max(1)
+                )))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| nothing_ran(sql_error(e)))?;
+            }
+        }
         for (n, statement) in statements.iter().enumerate() {
             // One statement per simple query: several in one query string would share an
             // implicit transaction, where `CREATE INDEX CONCURRENTLY` is refused.
@@ -345,6 +399,33 @@ impl Database for PgDatabase {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>> {
+        if !self.table_exists(ARTIFACT_TABLE).await? {
+            return Ok(None);
+        }
+        let doing = || format!("reading the stored artifact of {revision} from {ARTIFACT_TABLE}");
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT revision, kind, checksum, manifest, up_sql, down_sql, component
+             FROM {ARTIFACT_TABLE} WHERE revision = $1"
+        )))
+        .bind(revision)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: doing(),
+            source,
+        })?;
+        row.map(|row| stored_artifact(&row))
+            .transpose()
             .map_err(|source| {
                 DbError::Query {
                     doing: doing(),
@@ -656,6 +737,29 @@ impl Session for PgSession {
         Dialect::Postgres
     }
 
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<Duration>,
+        statement: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        for (name, value) in [("lock_timeout", lock), ("statement_timeout", statement)] {
+            // Like SET LOCAL: gone at commit or rollback. `None` restores the default (a
+            // second step of one --atomic transaction must not inherit the first's).
+            let sql = match value {
+                Some(d) => format!("SET LOCAL {name} = '{}ms'", d.as_millis().max(1)),
+                None => format!("SET LOCAL {name} TO DEFAULT"),
+            };
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: format!("setting {name}"),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     fn canceller(&self) -> Arc<dyn Canceller> {
         self.canceller.clone()
     }
@@ -905,6 +1009,53 @@ impl Session for PgSession {
         Ok(())
     }
 
+    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()> {
+        let table = self.version_table(ARTIFACT_TABLE);
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table}
+                 (revision, kind, checksum, manifest, up_sql, down_sql, component, stored_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (revision) DO UPDATE SET
+                 kind = excluded.kind, checksum = excluded.checksum,
+                 manifest = excluded.manifest, up_sql = excluded.up_sql,
+                 down_sql = excluded.down_sql, component = excluded.component,
+                 stored_at = excluded.stored_at"
+        )))
+        .bind(&artifact.revision)
+        .bind(&artifact.kind)
+        .bind(&artifact.checksum)
+        .bind(&artifact.manifest)
+        .bind(&artifact.up_sql)
+        .bind(&artifact.down_sql)
+        .bind(&artifact.component)
+        .bind(Utc::now())
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!(
+                "storing the artifact of {} in {ARTIFACT_TABLE}",
+                artifact.revision
+            ),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
+        let table = self.version_table(ARTIFACT_TABLE);
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE revision = $1"
+        )))
+        .bind(revision)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("deleting the stored artifact of {revision} from {ARTIFACT_TABLE}"),
+            source,
+        })?;
+        Ok(())
+    }
+
     async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()> {
         let table = self.version_table(FAILED_TABLE);
         sqlx::query(AssertSqlSafe(format!(
@@ -964,6 +1115,19 @@ impl Session for PgSession {
         })?;
         Ok(())
     }
+}
+
+/// A row of the artifact table.
+fn stored_artifact(row: &PgRow) -> Result<StoredArtifact, sqlx::Error> {
+    Ok(StoredArtifact {
+        revision: row.try_get("revision")?,
+        kind: row.try_get("kind")?,
+        checksum: row.try_get("checksum")?,
+        manifest: row.try_get("manifest")?,
+        up_sql: row.try_get("up_sql")?,
+        down_sql: row.try_get("down_sql")?,
+        component: row.try_get("component")?,
+    })
 }
 
 /// Cancels the statement running on one session's connection.

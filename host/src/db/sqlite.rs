@@ -35,8 +35,9 @@ use super::lock::{self, Attempt, LockGuard, SQLITE_LOCK_SUFFIX};
 use super::tx_control;
 use super::value::{self, ParamRef};
 use super::{
-    Canceller, CursorState, Database, DatabaseUrl, DbError, FAILED_TABLE, FailedMark,
-    HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, SqlResult, StepRecord, VERSION_TABLE,
+    ARTIFACT_TABLE, Canceller, CursorState, Database, DatabaseUrl, DbError, FAILED_TABLE,
+    FailedMark, HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, SqlResult, StepRecord,
+    StoredArtifact, VERSION_TABLE,
 };
 use crate::bindings::{Column, Dialect, QueryResult, SqlError, Value};
 
@@ -78,6 +79,16 @@ const PROGRESS_OPS: i32 = 1_000;
 ///     error        TEXT NOT NULL,
 ///     sqlstate     TEXT,
 ///     failed_at    TEXT NOT NULL     -- as started_at
+/// );
+/// CREATE TABLE wasmig_artifact (                              -- what each applied revision ran
+///     revision  TEXT PRIMARY KEY,
+///     kind      TEXT NOT NULL,                                 -- sql, rust or wasm
+///     checksum  TEXT NOT NULL,
+///     manifest  TEXT NOT NULL,                                 -- the migration.toml text
+///     up_sql    TEXT,
+///     down_sql  TEXT,
+///     component BLOB,
+///     stored_at TEXT NOT NULL                                  -- as started_at above
 /// );
 /// ```
 pub(crate) struct SqliteDatabase {
@@ -291,10 +302,36 @@ impl Database for SqliteDatabase {
             .execute(&self.pool)
             .await
             .map_err(query_error)?;
+        // The artifact table, kept apart from the DDL above so each can grow on its own.
+        let artifact_ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {ARTIFACT_TABLE} (
+                 revision TEXT PRIMARY KEY,
+                 kind TEXT NOT NULL,
+                 checksum TEXT NOT NULL,
+                 manifest TEXT NOT NULL,
+                 up_sql TEXT,
+                 down_sql TEXT,
+                 component BLOB,
+                 stored_at TEXT NOT NULL
+             )"
+        );
+        sqlx::raw_sql(AssertSqlSafe(artifact_ddl))
+            .execute(&self.pool)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("creating {ARTIFACT_TABLE}"),
+                source,
+            })?;
         Ok(())
     }
 
-    async fn run_autocommit(&self, script: &str) -> Result<usize, ScriptFailure> {
+    async fn run_autocommit(
+        &self,
+        script: &str,
+        // SQLite has neither timeout: the runner refuses them before any step runs.
+        _lock: Option<Duration>,
+        _statement: Option<Duration>,
+    ) -> Result<usize, ScriptFailure> {
         let statements = super::autocommit_statements(script, Dialect::Sqlite)?;
         let total = statements.len();
         let mut conn = self.pool.acquire().await.map_err(|e| ScriptFailure {
@@ -348,6 +385,43 @@ impl Database for SqliteDatabase {
                 }
                 .into()
             })
+    }
+
+    async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>> {
+        if !self.table_exists(ARTIFACT_TABLE).await? {
+            return Ok(None);
+        }
+        let doing = || format!("reading the stored artifact of {revision} from {ARTIFACT_TABLE}");
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT revision, kind, checksum, manifest, up_sql, down_sql, component
+             FROM {ARTIFACT_TABLE} WHERE revision = ?"
+        )))
+        .bind(revision)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: doing(),
+            source,
+        })?;
+        row.map(|row| {
+            Ok(StoredArtifact {
+                revision: row.try_get("revision")?,
+                kind: row.try_get("kind")?,
+                checksum: row.try_get("checksum")?,
+                manifest: row.try_get("manifest")?,
+                up_sql: row.try_get("up_sql")?,
+                down_sql: row.try_get("down_sql")?,
+                component: row.try_get("component")?,
+            })
+        })
+        .transpose()
+        .map_err(|source: sqlx::Error| {
+            DbError::Query {
+                doing: doing(),
+                source,
+            }
+            .into()
+        })
     }
 
     async fn heads(&self) -> anyhow::Result<Vec<String>> {
@@ -607,6 +681,17 @@ impl Session for SqliteSession {
         Dialect::Sqlite
     }
 
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<std::time::Duration>,
+        statement: Option<std::time::Duration>,
+    ) -> anyhow::Result<()> {
+        if lock.is_some() || statement.is_some() {
+            anyhow::bail!("SQLite has no lock_timeout or statement_timeout");
+        }
+        Ok(())
+    }
+
     fn canceller(&self) -> Arc<dyn Canceller> {
         Arc::new(SqliteCanceller(Arc::clone(&self.cancel)))
     }
@@ -762,6 +847,53 @@ impl Session for SqliteSession {
         .execute(self.conn())
         .await
         .map_err(query_error)?;
+        Ok(())
+    }
+
+    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {ARTIFACT_TABLE}
+                 (revision, kind, checksum, manifest, up_sql, down_sql, component, stored_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (revision) DO UPDATE SET
+                 kind = excluded.kind, checksum = excluded.checksum,
+                 manifest = excluded.manifest, up_sql = excluded.up_sql,
+                 down_sql = excluded.down_sql, component = excluded.component,
+                 stored_at = excluded.stored_at"
+        )))
+        .bind(&artifact.revision)
+        .bind(&artifact.kind)
+        .bind(&artifact.checksum)
+        .bind(&artifact.manifest)
+        .bind(&artifact.up_sql)
+        .bind(&artifact.down_sql)
+        .bind(&artifact.component)
+        .bind(history_time(Utc::now()))
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!(
+                "storing the artifact of {} in {ARTIFACT_TABLE}",
+                artifact.revision
+            ),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {ARTIFACT_TABLE} WHERE revision = ?"
+        )))
+        .bind(revision)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("deleting the stored artifact of {revision} from {ARTIFACT_TABLE}"),
+            source,
+        })?;
         Ok(())
     }
 

@@ -1,0 +1,130 @@
+//! Transactions around steps: PostgreSQL statement and lock timeouts per revision and as
+//! project defaults (refused on SQLite, which has neither), and `--atomic` runs.
+
+use std::str::FromStr;
+
+use sqlx::Connection;
+
+use crate::support::{Backend, TestDb, TestProject};
+
+#[tokio::test]
+async fn statement_and_lock_timeouts_fail_the_step_and_roll_it_back() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+    let slow = project.sql_revision(
+        "b2",
+        "INSERT INTO t VALUES (1); SELECT pg_sleep(30);",
+        "DELETE FROM t;",
+    );
+    project.set_manifest(&slow, "statement_timeout_secs = 0.3");
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(run.stderr.contains("statement timeout"), "{run:?}");
+    assert!(run.stderr.contains("57014"), "{run:?}");
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 0, "rolled back");
+
+    // The project default applies to every revision; the manifest's value wins over it.
+    std::fs::write(
+        slow.join("up.sql"),
+        "INSERT INTO t VALUES (1); ALTER TABLE t ADD COLUMN m int;",
+    )
+    .unwrap();
+    let manifest = slow.join("migration.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("statement_timeout_secs = 0.3", "")).unwrap();
+    let config = project.dir.join("wasmig.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[timeouts]\nlock_timeout_secs = 0.3\n");
+    std::fs::write(&config, toml).unwrap();
+
+    // Someone else holds a lock on t: the ALTER waits 0.3 s, not forever.
+    let mut other = sqlx::PgConnection::connect_with(
+        &sqlx::postgres::PgConnectOptions::from_str(&db.url).unwrap(),
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE;")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(run.stderr.contains("55P03"), "{run:?}");
+    assert!(run.stderr.contains("lock timeout"), "{run:?}");
+    assert_eq!(db.heads().await, ["a1"]);
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn timeouts_are_refused_on_sqlite_and_out_of_range_everywhere() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let a1 = project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+    project.set_manifest(&a1, "lock_timeout_secs = 1");
+    let run = project.run(&db, &["up"]).fails_with(3);
+    assert!(
+        run.stderr
+            .contains("PostgreSQL settings and SQLite has neither"),
+        "{run:?}"
+    );
+    assert!(db.heads().await.is_empty());
+
+    let manifest = a1.join("migration.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("lock_timeout_secs = 1", "statement_timeout_secs = -1"),
+    )
+    .unwrap();
+    let run = project.run(&db, &["up"]).fails_with(3);
+    assert!(
+        run.stderr
+            .contains("statement_timeout_secs = -1.0 is out of range"),
+        "{run:?}"
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_atomic_run_applies_everything_or_nothing_on_both_backends() {
+    for backend in crate::support::BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+        project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+        let c3 = project.sql_revision("c3", "INSERT INTO missing VALUES (1);", "");
+        let run = project.run(&db, &["up", "--atomic"]).fails_with(6);
+        assert!(
+            run.stderr
+                .contains("earlier step(s) of this run were rolled back"),
+            "{backend:?}: {run:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        assert!(
+            !db.table_exists("t").await,
+            "{backend:?}: a1 rolled back too"
+        );
+        assert!(db.history().await.is_empty(), "{backend:?}");
+
+        // Without --atomic each step commits on its own.
+        project.run(&db, &["up"]).fails_with(6);
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        project.run(&db, &["down", "base"]).success();
+
+        std::fs::write(c3.join("up.sql"), "INSERT INTO t VALUES (3);").unwrap();
+        std::fs::write(c3.join("down.sql"), "DELETE FROM t WHERE n = 3;").unwrap();
+        project.run(&db, &["up", "--atomic"]).success();
+        assert_eq!(db.heads().await, ["c3"], "{backend:?}");
+        assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
+        assert_eq!(
+            db.history().await[4..],
+            ["upgrade:a1", "upgrade:b2", "upgrade:c3"],
+            "{backend:?}: each step recorded in the one transaction"
+        );
+        db.drop_db().await;
+    }
+}
