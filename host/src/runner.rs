@@ -362,6 +362,26 @@ async fn run_autocommitted(
     timeouts: &StatementTimeouts,
 ) -> Result<(), Failure> {
     let started_at = Utc::now();
+    // Marked failed before the first statement runs, so a wasmig killed half-way leaves
+    // the mark (and `up` refuses until someone resolves it) rather than a silent half.
+    let provisional = FailedMark {
+        revision: step.revision.clone(),
+        direction: step.action.as_str().to_owned(),
+        remove_heads: step.remove_heads.clone(),
+        add_heads: step.add_heads.clone(),
+        statement: 0,
+        error: format!(
+            "{} was interrupted: wasmig stopped while this non-transactional revision ran, so some of its statements may have run",
+            step.action.as_str()
+        ),
+        sqlstate: None,
+        failed_at: started_at,
+    };
+    alone(db, |s| {
+        Box::pin(async move { s.set_failed(&provisional).await })
+    })
+    .await
+    .map_err(Failure::Host)?;
     let (statement, total, cause, error) = match db
         .run_autocommit(script, timeouts.lock(), timeouts.statement())
         .await
@@ -398,7 +418,21 @@ async fn run_autocommitted(
             statement: 0,
             error,
             ..
-        }) => return Err(Failure::from_sql(*error)),
+        }) => {
+            let revision = step.revision.clone();
+            if let Err(e) = alone(db, |s| {
+                Box::pin(async move { s.clear_failed(&revision).await })
+            })
+            .await
+            {
+                crate::warn!(
+                    "{}: nothing ran, but its interrupted mark could not be cleared ({e:#}); `wasmig resolve {} --as rolled-back` clears it",
+                    step.revision,
+                    step.revision
+                );
+            }
+            return Err(Failure::from_sql(*error));
+        }
         Err(ScriptFailure {
             statement,
             total,
@@ -468,13 +502,38 @@ async fn record_in_own_transaction(
     let written = async {
         session.record_step(record).await?;
         match with {
-            Recorded::Step(Some(stored)) => session.store_artifact(stored).await,
-            Recorded::Step(None) => session.forget_artifact(record.revision).await,
+            Recorded::Step(stored) => {
+                // The provisional mark of a `transaction = "none"` step goes with its record.
+                session.clear_failed(record.revision).await?;
+                match stored {
+                    Some(stored) => session.store_artifact(stored).await,
+                    None => session.forget_artifact(record.revision).await,
+                }
+            }
             Recorded::Failure(mark) => session.set_failed(mark).await,
         }
     }
     .await;
     match written {
+        Ok(()) => session.commit().await,
+        Err(e) => {
+            let _ = session.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// Runs `write` in a transaction of its own and commits it.
+async fn alone<F>(db: &dyn Database, write: F) -> anyhow::Result<()>
+where
+    F: for<'s> FnOnce(
+        &'s mut Box<dyn crate::db::Session>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 's>,
+    >,
+{
+    let mut session = db.begin().await?;
+    match write(&mut session).await {
         Ok(()) => session.commit().await,
         Err(e) => {
             let _ = session.rollback().await;

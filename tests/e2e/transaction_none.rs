@@ -338,3 +338,65 @@ async fn transaction_control_in_a_revision_without_a_transaction_is_refused_befo
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_run_killed_inside_a_revision_without_a_transaction_leaves_it_marked() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let b2 = project.sql_revision(
+        "b2",
+        "CREATE TABLE half (x int);\nSELECT pg_sleep(30);\nCREATE TABLE rest (x int);\n",
+        "DROP TABLE rest; DROP TABLE half;",
+    );
+    no_transaction(&b2);
+    let mut child = crate::support::wasmig_cmd(&project.dir)
+        .args(["up", "--database-url", &db.url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the first statement of b2 has committed, while it sleeps.
+    let start = std::time::Instant::now();
+    while !db.table_exists("half").await {
+        assert!(start.elapsed().as_secs() < 30, "b2 never started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    db.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+
+    // Half of b2 ran and nothing recorded it as applied: it is marked, and up refuses.
+    assert_eq!(db.heads().await, ["a1"]);
+    let status = project.run(&db, &["current", "--json"]).success().json();
+    assert_eq!(status["failed"][0]["revision"], "b2", "{status}");
+    assert!(
+        status["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{status}"
+    );
+    let refused = project.run(&db, &["up"]).fails_with(FAILED_STATE);
+    assert!(refused.stderr.contains("resolve b2"), "{refused:?}");
+    db.exec("DROP TABLE half").await;
+    project
+        .run(&db, &["resolve", "b2", "--as", "rolled-back"])
+        .success();
+    std::fs::write(
+        b2.join("up.sql"),
+        "CREATE TABLE half (x int);\nCREATE TABLE rest (x int);\n",
+    )
+    .unwrap();
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    assert!(
+        db.failed_marks().await.is_empty(),
+        "the provisional mark went with the record"
+    );
+    db.drop_db().await;
+}
