@@ -421,7 +421,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                         h.direction,
                         h.revision,
                         h.duration_ms,
-                        &h.checksum[..12.min(h.checksum.len())]
+                        &h.checksum.chars().take(12).collect::<String>()
                     );
                 }
             }
@@ -641,6 +641,14 @@ async fn resolve(
         // `--as applied` completes a failed upgrade; `--as rolled-back` completes a failed
         // downgrade. Otherwise the heads stay as the failed step found them.
         let step_done = (mark.direction == "upgrade") == (state == Resolution::Applied);
+        if step_done && !mark.remove_heads.iter().all(|h| heads.contains(h)) {
+            return Err(GraphError::HeadsMoved {
+                revision: id.clone(),
+                expected: mark.remove_heads.clone(),
+                found: heads.clone(),
+            }
+            .into());
+        }
         let mut new = heads.clone();
         if step_done {
             new.retain(|h| !mark.remove_heads.contains(h));
@@ -660,14 +668,40 @@ async fn resolve(
                     .ok()
                     .map(|a| (revision, a))
             });
-        let checksum = match (state, &artifact) {
-            (Resolution::Applied, Some((_, a))) => a.checksum(),
+        // The checksum of what ran (the `failed` row records it), not of the files now: a
+        // fixed file must not be accepted without `rehash`.
+        let ran = db
+            .history()
+            .await?
+            .into_iter()
+            .rev()
+            .find(|h| h.revision == id && h.direction == "failed")
+            .map(|h| h.checksum)
+            .filter(|c| !c.is_empty());
+        let now_checksum = artifact.as_ref().map(|(_, a)| a.checksum());
+        let checksum = match (state, &ran, &now_checksum) {
+            (Resolution::Applied, Some(ran), _) => ran.clone(),
+            (Resolution::Applied, None, Some(files)) => {
+                crate::warn!(
+                    "revision {id}: no record of what ran (wasmig was killed before it could write one); recording the checksum of its files as they are now"
+                );
+                files.clone()
+            }
+            (Resolution::Applied, None, None) => {
+                return Err(ConfigError::new(format!(
+                    "revision {id}: its files cannot be read and no record of what ran exists, so it cannot be recorded as applied with a checksum; restore its files and resolve again"
+                ))
+                .into());
+            }
             _ => String::new(),
         };
         // The artifact table follows the heads, as after the step itself: stored once the
-        // revision counts as applied, forgotten once it counts as reverted.
+        // revision counts as applied (only if the files are what ran), forgotten once it
+        // counts as reverted.
         let to_store = match (state, &artifact) {
-            (Resolution::Applied, Some((revision, a))) => Some(revision.to_stored(a)?),
+            (Resolution::Applied, Some((revision, a))) if a.checksum() == checksum => {
+                Some(revision.to_stored(a)?)
+            }
             _ => None,
         };
         let now = Utc::now();
@@ -686,11 +720,12 @@ async fn resolve(
         let mut session = db.begin().await?;
         let written = async {
             session.record_step(&record).await?;
-            if step_done {
-                match &to_store {
-                    Some(stored) => session.store_artifact(stored).await?,
-                    None => session.forget_artifact(&id).await?,
+            match (&to_store, state) {
+                (Some(stored), _) if step_done => session.store_artifact(stored).await?,
+                (None, Resolution::RolledBack) if step_done => {
+                    session.forget_artifact(&id).await?
                 }
+                _ => {}
             }
             session.clear_failed(&id).await
         }
@@ -753,6 +788,11 @@ async fn stamp(
     let db = connect(project, g).await?;
     let result = with_lock(db.as_ref(), g, async {
         db.ensure_version_tables().await?;
+        // Moving the heads under a failed mark would make its resolution wrong.
+        let failed = db.failed().await?;
+        if !failed.is_empty() {
+            return Err(FailedError(failed).into());
+        }
         let heads = db.heads().await?;
         let new = graph.plan_stamp(&heads, targets, purge)?;
         if new != heads {
@@ -924,14 +964,19 @@ async fn with_lock<T>(
         .lock(std::time::Duration::from_secs(g.lock_timeout))
         .await?;
     let result = work.await;
-    // A failed unlock is only worth a warning: closing the guard's connection or file
-    // released the lock anyway, and the run's own outcome is what the exit code reports.
-    if let Err(e) = guard.release().await {
-        crate::warn!(
-            "releasing the migration lock: {e:#} (it was released as its connection closed)"
-        );
+    // Closing the guard's connection or file releases the lock anyway. But an unlock that
+    // finds the lock gone means it was lost during the run (its connection was ended), and
+    // another run may have overlapped: a successful run must not report plain success.
+    match (guard.release().await, result) {
+        (Ok(()), result) => result,
+        (Err(e), Ok(_)) => Err(e.context(
+            "the run finished, but wasmig could not confirm it held the migration lock throughout; another run may have overlapped it: check `wasmig current` and `wasmig history --log`",
+        )),
+        (Err(e), Err(run)) => {
+            crate::warn!("releasing the migration lock: {e:#}");
+            Err(run)
+        }
     }
-    result
 }
 
 fn load_graph(project: &Project) -> anyhow::Result<(Vec<Revision>, Graph)> {

@@ -163,6 +163,16 @@ pub enum GraphError {
     /// `--head` (or `merge`) naming one revision twice.
     #[error("revision `{0}` is named twice as a head to build on; name each head once")]
     DuplicateHead(String),
+    /// `resolve` of a step whose starting heads are no longer the database's heads.
+    #[error("cannot resolve `{revision}`: the heads moved since it failed (it started from {}, the database is now at {}); put the version table back as it was, or resolve it as the other outcome", .expected.join(", "), list_or_base(.found))]
+    HeadsMoved {
+        /// The failed revision.
+        revision: String,
+        /// The heads the failed step removes.
+        expected: Vec<String>,
+        /// The heads now.
+        found: Vec<String>,
+    },
     /// `wasmig merge` naming fewer than two revisions.
     #[error("nothing to merge: {} is a single revision; `wasmig heads` lists the heads to merge", if .0.is_empty() { "base".to_owned() } else { .0.join(", ") })]
     NothingToMerge(Vec<String>),

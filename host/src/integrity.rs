@@ -152,6 +152,11 @@ pub async fn rehash(
     targets: &[String],
 ) -> anyhow::Result<Vec<String>> {
     db.ensure_version_tables().await?;
+    // A revision marked failed is resolved first; its checksum comes with the resolution.
+    let failed = db.failed().await?;
+    if !failed.is_empty() {
+        return Err(crate::error::FailedError(failed).into());
+    }
     let heads = db.heads().await?;
     let applied = graph.applied(&heads)?;
     let history = db.history().await?;

@@ -400,3 +400,44 @@ async fn a_run_killed_inside_a_revision_without_a_transaction_leaves_it_marked()
     );
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_failed_mark_blocks_stamp_and_rehash_and_resolve_checks_heads_and_what_ran() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let b2 = fail_part_way(backend, &project, &db).await;
+        // Moving the heads under the mark is refused.
+        project
+            .run(&db, &["stamp", "base"])
+            .fails_with(FAILED_STATE);
+        project.run(&db, &["rehash", "a1"]).fails_with(FAILED_STATE);
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+
+        // Heads moved behind wasmig's back: resolve as applied refuses to guess.
+        db.exec("DELETE FROM wasmig_version").await;
+        let moved = project
+            .run(&db, &["resolve", "b2", "--as", "applied"])
+            .fails_with(GRAPH);
+        assert!(moved.stderr.contains("the heads moved"), "{moved:?}");
+        db.exec("INSERT INTO wasmig_version (revision) VALUES ('a1')")
+            .await;
+
+        // The operator finishes b2 by hand but also edits its file: the checksum recorded
+        // is the one of what ran, so the edit is noticed afterwards.
+        db.exec("CREATE TABLE missing (x int); CREATE TABLE never (x int);")
+            .await;
+        std::fs::write(
+            b2.join("up.sql"),
+            "CREATE TABLE kept (x int);\nCREATE TABLE never (x int);\n",
+        )
+        .unwrap();
+        project
+            .run(&db, &["resolve", "b2", "--as", "applied"])
+            .success();
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        let check = project.run(&db, &["check"]).fails_with(12);
+        assert!(check.stderr.contains("b2"), "{backend:?}: {check:?}");
+        db.drop_db().await;
+    }
+}

@@ -504,6 +504,19 @@ impl Database for PgDatabase {
                 url: self.url.clone(),
                 source,
             })?;
+        let mut conn = conn;
+        // The lock's connection sits idle for the whole run: a server-side idle timeout
+        // (PostgreSQL 14+) must not end it, and the lock with it, half-way.
+        sqlx::query(
+            "SELECT set_config('idle_session_timeout', '0', false) \
+             WHERE current_setting('server_version_num')::int >= 140000",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: "disabling idle_session_timeout on the lock's connection".into(),
+            source,
+        })?;
         let mut attempt = PgLockAttempt { conn: Some(conn) };
         match lock::acquire(&mut attempt, &self.url, timeout).await {
             Ok(()) => Ok(Box::new(PgLock {

@@ -489,7 +489,9 @@ impl Database for SqliteDatabase {
         // Not a lock inside the database: `BEGIN IMMEDIATE` or a lock row on one connection
         // would block the migration's own writes on the others. An OS lock on a file beside
         // the database is held by the open file, so it goes with the process.
-        let mut path = self.path.clone().into_os_string();
+        // The real file: the same database reached through a symlink gets the same lock.
+        let real = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        let mut path = real.into_os_string();
         path.push(SQLITE_LOCK_SUFFIX);
         let path = std::path::PathBuf::from(path);
         let file = std::fs::OpenOptions::new()
