@@ -113,6 +113,15 @@ pub async fn run(
     } else {
         None
     };
+    // With --atomic, every artifact is read and every component compiled before the run's
+    // one transaction begins: nothing slow may happen while it holds its locks.
+    let mut prepared: Vec<Option<Prepared>> = Vec::new();
+    if options.atomic {
+        for step in steps {
+            let revision = find(revisions, &step.revision);
+            prepared.push(Some(prepare(revision, step, &build_dir, sandbox.as_ref())?));
+        }
+    }
     // With --atomic, the one transaction of the run, between steps.
     let mut held: Option<Box<dyn crate::db::Session>> = None;
     for (index, step) in steps.iter().enumerate() {
@@ -141,12 +150,16 @@ pub async fn run(
                 },
             }
         };
-        let artifact = revision::read_artifact(revision, &build_dir)?;
-        let checksum = artifact.checksum();
-        // Read before the transaction, like the artifact.
-        let to_store = match step.action {
-            Direction::Upgrade => Some(revision.to_stored(&artifact)?),
-            Direction::Downgrade => None,
+        // Read and compiled before any transaction begins (with --atomic, all of them were,
+        // before the run's one transaction began).
+        let Prepared {
+            artifact,
+            checksum,
+            to_store,
+            loaded,
+        } = match prepared.get_mut(index).and_then(Option::take) {
+            Some(p) => p,
+            None => prepare(revision, step, &build_dir, sandbox.as_ref())?,
         };
         if revision.stored.is_some() {
             crate::info!(
@@ -160,26 +173,6 @@ pub async fn run(
                 verb(step.action),
                 step.revision,
                 revision.manifest.message
-            );
-        }
-
-        // Compile before the transaction begins.
-        let loaded = match (&artifact, &sandbox) {
-            (Artifact::Component { path, bytes }, Some(sandbox)) => {
-                Some(sandbox.load(&step.revision, path, bytes)?)
-            }
-            _ => None,
-        };
-        if let Some(l) = &loaded {
-            crate::debug!(
-                "{}: component {} in {} ms",
-                step.revision,
-                match l.cache {
-                    CacheStatus::Hit => "loaded from the cache",
-                    CacheStatus::Miss => "compiled and cached",
-                    CacheStatus::Disabled => "compiled (cache disabled)",
-                },
-                l.load_time.as_millis()
             );
         }
 
@@ -521,6 +514,55 @@ async fn record_in_own_transaction(
             Err(e)
         }
     }
+}
+
+/// What a step needs before its transaction begins.
+struct Prepared {
+    artifact: Artifact,
+    checksum: String,
+    /// The copy to store in the database (upgrades).
+    to_store: Option<StoredArtifact>,
+    /// The compiled component, for component revisions.
+    loaded: Option<crate::sandbox::Loaded>,
+}
+
+/// Reads a step's artifact and compiles its component.
+fn prepare(
+    revision: &Revision,
+    step: &Step,
+    build_dir: &std::path::Path,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<Prepared> {
+    let artifact = revision::read_artifact(revision, build_dir)?;
+    let checksum = artifact.checksum();
+    let to_store = match step.action {
+        Direction::Upgrade => Some(revision.to_stored(&artifact)?),
+        Direction::Downgrade => None,
+    };
+    let loaded = match (&artifact, sandbox) {
+        (Artifact::Component { path, bytes }, Some(sandbox)) => {
+            Some(sandbox.load(&step.revision, path, bytes)?)
+        }
+        _ => None,
+    };
+    if let Some(l) = &loaded {
+        crate::debug!(
+            "{}: component {} in {} ms",
+            step.revision,
+            match l.cache {
+                CacheStatus::Hit => "loaded from the cache",
+                CacheStatus::Miss => "compiled and cached",
+                CacheStatus::Disabled => "compiled (cache disabled)",
+            },
+            l.load_time.as_millis()
+        );
+    }
+    Ok(Prepared {
+        artifact,
+        checksum,
+        to_store,
+        loaded,
+    })
 }
 
 /// Runs `write` in a transaction of its own and commits it.

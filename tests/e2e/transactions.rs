@@ -128,3 +128,18 @@ async fn an_atomic_run_applies_everything_or_nothing_on_both_backends() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn an_atomic_run_compiles_every_component_before_its_transaction_begins() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+    project.wasm_revision_bytes("b2", b"\0asm not really");
+    let run = project.run(&db, &["up", "--atomic"]).fails_with(8);
+    assert!(run.stderr.contains("b2"), "{run:?}");
+    // Refused before anything ran: a1 was not even begun.
+    assert!(!run.stderr.contains("applying a1"), "{run:?}");
+    assert!(!db.table_exists("t").await);
+    assert!(db.heads().await.is_empty());
+    db.drop_db().await;
+}
