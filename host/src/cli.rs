@@ -814,7 +814,21 @@ async fn stamp(
                 error: None,
                 sqlstate: None,
             };
-            if let Err(e) = session.record_step(&record).await {
+            // Revisions the stamp un-applies lose their stored copy, so a later `down`
+            // without their files never runs what an earlier application stored.
+            // (Unknown stored heads, with --purge, have no graph to walk: nothing to drop.)
+            let before = graph.applied(&heads).unwrap_or_default();
+            let after = graph.applied(&new)?;
+            let dropped: Vec<&String> = before.iter().filter(|r| !after.contains(r)).collect();
+            let written = async {
+                session.record_step(&record).await?;
+                for revision in dropped {
+                    session.forget_artifact(revision).await?;
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            if let Err(e) = written {
                 let _ = session.rollback().await;
                 return Err(e);
             }

@@ -192,3 +192,26 @@ async fn rehash_replaces_the_stored_copy_that_down_reverts_from() {
         db.drop_db().await;
     }
 }
+
+/// The revisions with a stored copy, sorted.
+async fn stored(db: &TestDb) -> Vec<String> {
+    db.strings("SELECT revision FROM wasmig_artifact ORDER BY revision")
+        .await
+}
+
+#[tokio::test]
+async fn stamp_drops_the_stored_copies_of_revisions_it_unapplies() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+        project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+        project.run(&db, &["up"]).success();
+        assert_eq!(stored(&db).await, ["a1", "b2"], "{backend:?}");
+        project.run(&db, &["stamp", "a1"]).success();
+        assert_eq!(stored(&db).await, ["a1"], "{backend:?}");
+        project.run(&db, &["stamp", "base"]).success();
+        assert!(stored(&db).await.is_empty(), "{backend:?}");
+        db.drop_db().await;
+    }
+}
