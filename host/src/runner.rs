@@ -154,6 +154,24 @@ pub async fn run(
     } else {
         None
     };
+    // New components are compiled on every core before the first step, rather than one
+    // after another as their steps come.
+    if let Some(sandbox) = &sandbox {
+        let artifacts: Vec<Artifact> = steps
+            .iter()
+            .map(|s| find(revisions, &s.revision))
+            .filter(|r| is_component(r))
+            .filter_map(|r| revision::read_artifact(r, &build_dir).ok())
+            .collect();
+        let components: Vec<&[u8]> = artifacts
+            .iter()
+            .filter_map(|a| match a {
+                Artifact::Component { bytes, .. } => Some(bytes.as_slice()),
+                Artifact::Sql { .. } => None,
+            })
+            .collect();
+        sandbox.precompile(&components);
+    }
     // With --atomic, every artifact is read and every component compiled before the run's
     // one transaction begins: nothing slow may happen while it holds its locks.
     let mut prepared: Vec<Option<Prepared>> = Vec::new();

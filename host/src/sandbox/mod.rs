@@ -119,6 +119,51 @@ impl Sandbox {
         })
     }
 
+    /// Compiles the components among `components` that the compile cache lacks, on every
+    /// core at once, and stores them in the cache, so that [`Sandbox::load`] then finds
+    /// them there. A run of many new revisions would otherwise compile them one after
+    /// another on one core. Does nothing without a cache; errors are left for `load` to
+    /// report, in step order and with the revision's name.
+    pub fn precompile(&self, components: &[&[u8]]) {
+        let Some(dir) = self.cache_dir.as_deref() else {
+            return;
+        };
+        let missing: Vec<&[u8]> = components
+            .iter()
+            .copied()
+            .filter(|bytes| {
+                wasmparser_is_component(bytes) && !cache::has_entry(&self.engine, dir, bytes)
+            })
+            .collect();
+        if missing.len() < 2 {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(missing.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    while let Some(bytes) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let _ = cache::load_or_compile(
+                            &self.engine,
+                            Some(dir),
+                            &self.project_root,
+                            bytes,
+                        );
+                    }
+                });
+            }
+        });
+        crate::debug!(
+            "compiled {} component(s) into the cache on {threads} thread(s) in {} ms",
+            missing.len(),
+            started.elapsed().as_millis()
+        );
+    }
+
     /// Compiles (or loads from the cache) a component and checks it against the world.
     ///
     /// # Errors
