@@ -405,13 +405,23 @@ export function progress(done, total = null) {
   witProgress(int64(done), total === null || total === undefined ? null : int64(total));
 }
 
+// ` (at /migration.js:12:5)`: the innermost frame of the migration's own code.
+function where(e) {
+  const frames = String(e.stack || "")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("at ") && !l.includes("/node_modules/wasmig/") && !l.includes("/wasmig_entry.js"));
+  const match = frames.length ? /\(([^)]*)\)$/.exec(frames[0]) : null;
+  return match ? ` (at ${match[1]})` : "";
+}
+
 /** Used by the entry module: runs an export, turning any exception into the error string. */
 export function runExport(name, f) {
   if (typeof f !== "function") throw `migration.js exports no function \`${name}()\``;
   try {
     f();
   } catch (e) {
-    if (e instanceof Error) throw `${e.name}: ${e.message}${e.stack ? `\n${e.stack}` : ""}`;
+    if (e instanceof Error) throw `${e.name}: ${e.message}${where(e)}`;
     throw String(e);
   }
 }

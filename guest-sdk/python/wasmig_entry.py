@@ -5,8 +5,6 @@ An exception becomes the world's error string (type, message, and where it was r
 wasmig reports it and rolls the step back; it never traps the component.
 """
 
-import traceback
-
 import wit_world
 from componentize_py_types import Err
 
@@ -20,9 +18,23 @@ def _run(name):
     try:
         function()
     except Exception as e:  # noqa: BLE001 - every failure must reach wasmig as a message
-        frames = traceback.extract_tb(e.__traceback__)
-        where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-        raise Err(f"{type(e).__name__}: {e}{where}") from None
+        raise Err(f"{type(e).__name__}: {e}{_where(e)}") from None
+
+
+def _where(e):
+    """` (at migration.py:12)`: the innermost frame of the migration's own code.
+
+    Read from the traceback objects, not with the `traceback` module: that one opens the
+    source files, and the sandbox has no file system (with `--stub-wasi` it traps).
+    """
+    where = ""
+    tb = e.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not (filename.endswith("/wasmig/__init__.py") or filename.endswith("wasmig_entry.py")):
+            where = f" (at {filename.rsplit('/', 1)[-1]}:{tb.tb_lineno})"
+        tb = tb.tb_next
+    return where
 
 
 class WitWorld(wit_world.WitWorld):

@@ -92,7 +92,10 @@ mod tests {
     fn import_specifiers_get_the_version_of_the_wit() {
         let imports = vec![("sql".to_owned(), "wasmig:migration/sql@9.8.7".to_owned())];
         assert_eq!(
-            versioned("import { execute } from \"wasmig:migration/sql\";", &imports),
+            versioned(
+                "import { execute } from \"wasmig:migration/sql\";",
+                &imports
+            ),
             "import { execute } from \"wasmig:migration/sql@9.8.7\";"
         );
     }
@@ -106,7 +109,10 @@ mod tests {
             .1;
         assert!(index.contains(INT64_SETTING));
         for name in ["sql", "log"] {
-            assert!(index.contains(&format!("\"wasmig:migration/{name}\"")), "{name}");
+            assert!(
+                index.contains(&format!("\"wasmig:migration/{name}\"")),
+                "{name}"
+            );
         }
     }
 }

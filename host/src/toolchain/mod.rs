@@ -150,11 +150,7 @@ pub fn build(
             Kind::Sql | Kind::Rust | Kind::Wasm => unreachable!("filtered above"),
         };
         let bytes = result.map_err(|message| BuildError {
-            message: format!(
-                "revision {} ({}): {message}",
-                revision.id(),
-                tool.language
-            ),
+            message: format!("revision {} ({}): {message}", revision.id(), tool.language),
         })?;
         crate::debug!(
             "built revision {} in {} ms ({} bytes)",
@@ -183,8 +179,7 @@ fn up_to_date(revision: &Revision, build_dir: &Path, inputs: &str) -> bool {
     let built = revision
         .component_path(build_dir)
         .is_some_and(|p| p.is_file());
-    built
-        && std::fs::read_to_string(stamp_path(revision, build_dir)).is_ok_and(|s| s == inputs)
+    built && std::fs::read_to_string(stamp_path(revision, build_dir)).is_ok_and(|s| s == inputs)
 }
 
 /// Hex SHA-256 over the recipe, the kind, the embedded WIT and SDK files, and the
@@ -212,7 +207,11 @@ fn fingerprint(revision: &Revision) -> anyhow::Result<String> {
     for (relative, path) in source_files(&revision.dir)? {
         field(relative.as_bytes());
         field(&std::fs::read(&path).map_err(|e| BuildError {
-            message: format!("revision {}: cannot read {}: {e}", revision.id(), path.display()),
+            message: format!(
+                "revision {}: cannot read {}: {e}",
+                revision.id(),
+                path.display()
+            ),
         })?);
     }
     Ok(hex::encode(hasher.finalize()))
@@ -256,10 +255,9 @@ fn source_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
         Ok(())
     }
     let mut out = Vec::new();
-    walk(dir, dir, &mut out)
-        .map_err(|e| BuildError {
-            message: format!("cannot read the revision directory {}: {e}", dir.display()),
-        })?;
+    walk(dir, dir, &mut out).map_err(|e| BuildError {
+        message: format!("cannot read the revision directory {}: {e}", dir.display()),
+    })?;
     out.sort();
     Ok(out)
 }
@@ -412,7 +410,13 @@ mod tests {
             install: "pip install something",
         };
         let err = find_program(&tool).unwrap_err();
-        assert!(err.contains("`wasmig-no-such-program`, which is not on PATH"), "{err}");
-        assert!(err.contains("install it with `pip install something`"), "{err}");
+        assert!(
+            err.contains("`wasmig-no-such-program`, which is not on PATH"),
+            "{err}"
+        );
+        assert!(
+            err.contains("install it with `pip install something`"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,95 @@
+/*
+ * A tour of the C SDK, for the end-to-end tests: parameters, execute_many, a recovered SQL
+ * error in a savepoint, rows by index and name, logging and progress; and a downgrade that
+ * lets an SQL error escape when asked to (the label of row 1 says so). The Python and
+ * JavaScript tours do exactly the same, so the tests compare their tables.
+ */
+#include "wasmig.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(cond) \
+    do { if (!(cond)) return wasmig_fail("check failed: " #cond); } while (0)
+
+static const char *insert_sql(void) {
+    return wasmig_dialect() == WASMIG_POSTGRES ? "INSERT INTO tour (id, label, note) VALUES ($1, $2, $3)"
+                                               : "INSERT INTO tour (id, label, note) VALUES (?, ?, ?)";
+}
+
+static bool upgrade(void) {
+    wasmig_info(wasmig_dialect() == WASMIG_POSTGRES ? "dialect: postgres" : "dialect: sqlite");
+    if (!wasmig_batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)")) return false;
+    const char *insert = insert_sql();
+    uint64_t n = 0;
+    wasmig_value one[] = {wasmig_int64(1), wasmig_text("one"), wasmig_null()};
+    if (!wasmig_execute(insert, one, 3, &n)) return false;
+    CHECK(n == 1);
+    wasmig_value more[] = {wasmig_int64(2), wasmig_text("two"), wasmig_text("n2"),
+                           wasmig_int64(3), wasmig_text("three"), wasmig_null()};
+    if (!wasmig_execute_many(insert, more, 3, 2, &n)) return false;
+    CHECK(n == 2);
+
+    wasmig_savepoint sp;
+    if (!wasmig_savepoint_begin(&sp)) return false;
+    wasmig_value duplicate[] = {wasmig_int64(1), wasmig_text("duplicate"), wasmig_null()};
+    CHECK(!wasmig_execute(insert, duplicate, 3, NULL));
+    const wasmig_error *e = wasmig_last_error();
+    CHECK(e != NULL);
+    char caught[64] = "caught ", logged[256] = "caught ";
+    strncat(caught, e->code, 40);
+    strncat(logged, e->code, 40);
+    strcat(logged, ": ");
+    strncat(logged, e->message, 200);
+    wasmig_info(logged);
+    if (!wasmig_savepoint_rollback(&sp)) return false;
+    wasmig_value four[] = {wasmig_int64(4), wasmig_text(caught), wasmig_null()};
+    if (!wasmig_execute(insert, four, 3, NULL)) return false;
+
+    wasmig_rows rows;
+    if (!wasmig_query("SELECT id, label, note FROM tour ORDER BY id", NULL, 0, &rows)) return false;
+    char summary[512] = "";
+    for (size_t i = 0; i < wasmig_rows_len(&rows); i++) {
+        int64_t id, by_name;
+        char digits[21];
+        CHECK(wasmig_value_int64(wasmig_rows_get(&rows, i, 0), &id));
+        CHECK(wasmig_value_int64(wasmig_rows_get_named(&rows, i, "id"), &by_name) && id == by_name);
+        char *label = wasmig_value_strdup(wasmig_rows_get(&rows, i, 1));
+        const wasmig_value *note = wasmig_rows_get_named(&rows, i, "note");
+        char *note_text = wasmig_value_is_null(note) ? NULL : wasmig_value_strdup(note);
+        if (i) strcat(summary, ",");
+        strcat(summary, wasmig_format_int(digits, id));
+        strcat(summary, "=");
+        strcat(summary, label);
+        strcat(summary, "/");
+        strcat(summary, note_text ? note_text : "-");
+        free(label);
+        free(note_text);
+    }
+    wasmig_rows_free(&rows);
+    wasmig_value five[] = {wasmig_int64(5), wasmig_text(summary), wasmig_null()};
+    if (!wasmig_execute(insert, five, 3, NULL)) return false;
+
+    wasmig_value forty_two[] = {wasmig_int64(42)};
+    if (!wasmig_query(wasmig_dialect() == WASMIG_POSTGRES ? "SELECT id FROM tour WHERE id = $1"
+                                                          : "SELECT id FROM tour WHERE id = ?",
+                      forty_two, 1, &rows))
+        return false;
+    CHECK(wasmig_rows_len(&rows) == 0);
+    wasmig_rows_free(&rows);
+    wasmig_progress(1, 1);
+    return true;
+}
+
+static bool downgrade(void) {
+    wasmig_rows rows;
+    if (!wasmig_query("SELECT label FROM tour WHERE id = 1", NULL, 0, &rows)) return false;
+    char *label = wasmig_value_strdup(wasmig_rows_get_named(&rows, 0, "label"));
+    bool fail = label && strcmp(label, "fail-downgrade") == 0;
+    free(label);
+    wasmig_rows_free(&rows);
+    if (fail && !wasmig_execute("INSERT INTO no_such_table VALUES (1)", NULL, 0, NULL)) return false;
+    return wasmig_batch("DROP TABLE tour");
+}
+
+WASMIG_MIGRATION(upgrade, downgrade)

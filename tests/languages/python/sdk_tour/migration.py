@@ -1,0 +1,45 @@
+"""A tour of the Python SDK, for the end-to-end tests: parameters, execute_many, a recovered
+SQL error in a savepoint, rows by index and name, query_opt, logging and progress; and a
+downgrade that lets an SQL error escape when asked to (the label of row 1 says so).
+
+The JavaScript and C tours do exactly the same, so the tests compare their tables.
+"""
+
+import wasmig
+
+
+def placeholders(n):
+    if wasmig.dialect() == wasmig.POSTGRES:
+        return ", ".join(f"${i}" for i in range(1, n + 1))
+    return ", ".join("?" for _ in range(n))
+
+
+def upgrade():
+    wasmig.info(f"dialect: {wasmig.dialect()}")
+    wasmig.batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)")
+    insert = f"INSERT INTO tour (id, label, note) VALUES ({placeholders(3)})"
+    assert wasmig.execute(insert, 1, "one", None) == 1
+    assert wasmig.execute_many(insert, [(2, "two", "n2"), (3, "three", None)]) == 2
+
+    try:
+        with wasmig.savepoint():
+            wasmig.execute(insert, 1, "duplicate", None)
+        raise AssertionError("the duplicate insert succeeded")
+    except wasmig.SqlError as e:
+        wasmig.info(f"caught {e.code}: {e.message}")
+        wasmig.execute(insert, 4, f"caught {e.code}", None)
+
+    parts = []
+    for row in wasmig.query("SELECT id, label, note FROM tour ORDER BY id"):
+        assert row[0] == row["id"] and isinstance(row["id"], int)
+        parts.append(f"{row['id']}={row[1]}/{row.get('note') or '-'}")
+    wasmig.execute(insert, 5, ",".join(parts), None)
+    assert wasmig.query_opt(f"SELECT id FROM tour WHERE id = {placeholders(1)}", 42) is None
+    wasmig.progress(1, 1)
+
+
+def downgrade():
+    label = wasmig.query_one("SELECT label FROM tour WHERE id = 1")["label"]
+    if label == "fail-downgrade":
+        wasmig.execute("INSERT INTO no_such_table VALUES (1)")
+    wasmig.batch("DROP TABLE tour")
