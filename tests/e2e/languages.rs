@@ -597,7 +597,7 @@ async fn components_with_extra_exports_such_as_a_toolchains_init_are_accepted() 
     // What componentize-qjs and componentize-py add: an `init` function beside the world's.
     let wat = component_wat(SUCCEED).replace(
         "  (export \"upgrade\" (func $up))",
-        "  (func $init (param \"script\" string) (result (result (error string)))\n    (canon lift (core func $i \"downgrade\") (memory (core memory $i \"mem\")) (realloc (core func $i \"realloc\"))))\n  (export \"init\" (func $init))\n  (export \"upgrade\" (func $up))",
+        "  (func $init (result (result (error string)))\n    (canon lift (core func $i \"downgrade\") (memory (core memory $i \"mem\")) (realloc (core func $i \"realloc\"))))\n  (export \"init\" (func $init))\n  (export \"upgrade\" (func $up))",
     );
     let bytes = wat::parse_str(&wat).expect("valid WAT");
     let (_, exports) = component_names(&bytes);
