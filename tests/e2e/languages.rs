@@ -446,7 +446,7 @@ async fn the_c_sdk_tour_leaves_the_same_table_and_an_escaping_sql_error_fails_th
 async fn a_scaffolded_revision_of_every_language_builds_and_runs_as_written() {
     for language in LANGUAGES {
         let built = built(language, Example::Template);
-        let source = std::fs::read_dir(&built.dir.join("versions"))
+        let source = std::fs::read_dir(built.dir.join("versions"))
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| p.join(language.source()).is_file())
@@ -620,4 +620,25 @@ async fn components_with_extra_exports_such_as_a_toolchains_init_are_accepted() 
             "{language:?}: {exports:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn up_builds_a_stale_revision_of_another_language_before_running_it() {
+    let project = project_from(built(Language::C, Example::Backfill));
+    std::fs::remove_dir_all(project.dir.join(".wasmig/build")).unwrap();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let run = run_cached(&project, &db, &["up"]).success();
+    assert!(
+        run.stderr.contains("building revision b2 (C, clang-14)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.heads().await, ["b2"]);
+    // `--no-build` runs what is there and builds nothing, even when the source changed.
+    let down = run_cached(&project, &db, &["down", "--no-build"]).success();
+    assert!(
+        !down.stderr.contains("building revision"),
+        "{}",
+        down.stderr
+    );
 }
