@@ -48,9 +48,7 @@ pub(super) fn build(job: &Job<'_>) -> Result<Vec<u8>, String> {
         .arg(&job.stage)
         .arg("wasmig_entry")
         .arg("-o")
-        .arg(&job.out)
-        // Keep the stage free of `__pycache__` written while componentize-py imports it.
-        .env("PYTHONDONTWRITEBYTECODE", "1");
+        .arg(&job.out);
     super::run(&mut command, "")?;
     super::read_output(job)
 }
