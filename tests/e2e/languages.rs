@@ -9,7 +9,7 @@
 //! component tens of seconds), so each (language, example) is built once per test process in
 //! a template project ([`built`]) that every test copies: the copy is up to date (the build
 //! fingerprint does not depend on where the project lives), and all runs share one compile
-//! cache (`WASMIG_CACHE_DIR` under the guests' target directory), so only the first run of a
+//! cache (`WASMIG_CACHE_DIR`, in [`work_dir`]), so only the first run of a
 //! component compiles it. The figures each test prints (`build_secs`, `load_ms`) are the
 //! README's measurements.
 
@@ -96,9 +96,33 @@ struct Built {
     build_secs: f64,
 }
 
+/// This process's directory for the template projects and the shared compile cache, under
+/// the guests' target directory. Those of test processes that have ended are removed the
+/// first time (each run builds new Python and JavaScript components, so they only grow).
+fn work_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let parent = guests_target_dir().join("languages");
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let alive = name
+                    .parse::<u32>()
+                    .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                if !alive {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = parent.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
 /// Creates a project with `wasmig init` in a fresh directory under `parent`.
 fn init_project(parent: &Path, name: &str) -> PathBuf {
-    let dir = parent.join(format!("{name}-{}", std::process::id()));
+    let dir = parent.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     Run::from_output(wasmig_cmd(&dir).args(["init", "."]).output().unwrap()).success();
@@ -123,9 +147,8 @@ fn new_revision(dir: &Path, args: &[&str]) -> PathBuf {
 fn built(language: Language, example: Example) -> &'static Built {
     static CELLS: [[OnceLock<Built>; 3]; 3] = [const { [const { OnceLock::new() }; 3] }; 3];
     CELLS[language.index()][example.index()].get_or_init(|| {
-        let parent = guests_target_dir().join("languages");
         let name = format!("{}-{:?}", language.kind(), example).to_lowercase();
-        let dir = init_project(&parent, &name);
+        let dir = init_project(work_dir(), &name);
         let customers = new_revision(&dir, &["-m", "create customers", "--rev-id", "a1"]);
         let example_sql =
             repo_root().join("migrations/versions/2026_11_25_0300-c0ffee000001_create_customers");
@@ -186,7 +209,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The compile cache all language tests share, so a component compiles once per run.
 fn shared_cache() -> PathBuf {
-    guests_target_dir().join("languages-compile-cache")
+    work_dir().join("compile-cache")
 }
 
 /// `wasmig ARGS --database-url URL` with the shared compile cache.
@@ -476,7 +499,7 @@ async fn a_scaffolded_revision_of_every_language_builds_and_runs_as_written() {
 #[tokio::test]
 async fn a_missing_toolchain_fails_the_build_with_exit_9_and_says_how_to_install_it() {
     // A PATH with none of the toolchains (nor anything else).
-    let empty = guests_target_dir().join(format!("empty-path-{}", std::process::id()));
+    let empty = work_dir().join("empty-path");
     std::fs::create_dir_all(&empty).unwrap();
     for language in LANGUAGES {
         let project = TestProject::new();
