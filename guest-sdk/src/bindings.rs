@@ -100,10 +100,12 @@ pub unsafe fn __post_return_downgrade<T_: Guest>(arg0: *mut u8) {
     }
 }
 pub trait Guest {
-    /// Applies the migration. An `error` aborts it and rolls back everything it did.
+    /// Applies the migration (one batch of it, see `batch`). An `error` aborts it and rolls
+    /// back its transaction: the whole step, or in a `batched` revision the current batch.
     #[allow(async_fn_in_trait)]
     fn upgrade() -> ::core::result::Result<(), _rt::String>;
-    /// Reverts the migration. An `error` aborts it and rolls back everything it did.
+    /// Reverts the migration (one batch of it, see `batch`). An `error` aborts it and rolls
+    /// back its transaction: the whole step, or in a `batched` revision the current batch.
     #[allow(async_fn_in_trait)]
     fn downgrade() -> ::core::result::Result<(), _rt::String>;
 }
@@ -134,7 +136,7 @@ static mut _RET_AREA: _RetArea = _RetArea(
 #[rustfmt::skip]
 #[allow(dead_code, clippy::all)]
 pub mod wasmig {
-    pub mod migration {
+    pub mod migration0_2_0 {
         /// Values, rows and errors exchanged with the database.
         ///
         /// Temporal and other non-primitive values travel as text in fixed, documented formats,
@@ -488,12 +490,12 @@ pub mod wasmig {
             #[doc(hidden)]
             static __FORCE_SECTION_REF: fn() = super::super::super::__link_custom_section_describing_imports;
             use super::super::super::_rt;
-            pub type Value = super::super::super::wasmig::migration::types::Value;
-            pub type Row = super::super::super::wasmig::migration::types::Row;
-            pub type Column = super::super::super::wasmig::migration::types::Column;
-            pub type QueryResult = super::super::super::wasmig::migration::types::QueryResult;
-            pub type SqlError = super::super::super::wasmig::migration::types::SqlError;
-            pub type SqlDialect = super::super::super::wasmig::migration::types::SqlDialect;
+            pub type Value = super::super::super::wasmig::migration0_2_0::types::Value;
+            pub type Row = super::super::super::wasmig::migration0_2_0::types::Row;
+            pub type Column = super::super::super::wasmig::migration0_2_0::types::Column;
+            pub type QueryResult = super::super::super::wasmig::migration0_2_0::types::QueryResult;
+            pub type SqlError = super::super::super::wasmig::migration0_2_0::types::SqlError;
+            pub type SqlDialect = super::super::super::wasmig::migration0_2_0::types::SqlDialect;
             /// A result read in chunks, so a large table never has to fit in guest memory.
             ///
             /// On PostgreSQL this is a server-side cursor (`DECLARE … NO SCROLL CURSOR`); the guest may
@@ -524,7 +526,7 @@ pub mod wasmig {
                 #[inline]
                 unsafe fn drop(_handle: u32) {
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "[resource-drop]cursor"]
                         fn drop(_: i32);
@@ -567,7 +569,7 @@ pub mod wasmig {
                 #[inline]
                 unsafe fn drop(_handle: u32) {
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "[resource-drop]savepoint"]
                         fn drop(_: i32);
@@ -587,7 +589,7 @@ pub mod wasmig {
             pub fn dialect() -> SqlDialect {
                 unsafe {
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "dialect"]
                         fn wit_import0() -> i32;
@@ -597,7 +599,7 @@ pub mod wasmig {
                         unreachable!()
                     }
                     let ret = wit_import0();
-                    super::super::super::wasmig::migration::types::SqlDialect::_lift(
+                    super::super::super::wasmig::migration0_2_0::types::SqlDialect::_lift(
                         ret as u8,
                     )
                 }
@@ -636,7 +638,7 @@ pub mod wasmig {
                         let base = result39
                             .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                         {
-                            use super::super::super::wasmig::migration::types::Value as V38;
+                            use super::super::super::wasmig::migration0_2_0::types::Value as V38;
                             match e {
                                 V38::Null => {
                                     *base.add(0).cast::<u8>() = (0i32) as u8;
@@ -770,7 +772,7 @@ pub mod wasmig {
                                 }
                                 V38::Array(e) => {
                                     *base.add(0).cast::<u8>() = (17i32) as u8;
-                                    use super::super::super::wasmig::migration::types::ArrayValue as V37;
+                                    use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V37;
                                     match e {
                                         V37::Bool(e) => {
                                             *base.add(8).cast::<u8>() = (0i32) as u8;
@@ -1416,7 +1418,7 @@ pub mod wasmig {
                     }
                     let ptr40 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "execute"]
                         fn wit_import41(
@@ -1496,7 +1498,7 @@ pub mod wasmig {
                                         .add(8 + 16 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration::types::SqlError {
+                                super::super::super::wasmig::migration0_2_0::types::SqlError {
                                     code: _rt::string_lift(bytes46),
                                     message: _rt::string_lift(bytes49),
                                     detail: match l50 {
@@ -1653,7 +1655,7 @@ pub mod wasmig {
                         let base = result39
                             .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                         {
-                            use super::super::super::wasmig::migration::types::Value as V38;
+                            use super::super::super::wasmig::migration0_2_0::types::Value as V38;
                             match e {
                                 V38::Null => {
                                     *base.add(0).cast::<u8>() = (0i32) as u8;
@@ -1787,7 +1789,7 @@ pub mod wasmig {
                                 }
                                 V38::Array(e) => {
                                     *base.add(0).cast::<u8>() = (17i32) as u8;
-                                    use super::super::super::wasmig::migration::types::ArrayValue as V37;
+                                    use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V37;
                                     match e {
                                         V37::Bool(e) => {
                                             *base.add(8).cast::<u8>() = (0i32) as u8;
@@ -2433,7 +2435,7 @@ pub mod wasmig {
                     }
                     let ptr40 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "query"]
                         fn wit_import41(
@@ -2494,7 +2496,7 @@ pub mod wasmig {
                                             len50,
                                             len50,
                                         );
-                                        super::super::super::wasmig::migration::types::Column {
+                                        super::super::super::wasmig::migration0_2_0::types::Column {
                                             name: _rt::string_lift(bytes47),
                                             type_name: _rt::string_lift(bytes50),
                                         }
@@ -2531,7 +2533,7 @@ pub mod wasmig {
                                                 .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                                             let e196 = {
                                                 let l56 = i32::from(*base.add(0).cast::<u8>());
-                                                use super::super::super::wasmig::migration::types::Value as V195;
+                                                use super::super::super::wasmig::migration0_2_0::types::Value as V195;
                                                 let v195 = match l56 {
                                                     0 => V195::Null,
                                                     1 => {
@@ -2737,7 +2739,7 @@ pub mod wasmig {
                                                         debug_assert_eq!(n, 17, "invalid enum discriminant");
                                                         let e195 = {
                                                             let l93 = i32::from(*base.add(8).cast::<u8>());
-                                                            use super::super::super::wasmig::migration::types::ArrayValue as V194;
+                                                            use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V194;
                                                             let v194 = match l93 {
                                                                 0 => {
                                                                     let e194 = {
@@ -3467,7 +3469,7 @@ pub mod wasmig {
                                     len197 * (2 * ::core::mem::size_of::<*const u8>()),
                                     ::core::mem::size_of::<*const u8>(),
                                 );
-                                super::super::super::wasmig::migration::types::QueryResult {
+                                super::super::super::wasmig::migration0_2_0::types::QueryResult {
                                     columns: result51,
                                     rows: result197,
                                 }
@@ -3525,7 +3527,7 @@ pub mod wasmig {
                                         .add(17 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration::types::SqlError {
+                                super::super::super::wasmig::migration0_2_0::types::SqlError {
                                     code: _rt::string_lift(bytes200),
                                     message: _rt::string_lift(bytes203),
                                     detail: match l204 {
@@ -3669,7 +3671,7 @@ pub mod wasmig {
                     let len0 = vec0.len();
                     let ptr1 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "batch"]
                         fn wit_import2(_: *mut u8, _: usize, _: *mut u8);
@@ -3736,7 +3738,7 @@ pub mod wasmig {
                                         .add(17 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration::types::SqlError {
+                                super::super::super::wasmig::migration0_2_0::types::SqlError {
                                     code: _rt::string_lift(bytes6),
                                     message: _rt::string_lift(bytes9),
                                     detail: match l10 {
@@ -3909,7 +3911,7 @@ pub mod wasmig {
                                 let base = result39
                                     .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                                 {
-                                    use super::super::super::wasmig::migration::types::Value as V38;
+                                    use super::super::super::wasmig::migration0_2_0::types::Value as V38;
                                     match e {
                                         V38::Null => {
                                             *base.add(0).cast::<u8>() = (0i32) as u8;
@@ -4043,7 +4045,7 @@ pub mod wasmig {
                                         }
                                         V38::Array(e) => {
                                             *base.add(0).cast::<u8>() = (17i32) as u8;
-                                            use super::super::super::wasmig::migration::types::ArrayValue as V37;
+                                            use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V37;
                                             match e {
                                                 V37::Bool(e) => {
                                                     *base.add(8).cast::<u8>() = (0i32) as u8;
@@ -4695,7 +4697,7 @@ pub mod wasmig {
                     }
                     let ptr41 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "execute-many"]
                         fn wit_import42(
@@ -4775,7 +4777,7 @@ pub mod wasmig {
                                         .add(8 + 16 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration::types::SqlError {
+                                super::super::super::wasmig::migration0_2_0::types::SqlError {
                                     code: _rt::string_lift(bytes47),
                                     message: _rt::string_lift(bytes50),
                                     detail: match l51 {
@@ -4916,7 +4918,7 @@ pub mod wasmig {
                         );
                         let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                         #[cfg(target_arch = "wasm32")]
-                        #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                        #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                         unsafe extern "C" {
                             #[link_name = "[method]cursor.columns"]
                             fn wit_import1(_: i32, _: *mut u8);
@@ -4959,7 +4961,7 @@ pub mod wasmig {
                                     len9,
                                     len9,
                                 );
-                                super::super::super::wasmig::migration::types::Column {
+                                super::super::super::wasmig::migration0_2_0::types::Column {
                                     name: _rt::string_lift(bytes6),
                                     type_name: _rt::string_lift(bytes9),
                                 }
@@ -4998,7 +5000,7 @@ pub mod wasmig {
                         );
                         let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                         #[cfg(target_arch = "wasm32")]
-                        #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                        #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                         unsafe extern "C" {
                             #[link_name = "[method]cursor.next"]
                             fn wit_import1(_: i32, _: i32, _: *mut u8);
@@ -5041,7 +5043,7 @@ pub mod wasmig {
                                                     .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                                                 let e147 = {
                                                     let l7 = i32::from(*base.add(0).cast::<u8>());
-                                                    use super::super::super::wasmig::migration::types::Value as V146;
+                                                    use super::super::super::wasmig::migration0_2_0::types::Value as V146;
                                                     let v146 = match l7 {
                                                         0 => V146::Null,
                                                         1 => {
@@ -5247,7 +5249,7 @@ pub mod wasmig {
                                                             debug_assert_eq!(n, 17, "invalid enum discriminant");
                                                             let e146 = {
                                                                 let l44 = i32::from(*base.add(8).cast::<u8>());
-                                                                use super::super::super::wasmig::migration::types::ArrayValue as V145;
+                                                                use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V145;
                                                                 let v145 = match l44 {
                                                                     0 => {
                                                                         let e145 = {
@@ -6030,7 +6032,7 @@ pub mod wasmig {
                                             .add(17 * ::core::mem::size_of::<*const u8>())
                                             .cast::<u8>(),
                                     );
-                                    super::super::super::wasmig::migration::types::SqlError {
+                                    super::super::super::wasmig::migration0_2_0::types::SqlError {
                                         code: _rt::string_lift(bytes151),
                                         message: _rt::string_lift(bytes154),
                                         detail: match l155 {
@@ -6188,7 +6190,7 @@ pub mod wasmig {
                         let base = result39
                             .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                         {
-                            use super::super::super::wasmig::migration::types::Value as V38;
+                            use super::super::super::wasmig::migration0_2_0::types::Value as V38;
                             match e {
                                 V38::Null => {
                                     *base.add(0).cast::<u8>() = (0i32) as u8;
@@ -6322,7 +6324,7 @@ pub mod wasmig {
                                 }
                                 V38::Array(e) => {
                                     *base.add(0).cast::<u8>() = (17i32) as u8;
-                                    use super::super::super::wasmig::migration::types::ArrayValue as V37;
+                                    use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V37;
                                     match e {
                                         V37::Bool(e) => {
                                             *base.add(8).cast::<u8>() = (0i32) as u8;
@@ -6968,7 +6970,7 @@ pub mod wasmig {
                     }
                     let ptr40 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "open-cursor"]
                         fn wit_import41(
@@ -7052,7 +7054,7 @@ pub mod wasmig {
                                         .add(17 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration::types::SqlError {
+                                super::super::super::wasmig::migration0_2_0::types::SqlError {
                                     code: _rt::string_lift(bytes46),
                                     message: _rt::string_lift(bytes49),
                                     detail: match l50 {
@@ -7194,7 +7196,7 @@ pub mod wasmig {
                         );
                         let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                         #[cfg(target_arch = "wasm32")]
-                        #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                        #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                         unsafe extern "C" {
                             #[link_name = "[method]savepoint.release"]
                             fn wit_import1(_: i32, _: *mut u8);
@@ -7261,7 +7263,7 @@ pub mod wasmig {
                                             .add(17 * ::core::mem::size_of::<*const u8>())
                                             .cast::<u8>(),
                                     );
-                                    super::super::super::wasmig::migration::types::SqlError {
+                                    super::super::super::wasmig::migration0_2_0::types::SqlError {
                                         code: _rt::string_lift(bytes5),
                                         message: _rt::string_lift(bytes8),
                                         detail: match l9 {
@@ -7403,7 +7405,7 @@ pub mod wasmig {
                         );
                         let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                         #[cfg(target_arch = "wasm32")]
-                        #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                        #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                         unsafe extern "C" {
                             #[link_name = "[method]savepoint.rollback"]
                             fn wit_import1(_: i32, _: *mut u8);
@@ -7470,7 +7472,7 @@ pub mod wasmig {
                                             .add(17 * ::core::mem::size_of::<*const u8>())
                                             .cast::<u8>(),
                                     );
-                                    super::super::super::wasmig::migration::types::SqlError {
+                                    super::super::super::wasmig::migration0_2_0::types::SqlError {
                                         code: _rt::string_lift(bytes5),
                                         message: _rt::string_lift(bytes8),
                                         detail: match l9 {
@@ -7611,7 +7613,7 @@ pub mod wasmig {
                     );
                     let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "begin-savepoint"]
                         fn wit_import1(_: *mut u8);
@@ -7683,7 +7685,7 @@ pub mod wasmig {
                                         .add(17 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration::types::SqlError {
+                                super::super::super::wasmig::migration0_2_0::types::SqlError {
                                     code: _rt::string_lift(bytes6),
                                     message: _rt::string_lift(bytes9),
                                     detail: match l10 {
@@ -7805,6 +7807,1087 @@ pub mod wasmig {
                     result30
                 }
             }
+            #[allow(unused_unsafe, clippy::all)]
+            /// Writes `rows` into `table`, one value per column of `columns` in that order, and
+            /// returns the number of rows written: the fast path for bulk inserts.
+            ///
+            /// `table` is a table name, optionally qualified by a schema (`audit.events`); it and
+            /// the column names are quoted by the host, so they are taken literally (case included)
+            /// and cannot inject SQL. On PostgreSQL this is one `COPY ... FROM STDIN` (text format:
+            /// every value travels as text and the server converts it to the column's type, so an
+            /// `int64` fits an `integer` column). On SQLite it is multi-row `INSERT` statements,
+            /// prepared once per shape. A row the database refuses fails the call like any failing
+            /// statement (see the rules above: handle it inside a savepoint to carry on).
+            #[allow(async_fn_in_trait)]
+            pub fn copy_in(
+                table: &str,
+                columns: &[_rt::String],
+                rows: &[Row],
+            ) -> ::core::result::Result<u64, SqlError> {
+                unsafe {
+                    let mut cleanup_list = _rt::Vec::new();
+                    #[repr(align(8))]
+                    struct RetArea(
+                        [::core::mem::MaybeUninit<
+                            u8,
+                        >; 16 + 18 * ::core::mem::size_of::<*const u8>()],
+                    );
+                    let mut ret_area = RetArea(
+                        [::core::mem::MaybeUninit::uninit(); 16
+                            + 18 * ::core::mem::size_of::<*const u8>()],
+                    );
+                    let vec0 = table;
+                    let ptr0 = vec0.as_ptr().cast::<u8>();
+                    let len0 = vec0.len();
+                    let vec2 = columns;
+                    let len2 = vec2.len();
+                    let layout2 = _rt::alloc::Layout::from_size_align(
+                            vec2.len() * (2 * ::core::mem::size_of::<*const u8>()),
+                            ::core::mem::size_of::<*const u8>(),
+                        )
+                        .unwrap();
+                    let (result2, _cleanup2) = wit_bindgen::rt::Cleanup::new(layout2);
+                    for (i, e) in vec2.into_iter().enumerate() {
+                        let base = result2
+                            .add(i * (2 * ::core::mem::size_of::<*const u8>()));
+                        {
+                            let vec1 = e;
+                            let ptr1 = vec1.as_ptr().cast::<u8>();
+                            let len1 = vec1.len();
+                            *base
+                                .add(::core::mem::size_of::<*const u8>())
+                                .cast::<usize>() = len1;
+                            *base.add(0).cast::<*mut u8>() = ptr1.cast_mut();
+                        }
+                    }
+                    let vec42 = rows;
+                    let len42 = vec42.len();
+                    let layout42 = _rt::alloc::Layout::from_size_align(
+                            vec42.len() * (2 * ::core::mem::size_of::<*const u8>()),
+                            ::core::mem::size_of::<*const u8>(),
+                        )
+                        .unwrap();
+                    let (result42, _cleanup42) = wit_bindgen::rt::Cleanup::new(layout42);
+                    for (i, e) in vec42.into_iter().enumerate() {
+                        let base = result42
+                            .add(i * (2 * ::core::mem::size_of::<*const u8>()));
+                        {
+                            let vec41 = e;
+                            let len41 = vec41.len();
+                            let layout41 = _rt::alloc::Layout::from_size_align(
+                                    vec41.len()
+                                        * (16 + 2 * ::core::mem::size_of::<*const u8>()),
+                                    8,
+                                )
+                                .unwrap();
+                            let (result41, _cleanup41) = wit_bindgen::rt::Cleanup::new(
+                                layout41,
+                            );
+                            cleanup_list.extend(_cleanup41);
+                            for (i, e) in vec41.into_iter().enumerate() {
+                                let base = result41
+                                    .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
+                                {
+                                    use super::super::super::wasmig::migration0_2_0::types::Value as V40;
+                                    match e {
+                                        V40::Null => {
+                                            *base.add(0).cast::<u8>() = (0i32) as u8;
+                                        }
+                                        V40::Bool(e) => {
+                                            *base.add(0).cast::<u8>() = (1i32) as u8;
+                                            *base.add(8).cast::<u8>() = (match e {
+                                                true => 1,
+                                                false => 0,
+                                            }) as u8;
+                                        }
+                                        V40::Int16(e) => {
+                                            *base.add(0).cast::<u8>() = (2i32) as u8;
+                                            *base.add(8).cast::<u16>() = (_rt::as_i32(e)) as u16;
+                                        }
+                                        V40::Int32(e) => {
+                                            *base.add(0).cast::<u8>() = (3i32) as u8;
+                                            *base.add(8).cast::<i32>() = _rt::as_i32(e);
+                                        }
+                                        V40::Int64(e) => {
+                                            *base.add(0).cast::<u8>() = (4i32) as u8;
+                                            *base.add(8).cast::<i64>() = _rt::as_i64(e);
+                                        }
+                                        V40::Float32(e) => {
+                                            *base.add(0).cast::<u8>() = (5i32) as u8;
+                                            *base.add(8).cast::<f32>() = _rt::as_f32(e);
+                                        }
+                                        V40::Float64(e) => {
+                                            *base.add(0).cast::<u8>() = (6i32) as u8;
+                                            *base.add(8).cast::<f64>() = _rt::as_f64(e);
+                                        }
+                                        V40::Numeric(e) => {
+                                            *base.add(0).cast::<u8>() = (7i32) as u8;
+                                            let vec3 = e;
+                                            let ptr3 = vec3.as_ptr().cast::<u8>();
+                                            let len3 = vec3.len();
+                                            *base
+                                                .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>() = len3;
+                                            *base.add(8).cast::<*mut u8>() = ptr3.cast_mut();
+                                        }
+                                        V40::Text(e) => {
+                                            *base.add(0).cast::<u8>() = (8i32) as u8;
+                                            let vec4 = e;
+                                            let ptr4 = vec4.as_ptr().cast::<u8>();
+                                            let len4 = vec4.len();
+                                            *base
+                                                .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>() = len4;
+                                            *base.add(8).cast::<*mut u8>() = ptr4.cast_mut();
+                                        }
+                                        V40::Bytes(e) => {
+                                            *base.add(0).cast::<u8>() = (9i32) as u8;
+                                            let vec5 = e;
+                                            let ptr5 = vec5.as_ptr().cast::<u8>();
+                                            let len5 = vec5.len();
+                                            *base
+                                                .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>() = len5;
+                                            *base.add(8).cast::<*mut u8>() = ptr5.cast_mut();
+                                        }
+                                        V40::Json(e) => {
+                                            *base.add(0).cast::<u8>() = (10i32) as u8;
+                                            let vec6 = e;
+                                            let ptr6 = vec6.as_ptr().cast::<u8>();
+                                            let len6 = vec6.len();
+                                            *base
+                                                .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>() = len6;
+                                            *base.add(8).cast::<*mut u8>() = ptr6.cast_mut();
+                                        }
+                                        V40::Jsonb(e) => {
+                                            *base.add(0).cast::<u8>() = (11i32) as u8;
+                                            let vec7 = e;
+                                            let ptr7 = vec7.as_ptr().cast::<u8>();
+                                            let len7 = vec7.len();
+                                            *base
+                                                .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>() = len7;
+                                            *base.add(8).cast::<*mut u8>() = ptr7.cast_mut();
+                                        }
+                                        V40::Uuid(e) => {
+                                            *base.add(0).cast::<u8>() = (12i32) as u8;
+                                            let vec8 = e;
+                                            let ptr8 = vec8.as_ptr().cast::<u8>();
+                                            let len8 = vec8.len();
+                                            *base
+                                                .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>() = len8;
+                                            *base.add(8).cast::<*mut u8>() = ptr8.cast_mut();
+                                        }
+                                        V40::Date(e) => {
+                                            *base.add(0).cast::<u8>() = (13i32) as u8;
+                                            let vec9 = e;
+                                            let ptr9 = vec9.as_ptr().cast::<u8>();
+                                            let len9 = vec9.len();
+                                            *base
+                                                .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>() = len9;
+                                            *base.add(8).cast::<*mut u8>() = ptr9.cast_mut();
+                                        }
+                                        V40::Time(e) => {
+                                            *base.add(0).cast::<u8>() = (14i32) as u8;
+                                            let vec10 = e;
+                                            let ptr10 = vec10.as_ptr().cast::<u8>();
+                                            let len10 = vec10.len();
+                                            *base
+                                                .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>() = len10;
+                                            *base.add(8).cast::<*mut u8>() = ptr10.cast_mut();
+                                        }
+                                        V40::Timestamp(e) => {
+                                            *base.add(0).cast::<u8>() = (15i32) as u8;
+                                            let vec11 = e;
+                                            let ptr11 = vec11.as_ptr().cast::<u8>();
+                                            let len11 = vec11.len();
+                                            *base
+                                                .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>() = len11;
+                                            *base.add(8).cast::<*mut u8>() = ptr11.cast_mut();
+                                        }
+                                        V40::Timestamptz(e) => {
+                                            *base.add(0).cast::<u8>() = (16i32) as u8;
+                                            let vec12 = e;
+                                            let ptr12 = vec12.as_ptr().cast::<u8>();
+                                            let len12 = vec12.len();
+                                            *base
+                                                .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>() = len12;
+                                            *base.add(8).cast::<*mut u8>() = ptr12.cast_mut();
+                                        }
+                                        V40::Array(e) => {
+                                            *base.add(0).cast::<u8>() = (17i32) as u8;
+                                            use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V39;
+                                            match e {
+                                                V39::Bool(e) => {
+                                                    *base.add(8).cast::<u8>() = (0i32) as u8;
+                                                    let vec13 = e;
+                                                    let len13 = vec13.len();
+                                                    let layout13 = _rt::alloc::Layout::from_size_align(
+                                                            vec13.len() * 2,
+                                                            1,
+                                                        )
+                                                        .unwrap();
+                                                    let (result13, _cleanup13) = wit_bindgen::rt::Cleanup::new(
+                                                        layout13,
+                                                    );
+                                                    cleanup_list.extend(_cleanup13);
+                                                    for (i, e) in vec13.into_iter().enumerate() {
+                                                        let base = result13.add(i * 2);
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    *base.add(1).cast::<u8>() = (match e {
+                                                                        true => 1,
+                                                                        false => 0,
+                                                                    }) as u8;
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len13;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result13;
+                                                }
+                                                V39::Int16(e) => {
+                                                    *base.add(8).cast::<u8>() = (1i32) as u8;
+                                                    let vec14 = e;
+                                                    let len14 = vec14.len();
+                                                    let layout14 = _rt::alloc::Layout::from_size_align(
+                                                            vec14.len() * 4,
+                                                            2,
+                                                        )
+                                                        .unwrap();
+                                                    let (result14, _cleanup14) = wit_bindgen::rt::Cleanup::new(
+                                                        layout14,
+                                                    );
+                                                    cleanup_list.extend(_cleanup14);
+                                                    for (i, e) in vec14.into_iter().enumerate() {
+                                                        let base = result14.add(i * 4);
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    *base.add(2).cast::<u16>() = (_rt::as_i32(e)) as u16;
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len14;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result14;
+                                                }
+                                                V39::Int32(e) => {
+                                                    *base.add(8).cast::<u8>() = (2i32) as u8;
+                                                    let vec15 = e;
+                                                    let len15 = vec15.len();
+                                                    let layout15 = _rt::alloc::Layout::from_size_align(
+                                                            vec15.len() * 8,
+                                                            4,
+                                                        )
+                                                        .unwrap();
+                                                    let (result15, _cleanup15) = wit_bindgen::rt::Cleanup::new(
+                                                        layout15,
+                                                    );
+                                                    cleanup_list.extend(_cleanup15);
+                                                    for (i, e) in vec15.into_iter().enumerate() {
+                                                        let base = result15.add(i * 8);
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    *base.add(4).cast::<i32>() = _rt::as_i32(e);
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len15;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result15;
+                                                }
+                                                V39::Int64(e) => {
+                                                    *base.add(8).cast::<u8>() = (3i32) as u8;
+                                                    let vec16 = e;
+                                                    let len16 = vec16.len();
+                                                    let layout16 = _rt::alloc::Layout::from_size_align(
+                                                            vec16.len() * 16,
+                                                            8,
+                                                        )
+                                                        .unwrap();
+                                                    let (result16, _cleanup16) = wit_bindgen::rt::Cleanup::new(
+                                                        layout16,
+                                                    );
+                                                    cleanup_list.extend(_cleanup16);
+                                                    for (i, e) in vec16.into_iter().enumerate() {
+                                                        let base = result16.add(i * 16);
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    *base.add(8).cast::<i64>() = _rt::as_i64(e);
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len16;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result16;
+                                                }
+                                                V39::Float32(e) => {
+                                                    *base.add(8).cast::<u8>() = (4i32) as u8;
+                                                    let vec17 = e;
+                                                    let len17 = vec17.len();
+                                                    let layout17 = _rt::alloc::Layout::from_size_align(
+                                                            vec17.len() * 8,
+                                                            4,
+                                                        )
+                                                        .unwrap();
+                                                    let (result17, _cleanup17) = wit_bindgen::rt::Cleanup::new(
+                                                        layout17,
+                                                    );
+                                                    cleanup_list.extend(_cleanup17);
+                                                    for (i, e) in vec17.into_iter().enumerate() {
+                                                        let base = result17.add(i * 8);
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    *base.add(4).cast::<f32>() = _rt::as_f32(e);
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len17;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result17;
+                                                }
+                                                V39::Float64(e) => {
+                                                    *base.add(8).cast::<u8>() = (5i32) as u8;
+                                                    let vec18 = e;
+                                                    let len18 = vec18.len();
+                                                    let layout18 = _rt::alloc::Layout::from_size_align(
+                                                            vec18.len() * 16,
+                                                            8,
+                                                        )
+                                                        .unwrap();
+                                                    let (result18, _cleanup18) = wit_bindgen::rt::Cleanup::new(
+                                                        layout18,
+                                                    );
+                                                    cleanup_list.extend(_cleanup18);
+                                                    for (i, e) in vec18.into_iter().enumerate() {
+                                                        let base = result18.add(i * 16);
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    *base.add(8).cast::<f64>() = _rt::as_f64(e);
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len18;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result18;
+                                                }
+                                                V39::Numeric(e) => {
+                                                    *base.add(8).cast::<u8>() = (6i32) as u8;
+                                                    let vec20 = e;
+                                                    let len20 = vec20.len();
+                                                    let layout20 = _rt::alloc::Layout::from_size_align(
+                                                            vec20.len() * (3 * ::core::mem::size_of::<*const u8>()),
+                                                            ::core::mem::size_of::<*const u8>(),
+                                                        )
+                                                        .unwrap();
+                                                    let (result20, _cleanup20) = wit_bindgen::rt::Cleanup::new(
+                                                        layout20,
+                                                    );
+                                                    cleanup_list.extend(_cleanup20);
+                                                    for (i, e) in vec20.into_iter().enumerate() {
+                                                        let base = result20
+                                                            .add(i * (3 * ::core::mem::size_of::<*const u8>()));
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    let vec19 = e;
+                                                                    let ptr19 = vec19.as_ptr().cast::<u8>();
+                                                                    let len19 = vec19.len();
+                                                                    *base
+                                                                        .add(2 * ::core::mem::size_of::<*const u8>())
+                                                                        .cast::<usize>() = len19;
+                                                                    *base
+                                                                        .add(::core::mem::size_of::<*const u8>())
+                                                                        .cast::<*mut u8>() = ptr19.cast_mut();
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len20;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result20;
+                                                }
+                                                V39::Text(e) => {
+                                                    *base.add(8).cast::<u8>() = (7i32) as u8;
+                                                    let vec22 = e;
+                                                    let len22 = vec22.len();
+                                                    let layout22 = _rt::alloc::Layout::from_size_align(
+                                                            vec22.len() * (3 * ::core::mem::size_of::<*const u8>()),
+                                                            ::core::mem::size_of::<*const u8>(),
+                                                        )
+                                                        .unwrap();
+                                                    let (result22, _cleanup22) = wit_bindgen::rt::Cleanup::new(
+                                                        layout22,
+                                                    );
+                                                    cleanup_list.extend(_cleanup22);
+                                                    for (i, e) in vec22.into_iter().enumerate() {
+                                                        let base = result22
+                                                            .add(i * (3 * ::core::mem::size_of::<*const u8>()));
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    let vec21 = e;
+                                                                    let ptr21 = vec21.as_ptr().cast::<u8>();
+                                                                    let len21 = vec21.len();
+                                                                    *base
+                                                                        .add(2 * ::core::mem::size_of::<*const u8>())
+                                                                        .cast::<usize>() = len21;
+                                                                    *base
+                                                                        .add(::core::mem::size_of::<*const u8>())
+                                                                        .cast::<*mut u8>() = ptr21.cast_mut();
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len22;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result22;
+                                                }
+                                                V39::Bytes(e) => {
+                                                    *base.add(8).cast::<u8>() = (8i32) as u8;
+                                                    let vec24 = e;
+                                                    let len24 = vec24.len();
+                                                    let layout24 = _rt::alloc::Layout::from_size_align(
+                                                            vec24.len() * (3 * ::core::mem::size_of::<*const u8>()),
+                                                            ::core::mem::size_of::<*const u8>(),
+                                                        )
+                                                        .unwrap();
+                                                    let (result24, _cleanup24) = wit_bindgen::rt::Cleanup::new(
+                                                        layout24,
+                                                    );
+                                                    cleanup_list.extend(_cleanup24);
+                                                    for (i, e) in vec24.into_iter().enumerate() {
+                                                        let base = result24
+                                                            .add(i * (3 * ::core::mem::size_of::<*const u8>()));
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    let vec23 = e;
+                                                                    let ptr23 = vec23.as_ptr().cast::<u8>();
+                                                                    let len23 = vec23.len();
+                                                                    *base
+                                                                        .add(2 * ::core::mem::size_of::<*const u8>())
+                                                                        .cast::<usize>() = len23;
+                                                                    *base
+                                                                        .add(::core::mem::size_of::<*const u8>())
+                                                                        .cast::<*mut u8>() = ptr23.cast_mut();
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len24;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result24;
+                                                }
+                                                V39::Json(e) => {
+                                                    *base.add(8).cast::<u8>() = (9i32) as u8;
+                                                    let vec26 = e;
+                                                    let len26 = vec26.len();
+                                                    let layout26 = _rt::alloc::Layout::from_size_align(
+                                                            vec26.len() * (3 * ::core::mem::size_of::<*const u8>()),
+                                                            ::core::mem::size_of::<*const u8>(),
+                                                        )
+                                                        .unwrap();
+                                                    let (result26, _cleanup26) = wit_bindgen::rt::Cleanup::new(
+                                                        layout26,
+                                                    );
+                                                    cleanup_list.extend(_cleanup26);
+                                                    for (i, e) in vec26.into_iter().enumerate() {
+                                                        let base = result26
+                                                            .add(i * (3 * ::core::mem::size_of::<*const u8>()));
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    let vec25 = e;
+                                                                    let ptr25 = vec25.as_ptr().cast::<u8>();
+                                                                    let len25 = vec25.len();
+                                                                    *base
+                                                                        .add(2 * ::core::mem::size_of::<*const u8>())
+                                                                        .cast::<usize>() = len25;
+                                                                    *base
+                                                                        .add(::core::mem::size_of::<*const u8>())
+                                                                        .cast::<*mut u8>() = ptr25.cast_mut();
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len26;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result26;
+                                                }
+                                                V39::Jsonb(e) => {
+                                                    *base.add(8).cast::<u8>() = (10i32) as u8;
+                                                    let vec28 = e;
+                                                    let len28 = vec28.len();
+                                                    let layout28 = _rt::alloc::Layout::from_size_align(
+                                                            vec28.len() * (3 * ::core::mem::size_of::<*const u8>()),
+                                                            ::core::mem::size_of::<*const u8>(),
+                                                        )
+                                                        .unwrap();
+                                                    let (result28, _cleanup28) = wit_bindgen::rt::Cleanup::new(
+                                                        layout28,
+                                                    );
+                                                    cleanup_list.extend(_cleanup28);
+                                                    for (i, e) in vec28.into_iter().enumerate() {
+                                                        let base = result28
+                                                            .add(i * (3 * ::core::mem::size_of::<*const u8>()));
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    let vec27 = e;
+                                                                    let ptr27 = vec27.as_ptr().cast::<u8>();
+                                                                    let len27 = vec27.len();
+                                                                    *base
+                                                                        .add(2 * ::core::mem::size_of::<*const u8>())
+                                                                        .cast::<usize>() = len27;
+                                                                    *base
+                                                                        .add(::core::mem::size_of::<*const u8>())
+                                                                        .cast::<*mut u8>() = ptr27.cast_mut();
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len28;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result28;
+                                                }
+                                                V39::Uuid(e) => {
+                                                    *base.add(8).cast::<u8>() = (11i32) as u8;
+                                                    let vec30 = e;
+                                                    let len30 = vec30.len();
+                                                    let layout30 = _rt::alloc::Layout::from_size_align(
+                                                            vec30.len() * (3 * ::core::mem::size_of::<*const u8>()),
+                                                            ::core::mem::size_of::<*const u8>(),
+                                                        )
+                                                        .unwrap();
+                                                    let (result30, _cleanup30) = wit_bindgen::rt::Cleanup::new(
+                                                        layout30,
+                                                    );
+                                                    cleanup_list.extend(_cleanup30);
+                                                    for (i, e) in vec30.into_iter().enumerate() {
+                                                        let base = result30
+                                                            .add(i * (3 * ::core::mem::size_of::<*const u8>()));
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    let vec29 = e;
+                                                                    let ptr29 = vec29.as_ptr().cast::<u8>();
+                                                                    let len29 = vec29.len();
+                                                                    *base
+                                                                        .add(2 * ::core::mem::size_of::<*const u8>())
+                                                                        .cast::<usize>() = len29;
+                                                                    *base
+                                                                        .add(::core::mem::size_of::<*const u8>())
+                                                                        .cast::<*mut u8>() = ptr29.cast_mut();
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len30;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result30;
+                                                }
+                                                V39::Date(e) => {
+                                                    *base.add(8).cast::<u8>() = (12i32) as u8;
+                                                    let vec32 = e;
+                                                    let len32 = vec32.len();
+                                                    let layout32 = _rt::alloc::Layout::from_size_align(
+                                                            vec32.len() * (3 * ::core::mem::size_of::<*const u8>()),
+                                                            ::core::mem::size_of::<*const u8>(),
+                                                        )
+                                                        .unwrap();
+                                                    let (result32, _cleanup32) = wit_bindgen::rt::Cleanup::new(
+                                                        layout32,
+                                                    );
+                                                    cleanup_list.extend(_cleanup32);
+                                                    for (i, e) in vec32.into_iter().enumerate() {
+                                                        let base = result32
+                                                            .add(i * (3 * ::core::mem::size_of::<*const u8>()));
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    let vec31 = e;
+                                                                    let ptr31 = vec31.as_ptr().cast::<u8>();
+                                                                    let len31 = vec31.len();
+                                                                    *base
+                                                                        .add(2 * ::core::mem::size_of::<*const u8>())
+                                                                        .cast::<usize>() = len31;
+                                                                    *base
+                                                                        .add(::core::mem::size_of::<*const u8>())
+                                                                        .cast::<*mut u8>() = ptr31.cast_mut();
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len32;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result32;
+                                                }
+                                                V39::Time(e) => {
+                                                    *base.add(8).cast::<u8>() = (13i32) as u8;
+                                                    let vec34 = e;
+                                                    let len34 = vec34.len();
+                                                    let layout34 = _rt::alloc::Layout::from_size_align(
+                                                            vec34.len() * (3 * ::core::mem::size_of::<*const u8>()),
+                                                            ::core::mem::size_of::<*const u8>(),
+                                                        )
+                                                        .unwrap();
+                                                    let (result34, _cleanup34) = wit_bindgen::rt::Cleanup::new(
+                                                        layout34,
+                                                    );
+                                                    cleanup_list.extend(_cleanup34);
+                                                    for (i, e) in vec34.into_iter().enumerate() {
+                                                        let base = result34
+                                                            .add(i * (3 * ::core::mem::size_of::<*const u8>()));
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    let vec33 = e;
+                                                                    let ptr33 = vec33.as_ptr().cast::<u8>();
+                                                                    let len33 = vec33.len();
+                                                                    *base
+                                                                        .add(2 * ::core::mem::size_of::<*const u8>())
+                                                                        .cast::<usize>() = len33;
+                                                                    *base
+                                                                        .add(::core::mem::size_of::<*const u8>())
+                                                                        .cast::<*mut u8>() = ptr33.cast_mut();
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len34;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result34;
+                                                }
+                                                V39::Timestamp(e) => {
+                                                    *base.add(8).cast::<u8>() = (14i32) as u8;
+                                                    let vec36 = e;
+                                                    let len36 = vec36.len();
+                                                    let layout36 = _rt::alloc::Layout::from_size_align(
+                                                            vec36.len() * (3 * ::core::mem::size_of::<*const u8>()),
+                                                            ::core::mem::size_of::<*const u8>(),
+                                                        )
+                                                        .unwrap();
+                                                    let (result36, _cleanup36) = wit_bindgen::rt::Cleanup::new(
+                                                        layout36,
+                                                    );
+                                                    cleanup_list.extend(_cleanup36);
+                                                    for (i, e) in vec36.into_iter().enumerate() {
+                                                        let base = result36
+                                                            .add(i * (3 * ::core::mem::size_of::<*const u8>()));
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    let vec35 = e;
+                                                                    let ptr35 = vec35.as_ptr().cast::<u8>();
+                                                                    let len35 = vec35.len();
+                                                                    *base
+                                                                        .add(2 * ::core::mem::size_of::<*const u8>())
+                                                                        .cast::<usize>() = len35;
+                                                                    *base
+                                                                        .add(::core::mem::size_of::<*const u8>())
+                                                                        .cast::<*mut u8>() = ptr35.cast_mut();
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len36;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result36;
+                                                }
+                                                V39::Timestamptz(e) => {
+                                                    *base.add(8).cast::<u8>() = (15i32) as u8;
+                                                    let vec38 = e;
+                                                    let len38 = vec38.len();
+                                                    let layout38 = _rt::alloc::Layout::from_size_align(
+                                                            vec38.len() * (3 * ::core::mem::size_of::<*const u8>()),
+                                                            ::core::mem::size_of::<*const u8>(),
+                                                        )
+                                                        .unwrap();
+                                                    let (result38, _cleanup38) = wit_bindgen::rt::Cleanup::new(
+                                                        layout38,
+                                                    );
+                                                    cleanup_list.extend(_cleanup38);
+                                                    for (i, e) in vec38.into_iter().enumerate() {
+                                                        let base = result38
+                                                            .add(i * (3 * ::core::mem::size_of::<*const u8>()));
+                                                        {
+                                                            match e {
+                                                                Some(e) => {
+                                                                    *base.add(0).cast::<u8>() = (1i32) as u8;
+                                                                    let vec37 = e;
+                                                                    let ptr37 = vec37.as_ptr().cast::<u8>();
+                                                                    let len37 = vec37.len();
+                                                                    *base
+                                                                        .add(2 * ::core::mem::size_of::<*const u8>())
+                                                                        .cast::<usize>() = len37;
+                                                                    *base
+                                                                        .add(::core::mem::size_of::<*const u8>())
+                                                                        .cast::<*mut u8>() = ptr37.cast_mut();
+                                                                }
+                                                                None => {
+                                                                    *base.add(0).cast::<u8>() = (0i32) as u8;
+                                                                }
+                                                            };
+                                                        }
+                                                    }
+                                                    *base
+                                                        .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<usize>() = len38;
+                                                    *base
+                                                        .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                                        .cast::<*mut u8>() = result38;
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            *base
+                                .add(::core::mem::size_of::<*const u8>())
+                                .cast::<usize>() = len41;
+                            *base.add(0).cast::<*mut u8>() = result41;
+                        }
+                    }
+                    let ptr43 = ret_area.0.as_mut_ptr().cast::<u8>();
+                    #[cfg(target_arch = "wasm32")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    unsafe extern "C" {
+                        #[link_name = "copy-in"]
+                        fn wit_import44(
+                            _: *mut u8,
+                            _: usize,
+                            _: *mut u8,
+                            _: usize,
+                            _: *mut u8,
+                            _: usize,
+                            _: *mut u8,
+                        );
+                    }
+                    #[cfg(not(target_arch = "wasm32"))]
+                    unsafe extern "C" fn wit_import44(
+                        _: *mut u8,
+                        _: usize,
+                        _: *mut u8,
+                        _: usize,
+                        _: *mut u8,
+                        _: usize,
+                        _: *mut u8,
+                    ) {
+                        unreachable!()
+                    }
+                    wit_import44(
+                        ptr0.cast_mut(),
+                        len0,
+                        result2,
+                        len2,
+                        result42,
+                        len42,
+                        ptr43,
+                    );
+                    let l45 = i32::from(*ptr43.add(0).cast::<u8>());
+                    let result73 = match l45 {
+                        0 => {
+                            let e = {
+                                let l46 = *ptr43.add(8).cast::<i64>();
+                                l46 as u64
+                            };
+                            Ok(e)
+                        }
+                        1 => {
+                            let e = {
+                                let l47 = *ptr43.add(8).cast::<*mut u8>();
+                                let l48 = *ptr43
+                                    .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                    .cast::<usize>();
+                                let len49 = l48;
+                                let bytes49 = _rt::Vec::from_raw_parts(
+                                    l47.cast(),
+                                    len49,
+                                    len49,
+                                );
+                                let l50 = *ptr43
+                                    .add(8 + 2 * ::core::mem::size_of::<*const u8>())
+                                    .cast::<*mut u8>();
+                                let l51 = *ptr43
+                                    .add(8 + 3 * ::core::mem::size_of::<*const u8>())
+                                    .cast::<usize>();
+                                let len52 = l51;
+                                let bytes52 = _rt::Vec::from_raw_parts(
+                                    l50.cast(),
+                                    len52,
+                                    len52,
+                                );
+                                let l53 = i32::from(
+                                    *ptr43
+                                        .add(8 + 4 * ::core::mem::size_of::<*const u8>())
+                                        .cast::<u8>(),
+                                );
+                                let l57 = i32::from(
+                                    *ptr43
+                                        .add(8 + 7 * ::core::mem::size_of::<*const u8>())
+                                        .cast::<u8>(),
+                                );
+                                let l61 = i32::from(
+                                    *ptr43
+                                        .add(8 + 10 * ::core::mem::size_of::<*const u8>())
+                                        .cast::<u8>(),
+                                );
+                                let l65 = i32::from(
+                                    *ptr43
+                                        .add(8 + 13 * ::core::mem::size_of::<*const u8>())
+                                        .cast::<u8>(),
+                                );
+                                let l69 = i32::from(
+                                    *ptr43
+                                        .add(8 + 16 * ::core::mem::size_of::<*const u8>())
+                                        .cast::<u8>(),
+                                );
+                                super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                    code: _rt::string_lift(bytes49),
+                                    message: _rt::string_lift(bytes52),
+                                    detail: match l53 {
+                                        0 => None,
+                                        1 => {
+                                            let e = {
+                                                let l54 = *ptr43
+                                                    .add(8 + 5 * ::core::mem::size_of::<*const u8>())
+                                                    .cast::<*mut u8>();
+                                                let l55 = *ptr43
+                                                    .add(8 + 6 * ::core::mem::size_of::<*const u8>())
+                                                    .cast::<usize>();
+                                                let len56 = l55;
+                                                let bytes56 = _rt::Vec::from_raw_parts(
+                                                    l54.cast(),
+                                                    len56,
+                                                    len56,
+                                                );
+                                                _rt::string_lift(bytes56)
+                                            };
+                                            Some(e)
+                                        }
+                                        _ => _rt::invalid_enum_discriminant(),
+                                    },
+                                    hint: match l57 {
+                                        0 => None,
+                                        1 => {
+                                            let e = {
+                                                let l58 = *ptr43
+                                                    .add(8 + 8 * ::core::mem::size_of::<*const u8>())
+                                                    .cast::<*mut u8>();
+                                                let l59 = *ptr43
+                                                    .add(8 + 9 * ::core::mem::size_of::<*const u8>())
+                                                    .cast::<usize>();
+                                                let len60 = l59;
+                                                let bytes60 = _rt::Vec::from_raw_parts(
+                                                    l58.cast(),
+                                                    len60,
+                                                    len60,
+                                                );
+                                                _rt::string_lift(bytes60)
+                                            };
+                                            Some(e)
+                                        }
+                                        _ => _rt::invalid_enum_discriminant(),
+                                    },
+                                    constraint: match l61 {
+                                        0 => None,
+                                        1 => {
+                                            let e = {
+                                                let l62 = *ptr43
+                                                    .add(8 + 11 * ::core::mem::size_of::<*const u8>())
+                                                    .cast::<*mut u8>();
+                                                let l63 = *ptr43
+                                                    .add(8 + 12 * ::core::mem::size_of::<*const u8>())
+                                                    .cast::<usize>();
+                                                let len64 = l63;
+                                                let bytes64 = _rt::Vec::from_raw_parts(
+                                                    l62.cast(),
+                                                    len64,
+                                                    len64,
+                                                );
+                                                _rt::string_lift(bytes64)
+                                            };
+                                            Some(e)
+                                        }
+                                        _ => _rt::invalid_enum_discriminant(),
+                                    },
+                                    table: match l65 {
+                                        0 => None,
+                                        1 => {
+                                            let e = {
+                                                let l66 = *ptr43
+                                                    .add(8 + 14 * ::core::mem::size_of::<*const u8>())
+                                                    .cast::<*mut u8>();
+                                                let l67 = *ptr43
+                                                    .add(8 + 15 * ::core::mem::size_of::<*const u8>())
+                                                    .cast::<usize>();
+                                                let len68 = l67;
+                                                let bytes68 = _rt::Vec::from_raw_parts(
+                                                    l66.cast(),
+                                                    len68,
+                                                    len68,
+                                                );
+                                                _rt::string_lift(bytes68)
+                                            };
+                                            Some(e)
+                                        }
+                                        _ => _rt::invalid_enum_discriminant(),
+                                    },
+                                    column: match l69 {
+                                        0 => None,
+                                        1 => {
+                                            let e = {
+                                                let l70 = *ptr43
+                                                    .add(8 + 17 * ::core::mem::size_of::<*const u8>())
+                                                    .cast::<*mut u8>();
+                                                let l71 = *ptr43
+                                                    .add(8 + 18 * ::core::mem::size_of::<*const u8>())
+                                                    .cast::<usize>();
+                                                let len72 = l71;
+                                                let bytes72 = _rt::Vec::from_raw_parts(
+                                                    l70.cast(),
+                                                    len72,
+                                                    len72,
+                                                );
+                                                _rt::string_lift(bytes72)
+                                            };
+                                            Some(e)
+                                        }
+                                        _ => _rt::invalid_enum_discriminant(),
+                                    },
+                                }
+                            };
+                            Err(e)
+                        }
+                        _ => _rt::invalid_enum_discriminant(),
+                    };
+                    result73
+                }
+            }
         }
         /// Logging and progress, shown by the host prefixed with the revision.
         #[allow(dead_code, async_fn_in_trait, unused_imports, clippy::all)]
@@ -7867,7 +8950,7 @@ pub mod wasmig {
                     let ptr0 = vec0.as_ptr().cast::<u8>();
                     let len0 = vec0.len();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/log@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/log@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "log"]
                         fn wit_import1(_: i32, _: *mut u8, _: usize);
@@ -7890,7 +8973,7 @@ pub mod wasmig {
                         None => (0i32, 0i64),
                     };
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/log@0.1.0")]
+                    #[link(wasm_import_module = "wasmig:migration/log@0.2.0")]
                     unsafe extern "C" {
                         #[link_name = "progress"]
                         fn wit_import1(_: i64, _: i32, _: i64);
@@ -7900,6 +8983,112 @@ pub mod wasmig {
                         unreachable!()
                     }
                     wit_import1(_rt::as_i64(&done), result0_0, result0_1);
+                }
+            }
+        }
+        /// Migrations that work in batches, such as a backfill walking a large table by key.
+        ///
+        /// The host calls `upgrade` (or `downgrade`) once per batch, each time in a fresh instance.
+        /// A call that wants another batch calls `next-batch` with a checkpoint (a string only the
+        /// migration interprets, such as the last key it processed) and returns success; the host
+        /// then calls it again, and `checkpoint` returns that string. A call that returns without
+        /// `next-batch` is the last one. A migration that is not batched simply never calls it.
+        ///
+        /// The revision's `transaction` setting decides what a batch is:
+        ///
+        /// - `per-migration` (the default): every batch runs in the step's one transaction, which
+        ///   commits after the last batch together with the version-table update. Nothing is saved
+        ///   between batches; a failure rolls back all of them.
+        /// - `batched`: every batch commits on its own, together with its checkpoint, which the host
+        ///   stores in the database. A run that is interrupted (killed, a deadline, a failure) resumes
+        ///   on the next `wasmig up` from the last committed checkpoint, and the revision counts as
+        ///   applied only when its last batch has committed.
+        ///
+        /// Either way the deadline (`timeout_secs`) bounds one transaction: the whole step for
+        /// `per-migration`, each batch for `batched`. State kept in guest memory does not survive
+        /// from one batch to the next: everything the next batch needs goes into the checkpoint.
+        #[allow(dead_code, async_fn_in_trait, unused_imports, clippy::all)]
+        pub mod batch {
+            #[used]
+            #[doc(hidden)]
+            static __FORCE_SECTION_REF: fn() = super::super::super::__link_custom_section_describing_imports;
+            use super::super::super::_rt;
+            #[allow(unused_unsafe, clippy::all)]
+            /// The checkpoint passed to `next-batch` by the previous batch of this step, or `none`
+            /// in the first batch (of a fresh run: a resumed run starts from its stored checkpoint).
+            #[allow(async_fn_in_trait)]
+            pub fn checkpoint() -> ::core::option::Option<_rt::String> {
+                unsafe {
+                    #[cfg_attr(target_pointer_width = "64", repr(align(8)))]
+                    #[cfg_attr(target_pointer_width = "32", repr(align(4)))]
+                    struct RetArea(
+                        [::core::mem::MaybeUninit<
+                            u8,
+                        >; 3 * ::core::mem::size_of::<*const u8>()],
+                    );
+                    let mut ret_area = RetArea(
+                        [::core::mem::MaybeUninit::uninit(); 3
+                            * ::core::mem::size_of::<*const u8>()],
+                    );
+                    let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
+                    #[cfg(target_arch = "wasm32")]
+                    #[link(wasm_import_module = "wasmig:migration/batch@0.2.0")]
+                    unsafe extern "C" {
+                        #[link_name = "checkpoint"]
+                        fn wit_import1(_: *mut u8);
+                    }
+                    #[cfg(not(target_arch = "wasm32"))]
+                    unsafe extern "C" fn wit_import1(_: *mut u8) {
+                        unreachable!()
+                    }
+                    wit_import1(ptr0);
+                    let l2 = i32::from(*ptr0.add(0).cast::<u8>());
+                    let result6 = match l2 {
+                        0 => None,
+                        1 => {
+                            let e = {
+                                let l3 = *ptr0
+                                    .add(::core::mem::size_of::<*const u8>())
+                                    .cast::<*mut u8>();
+                                let l4 = *ptr0
+                                    .add(2 * ::core::mem::size_of::<*const u8>())
+                                    .cast::<usize>();
+                                let len5 = l4;
+                                let bytes5 = _rt::Vec::from_raw_parts(
+                                    l3.cast(),
+                                    len5,
+                                    len5,
+                                );
+                                _rt::string_lift(bytes5)
+                            };
+                            Some(e)
+                        }
+                        _ => _rt::invalid_enum_discriminant(),
+                    };
+                    result6
+                }
+            }
+            #[allow(unused_unsafe, clippy::all)]
+            /// Asks for another batch after this call returns success, resuming from `checkpoint`.
+            /// Called more than once in a batch, the last checkpoint counts. Ignored when the call
+            /// fails: the batch is rolled back and its checkpoint with it.
+            #[allow(async_fn_in_trait)]
+            pub fn next_batch(checkpoint: &str) -> () {
+                unsafe {
+                    let vec0 = checkpoint;
+                    let ptr0 = vec0.as_ptr().cast::<u8>();
+                    let len0 = vec0.len();
+                    #[cfg(target_arch = "wasm32")]
+                    #[link(wasm_import_module = "wasmig:migration/batch@0.2.0")]
+                    unsafe extern "C" {
+                        #[link_name = "next-batch"]
+                        fn wit_import1(_: *mut u8, _: usize);
+                    }
+                    #[cfg(not(target_arch = "wasm32"))]
+                    unsafe extern "C" fn wit_import1(_: *mut u8, _: usize) {
+                        unreachable!()
+                    }
+                    wit_import1(ptr0.cast_mut(), len0);
                 }
             }
         }
@@ -8168,12 +9357,12 @@ macro_rules! __export_migration_impl {
         $($path_to_types_root)*:: __export_world_migration_cabi!($ty with_types_in
         $($path_to_types_root)*); const _ : () = { #[rustfmt::skip] #[cfg(target_arch =
         "wasm32")] #[unsafe (link_section =
-        "component-type:wit-bindgen:0.63.0:wasmig:migration@0.1.0:migration:imports and exports")]
+        "component-type:wit-bindgen:0.63.0:wasmig:migration@0.2.0:migration:imports and exports")]
         #[doc(hidden)] #[allow(clippy::octal_escapes)] pub static
-        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 1662] = *
+        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 1795] = *
         b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xfe\x0b\x01A\x02\x01\
-A\x10\x01B!\x01k\x7f\x01p\0\x01k|\x01p\x02\x01kz\x01p\x04\x01kx\x01p\x06\x01kv\x01\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\x83\x0d\x01A\x02\x01\
+A\x12\x01B!\x01k\x7f\x01p\0\x01k|\x01p\x02\x01kz\x01p\x04\x01kx\x01p\x06\x01kv\x01\
 p\x08\x01ku\x01p\x0a\x01ks\x01p\x0c\x01p}\x01k\x0e\x01p\x0f\x01q\x10\x04bool\x01\
 \x01\0\x05int16\x01\x03\0\x05int32\x01\x05\0\x05int64\x01\x07\0\x07float32\x01\x09\
 \0\x07float64\x01\x0b\0\x07numeric\x01\x0d\0\x04text\x01\x0d\0\x05bytes\x01\x10\0\
@@ -8188,9 +9377,9 @@ p\x14\x04\0\x03row\x03\0\x17\x01p\x16\x01p\x18\x01r\x02\x07columns\x19\x04rows\x
 \x04\0\x0cquery-result\x03\0\x1b\x01r\x07\x04codes\x07messages\x06detail\x0c\x04\
 hint\x0c\x0aconstraint\x0c\x05table\x0c\x06column\x0c\x04\0\x09sql-error\x03\0\x1d\
 \x01m\x02\x08postgres\x06sqlite\x04\0\x0bsql-dialect\x03\0\x1f\x03\0\x1cwasmig:m\
-igration/types@0.1.0\x05\0\x02\x03\0\0\x05value\x02\x03\0\0\x03row\x02\x03\0\0\x06\
+igration/types@0.2.0\x05\0\x02\x03\0\0\x05value\x02\x03\0\0\x03row\x02\x03\0\0\x06\
 column\x02\x03\0\0\x0cquery-result\x02\x03\0\0\x09sql-error\x02\x03\0\0\x0bsql-d\
-ialect\x01B1\x02\x03\x02\x01\x01\x04\0\x05value\x03\0\0\x02\x03\x02\x01\x02\x04\0\
+ialect\x01B4\x02\x03\x02\x01\x01\x04\0\x05value\x03\0\0\x02\x03\x02\x01\x02\x04\0\
 \x03row\x03\0\x02\x02\x03\x02\x01\x03\x04\0\x06column\x03\0\x04\x02\x03\x02\x01\x04\
 \x04\0\x0cquery-result\x03\0\x06\x02\x03\x02\x01\x05\x04\0\x09sql-error\x03\0\x08\
 \x02\x03\x02\x01\x06\x04\0\x0bsql-dialect\x03\0\x0a\x04\0\x06cursor\x03\x01\x04\0\
@@ -8204,14 +9393,17 @@ j\x01w\x01\x09\x01@\x02\x09statements\x06params\x18\0\x19\x04\0\x07execute\x01\x
 \x1c\x01@\x01\x06scripts\0\x15\x04\0\x05batch\x01\x1d\x01p\x18\x01@\x02\x09state\
 ments\x04rows\x1e\0\x19\x04\0\x0cexecute-many\x01\x1f\x01i\x0c\x01j\x01\x20\x01\x09\
 \x01@\x02\x09statements\x06params\x18\0!\x04\0\x0bopen-cursor\x01\"\x01i\x0d\x01\
-j\x01#\x01\x09\x01@\0\0$\x04\0\x0fbegin-savepoint\x01%\x03\0\x1awasmig:migration\
-/sql@0.1.0\x05\x07\x01B\x07\x01m\x05\x05trace\x05debug\x04info\x04warn\x05error\x04\
-\0\x05level\x03\0\0\x01@\x02\x05level\x01\x07messages\x01\0\x04\0\x03log\x01\x02\
-\x01kw\x01@\x02\x04donew\x05total\x03\x01\0\x04\0\x08progress\x01\x04\x03\0\x1aw\
-asmig:migration/log@0.1.0\x05\x08\x01j\0\x01s\x01@\0\0\x09\x04\0\x07upgrade\x01\x0a\
-\x04\0\x09downgrade\x01\x0a\x04\0\x20wasmig:migration/migration@0.1.0\x04\0\x0b\x0f\
-\x01\0\x09migration\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-compo\
-nent\x070.262.0\x10wit-bindgen-rust\x060.63.0";
+j\x01#\x01\x09\x01@\0\0$\x04\0\x0fbegin-savepoint\x01%\x01ps\x01@\x03\x05tables\x07\
+columns&\x04rows\x11\0\x19\x04\0\x07copy-in\x01'\x03\0\x1awasmig:migration/sql@0\
+.2.0\x05\x07\x01B\x07\x01m\x05\x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05\
+level\x03\0\0\x01@\x02\x05level\x01\x07messages\x01\0\x04\0\x03log\x01\x02\x01kw\
+\x01@\x02\x04donew\x05total\x03\x01\0\x04\0\x08progress\x01\x04\x03\0\x1awasmig:\
+migration/log@0.2.0\x05\x08\x01B\x05\x01ks\x01@\0\0\0\x04\0\x0acheckpoint\x01\x01\
+\x01@\x01\x0acheckpoints\x01\0\x04\0\x0anext-batch\x01\x02\x03\0\x1cwasmig:migra\
+tion/batch@0.2.0\x05\x09\x01j\0\x01s\x01@\0\0\x0a\x04\0\x07upgrade\x01\x0b\x04\0\
+\x09downgrade\x01\x0b\x04\0\x20wasmig:migration/migration@0.2.0\x04\0\x0b\x0f\x01\
+\0\x09migration\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\
+\x070.262.0\x10wit-bindgen-rust\x060.63.0";
         };
     };
 }
@@ -8220,13 +9412,13 @@ pub use __export_migration_impl as export;
 #[rustfmt::skip]
 #[cfg(target_arch = "wasm32")]
 #[unsafe(
-    link_section = "component-type:wit-bindgen:0.63.0:wasmig:migration@0.1.0:migration-with-all-of-its-exports-removed:encoded world"
+    link_section = "component-type:wit-bindgen:0.63.0:wasmig:migration@0.2.0:migration-with-all-of-its-exports-removed:encoded world"
 )]
 #[doc(hidden)]
 #[allow(clippy::octal_escapes)]
-pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 1690] = *b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xfa\x0b\x01A\x02\x01\
-A\x0c\x01B!\x01k\x7f\x01p\0\x01k|\x01p\x02\x01kz\x01p\x04\x01kx\x01p\x06\x01kv\x01\
+pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 1823] = *b"\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xff\x0c\x01A\x02\x01\
+A\x0e\x01B!\x01k\x7f\x01p\0\x01k|\x01p\x02\x01kz\x01p\x04\x01kx\x01p\x06\x01kv\x01\
 p\x08\x01ku\x01p\x0a\x01ks\x01p\x0c\x01p}\x01k\x0e\x01p\x0f\x01q\x10\x04bool\x01\
 \x01\0\x05int16\x01\x03\0\x05int32\x01\x05\0\x05int64\x01\x07\0\x07float32\x01\x09\
 \0\x07float64\x01\x0b\0\x07numeric\x01\x0d\0\x04text\x01\x0d\0\x05bytes\x01\x10\0\
@@ -8241,9 +9433,9 @@ p\x14\x04\0\x03row\x03\0\x17\x01p\x16\x01p\x18\x01r\x02\x07columns\x19\x04rows\x
 \x04\0\x0cquery-result\x03\0\x1b\x01r\x07\x04codes\x07messages\x06detail\x0c\x04\
 hint\x0c\x0aconstraint\x0c\x05table\x0c\x06column\x0c\x04\0\x09sql-error\x03\0\x1d\
 \x01m\x02\x08postgres\x06sqlite\x04\0\x0bsql-dialect\x03\0\x1f\x03\0\x1cwasmig:m\
-igration/types@0.1.0\x05\0\x02\x03\0\0\x05value\x02\x03\0\0\x03row\x02\x03\0\0\x06\
+igration/types@0.2.0\x05\0\x02\x03\0\0\x05value\x02\x03\0\0\x03row\x02\x03\0\0\x06\
 column\x02\x03\0\0\x0cquery-result\x02\x03\0\0\x09sql-error\x02\x03\0\0\x0bsql-d\
-ialect\x01B1\x02\x03\x02\x01\x01\x04\0\x05value\x03\0\0\x02\x03\x02\x01\x02\x04\0\
+ialect\x01B4\x02\x03\x02\x01\x01\x04\0\x05value\x03\0\0\x02\x03\x02\x01\x02\x04\0\
 \x03row\x03\0\x02\x02\x03\x02\x01\x03\x04\0\x06column\x03\0\x04\x02\x03\x02\x01\x04\
 \x04\0\x0cquery-result\x03\0\x06\x02\x03\x02\x01\x05\x04\0\x09sql-error\x03\0\x08\
 \x02\x03\x02\x01\x06\x04\0\x0bsql-dialect\x03\0\x0a\x04\0\x06cursor\x03\x01\x04\0\
@@ -8257,14 +9449,17 @@ j\x01w\x01\x09\x01@\x02\x09statements\x06params\x18\0\x19\x04\0\x07execute\x01\x
 \x1c\x01@\x01\x06scripts\0\x15\x04\0\x05batch\x01\x1d\x01p\x18\x01@\x02\x09state\
 ments\x04rows\x1e\0\x19\x04\0\x0cexecute-many\x01\x1f\x01i\x0c\x01j\x01\x20\x01\x09\
 \x01@\x02\x09statements\x06params\x18\0!\x04\0\x0bopen-cursor\x01\"\x01i\x0d\x01\
-j\x01#\x01\x09\x01@\0\0$\x04\0\x0fbegin-savepoint\x01%\x03\0\x1awasmig:migration\
-/sql@0.1.0\x05\x07\x01B\x07\x01m\x05\x05trace\x05debug\x04info\x04warn\x05error\x04\
-\0\x05level\x03\0\0\x01@\x02\x05level\x01\x07messages\x01\0\x04\0\x03log\x01\x02\
-\x01kw\x01@\x02\x04donew\x05total\x03\x01\0\x04\0\x08progress\x01\x04\x03\0\x1aw\
-asmig:migration/log@0.1.0\x05\x08\x04\0@wasmig:migration/migration-with-all-of-i\
-ts-exports-removed@0.1.0\x04\0\x0b/\x01\0)migration-with-all-of-its-exports-remo\
-ved\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x070.262.0\x10\
-wit-bindgen-rust\x060.63.0";
+j\x01#\x01\x09\x01@\0\0$\x04\0\x0fbegin-savepoint\x01%\x01ps\x01@\x03\x05tables\x07\
+columns&\x04rows\x11\0\x19\x04\0\x07copy-in\x01'\x03\0\x1awasmig:migration/sql@0\
+.2.0\x05\x07\x01B\x07\x01m\x05\x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05\
+level\x03\0\0\x01@\x02\x05level\x01\x07messages\x01\0\x04\0\x03log\x01\x02\x01kw\
+\x01@\x02\x04donew\x05total\x03\x01\0\x04\0\x08progress\x01\x04\x03\0\x1awasmig:\
+migration/log@0.2.0\x05\x08\x01B\x05\x01ks\x01@\0\0\0\x04\0\x0acheckpoint\x01\x01\
+\x01@\x01\x0acheckpoints\x01\0\x04\0\x0anext-batch\x01\x02\x03\0\x1cwasmig:migra\
+tion/batch@0.2.0\x05\x09\x04\0@wasmig:migration/migration-with-all-of-its-export\
+s-removed@0.2.0\x04\0\x0b/\x01\0)migration-with-all-of-its-exports-removed\x03\0\
+\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x070.262.0\x10wit-bi\
+ndgen-rust\x060.63.0";
 #[inline(never)]
 #[doc(hidden)]
 pub fn __link_custom_section_describing_imports() {

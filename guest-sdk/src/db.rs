@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use crate::bindings::wasmig::migration::sql;
+use crate::wit::sql;
 use crate::{Column, Dialect, Error, Result, Row, Rows, Value};
 
 /// Which database the migration runs against.
@@ -112,6 +112,36 @@ pub fn batch(script: &str) -> Result<()> {
 /// The SQL error of the first failing row; the rows after it are not run.
 pub fn execute_many(statement: &str, rows: &[Vec<Value>]) -> Result<u64> {
     Ok(sql::execute_many(statement, rows)?)
+}
+
+/// Writes `rows` into `table`, one value per column of `columns` in that order, and returns
+/// the number of rows written: the fast path for bulk inserts (a backfill into a new table,
+/// a copy between tables). On PostgreSQL one `COPY ... FROM STDIN`, on SQLite multi-row
+/// `INSERT`s.
+///
+/// `table` may be qualified by a schema (`"audit.events"`); the names are quoted by the host
+/// and taken literally, so they cannot inject SQL. On PostgreSQL every value travels as text
+/// and is converted to the column's type by the server, so an `i64` fits an `integer`
+/// column.
+///
+/// ```no_run
+/// # fn f() -> wasmig_guest::Result<()> {
+/// use wasmig_guest::{db, params};
+///
+/// let rows: Vec<_> = (1..=1000_i64).map(|id| params![id, format!("user {id}")]).collect();
+/// let written = db::copy_in("users", &["id", "name"], &rows)?;
+/// assert_eq!(written, 1000);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// `WASMIG-BIND` for a row of the wrong width or a malformed value (naming its row and
+/// column); the database's error for a row it refuses (a constraint, a type it cannot
+/// convert), which fails the call like any statement.
+pub fn copy_in(table: &str, columns: &[&str], rows: &[Vec<Value>]) -> Result<u64> {
+    let columns: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
+    Ok(sql::copy_in(table, &columns, rows)?)
 }
 
 /// Opens a cursor over the result of a query, to read it in chunks so that a large table

@@ -90,7 +90,7 @@
 //! the core module into a component. The bindings in [`bindings`] are generated ahead of time
 //! and checked in, so the only dependency is the small `wit-bindgen` runtime crate: no proc
 //! macros, and a cold build takes seconds. That target has no WASI, so the component imports
-//! nothing but `wasmig:migration/sql` and `wasmig:migration/log`: no files, no network, no
+//! nothing but wasmig's interfaces (`wasmig:migration/sql`, `log`, `batch`): no files, no network, no
 //! clock, by construction.
 //!
 //! The flip side: **`println!` and `eprintln!` output is lost** on `wasm32-unknown-unknown`,
@@ -110,6 +110,10 @@
 #[allow(missing_docs, unreachable_pub, unused_lifetimes, clippy::all, clippy::pedantic)]
 pub mod bindings;
 
+/// The interfaces of the WIT version this SDK targets (`wit/migration.wit`, 0.2.0).
+use bindings::wasmig::migration0_2_0 as wit;
+
+pub mod batch;
 pub mod db;
 mod error;
 pub mod log;
@@ -117,14 +121,12 @@ mod row;
 mod text_types;
 mod value;
 
-pub use bindings::wasmig::migration::types::{
-    ArrayValue, Column, SqlDialect as Dialect, SqlError, Value,
-};
 pub use error::{Error, Result};
 pub use log::progress;
 pub use row::{ColumnIndex, Row, Rows};
 pub use text_types::{Date, Json, Jsonb, Numeric, Time, Timestamp, Timestamptz, Uuid};
 pub use value::{ArrayElement, FromSql, ToSql};
+pub use wit::types::{ArrayValue, Column, SqlDialect as Dialect, SqlError, Value};
 
 impl Dialect {
     /// The database's name as people write it: `PostgreSQL` or `SQLite`.

@@ -6,11 +6,11 @@
 //! migration built for `wasm32-unknown-unknown` has no stdout: `println!` output is lost, so
 //! log with these instead. Outside wasmig (a native unit test) these functions panic.
 
-pub use crate::bindings::wasmig::migration::log::Level;
+pub use crate::wit::log::Level;
 
 /// Writes one message to wasmig's log; the macros call this with `format!`'s result.
 pub fn write(level: Level, message: &str) {
-    crate::bindings::wasmig::migration::log::log(level, message);
+    crate::wit::log::log(level, message);
 }
 
 /// Reports progress: `done` units of work so far, out of `total` if known. wasmig shows a
@@ -21,7 +21,7 @@ pub fn write(level: Level, message: &str) {
 /// wasmig_guest::progress(5_000, Some(120_000));
 /// ```
 pub fn progress(done: u64, total: Option<u64>) {
-    crate::bindings::wasmig::migration::log::progress(done, total);
+    crate::wit::log::progress(done, total);
 }
 
 /// Logs a message at `trace` level, formatted like `format!`.

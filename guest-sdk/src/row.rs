@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::bindings::wasmig::migration::types::QueryResult;
+use crate::wit::types::QueryResult;
 use crate::{Column, Error, FromSql, Result, Value};
 
 /// The rows of a result, with their columns.

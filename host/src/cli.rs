@@ -12,8 +12,8 @@ use serde_json::json;
 use chrono::Utc;
 
 use crate::config::Project;
-use crate::db::{self, Database, StepRecord};
-use crate::error::{ConfigError, FailedError, GraphError, NotFailed};
+use crate::db::{self, Database, FailedMark, StepRecord};
+use crate::error::{ConfigError, FailedError, GraphError, InProgressError, NotFailed};
 use crate::graph::Graph;
 use crate::history;
 use crate::integrity;
@@ -173,10 +173,11 @@ enum Command {
         #[arg(required = true, value_name = "REV")]
         revisions: Vec<String>,
     },
-    /// Clear a revision's failed mark (a `transaction = "none"` step that stopped part-way),
-    /// after looking at the database: say whether its work is in the database or not.
+    /// Clear a revision's failed mark (a `transaction = "none"` step that stopped part-way)
+    /// or the checkpoint of a batched step part-way through, after looking at the database:
+    /// say whether its work is in the database or not.
     Resolve {
-        /// The revision marked failed (`wasmig current` lists them).
+        /// The revision marked failed or in progress (`wasmig current` lists them).
         #[arg(value_name = "REV")]
         revision: String,
         /// What the database holds now: all of the revision's work (`applied`) or none of
@@ -354,9 +355,16 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
         Command::Current => {
             let (revisions, graph) = load_graph(project)?;
             let db = connect(project, g).await?;
-            let state = async { anyhow::Ok((db.heads().await?, db.failed().await?)) }.await;
+            let state = async {
+                anyhow::Ok((
+                    db.heads().await?,
+                    db.failed().await?,
+                    db.checkpoints().await?,
+                ))
+            }
+            .await;
             db.close().await;
-            let (heads, failed) = state?;
+            let (heads, failed, in_progress) = state?;
             let pending = graph.pending(&heads)?;
             if g.json {
                 let graph_heads = graph.heads();
@@ -366,6 +374,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     "head": (graph_heads.len() == 1).then(|| graph_heads[0]),
                     "pending": pending,
                     "failed": failed,
+                    "in_progress": in_progress,
                     "dialect": db.dialect().name(),
                 });
                 println!("{out}");
@@ -383,6 +392,23 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                         f.error,
                         f.sqlstate.as_deref().unwrap_or("none"),
                         f.revision
+                    );
+                }
+                for c in &in_progress {
+                    println!(
+                        "in progress: {} (batched {}, {} batch(es) committed since {}, last at {}); `wasmig {}` resumes it",
+                        c.revision,
+                        c.direction,
+                        c.batches,
+                        c.started_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        c.updated_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        if c.direction == "upgrade" {
+                            "up"
+                        } else {
+                            "down"
+                        }
                     );
                 }
                 if pending.is_empty() {
@@ -628,15 +654,36 @@ async fn resolve(
     let result = with_lock(db.as_ref(), g, async {
         db.ensure_version_tables().await?;
         let failed = db.failed().await?;
+        let checkpoints = db.checkpoints().await?;
         // An exact id first: the mark may name a revision this checkout no longer has.
-        let id = match failed.iter().find(|f| f.revision == target) {
-            Some(f) => f.revision.clone(),
+        let id = match failed
+            .iter()
+            .map(|f| &f.revision)
+            .chain(checkpoints.iter().map(|c| &c.revision))
+            .find(|r| *r == target)
+        {
+            Some(r) => r.clone(),
             None => graph.resolve(target)?.to_owned(),
         };
-        let mark = failed
-            .into_iter()
-            .find(|f| f.revision == id)
-            .ok_or_else(|| NotFailed(id.clone()))?;
+        // A batched step part-way through is resolved like a failed mark: its checkpoint
+        // carries the step's head change, and the checksum of what its batches ran.
+        let batched = checkpoints.into_iter().find(|c| c.revision == id);
+        let mark = match &batched {
+            Some(c) => FailedMark {
+                revision: c.revision.clone(),
+                direction: c.direction.clone(),
+                remove_heads: c.remove_heads.clone(),
+                add_heads: c.add_heads.clone(),
+                statement: 0,
+                error: String::new(),
+                sqlstate: None,
+                failed_at: c.updated_at,
+            },
+            None => failed
+                .into_iter()
+                .find(|f| f.revision == id)
+                .ok_or_else(|| NotFailed(id.clone()))?,
+        };
         let heads = db.heads().await?;
         // `--as applied` completes a failed upgrade; `--as rolled-back` completes a failed
         // downgrade. Otherwise the heads stay as the failed step found them.
@@ -670,14 +717,17 @@ async fn resolve(
             });
         // The checksum of what ran (the `failed` row records it), not of the files now: a
         // fixed file must not be accepted without `rehash`.
-        let ran = db
-            .history()
-            .await?
-            .into_iter()
-            .rev()
-            .find(|h| h.revision == id && h.direction == "failed")
-            .map(|h| h.checksum)
-            .filter(|c| !c.is_empty());
+        let ran = match &batched {
+            Some(c) => Some(c.checksum.clone()),
+            None => db
+                .history()
+                .await?
+                .into_iter()
+                .rev()
+                .find(|h| h.revision == id && h.direction == "failed")
+                .map(|h| h.checksum),
+        }
+        .filter(|c| !c.is_empty());
         let now_checksum = artifact.as_ref().map(|(_, a)| a.checksum());
         let checksum = match (state, &ran, &now_checksum) {
             (Resolution::Applied, Some(ran), _) => ran.clone(),
@@ -727,7 +777,11 @@ async fn resolve(
                 }
                 _ => {}
             }
-            session.clear_failed(&id).await
+            if batched.is_some() {
+                session.clear_checkpoint(&id).await
+            } else {
+                session.clear_failed(&id).await
+            }
         }
         .await;
         if let Err(e) = written {
@@ -788,10 +842,15 @@ async fn stamp(
     let db = connect(project, g).await?;
     let result = with_lock(db.as_ref(), g, async {
         db.ensure_version_tables().await?;
-        // Moving the heads under a failed mark would make its resolution wrong.
+        // Moving the heads under a failed mark would make its resolution wrong, and so
+        // would moving them under a batched step part-way through.
         let failed = db.failed().await?;
         if !failed.is_empty() {
             return Err(FailedError(failed).into());
+        }
+        let checkpoints = db.checkpoints().await?;
+        if !checkpoints.is_empty() {
+            return Err(InProgressError(checkpoints).into());
         }
         let heads = db.heads().await?;
         let new = graph.plan_stamp(&heads, targets, purge)?;
@@ -913,6 +972,21 @@ async fn migrate_locked(
     } else {
         graph.plan_downgrade(&heads, args.target.as_deref().unwrap_or("-1"))?
     };
+    // A batched step part-way through is finished by a plan that runs it again (it resumes
+    // from its checkpoint); any other plan would build on half of a data migration.
+    let checkpoints = db.checkpoints().await?;
+    let unfinished: Vec<_> = checkpoints
+        .iter()
+        .filter(|c| {
+            !steps
+                .iter()
+                .any(|s| s.revision == c.revision && s.action.as_str() == c.direction)
+        })
+        .cloned()
+        .collect();
+    if !unfinished.is_empty() {
+        return Err(InProgressError(unfinished).into());
+    }
     // Build first, so applied Rust revisions are verified against the components that would
     // run (a rebuild may change them).
     if !args.plan && !steps.is_empty() && !args.no_build && runner::needs_build(revisions, &steps) {
@@ -925,7 +999,18 @@ async fn migrate_locked(
             println!("{}", json!({ "steps": steps }));
         } else {
             for s in &steps {
-                println!("{} {}", s.action.as_str(), s.revision);
+                match checkpoints
+                    .iter()
+                    .find(|c| c.revision == s.revision && c.direction == s.action.as_str())
+                {
+                    Some(c) => println!(
+                        "{} {} (resuming after batch {})",
+                        s.action.as_str(),
+                        s.revision,
+                        c.batches
+                    ),
+                    None => println!("{} {}", s.action.as_str(), s.revision),
+                }
             }
         }
         return Ok(());
@@ -948,6 +1033,7 @@ async fn migrate_locked(
         progress_bars: !g.json,
         use_cache: !args.no_cache,
         atomic: args.atomic,
+        allow_modified: args.allow_modified,
     };
     let reports = runner::run(project, db, revisions, &steps, options).await?;
     let ms: u64 = reports.iter().map(|r| r.duration_ms).sum();

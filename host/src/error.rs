@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::bindings::SqlError;
-use crate::db::FailedMark;
+use crate::db::{Checkpoint, FailedMark};
 use crate::exit;
 
 /// The project or its configuration is unusable.
@@ -326,10 +326,68 @@ fn describe_failed(mark: &FailedMark) -> String {
     )
 }
 
+/// A batched step is part-way through (it has a checkpoint) and this command would not
+/// finish it (exit code 13): another plan would run on top of half of a data migration.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{}\nnothing ran: finish it first ({}), or, after finishing or undoing its work by hand, `wasmig resolve {rev} --as applied` or `--as rolled-back`",
+    .0.iter().map(describe_in_progress).collect::<Vec<_>>().join("\n"),
+    finish_hint(&.0[0]),
+    rev = if .0.len() == 1 { .0[0].revision.as_str() } else { "REV" }
+)]
+pub struct InProgressError(pub Vec<Checkpoint>);
+
+fn describe_in_progress(c: &Checkpoint) -> String {
+    format!(
+        "revision {} is part-way through a batched {}: {} batch(es) committed since {}, last checkpoint {:?}",
+        c.revision,
+        c.direction,
+        c.batches,
+        c.started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        excerpt(&c.checkpoint)
+    )
+}
+
+fn finish_hint(c: &Checkpoint) -> String {
+    if c.direction == "upgrade" {
+        format!("`wasmig up {}` resumes it", c.revision)
+    } else {
+        format!("`wasmig down` to a target below {} resumes it", c.revision)
+    }
+}
+
+/// At most 60 characters of a checkpoint, for messages.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// A batched step would resume from a checkpoint written by different code (exit code 12):
+/// the revision's artifact changed since its first batch ran.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "revision {revision}: changed since its batched {direction} began (checksum then {}, now {}), so its checkpoint may not mean the same to the new code; restore the files to resume, pass --allow-modified to resume with the changed code, or undo its work by hand and run `wasmig resolve {revision} --as rolled-back`",
+    &.recorded[..12.min(.recorded.len())],
+    &.current[..12.min(.current.len())]
+)]
+pub struct ResumeModified {
+    /// The revision.
+    pub revision: String,
+    /// `upgrade` or `downgrade`.
+    pub direction: String,
+    /// The checksum the committed batches ran.
+    pub recorded: String,
+    /// The checksum of the artifact now.
+    pub current: String,
+}
+
 /// `wasmig resolve` on a revision that is not marked failed.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "revision `{0}` is not marked failed, so there is nothing to resolve; `wasmig current` shows the failed revisions"
+    "revision `{0}` is not marked failed or in progress, so there is nothing to resolve; `wasmig current` shows the failed and in-progress revisions"
 )]
 pub struct NotFailed(pub String);
 
@@ -365,6 +423,18 @@ pub enum Failure {
     },
     /// Host: the database or wasmig failed while running the step.
     Host(anyhow::Error),
+    /// A batch of a `transaction = "batched"` step failed and was rolled back; the batches
+    /// before it stay committed with their checkpoint, from which the next run resumes.
+    Batch {
+        /// The revision, for the hint.
+        revision: String,
+        /// `upgrade` or `downgrade`, for the hint.
+        direction: &'static str,
+        /// The batch that failed, from 1 (counting the batches of earlier runs).
+        batch: i64,
+        /// What went wrong (blame and exit code are its own).
+        cause: Box<Failure>,
+    },
     /// A `transaction = "none"` step stopped part-way: the statements before `statement`
     /// stay committed, and the revision is marked failed until `wasmig resolve`.
     NotRolledBack {
@@ -439,6 +509,29 @@ impl std::fmt::Display for Failure {
                 "the migration tried to grow its tables past the sandbox's fixed limit of {limit} elements; a table bomb, or a component built wrongly"
             ),
             Failure::Host(e) => write!(f, "{e:#}"),
+            Failure::Batch {
+                revision,
+                direction,
+                batch,
+                cause,
+            } => {
+                write!(f, "{cause}; ")?;
+                match batch - 1 {
+                    0 => write!(
+                        f,
+                        "no batch of it had committed, so the database is as before"
+                    ),
+                    n => write!(
+                        f,
+                        "its {n} earlier batch(es) stay committed with their checkpoint: fix the cause and run `wasmig {}` again to resume after batch {n} (`wasmig current` shows it), or undo its work by hand and run `wasmig resolve {revision} --as rolled-back`",
+                        if *direction == "upgrade" {
+                            "up"
+                        } else {
+                            "down"
+                        }
+                    ),
+                }
+            }
             Failure::NotRolledBack {
                 revision,
                 statement,
@@ -483,6 +576,9 @@ impl Failure {
             Failure::NotRolledBack {
                 statement, total, ..
             } => format!("failed at statement {statement} of {total} and was not rolled back"),
+            Failure::Batch { batch, .. } => {
+                format!("failed in batch {batch}, which was rolled back")
+            }
             _ => "failed and was rolled back".to_owned(),
         }
     }
@@ -496,7 +592,9 @@ impl Failure {
             Failure::TransactionEnded { .. } => exit::TRANSACTION_ENDED,
             Failure::Host(e) if exit::code_for(e) != exit::INTERNAL => exit::code_for(e),
             Failure::Host(_) => exit::DATABASE,
-            Failure::NotRolledBack { cause, .. } => cause.exit_code(),
+            Failure::NotRolledBack { cause, .. } | Failure::Batch { cause, .. } => {
+                cause.exit_code()
+            }
             _ => exit::MIGRATION_FAILED,
         }
     }
@@ -511,7 +609,7 @@ impl Failure {
             Failure::Sql(_) | Failure::TransactionEnded { guest: false } => "sql",
             Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => "limit",
             Failure::Host(_) => "host",
-            Failure::NotRolledBack { cause, .. } => cause.blame(),
+            Failure::NotRolledBack { cause, .. } | Failure::Batch { cause, .. } => cause.blame(),
         }
     }
 }

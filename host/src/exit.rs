@@ -5,8 +5,8 @@
 
 use crate::db::DbError;
 use crate::error::{
-    BuildError, ComponentError, ConfigError, FailedError, GraphError, LockTimeout, MigrationError,
-    ModifiedError, NotFailed,
+    BuildError, ComponentError, ConfigError, FailedError, GraphError, InProgressError, LockTimeout,
+    MigrationError, ModifiedError, NotFailed, ResumeModified,
 };
 
 /// Success.
@@ -41,12 +41,14 @@ pub const TRANSACTION_ENDED: u8 = 10;
 /// nothing was changed.
 pub const LOCK_TIMEOUT: u8 = 11;
 /// An applied revision's files changed (or vanished) since it ran: its checksum differs
-/// from the one recorded in the history table. Nothing was run. Accept the change with
+/// from the one recorded in the history table; or a batched revision part-way through
+/// changed since its first batch. Nothing was run. Accept the change with
 /// `wasmig rehash REV`, restore the files, or pass `--allow-modified` for one run.
 pub const MODIFIED: u8 = 12;
-/// A revision is marked failed: a `transaction = "none"` step stopped part-way and was not
-/// rolled back. `up` and `down` run nothing until `wasmig resolve REV --as applied` or
-/// `--as rolled-back` says what the database holds.
+/// A revision is marked failed (a `transaction = "none"` step stopped part-way and was not
+/// rolled back), or a batched revision is part-way through and the command would not finish
+/// it. `up` and `down` run nothing until it is finished or `wasmig resolve REV --as applied`
+/// or `--as rolled-back` says what the database holds.
 pub const FAILED_STATE: u8 = 13;
 
 /// The exit code for an error, from the first typed error in its chain.
@@ -58,10 +60,10 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<LockTimeout>() {
             return LOCK_TIMEOUT;
         }
-        if cause.is::<ModifiedError>() {
+        if cause.is::<ModifiedError>() || cause.is::<ResumeModified>() {
             return MODIFIED;
         }
-        if cause.is::<FailedError>() {
+        if cause.is::<FailedError>() || cause.is::<InProgressError>() {
             return FAILED_STATE;
         }
         if cause.is::<NotFailed>() {

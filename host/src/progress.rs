@@ -27,6 +27,8 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     interactive: bool,
     last_line: Option<Instant>,
+    /// The figures of the last line printed.
+    last_shown: Option<(u64, Option<u64>)>,
 }
 
 impl Progress {
@@ -37,6 +39,7 @@ impl Progress {
             bar: None,
             interactive: bars && std::io::stderr().is_terminal(),
             last_line: None,
+            last_shown: None,
         }
     }
 
@@ -71,8 +74,13 @@ impl Progress {
             .last_line
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
         let finished = total.is_some_and(|t| done >= t);
+        // The same figures again (a batch that found nothing left) say nothing new.
+        if self.last_shown == Some((done, total)) {
+            return;
+        }
         if due || finished {
             self.last_line = Some(Instant::now());
+            self.last_shown = Some((done, total));
             match total {
                 Some(total) if total > 0 => crate::info!(
                     "{}: {done}/{total} ({:.0}%)",

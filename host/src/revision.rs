@@ -59,6 +59,11 @@ pub enum TransactionMode {
     /// transaction of its own. A failure part-way is not rolled back: the revision is
     /// recorded as failed until `wasmig resolve`.
     None,
+    /// Component revisions only: each batch (one call of `upgrade`/`downgrade`, see the
+    /// WIT's `batch` interface) commits on its own together with its checkpoint; an
+    /// interrupted run resumes from the last checkpoint, and the version-table update
+    /// commits with the last batch.
+    Batched,
 }
 
 /// One name or several (`x = "a"` or `x = ["a", "b"]`).
@@ -316,8 +321,15 @@ fn parse_manifest(text: &str, origin: &str) -> Result<Manifest, ConfigError> {
     Ok(manifest)
 }
 
-/// Refuses `transaction = "none"` outside SQL revisions.
+/// Refuses `transaction = "none"` outside SQL revisions, and `"batched"` in them.
 fn check_transaction(manifest: &Manifest, origin: &str) -> Result<(), ConfigError> {
+    if manifest.transaction == TransactionMode::Batched && manifest.kind == Kind::Sql {
+        // Batches are calls of a component's export; a script has no place to stop and
+        // resume from.
+        return Err(ConfigError::new(format!(
+            "invalid manifest {origin}: `transaction = \"batched\"` is for component revisions, whose migration calls `batch.next-batch`; a SQL revision runs its script in one transaction (`per-migration`) or statement by statement (`none`)"
+        )));
+    }
     if manifest.transaction == TransactionMode::None && manifest.kind != Kind::Sql {
         // A guest's statements go through one session; running them autocommitted would
         // need a second kind of session in the sandbox, and no use case asks for it yet.
@@ -533,6 +545,19 @@ mod tests {
         let wasm: Manifest = toml::from_str(&format!("{base}kind='wasm'")).unwrap();
         let err = check_transaction(&wasm, path).unwrap_err();
         assert!(err.message.contains("only for SQL revisions"), "{err}");
+    }
+
+    #[test]
+    fn transaction_batched_is_for_component_revisions_only() {
+        let path = "a/migration.toml";
+        let base =
+            "revision='a'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\ntransaction='batched'\n";
+        let wasm: Manifest = toml::from_str(&format!("{base}kind='wasm'")).unwrap();
+        assert_eq!(wasm.transaction, TransactionMode::Batched);
+        assert!(check_transaction(&wasm, path).is_ok());
+        let sql: Manifest = toml::from_str(&format!("{base}kind='sql'")).unwrap();
+        let err = check_transaction(&sql, path).unwrap_err();
+        assert!(err.message.contains("for component revisions"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,13 @@
 //! back, so the revision is recorded as failed (a `failed` history row and a mark in
 //! `wasmig_failed`) and the run stops; `wasmig resolve` clears the mark.
 //!
+//! A component is called once per batch (the WIT's `batch` interface): as long as a call
+//! asks for another batch, it is called again with the checkpoint it passed. In a
+//! `per-migration` revision every call runs in the step's one transaction. In a `batched`
+//! revision every call is a transaction of its own that commits with the checkpoint
+//! ([`Database::checkpoints`]); the last one commits with the step's record, and a run that
+//! finds a checkpoint for a step it runs resumes from it.
+//!
 //! Not here: choosing the steps (`graph`), what a guest may do (`sandbox`).
 
 use std::time::{Duration, Instant};
@@ -24,11 +31,14 @@ use serde::Serialize;
 
 use crate::bindings::{Dialect, SqlError};
 use crate::config::{Project, StatementTimeouts};
-use crate::db::{Database, FailedMark, ScriptFailure, StepRecord, StoredArtifact};
-use crate::error::{ConfigError, Failure, MigrationError};
+use crate::db::{
+    Checkpoint, Database, FailedMark, ScriptFailure, Session, StepRecord, StoredArtifact,
+};
+use crate::error::{ConfigError, Failure, MigrationError, ResumeModified};
 use crate::graph::{Direction, Step};
+use crate::progress::Progress;
 use crate::revision::{self, Artifact, Revision, TransactionMode};
-use crate::sandbox::{CacheStatus, Limits, Sandbox};
+use crate::sandbox::{CacheStatus, Call, Limits, Loaded, Sandbox};
 
 /// How long rolling back a failed step may take before its connection is ended instead.
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -50,6 +60,12 @@ pub struct StepReport {
     pub load_ms: Option<u64>,
     /// Milliseconds from begin to commit.
     pub duration_ms: u64,
+    /// For components: how many calls (batches) the step took in this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches: Option<u64>,
+    /// For a step resumed from a checkpoint: the batches committed by earlier runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_after: Option<i64>,
 }
 
 /// Options for a run.
@@ -61,6 +77,9 @@ pub struct RunOptions {
     pub use_cache: bool,
     /// Run every step in one transaction: all of them commit, or none.
     pub atomic: bool,
+    /// Resume a batched step from its checkpoint even if its artifact changed since its
+    /// first batch (warns).
+    pub allow_modified: bool,
 }
 
 /// Runs `steps` in order.
@@ -80,10 +99,30 @@ pub async fn run(
         return Ok(reports);
     }
     let build_dir = crate::artifact::build_dir(project);
+    // Batched steps an earlier run left part-way: the steps below resume from them.
+    let checkpoints = db.checkpoints().await?;
     // Every artifact must be there before the first step runs, not only when its turn comes.
     for step in steps {
         let revision = find(revisions, &step.revision);
         revision::check_artifact(revision, &build_dir)?;
+        if let Some(c) = checkpoints
+            .iter()
+            .find(|c| c.revision == step.revision && c.direction == step.action.as_str())
+        {
+            let current = revision::read_artifact(revision, &build_dir)?.checksum();
+            if current != c.checksum {
+                let changed = ResumeModified {
+                    revision: step.revision.clone(),
+                    direction: c.direction.clone(),
+                    recorded: c.checksum.clone(),
+                    current,
+                };
+                if !options.allow_modified {
+                    return Err(changed.into());
+                }
+                crate::warn!("{changed} (resuming anyway: --allow-modified)");
+            }
+        }
         limits(project, revision)?;
         let timeouts = timeouts(project, revision)?;
         if timeouts.any() && db.dialect() == Dialect::Sqlite {
@@ -94,11 +133,13 @@ pub async fn run(
             ))
             .into());
         }
-        if options.atomic && revision.manifest.transaction == TransactionMode::None {
+        let mode = revision.manifest.transaction;
+        if options.atomic && mode != TransactionMode::PerMigration {
             return Err(ConfigError::new(format!(
-                "revision {}: --atomic runs every step in one transaction, but {} sets `transaction = \"none\"`; run without --atomic, or up to the revision before it first",
+                "revision {}: --atomic runs every step in one transaction, but {} sets `transaction = \"{}\"`; run without --atomic, or up to the revision before it first",
                 step.revision,
-                revision.dir.join(revision::MANIFEST).display()
+                revision.dir.join(revision::MANIFEST).display(),
+                if mode == TransactionMode::None { "none" } else { "batched" }
             ))
             .into());
         }
@@ -109,10 +150,28 @@ pub async fn run(
         .any(|s| is_component(find(revisions, &s.revision)))
     {
         let cache = options.use_cache.then(|| project.cache_dir());
-        Some(Sandbox::new(&project.root, cache, options.progress_bars)?)
+        Some(Sandbox::new(&project.root, cache)?)
     } else {
         None
     };
+    // New components are compiled on every core before the first step, rather than one
+    // after another as their steps come.
+    if let Some(sandbox) = &sandbox {
+        let artifacts: Vec<Artifact> = steps
+            .iter()
+            .map(|s| find(revisions, &s.revision))
+            .filter(|r| is_component(r))
+            .filter_map(|r| revision::read_artifact(r, &build_dir).ok())
+            .collect();
+        let components: Vec<&[u8]> = artifacts
+            .iter()
+            .filter_map(|a| match a {
+                Artifact::Component { bytes, .. } => Some(bytes.as_slice()),
+                Artifact::Sql { .. } => None,
+            })
+            .collect();
+        sandbox.precompile(&components);
+    }
     // With --atomic, every artifact is read and every component compiled before the run's
     // one transaction begins: nothing slow may happen while it holds its locks.
     let mut prepared: Vec<Option<Prepared>> = Vec::new();
@@ -161,6 +220,10 @@ pub async fn run(
             Some(p) => p,
             None => prepare(revision, step, &build_dir, sandbox.as_ref())?,
         };
+        let resume = checkpoints
+            .iter()
+            .find(|c| c.revision == step.revision && c.direction == step.action.as_str())
+            .cloned();
         if revision.stored.is_some() {
             crate::info!(
                 "{} {} from the copy stored in the database (its files are not in this project)",
@@ -174,6 +237,44 @@ pub async fn run(
                 step.revision,
                 revision.manifest.message
             );
+        }
+
+        if let Some(c) = &resume {
+            crate::info!(
+                "{}: resuming after batch {} of an earlier run, from its checkpoint",
+                step.revision,
+                c.batches
+            );
+        }
+        let progress = Progress::new(step.revision.clone(), options.progress_bars);
+
+        if revision.manifest.transaction == TransactionMode::Batched {
+            let (Some(loaded), Some(sandbox)) = (&loaded, &sandbox) else {
+                unreachable!("manifests refuse `transaction = \"batched\"` for SQL revisions")
+            };
+            let started = Instant::now();
+            let batched = Batched {
+                step,
+                checksum: &checksum,
+                to_store: to_store.as_ref(),
+                limits: limits(project, revision)?,
+                timeouts: timeouts(project, revision)?,
+                resume: resume.clone(),
+            };
+            let batches = run_batched(db, sandbox, loaded, batched, progress)
+                .await
+                .map_err(fail)?;
+            reports.push(StepReport {
+                action: step.action,
+                revision: step.revision.clone(),
+                kind: "component",
+                cache: Some(loaded.cache),
+                load_ms: Some(loaded.load_time.as_millis() as u64),
+                duration_ms: started.elapsed().as_millis() as u64,
+                batches: Some(batches),
+                resumed_after: resume.map(|c| c.batches),
+            });
+            continue;
         }
 
         if revision.manifest.transaction == TransactionMode::None {
@@ -204,6 +305,8 @@ pub async fn run(
                 cache: None,
                 load_ms: None,
                 duration_ms: started.elapsed().as_millis() as u64,
+                batches: None,
+                resumed_after: None,
             });
             continue;
         }
@@ -226,6 +329,7 @@ pub async fn run(
             let _ = session.rollback().await;
             return Err(fail(Failure::Host(e)).into());
         }
+        let mut calls = None;
         let outcome = match (&artifact, &loaded, &sandbox) {
             (Artifact::Sql { up, down }, _, _) => {
                 let script = if step.action == Direction::Upgrade {
@@ -236,76 +340,67 @@ pub async fn run(
                 session.batch(script).await.map_err(Failure::from_sql)
             }
             (Artifact::Component { .. }, Some(loaded), Some(sandbox)) => {
-                let (returned, outcome) = sandbox
-                    .run(loaded, &step.revision, step.action, session, limits)
-                    .await;
-                match returned {
-                    Some(s) => session = s,
-                    None => {
-                        return Err(fail(Failure::Host(anyhow::anyhow!(
-                            "the guest kept the session"
-                        )))
-                        .into());
+                // Every batch in this one transaction, under one deadline for the step.
+                let deadline = limits.deadline_from_now();
+                let mut checkpoint = resume.as_ref().map(|c| c.checkpoint.clone());
+                let mut progress = progress;
+                let mut n = 0;
+                let outcome = loop {
+                    n += 1;
+                    let returned = sandbox
+                        .run(
+                            loaded,
+                            Call {
+                                revision: &step.revision,
+                                direction: step.action,
+                                session,
+                                limits,
+                                deadline,
+                                checkpoint: checkpoint.clone(),
+                                progress,
+                            },
+                        )
+                        .await;
+                    progress = returned.progress;
+                    session = match returned.session {
+                        Some(s) => s,
+                        None => {
+                            return Err(fail(Failure::Host(anyhow::anyhow!(
+                                "the guest kept the session"
+                            )))
+                            .into());
+                        }
+                    };
+                    match returned.outcome {
+                        Err(failure) => break Err(failure),
+                        Ok(None) => break Ok(()),
+                        Ok(Some(next)) if checkpoint.as_ref() == Some(&next) => {
+                            break Err(repeated_checkpoint(n, &next));
+                        }
+                        Ok(Some(next)) => checkpoint = Some(next),
                     }
-                }
+                };
+                calls = Some(n);
                 outcome
             }
             _ => unreachable!("components are loaded above"),
         };
         if let Err(failure) = outcome {
-            // After a deadline the connection may still be busy with a statement that ignored
-            // its cancel: the rollback must not wait for it forever.
-            let canceller = session.canceller();
-            match tokio::time::timeout(ROLLBACK_TIMEOUT, session.rollback()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => crate::warn!(
-                    "rollback of {} failed: {e:#} (the server discards the transaction anyway)",
-                    step.revision
-                ),
-                Err(_) => {
-                    canceller.terminate().await;
-                    crate::warn!(
-                        "rollback of {} did not finish within {} s; its connection was ended, which discards the transaction",
-                        step.revision,
-                        ROLLBACK_TIMEOUT.as_secs()
-                    );
-                }
-            }
+            roll_back(session, &step.revision).await;
             return Err(fail(failure).into());
         }
-        // A statement that ended the transaction (and perhaps began another) must not let
-        // the version-table update land in a transaction the step's work is not in.
-        match session.transaction_intact().await {
-            Ok(true) => {}
-            intact => {
-                let _ = session.rollback().await;
-                return Err(fail(match intact {
-                    Err(e) => Failure::Host(e),
-                    _ => Failure::TransactionEnded {
-                        guest: loaded.is_some(),
-                    },
-                })
-                .into());
-            }
+        if let Err(failure) = check_intact(&mut session, loaded.is_some()).await {
+            let _ = session.rollback().await;
+            return Err(fail(failure).into());
         }
-        let record = StepRecord {
-            remove: &step.remove_heads,
-            add: &step.add_heads,
-            revision: &step.revision,
-            direction: step.action.as_str(),
-            checksum: &checksum,
+        let recorded = record(
+            &mut session,
+            step,
+            &checksum,
             started_at,
-            finished_at: Utc::now(),
-            error: None,
-            sqlstate: None,
-        };
-        let recorded = async {
-            session.record_step(&record).await?;
-            match &to_store {
-                Some(stored) => session.store_artifact(stored).await,
-                None => session.forget_artifact(&step.revision).await,
-            }
-        }
+            to_store.as_ref(),
+            resume.is_some(),
+        )
         .await;
         if let Err(e) = recorded {
             let _ = session.rollback().await;
@@ -334,9 +429,230 @@ pub async fn run(
             cache: loaded.as_ref().map(|l| l.cache),
             load_ms: loaded.as_ref().map(|l| l.load_time.as_millis() as u64),
             duration_ms: started.elapsed().as_millis() as u64,
+            batches: calls,
+            resumed_after: resume.map(|c| c.batches),
         });
     }
     Ok(reports)
+}
+
+/// The failure of a guest that asks for another batch from the checkpoint it was given: it
+/// would run forever.
+fn repeated_checkpoint(batch: u64, checkpoint: &str) -> Failure {
+    Failure::GuestError(format!(
+        "batch {batch} asked for another batch from the checkpoint it started from ({checkpoint:?}), so it would repeat forever; pass `next-batch` the point after the work this batch did"
+    ))
+}
+
+/// Rolls back a failed step's (or batch's) transaction. After a deadline the connection
+/// may still be busy with a statement that ignored its cancel: the rollback must not wait
+/// for it forever, so past [`ROLLBACK_TIMEOUT`] the connection is ended instead.
+async fn roll_back(session: Box<dyn Session>, revision: &str) {
+    let canceller = session.canceller();
+    match tokio::time::timeout(ROLLBACK_TIMEOUT, session.rollback()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => crate::warn!(
+            "rollback of {revision} failed: {e:#} (the server discards the transaction anyway)"
+        ),
+        Err(_) => {
+            canceller.terminate().await;
+            crate::warn!(
+                "rollback of {revision} did not finish within {} s; its connection was ended, which discards the transaction",
+                ROLLBACK_TIMEOUT.as_secs()
+            );
+        }
+    }
+}
+
+/// Checks that the transaction is still the one wasmig began: a statement that ended it
+/// (and perhaps began another) must not let the version-table update land in a transaction
+/// the step's work is not in.
+async fn check_intact(session: &mut Box<dyn Session>, guest: bool) -> Result<(), Failure> {
+    match session.transaction_intact().await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::TransactionEnded { guest }),
+        Err(e) => Err(Failure::Host(e)),
+    }
+}
+
+/// Records a finished step in its transaction: the version tables, the artifact stored
+/// (upgrade) or forgotten (downgrade), and the checkpoint of a resumed step deleted.
+async fn record(
+    session: &mut Box<dyn Session>,
+    step: &Step,
+    checksum: &str,
+    started_at: chrono::DateTime<Utc>,
+    to_store: Option<&StoredArtifact>,
+    had_checkpoint: bool,
+) -> anyhow::Result<()> {
+    let record = StepRecord {
+        remove: &step.remove_heads,
+        add: &step.add_heads,
+        revision: &step.revision,
+        direction: step.action.as_str(),
+        checksum,
+        started_at,
+        finished_at: Utc::now(),
+        error: None,
+        sqlstate: None,
+    };
+    session.record_step(&record).await?;
+    match to_store {
+        Some(stored) => session.store_artifact(stored).await?,
+        None => session.forget_artifact(&step.revision).await?,
+    }
+    if had_checkpoint {
+        session.clear_checkpoint(&step.revision).await?;
+    }
+    Ok(())
+}
+
+/// What [`run_batched`] needs of its step.
+struct Batched<'a> {
+    step: &'a Step,
+    checksum: &'a str,
+    /// The copy to store with the last batch (upgrades).
+    to_store: Option<&'a StoredArtifact>,
+    limits: Limits,
+    timeouts: StatementTimeouts,
+    /// The checkpoint an earlier run left, to resume from.
+    resume: Option<Checkpoint>,
+}
+
+/// Runs a `transaction = "batched"` step: one transaction per call, each committing with
+/// its checkpoint, the last with the step's record. Returns how many calls this run made.
+///
+/// # Errors
+/// [`Failure::Batch`] for the failed batch (rolled back; the earlier ones stay committed).
+async fn run_batched(
+    db: &dyn Database,
+    sandbox: &Sandbox,
+    loaded: &Loaded,
+    batched: Batched<'_>,
+    mut progress: Progress,
+) -> Result<u64, Failure> {
+    let Batched {
+        step,
+        checksum,
+        to_store,
+        limits,
+        timeouts,
+        resume,
+    } = batched;
+    let started_at = resume.as_ref().map_or_else(Utc::now, |c| c.started_at);
+    let mut committed = resume.as_ref().map_or(0, |c| c.batches);
+    let mut checkpoint = resume.as_ref().map(|c| c.checkpoint.clone());
+    let had_checkpoint = resume.is_some();
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        let batch = committed + 1;
+        let in_batch = |cause: Failure| Failure::Batch {
+            revision: step.revision.clone(),
+            direction: step.action.as_str(),
+            batch,
+            cause: Box::new(cause),
+        };
+        let mut session = db.begin().await.map_err(|e| in_batch(Failure::Host(e)))?;
+        if timeouts.any()
+            && let Err(e) = session
+                .set_timeouts(timeouts.lock(), timeouts.statement())
+                .await
+        {
+            let _ = session.rollback().await;
+            return Err(in_batch(Failure::Host(e)));
+        }
+        let returned = sandbox
+            .run(
+                loaded,
+                Call {
+                    revision: &step.revision,
+                    direction: step.action,
+                    session,
+                    limits,
+                    // The deadline bounds each batch: the step may run for hours.
+                    deadline: limits.deadline_from_now(),
+                    checkpoint: checkpoint.clone(),
+                    progress,
+                },
+            )
+            .await;
+        progress = returned.progress;
+        let Some(mut session) = returned.session else {
+            return Err(in_batch(Failure::Host(anyhow::anyhow!(
+                "the guest kept the session"
+            ))));
+        };
+        let next = match returned.outcome {
+            Ok(Some(next)) if checkpoint.as_ref() == Some(&next) => {
+                Err(repeated_checkpoint(batch as u64, &next))
+            }
+            other => other,
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(failure) => {
+                roll_back(session, &step.revision).await;
+                return Err(in_batch(failure));
+            }
+        };
+        if let Err(failure) = check_intact(&mut session, true).await {
+            let _ = session.rollback().await;
+            return Err(in_batch(failure));
+        }
+        let written = match &next {
+            Some(next) => {
+                let saved = Checkpoint {
+                    revision: step.revision.clone(),
+                    direction: step.action.as_str().to_owned(),
+                    remove_heads: step.remove_heads.clone(),
+                    add_heads: step.add_heads.clone(),
+                    checkpoint: next.clone(),
+                    batches: batch,
+                    checksum: checksum.to_owned(),
+                    started_at,
+                    updated_at: Utc::now(),
+                };
+                session.save_checkpoint(&saved).await
+            }
+            None => {
+                record(
+                    &mut session,
+                    step,
+                    checksum,
+                    started_at,
+                    to_store,
+                    had_checkpoint || batch > 1,
+                )
+                .await
+            }
+        };
+        if let Err(e) = written {
+            let _ = session.rollback().await;
+            return Err(in_batch(Failure::Host(e)));
+        }
+        session
+            .commit()
+            .await
+            .map_err(|e| in_batch(Failure::Host(e)))?;
+        match next {
+            Some(next) => {
+                crate::debug!(
+                    "{}: batch {batch} committed with its checkpoint",
+                    step.revision
+                );
+                committed = batch;
+                checkpoint = Some(next);
+            }
+            None => {
+                crate::debug!(
+                    "{}: last batch ({batch}) committed with the version-table update",
+                    step.revision
+                );
+                return Ok(calls);
+            }
+        }
+    }
 }
 
 /// One step of a `transaction = "none"` SQL revision: the script's statements each

@@ -25,7 +25,7 @@ fn slow(backend: Backend, id: &str) -> String {
 
 /// Waits until no other session is connected to the test database (PostgreSQL notices a
 /// killed client and ends its backend, rolling back its transaction and its lock).
-async fn settle(db: &TestDb) {
+pub(crate) async fn settle(db: &TestDb) {
     if db.backend != Backend::Postgres {
         return;
     }

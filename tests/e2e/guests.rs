@@ -210,6 +210,27 @@ async fn every_value_type_round_trips_through_a_guest() {
                 assert_eq!(db.strings("SELECT hex(by) FROM value_rt").await, ["00FF10"]);
             }
         }
+        // The rows written by copy-in (COPY on PostgreSQL) hold the same values.
+        let same = match backend {
+            Backend::Postgres => {
+                "SELECT count(*) FROM value_rt r JOIN value_copy c \
+                 ON c.seq = 1 AND c.n = r.n AND c.tz = r.tz AND c.by = r.by AND c.a_i4 = r.a_i4"
+            }
+            Backend::Sqlite => {
+                "SELECT count(*) FROM value_rt r JOIN value_copy c \
+                 ON c.seq = 1 AND c.d = r.d AND c.by = r.by"
+            }
+        };
+        assert_eq!(db.count(same).await, 1, "{backend:?}");
+        assert_eq!(
+            db.count("SELECT count(*) FROM value_copy WHERE seq = 2 AND b IS NULL")
+                .await,
+            1
+        );
+        assert_eq!(
+            db.strings("SELECT \"Mixed Case\" FROM \"we\"\"ird\"").await,
+            ["tab\tnew\nline\\ \\N"]
+        );
         db.drop_db().await;
     }
 }

@@ -5,6 +5,7 @@
 //! One test binary, a module per topic. Every test makes its own project and database.
 
 mod artifacts;
+mod batches;
 mod components;
 mod crash;
 mod graph;

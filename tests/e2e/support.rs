@@ -461,6 +461,8 @@ fn build_guests() -> HashMap<String, PathBuf> {
 fn guest_packages(target: &str) -> Vec<&'static str> {
     match target {
         "wasm32-wasip2" => vec!["-p", "hostile"],
-        _ => vec!["-p", "scenario", "-p", "values"],
+        _ => vec![
+            "-p", "scenario", "-p", "values", "-p", "batches", "-p", "legacy",
+        ],
     }
 }

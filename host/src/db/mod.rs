@@ -9,6 +9,7 @@
 //! Not here: the revision graph (`graph`), the sandbox (`sandbox`). The migration lock's
 //! shared part is in `lock`; each backend takes it its own way.
 
+mod copy;
 mod lock;
 mod pg_script;
 mod postgres;
@@ -82,6 +83,35 @@ pub struct FailedMark {
     pub sqlstate: Option<String>,
     /// When it failed, UTC.
     pub failed_at: DateTime<Utc>,
+}
+
+/// A `transaction = "batched"` step part-way through: the checkpoint its last committed
+/// batch saved. Stored in [`CHECKPOINT_TABLE`] in each batch's transaction and deleted in
+/// the transaction of the last batch, which also records the step; so a row here means the
+/// step began, committed `batches` batches, and has not finished. `wasmig up` (or `down`,
+/// for a downgrade) resumes it from `checkpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Checkpoint {
+    /// The revision.
+    pub revision: String,
+    /// The step under way: `upgrade` or `downgrade`.
+    pub direction: String,
+    /// The heads the step will remove when it completes (as the planner made it, so that
+    /// `wasmig resolve --as applied` can complete it by hand).
+    pub remove_heads: Vec<String>,
+    /// The heads the step will add.
+    pub add_heads: Vec<String>,
+    /// What the guest passed to `batch.next-batch` in the last committed batch.
+    pub checkpoint: String,
+    /// How many batches have committed.
+    pub batches: i64,
+    /// The checksum of the artifact those batches ran, so a resumed run notices that the
+    /// revision changed under it.
+    pub checksum: String,
+    /// When the first batch started, UTC.
+    pub started_at: DateTime<Utc>,
+    /// When the last batch committed, UTC.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Where an autocommitted script ([`Database::run_autocommit`]) stopped.
@@ -176,6 +206,10 @@ pub trait Database: Send + Sync {
     /// exist; reading does not create it.
     async fn failed(&self) -> anyhow::Result<Vec<FailedMark>>;
 
+    /// The batched steps part-way through (see [`Checkpoint`]). Empty when the table does
+    /// not exist; reading does not create it.
+    async fn checkpoints(&self) -> anyhow::Result<Vec<Checkpoint>>;
+
     /// Closes the pool.
     async fn close(&self);
 }
@@ -239,6 +273,16 @@ pub trait Session: Send {
     /// Runs one statement once per parameter row; returns the total rows affected.
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64>;
 
+    /// Writes rows into `table` (optionally `schema.table`), one value per column of
+    /// `columns`: `COPY ... FROM STDIN` on PostgreSQL, multi-row `INSERT` on SQLite. Returns
+    /// the rows written. Names are quoted, never interpolated (see `copy`).
+    async fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> SqlResult<u64>;
+
     /// Opens a cursor over a query.
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState>;
 
@@ -279,6 +323,15 @@ pub trait Session: Send {
 
     /// Clears a revision's failed mark, in this transaction.
     async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()>;
+
+    /// Saves (or replaces) a batched step's checkpoint, in this transaction: the runner
+    /// calls it with the work of every batch but the last.
+    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()>;
+
+    /// Deletes a revision's checkpoint, in this transaction: with the last batch's work and
+    /// the step's record, or by `wasmig resolve`.
+    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()>;
+
     /// Sets PostgreSQL's `lock_timeout` / `statement_timeout` for the rest of this
     /// transaction (`None`: the server's setting). SQLite has neither: the runner refuses
     /// them there before any step runs.
@@ -427,3 +480,5 @@ pub const HISTORY_TABLE: &str = "wasmig_history";
 pub const FAILED_TABLE: &str = "wasmig_failed";
 /// The artifacts of the applied revisions (see [`StoredArtifact`]); pinned like the others.
 pub const ARTIFACT_TABLE: &str = "wasmig_artifact";
+/// The checkpoints of batched steps part-way through (see [`Checkpoint`]).
+pub const CHECKPOINT_TABLE: &str = "wasmig_checkpoint";

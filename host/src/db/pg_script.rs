@@ -12,6 +12,9 @@
 //! Values are validated first with the same parsers as bound parameters, so a malformed
 //! value is the same `WASMIG-BIND` error, and temporal values are rendered in canonical form.
 //!
+//! The text input forms of values ([`scalar_text`], [`array_text`]) are shared with
+//! `COPY` (`pg_copy`).
+//!
 //! Not here: running the script, or the per-row fallback (`postgres`).
 
 #![allow(clippy::result_large_err)]
@@ -177,7 +180,7 @@ fn quote(out: &mut String, text: &str) {
 }
 
 /// The text input form of a scalar (`None` for null), validated like a bound parameter.
-fn scalar_text(value: &Value, at: ParamRef) -> Result<Option<String>, SqlError> {
+pub(super) fn scalar_text(value: &Value, at: ParamRef) -> Result<Option<String>, SqlError> {
     Ok(Some(match value {
         Value::Null | Value::Array(_) => return Ok(None),
         Value::Bool(v) => v.to_string(),
@@ -230,7 +233,7 @@ fn float_text(v: f64, shortest: String) -> String {
 
 /// The array input form `{…}`: each element double-quoted with `"` and `\` escaped, or
 /// `NULL`.
-fn array_text(array: &ArrayValue, at: ParamRef) -> Result<String, SqlError> {
+pub(super) fn array_text(array: &ArrayValue, at: ParamRef) -> Result<String, SqlError> {
     fn wrap<T: Clone>(items: &[Option<T>], f: impl Fn(T) -> Value) -> Vec<Value> {
         items
             .iter()

@@ -46,7 +46,7 @@ use super::{
     FailedMark, HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, SqlResult, StepRecord,
     StoredArtifact, VERSION_TABLE,
 };
-use super::{pg_script, tx_control};
+use super::{CHECKPOINT_TABLE, Checkpoint, copy, pg_script, tx_control};
 use crate::bindings::{ArrayValue, Column, Dialect, QueryResult, SqlError, Value};
 
 /// The values the history table's `direction` may take.
@@ -103,6 +103,17 @@ const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET
 ///     down_sql  TEXT,
 ///     component BYTEA,
 ///     stored_at TIMESTAMPTZ NOT NULL
+/// );
+/// CREATE TABLE wasmig_checkpoint (  -- batched steps part-way through
+///     revision     TEXT PRIMARY KEY,
+///     direction    TEXT NOT NULL,    -- the step under way: upgrade or downgrade
+///     remove_heads TEXT NOT NULL,    -- its head change, comma-separated
+///     add_heads    TEXT NOT NULL,
+///     checkpoint   TEXT NOT NULL,    -- from the guest's last `next-batch`
+///     batches      BIGINT NOT NULL,  -- batches committed
+///     checksum     TEXT NOT NULL,    -- of the artifact they ran
+///     started_at   TIMESTAMPTZ NOT NULL,
+///     updated_at   TIMESTAMPTZ NOT NULL
 /// );
 /// ```
 ///
@@ -324,6 +335,26 @@ impl Database for PgDatabase {
                 doing: format!("creating {ARTIFACT_TABLE}"),
                 source,
             })?;
+        let checkpoint_ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
+                 revision TEXT PRIMARY KEY,
+                 direction TEXT NOT NULL,
+                 remove_heads TEXT NOT NULL,
+                 add_heads TEXT NOT NULL,
+                 checkpoint TEXT NOT NULL,
+                 batches BIGINT NOT NULL,
+                 checksum TEXT NOT NULL,
+                 started_at TIMESTAMPTZ NOT NULL,
+                 updated_at TIMESTAMPTZ NOT NULL
+             )"
+        );
+        sqlx::raw_sql(AssertSqlSafe(checkpoint_ddl))
+            .execute(&self.pool)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("creating {CHECKPOINT_TABLE}"),
+                source,
+            })?;
         Ok(())
     }
 
@@ -396,6 +427,46 @@ impl Database for PgDatabase {
                     error: row.try_get("error")?,
                     sqlstate: row.try_get("sqlstate")?,
                     failed_at: row.try_get("failed_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn checkpoints(&self) -> anyhow::Result<Vec<Checkpoint>> {
+        if !self.table_exists(CHECKPOINT_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let doing = || format!("reading {CHECKPOINT_TABLE}");
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
+                    started_at, updated_at
+             FROM {CHECKPOINT_TABLE} ORDER BY started_at, revision"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: doing(),
+            source,
+        })?;
+        rows.iter()
+            .map(|row| {
+                Ok(Checkpoint {
+                    revision: row.try_get("revision")?,
+                    direction: row.try_get("direction")?,
+                    remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
+                    add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
+                    checkpoint: row.try_get("checkpoint")?,
+                    batches: row.try_get("batches")?,
+                    checksum: row.try_get("checksum")?,
+                    started_at: row.try_get("started_at")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -872,6 +943,29 @@ impl Session for PgSession {
         Ok(total)
     }
 
+    async fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> SqlResult<u64> {
+        let statement = format!("COPY {} FROM STDIN", copy::target(table, columns)?);
+        // Encoded (and validated) whole before COPY begins: a malformed value fails the call
+        // before the server saw any of it.
+        let data = copy::pg_copy_data(rows, columns.len())?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut copying = self
+            .conn()
+            .copy_in_raw(&statement)
+            .await
+            .map_err(sql_error)?;
+        // Dropped unfinished (a failed send), the copy is aborted with CopyFail.
+        copying.send(data).await.map_err(sql_error)?;
+        copying.finish().await.map_err(sql_error)
+    }
+
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
         tx_control::check(sql, Dialect::Postgres)?;
         let bound = Bound::new(params, None)?;
@@ -1108,6 +1202,52 @@ impl Session for PgSession {
         .await
         .map_err(|source| DbError::Query {
             doing: format!("clearing the failed mark of {revision}"),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        let table = self.version_table(CHECKPOINT_TABLE);
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table}
+                 (revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
+                  started_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (revision) DO UPDATE SET
+                 direction = EXCLUDED.direction, remove_heads = EXCLUDED.remove_heads,
+                 add_heads = EXCLUDED.add_heads, checkpoint = EXCLUDED.checkpoint,
+                 batches = EXCLUDED.batches, checksum = EXCLUDED.checksum,
+                 started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at"
+        )))
+        .bind(&checkpoint.revision)
+        .bind(&checkpoint.direction)
+        .bind(checkpoint.remove_heads.join(","))
+        .bind(checkpoint.add_heads.join(","))
+        .bind(&checkpoint.checkpoint)
+        .bind(checkpoint.batches)
+        .bind(&checkpoint.checksum)
+        .bind(checkpoint.started_at)
+        .bind(checkpoint.updated_at)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("saving the checkpoint of {}", checkpoint.revision),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
+        let table = self.version_table(CHECKPOINT_TABLE);
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE revision = $1"
+        )))
+        .bind(revision)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("deleting the checkpoint of {revision}"),
             source,
         })?;
         Ok(())

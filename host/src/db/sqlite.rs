@@ -32,13 +32,13 @@ use sqlx::{
 };
 
 use super::lock::{self, Attempt, LockGuard, SQLITE_LOCK_SUFFIX};
-use super::tx_control;
 use super::value::{self, ParamRef};
 use super::{
     ARTIFACT_TABLE, Canceller, CursorState, Database, DatabaseUrl, DbError, FAILED_TABLE,
     FailedMark, HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, SqlResult, StepRecord,
     StoredArtifact, VERSION_TABLE,
 };
+use super::{CHECKPOINT_TABLE, Checkpoint, copy, tx_control};
 use crate::bindings::{Column, Dialect, QueryResult, SqlError, Value};
 
 /// Connections in the pool: one session, the version-table reads, and a spare.
@@ -89,6 +89,17 @@ const PROGRESS_OPS: i32 = 1_000;
 ///     down_sql  TEXT,
 ///     component BLOB,
 ///     stored_at TEXT NOT NULL                                  -- as started_at above
+/// );
+/// CREATE TABLE wasmig_checkpoint (  -- batched steps part-way through
+///     revision     TEXT PRIMARY KEY,
+///     direction    TEXT NOT NULL,    -- the step under way: upgrade or downgrade
+///     remove_heads TEXT NOT NULL,    -- its head change, comma-separated
+///     add_heads    TEXT NOT NULL,
+///     checkpoint   TEXT NOT NULL,    -- from the guest's last `next-batch`
+///     batches      BIGINT NOT NULL,  -- batches committed
+///     checksum     TEXT NOT NULL,    -- of the artifact they ran
+///     started_at   TEXT NOT NULL,   
+///     updated_at   TEXT NOT NULL
 /// );
 /// ```
 pub(crate) struct SqliteDatabase {
@@ -322,6 +333,26 @@ impl Database for SqliteDatabase {
                 doing: format!("creating {ARTIFACT_TABLE}"),
                 source,
             })?;
+        let checkpoint_ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
+                 revision TEXT PRIMARY KEY,
+                 direction TEXT NOT NULL,
+                 remove_heads TEXT NOT NULL,
+                 add_heads TEXT NOT NULL,
+                 checkpoint TEXT NOT NULL,
+                 batches BIGINT NOT NULL,
+                 checksum TEXT NOT NULL,
+                 started_at TEXT NOT NULL,
+                 updated_at TEXT NOT NULL
+             )"
+        );
+        sqlx::raw_sql(AssertSqlSafe(checkpoint_ddl))
+            .execute(&self.pool)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("creating {CHECKPOINT_TABLE}"),
+                source,
+            })?;
         Ok(())
     }
 
@@ -375,6 +406,46 @@ impl Database for SqliteDatabase {
                     error: row.try_get("error")?,
                     sqlstate: row.try_get("sqlstate")?,
                     failed_at: parse_time(row, "failed_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn checkpoints(&self) -> anyhow::Result<Vec<Checkpoint>> {
+        if !self.table_exists(CHECKPOINT_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let doing = || format!("reading {CHECKPOINT_TABLE}");
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
+                    started_at, updated_at
+             FROM {CHECKPOINT_TABLE} ORDER BY started_at, revision"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: doing(),
+            source,
+        })?;
+        rows.iter()
+            .map(|row| {
+                Ok(Checkpoint {
+                    revision: row.try_get("revision")?,
+                    direction: row.try_get("direction")?,
+                    remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
+                    add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
+                    checkpoint: row.try_get("checkpoint")?,
+                    batches: row.try_get("batches")?,
+                    checksum: row.try_get("checksum")?,
+                    started_at: parse_time(row, "started_at")?,
+                    updated_at: parse_time(row, "updated_at")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -751,6 +822,34 @@ impl Session for SqliteSession {
         Ok(total)
     }
 
+    async fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> SqlResult<u64> {
+        self.start_call();
+        let target = copy::target(table, columns)?;
+        let width = columns.len();
+        copy::check_widths(rows, width)?;
+        // Every value bound (and validated) before the first row is written.
+        let mut inserts = Vec::new();
+        for (n, chunk) in rows.chunks(copy::sqlite_rows_per_insert(width)).enumerate() {
+            let mut args = SqliteArguments::default();
+            for (i, row) in chunk.iter().enumerate() {
+                let first = n * copy::sqlite_rows_per_insert(width);
+                bind_into(&mut args, row, Some(first + i), true)?;
+            }
+            inserts.push((copy::sqlite_insert(&target, width, chunk.len()), args));
+        }
+        // sqlx caches each shape's prepared statement: at most two per call.
+        let mut total = 0;
+        for (sql, args) in inserts {
+            total += self.execute_args(&sql, args).await?;
+        }
+        Ok(total)
+    }
+
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
         // SQLite has no cursors that survive other statements on the connection: the host
         // reads the whole result and hands it out in chunks.
@@ -938,6 +1037,47 @@ impl Session for SqliteSession {
         Ok(())
     }
 
+    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT OR REPLACE INTO {CHECKPOINT_TABLE}
+                 (revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
+                  started_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
+        .bind(&checkpoint.revision)
+        .bind(&checkpoint.direction)
+        .bind(checkpoint.remove_heads.join(","))
+        .bind(checkpoint.add_heads.join(","))
+        .bind(&checkpoint.checkpoint)
+        .bind(checkpoint.batches)
+        .bind(&checkpoint.checksum)
+        .bind(history_time(checkpoint.started_at))
+        .bind(history_time(checkpoint.updated_at))
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("saving the checkpoint of {}", checkpoint.revision),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {CHECKPOINT_TABLE} WHERE revision = ?"
+        )))
+        .bind(revision)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("deleting the checkpoint of {revision}"),
+            source,
+        })?;
+        Ok(())
+    }
+
     async fn commit(mut self: Box<Self>) -> anyhow::Result<()> {
         self.remove_handler().await;
         self.tx.commit().await.map_err(|source| DbError::Query {
@@ -1008,6 +1148,20 @@ fn sql_error(err: sqlx::Error) -> SqlError {
 
 /// Binds one row of parameters (`row` numbers it in an `execute-many`).
 fn bind(params: &[Value], row: Option<usize>) -> SqlResult<SqliteArguments> {
+    let mut args = SqliteArguments::default();
+    bind_into(&mut args, params, row, false)?;
+    Ok(args)
+}
+
+/// Appends one row of values to `args`: the parameters of a statement (`row` numbers it in
+/// an `execute-many`), or with `columns` set, one row of a `copy-in` (errors then name the
+/// row and column).
+fn bind_into(
+    args: &mut SqliteArguments,
+    params: &[Value],
+    row: Option<usize>,
+    columns: bool,
+) -> SqlResult<()> {
     fn add<'q, T: Encode<'q, Sqlite> + Type<Sqlite>>(
         args: &mut SqliteArguments,
         value: T,
@@ -1015,44 +1169,47 @@ fn bind(params: &[Value], row: Option<usize>) -> SqlResult<SqliteArguments> {
     ) -> SqlResult<()> {
         args.add(value).map_err(|e| at.error(e))
     }
-    let mut args = SqliteArguments::default();
     for (i, value) in params.iter().enumerate() {
-        let at = ParamRef::new('?', i).in_row(row);
+        let at = match (columns, row) {
+            (true, Some(row)) => ParamRef::copy_column(row, i),
+            _ => ParamRef::new('?', i).in_row(row),
+        };
+        let args = &mut *args;
         match value {
-            Value::Null => add(&mut args, None::<i64>, at)?,
-            Value::Bool(v) => add(&mut args, i64::from(*v), at)?,
-            Value::Int16(v) => add(&mut args, i64::from(*v), at)?,
-            Value::Int32(v) => add(&mut args, i64::from(*v), at)?,
-            Value::Int64(v) => add(&mut args, *v, at)?,
-            Value::Float32(v) => add(&mut args, f64::from(*v), at)?,
-            Value::Float64(v) => add(&mut args, *v, at)?,
-            Value::Text(text) => add(&mut args, text.as_str(), at)?,
-            Value::Bytes(bytes) => add(&mut args, bytes.as_slice(), at)?,
+            Value::Null => add(args, None::<i64>, at)?,
+            Value::Bool(v) => add(args, i64::from(*v), at)?,
+            Value::Int16(v) => add(args, i64::from(*v), at)?,
+            Value::Int32(v) => add(args, i64::from(*v), at)?,
+            Value::Int64(v) => add(args, *v, at)?,
+            Value::Float32(v) => add(args, f64::from(*v), at)?,
+            Value::Float64(v) => add(args, *v, at)?,
+            Value::Text(text) => add(args, text.as_str(), at)?,
+            Value::Bytes(bytes) => add(args, bytes.as_slice(), at)?,
             // Validated like on PostgreSQL, so a malformed value fails on both; then bound as
             // the text itself, which SQLite's JSON and date functions read.
             Value::Json(text) | Value::Jsonb(text) => {
                 value::check_json(text, at)?;
-                add(&mut args, text.as_str(), at)?;
+                add(args, text.as_str(), at)?;
             }
             Value::Uuid(text) => {
                 value::parse_uuid(text, at)?;
-                add(&mut args, text.as_str(), at)?;
+                add(args, text.as_str(), at)?;
             }
             Value::Date(text) => {
                 value::parse_date(text, at)?;
-                add(&mut args, text.as_str(), at)?;
+                add(args, text.as_str(), at)?;
             }
             Value::Time(text) => {
                 value::parse_time(text, at)?;
-                add(&mut args, text.as_str(), at)?;
+                add(args, text.as_str(), at)?;
             }
             Value::Timestamp(text) => {
                 value::parse_timestamp(text, at)?;
-                add(&mut args, text.as_str(), at)?;
+                add(args, text.as_str(), at)?;
             }
             Value::Timestamptz(text) => {
                 value::parse_timestamptz(text, at)?;
-                add(&mut args, text.as_str(), at)?;
+                add(args, text.as_str(), at)?;
             }
             Value::Numeric(_) => {
                 return Err(at.error(
@@ -1066,7 +1223,7 @@ fn bind(params: &[Value], row: Option<usize>) -> SqlResult<SqliteArguments> {
             }
         }
     }
-    Ok(args)
+    Ok(())
 }
 
 /// A result column: its name and the declared type as sqlx reports it (empty for an

@@ -30,8 +30,10 @@ pub(super) struct ParamRef {
     pub(super) number: usize,
     /// 1-based array element, if any.
     pub(super) element: Option<usize>,
-    /// 1-based row of an `execute-many`, if any.
+    /// 1-based row of an `execute-many` or `copy-in`, if any.
     pub(super) row: Option<usize>,
+    /// Whether this is a column of a `copy-in` row rather than a statement parameter.
+    pub(super) column: bool,
 }
 
 impl ParamRef {
@@ -42,6 +44,18 @@ impl ParamRef {
             number: index + 1,
             element: None,
             row: None,
+            column: false,
+        }
+    }
+
+    /// The `index`th (0-based) column of the `row`th (0-based) row of a `copy-in`.
+    pub(super) fn copy_column(row: usize, index: usize) -> Self {
+        ParamRef {
+            marker: '#',
+            number: index + 1,
+            element: None,
+            row: Some(row + 1),
+            column: true,
         }
     }
 
@@ -77,7 +91,11 @@ impl std::fmt::Display for ParamRef {
         if let Some(row) = self.row {
             write!(f, "row {row}, ")?;
         }
-        write!(f, "parameter {}{}", self.marker, self.number)?;
+        if self.column {
+            write!(f, "column {}", self.number)?;
+        } else {
+            write!(f, "parameter {}{}", self.marker, self.number)?;
+        }
         if let Some(element) = self.element {
             write!(f, " (array element {element})")?;
         }

@@ -300,6 +300,13 @@ pub(crate) fn load_or_compile(
     Ok((component, CacheStatus::Miss))
 }
 
+/// Whether the cache directory holds an entry for these component bytes (not whether it
+/// verifies: [`load_or_compile`] checks that).
+pub(crate) fn has_entry(engine: &Engine, dir: &Path, bytes: &[u8]) -> bool {
+    dir.join(format!("{}.cwasm", entry_name(engine, bytes)))
+        .is_file()
+}
+
 fn load_entry(
     engine: &Engine,
     key: &[u8; 32],

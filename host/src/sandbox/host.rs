@@ -1,6 +1,6 @@
-//! The host side of the WIT `sql` and `log` interfaces: the only module implementing the
-//! generated `Host` traits. It translates each guest call onto the migration's
-//! [`Session`], and enforces two rules on the way:
+//! The host side of the WIT `sql`, `log` and `batch` interfaces: the only module
+//! implementing the generated `Host` traits. It translates each guest call onto the
+//! migration's [`Session`], and enforces these rules on the way:
 //!
 //! - **Deadline inside host calls.** The epoch deadline only fires while wasm runs, so each
 //!   database call races the deadline; when it passes, the statement is cancelled on the
@@ -14,6 +14,10 @@
 //!   which would fail and abort the transaction.
 //!
 //! Blame: SQL errors go back to the guest as values; only limits and host bugs trap.
+//!
+//! Every released WIT version is served here: the frozen 0.1.0 interfaces delegate to the
+//! current ones (their types are the same, see `crate::bindings`), so an old component
+//! gets exactly the behaviour of a new one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,7 +28,8 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::wasmig::migration::{log, sql, types};
+use crate::bindings::current::{batch, log, sql, types};
+use crate::bindings::v0_1_0;
 use crate::bindings::{Column, Dialect, QueryResult, SqlError, Value};
 use crate::db::{Canceller, CursorState, Session, SqlResult};
 use crate::progress::Progress;
@@ -218,7 +223,13 @@ pub struct GuestState {
     /// Savepoints with cursors that were released, and the savepoint their cursors then
     /// belong to (`None`: the transaction). Only savepoints with cursors are kept here.
     released_into: HashMap<u64, Option<u64>>,
-    progress: Progress,
+    /// The step's progress, moved in by `run` for the call and taken back after it, so one
+    /// bar spans every batch of a step.
+    pub(crate) progress: Progress,
+    /// The checkpoint this call starts from (`batch.checkpoint`).
+    checkpoint: Option<String>,
+    /// The checkpoint the guest asked the next batch to start from (`batch.next-batch`).
+    pub(crate) next_batch: Option<String>,
     pub(crate) stdout: MemoryOutputPipe,
     pub(crate) stderr: MemoryOutputPipe,
 }
@@ -232,7 +243,8 @@ impl GuestState {
         revision: &str,
         deadline: Instant,
         memory_cap: u64,
-        progress_bars: bool,
+        progress: Progress,
+        checkpoint: Option<String>,
     ) -> Self {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
@@ -262,7 +274,9 @@ impl GuestState {
             next_id: 0,
             rolled_back: HashSet::new(),
             released_into: HashMap::new(),
-            progress: Progress::new(revision.to_owned(), progress_bars),
+            progress,
+            checkpoint,
+            next_batch: None,
             stdout,
             stderr,
         }
@@ -488,6 +502,15 @@ impl sql::Host for GuestState {
         });
         Ok(Ok(self.table.push(SavepointHandle { id })?))
     }
+
+    async fn copy_in(
+        &mut self,
+        table: String,
+        columns: Vec<String>,
+        rows: Vec<Vec<Value>>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        db_call!(self, |s| s.copy_in(&table, &columns, &rows))
+    }
 }
 
 impl sql::HostCursor for GuestState {
@@ -693,6 +716,122 @@ impl log::Host for GuestState {
     async fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
         self.progress.update(done, total);
         Ok(())
+    }
+}
+
+impl batch::Host for GuestState {
+    async fn checkpoint(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.checkpoint.clone())
+    }
+
+    async fn next_batch(&mut self, checkpoint: String) -> wasmtime::Result<()> {
+        self.next_batch = Some(checkpoint);
+        Ok(())
+    }
+}
+
+// The frozen 0.1.0 interfaces: the same functions as the current ones, minus what 0.2.0
+// added. Each delegates, so the two versions cannot drift apart.
+
+impl v0_1_0::sql::Host for GuestState {
+    async fn dialect(&mut self) -> wasmtime::Result<Dialect> {
+        sql::Host::dialect(self).await
+    }
+
+    async fn execute(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        sql::Host::execute(self, statement, params).await
+    }
+
+    async fn query(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<QueryResult>> {
+        sql::Host::query(self, statement, params).await
+    }
+
+    async fn batch(&mut self, script: String) -> wasmtime::Result<SqlResult<()>> {
+        sql::Host::batch(self, script).await
+    }
+
+    async fn execute_many(
+        &mut self,
+        statement: String,
+        rows: Vec<Vec<Value>>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        sql::Host::execute_many(self, statement, rows).await
+    }
+
+    async fn open_cursor(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<Resource<CursorHandle>>> {
+        sql::Host::open_cursor(self, statement, params).await
+    }
+
+    async fn begin_savepoint(&mut self) -> wasmtime::Result<SqlResult<Resource<SavepointHandle>>> {
+        sql::Host::begin_savepoint(self).await
+    }
+}
+
+impl v0_1_0::sql::HostCursor for GuestState {
+    async fn columns(&mut self, cursor: Resource<CursorHandle>) -> wasmtime::Result<Vec<Column>> {
+        sql::HostCursor::columns(self, cursor).await
+    }
+
+    async fn next(
+        &mut self,
+        cursor: Resource<CursorHandle>,
+        max_rows: u32,
+    ) -> wasmtime::Result<SqlResult<Vec<Vec<Value>>>> {
+        sql::HostCursor::next(self, cursor, max_rows).await
+    }
+
+    async fn drop(&mut self, cursor: Resource<CursorHandle>) -> wasmtime::Result<()> {
+        sql::HostCursor::drop(self, cursor).await
+    }
+}
+
+impl v0_1_0::sql::HostSavepoint for GuestState {
+    async fn release(
+        &mut self,
+        savepoint: Resource<SavepointHandle>,
+    ) -> wasmtime::Result<SqlResult<()>> {
+        sql::HostSavepoint::release(self, savepoint).await
+    }
+
+    async fn rollback(
+        &mut self,
+        savepoint: Resource<SavepointHandle>,
+    ) -> wasmtime::Result<SqlResult<()>> {
+        sql::HostSavepoint::rollback(self, savepoint).await
+    }
+
+    async fn drop(&mut self, savepoint: Resource<SavepointHandle>) -> wasmtime::Result<()> {
+        sql::HostSavepoint::drop(self, savepoint).await
+    }
+}
+
+impl v0_1_0::log::Host for GuestState {
+    async fn log(&mut self, level: v0_1_0::log::Level, message: String) -> wasmtime::Result<()> {
+        use v0_1_0::log::Level as Old;
+        let level = match level {
+            Old::Trace => log::Level::Trace,
+            Old::Debug => log::Level::Debug,
+            Old::Info => log::Level::Info,
+            Old::Warn => log::Level::Warn,
+            Old::Error => log::Level::Error,
+        };
+        log::Host::log(self, level, message).await
+    }
+
+    async fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+        log::Host::progress(self, done, total).await
     }
 }
 

@@ -22,10 +22,11 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 use self::host::{GuestState, LimitTrap};
-use crate::bindings::{Migration, MigrationPre};
+use crate::bindings::{MigrationHost, MigrationHostPre};
 use crate::db::Session;
 use crate::error::{ComponentError, Failure};
 use crate::graph::Direction;
+use crate::progress::Progress;
 
 pub use self::cache::CacheStatus;
 
@@ -36,8 +37,13 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// allows at most a week).
 const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The only interfaces a component may import besides WASI.
+/// The only interfaces a component may import besides WASI: those of every WIT version
+/// the host links (`crate::bindings`).
 const ALLOWED_IMPORTS: &[&str] = &[
+    "wasmig:migration/types@0.2.0",
+    "wasmig:migration/sql@0.2.0",
+    "wasmig:migration/log@0.2.0",
+    "wasmig:migration/batch@0.2.0",
     "wasmig:migration/types@0.1.0",
     "wasmig:migration/sql@0.1.0",
     "wasmig:migration/log@0.1.0",
@@ -45,7 +51,7 @@ const ALLOWED_IMPORTS: &[&str] = &[
 
 /// A loaded component, ready to instantiate.
 pub struct Loaded {
-    pre: MigrationPre<GuestState>,
+    pre: MigrationHostPre<GuestState>,
     /// Whether it came from the cache or was compiled now.
     pub cache: CacheStatus,
     /// Time spent compiling or loading.
@@ -68,7 +74,6 @@ pub struct Sandbox {
     cache_dir: Option<PathBuf>,
     /// The project being run; the compile cache refuses a key inside it.
     project_root: PathBuf,
-    progress_bars: bool,
     /// Stops the epoch ticker thread when the sandbox is dropped.
     ticker_stop: Arc<AtomicBool>,
 }
@@ -85,17 +90,13 @@ impl Sandbox {
     ///
     /// # Errors
     /// When wasmtime cannot be configured (a host problem).
-    pub fn new(
-        project_root: &Path,
-        cache_dir: Option<PathBuf>,
-        progress_bars: bool,
-    ) -> anyhow::Result<Self> {
+    pub fn new(project_root: &Path, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        Migration::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        MigrationHost::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -114,9 +115,53 @@ impl Sandbox {
             linker,
             cache_dir,
             project_root: project_root.to_path_buf(),
-            progress_bars,
             ticker_stop,
         })
+    }
+
+    /// Compiles the components among `components` that the compile cache lacks, on every
+    /// core at once, and stores them in the cache, so that [`Sandbox::load`] then finds
+    /// them there. A run of many new revisions would otherwise compile them one after
+    /// another on one core. Does nothing without a cache; errors are left for `load` to
+    /// report, in step order and with the revision's name.
+    pub fn precompile(&self, components: &[&[u8]]) {
+        let Some(dir) = self.cache_dir.as_deref() else {
+            return;
+        };
+        let missing: Vec<&[u8]> = components
+            .iter()
+            .copied()
+            .filter(|bytes| {
+                wasmparser_is_component(bytes) && !cache::has_entry(&self.engine, dir, bytes)
+            })
+            .collect();
+        if missing.len() < 2 {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(missing.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    while let Some(bytes) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let _ = cache::load_or_compile(
+                            &self.engine,
+                            Some(dir),
+                            &self.project_root,
+                            bytes,
+                        );
+                    }
+                });
+            }
+        });
+        crate::debug!(
+            "compiled {} component(s) into the cache on {threads} thread(s) in {} ms",
+            missing.len(),
+            started.elapsed().as_millis()
+        );
     }
 
     /// Compiles (or loads from the cache) a component and checks it against the world.
@@ -164,7 +209,7 @@ impl Sandbox {
             });
             if !found {
                 return Err(invalid(format!(
-                    "it does not export the function `{export}`; build it for the `migration` world of wit/migration.wit (wasmig:migration@0.1.0)"
+                    "it does not export the function `{export}`; build it for the `migration` world of wit/migration.wit (wasmig:migration@0.2.0, or an older version)"
                 ))
                 .into());
             }
@@ -174,7 +219,7 @@ impl Sandbox {
                 "it does not match the wasmig:migration world: {e:#}"
             ))
         })?;
-        let pre = MigrationPre::new(pre)
+        let pre = MigrationHostPre::new(pre)
             .map_err(|e| invalid(format!("it does not match the migration world: {e:#}")))?;
         Ok(Loaded {
             pre,
@@ -183,35 +228,34 @@ impl Sandbox {
         })
     }
 
-    /// Runs `upgrade` or `downgrade` of a loaded component on `session`. Always hands the
-    /// session back (to commit or roll back), with the failure if the step must not commit.
-    pub async fn run(
-        &self,
-        loaded: &Loaded,
-        revision: &str,
-        direction: Direction,
-        session: Box<dyn Session>,
-        limits: Limits,
-    ) -> (Option<Box<dyn Session>>, Result<(), Failure>) {
-        // Checked: the timeout comes from configuration (bounded there, but an instant that
-        // cannot be represented must not panic here).
-        let now = tokio::time::Instant::now();
-        let deadline = now
-            .checked_add(limits.timeout)
-            .unwrap_or(now + MAX_DEADLINE);
+    /// Runs one call of `upgrade` or `downgrade` (one batch, see the WIT's `batch`) of a
+    /// loaded component in a fresh instance. Always hands the session and the progress back
+    /// (to commit or roll back, and for the next batch), with the failure if the call's work
+    /// must not commit, or else the checkpoint of the next batch the guest asked for.
+    pub async fn run(&self, loaded: &Loaded, call: Call<'_>) -> Returned {
+        let Call {
+            revision,
+            direction,
+            session,
+            limits,
+            deadline,
+            checkpoint,
+            progress,
+        } = call;
         let state = GuestState::new(
             session,
             revision,
             deadline,
             limits.memory,
-            self.progress_bars,
+            progress,
+            checkpoint,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Ticks until the deadline; set before instantiating (the default of 0 would trap
-        // the start function).
-        // wasmtime adds this to the current epoch unchecked.
-        let ticks = u64::try_from(limits.timeout.as_nanos() / EPOCH_TICK.as_nanos())
+        // the start function). wasmtime adds this to the current epoch unchecked.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let ticks = u64::try_from(left.as_nanos() / EPOCH_TICK.as_nanos())
             .unwrap_or(u64::MAX)
             .clamp(1, u64::MAX / 2)
             + 1;
@@ -237,10 +281,53 @@ impl Sandbox {
             Err(_) => Err(wasmtime::Error::new(LimitTrap::Deadline)),
         };
 
-        let state = store.into_data();
+        let mut state = store.into_data();
         flush_output(revision, &state);
-        let failure = classify(outcome, &state, limits);
-        (state.session, failure)
+        let outcome = classify(outcome, &state, limits).map(|()| state.next_batch.take());
+        Returned {
+            session: state.session.take(),
+            progress: state.progress,
+            outcome,
+        }
+    }
+}
+
+/// One call into a guest: [`Sandbox::run`]'s input.
+pub struct Call<'a> {
+    /// The revision, for messages.
+    pub revision: &'a str,
+    /// Which export to call.
+    pub direction: Direction,
+    /// The transaction the call runs in; handed back in [`Returned`].
+    pub session: Box<dyn Session>,
+    /// The limits (the memory cap applies to this call's instance).
+    pub limits: Limits,
+    /// When the call must stop: the step's deadline, or the batch's in a `batched` revision.
+    pub deadline: tokio::time::Instant,
+    /// What `batch.checkpoint` returns in this call.
+    pub checkpoint: Option<String>,
+    /// The step's progress, handed back in [`Returned`].
+    pub progress: Progress,
+}
+
+/// What [`Sandbox::run`] hands back.
+pub struct Returned {
+    /// The call's transaction (`None` only if the guest state lost it: a host bug).
+    pub session: Option<Box<dyn Session>>,
+    /// The step's progress, for the next batch.
+    pub progress: Progress,
+    /// The call's failure, or the checkpoint the guest asked the next batch to start from
+    /// (`None`: this was the last batch).
+    pub outcome: Result<Option<String>, Failure>,
+}
+
+impl Limits {
+    /// The deadline for a transaction that starts now: now plus the timeout, or far in the
+    /// future when that cannot be represented (configuration bounds the timeout, but an
+    /// instant out of range must not panic).
+    pub fn deadline_from_now(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        now.checked_add(self.timeout).unwrap_or(now + MAX_DEADLINE)
     }
 }
 

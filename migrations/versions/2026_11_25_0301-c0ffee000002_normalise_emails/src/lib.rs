@@ -1,13 +1,16 @@
 //! Normalise customers' e-mail addresses into a new `email_norm` column.
 //!
-//! A data migration in Rust: it walks the table through a cursor (a server-side cursor on
-//! PostgreSQL, so memory stays bounded however large the table), normalises each address in
-//! Rust, writes each chunk back with one `execute_many`, and reports progress.
+//! A data migration in Rust, in resumable batches (`transaction = "batched"` in its
+//! manifest): [`Keyset`] walks the table by id, 1,000 rows per batch; each batch normalises
+//! its addresses in Rust, writes them back with one `execute_many`, and commits with a
+//! checkpoint (the last id), so a run killed half-way resumes where it stopped. Progress is
+//! reported across batches.
 
-use wasmig_guest::{Dialect, Migration, Result, db, info, params};
+use wasmig_guest::batch::Keyset;
+use wasmig_guest::{Dialect, Migration, Result, db, params};
 
-/// Rows per chunk: one cursor fetch and one `execute_many` each.
-const CHUNK: u32 = 1000;
+/// Rows per batch: one query, one `execute_many` and one commit each.
+const BATCH: u32 = 1000;
 
 struct NormaliseEmails;
 
@@ -16,33 +19,39 @@ fn normalise(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// The statement for this database: only the placeholder syntax differs.
+fn sql(postgres: &'static str, sqlite: &'static str) -> &'static str {
+    match db::dialect() {
+        Dialect::Postgres => postgres,
+        Dialect::Sqlite => sqlite,
+    }
+}
+
 impl Migration for NormaliseEmails {
     fn upgrade() -> Result<()> {
-        db::batch("ALTER TABLE customers ADD COLUMN email_norm TEXT")?;
-        let total: i64 = db::query_one("SELECT count(*) FROM customers", &[])?.get(0)?;
-        let update = match db::dialect() {
-            Dialect::Postgres => "UPDATE customers SET email_norm = $2 WHERE id = $1",
-            Dialect::Sqlite => "UPDATE customers SET email_norm = ?2 WHERE id = ?1",
-        };
-
-        let mut cursor = db::cursor("SELECT id, email FROM customers ORDER BY id", &[])?;
-        let mut done = 0u64;
-        loop {
-            let rows = cursor.next_chunk(CHUNK)?;
-            if rows.is_empty() {
-                break;
-            }
-            let mut updates = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let id: i64 = row.get("id")?;
-                let email: String = row.get("email")?;
-                updates.push(params![id, normalise(&email)]);
-            }
-            done += db::execute_many(update, &updates)?;
-            wasmig_guest::progress(done, Some(total as u64));
-        }
-        info!("normalised {done} of {total} addresses");
-        Ok(())
+        let select = sql(
+            "SELECT id, email FROM customers WHERE id > $1 ORDER BY id LIMIT $2",
+            "SELECT id, email FROM customers WHERE id > ?1 ORDER BY id LIMIT ?2",
+        );
+        let update = sql(
+            "UPDATE customers SET email_norm = $2 WHERE id = $1",
+            "UPDATE customers SET email_norm = ?2 WHERE id = ?1",
+        );
+        Keyset::<i64>::new(select)
+            .size(BATCH)
+            // Once, in the first batch's transaction.
+            .first(|| db::batch("ALTER TABLE customers ADD COLUMN email_norm TEXT"))
+            .total("SELECT count(*) FROM customers")
+            .run(|rows| {
+                let mut updates = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let id: i64 = row.get("id")?;
+                    let email: String = row.get("email")?;
+                    updates.push(params![id, normalise(&email)]);
+                }
+                db::execute_many(update, &updates)?;
+                Ok(())
+            })
     }
 
     fn downgrade() -> Result<()> {

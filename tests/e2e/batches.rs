@@ -1,0 +1,337 @@
+//! Batched data migrations (the WIT's `batch` interface): `transaction = "batched"` commits
+//! each batch with its checkpoint and resumes an interrupted run from it, a failed batch
+//! keeps the ones before it, `per-migration` runs every batch in one transaction; and a
+//! component built against the frozen WIT 0.1.0 still runs.
+//!
+//! The guest is `tests/guests/batches`: it adds 1 to `items.n` of every row it walks, so
+//! after any number of interrupted runs every row must show exactly 1.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{BOTH, Backend, Run, TestDb, TestProject, guest, wasmig_cmd};
+
+/// A project with the batches guest as revision `b1` over `rows` items, `size` per batch.
+async fn setup(
+    backend: Backend,
+    transaction: &str,
+    rows: i64,
+    size: i64,
+) -> (TestProject, TestDb, PathBuf) {
+    let project = TestProject::new();
+    let db = TestDb::new(backend, &project).await;
+    db.exec(&format!(
+        "CREATE TABLE items (id bigint PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+         INSERT INTO items (id) SELECT * FROM ({}) AS s;
+         CREATE TABLE e2e_batches (size bigint, pause_ms bigint, fail_from bigint, repeat bigint);
+         INSERT INTO e2e_batches VALUES ({size}, 0, NULL, 0);",
+        match backend {
+            Backend::Postgres => format!("SELECT generate_series(1, {rows})"),
+            Backend::Sqlite => format!(
+                "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {rows}) SELECT i FROM c"
+            ),
+        }
+    ))
+    .await;
+    let dir = project.wasm_revision("b1", &guest("batches"));
+    let manifest = dir.join("migration.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "transaction = \"per-migration\"",
+        &format!("transaction = \"{transaction}\""),
+    );
+    std::fs::write(&manifest, text).unwrap();
+    (project, db, dir)
+}
+
+/// `count(*)` of the items whose `n` is `value`.
+async fn items_at(db: &TestDb, value: i64) -> i64 {
+    db.count(&format!("SELECT count(*) FROM items WHERE n = {value}"))
+        .await
+}
+
+/// The stored checkpoint rows (`revision:direction:batches`).
+async fn checkpoints(db: &TestDb) -> Vec<String> {
+    if !db.table_exists("wasmig_checkpoint").await {
+        return Vec::new();
+    }
+    db.strings(
+        "SELECT revision || ':' || direction || ':' || CAST(batches AS TEXT) FROM wasmig_checkpoint",
+    )
+    .await
+}
+
+fn steps(run: &Run) -> serde_json::Value {
+    run.json()["steps"][0].clone()
+}
+
+#[tokio::test]
+async fn a_batched_revision_commits_each_batch_and_records_the_step_with_the_last() {
+    for backend in BOTH {
+        let (project, db, _) = setup(backend, "batched", 250, 100).await;
+        let run = project.run(&db, &["up", "--json"]).success();
+        let step = steps(&run);
+        assert_eq!(step["batches"], 3, "{backend:?}: {run:?}");
+        assert!(step.get("resumed_after").is_none(), "{run:?}");
+        assert_eq!(items_at(&db, 1).await, 250, "{backend:?}");
+        assert!(db.table_exists("batches_first").await);
+        assert_eq!(db.heads().await, ["b1"]);
+        assert_eq!(db.history().await, ["upgrade:b1"]);
+        assert!(checkpoints(&db).await.is_empty(), "{backend:?}");
+        // Progress spans the batches: the last report is the whole table.
+        assert!(run.stderr.contains("250/250"), "{backend:?}: {run:?}");
+
+        // Downgrades are batched the same way.
+        let run = project.run(&db, &["down", "--json"]).success();
+        assert_eq!(steps(&run)["batches"], 3, "{backend:?}: {run:?}");
+        assert_eq!(items_at(&db, 0).await, 250, "{backend:?}");
+        assert!(!db.table_exists("batches_first").await);
+        assert!(db.heads().await.is_empty());
+        assert!(checkpoints(&db).await.is_empty());
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_batched_run_resumes_from_its_checkpoint_and_applies_each_row_once() {
+    for backend in BOTH {
+        let (project, db, _) = setup(backend, "batched", 600, 20).await;
+        db.exec("UPDATE e2e_batches SET pause_ms = 60").await;
+        // Kill once the checkpoint shows this many batches: a different point of the run
+        // each round, landing anywhere inside the batch after it.
+        let mut committed = Vec::new();
+        for after in [1_i64, 4, 9] {
+            let mut child = wasmig_cmd(&project.dir)
+                .args(["up", "--database-url", &db.url, "--lock-timeout", "30"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let start = Instant::now();
+            loop {
+                let stored = checkpoints(&db).await;
+                let batches = stored
+                    .first()
+                    .and_then(|c| c.rsplit(':').next())
+                    .map_or(0, |n| n.parse::<i64>().unwrap());
+                if batches >= after {
+                    break;
+                }
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "{backend:?}: the run ended before batch {after}"
+                );
+                assert!(start.elapsed() < Duration::from_secs(60), "{backend:?}");
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            child.kill().unwrap();
+            child.wait().unwrap();
+            crate::crash::settle(&db).await;
+            // Before or after each batch, never between: every row walked so far shows
+            // exactly 1, the rest 0, and the checkpoint counts the rows that show 1.
+            let stored = checkpoints(&db).await;
+            assert_eq!(stored.len(), 1, "{backend:?}: {stored:?}");
+            let batches: i64 = stored[0].rsplit(':').next().unwrap().parse().unwrap();
+            assert!(batches >= after, "{backend:?}: {stored:?}");
+            assert_eq!(items_at(&db, 1).await, batches * 20, "{backend:?}");
+            assert_eq!(items_at(&db, 0).await, 600 - batches * 20, "{backend:?}");
+            assert!(db.heads().await.is_empty(), "{backend:?}");
+            committed.push(batches);
+
+            // The database says where it stands.
+            let status = project.run(&db, &["current", "--json"]).success().json();
+            assert_eq!(status["in_progress"][0]["revision"], "b1", "{status}");
+            assert_eq!(status["in_progress"][0]["batches"], batches, "{status}");
+            let status = project.run(&db, &["current"]).success();
+            assert!(
+                status.stdout.contains("in progress: b1 (batched upgrade"),
+                "{status:?}"
+            );
+        }
+        // Every round resumed where the last one stopped.
+        assert!(committed.windows(2).all(|w| w[0] < w[1]), "{committed:?}");
+
+        db.exec("UPDATE e2e_batches SET pause_ms = 0").await;
+        let run = project.run(&db, &["up", "--json"]).success();
+        assert!(
+            run.stderr
+                .contains(&format!("resuming after batch {}", committed[2])),
+            "{run:?}"
+        );
+        let step = steps(&run);
+        assert_eq!(step["resumed_after"], committed[2], "{run:?}");
+        // 30 full batches, and a last call that finds nothing left.
+        assert_eq!(step["batches"], 31 - committed[2], "{run:?}");
+        // The first batch's DDL ran once (a second run of it would have failed).
+        assert!(db.table_exists("batches_first").await);
+        assert_eq!(items_at(&db, 1).await, 600, "{backend:?}");
+        assert_eq!(db.heads().await, ["b1"]);
+        assert!(checkpoints(&db).await.is_empty());
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_batch_keeps_the_earlier_batches_and_the_next_run_resumes_after_them() {
+    for backend in BOTH {
+        let (project, db, _) = setup(backend, "batched", 300, 50).await;
+        db.exec("UPDATE e2e_batches SET fail_from = 101").await;
+        let run = project.run(&db, &["up"]).fails_with(6);
+        assert!(
+            run.stderr
+                .contains("upgrade of revision b1 failed in batch 3")
+                && run.stderr.contains("asked to fail from key 101")
+                && run
+                    .stderr
+                    .contains("its 2 earlier batch(es) stay committed"),
+            "{backend:?}: {run:?}"
+        );
+        assert_eq!(items_at(&db, 1).await, 100, "{backend:?}");
+        assert_eq!(checkpoints(&db).await, ["b1:upgrade:2"]);
+        assert!(db.heads().await.is_empty());
+
+        // Nothing may build on half of a data migration: down and stamp refuse.
+        let run = project.run(&db, &["down", "base"]).fails_with(13);
+        assert!(
+            run.stderr
+                .contains("revision b1 is part-way through a batched upgrade: 2 batch(es)")
+                && run.stderr.contains("`wasmig up b1` resumes it"),
+            "{run:?}"
+        );
+        project.run(&db, &["stamp", "b1"]).fails_with(13);
+        let plan = project.run(&db, &["up", "--plan"]).success();
+        assert_eq!(plan.stdout, "upgrade b1 (resuming after batch 2)\n");
+
+        db.exec("UPDATE e2e_batches SET fail_from = NULL").await;
+        let run = project.run(&db, &["up", "--json"]).success();
+        assert_eq!(steps(&run)["resumed_after"], 2, "{run:?}");
+        assert_eq!(steps(&run)["batches"], 5, "{run:?}");
+        assert_eq!(items_at(&db, 1).await, 300, "{backend:?}");
+        assert_eq!(db.heads().await, ["b1"]);
+        assert!(checkpoints(&db).await.is_empty());
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_per_migration_revision_runs_every_batch_in_one_transaction() {
+    for backend in BOTH {
+        let (project, db, _) = setup(backend, "per-migration", 300, 50).await;
+        db.exec("UPDATE e2e_batches SET fail_from = 201").await;
+        let run = project.run(&db, &["up"]).fails_with(6);
+        assert!(
+            run.stderr
+                .contains("upgrade of revision b1 failed and was rolled back"),
+            "{backend:?}: {run:?}"
+        );
+        // The five batches before the failing one went with it.
+        assert_eq!(items_at(&db, 0).await, 300, "{backend:?}");
+        assert!(!db.table_exists("batches_first").await);
+        assert!(checkpoints(&db).await.is_empty());
+
+        db.exec("UPDATE e2e_batches SET fail_from = NULL").await;
+        let run = project.run(&db, &["up", "--json"]).success();
+        assert_eq!(steps(&run)["batches"], 7, "{backend:?}: {run:?}");
+        assert_eq!(items_at(&db, 1).await, 300);
+        assert!(checkpoints(&db).await.is_empty());
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_that_repeats_its_checkpoint_fails_instead_of_looping() {
+    for backend in BOTH {
+        for transaction in ["batched", "per-migration"] {
+            let (project, db, _) = setup(backend, transaction, 100, 10).await;
+            db.exec("UPDATE e2e_batches SET repeat = 1").await;
+            let run = project.run(&db, &["up"]).fails_with(6);
+            assert!(
+                run.stderr
+                    .contains("asked for another batch from the checkpoint it started from"),
+                "{backend:?} {transaction}: {run:?}"
+            );
+            db.drop_db().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn resuming_a_changed_batched_revision_is_refused_unless_allowed() {
+    let (project, db, dir) = setup(Backend::Postgres, "batched", 200, 50).await;
+    db.exec("UPDATE e2e_batches SET fail_from = 101").await;
+    project.run(&db, &["up"]).fails_with(6);
+    // Another build of the migration: the same code with a custom section appended.
+    let component = dir.join("migration.wasm");
+    let mut bytes = std::fs::read(&component).unwrap();
+    bytes.extend_from_slice(&[0, 4, 3, b'x', b'y', b'z']);
+    std::fs::write(&component, bytes).unwrap();
+    db.exec("UPDATE e2e_batches SET fail_from = NULL").await;
+    let run = project.run(&db, &["up"]).fails_with(12);
+    assert!(
+        run.stderr
+            .contains("revision b1: changed since its batched upgrade began"),
+        "{run:?}"
+    );
+    assert_eq!(items_at(&db, 1).await, 100);
+    let run = project.run(&db, &["up", "--allow-modified"]).success();
+    assert!(run.stderr.contains("resuming anyway"), "{run:?}");
+    assert_eq!(items_at(&db, 1).await, 200);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn resolve_discards_or_completes_a_batched_revision_part_way_through() {
+    for backend in BOTH {
+        for (state, heads) in [("rolled-back", vec![]), ("applied", vec!["b1"])] {
+            let (project, db, _) = setup(backend, "batched", 200, 50).await;
+            db.exec("UPDATE e2e_batches SET fail_from = 101").await;
+            project.run(&db, &["up"]).fails_with(6);
+            let run = project
+                .run(&db, &["resolve", "b1", "--as", state])
+                .success();
+            assert!(run.stderr.contains("resolved b1 as"), "{run:?}");
+            assert!(checkpoints(&db).await.is_empty(), "{backend:?} {state}");
+            assert_eq!(db.heads().await, heads, "{backend:?} {state}");
+            assert_eq!(db.history().await, ["resolve:b1"]);
+            // Resolved: nothing is refused any more.
+            project.run(&db, &["current"]).success();
+            project
+                .run(&db, &["resolve", "b1", "--as", state])
+                .fails_with(4);
+            db.drop_db().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn atomic_runs_refuse_batched_revisions() {
+    let (project, db, _) = setup(Backend::Sqlite, "batched", 10, 5).await;
+    let run = project.run(&db, &["up", "--atomic"]).fails_with(3);
+    assert!(
+        run.stderr.contains("sets `transaction = \"batched\"`"),
+        "{run:?}"
+    );
+    assert_eq!(items_at(&db, 0).await, 10);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_component_built_against_wit_0_1_0_still_runs() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.wasm_revision("l1", &guest("legacy"));
+        let run = project.run(&db, &["up"]).success();
+        assert!(
+            run.stderr
+                .contains("legacy guest: read 2 rows through a cursor")
+                && run.stderr.contains("Int64(2) by count"),
+            "{backend:?}: {run:?}"
+        );
+        assert_eq!(db.count("SELECT count(*) FROM legacy_ok").await, 2);
+        project.run(&db, &["down"]).success();
+        assert!(!db.table_exists("legacy_ok").await);
+        db.drop_db().await;
+    }
+}
