@@ -254,6 +254,35 @@ bool wasmig_execute_many(const char *sql, const wasmig_value *params, size_t col
     return ok;
 }
 
+bool wasmig_copy_in(const char *table, const char *const *columns, size_t cols,
+                    const wasmig_value *params, size_t rows, uint64_t *written) {
+    migration_string_t t;
+    migration_list_string_t names;
+    wasmig_migration_sql_list_row_t all;
+    wasmig_migration_sql_sql_error_t err;
+    uint64_t count = 0;
+    names.len = cols;
+    names.ptr = cols ? malloc(cols * sizeof *names.ptr) : NULL;
+    all.len = rows;
+    all.ptr = rows ? malloc(rows * sizeof *all.ptr) : NULL;
+    if ((cols && names.ptr == NULL) || (rows && all.ptr == NULL)) {
+        free(names.ptr);
+        free(all.ptr);
+        return wasmig_fail("out of memory in wasmig_copy_in");
+    }
+    for (size_t i = 0; i < cols; i++) migration_string_set(&names.ptr[i], columns[i]);
+    for (size_t i = 0; i < rows; i++) {
+        all.ptr[i].ptr = (wasmig_value *)(params + i * cols);
+        all.ptr[i].len = cols;
+    }
+    migration_string_set(&t, table);
+    bool ok = outcome(wasmig_migration_sql_copy_in(&t, &names, &all, &count, &err), &err);
+    free(names.ptr);
+    free(all.ptr);
+    if (ok && written) *written = count;
+    return ok;
+}
+
 bool wasmig_query(const char *sql, const wasmig_value *params, size_t n, wasmig_rows *out) {
     migration_string_t s;
     wasmig_migration_sql_list_value_t list = list_of(params, n);
@@ -358,6 +387,22 @@ static bool end_savepoint(wasmig_savepoint *sp, bool release) {
 bool wasmig_savepoint_release(wasmig_savepoint *sp) { return end_savepoint(sp, true); }
 
 bool wasmig_savepoint_rollback(wasmig_savepoint *sp) { return end_savepoint(sp, false); }
+
+/* ---- batches ----------------------------------------------------------------------- */
+
+char *wasmig_checkpoint(void) {
+    migration_string_t cp;
+    if (!wasmig_migration_batch_checkpoint(&cp)) return NULL;
+    char *s = strndup_or_null(cp.ptr, cp.len);
+    migration_string_free(&cp);
+    return s;
+}
+
+void wasmig_next_batch(const char *checkpoint) {
+    migration_string_t cp;
+    migration_string_set(&cp, checkpoint);
+    wasmig_migration_batch_next_batch(&cp);
+}
 
 /* ---- logging ----------------------------------------------------------------------- */
 

@@ -110,6 +110,12 @@ bool wasmig_execute(const char *sql, const wasmig_value *params, size_t n, uint6
 bool wasmig_execute_many(const char *sql, const wasmig_value *params, size_t cols, size_t rows,
                          uint64_t *affected);
 
+/* Writes `rows` rows of `cols` values (row after row in `params`) into `table`, one value per
+ * column named in `columns`: the fast path for bulk inserts (COPY on PostgreSQL). The table
+ * and column names are quoted by wasmig, so they are taken literally. */
+bool wasmig_copy_in(const char *table, const char *const *columns, size_t cols,
+                    const wasmig_value *params, size_t rows, uint64_t *written);
+
 /* A result: column names and rows. Free with wasmig_rows_free. */
 typedef struct wasmig_rows {
     wasmig_migration_types_list_column_t columns;
@@ -153,6 +159,15 @@ typedef struct wasmig_savepoint {
 bool wasmig_savepoint_begin(wasmig_savepoint *out);
 bool wasmig_savepoint_release(wasmig_savepoint *sp);
 bool wasmig_savepoint_rollback(wasmig_savepoint *sp);
+
+/* ---- batches ----------------------------------------------------------------------- */
+
+/* The checkpoint the previous batch of this step passed to wasmig_next_batch, as a
+ * malloc'ed string, or NULL in the first batch. */
+char *wasmig_checkpoint(void);
+/* Asks for another batch once this call returns, resuming from `checkpoint`. In a
+ * `transaction = "batched"` revision each batch commits on its own. */
+void wasmig_next_batch(const char *checkpoint);
 
 /* ---- logging ----------------------------------------------------------------------- */
 

@@ -33,6 +33,7 @@
 import {
   batch as witBatch,
   beginSavepoint,
+  copyIn as witCopyIn,
   dialect as witDialect,
   execute as witExecute,
   executeMany as witExecuteMany,
@@ -40,6 +41,7 @@ import {
   query as witQuery,
 } from "wasmig:migration/sql";
 import { log as witLog, progress as witProgress } from "wasmig:migration/log";
+import { checkpoint as witCheckpoint, nextBatch as witNextBatch } from "wasmig:migration/batch";
 
 // How this build's backend passes s64/u64: false for QuickJS (Numbers), true for
 // StarlingMonkey (BigInts).
@@ -307,6 +309,32 @@ export function batch(script) {
 /** Runs one statement once per parameter row (an array of arrays); returns the rows affected. */
 export function executeMany(statement, rows) {
   return int64Result(call(witExecuteMany, statement, rows.map(params)));
+}
+
+/**
+ * Writes `rows` (arrays of values, one per column of `columns`) into `table` and returns the
+ * number written: the fast path for bulk inserts (`COPY` on PostgreSQL). `table` and the
+ * column names are quoted by wasmig, so they are taken literally.
+ */
+export function copyIn(table, columns, rows) {
+  return int64Result(call(witCopyIn, table, columns, rows.map(params)));
+}
+
+/**
+ * The checkpoint the previous batch of this step passed to `nextBatch`, or `null` in the
+ * first batch (a resumed `transaction = "batched"` run starts from the stored one).
+ */
+export function checkpoint() {
+  return witCheckpoint() ?? null;
+}
+
+/**
+ * Asks for another batch once this call returns, resuming from `checkpoint` (text). In a
+ * `transaction = "batched"` revision each batch commits on its own; otherwise all batches run
+ * in the step's one transaction.
+ */
+export function nextBatch(checkpoint) {
+  witNextBatch(String(checkpoint));
 }
 
 /** A result read in chunks (a server-side cursor on PostgreSQL). */

@@ -1,9 +1,10 @@
 //! Migrations in Python, JavaScript and C, built from source by `wasmig build` with each
 //! language's toolchain (componentize-py, jco, clang) and run on both backends: the example
-//! backfill gives the Rust example's result in every language; the SDK tours leave identical
-//! tables; an SQL error that escapes a migration fails the step with the language's error; a
-//! missing toolchain fails the build (exit 9) saying how to install it; scaffolded revisions
-//! build and run; unchanged revisions are not rebuilt; toolchains' extra exports are accepted.
+//! backfill gives the Rust example's result in every language; the SDK tours (two batches,
+//! copy-in, a recovered SQL error) leave identical tables; an SQL error that escapes a
+//! migration fails the step with the language's error; a missing toolchain fails the build
+//! (exit 9) saying how to install it; scaffolded revisions build and run; unchanged revisions
+//! are not rebuilt; toolchains' extra exports are accepted.
 //!
 //! Builds are slow (componentize-py takes 20-60 s, and the host's first compile of its 18 MB
 //! component tens of seconds), so each (language, example) is built once per test process in
@@ -362,6 +363,15 @@ async fn the_c_backfill_is_built_from_source_and_matches_the_rust_example_on_bot
     backfill_matches_the_rust_example_on_both_backends(Language::C).await;
 }
 
+/// The directory of revision `b2` (the one holding the language's source).
+fn revision_dir(project: &TestProject, language: Language) -> PathBuf {
+    std::fs::read_dir(project.dir.join("versions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join(language.source()).is_file())
+        .unwrap_or_else(|| panic!("{language:?}: no {}", language.source()))
+}
+
 /// The table every SDK tour leaves, on a backend whose duplicate-key error code is `code`.
 fn tour_table(code: &str) -> Vec<String> {
     vec![
@@ -404,6 +414,12 @@ async fn sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(language: Lan
             run.stderr
         );
         assert!(run.stderr.contains("b2: 1/1 (100%)"), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("[b2] second batch, from checkpoint summary"),
+            "{}",
+            run.stderr
+        );
         assert_eq!(
             tour_rows(&db).await,
             tour_table(code),
@@ -446,6 +462,29 @@ async fn sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(language: Lan
         db.exec("UPDATE tour SET label = 'one' WHERE id = 1").await;
         run_cached(&project, &db, &["down"]).success();
         assert!(!db.table_exists("tour").await);
+
+        // The same component as a `transaction = "batched"` revision: each batch commits on
+        // its own, and the table comes out the same (a manifest change is no rebuild).
+        let manifest = revision_dir(&project, language).join("migration.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let batched = text.replace(
+            "transaction = \"per-migration\"",
+            "transaction = \"batched\"",
+        );
+        assert_ne!(text, batched, "{text}");
+        std::fs::write(&manifest, batched).unwrap();
+        let again = run_cached(&project, &db, &["up"]).success();
+        assert!(
+            !again.stderr.contains("building revision"),
+            "{}",
+            again.stderr
+        );
+        assert_eq!(
+            tour_rows(&db).await,
+            tour_table(code),
+            "{language:?} {backend:?} batched"
+        );
+        run_cached(&project, &db, &["down"]).success();
         db.drop_db().await;
     }
 }

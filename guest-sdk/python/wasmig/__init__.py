@@ -31,6 +31,7 @@ import decimal as _decimal
 import uuid as _uuid
 
 from componentize_py_types import Err as _Err
+from wit_world.imports import batch as _batch
 from wit_world.imports import log as _log
 from wit_world.imports import sql as _sql
 from wit_world.imports import types as _t
@@ -48,6 +49,8 @@ __all__ = [
     "Cursor",
     "SqlError",
     "batch",
+    "checkpoint",
+    "copy_in",
     "cursor",
     "debug",
     "dialect",
@@ -55,6 +58,7 @@ __all__ = [
     "execute",
     "execute_many",
     "info",
+    "next_batch",
     "progress",
     "query",
     "query_one",
@@ -405,6 +409,26 @@ def execute_many(statement, rows):
     """Runs one statement once per parameter row (each an iterable of values), prepared once;
     returns the total number of rows affected."""
     return _call(_sql.execute_many, statement, [_params(r) for r in rows])
+
+
+def copy_in(table, columns, rows):
+    """Writes ``rows`` (iterables of values, one per column of ``columns``) into ``table`` and
+    returns the number written: the fast path for bulk inserts (``COPY`` on PostgreSQL).
+    ``table`` and the column names are quoted by wasmig, so they are taken literally."""
+    return _call(_sql.copy_in, table, list(columns), [_params(r) for r in rows])
+
+
+def checkpoint():
+    """The checkpoint the previous batch of this step passed to ``next_batch``, or ``None`` in
+    the first batch (a resumed ``transaction = "batched"`` run starts from the stored one)."""
+    return _batch.checkpoint()
+
+
+def next_batch(checkpoint):
+    """Asks for another batch once this call returns, resuming from ``checkpoint`` (text).
+    In a ``transaction = "batched"`` revision each batch commits on its own; otherwise all
+    batches run in the step's one transaction."""
+    _batch.next_batch(str(checkpoint))
 
 
 class Cursor:

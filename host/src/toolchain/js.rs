@@ -108,7 +108,7 @@ mod tests {
             .unwrap()
             .1;
         assert!(index.contains(INT64_SETTING));
-        for name in ["sql", "log"] {
+        for name in ["sql", "log", "batch"] {
             assert!(
                 index.contains(&format!("\"wasmig:migration/{name}\"")),
                 "{name}"

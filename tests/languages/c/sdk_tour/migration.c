@@ -1,6 +1,7 @@
 /*
  * A tour of the C SDK, for the end-to-end tests: parameters, execute_many, a recovered SQL
- * error in a savepoint, rows by index and name, logging and progress; and a downgrade that
+ * error in a savepoint, two batches with a checkpoint, rows by index and name, copy_in,
+ * logging and progress; and a downgrade that
  * lets an SQL error escape when asked to (the label of row 1 says so). The Python and
  * JavaScript tours do exactly the same, so the tests compare their tables.
  */
@@ -17,7 +18,7 @@ static const char *insert_sql(void) {
                                                : "INSERT INTO tour (id, label, note) VALUES (?, ?, ?)";
 }
 
-static bool upgrade(void) {
+static bool first_batch(void) {
     wasmig_info(wasmig_dialect() == WASMIG_POSTGRES ? "dialect: postgres" : "dialect: sqlite");
     if (!wasmig_batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)")) return false;
     const char *insert = insert_sql();
@@ -44,8 +45,10 @@ static bool upgrade(void) {
     wasmig_info(logged);
     if (!wasmig_savepoint_rollback(&sp)) return false;
     wasmig_value four[] = {wasmig_int64(4), wasmig_text(caught), wasmig_null()};
-    if (!wasmig_execute(insert, four, 3, NULL)) return false;
+    return wasmig_execute(insert, four, 3, NULL);
+}
 
+static bool second_batch(void) {
     wasmig_rows rows;
     if (!wasmig_query("SELECT id, label, note FROM tour ORDER BY id", NULL, 0, &rows)) return false;
     char summary[512] = "";
@@ -68,7 +71,10 @@ static bool upgrade(void) {
     }
     wasmig_rows_free(&rows);
     wasmig_value five[] = {wasmig_int64(5), wasmig_text(summary), wasmig_null()};
-    if (!wasmig_execute(insert, five, 3, NULL)) return false;
+    const char *const columns[] = {"id", "label", "note"};
+    uint64_t written = 0;
+    if (!wasmig_copy_in("tour", columns, 3, five, 1, &written)) return false;
+    CHECK(written == 1);
 
     wasmig_value forty_two[] = {wasmig_int64(42)};
     if (!wasmig_query(wasmig_dialect() == WASMIG_POSTGRES ? "SELECT id FROM tour WHERE id = $1"
@@ -79,6 +85,20 @@ static bool upgrade(void) {
     wasmig_rows_free(&rows);
     wasmig_progress(1, 1);
     return true;
+}
+
+static bool upgrade(void) {
+    char *checkpoint = wasmig_checkpoint();
+    if (checkpoint == NULL) {
+        if (!first_batch()) return false;
+        wasmig_next_batch("summary");
+        return true;
+    }
+    char message[96] = "second batch, from checkpoint ";
+    strncat(message, checkpoint, 40);
+    free(checkpoint);
+    wasmig_info(message);
+    return second_batch();
 }
 
 static bool downgrade(void) {

@@ -1,6 +1,7 @@
 """A tour of the Python SDK, for the end-to-end tests: parameters, execute_many, a recovered
-SQL error in a savepoint, rows by index and name, query_opt, logging and progress; and a
-downgrade that lets an SQL error escape when asked to (the label of row 1 says so).
+SQL error in a savepoint, two batches with a checkpoint, rows by index and name, copy_in,
+query_opt, logging and progress; and a downgrade that lets an SQL error escape when asked
+to (the label of row 1 says so).
 
 The JavaScript and C tours do exactly the same, so the tests compare their tables.
 """
@@ -15,6 +16,15 @@ def placeholders(n):
 
 
 def upgrade():
+    if wasmig.checkpoint() is None:
+        first_batch()
+        wasmig.next_batch("summary")
+    else:
+        wasmig.info(f"second batch, from checkpoint {wasmig.checkpoint()}")
+        second_batch()
+
+
+def first_batch():
     wasmig.info(f"dialect: {wasmig.dialect()}")
     wasmig.batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)")
     insert = f"INSERT INTO tour (id, label, note) VALUES ({placeholders(3)})"
@@ -29,11 +39,13 @@ def upgrade():
         wasmig.info(f"caught {e.code}: {e.message}")
         wasmig.execute(insert, 4, f"caught {e.code}", None)
 
+
+def second_batch():
     parts = []
     for row in wasmig.query("SELECT id, label, note FROM tour ORDER BY id"):
         assert row[0] == row["id"] and isinstance(row["id"], int)
         parts.append(f"{row['id']}={row[1]}/{row.get('note') or '-'}")
-    wasmig.execute(insert, 5, ",".join(parts), None)
+    assert wasmig.copy_in("tour", ["id", "label", "note"], [(5, ",".join(parts), None)]) == 1
     assert wasmig.query_opt(f"SELECT id FROM tour WHERE id = {placeholders(1)}", 42) is None
     wasmig.progress(1, 1)
 
