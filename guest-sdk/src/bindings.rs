@@ -9069,9 +9069,10 @@ pub mod wasmig {
                 }
             }
             #[allow(unused_unsafe, clippy::all)]
-            /// Asks for another batch after this call returns success, resuming from `checkpoint`.
-            /// Called more than once in a batch, the last checkpoint counts. Ignored when the call
-            /// fails: the batch is rolled back and its checkpoint with it.
+            /// Asks for another batch after this call returns success, resuming from `checkpoint`
+            /// (at most 64 KiB: a key and counters, not data). Called more than once in a batch, the
+            /// last checkpoint counts. Ignored when the call fails: the batch is rolled back and its
+            /// checkpoint with it.
             #[allow(async_fn_in_trait)]
             pub fn next_batch(checkpoint: &str) -> () {
                 unsafe {

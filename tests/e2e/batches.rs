@@ -257,6 +257,20 @@ async fn a_batch_that_repeats_its_checkpoint_fails_instead_of_looping() {
 }
 
 #[tokio::test]
+async fn a_checkpoint_over_64_kib_fails_the_batch() {
+    let (project, db, _) = setup(Backend::Postgres, "batched", 100, 10).await;
+    db.exec("UPDATE e2e_batches SET repeat = 2").await;
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(
+        run.stderr
+            .contains("the checkpoint passed to `next-batch` is 100000 bytes"),
+        "{run:?}"
+    );
+    assert!(checkpoints(&db).await.is_empty());
+    db.drop_db().await;
+}
+
+#[tokio::test]
 async fn resuming_a_changed_batched_revision_is_refused_unless_allowed() {
     let (project, db, dir) = setup(Backend::Postgres, "batched", 200, 50).await;
     db.exec("UPDATE e2e_batches SET fail_from = 101").await;

@@ -166,7 +166,7 @@ fn literal(out: &mut String, value: &Value, at: ParamRef) -> Result<(), SqlError
 }
 
 /// Appends `text` as `E'…'`.
-fn quote(out: &mut String, text: &str) {
+pub(super) fn quote(out: &mut String, text: &str) {
     out.reserve(text.len() + 3);
     out.push_str("E'");
     for c in text.chars() {

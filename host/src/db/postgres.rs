@@ -220,15 +220,23 @@ impl PgDatabase {
                 })?;
         }
         // `txid_current()` assigns the transaction an id now (it would get one at its first
-        // write anyway); the runner compares it before recording the step.
-        let (pid, xid, schema): (i32, i64, Option<String>) =
-            sqlx::query_as("SELECT pg_backend_pid(), txid_current(), current_schema()::text")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|source| DbError::Query {
-                    doing: doing("reading the backend pid and transaction id"),
-                    source,
-                })?;
+        // write anyway); the runner compares it before recording the step. (A simple query,
+        // like wasmig's other per-step statements: one round trip, and nothing in the
+        // connection's statement cache, which is cleared above whenever it holds anything.)
+        let row = sqlx::raw_sql("SELECT pg_backend_pid(), txid_current(), current_schema()::text")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: doing("reading the backend pid and transaction id"),
+                source,
+            })?;
+        let read = || -> Result<(i32, i64, Option<String>), sqlx::Error> {
+            Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+        };
+        let (pid, xid, schema) = read().map_err(|source| DbError::Query {
+            doing: doing("reading the backend pid and transaction id"),
+            source,
+        })?;
         Ok(PgSession {
             tx,
             canceller: Arc::new(PgCanceller {
@@ -1064,96 +1072,99 @@ impl Session for PgSession {
     }
 
     async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
-        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+        let query_error = |source| DbError::Query {
+            doing: "checking the transaction id".into(),
+            source,
+        };
+        let row = sqlx::raw_sql("SELECT txid_current()")
             .fetch_one(self.conn())
             .await
-            .map_err(|source| DbError::Query {
-                doing: "checking the transaction id".into(),
-                source,
-            })?;
+            .map_err(query_error)?;
+        let xid: i64 = row.try_get(0).map_err(query_error)?;
         Ok(xid == self.xid)
     }
 
     async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
-        let query_error = |source| DbError::Query {
-            doing: format!("recording {} in the version tables", step.revision),
-            source,
-        };
         let version_table = self.version_table(VERSION_TABLE);
         let history_table = self.version_table(HISTORY_TABLE);
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {version_table} WHERE revision = ANY($1)"
-        )))
-        .bind(step.remove)
-        .execute(self.conn())
-        .await
-        .map_err(query_error)?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {version_table} (revision) SELECT unnest($1::text[])"
-        )))
-        .bind(step.add)
-        .execute(self.conn())
-        .await
-        .map_err(query_error)?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {history_table}
+        // One statement, one round trip: the head change and the history row together. The
+        // parts of one statement see the same snapshot, so a head both removed and added
+        // (`resolve`, `stamp` keep some) is left alone by both: the same result as deleting
+        // `remove`, then inserting `add`.
+        let sql = format!(
+            "WITH removed AS (DELETE FROM {version_table}
+                              WHERE revision = ANY({remove}) AND revision <> ALL({add})),
+                  added AS (INSERT INTO {version_table} (revision)
+                            SELECT a FROM unnest({add}) AS a WHERE a <> ALL({remove}))
+             INSERT INTO {history_table}
                  (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
                   error, sqlstate)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        )))
-        .bind(step.revision)
-        .bind(step.direction)
-        .bind(step.checksum)
-        .bind(step.started_at)
-        .bind(step.finished_at)
-        .bind((step.finished_at - step.started_at).num_milliseconds())
-        .bind(env!("CARGO_PKG_VERSION"))
-        .bind(step.error)
-        .bind(step.sqlstate)
-        .execute(self.conn())
-        .await
-        .map_err(query_error)?;
+             VALUES ({revision}, {direction}, {checksum}, {started}, {finished}, {ms}, {version},
+                     {error}, {sqlstate})",
+            remove = text_array(step.remove),
+            add = text_array(step.add),
+            revision = lit(step.revision),
+            direction = lit(step.direction),
+            checksum = lit(step.checksum),
+            started = time_lit(step.started_at),
+            finished = time_lit(step.finished_at),
+            ms = (step.finished_at - step.started_at).num_milliseconds(),
+            version = lit(env!("CARGO_PKG_VERSION")),
+            error = opt_lit(step.error),
+            sqlstate = opt_lit(step.sqlstate),
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("recording {} in the version tables", step.revision),
+                source,
+            })?;
         Ok(())
     }
 
     async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()> {
         let table = self.version_table(ARTIFACT_TABLE);
-        sqlx::query(AssertSqlSafe(format!(
+        let component = match &artifact.component {
+            Some(bytes) => format!("{}::bytea", lit(&format!("\\x{}", hex::encode(bytes)))),
+            None => "NULL".into(),
+        };
+        let sql = format!(
             "INSERT INTO {table}
                  (revision, kind, checksum, manifest, up_sql, down_sql, component, stored_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             VALUES ({}, {}, {}, {}, {}, {}, {component}, {})
              ON CONFLICT (revision) DO UPDATE SET
                  kind = excluded.kind, checksum = excluded.checksum,
                  manifest = excluded.manifest, up_sql = excluded.up_sql,
                  down_sql = excluded.down_sql, component = excluded.component,
-                 stored_at = excluded.stored_at"
-        )))
-        .bind(&artifact.revision)
-        .bind(&artifact.kind)
-        .bind(&artifact.checksum)
-        .bind(&artifact.manifest)
-        .bind(&artifact.up_sql)
-        .bind(&artifact.down_sql)
-        .bind(&artifact.component)
-        .bind(Utc::now())
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!(
-                "storing the artifact of {} in {ARTIFACT_TABLE}",
-                artifact.revision
-            ),
-            source,
-        })?;
+                 stored_at = excluded.stored_at",
+            lit(&artifact.revision),
+            lit(&artifact.kind),
+            lit(&artifact.checksum),
+            lit(&artifact.manifest),
+            opt_lit(artifact.up_sql.as_deref()),
+            opt_lit(artifact.down_sql.as_deref()),
+            time_lit(Utc::now()),
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!(
+                    "storing the artifact of {} in {ARTIFACT_TABLE}",
+                    artifact.revision
+                ),
+                source,
+            })?;
         Ok(())
     }
 
     async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
         let table = self.version_table(ARTIFACT_TABLE);
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE revision = $1"
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE revision = {}",
+            lit(revision)
         )))
-        .bind(revision)
         .execute(self.conn())
         .await
         .map_err(|source| DbError::Query {
@@ -1209,41 +1220,42 @@ impl Session for PgSession {
 
     async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
         let table = self.version_table(CHECKPOINT_TABLE);
-        sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             "INSERT INTO {table}
                  (revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
                   started_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})
              ON CONFLICT (revision) DO UPDATE SET
                  direction = EXCLUDED.direction, remove_heads = EXCLUDED.remove_heads,
                  add_heads = EXCLUDED.add_heads, checkpoint = EXCLUDED.checkpoint,
                  batches = EXCLUDED.batches, checksum = EXCLUDED.checksum,
-                 started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at"
-        )))
-        .bind(&checkpoint.revision)
-        .bind(&checkpoint.direction)
-        .bind(checkpoint.remove_heads.join(","))
-        .bind(checkpoint.add_heads.join(","))
-        .bind(&checkpoint.checkpoint)
-        .bind(checkpoint.batches)
-        .bind(&checkpoint.checksum)
-        .bind(checkpoint.started_at)
-        .bind(checkpoint.updated_at)
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("saving the checkpoint of {}", checkpoint.revision),
-            source,
-        })?;
+                 started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at",
+            lit(&checkpoint.revision),
+            lit(&checkpoint.direction),
+            lit(&checkpoint.remove_heads.join(",")),
+            lit(&checkpoint.add_heads.join(",")),
+            lit(&checkpoint.checkpoint),
+            checkpoint.batches,
+            lit(&checkpoint.checksum),
+            time_lit(checkpoint.started_at),
+            time_lit(checkpoint.updated_at),
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("saving the checkpoint of {}", checkpoint.revision),
+                source,
+            })?;
         Ok(())
     }
 
     async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
         let table = self.version_table(CHECKPOINT_TABLE);
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE revision = $1"
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE revision = {}",
+            lit(revision)
         )))
-        .bind(revision)
         .execute(self.conn())
         .await
         .map_err(|source| DbError::Query {
@@ -1268,6 +1280,33 @@ impl Session for PgSession {
         })?;
         Ok(())
     }
+}
+
+/// `text` as a string literal for wasmig's own simple-query statements, which take one
+/// round trip whatever the statement cache holds (see `pg_script` for why `E'…'` is safe).
+fn lit(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 3);
+    pg_script::quote(&mut out, text);
+    out
+}
+
+/// A literal, or `NULL`.
+fn opt_lit(text: Option<&str>) -> String {
+    text.map_or_else(|| "NULL".to_owned(), lit)
+}
+
+/// A UTC time as a `timestamptz` literal, to the microsecond.
+fn time_lit(time: DateTime<Utc>) -> String {
+    format!(
+        "{}::timestamptz",
+        lit(&time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    )
+}
+
+/// A `text[]` literal of revision ids.
+fn text_array(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|i| lit(i)).collect();
+    format!("ARRAY[{}]::text[]", items.join(", "))
 }
 
 /// A row of the artifact table.
@@ -2758,6 +2797,21 @@ mod tests {
             history[0].started_at.timestamp_micros(),
             start.timestamp_micros()
         );
+        // A head both removed and added stays (as `resolve` and `stamp` record them), and
+        // text with quotes and backslashes is stored as given.
+        static B: std::sync::LazyLock<[String; 1]> = std::sync::LazyLock::new(|| [text("b")]);
+        let mut s = t.session().await;
+        let mut kept = step(&*BC, &*B, "b", "resolve");
+        kept.error = Some(r"resolved as 'applied' \ \x00");
+        s.record_step(&kept).await.unwrap();
+        s.commit().await.unwrap();
+        assert_eq!(t.db.heads().await.unwrap(), ["b"]);
+        let history = t.db.history().await.unwrap();
+        assert_eq!(
+            history[2].error.as_deref(),
+            Some(r"resolved as 'applied' \ \x00")
+        );
+
         let mut s = t.session().await;
         let err = s.execute("INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version) VALUES ('x', 'sideways', '', now(), now(), 0, '')", &[]).await.unwrap_err();
         assert_eq!(err.code, "23514");

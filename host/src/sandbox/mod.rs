@@ -33,6 +33,9 @@ pub use self::cache::CacheStatus;
 /// How often the epoch advances; the deadline's resolution while wasm runs.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The largest checkpoint a batch may pass to `next-batch`: it is stored with every batch.
+const MAX_CHECKPOINT: usize = 64 * 1024;
+
 /// The deadline used when `now + timeout` cannot be represented (a year; configuration
 /// allows at most a week).
 const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -283,7 +286,14 @@ impl Sandbox {
 
         let mut state = store.into_data();
         flush_output(revision, &state);
-        let outcome = classify(outcome, &state, limits).map(|()| state.next_batch.take());
+        let outcome = classify(outcome, &state, limits).and_then(|()| match state.next_batch.take() {
+            Some(c) if c.len() > MAX_CHECKPOINT => Err(Failure::GuestError(format!(
+                "the checkpoint passed to `next-batch` is {} bytes; the limit is {} KiB: keep in it only what the next batch needs to resume (the last key, counters), not data",
+                c.len(),
+                MAX_CHECKPOINT / 1024
+            ))),
+            next => Ok(next),
+        });
         Returned {
             session: state.session.take(),
             progress: state.progress,

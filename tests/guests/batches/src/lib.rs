@@ -4,7 +4,7 @@
 //! after any number of interrupted runs each row must show exactly 1. `pause_ms` makes every
 //! batch take that long (a window for the tests to kill wasmig in), `fail_from` fails every
 //! batch whose first key is at least that id, and `repeat` asks for the next batch with the
-//! checkpoint it was given. The first batch creates `batches_first`, which a second run of
+//! checkpoint it was given (1) or with a checkpoint of 100,000 bytes (2). The first batch creates `batches_first`, which a second run of
 //! that batch would fail on.
 //!
 //! Run as `transaction = "batched"` each batch commits on its own; as `per-migration` all of
@@ -20,7 +20,7 @@ struct Config {
     size: u32,
     pause_ms: i64,
     fail_from: Option<i64>,
-    repeat: bool,
+    repeat: i64,
 }
 
 fn config() -> Result<Config> {
@@ -32,7 +32,7 @@ fn config() -> Result<Config> {
         size: row.get::<i64>("size")? as u32,
         pause_ms: row.get("pause_ms")?,
         fail_from: row.get("fail_from")?,
-        repeat: row.get::<i64>("repeat")? != 0,
+        repeat: row.get("repeat")?,
     })
 }
 
@@ -66,11 +66,16 @@ fn pause(ms: i64) -> Result<()> {
 /// One batch: adds `delta` to `n` of the next `size` rows.
 fn walk(delta: i64, first: bool) -> Result<()> {
     let config = config()?;
-    if config.repeat
-        && let Some(checkpoint) = batch::checkpoint()
-    {
-        batch::next(checkpoint);
-        return Ok(());
+    match (config.repeat, batch::checkpoint()) {
+        (1, Some(checkpoint)) => {
+            batch::next(checkpoint);
+            return Ok(());
+        }
+        (2, _) => {
+            batch::next("x".repeat(100_000));
+            return Ok(());
+        }
+        _ => {}
     }
     let select = sql(
         "SELECT id FROM items WHERE id > $1 ORDER BY id LIMIT $2",
