@@ -238,7 +238,8 @@ impl Revision {
         &self.manifest.revision
     }
 
-    /// The component file of a `wasm` revision, or where `wasmig build` puts a `rust` one.
+    /// The component file of a `wasm` revision, or where `wasmig build` puts the component
+    /// of a kind built from source (`rust`, `python`, `js`, `c`).
     pub fn component_path(&self, build_dir: &Path) -> Option<PathBuf> {
         match self.manifest.kind {
             Kind::Sql => None,

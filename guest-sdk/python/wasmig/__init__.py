@@ -233,9 +233,9 @@ def to_sql(value):
         tags = set()
         elements = []
         for element in value:
-            tag, wit = _scalar(element)
             if isinstance(element, (list, tuple)):
                 raise TypeError("SQL arrays are one-dimensional")
+            tag, wit = _scalar(element)
             if tag is not None:
                 tags.add(tag)
             elements.append(None if tag is None else wit.value)
