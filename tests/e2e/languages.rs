@@ -414,6 +414,7 @@ async fn sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(language: Lan
             run.stderr
         );
         assert!(run.stderr.contains("b2: 1/1 (100%)"), "{}", run.stderr);
+        assert!(run.stderr.contains("[b2] values: ok"), "{}", run.stderr);
         assert!(
             run.stderr
                 .contains("[b2] second batch, from checkpoint summary"),

@@ -18,8 +18,64 @@ static const char *insert_sql(void) {
                                                : "INSERT INTO tour (id, label, note) VALUES (?, ?, ?)";
 }
 
+static bool text_is(const wasmig_value *v, const char *expected) {
+    const char *p;
+    size_t len;
+    return wasmig_value_text(v, &p, &len) && len == strlen(expected) && memcmp(p, expected, len) == 0;
+}
+
+/* Parameters and results of the kinds the C SDK has constructors for, checked here. */
+static bool check_values(void) {
+    static const uint8_t bytes[] = {0, 1};
+    wasmig_rows rows;
+    bool pg = wasmig_dialect() == WASMIG_POSTGRES;
+    if (pg) {
+        wasmig_value params[] = {
+            wasmig_typed_text(WASMIG_MIGRATION_TYPES_VALUE_NUMERIC, "12.50"),
+            wasmig_typed_text(WASMIG_MIGRATION_TYPES_VALUE_UUID, "67e55044-10b1-426f-9247-bb680e5fe0c8"),
+            wasmig_typed_text(WASMIG_MIGRATION_TYPES_VALUE_DATE, "2024-01-02"),
+            wasmig_typed_text(WASMIG_MIGRATION_TYPES_VALUE_TIMESTAMPTZ, "2024-01-02T03:04:05Z"),
+            wasmig_bytes(bytes, 2),
+            wasmig_float64(1.5),
+            wasmig_bool(true),
+            wasmig_int32(7),
+        };
+        if (!wasmig_query("SELECT $1::numeric AS n, $2::uuid AS u, $3::date AS d, $4::timestamptz AS t, "
+                          "$5::bytea AS b, $6::float8 AS f, $7::bool AS k, $8::int4 AS i",
+                          params, 8, &rows))
+            return false;
+        CHECK(text_is(wasmig_rows_get_named(&rows, 0, "n"), "12.50"));
+        CHECK(text_is(wasmig_rows_get_named(&rows, 0, "u"), "67e55044-10b1-426f-9247-bb680e5fe0c8"));
+        CHECK(text_is(wasmig_rows_get_named(&rows, 0, "d"), "2024-01-02"));
+        CHECK(text_is(wasmig_rows_get_named(&rows, 0, "t"), "2024-01-02T03:04:05Z"));
+        int64_t i;
+        CHECK(wasmig_value_int64(wasmig_rows_get_named(&rows, 0, "i"), &i) && i == 7);
+    } else {
+        wasmig_value params[] = {wasmig_bytes(bytes, 2), wasmig_float64(1.5), wasmig_bool(true)};
+        if (!wasmig_query("SELECT ? AS b, ? AS f, ? AS k", params, 3, &rows)) return false;
+    }
+    const wasmig_value *b = wasmig_rows_get_named(&rows, 0, "b");
+    CHECK(b != NULL && b->tag == WASMIG_MIGRATION_TYPES_VALUE_BYTES && b->val.bytes.len == 2 &&
+          b->val.bytes.ptr[0] == 0 && b->val.bytes.ptr[1] == 1);
+    double f;
+    CHECK(wasmig_value_float64(wasmig_rows_get_named(&rows, 0, "f"), &f) && f == 1.5);
+    bool k = false;
+    int64_t k_int = 0;
+    const wasmig_value *kv = wasmig_rows_get_named(&rows, 0, "k");
+    CHECK((wasmig_value_bool(kv, &k) && k) || (wasmig_value_int64(kv, &k_int) && k_int == 1));
+    wasmig_rows_free(&rows);
+    wasmig_value big[] = {wasmig_int64(INT64_C(9007199254740993))};
+    if (!wasmig_query(pg ? "SELECT $1 AS big" : "SELECT ? AS big", big, 1, &rows)) return false;
+    int64_t back = 0;
+    CHECK(wasmig_value_int64(wasmig_rows_get(&rows, 0, 0), &back) && back == INT64_C(9007199254740993));
+    wasmig_rows_free(&rows);
+    wasmig_info("values: ok");
+    return true;
+}
+
 static bool first_batch(void) {
     wasmig_info(wasmig_dialect() == WASMIG_POSTGRES ? "dialect: postgres" : "dialect: sqlite");
+    if (!check_values()) return false;
     if (!wasmig_batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)")) return false;
     const char *insert = insert_sql();
     uint64_t n = 0;

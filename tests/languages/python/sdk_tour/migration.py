@@ -6,6 +6,11 @@ to (the label of row 1 says so).
 The JavaScript and C tours do exactly the same, so the tests compare their tables.
 """
 
+import datetime
+import decimal
+import json
+import uuid
+
 import wasmig
 
 
@@ -24,8 +29,42 @@ def upgrade():
         second_batch()
 
 
+def check_values():
+    """Parameters and results of every kind the SDK converts, checked in the guest."""
+    if wasmig.dialect() == wasmig.POSTGRES:
+        row = wasmig.query_one(
+            "SELECT $1::numeric AS n, $2::uuid AS u, $3::date AS d, $4::timestamptz AS t, "
+            "$5::int8[] AS a, $6::jsonb AS j, $7::bytea AS b, $8::float8 AS f, $9::bool AS k, "
+            "$10::int4 AS i, $11::text[] AS s",
+            decimal.Decimal("12.50"),
+            uuid.UUID("67e55044-10b1-426f-9247-bb680e5fe0c8"),
+            datetime.date(2024, 1, 2),
+            datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+            [1, None, 3],
+            wasmig.Jsonb({"a": 1}),
+            b"\x00\x01",
+            1.5,
+            True,
+            wasmig.Int32(7),
+            ["x", None],
+        )
+        assert row["n"] == decimal.Decimal("12.50"), row
+        assert row["u"] == uuid.UUID("67e55044-10b1-426f-9247-bb680e5fe0c8"), row
+        assert row["d"] == datetime.date(2024, 1, 2), row
+        assert row["t"] == datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc), row
+        assert row["a"] == [1, None, 3] and json.loads(row["j"]) == {"a": 1}, row
+        assert row["i"] == 7 and row["s"] == ["x", None], row
+    else:
+        row = wasmig.query_one("SELECT ? AS b, ? AS f, ? AS k", b"\x00\x01", 1.5, True)
+    assert row["b"] == b"\x00\x01" and row["f"] == 1.5 and row["k"] in (True, 1), row
+    big = wasmig.query_one("SELECT " + placeholders(1) + " AS big", 2**53 + 1)["big"]
+    assert big == 2**53 + 1, big
+    wasmig.info("values: ok")
+
+
 def first_batch():
     wasmig.info(f"dialect: {wasmig.dialect()}")
+    check_values()
     wasmig.batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)")
     insert = f"INSERT INTO tour (id, label, note) VALUES ({placeholders(3)})"
     assert wasmig.execute(insert, 1, "one", None) == 1
