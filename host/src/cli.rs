@@ -106,7 +106,7 @@ enum Command {
         #[arg(long, value_name = "LABEL")]
         branch_label: Vec<String>,
     },
-    /// Build every Rust revision into a component.
+    /// Build every Rust, Python, JavaScript and C revision into a component.
     Build,
     /// Apply revisions up to TARGET (default: head).
     #[command(visible_alias = "upgrade")]
@@ -211,7 +211,7 @@ struct RunArgs {
     /// LABEL@+N, LABEL@-N, LABEL@base.
     #[arg(allow_hyphen_values = true)]
     target: Option<String>,
-    /// Do not build stale Rust revisions first.
+    /// Do not build stale revisions (Rust, Python, JavaScript, C) first.
     #[arg(long)]
     no_build: bool,
     /// Compile components without reading or writing the compile cache.

@@ -23,7 +23,7 @@ use crate::config::Project;
 use crate::db::{Database, HistoryEntry, StepRecord, StoredArtifact};
 use crate::error::{GraphError, Modified, ModifiedError};
 use crate::graph::Graph;
-use crate::revision::{self, Kind, Revision};
+use crate::revision::{self, Revision};
 
 /// The checksum each revision's files had when it last ran (or was rehashed), from the
 /// history log (oldest first). Revisions without one are absent.
@@ -64,7 +64,7 @@ fn files(revision: &Revision, build_dir: &Path) -> Vec<PathBuf> {
 /// there is nothing to compare.
 fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Option<Modified> {
     let files = files(revision, build_dir);
-    if revision.manifest.kind == Kind::Rust && revision.stored.is_none() && !files[0].is_file() {
+    if revision.manifest.kind.is_built() && revision.stored.is_none() && !files[0].is_file() {
         // Verification runs after any build a command does, so an unbuilt component is one
         // that will not run in this command either.
         crate::debug!(
