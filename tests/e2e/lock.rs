@@ -339,3 +339,47 @@ async fn the_statement_of_a_killed_run_stops_on_the_server() {
     assert!(db.heads().await.is_empty());
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_panic_while_holding_the_lock_exits_1_and_releases_it() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        let out = wasmig_cmd(&project.dir)
+            .args(["up", "--database-url", &db.url])
+            .env("WASMIG_TEST_PANIC_WHILE_LOCKED", "1")
+            .output()
+            .unwrap();
+        let run = Run::from_output(out).fails_with(1);
+        assert!(
+            run.stderr
+                .contains("error: internal error: wasmig panicked"),
+            "{run:?}"
+        );
+        // The lock went with the panic: the next run does not wait for it.
+        project.run(&db, &["up", "--lock-timeout", "0"]).success();
+        assert_eq!(db.heads().await, ["a1"]);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_reader_that_closes_the_pipe_early_does_not_fail_the_run() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let mut child = wasmig_cmd(&project.dir)
+        .args(["up", "--json", "--database-url", &db.url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads the result: the pipe is closed before wasmig writes it.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let run = Run::from_output(out).success();
+    assert!(!run.stderr.contains("panicked"), "{run:?}");
+    assert_eq!(db.heads().await, ["a1"]);
+    db.drop_db().await;
+}
