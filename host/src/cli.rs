@@ -589,15 +589,14 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 Some(db) => {
                     let result = async {
                         let applied = graph.applied(&db.heads().await?)?;
-                        let modified = integrity::verify(
+                        integrity::verify(
                             project,
                             db.as_ref(),
                             &revisions,
                             &applied,
                             *allow_modified,
                         )
-                        .await?;
-                        anyhow::Ok((applied.len(), modified))
+                        .await
                     }
                     .await;
                     db.close().await;
@@ -605,19 +604,23 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 }
                 None => None,
             };
+            if let Some(v) = &verified
+                && !v.not_built.is_empty()
+            {
+                crate::warn!(
+                    "{} applied revision(s) not verified because their component is not built here: {}; run `wasmig build` first to verify them",
+                    v.not_built.len(),
+                    v.not_built.join(", ")
+                );
+            }
             if g.json {
-                let (applied, modified) = match &verified {
-                    Some((n, m)) => (json!(n), json!(m)),
-                    None => (json!(null), json!([])),
-                };
                 out!(
                     "{}",
                     json!({
                         "ok": true,
                         "revisions": revisions.len(),
                         "heads": heads,
-                        "applied_verified": applied,
-                        "modified": modified,
+                        "applied": verified,
                     })
                 );
             } else {
@@ -628,11 +631,35 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     heads.join(", ")
                 );
                 match &verified {
-                    Some((n, m)) if m.is_empty() => {
-                        out!("ok: {n} applied revision(s) match their recorded checksums");
-                    }
-                    Some((n, m)) => {
-                        out!("modified (allowed): {} of {n} applied revision(s)", m.len())
+                    Some(v) => {
+                        out!(
+                            "ok: {} applied revision(s) match their recorded checksums",
+                            v.verified.len()
+                        );
+                        if !v.unrecorded.is_empty() {
+                            out!(
+                                "not verified: {} applied revision(s) without a recorded checksum (only stamped): {}",
+                                v.unrecorded.len(),
+                                v.unrecorded.join(", ")
+                            );
+                        }
+                        if !v.not_built.is_empty() {
+                            out!(
+                                "not verified: {} applied revision(s) whose component is not built: {}",
+                                v.not_built.len(),
+                                v.not_built.join(", ")
+                            );
+                        }
+                        if !v.modified.is_empty() {
+                            out!(
+                                "modified (allowed): {}",
+                                v.modified
+                                    .iter()
+                                    .map(|m| m.revision.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            );
+                        }
                     }
                     None => out!("no database: applied revisions not verified"),
                 }
