@@ -383,3 +383,39 @@ async fn a_reader_that_closes_the_pipe_early_does_not_fail_the_run() {
     assert_eq!(db.heads().await, ["a1"]);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_run_stopped_by_sigterm_or_sigint_leaves_no_lock_and_no_half_step() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        // Slow until the table `fast` exists, which the test creates for the second run.
+        project.sql_revision(
+            "a1",
+            "CREATE TABLE t (x int); \
+             SELECT pg_sleep(CASE WHEN to_regclass('fast') IS NULL THEN 20 ELSE 0 END);",
+            "DROP TABLE t;",
+        );
+        let mut child = spawn_up(&project, &db);
+        let busy = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE datname = current_database() AND query LIKE '%pg_sleep(CASE%' \
+                    AND state = 'active' AND pid <> pg_backend_pid()";
+        let start = Instant::now();
+        while db.count(busy).await == 0 {
+            assert!(start.elapsed() < Duration::from_secs(30), "never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "{status:?}");
+        db.exec("CREATE TABLE fast (x int)").await;
+        // The next run takes the lock (it waits, if need be, for the stopped run's
+        // statement to end on the server) and applies the step whole.
+        project.run(&db, &["up", "--lock-timeout", "30"]).success();
+        assert_eq!(db.heads().await, ["a1"]);
+        assert_eq!(db.history().await, ["upgrade:a1"]);
+        assert_eq!(pg_lock_count(&db).await, 0);
+        db.drop_db().await;
+    }
+}
