@@ -349,6 +349,12 @@ pub trait Session: Send {
     /// the version-table update of every downgrade.
     async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()>;
 
+    /// Deletes the stored artifact of every revision not in `keep`, in this transaction:
+    /// `stamp` calls it with the revisions applied after it, so the table never holds a
+    /// revision the version table no longer counts as applied (including ones a `--purge`
+    /// dropped that this project does not know).
+    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()>;
+
     /// Commits the transaction.
     async fn commit(self: Box<Self>) -> anyhow::Result<()>;
 

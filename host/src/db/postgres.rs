@@ -1213,6 +1213,23 @@ impl Session for PgSession {
         Ok(())
     }
 
+    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()> {
+        let table = self.version_table(ARTIFACT_TABLE);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE revision <> ALL({})",
+            text_array(keep)
+        )))
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!(
+                "deleting stored artifacts of unapplied revisions from {ARTIFACT_TABLE}"
+            ),
+            source,
+        })?;
+        Ok(())
+    }
+
     async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
         let table = self.version_table(ARTIFACT_TABLE);
         sqlx::raw_sql(AssertSqlSafe(format!(

@@ -983,6 +983,25 @@ impl Session for SqliteSession {
         Ok(())
     }
 
+    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()> {
+        self.start_call();
+        // The ids as one JSON array parameter, however many there are.
+        let keep = serde_json::to_string(keep).expect("strings serialize");
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {ARTIFACT_TABLE} WHERE revision NOT IN (SELECT value FROM json_each(?))"
+        )))
+        .bind(keep)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!(
+                "deleting stored artifacts of unapplied revisions from {ARTIFACT_TABLE}"
+            ),
+            source,
+        })?;
+        Ok(())
+    }
+
     async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
         self.start_call();
         sqlx::query(AssertSqlSafe(format!(
