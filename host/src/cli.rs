@@ -590,6 +590,13 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 Some(db) => {
                     let result = async {
                         let applied = graph.applied(&db.heads().await?)?;
+                        crate::toolchain::reuse_stored(
+                            db.as_ref(),
+                            &revisions,
+                            &applied,
+                            &crate::artifact::build_dir(project),
+                        )
+                        .await?;
                         integrity::verify(
                             project,
                             db.as_ref(),
@@ -1045,12 +1052,23 @@ async fn migrate_locked(
     if !unfinished.is_empty() {
         return Err(InProgressError(unfinished).into());
     }
+    let applied = graph.applied(&heads)?;
+    // Applied revisions of non-reproducible toolchains run the component they ran, from the
+    // database, when this checkout has not built it from the same sources.
+    if !args.no_build && !args.plan {
+        crate::toolchain::reuse_stored(
+            db,
+            revisions,
+            &applied,
+            &crate::artifact::build_dir(project),
+        )
+        .await?;
+    }
     // Build first, so applied Rust revisions are verified against the components that would
     // run (a rebuild may change them).
     if !args.plan && !steps.is_empty() && !args.no_build && runner::needs_build(revisions, &steps) {
         crate::artifact::build(project, revisions)?;
     }
-    let applied = graph.applied(&heads)?;
     integrity::verify(project, db, revisions, &applied, args.allow_modified).await?;
     if args.plan {
         print_plan(g, &steps, &checkpoints);

@@ -401,8 +401,13 @@ pub struct StoredArtifact {
     pub up_sql: Option<String>,
     /// `down.sql`, for SQL revisions.
     pub down_sql: Option<String>,
-    /// The component's bytes, for `rust` and `wasm` revisions.
+    /// The component's bytes, for component revisions.
     pub component: Option<Vec<u8>>,
+    /// For a revision built from source by a toolchain whose builds are not reproducible
+    /// (Python, JavaScript; C too): the checksum of the sources it was built from
+    /// (`toolchain::source_checksum`), so a checkout with the same sources reuses this
+    /// component instead of building different bytes.
+    pub source_checksum: Option<String>,
 }
 
 /// Errors of the database layer that callers branch on (exit code 5).
