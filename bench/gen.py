@@ -281,6 +281,8 @@ def main():
                 RUST_WORKSPACE.format(n=n, sdk=os.path.abspath(a.guest_sdk), members=members),
             )
         prune(f"{root}/versions", keep)
+        # Components built for revisions an earlier, larger run had.
+        prune(f"{root}/.wasmig/build", {f"{letter}{r['num']}.wasm" for r in revs})
 
     # sqlx-cli
     keep = set()

@@ -10,7 +10,11 @@
 //!   batch is a transaction of its own that also upserts a checkpoint row (the last id) into
 //!   `bench_native_checkpoint`, as wasmig saves its checkpoint with each batch;
 //! - `copy` (like `bench/copy`): create `people_norm (id, email_norm)` and fill it, one
-//!   `COPY ... FROM STDIN` (text format) per batch, inside one transaction.
+//!   `COPY ... FROM STDIN` (text format) per batch, inside one transaction;
+//! - `steps N R`: not a transform: replays the database side of N wasmig steps, as wasmig
+//!   runs them and as the host could (see `steps.rs`).
+
+mod steps;
 
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
@@ -26,14 +30,19 @@ async fn main() -> Result<(), sqlx::Error> {
     let mut args = std::env::args().skip(1);
     let url = args
         .next()
-        .expect("usage: wasmig-bench-native DATABASE_URL [update|batched|copy]");
+        .expect("usage: wasmig-bench-native DATABASE_URL [update|batched|copy|steps N ROUNDS]");
     let mode = args.next().unwrap_or_else(|| "update".to_owned());
+    if mode == "steps" {
+        let n = args.next().and_then(|n| n.parse().ok()).expect("steps N ROUNDS");
+        let rounds = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+        return steps::run(&url, n, rounds).await;
+    }
     let mut conn = PgConnection::connect(&url).await?;
     let done = match mode.as_str() {
         "update" => update(&mut conn).await?,
         "batched" => batched(&mut conn).await?,
         "copy" => copy(&mut conn).await?,
-        other => panic!("unknown mode {other:?}: expected update, batched or copy"),
+        other => panic!("unknown mode {other:?}: expected update, batched, copy or steps N"),
     };
     println!("{mode}: normalised {done} rows");
     Ok(())
