@@ -152,7 +152,7 @@ if command -v strace >/dev/null && strace -f -c -o /dev/null true 2>/dev/null; t
     # A timeline of what each client sends and when, for a run and for its nothing-to-do.
     trace() { # trace NAME CMD...
         local name=$1; shift
-        prof_wall "trace_$name" strace -f --seccomp-bpf -ttt -e signal=none -s 96 \
+        prof_wall "trace_$name" strace -f --seccomp-bpf -ttt -e signal=none -s 256 \
             -e trace=execve,connect,close,sendto,recvfrom,read,write -o "$PROF/trace.$name.txt" \
             "$@" >/dev/null 2>&1 || prof_note "trace.$name" "the run failed under strace"
     }
@@ -202,6 +202,16 @@ if command -v perf >/dev/null && perf record -e cpu-clock -o "$WORK/perf.probe" 
     rm -rf "$CACHE/wasmig-rust-perf"
     perf_run rust_cold "" env WASMIG_CACHE_DIR="$CACHE/wasmig-rust-perf" "$WASMIG" -q -C "$RUSTP" --database-url "$(pg_url bench_perf)" up --no-build
     perf_run rust_warm "" env WASMIG_CACHE_DIR="$CACHE/wasmig-rust-perf" "$WASMIG" -q -C "$RUSTP" --database-url "$(pg_url bench_perf)" up --no-build
+    # Nothing to do: 10 runs in one profile (one is too short to sample well).
+    fresh_db bench_perf
+    tool_cmd wasmig_sql bench_perf
+    "${CMD[@]}" >/dev/null 2>&1 || prof_note perf.noop "the run failed"
+    perf record -e cpu-clock -F 1999 -o "$WORK/perf.noop_wasmig_sql.data" \
+        bash -c 'for i in 1 2 3 4 5 6 7 8 9 10; do "$@" || exit 1; done' _ "${CMD[@]}" >/dev/null 2>&1 ||
+        prof_note perf.noop "the run failed under perf"
+    perf report -i "$WORK/perf.noop_wasmig_sql.data" --stdio --no-children --comm wasmig,tokio-rt-worker \
+        --sort dso,sym 2>/dev/null | grep -v '^$' >"$PROF/perf.noop_wasmig_sql.txt"
+    drop_db bench_perf
     rm -f "$WORK"/perf.*.data "$WORK/perf.probe"
 else
     prof_note perf "skipped: perf is missing or cannot record cpu-clock here"

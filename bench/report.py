@@ -140,7 +140,7 @@ machine = {
     "kernel": sh("uname -r"),
     "PostgreSQL": sh(f"psql -X -Atc 'SHOW server_version' '{a.pg}/postgres'") + " (same host, loopback)",
     "rustc": sh("rustc --version"),
-    "wasmig": sh(f"git -C '{a.root}' describe --always --dirty") + " (release build)",
+    "wasmig": meta.get("wasmig_commit") or sh(f"git -C '{a.root}' describe --always --dirty") + " (release build)",
     "load average (1, 5, 15 min)": f"{meta.get('load.start', '?')} at the start of the rounds, "
     f"{meta.get('load.end', '?')} at the end; per round: "
     + ", ".join(meta[k].split()[0] for k in sorted(meta, key=lambda k: int(k[10:]) if k.startswith("load.round") else 0) if k.startswith("load.round")),
@@ -150,6 +150,17 @@ for k, v in machine.items():
 for tool, label in [("sqlx", "sqlx-cli"), ("dbmate", "dbmate"), ("alembic", "Alembic")]:
     w(f"- {label}: {peer_status(tool)}")
 w("")
+try:
+    loads = [float(meta[k].split()[0]) for k in meta if k.startswith("load.")]
+    cores = int(machine["cores"])
+except (ValueError, KeyError):
+    loads, cores = [], 0
+if loads and cores and max(loads) > cores:
+    w(f"**The machine was busy while this ran** (1-minute load average up to {max(loads):.1f} on "
+      f"{cores} cores, the benchmark's own client and server included): the spreads are wide and a median ratio can move a "
+      "lot between runs; read each ratio with its per-round range, and prefer the profile's "
+      "counts (round trips, connections, CPU, compile times), which load does not change.")
+    w("")
 
 # ---------------------------------------------------------------- profile inputs
 rtt_ms = None
@@ -205,10 +216,18 @@ def pglog(run):
         return None
     entries = []
     for line in t.splitlines():
+        if not re.match(r"^\d{4}-\d\d-\d\d ", line):
+            # A continuation line of a multi-line statement: part of the last entry's SQL.
+            if entries and entries[-1][0] != "detail":
+                kind, ms, sql = entries[-1]
+                entries[-1] = (kind, ms, (sql + "\n" + line.strip()).strip())
+            continue
         m = re.search(r"LOG:  duration: ([\d.]+) ms  (statement|parse|bind|execute)( [^:]*)?: (.*)$", line)
         if m:
             entries.append((m.group(2), float(m.group(1)), m.group(4)))
-    return entries
+        else:
+            entries.append(("detail", 0.0, ""))  # DETAIL lines and others: not statements
+    return [e for e in entries if e[0] != "detail"]
 
 
 PHASES = [
@@ -252,6 +271,8 @@ def phase_of(sql):
         return "version"
     if re.match(r"^(CREATE TABLE T\d|SELECT 1;?$|DROP TABLE T\d)", s):
         return "migration"
+    if "QUOTE_IDENT" in s or re.match(r"^SELECT (ID, )?REVISION, DIRECTION", s):
+        return "setup"
     if "WASMIG_" in s or "_SQLX_MIGRATIONS" in s or "SCHEMA_MIGRATIONS" in s or "ALEMBIC_VERSION" in s \
             or "PG_CATALOG" in s or "INFORMATION_SCHEMA" in s or s.startswith("SHOW") or s.startswith("SET") \
             or "CURRENT_SCHEMA" in s or "VERSION()" in s or "TO_REGCLASS" in s or "PG_TABLES" in s:
@@ -556,6 +577,7 @@ def timeline(run):
     events = []  # (ts, 'send'|'recv', fd, phase)
     pending = {}  # pid -> fd of a read still unfinished
     sockets = set()
+    connect_ts = set()  # when each connect() was called: one per connection opened
     resetting = set()  # connections being reset in the background after their release
     t_start = t_end = None
     for line in t.splitlines():
@@ -569,6 +591,7 @@ def timeline(run):
         m = re.match(r"^connect\((\d+),", rest)
         if m:
             sockets.add(m.group(1))
+            connect_ts.add(ts)
             events.append((ts, "send", m.group(1), "connect"))
             continue
         m = re.match(r"^close\((\d+)", rest)
@@ -672,10 +695,9 @@ def timeline(run):
     before = (events[0][0] - t_start) if t_start is not None else None
     after = (t_end - events[-1][0]) if t_end is not None else None
     n_sends = sum(1 for e in events if e[1] == "send" and e[3] != "connect")
-    n_conn = sum(1 for e in events if e[3] == "connect" and e[1] == "send" and e[2] in by_fd)
     return dict(wait=wait, work=work, sends=n_sends, before=before, after=after,
                 span=(t_end - t_start) if t_start is not None else None,
-                connects=len({e[2] for e in events if e[3] == "connect"}))
+                connects=sum(1 for e in events if e[3] == "connect" and e[1] == "send" and e[0] in connect_ts))
 
 
 def timeline_table(runs, per, unit_label):
@@ -845,7 +867,8 @@ def perf_profile(run):
 
 
 pp = {r: perf_profile(r) for r in ("transform_wasmig", "transform_native", "transform_wasmig_copy",
-                                     "transform_native_copy", "rust_cold", "rust_warm")}
+                                     "transform_native_copy", "rust_cold", "rust_warm",
+                                     "noop_wasmig_sql")}
 pp = {r: v for r, v in pp.items() if v}
 pcols = [(r, l) for r, l in [("transform_wasmig", "wasmig, UPDATE"), ("transform_native", "native, UPDATE"),
                              ("transform_wasmig_copy", "wasmig, copy-in"), ("transform_native_copy", "native, COPY")]
@@ -864,7 +887,8 @@ if pcols:
         w(f"| {cat} | " + " | ".join(f"{v * pp[r][0] / 100:.3f} s ({v:.0f}%)" for v, (r, _) in zip(vals, pcols)) + " |")
     w("| total | " + " | ".join(f"{pp[r][0]:.3f} s" for r, _ in pcols) + " |")
     w("")
-for run, label in [("rust_cold", f"{revs} Rust crates, cold cache"), ("rust_warm", f"{revs} Rust crates, warm cache")]:
+for run, label in [("rust_cold", f"{revs} Rust crates, cold cache"), ("rust_warm", f"{revs} Rust crates, warm cache"),
+                   ("noop_wasmig_sql", f"nothing to do ({revs} SQL revisions applied), 10 runs")]:
     if run in pp:
         c = pp[run]
         top = sorted(c[1].items(), key=lambda kv: -kv[1])[:4]
@@ -929,10 +953,11 @@ if has("transform_wasmig") and has("transform_native"):
         sw, sn = sum(x[1] for x in ew) / 1000, sum(x[1] for x in en) / 1000
         def batch_stmts(e):
             return sum(1 for x in e if x[0] == "execute" and re.match(r"(SELECT id, email|UPDATE people)", x[2]))
-        text += (f"The server does the same work for both: {batch_stmts(ew)} executions of the "
+        text += (f"The server runs the same statements for both: {batch_stmts(ew)} executions of the "
                  f"batch's `SELECT` and `UPDATE` for wasmig, {batch_stmts(en)} for native (wasmig "
-                 f"adds {len(ew) - len(en)} log entries of once-per-run bookkeeping), server time "
-                 f"{sw:.2f} s against {sn:.2f} s (one run each, with statement logging on). ")
+                 f"adds {len(ew) - len(en)} log entries of once-per-run bookkeeping); the server's "
+                 f"time for them was {sw:.2f} s against {sn:.2f} s in one logged run each, so on a "
+                 "loaded machine part of a run's difference is the server's, not wasmig's. ")
     if has("transform_keyset"):
         text += (f"A fresh instance per batch (the SDK's `Keyset`, one transaction) measures "
                  f"{rcell('transform_keyset', 'transform_wasmig')} of the single-call guest: "
@@ -984,16 +1009,17 @@ if e_w and e_s and has("sql_wasmig") and has("sql_sqlx"):
             "statement (data-modifying CTEs) with the `txid_current()` check as its `WHERE`, "
             "send `BEGIN` and the pid/txid query as one simple-protocol round trip, and turn off "
             "`test_before_acquire` for the run's own pool: about 18 round trips per step down to "
-            "5 or 6, ")
+            "4. ")
     if steps_data.get(("wasmig", "noop")) and steps_data.get(("lean-no-reset", "noop")):
         g_noop = statistics.median(steps_data[("wasmig", "noop")]) - statistics.median(steps_data[("lean", "noop")])
         g_noop2 = statistics.median(steps_data[("wasmig", "noop")]) - statistics.median(steps_data[("lean-no-reset", "noop")])
         g_ddl = statistics.median(steps_data[("wasmig", "ddl")]) - statistics.median(steps_data[("lean", "ddl")])
-        text += (f"Replayed (`bench/native steps`), these changes save {g_noop:.2f} ms per step "
-                 f"of bookkeeping alone ({g_noop2:.2f} ms without the reset too) and "
-                 f"{g_ddl:.2f} ms per `CREATE TABLE` step, "
-                 f"{g_ddl * revs / 1000:+.2f} s over {revs} revisions, against the "
-                 f"{d:+.2f} ms per revision measured between wasmig and sqlx-cli. ")
+        text += (f"Replayed (`bench/native steps`, medians), these changes save {g_noop:.2f} ms per "
+                 f"step of bookkeeping alone (`SELECT 1` steps; `lean-no-reset`: {g_noop2:.2f} ms) and "
+                 f"{g_ddl:.2f} ms per `CREATE TABLE` step, {g_ddl * revs / 1000:.2f} s over {revs} "
+                 f"revisions, against the {d:+.2f} ms per revision measured between wasmig and "
+                 "sqlx-cli; every strategy still pays a `COMMIT` (a WAL flush) per step, as "
+                 "sqlx-cli and dbmate do. ")
     elif rtt_ms:
         gain = 12 * rtt_ms + parse_ms_w
         text += (f"saving roughly 12 x {rtt_ms * 1000:.0f} µs + {parse_ms_w:.2f} ms = "
@@ -1036,7 +1062,11 @@ if t and has("rust_cold") and has("rust_warm"):
                      "with Winch on a cache miss (migrations wait on the database, so Winch's "
                      "slower code costs little; the engine configuration is part of the cache key "
                      "already). Projected cold run: warm median + Winch compile = "
-                     f"{proj:.2f} s" + (f", {ratio_proj:.2f}x sqlx-cli" if ratio_proj else "") + ".")
+                     f"{proj:.2f} s" + (f", {ratio_proj:.2f}x sqlx-cli" if ratio_proj else "")
+                     + "; the rest of the way to 2x is the warm run's own overhead (the finding "
+                     "above). wasmig's cold steps cost more per component than the probe's "
+                     "compile (the `load_ms` above, with the cache written), which also competes "
+                     "with the server for the same cores.")
     F.append(text)
 
 # F4: nothing to do
@@ -1051,22 +1081,36 @@ if has("noop_wasmig_sql") and has("noop_dbmate"):
     text += ". "
     if tw and td:
         cw_ = tw["wait"].get("connect", 0)
+        pool_conns = max(tw["connects"] - 2, 0)
         text += (f"In the trace wasmig opens {tw['connects']} connections where dbmate opens "
                  f"{td['connects']} ({cw_ * 1000:.1f} ms waiting on connection set-up, "
                  f"{cw_ / max(tw['connects'], 1) * 1000:.1f} ms each): a probe connection that "
                  "`PgDatabase::connect` opens and closes before building the pool, the lock's "
-                 "own connection, and pool connections, of which the run uses a second one "
-                 "because the first is still being reset in the background when the next read "
-                 "acquires. Every pooled read before the plan (failed marks, heads, checkpoints, "
-                 "history for the integrity check, and the `to_regclass` checks) acquires and "
-                 "releases a connection, and each release runs the reset script and a ping, "
-                 f"{tw['wait'].get('reset', 0) * 1000:.1f} ms of server work that closing the "
-                 "pool waits for. Host changes (`host/src/db/postgres.rs`, `host/src/cli.rs`): "
-                 "drop the probe connection (connect the pool's first connection eagerly and "
-                 "report its error), and do the pre-plan reads on one acquired connection (or on "
-                 "the lock's), skipping the reset for connections that ran only wasmig's own "
-                 f"reads: about {max(tw['connects'] - 2, 0)} connection(s) and most resets fewer, "
-                 f"roughly {(max(tw['connects'] - 2, 0) * cw_ / max(tw['connects'], 1) + tw['wait'].get('reset', 0)) * 1000:.0f} ms "
+                 f"own connection, and {pool_conns} pool connection(s). Every read before the "
+                 "plan (the `to_regclass` checks, failed marks, heads, checkpoints, the history "
+                 "for the integrity check) acquires a pool connection and releases it, and each "
+                 "release runs the reset script and a ping in the background, so the next read "
+                 f"finds no idle connection and opens another; the resets add "
+                 f"{tw['wait'].get('reset', 0) * 1000:.1f} ms of server work, which closing the "
+                 "pool waits for. ")
+        setup_work = tw["work"].get("setup", 0) + tw["work"].get("other", 0)
+        text += (f"After the history is read the client works {setup_work * 1000:.0f} ms before "
+                 "unlocking: the integrity check reads and hashes every applied revision's files "
+                 "(traced, with every file read stopped by strace: the real cost is smaller, see "
+                 "perf). ")
+        np_ = perf_profile("noop_wasmig_sql")
+        if np_:
+            kern = np_[1].get("kernel", 0)
+            text += (f"perf of the nothing-to-do run (10 runs profiled together): "
+                     f"{np_[0] * 100:.0f} ms of CPU per run, {kern:.0f}% of it in the kernel "
+                     "(mostly opening and reading the revision files). ")
+        text += ("Host changes (`host/src/db/postgres.rs`, `host/src/cli.rs`): drop the probe "
+                 "connection (connect the pool's first connection eagerly and report its "
+                 "error), do the pre-plan reads on one acquired connection (or on the lock's), "
+                 "and skip the reset of a connection that ran only wasmig's own reads: "
+                 f"{pool_conns} connection(s) fewer (the lock's and one pool connection left) and "
+                 "no resets before the plan, roughly "
+                 f"{(pool_conns * cw_ / max(tw['connects'], 1) + tw['wait'].get('reset', 0)) * 1000:.0f} ms "
                  "by the trace (traced times are inflated).")
     F.append(text)
 
