@@ -131,6 +131,9 @@ w(
     "wrong result: every run is checked (rows normalised, tables created, versions recorded)."
 )
 w("")
+if meta.get("note") or os.environ.get("BENCH_NOTE"):
+    w(meta.get("note") or os.environ["BENCH_NOTE"])
+    w("")
 w("## Machine")
 w("")
 machine = {
@@ -1025,9 +1028,20 @@ if e_w and e_s and has("sql_wasmig") and has("sql_sqlx"):
         text += (f"saving roughly 12 x {rtt_ms * 1000:.0f} µs + {parse_ms_w:.2f} ms = "
                  f"{gain:.2f} ms per step ({gain * revs / 1000:.2f} s over {revs}), against the "
                  f"{d:+.2f} ms measured. ")
-    text += ("The migration's own `CREATE TABLE` dominates every tool's step (see the phase "
-             "table); the artifact row adds the whole component for Rust revisions "
-             f"({meta.get('rust_component_bytes', '?')} bytes each).")
+    mig_w = phase_tables.get("wasmig_sql", {}).get("migration")
+    mig_s = phase_tables.get("sqlx", {}).get("migration")
+    art_r = phase_tables.get("wasmig_rust", {}).get("artifact")
+    art_s = phase_tables.get("wasmig_sql", {}).get("artifact")
+    text += "The migration's own `CREATE TABLE` dominates every tool's step"
+    if mig_w and mig_s:
+        text += (f": the server spent {mig_w[2] / revs:.1f} ms per revision on it for wasmig and "
+                 f"{mig_s[2] / revs:.1f} ms for sqlx-cli in the logged runs, the same statement, so "
+                 "a difference there is the machine's load, not wasmig's bookkeeping")
+    text += ". "
+    if art_r and art_s:
+        text += (f"A Rust revision's artifact row holds its whole component "
+                 f"({meta.get('rust_component_bytes', '?')} bytes): {art_r[2] / revs:.2f} ms of server "
+                 f"time per step against {art_s[2] / revs:.2f} ms for a SQL revision's.")
     F.append(text)
 
 # F3: cold cache
@@ -1094,11 +1108,11 @@ if has("noop_wasmig_sql") and has("noop_dbmate"):
                  f"{tw['wait'].get('reset', 0) * 1000:.1f} ms of server work, which closing the "
                  "pool waits for. ")
         setup_work = tw["work"].get("setup", 0) + tw["work"].get("other", 0)
+        np_ = perf_profile("noop_wasmig_sql")
         text += (f"After the history is read the client works {setup_work * 1000:.0f} ms before "
                  "unlocking: the integrity check reads and hashes every applied revision's files "
-                 "(traced, with every file read stopped by strace: the real cost is smaller, see "
-                 "perf). ")
-        np_ = perf_profile("noop_wasmig_sql")
+                 "(traced, with every file read stopped by strace: the real cost is smaller"
+                 + (", see perf" if np_ else "") + "). ")
         if np_:
             kern = np_[1].get("kernel", 0)
             text += (f"perf of the nothing-to-do run (10 runs profiled together): "
