@@ -793,23 +793,31 @@ t = read(f"{PROF}/steps.tsv")
 if t:
     for line in t.splitlines():
         name, migration, _rnd, n, total = line.split("\t")
+        if name == "wasmig":  # the first replay's name for the dac8e23 statements
+            name = "wasmig-dac8e23"
         steps_data.setdefault((name, migration), []).append(float(total) / int(n))
+STRATEGIES = [
+    ("wasmig-dac8e23", "the host this benchmark branched from (dac8e23): bookkeeping as prepared statements, re-prepared every step"),
+    ("wasmig-bac41fa", "the host on main since bac41fa: bookkeeping as simple queries with literals, head change + history in one"),
+    ("lean", "the proposal below: no ping, BEGIN + pid/txid in one round trip, one txid-guarded statement for version, history and artifact"),
+    ("lean-no-reset", "`lean` without the pool's reset after each release"),
+]
 if steps_data:
     w(f"**The database side of a step, replayed** (`bench/native steps`: {revs} steps of each "
-      "strategy on fresh tables, 5 rounds in a rotating order; `wasmig` copies wasmig's "
-      "statements and pool settings, `lean` is the proposal below: no ping, `BEGIN` with the "
-      "pid/txid query in one round trip, the statement cache kept, the version, history and "
-      "artifact rows in one statement guarded by the txid; `lean-no-reset` also skips the "
-      "pool's reset after each release; ms per step, median and min-max):")
+      "strategy on fresh tables, 5 rounds in a rotating order, with the `CREATE TABLE` of (2) and "
+      "with `SELECT 1` (the bookkeeping alone); the statements are copies of the host's, see "
+      "`bench/native/src/steps.rs`; ms per step, median and min-max):")
     w("")
-    w("| strategy | `CREATE TABLE` steps | `SELECT 1` steps (bookkeeping alone) |")
-    w("| --- | --- | --- |")
-    for name in ("wasmig", "lean", "lean-no-reset"):
+    w("| strategy | what | `CREATE TABLE` steps | `SELECT 1` steps |")
+    w("| --- | --- | --- | --- |")
+    for name, what in STRATEGIES:
+        if not any((name, m) in steps_data for m in ("ddl", "noop")):
+            continue
         cols = []
         for mig in ("ddl", "noop"):
             v = steps_data.get((name, mig))
             cols.append(f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})" if v else "-")
-        w(f"| {name} | " + " | ".join(cols) + " |")
+        w(f"| `{name}` | {what} | " + " | ".join(cols) + " |")
     w("")
 
 # The compile probe
@@ -920,7 +928,7 @@ def pct(x):
 if has("transform_wasmig") and has("transform_native"):
     dw = med("transform_wasmig") - med("transform_native")
     dc = cpu("transform_wasmig") - cpu("transform_native")
-    text = (f"**The 1M-row transform ({r_or_none('transform_wasmig', 'transform_native'):.2f}x native, target 1.1x).** "
+    text = (f"**The {rows:,}-row transform ({r_or_none('transform_wasmig', 'transform_native'):.2f}x native, target 1.1x).** "
             f"wasmig takes {dw:.2f} s more than the native program over {rows:,} rows "
             f"({dw / rows * 1e6:.2f} µs per row), and uses {dc:.2f} s more client CPU "
             f"({cpu('transform_wasmig'):.2f} s against {cpu('transform_native'):.2f} s). ")
@@ -989,45 +997,67 @@ if e_w and e_s and has("sql_wasmig") and has("sql_sqlx"):
         return sum(1 for x in e if x[0] in kinds) / revs
     rt_w = per_rev(e_w, ("statement", "parse", "execute"))
     rt_s = per_rev(e_s, ("statement", "parse", "execute"))
-    parse_ms_w = sum(x[1] for x in e_w if x[0] == "parse") / revs
     d = (med("sql_wasmig") - med("sql_sqlx")) / revs * 1000
+    pw = phase_tables.get("wasmig_sql", {})
+    tlw = timeline("wasmig_sql")
+
+    def n(ph, i=0):
+        c = pw.get(ph)
+        return c[i] / revs if c else 0.0
     text = (f"**Per revision ({revs} SQL revisions: wasmig {rcell('sql_wasmig', 'sql_sqlx')} of sqlx-cli; "
             f"{revs} Rust crates warm: {rcell('rust_warm', 'sql_sqlx')}, target 1.0x).** "
             f"wasmig spends {d:+.2f} ms per revision against sqlx-cli (medians). The server "
             f"logs {rt_w:.1f} statements, parses and executions per wasmig step against "
             f"{rt_s:.1f} for sqlx-cli, each a round trip"
             + (f" (about {rtt_ms * 1000:.0f} µs each here, pgbench)" if rtt_ms else "")
-            + ". A wasmig step, as the trace shows it: the pool's ping of the connection "
-            "(`test_before_acquire`), `BEGIN`, closing every cached statement "
-            "(`begin_session` clears sqlx's statement cache), `SELECT pg_backend_pid(), "
-            "txid_current(), current_schema()` (parse + execute), the migration, closing "
-            "statements again after DDL, `SELECT txid_current()` (parse + execute), three "
-            "version-table statements and the artifact insert (parse + execute each, re-parsed "
-            "every step because the cache was cleared), `COMMIT`; then, in the background, the "
-            "pool's reset script and another ping. "
-            f"Re-parsing costs the server {parse_ms_w:.3f} ms per step. Host changes, in "
-            "`host/src/db/postgres.rs`: keep wasmig's own bookkeeping statements prepared "
-            "across steps (clear only statements the migration prepared, or run the "
-            "bookkeeping unnamed), write the version, history and artifact rows in one "
-            "statement (data-modifying CTEs) with the `txid_current()` check as its `WHERE`, "
-            "send `BEGIN` and the pid/txid query as one simple-protocol round trip, and turn off "
-            "`test_before_acquire` for the run's own pool: about 18 round trips per step down to "
-            "4. ")
-    if steps_data.get(("wasmig", "noop")) and steps_data.get(("lean-no-reset", "noop")):
-        g_noop = statistics.median(steps_data[("wasmig", "noop")]) - statistics.median(steps_data[("lean", "noop")])
-        g_noop2 = statistics.median(steps_data[("wasmig", "noop")]) - statistics.median(steps_data[("lean-no-reset", "noop")])
-        g_ddl = statistics.median(steps_data[("wasmig", "ddl")]) - statistics.median(steps_data[("lean", "ddl")])
-        text += (f"Replayed (`bench/native steps`, medians), these changes save {g_noop:.2f} ms per "
-                 f"step of bookkeeping alone (`SELECT 1` steps; `lean-no-reset`: {g_noop2:.2f} ms) and "
-                 f"{g_ddl:.2f} ms per `CREATE TABLE` step, {g_ddl * revs / 1000:.2f} s over {revs} "
-                 f"revisions, against the {d:+.2f} ms per revision measured between wasmig and "
-                 "sqlx-cli; every strategy still pays a `COMMIT` (a WAL flush) per step, as "
-                 "sqlx-cli and dbmate do. ")
+            + ". Per wasmig step (statements / parses): begin "
+            f"{n('begin'):.0f} / {n('begin', 1):.0f}, transaction check {n('check'):.0f} / {n('check', 1):.0f}, "
+            f"version tables {n('version'):.0f} / {n('version', 1):.0f}, artifact {n('artifact'):.0f} / "
+            f"{n('artifact', 1):.0f}, COMMIT {n('commit'):.0f}, and the pool's reset after the release "
+            f"{n('reset'):.0f} (in the background)")
+    if tlw:
+        text += "; the trace adds the pool's ping before handing out a connection and the closing of cached statements at begin and after DDL"
+    text += ". "
+    parse_ms_w = sum(x[1] for x in e_w if x[0] == "parse") / revs
+    props = []
+    if n("begin", 1) + n("check", 1) + n("version", 1) + n("artifact", 1) >= 1:
+        props.append(f"stop re-preparing the bookkeeping every step (begin clears sqlx's statement "
+                     f"cache; {n('begin', 1) + n('check', 1) + n('version', 1) + n('artifact', 1):.0f} "
+                     f"parses per step, {parse_ms_w:.2f} ms of server time): simple queries or a kept "
+                     "cache (main has done the former since bac41fa)")
+    if n("version") > 1:
+        props.append("write the head change and the history row in one statement (main does since bac41fa)")
+    if n("check") >= 1 or n("artifact") >= 1:
+        props.append("fold the `txid_current()` check and the artifact row into that statement "
+                     "(one guarded statement for all the bookkeeping)")
+    if n("begin") >= 2:
+        props.append("send `BEGIN` and the pid/txid query as one simple-protocol round trip")
+    if tlw and tlw["wait"].get("ping"):
+        props.append("turn off `test_before_acquire` for the run's pool (the run holds its "
+                     "connection; the ping is a round trip per step)")
+    if props:
+        text += "Host changes (`host/src/db/postgres.rs`): " + "; ".join(props) + ". "
+
+    def smed(k):
+        v = steps_data.get(k)
+        return statistics.median(v) if v else None
+    measured_as = "wasmig-dac8e23" if n("begin", 1) + n("version", 1) >= 1 else "wasmig-bac41fa"
+    base_ddl, base_noop = smed((measured_as, "ddl")), smed((measured_as, "noop"))
+    lean_ddl, lean_noop = smed(("lean", "ddl")), smed(("lean", "noop"))
+    if base_ddl and lean_ddl and base_noop and lean_noop:
+        text += (f"Replayed (`bench/native steps`, medians), the host measured here "
+                 f"(`{measured_as}`) spends {base_noop:.2f} ms per step on bookkeeping alone and "
+                 f"`lean` {lean_noop:.2f} ms; with the `CREATE TABLE`, {base_ddl:.2f} against "
+                 f"{lean_ddl:.2f} ms, {(base_ddl - lean_ddl) * revs / 1000:.2f} s over {revs} "
+                 "revisions")
+        simple_ddl, simple_noop = smed(("wasmig-bac41fa", "ddl")), smed(("wasmig-bac41fa", "noop"))
+        if measured_as != "wasmig-bac41fa" and simple_ddl and simple_noop:
+            text += (f" (main's host, `wasmig-bac41fa`: {simple_noop:.2f} ms of bookkeeping, "
+                     f"{simple_ddl:.2f} ms with the DDL)")
+        text += (". Every strategy still pays a `COMMIT` (a WAL flush) per step, as sqlx-cli and "
+                 "dbmate do. ")
     elif rtt_ms:
-        gain = 12 * rtt_ms + parse_ms_w
-        text += (f"saving roughly 12 x {rtt_ms * 1000:.0f} µs + {parse_ms_w:.2f} ms = "
-                 f"{gain:.2f} ms per step ({gain * revs / 1000:.2f} s over {revs}), against the "
-                 f"{d:+.2f} ms measured. ")
+        text += f"At {rtt_ms * 1000:.0f} µs a round trip, each one removed saves that per step. "
     mig_w = phase_tables.get("wasmig_sql", {}).get("migration")
     mig_s = phase_tables.get("sqlx", {}).get("migration")
     art_r = phase_tables.get("wasmig_rust", {}).get("artifact")
@@ -1038,10 +1068,25 @@ if e_w and e_s and has("sql_wasmig") and has("sql_sqlx"):
                  f"{mig_s[2] / revs:.1f} ms for sqlx-cli in the logged runs, the same statement, so "
                  "a difference there is the machine's load, not wasmig's bookkeeping")
     text += ". "
+    st_r, st_s = stamps("wasmig_rust_warm"), stamps("wasmig_sql")
+    if has("rust_warm") and has("sql_wasmig"):
+        text += (f"A warm Rust revision costs {(med('rust_warm') - med('sql_wasmig')) / revs * 1000:+.2f} ms "
+                 "per step against the same DDL as a SQL revision (medians)")
+        if st_r and st_s:
+            text += (f"; in wasmig's own log, {statistics.mean(st_r['in_tx']) / 1000:.2f} against "
+                     f"{statistics.mean(st_s['in_tx']) / 1000:.2f} ms inside the transaction (the "
+                     "instance, the guest's call, the bigger artifact row) and "
+                     f"{statistics.mean(st_r['between']) / 1000:.2f} against "
+                     f"{statistics.mean(st_s['between']) / 1000:.2f} ms between steps (reading, "
+                     "hashing and loading the component from the cache)")
+        text += ". "
     if art_r and art_s:
         text += (f"A Rust revision's artifact row holds its whole component "
                  f"({meta.get('rust_component_bytes', '?')} bytes): {art_r[2] / revs:.2f} ms of server "
-                 f"time per step against {art_s[2] / revs:.2f} ms for a SQL revision's.")
+                 f"time per step against {art_s[2] / revs:.2f} ms for a SQL revision's; the "
+                 "bookkeeping proposals above do not change that (storing a component once per "
+                 "content, or compressed by the client, would be a separate change, not measured "
+                 "here).")
     F.append(text)
 
 # F3: cold cache

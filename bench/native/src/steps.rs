@@ -1,20 +1,24 @@
 //! `wasmig-bench-native URL steps N`: replays the database side of N wasmig steps of
-//! `CREATE TABLE` revisions, first as wasmig 0.1 runs them and then as the host could, to
+//! `CREATE TABLE` revisions, as two versions of the host run them and as the host could, to
 //! measure what the host changes proposed in BENCHMARKS.md would gain. No wasmig code runs
 //! here: the statements are copied from `host/src/db/postgres.rs` (`begin_session`,
 //! `transaction_intact`, `record_step`, `store_artifact`) and the pool from
-//! `PgDatabase::connect`.
+//! `PgDatabase::connect`; when the host changes, this copy does not follow.
 //!
 //! `steps N R`: R rounds of each strategy (in a rotating order), each on fresh tables, and each
 //! with two migrations: `ddl` (the `CREATE TABLE` of the benchmark's revisions) and `noop`
 //! (a `SELECT 1`, like the trivial component: the bookkeeping alone). One line per run on
 //! stdout: `strategy  migration  round  steps  total_ms`.
 //!
-//! - `wasmig`: a pool of 4 with sqlx's `test_before_acquire` (a ping per acquire) and the
-//!   reset script after every release; per step `BEGIN`, clearing sqlx's statement cache,
-//!   `SELECT pg_backend_pid(), txid_current(), current_schema()`, the DDL, clearing the
-//!   cache again, `SELECT txid_current()`, the three version-table statements and the
-//!   artifact insert, `COMMIT`: about 18 round trips.
+//! - `wasmig-dac8e23` (the host this benchmark was written against): a pool of 4 with sqlx's
+//!   `test_before_acquire` (a ping per acquire) and the reset script after every release;
+//!   per step `BEGIN`, clearing sqlx's statement cache, `SELECT pg_backend_pid(),
+//!   txid_current(), current_schema()`, the DDL, clearing the cache again, `SELECT
+//!   txid_current()`, the three version-table statements and the artifact insert, each
+//!   prepared anew (the cache was cleared), `COMMIT`: about 18 round trips.
+//! - `wasmig-bac41fa` (main since "PostgreSQL: record a step in fewer round trips"): the same
+//!   pool; the per-step statements are simple queries with literals, the head change and
+//!   history row one statement: 8 round trips.
 //! - `lean`: the same pool and reset, but no ping, `BEGIN` and the pid/txid query in one
 //!   simple-protocol round trip, the statement cache kept, and the version, history and
 //!   artifact rows written by one statement guarded by the txid: 4 round trips.
@@ -68,7 +72,7 @@ async fn pool(url: &str, ping: bool, reset: bool) -> Result<PgPool, sqlx::Error>
     options.connect(url).await
 }
 
-/// One step as wasmig runs it.
+/// One step as the host at dac8e23 runs it.
 async fn step_wasmig(pool: &PgPool, i: usize, prefix: &str, noop: bool) -> Result<(), sqlx::Error> {
     let rev = format!("{prefix}{i:03}");
     let prev = format!("{prefix}{:03}", i - 1);
@@ -134,6 +138,65 @@ async fn step_wasmig(pool: &PgPool, i: usize, prefix: &str, noop: bool) -> Resul
     tx.commit().await
 }
 
+fn lit(text: &str) -> String {
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// One step as the host runs it since bac41fa: simple queries with literals.
+async fn step_simple(pool: &PgPool, i: usize, prefix: &str, noop: bool) -> Result<(), sqlx::Error> {
+    let rev = format!("{prefix}{i:03}");
+    let prev = format!("{prefix}{:03}", i - 1);
+    let (up, down) = ddl(prefix, i, noop);
+    let mut tx = pool.begin().await?;
+    if tx.cached_statements_size() > 0 {
+        tx.clear_cached_statements().await?;
+    }
+    let row = sqlx::raw_sql("SELECT pg_backend_pid(), txid_current(), current_schema()::text")
+        .fetch_one(&mut *tx)
+        .await?;
+    let xid: i64 = row.try_get(1)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(up.clone())).execute(&mut *tx).await?;
+    if tx.cached_statements_size() > 0 {
+        tx.clear_cached_statements().await?;
+    }
+    let row = sqlx::raw_sql("SELECT txid_current()").fetch_one(&mut *tx).await?;
+    assert_eq!(row.try_get::<i64, _>(0)?, xid);
+    let remove = format!("ARRAY[{}]::text[]", lit(&prev));
+    let add = format!("ARRAY[{}]::text[]", lit(&rev));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "WITH removed AS (DELETE FROM \"public\".wasmig_version
+                          WHERE revision = ANY({remove}) AND revision <> ALL({add})),
+              added AS (INSERT INTO \"public\".wasmig_version (revision)
+                        SELECT a FROM unnest({add}) AS a WHERE a <> ALL({remove}))
+         INSERT INTO \"public\".wasmig_history
+             (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
+              error, sqlstate)
+         VALUES ({}, E'upgrade', {}, now(), now(), 1, E'0.1.0', NULL, NULL)",
+        lit(&rev),
+        lit(CHECKSUM)
+    )))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO \"public\".wasmig_artifact
+             (revision, kind, checksum, manifest, up_sql, down_sql, component, stored_at)
+         VALUES ({}, E'sql', {}, {}, {}, {}, NULL, now())
+         ON CONFLICT (revision) DO UPDATE SET
+             kind = excluded.kind, checksum = excluded.checksum,
+             manifest = excluded.manifest, up_sql = excluded.up_sql,
+             down_sql = excluded.down_sql, component = excluded.component,
+             stored_at = excluded.stored_at",
+        lit(&rev),
+        lit(CHECKSUM),
+        lit(&format!("revision = \"{rev}\"\nkind = \"sql\"\n")),
+        lit(&up),
+        lit(&down)
+    )))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
 /// One step as the host could run it: 4 round trips.
 async fn step_lean(pool: &PgPool, i: usize, prefix: &str, noop: bool) -> Result<(), sqlx::Error> {
     let rev = format!("{prefix}{i:03}");
@@ -190,11 +253,12 @@ pub async fn run(url: &str, steps: usize, rounds: usize) -> Result<(), sqlx::Err
         for migration in ["ddl", "noop"] {
             // A rotating order, so no strategy always runs first.
             let mut strategies = [
-                ("wasmig", true, true),
+                ("wasmig-dac8e23", true, true),
+                ("wasmig-bac41fa", true, true),
                 ("lean", false, true),
                 ("lean-no-reset", false, false),
             ];
-            strategies.rotate_left(round % 3);
+            strategies.rotate_left(round % 4);
             for (name, ping, reset) in strategies {
                 let noop = migration == "noop";
                 let pool = pool(url, ping, reset).await?;
@@ -210,7 +274,8 @@ pub async fn run(url: &str, steps: usize, rounds: usize) -> Result<(), sqlx::Err
                 let started = Instant::now();
                 for i in 1..=steps {
                     match name {
-                        "wasmig" => step_wasmig(&pool, i, &prefix, noop).await?,
+                        "wasmig-dac8e23" => step_wasmig(&pool, i, &prefix, noop).await?,
+                        "wasmig-bac41fa" => step_simple(&pool, i, &prefix, noop).await?,
                         _ => step_lean(&pool, i, &prefix, noop).await?,
                     }
                 }
