@@ -123,6 +123,11 @@ pub(crate) struct PgDatabase {
     /// Created by [`PgDatabase::connect`], closed by [`Database::close`]; sessions and
     /// cancellers hold clones (one shared pool).
     pool: PgPool,
+    /// wasmig's own reads and version-table DDL, outside any step's transaction: the
+    /// connection [`PgDatabase::connect`] opened to check the server, kept (one connection,
+    /// no pool checkout or session reset per read); closed by [`Database::close`]. It never
+    /// runs migration code, so nothing a migration leaves on a connection can reach it.
+    control: tokio::sync::Mutex<Option<PgConnection>>,
     /// The URL without its password, for messages.
     url: String,
 }
@@ -161,17 +166,29 @@ impl PgDatabase {
         let version: Result<String, _> = sqlx::query_scalar("SHOW server_version_num")
             .fetch_one(&mut probe)
             .await;
-        if version
+        let modern = version
             .ok()
             .and_then(|v| v.parse::<u32>().ok())
-            .is_some_and(|v| v >= 140_000)
-        {
+            .is_some_and(|v| v >= 140_000);
+        if modern {
             options = options.options([("client_connection_check_interval", "1000")]);
+            // The probe stays as the control connection, idle through long steps: a server
+            // idle timeout must not end it half-way.
+            sqlx::raw_sql("SET idle_session_timeout = 0")
+                .execute(&mut probe)
+                .await
+                .map_err(|source| DbError::Connect {
+                    url: url.to_string(),
+                    source,
+                })?;
         }
-        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
+            // A run lasts seconds to hours, not days: a connection the server ended shows at
+            // its next statement, which fails the step like any lost connection. A ping
+            // before every checkout would cost a round trip per step.
+            .test_before_acquire(false)
             // A connection that cannot be reset is closed rather than handed to the next step.
             .after_release(|conn, _| {
                 Box::pin(
@@ -181,6 +198,7 @@ impl PgDatabase {
             .connect_lazy_with(options);
         Ok(PgDatabase {
             pool,
+            control: tokio::sync::Mutex::new(Some(probe)),
             url: url.to_string(),
         })
     }
@@ -189,7 +207,7 @@ impl PgDatabase {
     async fn table_exists(&self, table: &str) -> anyhow::Result<bool> {
         let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
             .bind(table)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.control().await)
             .await
             .map_err(|source| DbError::Query {
                 doing: format!("looking for the table {table}"),
@@ -206,7 +224,7 @@ impl PgDatabase {
         )
         .bind(table)
         .bind(column)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.control().await)
         .await
         .map_err(|source| DbError::Query {
             doing: format!("looking for the column {table}.{column}"),
@@ -217,6 +235,14 @@ impl PgDatabase {
 }
 
 impl PgDatabase {
+    /// The control connection (see the field).
+    async fn control(&self) -> tokio::sync::MappedMutexGuard<'_, PgConnection> {
+        tokio::sync::MutexGuard::map(self.control.lock().await, |c| {
+            c.as_mut()
+                .expect("the control connection is open until close")
+        })
+    }
+
     /// [`Database::begin`], with the concrete session type.
     async fn begin_session(&self) -> anyhow::Result<PgSession> {
         let doing = |what: &str| format!("{what} (beginning a transaction)");
@@ -301,7 +327,7 @@ impl Database for PgDatabase {
              END $$;"
         );
         sqlx::raw_sql(AssertSqlSafe(ddl))
-            .execute(&self.pool)
+            .execute(&mut *self.control().await)
             .await
             .map_err(|source| DbError::Query {
                 doing: "creating the version tables".into(),
@@ -332,7 +358,7 @@ impl Database for PgDatabase {
              );"
         );
         sqlx::raw_sql(AssertSqlSafe(failure_ddl))
-            .execute(&self.pool)
+            .execute(&mut *self.control().await)
             .await
             .map_err(|source| DbError::Query {
                 doing: format!("creating {FAILED_TABLE}"),
@@ -353,7 +379,7 @@ impl Database for PgDatabase {
              )"
         );
         sqlx::raw_sql(AssertSqlSafe(artifact_ddl))
-            .execute(&self.pool)
+            .execute(&mut *self.control().await)
             .await
             .map_err(|source| DbError::Query {
                 doing: format!("creating {ARTIFACT_TABLE}"),
@@ -373,7 +399,7 @@ impl Database for PgDatabase {
              )"
         );
         sqlx::raw_sql(AssertSqlSafe(checkpoint_ddl))
-            .execute(&self.pool)
+            .execute(&mut *self.control().await)
             .await
             .map_err(|source| DbError::Query {
                 doing: format!("creating {CHECKPOINT_TABLE}"),
@@ -437,7 +463,7 @@ impl Database for PgDatabase {
             "SELECT revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at
              FROM {FAILED_TABLE} ORDER BY failed_at, revision"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.control().await)
         .await
         .map_err(|source| DbError::Query { doing: doing(), source })?;
         rows.iter()
@@ -473,7 +499,7 @@ impl Database for PgDatabase {
                     started_at, updated_at
              FROM {CHECKPOINT_TABLE} ORDER BY started_at, revision"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.control().await)
         .await
         .map_err(|source| DbError::Query {
             doing: doing(),
@@ -513,7 +539,7 @@ impl Database for PgDatabase {
              FROM {ARTIFACT_TABLE} WHERE revision = $1"
         )))
         .bind(revision)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.control().await)
         .await
         .map_err(|source| DbError::Query {
             doing: doing(),
@@ -537,7 +563,7 @@ impl Database for PgDatabase {
         let heads = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT revision FROM {VERSION_TABLE} ORDER BY revision"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.control().await)
         .await
         .map_err(|source| DbError::Query {
             doing: format!("reading {VERSION_TABLE}"),
@@ -562,7 +588,7 @@ impl Database for PgDatabase {
                 "NULL::text AS error, NULL::text AS sqlstate"
             }
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.control().await)
         .await
         .map_err(|source| DbError::Query { doing: doing(), source })?;
         rows.iter()
@@ -639,6 +665,9 @@ impl Database for PgDatabase {
     }
 
     async fn close(&self) {
+        if let Some(control) = self.control.lock().await.take() {
+            let _ = control.close().await;
+        }
         self.pool.close().await;
     }
 }
