@@ -156,8 +156,25 @@ fn upgrading_to_an_applied_revision_does_nothing_and_downgrading_above_is_refuse
 
 #[test]
 fn prefixes_resolve_or_are_ambiguous_or_not_found() {
+    let g = Graph::new(&chain(&["abc1", "abd2", "x9", "x999"])).unwrap();
+    assert_eq!(g.resolve("abc"), Ok("abc1"));
+    assert_eq!(g.resolve("x9"), Ok("x9"), "an exact id wins over a prefix");
+    assert_eq!(g.resolve("x99"), Ok("x999"));
+    // As in Alembic, ids of 3 characters or fewer match only in full.
     let g = Graph::new(&chain(&["abc1", "abd2", "x9"])).unwrap();
-    assert_eq!(g.resolve("x"), Ok("x9"));
+    assert_eq!(
+        g.resolve("x"),
+        Err(GraphError::ShortId {
+            prefix: "x".into(),
+            ids: vec!["x9".into()]
+        })
+    );
+    assert!(
+        g.resolve("x")
+            .unwrap_err()
+            .to_string()
+            .contains("match only in full (did you mean x9?)")
+    );
     assert_eq!(
         g.resolve("ab"),
         Err(GraphError::Ambiguous {
@@ -426,9 +443,13 @@ fn stamp_moves_the_branch_it_names_and_purge_starts_over() {
         g.plan_stamp(&heads(&["n"]), &heads(&["base"]), false),
         Ok(vec![])
     );
-    assert_eq!(
-        g.plan_stamp(&heads(&["gone"]), &heads(&["b"]), false),
-        Err(GraphError::UnknownApplied("gone".into()))
+    let unknown = g
+        .plan_stamp(&heads(&["gone"]), &heads(&["b"]), false)
+        .unwrap_err();
+    assert_eq!(unknown, GraphError::UnknownStamped("gone".into()));
+    assert!(
+        unknown.to_string().contains("wasmig stamp --purge"),
+        "{unknown}"
     );
     assert_eq!(
         g.plan_stamp(&heads(&["gone"]), &heads(&["b"]), true),
@@ -453,10 +474,278 @@ fn history_walks_from_the_heads_and_ranges_are_checked() {
         g.range(&heads(&["d1"]), "", "current").unwrap(),
         ["d1", "c", "b", "a"]
     );
+    let reversed = g.range(&[], "n", "c").unwrap_err();
+    assert_eq!(
+        reversed,
+        GraphError::BadRange {
+            start: "n".into(),
+            end: "c".into()
+        }
+    );
+    assert_eq!(
+        reversed.to_string(),
+        "range `n:c` does not refer to ancestor/descendant revisions along the same branch: \
+         START must be END or below it (`wasmig history` shows the order)"
+    );
+    // Two sides of a branch are not a range either, and no database is mentioned.
+    let sides = g.range(&[], "d1", "d2").unwrap_err().to_string();
+    assert!(sides.starts_with("range `d1:d2` does not refer"), "{sides}");
+    assert!(!sides.contains("current head"), "{sides}");
     assert!(matches!(
-        g.range(&[], "n", "c"),
-        Err(GraphError::NotAncestor { .. })
+        g.range(&[], "c", "base"),
+        Err(GraphError::BadRange { .. })
     ));
+}
+
+/// The graph of the review: a -> b -> c (branch point) -> d1 (label `one`) -> e1;
+/// c -> d2; (e1, d2) -> m (merge) -> n.
+fn labelled_branched() -> Graph {
+    Graph::new(&[
+        node("aaaa", &[]),
+        node("bbbb", &["aaaa"]),
+        node("cccc", &["bbbb"]),
+        labelled(node("d1d1", &["cccc"]), &["one"]),
+        node("e1e1", &["d1d1"]),
+        node("d2d2", &["cccc"]),
+        node("mmmm", &["e1e1", "d2d2"]),
+        node("nnnn", &["mmmm"]),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn minus_n_without_a_revision_counts_down_from_the_head() {
+    let g = branched();
+    // Alembic's get_revisions: `-1` is one below the head, not the head itself.
+    assert_eq!(g.resolve("-1"), Ok("m"));
+    assert!(matches!(
+        g.resolve("-2"),
+        Err(GraphError::AmbiguousWalk { .. })
+    ));
+    let g = labelled_branched();
+    assert_eq!(g.resolve("-1"), Ok("mmmm"));
+    assert_eq!(g.resolve("one@-1"), Ok("mmmm"));
+    assert!(matches!(
+        g.resolve("one@-2"),
+        Err(GraphError::AmbiguousWalk { .. })
+    ));
+    assert_eq!(g.resolve("nnnn-1"), Ok("mmmm"));
+    assert_eq!(g.resolve("e1e1-2"), Ok("cccc"));
+    assert_eq!(g.resolve("aaaa+1"), Ok("bbbb"));
+    assert_eq!(g.resolve("one@head"), Ok("nnnn"));
+    assert_eq!(g.resolve("one"), Ok("d1d1"));
+    let chain = Graph::new(&chain(&["a111", "b222", "c333"])).unwrap();
+    assert_eq!(chain.resolve("-2"), Ok("a111"));
+    assert_eq!(
+        chain.resolve("-4"),
+        Err(GraphError::OutOfRange("-4".into()))
+    );
+    // `-3` lands on base, which is no revision to show.
+    assert!(matches!(
+        chain.resolve("-3"),
+        Err(GraphError::NoRevision { .. })
+    ));
+    // Several heads: name them, as `head` does.
+    let two = Graph::new(&[node("a", &[]), node("b", &["a"]), node("c", &["a"])]).unwrap();
+    assert_eq!(
+        two.resolve("-1"),
+        Err(GraphError::MultipleHeads {
+            target: "-1".into(),
+            heads: vec!["b".into(), "c".into()]
+        })
+    );
+    assert_eq!(two.resolve("b-1"), Ok("a"));
+}
+
+#[test]
+fn forms_that_count_from_the_current_revision_are_refused_without_a_database() {
+    let g = labelled_branched();
+    for raw in ["+1", "one@+1", "d1d1@+2"] {
+        let err = g.resolve(raw).unwrap_err();
+        assert_eq!(err, GraphError::CountsFromCurrent(raw.into()));
+        assert!(err.to_string().contains("only `wasmig up` reads"), "{err}");
+        assert_eq!(
+            g.plan_stamp(&[], &heads(&[raw]), false),
+            Err(GraphError::CountsFromCurrent(raw.into()))
+        );
+        assert_eq!(
+            g.parents_for_new(&heads(&[raw]), true),
+            Err(GraphError::CountsFromCurrent(raw.into()))
+        );
+    }
+    for (raw, reason) in [
+        ("base", "empty state"),
+        ("one@base", "empty state"),
+        ("current", "`current`"),
+    ] {
+        let err = g.resolve(raw).unwrap_err();
+        assert!(
+            matches!(&err, GraphError::NoRevision { target, .. } if target == raw),
+            "{raw}: {err:?}"
+        );
+        assert!(err.to_string().contains(reason), "{err}");
+    }
+}
+
+#[test]
+fn history_ranges_read_relative_forms_as_alembic_does() {
+    let g = Graph::new(&chain(&["a111", "b222", "c333", "d444", "e555"])).unwrap();
+    let r = |s, e| g.range(&[], s, e);
+    assert_eq!(r("-2", "heads").unwrap(), ["e555", "d444", "c333"]);
+    assert_eq!(r("-2", "").unwrap(), ["e555", "d444", "c333"]);
+    assert_eq!(r("-1", "e555").unwrap(), ["e555", "d444"]);
+    assert_eq!(r("-2", "c333").unwrap(), ["c333"]);
+    // END `+N` counts up from START, stopping at the top.
+    assert_eq!(r("b222", "+2").unwrap(), ["d444", "c333", "b222"]);
+    assert_eq!(r("b222", "+9").unwrap(), ["e555", "d444", "c333", "b222"]);
+    assert_eq!(r("", "+2").unwrap(), ["b222", "a111"]);
+    assert_eq!(r("base", "+2").unwrap(), ["b222", "a111"]);
+    assert_eq!(r("b222", "e555-1").unwrap(), ["d444", "c333", "b222"]);
+    assert_eq!(r("c333", "c333").unwrap(), ["c333"]);
+    assert_eq!(r("", "current").unwrap(), Vec::<&str>::new());
+    assert_eq!(
+        g.range(&heads(&["c333"]), "current", "+1").unwrap(),
+        ["d444", "c333"]
+    );
+    assert_eq!(r("b222", "-1"), Err(GraphError::RangeEndDown("-1".into())));
+    assert_eq!(r("+1", ""), Err(GraphError::CountsFromCurrent("+1".into())));
+    assert!(matches!(
+        r("c333", "b222"),
+        Err(GraphError::BadRange { .. })
+    ));
+
+    let g = labelled_branched();
+    let r = |s, e| g.range(&[], s, e);
+    assert_eq!(r("-1", "").unwrap(), ["nnnn", "mmmm"]);
+    assert_eq!(r("one@-1", "").unwrap(), ["nnnn", "mmmm"]);
+    assert_eq!(r("-1", "nnnn").unwrap(), ["nnnn", "mmmm"]);
+    assert_eq!(r("d1d1", "+1").unwrap(), ["e1e1", "d1d1"]);
+    assert_eq!(r("d1d1", "+9").unwrap(), ["nnnn", "mmmm", "e1e1", "d1d1"]);
+    assert_eq!(r("cccc", "one@+1").unwrap(), ["d1d1", "cccc"]);
+    assert_eq!(
+        r("", "d1d1+1").unwrap(),
+        ["e1e1", "d1d1", "cccc", "bbbb", "aaaa"]
+    );
+    assert_eq!(r("one@d1d1", "").unwrap(), ["nnnn", "mmmm", "e1e1", "d1d1"]);
+    assert_eq!(r("one@head", "").unwrap(), ["nnnn"]);
+    assert!(matches!(r("-2", ""), Err(GraphError::AmbiguousWalk { .. })));
+    assert!(matches!(
+        r("cccc", "+1"),
+        Err(GraphError::AmbiguousWalk { .. })
+    ));
+    assert!(matches!(
+        r("d2d2", "e1e1"),
+        Err(GraphError::BadRange { .. })
+    ));
+}
+
+#[test]
+fn stamp_and_new_revisions_take_the_relative_forms_show_takes() {
+    let g = labelled_branched();
+    let n = heads(&["nnnn"]);
+    for (target, expected) in [
+        ("nnnn-1", "mmmm"),
+        ("-1", "mmmm"),
+        ("one@-1", "mmmm"),
+        ("aaaa+1", "bbbb"),
+        ("e1e1-2", "cccc"),
+    ] {
+        assert_eq!(
+            g.plan_stamp(&n, &heads(&[target]), false),
+            Ok(heads(&[expected])),
+            "stamp {target}"
+        );
+        assert_eq!(
+            g.plan_stamp(&[], &heads(&[target]), false),
+            Ok(heads(&[expected])),
+            "stamp {target} from base"
+        );
+    }
+    // A relative stamp moves only the heads on the line where it lands.
+    assert_eq!(
+        g.plan_stamp(&heads(&["d2d2", "e1e1"]), &heads(&["e1e1-1"]), false),
+        Ok(heads(&["d1d1", "d2d2"]))
+    );
+    assert_eq!(
+        g.plan_stamp(&heads(&["d2d2", "e1e1"]), &heads(&["one@e1e1-1"]), false),
+        Ok(heads(&["d1d1", "d2d2"]))
+    );
+    let chain = Graph::new(&chain(&["a111", "b222"])).unwrap();
+    assert_eq!(
+        chain.plan_stamp(&heads(&["b222"]), &heads(&["-2"]), false),
+        Ok(vec![])
+    );
+    assert_eq!(
+        g.parents_for_new(&heads(&["nnnn-1"]), false),
+        Err(GraphError::NotAHead("mmmm".into()))
+    );
+    assert_eq!(
+        g.parents_for_new(&heads(&["nnnn-1"]), true),
+        Ok(heads(&["mmmm"]))
+    );
+    assert_eq!(
+        g.parents_for_new(&heads(&["-1"]), true),
+        Ok(heads(&["mmmm"]))
+    );
+    assert_eq!(
+        g.parents_for_new(&heads(&["one@-1"]), true),
+        Ok(heads(&["mmmm"]))
+    );
+    assert_eq!(g.dependency("-1"), Ok("mmmm".into()));
+    assert_eq!(g.dependency("one"), Ok("one".into()));
+}
+
+#[test]
+fn a_label_below_a_branch_or_merge_point_does_not_reach_down() {
+    // As Alembic: a label reaches the revisions before it only when the line after it is
+    // linear (no branch point, merge point or dependent).
+    let g = Graph::new(&[
+        node("aaaa", &[]),
+        labelled(node("bbbb", &["aaaa"]), &["x"]),
+        node("cccc", &["bbbb"]),
+        node("dd11", &["cccc"]),
+        node("dd22", &["cccc"]),
+    ])
+    .unwrap();
+    assert!(g.info("aaaa").unwrap().branch_labels.is_empty());
+    assert_eq!(g.info("dd22").unwrap().branch_labels, ["x"]);
+    let g = Graph::new(&[
+        node("zzzz", &[]),
+        node("aaaa", &["zzzz"]),
+        labelled(node("bbbb", &["aaaa"]), &["x"]),
+        node("cccc", &["bbbb"]),
+        depends(node("qqqq", &["zzzz"]), &["cccc"]),
+    ])
+    .unwrap();
+    assert_eq!(g.info("aaaa").unwrap().branch_labels, ["x"]);
+    assert!(g.info("zzzz").unwrap().branch_labels.is_empty());
+    assert!(g.info("qqqq").unwrap().branch_labels.is_empty());
+}
+
+#[test]
+fn a_revision_named_twice_in_a_manifest_is_refused() {
+    let err = Graph::new(&[node("a1", &[]), node("b2", &["a1", "a1"])]).unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::Repeated {
+            revision: "b2".into(),
+            field: "down_revision",
+            id: "a1".into()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "revision `b2` lists `a1` twice in `down_revision` of its migration.toml; list each revision once"
+    );
+    assert!(matches!(
+        Graph::new(&[node("a1", &[]), depends(node("b2", &[]), &["a1", "a1"])]),
+        Err(GraphError::Repeated {
+            field: "depends_on",
+            ..
+        })
+    ));
+    // A dependency that is also a down revision is redundant, not wrong (as in Alembic).
+    assert!(Graph::new(&[node("a1", &[]), depends(node("b2", &["a1"]), &["a1"])]).is_ok());
 }
 
 #[test]
