@@ -79,7 +79,7 @@ enum Command {
         component: Option<PathBuf>,
         /// Build on this revision instead of the single head: an id, LABEL@head, `base` to
         /// start a new root, REV-N or -N (below the head) (repeat for several).
-        #[arg(long, value_name = "REV", allow_hyphen_values = true)]
+        #[arg(long, value_name = "REV", allow_negative_numbers = true)]
         head: Vec<String>,
         /// Allow --head to name a revision that is not a head (starts a new branch).
         #[arg(long)]
@@ -88,13 +88,13 @@ enum Command {
         #[arg(long, value_name = "LABEL")]
         branch_label: Vec<String>,
         /// A revision or branch label that must be applied first (repeatable).
-        #[arg(long, value_name = "REV", allow_hyphen_values = true)]
+        #[arg(long, value_name = "REV", allow_negative_numbers = true)]
         depends_on: Vec<String>,
     },
     /// Merge several heads with a new revision (`wasmig merge heads -m "merge"`).
     Merge {
         /// The revisions to merge: ids, LABEL@head, or `heads` for all.
-        #[arg(required = true, value_name = "REV", allow_hyphen_values = true)]
+        #[arg(required = true, value_name = "REV", allow_negative_numbers = true)]
         revisions: Vec<String>,
         /// What the merge is.
         #[arg(short, long)]
@@ -156,7 +156,7 @@ enum Command {
     Stamp {
         /// Where the database is: ids, LABEL@head, heads, base, -N (below the head), REV-N,
         /// REV+N.
-        #[arg(required = true, value_name = "REV", allow_hyphen_values = true)]
+        #[arg(required = true, value_name = "REV", allow_negative_numbers = true)]
         revisions: Vec<String>,
         /// Replace every stored head, even ones this project does not know.
         #[arg(long)]
