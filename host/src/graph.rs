@@ -619,8 +619,15 @@ impl Graph {
             against.push(self.branch(b)?);
         }
         match id {
+            // `LABEL@heads`: the heads on that branch (Alembic's `_resolve_revision_number`).
             "heads" => against.extend(match branch {
-                Some(_) => self.head_indices(),
+                Some(b) => {
+                    let on = self.branch(b)?;
+                    self.head_indices()
+                        .into_iter()
+                        .filter(|&h| self.shares_lineage(h, &[on], false))
+                        .collect()
+                }
                 None => self.real_head_indices(),
             }),
             "head" => against.extend(self.current_head(branch)?),
@@ -781,6 +788,18 @@ impl Graph {
     /// after everything that follows or depends on it, walking one branch as far as it
     /// goes before switching. Reverse it for upgrade order.
     fn topological(&self, todo: &BTreeSet<usize>, heads: &[usize]) -> Vec<usize> {
+        let out = self.topological_from(todo, heads);
+        debug_assert_eq!(
+            out.len(),
+            todo.len(),
+            "every revision is reachable from a head"
+        );
+        out
+    }
+
+    /// [`Graph::topological`], leaving out what cannot be reached from `heads` within `todo`
+    /// (a `history -r` range whose END lies outside it, where Alembic fails an assertion).
+    fn topological_from(&self, todo: &BTreeSet<usize>, heads: &[usize]) -> Vec<usize> {
         let mut todo = todo.clone();
         let mut current: Vec<usize> = heads
             .iter()
@@ -832,7 +851,6 @@ impl Graph {
                 }
             }
         }
-        debug_assert!(todo.is_empty(), "every revision is reachable from a head");
         out
     }
 
@@ -1220,10 +1238,18 @@ impl Graph {
     /// Target errors, END `-N`, or START not below END.
     pub fn range(&self, heads: &[String], start: &str, end: &str) -> Result<Vec<&str>, GraphError> {
         let stored = self.stored(heads)?;
+        let bad_range = || GraphError::BadRange {
+            start: start.to_owned(),
+            end: end.to_owned(),
+        };
         let lower: Vec<usize> = match start {
             "current" => stored.clone(),
             raw => self.absolute(raw)?,
         };
+        // Alembic takes a START `-N` that walks down to base as no revision at all.
+        if lower.is_empty() && self.relative(start).is_some() {
+            return Err(bad_range());
+        }
         let mut upper: Vec<usize> = match (end, self.relative(end)) {
             ("", _) => self.real_head_indices(),
             ("current", _) => stored.clone(),
@@ -1262,10 +1288,7 @@ impl Graph {
         self.check_overlap(&lower)?;
         let required = self.ancestors(&upper, true);
         if lower.iter().any(|l| !required.contains(l)) {
-            return Err(GraphError::BadRange {
-                start: start.to_owned(),
-                end: end.to_owned(),
-            });
+            return Err(bad_range());
         }
         let mut wanted = required;
         if !lower.is_empty() {
@@ -1273,7 +1296,7 @@ impl Graph {
             let above = self.descendants(&lower, false);
             wanted.retain(|w| above.contains(w) && (lower.contains(w) || !below.contains(w)));
         }
-        Ok(self.ids(self.topological(&wanted, &upper)))
+        Ok(self.ids(self.topological_from(&wanted, &upper)))
     }
 
     /// The revisions of `targets` that carry branch label `branch` (Alembic: a revision id
