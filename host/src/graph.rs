@@ -4,7 +4,8 @@
 //! Everything here is computed from plain data (the revisions' ids, down revisions, branch
 //! labels and dependencies, the heads stored in the database, the user's target) with no
 //! database, wasm or I/O in scope, so it is unit-tested exhaustively below, and checked
-//! against Alembic itself by the cases in `graph_cases.json` (see `tests/alembic_oracle.py`).
+//! against Alembic itself by the cases in `graph/graph_cases.json` (see
+//! `graph/alembic_oracle.py`).
 //!
 //! The semantics are Alembic's (`alembic/script/revision.py`), so that a team can move over
 //! without relearning anything:
@@ -12,12 +13,18 @@
 //!   `depends_on` revisions that must be applied first without joining the branch;
 //! - the version table stores only the applied revisions no other applied revision
 //!   follows or depends on: the rest are implied;
-//! - targets: full ids and unique prefixes, branch labels, `head`, `heads`, `base`, `+N`,
-//!   `-N`, `REV+N`, `REV-N`, `LABEL@head`, `LABEL@base`, `LABEL@+N`, `LABEL@-N`, `REV@head`;
+//! - targets: full ids and prefixes of ids longer than 3 characters, branch labels, `head`,
+//!   `heads`, `base`, `+N`, `-N`, `REV+N`, `REV-N`, `LABEL@head`, `LABEL@heads`,
+//!   `LABEL@base`, `LABEL@+N`, `LABEL@-N`, `REV@head`. `up` and `down` count `+N` / `-N`
+//!   from the current revision ([`Graph::plan_upgrade`], [`Graph::plan_downgrade`]);
+//!   everything else reads no current revision, so `-N` counts down from the head
+//!   (`Graph::absolute`, Alembic's `get_revisions`), and `history -r` counts END `+N` from
+//!   START ([`Graph::range`], Alembic's `walk_revisions`);
 //! - steps are ordered by Alembic's topological sort, which keeps each branch together.
 //!
-//! Where Alembic only warns, wasmig refuses: `-1` from several heads is an error naming
-//! them (Alembic: "ambiguous; will be disallowed in a future release").
+//! Where Alembic only warns or returns several revisions, wasmig refuses: `-1` from several
+//! heads is an error naming them (Alembic: "ambiguous; will be disallowed in a future
+//! release"). The README lists every deliberate difference.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
