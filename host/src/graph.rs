@@ -649,7 +649,8 @@ impl Graph {
     }
 
     /// Resolves a revision argument read without the database (`show`, `rehash`,
-    /// `--depends-on`...) to exactly one revision: see [`Graph::absolute`].
+    /// `--depends-on`...) to exactly one revision, read as Alembic's `get_revisions` reads it
+    /// (`-N` counts down from the head; `REV+N`, `REV-N` walk from REV; `+N` is refused).
     ///
     /// # Errors
     /// Not found, ambiguous, several heads, a form counting from the current revision
