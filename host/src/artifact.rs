@@ -1,5 +1,7 @@
-//! Building Rust revisions into components: one `cargo build` over the migrations
-//! workspace for `wasm32-unknown-unknown`, then componentization with `wit-component`.
+//! Building revisions into components: [`build`] builds every kind built from source; the
+//! Rust ones here, with one `cargo build` over the migrations workspace for
+//! `wasm32-unknown-unknown`, then componentization with `wit-component`; Python,
+//! JavaScript and C ones in `toolchain`.
 //!
 //! Why that target: the result imports nothing but wasmig's interfaces (no WASI at all), and
 //! with the SDK's pre-generated bindings a cold build takes seconds. Cargo decides what is
@@ -67,13 +69,29 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
     Ok(())
 }
 
+/// Builds every revision made from source (Rust, Python, JavaScript, C) whose component is
+/// stale, writing it to [`build_dir`]. Returns the revisions whose component changed.
+///
+/// # Errors
+/// [`BuildError`] naming what failed: cargo or a language toolchain missing (with how to
+/// install it), or a compile error.
+pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<String>> {
+    let mut changed = build_rust(project, revisions)?;
+    changed.extend(crate::toolchain::build(
+        project,
+        revisions,
+        &build_dir(project),
+    )?);
+    Ok(changed)
+}
+
 /// Builds every Rust revision and writes its component to [`build_dir`].
 /// Returns the revisions whose component changed.
 ///
 /// # Errors
 /// [`BuildError`] when cargo is missing, the target cannot be installed, or a crate fails
 /// to compile (cargo's diagnostics are shown as they come).
-pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<String>> {
+fn build_rust(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<String>> {
     // Revisions stored in the database (no crate in the project) bring their component.
     let rust: Vec<&Revision> = revisions
         .iter()

@@ -22,6 +22,26 @@ use crate::revision::{self, Kind, Revision};
 use crate::runner::{self, RunOptions};
 use crate::scaffold;
 
+/// Prints one line of a command's result on stdout. A reader that went away (`wasmig heads
+/// | head -1`, a closed pipe) loses the rest of the output, but never turns a finished run
+/// into a panic: the work is done and the exit code must say how it went.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
+/// The body of [`out!`].
+pub(crate) fn print_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{args}")
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        crate::warn!("cannot write the result to stdout: {e}");
+    }
+}
+
 /// wasmig: database migrations in SQL or sandboxed WebAssembly.
 #[derive(Debug, Parser)]
 #[command(name = "wasmig", version, about, long_about = None)]
@@ -109,7 +129,7 @@ enum Command {
         #[arg(long)]
         splice: bool,
     },
-    /// Build every Rust revision into a component.
+    /// Build every Rust, Python, JavaScript and C revision into a component.
     Build,
     /// Apply revisions up to TARGET (default: head).
     #[command(visible_alias = "upgrade")]
@@ -216,7 +236,7 @@ struct RunArgs {
     /// LABEL@+N, LABEL@-N, LABEL@base.
     #[arg(allow_hyphen_values = true)]
     target: Option<String>,
-    /// Do not build stale Rust revisions first.
+    /// Do not build stale revisions (Rust, Python, JavaScript, C) first.
     #[arg(long)]
     no_build: bool,
     /// Compile components without reading or writing the compile cache.
@@ -383,16 +403,16 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     "in_progress": in_progress,
                     "dialect": db.dialect().name(),
                 });
-                println!("{out}");
+                out!("{out}");
             } else {
                 if heads.is_empty() {
-                    println!("current: base (nothing applied)");
+                    out!("current: base (nothing applied)");
                 }
                 for h in &heads {
-                    println!("current: {}", history::short(&graph, &revisions, h, &[]));
+                    out!("current: {}", history::short(&graph, &revisions, h, &[]));
                 }
                 for f in &failed {
-                    println!(
+                    out!(
                         "failed: {} ({}; SQLSTATE {}); inspect the database, then `wasmig resolve {} --as applied` or `--as rolled-back`",
                         f.revision,
                         f.error,
@@ -401,7 +421,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     );
                 }
                 for c in &in_progress {
-                    println!(
+                    out!(
                         "in progress: {} (batched {}, {} batch(es) committed since {}, last at {}); `wasmig {}` resumes it",
                         c.revision,
                         c.direction,
@@ -418,11 +438,11 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     );
                 }
                 if pending.is_empty() {
-                    println!("up to date");
+                    out!("up to date");
                 } else {
-                    println!("pending ({}):", pending.len());
+                    out!("pending ({}):", pending.len());
                     for id in &pending {
-                        println!("  {}", history::short(&graph, &revisions, id, &[]));
+                        out!("  {}", history::short(&graph, &revisions, id, &[]));
                     }
                 }
             }
@@ -438,7 +458,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
             db.close().await;
             let history = history?;
             if g.json {
-                println!("{}", json!({ "history": history }));
+                out!("{}", json!({ "history": history }));
             } else {
                 for h in &history {
                     let error = match (&h.error, &h.sqlstate) {
@@ -446,7 +466,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                         (Some(e), None) => format!("  {e}"),
                         _ => String::new(),
                     };
-                    println!(
+                    out!(
                         "{} {:<9} {} {} ms  {}{error}",
                         h.started_at
                             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -492,13 +512,13 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     .iter()
                     .map(|id| history::json(&graph, &revisions, id))
                     .collect();
-                println!("{}", json!({ "revisions": out }));
+                out!("{}", json!({ "revisions": out }));
             } else {
                 for id in ids {
                     if verbose {
-                        println!("{}", history::verbose(&graph, &revisions, id, marked));
+                        out!("{}", history::verbose(&graph, &revisions, id, marked));
                     } else {
-                        println!("{}", history::line(&graph, &revisions, id, marked));
+                        out!("{}", history::line(&graph, &revisions, id, marked));
                     }
                 }
             }
@@ -541,7 +561,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
             let (revisions, graph) = load_graph(project)?;
             let id = graph.resolve(target)?;
             if g.json {
-                println!("{}", history::json(&graph, &revisions, id));
+                out!("{}", history::json(&graph, &revisions, id));
             } else {
                 print!("{}", history::verbose(&graph, &revisions, id, &[]));
             }
@@ -557,10 +577,10 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 graph.heads()
             };
             if g.json {
-                println!("{}", json!({ "heads": heads }));
+                out!("{}", json!({ "heads": heads }));
             } else {
                 for id in heads {
-                    println!("{}", history::short(&graph, &revisions, id, &[]));
+                    out!("{}", history::short(&graph, &revisions, id, &[]));
                 }
             }
             Ok(())
@@ -578,12 +598,12 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                         })
                     })
                     .collect();
-                println!("{}", json!({ "branches": out }));
+                out!("{}", json!({ "branches": out }));
             } else {
                 for id in points {
-                    println!("{}", history::short(&graph, &revisions, id, &[]));
+                    out!("{}", history::short(&graph, &revisions, id, &[]));
                     for next in graph.info(id).map(|i| i.next_revisions).unwrap_or_default() {
-                        println!("    -> {}", history::short(&graph, &revisions, &next, &[]));
+                        out!("    -> {}", history::short(&graph, &revisions, &next, &[]));
                     }
                 }
             }
@@ -608,15 +628,14 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 Some(db) => {
                     let result = async {
                         let applied = graph.applied(&db.heads().await?)?;
-                        let modified = integrity::verify(
+                        integrity::verify(
                             project,
                             db.as_ref(),
                             &revisions,
                             &applied,
                             *allow_modified,
                         )
-                        .await?;
-                        anyhow::Ok((applied.len(), modified))
+                        .await
                     }
                     .await;
                     db.close().await;
@@ -624,36 +643,64 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 }
                 None => None,
             };
+            if let Some(v) = &verified
+                && !v.not_built.is_empty()
+            {
+                crate::warn!(
+                    "{} applied revision(s) not verified because their component is not built here: {}; run `wasmig build` first to verify them",
+                    v.not_built.len(),
+                    v.not_built.join(", ")
+                );
+            }
             if g.json {
-                let (applied, modified) = match &verified {
-                    Some((n, m)) => (json!(n), json!(m)),
-                    None => (json!(null), json!([])),
-                };
-                println!(
+                out!(
                     "{}",
                     json!({
                         "ok": true,
                         "revisions": revisions.len(),
                         "heads": heads,
-                        "applied_verified": applied,
-                        "modified": modified,
+                        "applied": verified,
                     })
                 );
             } else {
-                println!(
+                out!(
                     "ok: {} revision(s), {} head(s): {}",
                     revisions.len(),
                     heads.len(),
                     heads.join(", ")
                 );
                 match &verified {
-                    Some((n, m)) if m.is_empty() => {
-                        println!("ok: {n} applied revision(s) match their recorded checksums");
+                    Some(v) => {
+                        out!(
+                            "ok: {} applied revision(s) match their recorded checksums",
+                            v.verified.len()
+                        );
+                        if !v.unrecorded.is_empty() {
+                            out!(
+                                "not verified: {} applied revision(s) without a recorded checksum (only stamped): {}",
+                                v.unrecorded.len(),
+                                v.unrecorded.join(", ")
+                            );
+                        }
+                        if !v.not_built.is_empty() {
+                            out!(
+                                "not verified: {} applied revision(s) whose component is not built: {}",
+                                v.not_built.len(),
+                                v.not_built.join(", ")
+                            );
+                        }
+                        if !v.modified.is_empty() {
+                            out!(
+                                "modified (allowed): {}",
+                                v.modified
+                                    .iter()
+                                    .map(|m| m.revision.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            );
+                        }
                     }
-                    Some((n, m)) => {
-                        println!("modified (allowed): {} of {n} applied revision(s)", m.len())
-                    }
-                    None => println!("no database: applied revisions not verified"),
+                    None => out!("no database: applied revisions not verified"),
                 }
             }
             Ok(())
@@ -671,7 +718,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
             db.close().await;
             let changed = result?;
             if g.json {
-                println!("{}", json!({ "rehashed": changed }));
+                out!("{}", json!({ "rehashed": changed }));
             }
             Ok(())
         }
@@ -847,7 +894,7 @@ async fn resolve(
         show(&after)
     );
     if g.json {
-        println!(
+        out!(
             "{}",
             json!({ "revision": id, "as": state.as_str(), "heads": after })
         );
@@ -858,7 +905,7 @@ async fn resolve(
 fn created(dir: &std::path::Path, json: bool) {
     crate::info!("created {}", dir.display());
     if json {
-        println!("{}", json!({ "directory": dir }));
+        out!("{}", json!({ "directory": dir }));
     }
 }
 
@@ -954,7 +1001,7 @@ async fn stamp(
         );
     }
     if g.json {
-        println!("{}", json!({ "heads": after }));
+        out!("{}", json!({ "heads": after }));
     }
     Ok(())
 }
@@ -1035,20 +1082,20 @@ async fn migrate_locked(
     integrity::verify(project, db, revisions, &applied, args.allow_modified).await?;
     if args.plan {
         if g.json {
-            println!("{}", json!({ "steps": steps }));
+            out!("{}", json!({ "steps": steps }));
         } else {
             for s in &steps {
                 match checkpoints
                     .iter()
                     .find(|c| c.revision == s.revision && c.direction == s.action.as_str())
                 {
-                    Some(c) => println!(
+                    Some(c) => out!(
                         "{} {} (resuming after batch {})",
                         s.action.as_str(),
                         s.revision,
                         c.batches
                     ),
-                    None => println!("{} {}", s.action.as_str(), s.revision),
+                    None => out!("{} {}", s.action.as_str(), s.revision),
                 }
             }
         }
@@ -1064,7 +1111,7 @@ async fn migrate_locked(
             }
         );
         if g.json {
-            println!("{}", json!({ "steps": [] }));
+            out!("{}", json!({ "steps": [] }));
         }
         return Ok(());
     }
@@ -1082,7 +1129,7 @@ async fn migrate_locked(
         reports.len()
     );
     if g.json {
-        println!("{}", json!({ "steps": reports }));
+        out!("{}", json!({ "steps": reports }));
     }
     Ok(())
 }
@@ -1102,6 +1149,12 @@ async fn with_lock<T>(
     let guard = db
         .lock(std::time::Duration::from_secs(g.lock_timeout))
         .await?;
+    // The end-to-end tests drive the panic path through this (debug builds only): a panic
+    // while the lock is held must still release it, and exit with code 1.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("WASMIG_TEST_PANIC_WHILE_LOCKED").is_some() {
+        panic!("WASMIG_TEST_PANIC_WHILE_LOCKED is set");
+    }
     let result = work.await;
     // Closing the guard's connection or file releases the lock anyway. But an unlock that
     // finds the lock gone means it was lost during the run (its connection was ended), and

@@ -210,6 +210,15 @@ pub struct Hooks {
     /// Commands run on each SQL file written.
     #[serde(default)]
     pub sql: Vec<Vec<String>>,
+    /// Commands run on each Python source file written (e.g. `[["black", "{file}"]]`).
+    #[serde(default)]
+    pub python: Vec<Vec<String>>,
+    /// Commands run on each JavaScript source file written.
+    #[serde(default)]
+    pub js: Vec<Vec<String>>,
+    /// Commands run on each C source file written.
+    #[serde(default)]
+    pub c: Vec<Vec<String>>,
 }
 
 impl Default for Hooks {
@@ -217,6 +226,9 @@ impl Default for Hooks {
         Hooks {
             rust: default_rust_hooks(),
             sql: Vec::new(),
+            python: Vec::new(),
+            js: Vec::new(),
+            c: Vec::new(),
         }
     }
 }

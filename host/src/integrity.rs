@@ -23,7 +23,7 @@ use crate::config::Project;
 use crate::db::{Database, HistoryEntry, StepRecord, StoredArtifact};
 use crate::error::{GraphError, Modified, ModifiedError};
 use crate::graph::Graph;
-use crate::revision::{self, Kind, Revision};
+use crate::revision::{self, Revision};
 
 /// The checksum each revision's files had when it last ran (or was rehashed), from the
 /// history log (oldest first). Revisions without one are absent.
@@ -60,11 +60,20 @@ fn files(revision: &Revision, build_dir: &Path) -> Vec<PathBuf> {
     }
 }
 
-/// Compares one revision's files with its recorded checksum; `None` when they match or
-/// there is nothing to compare.
-fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Option<Modified> {
+/// What comparing one revision found.
+enum Compared {
+    /// Its files hash to the recorded checksum.
+    Same,
+    /// Its component is not built, so there is nothing to hash.
+    NotBuilt,
+    /// Changed or unreadable.
+    Changed(Modified),
+}
+
+/// Compares one revision's files with its recorded checksum.
+fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Compared {
     let files = files(revision, build_dir);
-    if revision.manifest.kind == Kind::Rust && revision.stored.is_none() && !files[0].is_file() {
+    if revision.manifest.kind.is_built() && revision.stored.is_none() && !files[0].is_file() {
         // Verification runs after any build a command does, so an unbuilt component is one
         // that will not run in this command either.
         crate::debug!(
@@ -72,7 +81,7 @@ fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Option<Modi
             revision.id(),
             files[0].display()
         );
-        return None;
+        return Compared::NotBuilt;
     }
     let (current, unreadable) = match revision::read_artifact(revision, build_dir) {
         Ok(artifact) => (Some(artifact.checksum()), None),
@@ -84,15 +93,29 @@ fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Option<Modi
         }
     };
     if current.as_deref() == Some(recorded) {
-        return None;
+        return Compared::Same;
     }
-    Some(Modified {
+    Compared::Changed(Modified {
         revision: revision.id().to_owned(),
         files,
         recorded: recorded.to_owned(),
         current,
         unreadable,
     })
+}
+
+/// What [`verify`] compared, so that a report never claims more than was checked.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Verification {
+    /// Applied revisions whose files match their recorded checksum.
+    pub verified: Vec<String>,
+    /// Applied revisions with no recorded checksum (only stamped, or applied by another
+    /// tool): nothing to compare.
+    pub unrecorded: Vec<String>,
+    /// Applied revisions built from source whose component is not built here: not compared.
+    pub not_built: Vec<String>,
+    /// Changed or unreadable revisions (allowed by `--allow-modified`, else an error).
+    pub modified: Vec<Modified>,
 }
 
 /// Checks every applied revision (`applied`, from [`Graph::applied`]) against the checksum
@@ -108,33 +131,40 @@ pub async fn verify(
     revisions: &[Revision],
     applied: &[String],
     allow_modified: bool,
-) -> anyhow::Result<Vec<Modified>> {
+) -> anyhow::Result<Verification> {
+    let mut report = Verification::default();
     if applied.is_empty() {
-        return Ok(Vec::new());
+        return Ok(report);
     }
     let history = db.history().await?;
     let recorded = recorded_checksums(&history);
     let build_dir = crate::artifact::build_dir(project);
-    let mut modified = Vec::new();
     for id in applied {
         let revision = crate::history::find(revisions, id);
         match recorded.get(id.as_str()) {
-            Some(checksum) => modified.extend(compare(revision, &build_dir, checksum)),
-            None => crate::debug!(
-                "revision {id}: not verified, the history table records no checksum for it (stamped, or applied by another tool)"
-            ),
+            Some(checksum) => match compare(revision, &build_dir, checksum) {
+                Compared::Same => report.verified.push(id.clone()),
+                Compared::NotBuilt => report.not_built.push(id.clone()),
+                Compared::Changed(m) => report.modified.push(m),
+            },
+            None => {
+                crate::debug!(
+                    "revision {id}: not verified, the history table records no checksum for it (stamped, or applied by another tool)"
+                );
+                report.unrecorded.push(id.clone());
+            }
         }
     }
-    if modified.is_empty() {
-        crate::debug!("{} applied revision(s) verified", applied.len());
+    if report.modified.is_empty() {
+        crate::debug!("{} applied revision(s) verified", report.verified.len());
     } else if allow_modified {
-        for m in &modified {
+        for m in &report.modified {
             crate::warn!("--allow-modified: {m}");
         }
     } else {
-        return Err(ModifiedError(modified).into());
+        return Err(ModifiedError(report.modified).into());
     }
-    Ok(modified)
+    Ok(report)
 }
 
 /// `wasmig rehash`: records the current checksum of each applied revision in `targets` as

@@ -8,7 +8,8 @@
 //! - [`graph`]: pure planning; [`runner`]: executing a plan, one transaction per step;
 //! - [`integrity`]: applied revisions against their recorded checksums, `rehash`;
 //! - [`db`]: PostgreSQL and SQLite behind one trait; [`sandbox`]: wasmtime, limits, cache;
-//! - [`artifact`]: building Rust revisions; [`scaffold`]: `init` and `revision`;
+//! - [`artifact`]: building Rust revisions; [`toolchain`]: Python, JavaScript and C ones;
+//! - [`scaffold`]: `init` and `revision`;
 //! - [`error`] and [`exit`]: typed errors and the exit-code contract.
 
 pub mod artifact;
@@ -27,3 +28,4 @@ pub mod revision;
 pub mod runner;
 pub mod sandbox;
 pub mod scaffold;
+pub mod toolchain;

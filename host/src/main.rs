@@ -16,7 +16,19 @@ fn main() -> ExitCode {
             return ExitCode::from(wasmig::exit::INTERNAL);
         }
     };
-    match runtime.block_on(wasmig::cli::run(cli)) {
+    // A panic is a wasmig bug. It unwinds through the run, dropping the migration lock's
+    // connection or file (which releases the lock) and any open transaction (rolled back);
+    // it must exit with the documented internal-error code, not Rust's 101.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(wasmig::cli::run(cli))
+    }));
+    let Ok(result) = result else {
+        eprintln!(
+            "error: internal error: wasmig panicked (a bug; please report it with the message above); steps committed before it stay applied, the one in flight did not commit"
+        );
+        return ExitCode::from(wasmig::exit::INTERNAL);
+    };
+    match result {
         Ok(()) => ExitCode::from(wasmig::exit::OK),
         Err(err) => {
             eprintln!("error: {err}");

@@ -2,8 +2,8 @@
 //! artifacts (SQL text or component bytes) and checksums.
 //!
 //! A revision is a directory under the versions directory holding `migration.toml` and, by
-//! kind: `up.sql` + `down.sql` (sql), a Cargo crate (rust, built by `artifact`), or a
-//! prebuilt component (wasm). A revision whose files left the project (an older release was
+//! kind: `up.sql` + `down.sql` (sql), a Cargo crate (rust, built by `artifact`), a Python,
+//! JavaScript or C source (built by `toolchain`), or a prebuilt component (wasm). A revision whose files left the project (an older release was
 //! deployed) can instead come from the copy the database stored when it was applied
 //! ([`Revision::from_stored`]); only `wasmig down` loads those.
 //!
@@ -29,8 +29,22 @@ pub enum Kind {
     Sql,
     /// A Rust crate using the `wasmig-guest` SDK, built to a component by `wasmig build`.
     Rust,
+    /// `migration.py` using the Python SDK, built with componentize-py.
+    Python,
+    /// `migration.js` using the JavaScript SDK, built with jco (QuickJS).
+    Js,
+    /// `migration.c` using the C SDK, built with clang for wasm32-wasi.
+    C,
     /// A prebuilt component from any language.
     Wasm,
+}
+
+impl Kind {
+    /// Whether `wasmig build` makes this kind's component from source (into
+    /// `.wasmig/build/<rev>.wasm`).
+    pub fn is_built(self) -> bool {
+        matches!(self, Kind::Rust | Kind::Python | Kind::Js | Kind::C)
+    }
 }
 
 /// How a revision uses transactions.
@@ -176,7 +190,7 @@ impl Revision {
                 up: stored.up_sql.clone().ok_or_else(incomplete)?,
                 down: stored.down_sql.clone().ok_or_else(incomplete)?,
             },
-            Kind::Rust | Kind::Wasm => Artifact::Component {
+            Kind::Rust | Kind::Python | Kind::Js | Kind::C | Kind::Wasm => Artifact::Component {
                 path: PathBuf::from(format!("{ARTIFACT_TABLE}/{}", stored.revision)),
                 bytes: stored.component.clone().ok_or_else(incomplete)?,
             },
@@ -224,7 +238,8 @@ impl Revision {
         &self.manifest.revision
     }
 
-    /// The component file of a `wasm` revision, or where `wasmig build` puts a `rust` one.
+    /// The component file of a `wasm` revision, or where `wasmig build` puts the component
+    /// of a kind built from source (`rust`, `python`, `js`, `c`).
     pub fn component_path(&self, build_dir: &Path) -> Option<PathBuf> {
         match self.manifest.kind {
             Kind::Sql => None,
@@ -236,7 +251,9 @@ impl Revision {
                         .unwrap_or_else(|| PathBuf::from("migration.wasm")),
                 ),
             ),
-            Kind::Rust => Some(build_dir.join(format!("{}.wasm", self.id()))),
+            Kind::Rust | Kind::Python | Kind::Js | Kind::C => {
+                Some(build_dir.join(format!("{}.wasm", self.id())))
+            }
         }
     }
 }
@@ -325,11 +342,14 @@ fn check_transaction(manifest: &Manifest, origin: &str) -> Result<(), ConfigErro
     Ok(())
 }
 
-/// `sql`, `rust` or `wasm`.
+/// `sql`, `rust`, `python`, `js`, `c` or `wasm`.
 pub fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Sql => "sql",
         Kind::Rust => "rust",
+        Kind::Python => "python",
+        Kind::Js => "js",
+        Kind::C => "c",
         Kind::Wasm => "wasm",
     }
 }
@@ -413,7 +433,7 @@ pub fn check_artifact(revision: &Revision, build_dir: &Path) -> Result<(), Confi
     }
     let files = match revision.manifest.kind {
         Kind::Sql => vec![revision.dir.join("up.sql"), revision.dir.join("down.sql")],
-        Kind::Wasm | Kind::Rust => vec![
+        Kind::Wasm | Kind::Rust | Kind::Python | Kind::Js | Kind::C => vec![
             revision
                 .component_path(build_dir)
                 .expect("components have a path"),
@@ -460,11 +480,11 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
                 down: text("down.sql")?,
             })
         }
-        Kind::Wasm | Kind::Rust => {
+        Kind::Wasm | Kind::Rust | Kind::Python | Kind::Js | Kind::C => {
             let path = revision
                 .component_path(build_dir)
                 .expect("components have a path");
-            let hint = if revision.manifest.kind == Kind::Rust {
+            let hint = if revision.manifest.kind.is_built() {
                 "; run `wasmig build`"
             } else {
                 ""

@@ -945,10 +945,10 @@ fn is_component(revision: &Revision) -> bool {
     revision.manifest.kind != crate::revision::Kind::Sql
 }
 
-/// Whether any of `steps` needs a Rust build (a stored revision brings its component).
+/// Whether any of `steps` needs a build from source (a stored revision brings its component).
 pub fn needs_build(revisions: &[Revision], steps: &[Step]) -> bool {
     steps.iter().any(|s| {
         let revision = find(revisions, &s.revision);
-        revision.manifest.kind == crate::revision::Kind::Rust && revision.stored.is_none()
+        revision.manifest.kind.is_built() && revision.stored.is_none()
     })
 }

@@ -239,6 +239,9 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
     let hooks: &[Vec<String>] = match request.kind {
         Kind::Sql => &project.config.hooks.sql,
         Kind::Rust => &project.config.hooks.rust,
+        Kind::Python => &project.config.hooks.python,
+        Kind::Js => &project.config.hooks.js,
+        Kind::C => &project.config.hooks.c,
         Kind::Wasm => &[],
     };
     // Templates put the message in a comment: keep it on one line.
@@ -262,6 +265,17 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
             let all = revision::load_all(&versions)?;
             crate::artifact::sync_workspace(&versions, &all)?;
             vec![lib]
+        }
+        Kind::Python | Kind::Js | Kind::C => {
+            let name = crate::toolchain::source_file(request.kind).expect("a language kind");
+            let file = dir.join(name);
+            let text = match request.kind {
+                Kind::Python => python_template(&message),
+                Kind::Js => js_template(&message),
+                _ => c_template(&message),
+            };
+            std::fs::write(&file, text)?;
+            vec![file]
         }
         Kind::Wasm => {
             if let Some(component) = request.component {
@@ -350,6 +364,69 @@ impl Migration for Revision {{
 }}
 
 wasmig_guest::migration!(Revision);
+"#
+    )
+}
+
+fn python_template(message: &str) -> String {
+    // A docstring: keep the message from ending it early.
+    let message = message.replace("\"\"\"", "'''");
+    format!(
+        r#""""{message}"""
+
+import wasmig
+
+
+def upgrade():
+    wasmig.info("upgrading")
+    wasmig.batch("-- your SQL here")
+
+
+def downgrade():
+    wasmig.info("downgrading")
+    wasmig.batch("-- undo what upgrade did")
+"#
+    )
+}
+
+fn js_template(message: &str) -> String {
+    format!(
+        r#"// {message}
+
+import * as db from "wasmig";
+
+export function upgrade() {{
+  db.info("upgrading");
+  db.batch("-- your SQL here");
+}}
+
+export function downgrade() {{
+  db.info("downgrading");
+  db.batch("-- undo what upgrade did");
+}}
+"#
+    )
+}
+
+fn c_template(message: &str) -> String {
+    // `*/` in the message would end the comment early.
+    let message = message.replace("*/", "* /");
+    format!(
+        r#"/* {message} */
+
+#include "wasmig.h"
+
+static bool upgrade(void) {{
+    wasmig_info("upgrading");
+    return wasmig_batch("-- your SQL here");
+}}
+
+static bool downgrade(void) {{
+    wasmig_info("downgrading");
+    return wasmig_batch("-- undo what upgrade did");
+}}
+
+WASMIG_MIGRATION(upgrade, downgrade)
 "#
     )
 }

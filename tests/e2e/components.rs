@@ -9,7 +9,12 @@ use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
 /// `upgrade` core function body is `body` (returns a pointer to the result in memory) and
 /// whose `downgrade` succeeds.
 pub(crate) fn component(body: &str) -> Vec<u8> {
-    let wat = format!(
+    wat::parse_str(component_wat(body)).expect("valid WAT")
+}
+
+/// The WAT text of [`component`].
+pub(crate) fn component_wat(body: &str) -> String {
+    format!(
         r#"(component
   (core module $m
     (memory (export "mem") 1)
@@ -26,8 +31,7 @@ pub(crate) fn component(body: &str) -> Vec<u8> {
   (export "upgrade" (func $up))
   (export "downgrade" (func $down))
 )"#
-    );
-    wat::parse_str(wat).expect("valid WAT")
+    )
 }
 
 const TRAP: &str = "unreachable";

@@ -2,8 +2,11 @@
 //! before or after each revision, never between; the version table matches the schema, and
 //! the lock dies with the process.
 //!
-//! The kill points are fixed, spread over the run (process start, planning, mid-statement,
-//! between steps), so the test is repeatable; each round checks the state before the next.
+//! The first test's kill points are fixed, spread over the run (process start, planning,
+//! mid-statement, between steps), so it is repeatable. The second kills at random points
+//! (the seed is printed) of a run that mixes SQL steps and a component pausing inside its
+//! guest, and checks the history and the stored artifacts as well as the schema. Each round
+//! checks the state before the next.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -134,6 +137,149 @@ async fn sigkill_at_any_point_leaves_each_revision_applied_or_not() {
             String::from_utf8_lossy(&done.stderr)
         );
         assert_eq!(assert_consistent(&db, kills.len()).await, REVISIONS.len());
+        db.drop_db().await;
+    }
+}
+
+/// The revisions of the mixed run: SQL steps around a component step whose guest works in
+/// ten batches (in one transaction) and pauses in each, so kills land inside the guest.
+const MIXED: [&str; 4] = ["m1", "g2", "m3", "m4"];
+
+/// A small xorshift generator: random kill points, reproducible from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+/// Checks every table wasmig keeps against the schema: the applied revisions are a prefix of
+/// [`MIXED`]; each one's work is there and nothing else's; the artifact table holds exactly
+/// the applied revisions; the history nets one upgrade per applied revision; no checkpoint or
+/// failed mark is left. Returns how many are applied.
+async fn assert_mixed_consistent(db: &TestDb, round: &str) -> usize {
+    let heads = db.heads().await;
+    assert!(heads.len() <= 1, "{round}: heads {heads:?}");
+    let applied = heads
+        .first()
+        .map_or(0, |h| MIXED.iter().position(|r| r == h).unwrap() + 1);
+    for (i, id) in MIXED.iter().enumerate() {
+        let present = if *id == "g2" {
+            let done = db.count("SELECT count(*) FROM items WHERE n = 1").await;
+            let untouched = db.count("SELECT count(*) FROM items WHERE n = 0").await;
+            assert!(
+                (done, untouched) == (100, 0) || (done, untouched) == (0, 100),
+                "{round}: the guest's step is half there: {done} rows done, {untouched} not"
+            );
+            assert_eq!(
+                db.table_exists("batches_first").await,
+                done == 100,
+                "{round}"
+            );
+            done == 100
+        } else {
+            db.table_exists(&format!("t_{id}")).await
+        };
+        assert_eq!(present, i < applied, "{round}: {id} vs heads {heads:?}");
+    }
+    if db.table_exists("wasmig_artifact").await {
+        let stored = db
+            .strings("SELECT revision FROM wasmig_artifact ORDER BY revision")
+            .await;
+        let mut expected: Vec<String> = MIXED[..applied].iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        assert_eq!(stored, expected, "{round}: wasmig_artifact");
+    }
+    for (i, id) in MIXED.iter().enumerate() {
+        let net = db
+            .count(&format!(
+                "SELECT count(*) FILTER (WHERE direction = 'upgrade') - \
+                        count(*) FILTER (WHERE direction = 'downgrade') \
+                 FROM wasmig_history WHERE revision = '{id}'"
+            ))
+            .await;
+        assert_eq!(net, i64::from(i < applied), "{round}: history of {id}");
+    }
+    assert!(db.failed_marks().await.is_empty(), "{round}");
+    applied
+}
+
+#[tokio::test]
+async fn sigkill_at_random_points_keeps_schema_history_and_stored_artifacts_in_step() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("kill points seeded with {seed}");
+    for backend in BOTH {
+        let mut rng = Rng(seed);
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        db.exec(&format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+             INSERT INTO items (id) SELECT * FROM ({}) AS s;
+             CREATE TABLE e2e_batches (size bigint, pause_ms bigint, fail_from bigint, repeat bigint);
+             INSERT INTO e2e_batches VALUES (10, 40, NULL, 0);",
+            match backend {
+                Backend::Postgres => "SELECT generate_series(1, 100)".to_owned(),
+                Backend::Sqlite => "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100) SELECT i FROM c".to_owned(),
+            }
+        ))
+        .await;
+        for id in MIXED {
+            if id == "g2" {
+                project.wasm_revision(id, &crate::support::guest("batches"));
+                continue;
+            }
+            let mut down = format!("DROP TABLE t_{id};");
+            if backend == Backend::Sqlite {
+                down.push_str(&format!(" DROP TABLE slow_{id};"));
+            }
+            project.sql_revision(
+                id,
+                &format!("CREATE TABLE t_{id} (n int); {}", slow(backend, id)),
+                &down,
+            );
+        }
+        let mut seen_partial = false;
+        for round in 0..12 {
+            let target: &[&str] = if round % 4 == 3 {
+                &["down", "base"]
+            } else {
+                &["up"]
+            };
+            let ms = rng.next(1_500);
+            let mut child = wasmig_cmd(&project.dir)
+                .args(target)
+                .args(["--database-url", &db.url, "--lock-timeout", "30"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            settle(&db).await;
+            let label = format!("{backend:?} round {round} (seed {seed}, kill after {ms} ms)");
+            // Killed, or finished on its own before the kill: never a failure of its own.
+            assert!(status.code().is_none_or(|c| c == 0), "{label}: {status:?}");
+            let applied = assert_mixed_consistent(&db, &label).await;
+            seen_partial |= applied > 0 && applied < MIXED.len();
+        }
+        assert!(
+            seen_partial,
+            "{backend:?} (seed {seed}): no kill landed part-way through a run"
+        );
+        project.run(&db, &["up", "--lock-timeout", "10"]).success();
+        assert_eq!(
+            assert_mixed_consistent(&db, &format!("{backend:?} final")).await,
+            MIXED.len()
+        );
         db.drop_db().await;
     }
 }

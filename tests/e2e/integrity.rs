@@ -44,7 +44,7 @@ async fn a_changed_applied_sql_revision_is_refused_until_rehashed() {
             .run(&db, &["check", "--allow-modified", "--json"])
             .success()
             .json();
-        assert_eq!(json["modified"][0]["revision"], "a1");
+        assert_eq!(json["applied"]["modified"][0]["revision"], "a1");
 
         project.run(&db, &["rehash", "a1"]).success();
         assert_eq!(
@@ -210,11 +210,25 @@ async fn a_rust_revision_is_verified_against_the_component_a_rebuild_makes() {
         let component = project.dir.join(".wasmig/build/r1.wasm");
         assert!(component.is_file(), "{}", component.display());
 
-        // Not built: nothing to verify, and `check` says nothing about it.
+        // Not built: nothing to verify, and `check` says so instead of claiming a match.
         let built = std::fs::read(&component).unwrap();
         std::fs::remove_file(&component).unwrap();
-        project.run(&db, &["check"]).success();
+        let check = project.run(&db, &["check"]).success();
+        assert!(
+            check.stdout.contains("ok: 0 applied revision(s) match")
+                && check.stdout.contains(
+                    "not verified: 1 applied revision(s) whose component is not built: r1"
+                )
+                && check.stderr.contains("run `wasmig build` first"),
+            "{check:?}"
+        );
         std::fs::write(&component, &built).unwrap();
+        let check = project.run(&db, &["check", "--json"]).success().json();
+        assert_eq!(
+            check["applied"]["verified"],
+            serde_json::json!(["r1"]),
+            "{check}"
+        );
 
         // The source changed: `down` rebuilds before verifying, so the change is caught
         // before the changed downgrade could run.
@@ -232,4 +246,21 @@ async fn a_rust_revision_is_verified_against_the_component_a_rebuild_makes() {
         assert!(db.heads().await.is_empty(), "{backend:?}");
         db.drop_db().await;
     }
+}
+
+#[tokio::test]
+async fn check_does_not_count_stamped_revisions_as_verified() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.run(&db, &["stamp", "a1"]).success();
+    let check = project.run(&db, &["check"]).success();
+    assert!(
+        check.stdout.contains("ok: 0 applied revision(s) match")
+            && check.stdout.contains(
+                "not verified: 1 applied revision(s) without a recorded checksum (only stamped): a1"
+            ),
+        "{check:?}"
+    );
+    db.drop_db().await;
 }

@@ -223,3 +223,199 @@ async fn a_failing_migration_releases_the_lock_on_both_backends() {
         db.drop_db().await;
     }
 }
+
+/// A session that looks like one a killed wasmig left behind: `application_name` wasmig,
+/// busy in a statement for `seconds`.
+/// The task ends with the server's clock when the statement finished.
+async fn straggler(db: &TestDb, seconds: f64) -> (i32, tokio::task::JoinHandle<Option<String>>) {
+    let options = sqlx::postgres::PgConnectOptions::from_str(&db.url)
+        .unwrap()
+        .application_name("wasmig");
+    let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let task = tokio::spawn(async move {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT clock_timestamp()::text FROM pg_sleep({seconds})"
+        )))
+        .fetch_one(&mut conn)
+        .await
+        .ok()
+    });
+    // Until the server shows it busy.
+    while db
+        .count(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'active'"
+        ))
+        .await
+        == 0
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (pid, task)
+}
+
+#[tokio::test]
+async fn a_run_waits_for_a_session_an_earlier_killed_run_left_at_work() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let (pid, task) = straggler(&db, 2.0).await;
+    let run = project.run(&db, &["up", "--lock-timeout", "30"]).success();
+    assert!(
+        run.stderr
+            .contains("a session of an earlier wasmig run is still at work")
+            && run.stderr.contains(&format!("pid {pid}")),
+        "{run:?}"
+    );
+    // It started only once the straggler had finished.
+    let finished = task
+        .await
+        .unwrap()
+        .expect("the straggler's statement finished");
+    assert_eq!(
+        db.strings(&format!(
+            "SELECT ((SELECT started_at FROM wasmig_history WHERE revision = 'a1') \
+                     >= '{finished}'::timestamptz)::text"
+        ))
+        .await,
+        ["true"],
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+
+    // One that outlasts --lock-timeout: nothing runs, exit 11 naming it.
+    project.sql_revision("b2", "CREATE TABLE u (x int);", "DROP TABLE u;");
+    let (pid, task) = straggler(&db, 30.0).await;
+    let run = project
+        .run(&db, &["up", "--lock-timeout", "1"])
+        .fails_with(11);
+    assert!(
+        run.stderr.contains(&format!("pid {pid}"))
+            && run.stderr.contains("left by a wasmig run that ended"),
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    task.abort();
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn the_statement_of_a_killed_run_stops_on_the_server() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let dir = project.sql_revision("a1", "SELECT pg_sleep(60);", "SELECT 1;");
+    let manifest = dir.join("migration.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("transaction = \"per-migration\"", "transaction = \"none\"");
+    std::fs::write(&manifest, text).unwrap();
+    let mut child = spawn_up(&project, &db);
+    let busy = "SELECT count(*) FROM pg_stat_activity \
+                WHERE datname = current_database() AND query = 'SELECT pg_sleep(60)' \
+                AND state = 'active'";
+    let start = Instant::now();
+    while db.count(busy).await == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server ends the orphaned statement soon after (it checks its client every
+    // second), not when the 60 s statement would have finished.
+    let killed = Instant::now();
+    while db.count(busy).await > 0 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the killed run's statement is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What it left: the revision marked, nothing recorded as applied.
+    let status = project.run(&db, &["current"]).success();
+    assert!(status.stdout.contains("failed: a1"), "{status:?}");
+    assert!(db.heads().await.is_empty());
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_panic_while_holding_the_lock_exits_1_and_releases_it() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        let out = wasmig_cmd(&project.dir)
+            .args(["up", "--database-url", &db.url])
+            .env("WASMIG_TEST_PANIC_WHILE_LOCKED", "1")
+            .output()
+            .unwrap();
+        let run = Run::from_output(out).fails_with(1);
+        assert!(
+            run.stderr
+                .contains("error: internal error: wasmig panicked"),
+            "{run:?}"
+        );
+        // The lock went with the panic: the next run does not wait for it.
+        project.run(&db, &["up", "--lock-timeout", "0"]).success();
+        assert_eq!(db.heads().await, ["a1"]);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_reader_that_closes_the_pipe_early_does_not_fail_the_run() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let mut child = wasmig_cmd(&project.dir)
+        .args(["up", "--json", "--database-url", &db.url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads the result: the pipe is closed before wasmig writes it.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let run = Run::from_output(out).success();
+    assert!(!run.stderr.contains("panicked"), "{run:?}");
+    assert_eq!(db.heads().await, ["a1"]);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_run_stopped_by_sigterm_or_sigint_leaves_no_lock_and_no_half_step() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        // Slow until the table `fast` exists, which the test creates for the second run.
+        project.sql_revision(
+            "a1",
+            "CREATE TABLE t (x int); \
+             SELECT pg_sleep(CASE WHEN to_regclass('fast') IS NULL THEN 20 ELSE 0 END);",
+            "DROP TABLE t;",
+        );
+        let mut child = spawn_up(&project, &db);
+        let busy = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE datname = current_database() AND query LIKE '%pg_sleep(CASE%' \
+                    AND state = 'active' AND pid <> pg_backend_pid()";
+        let start = Instant::now();
+        while db.count(busy).await == 0 {
+            assert!(start.elapsed() < Duration::from_secs(30), "never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "{status:?}");
+        db.exec("CREATE TABLE fast (x int)").await;
+        // The next run takes the lock (it waits, if need be, for the stopped run's
+        // statement to end on the server) and applies the step whole.
+        project.run(&db, &["up", "--lock-timeout", "30"]).success();
+        assert_eq!(db.heads().await, ["a1"]);
+        assert_eq!(db.history().await, ["upgrade:a1"]);
+        assert_eq!(pg_lock_count(&db).await, 0);
+        db.drop_db().await;
+    }
+}

@@ -380,7 +380,7 @@ pub(crate) fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn guests_target_dir() -> PathBuf {
+pub(crate) fn guests_target_dir() -> PathBuf {
     let base = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));

@@ -50,7 +50,10 @@ async fn create_index_concurrently_runs_in_a_revision_without_a_transaction() {
     assert!(db.failed_marks().await.is_empty());
 
     // Without one it runs, while wasmig holds its advisory lock on a connection of its own.
+    // (Were that connection in a transaction, CREATE INDEX CONCURRENTLY would wait for it
+    // forever: the statement timeout turns such a deadlock into a failure of this test.)
     no_transaction(&b2);
+    project.set_manifest(&b2, "statement_timeout_secs = 30");
     project.run(&db, &["up"]).success();
     assert_eq!(db.heads().await, ["b2"]);
     assert_eq!(db.history().await, ["upgrade:a1", "upgrade:b2"]);

@@ -143,3 +143,108 @@ async fn an_atomic_run_compiles_every_component_before_its_transaction_begins() 
     assert!(db.heads().await.is_empty());
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn an_atomic_downgrade_reverts_everything_or_nothing_on_both_backends() {
+    for backend in crate::support::BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+        project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+        let c3 = project.sql_revision("c3", "INSERT INTO t VALUES (3);", "DELETE FROM missing;");
+        project.run(&db, &["up"]).success();
+        let run = project
+            .run(&db, &["down", "base", "--atomic"])
+            .fails_with(6);
+        assert!(
+            run.stderr.contains("downgrade of revision c3 failed"),
+            "{backend:?}: {run:?}"
+        );
+        assert_eq!(db.heads().await, ["c3"], "{backend:?}");
+        assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
+
+        std::fs::write(c3.join("down.sql"), "DELETE FROM t WHERE n = 3;").unwrap();
+        project.run(&db, &["rehash", "c3"]).success();
+        // b2's downgrade fails now: c3's, which ran first in the same transaction, goes too.
+        let b2 = project.dir.join("versions");
+        let b2 = std::fs::read_dir(&b2)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains("-b2_"))
+            .unwrap();
+        std::fs::write(b2.join("down.sql"), "DELETE FROM missing;").unwrap();
+        project.run(&db, &["rehash", "b2"]).success();
+        project
+            .run(&db, &["down", "base", "--atomic"])
+            .fails_with(6);
+        assert_eq!(db.heads().await, ["c3"], "{backend:?}");
+        assert_eq!(db.count("SELECT count(*) FROM t").await, 2, "{backend:?}");
+
+        std::fs::write(b2.join("down.sql"), "DELETE FROM t;").unwrap();
+        project.run(&db, &["rehash", "b2"]).success();
+        project.run(&db, &["down", "base", "--atomic"]).success();
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        assert!(!db.table_exists("t").await, "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_project_statement_timeout_and_a_revision_lock_timeout_apply_in_every_mode() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+    let config = project.dir.join("wasmig.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[timeouts]\nstatement_timeout_secs = 0.3\n");
+    std::fs::write(&config, toml).unwrap();
+    // The project default stops a long statement of a per-migration revision ...
+    let slow = project.sql_revision("b2", "SELECT pg_sleep(30);", "SELECT 1;");
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(run.stderr.contains("57014"), "{run:?}");
+    assert_eq!(db.heads().await, ["a1"]);
+
+    // ... and of a revision without a transaction, which is then marked failed.
+    let manifest = slow.join("migration.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("transaction = \"per-migration\"", "transaction = \"none\"");
+    std::fs::write(&manifest, text).unwrap();
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(
+        run.stderr.contains("57014") && run.stderr.contains("statement 1 of 1"),
+        "{run:?}"
+    );
+    assert_eq!(db.failed_marks().await, ["b2"]);
+    project
+        .run(&db, &["resolve", "b2", "--as", "rolled-back"])
+        .success();
+
+    // A revision's own lock timeout, without a transaction: the ALTER waits 0.3 s for
+    // another session's lock, not forever.
+    std::fs::write(slow.join("up.sql"), "ALTER TABLE t ADD COLUMN m int;").unwrap();
+    project.set_manifest(
+        &slow,
+        "lock_timeout_secs = 0.3\nstatement_timeout_secs = 30",
+    );
+    let mut other = sqlx::PgConnection::connect_with(
+        &sqlx::postgres::PgConnectOptions::from_str(&db.url).unwrap(),
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE;")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(run.stderr.contains("55P03"), "{run:?}");
+    assert_eq!(db.failed_marks().await, ["b2"]);
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    project
+        .run(&db, &["resolve", "b2", "--as", "rolled-back"])
+        .success();
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    db.drop_db().await;
+}

@@ -46,6 +46,13 @@ pub(crate) trait Attempt: Send {
     /// Who holds the lock, for the log and the error: e.g. `pid 123 (application_name
     /// 'wasmig', connected at …)`. Best effort.
     async fn holder(&mut self) -> String;
+
+    /// Once the lock is held: a session of an earlier run that is still at work although
+    /// that run is gone (killed mid-statement, its lock went with its connection, but the
+    /// server has not noticed yet), described for the log. The run must not start under it.
+    async fn straggler(&mut self) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Tries the lock every [`POLL_INTERVAL`] until it is held or `timeout` has passed,
@@ -61,7 +68,7 @@ pub(crate) async fn acquire(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     if attempt.try_lock().await? {
-        return Ok(());
+        return outlast_stragglers(attempt, database, started, timeout).await;
     }
     let holder = attempt.holder().await;
     crate::info!(
@@ -86,9 +93,46 @@ pub(crate) async fn acquire(
                 "took the migration lock after {} ms",
                 started.elapsed().as_millis()
             );
-            return Ok(());
+            return outlast_stragglers(attempt, database, started, timeout).await;
         }
     }
+}
+
+/// With the lock held, waits (within the same `timeout`) until no session of an earlier,
+/// dead run is still at work on the database. A run killed in the middle of a statement
+/// loses its lock at once, but the server may go on running that statement for a while (a
+/// `CREATE INDEX CONCURRENTLY` waiting for other transactions, a long `UPDATE`); a new run
+/// started then would queue behind it, or worse, run beside it.
+///
+/// # Errors
+/// [`LockTimeout`] naming the straggler when it is still there after `timeout`.
+async fn outlast_stragglers(
+    attempt: &mut dyn Attempt,
+    database: &str,
+    started: Instant,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut logged = false;
+    while let Some(straggler) = attempt.straggler().await? {
+        let elapsed = started.elapsed();
+        if elapsed >= timeout {
+            return Err(LockTimeout {
+                database: database.to_owned(),
+                holder: format!("{straggler}, left by a wasmig run that ended"),
+                waited: timeout,
+            }
+            .into());
+        }
+        if !logged {
+            crate::warn!(
+                "a session of an earlier wasmig run is still at work on {database}: {straggler}; waiting up to {} s for the server to end it",
+                timeout.saturating_sub(elapsed).as_secs()
+            );
+            logged = true;
+        }
+        tokio::time::sleep(POLL_INTERVAL.min(timeout - elapsed)).await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

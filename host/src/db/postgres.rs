@@ -149,10 +149,24 @@ impl PgDatabase {
         }
         // One direct connection first: the pool retries a refused connection until its
         // acquire timeout and then reports only "pool timed out", hiding the real cause.
-        let probe = options.connect().await.map_err(|source| DbError::Connect {
+        let mut probe = options.connect().await.map_err(|source| DbError::Connect {
             url: url.to_string(),
             source,
         })?;
+        // A wasmig killed in the middle of a statement leaves its server session running
+        // it until the server notices the client is gone, which by default is only when it
+        // next writes to the socket. PostgreSQL 14+ can look every second instead, so such a
+        // statement stops (and rolls back) soon after the process dies.
+        let version: Result<String, _> = sqlx::query_scalar("SHOW server_version_num")
+            .fetch_one(&mut probe)
+            .await;
+        if version
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some_and(|v| v >= 140_000)
+        {
+            options = options.options([("client_connection_check_interval", "1000")]);
+        }
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -596,7 +610,15 @@ impl Database for PgDatabase {
             doing: "disabling idle_session_timeout on the lock's connection".into(),
             source,
         })?;
-        let mut attempt = PgLockAttempt { conn: Some(conn) };
+        let mut attempt = PgLockAttempt {
+            conn: Some(conn),
+            application_name: self
+                .pool
+                .connect_options()
+                .get_application_name()
+                .unwrap_or("wasmig")
+                .to_owned(),
+        };
         match lock::acquire(&mut attempt, &self.url, timeout).await {
             Ok(()) => Ok(Box::new(PgLock {
                 conn: attempt.conn.take(),
@@ -624,6 +646,8 @@ struct PgLockAttempt {
     /// Opened by [`Database::lock`]; moved into the [`PgLock`] once the lock is held, or
     /// closed there when it is not.
     conn: Option<PgConnection>,
+    /// The `application_name` wasmig's sessions use, to find those of a dead run.
+    application_name: String,
 }
 
 impl PgLockAttempt {
@@ -677,6 +701,36 @@ impl Attempt for PgLockAttempt {
             Ok(None) => "a session that is no longer listed in pg_locks".into(),
             Err(e) => format!("a session wasmig cannot see ({e})"),
         }
+    }
+
+    async fn straggler(&mut self) -> anyhow::Result<Option<String>> {
+        // With the lock held, no live run has sessions at work here: a wasmig session that
+        // is not idle belongs to a run that died (or to a read-only command, for a moment).
+        let row: Option<(i32, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT pid, state, to_char(query_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND backend_type = 'client backend' AND application_name = $1
+               AND state IS DISTINCT FROM 'idle'
+             ORDER BY query_start
+             LIMIT 1",
+        )
+        .bind(self.application_name.clone())
+        .fetch_optional(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: "looking for sessions of an earlier run (pg_stat_activity)".into(),
+            source,
+        })?;
+        Ok(row.map(|(pid, state, since, query)| {
+            format!(
+                "pid {pid} ({}, since {}: `{}`)",
+                state.as_deref().unwrap_or("?"),
+                since.as_deref().unwrap_or("?"),
+                query.as_deref().unwrap_or("")
+            )
+        }))
     }
 }
 

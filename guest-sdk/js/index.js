@@ -1,0 +1,455 @@
+// The JavaScript SDK for wasmig migrations, built into components by jco (QuickJS backend).
+//
+// A migration is an ES module `migration.js` exporting `upgrade()` and `downgrade()`; it
+// imports this package as `wasmig`:
+//
+//     import * as db from "wasmig";
+//
+//     export function upgrade() {
+//       db.batch("ALTER TABLE customers ADD COLUMN email_norm TEXT");
+//       const n = db.execute("UPDATE customers SET email_norm = lower(email)");
+//       db.info(`normalised ${n} rows`);
+//     }
+//
+//     export function downgrade() {
+//       db.batch("ALTER TABLE customers DROP COLUMN email_norm");
+//     }
+//
+// Everything runs on the transaction wasmig opened for the step. A thrown exception fails
+// the migration with its message and wasmig rolls everything back. A failing statement
+// throws `SqlError` (`code`, `message`, `detail`, ...); to recover from one and carry on,
+// run it inside `db.savepoint(() => ...)`.
+//
+// Integers: QuickJS passes 64-bit integers as Numbers, StarlingMonkey as BigInts. This SDK
+// takes either as a parameter and returns integer results as Numbers when they are safe
+// integers (|n| <= 2^53 - 1) and as BigInts beyond, so a migration reads the same under
+// both. (Under QuickJS a value beyond 2^53 has already lost precision on the way in: cast
+// such columns to text in SQL.) wasmig builds with QuickJS.
+//
+// This file owns the idiomatic API over the bindings componentize-qjs generates from
+// wit/migration.wit. `wasmig build` stages it as `node_modules/wasmig` and rewrites the
+// `"wasmig:migration/..."` import specifiers below to the WIT's versioned names.
+
+import {
+  batch as witBatch,
+  beginSavepoint,
+  copyIn as witCopyIn,
+  dialect as witDialect,
+  execute as witExecute,
+  executeMany as witExecuteMany,
+  openCursor,
+  query as witQuery,
+} from "wasmig:migration/sql";
+import { log as witLog, progress as witProgress } from "wasmig:migration/log";
+import { checkpoint as witCheckpoint, nextBatch as witNextBatch } from "wasmig:migration/batch";
+
+// How this build's backend passes s64/u64: false for QuickJS (Numbers), true for
+// StarlingMonkey (BigInts).
+const INT64_AS_BIGINT = false;
+
+/** `dialect()` on PostgreSQL. */
+export const POSTGRES = "postgres";
+/** `dialect()` on SQLite. */
+export const SQLITE = "sqlite";
+
+/** An error reported by the database, or by wasmig before the statement reached it. */
+export class SqlError extends Error {
+  constructor(e) {
+    super(`${e.message} (SQL error ${e.code})${e.detail ? `: ${e.detail}` : ""}`);
+    this.name = "SqlError";
+    /** PostgreSQL's SQLSTATE (`23505`), SQLite's extended result code (`2067`), or `WASMIG-...`. */
+    this.code = e.code;
+    /** The primary message. */
+    this.sqlMessage = e.message;
+    this.detail = e.detail ?? null;
+    this.hint = e.hint ?? null;
+    this.constraint = e.constraint ?? null;
+    this.table = e.table ?? null;
+    this.column = e.column ?? null;
+  }
+}
+
+function isSqlErrorRecord(v) {
+  return v !== null && typeof v === "object" && typeof v.code === "string" && typeof v.message === "string";
+}
+
+// Calls an import, turning its thrown `sql-error` into `SqlError`.
+function call(f, ...args) {
+  try {
+    return f(...args);
+  } catch (e) {
+    const payload = isSqlErrorRecord(e) ? e : e && isSqlErrorRecord(e.payload) ? e.payload : null;
+    if (payload) throw new SqlError(payload);
+    throw e;
+  }
+}
+
+// --- values ------------------------------------------------------------------------------
+
+class Typed {
+  constructor(tag, value) {
+    this.tag = tag;
+    this.value = value;
+  }
+}
+
+/** A `json` parameter: JSON text, or any value `JSON.stringify` accepts. */
+export const json = (v) => new Typed("json", typeof v === "string" ? v : JSON.stringify(v));
+/** A `jsonb` parameter. */
+export const jsonb = (v) => new Typed("jsonb", typeof v === "string" ? v : JSON.stringify(v));
+/** A `numeric` parameter, from its decimal text (`"12.50"`). */
+export const numeric = (text) => new Typed("numeric", String(text));
+/** A `uuid` parameter. */
+export const uuid = (text) => new Typed("uuid", String(text));
+/** A `date` parameter (`YYYY-MM-DD`). */
+export const date = (text) => new Typed("date", String(text));
+/** A `time` parameter (`HH:MM:SS[.f]`). */
+export const time = (text) => new Typed("time", String(text));
+/** A `timestamp` parameter (no zone); a `Date` binds as `timestamptz`. */
+export const timestamp = (text) => new Typed("timestamp", String(text));
+/** A `smallint` parameter (a plain integer binds as `bigint`). */
+export const int16 = (n) => new Typed("int16", Number(n));
+/** An `integer` parameter. */
+export const int32 = (n) => new Typed("int32", Number(n));
+/** A `real` parameter (a non-integer Number binds as `double precision`). */
+export const float32 = (n) => new Typed("float32", Number(n));
+/** A `double precision` parameter, also for integral Numbers (`float64(1)`). */
+export const float64 = (n) => new Typed("float64", Number(n));
+/** An array of one element type (`array("int32", [1, null])`); plain arrays infer it. */
+export const array = (tag, elements) => new Typed("array", { tag, elements });
+
+function int64(n) {
+  if (typeof n === "bigint") {
+    if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new RangeError(`${n} does not fit a 64-bit SQL integer`);
+    if (INT64_AS_BIGINT) return n;
+    if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
+      throw new RangeError(`${n} is beyond 2^53 and QuickJS passes 64-bit integers as Numbers: pass it as text and cast in SQL`);
+    }
+    return Number(n);
+  }
+  if (!Number.isSafeInteger(n)) throw new RangeError(`${n} is not a safe integer`);
+  return INT64_AS_BIGINT ? BigInt(n) : n;
+}
+
+// A JavaScript value as [array element tag, WIT value].
+function scalar(v) {
+  if (v === null || v === undefined) return [null, { tag: "null" }];
+  if (v instanceof Typed) {
+    if (v.tag === "array") return ["array", toArray(v.value.tag, v.value.elements)];
+    return [v.tag, { tag: v.tag, val: v.value }];
+  }
+  switch (typeof v) {
+    case "boolean":
+      return ["bool", { tag: "bool", val: v }];
+    case "bigint":
+      return ["int64", { tag: "int64", val: int64(v) }];
+    case "number":
+      return Number.isInteger(v) ? ["int64", { tag: "int64", val: int64(v) }] : ["float64", { tag: "float64", val: v }];
+    case "string":
+      return ["text", { tag: "text", val: v }];
+  }
+  if (v instanceof Uint8Array) return ["bytes", { tag: "bytes", val: v }];
+  if (v instanceof Date) return ["timestamptz", { tag: "timestamptz", val: v.toISOString() }];
+  throw new TypeError(`cannot pass ${Object.prototype.toString.call(v)} as an SQL parameter`);
+}
+
+function elementOf(tag, e) {
+  if (e === null || e === undefined) return null;
+  if (tag === "int64") return int64(e);
+  if (e instanceof Typed) return e.value;
+  if (e instanceof Date) return e.toISOString();
+  return e;
+}
+
+function toArray(tag, elements) {
+  return { tag: "array", val: { tag, val: elements.map((e) => elementOf(tag, e)) } };
+}
+
+/** A JavaScript value as a WIT `value` (see the README for the mapping). */
+export function toSql(v) {
+  if (Array.isArray(v)) {
+    const tags = new Set();
+    for (const e of v) {
+      if (Array.isArray(e)) throw new TypeError("SQL arrays are one-dimensional");
+      const [tag] = scalar(e);
+      if (tag !== null) tags.add(tag);
+    }
+    if (tags.size > 1) throw new TypeError(`an SQL array holds one type, not ${[...tags].join(", ")}`);
+    const tag = tags.size ? [...tags][0] : "text";
+    return toArray(tag, v);
+  }
+  return scalar(v)[1];
+}
+
+function int64Result(n) {
+  if (typeof n === "bigint") {
+    return n <= BigInt(Number.MAX_SAFE_INTEGER) && n >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(n) : n;
+  }
+  return n;
+}
+
+/**
+ * A WIT `value` as a JavaScript value: NULL is `null`; integers Numbers (BigInt beyond 2^53);
+ * reals Numbers; text, json, numeric, uuid, dates and times strings (in the WIT's formats;
+ * parse JSON with `JSON.parse`); bytes a `Uint8Array`; arrays JavaScript arrays.
+ */
+export function fromSql(v) {
+  switch (v.tag) {
+    case "null":
+      return null;
+    case "int64":
+      return int64Result(v.val);
+    case "bytes":
+      return v.val instanceof Uint8Array ? v.val : Uint8Array.from(v.val);
+    case "array":
+      return v.val.tag === "int64" ? v.val.val.map((e) => (e === null ? null : int64Result(e))) : Array.from(v.val.val);
+    default:
+      return v.val;
+  }
+}
+
+const params = (list) => list.map(toSql);
+
+// --- rows --------------------------------------------------------------------------------
+
+/** One result row: `row.get(0)`, `row.get("email")`, `row.values()`, `row.toObject()`. */
+export class Row {
+  constructor(names, values) {
+    this._names = names;
+    this._values = values;
+  }
+
+  /** The value of a column, by index or name; an unknown column throws. */
+  get(column) {
+    let index = column;
+    if (typeof column === "string") {
+      index = this._names.get(column);
+      if (index === undefined) {
+        throw new RangeError(`no column "${column}"; the result has ${[...this._names.keys()].join(", ") || "no columns"}`);
+      }
+    } else if (!(index >= 0 && index < this._values.length)) {
+      throw new RangeError(`no column ${column}; the result has ${this._values.length}`);
+    }
+    return fromSql(this._values[index]);
+  }
+
+  /** The number of columns. */
+  get length() {
+    return this._values.length;
+  }
+
+  /** The values, in column order. */
+  values() {
+    return this._values.map(fromSql);
+  }
+
+  /** `{column: value}`. */
+  toObject() {
+    const out = {};
+    for (const [name, i] of this._names) out[name] = fromSql(this._values[i]);
+    return out;
+  }
+}
+
+function names(columns) {
+  const map = new Map();
+  columns.forEach((c, i) => {
+    if (!map.has(c.name)) map.set(c.name, i);
+  });
+  return map;
+}
+
+function rowsOf(columns, rows) {
+  const byName = names(columns);
+  const out = rows.map((r) => new Row(byName, r));
+  out.columns = columns.map((c) => ({ name: c.name, typeName: c.typeName }));
+  return out;
+}
+
+// --- statements --------------------------------------------------------------------------
+
+/** `POSTGRES` or `SQLITE`: which database the migration runs against. */
+export function dialect() {
+  return witDialect() === "postgres" ? POSTGRES : SQLITE;
+}
+
+/**
+ * Runs one statement and returns the number of rows it affected. Placeholders are the
+ * database's: `$1` on PostgreSQL, `?` or `?1` on SQLite.
+ */
+export function execute(statement, ...args) {
+  return int64Result(call(witExecute, statement, params(args)));
+}
+
+/** Runs one statement and returns all its rows (an array of `Row` with `.columns`). */
+export function query(statement, ...args) {
+  const result = call(witQuery, statement, params(args));
+  return rowsOf(result.columns, result.rows);
+}
+
+/** Exactly one row, else an error. */
+export function queryOne(statement, ...args) {
+  const rows = query(statement, ...args);
+  if (rows.length !== 1) throw new Error(`expected one row, got ${rows.length}: ${statement}`);
+  return rows[0];
+}
+
+/** At most one row, or `null`. */
+export function queryOpt(statement, ...args) {
+  const rows = query(statement, ...args);
+  if (rows.length > 1) throw new Error(`expected at most one row, got ${rows.length}: ${statement}`);
+  return rows.length ? rows[0] : null;
+}
+
+/** Runs a script of several statements separated by `;`, without parameters (DDL). */
+export function batch(script) {
+  call(witBatch, script);
+}
+
+/** Runs one statement once per parameter row (an array of arrays); returns the rows affected. */
+export function executeMany(statement, rows) {
+  return int64Result(call(witExecuteMany, statement, rows.map(params)));
+}
+
+/**
+ * Writes `rows` (arrays of values, one per column of `columns`) into `table` and returns the
+ * number written: the fast path for bulk inserts (`COPY` on PostgreSQL). `table` and the
+ * column names are quoted by wasmig, so they are taken literally.
+ */
+export function copyIn(table, columns, rows) {
+  return int64Result(call(witCopyIn, table, columns, rows.map(params)));
+}
+
+/**
+ * The checkpoint the previous batch of this step passed to `nextBatch`, or `null` in the
+ * first batch (a resumed `transaction = "batched"` run starts from the stored one).
+ */
+export function checkpoint() {
+  return witCheckpoint() ?? null;
+}
+
+/**
+ * Asks for another batch once this call returns, resuming from `checkpoint` (text). In a
+ * `transaction = "batched"` revision each batch commits on its own; otherwise all batches run
+ * in the step's one transaction.
+ */
+export function nextBatch(checkpoint) {
+  witNextBatch(String(checkpoint));
+}
+
+/** A result read in chunks (a server-side cursor on PostgreSQL). */
+export class Cursor {
+  constructor(handle) {
+    this._handle = handle;
+    this.columns = handle.columns();
+    this._names = names(this.columns);
+  }
+
+  /** Up to `maxRows` further rows; an empty array once the result is exhausted. */
+  nextChunk(maxRows = 1000) {
+    const rows = call(() => this._handle.next(maxRows));
+    const out = rows.map((r) => new Row(this._names, r));
+    out.columns = this.columns;
+    return out;
+  }
+
+  /** The remaining rows, `maxRows` at a time: `for (const chunk of cursor.chunks(500))`. */
+  *chunks(maxRows = 1000) {
+    for (;;) {
+      const chunk = this.nextChunk(maxRows);
+      if (chunk.length === 0) return;
+      yield chunk;
+    }
+  }
+
+  /** Every remaining row. */
+  *[Symbol.iterator]() {
+    for (const chunk of this.chunks()) yield* chunk;
+  }
+
+  /** Closes the cursor (also done when the migration returns). */
+  close() {
+    if (this._handle && typeof this._handle[Symbol.dispose] === "function") this._handle[Symbol.dispose]();
+    this._handle = null;
+  }
+}
+
+/** Opens a `Cursor` over the result of a query. */
+export function cursor(statement, ...args) {
+  return new Cursor(call(openCursor, statement, params(args)));
+}
+
+/**
+ * Runs `f` inside a savepoint: released when `f` returns, rolled back when it throws (the
+ * exception goes on). The way to recover from an SQL error: an error outside a rolled-back
+ * savepoint fails the migration even if the migration catches it.
+ *
+ *     try {
+ *       db.savepoint(() => db.execute("INSERT INTO t VALUES (1)"));
+ *     } catch (e) {
+ *       if (!(e instanceof db.SqlError) || e.code !== "23505") throw e;
+ *     }
+ */
+export function savepoint(f) {
+  const sp = call(beginSavepoint);
+  let result;
+  try {
+    result = f();
+  } catch (e) {
+    try {
+      call(() => sp.rollback());
+    } finally {
+      dispose(sp);
+    }
+    throw e;
+  }
+  try {
+    call(() => sp.release());
+  } finally {
+    dispose(sp);
+  }
+  return result;
+}
+
+function dispose(resource) {
+  if (typeof resource[Symbol.dispose] === "function") resource[Symbol.dispose]();
+}
+
+// --- logging -----------------------------------------------------------------------------
+
+/** Logs at trace level. */
+export const trace = (message) => witLog("trace", String(message));
+/** Logs at debug level. */
+export const debug = (message) => witLog("debug", String(message));
+/** Logs at info level (shown by default, prefixed with the revision). */
+export const info = (message) => witLog("info", String(message));
+/** Logs a warning. */
+export const warn = (message) => witLog("warn", String(message));
+/** Logs an error (it does not fail the migration: throw for that). */
+export const error = (message) => witLog("error", String(message));
+
+/** Reports progress: `done` units so far, out of `total` if known. */
+export function progress(done, total = null) {
+  witProgress(int64(done), total === null || total === undefined ? null : int64(total));
+}
+
+// ` (at /migration.js:12:5)`: the innermost frame of the migration's own code.
+function where(e) {
+  const frames = String(e.stack || "")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("at ") && !l.includes("/node_modules/wasmig/") && !l.includes("/wasmig_entry.js"));
+  const match = frames.length ? /\(([^)]*)\)$/.exec(frames[0]) : null;
+  return match ? ` (at ${match[1]})` : "";
+}
+
+/** Used by the entry module: runs an export, turning any exception into the error string. */
+export function runExport(name, f) {
+  if (typeof f !== "function") throw `migration.js exports no function \`${name}()\``;
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof Error) throw `${e.name}: ${e.message}${where(e)}`;
+    throw String(e);
+  }
+}

@@ -1,0 +1,707 @@
+//! Migrations in Python, JavaScript and C, built from source by `wasmig build` with each
+//! language's toolchain (componentize-py, jco, clang) and run on both backends: the example
+//! backfill gives the Rust example's result in every language; the SDK tours (two batches,
+//! copy-in, a recovered SQL error) leave identical tables; an SQL error that escapes a
+//! migration fails the step with the language's error; a missing toolchain fails the build
+//! (exit 9) saying how to install it; scaffolded revisions build and run; unchanged revisions
+//! are not rebuilt; toolchains' extra exports are accepted.
+//!
+//! Builds are slow (componentize-py takes 20-60 s, and the host's first compile of its 18 MB
+//! component tens of seconds), so each (language, example) is built once per test process in
+//! a template project ([`built`]) that every test copies: the copy is up to date (the build
+//! fingerprint does not depend on where the project lives), and all runs share one compile
+//! cache (`WASMIG_CACHE_DIR`, in [`work_dir`]), so only the first run of a
+//! component compiles it. The figures each test prints (`build_secs`, `load_ms`) are the
+//! README's measurements.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::components::{SUCCEED, component_wat};
+use crate::support::{
+    BOTH, Backend, Run, TestDb, TestProject, guests_target_dir, repo_root, wasmig_cmd,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Language {
+    Python,
+    Js,
+    C,
+}
+
+const LANGUAGES: [Language; 3] = [Language::Python, Language::Js, Language::C];
+
+impl Language {
+    /// The `--kind` value, also the directory under `tests/languages/`.
+    fn kind(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::Js => "js",
+            Language::C => "c",
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Language::Python => "migration.py",
+            Language::Js => "migration.js",
+            Language::C => "migration.c",
+        }
+    }
+
+    /// The toolchain name in messages, and the command that installs it.
+    fn toolchain(self) -> (&'static str, &'static str) {
+        match self {
+            Language::Python => ("Python", "pip install componentize-py==0.25.1"),
+            Language::Js => ("JavaScript", "npm install -g @bytecodealliance/jco@1.35.0"),
+            Language::C => (
+                "C",
+                "apt-get install clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32",
+            ),
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The examples under `tests/languages/<kind>/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Example {
+    Backfill,
+    SdkTour,
+    /// What `wasmig revision --kind <kind>` writes, unedited.
+    Template,
+}
+
+impl Example {
+    fn dir(self) -> Option<&'static str> {
+        match self {
+            Example::Backfill => Some("backfill"),
+            Example::SdkTour => Some("sdk_tour"),
+            Example::Template => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A built template project: the `customers` SQL revision `a1` (the example project's) and
+/// the example as revision `b2`, with `.wasmig/build/b2.wasm` built.
+struct Built {
+    dir: PathBuf,
+    build_secs: f64,
+}
+
+/// This process's directory for the template projects and the shared compile cache, under
+/// the guests' target directory. Those of test processes that have ended are removed the
+/// first time (each run builds new Python and JavaScript components, so they only grow).
+fn work_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let parent = guests_target_dir().join("languages");
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let alive = name
+                    .parse::<u32>()
+                    .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                if !alive {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = parent.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// Creates a project with `wasmig init` in a fresh directory under `parent`.
+fn init_project(parent: &Path, name: &str) -> PathBuf {
+    let dir = parent.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    Run::from_output(wasmig_cmd(&dir).args(["init", "."]).output().unwrap()).success();
+    dir
+}
+
+/// `wasmig revision ARGS --json` in `dir`; the new revision's directory.
+fn new_revision(dir: &Path, args: &[&str]) -> PathBuf {
+    let run = Run::from_output(
+        wasmig_cmd(dir)
+            .arg("revision")
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap(),
+    )
+    .success();
+    PathBuf::from(run.json()["directory"].as_str().unwrap())
+}
+
+/// The template project of (`language`, `example`), built once per test process.
+fn built(language: Language, example: Example) -> &'static Built {
+    static CELLS: [[OnceLock<Built>; 3]; 3] = [const { [const { OnceLock::new() }; 3] }; 3];
+    CELLS[language.index()][example.index()].get_or_init(|| {
+        let name = format!("{}-{:?}", language.kind(), example).to_lowercase();
+        let dir = init_project(work_dir(), &name);
+        let customers = new_revision(&dir, &["-m", "create customers", "--rev-id", "a1"]);
+        let example_sql =
+            repo_root().join("migrations/versions/2026_11_25_0300-c0ffee000001_create_customers");
+        for file in ["up.sql", "down.sql"] {
+            std::fs::copy(example_sql.join(file), customers.join(file)).unwrap();
+        }
+        let revision = new_revision(
+            &dir,
+            &["-m", &name, "--kind", language.kind(), "--rev-id", "b2"],
+        );
+        if let Some(sub) = example.dir() {
+            let source = repo_root()
+                .join("tests/languages")
+                .join(language.kind())
+                .join(sub);
+            for entry in std::fs::read_dir(source).unwrap() {
+                let path = entry.unwrap().path();
+                std::fs::copy(&path, revision.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let started = Instant::now();
+        let run = Run::from_output(wasmig_cmd(&dir).arg("build").output().unwrap()).success();
+        let build_secs = started.elapsed().as_secs_f64();
+        assert!(
+            run.stderr.contains("building revision b2"),
+            "{language:?} {example:?}: {run:?}"
+        );
+        let bytes = std::fs::read(dir.join(".wasmig/build/b2.wasm")).unwrap();
+        eprintln!(
+            "measure: {} {example:?} build_secs={build_secs:.1} component_bytes={}",
+            language.kind(),
+            bytes.len()
+        );
+        Built { dir, build_secs }
+    })
+}
+
+/// A copy of a built template project, as a project of this test (removed when it ends).
+fn project_from(built: &Built) -> TestProject {
+    let project = TestProject::new();
+    std::fs::remove_dir_all(&project.dir).unwrap();
+    copy_dir(&built.dir, &project.dir);
+    project
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The compile cache all language tests share, so a component compiles once per run.
+fn shared_cache() -> PathBuf {
+    work_dir().join("compile-cache")
+}
+
+/// `wasmig ARGS --database-url URL` with the shared compile cache.
+fn run_cached(project: &TestProject, db: &TestDb, args: &[&str]) -> Run {
+    Run::from_output(
+        wasmig_cmd(&project.dir)
+            .args(args)
+            .args(["--database-url", &db.url])
+            .env("WASMIG_CACHE_DIR", shared_cache())
+            .output()
+            .unwrap(),
+    )
+}
+
+/// `up --json`, printing how long loading the component took (compile or cache hit).
+fn up_measured(project: &TestProject, db: &TestDb, language: Language, what: &str) -> Run {
+    let run = run_cached(project, db, &["up", "--json"]).success();
+    assert!(
+        !run.stderr.contains("building revision"),
+        "{language:?}: a copy of a built project was rebuilt:\n{}",
+        run.stderr
+    );
+    let steps = run.json()["steps"].as_array().unwrap().clone();
+    let step = steps.iter().find(|s| s["revision"] == "b2").unwrap();
+    eprintln!(
+        "measure: {} {what} {:?} cache={} load_ms={}",
+        language.kind(),
+        db.backend,
+        step["cache"],
+        step["load_ms"]
+    );
+    run
+}
+
+/// The imports and exports of a component, by name.
+fn component_names(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
+    let wit_component::DecodedWasm::Component(resolve, world) =
+        wit_component::decode(bytes).expect("a component")
+    else {
+        panic!("not a component");
+    };
+    let world = &resolve.worlds[world];
+    let imports = world
+        .imports
+        .keys()
+        .map(|k| resolve.name_world_key(k))
+        .collect();
+    let exports = world
+        .exports
+        .keys()
+        .map(|k| resolve.name_world_key(k))
+        .collect();
+    (imports, exports)
+}
+
+/// `SELECT id, email_norm`, as text, in id order.
+async fn email_norms(db: &TestDb) -> Vec<String> {
+    db.strings("SELECT CAST(id AS TEXT) || ' ' || email_norm FROM customers ORDER BY id")
+        .await
+}
+
+/// What the Rust example computes: `email.trim().to_lowercase()` of every row.
+async fn expected_norms(db: &TestDb) -> Vec<String> {
+    db.strings("SELECT CAST(id AS TEXT) || ' ' || email FROM customers ORDER BY id")
+        .await
+        .into_iter()
+        .map(|line| {
+            let (id, email) = line.split_once(' ').unwrap();
+            format!("{id} {}", email.trim().to_lowercase())
+        })
+        .collect()
+}
+
+async fn has_email_norm(db: &TestDb) -> bool {
+    let sql = match db.backend {
+        Backend::Postgres => {
+            "SELECT count(*)::text FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'email_norm'"
+        }
+        Backend::Sqlite => {
+            "SELECT count(*) FROM pragma_table_info('customers') WHERE name = 'email_norm'"
+        }
+    };
+    db.count(sql).await > 0
+}
+
+/// The example backfill of `language`: built from source, applied and reverted on both
+/// backends, giving exactly the Rust example's `email_norm` on each.
+async fn backfill_matches_the_rust_example_on_both_backends(language: Language) {
+    let built = built(language, Example::Backfill);
+    let bytes = std::fs::read(built.dir.join(".wasmig/build/b2.wasm")).unwrap();
+    let (imports, exports) = component_names(&bytes);
+    assert!(
+        imports.iter().all(|i| i.starts_with("wasmig:migration/")),
+        "{language:?}: the component imports more than wasmig's interfaces: {imports:?}"
+    );
+    for export in ["upgrade", "downgrade"] {
+        assert!(exports.iter().any(|e| e == export), "{exports:?}");
+    }
+    let mut results = Vec::new();
+    for backend in BOTH {
+        let project = project_from(built);
+        let db = TestDb::new(backend, &project).await;
+        let run = up_measured(&project, &db, language, "backfill");
+        assert!(
+            run.stderr
+                .contains("[b2] normalised 5000 of 5000 addresses"),
+            "{language:?} {backend:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("b2: 5000/5000 (100%)"),
+            "{}",
+            run.stderr
+        );
+        let norms = email_norms(&db).await;
+        assert_eq!(norms.len(), 5000);
+        assert_eq!(norms, expected_norms(&db).await, "{language:?} {backend:?}");
+        assert_eq!(db.heads().await, ["b2"]);
+
+        run_cached(&project, &db, &["down"]).success();
+        assert!(
+            !has_email_norm(&db).await,
+            "{language:?} {backend:?}: downgrade kept the column"
+        );
+        assert_eq!(db.heads().await, ["a1"]);
+        results.push(norms);
+        db.drop_db().await;
+    }
+    assert_eq!(results[0], results[1], "{language:?}: the backends differ");
+    eprintln!(
+        "measure: {} build_secs={:.1}",
+        language.kind(),
+        built.build_secs
+    );
+}
+
+#[tokio::test]
+async fn the_python_backfill_is_built_from_source_and_matches_the_rust_example_on_both_backends() {
+    backfill_matches_the_rust_example_on_both_backends(Language::Python).await;
+}
+
+#[tokio::test]
+async fn the_javascript_backfill_is_built_from_source_and_matches_the_rust_example_on_both_backends()
+ {
+    backfill_matches_the_rust_example_on_both_backends(Language::Js).await;
+}
+
+#[tokio::test]
+async fn the_c_backfill_is_built_from_source_and_matches_the_rust_example_on_both_backends() {
+    backfill_matches_the_rust_example_on_both_backends(Language::C).await;
+}
+
+/// The directory of revision `b2` (the one holding the language's source).
+fn revision_dir(project: &TestProject, language: Language) -> PathBuf {
+    std::fs::read_dir(project.dir.join("versions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join(language.source()).is_file())
+        .unwrap_or_else(|| panic!("{language:?}: no {}", language.source()))
+}
+
+/// The table every SDK tour leaves, on a backend whose duplicate-key error code is `code`.
+fn tour_table(code: &str) -> Vec<String> {
+    vec![
+        "1 one NULL".to_owned(),
+        "2 two n2".to_owned(),
+        "3 three NULL".to_owned(),
+        format!("4 caught {code} NULL"),
+        format!("5 1=one/-,2=two/n2,3=three/-,4=caught {code}/- NULL"),
+    ]
+}
+
+async fn tour_rows(db: &TestDb) -> Vec<String> {
+    db.strings(
+        "SELECT CAST(id AS TEXT) || ' ' || label || ' ' || coalesce(note, 'NULL') FROM tour ORDER BY id",
+    )
+    .await
+}
+
+/// The SDK tour of `language` on both backends: the same table as every other language's;
+/// then a downgrade whose SQL error escapes fails with the language's error and rolls back,
+/// and the next downgrade succeeds.
+async fn sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(language: Language) {
+    let built = built(language, Example::SdkTour);
+    for backend in BOTH {
+        let project = project_from(built);
+        let db = TestDb::new(backend, &project).await;
+        let run = up_measured(&project, &db, language, "sdk_tour");
+        let (dialect, code) = match backend {
+            Backend::Postgres => ("postgres", "23505"),
+            Backend::Sqlite => ("sqlite", "1555"),
+        };
+        assert!(
+            run.stderr.contains(&format!("[b2] dialect: {dialect}")),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!("[b2] caught {code}: ")),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("b2: 1/1 (100%)"), "{}", run.stderr);
+        assert!(run.stderr.contains("[b2] values: ok"), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("[b2] second batch, from checkpoint summary"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            tour_rows(&db).await,
+            tour_table(code),
+            "{language:?} {backend:?}"
+        );
+
+        db.exec("UPDATE tour SET label = 'fail-downgrade' WHERE id = 1")
+            .await;
+        let failed = run_cached(&project, &db, &["down"]).fails_with(6);
+        let language_error = match language {
+            Language::Python => "SqlError: ",
+            Language::Js => "SqlError: ",
+            Language::C => "",
+        };
+        for needle in [language_error, "no_such_table", "(SQL error "] {
+            assert!(
+                failed.stderr.contains(needle),
+                "{language:?} {backend:?}: expected `{needle}` in:\n{}",
+                failed.stderr
+            );
+        }
+        let location = match language {
+            Language::Python => "(at migration.py:",
+            Language::Js => "(at /migration.js:",
+            Language::C => "revision b2",
+        };
+        assert!(failed.stderr.contains(location), "{}", failed.stderr);
+        assert!(
+            !failed.stderr.contains("trapped"),
+            "{language:?}: an SQL error must not trap:\n{}",
+            failed.stderr
+        );
+        assert_eq!(
+            db.heads().await,
+            ["b2"],
+            "the failed downgrade was rolled back"
+        );
+        assert_eq!(db.count("SELECT count(*) FROM tour").await, 5);
+
+        db.exec("UPDATE tour SET label = 'one' WHERE id = 1").await;
+        run_cached(&project, &db, &["down"]).success();
+        assert!(!db.table_exists("tour").await);
+
+        // The same component as a `transaction = "batched"` revision: each batch commits on
+        // its own, and the table comes out the same (a manifest change is no rebuild).
+        let manifest = revision_dir(&project, language).join("migration.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let batched = text.replace(
+            "transaction = \"per-migration\"",
+            "transaction = \"batched\"",
+        );
+        assert_ne!(text, batched, "{text}");
+        std::fs::write(&manifest, batched).unwrap();
+        let again = run_cached(&project, &db, &["up"]).success();
+        assert!(
+            !again.stderr.contains("building revision"),
+            "{}",
+            again.stderr
+        );
+        assert_eq!(
+            tour_rows(&db).await,
+            tour_table(code),
+            "{language:?} {backend:?} batched"
+        );
+        run_cached(&project, &db, &["down"]).success();
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn the_python_sdk_tour_leaves_the_same_table_and_an_escaping_sql_error_fails_the_step() {
+    sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(Language::Python).await;
+}
+
+#[tokio::test]
+async fn the_javascript_sdk_tour_leaves_the_same_table_and_an_escaping_sql_error_fails_the_step() {
+    sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(Language::Js).await;
+}
+
+#[tokio::test]
+async fn the_c_sdk_tour_leaves_the_same_table_and_an_escaping_sql_error_fails_the_step() {
+    sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(Language::C).await;
+}
+
+#[tokio::test]
+async fn a_scaffolded_revision_of_every_language_builds_and_runs_as_written() {
+    for language in LANGUAGES {
+        let built = built(language, Example::Template);
+        let source = std::fs::read_dir(built.dir.join("versions"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join(language.source()).is_file())
+            .unwrap_or_else(|| panic!("{language:?}: no {}", language.source()));
+        let text = std::fs::read_to_string(source.join(language.source())).unwrap();
+        assert!(
+            text.contains("upgrade") && text.contains("downgrade"),
+            "{text}"
+        );
+        let project = project_from(built);
+        let db = TestDb::new(Backend::Sqlite, &project).await;
+        let up = up_measured(&project, &db, language, "template");
+        assert!(
+            up.stderr.contains("[b2] upgrading"),
+            "{language:?}: {}",
+            up.stderr
+        );
+        let down = run_cached(&project, &db, &["down"]).success();
+        assert!(
+            down.stderr.contains("[b2] downgrading"),
+            "{language:?}: {}",
+            down.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_toolchain_fails_the_build_with_exit_9_and_says_how_to_install_it() {
+    // A PATH with none of the toolchains (nor anything else).
+    let empty = work_dir().join("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    for language in LANGUAGES {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Sqlite, &project).await;
+        let id = format!("{}1", language.kind());
+        project
+            .run_plain(&[
+                "revision",
+                "-m",
+                "x",
+                "--kind",
+                language.kind(),
+                "--rev-id",
+                &id,
+            ])
+            .success();
+        let without = |args: &[&str]| {
+            Run::from_output(
+                wasmig_cmd(&project.dir)
+                    .args(args)
+                    .args(["--database-url", &db.url])
+                    .env("PATH", &empty)
+                    .env_remove("WASMIG_COMPONENTIZE_PY")
+                    .env_remove("WASMIG_JCO")
+                    .env_remove("WASMIG_CLANG")
+                    .output()
+                    .unwrap(),
+            )
+        };
+        let (name, install) = language.toolchain();
+        for args in [&["build"][..], &["up"][..]] {
+            let run = without(args).fails_with(9);
+            for needle in [
+                format!("revision {id} ({name})"),
+                "which is not on PATH".to_owned(),
+                format!("install it with `{install}`"),
+            ] {
+                assert!(
+                    run.stderr.contains(&needle),
+                    "{args:?}: expected `{needle}` in:\n{}",
+                    run.stderr
+                );
+            }
+        }
+        assert!(db.heads().await.is_empty(), "{language:?}: something ran");
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_revision_is_not_rebuilt_and_an_edited_one_is() {
+    let built = built(Language::C, Example::Backfill);
+    let project = project_from(built);
+    let build =
+        || Run::from_output(wasmig_cmd(&project.dir).arg("build").output().unwrap()).success();
+    let component = project.dir.join(".wasmig/build/b2.wasm");
+    let before = std::fs::read(&component).unwrap();
+
+    let again = build();
+    assert!(
+        !again.stderr.contains("building revision"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("0 component(s) changed"),
+        "{}",
+        again.stderr
+    );
+
+    // A manifest change is not a source change.
+    let revision = std::fs::read_dir(project.dir.join("versions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("migration.c").is_file())
+        .unwrap();
+    project.set_manifest(&revision, "timeout_secs = 30");
+    assert!(!build().stderr.contains("building revision"));
+
+    // C builds are reproducible: rebuilding from scratch gives the same bytes.
+    std::fs::remove_file(project.dir.join(".wasmig/build/b2.inputs")).unwrap();
+    let rebuilt = build();
+    assert!(
+        rebuilt.stderr.contains("building revision b2"),
+        "{}",
+        rebuilt.stderr
+    );
+    assert!(
+        rebuilt.stderr.contains("0 component(s) changed"),
+        "{}",
+        rebuilt.stderr
+    );
+    assert_eq!(std::fs::read(&component).unwrap(), before);
+
+    // An edited source is rebuilt.
+    let source = revision.join("migration.c");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(
+        &source,
+        text.replace("#define CHUNK 1000", "#define CHUNK 500"),
+    )
+    .unwrap();
+    let edited = build();
+    assert!(
+        edited.stderr.contains("building revision b2"),
+        "{}",
+        edited.stderr
+    );
+    assert!(
+        edited.stderr.contains("1 component(s) changed"),
+        "{}",
+        edited.stderr
+    );
+    assert_ne!(std::fs::read(&component).unwrap(), before);
+}
+
+#[tokio::test]
+async fn components_with_extra_exports_such_as_a_toolchains_init_are_accepted() {
+    // What componentize-qjs and componentize-py add: an `init` function beside the world's.
+    let wat = component_wat(SUCCEED).replace(
+        "  (export \"upgrade\" (func $up))",
+        "  (func $init (result (result (error string)))\n    (canon lift (core func $i \"downgrade\") (memory (core memory $i \"mem\")) (realloc (core func $i \"realloc\"))))\n  (export \"init\" (func $init))\n  (export \"upgrade\" (func $up))",
+    );
+    let bytes = wat::parse_str(&wat).expect("valid WAT");
+    let (_, exports) = component_names(&bytes);
+    assert!(exports.iter().any(|e| e == "init"), "{exports:?}");
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.wasm_revision_bytes("b2", &bytes);
+        project.run(&db, &["up"]).success();
+        assert_eq!(db.heads().await, ["b2"]);
+        db.drop_db().await;
+    }
+    // And the real ones: the Python and JavaScript components carry their toolchain's exports.
+    for (language, extra) in [(Language::Python, "exports"), (Language::Js, "init")] {
+        let built = built(language, Example::Backfill);
+        let bytes = std::fs::read(built.dir.join(".wasmig/build/b2.wasm")).unwrap();
+        let (_, exports) = component_names(&bytes);
+        assert!(
+            exports.iter().any(|e| e == extra),
+            "{language:?}: {exports:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn up_builds_a_stale_revision_of_another_language_before_running_it() {
+    let project = project_from(built(Language::C, Example::Backfill));
+    std::fs::remove_dir_all(project.dir.join(".wasmig/build")).unwrap();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let run = run_cached(&project, &db, &["up"]).success();
+    assert!(
+        run.stderr.contains("building revision b2 (C, clang-14)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.heads().await, ["b2"]);
+    // `--no-build` runs what is there and builds nothing, even when the source changed.
+    let down = run_cached(&project, &db, &["down", "--no-build"]).success();
+    assert!(
+        !down.stderr.contains("building revision"),
+        "{}",
+        down.stderr
+    );
+}

@@ -1,0 +1,171 @@
+/*
+ * A tour of the C SDK, for the end-to-end tests: parameters, execute_many, a recovered SQL
+ * error in a savepoint, two batches with a checkpoint, rows by index and name, copy_in,
+ * logging and progress; and a downgrade that
+ * lets an SQL error escape when asked to (the label of row 1 says so). The Python and
+ * JavaScript tours do exactly the same, so the tests compare their tables.
+ */
+#include "wasmig.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(cond) \
+    do { if (!(cond)) return wasmig_fail("check failed: " #cond); } while (0)
+
+static const char *insert_sql(void) {
+    return wasmig_dialect() == WASMIG_POSTGRES ? "INSERT INTO tour (id, label, note) VALUES ($1, $2, $3)"
+                                               : "INSERT INTO tour (id, label, note) VALUES (?, ?, ?)";
+}
+
+static bool text_is(const wasmig_value *v, const char *expected) {
+    const char *p;
+    size_t len;
+    return wasmig_value_text(v, &p, &len) && len == strlen(expected) && memcmp(p, expected, len) == 0;
+}
+
+/* Parameters and results of the kinds the C SDK has constructors for, checked here. */
+static bool check_values(void) {
+    static const uint8_t bytes[] = {0, 1};
+    wasmig_rows rows;
+    bool pg = wasmig_dialect() == WASMIG_POSTGRES;
+    if (pg) {
+        wasmig_value params[] = {
+            wasmig_typed_text(WASMIG_MIGRATION_TYPES_VALUE_NUMERIC, "12.50"),
+            wasmig_typed_text(WASMIG_MIGRATION_TYPES_VALUE_UUID, "67e55044-10b1-426f-9247-bb680e5fe0c8"),
+            wasmig_typed_text(WASMIG_MIGRATION_TYPES_VALUE_DATE, "2024-01-02"),
+            wasmig_typed_text(WASMIG_MIGRATION_TYPES_VALUE_TIMESTAMPTZ, "2024-01-02T03:04:05Z"),
+            wasmig_bytes(bytes, 2),
+            wasmig_float64(1.5),
+            wasmig_bool(true),
+            wasmig_int32(7),
+        };
+        if (!wasmig_query("SELECT $1::numeric AS n, $2::uuid AS u, $3::date AS d, $4::timestamptz AS t, "
+                          "$5::bytea AS b, $6::float8 AS f, $7::bool AS k, $8::int4 AS i",
+                          params, 8, &rows))
+            return false;
+        CHECK(text_is(wasmig_rows_get_named(&rows, 0, "n"), "12.50"));
+        CHECK(text_is(wasmig_rows_get_named(&rows, 0, "u"), "67e55044-10b1-426f-9247-bb680e5fe0c8"));
+        CHECK(text_is(wasmig_rows_get_named(&rows, 0, "d"), "2024-01-02"));
+        CHECK(text_is(wasmig_rows_get_named(&rows, 0, "t"), "2024-01-02T03:04:05Z"));
+        int64_t i;
+        CHECK(wasmig_value_int64(wasmig_rows_get_named(&rows, 0, "i"), &i) && i == 7);
+    } else {
+        wasmig_value params[] = {wasmig_bytes(bytes, 2), wasmig_float64(1.5), wasmig_bool(true)};
+        if (!wasmig_query("SELECT ? AS b, ? AS f, ? AS k", params, 3, &rows)) return false;
+    }
+    const wasmig_value *b = wasmig_rows_get_named(&rows, 0, "b");
+    CHECK(b != NULL && b->tag == WASMIG_MIGRATION_TYPES_VALUE_BYTES && b->val.bytes.len == 2 &&
+          b->val.bytes.ptr[0] == 0 && b->val.bytes.ptr[1] == 1);
+    double f;
+    CHECK(wasmig_value_float64(wasmig_rows_get_named(&rows, 0, "f"), &f) && f == 1.5);
+    bool k = false;
+    int64_t k_int = 0;
+    const wasmig_value *kv = wasmig_rows_get_named(&rows, 0, "k");
+    CHECK((wasmig_value_bool(kv, &k) && k) || (wasmig_value_int64(kv, &k_int) && k_int == 1));
+    wasmig_rows_free(&rows);
+    wasmig_value big[] = {wasmig_int64(INT64_C(9007199254740993))};
+    if (!wasmig_query(pg ? "SELECT $1 AS big" : "SELECT ? AS big", big, 1, &rows)) return false;
+    int64_t back = 0;
+    CHECK(wasmig_value_int64(wasmig_rows_get(&rows, 0, 0), &back) && back == INT64_C(9007199254740993));
+    wasmig_rows_free(&rows);
+    wasmig_info("values: ok");
+    return true;
+}
+
+static bool first_batch(void) {
+    wasmig_info(wasmig_dialect() == WASMIG_POSTGRES ? "dialect: postgres" : "dialect: sqlite");
+    if (!check_values()) return false;
+    if (!wasmig_batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)")) return false;
+    const char *insert = insert_sql();
+    uint64_t n = 0;
+    wasmig_value one[] = {wasmig_int64(1), wasmig_text("one"), wasmig_null()};
+    if (!wasmig_execute(insert, one, 3, &n)) return false;
+    CHECK(n == 1);
+    wasmig_value more[] = {wasmig_int64(2), wasmig_text("two"), wasmig_text("n2"),
+                           wasmig_int64(3), wasmig_text("three"), wasmig_null()};
+    if (!wasmig_execute_many(insert, more, 3, 2, &n)) return false;
+    CHECK(n == 2);
+
+    wasmig_savepoint sp;
+    if (!wasmig_savepoint_begin(&sp)) return false;
+    wasmig_value duplicate[] = {wasmig_int64(1), wasmig_text("duplicate"), wasmig_null()};
+    CHECK(!wasmig_execute(insert, duplicate, 3, NULL));
+    const wasmig_error *e = wasmig_last_error();
+    CHECK(e != NULL);
+    char caught[64] = "caught ", logged[256] = "caught ";
+    strncat(caught, e->code, 40);
+    strncat(logged, e->code, 40);
+    strcat(logged, ": ");
+    strncat(logged, e->message, 200);
+    wasmig_info(logged);
+    if (!wasmig_savepoint_rollback(&sp)) return false;
+    wasmig_value four[] = {wasmig_int64(4), wasmig_text(caught), wasmig_null()};
+    return wasmig_execute(insert, four, 3, NULL);
+}
+
+static bool second_batch(void) {
+    wasmig_rows rows;
+    if (!wasmig_query("SELECT id, label, note FROM tour ORDER BY id", NULL, 0, &rows)) return false;
+    char summary[512] = "";
+    for (size_t i = 0; i < wasmig_rows_len(&rows); i++) {
+        int64_t id, by_name;
+        char digits[21];
+        CHECK(wasmig_value_int64(wasmig_rows_get(&rows, i, 0), &id));
+        CHECK(wasmig_value_int64(wasmig_rows_get_named(&rows, i, "id"), &by_name) && id == by_name);
+        char *label = wasmig_value_strdup(wasmig_rows_get(&rows, i, 1));
+        const wasmig_value *note = wasmig_rows_get_named(&rows, i, "note");
+        char *note_text = wasmig_value_is_null(note) ? NULL : wasmig_value_strdup(note);
+        if (i) strcat(summary, ",");
+        strcat(summary, wasmig_format_int(digits, id));
+        strcat(summary, "=");
+        strcat(summary, label);
+        strcat(summary, "/");
+        strcat(summary, note_text ? note_text : "-");
+        free(label);
+        free(note_text);
+    }
+    wasmig_rows_free(&rows);
+    wasmig_value five[] = {wasmig_int64(5), wasmig_text(summary), wasmig_null()};
+    const char *const columns[] = {"id", "label", "note"};
+    uint64_t written = 0;
+    if (!wasmig_copy_in("tour", columns, 3, five, 1, &written)) return false;
+    CHECK(written == 1);
+
+    wasmig_value forty_two[] = {wasmig_int64(42)};
+    if (!wasmig_query(wasmig_dialect() == WASMIG_POSTGRES ? "SELECT id FROM tour WHERE id = $1"
+                                                          : "SELECT id FROM tour WHERE id = ?",
+                      forty_two, 1, &rows))
+        return false;
+    CHECK(wasmig_rows_len(&rows) == 0);
+    wasmig_rows_free(&rows);
+    wasmig_progress(1, 1);
+    return true;
+}
+
+static bool upgrade(void) {
+    char *checkpoint = wasmig_checkpoint();
+    if (checkpoint == NULL) {
+        if (!first_batch()) return false;
+        wasmig_next_batch("summary");
+        return true;
+    }
+    char message[96] = "second batch, from checkpoint ";
+    strncat(message, checkpoint, 40);
+    free(checkpoint);
+    wasmig_info(message);
+    return second_batch();
+}
+
+static bool downgrade(void) {
+    wasmig_rows rows;
+    if (!wasmig_query("SELECT label FROM tour WHERE id = 1", NULL, 0, &rows)) return false;
+    char *label = wasmig_value_strdup(wasmig_rows_get_named(&rows, 0, "label"));
+    bool fail = label && strcmp(label, "fail-downgrade") == 0;
+    free(label);
+    wasmig_rows_free(&rows);
+    if (fail && !wasmig_execute("INSERT INTO no_such_table VALUES (1)", NULL, 0, NULL)) return false;
+    return wasmig_batch("DROP TABLE tour");
+}
+
+WASMIG_MIGRATION(upgrade, downgrade)

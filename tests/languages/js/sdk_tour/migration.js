@@ -1,0 +1,103 @@
+// A tour of the JavaScript SDK, for the end-to-end tests: parameters, executeMany, a
+// recovered SQL error in a savepoint, two batches with a checkpoint, rows by index and name,
+// copyIn, queryOpt, logging and progress; and a downgrade that lets an SQL error escape when asked to (the label of row 1
+// says so). The Python and C tours do exactly the same, so the tests compare their tables.
+
+import * as db from "wasmig";
+
+function placeholders(n) {
+  const list = [];
+  for (let i = 1; i <= n; i++) list.push(db.dialect() === db.POSTGRES ? `$${i}` : "?");
+  return list.join(", ");
+}
+
+function check(condition, what) {
+  if (!condition) throw new Error(`check failed: ${what}`);
+}
+
+export function upgrade() {
+  if (db.checkpoint() === null) {
+    firstBatch();
+    db.nextBatch("summary");
+  } else {
+    db.info(`second batch, from checkpoint ${db.checkpoint()}`);
+    secondBatch();
+  }
+}
+
+// Parameters and results of every kind the SDK converts, checked in the guest.
+function checkValues() {
+  let row;
+  if (db.dialect() === db.POSTGRES) {
+    row = db.queryOne(
+      "SELECT $1::numeric AS n, $2::uuid AS u, $3::date AS d, $4::timestamptz AS t, " +
+        "$5::int8[] AS a, $6::jsonb AS j, $7::bytea AS b, $8::float8 AS f, $9::bool AS k, " +
+        "$10::int4 AS i, $11::text[] AS s",
+      db.numeric("12.50"),
+      db.uuid("67e55044-10b1-426f-9247-bb680e5fe0c8"),
+      db.date("2024-01-02"),
+      new Date(Date.UTC(2024, 0, 2, 3, 4, 5)),
+      [1, null, 3],
+      db.jsonb({ a: 1 }),
+      new Uint8Array([0, 1]),
+      1.5,
+      true,
+      db.int32(7),
+      ["x", null],
+    );
+    check(row.get("n") === "12.50" && row.get("u") === "67e55044-10b1-426f-9247-bb680e5fe0c8", "numeric, uuid");
+    check(row.get("d") === "2024-01-02" && row.get("t") === "2024-01-02T03:04:05Z", `date, timestamptz ${row.get("t")}`);
+    check(JSON.stringify(row.get("a")) === "[1,null,3]" && JSON.parse(row.get("j")).a === 1, "array, jsonb");
+    check(row.get("i") === 7 && JSON.stringify(row.get("s")) === '["x",null]', "int4, text[]");
+  } else {
+    row = db.queryOne("SELECT ? AS b, ? AS f, ? AS k", new Uint8Array([0, 1]), 1.5, true);
+  }
+  const b = row.get("b");
+  check(b instanceof Uint8Array && b.length === 2 && b[0] === 0 && b[1] === 1, "bytes");
+  check(row.get("f") === 1.5 && (row.get("k") === true || row.get("k") === 1), "float, bool");
+  // BigInt parameters within 2^53 are fine under QuickJS; beyond it the SDK refuses them.
+  check(db.queryOne(`SELECT ${placeholders(1)} AS big`, 2n ** 40n).get("big") === 2 ** 40, "bigint");
+  let refused = false;
+  try {
+    db.execute(`SELECT ${placeholders(1)}`, 2n ** 60n);
+  } catch (e) {
+    refused = e instanceof RangeError;
+  }
+  check(refused, "a BigInt beyond 2^53 is refused");
+  db.info("values: ok");
+}
+
+function firstBatch() {
+  db.info(`dialect: ${db.dialect()}`);
+  checkValues();
+  db.batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)");
+  const insert = `INSERT INTO tour (id, label, note) VALUES (${placeholders(3)})`;
+  check(db.execute(insert, 1, "one", null) === 1, "one row inserted");
+  check(db.executeMany(insert, [[2, "two", "n2"], [3n, "three", null]]) === 2, "two rows inserted");
+
+  try {
+    db.savepoint(() => db.execute(insert, 1, "duplicate", null));
+    throw new Error("the duplicate insert succeeded");
+  } catch (e) {
+    if (!(e instanceof db.SqlError)) throw e;
+    db.info(`caught ${e.code}: ${e.sqlMessage}`);
+    db.execute(insert, 4, `caught ${e.code}`, null);
+  }
+}
+
+function secondBatch() {
+  const parts = [];
+  for (const row of db.query("SELECT id, label, note FROM tour ORDER BY id")) {
+    check(row.get(0) === row.get("id") && typeof row.get("id") === "number", "id is a number");
+    parts.push(`${row.get("id")}=${row.get(1)}/${row.get("note") ?? "-"}`);
+  }
+  check(db.copyIn("tour", ["id", "label", "note"], [[5, parts.join(","), null]]) === 1, "copied in");
+  check(db.queryOpt(`SELECT id FROM tour WHERE id = ${placeholders(1)}`, 42) === null, "no row 42");
+  db.progress(1, 1);
+}
+
+export function downgrade() {
+  const label = db.queryOne("SELECT label FROM tour WHERE id = 1").get("label");
+  if (label === "fail-downgrade") db.execute("INSERT INTO no_such_table VALUES (1)");
+  db.batch("DROP TABLE tour");
+}

@@ -1,0 +1,96 @@
+"""A tour of the Python SDK, for the end-to-end tests: parameters, execute_many, a recovered
+SQL error in a savepoint, two batches with a checkpoint, rows by index and name, copy_in,
+query_opt, logging and progress; and a downgrade that lets an SQL error escape when asked
+to (the label of row 1 says so).
+
+The JavaScript and C tours do exactly the same, so the tests compare their tables.
+"""
+
+import datetime
+import decimal
+import json
+import uuid
+
+import wasmig
+
+
+def placeholders(n):
+    if wasmig.dialect() == wasmig.POSTGRES:
+        return ", ".join(f"${i}" for i in range(1, n + 1))
+    return ", ".join("?" for _ in range(n))
+
+
+def upgrade():
+    if wasmig.checkpoint() is None:
+        first_batch()
+        wasmig.next_batch("summary")
+    else:
+        wasmig.info(f"second batch, from checkpoint {wasmig.checkpoint()}")
+        second_batch()
+
+
+def check_values():
+    """Parameters and results of every kind the SDK converts, checked in the guest."""
+    if wasmig.dialect() == wasmig.POSTGRES:
+        row = wasmig.query_one(
+            "SELECT $1::numeric AS n, $2::uuid AS u, $3::date AS d, $4::timestamptz AS t, "
+            "$5::int8[] AS a, $6::jsonb AS j, $7::bytea AS b, $8::float8 AS f, $9::bool AS k, "
+            "$10::int4 AS i, $11::text[] AS s",
+            decimal.Decimal("12.50"),
+            uuid.UUID("67e55044-10b1-426f-9247-bb680e5fe0c8"),
+            datetime.date(2024, 1, 2),
+            datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+            [1, None, 3],
+            wasmig.Jsonb({"a": 1}),
+            b"\x00\x01",
+            1.5,
+            True,
+            wasmig.Int32(7),
+            ["x", None],
+        )
+        assert row["n"] == decimal.Decimal("12.50"), row
+        assert row["u"] == uuid.UUID("67e55044-10b1-426f-9247-bb680e5fe0c8"), row
+        assert row["d"] == datetime.date(2024, 1, 2), row
+        assert row["t"] == datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc), row
+        assert row["a"] == [1, None, 3] and json.loads(row["j"]) == {"a": 1}, row
+        assert row["i"] == 7 and row["s"] == ["x", None], row
+    else:
+        row = wasmig.query_one("SELECT ? AS b, ? AS f, ? AS k", b"\x00\x01", 1.5, True)
+    assert row["b"] == b"\x00\x01" and row["f"] == 1.5 and row["k"] in (True, 1), row
+    big = wasmig.query_one("SELECT " + placeholders(1) + " AS big", 2**53 + 1)["big"]
+    assert big == 2**53 + 1, big
+    wasmig.info("values: ok")
+
+
+def first_batch():
+    wasmig.info(f"dialect: {wasmig.dialect()}")
+    check_values()
+    wasmig.batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)")
+    insert = f"INSERT INTO tour (id, label, note) VALUES ({placeholders(3)})"
+    assert wasmig.execute(insert, 1, "one", None) == 1
+    assert wasmig.execute_many(insert, [(2, "two", "n2"), (3, "three", None)]) == 2
+
+    try:
+        with wasmig.savepoint():
+            wasmig.execute(insert, 1, "duplicate", None)
+        raise AssertionError("the duplicate insert succeeded")
+    except wasmig.SqlError as e:
+        wasmig.info(f"caught {e.code}: {e.message}")
+        wasmig.execute(insert, 4, f"caught {e.code}", None)
+
+
+def second_batch():
+    parts = []
+    for row in wasmig.query("SELECT id, label, note FROM tour ORDER BY id"):
+        assert row[0] == row["id"] and isinstance(row["id"], int)
+        parts.append(f"{row['id']}={row[1]}/{row.get('note') or '-'}")
+    assert wasmig.copy_in("tour", ["id", "label", "note"], [(5, ",".join(parts), None)]) == 1
+    assert wasmig.query_opt(f"SELECT id FROM tour WHERE id = {placeholders(1)}", 42) is None
+    wasmig.progress(1, 1)
+
+
+def downgrade():
+    label = wasmig.query_one("SELECT label FROM tour WHERE id = 1")["label"]
+    if label == "fail-downgrade":
+        wasmig.execute("INSERT INTO no_such_table VALUES (1)")
+    wasmig.batch("DROP TABLE tour")
