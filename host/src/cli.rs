@@ -69,8 +69,9 @@ struct Global {
     /// Only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// How long up, down and stamp wait for another run's migration lock on the database
-    /// before giving up (exit 11).
+    /// How long up, down, stamp, rehash and resolve wait for another run's migration lock
+    /// on the database (and for a killed run's session still at work) before giving up
+    /// (exit 11).
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     lock_timeout: u64,
 }
@@ -628,6 +629,13 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                 Some(db) => {
                     let result = async {
                         let applied = graph.applied(&db.heads().await?)?;
+                        crate::toolchain::reuse_stored(
+                            db.as_ref(),
+                            &revisions,
+                            &applied,
+                            &crate::artifact::build_dir(project),
+                        )
+                        .await?;
                         integrity::verify(
                             project,
                             db.as_ref(),
@@ -960,17 +968,12 @@ async fn stamp(
                 sqlstate: None,
             };
             // Revisions the stamp un-applies lose their stored copy, so a later `down`
-            // without their files never runs what an earlier application stored.
-            // (Unknown stored heads, with --purge, have no graph to walk: nothing to drop.)
-            let before = graph.applied(&heads).unwrap_or_default();
+            // without their files never runs what an earlier application stored; that
+            // includes unknown stored heads a --purge drops, and what lies below them.
             let after = graph.applied(&new)?;
-            let dropped: Vec<&String> = before.iter().filter(|r| !after.contains(r)).collect();
             let written = async {
                 session.record_step(&record).await?;
-                for revision in dropped {
-                    session.forget_artifact(revision).await?;
-                }
-                anyhow::Ok(())
+                session.forget_artifacts_except(&after).await
             }
             .await;
             if let Err(e) = written {
@@ -1013,6 +1016,21 @@ async fn migrate(
     upgrade: bool,
 ) -> anyhow::Result<()> {
     let (revisions, graph) = load_graph(project)?;
+    // `--plan` writes nothing, not even a SQLite file: a database that does not exist yet
+    // is at base.
+    if args.plan
+        && let (db::DatabaseUrl::Sqlite { path }, _) =
+            project.database_url(g.database_url.as_deref())?
+        && !path.exists()
+    {
+        let steps = if upgrade {
+            graph.plan_upgrade(&[], args.target.as_deref().unwrap_or("head"))?
+        } else {
+            graph.plan_downgrade(&[], args.target.as_deref().unwrap_or("-1"))?
+        };
+        print_plan(g, &steps, &[]);
+        return Ok(());
+    }
     let db = connect(project, g).await?;
     // `--plan` writes nothing, so it does not wait for a run in progress.
     let result = if args.plan {
@@ -1073,32 +1091,26 @@ async fn migrate_locked(
     if !unfinished.is_empty() {
         return Err(InProgressError(unfinished).into());
     }
+    let applied = graph.applied(&heads)?;
+    // Applied revisions of non-reproducible toolchains run the component they ran, from the
+    // database, when this checkout has not built it from the same sources.
+    if !args.no_build && !args.plan {
+        crate::toolchain::reuse_stored(
+            db,
+            revisions,
+            &applied,
+            &crate::artifact::build_dir(project),
+        )
+        .await?;
+    }
     // Build first, so applied Rust revisions are verified against the components that would
     // run (a rebuild may change them).
     if !args.plan && !steps.is_empty() && !args.no_build && runner::needs_build(revisions, &steps) {
         crate::artifact::build(project, revisions)?;
     }
-    let applied = graph.applied(&heads)?;
     integrity::verify(project, db, revisions, &applied, args.allow_modified).await?;
     if args.plan {
-        if g.json {
-            out!("{}", json!({ "steps": steps }));
-        } else {
-            for s in &steps {
-                match checkpoints
-                    .iter()
-                    .find(|c| c.revision == s.revision && c.direction == s.action.as_str())
-                {
-                    Some(c) => out!(
-                        "{} {} (resuming after batch {})",
-                        s.action.as_str(),
-                        s.revision,
-                        c.batches
-                    ),
-                    None => out!("{} {}", s.action.as_str(), s.revision),
-                }
-            }
-        }
+        print_plan(g, &steps, &checkpoints);
         return Ok(());
     }
     if steps.is_empty() {
@@ -1132,6 +1144,29 @@ async fn migrate_locked(
         out!("{}", json!({ "steps": reports }));
     }
     Ok(())
+}
+
+/// Prints a plan: `{"steps": [...]}` with `--json`, else a line per step (saying which
+/// resume from a checkpoint).
+fn print_plan(g: &Global, steps: &[crate::graph::Step], checkpoints: &[db::Checkpoint]) {
+    if g.json {
+        out!("{}", json!({ "steps": steps }));
+        return;
+    }
+    for s in steps {
+        match checkpoints
+            .iter()
+            .find(|c| c.revision == s.revision && c.direction == s.action.as_str())
+        {
+            Some(c) => out!(
+                "{} {} (resuming after batch {})",
+                s.action.as_str(),
+                s.revision,
+                c.batches
+            ),
+            None => out!("{} {}", s.action.as_str(), s.revision),
+        }
+    }
 }
 
 /// Runs `work` holding the database's migration lock, and releases the lock on every

@@ -230,6 +230,16 @@ impl Revision {
             up_sql,
             down_sql,
             component,
+            source_checksum: match (
+                &self.stored,
+                crate::toolchain::toolchain(self.manifest.kind),
+            ) {
+                (None, Some(_)) => Some(
+                    crate::toolchain::source_checksum(self)
+                        .map_err(|e| ConfigError::new(format!("revision {}: {e:#}", self.id())))?,
+                ),
+                _ => None,
+            },
         })
     }
 
@@ -590,6 +600,7 @@ mod tests {
         let read = read_artifact(&back, Path::new("build")).unwrap();
         assert_eq!(read.checksum(), artifact.checksum());
 
+        assert_eq!(stored.source_checksum, None, "a SQL revision has no build");
         let wrong = StoredArtifact {
             revision: "c3".into(),
             ..stored.clone()

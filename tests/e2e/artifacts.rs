@@ -212,6 +212,17 @@ async fn stamp_drops_the_stored_copies_of_revisions_it_unapplies() {
         assert_eq!(stored(&db).await, ["a1"], "{backend:?}");
         project.run(&db, &["stamp", "base"]).success();
         assert!(stored(&db).await.is_empty(), "{backend:?}");
+
+        // Heads this checkout does not know (applied by a newer release), purged: their
+        // stored copies go too, the table keeps only what stays applied.
+        let c3 = project.sql_revision("c3", "CREATE TABLE t3 (n int);", "DROP TABLE t3;");
+        db.exec("DROP TABLE t").await;
+        project.run(&db, &["up"]).success();
+        assert_eq!(stored(&db).await, ["a1", "b2", "c3"], "{backend:?}");
+        std::fs::remove_dir_all(&c3).unwrap();
+        project.run(&db, &["stamp", "--purge", "a1"]).success();
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        assert_eq!(stored(&db).await, ["a1"], "{backend:?}");
         db.drop_db().await;
     }
 }

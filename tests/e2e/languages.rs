@@ -705,3 +705,45 @@ async fn up_builds_a_stale_revision_of_another_language_before_running_it() {
         down.stderr
     );
 }
+
+#[tokio::test]
+async fn a_fresh_checkout_runs_the_component_an_applied_revision_ran_instead_of_a_rebuild() {
+    // JavaScript builds differ byte for byte every time, like Python's.
+    let built = built(Language::Js, Example::Backfill);
+    let project = project_from(built);
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    run_cached(&project, &db, &["up"]).success();
+    let component = project.dir.join(".wasmig/build/b2.wasm");
+    let ran = std::fs::read(&component).unwrap();
+
+    // Another machine: the same sources, nothing built.
+    std::fs::remove_dir_all(project.dir.join(".wasmig/build")).unwrap();
+    let check = run_cached(&project, &db, &["check"]).success();
+    assert!(
+        check.stderr.contains(
+            "revision b2: using the component it ran, from the copy stored in the database"
+        ),
+        "{check:?}"
+    );
+    assert!(
+        check.stdout.contains("ok: 2 applied revision(s) match"),
+        "{check:?}"
+    );
+    assert_eq!(std::fs::read(&component).unwrap(), ran);
+    // Nothing is rebuilt, and the downgrade that runs is the one stored with what ran.
+    let down = run_cached(&project, &db, &["down", "base"]).success();
+    assert!(!down.stderr.contains("building revision"), "{down:?}");
+    assert!(db.heads().await.is_empty());
+
+    // Edited sources are a change: rebuilt, then refused as modified once applied.
+    run_cached(&project, &db, &["up"]).success();
+    let ran = std::fs::read(&component).unwrap();
+    std::fs::remove_dir_all(project.dir.join(".wasmig/build")).unwrap();
+    let source = revision_dir(&project, Language::Js).join("migration.js");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, format!("{text}\n// edited\n")).unwrap();
+    let run = run_cached(&project, &db, &["down", "base"]).fails_with(12);
+    assert!(run.stderr.contains("revision b2:"), "{run:?}");
+    assert_ne!(std::fs::read(&component).unwrap(), ran);
+    db.drop_db().await;
+}

@@ -426,3 +426,19 @@ async fn transaction_keywords_in_strings_and_bodies_are_not_refused() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn planning_writes_nothing_not_even_a_sqlite_file() {
+    let project = TestProject::new();
+    project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+    let file = project.dir.join("not-yet.db");
+    let url = format!("sqlite://{}", file.display());
+    let run = project
+        .run_plain(&["up", "--plan", "--database-url", &url])
+        .success();
+    assert_eq!(run.stdout, "upgrade a1\n");
+    assert!(!file.exists(), "--plan created {}", file.display());
+    // The embedded default is not created either.
+    project.run_plain(&["up", "--plan"]).success();
+    assert!(!project.dir.join("wasmig.db").exists());
+}

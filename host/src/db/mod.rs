@@ -349,6 +349,12 @@ pub trait Session: Send {
     /// the version-table update of every downgrade.
     async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()>;
 
+    /// Deletes the stored artifact of every revision not in `keep`, in this transaction:
+    /// `stamp` calls it with the revisions applied after it, so the table never holds a
+    /// revision the version table no longer counts as applied (including ones a `--purge`
+    /// dropped that this project does not know).
+    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()>;
+
     /// Commits the transaction.
     async fn commit(self: Box<Self>) -> anyhow::Result<()>;
 
@@ -395,8 +401,13 @@ pub struct StoredArtifact {
     pub up_sql: Option<String>,
     /// `down.sql`, for SQL revisions.
     pub down_sql: Option<String>,
-    /// The component's bytes, for `rust` and `wasm` revisions.
+    /// The component's bytes, for component revisions.
     pub component: Option<Vec<u8>>,
+    /// For a revision built from source by a toolchain whose builds are not reproducible
+    /// (Python, JavaScript; C too): the checksum of the sources it was built from
+    /// (`toolchain::source_checksum`), so a checkout with the same sources reuses this
+    /// component instead of building different bytes.
+    pub source_checksum: Option<String>,
 }
 
 /// Errors of the database layer that callers branch on (exit code 5).

@@ -102,6 +102,7 @@ const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET
 ///     up_sql    TEXT,
 ///     down_sql  TEXT,
 ///     component BYTEA,
+///     source_checksum TEXT,  -- Python/JS/C: SHA-256 of the sources it was built from
 ///     stored_at TIMESTAMPTZ NOT NULL
 /// );
 /// CREATE TABLE wasmig_checkpoint (  -- batched steps part-way through
@@ -347,6 +348,7 @@ impl Database for PgDatabase {
                  up_sql TEXT,
                  down_sql TEXT,
                  component BYTEA,
+                 source_checksum TEXT,
                  stored_at TIMESTAMPTZ NOT NULL
              )"
         );
@@ -507,7 +509,7 @@ impl Database for PgDatabase {
         }
         let doing = || format!("reading the stored artifact of {revision} from {ARTIFACT_TABLE}");
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT revision, kind, checksum, manifest, up_sql, down_sql, component
+            "SELECT revision, kind, checksum, manifest, up_sql, down_sql, component, source_checksum
              FROM {ARTIFACT_TABLE} WHERE revision = $1"
         )))
         .bind(revision)
@@ -1185,19 +1187,21 @@ impl Session for PgSession {
         };
         let sql = format!(
             "INSERT INTO {table}
-                 (revision, kind, checksum, manifest, up_sql, down_sql, component, stored_at)
-             VALUES ({}, {}, {}, {}, {}, {}, {component}, {})
+                 (revision, kind, checksum, manifest, up_sql, down_sql, component,
+                  source_checksum, stored_at)
+             VALUES ({}, {}, {}, {}, {}, {}, {component}, {}, {})
              ON CONFLICT (revision) DO UPDATE SET
                  kind = excluded.kind, checksum = excluded.checksum,
                  manifest = excluded.manifest, up_sql = excluded.up_sql,
                  down_sql = excluded.down_sql, component = excluded.component,
-                 stored_at = excluded.stored_at",
+                 source_checksum = excluded.source_checksum, stored_at = excluded.stored_at",
             lit(&artifact.revision),
             lit(&artifact.kind),
             lit(&artifact.checksum),
             lit(&artifact.manifest),
             opt_lit(artifact.up_sql.as_deref()),
             opt_lit(artifact.down_sql.as_deref()),
+            opt_lit(artifact.source_checksum.as_deref()),
             time_lit(Utc::now()),
         );
         sqlx::raw_sql(AssertSqlSafe(sql))
@@ -1210,6 +1214,23 @@ impl Session for PgSession {
                 ),
                 source,
             })?;
+        Ok(())
+    }
+
+    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()> {
+        let table = self.version_table(ARTIFACT_TABLE);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE revision <> ALL({})",
+            text_array(keep)
+        )))
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!(
+                "deleting stored artifacts of unapplied revisions from {ARTIFACT_TABLE}"
+            ),
+            source,
+        })?;
         Ok(())
     }
 
@@ -1373,6 +1394,7 @@ fn stored_artifact(row: &PgRow) -> Result<StoredArtifact, sqlx::Error> {
         up_sql: row.try_get("up_sql")?,
         down_sql: row.try_get("down_sql")?,
         component: row.try_get("component")?,
+        source_checksum: row.try_get("source_checksum")?,
     })
 }
 

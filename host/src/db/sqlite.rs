@@ -88,6 +88,7 @@ const PROGRESS_OPS: i32 = 1_000;
 ///     up_sql    TEXT,
 ///     down_sql  TEXT,
 ///     component BLOB,
+///     source_checksum TEXT,  -- Python/JS/C: SHA-256 of the sources it was built from
 ///     stored_at TEXT NOT NULL                                  -- as started_at above
 /// );
 /// CREATE TABLE wasmig_checkpoint (  -- batched steps part-way through
@@ -323,6 +324,7 @@ impl Database for SqliteDatabase {
                  up_sql TEXT,
                  down_sql TEXT,
                  component BLOB,
+                 source_checksum TEXT,
                  stored_at TEXT NOT NULL
              )"
         );
@@ -464,7 +466,7 @@ impl Database for SqliteDatabase {
         }
         let doing = || format!("reading the stored artifact of {revision} from {ARTIFACT_TABLE}");
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT revision, kind, checksum, manifest, up_sql, down_sql, component
+            "SELECT revision, kind, checksum, manifest, up_sql, down_sql, component, source_checksum
              FROM {ARTIFACT_TABLE} WHERE revision = ?"
         )))
         .bind(revision)
@@ -483,6 +485,7 @@ impl Database for SqliteDatabase {
                 up_sql: row.try_get("up_sql")?,
                 down_sql: row.try_get("down_sql")?,
                 component: row.try_get("component")?,
+                source_checksum: row.try_get("source_checksum")?,
             })
         })
         .transpose()
@@ -955,13 +958,14 @@ impl Session for SqliteSession {
         self.start_call();
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {ARTIFACT_TABLE}
-                 (revision, kind, checksum, manifest, up_sql, down_sql, component, stored_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 (revision, kind, checksum, manifest, up_sql, down_sql, component,
+                  source_checksum, stored_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (revision) DO UPDATE SET
                  kind = excluded.kind, checksum = excluded.checksum,
                  manifest = excluded.manifest, up_sql = excluded.up_sql,
                  down_sql = excluded.down_sql, component = excluded.component,
-                 stored_at = excluded.stored_at"
+                 source_checksum = excluded.source_checksum, stored_at = excluded.stored_at"
         )))
         .bind(&artifact.revision)
         .bind(&artifact.kind)
@@ -970,6 +974,7 @@ impl Session for SqliteSession {
         .bind(&artifact.up_sql)
         .bind(&artifact.down_sql)
         .bind(&artifact.component)
+        .bind(&artifact.source_checksum)
         .bind(history_time(Utc::now()))
         .execute(self.conn())
         .await
@@ -977,6 +982,25 @@ impl Session for SqliteSession {
             doing: format!(
                 "storing the artifact of {} in {ARTIFACT_TABLE}",
                 artifact.revision
+            ),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()> {
+        self.start_call();
+        // The ids as one JSON array parameter, however many there are.
+        let keep = serde_json::to_string(keep).expect("strings serialize");
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {ARTIFACT_TABLE} WHERE revision NOT IN (SELECT value FROM json_each(?))"
+        )))
+        .bind(keep)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!(
+                "deleting stored artifacts of unapplied revisions from {ARTIFACT_TABLE}"
             ),
             source,
         })?;

@@ -15,6 +15,13 @@
 //! build recipe (not the toolchain's version: upgrading componentize-py does not silently
 //! change applied revisions; delete the `.inputs` file to force a rebuild).
 //!
+//! **Reusing what ran.** A fresh checkout (another machine, a CI job) has no build output,
+//! and building an applied Python or JavaScript revision there would give new bytes that
+//! verification then refuses as changed. So before building, [`reuse_stored`] takes the
+//! component an applied revision ran from the copy stored in the database, provided the
+//! revision's sources are the ones it was built from ([`source_checksum`], stored beside the
+//! component): what runs (a downgrade) is what ran, and nothing is refused.
+//!
 //! Not here: Rust revisions (`artifact`, one cargo build for all of them), loading and
 //! running components (`sandbox`), templates (`scaffold`).
 
@@ -180,6 +187,85 @@ fn up_to_date(revision: &Revision, build_dir: &Path, inputs: &str) -> bool {
         .component_path(build_dir)
         .is_some_and(|p| p.is_file());
     built && std::fs::read_to_string(stamp_path(revision, build_dir)).is_ok_and(|s| s == inputs)
+}
+
+/// Pinned: hex SHA-256 over the kind's name and the revision's source files (relative path
+/// and bytes, each preceded by its length as a little-endian `u64`, in path order), without
+/// the manifest. Unlike the build fingerprint it leaves out the embedded SDK and WIT, so a
+/// newer wasmig still recognises the sources a component was built from.
+///
+/// # Errors
+/// When a source file cannot be read.
+pub fn source_checksum(revision: &Revision) -> anyhow::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    field(kind_name(revision.manifest.kind).as_bytes());
+    for (relative, path) in source_files(&revision.dir)? {
+        field(relative.as_bytes());
+        field(&std::fs::read(&path).map_err(|e| BuildError {
+            message: format!(
+                "revision {}: cannot read {}: {e}",
+                revision.id(),
+                path.display()
+            ),
+        })?);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Before a build: for each revision of `applied` built here whose component is not up to
+/// date, takes the component it ran from the database's stored copy when its sources are
+/// unchanged (same [`source_checksum`], and the stored bytes still hash to the stored
+/// checksum), and marks it built from the current inputs. Returns the revisions reused.
+///
+/// # Errors
+/// Database errors reading the stored copies; I/O errors writing the build directory.
+pub async fn reuse_stored(
+    db: &dyn crate::db::Database,
+    revisions: &[Revision],
+    applied: &[String],
+    build_dir: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let mut reused = Vec::new();
+    for revision in revisions.iter().filter(|r| {
+        r.stored.is_none()
+            && toolchain(r.manifest.kind).is_some()
+            && applied.contains(&r.id().to_owned())
+    }) {
+        let inputs = fingerprint(revision)?;
+        if up_to_date(revision, build_dir, &inputs) {
+            continue;
+        }
+        let Some(stored) = db.stored_artifact(revision.id()).await? else {
+            continue;
+        };
+        let (Some(bytes), Some(sources)) = (&stored.component, &stored.source_checksum) else {
+            continue;
+        };
+        if *sources != source_checksum(revision)?
+            || hex::encode(Sha256::digest(bytes)) != stored.checksum
+        {
+            continue;
+        }
+        let path = revision
+            .component_path(build_dir)
+            .expect("built kinds have a component");
+        std::fs::create_dir_all(build_dir)?;
+        let partial = path.with_extension("wasm.partial");
+        std::fs::write(&partial, bytes)?;
+        std::fs::rename(&partial, &path)?;
+        std::fs::write(stamp_path(revision, build_dir), &inputs)?;
+        crate::info!(
+            "revision {}: using the component it ran, from the copy stored in the database (its sources are unchanged, and a rebuild of {} would not give the same bytes)",
+            revision.id(),
+            toolchain(revision.manifest.kind).map_or("it", |t| t.language)
+        );
+        reused.push(revision.id().to_owned());
+    }
+    Ok(reused)
 }
 
 /// Hex SHA-256 over the recipe, the kind, the embedded WIT and SDK files, and the
