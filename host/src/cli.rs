@@ -98,9 +98,9 @@ enum Command {
         /// For --kind wasm: the prebuilt component to copy into the revision.
         #[arg(long, value_name = "FILE")]
         component: Option<PathBuf>,
-        /// Build on this revision instead of the single head: an id, LABEL@head, or `base`
-        /// to start a new root (repeat for several).
-        #[arg(long, value_name = "REV")]
+        /// Build on this revision instead of the single head: an id, LABEL@head, `base` to
+        /// start a new root, REV-N or -N (below the head) (repeat for several).
+        #[arg(long, value_name = "REV", allow_negative_numbers = true)]
         head: Vec<String>,
         /// Allow --head to name a revision that is not a head (starts a new branch).
         #[arg(long)]
@@ -109,13 +109,13 @@ enum Command {
         #[arg(long, value_name = "LABEL")]
         branch_label: Vec<String>,
         /// A revision or branch label that must be applied first (repeatable).
-        #[arg(long, value_name = "REV")]
+        #[arg(long, value_name = "REV", allow_negative_numbers = true)]
         depends_on: Vec<String>,
     },
     /// Merge several heads with a new revision (`wasmig merge heads -m "merge"`).
     Merge {
         /// The revisions to merge: ids, LABEL@head, or `heads` for all.
-        #[arg(required = true, value_name = "REV")]
+        #[arg(required = true, value_name = "REV", allow_negative_numbers = true)]
         revisions: Vec<String>,
         /// What the merge is.
         #[arg(short, long)]
@@ -126,6 +126,9 @@ enum Command {
         /// A branch label for the merge revision (repeatable).
         #[arg(long, value_name = "LABEL")]
         branch_label: Vec<String>,
+        /// Allow merging revisions that are not heads (starts a new branch from each).
+        #[arg(long)]
+        splice: bool,
     },
     /// Build every Rust, Python, JavaScript and C revision into a component.
     Build,
@@ -155,9 +158,10 @@ enum Command {
         #[arg(short = 'i', long)]
         indicate_current: bool,
     },
-    /// Show one revision (any target form: id, prefix, LABEL@head, REV-1...).
+    /// Show one revision: an id or prefix, a label, head, LABEL@head, -N (below the head),
+    /// REV-N, REV+N; or `current`, the database's revision(s).
     Show {
-        /// A revision id or unique prefix.
+        /// The revision.
         #[arg(allow_hyphen_values = true)]
         revision: String,
     },
@@ -171,8 +175,9 @@ enum Command {
     Branches,
     /// Set the version table to REV... without running any migration.
     Stamp {
-        /// Where the database is: ids, LABEL@head, heads, base.
-        #[arg(required = true, value_name = "REV")]
+        /// Where the database is: ids, LABEL@head, heads, base, -N (below the head), REV-N,
+        /// REV+N.
+        #[arg(required = true, value_name = "REV", allow_negative_numbers = true)]
         revisions: Vec<String>,
         /// Replace every stored head, even ones this project does not know.
         #[arg(long)]
@@ -345,6 +350,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
             message,
             rev_id,
             branch_label,
+            splice,
         } => {
             let dir = scaffold::new_revision(
                 project,
@@ -354,7 +360,7 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     rev_id: rev_id.as_deref(),
                     component: None,
                     heads: revisions,
-                    splice: false,
+                    splice: *splice,
                     merge: true,
                     branch_labels: branch_label,
                     depends_on: &[],
@@ -515,6 +521,39 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
                     } else {
                         out!("{}", history::line(&graph, &revisions, id, marked));
                     }
+                }
+            }
+            Ok(())
+        }
+        Command::Show { revision: target } if target == "current" => {
+            // As in Alembic, `show current` shows the revision(s) the database is at.
+            let (revisions, graph) = load_graph(project)?;
+            // A read command: it does not create the embedded default database.
+            let heads = match connect_existing(project, g).await? {
+                Some(db) => {
+                    let heads = db.heads().await;
+                    db.close().await;
+                    heads?
+                }
+                None => Vec::new(),
+            };
+            for h in &heads {
+                if graph.info(h).is_none() {
+                    return Err(GraphError::UnknownApplied(h.clone()).into());
+                }
+            }
+            if heads.is_empty() {
+                crate::info!("the database is at base: no revision is applied");
+            }
+            if g.json {
+                let out: Vec<_> = heads
+                    .iter()
+                    .map(|id| history::json(&graph, &revisions, id))
+                    .collect();
+                println!("{}", json!({ "revisions": out }));
+            } else {
+                for id in &heads {
+                    print!("{}", history::verbose(&graph, &revisions, id, &heads));
                 }
             }
             Ok(())

@@ -34,6 +34,45 @@ pub enum GraphError {
     /// No revision matches.
     #[error("revision `{0}` not found; `wasmig history` lists the revisions")]
     NotFound(String),
+    /// A prefix matches no long id, only ids of 3 characters or fewer, which match in full
+    /// only (as in Alembic).
+    #[error("revision `{prefix}` not found: ids of 3 characters or fewer match only in full (did you mean {}?)", .ids.join(", "))]
+    ShortId {
+        /// What the user typed.
+        prefix: String,
+        /// The short ids it is a prefix of.
+        ids: Vec<String>,
+    },
+    /// A target that is valid but names no revision where one is needed (`show base`).
+    #[error(
+        "`{target}` names no revision: {reason}; name a revision (`wasmig history` lists them)"
+    )]
+    NoRevision {
+        /// What the user typed.
+        target: String,
+        /// What it names instead.
+        reason: &'static str,
+    },
+    /// `+N` or `LABEL@+N` where no current revision is read (`show`, `stamp`, `--head`...).
+    #[error(
+        "`{0}` counts up from the database's current revision, which only `wasmig up` reads; here name the revision to count from (REV+N), or count down from the head (-N)"
+    )]
+    CountsFromCurrent(String),
+    /// `history -r START:END` where START is not below END.
+    #[error(
+        "range `{start}:{end}` does not refer to ancestor/descendant revisions along the same branch: START must be END or below it (`wasmig history` shows the order)"
+    )]
+    BadRange {
+        /// START as typed.
+        start: String,
+        /// END as typed.
+        end: String,
+    },
+    /// `history -r START:-N`.
+    #[error(
+        "`{0}` cannot end a range: END counts up from START (`START:+N`); name the revision instead (REV-N)"
+    )]
+    RangeEndDown(String),
     /// A prefix matches several revisions.
     #[error("revision prefix `{prefix}` is ambiguous: it matches {}", .candidates.join(", "))]
     Ambiguous {
@@ -179,11 +218,44 @@ pub enum GraphError {
     /// `wasmig revision --head REV` on a revision that is not a head, without `--splice`.
     #[error("revision `{0}` is not a head revision; pass --splice to start a new branch from it")]
     NotAHead(String),
+    /// `wasmig merge REV...` naming a revision that is not a head, without `--splice`.
+    #[error(
+        "revision `{0}` is not a head revision, so there is nothing to merge it into: merge heads (`wasmig heads` lists them), or pass --splice to merge it anyway, which starts a new branch from it"
+    )]
+    MergeNotAHead(String),
+    /// A manifest names the same revision twice in one field.
+    #[error(
+        "revision `{revision}` lists `{id}` twice in `{field}` of its migration.toml; list each revision once"
+    )]
+    Repeated {
+        /// The revision whose manifest is wrong.
+        revision: String,
+        /// `down_revision` or `depends_on`.
+        field: &'static str,
+        /// The repeated id.
+        id: String,
+    },
+    /// `wasmig revision --branch-label L` where L is taken.
+    #[error(
+        "branch label `{label}` is already used by revision `{revision}` (as a branch label or as its id); choose another (`wasmig branches` lists the branches)"
+    )]
+    LabelTaken {
+        /// The label asked for.
+        label: String,
+        /// The revision that declares it, or whose id it is.
+        revision: String,
+    },
     /// The database is at a revision the project does not contain.
     #[error(
         "the database is at revision `{0}`, which this project does not contain; are you running an older checkout? `wasmig down` can revert it from the copy stored in the database"
     )]
     UnknownApplied(String),
+    /// `wasmig stamp` (without `--purge`) while the database is at a revision the project
+    /// does not contain.
+    #[error(
+        "the database is at revision `{0}`, which this project does not contain, so stamp cannot tell which line it is on; `wasmig stamp --purge REV...` replaces every stored head"
+    )]
+    UnknownStamped(String),
     /// `wasmig down` of an applied revision that is neither in the project nor stored in the
     /// database's artifact table (stamped, or applied before wasmig stored artifacts).
     #[error(

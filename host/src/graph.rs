@@ -4,7 +4,8 @@
 //! Everything here is computed from plain data (the revisions' ids, down revisions, branch
 //! labels and dependencies, the heads stored in the database, the user's target) with no
 //! database, wasm or I/O in scope, so it is unit-tested exhaustively below, and checked
-//! against Alembic itself by the cases in `graph_cases.json` (see `tests/alembic_oracle.py`).
+//! against Alembic itself by the cases in `graph/graph_cases.json` (see
+//! `graph/alembic_oracle.py`).
 //!
 //! The semantics are Alembic's (`alembic/script/revision.py`), so that a team can move over
 //! without relearning anything:
@@ -12,12 +13,18 @@
 //!   `depends_on` revisions that must be applied first without joining the branch;
 //! - the version table stores only the applied revisions no other applied revision
 //!   follows or depends on: the rest are implied;
-//! - targets: full ids and unique prefixes, branch labels, `head`, `heads`, `base`, `+N`,
-//!   `-N`, `REV+N`, `REV-N`, `LABEL@head`, `LABEL@base`, `LABEL@+N`, `LABEL@-N`, `REV@head`;
+//! - targets: full ids and prefixes of ids longer than 3 characters, branch labels, `head`,
+//!   `heads`, `base`, `+N`, `-N`, `REV+N`, `REV-N`, `LABEL@head`, `LABEL@heads`,
+//!   `LABEL@base`, `LABEL@+N`, `LABEL@-N`, `REV@head`. `up` and `down` count `+N` / `-N`
+//!   from the current revision ([`Graph::plan_upgrade`], [`Graph::plan_downgrade`]);
+//!   everything else reads no current revision, so `-N` counts down from the head
+//!   (`Graph::absolute`, Alembic's `get_revisions`), and `history -r` counts END `+N` from
+//!   START ([`Graph::range`], Alembic's `walk_revisions`);
 //! - steps are ordered by Alembic's topological sort, which keeps each branch together.
 //!
-//! Where Alembic only warns, wasmig refuses: `-1` from several heads is an error naming
-//! them (Alembic: "ambiguous; will be disallowed in a future release").
+//! Where Alembic only warns or returns several revisions, wasmig refuses: `-1` from several
+//! heads is an error naming them (Alembic: "ambiguous; will be disallowed in a future
+//! release"). The README lists every deliberate difference.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -229,9 +236,14 @@ impl Graph {
                     revision: node.id.clone(),
                     down: d.clone(),
                 })?;
-                if !down.contains(&j) {
-                    down.push(j);
+                if down.contains(&j) {
+                    return Err(GraphError::Repeated {
+                        revision: node.id.clone(),
+                        field: "down_revision",
+                        id: d.clone(),
+                    });
                 }
+                down.push(j);
             }
             let mut deps = Vec::new();
             for d in &node.depends_on {
@@ -244,6 +256,15 @@ impl Graph {
                 if j == index[&node.id] {
                     return Err(GraphError::Cycle(vec![node.id.clone(), node.id.clone()]));
                 }
+                if node.depends_on.iter().filter(|x| *x == d).count() > 1 {
+                    return Err(GraphError::Repeated {
+                        revision: node.id.clone(),
+                        field: "depends_on",
+                        id: d.clone(),
+                    });
+                }
+                // A dependency that is also a down revision, or named twice (by id and by
+                // label), adds nothing (Alembic normalizes it away too).
                 if !deps.contains(&j) && !down.contains(&j) {
                     deps.push(j);
                 }
@@ -307,8 +328,10 @@ impl Graph {
         }
     }
 
-    /// A label applies to the revision declaring it, everything after it, and the revisions
-    /// before it down to the branch point.
+    /// A label applies to the revision declaring it and everything after it; and, when the
+    /// line from it up to its head is linear, to the revisions before it down to the branch
+    /// point. (Alembic walks down from the last revision after it, stopping at a branch or
+    /// merge point, so a label declared below a branch or merge point stays there.)
     fn propagate_labels(&mut self) {
         let declared: Vec<(usize, Vec<String>)> = self
             .revs
@@ -318,13 +341,18 @@ impl Graph {
             .map(|(i, r)| (i, r.own_labels.clone()))
             .collect();
         for (i, own) in declared {
-            for d in self.descendants(&[i], false) {
+            let above = self.descendants(&[i], false);
+            for &d in &above {
                 self.revs[d].labels.extend(own.iter().cloned());
+            }
+            let splits = |r: &Rev| r.all_children.len() > 1 || r.down.len() > 1;
+            if above.iter().any(|&d| d != i && splits(&self.revs[d])) {
+                continue;
             }
             let mut cursor = Some(i);
             while let Some(c) = cursor {
                 let rev = &self.revs[c];
-                if rev.all_children.len() > 1 || rev.down.len() > 1 {
+                if splits(rev) {
                     break;
                 }
                 cursor = rev.down.first().copied();
@@ -468,14 +496,31 @@ impl Graph {
         let found = match self.index.get(raw).or_else(|| self.labels.get(raw)) {
             Some(&i) => i,
             None => {
+                // As in Alembic, only ids longer than 3 characters match by prefix: `a`
+                // must not silently mean the revision `a1`.
                 let mut matches: Vec<usize> = (0..self.revs.len())
-                    .filter(|&i| self.revs[i].id.starts_with(raw))
+                    .filter(|&i| self.revs[i].id.len() > 3 && self.revs[i].id.starts_with(raw))
                     .collect();
                 if let Some(b) = branch_rev {
                     matches.retain(|&m| self.shares_lineage(m, &[b], false));
                 }
                 match matches.as_slice() {
-                    [] => return Err(GraphError::NotFound(raw.to_owned())),
+                    [] => {
+                        let short: Vec<String> = self
+                            .revs
+                            .iter()
+                            .filter(|r| r.id.len() <= 3 && r.id.starts_with(raw))
+                            .map(|r| r.id.clone())
+                            .collect();
+                        return Err(if short.is_empty() {
+                            GraphError::NotFound(raw.to_owned())
+                        } else {
+                            GraphError::ShortId {
+                                prefix: raw.to_owned(),
+                                ids: short,
+                            }
+                        });
+                    }
                     [one] => *one,
                     many => {
                         let mut candidates: Vec<String> =
@@ -525,6 +570,10 @@ impl Graph {
             },
             "head" => Ok(self.current_head(branch)?.into_iter().collect()),
             "base" | "" => Ok(Vec::new()),
+            "current" => Err(GraphError::NoRevision {
+                target: raw.to_owned(),
+                reason: "`current` (the database's revisions) is accepted only by `show` and `history -r`",
+            }),
             _ => Ok(vec![self.ident(id, branch)?]),
         }
     }
@@ -577,8 +626,15 @@ impl Graph {
             against.push(self.branch(b)?);
         }
         match id {
+            // `LABEL@heads`: the heads on that branch (Alembic's `_resolve_revision_number`).
             "heads" => against.extend(match branch {
-                Some(_) => self.head_indices(),
+                Some(b) => {
+                    let on = self.branch(b)?;
+                    self.head_indices()
+                        .into_iter()
+                        .filter(|&h| self.shares_lineage(h, &[on], false))
+                        .collect()
+                }
                 None => self.real_head_indices(),
             }),
             "head" => against.extend(self.current_head(branch)?),
@@ -592,27 +648,68 @@ impl Graph {
             .collect())
     }
 
-    /// Resolves what `show` accepts: an id, prefix, label, `head`, `LABEL@head`, `REV+N`...
+    /// Resolves a revision argument read without the database (`show`, `rehash`,
+    /// `--depends-on`...) to exactly one revision, read as Alembic's `get_revisions` reads it
+    /// (`-N` counts down from the head; `REV+N`, `REV-N` walk from REV; `+N` is refused).
     ///
     /// # Errors
-    /// Not found, ambiguous, several heads, or a target that names no revision (`base`).
+    /// Not found, ambiguous, several heads, a form counting from the current revision
+    /// (`+N`), or a target that names no revision (`base`).
     pub fn resolve(&self, raw: &str) -> Result<&str, GraphError> {
-        let found = match self.relative(raw) {
-            Some(rel) => {
-                let start = match rel.symbol {
-                    Some(s) => self
-                        .revision(&qualified(rel.label, s))?
-                        .map_or(Pos::Base, Pos::Rev),
-                    None => Pos::Nothing,
-                };
-                self.walk_from(start, rel.steps, rel.label)?
-                    .ok_or_else(|| GraphError::OutOfRange(raw.to_owned()))?
-            }
-            None => Pos::from(self.revision(raw)?),
+        let found = self.absolute(raw)?;
+        match found.as_slice() {
+            [one] => Ok(&self.revs[*one].id),
+            [] => Err(GraphError::NoRevision {
+                target: raw.to_owned(),
+                reason: "it is the empty state before the first revision",
+            }),
+            many => Err(GraphError::MultipleHeads {
+                target: raw.to_owned(),
+                heads: many.iter().map(|&m| self.revs[m].id.clone()).collect(),
+            }),
+        }
+    }
+
+    /// What a revision argument names where the database's current revision plays no part
+    /// (`show`, `stamp`, `history -r START`, `revision --head`, `--depends-on`, `rehash`):
+    /// the revisions, empty for base. As Alembic's `get_revisions`: ids, prefixes, labels,
+    /// `head`, `heads`, `base`, `LABEL@...`, and `-N` / `LABEL@-N` counted down from the head
+    /// (of that branch). wasmig also takes `REV+N` and `REV-N` (Alembic: not found), and
+    /// refuses `+N` / `LABEL@+N`, which count from the current revision.
+    ///
+    /// # Errors
+    /// Not found, ambiguous, several heads for `-N`, `+N`, an ambiguous or too long walk.
+    fn absolute(&self, raw: &str) -> Result<Vec<usize>, GraphError> {
+        let Some(rel) = self.relative(raw) else {
+            return self.revisions(raw);
         };
-        match found {
-            Pos::Rev(i) => Ok(&self.revs[i].id),
-            _ => Err(GraphError::NotFound(raw.to_owned())),
+        let start = match rel.symbol {
+            Some(symbol) => Pos::from(self.revision(&qualified(rel.label, symbol))?),
+            None if rel.steps > 0 => return Err(GraphError::CountsFromCurrent(raw.to_owned())),
+            None => {
+                // Alembic walks down from every head (on the branch) and returns them all;
+                // wasmig wants one, and names the heads when there are several.
+                let mut heads = self.real_head_indices();
+                if let Some(b) = rel.label {
+                    let branch = self.branch(b)?;
+                    heads.retain(|&h| self.shares_lineage(h, &[branch], false));
+                }
+                match heads.as_slice() {
+                    [] => return Err(GraphError::OutOfRange(raw.to_owned())),
+                    [one] => Pos::Rev(*one),
+                    many => {
+                        return Err(GraphError::MultipleHeads {
+                            target: raw.to_owned(),
+                            heads: many.iter().map(|&m| self.revs[m].id.clone()).collect(),
+                        });
+                    }
+                }
+            }
+        };
+        match self.walk_from(start, rel.steps, rel.label, false)? {
+            None => Err(GraphError::OutOfRange(raw.to_owned())),
+            Some(Pos::Rev(i)) => Ok(vec![i]),
+            Some(_) => Ok(Vec::new()),
         }
     }
 
@@ -640,12 +737,14 @@ impl Graph {
     // ---- walking ----------------------------------------------------------------------
 
     /// Walks `steps` revisions up (positive) or down (negative) from `start`; `None` when
-    /// the walk leaves the graph.
+    /// the walk leaves the graph, unless `clamp`, which stops at the end instead (Alembic's
+    /// `no_overwalk=False`, used by `history -r`).
     fn walk_from(
         &self,
         start: Pos,
         steps: i64,
         branch: Option<&str>,
+        clamp: bool,
     ) -> Result<Option<Pos>, GraphError> {
         let mut at = start;
         for _ in 0..steps.unsigned_abs() {
@@ -670,6 +769,7 @@ impl Graph {
                 }
             };
             at = match next.as_slice() {
+                [] if clamp => return Ok(Some(at)),
                 [] => return Ok(None),
                 [one] => *one,
                 many => {
@@ -696,6 +796,18 @@ impl Graph {
     /// after everything that follows or depends on it, walking one branch as far as it
     /// goes before switching. Reverse it for upgrade order.
     fn topological(&self, todo: &BTreeSet<usize>, heads: &[usize]) -> Vec<usize> {
+        let out = self.topological_from(todo, heads);
+        debug_assert_eq!(
+            out.len(),
+            todo.len(),
+            "every revision is reachable from a head"
+        );
+        out
+    }
+
+    /// [`Graph::topological`], leaving out what cannot be reached from `heads` within `todo`
+    /// (a `history -r` range whose END lies outside it, where Alembic fails an assertion).
+    fn topological_from(&self, todo: &BTreeSet<usize>, heads: &[usize]) -> Vec<usize> {
         let mut todo = todo.clone();
         let mut current: Vec<usize> = heads
             .iter()
@@ -747,7 +859,6 @@ impl Graph {
                 }
             }
         }
-        debug_assert!(todo.is_empty(), "every revision is reachable from a head");
         out
     }
 
@@ -808,21 +919,7 @@ impl Graph {
     pub fn plan_upgrade(&self, heads: &[String], target: &str) -> Result<Vec<Step>, GraphError> {
         let stored = self.stored(heads)?;
         let targets = self.upgrade_targets(&stored, target)?;
-        for (k, &t) in targets.iter().enumerate() {
-            let below = self.ancestors(&[t], true);
-            let overlaps: Vec<String> = targets
-                .iter()
-                .enumerate()
-                .filter(|&(j, o)| j != k && below.contains(o))
-                .map(|(_, &o)| self.revs[o].id.clone())
-                .collect();
-            if !overlaps.is_empty() {
-                return Err(GraphError::Overlap {
-                    revision: self.revs[t].id.clone(),
-                    others: overlaps,
-                });
-            }
-        }
+        self.check_overlap(&targets)?;
         let required = self.ancestors(&targets, true);
         let current = self.ancestors(&stored, true);
         let needs: BTreeSet<usize> = required.difference(&current).copied().collect();
@@ -840,7 +937,7 @@ impl Graph {
                 Some(symbol) => Pos::from(self.revision(symbol)?),
                 None => self.relative_start(stored, rel.label)?,
             };
-            self.walk_from(start, rel.steps, rel.label)?
+            self.walk_from(start, rel.steps, rel.label, false)?
         } else {
             let Some(symbol) = rel.symbol else {
                 return Err(GraphError::WrongWay {
@@ -849,7 +946,7 @@ impl Graph {
                 });
             };
             let start = Pos::from(self.revision(&qualified(rel.label, symbol))?);
-            self.walk_from(start, rel.steps, None)?
+            self.walk_from(start, rel.steps, None, false)?
         };
         match walked {
             None => Err(GraphError::OutOfRange(raw.to_owned())),
@@ -954,7 +1051,7 @@ impl Graph {
             };
             let start = Pos::from(self.revision(symbol)?);
             let to = self
-                .walk_from(start, rel.steps, rel.label)?
+                .walk_from(start, rel.steps, rel.label, false)?
                 .ok_or_else(|| GraphError::OutOfRange(raw.to_owned()))?;
             return Ok((rel.label.map(str::to_owned), to));
         }
@@ -994,7 +1091,7 @@ impl Graph {
         };
         let start = Pos::from(self.revision(&qualified(branch.as_deref(), &symbol))?);
         let to = self
-            .walk_from(start, rel.steps, None)?
+            .walk_from(start, rel.steps, None, false)?
             .ok_or_else(|| GraphError::OutOfRange(raw.to_owned()))?;
         Ok((branch, to))
     }
@@ -1026,19 +1123,37 @@ impl Graph {
         let mut current: BTreeSet<usize> = if purge {
             BTreeSet::new()
         } else {
-            self.stored(heads)?.into_iter().collect()
+            // Unlike `down`, stamp cannot revert an unknown revision from its stored copy:
+            // the way out is `--purge`.
+            self.stored(heads)
+                .map_err(|e| match e {
+                    GraphError::UnknownApplied(h) => GraphError::UnknownStamped(h),
+                    other => other,
+                })?
+                .into_iter()
+                .collect()
         };
         let stored: Vec<usize> = current.iter().copied().collect();
         let mut replaced = BTreeSet::new();
         for raw in targets {
-            let mut dests: Vec<Option<usize>> =
-                self.revisions(raw)?.into_iter().map(Some).collect();
-            if dests.is_empty() {
-                dests.push(None);
+            let dests = self.absolute(raw)?;
+            match self.relative(raw) {
+                None => replaced.extend(self.filter_lineage(&stored, raw, true)?),
+                // `REV-1`, `LABEL@-1`: the stored heads on the line of where it lands.
+                Some(rel) => {
+                    let mut against = dests.clone();
+                    if let Some(b) = rel.label {
+                        against.push(self.branch(b)?);
+                    }
+                    replaced.extend(
+                        stored
+                            .iter()
+                            .filter(|&&s| self.shares_lineage(s, &against, true)),
+                    );
+                }
             }
-            replaced.extend(self.filter_lineage(&stored, raw, true)?);
             current.retain(|c| !replaced.contains(c));
-            current.extend(dests.into_iter().flatten());
+            current.extend(dests);
         }
         let applied = self.ancestors(&current.into_iter().collect::<Vec<_>>(), true);
         Ok(self.sorted_ids(self.heads_of(&applied).iter()))
@@ -1056,7 +1171,7 @@ impl Graph {
     ) -> Result<Vec<String>, GraphError> {
         let mut parents: Vec<usize> = Vec::new();
         for spec in specs {
-            for p in self.revisions(spec)? {
+            for p in self.absolute(spec)? {
                 if parents.contains(&p) {
                     return Err(GraphError::DuplicateHead(self.revs[p].id.clone()));
                 }
@@ -1086,6 +1201,14 @@ impl Graph {
         self.labels.contains_key(label)
     }
 
+    /// The revision that declares `label`, or whose id it is.
+    pub fn label_owner(&self, label: &str) -> Option<&str> {
+        self.labels
+            .get(label)
+            .or_else(|| self.index.get(label))
+            .map(|&i| self.revs[i].id.as_str())
+    }
+
     /// The revisions not yet applied, in upgrade order (everything up to `heads`).
     ///
     /// # Errors
@@ -1112,41 +1235,125 @@ impl Graph {
     }
 
     /// `history -r START:END`: the revisions from `end` down to `start` (both included),
-    /// in history order. `current` names the stored heads.
+    /// in history order. `current` names the stored heads; an empty END means `heads`.
+    ///
+    /// As Alembic's `walk_revisions`: START is read like a `show` argument (`-N` counts down
+    /// from the head); END like an upgrade target whose current revision is START, so END
+    /// `+N` counts up from START, stopping at the top; `LABEL@...` in START keeps only the
+    /// END revisions on that branch.
     ///
     /// # Errors
-    /// Target errors, or `start` not below `end`.
+    /// Target errors, END `-N`, or START not below END.
     pub fn range(&self, heads: &[String], start: &str, end: &str) -> Result<Vec<&str>, GraphError> {
         let stored = self.stored(heads)?;
-        let resolve = |raw: &str| -> Result<Vec<usize>, GraphError> {
-            match raw {
-                "current" => Ok(stored.clone()),
-                "" => Ok(Vec::new()),
-                raw if self.relative(raw).is_some() => {
-                    Ok(self.resolve(raw).map(|id| vec![self.index[id]])?)
+        let bad_range = || GraphError::BadRange {
+            start: start.to_owned(),
+            end: end.to_owned(),
+        };
+        let lower: Vec<usize> = match start {
+            "current" => stored.clone(),
+            raw => self.absolute(raw)?,
+        };
+        // Alembic takes a START `-N` that walks down to base as no revision at all.
+        if lower.is_empty() && self.relative(start).is_some() {
+            return Err(bad_range());
+        }
+        let mut upper: Vec<usize> = match (end, self.relative(end)) {
+            ("", _) => self.real_head_indices(),
+            ("current", _) => stored.clone(),
+            (raw, None) => self.revisions(raw)?,
+            (raw, Some(rel)) => {
+                let from = match rel.symbol {
+                    None if rel.steps < 0 => {
+                        return Err(GraphError::RangeEndDown(raw.to_owned()));
+                    }
+                    None => self
+                        .relative_start(&lower, rel.label)
+                        .map_err(|e| match e {
+                            GraphError::AmbiguousCurrent { heads, .. } => {
+                                GraphError::MultipleHeads {
+                                    target: start.to_owned(),
+                                    heads,
+                                }
+                            }
+                            other => other,
+                        })?,
+                    Some(symbol) if rel.steps > 0 => Pos::from(self.revision(symbol)?),
+                    Some(symbol) => Pos::from(self.revision(&qualified(rel.label, symbol))?),
+                };
+                match self.walk_from(from, rel.steps, rel.label, true)? {
+                    Some(Pos::Rev(i)) => vec![i],
+                    _ => Vec::new(),
                 }
-                raw => self.revisions(raw),
             }
         };
-        let upper = if end.is_empty() {
-            self.real_head_indices()
-        } else {
-            resolve(end)?
-        };
-        let lower = resolve(start)?;
+        if let Some((branch, _)) = start.split_once('@')
+            && !branch.is_empty()
+        {
+            upper = self.on_branch(&upper, branch)?;
+        }
+        self.check_overlap(&upper)?;
+        self.check_overlap(&lower)?;
         let required = self.ancestors(&upper, true);
-        if let Some(&bad) = lower.iter().find(|l| !required.contains(l)) {
-            return Err(GraphError::NotAncestor {
-                target: self.revs[bad].id.clone(),
-                heads: self.sorted_ids(upper.iter()),
-            });
+        if lower.iter().any(|l| !required.contains(l)) {
+            return Err(bad_range());
         }
         let mut wanted = required;
         if !lower.is_empty() {
+            let below = self.ancestors(&lower, true);
             let above = self.descendants(&lower, false);
-            wanted.retain(|w| above.contains(w));
+            wanted.retain(|w| above.contains(w) && (lower.contains(w) || !below.contains(w)));
         }
-        Ok(self.ids(self.topological(&wanted, &upper)))
+        Ok(self.ids(self.topological_from(&wanted, &upper)))
+    }
+
+    /// The revisions of `targets` that carry branch label `branch` (Alembic: a revision id
+    /// stands for its one label; wasmig falls back to its line when it has none or several).
+    fn on_branch(&self, targets: &[usize], branch: &str) -> Result<Vec<usize>, GraphError> {
+        let label = if self.labels.contains_key(branch) {
+            Some(branch.to_owned())
+        } else {
+            let rev = &self.revs[self.branch(branch)?];
+            (rev.labels.len() == 1)
+                .then(|| rev.labels.iter().next().cloned())
+                .flatten()
+        };
+        Ok(match label {
+            Some(l) => targets
+                .iter()
+                .copied()
+                .filter(|&t| self.revs[t].labels.contains(&l))
+                .collect(),
+            None => {
+                let b = self.branch(branch)?;
+                targets
+                    .iter()
+                    .copied()
+                    .filter(|&t| self.shares_lineage(t, &[b], false))
+                    .collect()
+            }
+        })
+    }
+
+    /// Refuses targets where one is below another (Alembic: "overlaps with other requested
+    /// revisions").
+    fn check_overlap(&self, targets: &[usize]) -> Result<(), GraphError> {
+        for (k, &t) in targets.iter().enumerate() {
+            let below = self.ancestors(&[t], true);
+            let overlaps: Vec<String> = targets
+                .iter()
+                .enumerate()
+                .filter(|&(j, o)| j != k && below.contains(o))
+                .map(|(_, &o)| self.revs[o].id.clone())
+                .collect();
+            if !overlaps.is_empty() {
+                return Err(GraphError::Overlap {
+                    revision: self.revs[t].id.clone(),
+                    others: overlaps,
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use crate::config::{CONFIG_FILE, Project};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, GraphError};
 use crate::revision::{self, Kind, MANIFEST, Manifest, OneOrMany, TransactionMode};
 
 /// The SDK this binary was built with, used by `init` when it exists on disk.
@@ -181,18 +181,25 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
     } else {
         request.heads
     };
-    let parents = graph.parents_for_new(specs, request.splice)?;
+    let parents = graph
+        .parents_for_new(specs, request.splice)
+        .map_err(|e| match e {
+            GraphError::NotAHead(rev) if request.merge => GraphError::MergeNotAHead(rev),
+            other => other,
+        })?;
     if request.merge && parents.len() < 2 {
-        return Err(crate::error::GraphError::NothingToMerge(parents).into());
+        return Err(GraphError::NothingToMerge(parents).into());
     }
     for label in request.branch_labels {
         crate::graph::check_label(label).map_err(|reason| {
             ConfigError::new(format!("invalid --branch-label `{label}`: {reason}"))
         })?;
-        if graph.has_label(label) || revisions.iter().any(|r| r.id() == label) {
-            return Err(ConfigError::new(format!(
-                "branch label `{label}` is already used; `wasmig branches` lists the branches"
-            ))
+        // A taken label is a graph error (exit 4), as when the graph is loaded.
+        if let Some(owner) = graph.label_owner(label) {
+            return Err(GraphError::LabelTaken {
+                label: label.clone(),
+                revision: owner.to_owned(),
+            }
             .into());
         }
     }

@@ -251,10 +251,16 @@ async fn graph_errors_name_the_revisions_and_exit_4() {
     assert!(wrong.stderr.contains("cannot upgrade to `-1`"), "{wrong:?}");
     let no_branch = project.run(&db, &["up", "nope@head"]).fails_with(GRAPH);
     assert!(no_branch.stderr.contains("no such branch"), "{no_branch:?}");
+    // A taken label is a graph error like a duplicate label in the manifests (exit 4).
     let taken = project
         .run_plain(&["revision", "-m", "x", "--branch-label", "abc1"])
-        .fails_with(3);
-    assert!(taken.stderr.contains("already used"), "{taken:?}");
+        .fails_with(GRAPH);
+    assert!(
+        taken
+            .stderr
+            .contains("branch label `abc1` is already used by revision `abc1`"),
+        "{taken:?}"
+    );
     let dep = project
         .run_plain(&["revision", "-m", "x", "--depends-on", "nothing"])
         .fails_with(GRAPH);
@@ -362,6 +368,295 @@ async fn version_tables_from_before_stamp_are_widened_keeping_their_rows() {
         // Widened once: a second run changes nothing.
         project.run(&db, &["stamp", "base"]).success();
         assert_eq!(db.history().await.len(), 3);
+        db.drop_db().await;
+    }
+}
+
+/// Writes the scripts of a revision made by `wasmig merge`.
+fn merge_rev(project: &TestProject, id: &str, heads: &[&str]) {
+    let mut args = vec!["merge"];
+    args.extend_from_slice(heads);
+    args.extend(["-m", id, "--rev-id", id, "--json"]);
+    let run = project.run_plain(&args).success();
+    let dir = PathBuf::from(run.json()["directory"].as_str().unwrap());
+    std::fs::write(dir.join("up.sql"), format!("CREATE TABLE t_{id} (n int);")).unwrap();
+    std::fs::write(dir.join("down.sql"), format!("DROP TABLE t_{id};")).unwrap();
+}
+
+/// The graph of the review: aaaa -> bbbb -> cccc (branch point) -> d1d1 (label `one`) ->
+/// e1e1; cccc -> d2d2; (e1e1, d2d2) -> mmmm (merge) -> nnnn.
+fn review_graph(project: &TestProject) {
+    rev(project, "aaaa", &[]);
+    rev(project, "bbbb", &[]);
+    rev(project, "cccc", &[]);
+    rev(project, "d1d1", &["--branch-label", "one"]);
+    rev(project, "e1e1", &[]);
+    rev(project, "d2d2", &["--head", "cccc", "--splice"]);
+    merge_rev(project, "mmmm", &["e1e1", "d2d2"]);
+    rev(project, "nnnn", &[]);
+}
+
+fn shown(project: &TestProject, target: &str) -> String {
+    let out = project
+        .run_plain(&["show", target, "--json"])
+        .success()
+        .json();
+    out["revision"].as_str().unwrap().to_owned()
+}
+
+/// The ids `history` lists, in order.
+fn history_ids(run: Run) -> Vec<String> {
+    run.success().json()["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revision"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn show_and_history_ranges_read_relative_targets_as_alembic_does() {
+    let project = TestProject::new();
+    review_graph(&project);
+    // Alembic's get_revisions: `-N` counts down from the head (of the branch).
+    assert_eq!(shown(&project, "-1"), "mmmm");
+    assert_eq!(shown(&project, "one@-1"), "mmmm");
+    assert_eq!(shown(&project, "nnnn-1"), "mmmm");
+    assert_eq!(shown(&project, "e1e1-2"), "cccc");
+    assert_eq!(shown(&project, "aaaa+1"), "bbbb");
+    assert_eq!(shown(&project, "one@head"), "nnnn");
+    assert_eq!(shown(&project, "one"), "d1d1");
+    let walk = project.run_plain(&["show", "-2"]).fails_with(GRAPH);
+    assert!(
+        walk.stderr.contains("ambiguous walk: from `mmmm`"),
+        "{walk:?}"
+    );
+    let plus = project.run_plain(&["show", "+1"]).fails_with(GRAPH);
+    assert!(
+        plus.stderr
+            .contains("`+1` counts up from the database's current revision"),
+        "{plus:?}"
+    );
+    let label_plus = project.run_plain(&["show", "one@+1"]).fails_with(GRAPH);
+    assert!(
+        label_plus.stderr.contains("`one@+1` counts up"),
+        "{label_plus:?}"
+    );
+    let base = project.run_plain(&["show", "base"]).fails_with(GRAPH);
+    assert!(base.stderr.contains("`base` names no revision"), "{base:?}");
+    let range = |r: &str| history_ids(project.run_plain(&["history", "-r", r, "--json"]));
+    assert_eq!(range("-1:nnnn"), ["nnnn", "mmmm"]);
+    assert_eq!(range("one@-1:nnnn"), ["nnnn", "mmmm"]);
+    assert_eq!(range("d1d1:+1"), ["e1e1", "d1d1"]);
+    assert_eq!(range("cccc:one@+1"), ["d1d1", "cccc"]);
+    assert_eq!(range("d1d1:+9"), ["nnnn", "mmmm", "e1e1", "d1d1"]);
+    assert_eq!(range("aaaa:d1d1"), ["d1d1", "cccc", "bbbb", "aaaa"]);
+    for (r, expected) in [
+        (
+            "d1d1:d2d2",
+            "range `d1d1:d2d2` does not refer to ancestor/descendant revisions",
+        ),
+        (
+            "cccc:base",
+            "range `cccc:base` does not refer to ancestor/descendant revisions",
+        ),
+        ("bbbb:-1", "`-1` cannot end a range"),
+        ("+1:", "`+1` counts up"),
+    ] {
+        let run = project.run_plain(&["history", "-r", r]).fails_with(GRAPH);
+        assert!(run.stderr.contains(expected), "{r}: {run:?}");
+        assert!(!run.stderr.contains("database is at base"), "{r}: {run:?}");
+    }
+    // Ids of 3 characters or fewer match only in full, as in Alembic.
+    rev(&project, "zz9", &["--head", "base"]);
+    let short = project.run_plain(&["show", "zz"]).fails_with(GRAPH);
+    assert!(
+        short
+            .stderr
+            .contains("match only in full (did you mean zz9?)"),
+        "{short:?}"
+    );
+}
+
+#[test]
+fn history_ranges_on_a_chain_count_from_the_head_and_from_start() {
+    let project = TestProject::new();
+    for id in ["a111", "b222", "c333", "d444", "e555"] {
+        rev(&project, id, &[]);
+    }
+    let range = |r: &str| history_ids(project.run_plain(&["history", "-r", r, "--json"]));
+    assert_eq!(range("-2:heads"), ["e555", "d444", "c333"]);
+    assert_eq!(range("-1:e555"), ["e555", "d444"]);
+    assert_eq!(range("-2:c333"), ["c333"]);
+    assert_eq!(range("b222:+2"), ["d444", "c333", "b222"]);
+    assert_eq!(range(":+2"), ["b222", "a111"]);
+}
+
+#[test]
+fn revision_head_and_depends_on_take_relative_targets() {
+    let project = TestProject::new();
+    review_graph(&project);
+    let down = |id: &str| {
+        project.run_plain(&["show", id, "--json"]).success().json()["down_revisions"].clone()
+    };
+    // REV-N names a revision that is not a head: --splice, as for any non-head.
+    let refused = project
+        .run_plain(&["revision", "-m", "x", "--head", "nnnn-1"])
+        .fails_with(GRAPH);
+    assert!(
+        refused
+            .stderr
+            .contains("revision `mmmm` is not a head revision; pass --splice"),
+        "{refused:?}"
+    );
+    rev(&project, "s1s1", &["--head", "nnnn-1", "--splice"]);
+    assert_eq!(down("s1s1"), json!(["mmmm"]));
+    let plus = project
+        .run_plain(&["revision", "-m", "x", "--head", "+1"])
+        .fails_with(GRAPH);
+    assert!(plus.stderr.contains("`+1` counts up"), "{plus:?}");
+    // Two heads now (nnnn, s1s1): `-1` is ambiguous and says which heads.
+    let two = project
+        .run_plain(&["revision", "-m", "x", "--head", "-1", "--splice"])
+        .fails_with(GRAPH);
+    assert!(
+        two.stderr
+            .contains("multiple heads: `-1` is ambiguous between nnnn, s1s1"),
+        "{two:?}"
+    );
+    rev(&project, "s2s2", &["--head", "one@nnnn-1", "--splice"]);
+    assert_eq!(down("s2s2"), json!(["mmmm"]));
+    // --depends-on reads the same forms (Alembic: not found).
+    rev(
+        &project,
+        "t1t1",
+        &["--head", "s1s1", "--depends-on", "e1e1-1"],
+    );
+    let t1 = project
+        .run_plain(&["show", "t1t1", "--json"])
+        .success()
+        .json();
+    assert_eq!(t1["depends_on"], json!(["d1d1"]));
+
+    // merge: a non-head gets merge's own message (merge takes --splice, as Alembic's).
+    let not_head = project
+        .run_plain(&["merge", "cccc", "t1t1", "-m", "x"])
+        .fails_with(GRAPH);
+    assert!(
+        not_head.stderr.contains(
+            "revision `cccc` is not a head revision, so there is nothing to merge it into"
+        ),
+        "{not_head:?}"
+    );
+    project
+        .run_plain(&[
+            "merge", "cccc", "t1t1", "-m", "x", "--rev-id", "u1u1", "--splice",
+        ])
+        .success();
+    assert_eq!(down("u1u1"), json!(["cccc", "t1t1"]));
+}
+
+#[test]
+fn heads_resolve_dependencies_leaves_out_heads_another_revision_depends_on() {
+    let project = TestProject::new();
+    rev(&project, "a1", &[]);
+    rev(&project, "n1", &["--head", "base", "--branch-label", "net"]);
+    rev(&project, "a2", &["--head", "a1", "--depends-on", "net"]);
+    // n1 is a head by down revisions (nothing follows it), but a2 depends on it.
+    let mut all: Vec<String> =
+        serde_json::from_value(heads_json(project.run_plain(&["heads", "--json"]))).unwrap();
+    all.sort();
+    assert_eq!(all, ["a2", "n1"]);
+    assert_eq!(
+        heads_json(project.run_plain(&["heads", "--resolve-dependencies", "--json"])),
+        json!(["a2"])
+    );
+    let text = project
+        .run_plain(&["heads", "--resolve-dependencies"])
+        .success()
+        .stdout;
+    assert!(text.starts_with("a2 (head), a2"), "{text}");
+    assert!(!text.contains("n1"), "{text}");
+}
+
+#[tokio::test]
+async fn stamp_takes_relative_and_several_targets_and_purge_on_both_backends() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        review_graph(&project);
+        let stamp = |args: &[&str]| {
+            let mut all = vec!["stamp", "--json"];
+            all.extend_from_slice(args);
+            heads_json(project.run(&db, &all))
+        };
+        // Relative forms read as in `show`: `-N` from the head, REV-N / REV+N from REV.
+        assert_eq!(stamp(&["-1"]), json!(["mmmm"]), "{backend:?}");
+        assert_eq!(db.heads().await, ["mmmm"]);
+        assert_eq!(stamp(&["nnnn"]), json!(["nnnn"]));
+        assert_eq!(stamp(&["nnnn-1"]), json!(["mmmm"]));
+        assert_eq!(stamp(&["one@-1"]), json!(["mmmm"]));
+        assert_eq!(stamp(&["aaaa+1"]), json!(["bbbb"]));
+        assert_eq!(db.heads().await, ["bbbb"]);
+        for refused in ["+1", "aaaa@+1", "one@+1"] {
+            let run = project.run(&db, &["stamp", refused]).fails_with(GRAPH);
+            assert!(run.stderr.contains("counts up from"), "{refused}: {run:?}");
+        }
+        let walk = project.run(&db, &["stamp", "-2"]).fails_with(GRAPH);
+        assert!(walk.stderr.contains("ambiguous walk"), "{walk:?}");
+        assert_eq!(db.heads().await, ["bbbb"], "refusals change nothing");
+
+        // Several targets: one head on each branch, then one replaces both sides.
+        assert_eq!(stamp(&["d2d2", "e1e1"]), json!(["d2d2", "e1e1"]));
+        assert_eq!(db.heads().await, ["d2d2", "e1e1"]);
+        assert_eq!(stamp(&["e1e1-1"]), json!(["d1d1", "d2d2"]));
+        assert_eq!(stamp(&["mmmm"]), json!(["mmmm"]));
+        // Two targets on one line keep only the upper one.
+        assert_eq!(stamp(&["base"]), json!([]));
+        assert_eq!(stamp(&["bbbb", "d1d1"]), json!(["d1d1"]));
+
+        // `show current` reads the database, as in Alembic.
+        assert_eq!(stamp(&["d2d2", "e1e1"]), json!(["d2d2", "e1e1"]));
+        let current = project
+            .run(&db, &["show", "current", "--json"])
+            .success()
+            .json();
+        let ids: Vec<&str> = current["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["revision"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["d2d2", "e1e1"], "{backend:?}");
+        let text = project.run(&db, &["show", "current"]).success().stdout;
+        assert!(text.contains("Rev: d2d2 (current)"), "{text}");
+        assert!(text.contains("Rev: e1e1 (one) (current)"), "{text}");
+
+        // `rehash -1` means one below the head, like `show -1`; with two heads it names them.
+        project.run(&db, &["stamp", "nnnn"]).success();
+        let rehashed = project
+            .run_plain(&["rehash", "--database-url", &db.url, "--json", "--", "-1"])
+            .success()
+            .json();
+        assert_eq!(rehashed["rehashed"], json!(["mmmm"]), "{backend:?}");
+
+        // An unknown stored head: stamp points at --purge, which replaces it.
+        db.exec("INSERT INTO wasmig_version (revision) VALUES ('gone')")
+            .await;
+        let unknown = project.run(&db, &["stamp", "bbbb"]).fails_with(GRAPH);
+        assert!(
+            unknown.stderr.contains(
+                "the database is at revision `gone`, which this project does not contain"
+            ) && unknown.stderr.contains("`wasmig stamp --purge REV...`")
+                && !unknown.stderr.contains("wasmig down"),
+            "{unknown:?}"
+        );
+        assert_eq!(db.heads().await, ["gone", "nnnn"]);
+        assert_eq!(stamp(&["--purge", "bbbb"]), json!(["bbbb"]));
+        assert_eq!(db.heads().await, ["bbbb"]);
+        let log = db.history().await;
+        assert_eq!(log.last().unwrap(), "stamp:bbbb", "{backend:?}: {log:?}");
+        assert_eq!(tables(&db, &["aaaa", "bbbb"]).await, Vec::<String>::new());
         db.drop_db().await;
     }
 }

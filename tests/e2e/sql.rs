@@ -120,7 +120,10 @@ async fn targets_and_relative_moves_work_on_a_chain() {
     assert!(err.stderr.contains("revision `zz` not found"), "{err:?}");
     let err = project.run(&db, &["down", "d4"]).fails_with(4);
     assert!(err.stderr.contains("not an ancestor"), "{err:?}");
-    let show = project.run(&db, &["show", "c", "--json"]).success().json();
+    // Ids of 3 characters or fewer match only in full (as in Alembic): `c` is not `c3`.
+    let short = project.run(&db, &["show", "c"]).fails_with(4);
+    assert!(short.stderr.contains("did you mean c3?"), "{short:?}");
+    let show = project.run(&db, &["show", "c3", "--json"]).success().json();
     assert_eq!(show["revision"], "c3");
     assert_eq!(show["down_revisions"], serde_json::json!(["b2"]));
 }
