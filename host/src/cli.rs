@@ -196,7 +196,7 @@ enum Command {
     /// Accept an intended change to applied revisions: record their current checksums.
     Rehash {
         /// The applied revisions whose files were changed on purpose.
-        #[arg(required = true, value_name = "REV")]
+        #[arg(required = true, value_name = "REV", allow_negative_numbers = true)]
         revisions: Vec<String>,
     },
     /// Clear a revision's failed mark (a `transaction = "none"` step that stopped part-way)

@@ -635,7 +635,7 @@ async fn stamp_takes_relative_and_several_targets_and_purge_on_both_backends() {
         // `rehash -1` means one below the head, like `show -1`; with two heads it names them.
         project.run(&db, &["stamp", "nnnn"]).success();
         let rehashed = project
-            .run_plain(&["rehash", "--database-url", &db.url, "--json", "--", "-1"])
+            .run(&db, &["rehash", "-1", "--json"])
             .success()
             .json();
         assert_eq!(rehashed["rehashed"], json!(["mmmm"]), "{backend:?}");
