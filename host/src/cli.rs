@@ -106,7 +106,7 @@ enum Command {
         #[arg(long)]
         splice: bool,
         /// A branch label for the new revision (repeatable).
-        #[arg(long, value_name = "LABEL")]
+        #[arg(long, value_name = "LABEL", value_parser = branch_label)]
         branch_label: Vec<String>,
         /// A revision or branch label that must be applied first (repeatable).
         #[arg(long, value_name = "REV", allow_negative_numbers = true)]
@@ -124,7 +124,7 @@ enum Command {
         #[arg(long)]
         rev_id: Option<String>,
         /// A branch label for the merge revision (repeatable).
-        #[arg(long, value_name = "LABEL")]
+        #[arg(long, value_name = "LABEL", value_parser = branch_label)]
         branch_label: Vec<String>,
         /// Allow merging revisions that are not heads (starts a new branch from each).
         #[arg(long)]
@@ -158,8 +158,9 @@ enum Command {
         #[arg(short = 'i', long)]
         indicate_current: bool,
     },
-    /// Show one revision: an id or prefix, a label, head, LABEL@head, -N (below the head),
-    /// REV-N, REV+N; or `current`, the database's revision(s).
+    /// Show a revision: an id or prefix, a label, head, LABEL@head, -N (below the head),
+    /// REV-N, REV+N; `heads` or LABEL@heads (every head); or `current`, the database's
+    /// revision(s).
     Show {
         /// The revision.
         #[arg(allow_hyphen_values = true)]
@@ -211,6 +212,13 @@ enum Command {
         #[arg(long = "as", value_enum, value_name = "STATE")]
         state: Resolution,
     },
+}
+
+/// clap's check of `--branch-label`: a bad label is a bad command line (exit 2), told why.
+fn branch_label(label: &str) -> Result<String, String> {
+    crate::graph::check_label(label)
+        .map(|()| label.to_owned())
+        .map_err(str::to_owned)
 }
 
 /// What `wasmig resolve` records about a failed revision.
@@ -560,11 +568,23 @@ async fn run_in_project(project: &Project, g: &Global, command: &Command) -> any
         }
         Command::Show { revision: target } => {
             let (revisions, graph) = load_graph(project)?;
-            let id = graph.resolve(target)?;
-            if g.json {
-                out!("{}", history::json(&graph, &revisions, id));
+            // `heads` and `LABEL@heads` name several revisions (Alembic shows them all); with
+            // --json they give `{"revisions": [...]}` as `show current` does, whatever the
+            // count, so the shape follows from the argument, not from the graph.
+            let many = target == "heads" || target.ends_with("@heads");
+            let ids = graph.resolve_all(target)?;
+            if g.json && many {
+                let out: Vec<_> = ids
+                    .iter()
+                    .map(|id| history::json(&graph, &revisions, id))
+                    .collect();
+                out!("{}", json!({ "revisions": out }));
+            } else if g.json {
+                out!("{}", history::json(&graph, &revisions, ids[0]));
             } else {
-                print!("{}", history::verbose(&graph, &revisions, id, &[]));
+                for id in ids {
+                    print!("{}", history::verbose(&graph, &revisions, id, &[]));
+                }
             }
             Ok(())
         }

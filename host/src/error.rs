@@ -149,7 +149,7 @@ pub enum GraphError {
         branch: String,
     },
     /// A target that needs one head, where there are several.
-    #[error("multiple heads: `{target}` is ambiguous between {}; name one (or LABEL@head), use `heads`, or merge them with `wasmig merge heads -m MESSAGE`", .heads.join(", "))]
+    #[error("multiple heads: `{target}` is ambiguous between {}; {}, or merge them with `wasmig merge heads -m MESSAGE`", .heads.join(", "), multiple_heads_hint(.target))]
     MultipleHeads {
         /// What the user asked for.
         target: String,
@@ -719,5 +719,16 @@ impl MigrationError {
     /// Who is to blame, in one word: `guest`, `sql`, `limit` or `host`.
     pub fn blame(&self) -> &'static str {
         self.failure.blame()
+    }
+}
+
+/// What to write instead of a target that needs one head where there are several: a walk
+/// down (`-N`, `LABEL@-N`) names its branch, anything else names the head or takes them all.
+fn multiple_heads_hint(target: &str) -> String {
+    let steps = target.rsplit_once('@').map_or(target, |(_, rest)| rest);
+    if let Some(n) = steps.strip_prefix('-') {
+        format!("walk down one branch: LABEL@-{n}, or REV-{n} from one of those heads")
+    } else {
+        "name one of them (or LABEL@head), or use `heads`".to_owned()
     }
 }

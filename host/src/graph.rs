@@ -670,6 +670,23 @@ impl Graph {
         }
     }
 
+    /// Every revision a revision argument names, read without the database as
+    /// [`Graph::resolve`] reads it, for `show`: `heads` and `LABEL@heads` name several, as in
+    /// Alembic's `show heads`.
+    ///
+    /// # Errors
+    /// As [`Graph::resolve`]; `base` (no revision) is an error here too.
+    pub fn resolve_all(&self, raw: &str) -> Result<Vec<&str>, GraphError> {
+        let found = self.absolute(raw)?;
+        if found.is_empty() {
+            return Err(GraphError::NoRevision {
+                target: raw.to_owned(),
+                reason: "it is the empty state before the first revision",
+            });
+        }
+        Ok(self.ids(found))
+    }
+
     /// What a revision argument names where the database's current revision plays no part
     /// (`show`, `stamp`, `history -r START`, `revision --head`, `--depends-on`, `rehash`):
     /// the revisions, empty for base. As Alembic's `get_revisions`: ids, prefixes, labels,

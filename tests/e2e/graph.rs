@@ -415,6 +415,65 @@ fn history_ids(run: Run) -> Vec<String> {
 }
 
 #[test]
+fn show_heads_shows_every_head_and_several_heads_say_what_to_write_instead() {
+    let project = TestProject::new();
+    // base1 -> left (label `l`); base1 -> right (label `r`): two heads.
+    rev(&project, "base1", &[]);
+    rev(&project, "left", &["--branch-label", "l"]);
+    rev(
+        &project,
+        "right",
+        &["--head", "base1", "--splice", "--branch-label", "r"],
+    );
+    // As Alembic's `show heads`: every head, each with its log entry.
+    let text = project.run_plain(&["show", "heads"]).success();
+    assert!(text.stdout.contains("Rev: left"), "{text:?}");
+    assert!(text.stdout.contains("Rev: right"), "{text:?}");
+    let ids = |out: serde_json::Value| -> Vec<String> {
+        out["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["revision"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = project.run_plain(&["show", "heads", "--json"]).success();
+    assert_eq!(ids(all.json()), ["left", "right"]);
+    // `LABEL@heads` keeps the list shape even when it names one revision.
+    let one = project.run_plain(&["show", "r@heads", "--json"]).success();
+    assert_eq!(ids(one.json()), ["right"]);
+    // `head` needs one: the error names both and says to name one or take them all.
+    let head = project.run_plain(&["show", "head"]).fails_with(GRAPH);
+    assert!(
+        head.stderr
+            .contains("`head` is ambiguous between left, right")
+            && head.stderr.contains("or use `heads`"),
+        "{head:?}"
+    );
+    // A walk down from several heads says how to pick the branch instead.
+    let down = project.run_plain(&["show", "-1"]).fails_with(GRAPH);
+    assert!(
+        down.stderr
+            .contains("`-1` is ambiguous between left, right")
+            && down.stderr.contains("LABEL@-1, or REV-1"),
+        "{down:?}"
+    );
+    assert_eq!(shown(&project, "l@-1"), "base1");
+    // A label wasmig could never resolve is a bad command line (exit 2), and nothing is made.
+    for bad in ["head", "a b", ""] {
+        let refused = project
+            .run_plain(&["revision", "-m", "x", "--branch-label", bad])
+            .fails_with(2);
+        assert!(
+            refused.stderr.contains("--branch-label"),
+            "{bad:?}: {refused:?}"
+        );
+    }
+    let heads = project.run_plain(&["heads", "--json"]).success().json();
+    assert_eq!(heads["heads"], json!(["left", "right"]));
+}
+
+#[test]
 fn show_and_history_ranges_read_relative_targets_as_alembic_does() {
     let project = TestProject::new();
     review_graph(&project);
