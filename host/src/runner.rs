@@ -32,7 +32,8 @@ use serde::Serialize;
 use crate::bindings::{Dialect, SqlError};
 use crate::config::{Project, StatementTimeouts};
 use crate::db::{
-    Checkpoint, Database, FailedMark, ScriptFailure, Session, StepRecord, StoredArtifact,
+    Checkpoint, Database, FailedMark, FinishedStep, ScriptFailure, Session, StepRecord,
+    StoredArtifact,
 };
 use crate::error::{ConfigError, Failure, MigrationError, ResumeModified};
 use crate::graph::{Direction, Step};
@@ -389,22 +390,19 @@ pub async fn run(
             roll_back(session, &step.revision).await;
             return Err(fail(failure).into());
         }
-        if let Err(failure) = check_intact(&mut session, loaded.is_some()).await {
-            let _ = session.rollback().await;
-            return Err(fail(failure).into());
-        }
-        let recorded = record(
+        let recorded = finish(
             &mut session,
             step,
             &checksum,
             started_at,
             to_store.as_ref(),
             resume.is_some(),
+            loaded.is_some(),
         )
         .await;
-        if let Err(e) = recorded {
+        if let Err(failure) = recorded {
             let _ = session.rollback().await;
-            return Err(fail(Failure::Host(e)).into());
+            return Err(fail(failure).into());
         }
         let last = index + 1 == steps.len();
         if options.atomic && !last {
@@ -475,36 +473,38 @@ async fn check_intact(session: &mut Box<dyn Session>, guest: bool) -> Result<(),
     }
 }
 
-/// Records a finished step in its transaction: the version tables, the artifact stored
-/// (upgrade) or forgotten (downgrade), and the checkpoint of a resumed step deleted.
-async fn record(
+/// Records a finished step in its transaction, once [`check_intact`]'s check passes (in the
+/// same round trip on PostgreSQL): the version tables, the artifact stored (upgrade) or
+/// forgotten (downgrade), and the checkpoint of a resumed step deleted.
+async fn finish(
     session: &mut Box<dyn Session>,
     step: &Step,
     checksum: &str,
     started_at: chrono::DateTime<Utc>,
     to_store: Option<&StoredArtifact>,
     had_checkpoint: bool,
-) -> anyhow::Result<()> {
-    let record = StepRecord {
-        remove: &step.remove_heads,
-        add: &step.add_heads,
-        revision: &step.revision,
-        direction: step.action.as_str(),
-        checksum,
-        started_at,
-        finished_at: Utc::now(),
-        error: None,
-        sqlstate: None,
+    guest: bool,
+) -> Result<(), Failure> {
+    let finished = FinishedStep {
+        record: StepRecord {
+            remove: &step.remove_heads,
+            add: &step.add_heads,
+            revision: &step.revision,
+            direction: step.action.as_str(),
+            checksum,
+            started_at,
+            finished_at: Utc::now(),
+            error: None,
+            sqlstate: None,
+        },
+        artifact: to_store,
+        clear_checkpoint: had_checkpoint,
     };
-    session.record_step(&record).await?;
-    match to_store {
-        Some(stored) => session.store_artifact(stored).await?,
-        None => session.forget_artifact(&step.revision).await?,
+    match session.finish_step(&finished).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::TransactionEnded { guest }),
+        Err(e) => Err(Failure::Host(e)),
     }
-    if had_checkpoint {
-        session.clear_checkpoint(&step.revision).await?;
-    }
-    Ok(())
 }
 
 /// What [`run_batched`] needs of its step.
@@ -596,12 +596,12 @@ async fn run_batched(
                 return Err(in_batch(failure));
             }
         };
-        if let Err(failure) = check_intact(&mut session, true).await {
-            let _ = session.rollback().await;
-            return Err(in_batch(failure));
-        }
         let written = match &next {
             Some(next) => {
+                if let Err(failure) = check_intact(&mut session, true).await {
+                    let _ = session.rollback().await;
+                    return Err(in_batch(failure));
+                }
                 let saved = Checkpoint {
                     revision: step.revision.clone(),
                     direction: step.action.as_str().to_owned(),
@@ -613,23 +613,24 @@ async fn run_batched(
                     started_at,
                     updated_at: Utc::now(),
                 };
-                session.save_checkpoint(&saved).await
+                session.save_checkpoint(&saved).await.map_err(Failure::Host)
             }
             None => {
-                record(
+                finish(
                     &mut session,
                     step,
                     checksum,
                     started_at,
                     to_store,
                     had_checkpoint || batch > 1,
+                    true,
                 )
                 .await
             }
         };
-        if let Err(e) = written {
+        if let Err(failure) = written {
             let _ = session.rollback().await;
-            return Err(in_batch(Failure::Host(e)));
+            return Err(in_batch(failure));
         }
         session
             .commit()

@@ -49,7 +49,7 @@ async fn create_index_concurrently_runs_in_a_revision_without_a_transaction() {
     );
     assert!(db.failed_marks().await.is_empty());
 
-    // Without one it runs, while wasmig holds its advisory lock on a connection of its own.
+    // Without one it runs, while wasmig holds its advisory lock on its control connection.
     // (Were that connection in a transaction, CREATE INDEX CONCURRENTLY would wait for it
     // forever: the statement timeout turns such a deadlock into a failure of this test.)
     no_transaction(&b2);

@@ -2,7 +2,7 @@
 //!
 //! Owns what both backends share: the guard trait, the fixed PostgreSQL key, the polling
 //! loop with its timeout, and the typed timeout error. The backends supply one attempt
-//! (PostgreSQL: `pg_try_advisory_lock` on a dedicated connection, see `postgres.rs`;
+//! (PostgreSQL: `pg_try_advisory_lock` on the control connection, see `postgres.rs`;
 //! SQLite: `flock` on `<db file>.wasmig-lock`, see `sqlite.rs`) and a description of the
 //! holder. Not here: when the lock is taken (`cli`), which is before the heads are read.
 

@@ -175,9 +175,9 @@ pub trait Database: Send + Sync {
     async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>>;
 
     /// Takes the migration lock, waiting up to `timeout` for another run to release it.
-    /// The guard owns what holds the lock (a dedicated PostgreSQL connection, outside the
-    /// pool; an open lock file for SQLite), so neither a session nor the pool can release
-    /// it early. Writing commands take it before reading the heads.
+    /// The guard holds what holds the lock (PostgreSQL: wasmig's control connection,
+    /// outside the pool, which never runs migration code; SQLite: an open lock file), so
+    /// neither a session nor the pool can release it early. Writing commands take it before reading the heads.
     ///
     /// # Errors
     /// [`crate::error::LockTimeout`] when another run still holds it after `timeout`;
@@ -318,6 +318,30 @@ pub trait Session: Send {
     /// `add` among the heads and appends a history row.
     async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()>;
 
+    /// Finishes a step in this transaction, if it is still the one begun: checks it as
+    /// [`Session::transaction_intact`] does and, when intact, writes what
+    /// [`Session::record_step`], [`Session::store_artifact`] or
+    /// [`Session::forget_artifact`], and [`Session::clear_checkpoint`] write. `Ok(false)`,
+    /// with nothing written, when a statement ended the transaction. PostgreSQL sends it all
+    /// as one round trip; the default runs the calls one after another.
+    ///
+    /// # Errors
+    /// When the check or a write fails.
+    async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
+        if !self.transaction_intact().await? {
+            return Ok(false);
+        }
+        self.record_step(&finished.record).await?;
+        match finished.artifact {
+            Some(stored) => self.store_artifact(stored).await?,
+            None => self.forget_artifact(finished.record.revision).await?,
+        }
+        if finished.clear_checkpoint {
+            self.clear_checkpoint(finished.record.revision).await?;
+        }
+        Ok(true)
+    }
+
     /// Marks a revision failed, in this transaction (replacing an earlier mark).
     async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()>;
 
@@ -383,6 +407,19 @@ pub struct StepRecord<'a> {
     pub error: Option<&'a str>,
     /// For a `failed` row: the SQLSTATE or result code.
     pub sqlstate: Option<&'a str>,
+}
+
+/// What [`Session::finish_step`] writes for a step that ran to its end.
+#[derive(Debug)]
+pub struct FinishedStep<'a> {
+    /// The version-table change and the history row.
+    pub record: StepRecord<'a>,
+    /// The copy to store (an upgrade), or `None` to delete the revision's copy (a
+    /// downgrade).
+    pub artifact: Option<&'a StoredArtifact>,
+    /// Whether the revision has a checkpoint to delete (a batched step's last batch, or a
+    /// resumed step).
+    pub clear_checkpoint: bool,
 }
 
 /// A row of the artifact table: what ran when a revision was last applied, so `wasmig down`

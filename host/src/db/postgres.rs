@@ -43,14 +43,30 @@ use super::lock::{self, Attempt, LockGuard, PG_LOCK_KEY};
 use super::value::{self, ParamRef};
 use super::{
     ARTIFACT_TABLE, Canceller, CursorState, Database, DatabaseUrl, DbError, FAILED_TABLE,
-    FailedMark, HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, SqlResult, StepRecord,
-    StoredArtifact, VERSION_TABLE,
+    FailedMark, FinishedStep, HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, SqlResult,
+    StepRecord, StoredArtifact, VERSION_TABLE,
 };
 use super::{CHECKPOINT_TABLE, Checkpoint, copy, pg_script, tx_control};
 use crate::bindings::{ArrayValue, Column, Dialect, QueryResult, SqlError, Value};
 
 /// The values the history table's `direction` may take.
 const DIRECTIONS: &str = "'upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve'";
+
+/// The SQLSTATE [`Session::finish_step`]'s guard raises when the transaction is not the one
+/// begun (a class no PostgreSQL error uses).
+const TRANSACTION_ENDED_STATE: &str = "WMG01";
+
+/// wasmig's tables, as [`PgDatabase::table_exists`] looks for them.
+const PRESENT: [&str; 5] = [
+    VERSION_TABLE,
+    HISTORY_TABLE,
+    FAILED_TABLE,
+    ARTIFACT_TABLE,
+    CHECKPOINT_TABLE,
+];
+
+/// What [`PgDatabase::table_exists`] keeps when the history table has its error columns.
+const HISTORY_ERROR_COLUMNS: &str = "wasmig_history.error";
 
 /// Connections in the pool: one session, the version-table reads, and a spare for cancelling.
 const MAX_CONNECTIONS: u32 = 4;
@@ -123,11 +139,15 @@ pub(crate) struct PgDatabase {
     /// Created by [`PgDatabase::connect`], closed by [`Database::close`]; sessions and
     /// cancellers hold clones (one shared pool).
     pool: PgPool,
-    /// wasmig's own reads and version-table DDL, outside any step's transaction: the
-    /// connection [`PgDatabase::connect`] opened to check the server, kept (one connection,
-    /// no pool checkout or session reset per read); closed by [`Database::close`]. It never
-    /// runs migration code, so nothing a migration leaves on a connection can reach it.
-    control: tokio::sync::Mutex<Option<PgConnection>>,
+    /// wasmig's own reads, version-table DDL and the migration lock, outside any step's
+    /// transaction: the connection [`PgDatabase::connect`] opened to check the server, kept
+    /// (one connection, no pool checkout or session reset per read); closed by
+    /// [`Database::close`]. It never runs migration code, so nothing a migration leaves on a
+    /// connection can reach it, and no migration can release the lock held on it.
+    control: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+    /// The tables (and [`HISTORY_ERROR_COLUMNS`]) known to exist, see
+    /// [`PgDatabase::table_exists`].
+    present: std::sync::Mutex<Vec<&'static str>>,
     /// The URL without its password, for messages.
     url: String,
 }
@@ -163,13 +183,8 @@ impl PgDatabase {
         // it until the server notices the client is gone, which by default is only when it
         // next writes to the socket. PostgreSQL 14+ can look every second instead, so such a
         // statement stops (and rolls back) soon after the process dies.
-        let version: Result<String, _> = sqlx::query_scalar("SHOW server_version_num")
-            .fetch_one(&mut probe)
-            .await;
-        let modern = version
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .is_some_and(|v| v >= 140_000);
+        // (The server reports its version at connect time: no round trip.)
+        let modern = probe.server_version_num().is_some_and(|v| v >= 140_000);
         if modern {
             options = options.options([("client_connection_check_interval", "1000")]);
             // The probe stays as the control connection, idle through long steps: a server
@@ -198,39 +213,67 @@ impl PgDatabase {
             .connect_lazy_with(options);
         Ok(PgDatabase {
             pool,
-            control: tokio::sync::Mutex::new(Some(probe)),
+            control: Arc::new(tokio::sync::Mutex::new(Some(probe))),
+            present: std::sync::Mutex::new(Vec::new()),
             url: url.to_string(),
         })
     }
 
     /// Whether `table` exists in the search path (reads must not create the tables).
+    ///
+    /// One round trip looks for every wasmig table (and the history table's error columns)
+    /// at once; what it finds is kept, since tables only appear during a run. What it does
+    /// not find is looked for again next time: another run may create it meanwhile.
     async fn table_exists(&self, table: &str) -> anyhow::Result<bool> {
-        let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(table)
+        let known = |present: &[&str]| present.contains(&table);
+        if known(&self.present.lock().expect("not poisoned")) {
+            return Ok(true);
+        }
+        // In the order of `PRESENT`; the column check goes last.
+        let sql = format!(
+            "SELECT {}, EXISTS (SELECT 1 FROM pg_attribute
+                                WHERE attrelid = to_regclass('{HISTORY_TABLE}')
+                                  AND attname = 'error' AND NOT attisdropped)",
+            PRESENT
+                .iter()
+                .map(|t| format!("to_regclass('{t}') IS NOT NULL"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let doing = || "looking for wasmig's tables".to_owned();
+        let row = sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_one(&mut *self.control().await)
             .await
             .map_err(|source| DbError::Query {
-                doing: format!("looking for the table {table}"),
+                doing: doing(),
                 source,
             })?;
-        Ok(found.is_some())
+        let mut present = self.present.lock().expect("not poisoned");
+        for (i, name) in PRESENT.iter().enumerate() {
+            let found: bool = row.try_get(i).map_err(|source| DbError::Query {
+                doing: doing(),
+                source,
+            })?;
+            if found && !present.contains(name) {
+                present.push(*name);
+            }
+        }
+        let columns: bool = row
+            .try_get(PRESENT.len())
+            .map_err(|source| DbError::Query {
+                doing: doing(),
+                source,
+            })?;
+        if columns && !present.contains(&HISTORY_ERROR_COLUMNS) {
+            present.push(HISTORY_ERROR_COLUMNS);
+        }
+        Ok(known(&present))
     }
 
-    /// Whether `table` (in the search path) has `column`.
-    async fn column_exists(&self, table: &str, column: &str) -> anyhow::Result<bool> {
-        let found: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_attribute
-                            WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)",
-        )
-        .bind(table)
-        .bind(column)
-        .fetch_one(&mut *self.control().await)
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("looking for the column {table}.{column}"),
-            source,
-        })?;
-        Ok(found)
+    /// Whether the history table has its `error` and `sqlstate` columns (added by the
+    /// failure states; a read-only command does not upgrade an older table).
+    async fn history_has_error_columns(&self) -> anyhow::Result<bool> {
+        self.table_exists(HISTORY_ERROR_COLUMNS).await
     }
 }
 
@@ -376,7 +419,24 @@ impl Database for PgDatabase {
                  component BYTEA,
                  source_checksum TEXT,
                  stored_at TIMESTAMPTZ NOT NULL
-             )"
+             );
+             -- A component is stored with every upgrade: compressed with lz4 where the
+             -- server has it (PostgreSQL 14+), which writes a 27 KB component about twenty
+             -- times faster than the default pglz, at a similar size. Once per table: an
+             -- ALTER TABLE locks it. (Nested IFs and EXECUTE: older servers lack both the
+             -- column and the syntax.)
+             DO $$
+             BEGIN
+                 IF current_setting('server_version_num')::int >= 140000 THEN
+                     IF EXISTS (SELECT 1 FROM pg_attribute
+                                WHERE attrelid = '{ARTIFACT_TABLE}'::regclass
+                                  AND attname = 'component' AND attcompression = '') THEN
+                         EXECUTE 'ALTER TABLE {ARTIFACT_TABLE} ALTER COLUMN component SET COMPRESSION lz4';
+                     END IF;
+                 END IF;
+             EXCEPTION WHEN feature_not_supported THEN
+                 NULL; -- built without lz4: pglz it is
+             END $$;"
         );
         sqlx::raw_sql(AssertSqlSafe(artifact_ddl))
             .execute(&mut *self.control().await)
@@ -459,7 +519,7 @@ impl Database for PgDatabase {
             return Ok(Vec::new());
         }
         let doing = || format!("reading {FAILED_TABLE}");
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
             "SELECT revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at
              FROM {FAILED_TABLE} ORDER BY failed_at, revision"
         )))
@@ -494,7 +554,7 @@ impl Database for PgDatabase {
             return Ok(Vec::new());
         }
         let doing = || format!("reading {CHECKPOINT_TABLE}");
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
             "SELECT revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
                     started_at, updated_at
              FROM {CHECKPOINT_TABLE} ORDER BY started_at, revision"
@@ -560,16 +620,27 @@ impl Database for PgDatabase {
         if !self.table_exists(VERSION_TABLE).await? {
             return Ok(Vec::new());
         }
-        let heads = sqlx::query_scalar(AssertSqlSafe(format!(
+        // Simple queries, as for every read here: one round trip each, nothing prepared.
+        let doing = || format!("reading {VERSION_TABLE}");
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
             "SELECT revision FROM {VERSION_TABLE} ORDER BY revision"
         )))
         .fetch_all(&mut *self.control().await)
         .await
         .map_err(|source| DbError::Query {
-            doing: format!("reading {VERSION_TABLE}"),
+            doing: doing(),
             source,
         })?;
-        Ok(heads)
+        rows.iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
     }
 
     async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
@@ -577,12 +648,12 @@ impl Database for PgDatabase {
             return Ok(Vec::new());
         }
         let doing = || format!("reading {HISTORY_TABLE}");
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
             "SELECT id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
                     {}
              FROM {HISTORY_TABLE} ORDER BY id",
             // Read-only commands do not upgrade the tables: an older table has no error columns.
-            if self.column_exists(HISTORY_TABLE, "error").await? {
+            if self.history_has_error_columns().await? {
                 "error, sqlstate"
             } else {
                 "NULL::text AS error, NULL::text AS sqlstate"
@@ -618,28 +689,15 @@ impl Database for PgDatabase {
 
     async fn lock(&self, timeout: Duration) -> anyhow::Result<Box<dyn LockGuard>> {
         // A session-level advisory lock belongs to its connection, so it must be one the
-        // pool never hands out or resets: a dedicated connection, owned by the guard.
-        let conn = PgConnection::connect_with(&self.pool.connect_options())
-            .await
-            .map_err(|source| DbError::Connect {
-                url: self.url.clone(),
-                source,
-            })?;
-        let mut conn = conn;
-        // The lock's connection sits idle for the whole run: a server-side idle timeout
-        // (PostgreSQL 14+) must not end it, and the lock with it, half-way.
-        sqlx::query(
-            "SELECT set_config('idle_session_timeout', '0', false) \
-             WHERE current_setting('server_version_num')::int >= 140000",
-        )
-        .execute(&mut conn)
-        .await
-        .map_err(|source| DbError::Query {
-            doing: "disabling idle_session_timeout on the lock's connection".into(),
-            source,
-        })?;
+        // pool never hands out or resets: the control connection (idle between wasmig's
+        // reads, with no idle timeout on PostgreSQL 14+, see `connect`). Held while
+        // waiting, so no read interleaves with the attempts.
+        let conn = self.control.clone().lock_owned().await;
+        if conn.is_none() {
+            anyhow::bail!("the database was closed before the migration lock was taken");
+        }
         let mut attempt = PgLockAttempt {
-            conn: Some(conn),
+            conn,
             application_name: self
                 .pool
                 .connect_options()
@@ -647,17 +705,10 @@ impl Database for PgDatabase {
                 .unwrap_or("wasmig")
                 .to_owned(),
         };
-        match lock::acquire(&mut attempt, &self.url, timeout).await {
-            Ok(()) => Ok(Box::new(PgLock {
-                conn: attempt.conn.take(),
-            })),
-            Err(e) => {
-                if let Some(conn) = attempt.conn.take() {
-                    let _ = conn.close().await;
-                }
-                Err(e)
-            }
-        }
+        lock::acquire(&mut attempt, &self.url, timeout).await?;
+        Ok(Box::new(PgLock {
+            control: self.control.clone(),
+        }))
     }
 
     async fn begin(&self) -> anyhow::Result<Box<dyn Session>> {
@@ -672,11 +723,10 @@ impl Database for PgDatabase {
     }
 }
 
-/// Tries the advisory lock on the lock's own connection.
+/// Tries the advisory lock on the control connection.
 struct PgLockAttempt {
-    /// Opened by [`Database::lock`]; moved into the [`PgLock`] once the lock is held, or
-    /// closed there when it is not.
-    conn: Option<PgConnection>,
+    /// The control connection, held for the attempts (open: checked by [`Database::lock`]).
+    conn: tokio::sync::OwnedMutexGuard<Option<PgConnection>>,
     /// The `application_name` wasmig's sessions use, to find those of a dead run.
     application_name: String,
 }
@@ -685,21 +735,23 @@ impl PgLockAttempt {
     fn conn(&mut self) -> &mut PgConnection {
         self.conn
             .as_mut()
-            .expect("the connection is taken only after the last attempt")
+            .expect("checked open before the first attempt")
     }
 }
 
 #[async_trait]
 impl Attempt for PgLockAttempt {
     async fn try_lock(&mut self) -> anyhow::Result<bool> {
-        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(PG_LOCK_KEY)
-            .fetch_one(self.conn())
-            .await
-            .map_err(|source| DbError::Query {
-                doing: "taking the migration lock (pg_try_advisory_lock)".into(),
-                source,
-            })?;
+        let held = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT pg_try_advisory_lock({PG_LOCK_KEY})"
+        )))
+        .fetch_one(self.conn())
+        .await
+        .and_then(|row| row.try_get::<bool, _>(0))
+        .map_err(|source| DbError::Query {
+            doing: "taking the migration lock (pg_try_advisory_lock)".into(),
+            source,
+        })?;
         Ok(held)
     }
 
@@ -737,23 +789,38 @@ impl Attempt for PgLockAttempt {
     async fn straggler(&mut self) -> anyhow::Result<Option<String>> {
         // With the lock held, no live run has sessions at work here: a wasmig session that
         // is not idle belongs to a run that died (or to a read-only command, for a moment).
-        let row: Option<(i32, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        // A simple query (one round trip): it runs after every lock taken.
+        let sql = format!(
             "SELECT pid, state, to_char(query_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
                     left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
              FROM pg_stat_activity
              WHERE datname = current_database() AND pid <> pg_backend_pid()
-               AND backend_type = 'client backend' AND application_name = $1
+               AND backend_type = 'client backend' AND application_name = {}
                AND state IS DISTINCT FROM 'idle'
              ORDER BY query_start
              LIMIT 1",
-        )
-        .bind(self.application_name.clone())
-        .fetch_optional(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: "looking for sessions of an earlier run (pg_stat_activity)".into(),
-            source,
-        })?;
+            lit(&self.application_name)
+        );
+        let row = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_optional(self.conn())
+            .await
+            .and_then(|row| {
+                row.map(
+                    |row| -> Result<(i32, Option<String>, Option<String>, Option<String>), _> {
+                        Ok((
+                            row.try_get(0)?,
+                            row.try_get(1)?,
+                            row.try_get(2)?,
+                            row.try_get(3)?,
+                        ))
+                    },
+                )
+                .transpose()
+            })
+            .map_err(|source| DbError::Query {
+                doing: "looking for sessions of an earlier run (pg_stat_activity)".into(),
+                source,
+            })?;
         Ok(row.map(|(pid, state, since, query)| {
             format!(
                 "pid {pid} ({}, since {}: `{}`)",
@@ -767,34 +834,42 @@ impl Attempt for PgLockAttempt {
 
 /// The held advisory lock.
 struct PgLock {
-    /// Created by [`Database::lock`] outside the pool; closed by [`LockGuard::release`].
-    /// Dropped without release (a panic), or lost with the process, the server ends the
-    /// session and with it the lock.
-    conn: Option<PgConnection>,
+    /// The control connection the lock is held on. Released by [`LockGuard::release`];
+    /// otherwise the lock goes with the connection, when [`Database::close`] closes it or
+    /// the process ends (a panic, a kill), since the server ends the session.
+    control: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
 }
 
 #[async_trait]
 impl LockGuard for PgLock {
-    async fn release(mut self: Box<Self>) -> anyhow::Result<()> {
-        let Some(mut conn) = self.conn.take() else {
+    async fn release(self: Box<Self>) -> anyhow::Result<()> {
+        let mut control = self.control.lock().await;
+        let Some(conn) = control.as_mut() else {
+            // Closed: the session, and the lock with it, already ended.
             return Ok(());
         };
-        let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
-            .bind(PG_LOCK_KEY)
-            .fetch_one(&mut conn)
-            .await;
-        // Closing ends the session, which releases the lock whatever the unlock said.
-        let _ = conn.close().await;
+        let unlocked = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT pg_advisory_unlock({PG_LOCK_KEY})"
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|row| row.try_get::<bool, _>(0));
         match unlocked {
             Ok(true) => Ok(()),
             Ok(false) => Err(anyhow::anyhow!(
                 "the migration lock was no longer held when it was released (its connection was reset?)"
             )),
-            Err(source) => Err(DbError::Query {
-                doing: "releasing the migration lock (pg_advisory_unlock)".into(),
-                source,
+            Err(source) => {
+                // The connection is in doubt: close it, which ends the session and the lock.
+                if let Some(conn) = control.take() {
+                    let _ = conn.close().await;
+                }
+                Err(DbError::Query {
+                    doing: "releasing the migration lock (pg_advisory_unlock)".into(),
+                    source,
+                }
+                .into())
             }
-            .into()),
         }
     }
 }
@@ -827,6 +902,78 @@ impl PgSession {
             Some(schema) => format!("\"{}\".{table}", schema.replace('"', "\"\"")),
             None => table.to_owned(),
         }
+    }
+
+    /// [`Session::record_step`]'s statement.
+    fn record_sql(&self, step: &StepRecord<'_>) -> String {
+        let version_table = self.version_table(VERSION_TABLE);
+        let history_table = self.version_table(HISTORY_TABLE);
+        // One statement, one round trip: the head change and the history row together. The
+        // parts of one statement see the same snapshot, so a head both removed and added
+        // (`resolve`, `stamp` keep some) is left alone by both: the same result as deleting
+        // `remove`, then inserting `add`.
+        format!(
+            "WITH removed AS (DELETE FROM {version_table}
+                              WHERE revision = ANY({remove}) AND revision <> ALL({add})),
+                  added AS (INSERT INTO {version_table} (revision)
+                            SELECT a FROM unnest({add}) AS a WHERE a <> ALL({remove}))
+             INSERT INTO {history_table}
+                 (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
+                  error, sqlstate)
+             VALUES ({revision}, {direction}, {checksum}, {started}, {finished}, {ms}, {version},
+                     {error}, {sqlstate})",
+            remove = text_array(step.remove),
+            add = text_array(step.add),
+            revision = lit(step.revision),
+            direction = lit(step.direction),
+            checksum = lit(step.checksum),
+            started = time_lit(step.started_at),
+            finished = time_lit(step.finished_at),
+            ms = (step.finished_at - step.started_at).num_milliseconds(),
+            version = lit(env!("CARGO_PKG_VERSION")),
+            error = opt_lit(step.error),
+            sqlstate = opt_lit(step.sqlstate),
+        )
+    }
+
+    /// [`Session::store_artifact`]'s statement.
+    fn store_artifact_sql(&self, artifact: &StoredArtifact) -> String {
+        let table = self.version_table(ARTIFACT_TABLE);
+        let component = match &artifact.component {
+            Some(bytes) => format!("{}::bytea", lit(&format!("\\x{}", hex::encode(bytes)))),
+            None => "NULL".into(),
+        };
+        format!(
+            "INSERT INTO {table}
+                 (revision, kind, checksum, manifest, up_sql, down_sql, component,
+                  source_checksum, stored_at)
+             VALUES ({}, {}, {}, {}, {}, {}, {component}, {}, {})
+             ON CONFLICT (revision) DO UPDATE SET
+                 kind = excluded.kind, checksum = excluded.checksum,
+                 manifest = excluded.manifest, up_sql = excluded.up_sql,
+                 down_sql = excluded.down_sql, component = excluded.component,
+                 source_checksum = excluded.source_checksum, stored_at = excluded.stored_at",
+            lit(&artifact.revision),
+            lit(&artifact.kind),
+            lit(&artifact.checksum),
+            lit(&artifact.manifest),
+            opt_lit(artifact.up_sql.as_deref()),
+            opt_lit(artifact.down_sql.as_deref()),
+            opt_lit(artifact.source_checksum.as_deref()),
+            time_lit(Utc::now()),
+        )
+    }
+
+    /// [`Session::forget_artifact`]'s statement.
+    fn forget_artifact_sql(&self, revision: &str) -> String {
+        let table = self.version_table(ARTIFACT_TABLE);
+        format!("DELETE FROM {table} WHERE revision = {}", lit(revision))
+    }
+
+    /// [`Session::clear_checkpoint`]'s statement.
+    fn clear_checkpoint_sql(&self, revision: &str) -> String {
+        let table = self.version_table(CHECKPOINT_TABLE);
+        format!("DELETE FROM {table} WHERE revision = {}", lit(revision))
     }
 
     /// Prepares `sql` (or finds it in sqlx's per-connection cache) for parameters of `types`.
@@ -1169,35 +1316,46 @@ impl Session for PgSession {
         Ok(xid == self.xid)
     }
 
-    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
-        let version_table = self.version_table(VERSION_TABLE);
-        let history_table = self.version_table(HISTORY_TABLE);
-        // One statement, one round trip: the head change and the history row together. The
-        // parts of one statement see the same snapshot, so a head both removed and added
-        // (`resolve`, `stamp` keep some) is left alone by both: the same result as deleting
-        // `remove`, then inserting `add`.
-        let sql = format!(
-            "WITH removed AS (DELETE FROM {version_table}
-                              WHERE revision = ANY({remove}) AND revision <> ALL({add})),
-                  added AS (INSERT INTO {version_table} (revision)
-                            SELECT a FROM unnest({add}) AS a WHERE a <> ALL({remove}))
-             INSERT INTO {history_table}
-                 (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
-                  error, sqlstate)
-             VALUES ({revision}, {direction}, {checksum}, {started}, {finished}, {ms}, {version},
-                     {error}, {sqlstate})",
-            remove = text_array(step.remove),
-            add = text_array(step.add),
-            revision = lit(step.revision),
-            direction = lit(step.direction),
-            checksum = lit(step.checksum),
-            started = time_lit(step.started_at),
-            finished = time_lit(step.finished_at),
-            ms = (step.finished_at - step.started_at).num_milliseconds(),
-            version = lit(env!("CARGO_PKG_VERSION")),
-            error = opt_lit(step.error),
-            sqlstate = opt_lit(step.sqlstate),
+    async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
+        let revision = finished.record.revision;
+        // One simple-query message, one round trip: the guard first, so that when a
+        // statement ended wasmig's transaction the message's implicit transaction fails
+        // before it writes anything (`transaction_intact` compares the same id).
+        let mut script = format!(
+            "DO $$ BEGIN IF txid_current() <> {xid} THEN \
+             RAISE EXCEPTION 'wasmig: the transaction is not the one begun' \
+             USING ERRCODE = '{TRANSACTION_ENDED_STATE}'; END IF; END $$;\n{};\n{};\n",
+            self.record_sql(&finished.record),
+            match finished.artifact {
+                Some(stored) => self.store_artifact_sql(stored),
+                None => self.forget_artifact_sql(revision),
+            },
+            xid = self.xid,
         );
+        if finished.clear_checkpoint {
+            script.push_str(&self.clear_checkpoint_sql(revision));
+            script.push_str(";\n");
+        }
+        match sqlx::raw_sql(AssertSqlSafe(script))
+            .execute(self.conn())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some(TRANSACTION_ENDED_STATE) =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(DbError::Query {
+                doing: format!("recording {revision} in the version tables and {ARTIFACT_TABLE}"),
+                source,
+            }
+            .into()),
+        }
+    }
+
+    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
+        let sql = self.record_sql(step);
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(self.conn())
             .await
@@ -1209,30 +1367,7 @@ impl Session for PgSession {
     }
 
     async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()> {
-        let table = self.version_table(ARTIFACT_TABLE);
-        let component = match &artifact.component {
-            Some(bytes) => format!("{}::bytea", lit(&format!("\\x{}", hex::encode(bytes)))),
-            None => "NULL".into(),
-        };
-        let sql = format!(
-            "INSERT INTO {table}
-                 (revision, kind, checksum, manifest, up_sql, down_sql, component,
-                  source_checksum, stored_at)
-             VALUES ({}, {}, {}, {}, {}, {}, {component}, {}, {})
-             ON CONFLICT (revision) DO UPDATE SET
-                 kind = excluded.kind, checksum = excluded.checksum,
-                 manifest = excluded.manifest, up_sql = excluded.up_sql,
-                 down_sql = excluded.down_sql, component = excluded.component,
-                 source_checksum = excluded.source_checksum, stored_at = excluded.stored_at",
-            lit(&artifact.revision),
-            lit(&artifact.kind),
-            lit(&artifact.checksum),
-            lit(&artifact.manifest),
-            opt_lit(artifact.up_sql.as_deref()),
-            opt_lit(artifact.down_sql.as_deref()),
-            opt_lit(artifact.source_checksum.as_deref()),
-            time_lit(Utc::now()),
-        );
+        let sql = self.store_artifact_sql(artifact);
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(self.conn())
             .await
@@ -1264,17 +1399,13 @@ impl Session for PgSession {
     }
 
     async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
-        let table = self.version_table(ARTIFACT_TABLE);
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE revision = {}",
-            lit(revision)
-        )))
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("deleting the stored artifact of {revision} from {ARTIFACT_TABLE}"),
-            source,
-        })?;
+        sqlx::raw_sql(AssertSqlSafe(self.forget_artifact_sql(revision)))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("deleting the stored artifact of {revision} from {ARTIFACT_TABLE}"),
+                source,
+            })?;
         Ok(())
     }
 
@@ -1355,17 +1486,13 @@ impl Session for PgSession {
     }
 
     async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
-        let table = self.version_table(CHECKPOINT_TABLE);
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE revision = {}",
-            lit(revision)
-        )))
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("deleting the checkpoint of {revision}"),
-            source,
-        })?;
+        sqlx::raw_sql(AssertSqlSafe(self.clear_checkpoint_sql(revision)))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("deleting the checkpoint of {revision}"),
+                source,
+            })?;
         Ok(())
     }
 
@@ -2831,6 +2958,130 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn a_step_finishes_in_one_statement_unless_its_transaction_ended() {
+        let t = TestDb::new().await;
+        t.db.ensure_version_tables().await.unwrap();
+        // Components are stored lz4-compressed (PostgreSQL 14+ built with lz4, as here).
+        let mut s = t.session().await;
+        let compression = scalar(
+            &mut *s,
+            "SELECT attcompression::text FROM pg_attribute
+             WHERE attrelid = 'wasmig_artifact'::regclass AND attname = 'component'",
+            &[],
+        )
+        .await;
+        assert_eq!(
+            format!("{compression:?}"),
+            format!("{:?}", Value::Text(text("l")))
+        );
+        s.rollback().await.unwrap();
+        // Compressible and incompressible bytes, every value of a byte, survive the trip.
+        let component: Vec<u8> = (0..40_000u32)
+            .map(|i| {
+                if i < 20_000 {
+                    (i % 256) as u8
+                } else {
+                    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+                }
+            })
+            .collect();
+        let stored = StoredArtifact {
+            revision: "a".into(),
+            kind: "wasm".into(),
+            checksum: "c1".into(),
+            manifest: "kind = 'wasm'".into(),
+            up_sql: None,
+            down_sql: None,
+            component: Some(component),
+            source_checksum: None,
+        };
+        let now = Utc::now();
+        let add = [text("a")];
+        let finished = |artifact, clear_checkpoint| FinishedStep {
+            record: StepRecord {
+                remove: &[],
+                add: &add,
+                revision: "a",
+                direction: "upgrade",
+                checksum: "c1",
+                started_at: now,
+                finished_at: now,
+                error: None,
+                sqlstate: None,
+            },
+            artifact,
+            clear_checkpoint,
+        };
+        // A batched step's checkpoint goes with its last batch.
+        let mut s = t.session().await;
+        s.save_checkpoint(&Checkpoint {
+            revision: "a".into(),
+            direction: "upgrade".into(),
+            remove_heads: vec![],
+            add_heads: vec![text("a")],
+            checkpoint: "42".into(),
+            batches: 1,
+            checksum: "c1".into(),
+            started_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+        s.commit().await.unwrap();
+        assert_eq!(t.db.checkpoints().await.unwrap().len(), 1);
+
+        // A statement that ended the transaction (here COMMIT; BEGIN behind the session's
+        // back): nothing is written, not even in the transaction that statement began.
+        let mut s = t.db.begin_session().await.unwrap();
+        sqlx::raw_sql("COMMIT; BEGIN")
+            .execute(s.conn())
+            .await
+            .unwrap();
+        assert!(!s.finish_step(&finished(Some(&stored), true)).await.unwrap());
+        Box::new(s).rollback().await.unwrap();
+        assert!(t.db.heads().await.unwrap().is_empty());
+        assert!(t.db.history().await.unwrap().is_empty());
+        assert!(t.db.stored_artifact("a").await.unwrap().is_none());
+        assert_eq!(t.db.checkpoints().await.unwrap().len(), 1);
+        // Ended without a new BEGIN (autocommit): the guard fails the message's implicit
+        // transaction, so nothing commits on its own either.
+        let mut s = t.db.begin_session().await.unwrap();
+        sqlx::raw_sql("COMMIT").execute(s.conn()).await.unwrap();
+        assert!(!s.finish_step(&finished(Some(&stored), true)).await.unwrap());
+        drop(s);
+        assert!(t.db.heads().await.unwrap().is_empty());
+        assert!(t.db.stored_artifact("a").await.unwrap().is_none());
+
+        // Intact: version, history, artifact and checkpoint in one go.
+        let mut s = t.session().await;
+        assert!(s.finish_step(&finished(Some(&stored), true)).await.unwrap());
+        s.commit().await.unwrap();
+        assert_eq!(t.db.heads().await.unwrap(), ["a"]);
+        assert_eq!(t.db.history().await.unwrap().len(), 1);
+        assert_eq!(
+            t.db.stored_artifact("a").await.unwrap(),
+            Some(stored.clone())
+        );
+        assert!(t.db.checkpoints().await.unwrap().is_empty());
+        // A downgrade's finish deletes the copy.
+        let mut s = t.session().await;
+        let down = FinishedStep {
+            record: StepRecord {
+                remove: &add,
+                add: &[],
+                direction: "downgrade",
+                ..finished(None, false).record
+            },
+            artifact: None,
+            clear_checkpoint: false,
+        };
+        assert!(s.finish_step(&down).await.unwrap());
+        s.commit().await.unwrap();
+        assert!(t.db.heads().await.unwrap().is_empty());
+        assert!(t.db.stored_artifact("a").await.unwrap().is_none());
     }
 
     #[tokio::test]
