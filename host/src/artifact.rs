@@ -76,6 +76,9 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
 /// [`BuildError`] naming what failed: cargo or a language toolchain missing (with how to
 /// install it), or a compile error.
 pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<String>> {
+    // Two runs from one checkout (against two databases, say) build in turn: they share the
+    // migrations workspace, its Cargo.toml and the build directory.
+    let _lock = lock_builds(project)?;
     let mut changed = build_rust(project, revisions)?;
     changed.extend(crate::toolchain::build(
         project,
@@ -83,6 +86,38 @@ pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<St
         &build_dir(project),
     )?);
     Ok(changed)
+}
+
+/// Takes the project's build lock (`flock` on `.wasmig/build.lock`), waiting for another
+/// wasmig building in this project, and saying so. Released when the file is dropped, or
+/// by the OS when the process ends.
+///
+/// # Errors
+/// [`BuildError`] when the lock file cannot be created or locked.
+fn lock_builds(project: &Project) -> anyhow::Result<std::fs::File> {
+    let path = project.work_dir().join("build.lock");
+    let failed = |e: std::io::Error| BuildError {
+        message: format!("cannot lock {}: {e}", path.display()),
+    };
+    std::fs::create_dir_all(project.work_dir()).map_err(failed)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            crate::info!(
+                "waiting for another wasmig building in this project (it holds {})",
+                path.display()
+            );
+            file.lock().map_err(failed)?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e).into()),
+    }
+    Ok(file)
 }
 
 /// Builds every Rust revision and writes its component to [`build_dir`].

@@ -656,6 +656,72 @@ async fn an_unchanged_revision_is_not_rebuilt_and_an_edited_one_is() {
 }
 
 #[tokio::test]
+async fn builds_from_one_checkout_take_turns_and_both_succeed() {
+    use std::io::BufRead as _;
+    let built = built(Language::C, Example::Backfill);
+    let project = project_from(built);
+    let component = project.dir.join(".wasmig/build/b2.wasm");
+    let before = std::fs::read(&component).unwrap();
+    let stale = || std::fs::remove_file(project.dir.join(".wasmig/build/b2.inputs")).unwrap();
+    let spawn = || {
+        wasmig_cmd(&project.dir)
+            .arg("build")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // Another wasmig holds the project's build lock: a build waits for it, and says so.
+    stale();
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(project.dir.join(".wasmig/build.lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let mut waiting = spawn();
+    let mut stderr = std::io::BufReader::new(waiting.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("waiting for another wasmig building in this project") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the build ended without waiting: {seen}"
+        );
+        assert!(
+            !line.contains("building revision"),
+            "built under the lock: {seen}{line}"
+        );
+        seen.push_str(&line);
+    }
+    held.unlock().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(waiting.wait().unwrap().success(), "{seen}{rest}");
+    assert!(rest.contains("building revision b2"), "{rest}");
+
+    // Two at once: one builds, the other waits and then finds it up to date.
+    stale();
+    let (first, second) = (spawn(), spawn());
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let mut builds = 0;
+    for output in &outputs {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        builds += usize::from(stderr.contains("building revision b2"));
+    }
+    assert_eq!(
+        builds, 1,
+        "exactly one of the two builds the stale revision"
+    );
+    assert_eq!(std::fs::read(&component).unwrap(), before);
+}
+
+#[tokio::test]
 async fn components_with_extra_exports_such_as_a_toolchains_init_are_accepted() {
     // What componentize-qjs and componentize-py add: an `init` function beside the world's.
     let wat = component_wat(SUCCEED).replace(
