@@ -33,7 +33,10 @@ async fn main() -> Result<(), sqlx::Error> {
         .expect("usage: wasmig-bench-native DATABASE_URL [update|batched|copy|steps N ROUNDS]");
     let mode = args.next().unwrap_or_else(|| "update".to_owned());
     if mode == "steps" {
-        let n = args.next().and_then(|n| n.parse().ok()).expect("steps N ROUNDS");
+        let n = args
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("steps N ROUNDS");
         let rounds = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
         return steps::run(&url, n, rounds).await;
     }

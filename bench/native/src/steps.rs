@@ -1,8 +1,8 @@
 //! `wasmig-bench-native URL steps N`: replays the database side of N wasmig steps of
-//! `CREATE TABLE` revisions, as two versions of the host run them and as the host could, to
+//! `CREATE TABLE` revisions, as three versions of the host run them and as the host could, to
 //! measure what the host changes proposed in BENCHMARKS.md would gain. No wasmig code runs
 //! here: the statements are copied from `host/src/db/postgres.rs` (`begin_session`,
-//! `transaction_intact`, `record_step`, `store_artifact`) and the pool from
+//! `transaction_intact`, `record_step`, `store_artifact`, `finish_step`) and the pool from
 //! `PgDatabase::connect`; when the host changes, this copy does not follow.
 //!
 //! `steps N R`: R rounds of each strategy (in a rotating order), each on fresh tables, and each
@@ -19,6 +19,10 @@
 //! - `wasmig-bac41fa` (main since "PostgreSQL: record a step in fewer round trips"): the same
 //!   pool; the per-step statements are simple queries with literals, the head change and
 //!   history row one statement: 8 round trips.
+//! - `wasmig-main` (main since "one round trip finishes a step"): no ping (the pool's
+//!   `test_before_acquire` is off), the reset after release; per step `BEGIN`, the pid/txid
+//!   query, the DDL, then one simple-query message with the txid guard (a `DO` block), the
+//!   head change + history row and the artifact row, `COMMIT`: 5 round trips.
 //! - `lean`: the same pool and reset, but no ping, `BEGIN` and the pid/txid query in one
 //!   simple-protocol round trip, the statement cache kept, and the version, history and
 //!   artifact rows written by one statement guarded by the txid: 4 round trips.
@@ -85,7 +89,9 @@ async fn step_wasmig(pool: &PgPool, i: usize, prefix: &str, noop: bool) -> Resul
         sqlx::query_as("SELECT pg_backend_pid(), txid_current(), current_schema()::text")
             .fetch_one(&mut *tx)
             .await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(up.clone())).execute(&mut *tx).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(up.clone()))
+        .execute(&mut *tx)
+        .await?;
     if tx.cached_statements_size() > 0 {
         tx.clear_cached_statements().await?;
     }
@@ -155,11 +161,15 @@ async fn step_simple(pool: &PgPool, i: usize, prefix: &str, noop: bool) -> Resul
         .fetch_one(&mut *tx)
         .await?;
     let xid: i64 = row.try_get(1)?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(up.clone())).execute(&mut *tx).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(up.clone()))
+        .execute(&mut *tx)
+        .await?;
     if tx.cached_statements_size() > 0 {
         tx.clear_cached_statements().await?;
     }
-    let row = sqlx::raw_sql("SELECT txid_current()").fetch_one(&mut *tx).await?;
+    let row = sqlx::raw_sql("SELECT txid_current()")
+        .fetch_one(&mut *tx)
+        .await?;
     assert_eq!(row.try_get::<i64, _>(0)?, xid);
     let remove = format!("ARRAY[{}]::text[]", lit(&prev));
     let add = format!("ARRAY[{}]::text[]", lit(&rev));
@@ -197,6 +207,53 @@ async fn step_simple(pool: &PgPool, i: usize, prefix: &str, noop: bool) -> Resul
     tx.commit().await
 }
 
+/// One step as the host runs it since "one round trip finishes a step": the txid guard,
+/// the version tables and the artifact row in one simple-query message.
+async fn step_main(pool: &PgPool, i: usize, prefix: &str, noop: bool) -> Result<(), sqlx::Error> {
+    let rev = format!("{prefix}{i:03}");
+    let prev = format!("{prefix}{:03}", i - 1);
+    let (up, down) = ddl(prefix, i, noop);
+    let mut tx = pool.begin().await?;
+    let row = sqlx::raw_sql("SELECT pg_backend_pid(), txid_current(), current_schema()::text")
+        .fetch_one(&mut *tx)
+        .await?;
+    let xid: i64 = row.try_get(1)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(up.clone()))
+        .execute(&mut *tx)
+        .await?;
+    let remove = format!("ARRAY[{}]::text[]", lit(&prev));
+    let add = format!("ARRAY[{}]::text[]", lit(&rev));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DO $$ BEGIN IF txid_current() <> {xid} THEN \
+         RAISE EXCEPTION 'wasmig: the transaction is not the one begun' \
+         USING ERRCODE = 'WMG01'; END IF; END $$;
+         WITH removed AS (DELETE FROM \"public\".wasmig_version
+                          WHERE revision = ANY({remove}) AND revision <> ALL({add})),
+              added AS (INSERT INTO \"public\".wasmig_version (revision)
+                        SELECT a FROM unnest({add}) AS a WHERE a <> ALL({remove}))
+         INSERT INTO \"public\".wasmig_history
+             (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
+              error, sqlstate)
+         VALUES ({rev_lit}, E'upgrade', {sum}, now(), now(), 1, E'0.1.0', NULL, NULL);
+         INSERT INTO \"public\".wasmig_artifact
+             (revision, kind, checksum, manifest, up_sql, down_sql, component, stored_at)
+         VALUES ({rev_lit}, E'sql', {sum}, {manifest}, {up_lit}, {down_lit}, NULL, now())
+         ON CONFLICT (revision) DO UPDATE SET
+             kind = excluded.kind, checksum = excluded.checksum,
+             manifest = excluded.manifest, up_sql = excluded.up_sql,
+             down_sql = excluded.down_sql, component = excluded.component,
+             stored_at = excluded.stored_at;",
+        rev_lit = lit(&rev),
+        sum = lit(CHECKSUM),
+        manifest = lit(&format!("revision = \"{rev}\"\nkind = \"sql\"\n")),
+        up_lit = lit(&up),
+        down_lit = lit(&down)
+    )))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
 /// One step as the host could run it: 4 round trips.
 async fn step_lean(pool: &PgPool, i: usize, prefix: &str, noop: bool) -> Result<(), sqlx::Error> {
     let rev = format!("{prefix}{i:03}");
@@ -208,7 +265,9 @@ async fn step_lean(pool: &PgPool, i: usize, prefix: &str, noop: bool) -> Result<
         .fetch_all("BEGIN; SELECT pg_backend_pid(), txid_current(), current_schema()::text")
         .await?;
     let xid: i64 = rows[0].try_get(1)?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(up.clone())).execute(&mut *conn).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(up.clone()))
+        .execute(&mut *conn)
+        .await?;
     // Version, history and artifact rows in one statement, only in the transaction begun.
     let written = sqlx::query(
         "WITH guard AS (SELECT txid_current() = $10 AS ok),
@@ -255,10 +314,11 @@ pub async fn run(url: &str, steps: usize, rounds: usize) -> Result<(), sqlx::Err
             let mut strategies = [
                 ("wasmig-dac8e23", true, true),
                 ("wasmig-bac41fa", true, true),
+                ("wasmig-main", false, true),
                 ("lean", false, true),
                 ("lean-no-reset", false, false),
             ];
-            strategies.rotate_left(round % 4);
+            strategies.rotate_left(round % 5);
             for (name, ping, reset) in strategies {
                 let noop = migration == "noop";
                 let pool = pool(url, ping, reset).await?;
@@ -276,6 +336,7 @@ pub async fn run(url: &str, steps: usize, rounds: usize) -> Result<(), sqlx::Err
                     match name {
                         "wasmig-dac8e23" => step_wasmig(&pool, i, &prefix, noop).await?,
                         "wasmig-bac41fa" => step_simple(&pool, i, &prefix, noop).await?,
+                        "wasmig-main" => step_main(&pool, i, &prefix, noop).await?,
                         _ => step_lean(&pool, i, &prefix, noop).await?,
                     }
                 }
