@@ -24,8 +24,9 @@ async fn setup(
     db.exec(&format!(
         "CREATE TABLE items (id bigint PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
          INSERT INTO items (id) SELECT * FROM ({}) AS s;
-         CREATE TABLE e2e_batches (size bigint, pause_ms bigint, fail_from bigint, repeat bigint);
-         INSERT INTO e2e_batches VALUES ({size}, 0, NULL, 0);",
+         CREATE TABLE e2e_batches (size bigint, pause_ms bigint, fail_from bigint, repeat bigint,
+                                   stall_from bigint);
+         INSERT INTO e2e_batches VALUES ({size}, 0, NULL, 0, NULL);",
         match backend {
             Backend::Postgres => format!("SELECT generate_series(1, {rows})"),
             Backend::Sqlite => format!(
@@ -209,6 +210,39 @@ async fn a_failed_batch_keeps_the_earlier_batches_and_the_next_run_resumes_after
         assert_eq!(steps(&run)["batches"], 5, "{run:?}");
         assert_eq!(items_at(&db, 1).await, 300, "{backend:?}");
         assert_eq!(db.heads().await, ["b1"]);
+        assert!(checkpoints(&db).await.is_empty());
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_stopped_by_the_deadline_keeps_the_earlier_batches_and_the_next_run_resumes() {
+    for backend in BOTH {
+        let (project, db, dir) = setup(backend, "batched", 300, 50).await;
+        project.set_manifest(&dir, "timeout_secs = 1");
+        // Batch 4 (keys 151-200) spins in wasm: the deadline bounds each batch, so it stops
+        // that one, after three batches committed with their checkpoints.
+        db.exec("UPDATE e2e_batches SET stall_from = 151").await;
+        let run = project.run(&db, &["up"]).fails_with(7);
+        assert!(
+            run.stderr.contains("revision b1")
+                && run.stderr.contains("batch 4")
+                && run
+                    .stderr
+                    .contains("its 3 earlier batch(es) stay committed"),
+            "{backend:?}: {run:?}"
+        );
+        assert_eq!(items_at(&db, 1).await, 150, "{backend:?}");
+        assert_eq!(items_at(&db, 0).await, 150, "{backend:?}");
+        assert_eq!(checkpoints(&db).await, ["b1:upgrade:3"], "{backend:?}");
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+
+        db.exec("UPDATE e2e_batches SET stall_from = NULL").await;
+        let run = project.run(&db, &["up", "--json"]).success();
+        assert_eq!(steps(&run)["resumed_after"], 3, "{backend:?}: {run:?}");
+        assert_eq!(items_at(&db, 1).await, 300, "{backend:?}");
+        assert_eq!(db.heads().await, ["b1"]);
+        assert_eq!(db.history().await, ["upgrade:b1"]);
         assert!(checkpoints(&db).await.is_empty());
         db.drop_db().await;
     }

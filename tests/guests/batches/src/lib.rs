@@ -1,11 +1,12 @@
 //! A batched data migration for the end-to-end tests, steered by the one-row table
-//! `e2e_batches (size, pause_ms, fail_from, repeat)`: walk `items (id, n)` in keyset batches
+//! `e2e_batches (size, pause_ms, fail_from, repeat, stall_from)`: walk `items (id, n)` in keyset batches
 //! of `size` rows and add 1 to `n` of every row (`downgrade` subtracts it again), so that
 //! after any number of interrupted runs each row must show exactly 1. `pause_ms` makes every
 //! batch take that long (a window for the tests to kill wasmig in), `fail_from` fails every
 //! batch whose first key is at least that id, and `repeat` asks for the next batch with the
-//! checkpoint it was given (1) or with a checkpoint of 100,000 bytes (2). The first batch creates `batches_first`, which a second run of
-//! that batch would fail on.
+//! checkpoint it was given (1) or with a checkpoint of 100,000 bytes (2); a batch whose first
+//! key is at least `stall_from` spins in wasm until the deadline stops it. The first batch
+//! creates `batches_first`, which a second run of that batch would fail on.
 //!
 //! Run as `transaction = "batched"` each batch commits on its own; as `per-migration` all of
 //! them commit together.
@@ -21,11 +22,12 @@ struct Config {
     pause_ms: i64,
     fail_from: Option<i64>,
     repeat: i64,
+    stall_from: Option<i64>,
 }
 
 fn config() -> Result<Config> {
     let row = db::query_one(
-        "SELECT size, pause_ms, fail_from, repeat FROM e2e_batches",
+        "SELECT size, pause_ms, fail_from, repeat, stall_from FROM e2e_batches",
         &[],
     )?;
     Ok(Config {
@@ -33,6 +35,7 @@ fn config() -> Result<Config> {
         pause_ms: row.get("pause_ms")?,
         fail_from: row.get("fail_from")?,
         repeat: row.get("repeat")?,
+        stall_from: row.get("stall_from")?,
     })
 }
 
@@ -95,6 +98,13 @@ fn walk(delta: i64, first: bool) -> Result<()> {
         let first_key: i64 = rows[0].get(0)?;
         if config.fail_from.is_some_and(|from| first_key >= from) {
             bail!("asked to fail from key {first_key}");
+        }
+        if config.stall_from.is_some_and(|from| first_key >= from) {
+            // Work that never ends and never calls the host: only the epoch deadline stops it.
+            let mut spins = 0u64;
+            loop {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
         }
         let updates: Vec<_> = rows
             .iter()
