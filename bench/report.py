@@ -191,8 +191,12 @@ def stamps(run):
     if not t:
         return None
     applying, committed = [], []
+    precompiled = None
     for line in t.splitlines():
         ts, _, msg = line.partition(" ")
+        m = re.search(r"compiled (\d+) component\(s\) into the cache on (\d+) thread\(s\) in (\d+) ms", msg)
+        if m:
+            precompiled = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
         if msg.startswith("applying "):
             applying.append(int(ts))
         elif "committed with its version-table update" in msg or "committed with the version-table update" in msg:
@@ -201,7 +205,8 @@ def stamps(run):
         return None
     in_tx = [c - s for s, c in zip(applying, committed)]
     between = [applying[i + 1] - committed[i] for i in range(len(applying) - 1)]
-    return dict(in_tx=in_tx, between=between, first=applying[0], last=committed[-1])
+    return dict(in_tx=in_tx, between=between, first=applying[0], last=committed[-1],
+                precompiled=precompiled)
 
 
 walls = {}
@@ -475,10 +480,20 @@ for run, label in [
     between = sum(st["between"]) / 1e6
     loads = [s.get("load_ms") for s in steps if s.get("load_ms") is not None]
     outside = wall - in_tx - between if wall else None
+    pre = st.get("precompiled")
+    if pre:
+        # Cache misses are compiled on every core before the first step (in the rest); the
+        # steps then load them from the cache.
+        load_cell = (f"{pre[2] / pre[0]:.1f} ms: {pre[0]} compiled before the first step on "
+                     f"{pre[1]} threads in {pre[2] / 1000:.2f} s, then loaded "
+                     f"(median {statistics.median(loads) if loads else 0:.0f} ms)")
+    elif loads:
+        load_cell = f"{statistics.median(loads):.0f} ms (sum {sum(loads) / 1000:.2f} s)"
+    else:
+        load_cell = "-"
     rows_ps.append(
         f"| {label} | {wall:.3f} s | {in_tx / n * 1000:.2f} ms | {between / max(n - 1, 1) * 1000:.2f} ms | "
-        + (f"{statistics.median(loads):.0f} ms (sum {sum(loads) / 1000:.2f} s)" if loads else "-")
-        + f" | {outside:.3f} s |"
+        + load_cell + f" | {outside:.3f} s |"
     )
 if rows_ps:
     w("**Per step, from wasmig's own log** (`wasmig --json -v up`, each stderr line stamped "
@@ -487,7 +502,7 @@ if rows_ps:
       "next step's `applying` (reading the next artifact, hashing it, compiling or loading "
       "it); the rest = start-up, connecting, the lock, planning, the integrity check and exit.")
     w("")
-    w("| run | wall | in the transaction, per step | between steps, per step | compile/load per component (median of `load_ms`) | the rest |")
+    w("| run | wall | in the transaction, per step | between steps, per step | compile/load per component (`load_ms`; a cold run's compile is timed from its log) | the rest |")
     w("| --- | --- | --- | --- | --- | --- |")
     L.extend(rows_ps)
     w("")
@@ -1013,14 +1028,13 @@ if e_w and e_s and has("sql_wasmig") and has("sql_sqlx"):
             f"logs {rt_w:.1f} statements, parses and executions per wasmig step against "
             f"{rt_s:.1f} for sqlx-cli, each a round trip"
             + (f" (about {rtt_ms * 1000:.0f} µs each here, pgbench)" if rtt_ms else "")
-            + ". Per wasmig step (statements / parses): begin "
-            f"{n('begin'):.0f} / {n('begin', 1):.0f}, transaction check {n('check'):.0f} / {n('check', 1):.0f}, "
-            f"version tables {n('version'):.0f} / {n('version', 1):.0f}, artifact {n('artifact'):.0f} / "
-            f"{n('artifact', 1):.0f}, "
-            + (f"the step's record in one message (txid guard, version tables, artifact) {n('finish'):.0f}, "
-               if n("finish") else "")
-            + f"COMMIT {n('commit'):.0f}, and the pool's reset after the release "
-            f"{n('reset'):.0f} (in the background)")
+            + ". Per wasmig step (statements / parses): "
+            + ", ".join(f"{what} {n(ph):.0f} / {n(ph, 1):.0f}" for ph, what in [
+                ("begin", "begin"), ("check", "transaction check"), ("version", "version tables"),
+                ("artifact", "artifact"),
+                ("finish", "the step's record in one message (txid guard, version tables, artifact)"),
+                ("commit", "COMMIT")] if n(ph) or n(ph, 1))
+            + f", and the pool's reset after the release {n('reset'):.0f} (in the background)")
     if tlw and tlw["wait"].get("ping"):
         text += "; the trace adds the pool's ping before handing out a connection"
     if tlw and tlw["wait"].get("forget"):
@@ -1061,12 +1075,14 @@ if e_w and e_s and has("sql_wasmig") and has("sql_sqlx"):
         text += (f"Replayed (`bench/native steps`, medians), the host measured here "
                  f"(`{measured_as}`) spends {base_noop:.2f} ms per step on bookkeeping alone and "
                  f"`lean` {lean_noop:.2f} ms; with the `CREATE TABLE`, {base_ddl:.2f} against "
-                 f"{lean_ddl:.2f} ms, {(base_ddl - lean_ddl) * revs / 1000:.2f} s over {revs} "
-                 "revisions")
+                 f"{lean_ddl:.2f} ms"
+                 + (f", {(base_ddl - lean_ddl) * revs / 1000:.2f} s over {revs} revisions"
+                    if lean_ddl < base_ddl else
+                    " (no gain there: the DDL's own cost and its spread dwarf the bookkeeping)"))
         simple_ddl, simple_noop = smed(("wasmig-bac41fa", "ddl")), smed(("wasmig-bac41fa", "noop"))
         if measured_as != "wasmig-bac41fa" and simple_ddl and simple_noop:
-            text += (f" (the previous host, `wasmig-bac41fa`: {simple_noop:.2f} ms of bookkeeping, "
-                     f"{simple_ddl:.2f} ms with the DDL)")
+            text += (f"; the previous host (`wasmig-bac41fa`) spent {simple_noop:.2f} ms on "
+                     f"bookkeeping alone, {simple_ddl:.2f} ms with the DDL")
         text += (". Every strategy still pays a `COMMIT` (a WAL flush) per step, as sqlx-cli and "
                  "dbmate do. ")
     elif rtt_ms:
@@ -1119,8 +1135,13 @@ if t and has("rust_cold") and has("rust_warm"):
     cold_extra = med("rust_cold") - med("rust_warm")
     text = (f"**Cold cache ({revs} Rust crates: {rcell('rust_cold', 'sql_sqlx')} of sqlx-cli, target 2x).** "
             f"A cold run costs {cold_extra:.2f} s more than a warm one, "
-            f"{cold_extra / revs * 1000:.1f} ms per component: Cranelift compiling each "
-            "component, one after another, before its step. ")
+            f"{cold_extra / revs * 1000:.1f} ms per component: Cranelift compiling the "
+            "components that miss the cache, on every core, before the first step")
+    pre = (stamps("wasmig_rust_cold") or {}).get("precompiled")
+    if pre:
+        text += (f" ({pre[0]} components in {pre[2] / 1000:.2f} s on {pre[1]} threads in the "
+                 "profiled run, with the cache entries written)")
+    text += ". "
     if cr:
         par = pr.get(("compile-cranelift", max(k[1] for k in pr if k[0] == "compile-cranelift")))
         text += (f"`bench/probe` compiles the same {revs} components in {cr[1] / 1000:.2f} s "
@@ -1135,14 +1156,15 @@ if t and has("rust_cold") and has("rust_warm"):
             text += (f", and in {wi[1] / 1000:.2f} s with Winch, wasmtime's baseline compiler "
                      f"({wi[2]:.1f} ms each, {cr[1] / wi[1]:.1f}x less). Host change "
                      "(`Sandbox::new` in `host/src/sandbox/mod.rs`, the `winch` feature): compile "
-                     "with Winch on a cache miss (migrations wait on the database, so Winch's "
-                     "slower code costs little; the engine configuration is part of the cache key "
-                     "already). Projected cold run: warm median + Winch compile = "
+                     "with Winch on a cache miss (a migration that mostly waits on the database "
+                     "loses little to Winch's slower code, but the 1M-row transform, a quarter of "
+                     "whose CPU is guest code, would lose; the engine configuration is part of "
+                     "the cache key already). Projected cold run: warm median + Winch compile = "
                      f"{proj:.2f} s" + (f", {ratio_proj:.2f}x sqlx-cli" if ratio_proj else "")
                      + "; the rest of the way to 2x is the warm run's own overhead (the finding "
-                     "above). wasmig's cold steps cost more per component than the probe's "
-                     "compile (the `load_ms` above, with the cache written), which also competes "
-                     "with the server for the same cores.")
+                     "above). wasmig's cold run costs more per component than the probe's "
+                     "compile: it also writes and authenticates the cache entries, and competes "
+                     "with the server for the same two cores.")
     F.append(text)
 
 # F4: nothing to do
