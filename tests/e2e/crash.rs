@@ -223,8 +223,9 @@ async fn sigkill_at_random_points_keeps_schema_history_and_stored_artifacts_in_s
         db.exec(&format!(
             "CREATE TABLE items (id bigint PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
              INSERT INTO items (id) SELECT * FROM ({}) AS s;
-             CREATE TABLE e2e_batches (size bigint, pause_ms bigint, fail_from bigint, repeat bigint);
-             INSERT INTO e2e_batches VALUES (10, 40, NULL, 0);",
+             CREATE TABLE e2e_batches (size bigint, pause_ms bigint, fail_from bigint, repeat bigint,
+                                       stall_from bigint);
+             INSERT INTO e2e_batches VALUES (10, 40, NULL, 0, NULL);",
             match backend {
                 Backend::Postgres => "SELECT generate_series(1, 100)".to_owned(),
                 Backend::Sqlite => "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100) SELECT i FROM c".to_owned(),
@@ -247,6 +248,7 @@ async fn sigkill_at_random_points_keeps_schema_history_and_stored_artifacts_in_s
             );
         }
         let mut seen_partial = false;
+        let log = project.dir.join("killed-run.log");
         for round in 0..12 {
             let target: &[&str] = if round % 4 == 3 {
                 &["down", "base"]
@@ -258,7 +260,8 @@ async fn sigkill_at_random_points_keeps_schema_history_and_stored_artifacts_in_s
                 .args(target)
                 .args(["--database-url", &db.url, "--lock-timeout", "30"])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                // A log file, not a pipe: a full pipe would stop the run where it writes.
+                .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -267,7 +270,11 @@ async fn sigkill_at_random_points_keeps_schema_history_and_stored_artifacts_in_s
             settle(&db).await;
             let label = format!("{backend:?} round {round} (seed {seed}, kill after {ms} ms)");
             // Killed, or finished on its own before the kill: never a failure of its own.
-            assert!(status.code().is_none_or(|c| c == 0), "{label}: {status:?}");
+            assert!(
+                status.code().is_none_or(|c| c == 0),
+                "{label}: {status:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             let applied = assert_mixed_consistent(&db, &label).await;
             seen_partial |= applied > 0 && applied < MIXED.len();
         }
