@@ -65,7 +65,7 @@ pub fn init(dir: &Path) -> anyhow::Result<PathBuf> {
     if !gitignore.exists() {
         std::fs::write(
             &gitignore,
-            ".wasmig/\ntarget/\nversions/target/\nwasmig.db\n.env\n",
+            ".wasmig/\ntarget/\nversions/target/\nwasmig.db\nwasmig.db.wasmig-lock\n.env\n",
         )?;
     }
     Ok(config)

@@ -24,6 +24,12 @@ async fn init_and_revision_create_a_project_that_builds_and_runs() {
         let project = TestProject::new();
         assert!(project.dir.join("wasmig.toml").is_file());
         assert!(project.dir.join("versions/Cargo.toml").is_file());
+        // What a run leaves beside the project's files stays out of version control: the work
+        // directory, the embedded database and its lock file.
+        let ignored = std::fs::read_to_string(project.dir.join(".gitignore")).unwrap();
+        for entry in [".wasmig/", "wasmig.db", "wasmig.db.wasmig-lock"] {
+            assert!(ignored.lines().any(|l| l == entry), "{entry}: {ignored}");
+        }
         // A second init is refused rather than overwriting the configuration.
         let again = project.run_plain(&["init", "."]).fails_with(3);
         assert!(
