@@ -16,8 +16,9 @@ fn main() -> ExitCode {
             return ExitCode::from(wasmig::exit::INTERNAL);
         }
     };
-    // A panic is a wasmig bug. It unwinds through the run, dropping the migration lock's
-    // connection or file (which releases the lock) and any open transaction (rolled back);
+    // A panic is a wasmig bug. It unwinds through the run, dropping the database's control
+    // connection (on which PostgreSQL's migration lock is held) or the lock file (which
+    // releases the lock) and any open transaction (rolled back);
     // it must exit with the documented internal-error code, not Rust's 101.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(wasmig::cli::run(cli))

@@ -460,6 +460,15 @@ fn show_heads_shows_every_head_and_several_heads_say_what_to_write_instead() {
     );
     assert_eq!(shown(&project, "l@-1"), "base1");
     // A label wasmig could never resolve is a bad command line (exit 2), and nothing is made.
+    let listing = || {
+        let mut names: Vec<_> = std::fs::read_dir(project.dir.join("versions"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
     for bad in ["head", "a b", ""] {
         let refused = project
             .run_plain(&["revision", "-m", "x", "--branch-label", bad])
@@ -469,6 +478,7 @@ fn show_heads_shows_every_head_and_several_heads_say_what_to_write_instead() {
             "{bad:?}: {refused:?}"
         );
     }
+    assert_eq!(listing(), before);
     let heads = project.run_plain(&["heads", "--json"]).success().json();
     assert_eq!(heads["heads"], json!(["left", "right"]));
 }

@@ -25,15 +25,17 @@ pub const SQLITE_LOCK_SUFFIX: &str = ".wasmig-lock";
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A held migration lock. Release it explicitly with [`LockGuard::release`]; if it is
-/// dropped instead (a panic), or the process dies, the lock goes with its connection or
-/// file descriptor, so it is never left behind.
+/// not (a panic), it goes when the connection it is held on closes (PostgreSQL: the
+/// control connection, closed with the database or the process) or with the file
+/// descriptor (SQLite), so it is never left behind.
 #[async_trait]
 pub trait LockGuard: Send {
-    /// Releases the lock and closes what held it.
+    /// Releases the lock (PostgreSQL: `pg_advisory_unlock` on the control connection, which
+    /// stays open for wasmig's reads; SQLite: closes the lock file).
     ///
     /// # Errors
     /// When the database or the file system reports a failure while unlocking; the lock is
-    /// released anyway as its connection or file is closed.
+    /// released anyway when its connection (closed on such an error) or file closes.
     async fn release(self: Box<Self>) -> anyhow::Result<()>;
 }
 
