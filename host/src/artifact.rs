@@ -78,7 +78,7 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
 pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<String>> {
     // Two runs from one checkout (against two databases, say) build in turn: they share the
     // migrations workspace, its Cargo.toml and the build directory.
-    let _lock = lock_builds(project)?;
+    let _lock = lock_builds(&build_dir(project))?;
     let mut changed = build_rust(project, revisions)?;
     changed.extend(crate::toolchain::build(
         project,
@@ -88,18 +88,21 @@ pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<St
     Ok(changed)
 }
 
-/// Takes the project's build lock (`flock` on `.wasmig/build.lock`), waiting for another
-/// wasmig building in this project, and saying so. Released when the file is dropped, or
-/// by the OS when the process ends.
+/// Takes the project's build lock (`flock` on `.wasmig/build.lock`, beside `build_dir`),
+/// waiting for another wasmig writing into this project's build directory, and saying so.
+/// Released when the file is dropped, or by the OS when the process ends. Not reentrant:
+/// a second take in the same process waits for the first to be dropped.
 ///
 /// # Errors
 /// [`BuildError`] when the lock file cannot be created or locked.
-fn lock_builds(project: &Project) -> anyhow::Result<std::fs::File> {
-    let path = project.work_dir().join("build.lock");
+pub fn lock_builds(build_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = build_dir.with_extension("lock");
     let failed = |e: std::io::Error| BuildError {
         message: format!("cannot lock {}: {e}", path.display()),
     };
-    std::fs::create_dir_all(project.work_dir()).map_err(failed)?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -230,6 +230,9 @@ pub async fn reuse_stored(
     build_dir: &Path,
 ) -> anyhow::Result<Vec<String>> {
     let mut reused = Vec::new();
+    // Taken before the first write: another run from this checkout may be writing the same
+    // components (the build lock, as `wasmig build` takes it).
+    let mut lock = None;
     for revision in revisions.iter().filter(|r| {
         r.stored.is_none()
             && toolchain(r.manifest.kind).is_some()
@@ -249,6 +252,13 @@ pub async fn reuse_stored(
             || hex::encode(Sha256::digest(bytes)) != stored.checksum
         {
             continue;
+        }
+        if lock.is_none() {
+            lock = Some(crate::artifact::lock_builds(build_dir)?);
+            // Another run may have written it while this one waited.
+            if up_to_date(revision, build_dir, &inputs) {
+                continue;
+            }
         }
         let path = revision
             .component_path(build_dir)
