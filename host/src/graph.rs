@@ -656,16 +656,11 @@ impl Graph {
     /// Not found, ambiguous, several heads, a form counting from the current revision
     /// (`+N`), or a target that names no revision (`base`).
     pub fn resolve(&self, raw: &str) -> Result<&str, GraphError> {
-        let found = self.absolute(raw)?;
-        match found.as_slice() {
-            [one] => Ok(&self.revs[*one].id),
-            [] => Err(GraphError::NoRevision {
-                target: raw.to_owned(),
-                reason: "it is the empty state before the first revision",
-            }),
+        match self.resolve_all(raw)?.as_slice() {
+            [one] => Ok(one),
             many => Err(GraphError::MultipleHeads {
                 target: raw.to_owned(),
-                heads: many.iter().map(|&m| self.revs[m].id.clone()).collect(),
+                heads: many.iter().map(|m| (*m).to_owned()).collect(),
             }),
         }
     }

@@ -486,17 +486,7 @@ async fn finish(
     guest: bool,
 ) -> Result<(), Failure> {
     let finished = FinishedStep {
-        record: StepRecord {
-            remove: &step.remove_heads,
-            add: &step.add_heads,
-            revision: &step.revision,
-            direction: step.action.as_str(),
-            checksum,
-            started_at,
-            finished_at: Utc::now(),
-            error: None,
-            sqlstate: None,
-        },
+        record: completed(step, checksum, started_at),
         artifact: to_store,
         clear_checkpoint: had_checkpoint,
     };
@@ -504,6 +494,25 @@ async fn finish(
         Ok(true) => Ok(()),
         Ok(false) => Err(Failure::TransactionEnded { guest }),
         Err(e) => Err(Failure::Host(e)),
+    }
+}
+
+/// The version-table record of `step` run to its end, now.
+fn completed<'a>(
+    step: &'a Step,
+    checksum: &'a str,
+    started_at: chrono::DateTime<Utc>,
+) -> StepRecord<'a> {
+    StepRecord {
+        remove: &step.remove_heads,
+        add: &step.add_heads,
+        revision: &step.revision,
+        direction: step.action.as_str(),
+        checksum,
+        started_at,
+        finished_at: Utc::now(),
+        error: None,
+        sqlstate: None,
     }
 }
 
@@ -697,17 +706,7 @@ async fn run_autocommitted(
         .await
     {
         Ok(total) => {
-            let record = StepRecord {
-                remove: &step.remove_heads,
-                add: &step.add_heads,
-                revision: &step.revision,
-                direction: step.action.as_str(),
-                checksum,
-                started_at,
-                finished_at: Utc::now(),
-                error: None,
-                sqlstate: None,
-            };
+            let record = completed(step, checksum, started_at);
             match record_in_own_transaction(db, &record, Recorded::Step(to_store)).await {
                 Ok(()) => {
                     crate::debug!(

@@ -177,7 +177,8 @@ pub trait Database: Send + Sync {
     /// Takes the migration lock, waiting up to `timeout` for another run to release it.
     /// The guard holds what holds the lock (PostgreSQL: wasmig's control connection,
     /// outside the pool, which never runs migration code; SQLite: an open lock file), so
-    /// neither a session nor the pool can release it early. Writing commands take it before reading the heads.
+    /// neither a session nor the pool can release it early. Writing commands take it before
+    /// reading the heads.
     ///
     /// # Errors
     /// [`crate::error::LockTimeout`] when another run still holds it after `timeout`;

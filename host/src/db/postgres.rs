@@ -248,24 +248,19 @@ impl PgDatabase {
                 doing: doing(),
                 source,
             })?;
-        let mut present = self.present.lock().expect("not poisoned");
-        for (i, name) in PRESENT.iter().enumerate() {
-            let found: bool = row.try_get(i).map_err(|source| DbError::Query {
-                doing: doing(),
-                source,
-            })?;
-            if found && !present.contains(name) {
-                present.push(*name);
-            }
-        }
-        let columns: bool = row
-            .try_get(PRESENT.len())
+        let names = PRESENT.iter().chain([&HISTORY_ERROR_COLUMNS]);
+        let found = (0..=PRESENT.len())
+            .map(|i| row.try_get::<bool, _>(i))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|source| DbError::Query {
                 doing: doing(),
                 source,
             })?;
-        if columns && !present.contains(&HISTORY_ERROR_COLUMNS) {
-            present.push(HISTORY_ERROR_COLUMNS);
+        let mut present = self.present.lock().expect("not poisoned");
+        for (name, found) in names.zip(found) {
+            if found && !present.contains(name) {
+                present.push(*name);
+            }
         }
         Ok(known(&present))
     }
@@ -713,11 +708,9 @@ impl Database for PgDatabase {
             // Taken, then given up (a straggler outlasted the timeout, or a query failed):
             // the lock must not stay with the control connection until it closes. Unlocking
             // a lock this session does not hold only warns.
-            let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                "SELECT pg_advisory_unlock({PG_LOCK_KEY})"
-            )))
-            .execute(attempt.conn())
-            .await;
+            let _ = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
+                .execute(attempt.conn())
+                .await;
             return Err(e);
         }
         Ok(Box::new(PgLock {
@@ -735,6 +728,12 @@ impl Database for PgDatabase {
         }
         self.pool.close().await;
     }
+}
+
+/// `SELECT function(key)` for an advisory-lock function and wasmig's pinned key, as a
+/// simple query (one round trip).
+fn advisory(function: &str) -> String {
+    format!("SELECT {function}({PG_LOCK_KEY})")
 }
 
 /// Tries the advisory lock on the control connection.
@@ -756,16 +755,14 @@ impl PgLockAttempt {
 #[async_trait]
 impl Attempt for PgLockAttempt {
     async fn try_lock(&mut self) -> anyhow::Result<bool> {
-        let held = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT pg_try_advisory_lock({PG_LOCK_KEY})"
-        )))
-        .fetch_one(self.conn())
-        .await
-        .and_then(|row| row.try_get::<bool, _>(0))
-        .map_err(|source| DbError::Query {
-            doing: "taking the migration lock (pg_try_advisory_lock)".into(),
-            source,
-        })?;
+        let held = sqlx::raw_sql(AssertSqlSafe(advisory("pg_try_advisory_lock")))
+            .fetch_one(self.conn())
+            .await
+            .and_then(|row| row.try_get::<bool, _>(0))
+            .map_err(|source| DbError::Query {
+                doing: "taking the migration lock (pg_try_advisory_lock)".into(),
+                source,
+            })?;
         Ok(held)
     }
 
@@ -862,12 +859,10 @@ impl LockGuard for PgLock {
             // Closed: the session, and the lock with it, already ended.
             return Ok(());
         };
-        let unlocked = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT pg_advisory_unlock({PG_LOCK_KEY})"
-        )))
-        .fetch_one(&mut *conn)
-        .await
-        .and_then(|row| row.try_get::<bool, _>(0));
+        let unlocked = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|row| row.try_get::<bool, _>(0));
         match unlocked {
             Ok(true) => Ok(()),
             Ok(false) => Err(anyhow::anyhow!(
