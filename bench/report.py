@@ -973,7 +973,7 @@ if has("transform_wasmig") and has("transform_native"):
                  "back into host strings, each value also converted between sqlx and wasmig's "
                  "`Value` on the host; the native program decodes once and encodes once. ")
     text += ("Host changes: decode straight from the `PgRow` into the lowered form instead of "
-             "building a `Vec<Value>` per row first (`Plan::decode` in `host/src/db/postgres.rs`), "
+             "building a `Vec<Value>` per row first (`Plan::decode` in `host/db/src/postgres.rs`), "
              "and, in a WIT 0.3.0, a columnar result (`query` returning one typed list per column, "
              "like `array-value`) so a batch crosses the boundary as two lists instead of 20,000 "
              "variant cells; the gain is bounded by the CPU difference above. ")
@@ -1058,7 +1058,7 @@ if e_w and e_s and has("sql_wasmig") and has("sql_sqlx"):
         props.append("turn off `test_before_acquire` for the run's pool (the run holds its "
                      "connection; the ping is a round trip per step)")
     if props:
-        text += "Host changes (`host/src/db/postgres.rs`): " + "; ".join(props) + ". "
+        text += "Host changes (`host/db/src/postgres.rs`): " + "; ".join(props) + ". "
 
     def smed(k):
         v = steps_data.get(k)
@@ -1155,7 +1155,7 @@ if t and has("rust_cold") and has("rust_warm"):
             ratio_proj = proj / med("sql_sqlx") if has("sql_sqlx") else None
             text += (f", and in {wi[1] / 1000:.2f} s with Winch, wasmtime's baseline compiler "
                      f"({wi[2]:.1f} ms each, {cr[1] / wi[1]:.1f}x less). Host change "
-                     "(`Sandbox::new` in `host/src/sandbox/mod.rs`, the `winch` feature): compile "
+                     "(`Sandbox::new` in `host/sandbox/src/lib.rs`, the `winch` feature): compile "
                      "with Winch on a cache miss (a migration that mostly waits on the database "
                      "loses little to Winch's slower code, but the 1M-row transform, a quarter of "
                      "whose CPU is guest code, would lose; the engine configuration is part of "

@@ -1,7 +1,7 @@
 //! The migration lock: one writing run per database, a held lock times out with exit 11
 //! naming its holder, and a failed run does not leave the lock behind.
 //!
-//! Not here: the polling loop's details (`host/src/db/lock.rs`), which only the timing of
+//! Not here: the polling loop's details (`host/db/src/lock.rs`), which only the timing of
 //! these runs shows, and timings are asserted loosely on purpose.
 
 use std::process::{Child, Stdio};
@@ -12,7 +12,7 @@ use sqlx::Connection;
 
 use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
 
-/// The lock key documented in the README and pinned in `host/src/db/lock.rs`.
+/// The lock key documented in the README and pinned in `host/db/src/lock.rs`.
 const PG_LOCK_KEY: i64 = -7_417_683_568_260_457_548;
 
 /// A statement that takes a few hundred milliseconds, so concurrent runs overlap.

@@ -1,7 +1,7 @@
 //! `wasmig-bench-native URL steps N`: replays the database side of N wasmig steps of
 //! `CREATE TABLE` revisions, as three versions of the host run them and as the host could, to
 //! measure what the host changes proposed in BENCHMARKS.md would gain. No wasmig code runs
-//! here: the statements are copied from `host/src/db/postgres.rs` (`begin_session`,
+//! here: the statements are copied from `host/db/src/postgres.rs` (`begin_session`,
 //! `transaction_intact`, `record_step`, `store_artifact`, `finish_step`) and the pool from
 //! `PgDatabase::connect`; when the host changes, this copy does not follow.
 //!

@@ -1,0 +1,108 @@
+//! Exit codes: a documented contract, mirrored in the README's table.
+//!
+//! `main` maps an error to a code by looking for the typed errors below in its cause chain;
+//! anything untyped is an internal error (1). Codes are stable across releases.
+
+use crate::db::DbError;
+use crate::error::{
+    BuildError, ComponentError, ConfigError, FailedError, Failure, GraphError, InProgressError,
+    LockTimeout, MigrationError, ModifiedError, NotFailed, ResumeModified,
+};
+
+/// Success.
+pub(crate) const OK: u8 = 0;
+/// An unexpected failure: a wasmig bug or an environment problem not covered below.
+pub(crate) const INTERNAL: u8 = 1;
+/// The command line was malformed (clap's own code).
+#[allow(dead_code)] // clap exits with it itself; listed for the contract
+pub(crate) const USAGE: u8 = 2;
+/// The project or its configuration is missing or invalid (`wasmig.toml`, a manifest,
+/// the database URL).
+pub(crate) const CONFIG: u8 = 3;
+/// The revisions or the target are inconsistent: unknown or ambiguous revision, several
+/// heads, a cycle, a database at a revision the project does not have.
+pub(crate) const GRAPH: u8 = 4;
+/// The database could not be reached, or failed outside any migration.
+pub(crate) const DATABASE: u8 = 5;
+/// A migration failed (guest error, SQL error, trap) and was rolled back; or a
+/// `transaction = "none"` revision failed part-way, was not rolled back, and is recorded as
+/// failed (see [`FAILED_STATE`]).
+pub(crate) const MIGRATION_FAILED: u8 = 6;
+/// A migration exceeded a sandbox limit (time or memory) and was rolled back.
+pub(crate) const LIMIT_EXCEEDED: u8 = 7;
+/// A component is malformed, targets another world, or imports what the sandbox denies.
+pub(crate) const INVALID_COMPONENT: u8 = 8;
+/// Building a migration from source failed (toolchain missing or compile error).
+pub(crate) const BUILD_FAILED: u8 = 9;
+/// A migration ended wasmig's transaction itself (a `COMMIT` or `ROLLBACK` that got past
+/// the refusal of transaction control): the step is not recorded, and on PostgreSQL part
+/// of its work may have been committed. Unlike 6, the database needs a look.
+pub(crate) const TRANSACTION_ENDED: u8 = 10;
+/// Another run held the database's migration lock for longer than `--lock-timeout`;
+/// nothing was changed.
+pub(crate) const LOCK_TIMEOUT: u8 = 11;
+/// An applied revision's files changed (or vanished) since it ran: its checksum differs
+/// from the one recorded in the history table; or a batched revision part-way through
+/// changed since its first batch. Nothing was run. Accept the change with
+/// `wasmig rehash REV`, restore the files, or pass `--allow-modified` for one run.
+pub(crate) const MODIFIED: u8 = 12;
+/// A revision is marked failed (a `transaction = "none"` step stopped part-way and was not
+/// rolled back), or a batched revision is part-way through and the command would not finish
+/// it. `up` and `down` run nothing until it is finished or `wasmig resolve REV --as applied`
+/// or `--as rolled-back` says what the database holds.
+pub(crate) const FAILED_STATE: u8 = 13;
+
+/// The exit code for an error, from the first typed error in its chain.
+pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<MigrationError>() {
+            return failure_code(&e.failure);
+        }
+        if cause.is::<LockTimeout>() {
+            return LOCK_TIMEOUT;
+        }
+        if cause.is::<ModifiedError>() || cause.is::<ResumeModified>() {
+            return MODIFIED;
+        }
+        if cause.is::<FailedError>() || cause.is::<InProgressError>() {
+            return FAILED_STATE;
+        }
+        if cause.is::<NotFailed>() {
+            return GRAPH;
+        }
+        if cause.is::<ComponentError>() {
+            return INVALID_COMPONENT;
+        }
+        if cause.is::<BuildError>() {
+            return BUILD_FAILED;
+        }
+        if cause.is::<GraphError>() {
+            return GRAPH;
+        }
+        if cause.is::<ConfigError>() {
+            return CONFIG;
+        }
+        if let Some(e) = cause.downcast_ref::<DbError>() {
+            return match e {
+                DbError::InvalidUrl { .. } => CONFIG,
+                _ => DATABASE,
+            };
+        }
+    }
+    INTERNAL
+}
+
+/// The exit code of a failed step (exhaustive: a new kind of failure must choose its code).
+fn failure_code(failure: &Failure) -> u8 {
+    match failure {
+        Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => LIMIT_EXCEEDED,
+        Failure::TransactionEnded { .. } => TRANSACTION_ENDED,
+        Failure::Host(e) if code_for(e) != INTERNAL => code_for(e),
+        Failure::Host(_) => DATABASE,
+        Failure::NotRolledBack { cause, .. } | Failure::Batch { cause, .. } => failure_code(cause),
+        Failure::GuestError(_)
+        | Failure::GuestTrap(_)
+        | Failure::UnhandledSql(_)
+        | Failure::Sql(_) => MIGRATION_FAILED,
+    }
+}

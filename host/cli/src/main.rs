@@ -1,0 +1,60 @@
+//! The `wasmig` binary: parse arguments, run the library, map the error to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+// The library's modules, under the names the commands use.
+use wasmig::{
+    artifact, config, db, error, graph, history, integrity, revision, runner, scaffold, toolchain,
+};
+
+mod cli;
+mod exit;
+mod terminal;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    // A panic is a wasmig bug. It unwinds through the run, dropping the database's control
+    // connection (on which PostgreSQL's migration lock is held) or the lock file (which
+    // releases the lock) and any open transaction (rolled back);
+    // it must exit with the documented internal-error code, not Rust's 101.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(cli::run(cli))
+    }));
+    let Ok(result) = result else {
+        eprintln!(
+            "error: internal error: wasmig panicked (a bug; please report it with the message above); steps committed before it stay applied, the one in flight did not commit"
+        );
+        return ExitCode::from(exit::INTERNAL);
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            if let Some(m) = err
+                .chain()
+                .find_map(|c| c.downcast_ref::<wasmig::error::MigrationError>())
+                && !m.completed.is_empty()
+            {
+                eprintln!(
+                    "note: applied before the failure, and kept: {}",
+                    m.completed.join(", ")
+                );
+            }
+            ExitCode::from(exit::code_for(&err))
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! wasmig's database layer: PostgreSQL and SQLite behind one driver trait.
+//!
+//! A [`Database`] is a connection pool plus the version tables; a [`Session`] is one open
+//! transaction on one pooled connection, on which a migration (SQL or guest) and its
+//! version-table update run together. The runner algorithm (the `wasmig` library) is
+//! written once against these traits. This crate knows nothing of wasm: values and errors
+//! are the plain data types generated from the WIT (the `wasmig-contract` crate).
+//!
+//! Not here: the revision graph (`wasmig-plan`), the sandbox (`wasmig-sandbox`). The
+//! migration lock's shared part is in `lock`; each backend takes it its own way.
+
+mod copy;
+mod lock;
+mod pg_script;
+mod postgres;
+mod sqlite;
+mod tx_control;
+mod url;
+mod value;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use self::lock::{LockGuard, PG_LOCK_KEY, SQLITE_LOCK_SUFFIX};
+pub use self::url::DatabaseUrl;
+use wasmig_contract::{Column, Dialect, QueryResult, SqlError, Value};
+
+/// The result of a statement or of a session operation.
+pub type SqlResult<T> = Result<T, SqlError>;
+
+/// One applied or reverted step, as recorded in the history table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    /// Sequence number, increasing with time.
+    pub id: i64,
+    /// The full revision id.
+    pub revision: String,
+    /// `upgrade`, `downgrade`, `stamp` (revision: the new heads, comma-separated),
+    /// `rehash` (a changed revision accepted by `wasmig rehash`), `failed` (a
+    /// `transaction = "none"` step that stopped part-way) or `resolve` (`wasmig resolve`).
+    pub direction: String,
+    /// Hex SHA-256 of the revision's artifact (see `revision::Artifact::checksum`); empty
+    /// for `stamp`.
+    pub checksum: String,
+    /// When the step started, UTC.
+    pub started_at: DateTime<Utc>,
+    /// When the step's transaction was about to commit, UTC.
+    pub finished_at: DateTime<Utc>,
+    /// `finished_at - started_at` in milliseconds.
+    pub duration_ms: i64,
+    /// The wasmig version that ran the step.
+    pub wasmig_version: String,
+    /// For a `failed` row: what went wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For a `failed` row: the SQLSTATE (PostgreSQL) or result code (SQLite), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+}
+
+/// A revision marked failed: a `transaction = "none"` step that stopped part-way, so the
+/// database holds some of its work and wasmig cannot tell which. Stored in
+/// [`FAILED_TABLE`] until `wasmig resolve` clears it; `up` and `down` refuse to run while
+/// any revision is marked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedMark {
+    /// The revision.
+    pub revision: String,
+    /// The step that failed: `upgrade` or `downgrade`.
+    pub direction: String,
+    /// The heads the step would have removed, had it completed.
+    pub remove_heads: Vec<String>,
+    /// The heads the step would have added.
+    pub add_heads: Vec<String>,
+    /// The statement of the script that failed, from 1 (statements before it were
+    /// committed); past the last statement when recording the step itself failed.
+    pub statement: i64,
+    /// What went wrong.
+    pub error: String,
+    /// The SQLSTATE (PostgreSQL) or result code (SQLite), if the database gave one.
+    pub sqlstate: Option<String>,
+    /// When it failed, UTC.
+    pub failed_at: DateTime<Utc>,
+}
+
+/// A `transaction = "batched"` step part-way through: the checkpoint its last committed
+/// batch saved. Stored in [`CHECKPOINT_TABLE`] in each batch's transaction and deleted in
+/// the transaction of the last batch, which also records the step; so a row here means the
+/// step began, committed `batches` batches, and has not finished. `wasmig up` (or `down`,
+/// for a downgrade) resumes it from `checkpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Checkpoint {
+    /// The revision.
+    pub revision: String,
+    /// The step under way: `upgrade` or `downgrade`.
+    pub direction: String,
+    /// The heads the step will remove when it completes (as the planner made it, so that
+    /// `wasmig resolve --as applied` can complete it by hand).
+    pub remove_heads: Vec<String>,
+    /// The heads the step will add.
+    pub add_heads: Vec<String>,
+    /// What the guest passed to `batch.next-batch` in the last committed batch.
+    pub checkpoint: String,
+    /// How many batches have committed.
+    pub batches: i64,
+    /// The checksum of the artifact those batches ran, so a resumed run notices that the
+    /// revision changed under it.
+    pub checksum: String,
+    /// When the first batch started, UTC.
+    pub started_at: DateTime<Utc>,
+    /// When the last batch committed, UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where an autocommitted script ([`Database::run_autocommit`]) stopped.
+#[derive(Debug)]
+pub struct ScriptFailure {
+    /// The statement that failed, from 1; 0 when nothing ran (refused before the first
+    /// statement, or no connection).
+    pub statement: usize,
+    /// How many statements the script has.
+    pub total: usize,
+    /// The error (boxed: it is large, and failure is the cold path).
+    pub error: Box<SqlError>,
+}
+
+/// Heads stored as one comma-separated text (revision ids cannot contain a comma).
+pub(crate) fn split_heads(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Splits a `transaction = "none"` script and refuses transaction control in it before
+/// anything runs.
+pub(crate) fn autocommit_statements(
+    script: &str,
+    dialect: Dialect,
+) -> Result<Vec<&str>, ScriptFailure> {
+    let statements = tx_control::statements(script, dialect);
+    tx_control::check_autocommit(script, dialect).map_err(|error| ScriptFailure {
+        statement: 0,
+        total: statements.len(),
+        error: Box::new(error),
+    })?;
+    Ok(statements)
+}
+
+/// A pooled database with wasmig's version tables.
+///
+/// # Errors
+/// Methods fail with `anyhow` errors carrying a [`DbError`] when the database cannot be
+/// reached or the version tables cannot be read or written.
+#[async_trait]
+pub trait Database: Send + Sync {
+    /// PostgreSQL or SQLite.
+    fn dialect(&self) -> Dialect;
+
+    /// Creates the version tables if they do not exist yet.
+    async fn ensure_version_tables(&self) -> anyhow::Result<()>;
+
+    /// The revisions stored as current heads (empty when at base or never migrated).
+    /// Reading does not create the tables.
+    async fn heads(&self) -> anyhow::Result<Vec<String>>;
+
+    /// The history log, oldest first. Empty when the tables do not exist.
+    async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>>;
+
+    /// The artifact stored in the artifact table when `revision` was last applied, or
+    /// `None` (never stored, reverted since, or no artifact table yet). Reading does not
+    /// create the tables.
+    async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>>;
+
+    /// Takes the migration lock, waiting up to `timeout` for another run to release it.
+    /// The guard holds what holds the lock (PostgreSQL: wasmig's control connection,
+    /// outside the pool, which never runs migration code; SQLite: an open lock file), so
+    /// neither a session nor the pool can release it early. Writing commands take it before
+    /// reading the heads.
+    ///
+    /// # Errors
+    /// [`LockTimeout`] when another run still holds it after `timeout`;
+    /// [`DbError`] when the database cannot be reached or the lock file cannot be opened.
+    async fn lock(&self, timeout: std::time::Duration) -> anyhow::Result<Box<dyn LockGuard>>;
+
+    /// Begins a transaction on a connection taken from the pool.
+    async fn begin(&self) -> anyhow::Result<Box<dyn Session>>;
+
+    /// Runs a script outside any transaction, one statement at a time on one pooled
+    /// connection, each committed on its own (`transaction = "none"`); stops at the first
+    /// failing statement. Returns how many statements ran.
+    ///
+    /// # Errors
+    /// [`ScriptFailure`] naming the failed statement; the ones before it stay committed.
+    /// `lock` and `statement` set PostgreSQL's `lock_timeout` and `statement_timeout` on
+    /// that connection first (reset when it goes back to the pool); SQLite has neither.
+    async fn run_autocommit(
+        &self,
+        script: &str,
+        lock: Option<std::time::Duration>,
+        statement: Option<std::time::Duration>,
+    ) -> Result<usize, ScriptFailure>;
+
+    /// The revisions marked failed (see [`FailedMark`]). Empty when the table does not
+    /// exist; reading does not create it.
+    async fn failed(&self) -> anyhow::Result<Vec<FailedMark>>;
+
+    /// The batched steps part-way through (see [`Checkpoint`]). Empty when the table does
+    /// not exist; reading does not create it.
+    async fn checkpoints(&self) -> anyhow::Result<Vec<Checkpoint>>;
+
+    /// Closes the pool.
+    async fn close(&self);
+}
+
+/// Stops a statement that is running on a session's connection, from another task.
+///
+/// PostgreSQL cancels through `pg_cancel_backend` on a second connection; SQLite interrupts
+/// through a progress handler. Cancelling when nothing runs is harmless.
+#[async_trait]
+pub trait Canceller: Send + Sync {
+    /// Asks the database to stop the statement in flight.
+    async fn cancel(&self);
+
+    /// The last resort when cancelling did not stop the statement: ends the session's
+    /// connection (`pg_terminate_backend` on PostgreSQL; on SQLite, where the interrupt
+    /// cannot be lost, the same as [`Canceller::cancel`]). The transaction is lost with it.
+    async fn terminate(&self) {
+        self.cancel().await;
+    }
+}
+
+/// A server-side (PostgreSQL) or host-buffered (SQLite) cursor opened by a session.
+#[derive(Debug)]
+pub struct CursorState {
+    /// The columns of the result.
+    pub columns: Vec<Column>,
+    /// The cursor's name on PostgreSQL.
+    pub(crate) name: Option<String>,
+    /// Rows not yet handed out, on SQLite.
+    pub(crate) buffered: std::collections::VecDeque<Vec<Value>>,
+    /// Set once the result is exhausted or the cursor closed.
+    pub(crate) done: bool,
+}
+
+impl CursorState {
+    /// A cursor with nothing left: a placeholder while the real one is borrowed.
+    pub fn finished() -> Self {
+        CursorState {
+            columns: Vec::new(),
+            name: None,
+            buffered: Default::default(),
+            done: true,
+        }
+    }
+
+    /// Whether the result is exhausted or the cursor closed.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Marks the cursor closed (its savepoint's rollback destroyed it on the server).
+    pub fn mark_done(&mut self) {
+        self.done = true;
+    }
+}
+
+/// An open transaction on one connection.
+///
+/// Dropping a session without [`Session::commit`] rolls it back (sqlx returns the
+/// connection to the pool after issuing `ROLLBACK`).
+///
+/// The statements a migration sends (`execute`, `query`, `batch`, `execute_many`,
+/// `open_cursor`) may not end the transaction: transaction control (`COMMIT`, `ROLLBACK`,
+/// `BEGIN`, raw `SAVEPOINT`…) is refused with `WASMIG-STATE` before anything runs (see
+/// `tx_control`), and [`Session::transaction_intact`] catches whatever slips through.
+#[async_trait]
+pub trait Session: Send {
+    /// PostgreSQL or SQLite.
+    fn dialect(&self) -> Dialect;
+
+    /// A handle that can cancel the statement in flight on this session's connection.
+    fn canceller(&self) -> Arc<dyn Canceller>;
+
+    /// Runs one statement; returns rows affected.
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64>;
+
+    /// Runs one statement; returns its whole result.
+    async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult>;
+
+    /// Runs a parameterless multi-statement script.
+    async fn batch(&mut self, script: &str) -> SqlResult<()>;
+
+    /// Runs one statement once per parameter row; returns the total rows affected.
+    async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64>;
+
+    /// Writes rows into `table` (optionally `schema.table`), one value per column of
+    /// `columns`: `COPY ... FROM STDIN` on PostgreSQL, multi-row `INSERT` on SQLite. Returns
+    /// the rows written. Names are quoted, never interpolated (see `copy`).
+    async fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> SqlResult<u64>;
+
+    /// Opens a cursor over a query.
+    async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState>;
+
+    /// Fetches up to `max_rows` further rows; empty when exhausted.
+    async fn fetch(
+        &mut self,
+        cursor: &mut CursorState,
+        max_rows: u32,
+    ) -> SqlResult<Vec<Vec<Value>>>;
+
+    /// Closes a cursor (idempotent).
+    async fn close_cursor(&mut self, cursor: &mut CursorState) -> SqlResult<()>;
+
+    /// `SAVEPOINT name`.
+    async fn savepoint(&mut self, name: &str) -> SqlResult<()>;
+
+    /// `RELEASE SAVEPOINT name`.
+    async fn release_savepoint(&mut self, name: &str) -> SqlResult<()>;
+
+    /// `ROLLBACK TO SAVEPOINT name` followed by `RELEASE SAVEPOINT name`.
+    async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()>;
+
+    /// Whether the transaction begun by [`Database::begin`] is still the one open on the
+    /// connection: `false` when a statement committed or rolled it back (and perhaps began
+    /// another). PostgreSQL compares the transaction id read at `begin`; SQLite watches the
+    /// connection's commit and rollback hooks and its autocommit state.
+    ///
+    /// # Errors
+    /// When the check itself cannot run (the connection failed).
+    async fn transaction_intact(&mut self) -> anyhow::Result<bool>;
+
+    /// Records one step in the version tables, in this transaction: replaces `remove` by
+    /// `add` among the heads and appends a history row.
+    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()>;
+
+    /// Finishes a step in this transaction, if it is still the one begun: checks it as
+    /// [`Session::transaction_intact`] does and, when intact, writes what
+    /// [`Session::record_step`], [`Session::store_artifact`] or
+    /// [`Session::forget_artifact`], and [`Session::clear_checkpoint`] write. `Ok(false)`,
+    /// with nothing written, when a statement ended the transaction. PostgreSQL sends it all
+    /// as one round trip; the default runs the calls one after another.
+    ///
+    /// # Errors
+    /// When the check or a write fails.
+    async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
+        if !self.transaction_intact().await? {
+            return Ok(false);
+        }
+        self.record_step(&finished.record).await?;
+        match finished.artifact {
+            Some(stored) => self.store_artifact(stored).await?,
+            None => self.forget_artifact(finished.record.revision).await?,
+        }
+        if finished.clear_checkpoint {
+            self.clear_checkpoint(finished.record.revision).await?;
+        }
+        Ok(true)
+    }
+
+    /// Marks a revision failed, in this transaction (replacing an earlier mark).
+    async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()>;
+
+    /// Clears a revision's failed mark, in this transaction.
+    async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()>;
+
+    /// Saves (or replaces) a batched step's checkpoint, in this transaction: the runner
+    /// calls it with the work of every batch but the last.
+    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()>;
+
+    /// Deletes a revision's checkpoint, in this transaction: with the last batch's work and
+    /// the step's record, or by `wasmig resolve`.
+    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()>;
+
+    /// Sets PostgreSQL's `lock_timeout` / `statement_timeout` for the rest of this
+    /// transaction (`None`: the server's setting). SQLite has neither: the runner refuses
+    /// them there before any step runs.
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<std::time::Duration>,
+        statement: Option<std::time::Duration>,
+    ) -> anyhow::Result<()>;
+
+    /// Stores (or replaces) a revision's artifact in the artifact table, in this transaction:
+    /// the runner calls it with the version-table update of every upgrade.
+    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()>;
+
+    /// Deletes a revision's stored artifact, in this transaction: the runner calls it with
+    /// the version-table update of every downgrade.
+    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()>;
+
+    /// Deletes the stored artifact of every revision not in `keep`, in this transaction:
+    /// `stamp` calls it with the revisions applied after it, so the table never holds a
+    /// revision the version table no longer counts as applied (including ones a `--purge`
+    /// dropped that this project does not know).
+    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()>;
+
+    /// Commits the transaction.
+    async fn commit(self: Box<Self>) -> anyhow::Result<()>;
+
+    /// Rolls the transaction back.
+    async fn rollback(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+/// What [`Session::record_step`] writes.
+#[derive(Debug)]
+pub struct StepRecord<'a> {
+    /// Heads to delete (the revision reverted, or the one upgraded from).
+    pub remove: &'a [String],
+    /// Heads to insert.
+    pub add: &'a [String],
+    /// The revision applied or reverted.
+    pub revision: &'a str,
+    /// `upgrade`, `downgrade`, `stamp`, `rehash`, `failed` or `resolve`.
+    pub direction: &'a str,
+    /// Hex SHA-256 of the artifact.
+    pub checksum: &'a str,
+    /// When the step started.
+    pub started_at: DateTime<Utc>,
+    /// When the step finished (just before commit).
+    pub finished_at: DateTime<Utc>,
+    /// For a `failed` row: what went wrong.
+    pub error: Option<&'a str>,
+    /// For a `failed` row: the SQLSTATE or result code.
+    pub sqlstate: Option<&'a str>,
+}
+
+/// What [`Session::finish_step`] writes for a step that ran to its end.
+#[derive(Debug)]
+pub struct FinishedStep<'a> {
+    /// The version-table change and the history row.
+    pub record: StepRecord<'a>,
+    /// The copy to store (an upgrade), or `None` to delete the revision's copy (a
+    /// downgrade).
+    pub artifact: Option<&'a StoredArtifact>,
+    /// Whether the revision has a checkpoint to delete (a batched step's last batch, or a
+    /// resumed step).
+    pub clear_checkpoint: bool,
+}
+
+/// A row of the artifact table: what ran when a revision was last applied, so `wasmig down`
+/// can revert it after its files left the project (an older release deployed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    /// The full revision id.
+    pub revision: String,
+    /// `sql`, `rust` or `wasm`.
+    pub kind: String,
+    /// Hex SHA-256 of the artifact (see `revision::Artifact::checksum`).
+    pub checksum: String,
+    /// The text of the revision's `migration.toml`.
+    pub manifest: String,
+    /// `up.sql`, for SQL revisions.
+    pub up_sql: Option<String>,
+    /// `down.sql`, for SQL revisions.
+    pub down_sql: Option<String>,
+    /// The component's bytes, for component revisions.
+    pub component: Option<Vec<u8>>,
+    /// For a revision built from source by a toolchain whose builds are not reproducible
+    /// (Python, JavaScript; C too): the checksum of the sources it was built from
+    /// (`toolchain::source_checksum`), so a checkout with the same sources reuses this
+    /// component instead of building different bytes.
+    pub source_checksum: Option<String>,
+}
+
+/// Another run held the migration lock for longer than `--lock-timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another run holds the migration lock on {database}: {holder}; gave up after {} s. Wait for it to finish and run the command again, or raise --lock-timeout",
+    .waited.as_secs()
+)]
+pub struct LockTimeout {
+    /// The database, its URL without the password.
+    pub database: String,
+    /// Who holds the lock, as far as the database can tell.
+    pub holder: String,
+    /// How long this run waited.
+    pub waited: std::time::Duration,
+}
+
+/// Errors of the database layer that callers branch on (exit code 5).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL is malformed or names an unsupported scheme.
+    #[error("invalid database URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL with any password redacted.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database could not be reached or refused the connection.
+    #[error(
+        "cannot connect to {url}: {source}; check that the server is running and the URL is right"
+    )]
+    Connect {
+        /// The URL with any password redacted.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// The SQLite lock file could not be opened or locked.
+    #[error("cannot use the lock file {}: {source}; check that its directory is writable", .path.display())]
+    LockFile {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A query on the version tables or the transaction itself failed.
+    #[error("database error while {doing}: {source}")]
+    Query {
+        /// What wasmig was doing.
+        doing: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+}
+
+/// The WIT error for a driver error that did not come from the server: `WASMIG-DECODE` for
+/// a value sqlx could not read, `WASMIG-BIND` for one it could not encode, and `WASMIG-IO`
+/// for everything else (I/O, TLS, a protocol error, the pool, the SQLite worker). Only
+/// `WASMIG-IO` is blamed on the host, so a guest handling a decoding error in a savepoint is
+/// not reported as a lost connection.
+pub(crate) fn client_error(err: sqlx::Error) -> SqlError {
+    match &err {
+        sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. } => SqlError::wasmig("DECODE", err.to_string()),
+        sqlx::Error::Encode(_) => SqlError::wasmig("BIND", err.to_string()),
+        _ => SqlError::wasmig("IO", err.to_string()),
+    }
+}
+
+/// Whether an error code means the connection itself failed (the host's problem, not the
+/// guest's): wasmig's own I/O code, SQLSTATE class 08 (connection exception), or the
+/// server shutting the session down (57P01-57P03; not 57014, which is a cancelled query).
+pub fn is_connection_failure(code: &str) -> bool {
+    code == "WASMIG-IO" || code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// Connects to the database the URL names.
+///
+/// # Errors
+/// [`DbError::Connect`] when the server cannot be reached.
+pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Box<dyn Database>> {
+    match url {
+        DatabaseUrl::Postgres { .. } => Ok(Box::new(postgres::PgDatabase::connect(url).await?)),
+        DatabaseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteDatabase::connect(url).await?)),
+    }
+}
+
+/// The names of wasmig's version tables; pinned, as their layout is.
+pub const VERSION_TABLE: &str = "wasmig_version";
+/// The history log table.
+pub const HISTORY_TABLE: &str = "wasmig_history";
+/// The revisions marked failed (see [`FailedMark`]).
+pub const FAILED_TABLE: &str = "wasmig_failed";
+/// The artifacts of the applied revisions (see [`StoredArtifact`]); pinned like the others.
+pub const ARTIFACT_TABLE: &str = "wasmig_artifact";
+/// The checkpoints of batched steps part-way through (see [`Checkpoint`]).
+pub const CHECKPOINT_TABLE: &str = "wasmig_checkpoint";

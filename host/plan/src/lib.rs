@@ -1,0 +1,17 @@
+//! wasmig's pure planning: what a migration run will do, computed from plain data.
+//!
+//! - [`manifest`]: a revision's `migration.toml`, revision ids, the pinned checksum;
+//! - [`graph`]: Alembic's revision graph, targets, and the ordered [`graph::Step`]s of an
+//!   upgrade, a downgrade or a stamp;
+//! - [`error`]: [`ConfigError`] and [`GraphError`], which callers branch on.
+//!
+//! Nothing here touches a database, a file system, wasm or an async runtime: the crate
+//! depends on serde, toml, sha2 and thiserror only, so its tests (the planner's among them,
+//! replaying every case Alembic itself answered) build and run in seconds:
+//! `cargo test -p wasmig-plan`.
+
+pub mod error;
+pub mod graph;
+pub mod manifest;
+
+pub use error::{ConfigError, GraphError};

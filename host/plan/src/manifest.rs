@@ -1,0 +1,409 @@
+//! A revision's manifest (`migration.toml`): its fields, their validation, revision ids,
+//! and the pinned checksum of what a revision runs ([`Artifact::checksum`]).
+//!
+//! Pure data: parsing text, no file system. Loading a project's revisions from disk, and
+//! the copies stored in the database, is the `wasmig` library's `revision` module.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ConfigError;
+
+/// The longest `timeout_secs` accepted (7 days): a deadline must be representable as an
+/// instant, and a step that needs longer is better run outside a migration.
+pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// The manifest file name inside a revision directory.
+pub const MANIFEST: &str = "migration.toml";
+
+/// How a revision is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// `up.sql` and `down.sql`.
+    Sql,
+    /// A Rust crate using the `wasmig-guest` SDK, built to a component by `wasmig build`.
+    Rust,
+    /// `migration.py` using the Python SDK, built with componentize-py.
+    Python,
+    /// `migration.js` using the JavaScript SDK, built with jco (QuickJS).
+    Js,
+    /// `migration.c` using the C SDK, built with clang for wasm32-wasi.
+    C,
+    /// A prebuilt component from any language.
+    Wasm,
+}
+
+impl Kind {
+    /// Whether `wasmig build` makes this kind's component from source (into
+    /// `.wasmig/build/<rev>.wasm`).
+    pub fn is_built(self) -> bool {
+        matches!(self, Kind::Rust | Kind::Python | Kind::Js | Kind::C)
+    }
+}
+
+/// How a revision uses transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransactionMode {
+    /// The revision and its version-table update commit together (the default).
+    #[default]
+    PerMigration,
+    /// SQL revisions only: each statement of the script runs on its own, autocommitted
+    /// (for `CREATE INDEX CONCURRENTLY` and the like); the version-table update follows in a
+    /// transaction of its own. A failure part-way is not rolled back: the revision is
+    /// recorded as failed until `wasmig resolve`.
+    None,
+    /// Component revisions only: each batch (one call of `upgrade`/`downgrade`, see the
+    /// WIT's `batch` interface) commits on its own together with its checkpoint; an
+    /// interrupted run resumes from the last checkpoint, and the version-table update
+    /// commits with the last batch.
+    Batched,
+}
+
+/// One name or several (`x = "a"` or `x = ["a", "b"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single name.
+    One(String),
+    /// Several names.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The names as a list (an empty string is no name).
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) if s.is_empty() => Vec::new(),
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+
+    /// `None` for an empty list, one name as a string, several as a list.
+    pub fn from_vec(mut names: Vec<String>) -> Option<Self> {
+        match names.len() {
+            0 => None,
+            1 => names.pop().map(OneOrMany::One),
+            _ => Some(OneOrMany::Many(names)),
+        }
+    }
+}
+
+/// `migration.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The revision id.
+    pub revision: String,
+    /// The revision(s) this one follows; absent for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_revision: Option<OneOrMany>,
+    /// Branch labels this revision declares (Alembic's `branch_labels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_labels: Option<OneOrMany>,
+    /// Revisions or branch labels that must be applied first (Alembic's `depends_on`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<OneOrMany>,
+    /// What the revision does.
+    pub message: String,
+    /// When it was created, RFC 3339 UTC.
+    pub created: String,
+    /// How it is written.
+    pub kind: Kind,
+    /// Transaction handling.
+    #[serde(default)]
+    pub transaction: TransactionMode,
+    /// The component file of a `wasm` revision, relative to the revision directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<PathBuf>,
+    /// Wall-clock deadline for this revision, in seconds (overrides wasmig.toml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+    /// Memory cap for this revision, in MiB (overrides wasmig.toml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mib: Option<u64>,
+    /// PostgreSQL `lock_timeout` for this revision's statements, in seconds (overrides
+    /// wasmig.toml's `[timeouts]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_secs: Option<f64>,
+    /// PostgreSQL `statement_timeout` for this revision's statements, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<f64>,
+}
+
+impl Manifest {
+    /// The timeouts this manifest sets (unset ones fall back to wasmig.toml).
+    pub fn timeouts(&self) -> StatementTimeouts {
+        StatementTimeouts {
+            lock_timeout_secs: self.lock_timeout_secs,
+            statement_timeout_secs: self.statement_timeout_secs,
+        }
+    }
+
+    /// The down revisions as a list.
+    pub fn down_revisions(&self) -> Vec<String> {
+        self.down_revision
+            .as_ref()
+            .map(OneOrMany::to_vec)
+            .unwrap_or_default()
+    }
+}
+
+/// Parses and validates a manifest's text; `origin` names where it came from.
+pub fn parse_manifest(text: &str, origin: &str) -> Result<Manifest, ConfigError> {
+    let manifest: Manifest = toml::from_str(text)
+        .map_err(|e| ConfigError::new(format!("invalid manifest {origin}: {e}")))?;
+    if !is_valid_id(&manifest.revision) {
+        return Err(ConfigError::new(format!(
+            "invalid manifest {origin}: revision id `{}` must be non-empty and use only letters, digits, `_` and `-`",
+            manifest.revision
+        )));
+    }
+    check_transaction(&manifest, origin)?;
+    Ok(manifest)
+}
+
+/// Refuses `transaction = "none"` outside SQL revisions, and `"batched"` in them.
+pub fn check_transaction(manifest: &Manifest, origin: &str) -> Result<(), ConfigError> {
+    if manifest.transaction == TransactionMode::Batched && manifest.kind == Kind::Sql {
+        // Batches are calls of a component's export; a script has no place to stop and
+        // resume from.
+        return Err(ConfigError::new(format!(
+            "invalid manifest {origin}: `transaction = \"batched\"` is for component revisions, whose migration calls `batch.next-batch`; a SQL revision runs its script in one transaction (`per-migration`) or statement by statement (`none`)"
+        )));
+    }
+    if manifest.transaction == TransactionMode::None && manifest.kind != Kind::Sql {
+        // A guest's statements go through one session; running them autocommitted would
+        // need a second kind of session in the sandbox, and no use case asks for it yet.
+        return Err(ConfigError::new(format!(
+            "invalid manifest {origin}: `transaction = \"none\"` is only for SQL revisions; a {} revision always runs in one transaction (remove the setting, or move the statements that cannot run in a transaction into a SQL revision)",
+            kind_name(manifest.kind)
+        )));
+    }
+    Ok(())
+}
+
+impl Kind {
+    /// Every kind, in the order the CLI lists them.
+    pub const ALL: [Kind; 6] = [
+        Kind::Sql,
+        Kind::Rust,
+        Kind::Python,
+        Kind::Js,
+        Kind::C,
+        Kind::Wasm,
+    ];
+
+    /// `sql`, `rust`, `python`, `js`, `c` or `wasm`: the manifest's spelling.
+    pub fn name(self) -> &'static str {
+        kind_name(self)
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown kind `{s}`; one of sql, rust, python, js, c, wasm"))
+    }
+}
+
+/// `sql`, `rust`, `python`, `js`, `c` or `wasm`.
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Sql => "sql",
+        Kind::Rust => "rust",
+        Kind::Python => "python",
+        Kind::Js => "js",
+        Kind::C => "c",
+        Kind::Wasm => "wasm",
+    }
+}
+
+/// Whether an id is usable (also as a file name and in SQL identifiers we generate).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// What runs for one revision.
+#[derive(Debug, Clone)]
+pub enum Artifact {
+    /// A SQL revision's scripts.
+    Sql {
+        /// `up.sql`.
+        up: String,
+        /// `down.sql`.
+        down: String,
+    },
+    /// A component's bytes.
+    Component {
+        /// The file it came from.
+        path: PathBuf,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+impl Artifact {
+    /// The pinned checksum: hex SHA-256 of the component bytes, or of
+    /// `up.sql` bytes, one `0x00` byte, and `down.sql` bytes for SQL revisions.
+    pub fn checksum(&self) -> String {
+        let mut hasher = Sha256::new();
+        match self {
+            Artifact::Sql { up, down } => {
+                hasher.update(up.as_bytes());
+                hasher.update([0u8]);
+                hasher.update(down.as_bytes());
+            }
+            Artifact::Component { bytes, .. } => hasher.update(bytes),
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// PostgreSQL's `lock_timeout` and `statement_timeout` for the statements of a step, in
+/// seconds (`[timeouts]` in wasmig.toml, or per revision in its manifest). Not wasmig's own
+/// migration lock, which `--lock-timeout` governs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementTimeouts {
+    /// How long a statement may wait for a table or row lock before failing (55P03).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_secs: Option<f64>,
+    /// How long one statement may run before the server cancels it (57014).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<f64>,
+}
+
+impl StatementTimeouts {
+    /// These defaults with a revision's overrides, checked.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `file` and the setting out of range.
+    pub fn with_overrides(
+        &self,
+        overrides: &StatementTimeouts,
+        file: &Path,
+    ) -> Result<StatementTimeouts, ConfigError> {
+        let merged = StatementTimeouts {
+            lock_timeout_secs: overrides.lock_timeout_secs.or(self.lock_timeout_secs),
+            statement_timeout_secs: overrides
+                .statement_timeout_secs
+                .or(self.statement_timeout_secs),
+        };
+        for (name, value) in [
+            ("lock_timeout_secs", merged.lock_timeout_secs),
+            ("statement_timeout_secs", merged.statement_timeout_secs),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0 && v <= MAX_TIMEOUT_SECS)
+            {
+                return Err(ConfigError::new(format!(
+                    "invalid {}: {name} = {v:?} is out of range; use a number of seconds above 0 and at most {MAX_TIMEOUT_SECS} (7 days)",
+                    file.display()
+                )));
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The lock timeout, if set.
+    pub fn lock(&self) -> Option<Duration> {
+        self.lock_timeout_secs.map(Duration::from_secs_f64)
+    }
+
+    /// The statement timeout, if set.
+    pub fn statement(&self) -> Option<Duration> {
+        self.statement_timeout_secs.map(Duration::from_secs_f64)
+    }
+
+    /// Whether either is set.
+    pub fn any(&self) -> bool {
+        self.lock_timeout_secs.is_some() || self.statement_timeout_secs.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_checksum_is_pinned() {
+        let a = Artifact::Sql {
+            up: "CREATE TABLE t (x int);".into(),
+            down: "DROP TABLE t;".into(),
+        };
+        // sha256("CREATE TABLE t (x int);\0DROP TABLE t;"), pinned: changing it breaks every
+        // existing history table.
+        assert_eq!(a.checksum(), {
+            let mut h = Sha256::new();
+            h.update(b"CREATE TABLE t (x int);\0DROP TABLE t;");
+            hex::encode(h.finalize())
+        });
+        assert_eq!(a.checksum().len(), 64);
+    }
+
+    #[test]
+    fn manifests_accept_one_or_many_down_revisions() {
+        let m: Manifest = toml::from_str(
+            "revision='b'\ndown_revision='a'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\nkind='sql'",
+        )
+        .unwrap();
+        assert_eq!(m.down_revisions(), ["a"]);
+        let m: Manifest = toml::from_str(
+            "revision='c'\ndown_revision=['a','b']\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\nkind='rust'",
+        )
+        .unwrap();
+        assert_eq!(m.down_revisions(), ["a", "b"]);
+        assert!(
+            toml::from_str::<Manifest>("revision='c'\nmessage='m'\ncreated='x'\nkind='cobol'")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn transaction_none_is_for_sql_revisions_only() {
+        let path = "a/migration.toml";
+        let base =
+            "revision='a'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\ntransaction='none'\n";
+        let sql: Manifest = toml::from_str(&format!("{base}kind='sql'")).unwrap();
+        assert_eq!(sql.transaction, TransactionMode::None);
+        assert!(check_transaction(&sql, path).is_ok());
+        let wasm: Manifest = toml::from_str(&format!("{base}kind='wasm'")).unwrap();
+        let err = check_transaction(&wasm, path).unwrap_err();
+        assert!(err.message.contains("only for SQL revisions"), "{err}");
+    }
+
+    #[test]
+    fn transaction_batched_is_for_component_revisions_only() {
+        let path = "a/migration.toml";
+        let base =
+            "revision='a'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\ntransaction='batched'\n";
+        let wasm: Manifest = toml::from_str(&format!("{base}kind='wasm'")).unwrap();
+        assert_eq!(wasm.transaction, TransactionMode::Batched);
+        assert!(check_transaction(&wasm, path).is_ok());
+        let sql: Manifest = toml::from_str(&format!("{base}kind='sql'")).unwrap();
+        let err = check_transaction(&sql, path).unwrap_err();
+        assert!(err.message.contains("for component revisions"), "{err}");
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(is_valid_id("3f2a1c9b7d10"));
+        assert!(!is_valid_id("a b"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("x;drop"));
+    }
+}

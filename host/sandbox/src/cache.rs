@@ -1,0 +1,482 @@
+//! The on-disk compile cache: a compiled component per (component bytes, engine
+//! configuration), so the second run compiles nothing.
+//!
+//! Keys are SHA-256 of the component bytes plus a SHA-256 of wasmtime's
+//! `precompile_compatibility_hash` (wasmtime version and every setting that affects code
+//! generation). Files are written to a fresh randomly named file (never an existing one)
+//! and renamed into place, so a crashed or concurrent run never leaves a torn entry.
+//!
+//! **Entries are authenticated.** A compiled entry is native code that wasmtime loads
+//! without checking it (`Component::deserialize` is `unsafe` for that reason), and the cache
+//! directory sits in the project, which the author of an untrusted migration controls: a
+//! forged `.cwasm` committed next to a migration would run outside the sandbox. So each
+//! entry starts with an HMAC-SHA-256 under a per-user key kept outside every project
+//! ([`key_path`], created on first use, mode 0600) of a domain-separation label, the entry's
+//! name (the component's hash and the engine fingerprint) and its contents, so that a valid
+//! entry renamed to another component's name does not verify either. An entry whose tag does
+//! not verify is never deserialized: it is recompiled and overwritten, with a warning. Without
+//! a usable key the cache is not used at all; a key inside the project, not owned by the
+//! user, open to other users, or in a directory others can write to is not usable.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Where a component came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheStatus {
+    /// Loaded from the cache: nothing was compiled.
+    Hit,
+    /// Compiled now and stored.
+    Miss,
+    /// Compiled now; the cache is disabled (`--no-cache`).
+    Disabled,
+}
+
+/// Feeds `Hash` output into SHA-256, for a key that is stable across processes.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// The entry's name without `.cwasm`: what it claims to be the compilation of.
+fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
+    let mut engine_hash = ShaHasher(Sha256::new());
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
+    let engine_key = hex::encode(&engine_hash.0.finalize()[..8]);
+    let component_key = hex::encode(Sha256::digest(bytes));
+    format!("{component_key}-{engine_key}")
+}
+
+/// Starts every tagged message, so a tag cannot be reused for anything else the key signs.
+const TAG_LABEL: &[u8] = b"wasmig compile cache entry v1\0";
+
+/// The tag of an entry: its name and its compiled bytes, under `key`.
+fn entry_tag(key: &[u8; 32], name: &str, serialized: &[u8]) -> [u8; TAG_LEN] {
+    let name_len = (name.len() as u64).to_le_bytes();
+    hmac(key, &[TAG_LABEL, &name_len, name.as_bytes(), serialized])
+}
+
+/// Length of the tag that starts every entry.
+const TAG_LEN: usize = 32;
+
+/// Where the per-user cache key lives: `$WASMIG_CACHE_KEY` if set, else
+/// `$XDG_CACHE_HOME/wasmig/cache.key`, else `$HOME/.cache/wasmig/cache.key`.
+///
+/// Only the real process environment counts: `config` never loads a project's `.env` into
+/// it, so a project cannot choose its own key.
+pub(crate) fn key_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("WASMIG_CACHE_KEY") {
+        return Some(PathBuf::from(path));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("wasmig").join("cache.key"))
+}
+
+/// Reads the cache key for a run in `project_root`; see [`load_key_at`].
+fn load_key(project_root: &Path) -> anyhow::Result<[u8; 32]> {
+    let path =
+        key_path().ok_or_else(|| anyhow::anyhow!("neither HOME nor XDG_CACHE_HOME is set"))?;
+    load_key_at(&path, project_root)
+}
+
+/// Reads the cache key at `path`, creating it (32 random bytes, readable by the user only) if
+/// absent. Two processes creating it at once agree: the file is linked into place atomically
+/// and whoever loses reads the winner's key.
+///
+/// Whoever can read or replace the key can forge native code for every project, so it is
+/// refused when it lies inside the project (whose author could have put it there), is not
+/// owned by the current user, is readable or writable by anyone else, or sits in a directory
+/// that others can write to.
+fn load_key_at(path: &Path, project_root: &Path) -> anyhow::Result<[u8; 32]> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("{} is not a file name", path.display()))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    create_private_dir(dir)?;
+    // Compare real locations: a symlink must not hide that the key is in the project.
+    let dir = dir.canonicalize()?;
+    let path = dir.join(name);
+    let real = path.canonicalize().unwrap_or_else(|_| path.clone());
+    let root = project_root
+        .canonicalize()
+        .unwrap_or_else(|_| project_root.to_path_buf());
+    if real.starts_with(&root) {
+        anyhow::bail!(
+            "the key {} is inside the project {}, whose author could have chosen it; keep it outside every project (unset WASMIG_CACHE_KEY and XDG_CACHE_HOME to use ~/.cache/wasmig/cache.key)",
+            real.display(),
+            root.display()
+        );
+    }
+    check_key_dir(&dir)?;
+    if !path.exists() {
+        let tmp = dir.join(format!(".cache.key.{}", uuid::Uuid::new_v4()));
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        write_private(&tmp, &key)?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = linked
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(e.into());
+        }
+    }
+    // Check the file that is actually read, not whatever the path names a moment later.
+    let mut file = std::fs::File::open(&path)?;
+    check_key_file(&real, &file.metadata()?)?;
+    let mut bytes = Vec::with_capacity(33);
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 33), &mut bytes)?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        anyhow::anyhow!(
+            "{} is not a 32-byte key; delete it to make a new one",
+            path.display()
+        )
+    })
+}
+
+/// Creates `dir` and its missing parents, readable by the user only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Refuses a key directory that someone else could swap the key in.
+#[cfg(unix)]
+fn check_key_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(dir)?;
+    if meta.uid() != current_uid() && meta.uid() != 0 {
+        anyhow::bail!(
+            "the directory {} of the key belongs to another user (uid {}); keep the key in a directory of your own (WASMIG_CACHE_KEY)",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "the directory {} of the key is writable by other users (mode {:o}); run `chmod go-w {}`",
+            dir.display(),
+            meta.mode() & 0o7777,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_key_dir(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Refuses a key that is not a private file of the current user.
+#[cfg(unix)]
+fn check_key_file(path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    if !meta.is_file() {
+        anyhow::bail!("{} is not a regular file; delete it", path.display());
+    }
+    if meta.uid() != current_uid() {
+        anyhow::bail!(
+            "the key {} belongs to another user (uid {}); delete it to make a new one, or point WASMIG_CACHE_KEY at your own",
+            path.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "the key {} is readable or writable by other users (mode {:o}); run `chmod 600 {}`, or delete it to make a new one",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_key_file(path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<()> {
+    if !meta.is_file() {
+        anyhow::bail!("{} is not a regular file; delete it", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
+
+/// HMAC-SHA-256 (RFC 2104) under `key` of the concatenation of `message`.
+fn hmac(key: &[u8; 32], message: &[&[u8]]) -> [u8; TAG_LEN] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let mut inner = Sha256::new().chain_update(pad(0x36));
+    for part in message {
+        inner.update(part);
+    }
+    let inner = inner.finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// Compares without an early exit.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Loads a compiled component from the cache, or compiles and stores it. `project_root` is
+/// the project being run: a key inside it is refused.
+///
+/// # Errors
+/// When the bytes are not a valid component. Cache I/O problems only log a warning.
+pub(crate) fn load_or_compile(
+    engine: &Engine,
+    dir: Option<&Path>,
+    project_root: &Path,
+    bytes: &[u8],
+) -> wasmtime::Result<(Component, CacheStatus)> {
+    let Some(dir) = dir else {
+        return Ok((Component::new(engine, bytes)?, CacheStatus::Disabled));
+    };
+    let key = match load_key(project_root) {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::warn!("compile cache disabled: cannot use its key: {e:#}");
+            return Ok((Component::new(engine, bytes)?, CacheStatus::Disabled));
+        }
+    };
+    let name = entry_name(engine, bytes);
+    let path = dir.join(format!("{name}.cwasm"));
+    if path.is_file() {
+        match load_entry(engine, &key, &name, &path) {
+            Ok(component) => return Ok((component, CacheStatus::Hit)),
+            Err(e) => tracing::warn!(
+                "ignoring cache entry {}: {e:#}; compiling instead",
+                path.display()
+            ),
+        }
+    }
+    let component = Component::new(engine, bytes)?;
+    if let Err(e) = store(&component, &key, dir, &name) {
+        tracing::warn!("cannot write the compile cache in {}: {e:#}", dir.display());
+    }
+    Ok((component, CacheStatus::Miss))
+}
+
+/// Whether the cache directory holds an entry for these component bytes (not whether it
+/// verifies: [`load_or_compile`] checks that).
+pub(crate) fn has_entry(engine: &Engine, dir: &Path, bytes: &[u8]) -> bool {
+    dir.join(format!("{}.cwasm", entry_name(engine, bytes)))
+        .is_file()
+}
+
+fn load_entry(
+    engine: &Engine,
+    key: &[u8; 32],
+    name: &str,
+    path: &Path,
+) -> anyhow::Result<Component> {
+    let data = std::fs::read(path)?;
+    if data.len() < TAG_LEN || !same(&data[..TAG_LEN], &entry_tag(key, name, &data[TAG_LEN..])) {
+        anyhow::bail!(
+            "it was not written by wasmig for this user and component (its tag does not verify)"
+        );
+    }
+    // SAFETY: the tag proves that this process's user wrote these exact bytes with
+    // `store` below under this name, that is from `Component::serialize` of these component
+    // bytes by an engine whose configuration is part of the name; wasmtime still checks the
+    // engine compatibility header.
+    unsafe { Component::deserialize(engine, &data[TAG_LEN..]) }
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+}
+
+fn store(component: &Component, key: &[u8; 32], dir: &Path, name: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let serialized = component.serialize()?;
+    let mut data = Vec::with_capacity(TAG_LEN + serialized.len());
+    data.extend_from_slice(&entry_tag(key, name, &serialized));
+    data.extend_from_slice(&serialized);
+    // A fresh random name opened with `create_new`: never a file (or a symlink) planted in
+    // the project's cache directory under a predictable name.
+    let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    if let Err(e) = write_private(&tmp, &data) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    if let Err(e) = std::fs::rename(&tmp, dir.join(format!("{name}.cwasm"))) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_test_case_2_shape() {
+        // RFC 4231 case 2 uses a 4-byte key; our keys are 32 bytes, zero-padded to the block
+        // like any short key, so a 4-byte key padded with zeros gives the same tag.
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        let tag = hmac(&key, &[b"what do ya", b" want for nothing?"]);
+        assert_eq!(
+            hex::encode(tag),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    /// A fresh directory under the system temporary directory, private to the user.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "wasmig-unit-{}-{name}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        create_private_dir(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_new_key_is_private_and_read_back() {
+        let home = scratch("home");
+        let project = scratch("project");
+        let path = home.join("wasmig").join("cache.key");
+        let key = load_key_at(&path, &project).unwrap();
+        assert_eq!(load_key_at(&path, &project).unwrap(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(path.parent().unwrap()), 0o700);
+        }
+    }
+
+    #[test]
+    fn a_key_inside_the_project_is_refused() {
+        let project = scratch("project");
+        let err = load_key_at(&project.join("keys").join("cache.key"), &project).unwrap_err();
+        assert!(err.to_string().contains("is inside the project"), "{err}");
+
+        // Also through a symlink that points into the project.
+        #[cfg(unix)]
+        {
+            let elsewhere = scratch("elsewhere");
+            std::os::unix::fs::symlink(project.join("keys"), elsewhere.join("keys")).unwrap();
+            let err = load_key_at(&elsewhere.join("keys").join("cache.key"), &project).unwrap_err();
+            assert!(err.to_string().contains("is inside the project"), "{err}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let home = scratch("home");
+        let path = home.join("cache.key");
+        let key = load_key_at(&path, &scratch("project")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_key_at(&path, &scratch("project")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("readable or writable by other users")
+                && err.to_string().contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(load_key_at(&path, &scratch("project")).unwrap(), key);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_in_a_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let shared = scratch("shared");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = load_key_at(&shared.join("cache.key"), &scratch("project")).unwrap_err();
+        assert!(
+            err.to_string().contains("writable by other users")
+                && err.to_string().contains("chmod go-w"),
+            "{err}"
+        );
+        assert!(
+            !shared.join("cache.key").exists(),
+            "a key was created anyway"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_of_another_user_is_refused() {
+        let home = scratch("home");
+        let path = home.join("cache.key");
+        if current_uid() == 0 {
+            load_key_at(&path, &scratch("project")).unwrap();
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        } else {
+            // Without root a file cannot be given away; link one that root owns instead.
+            std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
+        }
+        let err = load_key_at(&path, &scratch("project")).unwrap_err();
+        assert!(err.to_string().contains("belongs to another user"), "{err}");
+    }
+
+    #[test]
+    fn an_entry_tag_covers_the_entry_name() {
+        let key = [7u8; 32];
+        let a = "aaaa-0000";
+        let b = "bbbb-0000";
+        assert_ne!(entry_tag(&key, a, b"code"), entry_tag(&key, b, b"code"));
+        assert_ne!(entry_tag(&key, a, b"code"), entry_tag(&key, a, b"Code"));
+        // The length prefix keeps name and bytes apart.
+        assert_ne!(entry_tag(&key, "ab", b"c"), entry_tag(&key, "a", b"bc"));
+        // And the label keeps it apart from a plain HMAC of the same bytes.
+        assert_ne!(entry_tag(&key, "", b""), hmac(&key, &[&[0u8; 8]]));
+    }
+
+    #[test]
+    fn comparison_needs_every_byte() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+    }
+}

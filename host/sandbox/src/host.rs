@@ -1,0 +1,961 @@
+//! The host side of the WIT `sql`, `log` and `batch` interfaces: the only module
+//! implementing the generated `Host` traits. It translates each guest call onto the
+//! migration's [`Session`], and enforces these rules on the way:
+//!
+//! - **Deadline inside host calls.** The epoch deadline only fires while wasm runs, so each
+//!   database call races the deadline; when it passes, the statement is cancelled on the
+//!   database side and the guest is trapped with [`LimitTrap::Deadline`].
+//! - **No silent rollback.** An SQL error the guest does not handle inside a savepoint is
+//!   remembered; further statements get `WASMIG-ABORTED` and the step fails even if the guest
+//!   returns success (PostgreSQL would otherwise commit nothing and report success).
+//! - **Cursors die with their savepoint.** PostgreSQL destroys a cursor opened inside a
+//!   savepoint that is rolled back; the host tracks that (on both backends, so a migration
+//!   behaves alike), refuses further reads of such a cursor and never sends it a `CLOSE`,
+//!   which would fail and abort the transaction.
+//!
+//! Blame: SQL errors go back to the guest as values; only limits and host bugs trap.
+//!
+//! Every released WIT version is served here: the frozen 0.1.0 interfaces delegate to the
+//! current ones (their types are the same, see `crate::bindings`), so an old component
+//! gets exactly the behaviour of a new one.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::progress::Progress;
+use wasmig_contract::current::{batch, log, sql, types};
+use wasmig_contract::v0_1_0;
+use wasmig_contract::{Column, Dialect, QueryResult, SqlError, Value};
+use wasmig_db::{Canceller, CursorState, Session, SqlResult};
+
+/// The host side of a guest's `cursor` resource.
+#[derive(Debug)]
+pub struct CursorHandle {
+    /// The database cursor; closed when the guest drops the resource.
+    pub state: CursorState,
+    /// The innermost savepoint open when the cursor was opened (`None`: the transaction
+    /// itself); rolling it back closes the cursor.
+    savepoint: Option<u64>,
+}
+
+/// The same table entry under another type: the contract's generated resource types (one
+/// per WIT version) and the host's handles below name one slot of [`GuestState`]'s
+/// resource table, which checks the type stored there on every access.
+fn retype<T: 'static, U: 'static>(resource: Resource<U>) -> Resource<T> {
+    if resource.owned() {
+        Resource::new_own(resource.rep())
+    } else {
+        Resource::new_borrow(resource.rep())
+    }
+}
+
+/// The host side of a guest's `savepoint` resource.
+#[derive(Debug)]
+pub struct SavepointHandle {
+    /// Identifies the frame in [`GuestState`]'s savepoint stack.
+    id: u64,
+}
+
+/// A sandbox limit that stopped the guest; carried as the trap's error.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitTrap {
+    /// The wall-clock deadline passed during a host call.
+    #[error("deadline exceeded")]
+    Deadline,
+    /// The guest tried to grow its memory past the cap.
+    #[error("memory limit of {0} bytes exceeded")]
+    Memory(u64),
+    /// The guest tried to grow its tables past [`TABLE_ELEMENTS_CAP`].
+    #[error("table limit of {0} elements exceeded")]
+    Tables(u64),
+}
+
+/// One open savepoint.
+#[derive(Debug)]
+struct Frame {
+    id: u64,
+    name: String,
+    /// The first error since the savepoint began, forgiven by a rollback.
+    failed: Option<SqlError>,
+    /// Whether a cursor was opened in it (or in an inner savepoint released into it).
+    cursors: bool,
+}
+
+/// Elements allowed in all of a guest's tables together. Each takes a pointer's worth of
+/// host memory (wasmtime's `ResourceLimiter::table_growing` docs), so this is 8 MiB on a
+/// 64-bit host: plenty for indirect calls, and not a way around the memory cap.
+pub(crate) const TABLE_ELEMENTS_CAP: u64 = 1_000_000;
+
+/// Caps the guest's linear memories (all of them together) and tables (all together).
+///
+/// The arithmetic saturates: sizes come from the guest (a 64-bit memory can ask for nearly
+/// `usize::MAX` bytes), and a wrapped sum would let it past the cap.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    /// The cap in bytes for all memories together.
+    pub(crate) memory_cap: u64,
+    /// Bytes currently reserved by all memories.
+    reserved: u64,
+    /// Bytes of the growth `memory_growing` last allowed, taken back if wasmtime then
+    /// reports that this growth failed.
+    pending: u64,
+    /// Elements currently reserved by all tables.
+    table_elements: u64,
+    /// Set when a memory growth was refused.
+    pub(crate) exceeded: bool,
+    /// Set when a table growth was refused.
+    pub(crate) tables_exceeded: bool,
+}
+
+impl Limiter {
+    pub(crate) fn new(memory_cap: u64) -> Self {
+        Limiter {
+            memory_cap,
+            reserved: 0,
+            pending: 0,
+            table_elements: 0,
+            exceeded: false,
+            tables_exceeded: false,
+        }
+    }
+}
+
+/// `desired - current` as a count that cannot wrap.
+fn growth(current: usize, desired: usize) -> u64 {
+    u64::try_from(desired.saturating_sub(current)).unwrap_or(u64::MAX)
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.pending = 0;
+        // wasmtime refuses a growth past the memory's maximum after asking; refusing it here
+        // keeps it out of the count (`memory.grow` returns -1, as the spec says).
+        if max.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let growth = growth(current, desired);
+        let total = self.reserved.saturating_add(growth);
+        if total > self.memory_cap {
+            self.exceeded = true;
+            return Err(wasmtime::Error::new(LimitTrap::Memory(self.memory_cap)));
+        }
+        self.reserved = total;
+        self.pending = growth;
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // wasmtime 48 also calls this, without asking `memory_growing` first, for a size the
+        // memory's type cannot represent (`vm/memory.rs`, "memory growth exceeds memory
+        // type's limits"). Nothing was reserved for that one, and `pending` may be an earlier
+        // growth that succeeded, so it must stay counted. A unit test pins this message.
+        let unasked = error
+            .to_string()
+            .contains("memory growth exceeds memory type's limits");
+        if !unasked {
+            self.reserved = self.reserved.saturating_sub(self.pending);
+        }
+        self.pending = 0;
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // As for memories. With that refused here, a growth allowed below cannot fail later
+        // in wasmtime 48 (`vm/table.rs`), so there is no `table_grow_failed` to undo it; the
+        // one call it makes without asking is for an overflowing size, never counted.
+        if max.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let total = self.table_elements.saturating_add(growth(current, desired));
+        if total > TABLE_ELEMENTS_CAP {
+            self.tables_exceeded = true;
+            return Err(wasmtime::Error::new(LimitTrap::Tables(TABLE_ELEMENTS_CAP)));
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        1_000
+    }
+
+    fn memories(&self) -> usize {
+        100
+    }
+
+    fn tables(&self) -> usize {
+        1_000
+    }
+}
+
+/// Everything a guest's store holds.
+///
+/// Created by `sandbox::Sandbox::run` for one call of `upgrade` or `downgrade` and dropped
+/// right after it: a trapped instance cannot be entered again, so nothing is reused.
+pub struct GuestState {
+    /// The migration's transaction. Moved in by `run`, taken back out when the call ends
+    /// (to commit or roll back); `None` only after that.
+    pub(crate) session: Option<Box<dyn Session>>,
+    canceller: Arc<dyn Canceller>,
+    dialect: Dialect,
+    table: ResourceTable,
+    wasi: WasiCtx,
+    pub(crate) limiter: Limiter,
+    revision: String,
+    deadline: Instant,
+    /// The first SQL error not handled inside a savepoint.
+    pub(crate) unhandled: Option<SqlError>,
+    /// The first connection-level failure (blamed on the host, not the guest).
+    pub(crate) io_failure: Option<SqlError>,
+    /// The innermost savepoint open when `io_failure` happened: rolling it back successfully
+    /// shows the connection works, and forgives it.
+    io_failure_in: Option<u64>,
+    pub(crate) deadline_hit: bool,
+    savepoints: Vec<Frame>,
+    next_id: u64,
+    /// Savepoints with cursors that were rolled back: their cursors are closed.
+    rolled_back: HashSet<u64>,
+    /// Savepoints with cursors that were released, and the savepoint their cursors then
+    /// belong to (`None`: the transaction). Only savepoints with cursors are kept here.
+    released_into: HashMap<u64, Option<u64>>,
+    /// The step's progress, moved in by `run` for the call and taken back after it, so one
+    /// bar spans every batch of a step.
+    pub(crate) progress: Progress,
+    /// The checkpoint this call starts from (`batch.checkpoint`).
+    checkpoint: Option<String>,
+    /// The checkpoint the guest asked the next batch to start from (`batch.next-batch`).
+    pub(crate) next_batch: Option<String>,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+/// Guest stdout/stderr kept per call; a guest writing more is trapped.
+const OUTPUT_CAPACITY: usize = 1024 * 1024;
+
+impl GuestState {
+    pub(crate) fn new(
+        session: Box<dyn Session>,
+        revision: &str,
+        deadline: Instant,
+        memory_cap: u64,
+        progress: Progress,
+        checkpoint: Option<String>,
+    ) -> Self {
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        // Deny by default: no preopened directories, no environment, no arguments, stdin
+        // closed, no TCP, no UDP, no name lookup. Clocks and randomness stay available.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        GuestState {
+            canceller: session.canceller(),
+            dialect: session.dialect(),
+            session: Some(session),
+            table: ResourceTable::new(),
+            wasi,
+            limiter: Limiter::new(memory_cap),
+            revision: revision.to_owned(),
+            deadline,
+            unhandled: None,
+            io_failure: None,
+            io_failure_in: None,
+            deadline_hit: false,
+            savepoints: Vec::new(),
+            next_id: 0,
+            rolled_back: HashSet::new(),
+            released_into: HashMap::new(),
+            progress,
+            checkpoint,
+            next_batch: None,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The error that makes the transaction unusable right now, if any.
+    fn aborted(&self) -> Option<SqlError> {
+        let first = match self.savepoints.last() {
+            Some(frame) => frame.failed.as_ref(),
+            None => self.unhandled.as_ref(),
+        }?;
+        Some(SqlError::wasmig(
+            "ABORTED",
+            format!(
+                "an earlier statement failed ({}); roll back to a savepoint to continue",
+                first.message
+            ),
+        ))
+    }
+
+    /// Remembers a failed statement against the innermost savepoint, or the transaction.
+    fn note_error(&mut self, error: &SqlError) {
+        if wasmig_db::is_connection_failure(&error.code) && self.io_failure.is_none() {
+            self.io_failure = Some(error.clone());
+            self.io_failure_in = self.savepoints.last().map(|f| f.id);
+        }
+        let slot = match self.savepoints.last_mut() {
+            Some(frame) => &mut frame.failed,
+            None => &mut self.unhandled,
+        };
+        if slot.is_none() {
+            *slot = Some(error.clone());
+        }
+    }
+
+    /// The first unhandled error at the end of the call, including one left inside a
+    /// savepoint the guest never closed.
+    pub(crate) fn pending_error(&self) -> Option<&SqlError> {
+        self.unhandled
+            .as_ref()
+            .or_else(|| self.savepoints.iter().find_map(|f| f.failed.as_ref()))
+    }
+
+    /// Whether rolling back a savepoint closed a cursor opened while `opened_in` was the
+    /// innermost one: that savepoint, or one it was released into, was rolled back.
+    fn closed_by_rollback(&self, opened_in: Option<u64>) -> bool {
+        let mut frame = opened_in;
+        while let Some(id) = frame {
+            if self.rolled_back.contains(&id) {
+                return true;
+            }
+            match self.released_into.get(&id) {
+                Some(parent) => frame = *parent,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    fn session(&mut self) -> &mut dyn Session {
+        self.session
+            .as_deref_mut()
+            .expect("the session is present during a call")
+    }
+}
+
+/// How long a cancelled call gets to unwind before its connection is ended.
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the cancel is sent again during the grace period.
+const CANCEL_RESEND: Duration = Duration::from_millis(250);
+
+/// How long sending one cancel may take (a fresh connection may be needed).
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long ending the connection, then the call's unwinding, may take each.
+const TERMINATE_WAIT: Duration = Duration::from_secs(2);
+
+/// The longest a database call may outlive the deadline: the grace period, then ending the
+/// connection and waiting for the call to return.
+pub(crate) const UNWIND_LIMIT: Duration =
+    Duration::from_secs(CANCEL_GRACE.as_secs() + 2 * TERMINATE_WAIT.as_secs());
+
+/// Races a database future against the deadline; on expiry cancels the statement, gives it
+/// a moment to unwind (so the connection stays consistent), and reports the deadline.
+///
+/// A cancel only stops a statement running when it arrives: one landing between two
+/// statements of a call (a per-row `execute-many`, a cursor's FETCH then CLOSE) is lost, so
+/// it is sent again every [`CANCEL_RESEND`] until the call returns. Should the call outlive
+/// [`CANCEL_GRACE`], its connection is ended (the transaction is lost with it, which is
+/// what a deadline means anyway).
+async fn against_deadline<F, T>(
+    fut: F,
+    deadline: Instant,
+    canceller: &dyn Canceller,
+) -> Result<T, LimitTrap>
+where
+    F: std::future::Future<Output = T>,
+{
+    tokio::pin!(fut);
+    tokio::select! {
+        biased;
+        out = &mut fut => return Ok(out),
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    let give_up = Instant::now() + CANCEL_GRACE;
+    while Instant::now() < give_up {
+        let next = (Instant::now() + CANCEL_RESEND).min(give_up);
+        let cancel = async {
+            let _ = tokio::time::timeout(CANCEL_TIMEOUT, canceller.cancel()).await;
+            tokio::time::sleep_until(next).await;
+        };
+        tokio::select! {
+            biased;
+            _ = &mut fut => return Err(LimitTrap::Deadline),
+            () = cancel => {}
+        }
+    }
+    tracing::warn!(
+        "a statement did not stop within {} s of being cancelled; ending its connection",
+        CANCEL_GRACE.as_secs()
+    );
+    let _ = tokio::time::timeout(TERMINATE_WAIT, canceller.terminate()).await;
+    let _ = tokio::time::timeout(TERMINATE_WAIT, &mut fut).await;
+    Err(LimitTrap::Deadline)
+}
+
+/// Runs one database call for the guest: refuses it while the transaction is aborted,
+/// bounds it by the deadline, and records a failure.
+macro_rules! db_call {
+    ($state:ident, |$session:ident| $call:expr) => {{
+        if let Some(err) = $state.aborted() {
+            return Ok(Err(err));
+        }
+        let canceller = Arc::clone(&$state.canceller);
+        let deadline = $state.deadline;
+        let $session = $state.session();
+        let result = against_deadline($call, deadline, &*canceller).await;
+        match result {
+            Ok(Ok(value)) => Ok(Ok(value)),
+            Ok(Err(err)) => {
+                $state.note_error(&err);
+                Ok(Err(err))
+            }
+            Err(limit) => {
+                $state.deadline_hit = true;
+                Err(wasmtime::Error::new(limit))
+            }
+        }
+    }};
+}
+
+impl types::Host for GuestState {}
+
+impl sql::Host for GuestState {
+    async fn dialect(&mut self) -> wasmtime::Result<Dialect> {
+        Ok(self.dialect)
+    }
+
+    async fn execute(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        db_call!(self, |s| s.execute(&statement, &params))
+    }
+
+    async fn query(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<QueryResult>> {
+        db_call!(self, |s| s.query(&statement, &params))
+    }
+
+    async fn batch(&mut self, script: String) -> wasmtime::Result<SqlResult<()>> {
+        db_call!(self, |s| s.batch(&script))
+    }
+
+    async fn execute_many(
+        &mut self,
+        statement: String,
+        rows: Vec<Vec<Value>>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        db_call!(self, |s| s.execute_many(&statement, &rows))
+    }
+
+    async fn open_cursor(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<Resource<sql::Cursor>>> {
+        let opened: SqlResult<CursorState> =
+            match db_call!(self, |s| s.open_cursor(&statement, &params)) {
+                Ok(r) => r,
+                Err(trap) => return Err(trap),
+            };
+        match opened {
+            Ok(state) => {
+                let savepoint = self.savepoints.last_mut().map(|frame| {
+                    frame.cursors = true;
+                    frame.id
+                });
+                Ok(Ok(retype(
+                    self.table.push(CursorHandle { state, savepoint })?,
+                )))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn begin_savepoint(&mut self) -> wasmtime::Result<SqlResult<Resource<sql::Savepoint>>> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let name = format!("wasmig_sp_{id}");
+        let begun: SqlResult<()> = db_call!(self, |s| s.savepoint(&name))?;
+        if let Err(e) = begun {
+            return Ok(Err(e));
+        }
+        self.savepoints.push(Frame {
+            id,
+            name,
+            failed: None,
+            cursors: false,
+        });
+        Ok(Ok(retype(self.table.push(SavepointHandle { id })?)))
+    }
+
+    async fn copy_in(
+        &mut self,
+        table: String,
+        columns: Vec<String>,
+        rows: Vec<Vec<Value>>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        db_call!(self, |s| s.copy_in(&table, &columns, &rows))
+    }
+}
+
+impl sql::HostCursor for GuestState {
+    async fn columns(&mut self, cursor: Resource<sql::Cursor>) -> wasmtime::Result<Vec<Column>> {
+        let cursor = retype::<CursorHandle, _>(cursor);
+        Ok(self.table.get(&cursor)?.state.columns.clone())
+    }
+
+    async fn next(
+        &mut self,
+        cursor: Resource<sql::Cursor>,
+        max_rows: u32,
+    ) -> wasmtime::Result<SqlResult<Vec<Vec<Value>>>> {
+        let cursor = retype::<CursorHandle, _>(cursor);
+        if let Some(err) = self.aborted() {
+            return Ok(Err(err));
+        }
+        let opened_in = self.table.get(&cursor)?.savepoint;
+        if self.closed_by_rollback(opened_in) {
+            self.table.get_mut(&cursor)?.state.mark_done();
+            return Ok(Err(SqlError::wasmig(
+                "STATE",
+                "this cursor was closed by rolling back the savepoint it was opened in; open it again after the rollback",
+            )));
+        }
+        // Take the cursor state out of the table for the duration of the call, so the
+        // session and the cursor can be borrowed together.
+        let handle = self.table.get_mut(&cursor)?;
+        let mut state = std::mem::replace(&mut handle.state, CursorState::finished());
+        let result: wasmtime::Result<SqlResult<Vec<Vec<Value>>>> =
+            db_call!(self, |s| s.fetch(&mut state, max_rows.clamp(1, 100_000)));
+        self.table.get_mut(&cursor)?.state = state;
+        result
+    }
+
+    async fn drop(&mut self, cursor: Resource<sql::Cursor>) -> wasmtime::Result<()> {
+        let cursor = retype::<CursorHandle, _>(cursor);
+        let mut handle = self.table.delete(cursor)?;
+        // A cursor its savepoint's rollback destroyed must not be closed: PostgreSQL would
+        // answer 34000 and abort the transaction. In a failed transaction or savepoint the
+        // CLOSE would fail too; the rollback that must follow closes the cursor.
+        if handle.state.is_done()
+            || self.closed_by_rollback(handle.savepoint)
+            || self.aborted().is_some()
+        {
+            return Ok(());
+        }
+        let canceller = Arc::clone(&self.canceller);
+        let deadline = self.deadline;
+        let session = self.session();
+        match against_deadline(
+            session.close_cursor(&mut handle.state),
+            deadline,
+            &*canceller,
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            // The guest cannot see this error, but the transaction (or savepoint) did: it
+            // fails the step unless a savepoint around it is rolled back.
+            Ok(Err(e)) => {
+                self.note_error(&e);
+                Ok(())
+            }
+            Err(limit) => {
+                self.deadline_hit = true;
+                Err(wasmtime::Error::new(limit))
+            }
+        }
+    }
+}
+
+impl GuestState {
+    /// Ends the savepoint `id` (and any inner ones the guest left open).
+    async fn end_savepoint(&mut self, id: u64, release: bool) -> wasmtime::Result<SqlResult<()>> {
+        let Some(pos) = self.savepoints.iter().position(|f| f.id == id) else {
+            return Ok(Err(SqlError::wasmig(
+                "STATE",
+                "this savepoint was already released or rolled back",
+            )));
+        };
+        if release
+            && let Some(failed) = self.savepoints[pos..].iter().find_map(|f| f.failed.clone())
+        {
+            return Ok(Err(SqlError::wasmig(
+                "ABORTED",
+                format!(
+                    "cannot release a savepoint after a failed statement ({}); roll it back instead",
+                    failed.message
+                ),
+            )));
+        }
+        let name = self.savepoints[pos].name.clone();
+        // Inner frames end with this one: the database releases or rolls them back too.
+        let ended: Vec<Frame> = self.savepoints.drain(pos..).collect();
+        let canceller = Arc::clone(&self.canceller);
+        let deadline = self.deadline;
+        let session = self.session();
+        let fut = async {
+            if release {
+                session.release_savepoint(&name).await
+            } else {
+                session.rollback_to_savepoint(&name).await
+            }
+        };
+        match against_deadline(fut, deadline, &*canceller).await {
+            Ok(Ok(())) => {
+                self.forget_frames(&ended, release);
+                Ok(Ok(()))
+            }
+            Ok(Err(e)) => {
+                // The savepoint could not be ended: keep the failure visible to the step. After
+                // a connection failure the database's savepoints are unknown (the statement
+                // may have ended it before the failure), and the step fails anyway.
+                if !wasmig_db::is_connection_failure(&e.code) {
+                    self.savepoints.extend(ended);
+                }
+                self.note_error(&e);
+                Ok(Err(e))
+            }
+            Err(limit) => {
+                self.deadline_hit = true;
+                Err(wasmtime::Error::new(limit))
+            }
+        }
+    }
+}
+
+impl GuestState {
+    /// Bookkeeping after savepoints ended in the database: their cursors now belong to the
+    /// savepoint around them (release) or are closed (rollback), and a rollback forgives a
+    /// connection failure noted inside them (the rollback itself just worked).
+    fn forget_frames(&mut self, ended: &[Frame], release: bool) {
+        let parent = self.savepoints.last().map(|f| f.id);
+        for frame in ended.iter().filter(|f| f.cursors) {
+            if release {
+                self.released_into.insert(frame.id, parent);
+            } else {
+                self.rolled_back.insert(frame.id);
+            }
+        }
+        if release {
+            if ended.iter().any(|f| f.cursors)
+                && let Some(parent) = self.savepoints.last_mut()
+            {
+                parent.cursors = true;
+            }
+        } else if let Some(id) = self.io_failure_in
+            && ended.iter().any(|f| f.id == id)
+        {
+            self.io_failure = None;
+            self.io_failure_in = None;
+        }
+    }
+}
+
+impl sql::HostSavepoint for GuestState {
+    async fn release(
+        &mut self,
+        savepoint: Resource<sql::Savepoint>,
+    ) -> wasmtime::Result<SqlResult<()>> {
+        let savepoint = retype::<SavepointHandle, _>(savepoint);
+        let id = self.table.get(&savepoint)?.id;
+        self.end_savepoint(id, true).await
+    }
+
+    async fn rollback(
+        &mut self,
+        savepoint: Resource<sql::Savepoint>,
+    ) -> wasmtime::Result<SqlResult<()>> {
+        let savepoint = retype::<SavepointHandle, _>(savepoint);
+        let id = self.table.get(&savepoint)?.id;
+        self.end_savepoint(id, false).await
+    }
+
+    async fn drop(&mut self, savepoint: Resource<sql::Savepoint>) -> wasmtime::Result<()> {
+        let savepoint = retype::<SavepointHandle, _>(savepoint);
+        let id = self.table.delete(savepoint)?.id;
+        if self.savepoints.iter().any(|f| f.id == id) {
+            // Dropped while open: roll back, as documented in the WIT.
+            let _ = self.end_savepoint(id, false).await?;
+        }
+        Ok(())
+    }
+}
+
+impl log::Host for GuestState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        // Guest text goes out as an event of its own target, so a subscriber can tell it
+        // from wasmig's words.
+        let revision = &self.revision;
+        match level {
+            log::Level::Trace => tracing::trace!(target: "wasmig::guest", "[{revision}] {message}"),
+            log::Level::Debug => tracing::debug!(target: "wasmig::guest", "[{revision}] {message}"),
+            log::Level::Info => tracing::info!(target: "wasmig::guest", "[{revision}] {message}"),
+            log::Level::Warn => tracing::warn!(target: "wasmig::guest", "[{revision}] {message}"),
+            log::Level::Error => tracing::error!(target: "wasmig::guest", "[{revision}] {message}"),
+        }
+        Ok(())
+    }
+
+    async fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+        self.progress.update(done, total);
+        Ok(())
+    }
+}
+
+impl batch::Host for GuestState {
+    async fn checkpoint(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.checkpoint.clone())
+    }
+
+    async fn next_batch(&mut self, checkpoint: String) -> wasmtime::Result<()> {
+        self.next_batch = Some(checkpoint);
+        Ok(())
+    }
+}
+
+// The frozen 0.1.0 interfaces: the same functions as the current ones, minus what 0.2.0
+// added. Each delegates, so the two versions cannot drift apart.
+
+impl v0_1_0::sql::Host for GuestState {
+    async fn dialect(&mut self) -> wasmtime::Result<Dialect> {
+        sql::Host::dialect(self).await
+    }
+
+    async fn execute(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        sql::Host::execute(self, statement, params).await
+    }
+
+    async fn query(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<QueryResult>> {
+        sql::Host::query(self, statement, params).await
+    }
+
+    async fn batch(&mut self, script: String) -> wasmtime::Result<SqlResult<()>> {
+        sql::Host::batch(self, script).await
+    }
+
+    async fn execute_many(
+        &mut self,
+        statement: String,
+        rows: Vec<Vec<Value>>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        sql::Host::execute_many(self, statement, rows).await
+    }
+
+    async fn open_cursor(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<Resource<v0_1_0::sql::Cursor>>> {
+        Ok(sql::Host::open_cursor(self, statement, params)
+            .await?
+            .map(retype))
+    }
+
+    async fn begin_savepoint(
+        &mut self,
+    ) -> wasmtime::Result<SqlResult<Resource<v0_1_0::sql::Savepoint>>> {
+        Ok(sql::Host::begin_savepoint(self).await?.map(retype))
+    }
+}
+
+impl v0_1_0::sql::HostCursor for GuestState {
+    async fn columns(
+        &mut self,
+        cursor: Resource<v0_1_0::sql::Cursor>,
+    ) -> wasmtime::Result<Vec<Column>> {
+        sql::HostCursor::columns(self, retype(cursor)).await
+    }
+
+    async fn next(
+        &mut self,
+        cursor: Resource<v0_1_0::sql::Cursor>,
+        max_rows: u32,
+    ) -> wasmtime::Result<SqlResult<Vec<Vec<Value>>>> {
+        sql::HostCursor::next(self, retype(cursor), max_rows).await
+    }
+
+    async fn drop(&mut self, cursor: Resource<v0_1_0::sql::Cursor>) -> wasmtime::Result<()> {
+        sql::HostCursor::drop(self, retype(cursor)).await
+    }
+}
+
+impl v0_1_0::sql::HostSavepoint for GuestState {
+    async fn release(
+        &mut self,
+        savepoint: Resource<v0_1_0::sql::Savepoint>,
+    ) -> wasmtime::Result<SqlResult<()>> {
+        sql::HostSavepoint::release(self, retype(savepoint)).await
+    }
+
+    async fn rollback(
+        &mut self,
+        savepoint: Resource<v0_1_0::sql::Savepoint>,
+    ) -> wasmtime::Result<SqlResult<()>> {
+        sql::HostSavepoint::rollback(self, retype(savepoint)).await
+    }
+
+    async fn drop(&mut self, savepoint: Resource<v0_1_0::sql::Savepoint>) -> wasmtime::Result<()> {
+        sql::HostSavepoint::drop(self, retype(savepoint)).await
+    }
+}
+
+impl v0_1_0::log::Host for GuestState {
+    async fn log(&mut self, level: v0_1_0::log::Level, message: String) -> wasmtime::Result<()> {
+        use v0_1_0::log::Level as Old;
+        let level = match level {
+            Old::Trace => log::Level::Trace,
+            Old::Debug => log::Level::Debug,
+            Old::Info => log::Level::Info,
+            Old::Warn => log::Level::Warn,
+            Old::Error => log::Level::Error,
+        };
+        log::Host::log(self, level, message).await
+    }
+
+    async fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+        log::Host::progress(self, done, total).await
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::{Engine, Instance, Module, ResourceLimiter as _, Store};
+
+    use super::*;
+
+    const PAGE: usize = 64 * 1024;
+
+    #[test]
+    fn memory_sizes_near_the_top_of_usize_cannot_wrap_past_the_cap() {
+        let mut limiter = Limiter::new(16 * PAGE as u64);
+        assert!(limiter.memory_growing(0, 16 * PAGE, None).unwrap());
+        let err = limiter.memory_growing(0, usize::MAX, None).unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<LimitTrap>(),
+            Some(LimitTrap::Memory(_))
+        ));
+        assert!(limiter.exceeded);
+        // A shrinking "growth" counts as nothing rather than underflowing.
+        assert!(limiter.memory_growing(usize::MAX, 0, None).unwrap());
+        assert_eq!(limiter.reserved, 16 * PAGE as u64);
+    }
+
+    #[test]
+    fn a_memory_growth_that_fails_after_being_allowed_is_not_counted() {
+        let mut limiter = Limiter::new(4 * PAGE as u64);
+        assert!(limiter.memory_growing(0, PAGE, None).unwrap());
+        assert!(limiter.memory_growing(PAGE, 3 * PAGE, None).unwrap());
+        // Such as the operating system refusing the mapping.
+        limiter
+            .memory_grow_failed(wasmtime::Error::msg("Cannot allocate memory"))
+            .unwrap();
+        assert_eq!(limiter.reserved, PAGE as u64);
+        // Failing twice does not give back more than was reserved.
+        limiter
+            .memory_grow_failed(wasmtime::Error::msg("Cannot allocate memory"))
+            .unwrap();
+        assert_eq!(limiter.reserved, PAGE as u64);
+        assert!(limiter.memory_growing(PAGE, 4 * PAGE, None).unwrap());
+    }
+
+    /// Runs `memory.grow` by each of `deltas` in a module whose memory is `memory`, under a
+    /// limiter, and returns what each returned and what the limiter counted.
+    fn grow_in_wasm(memory: &str, deltas: &[i32]) -> (Vec<i32>, u64) {
+        let engine = Engine::default();
+        let wat = format!(
+            r#"(module (memory {memory})
+                 (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"#
+        );
+        let module = Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
+        let mut store = Store::new(&engine, Limiter::new(1 << 30));
+        store.limiter(|l| l);
+        let instance = Instance::new(&mut store, &module, &[]).unwrap();
+        let grow = instance
+            .get_typed_func::<i32, i32>(&mut store, "grow")
+            .unwrap();
+        let results = deltas
+            .iter()
+            .map(|d| grow.call(&mut store, *d).unwrap())
+            .collect();
+        (results, store.data().reserved)
+    }
+
+    #[test]
+    fn growing_past_a_memorys_maximum_fails_without_being_counted() {
+        let (results, reserved) = grow_in_wasm("1 3", &[5, 1, 5, 1]);
+        assert_eq!(results, [-1, 1, -1, 2]);
+        assert_eq!(reserved, 3 * PAGE as u64);
+    }
+
+    /// wasmtime reports a size the memory's type cannot hold (past 4 GiB for a 32-bit
+    /// memory) as a failed growth it never asked about; the growth before it stays counted.
+    /// Pins the wasmtime message `memory_grow_failed` relies on.
+    #[test]
+    fn a_growth_the_memory_type_cannot_hold_leaves_earlier_growth_counted() {
+        let (results, reserved) = grow_in_wasm("1", &[1, 65536]);
+        assert_eq!(results, [1, -1]);
+        assert_eq!(reserved, 2 * PAGE as u64);
+    }
+
+    #[test]
+    fn tables_together_are_capped() {
+        let cap = usize::try_from(TABLE_ELEMENTS_CAP).unwrap();
+        let mut limiter = Limiter::new(0);
+        assert!(limiter.table_growing(0, cap / 2, None).unwrap());
+        assert!(!limiter.table_growing(0, cap, Some(10)).unwrap());
+        assert!(limiter.table_growing(0, cap / 2, None).unwrap());
+        let err = limiter.table_growing(0, 1, None).unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<LimitTrap>(),
+            Some(LimitTrap::Tables(_))
+        ));
+        assert!(limiter.tables_exceeded);
+        assert!(limiter.table_growing(0, usize::MAX, None).is_err());
+    }
+}

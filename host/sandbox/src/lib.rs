@@ -1,0 +1,402 @@
+//! wasmig's sandbox: one wasmtime engine, the linker with wasmig's interfaces and a deny-all
+//! WASI, the compile cache, and running one `upgrade` or `downgrade` call under limits.
+//!
+//! What a guest gets: the `sql` interface on its migration's transaction, `log`, clocks and
+//! randomness. What it does not: files, environment, arguments, stdin, sockets, name lookup.
+//! Limits: a memory cap over all its memories, an element cap over all its tables, and a
+//! wall-clock deadline enforced by epoch interruption while wasm runs and by cancelling the
+//! statement while it waits on SQL.
+//!
+//! Not here: what the host functions do (`host`), the cache's file format (`cache`), why a
+//! step failed (`error`), how progress is reported (`progress`). Depends on the contract
+//! and the database crates; knows nothing of revisions, plans or the command line.
+
+mod cache;
+pub mod error;
+pub mod host;
+pub mod progress;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+use self::host::{GuestState, LimitTrap};
+use crate::error::{ComponentError, Failure};
+use crate::progress::Progress;
+use wasmig_contract::{MigrationHost, MigrationHostPre};
+use wasmig_db::Session;
+use wasmig_plan::graph::Direction;
+
+pub use self::cache::CacheStatus;
+
+/// How often the epoch advances; the deadline's resolution while wasm runs.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The largest checkpoint a batch may pass to `next-batch`: it is stored with every batch.
+const MAX_CHECKPOINT: usize = 64 * 1024;
+
+/// The deadline used when `now + timeout` cannot be represented (a year; configuration
+/// allows at most a week).
+const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The only interfaces a component may import besides WASI: those of every WIT version
+/// the host links (`crate::bindings`).
+const ALLOWED_IMPORTS: &[&str] = &[
+    "wasmig:migration/types@0.2.0",
+    "wasmig:migration/sql@0.2.0",
+    "wasmig:migration/log@0.2.0",
+    "wasmig:migration/batch@0.2.0",
+    "wasmig:migration/types@0.1.0",
+    "wasmig:migration/sql@0.1.0",
+    "wasmig:migration/log@0.1.0",
+];
+
+/// A loaded component, ready to instantiate.
+pub struct Loaded {
+    pre: MigrationHostPre<GuestState>,
+    /// Whether it came from the cache or was compiled now.
+    pub cache: CacheStatus,
+    /// Time spent compiling or loading.
+    pub load_time: Duration,
+}
+
+/// Limits for one call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Memory cap in bytes.
+    pub memory: u64,
+    /// Wall-clock deadline.
+    pub timeout: Duration,
+}
+
+/// The engine and linker, created once per run.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    cache_dir: Option<PathBuf>,
+    /// The project being run; the compile cache refuses a key inside it.
+    project_root: PathBuf,
+    /// Stops the epoch ticker thread when the sandbox is dropped.
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Sandbox {
+    /// Creates the engine (Cranelift, epoch interruption) and the linker for running the
+    /// project in `project_root`, caching compiled components in `cache_dir`.
+    ///
+    /// # Errors
+    /// When wasmtime cannot be configured (a host problem).
+    pub fn new(project_root: &Path, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        MigrationHost::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&ticker_stop);
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("wasmig-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })?;
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache_dir,
+            project_root: project_root.to_path_buf(),
+            ticker_stop,
+        })
+    }
+
+    /// Compiles the components among `components` that the compile cache lacks, on every
+    /// core at once, and stores them in the cache, so that [`Sandbox::load`] then finds
+    /// them there. A run of many new revisions would otherwise compile them one after
+    /// another on one core. Does nothing without a cache; errors are left for `load` to
+    /// report, in step order and with the revision's name.
+    pub fn precompile(&self, components: &[&[u8]]) {
+        let Some(dir) = self.cache_dir.as_deref() else {
+            return;
+        };
+        let missing: Vec<&[u8]> = components
+            .iter()
+            .copied()
+            .filter(|bytes| {
+                wasmparser_is_component(bytes) && !cache::has_entry(&self.engine, dir, bytes)
+            })
+            .collect();
+        if missing.len() < 2 {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(missing.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    while let Some(bytes) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let _ = cache::load_or_compile(
+                            &self.engine,
+                            Some(dir),
+                            &self.project_root,
+                            bytes,
+                        );
+                    }
+                });
+            }
+        });
+        tracing::debug!(
+            "compiled {} component(s) into the cache on {threads} thread(s) in {} ms",
+            missing.len(),
+            started.elapsed().as_millis()
+        );
+    }
+
+    /// Compiles (or loads from the cache) a component and checks it against the world.
+    ///
+    /// # Errors
+    /// [`ComponentError`] for malformed wasm, a core module, a denied import or missing
+    /// exports.
+    pub fn load(&self, revision: &str, path: &Path, bytes: &[u8]) -> anyhow::Result<Loaded> {
+        let invalid = |reason: String| ComponentError {
+            revision: revision.to_owned(),
+            path: path.to_path_buf(),
+            reason,
+        };
+        if !wasmparser_is_component(bytes) {
+            return Err(invalid(if bytes.starts_with(b"\0asm") {
+                "this is a core WebAssembly module, not a component; `wasmig build` componentizes Rust migrations, and `wasm-tools component new` does it for others".into()
+            } else {
+                "not a WebAssembly file (no `\\0asm` header); point the manifest's `component` at a .wasm component".into()
+            })
+            .into());
+        }
+        let started = std::time::Instant::now();
+        let (component, cache) = cache::load_or_compile(
+            &self.engine,
+            self.cache_dir.as_deref(),
+            &self.project_root,
+            bytes,
+        )
+        .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
+        let load_time = started.elapsed();
+
+        let ty = component.component_type();
+        for (name, _) in ty.imports(&self.engine) {
+            let allowed = ALLOWED_IMPORTS.contains(&name) || name.starts_with("wasi:");
+            if !allowed {
+                return Err(invalid(format!(
+                    "it imports `{name}`, which the sandbox does not provide; a migration may import only the wasmig:migration interfaces and WASI"
+                ))
+                .into());
+            }
+        }
+        for export in ["upgrade", "downgrade"] {
+            let found = ty.exports(&self.engine).any(|(name, item)| {
+                name == export && matches!(item.ty, ComponentItem::ComponentFunc(_))
+            });
+            if !found {
+                return Err(invalid(format!(
+                    "it does not export the function `{export}`; build it for the `migration` world of wit/migration.wit (wasmig:migration@0.2.0, or an older version)"
+                ))
+                .into());
+            }
+        }
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            invalid(format!(
+                "it does not match the wasmig:migration world: {e:#}"
+            ))
+        })?;
+        let pre = MigrationHostPre::new(pre)
+            .map_err(|e| invalid(format!("it does not match the migration world: {e:#}")))?;
+        Ok(Loaded {
+            pre,
+            cache,
+            load_time,
+        })
+    }
+
+    /// Runs one call of `upgrade` or `downgrade` (one batch, see the WIT's `batch`) of a
+    /// loaded component in a fresh instance. Always hands the session and the progress back
+    /// (to commit or roll back, and for the next batch), with the failure if the call's work
+    /// must not commit, or else the checkpoint of the next batch the guest asked for.
+    pub async fn run(&self, loaded: &Loaded, call: Call<'_>) -> Returned {
+        let Call {
+            revision,
+            direction,
+            session,
+            limits,
+            deadline,
+            checkpoint,
+            progress,
+        } = call;
+        let state = GuestState::new(
+            session,
+            revision,
+            deadline,
+            limits.memory,
+            progress,
+            checkpoint,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Ticks until the deadline; set before instantiating (the default of 0 would trap
+        // the start function). wasmtime adds this to the current epoch unchecked.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let ticks = u64::try_from(left.as_nanos() / EPOCH_TICK.as_nanos())
+            .unwrap_or(u64::MAX)
+            .clamp(1, u64::MAX / 2)
+            + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let call = async {
+            let instance = loaded.pre.instantiate_async(&mut store).await?;
+            match direction {
+                Direction::Upgrade => instance.call_upgrade(&mut store).await,
+                Direction::Downgrade => instance.call_downgrade(&mut store).await,
+            }
+        };
+        // The epoch only interrupts running wasm, and database calls race the deadline
+        // themselves (with a grace period to cancel their statement). This backstop stops a
+        // guest parked anywhere else in the host, such as a WASI sleep or poll, by dropping
+        // the call; the instance is never entered again.
+        let backstop = deadline
+            .checked_add(host::UNWIND_LIMIT + Duration::from_secs(1))
+            .unwrap_or(deadline);
+        let outcome = match tokio::time::timeout_at(backstop, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(wasmtime::Error::new(LimitTrap::Deadline)),
+        };
+
+        let mut state = store.into_data();
+        flush_output(revision, &state);
+        let outcome = classify(outcome, &state, limits).and_then(|()| match state.next_batch.take() {
+            Some(c) if c.len() > MAX_CHECKPOINT => Err(Failure::GuestError(format!(
+                "the checkpoint passed to `next-batch` is {} bytes; the limit is {} KiB: keep in it only what the next batch needs to resume (the last key, counters), not data",
+                c.len(),
+                MAX_CHECKPOINT / 1024
+            ))),
+            next => Ok(next),
+        });
+        Returned {
+            session: state.session.take(),
+            progress: state.progress,
+            outcome,
+        }
+    }
+}
+
+/// One call into a guest: [`Sandbox::run`]'s input.
+pub struct Call<'a> {
+    /// The revision, for messages.
+    pub revision: &'a str,
+    /// Which export to call.
+    pub direction: Direction,
+    /// The transaction the call runs in; handed back in [`Returned`].
+    pub session: Box<dyn Session>,
+    /// The limits (the memory cap applies to this call's instance).
+    pub limits: Limits,
+    /// When the call must stop: the step's deadline, or the batch's in a `batched` revision.
+    pub deadline: tokio::time::Instant,
+    /// What `batch.checkpoint` returns in this call.
+    pub checkpoint: Option<String>,
+    /// The step's progress, handed back in [`Returned`].
+    pub progress: Progress,
+}
+
+/// What [`Sandbox::run`] hands back.
+pub struct Returned {
+    /// The call's transaction (`None` only if the guest state lost it: a host bug).
+    pub session: Option<Box<dyn Session>>,
+    /// The step's progress, for the next batch.
+    pub progress: Progress,
+    /// The call's failure, or the checkpoint the guest asked the next batch to start from
+    /// (`None`: this was the last batch).
+    pub outcome: Result<Option<String>, Failure>,
+}
+
+impl Limits {
+    /// The deadline for a transaction that starts now: now plus the timeout, or far in the
+    /// future when that cannot be represented (configuration bounds the timeout, but an
+    /// instant out of range must not panic).
+    pub fn deadline_from_now(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        now.checked_add(self.timeout).unwrap_or(now + MAX_DEADLINE)
+    }
+}
+
+/// Turns the call's outcome and the state it left into a failure with the right blame.
+fn classify(
+    outcome: wasmtime::Result<Result<(), String>>,
+    state: &GuestState,
+    limits: Limits,
+) -> Result<(), Failure> {
+    if let Some(io) = &state.io_failure {
+        return Err(Failure::connection_lost(io));
+    }
+    match outcome {
+        Ok(Ok(())) => match state.pending_error() {
+            Some(err) => Err(Failure::UnhandledSql(Box::new(err.clone()))),
+            None => Ok(()),
+        },
+        Ok(Err(message)) => Err(Failure::GuestError(message)),
+        Err(err) => {
+            if state.deadline_hit
+                || matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+                || matches!(err.downcast_ref::<LimitTrap>(), Some(LimitTrap::Deadline))
+            {
+                return Err(Failure::Deadline(limits.timeout));
+            }
+            if state.limiter.exceeded
+                || matches!(err.downcast_ref::<LimitTrap>(), Some(LimitTrap::Memory(_)))
+            {
+                return Err(Failure::Memory {
+                    limit: limits.memory,
+                });
+            }
+            if state.limiter.tables_exceeded
+                || matches!(err.downcast_ref::<LimitTrap>(), Some(LimitTrap::Tables(_)))
+            {
+                return Err(Failure::Tables {
+                    limit: host::TABLE_ELEMENTS_CAP,
+                });
+            }
+            Err(Failure::GuestTrap(format!("{err:?}")))
+        }
+    }
+}
+
+/// Copies what the guest wrote to stdout and stderr into wasmig's log.
+fn flush_output(revision: &str, state: &GuestState) {
+    for (stream, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+        let bytes = pipe.contents();
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            tracing::info!(target: "wasmig::guest", "[{revision}] {stream}: {line}");
+        }
+    }
+}
+
+/// Whether the bytes start with the component-model preamble (layer 1).
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [0x01, 0x00]
+}

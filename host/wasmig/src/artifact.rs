@@ -1,0 +1,270 @@
+//! Building revisions into components: [`build`] builds every kind built from source; the
+//! Rust ones here, with one `cargo build` over the migrations workspace for
+//! `wasm32-unknown-unknown`, then componentization with `wit-component`; Python,
+//! JavaScript and C ones in `toolchain`.
+//!
+//! Why that target: the result imports nothing but wasmig's interfaces (no WASI at all), and
+//! with the SDK's pre-generated bindings a cold build takes seconds. Cargo decides what is
+//! stale; a component file is rewritten only when its bytes change.
+//!
+//! Not here: loading or running components (`sandbox`), scaffolding crates (`scaffold`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::config::Project;
+use crate::error::BuildError;
+use crate::revision::{Kind, Revision};
+
+/// The Rust target migrations are built for.
+pub const TARGET: &str = "wasm32-unknown-unknown";
+
+/// Where built components go: `.wasmig/build/<revision>.wasm`.
+pub fn build_dir(project: &Project) -> PathBuf {
+    project.work_dir().join("build")
+}
+
+/// Keeps `workspace.members` of the migrations workspace equal to the Rust revisions, so
+/// users never edit it by hand.
+///
+/// # Errors
+/// [`BuildError`] when the workspace manifest is missing or unparsable.
+pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Result<()> {
+    let path = versions_dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| BuildError {
+        message: format!(
+            "cannot read the migrations workspace {}: {e}; `wasmig init` creates it",
+            path.display()
+        ),
+    })?;
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| BuildError {
+        message: format!("invalid {}: {e}", path.display()),
+    })?;
+    let mut members: Vec<String> = revisions
+        .iter()
+        .filter(|r| r.manifest.kind == Kind::Rust && r.stored.is_none())
+        .filter_map(|r| r.dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    members.sort();
+    let mut array = toml_edit::Array::new();
+    for m in &members {
+        array.push(m.as_str());
+    }
+    let current: Vec<String> = doc
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if current == members {
+        return Ok(());
+    }
+    doc["workspace"]["members"] = toml_edit::value(array);
+    std::fs::write(&path, doc.to_string())?;
+    Ok(())
+}
+
+/// Builds every revision made from source (Rust, Python, JavaScript, C) whose component is
+/// stale, writing it to [`build_dir`]. Returns the revisions whose component changed.
+///
+/// # Errors
+/// [`BuildError`] naming what failed: cargo or a language toolchain missing (with how to
+/// install it), or a compile error.
+pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<String>> {
+    // Two runs from one checkout (against two databases, say) build in turn: they share the
+    // migrations workspace, its Cargo.toml and the build directory.
+    let _lock = lock_builds(&build_dir(project))?;
+    let mut changed = build_rust(project, revisions)?;
+    changed.extend(crate::toolchain::build(
+        project,
+        revisions,
+        &build_dir(project),
+    )?);
+    Ok(changed)
+}
+
+/// Takes the project's build lock (`flock` on `.wasmig/build.lock`, beside `build_dir`),
+/// waiting for another wasmig writing into this project's build directory, and saying so.
+/// Released when the file is dropped, or by the OS when the process ends. Not reentrant:
+/// a second take in the same process waits for the first to be dropped.
+///
+/// # Errors
+/// [`BuildError`] when the lock file cannot be created or locked.
+pub fn lock_builds(build_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = build_dir.with_extension("lock");
+    let failed = |e: std::io::Error| BuildError {
+        message: format!("cannot lock {}: {e}", path.display()),
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            tracing::info!(
+                "waiting for another wasmig building in this project (it holds {})",
+                path.display()
+            );
+            file.lock().map_err(failed)?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e).into()),
+    }
+    Ok(file)
+}
+
+/// Builds every Rust revision and writes its component to [`build_dir`].
+/// Returns the revisions whose component changed.
+///
+/// # Errors
+/// [`BuildError`] when cargo is missing, the target cannot be installed, or a crate fails
+/// to compile (cargo's diagnostics are shown as they come).
+fn build_rust(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<String>> {
+    // Revisions stored in the database (no crate in the project) bring their component.
+    let rust: Vec<&Revision> = revisions
+        .iter()
+        .filter(|r| r.manifest.kind == Kind::Rust && r.stored.is_none())
+        .collect();
+    if rust.is_empty() {
+        return Ok(Vec::new());
+    }
+    let versions_dir = project.versions_dir();
+    sync_workspace(&versions_dir, revisions)?;
+    ensure_target()?;
+    tracing::info!("building {} Rust revision(s)", rust.len());
+
+    let output = Command::new(cargo())
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
+        .arg("--manifest-path")
+        .arg(versions_dir.join("Cargo.toml"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| BuildError {
+            message: format!("cannot run cargo ({e}); install Rust from https://rustup.rs"),
+        })?;
+    if !output.status.success() {
+        return Err(BuildError {
+            message: "cargo build of the Rust migrations failed; see the compiler errors above"
+                .into(),
+        }
+        .into());
+    }
+
+    // Map each crate's directory to the core wasm file cargo produced for it.
+    let mut core_files: HashMap<PathBuf, PathBuf> = HashMap::new();
+    for line in output.stdout.split(|b| *b == b'\n') {
+        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let Some(manifest) = msg["manifest_path"].as_str() else {
+            continue;
+        };
+        let wasm = msg["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".wasm"));
+        if let (Some(dir), Some(wasm)) = (Path::new(manifest).parent(), wasm) {
+            core_files.insert(canonical(dir), PathBuf::from(wasm));
+        }
+    }
+
+    let out_dir = build_dir(project);
+    std::fs::create_dir_all(&out_dir)?;
+    let mut changed = Vec::new();
+    for revision in rust {
+        let core = core_files.get(&canonical(&revision.dir)).ok_or_else(|| BuildError {
+            message: format!(
+                "revision {}: cargo produced no .wasm for {}; its Cargo.toml needs `crate-type = [\"cdylib\"]`",
+                revision.id(),
+                revision.dir.display()
+            ),
+        })?;
+        let bytes = std::fs::read(core)?;
+        let component = componentize(&bytes).map_err(|e| BuildError {
+            message: format!(
+                "revision {}: cannot turn {} into a component: {e:#}; does it use the wasmig-guest SDK's `migration!` macro?",
+                revision.id(),
+                core.display()
+            ),
+        })?;
+        let path = revision
+            .component_path(&out_dir)
+            .expect("rust revisions have a component");
+        if std::fs::read(&path).ok().as_deref() != Some(component.as_slice()) {
+            std::fs::write(&path, &component)?;
+            changed.push(revision.id().to_owned());
+        }
+    }
+    Ok(changed)
+}
+
+/// Wraps a core module built with the SDK's bindings into a component.
+///
+/// # Errors
+/// When the module lacks the component-type section or does not validate.
+pub fn componentize(core: &[u8]) -> anyhow::Result<Vec<u8>> {
+    wit_component::ComponentEncoder::default()
+        .module(core)?
+        .validate(true)
+        .encode()
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Makes sure the wasm target is installed, installing it with rustup when possible.
+fn ensure_target() -> Result<(), BuildError> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .stderr(Stdio::null())
+        .output();
+    let Ok(out) = installed else {
+        // No rustup: let cargo report a missing target itself.
+        return Ok(());
+    };
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == TARGET)
+    {
+        return Ok(());
+    }
+    tracing::info!("installing the Rust target {TARGET} (rustup target add {TARGET})");
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        _ => Err(BuildError {
+            message: format!(
+                "the Rust target {TARGET} is missing and could not be installed; run `rustup target add {TARGET}`"
+            ),
+        }),
+    }
+}

@@ -1,0 +1,486 @@
+//! The project: finding `wasmig.toml`, reading it, and resolving the database URL.
+//!
+//! Precedence for the database URL: `--database-url`, then `DATABASE_URL` (the process
+//! environment, then the project's `.env`), then `database_url` in `wasmig.toml`, then the
+//! embedded default, a SQLite file in the project directory.
+//!
+//! The project's `.env` is read, never loaded into the process environment, and only
+//! `DATABASE_URL` and `LOG_LEVEL` are taken from it: a project's author must not be able to
+//! set variables such as `WASMIG_CACHE_KEY` or `XDG_CACHE_HOME`, which choose the key that
+//! authenticates compiled native code in the compile cache (`sandbox::cache`).
+//!
+//! Not here: revision manifests (`revision`), the sandbox's use of the limits (`sandbox`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::DatabaseUrl;
+use crate::error::ConfigError;
+
+/// The project configuration file's name.
+pub const CONFIG_FILE: &str = "wasmig.toml";
+
+/// The default directory name template of a new revision.
+pub const DEFAULT_FILE_TEMPLATE: &str = "{year}_{month}_{day}_{hour}{minute}-{rev}_{slug}";
+
+/// `wasmig.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where revisions live, relative to the project directory.
+    #[serde(default = "default_versions_dir")]
+    pub versions_dir: PathBuf,
+    /// The database URL (prefer `DATABASE_URL` for anything with a password).
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// The SQLite file used when no URL is configured, relative to the project directory.
+    #[serde(default = "default_sqlite_file")]
+    pub default_sqlite_file: PathBuf,
+    /// The directory name template of new revisions.
+    #[serde(default = "default_file_template")]
+    pub file_template: String,
+    /// Where compiled components are cached (default `.wasmig/cache` in the project;
+    /// `WASMIG_CACHE_DIR` overrides).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Sandbox limits, the defaults for every revision.
+    #[serde(default)]
+    pub sandbox: SandboxSettings,
+    /// Statement and lock timeouts inside each step (PostgreSQL), the defaults for every
+    /// revision.
+    #[serde(default)]
+    pub timeouts: StatementTimeouts,
+    /// Commands run after `wasmig revision` writes a file.
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+pub use wasmig_plan::manifest::{MAX_TIMEOUT_SECS, StatementTimeouts};
+
+/// The largest `memory_limit_mib` accepted (64 GiB).
+pub const MAX_MEMORY_LIMIT_MIB: u64 = 64 * 1024;
+
+/// Limits applied to every guest unless its manifest overrides them.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Linear-memory cap per guest, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_limit_mib: u64,
+    /// Wall-clock deadline per migration step, in seconds (fractions allowed).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: f64,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            memory_limit_mib: default_memory_mib(),
+            timeout_secs: default_timeout_secs(),
+        }
+    }
+}
+
+impl SandboxSettings {
+    /// The deadline as a duration (at most [`MAX_TIMEOUT_SECS`] even if unchecked).
+    pub fn timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.timeout_secs.min(MAX_TIMEOUT_SECS))
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// The memory cap in bytes (at most [`MAX_MEMORY_LIMIT_MIB`] MiB even if unchecked).
+    pub fn memory_limit_bytes(&self) -> u64 {
+        self.memory_limit_mib.min(MAX_MEMORY_LIMIT_MIB) * 1024 * 1024
+    }
+
+    /// These settings with a revision's overrides from its manifest, checked like
+    /// `wasmig.toml`'s.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `manifest` and the setting out of range.
+    pub fn with_overrides(
+        &self,
+        timeout_secs: Option<f64>,
+        memory_limit_mib: Option<u64>,
+        manifest: &Path,
+    ) -> Result<SandboxSettings, ConfigError> {
+        let settings = SandboxSettings {
+            timeout_secs: timeout_secs.unwrap_or(self.timeout_secs),
+            memory_limit_mib: memory_limit_mib.unwrap_or(self.memory_limit_mib),
+        };
+        settings.check().map_err(|reason| {
+            ConfigError::new(format!("invalid manifest {}: {reason}", manifest.display()))
+        })?;
+        Ok(settings)
+    }
+
+    /// Why the settings are out of range, naming the setting and the range.
+    fn check(&self) -> Result<(), String> {
+        let timeout = self.timeout_secs;
+        if !(timeout.is_finite() && timeout > 0.0 && timeout <= MAX_TIMEOUT_SECS) {
+            return Err(format!(
+                "timeout_secs = {timeout:?} is out of range; use a number of seconds above 0 and at most {MAX_TIMEOUT_SECS} (7 days)"
+            ));
+        }
+        let memory = self.memory_limit_mib;
+        if !(1..=MAX_MEMORY_LIMIT_MIB).contains(&memory) {
+            return Err(format!(
+                "memory_limit_mib = {memory} is out of range; use 1 to {MAX_MEMORY_LIMIT_MIB} (64 GiB)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Post-write hooks, keyed by revision kind.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Commands run on each Rust source file written; `{file}` is replaced by its path.
+    /// A missing program is a warning, not an error.
+    #[serde(default = "default_rust_hooks")]
+    pub rust: Vec<Vec<String>>,
+    /// Commands run on each SQL file written.
+    #[serde(default)]
+    pub sql: Vec<Vec<String>>,
+    /// Commands run on each Python source file written (e.g. `[["black", "{file}"]]`).
+    #[serde(default)]
+    pub python: Vec<Vec<String>>,
+    /// Commands run on each JavaScript source file written.
+    #[serde(default)]
+    pub js: Vec<Vec<String>>,
+    /// Commands run on each C source file written.
+    #[serde(default)]
+    pub c: Vec<Vec<String>>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            rust: default_rust_hooks(),
+            sql: Vec::new(),
+            python: Vec::new(),
+            js: Vec::new(),
+            c: Vec::new(),
+        }
+    }
+}
+
+fn default_versions_dir() -> PathBuf {
+    PathBuf::from("versions")
+}
+fn default_sqlite_file() -> PathBuf {
+    PathBuf::from("wasmig.db")
+}
+fn default_file_template() -> String {
+    DEFAULT_FILE_TEMPLATE.to_owned()
+}
+fn default_memory_mib() -> u64 {
+    512
+}
+fn default_timeout_secs() -> f64 {
+    600.0
+}
+fn default_rust_hooks() -> Vec<Vec<String>> {
+    vec![vec![
+        "rustfmt".into(),
+        "--edition".into(),
+        "2024".into(),
+        "{file}".into(),
+    ]]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str("").expect("the empty config is valid")
+    }
+}
+
+/// The only variables taken from a project's `.env`.
+const DOT_ENV_VARIABLES: &[&str] = &["DATABASE_URL", "LOG_LEVEL"];
+
+/// A loaded project: its directory and configuration.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The directory holding `wasmig.toml`.
+    pub root: PathBuf,
+    /// The parsed configuration.
+    pub config: Config,
+    /// [`DOT_ENV_VARIABLES`] as set in the project's `.env` (empty values left out).
+    dot_env: BTreeMap<String, String>,
+}
+
+impl Project {
+    /// Finds `wasmig.toml` in `start` or its ancestors and loads it, with `.env` beside it.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when there is no project or the file is invalid.
+    pub fn discover(start: &Path) -> Result<Self, ConfigError> {
+        let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
+        let root = start
+            .ancestors()
+            .find(|dir| dir.join(CONFIG_FILE).is_file())
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "no {CONFIG_FILE} in {} or any parent directory; run `wasmig init` to create a project, or pass --project DIR",
+                    start.display()
+                ))
+            })?
+            .to_path_buf();
+        Self::load(&root)
+    }
+
+    /// Loads the project in `root`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `wasmig.toml` is unreadable or invalid.
+    pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        let path = root.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::new(format!("invalid {}: {e}", path.display())))?;
+        config.sandbox.check().map_err(|reason| {
+            ConfigError::new(format!("invalid {}: sandbox.{reason}", path.display()))
+        })?;
+        config
+            .timeouts
+            .with_overrides(&StatementTimeouts::default(), &path)?;
+        Ok(Project {
+            root: root.to_path_buf(),
+            config,
+            dot_env: read_dot_env(&root.join(".env")),
+        })
+    }
+
+    /// A variable from the project's `.env` (only `DATABASE_URL` and `LOG_LEVEL` are read).
+    pub fn dot_env(&self, name: &str) -> Option<&str> {
+        self.dot_env.get(name).map(String::as_str)
+    }
+
+    /// A variable from the process environment, else from the project's `.env`; empty
+    /// values count as unset.
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| self.dot_env(name).map(str::to_owned))
+    }
+
+    /// The versions directory.
+    pub fn versions_dir(&self) -> PathBuf {
+        self.root.join(&self.config.versions_dir)
+    }
+
+    /// wasmig's working directory in the project (built components, cache).
+    pub fn work_dir(&self) -> PathBuf {
+        self.root.join(".wasmig")
+    }
+
+    /// The compile cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = std::env::var_os("WASMIG_CACHE_DIR") {
+            return PathBuf::from(dir);
+        }
+        match &self.config.cache_dir {
+            Some(dir) => self.root.join(dir),
+            None => self.work_dir().join("cache"),
+        }
+    }
+
+    /// Resolves the database URL; the second value is true for the embedded default.
+    ///
+    /// # Errors
+    /// [`crate::db::DbError::InvalidUrl`] for a malformed URL.
+    pub fn database_url(&self, flag: Option<&str>) -> anyhow::Result<(DatabaseUrl, bool)> {
+        let chosen = flag
+            .map(str::to_owned)
+            .or_else(|| self.env_var("DATABASE_URL"))
+            .or_else(|| self.config.database_url.clone());
+        match chosen {
+            Some(raw) => {
+                let url = DatabaseUrl::parse(&raw)?;
+                // A relative SQLite path is relative to the project, not the shell's directory.
+                Ok((
+                    match url {
+                        DatabaseUrl::Sqlite { path } if path.is_relative() => DatabaseUrl::Sqlite {
+                            path: self.root.join(path),
+                        },
+                        other => other,
+                    },
+                    false,
+                ))
+            }
+            None => Ok((
+                DatabaseUrl::Sqlite {
+                    path: self.root.join(&self.config.default_sqlite_file),
+                },
+                true,
+            )),
+        }
+    }
+}
+
+/// Reads [`DOT_ENV_VARIABLES`] from a `.env` file without touching the process
+/// environment. A missing file is normal; an unparsable one is skipped with a warning.
+fn read_dot_env(path: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let entries = match dotenvy::from_path_iter(path) {
+        Ok(entries) => entries,
+        Err(e) if e.not_found() => return found,
+        Err(e) => {
+            tracing::warn!("ignoring {}: {e}", path.display());
+            return found;
+        }
+    };
+    for entry in entries {
+        match entry {
+            Ok((name, value)) => {
+                if DOT_ENV_VARIABLES.contains(&name.as_str()) && !value.trim().is_empty() {
+                    found.insert(name, value);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("ignoring the rest of {}: {e}", path.display());
+                break;
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_documented_defaults() {
+        let c = Config::default();
+        assert_eq!(c.versions_dir, PathBuf::from("versions"));
+        assert_eq!(c.sandbox.memory_limit_mib, 512);
+        assert_eq!(c.sandbox.timeout(), Duration::from_secs(600));
+        assert_eq!(c.file_template, DEFAULT_FILE_TEMPLATE);
+    }
+
+    #[test]
+    fn dot_env_gives_only_the_database_url_and_log_level_and_never_sets_the_environment() {
+        let dir = std::env::temp_dir().join(format!(
+            "wasmig-unit-{}-dot-env-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".env");
+        std::fs::write(
+            &path,
+            "DATABASE_URL=sqlite:from-dot-env.db\nLOG_LEVEL=debug\n\
+             WASMIG_CACHE_KEY=/project/evil.key\nXDG_CACHE_HOME=/project\n\
+             WASMIG_UNIT_DOT_ENV_PROBE=1\n",
+        )
+        .unwrap();
+        let found = read_dot_env(&path);
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            [
+                (
+                    "DATABASE_URL".to_owned(),
+                    "sqlite:from-dot-env.db".to_owned()
+                ),
+                ("LOG_LEVEL".to_owned(), "debug".to_owned()),
+            ]
+        );
+        assert!(std::env::var_os("WASMIG_UNIT_DOT_ENV_PROBE").is_none());
+        assert!(read_dot_env(&dir.join("missing.env")).is_empty());
+    }
+
+    #[test]
+    fn sandbox_limits_out_of_range_are_refused_before_they_can_overflow() {
+        let manifest = Path::new("versions/x/migration.toml");
+        let defaults = SandboxSettings::default();
+        for (timeout, memory, setting) in [
+            (Some(f64::INFINITY), None, "timeout_secs = inf"),
+            (Some(f64::NAN), None, "timeout_secs = NaN"),
+            (Some(1e300), None, "timeout_secs = 1e300"),
+            (Some(MAX_TIMEOUT_SECS + 1.0), None, "timeout_secs = 604801"),
+            (Some(0.0), None, "timeout_secs = 0"),
+            (Some(-1.0), None, "timeout_secs = -1"),
+            (None, Some(0), "memory_limit_mib = 0"),
+            (
+                None,
+                Some(u64::MAX),
+                "memory_limit_mib = 18446744073709551615",
+            ),
+            (
+                None,
+                Some(MAX_MEMORY_LIMIT_MIB + 1),
+                "memory_limit_mib = 65537",
+            ),
+        ] {
+            let err = defaults
+                .with_overrides(timeout, memory, manifest)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("invalid manifest versions/x/migration.toml: ")
+                    && err.contains(setting)
+                    && err.contains("out of range"),
+                "{err}"
+            );
+        }
+        let most = defaults
+            .with_overrides(Some(MAX_TIMEOUT_SECS), Some(MAX_MEMORY_LIMIT_MIB), manifest)
+            .unwrap();
+        assert_eq!(most.timeout(), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(most.memory_limit_bytes(), 64 << 30);
+        let fraction = defaults.with_overrides(Some(0.25), None, manifest).unwrap();
+        assert_eq!(fraction.timeout(), Duration::from_millis(250));
+        assert_eq!(fraction.memory_limit_bytes(), 512 << 20);
+
+        // Unchecked values still cannot panic.
+        let wild = SandboxSettings {
+            memory_limit_mib: u64::MAX,
+            timeout_secs: f64::INFINITY,
+        };
+        assert_eq!(wild.timeout(), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(wild.memory_limit_bytes(), 64 << 30);
+    }
+
+    #[test]
+    fn wasmig_toml_sandbox_limits_out_of_range_are_config_errors() {
+        let dir = std::env::temp_dir().join(format!(
+            "wasmig-unit-{}-limits-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (sandbox, needle) in [
+            ("timeout_secs = 1e300", "sandbox.timeout_secs = "),
+            ("timeout_secs = inf", "sandbox.timeout_secs = inf"),
+            (
+                "memory_limit_mib = 9223372036854775807",
+                "sandbox.memory_limit_mib = 9223372036854775807",
+            ),
+        ] {
+            std::fs::write(dir.join(CONFIG_FILE), format!("[sandbox]\n{sandbox}\n")).unwrap();
+            let err = Project::load(&dir).unwrap_err().to_string();
+            assert!(
+                err.contains("wasmig.toml: ")
+                    && err.contains(needle)
+                    && err.contains("out of range"),
+                "{sandbox}: {err}"
+            );
+        }
+        std::fs::write(dir.join(CONFIG_FILE), "[sandbox]\ntimeout_secs = 0.5\n").unwrap();
+        let project = Project::load(&dir).unwrap();
+        assert_eq!(project.config.sandbox.timeout(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Config>("databse_url = 'x'").unwrap_err();
+        assert!(err.to_string().contains("databse_url"), "{err}");
+    }
+}

@@ -1,0 +1,328 @@
+//! Revisions on disk: the manifest (`migration.toml`), loading a project's revisions, their
+//! artifacts (SQL text or component bytes) and checksums.
+//!
+//! A revision is a directory under the versions directory holding `migration.toml` and, by
+//! kind: `up.sql` + `down.sql` (sql), a Cargo crate (rust, built by `artifact`), a Python,
+//! JavaScript or C source (built by `toolchain`), or a prebuilt component (wasm). A revision whose files left the project (an older release was
+//! deployed) can instead come from the copy the database stored when it was applied
+//! ([`Revision::from_stored`]); only `wasmig down` loads those.
+//!
+//! Not here: building (`artifact`), planning (`graph`), reading the stored copy (`db`).
+
+use std::path::{Path, PathBuf};
+
+pub use wasmig_plan::manifest::{
+    Artifact, Kind, MANIFEST, Manifest, OneOrMany, TransactionMode, is_valid_id, kind_name,
+    parse_manifest,
+};
+
+use crate::db::{ARTIFACT_TABLE, StoredArtifact};
+use crate::error::{ConfigError, GraphError};
+use crate::graph::Node;
+
+/// A revision found on disk, or stored in the database.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Its directory (for a stored revision: where it would be, which does not exist).
+    pub dir: PathBuf,
+    /// For a revision whose files are not in the project: the artifact the database stored
+    /// when it was applied, which is then what runs and what is verified.
+    pub stored: Option<Artifact>,
+}
+
+impl Revision {
+    /// A revision from the copy stored in the database, for one whose files are not in the
+    /// project under `versions_dir`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the stored manifest is invalid, names another revision, or the
+    /// row lacks the artifact its kind needs.
+    pub fn from_stored(versions_dir: &Path, stored: &StoredArtifact) -> Result<Self, ConfigError> {
+        let origin = format!("the {ARTIFACT_TABLE} row of {}", stored.revision);
+        let manifest = parse_manifest(&stored.manifest, &origin)?;
+        if manifest.revision != stored.revision {
+            return Err(ConfigError::new(format!(
+                "invalid {origin}: its manifest is that of revision `{}`",
+                manifest.revision
+            )));
+        }
+        let incomplete = || ConfigError::new(format!("invalid {origin}: its artifact is missing"));
+        let artifact = match manifest.kind {
+            Kind::Sql => Artifact::Sql {
+                up: stored.up_sql.clone().ok_or_else(incomplete)?,
+                down: stored.down_sql.clone().ok_or_else(incomplete)?,
+            },
+            Kind::Rust | Kind::Python | Kind::Js | Kind::C | Kind::Wasm => Artifact::Component {
+                path: PathBuf::from(format!("{ARTIFACT_TABLE}/{}", stored.revision)),
+                bytes: stored.component.clone().ok_or_else(incomplete)?,
+            },
+        };
+        Ok(Revision {
+            dir: versions_dir.join(&stored.revision),
+            manifest,
+            stored: Some(artifact),
+        })
+    }
+
+    /// What the database stores for this revision when `artifact` (its artifact) is applied.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when its manifest cannot be read.
+    pub fn to_stored(&self, artifact: &Artifact) -> Result<StoredArtifact, ConfigError> {
+        let (up_sql, down_sql, component) = match artifact {
+            Artifact::Sql { up, down } => (Some(up.clone()), Some(down.clone()), None),
+            Artifact::Component { bytes, .. } => (None, None, Some(bytes.clone())),
+        };
+        let manifest = match &self.stored {
+            // Not re-applied in practice (stored revisions are only reverted), but keep the
+            // text round-trippable.
+            Some(_) => toml::to_string(&self.manifest)
+                .map_err(|e| ConfigError::new(format!("revision {}: {e}", self.id())))?,
+            None => {
+                let path = self.dir.join(MANIFEST);
+                std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?
+            }
+        };
+        Ok(StoredArtifact {
+            revision: self.id().to_owned(),
+            kind: kind_name(self.manifest.kind).to_owned(),
+            checksum: artifact.checksum(),
+            manifest,
+            up_sql,
+            down_sql,
+            component,
+            source_checksum: match (
+                &self.stored,
+                crate::toolchain::toolchain(self.manifest.kind),
+            ) {
+                (None, Some(_)) => Some(
+                    crate::toolchain::source_checksum(self)
+                        .map_err(|e| ConfigError::new(format!("revision {}: {e:#}", self.id())))?,
+                ),
+                _ => None,
+            },
+        })
+    }
+
+    /// The revision id.
+    pub fn id(&self) -> &str {
+        &self.manifest.revision
+    }
+
+    /// The component file of a `wasm` revision, or where `wasmig build` puts the component
+    /// of a kind built from source (`rust`, `python`, `js`, `c`).
+    pub fn component_path(&self, build_dir: &Path) -> Option<PathBuf> {
+        match self.manifest.kind {
+            Kind::Sql => None,
+            Kind::Wasm => Some(
+                self.dir.join(
+                    self.manifest
+                        .component
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("migration.wasm")),
+                ),
+            ),
+            Kind::Rust | Kind::Python | Kind::Js | Kind::C => {
+                Some(build_dir.join(format!("{}.wasm", self.id())))
+            }
+        }
+    }
+}
+
+/// Loads every revision under `versions_dir` (each subdirectory with a `migration.toml`).
+///
+/// # Errors
+/// [`ConfigError`] for an unreadable directory or an invalid manifest (naming the file),
+/// [`GraphError::Duplicate`] for two revisions with one id.
+pub fn load_all(versions_dir: &Path) -> anyhow::Result<Vec<Revision>> {
+    let entries = std::fs::read_dir(versions_dir).map_err(|e| {
+        ConfigError::new(format!(
+            "cannot read the versions directory {}: {e}; run `wasmig init` or fix `versions_dir` in wasmig.toml",
+            versions_dir.display()
+        ))
+    })?;
+    let mut revisions: Vec<Revision> = Vec::new();
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| ConfigError::new(format!("reading {}: {e}", versions_dir.display())))?;
+        let dir = entry.path();
+        let manifest_path = dir.join(MANIFEST);
+        if !manifest_path.is_file() {
+            continue;
+        }
+        let manifest = read_manifest(&manifest_path)?;
+        if let Some(other) = revisions.iter().find(|r| r.id() == manifest.revision) {
+            return Err(GraphError::Duplicate {
+                id: manifest.revision,
+                first: other.dir.clone(),
+                second: dir,
+            }
+            .into());
+        }
+        revisions.push(Revision {
+            manifest,
+            dir,
+            stored: None,
+        });
+    }
+    revisions.sort_by(|a, b| a.dir.cmp(&b.dir));
+    Ok(revisions)
+}
+
+/// Reads and validates one manifest.
+///
+/// # Errors
+/// [`ConfigError`] naming the file.
+pub fn read_manifest(path: &Path) -> Result<Manifest, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
+    parse_manifest(&text, &path.display().to_string())
+}
+
+/// The planner's view of the revisions.
+pub fn nodes(revisions: &[Revision]) -> Vec<Node> {
+    revisions
+        .iter()
+        .map(|r| Node {
+            id: r.id().to_owned(),
+            down: r.manifest.down_revisions(),
+            depends_on: r
+                .manifest
+                .depends_on
+                .as_ref()
+                .map(OneOrMany::to_vec)
+                .unwrap_or_default(),
+            branch_labels: r
+                .manifest
+                .branch_labels
+                .as_ref()
+                .map(OneOrMany::to_vec)
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Checks that a revision's artifact files exist, without reading them (so a run can refuse
+/// before its first step rather than stop half-way).
+///
+/// # Errors
+/// As [`read_artifact`].
+pub fn check_artifact(revision: &Revision, build_dir: &Path) -> Result<(), ConfigError> {
+    if revision.stored.is_some() {
+        return Ok(());
+    }
+    let files = match revision.manifest.kind {
+        Kind::Sql => vec![revision.dir.join("up.sql"), revision.dir.join("down.sql")],
+        Kind::Wasm | Kind::Rust | Kind::Python | Kind::Js | Kind::C => vec![
+            revision
+                .component_path(build_dir)
+                .expect("components have a path"),
+        ],
+    };
+    match files.iter().find(|f| !f.is_file()) {
+        None => Ok(()),
+        // Reading gives the precise message (missing, a directory, not readable…).
+        Some(_) => read_artifact(revision, build_dir).map(drop),
+    }
+}
+
+/// Reads a revision's artifact from disk (or, for a stored revision, its stored copy).
+///
+/// # Errors
+/// [`ConfigError`] naming the missing file and what to do (`wasmig build` for Rust).
+pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, ConfigError> {
+    if let Some(stored) = &revision.stored {
+        return Ok(stored.clone());
+    }
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).map_err(|e| {
+            ConfigError::new(format!(
+                "revision {}: cannot read {}: {e}{what}",
+                revision.id(),
+                path.display(),
+            ))
+        })
+    };
+    match revision.manifest.kind {
+        Kind::Sql => {
+            let text = |name: &str| -> Result<String, ConfigError> {
+                let path = revision.dir.join(name);
+                String::from_utf8(read(&path, "")?).map_err(|_| {
+                    ConfigError::new(format!(
+                        "revision {}: {} is not UTF-8",
+                        revision.id(),
+                        path.display()
+                    ))
+                })
+            };
+            Ok(Artifact::Sql {
+                up: text("up.sql")?,
+                down: text("down.sql")?,
+            })
+        }
+        Kind::Wasm | Kind::Rust | Kind::Python | Kind::Js | Kind::C => {
+            let path = revision
+                .component_path(build_dir)
+                .expect("components have a path");
+            let hint = if revision.manifest.kind.is_built() {
+                "; run `wasmig build`"
+            } else {
+                ""
+            };
+            Ok(Artifact::Component {
+                bytes: read(&path, hint)?,
+                path,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_copy_round_trips_into_a_revision_with_the_same_artifact() {
+        let dir = std::env::temp_dir().join(format!("wasmig-stored-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = "revision='b2'\ndown_revision='a1'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\nkind='sql'\n";
+        std::fs::write(dir.join(MANIFEST), text).unwrap();
+        let on_disk = Revision {
+            manifest: read_manifest(&dir.join(MANIFEST)).unwrap(),
+            dir: dir.clone(),
+            stored: None,
+        };
+        let artifact = Artifact::Sql {
+            up: "CREATE TABLE t (x int);".into(),
+            down: "DROP TABLE t;".into(),
+        };
+        let stored = on_disk.to_stored(&artifact).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(stored.manifest, text, "the manifest text as written");
+        assert_eq!(
+            (stored.kind.as_str(), stored.checksum.as_str()),
+            ("sql", artifact.checksum().as_str())
+        );
+
+        let back = Revision::from_stored(Path::new("versions"), &stored).unwrap();
+        assert_eq!(back.manifest.down_revisions(), ["a1"]);
+        assert_eq!(back.dir, Path::new("versions/b2"));
+        let read = read_artifact(&back, Path::new("build")).unwrap();
+        assert_eq!(read.checksum(), artifact.checksum());
+
+        assert_eq!(stored.source_checksum, None, "a SQL revision has no build");
+        let wrong = StoredArtifact {
+            revision: "c3".into(),
+            ..stored.clone()
+        };
+        assert!(Revision::from_stored(Path::new("v"), &wrong).is_err());
+        let empty = StoredArtifact {
+            down_sql: None,
+            ..stored
+        };
+        assert!(Revision::from_stored(Path::new("v"), &empty).is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! What the language builds need from this binary: the WIT contract (every file of `wit/`,
+//! collected by `build.rs`) and each language's SDK (`guest-sdk/python`, `guest-sdk/js`,
+//! `guest-sdk/c`), embedded with `include_str!` so an installed `wasmig` needs no source
+//! checkout; and the names of the world's imports, read from the WIT with wit-parser.
+//!
+//! Not here: running the toolchains (the language modules).
+
+use std::path::{Path, PathBuf};
+
+use wit_bindgen_core::wit_parser::{Resolve, WorldId, WorldItem, WorldKey};
+
+use crate::error::BuildError;
+use crate::revision::Kind;
+
+include!(concat!(env!("OUT_DIR"), "/wit_files.rs"));
+
+/// The world every migration targets.
+pub const WORLD: &str = "migration";
+
+/// The Python SDK: a package `wasmig` and the entry module componentize-py is pointed at.
+const PYTHON_SDK: &[(&str, &str)] = &[
+    (
+        "wasmig/__init__.py",
+        include_str!("../../../../guest-sdk/python/wasmig/__init__.py"),
+    ),
+    (
+        "wasmig_entry.py",
+        include_str!("../../../../guest-sdk/python/wasmig_entry.py"),
+    ),
+];
+
+/// The JavaScript SDK: a package `wasmig` (resolved from `node_modules`) and the entry
+/// module jco is pointed at.
+const JS_SDK: &[(&str, &str)] = &[
+    (
+        "node_modules/wasmig/package.json",
+        include_str!("../../../../guest-sdk/js/package.json"),
+    ),
+    (
+        "node_modules/wasmig/index.js",
+        include_str!("../../../../guest-sdk/js/index.js"),
+    ),
+    (
+        "wasmig_entry.js",
+        include_str!("../../../../guest-sdk/js/wasmig_entry.js"),
+    ),
+];
+
+/// The C SDK: a header and its implementation over the generated bindings.
+const C_SDK: &[(&str, &str)] = &[
+    ("wasmig.h", include_str!("../../../../guest-sdk/c/wasmig.h")),
+    ("wasmig.c", include_str!("../../../../guest-sdk/c/wasmig.c")),
+];
+
+/// The SDK files of a language, relative to its staging directory.
+pub fn sdk_files(kind: Kind) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        Kind::Python => PYTHON_SDK,
+        Kind::Js => JS_SDK,
+        Kind::C => C_SDK,
+        Kind::Sql | Kind::Rust | Kind::Wasm => &[],
+    }
+}
+
+/// Writes the embedded WIT into `work_dir/wit/` (replacing what was there) and returns
+/// that directory.
+///
+/// # Errors
+/// [`BuildError`] on I/O errors.
+pub fn write_wit(work_dir: &Path) -> Result<PathBuf, BuildError> {
+    let dir = work_dir.join("wit");
+    let fail = |e: std::io::Error| BuildError {
+        message: format!("cannot write the WIT contract to {}: {e}", dir.display()),
+    };
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(fail)?;
+    }
+    for (name, text) in WIT_FILES {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("a file in a directory")).map_err(fail)?;
+        std::fs::write(&path, text).map_err(fail)?;
+    }
+    Ok(dir)
+}
+
+/// The parsed contract: the WIT in `wit_dir` and its `migration` world.
+pub struct Contract {
+    /// Everything parsed, dependencies included.
+    pub resolve: Resolve,
+    /// The `migration` world of the main package.
+    pub world: WorldId,
+}
+
+impl Contract {
+    /// Parses the WIT written by [`write_wit`].
+    ///
+    /// # Errors
+    /// A message when the WIT does not parse or lacks the world (a wasmig bug).
+    pub fn load(wit_dir: &Path) -> Result<Contract, String> {
+        let mut resolve = Resolve::default();
+        let (package, _) = resolve
+            .push_path(wit_dir)
+            .map_err(|e| format!("the embedded WIT does not parse: {e:#}"))?;
+        let world = resolve
+            .select_world(&[package], Some(WORLD))
+            .map_err(|e| format!("the embedded WIT has no `{WORLD}` world: {e:#}"))?;
+        Ok(Contract { resolve, world })
+    }
+
+    /// The world's imported interfaces as (interface name, full versioned name), e.g.
+    /// (`sql`, `wasmig:migration/sql@0.1.0`), types included.
+    pub fn imports(&self) -> Vec<(String, String)> {
+        self.resolve.worlds[self.world]
+            .imports
+            .iter()
+            .filter_map(|(key, item)| match (key, item) {
+                (WorldKey::Interface(id), WorldItem::Interface { .. }) => {
+                    let name = self.resolve.interfaces[*id].name.clone()?;
+                    Some((name, self.resolve.name_world_key(key)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_wit_has_the_migration_world_and_its_interfaces() {
+        let dir = std::env::temp_dir().join(format!("wasmig-wit-{}", std::process::id()));
+        let wit = write_wit(&dir).unwrap();
+        let contract = Contract::load(&wit).unwrap();
+        let names: Vec<String> = contract.imports().into_iter().map(|(n, _)| n).collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        for name in ["types", "sql", "log"] {
+            assert!(names.iter().any(|n| n == name), "{names:?}");
+        }
+    }
+}
