@@ -3,8 +3,8 @@
 //! `main` maps an error to a code by looking for the typed errors below in its cause chain;
 //! anything untyped is an internal error (1). Codes are stable across releases.
 
-use crate::db::DbError;
-use crate::error::{
+use wasmig::db::DbError;
+use wasmig::error::{
     BuildError, ComponentError, ConfigError, FailedError, Failure, GraphError, InProgressError,
     LockTimeout, MigrationError, ModifiedError, NotFailed, ResumeModified,
 };

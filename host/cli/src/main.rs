@@ -3,17 +3,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-// The library's modules, under the names the commands use.
-use wasmig::{
-    artifact, config, db, error, graph, history, integrity, revision, runner, scaffold, toolchain,
-};
 
-mod cli;
+mod args;
+mod commands;
 mod exit;
+mod output;
 mod terminal;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = args::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,7 +27,7 @@ fn main() -> ExitCode {
     // releases the lock) and any open transaction (rolled back);
     // it must exit with the documented internal-error code, not Rust's 101.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(cli::run(cli))
+        runtime.block_on(commands::run(cli))
     }));
     let Ok(result) = result else {
         eprintln!(

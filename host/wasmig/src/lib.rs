@@ -1,16 +1,22 @@
 //! wasmig: a database migration runner whose migrations are plain SQL or sandboxed
 //! WebAssembly components.
 //!
-//! The binary (`main.rs`) only parses arguments and maps errors to exit codes; everything
-//! else lives here, one domain concept per module:
+//! The library behind the `wasmig` command, and what an application embeds to migrate its
+//! database at start-up: [`Migrator`] runs each command on one project and one database
+//! and returns a typed report; it prints nothing (it emits `tracing` events).
 //!
-//! - [`config`]: the project and `wasmig.toml`; [`revision`]: manifests and artifacts;
-//! - [`graph`]: pure planning; [`runner`]: executing a plan, one transaction per step;
+//! - [`migrator`]: the commands, the lock scope and the connection's lifetime;
+//! - [`config`]: the project and `wasmig.toml`; [`revision`]: revisions on disk and stored,
+//!   [`revision::RevisionSet`];
+//! - [`graph`] (re-exported from `wasmig-plan`): pure planning; [`runner`]: executing a
+//!   plan, one transaction per step;
 //! - [`integrity`]: applied revisions against their recorded checksums, `rehash`;
-//! - [`db`]: PostgreSQL and SQLite behind one trait; [`sandbox`]: wasmtime, limits, cache;
+//! - [`db`] (`wasmig-db`): PostgreSQL and SQLite; [`sandbox`] (`wasmig-sandbox`): wasmtime,
+//!   limits, cache; [`bindings`] (`wasmig-contract`): the WIT contract;
 //! - [`artifact`]: building Rust revisions; [`toolchain`]: Python, JavaScript and C ones;
-//! - [`scaffold`]: `init` and `revision`;
-//! - [`error`] and [`exit`]: typed errors and the exit-code contract.
+//! - [`scaffold`]: `init` and `revision`; [`error`]: typed errors callers branch on.
+//!
+//! Not here: argument parsing, rendering and exit codes (the `wasmig-cli` crate).
 
 pub mod artifact;
 pub use wasmig_contract as bindings;
@@ -20,9 +26,12 @@ pub mod error;
 pub use wasmig_plan::graph;
 pub mod history;
 pub mod integrity;
+pub mod migrator;
 pub use wasmig_sandbox::progress;
 pub mod revision;
 pub mod runner;
 pub use wasmig_sandbox as sandbox;
 pub mod scaffold;
 pub mod toolchain;
+
+pub use migrator::{Migrator, Options};

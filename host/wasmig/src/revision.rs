@@ -16,9 +16,10 @@ pub use wasmig_plan::manifest::{
     parse_manifest,
 };
 
-use crate::db::{ARTIFACT_TABLE, StoredArtifact};
+use crate::config::Project;
+use crate::db::{ARTIFACT_TABLE, Database, StoredArtifact};
 use crate::error::{ConfigError, GraphError};
-use crate::graph::Node;
+use crate::graph::{Direction, Graph, Node, Step};
 
 /// A revision found on disk, or stored in the database.
 #[derive(Debug, Clone)]
@@ -203,6 +204,123 @@ pub fn nodes(revisions: &[Revision]) -> Vec<Node> {
                 .unwrap_or_default(),
         })
         .collect()
+}
+
+/// A project's revisions together with their graph: what the planner plans over.
+#[derive(Debug, Clone)]
+pub struct RevisionSet {
+    revisions: Vec<Revision>,
+    graph: Graph,
+}
+
+impl RevisionSet {
+    /// The revisions of `project`, from its versions directory.
+    ///
+    /// # Errors
+    /// As [`load_all`], and [`GraphError`] for an inconsistent graph.
+    pub fn load(project: &Project) -> anyhow::Result<Self> {
+        RevisionSet::new(load_all(&project.versions_dir())?)
+    }
+
+    /// A set of the given revisions.
+    ///
+    /// # Errors
+    /// [`GraphError`] for an inconsistent graph.
+    pub fn new(revisions: Vec<Revision>) -> anyhow::Result<Self> {
+        let graph = Graph::new(&nodes(&revisions))?;
+        Ok(RevisionSet { revisions, graph })
+    }
+
+    /// The revisions, in directory order.
+    pub fn revisions(&self) -> &[Revision] {
+        &self.revisions
+    }
+
+    /// Their graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The revision with this full id.
+    pub fn find(&self, id: &str) -> Option<&Revision> {
+        self.revisions.iter().find(|r| r.id() == id)
+    }
+
+    /// The steps from `heads` to `target`, upgrading or downgrading.
+    ///
+    /// # Errors
+    /// [`GraphError`] for a target that cannot be reached that way.
+    pub fn plan(
+        &self,
+        direction: Direction,
+        heads: &[String],
+        target: &str,
+    ) -> Result<Vec<Step>, GraphError> {
+        match direction {
+            Direction::Upgrade => self.graph.plan_upgrade(heads, target),
+            Direction::Downgrade => self.graph.plan_downgrade(heads, target),
+        }
+    }
+
+    /// This set plus the applied revisions the project lacks, from the copies the database
+    /// stored when it applied them (an older release was deployed over a newer database).
+    /// Walks down from the stored heads the graph does not know, through the down
+    /// revisions and dependencies of each stored revision.
+    ///
+    /// # Errors
+    /// [`GraphError::NoStoredCopy`] for a missing revision without a stored copy,
+    /// [`ConfigError`] for an invalid stored row, graph errors, database errors.
+    pub async fn with_stored(
+        self,
+        project: &Project,
+        db: &dyn Database,
+        heads: &[String],
+    ) -> anyhow::Result<Self> {
+        let mut missing: Vec<String> = heads
+            .iter()
+            .filter(|h| self.graph.info(h).is_none())
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(self);
+        }
+        let RevisionSet {
+            mut revisions,
+            graph,
+        } = self;
+        let versions_dir = project.versions_dir();
+        while let Some(id) = missing.pop() {
+            if revisions.iter().any(|r| r.id() == id) {
+                continue;
+            }
+            let stored = db
+                .stored_artifact(&id)
+                .await?
+                .ok_or_else(|| GraphError::NoStoredCopy(id.clone()))?;
+            let revision = Revision::from_stored(&versions_dir, &stored)?;
+            tracing::debug!(
+                "revision {id}: not in this project; using the copy stored in the database"
+            );
+            for below in revision.manifest.down_revisions() {
+                if !revisions.iter().any(|r| r.id() == below) {
+                    missing.push(below);
+                }
+            }
+            // A dependency may be a branch label, which the graph resolves: look for a
+            // stored revision of that name only if there is one.
+            let depends_on = revision.manifest.depends_on.as_ref();
+            for dep in depends_on.map(OneOrMany::to_vec).unwrap_or_default() {
+                if !revisions.iter().any(|r| r.id() == dep)
+                    && graph.dependency(&dep).is_err()
+                    && db.stored_artifact(&dep).await?.is_some()
+                {
+                    missing.push(dep);
+                }
+            }
+            revisions.push(revision);
+        }
+        RevisionSet::new(revisions)
+    }
 }
 
 /// Checks that a revision's artifact files exist, without reading them (so a run can refuse

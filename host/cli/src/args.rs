@@ -1,0 +1,237 @@
+//! The command line's grammar: global options, the commands and their arguments (clap).
+//!
+//! Commands use Alembic's names (`upgrade`/`downgrade` are aliases of `up`/`down`). Read
+//! commands take `--json` and then print exactly one JSON document on stdout; human output
+//! and logs go to stderr. What each command does is in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use wasmig::revision::Kind;
+
+/// wasmig: database migrations in SQL or sandboxed WebAssembly.
+#[derive(Debug, Parser)]
+#[command(name = "wasmig", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The project directory (default: the nearest directory with wasmig.toml).
+    #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
+    pub(crate) project: Option<PathBuf>,
+    /// The database URL (overrides DATABASE_URL and wasmig.toml).
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// More log output (-v debug, -vv trace); overrides LOG_LEVEL.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+    /// How long up, down, stamp, rehash and resolve wait for another run's migration lock
+    /// on the database (and for a killed run's session still at work) before giving up
+    /// (exit 11).
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
+    pub(crate) lock_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a project: wasmig.toml, a versions directory and a Cargo workspace.
+    Init {
+        /// Where to create it (default: the current directory).
+        dir: Option<PathBuf>,
+    },
+    /// Create a revision on top of the current head (or --head).
+    #[command(visible_aliases = ["new", "create"])]
+    Revision {
+        /// What the revision does.
+        #[arg(short, long)]
+        message: String,
+        /// How it is written.
+        #[arg(long, default_value = "sql", value_parser = kind_parser())]
+        kind: Kind,
+        /// Use this id instead of a random one.
+        #[arg(long)]
+        rev_id: Option<String>,
+        /// For --kind wasm: the prebuilt component to copy into the revision.
+        #[arg(long, value_name = "FILE")]
+        component: Option<PathBuf>,
+        /// Build on this revision instead of the single head: an id, LABEL@head, `base` to
+        /// start a new root, REV-N or -N (below the head) (repeat for several).
+        #[arg(long, value_name = "REV", allow_negative_numbers = true)]
+        head: Vec<String>,
+        /// Allow --head to name a revision that is not a head (starts a new branch).
+        #[arg(long)]
+        splice: bool,
+        /// A branch label for the new revision (repeatable).
+        #[arg(long, value_name = "LABEL", value_parser = branch_label)]
+        branch_label: Vec<String>,
+        /// A revision or branch label that must be applied first (repeatable).
+        #[arg(long, value_name = "REV", allow_negative_numbers = true)]
+        depends_on: Vec<String>,
+    },
+    /// Merge several heads with a new revision (`wasmig merge heads -m "merge"`).
+    Merge {
+        /// The revisions to merge: ids, LABEL@head, or `heads` for all.
+        #[arg(required = true, value_name = "REV", allow_negative_numbers = true)]
+        revisions: Vec<String>,
+        /// What the merge is.
+        #[arg(short, long)]
+        message: String,
+        /// Use this id instead of a random one.
+        #[arg(long)]
+        rev_id: Option<String>,
+        /// A branch label for the merge revision (repeatable).
+        #[arg(long, value_name = "LABEL", value_parser = branch_label)]
+        branch_label: Vec<String>,
+        /// Allow merging revisions that are not heads (starts a new branch from each).
+        #[arg(long)]
+        splice: bool,
+    },
+    /// Build every Rust, Python, JavaScript and C revision into a component.
+    Build,
+    /// Apply revisions up to TARGET (default: head).
+    #[command(visible_alias = "upgrade")]
+    Up(RunArgs),
+    /// Revert revisions down to TARGET (default: one step back, -1).
+    #[command(visible_alias = "downgrade")]
+    Down(RunArgs),
+    /// Show the current revision and what is pending.
+    #[command(visible_alias = "status")]
+    Current,
+    /// List the revisions from the heads down (-v: every field; --log: the database's log).
+    History {
+        /// Show the database's history log instead of the revision list.
+        #[arg(long)]
+        log: bool,
+        /// Only revisions in START:END (either may be empty; `current` is the database).
+        #[arg(
+            short = 'r',
+            long = "rev-range",
+            value_name = "START:END",
+            allow_hyphen_values = true
+        )]
+        rev_range: Option<String>,
+        /// Mark the revisions the database is at (connects to it).
+        #[arg(short = 'i', long)]
+        indicate_current: bool,
+    },
+    /// Show a revision: an id or prefix, a label, head, LABEL@head, -N (below the head),
+    /// REV-N, REV+N; `heads` or LABEL@heads (every head); or `current`, the database's
+    /// revision(s).
+    Show {
+        /// The revision.
+        #[arg(allow_hyphen_values = true)]
+        revision: String,
+    },
+    /// List the heads: revisions nothing follows.
+    Heads {
+        /// Leave out heads that another revision depends on.
+        #[arg(long)]
+        resolve_dependencies: bool,
+    },
+    /// List the branch points and the branches from each.
+    Branches,
+    /// Set the version table to REV... without running any migration.
+    Stamp {
+        /// Where the database is: ids, LABEL@head, heads, base, -N (below the head), REV-N,
+        /// REV+N.
+        #[arg(required = true, value_name = "REV", allow_negative_numbers = true)]
+        revisions: Vec<String>,
+        /// Replace every stored head, even ones this project does not know.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Check the revision graph (and with --single-head, that there is one head), and that
+    /// the revisions the database applied are unchanged.
+    Check {
+        /// Fail when there is more than one head (two changes added revisions in parallel).
+        #[arg(long)]
+        single_head: bool,
+        /// Warn about changed applied revisions instead of failing.
+        #[arg(long)]
+        allow_modified: bool,
+    },
+    /// Accept an intended change to applied revisions: record their current checksums.
+    Rehash {
+        /// The applied revisions whose files were changed on purpose.
+        #[arg(required = true, value_name = "REV", allow_negative_numbers = true)]
+        revisions: Vec<String>,
+    },
+    /// Clear a revision's failed mark (a `transaction = "none"` step that stopped part-way)
+    /// or the checkpoint of a batched step part-way through, after looking at the database:
+    /// say whether its work is in the database or not.
+    Resolve {
+        /// The revision marked failed or in progress (`wasmig current` lists them).
+        #[arg(value_name = "REV")]
+        revision: String,
+        /// What the database holds now: all of the revision's work (`applied`) or none of
+        /// it (`rolled-back`).
+        #[arg(long = "as", value_enum, value_name = "STATE")]
+        state: Resolution,
+    },
+}
+
+/// `--kind`: the manifest's spellings, listed in `--help` and completed by shells.
+fn kind_parser() -> impl clap::builder::TypedValueParser<Value = Kind> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Kind::ALL.map(Kind::name))
+        .map(|s| s.parse::<Kind>().expect("a listed kind"))
+}
+
+/// clap's check of `--branch-label`: a bad label is a bad command line (exit 2), told why.
+fn branch_label(label: &str) -> Result<String, String> {
+    wasmig::graph::check_label(label)
+        .map(|()| label.to_owned())
+        .map_err(str::to_owned)
+}
+
+/// What `wasmig resolve` records about a failed revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Resolution {
+    /// The revision's upgrade is complete in the database: it is applied.
+    Applied,
+    /// None of the revision's upgrade is in the database: it is not applied.
+    RolledBack,
+}
+
+impl From<Resolution> for wasmig::migrator::Resolution {
+    fn from(r: Resolution) -> Self {
+        match r {
+            Resolution::Applied => wasmig::migrator::Resolution::Applied,
+            Resolution::RolledBack => wasmig::migrator::Resolution::RolledBack,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Where to go: head, heads, base, an id or prefix, +N, -N, REV+N, REV-N, LABEL@head,
+    /// LABEL@+N, LABEL@-N, LABEL@base.
+    #[arg(allow_hyphen_values = true)]
+    pub(crate) target: Option<String>,
+    /// Do not build stale revisions (Rust, Python, JavaScript, C) first.
+    #[arg(long)]
+    pub(crate) no_build: bool,
+    /// Compile components without reading or writing the compile cache.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// Print the steps without running them.
+    #[arg(long)]
+    pub(crate) plan: bool,
+    /// Run every step in one transaction: all of them are applied, or none.
+    #[arg(long)]
+    pub(crate) atomic: bool,
+    /// Run even if applied revisions changed since they ran (warns for each).
+    #[arg(long)]
+    pub(crate) allow_modified: bool,
+}

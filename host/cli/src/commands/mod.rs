@@ -1,0 +1,110 @@
+//! One module per command: each calls the library ([`wasmig::Migrator`] for anything that
+//! touches the database) and renders its report, as text or as one JSON document.
+//!
+//! Not here: the grammar (`args`), exit codes (`exit`), the log's rendering (`terminal`).
+
+mod build;
+mod check;
+mod current;
+mod heads;
+mod history;
+mod init;
+mod migrate;
+mod rehash;
+mod resolve;
+mod revision;
+mod show;
+mod stamp;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tracing::level_filters::LevelFilter;
+use wasmig::config::Project;
+use wasmig::{Migrator, Options};
+
+use crate::args::{Cli, Command, Global};
+use crate::terminal;
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Any failure, typed where `exit::code_for` maps it to a documented code.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    terminal::install(!g.json);
+    set_log_level(g, std::env::var("LOG_LEVEL").ok());
+    if let Command::Init { dir } = &cli.command {
+        return init::run(g, dir.as_deref());
+    }
+    let start = g.project.clone().unwrap_or_else(|| PathBuf::from("."));
+    let project = Project::discover(&start)?;
+    // The project's `.env` may set LOG_LEVEL; the real environment wins.
+    if let Some(text) = project.dot_env("LOG_LEVEL")
+        && std::env::var_os("LOG_LEVEL").is_none()
+    {
+        set_log_level(g, Some(text.to_owned()));
+    }
+    let migrator = Migrator::new(project).with_options(Options {
+        database_url: g.database_url.clone(),
+        lock_timeout: Duration::from_secs(g.lock_timeout),
+        ..Options::default()
+    });
+    match &cli.command {
+        Command::Init { .. } => unreachable!("handled before the project is loaded"),
+        Command::Revision { .. } | Command::Merge { .. } => {
+            revision::run(&migrator, g, &cli.command)
+        }
+        Command::Build => build::run(&migrator),
+        Command::Up(args) => {
+            migrate::run(migrator, g, args, wasmig::graph::Direction::Upgrade).await
+        }
+        Command::Down(args) => {
+            migrate::run(migrator, g, args, wasmig::graph::Direction::Downgrade).await
+        }
+        Command::Current => current::run(&migrator, g).await,
+        Command::History {
+            log,
+            rev_range,
+            indicate_current,
+        } => history::run(&migrator, g, *log, rev_range.as_deref(), *indicate_current).await,
+        Command::Show { revision } => show::run(&migrator, g, revision).await,
+        Command::Heads {
+            resolve_dependencies,
+        } => heads::heads(&migrator, g, *resolve_dependencies),
+        Command::Branches => heads::branches(&migrator, g),
+        Command::Stamp { revisions, purge } => stamp::run(&migrator, g, revisions, *purge).await,
+        Command::Check {
+            single_head,
+            allow_modified,
+        } => check::run(migrator, g, *single_head, *allow_modified).await,
+        Command::Rehash { revisions } => rehash::run(&migrator, g, revisions).await,
+        Command::Resolve { revision, state } => resolve::run(&migrator, g, revision, *state).await,
+    }
+}
+
+/// Sets wasmig's log level from `-q`, `-v` and the value of `LOG_LEVEL`.
+fn set_log_level(g: &Global, log_level: Option<String>) {
+    let mut bad_level = None;
+    let level = if g.quiet {
+        LevelFilter::ERROR
+    } else {
+        match g.verbose {
+            0 => match log_level {
+                Some(text) => terminal::parse_level(&text).unwrap_or_else(|| {
+                    bad_level = Some(text);
+                    LevelFilter::INFO
+                }),
+                None => LevelFilter::INFO,
+            },
+            1 => LevelFilter::DEBUG,
+            _ => LevelFilter::TRACE,
+        }
+    };
+    terminal::set_level(level);
+    if let Some(text) = bad_level {
+        tracing::warn!(
+            "LOG_LEVEL={text} is not a level; use trace, debug, info, warn or error (using info)"
+        );
+    }
+}

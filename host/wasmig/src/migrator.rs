@@ -1,0 +1,814 @@
+//! The front door: [`Migrator`] runs wasmig's commands on one project and one database, for
+//! the `wasmig` command and for an application that migrates its own database at start-up
+//! (the counterpart of `sqlx::migrate!().run(&pool)` or refinery's `Runner`).
+//!
+//! Each command returns a typed report and prints nothing: the library only emits `tracing`
+//! events. What `up` means lives here: refuse failed marks and unfinished checkpoints, plan,
+//! reuse stored components, build, verify checksums, run, all under the migration lock. The
+//! connection and the lock are scoped: [`Migrator::connected`] and [`Migrator::locked`] close
+//! the connection and release the lock on every path out of the work they wrap.
+//!
+//! Not here: planning (`wasmig-plan`), executing the steps (`runner`), rendering and exit
+//! codes (the CLI).
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Project;
+use crate::db::{self, Checkpoint, Database, FailedMark, HistoryEntry, StepRecord};
+use crate::error::{ConfigError, FailedError, GraphError, InProgressError, NotFailed};
+use crate::graph::{Direction, Step};
+use crate::integrity::{self, Verification};
+use crate::revision::{self, RevisionSet};
+use crate::runner::{self, RunOptions, StepReport};
+
+/// How a [`Migrator`] runs; the defaults are those of the `wasmig` command.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The database URL, overriding `DATABASE_URL` and `wasmig.toml` (`None`: those, or
+    /// the embedded SQLite default).
+    pub database_url: Option<String>,
+    /// How long to wait for another run's migration lock (default 60 s).
+    pub lock_timeout: Duration,
+    /// Build stale Rust, Python, JavaScript and C revisions before running (default on).
+    pub build: bool,
+    /// Read and write the compile cache (default on).
+    pub use_cache: bool,
+    /// Run every step in one transaction (default off).
+    pub atomic: bool,
+    /// Run even if applied revisions changed since they ran, warning for each (default off).
+    pub allow_modified: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            database_url: None,
+            lock_timeout: Duration::from_secs(60),
+            build: true,
+            use_cache: true,
+            atomic: false,
+            allow_modified: false,
+        }
+    }
+}
+
+/// The steps a run would take, without running them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// Batched steps part-way through that the plan resumes.
+    #[serde(skip)]
+    pub resuming: Vec<Checkpoint>,
+}
+
+/// What an `up` or `down` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    /// Upgrade or downgrade.
+    #[serde(skip)]
+    pub direction: Direction,
+    /// The heads before the run (empty: base).
+    #[serde(skip)]
+    pub heads_before: Vec<String>,
+    /// The steps that ran, in order (empty: nothing to do).
+    pub steps: Vec<StepReport>,
+}
+
+/// What the database holds, beside the project's revisions.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The heads the database is at (empty: base).
+    pub heads: Vec<String>,
+    /// Revisions marked failed.
+    pub failed: Vec<FailedMark>,
+    /// Batched steps part-way through.
+    pub in_progress: Vec<Checkpoint>,
+    /// Revisions not applied yet, in the order `up` would apply them.
+    pub pending: Vec<String>,
+    /// PostgreSQL or SQLite.
+    pub dialect: &'static str,
+}
+
+/// How the heads moved (`stamp`, `resolve`).
+#[derive(Debug, Clone)]
+pub struct HeadsMoved {
+    /// The revision resolved (empty for a stamp).
+    pub revision: String,
+    /// The heads before.
+    pub before: Vec<String>,
+    /// The heads after.
+    pub after: Vec<String>,
+}
+
+/// What `wasmig resolve` records about a failed revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The revision's upgrade is complete in the database: it is applied.
+    Applied,
+    /// None of the revision's upgrade is in the database: it is not applied.
+    RolledBack,
+}
+
+impl Resolution {
+    /// `applied` or `rolled-back`, as `--as` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Applied => "applied",
+            Resolution::RolledBack => "rolled-back",
+        }
+    }
+}
+
+/// Runs wasmig's commands on one project.
+///
+/// ```no_run
+/// # async fn start() -> anyhow::Result<()> {
+/// // At start-up: apply every pending migration of ./migrations to DATABASE_URL.
+/// let migrator = wasmig::Migrator::open("migrations")?;
+/// let report = migrator.up(None).await?;
+/// println!("{} revision(s) applied", report.steps.len());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Migrator {
+    project: Project,
+    options: Options,
+}
+
+impl Migrator {
+    /// A migrator for a loaded project, with default options.
+    pub fn new(project: Project) -> Self {
+        Migrator {
+            project,
+            options: Options::default(),
+        }
+    }
+
+    /// A migrator for the project at `dir` or above it (the nearest `wasmig.toml`).
+    ///
+    /// # Errors
+    /// [`ConfigError`] when no project is found or its configuration is invalid.
+    pub fn open(dir: impl AsRef<Path>) -> anyhow::Result<Self> {
+        Ok(Migrator::new(Project::discover(dir.as_ref())?))
+    }
+
+    /// The same migrator with these options.
+    #[must_use]
+    pub fn with_options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The same migrator on another database.
+    #[must_use]
+    pub fn with_database_url(mut self, url: impl Into<String>) -> Self {
+        self.options.database_url = Some(url.into());
+        self
+    }
+
+    /// The project.
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The project's revisions and their graph, from its files.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an unreadable project or manifest, [`GraphError`] for an
+    /// inconsistent graph.
+    pub fn revisions(&self) -> anyhow::Result<RevisionSet> {
+        RevisionSet::load(&self.project)
+    }
+
+    /// The database URL in force and whether it is the embedded default.
+    ///
+    /// # Errors
+    /// [`db::DbError::InvalidUrl`] for a malformed URL.
+    pub fn database_url(&self) -> anyhow::Result<(db::DatabaseUrl, bool)> {
+        self.project
+            .database_url(self.options.database_url.as_deref())
+    }
+
+    /// Connects, runs `work`, and closes the connection on every path out of it.
+    ///
+    /// # Errors
+    /// [`db::DbError`] when the database cannot be reached; else the error of `work`.
+    pub async fn connected<T>(
+        &self,
+        work: impl AsyncFnOnce(&dyn Database) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let (url, is_default) = self.database_url()?;
+        if is_default {
+            tracing::info!("no database configured: using the embedded SQLite database {url}");
+        } else {
+            tracing::debug!("database: {url}");
+        }
+        let db = db::connect(&url).await?;
+        let result = work(db.as_ref()).await;
+        db.close().await;
+        result
+    }
+
+    /// As [`Migrator::connected`], but `None` without connecting when no database is
+    /// configured and the embedded default's file does not exist (so a read-only command
+    /// does not create it).
+    ///
+    /// # Errors
+    /// As [`Migrator::connected`].
+    pub async fn connected_if_exists<T>(
+        &self,
+        work: impl AsyncFnOnce(&dyn Database) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Option<T>> {
+        let (url, is_default) = self.database_url()?;
+        if let (true, db::DatabaseUrl::Sqlite { path }) = (is_default, &url)
+            && !path.exists()
+        {
+            tracing::debug!(
+                "no database configured and no {}: nothing applied",
+                path.display()
+            );
+            return Ok(None);
+        }
+        self.connected(work).await.map(Some)
+    }
+
+    /// Connects, takes the migration lock, runs `work`, releases the lock and closes the
+    /// connection, on every path out of `work`: it cannot return past the guard. A panic or
+    /// a kill releases the lock too, as its connection or file closes.
+    ///
+    /// # Errors
+    /// [`crate::error::LockTimeout`] when the lock stays held past the lock timeout; an
+    /// error when the lock was lost during `work` (another run may have overlapped); else the
+    /// error of `work`.
+    pub async fn locked<T>(
+        &self,
+        work: impl AsyncFnOnce(&dyn Database) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let timeout = self.options.lock_timeout;
+        self.connected(async move |db: &dyn Database| with_lock(db, timeout, work(db)).await)
+            .await
+    }
+
+    /// The steps `direction` to `target` would take (`None`: `head` up, `-1` down),
+    /// without running them or taking the lock, and without creating the embedded default
+    /// database. Applied revisions are verified as for a run.
+    ///
+    /// # Errors
+    /// As [`Migrator::run`], except that nothing is built or run.
+    pub async fn plan(&self, direction: Direction, target: Option<&str>) -> anyhow::Result<Plan> {
+        let set = self.revisions()?;
+        let target = target.unwrap_or(default_target(direction));
+        // A database that does not exist yet is at base: `--plan` writes nothing, not even
+        // a SQLite file.
+        if let (db::DatabaseUrl::Sqlite { path }, _) = self.database_url()?
+            && !path.exists()
+        {
+            return Ok(Plan {
+                steps: set.plan(direction, &[], target)?,
+                resuming: Vec::new(),
+            });
+        }
+        self.connected(async |db: &dyn Database| {
+            let prepared = self.prepare(db, set, direction, target, false).await?;
+            Ok(Plan {
+                steps: prepared.steps,
+                resuming: prepared.checkpoints,
+            })
+        })
+        .await
+    }
+
+    /// Applies revisions up to `target` (`None`: `head`).
+    ///
+    /// # Errors
+    /// As [`Migrator::run`].
+    pub async fn up(&self, target: Option<&str>) -> anyhow::Result<RunReport> {
+        self.run(Direction::Upgrade, target).await
+    }
+
+    /// Reverts revisions down to `target` (`None`: one step, `-1`).
+    ///
+    /// # Errors
+    /// As [`Migrator::run`].
+    pub async fn down(&self, target: Option<&str>) -> anyhow::Result<RunReport> {
+        self.run(Direction::Downgrade, target).await
+    }
+
+    /// Runs the plan `direction` to `target` under the migration lock: refuses while a
+    /// revision is marked failed or a batched step is part-way through (unless the plan
+    /// finishes it), builds what must be built, verifies the applied revisions' checksums,
+    /// then runs the steps.
+    ///
+    /// # Errors
+    /// [`FailedError`] / [`InProgressError`] (a revision to resolve first), [`GraphError`]
+    /// (the target), [`crate::error::ModifiedError`] (changed applied revisions),
+    /// [`crate::error::BuildError`], [`crate::error::LockTimeout`], and
+    /// [`crate::error::MigrationError`] for a step that failed (naming the steps applied
+    /// before it).
+    pub async fn run(
+        &self,
+        direction: Direction,
+        target: Option<&str>,
+    ) -> anyhow::Result<RunReport> {
+        let set = self.revisions()?;
+        let target = target.unwrap_or(default_target(direction));
+        self.locked(async |db: &dyn Database| {
+            let prepared = self.prepare(db, set, direction, target, true).await?;
+            if prepared.steps.is_empty() {
+                return Ok(RunReport {
+                    direction,
+                    heads_before: prepared.heads,
+                    steps: Vec::new(),
+                });
+            }
+            let options = RunOptions {
+                use_cache: self.options.use_cache,
+                atomic: self.options.atomic,
+                allow_modified: self.options.allow_modified,
+            };
+            let steps = runner::run(
+                &self.project,
+                db,
+                prepared.set.revisions(),
+                &prepared.steps,
+                options,
+            )
+            .await?;
+            Ok(RunReport {
+                direction,
+                heads_before: prepared.heads,
+                steps,
+            })
+        })
+        .await
+    }
+
+    /// Everything before the first step: refusals, the plan, builds and verification.
+    /// `for_run`: build (a plan alone builds nothing).
+    async fn prepare(
+        &self,
+        db: &dyn Database,
+        set: RevisionSet,
+        direction: Direction,
+        target: &str,
+        for_run: bool,
+    ) -> anyhow::Result<Prepared> {
+        // A revision that stopped part-way leaves the database in a state no plan starts from.
+        let failed = db.failed().await?;
+        if !failed.is_empty() {
+            return Err(FailedError(failed).into());
+        }
+        let heads = db.heads().await?;
+        // Down may need applied revisions this checkout no longer has: the database stored
+        // a copy of each when it applied it.
+        let set = match direction {
+            Direction::Upgrade => set,
+            Direction::Downgrade => set.with_stored(&self.project, db, &heads).await?,
+        };
+        let steps = set.plan(direction, &heads, target)?;
+        // A batched step part-way through is finished by a plan that runs it again (it
+        // resumes from its checkpoint); any other plan would build on half of a data
+        // migration.
+        let checkpoints = db.checkpoints().await?;
+        let unfinished: Vec<_> = checkpoints
+            .iter()
+            .filter(|c| {
+                !steps
+                    .iter()
+                    .any(|s| s.revision == c.revision && s.action.as_str() == c.direction)
+            })
+            .cloned()
+            .collect();
+        if !unfinished.is_empty() {
+            return Err(InProgressError(unfinished).into());
+        }
+        let applied = set.graph().applied(&heads)?;
+        let build = for_run && self.options.build;
+        // Applied revisions of non-reproducible toolchains run the component they ran, from
+        // the database, when this checkout has not built it from the same sources.
+        if build {
+            crate::toolchain::reuse_stored(
+                db,
+                set.revisions(),
+                &applied,
+                &crate::artifact::build_dir(&self.project),
+            )
+            .await?;
+        }
+        // Build first, so applied Rust revisions are verified against the components that
+        // would run (a rebuild may change them).
+        if build && !steps.is_empty() && runner::needs_build(set.revisions(), &steps) {
+            crate::artifact::build(&self.project, set.revisions())?;
+        }
+        integrity::verify(
+            &self.project,
+            db,
+            set.revisions(),
+            &applied,
+            self.options.allow_modified,
+        )
+        .await?;
+        Ok(Prepared {
+            set,
+            heads,
+            steps,
+            checkpoints,
+        })
+    }
+
+    /// The database's state: heads, failed marks, batched steps part-way, what is pending.
+    ///
+    /// # Errors
+    /// Database errors; [`GraphError`] when the database is at a revision the project does
+    /// not have.
+    pub async fn status(&self, set: &RevisionSet) -> anyhow::Result<Status> {
+        let (heads, failed, in_progress, dialect) = self
+            .connected(async |db: &dyn Database| {
+                Ok((
+                    db.heads().await?,
+                    db.failed().await?,
+                    db.checkpoints().await?,
+                    db.dialect().name(),
+                ))
+            })
+            .await?;
+        let pending = set.graph().pending(&heads)?;
+        Ok(Status {
+            heads,
+            failed,
+            in_progress,
+            pending,
+            dialect,
+        })
+    }
+
+    /// The heads the database is at, or `None` when no database is configured and the
+    /// embedded default does not exist (nothing applied, nothing created).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn heads_if_exists(&self) -> anyhow::Result<Option<Vec<String>>> {
+        self.connected_if_exists(async |db: &dyn Database| db.heads().await)
+            .await
+    }
+
+    /// The heads the database is at (connecting, and creating the embedded default).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn heads(&self) -> anyhow::Result<Vec<String>> {
+        self.connected(async |db: &dyn Database| db.heads().await)
+            .await
+    }
+
+    /// The database's history log, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
+        self.connected(async |db: &dyn Database| db.history().await)
+            .await
+    }
+
+    /// Verifies the applied revisions' checksums, when there is a database to ask (a
+    /// configured one, which must be reachable, or the embedded default if its file
+    /// exists); `None` otherwise.
+    ///
+    /// # Errors
+    /// [`crate::error::ModifiedError`] unless `allow_modified`; database errors.
+    pub async fn verify(&self, set: &RevisionSet) -> anyhow::Result<Option<Verification>> {
+        self.connected_if_exists(async |db: &dyn Database| {
+            let applied = set.graph().applied(&db.heads().await?)?;
+            crate::toolchain::reuse_stored(
+                db,
+                set.revisions(),
+                &applied,
+                &crate::artifact::build_dir(&self.project),
+            )
+            .await?;
+            integrity::verify(
+                &self.project,
+                db,
+                set.revisions(),
+                &applied,
+                self.options.allow_modified,
+            )
+            .await
+        })
+        .await
+    }
+
+    /// Builds every revision built from source; returns those whose component changed.
+    ///
+    /// # Errors
+    /// [`crate::error::BuildError`].
+    pub fn build(&self) -> anyhow::Result<Vec<String>> {
+        let set = self.revisions()?;
+        crate::artifact::build(&self.project, set.revisions())
+    }
+
+    /// Records the current checksum of each applied revision in `targets` (accepting an
+    /// intended change); returns those whose checksum changed.
+    ///
+    /// # Errors
+    /// [`GraphError`] for an unknown or unapplied revision, [`FailedError`], database and
+    /// lock errors.
+    pub async fn rehash(&self, targets: &[String]) -> anyhow::Result<Vec<String>> {
+        let set = self.revisions()?;
+        // Like stamp, rehash writes the history table: not while a run is in progress.
+        self.locked(async |db: &dyn Database| {
+            integrity::rehash(&self.project, db, set.revisions(), set.graph(), targets).await
+        })
+        .await
+    }
+
+    /// Sets the version table to `targets` without running any migration.
+    ///
+    /// # Errors
+    /// [`FailedError`] / [`InProgressError`] (resolve first), [`GraphError`], database and
+    /// lock errors.
+    pub async fn stamp(&self, targets: &[String], purge: bool) -> anyhow::Result<HeadsMoved> {
+        let set = self.revisions()?;
+        let graph = set.graph();
+        self.locked(async |db: &dyn Database| {
+            db.ensure_version_tables().await?;
+            // Moving the heads under a failed mark would make its resolution wrong, and so
+            // would moving them under a batched step part-way through.
+            let failed = db.failed().await?;
+            if !failed.is_empty() {
+                return Err(FailedError(failed).into());
+            }
+            let checkpoints = db.checkpoints().await?;
+            if !checkpoints.is_empty() {
+                return Err(InProgressError(checkpoints).into());
+            }
+            let heads = db.heads().await?;
+            let new = graph.plan_stamp(&heads, targets, purge)?;
+            if new != heads {
+                let now = Utc::now();
+                let label = if new.is_empty() {
+                    "base".to_owned()
+                } else {
+                    new.join(",")
+                };
+                let record = StepRecord {
+                    remove: &heads,
+                    add: &new,
+                    revision: &label,
+                    direction: "stamp",
+                    checksum: "",
+                    started_at: now,
+                    finished_at: now,
+                    error: None,
+                    sqlstate: None,
+                };
+                // Revisions the stamp un-applies lose their stored copy, so a later `down`
+                // without their files never runs what an earlier application stored; that
+                // includes unknown stored heads a --purge drops, and what lies below them.
+                let after = graph.applied(&new)?;
+                let mut session = db.begin().await?;
+                let written = async {
+                    session.record_step(&record).await?;
+                    session.forget_artifacts_except(&after).await
+                }
+                .await;
+                if let Err(e) = written {
+                    let _ = session.rollback().await;
+                    return Err(e);
+                }
+                session.commit().await?;
+            }
+            Ok(HeadsMoved {
+                revision: String::new(),
+                before: heads,
+                after: new,
+            })
+        })
+        .await
+    }
+
+    /// Clears a revision's failed mark (or a batched step's checkpoint) and, when its step
+    /// is to count as done, moves the heads as that step would have (the step's head change
+    /// is stored with the mark, as the planner made it).
+    ///
+    /// # Errors
+    /// [`NotFailed`] when the revision is neither marked failed nor in progress,
+    /// [`GraphError::HeadsMoved`] when the heads moved since, [`ConfigError`] when an
+    /// applied revision's checksum cannot be known, database and lock errors.
+    pub async fn resolve(&self, target: &str, state: Resolution) -> anyhow::Result<HeadsMoved> {
+        let set = self.revisions()?;
+        self.locked(async |db: &dyn Database| resolve(&self.project, &set, db, target, state).await)
+            .await
+    }
+}
+
+/// The default target: `head` up, `-1` down.
+fn default_target(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Upgrade => "head",
+        Direction::Downgrade => "-1",
+    }
+}
+
+/// What [`Migrator::prepare`] found.
+struct Prepared {
+    set: RevisionSet,
+    heads: Vec<String>,
+    steps: Vec<Step>,
+    checkpoints: Vec<Checkpoint>,
+}
+
+/// Runs `work` holding the database's migration lock, and releases it on every path out.
+async fn with_lock<T>(
+    db: &dyn Database,
+    timeout: Duration,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let guard = db.lock(timeout).await?;
+    // The end-to-end tests drive the panic path through this (debug builds only): a panic
+    // while the lock is held must still release it, and exit with code 1.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("WASMIG_TEST_PANIC_WHILE_LOCKED").is_some() {
+        panic!("WASMIG_TEST_PANIC_WHILE_LOCKED is set");
+    }
+    let result = work.await;
+    // Closing the guard's connection or file releases the lock anyway. But an unlock that
+    // finds the lock gone means it was lost during the run (its connection was ended), and
+    // another run may have overlapped: a successful run must not report plain success.
+    match (guard.release().await, result) {
+        (Ok(()), result) => result,
+        (Err(e), Ok(_)) => Err(e.context(
+            "the run finished, but wasmig could not confirm it held the migration lock throughout; another run may have overlapped it: check `wasmig current` and `wasmig history --log`",
+        )),
+        (Err(e), Err(run)) => {
+            tracing::warn!("releasing the migration lock: {e:#}");
+            Err(run)
+        }
+    }
+}
+
+/// The body of [`Migrator::resolve`], under the lock.
+async fn resolve(
+    project: &Project,
+    set: &RevisionSet,
+    db: &dyn Database,
+    target: &str,
+    state: Resolution,
+) -> anyhow::Result<HeadsMoved> {
+    db.ensure_version_tables().await?;
+    let failed = db.failed().await?;
+    let checkpoints = db.checkpoints().await?;
+    // An exact id first: the mark may name a revision this checkout no longer has.
+    let id = match failed
+        .iter()
+        .map(|f| &f.revision)
+        .chain(checkpoints.iter().map(|c| &c.revision))
+        .find(|r| *r == target)
+    {
+        Some(r) => r.clone(),
+        None => set.graph().resolve(target)?.to_owned(),
+    };
+    // A batched step part-way through is resolved like a failed mark: its checkpoint
+    // carries the step's head change, and the checksum of what its batches ran.
+    let batched = checkpoints.into_iter().find(|c| c.revision == id);
+    let mark = match &batched {
+        Some(c) => FailedMark {
+            revision: c.revision.clone(),
+            direction: c.direction.clone(),
+            remove_heads: c.remove_heads.clone(),
+            add_heads: c.add_heads.clone(),
+            statement: 0,
+            error: String::new(),
+            sqlstate: None,
+            failed_at: c.updated_at,
+        },
+        None => failed
+            .into_iter()
+            .find(|f| f.revision == id)
+            .ok_or_else(|| NotFailed(id.clone()))?,
+    };
+    let heads = db.heads().await?;
+    // `--as applied` completes a failed upgrade; `--as rolled-back` completes a failed
+    // downgrade. Otherwise the heads stay as the failed step found them.
+    let step_done = (mark.direction == "upgrade") == (state == Resolution::Applied);
+    if step_done && !mark.remove_heads.iter().all(|h| heads.contains(h)) {
+        return Err(GraphError::HeadsMoved {
+            revision: id.clone(),
+            expected: mark.remove_heads.clone(),
+            found: heads.clone(),
+        }
+        .into());
+    }
+    let mut new = heads.clone();
+    if step_done {
+        new.retain(|h| !mark.remove_heads.contains(h));
+        for h in &mark.add_heads {
+            if !new.contains(h) {
+                new.push(h.clone());
+            }
+        }
+        new.sort();
+    }
+    // An applied revision gets the checksum of its files now, so later edits are noticed.
+    let artifact = set.find(&id).and_then(|revision| {
+        revision::read_artifact(revision, &crate::artifact::build_dir(project))
+            .ok()
+            .map(|a| (revision, a))
+    });
+    // The checksum of what ran (the `failed` row records it), not of the files now: a
+    // fixed file must not be accepted without `rehash`.
+    let ran = match &batched {
+        Some(c) => Some(c.checksum.clone()),
+        None => db
+            .history()
+            .await?
+            .into_iter()
+            .rev()
+            .find(|h| h.revision == id && h.direction == "failed")
+            .map(|h| h.checksum),
+    }
+    .filter(|c| !c.is_empty());
+    let checksum = recorded_checksum(&id, state, ran, artifact.as_ref().map(|(_, a)| a))?;
+    // The artifact table follows the heads, as after the step itself: stored once the
+    // revision counts as applied (only if the files are what ran), forgotten once it
+    // counts as reverted.
+    let to_store = match (state, &artifact) {
+        (Resolution::Applied, Some((revision, a))) if a.checksum() == checksum => {
+            Some(revision.to_stored(a)?)
+        }
+        _ => None,
+    };
+    let now: DateTime<Utc> = Utc::now();
+    let note = format!("resolved as {}", state.as_str());
+    let record = StepRecord {
+        remove: &heads,
+        add: &new,
+        revision: &id,
+        direction: "resolve",
+        checksum: &checksum,
+        started_at: now,
+        finished_at: now,
+        error: Some(&note),
+        sqlstate: None,
+    };
+    let mut session = db.begin().await?;
+    let written = async {
+        session.record_step(&record).await?;
+        match (&to_store, state) {
+            (Some(stored), _) if step_done => session.store_artifact(stored).await?,
+            (None, Resolution::RolledBack) if step_done => session.forget_artifact(&id).await?,
+            _ => {}
+        }
+        if batched.is_some() {
+            session.clear_checkpoint(&id).await
+        } else {
+            session.clear_failed(&id).await
+        }
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = session.rollback().await;
+        return Err(e);
+    }
+    session.commit().await?;
+    Ok(HeadsMoved {
+        revision: id,
+        before: heads,
+        after: new,
+    })
+}
+
+/// The checksum a resolution records: what ran, if known; for `applied` without a record,
+/// the files as they are now (with a warning); nothing for `rolled-back`.
+fn recorded_checksum(
+    id: &str,
+    state: Resolution,
+    ran: Option<String>,
+    files: Option<&revision::Artifact>,
+) -> anyhow::Result<String> {
+    Ok(match (state, ran, files) {
+        (Resolution::Applied, Some(ran), _) => ran,
+        (Resolution::Applied, None, Some(files)) => {
+            tracing::warn!(
+                "revision {id}: no record of what ran (wasmig was killed before it could write one); recording the checksum of its files as they are now"
+            );
+            files.checksum()
+        }
+        (Resolution::Applied, None, None) => {
+            return Err(ConfigError::new(format!(
+                "revision {id}: its files cannot be read and no record of what ran exists, so it cannot be recorded as applied with a checksum; restore its files and resolve again"
+            ))
+            .into());
+        }
+        (Resolution::RolledBack, _, _) => String::new(),
+    })
+}
