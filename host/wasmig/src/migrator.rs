@@ -665,37 +665,7 @@ async fn resolve(
     state: Resolution,
 ) -> anyhow::Result<HeadsMoved> {
     db.ensure_version_tables().await?;
-    let failed = db.failed().await?;
-    let checkpoints = db.checkpoints().await?;
-    // An exact id first: the mark may name a revision this checkout no longer has.
-    let id = match failed
-        .iter()
-        .map(|f| &f.revision)
-        .chain(checkpoints.iter().map(|c| &c.revision))
-        .find(|r| *r == target)
-    {
-        Some(r) => r.clone(),
-        None => set.graph().resolve(target)?.to_owned(),
-    };
-    // A batched step part-way through is resolved like a failed mark: its checkpoint
-    // carries the step's head change, and the checksum of what its batches ran.
-    let batched = checkpoints.into_iter().find(|c| c.revision == id);
-    let mark = match &batched {
-        Some(c) => FailedMark {
-            revision: c.revision.clone(),
-            direction: c.direction.clone(),
-            remove_heads: c.remove_heads.clone(),
-            add_heads: c.add_heads.clone(),
-            statement: 0,
-            error: String::new(),
-            sqlstate: None,
-            failed_at: c.updated_at,
-        },
-        None => failed
-            .into_iter()
-            .find(|f| f.revision == id)
-            .ok_or_else(|| NotFailed(id.clone()))?,
-    };
+    let (id, mark, batched) = find_mark(set, db, target).await?;
     let heads = db.heads().await?;
     // `--as applied` completes a failed upgrade; `--as rolled-back` completes a failed
     // downgrade. Otherwise the heads stay as the failed step found them.
@@ -708,16 +678,11 @@ async fn resolve(
         }
         .into());
     }
-    let mut new = heads.clone();
-    if step_done {
-        new.retain(|h| !mark.remove_heads.contains(h));
-        for h in &mark.add_heads {
-            if !new.contains(h) {
-                new.push(h.clone());
-            }
-        }
-        new.sort();
-    }
+    let new = if step_done {
+        moved_heads(&heads, &mark)
+    } else {
+        heads.clone()
+    };
     // An applied revision gets the checksum of its files now, so later edits are noticed.
     let artifact = set.find(&id).and_then(|revision| {
         revision::read_artifact(revision, &crate::artifact::build_dir(project))
@@ -785,6 +750,60 @@ async fn resolve(
         before: heads,
         after: new,
     })
+}
+
+/// The failed mark (or the checkpoint, as a mark) `target` names, with the checkpoint when
+/// it is a batched step part-way through.
+async fn find_mark(
+    set: &RevisionSet,
+    db: &dyn Database,
+    target: &str,
+) -> anyhow::Result<(String, FailedMark, Option<Checkpoint>)> {
+    let failed = db.failed().await?;
+    let checkpoints = db.checkpoints().await?;
+    // An exact id first: the mark may name a revision this checkout no longer has.
+    let id = match failed
+        .iter()
+        .map(|f| &f.revision)
+        .chain(checkpoints.iter().map(|c| &c.revision))
+        .find(|r| *r == target)
+    {
+        Some(r) => r.clone(),
+        None => set.graph().resolve(target)?.to_owned(),
+    };
+    // A batched step part-way through is resolved like a failed mark: its checkpoint
+    // carries the step's head change, and the checksum of what its batches ran.
+    let batched = checkpoints.into_iter().find(|c| c.revision == id);
+    let mark = match &batched {
+        Some(c) => FailedMark {
+            revision: c.revision.clone(),
+            direction: c.direction.clone(),
+            remove_heads: c.remove_heads.clone(),
+            add_heads: c.add_heads.clone(),
+            statement: 0,
+            error: String::new(),
+            sqlstate: None,
+            failed_at: c.updated_at,
+        },
+        None => failed
+            .into_iter()
+            .find(|f| f.revision == id)
+            .ok_or_else(|| NotFailed(id.clone()))?,
+    };
+    Ok((id, mark, batched))
+}
+
+/// The heads after `mark`'s step, had it completed.
+fn moved_heads(heads: &[String], mark: &FailedMark) -> Vec<String> {
+    let mut new = heads.to_vec();
+    new.retain(|h| !mark.remove_heads.contains(h));
+    for h in &mark.add_heads {
+        if !new.contains(h) {
+            new.push(h.clone());
+        }
+    }
+    new.sort();
+    new
 }
 
 /// The checksum a resolution records: what ran, if known; for `applied` without a record,

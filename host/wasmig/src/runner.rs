@@ -93,22 +93,57 @@ pub async fn run(
     steps: &[Step],
     options: RunOptions,
 ) -> anyhow::Result<Vec<StepReport>> {
-    let mut reports = Vec::with_capacity(steps.len());
     if steps.is_empty() {
-        return Ok(reports);
+        return Ok(Vec::new());
     }
     let build_dir = crate::artifact::build_dir(project);
     // Batched steps an earlier run left part-way: the steps below resume from them.
     let checkpoints = db.checkpoints().await?;
+    let run = Run {
+        project,
+        db,
+        revisions,
+        steps,
+        options,
+        checkpoints,
+        sandbox: None,
+        build_dir,
+    };
     // Every artifact must be there before the first step runs, not only when its turn comes.
     for step in steps {
-        let revision = find(revisions, &step.revision);
-        revision::check_artifact(revision, &build_dir)?;
-        if let Some(c) = checkpoints
-            .iter()
-            .find(|c| c.revision == step.revision && c.direction == step.action.as_str())
-        {
-            let current = revision::read_artifact(revision, &build_dir)?.checksum();
+        run.check(step)?;
+    }
+    db.ensure_version_tables().await?;
+    let run = Run {
+        sandbox: run.start_sandbox()?,
+        ..run
+    };
+    run.all_steps().await
+}
+
+/// One run of a plan: what every step needs.
+struct Run<'a> {
+    project: &'a Project,
+    db: &'a dyn Database,
+    revisions: &'a [Revision],
+    steps: &'a [Step],
+    options: RunOptions,
+    /// Batched steps an earlier run left part-way.
+    checkpoints: Vec<Checkpoint>,
+    /// The sandbox, when a step runs a component; created before the first step.
+    sandbox: Option<Sandbox>,
+    build_dir: std::path::PathBuf,
+}
+
+impl Run<'_> {
+    /// Refuses a step before anything runs: a missing artifact, a changed artifact under a
+    /// checkpoint, limits or timeouts out of range or unsupported, a mode `--atomic` cannot
+    /// hold.
+    fn check(&self, step: &Step) -> anyhow::Result<()> {
+        let revision = find(self.revisions, &step.revision);
+        revision::check_artifact(revision, &self.build_dir)?;
+        if let Some(c) = self.resume_of(step) {
+            let current = revision::read_artifact(revision, &self.build_dir)?.checksum();
             if current != c.checksum {
                 let changed = ResumeModified {
                     revision: step.revision.clone(),
@@ -116,15 +151,15 @@ pub async fn run(
                     recorded: c.checksum.clone(),
                     current,
                 };
-                if !options.allow_modified {
+                if !self.options.allow_modified {
                     return Err(changed.into());
                 }
                 tracing::warn!("{changed} (resuming anyway: --allow-modified)");
             }
         }
-        limits(project, revision)?;
-        let timeouts = timeouts(project, revision)?;
-        if timeouts.any() && db.dialect() == Dialect::Sqlite {
+        limits(self.project, revision)?;
+        let timeouts = timeouts(self.project, revision)?;
+        if timeouts.any() && self.db.dialect() == Dialect::Sqlite {
             return Err(ConfigError::new(format!(
                 "revision {}: lock_timeout_secs and statement_timeout_secs are PostgreSQL settings and SQLite has neither; remove them from {} or the [timeouts] of wasmig.toml",
                 step.revision,
@@ -133,7 +168,7 @@ pub async fn run(
             .into());
         }
         let mode = revision.manifest.transaction;
-        if options.atomic && mode != TransactionMode::PerMigration {
+        if self.options.atomic && mode != TransactionMode::PerMigration {
             return Err(ConfigError::new(format!(
                 "revision {}: --atomic runs every step in one transaction, but {} sets `transaction = \"{}\"`; run without --atomic, or up to the revision before it first",
                 step.revision,
@@ -142,87 +177,99 @@ pub async fn run(
             ))
             .into());
         }
+        Ok(())
     }
-    db.ensure_version_tables().await?;
-    let sandbox = if steps
-        .iter()
-        .any(|s| is_component(find(revisions, &s.revision)))
-    {
-        let cache = options.use_cache.then(|| project.cache_dir());
-        Some(Sandbox::new(&project.root, cache)?)
-    } else {
-        None
-    };
-    // New components are compiled on every core before the first step, rather than one
-    // after another as their steps come.
-    if let Some(sandbox) = &sandbox {
-        let artifacts: Vec<Artifact> = steps
+
+    /// The checkpoint a step resumes from, if an earlier run left one.
+    fn resume_of(&self, step: &Step) -> Option<&Checkpoint> {
+        self.checkpoints
             .iter()
-            .map(|s| find(revisions, &s.revision))
+            .find(|c| c.revision == step.revision && c.direction == step.action.as_str())
+    }
+
+    /// The sandbox, when any step runs a component, with every new component compiled on
+    /// every core before the first step (rather than one after another as their steps come).
+    fn start_sandbox(&self) -> anyhow::Result<Option<Sandbox>> {
+        let components: Vec<&Revision> = self
+            .steps
+            .iter()
+            .map(|s| find(self.revisions, &s.revision))
             .filter(|r| is_component(r))
-            .filter_map(|r| revision::read_artifact(r, &build_dir).ok())
             .collect();
-        let components: Vec<&[u8]> = artifacts
+        if components.is_empty() {
+            return Ok(None);
+        }
+        let cache = self.options.use_cache.then(|| self.project.cache_dir());
+        let sandbox = Sandbox::new(&self.project.root, cache)?;
+        let artifacts: Vec<Artifact> = components
+            .into_iter()
+            .filter_map(|r| revision::read_artifact(r, &self.build_dir).ok())
+            .collect();
+        let bytes: Vec<&[u8]> = artifacts
             .iter()
             .filter_map(|a| match a {
                 Artifact::Component { bytes, .. } => Some(bytes.as_slice()),
                 Artifact::Sql { .. } => None,
             })
             .collect();
-        sandbox.precompile(&components);
+        sandbox.precompile(&bytes);
+        Ok(Some(sandbox))
     }
-    // With --atomic, every artifact is read and every component compiled before the run's
-    // one transaction begins: nothing slow may happen while it holds its locks.
-    let mut prepared: Vec<Option<Prepared>> = Vec::new();
-    if options.atomic {
-        for step in steps {
-            let revision = find(revisions, &step.revision);
-            prepared.push(Some(prepare(revision, step, &build_dir, sandbox.as_ref())?));
+
+    /// Runs every step; with `--atomic`, in one transaction handed from step to step.
+    async fn all_steps(&self) -> anyhow::Result<Vec<StepReport>> {
+        // With --atomic, every artifact is read and every component compiled before the
+        // run's one transaction begins: nothing slow may happen while it holds its locks.
+        let mut prepared: Vec<Option<Prepared>> = Vec::new();
+        if self.options.atomic {
+            for step in self.steps {
+                let revision = find(self.revisions, &step.revision);
+                prepared.push(Some(prepare(
+                    revision,
+                    step,
+                    &self.build_dir,
+                    self.sandbox.as_ref(),
+                )?));
+            }
         }
+        let mut reports = Vec::with_capacity(self.steps.len());
+        // With --atomic, the one transaction of the run, between steps.
+        let mut held: Option<Box<dyn Session>> = None;
+        for (index, step) in self.steps.iter().enumerate() {
+            let at = At {
+                index,
+                step,
+                completed: &reports,
+            };
+            // Read and compiled before any transaction begins (with --atomic, all of them
+            // were, before the run's one transaction began).
+            let ready = match prepared.get_mut(index).and_then(Option::take) {
+                Some(p) => p,
+                None => prepare(
+                    find(self.revisions, &step.revision),
+                    step,
+                    &self.build_dir,
+                    self.sandbox.as_ref(),
+                )?,
+            };
+            let (report, session) = self.one_step(&at, ready, held.take()).await?;
+            held = session;
+            reports.push(report);
+        }
+        Ok(reports)
     }
-    // With --atomic, the one transaction of the run, between steps.
-    let mut held: Option<Box<dyn crate::db::Session>> = None;
-    for (index, step) in steps.iter().enumerate() {
-        let revision = find(revisions, &step.revision);
-        let completed = || {
-            reports
-                .iter()
-                .map(|r: &StepReport| r.revision.clone())
-                .collect::<Vec<_>>()
-        };
-        let fail = |failure: Failure| {
-            if options.atomic && index > 0 {
-                tracing::warn!(
-                    "--atomic: the {index} earlier step(s) of this run were rolled back with it"
-                );
-            }
-            MigrationError {
-                revision: step.revision.clone(),
-                direction: step.action.as_str(),
-                failure,
-                // With --atomic nothing was committed: the whole run rolls back.
-                completed: if options.atomic {
-                    Vec::new()
-                } else {
-                    completed()
-                },
-            }
-        };
-        // Read and compiled before any transaction begins (with --atomic, all of them were,
-        // before the run's one transaction began).
-        let Prepared {
-            artifact,
-            checksum,
-            to_store,
-            loaded,
-        } = match prepared.get_mut(index).and_then(Option::take) {
-            Some(p) => p,
-            None => prepare(revision, step, &build_dir, sandbox.as_ref())?,
-        };
-        let resume = checkpoints
-            .iter()
-            .find(|c| c.revision == step.revision && c.direction == step.action.as_str())
-            .cloned();
+
+    /// Runs one step by its transaction mode; returns its report and, with `--atomic` before
+    /// the last step, the transaction to hand on.
+    async fn one_step(
+        &self,
+        at: &At<'_>,
+        ready: Prepared,
+        held: Option<Box<dyn Session>>,
+    ) -> anyhow::Result<(StepReport, Option<Box<dyn Session>>)> {
+        let step = at.step;
+        let revision = find(self.revisions, &step.revision);
+        let resume = self.resume_of(step).cloned();
         if revision.stored.is_some() {
             tracing::info!(
                 "{} {} from the copy stored in the database (its files are not in this project)",
@@ -237,7 +284,6 @@ pub async fn run(
                 revision.manifest.message
             );
         }
-
         if let Some(c) = &resume {
             tracing::info!(
                 "{}: resuming after batch {} of an earlier run, from its checkpoint",
@@ -245,191 +291,275 @@ pub async fn run(
                 c.batches
             );
         }
+        match revision.manifest.transaction {
+            TransactionMode::Batched => Ok((self.batched_step(at, ready, resume).await?, None)),
+            TransactionMode::None => Ok((self.autocommitted_step(at, ready).await?, None)),
+            TransactionMode::PerMigration => self.transactional_step(at, ready, resume, held).await,
+        }
+    }
+
+    /// A `transaction = "batched"` step: one transaction per batch.
+    async fn batched_step(
+        &self,
+        at: &At<'_>,
+        ready: Prepared,
+        resume: Option<Checkpoint>,
+    ) -> anyhow::Result<StepReport> {
+        let step = at.step;
+        let revision = find(self.revisions, &step.revision);
+        let (Some(loaded), Some(sandbox)) = (&ready.loaded, &self.sandbox) else {
+            unreachable!("manifests refuse `transaction = \"batched\"` for SQL revisions")
+        };
+        let started = Instant::now();
+        let batched = Batched {
+            step,
+            checksum: &ready.checksum,
+            to_store: ready.to_store.as_ref(),
+            limits: limits(self.project, revision)?,
+            timeouts: timeouts(self.project, revision)?,
+            resume: resume.clone(),
+        };
         let progress = Progress::new(step.revision.clone());
-
-        if revision.manifest.transaction == TransactionMode::Batched {
-            let (Some(loaded), Some(sandbox)) = (&loaded, &sandbox) else {
-                unreachable!("manifests refuse `transaction = \"batched\"` for SQL revisions")
-            };
-            let started = Instant::now();
-            let batched = Batched {
-                step,
-                checksum: &checksum,
-                to_store: to_store.as_ref(),
-                limits: limits(project, revision)?,
-                timeouts: timeouts(project, revision)?,
-                resume: resume.clone(),
-            };
-            let batches = run_batched(db, sandbox, loaded, batched, progress)
-                .await
-                .map_err(fail)?;
-            reports.push(StepReport {
-                action: step.action,
-                revision: step.revision.clone(),
-                kind: "component",
-                cache: Some(loaded.cache),
-                load_ms: Some(loaded.load_time.as_millis() as u64),
-                duration_ms: started.elapsed().as_millis() as u64,
-                batches: Some(batches),
-                resumed_after: resume.map(|c| c.batches),
-            });
-            continue;
-        }
-
-        if revision.manifest.transaction == TransactionMode::None {
-            let Artifact::Sql { up, down } = &artifact else {
-                unreachable!("manifests refuse `transaction = \"none\"` for components")
-            };
-            let script = if step.action == Direction::Upgrade {
-                up
-            } else {
-                down
-            };
-            let started = Instant::now();
-            let step_timeouts = timeouts(project, revision)?;
-            run_autocommitted(
-                db,
-                step,
-                script,
-                &checksum,
-                to_store.as_ref(),
-                &step_timeouts,
-            )
+        let batches = run_batched(self.db, sandbox, loaded, batched, progress)
             .await
-            .map_err(fail)?;
-            reports.push(StepReport {
-                action: step.action,
-                revision: step.revision.clone(),
-                kind: "sql",
-                cache: None,
-                load_ms: None,
-                duration_ms: started.elapsed().as_millis() as u64,
-                batches: None,
-                resumed_after: None,
-            });
-            continue;
-        }
+            .map_err(|f| self.fail(at, f))?;
+        Ok(StepReport {
+            action: step.action,
+            revision: step.revision.clone(),
+            kind: "component",
+            cache: Some(loaded.cache),
+            load_ms: Some(loaded.load_time.as_millis() as u64),
+            duration_ms: started.elapsed().as_millis() as u64,
+            batches: Some(batches),
+            resumed_after: resume.map(|c| c.batches),
+        })
+    }
 
-        let limits = limits(project, revision)?;
+    /// A `transaction = "none"` SQL step: statement by statement, then recorded.
+    async fn autocommitted_step(&self, at: &At<'_>, ready: Prepared) -> anyhow::Result<StepReport> {
+        let step = at.step;
+        let revision = find(self.revisions, &step.revision);
+        let Artifact::Sql { up, down } = &ready.artifact else {
+            unreachable!("manifests refuse `transaction = \"none\"` for components")
+        };
+        let script = if step.action == Direction::Upgrade {
+            up
+        } else {
+            down
+        };
+        let started = Instant::now();
+        let step_timeouts = timeouts(self.project, revision)?;
+        run_autocommitted(
+            self.db,
+            step,
+            script,
+            &ready.checksum,
+            ready.to_store.as_ref(),
+            &step_timeouts,
+        )
+        .await
+        .map_err(|f| self.fail(at, f))?;
+        Ok(StepReport {
+            action: step.action,
+            revision: step.revision.clone(),
+            kind: "sql",
+            cache: None,
+            load_ms: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+            batches: None,
+            resumed_after: None,
+        })
+    }
+
+    /// A `per-migration` step: the SQL script or every guest call, then the record, in one
+    /// transaction (the run's, with `--atomic`).
+    async fn transactional_step(
+        &self,
+        at: &At<'_>,
+        ready: Prepared,
+        resume: Option<Checkpoint>,
+        held: Option<Box<dyn Session>>,
+    ) -> anyhow::Result<(StepReport, Option<Box<dyn Session>>)> {
+        let step = at.step;
+        let revision = find(self.revisions, &step.revision);
+        let atomic = self.options.atomic;
+        let limits = limits(self.project, revision)?;
         let started_at = Utc::now();
         let started = Instant::now();
-        let mut session = match held.take() {
+        let mut session = match held {
             Some(session) => session,
-            None => db.begin().await.map_err(|e| fail(Failure::Host(e)))?,
+            None => self
+                .db
+                .begin()
+                .await
+                .map_err(|e| self.fail(at, Failure::Host(e)))?,
         };
-        let step_timeouts = timeouts(project, revision)?;
+        let step_timeouts = timeouts(self.project, revision)?;
         // In one transaction for the whole run, a step without timeouts must not inherit
         // the previous step's.
-        if (step_timeouts.any() || (options.atomic && db.dialect() == Dialect::Postgres))
+        if (step_timeouts.any() || (atomic && self.db.dialect() == Dialect::Postgres))
             && let Err(e) = session
                 .set_timeouts(step_timeouts.lock(), step_timeouts.statement())
                 .await
         {
             let _ = session.rollback().await;
-            return Err(fail(Failure::Host(e)).into());
+            return Err(self.fail(at, Failure::Host(e)).into());
         }
-        let mut calls = None;
-        let outcome = match (&artifact, &loaded, &sandbox) {
+        let (session, outcome, calls) = match (&ready.artifact, &ready.loaded, &self.sandbox) {
             (Artifact::Sql { up, down }, _, _) => {
                 let script = if step.action == Direction::Upgrade {
                     up
                 } else {
                     down
                 };
-                session.batch(script).await.map_err(Failure::from_sql)
+                let outcome = session.batch(script).await.map_err(Failure::from_sql);
+                (session, outcome, None)
             }
             (Artifact::Component { .. }, Some(loaded), Some(sandbox)) => {
-                // Every batch in this one transaction, under one deadline for the step.
-                let deadline = limits.deadline_from_now();
-                let mut checkpoint = resume.as_ref().map(|c| c.checkpoint.clone());
-                let mut progress = progress;
-                let mut n = 0;
-                let outcome = loop {
-                    n += 1;
-                    let returned = sandbox
-                        .run(
-                            loaded,
-                            Call {
-                                revision: &step.revision,
-                                direction: step.action,
-                                session,
-                                limits,
-                                deadline,
-                                checkpoint: checkpoint.clone(),
-                                progress,
-                            },
-                        )
-                        .await;
-                    progress = returned.progress;
-                    session = match returned.session {
-                        Some(s) => s,
-                        None => {
-                            return Err(fail(Failure::Host(anyhow::anyhow!(
-                                "the guest kept the session"
-                            )))
-                            .into());
-                        }
-                    };
-                    match returned.outcome {
-                        Err(failure) => break Err(failure),
-                        Ok(None) => break Ok(()),
-                        Ok(Some(next)) if checkpoint.as_ref() == Some(&next) => {
-                            break Err(repeated_checkpoint(n, &next));
-                        }
-                        Ok(Some(next)) => checkpoint = Some(next),
-                    }
-                };
-                calls = Some(n);
-                outcome
+                let called =
+                    call_until_done(sandbox, loaded, step, session, limits, resume.as_ref())
+                        .await
+                        .map_err(|f| self.fail(at, f))?;
+                (called.0, called.1, Some(called.2))
             }
             _ => unreachable!("components are loaded above"),
         };
+        let mut session = session;
         if let Err(failure) = outcome {
             roll_back(session, &step.revision).await;
-            return Err(fail(failure).into());
+            return Err(self.fail(at, failure).into());
         }
         let recorded = finish(
             &mut session,
             step,
-            &checksum,
+            &ready.checksum,
             started_at,
-            to_store.as_ref(),
+            ready.to_store.as_ref(),
             resume.is_some(),
-            loaded.is_some(),
+            ready.loaded.is_some(),
         )
         .await;
         if let Err(failure) = recorded {
             let _ = session.rollback().await;
-            return Err(fail(failure).into());
+            return Err(self.fail(at, failure).into());
         }
-        let last = index + 1 == steps.len();
-        if options.atomic && !last {
-            held = Some(session);
+        let last = at.index + 1 == self.steps.len();
+        let held = if atomic && !last {
+            Some(session)
         } else {
-            session.commit().await.map_err(|e| fail(Failure::Host(e)))?;
+            session
+                .commit()
+                .await
+                .map_err(|e| self.fail(at, Failure::Host(e)))?;
             tracing::debug!(
                 "{}: committed with its version-table update in {} ms{}",
                 step.revision,
                 started.elapsed().as_millis(),
-                if options.atomic {
+                if atomic {
                     " (and every earlier step of this --atomic run)"
                 } else {
                     ""
                 }
             );
-        }
-        reports.push(StepReport {
+            None
+        };
+        let report = StepReport {
             action: step.action,
             revision: step.revision.clone(),
-            kind: if loaded.is_some() { "component" } else { "sql" },
-            cache: loaded.as_ref().map(|l| l.cache),
-            load_ms: loaded.as_ref().map(|l| l.load_time.as_millis() as u64),
+            kind: if ready.loaded.is_some() {
+                "component"
+            } else {
+                "sql"
+            },
+            cache: ready.loaded.as_ref().map(|l| l.cache),
+            load_ms: ready
+                .loaded
+                .as_ref()
+                .map(|l| l.load_time.as_millis() as u64),
             duration_ms: started.elapsed().as_millis() as u64,
             batches: calls,
             resumed_after: resume.map(|c| c.batches),
-        });
+        };
+        Ok((report, held))
     }
-    Ok(reports)
+
+    /// The error for a failed step, naming the steps this run committed before it.
+    fn fail(&self, at: &At<'_>, failure: Failure) -> MigrationError {
+        let atomic = self.options.atomic;
+        if atomic && at.index > 0 {
+            tracing::warn!(
+                "--atomic: the {} earlier step(s) of this run were rolled back with it",
+                at.index
+            );
+        }
+        MigrationError {
+            revision: at.step.revision.clone(),
+            direction: at.step.action.as_str(),
+            failure,
+            // With --atomic nothing was committed: the whole run rolls back.
+            completed: if atomic {
+                Vec::new()
+            } else {
+                at.completed.iter().map(|r| r.revision.clone()).collect()
+            },
+        }
+    }
+}
+
+/// Where a run is: the step, its position, and the steps reported before it.
+struct At<'a> {
+    index: usize,
+    step: &'a Step,
+    completed: &'a [StepReport],
+}
+
+/// Calls a component's export in the step's one transaction until it asks for no further
+/// batch, under one deadline for the step. Returns the session, the outcome and the number
+/// of calls.
+///
+/// # Errors
+/// [`Failure::Host`] when the guest kept the session (nothing to roll back through).
+async fn call_until_done(
+    sandbox: &Sandbox,
+    loaded: &Loaded,
+    step: &Step,
+    mut session: Box<dyn Session>,
+    limits: Limits,
+    resume: Option<&Checkpoint>,
+) -> Result<(Box<dyn Session>, Result<(), Failure>, u64), Failure> {
+    let deadline = limits.deadline_from_now();
+    let mut checkpoint = resume.map(|c| c.checkpoint.clone());
+    let mut progress = Progress::new(step.revision.clone());
+    let mut n = 0;
+    loop {
+        n += 1;
+        let returned = sandbox
+            .run(
+                loaded,
+                Call {
+                    revision: &step.revision,
+                    direction: step.action,
+                    session,
+                    limits,
+                    deadline,
+                    checkpoint: checkpoint.clone(),
+                    progress,
+                },
+            )
+            .await;
+        progress = returned.progress;
+        session = returned
+            .session
+            .ok_or_else(|| Failure::Host(anyhow::anyhow!("the guest kept the session")))?;
+        match returned.outcome {
+            Err(failure) => return Ok((session, Err(failure), n)),
+            Ok(None) => return Ok((session, Ok(()), n)),
+            Ok(Some(next)) if checkpoint.as_ref() == Some(&next) => {
+                return Ok((session, Err(repeated_checkpoint(n, &next)), n));
+            }
+            Ok(Some(next)) => checkpoint = Some(next),
+        }
+    }
 }
 
 /// The failure of a guest that asks for another batch from the checkpoint it was given: it
@@ -547,6 +677,12 @@ async fn run_batched(
         resume,
     } = batched;
     let started_at = resume.as_ref().map_or_else(Utc::now, |c| c.started_at);
+    let batched_step = BatchedStep {
+        step,
+        checksum,
+        to_store,
+        started_at,
+    };
     let mut committed = resume.as_ref().map_or(0, |c| c.batches);
     let mut checkpoint = resume.as_ref().map(|c| c.checkpoint.clone());
     let had_checkpoint = resume.is_some();
@@ -603,38 +739,14 @@ async fn run_batched(
                 return Err(in_batch(failure));
             }
         };
-        let written = match &next {
-            Some(next) => {
-                if let Err(failure) = check_intact(&mut session, true).await {
-                    let _ = session.rollback().await;
-                    return Err(in_batch(failure));
-                }
-                let saved = Checkpoint {
-                    revision: step.revision.clone(),
-                    direction: step.action.as_str().to_owned(),
-                    remove_heads: step.remove_heads.clone(),
-                    add_heads: step.add_heads.clone(),
-                    checkpoint: next.clone(),
-                    batches: batch,
-                    checksum: checksum.to_owned(),
-                    started_at,
-                    updated_at: Utc::now(),
-                };
-                session.save_checkpoint(&saved).await.map_err(Failure::Host)
-            }
-            None => {
-                finish(
-                    &mut session,
-                    step,
-                    checksum,
-                    started_at,
-                    to_store,
-                    had_checkpoint || batch > 1,
-                    true,
-                )
-                .await
-            }
-        };
+        let written = write_batch(
+            &mut session,
+            &batched_step,
+            batch,
+            next.as_deref(),
+            had_checkpoint,
+        )
+        .await;
         if let Err(failure) = written {
             let _ = session.rollback().await;
             return Err(in_batch(failure));
@@ -659,6 +771,60 @@ async fn run_batched(
                 );
                 return Ok(calls);
             }
+        }
+    }
+}
+
+/// What every batch of a batched step records.
+struct BatchedStep<'a> {
+    step: &'a Step,
+    checksum: &'a str,
+    to_store: Option<&'a StoredArtifact>,
+    started_at: chrono::DateTime<Utc>,
+}
+
+/// Writes what a batch commits with: its checkpoint when the guest asked for another batch
+/// (`next`), else the step's record (the last batch).
+async fn write_batch(
+    session: &mut Box<dyn Session>,
+    batched: &BatchedStep<'_>,
+    batch: i64,
+    next: Option<&str>,
+    had_checkpoint: bool,
+) -> Result<(), Failure> {
+    let BatchedStep {
+        step,
+        checksum,
+        to_store,
+        started_at,
+    } = *batched;
+    match next {
+        Some(next) => {
+            check_intact(session, true).await?;
+            let saved = Checkpoint {
+                revision: step.revision.clone(),
+                direction: step.action.as_str().to_owned(),
+                remove_heads: step.remove_heads.clone(),
+                add_heads: step.add_heads.clone(),
+                checkpoint: next.to_owned(),
+                batches: batch,
+                checksum: checksum.to_owned(),
+                started_at,
+                updated_at: Utc::now(),
+            };
+            session.save_checkpoint(&saved).await.map_err(Failure::Host)
+        }
+        None => {
+            finish(
+                session,
+                step,
+                checksum,
+                started_at,
+                to_store,
+                had_checkpoint || batch > 1,
+                true,
+            )
+            .await
         }
     }
 }
@@ -751,6 +917,36 @@ async fn run_autocommitted(
             *error,
         ),
     };
+    let stopped = Stopped {
+        statement,
+        total,
+        error,
+    };
+    Err(mark_failed(db, step, checksum, started_at, stopped, cause).await)
+}
+
+/// Where a non-transactional script stopped.
+struct Stopped {
+    statement: usize,
+    total: usize,
+    error: SqlError,
+}
+
+/// Records that a `transaction = "none"` step stopped part-way (a `failed` history row
+/// and its mark, in a transaction of their own) and returns the step's failure.
+async fn mark_failed(
+    db: &dyn Database,
+    step: &Step,
+    checksum: &str,
+    started_at: chrono::DateTime<Utc>,
+    stopped: Stopped,
+    cause: Failure,
+) -> Failure {
+    let Stopped {
+        statement,
+        total,
+        error,
+    } = stopped;
     let finished_at = Utc::now();
     let message = format!(
         "{} stopped at statement {statement} of {total}: {}",
@@ -782,13 +978,13 @@ async fn run_autocommitted(
         .await
         .err()
         .map(|e| format!("{e:#}"));
-    Err(Failure::NotRolledBack {
+    Failure::NotRolledBack {
         revision: step.revision.clone(),
         statement,
         total,
         cause: Box::new(cause),
         unmarked,
-    })
+    }
 }
 
 /// What [`record_in_own_transaction`] writes beside the history row.

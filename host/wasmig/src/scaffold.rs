@@ -162,7 +162,53 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
     let versions = project.versions_dir();
     let revisions = revision::load_all(&versions)?;
     let graph = crate::graph::Graph::new(&revision::nodes(&revisions))?;
-    let id = match request.rev_id {
+    let id = new_id(request.rev_id, &revisions)?;
+    let (parents, depends_on) = placement(&graph, request)?;
+    let now = Utc::now();
+    let dir = versions.join(dir_name(
+        &project.config.file_template,
+        &id,
+        request.message,
+        now,
+    ));
+    if dir.exists() {
+        return Err(ConfigError::new(format!("{} already exists", dir.display())).into());
+    }
+    std::fs::create_dir_all(&dir)?;
+    let manifest = Manifest {
+        revision: id.clone(),
+        down_revision: OneOrMany::from_vec(parents),
+        branch_labels: OneOrMany::from_vec(request.branch_labels.to_vec()),
+        depends_on: OneOrMany::from_vec(depends_on),
+        message: request.message.to_owned(),
+        created: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        kind: request.kind,
+        transaction: TransactionMode::PerMigration,
+        component: None,
+        timeout_secs: None,
+        memory_limit_mib: None,
+        lock_timeout_secs: None,
+        statement_timeout_secs: None,
+    };
+    std::fs::write(dir.join(MANIFEST), toml::to_string(&manifest)?)?;
+    let written = write_sources(project, &dir, &id, request)?;
+    let hooks: &[Vec<String>] = match request.kind {
+        Kind::Sql => &project.config.hooks.sql,
+        Kind::Rust => &project.config.hooks.rust,
+        Kind::Python => &project.config.hooks.python,
+        Kind::Js => &project.config.hooks.js,
+        Kind::C => &project.config.hooks.c,
+        Kind::Wasm => &[],
+    };
+    for file in &written {
+        run_hooks(hooks, file);
+    }
+    Ok(dir)
+}
+
+/// The new revision's id: `--rev-id` if valid and free, else 12 random hex digits.
+fn new_id(requested: Option<&str>, revisions: &[revision::Revision]) -> anyhow::Result<String> {
+    let id = match requested {
         Some(id) if !revision::is_valid_id(id) => {
             return Err(ConfigError::new(format!(
                 "invalid --rev-id `{id}`: use letters, digits, `_` and `-`"
@@ -175,6 +221,15 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
     if revisions.iter().any(|r| r.id() == id) {
         return Err(ConfigError::new(format!("revision `{id}` already exists")).into());
     }
+    Ok(id)
+}
+
+/// Where the new revision goes in the graph: its down revisions and its dependencies, with
+/// its branch labels checked.
+fn placement(
+    graph: &crate::graph::Graph,
+    request: &NewRevision<'_>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let default_head = ["head".to_owned()];
     let specs = if request.heads.is_empty() {
         &default_head[..]
@@ -208,45 +263,20 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
         .iter()
         .map(|d| graph.dependency(d))
         .collect::<Result<Vec<_>, _>>()?;
-    let now = Utc::now();
-    let dir = versions.join(dir_name(
-        &project.config.file_template,
-        &id,
-        request.message,
-        now,
-    ));
-    if dir.exists() {
-        return Err(ConfigError::new(format!("{} already exists", dir.display())).into());
-    }
-    std::fs::create_dir_all(&dir)?;
-    let manifest = Manifest {
-        revision: id.clone(),
-        down_revision: OneOrMany::from_vec(parents),
-        branch_labels: OneOrMany::from_vec(request.branch_labels.to_vec()),
-        depends_on: OneOrMany::from_vec(depends_on),
-        message: request.message.to_owned(),
-        created: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        kind: request.kind,
-        transaction: TransactionMode::PerMigration,
-        component: None,
-        timeout_secs: None,
-        memory_limit_mib: None,
-        lock_timeout_secs: None,
-        statement_timeout_secs: None,
-    };
-    std::fs::write(dir.join(MANIFEST), toml::to_string(&manifest)?)?;
+    Ok((parents, depends_on))
+}
 
-    let hooks: &[Vec<String>] = match request.kind {
-        Kind::Sql => &project.config.hooks.sql,
-        Kind::Rust => &project.config.hooks.rust,
-        Kind::Python => &project.config.hooks.python,
-        Kind::Js => &project.config.hooks.js,
-        Kind::C => &project.config.hooks.c,
-        Kind::Wasm => &[],
-    };
+/// Writes the new revision's source from its kind's template; returns the files written
+/// (for the hooks).
+fn write_sources(
+    project: &Project,
+    dir: &Path,
+    id: &str,
+    request: &NewRevision<'_>,
+) -> anyhow::Result<Vec<PathBuf>> {
     // Templates put the message in a comment: keep it on one line.
     let message = request.message.replace(['\n', '\r'], " ");
-    let written = match request.kind {
+    Ok(match request.kind {
         Kind::Sql => {
             let up = dir.join("up.sql");
             let down = dir.join("down.sql");
@@ -259,9 +289,10 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
         }
         Kind::Rust => {
             std::fs::create_dir_all(dir.join("src"))?;
-            std::fs::write(dir.join("Cargo.toml"), crate_manifest(&id))?;
+            std::fs::write(dir.join("Cargo.toml"), crate_manifest(id))?;
             let lib = dir.join("src/lib.rs");
             std::fs::write(&lib, rust_template(&message))?;
+            let versions = project.versions_dir();
             let all = revision::load_all(&versions)?;
             crate::artifact::sync_workspace(&versions, &all)?;
             vec![lib]
@@ -290,11 +321,7 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
             }
             Vec::new()
         }
-    };
-    for file in &written {
-        run_hooks(hooks, file);
-    }
-    Ok(dir)
+    })
 }
 
 /// The directory name from the template.
