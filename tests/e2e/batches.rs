@@ -6,11 +6,11 @@
 //! The guest is `tests/guests/batches`: it adds 1 to `items.n` of every row it walks, so
 //! after any number of interrupted runs every row must show exactly 1.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{BOTH, Backend, Run, TestDb, TestProject, guest, wasmig_cmd};
+use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
 
 /// A project with the batches guest as revision `b1` over `rows` items, `size` per batch.
 async fn setup(
@@ -35,7 +35,7 @@ async fn setup(
         }
     ))
     .await;
-    let dir = project.wasm_revision("b1", &guest("batches"));
+    let dir = project.wasm_revision("b1", Path::new(crate::test_guest::BATCHES));
     let manifest = dir.join("migration.toml");
     let text = std::fs::read_to_string(&manifest).unwrap().replace(
         "transaction = \"per-migration\"",
@@ -369,7 +369,7 @@ async fn a_component_built_against_wit_0_1_0_still_runs() {
     for backend in BOTH {
         let project = TestProject::new();
         let db = TestDb::new(backend, &project).await;
-        project.wasm_revision("l1", &guest("legacy"));
+        project.wasm_revision("l1", Path::new(crate::test_guest::LEGACY));
         let run = project.run(&db, &["up"]).success();
         assert!(
             run.stderr

@@ -8,6 +8,7 @@
 //! guest, and checks the history and the stored artifacts as well as the schema. Each round
 //! checks the state before the next.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -234,7 +235,7 @@ async fn sigkill_at_random_points_keeps_schema_history_and_stored_artifacts_in_s
         .await;
         for id in MIXED {
             if id == "g2" {
-                project.wasm_revision(id, &crate::support::guest("batches"));
+                project.wasm_revision(id, Path::new(crate::test_guest::BATCHES));
                 continue;
             }
             let mut down = format!("DROP TABLE t_{id};");

@@ -3,7 +3,9 @@
 //! round-trips, the sandbox denies files, environment and sockets, and the example project
 //! runs on both backends.
 
-use crate::support::{BOTH, Backend, TestDb, TestProject, guest, repo_root, wasmig_cmd};
+use std::path::Path;
+
+use crate::support::{BOTH, Backend, TestDb, TestProject, repo_root, wasmig_cmd};
 
 /// A project with a SQL revision `a1` and the scenario guest as `b2`, in `mode`.
 async fn scenario(backend: Backend, mode: &str) -> (TestProject, TestDb, std::path::PathBuf) {
@@ -14,7 +16,7 @@ async fn scenario(backend: Backend, mode: &str) -> (TestProject, TestDb, std::pa
     ))
     .await;
     project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
-    let dir = project.wasm_revision("b2", &guest("scenario"));
+    let dir = project.wasm_revision("b2", Path::new(crate::test_guest::SCENARIO));
     (project, db, dir)
 }
 
@@ -174,7 +176,7 @@ async fn every_value_type_round_trips_through_a_guest() {
     for backend in BOTH {
         let project = TestProject::new();
         let db = TestDb::new(backend, &project).await;
-        project.wasm_revision("v1", &guest("values"));
+        project.wasm_revision("v1", Path::new(crate::test_guest::VALUES));
         let run = project.run(&db, &["up"]).success();
         assert!(
             run.stderr.contains("all values round-tripped"),
@@ -239,7 +241,7 @@ async fn every_value_type_round_trips_through_a_guest() {
 async fn a_guest_cannot_read_files_environment_or_open_sockets() {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
-    project.wasm_revision("h1", &guest("hostile"));
+    project.wasm_revision("h1", Path::new(crate::test_guest::HOSTILE));
     let out = wasmig_cmd(&project.dir)
         .args(["up", "--database-url", &db.url])
         .env("WASMIG_E2E_SECRET", "do-not-leak")
@@ -341,7 +343,7 @@ async fn a_guest_sleeping_in_wasi_is_stopped_by_the_deadline() {
         let project = TestProject::new();
         let db = TestDb::new(backend, &project).await;
         db.exec("CREATE TABLE hostile_sleep (x int);").await;
-        let dir = project.wasm_revision("h1", &guest("hostile"));
+        let dir = project.wasm_revision("h1", Path::new(crate::test_guest::HOSTILE));
         project.set_manifest(&dir, "timeout_secs = 1");
         let run = project.run(&db, &["up"]).fails_with(7);
         assert!(

@@ -17,5 +17,16 @@ mod lock;
 mod scaffold;
 mod sql;
 mod support;
+mod test_guest {
+    //! Every test guest's component, built by the `wasmig-test-guests` crate: a constant per
+    //! guest, so a test naming a missing guest does not compile, and a guest no test uses is
+    //! an unused constant (refused by `clippy -D warnings`).
+    macro_rules! guest_const {
+        ($name:ident, $path:literal) => {
+            pub(crate) const $name: &str = $path;
+        };
+    }
+    wasmig_test_guests::foreach_guest!(guest_const);
+}
 mod transaction_none;
 mod transactions;

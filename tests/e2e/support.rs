@@ -7,10 +7,8 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::{Connection, Executor, Row};
@@ -386,84 +384,4 @@ pub(crate) fn guests_target_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
     base.join("e2e-guests")
-}
-
-/// The test guests of `tests/guests/`, built from source once per test process:
-/// crate name → component file.
-pub(crate) fn guest(name: &str) -> PathBuf {
-    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    let built = BUILT.get_or_init(build_guests);
-    built
-        .get(name)
-        .unwrap_or_else(|| panic!("no test guest named {name} in tests/guests"))
-        .clone()
-}
-
-fn build_guests() -> HashMap<String, PathBuf> {
-    let manifest = repo_root().join("tests/guests/Cargo.toml");
-    let target_dir = guests_target_dir();
-    let mut out = HashMap::new();
-    for (target, componentize) in [("wasm32-unknown-unknown", true), ("wasm32-wasip2", false)] {
-        let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "--message-format=json-render-diagnostics",
-                "--target",
-                target,
-            ])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .args(guest_packages(target))
-            .output()
-            .expect("cargo runs");
-        assert!(
-            output.status.success(),
-            "building the test guests for {target} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        for line in output.stdout.split(|b| *b == b'\n') {
-            let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
-                continue;
-            };
-            if msg["reason"] != "compiler-artifact" {
-                continue;
-            }
-            let name = msg["target"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let Some(wasm) = msg["filenames"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|f| f.as_str())
-                .find(|f| f.ends_with(".wasm"))
-            else {
-                continue;
-            };
-            let bytes = std::fs::read(wasm).unwrap();
-            let component = if componentize {
-                wasmig::artifact::componentize(&bytes).unwrap()
-            } else {
-                bytes
-            };
-            let path = target_dir.join(format!("{name}.component.wasm"));
-            std::fs::write(&path, component).unwrap();
-            out.insert(name, path);
-        }
-    }
-    out
-}
-
-/// Which guest crates build for which target.
-fn guest_packages(target: &str) -> Vec<&'static str> {
-    match target {
-        "wasm32-wasip2" => vec!["-p", "hostile"],
-        _ => vec![
-            "-p", "scenario", "-p", "values", "-p", "batches", "-p", "legacy",
-        ],
-    }
 }
