@@ -14,6 +14,7 @@ mod guests;
 mod integrity;
 mod languages;
 mod lock;
+mod output;
 mod scaffold;
 mod sql;
 mod support;
