@@ -11,6 +11,7 @@ mod crash;
 mod embedding;
 mod graph;
 mod guests;
+mod hostile;
 mod integrity;
 mod languages;
 mod lock;

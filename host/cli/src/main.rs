@@ -38,9 +38,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {}", terminal::visible(&err.to_string()));
             for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", terminal::visible(&cause.to_string()));
             }
             if let Some(m) = err
                 .chain()

@@ -72,9 +72,29 @@ struct StepProgress {
     last_line: Option<Instant>,
 }
 
+/// A line as it may reach the terminal: control characters other than newlines and tabs
+/// escaped (`\u{1b}`), whoever wrote them. Text wasmig did not write was already made one
+/// line by `wasmig::bindings::text::shown`; this is the last defence for whatever reaches
+/// stderr (wasmig's own multi-line messages keep their newlines).
+pub(crate) fn visible(line: &str) -> String {
+    line.chars()
+        .flat_map(|c| {
+            let escape = (c.is_control() && c != '\n' && c != '\t')
+                || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            let shown: Box<dyn Iterator<Item = char>> = if escape {
+                Box::new(c.escape_default())
+            } else {
+                Box::new(std::iter::once(c))
+            };
+            shown
+        })
+        .collect()
+}
+
 impl Terminal {
     /// Prints a line, suspending the bar if one is drawn.
     fn print(&self, line: &str) {
+        let line = &visible(line);
         let bar = self
             .progress
             .lock()

@@ -11,6 +11,8 @@
 //! table under the same handle.
 #![allow(missing_docs, unreachable_pub)]
 
+pub mod text;
+
 wasmtime::component::bindgen!({
     path: "../../wit",
     // The world the host links: the current `migration` world (its imports and the
@@ -61,13 +63,18 @@ impl SqlError {
 impl SqlError {
     /// The message with its code, detail and hint, for wasmig's own error output.
     /// (The generated `Display` shows the raw record.)
+    /// The server's text is shown as data (see [`text::shown`]).
     pub fn describe(&self) -> String {
-        let mut out = format!("{} (code {})", self.message, self.code);
+        let mut out = format!(
+            "{} (code {})",
+            text::shown(&self.message),
+            text::shown(&self.code)
+        );
         if let Some(detail) = &self.detail {
-            out.push_str(&format!("; detail: {detail}"));
+            out.push_str(&format!("; detail: {}", text::shown(detail)));
         }
         if let Some(hint) = &self.hint {
-            out.push_str(&format!("; hint: {hint}"));
+            out.push_str(&format!("; hint: {}", text::shown(hint)));
         }
         out
     }

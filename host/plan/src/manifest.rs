@@ -165,7 +165,35 @@ pub fn parse_manifest(text: &str, origin: &str) -> Result<Manifest, ConfigError>
         )));
     }
     check_transaction(&manifest, origin)?;
+    if let Some(component) = &manifest.component {
+        check_inside(component, "component", origin)?;
+    }
     Ok(manifest)
+}
+
+/// Refuses a path that a project file names (`component` in a manifest; `versions_dir`,
+/// `cache_dir`, `default_sqlite_file` in `wasmig.toml`) unless it stays inside the directory
+/// it is relative to: no absolute path, no `..`. Project files are written by whoever
+/// authors the migrations, who must not make wasmig read or write elsewhere. (A lexical
+/// check: symbolic links are the file-access layer's to refuse.)
+///
+/// # Errors
+/// [`ConfigError`] naming `setting`, `origin` and the path.
+pub fn check_inside(path: &Path, setting: &str, origin: &str) -> Result<(), ConfigError> {
+    use std::path::Component;
+    let escapes = path.components().any(|c| {
+        matches!(
+            c,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_)
+        )
+    });
+    if escapes || path.as_os_str().is_empty() {
+        return Err(ConfigError::new(format!(
+            "invalid {origin}: {setting} = {:?} must be a relative path inside the project, without `..`; move the file into the project",
+            path.display().to_string()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses `transaction = "none"` outside SQL revisions, and `"batched"` in them.
@@ -405,5 +433,26 @@ mod tests {
         assert!(!is_valid_id("a b"));
         assert!(!is_valid_id(""));
         assert!(!is_valid_id("x;drop"));
+    }
+
+    #[test]
+    fn paths_in_project_files_stay_inside_the_project() {
+        for good in ["migration.wasm", "build/x.wasm", "./a/b"] {
+            assert!(
+                check_inside(Path::new(good), "component", "m").is_ok(),
+                "{good}"
+            );
+        }
+        for bad in ["/etc/passwd", "../other/x.wasm", "a/../../b", ""] {
+            let err = check_inside(Path::new(bad), "component", "m").unwrap_err();
+            assert!(err.message.contains("inside the project"), "{bad}: {err}");
+        }
+        let base = "revision='a'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\nkind='wasm'\n";
+        let err = parse_manifest(
+            &format!("{base}component='../../secret.wasm'"),
+            "a/migration.toml",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("component"), "{err}");
     }
 }

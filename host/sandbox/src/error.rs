@@ -105,8 +105,16 @@ impl Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::GuestError(msg) => write!(f, "the migration returned an error: {msg}"),
-            Failure::GuestTrap(msg) => write!(f, "the migration trapped: {msg}"),
+            Failure::GuestError(msg) => write!(
+                f,
+                "the migration returned an error: {}",
+                wasmig_contract::text::shown(msg)
+            ),
+            Failure::GuestTrap(msg) => write!(
+                f,
+                "the migration trapped: {}",
+                wasmig_contract::text::shown(msg)
+            ),
             Failure::UnhandledSql(e) => write!(
                 f,
                 "the migration carried on after an SQL error it did not handle: {}; \

@@ -391,6 +391,7 @@ fn flush_output(revision: &str, state: &GuestState) {
     for (stream, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
         let bytes = pipe.contents();
         for line in String::from_utf8_lossy(&bytes).lines() {
+            let line = wasmig_contract::text::shown(line);
             tracing::info!(target: "wasmig::guest", "[{revision}] {stream}: {line}");
         }
     }

@@ -243,6 +243,16 @@ impl Project {
             .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
         let config: Config = toml::from_str(&text)
             .map_err(|e| ConfigError::new(format!("invalid {}: {e}", path.display())))?;
+        let origin = path.display().to_string();
+        wasmig_plan::manifest::check_inside(&config.versions_dir, "versions_dir", &origin)?;
+        wasmig_plan::manifest::check_inside(
+            &config.default_sqlite_file,
+            "default_sqlite_file",
+            &origin,
+        )?;
+        if let Some(cache) = &config.cache_dir {
+            wasmig_plan::manifest::check_inside(cache, "cache_dir", &origin)?;
+        }
         config.sandbox.check().map_err(|reason| {
             ConfigError::new(format!("invalid {}: sandbox.{reason}", path.display()))
         })?;

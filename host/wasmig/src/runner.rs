@@ -277,11 +277,12 @@ impl Run<'_> {
                 step.revision
             );
         } else {
+            // The message is the author's text: one visible line.
             tracing::info!(
                 "{} {} ({})",
                 verb(step.action),
                 step.revision,
-                revision.manifest.message
+                crate::bindings::text::shown(&revision.manifest.message)
             );
         }
         if let Some(c) = &resume {

@@ -281,6 +281,7 @@ impl log::Host for GuestState {
         // Guest text goes out as an event of its own target, so a subscriber can tell it
         // from wasmig's words.
         let revision = &self.revision;
+        let message = wasmig_contract::text::shown(&message);
         match level {
             log::Level::Trace => tracing::trace!(target: "wasmig::guest", "[{revision}] {message}"),
             log::Level::Debug => tracing::debug!(target: "wasmig::guest", "[{revision}] {message}"),

@@ -105,6 +105,14 @@ impl Migration for Scenario {
                 }
                 Ok(())
             }
+            "forge" => {
+                // Text the test chose (forged output lines, terminal escapes), logged, printed
+                // through the log at every level, and returned as the error.
+                let text = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
+                info!("{text}");
+                warn!("{text}");
+                bail!("{text}")
+            }
             "log" => {
                 info!("hello from the guest on {}", db::dialect());
                 wasmig_guest::progress(5, Some(10));

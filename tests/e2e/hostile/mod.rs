@@ -1,0 +1,7 @@
+//! The adversarial suite: a hostile migration (SQL or guest) or a hostile project file
+//! trying to make wasmig lie about what happened, corrupt its state, or reach outside the
+//! project. One module per class; each test asserts the exit code, the message, wasmig's
+//! tables and the database's contents afterwards.
+
+mod paths;
+mod text;

@@ -1,0 +1,125 @@
+//! Text wasmig did not write is shown as data: a guest's log lines and error, a server's
+//! error message and a revision's message cannot forge lines of wasmig's output, move the
+//! cursor or recolour the terminal, or flood it.
+
+use std::path::Path;
+
+use crate::support::{BOTH, Backend, Run, TestDb, TestProject};
+
+/// What a hostile author would like wasmig to print.
+const FORGED: &str = "done\napplied 3 revision(s) in 1 ms\r\u{1b}[2K\u{1b}[32mok\u{202E}";
+
+/// No line of `run` is a forged one, and no escape character reached the terminal.
+#[track_caller]
+fn nothing_forged(run: &Run) {
+    for line in run.stderr.lines().chain(run.stdout.lines()) {
+        assert!(
+            !line.starts_with("applied 3 revision(s)"),
+            "a forged line reached the output: {run:?}"
+        );
+    }
+    for c in ['\u{1b}', '\r', '\u{202E}'] {
+        assert!(
+            !run.stderr.contains(c) && !run.stdout.contains(c),
+            "{c:?} reached the output: {run:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_guests_log_and_error_cannot_forge_wasmigs_output() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        db.exec("CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('forge');")
+            .await;
+        db.exec("CREATE TABLE e2e_text (text text);").await;
+        let quoted = FORGED.replace('\'', "''");
+        match backend {
+            // E'' keeps the control characters as the guest will read them.
+            Backend::Postgres => {
+                db.exec(&format!(
+                    "INSERT INTO e2e_text VALUES (E'{}')",
+                    quoted
+                        .replace('\n', "\\n")
+                        .replace('\r', "\\r")
+                        .replace('\u{1b}', "\\x1b")
+                ))
+                .await
+            }
+            Backend::Sqlite => {
+                db.exec(&format!("INSERT INTO e2e_text VALUES ('{quoted}')"))
+                    .await
+            }
+        }
+        project.wasm_revision("g1", Path::new(crate::test_guest::SCENARIO));
+        let run = project.run(&db, &["up"]).fails_with(6);
+        nothing_forged(&run);
+        // Shown, escaped, with the revision named.
+        assert!(
+            run.stderr.contains("[g1] done\\napplied 3 revision(s)"),
+            "{backend:?}: {run:?}"
+        );
+        assert!(run.stderr.contains("\\u{1b}[2K"), "{backend:?}: {run:?}");
+        assert!(
+            run.stderr
+                .contains("upgrade of revision g1 failed and was rolled back"),
+            "{run:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        assert!(!db.table_exists("scenario_marker").await, "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_error_message_cannot_forge_wasmigs_output() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.sql_revision(
+        "b2",
+        "INSERT INTO t VALUES (1);
+         DO $$ BEGIN RAISE EXCEPTION E'done\\napplied 3 revision(s) in 1 ms\\r\\x1b[2K' \
+         USING DETAIL = E'\\x1b]0;title\\x07', HINT = repeat('x', 100000); END $$;",
+        "SELECT 1;",
+    );
+    let run = project.run(&db, &["up"]).fails_with(6);
+    nothing_forged(&run);
+    assert!(!run.stderr.contains('\u{7}'), "{run:?}");
+    assert!(run.stderr.contains("done\\napplied 3"), "{run:?}");
+    // The hint's 100,000 characters are cut, with a marker.
+    assert!(run.stderr.contains("more bytes not shown"), "{run:?}");
+    assert!(run.stderr.len() < 20_000, "{} bytes", run.stderr.len());
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 0);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_revision_message_cannot_forge_wasmigs_output() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let dir = project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let manifest = dir.join("migration.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let forged = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("message") {
+                "message = \"done\\napplied 3 revision(s) in 1 ms\\u001b[2K\"".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&manifest, forged).unwrap();
+    let run = project.run(&db, &["up"]).success();
+    nothing_forged(&run);
+    assert!(
+        run.stderr.contains("applying a1 (done\\napplied"),
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+}
