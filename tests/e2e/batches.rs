@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
 
 /// A project with the batches guest as revision `b1` over `rows` items, `size` per batch.
-async fn setup(
+pub(crate) async fn setup(
     backend: Backend,
     transaction: &str,
     rows: i64,
@@ -46,13 +46,13 @@ async fn setup(
 }
 
 /// `count(*)` of the items whose `n` is `value`.
-async fn items_at(db: &TestDb, value: i64) -> i64 {
+pub(crate) async fn items_at(db: &TestDb, value: i64) -> i64 {
     db.count(&format!("SELECT count(*) FROM items WHERE n = {value}"))
         .await
 }
 
 /// The stored checkpoint rows (`revision:direction:batches`).
-async fn checkpoints(db: &TestDb) -> Vec<String> {
+pub(crate) async fn checkpoints(db: &TestDb) -> Vec<String> {
     if !db.table_exists("wasmig_checkpoint").await {
         return Vec::new();
     }

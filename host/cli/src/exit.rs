@@ -70,6 +70,9 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<NotFailed>() {
             return GRAPH;
         }
+        if cause.is::<wasmig::sandbox::CompileLimit>() {
+            return LIMIT_EXCEEDED;
+        }
         if cause.is::<ComponentError>() {
             return INVALID_COMPONENT;
         }
@@ -95,7 +98,10 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
 /// The exit code of a failed step (exhaustive: a new kind of failure must choose its code).
 fn failure_code(failure: &Failure) -> u8 {
     match failure {
-        Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => LIMIT_EXCEEDED,
+        Failure::Deadline(_)
+        | Failure::Memory { .. }
+        | Failure::Tables { .. }
+        | Failure::BatchLimit { .. } => LIMIT_EXCEEDED,
         Failure::TransactionEnded { .. } => TRANSACTION_ENDED,
         Failure::Host(e) if code_for(e) != INTERNAL => code_for(e),
         Failure::Host(_) => DATABASE,

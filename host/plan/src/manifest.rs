@@ -127,6 +127,15 @@ pub struct Manifest {
     /// Memory cap for this revision, in MiB (overrides wasmig.toml).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_mib: Option<u64>,
+    /// For `transaction = "batched"`: the most batches one run may commit before it stops
+    /// (the checkpoint is kept; the next run resumes). Overrides wasmig.toml's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batches: Option<u64>,
+    /// For `transaction = "batched"`: the longest one run may spend on the step, in
+    /// seconds, across its batches (each batch also has `timeout_secs`). Overrides
+    /// wasmig.toml's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batched_timeout_secs: Option<f64>,
     /// PostgreSQL `lock_timeout` for this revision's statements, in seconds (overrides
     /// wasmig.toml's `[timeouts]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -65,6 +65,15 @@ pub enum Failure {
         /// What went wrong (blame and exit code are its own).
         cause: Box<Failure>,
     },
+    /// A batched step reached a limit of one run (`max_batches`, `batched_timeout_secs`)
+    /// between batches: the batches committed so far and the checkpoint are kept, and the
+    /// next run resumes.
+    BatchLimit {
+        /// The batches this run committed.
+        batches: u64,
+        /// Which limit, and its value.
+        limit: String,
+    },
     /// A `transaction = "none"` step stopped part-way: the statements before `statement`
     /// stay committed, and the revision is marked failed until `wasmig resolve`.
     NotRolledBack {
@@ -147,6 +156,10 @@ impl std::fmt::Display for Failure {
                 "the migration tried to grow its tables past the sandbox's fixed limit of {limit} elements; a table bomb, or a component built wrongly"
             ),
             Failure::Host(e) => write!(f, "{e:#}"),
+            Failure::BatchLimit { batches, limit } => write!(
+                f,
+                "this run reached {limit} after committing {batches} batch(es); they stay committed with their checkpoint, and the next run resumes after them (raise the limit in the manifest or wasmig.toml if the step needs longer)"
+            ),
             Failure::Batch {
                 revision,
                 direction,
@@ -217,6 +230,7 @@ impl Failure {
             Failure::Batch { batch, .. } => {
                 format!("failed in batch {batch}, which was rolled back")
             }
+            Failure::BatchLimit { .. } => "stopped between batches".to_owned(),
             _ => "failed and was rolled back".to_owned(),
         }
     }
@@ -229,7 +243,10 @@ impl Failure {
             | Failure::UnhandledSql(_)
             | Failure::TransactionEnded { guest: true } => Blame::Guest,
             Failure::Sql(_) | Failure::TransactionEnded { guest: false } => Blame::Sql,
-            Failure::Deadline(_) | Failure::Memory { .. } | Failure::Tables { .. } => Blame::Limit,
+            Failure::Deadline(_)
+            | Failure::Memory { .. }
+            | Failure::Tables { .. }
+            | Failure::BatchLimit { .. } => Blame::Limit,
             Failure::Host(_) => Blame::Host,
             Failure::NotRolledBack { cause, .. } | Failure::Batch { cause, .. } => cause.blame(),
         }

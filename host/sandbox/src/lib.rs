@@ -34,6 +34,25 @@ use wasmig_plan::graph::Direction;
 
 pub use self::cache::CacheStatus;
 
+/// What [`Sandbox::compile`] came to.
+enum Compiled {
+    Done(wasmtime::Result<(wasmtime::component::Component, CacheStatus)>),
+    TimedOut,
+}
+
+/// A component over a limit that applies before it runs: its size, or the time compiling
+/// it took (exit 7, like the limits of a call).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "revision {revision}: {what}; raise the limit in the [sandbox] table of wasmig.toml if the component is trusted"
+)]
+pub struct CompileLimit {
+    /// The revision.
+    pub revision: String,
+    /// Which limit, and by how much.
+    pub what: String,
+}
+
 /// How often the epoch advances; the deadline's resolution while wasm runs.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -72,11 +91,34 @@ pub struct Limits {
     pub memory: u64,
     /// Wall-clock deadline.
     pub timeout: Duration,
+    /// For batched steps: the most batches one run commits.
+    pub max_batches: u64,
+    /// For batched steps: the longest one run spends on the step.
+    pub batched_timeout: Duration,
+}
+
+/// What the sandbox enforces on every component of a run, before any call.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxOptions {
+    /// The longest compiling one component may take (a cache hit takes none).
+    pub compile_timeout: Duration,
+    /// The largest component accepted, in bytes.
+    pub max_component_bytes: u64,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            compile_timeout: Duration::from_secs(120),
+            max_component_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// The engine and linker, created once per run.
 pub struct Sandbox {
     engine: Engine,
+    options: SandboxOptions,
     linker: Linker<GuestState>,
     cache_dir: Option<PathBuf>,
     /// The project being run; the compile cache refuses a key inside it.
@@ -97,7 +139,11 @@ impl Sandbox {
     ///
     /// # Errors
     /// When wasmtime cannot be configured (a host problem).
-    pub fn new(project_root: &Path, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub fn new(
+        project_root: &Path,
+        cache_dir: Option<PathBuf>,
+        options: SandboxOptions,
+    ) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -119,6 +165,7 @@ impl Sandbox {
             })?;
         Ok(Sandbox {
             engine,
+            options,
             linker,
             cache_dir,
             project_root: project_root.to_path_buf(),
@@ -139,7 +186,9 @@ impl Sandbox {
             .iter()
             .copied()
             .filter(|bytes| {
-                wasmparser_is_component(bytes) && !cache::has_entry(&self.engine, dir, bytes)
+                wasmparser_is_component(bytes)
+                    && (bytes.len() as u64) <= self.options.max_component_bytes
+                    && !cache::has_entry(&self.engine, dir, bytes)
             })
             .collect();
         if missing.len() < 2 {
@@ -154,12 +203,7 @@ impl Sandbox {
             for _ in 0..threads {
                 scope.spawn(|| {
                     while let Some(bytes) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let _ = cache::load_or_compile(
-                            &self.engine,
-                            Some(dir),
-                            &self.project_root,
-                            bytes,
-                        );
+                        let _ = self.compile(Some(dir), bytes);
                     }
                 });
             }
@@ -190,14 +234,35 @@ impl Sandbox {
             })
             .into());
         }
+        let size = bytes.len() as u64;
+        if size > self.options.max_component_bytes {
+            return Err(CompileLimit {
+                revision: revision.to_owned(),
+                what: format!(
+                    "the component is {} MiB, over the {} MiB that `max_component_mib` allows",
+                    size.div_ceil(1024 * 1024),
+                    self.options.max_component_bytes / (1024 * 1024)
+                ),
+            }
+            .into());
+        }
         let started = std::time::Instant::now();
-        let (component, cache) = cache::load_or_compile(
-            &self.engine,
-            self.cache_dir.as_deref(),
-            &self.project_root,
-            bytes,
-        )
-        .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
+        let (component, cache) = match self.compile(self.cache_dir.as_deref(), bytes) {
+            Compiled::Done(Ok(done)) => done,
+            Compiled::Done(Err(e)) => {
+                return Err(invalid(format!("not a valid component: {e:#}")).into());
+            }
+            Compiled::TimedOut => {
+                return Err(CompileLimit {
+                    revision: revision.to_owned(),
+                    what: format!(
+                        "compiling the component took longer than the {} s that `compile_timeout_secs` allows",
+                        self.options.compile_timeout.as_secs_f64()
+                    ),
+                }
+                .into());
+            }
+        };
         let load_time = started.elapsed();
 
         let ty = component.component_type();
@@ -233,6 +298,37 @@ impl Sandbox {
             cache,
             load_time,
         })
+    }
+
+    /// Loads a component from the cache or compiles it, giving up after the compile
+    /// timeout. Cranelift cannot be interrupted, so the compile runs on a thread of its own,
+    /// left to finish in the background when it is given up on (the process ends soon after,
+    /// the run having failed).
+    fn compile(&self, dir: Option<&Path>, bytes: &[u8]) -> Compiled {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let engine = self.engine.clone();
+        let dir = dir.map(Path::to_path_buf);
+        let root = self.project_root.clone();
+        let bytes = bytes.to_vec();
+        let spawned = std::thread::Builder::new()
+            .name("wasmig-compile".into())
+            .spawn(move || {
+                let _ = sender.send(cache::load_or_compile(
+                    &engine,
+                    dir.as_deref(),
+                    &root,
+                    &bytes,
+                ));
+            });
+        if let Err(e) = spawned {
+            return Compiled::Done(Err(wasmtime::Error::from_anyhow(anyhow::anyhow!(
+                "cannot start a compile thread: {e}"
+            ))));
+        }
+        match receiver.recv_timeout(self.options.compile_timeout) {
+            Ok(result) => Compiled::Done(result),
+            Err(_) => Compiled::TimedOut,
+        }
     }
 
     /// Runs one call of `upgrade` or `downgrade` (one batch, see the WIT's `batch`) of a

@@ -73,6 +73,31 @@ pub struct SandboxSettings {
     /// Wall-clock deadline per migration step, in seconds (fractions allowed).
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: f64,
+    /// The longest compiling one component may take, in seconds (a cache hit takes none).
+    #[serde(default = "default_compile_timeout_secs")]
+    pub compile_timeout_secs: f64,
+    /// The largest component accepted, in MiB.
+    #[serde(default = "default_max_component_mib")]
+    pub max_component_mib: u64,
+    /// For batched steps: the most batches one run commits before it stops.
+    #[serde(default = "default_max_batches")]
+    pub max_batches: u64,
+    /// For batched steps: the longest one run spends on the step across its batches.
+    #[serde(default = "default_batched_timeout_secs")]
+    pub batched_timeout_secs: f64,
+}
+
+fn default_compile_timeout_secs() -> f64 {
+    120.0
+}
+fn default_max_component_mib() -> u64 {
+    64
+}
+fn default_max_batches() -> u64 {
+    100_000
+}
+fn default_batched_timeout_secs() -> f64 {
+    86_400.0
 }
 
 impl Default for SandboxSettings {
@@ -80,6 +105,10 @@ impl Default for SandboxSettings {
         SandboxSettings {
             memory_limit_mib: default_memory_mib(),
             timeout_secs: default_timeout_secs(),
+            compile_timeout_secs: default_compile_timeout_secs(),
+            max_component_mib: default_max_component_mib(),
+            max_batches: default_max_batches(),
+            batched_timeout_secs: default_batched_timeout_secs(),
         }
     }
 }
@@ -89,6 +118,17 @@ impl SandboxSettings {
     pub fn timeout(&self) -> Duration {
         Duration::try_from_secs_f64(self.timeout_secs.min(MAX_TIMEOUT_SECS))
             .unwrap_or(Duration::ZERO)
+    }
+
+    /// What the sandbox itself enforces, for every component of a run.
+    pub fn sandbox_options(&self) -> wasmig_sandbox::SandboxOptions {
+        wasmig_sandbox::SandboxOptions {
+            compile_timeout: Duration::try_from_secs_f64(
+                self.compile_timeout_secs.min(MAX_TIMEOUT_SECS),
+            )
+            .unwrap_or(Duration::ZERO),
+            max_component_bytes: self.max_component_mib.min(1024) * 1024 * 1024,
+        }
     }
 
     /// The memory cap in bytes (at most [`MAX_MEMORY_LIMIT_MIB`] MiB even if unchecked).
@@ -103,14 +143,19 @@ impl SandboxSettings {
     /// [`ConfigError`] naming `manifest` and the setting out of range.
     pub fn with_overrides(
         &self,
-        timeout_secs: Option<f64>,
-        memory_limit_mib: Option<u64>,
-        manifest: &Path,
+        manifest: &crate::revision::Manifest,
+        path: &Path,
     ) -> Result<SandboxSettings, ConfigError> {
         let settings = SandboxSettings {
-            timeout_secs: timeout_secs.unwrap_or(self.timeout_secs),
-            memory_limit_mib: memory_limit_mib.unwrap_or(self.memory_limit_mib),
+            timeout_secs: manifest.timeout_secs.unwrap_or(self.timeout_secs),
+            memory_limit_mib: manifest.memory_limit_mib.unwrap_or(self.memory_limit_mib),
+            max_batches: manifest.max_batches.unwrap_or(self.max_batches),
+            batched_timeout_secs: manifest
+                .batched_timeout_secs
+                .unwrap_or(self.batched_timeout_secs),
+            ..*self
         };
+        let manifest = path;
         settings.check().map_err(|reason| {
             ConfigError::new(format!("invalid manifest {}: {reason}", manifest.display()))
         })?;
@@ -130,6 +175,25 @@ impl SandboxSettings {
             return Err(format!(
                 "memory_limit_mib = {memory} is out of range; use 1 to {MAX_MEMORY_LIMIT_MIB} (64 GiB)"
             ));
+        }
+        for (name, value) in [
+            ("compile_timeout_secs", self.compile_timeout_secs),
+            ("batched_timeout_secs", self.batched_timeout_secs),
+        ] {
+            if !(value.is_finite() && value > 0.0 && value <= MAX_TIMEOUT_SECS) {
+                return Err(format!(
+                    "{name} = {value:?} is out of range; use a number of seconds above 0 and at most {MAX_TIMEOUT_SECS} (7 days)"
+                ));
+            }
+        }
+        if !(1..=1024).contains(&self.max_component_mib) {
+            return Err(format!(
+                "max_component_mib = {} is out of range; use 1 to 1024",
+                self.max_component_mib
+            ));
+        }
+        if self.max_batches == 0 {
+            return Err("max_batches = 0 is out of range; use 1 or more".to_owned());
         }
         Ok(())
     }
@@ -366,6 +430,17 @@ fn read_dot_env(path: &Path) -> BTreeMap<String, String> {
 mod tests {
     use super::*;
 
+    /// A manifest overriding the deadline and the memory cap.
+    fn overriding(timeout: Option<f64>, memory: Option<u64>) -> crate::revision::Manifest {
+        let mut manifest: crate::revision::Manifest = toml::from_str(
+            "revision = 'x'\nmessage = 'm'\ncreated = '2026-01-01T00:00:00Z'\nkind = 'wasm'",
+        )
+        .unwrap();
+        manifest.timeout_secs = timeout;
+        manifest.memory_limit_mib = memory;
+        manifest
+    }
+
     #[test]
     fn empty_config_has_documented_defaults() {
         let c = Config::default();
@@ -430,7 +505,7 @@ mod tests {
             ),
         ] {
             let err = defaults
-                .with_overrides(timeout, memory, manifest)
+                .with_overrides(&overriding(timeout, memory), manifest)
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -441,11 +516,16 @@ mod tests {
             );
         }
         let most = defaults
-            .with_overrides(Some(MAX_TIMEOUT_SECS), Some(MAX_MEMORY_LIMIT_MIB), manifest)
+            .with_overrides(
+                &overriding(Some(MAX_TIMEOUT_SECS), Some(MAX_MEMORY_LIMIT_MIB)),
+                manifest,
+            )
             .unwrap();
         assert_eq!(most.timeout(), Duration::from_secs(7 * 24 * 3600));
         assert_eq!(most.memory_limit_bytes(), 64 << 30);
-        let fraction = defaults.with_overrides(Some(0.25), None, manifest).unwrap();
+        let fraction = defaults
+            .with_overrides(&overriding(Some(0.25), None), manifest)
+            .unwrap();
         assert_eq!(fraction.timeout(), Duration::from_millis(250));
         assert_eq!(fraction.memory_limit_bytes(), 512 << 20);
 
@@ -453,6 +533,7 @@ mod tests {
         let wild = SandboxSettings {
             memory_limit_mib: u64::MAX,
             timeout_secs: f64::INFINITY,
+            ..SandboxSettings::default()
         };
         assert_eq!(wild.timeout(), Duration::from_secs(7 * 24 * 3600));
         assert_eq!(wild.memory_limit_bytes(), 64 << 30);

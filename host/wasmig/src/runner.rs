@@ -158,6 +158,7 @@ impl Run<'_> {
             }
         }
         limits(self.project, revision)?;
+        self.check_size(revision)?;
         let timeouts = timeouts(self.project, revision)?;
         if timeouts.any() && self.db.dialect() == Dialect::Sqlite {
             return Err(ConfigError::new(format!(
@@ -175,6 +176,34 @@ impl Run<'_> {
                 revision.dir.join(revision::MANIFEST).display(),
                 if mode == TransactionMode::None { "none" } else { "batched" }
             ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Refuses a component over `max_component_mib` before the first step runs (the
+    /// sandbox checks it again when it loads the component).
+    fn check_size(&self, revision: &Revision) -> anyhow::Result<()> {
+        let size = match (&revision.stored, revision.component_path(&self.build_dir)) {
+            (Some(Artifact::Component { bytes, .. }), _) => bytes.len() as u64,
+            (None, Some(path)) => std::fs::metadata(&path).map_or(0, |m| m.len()),
+            _ => return Ok(()),
+        };
+        let max = self
+            .project
+            .config
+            .sandbox
+            .sandbox_options()
+            .max_component_bytes;
+        if size > max {
+            return Err(crate::sandbox::CompileLimit {
+                revision: revision.id().to_owned(),
+                what: format!(
+                    "the component is {} MiB, over the {} MiB that `max_component_mib` allows",
+                    size.div_ceil(1024 * 1024),
+                    max / (1024 * 1024)
+                ),
+            }
             .into());
         }
         Ok(())
@@ -200,7 +229,11 @@ impl Run<'_> {
             return Ok(None);
         }
         let cache = self.options.use_cache.then(|| self.project.cache_dir());
-        let sandbox = Sandbox::new(&self.project.root, cache)?;
+        let sandbox = Sandbox::new(
+            &self.project.root,
+            cache,
+            self.project.config.sandbox.sandbox_options(),
+        )?;
         let artifacts: Vec<Artifact> = components
             .into_iter()
             .filter_map(|r| revision::read_artifact(r, &self.build_dir).ok())
@@ -688,7 +721,28 @@ async fn run_batched(
     let mut checkpoint = resume.as_ref().map(|c| c.checkpoint.clone());
     let had_checkpoint = resume.is_some();
     let mut calls = 0;
+    let run_started = Instant::now();
     loop {
+        // The limits of one run, checked between batches: a guest that never stops asking
+        // for another batch (two checkpoints in turn) stops here, its work committed.
+        if calls > 0 {
+            let limit = if calls >= limits.max_batches {
+                Some(format!("max_batches = {}", limits.max_batches))
+            } else if run_started.elapsed() >= limits.batched_timeout {
+                Some(format!(
+                    "batched_timeout_secs = {}",
+                    limits.batched_timeout.as_secs_f64()
+                ))
+            } else {
+                None
+            };
+            if let Some(limit) = limit {
+                return Err(Failure::BatchLimit {
+                    batches: calls,
+                    limit,
+                });
+            }
+        }
         calls += 1;
         let batch = committed + 1;
         let in_batch = |cause: Failure| Failure::Batch {
@@ -1111,14 +1165,20 @@ fn timeouts(project: &Project, revision: &Revision) -> anyhow::Result<StatementT
 /// # Errors
 /// [`crate::error::ConfigError`] naming the manifest for a value out of range.
 fn limits(project: &Project, revision: &Revision) -> anyhow::Result<Limits> {
-    let settings = project.config.sandbox.with_overrides(
-        revision.manifest.timeout_secs,
-        revision.manifest.memory_limit_mib,
-        &revision.dir.join(revision::MANIFEST),
-    )?;
+    let settings = project
+        .config
+        .sandbox
+        .with_overrides(&revision.manifest, &revision.dir.join(revision::MANIFEST))?;
     Ok(Limits {
         memory: settings.memory_limit_bytes(),
         timeout: settings.timeout(),
+        max_batches: settings.max_batches,
+        batched_timeout: Duration::try_from_secs_f64(
+            settings
+                .batched_timeout_secs
+                .min(crate::config::MAX_TIMEOUT_SECS),
+        )
+        .unwrap_or(Duration::ZERO),
     })
 }
 

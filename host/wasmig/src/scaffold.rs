@@ -187,6 +187,8 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
         component: None,
         timeout_secs: None,
         memory_limit_mib: None,
+        max_batches: None,
+        batched_timeout_secs: None,
         lock_timeout_secs: None,
         statement_timeout_secs: None,
     };

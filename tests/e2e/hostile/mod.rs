@@ -3,5 +3,6 @@
 //! project. One module per class; each test asserts the exit code, the message, wasmig's
 //! tables and the database's contents afterwards.
 
+mod limits;
 mod paths;
 mod text;

@@ -4,7 +4,8 @@
 //! after any number of interrupted runs each row must show exactly 1. `pause_ms` makes every
 //! batch take that long (a window for the tests to kill wasmig in), `fail_from` fails every
 //! batch whose first key is at least that id, and `repeat` asks for the next batch with the
-//! checkpoint it was given (1) or with a checkpoint of 100,000 bytes (2); a batch whose first
+//! checkpoint it was given (1), with a checkpoint of 100,000 bytes (2), or with `a` and `b` in
+//! turn, never progressing (3); a batch whose first
 //! key is at least `stall_from` spins in wasm until the deadline stops it. The first batch
 //! creates `batches_first`, which a second run of that batch would fail on.
 //!
@@ -76,6 +77,15 @@ fn walk(delta: i64, first: bool) -> Result<()> {
         }
         (2, _) => {
             batch::next("x".repeat(100_000));
+            return Ok(());
+        }
+        (3, checkpoint) => {
+            let next = if checkpoint.as_deref() == Some("a") {
+                "b"
+            } else {
+                "a"
+            };
+            batch::next(next.to_owned());
             return Ok(());
         }
         _ => {}
