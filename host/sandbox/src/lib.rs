@@ -33,6 +33,7 @@ use wasmig_db::Session;
 use wasmig_plan::graph::Direction;
 
 pub use self::cache::CacheStatus;
+pub use self::host::against_deadline;
 
 /// What [`Sandbox::compile`] came to.
 enum Compiled {

@@ -446,7 +446,19 @@ impl Run<'_> {
                 } else {
                     down
                 };
-                let outcome = session.batch(script).await.map_err(Failure::from_sql);
+                // A script honours the step's deadline as a guest does: its statement is
+                // cancelled, then its connection ended.
+                let canceller = session.canceller();
+                let outcome = match crate::sandbox::against_deadline(
+                    session.batch(script),
+                    limits.deadline_from_now(),
+                    &*canceller,
+                )
+                .await
+                {
+                    Ok(result) => result.map_err(Failure::from_sql),
+                    Err(_) => Err(Failure::Deadline(limits.timeout)),
+                };
                 (session, outcome, None)
             }
             (Artifact::Component { .. }, Some(loaded), Some(sandbox)) => {

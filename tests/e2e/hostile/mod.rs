@@ -3,6 +3,7 @@
 //! project. One module per class; each test asserts the exit code, the message, wasmig's
 //! tables and the database's contents afterwards.
 
+mod deadlines;
 mod limits;
 mod paths;
 mod text;

@@ -379,7 +379,7 @@ pub(crate) const UNWIND_LIMIT: Duration =
 /// it is sent again every [`CANCEL_RESEND`] until the call returns. Should the call outlive
 /// [`CANCEL_GRACE`], its connection is ended (the transaction is lost with it, which is
 /// what a deadline means anyway).
-async fn against_deadline<F, T>(
+pub async fn against_deadline<F, T>(
     fut: F,
     deadline: Instant,
     canceller: &dyn Canceller,
