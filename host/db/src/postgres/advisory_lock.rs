@@ -1,0 +1,175 @@
+//! The PostgreSQL migration lock: a session-level advisory lock on wasmig's pinned key
+//! ([`PG_LOCK_KEY`]), held on the database's control connection.
+//!
+//! Owns: one attempt at the lock, naming the session that holds it and the sessions a
+//! dead run left working ([`Attempt`]), and releasing it ([`LockGuard`]).
+//!
+//! Not here: waiting, retrying and the timeout (the backend-neutral `lock::acquire`), or
+//! choosing the connection the lock lives on (the `Database::lock` impl in `mod.rs`
+//! hands over the control connection and undoes a lock it gave up on).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+
+use super::bookkeeping::lit;
+use crate::DbError;
+use crate::lock::{Attempt, LockGuard, PG_LOCK_KEY};
+
+/// `SELECT function(key)` for an advisory-lock function and wasmig's pinned key, as a
+/// simple query (one round trip).
+pub(super) fn advisory(function: &str) -> String {
+    format!("SELECT {function}({PG_LOCK_KEY})")
+}
+
+/// Tries the advisory lock on the control connection.
+pub(super) struct PgLockAttempt {
+    /// The control connection, held for the attempts (open: checked by [`Database::lock`]).
+    ///
+    /// [`Database::lock`]: crate::Database::lock
+    pub(super) conn: tokio::sync::OwnedMutexGuard<Option<PgConnection>>,
+    /// The `application_name` wasmig's sessions use, to find those of a dead run.
+    pub(super) application_name: String,
+}
+
+impl PgLockAttempt {
+    pub(super) fn conn(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_mut()
+            .expect("checked open before the first attempt")
+    }
+}
+
+#[async_trait]
+impl Attempt for PgLockAttempt {
+    async fn try_lock(&mut self) -> anyhow::Result<bool> {
+        let held = sqlx::raw_sql(AssertSqlSafe(advisory("pg_try_advisory_lock")))
+            .fetch_one(self.conn())
+            .await
+            .and_then(|row| row.try_get::<bool, _>(0))
+            .map_err(|source| DbError::Query {
+                doing: "taking the migration lock (pg_try_advisory_lock)".into(),
+                source,
+            })?;
+        Ok(held)
+    }
+
+    async fn holder(&mut self) -> String {
+        // A bigint advisory key shows in pg_locks as classid = its high 32 bits,
+        // objid = its low 32 bits, objsubid = 1.
+        let row: Result<Option<(i32, Option<String>, Option<String>, Option<String>)>, _> =
+            sqlx::query_as(
+                "SELECT a.pid, a.application_name,
+                        to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                        to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS TZ')
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.locktype = 'advisory' AND l.granted
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND l.classid = (($1 >> 32) & 4294967295)::oid
+                   AND l.objid = ($1 & 4294967295)::oid
+                   AND l.objsubid = 1
+                 LIMIT 1",
+            )
+            .bind(PG_LOCK_KEY)
+            .fetch_optional(self.conn())
+            .await;
+        match row {
+            Ok(Some((pid, app, started, changed))) => format!(
+                "pid {pid} (application_name '{}', connected at {}, last active at {})",
+                app.unwrap_or_default(),
+                started.as_deref().unwrap_or("?"),
+                changed.as_deref().unwrap_or("?"),
+            ),
+            Ok(None) => "a session that is no longer listed in pg_locks".into(),
+            Err(e) => format!("a session wasmig cannot see ({e})"),
+        }
+    }
+
+    async fn straggler(&mut self) -> anyhow::Result<Option<String>> {
+        // With the lock held, no live run has sessions at work here: a wasmig session that
+        // is not idle belongs to a run that died (or to a read-only command, for a moment).
+        // A simple query (one round trip): it runs after every lock taken.
+        let sql = format!(
+            "SELECT pid, state, to_char(query_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND backend_type = 'client backend' AND application_name = {}
+               AND state IS DISTINCT FROM 'idle'
+             ORDER BY query_start
+             LIMIT 1",
+            lit(&self.application_name)
+        );
+        let row = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_optional(self.conn())
+            .await
+            .and_then(|row| {
+                row.map(
+                    |row| -> Result<(i32, Option<String>, Option<String>, Option<String>), _> {
+                        Ok((
+                            row.try_get(0)?,
+                            row.try_get(1)?,
+                            row.try_get(2)?,
+                            row.try_get(3)?,
+                        ))
+                    },
+                )
+                .transpose()
+            })
+            .map_err(|source| DbError::Query {
+                doing: "looking for sessions of an earlier run (pg_stat_activity)".into(),
+                source,
+            })?;
+        Ok(row.map(|(pid, state, since, query)| {
+            format!(
+                "pid {pid} ({}, since {}: `{}`)",
+                state.as_deref().unwrap_or("?"),
+                since.as_deref().unwrap_or("?"),
+                query.as_deref().unwrap_or("")
+            )
+        }))
+    }
+}
+
+/// The held advisory lock.
+pub(super) struct PgLock {
+    /// The control connection the lock is held on. Released by [`LockGuard::release`];
+    /// otherwise the lock goes with the connection, when [`Database::close`] closes it or
+    /// the process ends (a panic, a kill), since the server ends the session.
+    ///
+    /// [`Database::close`]: crate::Database::close
+    pub(super) control: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+}
+
+#[async_trait]
+impl LockGuard for PgLock {
+    async fn release(self: Box<Self>) -> anyhow::Result<()> {
+        let mut control = self.control.lock().await;
+        let Some(conn) = control.as_mut() else {
+            // Closed: the session, and the lock with it, already ended.
+            return Ok(());
+        };
+        let unlocked = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|row| row.try_get::<bool, _>(0));
+        match unlocked {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(anyhow::anyhow!(
+                "the migration lock was no longer held when it was released (its connection was reset?)"
+            )),
+            Err(source) => {
+                // The connection is in doubt: close it, which ends the session and the lock.
+                if let Some(conn) = control.take() {
+                    let _ = conn.close().await;
+                }
+                Err(DbError::Query {
+                    doing: "releasing the migration lock (pg_advisory_unlock)".into(),
+                    source,
+                }
+                .into())
+            }
+        }
+    }
+}

@@ -1,0 +1,589 @@
+//! The PostgreSQL backend: a sqlx pool, sessions on one pooled connection each, and the
+//! translation between the WIT value model and PostgreSQL's binary wire formats.
+//!
+//! Owns: binding every WIT [`Value`] as a typed parameter (null untyped), decoding result
+//! columns by their type into [`Value`]s, mapping driver errors to [`SqlError`], server-side
+//! cursors, savepoints, cancellation through `pg_cancel_backend`, and the version tables.
+//!
+//! Not here: which statements a migration runs or when a session commits (the runner and
+//! the sandbox decide), remembering failed statements (the sandbox), the text formats
+//! themselves (`db::value`).
+//!
+//! One concern per file. This one: [`PgDatabase`], connecting (with its pool and the
+//! control connection wasmig's own reads and the lock use) and the [`Database`] impl,
+//! including the reads of the version tables. Not in this file:
+//! - `session`: [`PgSession`](session::PgSession), its [`Session`] impl and its canceller,
+//!   and sqlx's statement cache;
+//! - `advisory_lock`: the migration lock;
+//! - `bookkeeping`: the version tables' DDL and the statements a step writes them with;
+//! - `codec`: binding parameters, decoding columns and mapping errors;
+//! - `tests`: the tests, against a real server.
+//!
+//! [`Value`]: wasmig_contract::Value
+//! [`SqlError`]: wasmig_contract::SqlError
+
+// `SqlError` is the WIT record handed to the guest as is; errors are the cold path, and
+// boxing it would only add a conversion at every trait boundary.
+#![allow(clippy::result_large_err)]
+
+mod advisory_lock;
+mod bookkeeping;
+mod codec;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, Row};
+
+use self::advisory_lock::{PgLock, PgLockAttempt, advisory};
+use self::bookkeeping::{
+    artifact_table_ddl, checkpoint_table_ddl, failure_tables_ddl, stored_artifact,
+    version_tables_ddl,
+};
+use self::codec::sql_error;
+use super::lock::{self, LockGuard};
+use super::{
+    ARTIFACT_TABLE, CHECKPOINT_TABLE, Checkpoint, Database, DatabaseUrl, DbError, FAILED_TABLE,
+    FailedMark, HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, StoredArtifact, VERSION_TABLE,
+};
+use wasmig_contract::Dialect;
+
+/// wasmig's tables, as [`PgDatabase::table_exists`] looks for them.
+const PRESENT: [&str; 5] = [
+    VERSION_TABLE,
+    HISTORY_TABLE,
+    FAILED_TABLE,
+    ARTIFACT_TABLE,
+    CHECKPOINT_TABLE,
+];
+
+/// What [`PgDatabase::table_exists`] keeps when the history table has its error columns.
+const HISTORY_ERROR_COLUMNS: &str = "wasmig_history.error";
+
+/// Connections in the pool: one session, the version-table reads, and a spare for cancelling.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Clears what a migration may leave on its connection beyond its transaction, before the
+/// pool hands the connection to the next step: settings made with a plain `SET` (a
+/// `search_path`, a `statement_timeout`, `SET ROLE`), advisory locks, `LISTEN`, cursors
+/// `WITH HOLD`, temporary tables and sequences. This is `DISCARD ALL` without its
+/// `DEALLOCATE ALL`, which would drop the statements sqlx keeps prepared on the connection
+/// and make its next use of them fail. Settings given at connect time (the
+/// `application_name`, sqlx's `TimeZone`, `DateStyle`…) are what `RESET ALL` returns to.
+const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+     UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+
+/// A PostgreSQL database reached through a small pool.
+///
+/// The version tables (layout pinned: changing it needs a migration of wasmig's own):
+///
+/// ```sql
+/// CREATE TABLE wasmig_version (revision TEXT PRIMARY KEY);   -- the current heads
+/// CREATE TABLE wasmig_history (
+///     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+///     revision       TEXT NOT NULL,
+///     direction      TEXT NOT NULL CHECK (direction IN
+///                        ('upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve')),
+///     checksum       TEXT NOT NULL,
+///     started_at     TIMESTAMPTZ NOT NULL,
+///     finished_at    TIMESTAMPTZ NOT NULL,
+///     duration_ms    BIGINT NOT NULL,
+///     wasmig_version TEXT NOT NULL,
+///     error          TEXT,           -- `failed` rows: the error
+///     sqlstate       TEXT            -- `failed` rows: its SQLSTATE
+/// );
+/// CREATE TABLE wasmig_failed (       -- revisions marked failed, until `wasmig resolve`
+///     revision     TEXT PRIMARY KEY,
+///     direction    TEXT NOT NULL,    -- the step that failed: upgrade or downgrade
+///     remove_heads TEXT NOT NULL,    -- the step's head change, comma-separated
+///     add_heads    TEXT NOT NULL,
+///     statement    BIGINT NOT NULL,  -- the failed statement, from 1
+///     error        TEXT NOT NULL,
+///     sqlstate     TEXT,
+///     failed_at    TIMESTAMPTZ NOT NULL
+/// );
+/// CREATE TABLE wasmig_artifact (                              -- what each applied revision ran
+///     revision  TEXT PRIMARY KEY,
+///     kind      TEXT NOT NULL,                                 -- sql, rust or wasm
+///     checksum  TEXT NOT NULL,
+///     manifest  TEXT NOT NULL,                                 -- the migration.toml text
+///     up_sql    TEXT,
+///     down_sql  TEXT,
+///     component BYTEA,
+///     source_checksum TEXT,  -- Python/JS/C: SHA-256 of the sources it was built from
+///     stored_at TIMESTAMPTZ NOT NULL
+/// );
+/// CREATE TABLE wasmig_checkpoint (  -- batched steps part-way through
+///     revision     TEXT PRIMARY KEY,
+///     direction    TEXT NOT NULL,    -- the step under way: upgrade or downgrade
+///     remove_heads TEXT NOT NULL,    -- its head change, comma-separated
+///     add_heads    TEXT NOT NULL,
+///     checkpoint   TEXT NOT NULL,    -- from the guest's last `next-batch`
+///     batches      BIGINT NOT NULL,  -- batches committed
+///     checksum     TEXT NOT NULL,    -- of the artifact they ran
+///     started_at   TIMESTAMPTZ NOT NULL,
+///     updated_at   TIMESTAMPTZ NOT NULL
+/// );
+/// ```
+///
+/// All live in the connection's current schema (the first of its `search_path`).
+pub(crate) struct PgDatabase {
+    /// Created by [`PgDatabase::connect`], closed by [`Database::close`]; sessions and
+    /// cancellers hold clones (one shared pool).
+    pool: PgPool,
+    /// wasmig's own reads, version-table DDL and the migration lock, outside any step's
+    /// transaction: the connection [`PgDatabase::connect`] opened to check the server, kept
+    /// (one connection, no pool checkout or session reset per read); closed by
+    /// [`Database::close`]. It never runs migration code, so nothing a migration leaves on a
+    /// connection can reach it, and no migration can release the lock held on it.
+    control: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+    /// The tables (and [`HISTORY_ERROR_COLUMNS`]) known to exist, see
+    /// [`PgDatabase::table_exists`].
+    present: std::sync::Mutex<Vec<&'static str>>,
+    /// The URL without its password, for messages.
+    url: String,
+}
+
+impl PgDatabase {
+    /// Connects, checking the server answers before building the pool.
+    ///
+    /// # Errors
+    /// [`DbError::InvalidUrl`] when sqlx cannot parse the URL, [`DbError::Connect`] when the
+    /// server cannot be reached or refuses the login.
+    pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Self, DbError> {
+        let DatabaseUrl::Postgres { url: raw } = url else {
+            return Err(DbError::InvalidUrl {
+                url: url.to_string(),
+                reason: "not a postgres:// URL".into(),
+            });
+        };
+        let mut options = PgConnectOptions::from_str(raw).map_err(|e| DbError::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        // Identify ourselves in pg_stat_activity, unless the URL chose a name.
+        if options.get_application_name().is_none() {
+            options = options.application_name("wasmig");
+        }
+        // One direct connection first: the pool retries a refused connection until its
+        // acquire timeout and then reports only "pool timed out", hiding the real cause.
+        let mut probe = options.connect().await.map_err(|source| DbError::Connect {
+            url: url.to_string(),
+            source,
+        })?;
+        // A wasmig killed in the middle of a statement leaves its server session running
+        // it until the server notices the client is gone, which by default is only when it
+        // next writes to the socket. PostgreSQL 14+ can look every second instead, so such a
+        // statement stops (and rolls back) soon after the process dies.
+        // (The server reports its version at connect time: no round trip.)
+        let modern = probe.server_version_num().is_some_and(|v| v >= 140_000);
+        if modern {
+            options = options.options([("client_connection_check_interval", "1000")]);
+            // The probe stays as the control connection, idle through long steps: a server
+            // idle timeout must not end it half-way.
+            sqlx::raw_sql("SET idle_session_timeout = 0")
+                .execute(&mut probe)
+                .await
+                .map_err(|source| DbError::Connect {
+                    url: url.to_string(),
+                    source,
+                })?;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            // A run lasts seconds to hours, not days: a connection the server ended shows at
+            // its next statement, which fails the step like any lost connection. A ping
+            // before every checkout would cost a round trip per step.
+            .test_before_acquire(false)
+            // A connection that cannot be reset is closed rather than handed to the next step.
+            .after_release(|conn, _| {
+                Box::pin(
+                    async move { Ok(sqlx::raw_sql(RESET_SESSION).execute(conn).await.is_ok()) },
+                )
+            })
+            .connect_lazy_with(options);
+        Ok(PgDatabase {
+            pool,
+            control: Arc::new(tokio::sync::Mutex::new(Some(probe))),
+            present: std::sync::Mutex::new(Vec::new()),
+            url: url.to_string(),
+        })
+    }
+
+    /// Whether `table` exists in the search path (reads must not create the tables).
+    ///
+    /// One round trip looks for every wasmig table (and the history table's error columns)
+    /// at once; what it finds is kept, since tables only appear during a run. What it does
+    /// not find is looked for again next time: another run may create it meanwhile.
+    async fn table_exists(&self, table: &str) -> anyhow::Result<bool> {
+        let known = |present: &[&str]| present.contains(&table);
+        if known(&self.present.lock().expect("not poisoned")) {
+            return Ok(true);
+        }
+        // In the order of `PRESENT`; the column check goes last.
+        let sql = format!(
+            "SELECT {}, EXISTS (SELECT 1 FROM pg_attribute
+                                WHERE attrelid = to_regclass('{HISTORY_TABLE}')
+                                  AND attname = 'error' AND NOT attisdropped)",
+            PRESENT
+                .iter()
+                .map(|t| format!("to_regclass('{t}') IS NOT NULL"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let doing = || "looking for wasmig's tables".to_owned();
+        let row = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_one(&mut *self.control().await)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: doing(),
+                source,
+            })?;
+        let names = PRESENT.iter().chain([&HISTORY_ERROR_COLUMNS]);
+        let found = (0..=PRESENT.len())
+            .map(|i| row.try_get::<bool, _>(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| DbError::Query {
+                doing: doing(),
+                source,
+            })?;
+        let mut present = self.present.lock().expect("not poisoned");
+        for (name, found) in names.zip(found) {
+            if found && !present.contains(name) {
+                present.push(*name);
+            }
+        }
+        Ok(known(&present))
+    }
+
+    /// Whether the history table has its `error` and `sqlstate` columns (added by the
+    /// failure states; a read-only command does not upgrade an older table).
+    async fn history_has_error_columns(&self) -> anyhow::Result<bool> {
+        self.table_exists(HISTORY_ERROR_COLUMNS).await
+    }
+}
+
+impl PgDatabase {
+    /// The control connection (see the field).
+    async fn control(&self) -> tokio::sync::MappedMutexGuard<'_, PgConnection> {
+        tokio::sync::MutexGuard::map(self.control.lock().await, |c| {
+            c.as_mut()
+                .expect("the control connection is open until close")
+        })
+    }
+}
+
+#[async_trait]
+impl Database for PgDatabase {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn ensure_version_tables(&self) -> anyhow::Result<()> {
+        let ddl = version_tables_ddl();
+        sqlx::raw_sql(AssertSqlSafe(ddl))
+            .execute(&mut *self.control().await)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "creating the version tables".into(),
+                source,
+            })?;
+        // Failure states (`transaction = "none"`): the history table's error columns (added
+        // in place to older tables) and the failed marks.
+        let failure_ddl = failure_tables_ddl();
+        sqlx::raw_sql(AssertSqlSafe(failure_ddl))
+            .execute(&mut *self.control().await)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("creating {FAILED_TABLE}"),
+                source,
+            })?;
+        // The artifact table, kept apart from the DDL above so each can grow on its own.
+        let artifact_ddl = artifact_table_ddl();
+        sqlx::raw_sql(AssertSqlSafe(artifact_ddl))
+            .execute(&mut *self.control().await)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("creating {ARTIFACT_TABLE}"),
+                source,
+            })?;
+        let checkpoint_ddl = checkpoint_table_ddl();
+        sqlx::raw_sql(AssertSqlSafe(checkpoint_ddl))
+            .execute(&mut *self.control().await)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("creating {CHECKPOINT_TABLE}"),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn run_autocommit(
+        &self,
+        script: &str,
+        lock: Option<Duration>,
+        statement: Option<Duration>,
+    ) -> Result<usize, ScriptFailure> {
+        let statements = super::autocommit_statements(script, Dialect::Postgres)?;
+        let total = statements.len();
+        let nothing_ran = |error| ScriptFailure {
+            statement: 0,
+            total,
+            error: Box::new(error),
+        };
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| nothing_ran(super::client_error(e)))?;
+        // A plain SET, for the session: the pool's reset (`RESET ALL`) undoes it when the
+        // connection goes back.
+        for (name, value) in [("lock_timeout", lock), ("statement_timeout", statement)] {
+            if let Some(d) = value {
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "SET {name} = '{}ms'",
+                    d.as_millis().max(1)
+                )))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| nothing_ran(sql_error(e)))?;
+            }
+        }
+        for (n, statement) in statements.iter().enumerate() {
+            // One statement per simple query: several in one query string would share an
+            // implicit transaction, where `CREATE INDEX CONCURRENTLY` is refused.
+            sqlx::raw_sql(AssertSqlSafe(statement.to_string()))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| ScriptFailure {
+                    statement: n + 1,
+                    total,
+                    error: Box::new(sql_error(e)),
+                })?;
+        }
+        Ok(total)
+    }
+
+    async fn failed(&self) -> anyhow::Result<Vec<FailedMark>> {
+        if !self.table_exists(FAILED_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let doing = || format!("reading {FAILED_TABLE}");
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at
+             FROM {FAILED_TABLE} ORDER BY failed_at, revision"
+        )))
+        .fetch_all(&mut *self.control().await)
+        .await
+        .map_err(|source| DbError::Query { doing: doing(), source })?;
+        rows.iter()
+            .map(|row| {
+                Ok(FailedMark {
+                    revision: row.try_get("revision")?,
+                    direction: row.try_get("direction")?,
+                    remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
+                    add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
+                    statement: row.try_get("statement")?,
+                    error: row.try_get("error")?,
+                    sqlstate: row.try_get("sqlstate")?,
+                    failed_at: row.try_get("failed_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn checkpoints(&self) -> anyhow::Result<Vec<Checkpoint>> {
+        if !self.table_exists(CHECKPOINT_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let doing = || format!("reading {CHECKPOINT_TABLE}");
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
+                    started_at, updated_at
+             FROM {CHECKPOINT_TABLE} ORDER BY started_at, revision"
+        )))
+        .fetch_all(&mut *self.control().await)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: doing(),
+            source,
+        })?;
+        rows.iter()
+            .map(|row| {
+                Ok(Checkpoint {
+                    revision: row.try_get("revision")?,
+                    direction: row.try_get("direction")?,
+                    remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
+                    add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
+                    checkpoint: row.try_get("checkpoint")?,
+                    batches: row.try_get("batches")?,
+                    checksum: row.try_get("checksum")?,
+                    started_at: row.try_get("started_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>> {
+        if !self.table_exists(ARTIFACT_TABLE).await? {
+            return Ok(None);
+        }
+        let doing = || format!("reading the stored artifact of {revision} from {ARTIFACT_TABLE}");
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT revision, kind, checksum, manifest, up_sql, down_sql, component, source_checksum
+             FROM {ARTIFACT_TABLE} WHERE revision = $1"
+        )))
+        .bind(revision)
+        .fetch_optional(&mut *self.control().await)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: doing(),
+            source,
+        })?;
+        row.map(|row| stored_artifact(&row))
+            .transpose()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn heads(&self) -> anyhow::Result<Vec<String>> {
+        if !self.table_exists(VERSION_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        // Simple queries, as for every read here: one round trip each, nothing prepared.
+        let doing = || format!("reading {VERSION_TABLE}");
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT revision FROM {VERSION_TABLE} ORDER BY revision"
+        )))
+        .fetch_all(&mut *self.control().await)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: doing(),
+            source,
+        })?;
+        rows.iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
+        if !self.table_exists(HISTORY_TABLE).await? {
+            return Ok(Vec::new());
+        }
+        let doing = || format!("reading {HISTORY_TABLE}");
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
+                    {}
+             FROM {HISTORY_TABLE} ORDER BY id",
+            // Read-only commands do not upgrade the tables: an older table has no error columns.
+            if self.history_has_error_columns().await? {
+                "error, sqlstate"
+            } else {
+                "NULL::text AS error, NULL::text AS sqlstate"
+            }
+        )))
+        .fetch_all(&mut *self.control().await)
+        .await
+        .map_err(|source| DbError::Query { doing: doing(), source })?;
+        rows.iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    id: row.try_get("id")?,
+                    revision: row.try_get("revision")?,
+                    direction: row.try_get("direction")?,
+                    checksum: row.try_get("checksum")?,
+                    started_at: row.try_get("started_at")?,
+                    finished_at: row.try_get("finished_at")?,
+                    duration_ms: row.try_get("duration_ms")?,
+                    wasmig_version: row.try_get("wasmig_version")?,
+                    error: row.try_get("error")?,
+                    sqlstate: row.try_get("sqlstate")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| {
+                DbError::Query {
+                    doing: doing(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn lock(&self, timeout: Duration) -> anyhow::Result<Box<dyn LockGuard>> {
+        // A session-level advisory lock belongs to its connection, so it must be one the
+        // pool never hands out or resets: the control connection (idle between wasmig's
+        // reads, with no idle timeout on PostgreSQL 14+, see `connect`). Held while
+        // waiting, so no read interleaves with the attempts.
+        let conn = self.control.clone().lock_owned().await;
+        if conn.is_none() {
+            anyhow::bail!("the database was closed before the migration lock was taken");
+        }
+        let mut attempt = PgLockAttempt {
+            conn,
+            application_name: self
+                .pool
+                .connect_options()
+                .get_application_name()
+                .unwrap_or("wasmig")
+                .to_owned(),
+        };
+        if let Err(e) = lock::acquire(&mut attempt, &self.url, timeout).await {
+            // Taken, then given up (a straggler outlasted the timeout, or a query failed):
+            // the lock must not stay with the control connection until it closes. Unlocking
+            // a lock this session does not hold only warns.
+            let _ = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
+                .execute(attempt.conn())
+                .await;
+            return Err(e);
+        }
+        Ok(Box::new(PgLock {
+            control: self.control.clone(),
+        }))
+    }
+
+    async fn begin(&self) -> anyhow::Result<Box<dyn Session>> {
+        Ok(Box::new(self.begin_session().await?))
+    }
+
+    async fn close(&self) {
+        if let Some(control) = self.control.lock().await.take() {
+            let _ = control.close().await;
+        }
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,747 @@
+//! A PostgreSQL session: one migration's transaction on one pooled connection, and the
+//! canceller that stops its running statement from another connection.
+//!
+//! Owns: beginning the transaction (reading the backend pid, the transaction id and the
+//! schema the version tables live in), the [`Session`] impl (statements, `execute-many`
+//! scripts, `COPY`, server-side cursors, savepoints, the timeouts, finishing and
+//! recording a step, commit and rollback), and [`PgCanceller`] (`pg_cancel_backend`, then
+//! `pg_terminate_backend`).
+//!
+//! Not here: encoding parameters and decoding rows (`codec`), the text of the
+//! version-table statements (`bookkeeping`), the pool and the control connection
+//! (`mod.rs`), or which statements a migration runs and when it commits (the runner and
+//! the sandbox).
+//!
+//! sqlx caches prepared statements per connection, keyed by the SQL text only. Two hazards
+//! follow, both handled here: a cached statement keeps the parameter types of its first use
+//! (see [`PgSession::prepare_checked`]), and a cached statement's result shape is fixed, so
+//! PostgreSQL refuses it once DDL changed the table ("cached plan must not change result
+//! type"; see [`PgSession::forget_statements`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{PgArguments, PgPool, PgRow, PgStatement, PgTypeInfo};
+use sqlx::{
+    AssertSqlSafe, Connection, Either, Executor, PgConnection, Postgres, Row, SqlSafeStr, SqlStr,
+    Statement, Transaction,
+};
+
+use super::PgDatabase;
+use super::bookkeeping::{lit, text_array, time_lit};
+use super::codec::{Bound, Plan, sql_error};
+use crate::{
+    ARTIFACT_TABLE, CHECKPOINT_TABLE, Canceller, Checkpoint, CursorState, DbError, FAILED_TABLE,
+    FailedMark, FinishedStep, Session, SqlResult, StepRecord, StoredArtifact, copy, pg_script,
+    tx_control,
+};
+use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
+
+/// The SQLSTATE [`Session::finish_step`]'s guard raises when the transaction is not the one
+/// begun (a class no PostgreSQL error uses).
+const TRANSACTION_ENDED_STATE: &str = "WMG01";
+
+/// One migration's transaction.
+pub(crate) struct PgSession {
+    /// Begun by [`PgDatabase::begin`] on a pooled connection; consumed by `commit` or
+    /// `rollback`. Dropped unfinished, sqlx rolls it back and returns the connection.
+    ///
+    /// [`PgDatabase::begin`]: crate::Database::begin
+    tx: Transaction<'static, Postgres>,
+    /// Cancels by the backend pid of `tx`'s connection; shared with the sandbox.
+    canceller: Arc<PgCanceller>,
+    /// Numbers the cursors of this transaction (`wasmig_cursor_N`).
+    cursors_opened: u64,
+    /// `txid_current()` at `begin`: the identity [`Session::transaction_intact`] checks.
+    xid: i64,
+    /// The schema the version tables live in (`current_schema()` at `begin`), so that a
+    /// migration changing `search_path` cannot send the version-table update elsewhere.
+    /// `None` when the search path names no existing schema.
+    pub(super) schema: Option<String>,
+}
+
+impl PgDatabase {
+    /// [`Database::begin`], with the concrete session type.
+    ///
+    /// [`Database::begin`]: crate::Database::begin
+    pub(super) async fn begin_session(&self) -> anyhow::Result<PgSession> {
+        let doing = |what: &str| format!("{what} (beginning a transaction)");
+        let mut tx = self.pool.begin().await.map_err(|source| DbError::Query {
+            doing: "beginning a transaction".into(),
+            source,
+        })?;
+        // Statements cached by an earlier session may describe tables a migration has altered
+        // since; start every session without them.
+        if tx.cached_statements_size() > 0 {
+            tx.clear_cached_statements()
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: doing("clearing cached statements"),
+                    source,
+                })?;
+        }
+        // `txid_current()` assigns the transaction an id now (it would get one at its first
+        // write anyway); the runner compares it before recording the step. (A simple query,
+        // like wasmig's other per-step statements: one round trip, and nothing in the
+        // connection's statement cache, which is cleared above whenever it holds anything.)
+        let row = sqlx::raw_sql("SELECT pg_backend_pid(), txid_current(), current_schema()::text")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: doing("reading the backend pid and transaction id"),
+                source,
+            })?;
+        let read = || -> Result<(i32, i64, Option<String>), sqlx::Error> {
+            Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+        };
+        let (pid, xid, schema) = read().map_err(|source| DbError::Query {
+            doing: doing("reading the backend pid and transaction id"),
+            source,
+        })?;
+        Ok(PgSession {
+            tx,
+            canceller: Arc::new(PgCanceller {
+                pool: self.pool.clone(),
+                pid,
+            }),
+            cursors_opened: 0,
+            xid,
+            schema,
+        })
+    }
+}
+
+impl PgSession {
+    pub(super) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Prepares `sql` (or finds it in sqlx's per-connection cache) for parameters of `types`.
+    ///
+    /// sqlx keys its statement cache by SQL text and keeps the parameter types the statement
+    /// was first prepared with (or that the server inferred for an untyped null). Binding
+    /// values of another type to it would make the server read their binary encoding as the
+    /// wrong type: an error at best (`int8` bytes for an `int4`), silently wrong data at worst
+    /// (`float4` bytes for an `int4`). So when the cached types differ, the cache is cleared
+    /// and the statement prepared afresh with these types. A cache hit costs no round trip.
+    async fn prepare_checked(
+        &mut self,
+        sql: &SqlStr,
+        types: &[PgTypeInfo],
+    ) -> Result<PgStatement, sqlx::Error> {
+        let statement = self.conn().prepare_with(sql.clone(), types).await?;
+        let matches = match statement.parameters() {
+            Some(Either::Left(prepared)) => prepared
+                .iter()
+                .zip(types)
+                .all(|(prepared, ours)| ours.oid() == Some(Oid(0)) || ours.oid() == prepared.oid()),
+            _ => true,
+        };
+        if matches {
+            return Ok(statement);
+        }
+        self.tx.clear_cached_statements().await?;
+        self.conn().prepare_with(sql.clone(), types).await
+    }
+
+    /// Forgets sqlx's cached statements after DDL may have changed what they return.
+    async fn forget_statements(&mut self) -> SqlResult<()> {
+        if self.tx.cached_statements_size() > 0 {
+            self.tx.clear_cached_statements().await.map_err(sql_error)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a statement without caching it (DDL, cursor commands): prepared unnamed with
+    /// these parameters' types, so no cached statement can be stale; the rows carry their
+    /// own description.
+    async fn run_uncached(&mut self, sql: SqlStr, args: PgArguments) -> SqlResult<Vec<PgRow>> {
+        sqlx::query_with(sql, args)
+            .persistent(false)
+            .fetch_all(self.conn())
+            .await
+            .map_err(sql_error)
+    }
+
+    /// Runs a parameterless script through the simple query protocol.
+    pub(super) async fn run_script(&mut self, script: String) -> SqlResult<()> {
+        sqlx::raw_sql(AssertSqlSafe(script))
+            .execute(self.conn())
+            .await
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    /// Runs one statement and returns the rows affected.
+    async fn execute_bound(&mut self, sql: &str, bound: Bound) -> SqlResult<u64> {
+        let sql = sql_str(sql);
+        if changes_schema(sql.as_str()) {
+            let done = sqlx::query_with(sql, bound.args)
+                .persistent(false)
+                .execute(self.conn())
+                .await
+                .map_err(sql_error)?;
+            self.forget_statements().await?;
+            return Ok(done.rows_affected());
+        }
+        self.prepare_checked(&sql, &bound.types)
+            .await
+            .map_err(sql_error)?;
+        let done = sqlx::query_with(sql, bound.args)
+            .execute(self.conn())
+            .await
+            .map_err(sql_error)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Session for PgSession {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<Duration>,
+        statement: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        for (name, value) in [("lock_timeout", lock), ("statement_timeout", statement)] {
+            // Like SET LOCAL: gone at commit or rollback. `None` restores the default (a
+            // second step of one --atomic transaction must not inherit the first's).
+            let sql = match value {
+                Some(d) => format!("SET LOCAL {name} = '{}ms'", d.as_millis().max(1)),
+                None => format!("SET LOCAL {name} TO DEFAULT"),
+            };
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: format!("setting {name}"),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn canceller(&self) -> Arc<dyn Canceller> {
+        self.canceller.clone()
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
+        tx_control::check(sql, Dialect::Postgres)?;
+        let bound = Bound::new(params, None)?;
+        self.execute_bound(sql, bound).await
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
+        tx_control::check(sql, Dialect::Postgres)?;
+        let bound = Bound::new(params, None)?;
+        let sql = sql_str(sql);
+        let (plan, rows) = if changes_schema(sql.as_str()) {
+            let rows = self.run_uncached(sql, bound.args).await?;
+            self.forget_statements().await?;
+            let plan = match rows.first() {
+                Some(row) => Plan::new(row.columns())?,
+                None => Plan::default(),
+            };
+            (plan, rows)
+        } else {
+            let statement = self
+                .prepare_checked(&sql, &bound.types)
+                .await
+                .map_err(sql_error)?;
+            // Refuse an unreadable column before running the statement, so a refused query
+            // has no effect (think `UPDATE … RETURNING interval_column`).
+            let plan = Plan::new(statement.columns())?;
+            let rows = sqlx::query_with(sql, bound.args)
+                .fetch_all(self.conn())
+                .await
+                .map_err(sql_error)?;
+            (plan, rows)
+        };
+        let rows = rows
+            .iter()
+            .map(|row| plan.decode(row))
+            .collect::<SqlResult<_>>()?;
+        Ok(QueryResult {
+            columns: plan.columns,
+            rows,
+        })
+    }
+
+    async fn batch(&mut self, script: &str) -> SqlResult<()> {
+        tx_control::check(script, Dialect::Postgres)?;
+        self.run_script(script.to_owned()).await?;
+        // A script is where migrations put their DDL.
+        self.forget_statements().await
+    }
+
+    async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
+        tx_control::check(sql, Dialect::Postgres)?;
+        // Validate every row first: a malformed value fails the call before any row ran.
+        let bound = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| Bound::new(row, Some(i)))
+            .collect::<SqlResult<Vec<_>>>()?;
+        if rows.len() > 1 && !changes_schema(sql) {
+            // One round trip per chunk of rows (see `pg_script`). Preparing it first through
+            // the extended protocol (cached by sqlx after the first time) makes the server
+            // check that it is one valid statement, as a bound execution would.
+            self.prepare_checked(&sql_str(sql), &bound[0].types)
+                .await
+                .map_err(sql_error)?;
+            let mut scripts = Vec::new();
+            for (n, chunk) in rows.chunks(pg_script::ROWS_PER_SCRIPT).enumerate() {
+                match pg_script::script(sql, chunk, n * pg_script::ROWS_PER_SCRIPT)? {
+                    Some(script) => scripts.push(script),
+                    None => {
+                        scripts.clear();
+                        break;
+                    }
+                }
+            }
+            if !scripts.is_empty() {
+                let mut total = 0;
+                for script in scripts {
+                    let done = sqlx::raw_sql(AssertSqlSafe(script))
+                        .execute(self.conn())
+                        .await
+                        .map_err(sql_error)?;
+                    total += done.rows_affected();
+                }
+                return Ok(total);
+            }
+        }
+        // One row, DDL, or rows whose parameter types differ: one prepared statement
+        // (cached by sqlx), one Bind/Execute round trip per row.
+        let mut total = 0;
+        for bound in bound {
+            total += self.execute_bound(sql, bound).await?;
+        }
+        Ok(total)
+    }
+
+    async fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> SqlResult<u64> {
+        let statement = format!("COPY {} FROM STDIN", copy::target(table, columns)?);
+        // Encoded (and validated) whole before COPY begins: a malformed value fails the call
+        // before the server saw any of it.
+        let data = copy::pg_copy_data(rows, columns.len())?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut copying = self
+            .conn()
+            .copy_in_raw(&statement)
+            .await
+            .map_err(sql_error)?;
+        // Dropped unfinished (a failed send), the copy is aborted with CopyFail.
+        copying.send(data).await.map_err(sql_error)?;
+        copying.finish().await.map_err(sql_error)
+    }
+
+    async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
+        tx_control::check(sql, Dialect::Postgres)?;
+        let bound = Bound::new(params, None)?;
+        // Describe the query itself for its columns (and to refuse unreadable ones early);
+        // the DECLARE below is a utility statement that describes no columns.
+        let statement = self
+            .prepare_checked(&sql_str(sql), &bound.types)
+            .await
+            .map_err(sql_error)?;
+        let plan = Plan::new(statement.columns())?;
+        self.cursors_opened += 1;
+        let name = format!("wasmig_cursor_{}", self.cursors_opened);
+        // The extended protocol accepts parameters in the cursor's query.
+        self.run_uncached(
+            sql_str(&format!("DECLARE {name} NO SCROLL CURSOR FOR {sql}")),
+            bound.args,
+        )
+        .await?;
+        Ok(CursorState {
+            columns: plan.columns,
+            name: Some(name),
+            buffered: Default::default(),
+            done: false,
+        })
+    }
+
+    async fn fetch(
+        &mut self,
+        cursor: &mut CursorState,
+        max_rows: u32,
+    ) -> SqlResult<Vec<Vec<Value>>> {
+        if cursor.done {
+            return Ok(Vec::new());
+        }
+        let Some(name) = cursor.name.clone() else {
+            return Err(SqlError::wasmig(
+                "STATE",
+                "this cursor has no server-side name",
+            ));
+        };
+        // FETCH 0 would re-read the current row.
+        let wanted = max_rows.max(1);
+        // Uncached: the FETCH text repeats across cursors of other queries, and a cached
+        // statement would carry the first one's row description.
+        let rows = self
+            .run_uncached(
+                sql_str(&format!("FETCH FORWARD {wanted} FROM {name}")),
+                PgArguments::default(),
+            )
+            .await?;
+        let decoded = match rows.first() {
+            Some(first) => {
+                let plan = Plan::new(first.columns())?;
+                rows.iter()
+                    .map(|row| plan.decode(row))
+                    .collect::<SqlResult<Vec<_>>>()?
+            }
+            None => Vec::new(),
+        };
+        if decoded.len() < wanted as usize {
+            // Exhausted: close now rather than on the guest's final, empty `next`.
+            self.close_cursor(cursor).await?;
+        }
+        Ok(decoded)
+    }
+
+    async fn close_cursor(&mut self, cursor: &mut CursorState) -> SqlResult<()> {
+        if cursor.done {
+            return Ok(());
+        }
+        cursor.done = true;
+        match &cursor.name {
+            Some(name) => self.run_script(format!("CLOSE {name}")).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.run_script(format!("SAVEPOINT {}", savepoint_name(name)?))
+            .await
+    }
+
+    async fn release_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.run_script(format!("RELEASE SAVEPOINT {}", savepoint_name(name)?))
+            .await
+    }
+
+    async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        let name = savepoint_name(name)?;
+        self.run_script(format!(
+            "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
+        ))
+        .await?;
+        // The rollback may have undone DDL that cached statements were prepared against.
+        self.forget_statements().await
+    }
+
+    async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
+        let query_error = |source| DbError::Query {
+            doing: "checking the transaction id".into(),
+            source,
+        };
+        let row = sqlx::raw_sql("SELECT txid_current()")
+            .fetch_one(self.conn())
+            .await
+            .map_err(query_error)?;
+        let xid: i64 = row.try_get(0).map_err(query_error)?;
+        Ok(xid == self.xid)
+    }
+
+    async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
+        let revision = finished.record.revision;
+        // One simple-query message, one round trip: the guard first, so that when a
+        // statement ended wasmig's transaction the message's implicit transaction fails
+        // before it writes anything (`transaction_intact` compares the same id).
+        let mut script = format!(
+            "DO $$ BEGIN IF txid_current() <> {xid} THEN \
+             RAISE EXCEPTION 'wasmig: the transaction is not the one begun' \
+             USING ERRCODE = '{TRANSACTION_ENDED_STATE}'; END IF; END $$;\n{};\n{};\n",
+            self.record_sql(&finished.record),
+            match finished.artifact {
+                Some(stored) => self.store_artifact_sql(stored),
+                None => self.forget_artifact_sql(revision),
+            },
+            xid = self.xid,
+        );
+        if finished.clear_checkpoint {
+            script.push_str(&self.clear_checkpoint_sql(revision));
+            script.push_str(";\n");
+        }
+        match sqlx::raw_sql(AssertSqlSafe(script))
+            .execute(self.conn())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some(TRANSACTION_ENDED_STATE) =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(DbError::Query {
+                doing: format!("recording {revision} in the version tables and {ARTIFACT_TABLE}"),
+                source,
+            }
+            .into()),
+        }
+    }
+
+    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
+        let sql = self.record_sql(step);
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("recording {} in the version tables", step.revision),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()> {
+        let sql = self.store_artifact_sql(artifact);
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!(
+                    "storing the artifact of {} in {ARTIFACT_TABLE}",
+                    artifact.revision
+                ),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()> {
+        let table = self.version_table(ARTIFACT_TABLE);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE revision <> ALL({})",
+            text_array(keep)
+        )))
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!(
+                "deleting stored artifacts of unapplied revisions from {ARTIFACT_TABLE}"
+            ),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(self.forget_artifact_sql(revision)))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("deleting the stored artifact of {revision} from {ARTIFACT_TABLE}"),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()> {
+        let table = self.version_table(FAILED_TABLE);
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table}
+                 (revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (revision) DO UPDATE SET
+                 direction = EXCLUDED.direction, remove_heads = EXCLUDED.remove_heads,
+                 add_heads = EXCLUDED.add_heads, statement = EXCLUDED.statement,
+                 error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate,
+                 failed_at = EXCLUDED.failed_at"
+        )))
+        .bind(&mark.revision)
+        .bind(&mark.direction)
+        .bind(mark.remove_heads.join(","))
+        .bind(mark.add_heads.join(","))
+        .bind(mark.statement)
+        .bind(&mark.error)
+        .bind(&mark.sqlstate)
+        .bind(mark.failed_at)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("marking {} failed", mark.revision),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()> {
+        let table = self.version_table(FAILED_TABLE);
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE revision = $1"
+        )))
+        .bind(revision)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("clearing the failed mark of {revision}"),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        let table = self.version_table(CHECKPOINT_TABLE);
+        let sql = format!(
+            "INSERT INTO {table}
+                 (revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
+                  started_at, updated_at)
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})
+             ON CONFLICT (revision) DO UPDATE SET
+                 direction = EXCLUDED.direction, remove_heads = EXCLUDED.remove_heads,
+                 add_heads = EXCLUDED.add_heads, checkpoint = EXCLUDED.checkpoint,
+                 batches = EXCLUDED.batches, checksum = EXCLUDED.checksum,
+                 started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at",
+            lit(&checkpoint.revision),
+            lit(&checkpoint.direction),
+            lit(&checkpoint.remove_heads.join(",")),
+            lit(&checkpoint.add_heads.join(",")),
+            lit(&checkpoint.checkpoint),
+            checkpoint.batches,
+            lit(&checkpoint.checksum),
+            time_lit(checkpoint.started_at),
+            time_lit(checkpoint.updated_at),
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("saving the checkpoint of {}", checkpoint.revision),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(self.clear_checkpoint_sql(revision)))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: format!("deleting the checkpoint of {revision}"),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> anyhow::Result<()> {
+        self.tx.commit().await.map_err(|source| DbError::Query {
+            doing: "committing the transaction".into(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn rollback(self: Box<Self>) -> anyhow::Result<()> {
+        self.tx.rollback().await.map_err(|source| DbError::Query {
+            doing: "rolling back the transaction".into(),
+            source,
+        })?;
+        Ok(())
+    }
+}
+
+/// Cancels the statement running on one session's connection.
+struct PgCanceller {
+    /// The database's pool, for a connection to send the cancel on.
+    pub(super) pool: PgPool,
+    /// The backend pid of the session's connection, read at `begin`.
+    pub(super) pid: i32,
+}
+
+impl PgCanceller {
+    /// Runs `sql` (one of the signalling functions) with the session's pid on another
+    /// connection: an idle pooled one if there is one, otherwise a fresh one, so a busy pool
+    /// cannot delay it.
+    async fn signal(&self, sql: &'static str) -> Result<(), sqlx::Error> {
+        match self.pool.try_acquire() {
+            Some(mut conn) => sqlx::query(sql)
+                .bind(self.pid)
+                .execute(&mut *conn)
+                .await
+                .map(drop),
+            None => {
+                let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+                let result = sqlx::query(sql)
+                    .bind(self.pid)
+                    .execute(&mut conn)
+                    .await
+                    .map(drop);
+                let _ = conn.close().await;
+                result
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Canceller for PgCanceller {
+    async fn cancel(&self) {
+        if let Err(e) = self.signal("SELECT pg_cancel_backend($1)").await {
+            tracing::warn!(
+                "could not cancel the statement on PostgreSQL backend {}: {e}",
+                self.pid
+            );
+        }
+    }
+
+    async fn terminate(&self) {
+        if let Err(e) = self.signal("SELECT pg_terminate_backend($1)").await {
+            tracing::warn!(
+                "could not terminate PostgreSQL backend {} after cancelling failed: {e}",
+                self.pid
+            );
+        }
+    }
+}
+
+/// Owned SQL text for sqlx (the guest's SQL is as trusted as a migration file).
+fn sql_str(sql: &str) -> SqlStr {
+    AssertSqlSafe(sql.to_owned()).into_sql_str()
+}
+
+/// Refuses a savepoint name that is not a plain identifier (names come from the host).
+fn savepoint_name(name: &str) -> SqlResult<&str> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(name)
+    } else {
+        Err(SqlError::wasmig(
+            "STATE",
+            format!("invalid savepoint name `{name}`"),
+        ))
+    }
+}
+
+/// Whether a statement is DDL that can change the result shape of cached statements:
+/// its first keyword (after whitespace and comments) is `CREATE`, `ALTER` or `DROP`.
+fn changes_schema(sql: &str) -> bool {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, tail)| tail);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, tail)| tail);
+        } else {
+            break;
+        }
+    }
+    let word: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
+    ["CREATE", "ALTER", "DROP"]
+        .iter()
+        .any(|k| word.eq_ignore_ascii_case(k))
+}

@@ -1,0 +1,374 @@
+//! Tests of a session's statements and its connection: database errors, cursors,
+//! savepoints, cancelling, commit and rollback, DDL against sqlx's statement cache,
+//! refused transaction control, the state a step leaves on its connection, and a failed
+//! connect.
+//!
+//! Not here: value encoding and decoding (`values`), the version tables
+//! (`version_tables`).
+
+use chrono::Utc;
+
+use super::*;
+use crate::StepRecord;
+
+#[tokio::test]
+async fn database_errors_carry_sqlstate_constraint_and_table() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    s.batch("CREATE TABLE u (id int CONSTRAINT u_pkey PRIMARY KEY)")
+        .await
+        .unwrap();
+    s.execute("INSERT INTO u VALUES ($1)", &[Value::Int32(1)])
+        .await
+        .unwrap();
+    let err = s
+        .execute("INSERT INTO u VALUES ($1)", &[Value::Int32(1)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "23505");
+    assert_eq!(
+        err.message,
+        "duplicate key value violates unique constraint \"u_pkey\""
+    );
+    assert_eq!(err.constraint.as_deref(), Some("u_pkey"));
+    assert_eq!(err.table.as_deref(), Some("u"));
+    assert_eq!(err.detail.as_deref(), Some("Key (id)=(1) already exists."));
+    // Later statements see the aborted transaction.
+    let err = s.execute("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(err.code, "25P02");
+    let err = t.session().await.batch("SELEC 1").await.unwrap_err();
+    assert_eq!(err.code, "42601");
+}
+
+#[tokio::test]
+async fn a_cursor_reads_ten_thousand_rows_in_chunks_between_other_statements() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    s.batch("CREATE TABLE big (id int PRIMARY KEY, v int NOT NULL DEFAULT 0); INSERT INTO big (id) SELECT generate_series(1, 10000)")
+        .await
+        .unwrap();
+    let mut cursor = s
+        .open_cursor(
+            "SELECT id, v FROM big WHERE id > $1 ORDER BY id",
+            &[Value::Int32(0)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cursor
+            .columns
+            .iter()
+            .map(|c| c.type_name.as_str())
+            .collect::<Vec<_>>(),
+        ["INT4", "INT4"]
+    );
+    let mut seen = 0;
+    let mut chunks = 0;
+    loop {
+        let rows = s.fetch(&mut cursor, 999).await.unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        chunks += 1;
+        for row in &rows {
+            seen += 1;
+            assert_eq!(format!("{:?}", row[0]), format!("{:?}", Value::Int32(seen)));
+        }
+        // Another statement on the same transaction between two chunks.
+        let last = rows.last().unwrap()[0].clone();
+        assert_eq!(
+            s.execute("UPDATE big SET v = v + 1 WHERE id = $1", &[last])
+                .await
+                .unwrap(),
+            1
+        );
+    }
+    assert_eq!((seen, chunks), (10_000, 11));
+    assert!(cursor.done);
+    assert!(s.fetch(&mut cursor, 10).await.unwrap().is_empty());
+    s.close_cursor(&mut cursor).await.unwrap();
+    // A second cursor, closed before it is exhausted, then closed again.
+    let mut second = s.open_cursor("SELECT sum(v) FROM big", &[]).await.unwrap();
+    s.close_cursor(&mut second).await.unwrap();
+    s.close_cursor(&mut second).await.unwrap();
+    let updated = scalar(&mut *s, "SELECT sum(v)::int FROM big", &[]).await;
+    assert_eq!(format!("{updated:?}"), format!("{:?}", Value::Int32(11)));
+}
+
+#[tokio::test]
+async fn rolling_back_a_savepoint_recovers_from_an_error() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    s.batch("CREATE TABLE sp (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    s.execute("INSERT INTO sp VALUES (1)", &[]).await.unwrap();
+    s.savepoint("wasmig_sp_1").await.unwrap();
+    s.execute("INSERT INTO sp VALUES (2)", &[]).await.unwrap();
+    assert_eq!(
+        s.execute("INSERT INTO sp VALUES (1)", &[])
+            .await
+            .unwrap_err()
+            .code,
+        "23505"
+    );
+    s.rollback_to_savepoint("wasmig_sp_1").await.unwrap();
+    s.savepoint("wasmig_sp_2").await.unwrap();
+    s.execute("INSERT INTO sp VALUES (3)", &[]).await.unwrap();
+    s.release_savepoint("wasmig_sp_2").await.unwrap();
+    assert_eq!(
+        s.release_savepoint("wasmig_sp_2").await.unwrap_err().code,
+        "3B001"
+    );
+    assert_eq!(
+        s.savepoint("bad name; DROP").await.unwrap_err().code,
+        "WASMIG-STATE"
+    );
+    s.rollback_to_savepoint("wasmig_sp_1").await.unwrap_err();
+    let mut s = t.session().await;
+    s.batch("CREATE TABLE sp2 (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    s.savepoint("a").await.unwrap();
+    s.execute("INSERT INTO sp2 VALUES (1), (1)", &[])
+        .await
+        .unwrap_err();
+    s.rollback_to_savepoint("a").await.unwrap();
+    s.execute("INSERT INTO sp2 VALUES (2)", &[]).await.unwrap();
+    s.commit().await.unwrap();
+    let mut s = t.session().await;
+    let ids = s.query("SELECT id FROM sp2", &[]).await.unwrap().rows;
+    assert_eq!(
+        format!("{ids:?}"),
+        format!("{:?}", vec![vec![Value::Int32(2)]])
+    );
+}
+
+#[tokio::test]
+async fn the_canceller_stops_a_running_statement() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    let canceller = s.canceller();
+    // Cancelling while nothing runs is harmless.
+    canceller.cancel().await;
+    s.execute("SELECT 1", &[]).await.unwrap();
+    let started = Instant::now();
+    let cancel = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        canceller.cancel().await;
+    });
+    let err = s.query("SELECT pg_sleep(30)", &[]).await.unwrap_err();
+    cancel.await.unwrap();
+    assert_eq!(err.code, "57014", "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn commits_are_visible_and_rollbacks_are_not() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    s.batch("CREATE TABLE v (n int)").await.unwrap();
+    s.execute("INSERT INTO v VALUES ($1)", &[Value::Int32(1)])
+        .await
+        .unwrap();
+    s.commit().await.unwrap();
+    let mut s = t.session().await;
+    s.execute("INSERT INTO v VALUES ($1)", &[Value::Int32(2)])
+        .await
+        .unwrap();
+    s.rollback().await.unwrap();
+    let mut s = t.session().await;
+    s.execute("INSERT INTO v VALUES ($1)", &[Value::Int32(3)])
+        .await
+        .unwrap();
+    drop(s);
+    let mut s = t.session().await;
+    let name = scalar(&mut *s, "SELECT current_setting('application_name')", &[]).await;
+    assert_eq!(
+        format!("{name:?}"),
+        format!("{:?}", Value::Text(text("wasmig")))
+    );
+    let rows = s.query("SELECT n FROM v", &[]).await.unwrap().rows;
+    assert_eq!(
+        format!("{rows:?}"),
+        format!("{:?}", vec![vec![Value::Int32(1)]])
+    );
+}
+
+#[tokio::test]
+async fn ddl_between_two_runs_of_a_cached_query_is_fine() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    s.batch("CREATE TABLE d (a int); INSERT INTO d VALUES (1)")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.query("SELECT * FROM d", &[]).await.unwrap().columns.len(),
+        1
+    );
+    s.execute("ALTER TABLE d ADD COLUMN b text", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.query("SELECT * FROM d", &[]).await.unwrap().columns.len(),
+        2
+    );
+    s.batch("ALTER TABLE d ADD COLUMN c text").await.unwrap();
+    assert_eq!(
+        s.query("SELECT * FROM d", &[]).await.unwrap().columns.len(),
+        3
+    );
+    s.commit().await.unwrap();
+    // The next session may be on the same pooled connection, with DDL in between.
+    let mut s = t.session().await;
+    let mut other = t.db.pool.acquire().await.unwrap();
+    sqlx::raw_sql("ALTER TABLE d DROP COLUMN c")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.query("SELECT * FROM d", &[]).await.unwrap().columns.len(),
+        2
+    );
+    // And execute-many counts every row.
+    let rows: Vec<Vec<Value>> = (0..5).map(|i| vec![Value::Int32(i)]).collect();
+    assert_eq!(
+        s.execute_many("INSERT INTO d (a) VALUES ($1)", &rows)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        s.execute_many(
+            "UPDATE d SET b = 'x' WHERE a <= $1",
+            &[vec![Value::Int32(1)]]
+        )
+        .await
+        .unwrap(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn transaction_control_is_refused_before_anything_runs() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    let err = s
+        .batch("CREATE TABLE early (x int); COMMIT; CREATE TABLE late (x int)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "WASMIG-STATE");
+    assert!(
+        err.message
+            .starts_with("`COMMIT` (statement 2 of the script)"),
+        "{}",
+        err.message
+    );
+    let row = vec![Value::Int32(1)];
+    assert!(s.execute("ROLLBACK", &[]).await.is_err());
+    assert!(s.query("end", &[]).await.is_err());
+    assert!(s.execute_many("BEGIN", &[row.clone(), row]).await.is_err());
+    assert!(s.open_cursor("SAVEPOINT x", &[]).await.is_err());
+    // Nothing ran, and the transaction is the one begun.
+    let early = scalar(&mut *s, "SELECT to_regclass('early') IS NULL", &[]).await;
+    assert_eq!(format!("{early:?}"), format!("{:?}", Value::Bool(true)));
+    assert!(s.transaction_intact().await.unwrap());
+    // Keywords in strings, identifiers and function bodies are fine.
+    s.batch(
+        "CREATE TABLE log (msg text); INSERT INTO log VALUES ('COMMIT; ROLLBACK');
+             CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;
+             DO $$ BEGIN PERFORM f(); END $$",
+    )
+    .await
+    .unwrap();
+    assert!(s.transaction_intact().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_commit_that_slips_past_the_check_is_detected() {
+    let t = TestDb::new().await;
+    for script in ["COMMIT", "ROLLBACK; BEGIN", "COMMIT; BEGIN"] {
+        let mut s = t.db.begin_session().await.unwrap();
+        s.run_script("CREATE TABLE IF NOT EXISTS t (x int)".into())
+            .await
+            .unwrap();
+        assert!(s.transaction_intact().await.unwrap());
+        s.run_script(script.into()).await.unwrap();
+        assert!(!s.transaction_intact().await.unwrap(), "{script}");
+        Box::new(s).rollback().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn session_state_does_not_outlive_its_step() {
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    let mut s = t.session().await;
+    s.execute("SET search_path = nowhere", &[]).await.unwrap();
+    s.query("SELECT pg_advisory_lock(42)", &[]).await.unwrap();
+    s.batch("CREATE TEMP TABLE scratch (x int)").await.unwrap();
+    // The version tables are found whatever the migration did to the search path.
+    let none: [String; 0] = [];
+    let add = [text("a")];
+    let now = Utc::now();
+    s.record_step(&StepRecord {
+        remove: &none,
+        add: &add,
+        revision: "a",
+        direction: "upgrade",
+        checksum: "00",
+        started_at: now,
+        finished_at: now,
+        error: None,
+        sqlstate: None,
+    })
+    .await
+    .unwrap();
+    s.commit().await.unwrap();
+    assert_eq!(t.db.heads().await.unwrap(), ["a"]);
+    // The reset runs as the connection goes back to the pool.
+    let mut reset = false;
+    for _ in 0..50 {
+        let mut other = PgConnection::connect_with(&t.db.pool.connect_options())
+            .await
+            .unwrap();
+        let locks: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+                .fetch_one(&mut other)
+                .await
+                .unwrap();
+        let _ = other.close().await;
+        if locks == 0 {
+            reset = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reset, "the advisory lock outlived the step");
+    for _ in 0..MAX_CONNECTIONS {
+        let mut s = t.session().await;
+        let path = scalar(&mut *s, "SELECT current_setting('search_path')", &[]).await;
+        assert_eq!(
+            format!("{path:?}"),
+            format!("{:?}", Value::Text(text("\"$user\", public")))
+        );
+        let scratch = scalar(&mut *s, "SELECT to_regclass('scratch') IS NULL", &[]).await;
+        assert_eq!(format!("{scratch:?}"), format!("{:?}", Value::Bool(true)));
+    }
+}
+
+#[tokio::test]
+async fn a_connection_failure_names_the_url_without_its_password() {
+    let url = DatabaseUrl::parse("postgres://user:secret@127.0.0.1:1/nothing").unwrap();
+    let err = PgDatabase::connect(&url).await.err().unwrap();
+    assert!(matches!(err, DbError::Connect { .. }));
+    let message = err.to_string();
+    assert!(
+        message.contains("postgres://user:***@127.0.0.1:1/nothing") && !message.contains("secret"),
+        "{message}"
+    );
+}

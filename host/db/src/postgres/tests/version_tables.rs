@@ -1,0 +1,310 @@
+//! Tests of the version tables: created (and compressed) by a role that does not own
+//! them, a step finished in one statement unless its transaction ended, and steps
+//! recorded as heads and history.
+//!
+//! Not here: values (`values`), other session behaviour (`session`).
+
+use chrono::{TimeDelta, Utc};
+
+use super::*;
+use crate::{FinishedStep, StepRecord};
+
+#[tokio::test]
+async fn a_role_that_does_not_own_the_tables_still_runs_and_their_owner_compresses() {
+    let t = TestDb::new().await;
+    // Tables an older wasmig made (default compression), owned by the admin, written by
+    // a role that may use but not alter them: what a deploy role often is.
+    let role = format!("{}_writer", t.name);
+    let mut admin = PgConnection::connect(&t.url_as(None)).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN;
+             CREATE TABLE wasmig_artifact (
+                 revision TEXT PRIMARY KEY, kind TEXT NOT NULL, checksum TEXT NOT NULL,
+                 manifest TEXT NOT NULL, up_sql TEXT, down_sql TEXT, component BYTEA,
+                 source_checksum TEXT, stored_at TIMESTAMPTZ NOT NULL);
+             GRANT ALL ON SCHEMA public TO {role};
+             GRANT ALL ON wasmig_artifact TO {role};"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    const COMPRESSION: &str = "SELECT attcompression::text FROM pg_attribute
+             WHERE attrelid = 'wasmig_artifact'::regclass AND attname = 'component'";
+    let writer = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(Some(&role))).unwrap())
+        .await
+        .unwrap();
+    let outcome = writer.ensure_version_tables().await;
+    writer.close().await;
+    let left: String = sqlx::query_scalar(COMPRESSION)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    // The owner's run sets lz4, once.
+    t.db.ensure_version_tables().await.unwrap();
+    let owned: String = sqlx::query_scalar(COMPRESSION)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let _ = admin.close().await;
+    let mut cleanup = PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+        .execute(&mut cleanup)
+        .await
+        .ok();
+    outcome.unwrap();
+    assert_eq!(
+        left, "",
+        "a role that does not own the table leaves it alone"
+    );
+    if t.db
+        .control()
+        .await
+        .server_version_num()
+        .is_some_and(|v| v >= 140_000)
+    {
+        assert_eq!(owned, "l");
+    }
+}
+
+#[tokio::test]
+async fn a_step_finishes_in_one_statement_unless_its_transaction_ended() {
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    // Components are stored lz4-compressed on PostgreSQL 14+ (built with lz4, as Debian's
+    // is; checked below on a stored value too).
+    let modern =
+        t.db.control()
+            .await
+            .server_version_num()
+            .is_some_and(|v| v >= 140_000);
+    if modern {
+        let mut s = t.session().await;
+        let compression = scalar(
+            &mut *s,
+            "SELECT attcompression::text FROM pg_attribute
+                 WHERE attrelid = 'wasmig_artifact'::regclass AND attname = 'component'",
+            &[],
+        )
+        .await;
+        assert_eq!(
+            format!("{compression:?}"),
+            format!("{:?}", Value::Text(text("l")))
+        );
+        s.rollback().await.unwrap();
+    }
+    // Compressible and incompressible bytes, every value of a byte, survive the trip.
+    let component: Vec<u8> = (0..40_000u32)
+        .map(|i| {
+            if i < 20_000 {
+                (i % 256) as u8
+            } else {
+                (i.wrapping_mul(2_654_435_761) >> 13) as u8
+            }
+        })
+        .collect();
+    let stored = StoredArtifact {
+        revision: "a".into(),
+        kind: "wasm".into(),
+        checksum: "c1".into(),
+        manifest: "kind = 'wasm'".into(),
+        up_sql: None,
+        down_sql: None,
+        component: Some(component),
+        source_checksum: None,
+    };
+    let now = Utc::now();
+    let add = [text("a")];
+    let finished = |artifact, clear_checkpoint| FinishedStep {
+        record: StepRecord {
+            remove: &[],
+            add: &add,
+            revision: "a",
+            direction: "upgrade",
+            checksum: "c1",
+            started_at: now,
+            finished_at: now,
+            error: None,
+            sqlstate: None,
+        },
+        artifact,
+        clear_checkpoint,
+    };
+    // A batched step's checkpoint goes with its last batch.
+    let mut s = t.session().await;
+    s.save_checkpoint(&Checkpoint {
+        revision: "a".into(),
+        direction: "upgrade".into(),
+        remove_heads: vec![],
+        add_heads: vec![text("a")],
+        checkpoint: "42".into(),
+        batches: 1,
+        checksum: "c1".into(),
+        started_at: now,
+        updated_at: now,
+    })
+    .await
+    .unwrap();
+    s.commit().await.unwrap();
+    assert_eq!(t.db.checkpoints().await.unwrap().len(), 1);
+
+    // A statement that ended the transaction (here COMMIT; BEGIN behind the session's
+    // back): nothing is written, not even in the transaction that statement began.
+    let mut s = t.db.begin_session().await.unwrap();
+    sqlx::raw_sql("COMMIT; BEGIN")
+        .execute(s.conn())
+        .await
+        .unwrap();
+    assert!(!s.finish_step(&finished(Some(&stored), true)).await.unwrap());
+    Box::new(s).rollback().await.unwrap();
+    assert!(t.db.heads().await.unwrap().is_empty());
+    assert!(t.db.history().await.unwrap().is_empty());
+    assert!(t.db.stored_artifact("a").await.unwrap().is_none());
+    assert_eq!(t.db.checkpoints().await.unwrap().len(), 1);
+    // Ended without a new BEGIN (autocommit): the guard fails the message's implicit
+    // transaction, so nothing commits on its own either.
+    let mut s = t.db.begin_session().await.unwrap();
+    sqlx::raw_sql("COMMIT").execute(s.conn()).await.unwrap();
+    assert!(!s.finish_step(&finished(Some(&stored), true)).await.unwrap());
+    drop(s);
+    assert!(t.db.heads().await.unwrap().is_empty());
+    assert!(t.db.history().await.unwrap().is_empty());
+    assert!(t.db.stored_artifact("a").await.unwrap().is_none());
+    assert_eq!(t.db.checkpoints().await.unwrap().len(), 1);
+
+    // Intact: version, history, artifact and checkpoint in one go.
+    let mut s = t.session().await;
+    assert!(s.finish_step(&finished(Some(&stored), true)).await.unwrap());
+    s.commit().await.unwrap();
+    assert_eq!(t.db.heads().await.unwrap(), ["a"]);
+    assert_eq!(t.db.history().await.unwrap().len(), 1);
+    assert_eq!(
+        t.db.stored_artifact("a").await.unwrap(),
+        Some(stored.clone())
+    );
+    assert!(t.db.checkpoints().await.unwrap().is_empty());
+    if modern {
+        let mut s = t.session().await;
+        let method = scalar(
+            &mut *s,
+            "SELECT pg_column_compression(component) FROM wasmig_artifact",
+            &[],
+        )
+        .await;
+        assert_eq!(
+            format!("{method:?}"),
+            format!("{:?}", Value::Text(text("lz4")))
+        );
+        s.rollback().await.unwrap();
+    }
+    // A downgrade's finish deletes the copy.
+    let mut s = t.session().await;
+    let down = FinishedStep {
+        record: StepRecord {
+            remove: &add,
+            add: &[],
+            direction: "downgrade",
+            ..finished(None, false).record
+        },
+        artifact: None,
+        clear_checkpoint: false,
+    };
+    assert!(s.finish_step(&down).await.unwrap());
+    s.commit().await.unwrap();
+    assert!(t.db.heads().await.unwrap().is_empty());
+    assert!(t.db.stored_artifact("a").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn steps_are_recorded_in_the_version_tables() {
+    let t = TestDb::new().await;
+    assert!(t.db.heads().await.unwrap().is_empty());
+    assert!(t.db.history().await.unwrap().is_empty());
+    // Reading did not create the tables.
+    let mut s = t.session().await;
+    let exists = scalar(
+        &mut *s,
+        "SELECT to_regclass('wasmig_version') IS NOT NULL",
+        &[],
+    )
+    .await;
+    assert_eq!(format!("{exists:?}"), format!("{:?}", Value::Bool(false)));
+    s.rollback().await.unwrap();
+    t.db.ensure_version_tables().await.unwrap();
+    t.db.ensure_version_tables().await.unwrap();
+
+    let start = Utc::now();
+    let step =
+        |remove: &'static [String], add: &'static [String], revision, direction| StepRecord {
+            remove,
+            add,
+            revision,
+            direction,
+            checksum: "ab12",
+            started_at: start,
+            finished_at: start + TimeDelta::milliseconds(1500),
+            error: None,
+            sqlstate: None,
+        };
+    static NONE: [String; 0] = [];
+    static A: std::sync::LazyLock<[String; 1]> = std::sync::LazyLock::new(|| [text("a")]);
+    static BC: std::sync::LazyLock<[String; 2]> =
+        std::sync::LazyLock::new(|| [text("c"), text("b")]);
+    let mut s = t.session().await;
+    s.record_step(&step(&NONE, &*A, "a", "upgrade"))
+        .await
+        .unwrap();
+    s.commit().await.unwrap();
+    assert_eq!(t.db.heads().await.unwrap(), ["a"]);
+    let mut s = t.session().await;
+    s.record_step(&step(&*A, &*BC, "b", "upgrade"))
+        .await
+        .unwrap();
+    s.commit().await.unwrap();
+    // A rolled back step leaves no trace.
+    let mut s = t.session().await;
+    s.record_step(&step(&*BC, &NONE, "b", "downgrade"))
+        .await
+        .unwrap();
+    s.rollback().await.unwrap();
+    assert_eq!(t.db.heads().await.unwrap(), ["b", "c"]);
+    let history = t.db.history().await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        (history[0].revision.as_str(), history[1].revision.as_str()),
+        ("a", "b")
+    );
+    assert!(history[0].id < history[1].id);
+    assert_eq!(history[1].direction, "upgrade");
+    assert_eq!(history[1].checksum, "ab12");
+    assert_eq!(history[1].duration_ms, 1500);
+    assert_eq!(history[1].wasmig_version, env!("CARGO_PKG_VERSION"));
+    // PostgreSQL keeps microseconds.
+    assert_eq!(
+        history[0].started_at.timestamp_micros(),
+        start.timestamp_micros()
+    );
+    // A head both removed and added stays (as `resolve` and `stamp` record them), and
+    // text with quotes and backslashes is stored as given.
+    static B: std::sync::LazyLock<[String; 1]> = std::sync::LazyLock::new(|| [text("b")]);
+    let mut s = t.session().await;
+    let mut kept = step(&*BC, &*B, "b", "resolve");
+    kept.error = Some(r"resolved as 'applied' \ \x00");
+    s.record_step(&kept).await.unwrap();
+    s.commit().await.unwrap();
+    assert_eq!(t.db.heads().await.unwrap(), ["b"]);
+    let history = t.db.history().await.unwrap();
+    assert_eq!(
+        history[2].error.as_deref(),
+        Some(r"resolved as 'applied' \ \x00")
+    );
+
+    let mut s = t.session().await;
+    let err = s.execute("INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version) VALUES ('x', 'sideways', '', now(), now(), 0, '')", &[]).await.unwrap_err();
+    assert_eq!(err.code, "23514");
+}

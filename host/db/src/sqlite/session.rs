@@ -1,0 +1,565 @@
+//! A SQLite session: one migration's transaction (`BEGIN IMMEDIATE`) on one pooled
+//! connection, and the canceller that interrupts its running statement.
+//!
+//! Owns: beginning the transaction and installing its progress handler and its commit
+//! and rollback hooks ([`CancelState`]), the [`Session`] impl (statements, `copy-in` as
+//! multi-row inserts, host-buffered cursors, savepoints, recording a step in the version
+//! tables, commit and rollback), and [`SqliteCanceller`].
+//!
+//! Not here: binding parameters and decoding rows (`codec`), the tables' DDL and time
+//! format (`bookkeeping`), the pool (`mod.rs`), or which statements a migration runs and
+//! when it commits (the runner and the sandbox).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{AssertSqlSafe, Executor, SqlSafeStr, Sqlite, SqliteConnection, Statement, Transaction};
+
+use super::SqliteDatabase;
+use super::bookkeeping::history_time;
+use super::codec::{bind, bind_into, column, decode_row, sql_error};
+use crate::{
+    ARTIFACT_TABLE, CHECKPOINT_TABLE, Canceller, Checkpoint, CursorState, DbError, FAILED_TABLE,
+    FailedMark, HISTORY_TABLE, Session, SqlResult, StepRecord, StoredArtifact, VERSION_TABLE, copy,
+    tx_control,
+};
+use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
+
+/// Virtual-machine instructions between two calls of the cancel check: often enough to stop
+/// within microseconds, rare enough to cost nothing measurable.
+const PROGRESS_OPS: i32 = 1_000;
+
+impl SqliteDatabase {
+    /// [`Database::begin`], with the concrete session type.
+    ///
+    /// [`Database::begin`]: crate::Database::begin
+    pub(super) async fn begin_session(&self) -> anyhow::Result<SqliteSession> {
+        // IMMEDIATE takes the write lock now: a second writer waits (busy timeout) at the
+        // start instead of failing with SQLITE_BUSY halfway through a migration.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "beginning a transaction".into(),
+                source,
+            })?;
+        let cancel = Arc::new(CancelState::default());
+        let mut handle = tx.lock_handle().await.map_err(|source| DbError::Query {
+            doing: "installing the cancel handler".into(),
+            source,
+        })?;
+        let check = Arc::clone(&cancel);
+        handle.set_progress_handler(PROGRESS_OPS, move || !check.should_interrupt());
+        // Only wasmig ends this transaction: a commit by anything else on this connection
+        // while the session lasts (a statement that slipped past `tx_control`, or the
+        // autocommitted statements after it) is turned into a rollback and remembered, and so
+        // is a rollback, for `transaction_intact`. Both hooks are removed before wasmig
+        // commits or rolls back, and go inert when the session ends.
+        let hook = Arc::clone(&cancel);
+        handle.set_commit_hook(move || {
+            if hook.ended.load(Ordering::SeqCst) {
+                return true;
+            }
+            hook.foreign_end.store(true, Ordering::SeqCst);
+            false
+        });
+        let hook = Arc::clone(&cancel);
+        handle.set_rollback_hook(move || {
+            if !hook.ended.load(Ordering::SeqCst) {
+                hook.foreign_end.store(true, Ordering::SeqCst);
+            }
+        });
+        drop(handle);
+        Ok(SqliteSession {
+            tx,
+            _ended: EndGuard(Arc::clone(&cancel)),
+            cancel,
+        })
+    }
+}
+
+/// What the progress handler and the commit and rollback hooks of a session's connection
+/// consult.
+#[derive(Default)]
+struct CancelState {
+    /// Set by the canceller; cleared when the session starts its next call (not its next
+    /// statement: a cancel landing between two statements of one call must still stop it).
+    requested: AtomicBool,
+    /// Set when the transaction was committed or rolled back by something other than
+    /// wasmig (see [`Session::transaction_intact`]).
+    foreign_end: AtomicBool,
+    /// Set when the session ends: the handler stays installed on the pooled connection
+    /// (until the next session replaces it) and must then never interrupt anything.
+    ended: AtomicBool,
+}
+
+impl CancelState {
+    fn should_interrupt(&self) -> bool {
+        self.requested.load(Ordering::SeqCst) && !self.ended.load(Ordering::SeqCst)
+    }
+}
+
+/// Marks the cancel state ended when the session is dropped, however it ends.
+struct EndGuard(Arc<CancelState>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One migration's transaction.
+pub(crate) struct SqliteSession {
+    /// Begun by [`SqliteDatabase::begin`] on a pooled connection; consumed by `commit` or
+    /// `rollback`. Dropped unfinished, sqlx rolls it back and returns the connection.
+    ///
+    /// [`SqliteDatabase::begin`]: crate::Database::begin
+    tx: Transaction<'static, Sqlite>,
+    /// Shared with the progress handler installed on `tx`'s connection and the canceller.
+    cancel: Arc<CancelState>,
+    /// Neutralises that progress handler when the session goes away.
+    _ended: EndGuard,
+}
+
+impl SqliteSession {
+    /// Starts a call of the session: a cancel aimed at an earlier call (or at none) must
+    /// not stop this one. Called once per call, never per statement.
+    fn start_call(&self) {
+        self.cancel.requested.store(false, Ordering::SeqCst);
+    }
+
+    fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+
+    pub(super) async fn run_script(&mut self, script: String) -> SqlResult<()> {
+        sqlx::raw_sql(AssertSqlSafe(script))
+            .execute(self.conn())
+            .await
+            .map(drop)
+            .map_err(sql_error)
+    }
+
+    async fn execute_args(&mut self, sql: &str, args: SqliteArguments) -> SqlResult<u64> {
+        let done = sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(self.conn())
+            .await
+            .map_err(sql_error)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Removes the progress handler and the hooks before wasmig commits or rolls back and
+    /// the connection goes back to the pool.
+    async fn remove_handler(&mut self) {
+        if let Ok(mut handle) = self.tx.lock_handle().await {
+            handle.remove_progress_handler();
+            handle.remove_commit_hook();
+            handle.remove_rollback_hook();
+        }
+    }
+}
+
+#[async_trait]
+impl Session for SqliteSession {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<std::time::Duration>,
+        statement: Option<std::time::Duration>,
+    ) -> anyhow::Result<()> {
+        if lock.is_some() || statement.is_some() {
+            anyhow::bail!("SQLite has no lock_timeout or statement_timeout");
+        }
+        Ok(())
+    }
+
+    fn canceller(&self) -> Arc<dyn Canceller> {
+        Arc::new(SqliteCanceller(Arc::clone(&self.cancel)))
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
+        self.start_call();
+        tx_control::check(sql, Dialect::Sqlite)?;
+        let args = bind(params, None)?;
+        self.execute_args(sql, args).await
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
+        self.start_call();
+        tx_control::check(sql, Dialect::Sqlite)?;
+        let args = bind(params, None)?;
+        // Prepared first for the columns, which an empty result would not show (sqlx caches
+        // the statement, so the query below does not prepare it again).
+        let statement = self
+            .conn()
+            .prepare(AssertSqlSafe(sql).into_sql_str())
+            .await
+            .map_err(sql_error)?;
+        let columns = statement.columns().iter().map(column).collect::<Vec<_>>();
+        let rows = sqlx::query_with(AssertSqlSafe(sql), args)
+            .fetch_all(self.conn())
+            .await
+            .map_err(sql_error)?;
+        let rows = rows
+            .iter()
+            .map(|row| decode_row(row, &columns))
+            .collect::<SqlResult<_>>()?;
+        Ok(QueryResult { columns, rows })
+    }
+
+    async fn batch(&mut self, script: &str) -> SqlResult<()> {
+        self.start_call();
+        tx_control::check(script, Dialect::Sqlite)?;
+        self.run_script(script.to_owned()).await
+    }
+
+    async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
+        self.start_call();
+        tx_control::check(sql, Dialect::Sqlite)?;
+        // Bind every row first: a malformed value fails the call before any row ran.
+        let rows = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| bind(row, Some(i)))
+            .collect::<SqlResult<Vec<_>>>()?;
+        // sqlx caches the prepared statement on the connection: prepared once, stepped per row.
+        let mut total = 0;
+        for args in rows {
+            total += self.execute_args(sql, args).await?;
+        }
+        Ok(total)
+    }
+
+    async fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> SqlResult<u64> {
+        self.start_call();
+        let target = copy::target(table, columns)?;
+        let width = columns.len();
+        copy::check_widths(rows, width)?;
+        // Every value bound (and validated) before the first row is written.
+        let mut inserts = Vec::new();
+        for (n, chunk) in rows.chunks(copy::sqlite_rows_per_insert(width)).enumerate() {
+            let mut args = SqliteArguments::default();
+            for (i, row) in chunk.iter().enumerate() {
+                let first = n * copy::sqlite_rows_per_insert(width);
+                bind_into(&mut args, row, Some(first + i), true)?;
+            }
+            inserts.push((copy::sqlite_insert(&target, width, chunk.len()), args));
+        }
+        // sqlx caches each shape's prepared statement: at most two per call.
+        let mut total = 0;
+        for (sql, args) in inserts {
+            total += self.execute_args(&sql, args).await?;
+        }
+        Ok(total)
+    }
+
+    async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
+        // SQLite has no cursors that survive other statements on the connection: the host
+        // reads the whole result and hands it out in chunks.
+        let result = self.query(sql, params).await?;
+        Ok(CursorState {
+            columns: result.columns,
+            name: None,
+            buffered: result.rows.into(),
+            done: false,
+        })
+    }
+
+    async fn fetch(
+        &mut self,
+        cursor: &mut CursorState,
+        max_rows: u32,
+    ) -> SqlResult<Vec<Vec<Value>>> {
+        let n = (max_rows.max(1) as usize).min(cursor.buffered.len());
+        let chunk: Vec<_> = cursor.buffered.drain(..n).collect();
+        if cursor.buffered.is_empty() {
+            cursor.done = true;
+        }
+        Ok(chunk)
+    }
+
+    async fn close_cursor(&mut self, cursor: &mut CursorState) -> SqlResult<()> {
+        cursor.buffered = VecDeque::new();
+        cursor.done = true;
+        Ok(())
+    }
+
+    async fn savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.start_call();
+        self.run_script(format!("SAVEPOINT {}", savepoint_name(name)?))
+            .await
+    }
+
+    async fn release_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.start_call();
+        self.run_script(format!("RELEASE SAVEPOINT {}", savepoint_name(name)?))
+            .await
+    }
+
+    async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        self.start_call();
+        let name = savepoint_name(name)?;
+        self.run_script(format!(
+            "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
+        ))
+        .await
+    }
+
+    async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
+        Ok(!self.cancel.foreign_end.load(Ordering::SeqCst))
+    }
+
+    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
+        self.start_call();
+        let query_error = |source| DbError::Query {
+            doing: format!("recording {} in the version tables", step.revision),
+            source,
+        };
+        for revision in step.remove {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {VERSION_TABLE} WHERE revision = ?"
+            )))
+            .bind(revision)
+            .execute(self.conn())
+            .await
+            .map_err(query_error)?;
+        }
+        for revision in step.add {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {VERSION_TABLE} (revision) VALUES (?)"
+            )))
+            .bind(revision)
+            .execute(self.conn())
+            .await
+            .map_err(query_error)?;
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {HISTORY_TABLE}
+                 (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
+                  error, sqlstate)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
+        .bind(step.revision)
+        .bind(step.direction)
+        .bind(step.checksum)
+        .bind(history_time(step.started_at))
+        .bind(history_time(step.finished_at))
+        .bind((step.finished_at - step.started_at).num_milliseconds())
+        .bind(env!("CARGO_PKG_VERSION"))
+        .bind(step.error)
+        .bind(step.sqlstate)
+        .execute(self.conn())
+        .await
+        .map_err(query_error)?;
+        Ok(())
+    }
+
+    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {ARTIFACT_TABLE}
+                 (revision, kind, checksum, manifest, up_sql, down_sql, component,
+                  source_checksum, stored_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (revision) DO UPDATE SET
+                 kind = excluded.kind, checksum = excluded.checksum,
+                 manifest = excluded.manifest, up_sql = excluded.up_sql,
+                 down_sql = excluded.down_sql, component = excluded.component,
+                 source_checksum = excluded.source_checksum, stored_at = excluded.stored_at"
+        )))
+        .bind(&artifact.revision)
+        .bind(&artifact.kind)
+        .bind(&artifact.checksum)
+        .bind(&artifact.manifest)
+        .bind(&artifact.up_sql)
+        .bind(&artifact.down_sql)
+        .bind(&artifact.component)
+        .bind(&artifact.source_checksum)
+        .bind(history_time(Utc::now()))
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!(
+                "storing the artifact of {} in {ARTIFACT_TABLE}",
+                artifact.revision
+            ),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()> {
+        self.start_call();
+        // The ids as one JSON array parameter, however many there are.
+        let keep = serde_json::to_string(keep).expect("strings serialize");
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {ARTIFACT_TABLE} WHERE revision NOT IN (SELECT value FROM json_each(?))"
+        )))
+        .bind(keep)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!(
+                "deleting stored artifacts of unapplied revisions from {ARTIFACT_TABLE}"
+            ),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {ARTIFACT_TABLE} WHERE revision = ?"
+        )))
+        .bind(revision)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("deleting the stored artifact of {revision} from {ARTIFACT_TABLE}"),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT OR REPLACE INTO {FAILED_TABLE}
+                 (revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
+        .bind(&mark.revision)
+        .bind(&mark.direction)
+        .bind(mark.remove_heads.join(","))
+        .bind(mark.add_heads.join(","))
+        .bind(mark.statement)
+        .bind(&mark.error)
+        .bind(&mark.sqlstate)
+        .bind(history_time(mark.failed_at))
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("marking {} failed", mark.revision),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {FAILED_TABLE} WHERE revision = ?"
+        )))
+        .bind(revision)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("clearing the failed mark of {revision}"),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT OR REPLACE INTO {CHECKPOINT_TABLE}
+                 (revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
+                  started_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
+        .bind(&checkpoint.revision)
+        .bind(&checkpoint.direction)
+        .bind(checkpoint.remove_heads.join(","))
+        .bind(checkpoint.add_heads.join(","))
+        .bind(&checkpoint.checkpoint)
+        .bind(checkpoint.batches)
+        .bind(&checkpoint.checksum)
+        .bind(history_time(checkpoint.started_at))
+        .bind(history_time(checkpoint.updated_at))
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("saving the checkpoint of {}", checkpoint.revision),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
+        self.start_call();
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {CHECKPOINT_TABLE} WHERE revision = ?"
+        )))
+        .bind(revision)
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: format!("deleting the checkpoint of {revision}"),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> anyhow::Result<()> {
+        self.remove_handler().await;
+        self.tx.commit().await.map_err(|source| DbError::Query {
+            doing: "committing the transaction".into(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn rollback(mut self: Box<Self>) -> anyhow::Result<()> {
+        self.remove_handler().await;
+        match self.tx.rollback().await {
+            Ok(()) => Ok(()),
+            // An interrupted INSERT/UPDATE/DELETE makes SQLite roll the whole transaction
+            // back itself; then there is nothing left to roll back, which is what we wanted.
+            Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => {
+                Ok(())
+            }
+            Err(source) => Err(DbError::Query {
+                doing: "rolling back the transaction".into(),
+                source,
+            }
+            .into()),
+        }
+    }
+}
+
+/// Interrupts the statement running on one session's connection (`SQLITE_INTERRUPT`).
+struct SqliteCanceller(Arc<CancelState>);
+
+#[async_trait]
+impl Canceller for SqliteCanceller {
+    async fn cancel(&self) {
+        self.0.requested.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Refuses a savepoint name that is not a plain identifier (names come from the host).
+fn savepoint_name(name: &str) -> SqlResult<&str> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(name)
+    } else {
+        Err(SqlError::wasmig(
+            "STATE",
+            format!("invalid savepoint name `{name}`"),
+        ))
+    }
+}
