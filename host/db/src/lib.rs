@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 pub use self::lock::{LockGuard, PG_LOCK_KEY, SQLITE_LOCK_SUFFIX};
 pub use self::url::DatabaseUrl;
 use wasmig_contract::{Column, Dialect, QueryResult, SqlError, Value};
+pub use wasmig_plan::graph::{Direction, Event};
 
 /// The result of a statement or of a session operation.
 pub type SqlResult<T> = Result<T, SqlError>;
@@ -40,7 +41,7 @@ pub struct HistoryEntry {
     /// `upgrade`, `downgrade`, `stamp` (revision: the new heads, comma-separated),
     /// `rehash` (a changed revision accepted by `wasmig rehash`), `failed` (a
     /// `transaction = "none"` step that stopped part-way) or `resolve` (`wasmig resolve`).
-    pub direction: String,
+    pub direction: Event,
     /// Hex SHA-256 of the revision's artifact (see `revision::Artifact::checksum`); empty
     /// for `stamp`.
     pub checksum: String,
@@ -69,7 +70,7 @@ pub struct FailedMark {
     /// The revision.
     pub revision: String,
     /// The step that failed: `upgrade` or `downgrade`.
-    pub direction: String,
+    pub direction: Direction,
     /// The heads the step would have removed, had it completed.
     pub remove_heads: Vec<String>,
     /// The heads the step would have added.
@@ -95,7 +96,7 @@ pub struct Checkpoint {
     /// The revision.
     pub revision: String,
     /// The step under way: `upgrade` or `downgrade`.
-    pub direction: String,
+    pub direction: Direction,
     /// The heads the step will remove when it completes (as the planner made it, so that
     /// `wasmig resolve --as applied` can complete it by hand).
     pub remove_heads: Vec<String>,
@@ -124,6 +125,18 @@ pub struct ScriptFailure {
     pub total: usize,
     /// The error (boxed: it is large, and failure is the cold path).
     pub error: Box<SqlError>,
+}
+
+/// A column of wasmig's tables read as the typed value its text spells (a direction, an
+/// event): a value wasmig never writes is a decoding error naming the column.
+pub(crate) fn parsed<T>(text: String, column: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr<Err = String>,
+{
+    text.parse().map_err(|e: String| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: e.into(),
+    })
 }
 
 /// Heads stored as one comma-separated text (revision ids cannot contain a comma).
@@ -419,7 +432,7 @@ pub struct StepRecord<'a> {
     /// The revision applied or reverted.
     pub revision: &'a str,
     /// `upgrade`, `downgrade`, `stamp`, `rehash`, `failed` or `resolve`.
-    pub direction: &'a str,
+    pub direction: Event,
     /// Hex SHA-256 of the artifact.
     pub checksum: &'a str,
     /// When the step started.

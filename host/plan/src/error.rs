@@ -184,7 +184,7 @@ pub enum GraphError {
         /// What the user asked for.
         target: String,
         /// `upgrade` or `downgrade`.
-        direction: &'static str,
+        direction: crate::graph::Direction,
     },
     /// A downgrade target that is not below the current heads.
     #[error("cannot go to `{target}`: it is not an ancestor of the current head(s) {}", list_or_base(.heads))]
@@ -267,8 +267,11 @@ pub enum GraphError {
     OutOfRange(String),
 }
 
-fn relative_sign(direction: &str) -> &'static str {
-    if direction == "upgrade" { "+N" } else { "-N" }
+fn relative_sign(direction: &crate::graph::Direction) -> &'static str {
+    match direction {
+        crate::graph::Direction::Upgrade => "+N",
+        crate::graph::Direction::Downgrade => "-N",
+    }
 }
 
 fn list_or_base(heads: &[String]) -> String {

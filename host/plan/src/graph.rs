@@ -65,6 +65,96 @@ impl Direction {
     }
 }
 
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Direction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "upgrade" => Ok(Direction::Upgrade),
+            "downgrade" => Ok(Direction::Downgrade),
+            other => Err(format!(
+                "`{other}` is not a direction (upgrade or downgrade)"
+            )),
+        }
+    }
+}
+
+/// What a row of the history table records: a step run one way or the other, or one of the
+/// commands that move the heads or accept a checksum without running a migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    /// A revision applied.
+    Upgrade,
+    /// A revision reverted.
+    Downgrade,
+    /// `wasmig stamp`: the heads set without running anything (the row's revision is the
+    /// new heads, comma-separated).
+    Stamp,
+    /// `wasmig rehash`: a changed applied revision accepted.
+    Rehash,
+    /// A `transaction = "none"` step that stopped part-way.
+    Failed,
+    /// `wasmig resolve`: a failed or part-way revision settled by hand.
+    Resolve,
+}
+
+impl Event {
+    /// Every event, in the order of the history table's check constraint.
+    pub const ALL: [Event; 6] = [
+        Event::Upgrade,
+        Event::Downgrade,
+        Event::Stamp,
+        Event::Rehash,
+        Event::Failed,
+        Event::Resolve,
+    ];
+
+    /// The history table's spelling (pinned, as the table's layout is).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Upgrade => "upgrade",
+            Event::Downgrade => "downgrade",
+            Event::Stamp => "stamp",
+            Event::Rehash => "rehash",
+            Event::Failed => "failed",
+            Event::Resolve => "resolve",
+        }
+    }
+}
+
+impl From<Direction> for Event {
+    fn from(direction: Direction) -> Self {
+        match direction {
+            Direction::Upgrade => Event::Upgrade,
+            Direction::Downgrade => Event::Downgrade,
+        }
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Event {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Event::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not an event of the history table"))
+    }
+}
+
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {

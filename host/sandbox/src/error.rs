@@ -59,7 +59,7 @@ pub enum Failure {
         /// The revision, for the hint.
         revision: String,
         /// `upgrade` or `downgrade`, for the hint.
-        direction: &'static str,
+        direction: wasmig_plan::graph::Direction,
         /// The batch that failed, from 1 (counting the batches of earlier runs).
         batch: i64,
         /// What went wrong (blame and exit code are its own).
@@ -175,7 +175,7 @@ impl std::fmt::Display for Failure {
                     n => write!(
                         f,
                         "its {n} earlier batch(es) stay committed with their checkpoint: fix the cause and run `wasmig {}` again to resume after batch {n} (`wasmig current` shows it), or undo its work by hand and run `wasmig resolve {revision} --as rolled-back`",
-                        if *direction == "upgrade" {
+                        if *direction == wasmig_plan::graph::Direction::Upgrade {
                             "up"
                         } else {
                             "down"

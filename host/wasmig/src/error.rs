@@ -122,7 +122,7 @@ fn describe_in_progress(c: &Checkpoint) -> String {
 }
 
 fn finish_hint(c: &Checkpoint) -> String {
-    if c.direction == "upgrade" {
+    if c.direction == crate::graph::Direction::Upgrade {
         format!("`wasmig up {}` resumes it", c.revision)
     } else {
         format!("`wasmig down` to a target below {} resumes it", c.revision)
@@ -149,7 +149,7 @@ pub struct ResumeModified {
     /// The revision.
     pub revision: String,
     /// `upgrade` or `downgrade`.
-    pub direction: String,
+    pub direction: crate::graph::Direction,
     /// The checksum the committed batches ran.
     pub recorded: String,
     /// The checksum of the artifact now.
@@ -172,7 +172,7 @@ pub struct MigrationError {
     /// The revision.
     pub revision: String,
     /// `upgrade` or `downgrade`.
-    pub direction: &'static str,
+    pub direction: crate::graph::Direction,
     /// What went wrong.
     pub failure: Failure,
     /// Revisions this run had already applied (they stay applied).

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use crate::config::Project;
-use crate::db::{Database, HistoryEntry, StepRecord, StoredArtifact};
+use crate::db::{Database, Event, HistoryEntry, StepRecord, StoredArtifact};
 use crate::error::{GraphError, Modified, ModifiedError};
 use crate::graph::Graph;
 use crate::revision::{self, Revision};
@@ -30,16 +30,16 @@ use crate::revision::{self, Revision};
 pub fn recorded_checksums(history: &[HistoryEntry]) -> HashMap<&str, &str> {
     let mut recorded = HashMap::new();
     for row in history {
-        match row.direction.as_str() {
+        match row.direction {
             // `resolve` carries a checksum when it recorded the revision as applied.
-            "upgrade" | "rehash" | "resolve" if !row.checksum.is_empty() => {
+            Event::Upgrade | Event::Rehash | Event::Resolve if !row.checksum.is_empty() => {
                 recorded.insert(row.revision.as_str(), row.checksum.as_str());
             }
             // Reverted (or applied without a checksum): what ran before is gone.
-            "upgrade" | "rehash" | "resolve" | "downgrade" => {
+            Event::Upgrade | Event::Rehash | Event::Resolve | Event::Downgrade => {
                 recorded.remove(row.revision.as_str());
             }
-            _ => {}
+            Event::Stamp | Event::Failed => {}
         }
     }
     recorded
@@ -219,7 +219,7 @@ pub async fn rehash(
             remove: &[],
             add: &[],
             revision: id,
-            direction: "rehash",
+            direction: Event::Rehash,
             checksum,
             started_at: now,
             finished_at: now,
@@ -250,11 +250,11 @@ pub async fn rehash(
 mod tests {
     use super::*;
 
-    fn row(revision: &str, direction: &str, checksum: &str) -> HistoryEntry {
+    fn row(revision: &str, direction: Event, checksum: &str) -> HistoryEntry {
         HistoryEntry {
             id: 0,
             revision: revision.into(),
-            direction: direction.into(),
+            direction,
             checksum: checksum.into(),
             started_at: Utc::now(),
             finished_at: Utc::now(),
@@ -268,15 +268,15 @@ mod tests {
     #[test]
     fn the_last_upgrade_or_rehash_row_is_the_recorded_checksum() {
         let history = [
-            row("a", "upgrade", "a1"),
-            row("b", "upgrade", "b1"),
-            row("b", "downgrade", "b1"),
-            row("c", "upgrade", "c1"),
-            row("c", "downgrade", "c1"),
-            row("c", "upgrade", "c2"),
-            row("a", "rehash", "a2"),
-            row("a,c", "stamp", ""),
-            row("d", "upgrade", ""),
+            row("a", Event::Upgrade, "a1"),
+            row("b", Event::Upgrade, "b1"),
+            row("b", Event::Downgrade, "b1"),
+            row("c", Event::Upgrade, "c1"),
+            row("c", Event::Downgrade, "c1"),
+            row("c", Event::Upgrade, "c2"),
+            row("a", Event::Rehash, "a2"),
+            row("a,c", Event::Stamp, ""),
+            row("d", Event::Upgrade, ""),
         ];
         let recorded = recorded_checksums(&history);
         assert_eq!(recorded.get("a"), Some(&"a2"));
@@ -289,11 +289,11 @@ mod tests {
     #[test]
     fn a_resolve_row_records_a_checksum_only_when_resolved_as_applied() {
         let history = [
-            row("a", "failed", "a1"),
-            row("a", "resolve", "a1"),
-            row("b", "upgrade", "b1"),
-            row("b", "failed", "b1"),
-            row("b", "resolve", ""),
+            row("a", Event::Failed, "a1"),
+            row("a", Event::Resolve, "a1"),
+            row("b", Event::Upgrade, "b1"),
+            row("b", Event::Failed, "b1"),
+            row("b", Event::Resolve, ""),
         ];
         let recorded = recorded_checksums(&history);
         assert_eq!(

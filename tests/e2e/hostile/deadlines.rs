@@ -23,7 +23,10 @@ async fn a_sql_revision_is_stopped_by_its_timeout_secs() {
         project.set_manifest(&dir, "timeout_secs = 1");
         let run = project.run(&db, &["up"]).fails_with(7);
         assert!(run.stderr.contains("revision b2"), "{backend:?}: {run:?}");
-        assert!(run.stderr.contains("time limit of 1s"), "{backend:?}: {run:?}");
+        assert!(
+            run.stderr.contains("time limit of 1s"),
+            "{backend:?}: {run:?}"
+        );
         assert_eq!(db.heads().await, ["a1"], "{backend:?}");
         assert_eq!(db.count("SELECT count(*) FROM t").await, 0, "{backend:?}");
         db.drop_db().await;

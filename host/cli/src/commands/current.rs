@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use wasmig::Migrator;
+use wasmig::graph::Direction;
 use wasmig::history;
 
 use crate::args::Global;
@@ -51,10 +52,9 @@ pub(super) async fn run(migrator: &Migrator, g: &Global) -> anyhow::Result<()> {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             c.updated_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            if c.direction == "upgrade" {
-                "up"
-            } else {
-                "down"
+            match c.direction {
+                Direction::Upgrade => "up",
+                Direction::Downgrade => "down",
             }
         );
     }

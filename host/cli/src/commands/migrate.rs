@@ -64,7 +64,7 @@ fn print_plan(g: &Global, plan: &Plan) {
         match plan
             .resuming
             .iter()
-            .find(|c| c.revision == s.revision && c.direction == s.action.as_str())
+            .find(|c| c.revision == s.revision && c.direction == s.action)
         {
             Some(c) => out!(
                 "{} {} (resuming after batch {})",

@@ -177,7 +177,7 @@ impl PgSession {
             remove = text_array(step.remove),
             add = text_array(step.add),
             revision = lit(step.revision),
-            direction = lit(step.direction),
+            direction = lit(step.direction.as_str()),
             checksum = lit(step.checksum),
             started = time_lit(step.started_at),
             finished = time_lit(step.finished_at),

@@ -387,7 +387,7 @@ impl Database for PgDatabase {
             .map(|row| {
                 Ok(FailedMark {
                     revision: row.try_get("revision")?,
-                    direction: row.try_get("direction")?,
+                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
                     remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
                     add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
                     statement: row.try_get("statement")?,
@@ -426,7 +426,7 @@ impl Database for PgDatabase {
             .map(|row| {
                 Ok(Checkpoint {
                     revision: row.try_get("revision")?,
-                    direction: row.try_get("direction")?,
+                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
                     remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
                     add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
                     checkpoint: row.try_get("checkpoint")?,
@@ -524,7 +524,7 @@ impl Database for PgDatabase {
                 Ok(HistoryEntry {
                     id: row.try_get("id")?,
                     revision: row.try_get("revision")?,
-                    direction: row.try_get("direction")?,
+                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
                     checksum: row.try_get("checksum")?,
                     started_at: row.try_get("started_at")?,
                     finished_at: row.try_get("finished_at")?,

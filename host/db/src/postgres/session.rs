@@ -564,7 +564,7 @@ impl Session for PgSession {
                  failed_at = EXCLUDED.failed_at"
         )))
         .bind(&mark.revision)
-        .bind(&mark.direction)
+        .bind(mark.direction.as_str())
         .bind(mark.remove_heads.join(","))
         .bind(mark.add_heads.join(","))
         .bind(mark.statement)
@@ -608,7 +608,7 @@ impl Session for PgSession {
                  batches = EXCLUDED.batches, checksum = EXCLUDED.checksum,
                  started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at",
             lit(&checkpoint.revision),
-            lit(&checkpoint.direction),
+            lit(checkpoint.direction.as_str()),
             lit(&checkpoint.remove_heads.join(",")),
             lit(&checkpoint.add_heads.join(",")),
             lit(&checkpoint.checkpoint),

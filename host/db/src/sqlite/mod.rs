@@ -291,7 +291,7 @@ impl Database for SqliteDatabase {
             .map(|row| {
                 Ok(FailedMark {
                     revision: row.try_get("revision")?,
-                    direction: row.try_get("direction")?,
+                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
                     remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
                     add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
                     statement: row.try_get("statement")?,
@@ -330,7 +330,7 @@ impl Database for SqliteDatabase {
             .map(|row| {
                 Ok(Checkpoint {
                     revision: row.try_get("revision")?,
-                    direction: row.try_get("direction")?,
+                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
                     remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
                     add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
                     checkpoint: row.try_get("checkpoint")?,
@@ -429,7 +429,7 @@ impl Database for SqliteDatabase {
                 Ok(HistoryEntry {
                     id: row.try_get("id")?,
                     revision: row.try_get("revision")?,
-                    direction: row.try_get("direction")?,
+                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
                     checksum: row.try_get("checksum")?,
                     started_at: time(row, "started_at")?,
                     finished_at: time(row, "finished_at")?,

@@ -353,7 +353,7 @@ impl Session for SqliteSession {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )))
         .bind(step.revision)
-        .bind(step.direction)
+        .bind(step.direction.as_str())
         .bind(step.checksum)
         .bind(history_time(step.started_at))
         .bind(history_time(step.finished_at))
@@ -443,7 +443,7 @@ impl Session for SqliteSession {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )))
         .bind(&mark.revision)
-        .bind(&mark.direction)
+        .bind(mark.direction.as_str())
         .bind(mark.remove_heads.join(","))
         .bind(mark.add_heads.join(","))
         .bind(mark.statement)
@@ -483,7 +483,7 @@ impl Session for SqliteSession {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )))
         .bind(&checkpoint.revision)
-        .bind(&checkpoint.direction)
+        .bind(checkpoint.direction.as_str())
         .bind(checkpoint.remove_heads.join(","))
         .bind(checkpoint.add_heads.join(","))
         .bind(&checkpoint.checkpoint)

@@ -481,7 +481,7 @@ async fn steps_are_recorded_in_the_version_tables() {
         remove,
         add,
         revision,
-        direction,
+        direction: str::parse(direction).unwrap(),
         checksum: "ab12",
         started_at: start,
         finished_at: start + TimeDelta::milliseconds(250),

@@ -162,7 +162,7 @@ impl Graph {
             let Some(symbol) = rel.symbol else {
                 return Err(GraphError::WrongWay {
                     target: raw.to_owned(),
-                    direction: "upgrade",
+                    direction: Direction::Upgrade,
                 });
             };
             let start = Pos::from(self.revision(&qualified(rel.label, symbol))?);
@@ -270,7 +270,7 @@ impl Graph {
             let Some(symbol) = rel.symbol else {
                 return Err(GraphError::WrongWay {
                     target: raw.to_owned(),
-                    direction: "downgrade",
+                    direction: Direction::Downgrade,
                 });
             };
             let start = Pos::from(self.revision(symbol)?);

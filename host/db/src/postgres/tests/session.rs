@@ -319,7 +319,7 @@ async fn session_state_does_not_outlive_its_step() {
         remove: &none,
         add: &add,
         revision: "a",
-        direction: "upgrade",
+        direction: crate::Event::Upgrade,
         checksum: "00",
         started_at: now,
         finished_at: now,

@@ -125,7 +125,7 @@ async fn a_step_finishes_in_one_statement_unless_its_transaction_ended() {
             remove: &[],
             add: &add,
             revision: "a",
-            direction: "upgrade",
+            direction: crate::Event::Upgrade,
             checksum: "c1",
             started_at: now,
             finished_at: now,
@@ -139,7 +139,7 @@ async fn a_step_finishes_in_one_statement_unless_its_transaction_ended() {
     let mut s = t.session().await;
     s.save_checkpoint(&Checkpoint {
         revision: "a".into(),
-        direction: "upgrade".into(),
+        direction: crate::Direction::Upgrade,
         remove_heads: vec![],
         add_heads: vec![text("a")],
         checkpoint: "42".into(),
@@ -208,7 +208,7 @@ async fn a_step_finishes_in_one_statement_unless_its_transaction_ended() {
         record: StepRecord {
             remove: &add,
             add: &[],
-            direction: "downgrade",
+            direction: crate::Event::Downgrade,
             ..finished(None, false).record
         },
         artifact: None,
@@ -244,7 +244,7 @@ async fn steps_are_recorded_in_the_version_tables() {
             remove,
             add,
             revision,
-            direction,
+            direction: str::parse(direction).unwrap(),
             checksum: "ab12",
             started_at: start,
             finished_at: start + TimeDelta::milliseconds(1500),
@@ -280,7 +280,7 @@ async fn steps_are_recorded_in_the_version_tables() {
         ("a", "b")
     );
     assert!(history[0].id < history[1].id);
-    assert_eq!(history[1].direction, "upgrade");
+    assert_eq!(history[1].direction, crate::Event::Upgrade);
     assert_eq!(history[1].checksum, "ab12");
     assert_eq!(history[1].duration_ms, 1500);
     assert_eq!(history[1].wasmig_version, env!("CARGO_PKG_VERSION"));

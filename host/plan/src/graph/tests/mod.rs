@@ -132,7 +132,7 @@ fn relative_targets_move_along_the_chain() {
         g.plan_upgrade(&heads(&["d4"]), "-1"),
         Err(GraphError::WrongWay {
             target: "-1".into(),
-            direction: "upgrade"
+            direction: Direction::Upgrade
         })
     );
     assert!(matches!(

@@ -1,0 +1,233 @@
+//! `transaction = "batched"` steps: one transaction per call of the guest, each committing
+//! with its checkpoint, the last with the step's record; the limits of one run between
+//! batches.
+
+use super::*;
+
+/// What [`run_batched`] needs of its step.
+pub(super) struct Batched<'a> {
+    pub(super) step: &'a Step,
+    pub(super) checksum: &'a str,
+    /// The copy to store with the last batch (upgrades).
+    pub(super) to_store: Option<&'a StoredArtifact>,
+    pub(super) limits: Limits,
+    pub(super) timeouts: StatementTimeouts,
+    /// The checkpoint an earlier run left, to resume from.
+    pub(super) resume: Option<Checkpoint>,
+}
+
+/// Runs a `transaction = "batched"` step: one transaction per call, each committing with
+/// its checkpoint, the last with the step's record. Returns how many calls this run made.
+///
+/// # Errors
+/// [`Failure::Batch`] for the failed batch (rolled back; the earlier ones stay committed).
+pub(super) async fn run_batched(
+    db: &dyn Database,
+    sandbox: &Sandbox,
+    loaded: &Loaded,
+    batched: Batched<'_>,
+    mut progress: Progress,
+) -> Result<u64, Failure> {
+    let Batched {
+        step,
+        checksum,
+        to_store,
+        limits,
+        timeouts,
+        resume,
+    } = batched;
+    let started_at = resume.as_ref().map_or_else(Utc::now, |c| c.started_at);
+    let batched_step = BatchedStep {
+        step,
+        checksum,
+        to_store,
+        started_at,
+    };
+    let mut committed = resume.as_ref().map_or(0, |c| c.batches);
+    let mut checkpoint = resume.as_ref().map(|c| c.checkpoint.clone());
+    let had_checkpoint = resume.is_some();
+    let mut calls = 0;
+    let run_started = Instant::now();
+    loop {
+        // The limits of one run, checked between batches: a guest that never stops asking
+        // for another batch (two checkpoints in turn) stops here, its work committed.
+        if calls > 0
+            && let Some(limit) = batch_limit(calls, run_started, &limits)
+        {
+            return Err(limit);
+        }
+        calls += 1;
+        let batch = committed + 1;
+        let in_batch = |cause: Failure| Failure::Batch {
+            revision: step.revision.clone(),
+            direction: step.action,
+            batch,
+            cause: Box::new(cause),
+        };
+        let session = begin_batch(db, &timeouts).await.map_err(in_batch)?;
+        let returned = sandbox
+            .run(
+                loaded,
+                Call {
+                    revision: &step.revision,
+                    direction: step.action,
+                    session,
+                    limits,
+                    // The deadline bounds each batch: the step may run for hours.
+                    deadline: limits.deadline_from_now(),
+                    checkpoint: checkpoint.clone(),
+                    progress,
+                },
+            )
+            .await;
+        progress = returned.progress;
+        let Some(session) = returned.session else {
+            return Err(in_batch(Failure::Host(anyhow::anyhow!(
+                "the guest kept the session"
+            ))));
+        };
+        let next = match returned.outcome {
+            Ok(Some(next)) if checkpoint.as_ref() == Some(&next) => {
+                Err(repeated_checkpoint(batch as u64, &next))
+            }
+            other => other,
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(failure) => {
+                roll_back(session, &step.revision).await;
+                return Err(in_batch(failure));
+            }
+        };
+        commit_batch(
+            session,
+            &batched_step,
+            batch,
+            next.as_deref(),
+            had_checkpoint,
+        )
+        .await
+        .map_err(in_batch)?;
+        match next {
+            Some(next) => {
+                tracing::debug!(
+                    "{}: batch {batch} committed with its checkpoint",
+                    step.revision
+                );
+                committed = batch;
+                checkpoint = Some(next);
+            }
+            None => {
+                tracing::debug!(
+                    "{}: last batch ({batch}) committed with the version-table update",
+                    step.revision
+                );
+                return Ok(calls);
+            }
+        }
+    }
+}
+
+/// Writes what a batch commits with ([`write_batch`]) and commits it.
+pub(super) async fn commit_batch(
+    mut session: Box<dyn Session>,
+    batched: &BatchedStep<'_>,
+    batch: i64,
+    next: Option<&str>,
+    had_checkpoint: bool,
+) -> Result<(), Failure> {
+    if let Err(failure) = write_batch(&mut session, batched, batch, next, had_checkpoint).await {
+        let _ = session.rollback().await;
+        return Err(failure);
+    }
+    session.commit().await.map_err(Failure::Host)
+}
+
+/// The limit of one run a batched step reached after `calls` batches, if any.
+pub(super) fn batch_limit(calls: u64, started: Instant, limits: &Limits) -> Option<Failure> {
+    let limit = if calls >= limits.max_batches {
+        format!("max_batches = {}", limits.max_batches)
+    } else if started.elapsed() >= limits.batched_timeout {
+        format!(
+            "batched_timeout_secs = {}",
+            limits.batched_timeout.as_secs_f64()
+        )
+    } else {
+        return None;
+    };
+    Some(Failure::BatchLimit {
+        batches: calls,
+        limit,
+    })
+}
+
+/// Begins a batch's own transaction, with the step's statement timeouts.
+pub(super) async fn begin_batch(
+    db: &dyn Database,
+    timeouts: &StatementTimeouts,
+) -> Result<Box<dyn Session>, Failure> {
+    let mut session = db.begin().await.map_err(Failure::Host)?;
+    if timeouts.any()
+        && let Err(e) = session
+            .set_timeouts(timeouts.lock(), timeouts.statement())
+            .await
+    {
+        let _ = session.rollback().await;
+        return Err(Failure::Host(e));
+    }
+    Ok(session)
+}
+
+/// What every batch of a batched step records.
+pub(super) struct BatchedStep<'a> {
+    pub(super) step: &'a Step,
+    pub(super) checksum: &'a str,
+    pub(super) to_store: Option<&'a StoredArtifact>,
+    pub(super) started_at: chrono::DateTime<Utc>,
+}
+
+/// Writes what a batch commits with: its checkpoint when the guest asked for another batch
+/// (`next`), else the step's record (the last batch).
+pub(super) async fn write_batch(
+    session: &mut Box<dyn Session>,
+    batched: &BatchedStep<'_>,
+    batch: i64,
+    next: Option<&str>,
+    had_checkpoint: bool,
+) -> Result<(), Failure> {
+    let BatchedStep {
+        step,
+        checksum,
+        to_store,
+        started_at,
+    } = *batched;
+    match next {
+        Some(next) => {
+            check_intact(session, true).await?;
+            let saved = Checkpoint {
+                revision: step.revision.clone(),
+                direction: step.action,
+                remove_heads: step.remove_heads.clone(),
+                add_heads: step.add_heads.clone(),
+                checkpoint: next.to_owned(),
+                batches: batch,
+                checksum: checksum.to_owned(),
+                started_at,
+                updated_at: Utc::now(),
+            };
+            session.save_checkpoint(&saved).await.map_err(Failure::Host)
+        }
+        None => {
+            finish(
+                session,
+                step,
+                checksum,
+                started_at,
+                to_store,
+                had_checkpoint || batch > 1,
+                true,
+            )
+            .await
+        }
+    }
+}

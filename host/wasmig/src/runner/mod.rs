@@ -1,0 +1,299 @@
+//! The runner: executes a plan step by step, each step in one transaction together with its
+//! version-table update.
+//!
+//! For every step: read the artifact, compile or load the component *before* opening the
+//! transaction (a broken component must not hold a transaction open), begin, run the SQL or
+//! the guest call, record the step, commit. Recording an upgrade also stores the artifact in
+//! the artifact table, and recording a downgrade deletes it, so the table holds exactly what
+//! the applied revisions ran: `wasmig down` reverts from it a revision whose files are gone.
+//! Any failure rolls the step back and stops the run; steps already committed stay, and the
+//! error lists them.
+//!
+//! A SQL revision with `transaction = "none"` runs differently: its statements run one by
+//! one, each committed on its own ([`Database::run_autocommit`]), and the step is recorded
+//! afterwards in a transaction of its own. When it stops part-way nothing can be rolled
+//! back, so the revision is recorded as failed (a `failed` history row and a mark in
+//! `wasmig_failed`) and the run stops; `wasmig resolve` clears the mark.
+//!
+//! A component is called once per batch (the WIT's `batch` interface): as long as a call
+//! asks for another batch, it is called again with the checkpoint it passed. In a
+//! `per-migration` revision every call runs in the step's one transaction. In a `batched`
+//! revision every call is a transaction of its own that commits with the checkpoint
+//! ([`Database::checkpoints`]); the last one commits with the step's record, and a run that
+//! finds a checkpoint for a step it runs resumes from it.
+//!
+//! Not here: choosing the steps (`graph`), what a guest may do (`sandbox`).
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::bindings::{Dialect, SqlError};
+use crate::config::{Project, StatementTimeouts};
+use crate::db::{
+    Checkpoint, Database, Event, FailedMark, FinishedStep, ScriptFailure, Session, StepRecord,
+    StoredArtifact,
+};
+use crate::error::{ConfigError, Failure, MigrationError, ResumeModified};
+use crate::graph::{Direction, Step};
+use crate::progress::Progress;
+use crate::revision::{self, Artifact, Revision, TransactionMode};
+use crate::sandbox::{CacheStatus, Call, Limits, Loaded, Sandbox};
+
+mod autocommit;
+mod batched;
+mod steps;
+
+use self::autocommit::run_autocommitted;
+use self::batched::{Batched, run_batched};
+pub use self::steps::run;
+
+/// How long rolling back a failed step may take before its connection is ended instead.
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What happened to one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// Upgrade or downgrade.
+    pub action: Direction,
+    /// The revision.
+    pub revision: String,
+    /// SQL or component.
+    pub kind: &'static str,
+    /// For components: whether the compile cache was used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStatus>,
+    /// Milliseconds spent compiling or loading the component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_ms: Option<u64>,
+    /// Milliseconds from begin to commit.
+    pub duration_ms: u64,
+    /// For components: how many calls (batches) the step took in this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches: Option<u64>,
+    /// For a step resumed from a checkpoint: the batches committed by earlier runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_after: Option<i64>,
+}
+
+/// Options for a run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Use the compile cache.
+    pub use_cache: bool,
+    /// Run every step in one transaction: all of them commit, or none.
+    pub atomic: bool,
+    /// Resume a batched step from its checkpoint even if its artifact changed since its
+    /// first batch (warns).
+    pub allow_modified: bool,
+}
+
+/// The failure of a guest that asks for another batch from the checkpoint it was given: it
+/// would run forever.
+fn repeated_checkpoint(batch: u64, checkpoint: &str) -> Failure {
+    Failure::GuestError(format!(
+        "batch {batch} asked for another batch from the checkpoint it started from ({checkpoint:?}), so it would repeat forever; pass `next-batch` the point after the work this batch did"
+    ))
+}
+
+/// Rolls back a failed step's (or batch's) transaction. After a deadline the connection
+/// may still be busy with a statement that ignored its cancel: the rollback must not wait
+/// for it forever, so past [`ROLLBACK_TIMEOUT`] the connection is ended instead.
+async fn roll_back(session: Box<dyn Session>, revision: &str) {
+    let canceller = session.canceller();
+    match tokio::time::timeout(ROLLBACK_TIMEOUT, session.rollback()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            "rollback of {revision} failed: {e:#} (the server discards the transaction anyway)"
+        ),
+        Err(_) => {
+            canceller.terminate().await;
+            tracing::warn!(
+                "rollback of {revision} did not finish within {} s; its connection was ended, which discards the transaction",
+                ROLLBACK_TIMEOUT.as_secs()
+            );
+        }
+    }
+}
+
+/// Checks that the transaction is still the one wasmig began: a statement that ended it
+/// (and perhaps began another) must not let the version-table update land in a transaction
+/// the step's work is not in.
+async fn check_intact(session: &mut Box<dyn Session>, guest: bool) -> Result<(), Failure> {
+    match session.transaction_intact().await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::TransactionEnded { guest }),
+        Err(e) => Err(Failure::Host(e)),
+    }
+}
+
+/// Records a finished step in its transaction, once [`check_intact`]'s check passes (in the
+/// same round trip on PostgreSQL): the version tables, the artifact stored (upgrade) or
+/// forgotten (downgrade), and the checkpoint of a resumed step deleted.
+async fn finish(
+    session: &mut Box<dyn Session>,
+    step: &Step,
+    checksum: &str,
+    started_at: chrono::DateTime<Utc>,
+    to_store: Option<&StoredArtifact>,
+    had_checkpoint: bool,
+    guest: bool,
+) -> Result<(), Failure> {
+    let finished = FinishedStep {
+        record: completed(step, checksum, started_at),
+        artifact: to_store,
+        clear_checkpoint: had_checkpoint,
+    };
+    match session.finish_step(&finished).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::TransactionEnded { guest }),
+        Err(e) => Err(Failure::Host(e)),
+    }
+}
+
+/// The version-table record of `step` run to its end, now.
+fn completed<'a>(
+    step: &'a Step,
+    checksum: &'a str,
+    started_at: chrono::DateTime<Utc>,
+) -> StepRecord<'a> {
+    StepRecord {
+        remove: &step.remove_heads,
+        add: &step.add_heads,
+        revision: &step.revision,
+        direction: step.action.into(),
+        checksum,
+        started_at,
+        finished_at: Utc::now(),
+        error: None,
+        sqlstate: None,
+    }
+}
+
+/// What a step needs before its transaction begins.
+struct Prepared {
+    artifact: Artifact,
+    checksum: String,
+    /// The copy to store in the database (upgrades).
+    to_store: Option<StoredArtifact>,
+    /// The compiled component, for component revisions.
+    loaded: Option<crate::sandbox::Loaded>,
+}
+
+/// Reads a step's artifact and compiles its component.
+fn prepare(
+    revision: &Revision,
+    step: &Step,
+    build_dir: &std::path::Path,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<Prepared> {
+    let artifact = revision::read_artifact(revision, build_dir)?;
+    let checksum = artifact.checksum();
+    let to_store = match step.action {
+        Direction::Upgrade => Some(revision.to_stored(&artifact)?),
+        Direction::Downgrade => None,
+    };
+    let loaded = match (&artifact, sandbox) {
+        (Artifact::Component { path, bytes }, Some(sandbox)) => {
+            Some(sandbox.load(&step.revision, path, bytes)?)
+        }
+        _ => None,
+    };
+    if let Some(l) = &loaded {
+        tracing::debug!(
+            "{}: component {} in {} ms",
+            step.revision,
+            match l.cache {
+                CacheStatus::Hit => "loaded from the cache",
+                CacheStatus::Miss => "compiled and cached",
+                CacheStatus::Disabled => "compiled (cache disabled)",
+            },
+            l.load_time.as_millis()
+        );
+    }
+    Ok(Prepared {
+        artifact,
+        checksum,
+        to_store,
+        loaded,
+    })
+}
+
+/// Runs `write` in a transaction of its own and commits it.
+async fn alone<F>(db: &dyn Database, write: F) -> anyhow::Result<()>
+where
+    F: for<'s> FnOnce(
+        &'s mut Box<dyn crate::db::Session>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 's>,
+    >,
+{
+    let mut session = db.begin().await?;
+    match write(&mut session).await {
+        Ok(()) => session.commit().await,
+        Err(e) => {
+            let _ = session.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// The statement and lock timeouts of a revision: its manifest's, else the project's.
+///
+/// # Errors
+/// [`ConfigError`] naming the manifest for a value out of range.
+fn timeouts(project: &Project, revision: &Revision) -> anyhow::Result<StatementTimeouts> {
+    Ok(project.config.timeouts.with_overrides(
+        &revision.manifest.timeouts(),
+        &revision.dir.join(revision::MANIFEST),
+    )?)
+}
+
+/// The sandbox limits of a revision: its manifest's overrides, else the project's.
+///
+/// # Errors
+/// [`crate::error::ConfigError`] naming the manifest for a value out of range.
+fn limits(project: &Project, revision: &Revision) -> anyhow::Result<Limits> {
+    let settings = project
+        .config
+        .sandbox
+        .with_overrides(&revision.manifest, &revision.dir.join(revision::MANIFEST))?;
+    Ok(Limits {
+        memory: settings.memory_limit_bytes(),
+        timeout: settings.timeout(),
+        max_batches: settings.max_batches,
+        batched_timeout: Duration::try_from_secs_f64(
+            settings
+                .batched_timeout_secs
+                .min(crate::config::MAX_TIMEOUT_SECS),
+        )
+        .unwrap_or(Duration::ZERO),
+    })
+}
+
+fn verb(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Upgrade => "applying",
+        Direction::Downgrade => "reverting",
+    }
+}
+
+fn find<'a>(revisions: &'a [Revision], id: &str) -> &'a Revision {
+    revisions
+        .iter()
+        .find(|r| r.id() == id)
+        .expect("the planner only returns known revisions")
+}
+
+fn is_component(revision: &Revision) -> bool {
+    revision.manifest.kind != crate::revision::Kind::Sql
+}
+
+/// Whether any of `steps` needs a build from source (a stored revision brings its component).
+pub fn needs_build(revisions: &[Revision], steps: &[Step]) -> bool {
+    steps.iter().any(|s| {
+        let revision = find(revisions, &s.revision);
+        revision.manifest.kind.is_built() && revision.stored.is_none()
+    })
+}

@@ -1,0 +1,547 @@
+//! Running a plan: checking every step before the first, the sandbox, and each step by its
+//! transaction mode (`per-migration` here, `batched` and `none` in their modules), with
+//! `--atomic`'s one transaction handed from step to step.
+
+use super::*;
+
+/// Runs `steps` in order.
+///
+/// # Errors
+/// [`MigrationError`] for the first failing step (after rolling it back), listing the steps
+/// already committed; configuration or component errors before any transaction began.
+pub async fn run(
+    project: &Project,
+    db: &dyn Database,
+    revisions: &[Revision],
+    steps: &[Step],
+    options: RunOptions,
+) -> anyhow::Result<Vec<StepReport>> {
+    if steps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let build_dir = crate::artifact::build_dir(project);
+    // Batched steps an earlier run left part-way: the steps below resume from them.
+    let checkpoints = db.checkpoints().await?;
+    let run = Run {
+        project,
+        db,
+        revisions,
+        steps,
+        options,
+        checkpoints,
+        sandbox: None,
+        build_dir,
+    };
+    // Every artifact must be there before the first step runs, not only when its turn comes.
+    for step in steps {
+        run.check(step)?;
+    }
+    db.ensure_version_tables().await?;
+    let run = Run {
+        sandbox: run.start_sandbox()?,
+        ..run
+    };
+    run.all_steps().await
+}
+
+/// One run of a plan: what every step needs.
+struct Run<'a> {
+    project: &'a Project,
+    db: &'a dyn Database,
+    revisions: &'a [Revision],
+    steps: &'a [Step],
+    options: RunOptions,
+    /// Batched steps an earlier run left part-way.
+    checkpoints: Vec<Checkpoint>,
+    /// The sandbox, when a step runs a component; created before the first step.
+    sandbox: Option<Sandbox>,
+    build_dir: std::path::PathBuf,
+}
+
+impl Run<'_> {
+    /// Refuses a step before anything runs: a missing artifact, a changed artifact under a
+    /// checkpoint, limits or timeouts out of range or unsupported, a mode `--atomic` cannot
+    /// hold.
+    fn check(&self, step: &Step) -> anyhow::Result<()> {
+        let revision = find(self.revisions, &step.revision);
+        revision::check_artifact(revision, &self.build_dir)?;
+        if let Some(c) = self.resume_of(step) {
+            let current = revision::read_artifact(revision, &self.build_dir)?.checksum();
+            if current != c.checksum {
+                let changed = ResumeModified {
+                    revision: step.revision.clone(),
+                    direction: c.direction,
+                    recorded: c.checksum.clone(),
+                    current,
+                };
+                if !self.options.allow_modified {
+                    return Err(changed.into());
+                }
+                tracing::warn!("{changed} (resuming anyway: --allow-modified)");
+            }
+        }
+        limits(self.project, revision)?;
+        self.check_size(revision)?;
+        let timeouts = timeouts(self.project, revision)?;
+        if timeouts.any() && self.db.dialect() == Dialect::Sqlite {
+            return Err(ConfigError::new(format!(
+                "revision {}: lock_timeout_secs and statement_timeout_secs are PostgreSQL settings and SQLite has neither; remove them from {} or the [timeouts] of wasmig.toml",
+                step.revision,
+                revision.dir.join(revision::MANIFEST).display()
+            ))
+            .into());
+        }
+        let mode = revision.manifest.transaction;
+        if self.options.atomic && mode != TransactionMode::PerMigration {
+            return Err(ConfigError::new(format!(
+                "revision {}: --atomic runs every step in one transaction, but {} sets `transaction = \"{}\"`; run without --atomic, or up to the revision before it first",
+                step.revision,
+                revision.dir.join(revision::MANIFEST).display(),
+                if mode == TransactionMode::None { "none" } else { "batched" }
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Refuses a component over `max_component_mib` before the first step runs (the
+    /// sandbox checks it again when it loads the component).
+    fn check_size(&self, revision: &Revision) -> anyhow::Result<()> {
+        let size = match (&revision.stored, revision.component_path(&self.build_dir)) {
+            (Some(Artifact::Component { bytes, .. }), _) => bytes.len() as u64,
+            (None, Some(path)) => std::fs::metadata(&path).map_or(0, |m| m.len()),
+            _ => return Ok(()),
+        };
+        let max = self
+            .project
+            .config
+            .sandbox
+            .sandbox_options()
+            .max_component_bytes;
+        if size > max {
+            return Err(crate::sandbox::CompileLimit {
+                revision: revision.id().to_owned(),
+                what: format!(
+                    "the component is {} MiB, over the {} MiB that `max_component_mib` allows",
+                    size.div_ceil(1024 * 1024),
+                    max / (1024 * 1024)
+                ),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The checkpoint a step resumes from, if an earlier run left one.
+    fn resume_of(&self, step: &Step) -> Option<&Checkpoint> {
+        self.checkpoints
+            .iter()
+            .find(|c| c.revision == step.revision && c.direction == step.action)
+    }
+
+    /// The sandbox, when any step runs a component, with every new component compiled on
+    /// every core before the first step (rather than one after another as their steps come).
+    fn start_sandbox(&self) -> anyhow::Result<Option<Sandbox>> {
+        let components: Vec<&Revision> = self
+            .steps
+            .iter()
+            .map(|s| find(self.revisions, &s.revision))
+            .filter(|r| is_component(r))
+            .collect();
+        if components.is_empty() {
+            return Ok(None);
+        }
+        let cache = self.options.use_cache.then(|| self.project.cache_dir());
+        let sandbox = Sandbox::new(
+            &self.project.root,
+            cache,
+            self.project.config.sandbox.sandbox_options(),
+        )?;
+        let artifacts: Vec<Artifact> = components
+            .into_iter()
+            .filter_map(|r| revision::read_artifact(r, &self.build_dir).ok())
+            .collect();
+        let bytes: Vec<&[u8]> = artifacts
+            .iter()
+            .filter_map(|a| match a {
+                Artifact::Component { bytes, .. } => Some(bytes.as_slice()),
+                Artifact::Sql { .. } => None,
+            })
+            .collect();
+        sandbox.precompile(&bytes);
+        Ok(Some(sandbox))
+    }
+
+    /// Runs every step; with `--atomic`, in one transaction handed from step to step.
+    async fn all_steps(&self) -> anyhow::Result<Vec<StepReport>> {
+        // With --atomic, every artifact is read and every component compiled before the
+        // run's one transaction begins: nothing slow may happen while it holds its locks.
+        let mut prepared: Vec<Option<Prepared>> = Vec::new();
+        if self.options.atomic {
+            for step in self.steps {
+                let revision = find(self.revisions, &step.revision);
+                prepared.push(Some(prepare(
+                    revision,
+                    step,
+                    &self.build_dir,
+                    self.sandbox.as_ref(),
+                )?));
+            }
+        }
+        let mut reports = Vec::with_capacity(self.steps.len());
+        // With --atomic, the one transaction of the run, between steps.
+        let mut held: Option<Box<dyn Session>> = None;
+        for (index, step) in self.steps.iter().enumerate() {
+            let at = At {
+                index,
+                step,
+                completed: &reports,
+            };
+            // Read and compiled before any transaction begins (with --atomic, all of them
+            // were, before the run's one transaction began).
+            let ready = match prepared.get_mut(index).and_then(Option::take) {
+                Some(p) => p,
+                None => prepare(
+                    find(self.revisions, &step.revision),
+                    step,
+                    &self.build_dir,
+                    self.sandbox.as_ref(),
+                )?,
+            };
+            let (report, session) = self.one_step(&at, ready, held.take()).await?;
+            held = session;
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// Runs one step by its transaction mode; returns its report and, with `--atomic` before
+    /// the last step, the transaction to hand on.
+    async fn one_step(
+        &self,
+        at: &At<'_>,
+        ready: Prepared,
+        held: Option<Box<dyn Session>>,
+    ) -> anyhow::Result<(StepReport, Option<Box<dyn Session>>)> {
+        let step = at.step;
+        let revision = find(self.revisions, &step.revision);
+        let resume = self.resume_of(step).cloned();
+        if revision.stored.is_some() {
+            tracing::info!(
+                "{} {} from the copy stored in the database (its files are not in this project)",
+                verb(step.action),
+                step.revision
+            );
+        } else {
+            // The message is the author's text: one visible line.
+            tracing::info!(
+                "{} {} ({})",
+                verb(step.action),
+                step.revision,
+                crate::bindings::text::shown(&revision.manifest.message)
+            );
+        }
+        if let Some(c) = &resume {
+            tracing::info!(
+                "{}: resuming after batch {} of an earlier run, from its checkpoint",
+                step.revision,
+                c.batches
+            );
+        }
+        match revision.manifest.transaction {
+            TransactionMode::Batched => Ok((self.batched_step(at, ready, resume).await?, None)),
+            TransactionMode::None => Ok((self.autocommitted_step(at, ready).await?, None)),
+            TransactionMode::PerMigration => self.transactional_step(at, ready, resume, held).await,
+        }
+    }
+
+    /// A `transaction = "batched"` step: one transaction per batch.
+    async fn batched_step(
+        &self,
+        at: &At<'_>,
+        ready: Prepared,
+        resume: Option<Checkpoint>,
+    ) -> anyhow::Result<StepReport> {
+        let step = at.step;
+        let revision = find(self.revisions, &step.revision);
+        let (Some(loaded), Some(sandbox)) = (&ready.loaded, &self.sandbox) else {
+            unreachable!("manifests refuse `transaction = \"batched\"` for SQL revisions")
+        };
+        let started = Instant::now();
+        let batched = Batched {
+            step,
+            checksum: &ready.checksum,
+            to_store: ready.to_store.as_ref(),
+            limits: limits(self.project, revision)?,
+            timeouts: timeouts(self.project, revision)?,
+            resume: resume.clone(),
+        };
+        let progress = Progress::new(step.revision.clone());
+        let batches = run_batched(self.db, sandbox, loaded, batched, progress)
+            .await
+            .map_err(|f| self.fail(at, f))?;
+        Ok(StepReport {
+            action: step.action,
+            revision: step.revision.clone(),
+            kind: "component",
+            cache: Some(loaded.cache),
+            load_ms: Some(loaded.load_time.as_millis() as u64),
+            duration_ms: started.elapsed().as_millis() as u64,
+            batches: Some(batches),
+            resumed_after: resume.map(|c| c.batches),
+        })
+    }
+
+    /// A `transaction = "none"` SQL step: statement by statement, then recorded.
+    async fn autocommitted_step(&self, at: &At<'_>, ready: Prepared) -> anyhow::Result<StepReport> {
+        let step = at.step;
+        let revision = find(self.revisions, &step.revision);
+        let Artifact::Sql { up, down } = &ready.artifact else {
+            unreachable!("manifests refuse `transaction = \"none\"` for components")
+        };
+        let script = if step.action == Direction::Upgrade {
+            up
+        } else {
+            down
+        };
+        let started = Instant::now();
+        let step_timeouts = timeouts(self.project, revision)?;
+        run_autocommitted(
+            self.db,
+            step,
+            script,
+            &ready.checksum,
+            ready.to_store.as_ref(),
+            &step_timeouts,
+        )
+        .await
+        .map_err(|f| self.fail(at, f))?;
+        Ok(StepReport {
+            action: step.action,
+            revision: step.revision.clone(),
+            kind: "sql",
+            cache: None,
+            load_ms: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+            batches: None,
+            resumed_after: None,
+        })
+    }
+
+    /// A `per-migration` step: the SQL script or every guest call, then the record, in one
+    /// transaction (the run's, with `--atomic`).
+    async fn transactional_step(
+        &self,
+        at: &At<'_>,
+        ready: Prepared,
+        resume: Option<Checkpoint>,
+        held: Option<Box<dyn Session>>,
+    ) -> anyhow::Result<(StepReport, Option<Box<dyn Session>>)> {
+        let step = at.step;
+        let revision = find(self.revisions, &step.revision);
+        let atomic = self.options.atomic;
+        let limits = limits(self.project, revision)?;
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let mut session = match held {
+            Some(session) => session,
+            None => self
+                .db
+                .begin()
+                .await
+                .map_err(|e| self.fail(at, Failure::Host(e)))?,
+        };
+        let step_timeouts = timeouts(self.project, revision)?;
+        // In one transaction for the whole run, a step without timeouts must not inherit
+        // the previous step's.
+        if (step_timeouts.any() || (atomic && self.db.dialect() == Dialect::Postgres))
+            && let Err(e) = session
+                .set_timeouts(step_timeouts.lock(), step_timeouts.statement())
+                .await
+        {
+            let _ = session.rollback().await;
+            return Err(self.fail(at, Failure::Host(e)).into());
+        }
+        let (session, outcome, calls) = self
+            .work(at, &ready, session, limits, resume.as_ref())
+            .await?;
+        let mut session = session;
+        if let Err(failure) = outcome {
+            roll_back(session, &step.revision).await;
+            return Err(self.fail(at, failure).into());
+        }
+        let recorded = finish(
+            &mut session,
+            step,
+            &ready.checksum,
+            started_at,
+            ready.to_store.as_ref(),
+            resume.is_some(),
+            ready.loaded.is_some(),
+        )
+        .await;
+        if let Err(failure) = recorded {
+            let _ = session.rollback().await;
+            return Err(self.fail(at, failure).into());
+        }
+        let last = at.index + 1 == self.steps.len();
+        let held = if atomic && !last {
+            Some(session)
+        } else {
+            session
+                .commit()
+                .await
+                .map_err(|e| self.fail(at, Failure::Host(e)))?;
+            tracing::debug!(
+                "{}: committed with its version-table update in {} ms{}",
+                step.revision,
+                started.elapsed().as_millis(),
+                if atomic {
+                    " (and every earlier step of this --atomic run)"
+                } else {
+                    ""
+                }
+            );
+            None
+        };
+        let report = StepReport {
+            action: step.action,
+            revision: step.revision.clone(),
+            kind: if ready.loaded.is_some() {
+                "component"
+            } else {
+                "sql"
+            },
+            cache: ready.loaded.as_ref().map(|l| l.cache),
+            load_ms: ready
+                .loaded
+                .as_ref()
+                .map(|l| l.load_time.as_millis() as u64),
+            duration_ms: started.elapsed().as_millis() as u64,
+            batches: calls,
+            resumed_after: resume.map(|c| c.batches),
+        };
+        Ok((report, held))
+    }
+
+    /// The step's work in its transaction: the SQL script under the deadline, or every
+    /// guest call. Returns the session, the outcome and the number of guest calls.
+    async fn work(
+        &self,
+        at: &At<'_>,
+        ready: &Prepared,
+        mut session: Box<dyn Session>,
+        limits: Limits,
+        resume: Option<&Checkpoint>,
+    ) -> Result<(Box<dyn Session>, Result<(), Failure>, Option<u64>), MigrationError> {
+        let step = at.step;
+        Ok(match (&ready.artifact, &ready.loaded, &self.sandbox) {
+            (Artifact::Sql { up, down }, _, _) => {
+                let script = if step.action == Direction::Upgrade {
+                    up
+                } else {
+                    down
+                };
+                // A script honours the step's deadline as a guest does: its statement is
+                // cancelled, then its connection ended.
+                let canceller = session.canceller();
+                let outcome = match crate::sandbox::against_deadline(
+                    session.batch(script),
+                    limits.deadline_from_now(),
+                    &*canceller,
+                )
+                .await
+                {
+                    Ok(result) => result.map_err(Failure::from_sql),
+                    Err(_) => Err(Failure::Deadline(limits.timeout)),
+                };
+                (session, outcome, None)
+            }
+            (Artifact::Component { .. }, Some(loaded), Some(sandbox)) => {
+                let called = call_until_done(sandbox, loaded, step, session, limits, resume)
+                    .await
+                    .map_err(|f| self.fail(at, f))?;
+                (called.0, called.1, Some(called.2))
+            }
+            _ => unreachable!("components are loaded above"),
+        })
+    }
+
+    /// The error for a failed step, naming the steps this run committed before it.
+    fn fail(&self, at: &At<'_>, failure: Failure) -> MigrationError {
+        let atomic = self.options.atomic;
+        if atomic && at.index > 0 {
+            tracing::warn!(
+                "--atomic: the {} earlier step(s) of this run were rolled back with it",
+                at.index
+            );
+        }
+        MigrationError {
+            revision: at.step.revision.clone(),
+            direction: at.step.action,
+            failure,
+            // With --atomic nothing was committed: the whole run rolls back.
+            completed: if atomic {
+                Vec::new()
+            } else {
+                at.completed.iter().map(|r| r.revision.clone()).collect()
+            },
+        }
+    }
+}
+
+/// Where a run is: the step, its position, and the steps reported before it.
+struct At<'a> {
+    index: usize,
+    step: &'a Step,
+    completed: &'a [StepReport],
+}
+
+/// Calls a component's export in the step's one transaction until it asks for no further
+/// batch, under one deadline for the step. Returns the session, the outcome and the number
+/// of calls.
+///
+/// # Errors
+/// [`Failure::Host`] when the guest kept the session (nothing to roll back through).
+async fn call_until_done(
+    sandbox: &Sandbox,
+    loaded: &Loaded,
+    step: &Step,
+    mut session: Box<dyn Session>,
+    limits: Limits,
+    resume: Option<&Checkpoint>,
+) -> Result<(Box<dyn Session>, Result<(), Failure>, u64), Failure> {
+    let deadline = limits.deadline_from_now();
+    let mut checkpoint = resume.map(|c| c.checkpoint.clone());
+    let mut progress = Progress::new(step.revision.clone());
+    let mut n = 0;
+    loop {
+        n += 1;
+        let returned = sandbox
+            .run(
+                loaded,
+                Call {
+                    revision: &step.revision,
+                    direction: step.action,
+                    session,
+                    limits,
+                    deadline,
+                    checkpoint: checkpoint.clone(),
+                    progress,
+                },
+            )
+            .await;
+        progress = returned.progress;
+        session = returned
+            .session
+            .ok_or_else(|| Failure::Host(anyhow::anyhow!("the guest kept the session")))?;
+        match returned.outcome {
+            Err(failure) => return Ok((session, Err(failure), n)),
+            Ok(None) => return Ok((session, Ok(()), n)),
+            Ok(Some(next)) if checkpoint.as_ref() == Some(&next) => {
+                return Ok((session, Err(repeated_checkpoint(n, &next)), n));
+            }
+            Ok(Some(next)) => checkpoint = Some(next),
+        }
+    }
+}
