@@ -38,8 +38,9 @@ pub(crate) const BUILD_FAILED: u8 = 9;
 /// the refusal of transaction control): the step is not recorded, and on PostgreSQL part
 /// of its work may have been committed. Unlike 6, the database needs a look.
 pub(crate) const TRANSACTION_ENDED: u8 = 10;
-/// Another run held the database's migration lock for longer than `--lock-timeout`;
-/// nothing was changed.
+/// Another run held the database's migration lock for longer than `--lock-timeout`
+/// (nothing was changed); or the lock was taken from this run while it ran (the step in
+/// flight recorded nothing and was rolled back; steps before it stay applied).
 pub(crate) const LOCK_TIMEOUT: u8 = 11;
 /// An applied revision's files changed (or vanished) since it ran: its checksum differs
 /// from the one recorded in the history table; or a batched revision part-way through
@@ -58,7 +59,7 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<MigrationError>() {
             return failure_code(&e.failure);
         }
-        if cause.is::<LockTimeout>() {
+        if cause.is::<LockTimeout>() || cause.is::<wasmig::db::LockLost>() {
             return LOCK_TIMEOUT;
         }
         if cause.is::<ModifiedError>() || cause.is::<ResumeModified>() {

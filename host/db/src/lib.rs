@@ -498,6 +498,15 @@ pub struct LockTimeout {
     pub waited: std::time::Duration,
 }
 
+/// The migration lock was taken from this run while it ran: the session holding it ended
+/// (a migration can end any session its role may signal) or released it. The step that
+/// found out recorded nothing and was rolled back, since another run may hold the lock now.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the migration lock was lost during the run (the session holding it ended or released it): this step recorded nothing and was rolled back, and another run may be at work; check `wasmig current` and `wasmig history --log` before running again"
+)]
+pub struct LockLost;
+
 /// Errors of the database layer that callers branch on (exit code 5).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -5,5 +5,7 @@
 
 mod deadlines;
 mod limits;
+mod lock;
 mod paths;
+mod spoof;
 mod text;

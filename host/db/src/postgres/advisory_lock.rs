@@ -140,11 +140,19 @@ pub(super) struct PgLock {
     ///
     /// [`Database::close`]: crate::Database::close
     pub(super) control: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+    /// The fence's pid, shared with the database ([`PgDatabase::lock_holder`]); cleared on
+    /// release, so sessions begun afterwards record without a fence.
+    ///
+    /// [`PgDatabase::lock_holder`]: super::PgDatabase
+    pub(super) holder: Arc<std::sync::Mutex<Option<i32>>>,
 }
 
 #[async_trait]
 impl LockGuard for PgLock {
     async fn release(self: Box<Self>) -> anyhow::Result<()> {
+        if let Ok(mut holder) = self.holder.lock() {
+            *holder = None;
+        }
         let mut control = self.control.lock().await;
         let Some(conn) = control.as_mut() else {
             // Closed: the session, and the lock with it, already ended.

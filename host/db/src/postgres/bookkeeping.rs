@@ -166,9 +166,11 @@ impl PgSession {
         // `remove`, then inserting `add`.
         format!(
             "WITH removed AS (DELETE FROM {version_table}
-                              WHERE revision = ANY({remove}) AND revision <> ALL({add})),
+                              WHERE revision OPERATOR(pg_catalog.=) ANY({remove})
+                                AND revision OPERATOR(pg_catalog.<>) ALL({add})),
                   added AS (INSERT INTO {version_table} (revision)
-                            SELECT a FROM unnest({add}) AS a WHERE a <> ALL({remove}))
+                            SELECT a FROM pg_catalog.unnest({add}) AS a
+                            WHERE a OPERATOR(pg_catalog.<>) ALL({remove}))
              INSERT INTO {history_table}
                  (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
                   error, sqlstate)
@@ -194,7 +196,10 @@ impl PgSession {
     pub(super) fn store_artifact_sql(&self, artifact: &StoredArtifact) -> String {
         let table = self.version_table(ARTIFACT_TABLE);
         let component = match &artifact.component {
-            Some(bytes) => format!("{}::bytea", lit(&format!("\\x{}", hex::encode(bytes)))),
+            Some(bytes) => format!(
+                "{}::pg_catalog.bytea",
+                lit(&format!("\\x{}", hex::encode(bytes)))
+            ),
             None => "NULL".into(),
         };
         format!(
@@ -223,7 +228,10 @@ impl PgSession {
     /// [`Session::forget_artifact`]: crate::Session::forget_artifact
     pub(super) fn forget_artifact_sql(&self, revision: &str) -> String {
         let table = self.version_table(ARTIFACT_TABLE);
-        format!("DELETE FROM {table} WHERE revision = {}", lit(revision))
+        format!(
+            "DELETE FROM {table} WHERE revision OPERATOR(pg_catalog.=) {}",
+            lit(revision)
+        )
     }
 
     /// [`Session::clear_checkpoint`]'s statement.
@@ -231,7 +239,10 @@ impl PgSession {
     /// [`Session::clear_checkpoint`]: crate::Session::clear_checkpoint
     pub(super) fn clear_checkpoint_sql(&self, revision: &str) -> String {
         let table = self.version_table(CHECKPOINT_TABLE);
-        format!("DELETE FROM {table} WHERE revision = {}", lit(revision))
+        format!(
+            "DELETE FROM {table} WHERE revision OPERATOR(pg_catalog.=) {}",
+            lit(revision)
+        )
     }
 }
 
@@ -251,7 +262,7 @@ pub(super) fn opt_lit(text: Option<&str>) -> String {
 /// A UTC time as a `timestamptz` literal, to the microsecond.
 pub(super) fn time_lit(time: DateTime<Utc>) -> String {
     format!(
-        "{}::timestamptz",
+        "{}::pg_catalog.timestamptz",
         lit(&time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
     )
 }
@@ -259,7 +270,7 @@ pub(super) fn time_lit(time: DateTime<Utc>) -> String {
 /// A `text[]` literal of revision ids.
 pub(super) fn text_array(items: &[String]) -> String {
     let items: Vec<String> = items.iter().map(|i| lit(i)).collect();
-    format!("ARRAY[{}]::text[]", items.join(", "))
+    format!("ARRAY[{}]::pg_catalog.text[]", items.join(", "))
 }
 
 /// A row of the artifact table.

@@ -146,6 +146,12 @@ pub(crate) struct PgDatabase {
     /// The tables (and [`HISTORY_ERROR_COLUMNS`]) known to exist, see
     /// [`PgDatabase::table_exists`].
     present: std::sync::Mutex<Vec<&'static str>>,
+    /// The backend pid of the control connection while it holds the migration lock (set by
+    /// [`Database::lock`], cleared by the guard's release): every step's transaction checks
+    /// the lock is still granted to that session before it records anything (a fence), so
+    /// a migration that ends the control connection cannot have its step recorded beside a
+    /// second run's.
+    pub(super) lock_holder: Arc<std::sync::Mutex<Option<i32>>>,
     /// The URL without its password, for messages.
     url: String,
 }
@@ -213,6 +219,7 @@ impl PgDatabase {
             pool,
             control: Arc::new(tokio::sync::Mutex::new(Some(probe))),
             present: std::sync::Mutex::new(Vec::new()),
+            lock_holder: Arc::new(std::sync::Mutex::new(None)),
             url: url.to_string(),
         })
     }
@@ -571,8 +578,21 @@ impl Database for PgDatabase {
                 .await;
             return Err(e);
         }
+        // The fence's session: the control connection's backend.
+        let pid = sqlx::raw_sql("SELECT pg_catalog.pg_backend_pid()")
+            .fetch_one(attempt.conn())
+            .await
+            .and_then(|row| row.try_get::<i32, _>(0))
+            .map_err(|source| DbError::Query {
+                doing: "reading the lock holder's backend pid".into(),
+                source,
+            })?;
+        if let Ok(mut holder) = self.lock_holder.lock() {
+            *holder = Some(pid);
+        }
         Ok(Box::new(PgLock {
             control: self.control.clone(),
+            holder: self.lock_holder.clone(),
         }))
     }
 

@@ -32,16 +32,29 @@ use sqlx::{
 use super::PgDatabase;
 use super::bookkeeping::{lit, text_array, time_lit};
 use super::codec::{Bound, Plan, sql_error};
+use crate::lock::PG_LOCK_KEY;
 use crate::{
     ARTIFACT_TABLE, CHECKPOINT_TABLE, Canceller, Checkpoint, CursorState, DbError, FAILED_TABLE,
-    FailedMark, FinishedStep, Session, SqlResult, StepRecord, StoredArtifact, copy, pg_script,
-    tx_control,
+    FailedMark, FinishedStep, LockLost, Session, SqlResult, StepRecord, StoredArtifact, copy,
+    pg_script, tx_control,
 };
 use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
 
 /// The SQLSTATE [`Session::finish_step`]'s guard raises when the transaction is not the one
 /// begun (a class no PostgreSQL error uses).
 const TRANSACTION_ENDED_STATE: &str = "WMG01";
+
+/// The SQLSTATE of the fence ([`PgSession::fence`]): the migration lock is no longer held.
+const LOCK_LOST_STATE: &str = "WMG02";
+
+/// The error of a write of wasmig's tables: [`LockLost`] when the fence refused it, else
+/// the query's.
+fn write_error(source: sqlx::Error, doing: String) -> anyhow::Error {
+    match &source {
+        sqlx::Error::Database(e) if e.code().as_deref() == Some(LOCK_LOST_STATE) => LockLost.into(),
+        _ => DbError::Query { doing, source }.into(),
+    }
+}
 
 /// One migration's transaction.
 pub(crate) struct PgSession {
@@ -60,6 +73,10 @@ pub(crate) struct PgSession {
     /// migration changing `search_path` cannot send the version-table update elsewhere.
     /// `None` when the search path names no existing schema.
     pub(super) schema: Option<String>,
+    /// The backend pid holding the migration lock when this session began (`None`: no lock
+    /// held, as for `--plan`): what [`PgSession::fence`] checks before every write of the
+    /// version tables.
+    lock_holder: Option<i32>,
 }
 
 impl PgDatabase {
@@ -86,7 +103,7 @@ impl PgDatabase {
         // write anyway); the runner compares it before recording the step. (A simple query,
         // like wasmig's other per-step statements: one round trip, and nothing in the
         // connection's statement cache, which is cleared above whenever it holds anything.)
-        let row = sqlx::raw_sql("SELECT pg_backend_pid(), txid_current(), current_schema()::text")
+        let row = sqlx::raw_sql("SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), pg_catalog.current_schema()::pg_catalog.text")
             .fetch_one(&mut *tx)
             .await
             .map_err(|source| DbError::Query {
@@ -109,11 +126,39 @@ impl PgDatabase {
             cursors_opened: 0,
             xid,
             schema,
+            lock_holder: self.lock_holder.lock().ok().and_then(|h| *h),
         })
     }
 }
 
 impl PgSession {
+    /// The fence: a statement that fails with [`LOCK_LOST_STATE`] unless the session that
+    /// took the migration lock still holds it. Run in the step's own transaction before it
+    /// writes wasmig's tables, so a run whose lock was taken from it (its control connection
+    /// ended by a migration, say) records nothing: another run may hold the lock now. Every
+    /// name is qualified, so the migration's `search_path` cannot answer in its stead. Empty
+    /// when no lock is held (nothing to fence).
+    pub(super) fn fence(&self) -> String {
+        let Some(pid) = self.lock_holder else {
+            return String::new();
+        };
+        // A bigint advisory key shows in pg_locks as classid = its high 32 bits, objid = its
+        // low 32 bits, objsubid = 1.
+        let key = PG_LOCK_KEY as u64;
+        format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
+             WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted \
+             AND l.pid OPERATOR(pg_catalog.=) {pid} \
+             AND l.classid OPERATOR(pg_catalog.=) {classid}::pg_catalog.oid \
+             AND l.objid OPERATOR(pg_catalog.=) {objid}::pg_catalog.oid \
+             AND l.objsubid OPERATOR(pg_catalog.=) 1) THEN \
+             RAISE EXCEPTION 'wasmig: the migration lock is no longer held by this run' \
+             USING ERRCODE = '{LOCK_LOST_STATE}'; END IF; END $$;\n",
+            classid = key >> 32,
+            objid = key & 0xffff_ffff,
+        )
+    }
+
     pub(super) fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
     }
@@ -450,7 +495,7 @@ impl Session for PgSession {
             doing: "checking the transaction id".into(),
             source,
         };
-        let row = sqlx::raw_sql("SELECT txid_current()")
+        let row = sqlx::raw_sql("SELECT pg_catalog.txid_current()")
             .fetch_one(self.conn())
             .await
             .map_err(query_error)?;
@@ -464,9 +509,10 @@ impl Session for PgSession {
         // statement ended wasmig's transaction the message's implicit transaction fails
         // before it writes anything (`transaction_intact` compares the same id).
         let mut script = format!(
-            "DO $$ BEGIN IF txid_current() <> {xid} THEN \
+            "DO $$ BEGIN IF pg_catalog.txid_current() OPERATOR(pg_catalog.<>) {xid} THEN \
              RAISE EXCEPTION 'wasmig: the transaction is not the one begun' \
-             USING ERRCODE = '{TRANSACTION_ENDED_STATE}'; END IF; END $$;\n{};\n{};\n",
+             USING ERRCODE = '{TRANSACTION_ENDED_STATE}'; END IF; END $$;\n{}{};\n{};\n",
+            self.fence(),
             self.record_sql(&finished.record),
             match finished.artifact {
                 Some(stored) => self.store_artifact_sql(stored),
@@ -488,22 +534,23 @@ impl Session for PgSession {
             {
                 Ok(false)
             }
-            Err(source) => Err(DbError::Query {
-                doing: format!("recording {revision} in the version tables and {ARTIFACT_TABLE}"),
+            Err(source) => Err(write_error(
                 source,
-            }
-            .into()),
+                format!("recording {revision} in the version tables and {ARTIFACT_TABLE}"),
+            )),
         }
     }
 
     async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
-        let sql = self.record_sql(step);
+        let sql = format!("{}{}", self.fence(), self.record_sql(step));
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(self.conn())
             .await
-            .map_err(|source| DbError::Query {
-                doing: format!("recording {} in the version tables", step.revision),
-                source,
+            .map_err(|source| {
+                write_error(
+                    source,
+                    format!("recording {} in the version tables", step.revision),
+                )
             })?;
         Ok(())
     }
@@ -526,7 +573,7 @@ impl Session for PgSession {
     async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()> {
         let table = self.version_table(ARTIFACT_TABLE);
         sqlx::raw_sql(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE revision <> ALL({})",
+            "DELETE FROM {table} WHERE revision OPERATOR(pg_catalog.<>) ALL({})",
             text_array(keep)
         )))
         .execute(self.conn())
@@ -552,6 +599,15 @@ impl Session for PgSession {
     }
 
     async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()> {
+        let fence = self.fence();
+        if !fence.is_empty() {
+            sqlx::raw_sql(AssertSqlSafe(fence))
+                .execute(self.conn())
+                .await
+                .map_err(|source| {
+                    write_error(source, format!("marking {} failed", mark.revision))
+                })?;
+        }
         let table = self.version_table(FAILED_TABLE);
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {table}
@@ -583,7 +639,7 @@ impl Session for PgSession {
     async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()> {
         let table = self.version_table(FAILED_TABLE);
         sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE revision = $1"
+            "DELETE FROM {table} WHERE revision OPERATOR(pg_catalog.=) $1"
         )))
         .bind(revision)
         .execute(self.conn())
@@ -598,7 +654,7 @@ impl Session for PgSession {
     async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
         let table = self.version_table(CHECKPOINT_TABLE);
         let sql = format!(
-            "INSERT INTO {table}
+            "{}INSERT INTO {table}
                  (revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
                   started_at, updated_at)
              VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})
@@ -607,6 +663,7 @@ impl Session for PgSession {
                  add_heads = EXCLUDED.add_heads, checkpoint = EXCLUDED.checkpoint,
                  batches = EXCLUDED.batches, checksum = EXCLUDED.checksum,
                  started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at",
+            self.fence(),
             lit(&checkpoint.revision),
             lit(checkpoint.direction.as_str()),
             lit(&checkpoint.remove_heads.join(",")),
@@ -620,9 +677,11 @@ impl Session for PgSession {
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(self.conn())
             .await
-            .map_err(|source| DbError::Query {
-                doing: format!("saving the checkpoint of {}", checkpoint.revision),
-                source,
+            .map_err(|source| {
+                write_error(
+                    source,
+                    format!("saving the checkpoint of {}", checkpoint.revision),
+                )
             })?;
         Ok(())
     }
@@ -691,7 +750,7 @@ impl PgCanceller {
 #[async_trait]
 impl Canceller for PgCanceller {
     async fn cancel(&self) {
-        if let Err(e) = self.signal("SELECT pg_cancel_backend($1)").await {
+        if let Err(e) = self.signal("SELECT pg_catalog.pg_cancel_backend($1)").await {
             tracing::warn!(
                 "could not cancel the statement on PostgreSQL backend {}: {e}",
                 self.pid
@@ -700,7 +759,10 @@ impl Canceller for PgCanceller {
     }
 
     async fn terminate(&self) {
-        if let Err(e) = self.signal("SELECT pg_terminate_backend($1)").await {
+        if let Err(e) = self
+            .signal("SELECT pg_catalog.pg_terminate_backend($1)")
+            .await
+        {
             tracing::warn!(
                 "could not terminate PostgreSQL backend {} after cancelling failed: {e}",
                 self.pid
