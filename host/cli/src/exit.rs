@@ -45,7 +45,9 @@ pub(crate) const LOCK_TIMEOUT: u8 = 11;
 /// An applied revision's files changed (or vanished) since it ran: its checksum differs
 /// from the one recorded in the history table; or a batched revision part-way through
 /// changed since its first batch. Nothing was run. Accept the change with
-/// `wasmig rehash REV`, restore the files, or pass `--allow-modified` for one run.
+/// `wasmig rehash REV`, restore the files, or pass `--allow-modified` for one run. Also:
+/// wasmig's own tables were altered (a view in a table's place, a trigger, a rule,
+/// row-level security), found before a run or before a step recorded anything.
 pub(crate) const MODIFIED: u8 = 12;
 /// A revision is marked failed (a `transaction = "none"` step stopped part-way and was not
 /// rolled back), or a batched revision is part-way through and the command would not finish
@@ -62,7 +64,10 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<LockTimeout>() || cause.is::<wasmig::db::LockLost>() {
             return LOCK_TIMEOUT;
         }
-        if cause.is::<ModifiedError>() || cause.is::<ResumeModified>() {
+        if cause.is::<ModifiedError>()
+            || cause.is::<ResumeModified>()
+            || cause.is::<wasmig::db::TablesTampered>()
+        {
             return MODIFIED;
         }
         if cause.is::<FailedError>() || cause.is::<InProgressError>() {

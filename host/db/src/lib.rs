@@ -224,6 +224,13 @@ pub trait Database: Send + Sync {
     /// not exist; reading does not create it.
     async fn checkpoints(&self) -> anyhow::Result<Vec<Checkpoint>>;
 
+    /// Refuses with [`TablesTampered`] when wasmig's tables are not the plain tables it
+    /// created (a view in the place of one, a trigger, a rule, row-level security): their
+    /// reads could lie. Run before planning; nothing to check when there are no tables.
+    async fn verify_tables(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Closes the pool.
     async fn close(&self);
 }
@@ -506,6 +513,16 @@ pub struct LockTimeout {
     "the migration lock was lost during the run (the session holding it ended or released it): this step recorded nothing and was rolled back, and another run may be at work; check `wasmig current` and `wasmig history --log` before running again"
 )]
 pub struct LockLost;
+
+/// wasmig's tables are not the plain tables wasmig created: something put a view in the
+/// place of one, or attached a trigger, a rule or row-level security (a migration can, with
+/// the role's rights). Found before a run, or in a step's own transaction before it
+/// recorded anything (the step was rolled back).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "wasmig's tables were changed by something other than wasmig: {0}; nothing was recorded. Remove what was added (as the tables' owner), compare `wasmig history --log` with the database, then run again"
+)]
+pub struct TablesTampered(pub String);
 
 /// Errors of the database layer that callers branch on (exit code 5).
 #[derive(Debug, thiserror::Error)]

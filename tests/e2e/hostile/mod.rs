@@ -8,4 +8,5 @@ mod limits;
 mod lock;
 mod paths;
 mod spoof;
+mod tables;
 mod text;

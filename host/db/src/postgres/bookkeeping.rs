@@ -286,3 +286,44 @@ pub(super) fn stored_artifact(row: &PgRow) -> Result<StoredArtifact, sqlx::Error
         source_checksum: row.try_get("source_checksum")?,
     })
 }
+
+/// The tamper check: a statement that fails with `WMG03`, naming what it found, when one
+/// of wasmig's tables (`tables`, as named in the statement's session) is not the plain
+/// table wasmig created: a view or another kind of relation in its place, a trigger, a
+/// rewrite rule, or row-level security. Any of these could make wasmig's writes land
+/// elsewhere, vanish or change, or its reads lie. Every name is qualified by `pg_catalog`
+/// (`concat` rather than `||`), so the migration's `search_path` cannot answer instead.
+pub(super) fn tamper_check(tables: &[String]) -> String {
+    let oids = format!(
+        "ARRAY[{}]::pg_catalog.oid[]",
+        tables
+            .iter()
+            .map(|t| format!("pg_catalog.to_regclass({})", lit(t)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    format!(
+        "DO $$ DECLARE found pg_catalog.text; BEGIN
+             SELECT pg_catalog.string_agg(what, '; ') INTO found FROM (
+                 SELECT pg_catalog.concat(c.oid::pg_catalog.regclass, ' is not a plain table (relkind ', c.relkind, ')') AS what
+                 FROM pg_catalog.pg_class c
+                 WHERE c.oid OPERATOR(pg_catalog.=) ANY ({oids}) AND c.relkind OPERATOR(pg_catalog.<>) 'r'
+                 UNION ALL
+                 SELECT pg_catalog.concat(t.tgrelid::pg_catalog.regclass, ' has the trigger ', t.tgname)
+                 FROM pg_catalog.pg_trigger t
+                 WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY ({oids}) AND NOT t.tgisinternal
+                 UNION ALL
+                 SELECT pg_catalog.concat(r.ev_class::pg_catalog.regclass, ' has the rule ', r.rulename)
+                 FROM pg_catalog.pg_rewrite r
+                 WHERE r.ev_class OPERATOR(pg_catalog.=) ANY ({oids})
+                 UNION ALL
+                 SELECT pg_catalog.concat(c.oid::pg_catalog.regclass, ' has row-level security')
+                 FROM pg_catalog.pg_class c
+                 WHERE c.oid OPERATOR(pg_catalog.=) ANY ({oids}) AND c.relrowsecurity
+             ) AS found_objects;
+             IF found IS NOT NULL THEN
+                 RAISE EXCEPTION 'wasmig: %', found USING ERRCODE = 'WMG03';
+             END IF;
+         END $$;\n"
+    )
+}

@@ -55,7 +55,7 @@ use super::{
 use wasmig_contract::Dialect;
 
 /// wasmig's tables, as [`PgDatabase::table_exists`] looks for them.
-const PRESENT: [&str; 5] = [
+pub(super) const PRESENT: [&str; 5] = [
     VERSION_TABLE,
     HISTORY_TABLE,
     FAILED_TABLE,
@@ -291,6 +291,32 @@ impl PgDatabase {
 impl Database for PgDatabase {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    async fn verify_tables(&self) -> anyhow::Result<()> {
+        if !self.table_exists(VERSION_TABLE).await? {
+            return Ok(());
+        }
+        let tables: Vec<String> = PRESENT.iter().map(|t| (*t).to_owned()).collect();
+        let check = bookkeeping::tamper_check(&tables);
+        sqlx::raw_sql(AssertSqlSafe(check))
+            .execute(&mut *self.control().await)
+            .await
+            .map_err(|source| match &source {
+                sqlx::Error::Database(e)
+                    if e.code().as_deref() == Some(session::TAMPERED_STATE) =>
+                {
+                    anyhow::Error::from(crate::TablesTampered(
+                        e.message().trim_start_matches("wasmig: ").to_owned(),
+                    ))
+                }
+                _ => DbError::Query {
+                    doing: "checking wasmig's tables".into(),
+                    source,
+                }
+                .into(),
+            })?;
+        Ok(())
     }
 
     async fn ensure_version_tables(&self) -> anyhow::Result<()> {

@@ -29,14 +29,14 @@ use sqlx::{
     Statement, Transaction,
 };
 
-use super::PgDatabase;
 use super::bookkeeping::{lit, text_array, time_lit};
 use super::codec::{Bound, Plan, sql_error};
+use super::{PRESENT, PgDatabase};
 use crate::lock::PG_LOCK_KEY;
 use crate::{
     ARTIFACT_TABLE, CHECKPOINT_TABLE, Canceller, Checkpoint, CursorState, DbError, FAILED_TABLE,
-    FailedMark, FinishedStep, LockLost, Session, SqlResult, StepRecord, StoredArtifact, copy,
-    pg_script, tx_control,
+    FailedMark, FinishedStep, LockLost, Session, SqlResult, StepRecord, StoredArtifact,
+    TablesTampered, copy, pg_script, tx_control,
 };
 use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
 
@@ -47,11 +47,17 @@ const TRANSACTION_ENDED_STATE: &str = "WMG01";
 /// The SQLSTATE of the fence ([`PgSession::fence`]): the migration lock is no longer held.
 const LOCK_LOST_STATE: &str = "WMG02";
 
+/// The SQLSTATE of the tamper check (`bookkeeping::tamper_check`).
+pub(super) const TAMPERED_STATE: &str = "WMG03";
+
 /// The error of a write of wasmig's tables: [`LockLost`] when the fence refused it, else
 /// the query's.
 fn write_error(source: sqlx::Error, doing: String) -> anyhow::Error {
     match &source {
         sqlx::Error::Database(e) if e.code().as_deref() == Some(LOCK_LOST_STATE) => LockLost.into(),
+        sqlx::Error::Database(e) if e.code().as_deref() == Some(TAMPERED_STATE) => {
+            TablesTampered(e.message().trim_start_matches("wasmig: ").to_owned()).into()
+        }
         _ => DbError::Query { doing, source }.into(),
     }
 }
@@ -132,21 +138,24 @@ impl PgDatabase {
 }
 
 impl PgSession {
-    /// The fence: a statement that fails with [`LOCK_LOST_STATE`] unless the session that
+    /// The fence: the tamper check (`bookkeeping::tamper_check`), then a statement that
+    /// fails with [`LOCK_LOST_STATE`] unless the session that
     /// took the migration lock still holds it. Run in the step's own transaction before it
     /// writes wasmig's tables, so a run whose lock was taken from it (its control connection
     /// ended by a migration, say) records nothing: another run may hold the lock now. Every
     /// name is qualified, so the migration's `search_path` cannot answer in its stead. Empty
     /// when no lock is held (nothing to fence).
     pub(super) fn fence(&self) -> String {
+        let tables: Vec<String> = PRESENT.iter().map(|t| self.version_table(t)).collect();
+        let check = super::bookkeeping::tamper_check(&tables);
         let Some(pid) = self.lock_holder else {
-            return String::new();
+            return check;
         };
         // A bigint advisory key shows in pg_locks as classid = its high 32 bits, objid = its
         // low 32 bits, objsubid = 1.
         let key = PG_LOCK_KEY as u64;
         format!(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
+            "{check}DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
              WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted \
              AND l.pid OPERATOR(pg_catalog.=) {pid} \
              AND l.classid OPERATOR(pg_catalog.=) {classid}::pg_catalog.oid \

@@ -366,6 +366,8 @@ impl Migrator {
         target: &str,
         for_run: bool,
     ) -> anyhow::Result<Prepared> {
+        // Reads of tables with a view, rule, trigger or row-level security attached could lie.
+        db.verify_tables().await?;
         // A revision that stopped part-way leaves the database in a state no plan starts from.
         let failed = db.failed().await?;
         if !failed.is_empty() {
@@ -491,6 +493,7 @@ impl Migrator {
     /// [`crate::error::ModifiedError`] unless `allow_modified`; database errors.
     pub async fn verify(&self, set: &RevisionSet) -> anyhow::Result<Option<Verification>> {
         self.connected_if_exists(async |db: &dyn Database| {
+            db.verify_tables().await?;
             let applied = set.graph().applied(&db.heads().await?)?;
             crate::toolchain::reuse_stored(
                 db,

@@ -1,0 +1,83 @@
+//! wasmig's tables are the plain tables it created (PostgreSQL): a trigger, a rule,
+//! row-level security or a view in a table's place, added by a migration or by anyone
+//! else, is found before a run (nothing runs) or in the step's own transaction before it
+//! records anything (the step is rolled back, the addition with it): exit 12, naming it.
+
+use crate::support::{Backend, TestDb, TestProject};
+
+/// Installed by a migration: each is rolled back with the step that tried.
+const IN_A_STEP: [(&str, &str); 4] = [
+    (
+        "CREATE FUNCTION erase() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM wasmig_version WHERE revision = NEW.revision; RETURN NULL; END $$;
+         CREATE TRIGGER erase AFTER INSERT ON wasmig_version FOR EACH ROW EXECUTE FUNCTION erase();",
+        "has the trigger erase",
+    ),
+    (
+        "CREATE RULE hide AS ON INSERT TO wasmig_history DO INSTEAD NOTHING;",
+        "has the rule hide",
+    ),
+    (
+        "ALTER TABLE wasmig_failed ENABLE ROW LEVEL SECURITY;",
+        "wasmig_failed has row-level security",
+    ),
+    (
+        "CREATE FUNCTION skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+         CREATE TRIGGER skip BEFORE INSERT ON wasmig_artifact FOR EACH ROW EXECUTE FUNCTION skip();",
+        "wasmig_artifact has the trigger skip",
+    ),
+];
+
+#[tokio::test]
+async fn a_migration_that_alters_wasmigs_tables_is_rolled_back_and_not_recorded() {
+    for (sql, found) in IN_A_STEP {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        project.sql_revision("b2", &format!("CREATE TABLE b (x int); {sql}"), "SELECT 1;");
+        let run = project.run(&db, &["up"]).fails_with(12);
+        assert!(run.stderr.contains("revision b2"), "{found}: {run:?}");
+        assert!(run.stderr.contains(found), "{found}: {run:?}");
+        assert!(
+            run.stderr
+                .contains("changed by something other than wasmig"),
+            "{run:?}"
+        );
+        assert_eq!(db.heads().await, ["a1"], "{found}");
+        assert_eq!(db.history().await, ["upgrade:a1"], "{found}");
+        assert!(!db.table_exists("b").await, "{found}: b2 rolled back");
+        // Rolled back with the step: the next run is clean up to b2 again.
+        project.run(&db, &["up", "a1"]).success();
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn tables_altered_between_runs_are_refused_before_anything_runs() {
+    let variants = [
+        (
+            "CREATE FUNCTION erase() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+             CREATE TRIGGER erase BEFORE DELETE ON wasmig_version FOR EACH ROW EXECUTE FUNCTION erase();",
+            "wasmig_version has the trigger erase",
+        ),
+        (
+            // A view in the table's place that always says b2 is applied.
+            "ALTER TABLE wasmig_version RENAME TO wasmig_version_real;
+             CREATE VIEW wasmig_version AS SELECT 'b2'::text AS revision;",
+            "wasmig_version is not a plain table",
+        ),
+    ];
+    for (sql, found) in variants {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        project.run(&db, &["up"]).success();
+        project.sql_revision("b2", "CREATE TABLE b (x int);", "DROP TABLE b;");
+        db.exec(sql).await;
+        let run = project.run(&db, &["up"]).fails_with(12);
+        assert!(run.stderr.contains(found), "{found}: {run:?}");
+        assert!(!db.table_exists("b").await, "{found}: nothing ran");
+        let check = project.run(&db, &["check"]).fails_with(12);
+        assert!(check.stderr.contains(found), "{found}: {check:?}");
+        db.drop_db().await;
+    }
+}
