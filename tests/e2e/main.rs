@@ -16,6 +16,7 @@ mod integrity;
 mod languages;
 mod lock;
 mod output;
+mod portable;
 mod scaffold;
 mod sql;
 mod support;

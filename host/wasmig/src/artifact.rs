@@ -140,10 +140,20 @@ fn build_rust(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<S
     }
     let versions_dir = project.versions_dir();
     sync_workspace(&versions_dir, revisions)?;
+    // The SDK a project created by this wasmig depends on, inside the project.
+    crate::toolchain::embedded::write_rust_sdk(&versions_dir)?;
     ensure_target()?;
     tracing::info!("building {} Rust revision(s)", rust.len());
 
     let output = Command::new(cargo())
+        // Paths compiled into a component (panic locations) must not depend on where the
+        // project or cargo's registry are, or a clone elsewhere builds other bytes (and
+        // trips the checksums of applied revisions).
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            reproducible_rustflags(&project.root),
+        )
+        .env_remove("RUSTFLAGS")
         .args([
             "build",
             "--release",
@@ -229,6 +239,36 @@ pub fn componentize(core: &[u8]) -> anyhow::Result<Vec<u8>> {
         .module(core)?
         .validate(true)
         .encode()
+}
+
+/// The rustflags of a Rust build: the caller's (`CARGO_ENCODED_RUSTFLAGS`, else `RUSTFLAGS`)
+/// and `--remap-path-prefix` for the project and cargo's home, so the component's bytes do
+/// not depend on where either is. (Encoded: one flag per `\x1f`-separated field, so paths
+/// may hold spaces.)
+fn reproducible_rustflags(project_root: &Path) -> String {
+    let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(encoded) if !encoded.is_empty() => encoded.split('\x1f').map(str::to_owned).collect(),
+        _ => std::env::var("RUSTFLAGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    };
+    let root = canonical(project_root);
+    flags.push(format!("--remap-path-prefix={}=/project", root.display()));
+    if root != project_root {
+        flags.push(format!(
+            "--remap-path-prefix={}=/project",
+            project_root.display()
+        ));
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if let Some(home) = cargo_home {
+        flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+    }
+    flags.join("\x1f")
 }
 
 fn canonical(path: &Path) -> PathBuf {

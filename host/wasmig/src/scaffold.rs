@@ -12,9 +12,6 @@ use crate::config::{CONFIG_FILE, Project};
 use crate::error::{ConfigError, GraphError};
 use crate::revision::{self, Kind, MANIFEST, Manifest, OneOrMany, TransactionMode};
 
-/// The SDK this binary was built with, used by `init` when it exists on disk.
-const SDK_SOURCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../guest-sdk");
-
 const CONFIG_TEMPLATE: &str = r#"# wasmig project configuration. Every key is optional; the values shown are the defaults.
 
 # Where revisions live.
@@ -59,13 +56,15 @@ pub fn init(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&versions)?;
     std::fs::write(
         versions.join("Cargo.toml"),
-        workspace_manifest(&sdk_dependency(dir)),
+        workspace_manifest(&sdk_dependency()),
     )?;
+    // The SDK the workspace names, so that cargo (and an editor) finds it at once.
+    crate::toolchain::embedded::write_rust_sdk(&versions)?;
     let gitignore = dir.join(".gitignore");
     if !gitignore.exists() {
         std::fs::write(
             &gitignore,
-            ".wasmig/\ntarget/\nversions/target/\nwasmig.db\nwasmig.db.wasmig-lock\n.env\n",
+            ".wasmig/\ntarget/\nversions/target/\nversions/.wasmig-sdk/\nwasmig.db\nwasmig.db.wasmig-lock\n.env\n",
         )?;
     }
     Ok(config)
@@ -91,43 +90,14 @@ panic = "abort"
     )
 }
 
-/// How a new project depends on the guest SDK: by path when this binary's source tree is
-/// present, otherwise by version.
-fn sdk_dependency(project_dir: &Path) -> String {
-    let sdk = Path::new(SDK_SOURCE_DIR);
-    match sdk.canonicalize() {
-        Ok(sdk) if sdk.join("Cargo.toml").is_file() => {
-            let versions = std::path::absolute(project_dir.join("versions"))
-                .unwrap_or_else(|_| project_dir.join("versions"));
-            let path = relative_path(&versions, &sdk).unwrap_or(sdk);
-            format!("wasmig-guest = {{ path = \"{}\" }}", path.display())
-        }
-        _ => format!("wasmig-guest = \"{}\"", env!("CARGO_PKG_VERSION")),
-    }
-}
-
-/// `target` relative to `base` when both are absolute.
-fn relative_path(base: &Path, target: &Path) -> Option<PathBuf> {
-    let base = base
-        .canonicalize()
-        .ok()
-        .or_else(|| std::path::absolute(base).ok())?;
-    let common = base
-        .components()
-        .zip(target.components())
-        .take_while(|(a, b)| a == b)
-        .count();
-    if common == 0 {
-        return None;
-    }
-    let mut rel = PathBuf::new();
-    for _ in base.components().skip(common) {
-        rel.push("..");
-    }
-    for c in target.components().skip(common) {
-        rel.push(c);
-    }
-    Some(rel)
+/// How a new project depends on the guest SDK: on the copy wasmig materialises inside the
+/// project's Cargo workspace (`versions/.wasmig-sdk/rust`, ignored by git), so the committed
+/// files name nothing outside the project and a clone anywhere builds the same components.
+fn sdk_dependency() -> String {
+    format!(
+        "wasmig-guest = {{ path = \"{}\" }}",
+        crate::toolchain::embedded::RUST_SDK_DIR
+    )
 }
 
 /// What `wasmig revision` was asked for.

@@ -52,6 +52,80 @@ const C_SDK: &[(&str, &str)] = &[
     ("wasmig.c", include_str!("../../../../guest-sdk/c/wasmig.c")),
 ];
 
+/// The Rust SDK (the crate `wasmig-guest`), materialised in a project's
+/// `versions/.wasmig-sdk/rust/` ([`write_rust_sdk`]) so that its migrations build from the
+/// project alone, wherever it is checked out and whether or not wasmig's source is there.
+const RUST_SDK: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        include_str!("../../../../guest-sdk/Cargo.toml"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../../../guest-sdk/src/lib.rs"),
+    ),
+    (
+        "src/batch.rs",
+        include_str!("../../../../guest-sdk/src/batch.rs"),
+    ),
+    (
+        "src/bindings.rs",
+        include_str!("../../../../guest-sdk/src/bindings.rs"),
+    ),
+    ("src/db.rs", include_str!("../../../../guest-sdk/src/db.rs")),
+    (
+        "src/error.rs",
+        include_str!("../../../../guest-sdk/src/error.rs"),
+    ),
+    (
+        "src/log.rs",
+        include_str!("../../../../guest-sdk/src/log.rs"),
+    ),
+    (
+        "src/row.rs",
+        include_str!("../../../../guest-sdk/src/row.rs"),
+    ),
+    (
+        "src/text_types.rs",
+        include_str!("../../../../guest-sdk/src/text_types.rs"),
+    ),
+    (
+        "src/value.rs",
+        include_str!("../../../../guest-sdk/src/value.rs"),
+    ),
+];
+
+/// Where [`write_rust_sdk`] puts the Rust SDK, relative to the versions directory (the
+/// Cargo workspace of the Rust revisions), ignored by git.
+///
+/// Inside the workspace, not under `.wasmig/`: cargo derives a package's symbol hashes
+/// (`-C metadata`) from its path relative to the workspace root when it is inside it, but
+/// from its absolute path when it is not, so an SDK outside the workspace would make a
+/// clone at another path build other bytes (and trip the checksums of applied revisions).
+pub const RUST_SDK_DIR: &str = ".wasmig-sdk/rust";
+
+/// Writes the embedded Rust SDK into `versions_dir/.wasmig-sdk/rust/` and returns that
+/// directory. Files already holding the same text are left alone, so cargo sees nothing new
+/// to build.
+///
+/// # Errors
+/// [`BuildError`] on I/O errors.
+pub fn write_rust_sdk(versions_dir: &Path) -> Result<PathBuf, BuildError> {
+    let dir = versions_dir.join(RUST_SDK_DIR);
+    let fail = |e: std::io::Error| BuildError {
+        message: format!("cannot write the Rust SDK to {}: {e}", dir.display()),
+    };
+    for (name, text) in RUST_SDK {
+        let path = dir.join(name);
+        if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+            continue;
+        }
+        std::fs::create_dir_all(path.parent().expect("a file in a directory")).map_err(fail)?;
+        std::fs::write(&path, text).map_err(fail)?;
+    }
+    Ok(dir)
+}
+
 /// The SDK files of a language, relative to its staging directory.
 pub fn sdk_files(kind: Kind) -> &'static [(&'static str, &'static str)] {
     match kind {

@@ -1,0 +1,79 @@
+//! Projects that build anywhere: a project names nothing outside itself (the Rust SDK is
+//! materialised from the binary into `.wasmig/sdk/rust`), so a clone at another path builds
+//! byte-identical Rust components, and a teammate's clone verifies the checksums a run on
+//! the first recorded.
+
+use std::path::Path;
+
+use crate::support::{Backend, TestDb, TestProject, repo_root, wasmig_cmd};
+
+/// Copies a project as a clone would see it: without wasmig's working directory and build
+/// outputs (ignored by git).
+fn clone_project(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == ".wasmig" || name == ".wasmig-sdk" || name == "target" || name == "test.db" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            clone_project(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_clone_at_another_path_builds_the_same_rust_components_and_verifies() {
+    let project = TestProject::new();
+    project
+        .run_plain(&[
+            "revision", "-m", "rust one", "--rev-id", "r1", "--kind", "rust",
+        ])
+        .success();
+    let manifest = std::fs::read_to_string(project.dir.join("versions/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("path = \".wasmig-sdk/rust\""),
+        "{manifest}"
+    );
+    let source = repo_root().display().to_string();
+    assert!(
+        !manifest.contains(&source),
+        "names wasmig's source: {manifest}"
+    );
+    project.run_plain(&["build"]).success();
+    let built = std::fs::read(project.dir.join(".wasmig/build/r1.wasm")).unwrap();
+
+    // Applied from the first checkout.
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.run(&db, &["up"]).success();
+
+    // A clone at another path, deeper, built from scratch.
+    let outside = project.dir.with_extension("elsewhere");
+    let clone = outside.join("a/clone");
+    clone_project(&project.dir, &clone);
+    let run = wasmig_cmd(&clone).args(["build"]).output().unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let rebuilt = std::fs::read(clone.join(".wasmig/build/r1.wasm")).unwrap();
+    assert!(built == rebuilt, "the clone built other bytes");
+    assert!(
+        clone.join("versions/.wasmig-sdk/rust/src/lib.rs").is_file(),
+        "the SDK came from the binary"
+    );
+    // The clone verifies what the first checkout applied: same checksums.
+    let check = wasmig_cmd(&clone)
+        .args(["check", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("1 applied revision(s) match"));
+    db.drop_db().await;
+    std::fs::remove_dir_all(&outside).unwrap();
+}
