@@ -61,7 +61,10 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<MigrationError>() {
             return failure_code(&e.failure);
         }
-        if cause.is::<LockTimeout>() || cause.is::<wasmig::db::LockLost>() {
+        if cause.is::<LockTimeout>()
+            || cause.is::<wasmig::db::LockLost>()
+            || cause.is::<wasmig::db::LockLostAfter>()
+        {
             return LOCK_TIMEOUT;
         }
         if cause.is::<ModifiedError>()

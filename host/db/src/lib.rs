@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use self::lock::{LockGuard, PG_LOCK_KEY, SQLITE_LOCK_SUFFIX};
+pub use self::lock::{LockGuard, PG_LOCK_KEY, PG_STEP_KEY, SQLITE_LOCK_SUFFIX};
 pub use self::url::DatabaseUrl;
 use wasmig_contract::{Column, Dialect, QueryResult, SqlError, Value};
 pub use wasmig_plan::graph::{Direction, Event};
@@ -513,6 +513,17 @@ pub struct LockTimeout {
     "the migration lock was lost during the run (the session holding it ended or released it): this step recorded nothing and was rolled back, and another run may be at work; check `wasmig current` and `wasmig history --log` before running again"
 )]
 pub struct LockLost;
+
+/// The migration lock was found gone when the run released it: its session ended (a
+/// migration can end any session its role may signal) after the last step checked it.
+/// Each step committed while its check passed, and a run that took the lock since waited
+/// for those steps to end (see [`PG_STEP_KEY`]) before it planned, so what is recorded is
+/// what ran; but another run may be at work now.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the migration lock was lost before this run released it (the session holding it ended): the steps reported were recorded, and another run may be at work now; check `wasmig current` and `wasmig history --log`"
+)]
+pub struct LockLostAfter;
 
 /// wasmig's tables are not the plain tables wasmig created: something put a view in the
 /// place of one, or attached a trigger, a rule or row-level security (a migration can, with

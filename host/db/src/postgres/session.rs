@@ -83,6 +83,9 @@ pub(crate) struct PgSession {
     /// held, as for `--plan`): what [`PgSession::fence`] checks before every write of the
     /// version tables.
     lock_holder: Option<i32>,
+    /// The oids of wasmig's tables as the run found them (`PgDatabase::table_oids`), for
+    /// the tamper check's cheap path; `None` before `ensure_version_tables` ran.
+    table_oids: Option<super::bookkeeping::KnownTables>,
 }
 
 impl PgDatabase {
@@ -109,13 +112,26 @@ impl PgDatabase {
         // write anyway); the runner compares it before recording the step. (A simple query,
         // like wasmig's other per-step statements: one round trip, and nothing in the
         // connection's statement cache, which is cleared above whenever it holds anything.)
-        let row = sqlx::raw_sql("SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), pg_catalog.current_schema()::pg_catalog.text")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: doing("reading the backend pid and transaction id"),
-                source,
-            })?;
+        // Under the migration lock, the step also holds PG_STEP_KEY shared for its
+        // transaction, which a run taking the lock after this one waits for.
+        let holder = self.lock_holder.lock().ok().and_then(|h| *h);
+        let step_key = match holder {
+            Some(_) => format!(
+                ", pg_catalog.pg_try_advisory_xact_lock_shared({})",
+                crate::lock::PG_STEP_KEY
+            ),
+            None => String::new(),
+        };
+        let row = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), \
+             pg_catalog.current_schema()::pg_catalog.text{step_key}"
+        )))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|source| DbError::Query {
+            doing: doing("reading the backend pid and transaction id"),
+            source,
+        })?;
         let read = || -> Result<(i32, i64, Option<String>), sqlx::Error> {
             Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
         };
@@ -132,7 +148,8 @@ impl PgDatabase {
             cursors_opened: 0,
             xid,
             schema,
-            lock_holder: self.lock_holder.lock().ok().and_then(|h| *h),
+            lock_holder: holder,
+            table_oids: self.table_oids.lock().ok().and_then(|o| o.clone()),
         })
     }
 }
@@ -147,7 +164,7 @@ impl PgSession {
     /// when no lock is held (nothing to fence).
     pub(super) fn fence(&self) -> String {
         let tables: Vec<String> = PRESENT.iter().map(|t| self.version_table(t)).collect();
-        let check = super::bookkeeping::tamper_check(&tables);
+        let check = super::bookkeeping::tamper_check(&tables, self.table_oids.as_ref());
         let Some(pid) = self.lock_holder else {
             return check;
         };
