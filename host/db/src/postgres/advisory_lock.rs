@@ -20,7 +20,8 @@ use crate::lock::{Attempt, LockGuard, PG_LOCK_KEY};
 /// `SELECT function(key)` for an advisory-lock function and wasmig's pinned key, as a
 /// simple query (one round trip).
 pub(super) fn advisory(function: &str) -> String {
-    format!("SELECT {function}({PG_LOCK_KEY})")
+    // Qualified: a search_path set for the database or role must not answer instead.
+    format!("SELECT pg_catalog.{function}({PG_LOCK_KEY})")
 }
 
 /// Tries the advisory lock on the control connection.
@@ -63,9 +64,9 @@ impl Attempt for PgLockAttempt {
                 "SELECT a.pid, a.application_name,
                         to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
                         to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS TZ')
-                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
                  WHERE l.locktype = 'advisory' AND l.granted
-                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
                    AND l.classid = (($1 >> 32) & 4294967295)::oid
                    AND l.objid = ($1 & 4294967295)::oid
                    AND l.objsubid = 1
@@ -93,8 +94,9 @@ impl Attempt for PgLockAttempt {
         let sql = format!(
             "SELECT pid, state, to_char(query_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
                     left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
-             FROM pg_stat_activity
-             WHERE datname = current_database() AND pid <> pg_backend_pid()
+             FROM pg_catalog.pg_stat_activity
+             WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+               AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
                AND backend_type = 'client backend' AND application_name = {}
                AND state IS DISTINCT FROM 'idle'
              ORDER BY query_start
