@@ -21,19 +21,11 @@ const TARGETS: [(&str, bool, &[&str]); 2] = [
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests");
-    println!("cargo:rerun-if-changed={}", root.display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../guest-sdk")
-            .display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../wit")
-            .display()
-    );
+    // Relative to this package, so that two checkouts sharing one target directory (whose
+    // build-script units cargo hashes alike) each watch their own sources.
+    for watched in ["../guests", "../../guest-sdk", "../../wit"] {
+        println!("cargo:rerun-if-changed={watched}");
+    }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let target_dir = out.join("guests-target");
     let mut guests = Vec::new();

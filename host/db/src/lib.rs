@@ -139,6 +139,71 @@ where
     })
 }
 
+/// The most bytes of rows one call may return to a guest (`query`, a cursor's `next`, and on
+/// SQLite a cursor's whole result, which the host buffers), as estimated by
+/// [`result_bytes`]: rows are decoded as they arrive and the call fails with
+/// `WASMIG-LIMIT` past it, so the host's memory stays bounded whatever a guest asks for.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
+
+/// The host memory a decoded row takes, near enough: the bytes of its text and binary
+/// values, and 16 for every other value.
+pub fn result_bytes(row: &[Value]) -> usize {
+    use wasmig_contract::ArrayValue as A;
+    fn texts(items: &[Option<String>]) -> usize {
+        items
+            .iter()
+            .map(|t| t.as_ref().map_or(8, |t| t.len() + 8))
+            .sum()
+    }
+    row.iter()
+        .map(|v| match v {
+            Value::Numeric(t)
+            | Value::Text(t)
+            | Value::Json(t)
+            | Value::Jsonb(t)
+            | Value::Uuid(t)
+            | Value::Date(t)
+            | Value::Time(t)
+            | Value::Timestamp(t)
+            | Value::Timestamptz(t) => t.len() + 16,
+            Value::Bytes(b) => b.len() + 16,
+            Value::Array(a) => match a {
+                A::Numeric(t)
+                | A::Text(t)
+                | A::Json(t)
+                | A::Jsonb(t)
+                | A::Uuid(t)
+                | A::Date(t)
+                | A::Time(t)
+                | A::Timestamp(t)
+                | A::Timestamptz(t) => texts(t),
+                A::Bytes(b) => b
+                    .iter()
+                    .map(|x| x.as_ref().map_or(8, |x| x.len() + 8))
+                    .sum(),
+                A::Bool(x) => x.len() * 2,
+                A::Int16(x) => x.len() * 4,
+                A::Int32(x) => x.len() * 8,
+                A::Int64(x) => x.len() * 16,
+                A::Float32(x) => x.len() * 8,
+                A::Float64(x) => x.len() * 16,
+            },
+            _ => 16,
+        })
+        .sum()
+}
+
+/// The error of a call whose rows passed [`MAX_RESULT_BYTES`].
+pub(crate) fn result_too_big() -> SqlError {
+    SqlError::wasmig(
+        "LIMIT",
+        format!(
+            "the result is larger than the {} MiB one call may return; read it in parts with a cursor (db::cursor, fetching fewer rows at a time) or select less",
+            MAX_RESULT_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
 /// Heads stored as one comma-separated text (revision ids cannot contain a comma).
 pub(crate) fn split_heads(text: &str) -> Vec<String> {
     text.split(',')

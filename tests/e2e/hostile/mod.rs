@@ -6,6 +6,7 @@
 mod deadlines;
 mod limits;
 mod lock;
+mod memory;
 mod paths;
 mod spoof;
 mod tables;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt as _;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArguments, PgPool, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{
@@ -327,11 +328,23 @@ impl Session for PgSession {
             // Refuse an unreadable column before running the statement, so a refused query
             // has no effect (think `UPDATE … RETURNING interval_column`).
             let plan = Plan::new(statement.columns())?;
-            let rows = sqlx::query_with(sql, bound.args)
-                .fetch_all(self.conn())
-                .await
-                .map_err(sql_error)?;
-            (plan, rows)
+            // Decoded as the rows arrive, within the budget: a guest asking for more than
+            // the host should hold gets an error, not the host's memory.
+            let mut stream = sqlx::query_with(sql, bound.args).fetch(self.conn());
+            let mut rows = Vec::new();
+            let mut bytes = 0;
+            while let Some(row) = stream.try_next().await.map_err(sql_error)? {
+                let decoded = plan.decode(&row)?;
+                bytes += crate::result_bytes(&decoded);
+                if bytes > crate::MAX_RESULT_BYTES {
+                    return Err(crate::result_too_big());
+                }
+                rows.push(decoded);
+            }
+            return Ok(QueryResult {
+                columns: plan.columns,
+                rows,
+            });
         };
         let rows = rows
             .iter()
@@ -463,21 +476,28 @@ impl Session for PgSession {
         let wanted = max_rows.max(1);
         // Uncached: the FETCH text repeats across cursors of other queries, and a cached
         // statement would carry the first one's row description.
-        let rows = self
-            .run_uncached(
-                sql_str(&format!("FETCH FORWARD {wanted} FROM {name}")),
-                PgArguments::default(),
-            )
-            .await?;
-        let decoded = match rows.first() {
-            Some(first) => {
-                let plan = Plan::new(first.columns())?;
-                rows.iter()
-                    .map(|row| plan.decode(row))
-                    .collect::<SqlResult<Vec<_>>>()?
+        let mut stream = sqlx::query_with(
+            sql_str(&format!("FETCH FORWARD {wanted} FROM {name}")),
+            PgArguments::default(),
+        )
+        .persistent(false)
+        .fetch(self.conn());
+        let mut decoded = Vec::new();
+        let mut plan: Option<Plan> = None;
+        let mut bytes = 0;
+        while let Some(row) = stream.try_next().await.map_err(sql_error)? {
+            let plan = match &plan {
+                Some(plan) => plan,
+                None => plan.insert(Plan::new(row.columns())?),
+            };
+            let values = plan.decode(&row)?;
+            bytes += crate::result_bytes(&values);
+            if bytes > crate::MAX_RESULT_BYTES {
+                return Err(crate::result_too_big());
             }
-            None => Vec::new(),
-        };
+            decoded.push(values);
+        }
+        drop(stream);
         if decoded.len() < wanted as usize {
             // Exhausted: close now rather than on the guest's final, empty `next`.
             self.close_cursor(cursor).await?;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures_util::TryStreamExt as _;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{AssertSqlSafe, Executor, SqlSafeStr, Sqlite, SqliteConnection, Statement, Transaction};
 
@@ -204,14 +205,19 @@ impl Session for SqliteSession {
             .await
             .map_err(sql_error)?;
         let columns = statement.columns().iter().map(column).collect::<Vec<_>>();
-        let rows = sqlx::query_with(AssertSqlSafe(sql), args)
-            .fetch_all(self.conn())
-            .await
-            .map_err(sql_error)?;
-        let rows = rows
-            .iter()
-            .map(|row| decode_row(row, &columns))
-            .collect::<SqlResult<_>>()?;
+        // Decoded as the rows arrive, within the budget (see `MAX_RESULT_BYTES`).
+        let mut stream = sqlx::query_with(AssertSqlSafe(sql), args).fetch(self.conn());
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        while let Some(row) = stream.try_next().await.map_err(sql_error)? {
+            let decoded = decode_row(&row, &columns)?;
+            bytes += crate::result_bytes(&decoded);
+            if bytes > crate::MAX_RESULT_BYTES {
+                return Err(crate::result_too_big());
+            }
+            rows.push(decoded);
+        }
+        drop(stream);
         Ok(QueryResult { columns, rows })
     }
 

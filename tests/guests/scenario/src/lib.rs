@@ -105,6 +105,13 @@ impl Migration for Scenario {
                 }
                 Ok(())
             }
+            "query-text" => {
+                // Runs the query the test chose and reports how many rows came back.
+                let sql = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
+                let rows = db::query(&sql, &[])?;
+                info!("{} row(s)", rows.len());
+                Ok(())
+            }
             "forge" => {
                 // Text the test chose (forged output lines, terminal escapes), logged, printed
                 // through the log at every level, and returned as the error.

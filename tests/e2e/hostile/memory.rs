@@ -1,0 +1,47 @@
+//! Host memory is bounded whatever a guest asks for: rows are decoded as they arrive, and a
+//! call whose result passes the budget (64 MiB) fails with `WASMIG-LIMIT`, an error the
+//! guest may handle (read in parts with a cursor); unhandled, the step is rolled back.
+
+use std::path::Path;
+
+use crate::support::{BOTH, Backend, TestDb, TestProject};
+
+#[tokio::test]
+async fn a_query_past_the_result_budget_fails_instead_of_filling_the_host() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        // Three rows of 40 MB each: 120 MB, past the 64 MiB budget at the second row.
+        let big = match backend {
+            Backend::Postgres => "SELECT repeat('x', 40000000) FROM generate_series(1, 3)",
+            Backend::Sqlite => {
+                "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3)
+                 SELECT hex(zeroblob(20000000)) FROM c"
+            }
+        };
+        db.exec(&format!(
+            "CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('query-text');
+             CREATE TABLE e2e_text (text text); INSERT INTO e2e_text VALUES ('{}');",
+            big.replace('\'', "''")
+        ))
+        .await;
+        project.wasm_revision("q1", Path::new(crate::test_guest::SCENARIO));
+        let run = project.run(&db, &["up"]).fails_with(6);
+        assert!(run.stderr.contains("WASMIG-LIMIT"), "{backend:?}: {run:?}");
+        assert!(run.stderr.contains("64 MiB"), "{run:?}");
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        assert!(!db.table_exists("scenario_marker").await, "rolled back");
+
+        // Within the budget the same guest reads its rows.
+        db.exec(&format!(
+            "DELETE FROM e2e_text; INSERT INTO e2e_text VALUES ('{}');",
+            big.replace("40000000", "1000")
+                .replace("20000000", "500")
+                .replace('\'', "''")
+        ))
+        .await;
+        let run = project.run(&db, &["up"]).success();
+        assert!(run.stderr.contains("[q1] 3 row(s)"), "{backend:?}: {run:?}");
+        db.drop_db().await;
+    }
+}
