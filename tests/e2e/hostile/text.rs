@@ -123,3 +123,44 @@ async fn a_revision_message_cannot_forge_wasmigs_output() {
     );
     assert_eq!(db.heads().await, ["a1"]);
 }
+
+#[tokio::test]
+async fn a_huge_server_error_is_stored_capped_in_wasmigs_tables() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let dir = project.sql_revision(
+        "n1",
+        "CREATE TABLE kept (x int);
+         DO $$ BEGIN RAISE EXCEPTION '%', repeat(E'y\\n', 1000000); END $$;",
+        "DROP TABLE kept;",
+    );
+    let manifest = dir.join("migration.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("transaction = \"per-migration\"", "transaction = \"none\"");
+    std::fs::write(&manifest, text).unwrap();
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(
+        run.stderr.len() < 20_000,
+        "{} bytes printed",
+        run.stderr.len()
+    );
+    let stored = db
+        .strings("SELECT error FROM wasmig_history WHERE direction = 'failed'")
+        .await;
+    assert_eq!(stored.len(), 1, "{run:?}");
+    assert!(stored[0].len() < 32_768, "{} bytes stored", stored[0].len());
+    assert!(
+        stored[0].contains("more bytes not shown"),
+        "{}",
+        &stored[0][..200]
+    );
+    assert!(!stored[0].contains('\n'));
+    let marks = db.strings("SELECT error FROM wasmig_failed").await;
+    assert!(
+        marks[0].len() < 32_768,
+        "{} bytes in the mark",
+        marks[0].len()
+    );
+    db.drop_db().await;
+}

@@ -122,11 +122,13 @@ pub(super) async fn mark_failed(
         error,
     } = stopped;
     let finished_at = Utc::now();
+    // The server's text is stored as data: one line, capped (it could be megabytes).
     let message = format!(
         "{} stopped at statement {statement} of {total}: {}",
         step.action.as_str(),
-        error.message
+        crate::bindings::text::shown(&error.message)
     );
+    let code = crate::bindings::text::shown(&error.code);
     let mark = FailedMark {
         revision: step.revision.clone(),
         direction: step.action,
@@ -134,7 +136,7 @@ pub(super) async fn mark_failed(
         add_heads: step.add_heads.clone(),
         statement: statement as i64,
         error: message.clone(),
-        sqlstate: Some(error.code.clone()),
+        sqlstate: Some(code.clone()),
         failed_at: finished_at,
     };
     let record = StepRecord {
@@ -146,7 +148,7 @@ pub(super) async fn mark_failed(
         started_at,
         finished_at,
         error: Some(&message),
-        sqlstate: Some(&error.code),
+        sqlstate: Some(&code),
     };
     let unmarked = record_in_own_transaction(db, &record, Recorded::Failure(&mark))
         .await
