@@ -6,7 +6,7 @@
 use crate::support::{Backend, TestDb, TestProject};
 
 /// Installed by a migration: each is rolled back with the step that tried.
-const IN_A_STEP: [(&str, &str); 5] = [
+const IN_A_STEP: [(&str, &str); 6] = [
     (
         "CREATE FUNCTION erase() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM wasmig_version WHERE revision = NEW.revision; RETURN NULL; END $$;
          CREATE TRIGGER erase AFTER INSERT ON wasmig_version FOR EACH ROW EXECUTE FUNCTION erase();",
@@ -30,6 +30,12 @@ const IN_A_STEP: [(&str, &str); 5] = [
         "ALTER TABLE wasmig_version RENAME TO wasmig_version_old;
          CREATE TABLE wasmig_version (revision text PRIMARY KEY);",
         "wasmig_version was replaced during the run",
+    ),
+    (
+        // A child table, whose rows every read of the parent includes: a forged head.
+        "CREATE TABLE hidden_heads () INHERITS (wasmig_version);
+         INSERT INTO hidden_heads VALUES ('c3');",
+        "wasmig_version has the child table hidden_heads",
     ),
 ];
 

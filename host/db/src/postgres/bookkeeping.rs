@@ -290,7 +290,8 @@ pub(super) fn stored_artifact(row: &PgRow) -> Result<StoredArtifact, sqlx::Error
 /// The tamper check: a statement that fails with `WMG03`, naming what it found, when one
 /// of wasmig's tables (`tables`, as named in the statement's session) is not the plain
 /// table wasmig created: a view or another kind of relation in its place, a trigger, a
-/// rewrite rule, or row-level security; or, when `oids` (the tables' oids when the run
+/// rewrite rule, row-level security, or a child table (whose rows a read of the table
+/// includes: a forged head there would make a revision never run); or, when `oids` (the tables' oids when the run
 /// created or found them) are known, a table replaced since. Any of these could make
 /// wasmig's writes land elsewhere, vanish or change, or its reads lie. Every name is
 /// qualified by `pg_catalog` (`concat` rather than `||`), so the migration's `search_path`
@@ -335,6 +336,10 @@ pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> St
                  FROM pg_catalog.pg_rewrite r
                  WHERE r.ev_class OPERATOR(pg_catalog.=) ANY ({current})
                  UNION ALL
+                 SELECT pg_catalog.concat(i.inhparent::pg_catalog.regclass, ' has the child table ', i.inhrelid::pg_catalog.regclass)
+                 FROM pg_catalog.pg_inherits i
+                 WHERE i.inhparent OPERATOR(pg_catalog.=) ANY ({current})
+                 UNION ALL
                  SELECT pg_catalog.concat(c.oid::pg_catalog.regclass, ' has row-level security')
                  FROM pg_catalog.pg_class c
                  WHERE c.oid OPERATOR(pg_catalog.=) ANY ({current}) AND c.relrowsecurity
@@ -360,7 +365,7 @@ pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> St
                    AND c.relnamespace OPERATOR(pg_catalog.=) {namespace}::pg_catalog.oid
                    AND c.relname OPERATOR(pg_catalog.=) ANY ({names})
                    AND c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhastriggers
-                   AND NOT c.relhasrules AND NOT c.relrowsecurity)
+                   AND NOT c.relhasrules AND NOT c.relrowsecurity AND NOT c.relhassubclass)
                 OPERATOR(pg_catalog.<>) {count}::pg_catalog.int8 THEN
              {full}
              END IF;
