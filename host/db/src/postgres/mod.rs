@@ -351,20 +351,7 @@ impl Database for PgDatabase {
         sqlx::raw_sql(AssertSqlSafe(check))
             .execute(&mut *self.control().await)
             .await
-            .map_err(|source| match &source {
-                sqlx::Error::Database(e)
-                    if e.code().as_deref() == Some(session::TAMPERED_STATE) =>
-                {
-                    anyhow::Error::from(crate::TablesTampered(
-                        e.message().trim_start_matches("wasmig: ").to_owned(),
-                    ))
-                }
-                _ => DbError::Query {
-                    doing: "checking wasmig's tables".into(),
-                    source,
-                }
-                .into(),
-            })?;
+            .map_err(|source| session::write_error(source, "checking wasmig's tables".into()))?;
         Ok(())
     }
 

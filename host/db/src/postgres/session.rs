@@ -49,11 +49,11 @@ const TRANSACTION_ENDED_STATE: &str = "WMG01";
 const LOCK_LOST_STATE: &str = "WMG02";
 
 /// The SQLSTATE of the tamper check (`bookkeeping::tamper_check`).
-pub(super) const TAMPERED_STATE: &str = "WMG03";
+const TAMPERED_STATE: &str = "WMG03";
 
 /// The error of a write of wasmig's tables: [`LockLost`] when the fence refused it, else
 /// the query's.
-fn write_error(source: sqlx::Error, doing: String) -> anyhow::Error {
+pub(super) fn write_error(source: sqlx::Error, doing: String) -> anyhow::Error {
     match &source {
         sqlx::Error::Database(e) if e.code().as_deref() == Some(LOCK_LOST_STATE) => LockLost.into(),
         sqlx::Error::Database(e) if e.code().as_deref() == Some(TAMPERED_STATE) => {
