@@ -14,6 +14,7 @@ mod lock;
 mod pg_script;
 mod postgres;
 mod sqlite;
+pub mod store;
 mod tx_control;
 mod url;
 mod value;
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::lock::{LockGuard, PG_LOCK_KEY, PG_STEP_KEY, SQLITE_LOCK_SUFFIX};
+pub use self::store::{Driver, Reader, SCHEMA_VERSION, VersionStore};
 pub use self::url::DatabaseUrl;
 use wasmig_contract::{Column, Dialect, QueryResult, SqlError, Value};
 pub use wasmig_plan::graph::{Direction, Event};
@@ -229,6 +231,10 @@ pub(crate) fn autocommit_statements(
 
 /// A pooled database with wasmig's version tables.
 ///
+/// A backend provides the connections ([`Database::reader`], [`Database::begin`]), the
+/// lock and the autocommitted scripts; reading and creating wasmig's tables is written once,
+/// in the [`VersionStore`] the backend hands out with [`Database::store`].
+///
 /// # Errors
 /// Methods fail with `anyhow` errors carrying a [`DbError`] when the database cannot be
 /// reached or the version tables cannot be read or written.
@@ -237,20 +243,66 @@ pub trait Database: Send + Sync {
     /// PostgreSQL or SQLite.
     fn dialect(&self) -> Dialect;
 
-    /// Creates the version tables if they do not exist yet.
-    async fn ensure_version_tables(&self) -> anyhow::Result<()>;
+    /// wasmig's tables on this database, as read outside any step.
+    fn store(&self) -> &VersionStore;
+
+    /// A connection to read wasmig's tables on outside any step (PostgreSQL: the control
+    /// connection; SQLite: a pooled one).
+    async fn reader(&self) -> anyhow::Result<Box<dyn Reader + '_>>;
+
+    /// Creates the version tables if they do not exist yet, or migrates them to
+    /// [`SCHEMA_VERSION`] (see `store`); then lets the backend do what it does once its
+    /// tables exist ([`Database::tables_ready`]).
+    ///
+    /// # Errors
+    /// [`DbError::SchemaTooNew`] when a newer wasmig migrated them.
+    async fn ensure_version_tables(&self) -> anyhow::Result<()> {
+        {
+            let mut reader = self.reader().await?;
+            self.store().ensure(reader.driver()).await?;
+        }
+        self.tables_ready().await
+    }
+
+    /// Called by [`Database::ensure_version_tables`] once the tables are there (PostgreSQL:
+    /// their storage tuning, and their oids for the tamper check).
+    async fn tables_ready(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     /// The revisions stored as current heads (empty when at base or never migrated).
     /// Reading does not create the tables.
-    async fn heads(&self) -> anyhow::Result<Vec<String>>;
+    async fn heads(&self) -> anyhow::Result<Vec<String>> {
+        self.store().heads(self.reader().await?.driver()).await
+    }
 
     /// The history log, oldest first. Empty when the tables do not exist.
-    async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>>;
+    async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
+        self.store().history(self.reader().await?.driver()).await
+    }
 
     /// The artifact stored in the artifact table when `revision` was last applied, or
     /// `None` (never stored, reverted since, or no artifact table yet). Reading does not
     /// create the tables.
-    async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>>;
+    async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>> {
+        self.store()
+            .stored_artifact(self.reader().await?.driver(), revision)
+            .await
+    }
+
+    /// The revisions marked failed (see [`FailedMark`]). Empty when the table does not
+    /// exist; reading does not create it.
+    async fn failed(&self) -> anyhow::Result<Vec<FailedMark>> {
+        self.store().failed(self.reader().await?.driver()).await
+    }
+
+    /// The batched steps part-way through (see [`Checkpoint`]). Empty when the table does
+    /// not exist; reading does not create it.
+    async fn checkpoints(&self) -> anyhow::Result<Vec<Checkpoint>> {
+        self.store()
+            .checkpoints(self.reader().await?.driver())
+            .await
+    }
 
     /// Takes the migration lock, waiting up to `timeout` for another run to release it.
     /// The guard holds what holds the lock (PostgreSQL: wasmig's control connection,
@@ -280,14 +332,6 @@ pub trait Database: Send + Sync {
         lock: Option<std::time::Duration>,
         statement: Option<std::time::Duration>,
     ) -> Result<usize, ScriptFailure>;
-
-    /// The revisions marked failed (see [`FailedMark`]). Empty when the table does not
-    /// exist; reading does not create it.
-    async fn failed(&self) -> anyhow::Result<Vec<FailedMark>>;
-
-    /// The batched steps part-way through (see [`Checkpoint`]). Empty when the table does
-    /// not exist; reading does not create it.
-    async fn checkpoints(&self) -> anyhow::Result<Vec<Checkpoint>>;
 
     /// Refuses with [`TablesTampered`] when wasmig's tables are not the plain tables it
     /// created (a view in the place of one, a trigger, a rule, row-level security): their
@@ -352,17 +396,15 @@ impl CursorState {
     }
 }
 
-/// An open transaction on one connection.
+/// The SQL a migration sends, on one open transaction: what the sandbox's host calls
+/// translate onto (and what an SQL revision's script runs through).
 ///
-/// Dropping a session without [`Session::commit`] rolls it back (sqlx returns the
-/// connection to the pool after issuing `ROLLBACK`).
-///
-/// The statements a migration sends (`execute`, `query`, `batch`, `execute_many`,
-/// `open_cursor`) may not end the transaction: transaction control (`COMMIT`, `ROLLBACK`,
-/// `BEGIN`, raw `SAVEPOINT`…) is refused with `WASMIG-STATE` before anything runs (see
-/// `tx_control`), and [`Session::transaction_intact`] catches whatever slips through.
+/// The statements (`execute`, `query`, `batch`, `execute_many`, `open_cursor`) may not end
+/// the transaction: transaction control (`COMMIT`, `ROLLBACK`, `BEGIN`, raw `SAVEPOINT`…)
+/// is refused with `WASMIG-STATE` before anything runs (see `tx_control`), and
+/// [`Session::transaction_intact`] catches whatever slips through.
 #[async_trait]
-pub trait Session: Send {
+pub trait GuestSql: Send {
     /// PostgreSQL or SQLite.
     fn dialect(&self) -> Dialect;
 
@@ -412,7 +454,20 @@ pub trait Session: Send {
 
     /// `ROLLBACK TO SAVEPOINT name` followed by `RELEASE SAVEPOINT name`.
     async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()>;
+}
 
+/// An open transaction on one connection: the migration's SQL ([`GuestSql`]) and wasmig's
+/// bookkeeping of the step, committed together.
+///
+/// Dropping a session without [`Session::commit`] rolls it back (sqlx returns the
+/// connection to the pool after issuing `ROLLBACK`).
+///
+/// A backend provides the transaction (its check, the timeouts, commit and rollback), the
+/// connection the [`VersionStore`] writes on ([`Session::books`]) and the guard that runs
+/// before wasmig writes ([`Session::guard`]); the writes themselves are written once, in
+/// the store.
+#[async_trait]
+pub trait Session: GuestSql {
     /// Whether the transaction begun by [`Database::begin`] is still the one open on the
     /// connection: `false` when a statement committed or rolled it back (and perhaps began
     /// another). PostgreSQL compares the transaction id read at `begin`; SQLite watches the
@@ -421,48 +476,6 @@ pub trait Session: Send {
     /// # Errors
     /// When the check itself cannot run (the connection failed).
     async fn transaction_intact(&mut self) -> anyhow::Result<bool>;
-
-    /// Records one step in the version tables, in this transaction: replaces `remove` by
-    /// `add` among the heads and appends a history row.
-    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()>;
-
-    /// Finishes a step in this transaction, if it is still the one begun: checks it as
-    /// [`Session::transaction_intact`] does and, when intact, writes what
-    /// [`Session::record_step`], [`Session::store_artifact`] or
-    /// [`Session::forget_artifact`], and [`Session::clear_checkpoint`] write. `Ok(false)`,
-    /// with nothing written, when a statement ended the transaction. PostgreSQL sends it all
-    /// as one round trip; the default runs the calls one after another.
-    ///
-    /// # Errors
-    /// When the check or a write fails.
-    async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
-        if !self.transaction_intact().await? {
-            return Ok(false);
-        }
-        self.record_step(&finished.record).await?;
-        match finished.artifact {
-            Some(stored) => self.store_artifact(stored).await?,
-            None => self.forget_artifact(finished.record.revision).await?,
-        }
-        if finished.clear_checkpoint {
-            self.clear_checkpoint(finished.record.revision).await?;
-        }
-        Ok(true)
-    }
-
-    /// Marks a revision failed, in this transaction (replacing an earlier mark).
-    async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()>;
-
-    /// Clears a revision's failed mark, in this transaction.
-    async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()>;
-
-    /// Saves (or replaces) a batched step's checkpoint, in this transaction: the runner
-    /// calls it with the work of every batch but the last.
-    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()>;
-
-    /// Deletes a revision's checkpoint, in this transaction: with the last batch's work and
-    /// the step's record, or by `wasmig resolve`.
-    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()>;
 
     /// Sets PostgreSQL's `lock_timeout` / `statement_timeout` for the rest of this
     /// transaction (`None`: the server's setting). SQLite has neither: the runner refuses
@@ -473,19 +486,123 @@ pub trait Session: Send {
         statement: Option<std::time::Duration>,
     ) -> anyhow::Result<()>;
 
+    /// The store and the connection wasmig's writes of this step go through.
+    fn books(&mut self) -> (&VersionStore, &mut dyn Driver);
+
+    /// Runs before wasmig writes its tables in this transaction. With `intact`, first checks
+    /// the transaction as [`Session::transaction_intact`] does and returns `Ok(false)`,
+    /// having written nothing, when a statement ended it. PostgreSQL also checks here that
+    /// this run still holds the migration lock ([`LockLost`]) and that wasmig's tables are
+    /// the plain tables it made ([`TablesTampered`]), all in one round trip.
+    ///
+    /// # Errors
+    /// [`LockLost`], [`TablesTampered`], or when the check cannot run.
+    async fn guard(&mut self, doing: &str, intact: bool) -> anyhow::Result<bool> {
+        let _ = doing;
+        if intact {
+            return self.transaction_intact().await;
+        }
+        Ok(true)
+    }
+
+    /// Records one step in the version tables, in this transaction: replaces `remove` by
+    /// `add` among the heads and appends a history row.
+    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
+        self.guard(&format!("recording {}", step.revision), false)
+            .await?;
+        let (store, d) = self.books();
+        store.record_step(d, step).await
+    }
+
+    /// Finishes a step in this transaction, if it is still the one begun: checks it as
+    /// [`Session::transaction_intact`] does and, when intact, writes what
+    /// [`Session::record_step`], [`Session::store_artifact`] or
+    /// [`Session::forget_artifact`], and [`Session::clear_checkpoint`] write. `Ok(false)`,
+    /// with nothing written, when a statement ended the transaction.
+    ///
+    /// # Errors
+    /// When the check or a write fails.
+    async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
+        let doing = format!("recording {}", finished.record.revision);
+        if !self.guard(&doing, true).await? {
+            return Ok(false);
+        }
+        let (store, d) = self.books();
+        store.finish_step(d, finished).await?;
+        Ok(true)
+    }
+
+    /// Marks a revision failed, in this transaction (replacing an earlier mark).
+    async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()> {
+        self.guard(&format!("marking {} failed", mark.revision), false)
+            .await?;
+        let (store, d) = self.books();
+        store.set_failed(d, mark).await
+    }
+
+    /// Clears a revision's failed mark, in this transaction.
+    async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()> {
+        self.guard(&format!("clearing the failed mark of {revision}"), false)
+            .await?;
+        let (store, d) = self.books();
+        store.clear_failed(d, revision).await
+    }
+
+    /// Saves (or replaces) a batched step's checkpoint, in this transaction: the runner
+    /// calls it with the work of every batch but the last.
+    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        self.guard(
+            &format!("saving the checkpoint of {}", checkpoint.revision),
+            false,
+        )
+        .await?;
+        let (store, d) = self.books();
+        store.save_checkpoint(d, checkpoint).await
+    }
+
+    /// Deletes a revision's checkpoint, in this transaction: with the last batch's work and
+    /// the step's record, or by `wasmig resolve`.
+    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
+        self.guard(&format!("deleting the checkpoint of {revision}"), false)
+            .await?;
+        let (store, d) = self.books();
+        store.clear_checkpoint(d, revision).await
+    }
+
     /// Stores (or replaces) a revision's artifact in the artifact table, in this transaction:
     /// the runner calls it with the version-table update of every upgrade.
-    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()>;
+    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()> {
+        self.guard(
+            &format!("storing the artifact of {}", artifact.revision),
+            false,
+        )
+        .await?;
+        let (store, d) = self.books();
+        store.store_artifact(d, artifact).await
+    }
 
     /// Deletes a revision's stored artifact, in this transaction: the runner calls it with
     /// the version-table update of every downgrade.
-    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()>;
+    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
+        self.guard(
+            &format!("deleting the stored artifact of {revision}"),
+            false,
+        )
+        .await?;
+        let (store, d) = self.books();
+        store.forget_artifact(d, revision).await
+    }
 
     /// Deletes the stored artifact of every revision not in `keep`, in this transaction:
     /// `stamp` calls it with the revisions applied after it, so the table never holds a
     /// revision the version table no longer counts as applied (including ones a `--purge`
     /// dropped that this project does not know).
-    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()>;
+    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()> {
+        self.guard("deleting stored artifacts of unapplied revisions", false)
+            .await?;
+        let (store, d) = self.books();
+        store.forget_artifacts_except(d, keep).await
+    }
 
     /// Commits the transaction.
     async fn commit(self: Box<Self>) -> anyhow::Result<()>;
@@ -629,6 +746,16 @@ pub enum DbError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// wasmig's tables were migrated by a newer wasmig, to a layout this one does not know.
+    #[error(
+        "wasmig's tables are at schema version {found}, newer than this wasmig knows ({known}): run the newer wasmig that migrated them (or a later one)"
+    )]
+    SchemaTooNew {
+        /// The version recorded in the database.
+        found: i64,
+        /// The newest version this wasmig knows.
+        known: i64,
+    },
     /// A query on the version tables or the transaction itself failed.
     #[error("database error while {doing}: {source}")]
     Query {
@@ -673,6 +800,8 @@ pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Box<dyn Database>> {
     }
 }
 
+/// The schema versions of wasmig's tables applied to this database (see `store`).
+pub const SCHEMA_TABLE: &str = "wasmig_schema";
 /// The names of wasmig's version tables; pinned, as their layout is.
 pub const VERSION_TABLE: &str = "wasmig_version";
 /// The history log table.

@@ -42,19 +42,16 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, Row};
 
 use self::advisory_lock::{PgLock, PgLockAttempt, advisory};
-use self::bookkeeping::{
-    artifact_table_ddl, checkpoint_table_ddl, failure_tables_ddl, stored_artifact,
-    version_tables_ddl,
-};
 use self::codec::sql_error;
 use super::lock::{self, LockGuard};
+use super::store::{Reader, VersionStore};
 use super::{
-    ARTIFACT_TABLE, CHECKPOINT_TABLE, Checkpoint, Database, DatabaseUrl, DbError, FAILED_TABLE,
-    FailedMark, HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, StoredArtifact, VERSION_TABLE,
+    ARTIFACT_TABLE, CHECKPOINT_TABLE, Database, DatabaseUrl, DbError, FAILED_TABLE, HISTORY_TABLE,
+    ScriptFailure, Session, VERSION_TABLE,
 };
 use wasmig_contract::Dialect;
 
-/// wasmig's tables, as [`PgDatabase::table_exists`] looks for them.
+/// The tables a step writes, as the tamper check and the fence look at them.
 pub(super) const PRESENT: [&str; 5] = [
     VERSION_TABLE,
     HISTORY_TABLE,
@@ -62,9 +59,6 @@ pub(super) const PRESENT: [&str; 5] = [
     ARTIFACT_TABLE,
     CHECKPOINT_TABLE,
 ];
-
-/// What [`PgDatabase::table_exists`] keeps when the history table has its error columns.
-const HISTORY_ERROR_COLUMNS: &str = "wasmig_history.error";
 
 /// Connections in the pool: one session, the version-table reads, and a spare for cancelling.
 const MAX_CONNECTIONS: u32 = 4;
@@ -143,9 +137,9 @@ pub(crate) struct PgDatabase {
     /// [`Database::close`]. It never runs migration code, so nothing a migration leaves on a
     /// connection can reach it, and no migration can release the lock held on it.
     control: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
-    /// The tables (and [`HISTORY_ERROR_COLUMNS`]) known to exist, see
-    /// [`PgDatabase::table_exists`].
-    present: std::sync::Mutex<Vec<&'static str>>,
+    /// wasmig's tables, read on the control connection (unqualified: its `search_path` is
+    /// the role's and database's, which no migration statement changes for it).
+    store: VersionStore,
     /// The backend pid of the control connection while it holds the migration lock (set by
     /// [`Database::lock`], cleared by the guard's release): every step's transaction checks
     /// the lock is still granted to that session before it records anything (a fence), so
@@ -266,67 +260,13 @@ impl PgDatabase {
         Ok(PgDatabase {
             pool,
             control: Arc::new(tokio::sync::Mutex::new(Some(probe))),
-            present: std::sync::Mutex::new(Vec::new()),
+            store: VersionStore::new(Dialect::Postgres, None),
             lock_holder: Arc::new(std::sync::Mutex::new(None)),
             table_oids: std::sync::Mutex::new(None),
             url: url.to_string(),
         })
     }
 
-    /// Whether `table` exists in the search path (reads must not create the tables).
-    ///
-    /// One round trip looks for every wasmig table (and the history table's error columns)
-    /// at once; what it finds is kept, since tables only appear during a run. What it does
-    /// not find is looked for again next time: another run may create it meanwhile.
-    async fn table_exists(&self, table: &str) -> anyhow::Result<bool> {
-        let known = |present: &[&str]| present.contains(&table);
-        if known(&self.present.lock().expect("not poisoned")) {
-            return Ok(true);
-        }
-        // In the order of `PRESENT`; the column check goes last.
-        let sql = format!(
-            "SELECT {}, EXISTS (SELECT 1 FROM pg_attribute
-                                WHERE attrelid = to_regclass('{HISTORY_TABLE}')
-                                  AND attname = 'error' AND NOT attisdropped)",
-            PRESENT
-                .iter()
-                .map(|t| format!("to_regclass('{t}') IS NOT NULL"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let doing = || "looking for wasmig's tables".to_owned();
-        let row = sqlx::raw_sql(AssertSqlSafe(sql))
-            .fetch_one(&mut *self.control().await)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: doing(),
-                source,
-            })?;
-        let names = PRESENT.iter().chain([&HISTORY_ERROR_COLUMNS]);
-        let found = (0..=PRESENT.len())
-            .map(|i| row.try_get::<bool, _>(i))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| DbError::Query {
-                doing: doing(),
-                source,
-            })?;
-        let mut present = self.present.lock().expect("not poisoned");
-        for (name, found) in names.zip(found) {
-            if found && !present.contains(name) {
-                present.push(*name);
-            }
-        }
-        Ok(known(&present))
-    }
-
-    /// Whether the history table has its `error` and `sqlstate` columns (added by the
-    /// failure states; a read-only command does not upgrade an older table).
-    async fn history_has_error_columns(&self) -> anyhow::Result<bool> {
-        self.table_exists(HISTORY_ERROR_COLUMNS).await
-    }
-}
-
-impl PgDatabase {
     /// The control connection (see the field).
     async fn control(&self) -> tokio::sync::MappedMutexGuard<'_, PgConnection> {
         tokio::sync::MutexGuard::map(self.control.lock().await, |c| {
@@ -343,7 +283,11 @@ impl Database for PgDatabase {
     }
 
     async fn verify_tables(&self) -> anyhow::Result<()> {
-        if !self.table_exists(VERSION_TABLE).await? {
+        if !self
+            .store
+            .has_table(&mut *self.control().await, VERSION_TABLE)
+            .await?
+        {
             return Ok(());
         }
         let tables: Vec<String> = PRESENT.iter().map(|t| (*t).to_owned()).collect();
@@ -355,40 +299,20 @@ impl Database for PgDatabase {
         Ok(())
     }
 
-    async fn ensure_version_tables(&self) -> anyhow::Result<()> {
-        let ddl = version_tables_ddl();
-        sqlx::raw_sql(AssertSqlSafe(ddl))
+    fn store(&self) -> &VersionStore {
+        &self.store
+    }
+
+    async fn reader(&self) -> anyhow::Result<Box<dyn Reader + '_>> {
+        Ok(Box::new(self.control().await))
+    }
+
+    async fn tables_ready(&self) -> anyhow::Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(bookkeeping::compress_artifacts()))
             .execute(&mut *self.control().await)
             .await
             .map_err(|source| DbError::Query {
-                doing: "creating the version tables".into(),
-                source,
-            })?;
-        // Failure states (`transaction = "none"`): the history table's error columns (added
-        // in place to older tables) and the failed marks.
-        let failure_ddl = failure_tables_ddl();
-        sqlx::raw_sql(AssertSqlSafe(failure_ddl))
-            .execute(&mut *self.control().await)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: format!("creating {FAILED_TABLE}"),
-                source,
-            })?;
-        // The artifact table, kept apart from the DDL above so each can grow on its own.
-        let artifact_ddl = artifact_table_ddl();
-        sqlx::raw_sql(AssertSqlSafe(artifact_ddl))
-            .execute(&mut *self.control().await)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: format!("creating {ARTIFACT_TABLE}"),
-                source,
-            })?;
-        let checkpoint_ddl = checkpoint_table_ddl();
-        sqlx::raw_sql(AssertSqlSafe(checkpoint_ddl))
-            .execute(&mut *self.control().await)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: format!("creating {CHECKPOINT_TABLE}"),
+                doing: format!("compressing {ARTIFACT_TABLE}"),
                 source,
             })?;
         // The tables this run writes, by oid, in the schema the sessions will qualify them by.
@@ -476,179 +400,6 @@ impl Database for PgDatabase {
                 })?;
         }
         Ok(total)
-    }
-
-    async fn failed(&self) -> anyhow::Result<Vec<FailedMark>> {
-        if !self.table_exists(FAILED_TABLE).await? {
-            return Ok(Vec::new());
-        }
-        let doing = || format!("reading {FAILED_TABLE}");
-        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at
-             FROM {FAILED_TABLE} ORDER BY failed_at, revision"
-        )))
-        .fetch_all(&mut *self.control().await)
-        .await
-        .map_err(|source| DbError::Query { doing: doing(), source })?;
-        rows.iter()
-            .map(|row| {
-                Ok(FailedMark {
-                    revision: row.try_get("revision")?,
-                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
-                    remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
-                    add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
-                    statement: row.try_get("statement")?,
-                    error: row.try_get("error")?,
-                    sqlstate: row.try_get("sqlstate")?,
-                    failed_at: row.try_get("failed_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|source| {
-                DbError::Query {
-                    doing: doing(),
-                    source,
-                }
-                .into()
-            })
-    }
-
-    async fn checkpoints(&self) -> anyhow::Result<Vec<Checkpoint>> {
-        if !self.table_exists(CHECKPOINT_TABLE).await? {
-            return Ok(Vec::new());
-        }
-        let doing = || format!("reading {CHECKPOINT_TABLE}");
-        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
-                    started_at, updated_at
-             FROM {CHECKPOINT_TABLE} ORDER BY started_at, revision"
-        )))
-        .fetch_all(&mut *self.control().await)
-        .await
-        .map_err(|source| DbError::Query {
-            doing: doing(),
-            source,
-        })?;
-        rows.iter()
-            .map(|row| {
-                Ok(Checkpoint {
-                    revision: row.try_get("revision")?,
-                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
-                    remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
-                    add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
-                    checkpoint: row.try_get("checkpoint")?,
-                    batches: row.try_get("batches")?,
-                    checksum: row.try_get("checksum")?,
-                    started_at: row.try_get("started_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|source| {
-                DbError::Query {
-                    doing: doing(),
-                    source,
-                }
-                .into()
-            })
-    }
-
-    async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>> {
-        if !self.table_exists(ARTIFACT_TABLE).await? {
-            return Ok(None);
-        }
-        let doing = || format!("reading the stored artifact of {revision} from {ARTIFACT_TABLE}");
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT revision, kind, checksum, manifest, up_sql, down_sql, component, source_checksum
-             FROM {ARTIFACT_TABLE} WHERE revision = $1"
-        )))
-        .bind(revision)
-        .fetch_optional(&mut *self.control().await)
-        .await
-        .map_err(|source| DbError::Query {
-            doing: doing(),
-            source,
-        })?;
-        row.map(|row| stored_artifact(&row))
-            .transpose()
-            .map_err(|source| {
-                DbError::Query {
-                    doing: doing(),
-                    source,
-                }
-                .into()
-            })
-    }
-
-    async fn heads(&self) -> anyhow::Result<Vec<String>> {
-        if !self.table_exists(VERSION_TABLE).await? {
-            return Ok(Vec::new());
-        }
-        // Simple queries, as for every read here: one round trip each, nothing prepared.
-        let doing = || format!("reading {VERSION_TABLE}");
-        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT revision FROM {VERSION_TABLE} ORDER BY revision"
-        )))
-        .fetch_all(&mut *self.control().await)
-        .await
-        .map_err(|source| DbError::Query {
-            doing: doing(),
-            source,
-        })?;
-        rows.iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|source| {
-                DbError::Query {
-                    doing: doing(),
-                    source,
-                }
-                .into()
-            })
-    }
-
-    async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
-        if !self.table_exists(HISTORY_TABLE).await? {
-            return Ok(Vec::new());
-        }
-        let doing = || format!("reading {HISTORY_TABLE}");
-        let rows = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
-                    {}
-             FROM {HISTORY_TABLE} ORDER BY id",
-            // Read-only commands do not upgrade the tables: an older table has no error columns.
-            if self.history_has_error_columns().await? {
-                "error, sqlstate"
-            } else {
-                "NULL::text AS error, NULL::text AS sqlstate"
-            }
-        )))
-        .fetch_all(&mut *self.control().await)
-        .await
-        .map_err(|source| DbError::Query { doing: doing(), source })?;
-        rows.iter()
-            .map(|row| {
-                Ok(HistoryEntry {
-                    id: row.try_get("id")?,
-                    revision: row.try_get("revision")?,
-                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
-                    checksum: row.try_get("checksum")?,
-                    started_at: row.try_get("started_at")?,
-                    finished_at: row.try_get("finished_at")?,
-                    duration_ms: row.try_get("duration_ms")?,
-                    wasmig_version: row.try_get("wasmig_version")?,
-                    error: row.try_get("error")?,
-                    sqlstate: row.try_get("sqlstate")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|source| {
-                DbError::Query {
-                    doing: doing(),
-                    source,
-                }
-                .into()
-            })
     }
 
     async fn lock(&self, timeout: Duration) -> anyhow::Result<Box<dyn LockGuard>> {

@@ -2,13 +2,14 @@
 //! canceller that stops its running statement from another connection.
 //!
 //! Owns: beginning the transaction (reading the backend pid, the transaction id and the
-//! schema the version tables live in), the [`Session`] impl (statements, `execute-many`
-//! scripts, `COPY`, server-side cursors, savepoints, the timeouts, finishing and
-//! recording a step, commit and rollback), and [`PgCanceller`] (`pg_cancel_backend`, then
+//! schema the version tables live in), the [`GuestSql`] impl (statements, `execute-many`
+//! scripts, `COPY`, server-side cursors, savepoints), the [`Session`] impl (the timeouts,
+//! the guard before wasmig writes: transaction identity, lock fence and tamper check,
+//! commit and rollback), and [`PgCanceller`] (`pg_cancel_backend`, then
 //! `pg_terminate_backend`).
 //!
-//! Not here: encoding parameters and decoding rows (`codec`), the text of the
-//! version-table statements (`bookkeeping`), the pool and the control connection
+//! Not here: encoding parameters and decoding rows (`codec`), the statements on wasmig's
+//! tables (`store`), the tamper check's text (`bookkeeping`), the pool and the control connection
 //! (`mod.rs`), or which statements a migration runs and when it commits (the runner and
 //! the sandbox).
 //!
@@ -30,14 +31,13 @@ use sqlx::{
     Statement, Transaction,
 };
 
-use super::bookkeeping::{lit, text_array, time_lit};
 use super::codec::{Bound, Plan, sql_error};
 use super::{PRESENT, PgDatabase};
 use crate::lock::PG_LOCK_KEY;
+use crate::store::{Driver, VersionStore};
 use crate::{
-    ARTIFACT_TABLE, CHECKPOINT_TABLE, Canceller, Checkpoint, CursorState, DbError, FAILED_TABLE,
-    FailedMark, FinishedStep, LockLost, Session, SqlResult, StepRecord, StoredArtifact,
-    TablesTampered, copy, pg_script, tx_control,
+    Canceller, CursorState, DbError, GuestSql, LockLost, Session, SqlResult, TablesTampered, copy,
+    pg_script, tx_control,
 };
 use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
 
@@ -76,10 +76,10 @@ pub(crate) struct PgSession {
     cursors_opened: u64,
     /// `txid_current()` at `begin`: the identity [`Session::transaction_intact`] checks.
     xid: i64,
-    /// The schema the version tables live in (`current_schema()` at `begin`), so that a
-    /// migration changing `search_path` cannot send the version-table update elsewhere.
-    /// `None` when the search path names no existing schema.
-    pub(super) schema: Option<String>,
+    /// wasmig's tables, qualified by the schema they live in (`current_schema()` at
+    /// `begin`), so that a migration changing `search_path` cannot send the version-table
+    /// update elsewhere (unqualified when the search path names no existing schema).
+    pub(super) store: VersionStore,
     /// The backend pid holding the migration lock when this session began (`None`: no lock
     /// held, as for `--plan`): what [`PgSession::fence`] checks before every write of the
     /// version tables.
@@ -148,7 +148,7 @@ impl PgDatabase {
             }),
             cursors_opened: 0,
             xid,
-            schema,
+            store: VersionStore::new(Dialect::Postgres, schema),
             lock_holder: holder,
             table_oids: self.table_oids.lock().ok().and_then(|o| o.clone()),
         })
@@ -270,32 +270,9 @@ impl PgSession {
 }
 
 #[async_trait]
-impl Session for PgSession {
+impl GuestSql for PgSession {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
-    }
-
-    async fn set_timeouts(
-        &mut self,
-        lock: Option<Duration>,
-        statement: Option<Duration>,
-    ) -> anyhow::Result<()> {
-        for (name, value) in [("lock_timeout", lock), ("statement_timeout", statement)] {
-            // Like SET LOCAL: gone at commit or rollback. `None` restores the default (a
-            // second step of one --atomic transaction must not inherit the first's).
-            let sql = match value {
-                Some(d) => format!("SET LOCAL {name} = '{}ms'", d.as_millis().max(1)),
-                None => format!("SET LOCAL {name} TO DEFAULT"),
-            };
-            sqlx::raw_sql(AssertSqlSafe(sql))
-                .execute(&mut *self.tx)
-                .await
-                .map_err(|source| DbError::Query {
-                    doing: format!("setting {name}"),
-                    source,
-                })?;
-        }
-        Ok(())
     }
 
     fn canceller(&self) -> Arc<dyn Canceller> {
@@ -535,7 +512,10 @@ impl Session for PgSession {
         // The rollback may have undone DDL that cached statements were prepared against.
         self.forget_statements().await
     }
+}
 
+#[async_trait]
+impl Session for PgSession {
     async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
         let query_error = |source| DbError::Query {
             doing: "checking the transaction id".into(),
@@ -549,26 +529,50 @@ impl Session for PgSession {
         Ok(xid == self.xid)
     }
 
-    async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
-        let revision = finished.record.revision;
-        // One simple-query message, one round trip: the guard first, so that when a
-        // statement ended wasmig's transaction the message's implicit transaction fails
-        // before it writes anything (`transaction_intact` compares the same id).
-        let mut script = format!(
-            "DO $$ BEGIN IF pg_catalog.txid_current() OPERATOR(pg_catalog.<>) {xid} THEN \
-             RAISE EXCEPTION 'wasmig: the transaction is not the one begun' \
-             USING ERRCODE = '{TRANSACTION_ENDED_STATE}'; END IF; END $$;\n{}{};\n{};\n",
-            self.fence(),
-            self.record_sql(&finished.record),
-            match finished.artifact {
-                Some(stored) => self.store_artifact_sql(stored),
-                None => self.forget_artifact_sql(revision),
-            },
-            xid = self.xid,
-        );
-        if finished.clear_checkpoint {
-            script.push_str(&self.clear_checkpoint_sql(revision));
-            script.push_str(";\n");
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<Duration>,
+        statement: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        for (name, value) in [("lock_timeout", lock), ("statement_timeout", statement)] {
+            // Like SET LOCAL: gone at commit or rollback. `None` restores the default (a
+            // second step of one --atomic transaction must not inherit the first's).
+            let sql = match value {
+                Some(d) => format!("SET LOCAL {name} = '{}ms'", d.as_millis().max(1)),
+                None => format!("SET LOCAL {name} TO DEFAULT"),
+            };
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: format!("setting {name}"),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn books(&mut self) -> (&VersionStore, &mut dyn Driver) {
+        (&self.store, &mut *self.tx)
+    }
+
+    async fn guard(&mut self, doing: &str, intact: bool) -> anyhow::Result<bool> {
+        // One simple-query message, one round trip, with nothing in it the migration wrote:
+        // the transaction's identity first (`transaction_intact` compares the same id), so
+        // that when a statement ended wasmig's transaction the message fails before the
+        // rest; then the lock fence and the tamper check.
+        let mut script = String::new();
+        if intact {
+            script = format!(
+                "DO $$ BEGIN IF pg_catalog.txid_current() OPERATOR(pg_catalog.<>) {xid} THEN \
+                 RAISE EXCEPTION 'wasmig: the transaction is not the one begun' \
+                 USING ERRCODE = '{TRANSACTION_ENDED_STATE}'; END IF; END $$;\n",
+                xid = self.xid,
+            );
+        }
+        script.push_str(&self.fence());
+        if script.is_empty() {
+            return Ok(true);
         }
         match sqlx::raw_sql(AssertSqlSafe(script))
             .execute(self.conn())
@@ -580,167 +584,8 @@ impl Session for PgSession {
             {
                 Ok(false)
             }
-            Err(source) => Err(write_error(
-                source,
-                format!("recording {revision} in the version tables and {ARTIFACT_TABLE}"),
-            )),
+            Err(source) => Err(write_error(source, doing.to_owned())),
         }
-    }
-
-    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
-        let sql = format!("{}{}", self.fence(), self.record_sql(step));
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(self.conn())
-            .await
-            .map_err(|source| {
-                write_error(
-                    source,
-                    format!("recording {} in the version tables", step.revision),
-                )
-            })?;
-        Ok(())
-    }
-
-    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()> {
-        let sql = self.store_artifact_sql(artifact);
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(self.conn())
-            .await
-            .map_err(|source| DbError::Query {
-                doing: format!(
-                    "storing the artifact of {} in {ARTIFACT_TABLE}",
-                    artifact.revision
-                ),
-                source,
-            })?;
-        Ok(())
-    }
-
-    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()> {
-        let table = self.version_table(ARTIFACT_TABLE);
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE revision OPERATOR(pg_catalog.<>) ALL({})",
-            text_array(keep)
-        )))
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!(
-                "deleting stored artifacts of unapplied revisions from {ARTIFACT_TABLE}"
-            ),
-            source,
-        })?;
-        Ok(())
-    }
-
-    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
-        sqlx::raw_sql(AssertSqlSafe(self.forget_artifact_sql(revision)))
-            .execute(self.conn())
-            .await
-            .map_err(|source| DbError::Query {
-                doing: format!("deleting the stored artifact of {revision} from {ARTIFACT_TABLE}"),
-                source,
-            })?;
-        Ok(())
-    }
-
-    async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()> {
-        let fence = self.fence();
-        if !fence.is_empty() {
-            sqlx::raw_sql(AssertSqlSafe(fence))
-                .execute(self.conn())
-                .await
-                .map_err(|source| {
-                    write_error(source, format!("marking {} failed", mark.revision))
-                })?;
-        }
-        let table = self.version_table(FAILED_TABLE);
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {table}
-                 (revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (revision) DO UPDATE SET
-                 direction = EXCLUDED.direction, remove_heads = EXCLUDED.remove_heads,
-                 add_heads = EXCLUDED.add_heads, statement = EXCLUDED.statement,
-                 error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate,
-                 failed_at = EXCLUDED.failed_at"
-        )))
-        .bind(&mark.revision)
-        .bind(mark.direction.as_str())
-        .bind(mark.remove_heads.join(","))
-        .bind(mark.add_heads.join(","))
-        .bind(mark.statement)
-        .bind(&mark.error)
-        .bind(&mark.sqlstate)
-        .bind(mark.failed_at)
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("marking {} failed", mark.revision),
-            source,
-        })?;
-        Ok(())
-    }
-
-    async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()> {
-        let table = self.version_table(FAILED_TABLE);
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE revision OPERATOR(pg_catalog.=) $1"
-        )))
-        .bind(revision)
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("clearing the failed mark of {revision}"),
-            source,
-        })?;
-        Ok(())
-    }
-
-    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
-        let table = self.version_table(CHECKPOINT_TABLE);
-        let sql = format!(
-            "{}INSERT INTO {table}
-                 (revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
-                  started_at, updated_at)
-             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})
-             ON CONFLICT (revision) DO UPDATE SET
-                 direction = EXCLUDED.direction, remove_heads = EXCLUDED.remove_heads,
-                 add_heads = EXCLUDED.add_heads, checkpoint = EXCLUDED.checkpoint,
-                 batches = EXCLUDED.batches, checksum = EXCLUDED.checksum,
-                 started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at",
-            self.fence(),
-            lit(&checkpoint.revision),
-            lit(checkpoint.direction.as_str()),
-            lit(&checkpoint.remove_heads.join(",")),
-            lit(&checkpoint.add_heads.join(",")),
-            lit(&checkpoint.checkpoint),
-            checkpoint.batches,
-            lit(&checkpoint.checksum),
-            time_lit(checkpoint.started_at),
-            time_lit(checkpoint.updated_at),
-        );
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(self.conn())
-            .await
-            .map_err(|source| {
-                write_error(
-                    source,
-                    format!("saving the checkpoint of {}", checkpoint.revision),
-                )
-            })?;
-        Ok(())
-    }
-
-    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
-        sqlx::raw_sql(AssertSqlSafe(self.clear_checkpoint_sql(revision)))
-            .execute(self.conn())
-            .await
-            .map_err(|source| DbError::Query {
-                doing: format!("deleting the checkpoint of {revision}"),
-                source,
-            })?;
-        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> anyhow::Result<()> {

@@ -1,108 +1,98 @@
-//! The version tables' side of the SQLite backend: their DDL and the text form of the
-//! times stored in them.
+//! wasmig's tables on the SQLite side: the backend's part of the bookkeeping, which the
+//! [`VersionStore`] writes once for both backends.
 //!
-//! Owns: the `CREATE TABLE`s that [`Database::ensure_version_tables`] runs (the history
-//! table's also for rebuilding an older one), and writing and reading the tables'
-//! timestamps ([`history_time`], [`parse_time`]).
+//! Owns: the [`Driver`] impl the store runs its statements through, and the text form of
+//! the times stored in the tables ([`history_time`], [`parse_time`]): UTC, RFC 3339 with
+//! microseconds, fixed width so that they sort as they read.
 //!
-//! Not here: running any of it, the upgrade of an older history table, and the reads and
-//! writes of the tables (the `Database` impl in `mod.rs` and the `Session` impl in
-//! `session`, which bind their values as parameters), or the table layout's
-//! documentation (on [`SqliteDatabase`]).
+//! Not here: the statements on wasmig's tables and their layout (`store`).
 //!
-//! [`Database::ensure_version_tables`]: crate::Database::ensure_version_tables
-//! [`SqliteDatabase`]: super::SqliteDatabase
+//! [`VersionStore`]: crate::VersionStore
 
+use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use futures_util::TryStreamExt as _;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Arguments as _, AssertSqlSafe, Row, Sqlite, SqliteConnection};
 
-use crate::{ARTIFACT_TABLE, CHECKPOINT_TABLE, FAILED_TABLE};
+use crate::store::{Cell, Driver, Kind, Param, Reader, Statement};
 
 /// Reads a timestamp column written by [`history_time`].
-pub(super) fn parse_time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+pub(super) fn parse_time(row: &SqliteRow, column: usize) -> Result<DateTime<Utc>, sqlx::Error> {
     let text: String = row.try_get(column)?;
     DateTime::parse_from_rfc3339(&text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| sqlx::Error::ColumnDecode {
-            index: column.to_owned(),
+            index: column.to_string(),
             source: Box::new(e),
         })
 }
 
-/// The history table's timestamp text: fixed width, so it sorts as it reads.
+/// The tables' timestamp text: fixed width, so it sorts as it reads.
 pub(super) fn history_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// The history table, as `name`: created with the other version tables, and again when
-/// [`Database::ensure_version_tables`] rebuilds an older one.
-///
-/// [`Database::ensure_version_tables`]: crate::Database::ensure_version_tables
-pub(super) fn history_table_ddl(name: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {name} (
-                     id INTEGER PRIMARY KEY AUTOINCREMENT,
-                     revision TEXT NOT NULL,
-                     direction TEXT NOT NULL CHECK (direction IN
-                         ('upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve')),
-                     checksum TEXT NOT NULL,
-                     started_at TEXT NOT NULL,
-                     finished_at TEXT NOT NULL,
-                     duration_ms BIGINT NOT NULL,
-                     wasmig_version TEXT NOT NULL,
-                     error TEXT,
-                     sqlstate TEXT
-                 );"
-    )
+/// `statement`'s parameters, bound.
+fn arguments(statement: &Statement) -> Result<SqliteArguments, sqlx::Error> {
+    let mut args = SqliteArguments::default();
+    for param in &statement.params {
+        match param {
+            Param::Text(t) => args.add(t.clone()),
+            Param::Int(i) => args.add(*i),
+            Param::Bytes(b) => args.add(b.clone()),
+            Param::Time(t) => args.add(history_time(*t)),
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(args)
 }
 
-/// The failure states (`transaction = "none"`): the table of failed marks.
-pub(super) fn failed_table_ddl() -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {FAILED_TABLE} (
-                 revision TEXT PRIMARY KEY,
-                 direction TEXT NOT NULL,
-                 remove_heads TEXT NOT NULL,
-                 add_heads TEXT NOT NULL,
-                 statement BIGINT NOT NULL,
-                 error TEXT NOT NULL,
-                 sqlstate TEXT,
-                 failed_at TEXT NOT NULL
-             );"
-    )
+/// A row of `statement`'s result, decoded as its columns say.
+fn cells(row: &SqliteRow, columns: &[Kind]) -> Result<Vec<Cell>, sqlx::Error> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            Ok(match kind {
+                Kind::Text => Cell::Text(row.try_get(i)?),
+                Kind::Int => Cell::Int(row.try_get(i)?),
+                Kind::Bytes => Cell::Bytes(row.try_get(i)?),
+                Kind::Time => Cell::Time(parse_time(row, i)?),
+            })
+        })
+        .collect()
 }
 
-/// The artifact table.
-pub(super) fn artifact_table_ddl() -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {ARTIFACT_TABLE} (
-                 revision TEXT PRIMARY KEY,
-                 kind TEXT NOT NULL,
-                 checksum TEXT NOT NULL,
-                 manifest TEXT NOT NULL,
-                 up_sql TEXT,
-                 down_sql TEXT,
-                 component BLOB,
-                 source_checksum TEXT,
-                 stored_at TEXT NOT NULL
-             )"
-    )
+#[async_trait]
+impl Driver for SqliteConnection {
+    async fn execute(&mut self, statement: &Statement) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query_with(AssertSqlSafe(statement.sql.clone()), arguments(statement)?)
+            .execute(&mut *self)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch(&mut self, statement: &Statement) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
+        let rows: Vec<SqliteRow> =
+            sqlx::query_with(AssertSqlSafe(statement.sql.clone()), arguments(statement)?)
+                .fetch(&mut *self)
+                .try_collect()
+                .await?;
+        rows.iter().map(|r| cells(r, statement.columns)).collect()
+    }
+
+    async fn script(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&mut *self)
+            .await
+            .map(drop)
+    }
 }
 
-/// The table of batched steps part-way through.
-pub(super) fn checkpoint_table_ddl() -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
-                 revision TEXT PRIMARY KEY,
-                 direction TEXT NOT NULL,
-                 remove_heads TEXT NOT NULL,
-                 add_heads TEXT NOT NULL,
-                 checkpoint TEXT NOT NULL,
-                 batches BIGINT NOT NULL,
-                 checksum TEXT NOT NULL,
-                 started_at TEXT NOT NULL,
-                 updated_at TEXT NOT NULL
-             )"
-    )
+impl Reader for PoolConnection<Sqlite> {
+    fn driver(&mut self) -> &mut dyn Driver {
+        &mut **self
+    }
 }

@@ -37,18 +37,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use sqlx::{AssertSqlSafe, SqlitePool};
 
-use self::bookkeeping::{
-    artifact_table_ddl, checkpoint_table_ddl, failed_table_ddl, history_table_ddl, parse_time,
-};
 use self::codec::sql_error;
 use self::file_lock::{FileLock, FileLockAttempt};
 use super::lock::{self, LockGuard, SQLITE_LOCK_SUFFIX};
-use super::{
-    ARTIFACT_TABLE, CHECKPOINT_TABLE, Checkpoint, Database, DatabaseUrl, DbError, FAILED_TABLE,
-    FailedMark, HISTORY_TABLE, HistoryEntry, ScriptFailure, Session, StoredArtifact, VERSION_TABLE,
-};
+use super::store::{Reader, VersionStore};
+use super::{Database, DatabaseUrl, DbError, ScriptFailure, Session};
 use wasmig_contract::Dialect;
 
 /// Connections in the pool: one session, the version-table reads, and a spare.
@@ -114,6 +109,8 @@ pub(crate) struct SqliteDatabase {
     pool: SqlitePool,
     /// The database file, next to which the lock file lives.
     path: std::path::PathBuf,
+    /// wasmig's tables, read on a pooled connection.
+    store: VersionStore,
 }
 
 impl SqliteDatabase {
@@ -145,36 +142,21 @@ impl SqliteDatabase {
         Ok(SqliteDatabase {
             pool,
             path: path.clone(),
+            store: VersionStore::new(Dialect::Sqlite, None),
         })
     }
+}
 
-    /// Whether `table` exists (reads must not create the tables).
+#[cfg(test)]
+impl SqliteDatabase {
+    /// Whether `table` exists.
     async fn table_exists(&self, table: &str) -> anyhow::Result<bool> {
         let count: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
         )
         .bind(table)
         .fetch_one(&self.pool)
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("looking for the table {table}"),
-            source,
-        })?;
-        Ok(count > 0)
-    }
-
-    /// Whether `table` has `column`.
-    async fn column_exists(&self, table: &str, column: &str) -> anyhow::Result<bool> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pragma_table_info(?) WHERE name = ?")
-                .bind(table)
-                .bind(column)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|source| DbError::Query {
-                    doing: format!("looking for the column {table}.{column}"),
-                    source,
-                })?;
+        .await?;
         Ok(count > 0)
     }
 }
@@ -185,67 +167,16 @@ impl Database for SqliteDatabase {
         Dialect::Sqlite
     }
 
-    async fn ensure_version_tables(&self) -> anyhow::Result<()> {
-        let query_error = |source| DbError::Query {
-            doing: "creating the version tables".into(),
+    fn store(&self) -> &VersionStore {
+        &self.store
+    }
+
+    async fn reader(&self) -> anyhow::Result<Box<dyn Reader + '_>> {
+        let conn = self.pool.acquire().await.map_err(|source| DbError::Query {
+            doing: "reading wasmig's tables".into(),
             source,
-        };
-        let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (revision TEXT PRIMARY KEY); {}",
-            history_table_ddl(HISTORY_TABLE)
-        );
-        sqlx::raw_sql(AssertSqlSafe(ddl))
-            .execute(&self.pool)
-            .await
-            .map_err(query_error)?;
-        // Tables created before `stamp`, `rehash`, `failed` or `resolve` was recorded (and
-        // before the error columns): SQLite cannot alter a check, so the history table is
-        // rebuilt once, in one transaction.
-        let sql: String =
-            sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
-                .bind(HISTORY_TABLE)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(query_error)?;
-        if !sql.contains("'resolve'") {
-            let mut tx = self.pool.begin().await.map_err(query_error)?;
-            let columns = "id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version";
-            let rebuild = format!(
-                "ALTER TABLE {HISTORY_TABLE} RENAME TO {HISTORY_TABLE}_old; {}
-                 INSERT INTO {HISTORY_TABLE} ({columns}) SELECT {columns} FROM {HISTORY_TABLE}_old;
-                 DROP TABLE {HISTORY_TABLE}_old;",
-                history_table_ddl(HISTORY_TABLE)
-            );
-            sqlx::raw_sql(AssertSqlSafe(rebuild))
-                .execute(&mut *tx)
-                .await
-                .map_err(query_error)?;
-            tx.commit().await.map_err(query_error)?;
-        }
-        // Failure states (`transaction = "none"`): the failed marks.
-        let failure_ddl = failed_table_ddl();
-        sqlx::raw_sql(AssertSqlSafe(failure_ddl))
-            .execute(&self.pool)
-            .await
-            .map_err(query_error)?;
-        // The artifact table, kept apart from the DDL above so each can grow on its own.
-        let artifact_ddl = artifact_table_ddl();
-        sqlx::raw_sql(AssertSqlSafe(artifact_ddl))
-            .execute(&self.pool)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: format!("creating {ARTIFACT_TABLE}"),
-                source,
-            })?;
-        let checkpoint_ddl = checkpoint_table_ddl();
-        sqlx::raw_sql(AssertSqlSafe(checkpoint_ddl))
-            .execute(&self.pool)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: format!("creating {CHECKPOINT_TABLE}"),
-                source,
-            })?;
-        Ok(())
+        })?;
+        Ok(Box::new(conn))
     }
 
     async fn run_autocommit(
@@ -273,180 +204,6 @@ impl Database for SqliteDatabase {
                 })?;
         }
         Ok(total)
-    }
-
-    async fn failed(&self) -> anyhow::Result<Vec<FailedMark>> {
-        if !self.table_exists(FAILED_TABLE).await? {
-            return Ok(Vec::new());
-        }
-        let doing = || format!("reading {FAILED_TABLE}");
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at
-             FROM {FAILED_TABLE} ORDER BY failed_at, revision"
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|source| DbError::Query { doing: doing(), source })?;
-        rows.iter()
-            .map(|row| {
-                Ok(FailedMark {
-                    revision: row.try_get("revision")?,
-                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
-                    remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
-                    add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
-                    statement: row.try_get("statement")?,
-                    error: row.try_get("error")?,
-                    sqlstate: row.try_get("sqlstate")?,
-                    failed_at: parse_time(row, "failed_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|source| {
-                DbError::Query {
-                    doing: doing(),
-                    source,
-                }
-                .into()
-            })
-    }
-
-    async fn checkpoints(&self) -> anyhow::Result<Vec<Checkpoint>> {
-        if !self.table_exists(CHECKPOINT_TABLE).await? {
-            return Ok(Vec::new());
-        }
-        let doing = || format!("reading {CHECKPOINT_TABLE}");
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
-                    started_at, updated_at
-             FROM {CHECKPOINT_TABLE} ORDER BY started_at, revision"
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|source| DbError::Query {
-            doing: doing(),
-            source,
-        })?;
-        rows.iter()
-            .map(|row| {
-                Ok(Checkpoint {
-                    revision: row.try_get("revision")?,
-                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
-                    remove_heads: super::split_heads(&row.try_get::<String, _>("remove_heads")?),
-                    add_heads: super::split_heads(&row.try_get::<String, _>("add_heads")?),
-                    checkpoint: row.try_get("checkpoint")?,
-                    batches: row.try_get("batches")?,
-                    checksum: row.try_get("checksum")?,
-                    started_at: parse_time(row, "started_at")?,
-                    updated_at: parse_time(row, "updated_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|source| {
-                DbError::Query {
-                    doing: doing(),
-                    source,
-                }
-                .into()
-            })
-    }
-
-    async fn stored_artifact(&self, revision: &str) -> anyhow::Result<Option<StoredArtifact>> {
-        if !self.table_exists(ARTIFACT_TABLE).await? {
-            return Ok(None);
-        }
-        let doing = || format!("reading the stored artifact of {revision} from {ARTIFACT_TABLE}");
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT revision, kind, checksum, manifest, up_sql, down_sql, component, source_checksum
-             FROM {ARTIFACT_TABLE} WHERE revision = ?"
-        )))
-        .bind(revision)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|source| DbError::Query {
-            doing: doing(),
-            source,
-        })?;
-        row.map(|row| {
-            Ok(StoredArtifact {
-                revision: row.try_get("revision")?,
-                kind: row.try_get("kind")?,
-                checksum: row.try_get("checksum")?,
-                manifest: row.try_get("manifest")?,
-                up_sql: row.try_get("up_sql")?,
-                down_sql: row.try_get("down_sql")?,
-                component: row.try_get("component")?,
-                source_checksum: row.try_get("source_checksum")?,
-            })
-        })
-        .transpose()
-        .map_err(|source: sqlx::Error| {
-            DbError::Query {
-                doing: doing(),
-                source,
-            }
-            .into()
-        })
-    }
-
-    async fn heads(&self) -> anyhow::Result<Vec<String>> {
-        if !self.table_exists(VERSION_TABLE).await? {
-            return Ok(Vec::new());
-        }
-        let heads = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT revision FROM {VERSION_TABLE} ORDER BY revision"
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("reading {VERSION_TABLE}"),
-            source,
-        })?;
-        Ok(heads)
-    }
-
-    async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
-        if !self.table_exists(HISTORY_TABLE).await? {
-            return Ok(Vec::new());
-        }
-        let doing = || format!("reading {HISTORY_TABLE}");
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
-                    {}
-             FROM {HISTORY_TABLE} ORDER BY id",
-            // Read-only commands do not upgrade the tables: an older table has no error columns.
-            if self.column_exists(HISTORY_TABLE, "error").await? {
-                "error, sqlstate"
-            } else {
-                "NULL AS error, NULL AS sqlstate"
-            }
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|source| DbError::Query { doing: doing(), source })?;
-        let time = parse_time;
-        rows.iter()
-            .map(|row| {
-                Ok(HistoryEntry {
-                    id: row.try_get("id")?,
-                    revision: row.try_get("revision")?,
-                    direction: crate::parsed(row.try_get("direction")?, "direction")?,
-                    checksum: row.try_get("checksum")?,
-                    started_at: time(row, "started_at")?,
-                    finished_at: time(row, "finished_at")?,
-                    duration_ms: row.try_get("duration_ms")?,
-                    wasmig_version: row.try_get("wasmig_version")?,
-                    error: row.try_get("error")?,
-                    sqlstate: row.try_get("sqlstate")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|source| {
-                DbError::Query {
-                    doing: doing(),
-                    source,
-                }
-                .into()
-            })
     }
 
     async fn lock(&self, timeout: Duration) -> anyhow::Result<Box<dyn LockGuard>> {

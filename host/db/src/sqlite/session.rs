@@ -2,32 +2,28 @@
 //! connection, and the canceller that interrupts its running statement.
 //!
 //! Owns: beginning the transaction and installing its progress handler and its commit
-//! and rollback hooks ([`CancelState`]), the [`Session`] impl (statements, `copy-in` as
-//! multi-row inserts, host-buffered cursors, savepoints, recording a step in the version
-//! tables, commit and rollback), and [`SqliteCanceller`].
+//! and rollback hooks ([`CancelState`]), the [`GuestSql`] impl (statements, `copy-in` as
+//! multi-row inserts, host-buffered cursors, savepoints), the [`Session`] impl (the
+//! transaction's check, commit and rollback, and the connection the version store writes
+//! on), and [`SqliteCanceller`].
 //!
-//! Not here: binding parameters and decoding rows (`codec`), the tables' DDL and time
-//! format (`bookkeeping`), the pool (`mod.rs`), or which statements a migration runs and
-//! when it commits (the runner and the sandbox).
+//! Not here: binding parameters and decoding rows (`codec`), the statements on wasmig's
+//! tables (`store`), the pool (`mod.rs`), or which statements a migration runs and when it
+//! commits (the runner and the sandbox).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use chrono::Utc;
 use futures_util::TryStreamExt as _;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{AssertSqlSafe, Executor, SqlSafeStr, Sqlite, SqliteConnection, Statement, Transaction};
 
 use super::SqliteDatabase;
-use super::bookkeeping::history_time;
 use super::codec::{bind, bind_into, column, decode_row, sql_error};
-use crate::{
-    ARTIFACT_TABLE, CHECKPOINT_TABLE, Canceller, Checkpoint, CursorState, DbError, FAILED_TABLE,
-    FailedMark, HISTORY_TABLE, Session, SqlResult, StepRecord, StoredArtifact, VERSION_TABLE, copy,
-    tx_control,
-};
+use crate::store::{Driver, VersionStore};
+use crate::{Canceller, CursorState, DbError, GuestSql, Session, SqlResult, copy, tx_control};
 use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
 
 /// Virtual-machine instructions between two calls of the cancel check: often enough to stop
@@ -78,6 +74,7 @@ impl SqliteDatabase {
         drop(handle);
         Ok(SqliteSession {
             tx,
+            store: VersionStore::new(Dialect::Sqlite, None),
             _ended: EndGuard(Arc::clone(&cancel)),
             cancel,
         })
@@ -123,6 +120,8 @@ pub(crate) struct SqliteSession {
     tx: Transaction<'static, Sqlite>,
     /// Shared with the progress handler installed on `tx`'s connection and the canceller.
     cancel: Arc<CancelState>,
+    /// wasmig's tables, written in this transaction.
+    store: VersionStore,
     /// Neutralises that progress handler when the session goes away.
     _ended: EndGuard,
 }
@@ -166,20 +165,9 @@ impl SqliteSession {
 }
 
 #[async_trait]
-impl Session for SqliteSession {
+impl GuestSql for SqliteSession {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
-    }
-
-    async fn set_timeouts(
-        &mut self,
-        lock: Option<std::time::Duration>,
-        statement: Option<std::time::Duration>,
-    ) -> anyhow::Result<()> {
-        if lock.is_some() || statement.is_some() {
-            anyhow::bail!("SQLite has no lock_timeout or statement_timeout");
-        }
-        Ok(())
     }
 
     fn canceller(&self) -> Arc<dyn Canceller> {
@@ -323,202 +311,35 @@ impl Session for SqliteSession {
         ))
         .await
     }
+}
 
+#[async_trait]
+impl Session for SqliteSession {
     async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
         Ok(!self.cancel.foreign_end.load(Ordering::SeqCst))
     }
 
-    async fn record_step(&mut self, step: &StepRecord<'_>) -> anyhow::Result<()> {
-        self.start_call();
-        let query_error = |source| DbError::Query {
-            doing: format!("recording {} in the version tables", step.revision),
-            source,
-        };
-        for revision in step.remove {
-            sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {VERSION_TABLE} WHERE revision = ?"
-            )))
-            .bind(revision)
-            .execute(self.conn())
-            .await
-            .map_err(query_error)?;
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<std::time::Duration>,
+        statement: Option<std::time::Duration>,
+    ) -> anyhow::Result<()> {
+        if lock.is_some() || statement.is_some() {
+            anyhow::bail!("SQLite has no lock_timeout or statement_timeout");
         }
-        for revision in step.add {
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {VERSION_TABLE} (revision) VALUES (?)"
-            )))
-            .bind(revision)
-            .execute(self.conn())
-            .await
-            .map_err(query_error)?;
+        Ok(())
+    }
+
+    fn books(&mut self) -> (&VersionStore, &mut dyn Driver) {
+        (&self.store, &mut *self.tx)
+    }
+
+    async fn guard(&mut self, _doing: &str, intact: bool) -> anyhow::Result<bool> {
+        self.start_call();
+        if intact {
+            return self.transaction_intact().await;
         }
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {HISTORY_TABLE}
-                 (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version,
-                  error, sqlstate)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )))
-        .bind(step.revision)
-        .bind(step.direction.as_str())
-        .bind(step.checksum)
-        .bind(history_time(step.started_at))
-        .bind(history_time(step.finished_at))
-        .bind((step.finished_at - step.started_at).num_milliseconds())
-        .bind(env!("CARGO_PKG_VERSION"))
-        .bind(step.error)
-        .bind(step.sqlstate)
-        .execute(self.conn())
-        .await
-        .map_err(query_error)?;
-        Ok(())
-    }
-
-    async fn store_artifact(&mut self, artifact: &StoredArtifact) -> anyhow::Result<()> {
-        self.start_call();
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {ARTIFACT_TABLE}
-                 (revision, kind, checksum, manifest, up_sql, down_sql, component,
-                  source_checksum, stored_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (revision) DO UPDATE SET
-                 kind = excluded.kind, checksum = excluded.checksum,
-                 manifest = excluded.manifest, up_sql = excluded.up_sql,
-                 down_sql = excluded.down_sql, component = excluded.component,
-                 source_checksum = excluded.source_checksum, stored_at = excluded.stored_at"
-        )))
-        .bind(&artifact.revision)
-        .bind(&artifact.kind)
-        .bind(&artifact.checksum)
-        .bind(&artifact.manifest)
-        .bind(&artifact.up_sql)
-        .bind(&artifact.down_sql)
-        .bind(&artifact.component)
-        .bind(&artifact.source_checksum)
-        .bind(history_time(Utc::now()))
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!(
-                "storing the artifact of {} in {ARTIFACT_TABLE}",
-                artifact.revision
-            ),
-            source,
-        })?;
-        Ok(())
-    }
-
-    async fn forget_artifacts_except(&mut self, keep: &[String]) -> anyhow::Result<()> {
-        self.start_call();
-        // The ids as one JSON array parameter, however many there are.
-        let keep = serde_json::to_string(keep).expect("strings serialize");
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {ARTIFACT_TABLE} WHERE revision NOT IN (SELECT value FROM json_each(?))"
-        )))
-        .bind(keep)
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!(
-                "deleting stored artifacts of unapplied revisions from {ARTIFACT_TABLE}"
-            ),
-            source,
-        })?;
-        Ok(())
-    }
-
-    async fn forget_artifact(&mut self, revision: &str) -> anyhow::Result<()> {
-        self.start_call();
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {ARTIFACT_TABLE} WHERE revision = ?"
-        )))
-        .bind(revision)
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("deleting the stored artifact of {revision} from {ARTIFACT_TABLE}"),
-            source,
-        })?;
-        Ok(())
-    }
-
-    async fn set_failed(&mut self, mark: &FailedMark) -> anyhow::Result<()> {
-        self.start_call();
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT OR REPLACE INTO {FAILED_TABLE}
-                 (revision, direction, remove_heads, add_heads, statement, error, sqlstate, failed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        )))
-        .bind(&mark.revision)
-        .bind(mark.direction.as_str())
-        .bind(mark.remove_heads.join(","))
-        .bind(mark.add_heads.join(","))
-        .bind(mark.statement)
-        .bind(&mark.error)
-        .bind(&mark.sqlstate)
-        .bind(history_time(mark.failed_at))
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("marking {} failed", mark.revision),
-            source,
-        })?;
-        Ok(())
-    }
-
-    async fn clear_failed(&mut self, revision: &str) -> anyhow::Result<()> {
-        self.start_call();
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {FAILED_TABLE} WHERE revision = ?"
-        )))
-        .bind(revision)
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("clearing the failed mark of {revision}"),
-            source,
-        })?;
-        Ok(())
-    }
-
-    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
-        self.start_call();
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT OR REPLACE INTO {CHECKPOINT_TABLE}
-                 (revision, direction, remove_heads, add_heads, checkpoint, batches, checksum,
-                  started_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )))
-        .bind(&checkpoint.revision)
-        .bind(checkpoint.direction.as_str())
-        .bind(checkpoint.remove_heads.join(","))
-        .bind(checkpoint.add_heads.join(","))
-        .bind(&checkpoint.checkpoint)
-        .bind(checkpoint.batches)
-        .bind(&checkpoint.checksum)
-        .bind(history_time(checkpoint.started_at))
-        .bind(history_time(checkpoint.updated_at))
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("saving the checkpoint of {}", checkpoint.revision),
-            source,
-        })?;
-        Ok(())
-    }
-
-    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
-        self.start_call();
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {CHECKPOINT_TABLE} WHERE revision = ?"
-        )))
-        .bind(revision)
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: format!("deleting the checkpoint of {revision}"),
-            source,
-        })?;
-        Ok(())
+        Ok(true)
     }
 
     async fn commit(mut self: Box<Self>) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
-use crate::StepRecord;
+use crate::{StepRecord, VERSION_TABLE};
 use wasmig_contract::{ArrayValue, Value};
 
 /// A fresh database file for one test, deleted when the test ends.
@@ -562,4 +562,89 @@ async fn a_missing_file_is_created_but_a_missing_directory_is_an_error() {
     };
     let err = SqliteDatabase::connect(&url).await.err().unwrap();
     assert!(matches!(err, DbError::Connect { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_history_table_made_before_the_schema_version_is_rebuilt_once() {
+    let t = TestDb::new().await;
+    sqlx::raw_sql(
+        "CREATE TABLE wasmig_version (revision TEXT PRIMARY KEY);
+         CREATE TABLE wasmig_history (
+             id INTEGER PRIMARY KEY AUTOINCREMENT, revision TEXT NOT NULL,
+             direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade')),
+             checksum TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
+             duration_ms BIGINT NOT NULL, wasmig_version TEXT NOT NULL);
+         INSERT INTO wasmig_version VALUES ('a');
+         INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at,
+             duration_ms, wasmig_version)
+         VALUES ('a', 'upgrade', 'ab', '2024-01-02T03:04:05.000000Z',
+                 '2024-01-02T03:04:05.000000Z', 0, '0.0.1');",
+    )
+    .execute(&t.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(t.db.history().await.unwrap()[0].error, None);
+    t.db.ensure_version_tables().await.unwrap();
+    t.db.ensure_version_tables().await.unwrap();
+    let version: i64 = sqlx::query_scalar("SELECT max(version) FROM wasmig_schema")
+        .fetch_one(&t.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(version, crate::SCHEMA_VERSION);
+    let (none, a) = (Vec::new(), vec!["a".to_owned()]);
+    let now = Utc::now();
+    let mut s = t.session().await;
+    s.record_step(&StepRecord {
+        remove: &a,
+        add: &none,
+        revision: "a",
+        direction: crate::Event::Failed,
+        checksum: "ab",
+        started_at: now,
+        finished_at: now,
+        error: Some("boom"),
+        sqlstate: Some("1"),
+    })
+    .await
+    .unwrap();
+    s.commit().await.unwrap();
+    let history = t.db.history().await.unwrap();
+    assert_eq!(history.len(), 2, "the old rows were kept");
+    assert_eq!(history[1].error.as_deref(), Some("boom"));
+}
+
+#[tokio::test]
+async fn a_trigger_that_swallows_wasmigs_write_is_refused() {
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    // SQLite has no catalog check like PostgreSQL's: the store confirms each write
+    // touched its one row.
+    let mut s = t.session().await;
+    s.batch(
+        "CREATE TRIGGER swallow BEFORE INSERT ON wasmig_history BEGIN SELECT RAISE(IGNORE); END",
+    )
+    .await
+    .unwrap();
+    let (none, a) = (Vec::new(), vec!["a".to_owned()]);
+    let now = Utc::now();
+    let err = s
+        .record_step(&StepRecord {
+            remove: &none,
+            add: &a,
+            revision: "a",
+            direction: crate::Event::Upgrade,
+            checksum: "ab",
+            started_at: now,
+            finished_at: now,
+            error: None,
+            sqlstate: None,
+        })
+        .await
+        .unwrap_err();
+    let tampered = err
+        .downcast_ref::<crate::TablesTampered>()
+        .expect("tampered");
+    assert!(tampered.0.contains("changed 0 rows"), "{tampered:?}");
+    s.rollback().await.unwrap();
+    assert!(t.db.heads().await.unwrap().is_empty());
 }

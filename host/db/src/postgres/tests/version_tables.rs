@@ -7,7 +7,7 @@
 use chrono::{TimeDelta, Utc};
 
 use super::*;
-use crate::{FinishedStep, StepRecord};
+use crate::{Checkpoint, FinishedStep, StepRecord, StoredArtifact};
 
 #[tokio::test]
 async fn a_role_that_does_not_own_the_tables_still_runs_and_their_owner_compresses() {
@@ -307,4 +307,151 @@ async fn steps_are_recorded_in_the_version_tables() {
     let mut s = t.session().await;
     let err = s.execute("INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version) VALUES ('x', 'sideways', '', now(), now(), 0, '')", &[]).await.unwrap_err();
     assert_eq!(err.code, "23514");
+}
+
+/// A step record for the store tests.
+fn record<'a>(remove: &'a [String], add: &'a [String], revision: &'a str) -> StepRecord<'a> {
+    let now = Utc::now();
+    StepRecord {
+        remove,
+        add,
+        revision,
+        direction: crate::Event::Upgrade,
+        checksum: "ab12",
+        started_at: now,
+        finished_at: now,
+        error: None,
+        sqlstate: None,
+    }
+}
+
+#[tokio::test]
+async fn tables_made_before_the_schema_version_are_adopted() {
+    let t = TestDb::new().await;
+    // The layout of an early wasmig: a narrower direction check, no error columns, and
+    // no schema table.
+    let mut admin = PgConnection::connect(&t.url_as(None)).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE wasmig_version (revision TEXT PRIMARY KEY);
+         CREATE TABLE wasmig_history (
+             id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             revision TEXT NOT NULL,
+             direction TEXT NOT NULL CHECK (direction IN ('upgrade', 'downgrade')),
+             checksum TEXT NOT NULL, started_at TIMESTAMPTZ NOT NULL,
+             finished_at TIMESTAMPTZ NOT NULL, duration_ms BIGINT NOT NULL,
+             wasmig_version TEXT NOT NULL);
+         INSERT INTO wasmig_version VALUES ('a');
+         INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at,
+             duration_ms, wasmig_version) VALUES ('a', 'upgrade', 'ab', now(), now(), 0, '0.0.1');",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    // Read-only commands read them as they are.
+    let before = t.db.history().await.unwrap();
+    assert_eq!((before.len(), before[0].error.as_deref()), (1, None));
+    t.db.ensure_version_tables().await.unwrap();
+    let version: i64 = sqlx::query_scalar("SELECT max(version) FROM wasmig_schema")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(version, crate::SCHEMA_VERSION);
+    // The wider check and the error columns are there: a failed step can be recorded.
+    let (none, a) = (Vec::new(), vec![text("a")]);
+    let mut s = t.session().await;
+    let mut failed = record(&a, &none, "a");
+    failed.direction = crate::Event::Failed;
+    failed.error = Some("boom");
+    s.record_step(&failed).await.unwrap();
+    s.commit().await.unwrap();
+    let history = t.db.history().await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].error.as_deref(), Some("boom"));
+    assert!(t.db.heads().await.unwrap().is_empty());
+    let _ = admin.close().await;
+}
+
+#[tokio::test]
+async fn tables_of_a_newer_schema_are_refused() {
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    let mut admin = PgConnection::connect(&t.url_as(None)).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO wasmig_schema (version, wasmig_version, migrated_at) VALUES (99, '9.0.0', now())",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let _ = admin.close().await;
+    let err = t.db.ensure_version_tables().await.unwrap_err();
+    assert!(
+        matches!(
+            err.downcast_ref::<DbError>(),
+            Some(DbError::SchemaTooNew { found: 99, .. })
+        ),
+        "{err:#}"
+    );
+    // Reading still works.
+    assert!(t.db.heads().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn text_wasmig_writes_is_bound_whatever_the_session_reads_literals_as() {
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    // Text that would end a literal early if the session read backslashes as escapes.
+    let hostile = r"x\'); DELETE FROM wasmig_version; --'' \\ $$ E'\'";
+    let (none, a) = (Vec::new(), vec![text("a")]);
+    let mut s = t.session().await;
+    s.batch("SET standard_conforming_strings = off; SET escape_string_warning = off")
+        .await
+        .unwrap();
+    let mut step = record(&none, &a, "a");
+    step.error = Some(hostile);
+    s.record_step(&step).await.unwrap();
+    let now = Utc::now();
+    s.save_checkpoint(&Checkpoint {
+        revision: "b".into(),
+        direction: crate::Direction::Upgrade,
+        remove_heads: a.clone(),
+        add_heads: vec![text("b")],
+        checkpoint: hostile.into(),
+        batches: 1,
+        checksum: "cd".into(),
+        started_at: now,
+        updated_at: now,
+    })
+    .await
+    .unwrap();
+    s.commit().await.unwrap();
+    assert_eq!(t.db.heads().await.unwrap(), ["a"]);
+    assert_eq!(
+        t.db.history().await.unwrap()[0].error.as_deref(),
+        Some(hostile)
+    );
+    assert_eq!(t.db.checkpoints().await.unwrap()[0].checkpoint, hostile);
+}
+
+#[tokio::test]
+async fn a_write_that_does_not_land_is_refused_by_the_store_itself() {
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    // Beside the tamper check, which runs first in a step: the store confirms each write
+    // touched its one row.
+    let mut conn = PgConnection::connect(&t.url_as(None)).await.unwrap();
+    sqlx::raw_sql("CREATE RULE swallow AS ON INSERT TO wasmig_history DO INSTEAD NOTHING")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let store = crate::VersionStore::new(Dialect::Postgres, None);
+    let (none, a) = (Vec::new(), vec![text("a")]);
+    let err = store
+        .record_step(&mut conn, &record(&none, &a, "a"))
+        .await
+        .unwrap_err();
+    let tampered = err
+        .downcast_ref::<crate::TablesTampered>()
+        .expect("tampered");
+    assert!(tampered.0.contains("changed 0 rows"), "{tampered:?}");
+    let _ = conn.close().await;
 }
