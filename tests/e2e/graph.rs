@@ -575,7 +575,7 @@ fn revision_head_and_depends_on_take_relative_targets() {
     assert!(
         refused
             .stderr
-            .contains("revision `mmmm` is not a head revision; pass --splice"),
+            .contains("revision `mmmm` is not a head revision\nhint: pass --splice"),
         "{refused:?}"
     );
     rev(&project, "s1s1", &["--head", "nnnn-1", "--splice"]);

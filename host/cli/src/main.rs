@@ -7,6 +7,7 @@ use clap::Parser;
 mod args;
 mod commands;
 mod exit;
+mod hints;
 mod output;
 mod terminal;
 
@@ -41,6 +42,9 @@ fn main() -> ExitCode {
             eprintln!("error: {}", terminal::visible(&err.to_string()));
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {}", terminal::visible(&cause.to_string()));
+            }
+            if let Some(hint) = hints::hint_for(&err) {
+                eprintln!("hint: {}", terminal::visible(&hint));
             }
             if let Some(m) = err
                 .chain()

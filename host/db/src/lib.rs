@@ -675,7 +675,7 @@ pub struct StoredArtifact {
 /// Another run held the migration lock for longer than `--lock-timeout`.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "another run holds the migration lock on {database}: {holder}; gave up after {} s. Wait for it to finish and run the command again, or raise --lock-timeout",
+    "another run holds the migration lock on {database}: {holder}; gave up after {} s",
     .waited.as_secs()
 )]
 pub struct LockTimeout {
@@ -692,7 +692,7 @@ pub struct LockTimeout {
 /// found out recorded nothing and was rolled back, since another run may hold the lock now.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the migration lock was lost during the run (the session holding it ended or released it): this step recorded nothing and was rolled back, and another run may be at work; check `wasmig current` and `wasmig history --log` before running again"
+    "the migration lock was lost during the run (the session holding it ended or released it): this step recorded nothing and was rolled back, and another run may be at work"
 )]
 pub struct LockLost;
 
@@ -703,7 +703,7 @@ pub struct LockLost;
 /// what ran; but another run may be at work now.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the migration lock was lost before this run released it (the session holding it ended): the steps reported were recorded, and another run may be at work now; check `wasmig current` and `wasmig history --log`"
+    "the migration lock was lost before this run released it (the session holding it ended): the steps reported were recorded, and another run may be at work now"
 )]
 pub struct LockLostAfter;
 
@@ -712,9 +712,7 @@ pub struct LockLostAfter;
 /// the role's rights). Found before a run, or in a step's own transaction before it
 /// recorded anything (the step was rolled back).
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "wasmig's tables were changed by something other than wasmig: {0}; nothing was recorded. Remove what was added (as the tables' owner), compare `wasmig history --log` with the database, then run again"
-)]
+#[error("wasmig's tables were changed by something other than wasmig: {0}; nothing was recorded")]
 pub struct TablesTampered(pub String);
 
 /// Errors of the database layer that callers branch on (exit code 5).

@@ -27,7 +27,7 @@ impl ConfigError {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GraphError {
     /// No revision matches.
-    #[error("revision `{0}` not found; `wasmig history` lists the revisions")]
+    #[error("revision `{0}` not found")]
     NotFound(String),
     /// A prefix matches no long id, only ids of 3 characters or fewer, which match in full
     /// only (as in Alembic).
@@ -39,9 +39,7 @@ pub enum GraphError {
         ids: Vec<String>,
     },
     /// A target that is valid but names no revision where one is needed (`show base`).
-    #[error(
-        "`{target}` names no revision: {reason}; name a revision (`wasmig history` lists them)"
-    )]
+    #[error("`{target}` names no revision: {reason}; name a revision")]
     NoRevision {
         /// What the user typed.
         target: String,
@@ -55,7 +53,7 @@ pub enum GraphError {
     CountsFromCurrent(String),
     /// `history -r START:END` where START is not below END.
     #[error(
-        "range `{start}:{end}` does not refer to ancestor/descendant revisions along the same branch: START must be END or below it (`wasmig history` shows the order)"
+        "range `{start}:{end}` does not refer to ancestor/descendant revisions along the same branch: START must be END or below it"
     )]
     BadRange {
         /// START as typed.
@@ -133,7 +131,7 @@ pub enum GraphError {
         dependency: String,
     },
     /// A branch name that is neither a label nor a revision.
-    #[error("no such branch: `{0}`; `wasmig branches` and `wasmig heads` list them")]
+    #[error("no such branch: `{0}`")]
     NoSuchBranch(String),
     /// `LABEL@REV` where REV is not on that branch.
     #[error("revision `{revision}` is not a member of branch `{branch}`")]
@@ -208,15 +206,13 @@ pub enum GraphError {
         found: Vec<String>,
     },
     /// `wasmig merge` naming fewer than two revisions.
-    #[error("nothing to merge: {} is a single revision; `wasmig heads` lists the heads to merge", if .0.is_empty() { "base".to_owned() } else { .0.join(", ") })]
+    #[error("nothing to merge: {} is a single revision", if .0.is_empty() { "base".to_owned() } else { .0.join(", ") })]
     NothingToMerge(Vec<String>),
     /// `wasmig revision --head REV` on a revision that is not a head, without `--splice`.
-    #[error("revision `{0}` is not a head revision; pass --splice to start a new branch from it")]
+    #[error("revision `{0}` is not a head revision")]
     NotAHead(String),
     /// `wasmig merge REV...` naming a revision that is not a head, without `--splice`.
-    #[error(
-        "revision `{0}` is not a head revision, so there is nothing to merge it into: merge heads (`wasmig heads` lists them), or pass --splice to merge it anyway, which starts a new branch from it"
-    )]
+    #[error("revision `{0}` is not a head revision, so there is nothing to merge it into")]
     MergeNotAHead(String),
     /// A manifest names the same revision twice in one field.
     #[error(
@@ -232,7 +228,7 @@ pub enum GraphError {
     },
     /// `wasmig revision --branch-label L` where L is taken.
     #[error(
-        "branch label `{label}` is already used by revision `{revision}` (as a branch label or as its id); choose another (`wasmig branches` lists the branches)"
+        "branch label `{label}` is already used by revision `{revision}` (as a branch label or as its id); choose another"
     )]
     LabelTaken {
         /// The label asked for.
@@ -242,13 +238,13 @@ pub enum GraphError {
     },
     /// The database is at a revision the project does not contain.
     #[error(
-        "the database is at revision `{0}`, which this project does not contain; are you running an older checkout? `wasmig down` can revert it from the copy stored in the database"
+        "the database is at revision `{0}`, which this project does not contain; are you running an older checkout?"
     )]
     UnknownApplied(String),
     /// `wasmig stamp` (without `--purge`) while the database is at a revision the project
     /// does not contain.
     #[error(
-        "the database is at revision `{0}`, which this project does not contain, so stamp cannot tell which line it is on; `wasmig stamp --purge REV...` replaces every stored head"
+        "the database is at revision `{0}`, which this project does not contain, so stamp cannot tell which line it is on"
     )]
     UnknownStamped(String),
     /// `wasmig down` of an applied revision that is neither in the project nor stored in the
@@ -258,9 +254,7 @@ pub enum GraphError {
     )]
     NoStoredCopy(String),
     /// `wasmig rehash` on a revision the database has not applied.
-    #[error(
-        "revision `{0}` is not applied, so there is no recorded checksum to replace; `wasmig current` shows what is applied"
-    )]
+    #[error("revision `{0}` is not applied, so there is no recorded checksum to replace")]
     NotApplied(String),
     /// A relative target moves past the ends of the graph.
     #[error("relative target `{0}` goes past the end of the revision graph (not enough revisions)")]

@@ -174,21 +174,21 @@ impl std::fmt::Display for Failure {
                     ),
                     n => write!(
                         f,
-                        "its {n} earlier batch(es) stay committed with their checkpoint: fix the cause and run `wasmig {}` again to resume after batch {n} (`wasmig current` shows it), or undo its work by hand and run `wasmig resolve {revision} --as rolled-back`",
+                        "its {n} earlier batch(es) stay committed with their checkpoint, and the next {} of {revision} resumes after them",
                         if *direction == wasmig_plan::graph::Direction::Upgrade {
-                            "up"
+                            "upgrade"
                         } else {
-                            "down"
+                            "downgrade"
                         }
                     ),
                 }
             }
             Failure::NotRolledBack {
-                revision,
                 statement,
                 total,
                 cause,
                 unmarked,
+                ..
             } => {
                 let kept = match statement.saturating_sub(1) {
                     0 => "no earlier statement".to_owned(),
@@ -202,11 +202,11 @@ impl std::fmt::Display for Failure {
                 match unmarked {
                     None => write!(
                         f,
-                        "; the revision is recorded as failed and `up`/`down` refuse to run until it is resolved: inspect the database, finish or undo its work, then run `wasmig resolve {revision} --as applied` or `wasmig resolve {revision} --as rolled-back`"
+                        "; the revision is recorded as failed, and migrations refuse to run until it is resolved"
                     ),
                     Some(why) => write!(
                         f,
-                        "; recording it as failed failed too ({why}), so the version table does not show it: inspect the database and fix it by hand (e.g. `wasmig stamp`)"
+                        "; recording it as failed failed too ({why}), so the version table does not show it"
                     ),
                 }
             }

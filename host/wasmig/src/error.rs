@@ -15,10 +15,9 @@ pub use wasmig_sandbox::error::{Blame, ComponentError, Failure};
 /// (exit code 12). `--allow-modified` turns it into one warning per revision.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{} applied revision(s) changed since they ran:\n{}\nif the change is intended, accept it with `wasmig rehash {}`; otherwise restore the files (e.g. `git checkout -- PATH`); `--allow-modified` runs once anyway",
+    "{} applied revision(s) changed since they ran; nothing ran:\n{}",
     .0.len(),
     .0.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"),
-    .0.iter().map(|m| m.revision.as_str()).collect::<Vec<_>>().join(" ")
 )]
 pub struct ModifiedError(pub Vec<Modified>);
 
@@ -78,9 +77,8 @@ pub struct BuildError {
 /// nothing.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{}\nnothing ran: look at the database, finish or undo the revision's work by hand, then run `wasmig resolve {rev} --as applied` (all of its work is in the database) or `wasmig resolve {rev} --as rolled-back` (none of it is)",
+    "{}\nnothing ran: the database holds an unknown part of the revision's work until it is resolved",
     .0.iter().map(describe_failed).collect::<Vec<_>>().join("\n"),
-    rev = if .0.len() == 1 { .0[0].revision.as_str() } else { "REV" }
 )]
 pub struct FailedError(pub Vec<FailedMark>);
 
@@ -102,10 +100,8 @@ fn describe_failed(mark: &FailedMark) -> String {
 /// finish it (exit code 13): another plan would run on top of half of a data migration.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{}\nnothing ran: finish it first ({}), or, after finishing or undoing its work by hand, `wasmig resolve {rev} --as applied` or `--as rolled-back`",
+    "{}\nnothing ran: this command would not finish it",
     .0.iter().map(describe_in_progress).collect::<Vec<_>>().join("\n"),
-    finish_hint(&.0[0]),
-    rev = if .0.len() == 1 { .0[0].revision.as_str() } else { "REV" }
 )]
 pub struct InProgressError(pub Vec<Checkpoint>);
 
@@ -121,14 +117,6 @@ fn describe_in_progress(c: &Checkpoint) -> String {
     )
 }
 
-fn finish_hint(c: &Checkpoint) -> String {
-    if c.direction == crate::graph::Direction::Upgrade {
-        format!("`wasmig up {}` resumes it", c.revision)
-    } else {
-        format!("`wasmig down` to a target below {} resumes it", c.revision)
-    }
-}
-
 /// At most 60 characters of a checkpoint, for messages.
 fn excerpt(text: &str) -> String {
     match text.char_indices().nth(60) {
@@ -141,7 +129,7 @@ fn excerpt(text: &str) -> String {
 /// the revision's artifact changed since its first batch ran.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "revision {revision}: changed since its batched {direction} began (checksum then {}, now {}), so its checkpoint may not mean the same to the new code; restore the files to resume, pass --allow-modified to resume with the changed code, or undo its work by hand and run `wasmig resolve {revision} --as rolled-back`",
+    "revision {revision}: changed since its batched {direction} began (checksum then {}, now {}), so its checkpoint may not mean the same to the new code; nothing ran",
     &.recorded[..12.min(.recorded.len())],
     &.current[..12.min(.current.len())]
 )]
@@ -158,9 +146,7 @@ pub struct ResumeModified {
 
 /// `wasmig resolve` on a revision that is not marked failed.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "revision `{0}` is not marked failed or in progress, so there is nothing to resolve; `wasmig current` shows the failed and in-progress revisions"
-)]
+#[error("revision `{0}` is not marked failed or in progress, so there is nothing to resolve")]
 pub struct NotFailed(pub String);
 
 /// A migration step failed; everything it did was rolled back (unless it ended the
