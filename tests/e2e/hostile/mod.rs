@@ -8,6 +8,7 @@ mod limits;
 mod lock;
 mod memory;
 mod paths;
+mod smuggle;
 mod spoof;
 mod tables;
 mod text;

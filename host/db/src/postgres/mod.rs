@@ -398,6 +398,34 @@ impl Database for PgDatabase {
                     total,
                     error: Box::new(sql_error(e)),
                 })?;
+            // The server's word, not the splitter's: after each statement the session must
+            // be outside any transaction block, or a `BEGIN` the check did not see (a literal
+            // the server read differently, say) would keep the rest of the script from
+            // committing. Outside a block, the probe is its own transaction, which starts
+            // with its statement; inside one, the transaction started with an earlier message.
+            let open = sqlx::raw_sql(
+                "SELECT pg_catalog.statement_timestamp() \
+                 OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp()",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|row| row.try_get::<bool, _>(0))
+            .map_err(|e| ScriptFailure {
+                statement: n + 1,
+                total,
+                error: Box::new(sql_error(e)),
+            })?;
+            if open {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                return Err(ScriptFailure {
+                    statement: n + 1,
+                    total,
+                    error: Box::new(wasmig_contract::SqlError::wasmig(
+                        "STATE",
+                        "the statement left the session inside a transaction (a BEGIN the statement check did not see); what ran after it was rolled back; remove the transaction control from the revision".to_owned(),
+                    )),
+                });
+            }
         }
         Ok(total)
     }

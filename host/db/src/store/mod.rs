@@ -14,110 +14,20 @@
 //! connections; the guards that run before a step writes (PostgreSQL's lock fence and
 //! tamper check) are the backend's, in its `Session` impl.
 
+mod driver;
 mod schema;
 
 use std::sync::Mutex;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use self::driver::{Cell, Driver, Kind, Param, Reader, Statement};
 pub use self::schema::SCHEMA_VERSION;
 use crate::{
     ARTIFACT_TABLE, CHECKPOINT_TABLE, Checkpoint, DbError, FAILED_TABLE, FailedMark, FinishedStep,
     HISTORY_TABLE, HistoryEntry, SCHEMA_TABLE, StepRecord, StoredArtifact, VERSION_TABLE,
 };
 use wasmig_contract::Dialect;
-
-/// A value bound to a statement of wasmig's.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Param {
-    /// Text, or NULL.
-    Text(Option<String>),
-    /// A 64-bit integer.
-    Int(i64),
-    /// Bytes, or NULL.
-    Bytes(Option<Vec<u8>>),
-    /// A UTC time (PostgreSQL: `timestamptz`; SQLite: RFC 3339 text with microseconds).
-    Time(DateTime<Utc>),
-}
-
-/// How to decode one column of a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Text, or NULL.
-    Text,
-    /// A 64-bit integer, or NULL.
-    Int,
-    /// Bytes, or NULL.
-    Bytes,
-    /// A UTC time, as [`Param::Time`] writes it.
-    Time,
-}
-
-/// One decoded column.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    /// [`Kind::Text`].
-    Text(Option<String>),
-    /// [`Kind::Int`].
-    Int(Option<i64>),
-    /// [`Kind::Bytes`].
-    Bytes(Option<Vec<u8>>),
-    /// [`Kind::Time`].
-    Time(DateTime<Utc>),
-}
-
-/// One statement of wasmig's: its text (wasmig's own, with `$1`, `$2`… placeholders), its
-/// parameters, and how to decode the columns it returns.
-#[derive(Debug, Clone)]
-pub struct Statement {
-    /// The SQL, one statement.
-    pub sql: String,
-    /// Bound in order to `$1`, `$2`…
-    pub params: Vec<Param>,
-    /// The columns of each row, in order (empty for a statement that returns none).
-    pub columns: &'static [Kind],
-}
-
-impl Statement {
-    fn new(sql: String, params: Vec<Param>) -> Self {
-        Statement {
-            sql,
-            params,
-            columns: &[],
-        }
-    }
-
-    fn rows(sql: String, params: Vec<Param>, columns: &'static [Kind]) -> Self {
-        Statement {
-            sql,
-            params,
-            columns,
-        }
-    }
-}
-
-/// A backend's connection, as the store uses it: the narrow trait each backend implements.
-#[async_trait]
-pub trait Driver: Send {
-    /// Runs one statement with its parameters bound (extended protocol on PostgreSQL);
-    /// returns the rows it affected.
-    async fn execute(&mut self, statement: &Statement) -> Result<u64, sqlx::Error>;
-
-    /// Runs one statement and decodes its rows as `statement.columns` says.
-    async fn fetch(&mut self, statement: &Statement) -> Result<Vec<Vec<Cell>>, sqlx::Error>;
-
-    /// Runs a script of wasmig's own DDL: no parameters, several statements, nothing in it
-    /// that wasmig did not write.
-    async fn script(&mut self, sql: &str) -> Result<(), sqlx::Error>;
-}
-
-/// A connection wasmig reads its tables on outside any step (PostgreSQL: the control
-/// connection; SQLite: a pooled one), held for one operation.
-pub trait Reader: Send {
-    /// The connection.
-    fn driver(&mut self) -> &mut dyn Driver;
-}
 
 /// The words in which the two dialects differ, everything else being the same text.
 #[derive(Debug, Clone)]
@@ -726,35 +636,61 @@ impl VersionStore {
         d: &mut dyn Driver,
         artifact: &StoredArtifact,
     ) -> anyhow::Result<()> {
+        let columns = [
+            "revision",
+            "kind",
+            "checksum",
+            "manifest",
+            "up_sql",
+            "down_sql",
+            "component",
+            "source_checksum",
+            "stored_at",
+        ];
+        let params = vec![
+            txt(&artifact.revision),
+            txt(&artifact.kind),
+            txt(&artifact.checksum),
+            txt(&artifact.manifest),
+            opt(artifact.up_sql.as_deref()),
+            opt(artifact.down_sql.as_deref()),
+            Param::Bytes(artifact.component.clone()),
+            opt(artifact.source_checksum.as_deref()),
+            Param::Time(Utc::now()),
+        ];
         let doing = format!(
             "storing the artifact of {} in {ARTIFACT_TABLE}",
             artifact.revision
         );
+        self.upsert(d, ARTIFACT_TABLE, &columns, params, doing)
+            .await
+    }
+
+    /// Inserts one row per revision, or replaces every column of the revision's row.
+    async fn upsert(
+        &self,
+        d: &mut dyn Driver,
+        table: &str,
+        columns: &[&str],
+        params: Vec<Param>,
+        doing: String,
+    ) -> anyhow::Result<()> {
+        let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| **c != "revision")
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
         let done = d
             .execute(&Statement::new(
                 format!(
-                    "INSERT INTO {}
-                         (revision, kind, checksum, manifest, up_sql, down_sql, component,
-                          source_checksum, stored_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                     ON CONFLICT (revision) DO UPDATE SET
-                         kind = excluded.kind, checksum = excluded.checksum,
-                         manifest = excluded.manifest, up_sql = excluded.up_sql,
-                         down_sql = excluded.down_sql, component = excluded.component,
-                         source_checksum = excluded.source_checksum, stored_at = excluded.stored_at",
-                    self.table(ARTIFACT_TABLE)
+                    "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (revision) DO UPDATE SET {}",
+                    self.table(table),
+                    columns.join(", "),
+                    placeholders.join(", "),
+                    updates.join(", ")
                 ),
-                vec![
-                    txt(&artifact.revision),
-                    txt(&artifact.kind),
-                    txt(&artifact.checksum),
-                    txt(&artifact.manifest),
-                    opt(artifact.up_sql.as_deref()),
-                    opt(artifact.down_sql.as_deref()),
-                    Param::Bytes(artifact.component.clone()),
-                    opt(artifact.source_checksum.as_deref()),
-                    Param::Time(Utc::now()),
-                ],
+                params,
             ))
             .await
             .map_err(query_error(doing.clone()))?;
@@ -816,35 +752,28 @@ impl VersionStore {
 
     /// Marks a revision failed (replacing an earlier mark).
     pub async fn set_failed(&self, d: &mut dyn Driver, mark: &FailedMark) -> anyhow::Result<()> {
+        let columns = [
+            "revision",
+            "direction",
+            "remove_heads",
+            "add_heads",
+            "statement",
+            "error",
+            "sqlstate",
+            "failed_at",
+        ];
+        let params = vec![
+            txt(&mark.revision),
+            txt(mark.direction.as_str()),
+            txt(&mark.remove_heads.join(",")),
+            txt(&mark.add_heads.join(",")),
+            Param::Int(mark.statement),
+            txt(&mark.error),
+            opt(mark.sqlstate.as_deref()),
+            Param::Time(mark.failed_at),
+        ];
         let doing = format!("marking {} failed", mark.revision);
-        let done = d
-            .execute(&Statement::new(
-                format!(
-                    "INSERT INTO {}
-                         (revision, direction, remove_heads, add_heads, statement, error, sqlstate,
-                          failed_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (revision) DO UPDATE SET
-                         direction = excluded.direction, remove_heads = excluded.remove_heads,
-                         add_heads = excluded.add_heads, statement = excluded.statement,
-                         error = excluded.error, sqlstate = excluded.sqlstate,
-                         failed_at = excluded.failed_at",
-                    self.table(FAILED_TABLE)
-                ),
-                vec![
-                    txt(&mark.revision),
-                    txt(mark.direction.as_str()),
-                    txt(&mark.remove_heads.join(",")),
-                    txt(&mark.add_heads.join(",")),
-                    Param::Int(mark.statement),
-                    txt(&mark.error),
-                    opt(mark.sqlstate.as_deref()),
-                    Param::Time(mark.failed_at),
-                ],
-            ))
-            .await
-            .map_err(query_error(doing.clone()))?;
-        confirm(done, &doing)
+        self.upsert(d, FAILED_TABLE, &columns, params, doing).await
     }
 
     /// Clears a revision's failed mark.
@@ -859,36 +788,31 @@ impl VersionStore {
         d: &mut dyn Driver,
         checkpoint: &Checkpoint,
     ) -> anyhow::Result<()> {
+        let columns = [
+            "revision",
+            "direction",
+            "remove_heads",
+            "add_heads",
+            "checkpoint",
+            "batches",
+            "checksum",
+            "started_at",
+            "updated_at",
+        ];
+        let params = vec![
+            txt(&checkpoint.revision),
+            txt(checkpoint.direction.as_str()),
+            txt(&checkpoint.remove_heads.join(",")),
+            txt(&checkpoint.add_heads.join(",")),
+            txt(&checkpoint.checkpoint),
+            Param::Int(checkpoint.batches),
+            txt(&checkpoint.checksum),
+            Param::Time(checkpoint.started_at),
+            Param::Time(checkpoint.updated_at),
+        ];
         let doing = format!("saving the checkpoint of {}", checkpoint.revision);
-        let done = d
-            .execute(&Statement::new(
-                format!(
-                    "INSERT INTO {}
-                         (revision, direction, remove_heads, add_heads, checkpoint, batches,
-                          checksum, started_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                     ON CONFLICT (revision) DO UPDATE SET
-                         direction = excluded.direction, remove_heads = excluded.remove_heads,
-                         add_heads = excluded.add_heads, checkpoint = excluded.checkpoint,
-                         batches = excluded.batches, checksum = excluded.checksum,
-                         started_at = excluded.started_at, updated_at = excluded.updated_at",
-                    self.table(CHECKPOINT_TABLE)
-                ),
-                vec![
-                    txt(&checkpoint.revision),
-                    txt(checkpoint.direction.as_str()),
-                    txt(&checkpoint.remove_heads.join(",")),
-                    txt(&checkpoint.add_heads.join(",")),
-                    txt(&checkpoint.checkpoint),
-                    Param::Int(checkpoint.batches),
-                    txt(&checkpoint.checksum),
-                    Param::Time(checkpoint.started_at),
-                    Param::Time(checkpoint.updated_at),
-                ],
-            ))
+        self.upsert(d, CHECKPOINT_TABLE, &columns, params, doing)
             .await
-            .map_err(query_error(doing.clone()))?;
-        confirm(done, &doing)
     }
 
     /// Deletes a revision's checkpoint.
