@@ -145,9 +145,10 @@ impl std::fmt::Display for Failure {
             Failure::TransactionEnded { .. } => write!(
                 f,
                 "the migration ended wasmig's transaction itself with COMMIT, ROLLBACK or a similar \
-                 statement, so its work was not in the transaction that records it; the version \
-                 table was not updated, but on PostgreSQL part of the work may have been committed \
-                 (on SQLite such a commit is turned into a rollback): inspect the database, then \
+                 statement, so its work was not in the transaction that records it; this step was \
+                 not recorded, but on PostgreSQL part of the work may have been committed (with \
+                 `--atomic`, the earlier steps and their records too; on SQLite such a commit is \
+                 turned into a rollback): inspect the database, then \
                  remove the transaction control from the migration (use savepoints to undo part \
                  of the work)"
             ),
@@ -227,6 +228,11 @@ impl Failure {
             Failure::NotRolledBack {
                 statement, total, ..
             } => format!("failed at statement {statement} of {total} and was not rolled back"),
+            Failure::Batch { batch, cause, .. }
+                if matches!(**cause, Failure::TransactionEnded { .. }) =>
+            {
+                format!("failed in batch {batch}")
+            }
             Failure::Batch { batch, .. } => {
                 format!("failed in batch {batch}, which was rolled back")
             }

@@ -49,3 +49,66 @@ async fn a_transaction_opened_behind_the_check_is_found_and_never_recorded_as_ap
     project.run(&db, &["up"]).fails_with(FAILED_STATE);
     db.drop_db().await;
 }
+
+const TRANSACTION_ENDED: i32 = 10;
+
+/// A `COMMIT` behind the check, then a failing statement: the work before the `COMMIT` is
+/// committed, so the step must not be reported rolled back. (The server reads a message
+/// whole before it runs any of it: `standard_conforming_strings` must be off already, set
+/// by an earlier message.)
+const COMMIT_THEN_FAIL: &str = "CREATE TABLE before_commit (x int);
+SELECT 'a\\''; COMMIT; SELECT '';
+SELECT 1 / 0;
+";
+
+#[tokio::test]
+async fn a_step_that_committed_behind_the_check_and_then_failed_is_not_reported_rolled_back() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    // Set for every session of the database, as a DBA or an earlier revision can.
+    db.exec(
+        "DO $$ BEGIN EXECUTE pg_catalog.format(
+             'ALTER DATABASE %I SET standard_conforming_strings = off', current_database());
+         END $$",
+    )
+    .await;
+    project.sql_revision("a1", COMMIT_THEN_FAIL, "SELECT 1;");
+    let run = project.run(&db, &["up"]).fails_with(TRANSACTION_ENDED);
+    assert!(
+        run.stderr.contains("ended wasmig's transaction itself"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("rolled back"), "{run:?}");
+    // What the server committed stays, and nothing was recorded.
+    assert!(db.table_exists("before_commit").await);
+    assert!(db.heads().await.is_empty());
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_atomic_run_whose_later_step_committed_behind_the_check_does_not_claim_all_rolled_back()
+{
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    // The setting stays on the run's one connection for the next step.
+    project.sql_revision(
+        "a1",
+        "SET standard_conforming_strings = off; CREATE TABLE first_step (x int);",
+        "DROP TABLE first_step;",
+    );
+    project.sql_revision("b2", COMMIT_THEN_FAIL, "SELECT 1;");
+    let run = project
+        .run(&db, &["up", "--atomic"])
+        .fails_with(TRANSACTION_ENDED);
+    assert!(
+        run.stderr
+            .contains("the earlier steps and their records too"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("were rolled back with it"), "{run:?}");
+    // The smuggled COMMIT committed a1 with its record: the version table says so, and
+    // wasmig's report does not deny it.
+    assert!(db.table_exists("first_step").await);
+    assert_eq!(db.heads().await, ["a1"]);
+    db.drop_db().await;
+}

@@ -521,10 +521,27 @@ impl Session for PgSession {
             doing: "checking the transaction id".into(),
             source,
         };
-        let row = sqlx::raw_sql("SELECT pg_catalog.txid_current()")
+        let row = match sqlx::raw_sql("SELECT pg_catalog.txid_current()")
             .fetch_one(self.conn())
             .await
-            .map_err(query_error)?;
+        {
+            Ok(row) => row,
+            // A failed statement left a transaction block aborted, and an aborted block
+            // answers nothing. Whether ours was committed behind wasmig's back (a `COMMIT`
+            // and then a `BEGIN` the check did not see) the server's commit log says, asked
+            // on another connection: our id is `aborted` when the failure aborted it, and
+            // `committed` when a statement committed it.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => {
+                let status: Option<String> =
+                    sqlx::query_scalar("SELECT pg_catalog.txid_status($1)")
+                        .bind(self.xid)
+                        .fetch_one(&self.canceller.pool)
+                        .await
+                        .map_err(query_error)?;
+                return Ok(status.as_deref() != Some("committed"));
+            }
+            Err(e) => return Err(query_error(e).into()),
+        };
         let xid: i64 = row.try_get(0).map_err(query_error)?;
         Ok(xid == self.xid)
     }

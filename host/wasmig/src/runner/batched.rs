@@ -95,7 +95,7 @@ pub(super) async fn run_batched(
         let next = match next {
             Ok(next) => next,
             Err(failure) => {
-                roll_back(session, &step.revision).await;
+                let failure = roll_back(session, &step.revision, failure, true).await;
                 return Err(in_batch(failure));
             }
         };

@@ -97,10 +97,43 @@ fn repeated_checkpoint(batch: u64, checkpoint: &str) -> Failure {
     ))
 }
 
-/// Rolls back a failed step's (or batch's) transaction. After a deadline the connection
-/// may still be busy with a statement that ignored its cancel: the rollback must not wait
-/// for it forever, so past [`ROLLBACK_TIMEOUT`] the connection is ended instead.
-async fn roll_back(session: Box<dyn Session>, revision: &str) {
+/// Rolls back a failed step's (or batch's) transaction, and returns how it really ended:
+/// when a statement had ended wasmig's transaction before the step failed (a `COMMIT` the
+/// statement check did not see), what ran before it may be committed, so the failure is
+/// [`Failure::TransactionEnded`], never "rolled back". The server says which (the
+/// session's transaction id), not wasmig's reading of the statements.
+///
+/// After a deadline the connection may still be busy with a statement that ignored its
+/// cancel: the check is skipped then, and the rollback may not wait for it forever, so past
+/// [`ROLLBACK_TIMEOUT`] the connection is ended instead.
+async fn roll_back(
+    mut session: Box<dyn Session>,
+    revision: &str,
+    failure: Failure,
+    guest: bool,
+) -> Failure {
+    // Past a deadline the connection may still be busy, and a host failure may have lost
+    // it: the check would only delay the rollback there.
+    let checkable = !matches!(failure, Failure::Deadline(_) | Failure::Host(_));
+    let ended = checkable
+        && matches!(
+            tokio::time::timeout(ROLLBACK_TIMEOUT, session.transaction_intact()).await,
+            Ok(Ok(false))
+        );
+    let failure = if ended {
+        tracing::debug!(
+            "{revision}: failed after its transaction was ended by a statement ({failure})"
+        );
+        Failure::TransactionEnded { guest }
+    } else {
+        failure
+    };
+    rollback_or_end(session, revision).await;
+    failure
+}
+
+/// Rolls back, or ends the connection when the rollback does not finish in time.
+async fn rollback_or_end(session: Box<dyn Session>, revision: &str) {
     let canceller = session.canceller();
     match tokio::time::timeout(ROLLBACK_TIMEOUT, session.rollback()).await {
         Ok(Ok(())) => {}

@@ -367,7 +367,8 @@ impl Run<'_> {
             .await?;
         let mut session = session;
         if let Err(failure) = outcome {
-            roll_back(session, &step.revision).await;
+            let guest = ready.loaded.is_some();
+            let failure = roll_back(session, &step.revision, failure, guest).await;
             return Err(self.fail(at, failure).into());
         }
         let recorded = finish(
@@ -470,9 +471,15 @@ impl Run<'_> {
     /// The error for a failed step, naming the steps this run committed before it.
     fn fail(&self, at: &At<'_>, failure: Failure) -> MigrationError {
         let atomic = self.options.atomic;
-        if atomic && at.index > 0 {
+        let ended = matches!(failure, Failure::TransactionEnded { .. });
+        if atomic && at.index > 0 && !ended {
             tracing::warn!(
                 "--atomic: the {} earlier step(s) of this run were rolled back with it",
+                at.index
+            );
+        } else if atomic && at.index > 0 {
+            tracing::warn!(
+                "--atomic: the {} earlier step(s) of this run were in the transaction the migration ended, so they may have been committed with their records: compare `wasmig current` with the database",
                 at.index
             );
         }
