@@ -129,6 +129,30 @@ impl TestDb {
         self.strings(sql).await[0].parse().unwrap()
     }
 
+    /// The pid of a backend running a statement containing `needle` now, or 0.
+    pub(crate) async fn backend_running_now(&self, needle: &str) -> i64 {
+        let name = self.url.rsplit('/').next().unwrap().to_owned();
+        self.count(&format!(
+            "SELECT coalesce(max(pid), 0) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND query LIKE '%{needle}%' \
+             AND query NOT LIKE '%pg_stat_activity%'"
+        ))
+        .await
+    }
+
+    /// Waits (up to a minute) until a statement containing `needle` runs on this database;
+    /// returns its backend's pid (0 if none showed up; PostgreSQL only).
+    pub(crate) async fn backend_running(&self, needle: &str) -> i64 {
+        for _ in 0..600 {
+            let pid = self.backend_running_now(needle).await;
+            if pid > 0 {
+                return pid;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        0
+    }
+
     /// Waits (up to a minute) until a statement containing `needle` runs on this database,
     /// then terminates its backend, as an administrator or a failover would. Returns how
     /// many backends were terminated (PostgreSQL only).

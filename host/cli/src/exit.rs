@@ -36,7 +36,8 @@ pub(crate) const INVALID_COMPONENT: u8 = 8;
 pub(crate) const BUILD_FAILED: u8 = 9;
 /// A migration ended wasmig's transaction itself (a `COMMIT` or `ROLLBACK` that got past
 /// the refusal of transaction control): the step is not recorded, and on PostgreSQL part
-/// of its work may have been committed. Unlike 6, the database needs a look.
+/// of its work may have been committed. Or the server did not answer a step's `COMMIT` in
+/// time, so whether it committed is unknown. Unlike 6, the database needs a look.
 pub(crate) const TRANSACTION_ENDED: u8 = 10;
 /// Another run held the database's migration lock for longer than `--lock-timeout`
 /// (nothing was changed); or the lock was taken from this run while it ran (the step in
@@ -111,7 +112,7 @@ fn failure_code(failure: &Failure) -> u8 {
         | Failure::Memory { .. }
         | Failure::Tables { .. }
         | Failure::BatchLimit { .. } => LIMIT_EXCEEDED,
-        Failure::TransactionEnded { .. } => TRANSACTION_ENDED,
+        Failure::TransactionEnded { .. } | Failure::CommitUnknown(_) => TRANSACTION_ENDED,
         Failure::Host(e) if code_for(e) != INTERNAL => code_for(e),
         Failure::Host(_) => DATABASE,
         Failure::NotRolledBack { cause, .. } | Failure::Batch { cause, .. } => failure_code(cause),

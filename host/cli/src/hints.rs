@@ -112,6 +112,9 @@ fn failure_hint(failure: &Failure) -> Option<String> {
             Some(_) => "inspect the database and fix it by hand (e.g. `wasmig stamp`)".into(),
         }),
         Failure::Host(e) => hint_for(e),
+        Failure::CommitUnknown(_) => Some(
+            "`wasmig current` shows whether it was recorded (and so committed); run `wasmig up` again to apply it if not".into(),
+        ),
         Failure::Deadline(_)
         | Failure::Memory { .. }
         | Failure::Tables { .. }

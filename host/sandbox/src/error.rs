@@ -34,6 +34,10 @@ pub enum Failure {
     Sql(Box<SqlError>),
     /// Limit: the wall-clock deadline passed.
     Deadline(Duration),
+    /// Host: the server did not answer the step's `COMMIT` within the step's time limit;
+    /// wasmig closed the connection, and whether the step (with its record) committed is
+    /// unknown until someone looks.
+    CommitUnknown(Duration),
     /// Limit: the guest tried to grow its memory past the cap.
     Memory {
         /// The cap in bytes.
@@ -137,6 +141,11 @@ impl std::fmt::Display for Failure {
                 "the migration ran past its time limit of {}; if it needs longer, raise `timeout_secs` in its migration.toml or `sandbox.timeout_secs` in wasmig.toml",
                 humantime(*d)
             ),
+            Failure::CommitUnknown(d) => write!(
+                f,
+                "the database did not answer the step's COMMIT within {}, so wasmig closed the connection: whether the step committed, with its record, is unknown; the version table says which once the server has ended the session",
+                humantime(*d)
+            ),
             Failure::Memory { limit } => write!(
                 f,
                 "the migration tried to use more than its memory limit of {} MiB; if it needs more, raise `memory_limit_mib` in its migration.toml or `sandbox.memory_limit_mib` in wasmig.toml",
@@ -220,6 +229,7 @@ impl Failure {
     pub fn outcome(&self) -> String {
         match self {
             Failure::TransactionEnded { .. } => "failed".to_owned(),
+            Failure::CommitUnknown(_) => "may or may not have committed".to_owned(),
             Failure::NotRolledBack {
                 statement, total, ..
             } if statement > total => {
@@ -229,7 +239,10 @@ impl Failure {
                 statement, total, ..
             } => format!("failed at statement {statement} of {total} and was not rolled back"),
             Failure::Batch { batch, cause, .. }
-                if matches!(**cause, Failure::TransactionEnded { .. }) =>
+                if matches!(
+                    **cause,
+                    Failure::TransactionEnded { .. } | Failure::CommitUnknown(_)
+                ) =>
             {
                 format!("failed in batch {batch}")
             }
@@ -253,7 +266,7 @@ impl Failure {
             | Failure::Memory { .. }
             | Failure::Tables { .. }
             | Failure::BatchLimit { .. } => Blame::Limit,
-            Failure::Host(_) => Blame::Host,
+            Failure::Host(_) | Failure::CommitUnknown(_) => Blame::Host,
             Failure::NotRolledBack { cause, .. } | Failure::Batch { cause, .. } => cause.blame(),
         }
     }

@@ -4,6 +4,7 @@
 //! tables and the database's contents afterwards.
 
 mod deadlines;
+mod frozen;
 mod limits;
 mod lock;
 mod memory;

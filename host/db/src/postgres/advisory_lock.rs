@@ -134,6 +134,9 @@ impl Attempt for PgLockAttempt {
     }
 }
 
+/// How long releasing the lock may wait for the server.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The held advisory lock.
 pub(super) struct PgLock {
     /// The control connection the lock is held on. Released by [`LockGuard::release`];
@@ -160,10 +163,21 @@ impl LockGuard for PgLock {
             // Closed: the session, and the lock with it, already ended.
             return Ok(());
         };
-        let unlocked = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
-            .fetch_one(&mut *conn)
-            .await
-            .and_then(|row| row.try_get::<bool, _>(0));
+        let unlocking =
+            sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock"))).fetch_one(&mut *conn);
+        let Ok(unlocked) = tokio::time::timeout(RELEASE_WAIT, unlocking).await else {
+            // The server stopped answering. Every step checked in its own transaction that
+            // the lock was still granted before it recorded anything, so what was recorded
+            // ran under the lock; closing the connection on this side ends the session,
+            // and with it the lock, as soon as the server notices.
+            drop(control.take());
+            tracing::warn!(
+                "the server did not answer the release of the migration lock within {} s; its connection was closed, which releases the lock once the server notices",
+                RELEASE_WAIT.as_secs()
+            );
+            return Ok(());
+        };
+        let unlocked = unlocked.and_then(|row| row.try_get::<bool, _>(0));
         match unlocked {
             Ok(true) => Ok(()),
             // Typed (exit 11), and not a context layer, which the exit code mapping could not

@@ -60,6 +60,9 @@ pub(super) const PRESENT: [&str; 5] = [
     CHECKPOINT_TABLE,
 ];
 
+/// How long closing the connections may wait for the server.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 /// Connections in the pool: one session, the version-table reads, and a spare for cancelling.
 const MAX_CONNECTIONS: u32 = 4;
 
@@ -489,9 +492,19 @@ impl Database for PgDatabase {
     }
 
     async fn close(&self) {
+        // Bounded: a server that stopped answering must not keep wasmig from exiting
+        // (closing on this side is what ends the sessions then).
         if let Some(control) = self.control.lock().await.take() {
-            let _ = control.close().await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, control.close()).await;
         }
-        self.pool.close().await;
+        if tokio::time::timeout(CLOSE_WAIT, self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the database did not answer the closing of wasmig's connections within {} s; they were dropped",
+                CLOSE_WAIT.as_secs()
+            );
+        }
     }
 }

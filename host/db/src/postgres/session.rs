@@ -24,11 +24,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt as _;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArguments, PgPool, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{
     AssertSqlSafe, Connection, Either, Executor, PgConnection, Postgres, Row, SqlSafeStr, SqlStr,
-    Statement, Transaction,
+    Statement,
 };
 
 use super::codec::{Bound, Plan, sql_error};
@@ -65,12 +66,15 @@ pub(super) fn write_error(source: sqlx::Error, doing: String) -> anyhow::Error {
 
 /// One migration's transaction.
 pub(crate) struct PgSession {
-    /// Begun by [`PgDatabase::begin`] on a pooled connection; consumed by `commit` or
-    /// `rollback`. Dropped unfinished, sqlx rolls it back and returns the connection.
+    /// The pooled connection, with the transaction `BEGIN` opened by [`PgDatabase::begin`];
+    /// taken back by `commit` or `rollback`, which return it to the pool. Dropped
+    /// unfinished (a rollback that did not finish in time, a panic), the connection is
+    /// closed rather than returned: nothing waits on a server that stopped answering, and
+    /// the server rolls the transaction back when it sees the socket closed.
     ///
     /// [`PgDatabase::begin`]: crate::Database::begin
-    tx: Transaction<'static, Postgres>,
-    /// Cancels by the backend pid of `tx`'s connection; shared with the sandbox.
+    conn: Option<PoolConnection<Postgres>>,
+    /// Cancels by the backend pid of the connection; shared with the sandbox.
     canceller: Arc<PgCanceller>,
     /// Numbers the cursors of this transaction (`wasmig_cursor_N`).
     cursors_opened: u64,
@@ -95,10 +99,17 @@ impl PgDatabase {
     /// [`Database::begin`]: crate::Database::begin
     pub(super) async fn begin_session(&self) -> anyhow::Result<PgSession> {
         let doing = |what: &str| format!("{what} (beginning a transaction)");
-        let mut tx = self.pool.begin().await.map_err(|source| DbError::Query {
+        let mut tx = self.pool.acquire().await.map_err(|source| DbError::Query {
             doing: "beginning a transaction".into(),
             source,
         })?;
+        sqlx::raw_sql("BEGIN")
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "beginning a transaction".into(),
+                source,
+            })?;
         // Statements cached by an earlier session may describe tables a migration has altered
         // since; start every session without them.
         if tx.cached_statements_size() > 0 {
@@ -141,7 +152,7 @@ impl PgDatabase {
             source,
         })?;
         Ok(PgSession {
-            tx,
+            conn: Some(tx),
             canceller: Arc::new(PgCanceller {
                 pool: self.pool.clone(),
                 pid,
@@ -187,7 +198,32 @@ impl PgSession {
     }
 
     pub(super) fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        self.conn
+            .as_mut()
+            .expect("the connection is held until commit or rollback")
+    }
+
+    /// Ends the transaction with `end` (`COMMIT` or `ROLLBACK`) and returns the connection
+    /// to the pool; a connection that failed is closed instead.
+    async fn end(mut self: Box<Self>, end: &'static str, doing: &str) -> anyhow::Result<()> {
+        let result = sqlx::raw_sql(end).execute(self.conn()).await;
+        let conn = self.conn.take().expect("held until the end");
+        match result {
+            Ok(_) => {
+                drop(conn);
+                Ok(())
+            }
+            Err(source) => {
+                // The server ended the transaction (a failed COMMIT rolls back), but a
+                // connection whose end failed is not trusted with the next step.
+                drop(conn.detach());
+                Err(DbError::Query {
+                    doing: doing.into(),
+                    source,
+                }
+                .into())
+            }
+        }
     }
 
     /// Prepares `sql` (or finds it in sqlx's per-connection cache) for parameters of `types`.
@@ -214,14 +250,17 @@ impl PgSession {
         if matches {
             return Ok(statement);
         }
-        self.tx.clear_cached_statements().await?;
+        self.conn().clear_cached_statements().await?;
         self.conn().prepare_with(sql.clone(), types).await
     }
 
     /// Forgets sqlx's cached statements after DDL may have changed what they return.
     async fn forget_statements(&mut self) -> SqlResult<()> {
-        if self.tx.cached_statements_size() > 0 {
-            self.tx.clear_cached_statements().await.map_err(sql_error)?;
+        if self.conn().cached_statements_size() > 0 {
+            self.conn()
+                .clear_cached_statements()
+                .await
+                .map_err(sql_error)?;
         }
         Ok(())
     }
@@ -559,7 +598,7 @@ impl Session for PgSession {
                 None => format!("SET LOCAL {name} TO DEFAULT"),
             };
             sqlx::raw_sql(AssertSqlSafe(sql))
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await
                 .map_err(|source| DbError::Query {
                     doing: format!("setting {name}"),
@@ -570,7 +609,11 @@ impl Session for PgSession {
     }
 
     fn books(&mut self) -> (&VersionStore, &mut dyn Driver) {
-        (&self.store, &mut *self.tx)
+        let conn = self
+            .conn
+            .as_deref_mut()
+            .expect("the connection is held until commit or rollback");
+        (&self.store, conn)
     }
 
     async fn guard(&mut self, doing: &str, intact: bool) -> anyhow::Result<bool> {
@@ -606,19 +649,21 @@ impl Session for PgSession {
     }
 
     async fn commit(self: Box<Self>) -> anyhow::Result<()> {
-        self.tx.commit().await.map_err(|source| DbError::Query {
-            doing: "committing the transaction".into(),
-            source,
-        })?;
-        Ok(())
+        self.end("COMMIT", "committing the transaction").await
     }
 
     async fn rollback(self: Box<Self>) -> anyhow::Result<()> {
-        self.tx.rollback().await.map_err(|source| DbError::Query {
-            doing: "rolling back the transaction".into(),
-            source,
-        })?;
-        Ok(())
+        self.end("ROLLBACK", "rolling back the transaction").await
+    }
+}
+
+impl Drop for PgSession {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Unfinished: closed, never returned to the pool with a transaction open, and
+            // nothing waits for the server.
+            drop(conn.detach());
+        }
     }
 }
 

@@ -105,6 +105,7 @@ pub(super) async fn run_batched(
             batch,
             next.as_deref(),
             had_checkpoint,
+            limits.timeout,
         )
         .await
         .map_err(in_batch)?;
@@ -135,12 +136,20 @@ pub(super) async fn commit_batch(
     batch: i64,
     next: Option<&str>,
     had_checkpoint: bool,
+    bound: std::time::Duration,
 ) -> Result<(), Failure> {
-    if let Err(failure) = write_batch(&mut session, batched, batch, next, had_checkpoint).await {
-        let _ = session.rollback().await;
-        return Err(failure);
+    // Bounded by the batch's time limit, as the batch was: the record may wait on a lock,
+    // or on a server that stopped answering.
+    let written = tokio::time::timeout(
+        bound,
+        write_batch(&mut session, batched, batch, next, had_checkpoint),
+    )
+    .await
+    .unwrap_or(Err(Failure::Deadline(bound)));
+    if let Err(failure) = written {
+        return Err(roll_back(session, &batched.step.revision, failure, true).await);
     }
-    session.commit().await.map_err(Failure::Host)
+    super::commit(session, bound).await
 }
 
 /// The limit of one run a batched step reached after `calls` batches, if any.

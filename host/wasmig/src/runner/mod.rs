@@ -52,6 +52,14 @@ pub use self::steps::run;
 /// How long rolling back a failed step may take before its connection is ended instead.
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long rolling back a step stopped by its deadline may take: its statement was already
+/// cancelled and, if that did not stop it, its connection ended, so a rollback that takes
+/// longer is waiting on a server that stopped answering.
+const ROLLBACK_AFTER_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How long asking the server to end a session may take.
+const TERMINATE_WAIT: Duration = Duration::from_secs(2);
+
 /// What happened to one step.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
@@ -104,8 +112,9 @@ fn repeated_checkpoint(batch: u64, checkpoint: &str) -> Failure {
 /// session's transaction id), not wasmig's reading of the statements.
 ///
 /// After a deadline the connection may still be busy with a statement that ignored its
-/// cancel: the check is skipped then, and the rollback may not wait for it forever, so past
-/// [`ROLLBACK_TIMEOUT`] the connection is ended instead.
+/// cancel, or its server may have stopped answering: the check is skipped then, and the
+/// rollback waits at most [`ROLLBACK_AFTER_DEADLINE`] (otherwise [`ROLLBACK_TIMEOUT`])
+/// before the connection is closed instead.
 async fn roll_back(
     mut session: Box<dyn Session>,
     revision: &str,
@@ -128,25 +137,43 @@ async fn roll_back(
     } else {
         failure
     };
-    rollback_or_end(session, revision).await;
+    let bound = if matches!(failure, Failure::Deadline(_)) {
+        ROLLBACK_AFTER_DEADLINE
+    } else {
+        ROLLBACK_TIMEOUT
+    };
+    rollback_or_end(session, revision, bound).await;
     failure
 }
 
-/// Rolls back, or ends the connection when the rollback does not finish in time.
-async fn rollback_or_end(session: Box<dyn Session>, revision: &str) {
+/// Rolls back, or closes the connection when the rollback does not finish within `bound`:
+/// the session is dropped unfinished, which closes its connection on the client's side
+/// (nothing waits for the server), and the server is asked to end its session too.
+async fn rollback_or_end(session: Box<dyn Session>, revision: &str, bound: Duration) {
     let canceller = session.canceller();
-    match tokio::time::timeout(ROLLBACK_TIMEOUT, session.rollback()).await {
+    match tokio::time::timeout(bound, session.rollback()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(
             "rollback of {revision} failed: {e:#} (the server discards the transaction anyway)"
         ),
         Err(_) => {
-            canceller.terminate().await;
+            let _ = tokio::time::timeout(TERMINATE_WAIT, canceller.terminate()).await;
             tracing::warn!(
-                "rollback of {revision} did not finish within {} s; its connection was ended, which discards the transaction",
-                ROLLBACK_TIMEOUT.as_secs()
+                "rollback of {revision} did not finish within {} s; its connection was closed, which discards the transaction",
+                bound.as_secs()
             );
         }
+    }
+}
+
+/// Commits a step's transaction, waiting at most `bound` (the step's time limit) for the
+/// server: past it the session is dropped, which closes its connection on this side, and
+/// whether the step committed is unknown ([`Failure::CommitUnknown`], exit 10).
+async fn commit(session: Box<dyn Session>, bound: Duration) -> Result<(), Failure> {
+    match tokio::time::timeout(bound, session.commit()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failure::Host(e)),
+        Err(_) => Err(Failure::CommitUnknown(bound)),
     }
 }
 

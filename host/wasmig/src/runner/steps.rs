@@ -371,28 +371,34 @@ impl Run<'_> {
             let failure = roll_back(session, &step.revision, failure, guest).await;
             return Err(self.fail(at, failure).into());
         }
-        let recorded = finish(
-            &mut session,
-            step,
-            &ready.checksum,
-            started_at,
-            ready.to_store.as_ref(),
-            resume.is_some(),
-            ready.loaded.is_some(),
+        // wasmig's own statements wait no longer than the step's time limit either (a
+        // lock the record waits for, a server that stopped answering).
+        let recorded = tokio::time::timeout(
+            limits.timeout,
+            finish(
+                &mut session,
+                step,
+                &ready.checksum,
+                started_at,
+                ready.to_store.as_ref(),
+                resume.is_some(),
+                ready.loaded.is_some(),
+            ),
         )
-        .await;
+        .await
+        .unwrap_or(Err(Failure::Deadline(limits.timeout)));
         if let Err(failure) = recorded {
-            let _ = session.rollback().await;
+            let guest = ready.loaded.is_some();
+            let failure = roll_back(session, &step.revision, failure, guest).await;
             return Err(self.fail(at, failure).into());
         }
         let last = at.index + 1 == self.steps.len();
         let held = if atomic && !last {
             Some(session)
         } else {
-            session
-                .commit()
+            commit(session, limits.timeout)
                 .await
-                .map_err(|e| self.fail(at, Failure::Host(e)))?;
+                .map_err(|f| self.fail(at, f))?;
             tracing::debug!(
                 "{}: committed with its version-table update in {} ms{}",
                 step.revision,
