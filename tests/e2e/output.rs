@@ -29,24 +29,27 @@ fn redact_numbers(text: &str) -> String {
         for (i, word) in all.iter().enumerate() {
             let next = all.get(i + 1).copied().unwrap_or("");
             let is_number = !word.is_empty() && word.bytes().all(|b| b.is_ascii_digit());
-            let is_time = word.len() >= 20
-                && word.as_bytes()[4] == b'-'
-                && word.contains('T')
-                && word.ends_with('Z');
+            // Punctuation after a word (`…Z:`, `…d05)`) is kept, not part of what it is.
+            let core = word.trim_end_matches([',', ')', ':', ';']);
+            let tail = &word[core.len()..];
+            let is_time = core.len() >= 20
+                && core.as_bytes()[4] == b'-'
+                && core.contains('T')
+                && core.ends_with('Z');
             // A revision directory starts with its creation time: YYYY_MM_DD_HHMM-.
             let dated = word.find("versions/").map(|at| &word[at + 9..]);
             let is_dated = dated.is_some_and(|d| d.len() > 16 && d.as_bytes()[15] == b'-');
             let is_checksum =
-                word.len() == 12 && word.bytes().all(|b| b.is_ascii_hexdigit()) && i > 2;
+                core.len() == 12 && core.bytes().all(|b| b.is_ascii_hexdigit()) && i > 2;
             redacted.push(if is_number && next.starts_with("ms") {
                 "[N]".to_owned()
             } else if is_time {
-                "[TIME]".to_owned()
+                format!("[TIME]{tail}")
             } else if is_dated {
                 let at = word.find("versions/").expect("dated") + 9;
                 format!("{}[CREATED]{}", &word[..at], &word[at + 15..])
             } else if is_checksum {
-                "[CHECKSUM]".to_owned()
+                format!("[CHECKSUM]{tail}")
             } else {
                 (*word).to_owned()
             });
@@ -130,6 +133,52 @@ async fn errors_read_as_documented() {
         .success();
     project.sql_revision("e5", "INSERT INTO missing VALUES (1);", "SELECT 1;");
     insta::assert_snapshot!("failing_step", show(&["up"]));
+}
+
+/// The failures a person has to act on, each with its `hint:` (the next command to run),
+/// on SQLite so that the database's own wording is stable.
+#[tokio::test]
+async fn failure_states_read_as_documented() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let show = |args: &[&str]| shown(&project.run(&db, args), &project, Some(&db));
+    let a1 = project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.run(&db, &["up"]).success();
+    // An applied revision edited afterwards (exit 12).
+    std::fs::write(a1.join("up.sql"), "CREATE TABLE t (x int, y int);").unwrap();
+    insta::assert_snapshot!("modified", show(&["up"]));
+    project.run(&db, &["rehash", "a1"]).success();
+    // Nothing to resolve (exit 4).
+    insta::assert_snapshot!("not_failed", show(&["resolve", "a1", "--as", "applied"]));
+    // A revision without a transaction failing part-way (exit 6), then the mark it leaves
+    // (exit 13).
+    let b2 = project.sql_revision(
+        "b2",
+        "CREATE TABLE kept (x int);\nINSERT INTO missing VALUES (1);\n",
+        "DROP TABLE kept;",
+    );
+    let manifest = std::fs::read_to_string(b2.join("migration.toml")).unwrap();
+    std::fs::write(
+        b2.join("migration.toml"),
+        manifest.replace("transaction = \"per-migration\"", "transaction = \"none\""),
+    )
+    .unwrap();
+    insta::assert_snapshot!("failed_part_way", show(&["up"]));
+    insta::assert_snapshot!("marked_failed", show(&["up"]));
+    project
+        .run(&db, &["resolve", "b2", "--as", "applied"])
+        .success();
+    // A step over its time limit (exit 7).
+    let c3 = project.sql_revision(
+        "c3",
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c;",
+        "SELECT 1;",
+    );
+    project.set_manifest(&c3, "timeout_secs = 1");
+    insta::assert_snapshot!("deadline", show(&["up"]));
+    // A manifest wasmig cannot read (exit 3).
+    project.set_manifest(&c3, "timeout_secs = 2");
+    insta::assert_snapshot!("bad_manifest", show(&["up"]));
 }
 
 #[test]
