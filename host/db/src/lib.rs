@@ -486,6 +486,14 @@ pub trait Session: GuestSql {
         statement: Option<std::time::Duration>,
     ) -> anyhow::Result<()>;
 
+    /// Returns the session, inside its transaction, to the state wasmig defines, between two
+    /// steps of an `--atomic` run (steps of their own get a fresh connection from the pool,
+    /// which resets it): settings, the role, cursors, listeners and session-level advisory
+    /// locks a step left. Temporary tables cannot be reset inside the transaction without
+    /// losing what the step meant by them, so a step that leaves one fails with
+    /// `WASMIG-STATE`, naming them.
+    async fn reset_session(&mut self) -> SqlResult<()>;
+
     /// The store and the connection wasmig's writes of this step go through.
     fn books(&mut self) -> (&VersionStore, &mut dyn Driver);
 

@@ -9,6 +9,7 @@ mod limits;
 mod lock;
 mod memory;
 mod paths;
+mod session;
 mod smuggle;
 mod spoof;
 mod tables;

@@ -90,10 +90,17 @@ async fn an_atomic_run_whose_later_step_committed_behind_the_check_does_not_clai
 {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
-    // The setting stays on the run's one connection for the next step.
+    // Set for every session of the database (a `SET` in a1 would not reach b2: the session
+    // is reset between the steps of an --atomic run).
+    db.exec(
+        "DO $$ BEGIN EXECUTE pg_catalog.format(
+             'ALTER DATABASE %I SET standard_conforming_strings = off', current_database());
+         END $$",
+    )
+    .await;
     project.sql_revision(
         "a1",
-        "SET standard_conforming_strings = off; CREATE TABLE first_step (x int);",
+        "CREATE TABLE first_step (x int);",
         "DROP TABLE first_step;",
     );
     project.sql_revision("b2", COMMIT_THEN_FAIL, "SELECT 1;");

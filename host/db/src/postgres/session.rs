@@ -49,6 +49,10 @@ const TRANSACTION_ENDED_STATE: &str = "WMG01";
 /// The SQLSTATE of the fence ([`PgSession::fence`]): the migration lock is no longer held.
 const LOCK_LOST_STATE: &str = "WMG02";
 
+/// The SQLSTATE of the check for state a step of an `--atomic` run left that cannot be
+/// reset ([`Session::reset_session`]).
+const LEFT_STATE: &str = "WMG04";
+
 /// The SQLSTATE of the tamper check (`bookkeeping::tamper_check`).
 const TAMPERED_STATE: &str = "WMG03";
 
@@ -606,6 +610,29 @@ impl Session for PgSession {
                 })?;
         }
         Ok(())
+    }
+
+    async fn reset_session(&mut self) -> SqlResult<()> {
+        // sqlx's statements first, so that `DEALLOCATE ALL` (a step's own `PREPARE`s) does
+        // not leave its cache naming statements that are gone.
+        self.forget_statements().await?;
+        let reset = format!(
+            "CLOSE ALL; RESET ALL; SET SESSION AUTHORIZATION DEFAULT; DEALLOCATE ALL; \
+             UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all();
+             DO $$ DECLARE found pg_catalog.text; BEGIN
+                 SELECT pg_catalog.string_agg(c.relname::pg_catalog.text, ', ') INTO found
+                 FROM pg_catalog.pg_class c
+                 WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema();
+                 IF found IS NOT NULL THEN
+                     RAISE EXCEPTION 'the step left temporary objects (%), which the next step of this --atomic run would see; drop them before the revision ends', found
+                         USING ERRCODE = '{LEFT_STATE}';
+                 END IF;
+             END $$;"
+        );
+        match self.run_script(reset).await {
+            Err(e) if e.code == LEFT_STATE => Err(SqlError::wasmig("STATE", e.message)),
+            other => other,
+        }
     }
 
     fn books(&mut self) -> (&VersionStore, &mut dyn Driver) {

@@ -49,6 +49,14 @@ use wasmig_contract::Dialect;
 /// Connections in the pool: one session, the version-table reads, and a spare.
 const MAX_CONNECTIONS: u32 = 4;
 
+/// The pragmas wasmig defines for a connection, set back before the next step uses it: a
+/// migration may have switched off the checks of constraints or foreign keys, made the
+/// schema writable or the connection read-only. (`foreign_keys` has no effect inside a
+/// transaction, so [`session::RESET_IN_TRANSACTION`] leaves it out.)
+pub(super) const RESET_PRAGMAS: &str = "PRAGMA foreign_keys = ON; \
+     PRAGMA ignore_check_constraints = OFF; PRAGMA recursive_triggers = OFF; \
+     PRAGMA defer_foreign_keys = OFF; PRAGMA query_only = OFF; PRAGMA writable_schema = OFF";
+
 /// How long a connection waits for another's lock before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -133,6 +141,25 @@ impl SqliteDatabase {
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
+            // What a migration may leave on its connection beyond its transaction: the
+            // pragmas are set back, and a connection with temporary objects is closed
+            // rather than handed to the next step.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if sqlx::raw_sql(RESET_PRAGMAS)
+                        .execute(&mut *conn)
+                        .await
+                        .is_err()
+                    {
+                        return Ok(false);
+                    }
+                    let temporary: Result<i64, _> =
+                        sqlx::query_scalar("SELECT count(*) FROM sqlite_temp_master")
+                            .fetch_one(&mut *conn)
+                            .await;
+                    Ok(matches!(temporary, Ok(0)))
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|source| DbError::Connect {

@@ -26,6 +26,12 @@ use crate::store::{Driver, VersionStore};
 use crate::{Canceller, CursorState, DbError, GuestSql, Session, SqlResult, copy, tx_control};
 use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
 
+/// The pragmas of [`RESET_PRAGMAS`](super::RESET_PRAGMAS) that take effect inside a
+/// transaction, set back between two steps of an `--atomic` run.
+pub(super) const RESET_IN_TRANSACTION: &str = "PRAGMA ignore_check_constraints = OFF; \
+     PRAGMA recursive_triggers = OFF; PRAGMA defer_foreign_keys = OFF; \
+     PRAGMA query_only = OFF; PRAGMA writable_schema = OFF";
+
 /// Virtual-machine instructions between two calls of the cancel check: often enough to stop
 /// within microseconds, rare enough to cost nothing measurable.
 const PROGRESS_OPS: i32 = 1_000;
@@ -328,6 +334,25 @@ impl Session for SqliteSession {
             anyhow::bail!("SQLite has no lock_timeout or statement_timeout");
         }
         Ok(())
+    }
+
+    async fn reset_session(&mut self) -> SqlResult<()> {
+        self.start_call();
+        self.run_script(RESET_IN_TRANSACTION.to_owned()).await?;
+        let temporary: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_temp_master")
+            .fetch_all(self.conn())
+            .await
+            .map_err(sql_error)?;
+        if temporary.is_empty() {
+            return Ok(());
+        }
+        Err(SqlError::wasmig(
+            "STATE",
+            format!(
+                "the step left temporary objects ({}), which the next step of this --atomic run would see; drop them before the revision ends",
+                temporary.join(", ")
+            ),
+        ))
     }
 
     fn books(&mut self) -> (&VersionStore, &mut dyn Driver) {

@@ -43,13 +43,17 @@ impl Words {
         Words { dialect, schema }
     }
 
-    /// One of wasmig's tables, qualified by the schema when there is one.
+    /// One of wasmig's tables, qualified: by the schema when there is one on PostgreSQL,
+    /// and always by `main` on SQLite, where an unqualified name finds a temporary table of
+    /// that name first (a migration could otherwise send wasmig's record into one, to
+    /// vanish with the connection).
     pub fn table(&self, name: &str) -> String {
         match (&self.schema, self.dialect) {
             (Some(schema), Dialect::Postgres) => {
                 format!("\"{}\".{name}", schema.replace('"', "\"\""))
             }
-            _ => name.to_owned(),
+            (None, Dialect::Postgres) => name.to_owned(),
+            (_, Dialect::Sqlite) => format!("main.{name}"),
         }
     }
 

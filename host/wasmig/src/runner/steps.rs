@@ -394,6 +394,14 @@ impl Run<'_> {
         }
         let last = at.index + 1 == self.steps.len();
         let held = if atomic && !last {
+            // The next step starts from the session wasmig defines, as it would on a
+            // connection of its own; state that cannot be reset fails this step.
+            if let Err(e) = session.reset_session().await {
+                let guest = ready.loaded.is_some();
+                let failure =
+                    roll_back(session, &step.revision, Failure::Sql(Box::new(e)), guest).await;
+                return Err(self.fail(at, failure).into());
+            }
             Some(session)
         } else {
             commit(session, limits.timeout)

@@ -1,0 +1,107 @@
+//! Session state a step leaves does not reach the next step: settings that switch off
+//! triggers, foreign keys or check constraints, temporary tables that would shadow
+//! wasmig's, on both backends, with and without `--atomic` (where every step shares one
+//! transaction on one connection). A step that leaves state that cannot be reset fails.
+
+use crate::support::{Backend, TestDb, TestProject};
+
+const MIGRATION_FAILED: i32 = 6;
+
+#[tokio::test]
+async fn a_pragma_that_switches_off_checks_does_not_reach_the_next_step_on_sqlite() {
+    for atomic in [false, true] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Sqlite, &project).await;
+        project.sql_revision(
+            "a1",
+            "CREATE TABLE c (x int CHECK (x > 0)); PRAGMA ignore_check_constraints = ON;",
+            "DROP TABLE c;",
+        );
+        // Several steps, so that one of them would get the connection a1 left behind.
+        for id in ["b2", "c3", "d4"] {
+            project.sql_revision(id, "INSERT INTO c VALUES (-1);", "SELECT 1;");
+        }
+        let args: &[&str] = if atomic { &["up", "--atomic"] } else { &["up"] };
+        let run = project.run(&db, args).fails_with(MIGRATION_FAILED);
+        assert!(run.stderr.contains("CHECK constraint failed"), "{run:?}");
+        let expected: &[&str] = if atomic { &[] } else { &["a1"] };
+        assert_eq!(db.heads().await, expected, "atomic: {atomic}");
+        if !atomic {
+            assert_eq!(db.count("SELECT count(*) FROM c").await, 0);
+        }
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_temporary_table_cannot_take_the_place_of_wasmigs_on_sqlite() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TEMP TABLE wasmig_version (revision TEXT PRIMARY KEY); CREATE TABLE t (x int);",
+        "DROP TABLE t;",
+    );
+    project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+    project.run(&db, &["up"]).success();
+    // Recorded in wasmig's table, not in the temporary one that vanished with its
+    // connection: a second run has nothing to do.
+    assert_eq!(db.heads().await, ["b2"]);
+    let again = project.run(&db, &["up"]).success();
+    assert!(!again.stderr.contains("applying"), "{again:?}");
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 1);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn settings_of_one_step_of_an_atomic_run_do_not_reach_the_next_on_postgres() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    // `replica` switches off triggers, and with them foreign-key checks, for the session.
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE parent (id int PRIMARY KEY);
+         CREATE TABLE child (parent int REFERENCES parent (id));
+         SET session_replication_role = replica;",
+        "DROP TABLE child; DROP TABLE parent;",
+    );
+    project.sql_revision("b2", "INSERT INTO child VALUES (42);", "DELETE FROM child;");
+    let run = project
+        .run(&db, &["up", "--atomic"])
+        .fails_with(MIGRATION_FAILED);
+    assert!(
+        run.stderr.contains("violates foreign key constraint"),
+        "{run:?}"
+    );
+    assert!(db.heads().await.is_empty());
+    assert!(!db.table_exists("child").await);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_temporary_table_left_between_steps_of_an_atomic_run_fails_the_step() {
+    for backend in crate::support::BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision(
+            "a1",
+            "CREATE TEMP TABLE scratch (x int); CREATE TABLE t (x int);",
+            "DROP TABLE t;",
+        );
+        project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+        let run = project
+            .run(&db, &["up", "--atomic"])
+            .fails_with(MIGRATION_FAILED);
+        assert!(
+            run.stderr.contains("upgrade of revision a1 failed")
+                && run.stderr.contains("left temporary objects (scratch)"),
+            "{backend:?}: {run:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        assert!(!db.table_exists("t").await, "{backend:?}");
+        // Without --atomic each step has a connection of its own: nothing to refuse.
+        project.run(&db, &["up"]).success();
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        db.drop_db().await;
+    }
+}
