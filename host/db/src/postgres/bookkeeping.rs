@@ -57,6 +57,7 @@ fn arguments(statement: &Statement) -> Result<PgArguments, sqlx::Error> {
             Param::Int(i) => args.add(*i),
             Param::Bytes(b) => args.add(b.as_deref()),
             Param::Time(t) => args.add(*t),
+            Param::Texts(t) => args.add(t.as_slice()),
         }
         .map_err(sqlx::Error::Encode)?;
     }

@@ -43,6 +43,9 @@ fn arguments(statement: &Statement) -> Result<SqliteArguments, sqlx::Error> {
             Param::Int(i) => args.add(*i),
             Param::Bytes(b) => args.add(b.clone()),
             Param::Time(t) => args.add(history_time(*t)),
+            Param::Texts(_) => {
+                Err("SQLite has no arrays: the store binds lists on PostgreSQL only".into())
+            }
         }
         .map_err(sqlx::Error::Encode)?;
     }

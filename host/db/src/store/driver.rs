@@ -18,6 +18,8 @@ pub enum Param {
     Bytes(Option<Vec<u8>>),
     /// A UTC time (PostgreSQL: `timestamptz`; SQLite: RFC 3339 text with microseconds).
     Time(DateTime<Utc>),
+    /// A list of texts (PostgreSQL only: `text[]`).
+    Texts(Vec<String>),
 }
 
 /// How to decode one column of a result.

@@ -455,3 +455,36 @@ async fn a_write_that_does_not_land_is_refused_by_the_store_itself() {
     assert!(tampered.0.contains("changed 0 rows"), "{tampered:?}");
     let _ = conn.close().await;
 }
+
+#[tokio::test]
+async fn a_step_finished_in_one_statement_confirms_every_row_it_wrote() {
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    // A trigger that skips the history row: the one-statement finish sees it wrote none.
+    let mut conn = PgConnection::connect(&t.url_as(None)).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+         CREATE TRIGGER skip BEFORE INSERT ON wasmig_history FOR EACH ROW EXECUTE FUNCTION skip();",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let store = crate::VersionStore::new(Dialect::Postgres, None);
+    let (none, a) = (Vec::new(), vec![text("a")]);
+    let finished = FinishedStep {
+        record: record(&none, &a, "a"),
+        artifact: None,
+        clear_checkpoint: false,
+    };
+    let err = store.finish_step(&mut conn, &finished).await.unwrap_err();
+    let tampered = err
+        .downcast_ref::<crate::TablesTampered>()
+        .expect("tampered");
+    assert!(
+        tampered
+            .0
+            .contains("appending a to wasmig_history changed 0 rows"),
+        "{tampered:?}"
+    );
+    let _ = conn.close().await;
+}

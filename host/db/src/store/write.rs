@@ -1,0 +1,413 @@
+//! Writing wasmig's tables: a step's record, its stored artifact, failed marks and
+//! checkpoints; each insert confirms it wrote its one row. On PostgreSQL a finished step
+//! is written by one statement (`finish_in_one`), the hot path of a run.
+
+use chrono::Utc;
+
+use super::{
+    Driver, Kind, Param, Statement, VersionStore, confirm, int, opt, query_error, required, txt,
+};
+use crate::{
+    ARTIFACT_TABLE, CHECKPOINT_TABLE, Checkpoint, FAILED_TABLE, FailedMark, FinishedStep,
+    HISTORY_TABLE, StepRecord, StoredArtifact, VERSION_TABLE,
+};
+use wasmig_contract::Dialect;
+
+impl VersionStore {
+    /// Records one step: replaces `remove` by `add` among the heads (a head in both is left
+    /// alone) and appends a history row.
+    pub async fn record_step(
+        &self,
+        d: &mut dyn Driver,
+        step: &StepRecord<'_>,
+    ) -> anyhow::Result<()> {
+        let doing = format!("recording {} in the version tables", step.revision);
+        let version = self.table(VERSION_TABLE);
+        for head in step.remove.iter().filter(|h| !step.add.contains(h)) {
+            d.execute(&Statement::new(
+                format!(
+                    "DELETE FROM {version} WHERE revision {} $1",
+                    self.words.eq()
+                ),
+                vec![txt(head)],
+            ))
+            .await
+            .map_err(query_error(doing.clone()))?;
+        }
+        for head in step.add.iter().filter(|h| !step.remove.contains(h)) {
+            let done = d
+                .execute(&Statement::new(
+                    format!("INSERT INTO {version} (revision) VALUES ($1)"),
+                    vec![txt(head)],
+                ))
+                .await
+                .map_err(query_error(doing.clone()))?;
+            confirm(done, &format!("adding the head {head} to {VERSION_TABLE}"))?;
+        }
+        let done = d
+            .execute(&Statement::new(
+                format!(
+                    "INSERT INTO {}
+                         (revision, direction, checksum, started_at, finished_at, duration_ms,
+                          wasmig_version, error, sqlstate)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    self.table(HISTORY_TABLE)
+                ),
+                vec![
+                    txt(step.revision),
+                    txt(step.direction.as_str()),
+                    txt(step.checksum),
+                    Param::Time(step.started_at),
+                    Param::Time(step.finished_at),
+                    Param::Int((step.finished_at - step.started_at).num_milliseconds()),
+                    txt(env!("CARGO_PKG_VERSION")),
+                    opt(step.error),
+                    opt(step.sqlstate),
+                ],
+            ))
+            .await
+            .map_err(query_error(doing))?;
+        confirm(
+            done,
+            &format!("appending {} to {HISTORY_TABLE}", step.revision),
+        )
+    }
+
+    /// Writes what a step that ran to its end leaves: its record, its artifact stored (an
+    /// upgrade) or forgotten (a downgrade), and its checkpoint cleared.
+    pub async fn finish_step(
+        &self,
+        d: &mut dyn Driver,
+        finished: &FinishedStep<'_>,
+    ) -> anyhow::Result<()> {
+        if self.words.dialect == Dialect::Postgres {
+            return self.finish_in_one(d, finished).await;
+        }
+        self.record_step(d, &finished.record).await?;
+        match finished.artifact {
+            Some(stored) => self.store_artifact(d, stored).await?,
+            None => self.forget_artifact(d, finished.record.revision).await?,
+        }
+        if finished.clear_checkpoint {
+            self.clear_checkpoint(d, finished.record.revision).await?;
+        }
+        Ok(())
+    }
+
+    /// [`VersionStore::finish_step`] on PostgreSQL: the same writes as one statement of
+    /// data-modifying CTEs (a step's whole record in one round trip, the hot path of a run),
+    /// with the same checks of the rows written. The parts of one statement see one
+    /// snapshot, so a head both removed and added is left alone by both, as the separate
+    /// statements leave it.
+    async fn finish_in_one(
+        &self,
+        d: &mut dyn Driver,
+        finished: &FinishedStep<'_>,
+    ) -> anyhow::Result<()> {
+        let step = &finished.record;
+        let eq = self.words.eq();
+        let version = self.table(VERSION_TABLE);
+        let mut params = vec![
+            Param::Texts(step.remove.to_vec()),
+            Param::Texts(step.add.to_vec()),
+            txt(step.revision),
+            txt(step.direction.as_str()),
+            txt(step.checksum),
+            Param::Time(step.started_at),
+            Param::Time(step.finished_at),
+            Param::Int((step.finished_at - step.started_at).num_milliseconds()),
+            txt(env!("CARGO_PKG_VERSION")),
+            opt(step.error),
+            opt(step.sqlstate),
+        ];
+        let artifact = match finished.artifact {
+            Some(a) => {
+                params.extend([
+                    txt(&a.kind),
+                    txt(&a.checksum),
+                    txt(&a.manifest),
+                    opt(a.up_sql.as_deref()),
+                    opt(a.down_sql.as_deref()),
+                    Param::Bytes(a.component.clone()),
+                    opt(a.source_checksum.as_deref()),
+                    Param::Time(Utc::now()),
+                ]);
+                format!(
+                    "INSERT INTO {} (revision, kind, checksum, manifest, up_sql, down_sql,
+                         component, source_checksum, stored_at)
+                     VALUES ($3, $12, $13, $14, $15, $16, $17, $18, $19)
+                     ON CONFLICT (revision) DO UPDATE SET
+                         kind = excluded.kind, checksum = excluded.checksum,
+                         manifest = excluded.manifest, up_sql = excluded.up_sql,
+                         down_sql = excluded.down_sql, component = excluded.component,
+                         source_checksum = excluded.source_checksum, stored_at = excluded.stored_at
+                     RETURNING 1",
+                    self.table(ARTIFACT_TABLE)
+                )
+            }
+            None => format!(
+                "DELETE FROM {} WHERE revision {eq} $3 RETURNING 1",
+                self.table(ARTIFACT_TABLE)
+            ),
+        };
+        let cleared = if finished.clear_checkpoint {
+            format!(
+                ", cleared AS (DELETE FROM {} WHERE revision {eq} $3 RETURNING 1)",
+                self.table(CHECKPOINT_TABLE)
+            )
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "WITH removed AS (DELETE FROM {version}
+                              WHERE revision {eq} ANY ($1::pg_catalog.text[])
+                                AND revision OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.text[])
+                              RETURNING 1),
+                  added AS (INSERT INTO {version} (revision)
+                            SELECT a FROM pg_catalog.unnest($2::pg_catalog.text[]) AS a
+                            WHERE a OPERATOR(pg_catalog.<>) ALL ($1::pg_catalog.text[])
+                            RETURNING 1),
+                  logged AS (INSERT INTO {history}
+                                 (revision, direction, checksum, started_at, finished_at,
+                                  duration_ms, wasmig_version, error, sqlstate)
+                             VALUES ($3, $4, $5, $6, $7, $8, $9, $10, $11)
+                             RETURNING 1),
+                  stored AS ({artifact}){cleared}
+             SELECT (SELECT pg_catalog.count(*) FROM added),
+                    (SELECT pg_catalog.count(*) FROM logged),
+                    (SELECT pg_catalog.count(*) FROM stored)",
+            history = self.table(HISTORY_TABLE),
+        );
+        let doing = format!(
+            "recording {} in the version tables and {ARTIFACT_TABLE}",
+            step.revision
+        );
+        let rows = d
+            .fetch(&Statement::rows(
+                sql,
+                params,
+                &[Kind::Int, Kind::Int, Kind::Int],
+            ))
+            .await
+            .map_err(query_error(doing.clone()))?;
+        let counts = rows
+            .first()
+            .map(|r| -> Result<_, sqlx::Error> {
+                Ok((
+                    int(&r[0], "added")?,
+                    int(&r[1], "logged")?,
+                    int(&r[2], "stored")?,
+                ))
+            })
+            .transpose()
+            .map_err(query_error(doing.clone()))?
+            .unwrap_or_default();
+        let adds = step.add.iter().filter(|h| !step.remove.contains(h)).count() as i64;
+        if counts.0 != adds {
+            return Err(crate::TablesTampered(format!(
+                "adding the heads of {} to {VERSION_TABLE} changed {} rows instead of {adds}",
+                step.revision, counts.0
+            ))
+            .into());
+        }
+        confirm(
+            counts.1 as u64,
+            &format!("appending {} to {HISTORY_TABLE}", step.revision),
+        )?;
+        if finished.artifact.is_some() {
+            confirm(counts.2 as u64, &doing)?;
+        }
+        Ok(())
+    }
+
+    /// Stores (or replaces) a revision's artifact.
+    pub async fn store_artifact(
+        &self,
+        d: &mut dyn Driver,
+        artifact: &StoredArtifact,
+    ) -> anyhow::Result<()> {
+        let columns = [
+            "revision",
+            "kind",
+            "checksum",
+            "manifest",
+            "up_sql",
+            "down_sql",
+            "component",
+            "source_checksum",
+            "stored_at",
+        ];
+        let params = vec![
+            txt(&artifact.revision),
+            txt(&artifact.kind),
+            txt(&artifact.checksum),
+            txt(&artifact.manifest),
+            opt(artifact.up_sql.as_deref()),
+            opt(artifact.down_sql.as_deref()),
+            Param::Bytes(artifact.component.clone()),
+            opt(artifact.source_checksum.as_deref()),
+            Param::Time(Utc::now()),
+        ];
+        let doing = format!(
+            "storing the artifact of {} in {ARTIFACT_TABLE}",
+            artifact.revision
+        );
+        self.upsert(d, ARTIFACT_TABLE, &columns, params, doing)
+            .await
+    }
+
+    /// Inserts one row per revision, or replaces every column of the revision's row.
+    async fn upsert(
+        &self,
+        d: &mut dyn Driver,
+        table: &str,
+        columns: &[&str],
+        params: Vec<Param>,
+        doing: String,
+    ) -> anyhow::Result<()> {
+        let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| **c != "revision")
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        let done = d
+            .execute(&Statement::new(
+                format!(
+                    "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (revision) DO UPDATE SET {}",
+                    self.table(table),
+                    columns.join(", "),
+                    placeholders.join(", "),
+                    updates.join(", ")
+                ),
+                params,
+            ))
+            .await
+            .map_err(query_error(doing.clone()))?;
+        confirm(done, &doing)
+    }
+
+    /// Deletes one revision's row of `table` (none is fine: there was nothing to forget).
+    async fn delete(
+        &self,
+        d: &mut dyn Driver,
+        table: &str,
+        revision: &str,
+        doing: String,
+    ) -> anyhow::Result<()> {
+        d.execute(&Statement::new(
+            format!(
+                "DELETE FROM {} WHERE revision {} $1",
+                self.table(table),
+                self.words.eq()
+            ),
+            vec![txt(revision)],
+        ))
+        .await
+        .map_err(query_error(doing))?;
+        Ok(())
+    }
+
+    /// Deletes a revision's stored artifact.
+    pub async fn forget_artifact(&self, d: &mut dyn Driver, revision: &str) -> anyhow::Result<()> {
+        let doing = format!("deleting the stored artifact of {revision} from {ARTIFACT_TABLE}");
+        self.delete(d, ARTIFACT_TABLE, revision, doing).await
+    }
+
+    /// Deletes the stored artifact of every revision not in `keep`.
+    pub async fn forget_artifacts_except(
+        &self,
+        d: &mut dyn Driver,
+        keep: &[String],
+    ) -> anyhow::Result<()> {
+        let doing =
+            format!("deleting stored artifacts of unapplied revisions from {ARTIFACT_TABLE}");
+        let stored = d
+            .fetch(&Statement::rows(
+                format!("SELECT revision FROM {}", self.table(ARTIFACT_TABLE)),
+                vec![],
+                &[Kind::Text],
+            ))
+            .await
+            .map_err(query_error(doing.clone()))?;
+        for row in stored {
+            let revision = required(&row[0], "revision").map_err(query_error(doing.clone()))?;
+            if !keep.contains(&revision) {
+                self.delete(d, ARTIFACT_TABLE, &revision, doing.clone())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks a revision failed (replacing an earlier mark).
+    pub async fn set_failed(&self, d: &mut dyn Driver, mark: &FailedMark) -> anyhow::Result<()> {
+        let columns = [
+            "revision",
+            "direction",
+            "remove_heads",
+            "add_heads",
+            "statement",
+            "error",
+            "sqlstate",
+            "failed_at",
+        ];
+        let params = vec![
+            txt(&mark.revision),
+            txt(mark.direction.as_str()),
+            txt(&mark.remove_heads.join(",")),
+            txt(&mark.add_heads.join(",")),
+            Param::Int(mark.statement),
+            txt(&mark.error),
+            opt(mark.sqlstate.as_deref()),
+            Param::Time(mark.failed_at),
+        ];
+        let doing = format!("marking {} failed", mark.revision);
+        self.upsert(d, FAILED_TABLE, &columns, params, doing).await
+    }
+
+    /// Clears a revision's failed mark.
+    pub async fn clear_failed(&self, d: &mut dyn Driver, revision: &str) -> anyhow::Result<()> {
+        let doing = format!("clearing the failed mark of {revision}");
+        self.delete(d, FAILED_TABLE, revision, doing).await
+    }
+
+    /// Saves (or replaces) a batched step's checkpoint.
+    pub async fn save_checkpoint(
+        &self,
+        d: &mut dyn Driver,
+        checkpoint: &Checkpoint,
+    ) -> anyhow::Result<()> {
+        let columns = [
+            "revision",
+            "direction",
+            "remove_heads",
+            "add_heads",
+            "checkpoint",
+            "batches",
+            "checksum",
+            "started_at",
+            "updated_at",
+        ];
+        let params = vec![
+            txt(&checkpoint.revision),
+            txt(checkpoint.direction.as_str()),
+            txt(&checkpoint.remove_heads.join(",")),
+            txt(&checkpoint.add_heads.join(",")),
+            txt(&checkpoint.checkpoint),
+            Param::Int(checkpoint.batches),
+            txt(&checkpoint.checksum),
+            Param::Time(checkpoint.started_at),
+            Param::Time(checkpoint.updated_at),
+        ];
+        let doing = format!("saving the checkpoint of {}", checkpoint.revision);
+        self.upsert(d, CHECKPOINT_TABLE, &columns, params, doing)
+            .await
+    }
+
+    /// Deletes a revision's checkpoint.
+    pub async fn clear_checkpoint(&self, d: &mut dyn Driver, revision: &str) -> anyhow::Result<()> {
+        let doing = format!("deleting the checkpoint of {revision}");
+        self.delete(d, CHECKPOINT_TABLE, revision, doing).await
+    }
+}
