@@ -105,6 +105,48 @@ impl VersionStore {
         finished: &FinishedStep<'_>,
     ) -> anyhow::Result<()> {
         let step = &finished.record;
+        let doing = format!(
+            "recording {} in the version tables and {ARTIFACT_TABLE}",
+            step.revision
+        );
+        let rows = d
+            .fetch(&self.finish_statement(finished))
+            .await
+            .map_err(query_error(doing.clone()))?;
+        let counts = rows
+            .first()
+            .map(|r| -> Result<_, sqlx::Error> {
+                Ok((
+                    int(&r[0], "added")?,
+                    int(&r[1], "logged")?,
+                    int(&r[2], "stored")?,
+                ))
+            })
+            .transpose()
+            .map_err(query_error(doing.clone()))?
+            .unwrap_or_default();
+        let adds = step.add.iter().filter(|h| !step.remove.contains(h)).count() as i64;
+        if counts.0 != adds {
+            return Err(crate::TablesTampered(format!(
+                "adding the heads of {} to {VERSION_TABLE} changed {} rows instead of {adds}",
+                step.revision, counts.0
+            ))
+            .into());
+        }
+        confirm(
+            counts.1 as u64,
+            &format!("appending {} to {HISTORY_TABLE}", step.revision),
+        )?;
+        if finished.artifact.is_some() {
+            confirm(counts.2 as u64, &doing)?;
+        }
+        Ok(())
+    }
+
+    /// The one statement of [`VersionStore::finish_in_one`]: it returns how many heads it
+    /// added, history rows it appended and artifacts it stored.
+    fn finish_statement(&self, finished: &FinishedStep<'_>) -> Statement {
+        let step = &finished.record;
         let eq = self.words.eq();
         let version = self.table(VERSION_TABLE);
         let mut params = vec![
@@ -178,46 +220,7 @@ impl VersionStore {
                     (SELECT pg_catalog.count(*) FROM stored)",
             history = self.table(HISTORY_TABLE),
         );
-        let doing = format!(
-            "recording {} in the version tables and {ARTIFACT_TABLE}",
-            step.revision
-        );
-        let rows = d
-            .fetch(&Statement::rows(
-                sql,
-                params,
-                &[Kind::Int, Kind::Int, Kind::Int],
-            ))
-            .await
-            .map_err(query_error(doing.clone()))?;
-        let counts = rows
-            .first()
-            .map(|r| -> Result<_, sqlx::Error> {
-                Ok((
-                    int(&r[0], "added")?,
-                    int(&r[1], "logged")?,
-                    int(&r[2], "stored")?,
-                ))
-            })
-            .transpose()
-            .map_err(query_error(doing.clone()))?
-            .unwrap_or_default();
-        let adds = step.add.iter().filter(|h| !step.remove.contains(h)).count() as i64;
-        if counts.0 != adds {
-            return Err(crate::TablesTampered(format!(
-                "adding the heads of {} to {VERSION_TABLE} changed {} rows instead of {adds}",
-                step.revision, counts.0
-            ))
-            .into());
-        }
-        confirm(
-            counts.1 as u64,
-            &format!("appending {} to {HISTORY_TABLE}", step.revision),
-        )?;
-        if finished.artifact.is_some() {
-            confirm(counts.2 as u64, &doing)?;
-        }
-        Ok(())
+        Statement::rows(sql, params, &[Kind::Int, Kind::Int, Kind::Int])
     }
 
     /// Stores (or replaces) a revision's artifact.

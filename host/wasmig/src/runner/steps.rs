@@ -365,43 +365,19 @@ impl Run<'_> {
         let (session, outcome, calls) = self
             .work(at, &ready, session, limits, resume.as_ref())
             .await?;
-        let mut session = session;
-        if let Err(failure) = outcome {
-            let guest = ready.loaded.is_some();
-            let failure = roll_back(session, &step.revision, failure, guest).await;
-            return Err(self.fail(at, failure).into());
-        }
-        // wasmig's own statements wait no longer than the step's time limit either (a
-        // lock the record waits for, a server that stopped answering).
-        let recorded = tokio::time::timeout(
-            limits.timeout,
-            finish(
-                &mut session,
-                step,
-                &ready.checksum,
-                started_at,
-                ready.to_store.as_ref(),
-                resume.is_some(),
-                ready.loaded.is_some(),
-            ),
-        )
-        .await
-        .unwrap_or(Err(Failure::Deadline(limits.timeout)));
-        if let Err(failure) = recorded {
-            let guest = ready.loaded.is_some();
-            let failure = roll_back(session, &step.revision, failure, guest).await;
-            return Err(self.fail(at, failure).into());
-        }
         let last = at.index + 1 == self.steps.len();
-        let held = if atomic && !last {
-            // The next step starts from the session wasmig defines, as it would on a
-            // connection of its own; state that cannot be reset fails this step.
-            if let Err(e) = session.reset_session().await {
-                let guest = ready.loaded.is_some();
-                let failure =
-                    roll_back(session, &step.revision, Failure::Sql(Box::new(e)), guest).await;
-                return Err(self.fail(at, failure).into());
-            }
+        let keep = atomic && !last;
+        let settled = Settle {
+            ready: &ready,
+            started_at,
+            limits,
+            resumed: resume.is_some(),
+            keep,
+        };
+        let session = settle(step, session, outcome, settled)
+            .await
+            .map_err(|f| self.fail(at, f))?;
+        let held = if keep {
             Some(session)
         } else {
             commit(session, limits.timeout)
@@ -565,4 +541,55 @@ async fn call_until_done(
             Ok(Some(next)) => checkpoint = Some(next),
         }
     }
+}
+
+/// What [`settle`] needs of a step besides its session.
+struct Settle<'a> {
+    ready: &'a Prepared,
+    started_at: chrono::DateTime<Utc>,
+    limits: Limits,
+    resumed: bool,
+    /// Whether the transaction goes on to the next step (`--atomic`, not the last).
+    keep: bool,
+}
+
+/// After a step's work: rolls back a failure (saying how the transaction really ended),
+/// else records the step within the step's time limit (wasmig's own statements may wait
+/// on a lock, or on a server that stopped answering), and, when the transaction goes on to
+/// the next step of an `--atomic` run, resets the session (state that cannot be reset
+/// fails this step). Returns the session, ready to commit or to hold.
+async fn settle(
+    step: &Step,
+    mut session: Box<dyn Session>,
+    outcome: Result<(), Failure>,
+    s: Settle<'_>,
+) -> Result<Box<dyn Session>, Failure> {
+    let guest = s.ready.loaded.is_some();
+    if let Err(failure) = outcome {
+        return Err(roll_back(session, &step.revision, failure, guest).await);
+    }
+    let recorded = tokio::time::timeout(
+        s.limits.timeout,
+        finish(
+            &mut session,
+            step,
+            &s.ready.checksum,
+            s.started_at,
+            s.ready.to_store.as_ref(),
+            s.resumed,
+            guest,
+        ),
+    )
+    .await
+    .unwrap_or(Err(Failure::Deadline(s.limits.timeout)));
+    if let Err(failure) = recorded {
+        return Err(roll_back(session, &step.revision, failure, guest).await);
+    }
+    if s.keep
+        && let Err(e) = session.reset_session().await
+    {
+        let failure = Failure::Sql(Box::new(e));
+        return Err(roll_back(session, &step.revision, failure, guest).await);
+    }
+    Ok(session)
 }
