@@ -77,3 +77,49 @@ async fn a_clone_at_another_path_builds_the_same_rust_components_and_verifies() 
     db.drop_db().await;
     std::fs::remove_dir_all(&outside).unwrap();
 }
+
+#[tokio::test]
+async fn a_rust_project_builds_and_runs_where_wasmigs_source_tree_is_unreachable() {
+    // A mount namespace in which wasmig's source checkout is an empty directory: what an
+    // installed binary on a CI runner sees. Needs root (as CI runs); refuses to pass
+    // otherwise rather than skip.
+    let probe = std::process::Command::new("unshare")
+        .args(["-m", "true"])
+        .status();
+    assert!(
+        probe.is_ok_and(|s| s.success()),
+        "this test needs `unshare -m` (root): run the tests as root, as CI does"
+    );
+    let project = TestProject::new();
+    project
+        .run_plain(&[
+            "revision", "-m", "rust one", "--rev-id", "r1", "--kind", "rust",
+        ])
+        .success();
+    // The binary and the nested build's target directory outside the hidden tree.
+    let outside = project.dir.with_extension("unreachable");
+    std::fs::create_dir_all(&outside).unwrap();
+    let binary = outside.join("wasmig");
+    std::fs::copy(env!("CARGO_BIN_EXE_wasmig"), &binary).unwrap();
+    let root = repo_root();
+    let script = format!(
+        "mount -t tmpfs wasmig-source-hidden '{root}' && test ! -e '{root}/Cargo.toml' \
+         && '{bin}' up --database-url 'sqlite:{db}'",
+        root = root.display(),
+        bin = binary.display(),
+        db = project.dir.join("test.db").display(),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .current_dir(&project.dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("WASMIG_CACHE_DIR")
+        .env("CARGO_TARGET_DIR", outside.join("target"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("applied 1 revision(s)"), "{stderr}");
+    assert!(project.dir.join(".wasmig/build/r1.wasm").is_file());
+    std::fs::remove_dir_all(&outside).unwrap();
+}

@@ -83,7 +83,7 @@ impl Revision {
                 .map_err(|e| ConfigError::new(format!("revision {}: {e}", self.id())))?,
             None => {
                 let path = self.dir.join(MANIFEST);
-                std::fs::read_to_string(&path)
+                read_text_capped(&path, MAX_MANIFEST_FILE)
                     .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?
             }
         };
@@ -173,12 +173,52 @@ pub fn load_all(versions_dir: &Path) -> anyhow::Result<Vec<Revision>> {
     Ok(revisions)
 }
 
+/// The largest `up.sql` or `down.sql` wasmig reads: a revision's SQL is held in memory to be
+/// sent, so a file past this is refused (exit 3) before it is read, not after it filled the
+/// host's memory. Data that large belongs in a component that streams it (`copy_in`).
+pub const MAX_SQL_FILE: u64 = 64 * 1024 * 1024;
+
+/// The largest `migration.toml` wasmig reads.
+pub const MAX_MANIFEST_FILE: u64 = 1024 * 1024;
+
+/// The largest component file wasmig reads; the configured `max_component_mib` (at most
+/// 1024) is checked against the bytes read.
+pub const MAX_COMPONENT_FILE: u64 = 1024 * 1024 * 1024;
+
+/// Reads a file of at most `cap` bytes, refusing a larger one without reading it whole
+/// (also one that grows while it is read, or a device that never ends).
+pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let too_big = || {
+        std::io::Error::other(format!(
+            "larger than the {} MiB wasmig reads of such a file",
+            cap / (1024 * 1024)
+        ))
+    };
+    if file.metadata()?.len() > cap {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
+/// [`read_capped`] of a text file.
+fn read_text_capped(path: &Path, cap: u64) -> std::io::Result<String> {
+    String::from_utf8(read_capped(path, cap)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
 /// Reads and validates one manifest.
 ///
 /// # Errors
 /// [`ConfigError`] naming the file.
 pub fn read_manifest(path: &Path) -> Result<Manifest, ConfigError> {
-    let text = std::fs::read_to_string(path)
+    let text = read_text_capped(path, MAX_MANIFEST_FILE)
         .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
     parse_manifest(&text, &path.display().to_string())
 }
@@ -355,8 +395,8 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
     if let Some(stored) = &revision.stored {
         return Ok(stored.clone());
     }
-    let read = |path: &Path, what: &str| {
-        std::fs::read(path).map_err(|e| {
+    let read = |path: &Path, what: &str, cap: u64| {
+        read_capped(path, cap).map_err(|e| {
             ConfigError::new(format!(
                 "revision {}: cannot read {}: {e}{what}",
                 revision.id(),
@@ -368,7 +408,7 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
         Kind::Sql => {
             let text = |name: &str| -> Result<String, ConfigError> {
                 let path = revision.dir.join(name);
-                String::from_utf8(read(&path, "")?).map_err(|_| {
+                String::from_utf8(read(&path, "", MAX_SQL_FILE)?).map_err(|_| {
                     ConfigError::new(format!(
                         "revision {}: {} is not UTF-8",
                         revision.id(),
@@ -391,7 +431,7 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
                 ""
             };
             Ok(Artifact::Component {
-                bytes: read(&path, hint)?,
+                bytes: read(&path, hint, MAX_COMPONENT_FILE)?,
                 path,
             })
         }

@@ -123,3 +123,37 @@ async fn compiling_a_component_is_bounded_by_compile_timeout_secs() {
     assert!(run.stderr.contains("compile_timeout_secs"), "{run:?}");
     assert!(db.heads().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_huge_revision_file_is_refused_before_it_is_read() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let a1 = project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    // 300 MB, sparse: nothing is written, and reading it whole would take 300 MB of memory.
+    let up = std::fs::OpenOptions::new()
+        .write(true)
+        .open(a1.join("up.sql"))
+        .unwrap();
+    up.set_len(300 * 1024 * 1024).unwrap();
+    drop(up);
+    let run = project.run(&db, &["up"]).fails_with(3);
+    assert!(
+        run.stderr.contains("up.sql") && run.stderr.contains("larger than the 64 MiB"),
+        "{run:?}"
+    );
+    assert!(db.heads().await.is_empty());
+    // A manifest is read at most 1 MiB.
+    std::fs::write(a1.join("up.sql"), "CREATE TABLE t (x int);").unwrap();
+    let manifest = std::fs::OpenOptions::new()
+        .append(true)
+        .open(a1.join("migration.toml"))
+        .unwrap();
+    manifest.set_len(2 * 1024 * 1024).unwrap();
+    drop(manifest);
+    let run = project.run(&db, &["up"]).fails_with(3);
+    assert!(
+        run.stderr.contains("migration.toml") && run.stderr.contains("larger than the 1 MiB"),
+        "{run:?}"
+    );
+    db.drop_db().await;
+}
