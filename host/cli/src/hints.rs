@@ -7,7 +7,7 @@
 //! words its own.
 
 use wasmig::db::{LockLost, LockLostAfter, TablesTampered};
-use wasmig::error::GraphError;
+use wasmig::error::{ConfigError, GraphError, NextStep};
 use wasmig::error::{
     FailedError, Failure, InProgressError, LockTimeout, MigrationError, ModifiedError, NotFailed,
     ResumeModified,
@@ -47,6 +47,16 @@ pub(crate) fn hint_for(err: &anyhow::Error) -> Option<String> {
         }
         if let Some(e) = cause.downcast_ref::<GraphError>() {
             return graph_hint(e);
+        }
+        if let Some(ConfigError { next: Some(next), .. }) = cause.downcast_ref() {
+            return Some(match next {
+                NextStep::Init => {
+                    "`wasmig init` creates a project here (or pass --project DIR for another)"
+                        .into()
+                }
+                NextStep::Build => "`wasmig build` builds it".into(),
+                _ => return None,
+            });
         }
         if let Some(e) = cause.downcast_ref::<ResumeModified>() {
             return Some(format!(

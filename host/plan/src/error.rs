@@ -10,8 +10,21 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ConfigError {
-    /// What is wrong, naming the file or setting, and what to do.
+    /// What is wrong, naming the file or setting.
     pub message: String,
+    /// What would make it usable, when that is a step of wasmig's; the front end words it
+    /// (the CLI as a command to run).
+    pub next: Option<NextStep>,
+}
+
+/// A step of wasmig's that fixes an error: the library names it, the front end says how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NextStep {
+    /// Create the project (its `wasmig.toml`, its versions directory and workspace).
+    Init,
+    /// Build the revisions' components from their sources.
+    Build,
 }
 
 impl ConfigError {
@@ -19,6 +32,15 @@ impl ConfigError {
     pub fn new(message: impl Into<String>) -> Self {
         ConfigError {
             message: message.into(),
+            next: None,
+        }
+    }
+
+    /// A configuration error that `next` fixes.
+    pub fn with_next(message: impl Into<String>, next: NextStep) -> Self {
+        ConfigError {
+            message: message.into(),
+            next: Some(next),
         }
     }
 }

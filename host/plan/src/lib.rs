@@ -14,4 +14,4 @@ pub mod error;
 pub mod graph;
 pub mod manifest;
 
-pub use error::{ConfigError, GraphError};
+pub use error::{ConfigError, GraphError, NextStep};

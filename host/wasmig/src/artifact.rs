@@ -34,7 +34,7 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
     let path = versions_dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| BuildError {
         message: format!(
-            "cannot read the migrations workspace {}: {e}; `wasmig init` creates it",
+            "cannot read the migrations workspace {}: {e} (it is made when the project is initialised)",
             path.display()
         ),
     })?;

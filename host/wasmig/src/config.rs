@@ -288,10 +288,13 @@ impl Project {
             .ancestors()
             .find(|dir| dir.join(CONFIG_FILE).is_file())
             .ok_or_else(|| {
-                ConfigError::new(format!(
-                    "no {CONFIG_FILE} in {} or any parent directory; run `wasmig init` to create a project, or pass --project DIR",
-                    start.display()
-                ))
+                ConfigError::with_next(
+                    format!(
+                        "no {CONFIG_FILE} in {} or any parent directory",
+                        start.display()
+                    ),
+                    wasmig_plan::NextStep::Init,
+                )
             })?
             .to_path_buf();
         Self::load(&root)

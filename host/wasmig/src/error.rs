@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::db::{Checkpoint, FailedMark};
 pub use wasmig_db::LockTimeout;
-pub use wasmig_plan::{ConfigError, GraphError};
+pub use wasmig_plan::{ConfigError, GraphError, NextStep};
 pub use wasmig_sandbox::error::{Blame, ComponentError, Failure};
 
 /// Applied revisions whose files no longer match the checksum recorded when they ran

@@ -77,7 +77,7 @@ fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Compared {
         // Verification runs after any build a command does, so an unbuilt component is one
         // that will not run in this command either.
         tracing::debug!(
-            "revision {}: not verified, its component {} is not built (run `wasmig build` to verify it)",
+            "revision {}: not verified, its component {} is not built",
             revision.id(),
             files[0].display()
         );

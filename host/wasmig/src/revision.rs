@@ -140,10 +140,13 @@ impl Revision {
 /// [`GraphError::Duplicate`] for two revisions with one id.
 pub fn load_all(versions_dir: &Path) -> anyhow::Result<Vec<Revision>> {
     let entries = std::fs::read_dir(versions_dir).map_err(|e| {
-        ConfigError::new(format!(
-            "cannot read the versions directory {}: {e}; run `wasmig init` or fix `versions_dir` in wasmig.toml",
-            versions_dir.display()
-        ))
+        ConfigError::with_next(
+            format!(
+                "cannot read the versions directory {}: {e}; is `versions_dir` in wasmig.toml right?",
+                versions_dir.display()
+            ),
+            wasmig_plan::NextStep::Init,
+        )
     })?;
     let mut revisions: Vec<Revision> = Vec::new();
     for entry in entries {
@@ -395,20 +398,21 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
     if let Some(stored) = &revision.stored {
         return Ok(stored.clone());
     }
-    let read = |path: &Path, what: &str, cap: u64| {
-        read_capped(path, cap).map_err(|e| {
-            ConfigError::new(format!(
-                "revision {}: cannot read {}: {e}{what}",
+    let read = |path: &Path, next: Option<wasmig_plan::NextStep>, cap: u64| {
+        read_capped(path, cap).map_err(|e| ConfigError {
+            message: format!(
+                "revision {}: cannot read {}: {e}",
                 revision.id(),
                 path.display(),
-            ))
+            ),
+            next,
         })
     };
     match revision.manifest.kind {
         Kind::Sql => {
             let text = |name: &str| -> Result<String, ConfigError> {
                 let path = revision.dir.join(name);
-                String::from_utf8(read(&path, "", MAX_SQL_FILE)?).map_err(|_| {
+                String::from_utf8(read(&path, None, MAX_SQL_FILE)?).map_err(|_| {
                     ConfigError::new(format!(
                         "revision {}: {} is not UTF-8",
                         revision.id(),
@@ -425,13 +429,13 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
             let path = revision
                 .component_path(build_dir)
                 .expect("components have a path");
-            let hint = if revision.manifest.kind.is_built() {
-                "; run `wasmig build`"
-            } else {
-                ""
-            };
+            let next = revision
+                .manifest
+                .kind
+                .is_built()
+                .then_some(wasmig_plan::NextStep::Build);
             Ok(Artifact::Component {
-                bytes: read(&path, hint, MAX_COMPONENT_FILE)?,
+                bytes: read(&path, next, MAX_COMPONENT_FILE)?,
                 path,
             })
         }
