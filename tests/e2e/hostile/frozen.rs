@@ -131,8 +131,9 @@ async fn a_frozen_lock_backend_does_not_hold_the_run_and_the_lock_is_free_afterw
     let db = TestDb::new(Backend::Postgres, &project).await;
     db.exec("CREATE TABLE freeze_me ()").await;
     project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
-    // Sleeps 3 s (not 120) while the lock's backend is frozen under it.
-    let b2 = project.sql_revision("b2", &SLEEPY.replace("120", "3"), "DELETE FROM t;");
+    // Sleeps 10 s (not 120): long enough for the test to freeze the lock's backend under
+    // it even on a busy machine.
+    let b2 = project.sql_revision("b2", &SLEEPY.replace("120", "10"), "DELETE FROM t;");
     project.set_manifest(&b2, "timeout_secs = 60");
     let (code, stderr, elapsed) = up_with_a_frozen_backend(&project, &db, Frozen::Lock).await;
     eprintln!("measure: frozen lock backend: wasmig returned after {elapsed:?}");

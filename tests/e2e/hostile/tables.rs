@@ -93,3 +93,29 @@ async fn tables_altered_between_runs_are_refused_before_anything_runs() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_deferred_trigger_that_rewrites_the_heads_at_commit_is_found_after_the_run() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    // The trigger belongs to the migration's own table, so the tamper check of wasmig's
+    // tables has nothing to see; it fires at COMMIT, after wasmig wrote its record.
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE x (y int);
+         CREATE FUNCTION forget() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN DELETE FROM wasmig_version; RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER forget AFTER INSERT ON x
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION forget();
+         INSERT INTO x VALUES (1);",
+        "DROP TABLE x; DROP FUNCTION forget();",
+    );
+    let run = project.run(&db, &["up"]).fails_with(12);
+    assert!(
+        run.stderr
+            .contains("wasmig_version holds none where its steps recorded a1"),
+        "{run:?}"
+    );
+    assert!(db.heads().await.is_empty());
+    db.drop_db().await;
+}

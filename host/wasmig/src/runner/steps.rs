@@ -37,11 +37,64 @@ pub async fn run(
         run.check(step)?;
     }
     db.ensure_version_tables().await?;
+    let before = db.heads().await?;
     let run = Run {
         sandbox: run.start_sandbox()?,
         ..run
     };
-    run.all_steps().await
+    let reports = run.all_steps().await?;
+    read_back(db, &before, steps).await?;
+    Ok(reports)
+}
+
+/// How long reading the heads back after a run may wait for the server.
+const READ_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// After the run, reads the heads back and compares them with what its steps recorded:
+/// something that runs at or after `COMMIT` (a deferred trigger of a migration's table,
+/// say) could change the version table after wasmig wrote it, and a run must not report
+/// revisions applied that the table no longer shows (they would run again next time).
+///
+/// # Errors
+/// [`TablesTampered`](crate::db::TablesTampered) naming both sets of heads.
+async fn read_back(db: &dyn Database, before: &[String], steps: &[Step]) -> anyhow::Result<()> {
+    let mut expected: Vec<String> = before.to_vec();
+    for step in steps {
+        expected.retain(|h| !step.remove_heads.contains(h) || step.add_heads.contains(h));
+        for head in &step.add_heads {
+            if !expected.contains(head) {
+                expected.push(head.clone());
+            }
+        }
+    }
+    expected.sort();
+    // Bounded: the connection it reads on is the lock's, and a server that stopped
+    // answering there must not hold a run whose steps all committed.
+    let Ok(found) = tokio::time::timeout(READ_BACK_WAIT, db.heads()).await else {
+        tracing::warn!(
+            "could not read the heads back after the run: the server did not answer within {} s",
+            READ_BACK_WAIT.as_secs()
+        );
+        return Ok(());
+    };
+    let mut found = found?;
+    found.sort();
+    if found == expected {
+        return Ok(());
+    }
+    let list = |heads: &[String]| {
+        if heads.is_empty() {
+            "none".to_owned()
+        } else {
+            heads.join(", ")
+        }
+    };
+    Err(crate::db::TablesTampered(format!(
+        "after the run committed, wasmig_version holds {} where its steps recorded {} (something changed it at or after COMMIT, such as a deferred trigger of a migration's table); the steps' work was committed",
+        list(&found),
+        list(&expected)
+    ))
+    .into())
 }
 
 /// One run of a plan: what every step needs.
