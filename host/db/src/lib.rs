@@ -795,13 +795,18 @@ pub fn is_connection_failure(code: &str) -> bool {
     code == "WASMIG-IO" || code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
-/// Connects to the database the URL names.
+/// Connects to the database the URL names. On PostgreSQL, wasmig's tables live in `schema`
+/// (which must exist), whatever the sessions' `search_path`; SQLite has one (`main`).
 ///
 /// # Errors
 /// [`DbError::Connect`] when the server cannot be reached.
-pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Box<dyn Database>> {
+pub async fn connect(url: &DatabaseUrl, schema: &str) -> anyhow::Result<Box<dyn Database>> {
     match url {
-        DatabaseUrl::Postgres { .. } => Ok(Box::new(postgres::PgDatabase::connect(url).await?)),
+        DatabaseUrl::Postgres { .. } => Ok(Box::new(
+            postgres::PgDatabase::connect(url)
+                .await?
+                .in_schema(schema.to_owned()),
+        )),
         DatabaseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteDatabase::connect(url).await?)),
     }
 }

@@ -23,6 +23,24 @@ use crate::error::ConfigError;
 /// The project configuration file's name.
 pub const CONFIG_FILE: &str = "wasmig.toml";
 
+/// Where wasmig's tables live on PostgreSQL unless `database_schema` says otherwise.
+pub const DEFAULT_DATABASE_SCHEMA: &str = "public";
+
+fn default_database_schema() -> String {
+    DEFAULT_DATABASE_SCHEMA.to_owned()
+}
+
+/// Whether `name` is a schema name wasmig writes unquoted: a lowercase SQL identifier of at
+/// most 63 bytes.
+fn valid_schema(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// The default directory name template of a new revision.
 pub const DEFAULT_FILE_TEMPLATE: &str = "{year}_{month}_{day}_{hour}{minute}-{rev}_{slug}";
 
@@ -36,6 +54,11 @@ pub struct Config {
     /// The database URL (prefer `DATABASE_URL` for anything with a password).
     #[serde(default)]
     pub database_url: Option<String>,
+    /// The PostgreSQL schema wasmig's own tables live in (default `public`): configured,
+    /// never taken from a session's `search_path`, which a migration (or a role or database
+    /// default it set) could point elsewhere. A lowercase SQL identifier.
+    #[serde(default = "default_database_schema")]
+    pub database_schema: String,
     /// The SQLite file used when no URL is configured, relative to the project directory.
     #[serde(default = "default_sqlite_file")]
     pub default_sqlite_file: PathBuf,
@@ -319,6 +342,13 @@ impl Project {
         )?;
         if let Some(cache) = &config.cache_dir {
             wasmig_plan::manifest::check_inside(cache, "cache_dir", &origin)?;
+        }
+        if !valid_schema(&config.database_schema) {
+            return Err(ConfigError::new(format!(
+                "invalid {}: database_schema = {:?} is not a lowercase SQL identifier (letters, digits and _, at most 63)",
+                path.display(),
+                config.database_schema
+            )));
         }
         config.sandbox.check().map_err(|reason| {
             ConfigError::new(format!("invalid {}: sandbox.{reason}", path.display()))

@@ -17,8 +17,8 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Arguments as _, AssertSqlSafe, PgConnection, Row};
 
 use super::session::PgSession;
+use crate::pg_script;
 use crate::store::{Cell, Driver, Kind, Param, Reader, Statement};
-use crate::{ARTIFACT_TABLE, pg_script};
 
 /// Storage tuning of the artifact table, run once the tables exist: its components are
 /// compressed with lz4 where the server has it (PostgreSQL 14+), which writes a 27 KB
@@ -28,18 +28,18 @@ use crate::{ARTIFACT_TABLE, pg_script};
 /// conflicts with readers such as pg_dump): otherwise the next run tries again. Not part
 /// of the layout (`store::schema`): it changes how rows are stored, not what they are.
 /// (Nested IFs and EXECUTE: older servers lack both the column and the syntax.)
-pub(super) fn compress_artifacts() -> String {
+pub(super) fn compress_artifacts(table: &str) -> String {
     format!(
         "DO $$
          BEGIN
              IF pg_catalog.current_setting('server_version_num')::pg_catalog.int4 >= 140000 THEN
                  IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                             JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
-                            WHERE a.attrelid OPERATOR(pg_catalog.=) '{ARTIFACT_TABLE}'::pg_catalog.regclass
+                            WHERE a.attrelid OPERATOR(pg_catalog.=) '{table}'::pg_catalog.regclass
                               AND a.attname OPERATOR(pg_catalog.=) 'component' AND a.attcompression OPERATOR(pg_catalog.=) ''
                               AND pg_catalog.pg_has_role(c.relowner, 'USAGE')) THEN
                      PERFORM pg_catalog.set_config('lock_timeout', '1s', true);
-                     EXECUTE 'ALTER TABLE {ARTIFACT_TABLE} ALTER COLUMN component SET COMPRESSION lz4';
+                     EXECUTE 'ALTER TABLE {table} ALTER COLUMN component SET COMPRESSION lz4';
                  END IF;
              END IF;
          EXCEPTION WHEN feature_not_supported OR insufficient_privilege OR lock_not_available THEN

@@ -60,6 +60,9 @@ pub(super) const PRESENT: [&str; 5] = [
     CHECKPOINT_TABLE,
 ];
 
+/// Where wasmig's tables live unless the project configures another schema.
+const DEFAULT_SCHEMA: &str = "public";
+
 /// How long closing the connections may wait for the server.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -129,7 +132,7 @@ const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET
 /// );
 /// ```
 ///
-/// All live in the connection's current schema (the first of its `search_path`).
+/// All live in the configured schema (`database_schema`, default `public`), with `wasmig_schema`.
 pub(crate) struct PgDatabase {
     /// Created by [`PgDatabase::connect`], closed by [`Database::close`]; sessions and
     /// cancellers hold clones (one shared pool).
@@ -140,9 +143,12 @@ pub(crate) struct PgDatabase {
     /// [`Database::close`]. It never runs migration code, so nothing a migration leaves on a
     /// connection can reach it, and no migration can release the lock held on it.
     control: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
-    /// wasmig's tables, read on the control connection (unqualified: its `search_path` is
-    /// the role's and database's, which no migration statement changes for it).
+    /// wasmig's tables, in [`PgDatabase::schema`] (qualified: the control connection's
+    /// `search_path` is the role's and the database's, which a migration can change for
+    /// the next run).
     store: VersionStore,
+    /// The schema wasmig's tables live in: configured, never read from a session.
+    pub(super) schema: String,
     /// The backend pid of the control connection while it holds the migration lock (set by
     /// [`Database::lock`], cleared by the guard's release): every step's transaction checks
     /// the lock is still granted to that session before it records anything (a fence), so
@@ -263,11 +269,19 @@ impl PgDatabase {
         Ok(PgDatabase {
             pool,
             control: Arc::new(tokio::sync::Mutex::new(Some(probe))),
-            store: VersionStore::new(Dialect::Postgres, None),
+            store: VersionStore::new(Dialect::Postgres, Some(DEFAULT_SCHEMA.to_owned())),
+            schema: DEFAULT_SCHEMA.to_owned(),
             lock_holder: Arc::new(std::sync::Mutex::new(None)),
             table_oids: std::sync::Mutex::new(None),
             url: url.to_string(),
         })
+    }
+
+    /// The same database, with wasmig's tables in `schema`.
+    pub(crate) fn in_schema(mut self, schema: String) -> Self {
+        self.store = VersionStore::new(Dialect::Postgres, Some(schema.clone()));
+        self.schema = schema;
+        self
     }
 
     /// The control connection (see the field).
@@ -293,7 +307,10 @@ impl Database for PgDatabase {
         {
             return Ok(());
         }
-        let tables: Vec<String> = PRESENT.iter().map(|t| (*t).to_owned()).collect();
+        let tables: Vec<String> = PRESENT
+            .iter()
+            .map(|t| self.store.words().table(t))
+            .collect();
         let check = bookkeeping::tamper_check(&tables, None);
         sqlx::raw_sql(AssertSqlSafe(check))
             .execute(&mut *self.control().await)
@@ -311,24 +328,27 @@ impl Database for PgDatabase {
     }
 
     async fn tables_ready(&self) -> anyhow::Result<()> {
-        sqlx::raw_sql(AssertSqlSafe(bookkeeping::compress_artifacts()))
+        let artifact = self.store.words().table(ARTIFACT_TABLE);
+        sqlx::raw_sql(AssertSqlSafe(bookkeeping::compress_artifacts(&artifact)))
             .execute(&mut *self.control().await)
             .await
             .map_err(|source| DbError::Query {
                 doing: format!("compressing {ARTIFACT_TABLE}"),
                 source,
             })?;
-        // The tables this run writes, by oid, in the schema the sessions will qualify them by.
+        // The tables this run writes, by oid, in the configured schema.
         let sql = format!(
             "SELECT {}, (SELECT n.oid::pg_catalog.int8 FROM pg_catalog.pg_namespace n \
-             WHERE n.nspname OPERATOR(pg_catalog.=) pg_catalog.current_schema())",
+             WHERE n.nspname OPERATOR(pg_catalog.=) {})",
             PRESENT
                 .iter()
                 .map(|t| format!(
-                    "pg_catalog.to_regclass(pg_catalog.concat(pg_catalog.quote_ident(pg_catalog.current_schema()), '.{t}'))::pg_catalog.oid::pg_catalog.int8"
+                    "pg_catalog.to_regclass({})::pg_catalog.oid::pg_catalog.int8",
+                    bookkeeping::lit(&self.store.words().table(t))
                 ))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            bookkeeping::lit(&self.schema)
         );
         let row = sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_one(&mut *self.control().await)

@@ -1,12 +1,11 @@
 //! A PostgreSQL session: one migration's transaction on one pooled connection, and the
 //! canceller that stops its running statement from another connection.
 //!
-//! Owns: beginning the transaction (reading the backend pid, the transaction id and the
-//! schema the version tables live in), the [`GuestSql`] impl (statements, `execute-many`
-//! scripts, `COPY`, server-side cursors, savepoints), the [`Session`] impl (the timeouts,
-//! the guard before wasmig writes: transaction identity, lock fence and tamper check,
-//! commit and rollback), and [`PgCanceller`] (`pg_cancel_backend`, then
-//! `pg_terminate_backend`).
+//! Owns: beginning the transaction (reading the backend pid and the transaction id), the
+//! [`GuestSql`] impl (statements, `execute-many` scripts, `COPY`, server-side cursors,
+//! savepoints), the [`Session`] impl (the timeouts, the guard before wasmig writes:
+//! transaction identity, lock fence and tamper check; the reset between steps, commit and
+//! rollback), and [`PgCanceller`] (`pg_cancel_backend`, then `pg_terminate_backend`).
 //!
 //! Not here: encoding parameters and decoding rows (`codec`), the statements on wasmig's
 //! tables (`store`), the tamper check's text (`bookkeeping`), the pool and the control connection
@@ -84,9 +83,9 @@ pub(crate) struct PgSession {
     cursors_opened: u64,
     /// `txid_current()` at `begin`: the identity [`Session::transaction_intact`] checks.
     xid: i64,
-    /// wasmig's tables, qualified by the schema they live in (`current_schema()` at
-    /// `begin`), so that a migration changing `search_path` cannot send the version-table
-    /// update elsewhere (unqualified when the search path names no existing schema).
+    /// wasmig's tables, qualified by the configured schema they live in, so that no
+    /// `search_path` (the migration's, or a role's or database's default) can send the
+    /// version-table update elsewhere.
     pub(super) store: VersionStore,
     /// The backend pid holding the migration lock when this session began (`None`: no lock
     /// held, as for `--plan`): what [`PgSession::fence`] checks before every write of the
@@ -139,8 +138,7 @@ impl PgDatabase {
             None => String::new(),
         };
         let row = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), \
-             pg_catalog.current_schema()::pg_catalog.text{step_key}"
+            "SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}"
         )))
         .fetch_one(&mut *tx)
         .await
@@ -148,10 +146,8 @@ impl PgDatabase {
             doing: doing("reading the backend pid and transaction id"),
             source,
         })?;
-        let read = || -> Result<(i32, i64, Option<String>), sqlx::Error> {
-            Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
-        };
-        let (pid, xid, schema) = read().map_err(|source| DbError::Query {
+        let read = || -> Result<(i32, i64), sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?)) };
+        let (pid, xid) = read().map_err(|source| DbError::Query {
             doing: doing("reading the backend pid and transaction id"),
             source,
         })?;
@@ -163,7 +159,7 @@ impl PgDatabase {
             }),
             cursors_opened: 0,
             xid,
-            store: VersionStore::new(Dialect::Postgres, schema),
+            store: VersionStore::new(Dialect::Postgres, Some(self.schema.clone())),
             lock_holder: holder,
             table_oids: self.table_oids.lock().ok().and_then(|o| o.clone()),
         })

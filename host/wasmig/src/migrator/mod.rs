@@ -216,7 +216,7 @@ impl Migrator {
         } else {
             tracing::debug!("database: {url}");
         }
-        let db = db::connect(&url).await?;
+        let db = db::connect(&url, &self.project.config.database_schema).await?;
         let result = work(db.as_ref()).await;
         db.close().await;
         result
