@@ -52,6 +52,17 @@ async fn a_transaction_opened_behind_the_check_is_found_and_never_recorded_as_ap
 
 const TRANSACTION_ENDED: i32 = 10;
 
+/// `standard_conforming_strings = off` for every new session of the database, as a DBA or
+/// an earlier revision can set it.
+async fn backslashes_escape_in_every_session(db: &TestDb) {
+    db.exec(
+        "DO $$ BEGIN EXECUTE pg_catalog.format(
+             'ALTER DATABASE %I SET standard_conforming_strings = off', current_database());
+         END $$",
+    )
+    .await;
+}
+
 /// A `COMMIT` behind the check, then a failing statement: the work before the `COMMIT` is
 /// committed, so the step must not be reported rolled back. (The server reads a message
 /// whole before it runs any of it: `standard_conforming_strings` must be off already, set
@@ -66,12 +77,7 @@ async fn a_step_that_committed_behind_the_check_and_then_failed_is_not_reported_
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
     // Set for every session of the database, as a DBA or an earlier revision can.
-    db.exec(
-        "DO $$ BEGIN EXECUTE pg_catalog.format(
-             'ALTER DATABASE %I SET standard_conforming_strings = off', current_database());
-         END $$",
-    )
-    .await;
+    backslashes_escape_in_every_session(&db).await;
     project.sql_revision("a1", COMMIT_THEN_FAIL, "SELECT 1;");
     let run = project.run(&db, &["up"]).fails_with(TRANSACTION_ENDED);
     assert!(
@@ -92,12 +98,7 @@ async fn an_atomic_run_whose_later_step_committed_behind_the_check_does_not_clai
     let db = TestDb::new(Backend::Postgres, &project).await;
     // Set for every session of the database (a `SET` in a1 would not reach b2: the session
     // is reset between the steps of an --atomic run).
-    db.exec(
-        "DO $$ BEGIN EXECUTE pg_catalog.format(
-             'ALTER DATABASE %I SET standard_conforming_strings = off', current_database());
-         END $$",
-    )
-    .await;
+    backslashes_escape_in_every_session(&db).await;
     project.sql_revision(
         "a1",
         "CREATE TABLE first_step (x int);",

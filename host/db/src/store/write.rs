@@ -164,16 +164,8 @@ impl VersionStore {
         ];
         let artifact = match finished.artifact {
             Some(a) => {
-                params.extend([
-                    txt(&a.kind),
-                    txt(&a.checksum),
-                    txt(&a.manifest),
-                    opt(a.up_sql.as_deref()),
-                    opt(a.down_sql.as_deref()),
-                    Param::Bytes(a.component.clone()),
-                    opt(a.source_checksum.as_deref()),
-                    Param::Time(Utc::now()),
-                ]);
+                // Its row but the revision, which is $3 already.
+                params.extend(artifact_row(a).into_iter().skip(1));
                 format!(
                     "INSERT INTO {} (revision, kind, checksum, manifest, up_sql, down_sql,
                          component, source_checksum, stored_at)
@@ -240,17 +232,7 @@ impl VersionStore {
             "source_checksum",
             "stored_at",
         ];
-        let params = vec![
-            txt(&artifact.revision),
-            txt(&artifact.kind),
-            txt(&artifact.checksum),
-            txt(&artifact.manifest),
-            opt(artifact.up_sql.as_deref()),
-            opt(artifact.down_sql.as_deref()),
-            Param::Bytes(artifact.component.clone()),
-            opt(artifact.source_checksum.as_deref()),
-            Param::Time(Utc::now()),
-        ];
+        let params = artifact_row(artifact);
         let doing = format!(
             "storing the artifact of {} in {ARTIFACT_TABLE}",
             artifact.revision
@@ -413,4 +395,19 @@ impl VersionStore {
         let doing = format!("deleting the checkpoint of {revision}");
         self.delete(d, CHECKPOINT_TABLE, revision, doing).await
     }
+}
+
+/// An artifact's row, in the order of the artifact table's columns, stored now.
+fn artifact_row(a: &StoredArtifact) -> Vec<Param> {
+    vec![
+        txt(&a.revision),
+        txt(&a.kind),
+        txt(&a.checksum),
+        txt(&a.manifest),
+        opt(a.up_sql.as_deref()),
+        opt(a.down_sql.as_deref()),
+        Param::Bytes(a.component.clone()),
+        opt(a.source_checksum.as_deref()),
+        Param::Time(Utc::now()),
+    ]
 }
