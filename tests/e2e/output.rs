@@ -181,6 +181,21 @@ async fn failure_states_read_as_documented() {
     insta::assert_snapshot!("bad_manifest", show(&["up"]));
 }
 
+/// The failures of what a run is given rather than of a step: a component that is not one
+/// (exit 8), a database that cannot be reached (exit 5).
+#[tokio::test]
+async fn refusals_before_a_step_read_as_documented() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let show = |args: &[&str]| shown(&project.run(&db, args), &project, Some(&db));
+    let core = wat::parse_str("(module (func (export \"upgrade\")))").unwrap();
+    project.wasm_revision_bytes("a1", &core);
+    insta::assert_snapshot!("core_module", show(&["up"]));
+    let unreachable =
+        project.run_plain(&["up", "--database-url", "postgres://wasmig@127.0.0.1:1/none"]);
+    insta::assert_snapshot!("unreachable_database", shown(&unreachable, &project, None));
+}
+
 #[test]
 fn help_reads_as_documented() {
     let project = TestProject::new();

@@ -229,7 +229,7 @@ impl Sandbox {
         };
         if !wasmparser_is_component(bytes) {
             return Err(invalid(if bytes.starts_with(b"\0asm") {
-                "this is a core WebAssembly module, not a component; `wasmig build` componentizes Rust migrations, and `wasm-tools component new` does it for others".into()
+                "this is a core WebAssembly module, not a component; componentize it (the Rust, Python, JavaScript and C revisions wasmig builds are components already; `wasm-tools component new` does it for others)".into()
             } else {
                 "not a WebAssembly file (no `\\0asm` header); point the manifest's `component` at a .wasm component".into()
             })

@@ -654,7 +654,7 @@ async fn with_lock<T>(
     match (guard.release().await, result) {
         (Ok(()), result) => result,
         (Err(e), Ok(_)) => Err(e.context(
-            "the run finished, but wasmig could not confirm it held the migration lock throughout; another run may have overlapped it: check `wasmig current` and `wasmig history --log`",
+            "the run finished, but wasmig could not confirm it held the migration lock throughout; another run may have overlapped it: compare the version table and its history with the database",
         )),
         (Err(e), Err(run)) => {
             tracing::warn!("releasing the migration lock: {e:#}");

@@ -73,7 +73,7 @@ pub(super) async fn run_autocommitted(
             .await
             {
                 tracing::warn!(
-                    "{}: nothing ran, but its interrupted mark could not be cleared ({e:#}); `wasmig resolve {} --as rolled-back` clears it",
+                    "{}: nothing ran, but its interrupted mark could not be cleared ({e:#}); resolving {} as rolled back clears it",
                     step.revision,
                     step.revision
                 );

@@ -522,7 +522,7 @@ impl Run<'_> {
             );
         } else if atomic && at.index > 0 {
             tracing::warn!(
-                "--atomic: the {} earlier step(s) of this run were in the transaction the migration ended, so they may have been committed with their records: compare `wasmig current` with the database",
+                "--atomic: the {} earlier step(s) of this run were in the transaction the migration ended, so they may have been committed with their records: compare the version table with the database",
                 at.index
             );
         }
