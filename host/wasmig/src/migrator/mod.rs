@@ -343,6 +343,7 @@ impl Migrator {
                 &self.project,
                 db,
                 prepared.set.revisions(),
+                &prepared.heads,
                 &prepared.steps,
                 options,
             )

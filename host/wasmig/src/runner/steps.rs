@@ -4,7 +4,8 @@
 
 use super::*;
 
-/// Runs `steps` in order.
+/// Runs `steps` in order, planned from `heads_before` (the heads read under the lock):
+/// after the last commit the heads are read back and must be what the steps recorded.
 ///
 /// # Errors
 /// [`MigrationError`] for the first failing step (after rolling it back), listing the steps
@@ -13,6 +14,7 @@ pub async fn run(
     project: &Project,
     db: &dyn Database,
     revisions: &[Revision],
+    heads_before: &[String],
     steps: &[Step],
     options: RunOptions,
 ) -> anyhow::Result<Vec<StepReport>> {
@@ -37,13 +39,12 @@ pub async fn run(
         run.check(step)?;
     }
     db.ensure_version_tables().await?;
-    let before = db.heads().await?;
     let run = Run {
         sandbox: run.start_sandbox()?,
         ..run
     };
     let reports = run.all_steps().await?;
-    read_back(db, &before, steps).await?;
+    read_back(db, heads_before, steps).await?;
     Ok(reports)
 }
 
