@@ -41,8 +41,10 @@ async fn up_with_a_frozen_backend(
         Frozen::Lock => {
             let key = wasmig::db::PG_LOCK_KEY as u64;
             db.count(&format!(
+                // This test's database only: other tests' runs hold the same key on theirs.
                 "SELECT coalesce(max(pid), 0) FROM pg_locks WHERE locktype = 'advisory' \
-                 AND granted AND classid = {} AND objid = {} AND objsubid = 1",
+                 AND granted AND classid = {} AND objid = {} AND objsubid = 1 \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 key >> 32,
                 key & 0xffff_ffff
             ))
