@@ -281,6 +281,14 @@ pub trait Database: Send + Sync {
         self.store().history(self.reader().await?.driver()).await
     }
 
+    /// How many rows the history table has (0 when it does not exist): with the heads, what
+    /// a run expects its first step to find ([`Expected`]).
+    async fn history_len(&self) -> anyhow::Result<i64> {
+        self.store()
+            .history_len(self.reader().await?.driver())
+            .await
+    }
+
     /// The artifact stored in the artifact table when `revision` was last applied, or
     /// `None` (never stored, reverted since, or no artifact table yet). Reading does not
     /// create the tables.
@@ -653,6 +661,46 @@ pub struct FinishedStep<'a> {
     /// Whether the revision has a checkpoint to delete (a batched step's last batch, or a
     /// resumed step).
     pub clear_checkpoint: bool,
+    /// What wasmig's tables must hold before this record is written (`None`: not checked).
+    pub expected: Option<&'a Expected>,
+}
+
+/// What wasmig's tables hold before a step writes its record, by wasmig's own account: the
+/// heads the run started from with its earlier steps applied, and how many history rows
+/// there are. The step's own SQL ran in the same transaction just before; if the tables
+/// hold anything else, that SQL wrote them (a head inserted so a revision never runs, one
+/// deleted so it runs again, a history row forged or erased), and the record is refused
+/// with [`TablesTampered`] before the step commits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// The heads, sorted bytewise.
+    pub heads: Vec<String>,
+    /// The number of rows in the history table.
+    pub history: i64,
+}
+
+impl Expected {
+    /// The expectation after a step that replaced `remove` by `add` among the heads (a
+    /// head in both is left alone) and appended its history row.
+    #[must_use]
+    pub fn after(&self, remove: &[String], add: &[String]) -> Expected {
+        let mut heads: Vec<String> = self
+            .heads
+            .iter()
+            .filter(|h| !remove.contains(h) || add.contains(h))
+            .cloned()
+            .collect();
+        for head in add {
+            if !heads.contains(head) {
+                heads.push(head.clone());
+            }
+        }
+        heads.sort();
+        Expected {
+            heads,
+            history: self.history + 1,
+        }
+    }
 }
 
 /// A row of the artifact table: what ran when a revision was last applied, so `wasmig down`

@@ -73,6 +73,14 @@ impl Words {
         }
     }
 
+    /// The number of rows, as a 64-bit integer: qualified on PostgreSQL.
+    fn count(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Postgres => "pg_catalog.count(*)",
+            Dialect::Sqlite => "count(*)",
+        }
+    }
+
     /// The column type of a time.
     fn time(&self) -> &'static str {
         match self.dialect {

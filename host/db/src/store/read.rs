@@ -34,6 +34,29 @@ impl VersionStore {
             .map_err(query_error(doing))
     }
 
+    /// How many rows the history table has (0 when it does not exist).
+    pub async fn history_len(&self, d: &mut dyn Driver) -> anyhow::Result<i64> {
+        if !self.present(d, HISTORY_TABLE).await? {
+            return Ok(0);
+        }
+        let doing = format!("counting the rows of {HISTORY_TABLE}");
+        let rows = d
+            .fetch(&Statement::rows(
+                format!(
+                    "SELECT {} FROM {}",
+                    self.words.count(),
+                    self.table(HISTORY_TABLE)
+                ),
+                vec![],
+                &[Kind::Int],
+            ))
+            .await
+            .map_err(query_error(doing.clone()))?;
+        rows.first()
+            .map_or(Ok(0), |r| int(&r[0], "count"))
+            .map_err(query_error(doing))
+    }
+
     /// The history log, oldest first.
     pub async fn history(&self, d: &mut dyn Driver) -> anyhow::Result<Vec<HistoryEntry>> {
         if !self.present(d, HISTORY_TABLE).await? {

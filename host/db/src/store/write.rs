@@ -5,10 +5,11 @@
 use chrono::Utc;
 
 use super::{
-    Driver, Kind, Param, Statement, VersionStore, confirm, int, opt, query_error, required, txt,
+    Driver, Kind, Param, Statement, VersionStore, confirm, int, opt, query_error, required, text,
+    txt,
 };
 use crate::{
-    ARTIFACT_TABLE, CHECKPOINT_TABLE, Checkpoint, FAILED_TABLE, FailedMark, FinishedStep,
+    ARTIFACT_TABLE, CHECKPOINT_TABLE, Checkpoint, Expected, FAILED_TABLE, FailedMark, FinishedStep,
     HISTORY_TABLE, StepRecord, StoredArtifact, VERSION_TABLE,
 };
 use wasmig_contract::Dialect;
@@ -83,6 +84,15 @@ impl VersionStore {
         if self.words.dialect == Dialect::Postgres {
             return self.finish_in_one(d, finished).await;
         }
+        if let Some(expected) = finished.expected {
+            let heads = self.heads(d).await?;
+            let found = Found {
+                same_heads: heads == expected.heads,
+                heads: heads.join(", "),
+                history: self.history_len(d).await?,
+            };
+            unexpected(&finished.record, expected, &found)?;
+        }
         self.record_step(d, &finished.record).await?;
         match finished.artifact {
             Some(stored) => self.store_artifact(d, stored).await?,
@@ -113,18 +123,28 @@ impl VersionStore {
             .fetch(&self.finish_statement(finished))
             .await
             .map_err(query_error(doing.clone()))?;
-        let counts = rows
+        let (counts, before): (_, Found) = rows
             .first()
             .map(|r| -> Result<_, sqlx::Error> {
                 Ok((
-                    int(&r[0], "added")?,
-                    int(&r[1], "logged")?,
-                    int(&r[2], "stored")?,
+                    (
+                        int(&r[0], "added")?,
+                        int(&r[1], "logged")?,
+                        int(&r[2], "stored")?,
+                    ),
+                    Found {
+                        heads: text(&r[3], "heads")?.unwrap_or_default(),
+                        history: int(&r[4], "history")?,
+                        same_heads: int(&r[5], "same heads")? == 1,
+                    },
                 ))
             })
             .transpose()
             .map_err(query_error(doing.clone()))?
             .unwrap_or_default();
+        if let Some(expected) = finished.expected {
+            unexpected(step, expected, &before)?;
+        }
         let adds = step.add.iter().filter(|h| !step.remove.contains(h)).count() as i64;
         if counts.0 != adds {
             return Err(crate::TablesTampered(format!(
@@ -184,6 +204,15 @@ impl VersionStore {
                 self.table(ARTIFACT_TABLE)
             ),
         };
+        // The heads wasmig expects, compared on the server as arrays: exact, whatever text a
+        // forged row holds.
+        params.push(Param::Texts(
+            finished
+                .expected
+                .map(|e| e.heads.clone())
+                .unwrap_or_default(),
+        ));
+        let expected = params.len();
         let cleared = if finished.clear_checkpoint {
             format!(
                 ", cleared AS (DELETE FROM {} WHERE revision {eq} $3 RETURNING 1)",
@@ -209,10 +238,28 @@ impl VersionStore {
                   stored AS ({artifact}){cleared}
              SELECT (SELECT pg_catalog.count(*) FROM added),
                     (SELECT pg_catalog.count(*) FROM logged),
-                    (SELECT pg_catalog.count(*) FROM stored)",
+                    (SELECT pg_catalog.count(*) FROM stored),
+                    pg_catalog.array_to_string(heads.all, ', '),
+                    (SELECT pg_catalog.count(*) FROM {history}),
+                    CASE WHEN heads.all OPERATOR(pg_catalog.=) ${expected}::pg_catalog.text[] THEN 1::pg_catalog.int8 ELSE 0::pg_catalog.int8 END
+             FROM (SELECT ARRAY(SELECT revision FROM {version}
+                                ORDER BY revision COLLATE pg_catalog.\"C\") AS all) AS heads",
             history = self.table(HISTORY_TABLE),
         );
-        Statement::rows(sql, params, &[Kind::Int, Kind::Int, Kind::Int])
+        // Every part sees the snapshot taken before the statement: the last two columns
+        // are the heads and the history as the step's own SQL left them, before any write.
+        Statement::rows(
+            sql,
+            params,
+            &[
+                Kind::Int,
+                Kind::Int,
+                Kind::Int,
+                Kind::Text,
+                Kind::Int,
+                Kind::Int,
+            ],
+        )
     }
 
     /// Stores (or replaces) a revision's artifact.
@@ -410,4 +457,45 @@ fn artifact_row(a: &StoredArtifact) -> Vec<Param> {
         opt(a.source_checksum.as_deref()),
         Param::Time(Utc::now()),
     ]
+}
+
+/// wasmig's tables as a step's own SQL left them, just before its record is written.
+#[derive(Debug, Default)]
+struct Found {
+    /// The heads, for the message.
+    heads: String,
+    history: i64,
+    /// Whether the heads are exactly the expected ones (compared as lists, not as text).
+    same_heads: bool,
+}
+
+/// Refuses a step's record when wasmig's tables, as the step's own SQL left them, are not
+/// what wasmig's account says: the step's SQL wrote them.
+fn unexpected(
+    step: &StepRecord<'_>,
+    expected: &Expected,
+    found: &Found,
+) -> Result<(), crate::TablesTampered> {
+    let list = |heads: &str| {
+        if heads.is_empty() {
+            "none".to_owned()
+        } else {
+            wasmig_contract::text::shown(heads)
+        }
+    };
+    if !found.same_heads {
+        return Err(crate::TablesTampered(format!(
+            "before {} was recorded, {VERSION_TABLE} held {} where the run expected {}: the step's SQL changed wasmig's heads",
+            step.revision,
+            list(&found.heads),
+            list(&expected.heads.join(", "))
+        )));
+    }
+    if found.history != expected.history {
+        return Err(crate::TablesTampered(format!(
+            "before {} was recorded, {HISTORY_TABLE} had {} rows where the run expected {}: the step's SQL added or deleted history",
+            step.revision, found.history, expected.history
+        )));
+    }
+    Ok(())
 }

@@ -14,6 +14,8 @@ pub(super) struct Batched<'a> {
     pub(super) timeouts: StatementTimeouts,
     /// The checkpoint an earlier run left, to resume from.
     pub(super) resume: Option<Checkpoint>,
+    /// What wasmig's tables must hold before the last batch records the step.
+    pub(super) expected: Expected,
 }
 
 /// Runs a `transaction = "batched"` step: one transaction per call, each committing with
@@ -35,6 +37,7 @@ pub(super) async fn run_batched(
         limits,
         timeouts,
         resume,
+        expected,
     } = batched;
     let started_at = resume.as_ref().map_or_else(Utc::now, |c| c.started_at);
     let batched_step = BatchedStep {
@@ -42,6 +45,7 @@ pub(super) async fn run_batched(
         checksum,
         to_store,
         started_at,
+        expected: &expected,
     };
     let mut committed = resume.as_ref().map_or(0, |c| c.batches);
     let mut checkpoint = resume.as_ref().map(|c| c.checkpoint.clone());
@@ -193,6 +197,8 @@ pub(super) struct BatchedStep<'a> {
     pub(super) checksum: &'a str,
     pub(super) to_store: Option<&'a StoredArtifact>,
     pub(super) started_at: chrono::DateTime<Utc>,
+    /// What wasmig's tables must hold before the last batch records the step.
+    pub(super) expected: &'a Expected,
 }
 
 /// Writes what a batch commits with: its checkpoint when the guest asked for another batch
@@ -209,6 +215,7 @@ pub(super) async fn write_batch(
         checksum,
         to_store,
         started_at,
+        expected,
     } = *batched;
     match next {
         Some(next) => {
@@ -227,16 +234,15 @@ pub(super) async fn write_batch(
             session.save_checkpoint(&saved).await.map_err(Failure::Host)
         }
         None => {
-            finish(
-                session,
+            let finishing = Finishing {
                 step,
                 checksum,
                 started_at,
                 to_store,
-                had_checkpoint || batch > 1,
-                true,
-            )
-            .await
+                had_checkpoint: had_checkpoint || batch > 1,
+                expected,
+            };
+            finish(session, &finishing, true).await
         }
     }
 }

@@ -32,8 +32,8 @@ use serde::Serialize;
 use crate::bindings::{Dialect, SqlError};
 use crate::config::{Project, StatementTimeouts};
 use crate::db::{
-    Checkpoint, Database, Event, FailedMark, FinishedStep, ScriptFailure, Session, StepRecord,
-    StoredArtifact,
+    Checkpoint, Database, Event, Expected, FailedMark, FinishedStep, ScriptFailure, Session,
+    StepRecord, StoredArtifact,
 };
 use crate::error::{ConfigError, Failure, MigrationError, ResumeModified};
 use crate::graph::{Direction, Step};
@@ -188,22 +188,33 @@ async fn check_intact(session: &mut Box<dyn Session>, guest: bool) -> Result<(),
     }
 }
 
+/// What [`finish`] records of a step that ran to its end.
+struct Finishing<'a> {
+    step: &'a Step,
+    checksum: &'a str,
+    started_at: chrono::DateTime<Utc>,
+    /// The copy to store (upgrades).
+    to_store: Option<&'a StoredArtifact>,
+    /// Whether the revision has a checkpoint to delete.
+    had_checkpoint: bool,
+    /// What wasmig's tables must hold before the record is written.
+    expected: &'a Expected,
+}
+
 /// Records a finished step in its transaction, once [`check_intact`]'s check passes (in the
 /// same round trip on PostgreSQL): the version tables, the artifact stored (upgrade) or
-/// forgotten (downgrade), and the checkpoint of a resumed step deleted.
+/// forgotten (downgrade), and the checkpoint of a resumed step deleted; refused when
+/// wasmig's tables are not what the run expects (the step's SQL wrote them).
 async fn finish(
     session: &mut Box<dyn Session>,
-    step: &Step,
-    checksum: &str,
-    started_at: chrono::DateTime<Utc>,
-    to_store: Option<&StoredArtifact>,
-    had_checkpoint: bool,
+    f: &Finishing<'_>,
     guest: bool,
 ) -> Result<(), Failure> {
     let finished = FinishedStep {
-        record: completed(step, checksum, started_at),
-        artifact: to_store,
-        clear_checkpoint: had_checkpoint,
+        record: completed(f.step, f.checksum, f.started_at),
+        artifact: f.to_store,
+        clear_checkpoint: f.had_checkpoint,
+        expected: Some(f.expected),
     };
     match session.finish_step(&finished).await {
         Ok(true) => Ok(()),

@@ -5,7 +5,9 @@
 use super::*;
 
 /// Runs `steps` in order, planned from `heads_before` (the heads read under the lock):
-/// after the last commit the heads are read back and must be what the steps recorded.
+/// each step's record is written only if wasmig's tables hold what the run expects
+/// ([`Expected`]), and after the last commit the heads are read back and must be what the
+/// steps recorded.
 ///
 /// # Errors
 /// [`MigrationError`] for the first failing step (after rolling it back), listing the steps
@@ -33,18 +35,26 @@ pub async fn run(
         checkpoints,
         sandbox: None,
         build_dir,
+        start: Expected::default(),
     };
     // Every artifact must be there before the first step runs, not only when its turn comes.
     for step in steps {
         run.check(step)?;
     }
     db.ensure_version_tables().await?;
+    let mut heads = heads_before.to_vec();
+    heads.sort();
+    let start = Expected {
+        heads,
+        history: db.history_len().await?,
+    };
     let run = Run {
         sandbox: run.start_sandbox()?,
+        start,
         ..run
     };
     let reports = run.all_steps().await?;
-    read_back(db, heads_before, steps).await?;
+    read_back(db, &run.expected_before(steps.len()).heads).await?;
     Ok(reports)
 }
 
@@ -58,17 +68,7 @@ const READ_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 ///
 /// # Errors
 /// [`TablesTampered`](crate::db::TablesTampered) naming both sets of heads.
-async fn read_back(db: &dyn Database, before: &[String], steps: &[Step]) -> anyhow::Result<()> {
-    let mut expected: Vec<String> = before.to_vec();
-    for step in steps {
-        expected.retain(|h| !step.remove_heads.contains(h) || step.add_heads.contains(h));
-        for head in &step.add_heads {
-            if !expected.contains(head) {
-                expected.push(head.clone());
-            }
-        }
-    }
-    expected.sort();
+async fn read_back(db: &dyn Database, expected: &[String]) -> anyhow::Result<()> {
     // Bounded: the connection it reads on is the lock's, and a server that stopped
     // answering there must not hold a run whose steps all committed.
     let Ok(found) = tokio::time::timeout(READ_BACK_WAIT, db.heads()).await else {
@@ -93,7 +93,7 @@ async fn read_back(db: &dyn Database, before: &[String], steps: &[Step]) -> anyh
     Err(crate::db::TablesTampered(format!(
         "after the run committed, wasmig_version holds {} where its steps recorded {} (something changed it at or after COMMIT, such as a deferred trigger of a migration's table); the steps' work was committed",
         list(&found),
-        list(&expected)
+        list(expected)
     ))
     .into())
 }
@@ -110,9 +110,21 @@ struct Run<'a> {
     /// The sandbox, when a step runs a component; created before the first step.
     sandbox: Option<Sandbox>,
     build_dir: std::path::PathBuf,
+    /// wasmig's tables as the run found them under the lock.
+    start: Expected,
 }
 
 impl Run<'_> {
+    /// What wasmig's tables hold before the step at `index` records itself: the start with
+    /// the steps before it applied.
+    fn expected_before(&self, index: usize) -> Expected {
+        self.steps[..index]
+            .iter()
+            .fold(self.start.clone(), |e, step| {
+                e.after(&step.remove_heads, &step.add_heads)
+            })
+    }
+
     /// Refuses a step before anything runs: a missing artifact, a changed artifact under a
     /// checkpoint, limits or timeouts out of range or unsupported, a mode `--atomic` cannot
     /// hold.
@@ -329,6 +341,7 @@ impl Run<'_> {
             limits: limits(self.project, revision)?,
             timeouts: timeouts(self.project, revision)?,
             resume: resume.clone(),
+            expected: self.expected_before(at.index),
         };
         let progress = Progress::new(step.revision.clone());
         let batches = run_batched(self.db, sandbox, loaded, batched, progress)
@@ -427,6 +440,7 @@ impl Run<'_> {
             limits,
             resumed: resume.is_some(),
             keep,
+            expected: self.expected_before(at.index),
         };
         let session = settle(step, session, outcome, settled)
             .await
@@ -605,6 +619,8 @@ struct Settle<'a> {
     resumed: bool,
     /// Whether the transaction goes on to the next step (`--atomic`, not the last).
     keep: bool,
+    /// What wasmig's tables must hold before the step records itself.
+    expected: Expected,
 }
 
 /// After a step's work: rolls back a failure (saying how the transaction really ended),
@@ -626,11 +642,14 @@ async fn settle(
         s.limits.timeout,
         finish(
             &mut session,
-            step,
-            &s.ready.checksum,
-            s.started_at,
-            s.ready.to_store.as_ref(),
-            s.resumed,
+            &Finishing {
+                step,
+                checksum: &s.ready.checksum,
+                started_at: s.started_at,
+                to_store: s.ready.to_store.as_ref(),
+                had_checkpoint: s.resumed,
+                expected: &s.expected,
+            },
             guest,
         ),
     )
