@@ -11,6 +11,7 @@
 
 mod copy;
 mod lock;
+mod pg_parse;
 mod pg_script;
 mod postgres;
 mod sqlite;
@@ -220,12 +221,13 @@ pub(crate) fn autocommit_statements(
     script: &str,
     dialect: Dialect,
 ) -> Result<Vec<&str>, ScriptFailure> {
-    let statements = tx_control::statements(script, dialect);
-    tx_control::check_autocommit(script, dialect).map_err(|error| ScriptFailure {
+    let failure = |total, error| ScriptFailure {
         statement: 0,
-        total: statements.len(),
+        total,
         error: Box::new(error),
-    })?;
+    };
+    let statements = tx_control::statements(script, dialect).map_err(|e| failure(0, e))?;
+    tx_control::check_autocommit(script, dialect).map_err(|e| failure(statements.len(), e))?;
     Ok(statements)
 }
 

@@ -8,17 +8,18 @@
 //! another transaction (or nowhere), so every statement a migration sends, from a guest or
 //! from a SQL revision's script, is checked here before it reaches the database.
 //!
-//! The check is lexical: statements are split at `;` outside quotes, dollar quotes, comments
-//! and bodies (`BEGIN … END` of a SQLite `CREATE TRIGGER`, `BEGIN ATOMIC … END` of a
-//! PostgreSQL `CREATE FUNCTION`/`PROCEDURE`), and each is judged by its first keyword(s), as
-//! psql and `sqlite3_complete` do. It does not parse SQL; what it misses is caught by the
-//! runner, which checks the transaction's identity before recording the step
+//! On PostgreSQL the server's own parser splits and judges each statement (`pg_parse`). On
+//! SQLite the check is lexical: statements are split at `;` outside quotes, comments and
+//! trigger bodies (`BEGIN … END` of a `CREATE TRIGGER`), and each is judged by its first
+//! keyword(s), as `sqlite3_complete` does. What either misses is caught by the runner,
+//! which checks the transaction's identity before recording the step
 //! ([`super::Session::transaction_intact`]).
 //!
 //! Not here: running the statements (`postgres`, `sqlite`).
 
 #![allow(clippy::result_large_err)]
 
+use crate::pg_parse::Refusal;
 use wasmig_contract::{Dialect, SqlError};
 
 /// Refuses `sql` (one statement or a script) if any statement in it is transaction control.
@@ -55,33 +56,61 @@ pub(crate) fn check_autocommit(sql: &str, dialect: Dialect) -> Result<(), SqlErr
 }
 
 fn refuse_control(sql: &str, dialect: Dialect, why: &str) -> Result<(), SqlError> {
-    let statements = split(sql, dialect);
-    let several = statements.len() > 1;
-    for (n, statement) in statements.iter().enumerate() {
-        if let Some(keyword) = control_keyword(&statement.lead) {
-            let at = if several {
-                format!(" (statement {} of the script)", n + 1)
-            } else {
-                String::new()
-            };
-            return Err(SqlError::wasmig(
-                "STATE",
-                format!("`{keyword}`{at} is not allowed in a migration: {why}"),
-            ));
+    let ((n, keyword, why), several) = match dialect {
+        // PostgreSQL's own parser, under both readings of backslashes (`pg_parse`).
+        Dialect::Postgres => match crate::pg_parse::judge(sql)? {
+            None => return Ok(()),
+            Some((n, Refusal::Control(keyword))) => ((n, keyword, why), sql.contains(';')),
+            Some((n, Refusal::Lexing(what))) => ((n, what, LEXING_WHY), sql.contains(';')),
+        },
+        Dialect::Sqlite => {
+            let statements = split(sql, dialect);
+            let several = statements.len() > 1;
+            match statements
+                .iter()
+                .enumerate()
+                .find_map(|(n, s)| control_keyword(&s.lead).map(|k| (n, k.to_owned(), why)))
+            {
+                None => return Ok(()),
+                Some(found) => (found, several),
+            }
         }
-    }
-    Ok(())
+    };
+    let at = if several {
+        format!(" (statement {} of the script)", n + 1)
+    } else {
+        String::new()
+    };
+    Err(SqlError::wasmig(
+        "STATE",
+        format!("`{keyword}`{at} is not allowed in a migration: {why}"),
+    ))
 }
+
+/// Why a statement that changes how the server reads SQL is refused.
+const LEXING_WHY: &str = "wasmig checks every statement with PostgreSQL's own parser, \
+     which reads SQL as the server does only with standard_conforming_strings on and \
+     client_encoding UTF8, the settings wasmig gives migration sessions; remove the \
+     statement (write backslash escapes as E'...' strings instead)";
 
 /// The statements of a script, in order, without their terminating `;`, leaving out empty
 /// ones (only whitespace and comments): how a `transaction = "none"` revision runs its
-/// script, one autocommitted statement at a time.
-pub(crate) fn statements(script: &str, dialect: Dialect) -> Vec<&str> {
-    split(script, dialect)
-        .into_iter()
-        .filter(|s| !s.lead.is_empty() || !only_comments(s.text))
-        .map(|s| s.text)
-        .collect()
+/// script, one autocommitted statement at a time. PostgreSQL's are split by its own parser.
+///
+/// # Errors
+/// On PostgreSQL, a script its parser cannot read (SQLSTATE 42601).
+pub(crate) fn statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, SqlError> {
+    match dialect {
+        Dialect::Postgres => Ok(crate::pg_parse::parse(script)?
+            .into_iter()
+            .map(|s| s.text)
+            .collect()),
+        Dialect::Sqlite => Ok(split(script, dialect)
+            .into_iter()
+            .filter(|s| !s.lead.is_empty() || !only_comments(s.text))
+            .map(|s| s.text)
+            .collect()),
+    }
 }
 
 /// Whether `text` holds nothing but whitespace and `--` or `/* */` comments.
@@ -97,6 +126,14 @@ fn only_comments(text: &str) -> bool {
             return rest.is_empty();
         }
     }
+}
+
+/// The transaction-control keywords one statement starts with, as written (`END`, not the
+/// `COMMIT` it means), if any.
+pub(crate) fn keyword_of(statement: &str) -> Option<&'static str> {
+    split(statement, Dialect::Postgres)
+        .first()
+        .and_then(|s| control_keyword(&s.lead))
 }
 
 /// The transaction-control statement a statement's leading words make, if any.
@@ -346,7 +383,10 @@ mod tests {
 
     fn refused(sql: &str, dialect: Dialect) -> Option<String> {
         check(sql, dialect).err().map(|e| {
-            assert_eq!(e.code, "WASMIG-STATE");
+            // An unterminated quote or body is a syntax error to PostgreSQL's parser (and to
+            // the server): refused all the same, before anything runs.
+            let syntax = dialect == Dialect::Postgres && e.code == "42601";
+            assert!(e.code == "WASMIG-STATE" || syntax, "{sql}: {e:?}");
             e.message
         })
     }
@@ -364,17 +404,23 @@ mod tests {
         let script = "-- header\nCREATE TABLE t (x int);\n\nCREATE INDEX CONCURRENTLY i ON t (x);\n-- done\n";
         assert_eq!(
             statements(script, Dialect::Postgres)
+                .unwrap()
                 .iter()
                 .map(|s| s.trim())
                 .collect::<Vec<_>>(),
+            // PostgreSQL's parser starts a statement at its first token.
             [
-                "-- header\nCREATE TABLE t (x int)",
+                "CREATE TABLE t (x int)",
                 "CREATE INDEX CONCURRENTLY i ON t (x)"
             ]
         );
         let body = "CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END; SELECT 2;";
-        assert_eq!(statements(body, Dialect::Postgres).len(), 2);
-        assert!(statements("  /* c */ ;; -- x", Dialect::Sqlite).is_empty());
+        assert_eq!(statements(body, Dialect::Postgres).unwrap().len(), 2);
+        assert!(
+            statements("  /* c */ ;; -- x", Dialect::Sqlite)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -410,6 +456,9 @@ mod tests {
                     "`ROLLBACK` (statement 2",
                 ),
             ] {
+                if dialect == Dialect::Postgres && sql == "begin immediate" {
+                    continue; // SQLite's syntax
+                }
                 let message = refused(sql, dialect)
                     .unwrap_or_else(|| panic!("{dialect:?}: `{sql}` was not refused"));
                 assert!(message.starts_with(keyword), "{message}");
@@ -476,8 +525,9 @@ mod tests {
             )
             .is_some()
         );
-        // In SQLite `$` starts a parameter, not a quote; brackets quote only there.
-        assert!(refused("SELECT $$; COMMIT", pg).is_none());
+        // In SQLite `$` starts a parameter, not a quote; brackets quote only there. On
+        // PostgreSQL the dollar quote is unterminated: a syntax error, refused, not run.
+        assert_eq!(check("SELECT $$; COMMIT", pg).unwrap_err().code, "42601");
         assert!(refused("SELECT $$; COMMIT", Dialect::Sqlite).is_some());
         assert!(refused("SELECT a[1]; COMMIT", pg).is_some());
     }

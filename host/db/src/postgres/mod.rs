@@ -228,6 +228,10 @@ impl PgDatabase {
         if options.get_application_name().is_none() {
             options = options.application_name("wasmig");
         }
+        // How the server reads SQL text, pinned for every session (over a database's or a
+        // role's default): what wasmig's parser of a migration's SQL assumes (`pg_parse`).
+        // sqlx already asks for client_encoding UTF8.
+        options = options.options([("standard_conforming_strings", "on")]);
         // One direct connection first: the pool retries a refused connection until its
         // acquire timeout and then reports only "pool timed out", hiding the real cause.
         let mut probe = options.connect().await.map_err(|source| DbError::Connect {

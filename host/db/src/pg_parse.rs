@@ -1,0 +1,352 @@
+//! A migration's PostgreSQL SQL as the server reads it: split and classified by
+//! PostgreSQL's own parser (`pg_query` links libpg_query, the server's grammar and lexer),
+//! not by a lexer of wasmig's.
+//!
+//! The server reads a string literal differently when `standard_conforming_strings` is off
+//! (a backslash escapes the quote), so a statement hidden inside a literal under one
+//! setting runs under the other. wasmig pins the setting on for migration sessions and
+//! refuses statements that change it; and since a migration could still change it in ways
+//! no parser sees (`set_config` with a computed name, inside a function), every script is
+//! parsed under both settings, and a statement refused under either is refused. Whatever
+//! the session's setting, the server then runs nothing this module did not judge.
+//!
+//! Refused: transaction control (`BEGIN`, `COMMIT`, `SAVEPOINT`, `PREPARE TRANSACTION`…),
+//! changes to how the server reads the SQL that follows (`standard_conforming_strings`,
+//! `client_encoding`, `RESET ALL`, `DISCARD ALL`, `set_config` naming either), all as
+//! `WASMIG-STATE`. A script the parser cannot read is refused as the server would refuse
+//! it (SQLSTATE 42601, the parser's message), before anything runs.
+//!
+//! Not here: SQLite's statements (`tx_control`), running anything (`postgres`).
+
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use pg_query::protobuf::{DiscardMode, TransactionStmtKind, VariableSetKind, a_const};
+use pg_query::{NodeEnum, NodeRef, ParserOptions};
+use wasmig_contract::SqlError;
+
+/// The settings that decide how the server reads the text of the statements that follow.
+pub(crate) const LEXING_SETTINGS: [&str; 2] = ["standard_conforming_strings", "client_encoding"];
+
+/// One statement of a script, as PostgreSQL's parser split it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Parsed<'a> {
+    /// Its text, without the terminating `;`.
+    pub(crate) text: &'a str,
+    /// Why it may not run in a migration (`None`: it may).
+    pub(crate) refused: Option<Refusal>,
+}
+
+/// What a refused statement does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Ends, opens or splits a transaction: the statement's keywords, as written.
+    Control(String),
+    /// Changes how the server reads later SQL: the statement or call.
+    Lexing(String),
+}
+
+/// The statements of `script` (empty ones left out) and what is refused among them, judged
+/// under both settings of `standard_conforming_strings`.
+///
+/// # Errors
+/// SQLSTATE 42601 when PostgreSQL's parser cannot read `script` (with the session's
+/// setting pinned on, the server could not either).
+pub(crate) fn parse(script: &str) -> Result<Vec<Parsed<'_>>, SqlError> {
+    // The same bytes read with backslashes as escapes, when they parse that way.
+    let other = match pg_query::parse(script, ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS) {
+        Ok(off) => Some(statements(script, &off.protobuf)?),
+        Err(_) => None,
+    };
+    let refused_there = other
+        .as_ref()
+        .and_then(|all| all.iter().position(|s| s.refused.is_some()));
+    let on = match pg_query::parse(script, ParserOptions::DEFAULT) {
+        Ok(on) => on,
+        // Unreadable as standard SQL: the other reading, if it has something to refuse
+        // (what the text is for), else the parser's error.
+        Err(e) => {
+            return match (other, refused_there) {
+                (Some(other), Some(_)) => Ok(other),
+                _ => Err(syntax_error(e)),
+            };
+        }
+    };
+    let mut found = statements(script, &on.protobuf)?;
+    if found.iter().all(|s| s.refused.is_none())
+        && let (Some(mut other), Some(n)) = (other, refused_there)
+    {
+        // Named at its place in the other reading's count (the nearest statement here).
+        let refused = other.swap_remove(n).refused;
+        match found.len().checked_sub(1) {
+            Some(last) => found[n.min(last)].refused = refused,
+            None => found.push(Parsed {
+                text: script,
+                refused,
+            }),
+        }
+    }
+    Ok(found)
+}
+
+/// The first refused statement of a script (its index and why), or `None`.
+pub(crate) type Verdict = Option<(usize, Refusal)>;
+
+/// The refusal for one statement a guest sends (`execute`, `query`, a cursor), cached by
+/// its text: a migration sends the same statement many times, and parsing costs more than
+/// a lookup. `Ok(None)` when it may run.
+///
+/// # Errors
+/// As [`parse`].
+pub(crate) fn judge(sql: &str) -> Result<Verdict, SqlError> {
+    /// Statements remembered; past it the cache starts over.
+    const CACHED: usize = 512;
+    /// Longer statements are not remembered (each is parsed when sent).
+    const CACHED_LEN: usize = 4096;
+    static CACHE: OnceLock<Mutex<HashMap<String, Verdict>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if sql.len() <= CACHED_LEN
+        && let Some(hit) = cache.lock().expect("not poisoned").get(sql)
+    {
+        return Ok(hit.clone());
+    }
+    let verdict = parse(sql)?
+        .into_iter()
+        .enumerate()
+        .find_map(|(n, s)| s.refused.map(|r| (n, r)));
+    if sql.len() <= CACHED_LEN {
+        let mut cache = cache.lock().expect("not poisoned");
+        if cache.len() >= CACHED {
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), verdict.clone());
+    }
+    Ok(verdict)
+}
+
+/// The statements of one parse, with their refusals.
+fn statements<'a>(
+    script: &'a str,
+    parsed: &pg_query::protobuf::ParseResult,
+) -> Result<Vec<Parsed<'a>>, SqlError> {
+    let mut out = Vec::with_capacity(parsed.stmts.len());
+    for raw in &parsed.stmts {
+        let start = usize::try_from(raw.stmt_location).unwrap_or(0);
+        // A length of 0 means "to the end of the string".
+        let end = match usize::try_from(raw.stmt_len) {
+            Ok(0) | Err(_) => script.len(),
+            Ok(len) => start + len,
+        };
+        let text = script.get(start..end).ok_or_else(|| {
+            SqlError::wasmig(
+                "STATE",
+                "PostgreSQL's parser split the script inside a character".to_owned(),
+            )
+        })?;
+        let refused = raw
+            .stmt
+            .as_ref()
+            .and_then(|node| node.node.as_ref())
+            .and_then(|node| refusal(node, text));
+        out.push(Parsed { text, refused });
+    }
+    Ok(out)
+}
+
+/// Why one parsed statement (`text`) may not run in a migration.
+fn refusal(node: &NodeEnum, text: &str) -> Option<Refusal> {
+    match node {
+        // Named as written (`END`, `ABORT`), else by what the parser made of it.
+        NodeEnum::TransactionStmt(t) => Some(Refusal::Control(
+            crate::tx_control::keyword_of(text)
+                .unwrap_or(match t.kind() {
+                    TransactionStmtKind::TransStmtBegin | TransactionStmtKind::Undefined => "BEGIN",
+                    TransactionStmtKind::TransStmtStart => "START TRANSACTION",
+                    TransactionStmtKind::TransStmtCommit => "COMMIT",
+                    TransactionStmtKind::TransStmtRollback => "ROLLBACK",
+                    TransactionStmtKind::TransStmtSavepoint => "SAVEPOINT",
+                    TransactionStmtKind::TransStmtRelease => "RELEASE",
+                    TransactionStmtKind::TransStmtRollbackTo => "ROLLBACK TO",
+                    TransactionStmtKind::TransStmtPrepare => "PREPARE TRANSACTION",
+                    TransactionStmtKind::TransStmtCommitPrepared => "COMMIT PREPARED",
+                    TransactionStmtKind::TransStmtRollbackPrepared => "ROLLBACK PREPARED",
+                })
+                .to_owned(),
+        )),
+        NodeEnum::VariableSetStmt(v) if v.kind() == VariableSetKind::VarResetAll => {
+            Some(Refusal::Lexing("RESET ALL".to_owned()))
+        }
+        NodeEnum::VariableSetStmt(v) if is_lexing(&v.name) => Some(Refusal::Lexing(format!(
+            "{} {}",
+            if v.kind() == VariableSetKind::VarReset {
+                "RESET"
+            } else {
+                "SET"
+            },
+            v.name
+        ))),
+        NodeEnum::DiscardStmt(d) if d.target() == DiscardMode::DiscardAll => {
+            Some(Refusal::Lexing("DISCARD ALL".to_owned()))
+        }
+        other => set_config_call(other),
+    }
+}
+
+/// A `set_config('standard_conforming_strings' | 'client_encoding', …)` call anywhere in
+/// a statement, its setting named by a constant.
+fn set_config_call(node: &NodeEnum) -> Option<Refusal> {
+    node.nodes().into_iter().find_map(|(n, ..)| {
+        let NodeRef::FuncCall(call) = n else {
+            return None;
+        };
+        let name = call.funcname.last().and_then(|part| match &part.node {
+            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+            _ => None,
+        })?;
+        if !name.eq_ignore_ascii_case("set_config") {
+            return None;
+        }
+        let setting = call.args.first().and_then(|arg| match &arg.node {
+            Some(NodeEnum::AConst(c)) => match &c.val {
+                Some(a_const::Val::Sval(s)) => Some(s.sval.as_str()),
+                _ => None,
+            },
+            _ => None,
+        })?;
+        is_lexing(setting).then(|| Refusal::Lexing(format!("set_config('{setting}', …)")))
+    })
+}
+
+fn is_lexing(name: &str) -> bool {
+    LEXING_SETTINGS
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(name.trim()))
+}
+
+/// A script the parser cannot read, as the server reports a syntax error.
+fn syntax_error(e: pg_query::Error) -> SqlError {
+    let message = match e {
+        pg_query::Error::Parse(m) | pg_query::Error::Split(m) => m,
+        other => other.to_string(),
+    };
+    SqlError {
+        code: "42601".to_owned(),
+        message: format!("{message} (PostgreSQL's parser, before anything ran)"),
+        detail: None,
+        hint: None,
+        constraint: None,
+        table: None,
+        column: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(sql: &str) -> Vec<Option<Refusal>> {
+        parse(sql).unwrap().into_iter().map(|s| s.refused).collect()
+    }
+
+    #[test]
+    fn splits_where_the_server_does() {
+        let sql = "CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'select 1';
+                   CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;
+                   SELECT 'a;b' -- ; comment
+                   ;";
+        let texts: Vec<&str> = parse(sql).unwrap().iter().map(|s| s.text.trim()).collect();
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        assert!(texts[1].ends_with("END"), "{texts:?}");
+        assert_eq!(refused(sql), [None, None, None]);
+    }
+
+    #[test]
+    fn transaction_control_is_refused_however_it_is_spelled() {
+        for sql in [
+            "COMMIT",
+            "commit work",
+            "END",
+            "ABORT",
+            "/* x */ BEGIN",
+            "START TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SAVEPOINT s",
+            "RELEASE s",
+            "ROLLBACK TO s",
+            "PREPARE TRANSACTION 'x'",
+            "COMMIT PREPARED 'x'",
+            "SELECT 1; COMMIT",
+        ] {
+            assert!(
+                refused(sql)
+                    .iter()
+                    .any(|r| matches!(r, Some(Refusal::Control(_)))),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_statement_hidden_by_either_reading_of_backslashes_is_refused() {
+        // With backslashes as escapes the literal ends at the second quote, and COMMIT is
+        // a statement; read as the server reads it with the setting on, it is text.
+        let sql = r"SELECT 'a\'; COMMIT; SELECT ''";
+        let on = parse(sql).unwrap();
+        assert!(on.iter().any(|s| s.refused.is_some()), "{on:?}");
+        // And the other way round: text under the escaping reading, a statement otherwise.
+        let sql = r"SELECT E'\''; SELECT 'x\'; COMMIT; --'";
+        assert!(parse(sql).unwrap().iter().any(|s| s.refused.is_some()));
+    }
+
+    #[test]
+    fn changing_how_the_server_reads_sql_is_refused() {
+        for sql in [
+            "SET standard_conforming_strings = off",
+            "SET LOCAL standard_conforming_strings TO off",
+            "set STANDARD_CONFORMING_STRINGS = 'off'",
+            "RESET standard_conforming_strings",
+            "SET client_encoding = 'SJIS'",
+            "SET NAMES 'SJIS'",
+            "RESET ALL",
+            "DISCARD ALL",
+            "SELECT set_config('standard_conforming_strings', 'off', false)",
+            "SELECT pg_catalog.set_config('client_encoding', 'SJIS', true)",
+            "SELECT 1 WHERE (SELECT set_config('standard_conforming_strings', 'off', false)) IS NULL",
+        ] {
+            assert!(
+                refused(sql)
+                    .iter()
+                    .any(|r| matches!(r, Some(Refusal::Lexing(_)))),
+                "{sql}"
+            );
+        }
+        for sql in [
+            "SET search_path = a",
+            "SELECT set_config('x.y', 'z', true)",
+            "DISCARD TEMP",
+        ] {
+            assert_eq!(refused(sql), [None], "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_script_the_parser_cannot_read_is_a_syntax_error() {
+        let e = parse("SELEC 1").unwrap_err();
+        assert_eq!(e.code, "42601");
+        assert!(e.message.contains("syntax error"), "{}", e.message);
+    }
+
+    #[test]
+    fn judging_is_cached_and_says_which_statement() {
+        assert_eq!(judge("SELECT 1").unwrap(), None);
+        assert_eq!(
+            judge("SELECT 1; ROLLBACK").unwrap(),
+            Some((1, Refusal::Control("ROLLBACK".to_owned())))
+        );
+        assert_eq!(
+            judge("SELECT 1; ROLLBACK").unwrap(),
+            Some((1, Refusal::Control("ROLLBACK".to_owned())))
+        );
+    }
+}
