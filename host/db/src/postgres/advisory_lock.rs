@@ -62,14 +62,14 @@ impl Attempt for PgLockAttempt {
         let row: Result<Option<(i32, Option<String>, Option<String>, Option<String>)>, _> =
             sqlx::query_as(
                 "SELECT a.pid, a.application_name,
-                        to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
-                        to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS TZ')
+                        pg_catalog.to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                        pg_catalog.to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS TZ')
                  FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
-                 WHERE l.locktype = 'advisory' AND l.granted
+                 WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
                    AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
-                   AND l.classid = (($1 >> 32) & 4294967295)::oid
-                   AND l.objid = ($1 & 4294967295)::oid
-                   AND l.objsubid = 1
+                   AND l.classid OPERATOR(pg_catalog.=) (($1 OPERATOR(pg_catalog.>>) 32) OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
+                   AND l.objid OPERATOR(pg_catalog.=) ($1 OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
+                   AND l.objsubid OPERATOR(pg_catalog.=) 1
                  LIMIT 1",
             )
             .bind(PG_LOCK_KEY)
@@ -92,13 +92,14 @@ impl Attempt for PgLockAttempt {
         // is not idle belongs to a run that died (or to a read-only command, for a moment).
         // A simple query (one round trip): it runs after every lock taken.
         let sql = format!(
-            "SELECT pid, state, to_char(query_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
-                    left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+            "SELECT pid, state, pg_catalog.to_char(query_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                    pg_catalog.left(pg_catalog.regexp_replace(query, '\\s+', ' ', 'g'), 100)
              FROM pg_catalog.pg_stat_activity
              WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
                AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
-               AND backend_type = 'client backend' AND application_name = {}
-               AND state IS DISTINCT FROM 'idle'
+               AND backend_type OPERATOR(pg_catalog.=) 'client backend'
+               AND application_name OPERATOR(pg_catalog.=) {}
+               AND (state IS NULL OR state OPERATOR(pg_catalog.<>) 'idle')
              ORDER BY query_start
              LIMIT 1",
             lit(&self.application_name)

@@ -77,7 +77,7 @@ const MAX_CONNECTIONS: u32 = 4;
 /// and make its next use of them fail. Settings given at connect time (the
 /// `application_name`, sqlx's `TimeZone`, `DateStyle`…) are what `RESET ALL` returns to.
 const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
-     UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+     UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
 /// A PostgreSQL database reached through a small pool.
 ///

@@ -4,11 +4,13 @@
 //!
 //! Owns: the harness ([`TestDb`], [`admin_url`]) and the small helpers every test file
 //! uses. Not here: the tests themselves, by topic: `fuzz` (the transaction-control check
-//! against generated scripts), `values` (binding and decoding),
+//! against generated scripts), `qualified` (every name in wasmig's own SQL), `values`
+//! (binding and decoding),
 //! `session` (statements, errors, cursors, savepoints, cancelling, the connection's
 //! state), `version_tables` (creating the tables, finishing and recording steps).
 
 mod fuzz;
+mod qualified;
 mod session;
 mod values;
 mod version_tables;
