@@ -9,6 +9,7 @@ mod limits;
 mod lock;
 mod memory;
 mod paths;
+mod proxy;
 mod rows;
 mod schema;
 mod session;
