@@ -430,18 +430,33 @@ impl Database for PgDatabase {
             // the server read differently, say) would keep the rest of the script from
             // committing. Outside a block, the probe is its own transaction, which starts
             // with its statement; inside one, the transaction started with an earlier message.
-            let open = sqlx::raw_sql(
+            // And the next statement must be read as wasmig's parser read it: a setting
+            // changed where the parser could not see it (a computed `set_config`) stops
+            // the script here.
+            let (open, standard) = sqlx::raw_sql(
                 "SELECT pg_catalog.statement_timestamp() \
-                 OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp()",
+                 OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp(), \
+                 pg_catalog.current_setting('standard_conforming_strings') \
+                 OPERATOR(pg_catalog.=) 'on'",
             )
             .fetch_one(&mut *conn)
             .await
-            .and_then(|row| row.try_get::<bool, _>(0))
+            .and_then(|row| Ok((row.try_get::<bool, _>(0)?, row.try_get::<bool, _>(1)?)))
             .map_err(|e| ScriptFailure {
                 statement: n + 1,
                 total,
                 error: Box::new(sql_error(e)),
             })?;
+            if !open && !standard && n + 1 < total {
+                return Err(ScriptFailure {
+                    statement: n + 1,
+                    total,
+                    error: Box::new(wasmig_contract::SqlError::wasmig(
+                        "STATE",
+                        "the statement switched standard_conforming_strings off, so the server would read the next statements differently from wasmig's check of them; the rest of the script did not run; remove the change from the revision".to_owned(),
+                    )),
+                });
+            }
             if open {
                 let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
                 return Err(ScriptFailure {

@@ -276,6 +276,26 @@ impl PgSession {
             .map_err(sql_error)
     }
 
+    /// Refuses with `WASMIG-STATE` unless the session reads literals the standard way
+    /// (`standard_conforming_strings` on, as wasmig pins it and the migration may have
+    /// changed where no parser sees).
+    async fn standard_strings(&mut self) -> SqlResult<()> {
+        let on: bool = sqlx::query_scalar(
+            "SELECT pg_catalog.current_setting('standard_conforming_strings') \
+             OPERATOR(pg_catalog.=) 'on'",
+        )
+        .fetch_one(self.conn())
+        .await
+        .map_err(sql_error)?;
+        if on {
+            return Ok(());
+        }
+        Err(SqlError::wasmig(
+            "STATE",
+            "standard_conforming_strings is off in this session (the migration switched it off), and wasmig checks a script this large only as the server reads it with the setting on; switch it back on or send smaller scripts",
+        ))
+    }
+
     /// Runs a parameterless script through the simple query protocol.
     pub(super) async fn run_script(&mut self, script: String) -> SqlResult<()> {
         sqlx::raw_sql(AssertSqlSafe(script))
@@ -374,6 +394,12 @@ impl GuestSql for PgSession {
 
     async fn batch(&mut self, script: &str) -> SqlResult<()> {
         tx_control::check(script, Dialect::Postgres)?;
+        if crate::pg_parse::split_first(script) {
+            // A large script's statements were split by the standard reading of literals
+            // (`pg_parse`): the server must read it that way too. (A short one was judged
+            // whole under both readings, whatever the session's setting.)
+            self.standard_strings().await?;
+        }
         self.run_script(script.to_owned()).await?;
         // A script is where migrations put their DDL.
         self.forget_statements().await

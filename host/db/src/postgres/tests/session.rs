@@ -372,3 +372,31 @@ async fn a_connection_failure_names_the_url_without_its_password() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_large_script_runs_only_as_the_server_reads_it_with_standard_strings() {
+    let t = TestDb::new().await;
+    let mut filler = String::new();
+    // Past the size parsed whole (256 KiB).
+    for i in 0..20_000 {
+        filler.push_str(&format!("SELECT {i}, 'row {i}';\n"));
+    }
+    // Split by the standard reading, the two halves are harmless statements; read with
+    // backslashes as escapes, the whole message holds a COMMIT.
+    let hidden = format!("{filler}SELECT 'a\\';\nSELECT '; COMMIT; SELECT ' --'\n");
+    let mut s = t.session().await;
+    s.batch(&hidden).await.unwrap();
+    assert!(s.transaction_intact().await.unwrap());
+    s.batch("SELECT set_config('standard_conforming' || '_strings', 'off', false)")
+        .await
+        .unwrap();
+    let err = s.batch(&hidden).await.unwrap_err();
+    assert_eq!(err.code, "WASMIG-STATE");
+    assert!(
+        err.message.contains("standard_conforming_strings is off"),
+        "{}",
+        err.message
+    );
+    assert!(s.transaction_intact().await.unwrap());
+    s.rollback().await.unwrap();
+}
