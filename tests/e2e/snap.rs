@@ -35,6 +35,28 @@ pub(crate) fn shown_with(
     redact(&text, &project.dir, db, known)
 }
 
+/// Only the exit code and what stderr says from its first `error:` line on (the error, its
+/// `Caused by:` chain and its `hint:`), for a run whose progress lines depend on timing.
+pub(crate) fn shown_error(run: &Run, project: &TestProject, db: Option<&TestDb>) -> String {
+    let from = run
+        .stderr
+        .lines()
+        .position(|line| line.starts_with("error:"))
+        .unwrap_or(run.stderr.lines().count());
+    let error: String = run
+        .stderr
+        .lines()
+        .skip(from)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    redact(
+        &format!("exit: {}\n--- stderr from `error:`\n{error}", run.code),
+        &project.dir,
+        db,
+        &[],
+    )
+}
+
 /// Asserts an `insta` snapshot of a text made by [`shown`] (or another `shown_*` function
 /// of this module), named `$name`, with the backend as the snapshot's suffix when given
 /// (`e2e__graph__two_heads_refused@postgres.snap`). A macro rather than a function because
