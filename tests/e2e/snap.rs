@@ -35,6 +35,17 @@ pub(crate) fn shown_with(
     redact(&text, &project.dir, db, known)
 }
 
+/// [`shown`] for a run in a directory that is not the test's project (a clone of it, or no
+/// project at all): `[DIR]` in the snapshot.
+pub(crate) fn shown_in(run: &Run, dir: &Path, db: Option<&TestDb>) -> String {
+    let text = format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        run.code, run.stdout, run.stderr
+    );
+    let text = text.replace(&dir.display().to_string(), "[DIR]");
+    redact(&text, dir, db, &[])
+}
+
 /// Only the exit code and what stderr says from its first `error:` line on (the error, its
 /// `Caused by:` chain and its `hint:`), for a run whose progress lines depend on timing.
 pub(crate) fn shown_error(run: &Run, project: &TestProject, db: Option<&TestDb>) -> String {
