@@ -46,6 +46,16 @@ pub(crate) fn shown_in(run: &Run, dir: &Path, db: Option<&TestDb>) -> String {
     redact(&text, dir, db, &[])
 }
 
+/// The exit code and stderr of a run whose stdout is JSON, which the test checks field by
+/// field (it holds durations and counts a snapshot would have to redact).
+pub(crate) fn shown_log(run: &Run, project: &TestProject, db: Option<&TestDb>) -> String {
+    let text = format!(
+        "exit: {}\n--- stdout: JSON, checked by the test\n--- stderr\n{}",
+        run.code, run.stderr
+    );
+    redact(&text, &project.dir, db, &[])
+}
+
 /// Only the exit code and what stderr says from its first `error:` line on (the error, its
 /// `Caused by:` chain and its `hint:`), for a run whose progress lines depend on timing.
 pub(crate) fn shown_error(run: &Run, project: &TestProject, db: Option<&TestDb>) -> String {
