@@ -5,16 +5,11 @@
 //! Not here: verification of revisions that are in the project (`integrity`).
 
 use crate::components::{SUCCEED, component};
+use crate::snap::{assert_run, shown};
 use crate::support::{BOTH, TestDb, TestProject};
 
 const GRAPH: i32 = 4;
 const MODIFIED: i32 = 12;
-
-fn reverted_from_copy(revision: &str) -> String {
-    format!(
-        "reverting {revision} from the copy stored in the database (its files are not in this project)"
-    )
-}
 
 #[tokio::test]
 async fn down_reverts_a_sql_revision_whose_files_are_gone_from_its_stored_copy() {
@@ -34,19 +29,17 @@ async fn down_reverts_a_sql_revision_whose_files_are_gone_from_its_stored_copy()
         // An older release: b2's directory is gone.
         std::fs::remove_dir_all(&b2).unwrap();
         let run = project.run(&db, &["up"]).fails_with(GRAPH);
-        assert!(
-            run.stderr
-                .contains("`b2`, which this project does not contain")
-                && run
-                    .stderr
-                    .contains("`wasmig down` can revert it from the copy stored in the database"),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "up_with_a_head_the_project_lacks",
+            backend,
+            shown(&run, &project, Some(&db))
         );
 
         let run = project.run(&db, &["down", "-1"]).success();
-        assert!(
-            run.stderr.contains(&reverted_from_copy("b2")),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "sql_revision_reverted_from_its_copy",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         assert!(!db.table_exists("t2").await, "{backend:?}: down.sql ran");
         assert!(db.table_exists("t1").await);
@@ -86,8 +79,11 @@ async fn down_walks_several_missing_revisions_down_to_the_project() {
             "{backend:?}"
         );
         let run = project.run(&db, &["down", "a1"]).success();
-        assert!(run.stderr.contains(&reverted_from_copy("c3")), "{run:?}");
-        assert!(run.stderr.contains(&reverted_from_copy("b2")), "{run:?}");
+        assert_run!(
+            "two_revisions_reverted_from_their_copies",
+            backend,
+            shown(&run, &project, Some(&db))
+        );
         assert!(!db.table_exists("t3").await && !db.table_exists("t2").await);
         assert_eq!(db.heads().await, ["a1"], "{backend:?}");
         db.drop_db().await;
@@ -112,9 +108,10 @@ async fn down_reverts_a_component_revision_from_its_stored_copy() {
         std::fs::remove_file(project.dir.join("b2.input.wasm")).unwrap();
 
         let run = project.run(&db, &["down", "-1"]).success();
-        assert!(
-            run.stderr.contains(&reverted_from_copy("b2")),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "component_reverted_from_its_copy",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         assert_eq!(db.heads().await, ["a1"], "{backend:?}");
         assert_eq!(
@@ -138,7 +135,11 @@ async fn a_stored_copy_that_does_not_match_its_recorded_checksum_is_refused() {
             .await;
 
         let run = project.run(&db, &["down", "-1"]).fails_with(MODIFIED);
-        assert!(run.stderr.contains("revision b2:"), "{backend:?}: {run:?}");
+        assert_run!(
+            "altered_stored_copy_refused",
+            backend,
+            shown(&run, &project, Some(&db))
+        );
         assert!(db.table_exists("t1").await && db.table_exists("t2").await);
         assert_eq!(db.heads().await, ["b2"], "{backend:?}");
         db.drop_db().await;
@@ -157,9 +158,10 @@ async fn down_refuses_a_missing_revision_the_database_has_no_copy_of() {
         std::fs::remove_dir_all(&b2).unwrap();
 
         let run = project.run(&db, &["down", "-1"]).fails_with(GRAPH);
-        assert!(
-            run.stderr.contains("the database stores no copy"),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "missing_revision_without_a_copy",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         assert_eq!(db.heads().await, ["b2"], "{backend:?}");
         db.drop_db().await;
@@ -182,7 +184,11 @@ async fn rehash_replaces_the_stored_copy_that_down_reverts_from() {
         std::fs::remove_dir_all(&a1).unwrap();
 
         let run = project.run(&db, &["down", "base"]).success();
-        assert!(run.stderr.contains(&reverted_from_copy("a1")), "{run:?}");
+        assert_run!(
+            "rehashed_copy_reverted",
+            backend,
+            shown(&run, &project, Some(&db))
+        );
         assert!(!db.table_exists("t1").await, "{backend:?}");
         assert!(
             db.table_exists("marker").await,

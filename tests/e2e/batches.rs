@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::snap::{assert_run, shown, shown_log, shown_with};
 use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
 
 /// A project with the batches guest as revision `b1` over `rows` items, `size` per batch.
@@ -79,8 +80,12 @@ async fn a_batched_revision_commits_each_batch_and_records_the_step_with_the_las
         assert_eq!(db.heads().await, ["b1"]);
         assert_eq!(db.history().await, ["upgrade:b1"]);
         assert!(checkpoints(&db).await.is_empty(), "{backend:?}");
-        // Progress spans the batches: the last report is the whole table.
-        assert!(run.stderr.contains("250/250"), "{backend:?}: {run:?}");
+        // Progress spans the batches: the last report is the whole table, 250/250.
+        assert_run!(
+            "batched_run_progress",
+            backend,
+            shown_log(&run, &project, Some(&db))
+        );
 
         // Downgrades are batched the same way.
         let run = project.run(&db, &["down", "--json"]).success();
@@ -145,9 +150,17 @@ async fn a_killed_batched_run_resumes_from_its_checkpoint_and_applies_each_row_o
             assert_eq!(status["in_progress"][0]["revision"], "b1", "{status}");
             assert_eq!(status["in_progress"][0]["batches"], batches, "{status}");
             let status = project.run(&db, &["current"]).success();
-            assert!(
-                status.stdout.contains("in progress: b1 (batched upgrade"),
-                "{status:?}"
+            // How many batches committed before the kill depends on timing.
+            let count = format!("{batches} batch(es)");
+            assert_run!(
+                "current_of_a_killed_batched_run",
+                backend,
+                shown_with(
+                    &status,
+                    &project,
+                    Some(&db),
+                    &[(count.as_str(), "[BATCHES] batch(es)")]
+                )
             );
         }
         // Every round resumed where the last one stopped.
@@ -155,10 +168,13 @@ async fn a_killed_batched_run_resumes_from_its_checkpoint_and_applies_each_row_o
 
         db.exec("UPDATE e2e_batches SET pause_ms = 0").await;
         let run = project.run(&db, &["up", "--json"]).success();
-        assert!(
-            run.stderr
-                .contains(&format!("resuming after batch {}", committed[2])),
-            "{run:?}"
+        let resumed = format!("resuming after batch {}", committed[2]);
+        // Where the kill left it depends on timing.
+        assert_run!(
+            "resumed_after_a_kill",
+            backend,
+            shown_log(&run, &project, Some(&db))
+                .replace(&resumed, "resuming after batch [COMMITTED]")
         );
         let step = steps(&run);
         assert_eq!(step["resumed_after"], committed[2], "{run:?}");
@@ -179,14 +195,10 @@ async fn a_failed_batch_keeps_the_earlier_batches_and_the_next_run_resumes_after
         let (project, db, _) = setup(backend, "batched", 300, 50).await;
         db.exec("UPDATE e2e_batches SET fail_from = 101").await;
         let run = project.run(&db, &["up"]).fails_with(6);
-        assert!(
-            run.stderr
-                .contains("upgrade of revision b1 failed in batch 3")
-                && run.stderr.contains("asked to fail from key 101")
-                && run
-                    .stderr
-                    .contains("its 2 earlier batch(es) stay committed"),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "failed_batch_keeps_earlier_batches",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         assert_eq!(items_at(&db, 1).await, 100, "{backend:?}");
         assert_eq!(checkpoints(&db).await, ["b1:upgrade:2"]);
@@ -194,11 +206,10 @@ async fn a_failed_batch_keeps_the_earlier_batches_and_the_next_run_resumes_after
 
         // Nothing may build on half of a data migration: down and stamp refuse.
         let run = project.run(&db, &["down", "base"]).fails_with(13);
-        assert!(
-            run.stderr
-                .contains("revision b1 is part-way through a batched upgrade: 2 batch(es)")
-                && run.stderr.contains("`wasmig up b1` resumes it"),
-            "{run:?}"
+        assert_run!(
+            "down_refused_part_way_through_a_batched_upgrade",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         project.run(&db, &["stamp", "b1"]).fails_with(13);
         let plan = project.run(&db, &["up", "--plan"]).success();
@@ -224,13 +235,10 @@ async fn a_batch_stopped_by_the_deadline_keeps_the_earlier_batches_and_the_next_
         // that one, after three batches committed with their checkpoints.
         db.exec("UPDATE e2e_batches SET stall_from = 151").await;
         let run = project.run(&db, &["up"]).fails_with(7);
-        assert!(
-            run.stderr.contains("revision b1")
-                && run.stderr.contains("batch 4")
-                && run
-                    .stderr
-                    .contains("its 3 earlier batch(es) stay committed"),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "batch_stopped_by_the_deadline",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         assert_eq!(items_at(&db, 1).await, 150, "{backend:?}");
         assert_eq!(items_at(&db, 0).await, 150, "{backend:?}");
@@ -254,10 +262,10 @@ async fn a_per_migration_revision_runs_every_batch_in_one_transaction() {
         let (project, db, _) = setup(backend, "per-migration", 300, 50).await;
         db.exec("UPDATE e2e_batches SET fail_from = 201").await;
         let run = project.run(&db, &["up"]).fails_with(6);
-        assert!(
-            run.stderr
-                .contains("upgrade of revision b1 failed and was rolled back"),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "per_migration_batches_rolled_back",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         // The five batches before the failing one went with it.
         assert_eq!(items_at(&db, 0).await, 300, "{backend:?}");
@@ -280,10 +288,10 @@ async fn a_batch_that_repeats_its_checkpoint_fails_instead_of_looping() {
             let (project, db, _) = setup(backend, transaction, 100, 10).await;
             db.exec("UPDATE e2e_batches SET repeat = 1").await;
             let run = project.run(&db, &["up"]).fails_with(6);
-            assert!(
-                run.stderr
-                    .contains("asked for another batch from the checkpoint it started from"),
-                "{backend:?} {transaction}: {run:?}"
+            assert_run!(
+                format!("repeated_checkpoint_{transaction}"),
+                backend,
+                shown(&run, &project, Some(&db))
             );
             db.drop_db().await;
         }
@@ -295,11 +303,7 @@ async fn a_checkpoint_over_64_kib_fails_the_batch() {
     let (project, db, _) = setup(Backend::Postgres, "batched", 100, 10).await;
     db.exec("UPDATE e2e_batches SET repeat = 2").await;
     let run = project.run(&db, &["up"]).fails_with(6);
-    assert!(
-        run.stderr
-            .contains("the checkpoint passed to `next-batch` is 100000 bytes"),
-        "{run:?}"
-    );
+    assert_run!("checkpoint_over_64_kib", shown(&run, &project, Some(&db)));
     assert!(checkpoints(&db).await.is_empty());
     db.drop_db().await;
 }
@@ -316,14 +320,16 @@ async fn resuming_a_changed_batched_revision_is_refused_unless_allowed() {
     std::fs::write(&component, bytes).unwrap();
     db.exec("UPDATE e2e_batches SET fail_from = NULL").await;
     let run = project.run(&db, &["up"]).fails_with(12);
-    assert!(
-        run.stderr
-            .contains("revision b1: changed since its batched upgrade began"),
-        "{run:?}"
+    assert_run!(
+        "changed_batched_revision_refused",
+        shown(&run, &project, Some(&db))
     );
     assert_eq!(items_at(&db, 1).await, 100);
     let run = project.run(&db, &["up", "--allow-modified"]).success();
-    assert!(run.stderr.contains("resuming anyway"), "{run:?}");
+    assert_run!(
+        "changed_batched_revision_allowed",
+        shown(&run, &project, Some(&db))
+    );
     assert_eq!(items_at(&db, 1).await, 200);
     db.drop_db().await;
 }
@@ -338,7 +344,11 @@ async fn resolve_discards_or_completes_a_batched_revision_part_way_through() {
             let run = project
                 .run(&db, &["resolve", "b1", "--as", state])
                 .success();
-            assert!(run.stderr.contains("resolved b1 as"), "{run:?}");
+            assert_run!(
+                format!("resolved_batched_as_{state}"),
+                backend,
+                shown(&run, &project, Some(&db))
+            );
             assert!(checkpoints(&db).await.is_empty(), "{backend:?} {state}");
             assert_eq!(db.heads().await, heads, "{backend:?} {state}");
             assert_eq!(db.history().await, ["resolve:b1"]);
@@ -356,9 +366,9 @@ async fn resolve_discards_or_completes_a_batched_revision_part_way_through() {
 async fn atomic_runs_refuse_batched_revisions() {
     let (project, db, _) = setup(Backend::Sqlite, "batched", 10, 5).await;
     let run = project.run(&db, &["up", "--atomic"]).fails_with(3);
-    assert!(
-        run.stderr.contains("sets `transaction = \"batched\"`"),
-        "{run:?}"
+    assert_run!(
+        "atomic_run_refuses_batched",
+        shown(&run, &project, Some(&db))
     );
     assert_eq!(items_at(&db, 0).await, 10);
     db.drop_db().await;
@@ -371,12 +381,7 @@ async fn a_component_built_against_wit_0_1_0_still_runs() {
         let db = TestDb::new(backend, &project).await;
         project.wasm_revision("l1", Path::new(crate::test_guest::LEGACY));
         let run = project.run(&db, &["up"]).success();
-        assert!(
-            run.stderr
-                .contains("legacy guest: read 2 rows through a cursor")
-                && run.stderr.contains("Int64(2) by count"),
-            "{backend:?}: {run:?}"
-        );
+        assert_run!("wit_0_1_0_guest", backend, shown(&run, &project, Some(&db)));
         assert_eq!(db.count("SELECT count(*) FROM legacy_ok").await, 2);
         project.run(&db, &["down"]).success();
         assert!(!db.table_exists("legacy_ok").await);

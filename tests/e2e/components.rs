@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::snap::{assert_run, shown, shown_log};
 use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
 
 /// A component exporting `upgrade` and `downgrade` as `func() -> result<_, string>`, whose
@@ -52,7 +53,7 @@ async fn assert_component_fails(
     body: &str,
     extra_manifest: &str,
     code: i32,
-    needle: &str,
+    name: &str,
 ) {
     let project = TestProject::new();
     let db = TestDb::new(backend, &project).await;
@@ -60,12 +61,7 @@ async fn assert_component_fails(
     let dir = project.wasm_revision_bytes("b2", &component(body));
     project.set_manifest(&dir, extra_manifest);
     let run = project.run(&db, &["up"]).fails_with(code);
-    assert!(
-        run.stderr.contains(needle),
-        "{backend:?}: expected `{needle}` in:\n{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("revision b2"), "{run:?}");
+    assert_run!(name, backend, shown(&run, &project, Some(&db)));
     assert_eq!(db.heads().await, ["a1"], "{backend:?}");
     assert_eq!(db.history().await, ["upgrade:a1"], "{backend:?}");
     db.drop_db().await;
@@ -74,14 +70,21 @@ async fn assert_component_fails(
 #[tokio::test]
 async fn a_trapping_guest_is_rolled_back_and_blamed() {
     for backend in BOTH {
-        assert_component_fails(backend, TRAP, "", 6, "the migration trapped").await;
+        assert_component_fails(backend, TRAP, "", 6, "trap_rolled_back").await;
     }
 }
 
 #[tokio::test]
 async fn an_infinite_loop_is_stopped_by_the_deadline() {
     for backend in BOTH {
-        assert_component_fails(backend, LOOP, "timeout_secs = 1", 7, "time limit of 1s").await;
+        assert_component_fails(
+            backend,
+            LOOP,
+            "timeout_secs = 1",
+            7,
+            "infinite_loop_stopped",
+        )
+        .await;
     }
 }
 
@@ -93,7 +96,7 @@ async fn a_memory_bomb_is_stopped_by_the_memory_cap() {
             MEMORY_BOMB,
             "memory_limit_mib = 64",
             7,
-            "memory limit of 64 MiB",
+            "memory_bomb_stopped",
         )
         .await;
     }
@@ -102,14 +105,7 @@ async fn a_memory_bomb_is_stopped_by_the_memory_cap() {
 #[tokio::test]
 async fn a_table_bomb_is_stopped_by_the_table_cap() {
     for backend in BOTH {
-        assert_component_fails(
-            backend,
-            TABLE_BOMB,
-            "",
-            7,
-            "grow its tables past the sandbox's fixed limit of 1000000 elements",
-        )
-        .await;
+        assert_component_fails(backend, TABLE_BOMB, "", 7, "table_bomb_stopped").await;
     }
 }
 
@@ -119,28 +115,21 @@ async fn malformed_files_and_core_modules_are_refused() {
     let db = TestDb::new(Backend::Sqlite, &project).await;
     project.wasm_revision_bytes("a1", b"this is not wasm at all");
     let run = project.run(&db, &["up"]).fails_with(8);
-    assert!(
-        run.stderr.contains("revision a1") && run.stderr.contains("not a WebAssembly file"),
-        "{run:?}"
-    );
+    assert_run!("not_a_wasm_file", shown(&run, &project, Some(&db)));
     assert!(db.heads().await.is_empty());
 
     let project = TestProject::new();
     let core = wat::parse_str("(module (func (export \"upgrade\")))").unwrap();
     project.wasm_revision_bytes("a1", &core);
     let run = project.run(&db, &["up"]).fails_with(8);
-    assert!(
-        run.stderr
-            .contains("core WebAssembly module, not a component"),
-        "{run:?}"
-    );
+    assert_run!("core_module_refused", shown(&run, &project, Some(&db)));
 
     let project = TestProject::new();
     let mut truncated = component(SUCCEED);
     truncated.truncate(truncated.len() / 2);
     project.wasm_revision_bytes("a1", &truncated);
     let run = project.run(&db, &["up"]).fails_with(8);
-    assert!(run.stderr.contains("not a valid component"), "{run:?}");
+    assert_run!("truncated_component", shown(&run, &project, Some(&db)));
 }
 
 #[tokio::test]
@@ -157,10 +146,9 @@ async fn components_of_another_world_or_with_denied_imports_are_refused() {
     .unwrap();
     project.wasm_revision_bytes("a1", &wrong_world);
     let run = project.run(&db, &["up"]).fails_with(8);
-    assert!(
-        run.stderr
-            .contains("does not export the function `upgrade`"),
-        "{run:?}"
+    assert_run!(
+        "component_of_another_world",
+        shown(&run, &project, Some(&db))
     );
 
     // The right names with the wrong signature: `upgrade: func()` instead of
@@ -177,9 +165,9 @@ async fn components_of_another_world_or_with_denied_imports_are_refused() {
     .unwrap();
     project.wasm_revision_bytes("a1", &wrong_signature);
     let run = project.run(&db, &["up"]).fails_with(8);
-    assert!(
-        run.stderr.contains("revision a1") && run.stderr.contains("does not match the"),
-        "{run:?}"
+    assert_run!(
+        "component_with_the_wrong_signature",
+        shown(&run, &project, Some(&db))
     );
     assert!(db.heads().await.is_empty());
 
@@ -196,9 +184,9 @@ async fn components_of_another_world_or_with_denied_imports_are_refused() {
     .unwrap();
     project.wasm_revision_bytes("a1", &denied);
     let run = project.run(&db, &["up"]).fails_with(8);
-    assert!(
-        run.stderr.contains("imports `evil:net/raw-socket`"),
-        "{run:?}"
+    assert_run!(
+        "component_with_a_denied_import",
+        shown(&run, &project, Some(&db))
     );
     assert!(db.heads().await.is_empty());
 }
@@ -255,7 +243,10 @@ async fn a_forged_cache_entry_is_never_loaded() {
 
     let run = project.run(&db, &["up", "--json"]).success();
     assert_eq!(run.json()["steps"][0]["cache"], "miss", "{run:?}");
-    assert!(run.stderr.contains("its tag does not verify"), "{run:?}");
+    assert_run!(
+        "forged_cache_entry_recompiled",
+        shown_log(&run, &project, Some(&db))
+    );
     project.run(&db, &["down"]).success();
     // The entry was rewritten by wasmig and is trusted again.
     let run = project.run(&db, &["up", "--json"]).success();
@@ -315,9 +306,9 @@ async fn a_dot_env_cannot_choose_the_compile_cache_key() {
             "miss",
             "{dot_env}: {run:?}"
         );
-        assert!(
-            run.stderr.contains("its tag does not verify"),
-            "{dot_env}: {run:?}"
+        assert_run!(
+            "cache_key_from_dot_env_ignored",
+            shown_log(&run, &project, Some(&db))
         );
         project.run(&db, &["down"]).success();
     }
@@ -325,9 +316,9 @@ async fn a_dot_env_cannot_choose_the_compile_cache_key() {
     // Even from the real environment, a key inside the project is refused.
     let run = with_key(&shipped.join("cache.key"), &["up", "--json"]).success();
     assert_eq!(run.json()["steps"][0]["cache"], "disabled", "{run:?}");
-    assert!(
-        run.stderr.contains("compile cache disabled") && run.stderr.contains("inside the project"),
-        "{run:?}"
+    assert_run!(
+        "cache_key_inside_the_project_refused",
+        shown_log(&run, &project, Some(&db))
     );
     std::fs::remove_dir_all(&authors).unwrap();
 }
@@ -365,10 +356,9 @@ async fn a_cache_entry_swapped_for_another_components_is_never_loaded() {
     std::fs::copy(entry_of(&succeeds), entry_of(&traps)).unwrap();
 
     let run = project.run(&db, &["up"]).fails_with(6);
-    assert!(
-        run.stderr.contains("its tag does not verify")
-            && run.stderr.contains("the migration trapped"),
-        "{run:?}"
+    assert_run!(
+        "swapped_cache_entry_recompiled",
+        shown(&run, &project, Some(&db))
     );
     assert_eq!(db.heads().await, ["a1"]);
 }
@@ -377,9 +367,12 @@ async fn a_cache_entry_swapped_for_another_components_is_never_loaded() {
 /// before anything runs, naming the manifest.
 #[tokio::test]
 async fn sandbox_limits_out_of_range_are_refused_before_the_first_step() {
-    for setting in [
-        "timeout_secs = 1e300",
-        "memory_limit_mib = 9223372036854775807",
+    for (name, setting) in [
+        ("timeout_out_of_range", "timeout_secs = 1e300"),
+        (
+            "memory_limit_out_of_range",
+            "memory_limit_mib = 9223372036854775807",
+        ),
     ] {
         let project = TestProject::new();
         let db = TestDb::new(Backend::Sqlite, &project).await;
@@ -387,12 +380,7 @@ async fn sandbox_limits_out_of_range_are_refused_before_the_first_step() {
         let dir = project.wasm_revision_bytes("b2", &component(SUCCEED));
         project.set_manifest(&dir, setting);
         let run = project.run(&db, &["up"]).fails_with(3);
-        assert!(
-            run.stderr.contains("migration.toml")
-                && run.stderr.contains(setting.split(" = ").next().unwrap())
-                && run.stderr.contains("out of range"),
-            "{setting}: {run:?}"
-        );
+        assert_run!(name, shown(&run, &project, Some(&db)));
         assert!(db.heads().await.is_empty(), "{setting}: a1 ran anyway");
     }
 }

@@ -2,6 +2,7 @@
 //! `down` and `check`, `--allow-modified` overrides for one run, `rehash` accepts a change.
 
 use crate::components::{SUCCEED, component};
+use crate::snap::{assert_run, shown};
 use crate::support::{BOTH, Backend, TestDb, TestProject};
 
 const GRAPH: i32 = 4;
@@ -18,9 +19,11 @@ async fn a_changed_applied_sql_revision_is_refused_until_rehashed() {
         std::fs::write(a1.join("up.sql"), "CREATE TABLE t1 (x bigint);").unwrap();
 
         let run = project.run(&db, &["up"]).fails_with(MODIFIED);
-        assert!(run.stderr.contains("revision a1:"), "{backend:?}: {run:?}");
-        assert!(run.stderr.contains("up.sql"), "{run:?}");
-        assert!(run.stderr.contains("wasmig rehash a1"), "{run:?}");
+        assert_run!(
+            "changed_sql_revision_refused",
+            backend,
+            shown(&run, &project, Some(&db))
+        );
         assert_eq!(
             db.heads().await,
             ["a1"],
@@ -30,12 +33,17 @@ async fn a_changed_applied_sql_revision_is_refused_until_rehashed() {
         project.run(&db, &["down"]).fails_with(MODIFIED);
         project.run(&db, &["up", "--plan"]).fails_with(MODIFIED);
         let check = project.run(&db, &["check"]).fails_with(MODIFIED);
-        assert!(check.stderr.contains("revision a1:"), "{check:?}");
+        assert_run!(
+            "check_finds_the_change",
+            backend,
+            shown(&check, &project, Some(&db))
+        );
 
         let allowed = project.run(&db, &["up", "--allow-modified"]).success();
-        assert!(
-            allowed.stderr.contains("--allow-modified: revision a1:"),
-            "{allowed:?}"
+        assert_run!(
+            "change_allowed_for_one_run",
+            backend,
+            shown(&allowed, &project, Some(&db))
         );
         assert_eq!(db.heads().await, ["b2"], "{backend:?}");
         // One run only: the next is refused again.
@@ -53,9 +61,10 @@ async fn a_changed_applied_sql_revision_is_refused_until_rehashed() {
             "{backend:?}"
         );
         let check = project.run(&db, &["check"]).success();
-        assert!(
-            check.stdout.contains("2 applied revision(s) match"),
-            "{check:?}"
+        assert_run!(
+            "check_after_rehash",
+            backend,
+            shown(&check, &project, Some(&db))
         );
         // The new checksum holds: down and up run without complaint.
         project.run(&db, &["down", "base"]).success();
@@ -77,7 +86,11 @@ async fn rehash_refuses_revisions_that_are_not_applied() {
         project.sql_revision("b2", "SELECT 1;", "SELECT 1;");
         project.run(&db, &["up", "a1"]).success();
         let run = project.run(&db, &["rehash", "b2"]).fails_with(GRAPH);
-        assert!(run.stderr.contains("`b2` is not applied"), "{run:?}");
+        assert_run!(
+            "rehash_of_a_revision_not_applied",
+            backend,
+            shown(&run, &project, Some(&db))
+        );
         project.run(&db, &["rehash", "zz"]).fails_with(GRAPH);
         assert_eq!(db.history().await, ["upgrade:a1"], "{backend:?}");
         db.drop_db().await;
@@ -96,8 +109,11 @@ async fn vanished_applied_files_and_directories_are_refused() {
         // A file of an applied revision removed: exit 12, naming the file.
         std::fs::remove_file(a1.join("down.sql")).unwrap();
         let run = project.run(&db, &["up"]).fails_with(MODIFIED);
-        assert!(run.stderr.contains("vanished"), "{backend:?}: {run:?}");
-        assert!(run.stderr.contains("down.sql"), "{run:?}");
+        assert_run!(
+            "vanished_file_refused",
+            backend,
+            shown(&run, &project, Some(&db))
+        );
         project.run(&db, &["check"]).fails_with(MODIFIED);
         std::fs::write(a1.join("down.sql"), "DROP TABLE t1;").unwrap();
         project.run(&db, &["check"]).success();
@@ -106,13 +122,12 @@ async fn vanished_applied_files_and_directories_are_refused() {
         // the project lacks, a graph error (4) from every command that reads the database
         // except `down`, which reverts it from its stored copy (see `artifacts`).
         std::fs::remove_dir_all(&b2).unwrap();
-        for args in [&["up"][..], &["check"]] {
+        for (name, args) in [
+            ("vanished_head_refused_by_up", &["up"][..]),
+            ("vanished_head_refused_by_check", &["check"]),
+        ] {
             let run = project.run(&db, args).fails_with(GRAPH);
-            assert!(
-                run.stderr
-                    .contains("`b2`, which this project does not contain"),
-                "{backend:?} {args:?}: {run:?}"
-            );
+            assert_run!(name, backend, shown(&run, &project, Some(&db)));
         }
         assert_eq!(db.heads().await, ["b2"]);
         db.drop_db().await;
@@ -134,8 +149,11 @@ async fn a_changed_applied_component_is_refused() {
         )
         .unwrap();
         let run = project.run(&db, &["up"]).fails_with(MODIFIED);
-        assert!(run.stderr.contains("revision w1:"), "{backend:?}: {run:?}");
-        assert!(run.stderr.contains("migration.wasm"), "{run:?}");
+        assert_run!(
+            "changed_component_refused",
+            backend,
+            shown(&run, &project, Some(&db))
+        );
         assert_eq!(db.heads().await, ["w1"]);
         project.run(&db, &["rehash", "w1"]).success();
         project.run(&db, &["up"]).success();
@@ -149,10 +167,7 @@ async fn check_without_a_database_verifies_nothing_and_creates_nothing() {
     let project = TestProject::new();
     project.sql_revision("a1", "SELECT 1;", "SELECT 1;");
     let run = project.run_plain(&["check"]).success();
-    assert!(
-        run.stdout.contains("applied revisions not verified"),
-        "{run:?}"
-    );
+    assert_run!("check_without_a_database", shown(&run, &project, None));
     assert!(!project.dir.join("wasmig.db").exists());
 }
 
@@ -214,13 +229,10 @@ async fn a_rust_revision_is_verified_against_the_component_a_rebuild_makes() {
         let built = std::fs::read(&component).unwrap();
         std::fs::remove_file(&component).unwrap();
         let check = project.run(&db, &["check"]).success();
-        assert!(
-            check.stdout.contains("ok: 0 applied revision(s) match")
-                && check.stdout.contains(
-                    "not verified: 1 applied revision(s) whose component is not built: r1"
-                )
-                && check.stderr.contains("run `wasmig build` first"),
-            "{check:?}"
+        assert_run!(
+            "check_of_an_unbuilt_rust_revision",
+            backend,
+            shown(&check, &project, Some(&db))
         );
         std::fs::write(&component, &built).unwrap();
         let check = project.run(&db, &["check", "--json"]).success().json();
@@ -238,8 +250,11 @@ async fn a_rust_revision_is_verified_against_the_component_a_rebuild_makes() {
             .replace("-- undo what upgrade did", "-- undo it, changed");
         std::fs::write(&lib, source).unwrap();
         let run = project.run(&db, &["down"]).fails_with(MODIFIED);
-        assert!(run.stderr.contains("revision r1:"), "{backend:?}: {run:?}");
-        assert!(run.stderr.contains("r1.wasm"), "{run:?}");
+        assert_run!(
+            "changed_rust_source_refused_by_down",
+            backend,
+            shown(&run, &project, Some(&db))
+        );
         assert_eq!(db.heads().await, ["r1"], "{backend:?}");
         project.run(&db, &["rehash", "r1"]).success();
         project.run(&db, &["down"]).success();
@@ -255,12 +270,9 @@ async fn check_does_not_count_stamped_revisions_as_verified() {
     project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
     project.run(&db, &["stamp", "a1"]).success();
     let check = project.run(&db, &["check"]).success();
-    assert!(
-        check.stdout.contains("ok: 0 applied revision(s) match")
-            && check.stdout.contains(
-                "not verified: 1 applied revision(s) without a recorded checksum (only stamped): a1"
-            ),
-        "{check:?}"
+    assert_run!(
+        "check_of_a_stamped_revision",
+        shown(&check, &project, Some(&db))
     );
     db.drop_db().await;
 }

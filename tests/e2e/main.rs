@@ -18,6 +18,7 @@ mod lock;
 mod output;
 mod portable;
 mod scaffold;
+mod snap;
 mod sql;
 mod support;
 mod test_guest {

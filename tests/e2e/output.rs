@@ -1,64 +1,12 @@
 //! The text a person reads, checked as text: `insta` snapshots of the CLI's human output
 //! (listings, status, plans, a run's log, errors and `--help`), with what changes from run
-//! to run (the project's path, the database URL, durations, timestamps, checksums) redacted.
+//! to run (the project's path, the database URL, durations, timestamps, checksums) redacted
+//! by `crate::snap`.
 //! Review a change with `cargo insta review`, or `INSTA_UPDATE=always cargo test` then
 //! `git diff`.
 
-use crate::support::{Backend, Run, TestDb, TestProject};
-
-/// Both streams of a run, with its exit code, redacted for a snapshot.
-fn shown(run: &Run, project: &TestProject, db: Option<&TestDb>) -> String {
-    let mut text = format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        run.code, run.stdout, run.stderr
-    );
-    if let Some(db) = db {
-        text = text.replace(&db.url, "[DATABASE_URL]");
-    }
-    text = text.replace(&project.dir.display().to_string(), "[PROJECT]");
-    redact_numbers(&text)
-}
-
-/// Replaces durations (`12 ms`), RFC 3339 timestamps and 12-digit checksum prefixes, which
-/// change from run to run.
-fn redact_numbers(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let all: Vec<&str> = line.split(' ').collect();
-        let mut redacted = Vec::with_capacity(all.len());
-        for (i, word) in all.iter().enumerate() {
-            let next = all.get(i + 1).copied().unwrap_or("");
-            let is_number = !word.is_empty() && word.bytes().all(|b| b.is_ascii_digit());
-            // Punctuation after a word (`…Z:`, `…d05)`) is kept, not part of what it is.
-            let core = word.trim_end_matches([',', ')', ':', ';']);
-            let tail = &word[core.len()..];
-            let is_time = core.len() >= 20
-                && core.as_bytes()[4] == b'-'
-                && core.contains('T')
-                && core.ends_with('Z');
-            // A revision directory starts with its creation time: YYYY_MM_DD_HHMM-.
-            let dated = word.find("versions/").map(|at| &word[at + 9..]);
-            let is_dated = dated.is_some_and(|d| d.len() > 16 && d.as_bytes()[15] == b'-');
-            let is_checksum =
-                core.len() == 12 && core.bytes().all(|b| b.is_ascii_hexdigit()) && i > 2;
-            redacted.push(if is_number && next.starts_with("ms") {
-                "[N]".to_owned()
-            } else if is_time {
-                format!("[TIME]{tail}")
-            } else if is_dated {
-                let at = word.find("versions/").expect("dated") + 9;
-                format!("{}[CREATED]{}", &word[..at], &word[at + 15..])
-            } else if is_checksum {
-                format!("[CHECKSUM]{tail}")
-            } else {
-                (*word).to_owned()
-            });
-        }
-        out.push_str(&redacted.join(" "));
-        out.push('\n');
-    }
-    out
-}
+use crate::snap::{assert_run, shown, shown_with};
+use crate::support::{Backend, TestDb, TestProject};
 
 /// Two heads: a1 -> b2 and a1 -> c3.
 fn project_with_two_heads() -> TestProject {
@@ -207,4 +155,75 @@ fn help_reads_as_documented() {
         "up_help",
         shown(&project.run_plain(&["up", "--help"]), &project, None)
     );
+}
+
+/// The failures that leave a run no way on: a migration that does not build (exit 9), a
+/// step that ended wasmig's transaction itself (exit 10), a migration lock another run
+/// holds (exit 11).
+#[tokio::test]
+async fn failures_of_the_surroundings_read_as_documented() {
+    // A Rust revision with a compile error: cargo's error, then wasmig's (exit 9).
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let rust = project
+        .run_plain(&[
+            "revision", "-m", "rust", "--kind", "rust", "--rev-id", "r1", "--json",
+        ])
+        .success();
+    let dir = std::path::PathBuf::from(rust.json()["directory"].as_str().unwrap());
+    let lib = dir.join("src/lib.rs");
+    let mut source = std::fs::read_to_string(&lib).unwrap();
+    source.push_str("\nfn broken() -> u32 {\n    \"not a number\"\n}\n");
+    std::fs::write(&lib, source).unwrap();
+    let run = project.run(&db, &["up"]).fails_with(9);
+    assert_run!("build_failed", shown(&run, &project, Some(&db)));
+
+    // A `COMMIT` the server does not answer within the step's time limit: a deferred
+    // trigger sleeps at commit (exit 10, the outcome unknown). (The other cause of exit 10,
+    // transaction control that got past the parser, has no known SQL left to provoke it.)
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let a1 = project.sql_revision(
+        "a1",
+        "CREATE TABLE slow_commit (x int);
+         CREATE FUNCTION slow_commit_fn() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER slow_commit_tr AFTER INSERT ON slow_commit
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit_fn();
+         INSERT INTO slow_commit VALUES (1);",
+        "SELECT 1;",
+    );
+    project.set_manifest(&a1, "timeout_secs = 1");
+    let run = project.run(&db, &["up"]).fails_with(10);
+    assert_run!("transaction_ended", shown(&run, &project, Some(&db)));
+    db.drop_db().await;
+
+    // Another run holds the SQLite lock file (exit 11); its holder's line is what the test
+    // wrote there.
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let lock_path = format!("{}.wasmig-lock", db.url.strip_prefix("sqlite:").unwrap());
+    let holder = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&lock_path)
+        .unwrap();
+    holder.lock().unwrap();
+    std::fs::write(&lock_path, "pid 4242 (the e2e test)\n").unwrap();
+    let run = project
+        .run(&db, &["up", "--lock-timeout", "1"])
+        .fails_with(11);
+    assert_run!(
+        "lock_timeout",
+        shown_with(
+            &run,
+            &project,
+            Some(&db),
+            &[("pid 4242", "pid [PLANTED_PID]")]
+        )
+    );
+    holder.unlock().unwrap();
 }

@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use crate::support::{Backend, TestDb, TestProject, repo_root, wasmig_cmd};
+use crate::snap::{assert_run, shown, shown_in};
+use crate::support::{Backend, Run, TestDb, TestProject, repo_root, wasmig_cmd};
 
 /// Copies a project as a clone would see it: without wasmig's working directory and build
 /// outputs (ignored by git).
@@ -64,16 +65,14 @@ async fn a_clone_at_another_path_builds_the_same_rust_components_and_verifies() 
         "the SDK came from the binary"
     );
     // The clone verifies what the first checkout applied: same checksums.
-    let check = wasmig_cmd(&clone)
-        .args(["check", "--database-url", &db.url])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    assert!(String::from_utf8_lossy(&check.stdout).contains("1 applied revision(s) match"));
+    let check = Run::from_output(
+        wasmig_cmd(&clone)
+            .args(["check", "--database-url", &db.url])
+            .output()
+            .unwrap(),
+    )
+    .success();
+    assert_run!("check_in_a_clone", shown_in(&check, &clone, Some(&db)));
     db.drop_db().await;
     std::fs::remove_dir_all(&outside).unwrap();
 }
@@ -117,9 +116,11 @@ async fn a_rust_project_builds_and_runs_where_wasmigs_source_tree_is_unreachable
         .env("CARGO_TARGET_DIR", outside.join("target"))
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("applied 1 revision(s)"), "{stderr}");
+    let run = Run::from_output(out).success();
+    assert_run!(
+        "run_where_the_source_tree_is_unreachable",
+        shown(&run, &project, None)
+    );
     assert!(project.dir.join(".wasmig/build/r1.wasm").is_file());
     std::fs::remove_dir_all(&outside).unwrap();
 }

@@ -2,6 +2,7 @@
 //! `init`, `revision` of every kind (and its aliases), the file template, the manifest, the
 //! post-write hook, then building and running what was generated.
 
+use crate::snap::{assert_run, shown};
 use crate::support::{BOTH, TestDb, TestProject};
 
 /// `YYYY_MM_DD_HHMM-<rev>_<slug>`.
@@ -32,10 +33,7 @@ async fn init_and_revision_create_a_project_that_builds_and_runs() {
         }
         // A second init is refused rather than overwriting the configuration.
         let again = project.run_plain(&["init", "."]).fails_with(3);
-        assert!(
-            again.stderr.contains("already a wasmig project"),
-            "{again:?}"
-        );
+        assert_run!("second_init_refused", shown(&again, &project, None));
 
         let sql = project
             .run_plain(&[
@@ -123,7 +121,11 @@ async fn init_and_revision_create_a_project_that_builds_and_runs() {
 
         let db = TestDb::new(backend, &project).await;
         let run = project.run(&db, &["up"]).success();
-        assert!(run.stderr.contains("[bbb222] upgrading"), "{run:?}");
+        assert_run!(
+            "scaffolded_project_runs",
+            backend,
+            shown(&run, &project, Some(&db))
+        );
         assert_eq!(db.heads().await, ["ccc333"], "{backend:?}");
         assert_eq!(db.strings("SELECT name FROM users").await, ["ada"]);
         let status = project.run(&db, &["status", "--json"]).success().json();
@@ -157,9 +159,9 @@ async fn revision_refuses_bad_and_duplicate_ids() {
     let dup = project
         .run_plain(&["revision", "-m", "two", "--rev-id", "r1"])
         .fails_with(3);
-    assert!(dup.stderr.contains("`r1` already exists"), "{dup:?}");
+    assert_run!("duplicate_rev_id", shown(&dup, &project, None));
     let bad = project
         .run_plain(&["revision", "-m", "three", "--rev-id", "a b"])
         .fails_with(3);
-    assert!(bad.stderr.contains("invalid --rev-id `a b`"), "{bad:?}");
+    assert_run!("invalid_rev_id", shown(&bad, &project, None));
 }

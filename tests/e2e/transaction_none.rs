@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::snap::{assert_run, shown};
 use crate::support::{BOTH, Backend, TestDb, TestProject};
 
 const CONFIG: i32 = 3;
@@ -41,11 +42,9 @@ async fn create_index_concurrently_runs_in_a_revision_without_a_transaction() {
     );
     // In the default mode PostgreSQL refuses it: the revision runs in a transaction.
     let refused = project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
-    assert!(
-        refused
-            .stderr
-            .contains("cannot run inside a transaction block"),
-        "{refused:?}"
+    assert_run!(
+        "create_index_concurrently_in_a_transaction",
+        shown(&refused, &project, Some(&db))
     );
     assert!(db.failed_marks().await.is_empty());
 
@@ -86,12 +85,7 @@ async fn fail_part_way(backend: Backend, project: &TestProject, db: &TestDb) -> 
     );
     no_transaction(&b2);
     let run = project.run(db, &["up"]).fails_with(MIGRATION_FAILED);
-    assert!(
-        run.stderr
-            .contains("upgrade of revision b2 failed at statement 2 of 3 and was not rolled back"),
-        "{backend:?}: {run:?}"
-    );
-    assert!(run.stderr.contains("wasmig resolve b2 --as"), "{run:?}");
+    assert_run!("failed_part_way", backend, shown(&run, project, Some(db)));
     // The first statement committed on its own; the third never ran.
     assert!(db.table_exists("kept").await, "{backend:?}");
     assert!(!db.table_exists("never").await, "{backend:?}");
@@ -120,18 +114,26 @@ async fn fail_part_way(backend: Backend, project: &TestProject, db: &TestDb) -> 
     assert_eq!(status["failed"][0]["direction"], "upgrade");
     assert_eq!(status["failed"][0]["statement"], 2);
     let status = project.run(db, &["status"]).success();
-    assert!(status.stdout.contains("failed: b2"), "{status:?}");
+    assert_run!(
+        "status_of_a_failed_revision",
+        backend,
+        shown(&status, project, Some(db))
+    );
     let log = project.run(db, &["history", "--log"]).success();
-    assert!(log.stdout.contains("failed"), "{log:?}");
+    assert_run!(
+        "history_log_of_a_failed_revision",
+        backend,
+        shown(&log, project, Some(db))
+    );
 
     // Nothing runs until it is resolved, neither up nor down nor a plan.
-    for args in [&["up"][..], &["down"], &["up", "--plan"]] {
+    for (name, args) in [
+        ("marked_failed_refuses_up", &["up"][..]),
+        ("marked_failed_refuses_down", &["down"]),
+        ("marked_failed_refuses_a_plan", &["up", "--plan"]),
+    ] {
         let refused = project.run(db, args).fails_with(FAILED_STATE);
-        assert!(
-            refused.stderr.contains("revision b2 is marked failed"),
-            "{backend:?} {args:?}: {refused:?}"
-        );
-        assert!(refused.stderr.contains("wasmig resolve"), "{refused:?}");
+        assert_run!(name, backend, shown(&refused, project, Some(db)));
     }
     assert_eq!(db.heads().await, ["a1"], "{backend:?}");
     b2
@@ -201,12 +203,17 @@ async fn a_revision_without_a_transaction_failing_part_way_is_resolved_as_applie
             "{backend:?}"
         );
         let up = project.run(&db, &["up"]).success();
-        assert!(up.stderr.contains("nothing to do"), "{up:?}");
+        assert_run!(
+            "nothing_to_do_after_resolved_as_applied",
+            backend,
+            shown(&up, &project, Some(&db))
+        );
         // Resolved as applied, its checksum is recorded: `check` verifies it.
         let check = project.run(&db, &["check"]).success();
-        assert!(
-            check.stdout.contains("2 applied revision(s) match"),
-            "{check:?}"
+        assert_run!(
+            "check_after_resolved_as_applied",
+            backend,
+            shown(&check, &project, Some(&db))
         );
         project.run(&db, &["down"]).success();
         assert_eq!(db.heads().await, ["a1"], "{backend:?}");
@@ -229,11 +236,10 @@ async fn a_downgrade_without_a_transaction_failing_part_way_is_resolved_as_rolle
         no_transaction(&b2);
         project.run(&db, &["up"]).success();
         let run = project.run(&db, &["down"]).fails_with(MIGRATION_FAILED);
-        assert!(
-            run.stderr.contains(
-                "downgrade of revision b2 failed at statement 2 of 3 and was not rolled back"
-            ),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "downgrade_failed_part_way",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         assert!(!db.table_exists("v").await, "{backend:?}");
         assert_eq!(db.heads().await, ["b2"], "{backend:?}");
@@ -305,7 +311,11 @@ async fn an_atomic_run_refuses_a_revision_without_a_transaction() {
         let b2 = project.sql_revision("b2", "CREATE TABLE u (x int);", "DROP TABLE u;");
         no_transaction(&b2);
         let run = project.run(&db, &["up", "--atomic"]).fails_with(CONFIG);
-        assert!(run.stderr.contains("--atomic"), "{backend:?}: {run:?}");
+        assert_run!(
+            "atomic_run_refuses_transaction_none",
+            backend,
+            shown(&run, &project, Some(&db))
+        );
         assert!(db.heads().await.is_empty(), "{backend:?}: nothing ran");
         db.drop_db().await;
     }
@@ -317,7 +327,10 @@ async fn transaction_none_is_refused_for_components() {
     let w1 = project.wasm_revision_bytes("w1", b"\0asm");
     no_transaction(&w1);
     let run = project.run_plain(&["up", "--plan"]).fails_with(CONFIG);
-    assert!(run.stderr.contains("only for SQL revisions"), "{run:?}");
+    assert_run!(
+        "transaction_none_for_a_component",
+        shown(&run, &project, None)
+    );
 }
 
 #[tokio::test]
@@ -328,11 +341,10 @@ async fn transaction_control_in_a_revision_without_a_transaction_is_refused_befo
         let a1 = project.sql_revision("a1", "CREATE TABLE t (x int);\nCOMMIT;", "DROP TABLE t;");
         no_transaction(&a1);
         let run = project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
-        assert!(run.stderr.contains("WASMIG-STATE"), "{backend:?}: {run:?}");
-        assert!(
-            run.stderr
-                .contains("with `transaction = \"none\"` wasmig commits each statement"),
-            "{run:?}"
+        assert_run!(
+            "commit_in_transaction_none_refused",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         // Nothing ran, so there is nothing to resolve.
         assert!(!db.table_exists("t").await, "{backend:?}");
@@ -385,7 +397,10 @@ async fn a_run_killed_inside_a_revision_without_a_transaction_leaves_it_marked()
         "{status}"
     );
     let refused = project.run(&db, &["up"]).fails_with(FAILED_STATE);
-    assert!(refused.stderr.contains("resolve b2"), "{refused:?}");
+    assert_run!(
+        "marked_by_a_killed_run",
+        shown(&refused, &project, Some(&db))
+    );
     db.exec("DROP TABLE half").await;
     project
         .run(&db, &["resolve", "b2", "--as", "rolled-back"])
@@ -422,7 +437,11 @@ async fn a_failed_mark_blocks_stamp_and_rehash_and_resolve_checks_heads_and_what
         let moved = project
             .run(&db, &["resolve", "b2", "--as", "applied"])
             .fails_with(GRAPH);
-        assert!(moved.stderr.contains("the heads moved"), "{moved:?}");
+        assert_run!(
+            "resolve_when_the_heads_moved",
+            backend,
+            shown(&moved, &project, Some(&db))
+        );
         db.exec("INSERT INTO wasmig_version (revision) VALUES ('a1')")
             .await;
 
@@ -440,7 +459,11 @@ async fn a_failed_mark_blocks_stamp_and_rehash_and_resolve_checks_heads_and_what
             .success();
         assert_eq!(db.heads().await, ["b2"], "{backend:?}");
         let check = project.run(&db, &["check"]).fails_with(12);
-        assert!(check.stderr.contains("b2"), "{backend:?}: {check:?}");
+        assert_run!(
+            "check_after_resolving_an_edited_revision",
+            backend,
+            shown(&check, &project, Some(&db))
+        );
         db.drop_db().await;
     }
 }

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use sqlx::Connection;
 
+use crate::snap::{assert_run, shown};
 use crate::support::{Backend, TestDb, TestProject};
 
 #[tokio::test]
@@ -19,8 +20,7 @@ async fn statement_and_lock_timeouts_fail_the_step_and_roll_it_back() {
     );
     project.set_manifest(&slow, "statement_timeout_secs = 0.3");
     let run = project.run(&db, &["up"]).fails_with(6);
-    assert!(run.stderr.contains("statement timeout"), "{run:?}");
-    assert!(run.stderr.contains("57014"), "{run:?}");
+    assert_run!("statement_timeout", shown(&run, &project, Some(&db)));
     assert_eq!(db.heads().await, ["a1"]);
     assert_eq!(db.count("SELECT count(*) FROM t").await, 0, "rolled back");
 
@@ -49,8 +49,10 @@ async fn statement_and_lock_timeouts_fail_the_step_and_roll_it_back() {
         .await
         .unwrap();
     let run = project.run(&db, &["up"]).fails_with(6);
-    assert!(run.stderr.contains("55P03"), "{run:?}");
-    assert!(run.stderr.contains("lock timeout"), "{run:?}");
+    assert_run!(
+        "lock_timeout_from_the_project",
+        shown(&run, &project, Some(&db))
+    );
     assert_eq!(db.heads().await, ["a1"]);
     sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
     other.close().await.unwrap();
@@ -66,10 +68,9 @@ async fn timeouts_are_refused_on_sqlite_and_out_of_range_everywhere() {
     let a1 = project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
     project.set_manifest(&a1, "lock_timeout_secs = 1");
     let run = project.run(&db, &["up"]).fails_with(3);
-    assert!(
-        run.stderr
-            .contains("PostgreSQL settings and SQLite has neither"),
-        "{run:?}"
+    assert_run!(
+        "timeouts_refused_on_sqlite",
+        shown(&run, &project, Some(&db))
     );
     assert!(db.heads().await.is_empty());
 
@@ -81,10 +82,9 @@ async fn timeouts_are_refused_on_sqlite_and_out_of_range_everywhere() {
     )
     .unwrap();
     let run = project.run(&db, &["up"]).fails_with(3);
-    assert!(
-        run.stderr
-            .contains("statement_timeout_secs = -1.0 is out of range"),
-        "{run:?}"
+    assert_run!(
+        "negative_statement_timeout",
+        shown(&run, &project, Some(&db))
     );
     db.drop_db().await;
 }
@@ -98,10 +98,10 @@ async fn an_atomic_run_applies_everything_or_nothing_on_both_backends() {
         project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
         let c3 = project.sql_revision("c3", "INSERT INTO missing VALUES (1);", "");
         let run = project.run(&db, &["up", "--atomic"]).fails_with(6);
-        assert!(
-            run.stderr
-                .contains("earlier step(s) of this run were rolled back"),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "atomic_run_rolled_back",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         assert!(db.heads().await.is_empty(), "{backend:?}");
         assert!(
@@ -136,7 +136,10 @@ async fn an_atomic_run_compiles_every_component_before_its_transaction_begins() 
     project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
     project.wasm_revision_bytes("b2", b"\0asm not really");
     let run = project.run(&db, &["up", "--atomic"]).fails_with(8);
-    assert!(run.stderr.contains("b2"), "{run:?}");
+    assert_run!(
+        "atomic_run_refuses_an_invalid_component",
+        shown(&run, &project, Some(&db))
+    );
     // Refused before anything ran: a1 was not even begun.
     assert!(!run.stderr.contains("applying a1"), "{run:?}");
     assert!(!db.table_exists("t").await);
@@ -156,9 +159,10 @@ async fn an_atomic_downgrade_reverts_everything_or_nothing_on_both_backends() {
         let run = project
             .run(&db, &["down", "base", "--atomic"])
             .fails_with(6);
-        assert!(
-            run.stderr.contains("downgrade of revision c3 failed"),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "atomic_downgrade_rolled_back",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         assert_eq!(db.heads().await, ["c3"], "{backend:?}");
         assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
@@ -201,7 +205,10 @@ async fn a_project_statement_timeout_and_a_revision_lock_timeout_apply_in_every_
     // The project default stops a long statement of a per-migration revision ...
     let slow = project.sql_revision("b2", "SELECT pg_sleep(30);", "SELECT 1;");
     let run = project.run(&db, &["up"]).fails_with(6);
-    assert!(run.stderr.contains("57014"), "{run:?}");
+    assert_run!(
+        "project_statement_timeout",
+        shown(&run, &project, Some(&db))
+    );
     assert_eq!(db.heads().await, ["a1"]);
 
     // ... and of a revision without a transaction, which is then marked failed.
@@ -211,9 +218,9 @@ async fn a_project_statement_timeout_and_a_revision_lock_timeout_apply_in_every_
         .replace("transaction = \"per-migration\"", "transaction = \"none\"");
     std::fs::write(&manifest, text).unwrap();
     let run = project.run(&db, &["up"]).fails_with(6);
-    assert!(
-        run.stderr.contains("57014") && run.stderr.contains("statement 1 of 1"),
-        "{run:?}"
+    assert_run!(
+        "project_statement_timeout_without_a_transaction",
+        shown(&run, &project, Some(&db))
     );
     assert_eq!(db.failed_marks().await, ["b2"]);
     project
@@ -237,7 +244,10 @@ async fn a_project_statement_timeout_and_a_revision_lock_timeout_apply_in_every_
         .await
         .unwrap();
     let run = project.run(&db, &["up"]).fails_with(6);
-    assert!(run.stderr.contains("55P03"), "{run:?}");
+    assert_run!(
+        "revision_lock_timeout_without_a_transaction",
+        shown(&run, &project, Some(&db))
+    );
     assert_eq!(db.failed_marks().await, ["b2"]);
     sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
     other.close().await.unwrap();

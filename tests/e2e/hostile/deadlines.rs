@@ -2,6 +2,7 @@
 //! would run for minutes (cancelled on PostgreSQL, interrupted on SQLite), exit 7, the
 //! step rolled back and nothing recorded.
 
+use crate::snap::{assert_run, shown};
 use crate::support::{BOTH, Backend, TestDb, TestProject};
 
 #[tokio::test]
@@ -22,10 +23,10 @@ async fn a_sql_revision_is_stopped_by_its_timeout_secs() {
         let dir = project.sql_revision("b2", slow, "SELECT 1;");
         project.set_manifest(&dir, "timeout_secs = 1");
         let run = project.run(&db, &["up"]).fails_with(7);
-        assert!(run.stderr.contains("revision b2"), "{backend:?}: {run:?}");
-        assert!(
-            run.stderr.contains("time limit of 1s"),
-            "{backend:?}: {run:?}"
+        assert_run!(
+            "sql_revision_past_its_timeout",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         assert_eq!(db.heads().await, ["a1"], "{backend:?}");
         assert_eq!(db.count("SELECT count(*) FROM t").await, 0, "{backend:?}");

@@ -3,6 +3,7 @@
 //! role) must not move the next run's tables, which would make every revision look
 //! unapplied.
 
+use crate::snap::{assert_run, shown};
 use crate::support::{Backend, TestDb, TestProject};
 
 #[tokio::test]
@@ -27,10 +28,11 @@ async fn a_search_path_a_migration_sets_for_the_database_does_not_move_wasmigs_t
     // A new run: every new session starts with `evil` first in its search_path now. Were
     // the tables found through it, a1 would look unapplied and run again.
     let run = project.run(&db, &["up"]).success();
-    assert!(
-        run.stderr.contains("applying b2") && !run.stderr.contains("applying a1"),
-        "{run:?}"
+    assert_run!(
+        "search_path_set_by_a_migration",
+        shown(&run, &project, Some(&db))
     );
+    assert!(!run.stderr.contains("applying a1"), "{run:?}");
     assert_eq!(
         db.strings("SELECT revision FROM public.wasmig_version")
             .await,
@@ -74,6 +76,9 @@ async fn wasmigs_tables_live_in_the_configured_schema() {
     // A name wasmig would have to quote is refused before anything connects.
     std::fs::write(&config, format!("database_schema = \"Ops; x\"\n{text}")).unwrap();
     let run = project.run(&db, &["up"]).fails_with(3);
-    assert!(run.stderr.contains("database_schema"), "{run:?}");
+    assert_run!(
+        "database_schema_needing_quotes",
+        shown(&run, &project, Some(&db))
+    );
     db.drop_db().await;
 }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::snap::{assert_run, shown};
 use crate::support::{BOTH, Backend, Run, TestDb, TestProject};
 
 /// What a hostile author would like wasmig to print.
@@ -56,15 +57,10 @@ async fn a_guests_log_and_error_cannot_forge_wasmigs_output() {
         let run = project.run(&db, &["up"]).fails_with(6);
         nothing_forged(&run);
         // Shown, escaped, with the revision named.
-        assert!(
-            run.stderr.contains("[g1] done\\napplied 3 revision(s)"),
-            "{backend:?}: {run:?}"
-        );
-        assert!(run.stderr.contains("\\u{1b}[2K"), "{backend:?}: {run:?}");
-        assert!(
-            run.stderr
-                .contains("upgrade of revision g1 failed and was rolled back"),
-            "{run:?}"
+        assert_run!(
+            "guest_log_and_error_escaped",
+            backend,
+            shown(&run, &project, Some(&db))
         );
         assert!(db.heads().await.is_empty(), "{backend:?}");
         assert!(!db.table_exists("scenario_marker").await, "{backend:?}");
@@ -87,9 +83,11 @@ async fn a_server_error_message_cannot_forge_wasmigs_output() {
     let run = project.run(&db, &["up"]).fails_with(6);
     nothing_forged(&run);
     assert!(!run.stderr.contains('\u{7}'), "{run:?}");
-    assert!(run.stderr.contains("done\\napplied 3"), "{run:?}");
-    // The hint's 100,000 characters are cut, with a marker.
-    assert!(run.stderr.contains("more bytes not shown"), "{run:?}");
+    // Escaped, and the hint's 100,000 characters cut, with a marker.
+    assert_run!(
+        "server_error_escaped_and_cut",
+        shown(&run, &project, Some(&db))
+    );
     assert!(run.stderr.len() < 20_000, "{} bytes", run.stderr.len());
     assert_eq!(db.heads().await, ["a1"]);
     assert_eq!(db.count("SELECT count(*) FROM t").await, 0);
@@ -117,10 +115,7 @@ async fn a_revision_message_cannot_forge_wasmigs_output() {
     std::fs::write(&manifest, forged).unwrap();
     let run = project.run(&db, &["up"]).success();
     nothing_forged(&run);
-    assert!(
-        run.stderr.contains("applying a1 (done\\napplied"),
-        "{run:?}"
-    );
+    assert_run!("revision_message_escaped", shown(&run, &project, Some(&db)));
     assert_eq!(db.heads().await, ["a1"]);
 }
 

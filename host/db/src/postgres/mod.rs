@@ -448,12 +448,13 @@ impl Database for PgDatabase {
                 error: Box::new(sql_error(e)),
             })?;
             if !open && !standard && n + 1 < total {
+                // Refused at the next statement: this one ran, and committed.
                 return Err(ScriptFailure {
-                    statement: n + 1,
+                    statement: n + 2,
                     total,
                     error: Box::new(wasmig_contract::SqlError::wasmig(
                         "STATE",
-                        "the statement switched standard_conforming_strings off, so the server would read the next statements differently from wasmig's check of them; the rest of the script did not run; remove the change from the revision".to_owned(),
+                        "the statement before it switched standard_conforming_strings off, so the server would read this one differently from wasmig's check of it; it and the rest of the script did not run; remove the change from the revision".to_owned(),
                     )),
                 });
             }

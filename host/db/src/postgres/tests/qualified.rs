@@ -18,9 +18,22 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use super::*;
 use crate::{Checkpoint, Expected, FailedMark, FinishedStep, StepRecord, StoredArtifact};
 
-/// Statements sqlx logged, as sent.
+/// Statements sqlx logged, as sent, with the thread that sent them: the subscriber is the
+/// process's global one (a scoped one misses callsites other tests' threads reached first,
+/// whose interest tracing cached without it), and each test keeps its own thread's.
 #[derive(Clone, Default)]
-struct Sent(Arc<Mutex<Vec<String>>>);
+struct Sent(Arc<Mutex<Vec<(std::thread::ThreadId, String)>>>);
+
+/// The process's one recorder, installed on first use.
+fn recorder() -> &'static Sent {
+    static SENT: std::sync::OnceLock<Sent> = std::sync::OnceLock::new();
+    SENT.get_or_init(|| {
+        let sent = Sent::default();
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(sent.clone()))
+            .expect("no other test installs a global subscriber");
+        sent
+    })
+}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Sent {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
@@ -52,7 +65,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Sent {
         } else {
             fields.statement.trim().to_owned()
         };
-        self.0.lock().unwrap().push(text);
+        self.0
+            .lock()
+            .unwrap()
+            .push((std::thread::current().id(), text));
     }
 }
 
@@ -148,9 +164,9 @@ fn the_walker_finds_what_it_looks_for() {
 /// steps finished, failed, batched and reset, a none-mode script, a second run waiting on
 /// the lock) and returns every statement sqlx sent for wasmig.
 async fn what_wasmig_sends() -> Vec<String> {
-    let sent = Sent::default();
-    let subscriber = tracing_subscriber::registry().with(sent.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The test's runtime is current-thread: every statement of this test is sent from here.
+    let sent = recorder();
+    let me = std::thread::current().id();
 
     let t = TestDb::new().await;
     let lock = t.db.lock(Duration::from_secs(5)).await.unwrap();
@@ -269,8 +285,13 @@ async fn what_wasmig_sends() -> Vec<String> {
         .unwrap();
     lock.release().await.unwrap();
     t.db.close().await;
-    drop(_guard);
-    sent.0.lock().unwrap().clone()
+    sent.0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(thread, _)| *thread == me)
+        .map(|(_, sql)| sql.clone())
+        .collect()
 }
 
 #[tokio::test]
