@@ -28,6 +28,7 @@
 
 mod advisory_lock;
 mod bookkeeping;
+mod cancel;
 mod codec;
 mod session;
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! [`GuestSql`] impl (statements, `execute-many` scripts, `COPY`, server-side cursors,
 //! savepoints), the [`Session`] impl (the timeouts, the guard before wasmig writes:
 //! transaction identity, lock fence and tamper check; the reset between steps, commit and
-//! rollback), and [`PgCanceller`] (`pg_cancel_backend`, then `pg_terminate_backend`).
+//! rollback). Its [`PgCanceller`] is in `cancel`.
 //!
 //! Not here: encoding parameters and decoding rows (`codec`), the statements on wasmig's
 //! tables (`store`), the tamper check's text (`bookkeeping`), the pool and the control connection
@@ -25,12 +25,13 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt as _;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::types::Oid;
-use sqlx::postgres::{PgArguments, PgPool, PgRow, PgStatement, PgTypeInfo};
+use sqlx::postgres::{PgArguments, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{
     AssertSqlSafe, Connection, Either, Executor, PgConnection, Postgres, Row, SqlSafeStr, SqlStr,
     Statement,
 };
 
+use super::cancel::PgCanceller;
 use super::codec::{Bound, Plan, sql_error};
 use super::{PRESENT, PgDatabase};
 use crate::lock::PG_LOCK_KEY;
@@ -712,63 +713,6 @@ impl Drop for PgSession {
             // Unfinished: closed, never returned to the pool with a transaction open, and
             // nothing waits for the server.
             drop(conn.detach());
-        }
-    }
-}
-
-/// Cancels the statement running on one session's connection.
-struct PgCanceller {
-    /// The database's pool, for a connection to send the cancel on.
-    pub(super) pool: PgPool,
-    /// The backend pid of the session's connection, read at `begin`.
-    pub(super) pid: i32,
-}
-
-impl PgCanceller {
-    /// Runs `sql` (one of the signalling functions) with the session's pid on another
-    /// connection: an idle pooled one if there is one, otherwise a fresh one, so a busy pool
-    /// cannot delay it.
-    async fn signal(&self, sql: &'static str) -> Result<(), sqlx::Error> {
-        match self.pool.try_acquire() {
-            Some(mut conn) => sqlx::query(sql)
-                .bind(self.pid)
-                .execute(&mut *conn)
-                .await
-                .map(drop),
-            None => {
-                let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
-                let result = sqlx::query(sql)
-                    .bind(self.pid)
-                    .execute(&mut conn)
-                    .await
-                    .map(drop);
-                let _ = conn.close().await;
-                result
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Canceller for PgCanceller {
-    async fn cancel(&self) {
-        if let Err(e) = self.signal("SELECT pg_catalog.pg_cancel_backend($1)").await {
-            tracing::warn!(
-                "could not cancel the statement on PostgreSQL backend {}: {e}",
-                self.pid
-            );
-        }
-    }
-
-    async fn terminate(&self) {
-        if let Err(e) = self
-            .signal("SELECT pg_catalog.pg_terminate_backend($1)")
-            .await
-        {
-            tracing::warn!(
-                "could not terminate PostgreSQL backend {} after cancelling failed: {e}",
-                self.pid
-            );
         }
     }
 }
