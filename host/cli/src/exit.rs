@@ -48,7 +48,8 @@ pub(crate) const LOCK_TIMEOUT: u8 = 11;
 /// changed since its first batch. Nothing was run. Accept the change with
 /// `wasmig rehash REV`, restore the files, or pass `--allow-modified` for one run. Also:
 /// wasmig's own tables were altered (a view in a table's place, a trigger, a rule,
-/// row-level security), found before a run or before a step recorded anything.
+/// row-level security), found before a run or before a step recorded anything; or a step's
+/// own SQL wrote their rows (the step was rolled back with it).
 pub(crate) const MODIFIED: u8 = 12;
 /// A revision is marked failed (a `transaction = "none"` step stopped part-way and was not
 /// rolled back), or a batched revision is part-way through and the command would not finish
@@ -71,6 +72,7 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<ModifiedError>()
             || cause.is::<ResumeModified>()
             || cause.is::<wasmig::db::TablesTampered>()
+            || cause.is::<wasmig::db::RowsWritten>()
         {
             return MODIFIED;
         }

@@ -6,7 +6,7 @@
 //! here, in one place, beside the exit codes (`exit`). An application embedding the library
 //! words its own.
 
-use wasmig::db::{LockLost, LockLostAfter, TablesTampered};
+use wasmig::db::{LockLost, LockLostAfter, RowsWritten, TablesTampered};
 use wasmig::error::{ConfigError, GraphError, NextStep};
 use wasmig::error::{
     FailedError, Failure, InProgressError, LockTimeout, MigrationError, ModifiedError, NotFailed,
@@ -76,6 +76,12 @@ pub(crate) fn hint_for(err: &anyhow::Error) -> Option<String> {
             return Some(
                 "check `wasmig current` and `wasmig history --log` before running again".into(),
             );
+        }
+        if let Some(e) = cause.downcast_ref::<RowsWritten>() {
+            return Some(format!(
+                "remove the statements that write wasmig_* tables from {} (wasmig records its steps itself), then run again",
+                e.revision
+            ));
         }
         if cause.is::<TablesTampered>() {
             return Some(

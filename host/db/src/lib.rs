@@ -765,6 +765,20 @@ pub struct LockLost;
 )]
 pub struct LockLostAfter;
 
+/// A step's own SQL wrote wasmig's rows (a head inserted, deleted or renamed, history
+/// forged or erased): found in the step's transaction before its record was written, so
+/// the step was rolled back with what it wrote (see [`Expected`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the SQL of {revision} wrote wasmig's own tables: {found}; the step was rolled back with it, nothing was recorded"
+)]
+pub struct RowsWritten {
+    /// The revision whose step wrote them.
+    pub revision: String,
+    /// What the tables held against what the run expected.
+    pub found: String,
+}
+
 /// wasmig's tables are not the plain tables wasmig created: something put a view in the
 /// place of one, or attached a trigger, a rule or row-level security (a migration can, with
 /// the role's rights). Found before a run, or in a step's own transaction before it

@@ -475,7 +475,7 @@ fn unexpected(
     step: &StepRecord<'_>,
     expected: &Expected,
     found: &Found,
-) -> Result<(), crate::TablesTampered> {
+) -> Result<(), crate::RowsWritten> {
     let list = |heads: &str| {
         if heads.is_empty() {
             "none".to_owned()
@@ -483,18 +483,21 @@ fn unexpected(
             wasmig_contract::text::shown(heads)
         }
     };
+    let written = |found| crate::RowsWritten {
+        revision: step.revision.to_owned(),
+        found,
+    };
     if !found.same_heads {
-        return Err(crate::TablesTampered(format!(
-            "before {} was recorded, {VERSION_TABLE} held {} where the run expected {}: the step's SQL changed wasmig's heads",
-            step.revision,
+        return Err(written(format!(
+            "{VERSION_TABLE} held {} where the run expected {}",
             list(&found.heads),
             list(&expected.heads.join(", "))
         )));
     }
     if found.history != expected.history {
-        return Err(crate::TablesTampered(format!(
-            "before {} was recorded, {HISTORY_TABLE} had {} rows where the run expected {}: the step's SQL added or deleted history",
-            step.revision, found.history, expected.history
+        return Err(written(format!(
+            "{HISTORY_TABLE} had {} rows where the run expected {}",
+            found.history, expected.history
         )));
     }
     Ok(())
