@@ -121,6 +121,7 @@ fn failure_code(failure: &Failure) -> u8 {
         Failure::GuestError(_)
         | Failure::GuestTrap(_)
         | Failure::UnhandledSql(_)
-        | Failure::Sql(_) => MIGRATION_FAILED,
+        | Failure::Sql(_)
+        | Failure::Refused(_) => MIGRATION_FAILED,
     }
 }

@@ -139,7 +139,8 @@ fn failure_hint(failure: &Failure) -> Option<String> {
         | Failure::GuestError(_)
         | Failure::GuestTrap(_)
         | Failure::UnhandledSql(_)
-        | Failure::Sql(_) => None,
+        | Failure::Sql(_)
+        | Failure::Refused(_) => None,
     }
 }
 

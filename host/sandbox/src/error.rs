@@ -32,6 +32,10 @@ pub enum Failure {
     UnhandledSql(Box<SqlError>),
     /// Migration SQL: a statement of a SQL migration failed.
     Sql(Box<SqlError>),
+    /// Migration SQL: a `transaction = "none"` script was refused before any of it ran
+    /// (transaction control, a statement that changes how the server reads SQL, a syntax
+    /// error): nothing to roll back.
+    Refused(Box<SqlError>),
     /// Limit: the wall-clock deadline passed.
     Deadline(Duration),
     /// Host: the server did not answer the step's `COMMIT` within the step's time limit;
@@ -135,7 +139,7 @@ impl std::fmt::Display for Failure {
                  Run statements that may fail inside a savepoint (`db::savepoint` in the Rust SDK)",
                 e.describe()
             ),
-            Failure::Sql(e) => write!(f, "SQL error: {}", e.describe()),
+            Failure::Sql(e) | Failure::Refused(e) => write!(f, "SQL error: {}", e.describe()),
             Failure::Deadline(d) => write!(
                 f,
                 "the migration ran past its time limit of {}; if it needs longer, raise `timeout_secs` in its migration.toml or `sandbox.timeout_secs` in wasmig.toml",
@@ -201,13 +205,13 @@ impl std::fmt::Display for Failure {
                 ..
             } => {
                 let kept = match statement.saturating_sub(1) {
-                    0 => "no earlier statement".to_owned(),
-                    1 => "statement 1".to_owned(),
-                    n => format!("statements 1 to {n}"),
+                    0 => "nothing of the script stayed committed, as it was the first".to_owned(),
+                    1 => format!("statement 1 of {total} stayed committed"),
+                    n => format!("statements 1 to {n} of {total} stayed committed"),
                 };
                 write!(
                     f,
-                    "{cause}; with `transaction = \"none\"` each statement commits on its own, so {kept} of {total} stayed committed (and a failed `CREATE INDEX CONCURRENTLY` leaves an invalid index)"
+                    "{cause}; with `transaction = \"none\"` each statement commits on its own, so {kept} (and a failed `CREATE INDEX CONCURRENTLY` leaves an invalid index)"
                 )?;
                 match unmarked {
                     None => write!(
@@ -250,6 +254,7 @@ impl Failure {
                 format!("failed in batch {batch}, which was rolled back")
             }
             Failure::BatchLimit { .. } => "stopped between batches".to_owned(),
+            Failure::Refused(_) => "was refused before any of it ran".to_owned(),
             _ => "failed and was rolled back".to_owned(),
         }
     }
@@ -261,7 +266,9 @@ impl Failure {
             | Failure::GuestTrap(_)
             | Failure::UnhandledSql(_)
             | Failure::TransactionEnded { guest: true } => Blame::Guest,
-            Failure::Sql(_) | Failure::TransactionEnded { guest: false } => Blame::Sql,
+            Failure::Sql(_) | Failure::Refused(_) | Failure::TransactionEnded { guest: false } => {
+                Blame::Sql
+            }
             Failure::Deadline(_)
             | Failure::Memory { .. }
             | Failure::Tables { .. }
