@@ -14,6 +14,7 @@ mod lock;
 mod pg_parse;
 mod pg_script;
 mod postgres;
+mod records;
 mod sqlite;
 pub mod store;
 mod tx_control;
@@ -23,9 +24,11 @@ mod value;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 pub use self::lock::{LockGuard, PG_LOCK_KEY, PG_STEP_KEY, SQLITE_LOCK_SUFFIX};
+pub use self::records::{
+    Checkpoint, Expected, FailedMark, FinishedStep, HistoryEntry, StepRecord, StoredArtifact,
+};
 pub use self::store::{Driver, Reader, SCHEMA_VERSION, VersionStore};
 pub use self::url::DatabaseUrl;
 use wasmig_contract::{Column, Dialect, QueryResult, SqlError, Value};
@@ -33,90 +36,6 @@ pub use wasmig_plan::graph::{Direction, Event};
 
 /// The result of a statement or of a session operation.
 pub type SqlResult<T> = Result<T, SqlError>;
-
-/// One applied or reverted step, as recorded in the history table.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct HistoryEntry {
-    /// Sequence number, increasing with time.
-    pub id: i64,
-    /// The full revision id.
-    pub revision: String,
-    /// `upgrade`, `downgrade`, `stamp` (revision: the new heads, comma-separated),
-    /// `rehash` (a changed revision accepted by `wasmig rehash`), `failed` (a
-    /// `transaction = "none"` step that stopped part-way) or `resolve` (`wasmig resolve`).
-    pub direction: Event,
-    /// Hex SHA-256 of the revision's artifact (see `revision::Artifact::checksum`); empty
-    /// for `stamp`.
-    pub checksum: String,
-    /// When the step started, UTC.
-    pub started_at: DateTime<Utc>,
-    /// When the step's transaction was about to commit, UTC.
-    pub finished_at: DateTime<Utc>,
-    /// `finished_at - started_at` in milliseconds.
-    pub duration_ms: i64,
-    /// The wasmig version that ran the step.
-    pub wasmig_version: String,
-    /// For a `failed` row: what went wrong.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// For a `failed` row: the SQLSTATE (PostgreSQL) or result code (SQLite), if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sqlstate: Option<String>,
-}
-
-/// A revision marked failed: a `transaction = "none"` step that stopped part-way, so the
-/// database holds some of its work and wasmig cannot tell which. Stored in
-/// [`FAILED_TABLE`] until `wasmig resolve` clears it; `up` and `down` refuse to run while
-/// any revision is marked.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FailedMark {
-    /// The revision.
-    pub revision: String,
-    /// The step that failed: `upgrade` or `downgrade`.
-    pub direction: Direction,
-    /// The heads the step would have removed, had it completed.
-    pub remove_heads: Vec<String>,
-    /// The heads the step would have added.
-    pub add_heads: Vec<String>,
-    /// The statement of the script that failed, from 1 (statements before it were
-    /// committed); past the last statement when recording the step itself failed.
-    pub statement: i64,
-    /// What went wrong.
-    pub error: String,
-    /// The SQLSTATE (PostgreSQL) or result code (SQLite), if the database gave one.
-    pub sqlstate: Option<String>,
-    /// When it failed, UTC.
-    pub failed_at: DateTime<Utc>,
-}
-
-/// A `transaction = "batched"` step part-way through: the checkpoint its last committed
-/// batch saved. Stored in [`CHECKPOINT_TABLE`] in each batch's transaction and deleted in
-/// the transaction of the last batch, which also records the step; so a row here means the
-/// step began, committed `batches` batches, and has not finished. `wasmig up` (or `down`,
-/// for a downgrade) resumes it from `checkpoint`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Checkpoint {
-    /// The revision.
-    pub revision: String,
-    /// The step under way: `upgrade` or `downgrade`.
-    pub direction: Direction,
-    /// The heads the step will remove when it completes (as the planner made it, so that
-    /// `wasmig resolve --as applied` can complete it by hand).
-    pub remove_heads: Vec<String>,
-    /// The heads the step will add.
-    pub add_heads: Vec<String>,
-    /// What the guest passed to `batch.next-batch` in the last committed batch.
-    pub checkpoint: String,
-    /// How many batches have committed.
-    pub batches: i64,
-    /// The checksum of the artifact those batches ran, so a resumed run notices that the
-    /// revision changed under it.
-    pub checksum: String,
-    /// When the first batch started, UTC.
-    pub started_at: DateTime<Utc>,
-    /// When the last batch committed, UTC.
-    pub updated_at: DateTime<Utc>,
-}
 
 /// Where an autocommitted script ([`Database::run_autocommit`]) stopped.
 #[derive(Debug)]
@@ -627,107 +546,6 @@ pub trait Session: GuestSql {
 
     /// Rolls the transaction back.
     async fn rollback(self: Box<Self>) -> anyhow::Result<()>;
-}
-
-/// What [`Session::record_step`] writes.
-#[derive(Debug)]
-pub struct StepRecord<'a> {
-    /// Heads to delete (the revision reverted, or the one upgraded from).
-    pub remove: &'a [String],
-    /// Heads to insert.
-    pub add: &'a [String],
-    /// The revision applied or reverted.
-    pub revision: &'a str,
-    /// `upgrade`, `downgrade`, `stamp`, `rehash`, `failed` or `resolve`.
-    pub direction: Event,
-    /// Hex SHA-256 of the artifact.
-    pub checksum: &'a str,
-    /// When the step started.
-    pub started_at: DateTime<Utc>,
-    /// When the step finished (just before commit).
-    pub finished_at: DateTime<Utc>,
-    /// For a `failed` row: what went wrong.
-    pub error: Option<&'a str>,
-    /// For a `failed` row: the SQLSTATE or result code.
-    pub sqlstate: Option<&'a str>,
-}
-
-/// What [`Session::finish_step`] writes for a step that ran to its end.
-#[derive(Debug)]
-pub struct FinishedStep<'a> {
-    /// The version-table change and the history row.
-    pub record: StepRecord<'a>,
-    /// The copy to store (an upgrade), or `None` to delete the revision's copy (a
-    /// downgrade).
-    pub artifact: Option<&'a StoredArtifact>,
-    /// Whether the revision has a checkpoint to delete (a batched step's last batch, or a
-    /// resumed step).
-    pub clear_checkpoint: bool,
-    /// What wasmig's tables must hold before this record is written (`None`: not checked).
-    pub expected: Option<&'a Expected>,
-}
-
-/// What wasmig's tables hold before a step writes its record, by wasmig's own account: the
-/// heads the run started from with its earlier steps applied, and how many history rows
-/// there are. The step's own SQL ran in the same transaction just before; if the tables
-/// hold anything else, that SQL wrote them (a head inserted so a revision never runs, one
-/// deleted so it runs again, a history row forged or erased), and the record is refused
-/// with [`TablesTampered`] before the step commits.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Expected {
-    /// The heads, sorted bytewise.
-    pub heads: Vec<String>,
-    /// The number of rows in the history table.
-    pub history: i64,
-}
-
-impl Expected {
-    /// The expectation after a step that replaced `remove` by `add` among the heads (a
-    /// head in both is left alone) and appended its history row.
-    #[must_use]
-    pub fn after(&self, remove: &[String], add: &[String]) -> Expected {
-        let mut heads: Vec<String> = self
-            .heads
-            .iter()
-            .filter(|h| !remove.contains(h) || add.contains(h))
-            .cloned()
-            .collect();
-        for head in add {
-            if !heads.contains(head) {
-                heads.push(head.clone());
-            }
-        }
-        heads.sort();
-        Expected {
-            heads,
-            history: self.history + 1,
-        }
-    }
-}
-
-/// A row of the artifact table: what ran when a revision was last applied, so `wasmig down`
-/// can revert it after its files left the project (an older release deployed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredArtifact {
-    /// The full revision id.
-    pub revision: String,
-    /// `sql`, `rust` or `wasm`.
-    pub kind: String,
-    /// Hex SHA-256 of the artifact (see `revision::Artifact::checksum`).
-    pub checksum: String,
-    /// The text of the revision's `migration.toml`.
-    pub manifest: String,
-    /// `up.sql`, for SQL revisions.
-    pub up_sql: Option<String>,
-    /// `down.sql`, for SQL revisions.
-    pub down_sql: Option<String>,
-    /// The component's bytes, for component revisions.
-    pub component: Option<Vec<u8>>,
-    /// For a revision built from source by a toolchain whose builds are not reproducible
-    /// (Python, JavaScript; C too): the checksum of the sources it was built from
-    /// (`toolchain::source_checksum`), so a checkout with the same sources reuses this
-    /// component instead of building different bytes.
-    pub source_checksum: Option<String>,
 }
 
 /// Another run held the migration lock for longer than `--lock-timeout`.
