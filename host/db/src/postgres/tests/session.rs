@@ -400,3 +400,38 @@ async fn a_large_script_runs_only_as_the_server_reads_it_with_standard_strings()
     assert!(s.transaction_intact().await.unwrap());
     s.rollback().await.unwrap();
 }
+
+#[tokio::test]
+async fn set_config_of_the_reading_of_literals_is_refused_however_it_is_spelled() {
+    let t = TestDb::new().await;
+    // (Named arguments are no way round: pg_catalog.set_config's parameters have no names,
+    // and the server refuses the call, 42883.)
+    for sql in [
+        "SELECT U&\"set\\005fconfig\"('standard_conforming_strings', 'off', false)",
+        "SELECT pg_catalog.set_config('STANDARD_CONFORMING_STRINGS', 'off', false)",
+        "SELECT \"set_config\"(' standard_conforming_strings', 'off', false)",
+        "SELECT set_config(E'standard\\u005fconforming_strings', 'off', false)",
+        "SELECT set_config($$standard_conforming_strings$$, 'off', false)",
+    ] {
+        let mut s = t.session().await;
+        let err = s.batch(sql).await.err();
+        assert_eq!(
+            err.as_ref().map(|e| e.code.as_str()),
+            Some("WASMIG-STATE"),
+            "{sql}: {err:?}"
+        );
+        // Nothing ran: the session still reads literals the standard way.
+        let reading = scalar(
+            &mut *s,
+            "SELECT current_setting('standard_conforming_strings') = 'on'",
+            &[],
+        )
+        .await;
+        assert_eq!(
+            format!("{reading:?}"),
+            format!("{:?}", Value::Bool(true)),
+            "{sql}"
+        );
+        s.rollback().await.unwrap();
+    }
+}
