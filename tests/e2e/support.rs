@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::{Connection, Executor, Row};
@@ -408,4 +408,29 @@ pub(crate) fn guests_target_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
     base.join("e2e-guests")
+}
+
+/// Waits up to two minutes for a `wasmig` run started at `started` to return by itself;
+/// past that it is killed and the test fails. Returns its exit code, its standard error and
+/// how long it took.
+pub(crate) async fn returned_by_itself(
+    mut child: Child,
+    started: std::time::Instant,
+) -> (i32, String, std::time::Duration) {
+    let mut exited = None;
+    while started.elapsed() < std::time::Duration::from_secs(120) {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    if exited.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let status = exited.unwrap_or_else(|| panic!("wasmig did not return by itself: {stderr}"));
+    (status.code().unwrap_or(-1), stderr, elapsed)
 }

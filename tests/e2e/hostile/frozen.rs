@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::snap::{assert_run, shown_error};
-use crate::support::{Backend, Run, TestDb, TestProject, wasmig_cmd};
+use crate::support::{Backend, Run, TestDb, TestProject, returned_by_itself, wasmig_cmd};
 
 /// Which backend to freeze.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +29,7 @@ async fn up_with_a_frozen_backend(
     which: Frozen,
 ) -> (i32, String, Duration) {
     let started = Instant::now();
-    let mut child = wasmig_cmd(&project.dir)
+    let child = wasmig_cmd(&project.dir)
         .args(["up", "--database-url", &db.url])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -54,23 +54,9 @@ async fn up_with_a_frozen_backend(
     };
     assert!(pid > 0, "the {which:?} backend was found");
     let stopped = Stopped::stop(pid);
-    let mut exited = None;
-    while started.elapsed() < Duration::from_secs(120) {
-        if let Some(status) = child.try_wait().unwrap() {
-            exited = Some(status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let elapsed = started.elapsed();
-    if exited.is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    drop(stopped);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let status = exited.unwrap_or_else(|| panic!("wasmig did not return by itself: {stderr}"));
-    (status.code().unwrap_or(-1), stderr, elapsed)
+    // Resumed however the wait ends (dropped on a panic too).
+    let _stopped = stopped;
+    returned_by_itself(child, started).await
 }
 
 /// Sends `SIGCONT` to a stopped backend when dropped, however the test ends.

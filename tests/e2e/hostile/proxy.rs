@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::snap::assert_run;
-use crate::support::{Backend, TestDb, TestProject, wasmig_cmd};
+use crate::support::{Backend, TestDb, TestProject, returned_by_itself, wasmig_cmd};
 
 /// A TCP proxy to the test server, in this process.
 struct Proxy {
@@ -125,7 +125,7 @@ async fn up_through(
     let url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
     assert_ne!(url, db.url, "the test database is on 127.0.0.1:5432");
     let started = Instant::now();
-    let mut child = wasmig_cmd(&project.dir)
+    let child = wasmig_cmd(&project.dir)
         .args(["up", "--database-url", &url])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -139,22 +139,8 @@ async fn up_through(
         Fault::Freeze => proxy.freeze(),
         Fault::Kill => proxy.kill(),
     }
-    let mut exited = None;
-    while started.elapsed() < Duration::from_secs(120) {
-        if let Some(status) = child.try_wait().unwrap() {
-            exited = Some(status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let elapsed = started.elapsed();
-    if exited.is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let status = exited.unwrap_or_else(|| panic!("wasmig did not return by itself: {stderr}"));
-    (status.code().unwrap_or(-1), stderr, elapsed, proxy)
+    let (code, stderr, elapsed) = returned_by_itself(child, started).await;
+    (code, stderr, elapsed, proxy)
 }
 
 /// After the fault: the proxy gone (the server sees every connection closed), the lock
@@ -184,6 +170,18 @@ async fn rerun_applies_b2_once(project: &TestProject, db: &TestDb, proxy: Proxy)
     assert_eq!(db.count("SELECT count(*) FROM t").await, 1);
 }
 
+/// a1 applied, and b2 pending: it sleeps while `freeze_me` exists, with `timeout_secs = 3`.
+async fn a1_applied_and_b2_sleepy() -> (TestProject, TestDb) {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    db.exec("CREATE TABLE freeze_me ()").await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.run(&db, &["up"]).success();
+    let b2 = project.sql_revision("b2", SLEEPY, "DELETE FROM t;");
+    project.set_manifest(&b2, "timeout_secs = 3");
+    (project, db)
+}
+
 /// From the `error:` line on.
 fn error_lines(stderr: &str) -> String {
     let at = stderr
@@ -194,13 +192,7 @@ fn error_lines(stderr: &str) -> String {
 
 #[tokio::test]
 async fn a_frozen_network_does_not_hold_the_run_past_its_deadline() {
-    let project = TestProject::new();
-    let db = TestDb::new(Backend::Postgres, &project).await;
-    db.exec("CREATE TABLE freeze_me ()").await;
-    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
-    project.run(&db, &["up"]).success();
-    let b2 = project.sql_revision("b2", SLEEPY, "DELETE FROM t;");
-    project.set_manifest(&b2, "timeout_secs = 3");
+    let (project, db) = a1_applied_and_b2_sleepy().await;
     let (code, stderr, elapsed, proxy) = up_through(&project, &db, Fault::Freeze).await;
     eprintln!("measure: frozen proxy, timeout_secs = 3: wasmig returned after {elapsed:?}");
     assert_eq!(code, 7, "{stderr}");
@@ -213,13 +205,7 @@ async fn a_frozen_network_does_not_hold_the_run_past_its_deadline() {
 
 #[tokio::test]
 async fn a_network_that_breaks_mid_step_records_nothing_and_frees_the_lock() {
-    let project = TestProject::new();
-    let db = TestDb::new(Backend::Postgres, &project).await;
-    db.exec("CREATE TABLE freeze_me ()").await;
-    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
-    project.run(&db, &["up"]).success();
-    let b2 = project.sql_revision("b2", SLEEPY, "DELETE FROM t;");
-    project.set_manifest(&b2, "timeout_secs = 3");
+    let (project, db) = a1_applied_and_b2_sleepy().await;
     let (code, stderr, elapsed, proxy) = up_through(&project, &db, Fault::Kill).await;
     eprintln!("measure: killed proxy, timeout_secs = 3: wasmig returned after {elapsed:?}");
     // The database failed during the step (exit 5), not the migration.
