@@ -79,6 +79,10 @@ pub struct Config {
     /// Commands run after `wasmig revision` writes a file.
     #[serde(default)]
     pub hooks: Hooks,
+    /// Always treat this project as untrusted, as `--untrusted` does (a project can turn
+    /// the mode on, never off).
+    #[serde(default)]
+    pub untrusted: bool,
 }
 
 pub use wasmig_plan::manifest::{MAX_TIMEOUT_SECS, StatementTimeouts};

@@ -48,6 +48,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let migrator = Migrator::new(project).with_options(Options {
         database_url: g.database_url.clone(),
         lock_timeout: Duration::from_secs(g.lock_timeout),
+        untrusted: g.untrusted,
         ..Options::default()
     });
     match &cli.command {

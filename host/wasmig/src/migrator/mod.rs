@@ -44,6 +44,12 @@ pub struct Options {
     pub atomic: bool,
     /// Run even if applied revisions changed since they ran, warning for each (default off).
     pub allow_modified: bool,
+    /// Treat the project as untrusted (a pull request in shared CI): builds run in a jail
+    /// and from a copy of the sources, nothing under `.wasmig/` from the checkout is used,
+    /// the compile cache is off, the operator's ceilings are the default limits, and
+    /// migration SQL is held to the untrusted SQL policy. Also turned on by
+    /// `untrusted = true` in `wasmig.toml` (a project can turn it on, never off).
+    pub untrusted: bool,
 }
 
 impl Default for Options {
@@ -55,6 +61,7 @@ impl Default for Options {
             use_cache: true,
             atomic: false,
             allow_modified: false,
+            untrusted: false,
         }
     }
 }
@@ -182,6 +189,12 @@ impl Migrator {
     /// The options.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// Whether this run treats the project as untrusted: [`Options::untrusted`], or
+    /// `untrusted = true` in `wasmig.toml`.
+    pub fn untrusted(&self) -> bool {
+        self.options.untrusted || self.project.config.untrusted
     }
 
     /// The project's revisions and their graph, from its files.
@@ -338,6 +351,7 @@ impl Migrator {
                 use_cache: self.options.use_cache,
                 atomic: self.options.atomic,
                 allow_modified: self.options.allow_modified,
+                untrusted: self.untrusted(),
             };
             let steps = runner::run(
                 &self.project,

@@ -95,6 +95,8 @@ pub struct RunOptions {
     /// Resume a batched step from its checkpoint even if its artifact changed since its
     /// first batch (warns).
     pub allow_modified: bool,
+    /// The project is untrusted: migration SQL is held to the untrusted SQL policy.
+    pub untrusted: bool,
 }
 
 /// The failure of a guest that asks for another batch from the checkpoint it was given: it
