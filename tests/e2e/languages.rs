@@ -737,3 +737,62 @@ async fn a_fresh_checkout_runs_the_component_an_applied_revision_ran_instead_of_
     assert_ne!(std::fs::read(&component).unwrap(), ran);
     db.drop_db().await;
 }
+
+/// Untrusted mode builds each language's revision again from its source (never the
+/// template's build outputs), with the toolchain jailed: no network, an empty environment,
+/// reads of its installation and the sources only. A Python migration's top-level code,
+/// run by componentize-py to snapshot it, reaches for a secret file outside the checkout:
+/// the secret is in no output and not in the component the database stored.
+#[tokio::test]
+async fn every_language_builds_jailed_and_runs_in_untrusted_mode() {
+    let secret_dir = work_dir().join(format!("secret-{}", std::process::id()));
+    std::fs::create_dir_all(&secret_dir).unwrap();
+    let secret = format!("SECRET-{}", uuid::Uuid::new_v4().simple());
+    let secret_file = secret_dir.join("credentials");
+    std::fs::write(&secret_file, &secret).unwrap();
+    for language in LANGUAGES {
+        let project = project_from(built(language, Example::Backfill));
+        if language == Language::Python {
+            let source = project.dir.join("versions").join(
+                std::fs::read_dir(project.dir.join("versions"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .find(|n| n.to_string_lossy().contains("b2"))
+                    .unwrap(),
+            );
+            let path = source.join(language.source());
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            text.push_str(&format!(
+                "\ntry:\n    LEAK = open({:?}).read()\nexcept Exception as e:\n    LEAK = str(e)\n",
+                secret_file.display().to_string()
+            ));
+            std::fs::write(path, text).unwrap();
+        }
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        let run = run_cached(&project, &db, &["up", "--untrusted"]).success();
+        assert!(
+            run.stderr.contains("building revision b2"),
+            "{language:?}: untrusted mode must build from source:\n{}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains(&secret),
+            "{language:?}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            email_norms(&db).await,
+            expected_norms(&db).await,
+            "{language:?}"
+        );
+        assert_eq!(db.heads().await, ["b2"]);
+        let stored = db
+            .count(&format!(
+                "select count(*) from wasmig_artifact where position('{secret}'::bytea in component) > 0"
+            ))
+            .await;
+        assert_eq!(stored, 0, "{language:?}: the secret is in the component");
+        db.drop_db().await;
+    }
+    std::fs::remove_dir_all(&secret_dir).unwrap();
+}

@@ -34,3 +34,4 @@ mod test_guest {
 }
 mod transaction_none;
 mod transactions;
+mod untrusted;

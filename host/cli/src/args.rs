@@ -41,9 +41,8 @@ pub(crate) struct Global {
     /// (exit 11).
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub(crate) lock_timeout: u64,
-    /// Treat the project as untrusted (a pull request in shared CI): jailed builds from a
-    /// copy of the sources, no compile cache, the operator's ceilings as limits, and the
-    /// untrusted SQL policy. Refuses escape hatches such as --allow-modified.
+    /// Run the project as untrusted code (a pull request in shared CI): jailed builds, no
+    /// compile cache, the operator's ceilings, the untrusted SQL policy.
     #[arg(long, global = true, env = "WASMIG_UNTRUSTED")]
     pub(crate) untrusted: bool,
 }

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use crate::config::Project;
 use crate::error::BuildError;
@@ -65,7 +65,7 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
         return Ok(());
     }
     doc["workspace"]["members"] = toml_edit::value(array);
-    std::fs::write(&path, doc.to_string())?;
+    crate::confined::replace_file(&path, doc.to_string())?;
     Ok(())
 }
 
@@ -78,6 +78,11 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
 pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<String>> {
     // Two runs from one checkout (against two databases, say) build in turn: they share the
     // migrations workspace, its Cargo.toml and the build directory.
+    // A `.wasmig` (or a directory in it) committed as a link out of the project must not
+    // make wasmig write there.
+    if !project.is_untrusted() {
+        crate::confined::create_dir_all(&project.root, &build_dir(project))?;
+    }
     let _lock = lock_builds(&build_dir(project))?;
     let mut changed = build_rust(project, revisions)?;
     changed.extend(crate::toolchain::build(
@@ -138,37 +143,14 @@ fn build_rust(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<S
     if rust.is_empty() {
         return Ok(Vec::new());
     }
-    let versions_dir = project.versions_dir();
-    sync_workspace(&versions_dir, revisions)?;
-    // The SDK a project created by this wasmig depends on, inside the project.
-    crate::toolchain::embedded::write_rust_sdk(&versions_dir)?;
-    ensure_target()?;
-    tracing::info!("building {} Rust revision(s)", rust.len());
-
-    let output = Command::new(cargo())
-        // Paths compiled into a component (panic locations) must not depend on where the
-        // project or cargo's registry are, or a clone elsewhere builds other bytes (and
-        // trips the checksums of applied revisions).
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            reproducible_rustflags(&project.root),
+    let (output, built_from) = if project.is_untrusted() {
+        cargo_untrusted(project, revisions, rust.len())?
+    } else {
+        (
+            cargo_trusted(project, revisions, rust.len())?,
+            project.root.clone(),
         )
-        .env_remove("RUSTFLAGS")
-        .args([
-            "build",
-            "--release",
-            "--target",
-            TARGET,
-            "--message-format=json-render-diagnostics",
-        ])
-        .arg("--manifest-path")
-        .arg(versions_dir.join("Cargo.toml"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| BuildError {
-            message: format!("cannot run cargo ({e}); install Rust from https://rustup.rs"),
-        })?;
+    };
     if !output.status.success() {
         return Err(BuildError {
             message: "cargo build of the Rust migrations failed; see the compiler errors above"
@@ -204,7 +186,13 @@ fn build_rust(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<S
     std::fs::create_dir_all(&out_dir)?;
     let mut changed = Vec::new();
     for revision in rust {
-        let core = core_files.get(&canonical(&revision.dir)).ok_or_else(|| BuildError {
+        // Where cargo built the crate: the checkout, or the copy of it an untrusted build
+        // works from.
+        let dir = match revision.dir.strip_prefix(&project.root) {
+            Ok(relative) => built_from.join(relative),
+            Err(_) => revision.dir.clone(),
+        };
+        let core = core_files.get(&canonical(&dir)).ok_or_else(|| BuildError {
             message: format!(
                 "revision {}: cargo produced no .wasm for {}; its Cargo.toml needs `crate-type = [\"cdylib\"]`",
                 revision.id(),
@@ -223,11 +211,184 @@ fn build_rust(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<S
             .component_path(&out_dir)
             .expect("rust revisions have a component");
         if std::fs::read(&path).ok().as_deref() != Some(component.as_slice()) {
-            std::fs::write(&path, &component)?;
+            crate::confined::replace_file(&path, &component)?;
             changed.push(revision.id().to_owned());
         }
     }
     Ok(changed)
+}
+
+/// `cargo build` of the migrations workspace in the checkout, as its author would run it.
+fn cargo_trusted(
+    project: &Project,
+    revisions: &[Revision],
+    count: usize,
+) -> anyhow::Result<Output> {
+    let versions_dir = project.versions_dir();
+    sync_workspace(&versions_dir, revisions)?;
+    // The SDK a project created by this wasmig depends on, inside the project (and
+    // confined to it: a link in its place must not make wasmig write elsewhere).
+    for dir in crate::toolchain::embedded::RUST_SDK_DIRS {
+        crate::confined::create_dir_all(&project.root, &versions_dir.join(dir))?;
+    }
+    crate::toolchain::embedded::write_rust_sdk(&versions_dir)?;
+    ensure_target(None)?;
+    tracing::info!("building {count} Rust revision(s)");
+    Ok(Command::new(cargo())
+        // Paths compiled into a component (panic locations) must not depend on where the
+        // project or cargo's registry are, or a clone elsewhere builds other bytes (and
+        // trips the checksums of applied revisions).
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            reproducible_rustflags(&project.root),
+        )
+        .env_remove("RUSTFLAGS")
+        .args(build_args())
+        .arg("--manifest-path")
+        .arg(versions_dir.join("Cargo.toml"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| BuildError {
+            message: format!("cannot run cargo ({e}); install Rust from https://rustup.rs"),
+        })?)
+}
+
+fn build_args() -> [&'static str; 5] {
+    [
+        "build",
+        "--release",
+        "--target",
+        TARGET,
+        "--message-format=json-render-diagnostics",
+    ]
+}
+
+/// An untrusted project's `cargo build`: from a copy of its sources in the private working
+/// directory (each file confined to the checkout; nothing under `target/` or `.wasmig/`
+/// copied), by the operator's toolchain called by path (no rustup proxy reading the
+/// checkout), with a cargo home and configuration that are not the checkout's. First a
+/// `cargo fetch`, jailed with the network to the registry's HTTPS port only; then the build,
+/// jailed without network, writing only its target directory. Returns cargo's output and
+/// the directory that stands for the project root.
+fn cargo_untrusted(
+    project: &Project,
+    revisions: &[Revision],
+    count: usize,
+) -> anyhow::Result<(Output, PathBuf)> {
+    use crate::jail::Jail;
+    use crate::untrusted;
+
+    let work = project.work_dir();
+    let stage = work.join("source");
+    let versions = stage.join(&project.config.versions_dir);
+    crate::confined::copy_tree(&project.root, &project.versions_dir(), &versions, &|p| {
+        p == Path::new("target") || p == Path::new(".wasmig-sdk")
+    })?;
+    sync_workspace(&versions, revisions)?;
+    crate::toolchain::embedded::write_rust_sdk(&versions)?;
+    ensure_target(Some(&stage))?;
+
+    let sysroot = untrusted::rust_sysroot(&stage)?;
+    let cargo_home = untrusted::cargo_home().ok_or_else(|| BuildError {
+        message: "neither CARGO_HOME nor HOME is set, so cargo's registry cannot be found".into(),
+    })?;
+    let (home, tmp, target) = (work.join("home"), work.join("tmp"), work.join("target"));
+    for dir in [
+        &home,
+        &tmp,
+        &target,
+        &cargo_home.join("registry"),
+        &cargo_home.join("git"),
+    ] {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Cargo's locks on its home, made here so the jail need not create files there.
+    let locks: Vec<PathBuf> = [".package-cache", ".package-cache-mutate", ".global-cache"]
+        .iter()
+        .map(|name| cargo_home.join(name))
+        .collect();
+    for lock in &locks {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(lock)?;
+    }
+    let jail = |jail: Jail| {
+        let mut jail = jail
+            .read(&sysroot)
+            .write(&home)
+            .write(&tmp)
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", sysroot.join("bin").display()),
+            )
+            .env("HOME", &home)
+            .env("TMPDIR", &tmp)
+            .env("CARGO_HOME", &cargo_home)
+            .env("CARGO_TARGET_DIR", &target)
+            .env("RUSTC", sysroot.join("bin/rustc"))
+            .env("CARGO_ENCODED_RUSTFLAGS", reproducible_rustflags(&stage));
+        for name in ["config.toml", "config"] {
+            jail = jail.read(cargo_home.join(name));
+        }
+        for lock in &locks {
+            jail = jail.write(lock);
+        }
+        jail
+    };
+    let cargo = sysroot.join("bin/cargo");
+    let manifest = versions.join("Cargo.toml");
+
+    tracing::info!("fetching the Rust revisions' dependencies (jailed: registry only)");
+    let mut fetch = Command::new(&cargo);
+    fetch
+        .arg("fetch")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .current_dir(&stage)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    jail(Jail::new())
+        .write(&stage)
+        .write(cargo_home.join("registry"))
+        .write(cargo_home.join("git"))
+        .connect_to(443)
+        .apply(&mut fetch)?;
+    let fetched = fetch.output().map_err(|e| BuildError {
+        message: format!("cannot run {} ({e})", cargo.display()),
+    })?;
+    if !fetched.status.success() {
+        return Err(BuildError {
+            message:
+                "cargo fetch of the Rust migrations' dependencies failed; see its errors above"
+                    .into(),
+        }
+        .into());
+    }
+
+    tracing::info!(
+        "building {count} Rust revision(s) (jailed: no network, writes only its target directory)"
+    );
+    let mut build = Command::new(&cargo);
+    build
+        .args(build_args())
+        .arg("--frozen")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .current_dir(&stage)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    jail(Jail::new())
+        .read(&stage)
+        .read(cargo_home.join("registry"))
+        .read(cargo_home.join("git"))
+        .write(&target)
+        .apply(&mut build)?;
+    let output = build.output().map_err(|e| BuildError {
+        message: format!("cannot run {} ({e})", cargo.display()),
+    })?;
+    Ok((output, stage))
 }
 
 /// Wraps a core module built with the SDK's bindings into a component.
@@ -279,12 +440,17 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
-/// Makes sure the wasm target is installed, installing it with rustup when possible.
-fn ensure_target() -> Result<(), BuildError> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .stderr(Stdio::null())
-        .output();
+/// Makes sure the wasm target is installed, installing it with rustup when possible; run
+/// from `outside` when given (a directory outside an untrusted checkout, whose
+/// `rust-toolchain.toml` rustup would otherwise read).
+fn ensure_target(outside: Option<&Path>) -> Result<(), BuildError> {
+    let mut list = Command::new("rustup");
+    list.args(["target", "list", "--installed"])
+        .stderr(Stdio::null());
+    if let Some(dir) = outside {
+        list.current_dir(dir);
+    }
+    let installed = list.output();
     let Ok(out) = installed else {
         // No rustup: let cargo report a missing target itself.
         return Ok(());
@@ -296,9 +462,12 @@ fn ensure_target() -> Result<(), BuildError> {
         return Ok(());
     }
     tracing::info!("installing the Rust target {TARGET} (rustup target add {TARGET})");
-    let status = Command::new("rustup")
-        .args(["target", "add", TARGET])
-        .status();
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", TARGET]);
+    if let Some(dir) = outside {
+        add.current_dir(dir);
+    }
+    let status = add.status();
     match status {
         Ok(s) if s.success() => Ok(()),
         _ => Err(BuildError {

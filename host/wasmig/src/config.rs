@@ -302,6 +302,10 @@ pub struct Project {
     pub config: Config,
     /// [`DOT_ENV_VARIABLES`] as set in the project's `.env` (empty values left out).
     dot_env: BTreeMap<String, String>,
+    /// Untrusted mode's working directory, outside the checkout (`None`: `.wasmig`).
+    private_work_dir: Option<std::sync::Arc<crate::untrusted::PrivateDir>>,
+    /// The operator's ceilings on the limits this project's files set.
+    ceilings: crate::ceilings::Ceilings,
 }
 
 impl Project {
@@ -333,8 +337,10 @@ impl Project {
     /// [`ConfigError`] when `wasmig.toml` is unreadable or invalid.
     pub fn load(root: &Path) -> Result<Self, ConfigError> {
         let path = root.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
+        // Confined: a `wasmig.toml` linked to a file elsewhere would show its lines in the
+        // parse error.
+        let text = crate::confined::read_to_string(root, &path)
+            .map_err(|e| ConfigError::new(format!("cannot read {}: {e:#}", path.display())))?;
         let config: Config = toml::from_str(&text)
             .map_err(|e| ConfigError::new(format!("invalid {}: {e}", path.display())))?;
         let origin = path.display().to_string();
@@ -363,7 +369,9 @@ impl Project {
         Ok(Project {
             root: root.to_path_buf(),
             config,
-            dot_env: read_dot_env(&root.join(".env")),
+            dot_env: read_dot_env(root, &root.join(".env")),
+            private_work_dir: None,
+            ceilings: crate::ceilings::Ceilings::from_env()?,
         })
     }
 
@@ -386,9 +394,43 @@ impl Project {
         self.root.join(&self.config.versions_dir)
     }
 
-    /// wasmig's working directory in the project (built components, cache).
+    /// wasmig's working directory (built components, cache): `.wasmig` in the project, or
+    /// in untrusted mode a private directory outside the checkout.
     pub fn work_dir(&self) -> PathBuf {
-        self.root.join(".wasmig")
+        match &self.private_work_dir {
+            Some(dir) => dir.path().to_path_buf(),
+            None => self.root.join(".wasmig"),
+        }
+    }
+
+    /// Whether this project works in a private directory (untrusted mode).
+    pub fn is_untrusted(&self) -> bool {
+        self.private_work_dir.is_some()
+    }
+
+    /// The project for an untrusted run: its working directory a new private one outside
+    /// the checkout, so nothing the checkout holds under `.wasmig/` is used.
+    ///
+    /// # Errors
+    /// I/O errors making the directory.
+    pub fn untrusted(mut self) -> std::io::Result<Self> {
+        if self.private_work_dir.is_none() {
+            self.private_work_dir = Some(crate::untrusted::PrivateDir::new()?);
+            self.ceilings = self.ceilings.or_defaults();
+        }
+        Ok(self)
+    }
+
+    /// The operator's ceilings on the limits this project's files set (in untrusted mode,
+    /// the defaults where the operator set none).
+    pub fn ceilings(&self) -> &crate::ceilings::Ceilings {
+        &self.ceilings
+    }
+
+    /// `wasmig.toml`'s sandbox settings, lowered to the operator's ceilings.
+    pub fn sandbox_settings(&self) -> SandboxSettings {
+        // Silently: a revision's own limits are lowered (and warned about) per revision.
+        self.ceilings.clamp(self.config.sandbox, None)
     }
 
     /// The compile cache directory.
@@ -437,8 +479,14 @@ impl Project {
 
 /// Reads [`DOT_ENV_VARIABLES`] from a `.env` file without touching the process
 /// environment. A missing file is normal; an unparsable one is skipped with a warning.
-fn read_dot_env(path: &Path) -> BTreeMap<String, String> {
+fn read_dot_env(root: &Path, path: &Path) -> BTreeMap<String, String> {
     let mut found = BTreeMap::new();
+    if path.symlink_metadata().is_ok()
+        && let Err(e) = crate::confined::resolve(root, path)
+    {
+        tracing::warn!("ignoring {}: {e}", path.display());
+        return found;
+    }
     let entries = match dotenvy::from_path_iter(path) {
         Ok(entries) => entries,
         Err(e) if e.not_found() => return found,
@@ -503,7 +551,7 @@ mod tests {
              WASMIG_UNIT_DOT_ENV_PROBE=1\n",
         )
         .unwrap();
-        let found = read_dot_env(&path);
+        let found = read_dot_env(&dir, &path);
         assert_eq!(
             found.into_iter().collect::<Vec<_>>(),
             [
@@ -515,7 +563,7 @@ mod tests {
             ]
         );
         assert!(std::env::var_os("WASMIG_UNIT_DOT_ENV_PROBE").is_none());
-        assert!(read_dot_env(&dir.join("missing.env")).is_empty());
+        assert!(read_dot_env(&dir, &dir.join("missing.env")).is_empty());
     }
 
     #[test]

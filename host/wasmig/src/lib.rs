@@ -14,18 +14,23 @@
 //! - [`db`] (`wasmig-db`): PostgreSQL and SQLite; [`sandbox`] (`wasmig-sandbox`): wasmtime,
 //!   limits, cache; [`bindings`] (`wasmig-contract`): the WIT contract;
 //! - [`artifact`]: building Rust revisions; [`toolchain`]: Python, JavaScript and C ones;
-//! - [`scaffold`]: `init` and `revision`; [`error`]: typed errors callers branch on.
+//! - [`scaffold`]: `init` and `revision`; [`error`]: typed errors callers branch on;
+//! - [`untrusted`], [`jail`], [`confined`]: untrusted mode, the build jail, and file access
+//!   confined to the project.
 //!
 //! Not here: argument parsing, rendering and exit codes (the `wasmig-cli` crate).
 
 pub mod artifact;
+pub mod ceilings;
 pub use wasmig_contract as bindings;
 pub mod config;
+pub mod confined;
 pub use wasmig_db as db;
 pub mod error;
 pub use wasmig_plan::graph;
 pub mod history;
 pub mod integrity;
+pub mod jail;
 pub mod migrator;
 pub use wasmig_sandbox::progress;
 pub mod revision;
@@ -33,5 +38,6 @@ pub mod runner;
 pub use wasmig_sandbox as sandbox;
 pub mod scaffold;
 pub mod toolchain;
+pub mod untrusted;
 
 pub use migrator::{Migrator, Options};

@@ -83,8 +83,12 @@ impl Revision {
                 .map_err(|e| ConfigError::new(format!("revision {}: {e}", self.id())))?,
             None => {
                 let path = self.dir.join(MANIFEST);
-                read_text_capped(&path, MAX_MANIFEST_FILE)
-                    .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?
+                read_text_capped(
+                    self.dir.parent().unwrap_or(&self.dir),
+                    &path,
+                    MAX_MANIFEST_FILE,
+                )
+                .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?
             }
         };
         Ok(StoredArtifact {
@@ -190,9 +194,15 @@ pub const MAX_COMPONENT_FILE: u64 = 1024 * 1024 * 1024;
 
 /// Reads a file of at most `cap` bytes, refusing a larger one without reading it whole
 /// (also one that grows while it is read, or a device that never ends).
-pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+///
+/// The file must lie inside `confine` (the versions directory for a revision's files, the
+/// build directory for a built component), symbolic links followed: a link out of it is
+/// refused, so a committed `up.sql` that links to a secret does not put it in the database.
+pub fn read_capped(confine: &Path, path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path)?;
+    let resolved = crate::confined::resolve(confine, path)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.message))?;
+    let file = std::fs::File::open(resolved)?;
     let too_big = || {
         std::io::Error::other(format!(
             "larger than the {} MiB wasmig reads of such a file",
@@ -211,8 +221,8 @@ pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// [`read_capped`] of a text file.
-fn read_text_capped(path: &Path, cap: u64) -> std::io::Result<String> {
-    String::from_utf8(read_capped(path, cap)?)
+fn read_text_capped(confine: &Path, path: &Path, cap: u64) -> std::io::Result<String> {
+    String::from_utf8(read_capped(confine, path, cap)?)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
 }
 
@@ -221,7 +231,9 @@ fn read_text_capped(path: &Path, cap: u64) -> std::io::Result<String> {
 /// # Errors
 /// [`ConfigError`] naming the file.
 pub fn read_manifest(path: &Path) -> Result<Manifest, ConfigError> {
-    let text = read_text_capped(path, MAX_MANIFEST_FILE)
+    // Confined to the versions directory: `versions/<revision>/migration.toml`.
+    let versions_dir = path.parent().and_then(Path::parent).unwrap_or(path);
+    let text = read_text_capped(versions_dir, path, MAX_MANIFEST_FILE)
         .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
     parse_manifest(&text, &path.display().to_string())
 }
@@ -399,7 +411,14 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
         return Ok(stored.clone());
     }
     let read = |path: &Path, next: Option<wasmig_plan::NextStep>, cap: u64| {
-        read_capped(path, cap).map_err(|e| ConfigError {
+        // A revision's files stay in the versions directory; a built component in the
+        // build directory.
+        let confine = if path.starts_with(build_dir) {
+            build_dir
+        } else {
+            revision.dir.parent().unwrap_or(&revision.dir)
+        };
+        read_capped(confine, path, cap).map_err(|e| ConfigError {
             message: format!(
                 "revision {}: cannot read {}: {e}",
                 revision.id(),

@@ -6,6 +6,7 @@
 mod deadlines;
 mod frozen;
 mod limits;
+mod links;
 mod lock;
 mod memory;
 mod paths;

@@ -148,6 +148,9 @@ impl Resolution {
 pub struct Migrator {
     project: Project,
     options: Options,
+    /// Why untrusted mode could not be set up (its private working directory), reported by
+    /// the first command that needs it.
+    untrusted_setup: Option<String>,
 }
 
 impl Migrator {
@@ -156,7 +159,9 @@ impl Migrator {
         Migrator {
             project,
             options: Options::default(),
+            untrusted_setup: None,
         }
+        .set_up_untrusted()
     }
 
     /// A migrator for the project at `dir` or above it (the nearest `wasmig.toml`).
@@ -171,7 +176,75 @@ impl Migrator {
     #[must_use]
     pub fn with_options(mut self, options: Options) -> Self {
         self.options = options;
+        self.set_up_untrusted()
+    }
+
+    /// In untrusted mode, moves the working directory out of the checkout.
+    fn set_up_untrusted(mut self) -> Self {
+        if self.untrusted() && !self.project.is_untrusted() {
+            match self.project.clone().untrusted() {
+                Ok(project) => self.project = project,
+                Err(e) => {
+                    self.untrusted_setup = Some(format!(
+                        "cannot make untrusted mode's working directory in {}: {e}",
+                        std::env::temp_dir().display()
+                    ));
+                }
+            }
+        }
         self
+    }
+
+    /// Untrusted mode refuses `--allow-modified`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] (exit 3).
+    fn refuse_allow_modified(&self) -> anyhow::Result<()> {
+        if self.untrusted() && self.options.allow_modified {
+            return Err(ConfigError::new(
+                "untrusted mode refuses --allow-modified: an untrusted change may not alter revisions the database already applied; run it trusted after review",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Untrusted mode refuses the commands that change wasmig's record without running a
+    /// migration: they are the operator's, after review.
+    ///
+    /// # Errors
+    /// [`ConfigError`] (exit 3) naming the command.
+    fn refuse_operator_only(&self, command: &str) -> anyhow::Result<()> {
+        if self.untrusted() {
+            return Err(ConfigError::new(format!(
+                "untrusted mode refuses `wasmig {command}`: it changes what the database records without running a migration, which is the operator's decision after review; run it trusted"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Untrusted mode's refusals, before a command that builds or runs: escape hatches,
+    /// and a checkout that chooses its own toolchain or cargo configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] (exit 3) saying what is refused and why.
+    fn refuse_untrusted(&self) -> anyhow::Result<()> {
+        if !self.untrusted() {
+            return Ok(());
+        }
+        if let Some(why) = &self.untrusted_setup {
+            return Err(ConfigError::new(why.clone()).into());
+        }
+        self.refuse_allow_modified()?;
+        if !self.options.build {
+            return Err(ConfigError::new(
+                "untrusted mode refuses --no-build: it always builds from the reviewed sources, never from build outputs in the checkout",
+            )
+            .into());
+        }
+        crate::untrusted::refuse_toolchain_files(&self.project.root)?;
+        Ok(())
     }
 
     /// The same migrator on another database.
@@ -282,6 +355,7 @@ impl Migrator {
     /// # Errors
     /// As [`Migrator::run`], except that nothing is built or run.
     pub async fn plan(&self, direction: Direction, target: Option<&str>) -> anyhow::Result<Plan> {
+        self.refuse_untrusted()?;
         let set = self.revisions()?;
         let target = target.unwrap_or(default_target(direction));
         // A database that does not exist yet is at base: `--plan` writes nothing, not even
@@ -336,6 +410,7 @@ impl Migrator {
         direction: Direction,
         target: Option<&str>,
     ) -> anyhow::Result<RunReport> {
+        self.refuse_untrusted()?;
         let set = self.revisions()?;
         let target = target.unwrap_or(default_target(direction));
         self.locked(async |db: &dyn Database| {
@@ -348,7 +423,9 @@ impl Migrator {
                 });
             }
             let options = RunOptions {
-                use_cache: self.options.use_cache,
+                // A cache an untrusted run could read or write is a way to run native
+                // code of its making in a later trusted run.
+                use_cache: self.options.use_cache && !self.untrusted(),
                 atomic: self.options.atomic,
                 allow_modified: self.options.allow_modified,
                 untrusted: self.untrusted(),
@@ -507,6 +584,7 @@ impl Migrator {
     /// # Errors
     /// [`crate::error::ModifiedError`] unless `allow_modified`; database errors.
     pub async fn verify(&self, set: &RevisionSet) -> anyhow::Result<Option<Verification>> {
+        self.refuse_allow_modified()?;
         self.connected_if_exists(async |db: &dyn Database| {
             db.verify_tables().await?;
             let applied = set.graph().applied(&db.heads().await?)?;
@@ -534,6 +612,7 @@ impl Migrator {
     /// # Errors
     /// [`crate::error::BuildError`].
     pub fn build(&self) -> anyhow::Result<Vec<String>> {
+        self.refuse_untrusted()?;
         let set = self.revisions()?;
         crate::artifact::build(&self.project, set.revisions())
     }
@@ -545,6 +624,7 @@ impl Migrator {
     /// [`GraphError`] for an unknown or unapplied revision, [`FailedError`], database and
     /// lock errors.
     pub async fn rehash(&self, targets: &[String]) -> anyhow::Result<Vec<String>> {
+        self.refuse_operator_only("rehash")?;
         let set = self.revisions()?;
         // Like stamp, rehash writes the history table: not while a run is in progress.
         self.locked(async |db: &dyn Database| {
@@ -559,6 +639,7 @@ impl Migrator {
     /// [`FailedError`] / [`InProgressError`] (resolve first), [`GraphError`], database and
     /// lock errors.
     pub async fn stamp(&self, targets: &[String], purge: bool) -> anyhow::Result<HeadsMoved> {
+        self.refuse_operator_only("stamp")?;
         let set = self.revisions()?;
         let graph = set.graph();
         self.locked(async |db: &dyn Database| {
@@ -627,6 +708,7 @@ impl Migrator {
     /// [`GraphError::HeadsMoved`] when the heads moved since, [`ConfigError`] when an
     /// applied revision's checksum cannot be known, database and lock errors.
     pub async fn resolve(&self, target: &str, state: Resolution) -> anyhow::Result<HeadsMoved> {
+        self.refuse_operator_only("resolve")?;
         let set = self.revisions()?;
         self.locked(async |db: &dyn Database| resolve(&self.project, &set, db, target, state).await)
             .await

@@ -317,10 +317,14 @@ where
 /// # Errors
 /// [`ConfigError`] naming the manifest for a value out of range.
 fn timeouts(project: &Project, revision: &Revision) -> anyhow::Result<StatementTimeouts> {
-    Ok(project.config.timeouts.with_overrides(
-        &revision.manifest.timeouts(),
-        &revision.dir.join(revision::MANIFEST),
-    )?)
+    let manifest = revision.dir.join(revision::MANIFEST);
+    let asked = project
+        .config
+        .timeouts
+        .with_overrides(&revision.manifest.timeouts(), &manifest)?;
+    Ok(project
+        .ceilings()
+        .clamp_timeouts(asked, Some(&manifest.display().to_string())))
 }
 
 /// The sandbox limits of a revision: its manifest's overrides, else the project's.
@@ -328,10 +332,15 @@ fn timeouts(project: &Project, revision: &Revision) -> anyhow::Result<StatementT
 /// # Errors
 /// [`crate::error::ConfigError`] naming the manifest for a value out of range.
 fn limits(project: &Project, revision: &Revision) -> anyhow::Result<Limits> {
-    let settings = project
+    let manifest = revision.dir.join(revision::MANIFEST);
+    let asked = project
         .config
         .sandbox
-        .with_overrides(&revision.manifest, &revision.dir.join(revision::MANIFEST))?;
+        .with_overrides(&revision.manifest, &manifest)?;
+    // The operator's ceilings hold whatever the project's files ask for.
+    let settings = project
+        .ceilings()
+        .clamp(asked, Some(&manifest.display().to_string()));
     Ok(Limits {
         memory: settings.memory_limit_bytes(),
         timeout: settings.timeout(),

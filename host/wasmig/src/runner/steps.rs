@@ -218,10 +218,17 @@ impl Run<'_> {
             return Ok(None);
         }
         let cache = self.options.use_cache.then(|| self.project.cache_dir());
+        // A cache in the project (the default, `.wasmig/cache`) committed as a link out of
+        // it must not make wasmig write there.
+        if let Some(dir) = &cache
+            && dir.starts_with(&self.project.root)
+        {
+            crate::confined::create_dir_all(&self.project.root, dir)?;
+        }
         let sandbox = Sandbox::new(
             &self.project.root,
             cache,
-            self.project.config.sandbox.sandbox_options(),
+            self.project.sandbox_settings().sandbox_options(),
         )?;
         let artifacts: Vec<Artifact> = components
             .into_iter()

@@ -52,7 +52,7 @@ pub(super) fn build(job: &Job<'_>) -> Result<Vec<u8>, String> {
         .collect();
     super::write_files(&job.stage, &sdk)?;
     for (name, bytes) in bindings(job)?.iter() {
-        std::fs::write(job.stage.join(name), bytes).map_err(|e| e.to_string())?;
+        crate::confined::replace_file(&job.stage.join(name), bytes).map_err(|e| e.to_string())?;
     }
 
     let core = job.stage.join("migration.core.wasm");
@@ -78,7 +78,7 @@ pub(super) fn build(job: &Job<'_>) -> Result<Vec<u8>, String> {
         .arg(job.stage.join("migration_component_type.o"))
         .args(["-Wl,--strip-debug", "-o"])
         .arg(&core);
-    super::run(&mut command, SYSROOT_HINT)?;
+    super::run(job, &mut command, SYSROOT_HINT)?;
     let bytes = std::fs::read(&core).map_err(|e| format!("{}: {e}", core.display()))?;
     crate::artifact::componentize(&bytes).map_err(|e| {
         let text = format!("{e:#}");

@@ -104,6 +104,9 @@ const RUST_SDK: &[(&str, &str)] = &[
 /// clone at another path build other bytes (and trip the checksums of applied revisions).
 pub const RUST_SDK_DIR: &str = ".wasmig-sdk/rust";
 
+/// The directories [`write_rust_sdk`] writes in, relative to the versions directory.
+pub const RUST_SDK_DIRS: [&str; 2] = [".wasmig-sdk/rust", ".wasmig-sdk/rust/src"];
+
 /// Writes the embedded Rust SDK into `versions_dir/.wasmig-sdk/rust/` and returns that
 /// directory. Files already holding the same text are left alone, so cargo sees nothing new
 /// to build.
@@ -121,7 +124,7 @@ pub fn write_rust_sdk(versions_dir: &Path) -> Result<PathBuf, BuildError> {
             continue;
         }
         std::fs::create_dir_all(path.parent().expect("a file in a directory")).map_err(fail)?;
-        std::fs::write(&path, text).map_err(fail)?;
+        crate::confined::replace_file(&path, text).map_err(fail)?;
     }
     Ok(dir)
 }
@@ -152,7 +155,7 @@ pub fn write_wit(work_dir: &Path) -> Result<PathBuf, BuildError> {
     for (name, text) in WIT_FILES {
         let path = dir.join(name);
         std::fs::create_dir_all(path.parent().expect("a file in a directory")).map_err(fail)?;
-        std::fs::write(&path, text).map_err(fail)?;
+        crate::confined::replace_file(&path, text).map_err(fail)?;
     }
     Ok(dir)
 }

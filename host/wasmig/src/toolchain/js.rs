@@ -67,7 +67,7 @@ pub(super) fn build(job: &Job<'_>) -> Result<Vec<u8>, String> {
         .arg(std::path::absolute(job.wit_dir).map_err(|e| e.to_string())?)
         .arg("-o")
         .arg(std::path::absolute(&job.out).map_err(|e| e.to_string())?);
-    super::run(&mut command, "")?;
+    super::run(job, &mut command, "")?;
     super::read_output(job)
 }
 

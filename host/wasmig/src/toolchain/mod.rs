@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Project;
 use crate::error::BuildError;
+use crate::jail::Jail;
 use crate::revision::{Kind, MANIFEST, Revision, kind_name};
 
 /// Bumped whenever a build command or staging layout changes, so every revision rebuilds.
@@ -87,6 +88,8 @@ struct Job<'a> {
     stage: PathBuf,
     /// The component to write (a temporary name, renamed into place by the caller).
     out: PathBuf,
+    /// In untrusted mode, the jail the toolchain runs in.
+    jail: Option<Jail>,
 }
 
 /// Builds every Python, JavaScript and C revision whose inputs changed, writing its
@@ -121,27 +124,44 @@ pub fn build(
         let program = match programs.get(tool.program) {
             Some(p) => p.clone(),
             None => {
-                let p = find_program(&tool).map_err(|message| BuildError {
+                let mut p = find_program(&tool).map_err(|message| BuildError {
                     message: format!("revision {} ({}): {message}", revision.id(), tool.language),
                 })?;
+                if project.is_untrusted() {
+                    // Not a pyenv shim, which reads `.python-version` where it runs.
+                    p = crate::untrusted::real_program(&p, &project.work_dir());
+                }
                 programs.insert(tool.program, p.clone());
                 p
             }
         };
         let stage = build_dir.join(kind_name(kind)).join(revision.id());
-        if stage.exists() {
-            std::fs::remove_dir_all(&stage)?;
+        if stage.symlink_metadata().is_ok() {
+            // A link is removed itself, not what it leads to.
+            std::fs::remove_dir_all(&stage).or_else(|_| std::fs::remove_file(&stage))?;
         }
-        std::fs::create_dir_all(&stage)?;
+        crate::confined::create_dir_all(build_dir, &stage)?;
         let path = revision
             .component_path(build_dir)
             .expect("built kinds have a component");
+        let out = path.with_extension("wasm.partial");
+        let _ = std::fs::remove_file(&out);
+        let jail = project.is_untrusted().then(|| {
+            jailed(
+                &project.work_dir(),
+                &program,
+                &revision.dir,
+                &wit_dir,
+                build_dir,
+            )
+        });
         let job = Job {
             revision,
             program,
             wit_dir: &wit_dir,
             stage,
-            out: path.with_extension("wasm.partial"),
+            out,
+            jail,
         };
         tracing::info!(
             "building revision {} ({}, {})",
@@ -166,14 +186,56 @@ pub fn build(
             bytes.len()
         );
         if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
-            std::fs::write(&job.out, &bytes)?;
+            crate::confined::replace_file(&job.out, &bytes)?;
             std::fs::rename(&job.out, &path)?;
             changed.push(revision.id().to_owned());
         }
         let _ = std::fs::remove_file(&job.out);
-        std::fs::write(stamp_path(revision, build_dir), &inputs)?;
+        crate::confined::replace_file(&stamp_path(revision, build_dir), &inputs)?;
     }
     Ok(changed)
+}
+
+/// The jail of an untrusted project's Python, JavaScript or C build: it reads the toolchain's
+/// installation (and node's, for jco), the WIT, the revision's directory (reading through
+/// a link out of it is denied by the kernel), and writes only the build directory; no
+/// network, and an environment of its own.
+fn jailed(
+    work: &Path,
+    program: &Path,
+    revision_dir: &Path,
+    wit_dir: &Path,
+    build_dir: &Path,
+) -> Jail {
+    let (home, tmp) = (work.join("home"), work.join("tmp"));
+    for dir in [&home, &tmp] {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut jail = Jail::new()
+        .read(revision_dir)
+        .read(wit_dir)
+        .write(build_dir)
+        .write(&home)
+        .write(&tmp)
+        .env("HOME", &home)
+        .env("TMPDIR", &tmp);
+    let mut path = Vec::new();
+    let node = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("node"))
+            .find(|c| is_executable(c))
+    });
+    for tool in std::iter::once(program.to_path_buf()).chain(node) {
+        for dir in crate::untrusted::installation_dirs(&tool) {
+            jail = jail.read(dir);
+        }
+        if let Some(bin) = tool.parent() {
+            path.push(bin.to_path_buf());
+        }
+    }
+    path.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
+    let path = std::env::join_paths(path).unwrap_or_default();
+    jail.env("PATH", path)
 }
 
 /// `.wasmig/build/<rev>.inputs`: the fingerprint of what the component was built from.
@@ -265,9 +327,9 @@ pub async fn reuse_stored(
             .expect("built kinds have a component");
         std::fs::create_dir_all(build_dir)?;
         let partial = path.with_extension("wasm.partial");
-        std::fs::write(&partial, bytes)?;
+        crate::confined::replace_file(&partial, bytes)?;
         std::fs::rename(&partial, &path)?;
-        std::fs::write(stamp_path(revision, build_dir), &inputs)?;
+        crate::confined::replace_file(&stamp_path(revision, build_dir), &inputs)?;
         tracing::info!(
             "revision {}: using the component it ran, from the copy stored in the database (its sources are unchanged, and a rebuild of {} would not give the same bytes)",
             revision.id(),
@@ -319,8 +381,23 @@ fn fingerprint(revision: &Revision) -> anyhow::Result<String> {
 ///
 /// # Errors
 /// When the directory cannot be read.
+/// Every file must lie in the versions directory (the revision's parent), symbolic links
+/// followed: a link out of it is refused, so a revision's sources cannot carry a file from
+/// elsewhere on the machine into a build log or a component.
 fn source_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+    fn walk(
+        confine: &Path,
+        root: &Path,
+        dir: &Path,
+        depth: usize,
+        out: &mut Vec<(String, PathBuf)>,
+    ) -> std::io::Result<()> {
+        if depth > 32 {
+            return Err(std::io::Error::other(format!(
+                "{} is nested more than 32 directories deep (a link to one of its parents?)",
+                dir.display()
+            )));
+        }
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
             let name = path
@@ -335,8 +412,11 @@ fn source_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
             {
                 continue;
             }
+            crate::confined::resolve(confine, &path).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.message)
+            })?;
             if path.is_dir() {
-                walk(root, &path, out)?;
+                walk(confine, root, &path, depth + 1, out)?;
             } else {
                 let relative = path
                     .strip_prefix(root)
@@ -351,7 +431,8 @@ fn source_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
         Ok(())
     }
     let mut out = Vec::new();
-    walk(dir, dir, &mut out).map_err(|e| BuildError {
+    let confine = dir.parent().unwrap_or(dir);
+    walk(confine, dir, dir, 0, &mut out).map_err(|e| BuildError {
         message: format!("cannot read the revision directory {}: {e}", dir.display()),
     })?;
     out.sort();
@@ -384,7 +465,8 @@ fn write_files(dir: &Path, files: &[(&str, String)]) -> Result<(), String> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::confined::replace_file(&path, text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }
@@ -428,8 +510,11 @@ fn is_executable(path: &Path) -> bool {
 ///
 /// # Errors
 /// A message with the command and the tail of its output when it cannot start or fails.
-fn run(command: &mut Command, hint: &str) -> Result<(), String> {
+fn run(job: &Job<'_>, command: &mut Command, hint: &str) -> Result<(), String> {
     let shown = format!("{command:?}");
+    if let Some(jail) = &job.jail {
+        jail.apply(command).map_err(|e| e.message)?;
+    }
     let output = command
         .stdin(Stdio::null())
         .output()

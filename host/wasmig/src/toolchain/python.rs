@@ -49,6 +49,6 @@ pub(super) fn build(job: &Job<'_>) -> Result<Vec<u8>, String> {
         .arg("wasmig_entry")
         .arg("-o")
         .arg(&job.out);
-    super::run(&mut command, "")?;
+    super::run(job, &mut command, "")?;
     super::read_output(job)
 }
