@@ -9,6 +9,7 @@ mod limits;
 mod lock;
 mod memory;
 mod paths;
+mod policy;
 mod proxy;
 mod rows;
 mod schema;
