@@ -421,7 +421,7 @@ fn a_large_script_is_held_to_the_policy_statement_by_statement() {
 
 #[test]
 fn sqlite_refuses_attach_vacuum_into_and_load_extension_lexically() {
-    let check = |sql, policy| tx_control::check(sql, Dialect::Sqlite, policy);
+    let check = |sql, policy| tx_control::check(sql, Dialect::Sqlite, policy).map_err(Box::new);
     for (sql, rule) in [
         ("ATTACH DATABASE '/tmp/x.db' AS x", "server-files"),
         ("attach '/tmp/x.db' as x", "server-files"),
