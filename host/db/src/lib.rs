@@ -13,6 +13,7 @@ mod copy;
 mod lock;
 mod pg_parse;
 mod pg_script;
+mod policy;
 mod postgres;
 mod records;
 mod sqlite;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use self::lock::{LockGuard, PG_LOCK_KEY, PG_STEP_KEY, SQLITE_LOCK_SUFFIX};
+pub use self::policy::{Policy, TRUSTED_EXTENSIONS};
 pub use self::records::{
     Checkpoint, Expected, FailedMark, FinishedStep, HistoryEntry, StepRecord, StoredArtifact,
 };
@@ -134,11 +136,12 @@ pub(crate) fn split_heads(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Splits a `transaction = "none"` script and refuses transaction control in it before
-/// anything runs.
+/// Splits a `transaction = "none"` script and refuses transaction control in it (and what
+/// `policy` refuses) before anything runs.
 pub(crate) fn autocommit_statements(
     script: &str,
     dialect: Dialect,
+    policy: Policy,
 ) -> Result<Vec<&str>, ScriptFailure> {
     let failure = |total, error| ScriptFailure {
         statement: 0,
@@ -146,7 +149,8 @@ pub(crate) fn autocommit_statements(
         error: Box::new(error),
     };
     let statements = tx_control::statements(script, dialect).map_err(|e| failure(0, e))?;
-    tx_control::check_autocommit(script, dialect).map_err(|e| failure(statements.len(), e))?;
+    tx_control::check_autocommit(script, dialect, policy)
+        .map_err(|e| failure(statements.len(), e))?;
     Ok(statements)
 }
 
@@ -249,7 +253,8 @@ pub trait Database: Send + Sync {
 
     /// Runs a script outside any transaction, one statement at a time on one pooled
     /// connection, each committed on its own (`transaction = "none"`); stops at the first
-    /// failing statement. Returns how many statements ran.
+    /// failing statement. Returns how many statements ran. Every statement is checked first,
+    /// under `policy` too, and a refused one fails the script before any runs.
     ///
     /// # Errors
     /// [`ScriptFailure`] naming the failed statement; the ones before it stay committed.
@@ -258,6 +263,7 @@ pub trait Database: Send + Sync {
     async fn run_autocommit(
         &self,
         script: &str,
+        policy: Policy,
         lock: Option<std::time::Duration>,
         statement: Option<std::time::Duration>,
     ) -> Result<usize, ScriptFailure>;
@@ -339,6 +345,13 @@ pub trait GuestSql: Send {
 
     /// A handle that can cancel the statement in flight on this session's connection.
     fn canceller(&self) -> Arc<dyn Canceller>;
+
+    /// Holds every statement sent from now on (`execute`, `query`, `batch`,
+    /// `execute_many`, `open_cursor`) to `policy`, checked before it reaches the database:
+    /// [`Policy::Untrusted`] refuses what the untrusted SQL policy refuses with
+    /// `WASMIG-POLICY`. A session begins [`Policy::Trusted`]; the runner sets the policy of
+    /// every session a migration's SQL runs in.
+    fn set_policy(&mut self, policy: Policy);
 
     /// Runs one statement; returns rows affected.
     async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64>;

@@ -16,6 +16,9 @@
 //! `WASMIG-STATE`. A script the parser cannot read is refused as the server would refuse
 //! it (SQLSTATE 42601, the parser's message), before anything runs.
 //!
+//! In untrusted mode the same parse is handed to the untrusted SQL policy (`policy::pg`),
+//! statement by statement under both readings: one parse for both checks.
+//!
 //! Not here: SQLite's statements (`tx_control`), running anything (`postgres`).
 
 #![allow(clippy::result_large_err)]
@@ -26,6 +29,8 @@ use std::sync::{Mutex, OnceLock};
 use pg_query::protobuf::{DiscardMode, TransactionStmtKind, VariableSetKind, a_const};
 use pg_query::{NodeEnum, NodeRef, ParserOptions};
 use wasmig_contract::SqlError;
+
+use crate::policy::{Policy, Violation};
 
 /// The settings that decide how the server reads the text of the statements that follow.
 pub(crate) const LEXING_SETTINGS: [&str; 2] = ["standard_conforming_strings", "client_encoding"];
@@ -46,19 +51,21 @@ pub(crate) enum Refusal {
     Control(String),
     /// Changes how the server reads later SQL: the statement or call.
     Lexing(String),
+    /// Refused by the untrusted SQL policy (only under [`Policy::Untrusted`]).
+    Policy(Violation),
 }
 
 /// The statements of `script` (empty ones left out) and what is refused among them, judged
-/// under both settings of `standard_conforming_strings`.
+/// under both settings of `standard_conforming_strings`, and under `policy`.
 ///
 /// # Errors
 /// SQLSTATE 42601 when PostgreSQL's parser cannot read `script` (with the session's
 /// setting pinned on, the server could not either).
-pub(crate) fn parse(script: &str) -> Result<Vec<Parsed<'_>>, SqlError> {
+pub(crate) fn parse(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError> {
     if split_first(script) {
-        return parse_large(script);
+        return parse_large(script, policy);
     }
-    parse_whole(script)
+    parse_whole(script, policy)
 }
 
 /// Whether [`parse`] splits `script` with the standard reading of literals before it judges
@@ -79,8 +86,9 @@ const WHOLE: usize = 256 * 1024;
 /// a boundary, and what precedes it cannot parse alone), and each statement judged as
 /// [`parse`] judges a whole script, under both readings. Statements that hold none of the
 /// words a refused statement needs are not parsed at all (keywords cannot be escaped;
-/// `set_config` can, as a `U&` identifier, hence that word too).
-fn parse_large(script: &str) -> Result<Vec<Parsed<'_>>, SqlError> {
+/// `set_config` can, as a `U&` identifier, hence that word too; the untrusted policy has its
+/// own words, `policy::pg::might_be_refused`).
+fn parse_large(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError> {
     let pieces = pg_query::split_with_scanner(script).map_err(syntax_error)?;
     let base = script.as_ptr() as usize;
     let mut out = Vec::with_capacity(pieces.len());
@@ -89,7 +97,7 @@ fn parse_large(script: &str) -> Result<Vec<Parsed<'_>>, SqlError> {
         let from = start.unwrap_or(piece.as_ptr() as usize - base);
         let to = piece.as_ptr() as usize - base + piece.len();
         let text = &script[from..to];
-        if !might_be_refused(text) {
+        if !might_be_refused(text, policy) {
             out.push(Parsed {
                 text,
                 refused: None,
@@ -97,7 +105,7 @@ fn parse_large(script: &str) -> Result<Vec<Parsed<'_>>, SqlError> {
             start = None;
             continue;
         }
-        match parse_whole(text) {
+        match parse_whole(text, policy) {
             Ok(parsed) => {
                 out.extend(parsed);
                 start = None;
@@ -108,13 +116,13 @@ fn parse_large(script: &str) -> Result<Vec<Parsed<'_>>, SqlError> {
     }
     if let Some(from) = start {
         // The rest never parsed: the server could not read it either.
-        out.extend(parse_whole(&script[from..])?);
+        out.extend(parse_whole(&script[from..], policy)?);
     }
     Ok(out)
 }
 
 /// Whether a statement holds a word that a refused statement needs (lowercase check).
-fn might_be_refused(text: &str) -> bool {
+fn might_be_refused(text: &str, policy: Policy) -> bool {
     const WORDS: [&str; 12] = [
         "begin",
         "start",
@@ -131,13 +139,14 @@ fn might_be_refused(text: &str) -> bool {
     ];
     let lower = text.to_ascii_lowercase();
     WORDS.iter().any(|w| lower.contains(w))
+        || (policy == Policy::Untrusted && crate::policy::pg::might_be_refused(&lower))
 }
 
 /// [`parse`] of a script parsed whole.
-fn parse_whole(script: &str) -> Result<Vec<Parsed<'_>>, SqlError> {
+fn parse_whole(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError> {
     // The same bytes read with backslashes as escapes, when they parse that way.
     let other = match pg_query::parse(script, ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS) {
-        Ok(off) => Some(statements(script, &off.protobuf)?),
+        Ok(off) => Some(statements(script, &off.protobuf, policy, false)?),
         Err(_) => None,
     };
     let refused_there = other
@@ -154,7 +163,7 @@ fn parse_whole(script: &str) -> Result<Vec<Parsed<'_>>, SqlError> {
             };
         }
     };
-    let mut found = statements(script, &on.protobuf)?;
+    let mut found = statements(script, &on.protobuf, policy, true)?;
     if found.iter().all(|s| s.refused.is_none())
         && let (Some(mut other), Some(n)) = (other, refused_there)
     {
@@ -175,24 +184,26 @@ fn parse_whole(script: &str) -> Result<Vec<Parsed<'_>>, SqlError> {
 pub(crate) type Verdict = Option<(usize, Refusal)>;
 
 /// The refusal for one statement a guest sends (`execute`, `query`, a cursor), cached by
-/// its text: a migration sends the same statement many times, and parsing costs more than
-/// a lookup. `Ok(None)` when it may run.
+/// its text and policy: a migration sends the same statement many times, and parsing costs
+/// more than a lookup. `Ok(None)` when it may run.
 ///
 /// # Errors
 /// As [`parse`].
-pub(crate) fn judge(sql: &str) -> Result<Verdict, SqlError> {
+pub(crate) fn judge(sql: &str, policy: Policy) -> Result<Verdict, SqlError> {
     /// Statements remembered; past it the cache starts over.
     const CACHED: usize = 512;
     /// Longer statements are not remembered (each is parsed when sent).
     const CACHED_LEN: usize = 4096;
-    static CACHE: OnceLock<Mutex<HashMap<String, Verdict>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
+    /// One cache per policy: a verdict of one says nothing of the other.
+    static CACHES: [OnceLock<Mutex<HashMap<String, Verdict>>>; 2] =
+        [OnceLock::new(), OnceLock::new()];
+    let cache = CACHES[usize::from(policy == Policy::Untrusted)].get_or_init(Default::default);
     if sql.len() <= CACHED_LEN
         && let Some(hit) = cache.lock().expect("not poisoned").get(sql)
     {
         return Ok(hit.clone());
     }
-    let verdict = parse(sql)?
+    let verdict = parse(sql, policy)?
         .into_iter()
         .enumerate()
         .find_map(|(n, s)| s.refused.map(|r| (n, r)));
@@ -206,10 +217,13 @@ pub(crate) fn judge(sql: &str) -> Result<Verdict, SqlError> {
     Ok(verdict)
 }
 
-/// The statements of one parse, with their refusals.
+/// The statements of one parse (`standard`: with backslashes read the standard way), with
+/// their refusals.
 fn statements<'a>(
     script: &'a str,
     parsed: &pg_query::protobuf::ParseResult,
+    policy: Policy,
+    standard: bool,
 ) -> Result<Vec<Parsed<'a>>, SqlError> {
     let mut out = Vec::with_capacity(parsed.stmts.len());
     for raw in &parsed.stmts {
@@ -229,7 +243,14 @@ fn statements<'a>(
             .stmt
             .as_ref()
             .and_then(|node| node.node.as_ref())
-            .and_then(|node| refusal(node, text));
+            .and_then(|node| {
+                refusal(node, text).or_else(|| match policy {
+                    Policy::Trusted => None,
+                    Policy::Untrusted => {
+                        crate::policy::pg::violation(node, text, standard).map(Refusal::Policy)
+                    }
+                })
+            });
         out.push(Parsed { text, refused });
     }
     Ok(out)
@@ -327,7 +348,11 @@ mod tests {
     use super::*;
 
     fn refused(sql: &str) -> Vec<Option<Refusal>> {
-        parse(sql).unwrap().into_iter().map(|s| s.refused).collect()
+        parse(sql, Policy::Trusted)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.refused)
+            .collect()
     }
 
     #[test]
@@ -336,7 +361,11 @@ mod tests {
                    CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;
                    SELECT 'a;b' -- ; comment
                    ;";
-        let texts: Vec<&str> = parse(sql).unwrap().iter().map(|s| s.text.trim()).collect();
+        let texts: Vec<&str> = parse(sql, Policy::Trusted)
+            .unwrap()
+            .iter()
+            .map(|s| s.text.trim())
+            .collect();
         assert_eq!(texts.len(), 3, "{texts:?}");
         assert!(texts[1].ends_with("END"), "{texts:?}");
         assert_eq!(refused(sql), [None, None, None]);
@@ -372,11 +401,16 @@ mod tests {
         // With backslashes as escapes the literal ends at the second quote, and COMMIT is
         // a statement; read as the server reads it with the setting on, it is text.
         let sql = r"SELECT 'a\'; COMMIT; SELECT ''";
-        let on = parse(sql).unwrap();
+        let on = parse(sql, Policy::Trusted).unwrap();
         assert!(on.iter().any(|s| s.refused.is_some()), "{on:?}");
         // And the other way round: text under the escaping reading, a statement otherwise.
         let sql = r"SELECT E'\''; SELECT 'x\'; COMMIT; --'";
-        assert!(parse(sql).unwrap().iter().any(|s| s.refused.is_some()));
+        assert!(
+            parse(sql, Policy::Trusted)
+                .unwrap()
+                .iter()
+                .any(|s| s.refused.is_some())
+        );
     }
 
     #[test]
@@ -412,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_script_the_parser_cannot_read_is_a_syntax_error() {
-        let e = parse("SELEC 1").unwrap_err();
+        let e = parse("SELEC 1", Policy::Trusted).unwrap_err();
         assert_eq!(e.code, "42601");
         assert!(e.message.contains("syntax error"), "{}", e.message);
     }
@@ -429,7 +463,7 @@ mod tests {
              SELECT 'end; commit' AS \"begin\";\n",
         );
         assert!(script.len() > WHOLE);
-        let parsed = parse(&script).unwrap();
+        let parsed = parse(&script, Policy::Trusted).unwrap();
         assert_eq!(parsed.len(), 20_003);
         assert!(parsed.iter().all(|s| s.refused.is_none()));
         assert!(
@@ -439,27 +473,32 @@ mod tests {
         );
         // Refused wherever it is, under either reading, and named at its place.
         let hidden = format!("{script}SELECT 'a\\' , '; COMMIT; SELECT ' --'\n");
-        assert!(parse(&hidden).unwrap().iter().any(|s| s.refused.is_some()));
+        assert!(
+            parse(&hidden, Policy::Trusted)
+                .unwrap()
+                .iter()
+                .any(|s| s.refused.is_some())
+        );
         let plain = format!("{script}COMMIT;\nSELECT 1;");
-        let parsed = parse(&plain).unwrap();
+        let parsed = parse(&plain, Policy::Trusted).unwrap();
         assert_eq!(
             parsed.iter().position(|s| s.refused.is_some()),
             Some(20_003)
         );
         // A statement that never ends is the parser's error, as for a whole script.
         let broken = format!("{script}SELECT 'unterminated");
-        assert_eq!(parse(&broken).unwrap_err().code, "42601");
+        assert_eq!(parse(&broken, Policy::Trusted).unwrap_err().code, "42601");
     }
 
     #[test]
     fn judging_is_cached_and_says_which_statement() {
-        assert_eq!(judge("SELECT 1").unwrap(), None);
+        assert_eq!(judge("SELECT 1", Policy::Trusted).unwrap(), None);
         assert_eq!(
-            judge("SELECT 1; ROLLBACK").unwrap(),
+            judge("SELECT 1; ROLLBACK", Policy::Trusted).unwrap(),
             Some((1, Refusal::Control("ROLLBACK".to_owned())))
         );
         assert_eq!(
-            judge("SELECT 1; ROLLBACK").unwrap(),
+            judge("SELECT 1; ROLLBACK", Policy::Trusted).unwrap(),
             Some((1, Refusal::Control("ROLLBACK".to_owned())))
         );
     }

@@ -15,21 +15,28 @@
 //! which checks the transaction's identity before recording the step
 //! ([`super::Session::transaction_intact`]).
 //!
-//! Not here: running the statements (`postgres`, `sqlite`).
+//! Under [`Policy::Untrusted`] the same check also holds every statement to the untrusted
+//! SQL policy (`policy`): on PostgreSQL in the same parse, on SQLite by the same split.
+//!
+//! Not here: running the statements (`postgres`, `sqlite`), the policy's rules (`policy`).
 
 #![allow(clippy::result_large_err)]
 
 use crate::pg_parse::Refusal;
+use crate::policy::Policy;
 use wasmig_contract::{Dialect, SqlError};
 
-/// Refuses `sql` (one statement or a script) if any statement in it is transaction control.
+/// Refuses `sql` (one statement or a script) if any statement in it is transaction control,
+/// or is refused by `policy`.
 ///
 /// # Errors
-/// `WASMIG-STATE`, naming the statement and saying what to do instead.
-pub(crate) fn check(sql: &str, dialect: Dialect) -> Result<(), SqlError> {
+/// `WASMIG-STATE`, naming the statement and saying what to do instead; `WASMIG-POLICY`
+/// naming the rule.
+pub(crate) fn check(sql: &str, dialect: Dialect, policy: Policy) -> Result<(), SqlError> {
     refuse_control(
         sql,
         dialect,
+        policy,
         "wasmig runs each revision in \
          one transaction together with its version-table update, and commits or \
          rolls it back itself; remove the statement, and to undo part of the work \
@@ -43,11 +50,16 @@ pub(crate) fn check(sql: &str, dialect: Dialect) -> Result<(), SqlError> {
 /// wasmig does not know about.
 ///
 /// # Errors
-/// `WASMIG-STATE`, naming the statement.
-pub(crate) fn check_autocommit(sql: &str, dialect: Dialect) -> Result<(), SqlError> {
+/// `WASMIG-STATE`, naming the statement; `WASMIG-POLICY` naming the rule.
+pub(crate) fn check_autocommit(
+    sql: &str,
+    dialect: Dialect,
+    policy: Policy,
+) -> Result<(), SqlError> {
     refuse_control(
         sql,
         dialect,
+        policy,
         "with `transaction = \"none\"` wasmig commits each statement on its own, and \
          transaction control would leave the script in a transaction wasmig does not know \
          about; remove the statement (or drop `transaction = \"none\"` to run the whole \
@@ -55,32 +67,42 @@ pub(crate) fn check_autocommit(sql: &str, dialect: Dialect) -> Result<(), SqlErr
     )
 }
 
-fn refuse_control(sql: &str, dialect: Dialect, why: &str) -> Result<(), SqlError> {
+fn refuse_control(sql: &str, dialect: Dialect, policy: Policy, why: &str) -> Result<(), SqlError> {
+    let at = |n: usize, several: bool| {
+        if several {
+            format!(" (statement {} of the script)", n + 1)
+        } else {
+            String::new()
+        }
+    };
     let ((n, keyword, why), several) = match dialect {
         // PostgreSQL's own parser, under both readings of backslashes (`pg_parse`).
-        Dialect::Postgres => match crate::pg_parse::judge(sql)? {
+        Dialect::Postgres => match crate::pg_parse::judge(sql, policy)? {
             None => return Ok(()),
             Some((n, Refusal::Control(keyword))) => ((n, keyword, why), sql.contains(';')),
             Some((n, Refusal::Lexing(what))) => ((n, what, LEXING_WHY), sql.contains(';')),
+            Some((n, Refusal::Policy(v))) => return Err(v.error(&at(n, sql.contains(';')))),
         },
         Dialect::Sqlite => {
             let statements = split(sql, dialect);
             let several = statements.len() > 1;
-            match statements
-                .iter()
-                .enumerate()
-                .find_map(|(n, s)| control_keyword(&s.lead).map(|k| (n, k.to_owned(), why)))
-            {
+            match statements.iter().enumerate().find_map(|(n, s)| {
+                let refused = match control_keyword(&s.lead) {
+                    Some(k) => Some(Ok(k.to_owned())),
+                    None if policy == Policy::Untrusted => {
+                        crate::policy::sqlite_violation(s.text, &s.lead).map(Err)
+                    }
+                    None => None,
+                };
+                refused.map(|r| (n, r))
+            }) {
                 None => return Ok(()),
-                Some(found) => (found, several),
+                Some((n, Err(v))) => return Err(v.error(&at(n, several))),
+                Some((n, Ok(keyword))) => ((n, keyword, why), several),
             }
         }
     };
-    let at = if several {
-        format!(" (statement {} of the script)", n + 1)
-    } else {
-        String::new()
-    };
+    let at = at(n, several);
     Err(SqlError::wasmig(
         "STATE",
         format!("`{keyword}`{at} is not allowed in a migration: {why}"),
@@ -101,7 +123,7 @@ const LEXING_WHY: &str = "wasmig checks every statement with PostgreSQL's own pa
 /// On PostgreSQL, a script its parser cannot read (SQLSTATE 42601).
 pub(crate) fn statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, SqlError> {
     match dialect {
-        Dialect::Postgres => Ok(crate::pg_parse::parse(script)?
+        Dialect::Postgres => Ok(crate::pg_parse::parse(script, Policy::Trusted)?
             .into_iter()
             .map(|s| s.text)
             .collect()),
@@ -382,7 +404,7 @@ mod tests {
     use super::*;
 
     fn refused(sql: &str, dialect: Dialect) -> Option<String> {
-        check(sql, dialect).err().map(|e| {
+        check(sql, dialect, Policy::Trusted).err().map(|e| {
             // An unterminated quote or body is a syntax error to PostgreSQL's parser (and to
             // the server): refused all the same, before anything runs.
             let syntax = dialect == Dialect::Postgres && e.code == "42601";
@@ -527,7 +549,12 @@ mod tests {
         );
         // In SQLite `$` starts a parameter, not a quote; brackets quote only there. On
         // PostgreSQL the dollar quote is unterminated: a syntax error, refused, not run.
-        assert_eq!(check("SELECT $$; COMMIT", pg).unwrap_err().code, "42601");
+        assert_eq!(
+            check("SELECT $$; COMMIT", pg, Policy::Trusted)
+                .unwrap_err()
+                .code,
+            "42601"
+        );
         assert!(refused("SELECT $$; COMMIT", Dialect::Sqlite).is_some());
         assert!(refused("SELECT a[1]; COMMIT", pg).is_some());
     }

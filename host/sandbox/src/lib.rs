@@ -451,6 +451,11 @@ fn classify(
     if let Some(io) = &state.io_failure {
         return Err(Failure::connection_lost(io));
     }
+    // A statement refused by the untrusted SQL policy fails the step, handled or not, as
+    // an SQL error of the migration (a limit the guest then hit still says so, below).
+    if let (Ok(_), Some(refused)) = (&outcome, &state.policy_refused) {
+        return Err(Failure::Sql(Box::new(refused.clone())));
+    }
     match outcome {
         Ok(Ok(())) => match state.pending_error() {
             Some(err) => Err(Failure::UnhandledSql(Box::new(err.clone()))),

@@ -10,6 +10,7 @@ mod links;
 mod lock;
 mod memory;
 mod paths;
+mod policy;
 mod proxy;
 mod rows;
 mod schema;

@@ -48,7 +48,7 @@ use super::lock::{self, LockGuard};
 use super::store::{Reader, VersionStore};
 use super::{
     ARTIFACT_TABLE, CHECKPOINT_TABLE, Database, DatabaseUrl, DbError, FAILED_TABLE, HISTORY_TABLE,
-    ScriptFailure, Session, VERSION_TABLE,
+    Policy, ScriptFailure, Session, VERSION_TABLE,
 };
 use wasmig_contract::Dialect;
 
@@ -387,10 +387,11 @@ impl Database for PgDatabase {
     async fn run_autocommit(
         &self,
         script: &str,
+        policy: Policy,
         lock: Option<Duration>,
         statement: Option<Duration>,
     ) -> Result<usize, ScriptFailure> {
-        let statements = super::autocommit_statements(script, Dialect::Postgres)?;
+        let statements = super::autocommit_statements(script, Dialect::Postgres, policy)?;
         let total = statements.len();
         let nothing_ran = |error| ScriptFailure {
             statement: 0,

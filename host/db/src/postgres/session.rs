@@ -37,8 +37,8 @@ use super::{PRESENT, PgDatabase};
 use crate::lock::PG_LOCK_KEY;
 use crate::store::{Driver, VersionStore};
 use crate::{
-    Canceller, CursorState, DbError, GuestSql, LockLost, Session, SqlResult, TablesTampered, copy,
-    pg_script, tx_control,
+    Canceller, CursorState, DbError, GuestSql, LockLost, Policy, Session, SqlResult,
+    TablesTampered, copy, pg_script, tx_control,
 };
 use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
 
@@ -95,6 +95,9 @@ pub(crate) struct PgSession {
     /// The oids of wasmig's tables as the run found them (`PgDatabase::table_oids`), for
     /// the tamper check's cheap path; `None` before `ensure_version_tables` ran.
     table_oids: Option<super::bookkeeping::KnownTables>,
+    /// What the migration's statements are held to ([`GuestSql::set_policy`]): trusted
+    /// from `begin` until the runner says otherwise.
+    policy: Policy,
 }
 
 impl PgDatabase {
@@ -163,6 +166,7 @@ impl PgDatabase {
             store: VersionStore::new(Dialect::Postgres, Some(self.schema.clone())),
             lock_holder: holder,
             table_oids: self.table_oids.lock().ok().and_then(|o| o.clone()),
+            policy: Policy::Trusted,
         })
     }
 }
@@ -339,14 +343,18 @@ impl GuestSql for PgSession {
         self.canceller.clone()
     }
 
+    fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
     async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
-        tx_control::check(sql, Dialect::Postgres)?;
+        tx_control::check(sql, Dialect::Postgres, self.policy)?;
         let bound = Bound::new(params, None)?;
         self.execute_bound(sql, bound).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
-        tx_control::check(sql, Dialect::Postgres)?;
+        tx_control::check(sql, Dialect::Postgres, self.policy)?;
         let bound = Bound::new(params, None)?;
         let sql = sql_str(sql);
         let (plan, rows) = if changes_schema(sql.as_str()) {
@@ -394,7 +402,7 @@ impl GuestSql for PgSession {
     }
 
     async fn batch(&mut self, script: &str) -> SqlResult<()> {
-        tx_control::check(script, Dialect::Postgres)?;
+        tx_control::check(script, Dialect::Postgres, self.policy)?;
         if crate::pg_parse::split_first(script) {
             // A large script's statements were split by the standard reading of literals
             // (`pg_parse`): the server must read it that way too. (A short one was judged
@@ -407,7 +415,7 @@ impl GuestSql for PgSession {
     }
 
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
-        tx_control::check(sql, Dialect::Postgres)?;
+        tx_control::check(sql, Dialect::Postgres, self.policy)?;
         // Validate every row first: a malformed value fails the call before any row ran.
         let bound = rows
             .iter()
@@ -476,7 +484,7 @@ impl GuestSql for PgSession {
     }
 
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
-        tx_control::check(sql, Dialect::Postgres)?;
+        tx_control::check(sql, Dialect::Postgres, self.policy)?;
         let bound = Bound::new(params, None)?;
         // Describe the query itself for its columns (and to refuse unreadable ones early);
         // the DECLARE below is a utility statement that describes no columns.

@@ -43,7 +43,7 @@ use self::codec::sql_error;
 use self::file_lock::{FileLock, FileLockAttempt};
 use super::lock::{self, LockGuard, SQLITE_LOCK_SUFFIX};
 use super::store::{Reader, VersionStore};
-use super::{Database, DatabaseUrl, DbError, ScriptFailure, Session};
+use super::{Database, DatabaseUrl, DbError, Policy, ScriptFailure, Session};
 use wasmig_contract::Dialect;
 
 /// Connections in the pool: one session, the version-table reads, and a spare.
@@ -209,11 +209,12 @@ impl Database for SqliteDatabase {
     async fn run_autocommit(
         &self,
         script: &str,
+        policy: Policy,
         // SQLite has neither timeout: the runner refuses them before any step runs.
         _lock: Option<Duration>,
         _statement: Option<Duration>,
     ) -> Result<usize, ScriptFailure> {
-        let statements = super::autocommit_statements(script, Dialect::Sqlite)?;
+        let statements = super::autocommit_statements(script, Dialect::Sqlite, policy)?;
         let total = statements.len();
         let mut conn = self.pool.acquire().await.map_err(|e| ScriptFailure {
             statement: 0,

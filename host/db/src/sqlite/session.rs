@@ -23,7 +23,9 @@ use sqlx::{AssertSqlSafe, Executor, SqlSafeStr, Sqlite, SqliteConnection, Statem
 use super::SqliteDatabase;
 use super::codec::{bind, bind_into, column, decode_row, sql_error};
 use crate::store::{Driver, VersionStore};
-use crate::{Canceller, CursorState, DbError, GuestSql, Session, SqlResult, copy, tx_control};
+use crate::{
+    Canceller, CursorState, DbError, GuestSql, Policy, Session, SqlResult, copy, tx_control,
+};
 use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
 
 /// The pragmas of [`RESET_PRAGMAS`](super::RESET_PRAGMAS) that take effect inside a
@@ -83,6 +85,7 @@ impl SqliteDatabase {
             store: VersionStore::new(Dialect::Sqlite, None),
             _ended: EndGuard(Arc::clone(&cancel)),
             cancel,
+            policy: Policy::Trusted,
         })
     }
 }
@@ -130,6 +133,8 @@ pub(crate) struct SqliteSession {
     store: VersionStore,
     /// Neutralises that progress handler when the session goes away.
     _ended: EndGuard,
+    /// What the migration's statements are held to ([`GuestSql::set_policy`]).
+    policy: Policy,
 }
 
 impl SqliteSession {
@@ -180,16 +185,20 @@ impl GuestSql for SqliteSession {
         Arc::new(SqliteCanceller(Arc::clone(&self.cancel)))
     }
 
+    fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
     async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
         self.start_call();
-        tx_control::check(sql, Dialect::Sqlite)?;
+        tx_control::check(sql, Dialect::Sqlite, self.policy)?;
         let args = bind(params, None)?;
         self.execute_args(sql, args).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
         self.start_call();
-        tx_control::check(sql, Dialect::Sqlite)?;
+        tx_control::check(sql, Dialect::Sqlite, self.policy)?;
         let args = bind(params, None)?;
         // Prepared first for the columns, which an empty result would not show (sqlx caches
         // the statement, so the query below does not prepare it again).
@@ -217,13 +226,13 @@ impl GuestSql for SqliteSession {
 
     async fn batch(&mut self, script: &str) -> SqlResult<()> {
         self.start_call();
-        tx_control::check(script, Dialect::Sqlite)?;
+        tx_control::check(script, Dialect::Sqlite, self.policy)?;
         self.run_script(script.to_owned()).await
     }
 
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
         self.start_call();
-        tx_control::check(sql, Dialect::Sqlite)?;
+        tx_control::check(sql, Dialect::Sqlite, self.policy)?;
         // Bind every row first: a malformed value fails the call before any row ran.
         let rows = rows
             .iter()

@@ -221,6 +221,10 @@ pub struct GuestState {
     deadline: Instant,
     /// The first SQL error not handled inside a savepoint.
     pub(crate) unhandled: Option<SqlError>,
+    /// The first statement the untrusted SQL policy refused (`WASMIG-POLICY`): the step
+    /// fails with it even when the guest handled the error, so that a migration cannot
+    /// probe the policy and carry on as though its statement had run.
+    pub(crate) policy_refused: Option<SqlError>,
     /// The first connection-level failure (blamed on the host, not the guest).
     pub(crate) io_failure: Option<SqlError>,
     /// The innermost savepoint open when `io_failure` happened: rolling it back successfully
@@ -244,6 +248,9 @@ pub struct GuestState {
     pub(crate) stdout: MemoryOutputPipe,
     pub(crate) stderr: MemoryOutputPipe,
 }
+
+/// The code of a statement the untrusted SQL policy refused (`wasmig_db::policy`).
+const POLICY_REFUSED: &str = "WASMIG-POLICY";
 
 /// Guest stdout/stderr kept per call; a guest writing more is trapped.
 const OUTPUT_CAPACITY: usize = 1024 * 1024;
@@ -278,6 +285,7 @@ impl GuestState {
             revision: revision.to_owned(),
             deadline,
             unhandled: None,
+            policy_refused: None,
             io_failure: None,
             io_failure_in: None,
             deadline_hit: false,
@@ -310,6 +318,9 @@ impl GuestState {
 
     /// Remembers a failed statement against the innermost savepoint, or the transaction.
     fn note_error(&mut self, error: &SqlError) {
+        if error.code == POLICY_REFUSED && self.policy_refused.is_none() {
+            self.policy_refused = Some(error.clone());
+        }
         if wasmig_db::is_connection_failure(&error.code) && self.io_failure.is_none() {
             self.io_failure = Some(error.clone());
             self.io_failure_in = self.savepoints.last().map(|f| f.id);

@@ -17,6 +17,7 @@ pub(super) async fn run_autocommitted(
     checksum: &str,
     to_store: Option<&StoredArtifact>,
     timeouts: &StatementTimeouts,
+    policy: Policy,
 ) -> Result<(), Failure> {
     let started_at = Utc::now();
     // Marked failed before the first statement runs, so a wasmig killed half-way leaves
@@ -40,7 +41,7 @@ pub(super) async fn run_autocommitted(
     .await
     .map_err(Failure::Host)?;
     let (statement, total, cause, error) = match db
-        .run_autocommit(script, timeouts.lock(), timeouts.statement())
+        .run_autocommit(script, policy, timeouts.lock(), timeouts.statement())
         .await
     {
         Ok(total) => {

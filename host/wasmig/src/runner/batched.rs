@@ -16,6 +16,8 @@ pub(super) struct Batched<'a> {
     pub(super) resume: Option<Checkpoint>,
     /// What wasmig's tables must hold before the last batch records the step.
     pub(super) expected: Expected,
+    /// What the guest's statements are held to.
+    pub(super) policy: Policy,
 }
 
 /// Runs a `transaction = "batched"` step: one transaction per call, each committing with
@@ -38,6 +40,7 @@ pub(super) async fn run_batched(
         timeouts,
         resume,
         expected,
+        policy,
     } = batched;
     let started_at = resume.as_ref().map_or_else(Utc::now, |c| c.started_at);
     let batched_step = BatchedStep {
@@ -68,7 +71,7 @@ pub(super) async fn run_batched(
             batch,
             cause: Box::new(cause),
         };
-        let session = begin_batch(db, &timeouts).await.map_err(in_batch)?;
+        let session = begin_batch(db, &timeouts, policy).await.map_err(in_batch)?;
         let returned = sandbox
             .run(
                 loaded,
@@ -174,12 +177,14 @@ pub(super) fn batch_limit(calls: u64, started: Instant, limits: &Limits) -> Opti
     })
 }
 
-/// Begins a batch's own transaction, with the step's statement timeouts.
+/// Begins a batch's own transaction, with the step's statement timeouts and SQL policy.
 pub(super) async fn begin_batch(
     db: &dyn Database,
     timeouts: &StatementTimeouts,
+    policy: Policy,
 ) -> Result<Box<dyn Session>, Failure> {
     let mut session = db.begin().await.map_err(Failure::Host)?;
+    session.set_policy(policy);
     if timeouts.any()
         && let Err(e) = session
             .set_timeouts(timeouts.lock(), timeouts.statement())

@@ -32,8 +32,8 @@ use serde::Serialize;
 use crate::bindings::{Dialect, SqlError};
 use crate::config::{Project, StatementTimeouts};
 use crate::db::{
-    Checkpoint, Database, Event, Expected, FailedMark, FinishedStep, ScriptFailure, Session,
-    StepRecord, StoredArtifact,
+    Checkpoint, Database, Event, Expected, FailedMark, FinishedStep, Policy, ScriptFailure,
+    Session, StepRecord, StoredArtifact,
 };
 use crate::error::{ConfigError, Failure, MigrationError, ResumeModified};
 use crate::graph::{Direction, Step};
@@ -97,6 +97,18 @@ pub struct RunOptions {
     pub allow_modified: bool,
     /// The project is untrusted: migration SQL is held to the untrusted SQL policy.
     pub untrusted: bool,
+}
+
+impl RunOptions {
+    /// What every session a migration's SQL runs in is held to: the untrusted SQL policy
+    /// when the project is untrusted.
+    pub fn policy(&self) -> Policy {
+        if self.untrusted {
+            Policy::Untrusted
+        } else {
+            Policy::Trusted
+        }
+    }
 }
 
 /// The failure of a guest that asks for another batch from the checkpoint it was given: it

@@ -349,6 +349,7 @@ impl Run<'_> {
             timeouts: timeouts(self.project, revision)?,
             resume: resume.clone(),
             expected: self.expected_before(at.index),
+            policy: self.options.policy(),
         };
         let progress = Progress::new(step.revision.clone());
         let batches = run_batched(self.db, sandbox, loaded, batched, progress)
@@ -387,6 +388,7 @@ impl Run<'_> {
             &ready.checksum,
             ready.to_store.as_ref(),
             &step_timeouts,
+            self.options.policy(),
         )
         .await
         .map_err(|f| self.fail(at, f))?;
@@ -425,6 +427,8 @@ impl Run<'_> {
                 .await
                 .map_err(|e| self.fail(at, Failure::Host(e)))?,
         };
+        // Every step's statements, the held session of an --atomic run's included.
+        session.set_policy(self.options.policy());
         let step_timeouts = timeouts(self.project, revision)?;
         // In one transaction for the whole run, a step without timeouts must not inherit
         // the previous step's.

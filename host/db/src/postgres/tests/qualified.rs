@@ -16,7 +16,7 @@ use pg_query::NodeRef;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
 use super::*;
-use crate::{Checkpoint, Expected, FailedMark, FinishedStep, StepRecord, StoredArtifact};
+use crate::{Checkpoint, Expected, FailedMark, FinishedStep, Policy, StepRecord, StoredArtifact};
 
 /// Statements sqlx logged, as sent, with the thread that sent them: the subscriber is the
 /// process's global one (a scoped one misses callsites other tests' threads reached first,
@@ -280,9 +280,14 @@ async fn what_wasmig_sends() -> Vec<String> {
     s.rollback().await.unwrap();
 
     // A `transaction = "none"` script.
-    t.db.run_autocommit("/* guest */ SELECT 1; SELECT 2", None, None)
-        .await
-        .unwrap();
+    t.db.run_autocommit(
+        "/* guest */ SELECT 1; SELECT 2",
+        Policy::Trusted,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     lock.release().await.unwrap();
     t.db.close().await;
     sent.0

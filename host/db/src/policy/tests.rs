@@ -1,0 +1,451 @@
+//! The untrusted policy's classifier, on PostgreSQL's parser and SQLite's split: each
+//! refused class with its variants (case, comments, quoting, schema qualification, nesting
+//! in expressions, SQL and PL/pgSQL bodies, `DO` blocks), statements that must still run,
+//! and trusted mode unchanged. The refusals are checked on the real servers by the
+//! end-to-end tests (`tests/e2e/hostile/policy.rs`).
+
+use super::*;
+use crate::tx_control;
+use wasmig_contract::Dialect;
+
+/// The rule `sql` breaks on PostgreSQL in untrusted mode, if any (panics on any other
+/// error: these statements all parse).
+fn rule(sql: &str) -> Option<String> {
+    let e = tx_control::check(sql, Dialect::Postgres, Policy::Untrusted).err()?;
+    assert_eq!(e.code, "WASMIG-POLICY", "{sql}: {e:?}");
+    let rule = e
+        .message
+        .split("(rule: ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("the message names its rule");
+    Some(rule.to_owned())
+}
+
+/// Asserts every statement breaks `expected`, and passes in trusted mode.
+fn refused(expected: &str, statements: &[&str]) {
+    for sql in statements {
+        assert_eq!(rule(sql).as_deref(), Some(expected), "{sql}");
+        assert!(
+            tx_control::check(sql, Dialect::Postgres, Policy::Trusted).is_ok(),
+            "trusted: {sql}"
+        );
+    }
+}
+
+fn allowed(statements: &[&str]) {
+    for sql in statements {
+        assert_eq!(rule(sql), None, "{sql}");
+    }
+}
+
+#[test]
+fn copy_to_or_from_a_program_or_a_server_file_is_refused_and_stdin_is_not() {
+    refused(
+        "server-programs",
+        &[
+            "COPY (select 1) TO PROGRAM 'touch /tmp/x'",
+            "copy t from program 'curl http://x'",
+            "/* x */ CoPy t (a, b) FROM PROGRAM 'id' WITH (FORMAT csv)",
+            "SELECT 1; COPY t TO PROGRAM 'x'",
+        ],
+    );
+    refused(
+        "server-files",
+        &[
+            "COPY t FROM '/etc/passwd'",
+            "COPY (SELECT 1) TO '/tmp/out'",
+            "copy t to E'/tmp/\\x41'",
+        ],
+    );
+    allowed(&[
+        "COPY t FROM STDIN",
+        "COPY t (a, b) FROM STDIN WITH (FORMAT csv)",
+        "COPY (SELECT 1) TO STDOUT",
+    ]);
+}
+
+#[test]
+fn the_exact_message_names_the_rule_and_what_to_do() {
+    let e = tx_control::check(
+        "SELECT 1; COPY (select 1) TO PROGRAM 'touch /tmp/x'",
+        Dialect::Postgres,
+        Policy::Untrusted,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "COPY ... TO PROGRAM runs a program on the database server (statement 2 of the script); untrusted migrations may not (rule: server-programs): have an operator do it outside wasmig, or run the project trusted"
+    );
+}
+
+#[test]
+fn calls_of_refused_functions_are_refused_wherever_they_are_and_however_spelled() {
+    refused(
+        "server-files",
+        &[
+            "SELECT pg_read_file('/etc/passwd')",
+            "select PG_READ_FILE('/etc/passwd')",
+            "SELECT pg_catalog.pg_read_file('x')",
+            "SELECT \"pg_read_file\"('x')",
+            r#"SELECT U&"pg\005fread_file"('x')"#,
+            "SELECT -- pg_read_file\n pg_read_binary_file /* c */ ('x')",
+            "SELECT 1 WHERE length(pg_read_file('x')) > 0",
+            "SELECT coalesce(NULL, (SELECT d FROM pg_ls_dir('.') d LIMIT 1))",
+            "WITH x AS (SELECT pg_read_file('x') AS a) SELECT * FROM x",
+            "INSERT INTO t SELECT pg_read_file('x')",
+            "UPDATE t SET a = upper(pg_read_file('x'))",
+            "EXPLAIN ANALYZE SELECT pg_stat_file('x')",
+            "PREPARE p AS SELECT pg_read_file($1)",
+            "CREATE VIEW v AS SELECT pg_ls_waldir()",
+            "CREATE TABLE t (a text DEFAULT pg_read_file('x'))",
+            "CREATE TABLE t (a text CHECK (a <> pg_read_binary_file('x')::text))",
+            "ALTER TABLE t ADD COLUMN b text DEFAULT pg_ls_tmpdir()::text",
+            "CREATE INDEX i ON t ((lo_import('/etc/passwd')))",
+            "SELECT lo_export(1, '/tmp/x')",
+            "SELECT pg_file_write('x', 'y', false)",
+            "SELECT other_schema.pg_read_file('x')",
+            "SELECT * FROM t WHERE a IN (SELECT pg_ls_logdir())",
+        ],
+    );
+    refused(
+        "foreign-data",
+        &[
+            "SELECT * FROM dblink('host=x', 'select 1') AS t(a int)",
+            "SELECT public.dblink_exec('dbname=x', 'COMMIT')",
+            "SELECT DBLINK_CONNECT('c', 'host=x')",
+        ],
+    );
+    refused(
+        "server-control",
+        &[
+            "SELECT pg_terminate_backend(1)",
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity",
+            "SELECT pg_reload_conf()",
+            "SELECT pg_rotate_logfile()",
+            "SELECT pg_promote()",
+            "SELECT pg_switch_wal()",
+            "SELECT pg_create_restore_point('x')",
+            "SELECT pg_backup_start('x')",
+            "SELECT * FROM pg_backup_stop()",
+        ],
+    );
+    refused(
+        "hidden-sql",
+        &[
+            "SELECT query_to_xml('select 1', true, true, '')",
+            "SELECT query_to_xmlschema('select 1', true, true, '')",
+            "SELECT query_to_xml_and_xmlschema('select 1', true, true, '')",
+            "SELECT cursor_to_xml('c', 1, true, true, '')",
+            "SELECT set_config(current_setting('x.y'), 'postgres', false)",
+        ],
+    );
+    refused(
+        "roles",
+        &[
+            "SELECT set_config('role', 'postgres', false)",
+            "select set_config('SESSION_AUTHORIZATION', 'x', true)",
+            "SELECT 1 WHERE set_config('role'::text, 'x', true) IS NOT NULL",
+        ],
+    );
+}
+
+#[test]
+fn functions_are_matched_by_their_whole_name_in_any_schema() {
+    // Decided: a name in any schema (an extension's functions live in any), and only the
+    // whole name: a function of one's own named `my_pg_read_file` runs.
+    allowed(&[
+        "SELECT my_pg_read_file('x')",
+        "SELECT pg_read_file_wrapper()",
+        "SELECT pg_catalog.pg_advisory_xact_lock(1), pg_sleep(0), now()",
+        "SELECT set_config('search_path', 'app, public', true)",
+        "SELECT 'pg_read_file(''x'')' AS text_not_a_call",
+        "SELECT pg_read_file FROM t",
+    ]);
+}
+
+#[test]
+fn functions_run_without_a_call_naming_them_are_refused() {
+    refused(
+        "server-control",
+        &["CREATE CAST (int AS bool) WITH FUNCTION pg_terminate_backend(int)"],
+    );
+    refused(
+        "server-files",
+        &[
+            "CREATE OPERATOR ##> (LEFTARG = text, FUNCTION = pg_read_file)",
+            "GRANT EXECUTE ON FUNCTION pg_read_file(text) TO PUBLIC",
+        ],
+    );
+}
+
+#[test]
+fn server_settings_libraries_and_extensions_not_on_the_list_are_refused() {
+    refused(
+        "server-settings",
+        &[
+            "ALTER SYSTEM SET archive_command = 'x'",
+            "alter system reset all",
+            "ALTER DATABASE d SET log_statement = 'all'",
+            "ALTER DATABASE d CONNECTION LIMIT 0",
+            "ALTER ROLE app SET search_path = x",
+            "ALTER USER app IN DATABASE d SET work_mem = '1GB'",
+        ],
+    );
+    refused(
+        "server-control",
+        &["LOAD 'auto_explain'", "load '/tmp/x.so'"],
+    );
+    refused(
+        "extensions",
+        &[
+            "CREATE EXTENSION dblink",
+            "create extension if not exists \"postgres_fdw\" schema x",
+            "CREATE EXTENSION adminpack",
+            "CREATE EXTENSION file_fdw CASCADE",
+        ],
+    );
+    allowed(&[
+        "CREATE EXTENSION pgcrypto",
+        "create extension if not exists \"uuid-ossp\"",
+        "CREATE EXTENSION citext SCHEMA public",
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        "CREATE EXTENSION btree_gist; CREATE EXTENSION btree_gin; CREATE EXTENSION hstore",
+        "DROP EXTENSION dblink",
+        "ALTER EXTENSION pgcrypto UPDATE",
+    ]);
+}
+
+#[test]
+fn languages_other_than_sql_and_plpgsql_are_refused() {
+    // PostgreSQL's grammar makes a parameterless CREATE LANGUAGE a CREATE EXTENSION.
+    refused("extensions", &["CREATE LANGUAGE plpython3u"]);
+    refused(
+        "languages",
+        &[
+            "CREATE TRUSTED PROCEDURAL LANGUAGE x HANDLER h",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE c AS 'lib', 'sym'",
+            "CREATE FUNCTION f(cstring) RETURNS int LANGUAGE internal AS 'int4in'",
+            "create or replace function f() returns int as $$ import os $$ language plpython3u",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE \"C\" AS '/tmp/x.so', 'f'",
+            "CREATE PROCEDURE p() LANGUAGE plperlu AS $$ system('id') $$",
+            "DO LANGUAGE plpython3u $$ import os $$",
+            "DO $$ system('id') $$ LANGUAGE plperlu",
+        ],
+    );
+}
+
+#[test]
+fn roles_and_authorization_are_refused() {
+    refused(
+        "roles",
+        &[
+            "CREATE ROLE x",
+            "CREATE USER x SUPERUSER",
+            "CREATE GROUP g",
+            "ALTER ROLE x SUPERUSER",
+            "ALTER USER postgres PASSWORD 'x'",
+            "ALTER GROUP g ADD USER x",
+            "ALTER ROLE x RENAME TO y",
+            "DROP ROLE x",
+            "DROP USER IF EXISTS x",
+            "DROP GROUP g",
+            "GRANT pg_read_server_files TO app",
+            "GRANT pg_execute_server_program TO CURRENT_USER",
+            "REVOKE admin FROM app",
+            "SET ROLE postgres",
+            "set local role none",
+            "RESET ROLE",
+            "SET SESSION AUTHORIZATION 'x'",
+            "SET SESSION AUTHORIZATION DEFAULT",
+            "RESET SESSION AUTHORIZATION",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET role = 'postgres' AS 'select 1'",
+            "ALTER FUNCTION f() SET role TO postgres",
+        ],
+    );
+    allowed(&[
+        "GRANT SELECT ON t TO app",
+        "REVOKE INSERT ON t FROM PUBLIC",
+        "ALTER TABLE t OWNER TO app",
+        "SET search_path = x",
+        "SET LOCAL statement_timeout = '1s'",
+        "SELECT current_user, session_user",
+    ]);
+}
+
+#[test]
+fn foreign_data_and_outbound_connections_are_refused() {
+    refused(
+        "foreign-data",
+        &[
+            "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'x')",
+            "CREATE FOREIGN DATA WRAPPER w",
+            "ALTER FOREIGN DATA WRAPPER w OPTIONS (ADD x 'y')",
+            "ALTER SERVER s OPTIONS (SET host 'y')",
+            "CREATE USER MAPPING FOR CURRENT_USER SERVER s OPTIONS (user 'x', password 'y')",
+            "ALTER USER MAPPING FOR PUBLIC SERVER s OPTIONS (SET password 'z')",
+            "CREATE FOREIGN TABLE ft (a int) SERVER s",
+            "IMPORT FOREIGN SCHEMA public FROM SERVER s INTO x",
+            "CREATE SUBSCRIPTION sub CONNECTION 'host=x' PUBLICATION p",
+            "ALTER SUBSCRIPTION sub ENABLE",
+            "DROP SUBSCRIPTION sub",
+        ],
+    );
+}
+
+#[test]
+fn sql_function_bodies_are_checked_with_the_same_rules() {
+    refused(
+        "server-files",
+        &[
+            "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$ SELECT pg_read_file('/etc/passwd') $$",
+            "CREATE FUNCTION f() RETURNS text AS 'SELECT pg_read_file(''x'')' LANGUAGE sql",
+            "CREATE FUNCTION f() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT pg_read_file('x'); END",
+            "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT lo_import('/x'); END",
+        ],
+    );
+    refused(
+        "server-programs",
+        &[
+            "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $b$ COPY (select 1) TO PROGRAM 'x' $b$",
+        ],
+    );
+    allowed(&[
+        "CREATE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT a + b'",
+        "CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END",
+        "CREATE OR REPLACE FUNCTION h(t text) RETURNS text AS $$ SELECT lower(t) $$ LANGUAGE sql",
+    ]);
+}
+
+#[test]
+fn plpgsql_of_functions_and_do_blocks_is_checked_with_the_same_rules() {
+    refused(
+        "server-files",
+        &[
+            "CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN pg_read_file('x'); END $$",
+            "CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql AS $$ DECLARE x text := pg_read_file('x'); BEGIN RETURN x; END $$",
+            "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ DECLARE a int[]; BEGIN a[length(pg_read_file('x'))] := 1; END $$",
+            "CREATE FUNCTION trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.a := pg_read_file('x'); RETURN NEW; END $$",
+            "CREATE FUNCTION trg() RETURNS trigger LANGUAGE plpgsql AS $$ DECLARE x text; BEGIN IF TG_OP = 'INSERT' THEN x := pg_read_file('x'); END IF; RETURN NULL; END; $$",
+            "CREATE FUNCTION evt() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_read_file(tg_tag); END $$",
+            "DO $$ BEGIN PERFORM pg_read_file('/etc/passwd'); END $$",
+            "do $body$ begin perform PG_CATALOG.pg_read_file('x'); end $body$",
+            "DO 'BEGIN PERFORM pg_read_file(''x''); END'",
+            "DO $$ BEGIN IF pg_ls_dir('.') IS NOT NULL THEN RAISE NOTICE 'x'; END IF; END $$",
+            "DO $$ DECLARE r record; BEGIN FOR r IN SELECT pg_read_file('x') LOOP END LOOP; END $$",
+            "DO $$ BEGIN EXECUTE 'SELECT pg_read_file(''x'')'; END $$",
+            "DO $$ BEGIN EXECUTE 'DO $x$ BEGIN PERFORM pg_read_file(''y''); END $x$'; END $$",
+        ],
+    );
+    refused(
+        "server-programs",
+        &[
+            "DO $$ BEGIN COPY (select 1) TO PROGRAM 'touch /tmp/x'; END $$",
+            "DO $$ BEGIN EXECUTE 'COPY (select 1) TO PROGRAM ''touch /tmp/x'''; END $$",
+        ],
+    );
+    refused(
+        "foreign-data",
+        &[
+            "CREATE PROCEDURE p() LANGUAGE plpgsql AS $$ BEGIN PERFORM dblink_exec('x', 'y'); END $$",
+        ],
+    );
+    refused(
+        "extensions",
+        &["DO $$ BEGIN EXECUTE 'CREATE EXTENSION dblink'; END $$"],
+    );
+    refused(
+        "roles",
+        &[
+            "DO $$ BEGIN SET ROLE postgres; END $$",
+            "DO $$ BEGIN CREATE ROLE x; END $$",
+        ],
+    );
+}
+
+#[test]
+fn plpgsql_dynamic_sql_that_is_not_a_constant_is_refused() {
+    refused(
+        "hidden-sql",
+        &[
+            "DO $$ BEGIN EXECUTE format('SELECT %I(%L)', 'pg_read_file', 'x'); END $$",
+            "DO $$ BEGIN EXECUTE 'SELECT ' || 'pg_read_file(''x'')'; END $$",
+            "DO $$ DECLARE q text := 'SELECT 1'; BEGIN EXECUTE q; END $$",
+            "DO $$ DECLARE q text := 'SELECT 1'; r record; BEGIN FOR r IN EXECUTE q LOOP END LOOP; END $$",
+            "CREATE FUNCTION f(q text) RETURNS SETOF int LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE q; END $$",
+            "DO $$ DECLARE c refcursor; q text := 'SELECT 1'; BEGIN OPEN c FOR EXECUTE q; END $$",
+        ],
+    );
+}
+
+#[test]
+fn ordinary_migrations_still_pass() {
+    allowed(&[
+        "CREATE TABLE customers (id BIGINT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL)",
+        "ALTER TABLE customers ADD COLUMN email_norm TEXT",
+        "CREATE INDEX CONCURRENTLY i ON customers (lower(email))",
+        "INSERT INTO t VALUES (1, 'x') ON CONFLICT DO NOTHING",
+        "UPDATE customers SET email_norm = lower(email) WHERE id > $1",
+        "DELETE FROM t WHERE a IS NULL",
+        "SELECT now(), gen_random_uuid()",
+        "COMMENT ON TABLE t IS 'pg_read_file is just text here'",
+        "CREATE TRIGGER t BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION touch()",
+        "DROP TABLE t; DROP SERVER IF EXISTS s; DROP USER MAPPING IF EXISTS FOR PUBLIC SERVER s",
+        "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$",
+        "CREATE FUNCTION f(p text) RETURNS text LANGUAGE plpgsql AS $$ DECLARE r text; BEGIN r := upper(p); RETURN r; END $$",
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 't') THEN CREATE TABLE t (a int); END IF; END $$",
+        "DO $$ BEGIN EXECUTE 'CREATE TABLE x (a int)'; EXECUTE 'UPDATE x SET a = $1' USING 1; END $$",
+        "DO $$ DECLARE r record; BEGIN FOR r IN SELECT * FROM t LOOP RAISE NOTICE '%', r; END LOOP; END $$",
+        "CREATE FUNCTION s() RETURNS SETOF int LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT 1; END $$",
+    ]);
+}
+
+#[test]
+fn a_large_script_is_held_to_the_policy_statement_by_statement() {
+    let mut script = String::new();
+    for i in 0..12_000 {
+        script.push_str(&format!("INSERT INTO t VALUES ({i}, 'row {i}');\n"));
+    }
+    assert!(crate::pg_parse::split_first(&script));
+    assert!(tx_control::check(&script, Dialect::Postgres, Policy::Untrusted).is_ok());
+    let hidden = format!("{script}SELECT pg_read_file('x');\n");
+    let e = tx_control::check(&hidden, Dialect::Postgres, Policy::Untrusted).unwrap_err();
+    assert_eq!(e.code, "WASMIG-POLICY");
+    assert!(
+        e.message.contains("statement 12001 of the script"),
+        "{}",
+        e.message
+    );
+    assert!(tx_control::check(&hidden, Dialect::Postgres, Policy::Trusted).is_ok());
+}
+
+#[test]
+fn sqlite_refuses_attach_vacuum_into_and_load_extension_lexically() {
+    let check = |sql, policy| tx_control::check(sql, Dialect::Sqlite, policy).map_err(Box::new);
+    for (sql, rule) in [
+        ("ATTACH DATABASE '/tmp/x.db' AS x", "server-files"),
+        ("attach '/tmp/x.db' as x", "server-files"),
+        ("/* c */ DETACH x", "server-files"),
+        ("VACUUM INTO '/tmp/copy.db'", "server-files"),
+        ("vacuum main into '/tmp/copy.db'", "server-files"),
+        ("SELECT load_extension('/tmp/x.so')", "extensions"),
+        ("select 1; select LOAD_EXTENSION('x', 'y')", "extensions"),
+    ] {
+        let e = check(sql, Policy::Untrusted).unwrap_err();
+        assert_eq!(e.code, "WASMIG-POLICY", "{sql}");
+        assert!(
+            e.message.contains(&format!("(rule: {rule})")),
+            "{sql}: {}",
+            e.message
+        );
+        assert!(check(sql, Policy::Trusted).is_ok(), "trusted: {sql}");
+    }
+    for sql in [
+        "CREATE TABLE t (a INTEGER)",
+        "SELECT 'attach' AS word",
+        "INSERT INTO t VALUES (1)",
+        "VACUUM",
+    ] {
+        assert!(check(sql, Policy::Untrusted).is_ok(), "{sql}");
+    }
+}
