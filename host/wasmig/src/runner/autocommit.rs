@@ -81,11 +81,16 @@ pub(super) async fn run_autocommitted(
             }
             // The check's refusals (and its parser's syntax errors) ran nothing; a failed
             // connection is what `from_sql` makes of it.
-            return Err(if matches!(error.code.as_str(), "WASMIG-STATE" | "42601") {
-                Failure::Refused(error)
-            } else {
-                Failure::from_sql(*error)
-            });
+            return Err(
+                if matches!(
+                    error.code.as_str(),
+                    "WASMIG-STATE" | "WASMIG-POLICY" | "42601"
+                ) {
+                    Failure::Refused(error)
+                } else {
+                    Failure::from_sql(*error)
+                },
+            );
         }
         Err(ScriptFailure {
             statement,
