@@ -352,6 +352,36 @@ async fn build_outputs_committed_under_dot_wasmig_are_never_used() {
         forged,
         "untrusted mode writes nothing into the checkout"
     );
+    // The compile cache: a trusted run fills it; an untrusted run neither reads it (no hit)
+    // nor writes it, so nothing it compiled is ever loaded by a trusted run.
+    let cache = project.dir.with_extension("cache");
+    let cached = |args: &[&str]| {
+        Run::from_output(
+            wasmig_cmd(&project.dir)
+                .env("WASMIG_CACHE_DIR", &cache)
+                .args(args)
+                .args(["--json", "--database-url", &db.url])
+                .output()
+                .unwrap(),
+        )
+        .success()
+    };
+    cached(&["down", "base"]);
+    project.run_plain(&["build"]).success();
+    cached(&["up"]);
+    let entries = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    let filled = entries();
+    assert!(filled > 0, "the trusted run stored nothing in the cache");
+    cached(&["down", "base"]);
+    let untrusted = cached(&["up", "--untrusted"]);
+    assert_eq!(
+        untrusted.json()["steps"][0]["cache"],
+        "disabled",
+        "{untrusted:?}"
+    );
+    assert_eq!(entries(), filled, "the untrusted run wrote into the cache");
+    let _ = std::fs::remove_dir_all(&cache);
+
     let refused = project
         .run(&db, &["down", "--untrusted", "--no-build"])
         .fails_with(3);
