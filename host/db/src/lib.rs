@@ -138,11 +138,11 @@ pub(crate) fn split_heads(text: &str) -> Vec<String> {
 
 /// Splits a `transaction = "none"` script and refuses transaction control in it (and what
 /// `policy` refuses) before anything runs.
-pub(crate) fn autocommit_statements(
-    script: &str,
+pub(crate) fn autocommit_statements<'a>(
+    script: &'a str,
     dialect: Dialect,
-    policy: Policy,
-) -> Result<Vec<&str>, ScriptFailure> {
+    policy: &Policy,
+) -> Result<Vec<&'a str>, ScriptFailure> {
     let failure = |total, error| ScriptFailure {
         statement: 0,
         total,
@@ -263,7 +263,7 @@ pub trait Database: Send + Sync {
     async fn run_autocommit(
         &self,
         script: &str,
-        policy: Policy,
+        policy: &Policy,
         lock: Option<std::time::Duration>,
         statement: Option<std::time::Duration>,
     ) -> Result<usize, ScriptFailure>;
@@ -348,8 +348,8 @@ pub trait GuestSql: Send {
 
     /// Holds every statement sent from now on (`execute`, `query`, `batch`,
     /// `execute_many`, `open_cursor`) to `policy`, checked before it reaches the database:
-    /// [`Policy::Untrusted`] refuses what the untrusted SQL policy refuses with
-    /// `WASMIG-POLICY`. A session begins [`Policy::Trusted`]; the runner sets the policy of
+    /// [`Policy::UNTRUSTED`] refuses what the untrusted SQL policy refuses with
+    /// `WASMIG-POLICY`. A session begins [`Policy::TRUSTED`]; the runner sets the policy of
     /// every session a migration's SQL runs in.
     fn set_policy(&mut self, policy: Policy);
 

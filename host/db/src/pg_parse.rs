@@ -30,7 +30,7 @@ use pg_query::protobuf::{DiscardMode, TransactionStmtKind, VariableSetKind, a_co
 use pg_query::{NodeEnum, NodeRef, ParserOptions};
 use wasmig_contract::SqlError;
 
-use crate::policy::{Policy, Violation};
+use crate::policy::{Policy, PolicyKey, Violation};
 
 /// The settings that decide how the server reads the text of the statements that follow.
 pub(crate) const LEXING_SETTINGS: [&str; 2] = ["standard_conforming_strings", "client_encoding"];
@@ -51,7 +51,7 @@ pub(crate) enum Refusal {
     Control(String),
     /// Changes how the server reads later SQL: the statement or call.
     Lexing(String),
-    /// Refused by the untrusted SQL policy (only under [`Policy::Untrusted`]).
+    /// Refused by the untrusted SQL policy (under [`Policy::UNTRUSTED`], or a capability or role limit).
     Policy(Violation),
 }
 
@@ -61,7 +61,7 @@ pub(crate) enum Refusal {
 /// # Errors
 /// SQLSTATE 42601 when PostgreSQL's parser cannot read `script` (with the session's
 /// setting pinned on, the server could not either).
-pub(crate) fn parse(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError> {
+pub(crate) fn parse<'a>(script: &'a str, policy: &Policy) -> Result<Vec<Parsed<'a>>, SqlError> {
     if split_first(script) {
         return parse_large(script, policy);
     }
@@ -88,7 +88,7 @@ const WHOLE: usize = 256 * 1024;
 /// words a refused statement needs are not parsed at all (keywords cannot be escaped;
 /// `set_config` can, as a `U&` identifier, hence that word too; the untrusted policy has its
 /// own words, `policy::pg::might_be_refused`).
-fn parse_large(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError> {
+fn parse_large<'a>(script: &'a str, policy: &Policy) -> Result<Vec<Parsed<'a>>, SqlError> {
     let pieces = pg_query::split_with_scanner(script).map_err(syntax_error)?;
     let base = script.as_ptr() as usize;
     let mut out = Vec::with_capacity(pieces.len());
@@ -122,7 +122,7 @@ fn parse_large(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError
 }
 
 /// Whether a statement holds a word that a refused statement needs (lowercase check).
-fn might_be_refused(text: &str, policy: Policy) -> bool {
+fn might_be_refused(text: &str, policy: &Policy) -> bool {
     const WORDS: [&str; 12] = [
         "begin",
         "start",
@@ -139,11 +139,13 @@ fn might_be_refused(text: &str, policy: Policy) -> bool {
     ];
     let lower = text.to_ascii_lowercase();
     WORDS.iter().any(|w| lower.contains(w))
-        || (policy == Policy::Untrusted && crate::policy::pg::might_be_refused(&lower))
+        || (policy.is_untrusted() && crate::policy::pg::might_be_refused(&lower))
+        // Any statement may need a capability the revision lacks.
+        || policy.allowed().is_some()
 }
 
 /// [`parse`] of a script parsed whole.
-fn parse_whole(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError> {
+fn parse_whole<'a>(script: &'a str, policy: &Policy) -> Result<Vec<Parsed<'a>>, SqlError> {
     // The same bytes read with backslashes as escapes, when they parse that way.
     let other = match pg_query::parse(script, ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS) {
         Ok(off) => Some(statements(script, &off.protobuf, policy, false)?),
@@ -189,17 +191,18 @@ pub(crate) type Verdict = Option<(usize, Refusal)>;
 ///
 /// # Errors
 /// As [`parse`].
-pub(crate) fn judge(sql: &str, policy: Policy) -> Result<Verdict, SqlError> {
+pub(crate) fn judge(sql: &str, policy: &Policy) -> Result<Verdict, SqlError> {
     /// Statements remembered; past it the cache starts over.
     const CACHED: usize = 512;
     /// Longer statements are not remembered (each is parsed when sent).
     const CACHED_LEN: usize = 4096;
-    /// One cache per policy: a verdict of one says nothing of the other.
-    static CACHES: [OnceLock<Mutex<HashMap<String, Verdict>>>; 2] =
-        [OnceLock::new(), OnceLock::new()];
-    let cache = CACHES[usize::from(policy == Policy::Untrusted)].get_or_init(Default::default);
+    /// Keyed by what the verdict depends on too: a verdict of one policy says nothing of
+    /// another.
+    static CACHE: OnceLock<Mutex<HashMap<(PolicyKey, String), Verdict>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (policy.key(), sql.to_owned());
     if sql.len() <= CACHED_LEN
-        && let Some(hit) = cache.lock().expect("not poisoned").get(sql)
+        && let Some(hit) = cache.lock().expect("not poisoned").get(&key)
     {
         return Ok(hit.clone());
     }
@@ -212,7 +215,7 @@ pub(crate) fn judge(sql: &str, policy: Policy) -> Result<Verdict, SqlError> {
         if cache.len() >= CACHED {
             cache.clear();
         }
-        cache.insert(sql.to_owned(), verdict.clone());
+        cache.insert(key, verdict.clone());
     }
     Ok(verdict)
 }
@@ -222,7 +225,7 @@ pub(crate) fn judge(sql: &str, policy: Policy) -> Result<Verdict, SqlError> {
 fn statements<'a>(
     script: &'a str,
     parsed: &pg_query::protobuf::ParseResult,
-    policy: Policy,
+    policy: &Policy,
     standard: bool,
 ) -> Result<Vec<Parsed<'a>>, SqlError> {
     let mut out = Vec::with_capacity(parsed.stmts.len());
@@ -244,11 +247,12 @@ fn statements<'a>(
             .as_ref()
             .and_then(|node| node.node.as_ref())
             .and_then(|node| {
-                refusal(node, text).or_else(|| match policy {
-                    Policy::Trusted => None,
-                    Policy::Untrusted => {
-                        crate::policy::pg::violation(node, text, standard).map(Refusal::Policy)
-                    }
+                refusal(node, text).or_else(|| {
+                    policy
+                        .checks_more()
+                        .then(|| crate::policy::pg::violation(node, text, standard, policy))
+                        .flatten()
+                        .map(Refusal::Policy)
                 })
             });
         out.push(Parsed { text, refused });
@@ -348,7 +352,7 @@ mod tests {
     use super::*;
 
     fn refused(sql: &str) -> Vec<Option<Refusal>> {
-        parse(sql, Policy::Trusted)
+        parse(sql, &Policy::TRUSTED)
             .unwrap()
             .into_iter()
             .map(|s| s.refused)
@@ -361,7 +365,7 @@ mod tests {
                    CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;
                    SELECT 'a;b' -- ; comment
                    ;";
-        let texts: Vec<&str> = parse(sql, Policy::Trusted)
+        let texts: Vec<&str> = parse(sql, &Policy::TRUSTED)
             .unwrap()
             .iter()
             .map(|s| s.text.trim())
@@ -401,12 +405,12 @@ mod tests {
         // With backslashes as escapes the literal ends at the second quote, and COMMIT is
         // a statement; read as the server reads it with the setting on, it is text.
         let sql = r"SELECT 'a\'; COMMIT; SELECT ''";
-        let on = parse(sql, Policy::Trusted).unwrap();
+        let on = parse(sql, &Policy::TRUSTED).unwrap();
         assert!(on.iter().any(|s| s.refused.is_some()), "{on:?}");
         // And the other way round: text under the escaping reading, a statement otherwise.
         let sql = r"SELECT E'\''; SELECT 'x\'; COMMIT; --'";
         assert!(
-            parse(sql, Policy::Trusted)
+            parse(sql, &Policy::TRUSTED)
                 .unwrap()
                 .iter()
                 .any(|s| s.refused.is_some())
@@ -446,7 +450,7 @@ mod tests {
 
     #[test]
     fn a_script_the_parser_cannot_read_is_a_syntax_error() {
-        let e = parse("SELEC 1", Policy::Trusted).unwrap_err();
+        let e = parse("SELEC 1", &Policy::TRUSTED).unwrap_err();
         assert_eq!(e.code, "42601");
         assert!(e.message.contains("syntax error"), "{}", e.message);
     }
@@ -463,7 +467,7 @@ mod tests {
              SELECT 'end; commit' AS \"begin\";\n",
         );
         assert!(script.len() > WHOLE);
-        let parsed = parse(&script, Policy::Trusted).unwrap();
+        let parsed = parse(&script, &Policy::TRUSTED).unwrap();
         assert_eq!(parsed.len(), 20_003);
         assert!(parsed.iter().all(|s| s.refused.is_none()));
         assert!(
@@ -474,31 +478,31 @@ mod tests {
         // Refused wherever it is, under either reading, and named at its place.
         let hidden = format!("{script}SELECT 'a\\' , '; COMMIT; SELECT ' --'\n");
         assert!(
-            parse(&hidden, Policy::Trusted)
+            parse(&hidden, &Policy::TRUSTED)
                 .unwrap()
                 .iter()
                 .any(|s| s.refused.is_some())
         );
         let plain = format!("{script}COMMIT;\nSELECT 1;");
-        let parsed = parse(&plain, Policy::Trusted).unwrap();
+        let parsed = parse(&plain, &Policy::TRUSTED).unwrap();
         assert_eq!(
             parsed.iter().position(|s| s.refused.is_some()),
             Some(20_003)
         );
         // A statement that never ends is the parser's error, as for a whole script.
         let broken = format!("{script}SELECT 'unterminated");
-        assert_eq!(parse(&broken, Policy::Trusted).unwrap_err().code, "42601");
+        assert_eq!(parse(&broken, &Policy::TRUSTED).unwrap_err().code, "42601");
     }
 
     #[test]
     fn judging_is_cached_and_says_which_statement() {
-        assert_eq!(judge("SELECT 1", Policy::Trusted).unwrap(), None);
+        assert_eq!(judge("SELECT 1", &Policy::TRUSTED).unwrap(), None);
         assert_eq!(
-            judge("SELECT 1; ROLLBACK", Policy::Trusted).unwrap(),
+            judge("SELECT 1; ROLLBACK", &Policy::TRUSTED).unwrap(),
             Some((1, Refusal::Control("ROLLBACK".to_owned())))
         );
         assert_eq!(
-            judge("SELECT 1; ROLLBACK", Policy::Trusted).unwrap(),
+            judge("SELECT 1; ROLLBACK", &Policy::TRUSTED).unwrap(),
             Some((1, Refusal::Control("ROLLBACK".to_owned())))
         );
     }

@@ -467,7 +467,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("versions/b/migration.toml") && e.contains("dml"), "{e}");
+        assert!(
+            e.contains("versions/b/migration.toml") && e.contains("dml"),
+            "{e}"
+        );
     }
 
     #[test]

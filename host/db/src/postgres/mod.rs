@@ -387,7 +387,7 @@ impl Database for PgDatabase {
     async fn run_autocommit(
         &self,
         script: &str,
-        policy: Policy,
+        policy: &Policy,
         lock: Option<Duration>,
         statement: Option<Duration>,
     ) -> Result<usize, ScriptFailure> {

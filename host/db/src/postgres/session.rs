@@ -166,7 +166,7 @@ impl PgDatabase {
             store: VersionStore::new(Dialect::Postgres, Some(self.schema.clone())),
             lock_holder: holder,
             table_oids: self.table_oids.lock().ok().and_then(|o| o.clone()),
-            policy: Policy::Trusted,
+            policy: Policy::TRUSTED,
         })
     }
 }
@@ -348,13 +348,13 @@ impl GuestSql for PgSession {
     }
 
     async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
-        tx_control::check(sql, Dialect::Postgres, self.policy)?;
+        tx_control::check(sql, Dialect::Postgres, &self.policy)?;
         let bound = Bound::new(params, None)?;
         self.execute_bound(sql, bound).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
-        tx_control::check(sql, Dialect::Postgres, self.policy)?;
+        tx_control::check(sql, Dialect::Postgres, &self.policy)?;
         let bound = Bound::new(params, None)?;
         let sql = sql_str(sql);
         let (plan, rows) = if changes_schema(sql.as_str()) {
@@ -402,7 +402,7 @@ impl GuestSql for PgSession {
     }
 
     async fn batch(&mut self, script: &str) -> SqlResult<()> {
-        tx_control::check(script, Dialect::Postgres, self.policy)?;
+        tx_control::check(script, Dialect::Postgres, &self.policy)?;
         if crate::pg_parse::split_first(script) {
             // A large script's statements were split by the standard reading of literals
             // (`pg_parse`): the server must read it that way too. (A short one was judged
@@ -415,7 +415,7 @@ impl GuestSql for PgSession {
     }
 
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
-        tx_control::check(sql, Dialect::Postgres, self.policy)?;
+        tx_control::check(sql, Dialect::Postgres, &self.policy)?;
         // Validate every row first: a malformed value fails the call before any row ran.
         let bound = rows
             .iter()
@@ -484,7 +484,7 @@ impl GuestSql for PgSession {
     }
 
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
-        tx_control::check(sql, Dialect::Postgres, self.policy)?;
+        tx_control::check(sql, Dialect::Postgres, &self.policy)?;
         let bound = Bound::new(params, None)?;
         // Describe the query itself for its columns (and to refuse unreadable ones early);
         // the DECLARE below is a utility statement that describes no columns.

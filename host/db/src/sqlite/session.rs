@@ -85,7 +85,7 @@ impl SqliteDatabase {
             store: VersionStore::new(Dialect::Sqlite, None),
             _ended: EndGuard(Arc::clone(&cancel)),
             cancel,
-            policy: Policy::Trusted,
+            policy: Policy::TRUSTED,
         })
     }
 }
@@ -191,14 +191,14 @@ impl GuestSql for SqliteSession {
 
     async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
         self.start_call();
-        tx_control::check(sql, Dialect::Sqlite, self.policy)?;
+        tx_control::check(sql, Dialect::Sqlite, &self.policy)?;
         let args = bind(params, None)?;
         self.execute_args(sql, args).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
         self.start_call();
-        tx_control::check(sql, Dialect::Sqlite, self.policy)?;
+        tx_control::check(sql, Dialect::Sqlite, &self.policy)?;
         let args = bind(params, None)?;
         // Prepared first for the columns, which an empty result would not show (sqlx caches
         // the statement, so the query below does not prepare it again).
@@ -226,13 +226,13 @@ impl GuestSql for SqliteSession {
 
     async fn batch(&mut self, script: &str) -> SqlResult<()> {
         self.start_call();
-        tx_control::check(script, Dialect::Sqlite, self.policy)?;
+        tx_control::check(script, Dialect::Sqlite, &self.policy)?;
         self.run_script(script.to_owned()).await
     }
 
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
         self.start_call();
-        tx_control::check(sql, Dialect::Sqlite, self.policy)?;
+        tx_control::check(sql, Dialect::Sqlite, &self.policy)?;
         // Bind every row first: a malformed value fails the call before any row ran.
         let rows = rows
             .iter()
