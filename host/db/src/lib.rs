@@ -691,17 +691,35 @@ pub fn is_connection_failure(code: &str) -> bool {
 }
 
 /// Connects to the database the URL names. On PostgreSQL, wasmig's tables live in `schema`
-/// (which must exist), whatever the sessions' `search_path`; SQLite has one (`main`).
+/// (which must exist), whatever the sessions' `search_path`; SQLite has one (`main`). With a
+/// `role` (PostgreSQL only), the migrations' SQL runs as that role (`SET LOCAL ROLE`), which
+/// must exist and be one the connecting role may switch to.
 ///
 /// # Errors
-/// [`DbError::Connect`] when the server cannot be reached.
-pub async fn connect(url: &DatabaseUrl, schema: &str) -> anyhow::Result<Box<dyn Database>> {
+/// [`DbError::Connect`] when the server cannot be reached; [`wasmig_plan::ConfigError`]
+/// naming the role when it does not exist, may not be switched to, or is set for SQLite.
+pub async fn connect(
+    url: &DatabaseUrl,
+    schema: &str,
+    role: Option<&str>,
+) -> anyhow::Result<Box<dyn Database>> {
     match url {
-        DatabaseUrl::Postgres { .. } => Ok(Box::new(
-            postgres::PgDatabase::connect(url)
+        DatabaseUrl::Postgres { .. } => {
+            let mut db = postgres::PgDatabase::connect(url)
                 .await?
-                .in_schema(schema.to_owned()),
-        )),
+                .in_schema(schema.to_owned());
+            if let Some(role) = role
+                && let Err(e) = db.set_role(role).await
+            {
+                db.close().await;
+                return Err(e);
+            }
+            Ok(Box::new(db))
+        }
+        DatabaseUrl::Sqlite { .. } if role.is_some() => Err(wasmig_plan::ConfigError::new(
+            "role in wasmig.toml is a PostgreSQL setting, and SQLite has no roles; remove it, or point the project at PostgreSQL".to_owned(),
+        )
+        .into()),
         DatabaseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteDatabase::connect(url).await?)),
     }
 }

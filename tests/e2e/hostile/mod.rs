@@ -13,6 +13,7 @@ mod memory;
 mod paths;
 mod policy;
 mod proxy;
+mod role;
 mod rows;
 mod schema;
 mod session;

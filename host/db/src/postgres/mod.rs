@@ -30,6 +30,7 @@ mod advisory_lock;
 mod bookkeeping;
 mod cancel;
 mod codec;
+mod role;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -162,6 +163,9 @@ pub(crate) struct PgDatabase {
     table_oids: std::sync::Mutex<Option<bookkeeping::KnownTables>>,
     /// The URL without its password, for messages.
     url: String,
+    /// The role the migrations' SQL runs as (`role` in `wasmig.toml`), checked by
+    /// [`PgDatabase::set_role`]; `None`: the role wasmig connects as.
+    pub(super) role: Option<Arc<str>>,
 }
 
 /// Waits (polling, up to `timeout`) until [`PG_STEP_KEY`] can be taken exclusively, that is
@@ -279,6 +283,7 @@ impl PgDatabase {
             lock_holder: Arc::new(std::sync::Mutex::new(None)),
             table_oids: std::sync::Mutex::new(None),
             url: url.to_string(),
+            role: None,
         })
     }
 
@@ -391,7 +396,8 @@ impl Database for PgDatabase {
         lock: Option<Duration>,
         statement: Option<Duration>,
     ) -> Result<usize, ScriptFailure> {
-        let statements = super::autocommit_statements(script, Dialect::Postgres, policy)?;
+        let policy = policy.clone().with_role(self.role.as_deref());
+        let statements = super::autocommit_statements(script, Dialect::Postgres, &policy)?;
         let total = statements.len();
         let nothing_ran = |error| ScriptFailure {
             statement: 0,
@@ -415,6 +421,11 @@ impl Database for PgDatabase {
                 .await
                 .map_err(|e| nothing_ran(sql_error(e)))?;
             }
+        }
+        if let Some(role) = &self.role {
+            role::enter_for_session(&mut conn, role)
+                .await
+                .map_err(nothing_ran)?;
         }
         for (n, statement) in statements.iter().enumerate() {
             // One statement per simple query: several in one query string would share an

@@ -255,6 +255,12 @@ impl GuestSql for SqliteSession {
     ) -> SqlResult<u64> {
         self.start_call();
         let target = copy::target(table, columns)?;
+        // Held to the revision's capabilities (a write) like any statement.
+        tx_control::check(
+            &format!("INSERT INTO {target} DEFAULT VALUES"),
+            Dialect::Sqlite,
+            &self.policy,
+        )?;
         let width = columns.len();
         copy::check_widths(rows, width)?;
         // Every value bound (and validated) before the first row is written.
