@@ -124,13 +124,13 @@ async fn migrations_run_as_the_role_and_wasmig_records_as_the_connecting_role() 
     // The migration's objects are the role's (a script, a none script, a guest's call);
     // wasmig's tables are still the connecting role's.
     for table in ["app", "none_t", "scenario_marker"] {
-        assert_eq!(owner(&db, table).await, [role.name.clone()], "{table}");
+        assert_eq!(owner(&db, table).await, [role.name.as_str()], "{table}");
     }
     assert_eq!(owner(&db, "wasmig_version").await, ["postgres"]);
     // Down, and up again in one --atomic transaction: the same.
     project.run(&db, &["down", "base"]).success();
     project.run(&db, &["up", "--atomic", "a1"]).success();
-    assert_eq!(owner(&db, "app").await, [role.name.clone()]);
+    assert_eq!(owner(&db, "app").await, [role.name.as_str()]);
     db.drop_db().await;
     role.drop_role().await;
 }
@@ -254,4 +254,35 @@ async fn a_role_that_is_missing_or_out_of_reach_is_a_config_error() {
     db.drop_db().await;
     target.drop_role().await;
     login.drop_role().await;
+}
+
+#[tokio::test]
+async fn a_switch_the_parser_cannot_see_is_caught_by_the_server_before_the_record() {
+    let project = TestProject::new();
+    let (db, role) = setup(&project, "dyn").await;
+    // Trusted mode lets SQL built at run time through; the role it leaves is checked on
+    // the server before wasmig writes anything.
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE app (x int);\nDO $$ BEGIN EXECUTE 'RESET ' || 'ROLE'; END $$;",
+        "DROP TABLE app;",
+    );
+    let shown_role = role.name.clone();
+    let run = project.run(&db, &["up"]).fails_with(TABLES_TAMPERED);
+    assert_run!(
+        "role_left_unseen",
+        shown_with(&run, &project, Some(&db), &[(&shown_role, "[ROLE]")])
+    );
+    assert!(db.heads().await.is_empty());
+    assert!(!db.table_exists("app").await, "rolled back");
+    // Untrusted, the parser refuses it before it runs (hidden-sql).
+    project
+        .run(&db, &["up", "--untrusted"])
+        .fails_with(MIGRATION_FAILED);
+    // Without the role, it runs.
+    set_role(&project, None);
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["a1"]);
+    db.drop_db().await;
+    role.drop_role().await;
 }

@@ -27,7 +27,7 @@ use wasmig_plan::ConfigError;
 
 use super::PgDatabase;
 use super::codec::sql_error;
-use super::session::PgSession;
+use super::session::{PgSession, TAMPERED_STATE};
 use crate::{DbError, SqlResult};
 
 /// `name` as a quoted SQL identifier: exactly that role, whatever its case or characters.
@@ -122,12 +122,29 @@ impl PgSession {
 
     /// What wasmig's guard sends first to switch back to the role it connected as, when
     /// the migration's role is on (empty otherwise); the session is then out of it.
-    pub(super) fn leave_role(&mut self) -> &'static str {
-        if std::mem::take(&mut self.in_role) {
-            "SET LOCAL ROLE NONE;\n"
-        } else {
-            ""
+    ///
+    /// First, the server's word that the migration's SQL is still running as the role: a
+    /// switch the parser could not see (SQL built at run time in a trusted project, a
+    /// function created earlier) fails the step with the tamper check's code (exit 12).
+    pub(super) fn leave_role(&mut self) -> String {
+        if !std::mem::take(&mut self.in_role) {
+            return String::new();
         }
+        let Some(role) = self.role.as_deref() else {
+            return String::new();
+        };
+        let literal = super::bookkeeping::lit(role);
+        // A dollar quote the role's name does not contain.
+        let tag = (0..)
+            .map(|n| format!("$wasmig{n}$"))
+            .find(|tag| !literal.contains(tag.as_str()))
+            .expect("some tag is free");
+        format!(
+            "DO {tag} BEGIN IF current_user OPERATOR(pg_catalog.<>) {literal} THEN \
+             RAISE EXCEPTION 'wasmig: the migration''s SQL left the role % it runs as (it runs as % now)', \
+             {literal}, current_user USING ERRCODE = '{TAMPERED_STATE}'; END IF; END {tag};\n\
+             SET LOCAL ROLE NONE;\n"
+        )
     }
 }
 

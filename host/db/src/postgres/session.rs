@@ -54,7 +54,7 @@ const LOCK_LOST_STATE: &str = "WMG02";
 const LEFT_STATE: &str = "WMG04";
 
 /// The SQLSTATE of the tamper check (`bookkeeping::tamper_check`).
-const TAMPERED_STATE: &str = "WMG03";
+pub(super) const TAMPERED_STATE: &str = "WMG03";
 
 /// The error of a write of wasmig's tables: [`LockLost`] when the fence refused it, else
 /// the query's.
@@ -711,7 +711,7 @@ impl Session for PgSession {
         }
         script.push_str(&self.fence());
         // wasmig's statements run as the role it connected as, not the migration's.
-        script.insert_str(0, self.leave_role());
+        script.insert_str(0, &self.leave_role());
         if script.is_empty() {
             return Ok(true);
         }
