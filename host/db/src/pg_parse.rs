@@ -196,13 +196,18 @@ pub(crate) fn judge(sql: &str, policy: &Policy) -> Result<Verdict, SqlError> {
     const CACHED: usize = 512;
     /// Longer statements are not remembered (each is parsed when sent).
     const CACHED_LEN: usize = 4096;
-    /// Keyed by what the verdict depends on too: a verdict of one policy says nothing of
-    /// another.
-    static CACHE: OnceLock<Mutex<HashMap<(PolicyKey, String), Verdict>>> = OnceLock::new();
+    /// One map per policy (by what a verdict depends on): a verdict of one policy says
+    /// nothing of another.
+    type Verdicts = HashMap<PolicyKey, HashMap<String, Verdict>>;
+    static CACHE: OnceLock<Mutex<Verdicts>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let key = (policy.key(), sql.to_owned());
+    let key = policy.key();
     if sql.len() <= CACHED_LEN
-        && let Some(hit) = cache.lock().expect("not poisoned").get(&key)
+        && let Some(hit) = cache
+            .lock()
+            .expect("not poisoned")
+            .get(&key)
+            .and_then(|verdicts| verdicts.get(sql))
     {
         return Ok(hit.clone());
     }
@@ -212,10 +217,11 @@ pub(crate) fn judge(sql: &str, policy: &Policy) -> Result<Verdict, SqlError> {
         .find_map(|(n, s)| s.refused.map(|r| (n, r)));
     if sql.len() <= CACHED_LEN {
         let mut cache = cache.lock().expect("not poisoned");
-        if cache.len() >= CACHED {
-            cache.clear();
+        let verdicts = cache.entry(key).or_default();
+        if verdicts.len() >= CACHED {
+            verdicts.clear();
         }
-        cache.insert(key, verdict.clone());
+        verdicts.insert(sql.to_owned(), verdict.clone());
     }
     Ok(verdict)
 }
