@@ -51,6 +51,9 @@ pub(crate) enum Refusal {
     Control(String),
     /// Changes how the server reads later SQL: the statement or call.
     Lexing(String),
+    /// Releases advisory locks, among them the one that marks a session wasmig is running
+    /// a step on: the call.
+    Unlock(String),
     /// Refused by the untrusted SQL policy (under [`Policy::UNTRUSTED`], or a capability or role limit).
     Policy(Violation),
 }
@@ -301,8 +304,31 @@ fn refusal(node: &NodeEnum, text: &str) -> Option<Refusal> {
         NodeEnum::DiscardStmt(d) if d.target() == DiscardMode::DiscardAll => {
             Some(Refusal::Lexing("DISCARD ALL".to_owned()))
         }
-        other => set_config_call(other),
+        other => set_config_call(other).or_else(|| unlock_call(other)),
     }
+}
+
+/// The functions that can release the shared session-level advisory lock wasmig holds on a
+/// `transaction = "none"` script's session (`pg_advisory_unlock`, of exclusive locks,
+/// cannot).
+const UNLOCKS: [&str; 2] = ["pg_advisory_unlock_shared", "pg_advisory_unlock_all"];
+
+/// A call of an advisory unlock function anywhere in a statement: a migration could
+/// release the lock that tells a later run its statement is still at work.
+fn unlock_call(node: &NodeEnum) -> Option<Refusal> {
+    node.nodes().into_iter().find_map(|(n, ..)| {
+        let NodeRef::FuncCall(call) = n else {
+            return None;
+        };
+        let name = call.funcname.last().and_then(|part| match &part.node {
+            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+            _ => None,
+        })?;
+        UNLOCKS
+            .iter()
+            .find(|u| u.eq_ignore_ascii_case(name))
+            .map(|u| Refusal::Unlock(format!("{u}()")))
+    })
 }
 
 /// A `set_config('standard_conforming_strings' | 'client_encoding', …)` call anywhere in
@@ -511,5 +537,27 @@ mod tests {
             judge("SELECT 1; ROLLBACK", &Policy::TRUSTED).unwrap(),
             Some((1, Refusal::Control("ROLLBACK".to_owned())))
         );
+    }
+
+    #[test]
+    fn releasing_wasmigs_session_lock_is_refused_however_it_is_spelled() {
+        for sql in [
+            "SELECT pg_advisory_unlock_all()",
+            "SELECT pg_catalog.PG_ADVISORY_UNLOCK_ALL()",
+            "SELECT 1 WHERE pg_advisory_unlock_shared(42)",
+            "SELECT x FROM t WHERE (SELECT \"pg_advisory_unlock_all\"()) IS NULL",
+            "CREATE TABLE t AS SELECT pg_advisory_unlock_shared(1) AS x",
+        ] {
+            let parsed = parse(sql, &Policy::TRUSTED).unwrap();
+            assert!(
+                parsed
+                    .iter()
+                    .any(|p| matches!(p.refused, Some(Refusal::Unlock(_)))),
+                "{sql}"
+            );
+        }
+        // A migration's own exclusive session lock may be released.
+        let parsed = parse("SELECT pg_advisory_unlock(42)", &Policy::TRUSTED).unwrap();
+        assert!(parsed.iter().all(|p| p.refused.is_none()));
     }
 }

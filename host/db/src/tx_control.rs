@@ -81,6 +81,7 @@ fn refuse_control(sql: &str, dialect: Dialect, policy: &Policy, why: &str) -> Re
             None => return Ok(()),
             Some((n, Refusal::Control(keyword))) => ((n, keyword, why), sql.contains(';')),
             Some((n, Refusal::Lexing(what))) => ((n, what, LEXING_WHY), sql.contains(';')),
+            Some((n, Refusal::Unlock(what))) => ((n, what, UNLOCK_WHY), sql.contains(';')),
             Some((n, Refusal::Policy(v))) => return Err(v.error(&at(n, sql.contains(';')), policy)),
         },
         Dialect::Sqlite => {
@@ -113,6 +114,12 @@ fn refuse_control(sql: &str, dialect: Dialect, policy: &Policy, why: &str) -> Re
         format!("`{keyword}`{at} is not allowed in a migration: {why}"),
     ))
 }
+
+/// Why a call that releases advisory locks is refused.
+const UNLOCK_WHY: &str = "wasmig marks the session a step runs on with an advisory lock, \
+     which tells a run that takes over after this one was killed that the step is still at \
+     work; remove the call (a migration's own advisory locks end with its transaction if it \
+     takes them with pg_advisory_xact_lock)";
 
 /// Why a statement that changes how the server reads SQL is refused.
 const LEXING_WHY: &str = "wasmig checks every statement with PostgreSQL's own parser, \

@@ -80,7 +80,16 @@ pub fn build(project: &Project, revisions: &[Revision]) -> anyhow::Result<Vec<St
     // migrations workspace, its Cargo.toml and the build directory.
     // A `.wasmig` (or a directory in it) committed as a link out of the project must not
     // make wasmig write there.
-    if !project.is_untrusted() {
+    if project.is_untrusted() {
+        // Before anything is copied or fetched: a machine that cannot jail a build does
+        // not build an untrusted project at all (exit 9, saying why).
+        if revisions
+            .iter()
+            .any(|r| r.stored.is_none() && r.manifest.kind.is_built())
+        {
+            crate::jail::check_enforceable()?;
+        }
+    } else {
         crate::confined::create_dir_all(&project.root, &build_dir(project))?;
     }
     let _lock = lock_builds(&build_dir(project))?;

@@ -130,11 +130,6 @@ impl Jail {
         self
     }
 
-    /// The variables set so far (for the log and tests).
-    pub fn variables(&self) -> impl Iterator<Item = (&OsString, &OsString)> {
-        self.env.iter().map(|(k, v)| (k, v))
-    }
-
     /// Makes `command` run in this jail: its environment replaced, and the kernel's rules
     /// applied in the child before it runs the program.
     ///

@@ -114,3 +114,131 @@ async fn a_second_run_after_a_stolen_lock_never_applies_a_step_twice() {
         db.drop_db().await;
     }
 }
+
+/// Switches a revision to `transaction = "none"`.
+fn no_transaction(dir: &std::path::Path) {
+    let path = dir.join("migration.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("transaction = \"per-migration\"", "transaction = \"none\""),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_killed_runs_statement_holds_off_the_next_run_however_it_renamed_its_session() {
+    // A `transaction = "none"` statement has no transaction to hold wasmig's step lock for;
+    // its session holds it instead, so a run after this one was killed does not depend on
+    // the session's `application_name`, which the migration changed.
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let dir = project.sql_revision(
+        "a1",
+        // Renamed, and deaf to its client's death (wasmig's sessions check every second).
+        "SET application_name = 'not wasmig';\nSET client_connection_check_interval = 0;\nSELECT pg_sleep(60);",
+        "SELECT 1;",
+    );
+    no_transaction(&dir);
+    let mut child = crate::support::wasmig_cmd(&project.dir)
+        .args(["up", "--database-url", &db.url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let busy = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                AND state = 'active' AND query LIKE 'SELECT pg_sleep(60)%' \
+                AND application_name = 'not wasmig'";
+    let started = std::time::Instant::now();
+    while db.count(busy).await == 0 {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the statement never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Killed: the statement goes on. `resolve` must not declare the revision's outcome
+    // while it is still at work, nor `up` run it again beside it.
+    let run = project
+        .run(
+            &db,
+            &[
+                "resolve",
+                "a1",
+                "--as",
+                "rolled-back",
+                "--lock-timeout",
+                "2",
+            ],
+        )
+        .fails_with(11);
+    assert!(
+        run.stderr.contains("a1") || run.stderr.contains("step"),
+        "{run:?}"
+    );
+    assert_eq!(db.failed_marks().await, ["a1"], "{run:?}");
+    assert_eq!(db.count(busy).await, 1, "the statement is still at work");
+    // Once it is over, the revision's outcome can be declared.
+    db.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'not wasmig'",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    while db.count(busy).await > 0 {
+        assert!(started.elapsed().as_secs() < 30);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    project
+        .run(
+            &db,
+            &[
+                "resolve",
+                "a1",
+                "--as",
+                "rolled-back",
+                "--lock-timeout",
+                "10",
+            ],
+        )
+        .success();
+    assert!(db.failed_marks().await.is_empty());
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_migration_cannot_release_the_lock_that_marks_its_session() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    // Named: refused before anything runs, in a script and in a none script.
+    let dir = project.sql_revision(
+        "a1",
+        "CREATE TABLE t (x int);\nSELECT pg_catalog.PG_ADVISORY_UNLOCK_ALL();",
+        "DROP TABLE t;",
+    );
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert_run!("unlock_refused", shown(&run, &project, Some(&db)));
+    no_transaction(&dir);
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert_run!("unlock_refused_none", shown(&run, &project, Some(&db)));
+    assert!(!db.table_exists("t").await);
+    assert!(db.heads().await.is_empty());
+
+    // Built at run time, where no parser sees it: the statement after it does not run,
+    // and the revision is marked failed (the statement itself committed).
+    std::fs::write(
+        dir.join("up.sql"),
+        "CREATE TABLE t (x int);\n\
+         DO $$ BEGIN EXECUTE 'SELECT pg_advisory_' || 'unlock_all()'; END $$;\n\
+         CREATE TABLE u (x int);",
+    )
+    .unwrap();
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert_run!("unlock_hidden_none", shown(&run, &project, Some(&db)));
+    assert!(db.table_exists("t").await);
+    assert!(!db.table_exists("u").await);
+    assert_eq!(db.failed_marks().await, ["a1"]);
+    db.drop_db().await;
+}

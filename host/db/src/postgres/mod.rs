@@ -175,10 +175,12 @@ pub(crate) struct PgDatabase {
 /// [`PG_STEP_KEY`]: crate::lock::PG_STEP_KEY
 async fn wait_for_steps_in_flight(
     conn: &mut PgConnection,
+    database: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let key = crate::lock::PG_STEP_KEY;
     let give_up = std::time::Instant::now() + timeout;
+    let mut logged = false;
     loop {
         let free = sqlx::raw_sql(AssertSqlSafe(format!(
             "SELECT pg_catalog.pg_try_advisory_lock({key})"
@@ -202,13 +204,62 @@ async fn wait_for_steps_in_flight(
             })?;
             return Ok(());
         }
-        if std::time::Instant::now() >= give_up {
-            anyhow::bail!(
-                "an earlier run's step is still in its transaction after {} s (the run lost the migration lock but its step has not ended); wait for it, or end that session, and run again",
-                timeout.as_secs()
+        let now = std::time::Instant::now();
+        if now >= give_up || !logged {
+            let session = step_in_flight(conn).await;
+            if now >= give_up {
+                // Typed (exit 11): nothing ran, as for any lock not had in time.
+                return Err(crate::LockTimeout {
+                    database: database.to_owned(),
+                    holder: format!(
+                        "{session}, a step of an earlier run (which ended or lost the lock) still at work"
+                    ),
+                    waited: timeout,
+                }
+                .into());
+            }
+            tracing::warn!(
+                "a step of an earlier wasmig run (which ended or lost the lock) is still at work on {database}: {session}; waiting up to {} s for it to end",
+                give_up.saturating_duration_since(now).as_secs()
             );
+            logged = true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The session holding [`PG_STEP_KEY`](crate::lock::PG_STEP_KEY) shared (a step of an
+/// earlier run), described for the log and the error. Found by the lock it holds, which the
+/// migration cannot release, not by anything the migration can change about its session;
+/// its `application_name` is shown, not trusted. Best effort.
+async fn step_in_flight(conn: &mut PgConnection) -> String {
+    /// pid, application_name, state, the query's start.
+    type Row = (i32, Option<String>, Option<String>, Option<String>);
+    let row: Result<Option<Row>, _> =
+        sqlx::query_as(
+            "SELECT a.pid, a.application_name, a.state,
+                    pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 100)
+             FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
+             WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
+               AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+               AND l.classid OPERATOR(pg_catalog.=) (($1 OPERATOR(pg_catalog.>>) 32) OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
+               AND l.objid OPERATOR(pg_catalog.=) ($1 OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
+               AND l.objsubid OPERATOR(pg_catalog.=) 1
+               AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+             LIMIT 1",
+        )
+        .bind(crate::lock::PG_STEP_KEY)
+        .fetch_optional(&mut *conn)
+        .await;
+    match row {
+        Ok(Some((pid, app, state, query))) => format!(
+            "pid {pid} (application_name '{}', {}: `{}`)",
+            app.unwrap_or_default(),
+            state.as_deref().unwrap_or("?"),
+            query.as_deref().unwrap_or("")
+        ),
+        Ok(None) => "a session that is no longer listed in pg_locks".into(),
+        Err(e) => format!("a session wasmig cannot see ({e})"),
     }
 }
 
@@ -422,6 +473,40 @@ impl Database for PgDatabase {
                 .map_err(|e| nothing_ran(sql_error(e)))?;
             }
         }
+        // Under the migration lock, the script's session holds PG_STEP_KEY shared, at
+        // session level (there is no transaction to hold it for), until the pool's reset
+        // releases it: a run that takes the lock after this one was killed waits for a
+        // statement still at work here, whatever the statement did to its session's name.
+        // A migration cannot release it: calls of the unlock functions are refused, and
+        // the probe after each statement checks it is still held.
+        let under_lock = self.lock_holder.lock().ok().is_some_and(|h| h.is_some());
+        let step_key = crate::lock::PG_STEP_KEY;
+        if under_lock {
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "SELECT pg_catalog.pg_advisory_lock_shared({step_key})"
+            )))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| nothing_ran(sql_error(e)))?;
+        }
+        let held = if under_lock {
+            format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() \
+                 AND locktype OPERATOR(pg_catalog.=) 'advisory' AND granted AND mode OPERATOR(pg_catalog.=) 'ShareLock' \
+                 AND classid OPERATOR(pg_catalog.=) (('{step_key}'::pg_catalog.int8 OPERATOR(pg_catalog.>>) 32) OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid \
+                 AND objid OPERATOR(pg_catalog.=) ('{step_key}'::pg_catalog.int8 OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid \
+                 AND objsubid OPERATOR(pg_catalog.=) 1)"
+            )
+        } else {
+            "true".to_owned()
+        };
+        let probe = format!(
+            "SELECT pg_catalog.statement_timestamp() \
+             OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp(), \
+             pg_catalog.current_setting('standard_conforming_strings') \
+             OPERATOR(pg_catalog.=) 'on', {held}"
+        );
+        // The migration's statements run as its role (after wasmig took the step key).
         if let Some(role) = &self.role {
             role::enter_for_session(&mut conn, role)
                 .await
@@ -446,20 +531,33 @@ impl Database for PgDatabase {
             // And the next statement must be read as wasmig's parser read it: a setting
             // changed where the parser could not see it (a computed `set_config`) stops
             // the script here.
-            let (open, standard) = sqlx::raw_sql(
-                "SELECT pg_catalog.statement_timestamp() \
-                 OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp(), \
-                 pg_catalog.current_setting('standard_conforming_strings') \
-                 OPERATOR(pg_catalog.=) 'on'",
-            )
-            .fetch_one(&mut *conn)
-            .await
-            .and_then(|row| Ok((row.try_get::<bool, _>(0)?, row.try_get::<bool, _>(1)?)))
-            .map_err(|e| ScriptFailure {
-                statement: n + 1,
-                total,
-                error: Box::new(sql_error(e)),
-            })?;
+            let (open, standard, held) = sqlx::raw_sql(AssertSqlSafe(probe.clone()))
+                .fetch_one(&mut *conn)
+                .await
+                .and_then(|row| {
+                    Ok((
+                        row.try_get::<bool, _>(0)?,
+                        row.try_get::<bool, _>(1)?,
+                        row.try_get::<bool, _>(2)?,
+                    ))
+                })
+                .map_err(|e| ScriptFailure {
+                    statement: n + 1,
+                    total,
+                    error: Box::new(sql_error(e)),
+                })?;
+            if !open && !held {
+                // Released where no parser saw it (SQL built at run time): what ran
+                // committed, and a run killed now would leave no trace of this session.
+                return Err(ScriptFailure {
+                    statement: n + 1,
+                    total,
+                    error: Box::new(wasmig_contract::SqlError::wasmig(
+                        "STATE",
+                        "the statement released wasmig's advisory lock on its session (pg_advisory_unlock…), which tells a later run that this revision is still at work; the rest of the script did not run; remove the unlock from the revision".to_owned(),
+                    )),
+                });
+            }
             if !open && !standard && n + 1 < total {
                 // Refused at the next statement: this one ran, and committed.
                 return Err(ScriptFailure {
@@ -516,7 +614,7 @@ impl Database for PgDatabase {
         // A run that lost the lock may still have a step in flight: wait until its
         // transaction ends (it holds PG_STEP_KEY shared), so that planning sees what it
         // recorded.
-        if let Err(e) = wait_for_steps_in_flight(attempt.conn(), timeout).await {
+        if let Err(e) = wait_for_steps_in_flight(attempt.conn(), &self.url, timeout).await {
             let _ = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
                 .execute(attempt.conn())
                 .await;
