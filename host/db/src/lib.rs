@@ -138,11 +138,11 @@ pub(crate) fn split_heads(text: &str) -> Vec<String> {
 
 /// Splits a `transaction = "none"` script and refuses transaction control in it (and what
 /// `policy` refuses) before anything runs.
-pub(crate) fn autocommit_statements(
-    script: &str,
+pub(crate) fn autocommit_statements<'a>(
+    script: &'a str,
     dialect: Dialect,
-    policy: Policy,
-) -> Result<Vec<&str>, ScriptFailure> {
+    policy: &Policy,
+) -> Result<Vec<&'a str>, ScriptFailure> {
     let failure = |total, error| ScriptFailure {
         statement: 0,
         total,
@@ -263,7 +263,7 @@ pub trait Database: Send + Sync {
     async fn run_autocommit(
         &self,
         script: &str,
-        policy: Policy,
+        policy: &Policy,
         lock: Option<std::time::Duration>,
         statement: Option<std::time::Duration>,
     ) -> Result<usize, ScriptFailure>;
@@ -348,8 +348,8 @@ pub trait GuestSql: Send {
 
     /// Holds every statement sent from now on (`execute`, `query`, `batch`,
     /// `execute_many`, `open_cursor`) to `policy`, checked before it reaches the database:
-    /// [`Policy::Untrusted`] refuses what the untrusted SQL policy refuses with
-    /// `WASMIG-POLICY`. A session begins [`Policy::Trusted`]; the runner sets the policy of
+    /// [`Policy::UNTRUSTED`] refuses what the untrusted SQL policy refuses with
+    /// `WASMIG-POLICY`. A session begins [`Policy::TRUSTED`]; the runner sets the policy of
     /// every session a migration's SQL runs in.
     fn set_policy(&mut self, policy: Policy);
 
@@ -691,17 +691,35 @@ pub fn is_connection_failure(code: &str) -> bool {
 }
 
 /// Connects to the database the URL names. On PostgreSQL, wasmig's tables live in `schema`
-/// (which must exist), whatever the sessions' `search_path`; SQLite has one (`main`).
+/// (which must exist), whatever the sessions' `search_path`; SQLite has one (`main`). With a
+/// `role` (PostgreSQL only), the migrations' SQL runs as that role (`SET LOCAL ROLE`), which
+/// must exist and be one the connecting role may switch to.
 ///
 /// # Errors
-/// [`DbError::Connect`] when the server cannot be reached.
-pub async fn connect(url: &DatabaseUrl, schema: &str) -> anyhow::Result<Box<dyn Database>> {
+/// [`DbError::Connect`] when the server cannot be reached; [`wasmig_plan::ConfigError`]
+/// naming the role when it does not exist, may not be switched to, or is set for SQLite.
+pub async fn connect(
+    url: &DatabaseUrl,
+    schema: &str,
+    role: Option<&str>,
+) -> anyhow::Result<Box<dyn Database>> {
     match url {
-        DatabaseUrl::Postgres { .. } => Ok(Box::new(
-            postgres::PgDatabase::connect(url)
+        DatabaseUrl::Postgres { .. } => {
+            let mut db = postgres::PgDatabase::connect(url)
                 .await?
-                .in_schema(schema.to_owned()),
-        )),
+                .in_schema(schema.to_owned());
+            if let Some(role) = role
+                && let Err(e) = db.set_role(role).await
+            {
+                db.close().await;
+                return Err(e);
+            }
+            Ok(Box::new(db))
+        }
+        DatabaseUrl::Sqlite { .. } if role.is_some() => Err(wasmig_plan::ConfigError::new(
+            "role in wasmig.toml is a PostgreSQL setting, and SQLite has no roles; remove it, or point the project at PostgreSQL".to_owned(),
+        )
+        .into()),
         DatabaseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteDatabase::connect(url).await?)),
     }
 }

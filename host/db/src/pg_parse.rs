@@ -30,7 +30,7 @@ use pg_query::protobuf::{DiscardMode, TransactionStmtKind, VariableSetKind, a_co
 use pg_query::{NodeEnum, NodeRef, ParserOptions};
 use wasmig_contract::SqlError;
 
-use crate::policy::{Policy, Violation};
+use crate::policy::{Policy, PolicyKey, Violation};
 
 /// The settings that decide how the server reads the text of the statements that follow.
 pub(crate) const LEXING_SETTINGS: [&str; 2] = ["standard_conforming_strings", "client_encoding"];
@@ -54,7 +54,7 @@ pub(crate) enum Refusal {
     /// Releases advisory locks, among them the one that marks a session wasmig is running
     /// a step on: the call.
     Unlock(String),
-    /// Refused by the untrusted SQL policy (only under [`Policy::Untrusted`]).
+    /// Refused by the untrusted SQL policy (under [`Policy::UNTRUSTED`], or a capability or role limit).
     Policy(Violation),
 }
 
@@ -64,7 +64,7 @@ pub(crate) enum Refusal {
 /// # Errors
 /// SQLSTATE 42601 when PostgreSQL's parser cannot read `script` (with the session's
 /// setting pinned on, the server could not either).
-pub(crate) fn parse(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError> {
+pub(crate) fn parse<'a>(script: &'a str, policy: &Policy) -> Result<Vec<Parsed<'a>>, SqlError> {
     if split_first(script) {
         return parse_large(script, policy);
     }
@@ -91,7 +91,7 @@ const WHOLE: usize = 256 * 1024;
 /// words a refused statement needs are not parsed at all (keywords cannot be escaped;
 /// `set_config` can, as a `U&` identifier, hence that word too; the untrusted policy has its
 /// own words, `policy::pg::might_be_refused`).
-fn parse_large(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError> {
+fn parse_large<'a>(script: &'a str, policy: &Policy) -> Result<Vec<Parsed<'a>>, SqlError> {
     let pieces = pg_query::split_with_scanner(script).map_err(syntax_error)?;
     let base = script.as_ptr() as usize;
     let mut out = Vec::with_capacity(pieces.len());
@@ -125,7 +125,7 @@ fn parse_large(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError
 }
 
 /// Whether a statement holds a word that a refused statement needs (lowercase check).
-fn might_be_refused(text: &str, policy: Policy) -> bool {
+fn might_be_refused(text: &str, policy: &Policy) -> bool {
     const WORDS: [&str; 12] = [
         "begin",
         "start",
@@ -142,11 +142,13 @@ fn might_be_refused(text: &str, policy: Policy) -> bool {
     ];
     let lower = text.to_ascii_lowercase();
     WORDS.iter().any(|w| lower.contains(w))
-        || (policy == Policy::Untrusted && crate::policy::pg::might_be_refused(&lower))
+        || (policy.is_untrusted() && crate::policy::pg::might_be_refused(&lower))
+        // Any statement may need a capability the revision lacks.
+        || policy.allowed().is_some()
 }
 
 /// [`parse`] of a script parsed whole.
-fn parse_whole(script: &str, policy: Policy) -> Result<Vec<Parsed<'_>>, SqlError> {
+fn parse_whole<'a>(script: &'a str, policy: &Policy) -> Result<Vec<Parsed<'a>>, SqlError> {
     // The same bytes read with backslashes as escapes, when they parse that way.
     let other = match pg_query::parse(script, ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS) {
         Ok(off) => Some(statements(script, &off.protobuf, policy, false)?),
@@ -192,17 +194,23 @@ pub(crate) type Verdict = Option<(usize, Refusal)>;
 ///
 /// # Errors
 /// As [`parse`].
-pub(crate) fn judge(sql: &str, policy: Policy) -> Result<Verdict, SqlError> {
+pub(crate) fn judge(sql: &str, policy: &Policy) -> Result<Verdict, SqlError> {
     /// Statements remembered; past it the cache starts over.
     const CACHED: usize = 512;
     /// Longer statements are not remembered (each is parsed when sent).
     const CACHED_LEN: usize = 4096;
-    /// One cache per policy: a verdict of one says nothing of the other.
-    static CACHES: [OnceLock<Mutex<HashMap<String, Verdict>>>; 2] =
-        [OnceLock::new(), OnceLock::new()];
-    let cache = CACHES[usize::from(policy == Policy::Untrusted)].get_or_init(Default::default);
+    /// One map per policy (by what a verdict depends on): a verdict of one policy says
+    /// nothing of another.
+    type Verdicts = HashMap<PolicyKey, HashMap<String, Verdict>>;
+    static CACHE: OnceLock<Mutex<Verdicts>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = policy.key();
     if sql.len() <= CACHED_LEN
-        && let Some(hit) = cache.lock().expect("not poisoned").get(sql)
+        && let Some(hit) = cache
+            .lock()
+            .expect("not poisoned")
+            .get(&key)
+            .and_then(|verdicts| verdicts.get(sql))
     {
         return Ok(hit.clone());
     }
@@ -212,10 +220,11 @@ pub(crate) fn judge(sql: &str, policy: Policy) -> Result<Verdict, SqlError> {
         .find_map(|(n, s)| s.refused.map(|r| (n, r)));
     if sql.len() <= CACHED_LEN {
         let mut cache = cache.lock().expect("not poisoned");
-        if cache.len() >= CACHED {
-            cache.clear();
+        let verdicts = cache.entry(key).or_default();
+        if verdicts.len() >= CACHED {
+            verdicts.clear();
         }
-        cache.insert(sql.to_owned(), verdict.clone());
+        verdicts.insert(sql.to_owned(), verdict.clone());
     }
     Ok(verdict)
 }
@@ -225,7 +234,7 @@ pub(crate) fn judge(sql: &str, policy: Policy) -> Result<Verdict, SqlError> {
 fn statements<'a>(
     script: &'a str,
     parsed: &pg_query::protobuf::ParseResult,
-    policy: Policy,
+    policy: &Policy,
     standard: bool,
 ) -> Result<Vec<Parsed<'a>>, SqlError> {
     let mut out = Vec::with_capacity(parsed.stmts.len());
@@ -247,11 +256,12 @@ fn statements<'a>(
             .as_ref()
             .and_then(|node| node.node.as_ref())
             .and_then(|node| {
-                refusal(node, text).or_else(|| match policy {
-                    Policy::Trusted => None,
-                    Policy::Untrusted => {
-                        crate::policy::pg::violation(node, text, standard).map(Refusal::Policy)
-                    }
+                refusal(node, text).or_else(|| {
+                    policy
+                        .checks_more()
+                        .then(|| crate::policy::pg::violation(node, text, standard, policy))
+                        .flatten()
+                        .map(Refusal::Policy)
                 })
             });
         out.push(Parsed { text, refused });
@@ -374,7 +384,7 @@ mod tests {
     use super::*;
 
     fn refused(sql: &str) -> Vec<Option<Refusal>> {
-        parse(sql, Policy::Trusted)
+        parse(sql, &Policy::TRUSTED)
             .unwrap()
             .into_iter()
             .map(|s| s.refused)
@@ -387,7 +397,7 @@ mod tests {
                    CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;
                    SELECT 'a;b' -- ; comment
                    ;";
-        let texts: Vec<&str> = parse(sql, Policy::Trusted)
+        let texts: Vec<&str> = parse(sql, &Policy::TRUSTED)
             .unwrap()
             .iter()
             .map(|s| s.text.trim())
@@ -427,12 +437,12 @@ mod tests {
         // With backslashes as escapes the literal ends at the second quote, and COMMIT is
         // a statement; read as the server reads it with the setting on, it is text.
         let sql = r"SELECT 'a\'; COMMIT; SELECT ''";
-        let on = parse(sql, Policy::Trusted).unwrap();
+        let on = parse(sql, &Policy::TRUSTED).unwrap();
         assert!(on.iter().any(|s| s.refused.is_some()), "{on:?}");
         // And the other way round: text under the escaping reading, a statement otherwise.
         let sql = r"SELECT E'\''; SELECT 'x\'; COMMIT; --'";
         assert!(
-            parse(sql, Policy::Trusted)
+            parse(sql, &Policy::TRUSTED)
                 .unwrap()
                 .iter()
                 .any(|s| s.refused.is_some())
@@ -472,7 +482,7 @@ mod tests {
 
     #[test]
     fn a_script_the_parser_cannot_read_is_a_syntax_error() {
-        let e = parse("SELEC 1", Policy::Trusted).unwrap_err();
+        let e = parse("SELEC 1", &Policy::TRUSTED).unwrap_err();
         assert_eq!(e.code, "42601");
         assert!(e.message.contains("syntax error"), "{}", e.message);
     }
@@ -489,7 +499,7 @@ mod tests {
              SELECT 'end; commit' AS \"begin\";\n",
         );
         assert!(script.len() > WHOLE);
-        let parsed = parse(&script, Policy::Trusted).unwrap();
+        let parsed = parse(&script, &Policy::TRUSTED).unwrap();
         assert_eq!(parsed.len(), 20_003);
         assert!(parsed.iter().all(|s| s.refused.is_none()));
         assert!(
@@ -500,31 +510,31 @@ mod tests {
         // Refused wherever it is, under either reading, and named at its place.
         let hidden = format!("{script}SELECT 'a\\' , '; COMMIT; SELECT ' --'\n");
         assert!(
-            parse(&hidden, Policy::Trusted)
+            parse(&hidden, &Policy::TRUSTED)
                 .unwrap()
                 .iter()
                 .any(|s| s.refused.is_some())
         );
         let plain = format!("{script}COMMIT;\nSELECT 1;");
-        let parsed = parse(&plain, Policy::Trusted).unwrap();
+        let parsed = parse(&plain, &Policy::TRUSTED).unwrap();
         assert_eq!(
             parsed.iter().position(|s| s.refused.is_some()),
             Some(20_003)
         );
         // A statement that never ends is the parser's error, as for a whole script.
         let broken = format!("{script}SELECT 'unterminated");
-        assert_eq!(parse(&broken, Policy::Trusted).unwrap_err().code, "42601");
+        assert_eq!(parse(&broken, &Policy::TRUSTED).unwrap_err().code, "42601");
     }
 
     #[test]
     fn judging_is_cached_and_says_which_statement() {
-        assert_eq!(judge("SELECT 1", Policy::Trusted).unwrap(), None);
+        assert_eq!(judge("SELECT 1", &Policy::TRUSTED).unwrap(), None);
         assert_eq!(
-            judge("SELECT 1; ROLLBACK", Policy::Trusted).unwrap(),
+            judge("SELECT 1; ROLLBACK", &Policy::TRUSTED).unwrap(),
             Some((1, Refusal::Control("ROLLBACK".to_owned())))
         );
         assert_eq!(
-            judge("SELECT 1; ROLLBACK", Policy::Trusted).unwrap(),
+            judge("SELECT 1; ROLLBACK", &Policy::TRUSTED).unwrap(),
             Some((1, Refusal::Control("ROLLBACK".to_owned())))
         );
     }
@@ -538,7 +548,7 @@ mod tests {
             "SELECT x FROM t WHERE (SELECT \"pg_advisory_unlock_all\"()) IS NULL",
             "CREATE TABLE t AS SELECT pg_advisory_unlock_shared(1) AS x",
         ] {
-            let parsed = parse(sql, Policy::Trusted).unwrap();
+            let parsed = parse(sql, &Policy::TRUSTED).unwrap();
             assert!(
                 parsed
                     .iter()
@@ -547,7 +557,7 @@ mod tests {
             );
         }
         // A migration's own exclusive session lock may be released.
-        let parsed = parse("SELECT pg_advisory_unlock(42)", Policy::Trusted).unwrap();
+        let parsed = parse("SELECT pg_advisory_unlock(42)", &Policy::TRUSTED).unwrap();
         assert!(parsed.iter().all(|p| p.refused.is_none()));
     }
 }

@@ -15,7 +15,7 @@
 //! which checks the transaction's identity before recording the step
 //! ([`super::Session::transaction_intact`]).
 //!
-//! Under [`Policy::Untrusted`] the same check also holds every statement to the untrusted
+//! Under [`Policy::UNTRUSTED`] the same check also holds every statement to the untrusted
 //! SQL policy (`policy`): on PostgreSQL in the same parse, on SQLite by the same split.
 //!
 //! Not here: running the statements (`postgres`, `sqlite`), the policy's rules (`policy`).
@@ -32,7 +32,7 @@ use wasmig_contract::{Dialect, SqlError};
 /// # Errors
 /// `WASMIG-STATE`, naming the statement and saying what to do instead; `WASMIG-POLICY`
 /// naming the rule.
-pub(crate) fn check(sql: &str, dialect: Dialect, policy: Policy) -> Result<(), SqlError> {
+pub(crate) fn check(sql: &str, dialect: Dialect, policy: &Policy) -> Result<(), SqlError> {
     refuse_control(
         sql,
         dialect,
@@ -54,7 +54,7 @@ pub(crate) fn check(sql: &str, dialect: Dialect, policy: Policy) -> Result<(), S
 pub(crate) fn check_autocommit(
     sql: &str,
     dialect: Dialect,
-    policy: Policy,
+    policy: &Policy,
 ) -> Result<(), SqlError> {
     refuse_control(
         sql,
@@ -67,7 +67,7 @@ pub(crate) fn check_autocommit(
     )
 }
 
-fn refuse_control(sql: &str, dialect: Dialect, policy: Policy, why: &str) -> Result<(), SqlError> {
+fn refuse_control(sql: &str, dialect: Dialect, policy: &Policy, why: &str) -> Result<(), SqlError> {
     let at = |n: usize, several: bool| {
         if several {
             format!(" (statement {} of the script)", n + 1)
@@ -82,7 +82,7 @@ fn refuse_control(sql: &str, dialect: Dialect, policy: Policy, why: &str) -> Res
             Some((n, Refusal::Control(keyword))) => ((n, keyword, why), sql.contains(';')),
             Some((n, Refusal::Lexing(what))) => ((n, what, LEXING_WHY), sql.contains(';')),
             Some((n, Refusal::Unlock(what))) => ((n, what, UNLOCK_WHY), sql.contains(';')),
-            Some((n, Refusal::Policy(v))) => return Err(v.error(&at(n, sql.contains(';')))),
+            Some((n, Refusal::Policy(v))) => return Err(v.error(&at(n, sql.contains(';')), policy)),
         },
         Dialect::Sqlite => {
             let statements = split(sql, dialect);
@@ -90,15 +90,20 @@ fn refuse_control(sql: &str, dialect: Dialect, policy: Policy, why: &str) -> Res
             match statements.iter().enumerate().find_map(|(n, s)| {
                 let refused = match control_keyword(&s.lead) {
                     Some(k) => Some(Ok(k.to_owned())),
-                    None if policy == Policy::Untrusted => {
-                        crate::policy::sqlite_violation(s.text, &s.lead).map(Err)
-                    }
-                    None => None,
+                    None => policy
+                        .is_untrusted()
+                        .then(|| crate::policy::sqlite_violation(s.text, &s.lead))
+                        .flatten()
+                        .or_else(|| {
+                            let allowed = policy.allowed()?;
+                            crate::policy::capabilities::missing_sqlite(s.text, &s.lead, allowed)
+                        })
+                        .map(Err),
                 };
                 refused.map(|r| (n, r))
             }) {
                 None => return Ok(()),
-                Some((n, Err(v))) => return Err(v.error(&at(n, several))),
+                Some((n, Err(v))) => return Err(v.error(&at(n, several), policy)),
                 Some((n, Ok(keyword))) => ((n, keyword, why), several),
             }
         }
@@ -130,7 +135,7 @@ const LEXING_WHY: &str = "wasmig checks every statement with PostgreSQL's own pa
 /// On PostgreSQL, a script its parser cannot read (SQLSTATE 42601).
 pub(crate) fn statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, SqlError> {
     match dialect {
-        Dialect::Postgres => Ok(crate::pg_parse::parse(script, Policy::Trusted)?
+        Dialect::Postgres => Ok(crate::pg_parse::parse(script, &Policy::TRUSTED)?
             .into_iter()
             .map(|s| s.text)
             .collect()),
@@ -411,7 +416,7 @@ mod tests {
     use super::*;
 
     fn refused(sql: &str, dialect: Dialect) -> Option<String> {
-        check(sql, dialect, Policy::Trusted).err().map(|e| {
+        check(sql, dialect, &Policy::TRUSTED).err().map(|e| {
             // An unterminated quote or body is a syntax error to PostgreSQL's parser (and to
             // the server): refused all the same, before anything runs.
             let syntax = dialect == Dialect::Postgres && e.code == "42601";
@@ -557,7 +562,7 @@ mod tests {
         // In SQLite `$` starts a parameter, not a quote; brackets quote only there. On
         // PostgreSQL the dollar quote is unterminated: a syntax error, refused, not run.
         assert_eq!(
-            check("SELECT $$; COMMIT", pg, Policy::Trusted)
+            check("SELECT $$; COMMIT", pg, &Policy::TRUSTED)
                 .unwrap_err()
                 .code,
             "42601"

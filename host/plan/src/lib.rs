@@ -1,5 +1,6 @@
 //! wasmig's pure planning: what a migration run will do, computed from plain data.
 //!
+//! - [`capability`]: what a revision's SQL may do (`capabilities` in a manifest);
 //! - [`manifest`]: a revision's `migration.toml`, revision ids, the pinned checksum;
 //! - [`graph`]: Alembic's revision graph, targets, and the ordered [`graph::Step`]s of an
 //!   upgrade, a downgrade or a stamp;
@@ -10,8 +11,10 @@
 //! replaying every case Alembic itself answered) build and run in seconds:
 //! `cargo test -p wasmig-plan`.
 
+pub mod capability;
 pub mod error;
 pub mod graph;
 pub mod manifest;
 
+pub use capability::{Capabilities, Capability};
 pub use error::{ConfigError, GraphError, NextStep};

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::capability::{Capabilities, Capability};
 use crate::error::ConfigError;
 
 /// The longest `timeout_secs` accepted (7 days): a deadline must be representable as an
@@ -143,6 +144,11 @@ pub struct Manifest {
     /// PostgreSQL `statement_timeout` for this revision's statements, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_timeout_secs: Option<f64>,
+    /// What the revision's SQL may do (`["read", "write"]`); every statement needing
+    /// another capability is refused before it runs, in every mode. Absent: whatever the
+    /// mode allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<Capability>>,
 }
 
 impl Manifest {
@@ -152,6 +158,14 @@ impl Manifest {
             lock_timeout_secs: self.lock_timeout_secs,
             statement_timeout_secs: self.statement_timeout_secs,
         }
+    }
+
+    /// The capabilities the revision declares (`None`: it declares none, so it is held to
+    /// what the mode allows).
+    pub fn declared_capabilities(&self) -> Option<Capabilities> {
+        self.capabilities
+            .as_ref()
+            .map(|list| list.iter().copied().collect())
     }
 
     /// The down revisions as a list.
@@ -434,6 +448,29 @@ mod tests {
         let sql: Manifest = toml::from_str(&format!("{base}kind='sql'")).unwrap();
         let err = check_transaction(&sql, path).unwrap_err();
         assert!(err.message.contains("for component revisions"), "{err}");
+    }
+
+    #[test]
+    fn capabilities_are_read_and_an_unknown_one_names_the_file() {
+        let base = "revision='b'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\nkind='sql'";
+        let m = parse_manifest(base, "b/migration.toml").unwrap();
+        assert_eq!(m.declared_capabilities(), None);
+        let m = parse_manifest(&format!("{base}\ncapabilities = ['read', 'ddl']"), "x").unwrap();
+        let declared = m.declared_capabilities().unwrap();
+        assert!(declared.has(Capability::Read) && declared.has(Capability::Ddl));
+        assert!(!declared.has(Capability::Write));
+        let none = parse_manifest(&format!("{base}\ncapabilities = []"), "x").unwrap();
+        assert_eq!(none.declared_capabilities(), Some(Capabilities::NONE));
+        let e = parse_manifest(
+            &format!("{base}\ncapabilities = ['read', 'dml']"),
+            "versions/b/migration.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("versions/b/migration.toml") && e.contains("dml"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! environment (`WASMIG_MAX_MEMORY_MIB` and friends; the project's `.env` is never read for
 //! them), and every limit a project file asks for is lowered to its ceiling, with a
 //! warning. In untrusted mode a ceiling the operator did not set is the default limit, so
-//! an untrusted change can only lower limits.
+//! an untrusted change can only lower limits. The same goes for what a revision's SQL may
+//! do (`WASMIG_ALLOWED_CAPABILITIES`): no manifest can declare more.
 //!
 //! Not here: the limits' defaults and ranges (`config`), their enforcement (`sandbox`,
 //! `runner`).
+
+use wasmig_plan::Capabilities;
 
 use crate::config::{SandboxSettings, StatementTimeouts};
 use crate::error::ConfigError;
@@ -35,7 +38,14 @@ pub struct Ceilings {
     /// `WASMIG_MAX_LOCK_TIMEOUT_SECS`: `lock_timeout_secs` (also the timeout of a revision
     /// that sets none).
     pub lock_timeout_secs: Option<f64>,
+    /// `WASMIG_ALLOWED_CAPABILITIES` (`read,write`, or `none`): what any revision's SQL may
+    /// do. A revision declaring a capability outside it is refused before the run; one
+    /// declaring nothing is held to it statement by statement.
+    pub allowed_capabilities: Option<Capabilities>,
 }
+
+/// The variable of [`Ceilings::allowed_capabilities`].
+pub const ALLOWED_CAPABILITIES: &str = "WASMIG_ALLOWED_CAPABILITIES";
 
 /// The variables, in the order of the fields.
 pub const VARIABLES: [&str; 8] = [
@@ -94,6 +104,15 @@ impl Ceilings {
             batched_timeout_secs: float(VARIABLES[5])?,
             statement_timeout_secs: float(VARIABLES[6])?,
             lock_timeout_secs: float(VARIABLES[7])?,
+            allowed_capabilities: match get(ALLOWED_CAPABILITIES).filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(text) if text.trim().eq_ignore_ascii_case("none") => Some(Capabilities::NONE),
+                Some(text) => Some(Capabilities::parse_list(&text).map_err(|e| {
+                    ConfigError::new(format!(
+                        "{ALLOWED_CAPABILITIES}={text}: {e} (or `none`), separated by commas"
+                    ))
+                })?),
+            },
         })
     }
 
@@ -254,6 +273,28 @@ mod tests {
         let timeouts = ceilings.clamp_timeouts(StatementTimeouts::default(), None);
         assert_eq!(timeouts.statement_timeout_secs, Some(5.0));
         assert_eq!(timeouts.lock_timeout_secs, None);
+    }
+
+    #[test]
+    fn allowed_capabilities_are_read_from_the_environment_only_by_name() {
+        let read = |value: &str| {
+            let value = value.to_owned();
+            Ceilings::from_lookup(move |name| (name == ALLOWED_CAPABILITIES).then(|| value.clone()))
+        };
+        assert_eq!(
+            read("read, write").unwrap().allowed_capabilities,
+            Some(Capabilities::parse_list("read,write").unwrap())
+        );
+        assert_eq!(
+            read("none").unwrap().allowed_capabilities,
+            Some(Capabilities::NONE)
+        );
+        assert_eq!(read(" ").unwrap().allowed_capabilities, None);
+        let e = read("read,everything").unwrap_err().message;
+        assert!(
+            e.contains("WASMIG_ALLOWED_CAPABILITIES=read,everything"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -83,6 +83,19 @@ pub struct Config {
     /// the mode on, never off).
     #[serde(default)]
     pub untrusted: bool,
+    /// PostgreSQL: the role every migration's SQL runs as (`SET LOCAL ROLE` in each step),
+    /// so that the server refuses what that role may not do, wasmig's own tables included
+    /// when the role has no rights on them; wasmig's own statements run as the role it
+    /// connects as. The role must exist and be one the connecting role may switch to
+    /// (checked at connect). Its exact name, as in `pg_roles` (quoted: case counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// Whether `name` can be a PostgreSQL role's name: 1 to 63 bytes, no control characters
+/// (wasmig quotes it, so any other character stands for itself).
+fn valid_role(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 63 && !name.chars().any(char::is_control)
 }
 
 pub use wasmig_plan::manifest::{MAX_TIMEOUT_SECS, StatementTimeouts};
@@ -358,6 +371,14 @@ impl Project {
                 "invalid {}: database_schema = {:?} is not a lowercase SQL identifier (letters, digits and _, at most 63)",
                 path.display(),
                 config.database_schema
+            )));
+        }
+        if let Some(role) = &config.role
+            && !valid_role(role)
+        {
+            return Err(ConfigError::new(format!(
+                "invalid {}: role = {role:?} is not a PostgreSQL role name (1 to 63 bytes, no control characters)",
+                path.display(),
             )));
         }
         config.sandbox.check().map_err(|reason| {

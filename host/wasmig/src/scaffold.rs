@@ -161,6 +161,7 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
         batched_timeout_secs: None,
         lock_timeout_secs: None,
         statement_timeout_secs: None,
+        capabilities: None,
     };
     std::fs::write(dir.join(MANIFEST), toml::to_string(&manifest)?)?;
     let written = write_sources(project, &dir, &id, request)?;

@@ -3,6 +3,7 @@
 //! project. One module per class; each test asserts the exit code, the message, wasmig's
 //! tables and the database's contents afterwards.
 
+mod capabilities;
 mod deadlines;
 mod frozen;
 mod limits;
@@ -12,6 +13,7 @@ mod memory;
 mod paths;
 mod policy;
 mod proxy;
+mod role;
 mod rows;
 mod schema;
 mod session;

@@ -16,23 +16,136 @@
 //! Not here: transaction control and lexing changes, refused in every mode (`pg_parse`,
 //! `tx_control`), or running anything.
 
-use wasmig_contract::SqlError;
+use std::sync::Arc;
 
+use wasmig_contract::SqlError;
+use wasmig_plan::{Capabilities, Capability};
+
+pub(crate) mod capabilities;
 pub(crate) mod pg;
 #[cfg(test)]
 mod tests;
 
-/// What a session holds a migration's SQL to, beyond what every session refuses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Policy {
-    /// As the role allows (the default): only transaction control and changes to how the
-    /// server reads SQL are refused.
-    #[default]
-    Trusted,
+/// What a session holds a migration's SQL to, beyond what every session refuses: the
+/// untrusted SQL policy (with `--untrusted`), the capabilities the revision may use
+/// (`capabilities` in its `migration.toml`, `WASMIG_ALLOWED_CAPABILITIES`), and the role
+/// it runs as (`role` in `wasmig.toml`: statements that leave it are refused).
+///
+/// [`Policy::TRUSTED`] (the default) refuses only transaction control and changes to how
+/// the server reads SQL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Policy {
+    untrusted: bool,
+    capabilities: Option<CapabilityLimit>,
+    role: Option<Arc<str>>,
+}
+
+/// The capabilities a revision's statements may use, and why the others are not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CapabilityLimit {
+    /// The revision whose statements these are.
+    revision: Arc<str>,
+    /// What its `migration.toml` declares (`None`: nothing, so the ceiling alone holds).
+    declared: Option<Capabilities>,
+    /// The operator's `WASMIG_ALLOWED_CAPABILITIES` (`None`: not set).
+    ceiling: Option<Capabilities>,
+}
+
+impl CapabilityLimit {
+    fn allowed(&self) -> Capabilities {
+        let declared = self.declared.unwrap_or(Capabilities::ALL);
+        declared.intersection(self.ceiling.unwrap_or(Capabilities::ALL))
+    }
+}
+
+/// What a verdict on a statement depends on (the cache key of `pg_parse::judge`): the
+/// revision's name only changes the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PolicyKey {
+    untrusted: bool,
+    allowed: Option<Capabilities>,
+    role: bool,
+}
+
+impl Policy {
+    /// As the role allows: only transaction control and changes to how the server reads
+    /// SQL are refused.
+    pub const TRUSTED: Policy = Policy {
+        untrusted: false,
+        capabilities: None,
+        role: None,
+    };
     /// The untrusted SQL policy: statements that reach outside the database, take control
     /// of the server or other sessions, change roles, or run SQL the parser cannot see are
     /// refused before they reach the server (`WASMIG-POLICY`).
-    Untrusted,
+    pub const UNTRUSTED: Policy = Policy {
+        untrusted: true,
+        capabilities: None,
+        role: None,
+    };
+
+    /// [`Policy::UNTRUSTED`] when `untrusted`, else [`Policy::TRUSTED`].
+    pub fn new(untrusted: bool) -> Self {
+        Policy {
+            untrusted,
+            ..Policy::TRUSTED
+        }
+    }
+
+    /// This policy, with `revision`'s statements held to the capabilities it `declared`
+    /// in its `migration.toml` and to the operator's `ceiling`. With neither, nothing
+    /// changes.
+    #[must_use]
+    pub fn with_capabilities(
+        mut self,
+        revision: &str,
+        declared: Option<Capabilities>,
+        ceiling: Option<Capabilities>,
+    ) -> Self {
+        self.capabilities = (declared.is_some() || ceiling.is_some()).then(|| CapabilityLimit {
+            revision: revision.into(),
+            declared,
+            ceiling,
+        });
+        self
+    }
+
+    /// This policy, with the migration's SQL run as `role` (`role` in `wasmig.toml`):
+    /// statements that switch the role (`SET ROLE`, `RESET ROLE`, `SET SESSION
+    /// AUTHORIZATION`, `set_config('role', …)`) are refused in every mode.
+    #[must_use]
+    pub fn with_role(mut self, role: Option<&str>) -> Self {
+        self.role = role.map(Arc::from);
+        self
+    }
+
+    /// Whether the untrusted SQL policy holds.
+    pub fn is_untrusted(&self) -> bool {
+        self.untrusted
+    }
+
+    /// What the statements may use (`None`: anything).
+    pub(crate) fn allowed(&self) -> Option<Capabilities> {
+        self.capabilities.as_ref().map(CapabilityLimit::allowed)
+    }
+
+    /// Whether statements that switch the role are refused (untrusted, or a `role` set).
+    pub(crate) fn locks_role(&self) -> bool {
+        self.untrusted || self.role.is_some()
+    }
+
+    /// Whether anything beyond transaction control is checked.
+    pub(crate) fn checks_more(&self) -> bool {
+        self.untrusted || self.role.is_some() || self.capabilities.is_some()
+    }
+
+    pub(crate) fn key(&self) -> PolicyKey {
+        PolicyKey {
+            untrusted: self.untrusted,
+            allowed: self.allowed(),
+            role: self.role.is_some(),
+        }
+    }
 }
 
 /// The extensions an untrusted migration may `CREATE EXTENSION`: trusted contrib modules
@@ -74,8 +187,17 @@ pub(crate) enum Rule {
     Extensions,
     /// Creates a language, or code in a language other than SQL and PL/pgSQL.
     Languages,
-    /// Creates, changes or switches roles and authorization.
+    /// Creates or changes roles and authorization.
     Roles,
+    /// Switches the role the migration's SQL runs as (`SET ROLE`, `set_config('role', …)`):
+    /// refused whenever a `role` is set too. Named `roles`, as [`Rule::Roles`].
+    RoleSwitch,
+    /// Changes a setting named by an expression, which may be the role: refused whenever
+    /// a `role` is set too. Named `hidden-sql`, as [`Rule::HiddenSql`].
+    ComputedSetting,
+    /// Needs a capability the revision may not use (`capabilities` in its
+    /// `migration.toml`, `WASMIG_ALLOWED_CAPABILITIES`).
+    Capability(Capability),
     /// Connects from the database server to elsewhere (foreign data, `dblink`,
     /// subscriptions).
     ForeignData,
@@ -89,10 +211,11 @@ impl Rule {
             Rule::ServerFiles => "server-files",
             Rule::ServerControl => "server-control",
             Rule::ServerSettings => "server-settings",
-            Rule::HiddenSql => "hidden-sql",
+            Rule::HiddenSql | Rule::ComputedSetting => "hidden-sql",
             Rule::Extensions => "extensions",
             Rule::Languages => "languages",
-            Rule::Roles => "roles",
+            Rule::Roles | Rule::RoleSwitch => "roles",
+            Rule::Capability(_) => "capabilities",
             Rule::ForeignData => "foreign-data",
         }
     }
@@ -106,16 +229,17 @@ impl Rule {
             Rule::ServerSettings => {
                 "set it for the migration's own transaction with SET LOCAL, or have an operator persist it"
             }
-            Rule::HiddenSql => {
+            Rule::HiddenSql | Rule::ComputedSetting => {
                 "write the statement as constant SQL (in PL/pgSQL, EXECUTE a constant string or run the statement directly)"
             }
             Rule::Extensions => {
                 "have an operator install it beforehand and leave CREATE EXTENSION out of the migration, or use a trusted extension (pgcrypto, uuid-ossp, citext, hstore, pg_trgm…)"
             }
             Rule::Languages => "write the function in SQL or PL/pgSQL",
-            Rule::Roles => {
+            Rule::Roles | Rule::RoleSwitch => {
                 "have an operator manage roles; the migration runs as the role wasmig connects with"
             }
+            Rule::Capability(_) => "declare it, or leave the statement out",
             Rule::ForeignData => "have an operator set up foreign data and connections",
         }
     }
@@ -139,17 +263,46 @@ impl Violation {
     }
 
     /// The error a guest (or a SQL revision's step) gets: `WASMIG-POLICY`. `at` names the
-    /// statement in a script of several.
-    pub(crate) fn error(&self, at: &str) -> SqlError {
-        SqlError::wasmig(
-            "POLICY",
-            format!(
+    /// statement in a script of several; `policy` says why it is refused.
+    pub(crate) fn error(&self, at: &str, policy: &Policy) -> SqlError {
+        let message = match (self.rule, &policy.capabilities) {
+            (Rule::Capability(needed), Some(limit)) => {
+                let declared = limit.declared.unwrap_or(Capabilities::ALL);
+                if declared.has(needed) {
+                    format!(
+                        "{}{at} needs the capability `{needed}`, which the operator does not allow \
+                         (WASMIG_ALLOWED_CAPABILITIES: {}): leave the statement out of revision \
+                         {}, or have the operator allow `{needed}`",
+                        self.what,
+                        limit.ceiling.unwrap_or(Capabilities::ALL),
+                        limit.revision
+                    )
+                } else {
+                    format!(
+                        "{}{at} needs the capability `{needed}`, which revision {} does not \
+                         declare in its migration.toml (it declares: {declared}): add `{needed}` \
+                         to its `capabilities`, or leave the statement out",
+                        self.what, limit.revision
+                    )
+                }
+            }
+            (Rule::RoleSwitch | Rule::ComputedSetting, _) if !policy.untrusted => {
+                let role = policy.role.as_deref().unwrap_or_default();
+                format!(
+                    "{}{at}; a migration run as the role `{role}` (`role` in wasmig.toml) may \
+                     not leave it (rule: {}): remove the statement",
+                    self.what,
+                    self.rule.name()
+                )
+            }
+            _ => format!(
                 "{}{at}; untrusted migrations may not (rule: {}): {}",
                 self.what,
                 self.rule.name(),
                 self.rule.advice()
             ),
-        )
+        };
+        SqlError::wasmig("POLICY", message)
     }
 }
 

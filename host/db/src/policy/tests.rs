@@ -7,11 +7,12 @@
 use super::*;
 use crate::tx_control;
 use wasmig_contract::Dialect;
+use wasmig_plan::Capabilities;
 
 /// The rule `sql` breaks on PostgreSQL in untrusted mode, if any (panics on any other
 /// error: these statements all parse).
 fn rule(sql: &str) -> Option<String> {
-    let e = tx_control::check(sql, Dialect::Postgres, Policy::Untrusted).err()?;
+    let e = tx_control::check(sql, Dialect::Postgres, &Policy::UNTRUSTED).err()?;
     assert_eq!(e.code, "WASMIG-POLICY", "{sql}: {e:?}");
     let rule = e
         .message
@@ -27,7 +28,7 @@ fn refused(expected: &str, statements: &[&str]) {
     for sql in statements {
         assert_eq!(rule(sql).as_deref(), Some(expected), "{sql}");
         assert!(
-            tx_control::check(sql, Dialect::Postgres, Policy::Trusted).is_ok(),
+            tx_control::check(sql, Dialect::Postgres, &Policy::TRUSTED).is_ok(),
             "trusted: {sql}"
         );
     }
@@ -70,7 +71,7 @@ fn the_exact_message_names_the_rule_and_what_to_do() {
     let e = tx_control::check(
         "SELECT 1; COPY (select 1) TO PROGRAM 'touch /tmp/x'",
         Dialect::Postgres,
-        Policy::Untrusted,
+        &Policy::UNTRUSTED,
     )
     .unwrap_err();
     assert_eq!(
@@ -407,16 +408,16 @@ fn a_large_script_is_held_to_the_policy_statement_by_statement() {
         script.push_str(&format!("INSERT INTO t VALUES ({i}, 'row {i}');\n"));
     }
     assert!(crate::pg_parse::split_first(&script));
-    assert!(tx_control::check(&script, Dialect::Postgres, Policy::Untrusted).is_ok());
+    assert!(tx_control::check(&script, Dialect::Postgres, &Policy::UNTRUSTED).is_ok());
     let hidden = format!("{script}SELECT pg_read_file('x');\n");
-    let e = tx_control::check(&hidden, Dialect::Postgres, Policy::Untrusted).unwrap_err();
+    let e = tx_control::check(&hidden, Dialect::Postgres, &Policy::UNTRUSTED).unwrap_err();
     assert_eq!(e.code, "WASMIG-POLICY");
     assert!(
         e.message.contains("statement 12001 of the script"),
         "{}",
         e.message
     );
-    assert!(tx_control::check(&hidden, Dialect::Postgres, Policy::Trusted).is_ok());
+    assert!(tx_control::check(&hidden, Dialect::Postgres, &Policy::TRUSTED).is_ok());
 }
 
 #[test]
@@ -431,14 +432,14 @@ fn sqlite_refuses_attach_vacuum_into_and_load_extension_lexically() {
         ("SELECT load_extension('/tmp/x.so')", "extensions"),
         ("select 1; select LOAD_EXTENSION('x', 'y')", "extensions"),
     ] {
-        let e = check(sql, Policy::Untrusted).unwrap_err();
+        let e = check(sql, &Policy::UNTRUSTED).unwrap_err();
         assert_eq!(e.code, "WASMIG-POLICY", "{sql}");
         assert!(
             e.message.contains(&format!("(rule: {rule})")),
             "{sql}: {}",
             e.message
         );
-        assert!(check(sql, Policy::Trusted).is_ok(), "trusted: {sql}");
+        assert!(check(sql, &Policy::TRUSTED).is_ok(), "trusted: {sql}");
     }
     for sql in [
         "CREATE TABLE t (a INTEGER)",
@@ -446,6 +447,209 @@ fn sqlite_refuses_attach_vacuum_into_and_load_extension_lexically() {
         "INSERT INTO t VALUES (1)",
         "VACUUM",
     ] {
-        assert!(check(sql, Policy::Untrusted).is_ok(), "{sql}");
+        assert!(check(sql, &Policy::UNTRUSTED).is_ok(), "{sql}");
+    }
+}
+
+/// What `sql` needs, as the capability check reads it.
+fn needs(sql: &str) -> Vec<&'static str> {
+    capabilities::needs_of(sql)
+        .iter()
+        .map(wasmig_plan::Capability::name)
+        .collect()
+}
+
+#[test]
+fn each_statement_needs_the_capability_of_what_it_does() {
+    let cases: &[(&str, &[&str])] = &[
+        ("SELECT 1", &[]),
+        ("SELECT now(), current_user", &[]),
+        ("SET LOCAL statement_timeout = '5s'", &[]),
+        ("SHOW search_path", &[]),
+        ("SELECT * FROM t WHERE x > 1", &["read"]),
+        ("WITH a AS (SELECT 1) SELECT * FROM a", &["read"]),
+        ("SELECT * FROM generate_series(1, 3)", &["read"]),
+        ("COPY t TO STDOUT", &["read"]),
+        ("LOCK TABLE t IN ACCESS SHARE MODE", &["read"]),
+        ("INSERT INTO t SELECT * FROM u", &["write"]),
+        ("UPDATE t SET x = 1 WHERE id = 2 RETURNING x", &["write"]),
+        ("DELETE FROM t", &["write"]),
+        (
+            "MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE",
+            &["write"],
+        ),
+        ("COPY t FROM STDIN", &["write"]),
+        ("TRUNCATE t", &["write"]),
+        ("SELECT * FROM t FOR UPDATE", &["write"]),
+        ("LOCK TABLE t IN ACCESS EXCLUSIVE MODE", &["write"]),
+        (
+            "WITH d AS (DELETE FROM t RETURNING *) SELECT count(*) FROM d",
+            &["read", "write"],
+        ),
+        ("SELECT setval('s', 10)", &["write"]),
+        ("CALL p()", &["write"]),
+        ("CREATE TABLE t (x int)", &["ddl"]),
+        ("ALTER TABLE t ADD COLUMN y int", &["ddl"]),
+        ("DROP TABLE t", &["ddl"]),
+        ("CREATE INDEX CONCURRENTLY i ON t (x)", &["ddl"]),
+        ("COMMENT ON TABLE t IS 'x'", &["ddl"]),
+        ("CREATE VIEW v AS SELECT * FROM t", &["ddl"]),
+        ("CREATE SEQUENCE s", &["ddl"]),
+        ("CREATE TYPE mood AS ENUM ('a')", &["ddl"]),
+        ("CREATE SCHEMA app", &["ddl"]),
+        ("ANALYZE t", &["ddl"]),
+        ("VACUUM t", &["ddl"]),
+        ("REFRESH MATERIALIZED VIEW m", &["ddl"]),
+        ("SELECT * INTO t2 FROM t", &["write", "ddl"]),
+        ("GRANT SELECT ON t TO app", &["grant"]),
+        ("REVOKE ALL ON t FROM PUBLIC", &["grant"]),
+        (
+            "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO app",
+            &["grant"],
+        ),
+        ("ALTER TABLE t OWNER TO app", &["grant"]),
+        ("ALTER FUNCTION f() OWNER TO app", &["grant"]),
+        // Bodies count as what they do.
+        ("DO $$ BEGIN INSERT INTO t VALUES (1); END $$", &["write"]),
+        (
+            "DO $$ BEGIN IF 1 > 0 THEN DROP TABLE t; END IF; END $$",
+            &["ddl"],
+        ),
+        ("DO $$ BEGIN PERFORM count(*) FROM t; END $$", &["read"]),
+        ("DO $$ BEGIN EXECUTE 'TRUNCATE t'; END $$", &["write"]),
+        (
+            "DO $$ BEGIN EXECUTE format('DROP TABLE %I', 't'); END $$",
+            &["read", "write", "ddl", "grant"],
+        ),
+        (
+            "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             INSERT INTO audit VALUES (NEW.id); RETURN NEW; END $$",
+            &["write", "ddl"],
+        ),
+        (
+            "CREATE FUNCTION g() RETURNS int LANGUAGE sql AS 'SELECT count(*) FROM t'",
+            &["read", "ddl"],
+        ),
+        (
+            "CREATE FUNCTION h() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            &["ddl"],
+        ),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(needs(sql), *expected, "{sql}");
+    }
+}
+
+#[test]
+fn a_statement_needing_an_undeclared_capability_is_refused_naming_it_and_the_revision() {
+    let read_write = Capabilities::parse_list("read,write").unwrap();
+    let policy = Policy::TRUSTED.with_capabilities("b2", Some(read_write), None);
+    let e = tx_control::check(
+        "INSERT INTO t VALUES (1);\nDROP TABLE t",
+        Dialect::Postgres,
+        &policy,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "WASMIG-POLICY");
+    assert!(
+        e.message.starts_with(
+            "DROP TABLE (statement 2 of the script) needs the capability `ddl`, which revision b2 \
+             does not declare in its migration.toml (it declares: read, write)"
+        ),
+        "{}",
+        e.message
+    );
+    // Within the declaration, and with no declaration at all, it runs.
+    assert!(tx_control::check("UPDATE t SET x = 1", Dialect::Postgres, &policy).is_ok());
+    assert!(tx_control::check("DROP TABLE t", Dialect::Postgres, &Policy::TRUSTED).is_ok());
+    // In a DO block, named as such; in untrusted mode too.
+    let e = tx_control::check(
+        "DO $$ BEGIN DELETE FROM t; GRANT SELECT ON t TO PUBLIC; END $$",
+        Dialect::Postgres,
+        &Policy::UNTRUSTED.with_capabilities("c3", Some(read_write), None),
+    )
+    .unwrap_err();
+    assert!(
+        e.message
+            .starts_with("GRANT (in a DO block) (statement 1 of the script) needs the capability `grant`, which revision c3"),
+        "{}",
+        e.message
+    );
+    // Nothing declared: no statement that needs a capability passes.
+    let none = Policy::TRUSTED.with_capabilities("d4", Some(Capabilities::NONE), None);
+    assert!(
+        tx_control::check(
+            "SELECT 1; SET LOCAL work_mem = '64MB'",
+            Dialect::Postgres,
+            &none
+        )
+        .is_ok()
+    );
+    assert!(tx_control::check("SELECT * FROM t", Dialect::Postgres, &none).is_err());
+}
+
+#[test]
+fn the_operators_ceiling_holds_a_revision_that_declares_nothing() {
+    let ceiling = Capabilities::parse_list("read,write").unwrap();
+    let policy = Policy::TRUSTED.with_capabilities("b2", None, Some(ceiling));
+    let e = tx_control::check("CREATE TABLE t (x int)", Dialect::Postgres, &policy).unwrap_err();
+    assert!(
+        e.message.starts_with(
+            "CREATE TABLE needs the capability `ddl`, which the operator does not allow \
+             (WASMIG_ALLOWED_CAPABILITIES: read, write)"
+        ),
+        "{}",
+        e.message
+    );
+    assert!(tx_control::check("INSERT INTO t VALUES (1)", Dialect::Postgres, &policy).is_ok());
+    // SQLite's statements, by their keywords.
+    assert!(tx_control::check("INSERT INTO t VALUES (1)", Dialect::Sqlite, &policy).is_ok());
+    let e = tx_control::check("SELECT 1;\nDROP TABLE t", Dialect::Sqlite, &policy).unwrap_err();
+    assert!(
+        e.message
+            .starts_with("DROP TABLE (statement 2 of the script) needs the capability `ddl`"),
+        "{}",
+        e.message
+    );
+    assert!(tx_control::check("DROP TABLE t", Dialect::Sqlite, &Policy::TRUSTED).is_ok());
+}
+
+#[test]
+fn with_a_role_set_switching_roles_is_refused_in_trusted_mode_too() {
+    let policy = Policy::TRUSTED.with_role(Some("app_migrator"));
+    for sql in [
+        "SET ROLE postgres",
+        "reset role",
+        "SET LOCAL ROLE postgres",
+        "SET SESSION AUTHORIZATION postgres",
+        "SELECT set_config('role', 'postgres', true)",
+        "DO $$ BEGIN SET ROLE postgres; END $$",
+        "DO $$ BEGIN EXECUTE 'RESET ROLE'; END $$",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET role = 'postgres' AS 'SELECT 1'",
+        "SELECT set_config(lower('ROLE'), 'postgres', true)",
+    ] {
+        let e = tx_control::check(sql, Dialect::Postgres, &policy).unwrap_err();
+        assert_eq!(e.code, "WASMIG-POLICY", "{sql}");
+        assert!(
+            e.message.contains("run as the role `app_migrator`"),
+            "{sql}: {}",
+            e.message
+        );
+        // Without a role, trusted mode lets it through.
+        assert!(
+            tx_control::check(sql, Dialect::Postgres, &Policy::TRUSTED).is_ok(),
+            "{sql}"
+        );
+    }
+    // What trusted mode allows otherwise still runs.
+    for sql in [
+        "SET LOCAL search_path = app, public",
+        "SELECT pg_read_file('PG_VERSION')",
+        "DO $$ BEGIN EXECUTE format('CREATE TABLE %I (x int)', 't'); END $$",
+    ] {
+        assert!(
+            tx_control::check(sql, Dialect::Postgres, &policy).is_ok(),
+            "{sql}"
+        );
     }
 }

@@ -30,6 +30,7 @@ mod advisory_lock;
 mod bookkeeping;
 mod cancel;
 mod codec;
+mod role;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -162,6 +163,9 @@ pub(crate) struct PgDatabase {
     table_oids: std::sync::Mutex<Option<bookkeeping::KnownTables>>,
     /// The URL without its password, for messages.
     url: String,
+    /// The role the migrations' SQL runs as (`role` in `wasmig.toml`), checked by
+    /// [`PgDatabase::set_role`]; `None`: the role wasmig connects as.
+    pub(super) role: Option<Arc<str>>,
 }
 
 /// Waits (polling, up to `timeout`) until [`PG_STEP_KEY`] can be taken exclusively, that is
@@ -330,6 +334,7 @@ impl PgDatabase {
             lock_holder: Arc::new(std::sync::Mutex::new(None)),
             table_oids: std::sync::Mutex::new(None),
             url: url.to_string(),
+            role: None,
         })
     }
 
@@ -438,11 +443,12 @@ impl Database for PgDatabase {
     async fn run_autocommit(
         &self,
         script: &str,
-        policy: Policy,
+        policy: &Policy,
         lock: Option<Duration>,
         statement: Option<Duration>,
     ) -> Result<usize, ScriptFailure> {
-        let statements = super::autocommit_statements(script, Dialect::Postgres, policy)?;
+        let policy = policy.clone().with_role(self.role.as_deref());
+        let statements = super::autocommit_statements(script, Dialect::Postgres, &policy)?;
         let total = statements.len();
         let nothing_ran = |error| ScriptFailure {
             statement: 0,
@@ -500,6 +506,12 @@ impl Database for PgDatabase {
              pg_catalog.current_setting('standard_conforming_strings') \
              OPERATOR(pg_catalog.=) 'on', {held}"
         );
+        // The migration's statements run as its role (after wasmig took the step key).
+        if let Some(role) = &self.role {
+            role::enter_for_session(&mut conn, role)
+                .await
+                .map_err(nothing_ran)?;
+        }
         for (n, statement) in statements.iter().enumerate() {
             // One statement per simple query: several in one query string would share an
             // implicit transaction, where `CREATE INDEX CONCURRENTLY` is refused.

@@ -54,7 +54,7 @@ const LOCK_LOST_STATE: &str = "WMG02";
 const LEFT_STATE: &str = "WMG04";
 
 /// The SQLSTATE of the tamper check (`bookkeeping::tamper_check`).
-const TAMPERED_STATE: &str = "WMG03";
+pub(super) const TAMPERED_STATE: &str = "WMG03";
 
 /// The error of a write of wasmig's tables: [`LockLost`] when the fence refused it, else
 /// the query's.
@@ -98,6 +98,12 @@ pub(crate) struct PgSession {
     /// What the migration's statements are held to ([`GuestSql::set_policy`]): trusted
     /// from `begin` until the runner says otherwise.
     policy: Policy,
+    /// The role the migration's statements run as (`role` in `wasmig.toml`), from the
+    /// database; `None`: the connecting role (see `role`).
+    pub(super) role: Option<Arc<str>>,
+    /// Whether the transaction is switched to the role now: set before the
+    /// migration's first statement, cleared by wasmig's guard and the `--atomic` reset.
+    pub(super) in_role: bool,
 }
 
 impl PgDatabase {
@@ -166,7 +172,9 @@ impl PgDatabase {
             store: VersionStore::new(Dialect::Postgres, Some(self.schema.clone())),
             lock_holder: holder,
             table_oids: self.table_oids.lock().ok().and_then(|o| o.clone()),
-            policy: Policy::Trusted,
+            policy: Policy::TRUSTED,
+            role: self.role.clone(),
+            in_role: false,
         })
     }
 }
@@ -344,17 +352,20 @@ impl GuestSql for PgSession {
     }
 
     fn set_policy(&mut self, policy: Policy) {
-        self.policy = policy;
+        // With a role set, statements that leave it are refused in every mode.
+        self.policy = policy.with_role(self.role.as_deref());
     }
 
     async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
-        tx_control::check(sql, Dialect::Postgres, self.policy)?;
+        tx_control::check(sql, Dialect::Postgres, &self.policy)?;
+        self.enter_role().await?;
         let bound = Bound::new(params, None)?;
         self.execute_bound(sql, bound).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
-        tx_control::check(sql, Dialect::Postgres, self.policy)?;
+        tx_control::check(sql, Dialect::Postgres, &self.policy)?;
+        self.enter_role().await?;
         let bound = Bound::new(params, None)?;
         let sql = sql_str(sql);
         let (plan, rows) = if changes_schema(sql.as_str()) {
@@ -402,7 +413,8 @@ impl GuestSql for PgSession {
     }
 
     async fn batch(&mut self, script: &str) -> SqlResult<()> {
-        tx_control::check(script, Dialect::Postgres, self.policy)?;
+        tx_control::check(script, Dialect::Postgres, &self.policy)?;
+        self.enter_role().await?;
         if crate::pg_parse::split_first(script) {
             // A large script's statements were split by the standard reading of literals
             // (`pg_parse`): the server must read it that way too. (A short one was judged
@@ -415,7 +427,8 @@ impl GuestSql for PgSession {
     }
 
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
-        tx_control::check(sql, Dialect::Postgres, self.policy)?;
+        tx_control::check(sql, Dialect::Postgres, &self.policy)?;
+        self.enter_role().await?;
         // Validate every row first: a malformed value fails the call before any row ran.
         let bound = rows
             .iter()
@@ -467,12 +480,15 @@ impl GuestSql for PgSession {
         rows: &[Vec<Value>],
     ) -> SqlResult<u64> {
         let statement = format!("COPY {} FROM STDIN", copy::target(table, columns)?);
+        // Held to the revision's capabilities (a write) like any statement.
+        tx_control::check(&statement, Dialect::Postgres, &self.policy)?;
         // Encoded (and validated) whole before COPY begins: a malformed value fails the call
         // before the server saw any of it.
         let data = copy::pg_copy_data(rows, columns.len())?;
         if rows.is_empty() {
             return Ok(0);
         }
+        self.enter_role().await?;
         let mut copying = self
             .conn()
             .copy_in_raw(&statement)
@@ -484,7 +500,8 @@ impl GuestSql for PgSession {
     }
 
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
-        tx_control::check(sql, Dialect::Postgres, self.policy)?;
+        tx_control::check(sql, Dialect::Postgres, &self.policy)?;
+        self.enter_role().await?;
         let bound = Bound::new(params, None)?;
         // Describe the query itself for its columns (and to refuse unreadable ones early);
         // the DECLARE below is a utility statement that describes no columns.
@@ -568,6 +585,8 @@ impl GuestSql for PgSession {
     }
 
     async fn savepoint(&mut self, name: &str) -> SqlResult<()> {
+        // Switched before the savepoint, so that rolling back to it keeps the role.
+        self.enter_role().await?;
         self.run_script(format!("SAVEPOINT {}", savepoint_name(name)?))
             .await
     }
@@ -647,6 +666,8 @@ impl Session for PgSession {
         // sqlx's statements first, so that `DEALLOCATE ALL` (a step's own `PREPARE`s) does
         // not leave its cache naming statements that are gone.
         self.forget_statements().await?;
+        // `SET SESSION AUTHORIZATION DEFAULT` below leaves the migration's role too.
+        self.in_role = false;
         let reset = format!(
             "CLOSE ALL; RESET ALL; SET SESSION AUTHORIZATION DEFAULT; DEALLOCATE ALL; \
              UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all();
@@ -689,6 +710,8 @@ impl Session for PgSession {
             );
         }
         script.push_str(&self.fence());
+        // wasmig's statements run as the role it connected as, not the migration's.
+        script.insert_str(0, &self.leave_role());
         if script.is_empty() {
             return Ok(true);
         }

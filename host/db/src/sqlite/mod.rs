@@ -209,7 +209,7 @@ impl Database for SqliteDatabase {
     async fn run_autocommit(
         &self,
         script: &str,
-        policy: Policy,
+        policy: &Policy,
         // SQLite has neither timeout: the runner refuses them before any step runs.
         _lock: Option<Duration>,
         _statement: Option<Duration>,

@@ -85,7 +85,7 @@ impl SqliteDatabase {
             store: VersionStore::new(Dialect::Sqlite, None),
             _ended: EndGuard(Arc::clone(&cancel)),
             cancel,
-            policy: Policy::Trusted,
+            policy: Policy::TRUSTED,
         })
     }
 }
@@ -191,14 +191,14 @@ impl GuestSql for SqliteSession {
 
     async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
         self.start_call();
-        tx_control::check(sql, Dialect::Sqlite, self.policy)?;
+        tx_control::check(sql, Dialect::Sqlite, &self.policy)?;
         let args = bind(params, None)?;
         self.execute_args(sql, args).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
         self.start_call();
-        tx_control::check(sql, Dialect::Sqlite, self.policy)?;
+        tx_control::check(sql, Dialect::Sqlite, &self.policy)?;
         let args = bind(params, None)?;
         // Prepared first for the columns, which an empty result would not show (sqlx caches
         // the statement, so the query below does not prepare it again).
@@ -226,13 +226,13 @@ impl GuestSql for SqliteSession {
 
     async fn batch(&mut self, script: &str) -> SqlResult<()> {
         self.start_call();
-        tx_control::check(script, Dialect::Sqlite, self.policy)?;
+        tx_control::check(script, Dialect::Sqlite, &self.policy)?;
         self.run_script(script.to_owned()).await
     }
 
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
         self.start_call();
-        tx_control::check(sql, Dialect::Sqlite, self.policy)?;
+        tx_control::check(sql, Dialect::Sqlite, &self.policy)?;
         // Bind every row first: a malformed value fails the call before any row ran.
         let rows = rows
             .iter()
@@ -255,6 +255,12 @@ impl GuestSql for SqliteSession {
     ) -> SqlResult<u64> {
         self.start_call();
         let target = copy::target(table, columns)?;
+        // Held to the revision's capabilities (a write) like any statement.
+        tx_control::check(
+            &format!("INSERT INTO {target} DEFAULT VALUES"),
+            Dialect::Sqlite,
+            &self.policy,
+        )?;
         let width = columns.len();
         copy::check_widths(rows, width)?;
         // Every value bound (and validated) before the first row is written.

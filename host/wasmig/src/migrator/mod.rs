@@ -302,7 +302,12 @@ impl Migrator {
         } else {
             tracing::debug!("database: {url}");
         }
-        let db = db::connect(&url, &self.project.config.database_schema).await?;
+        let db = db::connect(
+            &url,
+            &self.project.config.database_schema,
+            self.project.config.role.as_deref(),
+        )
+        .await?;
         let result = work(db.as_ref()).await;
         db.close().await;
         result

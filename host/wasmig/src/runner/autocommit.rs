@@ -41,7 +41,7 @@ pub(super) async fn run_autocommitted(
     .await
     .map_err(Failure::Host)?;
     let (statement, total, cause, error) = match db
-        .run_autocommit(script, policy, timeouts.lock(), timeouts.statement())
+        .run_autocommit(script, &policy, timeouts.lock(), timeouts.statement())
         .await
     {
         Ok(total) => {

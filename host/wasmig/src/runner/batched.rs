@@ -71,7 +71,9 @@ pub(super) async fn run_batched(
             batch,
             cause: Box::new(cause),
         };
-        let session = begin_batch(db, &timeouts, policy).await.map_err(in_batch)?;
+        let session = begin_batch(db, &timeouts, policy.clone())
+            .await
+            .map_err(in_batch)?;
         let returned = sandbox
             .run(
                 loaded,

@@ -103,12 +103,42 @@ impl RunOptions {
     /// What every session a migration's SQL runs in is held to: the untrusted SQL policy
     /// when the project is untrusted.
     pub fn policy(&self) -> Policy {
-        if self.untrusted {
-            Policy::Untrusted
-        } else {
-            Policy::Trusted
-        }
+        Policy::new(self.untrusted)
     }
+}
+
+/// What `revision`'s statements are held to: the run's policy, and the capabilities the
+/// revision declares and the operator allows.
+fn policy(project: &Project, options: &RunOptions, revision: &Revision) -> Policy {
+    options.policy().with_capabilities(
+        revision.id(),
+        revision.manifest.declared_capabilities(),
+        project.ceilings().allowed_capabilities,
+    )
+}
+
+/// Refuses a revision that declares a capability the operator does not allow
+/// (`WASMIG_ALLOWED_CAPABILITIES`), before any step runs.
+///
+/// # Errors
+/// [`ConfigError`] naming the revision, its manifest and the capabilities.
+fn check_capabilities(project: &Project, revision: &Revision) -> Result<(), ConfigError> {
+    let (Some(declared), Some(allowed)) = (
+        revision.manifest.declared_capabilities(),
+        project.ceilings().allowed_capabilities,
+    ) else {
+        return Ok(());
+    };
+    let beyond = declared.beyond(allowed);
+    if beyond.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::new(format!(
+        "revision {} declares the capabilities {beyond} in {}, which the operator does not allow ({}: {allowed}); ask the operator to allow them, or remove them from the revision's `capabilities`",
+        revision.id(),
+        revision.dir.join(revision::MANIFEST).display(),
+        crate::ceilings::ALLOWED_CAPABILITIES,
+    )))
 }
 
 /// The failure of a guest that asks for another batch from the checkpoint it was given: it

@@ -147,6 +147,7 @@ impl Run<'_> {
             }
         }
         limits(self.project, revision)?;
+        check_capabilities(self.project, revision)?;
         self.check_size(revision)?;
         let timeouts = timeouts(self.project, revision)?;
         if timeouts.any() && self.db.dialect() == Dialect::Sqlite {
@@ -349,7 +350,7 @@ impl Run<'_> {
             timeouts: timeouts(self.project, revision)?,
             resume: resume.clone(),
             expected: self.expected_before(at.index),
-            policy: self.options.policy(),
+            policy: policy(self.project, &self.options, revision),
         };
         let progress = Progress::new(step.revision.clone());
         let batches = run_batched(self.db, sandbox, loaded, batched, progress)
@@ -388,7 +389,7 @@ impl Run<'_> {
             &ready.checksum,
             ready.to_store.as_ref(),
             &step_timeouts,
-            self.options.policy(),
+            policy(self.project, &self.options, revision),
         )
         .await
         .map_err(|f| self.fail(at, f))?;
@@ -428,7 +429,7 @@ impl Run<'_> {
                 .map_err(|e| self.fail(at, Failure::Host(e)))?,
         };
         // Every step's statements, the held session of an --atomic run's included.
-        session.set_policy(self.options.policy());
+        session.set_policy(policy(self.project, &self.options, revision));
         let step_timeouts = timeouts(self.project, revision)?;
         // In one transaction for the whole run, a step without timeouts must not inherit
         // the previous step's.

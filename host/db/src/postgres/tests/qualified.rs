@@ -282,7 +282,7 @@ async fn what_wasmig_sends() -> Vec<String> {
     // A `transaction = "none"` script.
     t.db.run_autocommit(
         "/* guest */ SELECT 1; SELECT 2",
-        Policy::Trusted,
+        &Policy::TRUSTED,
         None,
         None,
     )
