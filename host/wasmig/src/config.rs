@@ -88,6 +88,7 @@ pub struct Config {
     /// when the role has no rights on them; wasmig's own statements run as the role it
     /// connects as. The role must exist and be one the connecting role may switch to
     /// (checked at connect). Its exact name, as in `pg_roles` (quoted: case counts).
+    /// `WASMIG_ROLE` in the environment overrides it (the operator's setting in shared CI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
 }
@@ -303,6 +304,9 @@ impl Default for Config {
     }
 }
 
+/// The variable that sets `role` for every project, overriding `wasmig.toml`.
+pub const ROLE_VARIABLE: &str = "WASMIG_ROLE";
+
 /// The only variables taken from a project's `.env`.
 const DOT_ENV_VARIABLES: &[&str] = &["DATABASE_URL", "LOG_LEVEL"];
 
@@ -380,6 +384,17 @@ impl Project {
                 "invalid {}: role = {role:?} is not a PostgreSQL role name (1 to 63 bytes, no control characters)",
                 path.display(),
             )));
+        }
+        // The operator's choice, from the real environment (never `.env`): in shared CI the
+        // project file is the pull request's, which could drop its `role` line.
+        let mut config = config;
+        if let Some(role) = std::env::var(ROLE_VARIABLE).ok().filter(|r| !r.is_empty()) {
+            if !valid_role(&role) {
+                return Err(ConfigError::new(format!(
+                    "{ROLE_VARIABLE}={role:?} is not a PostgreSQL role name (1 to 63 bytes, no control characters)"
+                )));
+            }
+            config.role = Some(role);
         }
         config.sandbox.check().map_err(|reason| {
             ConfigError::new(format!("invalid {}: sandbox.{reason}", path.display()))

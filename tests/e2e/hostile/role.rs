@@ -166,9 +166,22 @@ async fn the_server_refuses_a_migrations_writes_to_wasmigs_tables_under_the_role
     assert_eq!(db.history().await, ["upgrade:a1"]);
     assert!(!db.table_exists("scenario_marker").await, "rolled back");
 
+    // The operator's WASMIG_ROLE holds when the project file drops its `role` line (a pull
+    // request can): the server refuses the write again.
+    set_role(&project, None);
+    let run = crate::support::Run::from_output(
+        crate::support::wasmig_cmd(&project.dir)
+            .env("WASMIG_ROLE", &role.name)
+            .args(["up", "--database-url", &db.url])
+            .output()
+            .unwrap(),
+    )
+    .fails_with(MIGRATION_FAILED);
+    assert!(run.stderr.contains("42501"), "{}", run.stderr);
+    assert_eq!(db.history().await, ["upgrade:a1"]);
+
     // Without the role the same statements reach wasmig's tables: only wasmig's own
     // account of its rows stops them afterwards (exit 12).
-    set_role(&project, None);
     let run = project.run(&db, &["up"]).fails_with(TABLES_TAMPERED);
     assert!(!run.stderr.contains("42501"), "{}", run.stderr);
     db.drop_db().await;
