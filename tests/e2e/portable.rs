@@ -1,7 +1,8 @@
 //! Projects that build anywhere: a project names nothing outside itself (the Rust SDK is
-//! materialised from the binary into `.wasmig/sdk/rust`), so a clone at another path builds
-//! byte-identical Rust components, and a teammate's clone verifies the checksums a run on
-//! the first recorded.
+//! materialised from the binary into `versions/.wasmig-sdk/rust`, the Python, JavaScript
+//! and C SDKs into the build stage), so a clone at another path builds byte-identical Rust
+//! components, a teammate's clone verifies the checksums a run on the first recorded, and a
+//! project in every language builds and runs where wasmig's source tree is unreachable.
 
 use std::path::Path;
 
@@ -78,7 +79,7 @@ async fn a_clone_at_another_path_builds_the_same_rust_components_and_verifies() 
 }
 
 #[tokio::test]
-async fn a_rust_project_builds_and_runs_where_wasmigs_source_tree_is_unreachable() {
+async fn a_project_in_every_language_builds_and_runs_where_wasmigs_source_tree_is_unreachable() {
     // A mount namespace in which wasmig's source checkout is an empty directory: what an
     // installed binary on a CI runner sees. Needs root (as CI runs); refuses to pass
     // otherwise rather than skip.
@@ -90,11 +91,19 @@ async fn a_rust_project_builds_and_runs_where_wasmigs_source_tree_is_unreachable
         "this test needs `unshare -m` (root): run the tests as root, as CI does"
     );
     let project = TestProject::new();
-    project
-        .run_plain(&[
-            "revision", "-m", "rust one", "--rev-id", "r1", "--kind", "rust",
-        ])
-        .success();
+    for (id, kind) in [("r1", "rust"), ("p2", "python"), ("j3", "js"), ("c4", "c")] {
+        project
+            .run_plain(&[
+                "revision",
+                "-m",
+                &format!("{kind} one"),
+                "--rev-id",
+                id,
+                "--kind",
+                kind,
+            ])
+            .success();
+    }
     // The binary and the nested build's target directory outside the hidden tree.
     let outside = project.dir.with_extension("unreachable");
     std::fs::create_dir_all(&outside).unwrap();
@@ -121,6 +130,14 @@ async fn a_rust_project_builds_and_runs_where_wasmigs_source_tree_is_unreachable
         "run_where_the_source_tree_is_unreachable",
         shown(&run, &project, None)
     );
-    assert!(project.dir.join(".wasmig/build/r1.wasm").is_file());
+    for id in ["r1", "p2", "j3", "c4"] {
+        assert!(
+            project
+                .dir
+                .join(format!(".wasmig/build/{id}.wasm"))
+                .is_file(),
+            "{id}"
+        );
+    }
     std::fs::remove_dir_all(&outside).unwrap();
 }

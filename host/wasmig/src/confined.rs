@@ -34,7 +34,8 @@ pub fn resolve(root: &Path, path: &Path) -> Result<PathBuf, ConfigError> {
             },
         }
     };
-    if !resolved.starts_with(&root) {
+    // The part that does not exist yet is joined as written: it must not climb.
+    if !resolved.starts_with(&root) || rest.iter().any(|name| name == "..") {
         return Err(outside(path, &root));
     }
     Ok(rest.iter().rev().fold(resolved, |p, name| p.join(name)))
@@ -180,6 +181,9 @@ mod tests {
         assert!(create_dir_all(&root, &root.join("b/new")).is_err());
         assert!(!dir.join("outside/new").exists());
         assert!(create_dir_all(&root, &root.join("c/new")).is_ok());
+        // Climbing out through a directory that does not exist yet.
+        assert!(resolve(&root, &root.join("missing/../../outside/x")).is_err());
+        assert!(!dir.join("outside/x").exists());
         let copied = copy_tree(&root, &root.join("a"), &dir.join("copy"), &|p| {
             p == Path::new("in")
         });
