@@ -113,4 +113,24 @@ async fn a_deferred_trigger_that_rewrites_the_heads_at_commit_is_found_after_the
     );
     assert!(db.heads().await.is_empty());
     db.drop_db().await;
+
+    // Not the last step: the next one does not run on a version table it did not expect,
+    // and the message names the step whose commit changed it.
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "b2",
+        "CREATE TABLE after_it (y int);",
+        "DROP TABLE after_it;",
+    );
+    let run = project.run(&db, &["up"]).fails_with(12);
+    assert_run!(
+        "deferred_trigger_rewrites_the_heads_mid_run",
+        shown(&run, &project, Some(&db))
+    );
+    assert!(
+        !db.table_exists("after_it").await,
+        "b2 ran after a1's commit changed the heads"
+    );
+    assert!(db.heads().await.is_empty());
+    db.drop_db().await;
 }

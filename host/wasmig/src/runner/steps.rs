@@ -54,21 +54,23 @@ pub async fn run(
         ..run
     };
     let reports = run.all_steps().await?;
-    read_back(db, &run.expected_before(steps.len()).heads).await?;
+    read_back(db, &run.expected_before(steps.len()).heads, "the run").await?;
     Ok(reports)
 }
 
 /// How long reading the heads back after a run may wait for the server.
 const READ_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// After the run, reads the heads back and compares them with what its steps recorded:
-/// something that runs at or after `COMMIT` (a deferred trigger of a migration's table,
-/// say) could change the version table after wasmig wrote it, and a run must not report
-/// revisions applied that the table no longer shows (they would run again next time).
+/// After a step commits (and after the run), reads the heads back and compares them with
+/// what the steps recorded: something that runs at or after `COMMIT` (a deferred trigger of
+/// a migration's table, say) could change the version table after wasmig wrote it, and a
+/// run must neither report revisions applied that the table no longer shows (they would run
+/// again next time) nor go on to the next step from a state it did not make. `what`
+/// committed, for the message: "step a1", "the run".
 ///
 /// # Errors
 /// [`TablesTampered`](crate::db::TablesTampered) naming both sets of heads.
-async fn read_back(db: &dyn Database, expected: &[String]) -> anyhow::Result<()> {
+async fn read_back(db: &dyn Database, expected: &[String], what: &str) -> anyhow::Result<()> {
     // Bounded: the connection it reads on is the lock's, and a server that stopped
     // answering there must not hold a run whose steps all committed.
     let Ok(found) = tokio::time::timeout(READ_BACK_WAIT, db.heads()).await else {
@@ -91,7 +93,7 @@ async fn read_back(db: &dyn Database, expected: &[String]) -> anyhow::Result<()>
         }
     };
     Err(crate::db::TablesTampered(format!(
-        "after the run committed, wasmig_version holds {} where its steps recorded {} (something changed it at or after COMMIT, such as a deferred trigger of a migration's table); the steps' work was committed",
+        "after {what} committed, wasmig_version holds {} where the steps recorded {} (something changed it at or after COMMIT, such as a deferred trigger of a migration's table); the steps' work was committed",
         list(&found),
         list(expected)
     ))
@@ -285,6 +287,16 @@ impl Run<'_> {
             let (report, session) = self.one_step(&at, ready, held.take()).await?;
             held = session;
             reports.push(report);
+            // Committed (not an --atomic step handing its transaction on), and not the last
+            // (the run reads that one back): the next step starts from what was recorded.
+            if held.is_none() && index + 1 < self.steps.len() {
+                read_back(
+                    self.db,
+                    &self.expected_before(index + 1).heads,
+                    &format!("step {}", step.revision),
+                )
+                .await?;
+            }
         }
         Ok(reports)
     }
