@@ -442,3 +442,57 @@ async fn the_operators_ceilings_hold_whatever_the_manifest_asks_for() {
     .fails_with(3);
     assert_run!("ceiling_not_a_number", shown(&bad, &project, Some(&db)));
 }
+
+#[tokio::test]
+async fn a_build_that_never_ends_or_leaves_a_process_behind_is_stopped() {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let leftover = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &tag])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    // A build script that starts a background process (it outlives the script, and would
+    // outlive the build) and succeeds.
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let dir = rust_revision(&project, "r1");
+    std::fs::write(
+        dir.join("build.rs"),
+        format!(
+            "fn main() {{ std::process::Command::new(\"sh\").arg(\"-c\").arg(\"sleep 300 # {tag}\").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap(); }}\n"
+        ),
+    )
+    .unwrap();
+    project.run(&db, &["up", "--untrusted"]).success();
+    assert!(!leftover(), "a process the build started outlived it");
+
+    // One that never ends: stopped at the operator's limit, and nothing of it left.
+    project.run(&db, &["down", "base", "--untrusted"]).success();
+    assert!(!leftover(), "a process the build started outlived it");
+    std::fs::write(
+        dir.join("build.rs"),
+        format!(
+            "fn main() {{ std::process::Command::new(\"sh\").arg(\"-c\").arg(\"sleep 300 # {tag}\").status().unwrap(); }}\n"
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = Run::from_output(
+        wasmig_cmd(&project.dir)
+            .env("WASMIG_MAX_BUILD_SECS", "3")
+            .args(["up", "--untrusted", "--database-url", &db.url])
+            .output()
+            .unwrap(),
+    )
+    .fails_with(9);
+    assert!(started.elapsed().as_secs() < 60, "{run:?}");
+    assert!(
+        run.stderr.contains("ran past its time limit of 3 s"),
+        "{}",
+        run.stderr
+    );
+    assert!(!leftover(), "the endless build left a process behind");
+}

@@ -348,6 +348,7 @@ fn cargo_untrusted(
     };
     let cargo = sysroot.join("bin/cargo");
     let manifest = versions.join("Cargo.toml");
+    let limit = crate::jail::build_timeout()?;
 
     tracing::info!("fetching the Rust revisions' dependencies (jailed: registry only)");
     let mut fetch = Command::new(&cargo);
@@ -358,15 +359,12 @@ fn cargo_untrusted(
         .current_dir(&stage)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
-    jail(Jail::new())
+    let fetched = jail(Jail::new())
         .write(&stage)
         .write(cargo_home.join("registry"))
         .write(cargo_home.join("git"))
         .connect_to(443)
-        .apply(&mut fetch)?;
-    let fetched = fetch.output().map_err(|e| BuildError {
-        message: format!("cannot run {} ({e})", cargo.display()),
-    })?;
+        .output(&mut fetch, limit)?;
     if !fetched.status.success() {
         return Err(BuildError {
             message:
@@ -388,15 +386,12 @@ fn cargo_untrusted(
         .current_dir(&stage)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
-    jail(Jail::new())
+    let output = jail(Jail::new())
         .read(&stage)
         .read(cargo_home.join("registry"))
         .read(cargo_home.join("git"))
         .write(&target)
-        .apply(&mut build)?;
-    let output = build.output().map_err(|e| BuildError {
-        message: format!("cannot run {} ({e})", cargo.display()),
-    })?;
+        .output(&mut build, limit)?;
     Ok((output, stage))
 }
 

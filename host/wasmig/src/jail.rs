@@ -24,7 +24,8 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
@@ -167,6 +168,50 @@ impl Jail {
         Ok(())
     }
 
+    /// Runs `command` in this jail, its standard output captured (standard error as the
+    /// caller set it), in a process group of its own, and waits at most
+    /// `limit` for it (and for its output to end). Then every process left in the group is
+    /// killed: a build script that forks a daemon, or loops, does not outlive the build or
+    /// hold the run. (A process that leaves the group with `setsid` escapes the kill, but
+    /// not the jail; its output pipes then end the wait at `limit`.)
+    ///
+    /// # Errors
+    /// [`BuildError`] when the jail cannot be enforced, the program cannot start, or it
+    /// ran past `limit` (naming it and the variable that sets it).
+    pub fn output(&self, command: &mut Command, limit: Duration) -> Result<Output, BuildError> {
+        use std::os::unix::process::CommandExt as _;
+        self.apply(command)?;
+        // Captured, as `Command::output` does; standard error is the caller's choice.
+        command
+            .process_group(0)
+            .stdout(std::process::Stdio::piped());
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command.spawn().map_err(|e| BuildError {
+            message: format!("cannot run {program} ({e})"),
+        })?;
+        let group = i32::try_from(child.id()).unwrap_or(i32::MAX);
+        let (done, waited) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(child.wait_with_output());
+        });
+        let result = waited.recv_timeout(limit);
+        // SAFETY: a plain system call; the group is the one the child leads.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        match result {
+            Ok(output) => output.map_err(|e| BuildError {
+                message: format!("running {program}: {e}"),
+            }),
+            Err(_) => Err(BuildError {
+                message: format!(
+                    "the build ({program}) ran past its time limit of {} s, and every process it started was killed; if it needs longer, the operator raises {BUILD_TIMEOUT_VARIABLE}",
+                    limit.as_secs()
+                ),
+            }),
+        }
+    }
+
     /// The Landlock ruleset, created in this process (its file descriptor is inherited by
     /// the child up to `exec`).
     fn ruleset(&self) -> Result<OwnedFd, BuildError> {
@@ -212,6 +257,31 @@ impl Jail {
         }
         let fd: Option<OwnedFd> = created.into();
         fd.ok_or_else(|| unenforceable(&"Landlock is not enabled in this kernel"))
+    }
+}
+
+/// The variable that sets how long one jailed build may take (seconds).
+pub const BUILD_TIMEOUT_VARIABLE: &str = "WASMIG_MAX_BUILD_SECS";
+
+/// How long one jailed build (a fetch, a cargo build, one language build) may take:
+/// [`BUILD_TIMEOUT_VARIABLE`] from the operator's environment, else 15 minutes.
+///
+/// # Errors
+/// [`BuildError`] when the variable is not a whole number of seconds above 0.
+pub fn build_timeout() -> Result<Duration, BuildError> {
+    match std::env::var(BUILD_TIMEOUT_VARIABLE) {
+        Err(_) => Ok(Duration::from_secs(15 * 60)),
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .ok_or_else(|| BuildError {
+                message: format!(
+                    "{BUILD_TIMEOUT_VARIABLE}={text} is not a whole number of seconds above 0"
+                ),
+            }),
     }
 }
 

@@ -512,13 +512,18 @@ fn is_executable(path: &Path) -> bool {
 /// A message with the command and the tail of its output when it cannot start or fails.
 fn run(job: &Job<'_>, command: &mut Command, hint: &str) -> Result<(), String> {
     let shown = format!("{command:?}");
-    if let Some(jail) = &job.jail {
-        jail.apply(command).map_err(|e| e.message)?;
-    }
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    command.stdin(Stdio::null());
+    let output = match &job.jail {
+        // Both streams captured, as `Command::output` would.
+        Some(jail) => {
+            let limit = crate::jail::build_timeout().map_err(|e| e.message)?;
+            jail.output(command.stderr(Stdio::piped()), limit)
+                .map_err(|e| e.message)?
+        }
+        None => command
+            .output()
+            .map_err(|e| format!("cannot run {shown}: {e}"))?,
+    };
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
