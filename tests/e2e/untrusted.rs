@@ -74,6 +74,8 @@ fn probe(who: &str) {{
     report("tcp", std::net::TcpStream::connect(("127.0.0.1", {port})).map(|_| String::new()).map_err(err));
     report("unix-socket", std::os::unix::net::UnixStream::connect("/var/run/postgresql/.s.PGSQL.5432").map(|_| String::new()).map_err(err));
     report("home", std::fs::read_dir("/root").map(|d| d.count().to_string()).map_err(err));
+    // The operator's cargo home (opened for writing, nothing written).
+    report("cargo-home", std::fs::OpenOptions::new().append(true).open({cargo_lock:?}).map(|_| String::new()).map_err(err));
     let spawned = std::process::Command::new("sh")
         .arg("-c")
         .arg("cat {secret_file} > {spawn_marker}; exec 3<>/dev/tcp/127.0.0.1/{port}")
@@ -89,6 +91,10 @@ fn probe(who: &str) {{
             secret_var = self.secret_var,
             write_marker = self.marker("write").display().to_string(),
             spawn_marker = self.marker("spawn").display().to_string(),
+            cargo_lock = operator_cargo_home()
+                .join(".package-cache")
+                .display()
+                .to_string(),
         )
     }
 
@@ -152,6 +158,14 @@ impl Drop for Probe {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The cargo home of the user running the tests (the operator's).
+fn operator_cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"),
+        PathBuf::from,
+    )
 }
 
 /// A Rust revision (the template `wasmig revision --kind rust` writes); its directory.
@@ -221,6 +235,7 @@ async fn a_build_script_and_a_proc_macro_reach_nothing_in_untrusted_mode() {
             "tcp",
             "unix-socket",
             "home",
+            "cargo-home",
             "spawn",
         ] {
             let line = format!("PROBE {who} {what}: denied");
@@ -347,6 +362,12 @@ async fn build_outputs_committed_under_dot_wasmig_are_never_used() {
     let run = project.run(&db, &["up", "--untrusted"]).success();
     assert_run!("committed_output_ignored", shown(&run, &project, Some(&db)));
     assert_eq!(db.heads().await, ["r1"]);
+    // Built untrusted, the component has the bytes a trusted build gives: the checksum
+    // recorded verifies against a trusted build of the same source.
+    let forged_now = std::fs::read(&built).unwrap();
+    project.run_plain(&["build"]).success();
+    project.run(&db, &["check"]).success();
+    std::fs::write(&built, &forged_now).unwrap();
     assert_eq!(
         std::fs::read(&built).unwrap(),
         forged,

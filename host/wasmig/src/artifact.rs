@@ -303,48 +303,52 @@ fn cargo_untrusted(
         message: "neither CARGO_HOME nor HOME is set, so cargo's registry cannot be found".into(),
     })?;
     let (home, tmp, target) = (work.join("home"), work.join("tmp"), work.join("target"));
+    // Cargo's home for the build is the run's own: its locks and its cache tracker (which
+    // cargo later trusts to delete files) are written there, never in the operator's. It
+    // reaches the operator's registry through links (written only by the fetch, read-only to
+    // the build), and holds a copy of the operator's configuration.
+    let private_home = work.join("cargo-home");
     for dir in [
         &home,
         &tmp,
         &target,
+        &private_home,
         &cargo_home.join("registry"),
         &cargo_home.join("git"),
     ] {
         std::fs::create_dir_all(dir)?;
     }
-    // Cargo's locks on its home, made here so the jail need not create files there.
-    let locks: Vec<PathBuf> = [".package-cache", ".package-cache-mutate", ".global-cache"]
-        .iter()
-        .map(|name| cargo_home.join(name))
-        .collect();
-    for lock in &locks {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(lock)?;
+    for shared in ["registry", "git"] {
+        std::os::unix::fs::symlink(cargo_home.join(shared), private_home.join(shared))?;
     }
+    for name in ["config.toml", "config"] {
+        if let Ok(text) = std::fs::read(cargo_home.join(name)) {
+            std::fs::write(private_home.join(name), text)?;
+        }
+    }
+    // Paths of registry crates compiled in start with the run's cargo home: mapped like the
+    // operator's, so an untrusted build gives a trusted one's bytes.
+    let rustflags = format!(
+        "{}\x1f--remap-path-prefix={}=/cargo",
+        reproducible_rustflags(&stage),
+        private_home.display()
+    );
     let jail = |jail: Jail| {
-        let mut jail = jail
-            .read(&sysroot)
+        jail.read(&sysroot)
             .write(&home)
             .write(&tmp)
+            .write(&private_home)
             .env(
                 "PATH",
                 format!("{}:/usr/bin:/bin", sysroot.join("bin").display()),
             )
             .env("HOME", &home)
             .env("TMPDIR", &tmp)
-            .env("CARGO_HOME", &cargo_home)
+            .env("CARGO_HOME", &private_home)
+            .env("CARGO_CACHE_AUTO_CLEAN_FREQUENCY", "never")
             .env("CARGO_TARGET_DIR", &target)
             .env("RUSTC", sysroot.join("bin/rustc"))
-            .env("CARGO_ENCODED_RUSTFLAGS", reproducible_rustflags(&stage));
-        for name in ["config.toml", "config"] {
-            jail = jail.read(cargo_home.join(name));
-        }
-        for lock in &locks {
-            jail = jail.write(lock);
-        }
-        jail
+            .env("CARGO_ENCODED_RUSTFLAGS", &rustflags)
     };
     let cargo = sysroot.join("bin/cargo");
     let manifest = versions.join("Cargo.toml");

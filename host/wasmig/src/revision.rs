@@ -202,6 +202,12 @@ pub fn read_capped(confine: &Path, path: &Path, cap: u64) -> std::io::Result<Vec
     use std::io::Read as _;
     let resolved = crate::confined::resolve(confine, path)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.message))?;
+    // Not a FIFO or a device, which would block the read or never end.
+    if !std::fs::metadata(&resolved)?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, a device or a directory); a revision's files must be plain files",
+        ));
+    }
     let file = std::fs::File::open(resolved)?;
     let too_big = || {
         std::io::Error::other(format!(

@@ -125,3 +125,19 @@ fn sources_and_directories_linked_out_of_the_project_are_refused() {
     );
     assert_eq!(outside.written(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_fifo_or_a_device_in_place_of_a_revision_file_is_refused_without_waiting() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let dir = project.sql_revision("a1", "", "select 1;");
+    std::fs::remove_file(dir.join("up.sql")).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("up.sql").to_str().unwrap()).unwrap();
+    // SAFETY: a plain system call on a valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let run = project.run(&db, &["up"]).fails_with(3);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    std::fs::remove_file(dir.join("up.sql")).unwrap();
+    symlink("/dev/zero", dir.join("up.sql")).unwrap();
+    project.run(&db, &["up"]).fails_with(3);
+}

@@ -96,8 +96,10 @@ impl Cx {
 /// a large script's statements without one are not parsed (see `pg_parse`). Keywords
 /// cannot be escaped and function names only as `U&"…"` identifiers.
 pub(crate) fn might_be_refused(lower: &str) -> bool {
-    const WORDS: [&str; 18] = [
+    const WORDS: [&str; 20] = [
         "copy",
+        "crosstab",
+        "connectby",
         "pg_",
         "lo_",
         "dblink",
@@ -302,6 +304,19 @@ fn node(tag: &str, n: &Value, cx: Cx) -> Option<Violation> {
             })
         }
         "FuncCall" => call(n),
+        "VariableSetStmt"
+            if LIMIT_SETTINGS
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(n["name"].as_str().unwrap_or_default())) =>
+        {
+            let name = n["name"].as_str().unwrap_or_default();
+            Some(Violation::new(
+                Rule::ServerSettings,
+                format!(
+                    "SET or RESET of {name} undoes a limit wasmig (or the operator) set for the step"
+                ),
+            ))
+        }
         "VariableSetStmt" => {
             let name = n["name"].as_str().unwrap_or_default();
             ROLE_SETTINGS
@@ -365,6 +380,17 @@ fn node(tag: &str, n: &Value, cx: Cx) -> Option<Violation> {
         "RenameStmt" if n["rename_type"].as_i64() == Some(ObjectType::ObjectRole as i64) => {
             refuse(Rule::Roles, "ALTER ROLE ... RENAME renames a role")
         }
+        // A refused function renamed, moved or altered runs under another name; and the
+        // system catalog is the server's, not a migration's.
+        "RenameStmt"
+        | "AlterObjectSchemaStmt"
+        | "AlterOwnerStmt"
+        | "AlterFunctionStmt"
+        | "AlterObjectDependsStmt" => catalog_object(n).or_else(|| named(n)),
+        "CreateTableSpaceStmt" | "AlterTableSpaceOptionsStmt" => refuse(
+            Rule::ServerFiles,
+            "a TABLESPACE puts files in a directory of the database server",
+        ),
         "CreateFdwStmt" | "AlterFdwStmt" => refuse(
             Rule::ForeignData,
             "a FOREIGN DATA WRAPPER connects the database server to data outside it",
@@ -398,10 +424,60 @@ fn node(tag: &str, n: &Value, cx: Cx) -> Option<Violation> {
         | "CreateConversionStmt"
         | "CreateTransformStmt"
         | "CreateTrigStmt"
-        | "CreateEventTrigStmt"
         | "GrantStmt" => named(n),
+        "CreateEventTrigStmt" | "AlterEventTrigStmt" => refuse(
+            Rule::ServerControl,
+            "an EVENT TRIGGER runs on every later DDL statement of anyone in the database",
+        ),
+        // Views of the server's configuration files.
+        "RangeVar"
+            if SERVER_FILE_VIEWS
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(n["relname"].as_str().unwrap_or_default())) =>
+        {
+            Some(Violation::new(
+                Rule::ServerFiles,
+                format!(
+                    "{} reads the database server's configuration files",
+                    n["relname"].as_str().unwrap_or_default()
+                ),
+            ))
+        }
         _ => None,
     }
+}
+
+/// Settings that hold a step to its limits: a migration may not undo them.
+const LIMIT_SETTINGS: [&str; 5] = [
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "transaction_timeout",
+    "client_connection_check_interval",
+];
+
+/// Views that read the server's configuration files.
+const SERVER_FILE_VIEWS: [&str; 3] = [
+    "pg_file_settings",
+    "pg_hba_file_rules",
+    "pg_ident_file_mappings",
+];
+
+/// An `ALTER`, rename or move of an object in the system catalog (`pg_catalog`,
+/// `information_schema`, named as such).
+fn catalog_object(n: &Value) -> Option<Violation> {
+    let mut names = Vec::new();
+    all_strings(n, &mut names);
+    names.extend(n["relation"]["schemaname"].as_str());
+    names
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case("pg_catalog") || s.eq_ignore_ascii_case("information_schema"))
+        .map(|schema| {
+            Violation::new(
+                Rule::ServerControl,
+                format!("the statement alters an object of the system catalog ({schema}), which is the server's"),
+            )
+        })
 }
 
 /// A function call: a refused function, or `set_config` of the role.
@@ -410,6 +486,16 @@ fn call(n: &Value) -> Option<Violation> {
     let name = *names.last()?;
     if name.eq_ignore_ascii_case("set_config") {
         return match constant(&n["args"][0]) {
+            Some(setting)
+                if LIMIT_SETTINGS
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(setting.trim())) =>
+            {
+                Some(Violation::new(
+                    Rule::ServerSettings,
+                    format!("set_config('{setting}', …) undoes a limit wasmig (or the operator) set for the step"),
+                ))
+            }
             Some(setting) => ROLE_SETTINGS
                 .iter()
                 .any(|s| s.eq_ignore_ascii_case(setting.trim()))
@@ -466,6 +552,11 @@ fn refused_function(name: &str) -> Option<(Rule, &'static str)> {
             Rule::ServerFiles,
             "lists a directory of the database server",
         ),
+        // tablefunc's crosstab (every form) runs the query it is given as text.
+        n if n.starts_with("crosstab") => (
+            Rule::HiddenSql,
+            "runs SQL given to it as text, which the parser cannot see",
+        ),
         n if n.starts_with("dblink") => (
             Rule::ForeignData,
             "connects from the database server and runs SQL in another session",
@@ -490,7 +581,8 @@ fn refused_function(name: &str) -> Option<(Rule, &'static str)> {
         | "cursor_to_xml"
         | "cursor_to_xmlschema"
         | "ts_stat"
-        | "ts_rewrite" => (
+        | "ts_rewrite"
+        | "connectby" => (
             Rule::HiddenSql,
             "runs SQL given to it as text, which the parser cannot see",
         ),

@@ -269,7 +269,7 @@ fn roles_and_authorization_are_refused() {
         "REVOKE INSERT ON t FROM PUBLIC",
         "ALTER TABLE t OWNER TO app",
         "SET search_path = x",
-        "SET LOCAL statement_timeout = '1s'",
+        "SET LOCAL work_mem = '64MB'",
         "SELECT current_user, session_user",
     ]);
 }
@@ -652,4 +652,66 @@ fn with_a_role_set_switching_roles_is_refused_in_trusted_mode_too() {
             "{sql}"
         );
     }
+}
+
+/// The holes a review found (an attacker's reproductions), each refused now.
+#[test]
+fn renamed_catalog_functions_text_run_by_extensions_and_undone_limits_are_refused() {
+    // A refused function renamed, moved or re-owned would run under another name.
+    refused(
+        "server-control",
+        &[
+            "ALTER FUNCTION pg_catalog.pg_read_file(text) RENAME TO innocent",
+            "ALTER ROUTINE pg_catalog.pg_ls_dir(text) RENAME TO lsd",
+            "ALTER FUNCTION pg_catalog.lower(text) OWNER TO app",
+            "ALTER FUNCTION pg_catalog.upper(text) SET SCHEMA public",
+            "alter table information_schema.tables rename to t",
+        ],
+    );
+    for sql in [
+        "ALTER FUNCTION pg_read_file(text) RENAME TO innocent",
+        "ALTER FUNCTION pg_terminate_backend(integer, bigint) RENAME TO term",
+        "ALTER FUNCTION lo_export(oid, text) SET SCHEMA public",
+    ] {
+        assert!(rule(sql).is_some(), "{sql}");
+    }
+    // tablefunc's crosstab and connectby run SQL given as text.
+    refused(
+        "hidden-sql",
+        &[
+            "SELECT * FROM crosstab('SELECT 1::text, ''k''::text, pg_read_file(''/etc/hostname'')') AS t(r text, v text)",
+            "SELECT * FROM public.crosstab3('select 1')",
+            "SELECT * FROM connectby('t', 'id', 'parent', '1', 0) AS t(id int, p int, l int)",
+        ],
+    );
+    // Limits a migration could undo.
+    refused(
+        "server-settings",
+        &[
+            "SET LOCAL statement_timeout = 0",
+            "set lock_timeout to default",
+            "RESET statement_timeout",
+            "SELECT set_config('statement_timeout', '0', true)",
+            "SET client_connection_check_interval = 0",
+        ],
+    );
+    // Files and code on the server.
+    refused(
+        "server-files",
+        &[
+            "CREATE TABLESPACE evil LOCATION '/tmp/x'",
+            "SELECT * FROM pg_file_settings",
+            "SELECT count(*) FROM pg_catalog.pg_hba_file_rules",
+        ],
+    );
+    refused(
+        "server-control",
+        &["CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()"],
+    );
+    allowed(&[
+        "ALTER TABLE customers RENAME COLUMN a TO b",
+        "ALTER FUNCTION touch() RENAME TO touched",
+        "ALTER TABLE t OWNER TO app",
+        "SELECT * FROM pg_catalog.pg_class WHERE relname = 't'",
+    ]);
 }

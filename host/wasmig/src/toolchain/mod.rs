@@ -415,8 +415,15 @@ fn source_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
             crate::confined::resolve(confine, &path).map_err(|e| {
                 std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.message)
             })?;
-            if path.is_dir() {
+            let meta = std::fs::metadata(&path)?;
+            if meta.is_dir() {
                 walk(confine, root, &path, depth + 1, out)?;
+            } else if !meta.is_file() {
+                // A FIFO or a device would block the fingerprint or the copy.
+                return Err(std::io::Error::other(format!(
+                    "{} is not a regular file (a FIFO or a device); a revision's sources must be plain files",
+                    path.display()
+                )));
             } else {
                 let relative = path
                     .strip_prefix(root)
