@@ -475,15 +475,15 @@ async fn a_build_that_never_ends_or_leaves_a_process_behind_is_stopped() {
             .status
             .success()
     };
-    // A build script that starts a background process (it outlives the script, and would
-    // outlive the build) and succeeds.
+    // A build script that starts background processes, one of them in a session of its
+    // own (`setsid`, out of the build's process group), and succeeds.
     let project = TestProject::new();
     let db = TestDb::new(Backend::Sqlite, &project).await;
     let dir = rust_revision(&project, "r1");
     std::fs::write(
         dir.join("build.rs"),
         format!(
-            "fn main() {{ std::process::Command::new(\"sh\").arg(\"-c\").arg(\"sleep 300 # {tag}\").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap(); }}\n"
+            "fn main() {{ for cmd in [\"sleep 300 # {tag}\", \"setsid sh -c 'sleep 300 # {tag}' &\"] {{ std::process::Command::new(\"sh\").arg(\"-c\").arg(cmd).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap(); }} }}\n"
         ),
     )
     .unwrap();
@@ -516,4 +516,35 @@ async fn a_build_that_never_ends_or_leaves_a_process_behind_is_stopped() {
         run.stderr
     );
     assert!(!leftover(), "the endless build left a process behind");
+}
+
+#[tokio::test]
+async fn a_transaction_none_script_is_held_to_the_deadline_and_its_ceiling() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let dir = project.sql_revision("a1", "SELECT pg_sleep(20);", "SELECT 1;");
+    let manifest = dir.join("migration.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("transaction = \"per-migration\"", "transaction = \"none\"")
+            + "\ntimeout_secs = 604800\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = Run::from_output(
+        wasmig_cmd(&project.dir)
+            .env("WASMIG_MAX_TIMEOUT_SECS", "1")
+            .args(["up", "--untrusted", "--database-url", &db.url])
+            .output()
+            .unwrap(),
+    )
+    .fails_with(6);
+    assert!(
+        started.elapsed().as_secs() < 15,
+        "the script ran past its deadline: {run:?}"
+    );
+    assert!(run.stderr.contains("57014"), "{}", run.stderr);
+    assert!(db.heads().await.is_empty());
+    db.drop_db().await;
 }

@@ -179,6 +179,7 @@ impl Jail {
     /// [`BuildError`] when the jail cannot be enforced, the program cannot start, or it
     /// ran past `limit` (naming it and the variable that sets it).
     pub fn output(&self, command: &mut Command, limit: Duration) -> Result<Output, BuildError> {
+        use std::io::Read as _;
         use std::os::unix::process::CommandExt as _;
         self.apply(command)?;
         // Captured, as `Command::output` does; standard error is the caller's choice.
@@ -186,30 +187,63 @@ impl Jail {
             .process_group(0)
             .stdout(std::process::Stdio::piped());
         let program = command.get_program().to_string_lossy().into_owned();
-        let child = command.spawn().map_err(|e| BuildError {
+        // Orphans of the build (a daemon that left its group with `setsid`) become this
+        // process's children, not init's, so they can be found and ended below.
+        // SAFETY: a plain system call.
+        unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        }
+        let before = children();
+        let mut child = command.spawn().map_err(|e| BuildError {
             message: format!("cannot run {program} ({e})"),
         })?;
         let group = i32::try_from(child.id()).unwrap_or(i32::MAX);
-        let (done, waited) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = done.send(child.wait_with_output());
-        });
-        let result = waited.recv_timeout(limit);
-        // SAFETY: a plain system call; the group is the one the child leads.
+        let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            let (done, got) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                let _ = done.send(bytes);
+            });
+            got
+        };
+        let stdout = reader(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = reader(child.stderr.take().map(|p| Box::new(p) as _));
+        let started = std::time::Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if started.elapsed() < limit => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => break None,
+            }
+        };
+        // Whatever happened, nothing the build started outlives it: its group, then any
+        // orphan that left the group.
+        // SAFETY: plain system calls; the group is the one the child leads.
         unsafe {
             libc::kill(-group, libc::SIGKILL);
         }
-        match result {
-            Ok(output) => output.map_err(|e| BuildError {
-                message: format!("running {program}: {e}"),
-            }),
-            Err(_) => Err(BuildError {
+        end_orphans(&before);
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BuildError {
                 message: format!(
                     "the build ({program}) ran past its time limit of {} s, and every process it started was killed; if it needs longer, the operator raises {BUILD_TIMEOUT_VARIABLE}",
                     limit.as_secs()
                 ),
-            }),
-        }
+            });
+        };
+        let wait = Duration::from_secs(5);
+        Ok(Output {
+            status,
+            stdout: stdout.recv_timeout(wait).unwrap_or_default(),
+            stderr: stderr.recv_timeout(wait).unwrap_or_default(),
+        })
     }
 
     /// The Landlock ruleset, created in this process (its file descriptor is inherited by
@@ -257,6 +291,49 @@ impl Jail {
         }
         let fd: Option<OwnedFd> = created.into();
         fd.ok_or_else(|| unenforceable(&"Landlock is not enabled in this kernel"))
+    }
+}
+
+/// This process's children (pids), from `/proc`.
+fn children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid …`: the name may hold spaces and parentheses.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_owned))
+                    .is_some_and(|ppid| ppid == me)
+            })
+        })
+        .collect()
+}
+
+/// Kills and reaps the children of this process that `before` did not list: orphans of a
+/// jailed build, handed to this process as their subreaper. Repeated while new ones appear
+/// (an orphan's own children are handed over when it dies), a bounded number of times.
+fn end_orphans(before: &[i32]) {
+    for _ in 0..50 {
+        let orphans: Vec<i32> = children()
+            .into_iter()
+            .filter(|pid| !before.contains(pid))
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        for pid in orphans {
+            // SAFETY: plain system calls on a child of this process.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

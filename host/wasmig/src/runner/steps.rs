@@ -393,7 +393,16 @@ impl Run<'_> {
             down
         };
         let started = Instant::now();
-        let step_timeouts = timeouts(self.project, revision)?;
+        let mut step_timeouts = timeouts(self.project, revision)?;
+        // The step's deadline (with the operator's ceiling) bounds each statement of the
+        // script on the server: a none script has no guest for wasmig's own deadline to
+        // stop, and no transaction to cancel.
+        let deadline = limits(self.project, revision)?.timeout.as_secs_f64();
+        step_timeouts.statement_timeout_secs = Some(
+            step_timeouts
+                .statement_timeout_secs
+                .map_or(deadline, |s| s.min(deadline)),
+        );
         run_autocommitted(
             self.db,
             step,
