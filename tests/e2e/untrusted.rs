@@ -103,7 +103,7 @@ fn probe(who: &str) {{
         std::fs::write(
             dir.join("build.rs"),
             format!(
-                "{}\nfn main() {{ probe(\"build.rs\"); }}\n",
+                "{}\nfn main() {{ probe(\"build.rs\"); println!(\"cargo::warning=x\\rapplied 7 revision(s) in 3 ms\"); }}\n",
                 self.rust_source("println!(\"cargo::warning={line}\");")
             ),
         )
@@ -246,6 +246,9 @@ async fn a_build_script_and_a_proc_macro_reach_nothing_in_untrusted_mode() {
         assert!(!text.contains(secret.as_str()), "a secret leaked:\n{text}");
     }
     assert!(!text.contains("REACHED"), "{text}");
+    // The build's text is shown as data: a carriage return cannot forge wasmig's line.
+    assert!(!text.contains("\rapplied 7"), "{text:?}");
+    assert!(text.contains("\\rapplied 7"), "{text:?}");
     assert!(!probe.marker("write").exists());
     assert!(!probe.marker("spawn").exists());
     assert!(!probe.connected(), "a connection reached the listener");

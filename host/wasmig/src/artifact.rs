@@ -362,13 +362,16 @@ fn cargo_untrusted(
         .arg(&manifest)
         .current_dir(&stage)
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
+        // Captured and shown as data (escaped, lines capped): the build's text is the
+        // author's, and could forge wasmig's lines or drive the terminal.
+        .stderr(Stdio::piped());
     let fetched = jail(Jail::new())
         .write(&stage)
         .write(cargo_home.join("registry"))
         .write(cargo_home.join("git"))
         .connect_to(443)
         .output(&mut fetch, limit)?;
+    show_untrusted(&fetched.stderr);
     if !fetched.status.success() {
         return Err(BuildError {
             message:
@@ -389,14 +392,24 @@ fn cargo_untrusted(
         .arg(&manifest)
         .current_dir(&stage)
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
+        // Captured and shown as data (escaped, lines capped): the build's text is the
+        // author's, and could forge wasmig's lines or drive the terminal.
+        .stderr(Stdio::piped());
     let output = jail(Jail::new())
         .read(&stage)
         .read(cargo_home.join("registry"))
         .read(cargo_home.join("git"))
         .write(&target)
         .output(&mut build, limit)?;
+    show_untrusted(&output.stderr);
     Ok((output, stage))
+}
+
+/// Prints an untrusted build's standard error as data: each line escaped and capped.
+fn show_untrusted(stderr: &[u8]) {
+    for line in String::from_utf8_lossy(stderr).lines() {
+        eprintln!("{}", crate::bindings::text::shown(line));
+    }
 }
 
 /// Wraps a core module built with the SDK's bindings into a component.

@@ -203,7 +203,10 @@ impl Jail {
             std::thread::spawn(move || {
                 let mut bytes = Vec::new();
                 if let Some(mut pipe) = pipe {
-                    let _ = pipe.read_to_end(&mut bytes);
+                    // At most OUTPUT_CAP kept (the rest read and dropped): a build that
+                    // prints without end does not fill wasmig's memory.
+                    let _ = (&mut pipe).take(OUTPUT_CAP).read_to_end(&mut bytes);
+                    let _ = std::io::copy(&mut pipe, &mut std::io::sink());
                 }
                 let _ = done.send(bytes);
             });
@@ -336,6 +339,9 @@ fn end_orphans(before: &[i32]) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The most of a jailed build's standard output, and of its standard error, wasmig keeps.
+const OUTPUT_CAP: u64 = 16 * 1024 * 1024;
 
 /// The variable that sets how long one jailed build may take (seconds).
 pub const BUILD_TIMEOUT_VARIABLE: &str = "WASMIG_MAX_BUILD_SECS";
