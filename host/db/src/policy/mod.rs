@@ -181,6 +181,8 @@ pub(crate) enum Rule {
     ServerControl,
     /// Persists settings for the server, a database or a role (later sessions).
     ServerSettings,
+    /// Undoes a limit wasmig or the operator set for the step (`statement_timeout`…).
+    Limits,
     /// Runs SQL the parser cannot see (text built at run time, SQL given as a value).
     HiddenSql,
     /// Installs an extension not on [`TRUSTED_EXTENSIONS`] (or loads one, on SQLite).
@@ -211,6 +213,7 @@ impl Rule {
             Rule::ServerFiles => "server-files",
             Rule::ServerControl => "server-control",
             Rule::ServerSettings => "server-settings",
+            Rule::Limits => "limits",
             Rule::HiddenSql | Rule::ComputedSetting => "hidden-sql",
             Rule::Extensions => "extensions",
             Rule::Languages => "languages",
@@ -228,6 +231,9 @@ impl Rule {
             }
             Rule::ServerSettings => {
                 "set it for the migration's own transaction with SET LOCAL, or have an operator persist it"
+            }
+            Rule::Limits => {
+                "ask for other limits in the revision's migration.toml (statement_timeout_secs, lock_timeout_secs, timeout_secs), which the operator's ceilings bound"
             }
             Rule::HiddenSql | Rule::ComputedSetting => {
                 "write the statement as constant SQL (in PL/pgSQL, EXECUTE a constant string or run the statement directly)"

@@ -311,7 +311,7 @@ fn node(tag: &str, n: &Value, cx: Cx) -> Option<Violation> {
         {
             let name = n["name"].as_str().unwrap_or_default();
             Some(Violation::new(
-                Rule::ServerSettings,
+                Rule::Limits,
                 format!(
                     "SET or RESET of {name} undoes a limit wasmig (or the operator) set for the step"
                 ),
@@ -492,7 +492,7 @@ fn call(n: &Value) -> Option<Violation> {
                     .any(|s| s.eq_ignore_ascii_case(setting.trim())) =>
             {
                 Some(Violation::new(
-                    Rule::ServerSettings,
+                    Rule::Limits,
                     format!("set_config('{setting}', …) undoes a limit wasmig (or the operator) set for the step"),
                 ))
             }

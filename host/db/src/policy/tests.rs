@@ -684,15 +684,16 @@ fn renamed_catalog_functions_text_run_by_extensions_and_undone_limits_are_refuse
             "SELECT * FROM connectby('t', 'id', 'parent', '1', 0) AS t(id int, p int, l int)",
         ],
     );
-    // Limits a migration could undo.
+    // Limits a migration could undo, also in a function's SET clause.
     refused(
-        "server-settings",
+        "limits",
         &[
             "SET LOCAL statement_timeout = 0",
             "set lock_timeout to default",
             "RESET statement_timeout",
             "SELECT set_config('statement_timeout', '0', true)",
             "SET client_connection_check_interval = 0",
+            "CREATE FUNCTION slow() RETURNS void LANGUAGE sql SET statement_timeout = 0 AS $$ SELECT pg_sleep(8) $$",
         ],
     );
     // Files and code on the server.
