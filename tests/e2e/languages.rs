@@ -740,9 +740,11 @@ async fn a_fresh_checkout_runs_the_component_an_applied_revision_ran_instead_of_
 
 /// Untrusted mode builds each language's revision again from its source (never the
 /// template's build outputs), with the toolchain jailed: no network, an empty environment,
-/// reads of its installation and the sources only. A Python migration's top-level code,
-/// run by componentize-py to snapshot it, reaches for a secret file outside the checkout:
-/// the secret is in no output and not in the component the database stored.
+/// reads of its installation and the sources only. A Python and a JavaScript migration's
+/// top-level code, run by the toolchain to snapshot it, reaches for a secret file outside
+/// the checkout and a secret variable of wasmig's environment, writes outside, connects to
+/// a listener and spawns a shell: no secret is in any output or in the component the
+/// database stored, nothing is written, nothing connects.
 #[tokio::test]
 async fn every_language_builds_jailed_and_runs_in_untrusted_mode() {
     let secret_dir = work_dir().join(format!("secret-{}", std::process::id()));
@@ -750,35 +752,66 @@ async fn every_language_builds_jailed_and_runs_in_untrusted_mode() {
     let secret = format!("SECRET-{}", uuid::Uuid::new_v4().simple());
     let secret_file = secret_dir.join("credentials");
     std::fs::write(&secret_file, &secret).unwrap();
+    let marker = secret_dir.join("written-by-the-build");
+    let var = "WASMIG_TEST_LANGUAGE_SECRET".to_owned();
+    let value = format!("SECRET-VAR-{}", uuid::Uuid::new_v4().simple());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
     for language in LANGUAGES {
         let project = project_from(built(language, Example::Backfill));
-        if language == Language::Python {
-            let source = project.dir.join("versions").join(
-                std::fs::read_dir(project.dir.join("versions"))
-                    .unwrap()
-                    .map(|e| e.unwrap().file_name())
-                    .find(|n| n.to_string_lossy().contains("b2"))
-                    .unwrap(),
-            );
-            let path = source.join(language.source());
-            let mut text = std::fs::read_to_string(&path).unwrap();
-            text.push_str(&format!(
-                "\ntry:\n    LEAK = open({:?}).read()\nexcept Exception as e:\n    LEAK = str(e)\n",
-                secret_file.display().to_string()
-            ));
-            std::fs::write(path, text).unwrap();
+        let source = project.dir.join("versions").join(
+            std::fs::read_dir(project.dir.join("versions"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .find(|n| n.to_string_lossy().contains("b2"))
+                .unwrap(),
+        );
+        let path = source.join(language.source());
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let file = secret_file.display().to_string();
+        let marker = marker.display().to_string();
+        // Top-level code, run by the toolchain to snapshot the module at build time.
+        match language {
+            Language::Python => text.push_str(&format!(
+                "\nLEAKS = []\nfor attempt in (\n    lambda: open({file:?}).read(),\n    lambda: __import__('os').environ.get({var:?}),\n    lambda: open({marker:?}, 'w').write('x'),\n    lambda: __import__('socket').create_connection(('127.0.0.1', {port})),\n    lambda: __import__('subprocess').run(['sh', '-c', 'cat {file} > {marker}']),\n):\n    try:\n        LEAKS.append(str(attempt()))\n    except BaseException as e:\n        LEAKS.append(str(e))\n"
+            )),
+            Language::Js => text.push_str(&format!(
+                "\nexport const LEAKS = [];\nfor (const attempt of [\n  () => globalThis.process?.env?.[{var:?}],\n  () => globalThis.std?.loadFile({file:?}),\n  () => globalThis.os?.exec?.(['sh', '-c', 'cat {file} > {marker}']),\n]) {{ try {{ LEAKS.push(String(attempt())); }} catch (e) {{ LEAKS.push(String(e)); }} }}\n"
+            )),
+            // C runs nothing at build time; its compiler is jailed like the others.
+            Language::C => {}
         }
+        std::fs::write(path, text).unwrap();
         let db = TestDb::new(Backend::Postgres, &project).await;
-        let run = run_cached(&project, &db, &["up", "--untrusted"]).success();
+        let run = Run::from_output(
+            wasmig_cmd(&project.dir)
+                .env(&var, &value)
+                .env("WASMIG_CACHE_DIR", shared_cache())
+                .args(["up", "--untrusted", "--database-url", &db.url])
+                .output()
+                .unwrap(),
+        )
+        .success();
         assert!(
             run.stderr.contains("building revision b2"),
             "{language:?}: untrusted mode must build from source:\n{}",
             run.stderr
         );
+        for leaked in [&secret, &value] {
+            assert!(
+                !run.stderr.contains(leaked.as_str()),
+                "{language:?}: {}",
+                run.stderr
+            );
+        }
         assert!(
-            !run.stderr.contains(&secret),
-            "{language:?}: {}",
-            run.stderr
+            !std::path::Path::new(&marker).exists(),
+            "{language:?}: a file was written outside"
+        );
+        assert!(
+            listener.accept().is_err(),
+            "{language:?}: a connection reached the listener"
         );
         assert_eq!(
             email_norms(&db).await,
@@ -788,7 +821,7 @@ async fn every_language_builds_jailed_and_runs_in_untrusted_mode() {
         assert_eq!(db.heads().await, ["b2"]);
         let stored = db
             .count(&format!(
-                "select count(*) from wasmig_artifact where position('{secret}'::bytea in component) > 0"
+                "select count(*) from wasmig_artifact where position('{secret}'::bytea in component) > 0 or position('{value}'::bytea in component) > 0"
             ))
             .await;
         assert_eq!(stored, 0, "{language:?}: the secret is in the component");
