@@ -293,6 +293,18 @@ impl Run {
     }
 }
 
+/// Switches a revision (as `wasmig revision` wrote it) to `transaction = "none"`.
+pub(crate) fn no_transaction(revision_dir: &Path) {
+    let path = revision_dir.join("migration.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("transaction = \"per-migration\""), "{text}");
+    std::fs::write(
+        &path,
+        text.replace("transaction = \"per-migration\"", "transaction = \"none\""),
+    )
+    .unwrap();
+}
+
 /// A `wasmig` command with a clean environment.
 pub(crate) fn wasmig_cmd(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmig"));

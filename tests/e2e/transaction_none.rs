@@ -2,27 +2,13 @@
 //! `CREATE INDEX CONCURRENTLY` works), the failure state a part-way failure leaves, and
 //! `wasmig resolve`.
 
-use std::path::Path;
-
 use crate::snap::{assert_run, shown};
-use crate::support::{BOTH, Backend, TestDb, TestProject};
+use crate::support::{BOTH, Backend, TestDb, TestProject, no_transaction};
 
 const CONFIG: i32 = 3;
 const GRAPH: i32 = 4;
 const MIGRATION_FAILED: i32 = 6;
 const FAILED_STATE: i32 = 13;
-
-/// Switches a revision to `transaction = "none"`.
-fn no_transaction(revision_dir: &Path) {
-    let path = revision_dir.join("migration.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("transaction = \"per-migration\""), "{text}");
-    std::fs::write(
-        &path,
-        text.replace("transaction = \"per-migration\"", "transaction = \"none\""),
-    )
-    .unwrap();
-}
 
 #[tokio::test]
 async fn create_index_concurrently_runs_in_a_revision_without_a_transaction() {

@@ -526,14 +526,8 @@ async fn a_transaction_none_script_is_held_to_the_deadline_and_its_ceiling() {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
     let dir = project.sql_revision("a1", "SELECT pg_sleep(20);", "SELECT 1;");
-    let manifest = dir.join("migration.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        text.replace("transaction = \"per-migration\"", "transaction = \"none\"")
-            + "\ntimeout_secs = 604800\n",
-    )
-    .unwrap();
+    crate::support::no_transaction(&dir);
+    project.set_manifest(&dir, "timeout_secs = 604800");
     let started = std::time::Instant::now();
     let run = Run::from_output(
         wasmig_cmd(&project.dir)

@@ -304,7 +304,7 @@ fn refusal(node: &NodeEnum, text: &str) -> Option<Refusal> {
         NodeEnum::DiscardStmt(d) if d.target() == DiscardMode::DiscardAll => {
             Some(Refusal::Lexing("DISCARD ALL".to_owned()))
         }
-        other => set_config_call(other).or_else(|| unlock_call(other)),
+        other => refused_call(other),
     }
 }
 
@@ -313,9 +313,11 @@ fn refusal(node: &NodeEnum, text: &str) -> Option<Refusal> {
 /// cannot).
 const UNLOCKS: [&str; 2] = ["pg_advisory_unlock_shared", "pg_advisory_unlock_all"];
 
-/// A call of an advisory unlock function anywhere in a statement: a migration could
-/// release the lock that tells a later run its statement is still at work.
-fn unlock_call(node: &NodeEnum) -> Option<Refusal> {
+/// A refused call anywhere in a statement, found in one walk of its tree: an advisory
+/// unlock function (a migration could release the lock that tells a later run its statement
+/// is still at work), or `set_config('standard_conforming_strings' | 'client_encoding', …)`
+/// with its setting named by a constant.
+fn refused_call(node: &NodeEnum) -> Option<Refusal> {
     node.nodes().into_iter().find_map(|(n, ..)| {
         let NodeRef::FuncCall(call) = n else {
             return None;
@@ -324,24 +326,9 @@ fn unlock_call(node: &NodeEnum) -> Option<Refusal> {
             Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
             _ => None,
         })?;
-        UNLOCKS
-            .iter()
-            .find(|u| u.eq_ignore_ascii_case(name))
-            .map(|u| Refusal::Unlock(format!("{u}()")))
-    })
-}
-
-/// A `set_config('standard_conforming_strings' | 'client_encoding', …)` call anywhere in
-/// a statement, its setting named by a constant.
-fn set_config_call(node: &NodeEnum) -> Option<Refusal> {
-    node.nodes().into_iter().find_map(|(n, ..)| {
-        let NodeRef::FuncCall(call) = n else {
-            return None;
-        };
-        let name = call.funcname.last().and_then(|part| match &part.node {
-            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
-            _ => None,
-        })?;
+        if let Some(unlock) = UNLOCKS.iter().find(|u| u.eq_ignore_ascii_case(name)) {
+            return Some(Refusal::Unlock(format!("{unlock}()")));
+        }
         if !name.eq_ignore_ascii_case("set_config") {
             return None;
         }

@@ -137,7 +137,7 @@ impl Jail {
     /// # Errors
     /// [`BuildError`] when the kernel cannot enforce the jail (Landlock missing or older
     /// than ABI 4), saying why.
-    pub fn apply(&self, command: &mut Command) -> Result<(), BuildError> {
+    fn apply(&self, command: &mut Command) -> Result<(), BuildError> {
         let ruleset = self.ruleset()?;
         let filter = if self.connect.is_empty() {
             Some(seccomp::no_sockets())

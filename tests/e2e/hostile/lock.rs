@@ -4,7 +4,7 @@
 //! tables is fenced in the step's own transaction by a check that the lock is still held.
 
 use crate::snap::{assert_run, shown};
-use crate::support::{Backend, TestDb, TestProject};
+use crate::support::{Backend, TestDb, TestProject, no_transaction};
 
 /// Ends every other session holding an advisory lock in this database: wasmig's control
 /// connection. (Only this database's: the tests run in parallel on one server.)
@@ -113,17 +113,6 @@ async fn a_second_run_after_a_stolen_lock_never_applies_a_step_twice() {
         }
         db.drop_db().await;
     }
-}
-
-/// Switches a revision to `transaction = "none"`.
-fn no_transaction(dir: &std::path::Path) {
-    let path = dir.join("migration.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replace("transaction = \"per-migration\"", "transaction = \"none\""),
-    )
-    .unwrap();
 }
 
 #[tokio::test]

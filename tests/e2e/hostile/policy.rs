@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::snap::{assert_run, shown, shown_with};
-use crate::support::{Backend, TestDb, TestProject};
+use crate::support::{Backend, TestDb, TestProject, no_transaction};
 
 const MIGRATION_FAILED: i32 = 6;
 
@@ -20,17 +20,6 @@ fn marker() -> PathBuf {
         .unwrap()
         .as_nanos();
     std::env::temp_dir().join(format!("wasmig-policy-{}-{nanos}", std::process::id()))
-}
-
-/// The revision runs without a transaction.
-fn no_transaction(revision_dir: &Path) {
-    let path = revision_dir.join("migration.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replace("transaction = \"per-migration\"", "transaction = \"none\""),
-    )
-    .unwrap();
 }
 
 #[tokio::test]

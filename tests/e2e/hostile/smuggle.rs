@@ -9,20 +9,9 @@
 //! db crate's tests drive that check directly.
 
 use crate::snap::{assert_run, shown};
-use crate::support::{Backend, TestDb, TestProject};
+use crate::support::{Backend, TestDb, TestProject, no_transaction};
 
 const MIGRATION_FAILED: i32 = 6;
-
-/// Runs the revision without a transaction.
-fn no_transaction(revision_dir: &std::path::Path) {
-    let path = revision_dir.join("migration.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replace("transaction = \"per-migration\"", "transaction = \"none\""),
-    )
-    .unwrap();
-}
 
 /// With `standard_conforming_strings` off, the server reads `'a\''` as one literal and
 /// runs the `BEGIN` after it, where a reader of standard SQL sees the `BEGIN` inside a
