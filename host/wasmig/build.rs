@@ -9,7 +9,12 @@
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+    // Read when the script runs: cargo reuses one compiled build script for checkouts at
+    // other paths sharing a target directory, and `env!` would embed the WIT of the
+    // checkout that compiled it.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let wit = Path::new(&manifest_dir).join("../../wit");
     println!("cargo:rerun-if-changed={}", wit.display());
     let mut files = Vec::new();
     collect(&wit, &wit, &mut files);

@@ -20,7 +20,12 @@ const TARGETS: [(&str, bool, &[&str]); 2] = [
 ];
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests");
+    // Read when the script runs, not when it was compiled: cargo reuses one compiled build
+    // script for checkouts at other paths sharing a target directory, and `env!` would
+    // build the guests of the checkout that compiled it.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("../guests");
     // Relative to this package, so that two checkouts sharing one target directory (whose
     // build-script units cargo hashes alike) each watch their own sources.
     for watched in ["../guests", "../../guest-sdk", "../../wit"] {
