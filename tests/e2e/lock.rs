@@ -28,8 +28,18 @@ fn slow_statement(backend: Backend, table: &str) -> String {
 }
 
 fn spawn_up(project: &TestProject, db: &TestDb) -> Child {
-    wasmig_cmd(&project.dir)
-        .args(["up", "--database-url", &db.url])
+    let mut cmd = wasmig_cmd(&project.dir);
+    // SAFETY: only async-signal-safe calls between fork and exec. A shell that started the
+    // tests in the background may have set SIGINT to be ignored, which a child inherits;
+    // the signal tests need the default action.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    cmd.args(["up", "--database-url", &db.url])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
