@@ -419,6 +419,15 @@ pub trait Session: GuestSql {
     /// When the check itself cannot run (the connection failed).
     async fn transaction_intact(&mut self) -> anyhow::Result<bool>;
 
+    /// Whether the server already said, without being asked, that the transaction begun by
+    /// [`Database::begin`] is over: checked after every call of a guest, at no cost, so a
+    /// statement that ended it stops the guest there, before anything it runs next is
+    /// committed on its own. PostgreSQL reads what the relay saw: the last `ReadyForQuery`
+    /// status idle, or a statement that completed as transaction control (`COMMIT`,
+    /// `BEGIN`, `ROLLBACK AND CHAIN`…) other than wasmig's own. SQLite reads its commit and
+    /// rollback hooks. [`Session::transaction_intact`] remains the check before recording.
+    fn transaction_ended(&self) -> bool;
+
     /// Sets PostgreSQL's `lock_timeout` / `statement_timeout` for the rest of this
     /// transaction (`None`: the server's setting). SQLite has neither: the runner refuses
     /// them there before any step runs.
@@ -680,6 +689,21 @@ pub(crate) fn client_error(err: sqlx::Error) -> SqlError {
         | sqlx::Error::ColumnIndexOutOfBounds { .. } => SqlError::wasmig("DECODE", err.to_string()),
         sqlx::Error::Encode(_) => SqlError::wasmig("BIND", err.to_string()),
         _ => SqlError::wasmig("IO", err.to_string()),
+    }
+}
+
+impl DbError {
+    /// Whether the connection the query ran on failed (ended by the server or another
+    /// session, or broken), rather than the query.
+    pub fn connection_lost(&self) -> bool {
+        match self {
+            DbError::Query { source, .. } => match source {
+                sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolClosed => true,
+                sqlx::Error::Database(e) => e.code().is_some_and(|c| is_connection_failure(&c)),
+                _ => false,
+            },
+            _ => false,
+        }
     }
 }
 

@@ -80,7 +80,18 @@ async fn read_back(db: &dyn Database, expected: &[String], what: &str) -> anyhow
         );
         return Ok(());
     };
-    let mut found = found?;
+    let mut found = match found {
+        Ok(found) => found,
+        // The lock's connection ended (a migration can end any session its role may
+        // signal) after the step checked the lock in its own transaction and committed.
+        Err(e)
+            if e.downcast_ref::<crate::db::DbError>()
+                .is_some_and(crate::db::DbError::connection_lost) =>
+        {
+            return Err(crate::db::LockLostAfter.into());
+        }
+        Err(e) => return Err(e),
+    };
     found.sort();
     if found == expected {
         return Ok(());
