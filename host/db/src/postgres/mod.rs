@@ -17,6 +17,7 @@
 //! - `advisory_lock`: the migration lock;
 //! - `bookkeeping`: the version tables' DDL and the statements a step writes them with;
 //! - `codec`: binding parameters, decoding columns and mapping errors;
+//! - `relay`: what the server sends on the pool's connections, read by wasmig first;
 //! - `tests`: the tests, against a real server.
 //!
 //! [`Value`]: wasmig_contract::Value
@@ -30,6 +31,7 @@ mod advisory_lock;
 mod bookkeeping;
 mod cancel;
 mod codec;
+mod relay;
 mod role;
 mod session;
 #[cfg(test)]
@@ -166,6 +168,9 @@ pub(crate) struct PgDatabase {
     /// The role the migrations' SQL runs as (`role` in `wasmig.toml`), checked by
     /// [`PgDatabase::set_role`]; `None`: the role wasmig connects as.
     pub(super) role: Option<Arc<str>>,
+    /// What the pool's connections pass through: the bound on what the server sends a
+    /// migration, and the server's word on each session's transaction (`relay`).
+    relay: Arc<relay::Relay>,
 }
 
 /// Waits (polling, up to `timeout`) until [`PG_STEP_KEY`] can be taken exclusively, that is
@@ -312,6 +317,11 @@ impl PgDatabase {
                     source,
                 })?;
         }
+        // The pool's connections, which run the migrations, pass through the relay.
+        let (relay, through) = relay::Relay::start(&options).map_err(|e| DbError::Connect {
+            url: url.to_string(),
+            source: sqlx::Error::Io(e),
+        })?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
@@ -325,7 +335,7 @@ impl PgDatabase {
                     async move { Ok(sqlx::raw_sql(RESET_SESSION).execute(conn).await.is_ok()) },
                 )
             })
-            .connect_lazy_with(options);
+            .connect_lazy_with(through);
         Ok(PgDatabase {
             pool,
             control: Arc::new(tokio::sync::Mutex::new(Some(probe))),
@@ -335,6 +345,7 @@ impl PgDatabase {
             table_oids: std::sync::Mutex::new(None),
             url: url.to_string(),
             role: None,
+            relay: Arc::new(relay),
         })
     }
 

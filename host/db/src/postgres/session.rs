@@ -33,6 +33,7 @@ use sqlx::{
 
 use super::cancel::PgCanceller;
 use super::codec::{Bound, Plan, sql_error};
+use super::relay::Wire;
 use super::{PRESENT, PgDatabase};
 use crate::lock::PG_LOCK_KEY;
 use crate::store::{Driver, VersionStore};
@@ -104,6 +105,12 @@ pub(crate) struct PgSession {
     /// Whether the transaction is switched to the role now: set before the
     /// migration's first statement, cleared by wasmig's guard and the `--atomic` reset.
     pub(super) in_role: bool,
+    /// What the relay saw on this connection (`None`: it does not pass through the relay).
+    wire: Option<Arc<Wire>>,
+    /// The relay's count of transaction-control tags once this transaction had begun (and
+    /// after each of wasmig's own `ROLLBACK TO SAVEPOINT`s): any other is a statement that
+    /// ended or began a transaction ([`Session::transaction_ended`]).
+    tags: u64,
 }
 
 impl PgDatabase {
@@ -161,7 +168,11 @@ impl PgDatabase {
             doing: doing("reading the backend pid and transaction id"),
             source,
         })?;
+        let wire = self.relay.wire(pid);
+        let tags = wire.as_ref().map_or(0, |w| w.transaction_tags());
         Ok(PgSession {
+            wire,
+            tags,
             conn: Some(tx),
             canceller: Arc::new(PgCanceller {
                 pool: self.pool.clone(),
@@ -602,6 +613,11 @@ impl GuestSql for PgSession {
             "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
         ))
         .await?;
+        // Its `ROLLBACK` tag is wasmig's own (the check after the guest's previous call
+        // found none other).
+        if let Some(wire) = &self.wire {
+            self.tags = wire.transaction_tags();
+        }
         // The rollback may have undone DDL that cached statements were prepared against.
         self.forget_statements().await
     }
@@ -609,6 +625,12 @@ impl GuestSql for PgSession {
 
 #[async_trait]
 impl Session for PgSession {
+    fn transaction_ended(&self) -> bool {
+        self.wire
+            .as_ref()
+            .is_some_and(|wire| wire.status() == Some(b'I') || wire.transaction_tags() != self.tags)
+    }
+
     async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
         let query_error = |source| DbError::Query {
             doing: "checking the transaction id".into(),

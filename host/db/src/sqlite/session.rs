@@ -336,6 +336,10 @@ impl GuestSql for SqliteSession {
 
 #[async_trait]
 impl Session for SqliteSession {
+    fn transaction_ended(&self) -> bool {
+        self.cancel.foreign_end.load(Ordering::SeqCst)
+    }
+
     async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
         Ok(!self.cancel.foreign_end.load(Ordering::SeqCst))
     }

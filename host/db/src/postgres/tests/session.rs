@@ -289,6 +289,114 @@ async fn transaction_control_is_refused_before_anything_runs() {
 }
 
 #[tokio::test]
+async fn the_server_says_without_a_round_trip_when_a_statement_ended_the_transaction() {
+    let t = TestDb::new().await;
+    // Each ends wasmig's transaction, some beginning another at once (the status alone
+    // would not tell: the completion tag does).
+    for script in [
+        "COMMIT",
+        "ROLLBACK",
+        "COMMIT AND CHAIN",
+        "ROLLBACK AND CHAIN",
+        "END; BEGIN",
+        "ABORT; START TRANSACTION",
+    ] {
+        let mut s = t.db.begin_session().await.unwrap();
+        s.run_script("CREATE TABLE IF NOT EXISTS t (x int)".into())
+            .await
+            .unwrap();
+        assert!(!s.transaction_ended(), "{script}");
+        s.run_script(script.into()).await.unwrap();
+        assert!(s.transaction_ended(), "{script}");
+        assert!(!s.transaction_intact().await.unwrap(), "{script}");
+        Box::new(s).rollback().await.unwrap();
+    }
+    // What keeps the transaction: statements, a failed one, wasmig's savepoints and their
+    // rollback, cursors.
+    let mut s = t.session().await;
+    s.batch("CREATE TABLE u (x int)").await.unwrap();
+    s.execute("INSERT INTO u VALUES ($1)", &[Value::Int32(1)])
+        .await
+        .unwrap();
+    s.savepoint("a").await.unwrap();
+    assert!(
+        s.execute("INSERT INTO nowhere VALUES (1)", &[])
+            .await
+            .is_err()
+    );
+    assert!(!s.transaction_ended());
+    s.rollback_to_savepoint("a").await.unwrap();
+    s.savepoint("b").await.unwrap();
+    s.release_savepoint("b").await.unwrap();
+    let mut cursor = s.open_cursor("SELECT x FROM u", &[]).await.unwrap();
+    s.fetch(&mut cursor, 10).await.unwrap();
+    s.close_cursor(&mut cursor).await.unwrap();
+    assert!(!s.transaction_ended());
+    assert!(s.transaction_intact().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_row_longer_than_the_relay_passes_is_an_error_and_the_transaction_goes_on() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    s.batch("CREATE TABLE u (x int); INSERT INTO u VALUES (1)")
+        .await
+        .unwrap();
+    let over = crate::MAX_RESULT_BYTES + 1;
+    // Through every way a result comes back: a query, a script, a cursor.
+    let err = s
+        .query(&format!("SELECT 1, repeat('x', {over})"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "54000", "{err:?}");
+    assert!(err.message.contains("one row of the result is"), "{err:?}");
+    s.savepoint("a").await.unwrap();
+    let err = s
+        .batch(&format!(
+            "SELECT repeat('x', {over}); INSERT INTO u VALUES (2)"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "54000", "{err:?}");
+    // The rest of that script ran on the server: rolling back to the savepoint undoes it.
+    s.rollback_to_savepoint("a").await.unwrap();
+    let mut cursor = s
+        .open_cursor(&format!("SELECT repeat('x', {over}) FROM u"), &[])
+        .await
+        .unwrap();
+    let err = s.fetch(&mut cursor, 1).await.unwrap_err();
+    assert_eq!(err.code, "54000", "{err:?}");
+    // The connection is in step with the server (whose transaction has no error: the
+    // sandbox, not the server, holds a guest to a savepoint after one), and the
+    // transaction is the one begun, without the script's insert.
+    assert!(!s.transaction_ended());
+    assert!(s.transaction_intact().await.unwrap());
+    let rows = s.query("SELECT count(*)::int FROM u", &[]).await.unwrap();
+    assert_eq!(
+        format!("{:?}", rows.rows),
+        format!("{:?}", vec![vec![Value::Int32(1)]])
+    );
+}
+
+#[tokio::test]
+async fn an_error_or_notice_of_hundreds_of_megabytes_arrives_cut() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    let err = s
+        .batch("DO $$ BEGIN RAISE NOTICE '%', repeat('n', 200000000); RAISE EXCEPTION '%', repeat('é', 100000000) USING DETAIL = 'short'; END $$")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "P0001");
+    assert!(err.message.len() < 9 * 1024, "{}", err.message.len());
+    assert!(
+        err.message.ends_with("[cut by wasmig: 200000000 bytes]"),
+        "{}",
+        &err.message[8000..]
+    );
+    assert_eq!(err.detail.as_deref(), Some("short"));
+}
+
+#[tokio::test]
 async fn a_commit_that_slips_past_the_check_is_detected() {
     let t = TestDb::new().await;
     for script in ["COMMIT", "ROLLBACK; BEGIN", "COMMIT; BEGIN"] {
