@@ -448,6 +448,9 @@ fn classify(
     state: &GuestState,
     limits: Limits,
 ) -> Result<(), Failure> {
+    if state.transaction_ended {
+        return Err(Failure::TransactionEnded { guest: true });
+    }
     if let Some(io) = &state.io_failure {
         return Err(Failure::connection_lost(io));
     }

@@ -1,6 +1,8 @@
 //! Host memory is bounded whatever a guest asks for: rows are decoded as they arrive, and a
 //! call whose result passes the budget (64 MiB) fails with `WASMIG-LIMIT`, an error the
-//! guest may handle (read in parts with a cursor); unhandled, the step is rolled back.
+//! guest may handle (read in parts with a cursor); unhandled, the step is rolled back. On
+//! PostgreSQL one row (one message from the server) over the budget never reaches the
+//! driver whole: the relay drops it and the call fails with SQLSTATE 54000.
 
 use std::path::Path;
 
@@ -52,4 +54,27 @@ async fn a_query_past_the_result_budget_fails_instead_of_filling_the_host() {
         );
         db.drop_db().await;
     }
+}
+
+#[tokio::test]
+async fn one_row_past_the_budget_never_reaches_the_host_whole() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    // One row of 100 MB: a single message from the server.
+    db.exec(
+        "CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('query-text');
+         CREATE TABLE e2e_text (text text);
+         INSERT INTO e2e_text VALUES ('SELECT 1, repeat(''x'', 100000000)');",
+    )
+    .await;
+    project.wasm_revision("q1", Path::new(crate::test_guest::SCENARIO));
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert_run!(
+        "one_row_past_the_budget",
+        Backend::Postgres,
+        shown(&run, &project, Some(&db))
+    );
+    assert!(db.heads().await.is_empty());
+    assert!(!db.table_exists("scenario_marker").await, "rolled back");
+    db.drop_db().await;
 }

@@ -140,3 +140,32 @@ async fn a_none_script_stops_where_a_statement_switched_the_reading_of_literals(
     assert_eq!(db.failed_marks().await.len(), 1);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_guest_whose_call_ended_the_transaction_is_stopped_at_that_call() {
+    // SQLite's `INSERT OR ROLLBACK` ends the transaction from inside a statement no check
+    // of the text refuses. The guest ignores the error and would carry on; wasmig stops it
+    // at the call that ended the transaction (the server's word, read after every call),
+    // so nothing it runs next can autocommit: exit 10, nothing recorded.
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    db.exec(
+        "CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('query-text-carry-on');
+         CREATE TABLE u (id INTEGER PRIMARY KEY); INSERT INTO u VALUES (1);
+         CREATE TABLE e2e_text (text text);
+         INSERT INTO e2e_text VALUES ('INSERT OR ROLLBACK INTO u VALUES (1) RETURNING id');",
+    )
+    .await;
+    project.wasm_revision("q1", std::path::Path::new(crate::test_guest::SCENARIO));
+    let run = project.run(&db, &["up"]).fails_with(10);
+    assert!(!run.stderr.contains("carried on"), "{run:?}");
+    assert!(!run.stderr.contains("ignored:"), "{run:?}");
+    assert_run!(
+        "call_ended_the_transaction",
+        Backend::Sqlite,
+        shown(&run, &project, Some(&db))
+    );
+    assert!(db.heads().await.is_empty());
+    assert!(!db.table_exists("scenario_marker").await, "rolled back");
+    db.drop_db().await;
+}

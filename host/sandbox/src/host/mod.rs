@@ -231,6 +231,9 @@ pub struct GuestState {
     /// shows the connection works, and forgives it.
     io_failure_in: Option<u64>,
     pub(crate) deadline_hit: bool,
+    /// A call ended the transaction ([`Session::transaction_ended`]): the guest was
+    /// stopped there.
+    pub(crate) transaction_ended: bool,
     savepoints: Vec<Frame>,
     next_id: u64,
     /// Savepoints with cursors that were rolled back: their cursors are closed.
@@ -289,6 +292,7 @@ impl GuestState {
             io_failure: None,
             io_failure_in: None,
             deadline_hit: false,
+            transaction_ended: false,
             savepoints: Vec::new(),
             next_id: 0,
             rolled_back: HashSet::new(),
@@ -437,6 +441,14 @@ macro_rules! db_call {
         let deadline = $state.deadline;
         let $session = $state.session();
         let result = against_deadline($call, deadline, &*canceller).await;
+        // The server's word on the transaction, after every call: a statement that ended
+        // it stops the guest here, before what it runs next commits on its own.
+        if result.is_ok() && $state.session().transaction_ended() {
+            $state.transaction_ended = true;
+            return Err(wasmtime::Error::msg(
+                "the call ended wasmig's transaction (the server reported it)",
+            ));
+        }
         match result {
             Ok(Ok(value)) => Ok(Ok(value)),
             Ok(Err(err)) => {

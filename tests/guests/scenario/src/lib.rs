@@ -112,6 +112,17 @@ impl Migration for Scenario {
                 info!("{} row(s)", rows.len());
                 Ok(())
             }
+            "query-text-carry-on" => {
+                // The same, ignoring the error, and carrying on: wasmig must stop a guest
+                // whose call ended its transaction before it runs anything else.
+                let sql = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
+                if let Err(e) = db::query(&sql, &[]) {
+                    warn!("ignored: {e}");
+                }
+                db::execute("INSERT INTO scenario_marker (x) VALUES (4)", &[])?;
+                info!("carried on");
+                Ok(())
+            }
             "forge" => {
                 // Text the test chose (forged output lines, terminal escapes), logged, printed
                 // through the log at every level, and returned as the error.
