@@ -266,6 +266,10 @@ struct Reader {
     /// Dropping what the server sends until its next `ReadyForQuery`, after handing sqlx an
     /// error for a message over the limit.
     until_ready: bool,
+    /// How many bytes the message being read needs, from where [`Reader::take`] stopped.
+    wanted: usize,
+    /// The length of a large message [`Reader::take`] stopped at, to pass on as it lies.
+    large: Option<usize>,
 }
 
 impl Reader {
@@ -274,6 +278,8 @@ impl Reader {
             wire,
             state: State::Header,
             until_ready: false,
+            wanted: 0,
+            large: None,
         }
     }
 
@@ -288,13 +294,24 @@ impl Reader {
         let mut out: Vec<u8> = Vec::with_capacity(READ_SIZE);
         loop {
             let used = self.take(&buf, &mut out, wires, pid)?;
-            buf.drain(..used);
             if !out.is_empty() {
                 to.write_all(&out).await?;
                 out.clear();
             }
-            // Never more than one message under the limit plus one read.
-            buf.reserve(READ_SIZE);
+            if let Some(length) = self.large.take() {
+                // Passed on from where it was read, not copied.
+                to.write_all(&buf[used..used + length]).await?;
+                buf.drain(..used + length);
+                continue;
+            }
+            buf.drain(..used);
+            // Never more than one message under the limit plus one read, and not kept
+            // once that message is gone.
+            if buf.capacity() > 4 * READ_SIZE && buf.len() <= READ_SIZE {
+                buf.shrink_to(READ_SIZE);
+            }
+            let wanted = std::mem::take(&mut self.wanted).saturating_sub(buf.len());
+            buf.reserve_exact(wanted.max(READ_SIZE));
             if from.read_buf(&mut buf).await? == 0 {
                 return Ok(());
             }
@@ -375,12 +392,17 @@ impl Reader {
                         continue;
                     }
                     if rest.len() < 5 + body {
+                        self.wanted = 5 + body;
                         return Ok(at);
                     }
                     let message = &rest[..5 + body];
                     self.observe(kind, &message[5..], wires, pid);
                     // While dropping, the server's status changes still reach sqlx.
                     if !self.until_ready || matches!(kind, b'Z' | b'S') {
+                        if body > READ_SIZE {
+                            self.large = Some(5 + body);
+                            return Ok(at);
+                        }
                         out.extend_from_slice(message);
                     }
                     if kind == b'Z' {
@@ -561,8 +583,19 @@ mod tests {
         let mut out = Vec::new();
         for piece in input.chunks(step) {
             buf.extend_from_slice(piece);
-            let used = reader.take(&buf, &mut out, wires, &mut pid).unwrap();
-            buf.drain(..used);
+            loop {
+                let used = reader.take(&buf, &mut out, wires, &mut pid).unwrap();
+                match reader.large.take() {
+                    Some(length) => {
+                        out.extend_from_slice(&buf[used..used + length]);
+                        buf.drain(..used + length);
+                    }
+                    None => {
+                        buf.drain(..used);
+                        break;
+                    }
+                }
+            }
         }
         assert!(buf.is_empty(), "{} bytes left unread", buf.len());
         out
@@ -584,6 +617,7 @@ mod tests {
     fn messages_under_the_limits_pass_unchanged_in_any_pieces() {
         let mut input = framed(b'T', b"row description");
         input.extend(framed(b'D', &[7; 1000]));
+        input.extend(framed(b'D', &vec![8; READ_SIZE + 1]));
         input.extend(framed(b'C', b"SELECT 1\0"));
         input.extend(framed(b'Z', b"T"));
         for step in [1, 3, 5, 64, 4096] {
