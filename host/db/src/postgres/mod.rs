@@ -12,8 +12,8 @@
 //! One concern per file. This one: [`PgDatabase`], connecting (with its pool and the
 //! control connection wasmig's own reads and the lock use) and the [`Database`] impl,
 //! including the reads of the version tables. Not in this file:
-//! - `session`: [`PgSession`](session::PgSession), its [`Session`] impl and its canceller,
-//!   and sqlx's statement cache;
+//! - `session`: [`PgSession`](session::PgSession), its [`Session`] impl and its canceller;
+//! - `statement_cache`: sqlx's statement cache on a session's connection;
 //! - `advisory_lock`: the migration lock;
 //! - `bookkeeping`: the version tables' DDL and the statements a step writes them with;
 //! - `codec`: binding parameters, decoding columns and mapping errors;
@@ -34,6 +34,7 @@ mod codec;
 mod relay;
 mod role;
 mod session;
+mod statement_cache;
 #[cfg(test)]
 mod tests;
 

@@ -9,14 +9,11 @@
 //!
 //! Not here: encoding parameters and decoding rows (`codec`), the statements on wasmig's
 //! tables (`store`), the tamper check's text (`bookkeeping`), the pool and the control connection
-//! (`mod.rs`), or which statements a migration runs and when it commits (the runner and
+//! (`mod.rs`), what the server sent on the connection (`relay`), or which statements a migration runs and when it commits (the runner and
 //! the sandbox).
 //!
-//! sqlx caches prepared statements per connection, keyed by the SQL text only. Two hazards
-//! follow, both handled here: a cached statement keeps the parameter types of its first use
-//! (see [`PgSession::prepare_checked`]), and a cached statement's result shape is fixed, so
-//! PostgreSQL refuses it once DDL changed the table ("cached plan must not change result
-//! type"; see [`PgSession::forget_statements`]).
+//! sqlx's per-connection statement cache, and its two hazards, are handled in
+//! `statement_cache`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::TryStreamExt as _;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::types::Oid;
-use sqlx::postgres::{PgArguments, PgRow, PgStatement, PgTypeInfo};
-use sqlx::{
-    AssertSqlSafe, Connection, Either, Executor, PgConnection, Postgres, Row, SqlSafeStr, SqlStr,
-    Statement,
-};
+use sqlx::postgres::PgArguments;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, Row, SqlSafeStr, SqlStr, Statement};
 
 use super::cancel::PgCanceller;
 use super::codec::{Bound, Plan, sql_error};
@@ -248,56 +241,6 @@ impl PgSession {
                 .into())
             }
         }
-    }
-
-    /// Prepares `sql` (or finds it in sqlx's per-connection cache) for parameters of `types`.
-    ///
-    /// sqlx keys its statement cache by SQL text and keeps the parameter types the statement
-    /// was first prepared with (or that the server inferred for an untyped null). Binding
-    /// values of another type to it would make the server read their binary encoding as the
-    /// wrong type: an error at best (`int8` bytes for an `int4`), silently wrong data at worst
-    /// (`float4` bytes for an `int4`). So when the cached types differ, the cache is cleared
-    /// and the statement prepared afresh with these types. A cache hit costs no round trip.
-    async fn prepare_checked(
-        &mut self,
-        sql: &SqlStr,
-        types: &[PgTypeInfo],
-    ) -> Result<PgStatement, sqlx::Error> {
-        let statement = self.conn().prepare_with(sql.clone(), types).await?;
-        let matches = match statement.parameters() {
-            Some(Either::Left(prepared)) => prepared
-                .iter()
-                .zip(types)
-                .all(|(prepared, ours)| ours.oid() == Some(Oid(0)) || ours.oid() == prepared.oid()),
-            _ => true,
-        };
-        if matches {
-            return Ok(statement);
-        }
-        self.conn().clear_cached_statements().await?;
-        self.conn().prepare_with(sql.clone(), types).await
-    }
-
-    /// Forgets sqlx's cached statements after DDL may have changed what they return.
-    async fn forget_statements(&mut self) -> SqlResult<()> {
-        if self.conn().cached_statements_size() > 0 {
-            self.conn()
-                .clear_cached_statements()
-                .await
-                .map_err(sql_error)?;
-        }
-        Ok(())
-    }
-
-    /// Runs a statement without caching it (DDL, cursor commands): prepared unnamed with
-    /// these parameters' types, so no cached statement can be stale; the rows carry their
-    /// own description.
-    async fn run_uncached(&mut self, sql: SqlStr, args: PgArguments) -> SqlResult<Vec<PgRow>> {
-        sqlx::query_with(sql, args)
-            .persistent(false)
-            .fetch_all(self.conn())
-            .await
-            .map_err(sql_error)
     }
 
     /// Refuses with `WASMIG-STATE` unless the session reads literals the standard way
@@ -609,15 +552,17 @@ impl GuestSql for PgSession {
 
     async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
         let name = savepoint_name(name)?;
-        self.run_script(format!(
-            "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
-        ))
-        .await?;
-        // Its `ROLLBACK` tag is wasmig's own (the check after the guest's previous call
-        // found none other).
+        let done = self
+            .run_script(format!(
+                "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
+            ))
+            .await;
+        // Its `ROLLBACK` tag, if it got that far, is wasmig's own (the check after the
+        // guest's previous call found none other).
         if let Some(wire) = &self.wire {
             self.tags = wire.transaction_tags();
         }
+        done?;
         // The rollback may have undone DDL that cached statements were prepared against.
         self.forget_statements().await
     }
