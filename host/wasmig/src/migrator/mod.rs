@@ -24,8 +24,10 @@ use crate::integrity::{self, Verification};
 use crate::revision::{self, RevisionSet};
 use crate::runner::{self, RunOptions, StepReport};
 
+mod adopt;
 mod resolve;
 
+pub use self::adopt::Adoption;
 use self::resolve::resolve;
 
 /// How a [`Migrator`] runs; the defaults are those of the `wasmig` command.
@@ -700,6 +702,37 @@ impl Migrator {
                 before: heads,
                 after: new,
             })
+        })
+        .await
+    }
+
+    /// Records as applied the imported revisions of `plan` that the tool it came from had
+    /// applied, from that tool's history table, in one transaction under the migration lock
+    /// (see `adopt`). With `dry_run`, reads and checks the same and records nothing (the
+    /// revisions need not be written yet).
+    ///
+    /// # Errors
+    /// [`crate::import::AdoptRefused`] (dirty or failed, a gap, an unknown migration, a
+    /// changed file), [`ConfigError`] (the table cannot be read; wasmig's tables are past
+    /// where the import begins), [`FailedError`] / [`InProgressError`], database and lock
+    /// errors. Nothing is recorded on any error.
+    pub async fn adopt(
+        &self,
+        plan: &crate::import::ImportPlan,
+        dry_run: bool,
+    ) -> anyhow::Result<Adoption> {
+        self.refuse_operator_only("import --adopt")?;
+        let set = if dry_run {
+            None
+        } else {
+            Some(self.revisions()?)
+        };
+        let build_dir = crate::artifact::build_dir(&self.project);
+        self.locked(async |db: &dyn Database| {
+            if !dry_run {
+                db.ensure_version_tables().await?;
+            }
+            adopt::adopt(db, plan, set.as_ref(), &build_dir).await
         })
         .await
     }
