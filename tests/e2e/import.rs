@@ -5,8 +5,9 @@
 //! history table says the first two were applied (written as the tool writes it, or by the
 //! real tool for dbmate), `import --adopt` takes that over and `wasmig up` runs only the last
 //! two (the first, `CREATE TABLE`, fails if run again). Both schemas, read from the
-//! catalogs, are the one snapshot every tool shares. And the refusals: dirty, a gap, a
-//! changed file, no table.
+//! catalogs, are the one snapshot every tool shares. On SQLite, one adoption (sqlx) and a
+//! later migration imported on top. And the refusals: dirty, a gap, a changed file, no
+//! table.
 
 use std::path::Path;
 
@@ -146,12 +147,23 @@ fn manifest(project: &TestProject, id: &str) -> String {
     for entry in std::fs::read_dir(&versions).unwrap() {
         let path = entry.unwrap().path().join("migration.toml");
         if let Ok(text) = std::fs::read_to_string(&path)
-            && text.contains(&format!("revision = \"{id}\""))
+            && text.lines().any(|l| l == format!("revision = \"{id}\""))
         {
             return text;
         }
     }
     panic!("no revision {id} in {}", versions.display());
+}
+
+/// The first two diesel migrations and `__diesel_schema_migrations` as Diesel leaves them.
+fn diesel_half() -> String {
+    format!(
+        "{ACCOUNTS}{POSTS}
+         CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL,
+             run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);
+         INSERT INTO __diesel_schema_migrations (version)
+             VALUES ('20200101000001'), ('20200101000002');"
+    )
 }
 
 #[tokio::test]
@@ -187,13 +199,7 @@ async fn diesel_migrations_are_imported_and_adopted() {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
     write_files(&project.dir.join("source"), &case.files);
-    db.exec(&format!(
-        "{ACCOUNTS}{POSTS}
-         CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL,
-             run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);
-         INSERT INTO __diesel_schema_migrations (version) VALUES ('20200101000001'), ('20200101000002');"
-    ))
-    .await;
+    db.exec(&diesel_half()).await;
     let dry = project.run(
         &db,
         &[
@@ -210,13 +216,7 @@ async fn diesel_migrations_are_imported_and_adopted() {
     db.drop_db().await;
 
     let (project, adopted) = import_apply_and_adopt(&case, async |db: &TestDb, _: &Path| {
-        db.exec(&format!(
-            "{ACCOUNTS}{POSTS}
-             CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL,
-                 run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);
-             INSERT INTO __diesel_schema_migrations (version) VALUES ('20200101000001'), ('20200101000002');"
-        ))
-        .await;
+        db.exec(&diesel_half()).await;
     })
     .await;
     let first = manifest(&project, "20200101000001");
@@ -472,6 +472,51 @@ async fn refinery_migrations_are_imported_and_adopted() {
     })
     .await;
     adopted.drop_db().await;
+}
+
+#[tokio::test]
+async fn sqlx_state_is_adopted_on_sqlite_and_a_later_migration_imported_on_top() {
+    use sha2::Digest as _;
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    let source = project.dir.join("source");
+    let accounts = "CREATE TABLE accounts (id INTEGER PRIMARY KEY);\n";
+    let table = |name: &str| format!("CREATE TABLE {name} (id INTEGER PRIMARY KEY);\n");
+    write_files(
+        &source,
+        &files(&[
+            ("1_accounts.sql", table("accounts")),
+            ("2_posts.sql", table("posts")),
+        ]),
+    );
+    // sqlx on SQLite: the checksum a BLOB, success an integer.
+    let checksum = hex::encode(sha2::Sha384::digest(accounts.as_bytes()));
+    db.exec(&format!(
+        "{accounts}CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+             installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL,
+             checksum BLOB NOT NULL, execution_time BIGINT NOT NULL);
+         INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (1, 'accounts', 1, X'{checksum}', 1);"
+    ))
+    .await;
+    project
+        .run(&db, &["import", "--from", "sqlx", "source", "--adopt"])
+        .success();
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.history().await, ["stamp:1", "rehash:1", "upgrade:2"]);
+    // The old tool's directory grew meanwhile: importing again adds only the new migration,
+    // on top of the others.
+    write_files(&source, &files(&[("3_tags.sql", table("tags"))]));
+    project
+        .run(&db, &["import", "--from", "sqlx", "source"])
+        .success();
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["3"]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM sqlite_master WHERE name IN ('accounts', 'posts', 'tags')")
+            .await,
+        3
+    );
 }
 
 /// A tool, its migration files, and the exit code its refusal has.

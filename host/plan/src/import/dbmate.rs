@@ -6,7 +6,7 @@
 //! precede the up block. Options follow the directive: `transaction:false`. The table:
 //! `schema_migrations (version VARCHAR(128) PRIMARY KEY)`, one row per applied migration.
 
-use super::{AppliedRow, Row, SourceFile, SourceMigration};
+use super::{SourceFile, SourceMigration};
 use crate::error::ConfigError;
 
 /// dbmate's history table.
@@ -116,13 +116,6 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                 checksum: None,
             })
         })
-        .collect()
-}
-
-pub(super) fn applied(rows: &[Row]) -> Vec<AppliedRow> {
-    rows.iter()
-        .filter_map(|r| r.first().cloned().flatten())
-        .map(AppliedRow::version)
         .collect()
 }
 

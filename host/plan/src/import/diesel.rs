@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AppliedRow, Row, SourceFile, SourceMigration, without_bom};
+use super::{SourceFile, SourceMigration, without_bom};
 use crate::error::ConfigError;
 
 /// Diesel's history table.
@@ -82,13 +82,6 @@ fn run_in_transaction(meta: &SourceFile) -> Result<bool, ConfigError> {
     let parsed: Metadata = toml::from_str(meta.text()?)
         .map_err(|e| ConfigError::new(format!("diesel: invalid {}: {e}", meta.path)))?;
     Ok(parsed.run_in_transaction)
-}
-
-pub(super) fn applied(rows: &[Row]) -> Vec<AppliedRow> {
-    rows.iter()
-        .filter_map(|r| r.first().cloned().flatten())
-        .map(AppliedRow::version)
-        .collect()
 }
 
 #[cfg(test)]

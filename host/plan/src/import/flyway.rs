@@ -181,6 +181,15 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
     migrations.sort_by(|a, b| compare(&a.version, &b.version));
+    if let Some(pair) = migrations
+        .windows(2)
+        .find(|w| compare(&w[0].version, &w[1].version) == Ordering::Equal)
+    {
+        return Err(ConfigError::new(format!(
+            "flyway: {} and {} have the same version to Flyway ({} = {}); Flyway refuses that too",
+            pair[0].source, pair[1].source, pair[0].version, pair[1].version
+        )));
+    }
     Ok(migrations)
 }
 
@@ -276,6 +285,10 @@ mod tests {
         let ms = Format::Flyway.parse(&files).unwrap();
         let versions: Vec<_> = ms.iter().map(|m| m.version.as_str()).collect();
         assert_eq!(versions, ["1", "1.9", "1.10"]);
+        let same = Format::Flyway
+            .parse(&dir(&[("V1__a.sql", ""), ("V1.0__b.sql", "")]))
+            .unwrap_err();
+        assert!(same.message.contains("same version"), "{same}");
         assert_eq!(ms[0].name, "create t");
         assert_eq!(ms[0].down.as_deref(), Some("DROP TABLE t;"));
         assert!(ms[1].no_transaction && !ms[2].no_transaction);

@@ -8,19 +8,15 @@
 
 use std::collections::BTreeMap;
 
-use super::{AdoptRefused, Row, SourceFile, SourceMigration, column, is_true, refuses_transaction};
+use super::{
+    AdoptRefused, Pair, Row, SourceFile, SourceMigration, column, is_true, refuses_transaction,
+};
 use crate::error::ConfigError;
 
 /// golang-migrate's history table.
 pub const TABLE: &str = "schema_migrations";
 /// Reads it.
 pub const QUERY: &str = "SELECT version, dirty FROM schema_migrations";
-
-#[derive(Default)]
-struct Pair<'a> {
-    up: Option<(&'a SourceFile, &'a str)>,
-    down: Option<&'a SourceFile>,
-}
 
 /// `(version, title, is_up)` of a file name the tool's pattern matches.
 fn parse_name(name: &str) -> Option<(u64, &str, bool)> {
@@ -42,12 +38,7 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
             continue;
         };
         let pair = pairs.entry(version).or_default();
-        let taken = if is_up {
-            pair.up.replace((file, title)).is_some()
-        } else {
-            pair.down.replace(file).is_some()
-        };
-        if taken {
+        if !pair.put(file, is_up.then_some(title)) {
             return Err(ConfigError::new(format!(
                 "golang-migrate: {} duplicates another migration file of version {version}; golang-migrate refuses that too",
                 file.path

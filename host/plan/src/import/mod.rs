@@ -126,13 +126,11 @@ impl Format {
     ) -> Result<usize, AdoptRefused> {
         let table = self.history().table;
         let applied = match self {
-            Format::Diesel => diesel::applied(rows),
+            Format::Diesel | Format::Dbmate | Format::Refinery => versions(rows),
             Format::Sqlx => sqlx::applied(rows)?,
             Format::GolangMigrate => return golang_migrate::applied(migrations, rows),
-            Format::Dbmate => dbmate::applied(rows),
             Format::Goose => goose::applied(rows)?,
             Format::Flyway => flyway::applied(migrations, rows)?,
-            Format::Refinery => refinery::applied(rows),
         };
         leading(table, migrations, &applied)
     }
@@ -318,6 +316,34 @@ impl AppliedRow {
         AppliedRow {
             version,
             checksum: None,
+        }
+    }
+}
+
+/// The first column of each row: the applied versions of a table that lists them.
+pub(crate) fn versions(rows: &[Row]) -> Vec<AppliedRow> {
+    rows.iter()
+        .filter_map(|r| r.first().cloned().flatten())
+        .map(AppliedRow::version)
+        .collect()
+}
+
+/// The up and down files of one version, for tools that keep them apart.
+#[derive(Default)]
+pub(crate) struct Pair<'a> {
+    /// The up file and the name its file name gives.
+    pub(crate) up: Option<(&'a SourceFile, &'a str)>,
+    /// The down file.
+    pub(crate) down: Option<&'a SourceFile>,
+}
+
+impl<'a> Pair<'a> {
+    /// Takes `file` as the up file (named `name`) or, for `None`, the down file; `false`
+    /// when the pair already had one.
+    pub(crate) fn put(&mut self, file: &'a SourceFile, up_name: Option<&'a str>) -> bool {
+        match up_name {
+            Some(name) => self.up.replace((file, name)).is_none(),
+            None => self.down.replace(file).is_none(),
         }
     }
 }

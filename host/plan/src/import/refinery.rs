@@ -6,7 +6,7 @@
 //! `refinery_schema_history (version INT4 PRIMARY KEY, name, applied_on, checksum)`; its
 //! checksum is a SipHash of name, version and SQL that wasmig does not recompute.
 
-use super::{AppliedRow, Row, SourceFile, SourceMigration};
+use super::{SourceFile, SourceMigration};
 use crate::error::ConfigError;
 
 /// refinery's history table.
@@ -78,13 +78,6 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
     }
     migrations.sort_by_key(|(n, _)| *n);
     Ok(migrations.into_iter().map(|(_, m)| m).collect())
-}
-
-pub(super) fn applied(rows: &[Row]) -> Vec<AppliedRow> {
-    rows.iter()
-        .filter_map(|r| r.first().cloned().flatten())
-        .map(AppliedRow::version)
-        .collect()
 }
 
 #[cfg(test)]

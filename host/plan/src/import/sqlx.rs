@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha384};
 
 use super::{
-    AdoptRefused, AppliedRow, Row, SourceFile, SourceMigration, ToolChecksum, column, is_true,
+    AdoptRefused, AppliedRow, Pair, Row, SourceFile, SourceMigration, ToolChecksum, column, is_true,
 };
 use crate::error::ConfigError;
 
@@ -19,12 +19,6 @@ use crate::error::ConfigError;
 pub const TABLE: &str = "_sqlx_migrations";
 /// Reads it.
 pub const QUERY: &str = "SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version";
-
-#[derive(Default)]
-struct Pair<'a> {
-    up: Option<(&'a SourceFile, &'a str)>,
-    down: Option<&'a SourceFile>,
-}
 
 pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
     let mut pairs: BTreeMap<i64, Pair<'_>> = BTreeMap::new();

@@ -8,11 +8,9 @@
 //! Not here: the tools' tables and rules (`wasmig_plan::import`), writing the revisions
 //! (`import`).
 
-use chrono::Utc;
-
 use crate::bindings::Value;
 use crate::db::{Database, Event, Session, StepRecord};
-use crate::error::{ConfigError, FailedError, InProgressError};
+use crate::error::ConfigError;
 use crate::import::{Format, ImportPlan};
 use crate::revision::{self, RevisionSet};
 
@@ -68,7 +66,8 @@ fn cell(value: &Value) -> Option<String> {
 /// # Errors
 /// [`crate::import::AdoptRefused`] when the old state cannot be adopted; [`ConfigError`]
 /// when the tool's table cannot be read or wasmig's tables are elsewhere already;
-/// [`FailedError`] / [`InProgressError`]; database errors. Nothing is written on any error.
+/// [`crate::error::FailedError`] / [`crate::error::InProgressError`]; database errors.
+/// Nothing is written on any error.
 pub(super) async fn adopt(
     db: &dyn Database,
     plan: &ImportPlan,
@@ -77,14 +76,7 @@ pub(super) async fn adopt(
 ) -> anyhow::Result<Adoption> {
     let format = plan.format;
     let history = format.history();
-    let failed = db.failed().await?;
-    if !failed.is_empty() {
-        return Err(FailedError(failed).into());
-    }
-    let checkpoints = db.checkpoints().await?;
-    if !checkpoints.is_empty() {
-        return Err(InProgressError(checkpoints).into());
-    }
+    super::refuse_unfinished(db).await?;
     let heads = db.heads().await?;
     let mut session = db.begin().await?;
     let result = read_and_record(&mut *session, &heads, plan, set, build_dir).await;
@@ -160,20 +152,15 @@ async fn read_and_record(
     let Some(set) = set else {
         return Ok(adoption); // a dry run: what would be recorded
     };
-    let now = Utc::now();
     let target = [last.clone()];
     session
-        .record_step(&StepRecord {
-            remove: heads,
-            add: &target,
-            revision: last,
-            direction: Event::Stamp,
-            checksum: "",
-            started_at: now,
-            finished_at: now,
-            error: None,
-            sqlstate: None,
-        })
+        .record_step(&StepRecord::bookkeeping(
+            Event::Stamp,
+            last,
+            heads,
+            &target,
+            "",
+        ))
         .await?;
     for id in applied {
         let revision = set
@@ -182,17 +169,13 @@ async fn read_and_record(
         let artifact = revision::read_artifact(revision, build_dir)?;
         let checksum = artifact.checksum();
         session
-            .record_step(&StepRecord {
-                remove: &[],
-                add: &[],
-                revision: id,
-                direction: Event::Rehash,
-                checksum: &checksum,
-                started_at: now,
-                finished_at: now,
-                error: None,
-                sqlstate: None,
-            })
+            .record_step(&StepRecord::bookkeeping(
+                Event::Rehash,
+                id,
+                &[],
+                &[],
+                &checksum,
+            ))
             .await?;
         session
             .store_artifact(&revision.to_stored(&artifact)?)

@@ -651,36 +651,16 @@ impl Migrator {
         let graph = set.graph();
         self.locked(async |db: &dyn Database| {
             db.ensure_version_tables().await?;
-            // Moving the heads under a failed mark would make its resolution wrong, and so
-            // would moving them under a batched step part-way through.
-            let failed = db.failed().await?;
-            if !failed.is_empty() {
-                return Err(FailedError(failed).into());
-            }
-            let checkpoints = db.checkpoints().await?;
-            if !checkpoints.is_empty() {
-                return Err(InProgressError(checkpoints).into());
-            }
+            refuse_unfinished(db).await?;
             let heads = db.heads().await?;
             let new = graph.plan_stamp(&heads, targets, purge)?;
             if new != heads {
-                let now = Utc::now();
                 let label = if new.is_empty() {
                     "base".to_owned()
                 } else {
                     new.join(",")
                 };
-                let record = StepRecord {
-                    remove: &heads,
-                    add: &new,
-                    revision: &label,
-                    direction: Event::Stamp,
-                    checksum: "",
-                    started_at: now,
-                    finished_at: now,
-                    error: None,
-                    sqlstate: None,
-                };
+                let record = StepRecord::bookkeeping(Event::Stamp, &label, &heads, &new, "");
                 // Revisions the stamp un-applies lose their stored copy, so a later `down`
                 // without their files never runs what an earlier application stored; that
                 // includes unknown stored heads a --purge drops, and what lies below them.
@@ -751,6 +731,23 @@ impl Migrator {
         self.locked(async |db: &dyn Database| resolve(&self.project, &set, db, target, state).await)
             .await
     }
+}
+
+/// Refuses to move the heads under a failed mark (its resolution would be wrong) or under
+/// a batched step part-way through (`stamp`, `import --adopt`).
+///
+/// # Errors
+/// [`FailedError`], [`InProgressError`], database errors.
+async fn refuse_unfinished(db: &dyn Database) -> anyhow::Result<()> {
+    let failed = db.failed().await?;
+    if !failed.is_empty() {
+        return Err(FailedError(failed).into());
+    }
+    let checkpoints = db.checkpoints().await?;
+    if !checkpoints.is_empty() {
+        return Err(InProgressError(checkpoints).into());
+    }
+    Ok(())
 }
 
 /// The default target: `head` up, `-1` down.
