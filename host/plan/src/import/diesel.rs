@@ -48,10 +48,7 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
             )));
         };
         let version = dir.split('_').next().unwrap_or(dir).replace('-', "");
-        let no_transaction = match files.metadata {
-            Some(meta) => !run_in_transaction(meta)?,
-            None => false,
-        };
+        let no_transaction = files.metadata.is_some_and(|meta| !run_in_transaction(meta));
         migrations.push(SourceMigration {
             version,
             name: dir.split_once('_').map_or("", |(_, n)| n).to_owned(),
@@ -69,19 +66,19 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
     Ok(migrations)
 }
 
-/// `run_in_transaction` in a `metadata.toml` (default true).
-fn run_in_transaction(meta: &SourceFile) -> Result<bool, ConfigError> {
+/// `run_in_transaction` in a `metadata.toml`: true unless it says false. Diesel reads a
+/// file it cannot parse as the default (`TomlMetadata::read_from_file(..).unwrap_or_default()`),
+/// and so does this.
+fn run_in_transaction(meta: &SourceFile) -> bool {
     #[derive(serde::Deserialize)]
     struct Metadata {
-        #[serde(default = "yes")]
-        run_in_transaction: bool,
+        run_in_transaction: Option<bool>,
     }
-    fn yes() -> bool {
-        true
-    }
-    let parsed: Metadata = toml::from_str(meta.text()?)
-        .map_err(|e| ConfigError::new(format!("diesel: invalid {}: {e}", meta.path)))?;
-    Ok(parsed.run_in_transaction)
+    meta.text()
+        .ok()
+        .and_then(|text| toml::from_str::<Metadata>(text).ok())
+        .and_then(|m| m.run_in_transaction)
+        .unwrap_or(true)
 }
 
 #[cfg(test)]
@@ -108,12 +105,18 @@ mod tests {
                 "run_in_transaction = false\n",
             ),
             (".hidden/up.sql", "nope"),
+            ("2022_unparsable/up.sql", "SELECT 1;"),
+            ("2022_unparsable/metadata.toml", "run_in_transaction = no"),
         ]);
         let ms = Format::Diesel.parse(&files).unwrap();
         let versions: Vec<_> = ms.iter().map(|m| m.version.as_str()).collect();
         assert_eq!(
             versions,
-            ["00000000000000", "20200101000000", "20210301120000"]
+            ["00000000000000", "20200101000000", "20210301120000", "2022"]
+        );
+        assert!(
+            !ms[3].no_transaction,
+            "an unparsable metadata.toml is the default"
         );
         assert!(ms[1].no_transaction && !ms[2].no_transaction);
         assert_eq!(ms[2].name, "add posts");
