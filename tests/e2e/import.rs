@@ -2,8 +2,9 @@
 //! written in the tool's format (the second holds two statements, the third
 //! `CREATE INDEX CONCURRENTLY`, which fails in a transaction, the fourth a PL/pgSQL function
 //! and a view) are imported and applied by wasmig to one database; on another, the tool's
-//! history table says the first two were applied (written as the tool writes it, or by the
-//! real tool for dbmate), `import --adopt` takes that over and `wasmig up` runs only the last
+//! history table says the first two were applied (written by the real tool for sqlx, through
+//! its migrator, and dbmate; as the tool's documentation lays it out for the others),
+//! `import --adopt` takes that over and `wasmig up` runs only the last
 //! two (the first, `CREATE TABLE`, fails if run again). Both schemas, read from the
 //! catalogs, are the one snapshot every tool shares. On SQLite, one adoption (sqlx) and a
 //! later migration imported on top. And the refusals: dirty, a gap, a changed file, no
@@ -252,19 +253,35 @@ async fn sqlx_migrations_are_imported_and_adopted() {
         ]),
         ids: ["1", "2", "3", "4"],
     };
-    let (_project, adopted) = import_apply_and_adopt(&case, async |db: &TestDb, _: &Path| {
-        db.exec(&sqlx_table(&[
-            (1, "create accounts", ACCOUNTS),
-            (2, "create posts", POSTS),
-        ]))
-        .await;
+    let (_project, adopted) = import_apply_and_adopt(&case, async |db: &TestDb, source: &Path| {
+        // sqlx's own migrator applies the first two (a directory holding only them), and
+        // writes `_sqlx_migrations` with its checksums.
+        let half = source.with_file_name("sqlx-half");
+        std::fs::create_dir_all(&half).unwrap();
+        for name in [
+            "1_create_accounts.sql",
+            "2_create_posts.up.sql",
+            "2_create_posts.down.sql",
+        ] {
+            std::fs::copy(source.join(name), half.join(name)).unwrap();
+        }
+        let migrator = sqlx::migrate::Migrator::new(half).await.unwrap();
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        migrator.run(&mut conn).await.unwrap();
+        assert_eq!(
+            db.strings("SELECT version::text FROM _sqlx_migrations ORDER BY 1")
+                .await,
+            ["1", "2"]
+        );
     })
     .await;
     adopted.drop_db().await;
 }
 
 /// `_sqlx_migrations` as sqlx creates and fills it (the checksum: SHA-384 of the file),
-/// after running the given migrations' SQL.
+/// after running the given migrations' SQL: for a state sqlx's migrator would not make.
 fn sqlx_table(applied: &[(i64, &str, &str)]) -> String {
     let mut sql = String::from(
         "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
