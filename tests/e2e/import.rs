@@ -196,7 +196,8 @@ async fn diesel_migrations_are_imported_and_adopted() {
             "20200101000004",
         ],
     };
-    // What the import writes and the adoption would record, before doing either.
+    // What the import writes and the adoption would record, before doing either (the log,
+    // and the JSON document).
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
     write_files(&project.dir.join("source"), &case.files);
@@ -210,6 +211,7 @@ async fn diesel_migrations_are_imported_and_adopted() {
             "source",
             "--adopt",
             "--dry-run",
+            "--json",
         ],
     );
     assert_run!("diesel_dry_run", shown(&dry.success(), &project, Some(&db)));
@@ -529,6 +531,19 @@ async fn sqlx_state_is_adopted_on_sqlite_and_a_later_migration_imported_on_top()
         .success();
     project.run(&db, &["up"]).success();
     assert_eq!(db.heads().await, ["3"]);
+    // One the tool sorts before those imported cannot be added: the chain only grows at
+    // its end.
+    write_files(&source, &files(&[("0_early.sql", table("early"))]));
+    let refused = project
+        .run(&db, &["import", "--from", "sqlx", "source"])
+        .fails_with(CONFIG);
+    assert!(
+        refused
+            .stderr
+            .contains("sqlx migration 0 (0_early.sql) sorts before 1"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM sqlite_master WHERE name IN ('accounts', 'posts', 'tags')")
             .await,

@@ -149,10 +149,44 @@ pub fn plan(project: &Project, format: Format, dir: &Path) -> anyhow::Result<Imp
             }
             None => {}
         }
+        if !imported.exists {
+            refuse_insertion(&imported, &graph, &existing, format)?;
+        }
         parent = Some(imported.id.clone());
         revisions.push(imported);
     }
+    // A new migration the tool sorts before one already imported would run out of the
+    // tool's order: the chain only grows at its end.
+    if let Some(new) = revisions.iter().position(|r| !r.exists)
+        && let Some(old) = revisions[new..].iter().find(|r| r.exists)
+    {
+        return Err(ConfigError::new(format!(
+            "{format} migration {} ({}) sorts before {}, which is imported already: wasmig imports a linear chain and does not insert into it; give the migration a version after the last one imported",
+            revisions[new].migration.version, revisions[new].migration.source, old.id
+        ))
+        .into());
+    }
     Ok(ImportPlan { format, revisions })
+}
+
+/// Refuses a new revision whose parent already has a child (revisions were added on top
+/// of the imported chain since): it would start a branch.
+fn refuse_insertion(
+    imported: &Imported,
+    graph: &crate::graph::Graph,
+    existing: &[Revision],
+    format: Format,
+) -> Result<(), ConfigError> {
+    let Some(after) = imported.parent.as_deref() else {
+        return Ok(());
+    };
+    if existing.iter().any(|r| r.id() == after) && !graph.heads().contains(&after) {
+        return Err(ConfigError::new(format!(
+            "{format} migration {} ({}) would follow revision {after}, which other revisions already follow: wasmig imports a linear chain on the project's head; import into a project whose head is the last imported revision",
+            imported.migration.version, imported.migration.source
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses an existing revision with an imported migration's id unless it is that migration,
