@@ -249,7 +249,8 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                 name: rest.trim_end_matches(".sql").to_owned(),
                 source: file.path.clone(),
                 up: script(&parsed.up),
-                down: Some(script(&parsed.down)),
+                // No statement down: goose runs nothing, said so in `down.sql`.
+                down: (!parsed.down.is_empty()).then(|| script(&parsed.down)),
                 no_transaction: !parsed.use_tx,
                 checksum: None,
             },
@@ -339,6 +340,7 @@ DROP TABLE t;
         let ms = Format::Goose.parse(&files).unwrap();
         assert_eq!(ms[0].version, "2");
         assert_eq!(ms[1].version, "10");
+        assert_eq!(ms[1].down, None, "no Down section");
         assert!(ms[1].no_transaction && !ms[0].no_transaction);
         let mut with_go = files.clone();
         with_go.extend(dir(&[("00003_c.go", "package m"), ("x_test.go", "")]));
