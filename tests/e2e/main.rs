@@ -12,6 +12,7 @@ mod embedding;
 mod graph;
 mod guests;
 mod hostile;
+mod import;
 mod integrity;
 mod languages;
 mod lock;

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use wasmig::import::Format;
 use wasmig::revision::Kind;
 
 /// wasmig: database migrations in SQL or sandboxed WebAssembly.
@@ -171,6 +172,23 @@ pub(crate) enum Command {
         #[arg(required = true, value_name = "REV", allow_negative_numbers = true)]
         revisions: Vec<String>,
     },
+    /// Import another tool's migrations as revisions (and, with --adopt, take over its
+    /// applied state from its history table).
+    Import {
+        /// The tool the migrations are written for.
+        #[arg(long, value_name = "FORMAT", value_parser = format_parser())]
+        from: Format,
+        /// Its migrations directory.
+        #[arg(value_name = "SOURCE_DIR")]
+        source: PathBuf,
+        /// Also record in wasmig's tables the revisions the tool's history table says it
+        /// applied, so `wasmig up` runs only the rest (the tool's table is left in place).
+        #[arg(long)]
+        adopt: bool,
+        /// Print what would be written or recorded, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Clear a revision's failed mark (a `transaction = "none"` step that stopped part-way)
     /// or the checkpoint of a batched step part-way through, after looking at the database:
     /// say whether its work is in the database or not.
@@ -190,6 +208,13 @@ fn kind_parser() -> impl clap::builder::TypedValueParser<Value = Kind> {
     use clap::builder::TypedValueParser as _;
     clap::builder::PossibleValuesParser::new(Kind::ALL.map(Kind::name))
         .map(|s| s.parse::<Kind>().expect("a listed kind"))
+}
+
+/// `--from`: the formats, listed in `--help`.
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Format::ALL.map(Format::name))
+        .map(|s| s.parse::<Format>().expect("a listed format"))
 }
 
 /// clap's check of `--branch-label`: a bad label is a bad command line (exit 2), told why.

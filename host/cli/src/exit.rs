@@ -8,6 +8,7 @@ use wasmig::error::{
     BuildError, ComponentError, ConfigError, FailedError, Failure, GraphError, InProgressError,
     LockTimeout, MigrationError, ModifiedError, NotFailed, ResumeModified,
 };
+use wasmig::import::AdoptRefused;
 
 /// Success.
 pub(crate) const OK: u8 = 0;
@@ -17,10 +18,12 @@ pub(crate) const INTERNAL: u8 = 1;
 #[allow(dead_code)] // clap exits with it itself; listed for the contract
 pub(crate) const USAGE: u8 = 2;
 /// The project or its configuration is missing or invalid (`wasmig.toml`, a manifest,
-/// the database URL).
+/// the database URL); for `import`, a source the tool would refuse too, or (`--adopt`) its
+/// history table cannot be read.
 pub(crate) const CONFIG: u8 = 3;
 /// The revisions or the target are inconsistent: unknown or ambiguous revision, several
-/// heads, a cycle, a database at a revision the project does not have.
+/// heads, a cycle, a database at a revision the project does not have; for `import --adopt`,
+/// a gap in the old tool's history, or a migration it applied that the directory lacks.
 pub(crate) const GRAPH: u8 = 4;
 /// The database could not be reached, or failed outside any migration.
 pub(crate) const DATABASE: u8 = 5;
@@ -49,12 +52,14 @@ pub(crate) const LOCK_TIMEOUT: u8 = 11;
 /// `wasmig rehash REV`, restore the files, or pass `--allow-modified` for one run. Also:
 /// wasmig's own tables were altered (a view in a table's place, a trigger, a rule,
 /// row-level security), found before a run or before a step recorded anything; or a step's
-/// own SQL wrote their rows (the step was rolled back with it).
+/// own SQL wrote their rows (the step was rolled back with it). For `import --adopt`: a
+/// migration's file differs from the checksum the old tool recorded.
 pub(crate) const MODIFIED: u8 = 12;
 /// A revision is marked failed (a `transaction = "none"` step stopped part-way and was not
 /// rolled back), or a batched revision is part-way through and the command would not finish
 /// it. `up` and `down` run nothing until it is finished or `wasmig resolve REV --as applied`
-/// or `--as rolled-back` says what the database holds.
+/// or `--as rolled-back` says what the database holds. For `import --adopt`: the old tool
+/// marked a migration dirty or failed.
 pub(crate) const FAILED_STATE: u8 = 13;
 
 /// The exit code for an error, from the first typed error in its chain.
@@ -78,6 +83,14 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<FailedError>() || cause.is::<InProgressError>() {
             return FAILED_STATE;
+        }
+        if let Some(e) = cause.downcast_ref::<AdoptRefused>() {
+            return match e {
+                AdoptRefused::Dirty { .. } => FAILED_STATE,
+                AdoptRefused::Checksum { .. } => MODIFIED,
+                AdoptRefused::Gap { .. } | AdoptRefused::Unknown { .. } => GRAPH,
+                AdoptRefused::Unreadable { .. } => CONFIG,
+            };
         }
         if cause.is::<NotFailed>() {
             return GRAPH;

@@ -116,6 +116,31 @@ pub struct StepRecord<'a> {
     pub sqlstate: Option<&'a str>,
 }
 
+impl<'a> StepRecord<'a> {
+    /// A row of bookkeeping that runs no migration (`stamp`, `rehash`, an adoption):
+    /// started and finished now, no error.
+    pub fn bookkeeping(
+        direction: Event,
+        revision: &'a str,
+        remove: &'a [String],
+        add: &'a [String],
+        checksum: &'a str,
+    ) -> Self {
+        let now = Utc::now();
+        StepRecord {
+            remove,
+            add,
+            revision,
+            direction,
+            checksum,
+            started_at: now,
+            finished_at: now,
+            error: None,
+            sqlstate: None,
+        }
+    }
+}
+
 /// What [`Session::finish_step`](crate::Session::finish_step) writes for a step that ran to its end.
 #[derive(Debug)]
 pub struct FinishedStep<'a> {

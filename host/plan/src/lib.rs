@@ -4,6 +4,8 @@
 //! - [`manifest`]: a revision's `migration.toml`, revision ids, the pinned checksum;
 //! - [`graph`]: Alembic's revision graph, targets, and the ordered [`graph::Step`]s of an
 //!   upgrade, a downgrade or a stamp;
+//! - [`import`]: another tool's migration directory and history table, read by that tool's
+//!   rules (`wasmig import`);
 //! - [`error`]: [`ConfigError`] and [`GraphError`], which callers branch on.
 //!
 //! Nothing here touches a database, a file system, wasm or an async runtime: the crate
@@ -14,6 +16,7 @@
 pub mod capability;
 pub mod error;
 pub mod graph;
+pub mod import;
 pub mod manifest;
 
 pub use capability::{Capabilities, Capability};

@@ -149,6 +149,10 @@ pub struct Manifest {
     /// mode allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<Capability>>,
+    /// Where `wasmig import` took the revision from: the tool, the migration's version and
+    /// its file (`"diesel 2020-01-01-000000_create_users/"`). Informational only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
 }
 
 impl Manifest {

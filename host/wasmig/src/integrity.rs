@@ -17,8 +17,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
-
 use crate::config::Project;
 use crate::db::{Database, Event, HistoryEntry, StepRecord, StoredArtifact};
 use crate::error::{GraphError, Modified, ModifiedError};
@@ -214,18 +212,7 @@ pub async fn rehash(
     }
     let mut session = db.begin().await?;
     for (id, checksum, stored) in &changes {
-        let now = Utc::now();
-        let record = StepRecord {
-            remove: &[],
-            add: &[],
-            revision: id,
-            direction: Event::Rehash,
-            checksum,
-            started_at: now,
-            finished_at: now,
-            error: None,
-            sqlstate: None,
-        };
+        let record = StepRecord::bookkeeping(Event::Rehash, id, &[], &[], checksum);
         let recorded = async {
             session.record_step(&record).await?;
             session.store_artifact(stored).await
@@ -248,6 +235,8 @@ pub async fn rehash(
 
 #[cfg(test)]
 mod tests {
+    use chrono::Utc;
+
     use super::*;
 
     fn row(revision: &str, direction: Event, checksum: &str) -> HistoryEntry {

@@ -14,7 +14,8 @@
 //! - [`db`] (`wasmig-db`): PostgreSQL and SQLite; [`sandbox`] (`wasmig-sandbox`): wasmtime,
 //!   limits, cache; [`bindings`] (`wasmig-contract`): the WIT contract;
 //! - [`artifact`]: building Rust revisions; [`toolchain`]: Python, JavaScript and C ones;
-//! - [`scaffold`]: `init` and `revision`; [`error`]: typed errors callers branch on;
+//! - [`scaffold`]: `init` and `revision`; [`import`]: another tool's migrations as
+//!   revisions; [`error`]: typed errors callers branch on;
 //! - [`untrusted`], [`jail`], [`confined`]: untrusted mode, the build jail, and file access
 //!   confined to the project.
 //!
@@ -29,6 +30,7 @@ pub use wasmig_db as db;
 pub mod error;
 pub use wasmig_plan::graph;
 pub mod history;
+pub mod import;
 pub mod integrity;
 pub mod jail;
 pub mod migrator;

@@ -135,35 +135,12 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
     let id = new_id(request.rev_id, &revisions)?;
     let (parents, depends_on) = placement(&graph, request)?;
     let now = Utc::now();
-    let dir = versions.join(dir_name(
-        &project.config.file_template,
-        &id,
-        request.message,
-        now,
-    ));
-    if dir.exists() {
-        return Err(ConfigError::new(format!("{} already exists", dir.display())).into());
-    }
-    std::fs::create_dir_all(&dir)?;
     let manifest = Manifest {
-        revision: id.clone(),
-        down_revision: OneOrMany::from_vec(parents),
         branch_labels: OneOrMany::from_vec(request.branch_labels.to_vec()),
         depends_on: OneOrMany::from_vec(depends_on),
-        message: request.message.to_owned(),
-        created: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        kind: request.kind,
-        transaction: TransactionMode::PerMigration,
-        component: None,
-        timeout_secs: None,
-        memory_limit_mib: None,
-        max_batches: None,
-        batched_timeout_secs: None,
-        lock_timeout_secs: None,
-        statement_timeout_secs: None,
-        capabilities: None,
+        ..manifest(&id, parents, request.message, request.kind, now)
     };
-    std::fs::write(dir.join(MANIFEST), toml::to_string(&manifest)?)?;
+    let dir = create_dir(project, &manifest, now)?;
     let written = write_sources(project, &dir, &id, request)?;
     let hooks: &[Vec<String>] = match request.kind {
         Kind::Sql => &project.config.hooks.sql,
@@ -176,6 +153,77 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
     for file in &written {
         run_hooks(hooks, file);
     }
+    Ok(dir)
+}
+
+/// A new revision's manifest: `kind`, after `parents`, every optional setting unset.
+pub fn manifest(
+    id: &str,
+    parents: Vec<String>,
+    message: &str,
+    kind: Kind,
+    now: DateTime<Utc>,
+) -> Manifest {
+    Manifest {
+        revision: id.to_owned(),
+        down_revision: OneOrMany::from_vec(parents),
+        branch_labels: None,
+        depends_on: None,
+        message: message.to_owned(),
+        created: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        kind,
+        transaction: TransactionMode::PerMigration,
+        component: None,
+        timeout_secs: None,
+        memory_limit_mib: None,
+        max_batches: None,
+        batched_timeout_secs: None,
+        lock_timeout_secs: None,
+        statement_timeout_secs: None,
+        capabilities: None,
+        imported_from: None,
+    }
+}
+
+/// Creates the directory of a new revision (named by the project's `file_template`) and
+/// writes its manifest; returns the directory.
+///
+/// # Errors
+/// [`ConfigError`] when the directory exists; I/O errors.
+fn create_dir(
+    project: &Project,
+    manifest: &Manifest,
+    now: DateTime<Utc>,
+) -> anyhow::Result<PathBuf> {
+    let dir = project.versions_dir().join(dir_name(
+        &project.config.file_template,
+        &manifest.revision,
+        &manifest.message,
+        now,
+    ));
+    if dir.exists() {
+        return Err(ConfigError::new(format!("{} already exists", dir.display())).into());
+    }
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(MANIFEST), toml::to_string(manifest)?)?;
+    Ok(dir)
+}
+
+/// Writes a SQL revision whose scripts are given (`wasmig import`): byte for byte, so no
+/// post-write hook runs on them. Returns its directory.
+///
+/// # Errors
+/// [`ConfigError`] when the directory exists; I/O errors.
+pub fn write_sql_revision(
+    project: &Project,
+    manifest: &Manifest,
+    up: &str,
+    down: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<PathBuf> {
+    let dir = create_dir(project, manifest, now)?;
+    std::fs::write(dir.join("up.sql"), up)?;
+    std::fs::write(dir.join("down.sql"), down)?;
     Ok(dir)
 }
 

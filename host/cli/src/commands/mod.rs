@@ -8,6 +8,7 @@ mod check;
 mod current;
 mod heads;
 mod history;
+mod import;
 mod init;
 mod migrate;
 mod rehash;
@@ -79,6 +80,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             single_head,
             allow_modified,
         } => check::run(migrator, g, *single_head, *allow_modified).await,
+        Command::Import {
+            from,
+            source,
+            adopt,
+            dry_run,
+        } => import::run(&migrator, g, *from, source, *adopt, *dry_run).await,
         Command::Rehash { revisions } => rehash::run(&migrator, g, revisions).await,
         Command::Resolve { revision, state } => resolve::run(&migrator, g, revision, *state).await,
     }

@@ -24,8 +24,10 @@ use crate::integrity::{self, Verification};
 use crate::revision::{self, RevisionSet};
 use crate::runner::{self, RunOptions, StepReport};
 
+mod adopt;
 mod resolve;
 
+pub use self::adopt::Adoption;
 use self::resolve::resolve;
 
 /// How a [`Migrator`] runs; the defaults are those of the `wasmig` command.
@@ -649,36 +651,16 @@ impl Migrator {
         let graph = set.graph();
         self.locked(async |db: &dyn Database| {
             db.ensure_version_tables().await?;
-            // Moving the heads under a failed mark would make its resolution wrong, and so
-            // would moving them under a batched step part-way through.
-            let failed = db.failed().await?;
-            if !failed.is_empty() {
-                return Err(FailedError(failed).into());
-            }
-            let checkpoints = db.checkpoints().await?;
-            if !checkpoints.is_empty() {
-                return Err(InProgressError(checkpoints).into());
-            }
+            refuse_unfinished(db).await?;
             let heads = db.heads().await?;
             let new = graph.plan_stamp(&heads, targets, purge)?;
             if new != heads {
-                let now = Utc::now();
                 let label = if new.is_empty() {
                     "base".to_owned()
                 } else {
                     new.join(",")
                 };
-                let record = StepRecord {
-                    remove: &heads,
-                    add: &new,
-                    revision: &label,
-                    direction: Event::Stamp,
-                    checksum: "",
-                    started_at: now,
-                    finished_at: now,
-                    error: None,
-                    sqlstate: None,
-                };
+                let record = StepRecord::bookkeeping(Event::Stamp, &label, &heads, &new, "");
                 // Revisions the stamp un-applies lose their stored copy, so a later `down`
                 // without their files never runs what an earlier application stored; that
                 // includes unknown stored heads a --purge drops, and what lies below them.
@@ -704,6 +686,37 @@ impl Migrator {
         .await
     }
 
+    /// Records as applied the imported revisions of `plan` that the tool it came from had
+    /// applied, from that tool's history table, in one transaction under the migration lock
+    /// (see `adopt`). With `dry_run`, reads and checks the same and records nothing (the
+    /// revisions need not be written yet).
+    ///
+    /// # Errors
+    /// [`crate::import::AdoptRefused`] (dirty or failed, a gap, an unknown migration, a
+    /// changed file), [`ConfigError`] (the table cannot be read; wasmig's tables are past
+    /// where the import begins), [`FailedError`] / [`InProgressError`], database and lock
+    /// errors. Nothing is recorded on any error.
+    pub async fn adopt(
+        &self,
+        plan: &crate::import::ImportPlan,
+        dry_run: bool,
+    ) -> anyhow::Result<Adoption> {
+        self.refuse_operator_only("import --adopt")?;
+        let set = if dry_run {
+            None
+        } else {
+            Some(self.revisions()?)
+        };
+        let build_dir = crate::artifact::build_dir(&self.project);
+        self.locked(async |db: &dyn Database| {
+            if !dry_run {
+                db.ensure_version_tables().await?;
+            }
+            adopt::adopt(db, plan, set.as_ref(), &build_dir).await
+        })
+        .await
+    }
+
     /// Clears a revision's failed mark (or a batched step's checkpoint) and, when its step
     /// is to count as done, moves the heads as that step would have (the step's head change
     /// is stored with the mark, as the planner made it).
@@ -718,6 +731,23 @@ impl Migrator {
         self.locked(async |db: &dyn Database| resolve(&self.project, &set, db, target, state).await)
             .await
     }
+}
+
+/// Refuses to move the heads under a failed mark (its resolution would be wrong) or under
+/// a batched step part-way through (`stamp`, `import --adopt`).
+///
+/// # Errors
+/// [`FailedError`], [`InProgressError`], database errors.
+async fn refuse_unfinished(db: &dyn Database) -> anyhow::Result<()> {
+    let failed = db.failed().await?;
+    if !failed.is_empty() {
+        return Err(FailedError(failed).into());
+    }
+    let checkpoints = db.checkpoints().await?;
+    if !checkpoints.is_empty() {
+        return Err(InProgressError(checkpoints).into());
+    }
+    Ok(())
 }
 
 /// The default target: `head` up, `-1` down.

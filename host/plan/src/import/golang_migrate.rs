@@ -1,0 +1,140 @@
+//! golang-migrate's migrations (`source/parse.go`): files directly in the directory matching
+//! `^([0-9]+)_(.*)\.(down|up)\.(.*)$` (others skipped), the version an unsigned integer;
+//! each file runs as one query, with no transaction of golang-migrate's own: PostgreSQL runs
+//! a multi-statement query in one implicit transaction (wasmig's default mode), a single
+//! statement such as `CREATE INDEX CONCURRENTLY` outside one (`transaction = "none"`). The
+//! table holds one row, the current version: `schema_migrations (version BIGINT PRIMARY KEY,
+//! dirty BOOLEAN)`; every migration up to it is applied.
+
+use std::collections::BTreeMap;
+
+use super::{
+    AdoptRefused, Pair, Row, SourceFile, SourceMigration, column, is_true, refuses_transaction,
+};
+use crate::error::ConfigError;
+
+/// golang-migrate's history table.
+pub const TABLE: &str = "schema_migrations";
+/// Reads it.
+pub const QUERY: &str = "SELECT version, dirty FROM schema_migrations";
+
+/// `(version, title, is_up)` of a file name the tool's pattern matches.
+fn parse_name(name: &str) -> Option<(u64, &str, bool)> {
+    let (digits, rest) = name.split_once('_')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // `(.*)` is greedy: the last `.up.` or `.down.` ends the title.
+    let up = rest.rfind(".up.").map(|i| (i, true));
+    let down = rest.rfind(".down.").map(|i| (i, false));
+    let (at, is_up) = up.into_iter().chain(down).max_by_key(|(i, _)| *i)?;
+    Some((digits.parse().ok()?, &rest[..at], is_up))
+}
+
+pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
+    let mut pairs: BTreeMap<u64, Pair<'_>> = BTreeMap::new();
+    for file in files.iter().filter(|f| f.is_top_level()) {
+        let Some((version, title, is_up)) = parse_name(file.name()) else {
+            continue;
+        };
+        let pair = pairs.entry(version).or_default();
+        if !pair.put(file, is_up.then_some(title)) {
+            return Err(ConfigError::new(format!(
+                "golang-migrate: {} duplicates another migration file of version {version}; golang-migrate refuses that too",
+                file.path
+            )));
+        }
+    }
+    pairs
+        .into_iter()
+        .map(|(version, pair)| {
+            let Some((up, title)) = pair.up else {
+                return Err(ConfigError::new(format!(
+                    "golang-migrate: version {version} has a down file but no up file; add one (it may be empty)"
+                )));
+            };
+            let text = up.text()?;
+            Ok(SourceMigration {
+                version: version.to_string(),
+                name: title.to_owned(),
+                source: up.path.clone(),
+                up: text.to_owned(),
+                down: pair.down.map(|d| d.text().map(str::to_owned)).transpose()?,
+                no_transaction: refuses_transaction(text),
+                checksum: None,
+            })
+        })
+        .collect()
+}
+
+/// Every migration up to the recorded version; refuses a dirty one.
+pub(super) fn applied(migrations: &[SourceMigration], rows: &[Row]) -> Result<usize, AdoptRefused> {
+    let Some(row) = rows.first() else {
+        return Ok(0);
+    };
+    if rows.len() > 1 {
+        return Err(AdoptRefused::Unreadable {
+            table: TABLE,
+            what: "golang-migrate keeps one row, this table has several (is it dbmate's?)".into(),
+        });
+    }
+    let version = column(TABLE, row, 0, "version")?;
+    if is_true(column(TABLE, row, 1, "dirty")?) {
+        return Err(AdoptRefused::Dirty {
+            table: TABLE,
+            version: version.to_owned(),
+            state: "dirty",
+        });
+    }
+    // golang-migrate's "no version" is -1 (the row is usually deleted instead).
+    if version == "-1" {
+        return Ok(0);
+    }
+    migrations
+        .iter()
+        .position(|m| m.version == version)
+        .map(|i| i + 1)
+        .ok_or(AdoptRefused::Unknown {
+            table: TABLE,
+            version: version.to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{dir, rows};
+    use super::super::{AdoptRefused, Format};
+
+    #[test]
+    fn up_and_down_files_pair_by_version() {
+        let files = dir(&[
+            ("1_init.up.sql", "CREATE TABLE a ();"),
+            ("1_init.down.sql", "DROP TABLE a;"),
+            ("10_add.up.sql", "CREATE TABLE b ();"),
+            ("9_x.up.sql", "SELECT 9;"),
+            ("notes.txt", ""),
+        ]);
+        let ms = Format::GolangMigrate.parse(&files).unwrap();
+        let versions: Vec<_> = ms.iter().map(|m| m.version.as_str()).collect();
+        assert_eq!(versions, ["1", "9", "10"]);
+        assert_eq!(ms[0].down.as_deref(), Some("DROP TABLE a;"));
+        assert_eq!(ms[1].down, None);
+    }
+
+    #[test]
+    fn the_one_row_names_the_last_applied_version() {
+        let files = dir(&[("1_a.up.sql", ""), ("2_b.up.sql", ""), ("3_c.up.sql", "")]);
+        let ms = Format::GolangMigrate.parse(&files).unwrap();
+        let applied = |r: &[Option<&str>]| Format::GolangMigrate.applied(&ms, &rows(&[r]));
+        assert_eq!(applied(&[Some("2"), Some("false")]), Ok(2));
+        assert!(matches!(
+            applied(&[Some("2"), Some("true")]),
+            Err(AdoptRefused::Dirty { .. })
+        ));
+        assert!(matches!(
+            applied(&[Some("7"), Some("false")]),
+            Err(AdoptRefused::Unknown { .. })
+        ));
+        assert_eq!(Format::GolangMigrate.applied(&ms, &[]), Ok(0));
+    }
+}

@@ -1,0 +1,550 @@
+//! Another migration tool's directory and history table, read as that tool reads them
+//! (`wasmig import --from FORMAT DIR [--adopt]`): which files are migrations, in what order,
+//! what each runs up and down and whether in a transaction, and which of them the tool's
+//! history table says it applied.
+//!
+//! One file per tool owns its rules: [`diesel`], [`sqlx`], [`golang_migrate`], [`dbmate`],
+//! [`goose`], [`flyway`], [`refinery`]. Pure data in both directions: the caller lists the
+//! source directory's files ([`SourceFile`]) and hands over the history table's rows as text
+//! ([`Row`]); nothing here touches a file system or a database.
+//!
+//! Not here: writing revisions (the `wasmig` library's `scaffold`), reading the table and
+//! recording the adoption under the migration lock (its `migrator`).
+
+pub mod dbmate;
+pub mod diesel;
+pub mod flyway;
+pub mod golang_migrate;
+pub mod goose;
+pub mod refinery;
+pub mod sqlx;
+
+use std::collections::HashSet;
+use std::fmt;
+
+use crate::error::ConfigError;
+
+/// A tool whose migrations wasmig imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Diesel: `VERSION_name/up.sql`, `down.sql`, `metadata.toml`.
+    Diesel,
+    /// sqlx: `VERSION_desc.sql`, or `.up.sql` and `.down.sql`.
+    Sqlx,
+    /// golang-migrate: `VERSION_title.up.sql`, `.down.sql`.
+    GolangMigrate,
+    /// dbmate: `VERSION_name.sql` with `-- migrate:up` and `-- migrate:down`.
+    Dbmate,
+    /// goose: `VERSION_name.sql` with `-- +goose Up` and `-- +goose Down`.
+    Goose,
+    /// Flyway: `V<version>__desc.sql`, `U<version>__desc.sql` (undo).
+    Flyway,
+    /// refinery: `V{n}__name.sql`, `U{n}__name.sql`.
+    Refinery,
+}
+
+impl Format {
+    /// Every format, in the order the CLI lists them.
+    pub const ALL: [Format; 7] = [
+        Format::Diesel,
+        Format::Sqlx,
+        Format::GolangMigrate,
+        Format::Dbmate,
+        Format::Goose,
+        Format::Flyway,
+        Format::Refinery,
+    ];
+
+    /// The name on the command line (`--from diesel`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Diesel => "diesel",
+            Format::Sqlx => "sqlx",
+            Format::GolangMigrate => "golang-migrate",
+            Format::Dbmate => "dbmate",
+            Format::Goose => "goose",
+            Format::Flyway => "flyway",
+            Format::Refinery => "refinery",
+        }
+    }
+
+    /// Reads a migration directory's files as this tool does, in the tool's order.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file the tool would refuse too (or that wasmig cannot
+    /// reproduce: a goose Go migration, a Flyway repeatable or placeholder), and what to do.
+    pub fn parse(self, files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
+        let migrations = match self {
+            Format::Diesel => diesel::parse(files)?,
+            Format::Sqlx => sqlx::parse(files)?,
+            Format::GolangMigrate => golang_migrate::parse(files)?,
+            Format::Dbmate => dbmate::parse(files)?,
+            Format::Goose => goose::parse(files)?,
+            Format::Flyway => flyway::parse(files)?,
+            Format::Refinery => refinery::parse(files)?,
+        };
+        let mut seen = HashSet::new();
+        for m in &migrations {
+            if !seen.insert(m.version.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "{}: two migrations have version {} ({}); {} refuses that too: renumber one",
+                    self.name(),
+                    m.version,
+                    m.source,
+                    self.name()
+                )));
+            }
+        }
+        Ok(migrations)
+    }
+
+    /// The tool's history table and the query that reads it (the same text on PostgreSQL
+    /// and SQLite).
+    pub fn history(self) -> History {
+        let (table, query) = match self {
+            Format::Diesel => (diesel::TABLE, diesel::QUERY),
+            Format::Sqlx => (sqlx::TABLE, sqlx::QUERY),
+            Format::GolangMigrate => (golang_migrate::TABLE, golang_migrate::QUERY),
+            Format::Dbmate => (dbmate::TABLE, dbmate::QUERY),
+            Format::Goose => (goose::TABLE, goose::QUERY),
+            Format::Flyway => (flyway::TABLE, flyway::QUERY),
+            Format::Refinery => (refinery::TABLE, refinery::QUERY),
+        };
+        History { table, query }
+    }
+
+    /// How many of `migrations` (the tool's order) its history table says are applied:
+    /// always a leading run of them, or a refusal.
+    ///
+    /// # Errors
+    /// [`AdoptRefused`]: the state is dirty or failed, has a gap, names a migration the
+    /// directory lacks, or a recorded checksum differs from the file's.
+    pub fn applied(
+        self,
+        migrations: &[SourceMigration],
+        rows: &[Row],
+    ) -> Result<usize, AdoptRefused> {
+        let table = self.history().table;
+        let applied = match self {
+            Format::Diesel | Format::Dbmate | Format::Refinery => versions(rows),
+            Format::Sqlx => sqlx::applied(rows)?,
+            Format::GolangMigrate => return golang_migrate::applied(migrations, rows),
+            Format::Goose => goose::applied(rows)?,
+            Format::Flyway => flyway::applied(migrations, rows)?,
+        };
+        leading(table, migrations, &applied)
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown format `{s}`; one of {}", names.join(", "))
+            })
+    }
+}
+
+/// One file of the source directory.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Its path relative to the directory, `/`-separated.
+    pub path: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl SourceFile {
+    /// The file name (the last path component).
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+
+    /// Whether the file sits directly in the directory.
+    pub fn is_top_level(&self) -> bool {
+        !self.path.contains('/')
+    }
+
+    /// Its text.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file when it is not UTF-8.
+    pub fn text(&self) -> Result<&str, ConfigError> {
+        std::str::from_utf8(&self.bytes).map_err(|e| {
+            ConfigError::new(format!(
+                "{} is not UTF-8 ({e}); convert it, as the tool reads it as text",
+                self.path
+            ))
+        })
+    }
+}
+
+/// One migration as the source tool runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMigration {
+    /// Its version as the tool records it in its history table (normalised where the tool
+    /// normalises: Diesel drops dashes, Flyway `_` becomes `.`).
+    pub version: String,
+    /// Its name or description.
+    pub name: String,
+    /// The file or directory it came from, relative to the source directory.
+    pub source: String,
+    /// What runs up, byte for byte what the tool runs.
+    pub up: String,
+    /// What runs down (`None`: the tool has no down migration for it).
+    pub down: Option<String>,
+    /// The tool runs it outside a transaction.
+    pub no_transaction: bool,
+    /// The checksum the tool records for it, to compare with its history table.
+    pub checksum: Option<ToolChecksum>,
+}
+
+/// A checksum as a tool records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChecksum {
+    /// sqlx: SHA-384 of the file, hex (lowercase).
+    Sha384(String),
+    /// Flyway: CRC32 of the file's lines, as a signed 32-bit integer.
+    Crc32(i32),
+}
+
+impl fmt::Display for ToolChecksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolChecksum::Sha384(hex) => write!(f, "SHA-384 {hex}"),
+            ToolChecksum::Crc32(n) => write!(f, "CRC32 {n}"),
+        }
+    }
+}
+
+/// A tool's history table: its name and the query that reads the rows `applied` expects.
+#[derive(Debug, Clone, Copy)]
+pub struct History {
+    /// The table.
+    pub table: &'static str,
+    /// The `SELECT`.
+    pub query: &'static str,
+}
+
+/// One row of a history table, each column as text: integers in decimal, booleans as
+/// `true`/`false` (SQLite's `1`/`0` are accepted), bytes as lowercase hex, NULL as `None`.
+pub type Row = Vec<Option<String>>;
+
+/// Why the old tool's state cannot be adopted. Nothing was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdoptRefused {
+    /// The tool marked a migration dirty or failed: it stopped part-way.
+    #[error(
+        "{table} records migration {version} as {state}: the old tool stopped part-way through it; finish or undo it with that tool (or fix the database and the row by hand), then adopt"
+    )]
+    Dirty {
+        /// The history table.
+        table: &'static str,
+        /// The migration.
+        version: String,
+        /// `dirty` or `failed`.
+        state: &'static str,
+    },
+    /// A later migration is applied and an earlier one is not.
+    #[error(
+        "{table} records migration {applied} as applied but not the earlier {missing}: a linear history cannot hold that gap; apply {missing} with the old tool (or check whether it is needed), then adopt"
+    )]
+    Gap {
+        /// The history table.
+        table: &'static str,
+        /// The earlier migration not applied.
+        missing: String,
+        /// The later migration applied.
+        applied: String,
+    },
+    /// The table records a migration the directory lacks.
+    #[error(
+        "{table} records migration {version} as applied, but the source directory has no such migration: import from the directory the database was migrated from"
+    )]
+    Unknown {
+        /// The history table.
+        table: &'static str,
+        /// The migration.
+        version: String,
+    },
+    /// A migration's file changed since the tool applied it.
+    #[error(
+        "{table} records checksum {recorded} for migration {version}, but {file} now has {current}: the file changed since the old tool applied it; restore the file as it was applied, then adopt"
+    )]
+    Checksum {
+        /// The history table.
+        table: &'static str,
+        /// The migration.
+        version: String,
+        /// Its file.
+        file: String,
+        /// What the table records.
+        recorded: String,
+        /// What the file hashes to.
+        current: String,
+    },
+    /// A row the tool wrote that wasmig cannot read as that tool.
+    #[error("{table}: {what}")]
+    Unreadable {
+        /// The history table.
+        table: &'static str,
+        /// What is wrong with it.
+        what: String,
+    },
+}
+
+/// One applied migration named by a history table, with what it records of its checksum.
+#[derive(Debug, Clone)]
+pub(crate) struct AppliedRow {
+    pub(crate) version: String,
+    pub(crate) checksum: Option<ToolChecksum>,
+}
+
+impl AppliedRow {
+    pub(crate) fn version(version: String) -> Self {
+        AppliedRow {
+            version,
+            checksum: None,
+        }
+    }
+}
+
+/// The first column of each row: the applied versions of a table that lists them.
+pub(crate) fn versions(rows: &[Row]) -> Vec<AppliedRow> {
+    rows.iter()
+        .filter_map(|r| r.first().cloned().flatten())
+        .map(AppliedRow::version)
+        .collect()
+}
+
+/// The up and down files of one version, for tools that keep them apart.
+#[derive(Default)]
+pub(crate) struct Pair<'a> {
+    /// The up file and the name its file name gives.
+    pub(crate) up: Option<(&'a SourceFile, &'a str)>,
+    /// The down file.
+    pub(crate) down: Option<&'a SourceFile>,
+}
+
+impl<'a> Pair<'a> {
+    /// Takes `file` as the up file (named `name`) or, for `None`, the down file; `false`
+    /// when the pair already had one.
+    pub(crate) fn put(&mut self, file: &'a SourceFile, up_name: Option<&'a str>) -> bool {
+        match up_name {
+            Some(name) => self.up.replace((file, name)).is_none(),
+            None => self.down.replace(file).is_none(),
+        }
+    }
+}
+
+/// The applied migrations as a leading run of `migrations`: refuses one the directory lacks,
+/// a gap, and a checksum that differs from the file's.
+fn leading(
+    table: &'static str,
+    migrations: &[SourceMigration],
+    applied: &[AppliedRow],
+) -> Result<usize, AdoptRefused> {
+    let mut count = 0;
+    for row in applied {
+        let Some(index) = migrations.iter().position(|m| m.version == row.version) else {
+            return Err(AdoptRefused::Unknown {
+                table,
+                version: row.version.clone(),
+            });
+        };
+        let m = &migrations[index];
+        if let (Some(recorded), Some(current)) = (&row.checksum, &m.checksum)
+            && recorded != current
+        {
+            return Err(AdoptRefused::Checksum {
+                table,
+                version: m.version.clone(),
+                file: m.source.clone(),
+                recorded: recorded.to_string(),
+                current: current.to_string(),
+            });
+        }
+        count = count.max(index + 1);
+    }
+    if applied.len() != count {
+        let missing = migrations[..count]
+            .iter()
+            .find(|m| !applied.iter().any(|a| a.version == m.version))
+            .expect("fewer applied rows than the leading run has a missing one");
+        return Err(AdoptRefused::Gap {
+            table,
+            missing: missing.version.clone(),
+            applied: migrations[count - 1].version.clone(),
+        });
+    }
+    Ok(count)
+}
+
+/// A column of a history row as text, or a refusal naming the table.
+pub(crate) fn column<'a>(
+    table: &'static str,
+    row: &'a Row,
+    index: usize,
+    name: &str,
+) -> Result<&'a str, AdoptRefused> {
+    row.get(index)
+        .and_then(|c| c.as_deref())
+        .ok_or_else(|| AdoptRefused::Unreadable {
+            table,
+            what: format!("a row has no {name}"),
+        })
+}
+
+/// A boolean column (`true`/`t`/`1`).
+pub(crate) fn is_true(text: &str) -> bool {
+    matches!(text, "true" | "t" | "1")
+}
+
+/// Whether a script holds a statement PostgreSQL refuses inside a transaction block, as far
+/// as a keyword scan of its statements tells (`CREATE INDEX CONCURRENTLY`, `VACUUM`, ...).
+/// Flyway's PostgreSQL parser runs such a migration outside a transaction; golang-migrate
+/// sends a file as one query, which PostgreSQL runs outside a transaction when it is one
+/// statement. (A `;` inside a string or a body splits wrongly here; such statements are
+/// not these.)
+pub(crate) fn refuses_transaction(sql: &str) -> bool {
+    let code: String = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(" ");
+    code.split(';').any(|statement| {
+        let words: Vec<String> = statement
+            .split_whitespace()
+            .take(5)
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        matches!(
+            w.as_slice(),
+            ["CREATE", "INDEX", "CONCURRENTLY", ..]
+                | ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY", ..]
+                | ["DROP", "INDEX", "CONCURRENTLY", ..]
+                | ["VACUUM", ..]
+                | ["ALTER", "SYSTEM", ..]
+                | ["CREATE" | "DROP", "DATABASE" | "TABLESPACE", ..]
+        ) || (w.first() == Some(&"REINDEX")
+            && statement.to_ascii_uppercase().contains("CONCURRENTLY"))
+    })
+}
+
+/// `text` without a leading UTF-8 byte-order mark.
+pub(crate) fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A source directory from `(path, text)` pairs.
+    pub(crate) fn dir(files: &[(&str, &str)]) -> Vec<SourceFile> {
+        files
+            .iter()
+            .map(|(path, text)| SourceFile {
+                path: (*path).to_owned(),
+                bytes: text.as_bytes().to_vec(),
+            })
+            .collect()
+    }
+
+    /// Rows from text cells.
+    pub(crate) fn rows(rows: &[&[Option<&str>]]) -> Vec<Row> {
+        rows.iter()
+            .map(|r| r.iter().map(|c| c.map(str::to_owned)).collect())
+            .collect()
+    }
+
+    fn migration(version: &str) -> SourceMigration {
+        SourceMigration {
+            version: version.into(),
+            name: String::new(),
+            source: format!("{version}.sql"),
+            up: String::new(),
+            down: None,
+            no_transaction: false,
+            checksum: None,
+        }
+    }
+
+    #[test]
+    fn applied_migrations_must_be_a_leading_run_of_known_ones() {
+        let all: Vec<_> = ["1", "2", "3"].into_iter().map(migration).collect();
+        let rows = |v: &[&str]| -> Vec<AppliedRow> {
+            v.iter().map(|s| AppliedRow::version((*s).into())).collect()
+        };
+        assert_eq!(leading("t", &all, &rows(&[])), Ok(0));
+        assert_eq!(leading("t", &all, &rows(&["2", "1"])), Ok(2));
+        assert_eq!(
+            leading("t", &all, &rows(&["1", "3"])),
+            Err(AdoptRefused::Gap {
+                table: "t",
+                missing: "2".into(),
+                applied: "3".into()
+            })
+        );
+        assert_eq!(
+            leading("t", &all, &rows(&["1", "9"])),
+            Err(AdoptRefused::Unknown {
+                table: "t",
+                version: "9".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_recorded_checksum_must_match_the_file() {
+        let mut m = migration("1");
+        m.checksum = Some(ToolChecksum::Crc32(5));
+        let row = AppliedRow {
+            version: "1".into(),
+            checksum: Some(ToolChecksum::Crc32(6)),
+        };
+        let err = leading("flyway_schema_history", &[m], &[row]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("records checksum CRC32 6 for migration 1, but 1.sql now has CRC32 5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn statements_postgresql_runs_only_outside_a_transaction_are_recognised() {
+        assert!(refuses_transaction(
+            "-- an index\ncreate  unique index\n concurrently i on t (x);"
+        ));
+        assert!(refuses_transaction("SELECT 1; VACUUM t;"));
+        assert!(!refuses_transaction(
+            "CREATE INDEX i ON t (x); -- not CONCURRENTLY"
+        ));
+        assert!(!refuses_transaction("SELECT 'VACUUM';"));
+    }
+
+    #[test]
+    fn formats_are_named_as_on_the_command_line() {
+        for f in Format::ALL {
+            assert_eq!(f.name().parse::<Format>(), Ok(f));
+        }
+        assert!(
+            "liquibase"
+                .parse::<Format>()
+                .unwrap_err()
+                .contains("golang-migrate")
+        );
+    }
+}
