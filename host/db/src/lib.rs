@@ -353,6 +353,13 @@ pub trait GuestSql: Send {
     /// every session a migration's SQL runs in.
     fn set_policy(&mut self, policy: Policy);
 
+    /// After a call failed, brings the connection back in step with the server before the
+    /// next call: what is left of the failed call's response is read and dropped here, so
+    /// that nothing in it (on PostgreSQL, the error the relay put in place of a message over
+    /// its limit, when the driver had already given up on that response) is taken for the
+    /// next call's answer. Best effort: a connection that cannot settle fails its next call.
+    async fn settle(&mut self) {}
+
     /// Runs one statement; returns rows affected.
     async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64>;
 

@@ -305,6 +305,17 @@ impl GuestSql for PgSession {
         self.canceller.clone()
     }
 
+    async fn settle(&mut self) {
+        // A Sync, then everything up to its ReadyForQuery: what the failed call left (its
+        // own ReadyForQuery, and an error the relay sent after sqlx stopped reading, which
+        // fails the first attempt) is read with it.
+        for _ in 0..2 {
+            if self.conn().ping().await.is_ok() {
+                return;
+            }
+        }
+    }
+
     fn set_policy(&mut self, policy: Policy) {
         // With a role set, statements that leave it are refused in every mode.
         self.policy = policy.with_role(self.role.as_deref());

@@ -440,7 +440,14 @@ macro_rules! db_call {
         let canceller = Arc::clone(&$state.canceller);
         let deadline = $state.deadline;
         let $session = $state.session();
-        let result = against_deadline($call, deadline, &*canceller).await;
+        let call = async {
+            let result = $call.await;
+            if result.is_err() {
+                $session.settle().await;
+            }
+            result
+        };
+        let result = against_deadline(call, deadline, &*canceller).await;
         // The server's word on the transaction, after every call: a statement that ended
         // it stops the guest here, before what it runs next commits on its own.
         if result.is_ok() && $state.session().transaction_ended() {

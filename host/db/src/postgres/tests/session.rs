@@ -379,6 +379,35 @@ async fn a_row_longer_than_the_relay_passes_is_an_error_and_the_transaction_goes
 }
 
 #[tokio::test]
+async fn a_response_given_up_on_early_leaves_nothing_for_the_next_call() {
+    // sqlx stops reading a response at the first thing it cannot use (a `COPY ... TO
+    // STDOUT`, allowed in every mode, through `execute`), and wasmig at the result budget;
+    // a message over the relay's limit later in that response becomes an error sqlx reads
+    // only at its next call. `settle`, which the sandbox calls after every failed call,
+    // reads it there, so the next call gets its own answer.
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    let over = crate::MAX_RESULT_BYTES + 1;
+    for sql in [
+        format!("COPY (SELECT repeat('x', {over})) TO STDOUT"),
+        "COPY (SELECT 1) TO STDOUT".to_owned(),
+        format!(
+            "SELECT repeat('x', CASE WHEN g < 3 THEN 40000000 ELSE {over} END) \
+             FROM generate_series(1, 3) g"
+        ),
+    ] {
+        s.savepoint("a").await.unwrap();
+        let err = s.query(&sql, &[]).await.unwrap_err();
+        assert!(!err.message.is_empty(), "{sql}");
+        s.settle().await;
+        s.rollback_to_savepoint("a").await.unwrap();
+        let rows = s.query("SELECT 1", &[]).await.unwrap();
+        assert_eq!(rows.rows.len(), 1, "{sql}");
+        assert!(!s.transaction_ended(), "{sql}");
+    }
+}
+
+#[tokio::test]
 async fn an_error_or_notice_of_hundreds_of_megabytes_arrives_cut() {
     let t = TestDb::new().await;
     let mut s = t.session().await;
