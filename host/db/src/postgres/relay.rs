@@ -155,8 +155,15 @@ impl Relay {
 
 async fn accept_loop(listener: UnixListener, upstream: Upstream, wires: Wires) {
     loop {
-        let Ok((client, _)) = listener.accept().await else {
-            continue;
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
+            Err(e) => {
+                // Out of file descriptors, say: the connect that waits fails in sqlx;
+                // retrying at once would only spin.
+                tracing::warn!("wasmig's relay could not accept a connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
         // Only this process: anyone else on the machine could reach the server as wasmig.
         let ours = client
