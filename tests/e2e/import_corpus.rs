@@ -1,0 +1,215 @@
+//! `wasmig import` on real public projects' migrations (issue 22): hundreds of Diesel
+//! migrations each, written by others, applied by wasmig and by Diesel's own procedure on
+//! PostgreSQL, schemas compared. It owns that comparison and a Diesel runner for it; the
+//! import and adoption themselves are tested on small fixtures in `import.rs`.
+//!
+//! The migrations are third-party code and are not in this repository: the test runs only
+//! when `WASMIG_IMPORT_CORPUS` names a directory holding them, and otherwise prints that it
+//! did not run. Fetch them: the `migrations/` directory of each project at the commit
+//! named in `CORPUS` below, exported with `git archive` into the corpus directory:
+//!
+//! ```sh
+//! C=/var/tmp/wasmig-corpus
+//! fetch() { # directory, repository, commit
+//!     git init -q "/tmp/$1" && git -C "/tmp/$1" fetch -q --depth 1 "$2" "$3" &&
+//!     mkdir -p "$C/$1" && git -C "/tmp/$1" archive "$3" migrations | tar -x -C "$C/$1"
+//! }
+//! fetch crates.io https://github.com/rust-lang/crates.io 57fa000662f511321daa61e6769f190ea0e80771
+//! fetch lemmy https://github.com/LemmyNet/lemmy e9d49b7b49f4751b924263fdebfc1af2a387eda9
+//! WASMIG_IMPORT_CORPUS=$C cargo test -p wasmig-cli --test e2e -- import_corpus
+//! ```
+//!
+//! For each project: the directory is imported into a fresh project and `wasmig up` applies
+//! it to a fresh database; a second database gets the same files the way Diesel's
+//! migration harness runs them (below); a third gets the first half that way, so that
+//! `__diesel_schema_migrations` is what Diesel leaves half-way, then `import --adopt` and
+//! `wasmig up`. The three schemas (read from the catalogs) and every table's row count must
+//! be equal. Diesel itself is not run: `diesel_cli` needs libpq and is not installed here.
+
+use std::path::{Path, PathBuf};
+
+use sqlx::{Connection, Executor};
+
+use crate::import::{TOOL_TABLES, schema};
+use crate::support::{Backend, TestDb, TestProject};
+
+/// A project whose migrations the test imports: its directory under the corpus, where it
+/// comes from, and the commit it was taken at.
+struct Corpus {
+    dir: &'static str,
+    repository: &'static str,
+    commit: &'static str,
+}
+
+const CORPUS: [Corpus; 2] = [
+    Corpus {
+        dir: "crates.io/migrations",
+        repository: "https://github.com/rust-lang/crates.io",
+        commit: "57fa000662f511321daa61e6769f190ea0e80771",
+    },
+    // Lemmy 0.19.20: its later migrations need PostgreSQL 16.
+    Corpus {
+        dir: "lemmy/migrations",
+        repository: "https://github.com/LemmyNet/lemmy",
+        commit: "e9d49b7b49f4751b924263fdebfc1af2a387eda9",
+    },
+];
+
+/// One Diesel migration as Diesel's harness (`diesel_migrations` 2.x, `FileBasedMigrations`
+/// and `HarnessWithOutput::run_pending_migrations`) sees it. Written here from Diesel's
+/// behaviour, not from wasmig's importer, so that the two are checked against each other.
+struct DieselMigration {
+    version: String,
+    up: PathBuf,
+    in_transaction: bool,
+}
+
+/// Every directory with an `up.sql` (its version: its name up to the first `_`, dashes
+/// removed), in version order compared as strings.
+fn diesel_migrations(dir: &Path) -> Vec<DieselMigration> {
+    let mut migrations: Vec<DieselMigration> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("up.sql").is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let version = name.split('_').next().unwrap().replace('-', "");
+            // `metadata.toml` with `run_in_transaction = false`; Diesel reads anything else
+            // (an unparsable file included) as the default, true.
+            let in_transaction = std::fs::read_to_string(p.join("metadata.toml"))
+                .map(|t| {
+                    !t.lines()
+                        .any(|l| l.replace(' ', "").trim() == "run_in_transaction=false")
+                })
+                .unwrap_or(true);
+            DieselMigration {
+                version,
+                up: p.join("up.sql"),
+                in_transaction,
+            }
+        })
+        .collect();
+    migrations.sort_by(|a, b| a.version.cmp(&b.version));
+    migrations
+}
+
+/// What Diesel does: creates its table, then per migration sends `up.sql` as one
+/// simple-protocol script (`batch_execute`) and records the version, both in one transaction
+/// unless the migration says otherwise.
+async fn diesel_run(db: &TestDb, migrations: &[DieselMigration]) {
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
+             version VARCHAR(50) PRIMARY KEY NOT NULL,
+             run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+    )
+    .await
+    .unwrap();
+    for m in migrations {
+        let up = sqlx::AssertSqlSafe(std::fs::read_to_string(&m.up).unwrap());
+        let record = sqlx::query("INSERT INTO __diesel_schema_migrations (version) VALUES ($1)")
+            .bind(&m.version);
+        let applied = if m.in_transaction {
+            let mut tx = conn.begin().await.unwrap();
+            let applied = sqlx::raw_sql(up).execute(&mut *tx).await;
+            if applied.is_ok() {
+                record.execute(&mut *tx).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            applied
+        } else {
+            let applied = sqlx::raw_sql(up).execute(&mut conn).await;
+            if applied.is_ok() {
+                record.execute(&mut conn).await.unwrap();
+            }
+            applied
+        };
+        if let Err(e) = applied {
+            panic!("diesel's way, {}: {e}", m.up.display());
+        }
+    }
+}
+
+/// Every table's row count in the public schema (the migrations also insert data), but the
+/// tools' and wasmig's own tables.
+async fn rows(db: &TestDb) -> Vec<String> {
+    db.strings(&format!(
+        "SELECT tablename || ' ' || (xpath('/row/n/text()',
+             query_to_xml(format('SELECT count(*) AS n FROM public.%I', tablename), false, true, '')))[1]::text
+         FROM pg_tables WHERE schemaname = 'public' AND tablename NOT IN ({TOOL_TABLES})
+             AND tablename NOT LIKE 'wasmig%'
+         ORDER BY 1"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn real_diesel_projects_import_apply_and_adopt_as_diesel_would() {
+    let Some(root) = std::env::var_os("WASMIG_IMPORT_CORPUS") else {
+        println!(
+            "import_corpus: did not run: WASMIG_IMPORT_CORPUS is not set (see tests/e2e/import_corpus.rs)"
+        );
+        return;
+    };
+    let root = PathBuf::from(root);
+    for corpus in &CORPUS {
+        let source = root.join(corpus.dir);
+        assert!(
+            source.is_dir(),
+            "WASMIG_IMPORT_CORPUS is set but has no {}: export it from {} at {} (see tests/e2e/import_corpus.rs)",
+            corpus.dir,
+            corpus.repository,
+            corpus.commit
+        );
+        let source = source.to_str().unwrap();
+        let migrations = diesel_migrations(Path::new(source));
+        assert!(migrations.len() > 200, "{source}: {}", migrations.len());
+        let last = &migrations.last().unwrap().version;
+
+        let project = TestProject::new();
+        let fresh = TestDb::new(Backend::Postgres, &project).await;
+        project
+            .run(&fresh, &["import", "--from", "diesel", source])
+            .success();
+        project.run(&fresh, &["up"]).success();
+        assert_eq!(fresh.heads().await, [last.as_str()], "{source}");
+        let expected = schema(&fresh).await;
+        let expected_rows = rows(&fresh).await;
+
+        let by_diesel = TestDb::new(Backend::Postgres, &project).await;
+        diesel_run(&by_diesel, &migrations).await;
+        assert_eq!(expected, schema(&by_diesel).await, "{source}");
+        assert_eq!(expected_rows, rows(&by_diesel).await, "{source}");
+
+        // Diesel applied the first half; wasmig takes over from there.
+        let half = migrations.len() / 2;
+        let adopted = TestDb::new(Backend::Postgres, &project).await;
+        diesel_run(&adopted, &migrations[..half]).await;
+        project
+            .run(&adopted, &["import", "--from", "diesel", source, "--adopt"])
+            .success();
+        assert_eq!(
+            adopted.heads().await,
+            [migrations[half - 1].version.as_str()],
+            "{source}"
+        );
+        project.run(&adopted, &["up"]).success();
+        assert_eq!(adopted.heads().await, [last.as_str()], "{source}");
+        let upgrades = adopted
+            .count("SELECT count(*) FROM wasmig_history WHERE direction = 'upgrade'")
+            .await;
+        assert_eq!(upgrades, (migrations.len() - half) as i64, "{source}");
+        assert_eq!(expected, schema(&adopted).await, "{source}");
+        assert_eq!(expected_rows, rows(&adopted).await, "{source}");
+
+        println!(
+            "import_corpus: {source}: {} migrations; schemas ({} catalog lines) and row counts of {} tables equal",
+            migrations.len(),
+            expected.lines().count(),
+            expected_rows.len()
+        );
+        for db in [fresh, by_diesel, adopted] {
+            db.drop_db().await;
+        }
+    }
+}
