@@ -1,7 +1,8 @@
 //! `wasmig import` on real public projects' migrations (issue 22): hundreds of Diesel
-//! migrations each, written by others, applied by wasmig and by Diesel's own procedure on
-//! PostgreSQL, schemas compared. It owns that comparison and a Diesel runner for it; the
-//! import and adoption themselves are tested on small fixtures in `import.rs`.
+//! migrations each, written by others, applied by wasmig and by Diesel (its CLI, or its
+//! procedure reproduced) on PostgreSQL, schemas compared. It owns that comparison and a
+//! Diesel runner for it; the import and adoption themselves are tested on small fixtures in
+//! `import.rs`.
 //!
 //! The migrations are third-party code and are not in this repository: the test runs only
 //! when `WASMIG_IMPORT_CORPUS` names a directory holding them, and otherwise prints that it
@@ -20,11 +21,16 @@
 //! ```
 //!
 //! For each project: the directory is imported into a fresh project and `wasmig up` applies
-//! it to a fresh database; a second database gets the same files the way Diesel's
-//! migration harness runs them (below); a third gets the first half that way, so that
-//! `__diesel_schema_migrations` is what Diesel leaves half-way, then `import --adopt` and
-//! `wasmig up`. The three schemas (read from the catalogs) and every table's row count must
-//! be equal. Diesel itself is not run: `diesel_cli` needs libpq and is not installed here.
+//! it to a fresh database; a second database gets the same files from Diesel: its CLI when
+//! `DIESEL` names it (`cargo install diesel_cli --no-default-features --features postgres`,
+//! which needs libpq), otherwise Diesel's procedure reproduced below; a third gets the first
+//! half that way, so that `__diesel_schema_migrations` is what Diesel leaves half-way, then
+//! `import --adopt` and `wasmig up`. The three schemas (read from the catalogs) and every
+//! table's row count must be equal.
+//!
+//! ```sh
+//! DIESEL=~/.cargo/bin/diesel WASMIG_IMPORT_CORPUS=$C cargo test -p wasmig-cli --test e2e -- import_corpus
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -60,7 +66,8 @@ const CORPUS: [Corpus; 2] = [
 /// behaviour, not from wasmig's importer, so that the two are checked against each other.
 struct DieselMigration {
     version: String,
-    up: PathBuf,
+    /// Its directory.
+    dir: PathBuf,
     in_transaction: bool,
 }
 
@@ -84,7 +91,7 @@ fn diesel_migrations(dir: &Path) -> Vec<DieselMigration> {
                 .unwrap_or(true);
             DieselMigration {
                 version,
-                up: p.join("up.sql"),
+                dir: p,
                 in_transaction,
             }
         })
@@ -106,7 +113,7 @@ async fn diesel_run(db: &TestDb, migrations: &[DieselMigration]) {
     .await
     .unwrap();
     for m in migrations {
-        let up = sqlx::AssertSqlSafe(std::fs::read_to_string(&m.up).unwrap());
+        let up = sqlx::AssertSqlSafe(std::fs::read_to_string(m.dir.join("up.sql")).unwrap());
         let record = sqlx::query("INSERT INTO __diesel_schema_migrations (version) VALUES ($1)")
             .bind(&m.version);
         let applied = if m.in_transaction {
@@ -125,9 +132,56 @@ async fn diesel_run(db: &TestDb, migrations: &[DieselMigration]) {
             applied
         };
         if let Err(e) = applied {
-            panic!("diesel's way, {}: {e}", m.up.display());
+            panic!("diesel's way, {}: {e}", m.dir.display());
         }
     }
+}
+
+/// Diesel's CLI (`DIESEL`, e.g. after `cargo install diesel_cli --no-default-features
+/// --features postgres`) runs `migrations` (copied into `scratch` unless they are the whole
+/// directory `source`) on `db`; without `DIESEL`, `diesel_run` does what it would. Returns
+/// which of the two ran.
+async fn by_diesel_way(
+    db: &TestDb,
+    source: &Path,
+    migrations: &[DieselMigration],
+    scratch: &Path,
+) -> &'static str {
+    let Some(diesel) = std::env::var_os("DIESEL") else {
+        diesel_run(db, migrations).await;
+        return "its procedure, reproduced (set DIESEL to run diesel_cli)";
+    };
+    let all = diesel_migrations(source).len() == migrations.len();
+    let dir = if all {
+        source.to_owned()
+    } else {
+        std::fs::create_dir_all(scratch).unwrap();
+        for m in migrations {
+            let to = scratch.join(m.dir.file_name().unwrap());
+            std::fs::create_dir_all(&to).unwrap();
+            for file in std::fs::read_dir(&m.dir).unwrap() {
+                let file = file.unwrap().path();
+                std::fs::copy(&file, to.join(file.file_name().unwrap())).unwrap();
+            }
+        }
+        scratch.to_owned()
+    };
+    // From a directory without a diesel.toml or Cargo.toml above it, so that Diesel has no
+    // schema file to print.
+    let cwd = std::env::temp_dir();
+    let out = std::process::Command::new(diesel)
+        .current_dir(cwd)
+        .args(["migration", "run", "--migration-dir"])
+        .arg(&dir)
+        .args(["--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "diesel migration run: {out:?}");
+    let recorded = db
+        .count("SELECT count(*) FROM __diesel_schema_migrations")
+        .await;
+    assert_eq!(recorded, migrations.len() as i64, "{}", dir.display());
+    "diesel_cli"
 }
 
 /// Every table's row count in the public schema (the migrations also insert data), but the
@@ -198,7 +252,8 @@ async fn real_diesel_projects_import_apply_and_adopt_as_diesel_would() {
         let expected_rows = rows(&fresh).await;
 
         let by_diesel = TestDb::new(Backend::Postgres, &project).await;
-        diesel_run(&by_diesel, &migrations).await;
+        let scratch = project.dir.join("diesel-half");
+        let diesel = by_diesel_way(&by_diesel, Path::new(source), &migrations, &scratch).await;
         let what = "the schema Diesel's way";
         assert_same(source, what, &expected, &schema(&by_diesel).await);
         let what = "the row counts Diesel's way";
@@ -207,7 +262,7 @@ async fn real_diesel_projects_import_apply_and_adopt_as_diesel_would() {
         // Diesel applied the first half; wasmig takes over from there.
         let half = migrations.len() / 2;
         let adopted = TestDb::new(Backend::Postgres, &project).await;
-        diesel_run(&adopted, &migrations[..half]).await;
+        by_diesel_way(&adopted, Path::new(source), &migrations[..half], &scratch).await;
         project
             .run(&adopted, &["import", "--from", "diesel", source, "--adopt"])
             .success();
@@ -228,7 +283,7 @@ async fn real_diesel_projects_import_apply_and_adopt_as_diesel_would() {
         assert_same(source, what, &expected_rows, &rows(&adopted).await);
 
         println!(
-            "import_corpus: {source}: {} migrations; schemas ({} catalog lines) and row counts of {} tables equal",
+            "import_corpus: {source}: {} migrations; schemas ({} catalog lines) and row counts of {} tables equal; Diesel's side: {diesel}",
             migrations.len(),
             expected.lines().count(),
             expected_rows.lines().count()
