@@ -31,7 +31,7 @@ const VIEW: &str = "CREATE VIEW titled AS SELECT id, title FROM posts WHERE titl
 const VIEW_DOWN: &str = "DROP VIEW titled;\nDROP FUNCTION title_of(bigint);\n";
 
 /// The tables the tools keep their history in, left out of the schema compared.
-const TOOL_TABLES: &str = "'__diesel_schema_migrations', '_sqlx_migrations', 'schema_migrations', 'goose_db_version', 'flyway_schema_history', 'refinery_schema_history'";
+pub(crate) const TOOL_TABLES: &str = "'__diesel_schema_migrations', '_sqlx_migrations', 'schema_migrations', 'goose_db_version', 'flyway_schema_history', 'refinery_schema_history'";
 
 /// One tool's fixture and what it looks like after the tool applied the first two.
 struct Case {
@@ -56,14 +56,16 @@ fn files(pairs: &[(&str, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Columns, indexes, constraints, functions and views of the public schema, but the tools'
-/// and wasmig's own tables.
-async fn schema(db: &TestDb) -> String {
+/// Columns (with their defaults), indexes, constraints, functions, views, triggers and enum
+/// types of the public schema, but the tools' and wasmig's own tables. Also compares the
+/// real projects' schemas (`import_corpus.rs`).
+pub(crate) async fn schema(db: &TestDb) -> String {
     let not_ours = format!("NOT IN ({TOOL_TABLES}) AND {{col}} NOT LIKE 'wasmig%'");
     let filter = |col: &str| not_ours.replace("{col}", col);
     let queries = [
         format!(
             "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
+                 || coalesce(' default ' || column_default, '')
              FROM information_schema.columns WHERE table_schema = 'public' AND table_name {}
              ORDER BY 1",
             filter("table_name")
@@ -80,6 +82,13 @@ async fn schema(db: &TestDb) -> String {
         ),
         "SELECT pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1".to_owned(),
         "SELECT viewname || ': ' || definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1".to_owned(),
+        "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+         WHERE NOT t.tgisinternal AND c.relnamespace = 'public'::regnamespace ORDER BY 1"
+            .to_owned(),
+        "SELECT t.typname || ': ' || string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder)
+         FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
+         WHERE t.typnamespace = 'public'::regnamespace GROUP BY t.typname ORDER BY 1"
+            .to_owned(),
     ];
     let mut out = String::new();
     for q in queries {

@@ -13,6 +13,7 @@ mod graph;
 mod guests;
 mod hostile;
 mod import;
+mod import_corpus;
 mod integrity;
 mod languages;
 mod lock;
