@@ -142,7 +142,7 @@ impl std::fmt::Display for Failure {
             Failure::Sql(e) | Failure::Refused(e) => write!(f, "SQL error: {}", e.describe()),
             Failure::Deadline(d) => write!(
                 f,
-                "the migration ran past its time limit of {}; if it needs longer, raise `timeout_secs` in its migration.toml or `sandbox.timeout_secs` in wasmig.toml",
+                "the migration ran past its time limit of {}; if it needs longer, raise `timeout_secs` in its migration.toml or `sandbox.timeout_secs` in wasmig.toml (within the operator's ceiling: `WASMIG_MAX_TIMEOUT_SECS`, or untrusted mode's default limit)",
                 humantime(*d)
             ),
             Failure::CommitUnknown(d) => write!(
@@ -152,7 +152,7 @@ impl std::fmt::Display for Failure {
             ),
             Failure::Memory { limit } => write!(
                 f,
-                "the migration tried to use more than its memory limit of {} MiB; if it needs more, raise `memory_limit_mib` in its migration.toml or `sandbox.memory_limit_mib` in wasmig.toml",
+                "the migration tried to use more than its memory limit of {} MiB; if it needs more, raise `memory_limit_mib` in its migration.toml or `sandbox.memory_limit_mib` in wasmig.toml (within the operator's ceiling: `WASMIG_MAX_MEMORY_MIB`, or untrusted mode's default limit)",
                 limit / (1024 * 1024)
             ),
             Failure::TransactionEnded { .. } => write!(
@@ -172,7 +172,7 @@ impl std::fmt::Display for Failure {
             Failure::Host(e) => write!(f, "{e:#}"),
             Failure::BatchLimit { batches, limit } => write!(
                 f,
-                "this run reached {limit} after committing {batches} batch(es); they stay committed with their checkpoint, and the next run resumes after them (raise the limit in the manifest or wasmig.toml if the step needs longer)"
+                "this run reached {limit} after committing {batches} batch(es); they stay committed with their checkpoint, and the next run resumes after them (raise the limit in the manifest or wasmig.toml if the step needs longer, within the operator's ceiling: `WASMIG_MAX_BATCHES` or `WASMIG_MAX_BATCHED_TIMEOUT_SECS`, or untrusted mode's default)"
             ),
             Failure::Batch {
                 revision,
