@@ -17,6 +17,22 @@ use super::bookkeeping::lit;
 use crate::DbError;
 use crate::lock::{Attempt, LockGuard, PG_LOCK_KEY};
 
+/// The `FROM … WHERE` of a query for the sessions granted the advisory lock on the bigint
+/// key `$1` in this database, as `l` (pg_locks) and `a` (pg_stat_activity). A bigint key
+/// shows in pg_locks as classid = its high 32 bits, objid = its low 32 bits, objsubid = 1.
+/// Every name is qualified. A macro, so the queries stay `&'static str`.
+macro_rules! holders_of_key {
+    () => {
+        "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
+         WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
+           AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+           AND l.classid OPERATOR(pg_catalog.=) (($1 OPERATOR(pg_catalog.>>) 32) OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
+           AND l.objid OPERATOR(pg_catalog.=) ($1 OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
+           AND l.objsubid OPERATOR(pg_catalog.=) 1"
+    };
+}
+pub(super) use holders_of_key;
+
 /// `SELECT function(key)` for an advisory-lock function and wasmig's pinned key, as a
 /// simple query (one round trip).
 pub(super) fn advisory(function: &str) -> String {
@@ -57,21 +73,14 @@ impl Attempt for PgLockAttempt {
     }
 
     async fn holder(&mut self) -> String {
-        // A bigint advisory key shows in pg_locks as classid = its high 32 bits,
-        // objid = its low 32 bits, objsubid = 1.
         let row: Result<Option<(i32, Option<String>, Option<String>, Option<String>)>, _> =
-            sqlx::query_as(
+            sqlx::query_as(concat!(
                 "SELECT a.pid, a.application_name,
                         pg_catalog.to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'),
-                        pg_catalog.to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS TZ')
-                 FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
-                 WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
-                   AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
-                   AND l.classid OPERATOR(pg_catalog.=) (($1 OPERATOR(pg_catalog.>>) 32) OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
-                   AND l.objid OPERATOR(pg_catalog.=) ($1 OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
-                   AND l.objsubid OPERATOR(pg_catalog.=) 1
-                 LIMIT 1",
-            )
+                        pg_catalog.to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS TZ') ",
+                holders_of_key!(),
+                " LIMIT 1"
+            ))
             .bind(PG_LOCK_KEY)
             .fetch_optional(self.conn())
             .await;

@@ -241,22 +241,15 @@ async fn wait_for_steps_in_flight(
 async fn step_in_flight(conn: &mut PgConnection) -> String {
     /// pid, application_name, state, the query's start.
     type Row = (i32, Option<String>, Option<String>, Option<String>);
-    let row: Result<Option<Row>, _> =
-        sqlx::query_as(
-            "SELECT a.pid, a.application_name, a.state,
-                    pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 100)
-             FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
-             WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
-               AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
-               AND l.classid OPERATOR(pg_catalog.=) (($1 OPERATOR(pg_catalog.>>) 32) OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
-               AND l.objid OPERATOR(pg_catalog.=) ($1 OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
-               AND l.objsubid OPERATOR(pg_catalog.=) 1
-               AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
-             LIMIT 1",
-        )
-        .bind(crate::lock::PG_STEP_KEY)
-        .fetch_optional(&mut *conn)
-        .await;
+    let row: Result<Option<Row>, _> = sqlx::query_as(concat!(
+        "SELECT a.pid, a.application_name, a.state,
+                    pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 100) ",
+        advisory_lock::holders_of_key!(),
+        " AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() LIMIT 1"
+    ))
+    .bind(crate::lock::PG_STEP_KEY)
+    .fetch_optional(&mut *conn)
+    .await;
     match row {
         Ok(Some((pid, app, state, query))) => format!(
             "pid {pid} (application_name '{}', {}: `{}`)",

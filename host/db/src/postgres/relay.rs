@@ -190,37 +190,17 @@ async fn serve(client: UnixStream, upstream: &Upstream, wires: &Wires) -> io::Re
     let (client_read, client_write) = client.into_split();
     let wire = Arc::new(Wire::default());
     let mut pid = None;
-    let result = match upstream {
-        Upstream::Tcp(host, port) => {
-            let server = TcpStream::connect((host.as_str(), *port)).await?;
-            server.set_nodelay(true)?;
-            let (server_read, server_write) = server.into_split();
-            both_ways(
-                client_read,
-                client_write,
-                server_read,
-                server_write,
-                &wire,
-                wires,
-                &mut pid,
-            )
-            .await
-        }
-        Upstream::Unix(path) => {
-            let server = UnixStream::connect(path).await?;
-            let (server_read, server_write) = server.into_split();
-            both_ways(
-                client_read,
-                client_write,
-                server_read,
-                server_write,
-                &wire,
-                wires,
-                &mut pid,
-            )
-            .await
-        }
-    };
+    let (server_read, server_write) = connect(upstream).await?;
+    let result = both_ways(
+        client_read,
+        client_write,
+        server_read,
+        server_write,
+        &wire,
+        wires,
+        &mut pid,
+    )
+    .await;
     // Unless the server has already given the pid to a newer connection.
     if let (Some(pid), Ok(mut map)) = (pid, wires.lock())
         && map.get(&pid).is_some_and(|w| Arc::ptr_eq(w, &wire))
@@ -228,6 +208,28 @@ async fn serve(client: UnixStream, upstream: &Upstream, wires: &Wires) -> io::Re
         map.remove(&pid);
     }
     result
+}
+
+/// The two halves of a connection to the server.
+type ServerHalves = (
+    Box<dyn AsyncRead + Unpin + Send>,
+    Box<dyn AsyncWrite + Unpin + Send>,
+);
+
+/// Connects to the server, by TCP or its unix socket.
+async fn connect(upstream: &Upstream) -> io::Result<ServerHalves> {
+    Ok(match upstream {
+        Upstream::Tcp(host, port) => {
+            let server = TcpStream::connect((host.as_str(), *port)).await?;
+            server.set_nodelay(true)?;
+            let (read, write) = server.into_split();
+            (Box::new(read), Box::new(write))
+        }
+        Upstream::Unix(path) => {
+            let (read, write) = UnixStream::connect(path).await?.into_split();
+            (Box::new(read), Box::new(write))
+        }
+    })
 }
 
 /// Copies what the client sends as it is, and what the server sends through
