@@ -1,8 +1,11 @@
 //! wasmig's tables on the PostgreSQL side: the backend's part of the bookkeeping, which
 //! the [`VersionStore`] writes once for both backends.
 //!
-//! Owns: the [`Driver`] impl the store runs its statements through (bound parameters,
-//! unnamed prepared statements, so nothing lands in the connection's statement cache), the
+//! Owns: the [`Driver`] impl the store runs its statements through (values written into the
+//! text in hexadecimal, one round trip by the simple query protocol, see [`inline`]; bound
+//! parameters of an unnamed prepared statement where rows hold times or bytes, whose text
+//! form depends on the session's settings; nothing lands in the connection's statement
+//! cache), the
 //! storage tuning of the artifact table (lz4), the tamper check a step runs before it
 //! writes, and the string literals of the few statements wasmig builds from its own text.
 //!
@@ -80,17 +83,135 @@ fn cells(row: &PgRow, columns: &[Kind]) -> Result<Vec<Cell>, sqlx::Error> {
         .collect()
 }
 
+/// `statement` with its parameters written into its text, for the simple query protocol:
+/// one round trip where a bound statement takes two (parse, then execute), and nothing
+/// prepared on the connection.
+///
+/// No value is written as quoted text: texts and bytes are spelled in hexadecimal and
+/// decoded by the server (`convert_from(decode('…', 'hex'), 'UTF8')`), times as ISO 8601
+/// digits, integers as digits. The text sent is then ASCII whatever the values hold, so no
+/// setting a migration may have left on the session (`standard_conforming_strings`,
+/// `backslash_quote`, a `client_encoding` whose multibyte characters swallow a quote's
+/// escape) can make a value end early and run as SQL. A text holding NUL fails as it would
+/// bound (PostgreSQL's text cannot hold it).
+///
+/// # Errors
+/// When the text names a parameter the statement does not have.
+pub(super) fn inline(statement: &Statement) -> Result<String, sqlx::Error> {
+    let sql = &statement.sql;
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql.as_str();
+    // A placeholder outside quotes: `$` and digits (a schema's quoted name may hold them).
+    while let Some(at) = rest.find(['$', '\'', '"']) {
+        out.push_str(&rest[..at]);
+        let quote = rest.as_bytes()[at];
+        if quote != b'$' {
+            // Through the closing quote (a doubled one closes and reopens).
+            let end = rest[at + 1..]
+                .find(char::from(quote))
+                .map_or(rest.len(), |i| at + i + 2);
+            out.push_str(&rest[at..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let n: usize = after[..digits]
+            .parse()
+            .map_err(|_| sqlx::Error::Protocol(format!("a placeholder out of range in {sql}")))?;
+        let param = n
+            .checked_sub(1)
+            .and_then(|i| statement.params.get(i))
+            .ok_or_else(|| sqlx::Error::Protocol(format!("no parameter ${n} for {sql}")))?;
+        out.push('(');
+        literal(&mut out, param);
+        out.push(')');
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Appends `param` as an expression of its type whose text is ASCII (see [`inline`]).
+fn literal(out: &mut String, param: &Param) {
+    use std::fmt::Write as _;
+    let text = |out: &mut String, t: &str| {
+        let _ = write!(
+            out,
+            "pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8')",
+            hex::encode(t)
+        );
+    };
+    match param {
+        Param::Text(None) => out.push_str("NULL::pg_catalog.text"),
+        Param::Text(Some(t)) => text(out, t),
+        Param::Int(i) => {
+            // Quoted: `-9223372036854775808::int8` would cast before negating, and overflow.
+            let _ = write!(out, "'{i}'::pg_catalog.int8");
+        }
+        Param::Bytes(None) => out.push_str("NULL::pg_catalog.bytea"),
+        Param::Bytes(Some(b)) => {
+            let _ = write!(out, "pg_catalog.decode('{}', 'hex')", hex::encode(b));
+        }
+        Param::Time(t) => {
+            let _ = write!(
+                out,
+                "'{}'::pg_catalog.timestamptz",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            );
+        }
+        Param::Texts(list) => {
+            out.push_str("ARRAY[");
+            for (i, t) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                text(out, t);
+            }
+            out.push_str("]::pg_catalog.text[]");
+        }
+    }
+}
+
+/// Whether `statement`'s rows can be read as the simple query protocol sends them (text):
+/// integers and texts read the same whatever the session's settings, where a time's text
+/// depends on `DateStyle` and bytes' on `bytea_output`, which a migration may have changed.
+fn readable_as_text(statement: &Statement) -> bool {
+    statement
+        .columns
+        .iter()
+        .all(|k| matches!(k, Kind::Int | Kind::Text))
+}
+
+/// Runs `sql`, wasmig's own text (as [`inline`] writes a statement, say) by the simple
+/// query protocol, and decodes its rows as `columns` (integers and texts) say.
+pub(super) async fn fetch_text(
+    conn: &mut PgConnection,
+    sql: String,
+    columns: &[Kind],
+) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
+    let rows: Vec<PgRow> = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(conn).await?;
+    rows.iter().map(|r| cells(r, columns)).collect()
+}
+
 #[async_trait]
 impl Driver for PgConnection {
     async fn execute(&mut self, statement: &Statement) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query_with(AssertSqlSafe(statement.sql.clone()), arguments(statement)?)
-            .persistent(false)
+        let done = sqlx::raw_sql(AssertSqlSafe(inline(statement)?))
             .execute(&mut *self)
             .await?;
         Ok(done.rows_affected())
     }
 
     async fn fetch(&mut self, statement: &Statement) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
+        if readable_as_text(statement) {
+            return fetch_text(self, inline(statement)?, statement.columns).await;
+        }
         let rows: Vec<PgRow> =
             sqlx::query_with(AssertSqlSafe(statement.sql.clone()), arguments(statement)?)
                 .persistent(false)
@@ -192,6 +313,24 @@ pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> St
                  RAISE EXCEPTION 'wasmig: %', found USING ERRCODE = 'WMG03';
              END IF;"
     );
+    match known {
+        Some(known) => format!(
+            "DO $$ DECLARE found pg_catalog.text; BEGIN
+             IF NOT ({plain}) THEN
+             {full}
+             END IF;
+         END $$;\n",
+            plain = tables_look_plain(known),
+        ),
+        None => format!("DO $$ DECLARE found pg_catalog.text; BEGIN\n{full}\nEND $$;\n"),
+    }
+}
+
+/// The tamper check's cheap look, an SQL boolean: wasmig's tables are still the relations
+/// of `known` (their oids, names and schema), plain tables, none flagged with triggers,
+/// rules, row-level security or children. A flag may be stale (`relhastriggers` stays set
+/// after a trigger is dropped, until a vacuum): false sends a caller to the full check.
+pub(super) fn tables_look_plain(known: &KnownTables) -> String {
     let names = format!(
         "ARRAY[{}]::pg_catalog.name[]",
         super::PRESENT
@@ -200,25 +339,18 @@ pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> St
             .collect::<Vec<_>>()
             .join(", ")
     );
-    match known {
-        Some(known) => format!(
-            "DO $$ DECLARE found pg_catalog.text; BEGIN
-             IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
-                 WHERE c.oid OPERATOR(pg_catalog.=) ANY ({oids})
-                   AND c.relnamespace OPERATOR(pg_catalog.=) {namespace}::pg_catalog.oid
-                   AND c.relname OPERATOR(pg_catalog.=) ANY ({names})
-                   AND c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhastriggers
-                   AND NOT c.relhasrules AND NOT c.relrowsecurity AND NOT c.relhassubclass)
-                OPERATOR(pg_catalog.<>) {count}::pg_catalog.int8 THEN
-             {full}
-             END IF;
-         END $$;\n",
-            oids = oid_array(&known.oids),
-            namespace = known.namespace,
-            count = known.oids.len(),
-        ),
-        None => format!("DO $$ DECLARE found pg_catalog.text; BEGIN\n{full}\nEND $$;\n"),
-    }
+    format!(
+        "(SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
+          WHERE c.oid OPERATOR(pg_catalog.=) ANY ({oids})
+            AND c.relnamespace OPERATOR(pg_catalog.=) {namespace}::pg_catalog.oid
+            AND c.relname OPERATOR(pg_catalog.=) ANY ({names})
+            AND c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhastriggers
+            AND NOT c.relhasrules AND NOT c.relrowsecurity AND NOT c.relhassubclass)
+         OPERATOR(pg_catalog.=) {count}::pg_catalog.int8",
+        oids = oid_array(&known.oids),
+        namespace = known.namespace,
+        count = known.oids.len(),
+    )
 }
 
 /// wasmig's tables as a run found them once they existed: their oids (in the order of
@@ -238,4 +370,77 @@ fn oid_array(oids: &[u32]) -> String {
             .collect::<Vec<_>>()
             .join(",")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(sql: &str, params: Vec<Param>) -> Statement {
+        Statement {
+            sql: sql.to_owned(),
+            params,
+            columns: &[],
+        }
+    }
+
+    #[test]
+    fn values_are_written_as_ascii_whatever_they_hold() {
+        let hostile = "a'b\\c\"$1 é'); DROP TABLE t; --";
+        let sql = inline(&statement(
+            "INSERT INTO \"my$1\".t VALUES ($1, $2, $3, $4, $5) -- 'it''s $2'",
+            vec![
+                Param::Text(Some(hostile.to_owned())),
+                Param::Texts(vec![hostile.to_owned(), String::new()]),
+                Param::Int(-7),
+                Param::Bytes(Some(vec![0, 0x27, 0x5c, 0xff])),
+                Param::Text(None),
+            ],
+        ))
+        .unwrap();
+        let hex = hex::encode(hostile);
+        assert_eq!(
+            sql,
+            format!(
+                "INSERT INTO \"my$1\".t VALUES (\
+                 (pg_catalog.convert_from(pg_catalog.decode('{hex}', 'hex'), 'UTF8')), \
+                 (ARRAY[pg_catalog.convert_from(pg_catalog.decode('{hex}', 'hex'), 'UTF8'), \
+                 pg_catalog.convert_from(pg_catalog.decode('', 'hex'), 'UTF8')]::pg_catalog.text[]), \
+                 ('-7'::pg_catalog.int8), (pg_catalog.decode('00275cff', 'hex')), \
+                 (NULL::pg_catalog.text)) -- 'it''s $2'"
+            )
+        );
+        // Nothing of the values but hex digits and the quotes around them.
+        assert!(sql.is_ascii());
+        assert!(!sql.contains("DROP"));
+    }
+
+    #[test]
+    fn placeholders_are_numbers_outside_quotes_and_must_exist() {
+        let sql = inline(&statement(
+            "SELECT $$x$$, $1, $10, '$2'",
+            (1..=10).map(Param::Int).collect(),
+        ))
+        .unwrap();
+        assert_eq!(
+            sql,
+            "SELECT $$x$$, ('1'::pg_catalog.int8), ('10'::pg_catalog.int8), '$2'"
+        );
+        assert!(inline(&statement("SELECT $2", vec![Param::Int(1)])).is_err());
+        assert!(inline(&statement("SELECT $0", vec![Param::Int(1)])).is_err());
+        let empty = inline(&statement("SELECT $1", vec![Param::Texts(vec![])])).unwrap();
+        assert_eq!(empty, "SELECT (ARRAY[]::pg_catalog.text[])");
+    }
+
+    #[test]
+    fn times_are_iso_8601_in_utc() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-12-04T21:05:06.123456+02:00")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let sql = inline(&statement("SELECT $1", vec![Param::Time(t)])).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT ('2026-12-04T19:05:06.123456Z'::pg_catalog.timestamptz)"
+        );
+    }
 }

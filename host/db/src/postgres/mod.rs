@@ -81,7 +81,7 @@ const MAX_CONNECTIONS: u32 = 4;
 /// `DEALLOCATE ALL`, which would drop the statements sqlx keeps prepared on the connection
 /// and make its next use of them fail. Settings given at connect time (the
 /// `application_name`, sqlx's `TimeZone`, `DateStyle`…) are what `RESET ALL` returns to.
-const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+pub(super) const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
      UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
 /// A PostgreSQL database reached through a small pool.
@@ -172,7 +172,18 @@ pub(crate) struct PgDatabase {
     /// What the pool's connections pass through: the bound on what the server sends a
     /// migration, and the server's word on each session's transaction (`relay`).
     relay: Arc<relay::Relay>,
+    /// The connection the last step committed on, kept for the next step rather than
+    /// returned to the pool (see [`Kept`]).
+    pub(super) kept: Kept,
 }
+
+/// The connection a committed step leaves for the next one: every step of a run on one
+/// backend, and its reset ([`RESET_SESSION`]) sent in the next step's first message rather
+/// than as a round trip of its own. (Returned to the pool, each connection is reset there
+/// while the next step takes another, so steps alternated between backends.) A step that
+/// fails returns its connection to the pool, which resets it; [`Database::close`] returns
+/// the kept one.
+pub(super) type Kept = Arc<std::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>>;
 
 /// Waits (polling, up to `timeout`) until [`PG_STEP_KEY`] can be taken exclusively, that is
 /// until no step of an earlier holder of the migration lock is still in its transaction,
@@ -340,6 +351,7 @@ impl PgDatabase {
             url: url.to_string(),
             role: None,
             relay: Arc::new(relay),
+            kept: Kept::default(),
         })
     }
 
@@ -648,6 +660,8 @@ impl Database for PgDatabase {
     }
 
     async fn close(&self) {
+        // Back to the pool, which resets it before closing.
+        drop(self.kept.lock().ok().and_then(|mut k| k.take()));
         // Bounded: a server that stopped answering must not keep wasmig from exiting
         // (closing on this side is what ends the sessions then).
         if let Some(control) = self.control.lock().await.take() {

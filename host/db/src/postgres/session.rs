@@ -29,9 +29,9 @@ use super::codec::{Bound, Plan, sql_error};
 use super::relay::Wire;
 use super::{PRESENT, PgDatabase};
 use crate::lock::PG_LOCK_KEY;
-use crate::store::{Driver, VersionStore};
+use crate::store::{Checks, Driver, Refused, VersionStore};
 use crate::{
-    Canceller, CursorState, DbError, GuestSql, LockLost, Policy, Session, SqlResult,
+    Canceller, CursorState, DbError, FinishedStep, GuestSql, LockLost, Policy, Session, SqlResult,
     TablesTampered, copy, pg_script, tx_control,
 };
 use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
@@ -46,6 +46,25 @@ const LOCK_LOST_STATE: &str = "WMG02";
 /// The SQLSTATE of the check for state a step of an `--atomic` run left that cannot be
 /// reset ([`Session::reset_session`]).
 const LEFT_STATE: &str = "WMG04";
+
+/// The savepoint the statement that records a step runs in ([`PgSession::finish_in_one`]).
+const FINISH_SAVEPOINT: &str = "wasmig_finish";
+
+/// An SQL boolean: the session `pid` holds the migration lock (a bigint advisory key shows
+/// in `pg_locks` as classid = its high 32 bits, objid = its low 32 bits, objsubid = 1).
+fn lock_held(pid: i32) -> String {
+    let key = PG_LOCK_KEY as u64;
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
+         WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted \
+         AND l.pid OPERATOR(pg_catalog.=) {pid} \
+         AND l.classid OPERATOR(pg_catalog.=) {classid}::pg_catalog.oid \
+         AND l.objid OPERATOR(pg_catalog.=) {objid}::pg_catalog.oid \
+         AND l.objsubid OPERATOR(pg_catalog.=) 1)",
+        classid = key >> 32,
+        objid = key & 0xffff_ffff,
+    )
+}
 
 /// The SQLSTATE of the tamper check (`bookkeeping::tamper_check`).
 pub(super) const TAMPERED_STATE: &str = "WMG03";
@@ -98,6 +117,8 @@ pub(crate) struct PgSession {
     /// Whether the transaction is switched to the role now: set before the
     /// migration's first statement, cleared by wasmig's guard and the `--atomic` reset.
     pub(super) in_role: bool,
+    /// Where a committed step leaves its connection for the next (`PgDatabase::kept`).
+    kept: super::Kept,
     /// What the relay saw on this connection (`None`: it does not pass through the relay).
     wire: Option<Arc<Wire>>,
     /// The relay's count of transaction-control tags once this transaction had begun (and
@@ -107,22 +128,26 @@ pub(crate) struct PgSession {
 }
 
 impl PgDatabase {
+    /// A connection of the pool (reset when it was returned).
+    async fn acquire(&self) -> anyhow::Result<PoolConnection<Postgres>> {
+        Ok(self.pool.acquire().await.map_err(|source| DbError::Query {
+            doing: "beginning a transaction".into(),
+            source,
+        })?)
+    }
+
     /// [`Database::begin`], with the concrete session type.
     ///
     /// [`Database::begin`]: crate::Database::begin
     pub(super) async fn begin_session(&self) -> anyhow::Result<PgSession> {
         let doing = |what: &str| format!("{what} (beginning a transaction)");
-        let mut tx = self.pool.acquire().await.map_err(|source| DbError::Query {
-            doing: "beginning a transaction".into(),
-            source,
-        })?;
-        sqlx::raw_sql("BEGIN")
-            .execute(&mut *tx)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: "beginning a transaction".into(),
-                source,
-            })?;
+        // The last step's connection, reset in this step's first message; the pool's
+        // (reset when it was returned) when there is none, or that one fails.
+        let kept = self.kept.lock().ok().and_then(|mut k| k.take());
+        let (mut tx, reset) = match kept {
+            Some(conn) => (conn, true),
+            None => (self.acquire().await?, false),
+        };
         // Statements cached by an earlier session may describe tables a migration has altered
         // since; start every session without them.
         if tx.cached_statements_size() > 0 {
@@ -147,11 +172,29 @@ impl PgDatabase {
             ),
             None => String::new(),
         };
-        let row = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}"
-        )))
-        .fetch_one(&mut *tx)
-        .await
+        // The reset, `BEGIN` and the select in one message: one round trip.
+        let begin = format!(
+            "BEGIN; SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}"
+        );
+        let first = |reset: bool| {
+            if reset {
+                format!("{}; {begin}", super::RESET_SESSION)
+            } else {
+                begin.clone()
+            }
+        };
+        let row = match last_row(&mut tx, first(reset)).await {
+            Ok(row) => Ok(row),
+            Err(e) if reset => {
+                // A kept connection the server ended, or one that cannot be reset: closed,
+                // and the step begins on one of the pool's.
+                tracing::debug!("the last step's connection could not begin the next: {e}");
+                drop(tx.detach());
+                tx = self.acquire().await?;
+                last_row(&mut tx, first(false)).await
+            }
+            Err(e) => Err(e),
+        }
         .map_err(|source| DbError::Query {
             doing: doing("reading the backend pid and transaction id"),
             source,
@@ -167,6 +210,7 @@ impl PgDatabase {
             wire,
             tags,
             conn: Some(tx),
+            kept: self.kept.clone(),
             canceller: Arc::new(PgCanceller {
                 pool: self.pool.clone(),
                 pid,
@@ -197,21 +241,91 @@ impl PgSession {
         let Some(pid) = self.lock_holder else {
             return check;
         };
-        // A bigint advisory key shows in pg_locks as classid = its high 32 bits, objid = its
-        // low 32 bits, objsubid = 1.
-        let key = PG_LOCK_KEY as u64;
         format!(
-            "{check}DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
-             WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted \
-             AND l.pid OPERATOR(pg_catalog.=) {pid} \
-             AND l.classid OPERATOR(pg_catalog.=) {classid}::pg_catalog.oid \
-             AND l.objid OPERATOR(pg_catalog.=) {objid}::pg_catalog.oid \
-             AND l.objsubid OPERATOR(pg_catalog.=) 1) THEN \
+            "{check}DO $$ BEGIN IF NOT {held} THEN \
              RAISE EXCEPTION 'wasmig: the migration lock is no longer held by this run' \
              USING ERRCODE = '{LOCK_LOST_STATE}'; END IF; END $$;\n",
-            classid = key >> 32,
-            objid = key & 0xffff_ffff,
+            held = lock_held(pid),
         )
+    }
+
+    /// The checks of [`PgSession::guard`] as SQL booleans, for the statement that records a
+    /// step ([`VersionStore::guarded_finish`]); `None` where that statement cannot make them
+    /// all: before the run knows its tables' oids, or while the migration's role is on
+    /// (leaving it, and the server's word that the migration did not leave it first, take
+    /// statements of their own).
+    fn checks(&self) -> Option<Checks> {
+        if self.in_role {
+            return None;
+        }
+        let known = self.table_oids.as_ref()?;
+        Some(Checks {
+            transaction: format!(
+                "pg_catalog.txid_current() OPERATOR(pg_catalog.=) {}::pg_catalog.int8",
+                self.xid
+            ),
+            lock: self
+                .lock_holder
+                .map_or_else(|| "true".to_owned(), lock_held),
+            tables: super::bookkeeping::tables_look_plain(known),
+        })
+    }
+
+    /// [`Session::finish_step`] in one round trip (see [`PgSession::checks`]), or `None`
+    /// where its checks cannot be made in the statement: the caller takes the long way.
+    ///
+    /// The statement runs in a savepoint: when it fails (a rewrite rule on a version table,
+    /// a view in a table's place: tampering its checks would have named), the savepoint is
+    /// rolled back and the guard runs on its own, to say which.
+    async fn finish_in_one(&mut self, finished: &FinishedStep<'_>) -> Option<anyhow::Result<bool>> {
+        let checks = self.checks()?;
+        // A transaction a statement ended (the connection idle): the guard would say so,
+        // and a savepoint cannot even be made.
+        if self.wire.as_ref().is_some_and(|w| w.status() == Some(b'I')) {
+            return Some(Ok(false));
+        }
+        let doing = format!("recording {}", finished.record.revision);
+        let statement = self.store.guarded_finish(finished, &checks);
+        let sql = match super::bookkeeping::inline(&statement) {
+            Ok(sql) => {
+                format!("SAVEPOINT {FINISH_SAVEPOINT}; {sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}")
+            }
+            Err(source) => return Some(Err(DbError::Query { doing, source }.into())),
+        };
+        let columns = statement.columns;
+        let rows = match super::bookkeeping::fetch_text(self.conn(), sql, columns).await {
+            Ok(rows) => rows,
+            Err(source) => {
+                let rolled_back = self
+                    .run_script(format!("ROLLBACK TO SAVEPOINT {FINISH_SAVEPOINT}"))
+                    .await;
+                if let Some(wire) = &self.wire {
+                    self.tags = wire.transaction_tags();
+                }
+                if rolled_back.is_ok() {
+                    match self.guard(&doing, true).await {
+                        Ok(true) => {}
+                        other => return Some(other),
+                    }
+                }
+                return Some(Err(write_error(source, doing)));
+            }
+        };
+        Some(match self.store.guarded_outcome(finished, &rows) {
+            Ok(None) => Ok(true),
+            Ok(Some(Refused::TransactionEnded)) => Ok(false),
+            Ok(Some(Refused::LockLost)) => Err(LockLost.into()),
+            // The cheap look saw a flag: the full check names the tampering, or finds none
+            // (a stale flag) and the step is recorded the long way.
+            Ok(Some(Refused::TablesFlagged)) => match self.guard(&doing, true).await {
+                Ok(true) => {
+                    let (store, d) = self.books();
+                    store.finish_step(d, finished).await.map(|()| true)
+                }
+                other => other,
+            },
+            Err(e) => Err(e),
+        })
     }
 
     pub(super) fn conn(&mut self) -> &mut PgConnection {
@@ -226,6 +340,15 @@ impl PgSession {
         let result = sqlx::raw_sql(end).execute(self.conn()).await;
         let conn = self.conn.take().expect("held until the end");
         match result {
+            Ok(_) if end == "COMMIT" => {
+                // Kept for the next step, which resets it first; to the pool if one is kept.
+                if let Ok(mut kept) = self.kept.lock()
+                    && kept.is_none()
+                {
+                    *kept = Some(conn);
+                }
+                Ok(())
+            }
             Ok(_) => {
                 drop(conn);
                 Ok(())
@@ -707,6 +830,19 @@ impl Session for PgSession {
         }
     }
 
+    async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
+        if let Some(done) = self.finish_in_one(finished).await {
+            return done;
+        }
+        let doing = format!("recording {}", finished.record.revision);
+        if !self.guard(&doing, true).await? {
+            return Ok(false);
+        }
+        let (store, d) = self.books();
+        store.finish_step(d, finished).await?;
+        Ok(true)
+    }
+
     async fn commit(self: Box<Self>) -> anyhow::Result<()> {
         self.end("COMMIT", "committing the transaction").await
     }
@@ -724,6 +860,16 @@ impl Drop for PgSession {
             drop(conn.detach());
         }
     }
+}
+
+/// Runs `sql`, wasmig's own, and returns its last row (the reset before a step's `BEGIN`
+/// returns one of its own).
+async fn last_row(
+    conn: &mut PgConnection,
+    sql: String,
+) -> Result<sqlx::postgres::PgRow, sqlx::Error> {
+    let rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(conn).await?;
+    rows.into_iter().last().ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Owned SQL text for sqlx (the guest's SQL is as trusted as a migration file).

@@ -5,9 +5,10 @@
 //! words of [`Words`]), the check that each write touched the one row it meant to, the
 //! schema version of those tables and the ordered list of their migrations (`schema`).
 //!
-//! Every value wasmig writes is a bound parameter ([`Param`]), never a literal: a revision's
-//! text, a checkpoint or an error message cannot end a literal early, whatever settings the
-//! migration left on the session.
+//! Every value wasmig writes is a [`Param`], never text quoted into a statement: bound as a
+//! parameter, or on PostgreSQL's one-round-trip path spelled in hexadecimal and decoded by
+//! the server; either way a revision's text, a checkpoint or an error message cannot end a
+//! literal early, whatever settings the migration left on the session.
 //!
 //! One concern per file: this one holds the store, the dialect's words, creating and
 //! migrating the tables (`ensure`) and what the others share; `read` the reads, `write`
@@ -35,6 +36,32 @@ use crate::{
     VERSION_TABLE,
 };
 use wasmig_contract::Dialect;
+
+/// The checks a backend's session makes in the one statement that records a step
+/// ([`VersionStore::guarded_finish`]): each an SQL boolean expression of the dialect, made
+/// before anything is written, and nothing is written unless all three hold.
+#[derive(Debug, Clone)]
+pub struct Checks {
+    /// The transaction is the one the step began.
+    pub transaction: String,
+    /// The run still holds the migration lock.
+    pub lock: String,
+    /// wasmig's tables look like the plain tables it made (a cheap look, which may flag
+    /// what a full check then clears).
+    pub tables: String,
+}
+
+/// The first of [`Checks`] that failed: the step was not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A statement ended the step's transaction.
+    TransactionEnded,
+    /// The run no longer holds the migration lock.
+    LockLost,
+    /// The cheap look at wasmig's tables saw a flag: the full check says whether it was
+    /// tampering or a stale flag.
+    TablesFlagged,
+}
 
 /// The words in which the two dialects differ, everything else being the same text.
 #[derive(Debug, Clone)]

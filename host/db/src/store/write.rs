@@ -4,6 +4,7 @@
 
 use chrono::Utc;
 
+use super::{Cell, Checks, Refused};
 use super::{
     Driver, Kind, Param, Statement, VersionStore, confirm, int, opt, query_error, required, text,
     txt,
@@ -114,58 +115,108 @@ impl VersionStore {
         d: &mut dyn Driver,
         finished: &FinishedStep<'_>,
     ) -> anyhow::Result<()> {
-        let step = &finished.record;
-        let doing = format!(
-            "recording {} in the version tables and {ARTIFACT_TABLE}",
-            step.revision
-        );
+        let doing = finish_doing(finished);
         let rows = d
-            .fetch(&self.finish_statement(finished))
+            .fetch(&self.finish_statement(finished, None))
             .await
-            .map_err(query_error(doing.clone()))?;
-        let (counts, before): (_, Found) = rows
-            .first()
-            .map(|r| -> Result<_, sqlx::Error> {
-                Ok((
-                    (
-                        int(&r[0], "added")?,
-                        int(&r[1], "logged")?,
-                        int(&r[2], "stored")?,
-                    ),
-                    Found {
-                        heads: text(&r[3], "heads")?.unwrap_or_default(),
-                        history: int(&r[4], "history")?,
-                        same_heads: int(&r[5], "same heads")? == 1,
-                    },
-                ))
+            .map_err(query_error(doing))?;
+        match self.finish_outcome(finished, &rows)? {
+            None => Ok(()),
+            Some(refused) => unreachable!("no checks, yet refused: {refused:?}"),
+        }
+    }
+
+    /// [`VersionStore::finish_step`] on PostgreSQL as one statement that also makes the
+    /// session's `checks` before it writes, and writes nothing unless all of them hold (so
+    /// no trigger or constraint of wasmig's tables runs either): the backend's guard and the
+    /// step's record in one round trip. Run it with the backend's driver, then read its rows
+    /// with [`VersionStore::guarded_outcome`].
+    pub fn guarded_finish(&self, finished: &FinishedStep<'_>, checks: &Checks) -> Statement {
+        self.finish_statement(finished, Some(checks))
+    }
+
+    /// What [`VersionStore::guarded_finish`]'s rows say: `Ok(None)` when the step was
+    /// recorded, the first check that failed when nothing was written.
+    ///
+    /// # Errors
+    /// As [`VersionStore::finish_step`]: the tables were not as expected, or a write did
+    /// not touch its rows.
+    pub fn guarded_outcome(
+        &self,
+        finished: &FinishedStep<'_>,
+        rows: &[Vec<Cell>],
+    ) -> anyhow::Result<Option<Refused>> {
+        self.finish_outcome(finished, rows)
+    }
+
+    /// Reads the row of [`VersionStore::finish_statement`]: the checks (when it made any),
+    /// what the step's SQL left in the tables, and the rows written.
+    fn finish_outcome(
+        &self,
+        finished: &FinishedStep<'_>,
+        rows: &[Vec<Cell>],
+    ) -> anyhow::Result<Option<Refused>> {
+        let step = &finished.record;
+        let doing = finish_doing(finished);
+        let row = rows.first().ok_or_else(|| {
+            anyhow::Error::from(crate::DbError::Query {
+                doing: doing.clone(),
+                source: sqlx::Error::RowNotFound,
             })
-            .transpose()
-            .map_err(query_error(doing.clone()))?
-            .unwrap_or_default();
+        })?;
+        let read = || -> Result<_, sqlx::Error> {
+            Ok((
+                [
+                    int(&row[0], "added")?,
+                    int(&row[1], "logged")?,
+                    int(&row[2], "stored")?,
+                ],
+                Found {
+                    heads: text(&row[3], "heads")?.unwrap_or_default(),
+                    history: int(&row[4], "history")?,
+                    same_heads: int(&row[5], "same heads")? == 1,
+                },
+                int(&row[6], "checks")?,
+            ))
+        };
+        let (counts, before, checks) = read().map_err(query_error(doing.clone()))?;
+        // The first check that failed, in the order the guard makes them.
+        for (bit, refused) in [
+            (1, Refused::TransactionEnded),
+            (2, Refused::LockLost),
+            (4, Refused::TablesFlagged),
+        ] {
+            if checks & bit == 0 {
+                return Ok(Some(refused));
+            }
+        }
         if let Some(expected) = finished.expected {
             unexpected(step, expected, &before)?;
         }
         let adds = step.add.iter().filter(|h| !step.remove.contains(h)).count() as i64;
-        if counts.0 != adds {
+        if counts[0] != adds {
             return Err(crate::TablesTampered(format!(
                 "adding the heads of {} to {VERSION_TABLE} changed {} rows instead of {adds}",
-                step.revision, counts.0
+                step.revision, counts[0]
             ))
             .into());
         }
         confirm(
-            counts.1 as u64,
+            counts[1] as u64,
             &format!("appending {} to {HISTORY_TABLE}", step.revision),
         )?;
         if finished.artifact.is_some() {
-            confirm(counts.2 as u64, &doing)?;
+            confirm(counts[2] as u64, &doing)?;
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// The one statement of [`VersionStore::finish_in_one`]: it returns how many heads it
-    /// added, history rows it appended and artifacts it stored.
-    fn finish_statement(&self, finished: &FinishedStep<'_>) -> Statement {
+    /// The one statement of [`VersionStore::finish_in_one`] and
+    /// [`VersionStore::guarded_finish`]: it returns how many heads it added, history rows it
+    /// appended and artifacts it stored, the tables as the step's SQL left them, and which
+    /// `checks` held (a bit each: all three set without checks). With checks, every write is
+    /// made only when all of them hold.
+    fn finish_statement(&self, finished: &FinishedStep<'_>, checks: Option<&Checks>) -> Statement {
         let step = &finished.record;
         let eq = self.words.eq();
         let version = self.table(VERSION_TABLE);
@@ -182,6 +233,24 @@ impl VersionStore {
             opt(step.error),
             opt(step.sqlstate),
         ];
+        // Each write's condition, and its source of rows for the inserts.
+        let (guard, when, from) = match checks {
+            Some(c) => (
+                format!(
+                    "guard AS (SELECT ({}) AS transaction_ok, ({}) AS lock_ok, ({}) AS tables_ok),
+                      ok AS (SELECT 1 FROM guard WHERE transaction_ok AND lock_ok AND tables_ok),\n",
+                    c.transaction, c.lock, c.tables
+                ),
+                " AND EXISTS (SELECT 1 FROM ok)",
+                " FROM ok",
+            ),
+            None => (
+                "guard AS (SELECT true AS transaction_ok, true AS lock_ok, true AS tables_ok),\n"
+                    .to_owned(),
+                "",
+                "",
+            ),
+        };
         let artifact = match finished.artifact {
             Some(a) => {
                 // Its row but the revision, which is $3 already.
@@ -189,7 +258,7 @@ impl VersionStore {
                 format!(
                     "INSERT INTO {} (revision, kind, checksum, manifest, up_sql, down_sql,
                          component, source_checksum, stored_at)
-                     VALUES ($3, $12, $13, $14, $15, $16, $17, $18, $19)
+                     SELECT $3, $12, $13, $14, $15, $16, $17, $18, $19{from}
                      ON CONFLICT (revision) DO UPDATE SET
                          kind = excluded.kind, checksum = excluded.checksum,
                          manifest = excluded.manifest, up_sql = excluded.up_sql,
@@ -200,7 +269,7 @@ impl VersionStore {
                 )
             }
             None => format!(
-                "DELETE FROM {} WHERE revision {eq} $3 RETURNING 1",
+                "DELETE FROM {} WHERE revision {eq} $3{when} RETURNING 1",
                 self.table(ARTIFACT_TABLE)
             ),
         };
@@ -215,25 +284,26 @@ impl VersionStore {
         let expected = params.len();
         let cleared = if finished.clear_checkpoint {
             format!(
-                ", cleared AS (DELETE FROM {} WHERE revision {eq} $3 RETURNING 1)",
+                ", cleared AS (DELETE FROM {} WHERE revision {eq} $3{when} RETURNING 1)",
                 self.table(CHECKPOINT_TABLE)
             )
         } else {
             String::new()
         };
         let sql = format!(
-            "WITH removed AS (DELETE FROM {version}
+            "WITH {guard}
+                  removed AS (DELETE FROM {version}
                               WHERE revision {eq} ANY ($1::pg_catalog.text[])
-                                AND revision OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.text[])
+                                AND revision OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.text[]){when}
                               RETURNING 1),
                   added AS (INSERT INTO {version} (revision)
                             SELECT a FROM pg_catalog.unnest($2::pg_catalog.text[]) AS a
-                            WHERE a OPERATOR(pg_catalog.<>) ALL ($1::pg_catalog.text[])
+                            WHERE a OPERATOR(pg_catalog.<>) ALL ($1::pg_catalog.text[]){when}
                             RETURNING 1),
                   logged AS (INSERT INTO {history}
                                  (revision, direction, checksum, started_at, finished_at,
                                   duration_ms, wasmig_version, error, sqlstate)
-                             VALUES ($3, $4, $5, $6, $7, $8, $9, $10, $11)
+                             SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11{from}
                              RETURNING 1),
                   stored AS ({artifact}){cleared}
              SELECT (SELECT pg_catalog.count(*) FROM added),
@@ -241,13 +311,17 @@ impl VersionStore {
                     (SELECT pg_catalog.count(*) FROM stored),
                     pg_catalog.array_to_string(heads.all, ', '),
                     (SELECT pg_catalog.count(*) FROM {history}),
-                    CASE WHEN heads.all OPERATOR(pg_catalog.=) ${expected}::pg_catalog.text[] THEN 1::pg_catalog.int8 ELSE 0::pg_catalog.int8 END
+                    CASE WHEN heads.all OPERATOR(pg_catalog.=) ${expected}::pg_catalog.text[] THEN 1::pg_catalog.int8 ELSE 0::pg_catalog.int8 END,
+                    (CASE WHEN guard.transaction_ok THEN 1 ELSE 0 END
+                     OPERATOR(pg_catalog.+) CASE WHEN guard.lock_ok THEN 2 ELSE 0 END
+                     OPERATOR(pg_catalog.+) CASE WHEN guard.tables_ok THEN 4 ELSE 0 END)::pg_catalog.int8
              FROM (SELECT ARRAY(SELECT revision FROM {version}
-                                ORDER BY revision COLLATE pg_catalog.\"C\") AS all) AS heads",
+                                ORDER BY revision COLLATE pg_catalog.\"C\") AS all) AS heads,
+                  guard",
             history = self.table(HISTORY_TABLE),
         );
-        // Every part sees the snapshot taken before the statement: the last two columns
-        // are the heads and the history as the step's own SQL left them, before any write.
+        // Every part sees the snapshot taken before the statement: the heads and history
+        // columns are the tables as the step's own SQL left them, before any write.
         Statement::rows(
             sql,
             params,
@@ -256,6 +330,7 @@ impl VersionStore {
                 Kind::Int,
                 Kind::Int,
                 Kind::Text,
+                Kind::Int,
                 Kind::Int,
                 Kind::Int,
             ],
@@ -467,6 +542,14 @@ struct Found {
     history: i64,
     /// Whether the heads are exactly the expected ones (compared as lists, not as text).
     same_heads: bool,
+}
+
+/// What recording a finished step is, for messages.
+fn finish_doing(finished: &FinishedStep<'_>) -> String {
+    format!(
+        "recording {} in the version tables and {ARTIFACT_TABLE}",
+        finished.record.revision
+    )
 }
 
 /// Refuses a step's record when wasmig's tables, as the step's own SQL left them, are not

@@ -496,3 +496,103 @@ async fn a_step_finished_in_one_statement_confirms_every_row_it_wrote() {
     );
     let _ = conn.close().await;
 }
+
+#[tokio::test]
+async fn a_step_recorded_in_one_round_trip_still_names_what_tampered_with_the_tables() {
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    let (none, a) = (Vec::new(), vec![text("a")]);
+    let finished = |record| FinishedStep {
+        record,
+        artifact: None,
+        clear_checkpoint: false,
+        expected: None,
+    };
+    // Made by the step itself, in its transaction: a rule makes the recording statement
+    // fail (its savepoint is rolled back and the guard names the rule); a trigger is seen
+    // by the statement's cheap look, which writes nothing, and the full check names it.
+    for (tamper, named) in [
+        (
+            "CREATE RULE hide AS ON INSERT TO wasmig_history DO INSTEAD NOTHING",
+            "has the rule hide",
+        ),
+        (
+            "CREATE FUNCTION skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+             CREATE TRIGGER skip BEFORE INSERT ON wasmig_version FOR EACH ROW EXECUTE FUNCTION skip()",
+            "has the trigger skip",
+        ),
+        (
+            "ALTER TABLE wasmig_version RENAME TO wasmig_version_old;
+             CREATE VIEW wasmig_version AS SELECT * FROM wasmig_version_old",
+            "is not a plain table",
+        ),
+    ] {
+        let mut s = t.db.begin_session().await.unwrap();
+        sqlx::raw_sql(AssertSqlSafe(tamper))
+            .execute(s.conn())
+            .await
+            .unwrap();
+        let err = s
+            .finish_step(&finished(record(&none, &a, "a")))
+            .await
+            .unwrap_err();
+        let tampered = err
+            .downcast_ref::<crate::TablesTampered>()
+            .unwrap_or_else(|| panic!("{tamper}: {err:#}"));
+        assert!(tampered.0.contains(named), "{tamper}: {tampered:?}");
+        Box::new(s).rollback().await.unwrap();
+    }
+    assert!(t.db.heads().await.unwrap().is_empty());
+    assert!(t.db.history().await.unwrap().is_empty());
+
+    // A stale flag: a trigger made and dropped leaves `relhastriggers` set until a vacuum.
+    // The cheap look flags it, the full check finds nothing, and the step is recorded.
+    let mut admin = PgConnection::connect(&t.url_as(None)).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+         CREATE TRIGGER noop BEFORE INSERT ON wasmig_history FOR EACH ROW EXECUTE FUNCTION noop();
+         DROP TRIGGER noop ON wasmig_history",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let flagged: bool = sqlx::query_scalar(
+        "SELECT relhastriggers FROM pg_class WHERE oid = 'wasmig_history'::regclass",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(
+        flagged,
+        "the flag outlives its trigger, or this proves nothing"
+    );
+    let mut s = t.session().await;
+    assert!(
+        s.finish_step(&finished(record(&none, &a, "a")))
+            .await
+            .unwrap()
+    );
+    s.commit().await.unwrap();
+    assert_eq!(t.db.heads().await.unwrap(), ["a"]);
+
+    // Values that would end a quoted literal, in a session that reads literals the old way
+    // (backslashes escape in plain quotes): recorded exactly, since they are sent in hex.
+    let hostile = text("b\\'); DELETE FROM wasmig_version; -- é'");
+    let b = vec![hostile.clone()];
+    let mut s = t.db.begin_session().await.unwrap();
+    sqlx::raw_sql("SET standard_conforming_strings = off; SET backslash_quote = on")
+        .execute(s.conn())
+        .await
+        .unwrap();
+    assert!(
+        s.finish_step(&finished(record(&a, &b, &hostile)))
+            .await
+            .unwrap()
+    );
+    Box::new(s).commit().await.unwrap();
+    assert_eq!(t.db.heads().await.unwrap(), b);
+    let history = t.db.history().await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].revision, hostile);
+    let _ = admin.close().await;
+}
