@@ -49,6 +49,110 @@ fn outside(path: &Path, root: &Path) -> ConfigError {
     ))
 }
 
+/// Opens the file at `path` for reading, confined to `root` as [`resolve`] confines it, and
+/// without blocking on a FIFO (`O_NONBLOCK`; the caller checks what it opened).
+///
+/// On Linux the kernel resolves the path beneath `root` in the one call that opens it
+/// (`openat2` with `RESOLVE_BENEATH`): no window between the check and the open, and one
+/// system call where resolving component by component takes one per directory (measured: 14,000
+/// calls, most of a run's time, to read 285 revisions with nothing to do). A path it
+/// refuses or cannot take (an absolute link that may still lead inside, an older kernel)
+/// takes [`resolve`]'s way, which decides.
+///
+/// # Errors
+/// `PermissionDenied` with [`resolve`]'s message when it leads outside; I/O errors.
+pub fn open(root: &Path, path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    #[cfg(target_os = "linux")]
+    if let Some(opened) = beneath::open(root, path) {
+        return opened;
+    }
+    let resolved = resolve(root, path)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.message))?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(resolved)
+}
+
+/// `openat2(RESOLVE_BENEATH)`, for [`open`].
+#[cfg(target_os = "linux")]
+mod beneath {
+    use std::ffi::CString;
+    use std::fs::File;
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::path::Path;
+
+    /// `root` opened as a directory (`O_PATH`), the last one kept: a run reads its revisions
+    /// from the versions directory, one after another.
+    fn directory(root: &Path) -> Option<std::sync::Arc<File>> {
+        use std::sync::{Arc, Mutex};
+        static LAST: Mutex<Option<(std::path::PathBuf, Arc<File>)>> = Mutex::new(None);
+        let mut last = LAST.lock().ok()?;
+        if let Some((path, dir)) = &*last
+            && path == root
+        {
+            return Some(dir.clone());
+        }
+        let dir = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(root)
+                .ok()?,
+        );
+        *last = Some((root.to_path_buf(), dir.clone()));
+        Some(dir)
+    }
+
+    /// `None` where [`super::resolve`] must decide: `path` not under `root` as written, the
+    /// kernel refusing a step (`EXDEV`: `..` or an absolute link, which may still lead
+    /// inside; `ELOOP`), or no `openat2` (`ENOSYS`, or a seccomp filter's `EPERM`).
+    pub(super) fn open(root: &Path, path: &Path) -> Option<std::io::Result<File>> {
+        let relative = path.strip_prefix(root).ok()?;
+        if relative.as_os_str().is_empty() {
+            return None;
+        }
+        let relative = CString::new(relative.as_os_str().as_bytes()).ok()?;
+        let dir = directory(root)?;
+        // SAFETY: `open_how` is plain integers, for which zero is a valid value (and the
+        // kernel's default for every field not set below).
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_BENEATH;
+        // SAFETY: a valid directory descriptor, a NUL-terminated path and an initialised
+        // `open_how` of the size passed; the descriptor returned is new and owned below.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                relative.as_ptr(),
+                &raw const how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            let fd = i32::try_from(fd).ok()?;
+            // SAFETY: `fd` was just returned by the kernel and is owned by nothing else.
+            return Some(Ok(unsafe { File::from_raw_fd(fd) }));
+        }
+        let error = std::io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(
+                libc::EXDEV
+                | libc::ELOOP
+                | libc::ENOSYS
+                | libc::EPERM
+                | libc::EINVAL
+                | libc::EAGAIN,
+            ) => None,
+            _ => Some(Err(error)),
+        }
+    }
+}
+
 /// Reads a file of the project at `path`, confined to `root`.
 ///
 /// # Errors
@@ -196,6 +300,53 @@ mod tests {
             b"secret"
         );
         assert_eq!(std::fs::read(root.join("a/written")).unwrap(), b"new");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn open_takes_the_kernels_way_where_it_can_and_decides_as_resolve_does() {
+        use std::io::Read as _;
+        let dir = scratch("open");
+        let root = dir.join("project");
+        let text = |path: &str| {
+            let mut out = String::new();
+            open(&root, &root.join(path))?.read_to_string(&mut out)?;
+            Ok::<_, std::io::Error>(out)
+        };
+        // Inside, by a relative link and by an absolute one (which the kernel leaves to
+        // `resolve`, beneath the root or not).
+        std::os::unix::fs::symlink("file", root.join("a/relative")).unwrap();
+        std::os::unix::fs::symlink(root.join("a/file"), root.join("a/absolute")).unwrap();
+        assert_eq!(text("a/file").unwrap(), "inside");
+        assert_eq!(text("a/relative").unwrap(), "inside");
+        assert_eq!(text("a/absolute").unwrap(), "inside");
+        // Outside, every way: refused, with resolve's message.
+        std::os::unix::fs::symlink("../../outside/secret", root.join("a/up")).unwrap();
+        std::os::unix::fs::symlink(dir.join("outside/secret"), root.join("a/out")).unwrap();
+        std::os::unix::fs::symlink(dir.join("outside"), root.join("b")).unwrap();
+        for path in ["a/up", "a/out", "b/secret", "a/../../outside/secret"] {
+            let refused = text(path).unwrap_err();
+            assert_eq!(
+                refused.kind(),
+                std::io::ErrorKind::PermissionDenied,
+                "{path}"
+            );
+            assert!(
+                refused.to_string().contains("leads outside the project"),
+                "{path}: {refused}"
+            );
+        }
+        // Missing is missing, either way.
+        assert_eq!(
+            text("a/missing").unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        // A FIFO opens without waiting for a writer (the caller sees it is not a file).
+        let fifo = std::ffi::CString::new(root.join("a/fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let opened = open(&root, &root.join("a/fifo")).unwrap();
+        assert!(!opened.metadata().unwrap().is_file());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

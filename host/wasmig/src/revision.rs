@@ -200,25 +200,27 @@ pub const MAX_COMPONENT_FILE: u64 = 1024 * 1024 * 1024;
 /// refused, so a committed `up.sql` that links to a secret does not put it in the database.
 pub fn read_capped(confine: &Path, path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
-    let resolved = crate::confined::resolve(confine, path)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.message))?;
-    // Not a FIFO or a device, which would block the read or never end.
-    if !std::fs::metadata(&resolved)?.is_file() {
+    // Opened without blocking, then checked: not a FIFO or a device, which would block the
+    // read or never end.
+    let file = crate::confined::open(confine, path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
         return Err(std::io::Error::other(
             "not a regular file (a FIFO, a device or a directory); a revision's files must be plain files",
         ));
     }
-    let file = std::fs::File::open(resolved)?;
     let too_big = || {
         std::io::Error::other(format!(
             "larger than the {} MiB wasmig reads of such a file",
             cap / (1024 * 1024)
         ))
     };
-    if file.metadata()?.len() > cap {
+    if metadata.len() > cap {
         return Err(too_big());
     }
-    let mut bytes = Vec::new();
+    // Sized as the file says (plus one byte, to see the end): two reads, not a growing buffer's
+    // many.
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0) + 1);
     file.take(cap + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
         return Err(too_big());
