@@ -435,6 +435,15 @@ pub trait Session: GuestSql {
     /// rollback hooks. [`Session::transaction_intact`] remains the check before recording.
     fn transaction_ended(&self) -> bool;
 
+    /// What the backend read in the message that began the transaction, when it read it
+    /// there at no extra round trip (PostgreSQL, once wasmig's tables exist): the heads as
+    /// the transaction's first statement saw them, and whether the run still held the
+    /// migration lock then. The runner checks the previous step's commit with it instead of
+    /// reading the heads again ([`Begun`]). `None`: read them the usual way.
+    fn begun(&self) -> Option<&Begun> {
+        None
+    }
+
     /// Sets PostgreSQL's `lock_timeout` / `statement_timeout` for the rest of this
     /// transaction (`None`: the server's setting). SQLite has neither: the runner refuses
     /// them there before any step runs.
@@ -575,6 +584,15 @@ pub trait Session: GuestSql {
 
     /// Rolls the transaction back.
     async fn rollback(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+/// What a session read as it began ([`Session::begun`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Begun {
+    /// The heads, sorted.
+    pub heads: Vec<String>,
+    /// Whether the session that took the migration lock still held it.
+    pub lock_held: bool,
 }
 
 /// Another run held the migration lock for longer than `--lock-timeout`.

@@ -266,6 +266,30 @@ pub(super) fn lit(text: &str) -> String {
 /// stale: `relhastriggers` stays set after a trigger is dropped, until a vacuum) does the
 /// full check run and name what it finds.
 pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> String {
+    let full = format!(
+        "found := ({});
+             IF found IS NOT NULL THEN
+                 RAISE EXCEPTION 'wasmig: %', found USING ERRCODE = 'WMG03';
+             END IF;",
+        tamper_findings(tables, known)
+    );
+    match known {
+        Some(known) => format!(
+            "DO $$ DECLARE found pg_catalog.text; BEGIN
+             IF NOT ({plain}) THEN
+             {full}
+             END IF;
+         END $$;\n",
+            plain = tables_look_plain(known),
+        ),
+        None => format!("DO $$ DECLARE found pg_catalog.text; BEGIN\n{full}\nEND $$;\n"),
+    }
+}
+
+/// The tamper check's full look as one query, with no PL/pgSQL to compile: one row, NULL
+/// when wasmig's tables (`tables`, with the oids of `known` when the run knows them) are
+/// as [`tamper_check`] requires, else what it found, `; `-separated.
+pub(super) fn tamper_findings(tables: &[String], known: Option<&KnownTables>) -> String {
     let oids = known.map(|k| k.oids.as_slice());
     let regclasses = tables
         .iter()
@@ -286,8 +310,8 @@ pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> St
         ),
         None => String::new(),
     };
-    let full = format!(
-        "SELECT pg_catalog.string_agg(what, '; ') INTO found FROM (
+    format!(
+        "SELECT pg_catalog.string_agg(what, '; ') FROM (
                  SELECT pg_catalog.concat(c.oid::pg_catalog.regclass, ' is not a plain table (relkind ', c.relkind, ')') AS what
                  FROM pg_catalog.pg_class c
                  WHERE c.oid OPERATOR(pg_catalog.=) ANY ({current}) AND c.relkind OPERATOR(pg_catalog.<>) 'r'
@@ -308,22 +332,8 @@ pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> St
                  FROM pg_catalog.pg_class c
                  WHERE c.oid OPERATOR(pg_catalog.=) ANY ({current}) AND c.relrowsecurity
                  {replaced}
-             ) AS found_objects;
-             IF found IS NOT NULL THEN
-                 RAISE EXCEPTION 'wasmig: %', found USING ERRCODE = 'WMG03';
-             END IF;"
-    );
-    match known {
-        Some(known) => format!(
-            "DO $$ DECLARE found pg_catalog.text; BEGIN
-             IF NOT ({plain}) THEN
-             {full}
-             END IF;
-         END $$;\n",
-            plain = tables_look_plain(known),
-        ),
-        None => format!("DO $$ DECLARE found pg_catalog.text; BEGIN\n{full}\nEND $$;\n"),
-    }
+             ) AS found_objects"
+    )
 }
 
 /// The tamper check's cheap look, an SQL boolean: wasmig's tables are still the relations

@@ -199,8 +199,11 @@ async fn wait_for_steps_in_flight(
     let give_up = std::time::Instant::now() + timeout;
     let mut logged = false;
     loop {
+        // Taken and let go in one statement (CASE decides the order: the unlock only
+        // when the try took it).
         let free = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT pg_catalog.pg_try_advisory_lock({key})"
+            "SELECT CASE WHEN pg_catalog.pg_try_advisory_lock({key}) \
+             THEN pg_catalog.pg_advisory_unlock({key}) ELSE false END"
         )))
         .fetch_one(&mut *conn)
         .await
@@ -210,15 +213,6 @@ async fn wait_for_steps_in_flight(
             source,
         })?;
         if free {
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "SELECT pg_catalog.pg_advisory_unlock({key})"
-            )))
-            .execute(&mut *conn)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: "waiting for an earlier run's step to end".into(),
-                source,
-            })?;
             return Ok(());
         }
         let now = std::time::Instant::now();
@@ -389,12 +383,20 @@ impl Database for PgDatabase {
             .iter()
             .map(|t| self.store.words().table(t))
             .collect();
-        let check = bookkeeping::tamper_check(&tables, None);
-        sqlx::raw_sql(AssertSqlSafe(check))
-            .execute(&mut *self.control().await)
+        // A plain query (a DO block would be compiled every run), its answer read here.
+        let findings = bookkeeping::tamper_findings(&tables, None);
+        let found: Option<String> = sqlx::raw_sql(AssertSqlSafe(findings))
+            .fetch_one(&mut *self.control().await)
             .await
-            .map_err(|source| session::write_error(source, "checking wasmig's tables".into()))?;
-        Ok(())
+            .and_then(|row| row.try_get(0))
+            .map_err(|source| DbError::Query {
+                doing: "checking wasmig's tables".into(),
+                source,
+            })?;
+        match found {
+            None => Ok(()),
+            Some(found) => Err(crate::TablesTampered(found).into()),
+        }
     }
 
     fn store(&self) -> &VersionStore {

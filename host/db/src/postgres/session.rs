@@ -117,6 +117,9 @@ pub(crate) struct PgSession {
     /// Whether the transaction is switched to the role now: set before the
     /// migration's first statement, cleared by wasmig's guard and the `--atomic` reset.
     pub(super) in_role: bool,
+    /// The heads and the lock as the transaction's first message read them (with the
+    /// migration lock held, once the run knows its tables).
+    begun: Option<crate::Begun>,
     /// Where a committed step leaves its connection for the next (`PgDatabase::kept`).
     kept: super::Kept,
     /// What the relay saw on this connection (`None`: it does not pass through the relay).
@@ -143,8 +146,9 @@ impl PgDatabase {
         let doing = |what: &str| format!("{what} (beginning a transaction)");
         // The last step's connection, reset in this step's first message; the pool's
         // (reset when it was returned) when there is none, or that one fails.
+        // The last step's connection (reset as it committed), else the pool's.
         let kept = self.kept.lock().ok().and_then(|mut k| k.take());
-        let (mut tx, reset) = match kept {
+        let (mut tx, kept) = match kept {
             Some(conn) => (conn, true),
             None => (self.acquire().await?, false),
         };
@@ -172,26 +176,31 @@ impl PgDatabase {
             ),
             None => String::new(),
         };
-        // The reset, `BEGIN` and the select in one message: one round trip.
-        let begin = format!(
-            "BEGIN; SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}"
-        );
-        let first = |reset: bool| {
-            if reset {
-                format!("{}; {begin}", super::RESET_SESSION)
-            } else {
-                begin.clone()
-            }
+        // Under the lock, once the run knows its tables: the heads and whether the lock is
+        // still held, for the runner's check of the step before (`Session::begun`).
+        let table_oids = self.table_oids.lock().ok().and_then(|o| o.clone());
+        let begun_columns = match (holder, &table_oids) {
+            (Some(pid), Some(_)) => format!(
+                ", pg_catalog.array_to_json(ARRAY(SELECT revision FROM {} \
+                 ORDER BY revision COLLATE pg_catalog.\"C\"))::pg_catalog.text, {}",
+                self.store.words().table(crate::VERSION_TABLE),
+                lock_held(pid)
+            ),
+            _ => String::new(),
         };
-        let row = match last_row(&mut tx, first(reset)).await {
+        // `BEGIN` and the select in one message: one round trip.
+        let begin = format!(
+            "BEGIN; SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}{begun_columns}"
+        );
+        let row = match last_row(&mut tx, begin.clone()).await {
             Ok(row) => Ok(row),
-            Err(e) if reset => {
-                // A kept connection the server ended, or one that cannot be reset: closed,
-                // and the step begins on one of the pool's.
+            Err(e) if kept => {
+                // The last step's connection, which the server ended since: closed, and the
+                // step begins on one of the pool's.
                 tracing::debug!("the last step's connection could not begin the next: {e}");
                 drop(tx.detach());
                 tx = self.acquire().await?;
-                last_row(&mut tx, first(false)).await
+                last_row(&mut tx, begin).await
             }
             Err(e) => Err(e),
         }
@@ -204,6 +213,22 @@ impl PgDatabase {
             doing: doing("reading the backend pid and transaction id"),
             source,
         })?;
+        let begun = if begun_columns.is_empty() {
+            None
+        } else {
+            let read = || -> anyhow::Result<crate::Begun> {
+                let heads: String = row.try_get(3)?;
+                let mut heads: Vec<String> = serde_json::from_str(&heads)?;
+                heads.sort();
+                Ok(crate::Begun {
+                    heads,
+                    lock_held: row.try_get(4)?,
+                })
+            };
+            Some(read().map_err(|e| {
+                e.context(doing("reading the heads and the lock as the step began"))
+            })?)
+        };
         let wire = self.relay.wire(pid);
         let tags = wire.as_ref().map_or(0, |w| w.transaction_tags());
         Ok(PgSession {
@@ -219,7 +244,8 @@ impl PgDatabase {
             xid,
             store: VersionStore::new(Dialect::Postgres, Some(self.schema.clone())),
             lock_holder: holder,
-            table_oids: self.table_oids.lock().ok().and_then(|o| o.clone()),
+            table_oids,
+            begun,
             policy: Policy::TRUSTED,
             role: self.role.clone(),
             in_role: false,
@@ -337,18 +363,12 @@ impl PgSession {
     /// Ends the transaction with `end` (`COMMIT` or `ROLLBACK`) and returns the connection
     /// to the pool; a connection that failed is closed instead.
     async fn end(mut self: Box<Self>, end: &'static str, doing: &str) -> anyhow::Result<()> {
+        if end == "COMMIT" {
+            return self.commit_and_reset().await;
+        }
         let result = sqlx::raw_sql(end).execute(self.conn()).await;
         let conn = self.conn.take().expect("held until the end");
         match result {
-            Ok(_) if end == "COMMIT" => {
-                // Kept for the next step, which resets it first; to the pool if one is kept.
-                if let Ok(mut kept) = self.kept.lock()
-                    && kept.is_none()
-                {
-                    *kept = Some(conn);
-                }
-                Ok(())
-            }
             Ok(_) => {
                 drop(conn);
                 Ok(())
@@ -359,6 +379,63 @@ impl PgSession {
                 drop(conn.detach());
                 Err(DbError::Query {
                     doing: doing.into(),
+                    source,
+                }
+                .into())
+            }
+        }
+    }
+
+    /// `COMMIT`, and in the same message the session's reset ([`super::RESET_SESSION`]),
+    /// which then runs outside the transaction as the pool's would: the connection is kept
+    /// for the next step ([`PgDatabase::kept`]) with nothing of this step's session on it.
+    /// (Sent before the next step's `BEGIN` instead, the reset would share that step's
+    /// transaction, begun with this step's `default_transaction_isolation` or
+    /// `default_transaction_read_only` still set.) A reset that fails after the commit
+    /// closes the connection; the step stays committed.
+    async fn commit_and_reset(mut self: Box<Self>) -> anyhow::Result<()> {
+        let sql = format!("COMMIT; {}", super::RESET_SESSION);
+        let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(self.conn());
+        // The first result is the COMMIT's.
+        let committed = match results.try_next().await {
+            Ok(_) => Ok(()),
+            Err(source) => Err(source),
+        };
+        let reset = match &committed {
+            Ok(()) => loop {
+                match results.try_next().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break true,
+                    Err(e) => {
+                        tracing::debug!("resetting the session after a commit: {e}");
+                        break false;
+                    }
+                }
+            },
+            Err(_) => false,
+        };
+        drop(results);
+        let conn = self.conn.take().expect("held until the end");
+        match committed {
+            Ok(()) if reset => {
+                // Kept for the next step; to the pool if one is kept already.
+                if let Ok(mut kept) = self.kept.lock()
+                    && kept.is_none()
+                {
+                    *kept = Some(conn);
+                }
+                Ok(())
+            }
+            Ok(()) => {
+                drop(conn.detach());
+                Ok(())
+            }
+            Err(source) => {
+                // The server ended the transaction (a failed COMMIT rolls back), but a
+                // connection whose end failed is not trusted with the next step.
+                drop(conn.detach());
+                Err(DbError::Query {
+                    doing: "committing the transaction".into(),
                     source,
                 }
                 .into())
@@ -704,6 +781,10 @@ impl GuestSql for PgSession {
 
 #[async_trait]
 impl Session for PgSession {
+    fn begun(&self) -> Option<&crate::Begun> {
+        self.begun.as_ref()
+    }
+
     fn transaction_ended(&self) -> bool {
         self.wire
             .as_ref()

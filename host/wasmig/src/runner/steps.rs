@@ -93,6 +93,14 @@ async fn read_back(db: &dyn Database, expected: &[String], what: &str) -> anyhow
         Err(e) => return Err(e),
     };
     found.sort();
+    same_heads(&found, expected, what)
+}
+
+/// [`read_back`]'s comparison: `found` (sorted) must be the heads the steps recorded.
+///
+/// # Errors
+/// [`TablesTampered`](crate::db::TablesTampered) naming both sets of heads.
+fn same_heads(found: &[String], expected: &[String], what: &str) -> anyhow::Result<()> {
     if found == expected {
         return Ok(());
     }
@@ -105,10 +113,40 @@ async fn read_back(db: &dyn Database, expected: &[String], what: &str) -> anyhow
     };
     Err(crate::db::TablesTampered(format!(
         "after {what} committed, wasmig_version holds {} where the steps recorded {} (something changed it at or after COMMIT, such as a deferred trigger of a migration's table); the steps' work was committed",
-        list(&found),
+        list(found),
         list(expected)
     ))
     .into())
+}
+
+/// The read-back a committed step leaves to the next (see [`read_back`]): the heads it
+/// recorded, and what committed, for the message.
+struct ReadBack {
+    heads: Vec<String>,
+    what: String,
+}
+
+/// Checks the step before from what `session` read as it began, when it did (no round trip
+/// of its own): the lock still held (else [`LockLostAfter`](crate::db::LockLostAfter)) and
+/// the heads it recorded; otherwise reads them back as [`read_back`] does. Rolls `session`
+/// back when the check fails.
+async fn check_read_back(
+    db: &dyn Database,
+    session: Box<dyn Session>,
+    check: &ReadBack,
+) -> anyhow::Result<Box<dyn Session>> {
+    let checked = match session.begun() {
+        Some(begun) if !begun.lock_held => Err(crate::db::LockLostAfter.into()),
+        Some(begun) => same_heads(&begun.heads, &check.heads, &check.what),
+        None => read_back(db, &check.heads, &check.what).await,
+    };
+    match checked {
+        Ok(()) => Ok(session),
+        Err(e) => {
+            let _ = session.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 /// One run of a plan: what every step needs.
@@ -212,6 +250,11 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// How `step`'s revision runs.
+    fn transaction_mode(&self, step: &Step) -> TransactionMode {
+        find(self.revisions, &step.revision).manifest.transaction
+    }
+
     /// The checkpoint a step resumes from, if an earlier run left one.
     fn resume_of(&self, step: &Step) -> Option<&Checkpoint> {
         self.checkpoints
@@ -278,6 +321,8 @@ impl Run<'_> {
         let mut reports = Vec::with_capacity(self.steps.len());
         // With --atomic, the one transaction of the run, between steps.
         let mut held: Option<Box<dyn Session>> = None;
+        // The read-back of the step before, left to the next step's first message.
+        let mut pending: Option<ReadBack> = None;
         for (index, step) in self.steps.iter().enumerate() {
             let at = At {
                 index,
@@ -295,25 +340,40 @@ impl Run<'_> {
                     self.sandbox.as_ref(),
                 )?,
             };
-            let (report, session) = self.one_step(&at, ready, held.take()).await?;
+            // A step of its own in one transaction checks the step before as it begins.
+            let deferred = self.transaction_mode(step) == TransactionMode::PerMigration;
+            if let Some(check) = pending.take_if(|_| !deferred) {
+                read_back(self.db, &check.heads, &check.what).await?;
+            }
+            // Its transaction begun here, before the step says it is applying: the step before
+            // is checked from what the begin read.
+            let mut session = held.take();
+            if let Some(check) = pending.take() {
+                let begun = self
+                    .db
+                    .begin()
+                    .await
+                    .map_err(|e| self.fail(&at, Failure::Host(e)))?;
+                session = Some(check_read_back(self.db, begun, &check).await?);
+            }
+            let (report, session) = self.one_step(&at, ready, session).await?;
             held = session;
             reports.push(report);
             // Committed (not an --atomic step handing its transaction on), and not the last
             // (the run reads that one back): the next step starts from what was recorded.
             if held.is_none() && index + 1 < self.steps.len() {
-                read_back(
-                    self.db,
-                    &self.expected_before(index + 1).heads,
-                    &format!("step {}", step.revision),
-                )
-                .await?;
+                pending = Some(ReadBack {
+                    heads: self.expected_before(index + 1).heads,
+                    what: format!("step {}", step.revision),
+                });
             }
         }
         Ok(reports)
     }
 
-    /// Runs one step by its transaction mode; returns its report and, with `--atomic` before
-    /// the last step, the transaction to hand on.
+    /// Runs one step by its transaction mode (`held`: a transaction already begun for it);
+    /// returns its report and, with `--atomic` before the last step, the transaction to hand
+    /// on.
     async fn one_step(
         &self,
         at: &At<'_>,
@@ -438,7 +498,8 @@ impl Run<'_> {
     }
 
     /// A `per-migration` step: the SQL script or every guest call, then the record, in one
-    /// transaction (the run's, with `--atomic`).
+    /// transaction: `held` (the run's, with `--atomic`, or one the run began to check the step
+    /// before), or a new one.
     async fn transactional_step(
         &self,
         at: &At<'_>,

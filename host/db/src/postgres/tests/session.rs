@@ -445,7 +445,15 @@ async fn session_state_does_not_outlive_its_step() {
     let t = TestDb::new().await;
     t.db.ensure_version_tables().await.unwrap();
     let mut s = t.session().await;
+    let pid = scalar(&mut *s, "SELECT pg_backend_pid()", &[]).await;
     s.execute("SET search_path = nowhere", &[]).await.unwrap();
+    // Characteristics the next transaction would begin with, were it begun before the reset.
+    s.execute("SET default_transaction_isolation = 'serializable'", &[])
+        .await
+        .unwrap();
+    s.execute("SET default_transaction_read_only = on", &[])
+        .await
+        .unwrap();
     s.query("SELECT pg_advisory_lock(42)", &[]).await.unwrap();
     s.batch("CREATE TEMP TABLE scratch (x int)").await.unwrap();
     // The version tables are found whatever the migration did to the search path.
@@ -467,17 +475,40 @@ async fn session_state_does_not_outlive_its_step() {
     .unwrap();
     s.commit().await.unwrap();
     assert_eq!(t.db.heads().await.unwrap(), ["a"]);
-    // The reset runs as the connection goes back to the pool.
+    // The next step runs on the connection the step committed on, reset with its commit:
+    // its transaction begins as the server's defaults say, not as the step left them.
+    let mut next = t.session().await;
+    let again = scalar(&mut *next, "SELECT pg_backend_pid()", &[]).await;
+    assert_eq!(
+        format!("{again:?}"),
+        format!("{pid:?}"),
+        "kept for the next step"
+    );
+    let begun = scalar(
+        &mut *next,
+        "SELECT current_setting('transaction_isolation') || ' ' || current_setting('transaction_read_only')",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        format!("{begun:?}"),
+        format!("{:?}", Value::Text(text("read committed off")))
+    );
+    next.rollback().await.unwrap();
+    // The reset ran as the step committed (the lock is a session's: no transaction undoes
+    // its release).
     let mut reset = false;
     for _ in 0..50 {
         let mut other = PgConnection::connect_with(&t.db.pool.connect_options())
             .await
             .unwrap();
-        let locks: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-                .fetch_one(&mut other)
-                .await
-                .unwrap();
+        let locks: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                 WHERE l.locktype = 'advisory' AND d.datname = current_database() AND l.objid = 42",
+        )
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
         let _ = other.close().await;
         if locks == 0 {
             reset = true;
@@ -486,6 +517,7 @@ async fn session_state_does_not_outlive_its_step() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(reset, "the advisory lock outlived the step");
+    // And by the pool, for a connection a step rolled back.
     for _ in 0..MAX_CONNECTIONS {
         let mut s = t.session().await;
         let path = scalar(&mut *s, "SELECT current_setting('search_path')", &[]).await;
