@@ -1138,7 +1138,8 @@ async fn go_builds_are_reproducible_offline_and_name_the_revision_in_compile_err
 }
 
 /// `wasmig revision --kind go` writes `migration.go` and `go.mod`, and the SDK they name,
-/// so that `go vet` passes in the revision's directory as written.
+/// so that `go vet` passes in the revision's directory as written; `wasmig build` writes the
+/// SDK again where a clone lacks it.
 #[tokio::test]
 async fn a_scaffolded_go_revision_passes_go_vet() {
     let project = TestProject::new();
@@ -1167,5 +1168,16 @@ async fn a_scaffolded_go_revision_passes_go_vet() {
         "{}{}",
         String::from_utf8_lossy(&vet.stdout),
         String::from_utf8_lossy(&vet.stderr)
+    );
+    // A clone has no copy of the SDK (git ignores it): `wasmig build` writes it again.
+    std::fs::remove_dir_all(project.dir.join("versions/.wasmig-sdk/go")).unwrap();
+    project.run_plain(&["build"]).success();
+    assert!(
+        project
+            .dir
+            .join(
+                "versions/.wasmig-sdk/go/internal/wit/imports/wasmig_migration_sql/wit_bindings.go"
+            )
+            .is_file()
     );
 }

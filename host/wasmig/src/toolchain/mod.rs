@@ -107,6 +107,15 @@ pub fn build(
     revisions: &[Revision],
     build_dir: &Path,
 ) -> anyhow::Result<Vec<String>> {
+    // The Go SDK that scaffolded `go.mod` files name, for `go vet` and editors: a fresh
+    // clone has none (it is ignored by git). Not in untrusted mode, which writes nothing
+    // into the project.
+    let has_go = revisions
+        .iter()
+        .any(|r| r.stored.is_none() && r.manifest.kind == Kind::Go);
+    if has_go && !project.is_untrusted() {
+        go::write_sdk(&project.versions_dir())?;
+    }
     let pending: Vec<(&Revision, String)> = revisions
         .iter()
         .filter(|r| r.stored.is_none() && toolchain(r.manifest.kind).is_some())
