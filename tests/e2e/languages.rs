@@ -1,5 +1,5 @@
-//! Migrations in Python, JavaScript and C, built from source by `wasmig build` with each
-//! language's toolchain (componentize-py, jco, clang) and run on both backends: the example
+//! Migrations in Python, JavaScript, C and Go, built from source by `wasmig build` with each
+//! language's toolchain (componentize-py, jco, clang, go) and run on both backends: the example
 //! backfill gives the Rust example's result in every language; the SDK tours (two batches,
 //! copy-in, a recovered SQL error) leave identical tables; an SQL error that escapes a
 //! migration fails the step with the language's error; a missing toolchain fails the build
@@ -29,9 +29,10 @@ enum Language {
     Python,
     Js,
     C,
+    Go,
 }
 
-const LANGUAGES: [Language; 3] = [Language::Python, Language::Js, Language::C];
+const LANGUAGES: [Language; 4] = [Language::Python, Language::Js, Language::C, Language::Go];
 
 impl Language {
     /// The `--kind` value, also the directory under `tests/languages/`.
@@ -40,6 +41,7 @@ impl Language {
             Language::Python => "python",
             Language::Js => "js",
             Language::C => "c",
+            Language::Go => "go",
         }
     }
 
@@ -48,6 +50,7 @@ impl Language {
             Language::Python => "migration.py",
             Language::Js => "migration.js",
             Language::C => "migration.c",
+            Language::Go => "migration.go",
         }
     }
 
@@ -63,6 +66,10 @@ enum Example {
     SdkTour,
     /// What `wasmig revision --kind <kind>` writes, unedited.
     Template,
+    /// Go only: the keyset walker over 100,000 rows.
+    Keyset,
+    /// Go only: the hostile guest (probes, memory, sleep, panic; see its source).
+    Hostile,
 }
 
 impl Example {
@@ -71,6 +78,8 @@ impl Example {
             Example::Backfill => Some("backfill"),
             Example::SdkTour => Some("sdk_tour"),
             Example::Template => None,
+            Example::Keyset => Some("keyset"),
+            Example::Hostile => Some("hostile"),
         }
     }
 
@@ -135,7 +144,7 @@ fn new_revision(dir: &Path, args: &[&str]) -> PathBuf {
 
 /// The template project of (`language`, `example`), built once per test process.
 fn built(language: Language, example: Example) -> &'static Built {
-    static CELLS: [[OnceLock<Built>; 3]; 3] = [const { [const { OnceLock::new() }; 3] }; 3];
+    static CELLS: [[OnceLock<Built>; 5]; 4] = [const { [const { OnceLock::new() }; 5] }; 4];
     CELLS[language.index()][example.index()].get_or_init(|| {
         let name = format!("{}-{:?}", language.kind(), example).to_lowercase();
         let dir = init_project(work_dir(), &name);
@@ -292,8 +301,11 @@ async fn backfill_matches_the_rust_example_on_both_backends(language: Language) 
     let built = built(language, Example::Backfill);
     let bytes = std::fs::read(built.dir.join(".wasmig/build/b2.wasm")).unwrap();
     let (imports, exports) = component_names(&bytes);
+    // Go's runtime calls WASI preview1 (clocks, random, stdio), adapted to WASI 0.2, which
+    // the sandbox grants deny-all; the others import nothing but wasmig's interfaces.
     assert!(
-        imports.iter().all(|i| i.starts_with("wasmig:migration/")),
+        imports.iter().all(|i| i.starts_with("wasmig:migration/")
+            || (language == Language::Go && i.starts_with("wasi:"))),
         "{language:?}: the component imports more than wasmig's interfaces: {imports:?}"
     );
     for export in ["upgrade", "downgrade"] {
@@ -345,6 +357,11 @@ async fn the_javascript_backfill_is_built_from_source_and_matches_the_rust_examp
 #[tokio::test]
 async fn the_c_backfill_is_built_from_source_and_matches_the_rust_example_on_both_backends() {
     backfill_matches_the_rust_example_on_both_backends(Language::C).await;
+}
+
+#[tokio::test]
+async fn the_go_backfill_is_built_from_source_and_matches_the_rust_example_on_both_backends() {
+    backfill_matches_the_rust_example_on_both_backends(Language::Go).await;
 }
 
 /// The directory of revision `b2` (the one holding the language's source).
@@ -466,6 +483,11 @@ async fn the_c_sdk_tour_leaves_the_same_table_and_an_escaping_sql_error_fails_th
 }
 
 #[tokio::test]
+async fn the_go_sdk_tour_leaves_the_same_table_and_an_escaping_sql_error_fails_the_step() {
+    sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(Language::Go).await;
+}
+
+#[tokio::test]
 async fn a_scaffolded_revision_of_every_language_builds_and_runs_as_written() {
     for language in LANGUAGES {
         let built = built(language, Example::Template);
@@ -523,6 +545,7 @@ async fn a_missing_toolchain_fails_the_build_with_exit_9_and_says_how_to_install
                     .env_remove("WASMIG_COMPONENTIZE_PY")
                     .env_remove("WASMIG_JCO")
                     .env_remove("WASMIG_CLANG")
+                    .env_remove("WASMIG_GO")
                     .output()
                     .unwrap(),
             )
@@ -779,8 +802,8 @@ async fn every_language_builds_jailed_and_runs_in_untrusted_mode() {
             Language::Js => text.push_str(&format!(
                 "\nexport const LEAKS = [];\nfor (const attempt of [\n  () => globalThis.process?.env?.[{var:?}],\n  () => globalThis.std?.loadFile({file:?}),\n  () => globalThis.os?.exec?.(['sh', '-c', 'cat {file} > {marker}']),\n]) {{ try {{ LEAKS.push(String(attempt())); }} catch (e) {{ LEAKS.push(String(e)); }} }}\n"
             )),
-            // C runs nothing at build time; its compiler is jailed like the others.
-            Language::C => {}
+            // C and Go run nothing at build time; their compilers are jailed like the others.
+            Language::C | Language::Go => {}
         }
         std::fs::write(path, text).unwrap();
         let db = TestDb::new(Backend::Postgres, &project).await;
@@ -828,4 +851,333 @@ async fn every_language_builds_jailed_and_runs_in_untrusted_mode() {
         db.drop_db().await;
     }
     std::fs::remove_dir_all(&secret_dir).unwrap();
+}
+
+/// `items`: 100,000 rows `(id, 'item-<id>')`, for the keyset walk.
+async fn seed_items(db: &TestDb) {
+    let fill = match db.backend {
+        Backend::Postgres => {
+            "INSERT INTO items SELECT g, 'item-' || g FROM generate_series(1, 100000) g"
+        }
+        Backend::Sqlite => {
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100000)
+             INSERT INTO items SELECT i, 'item-' || i FROM c"
+        }
+    };
+    db.exec(&format!(
+        "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT NOT NULL); {fill};"
+    ))
+    .await;
+}
+
+/// The Go keyset walker backfills 100,000 rows, 10,000 per batch, on both backends: in the
+/// step's one transaction, and as a `transaction = "batched"` revision where each batch
+/// commits on its own; the downgrade drops the column.
+#[tokio::test]
+async fn a_go_keyset_walk_backfills_100000_rows_in_batches_on_both_backends() {
+    let built = built(Language::Go, Example::Keyset);
+    for backend in BOTH {
+        for batched in [false, true] {
+            let project = project_from(built);
+            let db = TestDb::new(backend, &project).await;
+            seed_items(&db).await;
+            if batched {
+                let manifest = revision_dir(&project, Language::Go).join("migration.toml");
+                let text = std::fs::read_to_string(&manifest).unwrap();
+                std::fs::write(
+                    &manifest,
+                    text.replace(
+                        "transaction = \"per-migration\"",
+                        "transaction = \"batched\"",
+                    ),
+                )
+                .unwrap();
+            }
+            let started = Instant::now();
+            up_measured(&project, &db, Language::Go, "keyset");
+            eprintln!(
+                "measure: go keyset {backend:?} batched={batched} up_secs={:.1}",
+                started.elapsed().as_secs_f64()
+            );
+            assert_eq!(
+                db.count("SELECT count(*) FROM items WHERE name_norm = upper(name)")
+                    .await,
+                100_000,
+                "{backend:?} batched={batched}"
+            );
+            assert_eq!(db.heads().await, ["b2"]);
+            run_cached(&project, &db, &["down"]).success();
+            assert_eq!(db.heads().await, ["a1"]);
+            let column = match backend {
+                Backend::Postgres => {
+                    "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'name_norm'"
+                }
+                Backend::Sqlite => {
+                    "SELECT count(*) FROM pragma_table_info('items') WHERE name = 'name_norm'"
+                }
+            };
+            assert_eq!(db.count(column).await, 0, "{backend:?}: the column stayed");
+            db.drop_db().await;
+        }
+    }
+}
+
+/// A copy of the hostile Go guest's project with `go_mode` set to `mode` (and the ports of
+/// the probes' listeners, 0 when there are none).
+async fn hostile_go_with(backend: Backend, mode: &str, ports: (u16, u16)) -> (TestProject, TestDb) {
+    let project = project_from(built(Language::Go, Example::Hostile));
+    let db = TestDb::new(backend, &project).await;
+    db.exec(&format!(
+        "CREATE TABLE go_mode (mode TEXT, tcp_port INTEGER, udp_port INTEGER);
+         INSERT INTO go_mode VALUES ('{mode}', {}, {});",
+        ports.0, ports.1
+    ))
+    .await;
+    (project, db)
+}
+
+async fn hostile_go(backend: Backend, mode: &str) -> (TestProject, TestDb) {
+    hostile_go_with(backend, mode, (0, 0)).await
+}
+
+/// The hostile Go guest's probes: files, directories, writes, environment, TCP, UDP and
+/// name lookups are all denied (each says so in the log), and the clocks are real.
+#[tokio::test]
+async fn a_go_guest_cannot_read_files_environment_or_reach_the_network_on_both_backends() {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let ports = (
+        tcp.local_addr().unwrap().port(),
+        udp.local_addr().unwrap().port(),
+    );
+    for backend in BOTH {
+        let (project, db) = hostile_go_with(backend, "probe", ports).await;
+        let run = Run::from_output(
+            wasmig_cmd(&project.dir)
+                .args(["up", "--database-url", &db.url])
+                .env("WASMIG_CACHE_DIR", shared_cache())
+                .env("WASMIG_E2E_SECRET", "do-not-leak")
+                .output()
+                .unwrap(),
+        )
+        .success();
+        let shown = shown(&run, &project, Some(&db))
+            .replace(&ports.0.to_string(), "[TCP_PORT]")
+            .replace(&ports.1.to_string(), "[UDP_PORT]");
+        assert_run!("go_hostile_probes", backend, shown);
+        assert!(tcp.accept().is_err(), "{backend:?}: a connection arrived");
+        assert!(
+            udp.recv(&mut [0; 16]).is_err(),
+            "{backend:?}: a datagram arrived"
+        );
+        assert!(!run.stderr.contains("do-not-leak"));
+        assert!(!Path::new("/tmp/go-guest-was-here").exists());
+        assert_eq!(db.heads().await, ["b2"]);
+        db.drop_db().await;
+    }
+}
+
+/// A Go guest that allocates without end is stopped by the memory cap (exit 7) and leaves
+/// nothing behind.
+#[tokio::test]
+async fn a_go_guest_allocating_without_end_is_stopped_by_the_memory_cap_on_both_backends() {
+    for backend in BOTH {
+        let (project, db) = hostile_go(backend, "memory").await;
+        project.set_manifest(
+            &revision_dir(&project, Language::Go),
+            "memory_limit_mib = 64",
+        );
+        let run = run_cached(&project, &db, &["up"]).fails_with(7);
+        assert!(
+            run.stderr.contains("memory limit of 64 MiB"),
+            "{backend:?}: {}",
+            run.stderr
+        );
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+/// A Go guest asleep (`time.Sleep`, a wait inside the host) is stopped by the deadline
+/// (exit 7), and its table is rolled back.
+#[tokio::test]
+async fn a_go_guest_sleeping_is_stopped_by_the_deadline_on_both_backends() {
+    for backend in BOTH {
+        let (project, db) = hostile_go(backend, "sleep").await;
+        project.set_manifest(&revision_dir(&project, Language::Go), "timeout_secs = 2");
+        let started = Instant::now();
+        let run = run_cached(&project, &db, &["up"]).fails_with(7);
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "{backend:?}: the sleep was not cut short"
+        );
+        assert!(
+            run.stderr.contains("time limit of 2"),
+            "{backend:?}: {}",
+            run.stderr
+        );
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        assert!(!db.table_exists("go_slept").await, "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+/// A Go panic traps the component: the step fails with Go's panic message in the log, and
+/// its work is rolled back.
+#[tokio::test]
+async fn a_go_panic_fails_the_step_and_rolls_it_back_on_both_backends() {
+    for backend in BOTH {
+        let (project, db) = hostile_go(backend, "panic").await;
+        // A trap is a failed migration (exit 6), as in every language; exit 7 is for limits.
+        let run = run_cached(&project, &db, &["up"]).fails_with(6);
+        // No snapshot: Go's trace shows addresses that move with every change of the SDK.
+        for expected in [
+            "[b2] stderr: panic: runtime error: index out of range [5] with length 0",
+            "[b2] stderr: \tm_b2@v0.0.0/migration.go:",
+            "error: upgrade of revision b2 failed and was rolled back: the migration trapped",
+        ] {
+            assert!(
+                run.stderr.contains(expected),
+                "{backend:?}: {expected}\n{}",
+                run.stderr
+            );
+        }
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        assert!(!db.table_exists("go_panicked").await, "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+/// Go builds are reproducible (rebuilt from scratch: the same bytes), a compile error names
+/// the revision and the line, a `toolchain` line downloads nothing, and a `require` of a
+/// module from the network fails offline (exit 9) instead of downloading it.
+#[tokio::test]
+async fn go_builds_are_reproducible_offline_and_name_the_revision_in_compile_errors() {
+    let project = project_from(built(Language::Go, Example::Backfill));
+    let build = || Run::from_output(wasmig_cmd(&project.dir).arg("build").output().unwrap());
+    let component = project.dir.join(".wasmig/build/b2.wasm");
+    let before = std::fs::read(&component).unwrap();
+    std::fs::remove_dir_all(project.dir.join(".wasmig/build")).unwrap();
+    build().success();
+    assert_eq!(
+        std::fs::read(&component).unwrap(),
+        before,
+        "a rebuild gave other bytes"
+    );
+
+    let revision = revision_dir(&project, Language::Go);
+    let source = revision.join("migration.go");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(
+        &source,
+        text.replace("var done int64", "var done int64 = \"x\""),
+    )
+    .unwrap();
+    // No snapshot: the command line shown names where Go is installed.
+    let broken = build().fails_with(9);
+    assert!(
+        broken
+            .stderr
+            .contains("error: revision b2 (Go): the build failed"),
+        "{}",
+        broken.stderr
+    );
+    assert!(
+        broken.stderr.contains(
+            "migration.go:39:19: cannot use \"x\" (untyped string constant) as int64 value"
+        ),
+        "{}",
+        broken.stderr
+    );
+    std::fs::write(&source, &text).unwrap();
+
+    let go_mod = revision.join("go.mod");
+    let original = std::fs::read_to_string(&go_mod).unwrap();
+    // A newer `go` or `toolchain` line in the revision's module fetches no toolchain (Go
+    // reads them from the main module only, which is wasmig's): the local Go builds it.
+    std::fs::write(
+        &go_mod,
+        original.replace("go 1.25", "go 1.25\n\ntoolchain go1.99.0"),
+    )
+    .unwrap();
+    let run = build().success();
+    assert!(!run.stderr.contains("go: downloading"), "{}", run.stderr);
+    // A module from the network cannot be fetched: exit 9, saying why.
+    std::fs::write(
+        &go_mod,
+        format!("{original}\nrequire example.com/not/fetched v1.2.3\n"),
+    )
+    .unwrap();
+    let fetch = revision.join("fetch.go");
+    std::fs::write(
+        &fetch,
+        "package migration\n\nimport _ \"example.com/not/fetched\"\n",
+    )
+    .unwrap();
+    let run = build().fails_with(9);
+    std::fs::remove_file(&fetch).unwrap();
+    assert!(run.stderr.contains("revision b2 (Go)"), "{}", run.stderr);
+    assert!(run.stderr.contains("GOPROXY=off"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("wasmig builds Go offline"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !project
+            .dir
+            .join(".wasmig/build/go-path/pkg/mod/golang.org")
+            .exists(),
+        "a toolchain was downloaded"
+    );
+    std::fs::write(&go_mod, original).unwrap();
+    build().success();
+    assert_eq!(std::fs::read(&component).unwrap(), before);
+}
+
+/// `wasmig revision --kind go` writes `migration.go` and `go.mod`, and the SDK they name,
+/// so that `go vet` passes in the revision's directory as written; `wasmig build` writes the
+/// SDK again where a clone lacks it.
+#[tokio::test]
+async fn a_scaffolded_go_revision_passes_go_vet() {
+    let project = TestProject::new();
+    project
+        .run_plain(&["revision", "-m", "vetted", "--kind", "go", "--rev-id", "g1"])
+        .success();
+    let revision = std::fs::read_dir(project.dir.join("versions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("migration.go").is_file())
+        .unwrap();
+    assert!(revision.join("go.mod").is_file());
+    let cache = work_dir().join("go-vet-cache");
+    let vet = std::process::Command::new("go")
+        .args(["vet", "./..."])
+        .current_dir(&revision)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOWORK", "off")
+        .env("GOCACHE", &cache)
+        .output()
+        .expect("go is installed (.ci/run installs it)");
+    assert!(
+        vet.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&vet.stdout),
+        String::from_utf8_lossy(&vet.stderr)
+    );
+    // A clone has no copy of the SDK (git ignores it): `wasmig build` writes it again.
+    std::fs::remove_dir_all(project.dir.join("versions/.wasmig-sdk/go")).unwrap();
+    project.run_plain(&["build"]).success();
+    assert!(
+        project
+            .dir
+            .join(
+                "versions/.wasmig-sdk/go/internal/wit/imports/wasmig_migration_sql/wit_bindings.go"
+            )
+            .is_file()
+    );
 }

@@ -34,6 +34,8 @@ pub enum Kind {
     Js,
     /// `migration.c` using the C SDK, built with clang for wasm32-wasi.
     C,
+    /// `migration.go` (and `go.mod`) using the Go SDK, built with Go for `wasip1`.
+    Go,
     /// A prebuilt component from any language.
     Wasm,
 }
@@ -42,7 +44,10 @@ impl Kind {
     /// Whether `wasmig build` makes this kind's component from source (into
     /// `.wasmig/build/<rev>.wasm`).
     pub fn is_built(self) -> bool {
-        matches!(self, Kind::Rust | Kind::Python | Kind::Js | Kind::C)
+        matches!(
+            self,
+            Kind::Rust | Kind::Python | Kind::Js | Kind::C | Kind::Go
+        )
     }
 }
 
@@ -245,16 +250,17 @@ pub fn check_transaction(manifest: &Manifest, origin: &str) -> Result<(), Config
 
 impl Kind {
     /// Every kind, in the order the CLI lists them.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Sql,
         Kind::Rust,
         Kind::Python,
         Kind::Js,
         Kind::C,
+        Kind::Go,
         Kind::Wasm,
     ];
 
-    /// `sql`, `rust`, `python`, `js`, `c` or `wasm`: the manifest's spelling.
+    /// `sql`, `rust`, `python`, `js`, `c`, `go` or `wasm`: the manifest's spelling.
     pub fn name(self) -> &'static str {
         kind_name(self)
     }
@@ -267,11 +273,11 @@ impl std::str::FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown kind `{s}`; one of sql, rust, python, js, c, wasm"))
+            .ok_or_else(|| format!("unknown kind `{s}`; one of sql, rust, python, js, c, go, wasm"))
     }
 }
 
-/// `sql`, `rust`, `python`, `js`, `c` or `wasm`.
+/// `sql`, `rust`, `python`, `js`, `c`, `go` or `wasm`.
 pub fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Sql => "sql",
@@ -279,6 +285,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
         Kind::Python => "python",
         Kind::Js => "js",
         Kind::C => "c",
+        Kind::Go => "go",
         Kind::Wasm => "wasm",
     }
 }

@@ -367,7 +367,12 @@ impl Sandbox {
         store.epoch_deadline_trap();
 
         let call = async {
+            let started = std::time::Instant::now();
             let instance = loaded.pre.instantiate_async(&mut store).await?;
+            tracing::debug!(
+                "revision {revision}: instantiated in {} µs",
+                started.elapsed().as_micros()
+            );
             match direction {
                 Direction::Upgrade => instance.call_upgrade(&mut store).await,
                 Direction::Downgrade => instance.call_downgrade(&mut store).await,
@@ -386,6 +391,11 @@ impl Sandbox {
         };
 
         let mut state = store.into_data();
+        // Linear memory never shrinks: what the guest holds at the end is its peak.
+        tracing::debug!(
+            "revision {revision}: {} KiB of linear memory at the end of the call (its peak)",
+            state.limiter.reserved() / 1024
+        );
         flush_output(revision, &state);
         let outcome = classify(outcome, &state, limits).and_then(|()| match state.next_batch.take() {
             Some(c) if c.len() > MAX_CHECKPOINT => Err(Failure::GuestError(format!(

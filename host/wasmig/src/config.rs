@@ -260,6 +260,9 @@ pub struct Hooks {
     /// Commands run on each C source file written.
     #[serde(default)]
     pub c: Vec<Vec<String>>,
+    /// Commands run on each Go file written (`migration.go`, `go.mod`).
+    #[serde(default)]
+    pub go: Vec<Vec<String>>,
 }
 
 impl Default for Hooks {
@@ -270,6 +273,7 @@ impl Default for Hooks {
             python: Vec::new(),
             js: Vec::new(),
             c: Vec::new(),
+            go: Vec::new(),
         }
     }
 }

@@ -55,10 +55,12 @@ impl Revision {
                 up: stored.up_sql.clone().ok_or_else(incomplete)?,
                 down: stored.down_sql.clone().ok_or_else(incomplete)?,
             },
-            Kind::Rust | Kind::Python | Kind::Js | Kind::C | Kind::Wasm => Artifact::Component {
-                path: PathBuf::from(format!("{ARTIFACT_TABLE}/{}", stored.revision)),
-                bytes: stored.component.clone().ok_or_else(incomplete)?,
-            },
+            Kind::Rust | Kind::Python | Kind::Js | Kind::C | Kind::Go | Kind::Wasm => {
+                Artifact::Component {
+                    path: PathBuf::from(format!("{ARTIFACT_TABLE}/{}", stored.revision)),
+                    bytes: stored.component.clone().ok_or_else(incomplete)?,
+                }
+            }
         };
         Ok(Revision {
             dir: versions_dir.join(&stored.revision),
@@ -118,7 +120,7 @@ impl Revision {
     }
 
     /// The component file of a `wasm` revision, or where `wasmig build` puts the component
-    /// of a kind built from source (`rust`, `python`, `js`, `c`).
+    /// of a kind built from source (`rust`, `python`, `js`, `c`, `go`).
     pub fn component_path(&self, build_dir: &Path) -> Option<PathBuf> {
         match self.manifest.kind {
             Kind::Sql => None,
@@ -130,7 +132,7 @@ impl Revision {
                         .unwrap_or_else(|| PathBuf::from("migration.wasm")),
                 ),
             ),
-            Kind::Rust | Kind::Python | Kind::Js | Kind::C => {
+            Kind::Rust | Kind::Python | Kind::Js | Kind::C | Kind::Go => {
                 Some(build_dir.join(format!("{}.wasm", self.id())))
             }
         }
@@ -397,7 +399,7 @@ pub fn check_artifact(revision: &Revision, build_dir: &Path) -> Result<(), Confi
     }
     let files = match revision.manifest.kind {
         Kind::Sql => vec![revision.dir.join("up.sql"), revision.dir.join("down.sql")],
-        Kind::Wasm | Kind::Rust | Kind::Python | Kind::Js | Kind::C => vec![
+        Kind::Wasm | Kind::Rust | Kind::Python | Kind::Js | Kind::C | Kind::Go => vec![
             revision
                 .component_path(build_dir)
                 .expect("components have a path"),
@@ -452,7 +454,7 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
                 down: text("down.sql")?,
             })
         }
-        Kind::Wasm | Kind::Rust | Kind::Python | Kind::Js | Kind::C => {
+        Kind::Wasm | Kind::Rust | Kind::Python | Kind::Js | Kind::C | Kind::Go => {
             let path = revision
                 .component_path(build_dir)
                 .expect("components have a path");

@@ -148,6 +148,7 @@ pub fn new_revision(project: &Project, request: &NewRevision<'_>) -> anyhow::Res
         Kind::Python => &project.config.hooks.python,
         Kind::Js => &project.config.hooks.js,
         Kind::C => &project.config.hooks.c,
+        Kind::Go => &project.config.hooks.go,
         Kind::Wasm => &[],
     };
     for file in &written {
@@ -329,6 +330,15 @@ fn write_sources(
             std::fs::write(&file, text)?;
             vec![file]
         }
+        Kind::Go => {
+            let source = dir.join(crate::toolchain::go::SOURCE_FILE);
+            let go_mod = dir.join("go.mod");
+            std::fs::write(&source, go_template(&message))?;
+            std::fs::write(&go_mod, crate::toolchain::go::go_mod_template(id))?;
+            // The SDK the `replace` names, so that `go vet` and an editor find it at once.
+            crate::toolchain::go::write_sdk(&project.versions_dir())?;
+            vec![source, go_mod]
+        }
         Kind::Wasm => {
             if let Some(component) = request.component {
                 std::fs::copy(component, dir.join("migration.wasm")).map_err(|e| {
@@ -475,6 +485,30 @@ static bool downgrade(void) {{
 }}
 
 WASMIG_MIGRATION(upgrade, downgrade)
+"#
+    )
+}
+
+fn go_template(message: &str) -> String {
+    format!(
+        r#"// Package migration: {message}
+package migration
+
+import "wasmig"
+
+func init() {{
+	wasmig.Register(upgrade, downgrade)
+}}
+
+func upgrade() error {{
+	wasmig.Infof("upgrading")
+	return wasmig.Batch("-- your SQL here")
+}}
+
+func downgrade() error {{
+	wasmig.Infof("downgrading")
+	return wasmig.Batch("-- undo what upgrade did")
+}}
 "#
     )
 }

@@ -114,6 +114,11 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
+    /// Bytes reserved by all memories: their peak, since linear memory never shrinks.
+    pub(crate) fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
     pub(crate) fn new(memory_cap: u64) -> Self {
         Limiter {
             memory_cap,

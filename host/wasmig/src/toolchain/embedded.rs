@@ -1,6 +1,6 @@
 //! What the language builds need from this binary: the WIT contract (every file of `wit/`,
 //! collected by `build.rs`) and each language's SDK (`guest-sdk/python`, `guest-sdk/js`,
-//! `guest-sdk/c`), embedded with `include_str!` so an installed `wasmig` needs no source
+//! `guest-sdk/c`, `guest-sdk/go`), embedded with `include_str!` so an installed `wasmig` needs no source
 //! checkout; and the names of the world's imports, read from the WIT with wit-parser.
 //!
 //! Not here: running the toolchains (the language modules).
@@ -50,6 +50,66 @@ const JS_SDK: &[(&str, &str)] = &[
 const C_SDK: &[(&str, &str)] = &[
     ("wasmig.h", include_str!("../../../../guest-sdk/c/wasmig.h")),
     ("wasmig.c", include_str!("../../../../guest-sdk/c/wasmig.c")),
+];
+
+/// The Go SDK: the module `wasmig` (its generated bindings are added at build time, see
+/// `toolchain::go`), with the support packages of wit-bindgen's Go bindings it vendors.
+pub(crate) const GO_SDK: &[(&str, &str)] = &[
+    ("go.mod", include_str!("../../../../guest-sdk/go/go.mod")),
+    (
+        "wasmig.go",
+        include_str!("../../../../guest-sdk/go/wasmig.go"),
+    ),
+    ("rows.go", include_str!("../../../../guest-sdk/go/rows.go")),
+    (
+        "value.go",
+        include_str!("../../../../guest-sdk/go/value.go"),
+    ),
+    (
+        "batch.go",
+        include_str!("../../../../guest-sdk/go/batch.go"),
+    ),
+    ("log.go", include_str!("../../../../guest-sdk/go/log.go")),
+    (
+        "internal/entry/entry.go",
+        include_str!("../../../../guest-sdk/go/internal/entry/entry.go"),
+    ),
+    (
+        "internal/wit/exports/export_wit_world/export.go",
+        include_str!("../../../../guest-sdk/go/internal/wit/exports/export_wit_world/export.go"),
+    ),
+    (
+        "internal/wit/README.md",
+        include_str!("../../../../guest-sdk/go/internal/wit/README.md"),
+    ),
+    (
+        "internal/wit/LICENSE",
+        include_str!("../../../../guest-sdk/go/internal/wit/LICENSE"),
+    ),
+    (
+        "internal/wit/types/option.go",
+        include_str!("../../../../guest-sdk/go/internal/wit/types/option.go"),
+    ),
+    (
+        "internal/wit/types/result.go",
+        include_str!("../../../../guest-sdk/go/internal/wit/types/result.go"),
+    ),
+    (
+        "internal/wit/types/tuple.go",
+        include_str!("../../../../guest-sdk/go/internal/wit/types/tuple.go"),
+    ),
+    (
+        "internal/wit/types/unit.go",
+        include_str!("../../../../guest-sdk/go/internal/wit/types/unit.go"),
+    ),
+    (
+        "internal/wit/runtime/runtime.go",
+        include_str!("../../../../guest-sdk/go/internal/wit/runtime/runtime.go"),
+    ),
+    (
+        "internal/wit/runtime/empty.s",
+        include_str!("../../../../guest-sdk/go/internal/wit/runtime/empty.s"),
+    ),
 ];
 
 /// The Rust SDK (the crate `wasmig-guest`), materialised in a project's
@@ -135,6 +195,7 @@ pub fn sdk_files(kind: Kind) -> &'static [(&'static str, &'static str)] {
         Kind::Python => PYTHON_SDK,
         Kind::Js => JS_SDK,
         Kind::C => C_SDK,
+        Kind::Go => GO_SDK,
         Kind::Sql | Kind::Rust | Kind::Wasm => &[],
     }
 }
@@ -215,5 +276,27 @@ mod tests {
         for name in ["types", "sql", "log"] {
             assert!(names.iter().any(|n| n == name), "{names:?}");
         }
+    }
+
+    #[test]
+    fn every_file_of_the_go_sdk_is_embedded() {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(root, &path, out);
+                } else {
+                    let relative = path.strip_prefix(root).unwrap();
+                    out.push(relative.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-sdk/go");
+        let mut on_disk = Vec::new();
+        walk(&root, &root, &mut on_disk);
+        on_disk.sort();
+        let mut embedded: Vec<String> = GO_SDK.iter().map(|(n, _)| (*n).to_owned()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
     }
 }

@@ -1,5 +1,6 @@
-//! Building Python, JavaScript and C revisions into components, each with its language's
-//! toolchain: componentize-py, jco (QuickJS backend) and clang for wasm32-wasi.
+//! Building Python, JavaScript, C and Go revisions into components, each with its
+//! language's toolchain: componentize-py, jco (QuickJS backend), clang for wasm32-wasi and
+//! Go for wasip1.
 //!
 //! Every build works from what this binary embeds ([`embedded`]): the WIT contract, written
 //! to `.wasmig/wit/`, and the language's SDK, staged beside a copy of the revision's sources
@@ -27,6 +28,7 @@
 
 mod c;
 pub mod embedded;
+pub mod go;
 mod js;
 mod python;
 
@@ -63,6 +65,7 @@ pub fn toolchain(kind: Kind) -> Option<Toolchain> {
         Kind::Python => Some(python::TOOLCHAIN),
         Kind::Js => Some(js::TOOLCHAIN),
         Kind::C => Some(c::TOOLCHAIN),
+        Kind::Go => Some(go::TOOLCHAIN),
         Kind::Sql | Kind::Rust | Kind::Wasm => None,
     }
 }
@@ -73,6 +76,7 @@ pub fn source_file(kind: Kind) -> Option<&'static str> {
         Kind::Python => Some(python::SOURCE),
         Kind::Js => Some(js::SOURCE),
         Kind::C => Some(c::SOURCE),
+        Kind::Go => Some(go::SOURCE),
         Kind::Sql | Kind::Rust | Kind::Wasm => None,
     }
 }
@@ -92,7 +96,7 @@ struct Job<'a> {
     jail: Option<Jail>,
 }
 
-/// Builds every Python, JavaScript and C revision whose inputs changed, writing its
+/// Builds every Python, JavaScript, C and Go revision whose inputs changed, writing its
 /// component to `build_dir`. Returns the revisions whose component bytes changed.
 ///
 /// # Errors
@@ -103,6 +107,15 @@ pub fn build(
     revisions: &[Revision],
     build_dir: &Path,
 ) -> anyhow::Result<Vec<String>> {
+    // The Go SDK that scaffolded `go.mod` files name, for `go vet` and editors: a fresh
+    // clone has none (it is ignored by git). Not in untrusted mode, which writes nothing
+    // into the project.
+    let has_go = revisions
+        .iter()
+        .any(|r| r.stored.is_none() && r.manifest.kind == Kind::Go);
+    if has_go && !project.is_untrusted() {
+        go::write_sdk(&project.versions_dir())?;
+    }
     let pending: Vec<(&Revision, String)> = revisions
         .iter()
         .filter(|r| r.stored.is_none() && toolchain(r.manifest.kind).is_some())
@@ -174,6 +187,7 @@ pub fn build(
             Kind::Python => python::build(&job),
             Kind::Js => js::build(&job),
             Kind::C => c::build(&job),
+            Kind::Go => go::build(&job),
             Kind::Sql | Kind::Rust | Kind::Wasm => unreachable!("filtered above"),
         };
         let bytes = result.map_err(|message| BuildError {
@@ -196,7 +210,7 @@ pub fn build(
     Ok(changed)
 }
 
-/// The jail of an untrusted project's Python, JavaScript or C build: it reads the toolchain's
+/// The jail of an untrusted project's Python, JavaScript, C or Go build: it reads the toolchain's
 /// installation (and node's, for jco), the WIT, the revision's directory (reading through
 /// a link out of it is denied by the kernel), and writes only the build directory; no
 /// network, and an environment of its own.
@@ -524,6 +538,13 @@ fn run(job: &Job<'_>, command: &mut Command, hint: &str) -> Result<(), String> {
         // Both streams captured, as `Command::output` would.
         Some(jail) => {
             let limit = crate::jail::build_timeout().map_err(|e| e.message)?;
+            // The jail clears the environment: the variables the build sets go into its own.
+            let mut jail = jail.clone();
+            for (name, value) in command.get_envs() {
+                if let Some(value) = value {
+                    jail = jail.env(name, value);
+                }
+            }
             jail.output(command.stderr(Stdio::piped()), limit)
                 .map_err(|e| e.message)?
         }

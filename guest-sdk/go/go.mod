@@ -1,0 +1,3 @@
+module wasmig
+
+go 1.25
