@@ -498,13 +498,7 @@ pub trait Session: GuestSql {
     /// # Errors
     /// When the check or a write fails.
     async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
-        let doing = format!("recording {}", finished.record.revision);
-        if !self.guard(&doing, true).await? {
-            return Ok(false);
-        }
-        let (store, d) = self.books();
-        store.finish_step(d, finished).await?;
-        Ok(true)
+        guard_then_finish(self, finished).await
     }
 
     /// Marks a revision failed, in this transaction (replacing an earlier mark).
@@ -584,6 +578,24 @@ pub trait Session: GuestSql {
 
     /// Rolls the transaction back.
     async fn rollback(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+/// [`Session::finish_step`] as two round trips: the guard, then the store's writes. A
+/// backend that records a step in one statement takes this way where it cannot.
+///
+/// # Errors
+/// When the guard or a write fails.
+pub(crate) async fn guard_then_finish<S: Session + ?Sized>(
+    session: &mut S,
+    finished: &FinishedStep<'_>,
+) -> anyhow::Result<bool> {
+    let doing = format!("recording {}", finished.record.revision);
+    if !session.guard(&doing, true).await? {
+        return Ok(false);
+    }
+    let (store, d) = session.books();
+    store.finish_step(d, finished).await?;
+    Ok(true)
 }
 
 /// What a session read as it began ([`Session::begun`]).

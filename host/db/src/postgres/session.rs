@@ -343,13 +343,7 @@ impl PgSession {
             Ok(Some(Refused::LockLost)) => Err(LockLost.into()),
             // The cheap look saw a flag: the full check names the tampering, or finds none
             // (a stale flag) and the step is recorded the long way.
-            Ok(Some(Refused::TablesFlagged)) => match self.guard(&doing, true).await {
-                Ok(true) => {
-                    let (store, d) = self.books();
-                    store.finish_step(d, finished).await.map(|()| true)
-                }
-                other => other,
-            },
+            Ok(Some(Refused::TablesFlagged)) => crate::guard_then_finish(self, finished).await,
             Err(e) => Err(e),
         })
     }
@@ -912,16 +906,10 @@ impl Session for PgSession {
     }
 
     async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
-        if let Some(done) = self.finish_in_one(finished).await {
-            return done;
+        match self.finish_in_one(finished).await {
+            Some(done) => done,
+            None => crate::guard_then_finish(self, finished).await,
         }
-        let doing = format!("recording {}", finished.record.revision);
-        if !self.guard(&doing, true).await? {
-            return Ok(false);
-        }
-        let (store, d) = self.books();
-        store.finish_step(d, finished).await?;
-        Ok(true)
     }
 
     async fn commit(self: Box<Self>) -> anyhow::Result<()> {
