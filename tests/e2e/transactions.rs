@@ -258,3 +258,73 @@ async fn a_project_statement_timeout_and_a_revision_lock_timeout_apply_in_every_
     assert_eq!(db.heads().await, ["b2"]);
     db.drop_db().await;
 }
+
+/// A deferred constraint trigger on `mark` that notes, as each transaction commits, the
+/// `synchronous_commit` the server commits it with: the server's own word on how durable
+/// wasmig made each step's commit.
+const NOTE_AT_COMMIT: &str = "CREATE TABLE seen (revision text, sync text);
+CREATE TABLE mark (revision text);
+CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO seen VALUES (NEW.revision, current_setting('synchronous_commit')); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON mark DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION note();
+INSERT INTO mark VALUES ('a1');";
+
+/// Every step of a run but the last commits without waiting for the server's disk
+/// (`synchronous_commit` off for its transaction), the last at the database's default
+/// whatever a migration `SET`: the server writes its commits in order, so the last makes
+/// every earlier one durable before wasmig reports. A step alone in its run is the last.
+/// A run that fails after lazy commits still ends with the earlier steps applied.
+#[tokio::test]
+async fn steps_before_the_last_commit_lazily_and_the_last_durably() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        NOTE_AT_COMMIT,
+        "DROP TABLE seen, mark; DROP FUNCTION note();",
+    );
+    project.sql_revision(
+        "b2",
+        "INSERT INTO mark VALUES ('b2');",
+        "DELETE FROM mark WHERE revision = 'b2';",
+    );
+    // The last step turns synchronous commits off for its session: wasmig's commit does
+    // not take it at its word.
+    project.sql_revision(
+        "c3",
+        "SET synchronous_commit = off; INSERT INTO mark VALUES ('c3');",
+        "DELETE FROM mark WHERE revision = 'c3';",
+    );
+    project.run(&db, &["up"]).success();
+    let seen = "SELECT revision || ' ' || sync FROM seen ORDER BY revision";
+    assert_eq!(db.strings(seen).await, ["a1 off", "b2 off", "c3 on"]);
+
+    // One step: the last of its run.
+    project.sql_revision(
+        "d4",
+        "INSERT INTO mark VALUES ('d4');",
+        "DELETE FROM mark WHERE revision = 'd4';",
+    );
+    project.run(&db, &["up"]).success();
+    assert_eq!(
+        db.strings(seen).await,
+        ["a1 off", "b2 off", "c3 on", "d4 on"]
+    );
+
+    // A run whose last step fails: the steps before it stay applied (and the run flushed
+    // the server's log after its lazy commits before it reported).
+    project.sql_revision(
+        "e5",
+        "INSERT INTO mark VALUES ('e5');",
+        "DELETE FROM mark WHERE revision = 'e5';",
+    );
+    project.sql_revision("f6", "SELECT 1/0;", "SELECT 1;");
+    project.run(&db, &["up"]).fails_with(6);
+    assert_eq!(db.heads().await, ["e5"]);
+    assert_eq!(
+        db.strings(seen).await,
+        ["a1 off", "b2 off", "c3 on", "d4 on", "e5 off"]
+    );
+    db.drop_db().await;
+}

@@ -275,6 +275,18 @@ pub trait Database: Send + Sync {
         Ok(())
     }
 
+    /// Makes every step committed so far durable: after [`Session::commit_lazily`], the
+    /// commits of a run's earlier steps wait for a later commit to write the server's log
+    /// to disk; a run that ends without one (a step failed and was rolled back, or the last
+    /// step was not a transaction of its own) calls this before it reports. PostgreSQL only;
+    /// nothing to do elsewhere.
+    ///
+    /// # Errors
+    /// When the server did not confirm the write.
+    async fn flush(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Closes the pool.
     async fn close(&self);
 }
@@ -572,6 +584,15 @@ pub trait Session: GuestSql {
         let (store, d) = self.books();
         store.forget_artifacts_except(d, keep).await
     }
+
+    /// Lets [`Session::commit`] return before the server has written the commit to disk
+    /// (PostgreSQL's `synchronous_commit = off` for this transaction; nothing elsewhere). For
+    /// a step that another step of the same run follows: the commits of a database reach
+    /// its disk in order, so the next step's commit, or [`Database::flush`] when the run
+    /// ends without one, makes this one durable too. A crash of the server in between
+    /// loses the step and its record together (the database stays consistent with its
+    /// version table); it never loses a step wasmig reported once the run ended.
+    fn commit_lazily(&mut self) {}
 
     /// Commits the transaction.
     async fn commit(self: Box<Self>) -> anyhow::Result<()>;

@@ -175,15 +175,26 @@ pub(crate) struct PgDatabase {
     /// The connection the last step committed on, kept for the next step rather than
     /// returned to the pool (see [`Kept`]).
     pub(super) kept: Kept,
+    /// Whether the last commit of a step was lazy ([`Session::commit_lazily`]): not known
+    /// to be on disk until a later commit or [`Database::flush`].
+    ///
+    /// [`Session::commit_lazily`]: crate::Session::commit_lazily
+    pub(super) unflushed: Unflushed,
 }
 
 /// The connection a committed step leaves for the next one: every step of a run on one
-/// backend, and its reset ([`RESET_SESSION`]) sent in the next step's first message rather
-/// than as a round trip of its own. (Returned to the pool, each connection is reset there
-/// while the next step takes another, so steps alternated between backends.) A step that
-/// fails returns its connection to the pool, which resets it; [`Database::close`] returns
-/// the kept one.
+/// backend, reset in the message that commits (`PgSession::commit_and_reset`) rather than
+/// in a round trip of its own. (Returned to the pool, each connection is reset there while
+/// the next step takes another, so steps alternated between backends.) A step that fails
+/// returns its connection to the pool, which resets it; [`Database::close`] returns the
+/// kept one.
 pub(super) type Kept = Arc<std::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>>;
+
+/// See [`PgDatabase::unflushed`].
+pub(super) type Unflushed = Arc<std::sync::atomic::AtomicBool>;
+
+/// How long [`Database::flush`] waits for the server.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 /// Waits (polling, up to `timeout`) until [`PG_STEP_KEY`] can be taken exclusively, that is
 /// until no step of an earlier holder of the migration lock is still in its transaction,
@@ -346,6 +357,7 @@ impl PgDatabase {
             role: None,
             relay: Arc::new(relay),
             kept: Kept::default(),
+            unflushed: Unflushed::default(),
         })
     }
 
@@ -659,6 +671,50 @@ impl Database for PgDatabase {
 
     async fn begin(&self) -> anyhow::Result<Box<dyn Session>> {
         Ok(Box::new(self.begin_session().await?))
+    }
+
+    /// A transaction that writes one record to the server's log (a transactional logical
+    /// message, prefix `wasmig`, which logical decoding shows and nothing else reads) and
+    /// commits at the database's and role's `synchronous_commit`: it waits for the log to
+    /// reach the disk up to itself, and so for every lazy commit before it. Nothing to do
+    /// when the last step's commit was not lazy.
+    async fn flush(&self) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        if !self.unflushed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let doing = "making the steps committed so far durable (flushing the server's log)";
+        let flushed = tokio::time::timeout(FLUSH_WAIT, async {
+            // The last step's connection if it is kept (reset as it committed), else the pool's.
+            let kept = self.kept.lock().ok().and_then(|mut k| k.take());
+            let mut conn = match kept {
+                Some(conn) => conn,
+                None => self.pool.acquire().await?,
+            };
+            sqlx::raw_sql(
+                "BEGIN; SET LOCAL synchronous_commit TO DEFAULT; \
+                 SELECT pg_catalog.pg_logical_emit_message(true, 'wasmig', 'flush'); COMMIT",
+            )
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+        })
+        .await;
+        match flushed {
+            Ok(Ok(())) => {
+                self.unflushed.store(false, Ordering::SeqCst);
+                Ok(())
+            }
+            Ok(Err(source)) => Err(DbError::Query {
+                doing: doing.into(),
+                source,
+            }
+            .into()),
+            Err(_) => Err(anyhow::anyhow!(
+                "{doing}: the server did not answer within {} s",
+                FLUSH_WAIT.as_secs()
+            )),
+        }
     }
 
     async fn close(&self) {

@@ -122,6 +122,12 @@ pub(crate) struct PgSession {
     begun: Option<crate::Begun>,
     /// Where a committed step leaves its connection for the next (`PgDatabase::kept`).
     kept: super::Kept,
+    /// Set by [`Session::commit_lazily`]: the `COMMIT` does not wait for the server to
+    /// write its log to disk.
+    lazy_commit: bool,
+    /// Whether a lazy commit of this run is not yet known to be on disk
+    /// (`PgDatabase::unflushed`).
+    unflushed: super::Unflushed,
     /// What the relay saw on this connection (`None`: it does not pass through the relay).
     wire: Option<Arc<Wire>>,
     /// The relay's count of transaction-control tags once this transaction had begun (and
@@ -236,6 +242,8 @@ impl PgDatabase {
             tags,
             conn: Some(tx),
             kept: self.kept.clone(),
+            lazy_commit: false,
+            unflushed: self.unflushed.clone(),
             canceller: Arc::new(PgCanceller {
                 pool: self.pool.clone(),
                 pid,
@@ -387,14 +395,28 @@ impl PgSession {
     /// transaction, begun with this step's `default_transaction_isolation` or
     /// `default_transaction_read_only` still set.) A reset that fails after the commit
     /// closes the connection; the step stays committed.
+    ///
+    /// The commit's durability is wasmig's to say, set in the same message where no
+    /// statement of the migration can change it afterwards: `synchronous_commit` off for a
+    /// lazy commit ([`Session::commit_lazily`]), else the default of the database and role
+    /// (whatever the migration `SET`), which waits for the log to reach the disk, and with
+    /// it every lazy commit before it: the server writes its log in order.
     async fn commit_and_reset(mut self: Box<Self>) -> anyhow::Result<()> {
-        let sql = format!("COMMIT; {}", super::RESET_SESSION);
+        let durability = if self.lazy_commit { "off" } else { "DEFAULT" };
+        let sql = format!(
+            "SET LOCAL synchronous_commit TO {durability}; COMMIT; {}",
+            super::RESET_SESSION
+        );
         let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(self.conn());
-        // The first result is the COMMIT's.
-        let committed = match results.try_next().await {
-            Ok(_) => Ok(()),
-            Err(source) => Err(source),
-        };
+        // The first two results are the SET's and the COMMIT's.
+        let mut committed = Ok(());
+        for _ in 0..2 {
+            if let Err(source) = results.try_next().await {
+                committed = Err(source);
+                break;
+            }
+        }
+
         let reset = match &committed {
             Ok(()) => loop {
                 match results.try_next().await {
@@ -409,6 +431,12 @@ impl PgSession {
             Err(_) => false,
         };
         drop(results);
+        if committed.is_ok() {
+            // A lazy commit waits for a later one (or `Database::flush`); any other wrote
+            // the log to disk up to itself.
+            self.unflushed
+                .store(self.lazy_commit, std::sync::atomic::Ordering::SeqCst);
+        }
         let conn = self.conn.take().expect("held until the end");
         match committed {
             Ok(()) if reset => {
@@ -910,6 +938,10 @@ impl Session for PgSession {
             Some(done) => done,
             None => crate::guard_then_finish(self, finished).await,
         }
+    }
+
+    fn commit_lazily(&mut self) {
+        self.lazy_commit = true;
     }
 
     async fn commit(self: Box<Self>) -> anyhow::Result<()> {

@@ -53,7 +53,15 @@ pub async fn run(
         start,
         ..run
     };
-    let reports = run.all_steps().await?;
+    let reports = run.all_steps().await;
+    // The steps committed lazily are on disk before the run reports (a run that ended with
+    // a step of its own transaction wrote them with it, and this does nothing).
+    if let Err(e) = db.flush().await {
+        tracing::warn!(
+            "{e:#}: the steps this run committed are on disk once the server writes its log (within a second, unless it stops first)"
+        );
+    }
+    let reports = reports?;
     read_back(db, &run.expected_before(steps.len()).heads, "the run").await?;
     Ok(reports)
 }
@@ -553,6 +561,12 @@ impl Run<'_> {
         let held = if keep {
             Some(session)
         } else {
+            let mut session = session;
+            // Another step follows: its commit writes this one to disk too (or the run's
+            // flush does, when it ends without one).
+            if !last {
+                session.commit_lazily();
+            }
             commit(session, limits.timeout)
                 .await
                 .map_err(|f| self.fail(at, f))?;

@@ -604,3 +604,57 @@ async fn set_config_of_the_reading_of_literals_is_refused_however_it_is_spelled(
         s.rollback().await.unwrap();
     }
 }
+
+/// A lazy commit is made with `synchronous_commit` off and any other at the default,
+/// whatever the transaction `SET`, as the server reads the setting when it commits (a
+/// deferred constraint trigger runs then); `flush` writes a durable commit after a lazy one
+/// and nothing after a durable one.
+#[tokio::test]
+async fn a_commit_is_lazy_only_when_asked_and_a_flush_follows_a_lazy_one() {
+    use std::sync::atomic::Ordering;
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    s.batch(
+        "CREATE TABLE seen (n int, sync text); CREATE TABLE mark (n int);
+         CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO seen VALUES (NEW.n, current_setting('synchronous_commit'));
+         RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON mark
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION note()",
+    )
+    .await
+    .unwrap();
+    s.commit().await.unwrap();
+    assert!(!t.db.unflushed.load(Ordering::SeqCst));
+    for (n, lazy, set) in [
+        (1, true, ""),
+        (2, false, "SET synchronous_commit = off;"),
+        (3, true, "SET LOCAL synchronous_commit = remote_apply;"),
+    ] {
+        let mut s = t.session().await;
+        s.batch(&format!("{set} INSERT INTO mark VALUES ({n})"))
+            .await
+            .unwrap();
+        if lazy {
+            s.commit_lazily();
+        }
+        s.commit().await.unwrap();
+        assert_eq!(t.db.unflushed.load(Ordering::SeqCst), lazy, "commit {n}");
+    }
+    let mut s = t.session().await;
+    let seen = scalar(
+        &mut *s,
+        "SELECT string_agg(n || ' ' || sync, ', ' ORDER BY n) FROM seen",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        format!("{seen:?}"),
+        format!("{:?}", Value::Text(text("1 off, 2 on, 3 off")))
+    );
+    s.rollback().await.unwrap();
+    t.db.flush().await.unwrap();
+    assert!(!t.db.unflushed.load(Ordering::SeqCst));
+    // Nothing to flush: no round trip, and no error.
+    t.db.flush().await.unwrap();
+}
