@@ -169,7 +169,7 @@ impl std::fmt::Display for Failure {
                 f,
                 "the migration tried to grow its tables past the sandbox's fixed limit of {limit} elements; a table bomb, or a component built wrongly"
             ),
-            Failure::Host(e) => write!(f, "{e:#}"),
+            Failure::Host(e) => f.write_str(&chain_text(e)),
             Failure::BatchLimit { batches, limit } => write!(
                 f,
                 "this run reached {limit} after committing {batches} batch(es); they stay committed with their checkpoint, and the next run resumes after them (raise the limit in the manifest or wasmig.toml if the step needs longer, within the operator's ceiling: `WASMIG_MAX_BATCHES` or `WASMIG_MAX_BATCHED_TIMEOUT_SECS`, or untrusted mode's default)"
@@ -300,4 +300,22 @@ pub enum Blame {
     Limit,
     /// wasmig or its environment: the connection was lost, the version tables failed.
     Host,
+}
+
+/// An error and its causes joined by `": "`, as `{:#}` joins them, but without a cause whose
+/// text the message already holds: a database error's message carries the driver's, which
+/// carries the server's, and each would be repeated.
+pub fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }

@@ -113,3 +113,45 @@ async fn a_temporary_table_left_between_steps_of_an_atomic_run_fails_the_step() 
         db.drop_db().await;
     }
 }
+
+/// A step that shortens `statement_timeout` and `lock_timeout` for its session does not
+/// make wasmig's record of it fail: wasmig's own statements run under its limits (the
+/// step's time limit, on the host). Another session holds wasmig's version table for a
+/// moment as the step records, so a record held to the step's 1 ms would fail for sure.
+#[tokio::test]
+async fn a_step_that_shortens_its_sessions_timeouts_is_still_recorded() {
+    use sqlx::Connection as _;
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+    project.run(&db, &["up"]).success();
+    project.sql_revision(
+        "b2",
+        "INSERT INTO t VALUES (1); SET statement_timeout = '1ms'; SET lock_timeout = '1ms';",
+        "DELETE FROM t;",
+    );
+    let url = db.url.clone();
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql("BEGIN; LOCK TABLE wasmig_version IN SHARE MODE")
+                .execute(&mut other)
+                .await
+                .unwrap();
+            locked.send(()).unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+        });
+    });
+    is_locked.recv().unwrap();
+    project.run(&db, &["up"]).success();
+    holder.join().unwrap();
+    assert_eq!(db.heads().await, ["b2"]);
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 1);
+    db.drop_db().await;
+}

@@ -50,6 +50,13 @@ const LEFT_STATE: &str = "WMG04";
 /// The savepoint the statement that records a step runs in ([`PgSession::finish_in_one`]).
 const FINISH_SAVEPOINT: &str = "wasmig_finish";
 
+/// Sent before wasmig's own statements in a step's transaction (the guard, the record): the
+/// `statement_timeout` and `lock_timeout` the migration set (or wasmig set for it, from the
+/// revision's `statement_timeout_secs`) hold its statements, not wasmig's, which the step's
+/// time limit bounds on the host. A migration's `SET statement_timeout = 1` would otherwise
+/// fail the record of its own step as a database error.
+const OWN_LIMITS: &str = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; ";
+
 /// An SQL boolean: the session `pid` holds the migration lock (a bigint advisory key shows
 /// in `pg_locks` as classid = its high 32 bits, objid = its low 32 bits, objsubid = 1).
 fn lock_held(pid: i32) -> String {
@@ -322,7 +329,9 @@ impl PgSession {
         let statement = self.store.guarded_finish(finished, &checks);
         let sql = match super::bookkeeping::inline(&statement) {
             Ok(sql) => {
-                format!("SAVEPOINT {FINISH_SAVEPOINT}; {sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}")
+                format!(
+                    "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}"
+                )
             }
             Err(source) => return Some(Err(DbError::Query { doing, source }.into())),
         };
@@ -914,11 +923,13 @@ impl Session for PgSession {
             );
         }
         script.push_str(&self.fence());
-        // wasmig's statements run as the role it connected as, not the migration's.
-        script.insert_str(0, &self.leave_role());
-        if script.is_empty() {
+        if script.is_empty() && !self.in_role {
             return Ok(true);
         }
+        // wasmig's statements run as the role it connected as, not the migration's, and
+        // under its own limits.
+        script.insert_str(0, OWN_LIMITS);
+        script.insert_str(0, &self.leave_role());
         match sqlx::raw_sql(AssertSqlSafe(script))
             .execute(self.conn())
             .await
