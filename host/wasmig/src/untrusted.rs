@@ -97,8 +97,10 @@ impl PrivateDir {
     /// I/O errors.
     pub fn new() -> std::io::Result<Arc<Self>> {
         use std::os::unix::fs::DirBuilderExt;
-        let path = std::env::temp_dir().join(format!(
-            "wasmig-untrusted-{}-{}",
+        let temp = std::env::temp_dir();
+        sweep_stale(&temp);
+        let path = temp.join(format!(
+            "{PRIVATE_PREFIX}{}-{}",
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         ));
@@ -115,6 +117,40 @@ impl PrivateDir {
 impl Drop for PrivateDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// How a [`PrivateDir`]'s name begins; the creating process's pid follows, then a dash.
+const PRIVATE_PREFIX: &str = "wasmig-untrusted-";
+
+/// Removes the private directories under `temp` that a killed run left behind (its `Drop`
+/// never ran): this user's, named by [`PrivateDir::new`], whose process no longer exists.
+/// Another user's, a symbolic link, or one whose pid is running (or was reused) is left
+/// alone. Best effort: an error leaves the directory for the next run.
+fn sweep_stale(temp: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PRIVATE_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
     }
 }
 
@@ -195,4 +231,61 @@ pub fn installation_dirs(program: &Path) -> Vec<PathBuf> {
         dirs.push(prefix.unwrap_or(bin).to_path_buf());
     }
     dirs
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    /// A private directory whose process is gone is removed; one of a running process
+    /// (this one), a file of another name and a symbolic link are not.
+    #[test]
+    fn stale_private_directories_are_swept_and_nothing_else() {
+        let base = std::env::temp_dir().join(format!(
+            "wasmig-sweep-test-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir(&base).unwrap();
+        let temp = Dir(base);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = temp.path().join(format!("{PRIVATE_PREFIX}{dead}-abc"));
+        std::fs::create_dir_all(stale.join("build")).unwrap();
+        std::fs::write(stale.join("build/out"), b"left behind").unwrap();
+        let live = temp
+            .path()
+            .join(format!("{PRIVATE_PREFIX}{}-def", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        let other = temp.path().join("wasmig-untrusted-notapid-x");
+        std::fs::create_dir(&other).unwrap();
+        let target = temp.path().join("kept");
+        std::fs::create_dir(&target).unwrap();
+        let link = temp.path().join(format!("{PRIVATE_PREFIX}{dead}-link"));
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        sweep_stale(temp.path());
+        assert!(!stale.exists(), "the dead run's directory is swept");
+        assert!(live.exists(), "a running process's directory stays");
+        assert!(other.exists());
+        assert!(
+            link.symlink_metadata().is_ok(),
+            "a link is not followed nor removed"
+        );
+        assert!(target.exists());
+    }
+
+    /// A scratch directory, removed when the test ends.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
