@@ -83,6 +83,11 @@ fn cells(row: &PgRow, columns: &[Kind]) -> Result<Vec<Cell>, sqlx::Error> {
         .collect()
 }
 
+/// Bytes longer than this are bound rather than spelled in the statement's text
+/// ([`inline_binding_large`]): a component of 18 MB would be a statement of 37 MB that the
+/// host builds, grows and copies, and the server parses, where bound it is sent as it is.
+const INLINE_BYTES: usize = 64 * 1024;
+
 /// `statement` with its parameters written into its text, for the simple query protocol:
 /// one round trip where a bound statement takes two (parse, then execute), and nothing
 /// prepared on the connection.
@@ -95,10 +100,53 @@ fn cells(row: &PgRow, columns: &[Kind]) -> Result<Vec<Cell>, sqlx::Error> {
 /// escape) can make a value end early and run as SQL. A text holding NUL fails as it would
 /// bound (PostgreSQL's text cannot hold it).
 ///
+/// Bytes longer than [`INLINE_BYTES`] are the exception: each is left as a parameter
+/// (`$1::pg_catalog.bytea`, `$2`… in the order they first appear), returned beside the
+/// text, to bind in binary (no session setting changes how the server reads bytes).
+///
 /// # Errors
 /// When the text names a parameter the statement does not have.
-pub(super) fn inline(statement: &Statement) -> Result<String, sqlx::Error> {
+pub(super) fn inline_binding_large(
+    statement: &Statement,
+) -> Result<(String, Vec<&[u8]>), sqlx::Error> {
+    inline_with(statement, INLINE_BYTES)
+}
+
+/// Runs `sql` and `bound` as [`inline_binding_large`] wrote them, and decodes the rows as
+/// `columns` say: by the simple query protocol when nothing is bound, else as one unnamed
+/// statement of the extended protocol (nothing a migration can name, prepare or replace).
+pub(super) async fn fetch_inlined(
+    conn: &mut PgConnection,
+    sql: String,
+    bound: &[&[u8]],
+    columns: &[Kind],
+) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
+    if bound.is_empty() {
+        return fetch_text(conn, sql, columns).await;
+    }
+    let rows: Vec<PgRow> = sqlx::query_with(AssertSqlSafe(sql), bound_arguments(bound)?)
+        .persistent(false)
+        .fetch(&mut *conn)
+        .try_collect()
+        .await?;
+    rows.iter().map(|r| cells(r, columns)).collect()
+}
+
+/// The arguments of [`fetch_inlined`]: bytes only.
+fn bound_arguments(bound: &[&[u8]]) -> Result<PgArguments, sqlx::Error> {
+    let mut args = PgArguments::default();
+    for bytes in bound {
+        args.add(*bytes).map_err(sqlx::Error::Encode)?;
+    }
+    Ok(args)
+}
+
+/// [`inline`] with bytes longer than `limit` bound (see [`inline_binding_large`]).
+fn inline_with(statement: &Statement, limit: usize) -> Result<(String, Vec<&[u8]>), sqlx::Error> {
     let sql = &statement.sql;
+    let mut bound: Vec<&[u8]> = Vec::new();
+    // Which parameter each bound value is, so a parameter used twice is bound once.
+    let mut bound_from: Vec<usize> = Vec::new();
     let mut out = String::with_capacity(sql.len() + 64);
     let mut rest = sql.as_str();
     // A placeholder outside quotes: `$` and digits (a schema's quoted name may hold them).
@@ -128,13 +176,29 @@ pub(super) fn inline(statement: &Statement) -> Result<String, sqlx::Error> {
             .checked_sub(1)
             .and_then(|i| statement.params.get(i))
             .ok_or_else(|| sqlx::Error::Protocol(format!("no parameter ${n} for {sql}")))?;
-        out.push('(');
-        literal(&mut out, param);
-        out.push(')');
+        match param {
+            Param::Bytes(Some(b)) if b.len() > limit => {
+                let index = n - 1;
+                let k = match bound_from.iter().position(|&i| i == index) {
+                    Some(k) => k,
+                    None => {
+                        bound.push(b);
+                        bound_from.push(index);
+                        bound.len() - 1
+                    }
+                };
+                out.push_str(&format!("(${}::pg_catalog.bytea)", k + 1));
+            }
+            _ => {
+                out.push('(');
+                literal(&mut out, param);
+                out.push(')');
+            }
+        }
         rest = &after[digits..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok((out, bound))
 }
 
 /// Appends `param` as an expression of its type whose text is ASCII (see [`inline`]).
@@ -202,15 +266,24 @@ pub(super) async fn fetch_text(
 #[async_trait]
 impl Driver for PgConnection {
     async fn execute(&mut self, statement: &Statement) -> Result<u64, sqlx::Error> {
-        let done = sqlx::raw_sql(AssertSqlSafe(inline(statement)?))
-            .execute(&mut *self)
-            .await?;
+        let (sql, bound) = inline_binding_large(statement)?;
+        let done = if bound.is_empty() {
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut *self)
+                .await?
+        } else {
+            sqlx::query_with(AssertSqlSafe(sql), bound_arguments(&bound)?)
+                .persistent(false)
+                .execute(&mut *self)
+                .await?
+        };
         Ok(done.rows_affected())
     }
 
     async fn fetch(&mut self, statement: &Statement) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
         if readable_as_text(statement) {
-            return fetch_text(self, inline(statement)?, statement.columns).await;
+            let (sql, bound) = inline_binding_large(statement)?;
+            return fetch_inlined(self, sql, &bound, statement.columns).await;
         }
         let rows: Vec<PgRow> =
             sqlx::query_with(AssertSqlSafe(statement.sql.clone()), arguments(statement)?)
@@ -385,6 +458,37 @@ fn oid_array(oids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every value inline (none is large here).
+    fn inline(statement: &Statement) -> Result<String, sqlx::Error> {
+        inline_with(statement, usize::MAX).map(|(sql, _)| sql)
+    }
+
+    /// Bytes over the limit are bound, once however often the statement names them; the
+    /// rest stays inline, and the placeholders of the text are numbered for what is bound.
+    #[test]
+    fn large_bytes_are_bound_once_and_the_rest_inline() {
+        let large = vec![7u8; INLINE_BYTES + 1];
+        let statement = statement(
+            "SELECT $2, $1, $3, $2",
+            vec![
+                Param::Text(Some("a".into())),
+                Param::Bytes(Some(large.clone())),
+                Param::Bytes(Some(vec![1, 2])),
+            ],
+        );
+        let (sql, bound) = inline_binding_large(&statement).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT ($1::pg_catalog.bytea), (pg_catalog.convert_from(pg_catalog.decode('61', 'hex'), 'UTF8')), (pg_catalog.decode('0102', 'hex')), ($1::pg_catalog.bytea)"
+        );
+        assert_eq!(bound, [large.as_slice()]);
+        assert!(
+            inline(&statement)
+                .unwrap()
+                .contains(&"07".repeat(INLINE_BYTES + 1))
+        );
+    }
 
     fn statement(sql: &str, params: Vec<Param>) -> Statement {
         Statement {

@@ -327,16 +327,37 @@ impl PgSession {
         }
         let doing = format!("recording {}", finished.record.revision);
         let statement = self.store.guarded_finish(finished, &checks);
-        let sql = match super::bookkeeping::inline(&statement) {
-            Ok(sql) => {
-                format!(
-                    "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}"
-                )
-            }
+        let (sql, bound) = match super::bookkeeping::inline_binding_large(&statement) {
+            Ok(inlined) => inlined,
             Err(source) => return Some(Err(DbError::Query { doing, source }.into())),
         };
         let columns = statement.columns;
-        let rows = match super::bookkeeping::fetch_text(self.conn(), sql, columns).await {
+        let recorded = if bound.is_empty() {
+            // One message, one round trip.
+            let sql = format!(
+                "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}"
+            );
+            super::bookkeeping::fetch_text(self.conn(), sql, columns).await
+        } else {
+            // A large artifact, bound: the statement goes alone, by the extended protocol.
+            let conn = self.conn();
+            async {
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}"
+                )))
+                .execute(&mut *conn)
+                .await?;
+                let rows = super::bookkeeping::fetch_inlined(conn, sql, &bound, columns).await?;
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "RELEASE SAVEPOINT {FINISH_SAVEPOINT}"
+                )))
+                .execute(&mut *conn)
+                .await?;
+                Ok(rows)
+            }
+            .await
+        };
+        let rows = match recorded {
             Ok(rows) => rows,
             Err(source) => {
                 let rolled_back = self

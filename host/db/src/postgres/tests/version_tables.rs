@@ -98,10 +98,11 @@ async fn a_step_finishes_in_one_statement_unless_its_transaction_ended() {
         );
         s.rollback().await.unwrap();
     }
-    // Compressible and incompressible bytes, every value of a byte, survive the trip.
-    let component: Vec<u8> = (0..40_000u32)
+    // Compressible and incompressible bytes, every value of a byte, survive the trip; more
+    // of them than are spelled in the statement's text (`INLINE_BYTES`), so bound.
+    let component: Vec<u8> = (0..100_000u32)
         .map(|i| {
-            if i < 20_000 {
+            if i < 50_000 {
                 (i % 256) as u8
             } else {
                 (i.wrapping_mul(2_654_435_761) >> 13) as u8
