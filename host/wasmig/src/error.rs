@@ -171,3 +171,13 @@ impl MigrationError {
         self.failure.blame()
     }
 }
+
+/// `wasmig test`: a revision failed the stairway (the report says how).
+#[derive(Debug, thiserror::Error)]
+#[error("the stairway failed at revision {revision}: {reason}")]
+pub struct StairwayFailed {
+    /// The revision.
+    pub revision: String,
+    /// What failed, in one line.
+    pub reason: String,
+}
