@@ -143,8 +143,8 @@ pub(crate) fn split_heads(text: &str) -> Vec<String> {
 ///
 /// # Errors
 /// The parser's error, for a script it cannot read.
-pub fn split_statements(script: &str, dialect: Dialect) -> SqlResult<Vec<&str>> {
-    tx_control::statements(script, dialect)
+pub fn split_statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, Box<SqlError>> {
+    tx_control::statements(script, dialect).map_err(Box::new)
 }
 
 /// Splits a `transaction = "none"` script and refuses transaction control in it (and what
