@@ -336,3 +336,40 @@ async fn a_role_that_may_not_create_databases_is_told_what_to_grant() {
     db.drop_db().await;
     TestDb::server().exec(&format!("DROP ROLE {role}")).await;
 }
+
+#[tokio::test]
+async fn ctrl_c_drops_the_scratch_database_and_exits_130() {
+    let project = TestProject::new();
+    project.sql_revision("a1", CREATE_T, DROP_T);
+    project.sql_revision("s2", "SELECT pg_sleep(30);\n", "SELECT 1;\n");
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let child = crate::support::wasmig_cmd(&project.dir)
+        .args(["test", "--database-url", &db.url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until s2's up sleeps on a scratch database, then interrupt as a terminal would.
+    let mut sleeping = 0;
+    for _ in 0..600 {
+        sleeping = TestDb::server()
+            .count(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'wasmig\\_test\\_%' \
+                 AND query LIKE '%pg_sleep(30)%' AND query NOT LIKE '%pg_stat_activity%'",
+            )
+            .await;
+        if sleeping > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(sleeping > 0, "s2 never ran");
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: signalling a child process this test spawned and still owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let run = Run::from_output(child.wait_with_output().unwrap()).fails_with(130);
+    assert!(run.stderr.contains("interrupted"), "{run:?}");
+    assert!(!scratch_exists(&db, &scratch_of(&run)).await);
+    untouched(&db).await;
+    db.drop_db().await;
+}

@@ -7,7 +7,8 @@ use wasmig::db::DbError;
 use wasmig::db::scratch::ScratchError;
 use wasmig::error::{
     BuildError, ComponentError, ConfigError, FailedError, Failure, GraphError, InProgressError,
-    LockTimeout, MigrationError, ModifiedError, NotFailed, ResumeModified, StairwayFailed,
+    Interrupted, LockTimeout, MigrationError, ModifiedError, NotFailed, ResumeModified,
+    StairwayFailed,
 };
 use wasmig::import::AdoptRefused;
 
@@ -67,6 +68,10 @@ pub(crate) const FAILED_STATE: u8 = 13;
 /// took longer than `--budget-secs`). The configured database was not touched.
 pub(crate) const STAIRWAY_FAILED: u8 = 14;
 
+/// `wasmig test` stopped by Ctrl-C or SIGTERM, after dropping its scratch database: the
+/// code a shell reports for SIGINT (128 + 2).
+pub(crate) const INTERRUPTED: u8 = 130;
+
 /// The exit code for an error, from the first typed error in its chain.
 pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
@@ -85,6 +90,9 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
             || cause.is::<wasmig::db::RowsWritten>()
         {
             return MODIFIED;
+        }
+        if cause.is::<Interrupted>() {
+            return INTERRUPTED;
         }
         if cause.is::<StairwayFailed>() {
             return STAIRWAY_FAILED;

@@ -181,3 +181,12 @@ pub struct StairwayFailed {
     /// What failed, in one line.
     pub reason: String,
 }
+
+/// `wasmig test` was interrupted (Ctrl-C, SIGTERM) before the stairway finished; its
+/// scratch database was dropped (or kept, with `--keep`).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: the stairway stopped before it finished; its scratch database {scratch}")]
+pub struct Interrupted {
+    /// What became of the scratch database, in words.
+    pub scratch: String,
+}

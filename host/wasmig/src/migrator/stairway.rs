@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::db::scratch::Scratch;
 use crate::db::snapshot::{self, Change, Schema};
 use crate::db::{self, Database};
-use crate::error::GraphError;
+use crate::error::{GraphError, Interrupted};
 use crate::graph::{Direction, Step};
 use crate::revision::RevisionSet;
 use crate::runner::{self, RunOptions};
@@ -217,8 +217,7 @@ impl Migrator {
     /// # Errors
     /// [`GraphError::NotSingleHead`] with `single_head` and several heads; [`GraphError`],
     /// [`crate::error::ConfigError`] for the project; [`db::scratch::ScratchError`] when the
-    /// scratch database cannot be created; [`crate::error::BuildError`]; an error when
-    /// interrupted. A revision that fails the stairway is not an error: it is in the report
+    /// scratch database cannot be created; [`crate::error::BuildError`]; [`Interrupted`]. A revision that fails the stairway is not an error: it is in the report
     /// ([`StairwayReport::failed`]).
     pub async fn test(
         &self,
@@ -265,9 +264,14 @@ impl Migrator {
         });
         let result = tokio::select! {
             r = walk => r,
-            () = interrupted => Err(anyhow::anyhow!(
-                "interrupted: the stairway stopped before it finished"
-            )),
+            () = interrupted => Err(Interrupted {
+                scratch: if options.keep {
+                    format!("{} was kept", scratch.url)
+                } else {
+                    "was dropped".to_owned()
+                },
+            }
+            .into()),
         };
         if options.keep {
             tracing::info!("kept the scratch database: {}", scratch.url);
