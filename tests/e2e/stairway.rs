@@ -373,3 +373,35 @@ async fn ctrl_c_drops_the_scratch_database_and_exits_130() {
     untouched(&db).await;
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_component_revision_is_walked_like_an_sql_one() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        project.sql_revision("a1", CREATE_T, DROP_T);
+        let b2 = project.wasm_revision("b2", std::path::Path::new(crate::test_guest::SCENARIO));
+        // The guest reads what to do from `e2e_mode`: the fixture makes it.
+        std::fs::write(
+            b2.join("fixture.sql"),
+            "CREATE TABLE e2e_mode (mode text);\nINSERT INTO e2e_mode VALUES ('ok');\n",
+        )
+        .unwrap();
+        std::fs::write(
+            b2.join("check.sql"),
+            "SELECT count(*) = 1 FROM scenario_marker;\n",
+        )
+        .unwrap();
+        let db = TestDb::new(backend, &project).await;
+        let run = project.run(&db, &["test", "--json"]).success();
+        let json = run.json();
+        assert_eq!(json["ok"], true, "{run:?}");
+        assert_eq!(json["revisions"][1]["revision"], "b2");
+        assert_eq!(json["revisions"][1]["checks"], 1);
+        assert!(
+            run.stderr.matches("applying b2").count() == 2 && run.stderr.contains("reverting b2"),
+            "{run:?}"
+        );
+        untouched(&db).await;
+        db.drop_db().await;
+    }
+}
