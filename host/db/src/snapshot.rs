@@ -277,11 +277,17 @@ fn pg_queries(wasmig_schema: &str) -> Vec<String> {
             not_ours("n.nspname", "c.relname"),
             not_extension("pg_class", "c.oid"),
         ),
+        // An index a failed `CREATE INDEX CONCURRENTLY` left behind is invalid: say so.
         format!(
-            "SELECT 'index ' || schemaname || '.' || indexname, indexdef FROM pg_indexes
-             WHERE {} AND {}",
-            user("schemaname"),
-            not_ours("schemaname", "tablename"),
+            "SELECT 'index ' || n.nspname || '.' || c.relname,
+                    pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' (invalid)' END
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             JOIN pg_class t ON t.oid = i.indrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE {} AND {} AND {}",
+            user("n.nspname"),
+            not_ours("n.nspname", "t.relname"),
+            not_extension("pg_class", "t.oid"),
         ),
         format!(
             "SELECT 'constraint ' || n.nspname || '.' || c.relname || '.' || k.conname,
