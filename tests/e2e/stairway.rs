@@ -405,3 +405,125 @@ async fn a_component_revision_is_walked_like_an_sql_one() {
         db.drop_db().await;
     }
 }
+
+/// Runs `wasmig test` on a project of `a1` (creates `t`) and `b2` (`up`, `down`) and
+/// returns the run, which must fail at `b2`.
+async fn fails_at_b2(backend: Backend, up: &str, down: &str) -> Run {
+    let project = TestProject::new();
+    project.sql_revision("a1", CREATE_T, DROP_T);
+    project.sql_revision("b2", up, down);
+    let db = TestDb::new(backend, &project).await;
+    let run = project.run(&db, &["test"]).fails_with(STAIRWAY_FAILED);
+    assert!(run.stdout.contains("FAILED  b2 sql b2: "), "{run:?}");
+    untouched(&db).await;
+    db.drop_db().await;
+    run
+}
+
+#[tokio::test]
+async fn every_kind_of_object_a_down_leaves_behind_is_named() {
+    let cases = [
+        (
+            "CREATE INDEX t_name ON t (name);",
+            "index public.t_name remains after down",
+        ),
+        (
+            "ALTER TABLE t ADD CONSTRAINT name_not_empty CHECK (name <> '');",
+            "constraint public.t.name_not_empty remains after down",
+        ),
+        (
+            "ALTER TABLE t ALTER COLUMN name SET DEFAULT 'x';",
+            "column public.t.name differs after down: text not null before up, text not null default 'x'::text after down",
+        ),
+        (
+            "CREATE SEQUENCE numbers;",
+            "sequence public.numbers remains after down",
+        ),
+        (
+            "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+            "function public.one() remains after down",
+        ),
+        (
+            "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+             CREATE TRIGGER t_touch BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION touch();",
+            "trigger public.t.t_touch remains after down",
+        ),
+        (
+            "CREATE TYPE mood AS ENUM ('sad', 'happy');",
+            "type public.mood remains after down",
+        ),
+        (
+            "CREATE VIEW names AS SELECT name FROM t;",
+            "view public.names remains after down",
+        ),
+        ("CREATE SCHEMA audit;", "schema audit remains after down"),
+        (
+            "CREATE EXTENSION hstore;",
+            "extension hstore remains after down",
+        ),
+    ];
+    for (up, expected) in cases {
+        let run = fails_at_b2(Backend::Postgres, up, "SELECT 1;").await;
+        assert!(run.stdout.contains(expected), "{up}: {run:?}");
+    }
+    // A down that drops what up did not create is caught too.
+    let run = fails_at_b2(
+        Backend::Postgres,
+        "SELECT 1;",
+        "ALTER TABLE t DROP COLUMN name;",
+    )
+    .await;
+    assert!(
+        run.stdout.contains(
+            "column public.t.name is gone after down (it was there before up: text not null)"
+        ),
+        "{run:?}"
+    );
+    // On SQLite: an index, a trigger, a view.
+    for (up, expected) in [
+        (
+            "CREATE INDEX t_name ON t (name);",
+            "index t_name remains after down",
+        ),
+        (
+            "CREATE TRIGGER t_touch AFTER INSERT ON t BEGIN SELECT 1; END;",
+            "trigger t_touch remains after down",
+        ),
+        (
+            "CREATE VIEW names AS SELECT name FROM t;",
+            "view names remains after down",
+        ),
+    ] {
+        let run = fails_at_b2(Backend::Sqlite, up, "SELECT 1;").await;
+        assert!(run.stdout.contains(expected), "{up}: {run:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_up_that_gives_another_schema_after_its_down_is_caught() {
+    // b2 creates `first` the first time and `second` after that, counting its runs in a
+    // table whose rows its down leaves (rows are not the schema).
+    let run = fails_at_b2(
+        Backend::Postgres,
+        "INSERT INTO t (id, name) SELECT coalesce(max(id), 0) + 1, 'run' FROM t;
+         DO $$ BEGIN
+           IF (SELECT count(*) FROM t) > 1 THEN CREATE TABLE second (x int);
+           ELSE CREATE TABLE first (x int); END IF;
+         END $$;",
+        "DROP TABLE IF EXISTS first; DROP TABLE IF EXISTS second;",
+    )
+    .await;
+    assert!(
+        run.stdout
+            .contains("b2 sql b2: up after down gives another schema than the first up"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("table public.first is missing after the second up")
+            && run
+                .stdout
+                .contains("table public.second appears only after the second up"),
+        "{run:?}"
+    );
+}
