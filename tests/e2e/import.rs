@@ -56,48 +56,26 @@ fn files(pairs: &[(&str, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Columns (with their defaults), indexes, constraints, functions, views, triggers and enum
-/// types of the public schema, but the tools' and wasmig's own tables. Also compares the
-/// real projects' schemas (`import_corpus.rs`).
+/// The public schema as `wasmig test` reads it (`wasmig::db::snapshot`): columns, indexes
+/// (invalid ones marked), constraints, sequences, functions, views, triggers, types and
+/// extensions, one `key: definition` line each, but the tools' and wasmig's own tables. Also
+/// compares the real projects' schemas (`import_corpus.rs`).
 pub(crate) async fn schema(db: &TestDb) -> String {
-    let not_ours = format!("NOT IN ({TOOL_TABLES}) AND {{col}} NOT LIKE 'wasmig%'");
-    let filter = |col: &str| not_ours.replace("{col}", col);
-    let queries = [
-        format!(
-            "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
-                 || coalesce(' default ' || column_default, '')
-             FROM information_schema.columns WHERE table_schema = 'public' AND table_name {}
-             ORDER BY 1",
-            filter("table_name")
-        ),
-        format!(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename {} ORDER BY 1",
-            filter("tablename")
-        ),
-        "SELECT count(*)::text || ' invalid index(es)' FROM pg_index WHERE NOT indisvalid".to_owned(),
-        format!(
-            "SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
-             WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text {} ORDER BY 1",
-            filter("conrelid::regclass::text")
-        ),
-        "SELECT pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1".to_owned(),
-        "SELECT viewname || ': ' || definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1".to_owned(),
-        "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-         WHERE NOT t.tgisinternal AND c.relnamespace = 'public'::regnamespace ORDER BY 1"
-            .to_owned(),
-        "SELECT t.typname || ': ' || string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder)
-         FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
-         WHERE t.typnamespace = 'public'::regnamespace GROUP BY t.typname ORDER BY 1"
-            .to_owned(),
-    ];
-    let mut out = String::new();
-    for q in queries {
-        for line in db.strings(&q).await {
-            out.push_str(&line);
-            out.push('\n');
-        }
-    }
-    out
+    let url = wasmig::db::DatabaseUrl::parse(&db.url).unwrap();
+    let connected = wasmig::db::connect(&url, "public", None).await.unwrap();
+    let read = wasmig::db::snapshot::snapshot(connected.as_ref(), "public").await;
+    connected.close().await;
+    let tools: Vec<&str> = TOOL_TABLES
+        .split(", ")
+        .map(|t| t.trim_matches('\''))
+        .collect();
+    let mut schema = read.unwrap();
+    // A tool's table, and its index, constraints and sequence (named after the table).
+    schema.objects.retain(|key, _| {
+        let name = key.split_once(" public.").map_or("", |(_, name)| name);
+        !tools.iter().any(|t| name.starts_with(t))
+    });
+    schema.to_text()
 }
 
 /// Imports and applies `case` on a fresh database; on another, runs `tool_applied_half` (the

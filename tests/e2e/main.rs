@@ -22,6 +22,7 @@ mod portable;
 mod scaffold;
 mod snap;
 mod sql;
+mod stairway;
 mod support;
 mod test_guest {
     //! Every test guest's component, built by the `wasmig-test-guests` crate: a constant per

@@ -75,6 +75,31 @@ impl TestDb {
         }
     }
 
+    /// A database that exists already, by URL (a scratch database `wasmig test --keep`
+    /// kept): [`TestDb::drop_db`] drops it on PostgreSQL (a SQLite file stays).
+    pub(crate) fn existing(backend: Backend, url: &str) -> TestDb {
+        TestDb {
+            backend,
+            url: url.to_owned(),
+            name: match backend {
+                Backend::Postgres => url.rsplit('/').next().unwrap().to_owned(),
+                Backend::Sqlite => String::new(),
+            },
+            sqlite_path: url.strip_prefix("sqlite:").map(PathBuf::from),
+        }
+    }
+
+    /// The PostgreSQL server's maintenance database, to look at the server's catalogs
+    /// (`pg_database`, roles); [`TestDb::drop_db`] leaves it alone.
+    pub(crate) fn server() -> TestDb {
+        TestDb {
+            backend: Backend::Postgres,
+            url: format!("{}/postgres", pg_server()),
+            name: String::new(),
+            sqlite_path: None,
+        }
+    }
+
     /// Runs SQL statements outside wasmig (setup).
     pub(crate) async fn exec(&self, sql: &str) {
         match self.backend {
@@ -215,7 +240,7 @@ impl TestDb {
     }
 
     pub(crate) async fn drop_db(self) {
-        if self.backend == Backend::Postgres {
+        if self.backend == Backend::Postgres && !self.name.is_empty() {
             let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server()))
                 .await
                 .unwrap();

@@ -166,6 +166,36 @@ pub(crate) enum Command {
         #[arg(long)]
         allow_modified: bool,
     },
+    /// Test every revision's down on a scratch database: for each revision in order, up,
+    /// down and up again (the stairway), comparing the schema after down with the schema
+    /// before up, and after the second up with the first; stops at the first revision that
+    /// fails (exit 14). The scratch database is created on the configured database's server
+    /// (PostgreSQL, which needs CREATEDB) or as a temporary file (SQLite) and dropped at the
+    /// end; the configured database itself is never touched.
+    Test {
+        /// Fail when there is more than one head (pytest-alembic's single-head test)
+        /// instead of walking every branch (exit 4).
+        #[arg(long)]
+        single_head: bool,
+        /// The most seconds a revision's up, down and up again may take.
+        #[arg(long, value_name = "SECONDS")]
+        budget_secs: Option<u64>,
+        /// Keep the scratch database for inspection (its URL is printed) instead of
+        /// dropping it.
+        #[arg(long)]
+        keep: bool,
+        /// Create the scratch database on this PostgreSQL server (or next to this SQLite
+        /// file) instead of the configured database's: where the configured role may not
+        /// create databases.
+        #[arg(long, value_name = "URL")]
+        scratch_url: Option<String>,
+        /// Do not build stale revisions (Rust, Python, JavaScript, C) first.
+        #[arg(long)]
+        no_build: bool,
+        /// Compile components without reading or writing the compile cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Accept an intended change to applied revisions: record their current checksums.
     Rehash {
         /// The applied revisions whose files were changed on purpose.

@@ -4,9 +4,11 @@
 //! anything untyped is an internal error (1). Codes are stable across releases.
 
 use wasmig::db::DbError;
+use wasmig::db::scratch::ScratchError;
 use wasmig::error::{
     BuildError, ComponentError, ConfigError, FailedError, Failure, GraphError, InProgressError,
-    LockTimeout, MigrationError, ModifiedError, NotFailed, ResumeModified,
+    Interrupted, LockTimeout, MigrationError, ModifiedError, NotFailed, ResumeModified,
+    StairwayFailed,
 };
 use wasmig::import::AdoptRefused;
 
@@ -61,6 +63,14 @@ pub(crate) const MODIFIED: u8 = 12;
 /// or `--as rolled-back` says what the database holds. For `import --adopt`: the old tool
 /// marked a migration dirty or failed.
 pub(crate) const FAILED_STATE: u8 = 13;
+/// `wasmig test`: a revision failed the stairway on the scratch database (its up, down or
+/// up again failed, its down did not undo its up, a check of its `check.sql` failed, or it
+/// took longer than `--budget-secs`). The configured database was not touched.
+pub(crate) const STAIRWAY_FAILED: u8 = 14;
+
+/// `wasmig test` stopped by Ctrl-C or SIGTERM, after dropping its scratch database: the
+/// code a shell reports for SIGINT (128 + 2).
+pub(crate) const INTERRUPTED: u8 = 130;
 
 /// The exit code for an error, from the first typed error in its chain.
 pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
@@ -80,6 +90,18 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
             || cause.is::<wasmig::db::RowsWritten>()
         {
             return MODIFIED;
+        }
+        if cause.is::<Interrupted>() {
+            return INTERRUPTED;
+        }
+        if cause.is::<StairwayFailed>() {
+            return STAIRWAY_FAILED;
+        }
+        if let Some(e) = cause.downcast_ref::<ScratchError>() {
+            return match e {
+                ScratchError::NotAllowed { .. } => CONFIG,
+                ScratchError::Failed { .. } => DATABASE,
+            };
         }
         if cause.is::<FailedError>() || cause.is::<InProgressError>() {
             return FAILED_STATE;

@@ -10,7 +10,7 @@ use wasmig::db::{LockLost, LockLostAfter, RowsWritten, TablesTampered};
 use wasmig::error::{ConfigError, GraphError, NextStep};
 use wasmig::error::{
     FailedError, Failure, InProgressError, LockTimeout, MigrationError, ModifiedError, NotFailed,
-    ResumeModified,
+    ResumeModified, StairwayFailed,
 };
 use wasmig::graph::Direction;
 
@@ -61,6 +61,12 @@ pub(crate) fn hint_for(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<ResumeModified>() {
             return Some(format!(
                 "restore the files to resume, pass --allow-modified to resume with the changed code, or undo its work by hand and run `wasmig resolve {} --as rolled-back`",
+                e.revision
+            ));
+        }
+        if let Some(e) = cause.downcast_ref::<StairwayFailed>() {
+            return Some(format!(
+                "fix {}'s up or down (or its fixture.sql and check.sql) and run `wasmig test` again; `wasmig test --keep` keeps the scratch database to look at",
                 e.revision
             ));
         }

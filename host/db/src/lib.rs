@@ -16,6 +16,8 @@ mod pg_script;
 mod policy;
 mod postgres;
 mod records;
+pub mod scratch;
+pub mod snapshot;
 mod sqlite;
 pub mod store;
 mod tx_control;
@@ -134,6 +136,15 @@ pub(crate) fn split_heads(text: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// The statements of a script, as the backend's parser splits them (PostgreSQL's own
+/// parser; SQLite's tokenizer rules).
+///
+/// # Errors
+/// The parser's error, for a script it cannot read.
+pub fn split_statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, Box<SqlError>> {
+    tx_control::statements(script, dialect).map_err(Box::new)
 }
 
 /// Splits a `transaction = "none"` script and refuses transaction control in it (and what

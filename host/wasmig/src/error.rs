@@ -171,3 +171,22 @@ impl MigrationError {
         self.failure.blame()
     }
 }
+
+/// `wasmig test`: a revision failed the stairway (the report says how).
+#[derive(Debug, thiserror::Error)]
+#[error("the stairway failed at revision {revision}: {reason}")]
+pub struct StairwayFailed {
+    /// The revision.
+    pub revision: String,
+    /// What failed, in one line.
+    pub reason: String,
+}
+
+/// `wasmig test` was interrupted (Ctrl-C, SIGTERM) before the stairway finished; its
+/// scratch database was dropped (or kept, with `--keep`).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: the stairway stopped before it finished; its scratch database {scratch}")]
+pub struct Interrupted {
+    /// What became of the scratch database, in words.
+    pub scratch: String,
+}

@@ -16,6 +16,7 @@ mod resolve;
 mod revision;
 mod show;
 mod stamp;
+mod test;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,6 +87,22 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             adopt,
             dry_run,
         } => import::run(&migrator, g, *from, source, *adopt, *dry_run).await,
+        Command::Test {
+            single_head,
+            budget_secs,
+            keep,
+            scratch_url,
+            no_build,
+            no_cache,
+        } => {
+            let options = wasmig::migrator::StairwayOptions {
+                single_head: *single_head,
+                budget: budget_secs.map(Duration::from_secs),
+                keep: *keep,
+                scratch_url: scratch_url.clone(),
+            };
+            test::run(migrator, g, &options, !*no_build, !*no_cache).await
+        }
         Command::Rehash { revisions } => rehash::run(&migrator, g, revisions).await,
         Command::Resolve { revision, state } => resolve::run(&migrator, g, revision, *state).await,
     }

@@ -26,9 +26,13 @@ use crate::runner::{self, RunOptions, StepReport};
 
 mod adopt;
 mod resolve;
+mod stairway;
 
 pub use self::adopt::Adoption;
 use self::resolve::resolve;
+pub use self::stairway::{
+    CHECK_FILE, FIXTURE_FILE, RevisionOutcome, StairFailure, StairwayOptions, StairwayReport,
+};
 
 /// How a [`Migrator`] runs; the defaults are those of the `wasmig` command.
 #[derive(Debug, Clone)]
