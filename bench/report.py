@@ -362,7 +362,10 @@ T = [
     ("native sqlx: select a batch, normalise, `COPY people_norm FROM STDIN` (`bench/native copy`)", "one", "transform_native_copy", "transform_sql_copy", "transform_native_copy"),
     ("wasmig + Rust guest: `db::query` per batch, normalise, `db::copy_in` (`bench/copy`)", "one", "transform_wasmig_copy", "transform_sql_copy", "transform_native_copy"),
 ]
+selected = meta.get("variants", "").split()
 for label, txn, name, floor, native in T:
+    if selected and name[len("transform_"):] not in selected:
+        continue  # left out by BENCH_TRANSFORMS
     w(f"| {label} | {txn} | {cells(name)} | {rcell(name, floor)} | {rcell(name, native)} |")
 w("")
 w("The batched variants are not one transaction: each batch of 10,000 rows commits on its "
