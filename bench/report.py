@@ -40,6 +40,7 @@ for line in open(a.meta):
 rows = int(meta.get("rows", 0))
 revs = int(meta.get("revisions", 0))
 rounds = int(meta.get("rounds", 0))
+only = meta.get("only", "all")  # BENCH_ONLY: "transform" measured (1) alone
 PROF = a.profile
 
 
@@ -309,31 +310,34 @@ def r_or_none(x, y):
     return r[0] if r else None
 
 
-w("## Targets (issue 6)")
-w("")
-w("| target | measured | result |")
-w("| --- | --- | --- |")
-w(target_row("Rust guest's 1M-row transform within 1.1x of native sqlx (one transaction each)",
-             r_or_none("transform_wasmig", "transform_native"), 1.1))
-rss_all = [rss_mib(n) for n in ("transform_wasmig", "transform_keyset", "transform_batched", "transform_wasmig_copy") if has(n)]
-w(target_row("peak RSS under 64 MiB during it (largest of the four wasmig variants of (1))",
-             max(rss_all) if rss_all else None, 64, unit="MiB"))
-sqlx_note = "" if peer_ok("sqlx") else f"sqlx-cli {peer_status('sqlx')}"
-w(target_row(f"{revs} component revisions (Rust crates doing the DDL), warm cache, within 1.0x of sqlx-cli on {revs} SQL revisions",
-             r_or_none("rust_warm", "sql_sqlx"), 1.0, note=sqlx_note))
-w(target_row(f"the same with a cold cache within 2x of sqlx-cli",
-             r_or_none("rust_cold", "sql_sqlx"), 2.0, note=sqlx_note))
-dbmate_note = "" if peer_ok("dbmate") else f"dbmate {peer_status('dbmate')}"
-w(target_row(f"nothing to do (the {revs} SQL revisions applied) no slower than dbmate",
-             r_or_none("noop_wasmig_sql", "noop_dbmate"), 1.0, note=dbmate_note))
-w(target_row(f"nothing to do (the {revs} Rust revisions applied) no slower than dbmate",
-             r_or_none("noop_wasmig_rust", "noop_dbmate"), 1.0, note=dbmate_note))
-w("")
-w(f"Beside the targets: {revs} copies of one trivial component (no DDL), warm / sqlx-cli "
-  f"{rcell('wasm_warm', 'sql_sqlx')}, cold / sqlx-cli {rcell('wasm_cold', 'sql_sqlx')}; "
-  f"{revs} SQL revisions through wasmig / sqlx-cli {rcell('sql_wasmig', 'sql_sqlx')}. Where a "
-  "target is missed, [Profile](#profile) shows where the time goes.")
-w("")
+# In a transform-only run (BENCH_ONLY=transform) there is nothing for issue 6's other targets.
+if only == "all":
+    w("## Targets (issue 6)")
+    w("")
+    w("| target | measured | result |")
+    w("| --- | --- | --- |")
+    w(target_row("Rust guest's 1M-row transform within 1.1x of native sqlx (one transaction each)",
+                 r_or_none("transform_wasmig", "transform_native"), 1.1))
+    rss_all = [rss_mib(n) for n in ("transform_wasmig", "transform_keyset", "transform_batched", "transform_wasmig_copy") if has(n)]
+    w(target_row("peak RSS under 64 MiB during it (largest of the four wasmig variants of (1))",
+                 max(rss_all) if rss_all else None, 64, unit="MiB"))
+    sqlx_note = "" if peer_ok("sqlx") else f"sqlx-cli {peer_status('sqlx')}"
+    w(target_row(f"{revs} component revisions (Rust crates doing the DDL), warm cache, within 1.0x of sqlx-cli on {revs} SQL revisions",
+                 r_or_none("rust_warm", "sql_sqlx"), 1.0, note=sqlx_note))
+    w(target_row(f"the same with a cold cache within 2x of sqlx-cli",
+                 r_or_none("rust_cold", "sql_sqlx"), 2.0, note=sqlx_note))
+    dbmate_note = "" if peer_ok("dbmate") else f"dbmate {peer_status('dbmate')}"
+    w(target_row(f"nothing to do (the {revs} SQL revisions applied) no slower than dbmate",
+                 r_or_none("noop_wasmig_sql", "noop_dbmate"), 1.0, note=dbmate_note))
+    w(target_row(f"nothing to do (the {revs} Rust revisions applied) no slower than dbmate",
+                 r_or_none("noop_wasmig_rust", "noop_dbmate"), 1.0, note=dbmate_note))
+    w("")
+    w(f"Beside the targets: {revs} copies of one trivial component (no DDL), warm / sqlx-cli "
+      f"{rcell('wasm_warm', 'sql_sqlx')}, cold / sqlx-cli {rcell('wasm_cold', 'sql_sqlx')}; "
+      f"{revs} SQL revisions through wasmig / sqlx-cli {rcell('sql_wasmig', 'sql_sqlx')}. Where a "
+      "target is missed, [Profile](#profile) shows where the time goes.")
+    w("")
+
 
 # ---------------------------------------------------------------- (1)
 w(f"## (1) Transform of {rows:,} rows")
@@ -358,7 +362,10 @@ T = [
     ("native sqlx: select a batch, normalise, `COPY people_norm FROM STDIN` (`bench/native copy`)", "one", "transform_native_copy", "transform_sql_copy", "transform_native_copy"),
     ("wasmig + Rust guest: `db::query` per batch, normalise, `db::copy_in` (`bench/copy`)", "one", "transform_wasmig_copy", "transform_sql_copy", "transform_native_copy"),
 ]
+selected = meta.get("variants", "").split()
 for label, txn, name, floor, native in T:
+    if selected and name[len("transform_"):] not in selected:
+        continue  # left out by BENCH_TRANSFORMS
     w(f"| {label} | {txn} | {cells(name)} | {rcell(name, floor)} | {rcell(name, native)} |")
 w("")
 w("The batched variants are not one transaction: each batch of 10,000 rows commits on its "
@@ -366,6 +373,114 @@ w("The batched variants are not one transaction: each batch of 10,000 rows commi
   "checkpoint row), so they compare with each other, not with the one-transaction runs. "
   "The wasmig runs use a warm compile cache (primed before the rounds).")
 w("")
+
+# ---------------------------------------------------------------- languages (issues 18, 23)
+# (language, guest, its peer, the peer's label, target ratio or None, RSS target MiB or
+# None, what to say where there is no target)
+LANGS = [
+    ("Rust", "transform_wasmig", "transform_native", "native Rust, sqlx (`bench/native update`)", 1.05, None, ""),
+    ("Python", "transform_python", "transform_alembic", "Alembic migration, psycopg2 (`op.get_bind()`, SQLAlchemy `text()`)", 1.0, 96, ""),
+    ("Python", "transform_python", "transform_psycopg2", "plain CPython script, psycopg2 (no Alembic)", None, None,
+     "no target: Alembic's peer without Alembic's start-up"),
+    ("JavaScript", "transform_js", "transform_node_pg", "Node, node-postgres (`pg`)", 1.0, None, ""),
+    ("C", "transform_c", "transform_libpq", "native C, libpq (`cc -O2`)", 1.1, None, ""),
+    ("Go", "transform_go", "transform_go_native", "native Go, `database/sql` + lib/pq", None, None,
+     "no target (issue 23 asks for the figures)"),
+]
+GUEST_HOW = {
+    "transform_wasmig": "`bench/project`: one call, a loop of `db::query` + one `db::execute` of the UNNEST per batch",
+    "transform_python": "`bench/langs/python`: one call, a loop of `wasmig.query` + one `wasmig.execute` (lists bind as arrays)",
+    "transform_js": "`bench/langs/js`: one call, a loop of `db.query` + one `db.execute` (arrays)",
+    "transform_c": "`bench/langs/c`: one call, a loop of `wasmig_query` + one `wasmig_execute` (WIT array values built with the generated types)",
+    "transform_go": "`bench/langs/go`: the SDK's `Keyset[int64]` walker (one batch per call, a fresh instance each) + one `wasmig.Execute` (slices bind as arrays)",
+}
+
+
+def mib(name):
+    return f"{rss_mib(name):.1f} MiB" if has(name) else "-"
+
+
+def verdict(name, peer, target, rss_target, no_target):
+    parts = []
+    r = ratio(name, peer)
+    if target is not None:
+        if r is None:
+            parts.append(f"<= {target:.2f}x: not measured")
+        else:
+            ok = r[0] <= target
+            parts.append(f"<= {target:.2f}x: " + ("**met**" if ok else f"**missed** by {(r[0] / target - 1) * 100:.0f}%"))
+    if rss_target is not None:
+        if not has(name):
+            parts.append(f"RSS <= {rss_target} MiB: not measured")
+        else:
+            ok = rss_mib(name) <= rss_target
+            parts.append(f"RSS <= {rss_target} MiB: " + ("**met**" if ok else f"**missed** by {(rss_mib(name) / rss_target - 1) * 100:.0f}%"))
+    return "; ".join(parts) if parts else no_target
+
+
+def not_measured(name):
+    """Why a variant is missing, from bench/run's meta, or None when it was measured."""
+    if has(name):
+        return None
+    why = meta.get(f"variant.{name[len('transform_'):]}")
+    return f"not measured: {why}" if why else "not run (BENCH_TRANSFORMS)"
+
+
+w(f"## Guest languages, {rows:,}-row transform (issues 18 and 23)")
+w("")
+w("The transform of (1) (keyset select of 10,000 rows, normalise in the language, one "
+  "`UPDATE people AS p SET email_norm = u.norm FROM UNNEST($1::int8[], $2::text[]) AS u(id, norm) "
+  "WHERE p.id = u.id` per batch, one transaction; the wasmig revisions `transaction = "
+  "\"per-migration\"`) written in each guest language the way the SDK docs show, built by "
+  "`wasmig build`, beside a peer doing the same statements natively in the same language. "
+  "Same rounds, same fresh copy of the template database per run, every result checked. "
+  "The ratio is guest / peer (ratio of medians, per-round min-max in brackets); the "
+  "wasmig runs use a warm compile cache; peak RSS is the largest over the rounds.")
+w("")
+w("| language | guest: median (spread) | guest peak RSS | guest CPU | peer | peer: median (spread) | peer peak RSS | peer CPU | guest / peer | guest / native sqlx | issue-18 target |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for language, name, peer, peer_label, target, rss_target, no_target in LANGS:
+    def tcell(n):
+        if not has(n):
+            return not_measured(n)
+        ts = [t for _, t, _, _ in data[n]]
+        return f"{fmt_s(statistics.median(ts))} ({min(ts):.2f}-{max(ts):.2f})"
+    w(f"| {language} | {tcell(name)} | {mib(name)} | {f'{cpu(name):.2f} s' if has(name) else '-'} "
+      f"| {peer_label} | {tcell(peer)} | {mib(peer)} | {f'{cpu(peer):.2f} s' if has(peer) else '-'} "
+      f"| {rcell(name, peer)} | {rcell(name, 'transform_native') if name != 'transform_wasmig' else '-'} "
+      f"| {verdict(name, peer, target, rss_target, no_target)} |")
+w("")
+w("How each guest walks the table: "
+  + "; ".join(f"{lang_}: {GUEST_HOW[n]}" for lang_, n in
+              [("Rust", "transform_wasmig"), ("Python", "transform_python"),
+               ("JavaScript", "transform_js"), ("C", "transform_c"), ("Go", "transform_go")])
+  + ". The peers (`bench/langs/*/peer*`, `bench/langs/python/alembic`, `bench/langs/go/native`) "
+  "send the same two statements per batch; node-postgres, psycopg2, libpq and lib/pq send "
+  "the arrays as array literals in text, sqlx and wasmig as binary arrays.")
+w("")
+vers = [f"{k.split('.', 1)[1]}: {v}" for k, v in sorted(meta.items()) if k.startswith("toolchain.")]
+peers_v = [f"{k.split('.', 1)[1]}: {v}" for k, v in sorted(meta.items())
+           if k in ("peer.alembic", "peer.psycopg2", "peer.node_pg", "peer.libpq", "peer.go_native")]
+if vers or peers_v:
+    w("Toolchains: " + "; ".join(vers) + ". Peers: " + "; ".join(peers_v) + ".")
+    w("")
+sizes = [f"{k.split('.')[1]} {int(v) / 1e6:.2f} MB" for k, v in sorted(meta.items()) if k.startswith("lang.") and k.endswith(".bytes")]
+if sizes:
+    w("Components: " + ", ".join(sizes) + ".")
+    w("")
+skipped = [f"`{k[8:]}`: {v}" for k, v in sorted(meta.items()) if k.startswith("variant.")]
+if skipped:
+    w("Not measured in this run: " + "; ".join(skipped) + ".")
+    w("")
+
+if only != "all":
+    w("## Not measured")
+    w("")
+    w("- Everything but (1): this was a transform-only run (`BENCH_ONLY=transform`); a full "
+      "`bench/run` measures the rest.")
+    w("- Memory and CPU of the PostgreSQL server (only the client's are measured).")
+    open(a.out, "w").write("\n".join(L) + "\n")
+    raise SystemExit(0)
 
 # ---------------------------------------------------------------- (2)
 w(f"## (2) Runner overhead: {revs} `CREATE TABLE` revisions on a fresh database")
@@ -1211,5 +1326,4 @@ w("## Not measured")
 w("")
 w("- Memory and CPU of the PostgreSQL server (only the client's are measured).")
 w("- SQLite (issue 6's targets are for PostgreSQL).")
-w("- Alembic on the 1M-row transform (the issue's figures for it were measured elsewhere).")
 open(a.out, "w").write("\n".join(L) + "\n")
