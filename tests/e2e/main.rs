@@ -16,6 +16,7 @@ mod import;
 mod import_corpus;
 mod integrity;
 mod languages;
+mod lint;
 mod lock;
 mod output;
 mod portable;

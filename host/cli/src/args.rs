@@ -219,6 +219,22 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Lint the SQL revisions for operations dangerous on a live database (squawk's rules
+    /// on PostgreSQL, and wasmig's own): no database needed. Findings are exit 15.
+    Lint {
+        /// The revisions to lint (ids, labels, `heads`...); default: every revision.
+        #[arg(value_name = "REV")]
+        revisions: Vec<String>,
+        /// Lint `down.sql` too (a rollback in production runs it).
+        #[arg(long)]
+        down: bool,
+        /// The dialect whose rules apply; default: the configured database's.
+        #[arg(long, value_enum, value_name = "DIALECT")]
+        dialect: Option<LintDialect>,
+        /// `human` (default), `json` (as `--json`), or `github` (workflow annotations).
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<LintFormat>,
+    },
     /// Clear a revision's failed mark (a `transaction = "none"` step that stopped part-way)
     /// or the checkpoint of a batched step part-way through, after looking at the database:
     /// say whether its work is in the database or not.
@@ -252,6 +268,26 @@ fn branch_label(label: &str) -> Result<String, String> {
     wasmig::graph::check_label(label)
         .map(|()| label.to_owned())
         .map_err(str::to_owned)
+}
+
+/// `wasmig lint --dialect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LintDialect {
+    /// PostgreSQL: squawk's rules and wasmig's.
+    Postgres,
+    /// SQLite: wasmig's rules only.
+    Sqlite,
+}
+
+/// `wasmig lint --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LintFormat {
+    /// One line per finding, with its help, and a summary.
+    Human,
+    /// One JSON document.
+    Json,
+    /// GitHub Actions workflow commands (`::error file=...`), shown on the pull request.
+    Github,
 }
 
 /// What `wasmig resolve` records about a failed revision.

@@ -67,6 +67,9 @@ pub(crate) const FAILED_STATE: u8 = 13;
 /// up again failed, its down did not undo its up, a check of its `check.sql` failed, or it
 /// took longer than `--budget-secs`). The configured database was not touched.
 pub(crate) const STAIRWAY_FAILED: u8 = 14;
+/// `wasmig lint`: a revision has a finding its manifest does not ignore (the report lists
+/// them). Nothing was run.
+pub(crate) const LINT_FINDINGS: u8 = 15;
 
 /// `wasmig test` stopped by Ctrl-C or SIGTERM, after dropping its scratch database: the
 /// code a shell reports for SIGINT (128 + 2).
@@ -96,6 +99,9 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<StairwayFailed>() {
             return STAIRWAY_FAILED;
+        }
+        if cause.is::<wasmig::lint::LintFindings>() {
+            return LINT_FINDINGS;
         }
         if let Some(e) = cause.downcast_ref::<ScratchError>() {
             return match e {

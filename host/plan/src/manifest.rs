@@ -158,6 +158,35 @@ pub struct Manifest {
     /// its file (`"diesel 2020-01-01-000000_create_users/"`). Informational only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_from: Option<String>,
+    /// `wasmig lint`'s settings for this revision (`[[lint.ignore]]`).
+    #[serde(default, skip_serializing_if = "LintManifest::is_empty")]
+    pub lint: LintManifest,
+}
+
+/// A revision's `[lint]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintManifest {
+    /// Rules `wasmig lint` does not report for this revision, each with its reason.
+    #[serde(default)]
+    pub ignore: Vec<LintIgnore>,
+}
+
+impl LintManifest {
+    /// Whether nothing is set (so a manifest without it is written without it).
+    pub fn is_empty(&self) -> bool {
+        self.ignore.is_empty()
+    }
+}
+
+/// One `[[lint.ignore]]`: a rule this revision may break, and why that is safe here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintIgnore {
+    /// The rule's name (`ban-drop-column`, `non-atomic-revision`...).
+    pub rule: String,
+    /// Why the operation is safe in this revision (required, shown in the report).
+    pub reason: String,
 }
 
 impl Manifest {

@@ -91,6 +91,26 @@ pub struct Config {
     /// `WASMIG_ROLE` in the environment overrides it (the operator's setting in shared CI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// `wasmig lint`'s rules for the whole project.
+    #[serde(default)]
+    pub lint: LintSettings,
+}
+
+/// `[lint]` in wasmig.toml.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintSettings {
+    /// The PostgreSQL version the rules assume (`"15"`, `"16.4"`; squawk's default, 15,
+    /// when absent): some operations stopped rewriting tables in later versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_version: Option<String>,
+    /// squawk rules to turn on beyond its defaults (its opt-in rules, such as
+    /// `ban-drop-index`).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// squawk rules to turn off for every revision.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// Whether `name` can be a PostgreSQL role's name: 1 to 63 bytes, no control characters

@@ -33,6 +33,7 @@ pub mod history;
 pub mod import;
 pub mod integrity;
 pub mod jail;
+pub mod lint;
 pub mod migrator;
 pub use wasmig_sandbox::progress;
 pub mod revision;

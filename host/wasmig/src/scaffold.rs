@@ -183,6 +183,7 @@ pub fn manifest(
         statement_timeout_secs: None,
         capabilities: None,
         imported_from: None,
+        lint: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@ mod heads;
 mod history;
 mod import;
 mod init;
+mod lint;
 mod migrate;
 mod rehash;
 mod resolve;
@@ -103,6 +104,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             test::run(migrator, g, &options, !*no_build, !*no_cache).await
         }
+        Command::Lint {
+            revisions,
+            down,
+            dialect,
+            format,
+        } => lint::run(&migrator, g, revisions, *down, *dialect, *format),
         Command::Rehash { revisions } => rehash::run(&migrator, g, revisions).await,
         Command::Resolve { revision, state } => resolve::run(&migrator, g, revision, *state).await,
     }

@@ -358,7 +358,10 @@ where
 ///
 /// # Errors
 /// [`ConfigError`] naming the manifest for a value out of range.
-fn timeouts(project: &Project, revision: &Revision) -> anyhow::Result<StatementTimeouts> {
+pub(crate) fn timeouts(
+    project: &Project,
+    revision: &Revision,
+) -> anyhow::Result<StatementTimeouts> {
     let manifest = revision.dir.join(revision::MANIFEST);
     let asked = project
         .config
