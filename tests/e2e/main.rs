@@ -8,6 +8,7 @@ mod artifacts;
 mod batches;
 mod components;
 mod crash;
+mod dry_run;
 mod embedding;
 mod graph;
 mod guests;

@@ -326,6 +326,11 @@ pub(crate) struct RunArgs {
     /// Run every step in one transaction: all of them are applied, or none.
     #[arg(long)]
     pub(crate) atomic: bool,
+    /// Run the steps for real in one transaction that is then rolled back, and print what
+    /// each did (rows written per table, table locks taken, time); nothing is recorded.
+    /// Steps from the first that cannot run in a transaction on are listed, not run.
+    #[arg(long, conflicts_with = "plan")]
+    pub(crate) dry_run: bool,
     /// Run even if applied revisions changed since they ran (warns for each).
     #[arg(long)]
     pub(crate) allow_modified: bool,

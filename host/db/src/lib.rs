@@ -33,7 +33,7 @@ pub use self::policy::{Policy, TRUSTED_EXTENSIONS};
 pub use self::records::{
     Checkpoint, Expected, FailedMark, FinishedStep, HistoryEntry, StepRecord, StoredArtifact,
 };
-pub use self::store::{Driver, Reader, SCHEMA_VERSION, VersionStore};
+pub use self::store::{Driver, Observed, Reader, SCHEMA_VERSION, VersionStore};
 pub use self::url::DatabaseUrl;
 use wasmig_contract::{Column, Dialect, QueryResult, SqlError, Value};
 pub use wasmig_plan::graph::{Direction, Event};
@@ -605,6 +605,21 @@ pub trait Session: GuestSql {
     /// version table); it never loses a step wasmig reported once the run ended.
     fn commit_lazily(&mut self) {}
 
+    /// Checks now what the transaction's `COMMIT` would check and fire: deferred
+    /// constraints and constraint triggers (PostgreSQL's `SET CONSTRAINTS ALL IMMEDIATE`;
+    /// nothing on SQLite, whose deferred foreign keys wasmig does not use). For a dry run,
+    /// which never commits.
+    async fn check_deferred(&mut self) -> SqlResult<()> {
+        Ok(())
+    }
+
+    /// What the server counts of this transaction so far: rows written per table and table
+    /// locks held (PostgreSQL), rows changed (SQLite). For `up --dry-run`.
+    async fn observe(&mut self) -> anyhow::Result<Observed> {
+        let (store, driver) = self.books();
+        store.observe(driver).await
+    }
+
     /// Commits the transaction.
     async fn commit(self: Box<Self>) -> anyhow::Result<()>;
 
@@ -662,6 +677,13 @@ pub struct LockTimeout {
     "the migration lock was lost during the run (the session holding it ended or released it): this step recorded nothing and was rolled back, and another run may be at work"
 )]
 pub struct LockLost;
+
+/// The server refused a step's `COMMIT` with an error of the migration's making (a deferred
+/// constraint it violated, a constraint trigger it created that raised): the transaction
+/// rolled back. A migration failure (exit 6), not the database's.
+#[derive(Debug, thiserror::Error)]
+#[error("the server refused the COMMIT: {}", .0.describe())]
+pub struct CommitRefused(pub Box<SqlError>);
 
 /// The migration lock was found gone when the run released it: its session ended (a
 /// migration can end any session its role may signal) after the last step checked it.

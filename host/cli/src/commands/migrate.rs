@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use wasmig::graph::Direction;
-use wasmig::migrator::Plan;
+use wasmig::migrator::{Plan, RunReport};
 use wasmig::{Migrator, Options};
 
 use crate::args::{Global, RunArgs};
@@ -20,6 +20,7 @@ pub(super) async fn run(
         use_cache: !args.no_cache,
         atomic: args.atomic,
         allow_modified: args.allow_modified,
+        dry_run: args.dry_run,
         ..migrator.options().clone()
     };
     let migrator = migrator.with_options(options);
@@ -31,6 +32,10 @@ pub(super) async fn run(
         return Ok(());
     }
     let report = migrator.run(direction, target).await?;
+    if report.dry_run {
+        print_dry_run(g, &report);
+        return Ok(());
+    }
     if report.steps.is_empty() {
         tracing::info!(
             "nothing to do: the database is at {}",
@@ -51,6 +56,70 @@ pub(super) async fn run(
         out!("{}", json!({ "steps": report.steps }));
     }
     Ok(())
+}
+
+/// Prints what a dry run's steps did: `{"dry_run": true, "steps": [...], "not_run": [...]}`
+/// with `--json`, else a paragraph per step.
+fn print_dry_run(g: &Global, report: &RunReport) {
+    if g.json {
+        out!(
+            "{}",
+            json!({ "dry_run": true, "steps": report.steps, "not_run": report.not_run })
+        );
+        return;
+    }
+    let verb = match report.direction {
+        Direction::Upgrade => "would apply",
+        Direction::Downgrade => "would revert",
+    };
+    if report.steps.is_empty() && report.not_run.is_empty() {
+        out!(
+            "nothing to do: the database is at {}",
+            output::heads(&report.heads_before)
+        );
+    }
+    for step in &report.steps {
+        out!(
+            "{verb} {} ({}, {} ms)",
+            step.revision,
+            step.kind,
+            step.duration_ms
+        );
+        let Some(observed) = &step.observed else {
+            continue;
+        };
+        if let Some(n) = observed.rows_changed {
+            out!("  rows changed: {n}");
+        }
+        for t in &observed.tables {
+            let mut parts = Vec::new();
+            for (n, what) in [
+                (t.inserted, "inserted"),
+                (t.updated, "updated"),
+                (t.deleted, "deleted"),
+            ] {
+                if n > 0 {
+                    parts.push(format!("{n} {what}"));
+                }
+            }
+            out!("  rows: {}: {}", t.table, parts.join(", "));
+        }
+        for l in &observed.locks {
+            out!("  lock: {} on {}", l.mode, l.relation);
+        }
+        if observed.rows_changed.is_none()
+            && observed.tables.is_empty()
+            && observed.locks.is_empty()
+        {
+            out!("  no rows written, no table locked");
+        }
+    }
+    for n in &report.not_run {
+        out!("not run: {} ({})", n.revision, n.reason);
+    }
+    if !report.steps.is_empty() {
+        out!("dry run: rolled back; the database and its version table are unchanged");
+    }
 }
 
 /// Prints a plan: `{"steps": [...]}` with `--json`, else a line per step (saying which

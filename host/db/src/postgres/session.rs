@@ -486,6 +486,15 @@ impl PgSession {
                 // The server ended the transaction (a failed COMMIT rolls back), but a
                 // connection whose end failed is not trusted with the next step.
                 drop(conn.detach());
+                // An error the server raised for what the step did (not a lost
+                // connection) is the migration's.
+                if let sqlx::Error::Database(e) = &source
+                    && !e.code().is_some_and(|c| crate::is_connection_failure(&c))
+                {
+                    return Err(
+                        crate::CommitRefused(Box::new(super::codec::sql_error(source))).into(),
+                    );
+                }
                 Err(DbError::Query {
                     doing: "committing the transaction".into(),
                     source,
@@ -919,6 +928,14 @@ impl Session for PgSession {
             Err(e) if e.code == LEFT_STATE => Err(SqlError::wasmig("STATE", e.message)),
             other => other,
         }
+    }
+
+    async fn check_deferred(&mut self) -> SqlResult<()> {
+        sqlx::raw_sql(AssertSqlSafe("SET CONSTRAINTS ALL IMMEDIATE"))
+            .execute(self.conn())
+            .await
+            .map(drop)
+            .map_err(super::codec::sql_error)
     }
 
     fn books(&mut self) -> (&VersionStore, &mut dyn Driver) {

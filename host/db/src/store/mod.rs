@@ -21,6 +21,7 @@
 //! tamper check) are the backend's, in its `Session` impl.
 
 mod driver;
+mod observe;
 mod read;
 mod schema;
 mod write;
@@ -30,6 +31,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 
 pub use self::driver::{Cell, Driver, Kind, Param, Reader, Statement};
+pub use self::observe::{Observed, RelationLock, TableRows};
 pub use self::schema::SCHEMA_VERSION;
 use crate::{
     ARTIFACT_TABLE, CHECKPOINT_TABLE, DbError, FAILED_TABLE, HISTORY_TABLE, SCHEMA_TABLE,

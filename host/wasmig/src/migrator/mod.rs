@@ -23,6 +23,7 @@ use crate::graph::{Direction, Step};
 use crate::integrity::{self, Verification};
 use crate::revision::{self, RevisionSet};
 use crate::runner::{self, RunOptions, StepReport};
+use wasmig_plan::manifest::TransactionMode;
 
 mod adopt;
 mod resolve;
@@ -56,6 +57,10 @@ pub struct Options {
     /// migration SQL is held to the untrusted SQL policy. Also turned on by
     /// `untrusted = true` in `wasmig.toml` (a project can turn it on, never off).
     pub untrusted: bool,
+    /// `up --dry-run`: run the steps in one transaction that is rolled back, recording
+    /// nothing, and report what the server counted of each (default off). Steps from the
+    /// first that cannot run in a transaction on are listed, not run.
+    pub dry_run: bool,
 }
 
 impl Default for Options {
@@ -68,6 +73,7 @@ impl Default for Options {
             atomic: false,
             allow_modified: false,
             untrusted: false,
+            dry_run: false,
         }
     }
 }
@@ -93,6 +99,21 @@ pub struct RunReport {
     pub heads_before: Vec<String>,
     /// The steps that ran, in order (empty: nothing to do).
     pub steps: Vec<StepReport>,
+    /// Whether the run was a dry run (everything rolled back, nothing recorded).
+    pub dry_run: bool,
+    /// A dry run: the planned steps it did not run, from the first that cannot run in a
+    /// transaction, with the reason on the first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_run: Vec<NotRun>,
+}
+
+/// A planned step a dry run did not run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotRun {
+    /// The revision.
+    pub revision: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// What the database holds, beside the project's revisions.
@@ -431,7 +452,42 @@ impl Migrator {
                     direction,
                     heads_before: prepared.heads,
                     steps: Vec::new(),
+                    dry_run: self.options.dry_run,
+                    not_run: Vec::new(),
                 });
+            }
+            // A dry run undoes everything it runs: it stops before the first step that
+            // cannot run inside its transaction (the steps after it may depend on it).
+            let mut run_steps: &[Step] = &prepared.steps;
+            let mut not_run = Vec::new();
+            if self.options.dry_run {
+                let mode = |step: &Step| {
+                    prepared
+                        .set
+                        .find(&step.revision)
+                        .map_or(TransactionMode::PerMigration, |r| r.manifest.transaction)
+                };
+                if let Some(cut) = prepared
+                    .steps
+                    .iter()
+                    .position(|s| mode(s) != TransactionMode::PerMigration)
+                {
+                    run_steps = &prepared.steps[..cut];
+                    for (k, step) in prepared.steps[cut..].iter().enumerate() {
+                        let reason = if k == 0 {
+                            match mode(step) {
+                                TransactionMode::None => "transaction = \"none\": its statements commit one by one, so a dry run cannot undo them".to_owned(),
+                                _ => "transaction = \"batched\": each batch commits on its own, so a dry run cannot undo it".to_owned(),
+                            }
+                        } else {
+                            format!("after {}, which a dry run does not run", prepared.steps[cut].revision)
+                        };
+                        not_run.push(NotRun {
+                            revision: step.revision.clone(),
+                            reason,
+                        });
+                    }
+                }
             }
             let options = RunOptions {
                 // A cache an untrusted run could read or write is a way to run native
@@ -440,13 +496,14 @@ impl Migrator {
                 atomic: self.options.atomic,
                 allow_modified: self.options.allow_modified,
                 untrusted: self.untrusted(),
+                dry_run: self.options.dry_run,
             };
             let steps = runner::run(
                 &self.project,
                 db,
                 prepared.set.revisions(),
                 &prepared.heads,
-                &prepared.steps,
+                run_steps,
                 options,
             )
             .await?;
@@ -454,6 +511,8 @@ impl Migrator {
                 direction,
                 heads_before: prepared.heads,
                 steps,
+                dry_run: self.options.dry_run,
+                not_run,
             })
         })
         .await

@@ -406,6 +406,7 @@ async fn stair(
             atomic: false,
             allow_modified: false,
             untrusted: migrator.untrusted(),
+            dry_run: false,
         };
         runner::run(&migrator.project, db, set.revisions(), from, steps, options)
             .await

@@ -83,6 +83,9 @@ pub struct StepReport {
     /// For a step resumed from a checkpoint: the batches committed by earlier runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_after: Option<i64>,
+    /// `--dry-run`: what the server counted of the step's work (rows, locks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<crate::db::Observed>,
 }
 
 /// Options for a run.
@@ -97,6 +100,10 @@ pub struct RunOptions {
     pub allow_modified: bool,
     /// The project is untrusted: migration SQL is held to the untrusted SQL policy.
     pub untrusted: bool,
+    /// Run every step in one transaction that is rolled back at the end, recording
+    /// nothing, and observe what each step did (`up --dry-run`); the steps must all be
+    /// `per-migration` ones.
+    pub dry_run: bool,
 }
 
 impl RunOptions {
@@ -216,7 +223,10 @@ async fn rollback_or_end(session: Box<dyn Session>, revision: &str, bound: Durat
 async fn commit(session: Box<dyn Session>, bound: Duration) -> Result<(), Failure> {
     match tokio::time::timeout(bound, session.commit()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Failure::Host(e)),
+        Ok(Err(e)) => match e.downcast::<crate::db::CommitRefused>() {
+            Ok(refused) => Err(Failure::Sql(refused.0)),
+            Err(e) => Err(Failure::Host(e)),
+        },
         Err(_) => Err(Failure::CommitUnknown(bound)),
     }
 }

@@ -41,7 +41,10 @@ pub async fn run(
     for step in steps {
         run.check(step)?;
     }
-    db.ensure_version_tables().await?;
+    // A dry run records nothing, and must not create wasmig's tables either.
+    if !options.dry_run {
+        db.ensure_version_tables().await?;
+    }
     let mut heads = heads_before.to_vec();
     heads.sort();
     let start = Expected {
@@ -62,7 +65,9 @@ pub async fn run(
         );
     }
     let reports = reports?;
-    read_back(db, &run.expected_before(steps.len()).heads, "the run").await?;
+    if !options.dry_run {
+        read_back(db, &run.expected_before(steps.len()).heads, "the run").await?;
+    }
     Ok(reports)
 }
 
@@ -315,7 +320,7 @@ impl Run<'_> {
         // With --atomic, every artifact is read and every component compiled before the
         // run's one transaction begins: nothing slow may happen while it holds its locks.
         let mut prepared: Vec<Option<Prepared>> = Vec::new();
-        if self.options.atomic {
+        if self.options.atomic || self.options.dry_run {
             for step in self.steps {
                 let revision = find(self.revisions, &step.revision);
                 prepared.push(Some(prepare(
@@ -376,6 +381,14 @@ impl Run<'_> {
                 });
             }
         }
+        // A dry run's one transaction ends here, undone.
+        if let Some(session) = held {
+            session.rollback().await?;
+            tracing::info!(
+                "dry run: the {} step(s) ran in one transaction, now rolled back; nothing was recorded",
+                reports.len()
+            );
+        }
         Ok(reports)
     }
 
@@ -391,17 +404,25 @@ impl Run<'_> {
         let step = at.step;
         let revision = find(self.revisions, &step.revision);
         let resume = self.resume_of(step).cloned();
+        let verb = if self.options.dry_run {
+            match step.action {
+                Direction::Upgrade => "dry run: applying",
+                Direction::Downgrade => "dry run: reverting",
+            }
+        } else {
+            verb(step.action)
+        };
         if revision.stored.is_some() {
             tracing::info!(
                 "{} {} from the copy stored in the database (its files are not in this project)",
-                verb(step.action),
+                verb,
                 step.revision
             );
         } else {
             // The message is the author's text: one visible line.
             tracing::info!(
                 "{} {} ({})",
-                verb(step.action),
+                verb,
                 step.revision,
                 crate::bindings::text::shown(&revision.manifest.message)
             );
@@ -448,6 +469,7 @@ impl Run<'_> {
             .await
             .map_err(|f| self.fail(at, f))?;
         Ok(StepReport {
+            observed: None,
             action: step.action,
             revision: step.revision.clone(),
             kind: "component",
@@ -494,6 +516,7 @@ impl Run<'_> {
         .await
         .map_err(|f| self.fail(at, f))?;
         Ok(StepReport {
+            observed: None,
             action: step.action,
             revision: step.revision.clone(),
             kind: "sql",
@@ -542,9 +565,46 @@ impl Run<'_> {
             let _ = session.rollback().await;
             return Err(self.fail(at, Failure::Host(e)).into());
         }
+        let dry_run = self.options.dry_run;
+        let before = if dry_run {
+            match session.observe().await {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    let _ = session.rollback().await;
+                    return Err(self.fail(at, Failure::Host(e)).into());
+                }
+            }
+        } else {
+            None
+        };
         let (session, outcome, calls) = self
             .work(at, &ready, session, limits, resume.as_ref())
             .await?;
+        if let Some(before) = before {
+            let (session, observed) = dry_step(step, session, outcome, &ready)
+                .await
+                .map_err(|f| self.fail(at, f))?;
+            let report = StepReport {
+                action: step.action,
+                revision: step.revision.clone(),
+                kind: if ready.loaded.is_some() {
+                    "component"
+                } else {
+                    "sql"
+                },
+                cache: ready.loaded.as_ref().map(|l| l.cache),
+                load_ms: ready
+                    .loaded
+                    .as_ref()
+                    .map(|l| l.load_time.as_millis() as u64),
+                duration_ms: started.elapsed().as_millis() as u64,
+                batches: calls,
+                resumed_after: None,
+                observed: Some(observed.since(&before)),
+            };
+            return Ok((report, Some(session)));
+        }
+        let observed = None;
         let last = at.index + 1 == self.steps.len();
         let keep = atomic && !last;
         let settled = Settle {
@@ -598,6 +658,7 @@ impl Run<'_> {
             duration_ms: started.elapsed().as_millis() as u64,
             batches: calls,
             resumed_after: resume.map(|c| c.batches),
+            observed,
         };
         Ok((report, held))
     }
@@ -740,6 +801,39 @@ struct Settle<'a> {
     keep: bool,
     /// What wasmig's tables must hold before the step records itself.
     expected: Expected,
+}
+
+/// After a dry run's step: rolls back a failure as [`settle`] does, else observes what the
+/// step did and resets the session for the next step; records nothing.
+async fn dry_step(
+    step: &Step,
+    mut session: Box<dyn Session>,
+    outcome: Result<(), Failure>,
+    ready: &Prepared,
+) -> Result<(Box<dyn Session>, crate::db::Observed), Failure> {
+    let guest = ready.loaded.is_some();
+    if let Err(failure) = outcome {
+        return Err(roll_back(session, &step.revision, failure, guest).await);
+    }
+    // A step that ended the transaction (past the refusal of transaction control) may have
+    // committed its work: the dry run must say so, not report a rollback.
+    if let Err(failure) = check_intact(&mut session, guest).await {
+        return Err(roll_back(session, &step.revision, failure, guest).await);
+    }
+    // What a real run's COMMIT of this step would check and fire (deferred constraints and
+    // constraint triggers), now: the dry run never commits.
+    if let Err(e) = session.check_deferred().await {
+        return Err(roll_back(session, &step.revision, Failure::Sql(Box::new(e)), guest).await);
+    }
+    let observed = match session.observe().await {
+        Ok(o) => o,
+        Err(e) => return Err(roll_back(session, &step.revision, Failure::Host(e), guest).await),
+    };
+    if let Err(e) = session.reset_session().await {
+        let failure = Failure::Sql(Box::new(e));
+        return Err(roll_back(session, &step.revision, failure, guest).await);
+    }
+    Ok((session, observed))
 }
 
 /// After a step's work: rolls back a failure (saying how the transaction really ended),
