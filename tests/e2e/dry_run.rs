@@ -267,3 +267,166 @@ async fn what_a_steps_commit_would_check_fails_the_dry_run_with_the_real_runs_ex
     assert!(!db.table_exists("checked").await);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_dry_run_runs_the_first_batches_of_a_batched_revision_and_commits_none() {
+    for backend in BOTH {
+        // 100 items, 10 per batch.
+        let (project, db, _) = crate::batches::setup(backend, "batched", 100, 10).await;
+        let run = project.run(&db, &["up", "--dry-run", "--json"]).success();
+        let json = run.json();
+        let b1 = step(&json, "b1");
+        assert_eq!(b1["batches"], 1, "{json}");
+        match backend {
+            Backend::Postgres => assert_eq!(
+                b1["observed"]["tables"],
+                json!([{"table": "public.items", "inserted": 0, "updated": 10, "deleted": 0}]),
+                "{json}"
+            ),
+            Backend::Sqlite => assert_eq!(b1["observed"]["rows_changed"], 10, "{json}"),
+        }
+        let path = project.dir.join("journal.jsonl");
+        let run = project
+            .run(
+                &db,
+                &[
+                    "up",
+                    "--dry-run",
+                    "--batches",
+                    "3",
+                    "--json",
+                    "--journal",
+                    path.to_str().unwrap(),
+                ],
+            )
+            .success();
+        assert_eq!(step(&run.json(), "b1")["batches"], 3, "{run:?}");
+        // The guest's keyset queries, with their parameters typed.
+        let lines = journal(&path);
+        assert!(
+            lines.iter().any(|l| l["params"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["type"] == "int64"))),
+            "{lines:?}"
+        );
+        // Nothing committed: no row changed, no checkpoint, nothing applied.
+        assert_eq!(crate::batches::items_at(&db, 0).await, 100, "{backend:?}");
+        assert!(
+            crate::batches::checkpoints(&db).await.is_empty(),
+            "{backend:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        // --batches without --dry-run is a bad command line.
+        project.run(&db, &["up", "--batches", "2"]).fails_with(2);
+        db.drop_db().await;
+    }
+}
+
+/// The journal's lines.
+fn journal(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_journal_records_every_sql_call_of_scripts_and_components_on_both_backends() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        // The scenario guest in `savepoint` mode: a marker row, its mode read, then an
+        // insert into a missing table handled in a savepoint.
+        db.exec("CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('savepoint');")
+            .await;
+        project.sql_revision("a1", CREATE_T, "DROP TABLE t;");
+        project.wasm_revision("b2", Path::new(crate::test_guest::SCENARIO));
+        let path = project.dir.join("journal.jsonl");
+        project
+            .run(&db, &["up", "--journal", path.to_str().unwrap()])
+            .success();
+        let lines = journal(&path);
+        let script = &lines[0];
+        assert_eq!(script["revision"], "a1", "{lines:?}");
+        assert_eq!(script["call"], "script", "{lines:?}");
+        assert_eq!(script["sql"], CREATE_T, "{lines:?}");
+        let call = |call: &str, sql: &str| {
+            lines
+                .iter()
+                .find(|l| l["revision"] == "b2" && l["call"] == call && l["sql"] == sql)
+                .unwrap_or_else(|| panic!("no {call} {sql}: {lines:?}"))
+                .clone()
+        };
+        let insert = call("execute", "INSERT INTO scenario_marker (x) VALUES (1)");
+        assert_eq!(insert["rows"], 1, "{insert}");
+        assert_eq!(insert["direction"], "upgrade", "{insert}");
+        assert!(insert["ms"].as_f64().unwrap() >= 0.0, "{insert}");
+        let read = call("query", "SELECT mode FROM e2e_mode");
+        assert_eq!(read["rows"], 1, "{read}");
+        let failed = call("execute", "INSERT INTO no_such_table VALUES (1)");
+        let error = failed["error"].as_str().unwrap();
+        match backend {
+            Backend::Postgres => {
+                assert!(error.contains("42P01"), "{failed}");
+                assert_eq!(
+                    script["observed"]["tables"],
+                    json!([{"table": "public.t", "inserted": 3, "updated": 0, "deleted": 0}]),
+                    "{script}"
+                );
+                assert_eq!(
+                    insert["observed"]["tables"],
+                    json!([{"table": "public.scenario_marker", "inserted": 1, "updated": 0, "deleted": 0}]),
+                    "{insert}"
+                );
+                // The table's creation took AccessExclusiveLock; the insert adds its own.
+                assert!(
+                    insert["observed"]["locks"].as_array().unwrap().contains(
+                        &json!({"relation": "public.scenario_marker", "mode": "RowExclusiveLock"})
+                    ),
+                    "{insert}"
+                );
+            }
+            Backend::Sqlite => {
+                assert!(error.contains("no such table"), "{failed}");
+                assert_eq!(script["observed"]["rows_changed"], 3, "{script}");
+                assert_eq!(insert["observed"]["rows_changed"], 1, "{insert}");
+            }
+        }
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn the_journals_reads_survive_a_migration_that_shortened_its_timeouts() {
+    // The migration leaves 1 ms timeouts behind: the reads of the server's counts after its
+    // script, the deferred check and the record run without them (a read that still failed
+    // would be rolled back to its savepoint, never aborting the migration's transaction).
+    // Set last, so the script's own statements do not meet them. (A run on a loaded server
+    // is what would catch a regression: these reads usually take under a millisecond.)
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE tiny (x int); INSERT INTO tiny VALUES (1), (2);
+         SET LOCAL statement_timeout = 1; SET LOCAL lock_timeout = 1;",
+        "DROP TABLE tiny;",
+    );
+    let path = project.dir.join("journal.jsonl");
+    let journal_arg = path.to_str().unwrap();
+    project
+        .run(&db, &["up", "--dry-run", "--journal", journal_arg])
+        .success();
+    project
+        .run(&db, &["up", "--journal", journal_arg])
+        .success();
+    let lines = journal(&path);
+    assert_eq!(
+        lines[0]["observed"]["tables"],
+        json!([{"table": "public.tiny", "inserted": 2, "updated": 0, "deleted": 0}]),
+        "{lines:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    db.drop_db().await;
+}

@@ -331,6 +331,14 @@ pub(crate) struct RunArgs {
     /// Steps from the first that cannot run in a transaction on are listed, not run.
     #[arg(long, conflicts_with = "plan")]
     pub(crate) dry_run: bool,
+    /// With --dry-run: how many batches of a batched revision to run (default 1).
+    #[arg(long, value_name = "N", requires = "dry_run", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) batches: Option<u64>,
+    /// Write every SQL call of every step to FILE, one JSON line each: its text and
+    /// parameters, rows, time, error, and what the server counted of it (rows per table,
+    /// table locks).
+    #[arg(long, value_name = "FILE", conflicts_with = "plan")]
+    pub(crate) journal: Option<PathBuf>,
     /// Run even if applied revisions changed since they ran (warns for each).
     #[arg(long)]
     pub(crate) allow_modified: bool,

@@ -14,6 +14,7 @@
 mod cache;
 pub mod error;
 pub mod host;
+pub mod journal;
 pub mod progress;
 
 use std::path::{Path, PathBuf};
@@ -345,7 +346,12 @@ impl Sandbox {
             deadline,
             checkpoint,
             progress,
+            journal,
         } = call;
+        let direction_name = match direction {
+            Direction::Upgrade => "upgrade",
+            Direction::Downgrade => "downgrade",
+        };
         let state = GuestState::new(
             session,
             revision,
@@ -353,6 +359,7 @@ impl Sandbox {
             limits.memory,
             progress,
             checkpoint,
+            journal.map(|j| (j, direction_name)),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -429,6 +436,8 @@ pub struct Call<'a> {
     pub checkpoint: Option<String>,
     /// The step's progress, handed back in [`Returned`].
     pub progress: Progress,
+    /// The run's journal, if it keeps one: every SQL call is written to it.
+    pub journal: Option<std::sync::Arc<journal::Journal>>,
 }
 
 /// What [`Sandbox::run`] hands back.

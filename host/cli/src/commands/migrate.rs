@@ -21,6 +21,8 @@ pub(super) async fn run(
         atomic: args.atomic,
         allow_modified: args.allow_modified,
         dry_run: args.dry_run,
+        journal: args.journal.clone(),
+        dry_run_batches: args.batches.unwrap_or(1),
         ..migrator.options().clone()
     };
     let migrator = migrator.with_options(options);

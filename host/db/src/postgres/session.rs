@@ -50,6 +50,10 @@ const LEFT_STATE: &str = "WMG04";
 /// The savepoint the statement that records a step runs in ([`PgSession::finish_in_one`]).
 const FINISH_SAVEPOINT: &str = "wasmig_finish";
 
+/// The savepoint a dry run's or journal's reads of the server's counts run in
+/// ([`PgSession`]'s `observe`).
+const OBSERVE_SAVEPOINT: &str = "wasmig_observe";
+
 /// Sent before wasmig's own statements in a step's transaction (the guard, the record): the
 /// `statement_timeout` and `lock_timeout` the migration set (or wasmig set for it, from the
 /// revision's `statement_timeout_secs`) hold its statements, not wasmig's, which the step's
@@ -930,12 +934,41 @@ impl Session for PgSession {
         }
     }
 
+    async fn observe(&mut self) -> anyhow::Result<crate::Observed> {
+        // Never after a statement ended the transaction: the reads would run in another.
+        if self.transaction_ended() {
+            anyhow::bail!("the transaction ended: nothing of it to observe");
+        }
+        // Read in a savepoint rolled back afterwards, without the migration's timeouts: a
+        // read that fails cannot abort the migration's transaction, and nothing of it (its
+        // settings, its catalog locks) remains.
+        self.run_script(format!("SAVEPOINT {OBSERVE_SAVEPOINT}; {OWN_LIMITS}"))
+            .await?;
+        let (store, driver) = self.books();
+        let observed = store.observe(driver).await;
+        let back = self
+            .run_script(format!(
+                "ROLLBACK TO SAVEPOINT {OBSERVE_SAVEPOINT}; RELEASE SAVEPOINT {OBSERVE_SAVEPOINT}"
+            ))
+            .await;
+        // The ROLLBACK TO is wasmig's own, not the migration's ending its transaction.
+        if let Some(wire) = &self.wire {
+            self.tags = wire.transaction_tags();
+        }
+        back?;
+        observed
+    }
+
     async fn check_deferred(&mut self) -> SqlResult<()> {
-        sqlx::raw_sql(AssertSqlSafe("SET CONSTRAINTS ALL IMMEDIATE"))
-            .execute(self.conn())
-            .await
-            .map(drop)
-            .map_err(super::codec::sql_error)
+        // Without the migration's timeouts, as the guard and the record run (the session is
+        // reset before the next step).
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "{OWN_LIMITS}SET CONSTRAINTS ALL IMMEDIATE"
+        )))
+        .execute(self.conn())
+        .await
+        .map(drop)
+        .map_err(super::codec::sql_error)
     }
 
     fn books(&mut self) -> (&VersionStore, &mut dyn Driver) {

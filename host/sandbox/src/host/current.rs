@@ -18,7 +18,21 @@ impl sql::Host for GuestState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<SqlResult<u64>> {
-        db_call!(self, |s| s.execute(&statement, &params))
+        let started = self.journal_before().await;
+        let result = db_call!(self, |s| s.execute(&statement, &params));
+        if let Some(started) = started {
+            let (count, error) = outcome(&result, |n: &u64| *n);
+            let entry = Journaled {
+                call: "execute",
+                sql: &statement,
+                params: &params,
+                param_rows: None,
+                rows: count,
+                error,
+            };
+            self.journal_after(started, entry).await;
+        }
+        result
     }
 
     async fn query(
@@ -26,11 +40,39 @@ impl sql::Host for GuestState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<SqlResult<QueryResult>> {
-        db_call!(self, |s| s.query(&statement, &params))
+        let started = self.journal_before().await;
+        let result = db_call!(self, |s| s.query(&statement, &params));
+        if let Some(started) = started {
+            let (count, error) = outcome(&result, |r: &QueryResult| r.rows.len() as u64);
+            let entry = Journaled {
+                call: "query",
+                sql: &statement,
+                params: &params,
+                param_rows: None,
+                rows: count,
+                error,
+            };
+            self.journal_after(started, entry).await;
+        }
+        result
     }
 
     async fn batch(&mut self, script: String) -> wasmtime::Result<SqlResult<()>> {
-        db_call!(self, |s| s.batch(&script))
+        let started = self.journal_before().await;
+        let result = db_call!(self, |s| s.batch(&script));
+        if let Some(started) = started {
+            let (_, error) = outcome(&result, |_: &()| 0);
+            let entry = Journaled {
+                call: "batch",
+                sql: &script,
+                params: &[],
+                param_rows: None,
+                rows: None,
+                error,
+            };
+            self.journal_after(started, entry).await;
+        }
+        result
     }
 
     async fn execute_many(
@@ -38,7 +80,21 @@ impl sql::Host for GuestState {
         statement: String,
         rows: Vec<Vec<Value>>,
     ) -> wasmtime::Result<SqlResult<u64>> {
-        db_call!(self, |s| s.execute_many(&statement, &rows))
+        let started = self.journal_before().await;
+        let result = db_call!(self, |s| s.execute_many(&statement, &rows));
+        if let Some(started) = started {
+            let (count, error) = outcome(&result, |n: &u64| *n);
+            let entry = Journaled {
+                call: "execute-many",
+                sql: &statement,
+                params: &[],
+                param_rows: Some(rows.len()),
+                rows: count,
+                error,
+            };
+            self.journal_after(started, entry).await;
+        }
+        result
     }
 
     async fn open_cursor(
@@ -46,11 +102,21 @@ impl sql::Host for GuestState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<SqlResult<Resource<sql::Cursor>>> {
-        let opened: SqlResult<CursorState> =
-            match db_call!(self, |s| s.open_cursor(&statement, &params)) {
-                Ok(r) => r,
-                Err(trap) => return Err(trap),
+        let started = self.journal_before().await;
+        let opened = db_call!(self, |s| s.open_cursor(&statement, &params));
+        if let Some(started) = started {
+            let (_, error) = outcome(&opened, |_: &CursorState| 0);
+            let entry = Journaled {
+                call: "open-cursor",
+                sql: &statement,
+                params: &params,
+                param_rows: None,
+                rows: None,
+                error,
             };
+            self.journal_after(started, entry).await;
+        }
+        let opened: SqlResult<CursorState> = opened?;
         match opened {
             Ok(state) => {
                 let savepoint = self.savepoints.last_mut().map(|frame| {
@@ -88,7 +154,21 @@ impl sql::Host for GuestState {
         columns: Vec<String>,
         rows: Vec<Vec<Value>>,
     ) -> wasmtime::Result<SqlResult<u64>> {
-        db_call!(self, |s| s.copy_in(&table, &columns, &rows))
+        let started = self.journal_before().await;
+        let result = db_call!(self, |s| s.copy_in(&table, &columns, &rows));
+        if let Some(started) = started {
+            let (count, error) = outcome(&result, |n: &u64| *n);
+            let entry = Journaled {
+                call: "copy-in",
+                sql: &format!("COPY {table} ({}) FROM STDIN", columns.join(", ")),
+                params: &[],
+                param_rows: Some(rows.len()),
+                rows: count,
+                error,
+            };
+            self.journal_after(started, entry).await;
+        }
+        result
     }
 }
 
@@ -119,9 +199,22 @@ impl sql::HostCursor for GuestState {
         // session and the cursor can be borrowed together.
         let handle = self.table.get_mut(&cursor)?;
         let mut state = std::mem::replace(&mut handle.state, CursorState::finished());
+        let started = self.journal_before().await;
         let result: wasmtime::Result<SqlResult<Vec<Vec<Value>>>> =
             db_call!(self, |s| s.fetch(&mut state, max_rows.clamp(1, 100_000)));
         self.table.get_mut(&cursor)?.state = state;
+        if let Some(started) = started {
+            let (count, error) = outcome(&result, |r: &Vec<Vec<Value>>| r.len() as u64);
+            let entry = Journaled {
+                call: "fetch",
+                sql: "",
+                params: &[],
+                param_rows: None,
+                rows: count,
+                error,
+            };
+            self.journal_after(started, entry).await;
+        }
         result
     }
 

@@ -28,11 +28,12 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::journal::{self, Entry, Journal};
 use crate::progress::Progress;
 use wasmig_contract::current::{batch, log, sql, types};
 use wasmig_contract::v0_1_0;
 use wasmig_contract::{Column, Dialect, QueryResult, SqlError, Value};
-use wasmig_db::{Canceller, CursorState, Session, SqlResult};
+use wasmig_db::{Canceller, CursorState, Observed, Session, SqlResult};
 
 /// The host side of a guest's `cursor` resource.
 #[derive(Debug)]
@@ -255,6 +256,10 @@ pub struct GuestState {
     pub(crate) next_batch: Option<String>,
     pub(crate) stdout: MemoryOutputPipe,
     pub(crate) stderr: MemoryOutputPipe,
+    /// The run's journal, when it keeps one, with the call's direction.
+    journal: Option<(Arc<Journal>, &'static str)>,
+    /// What the server counted of the transaction after the last journaled call.
+    journal_seen: Option<Observed>,
 }
 
 /// The code of a statement the untrusted SQL policy refused (`wasmig_db::policy`).
@@ -271,6 +276,7 @@ impl GuestState {
         memory_cap: u64,
         progress: Progress,
         checkpoint: Option<String>,
+        journal: Option<(Arc<Journal>, &'static str)>,
     ) -> Self {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
@@ -307,6 +313,8 @@ impl GuestState {
             next_batch: None,
             stdout,
             stderr,
+            journal,
+            journal_seen: None,
         }
     }
 
@@ -473,6 +481,77 @@ macro_rules! db_call {
             }
         }
     }};
+}
+
+/// What a journaled call did, for [`GuestState::journal_after`].
+struct Journaled<'a> {
+    call: &'static str,
+    sql: &'a str,
+    params: &'a [Value],
+    param_rows: Option<usize>,
+    rows: Option<u64>,
+    error: Option<String>,
+}
+
+/// The rows and error of a call's result, for the journal.
+fn outcome<T>(
+    result: &wasmtime::Result<SqlResult<T>>,
+    rows: impl Fn(&T) -> u64,
+) -> (Option<u64>, Option<String>) {
+    match result {
+        Ok(Ok(value)) => (Some(rows(value)), None),
+        Ok(Err(e)) => (None, Some(e.describe())),
+        Err(trap) => (None, Some(trap.to_string())),
+    }
+}
+
+impl GuestState {
+    /// Before a journaled call: when it started (`None`: no journal), the server's counts
+    /// read first if no call before it read them.
+    async fn journal_before(&mut self) -> Option<std::time::Instant> {
+        self.journal.as_ref()?;
+        if self.journal_seen.is_none() {
+            self.journal_seen = self.observe_now().await;
+        }
+        Some(std::time::Instant::now())
+    }
+
+    /// After a journaled call: writes its entry, with what the server counted of it.
+    async fn journal_after(&mut self, started: std::time::Instant, j: Journaled<'_>) {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let now = self.observe_now().await;
+        let observed = match (&now, &self.journal_seen) {
+            (Some(now), Some(before)) => Some(now.since(before)),
+            _ => None,
+        };
+        self.journal_seen = now;
+        let Some((journal, direction)) = &self.journal else {
+            return;
+        };
+        journal.record(&Entry {
+            revision: &self.revision,
+            direction,
+            call: j.call,
+            sql: j.sql,
+            params: j.params.iter().map(journal::param).collect(),
+            param_rows: j.param_rows,
+            rows: j.rows,
+            ms: (ms * 1000.0).round() / 1000.0,
+            error: j.error,
+            observed,
+        });
+    }
+
+    /// The server's counts of the transaction now, within the deadline (`None` when they
+    /// cannot be read: an aborted transaction, a server that does not answer).
+    async fn observe_now(&mut self) -> Option<Observed> {
+        let deadline = self.deadline;
+        let session = self.session.as_mut()?;
+        tokio::time::timeout_at(deadline, session.observe())
+            .await
+            .ok()?
+            .ok()
+    }
 }
 
 mod current;

@@ -61,6 +61,12 @@ pub struct Options {
     /// nothing, and report what the server counted of each (default off). Steps from the
     /// first that cannot run in a transaction on are listed, not run.
     pub dry_run: bool,
+    /// `--dry-run --batches N`: the batches of a batched revision a dry run runs (default
+    /// 1).
+    pub dry_run_batches: u64,
+    /// `--journal FILE`: write every SQL call of every step to FILE, one JSON line each
+    /// (created or truncated when the run starts; default none).
+    pub journal: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -74,6 +80,8 @@ impl Default for Options {
             allow_modified: false,
             untrusted: false,
             dry_run: false,
+            dry_run_batches: 1,
+            journal: None,
         }
     }
 }
@@ -447,6 +455,18 @@ impl Migrator {
         let target = target.unwrap_or(default_target(direction));
         self.locked(async |db: &dyn Database| {
             let prepared = self.prepare(db, set, direction, target, true).await?;
+            // Created (empty) even when there is nothing to do, so a reader finds it.
+            let journal = match &self.options.journal {
+                Some(path) => Some(std::sync::Arc::new(
+                    crate::sandbox::journal::Journal::create(path).map_err(|e| {
+                        ConfigError::new(format!(
+                            "cannot create the journal {}: {e}",
+                            path.display()
+                        ))
+                    })?,
+                )),
+                None => None,
+            };
             if prepared.steps.is_empty() {
                 return Ok(RunReport {
                     direction,
@@ -470,15 +490,12 @@ impl Migrator {
                 if let Some(cut) = prepared
                     .steps
                     .iter()
-                    .position(|s| mode(s) != TransactionMode::PerMigration)
+                    .position(|s| mode(s) == TransactionMode::None)
                 {
                     run_steps = &prepared.steps[..cut];
                     for (k, step) in prepared.steps[cut..].iter().enumerate() {
                         let reason = if k == 0 {
-                            match mode(step) {
-                                TransactionMode::None => "transaction = \"none\": its statements commit one by one, so a dry run cannot undo them".to_owned(),
-                                _ => "transaction = \"batched\": each batch commits on its own, so a dry run cannot undo it".to_owned(),
-                            }
+                            "transaction = \"none\": its statements commit one by one, so a dry run cannot undo them".to_owned()
                         } else {
                             format!("after {}, which a dry run does not run", prepared.steps[cut].revision)
                         };
@@ -497,6 +514,8 @@ impl Migrator {
                 allow_modified: self.options.allow_modified,
                 untrusted: self.untrusted(),
                 dry_run: self.options.dry_run,
+                dry_run_batches: self.options.dry_run_batches.max(1),
+                journal,
             };
             let steps = runner::run(
                 &self.project,

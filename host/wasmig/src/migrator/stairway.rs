@@ -407,6 +407,8 @@ async fn stair(
             allow_modified: false,
             untrusted: migrator.untrusted(),
             dry_run: false,
+            dry_run_batches: 1,
+            journal: None,
         };
         runner::run(&migrator.project, db, set.revisions(), from, steps, options)
             .await

@@ -18,6 +18,8 @@ pub(super) struct Batched<'a> {
     pub(super) expected: Expected,
     /// What the guest's statements are held to.
     pub(super) policy: Policy,
+    /// The run's journal, if it keeps one.
+    pub(super) journal: Option<std::sync::Arc<crate::sandbox::journal::Journal>>,
 }
 
 /// Runs a `transaction = "batched"` step: one transaction per call, each committing with
@@ -41,6 +43,7 @@ pub(super) async fn run_batched(
         resume,
         expected,
         policy,
+        journal,
     } = batched;
     let started_at = resume.as_ref().map_or_else(Utc::now, |c| c.started_at);
     let batched_step = BatchedStep {
@@ -86,6 +89,7 @@ pub(super) async fn run_batched(
                     deadline: limits.deadline_from_now(),
                     checkpoint: checkpoint.clone(),
                     progress,
+                    journal: journal.clone(),
                 },
             )
             .await;

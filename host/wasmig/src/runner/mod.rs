@@ -89,7 +89,7 @@ pub struct StepReport {
 }
 
 /// Options for a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Use the compile cache.
     pub use_cache: bool,
@@ -104,6 +104,10 @@ pub struct RunOptions {
     /// nothing, and observe what each step did (`up --dry-run`); the steps must all be
     /// `per-migration` ones.
     pub dry_run: bool,
+    /// A dry run: how many batches of a batched revision it runs (at least 1).
+    pub dry_run_batches: u64,
+    /// Where every SQL call of every step is written (`up --journal FILE`).
+    pub journal: Option<std::sync::Arc<crate::sandbox::journal::Journal>>,
 }
 
 impl RunOptions {

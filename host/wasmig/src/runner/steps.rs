@@ -24,6 +24,7 @@ pub async fn run(
         return Ok(Vec::new());
     }
     let build_dir = crate::artifact::build_dir(project);
+    let dry_run = options.dry_run;
     // Batched steps an earlier run left part-way: the steps below resume from them.
     let checkpoints = db.checkpoints().await?;
     let run = Run {
@@ -42,7 +43,7 @@ pub async fn run(
         run.check(step)?;
     }
     // A dry run records nothing, and must not create wasmig's tables either.
-    if !options.dry_run {
+    if !dry_run {
         db.ensure_version_tables().await?;
     }
     let mut heads = heads_before.to_vec();
@@ -65,7 +66,7 @@ pub async fn run(
         );
     }
     let reports = reports?;
-    if !options.dry_run {
+    if !dry_run {
         read_back(db, &run.expected_before(steps.len()).heads, "the run").await?;
     }
     Ok(reports)
@@ -435,7 +436,12 @@ impl Run<'_> {
             );
         }
         match revision.manifest.transaction {
-            TransactionMode::Batched => Ok((self.batched_step(at, ready, resume).await?, None)),
+            // A dry run calls a batched revision in its one transaction, for the first
+            // batches only (`--batches`), committing none.
+            TransactionMode::Batched if !self.options.dry_run => {
+                Ok((self.batched_step(at, ready, resume).await?, None))
+            }
+            TransactionMode::Batched => self.transactional_step(at, ready, resume, held).await,
             TransactionMode::None => Ok((self.autocommitted_step(at, ready).await?, None)),
             TransactionMode::PerMigration => self.transactional_step(at, ready, resume, held).await,
         }
@@ -463,6 +469,7 @@ impl Run<'_> {
             resume: resume.clone(),
             expected: self.expected_before(at.index),
             policy: policy(self.project, &self.options, revision),
+            journal: self.options.journal.clone(),
         };
         let progress = Progress::new(step.revision.clone());
         let batches = run_batched(self.db, sandbox, loaded, batched, progress)
@@ -504,7 +511,7 @@ impl Run<'_> {
                 .statement_timeout_secs
                 .map_or(deadline, |s| s.min(deadline)),
         );
-        run_autocommitted(
+        let ran = run_autocommitted(
             self.db,
             step,
             script,
@@ -513,8 +520,27 @@ impl Run<'_> {
             &step_timeouts,
             policy(self.project, &self.options, revision),
         )
-        .await
-        .map_err(|f| self.fail(at, f))?;
+        .await;
+        // Each statement committed on its own: there is no transaction left to count.
+        if let Some(journal) = &self.options.journal {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            journal.record(&crate::sandbox::journal::Entry {
+                revision: &step.revision,
+                direction: match step.action {
+                    Direction::Upgrade => "upgrade",
+                    Direction::Downgrade => "downgrade",
+                },
+                call: "script",
+                sql: script,
+                params: Vec::new(),
+                param_rows: None,
+                rows: None,
+                ms: (ms * 1000.0).round() / 1000.0,
+                error: ran.as_ref().err().map(ToString::to_string),
+                observed: None,
+            });
+        }
+        ran.map_err(|f| self.fail(at, f))?;
         Ok(StepReport {
             observed: None,
             action: step.action,
@@ -684,9 +710,16 @@ impl Run<'_> {
                 // A script honours the step's deadline as a guest does: its statement is
                 // cancelled, then its connection ended.
                 let canceller = session.canceller();
+                let deadline = limits.deadline_from_now();
+                let journal = self.options.journal.as_ref();
+                let before = match journal {
+                    Some(_) => observe_by(&mut session, deadline).await,
+                    None => None,
+                };
+                let started = Instant::now();
                 let outcome = match crate::sandbox::against_deadline(
                     session.batch(script),
-                    limits.deadline_from_now(),
+                    deadline,
                     &*canceller,
                 )
                 .await
@@ -694,12 +727,45 @@ impl Run<'_> {
                     Ok(result) => result.map_err(Failure::from_sql),
                     Err(_) => Err(Failure::Deadline(limits.timeout)),
                 };
+                if let Some(journal) = journal {
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    let after = observe_by(&mut session, deadline).await;
+                    journal.record(&crate::sandbox::journal::Entry {
+                        revision: &step.revision,
+                        direction: match step.action {
+                            Direction::Upgrade => "upgrade",
+                            Direction::Downgrade => "downgrade",
+                        },
+                        call: "script",
+                        sql: script,
+                        params: Vec::new(),
+                        param_rows: None,
+                        rows: None,
+                        ms: (ms * 1000.0).round() / 1000.0,
+                        error: outcome.as_ref().err().map(ToString::to_string),
+                        observed: after.zip(before).map(|(a, b)| a.since(&b)),
+                    });
+                }
                 (session, outcome, None)
             }
             (Artifact::Component { .. }, Some(loaded), Some(sandbox)) => {
-                let called = call_until_done(sandbox, loaded, step, session, limits, resume)
-                    .await
-                    .map_err(|f| self.fail(at, f))?;
+                let called = call_until_done(
+                    sandbox,
+                    loaded,
+                    step,
+                    session,
+                    limits,
+                    resume,
+                    Calls {
+                        journal: self.options.journal.as_ref(),
+                        max_calls: (self.options.dry_run
+                            && find(self.revisions, &step.revision).manifest.transaction
+                                == TransactionMode::Batched)
+                            .then_some(self.options.dry_run_batches),
+                    },
+                )
+                .await
+                .map_err(|f| self.fail(at, f))?;
                 (called.0, called.1, Some(called.2))
             }
             _ => unreachable!("components are loaded above"),
@@ -755,7 +821,10 @@ async fn call_until_done(
     mut session: Box<dyn Session>,
     limits: Limits,
     resume: Option<&Checkpoint>,
+    calls: Calls<'_>,
 ) -> Result<(Box<dyn Session>, Result<(), Failure>, u64), Failure> {
+    let Calls { journal, max_calls } = calls;
+    let journal = journal.cloned();
     let deadline = limits.deadline_from_now();
     let mut checkpoint = resume.map(|c| c.checkpoint.clone());
     let mut progress = Progress::new(step.revision.clone());
@@ -773,6 +842,7 @@ async fn call_until_done(
                     deadline,
                     checkpoint: checkpoint.clone(),
                     progress,
+                    journal: journal.clone(),
                 },
             )
             .await;
@@ -785,6 +855,13 @@ async fn call_until_done(
             Ok(None) => return Ok((session, Ok(()), n)),
             Ok(Some(next)) if checkpoint.as_ref() == Some(&next) => {
                 return Ok((session, Err(repeated_checkpoint(n, &next)), n));
+            }
+            Ok(Some(_)) if max_calls.is_some_and(|max| n >= max) => {
+                tracing::info!(
+                    "{}: dry run stopped after {n} batch(es) (--batches); the rest of the backfill was not run",
+                    step.revision
+                );
+                return Ok((session, Ok(()), n));
             }
             Ok(Some(next)) => checkpoint = Some(next),
         }
@@ -801,6 +878,24 @@ struct Settle<'a> {
     keep: bool,
     /// What wasmig's tables must hold before the step records itself.
     expected: Expected,
+}
+
+/// How [`call_until_done`] calls: the run's journal, and the most calls a dry run makes of
+/// a batched revision.
+struct Calls<'a> {
+    journal: Option<&'a std::sync::Arc<crate::sandbox::journal::Journal>>,
+    max_calls: Option<u64>,
+}
+
+/// What the server counts of `session`'s transaction now, if it answers by `deadline`.
+async fn observe_by(
+    session: &mut Box<dyn Session>,
+    deadline: tokio::time::Instant,
+) -> Option<crate::db::Observed> {
+    tokio::time::timeout_at(deadline, session.observe())
+        .await
+        .ok()?
+        .ok()
 }
 
 /// After a dry run's step: rolls back a failure as [`settle`] does, else observes what the

@@ -1,0 +1,133 @@
+//! The journal of a run (`up --journal FILE`): one JSON line per SQL call a step made, a
+//! component's calls and an SQL revision's script alike, with its text, parameters, rows,
+//! duration, error, and what the server counted of it (rows written per table and table
+//! locks taken on PostgreSQL, rows changed on SQLite: [`Observed`]).
+//!
+//! Written as the calls happen (a line is flushed when written), so a run that fails or is
+//! killed leaves the journal of what it did up to there.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+use wasmig_contract::{ArrayValue, Value};
+use wasmig_db::Observed;
+
+/// Where a run's journal goes.
+pub struct Journal {
+    out: Mutex<std::io::BufWriter<std::fs::File>>,
+}
+
+/// One SQL call of a step.
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    /// The revision.
+    pub revision: &'a str,
+    /// `upgrade` or `downgrade`.
+    pub direction: &'a str,
+    /// `script` (an SQL revision's), `execute`, `query`, `batch`, `execute-many`,
+    /// `copy-in`, `open-cursor` or `fetch` (a component's).
+    pub call: &'a str,
+    /// The statement or script (for `copy-in`, the `COPY` it stands for).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub sql: &'a str,
+    /// The parameters, each `{"type", "value"}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<Json>,
+    /// `execute-many` and `copy-in`: how many parameter rows were sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param_rows: Option<usize>,
+    /// Rows affected (`execute`, `execute-many`, `copy-in`) or returned (`query`, `fetch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Milliseconds the call took.
+    pub ms: f64,
+    /// The error it returned (SQLSTATE and message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the server counted of the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+}
+
+impl Journal {
+    /// Creates (or truncates) the journal file.
+    ///
+    /// # Errors
+    /// The file cannot be created.
+    pub fn create(path: &Path) -> std::io::Result<Journal> {
+        Ok(Journal {
+            out: Mutex::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        })
+    }
+
+    /// Writes one entry as a line. A journal that cannot be written is warned about once
+    /// per entry; the run goes on (the journal is a report, not part of the migration).
+    pub fn record(&self, entry: &Entry<'_>) {
+        let line = match serde_json::to_string(entry) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::warn!("journal: cannot encode an entry: {e}");
+                return;
+            }
+        };
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            tracing::warn!("journal: cannot write: {e}");
+        }
+    }
+}
+
+/// A parameter as the journal shows it: `{"type": "int64", "value": 42}`.
+pub fn param(value: &Value) -> Json {
+    let (kind, shown) = match value {
+        Value::Null => ("null", Json::Null),
+        Value::Bool(b) => ("bool", json!(b)),
+        Value::Int16(i) => ("int16", json!(i)),
+        Value::Int32(i) => ("int32", json!(i)),
+        Value::Int64(i) => ("int64", json!(i)),
+        Value::Float32(f) => ("float32", json!(f)),
+        Value::Float64(f) => ("float64", json!(f)),
+        Value::Numeric(s) => ("numeric", json!(s)),
+        Value::Text(s) => ("text", json!(s)),
+        Value::Bytes(b) => ("bytes", json!(format!("{} bytes", b.len()))),
+        Value::Json(s) => ("json", json!(s)),
+        Value::Jsonb(s) => ("jsonb", json!(s)),
+        Value::Uuid(s) => ("uuid", json!(s)),
+        Value::Date(s) => ("date", json!(s)),
+        Value::Time(s) => ("time", json!(s)),
+        Value::Timestamp(s) => ("timestamp", json!(s)),
+        Value::Timestamptz(s) => ("timestamptz", json!(s)),
+        Value::Array(a) => ("array", array(a)),
+    };
+    json!({ "type": kind, "value": shown })
+}
+
+/// An array parameter: its element type and length (its elements would make a line of a
+/// 10,000-row batch megabytes long).
+fn array(a: &ArrayValue) -> Json {
+    let (kind, len) = match a {
+        ArrayValue::Bool(v) => ("bool", v.len()),
+        ArrayValue::Int16(v) => ("int16", v.len()),
+        ArrayValue::Int32(v) => ("int32", v.len()),
+        ArrayValue::Int64(v) => ("int64", v.len()),
+        ArrayValue::Float32(v) => ("float32", v.len()),
+        ArrayValue::Float64(v) => ("float64", v.len()),
+        ArrayValue::Numeric(v) => ("numeric", v.len()),
+        ArrayValue::Text(v) => ("text", v.len()),
+        ArrayValue::Bytes(v) => ("bytes", v.len()),
+        ArrayValue::Json(v) => ("json", v.len()),
+        ArrayValue::Jsonb(v) => ("jsonb", v.len()),
+        ArrayValue::Uuid(v) => ("uuid", v.len()),
+        ArrayValue::Date(v) => ("date", v.len()),
+        ArrayValue::Time(v) => ("time", v.len()),
+        ArrayValue::Timestamp(v) => ("timestamp", v.len()),
+        ArrayValue::Timestamptz(v) => ("timestamptz", v.len()),
+    };
+    json!(format!("{kind}[] of {len} element(s)"))
+}
