@@ -325,3 +325,74 @@ fn on_sqlite_only_wasmigs_rules_apply_and_components_are_listed_as_not_linted() 
         "{run:?}"
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_lints_what_components_did_and_changes_nothing_on_both_backends() {
+    use crate::support::{BOTH, Backend};
+    for backend in BOTH {
+        // b1: the batches guest as a batched revision (its first batch creates a table);
+        // s2: the scenario guest, which writes a row and, in mode `ok`, reports no progress.
+        let (project, db, _) = crate::batches::setup(backend, "batched", 100, 10).await;
+        db.exec("CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('ok');")
+            .await;
+        project.wasm_revision("s2", Path::new(crate::test_guest::SCENARIO));
+        std::fs::write(
+            project.dir.join("wasmig.toml"),
+            "[lint]\nmax_step_secs = 0.000001\n",
+        )
+        .unwrap();
+        let run = project
+            .run(&db, &["lint", "--dry-run", "--json"])
+            .fails_with(LINT_FINDINGS);
+        let found = findings(&run);
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("b1 ddl-in-batched-revision ")),
+            "{backend:?}: {found:?}"
+        );
+        assert!(
+            found.contains(&"s2 no-progress-report 1".to_owned()),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&"s2 slow-dry-run-step 1".to_owned()),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&"b1 slow-dry-run-step 1".to_owned()),
+            "{found:?}"
+        );
+        assert_eq!(run.json()["not_linted"], serde_json::json!([]), "{run:?}");
+        if backend == Backend::Postgres {
+            // squawk on the statements the component sent: `x integer`.
+            assert!(
+                found.contains(&"s2 prefer-bigint-over-int 1".to_owned()),
+                "{found:?}"
+            );
+        }
+        // Nothing happened to the database.
+        assert_eq!(crate::batches::items_at(&db, 0).await, 100, "{backend:?}");
+        assert!(!db.table_exists("scenario_marker").await, "{backend:?}");
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        // A component that reports its progress passes that rule.
+        db.exec("UPDATE e2e_mode SET mode = 'log';").await;
+        let run = project
+            .run(&db, &["lint", "--dry-run", "--json"])
+            .fails_with(LINT_FINDINGS);
+        assert!(
+            !findings(&run)
+                .iter()
+                .any(|f| f.contains("no-progress-report")),
+            "{run:?}"
+        );
+        // Without --dry-run, components are listed as not linted.
+        let run = project.run(&db, &["lint", "--json"]).success();
+        assert_eq!(
+            run.json()["not_linted"].as_array().unwrap().len(),
+            2,
+            "{run:?}"
+        );
+        db.drop_db().await;
+    }
+}

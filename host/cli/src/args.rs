@@ -234,6 +234,15 @@ pub(crate) enum Command {
         /// `human` (default), `json` (as `--json`), or `github` (workflow annotations).
         #[arg(long, value_enum, value_name = "FORMAT")]
         format: Option<LintFormat>,
+        /// Also run the pending revisions in a dry run on the configured database (`up
+        /// --dry-run`: rolled back, nothing recorded) and lint what they did: the statements
+        /// components sent, DDL in batched revisions, rows written without a progress
+        /// report, steps slower than `[lint] max_step_secs`.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: how many batches of a batched revision to run (default 1).
+        #[arg(long, value_name = "N", requires = "dry_run", value_parser = clap::value_parser!(u64).range(1..))]
+        batches: Option<u64>,
     },
     /// Clear a revision's failed mark (a `transaction = "none"` step that stopped part-way)
     /// or the checkpoint of a batched step part-way through, after looking at the database:

@@ -28,7 +28,8 @@ pub struct Entry<'a> {
     /// `upgrade` or `downgrade`.
     pub direction: &'a str,
     /// `script` (an SQL revision's), `execute`, `query`, `batch`, `execute-many`,
-    /// `copy-in`, `open-cursor` or `fetch` (a component's).
+    /// `copy-in`, `open-cursor` or `fetch` (a component's), or `progress` (a component's
+    /// progress report, `rows` being how much is done).
     pub call: &'a str,
     /// The statement or script (for `copy-in`, the `COPY` it stands for).
     #[serde(skip_serializing_if = "str::is_empty")]

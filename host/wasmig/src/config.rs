@@ -111,6 +111,10 @@ pub struct LintSettings {
     /// squawk rules to turn off for every revision.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// `wasmig lint --dry-run`: a step taking longer than this in the dry run is a finding
+    /// (`slow-dry-run-step`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_step_secs: Option<f64>,
 }
 
 /// Whether `name` can be a PostgreSQL role's name: 1 to 63 bytes, no control characters

@@ -18,11 +18,16 @@
 //! - `unused-lint-ignore`: an ignore in a manifest that matched nothing, so stale ignores
 //!   cannot hide the next finding.
 //!
+//! With a dry run's journal ([`Ran`], `wasmig lint --dry-run`), also what components did:
+//! squawk's rules on the statements they sent, `ddl-in-batched-revision`,
+//! `no-progress-report`, and `slow-dry-run-step` (`[lint] max_step_secs`).
+//!
 //! Findings are ignored per revision in its manifest, each with a reason
 //! (`[[lint.ignore]]`, see [`LintIgnore`]), or per statement with squawk's own
-//! `-- squawk-ignore RULE` comment. Component revisions are not linted here: their
-//! statements exist only when they run. On SQLite only wasmig's rules apply.
+//! `-- squawk-ignore RULE` comment. Without a dry run, component revisions are not linted:
+//! their statements exist only when they run. On SQLite only wasmig's rules apply.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -41,8 +46,63 @@ pub const NON_ATOMIC: &str = "non-atomic-revision";
 /// wasmig runs in one (it supersedes squawk's
 /// `ban-concurrent-index-creation-in-transaction`, which passes a script of one statement).
 pub const TRANSACTION_BLOCK: &str = "no-transaction-required";
+/// wasmig's rule (dry run): DDL in a `transaction = "batched"` revision, which runs it in a
+/// batch's transaction (taking its locks there) rather than in a revision of its own.
+pub const DDL_IN_BATCHED: &str = "ddl-in-batched-revision";
+/// wasmig's rule (dry run): a component that wrote rows without reporting progress.
+pub const NO_PROGRESS: &str = "no-progress-report";
+/// wasmig's rule (dry run): a step that took longer than `[lint] max_step_secs`.
+pub const SLOW_STEP: &str = "slow-dry-run-step";
 /// wasmig's rule: a manifest's ignore that matched no finding.
 pub const UNUSED_IGNORE: &str = "unused-lint-ignore";
+
+/// What a dry run showed of one revision (`wasmig lint --dry-run`), read from its journal.
+#[derive(Debug, Clone, Default)]
+pub struct Ran {
+    /// The statements a component's calls sent, in order.
+    pub statements: Vec<String>,
+    /// Whether the component reported progress.
+    pub progress: bool,
+    /// Whether the server counted rows written by the step.
+    pub wrote_rows: bool,
+    /// How long the step took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// The revisions of a dry run's journal (JSON lines, see `wasmig_sandbox::journal`).
+pub fn ran_from_journal(text: &str) -> BTreeMap<String, Ran> {
+    let mut ran: BTreeMap<String, Ran> = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(revision) = entry["revision"].as_str() else {
+            continue;
+        };
+        let r = ran.entry(revision.to_owned()).or_default();
+        let call = entry["call"].as_str().unwrap_or_default();
+        if call == "progress" {
+            r.progress = true;
+        }
+        let observed = &entry["observed"];
+        let wrote = observed["rows_changed"].as_i64().unwrap_or(0) > 0
+            || observed["tables"].as_array().is_some_and(|t| {
+                t.iter().any(|t| {
+                    ["inserted", "updated", "deleted"]
+                        .iter()
+                        .any(|k| t[k].as_i64().unwrap_or(0) > 0)
+                })
+            });
+        r.wrote_rows |= wrote;
+        if call != "script"
+            && let Some(sql) = entry["sql"].as_str()
+            && !sql.trim().is_empty()
+        {
+            r.statements.push(sql.to_owned());
+        }
+    }
+    ran
+}
 
 /// Which of a revision's scripts to lint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +213,7 @@ pub fn lint(
     revisions: &[&Revision],
     dialect: Dialect,
     scripts: Scripts,
+    ran: Option<&BTreeMap<String, Ran>>,
 ) -> anyhow::Result<Report> {
     let settings = &project.config.lint;
     let rules = squawk_rules(settings)?;
@@ -173,14 +234,30 @@ pub fn lint(
         let manifest = &revision.manifest;
         let manifest_path = revision.dir.join(revision::MANIFEST);
         check_ignores(revision, &manifest_path)?;
+        let this_ran = ran.and_then(|r| r.get(revision.id()));
+        let mut found = Vec::new();
+        if let Some(r) = this_ran {
+            found.extend(dry_run_findings(
+                project, revision, r, dialect, &rules, pg_version,
+            ));
+        }
         if manifest.kind != Kind::Sql {
-            report.not_linted.push(NotLinted {
-                revision: revision.id().to_owned(),
-                reason: format!(
-                    "a {} component: its statements exist only when it runs",
-                    kind_name(manifest.kind)
-                ),
-            });
+            match this_ran {
+                Some(_) => report.linted += 1,
+                None => report.not_linted.push(NotLinted {
+                    revision: revision.id().to_owned(),
+                    reason: format!(
+                        "a {} component: its statements exist only when it runs ({})",
+                        kind_name(manifest.kind),
+                        if ran.is_some() {
+                            "the dry run did not run it: applied already, or after a transaction = \"none\" step"
+                        } else {
+                            "`wasmig lint --dry-run` runs it to lint them"
+                        }
+                    ),
+                }),
+            }
+            apply_ignores(revision, &manifest_path, found, &mut report);
             continue;
         }
         let (up, down) = match revision::read_artifact(revision, &build_dir)? {
@@ -188,7 +265,6 @@ pub fn lint(
             wasmig_plan::manifest::Artifact::Component { .. } => continue,
         };
         let timeouts = crate::runner::timeouts(project, revision)?;
-        let mut found = Vec::new();
         let mut texts = vec![("up.sql", up)];
         if scripts == Scripts::UpAndDown {
             texts.push(("down.sql", down));
@@ -315,6 +391,150 @@ pub fn verdict(report: &Report) -> Result<(), LintFindings> {
     })
 }
 
+/// The findings of a revision's dry run: squawk's rules and `no-transaction-required` on a
+/// component's statements (PostgreSQL), DDL in a batched revision, rows written without a
+/// progress report, a step slower than `[lint] max_step_secs`. A component's finding is
+/// placed at its revision's directory, line = the statement's number in the dry run.
+fn dry_run_findings(
+    project: &Project,
+    revision: &Revision,
+    r: &Ran,
+    dialect: Dialect,
+    rules: &[Rule],
+    pg_version: Option<squawk_linter::Version>,
+) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let dir = revision.dir.clone();
+    let at = |k: usize, rule: &str, message: String, help: Option<String>| Finding {
+        revision: revision.id().to_owned(),
+        file: dir.clone(),
+        line: k,
+        column: 1,
+        end_line: k,
+        end_column: 1,
+        rule: rule.to_owned(),
+        by: if Rule::try_from(rule).is_ok() {
+            "squawk"
+        } else {
+            "wasmig"
+        },
+        message,
+        help,
+    };
+    let shown = |sql: &str| {
+        let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        match one_line.char_indices().nth(80) {
+            Some((cut, _)) => format!("{}...", &one_line[..cut]),
+            None => one_line,
+        }
+    };
+    let component = revision.manifest.kind != Kind::Sql;
+    if component && dialect == Dialect::Postgres {
+        for (k, sql) in r.statements.iter().enumerate() {
+            let parse = SourceFile::parse(sql);
+            let mut linter = Linter::from(rules.iter().copied());
+            linter.settings.assume_in_transaction = true;
+            if let Some(v) = pg_version {
+                linter.settings.pg_version = v;
+            }
+            let timeouts = crate::runner::timeouts(project, revision).unwrap_or_default();
+            for v in linter.lint(&parse, sql) {
+                if (v.code == Rule::RequireLockTimeout && timeouts.lock_timeout_secs.is_some())
+                    || (v.code == Rule::RequireStatementTimeout
+                        && timeouts.statement_timeout_secs.is_some())
+                {
+                    continue;
+                }
+                found.push(at(
+                    k + 1,
+                    &v.code.to_string(),
+                    format!(
+                        "dry-run statement {} `{}`: {}",
+                        k + 1,
+                        shown(sql),
+                        v.message
+                    ),
+                    v.help,
+                ));
+            }
+            for (_, what) in needs_no_transaction(&parse) {
+                found.push(at(
+                    k + 1,
+                    TRANSACTION_BLOCK,
+                    format!(
+                        "dry-run statement {} `{}`: {what} cannot run inside a transaction block, and a component's calls always run in one",
+                        k + 1,
+                        shown(sql)
+                    ),
+                    Some("run it from an SQL revision with transaction = \"none\"".to_owned()),
+                ));
+            }
+        }
+    }
+    if revision.manifest.transaction == TransactionMode::Batched {
+        for (k, sql) in r.statements.iter().enumerate() {
+            if is_ddl(sql) {
+                found.push(at(
+                    k + 1,
+                    DDL_IN_BATCHED,
+                    format!(
+                        "dry-run statement {} `{}` changes the schema inside a batched revision: it runs in a batch's transaction, holding its locks there, and only the batch that runs it undoes it",
+                        k + 1,
+                        shown(sql)
+                    ),
+                    Some("put the schema change in an SQL revision before this one, and keep the batches to data".to_owned()),
+                ));
+            }
+        }
+    }
+    if component && r.wrote_rows && !r.progress {
+        found.push(at(
+            1,
+            NO_PROGRESS,
+            "the component wrote rows in the dry run without reporting progress: a long run of it shows nothing until it ends".to_owned(),
+            Some("call the SDK's progress (Rust `wasmig_guest::progress`, Python `wasmig.progress`...) as batches complete".to_owned()),
+        ));
+    }
+    if let Some(max) = project.config.lint.max_step_secs
+        && r.duration_ms as f64 > max * 1000.0
+    {
+        found.push(at(
+            1,
+            SLOW_STEP,
+            format!(
+                "the step took {} ms in the dry run, over [lint] max_step_secs = {max}",
+                r.duration_ms
+            ),
+            Some("make it a batched revision, or run it outside the deploy".to_owned()),
+        ));
+    }
+    found
+}
+
+/// Whether `sql` changes the schema: its first word (after comments) is `CREATE`, `ALTER`,
+/// `DROP`, `TRUNCATE`, `COMMENT` or `GRANT`/`REVOKE`.
+fn is_ddl(sql: &str) -> bool {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    let word: String = rest
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    matches!(
+        word.as_str(),
+        "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "COMMENT" | "GRANT" | "REVOKE"
+    )
+}
+
 /// squawk's default rules, with `[lint] include` and `exclude` applied.
 fn squawk_rules(settings: &LintSettings) -> Result<Vec<Rule>, ConfigError> {
     let parse = |names: &[String], key: &str| -> Result<Vec<Rule>, ConfigError> {
@@ -376,7 +596,15 @@ fn needs_no_transaction(
 
 /// Whether `rule` names a rule `wasmig lint` can report.
 fn known_rule(rule: &str) -> bool {
-    [NON_ATOMIC, TRANSACTION_BLOCK].contains(&rule) || Rule::try_from(rule).is_ok()
+    [
+        NON_ATOMIC,
+        TRANSACTION_BLOCK,
+        DDL_IN_BATCHED,
+        NO_PROGRESS,
+        SLOW_STEP,
+    ]
+    .contains(&rule)
+        || Rule::try_from(rule).is_ok()
 }
 
 /// Refuses an ignore naming an unknown rule or without a reason.
@@ -384,7 +612,7 @@ fn check_ignores(revision: &Revision, manifest_path: &std::path::Path) -> Result
     for LintIgnore { rule, reason } in &revision.manifest.lint.ignore {
         if !known_rule(rule) {
             return Err(ConfigError::new(format!(
-                "invalid manifest {}: [[lint.ignore]] rule = {rule:?} is not a rule wasmig lint reports (squawk's, {NON_ATOMIC} or {TRANSACTION_BLOCK})",
+                "invalid manifest {}: [[lint.ignore]] rule = {rule:?} is not a rule wasmig lint reports (squawk's or one of wasmig's: see `wasmig lint --help`)",
                 manifest_path.display()
             )));
         }
@@ -498,6 +726,16 @@ fn kind_name(kind: Kind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::position;
+
+    #[test]
+    fn ddl_is_recognised_after_comments_and_in_any_case() {
+        use super::is_ddl;
+        assert!(is_ddl("alter table t add column x int"));
+        assert!(is_ddl("-- why\n/* how */ CREATE INDEX i ON t (x)"));
+        assert!(!is_ddl("UPDATE t SET x = 1"));
+        assert!(!is_ddl("-- ALTER TABLE t\nSELECT 1"));
+        assert!(!is_ddl("WITH x AS (SELECT 1) SELECT * FROM x"));
+    }
 
     #[test]
     fn positions_count_lines_and_characters_from_one() {

@@ -2,25 +2,45 @@
 //! revisions' dangerous operations (`wasmig::lint`), for people, for scripts, or as GitHub
 //! annotations; findings are exit 15.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use wasmig::Migrator;
 use wasmig::bindings::Dialect;
+use wasmig::graph::Direction;
 use wasmig::lint::{self, Finding, Report, Scripts};
+use wasmig::{Migrator, Options};
 
 use crate::args::{Global, LintDialect, LintFormat};
 use crate::output::out;
 
+/// What `wasmig lint` was asked.
+pub(super) struct LintArgs<'a> {
+    pub(super) selected: &'a [String],
+    pub(super) down: bool,
+    pub(super) dialect: Option<LintDialect>,
+    pub(super) format: Option<LintFormat>,
+    /// `--dry-run`: run the pending revisions in a dry run first (with `--batches`).
+    pub(super) dry_run: Option<u64>,
+}
+
 /// Lints, prints the report, and fails when there are findings.
-pub(super) fn run(
-    migrator: &Migrator,
-    g: &Global,
-    selected: &[String],
-    down: bool,
-    dialect: Option<LintDialect>,
-    format: Option<LintFormat>,
-) -> anyhow::Result<()> {
+pub(super) async fn run(migrator: Migrator, g: &Global, args: LintArgs<'_>) -> anyhow::Result<()> {
+    let LintArgs {
+        selected,
+        down,
+        dialect,
+        format,
+        dry_run,
+    } = args;
+    let (migrator, ran) = match dry_run {
+        Some(batches) => {
+            let (migrator, ran) = dry_run_journal(migrator, batches).await?;
+            (migrator, Some(ran))
+        }
+        None => (migrator, None),
+    };
+    let migrator = &migrator;
     let set = migrator.revisions()?;
     let dialect = match dialect {
         Some(LintDialect::Postgres) => Dialect::Postgres,
@@ -43,7 +63,13 @@ pub(super) fn run(
     } else {
         Scripts::Up
     };
-    let report = lint::lint(migrator.project(), &revisions, dialect, scripts)?;
+    let report = lint::lint(
+        migrator.project(),
+        &revisions,
+        dialect,
+        scripts,
+        ran.as_ref(),
+    )?;
     let format = match format {
         Some(f) => f,
         None if g.json => LintFormat::Json,
@@ -56,6 +82,38 @@ pub(super) fn run(
     }
     lint::verdict(&report)?;
     Ok(())
+}
+
+/// Runs `up --dry-run` with a journal in a private temporary file, and reads from it what
+/// each revision did; the step durations from the run's report.
+async fn dry_run_journal(
+    migrator: Migrator,
+    batches: u64,
+) -> anyhow::Result<(Migrator, BTreeMap<String, lint::Ran>)> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("wasmig-lint-{}-{nanos}", std::process::id()));
+    // Private: the journal holds the migration's statements and parameters.
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    let path = dir.join("journal.jsonl");
+    let options = migrator.options().clone();
+    let dry = migrator.with_options(Options {
+        dry_run: true,
+        dry_run_batches: batches,
+        journal: Some(path.clone()),
+        ..options.clone()
+    });
+    let report = dry.run(Direction::Upgrade, None).await;
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = report?;
+    let mut ran = lint::ran_from_journal(&text);
+    for step in &report.steps {
+        ran.entry(step.revision.clone()).or_default().duration_ms = step.duration_ms;
+    }
+    Ok((dry.with_options(options), ran))
 }
 
 /// `path` relative to the working directory when it is below it (as editors and GitHub

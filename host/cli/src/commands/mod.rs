@@ -109,7 +109,18 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             down,
             dialect,
             format,
-        } => lint::run(&migrator, g, revisions, *down, *dialect, *format),
+            dry_run,
+            batches,
+        } => {
+            let args = lint::LintArgs {
+                selected: revisions,
+                down: *down,
+                dialect: *dialect,
+                format: *format,
+                dry_run: dry_run.then_some(batches.unwrap_or(1)),
+            };
+            lint::run(migrator, g, args).await
+        }
         Command::Rehash { revisions } => rehash::run(&migrator, g, revisions).await,
         Command::Resolve { revision, state } => resolve::run(&migrator, g, revision, *state).await,
     }

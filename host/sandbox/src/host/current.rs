@@ -387,6 +387,7 @@ impl log::Host for GuestState {
 
     async fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
         self.progress.update(done, total);
+        self.journal_progress(done);
         Ok(())
     }
 }

@@ -542,6 +542,24 @@ impl GuestState {
         });
     }
 
+    /// A progress report, in the journal (no SQL: `rows` is how much is done).
+    fn journal_progress(&self, done: u64) {
+        if let Some((journal, direction)) = &self.journal {
+            journal.record(&Entry {
+                revision: &self.revision,
+                direction,
+                call: "progress",
+                sql: "",
+                params: Vec::new(),
+                param_rows: None,
+                rows: Some(done),
+                ms: 0.0,
+                error: None,
+                observed: None,
+            });
+        }
+    }
+
     /// The server's counts of the transaction now, within the deadline (`None` when they
     /// cannot be read: an aborted transaction, a server that does not answer).
     async fn observe_now(&mut self) -> Option<Observed> {
