@@ -19,6 +19,7 @@ mod integrity;
 mod languages;
 mod lint;
 mod lock;
+mod offline;
 mod output;
 mod portable;
 mod scaffold;

@@ -343,6 +343,11 @@ pub(crate) struct RunArgs {
     /// With --dry-run: how many batches of a batched revision to run (default 1).
     #[arg(long, value_name = "N", requires = "dry_run", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) batches: Option<u64>,
+    /// Print the SQL script of the steps instead of running them (SQL revisions only, with
+    /// wasmig's version-table statements), without a database: TARGET is `[FROM:]TARGET`
+    /// (`down` needs FROM).
+    #[arg(long, conflicts_with_all = ["plan", "dry_run", "journal", "atomic"])]
+    pub(crate) sql: bool,
     /// Write every SQL call of every step to FILE, one JSON line each: its text and
     /// parameters, rows, time, error, and what the server counted of it (rows per table,
     /// table locks).

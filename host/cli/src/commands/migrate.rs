@@ -27,6 +27,15 @@ pub(super) async fn run(
     };
     let migrator = migrator.with_options(options);
     let target = args.target.as_deref();
+    if args.sql {
+        let range = target.unwrap_or(match direction {
+            Direction::Upgrade => "heads",
+            Direction::Downgrade => "",
+        });
+        let script = migrator.sql_script(direction, range).await?;
+        out!("{}", script.trim_end());
+        return Ok(());
+    }
     if args.plan {
         // `--plan` writes nothing, so it does not wait for a run in progress.
         let plan = migrator.plan(direction, target).await?;

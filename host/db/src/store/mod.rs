@@ -22,6 +22,7 @@
 
 mod driver;
 mod observe;
+mod offline;
 mod read;
 mod schema;
 mod write;
@@ -32,6 +33,7 @@ use chrono::{DateTime, Utc};
 
 pub use self::driver::{Cell, Driver, Kind, Param, Reader, Statement};
 pub use self::observe::{Observed, RelationLock, TableRows};
+pub use self::offline::{ScriptWriter, inline};
 pub use self::schema::SCHEMA_VERSION;
 use crate::{
     ARTIFACT_TABLE, CHECKPOINT_TABLE, DbError, FAILED_TABLE, HISTORY_TABLE, SCHEMA_TABLE,

@@ -26,6 +26,7 @@ use crate::runner::{self, RunOptions, StepReport};
 use wasmig_plan::manifest::TransactionMode;
 
 mod adopt;
+mod offline;
 mod resolve;
 mod stairway;
 

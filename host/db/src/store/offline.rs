@@ -1,0 +1,167 @@
+//! wasmig's own statements written out as SQL text instead of run, for `up --sql`: a
+//! [`Driver`] that appends each statement, its parameters inlined as literals of the
+//! dialect, to a script. Reads answer "nothing there" (the script is written for a database
+//! nobody asked), so creating wasmig's tables writes every statement of the schema.
+
+use async_trait::async_trait;
+use chrono::SecondsFormat;
+use wasmig_contract::Dialect;
+
+use super::{Cell, Driver, Param, Statement};
+
+/// A [`Driver`] that writes instead of running.
+pub struct ScriptWriter {
+    dialect: Dialect,
+    /// The script so far.
+    pub script: String,
+}
+
+impl ScriptWriter {
+    /// An empty script for `dialect`.
+    pub fn new(dialect: Dialect) -> Self {
+        ScriptWriter {
+            dialect,
+            script: String::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for ScriptWriter {
+    async fn execute(&mut self, statement: &Statement) -> Result<u64, sqlx::Error> {
+        let sql = inline(statement, self.dialect)?;
+        self.script.push_str(sql.trim());
+        self.script.push_str(";\n");
+        // What a real run's statement would report: one row written.
+        Ok(1)
+    }
+
+    async fn fetch(&mut self, _statement: &Statement) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
+        Ok(Vec::new())
+    }
+
+    async fn script(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        self.script.push_str(sql.trim());
+        if !sql.trim_end().ends_with(';') {
+            self.script.push(';');
+        }
+        self.script.push('\n');
+        Ok(())
+    }
+}
+
+/// `statement` with each `$n` outside quotes replaced by its parameter as a literal.
+///
+/// # Errors
+/// A placeholder without a parameter, or a list on SQLite.
+pub fn inline(statement: &Statement, dialect: Dialect) -> Result<String, sqlx::Error> {
+    let sql = &statement.sql;
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql.as_str();
+    while let Some(at) = rest.find(['$', '\'', '"']) {
+        out.push_str(&rest[..at]);
+        let quote = rest.as_bytes()[at];
+        if quote != b'$' {
+            let end = rest[at + 1..]
+                .find(char::from(quote))
+                .map_or(rest.len(), |i| at + i + 2);
+            out.push_str(&rest[at..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let param = after[..digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| statement.params.get(i))
+            .ok_or_else(|| {
+                sqlx::Error::Protocol(format!("no parameter for a placeholder of {sql}"))
+            })?;
+        literal(&mut out, param, dialect)?;
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `param` as a literal a person can read: text quoted (PostgreSQL: an `E''` string, whose
+/// only special characters, `\` and `'`, are escaped, whatever `standard_conforming_strings`
+/// says), bytes in hex, times in RFC 3339 with microseconds.
+fn literal(out: &mut String, param: &Param, dialect: Dialect) -> Result<(), sqlx::Error> {
+    let text = |out: &mut String, t: &str| match dialect {
+        Dialect::Postgres => {
+            out.push_str("E'");
+            out.push_str(&t.replace('\\', "\\\\").replace('\'', "\\'"));
+            out.push('\'');
+        }
+        Dialect::Sqlite => {
+            out.push('\'');
+            out.push_str(&t.replace('\'', "''"));
+            out.push('\'');
+        }
+    };
+    match param {
+        Param::Text(None) | Param::Bytes(None) => out.push_str("NULL"),
+        Param::Text(Some(t)) => text(out, t),
+        Param::Int(i) => out.push_str(&format!("({i})")),
+        Param::Bytes(Some(b)) => match dialect {
+            Dialect::Postgres => out.push_str(&format!("decode('{}', 'hex')", hex::encode(b))),
+            Dialect::Sqlite => out.push_str(&format!("X'{}'", hex::encode(b))),
+        },
+        Param::Time(t) => {
+            let t = t.to_rfc3339_opts(SecondsFormat::Micros, true);
+            match dialect {
+                Dialect::Postgres => out.push_str(&format!("'{t}'::timestamptz")),
+                Dialect::Sqlite => out.push_str(&format!("'{t}'")),
+            }
+        }
+        Param::Texts(list) => {
+            if dialect == Dialect::Sqlite {
+                return Err(sqlx::Error::Protocol("SQLite has no arrays".into()));
+            }
+            out.push_str("ARRAY[");
+            for (i, t) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                text(out, t);
+            }
+            out.push_str("]::text[]");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_literals_outside_quotes_only() {
+        let statement = Statement::new(
+            "INSERT INTO \"t$1\" (a, b, c, d) VALUES ($1, $2, '$1', $3)".to_owned(),
+            vec![
+                Param::Text(Some("it's a \\ test".to_owned())),
+                Param::Int(-5),
+                Param::Bytes(Some(vec![0, 255])),
+            ],
+        );
+        assert_eq!(
+            inline(&statement, Dialect::Postgres).unwrap(),
+            "INSERT INTO \"t$1\" (a, b, c, d) VALUES (E'it\\'s a \\\\ test', (-5), '$1', decode('00ff', 'hex'))"
+        );
+        assert_eq!(
+            inline(&statement, Dialect::Sqlite).unwrap(),
+            "INSERT INTO \"t$1\" (a, b, c, d) VALUES ('it''s a \\ test', (-5), '$1', X'00ff')"
+        );
+        let missing = Statement::new("SELECT $2".to_owned(), vec![Param::Int(1)]);
+        assert!(inline(&missing, Dialect::Sqlite).is_err());
+    }
+}
