@@ -348,10 +348,7 @@ impl Sandbox {
             progress,
             journal,
         } = call;
-        let direction_name = match direction {
-            Direction::Upgrade => "upgrade",
-            Direction::Downgrade => "downgrade",
-        };
+        let direction_name = direction.as_str();
         let state = GuestState::new(
             session,
             revision,

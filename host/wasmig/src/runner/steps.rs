@@ -526,10 +526,7 @@ impl Run<'_> {
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             journal.record(&crate::sandbox::journal::Entry {
                 revision: &step.revision,
-                direction: match step.action {
-                    Direction::Upgrade => "upgrade",
-                    Direction::Downgrade => "downgrade",
-                },
+                direction: step.action.as_str(),
                 call: "script",
                 sql: script,
                 params: Vec::new(),
@@ -611,26 +608,12 @@ impl Run<'_> {
                 .await
                 .map_err(|f| self.fail(at, f))?;
             let report = StepReport {
-                action: step.action,
-                revision: step.revision.clone(),
-                kind: if ready.loaded.is_some() {
-                    "component"
-                } else {
-                    "sql"
-                },
-                cache: ready.loaded.as_ref().map(|l| l.cache),
-                load_ms: ready
-                    .loaded
-                    .as_ref()
-                    .map(|l| l.load_time.as_millis() as u64),
-                duration_ms: started.elapsed().as_millis() as u64,
-                batches: calls,
                 resumed_after: None,
                 observed: Some(observed.since(&before)),
+                ..ran_report(step, &ready, started, calls)
             };
             return Ok((report, Some(session)));
         }
-        let observed = None;
         let last = at.index + 1 == self.steps.len();
         let keep = atomic && !last;
         let settled = Settle {
@@ -669,22 +652,8 @@ impl Run<'_> {
             None
         };
         let report = StepReport {
-            action: step.action,
-            revision: step.revision.clone(),
-            kind: if ready.loaded.is_some() {
-                "component"
-            } else {
-                "sql"
-            },
-            cache: ready.loaded.as_ref().map(|l| l.cache),
-            load_ms: ready
-                .loaded
-                .as_ref()
-                .map(|l| l.load_time.as_millis() as u64),
-            duration_ms: started.elapsed().as_millis() as u64,
-            batches: calls,
             resumed_after: resume.map(|c| c.batches),
-            observed,
+            ..ran_report(step, &ready, started, calls)
         };
         Ok((report, held))
     }
@@ -732,10 +701,7 @@ impl Run<'_> {
                     let after = observe_by(&mut session, deadline).await;
                     journal.record(&crate::sandbox::journal::Entry {
                         revision: &step.revision,
-                        direction: match step.action {
-                            Direction::Upgrade => "upgrade",
-                            Direction::Downgrade => "downgrade",
-                        },
+                        direction: step.action.as_str(),
                         call: "script",
                         sql: script,
                         params: Vec::new(),
@@ -878,6 +844,28 @@ struct Settle<'a> {
     keep: bool,
     /// What wasmig's tables must hold before the step records itself.
     expected: Expected,
+}
+
+/// The report of a `per-migration` step that ran (in a dry run or for real).
+fn ran_report(step: &Step, ready: &Prepared, started: Instant, calls: Option<u64>) -> StepReport {
+    StepReport {
+        action: step.action,
+        revision: step.revision.clone(),
+        kind: if ready.loaded.is_some() {
+            "component"
+        } else {
+            "sql"
+        },
+        cache: ready.loaded.as_ref().map(|l| l.cache),
+        load_ms: ready
+            .loaded
+            .as_ref()
+            .map(|l| l.load_time.as_millis() as u64),
+        duration_ms: started.elapsed().as_millis() as u64,
+        batches: calls,
+        resumed_after: None,
+        observed: None,
+    }
 }
 
 /// How [`call_until_done`] calls: the run's journal, and the most calls a dry run makes of
