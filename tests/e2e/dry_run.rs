@@ -430,3 +430,36 @@ async fn the_journals_reads_survive_a_migration_that_shortened_its_timeouts() {
     assert_eq!(db.heads().await, ["a1"]);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_commit_refused_for_a_deferred_constraint_is_the_migrations_failure_on_both_backends() {
+    // A foreign key checked at COMMIT: the server refuses the COMMIT for what the step
+    // did. A migration failure (exit 6), rolled back, nothing recorded; on PostgreSQL the
+    // dry run finds it too.
+    for backend in BOTH {
+        let project = TestProject::new();
+        project.sql_revision(
+            "a1",
+            "CREATE TABLE p (id INTEGER PRIMARY KEY);
+             CREATE TABLE c (p INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);
+             INSERT INTO c VALUES (5);",
+            "DROP TABLE c; DROP TABLE p;",
+        );
+        let db = TestDb::new(backend, &project).await;
+        let run = project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
+        assert!(
+            run.stderr
+                .contains("upgrade of revision a1 failed and was rolled back: SQL error: "),
+            "{run:?}"
+        );
+        assert!(!db.table_exists("p").await, "{backend:?}");
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        if backend == Backend::Postgres {
+            let dry = project
+                .run(&db, &["up", "--dry-run"])
+                .fails_with(MIGRATION_FAILED);
+            assert!(dry.stderr.contains("(code 23503)"), "{dry:?}");
+        }
+        db.drop_db().await;
+    }
+}

@@ -388,11 +388,30 @@ impl Session for SqliteSession {
 
     async fn commit(mut self: Box<Self>) -> anyhow::Result<()> {
         self.remove_handler().await;
-        self.tx.commit().await.map_err(|source| DbError::Query {
-            doing: "committing the transaction".into(),
-            source,
-        })?;
-        Ok(())
+        match self.tx.commit().await {
+            Ok(()) => Ok(()),
+            // A constraint the migration deferred (SQLITE_CONSTRAINT, 19, and its extended
+            // codes such as 787 for a foreign key) is the migration's failure; the
+            // transaction, still open after the failed COMMIT, is rolled back as sqlx drops
+            // it. Anything else (busy, I/O, full) is the database's.
+            Err(sqlx::Error::Database(e))
+                if e.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| c & 0xff == 19) =>
+            {
+                Err(
+                    crate::CommitRefused(Box::new(super::codec::sql_error(sqlx::Error::Database(
+                        e,
+                    ))))
+                    .into(),
+                )
+            }
+            Err(source) => Err(DbError::Query {
+                doing: "committing the transaction".into(),
+                source,
+            }
+            .into()),
+        }
     }
 
     async fn rollback(mut self: Box<Self>) -> anyhow::Result<()> {
