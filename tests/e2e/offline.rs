@@ -129,3 +129,24 @@ async fn what_a_script_cannot_say_is_refused_with_the_revision_named() {
     // No database was created or touched.
     assert!(!project.dir.join("wasmig.db").exists());
 }
+
+#[tokio::test]
+async fn a_script_the_client_would_read_as_its_own_commands_is_refused() {
+    // psql runs `\! cmd` and sqlite3 `.shell cmd`: a revision must not reach a DBA's shell
+    // through the script it is asked to review. A real run refuses both scripts too.
+    for (backend, up) in [
+        (Backend::Postgres, "CREATE TABLE t (x int); \\! echo pwned"),
+        (
+            Backend::Sqlite,
+            "CREATE TABLE t (x int);\n.shell echo pwned\n",
+        ),
+    ] {
+        let project = TestProject::new();
+        project.sql_revision("a1", up, "DROP TABLE t;");
+        let db = TestDb::new(backend, &project).await;
+        let run = project.run(&db, &["up", "--sql"]).fails_with(CONFIG);
+        assert!(run.stderr.contains("revision a1: "), "{backend:?}: {run:?}");
+        assert!(!run.stdout.contains("pwned"), "{run:?}");
+        db.drop_db().await;
+    }
+}

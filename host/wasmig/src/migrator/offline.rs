@@ -14,6 +14,23 @@ use crate::error::{ConfigError, GraphError};
 use crate::graph::Direction;
 use crate::revision;
 
+/// Refuses a script the database's client would read otherwise than the server: one that
+/// PostgreSQL's parser refuses (a backslash outside quotes and comments is a psql
+/// meta-command, `\! cmd` a shell) or that holds transaction control; on SQLite, a line
+/// starting with `.` (a sqlite3 dot-command, `.shell cmd`).
+fn for_the_client(script: &str, dialect: crate::bindings::Dialect) -> Result<(), String> {
+    crate::db::split_statements(script, dialect).map_err(|e| e.describe())?;
+    if dialect == crate::bindings::Dialect::Sqlite
+        && let Some(n) = script.lines().position(|l| l.starts_with('.'))
+    {
+        return Err(format!(
+            "line {} starts with '.', which sqlite3 would run as one of its own commands",
+            n + 1
+        ));
+    }
+    Ok(())
+}
+
 impl Migrator {
     /// The script for `range` (`TARGET` from base, or `FROM:TARGET`) in `direction`.
     ///
@@ -104,6 +121,12 @@ impl Migrator {
             } else {
                 down
             };
+            for_the_client(script, dialect).map_err(|why| {
+                ConfigError::new(format!(
+                    "revision {}: {why}; --sql does not write it (a run would refuse it too)",
+                    step.revision
+                ))
+            })?;
             let checksum = artifact.checksum();
             let to_store = match direction {
                 Direction::Upgrade => Some(revision.to_stored(&artifact)?),
