@@ -369,6 +369,16 @@ async fn a_journal_records_every_sql_call_of_scripts_and_components_on_both_back
         match backend {
             Backend::Postgres => {
                 assert!(error.contains("42P01"), "{failed}");
+                // Each statement of the script with the rows the server said it affected.
+                assert_eq!(script["statements"][0]["rows"], 0, "{script}");
+                assert_eq!(script["statements"][1]["rows"], 3, "{script}");
+                assert!(
+                    script["statements"][1]["sql"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("INSERT INTO t"),
+                    "{script}"
+                );
                 assert_eq!(
                     script["observed"]["tables"],
                     json!([{"table": "public.t", "inserted": 3, "updated": 0, "deleted": 0}]),
@@ -390,6 +400,8 @@ async fn a_journal_records_every_sql_call_of_scripts_and_components_on_both_back
             Backend::Sqlite => {
                 assert!(error.contains("no such table"), "{failed}");
                 assert_eq!(script["observed"]["rows_changed"], 3, "{script}");
+                // SQLite's count after a statement that writes nothing is stale: none shown.
+                assert!(script.get("statements").is_none(), "{script}");
                 assert_eq!(insert["observed"]["rows_changed"], 1, "{insert}");
             }
         }

@@ -392,6 +392,14 @@ pub trait GuestSql: Send {
     /// Runs a parameterless multi-statement script.
     async fn batch(&mut self, script: &str) -> SqlResult<()>;
 
+    /// Runs a script as [`GuestSql::batch`] does, and returns the rows each statement
+    /// affected, in order, as the server reported them (for the journal; empty when the
+    /// backend cannot tell: SQLite's count after a statement that writes no row is the
+    /// previous statement's).
+    async fn batch_counted(&mut self, script: &str) -> SqlResult<Vec<u64>> {
+        self.batch(script).await.map(|()| Vec::new())
+    }
+
     /// Runs one statement once per parameter row; returns the total rows affected.
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64>;
 

@@ -37,6 +37,10 @@ pub struct Entry<'a> {
     /// The parameters, each `{"type", "value"}`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub params: Vec<Json>,
+    /// A `script`: its statements with the rows each affected, when the server reported
+    /// one result per statement.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<Json>,
     /// `execute-many` and `copy-in`: how many parameter rows were sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub param_rows: Option<usize>,

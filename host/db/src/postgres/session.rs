@@ -529,6 +529,19 @@ impl PgSession {
     }
 
     /// Runs a parameterless script through the simple query protocol.
+    /// Runs a script as [`Self::run_script`] does (one message), and returns the rows each
+    /// statement affected, in order, as the server reported them.
+    async fn run_script_counted(&mut self, script: String) -> SqlResult<Vec<u64>> {
+        let mut counts = Vec::new();
+        let mut results = sqlx::raw_sql(AssertSqlSafe(script)).fetch_many(self.conn());
+        while let Some(item) = results.try_next().await.map_err(sql_error)? {
+            if let sqlx::Either::Left(done) = item {
+                counts.push(done.rows_affected());
+            }
+        }
+        Ok(counts)
+    }
+
     pub(super) async fn run_script(&mut self, script: String) -> SqlResult<()> {
         sqlx::raw_sql(AssertSqlSafe(script))
             .execute(self.conn())
@@ -654,6 +667,17 @@ impl GuestSql for PgSession {
         self.run_script(script.to_owned()).await?;
         // A script is where migrations put their DDL.
         self.forget_statements().await
+    }
+
+    async fn batch_counted(&mut self, script: &str) -> SqlResult<Vec<u64>> {
+        tx_control::check(script, Dialect::Postgres, &self.policy)?;
+        self.enter_role().await?;
+        if crate::pg_parse::split_first(script) {
+            self.standard_strings().await?;
+        }
+        let counts = self.run_script_counted(script.to_owned()).await?;
+        self.forget_statements().await?;
+        Ok(counts)
     }
 
     async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {

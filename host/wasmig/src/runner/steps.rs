@@ -530,6 +530,7 @@ impl Run<'_> {
                 call: "script",
                 sql: script,
                 params: Vec::new(),
+                statements: Vec::new(),
                 param_rows: None,
                 rows: None,
                 ms: (ms * 1000.0).round() / 1000.0,
@@ -686,16 +687,19 @@ impl Run<'_> {
                     None => None,
                 };
                 let started = Instant::now();
-                let outcome = match crate::sandbox::against_deadline(
-                    session.batch(script),
-                    deadline,
-                    &*canceller,
-                )
-                .await
-                {
-                    Ok(result) => result.map_err(Failure::from_sql),
-                    Err(_) => Err(Failure::Deadline(limits.timeout)),
+                // With a journal, the rows of each statement too (the same one message).
+                let run = async {
+                    match journal {
+                        Some(_) => session.batch_counted(script).await,
+                        None => session.batch(script).await.map(|()| Vec::new()),
+                    }
                 };
+                let (outcome, counts) =
+                    match crate::sandbox::against_deadline(run, deadline, &*canceller).await {
+                        Ok(Ok(counts)) => (Ok(()), counts),
+                        Ok(Err(e)) => (Err(Failure::from_sql(e)), Vec::new()),
+                        Err(_) => (Err(Failure::Deadline(limits.timeout)), Vec::new()),
+                    };
                 if let Some(journal) = journal {
                     let ms = started.elapsed().as_secs_f64() * 1000.0;
                     let after = observe_by(&mut session, deadline).await;
@@ -705,6 +709,7 @@ impl Run<'_> {
                         call: "script",
                         sql: script,
                         params: Vec::new(),
+                        statements: per_statement(script, self.db.dialect(), &counts),
                         param_rows: None,
                         rows: None,
                         ms: (ms * 1000.0).round() / 1000.0,
@@ -873,6 +878,22 @@ fn ran_report(step: &Step, ready: &Prepared, started: Instant, calls: Option<u64
 struct Calls<'a> {
     journal: Option<&'a std::sync::Arc<crate::sandbox::journal::Journal>>,
     max_calls: Option<u64>,
+}
+
+/// A script's statements beside the rows each affected, when the server gave one count per
+/// statement as wasmig splits them (else none: a pairing that may be off is not shown).
+fn per_statement(script: &str, dialect: Dialect, counts: &[u64]) -> Vec<serde_json::Value> {
+    let Ok(statements) = crate::db::split_statements(script, dialect) else {
+        return Vec::new();
+    };
+    if statements.len() != counts.len() {
+        return Vec::new();
+    }
+    statements
+        .iter()
+        .zip(counts)
+        .map(|(sql, rows)| serde_json::json!({ "sql": sql.trim(), "rows": rows }))
+        .collect()
 }
 
 /// What the server counts of `session`'s transaction now, if it answers by `deadline`.

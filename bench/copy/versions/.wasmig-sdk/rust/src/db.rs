@@ -1,0 +1,314 @@
+//! SQL on the migration's own transaction: the `sql` interface of the WIT, with [`Rows`]
+//! instead of raw results, [`Error`] instead of `sql-error`, and
+//! [`savepoint`] as the way to recover from an SQL error.
+//!
+//! Every call runs inside the transaction that also records the migration in wasmig's
+//! version table, so the migration commits whole or not at all. Parameters are `&[Value]`,
+//! usually written `&params![…]` (see [`params!`](crate::params)); placeholders are `$1`,
+//! `$2`… on PostgreSQL and `?1`, `?2`… (or `?`) on SQLite: branch on [`dialect`] to support
+//! both.
+//!
+//! # Errors and savepoints
+//!
+//! A failing statement returns its error, and `?` fails the migration with it. An error that
+//! is *not* handled inside a [`savepoint`] fails the migration even if the guest carries on
+//! and returns `Ok`: PostgreSQL aborts the transaction at the first error (its work would be
+//! silently lost), and wasmig applies the same rule on SQLite.
+//!
+//! These functions call the host: outside wasmig (a native unit test) they panic.
+
+use std::sync::Arc;
+
+use crate::wit::sql;
+use crate::{Column, Dialect, Error, Result, Row, Rows, Value};
+
+/// Which database the migration runs against.
+///
+/// ```no_run
+/// use wasmig_guest::{Dialect, db};
+///
+/// let upsert = match db::dialect() {
+///     Dialect::Postgres => "INSERT INTO kv VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = $2",
+///     Dialect::Sqlite => "INSERT INTO kv VALUES (?1, ?2) ON CONFLICT (k) DO UPDATE SET v = ?2",
+/// };
+/// ```
+pub fn dialect() -> Dialect {
+    sql::dialect()
+}
+
+/// Runs one statement and returns the number of rows it affected.
+///
+/// # Errors
+///
+/// The statement's SQL error, e.g. `23505` for a unique violation, or `WASMIG-BIND` for a
+/// parameter this database cannot bind (see the WIT).
+pub fn execute(statement: &str, params: &[Value]) -> Result<u64> {
+    Ok(sql::execute(statement, params)?)
+}
+
+/// Runs one statement and returns its whole result, held in memory. Use [`cursor`] for large
+/// results.
+///
+/// # Errors
+///
+/// The statement's SQL error; `WASMIG-DECODE` for a column type wasmig cannot read (cast it to
+/// `text` in the SQL).
+pub fn query(statement: &str, params: &[Value]) -> Result<Rows> {
+    Ok(sql::query(statement, params)?.into())
+}
+
+/// Runs a query that must return exactly one row, and returns it.
+///
+/// ```no_run
+/// # fn f() -> wasmig_guest::Result<()> {
+/// let n: i64 = wasmig_guest::db::query_one("SELECT count(*) FROM users", &[])?.get(0)?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// As [`query`], and when the query returns no row or more than one.
+pub fn query_one(statement: &str, params: &[Value]) -> Result<Row> {
+    match query_opt(statement, params)? {
+        Some(row) => Ok(row),
+        None => Err(Error::msg(format!(
+            "expected exactly one row, the query returned none: {}",
+            excerpt(statement)
+        ))),
+    }
+}
+
+/// Runs a query that returns at most one row, and returns it if there is one.
+///
+/// # Errors
+///
+/// As [`query`], and when the query returns more than one row.
+pub fn query_opt(statement: &str, params: &[Value]) -> Result<Option<Row>> {
+    let rows = query(statement, params)?;
+    if rows.len() > 1 {
+        return Err(Error::msg(format!(
+            "expected at most one row, the query returned {}: {}",
+            rows.len(),
+            excerpt(statement)
+        )));
+    }
+    Ok(rows.into_iter().next())
+}
+
+/// Runs a script of several statements separated by `;`, without parameters (for DDL).
+///
+/// # Errors
+///
+/// The SQL error of the first failing statement; the script stops there.
+pub fn batch(script: &str) -> Result<()> {
+    Ok(sql::batch(script)?)
+}
+
+/// Runs one statement once per parameter row, prepared once, and returns the total number of
+/// rows affected. Build each row with [`params!`](crate::params).
+///
+/// # Errors
+///
+/// The SQL error of the first failing row; the rows after it are not run.
+pub fn execute_many(statement: &str, rows: &[Vec<Value>]) -> Result<u64> {
+    Ok(sql::execute_many(statement, rows)?)
+}
+
+/// Writes `rows` into `table`, one value per column of `columns` in that order, and returns
+/// the number of rows written: the fast path for bulk inserts (a backfill into a new table,
+/// a copy between tables). On PostgreSQL one `COPY ... FROM STDIN`, on SQLite multi-row
+/// `INSERT`s.
+///
+/// `table` may be qualified by a schema (`"audit.events"`); the names are quoted by the host
+/// and taken literally, so they cannot inject SQL. On PostgreSQL every value travels as text
+/// and is converted to the column's type by the server, so an `i64` fits an `integer`
+/// column.
+///
+/// ```no_run
+/// # fn f() -> wasmig_guest::Result<()> {
+/// use wasmig_guest::{db, params};
+///
+/// let rows: Vec<_> = (1..=1000_i64).map(|id| params![id, format!("user {id}")]).collect();
+/// let written = db::copy_in("users", &["id", "name"], &rows)?;
+/// assert_eq!(written, 1000);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// `WASMIG-BIND` for a row of the wrong width or a malformed value (naming its row and
+/// column); the database's error for a row it refuses (a constraint, a type it cannot
+/// convert), which fails the call like any statement.
+pub fn copy_in(table: &str, columns: &[&str], rows: &[Vec<Value>]) -> Result<u64> {
+    let columns: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
+    Ok(sql::copy_in(table, &columns, rows)?)
+}
+
+/// Opens a cursor over the result of a query, to read it in chunks so that a large table
+/// never has to fit in memory.
+///
+/// On PostgreSQL this is a server-side cursor; other statements may run between chunks.
+/// Dropping the cursor closes it.
+///
+/// ```no_run
+/// # fn f() -> wasmig_guest::Result<()> {
+/// use wasmig_guest::db;
+///
+/// let mut cursor = db::cursor("SELECT id, payload FROM events ORDER BY id", &[])?;
+/// for chunk in cursor.chunks(500) {
+///     for row in &chunk? {
+///         let id: i64 = row.get("id")?;
+///         // …
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// The query's SQL error.
+pub fn cursor(statement: &str, params: &[Value]) -> Result<Cursor> {
+    let inner = sql::open_cursor(statement, params)?;
+    let columns = inner.columns().into();
+    Ok(Cursor { inner, columns })
+}
+
+/// Runs `f` inside a savepoint: released when `f` returns `Ok`, rolled back when it returns
+/// `Err`. This is how a migration handles an SQL error and carries on.
+///
+/// ```no_run
+/// use wasmig_guest::{Migration, Result, db, info};
+///
+/// struct DropLegacy;
+///
+/// impl Migration for DropLegacy {
+///     fn upgrade() -> Result<()> {
+///         // Older installations may not have the table; the error is forgiven.
+///         match db::savepoint(|| db::batch("DROP TABLE legacy_sessions")) {
+///             Ok(()) => info!("dropped legacy_sessions"),
+///             Err(e) => info!("kept going: {e}"),
+///         }
+///         db::batch("CREATE TABLE sessions (id bigint PRIMARY KEY)")?;
+///         Ok(())
+///     }
+///
+///     fn downgrade() -> Result<()> {
+///         db::batch("DROP TABLE sessions")
+///     }
+/// }
+/// ```
+///
+/// Savepoints nest. If `f` ignores a failed statement and returns `Ok`, the savepoint cannot
+/// be released: it is rolled back and that error is returned.
+///
+/// # Errors
+///
+/// `f`'s error (after the rollback); the error that prevented the release; or an SQL error
+/// beginning or rolling back the savepoint (the rollback's error replaces `f`'s then, as the
+/// failure is not forgiven: the migration will fail).
+pub fn savepoint<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let savepoint = sql::begin_savepoint()?;
+    match f() {
+        Ok(value) => match savepoint.release() {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                // The host keeps a savepoint that could not be released open: roll it back so
+                // the failure is forgiven and the caller may handle the error. Should that
+                // fail too, the host still knows, and fails the migration.
+                let _ = savepoint.rollback();
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            savepoint.rollback()?;
+            Err(e)
+        }
+    }
+}
+
+/// A query result read in chunks; see [`cursor`].
+#[derive(Debug)]
+pub struct Cursor {
+    // The host resource; dropping it closes the cursor on the host.
+    inner: sql::Cursor,
+    // Read once when the cursor is opened, shared by the rows of every chunk.
+    columns: Arc<[Column]>,
+}
+
+impl Cursor {
+    /// The columns of the result, in order.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Reads up to `max_rows` further rows; an empty chunk means the result is exhausted.
+    ///
+    /// # Errors
+    ///
+    /// An SQL error fetching the rows (a closed or failed cursor: `WASMIG-STATE`).
+    pub fn next_chunk(&mut self, max_rows: u32) -> Result<Rows> {
+        let rows = self.inner.next(max_rows)?;
+        Ok(Rows::with_columns(Arc::clone(&self.columns), rows))
+    }
+
+    /// Iterates over the remaining chunks of up to `max_rows` rows each, ending at the first
+    /// empty chunk or after the first error.
+    pub fn chunks(&mut self, max_rows: u32) -> Chunks<'_> {
+        Chunks {
+            cursor: Some(self),
+            max_rows,
+        }
+    }
+}
+
+/// The iterator returned by [`Cursor::chunks`]: each item is a non-empty chunk, or the error
+/// that ended the iteration.
+#[derive(Debug)]
+pub struct Chunks<'a> {
+    // `None` once the result is exhausted or an error was returned.
+    cursor: Option<&'a mut Cursor>,
+    max_rows: u32,
+}
+
+impl Iterator for Chunks<'_> {
+    type Item = Result<Rows>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let cursor = self.cursor.as_mut()?;
+        match cursor.next_chunk(self.max_rows) {
+            Ok(rows) if !rows.is_empty() => Some(Ok(rows)),
+            Ok(_) => {
+                self.cursor = None;
+                None
+            }
+            Err(e) => {
+                self.cursor = None;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl core::iter::FusedIterator for Chunks<'_> {}
+
+/// The start of a statement, for error messages.
+fn excerpt(statement: &str) -> String {
+    let flat = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_flatten_and_shorten_statements() {
+        assert_eq!(excerpt("SELECT *\n  FROM t\n"), "SELECT * FROM t");
+        let long = format!("SELECT {}", "x, ".repeat(40));
+        assert_eq!(excerpt(&long).chars().count(), 81);
+        assert!(excerpt(&long).ends_with('…'));
+    }
+}
