@@ -88,6 +88,47 @@ impl Journal {
     }
 }
 
+/// Milliseconds since `started`, to the microsecond.
+pub fn ms_since(started: std::time::Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// What the server counts of `session`'s transaction now, if it answers by `deadline`
+/// (`None` when the counts cannot be read: an aborted transaction, a server that does not
+/// answer).
+pub async fn observe_by(
+    session: &mut dyn wasmig_db::Session,
+    deadline: tokio::time::Instant,
+) -> Option<Observed> {
+    tokio::time::timeout_at(deadline, session.observe())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// The entry of an SQL revision's `script` (no parameters, no rows of its own).
+pub fn script_entry<'a>(
+    revision: &'a str,
+    direction: &'a str,
+    script: &'a str,
+    ms: f64,
+    error: Option<String>,
+) -> Entry<'a> {
+    Entry {
+        revision,
+        direction,
+        call: "script",
+        sql: script,
+        params: Vec::new(),
+        statements: Vec::new(),
+        param_rows: None,
+        rows: None,
+        ms,
+        error,
+        observed: None,
+    }
+}
+
 /// A parameter as the journal shows it: `{"type": "int64", "value": 42}`.
 pub fn param(value: &Value) -> Json {
     let (kind, shown) = match value {

@@ -273,11 +273,6 @@ pub fn lint(
             let file = revision.dir.join(name);
             if dialect == Dialect::Postgres {
                 let in_transaction = manifest.transaction != TransactionMode::None;
-                let mut linter = Linter::from(rules.iter().copied());
-                linter.settings.assume_in_transaction = in_transaction;
-                if let Some(v) = pg_version {
-                    linter.settings.pg_version = v;
-                }
                 let parse = SourceFile::parse(text);
                 if let Some(error) = parse.errors().first() {
                     report.unparsed.push(Unparsed {
@@ -305,15 +300,13 @@ pub fn lint(
                         ));
                     }
                 }
-                for v in linter.lint(&parse, text) {
+                let squawk = Squawk {
+                    rules: &rules,
+                    pg_version,
+                    timeouts: &timeouts,
+                };
+                for v in squawk.lint(&parse, text, in_transaction) {
                     let rule = v.code;
-                    // wasmig sets these for the step when the project or manifest says so.
-                    if (rule == Rule::RequireLockTimeout && timeouts.lock_timeout_secs.is_some())
-                        || (rule == Rule::RequireStatementTimeout
-                            && timeouts.statement_timeout_secs.is_some())
-                    {
-                        continue;
-                    }
                     let help = match rule {
                         Rule::RequireLockTimeout | Rule::RequireStatementTimeout => Some(format!(
                             "{} Or let wasmig set it for the step: [timeouts] lock_timeout_secs and statement_timeout_secs in wasmig.toml, or in the revision's migration.toml.",
@@ -430,21 +423,16 @@ fn dry_run_findings(
     };
     let component = revision.manifest.kind != Kind::Sql;
     if component && dialect == Dialect::Postgres {
+        let timeouts = crate::runner::timeouts(project, revision).unwrap_or_default();
+        let squawk = Squawk {
+            rules,
+            pg_version,
+            timeouts: &timeouts,
+        };
         for (k, sql) in r.statements.iter().enumerate() {
             let parse = SourceFile::parse(sql);
-            let mut linter = Linter::from(rules.iter().copied());
-            linter.settings.assume_in_transaction = true;
-            if let Some(v) = pg_version {
-                linter.settings.pg_version = v;
-            }
-            let timeouts = crate::runner::timeouts(project, revision).unwrap_or_default();
-            for v in linter.lint(&parse, sql) {
-                if (v.code == Rule::RequireLockTimeout && timeouts.lock_timeout_secs.is_some())
-                    || (v.code == Rule::RequireStatementTimeout
-                        && timeouts.statement_timeout_secs.is_some())
-                {
-                    continue;
-                }
+            // A component's calls always run in a transaction.
+            for v in squawk.lint(&parse, sql, true) {
                 found.push(at(
                     k + 1,
                     &v.code.to_string(),
@@ -533,6 +521,39 @@ fn is_ddl(sql: &str) -> bool {
         word.as_str(),
         "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "COMMENT" | "GRANT" | "REVOKE"
     )
+}
+
+/// squawk, set up for one revision.
+struct Squawk<'a> {
+    rules: &'a [Rule],
+    pg_version: Option<squawk_linter::Version>,
+    /// The timeouts wasmig sets for the revision's step.
+    timeouts: &'a wasmig_plan::manifest::StatementTimeouts,
+}
+
+impl Squawk<'_> {
+    /// squawk's violations in `text`, but the timeouts wasmig sets for the step itself.
+    fn lint(
+        &self,
+        parse: &squawk_syntax::Parse<SourceFile>,
+        text: &str,
+        in_transaction: bool,
+    ) -> Vec<squawk_linter::Violation> {
+        let mut linter = Linter::from(self.rules.iter().copied());
+        linter.settings.assume_in_transaction = in_transaction;
+        if let Some(v) = self.pg_version {
+            linter.settings.pg_version = v;
+        }
+        linter
+            .lint(parse, text)
+            .into_iter()
+            .filter(|v| match v.code {
+                Rule::RequireLockTimeout => self.timeouts.lock_timeout_secs.is_none(),
+                Rule::RequireStatementTimeout => self.timeouts.statement_timeout_secs.is_none(),
+                _ => true,
+            })
+            .collect()
+    }
 }
 
 /// squawk's default rules, with `[lint] include` and `exclude` applied.

@@ -143,42 +143,12 @@ fn bound_arguments(bound: &[&[u8]]) -> Result<PgArguments, sqlx::Error> {
 
 /// [`inline`] with bytes longer than `limit` bound (see [`inline_binding_large`]).
 fn inline_with(statement: &Statement, limit: usize) -> Result<(String, Vec<&[u8]>), sqlx::Error> {
-    let sql = &statement.sql;
     let mut bound: Vec<&[u8]> = Vec::new();
     // Which parameter each bound value is, so a parameter used twice is bound once.
     let mut bound_from: Vec<usize> = Vec::new();
-    let mut out = String::with_capacity(sql.len() + 64);
-    let mut rest = sql.as_str();
-    // A placeholder outside quotes: `$` and digits (a schema's quoted name may hold them).
-    while let Some(at) = rest.find(['$', '\'', '"']) {
-        out.push_str(&rest[..at]);
-        let quote = rest.as_bytes()[at];
-        if quote != b'$' {
-            // Through the closing quote (a doubled one closes and reopens).
-            let end = rest[at + 1..]
-                .find(char::from(quote))
-                .map_or(rest.len(), |i| at + i + 2);
-            out.push_str(&rest[at..end]);
-            rest = &rest[end..];
-            continue;
-        }
-        let after = &rest[at + 1..];
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            out.push('$');
-            rest = after;
-            continue;
-        }
-        let n: usize = after[..digits]
-            .parse()
-            .map_err(|_| sqlx::Error::Protocol(format!("a placeholder out of range in {sql}")))?;
-        let param = n
-            .checked_sub(1)
-            .and_then(|i| statement.params.get(i))
-            .ok_or_else(|| sqlx::Error::Protocol(format!("no parameter ${n} for {sql}")))?;
+    let out = crate::store::fill_placeholders(statement, |out, index, param| {
         match param {
             Param::Bytes(Some(b)) if b.len() > limit => {
-                let index = n - 1;
                 let k = match bound_from.iter().position(|&i| i == index) {
                     Some(k) => k,
                     None => {
@@ -191,13 +161,12 @@ fn inline_with(statement: &Statement, limit: usize) -> Result<(String, Vec<&[u8]
             }
             _ => {
                 out.push('(');
-                literal(&mut out, param);
+                literal(out, param);
                 out.push(')');
             }
         }
-        rest = &after[digits..];
-    }
-    out.push_str(rest);
+        Ok(())
+    })?;
     Ok((out, bound))
 }
 

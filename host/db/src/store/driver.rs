@@ -78,6 +78,54 @@ impl Statement {
     }
 }
 
+/// `statement`'s SQL with each `$n` outside quotes written by `fill` (given the output so far,
+/// the parameter's index from 0 and the parameter): how wasmig's own statements become
+/// text with their values inlined. wasmig's statements hold no comments or dollar quotes;
+/// a quoted name or string may hold a `$`.
+///
+/// # Errors
+/// A placeholder without a parameter, or `fill`'s error.
+pub fn fill_placeholders<'s>(
+    statement: &'s Statement,
+    mut fill: impl FnMut(&mut String, usize, &'s Param) -> Result<(), sqlx::Error>,
+) -> Result<String, sqlx::Error> {
+    let sql = &statement.sql;
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql.as_str();
+    while let Some(at) = rest.find(['$', '\'', '"']) {
+        out.push_str(&rest[..at]);
+        let quote = rest.as_bytes()[at];
+        if quote != b'$' {
+            // Through the closing quote (a doubled one closes and reopens).
+            let end = rest[at + 1..]
+                .find(char::from(quote))
+                .map_or(rest.len(), |i| at + i + 2);
+            out.push_str(&rest[at..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let index = after[..digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .filter(|&i| i < statement.params.len())
+            .ok_or_else(|| {
+                sqlx::Error::Protocol(format!("no parameter for a placeholder of {sql}"))
+            })?;
+        fill(&mut out, index, &statement.params[index])?;
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// A backend's connection, as the store uses it: the narrow trait each backend implements.
 #[async_trait]
 pub trait Driver: Send {

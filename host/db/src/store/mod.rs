@@ -31,7 +31,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-pub use self::driver::{Cell, Driver, Kind, Param, Reader, Statement};
+pub use self::driver::{Cell, Driver, Kind, Param, Reader, Statement, fill_placeholders};
 pub use self::observe::{Observed, RelationLock, TableRows};
 pub use self::offline::{ScriptWriter, inline};
 pub use self::schema::SCHEMA_VERSION;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::SecondsFormat;
 use wasmig_contract::Dialect;
 
-use super::{Cell, Driver, Param, Statement};
+use super::{Cell, Driver, Param, Statement, fill_placeholders};
 
 /// A [`Driver`] that writes instead of running.
 pub struct ScriptWriter {
@@ -55,40 +55,7 @@ impl Driver for ScriptWriter {
 /// # Errors
 /// A placeholder without a parameter, or a list on SQLite.
 pub fn inline(statement: &Statement, dialect: Dialect) -> Result<String, sqlx::Error> {
-    let sql = &statement.sql;
-    let mut out = String::with_capacity(sql.len() + 64);
-    let mut rest = sql.as_str();
-    while let Some(at) = rest.find(['$', '\'', '"']) {
-        out.push_str(&rest[..at]);
-        let quote = rest.as_bytes()[at];
-        if quote != b'$' {
-            let end = rest[at + 1..]
-                .find(char::from(quote))
-                .map_or(rest.len(), |i| at + i + 2);
-            out.push_str(&rest[at..end]);
-            rest = &rest[end..];
-            continue;
-        }
-        let after = &rest[at + 1..];
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            out.push('$');
-            rest = after;
-            continue;
-        }
-        let param = after[..digits]
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| n.checked_sub(1))
-            .and_then(|i| statement.params.get(i))
-            .ok_or_else(|| {
-                sqlx::Error::Protocol(format!("no parameter for a placeholder of {sql}"))
-            })?;
-        literal(&mut out, param, dialect)?;
-        rest = &after[digits..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    fill_placeholders(statement, |out, _, param| literal(out, param, dialect))
 }
 
 /// `param` as a literal a person can read: text quoted (PostgreSQL: an `E''` string, whose

@@ -518,7 +518,7 @@ impl GuestState {
 
     /// After a journaled call: writes its entry, with what the server counted of it.
     async fn journal_after(&mut self, started: std::time::Instant, j: Journaled<'_>) {
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let ms = journal::ms_since(started);
         let now = self.observe_now().await;
         let observed = match (&now, &self.journal_seen) {
             (Some(now), Some(before)) => Some(now.since(before)),
@@ -537,7 +537,7 @@ impl GuestState {
             statements: Vec::new(),
             param_rows: j.param_rows,
             rows: j.rows,
-            ms: (ms * 1000.0).round() / 1000.0,
+            ms,
             error: j.error,
             observed,
         });
@@ -566,11 +566,7 @@ impl GuestState {
     /// cannot be read: an aborted transaction, a server that does not answer).
     async fn observe_now(&mut self) -> Option<Observed> {
         let deadline = self.deadline;
-        let session = self.session.as_mut()?;
-        tokio::time::timeout_at(deadline, session.observe())
-            .await
-            .ok()?
-            .ok()
+        journal::observe_by(self.session.as_deref_mut()?, deadline).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! `--atomic`'s one transaction handed from step to step.
 
 use super::*;
+use crate::sandbox::journal::{Entry, ms_since, observe_by, script_entry};
 
 /// Runs `steps` in order, planned from `heads_before` (the heads read under the lock):
 /// each step's record is written only if wasmig's tables hold what the run expects
@@ -523,20 +524,13 @@ impl Run<'_> {
         .await;
         // Each statement committed on its own: there is no transaction left to count.
         if let Some(journal) = &self.options.journal {
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            journal.record(&crate::sandbox::journal::Entry {
-                revision: &step.revision,
-                direction: step.action.as_str(),
-                call: "script",
-                sql: script,
-                params: Vec::new(),
-                statements: Vec::new(),
-                param_rows: None,
-                rows: None,
-                ms: (ms * 1000.0).round() / 1000.0,
-                error: ran.as_ref().err().map(ToString::to_string),
-                observed: None,
-            });
+            journal.record(&script_entry(
+                &step.revision,
+                step.action.as_str(),
+                script,
+                ms_since(started),
+                ran.as_ref().err().map(ToString::to_string),
+            ));
         }
         ran.map_err(|f| self.fail(at, f))?;
         Ok(StepReport {
@@ -683,7 +677,7 @@ impl Run<'_> {
                 let deadline = limits.deadline_from_now();
                 let journal = self.options.journal.as_ref();
                 let before = match journal {
-                    Some(_) => observe_by(&mut session, deadline).await,
+                    Some(_) => observe_by(&mut *session, deadline).await,
                     None => None,
                 };
                 let started = Instant::now();
@@ -701,20 +695,18 @@ impl Run<'_> {
                         Err(_) => (Err(Failure::Deadline(limits.timeout)), Vec::new()),
                     };
                 if let Some(journal) = journal {
-                    let ms = started.elapsed().as_secs_f64() * 1000.0;
-                    let after = observe_by(&mut session, deadline).await;
-                    journal.record(&crate::sandbox::journal::Entry {
-                        revision: &step.revision,
-                        direction: step.action.as_str(),
-                        call: "script",
-                        sql: script,
-                        params: Vec::new(),
+                    let ms = ms_since(started);
+                    let after = observe_by(&mut *session, deadline).await;
+                    journal.record(&Entry {
                         statements: per_statement(script, self.db.dialect(), &counts),
-                        param_rows: None,
-                        rows: None,
-                        ms: (ms * 1000.0).round() / 1000.0,
-                        error: outcome.as_ref().err().map(ToString::to_string),
                         observed: after.zip(before).map(|(a, b)| a.since(&b)),
+                        ..script_entry(
+                            &step.revision,
+                            step.action.as_str(),
+                            script,
+                            ms,
+                            outcome.as_ref().err().map(ToString::to_string),
+                        )
                     });
                 }
                 (session, outcome, None)
@@ -894,17 +886,6 @@ fn per_statement(script: &str, dialect: Dialect, counts: &[u64]) -> Vec<serde_js
         .zip(counts)
         .map(|(sql, rows)| serde_json::json!({ "sql": sql.trim(), "rows": rows }))
         .collect()
-}
-
-/// What the server counts of `session`'s transaction now, if it answers by `deadline`.
-async fn observe_by(
-    session: &mut Box<dyn Session>,
-    deadline: tokio::time::Instant,
-) -> Option<crate::db::Observed> {
-    tokio::time::timeout_at(deadline, session.observe())
-        .await
-        .ok()?
-        .ok()
 }
 
 /// After a dry run's step: rolls back a failure as [`settle`] does, else observes what the
