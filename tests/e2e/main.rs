@@ -17,6 +17,7 @@ mod import;
 mod import_corpus;
 mod integrity;
 mod languages;
+mod lease;
 mod lint;
 mod lock;
 mod offline;

@@ -363,6 +363,16 @@ impl TestProject {
         Run::from_output(out)
     }
 
+    /// Runs `wasmig ARGS --database-url URL` on a URL of its own (through a pooler, say).
+    pub(crate) fn run_with_url(&self, url: &str, args: &[&str]) -> Run {
+        let out = wasmig_cmd(&self.dir)
+            .args(args)
+            .args(["--database-url", url])
+            .output()
+            .unwrap();
+        Run::from_output(out)
+    }
+
     /// Runs `wasmig ARGS` with no database flag.
     pub(crate) fn run_plain(&self, args: &[&str]) -> Run {
         Run::from_output(wasmig_cmd(&self.dir).args(args).output().unwrap())

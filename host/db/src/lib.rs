@@ -825,12 +825,14 @@ pub async fn connect(
     url: &DatabaseUrl,
     schema: &str,
     role: Option<&str>,
+    lock: &LockSettings,
 ) -> anyhow::Result<Box<dyn Database>> {
     match url {
         DatabaseUrl::Postgres { .. } => {
             let mut db = postgres::PgDatabase::connect(url)
                 .await?
-                .in_schema(schema.to_owned());
+                .in_schema(schema.to_owned())
+                .with_lock(lock.clone());
             if let Some(role) = role
                 && let Err(e) = db.set_role(role).await
             {
@@ -843,7 +845,52 @@ pub async fn connect(
             "role in wasmig.toml is a PostgreSQL setting, and SQLite has no roles; remove it, or point the project at PostgreSQL".to_owned(),
         )
         .into()),
+        DatabaseUrl::Sqlite { .. } if lock.mode == LockMode::Lease => Err(wasmig_plan::ConfigError::new(
+            format!("{} asks for the lease lock, a PostgreSQL setting: SQLite's lock is a lock file beside the database; remove it, or point the project at PostgreSQL", lock.source),
+        )
+        .into()),
         DatabaseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteDatabase::connect(url).await?)),
+    }
+}
+
+/// The lease lock's table (PostgreSQL, where the lease lock is used): one row, created by
+/// the first run that takes the lease.
+pub const LOCK_TABLE: &str = "wasmig_lock";
+
+/// Which kind of migration lock a PostgreSQL database gets (`lock` in wasmig.toml).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// The lease where advisory locks are absent or do not exclude (CockroachDB,
+    /// YugabyteDB, a pooler in transaction mode: probed when the lock is taken), else the
+    /// advisory lock.
+    #[default]
+    Auto,
+    /// A session-level advisory lock on the control connection.
+    Advisory,
+    /// A row of `wasmig_lock` with a lease, renewed while the run holds it.
+    Lease,
+}
+
+/// How a PostgreSQL database takes the migration lock.
+#[derive(Debug, Clone)]
+pub struct LockSettings {
+    /// Which kind.
+    pub mode: LockMode,
+    /// How long a lease lasts unrenewed (renewed every third of it): how long a run that
+    /// died or stalled keeps others waiting.
+    pub lease: std::time::Duration,
+    /// Where the mode was set, for the log (`lock = "lease" in wasmig.toml`).
+    pub source: String,
+}
+
+impl Default for LockSettings {
+    fn default() -> Self {
+        LockSettings {
+            mode: LockMode::Auto,
+            lease: std::time::Duration::from_secs(30),
+            source: "the default".to_owned(),
+        }
     }
 }
 

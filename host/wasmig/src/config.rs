@@ -94,6 +94,16 @@ pub struct Config {
     /// `wasmig lint`'s rules for the whole project.
     #[serde(default)]
     pub lint: LintSettings,
+    /// PostgreSQL: the migration lock. `"auto"` (the default) takes a session-level
+    /// advisory lock, or a lease in `wasmig_lock` where advisory locks do not hold (a pooler
+    /// in transaction mode, CockroachDB, YugabyteDB); `"advisory"` or `"lease"` choose.
+    /// `WASMIG_LOCK` in the environment overrides it.
+    #[serde(default)]
+    pub lock: crate::db::LockMode,
+    /// PostgreSQL: how long a lease lasts unrenewed, in seconds (default 30, renewed every
+    /// third of it): how long a run that died or stalled keeps the next one waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_lease_secs: Option<f64>,
 }
 
 /// `[lint]` in wasmig.toml.
@@ -332,6 +342,51 @@ impl Default for Config {
     }
 }
 
+/// The variable that sets `lock` for every project, overriding `wasmig.toml`.
+pub const LOCK_VARIABLE: &str = "WASMIG_LOCK";
+
+/// The longest lease accepted, in seconds (a day).
+const MAX_LEASE_SECS: f64 = 86_400.0;
+
+impl Config {
+    /// How a PostgreSQL database takes the migration lock: `lock` and `lock_lease_secs`,
+    /// with `WASMIG_LOCK` from the environment over `lock`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `WASMIG_LOCK` is not `auto`, `advisory` or `lease`.
+    pub fn lock_settings(&self) -> Result<crate::db::LockSettings, ConfigError> {
+        let mut settings = crate::db::LockSettings::default();
+        if let Some(secs) = self.lock_lease_secs {
+            settings.lease = Duration::from_secs_f64(secs);
+        }
+        settings.mode = self.lock;
+        settings.source = format!("lock = {:?} in wasmig.toml", lock_word(self.lock));
+        if let Some(word) = std::env::var(LOCK_VARIABLE).ok().filter(|w| !w.is_empty()) {
+            settings.mode = match word.as_str() {
+                "auto" => crate::db::LockMode::Auto,
+                "advisory" => crate::db::LockMode::Advisory,
+                "lease" => crate::db::LockMode::Lease,
+                _ => {
+                    return Err(ConfigError::new(format!(
+                        "{LOCK_VARIABLE}={word:?} is not a kind of lock: auto, advisory or lease"
+                    )));
+                }
+            };
+            settings.source = format!("{LOCK_VARIABLE}={word}");
+        }
+        Ok(settings)
+    }
+}
+
+/// `lock`'s word in wasmig.toml.
+fn lock_word(mode: crate::db::LockMode) -> &'static str {
+    match mode {
+        crate::db::LockMode::Auto => "auto",
+        crate::db::LockMode::Advisory => "advisory",
+        crate::db::LockMode::Lease => "lease",
+    }
+}
+
 /// The variable that sets `role` for every project, overriding `wasmig.toml`.
 pub const ROLE_VARIABLE: &str = "WASMIG_ROLE";
 
@@ -403,6 +458,14 @@ impl Project {
                 "invalid {}: database_schema = {:?} is not a lowercase SQL identifier (letters, digits and _, at most 63)",
                 path.display(),
                 config.database_schema
+            )));
+        }
+        if let Some(secs) = config.lock_lease_secs
+            && !(0.1..=MAX_LEASE_SECS).contains(&secs)
+        {
+            return Err(ConfigError::new(format!(
+                "invalid {}: lock_lease_secs = {secs} is not between 0.1 and {MAX_LEASE_SECS} seconds",
+                path.display(),
             )));
         }
         if let Some(role) = &config.role

@@ -159,7 +159,7 @@ pub(super) struct PgLock {
     /// release, so sessions begun afterwards record without a fence.
     ///
     /// [`PgDatabase::lock_holder`]: super::PgDatabase
-    pub(super) holder: Arc<std::sync::Mutex<Option<i32>>>,
+    pub(super) holder: Arc<std::sync::Mutex<Option<super::lease_lock::Holder>>>,
 }
 
 #[async_trait]

@@ -271,9 +271,60 @@ impl Driver for PgConnection {
     }
 }
 
-impl Reader for tokio::sync::MappedMutexGuard<'_, PgConnection> {
+/// The control connection as wasmig's reads use it, outside any transaction: a statement
+/// that needs the extended protocol (bound bytes, or rows of times and bytes read in binary)
+/// goes inside a transaction of its own. Its parse and its execution are two exchanges,
+/// and through a pooler in transaction mode only an open transaction keeps the second on
+/// the server session that parsed it. Everything else is one simple query, as it is.
+pub(super) struct Control<'a>(pub(super) tokio::sync::MappedMutexGuard<'a, PgConnection>);
+
+impl Control<'_> {
+    /// Runs `work` between `BEGIN` and `COMMIT` (`ROLLBACK` when it fails).
+    async fn wrapped<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let conn: &mut PgConnection = &mut self.0;
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+        match work(&mut *conn).await {
+            Ok(done) => {
+                sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+                Ok(done)
+            }
+            Err(e) => {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for Control<'_> {
+    async fn execute(&mut self, statement: &Statement) -> Result<u64, sqlx::Error> {
+        if inline_binding_large(statement)?.1.is_empty() {
+            return Driver::execute(&mut *self.0, statement).await;
+        }
+        self.wrapped(async |conn: &mut PgConnection| Driver::execute(conn, statement).await)
+            .await
+    }
+
+    async fn fetch(&mut self, statement: &Statement) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
+        if readable_as_text(statement) && inline_binding_large(statement)?.1.is_empty() {
+            return Driver::fetch(&mut *self.0, statement).await;
+        }
+        self.wrapped(async |conn: &mut PgConnection| Driver::fetch(conn, statement).await)
+            .await
+    }
+
+    async fn script(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        Driver::script(&mut *self.0, sql).await
+    }
+}
+
+impl Reader for Control<'_> {
     fn driver(&mut self) -> &mut dyn Driver {
-        &mut **self
+        self
     }
 }
 

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
-use sqlx::{Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::Canceller;
 
@@ -22,20 +22,17 @@ impl PgCanceller {
     /// Runs `sql` (one of the signalling functions) with the session's pid on another
     /// connection: an idle pooled one if there is one, otherwise a fresh one, so a busy pool
     /// cannot delay it.
-    async fn signal(&self, sql: &'static str) -> Result<(), sqlx::Error> {
+    ///
+    /// A simple query with the pid written in (one round trip, nothing prepared): it must
+    /// work through a pooler in transaction mode, where the next message of a connection
+    /// may reach another server session.
+    async fn signal(&self, function: &'static str) -> Result<(), sqlx::Error> {
+        let sql = AssertSqlSafe(format!("SELECT pg_catalog.{function}({})", self.pid));
         match self.pool.try_acquire() {
-            Some(mut conn) => sqlx::query(sql)
-                .bind(self.pid)
-                .execute(&mut *conn)
-                .await
-                .map(drop),
+            Some(mut conn) => sqlx::raw_sql(sql).execute(&mut *conn).await.map(drop),
             None => {
                 let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
-                let result = sqlx::query(sql)
-                    .bind(self.pid)
-                    .execute(&mut conn)
-                    .await
-                    .map(drop);
+                let result = sqlx::raw_sql(sql).execute(&mut conn).await.map(drop);
                 let _ = conn.close().await;
                 result
             }
@@ -46,7 +43,7 @@ impl PgCanceller {
 #[async_trait]
 impl Canceller for PgCanceller {
     async fn cancel(&self) {
-        if let Err(e) = self.signal("SELECT pg_catalog.pg_cancel_backend($1)").await {
+        if let Err(e) = self.signal("pg_cancel_backend").await {
             tracing::warn!(
                 "could not cancel the statement on PostgreSQL backend {}: {e}",
                 self.pid
@@ -55,10 +52,7 @@ impl Canceller for PgCanceller {
     }
 
     async fn terminate(&self) {
-        if let Err(e) = self
-            .signal("SELECT pg_catalog.pg_terminate_backend($1)")
-            .await
-        {
+        if let Err(e) = self.signal("pg_terminate_backend").await {
             tracing::warn!(
                 "could not terminate PostgreSQL backend {} after cancelling failed: {e}",
                 self.pid

@@ -14,7 +14,8 @@
 //! including the reads of the version tables. Not in this file:
 //! - `session`: [`PgSession`](session::PgSession), its [`Session`] impl and its canceller;
 //! - `statement_cache`: sqlx's statement cache on a session's connection;
-//! - `advisory_lock`: the migration lock;
+//! - `advisory_lock`: the migration lock as a session-level advisory lock;
+//! - `lease_lock`: the migration lock as a lease in `wasmig_lock`, and choosing between them;
 //! - `bookkeeping`: the version tables' DDL and the statements a step writes them with;
 //! - `codec`: binding parameters, decoding columns and mapping errors;
 //! - `relay`: what the server sends on the pool's connections, read by wasmig first;
@@ -31,6 +32,7 @@ mod advisory_lock;
 mod bookkeeping;
 mod cancel;
 mod codec;
+mod lease_lock;
 mod relay;
 mod role;
 mod session;
@@ -52,7 +54,7 @@ use super::lock::{self, LockGuard};
 use super::store::{Reader, VersionStore};
 use super::{
     ARTIFACT_TABLE, CHECKPOINT_TABLE, Database, DatabaseUrl, DbError, FAILED_TABLE, HISTORY_TABLE,
-    Policy, ScriptFailure, Session, VERSION_TABLE,
+    LOCK_TABLE, LockMode, Policy, ScriptFailure, Session, VERSION_TABLE,
 };
 use wasmig_contract::Dialect;
 
@@ -159,7 +161,11 @@ pub(crate) struct PgDatabase {
     /// the lock is still granted to that session before it records anything (a fence), so
     /// a migration that ends the control connection cannot have its step recorded beside a
     /// second run's.
-    pub(super) lock_holder: Arc<std::sync::Mutex<Option<i32>>>,
+    pub(super) lock_holder: Arc<std::sync::Mutex<Option<lease_lock::Holder>>>,
+    /// The port the URL names (the pool's connections go through the relay's).
+    port: u16,
+    /// Which kind of migration lock to take, and a lease's length (`lock` in wasmig.toml).
+    lock_settings: crate::LockSettings,
     /// The oids of wasmig's tables ([`PRESENT`], in order) once [`Database::ensure_version_tables`]
     /// made sure they exist, for the sessions' tamper check: its cheap path, and noticing a
     /// table replaced during the run.
@@ -327,6 +333,7 @@ impl PgDatabase {
                     source,
                 })?;
         }
+        let port = options.get_port();
         // The pool's connections, which run the migrations, pass through the relay.
         let (relay, through) = relay::Relay::start(&options).map_err(|e| DbError::Connect {
             url: url.to_string(),
@@ -352,6 +359,8 @@ impl PgDatabase {
             store: VersionStore::new(Dialect::Postgres, Some(DEFAULT_SCHEMA.to_owned())),
             schema: DEFAULT_SCHEMA.to_owned(),
             lock_holder: Arc::new(std::sync::Mutex::new(None)),
+            lock_settings: crate::LockSettings::default(),
+            port,
             table_oids: std::sync::Mutex::new(None),
             url: url.to_string(),
             role: None,
@@ -366,6 +375,110 @@ impl PgDatabase {
         self.store = VersionStore::new(Dialect::Postgres, Some(schema.clone()));
         self.schema = schema;
         self
+    }
+
+    /// The same database, with this kind of migration lock.
+    pub(crate) fn with_lock(mut self, settings: crate::LockSettings) -> Self {
+        self.lock_settings = settings;
+        self
+    }
+
+    /// Why this run takes the lease lock (`None`: the advisory lock): configured, or found
+    /// needed by [`lease_lock::detect`].
+    async fn lease_wanted(&self) -> anyhow::Result<Option<String>> {
+        match self.lock_settings.mode {
+            LockMode::Advisory => Ok(None),
+            LockMode::Lease => Ok(Some(self.lock_settings.source.clone())),
+            LockMode::Auto => {
+                let mut other = self.acquire_for("probing advisory locks").await?;
+                let mut control = self.control().await;
+                let port = self.port;
+                let why = lease_lock::detect(&mut control, &mut other, port).await?;
+                // Kept for the first step rather than returned to the pool, whose reset
+                // would still be at work when the lock looks for sessions of a dead run
+                // (the probe left nothing on it: its lock was taken and let go in one
+                // statement).
+                if let Ok(mut kept) = self.kept.lock()
+                    && kept.is_none()
+                {
+                    *kept = Some(other);
+                }
+                Ok(why.map(|why| {
+                    format!("{why}; set lock = \"advisory\" in wasmig.toml to override")
+                }))
+            }
+        }
+    }
+
+    /// A connection of the pool, for wasmig's own statement `doing`.
+    async fn acquire_for(
+        &self,
+        doing: &str,
+    ) -> anyhow::Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        Ok(self.pool.acquire().await.map_err(|source| DbError::Query {
+            doing: doing.into(),
+            source,
+        })?)
+    }
+
+    /// Takes the lease lock (see `lease_lock`), creating its table first.
+    async fn lease(&self, timeout: Duration) -> anyhow::Result<Box<dyn LockGuard>> {
+        let table = self.store.words().table(LOCK_TABLE);
+        let lease = self.lock_settings.lease;
+        let token = {
+            let mut control = self.control().await;
+            // Runs starting together may race to create it: the loser's error is a unique
+            // violation (or "already exists"), after which the table is there.
+            let create = lease_lock::create_table(&table);
+            for attempt in 0.. {
+                match sqlx::raw_sql(AssertSqlSafe(create.clone()))
+                    .execute(&mut *control)
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(sqlx::Error::Database(e))
+                        if attempt < 3
+                            && matches!(e.code().as_deref(), Some("23505" | "42P07" | "42710")) => {
+                    }
+                    Err(source) => {
+                        return Err(DbError::Query {
+                            doing: format!("creating {LOCK_TABLE}"),
+                            source,
+                        }
+                        .into());
+                    }
+                }
+            }
+            let mut attempt = lease_lock::LeaseAttempt {
+                conn: &mut control,
+                table: table.clone(),
+                lease,
+                owner: lease_lock::owner(),
+                token: None,
+            };
+            lock::acquire(&mut attempt, &self.url, timeout).await?;
+            attempt
+                .token
+                .expect("acquire returns once the lease is taken")
+        };
+        tracing::debug!(
+            "took the migration lease {token} for {} ms",
+            lease.as_millis()
+        );
+        if let Ok(mut holder) = self.lock_holder.lock() {
+            *holder = Some(lease_lock::Holder::Lease {
+                token,
+                table: table.clone(),
+                lease,
+            });
+        }
+        Ok(Box::new(lease_lock::PgLease::renewing(
+            self.pool.clone(),
+            self.lock_holder.clone(),
+            table,
+            token,
+            lease,
+        )))
     }
 
     /// The control connection (see the field).
@@ -416,7 +529,7 @@ impl Database for PgDatabase {
     }
 
     async fn reader(&self) -> anyhow::Result<Box<dyn Reader + '_>> {
-        Ok(Box::new(self.control().await))
+        Ok(Box::new(bookkeeping::Control(self.control().await)))
     }
 
     async fn tables_ready(&self) -> anyhow::Result<()> {
@@ -491,9 +604,29 @@ impl Database for PgDatabase {
             .acquire()
             .await
             .map_err(|e| nothing_ran(super::client_error(e)))?;
+        let holder = self.lock_holder.lock().ok().and_then(|h| h.clone());
+        // Under a lease, each statement may reach another server session (a pooler in
+        // transaction mode hands one out per transaction): nothing set on the session holds.
+        let leased = holder.as_ref().is_some_and(|h| !h.is_session());
+        if leased && let Some(role) = &self.role {
+            return Err(nothing_ran(wasmig_contract::SqlError::wasmig(
+                "STATE",
+                format!(
+                    "this revision runs outside a transaction (transaction = \"none\"), and under the lease lock each of its statements may reach another server session (a pooler in transaction mode), where the role `{role}` (role in wasmig.toml) would not be in force; nothing ran; run it with lock = \"advisory\" on a direct connection, or without the role"
+                ),
+            )));
+        }
+        if leased && (lock.is_some() || statement.is_some()) {
+            tracing::warn!(
+                "lock_timeout and statement_timeout are not set for this transaction = \"none\" revision under the lease lock: through a pooler in transaction mode a session setting would reach other clients' sessions and miss this one's next statement: the server's defaults apply"
+            );
+        }
         // A plain SET, for the session: the pool's reset (`RESET ALL`) undoes it when the
         // connection goes back.
         for (name, value) in [("lock_timeout", lock), ("statement_timeout", statement)] {
+            if leased {
+                break;
+            }
             if let Some(d) = value {
                 sqlx::raw_sql(AssertSqlSafe(format!(
                     "SET {name} = '{}ms'",
@@ -510,7 +643,7 @@ impl Database for PgDatabase {
         // statement still at work here, whatever the statement did to its session's name.
         // A migration cannot release it: calls of the unlock functions are refused, and
         // the probe after each statement checks it is still held.
-        let under_lock = self.lock_holder.lock().ok().is_some_and(|h| h.is_some());
+        let under_lock = holder.as_ref().is_some_and(lease_lock::Holder::is_session);
         let step_key = crate::lock::PG_STEP_KEY;
         if under_lock {
             sqlx::raw_sql(AssertSqlSafe(format!(
@@ -529,7 +662,8 @@ impl Database for PgDatabase {
                  AND objsubid OPERATOR(pg_catalog.=) 1)"
             )
         } else {
-            "true".to_owned()
+            // Under a lease, the lease: a run that lost it stops at the next statement.
+            holder.map_or_else(|| "true".to_owned(), |h| h.held(false))
         };
         let probe = format!(
             "SELECT pg_catalog.statement_timestamp() \
@@ -585,7 +719,11 @@ impl Database for PgDatabase {
                     total,
                     error: Box::new(wasmig_contract::SqlError::wasmig(
                         "STATE",
-                        "the statement released wasmig's advisory lock on its session (pg_advisory_unlock…), which tells a later run that this revision is still at work; the rest of the script did not run; remove the unlock from the revision".to_owned(),
+                        if under_lock {
+                            "the statement released wasmig's advisory lock on its session (pg_advisory_unlock…), which tells a later run that this revision is still at work; the rest of the script did not run; remove the unlock from the revision".to_owned()
+                        } else {
+                            "the migration lease was lost (it expired, or another run took it over) while the script ran: what ran committed, the rest of the script did not run; the revision is marked failed".to_owned()
+                        },
                     )),
                 });
             }
@@ -616,6 +754,10 @@ impl Database for PgDatabase {
     }
 
     async fn lock(&self, timeout: Duration) -> anyhow::Result<Box<dyn LockGuard>> {
+        if let Some(why) = self.lease_wanted().await? {
+            tracing::info!("migration lock: a lease in {LOCK_TABLE} ({why})");
+            return self.lease(timeout).await;
+        }
         // A session-level advisory lock belongs to its connection, so it must be one the
         // pool never hands out or resets: the control connection (idle between wasmig's
         // reads, with no idle timeout on PostgreSQL 14+, see `connect`). Held while
@@ -661,7 +803,7 @@ impl Database for PgDatabase {
                 source,
             })?;
         if let Ok(mut holder) = self.lock_holder.lock() {
-            *holder = Some(pid);
+            *holder = Some(lease_lock::Holder::Session(pid));
         }
         Ok(Box::new(PgLock {
             control: self.control.clone(),

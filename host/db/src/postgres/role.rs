@@ -46,21 +46,21 @@ impl PgDatabase {
         let right = {
             let conn: &mut PgConnection = &mut *self.control().await;
             // PostgreSQL 16 made SET a right of its own in a role membership.
-            let modern = sqlx::query_scalar::<_, String>(
-                "SELECT pg_catalog.current_setting('server_version_num')",
-            )
-            .fetch_one(&mut *conn)
-            .await
-            .map(|v| v.parse::<u32>().unwrap_or(0) >= 160_000)
-            .unwrap_or(false);
+            // Simple queries, values written in: nothing prepared, so they work through a
+            // pooler in transaction mode too.
+            let modern = sqlx::raw_sql("SELECT pg_catalog.current_setting('server_version_num')")
+                .fetch_one(&mut *conn)
+                .await
+                .and_then(|row| row.try_get::<String, _>(0))
+                .map(|v| v.parse::<u32>().unwrap_or(0) >= 160_000)
+                .unwrap_or(false);
             let privilege = if modern { "SET" } else { "MEMBER" };
-            sqlx::query(
+            sqlx::raw_sql(AssertSqlSafe(format!(
                 "SELECT session_user::pg_catalog.text, \
-                 (SELECT pg_catalog.pg_has_role(session_user, r.oid, $2) \
-                  FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1)",
-            )
-            .bind(role)
-            .bind(privilege)
+                 (SELECT pg_catalog.pg_has_role(session_user, r.oid, '{privilege}') \
+                  FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) {})",
+                super::bookkeeping::lit(role)
+            )))
             .fetch_one(&mut *conn)
             .await
             .and_then(|row| {

@@ -63,7 +63,7 @@ const OWN_LIMITS: &str = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeou
 
 /// An SQL boolean: the session `pid` holds the migration lock (a bigint advisory key shows
 /// in `pg_locks` as classid = its high 32 bits, objid = its low 32 bits, objsubid = 1).
-fn lock_held(pid: i32) -> String {
+pub(super) fn lock_held(pid: i32) -> String {
     let key = PG_LOCK_KEY as u64;
     format!(
         "EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
@@ -115,7 +115,7 @@ pub(crate) struct PgSession {
     /// The backend pid holding the migration lock when this session began (`None`: no lock
     /// held, as for `--plan`): what [`PgSession::fence`] checks before every write of the
     /// version tables.
-    lock_holder: Option<i32>,
+    lock_holder: Option<super::lease_lock::Holder>,
     /// The oids of wasmig's tables as the run found them (`PgDatabase::table_oids`), for
     /// the tamper check's cheap path; `None` before `ensure_version_tables` ran.
     table_oids: Option<super::bookkeeping::KnownTables>,
@@ -185,23 +185,23 @@ impl PgDatabase {
         // connection's statement cache, which is cleared above whenever it holds anything.)
         // Under the migration lock, the step also holds PG_STEP_KEY shared for its
         // transaction, which a run taking the lock after this one waits for.
-        let holder = self.lock_holder.lock().ok().and_then(|h| *h);
-        let step_key = match holder {
-            Some(_) => format!(
+        let holder = self.lock_holder.lock().ok().and_then(|h| h.clone());
+        let step_key = match &holder {
+            Some(h) if h.is_session() => format!(
                 ", pg_catalog.pg_try_advisory_xact_lock_shared({})",
                 crate::lock::PG_STEP_KEY
             ),
-            None => String::new(),
+            _ => String::new(),
         };
         // Under the lock, once the run knows its tables: the heads and whether the lock is
         // still held, for the runner's check of the step before (`Session::begun`).
         let table_oids = self.table_oids.lock().ok().and_then(|o| o.clone());
-        let begun_columns = match (holder, &table_oids) {
-            (Some(pid), Some(_)) => format!(
+        let begun_columns = match (&holder, &table_oids) {
+            (Some(holder), Some(_)) => format!(
                 ", pg_catalog.array_to_json(ARRAY(SELECT revision FROM {} \
                  ORDER BY revision COLLATE pg_catalog.\"C\"))::pg_catalog.text, {}",
                 self.store.words().table(crate::VERSION_TABLE),
-                lock_held(pid)
+                holder.held(false)
             ),
             _ => String::new(),
         };
@@ -234,12 +234,14 @@ impl PgDatabase {
             None
         } else {
             let read = || -> anyhow::Result<crate::Begun> {
-                let heads: String = row.try_get(3)?;
+                // After the pid, the transaction id and (under the advisory lock) the step key.
+                let first = if step_key.is_empty() { 2 } else { 3 };
+                let heads: String = row.try_get(first)?;
                 let mut heads: Vec<String> = serde_json::from_str(&heads)?;
                 heads.sort();
                 Ok(crate::Begun {
                     heads,
-                    lock_held: row.try_get(4)?,
+                    lock_held: row.try_get(first + 1)?,
                 })
             };
             Some(read().map_err(|e| {
@@ -283,14 +285,14 @@ impl PgSession {
     pub(super) fn fence(&self) -> String {
         let tables: Vec<String> = PRESENT.iter().map(|t| self.version_table(t)).collect();
         let check = super::bookkeeping::tamper_check(&tables, self.table_oids.as_ref());
-        let Some(pid) = self.lock_holder else {
+        let Some(holder) = &self.lock_holder else {
             return check;
         };
         format!(
             "{check}DO $$ BEGIN IF NOT {held} THEN \
              RAISE EXCEPTION 'wasmig: the migration lock is no longer held by this run' \
              USING ERRCODE = '{LOCK_LOST_STATE}'; END IF; END $$;\n",
-            held = lock_held(pid),
+            held = holder.held(true),
         )
     }
 
@@ -311,7 +313,8 @@ impl PgSession {
             ),
             lock: self
                 .lock_holder
-                .map_or_else(|| "true".to_owned(), lock_held),
+                .as_ref()
+                .map_or_else(|| "true".to_owned(), |h| h.held(true)),
             tables: super::bookkeeping::tables_look_plain(known),
         })
     }
@@ -336,10 +339,11 @@ impl PgSession {
             Err(source) => return Some(Err(DbError::Query { doing, source }.into())),
         };
         let columns = statement.columns;
+        let limits = self.record_limits();
         let recorded = if bound.is_empty() {
             // One message, one round trip.
             let sql = format!(
-                "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}"
+                "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{limits}{sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}"
             );
             super::bookkeeping::fetch_text(self.conn(), sql, columns).await
         } else {
@@ -347,7 +351,7 @@ impl PgSession {
             let conn = self.conn();
             async {
                 sqlx::raw_sql(AssertSqlSafe(format!(
-                    "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}"
+                    "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{limits}"
                 )))
                 .execute(&mut *conn)
                 .await?;
@@ -390,6 +394,14 @@ impl PgSession {
         })
     }
 
+    /// What the transaction that records this step sets for the lock beyond
+    /// [`OWN_LIMITS`] (see [`Holder::record_limits`](super::lease_lock::Holder::record_limits)).
+    fn record_limits(&self) -> String {
+        self.lock_holder
+            .as_ref()
+            .map_or_else(String::new, super::lease_lock::Holder::record_limits)
+    }
+
     pub(super) fn conn(&mut self) -> &mut PgConnection {
         self.conn
             .as_mut()
@@ -399,6 +411,15 @@ impl PgSession {
     /// Ends the transaction with `end` (`COMMIT` or `ROLLBACK`) and returns the connection
     /// to the pool; a connection that failed is closed instead.
     async fn end(mut self: Box<Self>, end: &'static str, doing: &str) -> anyhow::Result<()> {
+        // Under a lease (a pooler in transaction mode, maybe), the statements sqlx prepared
+        // go while the transaction still holds its server session: after it ends, the next
+        // message may reach another session, whose statements of the same names are another
+        // client's.
+        if self.lock_holder.as_ref().is_some_and(|h| !h.is_session())
+            && let Err(e) = self.forget_statements().await
+        {
+            tracing::debug!("closing the statements prepared in the step: {}", e.message);
+        }
         if end == "COMMIT" {
             return self.commit_and_reset().await;
         }
@@ -512,12 +533,13 @@ impl PgSession {
     /// (`standard_conforming_strings` on, as wasmig pins it and the migration may have
     /// changed where no parser sees).
     async fn standard_strings(&mut self) -> SqlResult<()> {
-        let on: bool = sqlx::query_scalar(
+        let on: bool = sqlx::raw_sql(
             "SELECT pg_catalog.current_setting('standard_conforming_strings') \
              OPERATOR(pg_catalog.=) 'on'",
         )
         .fetch_one(self.conn())
         .await
+        .and_then(|row| row.try_get(0))
         .map_err(sql_error)?;
         if on {
             return Ok(());
@@ -896,12 +918,14 @@ impl Session for PgSession {
             // on another connection: our id is `aborted` when the failure aborted it, and
             // `committed` when a statement committed it.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => {
-                let status: Option<String> =
-                    sqlx::query_scalar("SELECT pg_catalog.txid_status($1)")
-                        .bind(self.xid)
-                        .fetch_one(&self.canceller.pool)
-                        .await
-                        .map_err(query_error)?;
+                let status: Option<String> = sqlx::raw_sql(AssertSqlSafe(format!(
+                    "SELECT pg_catalog.txid_status({})",
+                    self.xid
+                )))
+                .fetch_one(&self.canceller.pool)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(query_error)?;
                 return Ok(status.as_deref() != Some("committed"));
             }
             Err(e) => return Err(query_error(e).into()),
@@ -1023,6 +1047,7 @@ impl Session for PgSession {
         }
         // wasmig's statements run as the role it connected as, not the migration's, and
         // under its own limits.
+        script.insert_str(0, &self.record_limits());
         script.insert_str(0, OWN_LIMITS);
         script.insert_str(0, &self.leave_role());
         match sqlx::raw_sql(AssertSqlSafe(script))

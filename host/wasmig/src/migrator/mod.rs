@@ -342,6 +342,7 @@ impl Migrator {
             &url,
             &self.project.config.database_schema,
             self.project.config.role.as_deref(),
+            &self.project.config.lock_settings()?,
         )
         .await?;
         let result = work(db.as_ref()).await;

@@ -10,6 +10,7 @@
 //! state), `version_tables` (creating the tables, finishing and recording steps).
 
 mod fuzz;
+mod lease;
 mod qualified;
 mod session;
 mod values;

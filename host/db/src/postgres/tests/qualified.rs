@@ -163,17 +163,23 @@ fn the_walker_finds_what_it_looks_for() {
 /// Drives the backend through what runs do (connect, lock, create and read the tables,
 /// steps finished, failed, batched and reset, a none-mode script, a second run waiting on
 /// the lock) and returns every statement sqlx sent for wasmig.
-async fn what_wasmig_sends() -> Vec<String> {
+async fn what_wasmig_sends(lock: crate::LockMode) -> Vec<String> {
     // The test's runtime is current-thread: every statement of this test is sent from here.
     let sent = recorder();
     let me = std::thread::current().id();
 
-    let t = TestDb::new().await;
+    let settings = crate::LockSettings {
+        mode: lock,
+        ..crate::LockSettings::default()
+    };
+    let mut t = TestDb::new().await;
+    t.db.lock_settings = settings.clone();
     let lock = t.db.lock(Duration::from_secs(5)).await.unwrap();
     // A second run waiting for the lock, which names its holder.
     let other = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(None)).unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .with_lock(settings);
     assert!(other.lock(Duration::from_millis(300)).await.is_err());
     other.close().await;
     t.db.ensure_version_tables().await.unwrap();
@@ -301,7 +307,9 @@ async fn what_wasmig_sends() -> Vec<String> {
 
 #[tokio::test]
 async fn every_name_in_wasmigs_own_statements_is_qualified() {
-    let sent = what_wasmig_sends().await;
+    // Under each kind of lock (`auto` finds the advisory lock on a direct connection).
+    let mut sent = what_wasmig_sends(crate::LockMode::Auto).await;
+    sent.extend(what_wasmig_sends(crate::LockMode::Lease).await);
     let ours: Vec<&String> = sent
         .iter()
         .filter(|s| !s.contains("/* guest */"))
