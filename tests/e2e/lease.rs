@@ -331,3 +331,103 @@ async fn a_lease_held_elsewhere_times_out_with_exit_11_naming_its_owner() {
     assert!(bad.stderr.contains("WASMIG_LOCK=\"leased\""), "{bad:?}");
     db.drop_db().await;
 }
+
+/// `wasmig up` under the forced lease, on `db`.
+fn up_leased(project: &TestProject, db: &TestDb) -> Run {
+    Run::from_output(
+        wasmig_cmd(&project.dir)
+            .args(["up", "--database-url", &db.url])
+            .env("WASMIG_LOCK", "lease")
+            .output()
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_step_that_takes_the_lease_away_or_fakes_its_table_is_rolled_back() {
+    let attacks = [
+        // Another token, as a second run's takeover would write.
+        "UPDATE wasmig_lock SET token = token + 100, expires_at = 'infinity';",
+        // No row at all.
+        "DELETE FROM wasmig_lock;",
+        // A view in the table's place, answering whatever token is asked for.
+        "ALTER TABLE wasmig_lock RENAME TO wasmig_lock_real; \
+         CREATE VIEW wasmig_lock AS SELECT id, token, owner, acquired_at, renewed_at, \
+         'infinity'::timestamptz AS expires_at FROM wasmig_lock_real;",
+        // A rule that keeps the fence's lock on the row from reaching it.
+        "CREATE RULE keep AS ON UPDATE TO wasmig_lock DO INSTEAD NOTHING;",
+    ];
+    for attack in attacks {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        project.sql_revision(
+            "b2",
+            &format!("CREATE TABLE stolen (x int); {attack}"),
+            "DROP TABLE stolen;",
+        );
+        let run = up_leased(&project, &db).fails_with(11);
+        assert!(run.stderr.contains("lock was lost"), "{attack}: {run:?}");
+        assert_eq!(db.heads().await, ["a1"], "{attack}");
+        assert_eq!(db.history().await, ["upgrade:a1"], "{attack}");
+        assert!(!db.table_exists("stolen").await, "{attack}: b2 was kept");
+        // Rolled back with the step: the row is the run's, released.
+        assert_eq!(
+            db.strings("SELECT token::text || ' ' || (expires_at < now())::text FROM wasmig_lock")
+                .await,
+            ["1 true"],
+            "{attack}"
+        );
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_none_script_that_releases_the_lease_stops_at_the_next_statement() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let dir = project.sql_revision(
+        "a1",
+        "UPDATE wasmig_lock SET expires_at = '-infinity';\nCREATE TABLE after_release (x int);",
+        "DROP TABLE after_release;",
+    );
+    crate::support::no_transaction(&dir);
+    let run = up_leased(&project, &db);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("lease was lost"), "{run:?}");
+    assert!(
+        !db.table_exists("after_release").await,
+        "the script went on after the lease was gone"
+    );
+    assert_eq!(db.failed_marks().await, ["a1"]);
+    assert!(db.heads().await.is_empty());
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn batches_dry_runs_and_atomic_runs_work_through_pgbouncer() {
+    let bouncer = Bouncer::start();
+    let (project, db, _) = crate::batches::setup(Backend::Postgres, "batched", 100, 10).await;
+    let url = bouncer.url(&db);
+    // A dry run: every batch runs, and nothing stays.
+    project.run_with_url(&url, &["up", "--dry-run"]).success();
+    assert_eq!(crate::batches::items_at(&db, 1).await, 0);
+    assert!(db.heads().await.is_empty());
+    // The batched revision, ten batches of ten, each its own transaction and checkpoint.
+    project.run_with_url(&url, &["up"]).success();
+    assert_eq!(crate::batches::items_at(&db, 1).await, 100);
+    assert!(crate::batches::checkpoints(&db).await.is_empty());
+    assert_eq!(db.heads().await, ["b1"]);
+    // An --atomic run on top: two revisions in one transaction.
+    project.sql_revision("c2", "CREATE TABLE c2 (x int);", "DROP TABLE c2;");
+    project.sql_revision("d3", "INSERT INTO c2 VALUES (3);", "DELETE FROM c2;");
+    project.run_with_url(&url, &["up", "--atomic"]).success();
+    assert_eq!(db.heads().await, ["d3"]);
+    assert_eq!(
+        db.history().await,
+        ["upgrade:b1", "upgrade:c2", "upgrade:d3"]
+    );
+    assert_eq!(db.count("SELECT token FROM wasmig_lock").await, 3);
+    drop(bouncer);
+    db.drop_db().await;
+}
