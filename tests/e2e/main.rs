@@ -23,6 +23,7 @@ mod lock;
 mod offline;
 mod output;
 mod portable;
+mod retries;
 mod scaffold;
 mod snap;
 mod sql;

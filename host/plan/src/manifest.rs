@@ -149,6 +149,10 @@ pub struct Manifest {
     /// PostgreSQL `statement_timeout` for this revision's statements, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_timeout_secs: Option<f64>,
+    /// How many times a step that failed on `lock_timeout` (55P03) is tried again, after a
+    /// back-off with jitter (overrides wasmig.toml's `[timeouts]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_retries: Option<u32>,
     /// What the revision's SQL may do (`["read", "write"]`); every statement needing
     /// another capability is refused before it runs, in every mode. Absent: whatever the
     /// mode allows.
@@ -195,6 +199,7 @@ impl Manifest {
         StatementTimeouts {
             lock_timeout_secs: self.lock_timeout_secs,
             statement_timeout_secs: self.statement_timeout_secs,
+            lock_timeout_retries: self.lock_timeout_retries,
         }
     }
 
@@ -376,7 +381,16 @@ pub struct StatementTimeouts {
     /// How long one statement may run before the server cancels it (57014).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_timeout_secs: Option<f64>,
+    /// How many times a step in one transaction that failed waiting for a lock (55P03,
+    /// `lock_timeout`) is rolled back and tried again, after a back-off with jitter (0.5 s,
+    /// 1 s, 2 s… up to 30 s, each between half and all of it). At most
+    /// [`MAX_LOCK_TIMEOUT_RETRIES`]; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_retries: Option<u32>,
 }
+
+/// The most `lock_timeout_retries` accepted.
+pub const MAX_LOCK_TIMEOUT_RETRIES: u32 = 100;
 
 impl StatementTimeouts {
     /// These defaults with a revision's overrides, checked.
@@ -393,7 +407,16 @@ impl StatementTimeouts {
             statement_timeout_secs: overrides
                 .statement_timeout_secs
                 .or(self.statement_timeout_secs),
+            lock_timeout_retries: overrides.lock_timeout_retries.or(self.lock_timeout_retries),
         };
+        if let Some(n) = merged.lock_timeout_retries
+            && n > MAX_LOCK_TIMEOUT_RETRIES
+        {
+            return Err(ConfigError::new(format!(
+                "invalid {}: lock_timeout_retries = {n} is out of range; use at most {MAX_LOCK_TIMEOUT_RETRIES}",
+                file.display()
+            )));
+        }
         for (name, value) in [
             ("lock_timeout_secs", merged.lock_timeout_secs),
             ("statement_timeout_secs", merged.statement_timeout_secs),

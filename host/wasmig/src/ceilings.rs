@@ -210,6 +210,7 @@ impl Ceilings {
                 "lock_timeout_secs",
                 VARIABLES[7],
             ),
+            lock_timeout_retries: timeouts.lock_timeout_retries,
         }
     }
 }

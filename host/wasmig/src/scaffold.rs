@@ -181,6 +181,7 @@ pub fn manifest(
         batched_timeout_secs: None,
         lock_timeout_secs: None,
         statement_timeout_secs: None,
+        lock_timeout_retries: None,
         capabilities: None,
         imported_from: None,
         lint: Default::default(),

@@ -371,7 +371,7 @@ impl Run<'_> {
                     .map_err(|e| self.fail(&at, Failure::Host(e)))?;
                 session = Some(check_read_back(self.db, begun, &check).await?);
             }
-            let (report, session) = self.one_step(&at, ready, session).await?;
+            let (report, session) = self.one_step_retrying(&at, ready, session).await?;
             held = session;
             reports.push(report);
             // Committed (not an --atomic step handing its transaction on), and not the last
@@ -392,6 +392,50 @@ impl Run<'_> {
             );
         }
         Ok(reports)
+    }
+
+    /// [`Runner::one_step`], tried again while it fails waiting for a lock (55P03: a
+    /// statement ran out of `lock_timeout`, say behind a long transaction of the
+    /// application's) and the revision's `lock_timeout_retries` allow, after a back-off with
+    /// jitter. Only a step in one transaction of its own, which rolled back whole: not a
+    /// dry run's or an `--atomic` run's (their transaction holds the earlier steps), not a
+    /// `none` script (its earlier statements committed) nor a batched step (its batches
+    /// resume by themselves on the next run).
+    async fn one_step_retrying(
+        &self,
+        at: &At<'_>,
+        mut ready: Prepared,
+        mut held: Option<Box<dyn Session>>,
+    ) -> anyhow::Result<(StepReport, Option<Box<dyn Session>>)> {
+        let revision = find(self.revisions, &at.step.revision);
+        let retries = if self.options.atomic
+            || self.options.dry_run
+            || self.transaction_mode(at.step) != TransactionMode::PerMigration
+        {
+            0
+        } else {
+            timeouts(self.project, revision)?
+                .lock_timeout_retries
+                .unwrap_or(0)
+        };
+        let mut retry = 0;
+        loop {
+            match self.one_step(at, ready, held).await {
+                Err(e) if retry < retries && waited_for_a_lock(&e) => {
+                    retry += 1;
+                    let pause = backoff(retry);
+                    tracing::warn!(
+                        "{}: a statement gave up waiting for a lock (55P03, lock_timeout) and the step was rolled back; trying again in {} ms (retry {retry} of {retries})",
+                        at.step.revision,
+                        pause.as_millis()
+                    );
+                    tokio::time::sleep(pause).await;
+                    ready = prepare(revision, at.step, &self.build_dir, self.sandbox.as_ref())?;
+                    held = None;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Runs one step by its transaction mode (`held`: a transaction already begun for it);
@@ -777,6 +821,33 @@ struct At<'a> {
 ///
 /// # Errors
 /// [`Failure::Host`] when the guest kept the session (nothing to roll back through).
+/// Whether a step failed because a statement of the migration gave up waiting for a lock
+/// (SQLSTATE 55P03, `lock_not_available`): a SQL script's statement, or one a guest left
+/// unhandled.
+fn waited_for_a_lock(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<MigrationError>()
+        .is_some_and(|e| match &e.failure {
+            Failure::Sql(sql) | Failure::UnhandledSql(sql) => sql.code == "55P03",
+            _ => false,
+        })
+}
+
+/// The pause before retry `n` (from 1) of a step that waited too long for a lock: 0.5 s
+/// doubling up to 30 s, each a random point between half and all of it, so runners that
+/// queued behind one lock do not all come back at once.
+fn backoff(n: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let full = Duration::from_millis(500)
+        .saturating_mul(1 << n.saturating_sub(1).min(6))
+        .min(Duration::from_secs(30));
+    // A random fraction from the hasher's per-process random keys (no extra dependency).
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(n);
+    let fraction = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    full.mul_f64(0.5 + fraction / 2.0)
+}
+
 async fn call_until_done(
     sandbox: &Sandbox,
     loaded: &Loaded,
