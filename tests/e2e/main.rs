@@ -29,6 +29,7 @@ mod snap;
 mod sql;
 mod stairway;
 mod support;
+mod throttle;
 mod test_guest {
     //! Every test guest's component, built by the `wasmig-test-guests` crate: a constant per
     //! guest, so a test naming a missing guest does not compile, and a guest no test uses is

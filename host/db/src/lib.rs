@@ -248,6 +248,16 @@ pub trait Database: Send + Sync {
             .await
     }
 
+    /// Where the server's write-ahead log is now and how far its slowest standby has
+    /// replayed it (PostgreSQL's `pg_stat_replication`), for the replication-lag throttle;
+    /// `None` where there is no such thing (SQLite).
+    ///
+    /// # Errors
+    /// When the server fails the query.
+    async fn wal_positions(&self) -> anyhow::Result<Option<WalPositions>> {
+        Ok(None)
+    }
+
     /// Takes the migration lock, waiting up to `timeout` for another run to release it.
     /// The guard holds what holds the lock (PostgreSQL: wasmig's control connection,
     /// outside the pool, which never runs migration code; SQLite: an open lock file), so
@@ -856,6 +866,17 @@ pub async fn connect(
 /// The lease lock's table (PostgreSQL, where the lease lock is used): one row, created by
 /// the first run that takes the lease.
 pub const LOCK_TABLE: &str = "wasmig_lock";
+
+/// A primary's write-ahead log position and its standbys' (byte offsets, as
+/// `pg_wal_lsn_diff(lsn, '0/0')`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalPositions {
+    /// `pg_current_wal_lsn()`: everything committed so far is before it.
+    pub current: i64,
+    /// The least `replay_lsn` of the sessions in `pg_stat_replication` (the slowest
+    /// standby); `None` without any.
+    pub slowest_replayed: Option<i64>,
+}
 
 /// Which kind of migration lock a PostgreSQL database gets (`lock` in wasmig.toml).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]

@@ -100,10 +100,31 @@ pub struct Config {
     /// `WASMIG_LOCK` in the environment overrides it.
     #[serde(default)]
     pub lock: crate::db::LockMode,
+    /// Limits wasmig holds a batched revision to between its batches, whatever its code.
+    #[serde(default)]
+    pub throttle: ThrottleSettings,
     /// PostgreSQL: how long a lease lasts unrenewed, in seconds (default 30, renewed every
     /// third of it): how long a run that died or stalled keeps the next one waiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_lease_secs: Option<f64>,
+}
+
+/// `[throttle]` in wasmig.toml.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleSettings {
+    /// PostgreSQL: before each batch of a batched revision, wait while a standby (any
+    /// session of `pg_stat_replication`) has not replayed a batch this run committed more
+    /// than this many seconds ago.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replication_lag_secs: Option<f64>,
+}
+
+impl ThrottleSettings {
+    /// The replication-lag ceiling, if set.
+    pub fn max_replication_lag(&self) -> Option<Duration> {
+        self.max_replication_lag_secs.map(Duration::from_secs_f64)
+    }
 }
 
 /// `[lint]` in wasmig.toml.
@@ -465,6 +486,14 @@ impl Project {
         {
             return Err(ConfigError::new(format!(
                 "invalid {}: lock_lease_secs = {secs} is not between 0.1 and {MAX_LEASE_SECS} seconds",
+                path.display(),
+            )));
+        }
+        if let Some(secs) = config.throttle.max_replication_lag_secs
+            && !(secs.is_finite() && secs > 0.0 && secs <= MAX_LEASE_SECS)
+        {
+            return Err(ConfigError::new(format!(
+                "invalid {}: throttle.max_replication_lag_secs = {secs} is out of range; use a number of seconds above 0 and at most {MAX_LEASE_SECS}",
                 path.display(),
             )));
         }

@@ -753,6 +753,28 @@ impl Database for PgDatabase {
         Ok(total)
     }
 
+    async fn wal_positions(&self) -> anyhow::Result<Option<crate::WalPositions>> {
+        // One simple query on the control connection; every name qualified.
+        let row = sqlx::raw_sql(
+            "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0')::pg_catalog.int8, \
+             (SELECT pg_catalog.min(pg_catalog.pg_wal_lsn_diff(r.replay_lsn, '0/0'))::pg_catalog.int8 \
+              FROM pg_catalog.pg_stat_replication r)",
+        )
+        .fetch_one(&mut *self.control().await)
+        .await
+        .and_then(|row| {
+            Ok(crate::WalPositions {
+                current: row.try_get(0)?,
+                slowest_replayed: row.try_get(1)?,
+            })
+        })
+        .map_err(|source| DbError::Query {
+            doing: "reading the standbys' replay positions (pg_stat_replication)".into(),
+            source,
+        })?;
+        Ok(Some(row))
+    }
+
     async fn lock(&self, timeout: Duration) -> anyhow::Result<Box<dyn LockGuard>> {
         if let Some(why) = self.lease_wanted().await? {
             tracing::info!("migration lock: a lease in {LOCK_TABLE} ({why})");

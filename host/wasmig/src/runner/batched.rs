@@ -20,6 +20,8 @@ pub(super) struct Batched<'a> {
     pub(super) policy: Policy,
     /// The run's journal, if it keeps one.
     pub(super) journal: Option<std::sync::Arc<crate::sandbox::journal::Journal>>,
+    /// The replication-lag ceiling (`[throttle]`), if any.
+    pub(super) max_lag: Option<Duration>,
 }
 
 /// Runs a `transaction = "batched"` step: one transaction per call, each committing with
@@ -44,7 +46,9 @@ pub(super) async fn run_batched(
         expected,
         policy,
         journal,
+        max_lag,
     } = batched;
+    let mut lag = max_lag.map(LagThrottle::new);
     let started_at = resume.as_ref().map_or_else(Utc::now, |c| c.started_at);
     let batched_step = BatchedStep {
         step,
@@ -65,6 +69,11 @@ pub(super) async fn run_batched(
             && let Some(limit) = batch_limit(calls, run_started, &limits)
         {
             return Err(limit);
+        }
+        if calls > 0
+            && let Some(lag) = &mut lag
+        {
+            lag.wait(db, &step.revision).await;
         }
         calls += 1;
         let batch = committed + 1;
@@ -128,6 +137,9 @@ pub(super) async fn run_batched(
                     "{}: batch {batch} committed with its checkpoint",
                     step.revision
                 );
+                if let Some(lag) = &mut lag {
+                    lag.committed(db).await;
+                }
                 committed = batch;
                 checkpoint = Some(next);
             }
@@ -138,6 +150,86 @@ pub(super) async fn run_batched(
                 );
                 return Ok(calls);
             }
+        }
+    }
+}
+
+/// The replication-lag throttle of a batched step: the batches this run committed that a
+/// standby may not have replayed yet, with when they committed. Before each batch it waits
+/// while the slowest standby has not replayed one committed longer ago than the ceiling.
+/// Measured from wasmig's own commits, so other writers' WAL does not hold it up, and a
+/// stale `replay_lag` (which PostgreSQL keeps showing while a standby replays nothing) does
+/// not mislead it. A server without standbys, or whose positions cannot be read (the
+/// role lacks `pg_read_all_stats`), is not waited for.
+struct LagThrottle {
+    ceiling: Duration,
+    /// (WAL position after the commit, when) of each batch not known to be replayed.
+    pending: std::collections::VecDeque<(i64, Instant)>,
+    /// Whether the wait was logged for the current batch.
+    logged: bool,
+}
+
+impl LagThrottle {
+    fn new(ceiling: Duration) -> Self {
+        LagThrottle {
+            ceiling,
+            pending: std::collections::VecDeque::new(),
+            logged: false,
+        }
+    }
+
+    /// Notes a batch just committed.
+    async fn committed(&mut self, db: &dyn Database) {
+        match db.wal_positions().await {
+            Ok(Some(at)) => self.pending.push_back((at.current, Instant::now())),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("replication-lag throttle: {e:#}"),
+        }
+    }
+
+    /// Waits while a standby is behind by more than the ceiling.
+    async fn wait(&mut self, db: &dyn Database, revision: &str) {
+        self.logged = false;
+        loop {
+            if self.pending.is_empty() {
+                return;
+            }
+            let positions = match db.wal_positions().await {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("replication-lag throttle: {e:#}");
+                    return;
+                }
+            };
+            let Some(replayed) = positions.slowest_replayed else {
+                // No standby (any more): nothing to wait for.
+                self.pending.clear();
+                return;
+            };
+            while self
+                .pending
+                .front()
+                .is_some_and(|&(lsn, _)| lsn <= replayed)
+            {
+                self.pending.pop_front();
+            }
+            let behind = match self.pending.front() {
+                Some(&(_, oldest)) => oldest.elapsed(),
+                None => return,
+            };
+            if behind <= self.ceiling {
+                return;
+            }
+            if !self.logged {
+                tracing::info!(
+                    "{revision}: waiting for the standbys to replay this step's batches (the slowest is {} ms behind, over max_replication_lag_secs = {})",
+                    behind.as_millis(),
+                    self.ceiling.as_secs_f64()
+                );
+                self.logged = true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

@@ -515,6 +515,7 @@ impl Run<'_> {
             expected: self.expected_before(at.index),
             policy: policy(self.project, &self.options, revision),
             journal: self.options.journal.clone(),
+            max_lag: self.project.config.throttle.max_replication_lag(),
         };
         let progress = Progress::new(step.revision.clone());
         let batches = run_batched(self.db, sandbox, loaded, batched, progress)

@@ -1,0 +1,231 @@
+//! The replication-lag throttle, against a real streaming standby of the test server made
+//! with `pg_basebackup` on another port, which replays each commit a second late
+//! (`recovery_min_apply_delay`): a batched revision with `max_replication_lag_secs` below
+//! that waits between batches for the standby, and the standby ends with every row.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{Backend, TestDb};
+
+/// A streaming standby of the test server, stopped and removed on drop.
+struct Standby {
+    dir: PathBuf,
+    port: u16,
+    pg_ctl: PathBuf,
+}
+
+/// `program` with `args`, as the `postgres` user when running as root (PostgreSQL refuses
+/// to run as root, and its data directory must be its own).
+fn as_postgres(program: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    cmd.args(args).output().unwrap()
+}
+
+/// The directory of PostgreSQL's server programs (Debian: /usr/lib/postgresql/N/bin).
+fn server_bin() -> PathBuf {
+    let versions = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's server programs must be installed (/usr/lib/postgresql)");
+    let mut bins: Vec<PathBuf> = versions
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("pg_ctl").exists())
+        .collect();
+    bins.sort();
+    bins.pop().expect("pg_ctl under /usr/lib/postgresql/*/bin")
+}
+
+impl Standby {
+    fn start(apply_delay: &str) -> Standby {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir()
+            .join("wasmig-e2e")
+            .join(format!("standby-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            let uid = Command::new("id")
+                .args(["-u", "postgres"])
+                .output()
+                .unwrap();
+            let uid: u32 = String::from_utf8_lossy(&uid.stdout).trim().parse().unwrap();
+            std::os::unix::fs::chown(&dir, Some(uid), None).unwrap();
+        }
+        let bin = server_bin();
+        let data = dir.join("data");
+        let backup = as_postgres(
+            &bin.join("pg_basebackup"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "5432",
+                "-U",
+                "postgres",
+                "-D",
+                data.to_str().unwrap(),
+                "-X",
+                "stream",
+                "-R",
+                "-c",
+                "fast",
+            ],
+        );
+        assert!(
+            backup.status.success(),
+            "pg_basebackup failed (the server must allow replication connections from 127.0.0.1; .ci/run adds that line to pg_hba.conf): {}",
+            String::from_utf8_lossy(&backup.stderr)
+        );
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             hot_standby = on\nrecovery_min_apply_delay = '{apply_delay}'\n",
+            dir.display()
+        );
+        // Written by the data directory's owner, beside the settings the backup wrote.
+        let write = |name: &str, text: &str| {
+            let out = as_postgres(
+                Path::new("sh"),
+                &[
+                    "-c",
+                    &format!("cat > '{}/{name}' <<'EOF'\n{text}EOF\n", data.display()),
+                ],
+            );
+            assert!(out.status.success(), "{out:?}");
+        };
+        write("postgresql.conf", &conf);
+        write(
+            "pg_hba.conf",
+            "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+        );
+        let pg_ctl = bin.join("pg_ctl");
+        let log = dir.join("log");
+        let started = as_postgres(
+            &pg_ctl,
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        assert!(
+            started.status.success(),
+            "the standby did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Standby { dir, port, pg_ctl }
+    }
+
+    /// Waits (up to a minute) until the standby streams from the server, so the server
+    /// lists it in `pg_stat_replication`.
+    async fn streaming(&self) {
+        let here = TestDb::existing(
+            Backend::Postgres,
+            &format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while here
+            .strings("SELECT coalesce(max(status), 'none') FROM pg_stat_wal_receiver")
+            .await
+            != ["streaming"]
+        {
+            assert!(Instant::now() < deadline, "the standby never streamed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The standby's copy of `db`.
+    fn url(&self, db: &TestDb) -> String {
+        let name = db.url.rsplit('/').next().unwrap();
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = as_postgres(
+            &self.pg_ctl,
+            &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_batched_revision_waits_for_a_lagging_standby_between_its_batches() {
+    // Thirty batches: more than the ceiling's worth of them.
+    let (project, db, _) = crate::batches::setup(Backend::Postgres, "batched", 300, 10).await;
+    let standby = Standby::start("1s");
+    standby.streaming().await;
+    let config = project.dir.join("wasmig.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[throttle]\nmax_replication_lag_secs = 0.1\n");
+    std::fs::write(&config, text).unwrap();
+
+    let run = project.run(&db, &["up"]).success();
+    assert!(
+        run.stderr
+            .contains("b1: waiting for the standbys to replay this step's batches"),
+        "never waited for the standby: {run:?}"
+    );
+    assert_eq!(crate::batches::items_at(&db, 1).await, 300);
+    assert_eq!(db.heads().await, ["b1"]);
+
+    // The standby catches up with all of it.
+    let on_standby = TestDb::existing(Backend::Postgres, &standby.url(&db));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = on_standby.table_exists("items").await
+            && crate::batches::items_at(&on_standby, 1).await == 300;
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the standby never caught up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(standby);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn without_a_ceiling_or_a_standby_nothing_waits() {
+    // A ceiling, and no standby of this server's: nothing to wait for.
+    let (project, db, _) = crate::batches::setup(Backend::Postgres, "batched", 30, 10).await;
+    let config = project.dir.join("wasmig.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[throttle]\nmax_replication_lag_secs = 0.2\n");
+    std::fs::write(&config, text).unwrap();
+    let run = project.run(&db, &["up"]).success();
+    assert_eq!(crate::batches::items_at(&db, 1).await, 30);
+    // Another test's standby may exist meanwhile: then this run may wait for it too, which
+    // is right; without one it does not.
+    let standbys = db.count("SELECT count(*) FROM pg_stat_replication").await;
+    if standbys == 0 {
+        assert!(!run.stderr.contains("waiting for the standbys"), "{run:?}");
+    }
+    // An out-of-range ceiling is refused before anything runs.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "max_replication_lag_secs = 0.2",
+        "max_replication_lag_secs = -1",
+    );
+    std::fs::write(&config, text).unwrap();
+    let run = project.run(&db, &["up"]).fails_with(3);
+    assert!(
+        run.stderr.contains("max_replication_lag_secs = -1"),
+        "{run:?}"
+    );
+    db.drop_db().await;
+}
