@@ -431,3 +431,47 @@ async fn batches_dry_runs_and_atomic_runs_work_through_pgbouncer() {
     drop(bouncer);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn runs_under_the_lease_and_under_the_advisory_lock_exclude_each_other() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE t (x integer PRIMARY KEY);",
+        "DROP TABLE t;",
+    );
+    project.sql_revision(
+        "b2",
+        "SELECT pg_sleep(0.3); INSERT INTO t VALUES (2);",
+        "DELETE FROM t WHERE x = 2;",
+    );
+    project.sql_revision(
+        "c3",
+        "SELECT pg_sleep(0.3); INSERT INTO t VALUES (3);",
+        "DELETE FROM t WHERE x = 3;",
+    );
+    // Four of each kind, started together, on one direct connection's server.
+    let children: Vec<Child> = (0..8)
+        .map(|i| {
+            let kind = if i % 2 == 0 { "lease" } else { "advisory" };
+            spawn(
+                &project,
+                &db.url,
+                &["--lock-timeout", "120"],
+                &[("WASMIG_LOCK", kind)],
+            )
+        })
+        .collect();
+    let runs: Vec<Run> = children.into_iter().map(wait).collect();
+    for run in &runs {
+        assert_eq!(run.code, 0, "a concurrent run failed: {run:?}");
+    }
+    assert_eq!(
+        db.history().await,
+        ["upgrade:a1", "upgrade:b2", "upgrade:c3"],
+        "every revision applied exactly once"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
+    db.drop_db().await;
+}

@@ -48,6 +48,11 @@ pub(super) struct PgLockAttempt {
     pub(super) conn: tokio::sync::OwnedMutexGuard<Option<PgConnection>>,
     /// The `application_name` wasmig's sessions use, to find those of a dead run.
     pub(super) application_name: String,
+    /// `wasmig_lock`, qualified: a run holding the lease (`lock = "lease"`, or chosen by
+    /// `auto` where this run found advisory locks sound) excludes this one too.
+    pub(super) lease_table: String,
+    /// Set when the last attempt found the lease held: who holds it.
+    pub(super) leased_by: Option<String>,
 }
 
 impl PgLockAttempt {
@@ -55,6 +60,52 @@ impl PgLockAttempt {
         self.conn
             .as_mut()
             .expect("checked open before the first attempt")
+    }
+}
+
+impl PgLockAttempt {
+    /// Who holds the lease in `wasmig_lock`, if the table exists and its lease is
+    /// unexpired.
+    async fn lease_holder(&mut self) -> anyhow::Result<Option<String>> {
+        let query = |source| DbError::Query {
+            doing: format!("looking for a run under the lease ({})", crate::LOCK_TABLE),
+            source,
+        };
+        let exists: bool = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
+            lit(&self.lease_table)
+        )))
+        .fetch_one(self.conn())
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(query)?;
+        if !exists {
+            return Ok(None);
+        }
+        let sql = format!(
+            "BEGIN; SELECT owner, token FROM {} WHERE id OPERATOR(pg_catalog.=) 1 \
+             AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp() FOR SHARE; COMMIT",
+            self.lease_table
+        );
+        let row = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_optional(self.conn())
+            .await
+            .and_then(|row| {
+                row.map(|row| -> Result<(String, i64), sqlx::Error> {
+                    Ok((row.try_get(0)?, row.try_get(1)?))
+                })
+                .transpose()
+            });
+        match row {
+            Ok(row) => {
+                Ok(row
+                    .map(|(owner, token)| format!("{owner} (under the lease lock, lease {token})")))
+            }
+            Err(source) => {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(self.conn()).await;
+                Err(query(source).into())
+            }
+        }
     }
 }
 
@@ -69,10 +120,31 @@ impl Attempt for PgLockAttempt {
                 doing: "taking the migration lock (pg_try_advisory_lock)".into(),
                 source,
             })?;
-        Ok(held)
+        if !held {
+            return Ok(false);
+        }
+        // A run under the lease holds the lock too. The row is read `FOR SHARE`, so a lease
+        // being taken at this moment (its update not yet committed) is waited for and seen;
+        // and a lease run checks for this advisory lock as it takes the row, so whichever
+        // comes second stands back.
+        self.leased_by = self.lease_holder().await?;
+        if self.leased_by.is_some() {
+            sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
+                .execute(self.conn())
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: "letting the migration lock go while the lease is held".into(),
+                    source,
+                })?;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     async fn holder(&mut self) -> String {
+        if let Some(lease) = &self.leased_by {
+            return lease.clone();
+        }
         let row: Result<Option<(i32, Option<String>, Option<String>, Option<String>)>, _> =
             sqlx::query_as(concat!(
                 "SELECT a.pid, a.application_name,

@@ -95,6 +95,19 @@ impl Holder {
     }
 }
 
+/// An SQL boolean: a session holds wasmig's advisory lock in this database (a run under
+/// `lock = "advisory"`, or one whose `auto` found advisory locks sound): a lease is not
+/// taken beside it.
+fn advisory_held() -> String {
+    format!(
+        "EXISTS (SELECT 1 {})",
+        super::advisory_lock::holders_of_key!().replace(
+            "$1",
+            &format!("{}::pg_catalog.int8", crate::lock::PG_LOCK_KEY)
+        )
+    )
+}
+
 /// An SQL boolean: `table` is a plain table, with no rule, trigger, row security or child
 /// that could make the fence's read say what a migration wants.
 fn plain_table(table: &str) -> String {
@@ -107,8 +120,9 @@ fn plain_table(table: &str) -> String {
     )
 }
 
-/// The table's DDL, made idempotent. Created by the first run that takes the lease; one
-/// row (`id = 1`) once taken. `expires_at` in the past: free.
+/// The table's DDL and its one row (`id = 1`, free: `expires_at` in the past, token 0),
+/// made idempotent, committed before any attempt: taking the lease is then always an
+/// update of that row, which a run under the advisory lock reading it `FOR SHARE` waits for.
 pub(crate) fn create_table(table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (
@@ -118,7 +132,9 @@ pub(crate) fn create_table(table: &str) -> String {
              acquired_at pg_catalog.timestamptz NOT NULL,
              renewed_at  pg_catalog.timestamptz NOT NULL,
              expires_at  pg_catalog.timestamptz NOT NULL
-         )"
+         );
+         INSERT INTO {table} VALUES (1, 0, 'nobody', pg_catalog.clock_timestamp(),
+             pg_catalog.clock_timestamp(), '-infinity') ON CONFLICT (id) DO NOTHING"
     )
 }
 
@@ -175,8 +191,10 @@ impl Attempt for LeaseAttempt<'_> {
                  renewed_at = pg_catalog.clock_timestamp(),
                  expires_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) {until}
              WHERE l.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()
+               AND NOT {advisory_held}
              RETURNING token; COMMIT",
             owner = lit(&self.owner),
+            advisory_held = advisory_held(),
         );
         match sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_optional(&mut *self.conn)
@@ -369,8 +387,15 @@ impl LockGuard for PgLease {
     }
 }
 
-/// The advisory-lock key the probe of [`detect`] uses (not the migration lock's).
-const PROBE_KEY: i64 = crate::lock::PG_LOCK_KEY + 2;
+/// An advisory-lock key for one probe of [`detect`]: random, so that runs probing at the
+/// same moment do not see each other's probe as a sign of a pooler.
+fn probe_key() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    // Kept away from wasmig's two pinned keys.
+    (hasher.finish() >> 1) as i64 | 0x4000_0000_0000_0000
+}
 
 /// Why the server gets the lease lock rather than the advisory one, or `None` when advisory
 /// locks hold here: the engine says it is CockroachDB or YugabyteDB (whose advisory locks
@@ -415,8 +440,9 @@ pub(crate) async fn detect(
             "the server listens on port {server_port}, not {port}, the port wasmig connected to: a pooler or a proxy is in between"
         )));
     }
+    let probe = probe_key();
     let first = sqlx::raw_sql(AssertSqlSafe(format!(
-        "SELECT pg_catalog.pg_try_advisory_lock({PROBE_KEY}), pg_catalog.pg_backend_pid()"
+        "SELECT pg_catalog.pg_try_advisory_lock({probe}), pg_catalog.pg_backend_pid()"
     )))
     .fetch_one(&mut *control)
     .await
@@ -424,15 +450,15 @@ pub(crate) async fn detect(
     .map_err(query("probing advisory locks"))?;
     // Taken and let go in one statement, so the probe leaves nothing on that session.
     let second = sqlx::raw_sql(AssertSqlSafe(format!(
-        "SELECT CASE WHEN pg_catalog.pg_try_advisory_lock({PROBE_KEY}) \
-         THEN pg_catalog.pg_advisory_unlock({PROBE_KEY}) ELSE false END, pg_catalog.pg_backend_pid()"
+        "SELECT CASE WHEN pg_catalog.pg_try_advisory_lock({probe}) \
+         THEN pg_catalog.pg_advisory_unlock({probe}) ELSE false END, pg_catalog.pg_backend_pid()"
     )))
     .fetch_one(&mut *other)
     .await
     .and_then(|r| Ok((r.try_get::<bool, _>(0)?, r.try_get::<i32, _>(1)?)))
     .map_err(query("probing advisory locks"))?;
     let released: bool = sqlx::raw_sql(AssertSqlSafe(format!(
-        "SELECT pg_catalog.pg_advisory_unlock({PROBE_KEY})"
+        "SELECT pg_catalog.pg_advisory_unlock({probe})"
     )))
     .fetch_one(&mut *control)
     .await

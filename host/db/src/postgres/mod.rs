@@ -796,6 +796,8 @@ impl Database for PgDatabase {
                 .get_application_name()
                 .unwrap_or("wasmig")
                 .to_owned(),
+            lease_table: self.store.words().table(LOCK_TABLE),
+            leased_by: None,
         };
         if let Err(e) = lock::acquire(&mut attempt, &self.url, timeout).await {
             // Taken, then given up (a straggler outlasted the timeout, or a query failed):
