@@ -15,6 +15,29 @@ struct Standby {
     dir: PathBuf,
     port: u16,
     pg_ctl: PathBuf,
+    /// The physical replication slot that keeps the server's WAL for it (the test suite
+    /// writes enough WAL to recycle what a slotless standby still needs).
+    slot: String,
+}
+
+/// Drops the server's replication slots `wasmig_e2e_*` that no standby uses (left by a
+/// test that was killed), so they do not keep WAL forever.
+fn drop_idle_slots() {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-Atc",
+            "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots \
+             WHERE slot_name LIKE 'wasmig\\_e2e\\_%' AND NOT active",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// `program` with `args`, as the `postgres` user when running as root (PostgreSQL refuses
@@ -63,6 +86,8 @@ impl Standby {
         }
         let bin = server_bin();
         let data = dir.join("data");
+        drop_idle_slots();
+        let slot = format!("wasmig_e2e_{port}");
         let backup = as_postgres(
             &bin.join("pg_basebackup"),
             &[
@@ -77,6 +102,9 @@ impl Standby {
                 "-X",
                 "stream",
                 "-R",
+                "-C",
+                "-S",
+                &slot,
                 "-c",
                 "fast",
             ],
@@ -125,7 +153,12 @@ impl Standby {
             "the standby did not start: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        Standby { dir, port, pg_ctl }
+        Standby {
+            dir,
+            port,
+            pg_ctl,
+            slot,
+        }
     }
 
     /// Waits (up to a minute) until the standby streams from the server, so the server
@@ -141,7 +174,11 @@ impl Standby {
             .await
             != ["streaming"]
         {
-            assert!(Instant::now() < deadline, "the standby never streamed");
+            assert!(
+                Instant::now() < deadline,
+                "the standby never streamed: {}",
+                std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -160,6 +197,13 @@ impl Drop for Standby {
             &self.pg_ctl,
             &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
         );
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-Atc"])
+            .arg(format!(
+                "SELECT pg_drop_replication_slot('{}') FROM pg_replication_slots WHERE slot_name = '{}'",
+                self.slot, self.slot
+            ))
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -404,19 +404,21 @@ fn probe_key() -> i64 {
 /// first one's server session, took the probe lock the first held, or the first could not
 /// let it go again.
 ///
-/// Or the server listens on another port than the one wasmig connected to: something is in
-/// between (a pooler, a proxy, a port mapping), and a pooler may hand out sessions in ways
-/// the probe does not catch when it is busy (`lock = "advisory"` overrides).
+/// Or the second connection's server session is not the one it was given when it connected
+/// (`given_at_connect`: the backend pid of its startup's `BackendKeyData`, as the relay saw
+/// it, differs): a pooler answers the startup itself and hands out server sessions per
+/// transaction. A plain TCP proxy or port mapping passes the server's key through, so it
+/// does not count.
 ///
 /// `control` takes the probe lock; `other` is a second connection (from the pool);
-/// `port` is the port the URL names.
+/// `given_at_connect` says whether `other`'s startup named this backend pid.
 ///
 /// # Errors
 /// When the server fails a query.
 pub(crate) async fn detect(
     control: &mut PgConnection,
     other: &mut PgConnection,
-    port: u16,
+    given_at_connect: impl Fn(i32) -> bool,
 ) -> anyhow::Result<Option<String>> {
     let query = |doing: &'static str| {
         move |source| DbError::Query {
@@ -424,21 +426,15 @@ pub(crate) async fn detect(
             source,
         }
     };
-    let (version, server_port): (String, Option<String>) =
-        sqlx::raw_sql("SELECT pg_catalog.version(), pg_catalog.current_setting('port', true)")
-            .fetch_one(&mut *control)
-            .await
-            .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .map_err(query("reading the server's version"))?;
+    let version: String = sqlx::raw_sql("SELECT pg_catalog.version()")
+        .fetch_one(&mut *control)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(query("reading the server's version"))?;
     for engine in ["CockroachDB", "YugabyteDB", "-YB-"] {
         if version.contains(engine) {
             return Ok(Some(format!("the server is {}", version.trim())));
         }
-    }
-    if let Some(server_port) = server_port.filter(|p| *p != port.to_string()) {
-        return Ok(Some(format!(
-            "the server listens on port {server_port}, not {port}, the port wasmig connected to: a pooler or a proxy is in between"
-        )));
     }
     let probe = probe_key();
     let first = sqlx::raw_sql(AssertSqlSafe(format!(
@@ -464,7 +460,11 @@ pub(crate) async fn detect(
     .await
     .and_then(|r| r.try_get(0))
     .map_err(query("probing advisory locks"))?;
-    let why = if !first.0 {
+    let why = if !given_at_connect(second.1) {
+        Some(
+            "a connection's server session is not the one it was given when it connected (a pooler)",
+        )
+    } else if !first.0 {
         Some("another session holds wasmig's probe lock (a pooler's server session kept it)")
     } else if second.1 == first.1 {
         Some("two connections were given the same server session (a pooler in transaction mode)")

@@ -162,8 +162,6 @@ pub(crate) struct PgDatabase {
     /// a migration that ends the control connection cannot have its step recorded beside a
     /// second run's.
     pub(super) lock_holder: Arc<std::sync::Mutex<Option<lease_lock::Holder>>>,
-    /// The port the URL names (the pool's connections go through the relay's).
-    port: u16,
     /// Which kind of migration lock to take, and a lease's length (`lock` in wasmig.toml).
     lock_settings: crate::LockSettings,
     /// The oids of wasmig's tables ([`PRESENT`], in order) once [`Database::ensure_version_tables`]
@@ -333,7 +331,6 @@ impl PgDatabase {
                     source,
                 })?;
         }
-        let port = options.get_port();
         // The pool's connections, which run the migrations, pass through the relay.
         let (relay, through) = relay::Relay::start(&options).map_err(|e| DbError::Connect {
             url: url.to_string(),
@@ -360,7 +357,6 @@ impl PgDatabase {
             schema: DEFAULT_SCHEMA.to_owned(),
             lock_holder: Arc::new(std::sync::Mutex::new(None)),
             lock_settings: crate::LockSettings::default(),
-            port,
             table_oids: std::sync::Mutex::new(None),
             url: url.to_string(),
             role: None,
@@ -392,8 +388,10 @@ impl PgDatabase {
             LockMode::Auto => {
                 let mut other = self.acquire_for("probing advisory locks").await?;
                 let mut control = self.control().await;
-                let port = self.port;
-                let why = lease_lock::detect(&mut control, &mut other, port).await?;
+                let relay = self.relay.clone();
+                let why =
+                    lease_lock::detect(&mut control, &mut other, |pid| relay.wire(pid).is_some())
+                        .await?;
                 // Kept for the first step rather than returned to the pool, whose reset
                 // would still be at work when the lock looks for sessions of a dead run
                 // (the probe left nothing on it: its lock was taken and let go in one
