@@ -6,12 +6,11 @@
 //!
 //! Not here: the advisory lock (`lock.rs`).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Backend, Run, TestDb, TestProject, wasmig_cmd};
+use crate::support::{Backend, Run, TestDb, TestProject, free_port, wasmig_cmd};
 
 /// A PgBouncer in transaction pooling mode in front of the test server, stopped on drop.
 struct Bouncer {
@@ -24,11 +23,7 @@ impl Bouncer {
     /// Starts one on a free port, with four server connections per database (fewer than
     /// the runners, so they share server sessions), and waits until it listens.
     fn start() -> Bouncer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = std::env::temp_dir()
             .join("wasmig-e2e")
             .join(format!("pgbouncer-{port}"));
@@ -289,14 +284,7 @@ async fn a_lease_held_elsewhere_times_out_with_exit_11_naming_its_owner() {
          now() + interval '1 hour')",
     )
     .await;
-    let run = Run::from_output(
-        wasmig_cmd(&project.dir)
-            .args(["up", "--lock-timeout", "1", "--database-url", &db.url])
-            .env("WASMIG_LOCK", "lease")
-            .output()
-            .unwrap(),
-    )
-    .fails_with(11);
+    let run = up_with_lock(&project, &db, "lease", &["--lock-timeout", "1"]).fails_with(11);
     assert!(
         run.stderr
             .contains("wasmig 0.1.0 on build-7, pid 4242 (lease 41"),
@@ -308,36 +296,24 @@ async fn a_lease_held_elsewhere_times_out_with_exit_11_naming_its_owner() {
     // Once it expires (here: released by hand), the next run takes it: token 42.
     db.exec("UPDATE wasmig_lock SET expires_at = '-infinity'")
         .await;
-    Run::from_output(
-        wasmig_cmd(&project.dir)
-            .args(["up", "--database-url", &db.url])
-            .env("WASMIG_LOCK", "lease")
-            .output()
-            .unwrap(),
-    )
-    .success();
+    up_with_lock(&project, &db, "lease", &[]).success();
     assert_eq!(db.heads().await, ["a1"]);
     assert_eq!(db.count("SELECT token FROM wasmig_lock").await, 42);
 
     // A setting that is not a kind of lock is refused before anything runs.
-    let bad = Run::from_output(
-        wasmig_cmd(&project.dir)
-            .args(["up", "--database-url", &db.url])
-            .env("WASMIG_LOCK", "leased")
-            .output()
-            .unwrap(),
-    )
-    .fails_with(3);
+    let bad = up_with_lock(&project, &db, "leased", &[]).fails_with(3);
     assert!(bad.stderr.contains("WASMIG_LOCK=\"leased\""), "{bad:?}");
     db.drop_db().await;
 }
 
-/// `wasmig up` under the forced lease, on `db`.
-fn up_leased(project: &TestProject, db: &TestDb) -> Run {
+/// `wasmig up EXTRA` on `db` with `WASMIG_LOCK=kind`.
+fn up_with_lock(project: &TestProject, db: &TestDb, kind: &str, extra: &[&str]) -> Run {
     Run::from_output(
         wasmig_cmd(&project.dir)
-            .args(["up", "--database-url", &db.url])
-            .env("WASMIG_LOCK", "lease")
+            .arg("up")
+            .args(extra)
+            .args(["--database-url", &db.url])
+            .env("WASMIG_LOCK", kind)
             .output()
             .unwrap(),
     )
@@ -366,7 +342,7 @@ async fn a_step_that_takes_the_lease_away_or_fakes_its_table_is_rolled_back() {
             &format!("CREATE TABLE stolen (x int); {attack}"),
             "DROP TABLE stolen;",
         );
-        let run = up_leased(&project, &db).fails_with(11);
+        let run = up_with_lock(&project, &db, "lease", &[]).fails_with(11);
         assert!(run.stderr.contains("lock was lost"), "{attack}: {run:?}");
         assert_eq!(db.heads().await, ["a1"], "{attack}");
         assert_eq!(db.history().await, ["upgrade:a1"], "{attack}");
@@ -392,7 +368,7 @@ async fn a_none_script_that_releases_the_lease_stops_at_the_next_statement() {
         "DROP TABLE after_release;",
     );
     crate::support::no_transaction(&dir);
-    let run = up_leased(&project, &db);
+    let run = up_with_lock(&project, &db, "lease", &[]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("lease was lost"), "{run:?}");
     assert!(

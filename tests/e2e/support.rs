@@ -441,6 +441,15 @@ impl Drop for TestProject {
     }
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The repository root.
 pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,12 +3,11 @@
 //! (`recovery_min_apply_delay`): a batched revision with `max_replication_lag_secs` below
 //! that waits between batches for the standby, and the standby ends with every row.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Backend, TestDb};
+use crate::support::{Backend, TestDb, free_port};
 
 /// A streaming standby of the test server, stopped and removed on drop.
 struct Standby {
@@ -67,11 +66,7 @@ fn server_bin() -> PathBuf {
 
 impl Standby {
     fn start(apply_delay: &str) -> Standby {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = std::env::temp_dir()
             .join("wasmig-e2e")
             .join(format!("standby-{port}"));

@@ -61,27 +61,13 @@ impl PgLockAttempt {
             .as_mut()
             .expect("checked open before the first attempt")
     }
-}
 
-impl PgLockAttempt {
-    /// Who holds the lease in `wasmig_lock`, if the table exists and its lease is
-    /// unexpired.
+    /// Who holds the lease in `wasmig_lock` (which exists), if its lease is unexpired.
     async fn lease_holder(&mut self) -> anyhow::Result<Option<String>> {
         let query = |source| DbError::Query {
             doing: format!("looking for a run under the lease ({})", crate::LOCK_TABLE),
             source,
         };
-        let exists: bool = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
-            lit(&self.lease_table)
-        )))
-        .fetch_one(self.conn())
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(query)?;
-        if !exists {
-            return Ok(None);
-        }
         let sql = format!(
             "BEGIN; SELECT owner, token FROM {} WHERE id OPERATOR(pg_catalog.=) 1 \
              AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp() FOR SHARE; COMMIT",
@@ -112,16 +98,26 @@ impl PgLockAttempt {
 #[async_trait]
 impl Attempt for PgLockAttempt {
     async fn try_lock(&mut self) -> anyhow::Result<bool> {
-        let held = sqlx::raw_sql(AssertSqlSafe(advisory("pg_try_advisory_lock")))
+        // With it, in the same round trip: whether a lease table exists (see below).
+        let sql = format!(
+            "{}, pg_catalog.to_regclass({}) IS NOT NULL",
+            advisory("pg_try_advisory_lock"),
+            lit(&self.lease_table)
+        );
+        let (held, leases) = sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_one(self.conn())
             .await
-            .and_then(|row| row.try_get::<bool, _>(0))
+            .and_then(|row| Ok((row.try_get::<bool, _>(0)?, row.try_get::<bool, _>(1)?)))
             .map_err(|source| DbError::Query {
                 doing: "taking the migration lock (pg_try_advisory_lock)".into(),
                 source,
             })?;
         if !held {
             return Ok(false);
+        }
+        if !leases {
+            self.leased_by = None;
+            return Ok(true);
         }
         // A run under the lease holds the lock too. The row is read `FOR SHARE`, so a lease
         // being taken at this moment (its update not yet committed) is waited for and seen;

@@ -99,12 +99,17 @@ impl Holder {
 /// `lock = "advisory"`, or one whose `auto` found advisory locks sound): a lease is not
 /// taken beside it.
 fn advisory_held() -> String {
-    format!(
-        "EXISTS (SELECT 1 {})",
-        super::advisory_lock::holders_of_key!().replace(
-            "$1",
-            &format!("{}::pg_catalog.int8", crate::lock::PG_LOCK_KEY)
-        )
+    format!("EXISTS (SELECT 1 {})", advisory_holders())
+}
+
+/// The `FROM … WHERE` of the sessions holding wasmig's advisory lock (`l`, `a`), with the
+/// key written in (for simple queries).
+fn advisory_holders() -> String {
+    super::advisory_lock::holders_of_key!().replace(
+        "$1",
+        // Quoted: a negative literal would be the unary `-` operator, which a search_path
+        // could answer.
+        &format!("'{}'::pg_catalog.int8", crate::lock::PG_LOCK_KEY),
     )
 }
 
@@ -250,6 +255,22 @@ impl Attempt for LeaseAttempt<'_> {
                 left.as_deref().unwrap_or("?"),
             ))
         };
+        // A run under the advisory lock keeps the lease from being taken, however old the
+        // row's own lease.
+        let advisory: Option<i32> = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT l.pid {}",
+            advisory_holders()
+        )))
+        .fetch_optional(&mut *self.conn)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|row| row.try_get(0).ok());
+        if let Some(pid) = advisory {
+            return format!(
+                "pid {pid}, which holds wasmig's advisory lock (a run under lock = \"advisory\")"
+            );
+        }
         match row {
             Ok(Some(row)) => {
                 read(&row).unwrap_or_else(|e| format!("a holder wasmig cannot read ({e})"))

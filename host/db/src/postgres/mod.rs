@@ -386,7 +386,7 @@ impl PgDatabase {
             LockMode::Advisory => Ok(None),
             LockMode::Lease => Ok(Some(self.lock_settings.source.clone())),
             LockMode::Auto => {
-                let mut other = self.acquire_for("probing advisory locks").await?;
+                let mut other = self.acquire("probing advisory locks").await?;
                 let mut control = self.control().await;
                 let relay = self.relay.clone();
                 let why =
@@ -406,17 +406,6 @@ impl PgDatabase {
                 }))
             }
         }
-    }
-
-    /// A connection of the pool, for wasmig's own statement `doing`.
-    async fn acquire_for(
-        &self,
-        doing: &str,
-    ) -> anyhow::Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
-        Ok(self.pool.acquire().await.map_err(|source| DbError::Query {
-            doing: doing.into(),
-            source,
-        })?)
     }
 
     /// Takes the lease lock (see `lease_lock`), creating its table first.

@@ -148,10 +148,10 @@ pub(crate) struct PgSession {
 }
 
 impl PgDatabase {
-    /// A connection of the pool (reset when it was returned).
-    async fn acquire(&self) -> anyhow::Result<PoolConnection<Postgres>> {
+    /// A connection of the pool (reset when it was returned), for `doing`.
+    pub(super) async fn acquire(&self, doing: &str) -> anyhow::Result<PoolConnection<Postgres>> {
         Ok(self.pool.acquire().await.map_err(|source| DbError::Query {
-            doing: "beginning a transaction".into(),
+            doing: doing.into(),
             source,
         })?)
     }
@@ -167,7 +167,7 @@ impl PgDatabase {
         let kept = self.kept.lock().ok().and_then(|mut k| k.take());
         let (mut tx, kept) = match kept {
             Some(conn) => (conn, true),
-            None => (self.acquire().await?, false),
+            None => (self.acquire("beginning a transaction").await?, false),
         };
         // Statements cached by an earlier session may describe tables a migration has altered
         // since; start every session without them.
@@ -216,7 +216,7 @@ impl PgDatabase {
                 // step begins on one of the pool's.
                 tracing::debug!("the last step's connection could not begin the next: {e}");
                 drop(tx.detach());
-                tx = self.acquire().await?;
+                tx = self.acquire("beginning a transaction").await?;
                 last_row(&mut tx, begin).await
             }
             Err(e) => Err(e),

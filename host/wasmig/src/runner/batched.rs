@@ -165,8 +165,6 @@ struct LagThrottle {
     ceiling: Duration,
     /// (WAL position after the commit, when) of each batch not known to be replayed.
     pending: std::collections::VecDeque<(i64, Instant)>,
-    /// Whether the wait was logged for the current batch.
-    logged: bool,
 }
 
 impl LagThrottle {
@@ -174,7 +172,6 @@ impl LagThrottle {
         LagThrottle {
             ceiling,
             pending: std::collections::VecDeque::new(),
-            logged: false,
         }
     }
 
@@ -189,7 +186,7 @@ impl LagThrottle {
 
     /// Waits while a standby is behind by more than the ceiling.
     async fn wait(&mut self, db: &dyn Database, revision: &str) {
-        self.logged = false;
+        let mut logged = false;
         loop {
             if self.pending.is_empty() {
                 return;
@@ -221,13 +218,13 @@ impl LagThrottle {
             if behind <= self.ceiling {
                 return;
             }
-            if !self.logged {
+            if !logged {
                 tracing::info!(
                     "{revision}: waiting for the standbys to replay this step's batches (the slowest is {} ms behind, over max_replication_lag_secs = {})",
                     behind.as_millis(),
                     self.ceiling.as_secs_f64()
                 );
-                self.logged = true;
+                logged = true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
