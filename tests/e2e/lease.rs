@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::support::{Backend, Run, TestDb, TestProject, free_port, wasmig_cmd};
 
 /// A PgBouncer in transaction pooling mode in front of the test server, stopped on drop.
-struct Bouncer {
+pub(crate) struct Bouncer {
     child: Child,
     port: u16,
     dir: PathBuf,
@@ -22,7 +22,7 @@ struct Bouncer {
 impl Bouncer {
     /// Starts one on a free port, with four server connections per database (fewer than
     /// the runners, so they share server sessions), and waits until it listens.
-    fn start() -> Bouncer {
+    pub(crate) fn start() -> Bouncer {
         let port = free_port();
         let dir = std::env::temp_dir()
             .join("wasmig-e2e")
@@ -76,7 +76,7 @@ impl Bouncer {
     }
 
     /// The URL of `db` through this PgBouncer.
-    fn url(&self, db: &TestDb) -> String {
+    pub(crate) fn url(&self, db: &TestDb) -> String {
         let name = db.url.rsplit('/').next().unwrap();
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }

@@ -10,6 +10,7 @@ mod components;
 mod crash;
 mod dry_run;
 mod embedding;
+mod fleet;
 mod graph;
 mod guests;
 mod hostile;

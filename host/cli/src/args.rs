@@ -112,7 +112,7 @@ pub(crate) enum Command {
     Down(RunArgs),
     /// Show the current revision and what is pending.
     #[command(visible_alias = "status")]
-    Current,
+    Current(CurrentArgs),
     /// List the revisions from the heads down (-v: every field; --log: the database's log).
     History {
         /// Show the database's history log instead of the revision list.
@@ -330,15 +330,15 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) no_cache: bool,
     /// Print the steps without running them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fleet_source")]
     pub(crate) plan: bool,
     /// Run every step in one transaction: all of them are applied, or none.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fleet_source")]
     pub(crate) atomic: bool,
     /// Run the steps for real in one transaction that is then rolled back, and print what
     /// each did (rows written per table, table locks taken, time); nothing is recorded.
     /// Steps from the first that cannot run in a transaction on are listed, not run.
-    #[arg(long, conflicts_with = "plan")]
+    #[arg(long, conflicts_with_all = ["plan", "fleet_source"])]
     pub(crate) dry_run: bool,
     /// With --dry-run: how many batches of a batched revision to run (default 1).
     #[arg(long, value_name = "N", requires = "dry_run", value_parser = clap::value_parser!(u64).range(1..))]
@@ -346,14 +346,82 @@ pub(crate) struct RunArgs {
     /// Print the SQL script of the steps instead of running them (SQL revisions only, with
     /// wasmig's version-table statements), without a database: TARGET is `[FROM:]TARGET`
     /// (`down` needs FROM).
-    #[arg(long, conflicts_with_all = ["plan", "dry_run", "journal", "atomic"])]
+    #[arg(long, conflicts_with_all = ["plan", "dry_run", "journal", "atomic", "fleet_source"])]
     pub(crate) sql: bool,
     /// Write every SQL call of every step to FILE, one JSON line each: its text and
     /// parameters, rows, time, error, and what the server counted of it (rows per table,
     /// table locks).
-    #[arg(long, value_name = "FILE", conflicts_with = "plan")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["plan", "fleet_source"])]
     pub(crate) journal: Option<PathBuf>,
     /// Run even if applied revisions changed since they ran (warns for each).
     #[arg(long)]
     pub(crate) allow_modified: bool,
+    #[command(flatten)]
+    pub(crate) fleet: FleetArgs,
+}
+
+/// Fleet mode: the same migrations on many targets.
+#[derive(Debug, Args)]
+#[group(id = "fleet_source", multiple = false)]
+pub(crate) struct FleetSource {
+    /// Run on every target listed in FILE: per line a database URL, a SQLite file, or `URL
+    /// schema=NAME` (a schema of that database), with optional name= and group=; a line
+    /// `[GROUP]` starts a group, and groups run in order (a canary first).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) targets: Option<PathBuf>,
+    /// Run on the targets [fleet] in wasmig.toml lists (a file, a command's output or a
+    /// catalog query).
+    #[arg(long)]
+    pub(crate) fleet: bool,
+}
+
+/// How a fleet runs.
+#[derive(Debug, Args)]
+pub(crate) struct FleetArgs {
+    #[command(flatten)]
+    pub(crate) source: FleetSource,
+    /// Fleet: how many targets run at once (default: fleet.jobs, else 4).
+    #[arg(long, value_name = "N", requires = "fleet_source", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub(crate) jobs: Option<u64>,
+    /// Fleet: after a failed target, start no other (stop, the default) or run the rest
+    /// (continue).
+    #[arg(long, value_enum, requires = "fleet_source")]
+    pub(crate) on_error: Option<OnError>,
+    /// Fleet: the ledger that lets a killed run resume (default .wasmig/fleet-ledger.jsonl).
+    #[arg(long, value_name = "FILE", requires = "fleet_source")]
+    pub(crate) ledger: Option<PathBuf>,
+    /// Fleet: visit every target, whatever the ledger says an earlier run finished.
+    #[arg(long, requires = "fleet_source")]
+    pub(crate) fresh: bool,
+}
+
+/// What a failed target of a fleet does to the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OnError {
+    // Plain comments, not doc comments: clap would list documented values in a long help,
+    // turning `--help` into its long layout.
+    // Start no other target (those under way finish).
+    Stop,
+    // Report it, and run the others.
+    Continue,
+}
+
+impl From<OnError> for wasmig::fleet::OnError {
+    fn from(o: OnError) -> Self {
+        match o {
+            OnError::Stop => wasmig::fleet::OnError::Stop,
+            OnError::Continue => wasmig::fleet::OnError::Continue,
+        }
+    }
+}
+
+/// `wasmig current`'s fleet options.
+#[derive(Debug, Args)]
+pub(crate) struct CurrentArgs {
+    #[command(flatten)]
+    pub(crate) source: FleetSource,
+    /// With --targets or --fleet: how many targets are read at once (default: fleet.jobs,
+    /// else 4).
+    #[arg(long, value_name = "N", requires = "fleet_source", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub(crate) jobs: Option<u64>,
 }

@@ -71,6 +71,15 @@ pub(crate) const STAIRWAY_FAILED: u8 = 14;
 /// them). Nothing was run.
 pub(crate) const LINT_FINDINGS: u8 = 15;
 
+/// A fleet run (`--targets`, `--fleet`): some targets failed or did not run, and others
+/// succeeded (the table or JSON summary says which, each failed one with its own code); a
+/// rerun resumes from the ledger. `wasmig current --targets`: some targets could not be
+/// read.
+pub(crate) const FLEET_PARTIAL: u8 = 16;
+/// A fleet run: no target succeeded (each that ran failed; a failed canary stopped the
+/// rest). `wasmig current --targets`: no target could be read.
+pub(crate) const FLEET_FAILED: u8 = 17;
+
 /// `wasmig test` stopped by Ctrl-C or SIGTERM, after dropping its scratch database: the
 /// code a shell reports for SIGINT (128 + 2).
 pub(crate) const INTERRUPTED: u8 = 130;
@@ -81,7 +90,15 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<MigrationError>() {
             return failure_code(&e.failure);
         }
+        if let Some(f) = cause.downcast_ref::<wasmig::fleet::FleetFailed>() {
+            return if f.succeeded == 0 {
+                FLEET_FAILED
+            } else {
+                FLEET_PARTIAL
+            };
+        }
         if cause.is::<LockTimeout>()
+            || cause.is::<wasmig::fleet::LedgerBusy>()
             || cause.is::<wasmig::db::LockLost>()
             || cause.is::<wasmig::db::LockLostAfter>()
         {

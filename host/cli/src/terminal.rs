@@ -177,7 +177,27 @@ fn finish(progress: Option<StepProgress>) {
     }
 }
 
-impl<S: Subscriber> Layer<S> for Terminal {
+/// The fleet target a span runs (the library's `target` span, one per target of a fleet),
+/// put before each line logged inside it: `[acme] applying …`.
+struct FleetTarget(String);
+
+impl<S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>> Layer<S> for Terminal {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        if attrs.metadata().name() != "target" {
+            return;
+        }
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let (Some(name), Some(span)) = (fields.target, ctx.span(id)) {
+            span.extensions_mut().insert(FleetTarget(name));
+        }
+    }
+
     fn register_callsite(
         &self,
         metadata: &'static tracing::Metadata<'static>,
@@ -195,15 +215,26 @@ impl<S: Subscriber> Layer<S> for Terminal {
             && (metadata.target() == wasmig::progress::TARGET || *metadata.level() <= level())
     }
 
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
+        let fleet_target = ctx.event_scope(event).and_then(|scope| {
+            scope
+                .into_iter()
+                .find_map(|span| span.extensions().get::<FleetTarget>().map(|t| t.0.clone()))
+        });
         if metadata.target() == wasmig::progress::TARGET {
+            if let (Some(name), Some(revision)) = (&fleet_target, &fields.revision) {
+                fields.revision = Some(format!("[{name}] {revision}"));
+            }
             self.on_progress(&fields);
             return;
         }
-        let message = fields.message.unwrap_or_default();
+        let mut message = fields.message.unwrap_or_default();
+        if let Some(name) = fleet_target {
+            message = format!("[{name}] {message}");
+        }
         match *metadata.level() {
             Level::INFO => self.print(&message),
             level => self.print(&format!("{}: {message}", level.as_str().to_lowercase())),
@@ -215,6 +246,8 @@ impl<S: Subscriber> Layer<S> for Terminal {
 #[derive(Default)]
 struct Fields {
     message: Option<String>,
+    /// A fleet's `target` span: the target's name.
+    target: Option<String>,
     revision: Option<String>,
     done: Option<u64>,
     total: Option<u64>,
@@ -226,6 +259,7 @@ impl Visit for Fields {
         match field.name() {
             "message" => self.message = Some(format!("{value:?}")),
             "revision" => self.revision = Some(format!("{value:?}")),
+            "target" => self.target = Some(format!("{value:?}")),
             _ => {}
         }
     }

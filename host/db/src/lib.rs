@@ -9,6 +9,7 @@
 //! Not here: the revision graph (`wasmig-plan`), the sandbox (`wasmig-sandbox`). The
 //! migration lock's shared part is in `lock`; each backend takes it its own way.
 
+pub mod catalog;
 mod copy;
 mod lock;
 mod pg_parse;
@@ -837,15 +838,55 @@ pub async fn connect(
     role: Option<&str>,
     lock: &LockSettings,
 ) -> anyhow::Result<Box<dyn Database>> {
+    connect_to(url, schema, role, lock, false).await
+}
+
+/// As [`connect`], for a target that is one schema of a PostgreSQL database (a fleet's
+/// schema-per-tenant target): wasmig's tables live in `schema`, and so does the migrations'
+/// `search_path` (only `schema`), set on every connection that runs migration SQL and
+/// checked on the server before anything runs.
+///
+/// # Errors
+/// As [`connect`]; [`wasmig_plan::ConfigError`] for a SQLite URL, and when the server (or a
+/// pooler before it) did not take the `search_path`.
+pub async fn connect_schema(
+    url: &DatabaseUrl,
+    schema: &str,
+    role: Option<&str>,
+    lock: &LockSettings,
+) -> anyhow::Result<Box<dyn Database>> {
+    connect_to(url, schema, role, lock, true).await
+}
+
+async fn connect_to(
+    url: &DatabaseUrl,
+    schema: &str,
+    role: Option<&str>,
+    lock: &LockSettings,
+    tenant_schema: bool,
+) -> anyhow::Result<Box<dyn Database>> {
+    if tenant_schema && matches!(url, DatabaseUrl::Sqlite { .. }) {
+        return Err(wasmig_plan::ConfigError::new(format!(
+            "the target {url} names a schema ({schema}), but a SQLite database has one; drop `schema=` from the target, or point it at PostgreSQL"
+        ))
+        .into());
+    }
     match url {
         DatabaseUrl::Postgres { .. } => {
-            let mut db = postgres::PgDatabase::connect(url)
+            let search_path = tenant_schema.then_some(schema);
+            let mut db = postgres::PgDatabase::connect(url, search_path)
                 .await?
                 .in_schema(schema.to_owned())
                 .with_lock(lock.clone());
-            if let Some(role) = role
-                && let Err(e) = db.set_role(role).await
-            {
+            let checked = match search_path {
+                Some(schema) => db.check_search_path(schema).await,
+                None => Ok(()),
+            };
+            let checked = match (checked, role) {
+                (Ok(()), Some(role)) => db.set_role(role).await,
+                (checked, _) => checked,
+            };
+            if let Err(e) = checked {
                 db.close().await;
                 return Err(e);
             }

@@ -36,6 +36,9 @@ pub enum CacheStatus {
     Miss,
     /// Compiled now; the cache is disabled (`--no-cache`).
     Disabled,
+    /// Compiled earlier in this process, for another target of a fleet: nothing was
+    /// compiled or read.
+    Reused,
 }
 
 /// Feeds `Hash` output into SHA-256, for a key that is stable across processes.

@@ -78,6 +78,7 @@ const ALLOWED_IMPORTS: &[&str] = &[
 ];
 
 /// A loaded component, ready to instantiate.
+#[derive(Clone)]
 pub struct Loaded {
     pre: MigrationHostPre<GuestState>,
     /// Whether it came from the cache or was compiled now.
@@ -127,6 +128,21 @@ pub struct Sandbox {
     project_root: PathBuf,
     /// Stops the epoch ticker thread when the sandbox is dropped.
     ticker_stop: Arc<AtomicBool>,
+    /// A sandbox shared by a fleet's targets ([`Sandbox::shared`]): each component it
+    /// loaded, by the SHA-256 of its bytes, so that it is compiled (or read from the cache)
+    /// once for the whole fleet. `None`: one run's sandbox, which loads each component once
+    /// anyway.
+    memo: Option<std::sync::Mutex<std::collections::HashMap<[u8; 32], Loaded>>>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("options", &self.options)
+            .field("cache_dir", &self.cache_dir)
+            .field("shared", &self.memo.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Sandbox {
@@ -172,7 +188,17 @@ impl Sandbox {
             cache_dir,
             project_root: project_root.to_path_buf(),
             ticker_stop,
+            memo: None,
         })
+    }
+
+    /// The same sandbox, keeping every component it loads for the next run that loads the
+    /// same bytes: a fleet's targets share one sandbox, and each component is compiled once
+    /// for all of them (each target still gets fresh instances).
+    #[must_use]
+    pub fn shared(mut self) -> Self {
+        self.memo = Some(std::sync::Mutex::new(std::collections::HashMap::new()));
+        self
     }
 
     /// Compiles the components among `components` that the compile cache lacks, on every
@@ -248,6 +274,34 @@ impl Sandbox {
             }
             .into());
         }
+        let Some(memo) = &self.memo else {
+            return self.load_new(revision, path, bytes);
+        };
+        let key: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(bytes).into();
+        // Held while the first target compiles: the others wait for its result rather
+        // than compile the same bytes beside it.
+        let mut memo = memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(loaded) = memo.get(&key) {
+            return Ok(Loaded {
+                cache: CacheStatus::Reused,
+                load_time: Duration::ZERO,
+                ..loaded.clone()
+            });
+        }
+        let loaded = self.load_new(revision, path, bytes)?;
+        memo.insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// [`Sandbox::load`] without the fleet's memo.
+    fn load_new(&self, revision: &str, path: &Path, bytes: &[u8]) -> anyhow::Result<Loaded> {
+        let invalid = |reason: String| ComponentError {
+            revision: revision.to_owned(),
+            path: path.to_path_buf(),
+            reason,
+        };
         let started = std::time::Instant::now();
         let (component, cache) = match self.compile(self.cache_dir.as_deref(), bytes) {
             Compiled::Done(Ok(done)) => done,

@@ -32,7 +32,7 @@ fn default_database_schema() -> String {
 
 /// Whether `name` is a schema name wasmig writes unquoted: a lowercase SQL identifier of at
 /// most 63 bytes.
-fn valid_schema(name: &str) -> bool {
+pub(crate) fn valid_schema(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 63
         && chars
@@ -107,6 +107,40 @@ pub struct Config {
     /// third of it): how long a run that died or stalled keeps the next one waiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_lease_secs: Option<f64>,
+    /// Fleet mode (`wasmig up --fleet`): where the targets come from and how they run.
+    #[serde(default)]
+    pub fleet: FleetSettings,
+}
+
+/// `[fleet]` in wasmig.toml: the targets of `--fleet` (one of `targets`, `targets_command`
+/// or `targets_query`) and how a fleet run goes.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSettings {
+    /// A targets file, relative to the project directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<PathBuf>,
+    /// A command (program and arguments, no shell) run in the project directory, whose
+    /// output is a targets file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_command: Option<Vec<String>>,
+    /// A query whose rows are the targets: a column `target` (a URL or a SQLite file), and
+    /// optionally `schema`, `group` and `name`; run read-only on `catalog_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_query: Option<String>,
+    /// The database `targets_query` runs on (default: the project's database URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_url: Option<String>,
+    /// How many targets run at once (default 4; `--jobs` overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<usize>,
+    /// What a failed target does to the rest: `stop` (the default) or `continue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<crate::fleet::OnError>,
+    /// The ledger that lets a fleet run killed half-way resume (default
+    /// `.wasmig/fleet-ledger.jsonl` in the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<PathBuf>,
 }
 
 /// `[throttle]` in wasmig.toml.
@@ -495,6 +529,43 @@ impl Project {
             return Err(ConfigError::new(format!(
                 "invalid {}: throttle.max_replication_lag_secs = {secs} is out of range; use a number of seconds above 0 and at most {MAX_LEASE_SECS}",
                 path.display(),
+            )));
+        }
+        if let Some(path) = &config.fleet.targets {
+            wasmig_plan::manifest::check_inside(path, "fleet.targets", &origin)?;
+        }
+        if let Some(path) = &config.fleet.ledger {
+            wasmig_plan::manifest::check_inside(path, "fleet.ledger", &origin)?;
+        }
+        let sources = [
+            config.fleet.targets.is_some(),
+            config.fleet.targets_command.is_some(),
+            config.fleet.targets_query.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return Err(ConfigError::new(format!(
+                "invalid {}: [fleet] sets more than one of targets, targets_command and targets_query; keep one",
+                path.display(),
+            )));
+        }
+        if config
+            .fleet
+            .targets_command
+            .as_ref()
+            .is_some_and(|c| c.first().is_none_or(String::is_empty))
+        {
+            return Err(ConfigError::new(format!(
+                "invalid {}: fleet.targets_command is empty; give the program and its arguments, as [\"./list-tenants\", \"--all\"]",
+                path.display(),
+            )));
+        }
+        if let Some(jobs) = config.fleet.jobs
+            && !(1..=crate::fleet::MAX_JOBS).contains(&jobs)
+        {
+            return Err(ConfigError::new(format!(
+                "invalid {}: fleet.jobs = {jobs} is not between 1 and {}",
+                path.display(),
+                crate::fleet::MAX_JOBS
             )));
         }
         if let Some(role) = &config.role

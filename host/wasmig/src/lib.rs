@@ -28,6 +28,7 @@ pub mod config;
 pub mod confined;
 pub use wasmig_db as db;
 pub mod error;
+pub mod fleet;
 pub use wasmig_plan::graph;
 pub mod history;
 pub mod import;

@@ -27,6 +27,9 @@ pub(super) async fn run(
     };
     let migrator = migrator.with_options(options);
     let target = args.target.as_deref();
+    if let Some(targets) = super::fleet::targets(&migrator, &args.fleet.source).await? {
+        return super::fleet::run(&migrator, g, &args.fleet, &targets, direction, target).await;
+    }
     if args.sql {
         let range = target.unwrap_or(match direction {
             Direction::Upgrade => "heads",

@@ -6,6 +6,7 @@
 mod build;
 mod check;
 mod current;
+mod fleet;
 mod heads;
 mod history;
 mod import;
@@ -66,7 +67,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Down(args) => {
             migrate::run(migrator, g, args, wasmig::graph::Direction::Downgrade).await
         }
-        Command::Current => current::run(&migrator, g).await,
+        Command::Current(args) => match fleet::targets(&migrator, &args.source).await? {
+            Some(targets) => fleet::current(&migrator, g, args, &targets).await,
+            None => current::run(&migrator, g).await,
+        },
         Command::History {
             log,
             rev_range,

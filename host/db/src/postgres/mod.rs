@@ -288,7 +288,10 @@ impl PgDatabase {
     /// # Errors
     /// [`DbError::InvalidUrl`] when sqlx cannot parse the URL, [`DbError::Connect`] when the
     /// server cannot be reached or refuses the login.
-    pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Self, DbError> {
+    pub(crate) async fn connect(
+        url: &DatabaseUrl,
+        search_path: Option<&str>,
+    ) -> Result<Self, DbError> {
         let DatabaseUrl::Postgres { url: raw } = url else {
             return Err(DbError::InvalidUrl {
                 url: url.to_string(),
@@ -331,6 +334,13 @@ impl PgDatabase {
                     source,
                 })?;
         }
+        // A schema target: the migrations' `search_path` is its schema, on every pool
+        // connection from its start (their reset, `RESET ALL`, comes back to it); the
+        // control connection qualifies every name and keeps the server's. A valid schema
+        // name (a lowercase identifier) needs no quoting.
+        if let Some(schema) = search_path {
+            options = options.options([("search_path", schema)]);
+        }
         // The pool's connections, which run the migrations, pass through the relay.
         let (relay, through) = relay::Relay::start(&options).map_err(|e| DbError::Connect {
             url: url.to_string(),
@@ -364,6 +374,47 @@ impl PgDatabase {
             kept: Kept::default(),
             unflushed: Unflushed::default(),
         })
+    }
+
+    /// Checks that a pool connection's `search_path` is exactly `schema`, as
+    /// [`PgDatabase::connect`] asked: a pooler that drops startup parameters would otherwise
+    /// run a tenant's migrations in another schema.
+    ///
+    /// # Errors
+    /// [`wasmig_plan::ConfigError`] naming what the server has; [`DbError`] when it cannot
+    /// be asked.
+    pub(crate) async fn check_search_path(&self, schema: &str) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(|source| DbError::Query {
+            doing: format!("checking the search_path of the schema target {schema}"),
+            source,
+        })?;
+        let found: String = sqlx::raw_sql(
+            "SELECT pg_catalog.current_setting('search_path') \
+             || ' ' || pg_catalog.array_to_string(pg_catalog.current_schemas(false), ',')",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(|source| DbError::Query {
+            doing: format!("checking the search_path of the schema target {schema}"),
+            source,
+        })?;
+        let (setting, schemas) = found.split_once(' ').unwrap_or((found.as_str(), ""));
+        if setting == schema && schemas.is_empty() {
+            return Err(wasmig_plan::ConfigError::new(format!(
+                "the schema target {schema} on {}: the database has no schema {schema}; create it (CREATE SCHEMA {schema}) and run again, or remove the target",
+                self.url
+            ))
+            .into());
+        }
+        if setting != schema || schemas != schema {
+            return Err(wasmig_plan::ConfigError::new(format!(
+                "the schema target {schema} on {}: its sessions' search_path is `{setting}` (existing schemas: `{schemas}`), not `{schema}`; create the schema first, and connect directly or through a pooler that passes the search_path startup parameter on (PgBouncer: track_extra_parameters = search_path)",
+                self.url
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     /// The same database, with wasmig's tables in `schema`.

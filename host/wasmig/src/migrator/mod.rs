@@ -68,6 +68,14 @@ pub struct Options {
     /// `--journal FILE`: write every SQL call of every step to FILE, one JSON line each
     /// (created or truncated when the run starts; default none).
     pub journal: Option<std::path::PathBuf>,
+    /// PostgreSQL: the target is this schema of the database (a fleet's schema-per-tenant
+    /// target): wasmig's tables live in it, overriding `database_schema`, and it is the
+    /// migrations' whole `search_path` (default none: `database_schema`, and the server's
+    /// `search_path`).
+    pub schema: Option<String>,
+    /// A sandbox shared with other runs in this process (a fleet's targets), so that each
+    /// component is compiled once for all of them (default none: each run makes its own).
+    pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
 }
 
 impl Default for Options {
@@ -83,6 +91,8 @@ impl Default for Options {
             dry_run: false,
             dry_run_batches: 1,
             journal: None,
+            schema: None,
+            sandbox: None,
         }
     }
 }
@@ -187,6 +197,11 @@ pub struct Migrator {
     /// Why untrusted mode could not be set up (its private working directory), reported by
     /// the first command that needs it.
     untrusted_setup: Option<String>,
+    /// A fleet's target: the revisions, read once for the whole fleet.
+    preloaded: Option<RevisionSet>,
+    /// A fleet's target: the fleet built the revisions before its first target, so a run
+    /// does not build (nor check whether to).
+    prebuilt: bool,
 }
 
 impl Migrator {
@@ -196,6 +211,8 @@ impl Migrator {
             project,
             options: Options::default(),
             untrusted_setup: None,
+            preloaded: None,
+            prebuilt: false,
         }
         .set_up_untrusted()
     }
@@ -312,7 +329,33 @@ impl Migrator {
     /// [`ConfigError`] for an unreadable project or manifest, [`GraphError`] for an
     /// inconsistent graph.
     pub fn revisions(&self) -> anyhow::Result<RevisionSet> {
-        RevisionSet::load(&self.project)
+        match &self.preloaded {
+            Some(set) => Ok(set.clone()),
+            None => RevisionSet::load(&self.project),
+        }
+    }
+
+    /// The migrator of one of a fleet's targets: the same project and options on `url`
+    /// (and `schema`), with the revisions the fleet read and built once, and its sandbox.
+    pub(crate) fn for_target(
+        &self,
+        set: &RevisionSet,
+        url: String,
+        schema: Option<String>,
+        sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
+    ) -> Migrator {
+        Migrator {
+            project: self.project.clone(),
+            options: Options {
+                database_url: Some(url),
+                schema,
+                sandbox,
+                ..self.options.clone()
+            },
+            untrusted_setup: self.untrusted_setup.clone(),
+            preloaded: Some(set.clone()),
+            prebuilt: true,
+        }
     }
 
     /// The database URL in force and whether it is the embedded default.
@@ -338,13 +381,12 @@ impl Migrator {
         } else {
             tracing::debug!("database: {url}");
         }
-        let db = db::connect(
-            &url,
-            &self.project.config.database_schema,
-            self.project.config.role.as_deref(),
-            &self.project.config.lock_settings()?,
-        )
-        .await?;
+        let role = self.project.config.role.as_deref();
+        let lock = self.project.config.lock_settings()?;
+        let db = match &self.options.schema {
+            Some(schema) => db::connect_schema(&url, schema, role, &lock).await?,
+            None => db::connect(&url, &self.project.config.database_schema, role, &lock).await?,
+        };
         let result = work(db.as_ref()).await;
         db.close().await;
         result
@@ -518,6 +560,7 @@ impl Migrator {
                 dry_run: self.options.dry_run,
                 dry_run_batches: self.options.dry_run_batches.max(1),
                 journal,
+                sandbox: self.options.sandbox.clone(),
             };
             let steps = runner::run(
                 &self.project,
@@ -585,6 +628,8 @@ impl Migrator {
         // Applied revisions of non-reproducible toolchains run the component they ran, from
         // the database, when this checkout has not built it from the same sources.
         if build {
+            // One at a time in a process: a fleet's targets write the same build directory.
+            let _one = REUSING_STORED.lock().await;
             crate::toolchain::reuse_stored(
                 db,
                 set.revisions(),
@@ -594,8 +639,12 @@ impl Migrator {
             .await?;
         }
         // Build first, so applied Rust revisions are verified against the components that
-        // would run (a rebuild may change them).
-        if build && !steps.is_empty() && runner::needs_build(set.revisions(), &steps) {
+        // would run (a rebuild may change them). A fleet built before its first target.
+        if build
+            && !self.prebuilt
+            && !steps.is_empty()
+            && runner::needs_build(set.revisions(), &steps)
+        {
             crate::artifact::build(&self.project, set.revisions())?;
         }
         integrity::verify(
@@ -833,6 +882,10 @@ async fn refuse_unfinished(db: &dyn Database) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Held while a run copies stored components into the build directory: a fleet's targets
+/// run at once in one process.
+static REUSING_STORED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The default target: `head` up, `-1` down.
 fn default_target(direction: Direction) -> &'static str {

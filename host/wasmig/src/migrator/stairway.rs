@@ -258,6 +258,8 @@ impl Migrator {
                 ..self.options.clone()
             },
             untrusted_setup: None,
+            preloaded: None,
+            prebuilt: false,
         };
         let walk = on_scratch.locked(async |db: &dyn Database| {
             Ok(walk(&on_scratch, db, &set, &steps, options).await)
@@ -409,6 +411,7 @@ async fn stair(
             dry_run: false,
             dry_run_batches: 1,
             journal: None,
+            sandbox: None,
         };
         runner::run(&migrator.project, db, set.revisions(), from, steps, options)
             .await

@@ -108,6 +108,9 @@ pub struct RunOptions {
     pub dry_run_batches: u64,
     /// Where every SQL call of every step is written (`up --journal FILE`).
     pub journal: Option<std::sync::Arc<crate::sandbox::journal::Journal>>,
+    /// A sandbox shared with other runs (a fleet's targets), which compiles each component
+    /// once for all of them; `None`: the run makes its own.
+    pub sandbox: Option<std::sync::Arc<Sandbox>>,
 }
 
 impl RunOptions {
@@ -344,6 +347,7 @@ fn prepare(
                 CacheStatus::Hit => "loaded from the cache",
                 CacheStatus::Miss => "compiled and cached",
                 CacheStatus::Disabled => "compiled (cache disabled)",
+                CacheStatus::Reused => "compiled earlier in this fleet run",
             },
             l.load_time.as_millis()
         );

@@ -174,7 +174,7 @@ struct Run<'a> {
     /// Batched steps an earlier run left part-way.
     checkpoints: Vec<Checkpoint>,
     /// The sandbox, when a step runs a component; created before the first step.
-    sandbox: Option<Sandbox>,
+    sandbox: Option<std::sync::Arc<Sandbox>>,
     build_dir: std::path::PathBuf,
     /// wasmig's tables as the run found them under the lock.
     start: Expected,
@@ -279,7 +279,7 @@ impl Run<'_> {
 
     /// The sandbox, when any step runs a component, with every new component compiled on
     /// every core before the first step (rather than one after another as their steps come).
-    fn start_sandbox(&self) -> anyhow::Result<Option<Sandbox>> {
+    fn start_sandbox(&self) -> anyhow::Result<Option<std::sync::Arc<Sandbox>>> {
         let components: Vec<&Revision> = self
             .steps
             .iter()
@@ -288,6 +288,10 @@ impl Run<'_> {
             .collect();
         if components.is_empty() {
             return Ok(None);
+        }
+        // A fleet's: each component is compiled by the first target that runs it.
+        if let Some(shared) = &self.options.sandbox {
+            return Ok(Some(std::sync::Arc::clone(shared)));
         }
         let cache = self.options.use_cache.then(|| self.project.cache_dir());
         // A cache in the project (the default, `.wasmig/cache`) committed as a link out of
@@ -314,7 +318,7 @@ impl Run<'_> {
             })
             .collect();
         sandbox.precompile(&bytes);
-        Ok(Some(sandbox))
+        Ok(Some(std::sync::Arc::new(sandbox)))
     }
 
     /// Runs every step; with `--atomic`, in one transaction handed from step to step.
@@ -329,7 +333,7 @@ impl Run<'_> {
                     revision,
                     step,
                     &self.build_dir,
-                    self.sandbox.as_ref(),
+                    self.sandbox.as_deref(),
                 )?));
             }
         }
@@ -352,7 +356,7 @@ impl Run<'_> {
                     find(self.revisions, &step.revision),
                     step,
                     &self.build_dir,
-                    self.sandbox.as_ref(),
+                    self.sandbox.as_deref(),
                 )?,
             };
             // A step of its own in one transaction checks the step before as it begins.
@@ -430,7 +434,7 @@ impl Run<'_> {
                         pause.as_millis()
                     );
                     tokio::time::sleep(pause).await;
-                    ready = prepare(revision, at.step, &self.build_dir, self.sandbox.as_ref())?;
+                    ready = prepare(revision, at.step, &self.build_dir, self.sandbox.as_deref())?;
                     held = None;
                 }
                 other => return other,

@@ -59,7 +59,7 @@ impl TestDb {
         let (server, _) = base.rsplit_once('/').unwrap();
         let url = DatabaseUrl::parse(&format!("{server}/{name}")).unwrap();
         TestDb {
-            db: PgDatabase::connect(&url).await.unwrap(),
+            db: PgDatabase::connect(&url, None).await.unwrap(),
             name,
         }
     }

@@ -30,7 +30,7 @@ async fn a_role_that_does_not_own_the_tables_still_runs_and_their_owner_compress
     .unwrap();
     const COMPRESSION: &str = "SELECT attcompression::text FROM pg_attribute
              WHERE attrelid = 'wasmig_artifact'::regclass AND attname = 'component'";
-    let writer = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(Some(&role))).unwrap())
+    let writer = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(Some(&role))).unwrap(), None)
         .await
         .unwrap();
     let outcome = writer.ensure_version_tables().await;
