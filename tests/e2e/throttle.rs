@@ -1,7 +1,9 @@
-//! The replication-lag throttle, against a real streaming standby of the test server made
-//! with `pg_basebackup` on another port, which replays each commit a second late
+//! The throttles wasmig holds a component to without its code taking part. The
+//! replication-lag throttle, against a real streaming standby of the test server made with
+//! `pg_basebackup` on another port, which replays each commit a second late
 //! (`recovery_min_apply_delay`): a batched revision with `max_replication_lag_secs` below
-//! that waits between batches for the standby, and the standby ends with every row.
+//! that waits between batches for the standby, and the standby ends with every row. The row
+//! and batch rates, read off the server's clock at each write.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -264,6 +266,92 @@ async fn without_a_ceiling_or_a_standby_nothing_waits() {
     let run = project.run(&db, &["up"]).fails_with(3);
     assert!(
         run.stderr.contains("max_replication_lag_secs = -1"),
+        "{run:?}"
+    );
+    db.drop_db().await;
+}
+
+/// The batches guest's project on `items`, whose rows record when they were written (a
+/// trigger sets `touched_at` to the server's clock), with `[throttle]` set to `settings`.
+async fn timed_items(transaction: &str, settings: &str) -> (crate::support::TestProject, TestDb) {
+    let (project, db, _) = crate::batches::setup(Backend::Postgres, transaction, 300, 50).await;
+    db.exec(
+        "ALTER TABLE items ADD COLUMN touched_at timestamptz;
+         CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN NEW.touched_at := clock_timestamp(); RETURN NEW; END $$;
+         CREATE TRIGGER touch BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION touch();",
+    )
+    .await;
+    let config = project.dir.join("wasmig.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[throttle]\n{settings}\n"));
+    std::fs::write(&config, text).unwrap();
+    (project, db)
+}
+
+/// Seconds from the first batch's write to the first write of each batch of 50 rows (the
+/// guest writes each batch with one call).
+async fn batch_starts(db: &TestDb) -> Vec<f64> {
+    db.strings(
+        "SELECT extract(epoch FROM min(touched_at) - (SELECT min(touched_at) FROM items))::text
+         FROM items GROUP BY (id - 1) / 50 ORDER BY (id - 1) / 50",
+    )
+    .await
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect()
+}
+
+// The rate is a floor on when each write may start, kept by construction: these bounds are
+// what the throttle promises, not a measure of speed. The slack covers the first write
+// starting later than the step's first SQL call, which starts the throttle's clock.
+const SLACK_SECS: f64 = 0.5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rows_per_sec_spaces_a_components_writes_across_its_batches() {
+    for transaction in ["batched", "per-migration"] {
+        let (project, db) = timed_items(transaction, "max_rows_per_sec = 200").await;
+        let run = project.run(&db, &["up"]).success();
+        assert_eq!(crate::batches::items_at(&db, 1).await, 300);
+        let starts = batch_starts(&db).await;
+        assert_eq!(starts.len(), 6, "{starts:?}");
+        for (k, at) in starts.iter().enumerate() {
+            // 50 rows per batch at 200 rows/s: batch k may not start before 0.25 k s.
+            let floor = 50.0 * k as f64 / 200.0 - SLACK_SECS;
+            assert!(
+                *at >= floor,
+                "{transaction}: batch {k} wrote at {at} s, before {floor} s: {starts:?}"
+            );
+        }
+        assert!(
+            run.stderr.contains("b1: throttled: waited") && run.stderr.contains("300 row(s)"),
+            "{transaction}: {run:?}"
+        );
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_batches_per_sec_spaces_the_batches_and_bad_rates_are_refused() {
+    let (project, db) = timed_items("batched", "max_batches_per_sec = 4").await;
+    project.run(&db, &["up"]).success();
+    let starts = batch_starts(&db).await;
+    assert_eq!(starts.len(), 6);
+    for (k, at) in starts.iter().enumerate() {
+        let floor = k as f64 / 4.0 - SLACK_SECS;
+        assert!(
+            *at >= floor,
+            "batch {k} at {at} s, before {floor} s: {starts:?}"
+        );
+    }
+    let config = project.dir.join("wasmig.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("max_batches_per_sec = 4", "max_rows_per_sec = 0");
+    std::fs::write(&config, text).unwrap();
+    let run = project.run(&db, &["down", "base"]).fails_with(3);
+    assert!(
+        run.stderr.contains("throttle.max_rows_per_sec = 0"),
         "{run:?}"
     );
     db.drop_db().await;

@@ -16,6 +16,7 @@ pub mod error;
 pub mod host;
 pub mod journal;
 pub mod progress;
+pub mod throttle;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -401,6 +402,7 @@ impl Sandbox {
             checkpoint,
             progress,
             journal,
+            rate,
         } = call;
         let direction_name = direction.as_str();
         let state = GuestState::new(
@@ -411,7 +413,8 @@ impl Sandbox {
             progress,
             checkpoint,
             journal.map(|j| (j, direction_name)),
-        );
+        )
+        .with_rate(rate);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Ticks until the deadline; set before instantiating (the default of 0 would trap
@@ -489,6 +492,8 @@ pub struct Call<'a> {
     pub progress: Progress,
     /// The run's journal, if it keeps one: every SQL call is written to it.
     pub journal: Option<std::sync::Arc<journal::Journal>>,
+    /// The step's row rate (`[throttle] max_rows_per_sec`), shared by its batches.
+    pub rate: Option<Arc<throttle::RowRate>>,
 }
 
 /// What [`Sandbox::run`] hands back.

@@ -152,12 +152,32 @@ pub struct ThrottleSettings {
     /// than this many seconds ago.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_replication_lag_secs: Option<f64>,
+    /// A component's writes: before each SQL call it makes, wait until the rows its
+    /// `execute`, `execute-many` and `copy-in` calls wrote so far in the step (across its
+    /// batches) are at most this many per second since its first call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows_per_sec: Option<f64>,
+    /// A batched revision: start at most this many batches per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batches_per_sec: Option<f64>,
 }
 
 impl ThrottleSettings {
     /// The replication-lag ceiling, if set.
     pub fn max_replication_lag(&self) -> Option<Duration> {
         self.max_replication_lag_secs.map(Duration::from_secs_f64)
+    }
+
+    /// A fresh row rate for one step, if `max_rows_per_sec` is set.
+    pub fn row_rate(&self) -> Option<std::sync::Arc<crate::sandbox::throttle::RowRate>> {
+        self.max_rows_per_sec
+            .map(|r| std::sync::Arc::new(crate::sandbox::throttle::RowRate::new(r)))
+    }
+
+    /// The least time between the starts of two batches, if `max_batches_per_sec` is set.
+    pub fn batch_interval(&self) -> Option<Duration> {
+        self.max_batches_per_sec
+            .map(|r| Duration::from_secs_f64(1.0 / r))
     }
 }
 
@@ -567,6 +587,19 @@ impl Project {
                 path.display(),
                 crate::fleet::MAX_JOBS
             )));
+        }
+        for (name, value) in [
+            ("max_rows_per_sec", config.throttle.max_rows_per_sec),
+            ("max_batches_per_sec", config.throttle.max_batches_per_sec),
+        ] {
+            if let Some(rate) = value
+                && !(rate.is_finite() && (0.001..=1e12).contains(&rate))
+            {
+                return Err(ConfigError::new(format!(
+                    "invalid {}: throttle.{name} = {rate} is out of range; use a number above 0.001",
+                    path.display(),
+                )));
+            }
         }
         if let Some(role) = &config.role
             && !valid_role(role)

@@ -20,6 +20,7 @@ impl sql::Host for GuestState {
     ) -> wasmtime::Result<SqlResult<u64>> {
         let started = self.journal_before().await;
         let result = db_call!(self, |s| s.execute(&statement, &params));
+        self.wrote(&result, |n: &u64| *n);
         if let Some(started) = started {
             let (count, error) = outcome(&result, |n: &u64| *n);
             let entry = Journaled {
@@ -82,6 +83,7 @@ impl sql::Host for GuestState {
     ) -> wasmtime::Result<SqlResult<u64>> {
         let started = self.journal_before().await;
         let result = db_call!(self, |s| s.execute_many(&statement, &rows));
+        self.wrote(&result, |n: &u64| *n);
         if let Some(started) = started {
             let (count, error) = outcome(&result, |n: &u64| *n);
             let entry = Journaled {
@@ -156,6 +158,7 @@ impl sql::Host for GuestState {
     ) -> wasmtime::Result<SqlResult<u64>> {
         let started = self.journal_before().await;
         let result = db_call!(self, |s| s.copy_in(&table, &columns, &rows));
+        self.wrote(&result, |n: &u64| *n);
         if let Some(started) = started {
             let (count, error) = outcome(&result, |n: &u64| *n);
             let entry = Journaled {

@@ -260,6 +260,8 @@ pub struct GuestState {
     journal: Option<(Arc<Journal>, &'static str)>,
     /// What the server counted of the transaction after the last journaled call.
     journal_seen: Option<Observed>,
+    /// The step's row rate, if `[throttle]` sets one: waited on before each SQL call.
+    rate: Option<Arc<crate::throttle::RowRate>>,
 }
 
 /// The code of a statement the untrusted SQL policy refused (`wasmig_db::policy`).
@@ -315,6 +317,37 @@ impl GuestState {
             stderr,
             journal,
             journal_seen: None,
+            rate: None,
+        }
+    }
+
+    /// The same state, throttled to the step's row rate.
+    pub(crate) fn with_rate(mut self, rate: Option<Arc<crate::throttle::RowRate>>) -> Self {
+        self.rate = rate;
+        self
+    }
+
+    /// Waits, before a SQL call, until the rows the step wrote fit its row rate (never past
+    /// the call's deadline, which then stops the call as it would any other).
+    /// (Takes what it needs rather than `&self`, which the future would hold across its
+    /// wait, and `GuestState` is not `Sync`.)
+    async fn throttle(rate: Option<Arc<crate::throttle::RowRate>>, deadline: Instant) {
+        let Some(rate) = rate else {
+            return;
+        };
+        let Some(due) = rate.next_call_at() else {
+            return;
+        };
+        let until = due.min(deadline);
+        let started = Instant::now();
+        tokio::time::sleep_until(until).await;
+        rate.waited(started.elapsed());
+    }
+
+    /// Counts rows a call wrote against the step's row rate.
+    fn wrote<T>(&self, result: &wasmtime::Result<SqlResult<T>>, rows: impl Fn(&T) -> u64) {
+        if let (Some(rate), Ok(Ok(value))) = (&self.rate, result) {
+            rate.wrote(rows(value));
         }
     }
 
@@ -450,6 +483,7 @@ macro_rules! db_call {
         if let Some(err) = $state.aborted() {
             return Ok(Err(err));
         }
+        GuestState::throttle($state.rate.clone(), $state.deadline).await;
         let canceller = Arc::clone(&$state.canceller);
         let deadline = $state.deadline;
         let $session = $state.session();

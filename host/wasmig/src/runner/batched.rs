@@ -20,8 +20,8 @@ pub(super) struct Batched<'a> {
     pub(super) policy: Policy,
     /// The run's journal, if it keeps one.
     pub(super) journal: Option<std::sync::Arc<crate::sandbox::journal::Journal>>,
-    /// The replication-lag ceiling (`[throttle]`), if any.
-    pub(super) max_lag: Option<Duration>,
+    /// The limits between batches and on the guest's writes (`[throttle]`).
+    pub(super) throttle: crate::config::ThrottleSettings,
 }
 
 /// Runs a `transaction = "batched"` step: one transaction per call, each committing with
@@ -46,9 +46,12 @@ pub(super) async fn run_batched(
         expected,
         policy,
         journal,
-        max_lag,
+        throttle,
     } = batched;
-    let mut lag = max_lag.map(LagThrottle::new);
+    let mut lag = throttle.max_replication_lag().map(LagThrottle::new);
+    let rate = throttle.row_rate();
+    let interval = throttle.batch_interval();
+    let mut last_batch: Option<Instant> = None;
     let started_at = resume.as_ref().map_or_else(Utc::now, |c| c.started_at);
     let batched_step = BatchedStep {
         step,
@@ -75,6 +78,14 @@ pub(super) async fn run_batched(
         {
             lag.wait(db, &step.revision).await;
         }
+        // At most max_batches_per_sec: the next batch starts an interval after the last.
+        if let (Some(interval), Some(last)) = (interval, last_batch) {
+            let due = last + interval;
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        last_batch = Some(Instant::now());
         calls += 1;
         let batch = committed + 1;
         let in_batch = |cause: Failure| Failure::Batch {
@@ -99,6 +110,7 @@ pub(super) async fn run_batched(
                     checkpoint: checkpoint.clone(),
                     progress,
                     journal: journal.clone(),
+                    rate: rate.clone(),
                 },
             )
             .await;
@@ -148,6 +160,9 @@ pub(super) async fn run_batched(
                     "{}: last batch ({batch}) committed with the version-table update",
                     step.revision
                 );
+                if let Some(rate) = &rate {
+                    rate.report(&step.revision);
+                }
                 return Ok(calls);
             }
         }

@@ -519,7 +519,7 @@ impl Run<'_> {
             expected: self.expected_before(at.index),
             policy: policy(self.project, &self.options, revision),
             journal: self.options.journal.clone(),
-            max_lag: self.project.config.throttle.max_replication_lag(),
+            throttle: self.project.config.throttle,
         };
         let progress = Progress::new(step.revision.clone());
         let batches = run_batched(self.db, sandbox, loaded, batched, progress)
@@ -770,6 +770,7 @@ impl Run<'_> {
                     resume,
                     Calls {
                         journal: self.options.journal.as_ref(),
+                        rate: self.project.config.throttle.row_rate(),
                         max_calls: (self.options.dry_run
                             && find(self.revisions, &step.revision).manifest.transaction
                                 == TransactionMode::Batched)
@@ -862,7 +863,11 @@ async fn call_until_done(
     resume: Option<&Checkpoint>,
     calls: Calls<'_>,
 ) -> Result<(Box<dyn Session>, Result<(), Failure>, u64), Failure> {
-    let Calls { journal, max_calls } = calls;
+    let Calls {
+        journal,
+        max_calls,
+        rate,
+    } = calls;
     let journal = journal.cloned();
     let deadline = limits.deadline_from_now();
     let mut checkpoint = resume.map(|c| c.checkpoint.clone());
@@ -882,6 +887,7 @@ async fn call_until_done(
                     checkpoint: checkpoint.clone(),
                     progress,
                     journal: journal.clone(),
+                    rate: rate.clone(),
                 },
             )
             .await;
@@ -889,6 +895,9 @@ async fn call_until_done(
         session = returned
             .session
             .ok_or_else(|| Failure::Host(anyhow::anyhow!("the guest kept the session")))?;
+        if let (Some(rate), Err(_) | Ok(None)) = (&rate, &returned.outcome) {
+            rate.report(&step.revision);
+        }
         match returned.outcome {
             Err(failure) => return Ok((session, Err(failure), n)),
             Ok(None) => return Ok((session, Ok(()), n)),
@@ -946,6 +955,8 @@ fn ran_report(step: &Step, ready: &Prepared, started: Instant, calls: Option<u64
 struct Calls<'a> {
     journal: Option<&'a std::sync::Arc<crate::sandbox::journal::Journal>>,
     max_calls: Option<u64>,
+    /// The step's row rate (`[throttle] max_rows_per_sec`).
+    rate: Option<std::sync::Arc<crate::sandbox::throttle::RowRate>>,
 }
 
 /// A script's statements beside the rows each affected, when the server gave one count per
