@@ -637,3 +637,97 @@ async fn bad_lists_a_busy_ledger_and_untrusted_mode_are_refused_before_any_targe
     assert!(db.heads().await.is_empty());
     db.drop_db().await;
 }
+
+/// Whether a session holds the advisory lock `key` (granted) in the database of `db`.
+async fn advisory_held(db: &TestDb, key: i64) -> bool {
+    db.count(&format!(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND classid = (({key}::bigint >> 32) & 4294967295)::oid \
+         AND objid = ({key}::bigint & 4294967295)::oid AND objsubid = 1"
+    ))
+    .await
+        > 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_schema_has_its_own_migration_lock_and_one_schema_still_has_one_run() {
+    let project = TestProject::new();
+    project.sql_revision("a1", "SELECT pg_sleep(60);", "SELECT 1;");
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    db.exec("CREATE SCHEMA tenant_a; CREATE SCHEMA tenant_b")
+        .await;
+    let on = |schema: &str| {
+        let path = project.dir.join(format!("targets-{schema}.txt"));
+        std::fs::write(&path, format!("{} schema={schema}\n", db.url)).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    // A run on tenant_a holds tenant_a's lock through its minute-long step.
+    let file_a = on("tenant_a");
+    let mut slow = wasmig_cmd(&project.dir)
+        .args(["up", "--targets", &file_a, "--ledger"])
+        .arg(project.dir.join("slow.jsonl"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let key_a = wasmig::db::pg_lock_key("tenant_a");
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !advisory_held(&db, key_a).await {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the slow run never took its lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        !advisory_held(&db, wasmig::db::PG_LOCK_KEY).await,
+        "not public's lock"
+    );
+    // Another run on tenant_a gives up on the lock (exit 11 for that target: 17 for the
+    // fleet of one), having changed nothing.
+    let busy = Run::from_output(
+        wasmig_cmd(&project.dir)
+            .args(["up", "--targets", &file_a, "--lock-timeout", "1", "--json"])
+            .arg("--ledger")
+            .arg(project.dir.join("busy.jsonl"))
+            .output()
+            .unwrap(),
+    )
+    .fails_with(17);
+    assert_eq!(busy.json()["targets"][0]["exit_code"], 11, "{busy:?}");
+    // tenant_b's lock is its own: a run there does not wait for tenant_a's (its own step
+    // sleeps too, so it is started and its lock looked for, then it is stopped).
+    let file_b = on("tenant_b");
+    let mut other = wasmig_cmd(&project.dir)
+        .args([
+            "up",
+            "--targets",
+            &file_b,
+            "--lock-timeout",
+            "1",
+            "--ledger",
+        ])
+        .arg(project.dir.join("other.jsonl"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let key_b = wasmig::db::pg_lock_key("tenant_b");
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !advisory_held(&db, key_b).await {
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "the run on tenant_b ended without taking its lock (it waited for tenant_a's?)"
+        );
+        assert!(
+            std::time::Instant::now() < give_up,
+            "tenant_b's run never took its lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for child in [&mut slow, &mut other] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    db.drop_db().await;
+}

@@ -26,6 +26,26 @@ pub const PG_LOCK_KEY: i64 = -7_417_683_568_260_457_548;
 /// sees what it recorded. Pinned like [`PG_LOCK_KEY`] (its successor).
 pub const PG_STEP_KEY: i64 = PG_LOCK_KEY + 1;
 
+/// The advisory key of the migration lock of wasmig's tables in `schema`: [`PG_LOCK_KEY`]
+/// for `public` (the default schema, and the key of every wasmig before schema keys), else
+/// the first 8 bytes of SHA-256 of `"wasmig lock of schema "` and the schema's name, read as
+/// a big-endian signed integer with its lowest bit cleared. So runs on different schemas of
+/// one database (a fleet's tenant schemas) do not wait for each other, while every run on
+/// one schema takes the same key. Even, so that its step key (the next integer) is its own.
+/// Pinned like [`PG_LOCK_KEY`].
+pub fn pg_lock_key(schema: &str) -> i64 {
+    use sha2::Digest;
+    if schema == "public" {
+        return PG_LOCK_KEY;
+    }
+    let digest = sha2::Sha256::digest(format!("wasmig lock of schema {schema}"));
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let key = i64::from_be_bytes(first) & !1;
+    // As good as impossible; kept apart anyway.
+    if key == PG_LOCK_KEY { key ^ 2 } else { key }
+}
+
 /// The suffix of the SQLite lock file, next to the database file.
 pub const SQLITE_LOCK_SUFFIX: &str = ".wasmig-lock";
 
@@ -156,5 +176,18 @@ mod tests {
         let digest = Sha256::digest(b"wasmig");
         let key = i64::from_be_bytes(digest[..8].try_into().unwrap());
         assert_eq!(key, PG_LOCK_KEY);
+    }
+
+    #[test]
+    fn each_schema_has_its_own_even_key_and_public_keeps_the_old_one() {
+        assert_eq!(pg_lock_key("public"), PG_LOCK_KEY);
+        let a = pg_lock_key("tenant_a");
+        assert_eq!(a, pg_lock_key("tenant_a"), "the same schema, the same key");
+        assert_ne!(a, pg_lock_key("tenant_b"));
+        for key in [a, pg_lock_key("tenant_b"), PG_LOCK_KEY] {
+            assert_eq!(key % 2, 0, "even: its step key is key + 1");
+        }
+        let digest = Sha256::digest(b"wasmig lock of schema tenant_a");
+        assert_eq!(a, i64::from_be_bytes(digest[..8].try_into().unwrap()) & !1);
     }
 }

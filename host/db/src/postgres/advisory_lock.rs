@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use super::bookkeeping::lit;
 use crate::DbError;
-use crate::lock::{Attempt, LockGuard, PG_LOCK_KEY};
+use crate::lock::{Attempt, LockGuard};
 
 /// The `FROM … WHERE` of a query for the sessions granted the advisory lock on the bigint
 /// key `$1` in this database, as `l` (pg_locks) and `a` (pg_stat_activity). A bigint key
@@ -33,11 +33,12 @@ macro_rules! holders_of_key {
 }
 pub(super) use holders_of_key;
 
-/// `SELECT function(key)` for an advisory-lock function and wasmig's pinned key, as a
-/// simple query (one round trip).
-pub(super) fn advisory(function: &str) -> String {
-    // Qualified: a search_path set for the database or role must not answer instead.
-    format!("SELECT pg_catalog.{function}({PG_LOCK_KEY})")
+/// `SELECT function(key)` for an advisory-lock function and the migration lock's key (see
+/// [`crate::lock::pg_lock_key`]), as a simple query (one round trip).
+pub(super) fn advisory(function: &str, key: i64) -> String {
+    // Qualified: a search_path set for the database or role must not answer instead; the
+    // key quoted, since a negative literal would be the unary `-` operator.
+    format!("SELECT pg_catalog.{function}('{key}'::pg_catalog.int8)")
 }
 
 /// Tries the advisory lock on the control connection.
@@ -53,6 +54,8 @@ pub(super) struct PgLockAttempt {
     pub(super) lease_table: String,
     /// Set when the last attempt found the lease held: who holds it.
     pub(super) leased_by: Option<String>,
+    /// The migration lock's advisory key (of the configured schema).
+    pub(super) key: i64,
 }
 
 impl PgLockAttempt {
@@ -101,7 +104,7 @@ impl Attempt for PgLockAttempt {
         // With it, in the same round trip: whether a lease table exists (see below).
         let sql = format!(
             "{}, pg_catalog.to_regclass({}) IS NOT NULL",
-            advisory("pg_try_advisory_lock"),
+            advisory("pg_try_advisory_lock", self.key),
             lit(&self.lease_table)
         );
         let (held, leases) = sqlx::raw_sql(AssertSqlSafe(sql))
@@ -125,7 +128,7 @@ impl Attempt for PgLockAttempt {
         // comes second stands back.
         self.leased_by = self.lease_holder().await?;
         if self.leased_by.is_some() {
-            sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
+            sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock", self.key)))
                 .execute(self.conn())
                 .await
                 .map_err(|source| DbError::Query {
@@ -149,7 +152,7 @@ impl Attempt for PgLockAttempt {
                 holders_of_key!(),
                 " LIMIT 1"
             ))
-            .bind(PG_LOCK_KEY)
+            .bind(self.key)
             .fetch_optional(self.conn())
             .await;
         match row {
@@ -228,6 +231,8 @@ pub(super) struct PgLock {
     ///
     /// [`PgDatabase::lock_holder`]: super::PgDatabase
     pub(super) holder: Arc<std::sync::Mutex<Option<super::lease_lock::Holder>>>,
+    /// The advisory key held.
+    pub(super) key: i64,
 }
 
 #[async_trait]
@@ -241,8 +246,8 @@ impl LockGuard for PgLock {
             // Closed: the session, and the lock with it, already ended.
             return Ok(());
         };
-        let unlocking =
-            sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock"))).fetch_one(&mut *conn);
+        let unlocking = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock", self.key)))
+            .fetch_one(&mut *conn);
         let Ok(unlocked) = tokio::time::timeout(RELEASE_WAIT, unlocking).await else {
             // The server stopped answering. Every step checked in its own transaction that
             // the lock was still granted before it recorded anything, so what was recorded

@@ -41,8 +41,14 @@ const ATTEMPT_ROW_WAIT: &str = "1s";
 /// Who holds the migration lock for a run, as its steps check it (the fence).
 #[derive(Debug, Clone)]
 pub(crate) enum Holder {
-    /// A session-level advisory lock held by this backend pid (the control connection).
-    Session(i32),
+    /// A session-level advisory lock on `key` held by the backend `pid` (the control
+    /// connection).
+    Session {
+        /// The control connection's backend.
+        pid: i32,
+        /// The migration lock's advisory key (of the configured schema).
+        key: i64,
+    },
     /// The lease with this token, on the row of `table` (qualified).
     Lease {
         /// The fencing token the run took the lease with.
@@ -60,7 +66,7 @@ impl Holder {
     /// Every name is qualified: a migration's `search_path` cannot answer in its stead.
     pub(crate) fn held(&self, lock_row: bool) -> String {
         match self {
-            Holder::Session(pid) => super::session::lock_held(*pid),
+            Holder::Session { pid, key } => super::session::lock_held(*pid, *key),
             Holder::Lease { token, table, .. } => format!(
                 "(EXISTS (SELECT 1 FROM {table} l WHERE l.id OPERATOR(pg_catalog.=) 1 \
                  AND l.token OPERATOR(pg_catalog.=) {token}::pg_catalog.int8 \
@@ -76,9 +82,19 @@ impl Holder {
         }
     }
 
-    /// Whether this is the advisory lock (whose steps also take `PG_STEP_KEY`).
+    /// Whether this is the advisory lock (whose steps also take its step key).
     pub(crate) fn is_session(&self) -> bool {
-        matches!(self, Holder::Session(_))
+        matches!(self, Holder::Session { .. })
+    }
+
+    /// The advisory key every step of a run under the advisory lock takes shared for its
+    /// transaction (the lock's key plus one, [`crate::PG_STEP_KEY`] in `public`); none under
+    /// a lease.
+    pub(crate) fn step_key(&self) -> Option<i64> {
+        match self {
+            Holder::Session { key, .. } => Some(key + 1),
+            Holder::Lease { .. } => None,
+        }
     }
 
     /// What the transaction that records a step sets beyond wasmig's own limits: for a
@@ -86,7 +102,7 @@ impl Holder {
     /// paused runner holding the row it locked as it recorded).
     pub(crate) fn record_limits(&self) -> String {
         match self {
-            Holder::Session(_) => String::new(),
+            Holder::Session { .. } => String::new(),
             Holder::Lease { lease, .. } => format!(
                 "SET LOCAL idle_in_transaction_session_timeout = '{}ms'; ",
                 lease.as_millis().max(1)
@@ -95,21 +111,21 @@ impl Holder {
     }
 }
 
-/// An SQL boolean: a session holds wasmig's advisory lock in this database (a run under
-/// `lock = "advisory"`, or one whose `auto` found advisory locks sound): a lease is not
-/// taken beside it.
-fn advisory_held() -> String {
-    format!("EXISTS (SELECT 1 {})", advisory_holders())
+/// An SQL boolean: a session holds wasmig's advisory lock `key` in this database (a run
+/// under `lock = "advisory"`, or one whose `auto` found advisory locks sound): a lease is
+/// not taken beside it.
+fn advisory_held(key: i64) -> String {
+    format!("EXISTS (SELECT 1 {})", advisory_holders(key))
 }
 
-/// The `FROM … WHERE` of the sessions holding wasmig's advisory lock (`l`, `a`), with the
-/// key written in (for simple queries).
-fn advisory_holders() -> String {
+/// The `FROM … WHERE` of the sessions holding wasmig's advisory lock `key` (`l`, `a`), with
+/// the key written in (for simple queries).
+fn advisory_holders(key: i64) -> String {
     super::advisory_lock::holders_of_key!().replace(
         "$1",
         // Quoted: a negative literal would be the unary `-` operator, which a search_path
         // could answer.
-        &format!("'{}'::pg_catalog.int8", crate::lock::PG_LOCK_KEY),
+        &format!("'{key}'::pg_catalog.int8"),
     )
 }
 
@@ -176,6 +192,8 @@ pub(crate) struct LeaseAttempt<'c> {
     pub(crate) owner: String,
     /// The token once taken.
     pub(crate) token: Option<i64>,
+    /// The advisory key of the same schema's migration lock, which a lease excludes.
+    pub(crate) key: i64,
 }
 
 #[async_trait]
@@ -199,7 +217,7 @@ impl Attempt for LeaseAttempt<'_> {
                AND NOT {advisory_held}
              RETURNING token; COMMIT",
             owner = lit(&self.owner),
-            advisory_held = advisory_held(),
+            advisory_held = advisory_held(self.key),
         );
         match sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_optional(&mut *self.conn)
@@ -259,7 +277,7 @@ impl Attempt for LeaseAttempt<'_> {
         // row's own lease.
         let advisory: Option<i32> = sqlx::raw_sql(AssertSqlSafe(format!(
             "SELECT l.pid {}",
-            advisory_holders()
+            advisory_holders(self.key)
         )))
         .fetch_optional(&mut *self.conn)
         .await

@@ -156,6 +156,8 @@ pub(crate) struct PgDatabase {
     store: VersionStore,
     /// The schema wasmig's tables live in: configured, never read from a session.
     pub(super) schema: String,
+    /// The migration lock's advisory key, of that schema ([`crate::lock::pg_lock_key`]).
+    pub(super) lock_key: i64,
     /// The backend pid of the control connection while it holds the migration lock (set by
     /// [`Database::lock`], cleared by the guard's release): every step's transaction checks
     /// the lock is still granted to that session before it records anything (a fence), so
@@ -209,16 +211,16 @@ async fn wait_for_steps_in_flight(
     conn: &mut PgConnection,
     database: &str,
     timeout: Duration,
+    key: i64,
 ) -> anyhow::Result<()> {
-    let key = crate::lock::PG_STEP_KEY;
     let give_up = std::time::Instant::now() + timeout;
     let mut logged = false;
     loop {
         // Taken and let go in one statement (CASE decides the order: the unlock only
         // when the try took it).
         let free = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT CASE WHEN pg_catalog.pg_try_advisory_lock({key}) \
-             THEN pg_catalog.pg_advisory_unlock({key}) ELSE false END"
+            "SELECT CASE WHEN pg_catalog.pg_try_advisory_lock('{key}'::pg_catalog.int8) \
+             THEN pg_catalog.pg_advisory_unlock('{key}'::pg_catalog.int8) ELSE false END"
         )))
         .fetch_one(&mut *conn)
         .await
@@ -232,7 +234,7 @@ async fn wait_for_steps_in_flight(
         }
         let now = std::time::Instant::now();
         if now >= give_up || !logged {
-            let session = step_in_flight(conn).await;
+            let session = step_in_flight(conn, key).await;
             if now >= give_up {
                 // Typed (exit 11): nothing ran, as for any lock not had in time.
                 return Err(crate::LockTimeout {
@@ -258,7 +260,7 @@ async fn wait_for_steps_in_flight(
 /// earlier run), described for the log and the error. Found by the lock it holds, which the
 /// migration cannot release, not by anything the migration can change about its session;
 /// its `application_name` is shown, not trusted. Best effort.
-async fn step_in_flight(conn: &mut PgConnection) -> String {
+async fn step_in_flight(conn: &mut PgConnection, key: i64) -> String {
     /// pid, application_name, state, the query's start.
     type Row = (i32, Option<String>, Option<String>, Option<String>);
     let row: Result<Option<Row>, _> = sqlx::query_as(concat!(
@@ -267,7 +269,7 @@ async fn step_in_flight(conn: &mut PgConnection) -> String {
         advisory_lock::holders_of_key!(),
         " AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() LIMIT 1"
     ))
-    .bind(crate::lock::PG_STEP_KEY)
+    .bind(key)
     .fetch_optional(&mut *conn)
     .await;
     match row {
@@ -365,6 +367,7 @@ impl PgDatabase {
             control: Arc::new(tokio::sync::Mutex::new(Some(probe))),
             store: VersionStore::new(Dialect::Postgres, Some(DEFAULT_SCHEMA.to_owned())),
             schema: DEFAULT_SCHEMA.to_owned(),
+            lock_key: crate::lock::pg_lock_key(DEFAULT_SCHEMA),
             lock_holder: Arc::new(std::sync::Mutex::new(None)),
             lock_settings: crate::LockSettings::default(),
             table_oids: std::sync::Mutex::new(None),
@@ -420,6 +423,7 @@ impl PgDatabase {
     /// The same database, with wasmig's tables in `schema`.
     pub(crate) fn in_schema(mut self, schema: String) -> Self {
         self.store = VersionStore::new(Dialect::Postgres, Some(schema.clone()));
+        self.lock_key = crate::lock::pg_lock_key(&schema);
         self.schema = schema;
         self
     }
@@ -493,6 +497,7 @@ impl PgDatabase {
                 lease,
                 owner: lease_lock::owner(),
                 token: None,
+                key: self.lock_key,
             };
             lock::acquire(&mut attempt, &self.url, timeout).await?;
             attempt
@@ -682,10 +687,13 @@ impl Database for PgDatabase {
         // A migration cannot release it: calls of the unlock functions are refused, and
         // the probe after each statement checks it is still held.
         let under_lock = holder.as_ref().is_some_and(lease_lock::Holder::is_session);
-        let step_key = crate::lock::PG_STEP_KEY;
+        let step_key = holder
+            .as_ref()
+            .and_then(lease_lock::Holder::step_key)
+            .unwrap_or(crate::lock::PG_STEP_KEY);
         if under_lock {
             sqlx::raw_sql(AssertSqlSafe(format!(
-                "SELECT pg_catalog.pg_advisory_lock_shared({step_key})"
+                "SELECT pg_catalog.pg_advisory_lock_shared('{step_key}'::pg_catalog.int8)"
             )))
             .execute(&mut *conn)
             .await
@@ -836,12 +844,13 @@ impl Database for PgDatabase {
                 .to_owned(),
             lease_table: self.store.words().table(LOCK_TABLE),
             leased_by: None,
+            key: self.lock_key,
         };
         if let Err(e) = lock::acquire(&mut attempt, &self.url, timeout).await {
             // Taken, then given up (a straggler outlasted the timeout, or a query failed):
             // the lock must not stay with the control connection until it closes. Unlocking
             // a lock this session does not hold only warns.
-            let _ = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
+            let _ = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock", self.lock_key)))
                 .execute(attempt.conn())
                 .await;
             return Err(e);
@@ -849,8 +858,10 @@ impl Database for PgDatabase {
         // A run that lost the lock may still have a step in flight: wait until its
         // transaction ends (it holds PG_STEP_KEY shared), so that planning sees what it
         // recorded.
-        if let Err(e) = wait_for_steps_in_flight(attempt.conn(), &self.url, timeout).await {
-            let _ = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock")))
+        if let Err(e) =
+            wait_for_steps_in_flight(attempt.conn(), &self.url, timeout, self.lock_key + 1).await
+        {
+            let _ = sqlx::raw_sql(AssertSqlSafe(advisory("pg_advisory_unlock", self.lock_key)))
                 .execute(attempt.conn())
                 .await;
             return Err(e);
@@ -865,11 +876,15 @@ impl Database for PgDatabase {
                 source,
             })?;
         if let Ok(mut holder) = self.lock_holder.lock() {
-            *holder = Some(lease_lock::Holder::Session(pid));
+            *holder = Some(lease_lock::Holder::Session {
+                pid,
+                key: self.lock_key,
+            });
         }
         Ok(Box::new(PgLock {
             control: self.control.clone(),
             holder: self.lock_holder.clone(),
+            key: self.lock_key,
         }))
     }
 

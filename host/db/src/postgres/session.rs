@@ -28,7 +28,6 @@ use super::cancel::PgCanceller;
 use super::codec::{Bound, Plan, sql_error};
 use super::relay::Wire;
 use super::{PRESENT, PgDatabase};
-use crate::lock::PG_LOCK_KEY;
 use crate::store::{Checks, Driver, Refused, VersionStore};
 use crate::{
     Canceller, CursorState, DbError, FinishedStep, GuestSql, LockLost, Policy, Session, SqlResult,
@@ -61,10 +60,11 @@ const OBSERVE_SAVEPOINT: &str = "wasmig_observe";
 /// fail the record of its own step as a database error.
 const OWN_LIMITS: &str = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; ";
 
-/// An SQL boolean: the session `pid` holds the migration lock (a bigint advisory key shows
-/// in `pg_locks` as classid = its high 32 bits, objid = its low 32 bits, objsubid = 1).
-pub(super) fn lock_held(pid: i32) -> String {
-    let key = PG_LOCK_KEY as u64;
+/// An SQL boolean: the session `pid` holds the migration lock's advisory `key` (a bigint
+/// advisory key shows in `pg_locks` as classid = its high 32 bits, objid = its low 32 bits,
+/// objsubid = 1).
+pub(super) fn lock_held(pid: i32, key: i64) -> String {
+    let key = key as u64;
     format!(
         "EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
          WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted \
@@ -186,12 +186,14 @@ impl PgDatabase {
         // Under the migration lock, the step also holds PG_STEP_KEY shared for its
         // transaction, which a run taking the lock after this one waits for.
         let holder = self.lock_holder.lock().ok().and_then(|h| h.clone());
-        let step_key = match &holder {
-            Some(h) if h.is_session() => format!(
-                ", pg_catalog.pg_try_advisory_xact_lock_shared({})",
-                crate::lock::PG_STEP_KEY
-            ),
-            _ => String::new(),
+        let step_key = match holder
+            .as_ref()
+            .and_then(super::lease_lock::Holder::step_key)
+        {
+            Some(key) => {
+                format!(", pg_catalog.pg_try_advisory_xact_lock_shared('{key}'::pg_catalog.int8)")
+            }
+            None => String::new(),
         };
         // Under the lock, once the run knows its tables: the heads and whether the lock is
         // still held, for the runner's check of the step before (`Session::begun`).

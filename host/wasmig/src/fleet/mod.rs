@@ -249,12 +249,6 @@ pub async fn run(
     let ledger = Ledger::open(&options.ledger, &key, options.fresh)?;
     let sandbox = Arc::new(shared_sandbox(migrator)?);
     let target = target.map(str::to_owned);
-    // The schemas of one PostgreSQL database share its migration lock: its targets take
-    // turns here rather than wait out each other's lock timeout there.
-    let turns: std::collections::HashMap<&str, Arc<tokio::sync::Mutex<()>>> = targets
-        .iter()
-        .map(|t| (t.url.as_str(), Arc::new(tokio::sync::Mutex::new(()))))
-        .collect();
     let mut outcomes: Vec<Option<TargetOutcome>> = (0..targets.len()).map(|_| None).collect();
     let mut stopped_by = None;
     for (group, members) in groups(targets) {
@@ -283,10 +277,8 @@ pub async fn run(
                 Some(Arc::clone(&sandbox)),
             );
             let target = target.clone();
-            let turn = Arc::clone(&turns[t.url.as_str()]);
             let span = tracing::info_span!("target", target = %t.name);
             async move {
-                let _turn = turn.lock().await;
                 let started = Instant::now();
                 let result = one.run(direction, target.as_deref()).await;
                 (index, result, started.elapsed())
