@@ -565,6 +565,15 @@ async fn the_targets_come_from_a_command_or_a_catalog_query_in_wasmig_toml() {
         1,
         "the sequence was never advanced"
     );
+    // One statement: a query that closes the wrapper's parenthesis cannot end the read-only
+    // transaction and write on its own.
+    let escape = base.clone()
+        + "\n[fleet]\ntargets_query = \"SELECT url AS target FROM tenants) AS q; COMMIT; DELETE FROM tenants; SELECT * FROM (SELECT 1 AS target\"\ncatalog_url = \""
+        + &catalog.url
+        + "\"\n";
+    std::fs::write(&config, escape).unwrap();
+    wasmig(&project, &["up", "--fleet"]).fails_with(5);
+    assert_eq!(catalog.count("SELECT count(*) FROM tenants").await, 3);
     // A command's output, in the targets file's grammar.
     let script = project.dir.join("list-tenants.sh");
     std::fs::write(
@@ -622,6 +631,27 @@ async fn bad_lists_a_busy_ledger_and_untrusted_mode_are_refused_before_any_targe
     .fails_with(11);
     assert!(run.stderr.contains("another wasmig fleet run"), "{run:?}");
     drop(held);
+    // Relative targets name another revision on each database: refused.
+    let run = wasmig(&project, &["down", "--targets", file.to_str().unwrap()]).fails_with(3);
+    assert!(run.stderr.contains("absolute target, not `-1`"), "{run:?}");
+    wasmig(&project, &["up", "+1", "--targets", file.to_str().unwrap()]).fails_with(3);
+    // Untrusted mode refuses before the list is read: its command is the change's own.
+    let config = project.dir.join("wasmig.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{base}\n[fleet]\ntargets_command = [\"touch\", \"ran\"]\n"),
+    )
+    .unwrap();
+    for command in ["up", "current"] {
+        let run = wasmig(&project, &[command, "--untrusted", "--fleet"]).fails_with(3);
+        assert!(
+            run.stderr.contains("untrusted mode refuses fleet runs"),
+            "{run:?}"
+        );
+    }
+    assert!(!project.dir.join("ran").exists(), "the command never ran");
+    std::fs::write(&config, base).unwrap();
     // Untrusted mode: a fleet is the operator's rollout.
     let run = wasmig(
         &project,

@@ -761,6 +761,50 @@ async fn a_fresh_checkout_runs_the_component_an_applied_revision_ran_instead_of_
     db.drop_db().await;
 }
 
+/// A fleet on another machine (nothing built): every target runs the JavaScript component
+/// it applied, from its stored copy, rather than a rebuild whose bytes would differ and be
+/// refused as modified; the new revision after it applies everywhere.
+#[tokio::test]
+async fn a_fleet_on_a_fresh_checkout_runs_the_components_its_targets_applied() {
+    let built = built(Language::Js, Example::Backfill);
+    let project = project_from(built);
+    let dbs = [
+        TestDb::new(Backend::Postgres, &project).await,
+        TestDb::new(Backend::Postgres, &project).await,
+        TestDb::new(Backend::Postgres, &project).await,
+    ];
+    let list: String = dbs.iter().map(|db| format!("{}\n", db.url)).collect();
+    let targets = project.dir.join("targets.txt");
+    std::fs::write(&targets, list).unwrap();
+    let fleet = |args: &[&str]| {
+        Run::from_output(
+            wasmig_cmd(&project.dir)
+                .args(args)
+                .args(["--targets", targets.to_str().unwrap(), "--jobs", "3"])
+                .env("WASMIG_CACHE_DIR", shared_cache())
+                .output()
+                .unwrap(),
+        )
+    };
+    fleet(&["up"]).success();
+    let ran = std::fs::read(project.dir.join(".wasmig/build/b2.wasm")).unwrap();
+    std::fs::remove_dir_all(project.dir.join(".wasmig/build")).unwrap();
+    let next = new_revision(&project.dir, &["-m", "after", "--rev-id", "c3"]);
+    std::fs::write(next.join("up.sql"), "CREATE TABLE after_js (x int);").unwrap();
+    std::fs::write(next.join("down.sql"), "DROP TABLE after_js;").unwrap();
+    let run = fleet(&["up"]).success();
+    assert!(!run.stderr.contains("building revision b2"), "{run:?}");
+    assert_eq!(
+        std::fs::read(project.dir.join(".wasmig/build/b2.wasm")).unwrap(),
+        ran,
+        "the stored component, not a rebuild"
+    );
+    for db in dbs {
+        assert_eq!(db.heads().await, ["c3"]);
+        db.drop_db().await;
+    }
+}
+
 /// Untrusted mode builds each language's revision again from its source (never the
 /// template's build outputs), with the toolchain jailed: no network, an empty environment,
 /// reads of its installation and the sources only. A Python and a JavaScript migration's

@@ -39,7 +39,9 @@ pub async fn catalog_rows(url: &DatabaseUrl, sql: &str) -> Result<Vec<CatalogRow
                         url: url.to_string(),
                         source,
                     })?;
-            // Each row as one JSON object: whatever the columns' types, read by name.
+            // Each row as one JSON object: whatever the columns' types, read by name. One
+            // prepared statement: a `;` in the query cannot end the read-only transaction and
+            // run a statement of its own.
             let mut tx =
                 conn.begin_with("BEGIN READ ONLY")
                     .await
@@ -47,7 +49,7 @@ pub async fn catalog_rows(url: &DatabaseUrl, sql: &str) -> Result<Vec<CatalogRow
                         doing: doing(),
                         source,
                     })?;
-            let rows = sqlx::raw_sql(AssertSqlSafe(format!(
+            let rows = sqlx::query(AssertSqlSafe(format!(
                 "SELECT pg_catalog.to_jsonb(q)::pg_catalog.text FROM ({sql}) AS q"
             )))
             .fetch_all(&mut *tx)
@@ -92,7 +94,7 @@ pub async fn catalog_rows(url: &DatabaseUrl, sql: &str) -> Result<Vec<CatalogRow
                     url: url.to_string(),
                     source,
                 })?;
-            let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            let rows = sqlx::query(AssertSqlSafe(sql.to_owned()))
                 .fetch_all(&mut conn)
                 .await
                 .map_err(|source| DbError::Query {

@@ -15,6 +15,11 @@ pub(super) async fn targets(
     migrator: &Migrator,
     source: &FleetSource,
 ) -> anyhow::Result<Option<Vec<Target>>> {
+    if source.targets.is_none() && !source.fleet {
+        return Ok(None);
+    }
+    // Before the list is read: in untrusted mode its command or query is the change's.
+    fleet::refuse_untrusted(migrator)?;
     let project = migrator.project();
     let source = match (&source.targets, source.fleet) {
         (Some(file), _) => Source::File(file.clone()),

@@ -1,5 +1,6 @@
-//! The PostgreSQL migration lock: a session-level advisory lock on wasmig's pinned key
-//! ([`PG_LOCK_KEY`]), held on the database's control connection.
+//! The PostgreSQL migration lock: a session-level advisory lock on the key of the schema
+//! wasmig's tables are in ([`crate::lock::pg_lock_key`]: the pinned [`crate::PG_LOCK_KEY`]
+//! in `public`), held on the database's control connection.
 //!
 //! Owns: one attempt at the lock, naming the session that holds it and the sessions a
 //! dead run left working ([`Attempt`]), and releasing it ([`LockGuard`]).

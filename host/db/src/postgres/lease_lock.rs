@@ -432,7 +432,8 @@ fn probe_key() -> i64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
-    // Kept away from wasmig's two pinned keys.
+    // Positive, with bit 62 set: apart from public's pinned keys (negative); a schema's key
+    // could equal it only by a one in 2^62 chance.
     (hasher.finish() >> 1) as i64 | 0x4000_0000_0000_0000
 }
 

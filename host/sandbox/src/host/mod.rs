@@ -332,16 +332,9 @@ impl GuestState {
     /// (Takes what it needs rather than `&self`, which the future would hold across its
     /// wait, and `GuestState` is not `Sync`.)
     async fn throttle(rate: Option<Arc<crate::throttle::RowRate>>, deadline: Instant) {
-        let Some(rate) = rate else {
-            return;
-        };
-        let Some(due) = rate.next_call_at() else {
-            return;
-        };
-        let until = due.min(deadline);
-        let started = Instant::now();
-        tokio::time::sleep_until(until).await;
-        rate.waited(started.elapsed());
+        if let Some(rate) = rate {
+            rate.wait(deadline).await;
+        }
     }
 
     /// Counts rows a call wrote against the step's row rate.

@@ -3,8 +3,9 @@
 //!
 //! One JSON line per event, appended and synced as each target ends: a header naming the
 //! fleet run (the direction, the target revision and the revisions' checksums, hashed), then
-//! `{"target": NAME, "state": "done" | "failed", ...}` per target. A later run of the same
-//! fleet skips the targets marked done; a run of another (new revisions, another target
+//! `{"target": NAME, "identity": URL#SCHEMA, "state": "done" | "failed", ...}` per target
+//! (the URL without its password). A later run of the same fleet skips the targets marked
+//! done, by name and identity both; a run of another (new revisions, another target
 //! revision) starts a new ledger. A run where every target ended done removes the ledger, so
 //! the next run checks every target again. The file is locked while a run uses it: two
 //! runs of one fleet do not interleave.
@@ -44,6 +45,9 @@ struct Header {
 pub(super) struct Entry {
     /// The target's name.
     pub(super) target: String,
+    /// The database (and schema) it names, without the password.
+    #[serde(default)]
+    pub(super) identity: String,
     /// `done` or `failed`.
     pub(super) state: String,
     /// When it ended.
@@ -64,8 +68,8 @@ const KIND: &str = "wasmig fleet ledger 1";
 pub struct Ledger {
     path: PathBuf,
     file: std::sync::Mutex<File>,
-    /// The targets an earlier run of this fleet finished.
-    done: HashSet<String>,
+    /// The targets an earlier run of this fleet finished: name and identity.
+    done: HashSet<(String, String)>,
 }
 
 impl Ledger {
@@ -99,19 +103,24 @@ impl Ledger {
             Err(std::fs::TryLockError::Error(e)) => return Err(cannot(e).into()),
         }
         let mut done = HashSet::new();
-        let mut lines = BufReader::new(&file).lines();
+        // Lines as bytes: one cut short by a kill (perhaps inside a character) is skipped,
+        // and does not hide the lines after it.
+        let mut lines = BufReader::new(&file)
+            .split(b'\n')
+            .map_while(Result::ok)
+            .map(|line| String::from_utf8_lossy(&line).into_owned());
         let ours = match lines.next() {
-            Some(Ok(first)) => serde_json::from_str::<Header>(&first)
+            Some(first) => serde_json::from_str::<Header>(&first)
                 .is_ok_and(|h| h.ledger == KIND && h.key == key),
-            _ => false,
+            None => false,
         };
         if ours && !fresh {
-            // A line cut short by a kill is the last one, and is skipped.
-            for line in lines.map_while(Result::ok) {
+            for line in lines {
                 if let Ok(entry) = serde_json::from_str::<Entry>(&line) {
+                    let target = (entry.target, entry.identity);
                     match entry.state.as_str() {
-                        "done" => done.insert(entry.target),
-                        _ => done.remove(&entry.target),
+                        "done" => done.insert(target),
+                        _ => done.remove(&target),
                     };
                 }
             }
@@ -145,9 +154,10 @@ impl Ledger {
         })
     }
 
-    /// Whether an earlier run of this fleet finished `target`.
-    pub fn is_done(&self, target: &str) -> bool {
-        self.done.contains(target)
+    /// Whether an earlier run of this fleet finished the target called `name` at
+    /// `identity`.
+    pub fn is_done(&self, name: &str, identity: &str) -> bool {
+        self.done.contains(&(name.to_owned(), identity.to_owned()))
     }
 
     /// Appends a target's end, on disk before it returns.
@@ -199,6 +209,7 @@ mod tests {
     fn entry(target: &str, state: &str) -> Entry {
         Entry {
             target: target.into(),
+            identity: format!("db-{target}"),
             state: state.into(),
             at: chrono::Utc::now(),
             steps: Vec::new(),
@@ -222,12 +233,19 @@ mod tests {
             .write_all(b"{\"target\":\"d\",\"st")
             .unwrap();
         let again = Ledger::open(&path, "k1", false).unwrap();
-        assert!(again.is_done("a") && again.is_done("c"));
-        assert!(!again.is_done("b") && !again.is_done("d"));
+        assert!(again.is_done("a", "db-a") && again.is_done("c", "db-c"));
+        assert!(!again.is_done("b", "db-b") && !again.is_done("d", "db-d"));
+        assert!(
+            !again.is_done("a", "db-elsewhere"),
+            "a name moved to another database"
+        );
         again.record(&entry("d", "done"));
         drop(again);
         let third = Ledger::open(&path, "k1", false).unwrap();
-        assert!(third.is_done("d"), "the entry after a cut line is read");
+        assert!(
+            third.is_done("d", "db-d"),
+            "the entry after a cut line is read"
+        );
     }
 
     #[test]
@@ -236,11 +254,19 @@ mod tests {
         let ledger = Ledger::open(&path, "k1", false).unwrap();
         ledger.record(&entry("a", "done"));
         drop(ledger);
-        assert!(!Ledger::open(&path, "k2", false).unwrap().is_done("a"));
+        assert!(
+            !Ledger::open(&path, "k2", false)
+                .unwrap()
+                .is_done("a", "db-a")
+        );
         let ledger = Ledger::open(&path, "k2", false).unwrap();
         ledger.record(&entry("a", "done"));
         drop(ledger);
-        assert!(!Ledger::open(&path, "k2", true).unwrap().is_done("a"));
+        assert!(
+            !Ledger::open(&path, "k2", true)
+                .unwrap()
+                .is_done("a", "db-a")
+        );
     }
 
     #[test]

@@ -210,8 +210,13 @@ pub struct TargetStatus {
     pub cause: Option<anyhow::Error>,
 }
 
-/// Untrusted mode refuses fleets: a fleet is the operator's rollout, after review.
-fn refuse_untrusted(migrator: &Migrator) -> Result<(), ConfigError> {
+/// Untrusted mode refuses fleets: a fleet is the operator's rollout, after review. Called
+/// before the list is read too: its command or query comes from `wasmig.toml`, which is
+/// the change's own in untrusted mode.
+///
+/// # Errors
+/// [`ConfigError`] in untrusted mode.
+pub fn refuse_untrusted(migrator: &Migrator) -> Result<(), ConfigError> {
     if migrator.untrusted() {
         return Err(ConfigError::new(
             "untrusted mode refuses fleet runs (--targets, --fleet): rolling migrations out to a fleet is the operator's step after review; run it trusted",
@@ -236,15 +241,23 @@ pub async fn run(
     if targets.is_empty() {
         return Err(ConfigError::new("the fleet's list has no targets: nothing to run").into());
     }
+    let absolute = target.unwrap_or(match direction {
+        Direction::Upgrade => "head",
+        Direction::Downgrade => "-1",
+    });
+    if relative(absolute) {
+        return Err(ConfigError::new(format!(
+            "a fleet takes an absolute target, not `{absolute}`: a relative one names another revision on each target, and a run resumed after a kill would move a target that finished once more; name the revision (REV, base, heads, LABEL@head){}",
+            if direction == Direction::Downgrade && target.is_none() {
+                " (`down` alone means -1)"
+            } else {
+                ""
+            }
+        ))
+        .into());
+    }
     let started = Instant::now();
     let set = migrator.revisions()?;
-    // Once for the fleet, not once per target.
-    if migrator.options().build {
-        let rebuilt = migrator.build()?;
-        if !rebuilt.is_empty() {
-            tracing::info!("fleet: built {}", rebuilt.join(", "));
-        }
-    }
     let key = fleet_key(migrator, &set, direction, target);
     let ledger = Ledger::open(&options.ledger, &key, options.fresh)?;
     let sandbox = Arc::new(shared_sandbox(migrator)?);
@@ -258,7 +271,7 @@ pub async fn run(
         let mut to_run = Vec::new();
         for t in members {
             let index = index_of(targets, t);
-            if ledger.is_done(&t.name) {
+            if ledger.is_done(&t.name, &t.identity()) {
                 outcomes[index] = Some(outcome(t, State::Skipped, Vec::new(), 0, None));
             } else {
                 to_run.push((index, t));
@@ -280,10 +293,12 @@ pub async fn run(
             let span = tracing::info_span!("target", target = %t.name);
             async move {
                 let started = Instant::now();
-                let result = one.run(direction, target.as_deref()).await;
+                let result = on_own_thread(span, move || async move {
+                    one.run(direction, target.as_deref()).await
+                })
+                .await;
                 (index, result, started.elapsed())
             }
-            .instrument(span)
         };
         let on_error = options.on_error;
         let ended =
@@ -296,6 +311,7 @@ pub async fn run(
                         log_done(t, direction, &steps, ms);
                         ledger.record(&ledger::Entry {
                             target: t.name.clone(),
+                            identity: t.identity(),
                             state: "done".into(),
                             at: chrono::Utc::now(),
                             steps: steps.clone(),
@@ -308,6 +324,7 @@ pub async fn run(
                         tracing::warn!("[{}] failed: {line}", t.name);
                         ledger.record(&ledger::Entry {
                             target: t.name.clone(),
+                            identity: t.identity(),
                             state: "failed".into(),
                             at: chrono::Utc::now(),
                             steps: Vec::new(),
@@ -454,6 +471,34 @@ where
     items.collect()
 }
 
+/// Runs one target's work on a thread of its own (the runtime's blocking pool), driven there
+/// with the runtime's handle: a guest's CPU time or a component's compile in one target
+/// does not hold up the others (whose deadlines are wall-clock), and a panic in one target
+/// fails that target, not the fleet.
+async fn on_own_thread<T, F, Fut>(span: tracing::Span, make: F) -> anyhow::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+    T: Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    match tokio::task::spawn_blocking(move || handle.block_on(make().instrument(span))).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(anyhow::anyhow!(
+                "internal error: wasmig panicked on this target ({message}); a bug, please report it; the step in flight did not commit"
+            ))
+        }
+        Err(e) => Err(anyhow::anyhow!("the target's task was cancelled: {e}")),
+    }
+}
+
 /// The sandbox every target shares, with the compile cache a run would use.
 fn shared_sandbox(migrator: &Migrator) -> anyhow::Result<Sandbox> {
     let project = migrator.project();
@@ -472,7 +517,8 @@ fn shared_sandbox(migrator: &Migrator) -> anyhow::Result<Sandbox> {
 }
 
 /// What names one fleet run in its ledger: the direction, the target revision, and every
-/// revision with its artifact's checksum (a revision added or changed makes another run).
+/// revision with its checksum (a revision added or changed makes another run): its sources'
+/// for a kind wasmig builds (built or not yet), its artifact's for the others.
 fn fleet_key(
     migrator: &Migrator,
     set: &RevisionSet,
@@ -486,11 +532,23 @@ fn fleet_key(
     let mut revisions: Vec<_> = set.revisions().iter().collect();
     revisions.sort_by_key(|r| r.id());
     for r in revisions {
-        let checksum = crate::revision::read_artifact(r, &build_dir)
-            .map_or_else(|_| "unreadable".to_owned(), |a| a.checksum());
+        let checksum = match crate::toolchain::toolchain(r.manifest.kind) {
+            Some(_) if r.stored.is_none() => crate::toolchain::source_checksum(r)
+                .map_or_else(|_| "unreadable".to_owned(), |c| format!("sources {c}")),
+            _ => crate::revision::read_artifact(r, &build_dir)
+                .map_or_else(|_| "unreadable".to_owned(), |a| a.checksum()),
+        };
         hash.update(format!("{} {checksum}\n", r.id()));
     }
     hex::encode(hash.finalize())
+}
+
+/// Whether a target revision is relative to where each database is (`+1`, `-2`, `REV+1`,
+/// `LABEL@-1`).
+fn relative(target: &str) -> bool {
+    let last = target.rsplit('@').next().unwrap_or(target);
+    let digits = last.trim_end_matches(|c: char| c.is_ascii_digit());
+    digits.len() < last.len() && (digits.ends_with('+') || digits.ends_with('-'))
 }
 
 /// The revisions a run's steps applied or reverted.
@@ -545,4 +603,27 @@ fn index_of_name(targets: &[Target], name: &str) -> usize {
         .iter()
         .position(|x| x.name == name)
         .unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+
+    #[test]
+    fn relative_targets_are_told_from_absolute_ones() {
+        for r in ["-1", "+2", "ab12-1", "ab12+3", "core@-1", "core@+1"] {
+            assert!(relative(r), "{r}");
+        }
+        for a in [
+            "head",
+            "heads",
+            "base",
+            "ab12",
+            "core@head",
+            "core@base",
+            "v2",
+        ] {
+            assert!(!relative(a), "{a}");
+        }
+    }
 }

@@ -34,6 +34,19 @@ pub struct Target {
     pub group: String,
 }
 
+impl Target {
+    /// Which database (and schema) it is, without the password: what the ledger knows it
+    /// by beside its name, so a name moved to another database is not taken for done.
+    pub fn identity(&self) -> String {
+        let url =
+            DatabaseUrl::parse(&self.url).map_or_else(|_| self.url.clone(), |u| u.to_string());
+        match &self.schema {
+            Some(schema) => format!("{url}#{schema}"),
+            None => url,
+        }
+    }
+}
+
 /// Where a fleet's list comes from, as `--targets` or `[fleet]` say.
 #[derive(Debug, Clone)]
 pub enum Source {

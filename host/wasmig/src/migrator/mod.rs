@@ -199,9 +199,9 @@ pub struct Migrator {
     untrusted_setup: Option<String>,
     /// A fleet's target: the revisions, read once for the whole fleet.
     preloaded: Option<RevisionSet>,
-    /// A fleet's target: the fleet built the revisions before its first target, so a run
-    /// does not build (nor check whether to).
-    prebuilt: bool,
+    /// A fleet's target: its build directory is the fleet's, shared with the targets
+    /// running beside it.
+    in_fleet: bool,
 }
 
 impl Migrator {
@@ -212,7 +212,7 @@ impl Migrator {
             options: Options::default(),
             untrusted_setup: None,
             preloaded: None,
-            prebuilt: false,
+            in_fleet: false,
         }
         .set_up_untrusted()
     }
@@ -336,7 +336,7 @@ impl Migrator {
     }
 
     /// The migrator of one of a fleet's targets: the same project and options on `url`
-    /// (and `schema`), with the revisions the fleet read and built once, and its sandbox.
+    /// (and `schema`), with the revisions the fleet read once, and its sandbox.
     pub(crate) fn for_target(
         &self,
         set: &RevisionSet,
@@ -354,7 +354,7 @@ impl Migrator {
             },
             untrusted_setup: self.untrusted_setup.clone(),
             preloaded: Some(set.clone()),
-            prebuilt: true,
+            in_fleet: true,
         }
     }
 
@@ -625,11 +625,16 @@ impl Migrator {
         }
         let applied = set.graph().applied(&heads)?;
         let build = for_run && self.options.build;
+        // A fleet's targets share the build directory: copying stored components into it,
+        // building, and verifying against it are one target's at a time (the verification
+        // reads what the copy wrote). The first target builds; the others find it built.
+        let _turn = match self.in_fleet {
+            true => Some(BUILD_DIR_TURN.lock().await),
+            false => None,
+        };
         // Applied revisions of non-reproducible toolchains run the component they ran, from
         // the database, when this checkout has not built it from the same sources.
         if build {
-            // One at a time in a process: a fleet's targets write the same build directory.
-            let _one = REUSING_STORED.lock().await;
             crate::toolchain::reuse_stored(
                 db,
                 set.revisions(),
@@ -639,12 +644,8 @@ impl Migrator {
             .await?;
         }
         // Build first, so applied Rust revisions are verified against the components that
-        // would run (a rebuild may change them). A fleet built before its first target.
-        if build
-            && !self.prebuilt
-            && !steps.is_empty()
-            && runner::needs_build(set.revisions(), &steps)
-        {
+        // would run (a rebuild may change them).
+        if build && !steps.is_empty() && runner::needs_build(set.revisions(), &steps) {
             crate::artifact::build(&self.project, set.revisions())?;
         }
         integrity::verify(
@@ -883,9 +884,9 @@ async fn refuse_unfinished(db: &dyn Database) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Held while a run copies stored components into the build directory: a fleet's targets
-/// run at once in one process.
-static REUSING_STORED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held by a fleet's target while it copies stored components into the build directory,
+/// builds and verifies: the fleet's targets run at once in one process.
+static BUILD_DIR_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The default target: `head` up, `-1` down.
 fn default_target(direction: Direction) -> &'static str {

@@ -259,7 +259,7 @@ impl Migrator {
             },
             untrusted_setup: None,
             preloaded: None,
-            prebuilt: false,
+            in_fleet: false,
         };
         let walk = on_scratch.locked(async |db: &dyn Database| {
             Ok(walk(&on_scratch, db, &set, &steps, options).await)

@@ -86,6 +86,11 @@ pub(super) async fn run_batched(
             }
         }
         last_batch = Some(Instant::now());
+        // The rows the last batches wrote are paid off before this one's transaction
+        // begins, not inside it.
+        if let Some(rate) = &rate {
+            rate.wait(limits.deadline_from_now()).await;
+        }
         calls += 1;
         let batch = committed + 1;
         let in_batch = |cause: Failure| Failure::Batch {
