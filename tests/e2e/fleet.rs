@@ -761,3 +761,94 @@ async fn each_schema_has_its_own_migration_lock_and_one_schema_still_has_one_run
     }
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_the_migrations_role_may_not_use_is_refused_naming_the_grant() {
+    let project = project();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let role = format!("wasmig_fleet_role_{}", std::process::id());
+    db.exec(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} NOLOGIN; GRANT {role} TO postgres;
+         CREATE SCHEMA open_t; CREATE SCHEMA closed_t;
+         GRANT USAGE, CREATE ON SCHEMA open_t TO {role};"
+    ))
+    .await;
+    let config = project.dir.join("wasmig.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("role = \"{role}\"\n{base}")).unwrap();
+    let file = targets_file(
+        &project,
+        &format!(
+            "{} schema=open_t name=open\n{} schema=closed_t name=closed\n",
+            db.url, db.url
+        ),
+    );
+    let report = wasmig(
+        &project,
+        &[
+            "up",
+            "--targets",
+            file.to_str().unwrap(),
+            "--on-error",
+            "continue",
+            "--json",
+        ],
+    )
+    .fails_with(16)
+    .json();
+    assert_eq!(in_state(&report, "done"), ["open"]);
+    let closed = &report["targets"][1];
+    assert_eq!(closed["exit_code"], 3, "{closed}");
+    assert!(
+        closed["error"]
+            .as_str()
+            .unwrap()
+            .contains("GRANT USAGE, CREATE ON SCHEMA closed_t"),
+        "{closed}"
+    );
+    db.drop_db().await;
+    TestDb::server()
+        .exec(&format!("DROP ROLE IF EXISTS {role}"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_the_sandbox_refuses_fails_every_target_with_its_own_code() {
+    // Refused once by the shared sandbox, and the refusal (a denied import: exit 8) given
+    // to each target that loads the same bytes, rather than compiled again for each.
+    let project = TestProject::new();
+    let denied = wat::parse_str(
+        r#"(component
+  (import "evil:net/raw-socket" (instance))
+  (core module $m (memory (export "mem") 1) (func (export "f") (result i32) (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $f (result (result (error string))) (canon lift (core func $i "f") (memory (core memory $i "mem"))))
+  (export "upgrade" (func $f))
+  (export "downgrade" (func $f)))"#,
+    )
+    .unwrap();
+    project.wasm_revision_bytes("a1", &denied);
+    let file = targets_file(&project, "one.db\ntwo.db\nthree.db\n");
+    let report = wasmig(
+        &project,
+        &[
+            "up",
+            "--targets",
+            file.to_str().unwrap(),
+            "--on-error",
+            "continue",
+            "--json",
+        ],
+    )
+    .fails_with(17)
+    .json();
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 3);
+    for t in targets {
+        assert_eq!(t["exit_code"], 8, "{t}");
+        assert!(
+            t["error"].as_str().unwrap().contains("evil:net/raw-socket"),
+            "{t}"
+        );
+    }
+}

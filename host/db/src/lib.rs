@@ -878,12 +878,13 @@ async fn connect_to(
                 .await?
                 .in_schema(schema.to_owned())
                 .with_lock(lock.clone());
-            let checked = match search_path {
-                Some(schema) => db.check_search_path(schema).await,
+            // The role first: the schema must be one the migrations' role can use.
+            let checked = match role {
+                Some(role) => db.set_role(role).await,
                 None => Ok(()),
             };
-            let checked = match (checked, role) {
-                (Ok(()), Some(role)) => db.set_role(role).await,
+            let checked = match (checked, search_path) {
+                (Ok(()), Some(schema)) => db.check_search_path(schema).await,
                 (checked, _) => checked,
             };
             if let Err(e) = checked {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use wasmig_contract::SqlError;
 
 /// A component could not be loaded: malformed, wrong world, or a denied import.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("revision {revision}: {}: {reason}", .path.display())]
 pub struct ComponentError {
     /// The revision the component belongs to.

@@ -45,7 +45,7 @@ enum Compiled {
 
 /// A component over a limit that applies before it runs: its size, or the time compiling
 /// it took (exit 7, like the limits of a call).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "revision {revision}: {what}; raise the limit in the [sandbox] table of wasmig.toml if the component is trusted"
 )]
@@ -133,7 +133,17 @@ pub struct Sandbox {
     /// loaded, by the SHA-256 of its bytes, so that it is compiled (or read from the cache)
     /// once for the whole fleet. `None`: one run's sandbox, which loads each component once
     /// anyway.
-    memo: Option<std::sync::Mutex<std::collections::HashMap<[u8; 32], Loaded>>>,
+    memo: Option<std::sync::Mutex<std::collections::HashMap<[u8; 32], Memo>>>,
+}
+
+/// What loading one component's bytes gave, kept for a fleet's other targets: the loaded
+/// component, or why it was refused (so a bad component is compiled once, not once per
+/// target, each up to the compile timeout).
+#[derive(Clone)]
+enum Memo {
+    Loaded(Loaded),
+    Invalid(ComponentError),
+    OverLimit(CompileLimit),
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -284,16 +294,32 @@ impl Sandbox {
         let mut memo = memo
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(loaded) = memo.get(&key) {
-            return Ok(Loaded {
-                cache: CacheStatus::Reused,
-                load_time: Duration::ZERO,
-                ..loaded.clone()
-            });
+        match memo.get(&key) {
+            Some(Memo::Loaded(loaded)) => {
+                return Ok(Loaded {
+                    cache: CacheStatus::Reused,
+                    load_time: Duration::ZERO,
+                    ..loaded.clone()
+                });
+            }
+            Some(Memo::Invalid(e)) => return Err(e.clone().into()),
+            Some(Memo::OverLimit(e)) => return Err(e.clone().into()),
+            None => {}
         }
-        let loaded = self.load_new(revision, path, bytes)?;
-        memo.insert(key, loaded.clone());
-        Ok(loaded)
+        match self.load_new(revision, path, bytes) {
+            Ok(loaded) => {
+                memo.insert(key, Memo::Loaded(loaded.clone()));
+                Ok(loaded)
+            }
+            Err(e) => {
+                if let Some(invalid) = e.downcast_ref::<ComponentError>() {
+                    memo.insert(key, Memo::Invalid(invalid.clone()));
+                } else if let Some(limit) = e.downcast_ref::<CompileLimit>() {
+                    memo.insert(key, Memo::OverLimit(limit.clone()));
+                }
+                Err(e)
+            }
+        }
     }
 
     /// [`Sandbox::load`] without the fleet's memo.

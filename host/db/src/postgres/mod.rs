@@ -391,10 +391,18 @@ impl PgDatabase {
             doing: format!("checking the search_path of the schema target {schema}"),
             source,
         })?;
-        let found: String = sqlx::raw_sql(
-            "SELECT pg_catalog.current_setting('search_path') \
-             || ' ' || pg_catalog.array_to_string(pg_catalog.current_schemas(false), ',')",
-        )
+        // As the migrations' role, if one is set: `current_schemas` leaves out a schema the
+        // role may not use. In a transaction of its own, so the role goes with it.
+        let as_role = self
+            .role
+            .as_deref()
+            .map(|r| format!("SET LOCAL ROLE {}; ", role::quoted(r)))
+            .unwrap_or_default();
+        let found: String = sqlx::raw_sql(AssertSqlSafe(format!(
+            "BEGIN; {as_role}SELECT pg_catalog.current_setting('search_path') \
+             OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) \
+             pg_catalog.array_to_string(pg_catalog.current_schemas(false), ','); COMMIT"
+        )))
         .fetch_one(&mut *conn)
         .await
         .and_then(|row| row.try_get(0))
@@ -405,8 +413,12 @@ impl PgDatabase {
         let (setting, schemas) = found.split_once(' ').unwrap_or((found.as_str(), ""));
         if setting == schema && schemas.is_empty() {
             return Err(wasmig_plan::ConfigError::new(format!(
-                "the schema target {schema} on {}: the database has no schema {schema}; create it (CREATE SCHEMA {schema}) and run again, or remove the target",
-                self.url
+                "the schema target {schema} on {}: the database has no schema {schema}{}; create it (CREATE SCHEMA {schema}) and run again, or remove the target",
+                self.url,
+                match &self.role {
+                    Some(role) => format!(" that the role `{role}` (role in wasmig.toml) may use (GRANT USAGE, CREATE ON SCHEMA {schema} TO …)"),
+                    None => String::new(),
+                }
             ))
             .into());
         }

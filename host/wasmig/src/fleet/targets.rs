@@ -277,13 +277,13 @@ fn targets<'a>(
             let parsed = DatabaseUrl::parse(location).map_err(|e| at(e.to_string()))?;
             match parsed {
                 DatabaseUrl::Sqlite { path } => DatabaseUrl::Sqlite {
-                    path: base.join(path),
+                    path: lexical(&base.join(path)),
                 },
                 other => other,
             }
         } else {
             DatabaseUrl::Sqlite {
-                path: base.join(location),
+                path: lexical(&base.join(location)),
             }
         };
         if schema.is_some() && matches!(url, DatabaseUrl::Sqlite { .. }) {
@@ -318,6 +318,12 @@ fn targets<'a>(
         });
     }
     Ok(found)
+}
+
+/// `path` without its `.` components, so `a.db` and `./a.db` are one file to the check for
+/// targets listed twice (`..` stays: it may cross a link).
+fn lexical(path: &Path) -> std::path::PathBuf {
+    path.components().collect()
 }
 
 /// A group's or a target's name: printable, without spaces, `=`, `[` or `]`.
@@ -387,6 +393,10 @@ mod tests {
         for (text, expected) in [
             (
                 "a.db\na.db\n",
+                "line 2: sqlite:/fleet/a.db is listed twice (first on line 1)",
+            ),
+            (
+                "a.db\n./a.db\n",
                 "line 2: sqlite:/fleet/a.db is listed twice (first on line 1)",
             ),
             (
