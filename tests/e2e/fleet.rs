@@ -852,3 +852,103 @@ async fn a_component_the_sandbox_refuses_fails_every_target_with_its_own_code() 
         );
     }
 }
+
+/// Waits up to a minute for `child` to exit; its output.
+fn wait_exit(child: std::process::Child) -> Run {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    let out = receiver
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("wasmig did not exit within a minute of the signal")
+        .unwrap();
+    Run::from_output(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_lets_the_targets_under_way_finish_prints_the_report_and_a_second_abandons_them() {
+    let n = 12;
+    let project = project();
+    project.sql_revision("d4", "SELECT pg_sleep(0.3);", "SELECT 1;");
+    let dbs = Databases::new("wasmig_fleet_int", n);
+    let list: String = (0..n)
+        .map(|i| format!("{} name=t{i}\n", dbs.url(i)))
+        .collect();
+    let file = targets_file(&project, &list);
+    let ledger = project.dir.join("ledger.jsonl");
+    let start = || {
+        wasmig_cmd(&project.dir)
+            .args([
+                "up",
+                "--targets",
+                file.to_str().unwrap(),
+                "--jobs",
+                "2",
+                "--json",
+            ])
+            .arg("--ledger")
+            .arg(&ledger)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let done_lines = || {
+        std::fs::read_to_string(&ledger)
+            .unwrap_or_default()
+            .matches("\"state\":\"done\"")
+            .count()
+    };
+    let interrupt = |child: &std::process::Child| unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    };
+    // One Ctrl-C: those under way finish, no other starts, the report says so.
+    let child = start();
+    while done_lines() < 2 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    interrupt(&child);
+    let run = wait_exit(child).fails_with(130);
+    let report = run.json();
+    assert_eq!(report["interrupted"], true, "{run:?}");
+    let done = in_state(&report, "done").len();
+    let not_run = in_state(&report, "not-run").len();
+    assert!(done >= 2 && not_run >= 1, "{run:?}");
+    assert_eq!(
+        done + not_run,
+        n,
+        "nothing failed or was abandoned: {run:?}"
+    );
+    assert!(run.stderr.contains("interrupted"), "{run:?}");
+    // Twice: the targets under way are abandoned at once (a step of a minute), reported
+    // failed, and roll back.
+    project.sql_revision("e5", "SELECT pg_sleep(60);", "SELECT 1;");
+    let child = start();
+    let server = TestDb::server();
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server
+        .count(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' \
+             AND datname LIKE '{}%'",
+            &dbs.names[0][..dbs.names[0].rfind('_').unwrap()]
+        ))
+        .await
+        < 2
+    {
+        assert!(std::time::Instant::now() < give_up, "no target reached e5");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    interrupt(&child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    interrupt(&child);
+    let run = wait_exit(child).fails_with(130);
+    let report = run.json();
+    assert_eq!(report["abandoned"], 2, "{run:?}");
+    assert_eq!(in_state(&report, "failed").len(), 2, "{run:?}");
+    // The abandoned steps rolled back: e5 is not recorded anywhere.
+    for i in 0..n {
+        let (heads, _) = state_of(&dbs.url(i)).await;
+        assert_ne!(heads, ["e5"], "t{i}");
+    }
+}

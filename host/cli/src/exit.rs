@@ -80,8 +80,9 @@ pub(crate) const FLEET_PARTIAL: u8 = 16;
 /// rest). `wasmig current --targets`: no target could be read.
 pub(crate) const FLEET_FAILED: u8 = 17;
 
-/// `wasmig test` stopped by Ctrl-C or SIGTERM, after dropping its scratch database: the
-/// code a shell reports for SIGINT (128 + 2).
+/// `wasmig test` stopped by Ctrl-C or SIGTERM, after dropping its scratch database; a fleet
+/// run stopped by one, after its report was printed: the code a shell reports for SIGINT
+/// (128 + 2).
 pub(crate) const INTERRUPTED: u8 = 130;
 
 /// The exit code for an error, from the first typed error in its chain.
@@ -111,7 +112,7 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         {
             return MODIFIED;
         }
-        if cause.is::<Interrupted>() {
+        if cause.is::<Interrupted>() || cause.is::<wasmig::fleet::FleetInterrupted>() {
             return INTERRUPTED;
         }
         if cause.is::<StairwayFailed>() {

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(commands::run(cli))
     }));
+    // A fleet interrupted twice leaves targets under way on blocking threads: exit without
+    // waiting for them (their step in flight rolls back as the connections close).
+    runtime.shutdown_background();
     let Ok(result) = result else {
         eprintln!(
             "error: internal error: wasmig panicked (a bug; please report it with the message above); steps committed before it stay applied, the one in flight did not commit"

@@ -52,7 +52,18 @@ pub(super) async fn run(
         args.ledger.clone(),
         args.fresh,
     )?;
-    let report = fleet::run(migrator, direction, target, targets, &options).await?;
+    // Ctrl-C or SIGTERM: no other target starts, those under way finish (again: they are
+    // abandoned), and the table is printed.
+    let mut interrupts = super::signals();
+    let report = fleet::run(
+        migrator,
+        direction,
+        target,
+        targets,
+        &options,
+        &mut interrupts,
+    )
+    .await?;
     if g.json {
         out!("{}", report_json(&report));
     } else {
@@ -81,6 +92,13 @@ pub(super) async fn run(
             "fleet: the ledger {} remembers the targets done; --fresh visits them all again",
             ledger.display()
         );
+    }
+    if report.interrupted {
+        return Err(fleet::FleetInterrupted {
+            not_run: report.count(State::NotRun),
+            abandoned: report.abandoned,
+        }
+        .into());
     }
     match report.failure() {
         Some(failed) => Err(failed.into()),

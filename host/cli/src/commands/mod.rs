@@ -130,6 +130,28 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Ctrl-C and SIGTERM, one `()` each, from now on (they no longer end the process: the
+/// command that asked decides). If the handlers cannot be installed, nothing ever arrives.
+pub(crate) fn signals() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    tokio::spawn(async move {
+        loop {
+            let got = tokio::select! {
+                Some(()) = async { term.as_mut()?.recv().await } => true,
+                Some(()) = async { int.as_mut()?.recv().await } => true,
+                else => false,
+            };
+            if !got || tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// Sets wasmig's log level from `-q`, `-v` and the value of `LOG_LEVEL`.
 fn set_log_level(g: &Global, log_level: Option<String>) {
     let mut bad_level = None;

@@ -26,25 +26,9 @@ pub(super) async fn run(
     let migrator = migrator.with_options(options_in_force);
     // Ctrl-C or SIGTERM ends the walk, and the scratch database is still dropped (a
     // SIGKILL leaves it: `wasmig_test_*` databases on the server are safe to drop).
-    let interrupted = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).ok();
-        let sigterm = async {
-            match term.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => {
-                if r.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-            () = sigterm => {}
-        }
+    let mut signals = super::signals();
+    let interrupted = async move {
+        signals.recv().await;
     };
     let report = migrator.test(options, interrupted).await?;
     if g.json {

@@ -143,6 +143,11 @@ pub struct FleetReport {
     /// The failed target that stopped the run (`on_error = "stop"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<String>,
+    /// Whether an interrupt (Ctrl-C, SIGTERM) stopped the run.
+    pub interrupted: bool,
+    /// Targets a second interrupt abandoned under way (reported failed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub abandoned: usize,
     /// The ledger, when the run left one (not every target done).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger: Option<PathBuf>,
@@ -236,6 +241,7 @@ pub async fn run(
     target: Option<&str>,
     targets: &[Target],
     options: &FleetOptions,
+    interrupts: &mut Interrupts,
 ) -> anyhow::Result<FleetReport> {
     refuse_untrusted(migrator)?;
     if targets.is_empty() {
@@ -264,8 +270,10 @@ pub async fn run(
     let target = target.map(str::to_owned);
     let mut outcomes: Vec<Option<TargetOutcome>> = (0..targets.len()).map(|_| None).collect();
     let mut stopped_by = None;
+    let mut interrupted = false;
+    let mut abandoned = 0;
     for (group, members) in groups(targets) {
-        if stopped_by.is_some() {
+        if stopped_by.is_some() || interrupted {
             break;
         }
         let mut to_run = Vec::new();
@@ -340,10 +348,29 @@ pub async fn run(
                 outcomes[index] = Some(done);
                 stop
             };
-        let unstarted = bounded(options.jobs, to_run, work, ended).await;
-        for (index, _) in unstarted {
-            outcomes[index] = Some(outcome(&targets[index], State::NotRun, Vec::new(), 0, None));
+        let left = bounded(options.jobs, to_run.clone(), work, ended, interrupts).await;
+        for (index, _) in &left.unstarted {
+            outcomes[*index] = Some(outcome(
+                &targets[*index],
+                State::NotRun,
+                Vec::new(),
+                0,
+                None,
+            ));
         }
+        if left.abandoned {
+            // Started, never ended: their step in flight rolls back as wasmig exits.
+            for (index, t) in to_run {
+                if outcomes[index].is_none() {
+                    let cause = anyhow::anyhow!(
+                        "interrupted under way: the steps it committed before stay applied, the one in flight rolls back"
+                    );
+                    outcomes[index] = Some(outcome(t, State::Failed, Vec::new(), 0, Some(cause)));
+                    abandoned += 1;
+                }
+            }
+        }
+        interrupted |= left.interrupted;
     }
     let targets: Vec<TargetOutcome> = outcomes
         .into_iter()
@@ -362,6 +389,8 @@ pub async fn run(
     Ok(FleetReport {
         targets,
         stopped_by,
+        interrupted,
+        abandoned,
         ledger: (!clean).then_some(ledger_path),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
@@ -411,43 +440,60 @@ pub async fn status(
     };
     let items: Vec<(usize, &Target)> = targets.iter().enumerate().collect();
     let mut found = Vec::with_capacity(targets.len());
-    bounded(jobs, items, work, |(index, result)| {
-        let t: &Target = &targets[index];
-        let (current, pending, failed, in_progress, cause) = match result {
-            Ok((h, p, f, i)) => (h, p, f, i, None),
-            Err(e) => (Vec::new(), 0, Vec::new(), Vec::new(), Some(e)),
-        };
-        found.push(TargetStatus {
-            target: t.name.clone(),
-            group: t.group.clone(),
-            current,
-            pending,
-            failed,
-            in_progress,
-            error: cause
-                .as_ref()
-                .map(|e| crate::bindings::text::shown(&format!("{e:#}"))),
-            cause,
-        });
-        false
-    })
+    // Reads only: nothing to interrupt gracefully (a signal ends the process).
+    let (_keep, mut never) = tokio::sync::mpsc::unbounded_channel::<()>();
+    bounded(
+        jobs,
+        items,
+        work,
+        |(index, result)| {
+            let t: &Target = &targets[index];
+            let (current, pending, failed, in_progress, cause) = match result {
+                Ok((h, p, f, i)) => (h, p, f, i, None),
+                Err(e) => (Vec::new(), 0, Vec::new(), Vec::new(), Some(e)),
+            };
+            found.push(TargetStatus {
+                target: t.name.clone(),
+                group: t.group.clone(),
+                current,
+                pending,
+                failed,
+                in_progress,
+                error: cause
+                    .as_ref()
+                    .map(|e| crate::bindings::text::shown(&format!("{e:#}"))),
+                cause,
+            });
+            false
+        },
+        &mut never,
+    )
     .await;
     found.sort_by_key(|s| index_of_name(targets, &s.target));
     Ok(found)
 }
 
+/// What [`bounded`] left: the items never started, and whether it was interrupted (and
+/// how: a second interrupt abandons the work under way).
+struct Left<I> {
+    unstarted: Vec<I>,
+    interrupted: bool,
+    abandoned: bool,
+}
+
 /// Runs `work` on each item, at most `jobs` at once, starting them in order, and hands
 /// each result to `ended` as soon as it is there (a fleet's ledger records a target as it
-/// ends, not with its group); once `ended` returns true, starts no more. Returns the items
-/// never started. The targets' futures are polled together on this task: their time is
-/// spent waiting on their databases, and a target's CPU work (a guest's call, a statement's
-/// parse) is short.
+/// ends, not with its group); once `ended` returns true, starts no more. An interrupt
+/// (`interrupts`) starts no more either, and lets the work under way finish; a second one
+/// abandons it. The futures are polled together on this task (a fleet's targets run on
+/// threads of their own, see [`on_own_thread`]).
 async fn bounded<I, T, F, Fut>(
     jobs: usize,
     items: Vec<I>,
     work: F,
     mut ended: impl FnMut(T) -> bool,
-) -> Vec<I>
+    interrupts: &mut Interrupts,
+) -> Left<I>
 where
     F: Fn(I) -> Fut,
     Fut: std::future::Future<Output = T>,
@@ -456,6 +502,7 @@ where
     let mut running = futures_util::stream::FuturesUnordered::new();
     let mut items = items.into_iter();
     let mut stopped = false;
+    let mut interrupted = false;
     loop {
         while !stopped && running.len() < jobs.max(1) {
             match items.next() {
@@ -463,12 +510,55 @@ where
                 None => break,
             }
         }
-        match running.next().await {
-            None => break,
-            Some(done) => stopped |= ended(done),
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            done = running.next() => match done {
+                Some(done) => stopped |= ended(done),
+                None => break,
+            },
+            Some(()) = interrupts.recv() => {
+                if interrupted {
+                    tracing::warn!(
+                        "fleet: interrupted again: abandoning the {} target(s) under way (their step in flight rolls back as wasmig exits)",
+                        running.len()
+                    );
+                    return Left { unstarted: items.collect(), interrupted, abandoned: true };
+                }
+                interrupted = true;
+                stopped = true;
+                tracing::warn!(
+                    "fleet: interrupted: no other target starts; the {} under way finish (interrupt again to abandon them)",
+                    running.len()
+                );
+            }
         }
     }
-    items.collect()
+    Left {
+        unstarted: items.collect(),
+        interrupted,
+        abandoned: false,
+    }
+}
+
+/// Interrupts of a fleet run (Ctrl-C, SIGTERM), one `()` each: the first starts no other
+/// target and lets those under way finish, a second abandons them. A closed channel never
+/// interrupts.
+pub type Interrupts = tokio::sync::mpsc::UnboundedReceiver<()>;
+
+/// A fleet run stopped by an interrupt, after its report was printed (exit 130); the same
+/// command resumes it from its ledger.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted: {not_run} target(s) not run{}; the same command resumes from the ledger",
+    if *.abandoned > 0 { format!(", {} abandoned under way (their step in flight rolled back)", .abandoned) } else { String::new() }
+)]
+pub struct FleetInterrupted {
+    /// Targets not started.
+    pub not_run: usize,
+    /// Targets abandoned under way.
+    pub abandoned: usize,
 }
 
 /// Runs one target's work on a thread of its own (the runtime's blocking pool), driven there
@@ -541,6 +631,10 @@ fn fleet_key(
         hash.update(format!("{} {checksum}\n", r.id()));
     }
     hex::encode(hash.finalize())
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Whether a target revision is relative to where each database is (`+1`, `-2`, `REV+1`,
