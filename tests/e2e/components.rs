@@ -35,6 +35,20 @@ pub(crate) fn component_wat(body: &str) -> String {
     )
 }
 
+/// A component importing `evil:net/raw-socket`, which the sandbox denies (exit 8).
+pub(crate) fn denied_import() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+  (import "evil:net/raw-socket" (instance))
+  (core module $m (memory (export "mem") 1) (func (export "f") (result i32) (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $f (result (result (error string))) (canon lift (core func $i "f") (memory (core memory $i "mem"))))
+  (export "upgrade" (func $f))
+  (export "downgrade" (func $f)))"#,
+    )
+    .unwrap()
+}
+
 const TRAP: &str = "unreachable";
 const LOOP: &str = "(loop $l (br $l)) (unreachable)";
 /// Grows memory by 16 MiB at a time, forever.
@@ -172,17 +186,7 @@ async fn components_of_another_world_or_with_denied_imports_are_refused() {
     assert!(db.heads().await.is_empty());
 
     let project = TestProject::new();
-    let denied = wat::parse_str(
-        r#"(component
-  (import "evil:net/raw-socket" (instance))
-  (core module $m (memory (export "mem") 1) (func (export "f") (result i32) (i32.const 0)))
-  (core instance $i (instantiate $m))
-  (func $f (result (result (error string))) (canon lift (core func $i "f") (memory (core memory $i "mem"))))
-  (export "upgrade" (func $f))
-  (export "downgrade" (func $f)))"#,
-    )
-    .unwrap();
-    project.wasm_revision_bytes("a1", &denied);
+    project.wasm_revision_bytes("a1", &denied_import());
     let run = project.run(&db, &["up"]).fails_with(8);
     assert_run!(
         "component_with_a_denied_import",

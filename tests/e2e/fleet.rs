@@ -817,17 +817,7 @@ async fn a_component_the_sandbox_refuses_fails_every_target_with_its_own_code() 
     // Refused once by the shared sandbox, and the refusal (a denied import: exit 8) given
     // to each target that loads the same bytes, rather than compiled again for each.
     let project = TestProject::new();
-    let denied = wat::parse_str(
-        r#"(component
-  (import "evil:net/raw-socket" (instance))
-  (core module $m (memory (export "mem") 1) (func (export "f") (result i32) (i32.const 0)))
-  (core instance $i (instantiate $m))
-  (func $f (result (result (error string))) (canon lift (core func $i "f") (memory (core memory $i "mem"))))
-  (export "upgrade" (func $f))
-  (export "downgrade" (func $f)))"#,
-    )
-    .unwrap();
-    project.wasm_revision_bytes("a1", &denied);
+    project.wasm_revision_bytes("a1", &crate::components::denied_import());
     let file = targets_file(&project, "one.db\ntwo.db\nthree.db\n");
     let report = wasmig(
         &project,
@@ -951,4 +941,38 @@ async fn ctrl_c_lets_the_targets_under_way_finish_prints_the_report_and_a_second
         let (heads, _) = state_of(&dbs.url(i)).await;
         assert_ne!(heads, ["e5"], "t{i}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_one_revision_sets_does_not_reach_the_next_on_a_schema_target() {
+    // A session-level SET outlives its step's transaction; the connection's reset between
+    // steps brings back the target's schema, so the next revision's unqualified names stay
+    // in it (the same for set_config).
+    let project = TestProject::new();
+    project.sql_revision("a1", "SET search_path = public;", "SELECT 1;");
+    project.sql_revision(
+        "b2",
+        "CREATE TABLE after_set (x int);",
+        "DROP TABLE after_set;",
+    );
+    project.sql_revision(
+        "c3",
+        "SELECT set_config('search_path', 'public', false);",
+        "SELECT 1;",
+    );
+    project.sql_revision(
+        "d4",
+        "CREATE TABLE after_config (x int);",
+        "DROP TABLE after_config;",
+    );
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    db.exec("CREATE SCHEMA tenant_x").await;
+    let file = targets_file(&project, &format!("{} schema=tenant_x\n", db.url));
+    wasmig(&project, &["up", "--targets", file.to_str().unwrap()]).success();
+    assert_eq!(
+        db.strings("SELECT schemaname || '.' || tablename FROM pg_tables WHERE tablename LIKE 'after_%' ORDER BY 1")
+            .await,
+        ["tenant_x.after_config", "tenant_x.after_set"]
+    );
+    db.drop_db().await;
 }

@@ -20,6 +20,14 @@ pub type CatalogRow = BTreeMap<String, Option<String>>;
 /// by the read-only transaction, or by `query_only` on SQLite).
 pub async fn catalog_rows(url: &DatabaseUrl, sql: &str) -> Result<Vec<CatalogRow>, DbError> {
     let doing = || format!("reading the fleet's targets from {url} (targets_query)");
+    let connect_error = |source| DbError::Connect {
+        url: url.to_string(),
+        source,
+    };
+    let query_error = |source| DbError::Query {
+        doing: doing(),
+        source,
+    };
     // A trailing semicolon would end the subquery early.
     let sql = sql.trim().trim_end_matches(';').trim_end();
     match url {
@@ -30,42 +38,29 @@ pub async fn catalog_rows(url: &DatabaseUrl, sql: &str) -> Result<Vec<CatalogRow
                     reason: e.to_string(),
                 }
             })?;
-            let mut conn =
-                options
-                    .application_name("wasmig")
-                    .connect()
-                    .await
-                    .map_err(|source| DbError::Connect {
-                        url: url.to_string(),
-                        source,
-                    })?;
+            let mut conn = options
+                .application_name("wasmig")
+                .connect()
+                .await
+                .map_err(connect_error)?;
             // Each row as one JSON object: whatever the columns' types, read by name. One
             // prepared statement: a `;` in the query cannot end the read-only transaction and
             // run a statement of its own.
-            let mut tx =
-                conn.begin_with("BEGIN READ ONLY")
-                    .await
-                    .map_err(|source| DbError::Query {
-                        doing: doing(),
-                        source,
-                    })?;
+            let mut tx = conn
+                .begin_with("BEGIN READ ONLY")
+                .await
+                .map_err(query_error)?;
             let rows = sqlx::query(AssertSqlSafe(format!(
                 "SELECT pg_catalog.to_jsonb(q)::pg_catalog.text FROM ({sql}) AS q"
             )))
             .fetch_all(&mut *tx)
             .await
-            .map_err(|source| DbError::Query {
-                doing: doing(),
-                source,
-            })?;
+            .map_err(query_error)?;
             let _ = tx.rollback().await;
             let _ = conn.close().await;
             let mut found = Vec::with_capacity(rows.len());
             for row in rows {
-                let text: String = row.try_get(0).map_err(|source| DbError::Query {
-                    doing: doing(),
-                    source,
-                })?;
+                let text: String = row.try_get(0).map_err(query_error)?;
                 let object: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_str(&text).unwrap_or_default();
                 found.push(
@@ -90,17 +85,11 @@ pub async fn catalog_rows(url: &DatabaseUrl, sql: &str) -> Result<Vec<CatalogRow
                 .read_only(true)
                 .connect()
                 .await
-                .map_err(|source| DbError::Connect {
-                    url: url.to_string(),
-                    source,
-                })?;
+                .map_err(connect_error)?;
             let rows = sqlx::query(AssertSqlSafe(sql.to_owned()))
                 .fetch_all(&mut conn)
                 .await
-                .map_err(|source| DbError::Query {
-                    doing: doing(),
-                    source,
-                })?;
+                .map_err(query_error)?;
             let _ = conn.close().await;
             Ok(rows
                 .iter()
