@@ -19,6 +19,12 @@
 //! needs must be in the checkpoint. Work that must happen once (DDL before a backfill) goes
 //! in the first batch, when [`checkpoint`] is `None` ([`Keyset::first`] does that).
 //!
+//! A batched revision with `[partitions]` in its manifest (PostgreSQL) is walked as several
+//! key ranges at once, by the workers of `wasmig up --workers N` and of other `wasmig up`
+//! runs. Each range's first batch gets a checkpoint the host wrote, which [`partition`]
+//! reads; [`Keyset`] walks only its range when it gets one, and runs [`Keyset::first`]
+//! only in the first batch of range 0, which commits before any other range starts.
+//!
 //! ```no_run
 //! use wasmig_guest::batch::Keyset;
 //! use wasmig_guest::{Dialect, Migration, Result, db, params};
@@ -79,6 +85,46 @@ pub fn next(checkpoint: impl Into<String>) {
     raw::next_batch(&checkpoint.into());
 }
 
+/// One key range of a partitioned walk (`[partitions]` in the revision's manifest): the
+/// keys `first..=last`, range `index` of `count` (from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// Which range, from 0. Range 0 runs its first batch before any other range starts.
+    pub index: u32,
+    /// How many ranges the walk has.
+    pub count: u32,
+    /// The first key of the range (the first range: `i64::MIN`).
+    pub first: i64,
+    /// The last key of the range (the last range: `i64::MAX`).
+    pub last: i64,
+}
+
+/// The prefix of the checkpoint the host starts each range of a partitioned walk from:
+/// `wasmig-partition:1:<index>:<count>:<first>:<last>`.
+const PARTITION_SEED: &str = "wasmig-partition:1:";
+
+impl Partition {
+    /// The range a checkpoint the host wrote names; `None` for any other checkpoint.
+    pub fn parse(checkpoint: &str) -> Option<Partition> {
+        let rest = checkpoint.strip_prefix(PARTITION_SEED)?;
+        let mut parts = rest.split(':');
+        let partition = Partition {
+            index: parts.next()?.parse().ok()?,
+            count: parts.next()?.parse().ok()?,
+            first: parts.next()?.parse().ok()?,
+            last: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(partition)
+    }
+}
+
+/// In the first batch of a range of a partitioned walk, that range (read from the
+/// checkpoint the host starts it from); `None` otherwise. [`Keyset`] reads it for you; a
+/// walk of your own starts from it, and keeps the range in its own checkpoints.
+pub fn partition() -> Option<Partition> {
+    checkpoint().as_deref().and_then(Partition::parse)
+}
+
 /// A key type [`Keyset`] can walk by: its value is kept in the checkpoint as text.
 pub trait Key: ToSql + FromSql {
     /// The key as checkpoint text.
@@ -91,6 +137,20 @@ pub trait Key: ToSql + FromSql {
     fn from_checkpoint(text: &str) -> Result<Self>;
     /// The key to start below every row: the first batch binds it as the "after" parameter.
     fn before_all() -> Self;
+
+    /// The key as a 64-bit integer, for a partitioned walk's ranges; `None` for keys that
+    /// cannot be partitioned (text, UUIDs).
+    fn as_i64(&self) -> Option<i64> {
+        None
+    }
+
+    /// The greatest key below the 64-bit integer `bound` (the walk of a range starting at
+    /// `bound` binds it as the "after" parameter); `None` for keys that cannot be
+    /// partitioned.
+    fn below(bound: i64) -> Option<Self> {
+        let _ = bound;
+        None
+    }
 }
 
 macro_rules! integer_key {
@@ -106,6 +166,19 @@ macro_rules! integer_key {
 
             fn before_all() -> Self {
                 <$ty>::MIN
+            }
+
+            fn as_i64(&self) -> Option<i64> {
+                Some(i64::from(*self))
+            }
+
+            fn below(bound: i64) -> Option<Self> {
+                // Keys below the type's least start from its least (nothing is below it).
+                Some(<$ty>::try_from(bound.saturating_sub(1)).unwrap_or(if bound <= 0 {
+                    <$ty>::MIN
+                } else {
+                    <$ty>::MAX
+                }))
             }
         }
     )*};
@@ -144,47 +217,73 @@ impl Key for Uuid {
 }
 
 /// Where a [`Keyset`] walk stands, as kept in the checkpoint:
-/// `keyset:1:<done>:<total or ->:<last key>` (the key last, so it needs no escaping).
+/// `keyset:1:<done>:<total or ->:<last key>`, or for one range of a partitioned walk
+/// `keyset:2:<done>:<total or ->:<last key of the range>:<last key>` (the key last, so it
+/// needs no escaping).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Position<K> {
-    /// Rows processed so far, over every batch.
+    /// Rows processed so far, over every batch (of the range, when partitioned).
     done: u64,
     /// The total counted in the first batch, if asked for.
     total: Option<u64>,
+    /// A partitioned walk: the last key of its range.
+    upto: Option<i64>,
     /// The key of the last row processed.
     after: K,
 }
 
 const PREFIX: &str = "keyset:1:";
+const RANGE_PREFIX: &str = "keyset:2:";
 
 impl<K: Key> Position<K> {
     fn encode(&self) -> String {
         let total = self.total.map_or_else(|| "-".to_owned(), |t| t.to_string());
-        format!(
-            "{PREFIX}{}:{total}:{}",
-            self.done,
-            self.after.to_checkpoint()
-        )
+        match self.upto {
+            None => format!(
+                "{PREFIX}{}:{total}:{}",
+                self.done,
+                self.after.to_checkpoint()
+            ),
+            Some(upto) => format!(
+                "{RANGE_PREFIX}{}:{total}:{upto}:{}",
+                self.done,
+                self.after.to_checkpoint()
+            ),
+        }
     }
 
     fn decode(text: &str) -> Result<Self> {
         let bad = || {
             Error::msg(format!(
-                "the checkpoint {text:?} was not written by a Keyset walk (expected `{PREFIX}DONE:TOTAL:KEY`)"
+                "the checkpoint {text:?} was not written by a Keyset walk (expected `{PREFIX}DONE:TOTAL:KEY` or `{RANGE_PREFIX}DONE:TOTAL:LAST:KEY`)"
             ))
         };
-        let rest = text.strip_prefix(PREFIX).ok_or_else(bad)?;
-        let mut parts = rest.splitn(3, ':');
-        let (Some(done), Some(total), Some(after)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (rest, ranged) = match (text.strip_prefix(PREFIX), text.strip_prefix(RANGE_PREFIX)) {
+            (Some(rest), _) => (rest, false),
+            (None, Some(rest)) => (rest, true),
+            (None, None) => return Err(bad()),
+        };
+        let mut parts = rest.splitn(if ranged { 4 } else { 3 }, ':');
+        let (Some(done), Some(total)) = (parts.next(), parts.next()) else {
             return Err(bad());
         };
+        let upto = match ranged {
+            true => Some(
+                parts
+                    .next()
+                    .and_then(|u| u.parse::<i64>().ok())
+                    .ok_or_else(bad)?,
+            ),
+            false => None,
+        };
+        let after = parts.next().ok_or_else(bad)?;
         Ok(Position {
             done: done.parse().map_err(|_| bad())?,
             total: match total {
                 "-" => None,
                 t => Some(t.parse().map_err(|_| bad())?),
             },
+            upto,
             after: K::from_checkpoint(after).map_err(|e| e.context("the checkpoint's key"))?,
         })
     }
@@ -253,8 +352,28 @@ impl<'a, K: Key> Keyset<'a, K> {
     /// The error of `select`, of the count, of `first` or of `process`; a checkpoint not
     /// written by a `Keyset` walk; a first column that is not a `K`.
     pub fn run(self, process: impl FnOnce(&Rows) -> Result<()>) -> Result<()> {
-        let mut position = match checkpoint() {
-            Some(text) => Position::<K>::decode(&text)?,
+        let checkpoint = checkpoint();
+        let mut position = match checkpoint.as_deref().map(|c| (c, Partition::parse(c))) {
+            // The first batch of one range of a partitioned walk.
+            Some((_, Some(range))) => {
+                if range.index == 0
+                    && let Some(once) = self.first
+                {
+                    once()?;
+                }
+                let after = K::below(range.first).ok_or_else(|| {
+                    Error::msg(
+                        "a partitioned walk needs an integer key (i16, i32 or i64): [partitions] splits the walk by integer ranges; remove [partitions] from migration.toml, or walk an integer key",
+                    )
+                })?;
+                Position {
+                    done: 0,
+                    total: None,
+                    upto: Some(range.last),
+                    after,
+                }
+            }
+            Some((text, None)) => Position::<K>::decode(text)?,
             None => {
                 if let Some(once) = self.first {
                     once()?;
@@ -269,14 +388,28 @@ impl<'a, K: Key> Keyset<'a, K> {
                 Position {
                     done: 0,
                     total,
+                    upto: None,
                     after: K::before_all(),
                 }
             }
         };
-        let rows = db::query(
+        let mut rows = db::query(
             self.select,
             &[position.after.to_sql(), i64::from(self.size).to_sql()],
         )?;
+        let fetched = rows.len();
+        // A range's walk stops at its last key: the rows past it are the next range's.
+        if let Some(upto) = position.upto {
+            let mut inside = 0;
+            for row in rows.iter() {
+                let key = row.get::<K>(0)?;
+                if key.as_i64().is_some_and(|k| k > upto) {
+                    break;
+                }
+                inside += 1;
+            }
+            rows.truncate(inside);
+        }
         if rows.is_empty() {
             crate::progress(position.done, position.total);
             return Ok(());
@@ -286,7 +419,8 @@ impl<'a, K: Key> Keyset<'a, K> {
         position.done += rows.len() as u64;
         position.after = last;
         crate::progress(position.done, position.total);
-        if rows.len() as u64 >= u64::from(self.size) {
+        // Another batch while they come back full and inside the range.
+        if fetched as u64 >= u64::from(self.size) && rows.len() == fetched {
             next(position.encode());
         }
         Ok(())
@@ -302,6 +436,7 @@ mod tests {
         let p = Position {
             done: 20_000,
             total: Some(1_000_000),
+            upto: None,
             after: 20_000_i64,
         };
         assert_eq!(p.encode(), "keyset:1:20000:1000000:20000");
@@ -310,10 +445,46 @@ mod tests {
         let t = Position {
             done: 3,
             total: None,
+            upto: None,
             after: "a:b:c".to_owned(),
         };
         assert_eq!(t.encode(), "keyset:1:3:-:a:b:c");
         assert_eq!(Position::<String>::decode(&t.encode()).unwrap(), t);
+        // One range of a partitioned walk keeps its last key.
+        let r = Position {
+            done: 7,
+            total: None,
+            upto: Some(-5),
+            after: -12_i64,
+        };
+        assert_eq!(r.encode(), "keyset:2:7:-:-5:-12");
+        assert_eq!(Position::<i64>::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn partition_seeds_parse_and_other_checkpoints_do_not() {
+        assert_eq!(
+            Partition::parse("wasmig-partition:1:2:8:-9223372036854775808:125000"),
+            Some(Partition {
+                index: 2,
+                count: 8,
+                first: i64::MIN,
+                last: 125_000
+            })
+        );
+        assert_eq!(Partition::parse("keyset:1:3:-:7"), None);
+        assert_eq!(Partition::parse("wasmig-partition:1:2:8:1"), None);
+        assert_eq!(Partition::parse("wasmig-partition:1:2:8:1:2:3"), None);
+    }
+
+    #[test]
+    fn a_range_starts_below_its_first_key_within_the_key_type() {
+        assert_eq!(i64::below(100), Some(99));
+        assert_eq!(i64::below(i64::MIN), Some(i64::MIN));
+        assert_eq!(i32::below(i64::MIN), Some(i32::MIN));
+        assert_eq!(i32::below(i64::MAX), Some(i32::MAX));
+        assert_eq!(i16::below(5), Some(4));
+        assert_eq!(String::below(5), None);
     }
 
     #[test]

@@ -50,6 +50,11 @@ impl Rows {
     pub fn columns(&self) -> &[Column] {
         &self.columns
     }
+
+    /// Keeps the first `len` rows.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.rows.truncate(len);
+    }
 }
 
 impl From<QueryResult> for Rows {

@@ -45,3 +45,4 @@ mod test_guest {
 mod transaction_none;
 mod transactions;
 mod untrusted;
+mod workers;

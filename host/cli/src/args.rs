@@ -356,6 +356,11 @@ pub(crate) struct RunArgs {
     /// Run even if applied revisions changed since they ran (warns for each).
     #[arg(long)]
     pub(crate) allow_modified: bool,
+    /// Run the partitions of a partitioned batched revision ([partitions] in its manifest,
+    /// PostgreSQL) with N workers; while another run holds the migration lock, join its
+    /// partitioned revision rather than only wait.
+    #[arg(long, value_name = "N", conflicts_with_all = ["plan", "dry_run", "sql", "atomic", "fleet_source"], value_parser = clap::value_parser!(u32).range(1..=i64::from(wasmig::db::MAX_WORKERS)))]
+    pub(crate) workers: Option<u32>,
     #[command(flatten)]
     pub(crate) fleet: FleetArgs,
 }

@@ -32,7 +32,8 @@ use async_trait::async_trait;
 pub use self::lock::{LockGuard, PG_LOCK_KEY, PG_STEP_KEY, SQLITE_LOCK_SUFFIX, pg_lock_key};
 pub use self::policy::{Policy, TRUSTED_EXTENSIONS};
 pub use self::records::{
-    Checkpoint, Expected, FailedMark, FinishedStep, HistoryEntry, StepRecord, StoredArtifact,
+    Checkpoint, Expected, FailedMark, FinishedStep, HistoryEntry, PARTITION_SEED,
+    PARTITIONED_CHECKPOINT, Partition, StepRecord, StoredArtifact,
 };
 pub use self::store::{Driver, Observed, Reader, SCHEMA_VERSION, VersionStore};
 pub use self::url::DatabaseUrl;
@@ -577,7 +578,9 @@ pub trait Session: GuestSql {
         self.guard(&format!("deleting the checkpoint of {revision}"), false)
             .await?;
         let (store, d) = self.books();
-        store.clear_checkpoint(d, revision).await
+        store.clear_checkpoint(d, revision).await?;
+        // A step that ran in partitions: theirs too.
+        store.clear_partitions(d, revision).await
     }
 
     /// Stores (or replaces) a revision's artifact in the artifact table, in this transaction:
@@ -905,6 +908,9 @@ async fn connect_to(
     }
 }
 
+/// The most workers one process runs on a partitioned batched step (`up --workers`).
+pub const MAX_WORKERS: u32 = 32;
+
 /// The lease lock's table (PostgreSQL, where the lease lock is used): one row, created by
 /// the first run that takes the lease.
 pub const LOCK_TABLE: &str = "wasmig_lock";
@@ -969,3 +975,6 @@ pub const FAILED_TABLE: &str = "wasmig_failed";
 pub const ARTIFACT_TABLE: &str = "wasmig_artifact";
 /// The checkpoints of batched steps part-way through (see [`Checkpoint`]).
 pub const CHECKPOINT_TABLE: &str = "wasmig_checkpoint";
+/// The partitions of a partitioned batched step part-way through (see [`Partition`]):
+/// each a key range with its own checkpoint, claimed by one worker at a time.
+pub const PARTITION_TABLE: &str = "wasmig_partition";

@@ -93,6 +93,76 @@ pub struct Checkpoint {
     pub updated_at: DateTime<Utc>,
 }
 
+/// One key range of a partitioned batched step (`[partitions]` in its manifest), as
+/// [`PARTITION_TABLE`](crate::PARTITION_TABLE) holds it: its walk's checkpoint, and the
+/// claim of the worker running it, if any.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Partition {
+    /// Which range, from 0.
+    pub part: i64,
+    /// How many ranges the step has.
+    pub parts: i64,
+    /// The first key of the range (inclusive).
+    pub first_key: i64,
+    /// The last key of the range (inclusive).
+    pub last_key: i64,
+    /// What the walk's last committed batch passed to `batch.next-batch` (at first: the
+    /// range itself, see [`Partition::seed`]).
+    pub checkpoint: String,
+    /// Batches committed in this range.
+    pub batches: i64,
+    /// Whether its last batch has committed.
+    pub done: bool,
+    /// The claim's number: each claim adds one, so a batch commits only under the claim
+    /// that began it.
+    pub token: i64,
+    /// Whether a worker holds it now (claimed, and the lease not run out).
+    pub held: bool,
+}
+
+/// The prefix of the checkpoint a partition's walk starts from; the rest is
+/// `<part>:<parts>:<first key>:<last key>` (see [`Partition::seed`]).
+pub const PARTITION_SEED: &str = "wasmig-partition:1:";
+
+/// The checkpoint row's text while a step runs in partitions (each partition keeps its own).
+pub const PARTITIONED_CHECKPOINT: &str = "wasmig-partitions";
+
+impl Partition {
+    /// The checkpoint the first batch of range `part` of `parts`, keys `first..=last`,
+    /// starts from: `wasmig-partition:1:<part>:<parts>:<first>:<last>`, which the SDKs' keyset
+    /// walkers read as their range (and any guest can parse).
+    #[must_use]
+    pub fn seed(part: i64, parts: i64, first: i64, last: i64) -> String {
+        format!("{PARTITION_SEED}{part}:{parts}:{first}:{last}")
+    }
+
+    /// `parts` ranges covering every 64-bit key, split evenly over `min..=max` (the keys the
+    /// table held when the step began): the first starts at `i64::MIN` and the last ends at
+    /// `i64::MAX`, so a row outside the bounds (inserted since) is in one of them too. Fewer
+    /// ranges than asked when there are fewer keys; one when there are none.
+    #[must_use]
+    pub fn ranges(parts: u32, bounds: Option<(i64, i64)>) -> Vec<(i64, i64)> {
+        let Some((min, max)) = bounds.filter(|(min, max)| min <= max) else {
+            return vec![(i64::MIN, i64::MAX)];
+        };
+        let span = i128::from(max) - i128::from(min) + 1;
+        let parts = i128::from(parts.max(1)).min(span);
+        let mut ranges = Vec::with_capacity(parts as usize);
+        let mut first = i64::MIN;
+        for k in 1..=parts {
+            let last = if k == parts {
+                i64::MAX
+            } else {
+                // The last key of range k: min + span * k / parts - 1, within min..max.
+                i64::try_from(i128::from(min) + span * k / parts - 1).expect("inside min..=max")
+            };
+            ranges.push((first, last));
+            first = last.saturating_add(1);
+        }
+        ranges
+    }
+}
+
 /// What [`Session::record_step`](crate::Session::record_step) writes.
 #[derive(Debug)]
 pub struct StepRecord<'a> {
@@ -217,4 +287,47 @@ pub struct StoredArtifact {
     /// (`toolchain::source_checksum`), so a checkout with the same sources reuses this
     /// component instead of building different bytes.
     pub source_checksum: Option<String>,
+}
+
+#[cfg(test)]
+mod partition_tests {
+    use super::Partition;
+
+    #[test]
+    fn ranges_cover_every_key_once_split_evenly_over_the_bounds() {
+        assert_eq!(
+            Partition::ranges(4, Some((1, 100))),
+            [(i64::MIN, 25), (26, 50), (51, 75), (76, i64::MAX)]
+        );
+        // Uneven: the spans differ by at most one key.
+        assert_eq!(
+            Partition::ranges(3, Some((0, 9))),
+            [(i64::MIN, 2), (3, 5), (6, i64::MAX)]
+        );
+        // Fewer keys than ranges: one range per key.
+        assert_eq!(
+            Partition::ranges(8, Some((5, 6))),
+            [(i64::MIN, 5), (6, i64::MAX)]
+        );
+        // No keys (NULL bounds), or bounds the wrong way round: one range of everything.
+        assert_eq!(Partition::ranges(8, None), [(i64::MIN, i64::MAX)]);
+        assert_eq!(Partition::ranges(8, Some((9, 1))), [(i64::MIN, i64::MAX)]);
+        // The whole 64-bit span does not overflow.
+        let whole = Partition::ranges(2, Some((i64::MIN, i64::MAX)));
+        assert_eq!(whole, [(i64::MIN, -1), (0, i64::MAX)]);
+        for parts in 1..=17 {
+            let r = Partition::ranges(parts, Some((-1000, 12_345)));
+            assert_eq!(r.len(), parts as usize);
+            assert!(r.windows(2).all(|w| w[0].1 + 1 == w[1].0), "{r:?}");
+            assert!(r.iter().all(|(a, b)| a <= b), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn a_seed_names_its_range() {
+        assert_eq!(
+            Partition::seed(2, 8, -5, 77),
+            "wasmig-partition:1:2:8:-5:77"
+        );
+    }
 }

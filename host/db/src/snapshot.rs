@@ -22,12 +22,13 @@ use wasmig_contract::Dialect;
 
 use crate::store::{Kind, Statement};
 use crate::{
-    ARTIFACT_TABLE, CHECKPOINT_TABLE, Database, DbError, FAILED_TABLE, HISTORY_TABLE, SCHEMA_TABLE,
-    VERSION_TABLE,
+    ARTIFACT_TABLE, CHECKPOINT_TABLE, Database, DbError, FAILED_TABLE, HISTORY_TABLE,
+    PARTITION_TABLE, SCHEMA_TABLE, VERSION_TABLE,
 };
 
 /// wasmig's own tables, left out of a snapshot.
-const OURS: [&str; 6] = [
+const OURS: [&str; 7] = [
+    PARTITION_TABLE,
     SCHEMA_TABLE,
     VERSION_TABLE,
     HISTORY_TABLE,

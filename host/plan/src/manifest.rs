@@ -165,7 +165,28 @@ pub struct Manifest {
     /// `wasmig lint`'s settings for this revision (`[[lint.ignore]]`).
     #[serde(default, skip_serializing_if = "LintManifest::is_empty")]
     pub lint: LintManifest,
+    /// For `transaction = "batched"` on PostgreSQL: the upgrade's walk split into key
+    /// ranges that several workers run at once (`[partitions]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Partitions>,
 }
+
+/// A batched revision's `[partitions]`: its upgrade walks `count` key ranges, each a walk of
+/// its own with its own checkpoint, claimed by the workers of `wasmig up --workers N` and
+/// of any other `wasmig up` on the same database.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partitions {
+    /// How many ranges (1 to [`MAX_PARTITIONS`]).
+    pub count: u32,
+    /// A query returning one row of two 64-bit integer columns, the least and greatest key
+    /// of the walk (`SELECT min(id), max(id) FROM people`), run once as the step begins;
+    /// the ranges split that span evenly, the first and last open-ended.
+    pub bounds: String,
+}
+
+/// The most partitions a revision may have.
+pub const MAX_PARTITIONS: u32 = 1024;
 
 /// A revision's `[lint]` table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -231,6 +252,7 @@ pub fn parse_manifest(text: &str, origin: &str) -> Result<Manifest, ConfigError>
         )));
     }
     check_transaction(&manifest, origin)?;
+    check_partitions(&manifest, origin)?;
     if let Some(component) = &manifest.component {
         check_inside(component, "component", origin)?;
     }
@@ -257,6 +279,31 @@ pub fn check_inside(path: &Path, setting: &str, origin: &str) -> Result<(), Conf
         return Err(ConfigError::new(format!(
             "invalid {origin}: {setting} = {:?} must be a relative path inside the project, without `..`; move the file into the project",
             path.display().to_string()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses `[partitions]` outside batched revisions, and a count or bounds query out of
+/// range.
+pub fn check_partitions(manifest: &Manifest, origin: &str) -> Result<(), ConfigError> {
+    let Some(p) = &manifest.partitions else {
+        return Ok(());
+    };
+    if manifest.transaction != TransactionMode::Batched {
+        return Err(ConfigError::new(format!(
+            "invalid manifest {origin}: [partitions] splits a batched walk into key ranges, and this revision is not `transaction = \"batched\"`; set it, or remove [partitions]"
+        )));
+    }
+    if p.count == 0 || p.count > MAX_PARTITIONS {
+        return Err(ConfigError::new(format!(
+            "invalid manifest {origin}: [partitions] count = {} is not between 1 and {MAX_PARTITIONS}",
+            p.count
+        )));
+    }
+    if p.bounds.trim().is_empty() {
+        return Err(ConfigError::new(format!(
+            "invalid manifest {origin}: [partitions] bounds is empty; give the query of the walk's least and greatest key, such as `SELECT min(id), max(id) FROM people`"
         )));
     }
     Ok(())
@@ -511,6 +558,48 @@ mod tests {
         let sql: Manifest = toml::from_str(&format!("{base}kind='sql'")).unwrap();
         let err = check_transaction(&sql, path).unwrap_err();
         assert!(err.message.contains("for component revisions"), "{err}");
+    }
+
+    #[test]
+    fn partitions_are_for_batched_revisions_with_a_count_in_range_and_a_query() {
+        let base = "revision='a'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\nkind='rust'\n";
+        let parts = |count: u32, bounds: &str| {
+            format!("[partitions]\ncount = {count}\nbounds = '{bounds}'")
+        };
+        let ok = parse_manifest(
+            &format!(
+                "{base}transaction='batched'\n{}",
+                parts(16, "SELECT min(id), max(id) FROM t")
+            ),
+            "a/migration.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.partitions.unwrap().count, 16);
+        for (text, says) in [
+            (
+                format!("{base}{}", parts(4, "SELECT 1, 2")),
+                "is not `transaction = \"batched\"`",
+            ),
+            (
+                format!("{base}transaction='batched'\n{}", parts(0, "SELECT 1, 2")),
+                "count = 0",
+            ),
+            (
+                format!(
+                    "{base}transaction='batched'\n{}",
+                    parts(1025, "SELECT 1, 2")
+                ),
+                "count = 1025",
+            ),
+            (
+                format!("{base}transaction='batched'\n{}", parts(4, " ")),
+                "bounds is empty",
+            ),
+        ] {
+            let err = parse_manifest(&text, "a/migration.toml").unwrap_err();
+            assert!(err.message.contains(says), "{err}");
+            assert!(err.message.contains("a/migration.toml"), "{err}");
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 
 pub use wasmig_plan::manifest::{
-    Artifact, Kind, MANIFEST, Manifest, OneOrMany, TransactionMode, is_valid_id, kind_name,
-    parse_manifest,
+    Artifact, Kind, MANIFEST, Manifest, OneOrMany, Partitions, TransactionMode, is_valid_id,
+    kind_name, parse_manifest,
 };
 
 use crate::config::Project;

@@ -185,6 +185,7 @@ pub fn manifest(
         capabilities: None,
         imported_from: None,
         lint: Default::default(),
+        partitions: None,
     }
 }
 

@@ -22,6 +22,7 @@ pub(super) async fn run(migrator: &Migrator, g: &Global) -> anyhow::Result<()> {
             "pending": status.pending,
             "failed": status.failed,
             "in_progress": status.in_progress,
+            "partitions": status.partitions.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "dialect": status.dialect,
         });
         out!("{out}");
@@ -43,6 +44,19 @@ pub(super) async fn run(migrator: &Migrator, g: &Global) -> anyhow::Result<()> {
         );
     }
     for c in &status.in_progress {
+        if let Some((_, parts)) = status.partitions.iter().find(|(r, _)| *r == c.revision) {
+            let done = parts.iter().filter(|p| p.done).count();
+            let held = parts.iter().filter(|p| !p.done && p.held).count();
+            let batches: i64 = parts.iter().map(|p| p.batches).sum();
+            out!(
+                "in progress: {} (batched upgrade in {} partitions: {done} done, {held} held by a worker now, {batches} batch(es) committed since {}); `wasmig up` resumes it, and `wasmig up --workers N` on more machines joins it",
+                c.revision,
+                parts.len(),
+                c.started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+            continue;
+        }
         out!(
             "in progress: {} (batched {}, {} batch(es) committed since {}, last at {}); `wasmig {}` resumes it",
             c.revision,

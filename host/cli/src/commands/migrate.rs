@@ -23,6 +23,7 @@ pub(super) async fn run(
         dry_run: args.dry_run,
         journal: args.journal.clone(),
         dry_run_batches: args.batches.unwrap_or(1),
+        workers: args.workers,
         ..migrator.options().clone()
     };
     let migrator = migrator.with_options(options);

@@ -54,17 +54,18 @@ use super::lock::{self, LockGuard};
 use super::store::{Reader, VersionStore};
 use super::{
     ARTIFACT_TABLE, CHECKPOINT_TABLE, Database, DatabaseUrl, DbError, FAILED_TABLE, HISTORY_TABLE,
-    LOCK_TABLE, LockMode, Policy, ScriptFailure, Session, VERSION_TABLE,
+    LOCK_TABLE, LockMode, PARTITION_TABLE, Policy, ScriptFailure, Session, VERSION_TABLE,
 };
 use wasmig_contract::Dialect;
 
 /// The tables a step writes, as the tamper check and the fence look at them.
-pub(super) const PRESENT: [&str; 5] = [
+pub(super) const PRESENT: [&str; 6] = [
     VERSION_TABLE,
     HISTORY_TABLE,
     FAILED_TABLE,
     ARTIFACT_TABLE,
     CHECKPOINT_TABLE,
+    PARTITION_TABLE,
 ];
 
 /// Where wasmig's tables live unless the project configures another schema.
@@ -73,8 +74,10 @@ const DEFAULT_SCHEMA: &str = "public";
 /// How long closing the connections may wait for the server.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Connections in the pool: one session, the version-table reads, and a spare for cancelling.
-const MAX_CONNECTIONS: u32 = 4;
+/// Connections in the pool: one session, the version-table reads, and a spare for
+/// cancelling; and one session per worker of a partitioned step (`up --workers`). Opened
+/// as needed: a run without workers never opens more than the first three.
+const MAX_CONNECTIONS: u32 = 4 + crate::MAX_WORKERS;
 
 /// Clears what a migration may leave on its connection beyond its transaction, before the
 /// pool hands the connection to the next step: settings made with a plain `SET` (a

@@ -12,8 +12,9 @@
 //!
 //! One concern per file: this one holds the store, the dialect's words, creating and
 //! migrating the tables (`ensure`) and what the others share; `read` the reads, `write`
-//! the writes (with PostgreSQL's one-statement finish of a step), `schema` the layout and
-//! its migrations, `driver` the trait a backend implements.
+//! the writes (with PostgreSQL's one-statement finish of a step), `partition` the claims
+//! and checkpoints of a step run by several workers, `schema` the layout and its
+//! migrations, `driver` the trait a backend implements.
 //!
 //! Not here: talking to a server. A backend implements the narrow [`Driver`] (run one
 //! statement with its parameters, fetch its rows, run wasmig's own DDL script) for its
@@ -23,6 +24,7 @@
 mod driver;
 mod observe;
 mod offline;
+mod partition;
 mod read;
 mod schema;
 mod write;
@@ -36,8 +38,8 @@ pub use self::observe::{Observed, RelationLock, TableRows};
 pub use self::offline::{ScriptWriter, inline};
 pub use self::schema::SCHEMA_VERSION;
 use crate::{
-    ARTIFACT_TABLE, CHECKPOINT_TABLE, DbError, FAILED_TABLE, HISTORY_TABLE, SCHEMA_TABLE,
-    VERSION_TABLE,
+    ARTIFACT_TABLE, CHECKPOINT_TABLE, DbError, FAILED_TABLE, HISTORY_TABLE, PARTITION_TABLE,
+    SCHEMA_TABLE, VERSION_TABLE,
 };
 use wasmig_contract::Dialect;
 
@@ -154,13 +156,14 @@ pub struct VersionStore {
 const HISTORY_ERROR_COLUMNS: &str = "wasmig_history.error";
 
 /// Every table of wasmig's, as [`VersionStore::present`] looks for them.
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     VERSION_TABLE,
     HISTORY_TABLE,
     FAILED_TABLE,
     ARTIFACT_TABLE,
     CHECKPOINT_TABLE,
     SCHEMA_TABLE,
+    PARTITION_TABLE,
 ];
 
 /// The error of a read or write of wasmig's tables.

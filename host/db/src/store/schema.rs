@@ -13,12 +13,13 @@
 
 use super::{Driver, Kind, Param, Statement, Words, query_error};
 use crate::{
-    ARTIFACT_TABLE, CHECKPOINT_TABLE, FAILED_TABLE, HISTORY_TABLE, SCHEMA_TABLE, VERSION_TABLE,
+    ARTIFACT_TABLE, CHECKPOINT_TABLE, FAILED_TABLE, HISTORY_TABLE, PARTITION_TABLE, SCHEMA_TABLE,
+    VERSION_TABLE,
 };
 use wasmig_contract::Dialect;
 
 /// The schema version this wasmig writes: the last of [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// One migration of wasmig's tables.
 pub(super) struct Migration {
@@ -31,11 +32,18 @@ pub(super) struct Migration {
 }
 
 /// Every migration, in order; the last one's version is [`SCHEMA_VERSION`].
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    what: "the version, history, failed-mark, artifact, checkpoint and schema tables",
-    ddl: tables_v1,
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        what: "the version, history, failed-mark, artifact, checkpoint and schema tables",
+        ddl: tables_v1,
+    },
+    Migration {
+        version: 2,
+        what: "the partition table of batched steps run by several workers",
+        ddl: partitions_v2,
+    },
+];
 
 /// The values the history table's `direction` may take.
 const DIRECTIONS: &str = "'upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve'";
@@ -110,6 +118,32 @@ fn tables_v1(w: &Words) -> String {
         checkpoint = w.table(CHECKPOINT_TABLE),
         schema = w.table(SCHEMA_TABLE),
         bytes = w.bytes(),
+    )
+}
+
+/// Schema version 2: the partitions of a batched step split into key ranges
+/// (`[partitions]` in its manifest), each with its checkpoint and the worker holding it:
+/// `owner` and `lease_until` say who may run it and until when, `token` grows with every
+/// claim so a worker whose claim was taken over cannot commit (see `store::partition`).
+fn partitions_v2(w: &Words) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {partition} (
+             revision TEXT NOT NULL,
+             part BIGINT NOT NULL,
+             parts BIGINT NOT NULL,
+             first_key BIGINT NOT NULL,
+             last_key BIGINT NOT NULL,
+             checkpoint TEXT NOT NULL,
+             batches BIGINT NOT NULL,
+             done BIGINT NOT NULL,
+             owner TEXT,
+             token BIGINT NOT NULL,
+             lease_until {time},
+             updated_at {time} NOT NULL,
+             PRIMARY KEY (revision, part)
+         );",
+        partition = w.table(PARTITION_TABLE),
+        time = w.time(),
     )
 }
 

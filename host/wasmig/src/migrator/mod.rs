@@ -76,6 +76,10 @@ pub struct Options {
     /// A sandbox shared with other runs in this process (a fleet's targets), so that each
     /// component is compiled once for all of them (default none: each run makes its own).
     pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
+    /// `up --workers N`: how many workers run the partitions of a partitioned batched step
+    /// in this process (default none: one); and, given, a run that finds the migration lock
+    /// held joins the holder's partitioned step instead of only waiting for the lock.
+    pub workers: Option<u32>,
 }
 
 impl Default for Options {
@@ -93,6 +97,7 @@ impl Default for Options {
             journal: None,
             schema: None,
             sandbox: None,
+            workers: None,
         }
     }
 }
@@ -144,6 +149,8 @@ pub struct Status {
     pub failed: Vec<FailedMark>,
     /// Batched steps part-way through.
     pub in_progress: Vec<Checkpoint>,
+    /// The partitions of those running in partitions, by revision.
+    pub partitions: Vec<(String, Vec<db::Partition>)>,
     /// Revisions not applied yet, in the order `up` would apply them.
     pub pending: Vec<String>,
     /// PostgreSQL or SQLite.
@@ -497,7 +504,92 @@ impl Migrator {
         self.refuse_untrusted()?;
         let set = self.revisions()?;
         let target = target.unwrap_or(default_target(direction));
-        self.locked(async |db: &dyn Database| {
+        let timeout = self.options.lock_timeout;
+        // With --workers, a run that finds the lock held joins the holder's partitioned
+        // step, if it runs one, between its tries for the lock.
+        let joins = self.options.workers.is_some()
+            && direction == Direction::Upgrade
+            && !self.options.dry_run;
+        if !joins {
+            return self
+                .locked(async |db: &dyn Database| self.run_locked(db, set, direction, target).await)
+                .await;
+        }
+        self.connected(async |db: &dyn Database| {
+            let mut deadline = std::time::Instant::now() + timeout;
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let tried = with_lock(
+                    db,
+                    left.min(JOIN_POLL),
+                    self.run_locked(db, set.clone(), direction, target),
+                )
+                .await;
+                match tried {
+                    Err(e) if e.is::<db::LockTimeout>() && !left.is_zero() => {
+                        if self.join(db, &set).await? {
+                            // Work done here: the lock timeout counts again from now.
+                            deadline = std::time::Instant::now() + timeout;
+                        }
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+    }
+
+    /// With the lock held by another run: works that run's partitioned step, if it runs
+    /// one (PostgreSQL), until its partitions are done. `false`: nothing to join.
+    async fn join(&self, db: &dyn Database, set: &RevisionSet) -> anyhow::Result<bool> {
+        if db.dialect() != crate::bindings::Dialect::Postgres {
+            return Ok(false);
+        }
+        let checkpoints = db.checkpoints().await?;
+        let Some(checkpoint) = checkpoints.iter().find(|c| {
+            c.checkpoint == db::PARTITIONED_CHECKPOINT && c.direction == Direction::Upgrade
+        }) else {
+            return Ok(false);
+        };
+        let Some(revision) = set.find(&checkpoint.revision) else {
+            return Err(ConfigError::new(format!(
+                "the run holding the migration lock is running revision {} in partitions, and this project does not have it: run `wasmig up --workers N` from the same version of the project",
+                checkpoint.revision
+            ))
+            .into());
+        };
+        if self.options.build && revision.manifest.kind.is_built() && revision.stored.is_none() {
+            crate::artifact::build(&self.project, set.revisions())?;
+        }
+        let options = RunOptions {
+            use_cache: self.options.use_cache && !self.untrusted(),
+            atomic: false,
+            allow_modified: self.options.allow_modified,
+            untrusted: self.untrusted(),
+            dry_run: false,
+            dry_run_batches: 1,
+            journal: None,
+            sandbox: self.options.sandbox.clone(),
+            workers: self.options.workers.unwrap_or(1),
+        };
+        let batches =
+            runner::join_partitions(&self.project, db, revision, checkpoint, &options).await?;
+        tracing::info!(
+            "{}: {batches} batch(es) committed here; every partition is done, and the run holding the lock records the revision",
+            checkpoint.revision
+        );
+        Ok(true)
+    }
+
+    /// [`Migrator::run`]'s work under the lock.
+    async fn run_locked(
+        &self,
+        db: &dyn Database,
+        set: RevisionSet,
+        direction: Direction,
+        target: &str,
+    ) -> anyhow::Result<RunReport> {
+        {
             let prepared = self.prepare(db, set, direction, target, true).await?;
             // Created (empty) even when there is nothing to do, so a reader finds it.
             let journal = match &self.options.journal {
@@ -541,7 +633,10 @@ impl Migrator {
                         let reason = if k == 0 {
                             "transaction = \"none\": its statements commit one by one, so a dry run cannot undo them".to_owned()
                         } else {
-                            format!("after {}, which a dry run does not run", prepared.steps[cut].revision)
+                            format!(
+                                "after {}, which a dry run does not run",
+                                prepared.steps[cut].revision
+                            )
                         };
                         not_run.push(NotRun {
                             revision: step.revision.clone(),
@@ -561,6 +656,7 @@ impl Migrator {
                 dry_run_batches: self.options.dry_run_batches.max(1),
                 journal,
                 sandbox: self.options.sandbox.clone(),
+                workers: self.options.workers.unwrap_or(1),
             };
             let steps = runner::run(
                 &self.project,
@@ -578,8 +674,7 @@ impl Migrator {
                 dry_run: self.options.dry_run,
                 not_run,
             })
-        })
-        .await
+        }
     }
 
     /// Everything before the first step: refusals, the plan, builds and verification.
@@ -670,12 +765,22 @@ impl Migrator {
     /// Database errors; [`GraphError`] when the database is at a revision the project does
     /// not have.
     pub async fn status(&self, set: &RevisionSet) -> anyhow::Result<Status> {
-        let (heads, failed, in_progress, dialect) = self
+        let (heads, failed, in_progress, partitions, dialect) = self
             .connected(async |db: &dyn Database| {
+                let in_progress = db.checkpoints().await?;
+                let mut partitions = Vec::new();
+                for c in &in_progress {
+                    if c.checkpoint == db::PARTITIONED_CHECKPOINT {
+                        let mut reader = db.reader().await?;
+                        let parts = db.store().partitions(reader.driver(), &c.revision).await?;
+                        partitions.push((c.revision.clone(), parts));
+                    }
+                }
                 Ok((
                     db.heads().await?,
                     db.failed().await?,
-                    db.checkpoints().await?,
+                    in_progress,
+                    partitions,
                     db.dialect().name(),
                 ))
             })
@@ -685,6 +790,7 @@ impl Migrator {
             heads,
             failed,
             in_progress,
+            partitions,
             pending,
             dialect,
         })
@@ -903,6 +1009,10 @@ struct Prepared {
     steps: Vec<Step>,
     checkpoints: Vec<Checkpoint>,
 }
+
+/// How long a run with `--workers` tries for the lock before it looks for partitions to
+/// join (and between looks).
+const JOIN_POLL: Duration = Duration::from_secs(5);
 
 /// Runs `work` holding the database's migration lock, and releases it on every path out.
 async fn with_lock<T>(

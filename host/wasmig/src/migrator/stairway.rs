@@ -412,6 +412,7 @@ async fn stair(
             dry_run_batches: 1,
             journal: None,
             sandbox: None,
+            workers: migrator.options.workers.unwrap_or(1),
         };
         runner::run(&migrator.project, db, set.revisions(), from, steps, options)
             .await

@@ -181,14 +181,14 @@ pub(super) async fn run_batched(
 /// stale `replay_lag` (which PostgreSQL keeps showing while a standby replays nothing) does
 /// not mislead it. A server without standbys, or whose positions cannot be read (the
 /// role lacks `pg_read_all_stats`), is not waited for.
-struct LagThrottle {
+pub(super) struct LagThrottle {
     ceiling: Duration,
     /// (WAL position after the commit, when) of each batch not known to be replayed.
     pending: std::collections::VecDeque<(i64, Instant)>,
 }
 
 impl LagThrottle {
-    fn new(ceiling: Duration) -> Self {
+    pub(super) fn new(ceiling: Duration) -> Self {
         LagThrottle {
             ceiling,
             pending: std::collections::VecDeque::new(),
@@ -196,7 +196,7 @@ impl LagThrottle {
     }
 
     /// Notes a batch just committed.
-    async fn committed(&mut self, db: &dyn Database) {
+    pub(super) async fn committed(&mut self, db: &dyn Database) {
         match db.wal_positions().await {
             Ok(Some(at)) => self.pending.push_back((at.current, Instant::now())),
             Ok(None) => {}
@@ -205,7 +205,7 @@ impl LagThrottle {
     }
 
     /// Waits while a standby is behind by more than the ceiling.
-    async fn wait(&mut self, db: &dyn Database, revision: &str) {
+    pub(super) async fn wait(&mut self, db: &dyn Database, revision: &str) {
         let mut logged = false;
         loop {
             if self.pending.is_empty() {

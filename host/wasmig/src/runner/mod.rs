@@ -43,10 +43,12 @@ use crate::sandbox::{CacheStatus, Call, Limits, Loaded, Sandbox};
 
 mod autocommit;
 mod batched;
+mod partitioned;
 mod steps;
 
 use self::autocommit::run_autocommitted;
-use self::batched::{Batched, run_batched};
+use self::batched::{Batched, BatchedStep, run_batched};
+pub use self::partitioned::join as join_partitions;
 pub use self::steps::run;
 
 /// How long rolling back a failed step may take before its connection is ended instead.
@@ -111,6 +113,8 @@ pub struct RunOptions {
     /// A sandbox shared with other runs (a fleet's targets), which compiles each component
     /// once for all of them; `None`: the run makes its own.
     pub sandbox: Option<std::sync::Arc<Sandbox>>,
+    /// How many workers run the partitions of a partitioned batched step (at least 1).
+    pub workers: u32,
 }
 
 impl RunOptions {

@@ -508,6 +508,38 @@ impl Run<'_> {
         let (Some(loaded), Some(sandbox)) = (&ready.loaded, &self.sandbox) else {
             unreachable!("manifests refuse `transaction = \"batched\"` for SQL revisions")
         };
+        let partitions = revision
+            .manifest
+            .partitions
+            .as_ref()
+            .filter(|_| step.action == Direction::Upgrade);
+        let in_partitions = resume
+            .as_ref()
+            .is_some_and(|c| c.checkpoint == crate::db::PARTITIONED_CHECKPOINT);
+        // A walk an earlier run began as one (before [partitions] was added) finishes as
+        // one: its checkpoint is not a range's.
+        let partitions = match (partitions, &resume) {
+            (Some(_), Some(c)) if !in_partitions => {
+                tracing::warn!(
+                    "{}: an earlier run began it as one walk (batch {} committed), so it finishes as one; [partitions] applies to a walk begun afresh",
+                    step.revision,
+                    c.batches
+                );
+                None
+            }
+            (p, _) => p,
+        };
+        if in_partitions || partitions.is_some() {
+            if self.db.dialect() == Dialect::Postgres {
+                return self
+                    .partitioned_step(at, &ready, (loaded, sandbox), resume, partitions)
+                    .await;
+            }
+            tracing::info!(
+                "{}: SQLite has one writer at a time, so its [partitions] run as one walk",
+                step.revision
+            );
+        }
         let started = Instant::now();
         let batched = Batched {
             step,
@@ -525,6 +557,80 @@ impl Run<'_> {
         let batches = run_batched(self.db, sandbox, loaded, batched, progress)
             .await
             .map_err(|f| self.fail(at, f))?;
+        Ok(StepReport {
+            observed: None,
+            action: step.action,
+            revision: step.revision.clone(),
+            kind: "component",
+            cache: Some(loaded.cache),
+            load_ms: Some(loaded.load_time.as_millis() as u64),
+            duration_ms: started.elapsed().as_millis() as u64,
+            batches: Some(batches),
+            resumed_after: resume.map(|c| c.batches),
+        })
+    }
+
+    /// A batched step split into partitions (PostgreSQL): created unless an earlier run
+    /// did, worked by `--workers` workers here (and by any other run that joins), then
+    /// recorded once every partition is done.
+    async fn partitioned_step(
+        &self,
+        at: &At<'_>,
+        ready: &Prepared,
+        (loaded, sandbox): (&crate::sandbox::Loaded, &std::sync::Arc<Sandbox>),
+        resume: Option<Checkpoint>,
+        partitions: Option<&crate::revision::Partitions>,
+    ) -> anyhow::Result<StepReport> {
+        let step = at.step;
+        let revision = find(self.revisions, &step.revision);
+        let started = Instant::now();
+        let work = partitioned::Work {
+            db: self.db,
+            sandbox,
+            loaded,
+            step,
+            limits: limits(self.project, revision)?,
+            timeouts: timeouts(self.project, revision)?,
+            policy: policy(self.project, &self.options, revision),
+            journal: self.options.journal.clone(),
+            throttle: self.project.config.throttle,
+            lease: self.project.config.lock_settings()?.lease,
+            owner: partitioned::owner_name(),
+        };
+        let expected = self.expected_before(at.index);
+        let batched = BatchedStep {
+            step,
+            checksum: &ready.checksum,
+            to_store: ready.to_store.as_ref(),
+            started_at: resume.as_ref().map_or_else(Utc::now, |c| c.started_at),
+            expected: &expected,
+        };
+        let in_partitions = resume
+            .as_ref()
+            .is_some_and(|c| c.checkpoint == crate::db::PARTITIONED_CHECKPOINT);
+        if !in_partitions {
+            let Some(p) = partitions else {
+                unreachable!("a step not yet in partitions is partitioned by its manifest")
+            };
+            partitioned::create(&work, &batched, p.count, &p.bounds)
+                .await
+                .map_err(|f| self.fail(at, f))?;
+        }
+        let workers = self.options.workers.max(1);
+        tracing::info!(
+            "{}: running its partitions with {workers} worker(s) here; other `wasmig up` runs on this database join in",
+            step.revision
+        );
+        let mut batches = 0;
+        loop {
+            batches += work.run(workers).await.map_err(|f| self.fail(at, f))?;
+            if partitioned::record(&work, &batched)
+                .await
+                .map_err(|f| self.fail(at, f))?
+            {
+                break;
+            }
+        }
         Ok(StepReport {
             observed: None,
             action: step.action,

@@ -5,12 +5,13 @@
 //! Owns: the harness ([`TestDb`], [`admin_url`]) and the small helpers every test file
 //! uses. Not here: the tests themselves, by topic: `fuzz` (the transaction-control check
 //! against generated scripts), `qualified` (every name in wasmig's own SQL), `values`
-//! (binding and decoding),
+//! (binding and decoding), `partitions` (claims and fences of a step's partitions),
 //! `session` (statements, errors, cursors, savepoints, cancelling, the connection's
 //! state), `version_tables` (creating the tables, finishing and recording steps).
 
 mod fuzz;
 mod lease;
+mod partitions;
 mod qualified;
 mod session;
 mod values;
