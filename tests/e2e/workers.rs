@@ -138,6 +138,45 @@ async fn resolving_a_partitioned_revision_clears_its_partitions() {
 }
 
 #[tokio::test]
+async fn a_batch_whose_sql_writes_the_partitions_or_checkpoints_is_rolled_back_with_exit_12() {
+    // The migration's own statements (here a trigger its UPDATE fires) end the other
+    // ranges, delete them, or forge a later revision's progress: none may count.
+    for cheat in [
+        "UPDATE wasmig_partition SET done = 1 WHERE part <> 0",
+        "DELETE FROM wasmig_partition WHERE part <> 0",
+        "INSERT INTO wasmig_checkpoint VALUES ('b2', 'upgrade', '', 'b2', 'wasmig-partitions:1', 0, 'x', now(), now()) ON CONFLICT DO NOTHING",
+    ] {
+        let (project, db, dir) = setup(Backend::Postgres, "batched", 2_000, 100).await;
+        partition(&project, &dir, 4);
+        db.exec(&format!(
+            "CREATE FUNCTION cheat() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN {cheat}; RETURN NULL; END $$;
+             CREATE TRIGGER cheat AFTER UPDATE ON items FOR EACH STATEMENT EXECUTE FUNCTION cheat();"
+        ))
+        .await;
+        let run = project.run(&db, &["up", "--workers", "2"]).fails_with(12);
+        assert!(
+            run.stderr
+                .contains("wrote wasmig_partition or wasmig_checkpoint"),
+            "{cheat}: {run:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{cheat}");
+        assert_eq!(
+            db.count("SELECT count(*) FROM wasmig_partition WHERE done = 0")
+                .await,
+            4,
+            "{cheat}"
+        );
+        assert_eq!(checkpoints(&db).await.len(), 1, "{cheat}");
+        // Without the trigger, the next run walks every row once.
+        db.exec("DROP TRIGGER cheat ON items").await;
+        project.run(&db, &["up", "--workers", "2"]).success();
+        walked_exactly_once(&db, 2_000).await;
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
 async fn on_sqlite_a_partitioned_revision_runs_as_one_walk() {
     let (project, db, dir) = setup(Backend::Sqlite, "batched", 1_000, 100).await;
     partition(&project, &dir, 4);

@@ -124,10 +124,26 @@ pub struct Partition {
 /// `<part>:<parts>:<first key>:<last key>` (see [`Partition::seed`]).
 pub const PARTITION_SEED: &str = "wasmig-partition:1:";
 
-/// The checkpoint row's text while a step runs in partitions (each partition keeps its own).
-pub const PARTITIONED_CHECKPOINT: &str = "wasmig-partitions";
+/// The prefix of the checkpoint row's text while a step runs in partitions (each partition
+/// keeps its own checkpoint): `wasmig-partitions:<parts>`.
+pub const PARTITIONED_CHECKPOINT: &str = "wasmig-partitions:";
 
 impl Partition {
+    /// The checkpoint row's text of a step running in `parts` partitions.
+    #[must_use]
+    pub fn step_checkpoint(parts: i64) -> String {
+        format!("{PARTITIONED_CHECKPOINT}{parts}")
+    }
+
+    /// How many partitions a step runs in, from its checkpoint row's text; `None` for a
+    /// step that does not run in partitions.
+    #[must_use]
+    pub fn parts_of(checkpoint: &str) -> Option<i64> {
+        checkpoint
+            .strip_prefix(PARTITIONED_CHECKPOINT)
+            .and_then(|n| n.parse().ok())
+    }
+
     /// The checkpoint the first batch of range `part` of `parts`, keys `first..=last`,
     /// starts from: `wasmig-partition:1:<part>:<parts>:<first>:<last>`, which the SDKs' keyset
     /// walkers read as their range (and any guest can parse).
@@ -321,6 +337,13 @@ mod partition_tests {
             assert!(r.windows(2).all(|w| w[0].1 + 1 == w[1].0), "{r:?}");
             assert!(r.iter().all(|(a, b)| a <= b), "{r:?}");
         }
+    }
+
+    #[test]
+    fn a_step_in_partitions_says_how_many() {
+        assert_eq!(Partition::step_checkpoint(16), "wasmig-partitions:16");
+        assert_eq!(Partition::parts_of("wasmig-partitions:16"), Some(16));
+        assert_eq!(Partition::parts_of("keyset:1:0:-:5"), None);
     }
 
     #[test]

@@ -61,7 +61,9 @@ fn lease(ms: usize) -> String {
 
 impl VersionStore {
     /// Creates the partitions of `revision`, one per range, each starting from its seed
-    /// checkpoint ([`Partition::seed`]), unclaimed.
+    /// checkpoint ([`Partition::seed`]), unclaimed. Their tokens start from the server's
+    /// clock in microseconds, so a claim of partitions created again (after `wasmig
+    /// resolve`) never shares a token with a claim of the ones before.
     pub async fn create_partitions(
         &self,
         d: &mut dyn Driver,
@@ -77,7 +79,10 @@ impl VersionStore {
                     format!(
                         "INSERT INTO {} (revision, part, parts, first_key, last_key, checkpoint,
                                          batches, done, owner, token, lease_until, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, 0, 0, NULL, 0, NULL, $7)",
+                         VALUES ($1, $2, $3, $4, $5, $6, 0, 0, NULL,
+                                 (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
+                                  OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,
+                                 NULL, $7)",
                         self.table(PARTITION_TABLE)
                     ),
                     vec![
@@ -154,6 +159,19 @@ impl VersionStore {
         token: i64,
     ) -> anyhow::Result<bool> {
         let eq = self.words.eq();
+        // A worker whose machine is lost holds the row until the server notices its
+        // connection is dead: within about 25 s, rather than the system's two hours.
+        d.execute(&Statement::new(
+            "SELECT pg_catalog.set_config('tcp_keepalives_idle', '10', true),
+                    pg_catalog.set_config('tcp_keepalives_interval', '5', true),
+                    pg_catalog.set_config('tcp_keepalives_count', '3', true)"
+                .to_owned(),
+            vec![],
+        ))
+        .await
+        .map_err(query_error(format!(
+            "locking partition {part} of {revision}"
+        )))?;
         let rows = d
             .fetch(&Statement::rows(
                 format!(
@@ -272,10 +290,15 @@ impl VersionStore {
     /// In the transaction that records the step: locks every partition of `revision`
     /// (waiting for a batch still committing), returns how many are not done, and when
     /// none, deletes them.
+    ///
+    /// # Errors
+    /// [`TablesTampered`](crate::TablesTampered) when there are not `parts` of them (rows
+    /// deleted by something other than wasmig).
     pub async fn finish_partitions(
         &self,
         d: &mut dyn Driver,
         revision: &str,
+        parts: i64,
     ) -> anyhow::Result<i64> {
         let table = self.table(PARTITION_TABLE);
         let eq = self.words.eq();
@@ -288,6 +311,13 @@ impl VersionStore {
             ))
             .await
             .map_err(query_error(doing.clone()))?;
+        if rows.len() as i64 != parts {
+            return Err(crate::TablesTampered(format!(
+                "{PARTITION_TABLE} holds {} partition(s) of {revision} where wasmig made {parts}",
+                rows.len()
+            ))
+            .into());
+        }
         let mut open = 0;
         for r in &rows {
             if int(&r[0], "done").map_err(query_error(doing.clone()))? == 0 {
@@ -318,5 +348,31 @@ impl VersionStore {
             "deleting the partitions of {revision}"
         )))?;
         Ok(())
+    }
+
+    /// The rows written to wasmig's checkpoint and partition tables in this transaction so
+    /// far, as the server counts them (`pg_stat_xact_user_tables`, savepoints included):
+    /// read before and after a guest's batch, a difference is the guest's writing.
+    pub async fn batch_table_writes(&self, d: &mut dyn Driver) -> anyhow::Result<i64> {
+        let doing = "counting the writes to wasmig's batch tables";
+        let rows = d
+            .fetch(&Statement::rows(
+                "SELECT COALESCE(pg_catalog.sum(n_tup_ins OPERATOR(pg_catalog.+) n_tup_upd
+                        OPERATOR(pg_catalog.+) n_tup_del), 0)::pg_catalog.int8
+                 FROM pg_catalog.pg_stat_xact_user_tables
+                 WHERE relid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)::pg_catalog.oid
+                    OR relid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($2)::pg_catalog.oid"
+                    .to_owned(),
+                vec![
+                    super::txt(&self.table(PARTITION_TABLE)),
+                    super::txt(&self.table(crate::CHECKPOINT_TABLE)),
+                ],
+                &[Kind::Int],
+            ))
+            .await
+            .map_err(query_error(doing))?;
+        rows.first()
+            .map_or(Ok(0), |r| int(&r[0], "writes"))
+            .map_err(query_error(doing))
     }
 }

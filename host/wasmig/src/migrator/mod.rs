@@ -547,7 +547,7 @@ impl Migrator {
         }
         let checkpoints = db.checkpoints().await?;
         let Some(checkpoint) = checkpoints.iter().find(|c| {
-            c.checkpoint == db::PARTITIONED_CHECKPOINT && c.direction == Direction::Upgrade
+            db::Partition::parts_of(&c.checkpoint).is_some() && c.direction == Direction::Upgrade
         }) else {
             return Ok(false);
         };
@@ -578,7 +578,8 @@ impl Migrator {
             "{}: {batches} batch(es) committed here; every partition is done, and the run holding the lock records the revision",
             checkpoint.revision
         );
-        Ok(true)
+        // Only work done here counts as progress (the lock timeout counts again).
+        Ok(batches > 0)
     }
 
     /// [`Migrator::run`]'s work under the lock.
@@ -770,7 +771,7 @@ impl Migrator {
                 let in_progress = db.checkpoints().await?;
                 let mut partitions = Vec::new();
                 for c in &in_progress {
-                    if c.checkpoint == db::PARTITIONED_CHECKPOINT {
+                    if db::Partition::parts_of(&c.checkpoint).is_some() {
                         let mut reader = db.reader().await?;
                         let parts = db.store().partitions(reader.driver(), &c.revision).await?;
                         partitions.push((c.revision.clone(), parts));

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::batched::{BatchedStep, LagThrottle, begin_batch, write_batch};
 use super::*;
-use crate::db::{PARTITIONED_CHECKPOINT, Partition};
+use crate::db::Partition;
 
 /// How often a worker with nothing to claim looks again, while other workers (perhaps in
 /// other processes) still hold partitions.
@@ -104,8 +104,12 @@ impl Work<'_> {
                 stop.store(true, Ordering::Relaxed);
                 return Err(limit);
             }
+            let failed = |e: anyhow::Error| {
+                stop.store(true, Ordering::Relaxed);
+                Failure::Host(e)
+            };
             let claimed = {
-                let mut reader = self.db.reader().await.map_err(Failure::Host)?;
+                let mut reader = self.db.reader().await.map_err(failed)?;
                 self.db
                     .store()
                     .claim_partition(
@@ -115,16 +119,16 @@ impl Work<'_> {
                         self.lease.as_millis() as i64,
                     )
                     .await
-                    .map_err(Failure::Host)?
+                    .map_err(failed)?
             };
             let Some(partition) = claimed else {
                 let partitions = {
-                    let mut reader = self.db.reader().await.map_err(Failure::Host)?;
+                    let mut reader = self.db.reader().await.map_err(failed)?;
                     self.db
                         .store()
                         .partitions(reader.driver(), revision)
                         .await
-                        .map_err(Failure::Host)?
+                        .map_err(failed)?
                 };
                 if partitions.iter().all(|p| p.done) {
                     return Ok(());
@@ -183,6 +187,16 @@ impl Work<'_> {
         ));
         let lease_ms = self.lease.as_millis() as i64;
         loop {
+            // The limits of one run, between batches, as for one walk: a guest alternating
+            // two checkpoints stops here.
+            let limit = batched::batch_limit(
+                tally.batches.load(Ordering::Relaxed),
+                tally.started,
+                &self.limits,
+            );
+            if let Some(limit) = limit {
+                return Err(limit);
+            }
             if stop.load(Ordering::Relaxed) {
                 if let Ok(mut reader) = self.db.reader().await {
                     let _ = self
@@ -227,9 +241,17 @@ impl Work<'_> {
                     .fence_partition(driver, revision, claimed.part, claimed.token)
                     .await
             };
-            match fenced {
-                Ok(true) => {}
-                Ok(false) => {
+            let fenced = match fenced {
+                Ok(true) => {
+                    let (store, driver) = session.books();
+                    store.batch_table_writes(driver).await.map(Some)
+                }
+                Ok(false) => Ok(None),
+                Err(e) => Err(e),
+            };
+            let writes_before = match fenced {
+                Ok(Some(writes)) => writes,
+                Ok(None) => {
                     let _ = session.rollback().await;
                     tracing::info!(
                         "{revision}: partition {} of {} was taken over by another worker after this one's lease ran out; this worker leaves it",
@@ -242,7 +264,7 @@ impl Work<'_> {
                     let _ = session.rollback().await;
                     return Err(in_batch(Failure::Host(e)));
                 }
-            }
+            };
             let returned = self
                 .sandbox
                 .run(
@@ -281,6 +303,24 @@ impl Work<'_> {
             };
             let saved = tokio::time::timeout(self.limits.timeout, async {
                 check_intact(&mut session, true).await?;
+                // The guest's own SQL must not have written the partitions or the
+                // checkpoints: ending other ranges, or forging a later step's progress.
+                let (store, driver) = session.books();
+                let writes = store
+                    .batch_table_writes(driver)
+                    .await
+                    .map_err(Failure::Host)?;
+                if writes != writes_before {
+                    return Err(Failure::Host(
+                        crate::db::TablesTampered(format!(
+                            "the SQL of {revision} wrote {} or {} in a batch of partition {}",
+                            crate::db::PARTITION_TABLE,
+                            crate::db::CHECKPOINT_TABLE,
+                            claimed.part + 1
+                        ))
+                        .into(),
+                    ));
+                }
                 let (store, driver) = session.books();
                 store
                     .save_partition(
@@ -381,7 +421,7 @@ pub(super) async fn create(
             direction: work.step.action,
             remove_heads: work.step.remove_heads.clone(),
             add_heads: work.step.add_heads.clone(),
-            checkpoint: PARTITIONED_CHECKPOINT.to_owned(),
+            checkpoint: Partition::step_checkpoint(ranges.len() as i64),
             batches: 0,
             checksum: batched.checksum.to_owned(),
             started_at: batched.started_at,
@@ -446,12 +486,16 @@ fn value_kind(v: &crate::bindings::Value) -> &'static str {
 /// under the migration lock: the partitions deleted, then the step's record as a batched
 /// step's last batch writes it. `Ok(false)`: a partition is not done after all (it was
 /// claimed again), nothing written.
-pub(super) async fn record(work: &Work<'_>, batched: &BatchedStep<'_>) -> Result<bool, Failure> {
+pub(super) async fn record(
+    work: &Work<'_>,
+    batched: &BatchedStep<'_>,
+    parts: i64,
+) -> Result<bool, Failure> {
     let revision = &work.step.revision;
     let mut session = begin_batch(work.db, &work.timeouts, Policy::TRUSTED).await?;
     let open = {
         let (store, driver) = session.books();
-        store.finish_partitions(driver, revision).await
+        store.finish_partitions(driver, revision, parts).await
     };
     match open {
         Ok(0) => {}

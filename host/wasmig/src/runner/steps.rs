@@ -515,7 +515,7 @@ impl Run<'_> {
             .filter(|_| step.action == Direction::Upgrade);
         let in_partitions = resume
             .as_ref()
-            .is_some_and(|c| c.checkpoint == crate::db::PARTITIONED_CHECKPOINT);
+            .is_some_and(|c| crate::db::Partition::parts_of(&c.checkpoint).is_some());
         // A walk an earlier run began as one (before [partitions] was added) finishes as
         // one: its checkpoint is not a range's.
         let partitions = match (partitions, &resume) {
@@ -607,24 +607,32 @@ impl Run<'_> {
         };
         let in_partitions = resume
             .as_ref()
-            .is_some_and(|c| c.checkpoint == crate::db::PARTITIONED_CHECKPOINT);
+            .is_some_and(|c| crate::db::Partition::parts_of(&c.checkpoint).is_some());
+        let mut created = 0;
         if !in_partitions {
             let Some(p) = partitions else {
                 unreachable!("a step not yet in partitions is partitioned by its manifest")
             };
-            partitioned::create(&work, &batched, p.count, &p.bounds)
+            created = partitioned::create(&work, &batched, p.count, &p.bounds)
                 .await
-                .map_err(|f| self.fail(at, f))?;
+                .map_err(|f| self.fail(at, f))? as i64;
         }
         let workers = self.options.workers.max(1);
         tracing::info!(
             "{}: running its partitions with {workers} worker(s) here; other `wasmig up` runs on this database join in",
             step.revision
         );
+        let parts = match resume
+            .as_ref()
+            .and_then(|c| crate::db::Partition::parts_of(&c.checkpoint))
+        {
+            Some(parts) => parts,
+            None => created,
+        };
         let mut batches = 0;
         loop {
             batches += work.run(workers).await.map_err(|f| self.fail(at, f))?;
-            if partitioned::record(&work, &batched)
+            if partitioned::record(&work, &batched, parts)
                 .await
                 .map_err(|f| self.fail(at, f))?
             {

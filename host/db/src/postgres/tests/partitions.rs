@@ -50,11 +50,11 @@ async fn partition_zero_runs_alone_until_its_first_batch_commits_then_each_goes_
     let t = TestDb::new().await;
     four_partitions(&t).await;
     let zero = claim(&t, "a", 60_000).await.unwrap();
-    assert_eq!((zero.part, zero.token), (0, 1));
+    assert_eq!(zero.part, 0);
     assert_eq!(zero.checkpoint, Partition::seed(0, 4, i64::MIN, 25));
     // Partition 0 has not committed a batch: nothing else may start.
     assert_eq!(claim(&t, "b", 60_000).await, None);
-    assert!(batch(&t, 0, 1, Some("k:1"), 1).await);
+    assert!(batch(&t, 0, zero.token, Some("k:1"), 1).await);
     let mut parts: Vec<i64> = Vec::new();
     for owner in ["b", "c", "d"] {
         parts.push(claim(&t, owner, 60_000).await.unwrap().part);
@@ -79,6 +79,12 @@ async fn a_worker_whose_lease_ran_out_and_was_taken_over_commits_nothing() {
     let t = TestDb::new().await;
     four_partitions(&t).await;
     let first = claim(&t, "slow", 1).await.unwrap();
+    // Tokens start from the server's clock: partitions made again never reuse one.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    assert!((first.token - since_epoch).abs() < 60_000_000, "{first:?}");
     tokio::time::sleep(Duration::from_millis(20)).await;
     // The lease ran out between batches: another worker takes it over, with a new token.
     let taken = claim(&t, "fast", 60_000).await.unwrap();
@@ -117,7 +123,16 @@ async fn a_batch_under_way_keeps_its_partition_past_its_lease() {
     let mut reader = t.db.reader().await.unwrap();
     let store = t.db.store();
     assert_eq!(
-        store.finish_partitions(reader.driver(), "p").await.unwrap(),
+        store
+            .finish_partitions(reader.driver(), "p", 4)
+            .await
+            .unwrap(),
         4
     );
+    // Fewer rows than the step was split into: something else deleted some.
+    let err = store
+        .finish_partitions(reader.driver(), "p", 5)
+        .await
+        .unwrap_err();
+    assert!(err.is::<crate::TablesTampered>(), "{err:#}");
 }
