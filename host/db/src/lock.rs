@@ -86,7 +86,7 @@ pub(crate) trait Attempt: Send {
 }
 
 /// Tries the lock every [`POLL_INTERVAL`] until it is held or `timeout` has passed,
-/// logging the holder once when it has to wait.
+/// logging the holder once when it has to wait (a zero `timeout`: one try, not logged).
 ///
 /// # Errors
 /// [`LockTimeout`] naming `database` and the holder when the time is up; the attempt's own
@@ -101,10 +101,13 @@ pub(crate) async fn acquire(
         return outlast_stragglers(attempt, database, started, timeout).await;
     }
     let holder = attempt.holder().await;
-    tracing::info!(
-        "waiting up to {} s for the migration lock on {database}, held by {holder}",
-        timeout.as_secs()
-    );
+    // A zero timeout is one try (a caller polling on its own terms says what it does).
+    if !timeout.is_zero() {
+        tracing::info!(
+            "waiting up to {} s for the migration lock on {database}, held by {holder}",
+            timeout.as_secs()
+        );
+    }
     loop {
         let elapsed = started.elapsed();
         if elapsed >= timeout {

@@ -516,24 +516,39 @@ impl Migrator {
                 .await;
         }
         self.connected(async |db: &dyn Database| {
-            let mut deadline = std::time::Instant::now() + timeout;
+            let mut since = std::time::Instant::now();
+            let mut told = false;
             loop {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                // One try at a time: between tries, partitions to join are looked for.
                 let tried = with_lock(
                     db,
-                    left.min(JOIN_POLL),
+                    Duration::ZERO,
                     self.run_locked(db, set.clone(), direction, target),
                 )
                 .await;
-                match tried {
-                    Err(e) if e.is::<db::LockTimeout>() && !left.is_zero() => {
-                        if self.join(db, &set).await? {
-                            // Work done here: the lock timeout counts again from now.
-                            deadline = std::time::Instant::now() + timeout;
-                        }
-                    }
+                let mut busy = match tried {
+                    Err(e) if e.is::<db::LockTimeout>() => e,
                     other => return other,
+                };
+                if !told {
+                    tracing::info!(
+                        "{busy}; joining its partitioned revision when it runs one, and waiting up to {} s for the lock otherwise",
+                        timeout.as_secs()
+                    );
+                    told = true;
                 }
+                if self.join(db, &set).await? {
+                    // Work done here: the lock timeout counts again from now.
+                    since = std::time::Instant::now();
+                    continue;
+                }
+                if since.elapsed() >= timeout {
+                    if let Some(t) = busy.downcast_mut::<db::LockTimeout>() {
+                        t.waited = since.elapsed();
+                    }
+                    return Err(busy);
+                }
+                tokio::time::sleep(JOIN_POLL).await;
             }
         })
         .await
@@ -1011,9 +1026,9 @@ struct Prepared {
     checkpoints: Vec<Checkpoint>,
 }
 
-/// How long a run with `--workers` tries for the lock before it looks for partitions to
-/// join (and between looks).
-const JOIN_POLL: Duration = Duration::from_secs(5);
+/// How often a run with `--workers` that finds the lock held tries it again, looking for
+/// partitions to join in between.
+const JOIN_POLL: Duration = Duration::from_millis(250);
 
 /// Runs `work` holding the database's migration lock, and releases it on every path out.
 async fn with_lock<T>(
