@@ -342,21 +342,25 @@ impl PgSession {
         };
         let columns = statement.columns;
         let limits = self.record_limits();
-        let recorded = if bound.is_empty() {
-            // One message, one round trip.
-            let sql = format!(
-                "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{limits}{sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}"
-            );
+        // wasmig's own limits in a message of their own, before the record: the server arms
+        // a message's statement timeout as it begins, with the value in force then, and a
+        // migration's `SET statement_timeout = '1ms'` would otherwise be armed while the
+        // long record is parsed (cancelled "due to user request" once the timer, fired,
+        // finds itself switched off).
+        let own = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{limits}"
+        )))
+        .execute(self.conn())
+        .await;
+        let recorded = if let Err(e) = own {
+            Err(e)
+        } else if bound.is_empty() {
+            let sql = format!("{sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}");
             super::bookkeeping::fetch_text(self.conn(), sql, columns).await
         } else {
             // A large artifact, bound: the statement goes alone, by the extended protocol.
             let conn = self.conn();
             async {
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{limits}"
-                )))
-                .execute(&mut *conn)
-                .await?;
                 let rows = super::bookkeeping::fetch_inlined(conn, sql, &bound, columns).await?;
                 sqlx::raw_sql(AssertSqlSafe(format!(
                     "RELEASE SAVEPOINT {FINISH_SAVEPOINT}"
@@ -1048,14 +1052,21 @@ impl Session for PgSession {
             return Ok(true);
         }
         // wasmig's statements run as the role it connected as, not the migration's, and
-        // under its own limits.
-        script.insert_str(0, &self.record_limits());
-        script.insert_str(0, OWN_LIMITS);
-        script.insert_str(0, &self.leave_role());
-        match sqlx::raw_sql(AssertSqlSafe(script))
-            .execute(self.conn())
-            .await
-        {
+        // under its own limits: set in a message of their own, so that a short statement
+        // timeout the migration set is not armed while the guard is parsed (see
+        // `finish_in_one`). Outside a transaction a statement ended, they only warn, and
+        // the guard then says so.
+        let own = format!("{}{OWN_LIMITS}{}", self.leave_role(), self.record_limits());
+        let set = sqlx::raw_sql(AssertSqlSafe(own)).execute(self.conn()).await;
+        let guarded = match set {
+            Ok(_) => {
+                sqlx::raw_sql(AssertSqlSafe(script))
+                    .execute(self.conn())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match guarded {
             Ok(_) => Ok(true),
             Err(sqlx::Error::Database(e))
                 if e.code().as_deref() == Some(TRANSACTION_ENDED_STATE) =>
