@@ -307,6 +307,48 @@ fn completed<'a>(
     }
 }
 
+/// A sandbox for `project`'s components, with the compile cache when `use_cache`.
+///
+/// # Errors
+/// The cache directory cannot be made, or the engine cannot start.
+fn new_sandbox(project: &Project, use_cache: bool) -> anyhow::Result<Sandbox> {
+    let cache = use_cache.then(|| project.cache_dir());
+    // A cache in the project (the default, `.wasmig/cache`) committed as a link out of it
+    // must not make wasmig write there.
+    if let Some(dir) = &cache
+        && dir.starts_with(&project.root)
+    {
+        crate::confined::create_dir_all(&project.root, dir)?;
+    }
+    Sandbox::new(
+        &project.root,
+        cache,
+        project.sandbox_settings().sandbox_options(),
+    )
+}
+
+/// The report of a batched component step (one walk or partitioned) that ran `batches`
+/// batches in this run.
+fn batched_report(
+    step: &Step,
+    loaded: &Loaded,
+    started: Instant,
+    batches: u64,
+    resume: Option<&Checkpoint>,
+) -> StepReport {
+    StepReport {
+        observed: None,
+        action: step.action,
+        revision: step.revision.clone(),
+        kind: "component",
+        cache: Some(loaded.cache),
+        load_ms: Some(loaded.load_time.as_millis() as u64),
+        duration_ms: started.elapsed().as_millis() as u64,
+        batches: Some(batches),
+        resumed_after: resume.map(|c| c.batches),
+    }
+}
+
 /// What a step needs before its transaction begins.
 struct Prepared {
     artifact: Artifact,

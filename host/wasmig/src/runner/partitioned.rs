@@ -148,22 +148,27 @@ impl Work<'_> {
                 Ok(()) => {}
                 Err(failure) => {
                     stop.store(true, Ordering::Relaxed);
-                    // Given back at once, so another worker need not wait out the lease.
-                    if let Ok(mut reader) = self.db.reader().await {
-                        let _ = self
-                            .db
-                            .store()
-                            .release_partition(
-                                reader.driver(),
-                                revision,
-                                partition.part,
-                                partition.token,
-                            )
-                            .await;
-                    }
+                    self.give_back(&partition).await;
                     return Err(failure);
                 }
             }
+        }
+    }
+
+    /// Gives a claim back at once (a worker that stops), so another worker need not wait
+    /// out the lease; a release that fails leaves the lease to run out.
+    async fn give_back(&self, claimed: &Partition) {
+        if let Ok(mut reader) = self.db.reader().await {
+            let _ = self
+                .db
+                .store()
+                .release_partition(
+                    reader.driver(),
+                    &self.step.revision,
+                    claimed.part,
+                    claimed.token,
+                )
+                .await;
         }
     }
 
@@ -198,13 +203,7 @@ impl Work<'_> {
                 return Err(limit);
             }
             if stop.load(Ordering::Relaxed) {
-                if let Ok(mut reader) = self.db.reader().await {
-                    let _ = self
-                        .db
-                        .store()
-                        .release_partition(reader.driver(), revision, claimed.part, claimed.token)
-                        .await;
-                }
+                self.give_back(claimed).await;
                 return Ok(());
             }
             // At most max_batches_per_sec over the process's workers: each takes the next
@@ -557,11 +556,7 @@ pub async fn join(
     check_capabilities(project, revision)?;
     let sandbox = match &options.sandbox {
         Some(shared) => Arc::clone(shared),
-        None => Arc::new(Sandbox::new(
-            &project.root,
-            options.use_cache.then(|| project.cache_dir()),
-            project.sandbox_settings().sandbox_options(),
-        )?),
+        None => Arc::new(new_sandbox(project, options.use_cache)?),
     };
     let ready = prepare(revision, &step, &build_dir, Some(&sandbox))?;
     let Some(loaded) = &ready.loaded else {

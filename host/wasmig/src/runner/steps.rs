@@ -293,19 +293,7 @@ impl Run<'_> {
         if let Some(shared) = &self.options.sandbox {
             return Ok(Some(std::sync::Arc::clone(shared)));
         }
-        let cache = self.options.use_cache.then(|| self.project.cache_dir());
-        // A cache in the project (the default, `.wasmig/cache`) committed as a link out of
-        // it must not make wasmig write there.
-        if let Some(dir) = &cache
-            && dir.starts_with(&self.project.root)
-        {
-            crate::confined::create_dir_all(&self.project.root, dir)?;
-        }
-        let sandbox = Sandbox::new(
-            &self.project.root,
-            cache,
-            self.project.sandbox_settings().sandbox_options(),
-        )?;
+        let sandbox = new_sandbox(self.project, self.options.use_cache)?;
         let artifacts: Vec<Artifact> = components
             .into_iter()
             .filter_map(|r| revision::read_artifact(r, &self.build_dir).ok())
@@ -557,17 +545,13 @@ impl Run<'_> {
         let batches = run_batched(self.db, sandbox, loaded, batched, progress)
             .await
             .map_err(|f| self.fail(at, f))?;
-        Ok(StepReport {
-            observed: None,
-            action: step.action,
-            revision: step.revision.clone(),
-            kind: "component",
-            cache: Some(loaded.cache),
-            load_ms: Some(loaded.load_time.as_millis() as u64),
-            duration_ms: started.elapsed().as_millis() as u64,
-            batches: Some(batches),
-            resumed_after: resume.map(|c| c.batches),
-        })
+        Ok(batched_report(
+            step,
+            loaded,
+            started,
+            batches,
+            resume.as_ref(),
+        ))
     }
 
     /// A batched step split into partitions (PostgreSQL): created unless an earlier run
@@ -639,17 +623,13 @@ impl Run<'_> {
                 break;
             }
         }
-        Ok(StepReport {
-            observed: None,
-            action: step.action,
-            revision: step.revision.clone(),
-            kind: "component",
-            cache: Some(loaded.cache),
-            load_ms: Some(loaded.load_time.as_millis() as u64),
-            duration_ms: started.elapsed().as_millis() as u64,
-            batches: Some(batches),
-            resumed_after: resume.map(|c| c.batches),
-        })
+        Ok(batched_report(
+            step,
+            loaded,
+            started,
+            batches,
+            resume.as_ref(),
+        ))
     }
 
     /// A `transaction = "none"` SQL step: statement by statement, then recorded.
