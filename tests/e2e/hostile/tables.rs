@@ -134,3 +134,114 @@ async fn a_deferred_trigger_that_rewrites_the_heads_at_commit_is_found_after_the
     assert!(db.heads().await.is_empty());
     db.drop_db().await;
 }
+
+/// Written by a migration: wasmig's batch tables, which only its batch transactions write,
+/// after the check. A forged checkpoint would make a later batched revision resume past
+/// rows it never walked; a forged partition, end a range no worker walked.
+const FORGED_PROGRESS: [(&str, &str); 5] = [
+    (
+        "INSERT INTO wasmig_checkpoint VALUES ('c3', 'upgrade', '', 'c3', 'keyset:2:999999:0::999999', 5, 'x', now(), now())",
+        "a forged checkpoint",
+    ),
+    (
+        // Through a function, where no parser of the script's text would see the table.
+        "CREATE FUNCTION forge() RETURNS void LANGUAGE plpgsql AS $$ BEGIN \
+         EXECUTE 'INSERT INTO wasmig_' || 'checkpoint VALUES (''c3'', ''upgrade'', '''', ''c3'', ''x'', 5, ''x'', now(), now())'; END $$; \
+         SELECT forge()",
+        "a checkpoint forged in a function",
+    ),
+    (
+        // Written and taken back in a savepoint the script rolls back: still written.
+        "CREATE FUNCTION forge() RETURNS void LANGUAGE plpgsql AS $$ BEGIN \
+         INSERT INTO wasmig_checkpoint VALUES ('c3', 'upgrade', '', 'c3', 'x', 5, 'x', now(), now()); \
+         RAISE EXCEPTION 'undo'; EXCEPTION WHEN raise_exception THEN NULL; END $$; \
+         SELECT forge()",
+        "a checkpoint forged after a savepoint",
+    ),
+    (
+        "INSERT INTO wasmig_partition (revision, part, parts, first_key, last_key, checkpoint, batches, done, token, updated_at) \
+         VALUES ('c3', 0, 1, 0, 0, 'x', 1, 1, 1, now())",
+        "a forged partition",
+    ),
+    (
+        "INSERT INTO wasmig_checkpoint VALUES ('c3', 'upgrade', '', 'c3', 'x', 5, 'x', now(), now()); \
+         DELETE FROM wasmig_checkpoint WHERE revision = 'c3'",
+        "a checkpoint written and deleted again",
+    ),
+];
+
+#[tokio::test]
+async fn a_migration_that_writes_batch_progress_is_rolled_back_and_not_recorded() {
+    for (sql, what) in FORGED_PROGRESS {
+        for atomic in [false, true] {
+            let project = TestProject::new();
+            let db = TestDb::new(Backend::Postgres, &project).await;
+            project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+            project.sql_revision(
+                "b2",
+                &format!("CREATE TABLE b (x int); {sql};"),
+                "SELECT 1;",
+            );
+            let args: &[&str] = if atomic { &["up", "--atomic"] } else { &["up"] };
+            let run = project.run(&db, args).fails_with(12);
+            assert!(
+                run.stderr
+                    .contains("wasmig_checkpoint or wasmig_partition before wasmig did"),
+                "{what} (atomic: {atomic}): {run:?}"
+            );
+            let heads: &[&str] = if atomic { &[] } else { &["a1"] };
+            assert_eq!(db.heads().await, heads, "{what}");
+            assert!(!db.table_exists("b").await, "{what}: b2 rolled back");
+            assert_eq!(
+                db.count("SELECT count(*) FROM wasmig_checkpoint").await
+                    + db.count("SELECT count(*) FROM wasmig_partition").await,
+                0,
+                "{what}: nothing forged is left"
+            );
+            db.drop_db().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_batch_whose_sql_forges_another_steps_progress_is_rolled_back() {
+    // A batched revision's own statements (a trigger its UPDATE fires) forging a later
+    // revision's checkpoint: found before the batch saves its own, in batch 1 and in a
+    // later batch alike (whose session's count still holds the last batch's write).
+    for from_batch in [1, 3] {
+        let (project, db, _) =
+            crate::batches::setup(Backend::Postgres, "batched", 1_000, 100).await;
+        db.exec(&format!(
+            "CREATE FUNCTION cheat() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF (SELECT max(id) FROM new_rows) > {from} THEN
+                 INSERT INTO wasmig_checkpoint VALUES ('c2', 'upgrade', '', 'c2', 'x', 5, 'x', now(), now())
+                 ON CONFLICT DO NOTHING;
+               END IF;
+               RETURN NULL;
+             END $$;
+             CREATE TRIGGER cheat AFTER UPDATE ON items REFERENCING NEW TABLE AS new_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION cheat();",
+            from = (from_batch - 1) * 100
+        ))
+        .await;
+        let run = project.run(&db, &["up"]).fails_with(12);
+        assert!(
+            run.stderr
+                .contains(&format!("failed in batch {from_batch}"))
+                && run
+                    .stderr
+                    .contains("wasmig_checkpoint or wasmig_partition before wasmig did"),
+            "batch {from_batch}: {run:?}"
+        );
+        assert!(db.heads().await.is_empty());
+        // Only the batches before it, with their own checkpoint: nothing forged.
+        let left = crate::batches::checkpoints(&db).await;
+        if from_batch == 1 {
+            assert!(left.is_empty(), "{left:?}");
+        } else {
+            assert_eq!(left, [format!("b1:upgrade:{}", from_batch - 1)]);
+        }
+        db.drop_db().await;
+    }
+}

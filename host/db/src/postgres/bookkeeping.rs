@@ -358,13 +358,17 @@ pub(super) fn lit(text: &str) -> String {
 /// against 0.8 ms for the full check per step); only when it sees a flag (which may be
 /// stale: `relhastriggers` stays set after a trigger is dropped, until a vacuum) does the
 /// full check run and name what it finds.
-pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> String {
+pub(super) fn tamper_check(
+    tables: &[String],
+    known: Option<&KnownTables>,
+    batch_writes_at_begin: Option<i64>,
+) -> String {
     let full = format!(
         "found := ({});
              IF found IS NOT NULL THEN
                  RAISE EXCEPTION 'wasmig: %', found USING ERRCODE = 'WMG03';
              END IF;",
-        tamper_findings(tables, known)
+        tamper_findings(tables, known, batch_writes_at_begin)
     );
     match known {
         Some(known) => format!(
@@ -373,7 +377,7 @@ pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> St
              {full}
              END IF;
          END $$;\n",
-            plain = tables_look_plain(known),
+            plain = tables_look_plain(known, batch_writes_at_begin),
         ),
         None => format!("DO $$ DECLARE found pg_catalog.text; BEGIN\n{full}\nEND $$;\n"),
     }
@@ -382,7 +386,11 @@ pub(super) fn tamper_check(tables: &[String], known: Option<&KnownTables>) -> St
 /// The tamper check's full look as one query, with no PL/pgSQL to compile: one row, NULL
 /// when wasmig's tables (`tables`, with the oids of `known` when the run knows them) are
 /// as [`tamper_check`] requires, else what it found, `; `-separated.
-pub(super) fn tamper_findings(tables: &[String], known: Option<&KnownTables>) -> String {
+pub(super) fn tamper_findings(
+    tables: &[String],
+    known: Option<&KnownTables>,
+    batch_writes_at_begin: Option<i64>,
+) -> String {
     let oids = known.map(|k| k.oids.as_slice());
     let regclasses = tables
         .iter()
@@ -400,6 +408,29 @@ pub(super) fn tamper_findings(tables: &[String], known: Option<&KnownTables>) ->
                  WHERE COALESCE(t.now OPERATOR(pg_catalog.<>) t.was, true)",
             names = tables.iter().map(|t| lit(t)).collect::<Vec<_>>().join(", "),
             known = oid_array(oids),
+        ),
+        None => String::new(),
+    };
+    // wasmig writes its batch tables only after the check, in the transactions it makes
+    // for them: rows this transaction wrote there before it are the migration's own
+    // (forged progress for a later batched step, ranges ended for other workers). The
+    // server's count also holds writes of earlier transactions of the session it has not
+    // yet flushed to its statistics, hence the count as the transaction began.
+    let batch_tables = tables
+        .iter()
+        .zip(super::PRESENT)
+        .filter(|(_, name)| super::BATCH_TABLES.contains(name))
+        .map(|(t, _)| format!("pg_catalog.to_regclass({})", lit(t)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let written = match batch_writes_at_begin {
+        Some(begun) => format!(
+            "UNION ALL
+                 SELECT pg_catalog.concat('this transaction wrote ', w.n OPERATOR(pg_catalog.-) {begun}, ' row(s) of ', {batch_names}, ' before wasmig did: the migration''s own SQL')
+                 FROM ({writes}) AS w(n)
+                 WHERE w.n OPERATOR(pg_catalog.<>) {begun}",
+            batch_names = lit(&super::BATCH_TABLES.join(" or ")),
+            writes = batch_writes(&format!("ARRAY[{batch_tables}]::pg_catalog.oid[]")),
         ),
         None => String::new(),
     };
@@ -425,15 +456,18 @@ pub(super) fn tamper_findings(tables: &[String], known: Option<&KnownTables>) ->
                  FROM pg_catalog.pg_class c
                  WHERE c.oid OPERATOR(pg_catalog.=) ANY ({current}) AND c.relrowsecurity
                  {replaced}
+                 {written}
              ) AS found_objects"
     )
 }
 
 /// The tamper check's cheap look, an SQL boolean: wasmig's tables are still the relations
 /// of `known` (their oids, names and schema), plain tables, none flagged with triggers,
-/// rules, row-level security or children. A flag may be stale (`relhastriggers` stays set
+/// rules, row-level security or children, and (given the server's count of writes to the
+/// batch tables, `BATCH_TABLES`, as the transaction began) this transaction has not
+/// written those yet. A flag may be stale (`relhastriggers` stays set
 /// after a trigger is dropped, until a vacuum): false sends a caller to the full check.
-pub(super) fn tables_look_plain(known: &KnownTables) -> String {
+pub(super) fn tables_look_plain(known: &KnownTables, batch_writes_at_begin: Option<i64>) -> String {
     let names = format!(
         "ARRAY[{}]::pg_catalog.name[]",
         super::PRESENT
@@ -449,10 +483,42 @@ pub(super) fn tables_look_plain(known: &KnownTables) -> String {
             AND c.relname OPERATOR(pg_catalog.=) ANY ({names})
             AND c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhastriggers
             AND NOT c.relhasrules AND NOT c.relrowsecurity AND NOT c.relhassubclass)
-         OPERATOR(pg_catalog.=) {count}::pg_catalog.int8",
+         OPERATOR(pg_catalog.=) {count}::pg_catalog.int8{unwritten}",
         oids = oid_array(&known.oids),
         namespace = known.namespace,
         count = known.oids.len(),
+        unwritten = match batch_writes_at_begin {
+            Some(begun) => format!(
+                "\n         AND ({}) OPERATOR(pg_catalog.=) {begun}",
+                batch_writes(&batch_oids(known))
+            ),
+            None => String::new(),
+        },
+    )
+}
+
+/// The `oid[]` literal of wasmig's batch tables among `known`.
+pub(super) fn batch_oids(known: &KnownTables) -> String {
+    oid_array(
+        &known
+            .oids
+            .iter()
+            .zip(super::PRESENT)
+            .filter(|(_, name)| super::BATCH_TABLES.contains(name))
+            .map(|(oid, _)| *oid)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The rows this transaction inserted, updated and deleted in the tables of `oids` (an
+/// `oid[]` expression), as the server counts them (what `pg_stat_xact_user_tables` shows,
+/// read from its functions directly; rolled-back savepoints included): an SQL `int8`.
+pub(super) fn batch_writes(oids: &str) -> String {
+    format!(
+        "SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(o)
+                 OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated(o)
+                 OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_deleted(o)), 0)::pg_catalog.int8
+         FROM pg_catalog.unnest({oids}) AS o"
     )
 }
 

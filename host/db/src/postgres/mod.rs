@@ -68,6 +68,10 @@ pub(super) const PRESENT: [&str; 6] = [
     PARTITION_TABLE,
 ];
 
+/// The tables of [`PRESENT`] that only wasmig's batch transactions write, and only after
+/// the tamper check: the check refuses a transaction that wrote them before it.
+pub(super) const BATCH_TABLES: [&str; 2] = [CHECKPOINT_TABLE, PARTITION_TABLE];
+
 /// Where wasmig's tables live unless the project configures another schema.
 const DEFAULT_SCHEMA: &str = "public";
 
@@ -567,7 +571,7 @@ impl Database for PgDatabase {
             .map(|t| self.store.words().table(t))
             .collect();
         // A plain query (a DO block would be compiled every run), its answer read here.
-        let findings = bookkeeping::tamper_findings(&tables, None);
+        let findings = bookkeeping::tamper_findings(&tables, None, None);
         let found: Option<String> = sqlx::raw_sql(AssertSqlSafe(findings))
             .fetch_one(&mut *self.control().await)
             .await

@@ -108,6 +108,11 @@ pub(crate) struct PgSession {
     cursors_opened: u64,
     /// `txid_current()` at `begin`: the identity [`Session::transaction_intact`] checks.
     xid: i64,
+    /// The server's count of writes to wasmig's batch tables as the transaction began
+    /// (once the run knows its tables): the tamper check refuses a transaction whose count
+    /// moved before wasmig writes them (the count also holds earlier transactions' writes
+    /// the session has not yet flushed to the server's statistics).
+    batch_writes_at_begin: Option<i64>,
     /// wasmig's tables, qualified by the configured schema they live in, so that no
     /// `search_path` (the migration's, or a role's or database's default) can send the
     /// version-table update elsewhere.
@@ -207,9 +212,18 @@ impl PgDatabase {
             ),
             _ => String::new(),
         };
+        // Once the run knows its tables: the server's count of writes to the batch tables so
+        // far, which the tamper check compares (last).
+        let writes_column = match &table_oids {
+            Some(known) => format!(
+                ", ({})",
+                super::bookkeeping::batch_writes(&super::bookkeeping::batch_oids(known))
+            ),
+            None => String::new(),
+        };
         // `BEGIN` and the select in one message: one round trip.
         let begin = format!(
-            "BEGIN; SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}{begun_columns}"
+            "BEGIN; SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}{begun_columns}{writes_column}"
         );
         let row = match last_row(&mut tx, begin.clone()).await {
             Ok(row) => Ok(row),
@@ -232,6 +246,18 @@ impl PgDatabase {
             doing: doing("reading the backend pid and transaction id"),
             source,
         })?;
+        let batch_writes_at_begin = if writes_column.is_empty() {
+            None
+        } else {
+            let last = row.columns().len() - 1;
+            Some(
+                row.try_get::<i64, _>(last)
+                    .map_err(|source| DbError::Query {
+                        doing: doing("reading the writes to wasmig's batch tables"),
+                        source,
+                    })?,
+            )
+        };
         let begun = if begun_columns.is_empty() {
             None
         } else {
@@ -265,6 +291,7 @@ impl PgDatabase {
             }),
             cursors_opened: 0,
             xid,
+            batch_writes_at_begin,
             store: VersionStore::new(Dialect::Postgres, Some(self.schema.clone())),
             lock_holder: holder,
             table_oids,
@@ -286,7 +313,11 @@ impl PgSession {
     /// when no lock is held (nothing to fence).
     pub(super) fn fence(&self) -> String {
         let tables: Vec<String> = PRESENT.iter().map(|t| self.version_table(t)).collect();
-        let check = super::bookkeeping::tamper_check(&tables, self.table_oids.as_ref());
+        let check = super::bookkeeping::tamper_check(
+            &tables,
+            self.table_oids.as_ref(),
+            self.batch_writes_at_begin,
+        );
         let Some(holder) = &self.lock_holder else {
             return check;
         };
@@ -317,7 +348,7 @@ impl PgSession {
                 .lock_holder
                 .as_ref()
                 .map_or_else(|| "true".to_owned(), |h| h.held(true)),
-            tables: super::bookkeeping::tables_look_plain(known),
+            tables: super::bookkeeping::tables_look_plain(known, self.batch_writes_at_begin),
         })
     }
 

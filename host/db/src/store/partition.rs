@@ -288,8 +288,9 @@ impl VersionStore {
     }
 
     /// In the transaction that records the step: locks every partition of `revision`
-    /// (waiting for a batch still committing), returns how many are not done, and when
-    /// none, deletes them.
+    /// (waiting for a batch still committing) and returns how many are not done. The
+    /// caller deletes them ([`VersionStore::clear_partitions`]) after the record, whose
+    /// tamper check refuses a transaction that wrote them before it.
     ///
     /// # Errors
     /// [`TablesTampered`](crate::TablesTampered) when there are not `parts` of them (rows
@@ -323,9 +324,6 @@ impl VersionStore {
             if int(&r[0], "done").map_err(query_error(doing.clone()))? == 0 {
                 open += 1;
             }
-        }
-        if open == 0 {
-            self.clear_partitions(d, revision).await?;
         }
         Ok(open)
     }

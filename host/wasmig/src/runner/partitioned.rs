@@ -401,6 +401,23 @@ pub(super) async fn create(
         })?;
         let ranges = Partition::ranges(count, range);
         check_intact(&mut session, true).await?;
+        let saved = Checkpoint {
+            revision: revision.clone(),
+            direction: work.step.action,
+            remove_heads: work.step.remove_heads.clone(),
+            add_heads: work.step.add_heads.clone(),
+            checkpoint: Partition::step_checkpoint(ranges.len() as i64),
+            batches: 0,
+            checksum: batched.checksum.to_owned(),
+            started_at: batched.started_at,
+            updated_at: Utc::now(),
+        };
+        // The checkpoint first: its save checks the tables, and refuses a transaction that
+        // already wrote the partitions.
+        session
+            .save_checkpoint(&saved)
+            .await
+            .map_err(Failure::Host)?;
         {
             // Rows of this revision without its checkpoint row are none of wasmig's (a
             // run that began the step wrote both at once): gone before the real ones.
@@ -415,21 +432,6 @@ pub(super) async fn create(
                 .await
                 .map_err(Failure::Host)?;
         }
-        let saved = Checkpoint {
-            revision: revision.clone(),
-            direction: work.step.action,
-            remove_heads: work.step.remove_heads.clone(),
-            add_heads: work.step.add_heads.clone(),
-            checkpoint: Partition::step_checkpoint(ranges.len() as i64),
-            batches: 0,
-            checksum: batched.checksum.to_owned(),
-            started_at: batched.started_at,
-            updated_at: Utc::now(),
-        };
-        session
-            .save_checkpoint(&saved)
-            .await
-            .map_err(Failure::Host)?;
         match range {
             Some((min, max)) => tracing::info!(
                 "{revision}: {} partition(s) of the keys {min}..={max} (rows added outside them later fall in the first or last)",
@@ -504,10 +506,16 @@ pub(super) async fn record(
         }
         Err(e) => return Err(roll_back(session, revision, Failure::Host(e), false).await),
     }
-    let written = tokio::time::timeout(
-        work.limits.timeout,
-        write_batch(&mut session, batched, 1, None, true),
-    )
+    // The record first: its tamper check refuses a transaction that already wrote the
+    // partitions, so they go after it.
+    let written = tokio::time::timeout(work.limits.timeout, async {
+        write_batch(&mut session, batched, 1, None, true).await?;
+        let (store, driver) = session.books();
+        store
+            .clear_partitions(driver, revision)
+            .await
+            .map_err(Failure::Host)
+    })
     .await
     .unwrap_or(Err(Failure::Deadline(work.limits.timeout)));
     if let Err(failure) = written {
