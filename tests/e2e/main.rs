@@ -20,6 +20,7 @@ mod integrity;
 mod languages;
 mod lease;
 mod lint;
+mod lint_corpus;
 mod lock;
 mod offline;
 mod output;

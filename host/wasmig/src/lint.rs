@@ -16,7 +16,14 @@
 //! - `non-atomic-revision`: a `transaction = "none"` script of several statements, which a
 //!   failure part-way leaves half-applied and marked failed;
 //! - `unused-lint-ignore`: an ignore in a manifest that matched nothing, so stale ignores
-//!   cannot hide the next finding.
+//!   cannot hide the next finding;
+//! - `blocking-rewrite`: a statement that blocks a table's readers and writers while it
+//!   rewrites it, which squawk reports only for PostgreSQL 19 (`VACUUM FULL`, `CLUSTER`,
+//!   `SET TABLESPACE`, `SET LOGGED/UNLOGGED`, `SET ACCESS METHOD`, `REFRESH MATERIALIZED
+//!   VIEW` without `CONCURRENTLY`).
+//!
+//! squawk's `constraint-missing-not-valid` is dropped for `UNIQUE`, `PRIMARY KEY` and
+//! `EXCLUDE` constraints, which PostgreSQL cannot add `NOT VALID` (the advice would fail).
 //!
 //! With a dry run's journal ([`Ran`], `wasmig lint --dry-run`), also what components did:
 //! squawk's rules on the statements they sent, `ddl-in-batched-revision`,
@@ -55,6 +62,11 @@ pub const NO_PROGRESS: &str = "no-progress-report";
 pub const SLOW_STEP: &str = "slow-dry-run-step";
 /// wasmig's rule: a manifest's ignore that matched no finding.
 pub const UNUSED_IGNORE: &str = "unused-lint-ignore";
+/// wasmig's rule: a statement that blocks reads and writes of a table (or materialized
+/// view) while it rewrites or recomputes it, which no squawk rule reports before
+/// PostgreSQL 19: `VACUUM FULL`, `CLUSTER`, `SET TABLESPACE`, `SET LOGGED/UNLOGGED`,
+/// `SET ACCESS METHOD`, `REFRESH MATERIALIZED VIEW` without `CONCURRENTLY`.
+pub const BLOCKING_REWRITE: &str = "blocking-rewrite";
 
 /// What a dry run showed of one revision (`wasmig lint --dry-run`), read from its journal.
 #[derive(Debug, Clone, Default)]
@@ -282,6 +294,18 @@ pub fn lint(
                         message: error.message().to_owned(),
                     });
                 }
+                for (range, what) in blocking_rewrites(&parse) {
+                    found.push(finding(
+                        revision,
+                        &file,
+                        text,
+                        range,
+                        BLOCKING_REWRITE.to_owned(),
+                        "wasmig",
+                        what.to_owned(),
+                        Some(BLOCKING_REWRITE_HELP.to_owned()),
+                    ));
+                }
                 if in_transaction {
                     for (range, what) in needs_no_transaction(&parse) {
                         found.push(finding(
@@ -445,6 +469,14 @@ fn dry_run_findings(
                     v.help,
                 ));
             }
+            for (_, what) in blocking_rewrites(&parse) {
+                found.push(at(
+                    k + 1,
+                    BLOCKING_REWRITE,
+                    format!("dry-run statement {} `{}`: {what}", k + 1, shown(sql)),
+                    Some(BLOCKING_REWRITE_HELP.to_owned()),
+                ));
+            }
             for (_, what) in needs_no_transaction(&parse) {
                 found.push(at(
                     k + 1,
@@ -550,11 +582,94 @@ impl Squawk<'_> {
             .filter(|v| match v.code {
                 Rule::RequireLockTimeout => self.timeouts.lock_timeout_secs.is_none(),
                 Rule::RequireStatementTimeout => self.timeouts.statement_timeout_secs.is_none(),
+                // squawk asks for `NOT VALID` on constraints PostgreSQL refuses it for;
+                // they are reported by the rules meant for them, or by wasmig's own.
+                Rule::ConstraintMissingNotValid => !cannot_be_not_valid(
+                    parse,
+                    v.text_range.start().into(),
+                    v.text_range.end().into(),
+                ),
                 _ => true,
             })
             .collect()
     }
 }
+
+/// Whether the constraint a violation at `start..end` (bytes) points at is one PostgreSQL
+/// cannot add as `NOT VALID` (only `CHECK` and `FOREIGN KEY` constraints can be): `UNIQUE`,
+/// `PRIMARY KEY`, `EXCLUDE`.
+fn cannot_be_not_valid(parse: &squawk_syntax::Parse<SourceFile>, start: usize, end: usize) -> bool {
+    use squawk_syntax::SyntaxKind;
+    use squawk_syntax::ast::AstNode as _;
+    // The deepest node covering the range: the last of those in preorder.
+    let Some(node) = parse
+        .tree()
+        .syntax()
+        .descendants()
+        .filter(|n| {
+            let r = n.text_range();
+            usize::from(r.start()) <= start && end <= usize::from(r.end())
+        })
+        .last()
+    else {
+        return false;
+    };
+    let kinds: Vec<SyntaxKind> = node.descendants_with_tokens().map(|e| e.kind()).collect();
+    let has = |k: SyntaxKind| kinds.contains(&k);
+    (has(SyntaxKind::UNIQUE_KW) || has(SyntaxKind::PRIMARY_KW) || has(SyntaxKind::EXCLUDE_KW))
+        && !has(SyntaxKind::CHECK_KW)
+        && !has(SyntaxKind::FOREIGN_KW)
+        && !has(SyntaxKind::REFERENCES_KW)
+}
+
+/// The statements of `parse` that lock a table (or materialized view) against reads and
+/// writes for as long as they rewrite or recompute it, with no online form in the same
+/// statement: their byte ranges and what they do.
+fn blocking_rewrites(
+    parse: &squawk_syntax::Parse<SourceFile>,
+) -> Vec<((usize, usize), &'static str)> {
+    use squawk_syntax::SyntaxKind;
+    use squawk_syntax::ast::{AstNode as _, Stmt};
+    let mut found = Vec::new();
+    for stmt in parse.tree().stmts() {
+        let has = |kind: SyntaxKind| {
+            stmt.syntax()
+                .descendants_with_tokens()
+                .any(|e| e.kind() == kind)
+        };
+        let what = match &stmt {
+            Stmt::Vacuum(_) if has(SyntaxKind::FULL_KW) => {
+                "VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock: reads and writes wait for the whole rewrite"
+            }
+            Stmt::Cluster(_) => {
+                "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock: reads and writes wait for the whole rewrite"
+            }
+            Stmt::AlterTable(_) | Stmt::AlterMaterializedView(_)
+                if has(SyntaxKind::SET_TABLESPACE) =>
+            {
+                "SET TABLESPACE copies the table under an ACCESS EXCLUSIVE lock: reads and writes wait for the whole copy"
+            }
+            Stmt::AlterTable(_) if has(SyntaxKind::SET_LOGGED) || has(SyntaxKind::SET_UNLOGGED) => {
+                "SET LOGGED / UNLOGGED rewrites the table under an ACCESS EXCLUSIVE lock (and an unlogged table is emptied by a crash and not replicated)"
+            }
+            Stmt::AlterTable(_) | Stmt::AlterMaterializedView(_)
+                if has(SyntaxKind::SET_ACCESS_METHOD) =>
+            {
+                "SET ACCESS METHOD rewrites the table under an ACCESS EXCLUSIVE lock"
+            }
+            Stmt::Refresh(_) if !has(SyntaxKind::CONCURRENTLY_KW) => {
+                "REFRESH MATERIALIZED VIEW without CONCURRENTLY holds an ACCESS EXCLUSIVE lock on the view while its query runs: every read of it waits"
+            }
+            _ => continue,
+        };
+        let range = stmt.syntax().text_range();
+        found.push(((range.start().into(), range.end().into()), what));
+    }
+    found
+}
+
+/// What to do instead of a statement [`blocking_rewrites`] found.
+const BLOCKING_REWRITE_HELP: &str = "run it in a maintenance window, or use the online form: REFRESH MATERIALIZED VIEW CONCURRENTLY (with a unique index), pg_repack or REPACK CONCURRENTLY (PostgreSQL 19) for a rewrite, a new table filled in batches for a move";
 
 /// squawk's default rules, with `[lint] include` and `exclude` applied.
 fn squawk_rules(settings: &LintSettings) -> Result<Vec<Rule>, ConfigError> {
@@ -623,6 +738,7 @@ fn known_rule(rule: &str) -> bool {
         DDL_IN_BATCHED,
         NO_PROGRESS,
         SLOW_STEP,
+        BLOCKING_REWRITE,
     ]
     .contains(&rule)
         || Rule::try_from(rule).is_ok()
