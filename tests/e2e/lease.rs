@@ -91,7 +91,12 @@ impl Drop for Bouncer {
 }
 
 /// `wasmig up` on `url`, started now, with its output piped.
-fn spawn(project: &TestProject, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
+pub(crate) fn spawn(
+    project: &TestProject,
+    url: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     let mut cmd = wasmig_cmd(&project.dir);
     cmd.arg("up")
         .args(extra)
@@ -102,7 +107,7 @@ fn spawn(project: &TestProject, url: &str, extra: &[&str], env: &[(&str, &str)])
     cmd.spawn().unwrap()
 }
 
-fn wait(child: Child) -> Run {
+pub(crate) fn wait(child: Child) -> Run {
     Run::from_output(child.wait_with_output().unwrap())
 }
 

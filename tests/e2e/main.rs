@@ -10,6 +10,7 @@ mod components;
 mod crash;
 mod dry_run;
 mod embedding;
+mod engines;
 mod fleet;
 mod graph;
 mod guests;

@@ -10,7 +10,7 @@ use crate::support::{BOTH, Backend, TestDb, TestProject, no_transaction};
 const CONFIG: i32 = 3;
 
 /// Runs `script` with the backend's own client, stopping at the first error.
-fn run_client(db: &TestDb, script: &str) {
+pub(crate) fn run_client(db: &TestDb, script: &str) {
     let mut child = match db.backend {
         Backend::Postgres => Command::new("psql")
             .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-f", "-"])
@@ -28,12 +28,8 @@ fn run_client(db: &TestDb, script: &str) {
             .expect("sqlite3 runs"),
     };
     use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
+    // A client that stopped at an error closes its input: its own message says why.
+    let _ = child.stdin.take().unwrap().write_all(script.as_bytes());
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -117,10 +113,16 @@ async fn a_script_run_by_the_databases_client_leaves_what_wasmig_would_on_both_b
 #[tokio::test]
 async fn what_a_script_cannot_say_is_refused_with_the_revision_named() {
     let project = TestProject::new();
-    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let a1 = project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    no_transaction(&a1);
     project.wasm_revision("b2", std::path::Path::new(crate::test_guest::SCENARIO));
+    // A component is captured from a dry run, which does not run a `none` step.
     let run = project.run_plain(&["up", "--sql"]).fails_with(CONFIG);
-    assert!(run.stderr.contains("revision b2 is a component"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("revision b2 is a component after a1 (transaction = \"none\")"),
+        "{run:?}"
+    );
     // Up to the revision before it is fine.
     project.run_plain(&["up", "--sql", "a1"]).success();
     // down needs to be told where the database is: --sql never asks it.
@@ -147,6 +149,99 @@ async fn a_script_the_client_would_read_as_its_own_commands_is_refused() {
         let run = project.run(&db, &["up", "--sql"]).fails_with(CONFIG);
         assert!(run.stderr.contains("revision a1: "), "{backend:?}: {run:?}");
         assert!(!run.stdout.contains("pwned"), "{run:?}");
+        db.drop_db().await;
+    }
+}
+
+/// Every row of `table` as text the backend's own client prints, types told apart (SQLite:
+/// as SQL literals).
+fn dump(db: &TestDb, table: &str) -> String {
+    let out = match db.backend {
+        Backend::Postgres => Command::new("psql")
+            .args(["-Atq", "-d", &db.url, "-c"])
+            .arg(format!("SELECT v::text FROM {table} v ORDER BY 1"))
+            .output(),
+        Backend::Sqlite => Command::new("sqlite3")
+            .args(["-cmd", ".mode quote", db.url.trim_start_matches("sqlite:")])
+            .arg(format!("SELECT * FROM {table} ORDER BY 1"))
+            .output(),
+    }
+    .expect("the client runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_components_statements_are_written_from_a_dry_run_on_both_backends() {
+    const TABLES: [&str; 3] = ["value_rt", "value_copy", "\"we\"\"ird\""];
+    for backend in BOTH {
+        let project = TestProject::new();
+        project.sql_revision(
+            "a1",
+            "CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('savepoint');",
+            "DROP TABLE e2e_mode;",
+        );
+        // Every value type bound, and copied in (a refused row in a savepoint among them).
+        project.wasm_revision("b2", std::path::Path::new(crate::test_guest::VALUES));
+        // A read, then a failing insert in a savepoint it rolls back, then an insert.
+        project.wasm_revision("c3", std::path::Path::new(crate::test_guest::SCENARIO));
+        // What a real run leaves, on a database of its own, to compare the script's work
+        // with.
+        let other = match backend {
+            Backend::Postgres => TestDb::new(backend, &project).await,
+            Backend::Sqlite => TestDb::existing(
+                backend,
+                &format!("sqlite:{}", project.dir.join("real.db").display()),
+            ),
+        };
+        project.run(&other, &["up"]).success();
+        let real: Vec<String> = TABLES.iter().map(|t| dump(&other, t)).collect();
+        let marker = dump(&other, "scenario_marker");
+        // The database must be where the script starts.
+        let refused = project.run(&other, &["up", "--sql"]).fails_with(CONFIG);
+        assert!(
+            refused
+                .stderr
+                .contains("the database is at c3 where the script starts at base")
+                && refused.stderr.contains("--sql c3:heads"),
+            "{backend:?}: {refused:?}"
+        );
+        other.drop_db().await;
+
+        let db = TestDb::new(backend, &project).await;
+        let script = project.run(&db, &["up", "--sql"]).success().stdout;
+        // A dry run: nothing kept.
+        assert!(!db.table_exists("value_rt").await, "{backend:?}");
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        let c3 = script.split("-- Running upgrade c3").nth(1).expect("c3");
+        assert!(
+            c3.contains("(a component: the statements a dry run captured)")
+                && c3.contains("-- read (1 row(s)): SELECT mode FROM e2e_mode")
+                && c3.contains("carry values the component computed from rows it")
+                && c3.contains("a savepoint rolled back here")
+                && !c3.contains("no_such_table"),
+            "{backend:?}: {script}"
+        );
+        if backend == Backend::Postgres {
+            assert!(script.contains("PREPARE wasmig_c1("), "{script}");
+        }
+
+        run_client(&db, &script);
+        assert_eq!(db.heads().await, ["c3"], "{backend:?}");
+        for (table, real) in TABLES.iter().zip(&real) {
+            assert_eq!(&dump(&db, table), real, "{backend:?}: {table}");
+        }
+        assert_eq!(dump(&db, "scenario_marker"), marker, "{backend:?}");
+        // Taken as wasmig's own: checksums, nothing to do, and down from the stored copies.
+        project.run(&db, &["check"]).success();
+        let up = project.run(&db, &["up", "--json"]).success();
+        assert_eq!(up.json()["steps"], serde_json::json!([]), "{up:?}");
+        project.run(&db, &["down", "base"]).success();
+        assert!(!db.table_exists("value_rt").await, "{backend:?}");
         db.drop_db().await;
     }
 }

@@ -343,9 +343,10 @@ pub(crate) struct RunArgs {
     /// With --dry-run: how many batches of a batched revision to run (default 1).
     #[arg(long, value_name = "N", requires = "dry_run", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) batches: Option<u64>,
-    /// Print the SQL script of the steps instead of running them (SQL revisions only, with
-    /// wasmig's version-table statements), without a database: TARGET is `[FROM:]TARGET`
-    /// (`down` needs FROM).
+    /// Print the SQL script of the steps instead of running them, with wasmig's
+    /// version-table statements: TARGET is `[FROM:]TARGET` (`down` needs FROM). SQL
+    /// revisions need no database; component revisions are captured from a dry run on the
+    /// database, which must be at FROM.
     #[arg(long, conflicts_with_all = ["plan", "dry_run", "journal", "atomic", "fleet_source"])]
     pub(crate) sql: bool,
     /// Write every SQL call of every step to FILE, one JSON line each: its text and

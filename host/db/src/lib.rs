@@ -9,6 +9,7 @@
 //! Not here: the revision graph (`wasmig-plan`), the sandbox (`wasmig-sandbox`). The
 //! migration lock's shared part is in `lock`; each backend takes it its own way.
 
+pub mod capture;
 pub mod catalog;
 mod copy;
 mod lock;
@@ -148,6 +149,29 @@ pub(crate) fn split_heads(text: &str) -> Vec<String> {
 pub fn split_statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, Box<SqlError>> {
     tx_control::statements(script, dialect).map_err(Box::new)
 }
+
+/// Whether every statement of `script` only reads or writes rows (PostgreSQL's parser:
+/// `SELECT` without `INTO`, `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `VALUES`, `SET` and
+/// `LOCK`), so it runs in one transaction even under `execution = "per-statement"`;
+/// `false` for a script with anything else in it (DDL, `DO`, `CALL`…) or that the parser
+/// cannot read. SQLite: always `true` (its DDL is transactional).
+pub fn only_data(script: &str, dialect: Dialect) -> bool {
+    match dialect {
+        Dialect::Postgres => pg_parse::only_data(script),
+        Dialect::Sqlite => true,
+    }
+}
+
+/// Whether a server that speaks PostgreSQL's protocol names itself another engine in
+/// `version()` (CockroachDB, YugabyteDB): its advisory locks are stubs or may be turned off
+/// (`lock = "auto"` takes the lease), and its DDL is not atomic in a transaction
+/// (`execution = "auto"` runs DDL statement by statement).
+pub fn not_postgres(version: &str) -> bool {
+    NOT_POSTGRES_ENGINES.iter().any(|e| version.contains(e))
+}
+
+/// How those engines name themselves in `version()`.
+const NOT_POSTGRES_ENGINES: [&str; 3] = ["CockroachDB", "YugabyteDB", "-YB-"];
 
 /// Splits a `transaction = "none"` script and refuses transaction control in it (and what
 /// `policy` refuses) before anything runs.
@@ -290,6 +314,15 @@ pub trait Database: Send + Sync {
         lock: Option<std::time::Duration>,
         statement: Option<std::time::Duration>,
     ) -> Result<usize, ScriptFailure>;
+
+    /// The server's `version()` (PostgreSQL; `None` on SQLite), to tell PostgreSQL from
+    /// engines that speak its protocol.
+    ///
+    /// # Errors
+    /// [`DbError`] when the server cannot be asked.
+    async fn server_version(&self) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
 
     /// Refuses with [`TablesTampered`] when wasmig's tables are not the plain tables it
     /// created (a view in the place of one, a trigger, a rule, row-level security): their
@@ -926,6 +959,22 @@ pub struct WalPositions {
     pub slowest_replayed: Option<i64>,
 }
 
+/// How a PostgreSQL revision's SQL script runs (`execution` in wasmig.toml).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Execution {
+    /// Per statement where the server's DDL is not transactional (CockroachDB, YugabyteDB,
+    /// read from `version()`), else in a transaction.
+    #[default]
+    Auto,
+    /// Each step in one transaction, as its manifest's `transaction` says.
+    Transaction,
+    /// A script with DDL in it runs statement by statement, each committed on its own,
+    /// marked failed first (as `transaction = "none"`); a script of only data statements
+    /// stays in one transaction.
+    PerStatement,
+}
+
 /// Which kind of migration lock a PostgreSQL database gets (`lock` in wasmig.toml).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -978,3 +1027,20 @@ pub const CHECKPOINT_TABLE: &str = "wasmig_checkpoint";
 /// The partitions of a partitioned batched step part-way through (see [`Partition`]):
 /// each a key range with its own checkpoint, claimed by one worker at a time.
 pub const PARTITION_TABLE: &str = "wasmig_partition";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn other_engines_are_told_from_postgres_by_their_version() {
+        for other in [
+            "CockroachDB CCL v24.1.0 (x86_64-pc-linux-gnu, built 2024/05/15, go1.22.2)",
+            "PostgreSQL 11.2-YB-2.20.1.0-b0 on x86_64-pc-linux-gnu",
+            "PostgreSQL 15.2-YB-2.25.0.0-b0 on x86_64-pc-linux-gnu, compiled by clang",
+        ] {
+            assert!(super::not_postgres(other), "{other}");
+        }
+        assert!(!super::not_postgres(
+            "PostgreSQL 15.19 (Debian 15.19-0+deb12u1) on x86_64-pc-linux-gnu"
+        ));
+    }
+}

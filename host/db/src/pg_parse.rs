@@ -366,6 +366,69 @@ fn syntax_error(e: pg_query::Error) -> SqlError {
     }
 }
 
+/// Whether every statement of `script` only reads or writes rows: `SELECT` (without
+/// `INTO`, which creates a table), `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `SET` and `LOCK`.
+/// Anything else (DDL, `DO`, `CALL`, `COPY`…), or text the parser cannot read, says no. A
+/// large script is split first and each statement parsed alone, as [`parse`] does.
+pub(crate) fn only_data(script: &str) -> bool {
+    let data = |text: &str| {
+        pg_query::parse(text, ParserOptions::DEFAULT).is_ok_and(|parsed| {
+            parsed.protobuf.stmts.iter().all(|raw| {
+                matches!(
+                    raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
+                    Some(
+                        NodeEnum::InsertStmt(_)
+                            | NodeEnum::UpdateStmt(_)
+                            | NodeEnum::DeleteStmt(_)
+                            | NodeEnum::MergeStmt(_)
+                            | NodeEnum::VariableSetStmt(_)
+                            | NodeEnum::LockStmt(_)
+                    )
+                ) || matches!(
+                    raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
+                    Some(NodeEnum::SelectStmt(select)) if select.into_clause.is_none()
+                )
+            })
+        })
+    };
+    if !split_first(script) {
+        return data(script);
+    }
+    // A piece that does not parse alone (a `;` inside a body) says no: such a script
+    // holds a function or a rule, not only data.
+    pg_query::split_with_scanner(script).is_ok_and(|pieces| pieces.into_iter().all(data))
+}
+
+/// Whether every statement of `sql` only reads: a `SELECT` (or `VALUES`) without `INTO`,
+/// locking clause, or a `WITH` query that writes. `false` for anything else, or text the
+/// parser cannot read.
+pub(crate) fn reads_only(sql: &str) -> bool {
+    fn select_reads(select: &pg_query::protobuf::SelectStmt) -> bool {
+        select.into_clause.is_none()
+            && select.locking_clause.is_empty()
+            && select.with_clause.as_ref().is_none_or(|with| {
+                with.ctes.iter().all(|cte| match cte.node.as_ref() {
+                    Some(NodeEnum::CommonTableExpr(cte)) => matches!(
+                        cte.ctequery.as_ref().and_then(|q| q.node.as_ref()),
+                        Some(NodeEnum::SelectStmt(inner)) if select_reads(inner)
+                    ),
+                    _ => false,
+                })
+            })
+            && select.larg.as_ref().is_none_or(|l| select_reads(l))
+            && select.rarg.as_ref().is_none_or(|r| select_reads(r))
+    }
+    pg_query::parse(sql, ParserOptions::DEFAULT).is_ok_and(|parsed| {
+        !parsed.protobuf.stmts.is_empty()
+            && parsed.protobuf.stmts.iter().all(|raw| {
+                matches!(
+                    raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
+                    Some(NodeEnum::SelectStmt(select)) if select_reads(select)
+                )
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +439,60 @@ mod tests {
             .into_iter()
             .map(|s| s.refused)
             .collect()
+    }
+
+    #[test]
+    fn reads_only_is_selects_that_write_nothing() {
+        for read in [
+            "SELECT id, email FROM people WHERE id > $1 ORDER BY id LIMIT $2",
+            "WITH a AS (SELECT 1) SELECT * FROM a UNION SELECT 2",
+            "VALUES (1)",
+        ] {
+            assert!(reads_only(read), "{read}");
+        }
+        for write in [
+            "UPDATE t SET x = 1 RETURNING x",
+            "WITH gone AS (DELETE FROM t RETURNING *) SELECT count(*) FROM gone",
+            "SELECT * FROM (SELECT 1) a UNION (WITH w AS (DELETE FROM t RETURNING 1) SELECT * FROM w)",
+            "SELECT * INTO u FROM t",
+            "SELECT * FROM t FOR UPDATE",
+            "SELECT 1; DELETE FROM t",
+            "",
+        ] {
+            assert!(!reads_only(write), "{write}");
+        }
+    }
+
+    #[test]
+    fn only_data_is_rows_read_and_written() {
+        for data in [
+            "INSERT INTO t VALUES (1); UPDATE t SET x = 2; DELETE FROM t",
+            "SET LOCAL lock_timeout = '1s'; LOCK TABLE t; SELECT 1",
+            "WITH moved AS (DELETE FROM a RETURNING *) INSERT INTO b SELECT * FROM moved",
+            "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET x = s.x",
+            "VALUES (1)",
+            "-- only a comment\n",
+        ] {
+            assert!(only_data(data), "{data}");
+        }
+        for ddl in [
+            "INSERT INTO t VALUES (1); CREATE TABLE u (x int)",
+            "SELECT * INTO u FROM t",
+            "CREATE TABLE u AS SELECT 1",
+            "DO $$ BEGIN CREATE TABLE u (x int); END $$",
+            "CALL p()",
+            "ALTER TABLE t ADD COLUMN y int",
+            "TRUNCATE t",
+            "CREATE INDEX CONCURRENTLY i ON t (x)",
+            "not sql at all",
+        ] {
+            assert!(!only_data(ddl), "{ddl}");
+        }
+        // A large script is split first, with the same answers.
+        let rows = "INSERT INTO t VALUES (1);\n".repeat(WHOLE / 20);
+        assert!(split_first(&rows));
+        assert!(only_data(&rows));
+        assert!(!only_data(&format!("{rows}CREATE TABLE u (x int);")));
     }
 
     #[test]

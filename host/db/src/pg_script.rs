@@ -42,17 +42,35 @@ pub(super) fn script(
     rows: &[Vec<Value>],
     first_row: usize,
 ) -> Result<Option<String>, SqlError> {
-    let Some(types) = parameter_types(rows) else {
-        return Ok(None);
-    };
     let name = format!(
         "wasmig_many_{}_{}",
         std::process::id(),
         NEXT_NAME.fetch_add(1, Ordering::Relaxed)
     );
+    script_named(sql, rows, first_row, &name, true)
+}
+
+/// [`script`] with the prepared statement's `name`; `typed`: declare each parameter's type
+/// from the values (else the server infers them from the statement, as for a copy-in's
+/// `INSERT`, whose text values fill columns of any type).
+///
+/// # Errors
+/// As [`script`].
+pub(super) fn script_named(
+    sql: &str,
+    rows: &[Vec<Value>],
+    first_row: usize,
+    name: &str,
+    typed: bool,
+) -> Result<Option<String>, SqlError> {
+    let types = match (typed, parameter_types(rows)) {
+        (false, _) => Vec::new(),
+        (true, Some(types)) => types,
+        (true, None) => return Ok(None),
+    };
     let mut out = String::with_capacity(sql.len() + 64 + rows.len() * 16 * types.len().max(1));
     out.push_str("PREPARE ");
-    out.push_str(&name);
+    out.push_str(name);
     if !types.is_empty() {
         out.push('(');
         out.push_str(&types.join(", "));
@@ -64,7 +82,7 @@ pub(super) fn script(
     out.push_str("\n;\n");
     for (i, row) in rows.iter().enumerate() {
         out.push_str("EXECUTE ");
-        out.push_str(&name);
+        out.push_str(name);
         if !row.is_empty() {
             out.push('(');
             for (p, v) in row.iter().enumerate() {

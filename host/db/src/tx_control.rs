@@ -170,6 +170,14 @@ pub(crate) fn keyword_of(statement: &str) -> Option<&'static str> {
         .and_then(|s| control_keyword(&s.lead))
 }
 
+/// The first word of `sql`'s first statement, upper-cased, by SQLite's lexical rules.
+pub(crate) fn first_word(sql: &str) -> Option<String> {
+    split(sql, Dialect::Sqlite)
+        .into_iter()
+        .find(|s| !s.lead.is_empty())
+        .and_then(|s| s.lead.into_iter().next())
+}
+
 /// The transaction-control statement a statement's leading words make, if any.
 fn control_keyword(lead: &[String]) -> Option<&'static str> {
     let first = lead.first()?.as_str();
@@ -379,7 +387,7 @@ fn skip_block_comment(b: &[u8], mut i: usize, nested: bool) -> usize {
 
 /// Skips a quoted string or identifier opened at `i`; a doubled closing quote is part of
 /// it, and with `backslash` a backslash escapes the next byte.
-fn skip_quoted(b: &[u8], open: usize, close: u8, backslash: bool) -> usize {
+pub(crate) fn skip_quoted(b: &[u8], open: usize, close: u8, backslash: bool) -> usize {
     let mut i = open + 1;
     while i < b.len() {
         if backslash && b[i] == b'\\' {

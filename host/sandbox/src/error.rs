@@ -82,7 +82,8 @@ pub enum Failure {
         /// Which limit, and its value.
         limit: String,
     },
-    /// A `transaction = "none"` step stopped part-way: the statements before `statement`
+    /// A step run statement by statement (`transaction = "none"`, or DDL under
+    /// `execution = "per-statement"`) stopped part-way: the statements before `statement`
     /// stay committed, and the revision is marked failed until `wasmig resolve`.
     NotRolledBack {
         /// The revision, for the hint.
@@ -96,6 +97,9 @@ pub enum Failure {
         cause: Box<Failure>,
         /// `None` when the failed mark was recorded; else why it could not be.
         unmarked: Option<String>,
+        /// Why its statements committed one by one: `None` for `transaction = "none"` in
+        /// its manifest; else the `execution` setting or engine that made it so.
+        per_statement: Option<String>,
     },
 }
 
@@ -202,6 +206,7 @@ impl std::fmt::Display for Failure {
                 total,
                 cause,
                 unmarked,
+                per_statement,
                 ..
             } => {
                 let kept = match statement.saturating_sub(1) {
@@ -209,10 +214,16 @@ impl std::fmt::Display for Failure {
                     1 => format!("statement 1 of {total} stayed committed"),
                     n => format!("statements 1 to {n} of {total} stayed committed"),
                 };
-                write!(
-                    f,
-                    "{cause}; with `transaction = \"none\"` each statement commits on its own, so {kept} (and a failed `CREATE INDEX CONCURRENTLY` leaves an invalid index)"
-                )?;
+                match per_statement {
+                    None => write!(
+                        f,
+                        "{cause}; with `transaction = \"none\"` each statement commits on its own, so {kept} (and a failed `CREATE INDEX CONCURRENTLY` leaves an invalid index)"
+                    )?,
+                    Some(why) => write!(
+                        f,
+                        "{cause}; its script has DDL, which runs statement by statement here ({why}), each statement committed on its own, so {kept}"
+                    )?,
+                }
                 match unmarked {
                     None => write!(
                         f,

@@ -15,9 +15,71 @@ use serde_json::{Value as Json, json};
 use wasmig_contract::{ArrayValue, Value};
 use wasmig_db::Observed;
 
-/// Where a run's journal goes.
+/// Where a run's journal goes: a file of JSON lines (`--journal`), or kept in memory whole,
+/// values and all, for `--sql` to write a component's calls out ([`Journal::capturing`]).
 pub struct Journal {
-    out: Mutex<std::io::BufWriter<std::fs::File>>,
+    out: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    captured: Option<Mutex<Vec<Captured>>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("file", &self.out.is_some())
+            .field("captures", &self.captured.is_some())
+            .finish()
+    }
+}
+
+/// One call of a component, kept whole by a capturing journal.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// The revision.
+    pub revision: String,
+    /// `upgrade` or `downgrade`.
+    pub direction: &'static str,
+    /// What it was.
+    pub call: CapturedCall,
+}
+
+/// What a captured call did. Only calls that succeeded are kept (a failed one changed
+/// nothing, and the component rolled back to a savepoint or failed the step).
+#[derive(Debug, Clone)]
+pub enum CapturedCall {
+    /// `execute`, `query`, `open-cursor` (one parameter row), `execute-many` (each row).
+    Statement {
+        /// Which call.
+        call: &'static str,
+        /// Its SQL.
+        sql: String,
+        /// Its parameter rows.
+        rows: Vec<Vec<Value>>,
+        /// Rows affected or returned.
+        count: u64,
+        /// Whether the server counted a write of it: rows written, or a table lock stronger
+        /// than a read's (`None`: not observed).
+        wrote: Option<bool>,
+    },
+    /// A component's script (`batch`).
+    Script(String),
+    /// `copy-in`.
+    Copy {
+        /// The table, as the component named it.
+        table: String,
+        /// Its columns.
+        columns: Vec<String>,
+        /// The rows.
+        rows: Vec<Vec<Value>>,
+    },
+    /// Rows fetched from a cursor.
+    Fetch(u64),
+    /// A savepoint begun, released (`false`) or rolled back (`true`), by its id.
+    Savepoint {
+        /// The savepoint's id within the step.
+        id: u64,
+        /// `None`: begun; `Some(true)`: rolled back to; `Some(false)`: released.
+        ended: Option<bool>,
+    },
 }
 
 /// One SQL call of a step.
@@ -64,13 +126,52 @@ impl Journal {
     /// The file cannot be created.
     pub fn create(path: &Path) -> std::io::Result<Journal> {
         Ok(Journal {
-            out: Mutex::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+            out: Some(Mutex::new(std::io::BufWriter::new(std::fs::File::create(
+                path,
+            )?))),
+            captured: None,
+        })
+    }
+
+    /// A journal that writes no file and keeps every component call whole, values included
+    /// (memory grows with the calls: for `--sql`).
+    pub fn capturing() -> Journal {
+        Journal {
+            out: None,
+            captured: Some(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Whether it keeps calls whole ([`Journal::capturing`]).
+    pub fn captures(&self) -> bool {
+        self.captured.is_some()
+    }
+
+    /// Keeps one call, when capturing.
+    pub fn capture(&self, call: Captured) {
+        if let Some(captured) = &self.captured {
+            captured
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(call);
+        }
+    }
+
+    /// The calls kept so far, in order.
+    pub fn captured(&self) -> Vec<Captured> {
+        self.captured.as_ref().map_or_else(Vec::new, |c| {
+            c.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
         })
     }
 
     /// Writes one entry as a line. A journal that cannot be written is warned about once
     /// per entry; the run goes on (the journal is a report, not part of the migration).
     pub fn record(&self, entry: &Entry<'_>) {
+        let Some(out) = &self.out else {
+            return;
+        };
         let line = match serde_json::to_string(entry) {
             Ok(line) => line,
             Err(e) => {
@@ -78,8 +179,7 @@ impl Journal {
                 return;
             }
         };
-        let mut out = self
-            .out
+        let mut out = out
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {

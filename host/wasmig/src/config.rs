@@ -100,6 +100,13 @@ pub struct Config {
     /// `WASMIG_LOCK` in the environment overrides it.
     #[serde(default)]
     pub lock: crate::db::LockMode,
+    /// PostgreSQL: how a revision's SQL script runs. `"auto"` (the default) runs a script
+    /// with DDL statement by statement on engines whose DDL is not transactional
+    /// (CockroachDB, YugabyteDB, read from `version()`), else in a transaction;
+    /// `"transaction"` or `"per-statement"` choose. `WASMIG_EXECUTION` in the environment
+    /// overrides it.
+    #[serde(default)]
+    pub execution: crate::db::Execution,
     /// Limits wasmig holds a batched revision to between its batches, whatever its code.
     #[serde(default)]
     pub throttle: ThrottleSettings,
@@ -450,6 +457,51 @@ impl Config {
             settings.source = format!("{LOCK_VARIABLE}={word}");
         }
         Ok(settings)
+    }
+}
+
+/// The variable that sets `execution` for every project, overriding `wasmig.toml`.
+pub const EXECUTION_VARIABLE: &str = "WASMIG_EXECUTION";
+
+impl Config {
+    /// How a PostgreSQL revision's SQL script runs: `execution`, with `WASMIG_EXECUTION`
+    /// from the environment over it; and where that was set, for messages
+    /// (`execution = "per-statement" in wasmig.toml`).
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `WASMIG_EXECUTION` is not `auto`, `transaction` or
+    /// `per-statement`.
+    pub fn execution(&self) -> Result<(crate::db::Execution, String), ConfigError> {
+        use crate::db::Execution;
+        let word = |e: Execution| match e {
+            Execution::Auto => "auto",
+            Execution::Transaction => "transaction",
+            Execution::PerStatement => "per-statement",
+        };
+        match std::env::var(EXECUTION_VARIABLE)
+            .ok()
+            .filter(|w| !w.is_empty())
+        {
+            None => Ok((
+                self.execution,
+                format!("execution = {:?} in wasmig.toml", word(self.execution)),
+            )),
+            Some(w) => {
+                let mode = [
+                    Execution::Auto,
+                    Execution::Transaction,
+                    Execution::PerStatement,
+                ]
+                .into_iter()
+                .find(|e| word(*e) == w)
+                .ok_or_else(|| {
+                    ConfigError::new(format!(
+                        "{EXECUTION_VARIABLE}={w:?} is not a way to run scripts: auto, transaction or per-statement"
+                    ))
+                })?;
+                Ok((mode, format!("{EXECUTION_VARIABLE}={w}")))
+            }
+        }
     }
 }
 

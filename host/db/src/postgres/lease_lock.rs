@@ -471,10 +471,8 @@ pub(crate) async fn detect(
         .await
         .and_then(|r| r.try_get(0))
         .map_err(query("reading the server's version"))?;
-    for engine in ["CockroachDB", "YugabyteDB", "-YB-"] {
-        if version.contains(engine) {
-            return Ok(Some(format!("the server is {}", version.trim())));
-        }
+    if crate::not_postgres(&version) {
+        return Ok(Some(format!("the server is {}", version.trim())));
     }
     let probe = probe_key();
     let first = sqlx::raw_sql(AssertSqlSafe(format!(

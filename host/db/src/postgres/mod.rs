@@ -558,6 +558,18 @@ impl Database for PgDatabase {
         Dialect::Postgres
     }
 
+    async fn server_version(&self) -> anyhow::Result<Option<String>> {
+        let version: String = sqlx::raw_sql("SELECT pg_catalog.version()")
+            .fetch_one(&mut *self.control().await)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|source| DbError::Query {
+                doing: "reading the server's version".into(),
+                source,
+            })?;
+        Ok(Some(version))
+    }
+
     async fn verify_tables(&self) -> anyhow::Result<()> {
         if !self
             .store
@@ -674,13 +686,13 @@ impl Database for PgDatabase {
             return Err(nothing_ran(wasmig_contract::SqlError::wasmig(
                 "STATE",
                 format!(
-                    "this revision runs outside a transaction (transaction = \"none\"), and under the lease lock each of its statements may reach another server session (a pooler in transaction mode), where the role `{role}` (role in wasmig.toml) would not be in force; nothing ran; run it with lock = \"advisory\" on a direct connection, or without the role"
+                    "this revision runs outside a transaction (transaction = \"none\", or a script with DDL under execution = \"per-statement\"), and under the lease lock each of its statements may reach another server session (a pooler in transaction mode), where the role `{role}` (role in wasmig.toml) would not be in force; nothing ran; run it with lock = \"advisory\" on a direct connection, or without the role"
                 ),
             )));
         }
         if leased && (lock.is_some() || statement.is_some()) {
             tracing::warn!(
-                "lock_timeout and statement_timeout are not set for this transaction = \"none\" revision under the lease lock: through a pooler in transaction mode a session setting would reach other clients' sessions and miss this one's next statement: the server's defaults apply"
+                "lock_timeout and statement_timeout are not set for this revision's statements (run one by one, outside a transaction) under the lease lock: through a pooler in transaction mode a session setting would reach other clients' sessions and miss this one's next statement: the server's defaults apply"
             );
         }
         // A plain SET, for the session: the pool's reset (`RESET ALL`) undoes it when the

@@ -31,7 +31,15 @@ impl sql::Host for GuestState {
                 rows: count,
                 error,
             };
-            self.journal_after(started, entry).await;
+            let observed = self.journal_after(started, entry).await;
+            self.capture_statement(
+                "execute",
+                &statement,
+                || vec![params.clone()],
+                &result,
+                |n: &u64| *n,
+                observed.as_ref(),
+            );
         }
         result
     }
@@ -53,7 +61,15 @@ impl sql::Host for GuestState {
                 rows: count,
                 error,
             };
-            self.journal_after(started, entry).await;
+            let observed = self.journal_after(started, entry).await;
+            self.capture_statement(
+                "query",
+                &statement,
+                || vec![params.clone()],
+                &result,
+                |r: &QueryResult| r.rows.len() as u64,
+                observed.as_ref(),
+            );
         }
         result
     }
@@ -72,6 +88,9 @@ impl sql::Host for GuestState {
                 error,
             };
             self.journal_after(started, entry).await;
+            if self.captures() && matches!(result, Ok(Ok(()))) {
+                self.capture(journal::CapturedCall::Script(script.clone()));
+            }
         }
         result
     }
@@ -94,7 +113,15 @@ impl sql::Host for GuestState {
                 rows: count,
                 error,
             };
-            self.journal_after(started, entry).await;
+            let observed = self.journal_after(started, entry).await;
+            self.capture_statement(
+                "execute-many",
+                &statement,
+                || rows.clone(),
+                &result,
+                |n: &u64| *n,
+                observed.as_ref(),
+            );
         }
         result
     }
@@ -116,7 +143,15 @@ impl sql::Host for GuestState {
                 rows: None,
                 error,
             };
-            self.journal_after(started, entry).await;
+            let observed = self.journal_after(started, entry).await;
+            self.capture_statement(
+                "open-cursor",
+                &statement,
+                || vec![params.clone()],
+                &opened,
+                |_: &CursorState| 0,
+                observed.as_ref(),
+            );
         }
         let opened: SqlResult<CursorState> = opened?;
         match opened {
@@ -147,6 +182,7 @@ impl sql::Host for GuestState {
             failed: None,
             cursors: false,
         });
+        self.capture(journal::CapturedCall::Savepoint { id, ended: None });
         Ok(Ok(retype(self.table.push(SavepointHandle { id })?)))
     }
 
@@ -170,6 +206,13 @@ impl sql::Host for GuestState {
                 error,
             };
             self.journal_after(started, entry).await;
+            if self.captures() && matches!(result, Ok(Ok(_))) {
+                self.capture(journal::CapturedCall::Copy {
+                    table: table.clone(),
+                    columns: columns.clone(),
+                    rows: rows.clone(),
+                });
+            }
         }
         result
     }
@@ -217,6 +260,9 @@ impl sql::HostCursor for GuestState {
                 error,
             };
             self.journal_after(started, entry).await;
+            if let (true, Some(n)) = (self.captures(), count) {
+                self.capture(journal::CapturedCall::Fetch(n));
+            }
         }
         result
     }
@@ -294,6 +340,10 @@ impl GuestState {
         match against_deadline(fut, deadline, &*canceller).await {
             Ok(Ok(())) => {
                 self.forget_frames(&ended, release);
+                self.capture(journal::CapturedCall::Savepoint {
+                    id,
+                    ended: Some(!release),
+                });
                 Ok(Ok(()))
             }
             Ok(Err(e)) => {

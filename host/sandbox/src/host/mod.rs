@@ -543,8 +543,59 @@ impl GuestState {
         Some(std::time::Instant::now())
     }
 
-    /// After a journaled call: writes its entry, with what the server counted of it.
-    async fn journal_after(&mut self, started: std::time::Instant, j: Journaled<'_>) {
+    /// Keeps a call whole when the journal captures (`--sql`).
+    fn capture(&self, call: journal::CapturedCall) {
+        if let Some((journal, direction)) = &self.journal {
+            journal.capture(journal::Captured {
+                revision: self.revision.clone(),
+                direction,
+                call,
+            });
+        }
+    }
+
+    /// Whether the journal keeps calls whole.
+    fn captures(&self) -> bool {
+        self.journal.as_ref().is_some_and(|(j, _)| j.captures())
+    }
+
+    /// Keeps a statement call that succeeded whole, when the journal captures: its
+    /// parameter rows (made only then), what it counted, and whether the server counted a
+    /// write of it (`observed`, from [`GuestState::journal_after`]).
+    fn capture_statement<T>(
+        &self,
+        call: &'static str,
+        sql: &str,
+        rows: impl FnOnce() -> Vec<Vec<Value>>,
+        result: &wasmtime::Result<SqlResult<T>>,
+        count: impl Fn(&T) -> u64,
+        observed: Option<&Observed>,
+    ) {
+        if !self.captures() {
+            return;
+        }
+        if let Ok(Ok(value)) = result {
+            self.capture(journal::CapturedCall::Statement {
+                call,
+                sql: sql.to_owned(),
+                rows: rows(),
+                count: count(value),
+                wrote: observed.map(|o| {
+                    !o.tables.is_empty()
+                        || o.rows_changed.is_some_and(|n| n > 0)
+                        || o.locks.iter().any(|l| l.mode != "AccessShareLock")
+                }),
+            });
+        }
+    }
+
+    /// After a journaled call: writes its entry, with what the server counted of it, and
+    /// returns that count.
+    async fn journal_after(
+        &mut self,
+        started: std::time::Instant,
+        j: Journaled<'_>,
+    ) -> Option<Observed> {
         let ms = journal::ms_since(started);
         let now = self.observe_now().await;
         let observed = match (&now, &self.journal_seen) {
@@ -553,7 +604,7 @@ impl GuestState {
         };
         self.journal_seen = now;
         let Some((journal, direction)) = &self.journal else {
-            return;
+            return observed;
         };
         journal.record(&Entry {
             revision: &self.revision,
@@ -566,8 +617,9 @@ impl GuestState {
             rows: j.rows,
             ms,
             error: j.error,
-            observed,
+            observed: observed.clone(),
         });
+        observed
     }
 
     /// A progress report, in the journal (no SQL: `rows` is how much is done).

@@ -80,6 +80,9 @@ pub struct Options {
     /// in this process (default none: one); and, given, a run that finds the migration lock
     /// held joins the holder's partitioned step instead of only waiting for the lock.
     pub workers: Option<u32>,
+    /// A journal that keeps every component call whole (`Journal::capturing`), used in
+    /// the place of `journal`: how `up --sql` sees what a component sends (default none).
+    pub capture: Option<std::sync::Arc<crate::sandbox::journal::Journal>>,
 }
 
 impl Default for Options {
@@ -98,6 +101,7 @@ impl Default for Options {
             schema: None,
             sandbox: None,
             workers: None,
+            capture: None,
         }
     }
 }
@@ -586,6 +590,8 @@ impl Migrator {
             journal: None,
             sandbox: self.options.sandbox.clone(),
             workers: self.options.workers.unwrap_or(1),
+            // A partitioned step is batched: it never runs statement by statement.
+            per_statement: None,
         };
         let batches =
             runner::join_partitions(&self.project, db, revision, checkpoint, &options).await?;
@@ -609,6 +615,7 @@ impl Migrator {
             let prepared = self.prepare(db, set, direction, target, true).await?;
             // Created (empty) even when there is nothing to do, so a reader finds it.
             let journal = match &self.options.journal {
+                _ if self.options.capture.is_some() => self.options.capture.clone(),
                 Some(path) => Some(std::sync::Arc::new(
                     crate::sandbox::journal::Journal::create(path).map_err(|e| {
                         ConfigError::new(format!(
@@ -628,12 +635,21 @@ impl Migrator {
                     not_run: Vec::new(),
                 });
             }
+            let per_statement = self
+                .per_statement(db, &prepared.set, &prepared.steps)
+                .await?;
             // A dry run undoes everything it runs: it stops before the first step that
             // cannot run inside its transaction (the steps after it may depend on it).
             let mut run_steps: &[Step] = &prepared.steps;
             let mut not_run = Vec::new();
             if self.options.dry_run {
                 let mode = |step: &Step| {
+                    if per_statement
+                        .as_ref()
+                        .is_some_and(|p| p.revisions.contains(&step.revision))
+                    {
+                        return TransactionMode::None;
+                    }
                     prepared
                         .set
                         .find(&step.revision)
@@ -646,7 +662,15 @@ impl Migrator {
                 {
                     run_steps = &prepared.steps[..cut];
                     for (k, step) in prepared.steps[cut..].iter().enumerate() {
-                        let reason = if k == 0 {
+                        let why = per_statement
+                            .as_ref()
+                            .filter(|p| p.revisions.contains(&step.revision));
+                        let reason = if let (0, Some(p)) = (k, why) {
+                            format!(
+                                "its script has DDL, which runs statement by statement here ({}): its statements commit one by one, so a dry run cannot undo them",
+                                p.why
+                            )
+                        } else if k == 0 {
                             "transaction = \"none\": its statements commit one by one, so a dry run cannot undo them".to_owned()
                         } else {
                             format!(
@@ -673,6 +697,7 @@ impl Migrator {
                 journal,
                 sandbox: self.options.sandbox.clone(),
                 workers: self.options.workers.unwrap_or(1),
+                per_statement,
             };
             let steps = runner::run(
                 &self.project,
@@ -691,6 +716,78 @@ impl Migrator {
                 not_run,
             })
         }
+    }
+
+    /// The SQL revisions among `steps` whose script runs statement by statement under
+    /// `execution` (a script with DDL in a revision that asks for one transaction), and why;
+    /// `None` when every step runs as its manifest says. The server is asked its
+    /// `version()` only under `auto`, and only when such a script is among the steps.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad `WASMIG_EXECUTION`, or `per-statement` on SQLite; a read
+    /// error of a script, or of the server's version.
+    pub(crate) async fn per_statement(
+        &self,
+        db: &dyn Database,
+        set: &RevisionSet,
+        steps: &[Step],
+    ) -> anyhow::Result<Option<runner::PerStatement>> {
+        use crate::db::Execution;
+        let (mode, source) = self.project.config.execution()?;
+        if db.dialect() == crate::bindings::Dialect::Sqlite {
+            if mode == Execution::PerStatement {
+                return Err(ConfigError::new(format!(
+                    "{source} asks to run DDL statement by statement, a setting for engines whose DDL is not transactional: SQLite's is; remove it, or point the project at PostgreSQL"
+                ))
+                .into());
+            }
+            return Ok(None);
+        }
+        if mode == Execution::Transaction {
+            return Ok(None);
+        }
+        let build_dir = crate::artifact::build_dir(&self.project);
+        let mut candidates = Vec::new();
+        for step in steps {
+            let Some(revision) = set.find(&step.revision) else {
+                continue;
+            };
+            if revision.manifest.kind == revision::Kind::Sql
+                && revision.manifest.transaction == TransactionMode::PerMigration
+            {
+                candidates.push((step, revision));
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let why = match mode {
+            Execution::Auto => match db.server_version().await? {
+                Some(version) if db::not_postgres(&version) => format!(
+                    "execution = \"auto\", and the server is {}, whose DDL is not transactional",
+                    version.trim()
+                ),
+                _ => return Ok(None),
+            },
+            _ => source,
+        };
+        let mut revisions = std::collections::BTreeSet::new();
+        for (step, revision) in candidates {
+            let revision::Artifact::Sql { up, down } =
+                revision::read_artifact(revision, &build_dir)?
+            else {
+                continue;
+            };
+            let script = if step.action == Direction::Upgrade {
+                &up
+            } else {
+                &down
+            };
+            if !db::only_data(script, db.dialect()) {
+                revisions.insert(step.revision.clone());
+            }
+        }
+        Ok((!revisions.is_empty()).then_some(runner::PerStatement { revisions, why }))
     }
 
     /// Everything before the first step: refusals, the plan, builds and verification.

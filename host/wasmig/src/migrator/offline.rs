@@ -1,11 +1,19 @@
-//! `wasmig up --sql` / `down --sql`: the script a DBA would run by hand for a range of SQL
-//! revisions, written without a database (none is contacted): each step's script and, as
-//! wasmig writes them, its version-table statements (Alembic's offline mode, with wasmig's
-//! bookkeeping). Component revisions are refused: their statements exist only when they
-//! run.
+//! `wasmig up --sql` / `down --sql`: the script a DBA would run by hand for a range of
+//! revisions: each step's SQL and, as wasmig writes them, its version-table statements
+//! (Alembic's offline mode, with wasmig's bookkeeping).
+//!
+//! SQL revisions are written without a database (none is contacted). A component's
+//! statements exist only when it runs, so a range with component revisions is first run as
+//! a dry run on the database (which must be where the range starts), every call kept whole
+//! (a capturing journal), and each component step is written as the statements it sent,
+//! its values as literals (`db::capture`): reads are shown as comments, writes made inside
+//! a savepoint it rolled back are left out, and the statements after its first read are
+//! marked as carrying values computed from what it read then.
 
 use chrono::Utc;
 use wasmig_plan::manifest::{Artifact, Kind, TransactionMode};
+
+use crate::sandbox::journal::{Captured, CapturedCall, Journal};
 
 use super::Migrator;
 use crate::db::store::ScriptWriter;
@@ -67,7 +75,47 @@ impl Migrator {
             }
             crate::bindings::Dialect::Sqlite => VersionStore::new(dialect, None),
         };
+        // A dry run stops before a step that commits statement by statement: a component
+        // after one cannot be captured (refused before the database is touched).
+        let mut none_before: Option<&str> = None;
+        for step in &steps {
+            let revision = crate::history::find(set.revisions(), &step.revision);
+            match (revision.manifest.kind, none_before) {
+                (Kind::Sql, _) if revision.manifest.transaction == TransactionMode::None => {
+                    none_before.get_or_insert(&step.revision);
+                }
+                (Kind::Sql, _) | (_, None) => {}
+                (_, Some(none)) => {
+                    return Err(ConfigError::new(format!(
+                        "revision {} is a component after {none} (transaction = \"none\"), which a dry run does not run, so the component's statements cannot be captured for --sql; end the range before {}, or apply up to {none} first",
+                        step.revision, step.revision
+                    ))
+                    .into());
+                }
+            }
+        }
+        // Components: their calls, from a dry run of the range on the database.
+        let captured = if steps.iter().any(|step| {
+            crate::history::find(set.revisions(), &step.revision)
+                .manifest
+                .kind
+                != Kind::Sql
+        }) {
+            Some(self.capture(&set, direction, target, &heads).await?)
+        } else {
+            None
+        };
         let build_dir = crate::artifact::build_dir(&self.project);
+        // `execution = "per-statement"` lays DDL out statement by statement, as a run would
+        // (`auto` asks the server, and --sql has none: as PostgreSQL, in a transaction).
+        let (execution, source) = self.project.config.execution()?;
+        let per_statement = execution == crate::db::Execution::PerStatement;
+        if per_statement && dialect == crate::bindings::Dialect::Sqlite {
+            return Err(ConfigError::new(format!(
+                "{source} asks to run DDL statement by statement, a setting for engines whose DDL is not transactional: SQLite's is; remove it, or point the project at PostgreSQL"
+            ))
+            .into());
+        }
         let now = Utc::now();
         let mut w = ScriptWriter::new(dialect);
         let from_text = if heads.is_empty() {
@@ -103,23 +151,32 @@ impl Migrator {
         }
         for step in &steps {
             let revision = crate::history::find(set.revisions(), &step.revision);
-            if revision.manifest.kind != Kind::Sql {
-                return Err(ConfigError::new(format!(
-                    "revision {} is a component ({}): --sql writes SQL revisions only, and a component's statements exist only when it runs; see them with `wasmig {} --dry-run --journal FILE`, or end the range before it",
-                    step.revision,
-                    revision.dir.display(),
-                    if direction == Direction::Upgrade { "up" } else { "down" },
-                ))
-                .into());
-            }
             let artifact = revision::read_artifact(revision, &build_dir)?;
-            let Artifact::Sql { up, down } = &artifact else {
-                return Err(GraphError::NotFound(step.revision.clone()).into());
-            };
-            let script = if direction == Direction::Upgrade {
-                up
-            } else {
-                down
+            let component;
+            let script = match (&artifact, &captured) {
+                (Artifact::Sql { up, down }, _) => {
+                    if direction == Direction::Upgrade {
+                        up
+                    } else {
+                        down
+                    }
+                }
+                (Artifact::Component { .. }, Some(captured)) => {
+                    let calls = captured.calls.iter().filter(|c| {
+                        c.revision == step.revision && c.direction == step.action.as_str()
+                    });
+                    component =
+                        component_script(dialect, calls, &captured.source).map_err(|e| {
+                            ConfigError::new(format!(
+                                "revision {}: its captured statements cannot be written as SQL: {e}",
+                                step.revision,
+                            ))
+                        })?;
+                    &component
+                }
+                (Artifact::Component { .. }, None) => {
+                    return Err(GraphError::NotFound(step.revision.clone()).into());
+                }
             };
             for_the_client(script, dialect).map_err(|why| {
                 ConfigError::new(format!(
@@ -148,7 +205,11 @@ impl Migrator {
                 clear_checkpoint: false,
                 expected: None,
             };
-            let none = revision.manifest.transaction == TransactionMode::None;
+            let none = revision.manifest.transaction == TransactionMode::None
+                || (per_statement
+                    && revision.manifest.kind == Kind::Sql
+                    && revision.manifest.transaction == TransactionMode::PerMigration
+                    && !crate::db::only_data(script, dialect));
             w.script.push_str(&format!(
                 "\n-- Running {} {}: {}{}\n",
                 if direction == Direction::Upgrade {
@@ -158,10 +219,21 @@ impl Migrator {
                 },
                 step.revision,
                 crate::bindings::text::shown(&revision.manifest.message),
-                if none {
-                    " (transaction = \"none\": statement by statement, then its record)"
-                } else {
-                    ""
+                match (none, revision.manifest.transaction) {
+                    (false, _) if revision.manifest.kind != Kind::Sql => format!(
+                        " (a component: the statements a dry run captured{})",
+                        if revision.manifest.transaction == TransactionMode::Batched {
+                            ", all its batches in one transaction"
+                        } else {
+                            ""
+                        }
+                    ),
+                    (false, _) => String::new(),
+                    (true, TransactionMode::None) =>
+                        " (transaction = \"none\": statement by statement, then its record)"
+                            .to_owned(),
+                    (true, _) =>
+                        format!(" (DDL, statement by statement under {source}, then its record)"),
                 }
             ));
             if !none {
@@ -199,4 +271,219 @@ impl Migrator {
         }
         Ok(w.script)
     }
+}
+
+/// What a capturing dry run saw: every call of the range's components, and where and when
+/// it ran (for the script's comments).
+struct Capture {
+    calls: Vec<Captured>,
+    source: String,
+}
+
+impl Migrator {
+    /// Runs `steps` (`direction` to `target`, from `heads`) as a dry run on the database,
+    /// every batch of a batched revision included, keeping every component call whole.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the database is not at `heads` (the script would start
+    /// elsewhere than the dry run), or a component comes after a step a dry run does not
+    /// run; the dry run's own errors (a failing step, with its exit code).
+    async fn capture(
+        &self,
+        set: &crate::revision::RevisionSet,
+        direction: Direction,
+        target: &str,
+        heads: &[String],
+    ) -> anyhow::Result<Capture> {
+        let sorted = |h: &[String]| {
+            let mut h = h.to_vec();
+            h.sort();
+            h
+        };
+        let at = |h: &[String]| {
+            if h.is_empty() {
+                "base".to_owned()
+            } else {
+                h.join(", ")
+            }
+        };
+        let elsewhere = |found: &[String]| {
+            ConfigError::new(format!(
+                "--sql writes a component's statements as a dry run on the database captures them, and the database is at {} where the script starts at {}; write it from where the database is (`--sql {}:{target}`), or point --database-url at a database at {}",
+                at(found),
+                at(heads),
+                if found.is_empty() {
+                    "base".to_owned()
+                } else {
+                    found.join(",")
+                },
+                at(heads),
+            ))
+        };
+        // Asked first, so a database elsewhere runs nothing; the dry run's own start is
+        // checked again below (another run may have moved it in between).
+        let found = self.heads_if_exists().await?.unwrap_or_default();
+        if sorted(&found) != sorted(heads) {
+            return Err(elsewhere(&found).into());
+        }
+        let journal = std::sync::Arc::new(Journal::capturing());
+        let dry = Migrator {
+            project: self.project.clone(),
+            options: super::Options {
+                dry_run: true,
+                dry_run_batches: u64::MAX,
+                atomic: false,
+                journal: None,
+                capture: Some(journal.clone()),
+                workers: None,
+                ..self.options.clone()
+            },
+            untrusted_setup: self.untrusted_setup.clone(),
+            preloaded: self.preloaded.clone(),
+            in_fleet: self.in_fleet,
+        };
+        let report = dry.run(direction, Some(target)).await?;
+        if sorted(&report.heads_before) != sorted(heads) {
+            return Err(elsewhere(&report.heads_before).into());
+        }
+        if let Some(skipped) = report.not_run.iter().find(|n| {
+            set.find(&n.revision)
+                .is_some_and(|r| r.manifest.kind != Kind::Sql)
+        }) {
+            return Err(ConfigError::new(format!(
+                "revision {} is a component after a step a dry run does not run ({}), so its statements cannot be captured; end the range before it, or apply the steps before it first",
+                skipped.revision, report.not_run[0].reason
+            ))
+            .into());
+        }
+        let (url, _) = self.database_url()?;
+        Ok(Capture {
+            calls: journal.captured(),
+            source: format!(
+                "captured by a dry run on {} at {}",
+                url,
+                Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        })
+    }
+}
+
+/// A component step's statements as a script: writes as statements with their values as
+/// literals, reads as comments, what a rolled-back savepoint undid left out.
+///
+/// # Errors
+/// A value or statement that cannot be written as SQL (`db::capture`).
+fn component_script<'a>(
+    dialect: crate::bindings::Dialect,
+    calls: impl Iterator<Item = &'a Captured>,
+    source: &str,
+) -> Result<String, String> {
+    use crate::db::capture::{copy_script, reads_only, statement_script};
+    let described = |e: crate::bindings::SqlError| e.describe();
+    /// The script so far, and what it has seen.
+    struct Out {
+        text: String,
+        read: bool,
+        marked: bool,
+        wrote: bool,
+    }
+    impl Out {
+        fn write(&mut self, statements: &str) {
+            if self.read && !self.marked {
+                self.text.push_str(
+                    "-- The statements from here on carry values the component computed from rows it\n\
+                     -- read above, as they were then: write this script again if they may change.\n",
+                );
+                self.marked = true;
+            }
+            self.wrote = true;
+            self.text.push_str(statements);
+        }
+    }
+    let mut out = Out {
+        text: format!("-- The component's statements, {source}.\n"),
+        read: false,
+        marked: false,
+        wrote: false,
+    };
+    // Open savepoints: their id, and where the script stood when each began.
+    let mut open: Vec<(u64, usize, bool)> = Vec::new();
+    let mut writes = 0;
+    for captured in calls {
+        match &captured.call {
+            CapturedCall::Statement {
+                call,
+                sql,
+                rows,
+                count,
+                wrote,
+            } => {
+                let is_read = matches!(*call, "query" | "open-cursor")
+                    && *wrote != Some(true)
+                    && reads_only(sql, dialect);
+                if is_read {
+                    out.read = true;
+                    // One line, whatever the statement's text holds.
+                    let shown = crate::bindings::text::shown(
+                        &sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                    );
+                    if *call == "query" {
+                        out.text
+                            .push_str(&format!("-- read ({count} row(s)): {shown}\n"));
+                    } else {
+                        out.text
+                            .push_str(&format!("-- read through a cursor: {shown}\n"));
+                    }
+                } else {
+                    writes += 1;
+                    out.write(
+                        &statement_script(dialect, sql, rows, &format!("wasmig_c{writes}"))
+                            .map_err(described)?,
+                    );
+                }
+            }
+            CapturedCall::Script(script) => {
+                let script = script.trim().trim_end_matches(';').trim_end();
+                out.write(&format!("{script}\n;\n"));
+            }
+            CapturedCall::Copy {
+                table,
+                columns,
+                rows,
+            } => {
+                writes += 1;
+                out.write(
+                    &copy_script(dialect, table, columns, rows, &format!("wasmig_c{writes}"))
+                        .map_err(described)?,
+                );
+            }
+            CapturedCall::Fetch(n) => {
+                out.read = true;
+                out.text.push_str(&format!("--   fetched {n} row(s)\n"));
+            }
+            CapturedCall::Savepoint { id, ended: None } => {
+                open.push((*id, out.text.len(), out.marked));
+            }
+            CapturedCall::Savepoint {
+                id,
+                ended: Some(rolled_back),
+            } => {
+                if let Some(pos) = open.iter().position(|(o, _, _)| o == id) {
+                    let (_, mark, marked) = open[pos];
+                    open.truncate(pos);
+                    if *rolled_back {
+                        out.text.truncate(mark);
+                        out.marked = marked;
+                        out.text.push_str(
+                            "-- (a savepoint rolled back here: what it undid is left out)\n",
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if !out.wrote {
+        out.text.push_str("-- (it wrote nothing)\n");
+    }
+    Ok(out.text)
 }

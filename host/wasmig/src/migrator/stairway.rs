@@ -413,6 +413,10 @@ async fn stair(
             journal: None,
             sandbox: None,
             workers: migrator.options.workers.unwrap_or(1),
+            per_statement: migrator
+                .per_statement(db, set, steps)
+                .await
+                .map_err(|e| format!("{e:#}"))?,
         };
         runner::run(&migrator.project, db, set.revisions(), from, steps, options)
             .await

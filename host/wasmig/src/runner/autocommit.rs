@@ -1,5 +1,6 @@
-//! `transaction = "none"` SQL steps: the script's statements each autocommitted, then the
-//! record in a transaction of its own; a failure part-way marks the revision failed.
+//! `transaction = "none"` SQL steps (and scripts with DDL under `execution =
+//! "per-statement"`): the script's statements each autocommitted, then the record in a
+//! transaction of its own; a failure part-way marks the revision failed.
 
 use super::*;
 
@@ -16,9 +17,13 @@ pub(super) async fn run_autocommitted(
     script: &str,
     checksum: &str,
     to_store: Option<&StoredArtifact>,
-    timeouts: &StatementTimeouts,
-    policy: Policy,
+    how: How<'_>,
 ) -> Result<(), Failure> {
+    let How {
+        timeouts,
+        policy,
+        per_statement,
+    } = how;
     let started_at = Utc::now();
     // Marked failed before the first statement runs, so a wasmig killed half-way leaves
     // the mark (and `up` refuses until someone resolves it) rather than a silent half.
@@ -107,8 +112,19 @@ pub(super) async fn run_autocommitted(
         statement,
         total,
         error,
+        per_statement: per_statement.map(str::to_owned),
     };
     Err(mark_failed(db, step, checksum, started_at, stopped, cause).await)
+}
+
+/// How a step's statements run one by one.
+pub(super) struct How<'a> {
+    /// The step's `lock_timeout` and `statement_timeout`, for each statement.
+    pub(super) timeouts: &'a StatementTimeouts,
+    /// What the statements are held to.
+    pub(super) policy: Policy,
+    /// Why they run one by one, when not for `transaction = "none"` (`execution`).
+    pub(super) per_statement: Option<&'a str>,
 }
 
 /// Where a non-transactional script stopped.
@@ -116,6 +132,8 @@ pub(super) struct Stopped {
     pub(super) statement: usize,
     pub(super) total: usize,
     pub(super) error: SqlError,
+    /// Why it ran statement by statement, when not for `transaction = "none"`.
+    pub(super) per_statement: Option<String>,
 }
 
 /// Records that a `transaction = "none"` step stopped part-way (a `failed` history row
@@ -132,6 +150,7 @@ pub(super) async fn mark_failed(
         statement,
         total,
         error,
+        per_statement,
     } = stopped;
     let finished_at = Utc::now();
     // The server's text is stored as data: one line, capped (it could be megabytes).
@@ -172,6 +191,7 @@ pub(super) async fn mark_failed(
         total,
         cause: Box::new(cause),
         unmarked,
+        per_statement,
     }
 }
 

@@ -115,6 +115,20 @@ pub struct RunOptions {
     pub sandbox: Option<std::sync::Arc<Sandbox>>,
     /// How many workers run the partitions of a partitioned batched step (at least 1).
     pub workers: u32,
+    /// SQL revisions of this run whose script runs statement by statement under
+    /// `execution` (see [`PerStatement`]); `None`: every step as its manifest says.
+    pub per_statement: Option<PerStatement>,
+}
+
+/// SQL revisions run as `transaction = "none"` is, though their manifest asks for one
+/// transaction: their script has DDL, and `execution` says DDL runs statement by
+/// statement (set so, or `auto` on an engine whose DDL is not transactional).
+#[derive(Debug, Clone, Default)]
+pub struct PerStatement {
+    /// Their ids.
+    pub revisions: std::collections::BTreeSet<String>,
+    /// Why, for messages: `WASMIG_EXECUTION=per-statement`, or `the server is CockroachDB…`.
+    pub why: String,
 }
 
 impl RunOptions {

@@ -225,6 +225,15 @@ impl Run<'_> {
             .into());
         }
         let mode = revision.manifest.transaction;
+        if self.options.atomic
+            && let Some(why) = self.runs_per_statement(step)
+        {
+            return Err(ConfigError::new(format!(
+                "revision {}: --atomic runs every step in one transaction, but its script has DDL, which runs statement by statement here ({why}); run without --atomic, or up to the revision before it first",
+                step.revision,
+            ))
+            .into());
+        }
         if self.options.atomic && mode != TransactionMode::PerMigration {
             return Err(ConfigError::new(format!(
                 "revision {}: --atomic runs every step in one transaction, but {} sets `transaction = \"{}\"`; run without --atomic, or up to the revision before it first",
@@ -265,9 +274,23 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// How `step`'s revision runs.
+    /// How `step`'s revision runs: as its manifest says, or statement by statement under
+    /// `execution` (see [`PerStatement`]).
     fn transaction_mode(&self, step: &Step) -> TransactionMode {
+        if self.runs_per_statement(step).is_some() {
+            return TransactionMode::None;
+        }
         find(self.revisions, &step.revision).manifest.transaction
+    }
+
+    /// Why `step`'s revision runs statement by statement though its manifest asks for a
+    /// transaction, if it does.
+    fn runs_per_statement(&self, step: &Step) -> Option<&str> {
+        self.options
+            .per_statement
+            .as_ref()
+            .filter(|p| p.revisions.contains(&step.revision))
+            .map(|p| p.why.as_str())
     }
 
     /// The checkpoint a step resumes from, if an earlier run left one.
@@ -472,7 +495,7 @@ impl Run<'_> {
                 c.batches
             );
         }
-        match revision.manifest.transaction {
+        match self.transaction_mode(step) {
             // A dry run calls a batched revision in its one transaction, for the first
             // batches only (`--batches`), committing none.
             TransactionMode::Batched if !self.options.dry_run => {
@@ -632,10 +655,17 @@ impl Run<'_> {
         ))
     }
 
-    /// A `transaction = "none"` SQL step: statement by statement, then recorded.
+    /// A `transaction = "none"` SQL step (or one with DDL under `execution =
+    /// "per-statement"`): statement by statement, then recorded.
     async fn autocommitted_step(&self, at: &At<'_>, ready: Prepared) -> anyhow::Result<StepReport> {
         let step = at.step;
         let revision = find(self.revisions, &step.revision);
+        if let Some(why) = self.runs_per_statement(step) {
+            tracing::info!(
+                "{}: its script has DDL, which runs statement by statement here ({why}): each statement commits on its own, and the revision is marked failed until it is recorded",
+                step.revision
+            );
+        }
         let Artifact::Sql { up, down } = &ready.artifact else {
             unreachable!("manifests refuse `transaction = \"none\"` for components")
         };
@@ -661,8 +691,11 @@ impl Run<'_> {
             script,
             &ready.checksum,
             ready.to_store.as_ref(),
-            &step_timeouts,
-            policy(self.project, &self.options, revision),
+            super::autocommit::How {
+                timeouts: &step_timeouts,
+                policy: policy(self.project, &self.options, revision),
+                per_statement: self.runs_per_statement(step),
+            },
         )
         .await;
         // Each statement committed on its own: there is no transaction left to count.
