@@ -237,6 +237,10 @@ async fn what_wasmig_sends(lock: crate::LockMode) -> Vec<String> {
         updated_at: now,
     };
     s.save_checkpoint(&checkpoint).await.unwrap();
+    // As a batched step does: the checkpoint commits with its batch, and the record comes in
+    // a later transaction (the tamper check refuses one that wrote the batch tables first).
+    s.commit().await.unwrap();
+    let mut s = t.session().await;
     s.finish_step(&FinishedStep {
         record: StepRecord { ..record },
         artifact: Some(&stored),
