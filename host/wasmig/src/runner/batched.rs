@@ -174,17 +174,28 @@ pub(super) async fn run_batched(
     }
 }
 
-/// The replication-lag throttle of a batched step: the batches this run committed that a
-/// standby may not have replayed yet, with when they committed. Before each batch it waits
-/// while the slowest standby has not replayed one committed longer ago than the ceiling.
-/// Measured from wasmig's own commits, so other writers' WAL does not hold it up, and a
-/// stale `replay_lag` (which PostgreSQL keeps showing while a standby replays nothing) does
-/// not mislead it. A server without standbys, or whose positions cannot be read (the
-/// role lacks `pg_read_all_stats`), is not waited for.
+/// The replication-lag throttle (`[throttle] max_replication_lag_secs`): before each batch,
+/// waits while a standby is behind this step's batches by more than the ceiling, or would be
+/// once it has replayed what is already committed and the next batch.
+///
+/// Two rules, both from the server's positions: the oldest batch a standby has not replayed
+/// is older than the ceiling; or the WAL this step committed that the slowest standby has not
+/// replayed, plus one more batch's worth, would take it longer than the ceiling at the pace it
+/// has replayed so far. The first alone lets the lag grow to the ceiling times the primary's
+/// pace over the standby's (the batches committed within the ceiling still have to be
+/// replayed); the second stops the batches early enough for them to be.
 pub(super) struct LagThrottle {
     ceiling: Duration,
     /// (WAL position after the commit, when) of each batch not known to be replayed.
     pending: std::collections::VecDeque<(i64, Instant)>,
+    /// The WAL the last batch wrote (bytes), the estimate of the next one's.
+    batch_bytes: Option<i64>,
+    /// The position after the last commit this throttle noted.
+    last_commit: Option<i64>,
+    /// The slowest standby's replay position when it last moved, and when it was seen.
+    replayed: Option<(i64, Instant)>,
+    /// The slowest standby's replay pace, bytes per second (moving average), once seen.
+    pace: Option<f64>,
 }
 
 impl LagThrottle {
@@ -192,19 +203,64 @@ impl LagThrottle {
         LagThrottle {
             ceiling,
             pending: std::collections::VecDeque::new(),
+            batch_bytes: None,
+            last_commit: None,
+            replayed: None,
+            pace: None,
         }
     }
 
     /// Notes a batch just committed.
     pub(super) async fn committed(&mut self, db: &dyn Database) {
         match db.wal_positions().await {
-            Ok(Some(at)) => self.pending.push_back((at.current, Instant::now())),
+            Ok(Some(at)) => {
+                if let Some(last) = self.last_commit
+                    && at.current > last
+                {
+                    self.batch_bytes = Some(at.current - last);
+                }
+                self.last_commit = Some(at.current);
+                self.pending.push_back((at.current, Instant::now()));
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!("replication-lag throttle: {e:#}"),
         }
     }
 
-    /// Waits while a standby is behind by more than the ceiling.
+    /// Takes in the slowest standby's replay position read now: its pace, from how far it
+    /// moved since it last moved (a standby reports its position when WAL arrives, when it
+    /// has replayed all it received, and every `wal_receiver_status_interval`: a pace
+    /// averaged over a stale report is lower than the real one, which only waits longer).
+    fn saw(&mut self, replayed: i64, now: Instant) {
+        match self.replayed {
+            Some((before, at)) if replayed > before => {
+                let secs = now.duration_since(at).as_secs_f64();
+                if secs > 0.0 {
+                    let pace = (replayed - before) as f64 / secs;
+                    self.pace = Some(match self.pace {
+                        Some(p) => 0.5 * p + 0.5 * pace,
+                        None => pace,
+                    });
+                }
+                self.replayed = Some((replayed, now));
+            }
+            Some(_) => {}
+            None => self.replayed = Some((replayed, now)),
+        }
+    }
+
+    /// How long the next batch would wait to be replayed if it began now (the WAL of this
+    /// step not yet replayed, and one batch more, at the standby's pace), once a pace is
+    /// known.
+    fn foreseen(&self, replayed: i64) -> Option<Duration> {
+        let pace = self.pace.filter(|p| *p > 0.0)?;
+        let backlog = self.last_commit.map_or(0, |c| (c - replayed).max(0));
+        let bytes = backlog + self.batch_bytes.unwrap_or(0);
+        Duration::try_from_secs_f64(bytes as f64 / pace).ok()
+    }
+
+    /// Waits while a standby is behind by more than the ceiling, or would be (see
+    /// [`LagThrottle`]).
     pub(super) async fn wait(&mut self, db: &dyn Database, revision: &str) {
         let mut logged = false;
         loop {
@@ -224,6 +280,7 @@ impl LagThrottle {
                 self.pending.clear();
                 return;
             };
+            self.saw(replayed, Instant::now());
             while self
                 .pending
                 .front()
@@ -235,13 +292,15 @@ impl LagThrottle {
                 Some(&(_, oldest)) => oldest.elapsed(),
                 None => return,
             };
-            if behind <= self.ceiling {
+            let foreseen = self.foreseen(replayed).unwrap_or_default();
+            if behind <= self.ceiling && foreseen <= self.ceiling {
                 return;
             }
             if !logged {
                 tracing::info!(
-                    "{revision}: waiting for the standbys to replay this step's batches (the slowest is {} ms behind, over max_replication_lag_secs = {})",
+                    "{revision}: waiting for the standbys to replay this step's batches (the slowest is {} ms behind, and would be {} ms behind the next batch at its pace; max_replication_lag_secs = {})",
                     behind.as_millis(),
+                    foreseen.as_millis(),
                     self.ceiling.as_secs_f64()
                 );
                 logged = true;
@@ -364,5 +423,38 @@ pub(super) async fn write_batch(
             };
             finish(session, &finishing, true).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_throttle_foresees_the_backlog_at_the_standbys_pace() {
+        let mut lag = LagThrottle::new(Duration::from_secs(2));
+        let t0 = Instant::now();
+        // No pace seen yet: nothing foreseen (the age rule alone holds).
+        lag.saw(1_000, t0);
+        assert_eq!(lag.foreseen(1_000), None);
+        // Batches of 1 MB each, committed up to 10 MB.
+        lag.last_commit = Some(10_000_000);
+        lag.batch_bytes = Some(1_000_000);
+        // The standby replayed 2 MB in a second: 2 MB/s.
+        lag.saw(2_001_000, t0 + Duration::from_secs(1));
+        assert_eq!(lag.pace, Some(2_000_000.0));
+        // 8 MB not replayed, and 1 MB more: 4.5 s at 2 MB/s, over the 2 s ceiling.
+        let foreseen = lag.foreseen(2_001_000).unwrap();
+        assert!(
+            (foreseen.as_secs_f64() - 4.4995).abs() < 0.001,
+            "{foreseen:?}"
+        );
+        // A report that did not move changes nothing; the next move averages in.
+        lag.saw(2_001_000, t0 + Duration::from_secs(2));
+        lag.saw(8_001_000, t0 + Duration::from_secs(3));
+        assert_eq!(lag.pace, Some(0.5 * 2_000_000.0 + 0.5 * 3_000_000.0));
+        // Nearly caught up: 2 MB left and one batch, at 2.5 MB/s, is 1.2 s.
+        let foreseen = lag.foreseen(8_001_000).unwrap();
+        assert!(foreseen < lag.ceiling, "{foreseen:?}");
     }
 }
