@@ -672,6 +672,7 @@ async fn bad_lists_a_busy_ledger_and_untrusted_mode_are_refused_before_any_targe
 async fn advisory_held(db: &TestDb, key: i64) -> bool {
     db.count(&format!(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          AND classid = (({key}::bigint >> 32) & 4294967295)::oid \
          AND objid = ({key}::bigint & 4294967295)::oid AND objsubid = 1"
     ))

@@ -85,6 +85,26 @@ impl Standby {
         let data = dir.join("data");
         drop_idle_slots();
         let slot = format!("wasmig_e2e_{port}");
+        // The slot made (and its WAL reserved) before the backup starts: `pg_basebackup -C`
+        // makes it only once the backup is under way, and on a server writing WAL fast (the
+        // rest of the suite) the segment the backup began in can be recycled before then
+        // ("requested WAL segment ... has already been removed", seen in CI).
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-Atc",
+            ])
+            .arg(format!(
+                "SELECT pg_create_physical_replication_slot('{slot}', true)"
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
         let backup = as_postgres(
             &bin.join("pg_basebackup"),
             &[
@@ -99,7 +119,6 @@ impl Standby {
                 "-X",
                 "stream",
                 "-R",
-                "-C",
                 "-S",
                 &slot,
                 "-c",
