@@ -90,6 +90,14 @@ async fn a_script_run_by_the_databases_client_leaves_what_wasmig_would_on_both_b
         assert!(!db.table_exists("t").await, "{backend:?}");
         assert!(db.heads().await.is_empty(), "{backend:?}");
 
+        // From base again, on a database that kept wasmig's tables: the script's table
+        // creation holds whatever it finds.
+        let script = project.run(&db, &["up", "--sql"]).success().stdout;
+        run_client(&db, &script);
+        assert_eq!(db.heads().await, ["c3"], "{backend:?}");
+        project.run(&db, &["check"]).success();
+        project.run(&db, &["down", "base"]).success();
+
         // A range from a revision: no table creation, only the steps after it; then down.
         project.run(&db, &["up", "a1"]).success();
         let script = project.run(&db, &["up", "--sql", "a1:c3"]).success().stdout;

@@ -139,6 +139,13 @@ pub trait Driver: Send {
     /// Runs a script of wasmig's own DDL: no parameters, several statements, nothing in it
     /// that wasmig did not write.
     async fn script(&mut self, sql: &str) -> Result<(), sqlx::Error>;
+
+    /// Whether the statements are written for someone to run later (`--sql`) on a database
+    /// nothing was read from, rather than run now: what is written must then hold whatever
+    /// the database turns out to hold.
+    fn writes_for_later(&self) -> bool {
+        false
+    }
 }
 
 /// A connection wasmig reads its tables on outside any step (PostgreSQL: the control

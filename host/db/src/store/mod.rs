@@ -356,10 +356,18 @@ impl VersionStore {
                     "migrating wasmig's tables to schema version {} ({})",
                     migration.version, migration.what
                 )))?;
+            // A script for later (`--sql` from base) may meet the tables already there, at
+            // this version (a database taken down to base keeps them): the DDL is `IF NOT
+            // EXISTS`, and the version's row is written only if missing.
+            let if_missing = if d.writes_for_later() {
+                " ON CONFLICT (version) DO NOTHING"
+            } else {
+                ""
+            };
             let done = d
                 .execute(&Statement::new(
                     format!(
-                        "INSERT INTO {} (version, wasmig_version, migrated_at) VALUES ($1, $2, $3)",
+                        "INSERT INTO {} (version, wasmig_version, migrated_at) VALUES ($1, $2, $3){if_missing}",
                         self.table(SCHEMA_TABLE)
                     ),
                     vec![

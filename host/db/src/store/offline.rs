@@ -40,6 +40,10 @@ impl Driver for ScriptWriter {
         Ok(Vec::new())
     }
 
+    fn writes_for_later(&self) -> bool {
+        true
+    }
+
     async fn script(&mut self, sql: &str) -> Result<(), sqlx::Error> {
         self.script.push_str(sql.trim());
         if !sql.trim_end().ends_with(';') {
