@@ -253,3 +253,22 @@ async fn a_components_statements_are_written_from_a_dry_run_on_both_backends() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_batched_revision_part_way_is_not_written_as_a_script() {
+    let (project, db, _) = crate::batches::setup(Backend::Postgres, "batched", 300, 100).await;
+    db.exec("UPDATE e2e_batches SET fail_from = 101").await;
+    project.run(&db, &["up"]).fails_with(6);
+    assert_eq!(crate::batches::checkpoints(&db).await, ["b1:upgrade:1"]);
+    // Captured from its checkpoint on, the script would miss batch 1 and leave the
+    // checkpoint behind: refused, naming it, before anything runs.
+    let refused = project.run(&db, &["up", "--sql"]).fails_with(CONFIG);
+    assert!(
+        refused
+            .stderr
+            .contains("revision b1 is part-way through a batched upgrade (batch 1 committed)"),
+        "{refused:?}"
+    );
+    assert_eq!(crate::batches::checkpoints(&db).await, ["b1:upgrade:1"]);
+    db.drop_db().await;
+}

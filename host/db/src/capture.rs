@@ -39,9 +39,13 @@ pub fn statement_script(
     name: &str,
 ) -> Result<String, SqlError> {
     let sql = sql.trim().trim_end_matches(';').trim_end();
+    // An execute-many of no rows ran nothing.
+    if rows.is_empty() {
+        return Ok(String::new());
+    }
     match dialect {
         Dialect::Postgres if rows.iter().all(Vec::is_empty) => {
-            Ok(format!("{sql}\n;\n").repeat(rows.len().max(1)))
+            Ok(format!("{sql}\n;\n").repeat(rows.len()))
         }
         Dialect::Postgres => match pg_script::script_named(sql, rows, 0, name, true)? {
             Some(script) => Ok(script + "\n"),
@@ -68,10 +72,6 @@ pub fn statement_script(
             for (i, row) in rows.iter().enumerate() {
                 out.push_str(&sqlite_inline(sql, row, (rows.len() > 1).then_some(i))?);
                 // On its own line, so a trailing `-- comment` cannot swallow it.
-                out.push_str("\n;\n");
-            }
-            if rows.is_empty() {
-                out.push_str(sql);
                 out.push_str("\n;\n");
             }
             Ok(out)
@@ -143,17 +143,24 @@ pub fn copy_script(
     }
 }
 
-/// Whether `sql` only reads: every statement a `SELECT` (or `VALUES`) that writes nothing,
-/// in a `WITH` either (PostgreSQL's parser; on SQLite, a statement that starts with
-/// `SELECT` or `VALUES`). `false` when unsure: the script then runs it again, which a read
-/// survives.
+/// Whether `sql` only reads, surely: every statement a `SELECT` (or `VALUES`) that writes
+/// nothing, in a `WITH` either, and calls no function (one could write, set a setting or
+/// move a sequence), by PostgreSQL's parser. On SQLite, every statement starts with
+/// `SELECT` or `VALUES` (its functions cannot write). `false` when unsure: the script then
+/// runs it again, which a read survives.
 pub fn reads_only(sql: &str, dialect: Dialect) -> bool {
     match dialect {
         Dialect::Postgres => crate::pg_parse::reads_only(sql),
-        Dialect::Sqlite => matches!(
-            crate::tx_control::first_word(sql).as_deref(),
-            Some("SELECT" | "VALUES")
-        ),
+        // Every statement of it (a query may hold several): each a SELECT or VALUES.
+        Dialect::Sqlite => crate::tx_control::statements(sql, Dialect::Sqlite).is_ok_and(|all| {
+            !all.is_empty()
+                && all.iter().all(|one| {
+                    matches!(
+                        crate::tx_control::first_word(one).as_deref(),
+                        Some("SELECT" | "VALUES")
+                    )
+                })
+        }),
     }
 }
 
@@ -180,16 +187,6 @@ fn sqlite_inline(sql: &str, params: &[Value], row: Option<usize>) -> Result<Stri
         match b[i] {
             b'\'' | b'"' | b'`' => i = crate::tx_control::skip_quoted(b, i, b[i], false),
             b'[' => i = crate::tx_control::skip_quoted(b, i, b']', false),
-            // Inside a word (`a$b` is one identifier to SQLite): not a placeholder.
-            b':' | b'@' | b'$'
-                if i > 0
-                    && (b[i - 1].is_ascii_alphanumeric()
-                        || b[i - 1] == b'_'
-                        || b[i - 1] == b'$'
-                        || b[i - 1] >= 0x80) =>
-            {
-                i += 1;
-            }
             c if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 => {
                 // A whole word at once, so a `$` inside it is seen as part of it.
                 while i < b.len()
@@ -290,15 +287,11 @@ fn sqlite_literal(out: &mut String, value: &Value, at: ParamRef) -> Result<(), S
     match value {
         Value::Null => out.push_str("NULL"),
         Value::Bool(v) => out.push_str(if *v { "1" } else { "0" }),
-        Value::Int16(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Value::Int32(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Value::Int64(v) => {
-            let _ = write!(out, "{v}");
-        }
+        // A negative number in parentheses: after a `-` in the statement (`b -?`), a bare
+        // `-5` would start a comment.
+        Value::Int16(v) => signed(out, i64::from(*v)),
+        Value::Int32(v) => signed(out, i64::from(*v)),
+        Value::Int64(v) => signed(out, *v),
         Value::Float32(v) => sqlite_float(out, f64::from(*v)),
         Value::Float64(v) => sqlite_float(out, *v),
         Value::Text(t) => text(out, t)?,
@@ -347,13 +340,25 @@ fn sqlite_literal(out: &mut String, value: &Value, at: ParamRef) -> Result<(), S
     Ok(())
 }
 
+/// An integer, negative ones in parentheses (see [`sqlite_literal`]).
+fn signed(out: &mut String, v: i64) {
+    if v < 0 {
+        let _ = write!(out, "({v})");
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
 /// A float as SQLite reads it back exactly: Rust's shortest round-trip form with an
-/// exponent (`1e300`), NaN as NULL (what binding NaN stores), infinities as `9e999`.
+/// exponent (`1e300`), NaN as NULL (what binding NaN stores), infinities as `9e999`;
+/// negative ones in parentheses.
 fn sqlite_float(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NULL");
     } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "9e999" } else { "-9e999" });
+        out.push_str(if v > 0.0 { "9e999" } else { "(-9e999)" });
+    } else if v < 0.0 {
+        let _ = write!(out, "({v:e})");
     } else {
         let _ = write!(out, "{v:e}");
     }
@@ -395,6 +400,26 @@ mod tests {
             "SELECT '?', \"a?\", [b?], `c?` -- ?\n/* :x */ FROM t WHERE x = 1"
         );
         assert!(sqlite_inline("SELECT ?, ?", &[Value::Int64(1)], None).is_err());
+        // After a minus, a negative value cannot start a comment; a name after a word is
+        // still a placeholder (only `$` belongs to an identifier).
+        assert_eq!(
+            sqlite_inline(
+                "UPDATE t SET b = b -? WHERE c = 1 OR d = 2 THEN:v",
+                &[Value::Int64(-5), Value::Float64(-1.5)],
+                None
+            )
+            .unwrap(),
+            "UPDATE t SET b = b -(-5) WHERE c = 1 OR d = 2 THEN(-1.5e0)"
+        );
+        assert!(reads_only("SELECT 1; VALUES (2)", Dialect::Sqlite));
+        assert!(!reads_only(
+            "SELECT 1; CREATE INDEX i ON t (x)",
+            Dialect::Sqlite
+        ));
+        assert_eq!(
+            statement_script(Dialect::Sqlite, "INSERT INTO t VALUES (?)", &[], "x").unwrap(),
+            ""
+        );
         assert!(sqlite_inline("SELECT ?", &[Value::Int64(1), Value::Int64(2)], None).is_err());
     }
 
@@ -410,7 +435,7 @@ mod tests {
             sqlite_literal(&mut out, &v, ParamRef::new('?', 0)).unwrap();
             out.push(' ');
         }
-        assert_eq!(out, "1e-1 1e300 -9e999 X'00AB' ");
+        assert_eq!(out, "1e-1 1e300 (-9e999) X'00AB' ");
         assert!(
             sqlite_literal(
                 &mut out,

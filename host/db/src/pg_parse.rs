@@ -399,9 +399,10 @@ pub(crate) fn only_data(script: &str) -> bool {
     pg_query::split_with_scanner(script).is_ok_and(|pieces| pieces.into_iter().all(data))
 }
 
-/// Whether every statement of `sql` only reads: a `SELECT` (or `VALUES`) without `INTO`,
-/// locking clause, or a `WITH` query that writes. `false` for anything else, or text the
-/// parser cannot read.
+/// Whether every statement of `sql` only reads, surely: a `SELECT` (or `VALUES`) without
+/// `INTO`, locking clause, a `WITH` query that writes, or any function call (a function may
+/// write, set a setting or move a sequence). `false` for anything else, or text the parser
+/// cannot read.
 pub(crate) fn reads_only(sql: &str) -> bool {
     fn select_reads(select: &pg_query::protobuf::SelectStmt) -> bool {
         select.into_clause.is_none()
@@ -419,7 +420,14 @@ pub(crate) fn reads_only(sql: &str) -> bool {
             && select.rarg.as_ref().is_none_or(|r| select_reads(r))
     }
     pg_query::parse(sql, ParserOptions::DEFAULT).is_ok_and(|parsed| {
-        !parsed.protobuf.stmts.is_empty()
+        // A function may write, set a setting or move a sequence: not surely a read.
+        let calls = parsed
+            .protobuf
+            .nodes()
+            .iter()
+            .any(|(node, _, _, _)| matches!(node, NodeRef::FuncCall(_)));
+        !calls
+            && !parsed.protobuf.stmts.is_empty()
             && parsed.protobuf.stmts.iter().all(|raw| {
                 matches!(
                     raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
@@ -451,6 +459,9 @@ mod tests {
             assert!(reads_only(read), "{read}");
         }
         for write in [
+            "SELECT set_config('search_path', 'x', false)",
+            "SELECT nextval('s')",
+            "SELECT count(*) FROM t",
             "UPDATE t SET x = 1 RETURNING x",
             "WITH gone AS (DELETE FROM t RETURNING *) SELECT count(*) FROM gone",
             "SELECT * FROM (SELECT 1) a UNION (WITH w AS (DELETE FROM t RETURNING 1) SELECT * FROM w)",

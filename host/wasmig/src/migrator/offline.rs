@@ -326,6 +326,21 @@ impl Migrator {
         if sorted(&found) != sorted(heads) {
             return Err(elsewhere(&found).into());
         }
+        // A batched step part-way would be captured from its checkpoint on, and the script
+        // would leave the checkpoint behind.
+        let part_way = self
+            .connected_if_exists(async |db: &dyn crate::db::Database| db.checkpoints().await)
+            .await?
+            .unwrap_or_default();
+        if let Some(c) = part_way.first() {
+            return Err(ConfigError::new(format!(
+                "revision {} is part-way through a batched {} (batch {} committed): --sql writes whole steps; finish it with `wasmig up`, or resolve it, first",
+                c.revision,
+                c.direction.as_str(),
+                c.batches
+            ))
+            .into());
+        }
         let journal = std::sync::Arc::new(Journal::capturing());
         let dry = Migrator {
             project: self.project.clone(),
@@ -440,6 +455,11 @@ fn component_script<'a>(
                         &statement_script(dialect, sql, rows, &format!("wasmig_c{writes}"))
                             .map_err(described)?,
                     );
+                    // A query not surely a read (one calling a function, say) runs again;
+                    // what it returned still went to the component.
+                    if matches!(*call, "query" | "open-cursor") {
+                        out.read = true;
+                    }
                 }
             }
             CapturedCall::Script(script) => {
@@ -468,7 +488,7 @@ fn component_script<'a>(
                 id,
                 ended: Some(rolled_back),
             } => {
-                if let Some(pos) = open.iter().position(|(o, _, _)| o == id) {
+                if let Some(pos) = open.iter().rposition(|(o, _, _)| o == id) {
                     let (_, mark, marked) = open[pos];
                     open.truncate(pos);
                     if *rolled_back {
