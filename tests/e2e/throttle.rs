@@ -24,6 +24,14 @@ struct Standby {
 /// Drops the server's replication slots `wasmig_e2e_*` that no standby uses (left by a
 /// test that was killed), so they do not keep WAL forever.
 fn drop_idle_slots() {
+    on_server(
+        "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots \
+         WHERE slot_name LIKE 'wasmig\\_e2e\\_%' AND NOT active",
+    );
+}
+
+/// Runs `sql` with psql on the test server's `postgres` database.
+fn on_server(sql: &str) {
     let out = Command::new("psql")
         .args([
             "-h",
@@ -33,8 +41,7 @@ fn drop_idle_slots() {
             "-d",
             "postgres",
             "-Atc",
-            "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots \
-             WHERE slot_name LIKE 'wasmig\\_e2e\\_%' AND NOT active",
+            sql,
         ])
         .output()
         .unwrap();
@@ -89,22 +96,9 @@ impl Standby {
         // makes it only once the backup is under way, and on a server writing WAL fast (the
         // rest of the suite) the segment the backup began in can be recycled before then
         // ("requested WAL segment ... has already been removed", seen in CI).
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-Atc",
-            ])
-            .arg(format!(
-                "SELECT pg_create_physical_replication_slot('{slot}', true)"
-            ))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        on_server(&format!(
+            "SELECT pg_create_physical_replication_slot('{slot}', true)"
+        ));
         let backup = as_postgres(
             &bin.join("pg_basebackup"),
             &[

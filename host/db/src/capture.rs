@@ -302,40 +302,10 @@ fn sqlite_literal(out: &mut String, value: &Value, at: ParamRef) -> Result<(), S
             }
             out.push('\'');
         }
-        Value::Json(t) | Value::Jsonb(t) => {
-            value::check_json(t, at)?;
-            text(out, t)?;
-        }
-        Value::Uuid(t) => {
-            value::parse_uuid(t, at)?;
-            text(out, t)?;
-        }
-        Value::Date(t) => {
-            value::parse_date(t, at)?;
-            text(out, t)?;
-        }
-        Value::Time(t) => {
-            value::parse_time(t, at)?;
-            text(out, t)?;
-        }
-        Value::Timestamp(t) => {
-            value::parse_timestamp(t, at)?;
-            text(out, t)?;
-        }
-        Value::Timestamptz(t) => {
-            value::parse_timestamptz(t, at)?;
-            text(out, t)?;
-        }
-        Value::Numeric(_) => {
-            return Err(at.error(
-                "SQLite has no exact numeric type; bind the decimal as text, or as a float if rounding is acceptable",
-            ));
-        }
-        Value::Array(_) => {
-            return Err(at.error(
-                "SQLite has no array type; bind the elements as JSON text (a json value) or store them in a separate table",
-            ));
-        }
+        other => match value::sqlite_text(other, at)? {
+            Some(t) => text(out, t)?,
+            None => unreachable!("every other kind is written above"),
+        },
     }
     Ok(())
 }

@@ -169,6 +169,56 @@ pub(super) fn parse_timestamptz(text: &str, at: ParamRef) -> Result<DateTime<Utc
         })
 }
 
+/// On SQLite, which stores them as text: the text of a JSON, UUID, date, time or timestamp
+/// value, validated as on PostgreSQL (so a malformed value fails on both); `None` for the
+/// other kinds, which have their own storage.
+///
+/// # Errors
+/// `WASMIG-BIND` for a malformed value, and for `numeric` and arrays, which SQLite lacks.
+pub(super) fn sqlite_text(
+    value: &wasmig_contract::Value,
+    at: ParamRef,
+) -> Result<Option<&str>, SqlError> {
+    use wasmig_contract::Value;
+    Ok(Some(match value {
+        Value::Json(text) | Value::Jsonb(text) => {
+            check_json(text, at)?;
+            text
+        }
+        Value::Uuid(text) => {
+            parse_uuid(text, at)?;
+            text
+        }
+        Value::Date(text) => {
+            parse_date(text, at)?;
+            text
+        }
+        Value::Time(text) => {
+            parse_time(text, at)?;
+            text
+        }
+        Value::Timestamp(text) => {
+            parse_timestamp(text, at)?;
+            text
+        }
+        Value::Timestamptz(text) => {
+            parse_timestamptz(text, at)?;
+            text
+        }
+        Value::Numeric(_) => {
+            return Err(at.error(
+                "SQLite has no exact numeric type; bind the decimal as text, or as a float if rounding is acceptable",
+            ));
+        }
+        Value::Array(_) => {
+            return Err(at.error(
+                "SQLite has no array type; bind the elements as JSON text (a json value) or store them in a separate table",
+            ));
+        }
+        _ => return Ok(None),
+    }))
+}
+
 /// Checks that `text` is one JSON document (the database would reject it later, with a less
 /// helpful message, or on SQLite not at all).
 pub(super) fn check_json(text: &str, at: ParamRef) -> Result<(), SqlError> {

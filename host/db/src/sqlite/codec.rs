@@ -77,40 +77,10 @@ pub(super) fn bind_into(
             Value::Bytes(bytes) => add(args, bytes.as_slice(), at)?,
             // Validated like on PostgreSQL, so a malformed value fails on both; then bound as
             // the text itself, which SQLite's JSON and date functions read.
-            Value::Json(text) | Value::Jsonb(text) => {
-                value::check_json(text, at)?;
-                add(args, text.as_str(), at)?;
-            }
-            Value::Uuid(text) => {
-                value::parse_uuid(text, at)?;
-                add(args, text.as_str(), at)?;
-            }
-            Value::Date(text) => {
-                value::parse_date(text, at)?;
-                add(args, text.as_str(), at)?;
-            }
-            Value::Time(text) => {
-                value::parse_time(text, at)?;
-                add(args, text.as_str(), at)?;
-            }
-            Value::Timestamp(text) => {
-                value::parse_timestamp(text, at)?;
-                add(args, text.as_str(), at)?;
-            }
-            Value::Timestamptz(text) => {
-                value::parse_timestamptz(text, at)?;
-                add(args, text.as_str(), at)?;
-            }
-            Value::Numeric(_) => {
-                return Err(at.error(
-                    "SQLite has no exact numeric type; bind the decimal as text, or as a float if rounding is acceptable",
-                ));
-            }
-            Value::Array(_) => {
-                return Err(at.error(
-                    "SQLite has no array type; bind the elements as JSON text (a json value) or store them in a separate table",
-                ));
-            }
+            other => match value::sqlite_text(other, at)? {
+                Some(text) => add(args, text, at)?,
+                None => unreachable!("every other kind is bound above"),
+            },
         }
     }
     Ok(())
