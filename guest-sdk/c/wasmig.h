@@ -96,10 +96,16 @@ bool wasmig_fail(const char *message);
 
 /* ---- statements -------------------------------------------------------------------- */
 
+/* The cases of the WIT's `sql-dialect`, each named (the values are the WIT's own). */
+/* PostgreSQL: placeholders $1, $2... */
 #define WASMIG_POSTGRES WASMIG_MIGRATION_TYPES_SQL_DIALECT_POSTGRES
+/* SQLite: placeholders ?1, ?2... or ?. */
 #define WASMIG_SQLITE WASMIG_MIGRATION_TYPES_SQL_DIALECT_SQLITE
+/* MySQL and MariaDB: placeholders ?, bound in order (a value used twice is passed twice).
+ * DDL commits implicitly there, so a revision with DDL is not atomic. */
+#define WASMIG_MYSQL WASMIG_MIGRATION_TYPES_SQL_DIALECT_MYSQL
 
-/* WASMIG_POSTGRES or WASMIG_SQLITE. */
+/* WASMIG_POSTGRES, WASMIG_SQLITE or WASMIG_MYSQL: which database the migration runs against. */
 int wasmig_dialect(void);
 
 /* Runs a script of statements separated by `;`, without parameters (DDL). */

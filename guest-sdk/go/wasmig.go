@@ -35,8 +35,8 @@
 // migration handles it, unless the statement ran inside a savepoint that was rolled back
 // (WithSavepoint).
 //
-// Placeholders are the database's: $1 on PostgreSQL, ? or ?1 on SQLite (CurrentDialect
-// says which). Arguments are Go values (see the README for the mapping); results are read
+// Placeholders are the database's: $1 on PostgreSQL, ? or ?1 on SQLite, ? on MySQL
+// (CurrentDialect says which). Arguments are Go values (see the README for the mapping); results are read
 // with Rows.Scan as in database/sql.
 //
 // There are no files, environment, network or sockets in the sandbox; the clock and
@@ -78,22 +78,38 @@ const (
 	Postgres Dialect = iota
 	// SQLite is SQLite: ?- or ?NNN-style placeholders.
 	SQLite
+	// MySQL is MySQL or MariaDB: ?-style placeholders, bound in order (a value used twice
+	// is passed twice). DDL commits implicitly there, so a revision with DDL is not atomic.
+	MySQL
 )
 
-// String is "postgres" or "sqlite".
+// String is "postgres", "sqlite" or "mysql".
 func (d Dialect) String() string {
-	if d == SQLite {
+	switch d {
+	case Postgres:
+		return "postgres"
+	case SQLite:
 		return "sqlite"
+	case MySQL:
+		return "mysql"
 	}
-	return "postgres"
+	return fmt.Sprintf("Dialect(%d)", uint8(d))
 }
 
 // CurrentDialect says which database the migration runs against.
 func CurrentDialect() Dialect {
-	if sql.Dialect() == types.SqlDialect_Sqlite {
+	// Every case of the WIT's sql-dialect, named: one missing here panics rather than
+	// passing for another database.
+	switch d := sql.Dialect(); d {
+	case types.SqlDialect_Postgres:
+		return Postgres
+	case types.SqlDialect_Sqlite:
 		return SQLite
+	case types.SqlDialect_Mysql:
+		return MySQL
+	default:
+		panic(fmt.Sprintf("wasmig: unknown dialect %d (an SDK older than the host's WIT)", d))
 	}
-	return Postgres
 }
 
 // SQLError is an error reported by the database, or by wasmig before the statement

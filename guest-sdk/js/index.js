@@ -47,10 +47,15 @@ import { checkpoint as witCheckpoint, nextBatch as witNextBatch } from "wasmig:m
 // StarlingMonkey (BigInts).
 const INT64_AS_BIGINT = false;
 
-/** `dialect()` on PostgreSQL. */
+/** `dialect()` on PostgreSQL: placeholders `$1`, `$2`... */
 export const POSTGRES = "postgres";
-/** `dialect()` on SQLite. */
+/** `dialect()` on SQLite: placeholders `?1`, `?2`... or `?`. */
 export const SQLITE = "sqlite";
+/**
+ * `dialect()` on MySQL and MariaDB: placeholders `?`, bound in order (a value used twice is
+ * passed twice). DDL commits implicitly there, so a revision with DDL is not atomic.
+ */
+export const MYSQL = "mysql";
 
 /** An error reported by the database, or by wasmig before the statement reached it. */
 export class SqlError extends Error {
@@ -268,14 +273,26 @@ function rowsOf(columns, rows) {
 
 // --- statements --------------------------------------------------------------------------
 
-/** `POSTGRES` or `SQLITE`: which database the migration runs against. */
+/** `POSTGRES`, `SQLITE` or `MYSQL`: which database the migration runs against. */
 export function dialect() {
-  return witDialect() === "postgres" ? POSTGRES : SQLITE;
+  // Every case of the WIT's `sql-dialect`, named: one missing here throws rather than
+  // passing for another database.
+  const dialect = witDialect();
+  switch (dialect) {
+    case "postgres":
+      return POSTGRES;
+    case "sqlite":
+      return SQLITE;
+    case "mysql":
+      return MYSQL;
+    default:
+      throw new Error(`wasmig: unknown dialect ${dialect} (an SDK older than the host's WIT)`);
+  }
 }
 
 /**
  * Runs one statement and returns the number of rows it affected. Placeholders are the
- * database's: `$1` on PostgreSQL, `?` or `?1` on SQLite.
+ * database's: `$1` on PostgreSQL, `?` or `?1` on SQLite, `?` on MySQL.
  */
 export function execute(statement, ...args) {
   return int64Result(call(witExecute, statement, params(args)));

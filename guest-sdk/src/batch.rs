@@ -36,6 +36,7 @@
 //!         let select = match db::dialect() {
 //!             Dialect::Postgres => "SELECT id, email FROM people WHERE id > $1 ORDER BY id LIMIT $2",
 //!             Dialect::Sqlite => "SELECT id, email FROM people WHERE id > ?1 ORDER BY id LIMIT ?2",
+//!             Dialect::Mysql => "SELECT id, email FROM people WHERE id > ? ORDER BY id LIMIT ?",
 //!         };
 //!         Keyset::<i64>::new(select)
 //!             .size(10_000)
@@ -49,10 +50,11 @@
 //!                     norms.push(row.get::<Option<String>>(1)?.map(|e| e.trim().to_lowercase()));
 //!                 }
 //!                 let update = match db::dialect() {
-//!                     Dialect::Postgres => "UPDATE people SET email_norm = $2 WHERE id = $1",
-//!                     Dialect::Sqlite => "UPDATE people SET email_norm = ?2 WHERE id = ?1",
+//!                     Dialect::Postgres => "UPDATE people SET email_norm = $1 WHERE id = $2",
+//!                     Dialect::Sqlite => "UPDATE people SET email_norm = ?1 WHERE id = ?2",
+//!                     Dialect::Mysql => "UPDATE people SET email_norm = ? WHERE id = ?",
 //!                 };
-//!                 let rows: Vec<_> = ids.into_iter().zip(norms).map(|(id, n)| params![id, n]).collect();
+//!                 let rows: Vec<_> = ids.into_iter().zip(norms).map(|(id, n)| params![n, id]).collect();
 //!                 db::execute_many(update, &rows)?;
 //!                 Ok(())
 //!             })
@@ -296,9 +298,10 @@ impl<K: Key> Position<K> {
 /// `select` returns the rows of one batch. Its first column is the key (unique, and the
 /// order of the walk), its first parameter the key of the last row already processed, its
 /// second the batch size: `SELECT id, email FROM people WHERE id > $1 ORDER BY id LIMIT $2`
-/// (`?1`, `?2` on SQLite). Each call of [`Keyset::run`] processes one batch and, unless it
-/// was the last (fewer rows than the batch size), asks for the next with a checkpoint that
-/// holds the last key and the rows done so far. It reports progress as it goes.
+/// (`?1`, `?2` on SQLite; `?`, `?` on MySQL, where they bind in that order). Each call of
+/// [`Keyset::run`] processes one batch and, unless it was the last (fewer rows than the
+/// batch size), asks for the next with a checkpoint that holds the last key and the rows
+/// done so far. It reports progress as it goes.
 ///
 /// `K` is the key's Rust type: `i16`, `i32`, `i64`, `String` or [`Uuid`].
 #[must_use = "a Keyset does nothing until `run`"]

@@ -136,7 +136,7 @@ static mut _RET_AREA: _RetArea = _RetArea(
 #[rustfmt::skip]
 #[allow(dead_code, clippy::all)]
 pub mod wasmig {
-    pub mod migration0_2_0 {
+    pub mod migration0_3_0 {
         /// Values, rows and errors exchanged with the database.
         ///
         /// Temporal and other non-primitive values travel as text in fixed, documented formats,
@@ -435,7 +435,9 @@ pub mod wasmig {
                 }
             }
             impl ::core::error::Error for SqlError {}
-            /// The database engine behind the connection.
+            /// The database engine behind the connection, and so the placeholder syntax of the
+            /// statements a migration sends: `$1` on PostgreSQL, `?` or `?NNN` on SQLite, `?` on
+            /// MySQL and MariaDB.
             #[repr(u8)]
             #[derive(Clone, Copy, Eq, Ord, PartialEq, PartialOrd)]
             pub enum SqlDialect {
@@ -443,6 +445,13 @@ pub mod wasmig {
                 Postgres,
                 /// SQLite: `?`/`?NNN`-style parameters.
                 Sqlite,
+                /// MySQL or MariaDB (added in 0.3.0): `?`-style parameters, bound in order (there
+                /// are no numbered placeholders, so a value used twice is passed twice).
+                ///
+                /// DDL commits implicitly there (the server ends the open transaction around each
+                /// `CREATE`, `ALTER`, `DROP`…), so a revision with DDL is not atomic: what ran before
+                /// a failing statement may stay.
+                Mysql,
             }
             impl ::core::fmt::Debug for SqlDialect {
                 fn fmt(
@@ -456,6 +465,7 @@ pub mod wasmig {
                         SqlDialect::Sqlite => {
                             f.debug_tuple("SqlDialect::Sqlite").finish()
                         }
+                        SqlDialect::Mysql => f.debug_tuple("SqlDialect::Mysql").finish(),
                     }
                 }
             }
@@ -468,6 +478,7 @@ pub mod wasmig {
                     match val {
                         0 => SqlDialect::Postgres,
                         1 => SqlDialect::Sqlite,
+                        2 => SqlDialect::Mysql,
                         _ => panic!("invalid enum discriminant"),
                     }
                 }
@@ -476,26 +487,27 @@ pub mod wasmig {
         /// SQL on the migration's own transaction.
         ///
         /// Every call runs inside the transaction that also records the migration in the version
-        /// table, so a migration commits whole or not at all.
+        /// table, so a migration commits whole or not at all (on MySQL, only one that runs no DDL:
+        /// see `sql-dialect`).
         ///
         /// Errors: a failing statement returns its `sql-error` to the guest, which may handle it.
         /// But an error that is not handled inside a `savepoint` fails the migration even if the guest
         /// carries on and returns success: on PostgreSQL the transaction is aborted by the error and its
-        /// work would be silently lost, and wasmig applies the same rule on SQLite so that a migration
-        /// behaves alike on both. To try a statement that may fail and continue, run it inside a
-        /// savepoint and roll the savepoint back when it fails.
+        /// work would be silently lost, and wasmig applies the same rule on SQLite and MySQL so that a
+        /// migration behaves alike on every database. To try a statement that may fail and continue,
+        /// run it inside a savepoint and roll the savepoint back when it fails.
         #[allow(dead_code, async_fn_in_trait, unused_imports, clippy::all)]
         pub mod sql {
             #[used]
             #[doc(hidden)]
             static __FORCE_SECTION_REF: fn() = super::super::super::__link_custom_section_describing_imports;
             use super::super::super::_rt;
-            pub type Value = super::super::super::wasmig::migration0_2_0::types::Value;
-            pub type Row = super::super::super::wasmig::migration0_2_0::types::Row;
-            pub type Column = super::super::super::wasmig::migration0_2_0::types::Column;
-            pub type QueryResult = super::super::super::wasmig::migration0_2_0::types::QueryResult;
-            pub type SqlError = super::super::super::wasmig::migration0_2_0::types::SqlError;
-            pub type SqlDialect = super::super::super::wasmig::migration0_2_0::types::SqlDialect;
+            pub type Value = super::super::super::wasmig::migration0_3_0::types::Value;
+            pub type Row = super::super::super::wasmig::migration0_3_0::types::Row;
+            pub type Column = super::super::super::wasmig::migration0_3_0::types::Column;
+            pub type QueryResult = super::super::super::wasmig::migration0_3_0::types::QueryResult;
+            pub type SqlError = super::super::super::wasmig::migration0_3_0::types::SqlError;
+            pub type SqlDialect = super::super::super::wasmig::migration0_3_0::types::SqlDialect;
             /// A result read in chunks, so a large table never has to fit in guest memory.
             ///
             /// On PostgreSQL this is a server-side cursor (`DECLARE … NO SCROLL CURSOR`); the guest may
@@ -526,7 +538,7 @@ pub mod wasmig {
                 #[inline]
                 unsafe fn drop(_handle: u32) {
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "[resource-drop]cursor"]
                         fn drop(_: i32);
@@ -569,7 +581,7 @@ pub mod wasmig {
                 #[inline]
                 unsafe fn drop(_handle: u32) {
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "[resource-drop]savepoint"]
                         fn drop(_: i32);
@@ -589,7 +601,7 @@ pub mod wasmig {
             pub fn dialect() -> SqlDialect {
                 unsafe {
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "dialect"]
                         fn wit_import0() -> i32;
@@ -599,7 +611,7 @@ pub mod wasmig {
                         unreachable!()
                     }
                     let ret = wit_import0();
-                    super::super::super::wasmig::migration0_2_0::types::SqlDialect::_lift(
+                    super::super::super::wasmig::migration0_3_0::types::SqlDialect::_lift(
                         ret as u8,
                     )
                 }
@@ -638,7 +650,7 @@ pub mod wasmig {
                         let base = result39
                             .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                         {
-                            use super::super::super::wasmig::migration0_2_0::types::Value as V38;
+                            use super::super::super::wasmig::migration0_3_0::types::Value as V38;
                             match e {
                                 V38::Null => {
                                     *base.add(0).cast::<u8>() = (0i32) as u8;
@@ -772,7 +784,7 @@ pub mod wasmig {
                                 }
                                 V38::Array(e) => {
                                     *base.add(0).cast::<u8>() = (17i32) as u8;
-                                    use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V37;
+                                    use super::super::super::wasmig::migration0_3_0::types::ArrayValue as V37;
                                     match e {
                                         V37::Bool(e) => {
                                             *base.add(8).cast::<u8>() = (0i32) as u8;
@@ -1418,7 +1430,7 @@ pub mod wasmig {
                     }
                     let ptr40 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "execute"]
                         fn wit_import41(
@@ -1498,7 +1510,7 @@ pub mod wasmig {
                                         .add(8 + 16 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                super::super::super::wasmig::migration0_3_0::types::SqlError {
                                     code: _rt::string_lift(bytes46),
                                     message: _rt::string_lift(bytes49),
                                     detail: match l50 {
@@ -1655,7 +1667,7 @@ pub mod wasmig {
                         let base = result39
                             .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                         {
-                            use super::super::super::wasmig::migration0_2_0::types::Value as V38;
+                            use super::super::super::wasmig::migration0_3_0::types::Value as V38;
                             match e {
                                 V38::Null => {
                                     *base.add(0).cast::<u8>() = (0i32) as u8;
@@ -1789,7 +1801,7 @@ pub mod wasmig {
                                 }
                                 V38::Array(e) => {
                                     *base.add(0).cast::<u8>() = (17i32) as u8;
-                                    use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V37;
+                                    use super::super::super::wasmig::migration0_3_0::types::ArrayValue as V37;
                                     match e {
                                         V37::Bool(e) => {
                                             *base.add(8).cast::<u8>() = (0i32) as u8;
@@ -2435,7 +2447,7 @@ pub mod wasmig {
                     }
                     let ptr40 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "query"]
                         fn wit_import41(
@@ -2496,7 +2508,7 @@ pub mod wasmig {
                                             len50,
                                             len50,
                                         );
-                                        super::super::super::wasmig::migration0_2_0::types::Column {
+                                        super::super::super::wasmig::migration0_3_0::types::Column {
                                             name: _rt::string_lift(bytes47),
                                             type_name: _rt::string_lift(bytes50),
                                         }
@@ -2533,7 +2545,7 @@ pub mod wasmig {
                                                 .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                                             let e196 = {
                                                 let l56 = i32::from(*base.add(0).cast::<u8>());
-                                                use super::super::super::wasmig::migration0_2_0::types::Value as V195;
+                                                use super::super::super::wasmig::migration0_3_0::types::Value as V195;
                                                 let v195 = match l56 {
                                                     0 => V195::Null,
                                                     1 => {
@@ -2739,7 +2751,7 @@ pub mod wasmig {
                                                         debug_assert_eq!(n, 17, "invalid enum discriminant");
                                                         let e195 = {
                                                             let l93 = i32::from(*base.add(8).cast::<u8>());
-                                                            use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V194;
+                                                            use super::super::super::wasmig::migration0_3_0::types::ArrayValue as V194;
                                                             let v194 = match l93 {
                                                                 0 => {
                                                                     let e194 = {
@@ -3469,7 +3481,7 @@ pub mod wasmig {
                                     len197 * (2 * ::core::mem::size_of::<*const u8>()),
                                     ::core::mem::size_of::<*const u8>(),
                                 );
-                                super::super::super::wasmig::migration0_2_0::types::QueryResult {
+                                super::super::super::wasmig::migration0_3_0::types::QueryResult {
                                     columns: result51,
                                     rows: result197,
                                 }
@@ -3527,7 +3539,7 @@ pub mod wasmig {
                                         .add(17 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                super::super::super::wasmig::migration0_3_0::types::SqlError {
                                     code: _rt::string_lift(bytes200),
                                     message: _rt::string_lift(bytes203),
                                     detail: match l204 {
@@ -3671,7 +3683,7 @@ pub mod wasmig {
                     let len0 = vec0.len();
                     let ptr1 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "batch"]
                         fn wit_import2(_: *mut u8, _: usize, _: *mut u8);
@@ -3738,7 +3750,7 @@ pub mod wasmig {
                                         .add(17 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                super::super::super::wasmig::migration0_3_0::types::SqlError {
                                     code: _rt::string_lift(bytes6),
                                     message: _rt::string_lift(bytes9),
                                     detail: match l10 {
@@ -3911,7 +3923,7 @@ pub mod wasmig {
                                 let base = result39
                                     .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                                 {
-                                    use super::super::super::wasmig::migration0_2_0::types::Value as V38;
+                                    use super::super::super::wasmig::migration0_3_0::types::Value as V38;
                                     match e {
                                         V38::Null => {
                                             *base.add(0).cast::<u8>() = (0i32) as u8;
@@ -4045,7 +4057,7 @@ pub mod wasmig {
                                         }
                                         V38::Array(e) => {
                                             *base.add(0).cast::<u8>() = (17i32) as u8;
-                                            use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V37;
+                                            use super::super::super::wasmig::migration0_3_0::types::ArrayValue as V37;
                                             match e {
                                                 V37::Bool(e) => {
                                                     *base.add(8).cast::<u8>() = (0i32) as u8;
@@ -4697,7 +4709,7 @@ pub mod wasmig {
                     }
                     let ptr41 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "execute-many"]
                         fn wit_import42(
@@ -4777,7 +4789,7 @@ pub mod wasmig {
                                         .add(8 + 16 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                super::super::super::wasmig::migration0_3_0::types::SqlError {
                                     code: _rt::string_lift(bytes47),
                                     message: _rt::string_lift(bytes50),
                                     detail: match l51 {
@@ -4918,7 +4930,7 @@ pub mod wasmig {
                         );
                         let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                         #[cfg(target_arch = "wasm32")]
-                        #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                        #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                         unsafe extern "C" {
                             #[link_name = "[method]cursor.columns"]
                             fn wit_import1(_: i32, _: *mut u8);
@@ -4961,7 +4973,7 @@ pub mod wasmig {
                                     len9,
                                     len9,
                                 );
-                                super::super::super::wasmig::migration0_2_0::types::Column {
+                                super::super::super::wasmig::migration0_3_0::types::Column {
                                     name: _rt::string_lift(bytes6),
                                     type_name: _rt::string_lift(bytes9),
                                 }
@@ -5000,7 +5012,7 @@ pub mod wasmig {
                         );
                         let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                         #[cfg(target_arch = "wasm32")]
-                        #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                        #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                         unsafe extern "C" {
                             #[link_name = "[method]cursor.next"]
                             fn wit_import1(_: i32, _: i32, _: *mut u8);
@@ -5043,7 +5055,7 @@ pub mod wasmig {
                                                     .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                                                 let e147 = {
                                                     let l7 = i32::from(*base.add(0).cast::<u8>());
-                                                    use super::super::super::wasmig::migration0_2_0::types::Value as V146;
+                                                    use super::super::super::wasmig::migration0_3_0::types::Value as V146;
                                                     let v146 = match l7 {
                                                         0 => V146::Null,
                                                         1 => {
@@ -5249,7 +5261,7 @@ pub mod wasmig {
                                                             debug_assert_eq!(n, 17, "invalid enum discriminant");
                                                             let e146 = {
                                                                 let l44 = i32::from(*base.add(8).cast::<u8>());
-                                                                use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V145;
+                                                                use super::super::super::wasmig::migration0_3_0::types::ArrayValue as V145;
                                                                 let v145 = match l44 {
                                                                     0 => {
                                                                         let e145 = {
@@ -6032,7 +6044,7 @@ pub mod wasmig {
                                             .add(17 * ::core::mem::size_of::<*const u8>())
                                             .cast::<u8>(),
                                     );
-                                    super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                    super::super::super::wasmig::migration0_3_0::types::SqlError {
                                         code: _rt::string_lift(bytes151),
                                         message: _rt::string_lift(bytes154),
                                         detail: match l155 {
@@ -6190,7 +6202,7 @@ pub mod wasmig {
                         let base = result39
                             .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                         {
-                            use super::super::super::wasmig::migration0_2_0::types::Value as V38;
+                            use super::super::super::wasmig::migration0_3_0::types::Value as V38;
                             match e {
                                 V38::Null => {
                                     *base.add(0).cast::<u8>() = (0i32) as u8;
@@ -6324,7 +6336,7 @@ pub mod wasmig {
                                 }
                                 V38::Array(e) => {
                                     *base.add(0).cast::<u8>() = (17i32) as u8;
-                                    use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V37;
+                                    use super::super::super::wasmig::migration0_3_0::types::ArrayValue as V37;
                                     match e {
                                         V37::Bool(e) => {
                                             *base.add(8).cast::<u8>() = (0i32) as u8;
@@ -6970,7 +6982,7 @@ pub mod wasmig {
                     }
                     let ptr40 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "open-cursor"]
                         fn wit_import41(
@@ -7054,7 +7066,7 @@ pub mod wasmig {
                                         .add(17 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                super::super::super::wasmig::migration0_3_0::types::SqlError {
                                     code: _rt::string_lift(bytes46),
                                     message: _rt::string_lift(bytes49),
                                     detail: match l50 {
@@ -7196,7 +7208,7 @@ pub mod wasmig {
                         );
                         let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                         #[cfg(target_arch = "wasm32")]
-                        #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                        #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                         unsafe extern "C" {
                             #[link_name = "[method]savepoint.release"]
                             fn wit_import1(_: i32, _: *mut u8);
@@ -7263,7 +7275,7 @@ pub mod wasmig {
                                             .add(17 * ::core::mem::size_of::<*const u8>())
                                             .cast::<u8>(),
                                     );
-                                    super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                    super::super::super::wasmig::migration0_3_0::types::SqlError {
                                         code: _rt::string_lift(bytes5),
                                         message: _rt::string_lift(bytes8),
                                         detail: match l9 {
@@ -7405,7 +7417,7 @@ pub mod wasmig {
                         );
                         let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                         #[cfg(target_arch = "wasm32")]
-                        #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                        #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                         unsafe extern "C" {
                             #[link_name = "[method]savepoint.rollback"]
                             fn wit_import1(_: i32, _: *mut u8);
@@ -7472,7 +7484,7 @@ pub mod wasmig {
                                             .add(17 * ::core::mem::size_of::<*const u8>())
                                             .cast::<u8>(),
                                     );
-                                    super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                    super::super::super::wasmig::migration0_3_0::types::SqlError {
                                         code: _rt::string_lift(bytes5),
                                         message: _rt::string_lift(bytes8),
                                         detail: match l9 {
@@ -7613,7 +7625,7 @@ pub mod wasmig {
                     );
                     let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "begin-savepoint"]
                         fn wit_import1(_: *mut u8);
@@ -7685,7 +7697,7 @@ pub mod wasmig {
                                         .add(17 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                super::super::super::wasmig::migration0_3_0::types::SqlError {
                                     code: _rt::string_lift(bytes6),
                                     message: _rt::string_lift(bytes9),
                                     detail: match l10 {
@@ -7888,7 +7900,7 @@ pub mod wasmig {
                                 let base = result41
                                     .add(i * (16 + 2 * ::core::mem::size_of::<*const u8>()));
                                 {
-                                    use super::super::super::wasmig::migration0_2_0::types::Value as V40;
+                                    use super::super::super::wasmig::migration0_3_0::types::Value as V40;
                                     match e {
                                         V40::Null => {
                                             *base.add(0).cast::<u8>() = (0i32) as u8;
@@ -8022,7 +8034,7 @@ pub mod wasmig {
                                         }
                                         V40::Array(e) => {
                                             *base.add(0).cast::<u8>() = (17i32) as u8;
-                                            use super::super::super::wasmig::migration0_2_0::types::ArrayValue as V39;
+                                            use super::super::super::wasmig::migration0_3_0::types::ArrayValue as V39;
                                             match e {
                                                 V39::Bool(e) => {
                                                     *base.add(8).cast::<u8>() = (0i32) as u8;
@@ -8674,7 +8686,7 @@ pub mod wasmig {
                     }
                     let ptr43 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/sql@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/sql@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "copy-in"]
                         fn wit_import44(
@@ -8766,7 +8778,7 @@ pub mod wasmig {
                                         .add(8 + 16 * ::core::mem::size_of::<*const u8>())
                                         .cast::<u8>(),
                                 );
-                                super::super::super::wasmig::migration0_2_0::types::SqlError {
+                                super::super::super::wasmig::migration0_3_0::types::SqlError {
                                     code: _rt::string_lift(bytes49),
                                     message: _rt::string_lift(bytes52),
                                     detail: match l53 {
@@ -8950,7 +8962,7 @@ pub mod wasmig {
                     let ptr0 = vec0.as_ptr().cast::<u8>();
                     let len0 = vec0.len();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/log@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/log@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "log"]
                         fn wit_import1(_: i32, _: *mut u8, _: usize);
@@ -8973,7 +8985,7 @@ pub mod wasmig {
                         None => (0i32, 0i64),
                     };
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/log@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/log@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "progress"]
                         fn wit_import1(_: i64, _: i32, _: i64);
@@ -9032,7 +9044,7 @@ pub mod wasmig {
                     );
                     let ptr0 = ret_area.0.as_mut_ptr().cast::<u8>();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/batch@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/batch@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "checkpoint"]
                         fn wit_import1(_: *mut u8);
@@ -9080,7 +9092,7 @@ pub mod wasmig {
                     let ptr0 = vec0.as_ptr().cast::<u8>();
                     let len0 = vec0.len();
                     #[cfg(target_arch = "wasm32")]
-                    #[link(wasm_import_module = "wasmig:migration/batch@0.2.0")]
+                    #[link(wasm_import_module = "wasmig:migration/batch@0.3.0")]
                     unsafe extern "C" {
                         #[link_name = "next-batch"]
                         fn wit_import1(_: *mut u8, _: usize);
@@ -9358,11 +9370,11 @@ macro_rules! __export_migration_impl {
         $($path_to_types_root)*:: __export_world_migration_cabi!($ty with_types_in
         $($path_to_types_root)*); const _ : () = { #[rustfmt::skip] #[cfg(target_arch =
         "wasm32")] #[unsafe (link_section =
-        "component-type:wit-bindgen:0.63.0:wasmig:migration@0.2.0:migration:imports and exports")]
+        "component-type:wit-bindgen:0.63.0:wasmig:migration@0.3.0:migration:imports and exports")]
         #[doc(hidden)] #[allow(clippy::octal_escapes)] pub static
-        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 1795] = *
+        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 1801] = *
         b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\x83\x0d\x01A\x02\x01\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\x89\x0d\x01A\x02\x01\
 A\x12\x01B!\x01k\x7f\x01p\0\x01k|\x01p\x02\x01kz\x01p\x04\x01kx\x01p\x06\x01kv\x01\
 p\x08\x01ku\x01p\x0a\x01ks\x01p\x0c\x01p}\x01k\x0e\x01p\x0f\x01q\x10\x04bool\x01\
 \x01\0\x05int16\x01\x03\0\x05int32\x01\x05\0\x05int64\x01\x07\0\x07float32\x01\x09\
@@ -9377,34 +9389,34 @@ s\0\x04time\x01s\0\x09timestamp\x01s\0\x0btimestamptz\x01s\0\x05array\x01\x12\0\
 p\x14\x04\0\x03row\x03\0\x17\x01p\x16\x01p\x18\x01r\x02\x07columns\x19\x04rows\x1a\
 \x04\0\x0cquery-result\x03\0\x1b\x01r\x07\x04codes\x07messages\x06detail\x0c\x04\
 hint\x0c\x0aconstraint\x0c\x05table\x0c\x06column\x0c\x04\0\x09sql-error\x03\0\x1d\
-\x01m\x02\x08postgres\x06sqlite\x04\0\x0bsql-dialect\x03\0\x1f\x03\0\x1cwasmig:m\
-igration/types@0.2.0\x05\0\x02\x03\0\0\x05value\x02\x03\0\0\x03row\x02\x03\0\0\x06\
-column\x02\x03\0\0\x0cquery-result\x02\x03\0\0\x09sql-error\x02\x03\0\0\x0bsql-d\
-ialect\x01B4\x02\x03\x02\x01\x01\x04\0\x05value\x03\0\0\x02\x03\x02\x01\x02\x04\0\
-\x03row\x03\0\x02\x02\x03\x02\x01\x03\x04\0\x06column\x03\0\x04\x02\x03\x02\x01\x04\
-\x04\0\x0cquery-result\x03\0\x06\x02\x03\x02\x01\x05\x04\0\x09sql-error\x03\0\x08\
-\x02\x03\x02\x01\x06\x04\0\x0bsql-dialect\x03\0\x0a\x04\0\x06cursor\x03\x01\x04\0\
-\x09savepoint\x03\x01\x01h\x0c\x01p\x05\x01@\x01\x04self\x0e\0\x0f\x04\0\x16[met\
-hod]cursor.columns\x01\x10\x01p\x03\x01j\x01\x11\x01\x09\x01@\x02\x04self\x0e\x08\
-max-rowsy\0\x12\x04\0\x13[method]cursor.next\x01\x13\x01h\x0d\x01j\0\x01\x09\x01\
-@\x01\x04self\x14\0\x15\x04\0\x19[method]savepoint.release\x01\x16\x04\0\x1a[met\
-hod]savepoint.rollback\x01\x16\x01@\0\0\x0b\x04\0\x07dialect\x01\x17\x01p\x01\x01\
-j\x01w\x01\x09\x01@\x02\x09statements\x06params\x18\0\x19\x04\0\x07execute\x01\x1a\
-\x01j\x01\x07\x01\x09\x01@\x02\x09statements\x06params\x18\0\x1b\x04\0\x05query\x01\
-\x1c\x01@\x01\x06scripts\0\x15\x04\0\x05batch\x01\x1d\x01p\x18\x01@\x02\x09state\
-ments\x04rows\x1e\0\x19\x04\0\x0cexecute-many\x01\x1f\x01i\x0c\x01j\x01\x20\x01\x09\
-\x01@\x02\x09statements\x06params\x18\0!\x04\0\x0bopen-cursor\x01\"\x01i\x0d\x01\
-j\x01#\x01\x09\x01@\0\0$\x04\0\x0fbegin-savepoint\x01%\x01ps\x01@\x03\x05tables\x07\
-columns&\x04rows\x11\0\x19\x04\0\x07copy-in\x01'\x03\0\x1awasmig:migration/sql@0\
-.2.0\x05\x07\x01B\x07\x01m\x05\x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05\
-level\x03\0\0\x01@\x02\x05level\x01\x07messages\x01\0\x04\0\x03log\x01\x02\x01kw\
-\x01@\x02\x04donew\x05total\x03\x01\0\x04\0\x08progress\x01\x04\x03\0\x1awasmig:\
-migration/log@0.2.0\x05\x08\x01B\x05\x01ks\x01@\0\0\0\x04\0\x0acheckpoint\x01\x01\
-\x01@\x01\x0acheckpoints\x01\0\x04\0\x0anext-batch\x01\x02\x03\0\x1cwasmig:migra\
-tion/batch@0.2.0\x05\x09\x01j\0\x01s\x01@\0\0\x0a\x04\0\x07upgrade\x01\x0b\x04\0\
-\x09downgrade\x01\x0b\x04\0\x20wasmig:migration/migration@0.2.0\x04\0\x0b\x0f\x01\
-\0\x09migration\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\
-\x070.262.0\x10wit-bindgen-rust\x060.63.0";
+\x01m\x03\x08postgres\x06sqlite\x05mysql\x04\0\x0bsql-dialect\x03\0\x1f\x03\0\x1c\
+wasmig:migration/types@0.3.0\x05\0\x02\x03\0\0\x05value\x02\x03\0\0\x03row\x02\x03\
+\0\0\x06column\x02\x03\0\0\x0cquery-result\x02\x03\0\0\x09sql-error\x02\x03\0\0\x0b\
+sql-dialect\x01B4\x02\x03\x02\x01\x01\x04\0\x05value\x03\0\0\x02\x03\x02\x01\x02\
+\x04\0\x03row\x03\0\x02\x02\x03\x02\x01\x03\x04\0\x06column\x03\0\x04\x02\x03\x02\
+\x01\x04\x04\0\x0cquery-result\x03\0\x06\x02\x03\x02\x01\x05\x04\0\x09sql-error\x03\
+\0\x08\x02\x03\x02\x01\x06\x04\0\x0bsql-dialect\x03\0\x0a\x04\0\x06cursor\x03\x01\
+\x04\0\x09savepoint\x03\x01\x01h\x0c\x01p\x05\x01@\x01\x04self\x0e\0\x0f\x04\0\x16\
+[method]cursor.columns\x01\x10\x01p\x03\x01j\x01\x11\x01\x09\x01@\x02\x04self\x0e\
+\x08max-rowsy\0\x12\x04\0\x13[method]cursor.next\x01\x13\x01h\x0d\x01j\0\x01\x09\
+\x01@\x01\x04self\x14\0\x15\x04\0\x19[method]savepoint.release\x01\x16\x04\0\x1a\
+[method]savepoint.rollback\x01\x16\x01@\0\0\x0b\x04\0\x07dialect\x01\x17\x01p\x01\
+\x01j\x01w\x01\x09\x01@\x02\x09statements\x06params\x18\0\x19\x04\0\x07execute\x01\
+\x1a\x01j\x01\x07\x01\x09\x01@\x02\x09statements\x06params\x18\0\x1b\x04\0\x05qu\
+ery\x01\x1c\x01@\x01\x06scripts\0\x15\x04\0\x05batch\x01\x1d\x01p\x18\x01@\x02\x09\
+statements\x04rows\x1e\0\x19\x04\0\x0cexecute-many\x01\x1f\x01i\x0c\x01j\x01\x20\
+\x01\x09\x01@\x02\x09statements\x06params\x18\0!\x04\0\x0bopen-cursor\x01\"\x01i\
+\x0d\x01j\x01#\x01\x09\x01@\0\0$\x04\0\x0fbegin-savepoint\x01%\x01ps\x01@\x03\x05\
+tables\x07columns&\x04rows\x11\0\x19\x04\0\x07copy-in\x01'\x03\0\x1awasmig:migra\
+tion/sql@0.3.0\x05\x07\x01B\x07\x01m\x05\x05trace\x05debug\x04info\x04warn\x05er\
+ror\x04\0\x05level\x03\0\0\x01@\x02\x05level\x01\x07messages\x01\0\x04\0\x03log\x01\
+\x02\x01kw\x01@\x02\x04donew\x05total\x03\x01\0\x04\0\x08progress\x01\x04\x03\0\x1a\
+wasmig:migration/log@0.3.0\x05\x08\x01B\x05\x01ks\x01@\0\0\0\x04\0\x0acheckpoint\
+\x01\x01\x01@\x01\x0acheckpoints\x01\0\x04\0\x0anext-batch\x01\x02\x03\0\x1cwasm\
+ig:migration/batch@0.3.0\x05\x09\x01j\0\x01s\x01@\0\0\x0a\x04\0\x07upgrade\x01\x0b\
+\x04\0\x09downgrade\x01\x0b\x04\0\x20wasmig:migration/migration@0.3.0\x04\0\x0b\x0f\
+\x01\0\x09migration\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-compo\
+nent\x070.262.0\x10wit-bindgen-rust\x060.63.0";
         };
     };
 }
@@ -9413,12 +9425,12 @@ pub use __export_migration_impl as export;
 #[rustfmt::skip]
 #[cfg(target_arch = "wasm32")]
 #[unsafe(
-    link_section = "component-type:wit-bindgen:0.63.0:wasmig:migration@0.2.0:migration-with-all-of-its-exports-removed:encoded world"
+    link_section = "component-type:wit-bindgen:0.63.0:wasmig:migration@0.3.0:migration-with-all-of-its-exports-removed:encoded world"
 )]
 #[doc(hidden)]
 #[allow(clippy::octal_escapes)]
-pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 1823] = *b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xff\x0c\x01A\x02\x01\
+pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 1829] = *b"\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\x85\x0d\x01A\x02\x01\
 A\x0e\x01B!\x01k\x7f\x01p\0\x01k|\x01p\x02\x01kz\x01p\x04\x01kx\x01p\x06\x01kv\x01\
 p\x08\x01ku\x01p\x0a\x01ks\x01p\x0c\x01p}\x01k\x0e\x01p\x0f\x01q\x10\x04bool\x01\
 \x01\0\x05int16\x01\x03\0\x05int32\x01\x05\0\x05int64\x01\x07\0\x07float32\x01\x09\
@@ -9433,34 +9445,34 @@ s\0\x04time\x01s\0\x09timestamp\x01s\0\x0btimestamptz\x01s\0\x05array\x01\x12\0\
 p\x14\x04\0\x03row\x03\0\x17\x01p\x16\x01p\x18\x01r\x02\x07columns\x19\x04rows\x1a\
 \x04\0\x0cquery-result\x03\0\x1b\x01r\x07\x04codes\x07messages\x06detail\x0c\x04\
 hint\x0c\x0aconstraint\x0c\x05table\x0c\x06column\x0c\x04\0\x09sql-error\x03\0\x1d\
-\x01m\x02\x08postgres\x06sqlite\x04\0\x0bsql-dialect\x03\0\x1f\x03\0\x1cwasmig:m\
-igration/types@0.2.0\x05\0\x02\x03\0\0\x05value\x02\x03\0\0\x03row\x02\x03\0\0\x06\
-column\x02\x03\0\0\x0cquery-result\x02\x03\0\0\x09sql-error\x02\x03\0\0\x0bsql-d\
-ialect\x01B4\x02\x03\x02\x01\x01\x04\0\x05value\x03\0\0\x02\x03\x02\x01\x02\x04\0\
-\x03row\x03\0\x02\x02\x03\x02\x01\x03\x04\0\x06column\x03\0\x04\x02\x03\x02\x01\x04\
-\x04\0\x0cquery-result\x03\0\x06\x02\x03\x02\x01\x05\x04\0\x09sql-error\x03\0\x08\
-\x02\x03\x02\x01\x06\x04\0\x0bsql-dialect\x03\0\x0a\x04\0\x06cursor\x03\x01\x04\0\
-\x09savepoint\x03\x01\x01h\x0c\x01p\x05\x01@\x01\x04self\x0e\0\x0f\x04\0\x16[met\
-hod]cursor.columns\x01\x10\x01p\x03\x01j\x01\x11\x01\x09\x01@\x02\x04self\x0e\x08\
-max-rowsy\0\x12\x04\0\x13[method]cursor.next\x01\x13\x01h\x0d\x01j\0\x01\x09\x01\
-@\x01\x04self\x14\0\x15\x04\0\x19[method]savepoint.release\x01\x16\x04\0\x1a[met\
-hod]savepoint.rollback\x01\x16\x01@\0\0\x0b\x04\0\x07dialect\x01\x17\x01p\x01\x01\
-j\x01w\x01\x09\x01@\x02\x09statements\x06params\x18\0\x19\x04\0\x07execute\x01\x1a\
-\x01j\x01\x07\x01\x09\x01@\x02\x09statements\x06params\x18\0\x1b\x04\0\x05query\x01\
-\x1c\x01@\x01\x06scripts\0\x15\x04\0\x05batch\x01\x1d\x01p\x18\x01@\x02\x09state\
-ments\x04rows\x1e\0\x19\x04\0\x0cexecute-many\x01\x1f\x01i\x0c\x01j\x01\x20\x01\x09\
-\x01@\x02\x09statements\x06params\x18\0!\x04\0\x0bopen-cursor\x01\"\x01i\x0d\x01\
-j\x01#\x01\x09\x01@\0\0$\x04\0\x0fbegin-savepoint\x01%\x01ps\x01@\x03\x05tables\x07\
-columns&\x04rows\x11\0\x19\x04\0\x07copy-in\x01'\x03\0\x1awasmig:migration/sql@0\
-.2.0\x05\x07\x01B\x07\x01m\x05\x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05\
-level\x03\0\0\x01@\x02\x05level\x01\x07messages\x01\0\x04\0\x03log\x01\x02\x01kw\
-\x01@\x02\x04donew\x05total\x03\x01\0\x04\0\x08progress\x01\x04\x03\0\x1awasmig:\
-migration/log@0.2.0\x05\x08\x01B\x05\x01ks\x01@\0\0\0\x04\0\x0acheckpoint\x01\x01\
-\x01@\x01\x0acheckpoints\x01\0\x04\0\x0anext-batch\x01\x02\x03\0\x1cwasmig:migra\
-tion/batch@0.2.0\x05\x09\x04\0@wasmig:migration/migration-with-all-of-its-export\
-s-removed@0.2.0\x04\0\x0b/\x01\0)migration-with-all-of-its-exports-removed\x03\0\
-\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x070.262.0\x10wit-bi\
-ndgen-rust\x060.63.0";
+\x01m\x03\x08postgres\x06sqlite\x05mysql\x04\0\x0bsql-dialect\x03\0\x1f\x03\0\x1c\
+wasmig:migration/types@0.3.0\x05\0\x02\x03\0\0\x05value\x02\x03\0\0\x03row\x02\x03\
+\0\0\x06column\x02\x03\0\0\x0cquery-result\x02\x03\0\0\x09sql-error\x02\x03\0\0\x0b\
+sql-dialect\x01B4\x02\x03\x02\x01\x01\x04\0\x05value\x03\0\0\x02\x03\x02\x01\x02\
+\x04\0\x03row\x03\0\x02\x02\x03\x02\x01\x03\x04\0\x06column\x03\0\x04\x02\x03\x02\
+\x01\x04\x04\0\x0cquery-result\x03\0\x06\x02\x03\x02\x01\x05\x04\0\x09sql-error\x03\
+\0\x08\x02\x03\x02\x01\x06\x04\0\x0bsql-dialect\x03\0\x0a\x04\0\x06cursor\x03\x01\
+\x04\0\x09savepoint\x03\x01\x01h\x0c\x01p\x05\x01@\x01\x04self\x0e\0\x0f\x04\0\x16\
+[method]cursor.columns\x01\x10\x01p\x03\x01j\x01\x11\x01\x09\x01@\x02\x04self\x0e\
+\x08max-rowsy\0\x12\x04\0\x13[method]cursor.next\x01\x13\x01h\x0d\x01j\0\x01\x09\
+\x01@\x01\x04self\x14\0\x15\x04\0\x19[method]savepoint.release\x01\x16\x04\0\x1a\
+[method]savepoint.rollback\x01\x16\x01@\0\0\x0b\x04\0\x07dialect\x01\x17\x01p\x01\
+\x01j\x01w\x01\x09\x01@\x02\x09statements\x06params\x18\0\x19\x04\0\x07execute\x01\
+\x1a\x01j\x01\x07\x01\x09\x01@\x02\x09statements\x06params\x18\0\x1b\x04\0\x05qu\
+ery\x01\x1c\x01@\x01\x06scripts\0\x15\x04\0\x05batch\x01\x1d\x01p\x18\x01@\x02\x09\
+statements\x04rows\x1e\0\x19\x04\0\x0cexecute-many\x01\x1f\x01i\x0c\x01j\x01\x20\
+\x01\x09\x01@\x02\x09statements\x06params\x18\0!\x04\0\x0bopen-cursor\x01\"\x01i\
+\x0d\x01j\x01#\x01\x09\x01@\0\0$\x04\0\x0fbegin-savepoint\x01%\x01ps\x01@\x03\x05\
+tables\x07columns&\x04rows\x11\0\x19\x04\0\x07copy-in\x01'\x03\0\x1awasmig:migra\
+tion/sql@0.3.0\x05\x07\x01B\x07\x01m\x05\x05trace\x05debug\x04info\x04warn\x05er\
+ror\x04\0\x05level\x03\0\0\x01@\x02\x05level\x01\x07messages\x01\0\x04\0\x03log\x01\
+\x02\x01kw\x01@\x02\x04donew\x05total\x03\x01\0\x04\0\x08progress\x01\x04\x03\0\x1a\
+wasmig:migration/log@0.3.0\x05\x08\x01B\x05\x01ks\x01@\0\0\0\x04\0\x0acheckpoint\
+\x01\x01\x01@\x01\x0acheckpoints\x01\0\x04\0\x0anext-batch\x01\x02\x03\0\x1cwasm\
+ig:migration/batch@0.3.0\x05\x09\x04\0@wasmig:migration/migration-with-all-of-it\
+s-exports-removed@0.3.0\x04\0\x0b/\x01\0)migration-with-all-of-its-exports-remov\
+ed\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x070.262.0\x10\
+wit-bindgen-rust\x060.63.0";
 #[inline(never)]
 #[doc(hidden)]
 pub fn __link_custom_section_describing_imports() {

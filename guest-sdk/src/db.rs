@@ -3,17 +3,18 @@
 //! [`savepoint`] as the way to recover from an SQL error.
 //!
 //! Every call runs inside the transaction that also records the migration in wasmig's
-//! version table, so the migration commits whole or not at all. Parameters are `&[Value]`,
-//! usually written `&params![…]` (see [`params!`](crate::params)); placeholders are `$1`,
-//! `$2`… on PostgreSQL and `?1`, `?2`… (or `?`) on SQLite: branch on [`dialect`] to support
-//! both.
+//! version table, so the migration commits whole or not at all (on MySQL and MariaDB only if
+//! it runs no DDL, which commits implicitly there). Parameters are `&[Value]`, usually
+//! written `&params![…]` (see [`params!`](crate::params)); placeholders are `$1`, `$2`… on
+//! PostgreSQL, `?1`, `?2`… (or `?`) on SQLite, and `?` on MySQL, where parameters bind in
+//! the order their placeholders appear: branch on [`dialect`] to support several.
 //!
 //! # Errors and savepoints
 //!
 //! A failing statement returns its error, and `?` fails the migration with it. An error that
 //! is *not* handled inside a [`savepoint`] fails the migration even if the guest carries on
 //! and returns `Ok`: PostgreSQL aborts the transaction at the first error (its work would be
-//! silently lost), and wasmig applies the same rule on SQLite.
+//! silently lost), and wasmig applies the same rule on SQLite and MySQL.
 //!
 //! These functions call the host: outside wasmig (a native unit test) they panic.
 
@@ -22,7 +23,9 @@ use std::sync::Arc;
 use crate::wit::sql;
 use crate::{Column, Dialect, Error, Result, Row, Rows, Value};
 
-/// Which database the migration runs against.
+/// Which database the migration runs against, and so its placeholders: `$1` on PostgreSQL,
+/// `?1` (or `?`) on SQLite, `?` on MySQL and MariaDB (bound in order, so a value used twice
+/// is passed twice).
 ///
 /// ```no_run
 /// use wasmig_guest::{Dialect, db};
@@ -30,6 +33,7 @@ use crate::{Column, Dialect, Error, Result, Row, Rows, Value};
 /// let upsert = match db::dialect() {
 ///     Dialect::Postgres => "INSERT INTO kv VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = $2",
 ///     Dialect::Sqlite => "INSERT INTO kv VALUES (?1, ?2) ON CONFLICT (k) DO UPDATE SET v = ?2",
+///     Dialect::Mysql => "INSERT INTO kv VALUES (?, ?) ON DUPLICATE KEY UPDATE v = VALUES(v)",
 /// };
 /// ```
 pub fn dialect() -> Dialect {

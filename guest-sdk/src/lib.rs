@@ -42,10 +42,11 @@
 //!     fn upgrade() -> Result<()> {
 //!         db::batch("ALTER TABLE customers ADD COLUMN email_norm TEXT")?;
 //!         let total: i64 = db::query_one("SELECT count(*) FROM customers", &[])?.get(0)?;
-//!         // One guest for both databases: only the placeholder syntax differs here.
+//!         // One guest for every database: only the placeholder syntax differs here.
 //!         let update = match db::dialect() {
-//!             Dialect::Postgres => "UPDATE customers SET email_norm = $2 WHERE id = $1",
-//!             Dialect::Sqlite => "UPDATE customers SET email_norm = ?2 WHERE id = ?1",
+//!             Dialect::Postgres => "UPDATE customers SET email_norm = $1 WHERE id = $2",
+//!             Dialect::Sqlite => "UPDATE customers SET email_norm = ?1 WHERE id = ?2",
+//!             Dialect::Mysql => "UPDATE customers SET email_norm = ? WHERE id = ?",
 //!         };
 //!         let mut cursor = db::cursor("SELECT id, email FROM customers ORDER BY id", &[])?;
 //!         let mut done = 0;
@@ -54,7 +55,7 @@
 //!             for row in &chunk? {
 //!                 let id: i64 = row.get("id")?;
 //!                 let email: Option<String> = row.get("email")?;
-//!                 updates.push(params![id, email.map(|e| e.trim().to_lowercase())]);
+//!                 updates.push(params![email.map(|e| e.trim().to_lowercase()), id]);
 //!             }
 //!             done += db::execute_many(update, &updates)?;
 //!             wasmig_guest::progress(done, u64::try_from(total).ok());
@@ -110,8 +111,8 @@
 #[allow(missing_docs, unreachable_pub, unused_lifetimes, clippy::all, clippy::pedantic)]
 pub mod bindings;
 
-/// The interfaces of the WIT version this SDK targets (`wit/migration.wit`, 0.2.0).
-use bindings::wasmig::migration0_2_0 as wit;
+/// The interfaces of the WIT version this SDK targets (`wit/migration.wit`, 0.3.0).
+use bindings::wasmig::migration0_3_0 as wit;
 
 pub mod batch;
 pub mod db;
@@ -129,11 +130,13 @@ pub use value::{ArrayElement, FromSql, ToSql};
 pub use wit::types::{ArrayValue, Column, SqlDialect as Dialect, SqlError, Value};
 
 impl Dialect {
-    /// The database's name as people write it: `PostgreSQL` or `SQLite`.
+    /// The database's name as people write it: `PostgreSQL`, `SQLite` or `MySQL` (MariaDB
+    /// included).
     pub fn name(self) -> &'static str {
         match self {
             Dialect::Postgres => "PostgreSQL",
             Dialect::Sqlite => "SQLite",
+            Dialect::Mysql => "MySQL",
         }
     }
 }

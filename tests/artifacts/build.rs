@@ -1,6 +1,7 @@
 //! Builds the test guests of `tests/guests/` (a Cargo workspace of its own): `scenario`,
-//! `values`, `batches` and `legacy` for `wasm32-unknown-unknown`, then made components with
-//! `wit-component`; `hostile` for `wasm32-wasip2` (it needs WASI to attempt its escapes).
+//! `values`, `batches`, `legacy` and `legacy_0_2_0` for `wasm32-unknown-unknown`, then made
+//! components with `wit-component`; `hostile` for `wasm32-wasip2` (it needs WASI to attempt
+//! its escapes).
 //! Writes `$OUT_DIR/guests.rs`, the `foreach_guest!` macro naming every component.
 //!
 //! The nested cargo uses a target directory of its own (under this build's `OUT_DIR`), so
@@ -14,7 +15,7 @@ const TARGETS: [(&str, bool, &[&str]); 2] = [
     (
         "wasm32-unknown-unknown",
         true,
-        &["scenario", "values", "batches", "legacy"],
+        &["scenario", "values", "batches", "legacy", "legacy_0_2_0"],
     ),
     ("wasm32-wasip2", false, &["hostile"]),
 ];

@@ -1,7 +1,7 @@
 //! Batched data migrations (the WIT's `batch` interface): `transaction = "batched"` commits
 //! each batch with its checkpoint and resumes an interrupted run from it, a failed batch
-//! keeps the ones before it, `per-migration` runs every batch in one transaction; and a
-//! component built against the frozen WIT 0.1.0 still runs.
+//! keeps the ones before it, `per-migration` runs every batch in one transaction; and
+//! components built against the frozen WIT 0.1.0 and 0.2.0 still run.
 //!
 //! The guest is `tests/guests/batches`: it adds 1 to `items.n` of every row it walks, so
 //! after any number of interrupted runs every row must show exactly 1.
@@ -385,6 +385,23 @@ async fn a_component_built_against_wit_0_1_0_still_runs() {
         assert_eq!(db.count("SELECT count(*) FROM legacy_ok").await, 2);
         project.run(&db, &["down"]).success();
         assert!(!db.table_exists("legacy_ok").await);
+        db.drop_db().await;
+    }
+}
+
+/// 0.2.0's types are 0.3.0's but for the dialect: its `copy-in`, `batch`, cursor and
+/// savepoint go through the same host functions, and its `dialect` answers in its own enum.
+#[tokio::test]
+async fn a_component_built_against_wit_0_2_0_still_runs() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.wasm_revision("l2", Path::new(crate::test_guest::LEGACY_0_2_0));
+        let run = project.run(&db, &["up"]).success();
+        assert_run!("wit_0_2_0_guest", backend, shown(&run, &project, Some(&db)));
+        assert_eq!(db.count("SELECT count(*) FROM legacy_0_2_0_ok").await, 3);
+        project.run(&db, &["down"]).success();
+        assert!(!db.table_exists("legacy_0_2_0_ok").await);
         db.drop_db().await;
     }
 }

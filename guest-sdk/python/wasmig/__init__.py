@@ -37,6 +37,7 @@ from wit_world.imports import sql as _sql
 from wit_world.imports import types as _t
 
 __all__ = [
+    "MYSQL",
     "POSTGRES",
     "SQLITE",
     "Json",
@@ -68,10 +69,21 @@ __all__ = [
     "warn",
 ]
 
-#: ``dialect()`` on PostgreSQL.
+#: ``dialect()`` on PostgreSQL: placeholders ``$1``, ``$2``...
 POSTGRES = "postgres"
-#: ``dialect()`` on SQLite.
+#: ``dialect()`` on SQLite: placeholders ``?1``, ``?2``... or ``?``.
 SQLITE = "sqlite"
+#: ``dialect()`` on MySQL and MariaDB: placeholders ``?``, bound in order (a value used twice
+#: is passed twice). DDL commits implicitly there, so a revision with DDL is not atomic.
+MYSQL = "mysql"
+
+# Every case of the WIT's ``sql-dialect``, named: a case missing here fails loudly (KeyError)
+# rather than passing for another database.
+_DIALECTS = {
+    _t.SqlDialect.POSTGRES: POSTGRES,
+    _t.SqlDialect.SQLITE: SQLITE,
+    _t.SqlDialect.MYSQL: MYSQL,
+}
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -366,14 +378,15 @@ class Rows(list):
 
 
 def dialect():
-    """``POSTGRES`` or ``SQLITE``: which database the migration runs against."""
-    return POSTGRES if _sql.dialect() == _t.SqlDialect.POSTGRES else SQLITE
+    """``POSTGRES``, ``SQLITE`` or ``MYSQL``: which database the migration runs against."""
+    return _DIALECTS[_sql.dialect()]
 
 
 def execute(statement, *params):
     """Runs one statement with ``params`` and returns the number of rows it affected.
 
-    Placeholders are the database's: ``$1`` on PostgreSQL, ``?`` or ``?1`` on SQLite.
+    Placeholders are the database's: ``$1`` on PostgreSQL, ``?`` or ``?1`` on SQLite, ``?``
+    on MySQL.
     """
     return _call(_sql.execute, statement, _params(params))
 

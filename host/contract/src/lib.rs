@@ -17,13 +17,15 @@ wasmtime::component::bindgen!({
     path: "../../wit",
     // The world the host links: the current `migration` world (its imports and the
     // `upgrade`/`downgrade` exports), plus the imports of every released older version, so
-    // components built against those keep running. 0.1.0's types are structurally those of
-    // 0.2.0 and are mapped onto them, so one data model serves every version.
+    // components built against those keep running.
     inline: "
         package wasmig:host;
 
         world migration-host {
-            include wasmig:migration/migration@0.2.0;
+            include wasmig:migration/migration@0.3.0;
+            import wasmig:migration/sql@0.2.0;
+            import wasmig:migration/log@0.2.0;
+            import wasmig:migration/batch@0.2.0;
             import wasmig:migration/sql@0.1.0;
             import wasmig:migration/log@0.1.0;
         }
@@ -31,15 +33,60 @@ wasmtime::component::bindgen!({
     world: "wasmig:host/migration-host",
     imports: { default: async | trappable },
     exports: { default: async },
+    // The `types` of 0.2.0 and 0.1.0 are those of 0.3.0 but for `sql-dialect`, which lacks
+    // `mysql`: both map onto `frozen_types`, the current types with the old dialect, so one
+    // data model serves every version. (wasmtime 48's `with` maps whole interfaces, and of
+    // single types only resources, `"a:b/i.resource"`: `types` is mapped whole.)
     with: {
-        "wasmig:migration/types@0.1.0": crate::wasmig::migration0_2_0::types,
+        "wasmig:migration/types@0.2.0": crate::frozen_types,
+        "wasmig:migration/types@0.1.0": crate::frozen_types,
     },
 });
 
+/// The `types` interface of the frozen 0.2.0 and 0.1.0 (identical in both): the current
+/// types, but for [`SqlDialect`](frozen_types::SqlDialect).
+///
+/// The bindings of the old `sql` interfaces name their types through this module, so a
+/// value, row or error of an old component is the very type a current one uses. The
+/// interface's (empty) `Host` trait and its `add_to_linker` are the current ones too: an
+/// interface of types alone links nothing.
+pub mod frozen_types {
+    pub use crate::current::types::*;
+
+    /// The `sql-dialect` of 0.2.0 and 0.1.0: PostgreSQL or SQLite, without 0.3.0's `mysql`.
+    ///
+    /// Written here rather than generated, since `bindgen!` cannot map the other types of
+    /// an interface without this one; it shadows the current `SqlDialect` of the glob
+    /// import. Linking type-checks it against the component's own `sql-dialect`, so a
+    /// mismatch with the frozen WIT fails when a component is loaded, not at a call.
+    #[derive(
+        wasmtime::component::ComponentType,
+        wasmtime::component::Lift,
+        wasmtime::component::Lower,
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+    )]
+    #[component(enum)]
+    #[repr(u8)]
+    pub enum SqlDialect {
+        /// PostgreSQL: `$1`-style parameters.
+        #[component(name = "postgres")]
+        Postgres,
+        /// SQLite: `?`/`?NNN`-style parameters.
+        #[component(name = "sqlite")]
+        Sqlite,
+    }
+}
+
 /// The interfaces of the frozen 0.1.0, linked for components built against it.
 pub use self::wasmig::migration0_1_0 as v0_1_0;
-/// The interfaces of the current WIT version (0.2.0).
-pub use self::wasmig::migration0_2_0 as current;
+/// The interfaces of the frozen 0.2.0, linked for components built against it.
+pub use self::wasmig::migration0_2_0 as v0_2_0;
+/// The interfaces of the current WIT version (0.3.0).
+pub use self::wasmig::migration0_3_0 as current;
 
 pub use self::current::types::{
     ArrayValue, Column, QueryResult, SqlDialect as Dialect, SqlError, Value,
@@ -86,6 +133,7 @@ impl Dialect {
         match self {
             Dialect::Postgres => "postgres",
             Dialect::Sqlite => "sqlite",
+            Dialect::Mysql => "mysql",
         }
     }
 }
@@ -98,10 +146,16 @@ mod tests {
     /// databases) must keep linking. A change goes into a new version in `wit/migration.wit`.
     #[test]
     fn released_wit_versions_are_unchanged() {
-        let frozen = [(
-            "../../wit/deps/migration-0.1.0/migration.wit",
-            "3f45a609f9a105d627fd8a77c3e372a294906a42cf20d740ecb311b998a633f3",
-        )];
+        let frozen = [
+            (
+                "../../wit/deps/migration-0.1.0/migration.wit",
+                "3f45a609f9a105d627fd8a77c3e372a294906a42cf20d740ecb311b998a633f3",
+            ),
+            (
+                "../../wit/deps/migration-0.2.0/migration.wit",
+                "2cd3a6e447fa4d87b316cc4878b9ce537cd3acdf2426670977dcd99fb29272dd",
+            ),
+        ];
         for (path, pinned) in frozen {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
             let text = std::fs::read(&path).unwrap();

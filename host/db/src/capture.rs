@@ -44,6 +44,7 @@ pub fn statement_script(
         return Ok(String::new());
     }
     match dialect {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres if rows.iter().all(Vec::is_empty) => {
             Ok(format!("{sql}\n;\n").repeat(rows.len()))
         }
@@ -97,6 +98,7 @@ pub fn copy_script(
         return Ok(String::new());
     }
     match dialect {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => {
             let placeholders = (1..=columns.len())
                 .map(|i| format!("${i}"))
@@ -150,6 +152,7 @@ pub fn copy_script(
 /// runs it again, which a read survives.
 pub fn reads_only(sql: &str, dialect: Dialect) -> bool {
     match dialect {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => crate::pg_parse::reads_only(sql),
         // Every statement of it (a query may hold several): each a SELECT or VALUES.
         Dialect::Sqlite => crate::tx_control::statements(sql, Dialect::Sqlite).is_ok_and(|all| {

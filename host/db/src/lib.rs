@@ -157,6 +157,7 @@ pub fn split_statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, Box
 /// cannot read. SQLite: always `true` (its DDL is transactional).
 pub fn only_data(script: &str, dialect: Dialect) -> bool {
     match dialect {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => pg_parse::only_data(script),
         Dialect::Sqlite => true,
     }

@@ -149,6 +149,7 @@ impl Schema {
 /// [`DbError::Query`] when a catalog query fails.
 pub async fn snapshot(db: &dyn Database, wasmig_schema: &str) -> anyhow::Result<Schema> {
     let queries = match db.dialect() {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => pg_queries(wasmig_schema),
         Dialect::Sqlite => sqlite_queries(),
     };
@@ -174,6 +175,7 @@ pub async fn snapshot(db: &dyn Database, wasmig_schema: &str) -> anyhow::Result<
                 _ => String::new(),
             };
             let definition = match db.dialect() {
+                Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
                 Dialect::Sqlite => normalise_sql(&text(1)),
                 Dialect::Postgres => text(1),
             };

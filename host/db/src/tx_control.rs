@@ -76,6 +76,7 @@ fn refuse_control(sql: &str, dialect: Dialect, policy: &Policy, why: &str) -> Re
         }
     };
     let ((n, keyword, why), several) = match dialect {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         // PostgreSQL's own parser, under both readings of backslashes (`pg_parse`).
         Dialect::Postgres => match crate::pg_parse::judge(sql, policy)? {
             None => return Ok(()),
@@ -135,6 +136,7 @@ const LEXING_WHY: &str = "wasmig checks every statement with PostgreSQL's own pa
 /// On PostgreSQL, a script its parser cannot read (SQLSTATE 42601).
 pub(crate) fn statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, SqlError> {
     match dialect {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => Ok(crate::pg_parse::parse(script, &Policy::TRUSTED)?
             .into_iter()
             .map(|s| s.text)
@@ -221,6 +223,7 @@ fn has_body(lead: &[String], dialect: Dialect) -> bool {
         return false;
     }
     match dialect {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Sqlite => {
             word(1) == "TRIGGER"
                 || (matches!(word(1), "TEMP" | "TEMPORARY") && word(2) == "TRIGGER")

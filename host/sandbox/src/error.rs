@@ -26,7 +26,9 @@ pub struct ComponentError {
 pub enum Failure {
     /// Guest: `upgrade`/`downgrade` returned an error.
     GuestError(String),
-    /// Guest: the component trapped (panic, unreachable, stack overflow…).
+    /// Guest: the component trapped (panic, unreachable, stack overflow…), or the host trapped
+    /// it for a call that cannot be answered truthfully in its WIT version (`dialect` on MySQL
+    /// from a component built against 0.2.0 or 0.1.0, which must be rebuilt).
     GuestTrap(String),
     /// Guest: an SQL error was not handled inside a savepoint, yet the guest carried on.
     UnhandledSql(Box<SqlError>),

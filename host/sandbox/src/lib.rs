@@ -27,7 +27,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
-use self::host::{GuestState, LimitTrap};
+use self::host::{GuestState, LimitTrap, NoSuchDialect};
 use crate::error::{ComponentError, Failure};
 use crate::progress::Progress;
 use wasmig_contract::{MigrationHost, MigrationHostPre};
@@ -67,8 +67,12 @@ const MAX_CHECKPOINT: usize = 64 * 1024;
 const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The only interfaces a component may import besides WASI: those of every WIT version
-/// the host links (`crate::bindings`).
+/// the host links (`wasmig_contract`'s `bindgen!`).
 const ALLOWED_IMPORTS: &[&str] = &[
+    "wasmig:migration/types@0.3.0",
+    "wasmig:migration/sql@0.3.0",
+    "wasmig:migration/log@0.3.0",
+    "wasmig:migration/batch@0.3.0",
     "wasmig:migration/types@0.2.0",
     "wasmig:migration/sql@0.2.0",
     "wasmig:migration/log@0.2.0",
@@ -364,7 +368,7 @@ impl Sandbox {
             });
             if !found {
                 return Err(invalid(format!(
-                    "it does not export the function `{export}`; build it for the `migration` world of wit/migration.wit (wasmig:migration@0.2.0, or an older version)"
+                    "it does not export the function `{export}`; build it for the `migration` world of wit/migration.wit (wasmig:migration@0.3.0, or an older version)"
                 ))
                 .into());
             }
@@ -567,6 +571,14 @@ fn classify(
         },
         Ok(Err(message)) => Err(Failure::GuestError(message)),
         Err(err) => {
+            // The host's refusal to answer `dialect` to a component built against a WIT
+            // version without the database's dialect. Blamed on the guest, as a statement
+            // that ended the transaction is: the component is what must change (rebuilt
+            // with the current SDK), while the database, wasmig and the limits are fine.
+            // Its own message rather than the trap's debug text, which adds a backtrace.
+            if let Some(refused) = err.downcast_ref::<NoSuchDialect>() {
+                return Err(Failure::GuestTrap(refused.to_string()));
+            }
             if state.deadline_hit
                 || matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt))
                 || matches!(err.downcast_ref::<LimitTrap>(), Some(LimitTrap::Deadline))

@@ -89,6 +89,7 @@ impl Words {
     /// vanish with the connection).
     pub fn table(&self, name: &str) -> String {
         match (&self.schema, self.dialect) {
+            (_, Dialect::Mysql) => unreachable!("MySQL backend: issue 17"),
             (Some(schema), Dialect::Postgres) => {
                 format!("\"{}\".{name}", schema.replace('"', "\"\""))
             }
@@ -101,6 +102,7 @@ impl Words {
     /// the `search_path` cannot answer instead.
     fn eq(&self) -> &'static str {
         match self.dialect {
+            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => "OPERATOR(pg_catalog.=)",
             Dialect::Sqlite => "=",
         }
@@ -109,6 +111,7 @@ impl Words {
     /// The number of rows, as a 64-bit integer: qualified on PostgreSQL.
     fn count(&self) -> &'static str {
         match self.dialect {
+            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => "pg_catalog.count(*)",
             Dialect::Sqlite => "count(*)",
         }
@@ -117,6 +120,7 @@ impl Words {
     /// The column type of a time.
     fn time(&self) -> &'static str {
         match self.dialect {
+            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => "TIMESTAMPTZ",
             Dialect::Sqlite => "TEXT",
         }
@@ -125,6 +129,7 @@ impl Words {
     /// The column type of bytes.
     fn bytes(&self) -> &'static str {
         match self.dialect {
+            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => "BYTEA",
             Dialect::Sqlite => "BLOB",
         }
@@ -133,6 +138,7 @@ impl Words {
     /// An ever-increasing integer key.
     fn identity(&self) -> &'static str {
         match self.dialect {
+            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
             Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
         }

@@ -67,6 +67,7 @@ pub fn inline(statement: &Statement, dialect: Dialect) -> Result<String, sqlx::E
 /// says), bytes in hex, times in RFC 3339 with microseconds.
 fn literal(out: &mut String, param: &Param, dialect: Dialect) -> Result<(), sqlx::Error> {
     let text = |out: &mut String, t: &str| match dialect {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => {
             out.push_str("E'");
             out.push_str(&t.replace('\\', "\\\\").replace('\'', "\\'"));
@@ -83,12 +84,14 @@ fn literal(out: &mut String, param: &Param, dialect: Dialect) -> Result<(), sqlx
         Param::Text(Some(t)) => text(out, t),
         Param::Int(i) => out.push_str(&format!("({i})")),
         Param::Bytes(Some(b)) => match dialect {
+            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => out.push_str(&format!("decode('{}', 'hex')", hex::encode(b))),
             Dialect::Sqlite => out.push_str(&format!("X'{}'", hex::encode(b))),
         },
         Param::Time(t) => {
             let t = t.to_rfc3339_opts(SecondsFormat::Micros, true);
             match dialect {
+                Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
                 Dialect::Postgres => out.push_str(&format!("'{t}'::timestamptz")),
                 Dialect::Sqlite => out.push_str(&format!("'{t}'")),
             }

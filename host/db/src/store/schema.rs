@@ -155,6 +155,7 @@ pub(super) async fn adopt_unversioned(w: &Words, d: &mut dyn Driver) -> anyhow::
     let doing = "adopting wasmig's tables made before it recorded a schema version";
     let history = w.table(HISTORY_TABLE);
     match w.dialect {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => {
             let check = format!("{HISTORY_TABLE}_direction_check");
             d.script(&format!(
@@ -225,6 +226,7 @@ pub(super) fn present_tables(w: &Words, tables: &[&str]) -> Statement {
         .collect::<Vec<_>>()
         .join(", ");
     match w.dialect {
+        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => {
             let prefix = w
                 .schema

@@ -1,8 +1,9 @@
-//! The current WIT version's interfaces (0.2.0) for a guest: `sql` with its cursor and
+//! The current WIT version's interfaces (0.3.0) for a guest: `sql` with its cursor and
 //! savepoint resources, `log`, `batch`. Each function translates the call onto the step's
 //! session, under the deadline (`db_call!`).
 //!
-//! Not here: the frozen 0.1.0 interfaces (`legacy`), the guest's state and limits (`host`).
+//! Not here: the frozen 0.2.0 and 0.1.0 interfaces (`legacy`), the guest's state and limits
+//! (`host`).
 
 use super::*;
 

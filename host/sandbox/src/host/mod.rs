@@ -13,11 +13,14 @@
 //!   behaves alike), refuses further reads of such a cursor and never sends it a `CLOSE`,
 //!   which would fail and abort the transaction.
 //!
-//! Blame: SQL errors go back to the guest as values; only limits and host bugs trap.
+//! Blame: SQL errors go back to the guest as values; only limits, host bugs and a call that
+//! cannot be answered truthfully in the guest's WIT version (an old component asking for
+//! the dialect on MySQL, [`NoSuchDialect`]) trap.
 //!
-//! Every released WIT version is served here: the frozen 0.1.0 interfaces delegate to the
-//! current ones (their types are the same, see `crate::bindings`), so an old component
-//! gets exactly the behaviour of a new one.
+//! Every released WIT version is served here: the frozen 0.2.0 and 0.1.0 interfaces
+//! delegate to the current ones (their types are the same but for the dialect, see
+//! `wasmig_contract::frozen_types`), so an old component gets exactly the behaviour of a
+//! new one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -651,6 +654,8 @@ impl GuestState {
 
 mod current;
 mod legacy;
+
+pub use self::legacy::NoSuchDialect;
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {

@@ -73,7 +73,10 @@ impl Migrator {
             crate::bindings::Dialect::Postgres => {
                 VersionStore::new(dialect, Some(self.project.config.database_schema.clone()))
             }
-            crate::bindings::Dialect::Sqlite => VersionStore::new(dialect, None),
+            // SQLite has one schema; MySQL's is the database the URL names.
+            crate::bindings::Dialect::Sqlite | crate::bindings::Dialect::Mysql => {
+                VersionStore::new(dialect, None)
+            }
         };
         // A dry run stops before a step that commits statement by statement: a component
         // after one cannot be captured (refused before the database is touched).
@@ -139,6 +142,7 @@ impl Migrator {
             match dialect {
                 crate::bindings::Dialect::Postgres => "psql -v ON_ERROR_STOP=1 -f FILE",
                 crate::bindings::Dialect::Sqlite => "sqlite3 -bail DB < FILE",
+                crate::bindings::Dialect::Mysql => "mysql DB < FILE",
             },
         ));
         if dialect == crate::bindings::Dialect::Sqlite {

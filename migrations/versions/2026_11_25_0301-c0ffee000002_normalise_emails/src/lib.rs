@@ -20,10 +20,11 @@ fn normalise(email: &str) -> String {
 }
 
 /// The statement for this database: only the placeholder syntax differs.
-fn sql(postgres: &'static str, sqlite: &'static str) -> &'static str {
+fn sql(postgres: &'static str, sqlite: &'static str, mysql: &'static str) -> &'static str {
     match db::dialect() {
         Dialect::Postgres => postgres,
         Dialect::Sqlite => sqlite,
+        Dialect::Mysql => mysql,
     }
 }
 
@@ -32,10 +33,13 @@ impl Migration for NormaliseEmails {
         let select = sql(
             "SELECT id, email FROM customers WHERE id > $1 ORDER BY id LIMIT $2",
             "SELECT id, email FROM customers WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, email FROM customers WHERE id > ? ORDER BY id LIMIT ?",
         );
+        // Parameters in the order MySQL's `?` binds them.
         let update = sql(
-            "UPDATE customers SET email_norm = $2 WHERE id = $1",
-            "UPDATE customers SET email_norm = ?2 WHERE id = ?1",
+            "UPDATE customers SET email_norm = $1 WHERE id = $2",
+            "UPDATE customers SET email_norm = ?1 WHERE id = ?2",
+            "UPDATE customers SET email_norm = ? WHERE id = ?",
         );
         Keyset::<i64>::new(select)
             .size(BATCH)
@@ -47,7 +51,7 @@ impl Migration for NormaliseEmails {
                 for row in rows {
                     let id: i64 = row.get("id")?;
                     let email: String = row.get("email")?;
-                    updates.push(params![id, normalise(&email)]);
+                    updates.push(params![normalise(&email), id]);
                 }
                 db::execute_many(update, &updates)?;
                 Ok(())

@@ -1,9 +1,10 @@
 //! Customer preferences as JSON, and a unique index on the normalised address.
 //!
 //! One migration for both databases, branching on `db::dialect()`: PostgreSQL gets a
-//! `jsonb` column and a partial index, SQLite a checked `TEXT` column.
+//! `jsonb` column and a partial index, SQLite a checked `TEXT` column. (The project targets
+//! those two: its first revision's SQL is not MySQL's, so MySQL is refused.)
 
-use wasmig_guest::{Dialect, Jsonb, Migration, Result, db, info, params};
+use wasmig_guest::{Dialect, Jsonb, Migration, Result, bail, db, info, params};
 
 struct Preferences;
 
@@ -22,10 +23,12 @@ impl Migration for Preferences {
                      CHECK (json_valid(preferences));
                  CREATE UNIQUE INDEX customers_email_norm_key ON customers (email_norm);",
             )?,
+            Dialect::Mysql => bail!("this example project targets PostgreSQL and SQLite"),
         }
         let opt_in = match dialect {
             Dialect::Postgres => "UPDATE customers SET preferences = $1 WHERE id % 10 = 0",
             Dialect::Sqlite => "UPDATE customers SET preferences = ?1 WHERE id % 10 = 0",
+            Dialect::Mysql => "UPDATE customers SET preferences = ? WHERE id % 10 = 0",
         };
         let n = db::execute(opt_in, &params![Jsonb(r#"{"newsletter": true}"#.into())])?;
         info!("{n} customers opted in to the newsletter ({dialect})");

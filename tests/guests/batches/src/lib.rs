@@ -40,10 +40,11 @@ fn config() -> Result<Config> {
     })
 }
 
-fn sql(postgres: &'static str, sqlite: &'static str) -> &'static str {
+fn sql(postgres: &'static str, sqlite: &'static str, mysql: &'static str) -> &'static str {
     match db::dialect() {
         Dialect::Postgres => postgres,
         Dialect::Sqlite => sqlite,
+        Dialect::Mysql => mysql,
     }
 }
 
@@ -62,6 +63,9 @@ fn pause(ms: i64) -> Result<()> {
                 "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?1) SELECT count(*) FROM c",
                 &params![ms * 5_000],
             )?;
+        }
+        Dialect::Mysql => {
+            db::query("SELECT SLEEP(?)", &params![ms as f64 / 1000.0])?;
         }
     }
     Ok(())
@@ -93,10 +97,13 @@ fn walk(delta: i64, first: bool) -> Result<()> {
     let select = sql(
         "SELECT id FROM items WHERE id > $1 ORDER BY id LIMIT $2",
         "SELECT id FROM items WHERE id > ?1 ORDER BY id LIMIT ?2",
+        "SELECT id FROM items WHERE id > ? ORDER BY id LIMIT ?",
     );
+    // Parameters in the order MySQL's `?` binds them.
     let update = sql(
-        "UPDATE items SET n = n + $2 WHERE id = $1",
-        "UPDATE items SET n = n + ?2 WHERE id = ?1",
+        "UPDATE items SET n = n + $1 WHERE id = $2",
+        "UPDATE items SET n = n + ?1 WHERE id = ?2",
+        "UPDATE items SET n = n + ? WHERE id = ?",
     );
     let mut walk = Keyset::<i64>::new(select)
         .size(config.size)
@@ -118,7 +125,7 @@ fn walk(delta: i64, first: bool) -> Result<()> {
         }
         let updates: Vec<_> = rows
             .iter()
-            .map(|r| Ok(params![r.get::<i64>(0)?, delta]))
+            .map(|r| Ok(params![delta, r.get::<i64>(0)?]))
             .collect::<Result<_>>()?;
         db::execute_many(update, &updates)?;
         pause(config.pause_ms)

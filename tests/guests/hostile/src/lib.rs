@@ -15,6 +15,9 @@ impl Migration for Hostile {
         let probe = match db::dialect() {
             Dialect::Postgres => "SELECT count(*) FROM pg_tables WHERE tablename = 'hostile_sleep'",
             Dialect::Sqlite => "SELECT count(*) FROM sqlite_master WHERE name = 'hostile_sleep'",
+            Dialect::Mysql => {
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'hostile_sleep'"
+            }
         };
         if db::query_one(probe, &[])?.get::<i64>(0)? > 0 {
             db::batch("CREATE TABLE hostile_slept (x integer)")?;

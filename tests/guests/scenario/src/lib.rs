@@ -79,6 +79,11 @@ impl Migration for Scenario {
                             &rows,
                         )?;
                     }
+                    Dialect::Mysql => {
+                        let rows: Vec<Vec<Value>> =
+                            (0..4000).map(|_| vec![Value::Float64(0.02)]).collect();
+                        db::execute_many("SELECT SLEEP(?)", &rows)?;
+                    }
                 }
                 Ok(())
             }
@@ -101,6 +106,9 @@ impl Migration for Scenario {
                             "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c",
                             &[],
                         )?;
+                    }
+                    Dialect::Mysql => {
+                        db::execute("SELECT SLEEP(60)", &[])?;
                     }
                 }
                 Ok(())
