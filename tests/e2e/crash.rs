@@ -20,6 +20,7 @@ const REVISIONS: [&str; 6] = ["r1", "r2", "r3", "r4", "r5", "r6"];
 fn slow(backend: Backend, id: &str) -> String {
     match backend {
         Backend::Postgres => "SELECT pg_sleep(0.12);".into(),
+        Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
         Backend::Sqlite => format!(
             "CREATE TABLE slow_{id} AS WITH RECURSIVE c(x) AS \
              (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) SELECT count(*) AS n FROM c;"
@@ -237,11 +238,12 @@ async fn sigkill_at_random_points_keeps_schema_history_and_stored_artifacts_in_s
         db.exec(&format!(
             "CREATE TABLE items (id bigint PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
              INSERT INTO items (id) SELECT * FROM ({}) AS s;
-             CREATE TABLE e2e_batches (size bigint, pause_ms bigint, fail_from bigint, repeat bigint,
+             CREATE TABLE e2e_batches (size bigint, pause_ms bigint, fail_from bigint, repeats bigint,
                                        stall_from bigint);
              INSERT INTO e2e_batches VALUES (10, 40, NULL, 0, NULL);",
             match backend {
                 Backend::Postgres => "SELECT generate_series(1, 100)".to_owned(),
+                Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
                 Backend::Sqlite => "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100) SELECT i FROM c".to_owned(),
             }
         ))

@@ -71,6 +71,7 @@ async fn a_dry_run_reports_what_each_step_did_and_changes_nothing_on_both_backen
                     "{json}"
                 );
             }
+            Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
             Backend::Sqlite => {
                 assert_eq!(a1["rows_changed"], 3, "{json}");
                 assert_eq!(b2["rows_changed"], 3, "{json}");
@@ -160,6 +161,7 @@ async fn a_dry_run_down_runs_the_down_scripts_and_keeps_every_row() {
                 json!([{"table": "public.t", "inserted": 1, "updated": 3, "deleted": 0}]),
                 "{json}"
             ),
+            Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
             Backend::Sqlite => assert_eq!(b2["rows_changed"], 4, "{json}"),
         }
         assert_eq!(step(&json, "a1")["action"], "downgrade", "{json}");
@@ -209,6 +211,7 @@ async fn a_components_dry_run_shows_the_rows_it_would_write() {
                 json!([{"table": "public.scenario_marker", "inserted": 1, "updated": 0, "deleted": 0}]),
                 "{json}"
             ),
+            Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
             Backend::Sqlite => assert_eq!(b2["observed"]["rows_changed"], 1, "{json}"),
         }
         assert!(!db.table_exists("scenario_marker").await, "{backend:?}");
@@ -283,6 +286,7 @@ async fn a_dry_run_runs_the_first_batches_of_a_batched_revision_and_commits_none
                 json!([{"table": "public.items", "inserted": 0, "updated": 10, "deleted": 0}]),
                 "{json}"
             ),
+            Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
             Backend::Sqlite => assert_eq!(b1["observed"]["rows_changed"], 10, "{json}"),
         }
         let path = project.dir.join("journal.jsonl");
@@ -397,6 +401,7 @@ async fn a_journal_records_every_sql_call_of_scripts_and_components_on_both_back
                     "{insert}"
                 );
             }
+            Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
             Backend::Sqlite => {
                 assert!(error.contains("no such table"), "{failed}");
                 assert_eq!(script["observed"]["rows_changed"], 3, "{script}");

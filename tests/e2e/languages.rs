@@ -288,6 +288,7 @@ async fn has_email_norm(db: &TestDb) -> bool {
         Backend::Postgres => {
             "SELECT count(*)::text FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'email_norm'"
         }
+        Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
         Backend::Sqlite => {
             "SELECT count(*) FROM pragma_table_info('customers') WHERE name = 'email_norm'"
         }
@@ -402,6 +403,7 @@ async fn sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(language: Lan
         let run = up_measured(&project, &db, language, "sdk_tour");
         let code = match backend {
             Backend::Postgres => "23505",
+            Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
             Backend::Sqlite => "1555",
         };
         assert_run!(
@@ -903,6 +905,7 @@ async fn seed_items(db: &TestDb) {
         Backend::Postgres => {
             "INSERT INTO items SELECT g, 'item-' || g FROM generate_series(1, 100000) g"
         }
+        Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
         Backend::Sqlite => {
             "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100000)
              INSERT INTO items SELECT i, 'item-' || i FROM c"
@@ -956,6 +959,7 @@ async fn a_go_keyset_walk_backfills_100000_rows_in_batches_on_both_backends() {
                 Backend::Postgres => {
                     "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'name_norm'"
                 }
+                Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
                 Backend::Sqlite => {
                     "SELECT count(*) FROM pragma_table_info('items') WHERE name = 'name_norm'"
                 }

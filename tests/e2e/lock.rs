@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::Connection;
 
 use crate::snap::{assert_run, shown, shown_error, shown_with};
-use crate::support::{BOTH, Backend, Run, TestDb, TestProject, wasmig_cmd};
+use crate::support::{ALL, Backend, Run, TestDb, TestProject, wasmig_cmd};
 
 /// The lock key documented in the README and pinned in `host/db/src/lock.rs`.
 const PG_LOCK_KEY: i64 = -7_417_683_568_260_457_548;
@@ -20,6 +20,7 @@ const PG_LOCK_KEY: i64 = -7_417_683_568_260_457_548;
 fn slow_statement(backend: Backend, table: &str) -> String {
     match backend {
         Backend::Postgres => "SELECT pg_sleep(0.3);".into(),
+        Backend::Mysql => "SELECT SLEEP(0.3);".into(),
         Backend::Sqlite => format!(
             "CREATE TABLE {table} AS WITH RECURSIVE c(x) AS \
              (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) SELECT count(*) AS n FROM c;"
@@ -71,9 +72,16 @@ async fn pg_lock_count(db: &TestDb) -> i64 {
     .await
 }
 
+/// Whether wasmig's named lock on this test's MySQL database is free.
+async fn mysql_lock_free(db: &TestDb) -> bool {
+    db.strings("SELECT IS_FREE_LOCK(CONCAT('wasmig:', DATABASE()))")
+        .await
+        == ["1"]
+}
+
 #[tokio::test]
 async fn eight_concurrent_ups_apply_each_revision_exactly_once_on_both_backends() {
-    for backend in BOTH {
+    for backend in ALL {
         let project = TestProject::new();
         let db = TestDb::new(backend, &project).await;
         project.sql_revision(
@@ -126,6 +134,9 @@ async fn eight_concurrent_ups_apply_each_revision_exactly_once_on_both_backends(
         assert!(idle >= 1, "{backend:?}: {runs:?}");
         if backend == Backend::Postgres {
             assert_eq!(pg_lock_count(&db).await, 0, "the lock is released");
+        }
+        if backend == Backend::Mysql {
+            assert!(mysql_lock_free(&db).await, "the lock is released");
         }
         db.drop_db().await;
     }
@@ -242,7 +253,7 @@ async fn a_held_sqlite_lock_file_times_out_with_exit_11_naming_its_holder() {
 
 #[tokio::test]
 async fn a_failing_migration_releases_the_lock_on_both_backends() {
-    for backend in BOTH {
+    for backend in ALL {
         let project = TestProject::new();
         let db = TestDb::new(backend, &project).await;
         project.sql_revision("a1", "CREATE TABLE t (x integer);", "DROP TABLE t;");
@@ -251,6 +262,9 @@ async fn a_failing_migration_releases_the_lock_on_both_backends() {
         project.run(&db, &["up"]).fails_with(6);
         if backend == Backend::Postgres {
             assert_eq!(pg_lock_count(&db).await, 0, "the lock is released");
+        }
+        if backend == Backend::Mysql {
+            assert!(mysql_lock_free(&db).await, "the lock is released");
         }
         // A second run takes the lock at once and fails the same way.
         let again = project
@@ -392,7 +406,7 @@ async fn the_statement_of_a_killed_run_stops_on_the_server() {
 
 #[tokio::test]
 async fn a_panic_while_holding_the_lock_exits_1_and_releases_it() {
-    for backend in BOTH {
+    for backend in ALL {
         let project = TestProject::new();
         let db = TestDb::new(backend, &project).await;
         project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");

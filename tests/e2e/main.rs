@@ -23,6 +23,7 @@ mod lease;
 mod lint;
 mod lint_corpus;
 mod lock;
+mod mysql;
 mod offline;
 mod output;
 mod portable;

@@ -19,6 +19,7 @@ pub(crate) fn run_client(db: &TestDb, script: &str) {
             .stderr(Stdio::piped())
             .spawn()
             .expect("psql runs"),
+        Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
         Backend::Sqlite => Command::new("sqlite3")
             .args(["-bail", db.url.trim_start_matches("sqlite:")])
             .stdin(Stdio::piped())
@@ -66,6 +67,7 @@ async fn a_script_run_by_the_databases_client_leaves_what_wasmig_would_on_both_b
         let script = project.run(&db, &["up", "--sql"]).success().stdout;
         match backend {
             Backend::Postgres => assert!(!db.table_exists("wasmig_version").await),
+            Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
             Backend::Sqlite => assert!(!project.dir.join("test.db").exists()),
         }
         assert!(script.contains("-- Running upgrade a1: sql a1"), "{script}");
@@ -169,6 +171,7 @@ fn dump(db: &TestDb, table: &str) -> String {
             .args(["-Atq", "-d", &db.url, "-c"])
             .arg(format!("SELECT v::text FROM {table} v ORDER BY 1"))
             .output(),
+        Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
         Backend::Sqlite => Command::new("sqlite3")
             .args(["-cmd", ".mode quote", db.url.trim_start_matches("sqlite:")])
             .arg(format!("SELECT * FROM {table} ORDER BY 1"))
@@ -201,6 +204,7 @@ async fn a_components_statements_are_written_from_a_dry_run_on_both_backends() {
         // with.
         let other = match backend {
             Backend::Postgres => TestDb::new(backend, &project).await,
+            Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
             Backend::Sqlite => TestDb::existing(
                 backend,
                 &format!("sqlite:{}", project.dir.join("real.db").display()),

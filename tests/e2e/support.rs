@@ -2,7 +2,8 @@
 //! file), running the real `wasmig` binary, and the guest components built from source.
 //!
 //! Nothing here fakes the database: PostgreSQL is the real server (`WASMIG_TEST_PG`, default
-//! `postgres://postgres@127.0.0.1:5432`), and every test gets its own database, dropped at
+//! `postgres://postgres@127.0.0.1:5432`), so is MariaDB or MySQL (`WASMIG_TEST_MYSQL`,
+//! default `mysql://root@127.0.0.1:3306`), and every test gets its own database, dropped at
 //! the end. Guest components are built once per test process from `tests/guests/`.
 
 #![allow(dead_code)]
@@ -13,14 +14,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::{Connection, Executor, Row};
 
-/// The two backends every behaviour is tested on.
+/// The backends behaviours are tested on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backend {
     Postgres,
     Sqlite,
+    /// MariaDB here (MySQL's protocol and dialect); the suites that make sense there.
+    Mysql,
 }
 
+/// The two backends every behaviour is tested on.
 pub(crate) const BOTH: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+
+/// Every backend: the suites whose behaviour holds on MySQL too.
+pub(crate) const ALL: [Backend; 3] = [Backend::Postgres, Backend::Sqlite, Backend::Mysql];
 
 fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -30,6 +37,16 @@ fn unique(prefix: &str) -> String {
         .unwrap()
         .subsec_nanos();
     format!("{prefix}_{}_{n}_{nanos}", std::process::id())
+}
+
+fn mysql_server() -> String {
+    std::env::var("WASMIG_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+async fn mysql_admin() -> sqlx::MySqlConnection {
+    sqlx::MySqlConnection::connect(&mysql_server())
+        .await
+        .expect("MariaDB (or MySQL) must be running for the end-to-end tests (see README)")
 }
 
 fn pg_server() -> String {
@@ -63,6 +80,20 @@ impl TestDb {
                     sqlite_path: None,
                 }
             }
+            Backend::Mysql => {
+                let name = unique("wasmig_e2e");
+                mysql_admin()
+                    .await
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .unwrap();
+                TestDb {
+                    backend,
+                    url: format!("{}/{name}", mysql_server()),
+                    name,
+                    sqlite_path: None,
+                }
+            }
             Backend::Sqlite => {
                 let path = project.dir.join("test.db");
                 TestDb {
@@ -82,7 +113,7 @@ impl TestDb {
             backend,
             url: url.to_owned(),
             name: match backend {
-                Backend::Postgres => url.rsplit('/').next().unwrap().to_owned(),
+                Backend::Postgres | Backend::Mysql => url.rsplit('/').next().unwrap().to_owned(),
                 Backend::Sqlite => String::new(),
             },
             sqlite_path: url.strip_prefix("sqlite:").map(PathBuf::from),
@@ -110,6 +141,13 @@ impl TestDb {
                     .await
                     .unwrap();
             }
+            Backend::Mysql => {
+                let mut c = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
             Backend::Sqlite => {
                 let opts = sqlx::sqlite::SqliteConnectOptions::new()
                     .filename(self.sqlite_path.as_ref().unwrap())
@@ -131,6 +169,11 @@ impl TestDb {
                 let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
                 let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
                 rows.iter().map(pg_text).collect()
+            }
+            Backend::Mysql => {
+                let mut c = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
+                let rows = sqlx::raw_sql(sql).fetch_all(&mut c).await.unwrap();
+                rows.iter().map(mysql_text).collect()
             }
             Backend::Sqlite => {
                 let opts = sqlx::sqlite::SqliteConnectOptions::new()
@@ -208,6 +251,10 @@ impl TestDb {
             Backend::Sqlite => format!(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
             ),
+            Backend::Mysql => format!(
+                "SELECT count(*) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = '{table}'"
+            ),
         };
         self.count(&sql).await > 0
     }
@@ -226,8 +273,13 @@ impl TestDb {
         if !self.table_exists("wasmig_history").await {
             return Vec::new();
         }
-        self.strings("SELECT direction || ':' || revision FROM wasmig_history ORDER BY id")
-            .await
+        let sql = match self.backend {
+            Backend::Mysql => {
+                "SELECT CONCAT(direction, ':', revision) FROM wasmig_history ORDER BY id"
+            }
+            _ => "SELECT direction || ':' || revision FROM wasmig_history ORDER BY id",
+        };
+        self.strings(sql).await
     }
 
     /// The revisions marked failed (`wasmig_failed`).
@@ -240,6 +292,15 @@ impl TestDb {
     }
 
     pub(crate) async fn drop_db(self) {
+        if self.backend == Backend::Mysql && !self.name.is_empty() {
+            let _ = mysql_admin()
+                .await
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {}",
+                    self.name
+                )))
+                .await;
+        }
         if self.backend == Backend::Postgres && !self.name.is_empty() {
             let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server()))
                 .await
@@ -252,6 +313,23 @@ impl TestDb {
                 .await;
         }
     }
+}
+
+/// A MySQL cell as text, read through the text protocol (`raw_sql`), where every value
+/// arrives as its text.
+fn mysql_text(row: &sqlx::mysql::MySqlRow) -> String {
+    use sqlx::ValueRef as _;
+    let raw = row.try_get_raw(0).unwrap();
+    if raw.is_null() {
+        return "NULL".into();
+    }
+    if let Ok(v) = row.try_get_unchecked::<String, _>(0) {
+        return v;
+    }
+    if let Ok(v) = row.try_get_unchecked::<i64, _>(0) {
+        return v.to_string();
+    }
+    panic!("cast the column to text in the test query")
 }
 
 fn pg_text(row: &sqlx::postgres::PgRow) -> String {

@@ -44,7 +44,6 @@ pub fn statement_script(
         return Ok(String::new());
     }
     match dialect {
-        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres if rows.iter().all(Vec::is_empty) => {
             Ok(format!("{sql}\n;\n").repeat(rows.len()))
         }
@@ -68,6 +67,10 @@ pub fn statement_script(
                 Ok(out)
             }
         },
+        Dialect::Mysql => Err(SqlError::wasmig(
+            "STATE",
+            "writing a component's statements as a script (`up --sql`) is not supported on MySQL yet; run the revision with `up`",
+        )),
         Dialect::Sqlite => {
             let mut out = String::new();
             for (i, row) in rows.iter().enumerate() {
@@ -98,7 +101,6 @@ pub fn copy_script(
         return Ok(String::new());
     }
     match dialect {
-        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => {
             let placeholders = (1..=columns.len())
                 .map(|i| format!("${i}"))
@@ -120,6 +122,10 @@ pub fn copy_script(
             }
             Ok(out)
         }
+        Dialect::Mysql => Err(SqlError::wasmig(
+            "STATE",
+            "writing a component's statements as a script (`up --sql`) is not supported on MySQL yet; run the revision with `up`",
+        )),
         Dialect::Sqlite => {
             let mut out = String::new();
             let per = crate::copy::sqlite_rows_per_insert(columns.len());
@@ -152,8 +158,9 @@ pub fn copy_script(
 /// runs it again, which a read survives.
 pub fn reads_only(sql: &str, dialect: Dialect) -> bool {
     match dialect {
-        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => crate::pg_parse::reads_only(sql),
+        // Not captured on MySQL (see `statement_script`).
+        Dialect::Mysql => false,
         // Every statement of it (a query may hold several): each a SELECT or VALUES.
         Dialect::Sqlite => crate::tx_control::statements(sql, Dialect::Sqlite).is_ok_and(|all| {
             !all.is_empty()

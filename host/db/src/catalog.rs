@@ -79,6 +79,10 @@ pub async fn catalog_rows(url: &DatabaseUrl, sql: &str) -> Result<Vec<CatalogRow
             }
             Ok(found)
         }
+        DatabaseUrl::Mysql { .. } => Err(DbError::InvalidUrl {
+            url: url.to_string(),
+            reason: "a fleet's catalog is read from PostgreSQL or SQLite; MySQL targets may be listed there, the catalog itself cannot live on MySQL yet".into(),
+        }),
         DatabaseUrl::Sqlite { path } => {
             let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(path)

@@ -25,8 +25,8 @@ const SQLITE_MAX_PARAMS: usize = 32_766;
 /// Rows per SQLite `INSERT`, at most: long statements gain nothing past this.
 const SQLITE_MAX_ROWS: usize = 1_000;
 
-/// `"name"`, with `"` doubled.
-fn quote_ident(name: &str, what: &str) -> Result<String, SqlError> {
+/// `"name"`, with `"` doubled (`quote` is `` ` `` on MySQL).
+fn quote_ident(name: &str, what: &str, quote: char) -> Result<String, SqlError> {
     if name.is_empty() {
         return Err(SqlError::wasmig(
             "BIND",
@@ -39,7 +39,8 @@ fn quote_ident(name: &str, what: &str) -> Result<String, SqlError> {
             format!("copy-in: the {what} name contains the NUL character"),
         ));
     }
-    Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+    let doubled = format!("{quote}{quote}");
+    Ok(format!("{quote}{}{quote}", name.replace(quote, &doubled)))
 }
 
 /// The quoted target: `"table" ("a", "b")`, the table optionally qualified by one schema
@@ -48,6 +49,18 @@ fn quote_ident(name: &str, what: &str) -> Result<String, SqlError> {
 /// # Errors
 /// `WASMIG-BIND` for no columns, an empty name, or a NUL character.
 pub(super) fn target(table: &str, columns: &[String]) -> Result<String, SqlError> {
+    target_quoted(table, columns, '"')
+}
+
+/// [`target`], with names quoted by `quote` (`` ` `` on MySQL).
+///
+/// # Errors
+/// As [`target`].
+pub(super) fn target_quoted(
+    table: &str,
+    columns: &[String],
+    quote: char,
+) -> Result<String, SqlError> {
     if columns.is_empty() {
         return Err(SqlError::wasmig(
             "BIND",
@@ -57,14 +70,14 @@ pub(super) fn target(table: &str, columns: &[String]) -> Result<String, SqlError
     let table = match table.split_once('.') {
         Some((schema, name)) => format!(
             "{}.{}",
-            quote_ident(schema, "schema")?,
-            quote_ident(name, "table")?
+            quote_ident(schema, "schema", quote)?,
+            quote_ident(name, "table", quote)?
         ),
-        None => quote_ident(table, "table")?,
+        None => quote_ident(table, "table", quote)?,
     };
     let columns = columns
         .iter()
-        .map(|c| quote_ident(c, "column"))
+        .map(|c| quote_ident(c, "column", quote))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(format!("{table} ({})", columns.join(", ")))
 }

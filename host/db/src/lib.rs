@@ -13,6 +13,7 @@ pub mod capture;
 pub mod catalog;
 mod copy;
 mod lock;
+mod mysql;
 mod pg_parse;
 mod pg_script;
 mod policy;
@@ -157,9 +158,9 @@ pub fn split_statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, Box
 /// cannot read. SQLite: always `true` (its DDL is transactional).
 pub fn only_data(script: &str, dialect: Dialect) -> bool {
     match dialect {
-        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => pg_parse::only_data(script),
         Dialect::Sqlite => true,
+        Dialect::Mysql => mysql::lex::only_data(script),
     }
 }
 
@@ -902,6 +903,12 @@ async fn connect_to(
     lock: &LockSettings,
     tenant_schema: bool,
 ) -> anyhow::Result<Box<dyn Database>> {
+    if tenant_schema && matches!(url, DatabaseUrl::Mysql { .. }) {
+        return Err(wasmig_plan::ConfigError::new(format!(
+            "the target {url} names a schema ({schema}); on MySQL a schema is a database: name it in the URL's path instead of `schema=`"
+        ))
+        .into());
+    }
     if tenant_schema && matches!(url, DatabaseUrl::Sqlite { .. }) {
         return Err(wasmig_plan::ConfigError::new(format!(
             "the target {url} names a schema ({schema}), but a SQLite database has one; drop `schema=` from the target, or point it at PostgreSQL"
@@ -930,6 +937,15 @@ async fn connect_to(
             }
             Ok(Box::new(db))
         }
+        DatabaseUrl::Mysql { .. } if role.is_some() => Err(wasmig_plan::ConfigError::new(
+            "role in wasmig.toml is a PostgreSQL setting (MySQL has no SET ROLE that a transaction could end); remove it, and connect to MySQL as the account the migrations should run as".to_owned(),
+        )
+        .into()),
+        DatabaseUrl::Mysql { .. } if lock.mode == LockMode::Lease => Err(wasmig_plan::ConfigError::new(
+            format!("{} asks for the lease lock, a PostgreSQL setting: MySQL's lock is a named lock (GET_LOCK); remove it", lock.source),
+        )
+        .into()),
+        DatabaseUrl::Mysql { .. } => Ok(Box::new(mysql::MySqlDatabase::connect(url).await?)),
         DatabaseUrl::Sqlite { .. } if role.is_some() => Err(wasmig_plan::ConfigError::new(
             "role in wasmig.toml is a PostgreSQL setting, and SQLite has no roles; remove it, or point the project at PostgreSQL".to_owned(),
         )

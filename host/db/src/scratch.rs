@@ -72,6 +72,41 @@ impl Scratch {
                     name: path.display().to_string(),
                 })
             }
+            DatabaseUrl::Mysql { url } => {
+                let server = redact(url);
+                let failed = |e: sqlx::Error| match &e {
+                    // ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR, ER_SPECIFIC_ACCESS_DENIED
+                    sqlx::Error::Database(d) if d.code().as_deref() == Some("42000") => {
+                        ScratchError::NotAllowed {
+                            server: server.clone(),
+                            role: String::new(),
+                            message: d.message().to_owned(),
+                        }
+                    }
+                    _ => ScratchError::Failed {
+                        server: server.clone(),
+                        message: e.to_string(),
+                    },
+                };
+                let admin_url = with_database(&mysql_scheme(url), "");
+                let mut admin = sqlx::MySqlConnection::connect(&admin_url)
+                    .await
+                    .map_err(failed)?;
+                let created = admin
+                    .execute(AssertSqlSafe(format!(
+                        "CREATE DATABASE {name} CHARACTER SET utf8mb4"
+                    )))
+                    .await;
+                let _ = admin.close().await;
+                created.map_err(failed)?;
+                Ok(Scratch {
+                    url: DatabaseUrl::Mysql {
+                        url: with_database(url, &name),
+                    },
+                    admin: Some(admin_url),
+                    name,
+                })
+            }
             DatabaseUrl::Postgres { url } => {
                 let server = redact(url);
                 let failed = |e: sqlx::Error| match &e {
@@ -160,6 +195,25 @@ impl Scratch {
     /// drop by hand.
     pub async fn drop_database(&self) {
         match (&self.admin, &self.url) {
+            (Some(admin), DatabaseUrl::Mysql { .. }) => {
+                let dropped = async {
+                    let mut c = sqlx::MySqlConnection::connect(admin).await?;
+                    c.execute(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {}",
+                        self.name
+                    )))
+                    .await?;
+                    c.close().await
+                }
+                .await;
+                if let Err(e) = dropped {
+                    tracing::warn!(
+                        "cannot drop the scratch database {}: {e}; drop it by hand (DROP DATABASE {})",
+                        self.name,
+                        self.name
+                    );
+                }
+            }
             (Some(admin), _) => {
                 let dropped = async {
                     let mut c = sqlx::PgConnection::connect(admin).await?;
@@ -197,8 +251,16 @@ impl Scratch {
                     }
                 }
             }
-            (None, DatabaseUrl::Postgres { .. }) => {}
+            (None, DatabaseUrl::Postgres { .. } | DatabaseUrl::Mysql { .. }) => {}
         }
+    }
+}
+
+/// A `mysql://` or `mariadb://` URL as sqlx reads it (`mysql://`).
+fn mysql_scheme(url: &str) -> String {
+    match url.split_once("://") {
+        Some((_, rest)) => format!("mysql://{rest}"),
+        None => url.to_owned(),
     }
 }
 

@@ -76,7 +76,6 @@ fn refuse_control(sql: &str, dialect: Dialect, policy: &Policy, why: &str) -> Re
         }
     };
     let ((n, keyword, why), several) = match dialect {
-        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         // PostgreSQL's own parser, under both readings of backslashes (`pg_parse`).
         Dialect::Postgres => match crate::pg_parse::judge(sql, policy)? {
             None => return Ok(()),
@@ -85,6 +84,20 @@ fn refuse_control(sql: &str, dialect: Dialect, policy: &Policy, why: &str) -> Re
             Some((n, Refusal::Unlock(what))) => ((n, what, UNLOCK_WHY), sql.contains(';')),
             Some((n, Refusal::Policy(v))) => return Err(v.error(&at(n, sql.contains(';')), policy)),
         },
+        // A lexical check under both readings of a backslash (`mysql::lex`).
+        Dialect::Mysql => {
+            if policy.is_untrusted() {
+                return Err(SqlError::wasmig(
+                    "POLICY",
+                    "untrusted mode's SQL policy is not enforced on MySQL yet, so wasmig refuses to run untrusted migrations there; run them on PostgreSQL, or trust the revision",
+                ));
+            }
+            let several = crate::mysql::lex::statements(sql)?.len() > 1;
+            match crate::mysql::lex::first_control(sql) {
+                None => return Ok(()),
+                Some((n, keyword)) => ((n, keyword.to_owned(), why), several),
+            }
+        }
         Dialect::Sqlite => {
             let statements = split(sql, dialect);
             let several = statements.len() > 1;
@@ -136,8 +149,11 @@ const LEXING_WHY: &str = "wasmig checks every statement with PostgreSQL's own pa
 /// On PostgreSQL, a script its parser cannot read (SQLSTATE 42601).
 pub(crate) fn statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, SqlError> {
     match dialect {
-        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => Ok(crate::pg_parse::parse(script, &Policy::TRUSTED)?
+            .into_iter()
+            .map(|s| s.text)
+            .collect()),
+        Dialect::Mysql => Ok(crate::mysql::lex::statements(script)?
             .into_iter()
             .map(|s| s.text)
             .collect()),
@@ -223,11 +239,12 @@ fn has_body(lead: &[String], dialect: Dialect) -> bool {
         return false;
     }
     match dialect {
-        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Sqlite => {
             word(1) == "TRIGGER"
                 || (matches!(word(1), "TEMP" | "TEMPORARY") && word(2) == "TRIGGER")
         }
+        // MySQL is read by `mysql::lex`.
+        Dialect::Mysql => false,
         Dialect::Postgres => {
             matches!(word(1), "FUNCTION" | "PROCEDURE")
                 || (word(1) == "OR"

@@ -13,6 +13,12 @@ pub enum DatabaseUrl {
         /// The URL as given, passed to sqlx.
         url: String,
     },
+    /// `mysql://…` or `mariadb://…`: MySQL or MariaDB (one protocol, told apart by the
+    /// server's version once connected).
+    Mysql {
+        /// The URL as given.
+        url: String,
+    },
     /// `sqlite:PATH`, `sqlite://PATH` or a file path; created if missing.
     Sqlite {
         /// The database file.
@@ -40,6 +46,15 @@ impl DatabaseUrl {
                 url: raw.to_owned(),
             });
         }
+        if raw.starts_with("mysql://") || raw.starts_with("mariadb://") {
+            let rest = raw.split_once("://").map(|(_, r)| r).unwrap_or_default();
+            if rest.is_empty() {
+                return Err(invalid("no host or database after the scheme"));
+            }
+            return Ok(DatabaseUrl::Mysql {
+                url: raw.to_owned(),
+            });
+        }
         if let Some(rest) = raw.strip_prefix("sqlite:") {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             let path = path.split('?').next().unwrap_or_default();
@@ -54,9 +69,11 @@ impl DatabaseUrl {
         }
         match raw.split_once("://") {
             Some((scheme, _)) => Err(invalid(&format!(
-                "unsupported scheme `{scheme}`; wasmig supports postgres:// and sqlite:"
+                "unsupported scheme `{scheme}`; wasmig supports postgres://, mysql://, mariadb:// and sqlite:"
             ))),
-            None => Err(invalid("expected postgres://USER@HOST/DB or sqlite:PATH")),
+            None => Err(invalid(
+                "expected postgres://USER@HOST/DB, mysql://USER@HOST/DB or sqlite:PATH",
+            )),
         }
     }
 
@@ -64,6 +81,7 @@ impl DatabaseUrl {
     pub fn dialect(&self) -> wasmig_contract::Dialect {
         match self {
             DatabaseUrl::Postgres { .. } => wasmig_contract::Dialect::Postgres,
+            DatabaseUrl::Mysql { .. } => wasmig_contract::Dialect::Mysql,
             DatabaseUrl::Sqlite { .. } => wasmig_contract::Dialect::Sqlite,
         }
     }
@@ -72,7 +90,7 @@ impl DatabaseUrl {
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DatabaseUrl::Postgres { url } => f.write_str(&redact(url)),
+            DatabaseUrl::Postgres { url } | DatabaseUrl::Mysql { url } => f.write_str(&redact(url)),
             DatabaseUrl::Sqlite { path } => write!(f, "sqlite:{}", path.display()),
         }
     }
@@ -101,11 +119,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_postgres_and_sqlite() {
+    fn parses_postgres_mysql_and_sqlite() {
         assert!(matches!(
             DatabaseUrl::parse("postgres://u@localhost/db"),
             Ok(DatabaseUrl::Postgres { .. })
         ));
+        for url in [
+            "mysql://root@127.0.0.1:3306/app",
+            "mariadb://root@localhost/app",
+        ] {
+            assert!(
+                matches!(DatabaseUrl::parse(url), Ok(DatabaseUrl::Mysql { .. })),
+                "{url}"
+            );
+        }
         assert_eq!(
             DatabaseUrl::parse("sqlite:dir/x.db").unwrap(),
             DatabaseUrl::Sqlite {
@@ -122,9 +149,9 @@ mod tests {
 
     #[test]
     fn rejects_unknown_schemes_and_memory() {
-        let err = DatabaseUrl::parse("mysql://root@localhost/x").unwrap_err();
+        let err = DatabaseUrl::parse("oracle://root@localhost/x").unwrap_err();
         assert!(
-            err.to_string().contains("unsupported scheme `mysql`"),
+            err.to_string().contains("unsupported scheme `oracle`"),
             "{err}"
         );
         assert!(DatabaseUrl::parse("sqlite::memory:").is_err());

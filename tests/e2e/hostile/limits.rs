@@ -11,7 +11,7 @@ use crate::support::{BOTH, Backend, TestDb, TestProject};
 async fn a_guest_alternating_two_checkpoints_is_stopped_by_max_batches() {
     for backend in BOTH {
         let (project, db, dir) = setup(backend, "batched", 100, 10).await;
-        db.exec("UPDATE e2e_batches SET repeat = 3").await;
+        db.exec("UPDATE e2e_batches SET repeats = 3").await;
         project.set_manifest(&dir, "max_batches = 5");
         let run = project.run(&db, &["up"]).fails_with(7);
         assert_run!(

@@ -16,6 +16,7 @@ fn variants(backend: Backend) -> Vec<(&'static str, &'static str)> {
             "INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
              VALUES ('c3', 'upgrade', 'x', now(), now(), 0, '0.1.0');"
         }
+        Backend::Mysql => unreachable!("on MySQL: mysql.rs, and the suites over ALL"),
         Backend::Sqlite => {
             "INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
              VALUES ('c3', 'upgrade', 'x', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0, '0.1.0');"

@@ -89,12 +89,13 @@ impl Words {
     /// vanish with the connection).
     pub fn table(&self, name: &str) -> String {
         match (&self.schema, self.dialect) {
-            (_, Dialect::Mysql) => unreachable!("MySQL backend: issue 17"),
             (Some(schema), Dialect::Postgres) => {
                 format!("\"{}\".{name}", schema.replace('"', "\"\""))
             }
             (None, Dialect::Postgres) => name.to_owned(),
             (_, Dialect::Sqlite) => format!("main.{name}"),
+            // The connection's database (the URL's).
+            (_, Dialect::Mysql) => name.to_owned(),
         }
     }
 
@@ -102,45 +103,69 @@ impl Words {
     /// the `search_path` cannot answer instead.
     fn eq(&self) -> &'static str {
         match self.dialect {
-            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => "OPERATOR(pg_catalog.=)",
-            Dialect::Sqlite => "=",
+            Dialect::Sqlite | Dialect::Mysql => "=",
         }
     }
 
     /// The number of rows, as a 64-bit integer: qualified on PostgreSQL.
     fn count(&self) -> &'static str {
         match self.dialect {
-            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => "pg_catalog.count(*)",
-            Dialect::Sqlite => "count(*)",
+            Dialect::Sqlite | Dialect::Mysql => "count(*)",
         }
     }
 
     /// The column type of a time.
     fn time(&self) -> &'static str {
         match self.dialect {
-            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => "TIMESTAMPTZ",
             Dialect::Sqlite => "TEXT",
+            Dialect::Mysql => "DATETIME(6)",
         }
     }
 
     /// The column type of bytes.
     fn bytes(&self) -> &'static str {
         match self.dialect {
-            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => "BYTEA",
             Dialect::Sqlite => "BLOB",
+            Dialect::Mysql => "LONGBLOB",
         }
     }
 
     /// An ever-increasing integer key.
     fn identity(&self) -> &'static str {
         match self.dialect {
-            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
             Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Dialect::Mysql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
+        }
+    }
+
+    /// The column type of a text that is part of a key (MySQL indexes only a prefix of a
+    /// `TEXT`; revision ids are short).
+    fn key(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Postgres | Dialect::Sqlite => "TEXT",
+            Dialect::Mysql => "VARCHAR(255)",
+        }
+    }
+
+    /// The column type of any other text (MySQL's `TEXT` holds 64 KiB; a script may not).
+    fn text(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Postgres | Dialect::Sqlite => "TEXT",
+            Dialect::Mysql => "LONGTEXT",
+        }
+    }
+
+    /// What follows a table's column list: on MySQL a transactional engine, and a binary
+    /// collation so that ids compare exactly.
+    fn table_options(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Postgres | Dialect::Sqlite => "",
+            Dialect::Mysql => " ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
         }
     }
 }
@@ -365,15 +390,15 @@ impl VersionStore {
             // A script for later (`--sql` from base) may meet the tables already there, at
             // this version (a database taken down to base keeps them): the DDL is `IF NOT
             // EXISTS`, and the version's row is written only if missing.
-            let if_missing = if d.writes_for_later() {
-                " ON CONFLICT (version) DO NOTHING"
-            } else {
-                ""
+            let (insert, if_missing) = match (d.writes_for_later(), self.words.dialect) {
+                (false, _) => ("INSERT", ""),
+                (true, Dialect::Mysql) => ("INSERT IGNORE", ""),
+                (true, _) => ("INSERT", " ON CONFLICT (version) DO NOTHING"),
             };
             let done = d
                 .execute(&Statement::new(
                     format!(
-                        "INSERT INTO {} (version, wasmig_version, migrated_at) VALUES ($1, $2, $3){if_missing}",
+                        "{insert} INTO {} (version, wasmig_version, migrated_at) VALUES ($1, $2, $3){if_missing}",
                         self.table(SCHEMA_TABLE)
                     ),
                     vec![

@@ -62,12 +62,16 @@ pub fn inline(statement: &Statement, dialect: Dialect) -> Result<String, sqlx::E
     fill_placeholders(statement, |out, _, param| literal(out, param, dialect))
 }
 
+/// An RFC 3339 UTC time (`…T…Z`) as MySQL's `DATETIME` reads it: `YYYY-MM-DD HH:MM:SS.ffffff`.
+fn param_time_mysql(rfc3339: &str) -> String {
+    rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
 /// `param` as a literal a person can read: text quoted (PostgreSQL: an `E''` string, whose
 /// only special characters, `\` and `'`, are escaped, whatever `standard_conforming_strings`
 /// says), bytes in hex, times in RFC 3339 with microseconds.
 fn literal(out: &mut String, param: &Param, dialect: Dialect) -> Result<(), sqlx::Error> {
     let text = |out: &mut String, t: &str| match dialect {
-        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => {
             out.push_str("E'");
             out.push_str(&t.replace('\\', "\\\\").replace('\'', "\\'"));
@@ -78,27 +82,37 @@ fn literal(out: &mut String, param: &Param, dialect: Dialect) -> Result<(), sqlx
             out.push_str(&t.replace('\'', "''"));
             out.push('\'');
         }
+        // In hexadecimal: a quote or backslash means the same under every `sql_mode`.
+        Dialect::Mysql => out.push_str(&format!(
+            "CONVERT(X'{}' USING utf8mb4)",
+            hex::encode(t.as_bytes())
+        )),
     };
     match param {
         Param::Text(None) | Param::Bytes(None) => out.push_str("NULL"),
         Param::Text(Some(t)) => text(out, t),
         Param::Int(i) => out.push_str(&format!("({i})")),
         Param::Bytes(Some(b)) => match dialect {
-            Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
             Dialect::Postgres => out.push_str(&format!("decode('{}', 'hex')", hex::encode(b))),
-            Dialect::Sqlite => out.push_str(&format!("X'{}'", hex::encode(b))),
+            Dialect::Sqlite | Dialect::Mysql => out.push_str(&format!("X'{}'", hex::encode(b))),
         },
         Param::Time(t) => {
             let t = t.to_rfc3339_opts(SecondsFormat::Micros, true);
             match dialect {
-                Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
                 Dialect::Postgres => out.push_str(&format!("'{t}'::timestamptz")),
                 Dialect::Sqlite => out.push_str(&format!("'{t}'")),
+                Dialect::Mysql => {
+                    let utc = param_time_mysql(&t);
+                    out.push_str(&format!("CAST('{utc}' AS DATETIME(6))"));
+                }
             }
         }
         Param::Texts(list) => {
-            if dialect == Dialect::Sqlite {
-                return Err(sqlx::Error::Protocol("SQLite has no arrays".into()));
+            if dialect != Dialect::Postgres {
+                return Err(sqlx::Error::Protocol(format!(
+                    "{} has no arrays",
+                    dialect.name()
+                )));
             }
             out.push_str("ARRAY[");
             for (i, t) in list.iter().enumerate() {

@@ -53,64 +53,70 @@ fn history_ddl(w: &Words, name: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {name} (
              id {identity},
-             revision TEXT NOT NULL,
-             direction TEXT NOT NULL CHECK (direction IN ({DIRECTIONS})),
-             checksum TEXT NOT NULL,
+             revision {key} NOT NULL,
+             direction {key} NOT NULL CHECK (direction IN ({DIRECTIONS})),
+             checksum {key} NOT NULL,
              started_at {time} NOT NULL,
              finished_at {time} NOT NULL,
              duration_ms BIGINT NOT NULL,
-             wasmig_version TEXT NOT NULL,
-             error TEXT,
-             sqlstate TEXT
-         );",
+             wasmig_version {key} NOT NULL,
+             error {text},
+             sqlstate {key}
+         ){options};",
         identity = w.identity(),
         time = w.time(),
+        key = w.key(),
+        text = w.text(),
+        options = w.table_options(),
     )
 }
 
 /// Schema version 1: the tables as they were when wasmig began recording a version.
 fn tables_v1(w: &Words) -> String {
     let time = w.time();
+    let key = w.key();
+    let text = w.text();
+    let options = w.table_options();
     format!(
-        "CREATE TABLE IF NOT EXISTS {version} (revision TEXT PRIMARY KEY);
+        "CREATE TABLE IF NOT EXISTS {version} (revision {key} PRIMARY KEY){options};
          {history}
          CREATE TABLE IF NOT EXISTS {failed} (
-             revision TEXT PRIMARY KEY,
-             direction TEXT NOT NULL,
-             remove_heads TEXT NOT NULL,
-             add_heads TEXT NOT NULL,
+             revision {key} PRIMARY KEY,
+             direction {text} NOT NULL,
+             remove_heads {text} NOT NULL,
+             add_heads {text} NOT NULL,
              statement BIGINT NOT NULL,
-             error TEXT NOT NULL,
-             sqlstate TEXT,
+             error {text} NOT NULL,
+             sqlstate {text},
              failed_at {time} NOT NULL
-         );
+         ){options};
          CREATE TABLE IF NOT EXISTS {artifact} (
-             revision TEXT PRIMARY KEY,
-             kind TEXT NOT NULL,
-             checksum TEXT NOT NULL,
-             manifest TEXT NOT NULL,
-             up_sql TEXT,
-             down_sql TEXT,
+             revision {key} PRIMARY KEY,
+             kind {text} NOT NULL,
+             checksum {text} NOT NULL,
+             manifest {text} NOT NULL,
+             up_sql {text},
+             down_sql {text},
              component {bytes},
-             source_checksum TEXT,
+             source_checksum {text},
              stored_at {time} NOT NULL
-         );
+         ){options};
          CREATE TABLE IF NOT EXISTS {checkpoint} (
-             revision TEXT PRIMARY KEY,
-             direction TEXT NOT NULL,
-             remove_heads TEXT NOT NULL,
-             add_heads TEXT NOT NULL,
-             checkpoint TEXT NOT NULL,
+             revision {key} PRIMARY KEY,
+             direction {text} NOT NULL,
+             remove_heads {text} NOT NULL,
+             add_heads {text} NOT NULL,
+             checkpoint {text} NOT NULL,
              batches BIGINT NOT NULL,
-             checksum TEXT NOT NULL,
+             checksum {text} NOT NULL,
              started_at {time} NOT NULL,
              updated_at {time} NOT NULL
-         );
+         ){options};
          CREATE TABLE IF NOT EXISTS {schema} (
              version BIGINT PRIMARY KEY,
-             wasmig_version TEXT NOT NULL,
+             wasmig_version {text} NOT NULL,
              migrated_at {time} NOT NULL
-         );",
+         ){options};",
         version = w.table(VERSION_TABLE),
         history = history_ddl(w, &w.table(HISTORY_TABLE)),
         failed = w.table(FAILED_TABLE),
@@ -128,22 +134,25 @@ fn tables_v1(w: &Words) -> String {
 fn partitions_v2(w: &Words) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {partition} (
-             revision TEXT NOT NULL,
+             revision {key} NOT NULL,
              part BIGINT NOT NULL,
              parts BIGINT NOT NULL,
              first_key BIGINT NOT NULL,
              last_key BIGINT NOT NULL,
-             checkpoint TEXT NOT NULL,
+             checkpoint {text} NOT NULL,
              batches BIGINT NOT NULL,
              done BIGINT NOT NULL,
-             owner TEXT,
+             owner {key},
              token BIGINT NOT NULL,
              lease_until {time},
              updated_at {time} NOT NULL,
              PRIMARY KEY (revision, part)
-         );",
+         ){options};",
         partition = w.table(PARTITION_TABLE),
         time = w.time(),
+        key = w.key(),
+        text = w.text(),
+        options = w.table_options(),
     )
 }
 
@@ -155,7 +164,6 @@ pub(super) async fn adopt_unversioned(w: &Words, d: &mut dyn Driver) -> anyhow::
     let doing = "adopting wasmig's tables made before it recorded a schema version";
     let history = w.table(HISTORY_TABLE);
     match w.dialect {
-        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => {
             let check = format!("{HISTORY_TABLE}_direction_check");
             d.script(&format!(
@@ -180,6 +188,8 @@ pub(super) async fn adopt_unversioned(w: &Words, d: &mut dyn Driver) -> anyhow::
             .await
             .map_err(query_error(doing))?;
         }
+        // wasmig's first release on MySQL already recorded a schema version.
+        Dialect::Mysql => {}
         Dialect::Sqlite => {
             // SQLite cannot alter a check: the history table is rebuilt.
             let rows = d
@@ -226,7 +236,6 @@ pub(super) fn present_tables(w: &Words, tables: &[&str]) -> Statement {
         .collect::<Vec<_>>()
         .join(", ");
     match w.dialect {
-        Dialect::Mysql => unreachable!("MySQL backend: issue 17"),
         Dialect::Postgres => {
             let prefix = w
                 .schema
@@ -244,6 +253,26 @@ pub(super) fn present_tables(w: &Words, tables: &[&str]) -> Statement {
                            AND a.attname OPERATOR(pg_catalog.=) 'error' AND NOT a.attisdropped)"
                 ),
                 vec![Param::Text(Some(prefix))],
+                &[Kind::Text],
+            )
+        }
+        Dialect::Mysql => {
+            let names = tables
+                .iter()
+                .map(|t| format!("'{t}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Statement::rows(
+                format!(
+                    "SELECT CAST(table_name AS CHAR) FROM information_schema.tables
+                     WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'
+                       AND table_name IN ({names})
+                     UNION ALL
+                     SELECT '{HISTORY_TABLE}.error' FROM information_schema.columns
+                     WHERE table_schema = DATABASE() AND table_name = '{HISTORY_TABLE}'
+                       AND column_name = 'error'"
+                ),
+                vec![],
                 &[Kind::Text],
             )
         }

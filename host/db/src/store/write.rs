@@ -373,15 +373,27 @@ impl VersionStore {
         doing: String,
     ) -> anyhow::Result<()> {
         let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+        let mysql = self.words.dialect == Dialect::Mysql;
         let updates: Vec<String> = columns
             .iter()
             .filter(|c| **c != "revision")
-            .map(|c| format!("{c} = excluded.{c}"))
+            .map(|c| {
+                if mysql {
+                    format!("{c} = VALUES({c})")
+                } else {
+                    format!("{c} = excluded.{c}")
+                }
+            })
             .collect();
+        let conflict = if mysql {
+            "ON DUPLICATE KEY UPDATE"
+        } else {
+            "ON CONFLICT (revision) DO UPDATE SET"
+        };
         let done = d
             .execute(&Statement::new(
                 format!(
-                    "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (revision) DO UPDATE SET {}",
+                    "INSERT INTO {} ({}) VALUES ({}) {conflict} {}",
                     self.table(table),
                     columns.join(", "),
                     placeholders.join(", "),
@@ -391,7 +403,8 @@ impl VersionStore {
             ))
             .await
             .map_err(query_error(doing.clone()))?;
-        confirm(done, &doing)
+        // MySQL counts a row replaced by ON DUPLICATE KEY UPDATE twice.
+        confirm(if mysql && done == 2 { 1 } else { done }, &doing)
     }
 
     /// Deletes one revision's row of `table` (none is fine: there was nothing to forget).

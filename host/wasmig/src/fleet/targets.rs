@@ -296,7 +296,7 @@ fn targets<'a>(
             None => url.to_string(),
         };
         let raw = match &url {
-            DatabaseUrl::Postgres { url } => url.clone(),
+            DatabaseUrl::Postgres { url } | DatabaseUrl::Mysql { url } => url.clone(),
             DatabaseUrl::Sqlite { path } => format!("sqlite:{}", path.display()),
         };
         if let Some(first) = seen.insert((raw.clone(), schema.clone()), line.number) {
@@ -410,7 +410,7 @@ mod tests {
             ),
             ("postgres://h/a shard=3\n", "line 1: unknown option `shard`"),
             ("postgres://h/a oops\n", "line 1: `oops` is not KEY=VALUE"),
-            ("mysql://h/a\n", "line 1: "),
+            ("oracle://h/a\n", "line 1: "),
             ("[canary\n", "line 1: `[canary` opens a group"),
             ("[]\n", "line 1: `` is not a group"),
         ] {

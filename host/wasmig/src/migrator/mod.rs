@@ -635,6 +635,12 @@ impl Migrator {
                     not_run: Vec::new(),
                 });
             }
+            if self.options.dry_run && db.dialect() == crate::bindings::Dialect::Mysql {
+                return Err(ConfigError::new(
+                    "--dry-run is not available on MySQL yet: the server commits DDL implicitly and counts no rows per transaction, so a dry run could neither undo all it ran nor say what it did; try the range on a copy of the database, or on PostgreSQL",
+                )
+                .into());
+            }
             let per_statement = self
                 .per_statement(db, &prepared.set, &prepared.steps)
                 .await?;
@@ -743,7 +749,14 @@ impl Migrator {
             }
             return Ok(None);
         }
+        let mysql = db.dialect() == crate::bindings::Dialect::Mysql;
         if mode == Execution::Transaction {
+            if mysql {
+                return Err(ConfigError::new(format!(
+                    "{source} asks to run each SQL revision in one transaction, which MySQL and MariaDB cannot do for DDL (they commit it implicitly); remove it: wasmig then runs a script with DDL statement by statement, and a script of data statements in one transaction"
+                ))
+                .into());
+            }
             return Ok(None);
         }
         let build_dir = crate::artifact::build_dir(&self.project);
@@ -762,6 +775,9 @@ impl Migrator {
             return Ok(None);
         }
         let why = match mode {
+            Execution::Auto if mysql => {
+                "the server is MySQL or MariaDB, which commits DDL implicitly".to_owned()
+            }
             Execution::Auto => match db.server_version().await? {
                 Some(version) if db::not_postgres(&version) => format!(
                     "execution = \"auto\", and the server is {}, whose DDL is not transactional",

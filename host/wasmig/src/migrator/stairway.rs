@@ -293,7 +293,7 @@ impl Migrator {
 /// The URL a migrator connects with (the password kept).
 fn url_text(url: &db::DatabaseUrl) -> String {
     match url {
-        db::DatabaseUrl::Postgres { url } => url.clone(),
+        db::DatabaseUrl::Postgres { url } | db::DatabaseUrl::Mysql { url } => url.clone(),
         db::DatabaseUrl::Sqlite { path } => format!("sqlite:{}", path.display()),
     }
 }

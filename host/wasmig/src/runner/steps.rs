@@ -546,8 +546,12 @@ impl Run<'_> {
                     .partitioned_step(at, &ready, (loaded, sandbox), resume, partitions)
                     .await;
             }
+            let why = match self.db.dialect() {
+                Dialect::Sqlite => "SQLite has one writer at a time",
+                _ => "partitioned walks run on PostgreSQL only so far",
+            };
             tracing::info!(
-                "{}: SQLite has one writer at a time, so its [partitions] run as one walk",
+                "{}: {why}, so its [partitions] run as one walk",
                 step.revision
             );
         }

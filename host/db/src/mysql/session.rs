@@ -1,0 +1,633 @@
+//! A MySQL session: one migration's transaction on a connection of its own, and the
+//! canceller that stops its running statement (`KILL QUERY` from another connection).
+//!
+//! Owns: beginning the transaction with a savepoint whose name only wasmig knows (the
+//! server forgets it when the transaction ends, however it ends, so finding it again is
+//! the server's word that the transaction is the one begun); the [`GuestSql`] impl, where
+//! every statement goes through the prepared-statement protocol (which refuses two
+//! statements in one text) after `lex` refused transaction control and the statements that
+//! commit implicitly; the [`Session`] impl: the guard (the transaction, then the lock
+//! fence), timeouts, commit and rollback. The connection is closed when the session ends:
+//! MySQL has no statement that resets what a migration set on it.
+//!
+//! Not here: binding and decoding (`codec`), wasmig's tables (`store`), the lock
+//! (`named_lock`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt as _;
+use sqlx::Statement as _;
+use sqlx::mysql::MySqlArguments;
+use sqlx::{AssertSqlSafe, Connection as _, Executor as _, MySqlConnection, MySqlPool, SqlSafeStr};
+
+use super::codec::{bind, bind_into, column, decode_row, error_number, sql_error};
+use super::{MySqlDatabase, lex};
+use crate::store::{Driver, VersionStore};
+use crate::{
+    Canceller, CursorState, DbError, GuestSql, LockLost, Policy, Session, SqlResult, copy,
+};
+use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
+
+/// `ER_UNSUPPORTED_PS`: a statement the prepared-statement protocol does not take.
+const UNSUPPORTED_PS: u16 = 1295;
+
+/// The most parameters one prepared statement may have.
+const MAX_PARAMS: usize = 65_535;
+
+/// Rows per `INSERT` of a `copy-in`, at most.
+const MAX_COPY_ROWS: usize = 1_000;
+
+/// The `SET SESSION` statement for a step's timeouts (empty: none): the lock waits in
+/// whole seconds (at least 1), the statement limit as the server spells it
+/// (`max_statement_time` in seconds on MariaDB; `max_execution_time` in milliseconds on
+/// MySQL, where it bounds `SELECT` only).
+pub(super) fn timeouts(
+    mariadb: bool,
+    lock: Option<std::time::Duration>,
+    statement: Option<std::time::Duration>,
+) -> String {
+    let mut settings = Vec::new();
+    if let Some(lock) = lock {
+        let secs = lock.as_secs_f64().ceil().max(1.0) as u64;
+        settings.push(format!("lock_wait_timeout = {secs}"));
+        settings.push(format!("innodb_lock_wait_timeout = {secs}"));
+    }
+    if let Some(statement) = statement {
+        if mariadb {
+            settings.push(format!(
+                "max_statement_time = {:.3}",
+                statement.as_secs_f64()
+            ));
+        } else {
+            settings.push(format!(
+                "max_execution_time = {}",
+                statement.as_millis().max(1)
+            ));
+        }
+    }
+    if settings.is_empty() {
+        String::new()
+    } else {
+        format!("SET SESSION {}", settings.join(", "))
+    }
+}
+
+/// Runs one statement wasmig's checks passed, through the prepared-statement protocol, or
+/// as text when the server does not prepare that kind of statement (the text is then one
+/// statement under both readings of `lex`). Returns the rows it affected.
+pub(super) async fn run_one(conn: &mut MySqlConnection, text: &str) -> SqlResult<u64> {
+    match sqlx::query(AssertSqlSafe(text.to_owned()))
+        .persistent(false)
+        .execute(&mut *conn)
+        .await
+    {
+        Ok(done) => Ok(done.rows_affected()),
+        Err(e) if error_number(&e) == Some(UNSUPPORTED_PS) => {
+            sqlx::raw_sql(AssertSqlSafe(text.to_owned()))
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(sql_error)
+        }
+        Err(e) => Err(sql_error(e)),
+    }
+}
+
+/// What a session knows of the migration lock: its name, and the connection holding it
+/// for this run (0: not held).
+#[derive(Clone)]
+struct Fence {
+    name: String,
+    holder: Arc<AtomicU64>,
+}
+
+/// One migration's transaction.
+pub(crate) struct MySqlSession {
+    /// `None` once committed or rolled back; dropped open, the connection closes and the
+    /// server rolls the transaction back.
+    conn: Option<MySqlConnection>,
+    /// The connection's id, for `KILL QUERY`.
+    id: i64,
+    /// The savepoint set right after `START TRANSACTION`.
+    marker: String,
+    /// Where the canceller's `KILL QUERY` is sent from.
+    pool: MySqlPool,
+    fence: Fence,
+    mariadb: bool,
+    /// Set when the server said the transaction ended (`@@in_transaction` after a call).
+    ended: bool,
+    store: VersionStore,
+    policy: Policy,
+}
+
+impl MySqlSession {
+    pub(super) async fn begin(db: &MySqlDatabase) -> anyhow::Result<Self> {
+        let failed = |source| DbError::Query {
+            doing: "beginning a transaction".into(),
+            source,
+        };
+        let mut conn = db.own_connection().await.map_err(failed)?;
+        let id: i64 = sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(failed)?;
+        let marker = format!("wasmig_{}", uuid::Uuid::new_v4().simple());
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "START TRANSACTION; SAVEPOINT {marker}"
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(failed)?;
+        Ok(MySqlSession {
+            conn: Some(conn),
+            id,
+            marker,
+            pool: db.pool.clone(),
+            fence: Fence {
+                name: db.lock_name.clone(),
+                holder: Arc::clone(&db.holder),
+            },
+            mariadb: db.mariadb,
+            ended: false,
+            store: VersionStore::new(Dialect::Mysql, None),
+            policy: Policy::TRUSTED,
+        })
+    }
+
+    fn conn(&mut self) -> &mut MySqlConnection {
+        self.conn
+            .as_mut()
+            .expect("a MySQL session is used after it ended")
+    }
+
+    /// The statements of `sql` after the checks every migration statement passes.
+    fn checked<'s>(&self, sql: &'s str) -> SqlResult<Vec<lex::Statement<'s>>> {
+        if self.ended {
+            return Err(SqlError::wasmig(
+                "STATE",
+                "the server ended wasmig's transaction (a deadlock rolls it back whole), so what runs next would commit on its own: the step fails here",
+            ));
+        }
+        if self.policy.is_untrusted() {
+            return Err(SqlError::wasmig(
+                "POLICY",
+                "untrusted mode's SQL policy is not enforced on MySQL yet, so wasmig refuses to run untrusted migrations there; run them on PostgreSQL, or trust the revision",
+            ));
+        }
+        let statements = lex::statements(sql)?;
+        let several = statements.len() > 1;
+        let at = |n: usize| {
+            if several {
+                format!(" (statement {} of the script)", n + 1)
+            } else {
+                String::new()
+            }
+        };
+        if let Some((n, keyword)) = lex::first_control(sql) {
+            return Err(SqlError::wasmig(
+                "STATE",
+                format!(
+                    "`{keyword}`{} is not allowed in a migration: wasmig runs each revision in one transaction together with its version-table update, and commits or rolls it back itself; remove the statement, and to undo part of the work use a savepoint (`db::savepoint` in the Rust SDK, `begin-savepoint` in the WIT)",
+                    at(n)
+                ),
+            ));
+        }
+        if let Some((n, words)) = lex::first_implicit_commit(sql) {
+            return Err(SqlError::wasmig(
+                "STATE",
+                format!(
+                    "`{words}`{} commits implicitly on MySQL and MariaDB, which would end wasmig's transaction half-way; put DDL in an SQL revision of its own (wasmig runs such a script statement by statement), and keep data statements here",
+                    at(n)
+                ),
+            ));
+        }
+        Ok(statements)
+    }
+
+    /// After a call: asks the server whether the transaction is still open (MariaDB's
+    /// `@@in_transaction`; MySQL has no such variable, and the guard's savepoint check
+    /// stands alone there).
+    /// `failed`: the call's error, if it failed. A deadlock (SQLSTATE 40001) rolls the
+    /// whole transaction back on every MySQL.
+    async fn after_call(&mut self, failed: Option<&SqlError>) {
+        if failed.is_some_and(|e| e.code == "40001") {
+            self.ended = true;
+        }
+        if !self.mariadb || self.ended {
+            return;
+        }
+        let open: Result<i64, _> = sqlx::query_scalar("SELECT @@in_transaction")
+            .fetch_one(self.conn())
+            .await;
+        if matches!(open, Ok(0)) {
+            self.ended = true;
+        }
+    }
+
+    async fn query_args(&mut self, sql: &str, args: MySqlArguments) -> SqlResult<QueryResult> {
+        let statement = self
+            .conn()
+            .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
+            .await
+            .map_err(sql_error)?;
+        let columns = statement.columns().iter().map(column).collect::<Vec<_>>();
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        let mut stream = sqlx::query_with(AssertSqlSafe(sql.to_owned()), args).fetch(self.conn());
+        while let Some(row) = stream.try_next().await.map_err(sql_error)? {
+            let decoded = decode_row(&row, &columns)?;
+            bytes += crate::result_bytes(&decoded);
+            if bytes > crate::MAX_RESULT_BYTES {
+                return Err(crate::result_too_big());
+            }
+            rows.push(decoded);
+        }
+        Ok(QueryResult { columns, rows })
+    }
+
+    async fn execute_args(&mut self, sql: &str, args: MySqlArguments) -> SqlResult<u64> {
+        let done = sqlx::query_with(AssertSqlSafe(sql.to_owned()), args)
+            .execute(self.conn())
+            .await
+            .map_err(sql_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn run_statements(&mut self, script: &str) -> SqlResult<Vec<u64>> {
+        let statements: Vec<String> = self
+            .checked(script)?
+            .iter()
+            .map(|s| s.text.to_owned())
+            .collect();
+        let mut counts = Vec::with_capacity(statements.len());
+        for text in statements {
+            let result = run_one(self.conn(), &text).await;
+            counts.push(result?);
+        }
+        Ok(counts)
+    }
+
+    /// Releases the savepoint set at `START TRANSACTION` and sets it again: it succeeds
+    /// only in the transaction that set it.
+    async fn marker_intact(&mut self) -> anyhow::Result<bool> {
+        let marker = self.marker.clone();
+        match sqlx::raw_sql(AssertSqlSafe(format!(
+            "RELEASE SAVEPOINT {marker}; SAVEPOINT {marker}"
+        )))
+        .execute(self.conn())
+        .await
+        {
+            Ok(_) => Ok(!self.ended),
+            // ER_SP_DOES_NOT_EXIST: the savepoint went with the transaction.
+            Err(e) if error_number(&e) == Some(1305) => Ok(false),
+            Err(source) => Err(DbError::Query {
+                doing: "checking the step's transaction".into(),
+                source,
+            }
+            .into()),
+        }
+    }
+
+    async fn end(&mut self, statement: &str, doing: &str) -> anyhow::Result<()> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let result = sqlx::raw_sql(AssertSqlSafe(statement.to_owned()))
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
+        result.map(drop).map_err(|source| {
+            DbError::Query {
+                doing: doing.into(),
+                source,
+            }
+            .into()
+        })
+    }
+}
+
+#[async_trait]
+impl GuestSql for MySqlSession {
+    fn dialect(&self) -> Dialect {
+        Dialect::Mysql
+    }
+
+    fn canceller(&self) -> Arc<dyn Canceller> {
+        Arc::new(MySqlCanceller {
+            pool: self.pool.clone(),
+            id: self.id,
+        })
+    }
+
+    fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> SqlResult<u64> {
+        let statements = self.checked(sql)?;
+        if statements.len() > 1 {
+            return Err(SqlError::wasmig(
+                "STATE",
+                "execute takes one statement; send a script with `batch`",
+            ));
+        }
+        // The statement as the lexer read it: without a trailing `;`, which a prepared
+        // statement does not take.
+        let text = statements.first().map_or(sql, |s| s.text).to_owned();
+        let args = bind(params, None)?;
+        let result = self.execute_args(&text, args).await;
+        self.after_call(result.as_ref().err()).await;
+        result
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
+        let text = self
+            .checked(sql)?
+            .first()
+            .map_or(sql, |s| s.text)
+            .to_owned();
+        let args = bind(params, None)?;
+        let result = self.query_args(&text, args).await;
+        self.after_call(result.as_ref().err()).await;
+        result
+    }
+
+    async fn batch(&mut self, script: &str) -> SqlResult<()> {
+        self.batch_counted(script).await.map(drop)
+    }
+
+    async fn batch_counted(&mut self, script: &str) -> SqlResult<Vec<u64>> {
+        let result = self.run_statements(script).await;
+        self.after_call(result.as_ref().err()).await;
+        result
+    }
+
+    async fn execute_many(&mut self, sql: &str, rows: &[Vec<Value>]) -> SqlResult<u64> {
+        let statements = self.checked(sql)?;
+        if statements.len() > 1 {
+            return Err(SqlError::wasmig(
+                "STATE",
+                "execute-many takes one statement",
+            ));
+        }
+        let text = statements.first().map_or(sql, |s| s.text).to_owned();
+        let sql = text.as_str();
+        let rows = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| bind(row, Some(i)))
+            .collect::<SqlResult<Vec<_>>>()?;
+        let mut total = 0;
+        let mut result = Ok(());
+        for args in rows {
+            match self.execute_args(sql, args).await {
+                Ok(n) => total += n,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.after_call(result.as_ref().err()).await;
+        result.map(|()| total)
+    }
+
+    async fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> SqlResult<u64> {
+        let target = copy::target_quoted(table, columns, '`')?;
+        self.checked(&format!("INSERT INTO {target} VALUES ()"))?;
+        let width = columns.len();
+        copy::check_widths(rows, width)?;
+        let per_insert = (MAX_PARAMS / width.max(1)).clamp(1, MAX_COPY_ROWS);
+        let mut inserts = Vec::new();
+        for (n, chunk) in rows.chunks(per_insert).enumerate() {
+            let mut args = MySqlArguments::default();
+            for (i, row) in chunk.iter().enumerate() {
+                bind_into(&mut args, row, Some(n * per_insert + i), true)?;
+            }
+            inserts.push((copy::sqlite_insert(&target, width, chunk.len()), args));
+        }
+        let mut total = 0;
+        let mut result = Ok(());
+        for (sql, args) in inserts {
+            match self.execute_args(&sql, args).await {
+                Ok(n) => total += n,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.after_call(result.as_ref().err()).await;
+        result.map(|()| total)
+    }
+
+    async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
+        // A server-side cursor would not survive the statements the guest runs between two
+        // fetches on the same connection: the host reads the result and hands it out in
+        // chunks, within the result budget.
+        let result = self.query(sql, params).await?;
+        Ok(CursorState {
+            columns: result.columns,
+            name: None,
+            buffered: result.rows.into(),
+            done: false,
+        })
+    }
+
+    async fn fetch(
+        &mut self,
+        cursor: &mut CursorState,
+        max_rows: u32,
+    ) -> SqlResult<Vec<Vec<Value>>> {
+        let n = (max_rows.max(1) as usize).min(cursor.buffered.len());
+        let chunk: Vec<_> = cursor.buffered.drain(..n).collect();
+        if cursor.buffered.is_empty() {
+            cursor.done = true;
+        }
+        Ok(chunk)
+    }
+
+    async fn close_cursor(&mut self, cursor: &mut CursorState) -> SqlResult<()> {
+        cursor.buffered = VecDeque::new();
+        cursor.done = true;
+        Ok(())
+    }
+
+    async fn savepoint(&mut self, name: &str) -> SqlResult<()> {
+        let name = savepoint_name(name)?;
+        self.raw(format!("SAVEPOINT {name}")).await
+    }
+
+    async fn release_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        let name = savepoint_name(name)?;
+        self.raw(format!("RELEASE SAVEPOINT {name}")).await
+    }
+
+    async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        let name = savepoint_name(name)?;
+        self.raw(format!(
+            "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
+        ))
+        .await
+    }
+}
+
+impl MySqlSession {
+    /// wasmig's own statements on the session (savepoints of names it checked).
+    async fn raw(&mut self, sql: String) -> SqlResult<()> {
+        let result = sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await
+            .map(drop)
+            .map_err(sql_error);
+        self.after_call(result.as_ref().err()).await;
+        result
+    }
+}
+
+#[async_trait]
+impl Session for MySqlSession {
+    fn transaction_ended(&self) -> bool {
+        self.ended
+    }
+
+    async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
+        if self.ended {
+            return Ok(false);
+        }
+        self.after_call(None).await;
+        self.marker_intact().await
+    }
+
+    async fn set_timeouts(
+        &mut self,
+        lock: Option<std::time::Duration>,
+        statement: Option<std::time::Duration>,
+    ) -> anyhow::Result<()> {
+        let settings = timeouts(self.mariadb, lock, statement);
+        if settings.is_empty() {
+            return Ok(());
+        }
+        sqlx::raw_sql(AssertSqlSafe(settings))
+            .execute(self.conn())
+            .await
+            .map(drop)
+            .map_err(|source| {
+                DbError::Query {
+                    doing: "setting the step's timeouts".into(),
+                    source,
+                }
+                .into()
+            })
+    }
+
+    async fn reset_session(&mut self) -> SqlResult<()> {
+        // Several steps share this transaction (a dry run, `--atomic`): what a step set on
+        // the session cannot be undone inside it on MySQL, and it stays for the next.
+        Ok(())
+    }
+
+    fn books(&mut self) -> (&VersionStore, &mut dyn Driver) {
+        let conn = self
+            .conn
+            .as_mut()
+            .expect("a MySQL session is used after it ended");
+        (&self.store, conn)
+    }
+
+    async fn guard(&mut self, _doing: &str, intact: bool) -> anyhow::Result<bool> {
+        if intact && !self.transaction_intact().await? {
+            return Ok(false);
+        }
+        let holder = self.fence.holder.load(Ordering::SeqCst);
+        // A step run without the lock (a dry run) has no fence to check.
+        if holder == 0 {
+            return Ok(true);
+        }
+        let name = self.fence.name.clone();
+        let still: Option<i64> = sqlx::query_scalar("SELECT CAST(IS_USED_LOCK(?) AS SIGNED)")
+            .bind(name)
+            .fetch_one(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "checking the migration lock".into(),
+                source,
+            })?;
+        if still.map(i64::cast_unsigned) != Some(holder) {
+            return Err(LockLost.into());
+        }
+        Ok(true)
+    }
+
+    async fn commit(mut self: Box<Self>) -> anyhow::Result<()> {
+        self.end("COMMIT", "committing the transaction").await
+    }
+
+    async fn rollback(mut self: Box<Self>) -> anyhow::Result<()> {
+        self.end("ROLLBACK", "rolling back the transaction").await
+    }
+}
+
+/// Stops the statement running on one session's connection.
+struct MySqlCanceller {
+    pool: MySqlPool,
+    id: i64,
+}
+
+#[async_trait]
+impl Canceller for MySqlCanceller {
+    async fn cancel(&self) {
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!("KILL QUERY {}", self.id)))
+            .execute(&self.pool)
+            .await;
+    }
+
+    async fn terminate(&self) {
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!("KILL CONNECTION {}", self.id)))
+            .execute(&self.pool)
+            .await;
+    }
+}
+
+/// Refuses a savepoint name that is not a plain identifier (names come from the host).
+fn savepoint_name(name: &str) -> SqlResult<&str> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(name)
+    } else {
+        Err(SqlError::wasmig(
+            "STATE",
+            format!("invalid savepoint name `{name}`"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timeouts_are_spelled_as_each_server_reads_them() {
+        assert_eq!(timeouts(true, None, None), "");
+        assert_eq!(
+            timeouts(
+                true,
+                Some(Duration::from_millis(1500)),
+                Some(Duration::from_millis(250))
+            ),
+            "SET SESSION lock_wait_timeout = 2, innodb_lock_wait_timeout = 2, max_statement_time = 0.250"
+        );
+        assert_eq!(
+            timeouts(false, None, Some(Duration::from_secs(3))),
+            "SET SESSION max_execution_time = 3000"
+        );
+    }
+}
