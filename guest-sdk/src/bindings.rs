@@ -449,8 +449,10 @@ pub mod wasmig {
                 /// are no numbered placeholders, so a value used twice is passed twice).
                 ///
                 /// DDL commits implicitly there (the server ends the open transaction around each
-                /// `CREATE`, `ALTER`, `DROP`…), so a revision with DDL is not atomic: what ran before
-                /// a failing statement may stay.
+                /// `CREATE`, `ALTER`, `DROP`…). A migration's calls still run in one transaction
+                /// with its record, so a statement that would commit implicitly is refused before
+                /// it is sent (`WASMIG-STATE`): put DDL in an SQL revision, which wasmig runs
+                /// statement by statement there.
                 Mysql,
             }
             impl ::core::fmt::Debug for SqlDialect {

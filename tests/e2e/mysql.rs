@@ -339,3 +339,17 @@ async fn a_script_that_turns_autocommit_off_behind_execute_loses_nothing() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn up_sql_is_refused_on_mysql_before_anything_is_read() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Mysql, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (id INT);", "DROP TABLE t;");
+    let refused = project.run(&db, &["up", "--sql", "a1"]).fails_with(3);
+    assert!(
+        refused.stderr.contains("--sql is not available on MySQL"),
+        "{refused:?}"
+    );
+    assert!(!db.table_exists("wasmig_version").await);
+    db.drop_db().await;
+}

@@ -69,6 +69,12 @@ impl Migrator {
         let steps = set.plan(direction, &heads, target)?;
         let (url, _) = self.database_url()?;
         let dialect = url.dialect();
+        if dialect == crate::bindings::Dialect::Mysql {
+            return Err(ConfigError::new(
+                "--sql is not available on MySQL yet: the mysql client runs commands of its own found in a script (`\\!`, `system`, `source`, `delimiter`), which wasmig does not keep a revision's SQL from reaching yet; apply the range with `up`",
+            )
+            .into());
+        }
         let store = match dialect {
             crate::bindings::Dialect::Postgres => {
                 VersionStore::new(dialect, Some(self.project.config.database_schema.clone()))
