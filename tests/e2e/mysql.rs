@@ -313,13 +313,17 @@ async fn what_mysql_cannot_do_yet_is_refused_with_exit_3_before_anything_runs() 
 /// statements write must still be committed when wasmig records the revision.
 #[tokio::test]
 async fn a_script_that_turns_autocommit_off_behind_execute_loses_nothing() {
-    for hidden in ["SET autocommit = 0", "START TRANSACTION"] {
+    // Spelled so that no lexer sees the words.
+    for hidden in [
+        "CONCAT('SET auto', 'commit = 0')",
+        "CONCAT('START TRANS', 'ACTION')",
+    ] {
         let project = TestProject::new();
         let db = TestDb::new(Backend::Mysql, &project).await;
         project.sql_revision(
             "a1",
             &format!(
-                "CREATE TABLE t (x INT);\nSET @q = '{hidden}';\nPREPARE s FROM @q;\nEXECUTE s;\n\
+                "CREATE TABLE t (x INT);\nSET @q = {hidden};\nPREPARE s FROM @q;\nEXECUTE s;\n\
                  INSERT INTO t VALUES (1);\nINSERT INTO t VALUES (2);\n"
             ),
             "DROP TABLE t;",
@@ -352,4 +356,42 @@ async fn up_sql_is_refused_on_mysql_before_anything_is_read() {
     );
     assert!(!db.table_exists("wasmig_version").await);
     db.drop_db().await;
+}
+
+/// What a step's own SQL could do to wasmig's tables on MySQL, found by attacking it: a
+/// temporary table of the same name would take the record and vanish with the connection;
+/// `sql_select_limit` would hide a forged head from the check before the record; a trigger
+/// or another engine would rewrite the record or keep it past a rollback. Each fails the
+/// step before wasmig writes, and the database keeps no record of it.
+#[tokio::test]
+async fn a_step_cannot_hide_or_bend_wasmigs_tables() {
+    for script in [
+        "CREATE TEMPORARY TABLE wasmig_version SELECT * FROM wasmig_version;\nINSERT INTO t VALUES (1);",
+        "CREATE TEMPORARY TABLE wasmig_history (id INT);\nINSERT INTO t VALUES (1);",
+        "INSERT INTO wasmig_version VALUES ('zz9');\nSET SESSION sql_select_limit = 1;\nINSERT INTO t VALUES (1);",
+        "CREATE TRIGGER w BEFORE INSERT ON wasmig_version FOR EACH ROW SET NEW.revision = 'x';\nINSERT INTO t VALUES (1);",
+        "ALTER TABLE wasmig_history ENGINE = MyISAM;\nINSERT INTO t VALUES (1);",
+    ] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Mysql, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x INT);", "DROP TABLE t;");
+        project.sql_revision("b2", script, "DELETE FROM t;");
+        project.run(&db, &["up", "a1"]).success();
+        let run = project.run(&db, &["up"]);
+        assert_ne!(run.code, 0, "{script}\n{run:?}");
+        assert!(
+            !db.heads().await.contains(&"b2".to_owned()),
+            "{script}: recorded as applied"
+        );
+        assert_eq!(
+            db.history()
+                .await
+                .iter()
+                .filter(|h| h.starts_with("upgrade:b2"))
+                .count(),
+            0,
+            "{script}: a history row says it was applied\n{run:?}"
+        );
+        db.drop_db().await;
+    }
 }

@@ -44,6 +44,11 @@ fn push<'a>(
     sets_commit: bool,
 ) {
     if content {
+        // Any spelling of the name (`autocommit`, `` `autocommit` ``, in a comment…).
+        let lower = text.to_ascii_lowercase();
+        let sets_commit = sets_commit
+            || (lead.first().is_some_and(|w| w == "SET")
+                && (lower.contains("autocommit") || lower.contains("completion_type")));
         out.push(Statement {
             text,
             lead: std::mem::take(lead),
@@ -54,10 +59,44 @@ fn push<'a>(
     }
 }
 
+/// One way the server may read a script: whether a backslash escapes in a string (not
+/// under `NO_BACKSLASH_ESCAPES`), and whether a versioned executable comment
+/// (`/*!50700 … */`, `/*M!100100 … */`) is code (the server is at least that version) or a
+/// comment (it is older, or `/*M!` on MySQL).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reading {
+    backslash: bool,
+    versioned: bool,
+}
+
+/// Every reading a script is judged under.
+pub(crate) const READINGS: [Reading; 4] = [
+    Reading {
+        backslash: true,
+        versioned: true,
+    },
+    Reading {
+        backslash: false,
+        versioned: true,
+    },
+    Reading {
+        backslash: true,
+        versioned: false,
+    },
+    Reading {
+        backslash: false,
+        versioned: false,
+    },
+];
+
 /// Splits `script` at `;` outside strings, quoted names, comments and the bodies of stored
 /// programs, with a backslash escaping in strings or not (`NO_BACKSLASH_ESCAPES`). Empty
 /// statements (whitespace and comments only) are left out.
-pub(crate) fn split(script: &str, backslash: bool) -> Vec<Statement<'_>> {
+pub(crate) fn split(script: &str, reading: Reading) -> Vec<Statement<'_>> {
+    let Reading {
+        backslash,
+        versioned,
+    } = reading;
     let b = script.as_bytes();
     let mut out = Vec::new();
     let mut start = 0;
@@ -79,9 +118,10 @@ pub(crate) fn split(script: &str, backslash: bool) -> Vec<Statement<'_>> {
         let c = b[i];
         let comment = c.is_ascii_whitespace()
             || c == b'#'
+            // `--` starts a comment when followed by a space or a control character.
             || (c == b'-'
                 && b.get(i + 1) == Some(&b'-')
-                && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()))
+                && b.get(i + 2).is_none_or(|&c| c <= b' ' || c == 0x7f))
             || (c == b'/' && b.get(i + 1) == Some(&b'*'))
             || (c == b'*' && executable && b.get(i + 1) == Some(&b'/'));
         // An END waits for the next token to know what it closed: `END IF`, `END LOOP`…
@@ -109,8 +149,11 @@ pub(crate) fn split(script: &str, backslash: bool) -> Vec<Statement<'_>> {
                     (Some(b'M'), Some(b'!')) => Some(4),
                     _ => None,
                 };
+                // A version number (or MariaDB's `M!`) makes it code on some servers only.
+                let version = marker
+                    .is_some_and(|len| len == 4 || b.get(i + len).is_some_and(u8::is_ascii_digit));
                 match marker {
-                    Some(len) if !executable => {
+                    Some(len) if !executable && (versioned || !version) => {
                         executable = true;
                         i += len;
                         while i < b.len() && b[i].is_ascii_digit() {
@@ -165,7 +208,7 @@ pub(crate) fn split(script: &str, backslash: bool) -> Vec<Statement<'_>> {
                 if after_end {
                     after_end = false;
                     match upper.as_str() {
-                        "IF" | "LOOP" | "WHILE" | "REPEAT" => continue,
+                        "IF" | "LOOP" | "WHILE" | "REPEAT" | "FOR" => continue,
                         "CASE" => {
                             depth -= 1;
                             continue;
@@ -209,19 +252,20 @@ pub(crate) fn split(script: &str, backslash: bool) -> Vec<Statement<'_>> {
 /// `WASMIG-STATE` when the two readings split it differently: a string with a backslash
 /// before a quote, which the server reads one way or the other by its `sql_mode`.
 pub(crate) fn statements(script: &str) -> Result<Vec<Statement<'_>>, SqlError> {
-    let escaped = split(script, true);
-    let plain = split(script, false);
-    if !escaped
-        .iter()
-        .map(|s| s.text)
-        .eq(plain.iter().map(|s| s.text))
-    {
-        return Err(SqlError::wasmig(
-            "STATE",
-            "the script splits into different statements depending on whether a backslash escapes a quote in a string (MySQL's NO_BACKSLASH_ESCAPES), so wasmig cannot tell what the server will run; write the quote doubled ('it''s') instead of escaped ('it\\'s')",
-        ));
+    let first = split(script, READINGS[0]);
+    for reading in &READINGS[1..] {
+        if !first
+            .iter()
+            .map(|s| s.text)
+            .eq(split(script, *reading).iter().map(|s| s.text))
+        {
+            return Err(SqlError::wasmig(
+                "STATE",
+                "the script splits into different statements depending on how the server reads it (whether a backslash escapes a quote, MySQL's NO_BACKSLASH_ESCAPES; whether a versioned comment /*!NNNNN … */ or /*M! … */ is code on this server), so wasmig cannot tell what the server will run; write a quote doubled ('it''s') instead of escaped, and keep statement ends out of versioned comments",
+            ));
+        }
     }
-    Ok(escaped)
+    Ok(first)
 }
 
 /// The transaction-control statement `s` is, if any (as written).
@@ -240,6 +284,8 @@ pub(crate) fn control(s: &Statement<'_>) -> Option<&'static str> {
         ("LOCK", _) => "LOCK TABLES",
         ("UNLOCK", _) => "UNLOCK TABLES",
         ("SET", _) if s.sets_commit => "SET autocommit",
+        // MariaDB's `SET STATEMENT … FOR stmt` runs any statement: refused as a whole.
+        ("SET", "STATEMENT") => "SET STATEMENT … FOR",
         ("DELIMITER", _) => "DELIMITER",
         _ => return None,
     })
@@ -254,9 +300,28 @@ pub(crate) fn is_data(s: &Statement<'_>) -> bool {
     match word(0) {
         "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "WITH" | "VALUES" | "TABLE"
         | "DO" | "HANDLER" | "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" => true,
-        "SET" => !s.sets_commit && !matches!(word(1), "PASSWORD" | "ROLE" | "DEFAULT"),
-        "CREATE" => word(1) == "TEMPORARY" || (word(1) == "OR" && word(3) == "TEMPORARY"),
-        "DROP" => word(1) == "TEMPORARY",
+        // Not the server's own settings, which outlive a rollback.
+        "SET" => {
+            let lower = s.text.to_ascii_lowercase();
+            !s.sets_commit
+                && !matches!(
+                    word(1),
+                    "PASSWORD"
+                        | "ROLE"
+                        | "DEFAULT"
+                        | "GLOBAL"
+                        | "PERSIST"
+                        | "PERSIST_ONLY"
+                        | "STATEMENT"
+                )
+                && !lower.contains("@@global")
+                && !lower.contains("@@persist")
+        }
+        "CREATE" => {
+            (word(1) == "TEMPORARY" && word(2) == "TABLE")
+                || (word(1) == "OR" && word(3) == "TEMPORARY" && word(4) == "TABLE")
+        }
+        "DROP" => word(1) == "TEMPORARY" && word(2) == "TABLE",
         _ => false,
     }
 }
@@ -264,15 +329,17 @@ pub(crate) fn is_data(s: &Statement<'_>) -> bool {
 /// Whether every statement of `script` is a data statement ([`is_data`]), under both
 /// readings; a script that cannot be read is not.
 pub(crate) fn only_data(script: &str) -> bool {
-    statements(script).is_ok_and(|s| s.iter().all(is_data))
-        && split(script, false).iter().all(is_data)
+    statements(script).is_ok()
+        && READINGS
+            .iter()
+            .all(|r| split(script, *r).iter().all(is_data))
 }
 
 /// The first statement of `sql` (under either reading) that is transaction control, with
 /// its number from 0.
 pub(crate) fn first_control(sql: &str) -> Option<(usize, &'static str)> {
-    [true, false].into_iter().find_map(|backslash| {
-        split(sql, backslash)
+    READINGS.into_iter().find_map(|reading| {
+        split(sql, reading)
             .iter()
             .enumerate()
             .find_map(|(n, s)| control(s).map(|k| (n, k)))
@@ -282,8 +349,8 @@ pub(crate) fn first_control(sql: &str) -> Option<(usize, &'static str)> {
 /// The first statement of `sql` (under either reading) that commits implicitly, with its
 /// first words.
 pub(crate) fn first_implicit_commit(sql: &str) -> Option<(usize, String)> {
-    [true, false].into_iter().find_map(|backslash| {
-        split(sql, backslash)
+    READINGS.into_iter().find_map(|reading| {
+        split(sql, reading)
             .iter()
             .enumerate()
             .find(|(_, s)| !is_data(s) && control(s).is_none())
@@ -370,6 +437,7 @@ mod tests {
     fn stored_programs_keep_their_bodies_whole() {
         let script = "CREATE DEFINER = `a`@`%` PROCEDURE p() BEGIN
               IF 1 THEN SELECT 1; ELSE SELECT 2; END IF;
+              FOR i IN 1..2 DO SELECT i; END FOR;
               WHILE 0 DO SELECT 3; END WHILE;
               SELECT CASE WHEN 1 THEN 2 END;
               CASE 1 WHEN 1 THEN SELECT 4; END CASE;
@@ -405,6 +473,11 @@ mod tests {
             "/*M!100000 COMMIT */",
             "SELECT 1; /* c */ COMMIT",
             "DELIMITER //",
+            "SET `autocommit`=0, `autocommit`=1",
+            "SET @a = 1 --\x01 '\n, autocommit = 0, @b = ' '",
+            "/*!80000 SELECT */ COMMIT",
+            "/*M!999999 SELECT */ COMMIT AND CHAIN",
+            "SET STATEMENT max_statement_time=0 FOR COMMIT",
         ] {
             assert!(first_control(sql).is_some(), "{sql}");
         }
@@ -412,7 +485,6 @@ mod tests {
             "SELECT 'COMMIT'",
             "SELECT `commit` FROM t",
             "/* COMMIT */ SELECT 1",
-            "SET @x = 'autocommit'",
             "BEGIN NOT ATOMIC SELECT 1; END",
         ] {
             assert_eq!(first_control(sql), None, "{sql}");
@@ -441,6 +513,10 @@ mod tests {
             "ANALYZE TABLE t",
             "/*!50001 CREATE VIEW v AS SELECT 1 */",
             "SET PASSWORD = 'x'",
+            "/*!80000 SELECT 1, */ CREATE TABLE x (a int)",
+            "CREATE TEMPORARY SEQUENCE s",
+            "SET GLOBAL max_allowed_packet = 1073741824",
+            "SET @@global.max_allowed_packet = 1073741824",
         ] {
             assert!(!only_data(ddl), "{ddl}");
             assert!(first_implicit_commit(ddl).is_some(), "{ddl}");

@@ -46,6 +46,12 @@ pub(super) async fn take(
         source,
     };
     let mut conn = db.own_connection().await.map_err(failed)?;
+    // The connection sits idle while the run works: the server's `wait_timeout` (often
+    // minutes on managed servers) must not end it, and the lock with it, mid-run.
+    sqlx::raw_sql("SET SESSION wait_timeout = 31536000")
+        .execute(&mut conn)
+        .await
+        .map_err(failed)?;
     let id: i64 = sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
         .fetch_one(&mut conn)
         .await

@@ -291,6 +291,82 @@ impl MySqlSession {
         }
     }
 
+    /// Before wasmig reads or writes its tables in the step's session: the settings its
+    /// statements rely on set back (a migration may have set `sql_select_limit = 1`, which
+    /// would hide heads from the check before the record), no temporary table named like
+    /// one of them (it would take the record in their place and vanish with the
+    /// connection), and each of them a plain InnoDB table without triggers (a view or a
+    /// trigger could rewrite the record; a MyISAM table would keep it past a rollback).
+    ///
+    /// # Errors
+    /// [`TablesTampered`](crate::TablesTampered), or when the check cannot run.
+    async fn books_intact(&mut self) -> anyhow::Result<()> {
+        let failed = |source| DbError::Query {
+            doing: "checking wasmig's tables".into(),
+            source,
+        };
+        sqlx::raw_sql(
+            "SET NAMES utf8mb4; SET SESSION sql_select_limit = DEFAULT, max_join_size = DEFAULT, \
+             sql_notes = 1, time_zone = '+00:00', \
+             sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'",
+        )
+        .execute(self.conn())
+        .await
+        .map_err(failed)?;
+        // Each dropped if it is a temporary table, and `@@warning_count` read after each: a
+        // note ("unknown table") says there was none. One message for the seven.
+        let probe = crate::store::TABLE_NAMES
+            .iter()
+            .map(|t| {
+                format!(
+                    "DROP TEMPORARY TABLE IF EXISTS {t}; SELECT CAST(@@warning_count AS SIGNED)"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let rows = sqlx::raw_sql(AssertSqlSafe(probe))
+            .fetch_all(self.conn())
+            .await
+            .map_err(failed)?;
+        let mut shadowed = Vec::new();
+        for (row, table) in rows.iter().zip(crate::store::TABLE_NAMES) {
+            let notes: i64 = sqlx::Row::try_get(row, 0).map_err(failed)?;
+            if notes == 0 {
+                shadowed.push(table);
+            }
+        }
+        if rows.len() != crate::store::TABLE_NAMES.len() || !shadowed.is_empty() {
+            return Err(crate::TablesTampered(format!(
+                "the step created a temporary table named like wasmig's ({}), which would have taken its record",
+                shadowed.join(", ")
+            ))
+            .into());
+        }
+        let names = crate::store::TABLE_NAMES
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let odd: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT CAST((SELECT COUNT(*) FROM information_schema.TABLES
+                          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({names})
+                            AND (TABLE_TYPE <> 'BASE TABLE' OR ENGINE <> 'InnoDB'))
+                       + (SELECT COUNT(*) FROM information_schema.TRIGGERS
+                          WHERE EVENT_OBJECT_SCHEMA = DATABASE()
+                            AND EVENT_OBJECT_TABLE IN ({names})) AS SIGNED)"
+        )))
+        .fetch_one(self.conn())
+        .await
+        .map_err(failed)?;
+        if odd > 0 {
+            return Err(crate::TablesTampered(
+                "wasmig's tables are not the plain InnoDB tables it made: one is a view, has another engine, or has a trigger".into(),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     async fn end(&mut self, statement: &str, doing: &str) -> anyhow::Result<()> {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
@@ -344,11 +420,14 @@ impl GuestSql for MySqlSession {
     }
 
     async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
-        let text = self
-            .checked(sql)?
-            .first()
-            .map_or(sql, |s| s.text)
-            .to_owned();
+        let statements = self.checked(sql)?;
+        if statements.len() > 1 {
+            return Err(SqlError::wasmig(
+                "STATE",
+                "query takes one statement; send a script with `batch`",
+            ));
+        }
+        let text = statements.first().map_or(sql, |s| s.text).to_owned();
         let args = bind(params, None)?;
         let result = self.query_args(&text, args).await;
         self.after_call(result.as_ref().err()).await;
@@ -547,6 +626,7 @@ impl Session for MySqlSession {
         if intact && !self.transaction_intact().await? {
             return Ok(false);
         }
+        self.books_intact().await?;
         let holder = self.fence.holder.load(Ordering::SeqCst);
         // A step run without the lock (a dry run) has no fence to check.
         if holder == 0 {

@@ -186,6 +186,9 @@ pub struct VersionStore {
 /// (tables made before wasmig recorded a schema version may not).
 const HISTORY_ERROR_COLUMNS: &str = "wasmig_history.error";
 
+/// Every table of wasmig's, for the backends' checks of them.
+pub const TABLE_NAMES: [&str; 7] = TABLES;
+
 /// Every table of wasmig's, as [`VersionStore::present`] looks for them.
 const TABLES: [&str; 7] = [
     VERSION_TABLE,
