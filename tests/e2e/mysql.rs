@@ -395,3 +395,49 @@ async fn a_step_cannot_hide_or_bend_wasmigs_tables() {
         db.drop_db().await;
     }
 }
+
+/// SIGKILL while a script with DDL runs statement by statement: what ran stays, the mark
+/// written before it says so, the lock goes with the process, and nothing runs until the
+/// revision is resolved.
+#[tokio::test]
+async fn a_run_killed_inside_a_ddl_script_leaves_it_marked_and_the_lock_free() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Mysql, &project).await;
+    project.sql_revision(
+        "k1",
+        "CREATE TABLE a (x INT);\nDO SLEEP(3);\nCREATE TABLE b (x INT);\n",
+        "DROP TABLE b;\nDROP TABLE a;\n",
+    );
+    let mut child = crate::support::wasmig_cmd(&project.dir)
+        .args(["up", "--database-url", &db.url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut admin = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    let mut sleeping = false;
+    for _ in 0..100 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(count(*) AS SIGNED) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'DO SLEEP(3)%'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if n > 0 {
+            sleeping = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sleeping, "the script's sleep never showed up");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(db.failed_marks().await, ["k1"]);
+    assert!(db.table_exists("a").await, "the first statement committed");
+    project.run(&db, &["up"]).fails_with(FAILED_STATE);
+    // The killed session's sleep ends; the statement after it was never sent.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!db.table_exists("b").await);
+    assert!(db.heads().await.is_empty());
+    db.drop_db().await;
+}
