@@ -380,6 +380,33 @@ pub struct CursorState {
 }
 
 impl CursorState {
+    /// A cursor over a result the host holds whole (SQLite, MySQL: their cursors would not
+    /// survive the statements a guest runs between two fetches), handed out in chunks.
+    pub(crate) fn buffered(result: QueryResult) -> Self {
+        CursorState {
+            columns: result.columns,
+            name: None,
+            buffered: result.rows.into(),
+            done: false,
+        }
+    }
+
+    /// The next rows of a [`CursorState::buffered`] cursor, at most `max_rows` (at least 1).
+    pub(crate) fn take_buffered(&mut self, max_rows: u32) -> Vec<Vec<Value>> {
+        let n = (max_rows.max(1) as usize).min(self.buffered.len());
+        let chunk: Vec<_> = self.buffered.drain(..n).collect();
+        if self.buffered.is_empty() {
+            self.done = true;
+        }
+        chunk
+    }
+
+    /// Closes a [`CursorState::buffered`] cursor, dropping the rows it still held.
+    pub(crate) fn close_buffered(&mut self) {
+        self.buffered = std::collections::VecDeque::new();
+        self.done = true;
+    }
+
     /// A cursor with nothing left: a placeholder while the real one is borrowed.
     pub fn finished() -> Self {
         CursorState {
@@ -955,6 +982,20 @@ async fn connect_to(
         )
         .into()),
         DatabaseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteDatabase::connect(url).await?)),
+    }
+}
+
+/// Refuses a savepoint name that is not a plain identifier (names come from the host, and
+/// are written into `SAVEPOINT` statements as they are).
+#[allow(clippy::result_large_err)] // the WIT error, handed to the guest as is
+pub(crate) fn savepoint_name(name: &str) -> SqlResult<&str> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(name)
+    } else {
+        Err(SqlError::wasmig(
+            "STATE",
+            format!("invalid savepoint name `{name}`"),
+        ))
     }
 }
 

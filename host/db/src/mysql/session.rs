@@ -13,7 +13,6 @@
 //! Not here: binding and decoding (`codec`), wasmig's tables (`store`), the lock
 //! (`named_lock`).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -512,13 +511,7 @@ impl GuestSql for MySqlSession {
         // A server-side cursor would not survive the statements the guest runs between two
         // fetches on the same connection: the host reads the result and hands it out in
         // chunks, within the result budget.
-        let result = self.query(sql, params).await?;
-        Ok(CursorState {
-            columns: result.columns,
-            name: None,
-            buffered: result.rows.into(),
-            done: false,
-        })
+        Ok(CursorState::buffered(self.query(sql, params).await?))
     }
 
     async fn fetch(
@@ -526,32 +519,26 @@ impl GuestSql for MySqlSession {
         cursor: &mut CursorState,
         max_rows: u32,
     ) -> SqlResult<Vec<Vec<Value>>> {
-        let n = (max_rows.max(1) as usize).min(cursor.buffered.len());
-        let chunk: Vec<_> = cursor.buffered.drain(..n).collect();
-        if cursor.buffered.is_empty() {
-            cursor.done = true;
-        }
-        Ok(chunk)
+        Ok(cursor.take_buffered(max_rows))
     }
 
     async fn close_cursor(&mut self, cursor: &mut CursorState) -> SqlResult<()> {
-        cursor.buffered = VecDeque::new();
-        cursor.done = true;
+        cursor.close_buffered();
         Ok(())
     }
 
     async fn savepoint(&mut self, name: &str) -> SqlResult<()> {
-        let name = savepoint_name(name)?;
+        let name = crate::savepoint_name(name)?;
         self.raw(format!("SAVEPOINT {name}")).await
     }
 
     async fn release_savepoint(&mut self, name: &str) -> SqlResult<()> {
-        let name = savepoint_name(name)?;
+        let name = crate::savepoint_name(name)?;
         self.raw(format!("RELEASE SAVEPOINT {name}")).await
     }
 
     async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
-        let name = savepoint_name(name)?;
+        let name = crate::savepoint_name(name)?;
         self.raw(format!(
             "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
         ))
@@ -674,18 +661,6 @@ impl Canceller for MySqlCanceller {
         let _ = sqlx::raw_sql(AssertSqlSafe(format!("KILL CONNECTION {}", self.id)))
             .execute(&self.pool)
             .await;
-    }
-}
-
-/// Refuses a savepoint name that is not a plain identifier (names come from the host).
-fn savepoint_name(name: &str) -> SqlResult<&str> {
-    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        Ok(name)
-    } else {
-        Err(SqlError::wasmig(
-            "STATE",
-            format!("invalid savepoint name `{name}`"),
-        ))
     }
 }
 

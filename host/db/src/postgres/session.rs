@@ -900,17 +900,20 @@ impl GuestSql for PgSession {
     async fn savepoint(&mut self, name: &str) -> SqlResult<()> {
         // Switched before the savepoint, so that rolling back to it keeps the role.
         self.enter_role().await?;
-        self.run_script(format!("SAVEPOINT {}", savepoint_name(name)?))
+        self.run_script(format!("SAVEPOINT {}", crate::savepoint_name(name)?))
             .await
     }
 
     async fn release_savepoint(&mut self, name: &str) -> SqlResult<()> {
-        self.run_script(format!("RELEASE SAVEPOINT {}", savepoint_name(name)?))
-            .await
+        self.run_script(format!(
+            "RELEASE SAVEPOINT {}",
+            crate::savepoint_name(name)?
+        ))
+        .await
     }
 
     async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
-        let name = savepoint_name(name)?;
+        let name = crate::savepoint_name(name)?;
         let done = self
             .run_script(format!(
                 "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
@@ -1151,18 +1154,6 @@ async fn last_row(
 /// Owned SQL text for sqlx (the guest's SQL is as trusted as a migration file).
 fn sql_str(sql: &str) -> SqlStr {
     AssertSqlSafe(sql.to_owned()).into_sql_str()
-}
-
-/// Refuses a savepoint name that is not a plain identifier (names come from the host).
-fn savepoint_name(name: &str) -> SqlResult<&str> {
-    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        Ok(name)
-    } else {
-        Err(SqlError::wasmig(
-            "STATE",
-            format!("invalid savepoint name `{name}`"),
-        ))
-    }
 }
 
 /// Whether a statement is DDL that can change the result shape of cached statements:

@@ -11,7 +11,6 @@
 //! tables (`store`), the pool (`mod.rs`), or which statements a migration runs and when it
 //! commits (the runner and the sandbox).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -284,13 +283,7 @@ impl GuestSql for SqliteSession {
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
         // SQLite has no cursors that survive other statements on the connection: the host
         // reads the whole result and hands it out in chunks.
-        let result = self.query(sql, params).await?;
-        Ok(CursorState {
-            columns: result.columns,
-            name: None,
-            buffered: result.rows.into(),
-            done: false,
-        })
+        Ok(CursorState::buffered(self.query(sql, params).await?))
     }
 
     async fn fetch(
@@ -298,35 +291,32 @@ impl GuestSql for SqliteSession {
         cursor: &mut CursorState,
         max_rows: u32,
     ) -> SqlResult<Vec<Vec<Value>>> {
-        let n = (max_rows.max(1) as usize).min(cursor.buffered.len());
-        let chunk: Vec<_> = cursor.buffered.drain(..n).collect();
-        if cursor.buffered.is_empty() {
-            cursor.done = true;
-        }
-        Ok(chunk)
+        Ok(cursor.take_buffered(max_rows))
     }
 
     async fn close_cursor(&mut self, cursor: &mut CursorState) -> SqlResult<()> {
-        cursor.buffered = VecDeque::new();
-        cursor.done = true;
+        cursor.close_buffered();
         Ok(())
     }
 
     async fn savepoint(&mut self, name: &str) -> SqlResult<()> {
         self.start_call();
-        self.run_script(format!("SAVEPOINT {}", savepoint_name(name)?))
+        self.run_script(format!("SAVEPOINT {}", crate::savepoint_name(name)?))
             .await
     }
 
     async fn release_savepoint(&mut self, name: &str) -> SqlResult<()> {
         self.start_call();
-        self.run_script(format!("RELEASE SAVEPOINT {}", savepoint_name(name)?))
-            .await
+        self.run_script(format!(
+            "RELEASE SAVEPOINT {}",
+            crate::savepoint_name(name)?
+        ))
+        .await
     }
 
     async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
         self.start_call();
-        let name = savepoint_name(name)?;
+        let name = crate::savepoint_name(name)?;
         self.run_script(format!(
             "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
         ))
@@ -439,17 +429,5 @@ struct SqliteCanceller(Arc<CancelState>);
 impl Canceller for SqliteCanceller {
     async fn cancel(&self) {
         self.0.requested.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Refuses a savepoint name that is not a plain identifier (names come from the host).
-fn savepoint_name(name: &str) -> SqlResult<&str> {
-    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        Ok(name)
-    } else {
-        Err(SqlError::wasmig(
-            "STATE",
-            format!("invalid savepoint name `{name}`"),
-        ))
     }
 }
