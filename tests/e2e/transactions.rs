@@ -1,5 +1,11 @@
 //! Transactions around steps: PostgreSQL statement and lock timeouts per revision and as
 //! project defaults (refused on SQLite, which has neither), and `--atomic` runs.
+//!
+//! On MySQL (MariaDB here) the same timeouts and `--atomic` hold for scripts of data
+//! statements, which run in one transaction there; a script with DDL, which the server
+//! commits implicitly, cannot join an `--atomic` run and is refused before anything runs.
+//! Their tests are the `on_mysql_` ones. PostgreSQL's commit durability
+//! (`synchronous_commit`) has no per-transaction counterpart there and stays PostgreSQL's.
 
 use std::str::FromStr;
 
@@ -54,6 +60,66 @@ async fn statement_and_lock_timeouts_fail_the_step_and_roll_it_back() {
         shown(&run, &project, Some(&db))
     );
     assert_eq!(db.heads().await, ["a1"]);
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn on_mysql_statement_and_lock_timeouts_fail_the_step_and_roll_it_back() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Mysql, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (n int PRIMARY KEY);", "DROP TABLE t;");
+    let slow = project.sql_revision(
+        "b2",
+        "INSERT INTO t VALUES (1); SELECT SLEEP(30);",
+        "DELETE FROM t;",
+    );
+    project.set_manifest(&slow, "statement_timeout_secs = 0.3");
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert_run!(
+        "statement_timeout",
+        Backend::Mysql,
+        shown(&run, &project, Some(&db))
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 0, "rolled back");
+    assert!(db.failed_marks().await.is_empty());
+
+    // The project's lock timeout: another session holds the row b2 updates, and the
+    // UPDATE waits a second (the server counts whole seconds), not forever.
+    db.exec("INSERT INTO t VALUES (5)").await;
+    std::fs::write(
+        slow.join("up.sql"),
+        "INSERT INTO t VALUES (1); UPDATE t SET n = 6 WHERE n = 5;",
+    )
+    .unwrap();
+    let manifest = slow.join("migration.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("statement_timeout_secs = 0.3", "")).unwrap();
+    let config = project.dir.join("wasmig.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[timeouts]\nlock_timeout_secs = 0.3\n");
+    std::fs::write(&config, toml).unwrap();
+    let mut other = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; SELECT * FROM t WHERE n = 5 FOR UPDATE;")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert_run!(
+        "lock_timeout_from_the_project",
+        Backend::Mysql,
+        shown(&run, &project, Some(&db))
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(
+        db.strings("SELECT CAST(n AS CHAR) FROM t").await,
+        ["5"],
+        "rolled back"
+    );
     sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
     other.close().await.unwrap();
     project.run(&db, &["up"]).success();
@@ -127,6 +193,79 @@ async fn an_atomic_run_applies_everything_or_nothing_on_both_backends() {
         );
         db.drop_db().await;
     }
+}
+
+#[tokio::test]
+async fn on_mysql_an_atomic_run_refuses_ddl_and_applies_data_statements_all_or_nothing() {
+    let backend = Backend::Mysql;
+    let project = TestProject::new();
+    let db = TestDb::new(backend, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+    let b2 = project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+    let c3 = project.sql_revision("c3", "INSERT INTO missing VALUES (1);", "");
+    // a1's DDL would commit part-way through the one transaction: refused before a
+    // statement runs.
+    let run = project.run(&db, &["up", "--atomic"]).fails_with(3);
+    assert_run!(
+        "atomic_run_refuses_ddl",
+        backend,
+        shown(&run, &project, Some(&db))
+    );
+    assert!(db.heads().await.is_empty());
+    assert!(!db.table_exists("t").await);
+    assert!(db.history().await.is_empty());
+
+    // From a1 on, the scripts are data statements: all or nothing, as elsewhere.
+    project.run(&db, &["up", "a1"]).success();
+    let run = project.run(&db, &["up", "--atomic"]).fails_with(6);
+    assert_run!(
+        "atomic_run_rolled_back",
+        backend,
+        shown(&run, &project, Some(&db))
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM t").await,
+        0,
+        "b2 rolled back too"
+    );
+    assert_eq!(db.history().await, ["upgrade:a1"]);
+
+    // Without --atomic each step commits on its own.
+    project.run(&db, &["up"]).fails_with(6);
+    assert_eq!(db.heads().await, ["b2"]);
+    project.run(&db, &["down", "a1"]).success();
+
+    std::fs::write(c3.join("up.sql"), "INSERT INTO t VALUES (3);").unwrap();
+    std::fs::write(c3.join("down.sql"), "DELETE FROM t WHERE n = 3;").unwrap();
+    project.run(&db, &["up", "--atomic"]).success();
+    assert_eq!(db.heads().await, ["c3"]);
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
+    assert_eq!(
+        db.history().await[3..],
+        ["upgrade:b2", "upgrade:c3"],
+        "each step recorded in the one transaction"
+    );
+
+    // Downgrades too: b2's fails, and c3's, which ran first in the same transaction, goes
+    // with it.
+    std::fs::write(b2.join("down.sql"), "DELETE FROM missing;").unwrap();
+    project.run(&db, &["rehash", "b2"]).success();
+    project.run(&db, &["down", "a1", "--atomic"]).fails_with(6);
+    assert_eq!(db.heads().await, ["c3"]);
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
+    std::fs::write(b2.join("down.sql"), "DELETE FROM t;").unwrap();
+    project.run(&db, &["rehash", "b2"]).success();
+    project.run(&db, &["down", "a1", "--atomic"]).success();
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 0);
+    // a1's down.sql is DDL: refused in an --atomic run.
+    project
+        .run(&db, &["down", "base", "--atomic"])
+        .fails_with(3);
+    assert_eq!(db.heads().await, ["a1"]);
+    assert!(db.table_exists("t").await);
+    db.drop_db().await;
 }
 
 #[tokio::test]
