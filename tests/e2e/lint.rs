@@ -178,6 +178,29 @@ fn a_manifest_ignores_a_rule_only_with_a_reason_and_an_unused_ignore_is_a_findin
     );
     let run = lint_pg(&project, &["a1", "--json"]).fails_with(LINT_FINDINGS);
     assert_eq!(findings(&run), ["a1 unused-lint-ignore 1"], "{run:?}");
+
+    // Only where the rule runs: SQLite's and MySQL's lints never run squawk's rules, so a
+    // project for several databases keeps its PostgreSQL ignores (the example project does).
+    std::fs::write(&manifest, &original).unwrap();
+    project.set_manifest(
+        &b2,
+        "[[lint.ignore]]\nrule = \"require-concurrent-index-creation\"\nreason = \"t is empty when b2 runs\"",
+    );
+    let run = project
+        .run_plain(&["lint", "--database-url", "sqlite:lint.db", "--json"])
+        .success();
+    assert_eq!(run.json()["dialect"], "sqlite", "{run:?}");
+    assert_eq!(findings(&run), Vec::<String>::new(), "{run:?}");
+    assert_eq!(run.json()["ignored"], serde_json::json!([]), "{run:?}");
+    // Nor when `[lint] exclude` turns the rule off.
+    std::fs::write(
+        project.dir.join("wasmig.toml"),
+        "[timeouts]\nlock_timeout_secs = 2\nstatement_timeout_secs = 60\n\
+         [lint]\nexclude = [\"require-concurrent-index-creation\", \"adding-required-field\"]\n",
+    )
+    .unwrap();
+    let run = lint_pg(&project, &["b2", "--json"]).success();
+    assert_eq!(findings(&run), Vec::<String>::new(), "{run:?}");
 }
 
 #[test]

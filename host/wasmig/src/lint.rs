@@ -269,7 +269,13 @@ pub fn lint(
                     ),
                 }),
             }
-            apply_ignores(revision, &manifest_path, found, &mut report);
+            let ran_here = Judged {
+                dialect,
+                rules: &rules,
+                dry_run: this_ran.is_some(),
+                max_step_secs: settings.max_step_secs.is_some(),
+            };
+            apply_ignores(revision, &manifest_path, found, &ran_here, &mut report);
             continue;
         }
         let (up, down) = match revision::read_artifact(revision, &build_dir)? {
@@ -383,7 +389,13 @@ pub fn lint(
             }
         }
         report.linted += 1;
-        apply_ignores(revision, &manifest_path, found, &mut report);
+        let ran_here = Judged {
+            dialect,
+            rules: &rules,
+            dry_run: this_ran.is_some(),
+            max_step_secs: settings.max_step_secs.is_some(),
+        };
+        apply_ignores(revision, &manifest_path, found, &ran_here, &mut report);
     }
     Ok(report)
 }
@@ -763,12 +775,49 @@ fn check_ignores(revision: &Revision, manifest_path: &std::path::Path) -> Result
     Ok(())
 }
 
+/// What one lint of one revision judged: which rules ran, so that an ignore of a rule
+/// that did not run is not called unused. A project for several databases ignores a
+/// PostgreSQL rule that the SQLite or MySQL lint never runs, and a component's ignore of a
+/// dry-run rule stands through a static lint.
+struct Judged<'a> {
+    dialect: Dialect,
+    /// squawk's rules in force (`[lint]` `include` and `exclude` applied).
+    rules: &'a [Rule],
+    /// The revision ran in a dry run (`--dry-run`), so the dry-run rules judged it.
+    dry_run: bool,
+    /// `[lint] max_step_secs` is set, so `slow-dry-run-step` can fire.
+    max_step_secs: bool,
+}
+
+impl Judged<'_> {
+    /// Whether `rule` ran on `revision` in this lint.
+    fn ran(&self, rule: &str, revision: &Revision) -> bool {
+        let sql = revision.manifest.kind == Kind::Sql;
+        let postgres = self.dialect == Dialect::Postgres;
+        match rule {
+            NON_ATOMIC => sql,
+            BLOCKING_REWRITE | TRANSACTION_BLOCK => postgres && (sql || self.dry_run),
+            DDL_IN_BATCHED => {
+                self.dry_run && revision.manifest.transaction == TransactionMode::Batched
+            }
+            NO_PROGRESS => self.dry_run && !sql,
+            SLOW_STEP => self.dry_run && self.max_step_secs,
+            _ => {
+                postgres
+                    && (sql || self.dry_run)
+                    && Rule::try_from(rule).is_ok_and(|r| self.rules.contains(&r))
+            }
+        }
+    }
+}
+
 /// Moves the findings the manifest ignores into `report.ignored`, the rest into
-/// `report.findings`, and reports each ignore that matched nothing.
+/// `report.findings`, and reports each ignore that matched nothing although its rule ran.
 fn apply_ignores(
     revision: &Revision,
     manifest_path: &std::path::Path,
     found: Vec<Finding>,
+    judged: &Judged<'_>,
     report: &mut Report,
 ) {
     let ignores = &revision.manifest.lint.ignore;
@@ -780,7 +829,7 @@ fn apply_ignores(
         }
     }
     for (ignore, count) in ignores.iter().zip(counts) {
-        if count == 0 {
+        if count == 0 && judged.ran(&ignore.rule, revision) {
             report.findings.push(Finding {
                 revision: revision.id().to_owned(),
                 file: manifest_path.to_owned(),
@@ -796,7 +845,7 @@ fn apply_ignores(
                 ),
                 help: Some("remove the ignore, so it cannot hide a later finding".to_owned()),
             });
-        } else {
+        } else if count > 0 {
             report.ignored.push(Ignored {
                 revision: revision.id().to_owned(),
                 rule: ignore.rule.clone(),
