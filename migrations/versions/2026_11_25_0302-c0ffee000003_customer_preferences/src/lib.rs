@@ -1,44 +1,48 @@
-//! Customer preferences as JSON, and a unique index on the normalised address.
+//! Opt every tenth customer in to the newsletter, in their JSON `preferences`.
 //!
-//! One migration for both databases, branching on `db::dialect()`: PostgreSQL gets a
-//! `jsonb` column and a partial index, SQLite a checked `TEXT` column. (The project targets
-//! those two: its first revision's SQL is not MySQL's, so MySQL is refused.)
+//! One migration for three databases, branching on `db::dialect()`: each has its own JSON
+//! functions (PostgreSQL's `jsonb` operators, SQLite's JSON1, MySQL's and MariaDB's
+//! `JSON_SET`). Both directions touch only the key they own, so other preferences survive a
+//! round trip.
 
-use wasmig_guest::{Dialect, Jsonb, Migration, Result, bail, db, info, params};
+use wasmig_guest::{Dialect, Migration, Result, db, info, progress};
 
 struct Preferences;
+
+/// Every tenth customer.
+const CHOSEN: &str = "id % 10 = 0";
 
 impl Migration for Preferences {
     fn upgrade() -> Result<()> {
         let dialect = db::dialect();
-        match dialect {
-            Dialect::Postgres => db::batch(
-                "ALTER TABLE customers ADD COLUMN preferences JSONB NOT NULL DEFAULT '{}';
-                 CREATE UNIQUE INDEX customers_email_norm_key ON customers (email_norm);
-                 CREATE INDEX customers_newsletter ON customers ((preferences->>'newsletter'))
-                     WHERE preferences ? 'newsletter';",
-            )?,
-            Dialect::Sqlite => db::batch(
-                "ALTER TABLE customers ADD COLUMN preferences TEXT NOT NULL DEFAULT '{}'
-                     CHECK (json_valid(preferences));
-                 CREATE UNIQUE INDEX customers_email_norm_key ON customers (email_norm);",
-            )?,
-            Dialect::Mysql => bail!("this example project targets PostgreSQL and SQLite"),
-        }
-        let opt_in = match dialect {
-            Dialect::Postgres => "UPDATE customers SET preferences = $1 WHERE id % 10 = 0",
-            Dialect::Sqlite => "UPDATE customers SET preferences = ?1 WHERE id % 10 = 0",
-            Dialect::Mysql => "UPDATE customers SET preferences = ? WHERE id % 10 = 0",
+        let set = match dialect {
+            Dialect::Postgres => "jsonb_set(preferences::jsonb, '{newsletter}', 'true')::text",
+            Dialect::Sqlite => "json_set(preferences, '$.newsletter', json('true'))",
+            Dialect::Mysql => "JSON_SET(preferences, '$.newsletter', true)",
         };
-        let n = db::execute(opt_in, &params![Jsonb(r#"{"newsletter": true}"#.into())])?;
+        let total: i64 = db::query_one(
+            &format!("SELECT count(*) AS n FROM customers WHERE {CHOSEN}"),
+            &[],
+        )?
+        .get("n")?;
+        let n = db::execute(
+            &format!("UPDATE customers SET preferences = {set} WHERE {CHOSEN}"),
+            &[],
+        )?;
+        progress(n, u64::try_from(total).ok());
         info!("{n} customers opted in to the newsletter ({dialect})");
         Ok(())
     }
 
     fn downgrade() -> Result<()> {
-        db::batch(
-            "DROP INDEX customers_email_norm_key;
-             ALTER TABLE customers DROP COLUMN preferences;",
+        let remove = match db::dialect() {
+            Dialect::Postgres => "(preferences::jsonb - 'newsletter')::text",
+            Dialect::Sqlite => "json_remove(preferences, '$.newsletter')",
+            Dialect::Mysql => "JSON_REMOVE(preferences, '$.newsletter')",
+        };
+        db::execute(
+            &format!("UPDATE customers SET preferences = {remove} WHERE {CHOSEN}"),
+            &[],
         )?;
         Ok(())
     }
