@@ -6,6 +6,10 @@
 //! The guest is `tests/guests/batches` (it adds 1 to `items.n` of every row its keyset walk
 //! reaches, and creates `batches_first` in its first batch), with `[partitions]` added to its
 //! manifest.
+//!
+//! Partitioned walks run on PostgreSQL only: on SQLite (one writer at a time) and on MySQL
+//! a partitioned revision runs as one walk, which is all that is tested there (the one
+//! walk's kills, failures and resumes are `batches`').
 
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -187,32 +191,49 @@ async fn a_batch_whose_sql_writes_the_partitions_or_checkpoints_is_rolled_back_w
 }
 
 #[tokio::test]
-async fn on_sqlite_a_partitioned_revision_runs_as_one_walk() {
-    let (project, db, dir) = setup(Backend::Sqlite, "batched", 1_000, 100).await;
-    partition(&project, &dir, 4);
-    let run = project.run(&db, &["up", "--workers", "4"]).success();
-    assert!(
-        run.stderr.contains("SQLite has one writer at a time"),
-        "{run:?}"
-    );
-    assert_eq!(items_at(&db, 1).await, 1_000);
-    assert_eq!(db.heads().await, ["b1"]);
-    db.drop_db().await;
+async fn on_sqlite_and_mysql_a_partitioned_revision_runs_as_one_walk() {
+    for (backend, why) in [
+        (Backend::Sqlite, "SQLite has one writer at a time"),
+        (
+            Backend::Mysql,
+            "partitioned walks run on PostgreSQL only so far",
+        ),
+    ] {
+        let (project, db, dir) = setup(backend, "batched", 1_000, 100).await;
+        partition(&project, &dir, 4);
+        let run = project.run(&db, &["up", "--workers", "4"]).success();
+        assert!(
+            run.stderr
+                .contains(&format!("{why}, so its [partitions] run as one walk")),
+            "{backend:?}: {run:?}"
+        );
+        assert_eq!(items_at(&db, 1).await, 1_000, "{backend:?}");
+        assert_eq!(db.heads().await, ["b1"], "{backend:?}");
+        assert!(crate::batches::first_batch_ran(&db).await, "{backend:?}");
+        if db.table_exists("wasmig_partition").await {
+            assert_eq!(partitions_left(&db).await, 0, "{backend:?}");
+        }
+        assert!(checkpoints(&db).await.is_empty(), "{backend:?}");
+        db.drop_db().await;
+    }
 }
 
 #[tokio::test]
 async fn partitions_need_a_batched_revision_and_a_sane_count() {
-    let (project, db, dir) = setup(Backend::Postgres, "per-migration", 10, 5).await;
-    project.set_manifest(
-        &dir,
-        "[partitions]\ncount = 4\nbounds = \"SELECT min(id), max(id) FROM items\"",
-    );
-    let run = project.run(&db, &["up"]).fails_with(3);
-    assert!(
-        run.stderr.contains("is not `transaction = \"batched\"`"),
-        "{run:?}"
-    );
-    db.drop_db().await;
+    for backend in crate::support::ALL {
+        let (project, db, dir) = setup(backend, "per-migration", 10, 5).await;
+        project.set_manifest(
+            &dir,
+            "[partitions]\ncount = 4\nbounds = \"SELECT min(id), max(id) FROM items\"",
+        );
+        let run = project.run(&db, &["up"]).fails_with(3);
+        assert!(
+            run.stderr.contains("is not `transaction = \"batched\"`"),
+            "{backend:?}: {run:?}"
+        );
+        assert_eq!(items_at(&db, 0).await, 10, "{backend:?}: nothing ran");
+        db.drop_db().await;
+    }
 }
 
 /// A tiny generator for the schedule of kills and pauses (xorshift), seeded from the clock
