@@ -398,6 +398,78 @@ async fn a_project_statement_timeout_and_a_revision_lock_timeout_apply_in_every_
     db.drop_db().await;
 }
 
+#[tokio::test]
+async fn on_mysql_a_project_statement_timeout_and_a_revision_lock_timeout_apply_in_every_mode() {
+    let backend = Backend::Mysql;
+    let project = TestProject::new();
+    let db = TestDb::new(backend, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (n int);", "DROP TABLE t;");
+    let config = project.dir.join("wasmig.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[timeouts]\nstatement_timeout_secs = 0.3\n");
+    std::fs::write(&config, toml).unwrap();
+    // The project default stops a long statement of a per-migration revision ...
+    let slow = project.sql_revision("b2", "SELECT SLEEP(30);", "SELECT 1;");
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert_run!(
+        "project_statement_timeout",
+        backend,
+        shown(&run, &project, Some(&db))
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    assert!(db.failed_marks().await.is_empty());
+
+    // ... and of a revision without a transaction, which is then marked failed.
+    crate::support::no_transaction(&slow);
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert_run!(
+        "project_statement_timeout_without_a_transaction",
+        backend,
+        shown(&run, &project, Some(&db))
+    );
+    assert_eq!(db.failed_marks().await, ["b2"]);
+    project
+        .run(&db, &["resolve", "b2", "--as", "rolled-back"])
+        .success();
+
+    // A revision's own lock timeout, without a transaction: the ALTER waits a second (the
+    // server counts whole seconds) for the metadata lock another session's open
+    // transaction holds on t, not forever.
+    std::fs::write(slow.join("up.sql"), "ALTER TABLE t ADD COLUMN m int;").unwrap();
+    project.set_manifest(
+        &slow,
+        "lock_timeout_secs = 0.3\nstatement_timeout_secs = 30",
+    );
+    let mut other = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; SELECT * FROM t;")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert_run!(
+        "revision_lock_timeout_without_a_transaction",
+        backend,
+        shown(&run, &project, Some(&db))
+    );
+    assert_eq!(db.failed_marks().await, ["b2"]);
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    project
+        .run(&db, &["resolve", "b2", "--as", "rolled-back"])
+        .success();
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = 't' AND column_name = 'm'"
+        )
+        .await,
+        1
+    );
+    db.drop_db().await;
+}
+
 /// A deferred constraint trigger on `mark` that notes, as each transaction commits, the
 /// `synchronous_commit` the server commits it with: the server's own word on how durable
 /// wasmig made each step's commit.
