@@ -417,3 +417,62 @@ async fn a_dry_run_lints_what_components_did_and_changes_nothing_on_both_backend
         db.drop_db().await;
     }
 }
+
+/// On MySQL a script holding DDL runs statement by statement (the server commits DDL
+/// implicitly), so lint says so when it has several statements; a script of data statements
+/// runs in one transaction and is not flagged, and PostgreSQL flags neither.
+#[test]
+fn on_mysql_a_script_of_ddl_and_more_is_not_atomic() {
+    let project = TestProject::new();
+    let a1 = project.sql_revision(
+        "a1",
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, name VARCHAR(50));\nINSERT INTO t VALUES (1, 'a');\n",
+        "DROP TABLE t;\n",
+    );
+    project.sql_revision(
+        "b2",
+        "INSERT INTO t VALUES (2, 'b');\nUPDATE t SET name = 'c' WHERE id = 1;\n",
+        "DELETE FROM t WHERE id = 2;\n",
+    );
+    let mysql = |args: &[&str]| {
+        let mut all = vec!["lint", "--database-url", "mysql://root@127.0.0.1:1/nowhere"];
+        all.extend_from_slice(args);
+        project.run_plain(&all)
+    };
+    let run = mysql(&["--json"]).fails_with(LINT_FINDINGS);
+    assert_eq!(run.json()["dialect"], "mysql", "{run:?}");
+    assert_eq!(findings(&run), ["a1 non-atomic-revision 2"], "{run:?}");
+    let human = mysql(&[]).fails_with(LINT_FINDINGS);
+    assert!(
+        human
+            .stdout
+            .contains("which MySQL and MariaDB commit implicitly"),
+        "{human:?}"
+    );
+    // PostgreSQL runs both in one transaction: nothing wasmig would call non-atomic.
+    let pg = lint_pg(&project, &["--json"]);
+    assert!(
+        !findings(&pg).iter().any(|f| f.contains("non-atomic")),
+        "{pg:?}"
+    );
+
+    // Ignored for MySQL with a reason, the ignore stands on PostgreSQL, where the rule does
+    // not judge a script run in one transaction.
+    project.set_manifest(
+        &a1,
+        "[[lint.ignore]]\nrule = \"non-atomic-revision\"\nreason = \"the seed row is recreated by hand if it fails\"",
+    );
+    let run = mysql(&["--json"]).success();
+    assert_eq!(
+        run.json()["ignored"][0]["rule"],
+        "non-atomic-revision",
+        "{run:?}"
+    );
+    let pg = lint_pg(&project, &["--json"]);
+    assert!(
+        !findings(&pg)
+            .iter()
+            .any(|f| f.contains("unused-lint-ignore")),
+        "{pg:?}"
+    );
+}

@@ -414,7 +414,7 @@ fn copy_sources(from: &Path, to: &Path) {
 }
 
 #[test]
-fn the_example_project_has_no_finding() {
+fn the_example_project_has_no_finding_but_its_non_atomic_seed_on_mysql() {
     // A copy: the repository's example stays as it is, whatever lint does.
     let scratch = TestProject::new();
     let example = scratch.dir.join("example");
@@ -449,6 +449,34 @@ fn the_example_project_has_no_finding() {
     .success();
     assert_eq!(run.json()["dialect"], "sqlite", "{run:?}");
     assert_eq!(shown(&run), Vec::<String>::new(), "{run:?}");
+    // On MySQL its first revision (CREATE TABLE, then the seed INSERT) runs statement by
+    // statement, and lint says so: the one finding the example keeps, true on MySQL only.
+    let run = Run::from_output(
+        wasmig_cmd(&example)
+            .args([
+                "lint",
+                "--json",
+                "--database-url",
+                "mysql://root@127.0.0.1:1/nowhere",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.json()["dialect"], "mysql", "{run:?}");
+    let found: Vec<String> = run.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["revision"].as_str().unwrap(),
+                f["rule"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(found, ["c0ffee000001 non-atomic-revision"], "{run:?}");
+    run.fails_with(LINT_FINDINGS);
 }
 
 /// The example's two Rust revisions, linted by what they send in a dry run on PostgreSQL:

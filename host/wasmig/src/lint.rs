@@ -13,8 +13,9 @@
 //!   `require-statement-timeout` without a `SET` in the script;
 //! - `no-transaction-required`: a statement PostgreSQL refuses inside a transaction block
 //!   (`CREATE INDEX CONCURRENTLY`, `VACUUM`...) in a revision wasmig runs in one;
-//! - `non-atomic-revision`: a `transaction = "none"` script of several statements, which a
-//!   failure part-way leaves half-applied and marked failed;
+//! - `non-atomic-revision`: a script of several statements that runs statement by statement
+//!   (`transaction = "none"`, or on MySQL any script holding DDL, which MySQL commits
+//!   implicitly), so a failure part-way leaves it half-applied and marked failed;
 //! - `unused-lint-ignore`: an ignore in a manifest that matched nothing, so stale ignores
 //!   cannot hide the next finding;
 //! - `blocking-rewrite`: a statement that blocks a table's readers and writers while it
@@ -32,7 +33,7 @@
 //! Findings are ignored per revision in its manifest, each with a reason
 //! (`[[lint.ignore]]`, see [`LintIgnore`]), or per statement with squawk's own
 //! `-- squawk-ignore RULE` comment. Without a dry run, component revisions are not linted:
-//! their statements exist only when they run. On SQLite only wasmig's rules apply.
+//! their statements exist only when they run. On SQLite and MySQL only wasmig's rules apply.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -274,6 +275,7 @@ pub fn lint(
                 rules: &rules,
                 dry_run: this_ran.is_some(),
                 max_step_secs: settings.max_step_secs.is_some(),
+                one_by_one: false,
             };
             apply_ignores(revision, &manifest_path, found, &ran_here, &mut report);
             continue;
@@ -287,6 +289,7 @@ pub fn lint(
         if scripts == Scripts::UpAndDown {
             texts.push(("down.sql", down));
         }
+        let mut one_by_one = false;
         for (name, text) in &texts {
             let file = revision.dir.join(name);
             if dialect == Dialect::Postgres {
@@ -356,7 +359,11 @@ pub fn lint(
                     ));
                 }
             }
-            if manifest.transaction == TransactionMode::None {
+            // MySQL commits DDL implicitly, so wasmig runs a script holding any statement
+            // but data statements one by one there, as `transaction = "none"` runs it.
+            let mysql_ddl = dialect == Dialect::Mysql && !crate::db::only_data(text, dialect);
+            if manifest.transaction == TransactionMode::None || mysql_ddl {
+                one_by_one = true;
                 let statements = crate::db::split_statements(text, dialect).map_err(|e| {
                     ConfigError::new(format!(
                         "revision {}: cannot split {}: {}",
@@ -376,14 +383,21 @@ pub fn lint(
                         NON_ATOMIC.to_owned(),
                         "wasmig",
                         format!(
-                            "{} runs {} statements outside a transaction: if statement {} or a later one fails, the ones before it stay applied and the revision is marked failed until `wasmig resolve`",
+                            "{} runs {} statements outside a transaction{}: if statement {} or a later one fails, the ones before it stay applied and the revision is marked failed until `wasmig resolve`",
                             name,
                             statements.len(),
+                            if mysql_ddl && manifest.transaction != TransactionMode::None {
+                                " (it holds DDL, which MySQL and MariaDB commit implicitly, so wasmig runs it statement by statement)"
+                            } else {
+                                ""
+                            },
                             2
                         ),
-                        Some(
-                            "put each statement that needs to run outside a transaction (CREATE INDEX CONCURRENTLY...) in a revision of its own, and the rest in a transactional one".to_owned(),
-                        ),
+                        Some(if mysql_ddl {
+                            "on MySQL, give each DDL statement a revision of its own, and put data statements in a revision of their own (wasmig runs those in one transaction)".to_owned()
+                        } else {
+                            "put each statement that needs to run outside a transaction (CREATE INDEX CONCURRENTLY...) in a revision of its own, and the rest in a transactional one".to_owned()
+                        }),
                     ));
                 }
             }
@@ -394,6 +408,7 @@ pub fn lint(
             rules: &rules,
             dry_run: this_ran.is_some(),
             max_step_secs: settings.max_step_secs.is_some(),
+            one_by_one,
         };
         apply_ignores(revision, &manifest_path, found, &ran_here, &mut report);
     }
@@ -787,6 +802,9 @@ struct Judged<'a> {
     dry_run: bool,
     /// `[lint] max_step_secs` is set, so `slow-dry-run-step` can fire.
     max_step_secs: bool,
+    /// A script of the revision runs statement by statement on this database
+    /// (`transaction = "none"`, or DDL on MySQL), so `non-atomic-revision` judged it.
+    one_by_one: bool,
 }
 
 impl Judged<'_> {
@@ -795,7 +813,7 @@ impl Judged<'_> {
         let sql = revision.manifest.kind == Kind::Sql;
         let postgres = self.dialect == Dialect::Postgres;
         match rule {
-            NON_ATOMIC => sql,
+            NON_ATOMIC => sql && self.one_by_one,
             BLOCKING_REWRITE | TRANSACTION_BLOCK => postgres && (sql || self.dry_run),
             DDL_IN_BATCHED => {
                 self.dry_run && revision.manifest.transaction == TransactionMode::Batched
