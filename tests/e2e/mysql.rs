@@ -441,3 +441,213 @@ async fn a_run_killed_inside_a_ddl_script_leaves_it_marked_and_the_lock_free() {
     assert!(db.heads().await.is_empty());
     db.drop_db().await;
 }
+
+const MODIFIED: i32 = 12;
+
+/// The named lock's holder as a script finds it, and a statement that ends its connection
+/// (an operator's `KILL`, spelled where no lexer sees the word).
+const KILL_THE_LOCK: &str =
+    "EXECUTE IMMEDIATE CONCAT('KILL ', IS_USED_LOCK(CONCAT('wasmig:', DATABASE())))";
+
+/// A DDL script runs statement by statement, each committed, with its revision marked
+/// failed before the first: a script that erases that mark (and ends the lock's connection
+/// so the mark cannot be written again, or fails) must not leave a half-applied revision
+/// that the next `up` runs again as new. wasmig reads its rows back after every statement:
+/// the mark is put back (lock or no lock) and the run fails as tampering (exit 12); a
+/// script that only ends the lock's connection is stopped at the next statement (exit 11).
+/// Either way the revision stays marked and the next `up` refuses (exit 13).
+#[tokio::test]
+async fn a_ddl_script_that_erases_its_own_failed_mark_stays_marked() {
+    // (what the script does, its middle statements, the exit code)
+    let variants = [
+        (
+            "erases its mark, then ends the lock's connection",
+            format!("DELETE FROM wasmig_failed;\n{KILL_THE_LOCK};\n"),
+            MODIFIED,
+        ),
+        (
+            // One statement: the check after it is the first chance wasmig has.
+            "erases its mark and ends the lock's connection in one CALL",
+            "CALL forget();\n".to_owned(),
+            MODIFIED,
+        ),
+        (
+            "erases its mark, then fails",
+            "DELETE FROM `wasmig_failed` WHERE revision = 'k1';\nINSERT INTO missing VALUES (1);\n"
+                .to_owned(),
+            MODIFIED,
+        ),
+        (
+            "erases its mark through a computed statement",
+            "SET @q = CONCAT('DELETE FROM wasmig_', 'failed');\nPREPARE s FROM @q;\nEXECUTE s;\n"
+                .to_owned(),
+            MODIFIED,
+        ),
+        (
+            "rewrites its mark to another revision",
+            "UPDATE wasmig_failed SET revision = 'zz';\n".to_owned(),
+            MODIFIED,
+        ),
+        (
+            "only ends the lock's connection",
+            format!("{KILL_THE_LOCK};\n"),
+            LOCK_TIMEOUT,
+        ),
+        (
+            // The trigger would keep the mark from being put back after the DELETE.
+            "adds a trigger to wasmig's table, then erases its mark",
+            "CREATE TRIGGER keep_out BEFORE INSERT ON wasmig_failed FOR EACH ROW SIGNAL SQLSTATE '45000';\nDELETE FROM wasmig_failed;\n"
+                .to_owned(),
+            MODIFIED,
+        ),
+        (
+            "drops wasmig's history",
+            "DROP TABLE wasmig_history;\n".to_owned(),
+            MODIFIED,
+        ),
+    ];
+    for (what, middle, code) in variants {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Mysql, &project).await;
+        // Created before the run, as an earlier revision could have.
+        db.exec(&format!(
+            "CREATE PROCEDURE forget() BEGIN DELETE FROM wasmig_failed; {KILL_THE_LOCK}; END"
+        ))
+        .await;
+        project.sql_revision(
+            "k1",
+            &format!(
+                "CREATE TABLE IF NOT EXISTS runs (x INT);\nINSERT INTO runs VALUES (1);\n{middle}CREATE TABLE IF NOT EXISTS after_it (x INT);\n"
+            ),
+            "DROP TABLE runs;",
+        );
+        let run = project.run(&db, &["up"]).fails_with(code);
+        assert!(
+            db.failed_marks().await.contains(&"k1".to_owned()),
+            "{what}: not marked: {run:?}"
+        );
+        assert!(
+            !db.table_exists("after_it").await,
+            "{what}: the statement after it ran: {run:?}"
+        );
+        if code == MODIFIED {
+            assert!(
+                run.stderr.contains("wasmig's own rows")
+                    || run.stderr.contains("could not be read back"),
+                "{what}: {run:?}"
+            );
+        }
+        // Not run again as new: refused until resolved (or, with wasmig's tables altered,
+        // until they are mended).
+        let next = project.run(&db, &["up"]);
+        assert!(
+            next.code == FAILED_STATE || (next.code == MODIFIED && what.contains("wasmig's")),
+            "{what}: the next run: {next:?}"
+        );
+        assert_eq!(db.count("SELECT count(*) FROM runs").await, 1, "{what}");
+        assert!(db.heads().await.is_empty(), "{what}");
+        db.drop_db().await;
+    }
+}
+
+/// Only wasmig's batch transactions write `wasmig_checkpoint` and `wasmig_partition`: a
+/// forged row would make a later batched revision resume past rows it never walked, or
+/// walk them twice. A step's own SQL that writes them is found from the server's state,
+/// whatever spelling a lexer would have to guess at (quoted, schema-qualified, computed,
+/// a stored function or procedure, a trigger): in one transaction, by the row locks the
+/// write holds (the step is rolled back); statement by statement, by reading the rows back
+/// (the script stops there, its forged rows are deleted and its mark stays).
+#[tokio::test]
+async fn sql_that_forges_batch_progress_is_refused_in_any_spelling() {
+    const ROW: &str = "('c3', 'upgrade', '', 'c3', 'keyset:2:999999', 5, 'x', NOW(), NOW())";
+    let variants = |database: &str| {
+        vec![
+            // One transaction (data statements only).
+            format!("INSERT INTO `wasmig_checkpoint` VALUES {ROW};"),
+            format!("INSERT INTO `{database}`.wasmig_checkpoint VALUES {ROW};"),
+            format!(
+                "INSERT INTO {database}.`wasmig_partition` (revision, part, parts, first_key, last_key, checkpoint, batches, done, token, updated_at) \
+                 VALUES ('c3', 0, 1, 0, 0, 'x', 1, 1, 1, NOW());"
+            ),
+            "SELECT forge_fn();".to_owned(),
+            "UPDATE t SET x = x + 1;".to_owned(),
+            format!(
+                "INSERT INTO wasmig_checkpoint VALUES {ROW};\nDELETE FROM wasmig_checkpoint WHERE revision = 'c3';"
+            ),
+            // Statement by statement (a procedure, a computed statement).
+            "CALL forge_proc();".to_owned(),
+            format!(
+                "SET @q = CONCAT('INSERT INTO wasmig_', 'checkpoint VALUES {}');\nPREPARE s FROM @q;\nEXECUTE s;",
+                ROW.replace('\'', "''")
+            ),
+        ]
+    };
+    for n in 0..variants("x").len() {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Mysql, &project).await;
+        let database = db.url.rsplit('/').next().unwrap().to_owned();
+        let script = variants(&database)[n].clone();
+        project.sql_revision("a1", "CREATE TABLE t (x INT);", "DROP TABLE t;");
+        project.sql_revision("b2", &script, "SELECT 1;");
+        project.run(&db, &["up", "a1"]).success();
+        db.exec(&format!(
+            "INSERT INTO t VALUES (1);
+             CREATE FUNCTION forge_fn() RETURNS INT MODIFIES SQL DATA
+             BEGIN INSERT INTO wasmig_checkpoint VALUES {ROW}; RETURN 1; END;
+             CREATE PROCEDURE forge_proc() INSERT INTO wasmig_checkpoint VALUES {ROW};
+             CREATE TRIGGER forge AFTER UPDATE ON t FOR EACH ROW
+             INSERT IGNORE INTO wasmig_checkpoint VALUES {ROW};"
+        ))
+        .await;
+        let run = project.run(&db, &["up"]).fails_with(MODIFIED);
+        assert!(
+            run.stderr.contains("wasmig_checkpoint") || run.stderr.contains("wasmig_partition"),
+            "{script}: {run:?}"
+        );
+        assert_eq!(db.heads().await, ["a1"], "{script}: b2 recorded");
+        assert_eq!(
+            db.count("SELECT count(*) FROM wasmig_checkpoint").await
+                + db.count("SELECT count(*) FROM wasmig_partition").await,
+            0,
+            "{script}: a forged row is left"
+        );
+        db.drop_db().await;
+    }
+}
+
+/// A batched component's own statements (here a trigger its `UPDATE` fires, which no check
+/// of the component's SQL text could see) forging another revision's checkpoint: found
+/// before the batch saves its own, in batch 1 and in a later batch alike, and rolled back.
+#[tokio::test]
+async fn a_batch_whose_sql_forges_another_steps_progress_is_rolled_back_on_mysql() {
+    for from_batch in [1, 3] {
+        let (project, db, _) = crate::batches::setup(Backend::Mysql, "batched", 1_000, 100).await;
+        db.exec(&format!(
+            "CREATE TRIGGER cheat AFTER UPDATE ON items FOR EACH ROW
+             BEGIN
+               IF NEW.id > {from} THEN
+                 INSERT IGNORE INTO wasmig_checkpoint
+                 VALUES ('c2', 'upgrade', '', 'c2', 'x', 5, 'x', NOW(), NOW());
+               END IF;
+             END",
+            from = (from_batch - 1) * 100
+        ))
+        .await;
+        let run = project.run(&db, &["up"]).fails_with(MODIFIED);
+        assert!(
+            run.stderr
+                .contains(&format!("failed in batch {from_batch}"))
+                && run.stderr.contains("wasmig_checkpoint"),
+            "batch {from_batch}: {run:?}"
+        );
+        assert!(db.heads().await.is_empty());
+        // Only the batches before it, with their own checkpoint: nothing forged.
+        let left = crate::batches::checkpoints(&db).await;
+        if from_batch == 1 {
+            assert!(left.is_empty(), "{left:?}");
+        } else {
+            assert_eq!(left, [format!("b1:upgrade:{}", from_batch - 1)]);
+        }
+        db.drop_db().await;
+    }
+}

@@ -17,7 +17,10 @@
 //! - `named_lock`: the migration lock;
 //! - `bookkeeping`: the [`Driver`] of wasmig's tables;
 //! - `codec`: binding parameters, decoding cells and mapping errors;
-//! - `lex`: statements, transaction control and implicit commits in a script.
+//! - `lex`: statements, transaction control and implicit commits in a script;
+//! - `tamper`: what a migration's own SQL did to wasmig's rows, as the server tells it
+//!   (row locks on the batch tables in a step's transaction; wasmig's rows and the lock
+//!   read back after every statement of a script run statement by statement).
 //!
 //! [`GuestSql`]: crate::GuestSql
 //! [`Driver`]: crate::store::Driver
@@ -29,6 +32,7 @@ mod codec;
 pub(crate) mod lex;
 mod named_lock;
 mod session;
+mod tamper;
 
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -43,7 +47,7 @@ use self::codec::sql_error;
 use super::lock::LockGuard;
 use super::store::{Reader, VersionStore};
 use super::{Database, DatabaseUrl, DbError, Policy, ScriptFailure, Session};
-use wasmig_contract::Dialect;
+use wasmig_contract::{Dialect, SqlError};
 
 /// Connections in the pool: one session, the version-table reads, a canceller, a spare.
 const MAX_CONNECTIONS: u32 = 4;
@@ -184,6 +188,17 @@ impl Database for MySqlDatabase {
                 .await
                 .map_err(|e| failed(0, sql_error(e)))?;
         }
+        // wasmig's rows as they are now, the revision's failed mark written just before:
+        // each statement commits on its own, so what one does to them (its own mark
+        // deleted, a checkpoint forged) is seen in the server's tables after it, whatever
+        // spelling, procedure or trigger did it.
+        let watch = match tamper::Watch::begin(self).await {
+            Ok(watch) => watch,
+            Err(e) => {
+                let _ = conn.close().await;
+                return Err(failed(0, SqlError::wasmig("IO", format!("{e:#}"))));
+            }
+        };
         for (n, text) in statements.iter().enumerate() {
             // Each statement is committed by wasmig as well: one that turned autocommit off
             // or began a transaction where the lexer cannot see it (`EXECUTE` of a prepared
@@ -197,7 +212,9 @@ impl Database for MySqlDatabase {
                     .map_err(sql_error),
                 Err(e) => Err(e),
             };
-            if let Err(e) = ran {
+            // Failed or not: a statement may write wasmig's rows and then fail.
+            let watched = watch.after(self, n + 1, total).await;
+            if let Err(e) = watched.and(ran) {
                 let _ = conn.close().await;
                 return Err(failed(n + 1, e));
             }

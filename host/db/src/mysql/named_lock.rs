@@ -4,8 +4,10 @@
 //! The server releases a named lock when its connection ends, so a run that dies (or whose
 //! connection breaks) never leaves it behind; a run that lost it this way finds out before
 //! its next record, which checks that the lock is still held by this connection
-//! (`IS_USED_LOCK`, the fence in `session`). Named locks are not replicated: on a replica
-//! the lock excludes only runs against that same replica (which is read-only anyway).
+//! (`IS_USED_LOCK`, unless that connection was killed: [`HOLDER`], the fence in `session`,
+//! and after every statement of a script run statement by statement, `tamper`). Named locks
+//! are not replicated: on a replica the lock excludes only runs against that same replica
+//! (which is read-only anyway).
 //!
 //! Not here: the polling loop and the timeout error (`crate::lock`).
 
@@ -35,6 +37,14 @@ pub(super) fn name(database: &str) -> String {
     let digest = sha2::Sha256::digest(database.as_bytes());
     format!("wasmig:{}", &hex::encode(digest)[..MAX_NAME - 7])
 }
+
+/// The connection id holding the lock named by the two parameters (bind the name twice),
+/// as long as that connection was not killed: `NULL` otherwise. `KILL` marks the
+/// connection at once (`information_schema.PROCESSLIST` shows it `Killed`), but it lets go
+/// of its locks only when its thread ends, a moment later: a fence reading `IS_USED_LOCK`
+/// alone could pass in between.
+pub(super) const HOLDER: &str = "SELECT CAST(IF(EXISTS (SELECT 1 FROM information_schema.PROCESSLIST \
+     WHERE ID = IS_USED_LOCK(?) AND COMMAND = 'Killed'), NULL, IS_USED_LOCK(?)) AS SIGNED)";
 
 /// Takes the lock within `timeout`, on a new connection that then holds it.
 pub(super) async fn take(

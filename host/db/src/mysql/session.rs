@@ -6,9 +6,10 @@
 //! the server's word that the transaction is the one begun); the [`GuestSql`] impl, where
 //! every statement goes through the prepared-statement protocol (which refuses two
 //! statements in one text) after `lex` refused transaction control and the statements that
-//! commit implicitly; the [`Session`] impl: the guard (the transaction, then the lock
-//! fence), timeouts, commit and rollback. The connection is closed when the session ends:
-//! MySQL has no statement that resets what a migration set on it.
+//! commit implicitly; the [`Session`] impl: the guard (the transaction, wasmig's tables and
+//! the rows of its batch tables, then the lock fence), timeouts, commit and rollback. The
+//! connection is closed when the session ends: MySQL has no statement that resets what a
+//! migration set on it.
 //!
 //! Not here: binding and decoding (`codec`), wasmig's tables (`store`), the lock
 //! (`named_lock`).
@@ -26,7 +27,8 @@ use super::codec::{bind, bind_into, column, decode_row, error_number, sql_error}
 use super::{MySqlDatabase, lex};
 use crate::store::{Driver, VersionStore};
 use crate::{
-    Canceller, CursorState, DbError, GuestSql, LockLost, Policy, Session, SqlResult, copy,
+    Canceller, Checkpoint, CursorState, DbError, FinishedStep, GuestSql, LockLost, Policy, Session,
+    SqlResult, copy,
 };
 use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
 
@@ -118,6 +120,10 @@ pub(crate) struct MySqlSession {
     mariadb: bool,
     /// Set when the server said the transaction ended (`@@in_transaction` after a call).
     ended: bool,
+    /// Set once wasmig wrote its batch tables in this transaction (a checkpoint saved or
+    /// cleared): from then on its own row locks would look like the migration's to the
+    /// guard's probe (`tamper::batch_rows_locked`), which therefore runs only before.
+    wrote_batch_tables: bool,
     store: VersionStore,
     policy: Policy,
 }
@@ -151,6 +157,7 @@ impl MySqlSession {
             },
             mariadb: db.mariadb,
             ended: false,
+            wrote_batch_tables: false,
             store: VersionStore::new(Dialect::Mysql, None),
             policy: Policy::TRUSTED,
         })
@@ -614,14 +621,33 @@ impl Session for MySqlSession {
             return Ok(false);
         }
         self.books_intact().await?;
+        // The server's word on the batch tables, which only wasmig's batch transactions
+        // write, after this guard: a row the step's transaction wrote there (a checkpoint
+        // forged for a later batched revision, a partition ended) is locked until it ends,
+        // however the SQL named the table, a trigger's or a stored function's included.
+        if !self.wrote_batch_tables
+            && let Some(table) =
+                super::tamper::batch_rows_locked(&self.pool)
+                    .await
+                    .map_err(|source| DbError::Query {
+                        doing: "checking wasmig's batch tables".into(),
+                        source,
+                    })?
+        {
+            return Err(crate::TablesTampered(format!(
+                "this transaction wrote (or locked) rows of {table}: the migration's own SQL wrote wasmig_checkpoint or wasmig_partition before wasmig did, which would skip or repeat rows of a batched revision"
+            ))
+            .into());
+        }
         let holder = self.fence.holder.load(Ordering::SeqCst);
         // A step run without the lock (a dry run) has no fence to check.
         if holder == 0 {
             return Ok(true);
         }
         let name = self.fence.name.clone();
-        let still: Option<i64> = sqlx::query_scalar("SELECT CAST(IS_USED_LOCK(?) AS SIGNED)")
-            .bind(name)
+        let still: Option<i64> = sqlx::query_scalar(super::named_lock::HOLDER)
+            .bind(&name)
+            .bind(&name)
             .fetch_one(self.conn())
             .await
             .map_err(|source| DbError::Query {
@@ -632,6 +658,32 @@ impl Session for MySqlSession {
             return Err(LockLost.into());
         }
         Ok(true)
+    }
+
+    async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
+        let done = crate::guard_then_finish(self, finished).await;
+        self.wrote_batch_tables |= finished.clear_checkpoint;
+        done
+    }
+
+    async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        self.guard(
+            &format!("saving the checkpoint of {}", checkpoint.revision),
+            false,
+        )
+        .await?;
+        self.wrote_batch_tables = true;
+        let (store, d) = self.books();
+        store.save_checkpoint(d, checkpoint).await
+    }
+
+    async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
+        self.guard(&format!("deleting the checkpoint of {revision}"), false)
+            .await?;
+        self.wrote_batch_tables = true;
+        let (store, d) = self.books();
+        store.clear_checkpoint(d, revision).await?;
+        store.clear_partitions(d, revision).await
     }
 
     async fn commit(mut self: Box<Self>) -> anyhow::Result<()> {

@@ -101,12 +101,7 @@ pub(super) async fn run_autocommitted(
             statement,
             total,
             error,
-        }) => (
-            statement,
-            total,
-            Failure::from_sql((*error).clone()),
-            *error,
-        ),
+        }) => (statement, total, script_failure(&error), *error),
     };
     let stopped = Stopped {
         statement,
@@ -115,6 +110,20 @@ pub(super) async fn run_autocommitted(
         per_statement: per_statement.map(str::to_owned),
     };
     Err(mark_failed(db, step, checksum, started_at, stopped, cause).await)
+}
+
+/// The failure of a script stopped at a statement: a statement's own error, or what the
+/// backend found between two statements (MySQL reads wasmig's rows and the lock back after
+/// each): rows only wasmig writes written (`WASMIG-TAMPERED`, exit 12), or the lock taken
+/// from the run (`WASMIG-LOCK`, exit 11). No server sends a `WASMIG-` code.
+fn script_failure(error: &SqlError) -> Failure {
+    match error.code.as_str() {
+        "WASMIG-TAMPERED" => Failure::Host(crate::db::TablesTampered(error.message.clone()).into()),
+        "WASMIG-LOCK" => {
+            Failure::Host(anyhow::Error::new(crate::db::LockLost).context(error.message.clone()))
+        }
+        _ => Failure::from_sql(error.clone()),
+    }
 }
 
 /// How a step's statements run one by one.
