@@ -505,13 +505,26 @@ async fn a_ddl_script_that_erases_its_own_failed_mark_stays_marked() {
             "DROP TABLE wasmig_history;\n".to_owned(),
             MODIFIED,
         ),
+        (
+            // A head forged for a later revision would make it never run.
+            "erases its mark and forges a head",
+            "DELETE FROM wasmig_failed;\nINSERT INTO wasmig_version VALUES ('zz9');\n".to_owned(),
+            MODIFIED,
+        ),
+        (
+            "forges a head in the same statement as it erases its mark",
+            "CALL forge_head();\n".to_owned(),
+            MODIFIED,
+        ),
     ];
     for (what, middle, code) in variants {
         let project = TestProject::new();
         let db = TestDb::new(Backend::Mysql, &project).await;
         // Created before the run, as an earlier revision could have.
         db.exec(&format!(
-            "CREATE PROCEDURE forget() BEGIN DELETE FROM wasmig_failed; {KILL_THE_LOCK}; END"
+            "CREATE PROCEDURE forget() BEGIN DELETE FROM wasmig_failed; {KILL_THE_LOCK}; END;
+             CREATE PROCEDURE forge_head() BEGIN DELETE FROM wasmig_failed;
+               INSERT INTO wasmig_version VALUES ('zz9'); END"
         ))
         .await;
         project.sql_revision(

@@ -17,7 +17,8 @@
 //!   before the first (the revision's failed mark included, which wasmig wrote just
 //!   before), together with the migration lock ([`Watch`]). A change stops the script
 //!   there; the failed mark is put back as it was, lock or no lock (a mark only ever makes
-//!   a run refuse), and the step fails as tampering (exit 12).
+//!   a run refuse); while the run still holds the lock, the heads are put back and rows
+//!   forged into the batch tables deleted; and the step fails as tampering (exit 12).
 //!
 //! Not here: the shape of wasmig's tables (a view, a trigger, another engine, a temporary
 //! table in their place: `session`), the lock itself (`named_lock`).
@@ -167,6 +168,10 @@ pub(super) struct Watch {
     /// statement are then the statement's forgery, and deleted while the run holds the
     /// lock (never after: another run's batched step may have written them since).
     batch_empty: bool,
+    /// The heads before the first statement: put back when a statement changed them (a
+    /// head forged so that a revision never runs, or erased so that one runs again), while
+    /// the run holds the lock.
+    heads: Vec<String>,
 }
 
 impl Watch {
@@ -178,6 +183,7 @@ impl Watch {
         let mut conn = db.pool.acquire().await?;
         let before = Books::read(&mut conn).await?;
         let marks = db.store.failed(&mut *conn).await?;
+        let heads = db.store.heads(&mut *conn).await?;
         let batch_empty = !before.0.iter().any(|row| {
             row.first()
                 .cloned()
@@ -188,6 +194,7 @@ impl Watch {
             before,
             marks,
             batch_empty,
+            heads,
         })
     }
 
@@ -227,6 +234,10 @@ impl Watch {
                 restored.push_str("; ");
                 restored.push_str(&self.unforge(db).await);
             }
+            if tables.iter().any(|t| t == crate::VERSION_TABLE) {
+                restored.push_str("; ");
+                restored.push_str(&self.put_heads_back(db).await);
+            }
             return Err(SqlError::wasmig(
                 "TAMPERED",
                 format!(
@@ -263,18 +274,10 @@ impl Watch {
         if !self.batch_empty {
             return format!("they held rows before the script, so {keep}");
         }
-        let holder = db.holder.load(std::sync::atomic::Ordering::SeqCst);
         let deleted = async {
-            let mut conn = db.own_connection().await?;
-            let still: Option<i64> = sqlx::query_scalar(super::named_lock::HOLDER)
-                .bind(&db.lock_name)
-                .bind(&db.lock_name)
-                .fetch_one(&mut conn)
-                .await?;
-            if holder == 0 || still.map(i64::cast_unsigned) != Some(holder) {
-                let _ = conn.close().await;
+            let Some(mut conn) = held_connection(db).await? else {
                 return Ok(false);
-            }
+            };
             for table in BATCH_TABLES {
                 sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {table}")))
                     .execute(&mut conn)
@@ -291,6 +294,44 @@ impl Watch {
             }
             Ok(false) => format!("the run no longer holds the migration lock, so {keep}"),
             Err(e) => format!("deleting them failed ({e}), so {keep}"),
+        }
+    }
+
+    /// Puts the heads back as they were before the script, while the run holds the lock
+    /// (after, another run may have recorded its own). Says what it did.
+    async fn put_heads_back(&self, db: &MySqlDatabase) -> String {
+        let put_back = async {
+            let Some(mut conn) = held_connection(db).await? else {
+                return Ok(false);
+            };
+            let mut tx = conn.begin().await?;
+            sqlx::raw_sql("DELETE FROM wasmig_version")
+                .execute(&mut *tx)
+                .await?;
+            for head in &self.heads {
+                sqlx::query("INSERT INTO wasmig_version (revision) VALUES (?)")
+                    .bind(head)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            let _ = conn.close().await;
+            Ok::<_, sqlx::Error>(true)
+        }
+        .await;
+        let shown = if self.heads.is_empty() {
+            "none".to_owned()
+        } else {
+            self.heads.join(", ")
+        };
+        match put_back {
+            Ok(true) => format!("the heads were put back as they were ({shown})"),
+            Ok(false) => format!(
+                "the run no longer holds the migration lock, so the heads were left as the statement wrote them (they were: {shown}); inspect wasmig_version before resolving"
+            ),
+            Err(e) => format!(
+                "putting the heads back failed ({e}; they were: {shown}); inspect wasmig_version before resolving"
+            ),
         }
     }
 
@@ -332,4 +373,22 @@ impl Watch {
             ),
         }
     }
+}
+
+/// A connection of its own, when the run still holds the migration lock (checked on it):
+/// what undoing a statement's writes needs, since after the lock is gone another run may
+/// have written the same tables.
+async fn held_connection(db: &MySqlDatabase) -> Result<Option<MySqlConnection>, sqlx::Error> {
+    let holder = db.holder.load(std::sync::atomic::Ordering::SeqCst);
+    let mut conn = db.own_connection().await?;
+    let still: Option<i64> = sqlx::query_scalar(super::named_lock::HOLDER)
+        .bind(&db.lock_name)
+        .bind(&db.lock_name)
+        .fetch_one(&mut conn)
+        .await?;
+    if holder == 0 || still.map(i64::cast_unsigned) != Some(holder) {
+        let _ = conn.close().await;
+        return Ok(None);
+    }
+    Ok(Some(conn))
 }
