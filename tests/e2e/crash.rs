@@ -9,10 +9,11 @@
 //! checks the state before the next.
 //!
 //! Both run on every backend. On MySQL, where the server commits DDL implicitly and wasmig
-//! runs a script with DDL statement by statement (a kill there leaves the revision marked
-//! failed, tested in `mysql.rs`), the revisions write rows into tables made beforehand
-//! instead of creating tables: a script of data statements is one transaction there, and it
-//! is that transaction, with the step's record, that a kill must leave whole or absent.
+//! runs a script with DDL statement by statement, the revisions write rows into tables made
+//! beforehand instead of creating tables: a script of data statements is one transaction
+//! there, and it is that transaction, with the step's record, that a kill must leave whole
+//! or absent. A third test kills runs of DDL scripts on MySQL, where what must hold is
+//! weaker by design and said so: at most one revision part-way, and it marked failed.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -367,4 +368,112 @@ async fn sigkill_at_random_points_keeps_schema_history_and_stored_artifacts_in_s
         );
         db.drop_db().await;
     }
+}
+
+/// MySQL with DDL in the scripts: the server commits each DDL statement on its own, so a
+/// kill inside such a script cannot leave its revision whole or absent. What wasmig
+/// promises there instead, checked after every kill: each revision is applied or absent
+/// but at most one, the one the killed run was at, which is marked failed and whose
+/// statements ran as a prefix of its script (never its second table without its first);
+/// finished by hand and resolved, the next run goes on from there.
+#[tokio::test]
+async fn on_mysql_sigkill_inside_ddl_scripts_leaves_at_most_one_revision_marked_failed() {
+    const FAILED_STATE: i32 = 13;
+    let kills = [
+        5, 60, 150, 230, 310, 420, 90, 500, 700, 260, 130, 380, 950, 20, 600, 340,
+    ];
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Mysql, &project).await;
+    for id in REVISIONS {
+        project.sql_revision(
+            id,
+            &format!(
+                "CREATE TABLE t_{id} (n int);\nSELECT SLEEP(0.12);\nCREATE TABLE u_{id} (n int);\n"
+            ),
+            &format!("DROP TABLE u_{id};\nSELECT SLEEP(0.12);\nDROP TABLE t_{id};\n"),
+        );
+    }
+    let applied_now = |heads: &[String]| {
+        heads
+            .first()
+            .map_or(0, |h| REVISIONS.iter().position(|r| r == h).unwrap() + 1)
+    };
+    let mut marks = 0;
+    let mut seen_partial = false;
+    let extra = (1..=25u64).map(|k| k * 60);
+    for (round, ms) in kills.iter().copied().chain(extra).enumerate() {
+        if round >= kills.len() && marks > 0 && seen_partial {
+            break;
+        }
+        let downgrading = round % 4 == 3;
+        let target: &[&str] = if downgrading {
+            &["down", "base"]
+        } else {
+            &["up"]
+        };
+        let mut child = wasmig_cmd(&project.dir)
+            .args(target)
+            .args(["--database-url", &db.url, "--lock-timeout", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        settle(&db).await;
+
+        let heads = db.heads().await;
+        assert!(heads.len() <= 1, "round {round}: heads {heads:?}");
+        let applied = applied_now(&heads);
+        let marked = db.failed_marks().await;
+        assert!(marked.len() <= 1, "round {round}: {marked:?}");
+        for (i, id) in REVISIONS.iter().enumerate() {
+            let t = db.table_exists(&format!("t_{id}")).await;
+            let u = db.table_exists(&format!("u_{id}")).await;
+            if marked.first().is_some_and(|m| m == id) {
+                // The revision the run was at: the next one up, or the head going down.
+                let at = if downgrading {
+                    applied.checked_sub(1)
+                } else {
+                    Some(applied)
+                };
+                assert_eq!(Some(i), at, "round {round}: {id} marked, heads {heads:?}");
+                assert!(t || !u, "round {round}: {id} ran out of order");
+            } else {
+                assert_eq!(
+                    (t, u),
+                    (i < applied, i < applied),
+                    "round {round}: {id} vs heads {heads:?}, marked {marked:?}"
+                );
+            }
+        }
+        if let Some(id) = marked.first() {
+            marks += 1;
+            // Nothing runs until it is resolved; finished (or undone) by hand, it is.
+            project.run(&db, &["up"]).fails_with(FAILED_STATE);
+            db.exec(&format!("DROP TABLE IF EXISTS u_{id}, t_{id}"))
+                .await;
+            project
+                .run(&db, &["resolve", id, "--as", "rolled-back"])
+                .success();
+            let resolved = applied_now(&db.heads().await);
+            assert_eq!(
+                resolved,
+                if downgrading { applied - 1 } else { applied },
+                "round {round}: resolving {id}"
+            );
+            assert!(db.failed_marks().await.is_empty());
+        }
+        seen_partial |= applied > 0 && applied < REVISIONS.len();
+    }
+    eprintln!("{marks} kill(s) landed inside a script");
+    assert!(marks > 0, "no kill landed inside a script");
+    assert!(seen_partial, "no kill landed part-way through a run");
+    project.run(&db, &["up", "--lock-timeout", "10"]).success();
+    for id in REVISIONS {
+        assert!(db.table_exists(&format!("u_{id}")).await, "{id}");
+    }
+    assert_eq!(db.heads().await, ["r6"]);
+    db.drop_db().await;
 }
