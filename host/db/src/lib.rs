@@ -31,7 +31,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use self::lock::{LockGuard, PG_LOCK_KEY, PG_STEP_KEY, SQLITE_LOCK_SUFFIX, pg_lock_key};
+pub use self::lock::{
+    LockGuard, PG_LOCK_KEY, PG_STEP_KEY, PG_TABLES_KEY, SQLITE_LOCK_SUFFIX, pg_lock_key,
+};
 pub use self::policy::{Policy, TRUSTED_EXTENSIONS};
 pub use self::records::{
     Checkpoint, Expected, FailedMark, FinishedStep, HistoryEntry, PARTITION_SEED,

@@ -26,6 +26,15 @@ pub const PG_LOCK_KEY: i64 = -7_417_683_568_260_457_548;
 /// sees what it recorded. Pinned like [`PG_LOCK_KEY`] (its successor).
 pub const PG_STEP_KEY: i64 = PG_LOCK_KEY + 1;
 
+/// The PostgreSQL advisory-lock key that serialises creating or migrating wasmig's tables,
+/// taken for the transaction that does it: the first 8 bytes of SHA-256 of
+/// `"wasmig tables"`, read as a big-endian signed integer. Runs that start together on a new
+/// database may reach that transaction under different locks (the lease and the advisory
+/// lock exclude each other only once the lease's table exists) or outside the migration
+/// lock (`rehash`); without it the second `CREATE TABLE` fails on `pg_type`'s unique index.
+/// Pinned like [`PG_LOCK_KEY`].
+pub const PG_TABLES_KEY: i64 = -2_421_507_514_936_352_285;
+
 /// The advisory key of the migration lock of wasmig's tables in `schema`: [`PG_LOCK_KEY`]
 /// for `public` (the default schema, and the key of every wasmig before schema keys), else
 /// the first 8 bytes of SHA-256 of `"wasmig lock of schema "` and the schema's name, read as
@@ -179,6 +188,13 @@ mod tests {
         let digest = Sha256::digest(b"wasmig");
         let key = i64::from_be_bytes(digest[..8].try_into().unwrap());
         assert_eq!(key, PG_LOCK_KEY);
+    }
+
+    #[test]
+    fn the_tables_key_is_derived_from_its_name() {
+        let digest = Sha256::digest(b"wasmig tables");
+        let key = i64::from_be_bytes(digest[..8].try_into().unwrap());
+        assert_eq!(key, PG_TABLES_KEY);
     }
 
     #[test]

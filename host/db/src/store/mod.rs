@@ -356,17 +356,11 @@ impl VersionStore {
         if found == SCHEMA_VERSION {
             return Ok(());
         }
-        if found > SCHEMA_VERSION {
-            return Err(DbError::SchemaTooNew {
-                found,
-                known: SCHEMA_VERSION,
-            }
-            .into());
-        }
+        too_new(found)?;
         d.script("BEGIN")
             .await
             .map_err(query_error("creating wasmig's tables"))?;
-        let migrated = self.migrate(d, found).await;
+        let migrated = self.migrate_serialised(d, found).await;
         let end = if migrated.is_ok() {
             "COMMIT"
         } else {
@@ -376,6 +370,29 @@ impl VersionStore {
         migrated?;
         ended.map_err(query_error("creating wasmig's tables"))?;
         Ok(())
+    }
+
+    /// [`Self::migrate`], one run at a time on PostgreSQL: behind
+    /// [`crate::PG_TABLES_KEY`] for the transaction, then from the version read again (a
+    /// run that waited finds the tables made, and does nothing).
+    async fn migrate_serialised(&self, d: &mut dyn Driver, found: i64) -> anyhow::Result<()> {
+        if self.words.dialect != Dialect::Postgres || d.writes_for_later() {
+            return self.migrate(d, found).await;
+        }
+        d.script(&format!(
+            "SELECT pg_catalog.pg_advisory_xact_lock({})",
+            crate::PG_TABLES_KEY
+        ))
+        .await
+        .map_err(query_error(
+            "waiting for another run creating wasmig's tables",
+        ))?;
+        let found = self.schema_version(d).await?;
+        too_new(found)?;
+        if found == SCHEMA_VERSION {
+            return Ok(());
+        }
+        self.migrate(d, found).await
     }
 
     async fn migrate(&self, d: &mut dyn Driver, found: i64) -> anyhow::Result<()> {
@@ -422,4 +439,16 @@ impl VersionStore {
         }
         Ok(())
     }
+}
+
+/// [`DbError::SchemaTooNew`] when a newer wasmig migrated the tables past `found`.
+fn too_new(found: i64) -> anyhow::Result<()> {
+    if found > SCHEMA_VERSION {
+        return Err(DbError::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        }
+        .into());
+    }
+    Ok(())
 }

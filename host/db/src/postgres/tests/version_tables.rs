@@ -72,6 +72,36 @@ async fn a_role_that_does_not_own_the_tables_still_runs_and_their_owner_compress
     }
 }
 
+/// Runs that start together on a new database each create wasmig's tables, some of them
+/// outside the migration lock (or under a lease while another holds the advisory lock):
+/// they wait for each other, and every one of them succeeds.
+#[tokio::test]
+async fn runs_creating_the_tables_at_once_wait_for_each_other() {
+    let t = TestDb::new().await;
+    let url = DatabaseUrl::parse(&t.url_as(None)).unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..8 {
+        runs.push(PgDatabase::connect(&url, None).await.unwrap());
+    }
+    let outcomes =
+        futures_util::future::join_all(runs.iter().map(|db| db.ensure_version_tables())).await;
+    for db in runs {
+        db.close().await;
+    }
+    for outcome in outcomes {
+        outcome.unwrap();
+    }
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM wasmig_schema")
+        .fetch_one(&mut *t.db.control().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        versions,
+        crate::store::SCHEMA_VERSION,
+        "each version recorded once"
+    );
+}
+
 #[tokio::test]
 async fn a_step_finishes_in_one_statement_unless_its_transaction_ended() {
     let t = TestDb::new().await;
