@@ -51,6 +51,66 @@ pub(crate) fn denied_import() -> Vec<u8> {
     .unwrap()
 }
 
+/// A component whose `upgrade` runs `sql` through the WIT's `sql.batch` and, if the host
+/// answers with an error, returns that error's code as its own (its `downgrade` does
+/// nothing).
+fn batch_component(sql: &str) -> Vec<u8> {
+    let len = sql.len();
+    wat::parse_str(format!(
+        r#"(component
+  (import "wasmig:migration/sql@0.3.0" (instance $sql
+    (type $err (record
+      (field "code" string) (field "message" string) (field "detail" (option string))
+      (field "hint" (option string)) (field "constraint" (option string))
+      (field "table" (option string)) (field "column" (option string))))
+    (export "sql-error" (type $e (eq $err)))
+    (export "batch" (func (param "script" string) (result (result (error $e)))))))
+  (core module $libc
+    (memory (export "mem") 1)
+    (global $next (mut i32) (i32.const 4096))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $at i32)
+      (local.set $at (i32.and
+        (i32.add (global.get $next) (i32.sub (local.get 2) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get 2))))
+      (global.set $next (i32.add (local.get $at) (local.get 3)))
+      (local.get $at)))
+  (core instance $libc (instantiate $libc))
+  (alias export $sql "batch" (func $batch))
+  (core func $batch_lowered (canon lower (func $batch)
+    (memory (core memory $libc "mem")) (realloc (core func $libc "realloc"))))
+  (core module $m
+    (import "libc" "mem" (memory 1))
+    (import "sql" "batch" (func $batch (param i32 i32 i32)))
+    (data (i32.const 1024) "{sql}")
+    (func (export "upgrade") (result i32)
+      (call $batch (i32.const 1024) (i32.const {len}) (i32.const 256))
+      (if (i32.load8_u (i32.const 256))
+        (then
+          (i32.store8 (i32.const 512) (i32.const 1))
+          (i32.store (i32.const 516) (i32.load (i32.const 260)))
+          (i32.store (i32.const 520) (i32.load (i32.const 264)))
+          (return (i32.const 512))))
+      (i32.store8 (i32.const 512) (i32.const 0))
+      (i32.const 512))
+    (func (export "downgrade") (result i32)
+      (i32.store8 (i32.const 512) (i32.const 0))
+      (i32.const 512)))
+  (core instance $i (instantiate $m
+    (with "libc" (instance $libc))
+    (with "sql" (instance (export "batch" (func $batch_lowered))))))
+  (func $up (result (result (error string)))
+    (canon lift (core func $i "upgrade") (memory (core memory $libc "mem"))
+      (realloc (core func $libc "realloc"))))
+  (func $down (result (result (error string)))
+    (canon lift (core func $i "downgrade") (memory (core memory $libc "mem"))
+      (realloc (core func $libc "realloc"))))
+  (export "upgrade" (func $up))
+  (export "downgrade" (func $down)))"#
+    ))
+    .expect("valid WAT")
+}
+
 const TRAP: &str = "unreachable";
 const LOOP: &str = "(loop $l (br $l)) (unreachable)";
 /// Grows memory by 16 MiB at a time, forever.
@@ -122,6 +182,51 @@ async fn a_memory_bomb_is_stopped_by_the_memory_cap() {
 async fn a_table_bomb_is_stopped_by_the_table_cap() {
     for backend in ALL {
         assert_component_fails(backend, TABLE_BOMB, "", 7, "table_bomb_stopped").await;
+    }
+}
+
+/// A component's DDL: on PostgreSQL and SQLite it runs in the step's transaction; MySQL
+/// would commit it implicitly, half-way through that transaction, so there the statement is
+/// refused before it is sent (`WASMIG-STATE`, answered to the guest), and the step, which
+/// fails with it, is rolled back whole.
+#[tokio::test]
+async fn a_components_ddl_runs_in_its_transaction_and_is_refused_on_mysql() {
+    for backend in ALL {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+        project.wasm_revision_bytes(
+            "b2",
+            &batch_component("INSERT INTO kept VALUES (1); CREATE TABLE made (x int)"),
+        );
+        let run = project.run(&db, &["up"]);
+        if backend == Backend::Mysql {
+            let run = run.fails_with(6);
+            assert_run!(
+                "component_ddl_refused",
+                backend,
+                shown(&run, &project, Some(&db))
+            );
+            assert!(
+                run.stderr
+                    .contains("the migration returned an error: WASMIG-STATE"),
+                "{run:?}"
+            );
+            assert_eq!(db.heads().await, ["a1"]);
+            assert!(!db.table_exists("made").await);
+            assert_eq!(
+                db.count("SELECT count(*) FROM kept").await,
+                0,
+                "rolled back"
+            );
+            assert!(db.failed_marks().await.is_empty());
+        } else {
+            run.success();
+            assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+            assert!(db.table_exists("made").await, "{backend:?}");
+            assert_eq!(db.count("SELECT count(*) FROM kept").await, 1);
+        }
+        db.drop_db().await;
     }
 }
 
