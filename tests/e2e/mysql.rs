@@ -664,3 +664,51 @@ async fn a_batch_whose_sql_forges_another_steps_progress_is_rolled_back_on_mysql
         db.drop_db().await;
     }
 }
+
+/// A statement that erases its revision's failed mark and then runs on (a procedure that
+/// sleeps) is watched while it runs, not only after: the mark is put back and the
+/// statement stopped, so a wasmig killed meanwhile (an operator tired of waiting, a
+/// deploy's timeout) does not leave the half-applied revision unmarked.
+#[tokio::test]
+async fn a_statement_that_erases_the_mark_and_runs_on_is_stopped_with_the_mark_back() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Mysql, &project).await;
+    db.exec(
+        "CREATE PROCEDURE forget_and_wait() BEGIN DELETE FROM wasmig_failed; DO SLEEP(30); END",
+    )
+    .await;
+    project.sql_revision(
+        "k1",
+        "CREATE TABLE runs (x INT);\nINSERT INTO runs VALUES (1);\nCALL forget_and_wait();\nCREATE TABLE after_it (x INT);\n",
+        "DROP TABLE runs;",
+    );
+    let mut child = crate::support::wasmig_cmd(&project.dir)
+        .args(["up", "--database-url", &db.url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Well before the sleep ends, the run is killed if it has not stopped by itself.
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if exited.is_none() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert_eq!(
+        db.failed_marks().await,
+        ["k1"],
+        "the mark the statement erased was not put back (the run: {exited:?})"
+    );
+    assert_eq!(exited.and_then(|s| s.code()), Some(MODIFIED));
+    assert!(!db.table_exists("after_it").await);
+    project.run(&db, &["up"]).fails_with(FAILED_STATE);
+    assert_eq!(db.count("SELECT count(*) FROM runs").await, 1);
+    db.drop_db().await;
+}

@@ -199,18 +199,54 @@ impl Database for MySqlDatabase {
                 return Err(failed(0, SqlError::wasmig("IO", format!("{e:#}"))));
             }
         };
+        let id: i64 = match sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
+            .fetch_one(&mut conn)
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = conn.close().await;
+                return Err(failed(0, sql_error(e)));
+            }
+        };
         for (n, text) in statements.iter().enumerate() {
             // Each statement is committed by wasmig as well: one that turned autocommit off
             // or began a transaction where the lexer cannot see it (`EXECUTE` of a prepared
             // `SET autocommit = 0`) would otherwise leave its work, and the next
             // statements', to be rolled back when the connection closes after the record.
-            let ran = match session::run_one(&mut conn, text).await {
-                Ok(_) => sqlx::raw_sql("COMMIT")
-                    .execute(&mut conn)
-                    .await
-                    .map(drop)
-                    .map_err(sql_error),
-                Err(e) => Err(e),
+            let ran = {
+                let conn_ref = &mut conn;
+                let run = async move {
+                    match session::run_one(&mut *conn_ref, text).await {
+                        Ok(_) => sqlx::raw_sql("COMMIT")
+                            .execute(&mut *conn_ref)
+                            .await
+                            .map(drop)
+                            .map_err(sql_error),
+                        Err(e) => Err(e),
+                    }
+                };
+                tokio::pin!(run);
+                // Watched while it runs too: a statement that erases the mark and then runs
+                // on (a procedure's `SLEEP`) must not leave it erased for as long as it
+                // runs, for a wasmig killed meanwhile, or another run that took a lock it
+                // ended, to find. Once disturbed, the statement is stopped (`KILL QUERY`)
+                // and the check after it says what happened.
+                let mut tick = tokio::time::interval(tamper::WATCH_EVERY);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        ran = &mut run => break ran,
+                        _ = tick.tick() => {
+                            if watch.disturbed(self).await {
+                                let _ = sqlx::raw_sql(AssertSqlSafe(format!("KILL QUERY {id}")))
+                                    .execute(&self.pool)
+                                    .await;
+                                break (&mut run).await;
+                            }
+                        }
+                    }
+                }
             };
             // Failed or not: a statement may write wasmig's rows and then fail.
             let watched = watch.after(self, n + 1, total).await;

@@ -15,10 +15,12 @@
 //! - **In a script run statement by statement**, each statement committed on its own:
 //!   wasmig's rows are read back after every statement and compared with what they held
 //!   before the first (the revision's failed mark included, which wasmig wrote just
-//!   before), together with the migration lock ([`Watch`]). A change stops the script
-//!   there; the failed mark is put back as it was, lock or no lock (a mark only ever makes
-//!   a run refuse); while the run still holds the lock, the heads are put back and rows
-//!   forged into the batch tables deleted; and the step fails as tampering (exit 12).
+//!   before), together with the migration lock, and every [`WATCH_EVERY`] while a
+//!   statement runs, which is stopped (`KILL QUERY`) when they changed ([`Watch`]). A
+//!   change stops the script there; the failed mark is put back as it was, lock or no
+//!   lock (a mark only ever makes a run refuse); while the run still holds the lock, the
+//!   heads are put back and rows forged into the batch tables deleted; and the step fails
+//!   as tampering (exit 12).
 //!
 //! Not here: the shape of wasmig's tables (a view, a trigger, another engine, a temporary
 //! table in their place: `session`), the lock itself (`named_lock`).
@@ -154,9 +156,15 @@ impl Books {
     }
 }
 
+/// How often wasmig's rows and the lock are read while a statement of a script run
+/// statement by statement runs (as well as after it): how long a statement that erased
+/// the failed mark and runs on can leave it erased.
+pub(super) const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// wasmig's rows and the migration lock, watched while a script runs statement by
 /// statement: made after the revision's failed mark was written and before its first
-/// statement, checked after each.
+/// statement, checked while each runs ([`Watch::disturbed`]) and after it
+/// ([`Watch::after`]).
 pub(super) struct Watch {
     /// The rows before the first statement.
     before: Books,
@@ -196,6 +204,31 @@ impl Watch {
             batch_empty,
             heads,
         })
+    }
+
+    /// While a statement runs: whether wasmig's rows differ from what they held before
+    /// the first statement, or the run no longer holds the lock. A read that fails says
+    /// nothing here (the check after the statement reports it).
+    pub(super) async fn disturbed(&self, db: &MySqlDatabase) -> bool {
+        let Ok(mut conn) = db.pool.acquire().await else {
+            return false;
+        };
+        if Books::read(&mut conn)
+            .await
+            .is_ok_and(|now| now != self.before)
+        {
+            return true;
+        }
+        let holder = db.holder.load(std::sync::atomic::Ordering::SeqCst);
+        if holder == 0 {
+            return false;
+        }
+        let still: Result<Option<i64>, _> = sqlx::query_scalar(super::named_lock::HOLDER)
+            .bind(&db.lock_name)
+            .bind(&db.lock_name)
+            .fetch_one(&mut *conn)
+            .await;
+        matches!(still, Ok(h) if h.map(i64::cast_unsigned) != Some(holder))
     }
 
     /// After statement `n` (from 1) of `total`: an error that stops the script when the
