@@ -1,7 +1,8 @@
 //! Hostile and broken components written inline in WAT: traps, infinite loops, memory
-//! bombs, malformed files, the wrong world, denied imports; and the compile cache. A guest
-//! stopped by a trap or a limit is rolled back on every backend, MySQL included; the rest
-//! (refused files, the compile cache) does not depend on the backend and runs on SQLite.
+//! bombs, malformed files, the wrong world, denied imports; a component's DDL; and the
+//! compile cache. A guest stopped by a trap or a limit is rolled back on every backend,
+//! MySQL included, and a component's DDL is refused on MySQL; the rest (refused files, the
+//! compile cache) does not depend on the backend and runs on SQLite.
 
 use std::path::Path;
 
