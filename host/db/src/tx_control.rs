@@ -60,10 +60,12 @@ pub(crate) fn check_autocommit(
         sql,
         dialect,
         policy,
-        "with `transaction = \"none\"` wasmig commits each statement on its own, and \
-         transaction control would leave the script in a transaction wasmig does not know \
-         about; remove the statement (or drop `transaction = \"none\"` to run the whole \
-         revision in one transaction)",
+        "wasmig runs this script statement by statement, committing each on its own \
+         (`transaction = \"none\"`, or a script with DDL on MySQL or under \
+         `execution = \"per-statement\"`), and transaction control would leave the script in \
+         a transaction wasmig does not know about; remove the statement (under \
+         `transaction = \"none\"`, dropping that setting runs the whole revision in one \
+         transaction where the database allows it)",
     )
 }
 

@@ -102,6 +102,9 @@ pub enum Failure {
         /// Why its statements committed one by one: `None` for `transaction = "none"` in
         /// its manifest; else the `execution` setting or engine that made it so.
         per_statement: Option<String>,
+        /// On PostgreSQL, whose `CREATE INDEX CONCURRENTLY` leaves an invalid index when it
+        /// fails (the message says so there only).
+        postgres: bool,
     },
 }
 
@@ -209,6 +212,7 @@ impl std::fmt::Display for Failure {
                 cause,
                 unmarked,
                 per_statement,
+                postgres,
                 ..
             } => {
                 let kept = match statement.saturating_sub(1) {
@@ -219,7 +223,12 @@ impl std::fmt::Display for Failure {
                 match per_statement {
                     None => write!(
                         f,
-                        "{cause}; with `transaction = \"none\"` each statement commits on its own, so {kept} (and a failed `CREATE INDEX CONCURRENTLY` leaves an invalid index)"
+                        "{cause}; with `transaction = \"none\"` each statement commits on its own, so {kept}{}",
+                        if *postgres {
+                            " (and a failed `CREATE INDEX CONCURRENTLY` leaves an invalid index)"
+                        } else {
+                            ""
+                        }
                     )?,
                     Some(why) => write!(
                         f,

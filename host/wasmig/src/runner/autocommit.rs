@@ -201,6 +201,7 @@ pub(super) async fn mark_failed(
         cause: Box::new(cause),
         unmarked,
         per_statement,
+        postgres: db.dialect() == crate::bindings::Dialect::Postgres,
     }
 }
 
