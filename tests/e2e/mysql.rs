@@ -712,3 +712,48 @@ async fn a_statement_that_erases_the_mark_and_runs_on_is_stopped_with_the_mark_b
     assert_eq!(db.count("SELECT count(*) FROM runs").await, 1);
     db.drop_db().await;
 }
+
+/// One row is bounded before the driver holds it: the server sends a row of several values
+/// whole, each under its `max_allowed_packet` (16 MiB here) and together over wasmig's
+/// 64 MiB budget for one call, and the driver would read it into one buffer before the
+/// budget is checked. The relay in front of the driver stops it at the budget instead:
+/// the statement fails naming the limit, in one transaction (rolled back) and statement by
+/// statement (marked failed, the statements after it not run).
+#[tokio::test]
+async fn a_row_over_the_result_budget_is_refused_before_the_host_holds_it() {
+    let wide = ["REPEAT('x', 15000000)"; 5].join(", ");
+    for ddl in [false, true] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Mysql, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x INT);", "DROP TABLE t;");
+        let first = if ddl {
+            "CREATE TABLE u (x INT);"
+        } else {
+            "INSERT INTO t VALUES (1);"
+        };
+        project.sql_revision(
+            "b2",
+            &format!("{first}\nSELECT {wide};\nINSERT INTO t VALUES (2);\n"),
+            "DELETE FROM t;",
+        );
+        project.run(&db, &["up", "a1"]).success();
+        let run = project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
+        assert!(
+            run.stderr
+                .contains("more than the 64 MiB one call may return"),
+            "ddl {ddl}: {run:?}"
+        );
+        assert_eq!(db.heads().await, ["a1"]);
+        assert_eq!(
+            db.count("SELECT count(*) FROM t").await,
+            0,
+            "ddl {ddl}: a write of the step stayed, or the one after the row ran"
+        );
+        if ddl {
+            assert_eq!(db.failed_marks().await, ["b2"]);
+        } else {
+            assert!(db.failed_marks().await.is_empty());
+        }
+        db.drop_db().await;
+    }
+}

@@ -15,6 +15,8 @@
 //! - `session`: [`MySqlSession`](session::MySqlSession), its [`GuestSql`] and [`Session`]
 //!   impls, and cancelling with `KILL QUERY`;
 //! - `named_lock`: the migration lock;
+//! - `relay`: the packets the server sends a migration's connection, bounded before sqlx
+//!   reads them;
 //! - `bookkeeping`: the [`Driver`] of wasmig's tables;
 //! - `codec`: binding parameters, decoding cells and mapping errors;
 //! - `lex`: statements, transaction control and implicit commits in a script;
@@ -31,6 +33,7 @@ mod bookkeeping;
 mod codec;
 pub(crate) mod lex;
 mod named_lock;
+mod relay;
 mod session;
 mod tamper;
 
@@ -134,14 +137,27 @@ impl MySqlDatabase {
         })
     }
 
-    /// A connection of its own (not pooled), set up as the pool's are: a session's, whose
-    /// settings must not outlive it, and the lock's.
+    /// A connection of its own (not pooled), set up as the pool's are: the lock's, and
+    /// wasmig's own writes outside a step.
     async fn own_connection(&self) -> Result<MySqlConnection, sqlx::Error> {
         let mut conn = MySqlConnection::connect_with(&self.options).await?;
         sqlx::raw_sql(CONNECTION_SETTINGS)
             .execute(&mut conn)
             .await?;
         Ok(conn)
+    }
+
+    /// A connection of its own for migration SQL (a session's, whose settings must not
+    /// outlive it, or a script's run statement by statement), through a relay that bounds
+    /// what the server sends before sqlx holds it (`relay`), and what the relay cut.
+    async fn migration_connection(
+        &self,
+    ) -> Result<(MySqlConnection, Option<Arc<relay::Cut>>), sqlx::Error> {
+        let (mut conn, cut) = relay::connect(&self.options).await?;
+        sqlx::raw_sql(CONNECTION_SETTINGS)
+            .execute(&mut conn)
+            .await?;
+        Ok((conn, cut))
     }
 }
 
@@ -177,8 +193,8 @@ impl Database for MySqlDatabase {
             total,
             error: Box::new(e),
         };
-        let mut conn = self
-            .own_connection()
+        let (mut conn, cut) = self
+            .migration_connection()
             .await
             .map_err(|e| failed(0, super::client_error(e)))?;
         let timeouts = session::timeouts(self.mariadb, lock, statement);
@@ -248,6 +264,7 @@ impl Database for MySqlDatabase {
                     }
                 }
             };
+            let ran = ran.map_err(|e| relay::explained(cut.as_ref(), e));
             // Failed or not: a statement may write wasmig's rows and then fail.
             let watched = watch.after(self, n + 1, total).await;
             if let Err(e) = watched.and(ran) {

@@ -124,6 +124,9 @@ pub(crate) struct MySqlSession {
     /// cleared): from then on its own row locks would look like the migration's to the
     /// guard's probe (`tamper::batch_rows_locked`), which therefore runs only before.
     wrote_batch_tables: bool,
+    /// What the relay between sqlx and the server cut (`relay`), to say so in the error of
+    /// the call it broke; `None` on a connection by unix socket, which has no relay.
+    cut: Option<Arc<super::relay::Cut>>,
     store: VersionStore,
     policy: Policy,
 }
@@ -134,7 +137,7 @@ impl MySqlSession {
             doing: "beginning a transaction".into(),
             source,
         };
-        let mut conn = db.own_connection().await.map_err(failed)?;
+        let (mut conn, cut) = db.migration_connection().await.map_err(failed)?;
         let id: i64 = sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
             .fetch_one(&mut conn)
             .await
@@ -158,6 +161,7 @@ impl MySqlSession {
             mariadb: db.mariadb,
             ended: false,
             wrote_batch_tables: false,
+            cut,
             store: VersionStore::new(Dialect::Mysql, None),
             policy: Policy::TRUSTED,
         })
@@ -234,6 +238,11 @@ impl MySqlSession {
     }
 
     async fn query_args(&mut self, sql: &str, args: MySqlArguments) -> SqlResult<QueryResult> {
+        let result = self.query_rows(sql, args).await;
+        result.map_err(|e| super::relay::explained(self.cut.as_ref(), e))
+    }
+
+    async fn query_rows(&mut self, sql: &str, args: MySqlArguments) -> SqlResult<QueryResult> {
         let statement = self
             .conn()
             .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
@@ -258,7 +267,7 @@ impl MySqlSession {
         let done = sqlx::query_with(AssertSqlSafe(sql.to_owned()), args)
             .execute(self.conn())
             .await
-            .map_err(sql_error)?;
+            .map_err(|e| super::relay::explained(self.cut.as_ref(), sql_error(e)))?;
         Ok(done.rows_affected())
     }
 
@@ -271,7 +280,7 @@ impl MySqlSession {
         let mut counts = Vec::with_capacity(statements.len());
         for text in statements {
             let result = run_one(self.conn(), &text).await;
-            counts.push(result?);
+            counts.push(result.map_err(|e| super::relay::explained(self.cut.as_ref(), e))?);
         }
         Ok(counts)
     }
