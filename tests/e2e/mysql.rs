@@ -595,36 +595,54 @@ async fn sql_that_forges_batch_progress_is_refused_in_any_spelling() {
             ),
         ]
     };
+    // The first six run in one transaction: also under --atomic, after a clean step in
+    // the same transaction (which wrote wasmig's tables before the forging step ran).
+    let one_transaction = 6;
     for n in 0..variants("x").len() {
-        let project = TestProject::new();
-        let db = TestDb::new(Backend::Mysql, &project).await;
-        let database = db.url.rsplit('/').next().unwrap().to_owned();
-        let script = variants(&database)[n].clone();
-        project.sql_revision("a1", "CREATE TABLE t (x INT);", "DROP TABLE t;");
-        project.sql_revision("b2", &script, "SELECT 1;");
-        project.run(&db, &["up", "a1"]).success();
-        db.exec(&format!(
-            "INSERT INTO t VALUES (1);
-             CREATE FUNCTION forge_fn() RETURNS INT MODIFIES SQL DATA
-             BEGIN INSERT INTO wasmig_checkpoint VALUES {ROW}; RETURN 1; END;
-             CREATE PROCEDURE forge_proc() INSERT INTO wasmig_checkpoint VALUES {ROW};
-             CREATE TRIGGER forge AFTER UPDATE ON t FOR EACH ROW
-             INSERT IGNORE INTO wasmig_checkpoint VALUES {ROW};"
-        ))
-        .await;
-        let run = project.run(&db, &["up"]).fails_with(MODIFIED);
-        assert!(
-            run.stderr.contains("wasmig_checkpoint") || run.stderr.contains("wasmig_partition"),
-            "{script}: {run:?}"
-        );
-        assert_eq!(db.heads().await, ["a1"], "{script}: b2 recorded");
-        assert_eq!(
-            db.count("SELECT count(*) FROM wasmig_checkpoint").await
-                + db.count("SELECT count(*) FROM wasmig_partition").await,
-            0,
-            "{script}: a forged row is left"
-        );
-        db.drop_db().await;
+        for atomic in [false, true] {
+            if atomic && n >= one_transaction {
+                continue;
+            }
+            let project = TestProject::new();
+            let db = TestDb::new(Backend::Mysql, &project).await;
+            let database = db.url.rsplit('/').next().unwrap().to_owned();
+            let script = variants(&database)[n].clone();
+            project.sql_revision("a1", "CREATE TABLE t (x INT);", "DROP TABLE t;");
+            if atomic {
+                project.sql_revision("b2", "INSERT INTO t VALUES (2);", "SELECT 1;");
+                project.sql_revision("d4", &script, "SELECT 1;");
+            } else {
+                project.sql_revision("b2", &script, "SELECT 1;");
+            }
+            project.run(&db, &["up", "a1"]).success();
+            db.exec(&format!(
+                "INSERT INTO t VALUES (1);
+                 CREATE FUNCTION forge_fn() RETURNS INT MODIFIES SQL DATA
+                 BEGIN INSERT INTO wasmig_checkpoint VALUES {ROW}; RETURN 1; END;
+                 CREATE PROCEDURE forge_proc() INSERT INTO wasmig_checkpoint VALUES {ROW};
+                 CREATE TRIGGER forge AFTER UPDATE ON t FOR EACH ROW
+                 INSERT IGNORE INTO wasmig_checkpoint VALUES {ROW};"
+            ))
+            .await;
+            let args: &[&str] = if atomic { &["up", "--atomic"] } else { &["up"] };
+            let run = project.run(&db, args).fails_with(MODIFIED);
+            assert!(
+                run.stderr.contains("wasmig_checkpoint") || run.stderr.contains("wasmig_partition"),
+                "{script} (atomic: {atomic}): {run:?}"
+            );
+            assert_eq!(
+                db.heads().await,
+                ["a1"],
+                "{script} (atomic: {atomic}): recorded"
+            );
+            assert_eq!(
+                db.count("SELECT count(*) FROM wasmig_checkpoint").await
+                    + db.count("SELECT count(*) FROM wasmig_partition").await,
+                0,
+                "{script} (atomic: {atomic}): a forged row is left"
+            );
+            db.drop_db().await;
+        }
     }
 }
 
