@@ -459,3 +459,44 @@ async fn a_failed_mark_blocks_stamp_and_rehash_and_resolve_checks_heads_and_what
         db.drop_db().await;
     }
 }
+
+/// A script that erases its own failed mark, written before its first statement (and, where
+/// it can, ends the session holding the migration lock, so that wasmig could not write the
+/// mark again), does not leave a half-applied revision for the next `up` to run as new: the
+/// mark is read back once the script stops, put back, and the run fails as tampering.
+#[tokio::test]
+async fn a_script_that_erases_its_own_failed_mark_stays_marked() {
+    for backend in ALL {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let end_the_lock = match backend {
+            Backend::Postgres => {
+                // This database's only: the suite's other tests run beside it.
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid() \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database());\n"
+            }
+            Backend::Mysql => {
+                "EXECUTE IMMEDIATE CONCAT('KILL ', IS_USED_LOCK(CONCAT('wasmig:', DATABASE())));\n"
+            }
+            // The lock is a file lock the script cannot reach.
+            Backend::Sqlite => "",
+        };
+        let k1 = project.sql_revision(
+            "k1",
+            &format!(
+                "CREATE TABLE runs (x INT);\nINSERT INTO runs VALUES (1);\nDELETE FROM wasmig_failed;\n{end_the_lock}CREATE TABLE after_it (x INT);\n"
+            ),
+            "DROP TABLE runs;",
+        );
+        no_transaction(&k1);
+        let run = project.run(&db, &["up"]).fails_with(12);
+        assert_eq!(db.failed_marks().await, ["k1"], "{backend:?}: {run:?}");
+        project.run(&db, &["up"]).fails_with(FAILED_STATE);
+        assert_eq!(
+            db.count("SELECT count(*) FROM runs").await,
+            1,
+            "{backend:?}: run again"
+        );
+        db.drop_db().await;
+    }
+}

@@ -40,15 +40,25 @@ pub(super) async fn run_autocommitted(
         sqlstate: None,
         failed_at: started_at,
     };
+    let mark = provisional.clone();
     alone(db, |s| {
         Box::pin(async move { s.set_failed(&provisional).await })
     })
     .await
     .map_err(Failure::Host)?;
-    let (statement, total, cause, error) = match db
+    let ran = db
         .run_autocommit(script, &policy, timeouts.lock(), timeouts.statement())
-        .await
+        .await;
+    // The script's statements could write wasmig's tables as well: one that erased this
+    // mark (and ended the lock's session, so that no mark could be written again) would
+    // leave a half-applied revision for the next `up` to run as new. Read back once the
+    // script stopped, however it stopped (MySQL also watches every statement: `tamper`).
+    if !matches!(ran, Err(ScriptFailure { statement: 0, .. }))
+        && let Some(failure) = mark_erased(db, &mark, &ran, per_statement).await
     {
+        return Err(failure);
+    }
+    let (statement, total, cause, error) = match ran {
         Ok(total) => {
             let record = completed(step, checksum, started_at);
             match record_in_own_transaction(db, &record, Recorded::Step(to_store)).await {
@@ -110,6 +120,105 @@ pub(super) async fn run_autocommitted(
         per_statement: per_statement.map(str::to_owned),
     };
     Err(mark_failed(db, step, checksum, started_at, stopped, cause).await)
+}
+
+/// When the script erased (or rewrote) the revision's failed mark written before it: the
+/// mark put back, without the lock fence (the script may have ended the lock's session, and
+/// a mark only ever makes runs refuse), and the step's failure as tampering (exit 12).
+/// `None` when the mark is as written.
+async fn mark_erased(
+    db: &dyn Database,
+    mark: &FailedMark,
+    ran: &Result<usize, ScriptFailure>,
+    per_statement: Option<&str>,
+) -> Option<Failure> {
+    let kept = |marks: &[FailedMark]| {
+        marks.iter().any(|m| {
+            m.revision == mark.revision && m.statement == mark.statement && m.error == mark.error
+        })
+    };
+    // Read in a session of its own, which begins on a live connection even when the
+    // script ended the one the last step kept (any session holding an advisory lock).
+    let mut session = match db.begin().await {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::warn!(
+                "{}: its failed mark could not be read back: {e:#}",
+                mark.revision
+            );
+            return None;
+        }
+    };
+    let marks = {
+        let (store, d) = session.books();
+        store.failed(d).await
+    };
+    match marks {
+        Ok(marks) if kept(&marks) => {
+            let _ = session.rollback().await;
+            return None;
+        }
+        // Unreadable: the step's own failure path reports what it can.
+        Err(e) => {
+            let _ = session.rollback().await;
+            tracing::warn!(
+                "{}: its failed mark could not be read back: {e:#}",
+                mark.revision
+            );
+            return None;
+        }
+        Ok(_) => {}
+    }
+    let written = {
+        let (store, d) = session.books();
+        store.set_failed(d, mark).await
+    };
+    let unmarked = match written {
+        Ok(()) => session.commit().await.err(),
+        Err(e) => {
+            let _ = session.rollback().await;
+            Some(e)
+        }
+    }
+    .map(|e| format!("{e:#}"));
+    let unmarked = match (unmarked, db.failed().await) {
+        (None, Ok(marks)) if kept(&marks) => None,
+        (None, Ok(_)) => Some("the mark did not read back as written".to_owned()),
+        (None, Err(e)) => Some(format!("the mark could not be read back: {e:#}")),
+        (e, _) => e,
+    };
+    Some(erased(db, mark, ran, per_statement, unmarked))
+}
+
+/// The failure of a step whose script erased its own failed mark.
+fn erased(
+    db: &dyn Database,
+    mark: &FailedMark,
+    ran: &Result<usize, ScriptFailure>,
+    per_statement: Option<&str>,
+    unmarked: Option<String>,
+) -> Failure {
+    // Every statement ran: past the last, as when recording it failed.
+    let (statement, total) = match ran {
+        Ok(total) => (*total + 1, *total),
+        Err(f) => (f.statement, f.total),
+    };
+    Failure::NotRolledBack {
+        revision: mark.revision.clone(),
+        statement,
+        total,
+        cause: Box::new(Failure::Host(
+            crate::db::TablesTampered(format!(
+                "the script of {} erased or rewrote its own failed mark in {}, which only wasmig writes",
+                mark.revision,
+                crate::db::FAILED_TABLE
+            ))
+            .into(),
+        )),
+        unmarked,
+        per_statement: per_statement.map(str::to_owned),
+        postgres: db.dialect() == crate::bindings::Dialect::Postgres,
+    }
 }
 
 /// The failure of a script stopped at a statement: a statement's own error, or what the
