@@ -88,7 +88,7 @@ impl Example {
     }
 }
 
-/// A built template project: the `customers` SQL revision `a1` (the example project's) and
+/// A built template project: the `customers` SQL revision `a1` (`tests/languages/customers`) and
 /// the example as revision `b2`, with `.wasmig/build/b2.wasm` built.
 struct Built {
     dir: PathBuf,
@@ -149,10 +149,9 @@ fn built(language: Language, example: Example) -> &'static Built {
         let name = format!("{}-{:?}", language.kind(), example).to_lowercase();
         let dir = init_project(work_dir(), &name);
         let customers = new_revision(&dir, &["-m", "create customers", "--rev-id", "a1"]);
-        let example_sql =
-            repo_root().join("migrations/versions/2026_11_25_0300-c0ffee000001_create_customers");
+        let customers_sql = repo_root().join("tests/languages/customers");
         for file in ["up.sql", "down.sql"] {
-            std::fs::copy(example_sql.join(file), customers.join(file)).unwrap();
+            std::fs::copy(customers_sql.join(file), customers.join(file)).unwrap();
         }
         let revision = new_revision(
             &dir,
