@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::mysql::MySqlConnectOptions;
 use sqlx::{Connection as _, MySqlConnection};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter};
 use tokio::net::{TcpStream, UnixListener};
 use wasmig_contract::SqlError;
 
@@ -110,12 +110,21 @@ async fn pump(client: tokio::net::UnixStream, server: TcpStream, cut: &Cut) {
         let _ = to_server.shutdown().await;
     };
     let downstream = async {
+        // Buffered both ways, so a result of many small rows costs a few system calls per
+        // 64 KiB rather than four per row; what was read is written on before the relay
+        // waits on the server again, so nothing is held back from sqlx while it waits.
+        let mut from_server = BufReader::with_capacity(PIECE, &mut from_server);
+        let mut to_client = BufWriter::with_capacity(PIECE, &mut to_client);
         let mut buf = vec![0u8; PIECE];
         // The bytes of the packet so far, over its parts.
         let mut packet = 0usize;
         loop {
             let mut header = [0u8; 4];
-            if from_server.read_exact(&mut header).await.is_err() {
+            if flush_before_waiting(&from_server, &mut to_client)
+                .await
+                .is_err()
+                || from_server.read_exact(&mut header).await.is_err()
+            {
                 break;
             }
             let part =
@@ -130,7 +139,10 @@ async fn pump(client: tokio::net::UnixStream, server: TcpStream, cut: &Cut) {
             let mut left = part;
             while left > 0 {
                 let n = left.min(PIECE);
-                if from_server.read_exact(&mut buf[..n]).await.is_err()
+                if flush_before_waiting(&from_server, &mut to_client)
+                    .await
+                    .is_err()
+                    || from_server.read_exact(&mut buf[..n]).await.is_err()
                     || to_client.write_all(&buf[..n]).await.is_err()
                 {
                     return;
@@ -145,6 +157,22 @@ async fn pump(client: tokio::net::UnixStream, server: TcpStream, cut: &Cut) {
         () = upstream => {}
         () = downstream => {}
     }
+}
+
+/// Writes on what `to_client` holds when `from_server` has nothing buffered, that is before
+/// the next read could wait on the server.
+async fn flush_before_waiting<R, W>(
+    from_server: &BufReader<R>,
+    to_client: &mut BufWriter<W>,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    if from_server.buffer().is_empty() {
+        to_client.flush().await?;
+    }
+    Ok(())
 }
 
 /// A failed call's error, or the relay's account of it when it closed the connection over
