@@ -379,14 +379,23 @@ impl VersionStore {
         if self.words.dialect != Dialect::Postgres || d.writes_for_later() {
             return self.migrate(d, found).await;
         }
-        d.script(&format!(
-            "SELECT pg_catalog.pg_advisory_xact_lock({})",
-            crate::PG_TABLES_KEY
-        ))
-        .await
-        .map_err(query_error(
-            "waiting for another run creating wasmig's tables",
-        ))?;
+        let serialised = d
+            .script(&format!(
+                "SELECT pg_catalog.pg_advisory_xact_lock({})",
+                crate::PG_TABLES_KEY
+            ))
+            .await;
+        if let Err(e) = serialised {
+            // An engine without advisory locks (some YugabyteDB versions refuse them):
+            // create the tables as before, unserialised, in a fresh transaction.
+            tracing::debug!("{e}: creating wasmig's tables without waiting for other runs");
+            for step in ["ROLLBACK", "BEGIN"] {
+                d.script(step)
+                    .await
+                    .map_err(query_error("creating wasmig's tables"))?;
+            }
+            return self.migrate(d, found).await;
+        }
         let found = self.schema_version(d).await?;
         too_new(found)?;
         if found == SCHEMA_VERSION {
