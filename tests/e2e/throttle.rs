@@ -262,11 +262,13 @@ async fn without_a_ceiling_or_a_standby_nothing_waits() {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n[throttle]\nmax_replication_lag_secs = 0.2\n");
     std::fs::write(&config, text).unwrap();
+    // Another test's standby may exist meanwhile (the replication-lag test's lives for many
+    // seconds): then this run may wait for it too, which is right; without one it does not.
+    // Counted before and after the run, since that test may drop its standby in between.
+    let standbys_before = db.count("SELECT count(*) FROM pg_stat_replication").await;
     let run = project.run(&db, &["up"]).success();
     assert_eq!(crate::batches::items_at(&db, 1).await, 30);
-    // Another test's standby may exist meanwhile: then this run may wait for it too, which
-    // is right; without one it does not.
-    let standbys = db.count("SELECT count(*) FROM pg_stat_replication").await;
+    let standbys = standbys_before + db.count("SELECT count(*) FROM pg_stat_replication").await;
     if standbys == 0 {
         assert!(!run.stderr.contains("waiting for the standbys"), "{run:?}");
     }
