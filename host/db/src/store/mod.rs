@@ -381,13 +381,18 @@ impl VersionStore {
         }
         let serialised = d
             .script(&format!(
-                "SELECT pg_catalog.pg_advisory_xact_lock({})",
+                // Bounded: any session may hold the key (a migration's own SQL, say), and
+                // creating the tables unserialised is what wasmig did before the lock.
+                "SET LOCAL lock_timeout = '{TABLES_LOCK_WAIT_MS}ms'; \
+                 SELECT pg_catalog.pg_advisory_xact_lock({}); \
+                 SET LOCAL lock_timeout TO DEFAULT",
                 crate::PG_TABLES_KEY
             ))
             .await;
         if let Err(e) = serialised {
-            // An engine without advisory locks (some YugabyteDB versions refuse them):
-            // create the tables as before, unserialised, in a fresh transaction.
+            // An engine without advisory locks (some YugabyteDB versions refuse them), or a
+            // session that kept the key past the wait: create the tables as before,
+            // unserialised, in a fresh transaction.
             tracing::debug!("{e}: creating wasmig's tables without waiting for other runs");
             for step in ["ROLLBACK", "BEGIN"] {
                 d.script(step)
@@ -449,6 +454,10 @@ impl VersionStore {
         Ok(())
     }
 }
+
+/// How long creating wasmig's tables waits for [`crate::PG_TABLES_KEY`] before going on
+/// without it.
+const TABLES_LOCK_WAIT_MS: u64 = 5_000;
 
 /// [`DbError::SchemaTooNew`] when a newer wasmig migrated the tables past `found`.
 fn too_new(found: i64) -> anyhow::Result<()> {

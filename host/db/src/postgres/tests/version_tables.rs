@@ -140,6 +140,28 @@ async fn the_tables_are_created_where_advisory_locks_are_refused() {
     assert_eq!(heads.unwrap(), Vec::<String>::new());
 }
 
+/// A session that holds the tables' key (a migration's own SQL may take it) delays the
+/// creation by a bounded wait, and does not stop it.
+#[tokio::test]
+async fn a_session_holding_the_tables_key_does_not_stop_their_creation() {
+    let t = TestDb::new().await;
+    let mut holder = PgConnection::connect(&t.url_as(None)).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "SELECT pg_catalog.pg_advisory_lock({})",
+        crate::PG_TABLES_KEY
+    )))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    let created = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        t.db.ensure_version_tables(),
+    )
+    .await;
+    let _ = holder.close().await;
+    created.expect("still waiting after 60 s").unwrap();
+}
+
 #[tokio::test]
 async fn a_step_finishes_in_one_statement_unless_its_transaction_ended() {
     let t = TestDb::new().await;
