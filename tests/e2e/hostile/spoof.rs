@@ -52,3 +52,120 @@ async fn look_alike_functions_and_operators_do_not_change_what_wasmig_records() 
     assert_eq!(db.heads().await, ["a1"]);
     db.drop_db().await;
 }
+
+/// Replaces every statement under sqlx's names (`sqlx_s_N`, where wasmig keeps the record
+/// of a step prepared from one step to the next) with one of the same parameters that
+/// writes nothing and answers as a record that succeeded would: its heads, one history
+/// row, one artifact, every check passed.
+const FORGED_RECORD: &str = "
+    DO $$
+    DECLARE s record;
+    BEGIN
+        FOR s IN SELECT name, parameter_types FROM pg_prepared_statements
+                 WHERE name LIKE 'sqlx\\_s\\_%'
+        LOOP
+            EXECUTE format('DEALLOCATE %I', s.name);
+            EXECUTE format(
+                'PREPARE %I(%s) AS SELECT pg_catalog.cardinality($2)::int8, 1::int8, 1::int8, '
+                '(SELECT pg_catalog.string_agg(revision, '', '' ORDER BY revision) FROM public.wasmig_version), '
+                '(SELECT pg_catalog.count(*) FROM public.wasmig_history), 1::int8, 7::int8',
+                s.name, pg_catalog.array_to_string(s.parameter_types::text[], ', '));
+        END LOOP;
+    END $$;
+    INSERT INTO t VALUES (1);
+";
+
+/// A migration cannot answer for wasmig's record of its step by replacing the statement
+/// wasmig keeps prepared (`DEALLOCATE`, then `PREPARE` under the same name, from a `DO`
+/// block): before the record, the server says a statement under sqlx's names was made by
+/// SQL, and the record goes inline. Without that check, the step's work committed with no
+/// record, and the next `up` ran it again.
+#[tokio::test]
+async fn a_statement_prepared_in_place_of_wasmigs_record_does_not_answer_for_it() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.sql_revision("b2", FORGED_RECORD, "DELETE FROM t;");
+    project.sql_revision("c3", "SELECT 1;", "SELECT 1;");
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["c3"]);
+    assert_eq!(
+        db.history().await,
+        ["upgrade:a1", "upgrade:b2", "upgrade:c3"]
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM wasmig_artifact").await,
+        3,
+        "every step stored its SQL"
+    );
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 1, "b2 ran once");
+    db.drop_db().await;
+}
+
+/// A migration that only deallocates the statements wasmig keeps prepared does not fail
+/// its step: the server's count of them falls short of sqlx's, and the record goes inline.
+#[tokio::test]
+async fn a_deallocated_record_statement_is_prepared_again_not_a_failure() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.sql_revision(
+        "b2",
+        "DEALLOCATE ALL; INSERT INTO t VALUES (1);",
+        "DELETE FROM t;",
+    );
+    project.sql_revision(
+        "c3",
+        "INSERT INTO t VALUES (2);",
+        "DELETE FROM t WHERE x = 2;",
+    );
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["c3"]);
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
+    db.drop_db().await;
+}
+
+/// The record of a step is parsed and planned once a run, not once a step: the third step
+/// of a run finds one statement of wasmig's prepared on its session, already run by the
+/// two steps before (the server's count of its executions by a generic plan).
+#[tokio::test]
+async fn the_record_of_a_step_is_prepared_once_a_run() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+    project.sql_revision(
+        "c3",
+        "CREATE TABLE seen AS SELECT pg_catalog.count(*) AS statements, \
+             pg_catalog.max(generic_plans) AS executions \
+         FROM pg_prepared_statements WHERE statement LIKE 'WITH guard%';",
+        "DROP TABLE seen;",
+    );
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.count("SELECT statements FROM seen").await, 1);
+    assert_eq!(db.count("SELECT executions FROM seen").await, 2);
+    db.drop_db().await;
+}
+
+/// The record's values are bound as the server reads them in UTF-8 whatever
+/// `client_encoding` the migration set: the stored copy of a script that set LATIN1 is the
+/// file's bytes, not their LATIN1 reading.
+#[tokio::test]
+async fn a_migrations_client_encoding_does_not_change_what_wasmig_records() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let up = "DO $$ BEGIN PERFORM pg_catalog.set_config('client_encoding', 'LATIN1', false); END $$;\n\
+              CREATE TABLE t (x int); -- café ☕\n";
+    project.sql_revision("a1", "CREATE TABLE s (x int);", "DROP TABLE s;");
+    project.sql_revision("b2", up, "DROP TABLE t; -- café ☕");
+    project.run(&db, &["up"]).success();
+    assert_eq!(
+        db.strings("SELECT up_sql FROM wasmig_artifact WHERE revision = 'b2'")
+            .await,
+        [up]
+    );
+    project.run(&db, &["down", "a1"]).success();
+    assert!(!db.table_exists("t").await);
+    db.drop_db().await;
+}

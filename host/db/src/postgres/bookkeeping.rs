@@ -52,7 +52,7 @@ pub(super) fn compress_artifacts(table: &str) -> String {
 }
 
 /// `statement`'s parameters, bound.
-fn arguments(statement: &Statement) -> Result<PgArguments, sqlx::Error> {
+pub(super) fn arguments(statement: &Statement) -> Result<PgArguments, sqlx::Error> {
     let mut args = PgArguments::default();
     for param in &statement.params {
         match param {
@@ -68,7 +68,7 @@ fn arguments(statement: &Statement) -> Result<PgArguments, sqlx::Error> {
 }
 
 /// A row of `statement`'s result, decoded as its columns say.
-fn cells(row: &PgRow, columns: &[Kind]) -> Result<Vec<Cell>, sqlx::Error> {
+pub(super) fn cells(row: &PgRow, columns: &[Kind]) -> Result<Vec<Cell>, sqlx::Error> {
     columns
         .iter()
         .enumerate()
@@ -377,7 +377,10 @@ pub(super) fn tamper_check(
              {full}
              END IF;
          END $$;\n",
-            plain = tables_look_plain(known, batch_writes_at_begin),
+            plain = tables_look_plain(
+                known,
+                batch_writes_at_begin.map(|n| n.to_string()).as_deref()
+            ),
         ),
         None => format!("DO $$ DECLARE found pg_catalog.text; BEGIN\n{full}\nEND $$;\n"),
     }
@@ -464,10 +467,14 @@ pub(super) fn tamper_findings(
 /// The tamper check's cheap look, an SQL boolean: wasmig's tables are still the relations
 /// of `known` (their oids, names and schema), plain tables, none flagged with triggers,
 /// rules, row-level security or children, and (given the server's count of writes to the
-/// batch tables, `BATCH_TABLES`, as the transaction began) this transaction has not
-/// written those yet. A flag may be stale (`relhastriggers` stays set
-/// after a trigger is dropped, until a vacuum): false sends a caller to the full check.
-pub(super) fn tables_look_plain(known: &KnownTables, batch_writes_at_begin: Option<i64>) -> String {
+/// batch tables, `BATCH_TABLES`, as the transaction began: an SQL `int8` expression, a
+/// number or a parameter) this transaction has not written those yet. A flag may be stale
+/// (`relhastriggers` stays set after a trigger is dropped, until a vacuum): false sends a
+/// caller to the full check.
+pub(super) fn tables_look_plain(
+    known: &KnownTables,
+    batch_writes_at_begin: Option<&str>,
+) -> String {
     let names = format!(
         "ARRAY[{}]::pg_catalog.name[]",
         super::PRESENT
@@ -489,7 +496,7 @@ pub(super) fn tables_look_plain(known: &KnownTables, batch_writes_at_begin: Opti
         count = known.oids.len(),
         unwritten = match batch_writes_at_begin {
             Some(begun) => format!(
-                "\n         AND ({}) OPERATOR(pg_catalog.=) {begun}",
+                "\n         AND ({}) OPERATOR(pg_catalog.=) ({begun})::pg_catalog.int8",
                 batch_writes(&batch_oids(known))
             ),
             None => String::new(),

@@ -201,7 +201,15 @@ pub(crate) struct PgDatabase {
 /// the next step takes another, so steps alternated between backends.) A step that fails
 /// returns its connection to the pool, which resets it; [`Database::close`] returns the
 /// kept one.
-pub(super) type Kept = Arc<std::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>>;
+pub(super) type Kept = Arc<std::sync::Mutex<Option<KeptConnection>>>;
+
+/// A [`Kept`] connection, and how many of the statements in sqlx's cache on it are
+/// wasmig's own (the record of a step, `PgSession::fetch_prepared`), which the next step
+/// keeps: any other the next step clears before it begins.
+pub(super) struct KeptConnection {
+    pub(super) conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    pub(super) own_statements: usize,
+}
 
 /// See [`PgDatabase::unflushed`].
 pub(super) type Unflushed = Arc<std::sync::atomic::AtomicBool>;
@@ -473,7 +481,10 @@ impl PgDatabase {
                 if let Ok(mut kept) = self.kept.lock()
                     && kept.is_none()
                 {
-                    *kept = Some(other);
+                    *kept = Some(KeptConnection {
+                        conn: other,
+                        own_statements: 0,
+                    });
                 }
                 Ok(why.map(|why| {
                     format!("{why}; set lock = \"advisory\" in wasmig.toml to override")
@@ -938,7 +949,7 @@ impl Database for PgDatabase {
             // The last step's connection if it is kept (reset as it committed), else the pool's.
             let kept = self.kept.lock().ok().and_then(|mut k| k.take());
             let mut conn = match kept {
-                Some(conn) => conn,
+                Some(kept) => kept.conn,
                 None => self.pool.acquire().await?,
             };
             sqlx::raw_sql(

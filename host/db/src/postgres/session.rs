@@ -28,7 +28,9 @@ use super::cancel::PgCanceller;
 use super::codec::{Bound, Plan, sql_error};
 use super::relay::Wire;
 use super::{PRESENT, PgDatabase};
-use crate::store::{Checks, Driver, Refused, VersionStore};
+use crate::store::{
+    Cell, Checks, Driver, Param, Refused, Statement as StoreStatement, VersionStore,
+};
 use crate::{
     Canceller, CursorState, DbError, FinishedStep, GuestSql, LockLost, Policy, Session, SqlResult,
     TablesTampered, copy, pg_script, tx_control,
@@ -59,6 +61,20 @@ const OBSERVE_SAVEPOINT: &str = "wasmig_observe";
 /// time limit bounds on the host. A migration's `SET statement_timeout = 1` would otherwise
 /// fail the record of its own step as a database error.
 const OWN_LIMITS: &str = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; ";
+
+/// Sent with [`OWN_LIMITS`] before a record that runs prepared: the session reads and
+/// writes UTF-8 (the record's bound texts are read in the client's encoding, which a
+/// migration may have changed), plans the record once for the run (a generic plan: its
+/// values change, its shape does not), and says how many statements under sqlx's names
+/// (`sqlx_s_N`) were prepared by SQL and how many by the protocol (see
+/// [`PgSession::own_statements_intact`]). Nothing of the migration runs between this
+/// message and the record.
+const PREPARED_BY_SQLX: &str = "SET LOCAL client_encoding = 'UTF8'; \
+     SET LOCAL plan_cache_mode = force_generic_plan; \
+     SELECT pg_catalog.count(*) FILTER (WHERE p.from_sql), \
+            pg_catalog.count(*) FILTER (WHERE NOT p.from_sql) \
+     FROM pg_catalog.pg_prepared_statements p \
+     WHERE pg_catalog.left(p.name, 7) OPERATOR(pg_catalog.=) 'sqlx_s_'";
 
 /// An SQL boolean: the session `pid` holds the migration lock's advisory `key` (a bigint
 /// advisory key shows in `pg_locks` as classid = its high 32 bits, objid = its low 32 bits,
@@ -136,6 +152,18 @@ pub(crate) struct PgSession {
     /// The heads and the lock as the transaction's first message read them (with the
     /// migration lock held, once the run knows its tables).
     begun: Option<crate::Begun>,
+    /// How many of the statements in sqlx's cache on the connection are wasmig's own
+    /// record of a step ([`PgSession::fetch_prepared`]), kept from one step to the next;
+    /// may count too few (then they are cleared as if they were a migration's), never too
+    /// many.
+    pub(super) own_statements: usize,
+    /// Whether the savepoint of the record ([`FINISH_SAVEPOINT`]) is still to be released:
+    /// a prepared record leaves it to the next message wasmig sends (the commit, or the
+    /// `--atomic` reset) instead of a round trip of its own.
+    release_pending: bool,
+    /// Set by the `--atomic` reset between steps, whose `DEALLOCATE ALL` would take a
+    /// prepared record with it each step: the session's records go inline instead.
+    records_inline: bool,
     /// Where a committed step leaves its connection for the next (`PgDatabase::kept`).
     kept: super::Kept,
     /// Set by [`Session::commit_lazily`]: the `COMMIT` does not wait for the server to
@@ -170,13 +198,15 @@ impl PgDatabase {
         // (reset when it was returned) when there is none, or that one fails.
         // The last step's connection (reset as it committed), else the pool's.
         let kept = self.kept.lock().ok().and_then(|mut k| k.take());
-        let (mut tx, kept) = match kept {
-            Some(conn) => (conn, true),
-            None => (self.acquire("beginning a transaction").await?, false),
+        let (mut tx, kept, mut own_statements) = match kept {
+            Some(kept) => (kept.conn, true, kept.own_statements),
+            None => (self.acquire("beginning a transaction").await?, false, 0),
         };
         // Statements cached by an earlier session may describe tables a migration has altered
-        // since; start every session without them.
-        if tx.cached_statements_size() > 0 {
+        // since; start every session without them. wasmig's own record of a step stays
+        // (it reads and writes only wasmig's tables, which no migration may alter).
+        if tx.cached_statements_size() > own_statements {
+            own_statements = 0;
             tx.clear_cached_statements()
                 .await
                 .map_err(|source| DbError::Query {
@@ -233,6 +263,17 @@ impl PgDatabase {
                 tracing::debug!("the last step's connection could not begin the next: {e}");
                 drop(tx.detach());
                 tx = self.acquire("beginning a transaction").await?;
+                // The pool's connection may hold statements of another run's steps.
+                own_statements = 0;
+                if tx.cached_statements_size() > 0
+                    && let Err(e) = tx.clear_cached_statements().await
+                {
+                    return Err(DbError::Query {
+                        doing: doing("clearing cached statements"),
+                        source: e,
+                    }
+                    .into());
+                }
                 last_row(&mut tx, begin).await
             }
             Err(e) => Err(e),
@@ -282,6 +323,9 @@ impl PgDatabase {
             wire,
             tags,
             conn: Some(tx),
+            own_statements,
+            release_pending: false,
+            records_inline: false,
             kept: self.kept.clone(),
             lazy_commit: false,
             unflushed: self.unflushed.clone(),
@@ -339,16 +383,21 @@ impl PgSession {
             return None;
         }
         let known = self.table_oids.as_ref()?;
+        // What changes from step to step (the transaction's id, the writes counted as it
+        // began) is a parameter; the rest is the run's.
+        let mut params = vec![Param::Int(self.xid)];
+        let writes_at_begin = self.batch_writes_at_begin.map(|n| {
+            params.push(Param::Int(n));
+            "$c2"
+        });
         Some(Checks {
-            transaction: format!(
-                "pg_catalog.txid_current() OPERATOR(pg_catalog.=) {}::pg_catalog.int8",
-                self.xid
-            ),
+            transaction: "pg_catalog.txid_current() OPERATOR(pg_catalog.=) $c1".to_owned(),
             lock: self
                 .lock_holder
                 .as_ref()
                 .map_or_else(|| "true".to_owned(), |h| h.held(true)),
-            tables: super::bookkeeping::tables_look_plain(known, self.batch_writes_at_begin),
+            tables: super::bookkeeping::tables_look_plain(known, writes_at_begin),
+            params,
         })
     }
 
@@ -367,40 +416,59 @@ impl PgSession {
         }
         let doing = format!("recording {}", finished.record.revision);
         let statement = self.store.guarded_finish(finished, &checks);
-        let (sql, bound) = match super::bookkeeping::inline_binding_large(&statement) {
-            Ok(inlined) => inlined,
-            Err(source) => return Some(Err(DbError::Query { doing, source }.into())),
-        };
-        let columns = statement.columns;
         let limits = self.record_limits();
+        // Kept prepared under the advisory lock only: it holds a server session of its own
+        // (no pooler in transaction mode between), where a statement prepared in one step
+        // is still there in the next.
+        let prepare = !self.records_inline
+            && self
+                .lock_holder
+                .as_ref()
+                .is_some_and(super::lease_lock::Holder::is_session);
         // wasmig's own limits in a message of their own, before the record: the server arms
         // a message's statement timeout as it begins, with the value in force then, and a
         // migration's `SET statement_timeout = '1ms'` would otherwise be armed while the
         // long record is parsed (cancelled "due to user request" once the timer, fired,
-        // finds itself switched off).
-        let own = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{limits}"
-        )))
-        .execute(self.conn())
-        .await;
-        let recorded = if let Err(e) = own {
-            Err(e)
-        } else if bound.is_empty() {
-            let sql = format!("{sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}");
-            super::bookkeeping::fetch_text(self.conn(), sql, columns).await
+        // finds itself switched off). With them, when the record is to run prepared, the
+        // server's word on the statements prepared on the session ([`PREPARED_BY_SQLX`]).
+        let own = format!(
+            "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{limits}{}",
+            if prepare { PREPARED_BY_SQLX } else { "" }
+        );
+        let own = if prepare {
+            last_row(self.conn(), own).await.map(Some)
         } else {
-            // A large artifact, bound: the statement goes alone, by the extended protocol.
-            let conn = self.conn();
-            async {
-                let rows = super::bookkeeping::fetch_inlined(conn, sql, &bound, columns).await?;
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "RELEASE SAVEPOINT {FINISH_SAVEPOINT}"
-                )))
-                .execute(&mut *conn)
-                .await?;
-                Ok(rows)
+            let own = sqlx::raw_sql(AssertSqlSafe(own)).execute(self.conn()).await;
+            own.map(|_| None)
+        };
+        let recorded = match own {
+            Err(e) => Err(e),
+            Ok(row) => {
+                let intact = row
+                    .as_ref()
+                    .is_some_and(|row| self.own_statements_intact(row).unwrap_or(false));
+                if prepare && !intact {
+                    // A statement of sqlx's name made by SQL, or one of sqlx's gone: sqlx's
+                    // cache no longer says what runs under its names. Forgotten, and the
+                    // record goes inline this time.
+                    tracing::debug!("sqlx's prepared statements were changed: recording inline");
+                    self.own_statements = 0;
+                    if let Err(e) = self.forget_statements().await {
+                        return Some(Err(DbError::Query {
+                            doing,
+                            source: sqlx::Error::Protocol(e.message),
+                        }
+                        .into()));
+                    }
+                }
+                if intact {
+                    self.fetch_prepared(&statement).await.inspect(|_| {
+                        self.release_pending = true;
+                    })
+                } else {
+                    self.record_inline(&statement).await
+                }
             }
-            .await
         };
         let rows = match recorded {
             Ok(rows) => rows,
@@ -429,6 +497,50 @@ impl PgSession {
             Ok(Some(Refused::TablesFlagged)) => crate::guard_then_finish(self, finished).await,
             Err(e) => Err(e),
         })
+    }
+
+    /// The record by the simple query protocol, its values written into its text
+    /// (`bookkeeping::inline_binding_large`), the savepoint released in the same message;
+    /// a large artifact bound, by the extended protocol, as an unnamed statement.
+    async fn record_inline(
+        &mut self,
+        statement: &StoreStatement,
+    ) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
+        let (sql, bound) = super::bookkeeping::inline_binding_large(statement)?;
+        let columns = &statement.columns;
+        if bound.is_empty() {
+            let sql = format!("{sql}; RELEASE SAVEPOINT {FINISH_SAVEPOINT}");
+            return super::bookkeeping::fetch_text(self.conn(), sql, columns).await;
+        }
+        let conn = self.conn();
+        let rows = super::bookkeeping::fetch_inlined(conn, sql, &bound, columns).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "RELEASE SAVEPOINT {FINISH_SAVEPOINT}"
+        )))
+        .execute(&mut *conn)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Whether the server's count of [`PREPARED_BY_SQLX`] (a row of two counts) says that
+    /// every statement under sqlx's names is one sqlx prepared by the protocol and still
+    /// there: none was made by SQL (`PREPARE sqlx_s_1 AS …` after `DEALLOCATE`, which would
+    /// answer for wasmig's record), none is missing.
+    fn own_statements_intact(&mut self, row: &sqlx::postgres::PgRow) -> Result<bool, sqlx::Error> {
+        let by_sql: i64 = row.try_get(0)?;
+        let by_protocol: i64 = row.try_get(1)?;
+        let cached = self.conn().cached_statements_size();
+        Ok(by_sql == 0 && usize::try_from(by_protocol).ok() == Some(cached))
+    }
+
+    /// `RELEASE SAVEPOINT` of the record, to begin the next message wasmig sends, when a
+    /// prepared record left it ([`PgSession::release_pending`]); else nothing.
+    fn take_release(&mut self) -> String {
+        if std::mem::take(&mut self.release_pending) {
+            format!("RELEASE SAVEPOINT {FINISH_SAVEPOINT}; ")
+        } else {
+            String::new()
+        }
     }
 
     /// What the transaction that records this step sets for the lock beyond
@@ -495,14 +607,15 @@ impl PgSession {
     /// it every lazy commit before it: the server writes its log in order.
     async fn commit_and_reset(mut self: Box<Self>) -> anyhow::Result<()> {
         let durability = if self.lazy_commit { "off" } else { "DEFAULT" };
+        let release = self.take_release();
         let sql = format!(
-            "SET LOCAL synchronous_commit TO {durability}; COMMIT; {}",
+            "{release}SET LOCAL synchronous_commit TO {durability}; COMMIT; {}",
             super::RESET_SESSION
         );
         let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(self.conn());
-        // The first two results are the SET's and the COMMIT's.
+        // The first results are the RELEASE's (if any), the SET's and the COMMIT's.
         let mut committed = Ok(());
-        for _ in 0..2 {
+        for _ in 0..(2 + usize::from(!release.is_empty())) {
             if let Err(source) = results.try_next().await {
                 committed = Err(source);
                 break;
@@ -536,7 +649,10 @@ impl PgSession {
                 if let Ok(mut kept) = self.kept.lock()
                     && kept.is_none()
                 {
-                    *kept = Some(conn);
+                    *kept = Some(super::KeptConnection {
+                        conn,
+                        own_statements: self.own_statements,
+                    });
                 }
                 Ok(())
             }
@@ -998,13 +1114,16 @@ impl Session for PgSession {
     }
 
     async fn reset_session(&mut self) -> SqlResult<()> {
-        // sqlx's statements first, so that `DEALLOCATE ALL` (a step's own `PREPARE`s) does
-        // not leave its cache naming statements that are gone.
+        // sqlx's statements first (wasmig's own too), so that `DEALLOCATE ALL` (a step's
+        // own `PREPARE`s) does not leave its cache naming statements that are gone.
+        self.own_statements = 0;
+        self.records_inline = true;
         self.forget_statements().await?;
         // `SET SESSION AUTHORIZATION DEFAULT` below leaves the migration's role too.
         self.in_role = false;
+        let release = self.take_release();
         let reset = format!(
-            "CLOSE ALL; RESET ALL; SET SESSION AUTHORIZATION DEFAULT; DEALLOCATE ALL; \
+            "{release}CLOSE ALL; RESET ALL; SET SESSION AUTHORIZATION DEFAULT; DEALLOCATE ALL; \
              UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all();
              DO $$ DECLARE found pg_catalog.text; BEGIN
                  SELECT pg_catalog.string_agg(c.relname::pg_catalog.text, ', ') INTO found

@@ -9,11 +9,24 @@
 
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArguments, PgRow, PgStatement, PgTypeInfo};
-use sqlx::{Connection, Either, Executor, SqlStr, Statement};
+use sqlx::{AssertSqlSafe, Connection, Either, Executor, SqlSafeStr, SqlStr, Statement};
 
 use super::codec::sql_error;
 use super::session::PgSession;
 use crate::SqlResult;
+use crate::store::{Cell, Param, Statement as StoreStatement};
+
+/// The type a [`Param`] is bound as (`bookkeeping::arguments`).
+fn param_type(param: &Param) -> PgTypeInfo {
+    use sqlx::{Postgres, Type};
+    match param {
+        Param::Text(_) => <String as Type<Postgres>>::type_info(),
+        Param::Int(_) => <i64 as Type<Postgres>>::type_info(),
+        Param::Bytes(_) => <Vec<u8> as Type<Postgres>>::type_info(),
+        Param::Time(_) => <chrono::DateTime<chrono::Utc> as Type<Postgres>>::type_info(),
+        Param::Texts(_) => <Vec<String> as Type<Postgres>>::type_info(),
+    }
+}
 
 impl PgSession {
     /// Prepares `sql` (or finds it in sqlx's per-connection cache) for parameters of `types`.
@@ -44,15 +57,48 @@ impl PgSession {
         self.conn().prepare_with(sql.clone(), types).await
     }
 
-    /// Forgets sqlx's cached statements after DDL may have changed what they return.
+    /// Forgets sqlx's cached statements after DDL may have changed what they return, but
+    /// for wasmig's own record of a step ([`PgSession::fetch_prepared`]) when the cache
+    /// holds nothing else.
     pub(super) async fn forget_statements(&mut self) -> SqlResult<()> {
-        if self.conn().cached_statements_size() > 0 {
+        if self.conn().cached_statements_size() > self.own_statements {
+            self.own_statements = 0;
             self.conn()
                 .clear_cached_statements()
                 .await
                 .map_err(sql_error)?;
         }
         Ok(())
+    }
+
+    /// Runs wasmig's `statement` (the record of a step) as a statement sqlx keeps prepared
+    /// on the connection, its values bound in binary: parsed and planned once a run rather
+    /// than once a step. Counted in [`PgSession::own_statements`], so that the migrations'
+    /// DDL, which clears sqlx's cache, leaves it there (it names only wasmig's tables).
+    ///
+    /// Only after the server said, in the same transaction with nothing of the migration
+    /// run since, that every statement under sqlx's names is one sqlx prepared
+    /// (`PgSession::own_statements_intact`).
+    pub(super) async fn fetch_prepared(
+        &mut self,
+        statement: &StoreStatement,
+    ) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
+        let sql = AssertSqlSafe(statement.sql.clone()).into_sql_str();
+        let types: Vec<PgTypeInfo> = statement.params.iter().map(param_type).collect();
+        let before = self.conn().cached_statements_size();
+        self.prepare_checked(&sql, &types).await?;
+        let after = self.conn().cached_statements_size();
+        // Too few is safe (the statement is cleared as if a migration's), too many is not:
+        // never more than the cache holds.
+        self.own_statements = (self.own_statements + usize::from(after > before)).min(after);
+        let args = super::bookkeeping::arguments(statement)?;
+        let rows: Vec<PgRow> = sqlx::query_with(sql, args)
+            .persistent(true)
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter()
+            .map(|row| super::bookkeeping::cells(row, statement.columns))
+            .collect()
     }
 
     /// Runs a statement without caching it (DDL, cursor commands): prepared unnamed with

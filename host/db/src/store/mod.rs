@@ -55,6 +55,11 @@ pub struct Checks {
     /// wasmig's tables look like the plain tables it made (a cheap look, which may flag
     /// what a full check then clears).
     pub tables: String,
+    /// The values the expressions above name as `$c1`, `$c2`… (the statement renumbers
+    /// them as its own parameters): what changes from one step to the next is bound, so
+    /// that the statement's text stays the same through a run and the server can keep
+    /// it prepared.
+    pub params: Vec<Param>,
 }
 
 /// The first of [`Checks`] that failed: the step was not recorded.

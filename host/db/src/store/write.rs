@@ -234,22 +234,9 @@ impl VersionStore {
             opt(step.sqlstate),
         ];
         // Each write's condition, and its source of rows for the inserts.
-        let (guard, when, from) = match checks {
-            Some(c) => (
-                format!(
-                    "guard AS (SELECT ({}) AS transaction_ok, ({}) AS lock_ok, ({}) AS tables_ok),
-                      ok AS (SELECT 1 FROM guard WHERE transaction_ok AND lock_ok AND tables_ok),\n",
-                    c.transaction, c.lock, c.tables
-                ),
-                " AND EXISTS (SELECT 1 FROM ok)",
-                " FROM ok",
-            ),
-            None => (
-                "guard AS (SELECT true AS transaction_ok, true AS lock_ok, true AS tables_ok),\n"
-                    .to_owned(),
-                "",
-                "",
-            ),
+        let (when, from) = match checks {
+            Some(_) => (" AND EXISTS (SELECT 1 FROM ok)", " FROM ok"),
+            None => ("", ""),
         };
         let artifact = match finished.artifact {
             Some(a) => {
@@ -282,6 +269,31 @@ impl VersionStore {
                 .unwrap_or_default(),
         ));
         let expected = params.len();
+        let guard = match checks {
+            Some(c) => {
+                // The checks' own values follow the step's, renumbered from `$c1`.
+                let first = params.len();
+                params.extend(c.params.iter().cloned());
+                let renumber = |expression: &str| {
+                    (1..=c.params.len())
+                        .rev()
+                        .fold(expression.to_owned(), |e, i| {
+                            e.replace(&format!("$c{i}"), &format!("${}", first + i))
+                        })
+                };
+                format!(
+                    "guard AS (SELECT ({}) AS transaction_ok, ({}) AS lock_ok, ({}) AS tables_ok),
+                      ok AS (SELECT 1 FROM guard WHERE transaction_ok AND lock_ok AND tables_ok),\n",
+                    renumber(&c.transaction),
+                    renumber(&c.lock),
+                    renumber(&c.tables)
+                )
+            }
+            None => {
+                "guard AS (SELECT true AS transaction_ok, true AS lock_ok, true AS tables_ok),\n"
+                    .to_owned()
+            }
+        };
         let cleared = if finished.clear_checkpoint {
             format!(
                 ", cleared AS (DELETE FROM {} WHERE revision {eq} $3{when} RETURNING 1)",
