@@ -10,15 +10,30 @@
 //! without checking it (`Component::deserialize` is `unsafe` for that reason), and the cache
 //! directory sits in the project, which the author of an untrusted migration controls: a
 //! forged `.cwasm` committed next to a migration would run outside the sandbox. So each
-//! entry starts with an HMAC-SHA-256 under a per-user key kept outside every project
+//! entry ends with an HMAC-SHA-256 under a per-user key kept outside every project
 //! ([`key_path`], created on first use, mode 0600) of a domain-separation label, the entry's
-//! name (the component's hash and the engine fingerprint) and its contents, so that a valid
-//! entry renamed to another component's name does not verify either. An entry whose tag does
-//! not verify is never deserialized: it is recompiled and overwritten, with a warning. Without
-//! a usable key the cache is not used at all; a key inside the project, not owned by the
-//! user, open to other users, or in a directory others can write to is not usable.
+//! name (the component's hash and the engine fingerprint) and the compiled bytes before it,
+//! so that a valid entry renamed to another component's name does not verify either. An entry
+//! whose tag does not verify is never deserialized: it is recompiled and overwritten, with a
+//! warning. Without a usable key the cache is not used at all; a key inside the project, not
+//! owned by the user, open to other users, or in a directory others can write to is not
+//! usable.
+//!
+//! **Entries are mapped, not copied** (issue 18: a Python component's 35 MB of compiled
+//! CPython was read into memory to check its tag and then copied again by
+//! `Component::deserialize`). The tag is checked by reading the file through one open
+//! descriptor, a buffer at a time, and wasmtime then maps that same file
+//! (`Component::deserialize_file` on `/proc/self/fd/N`, never the path again, which another
+//! process could have renamed something over): pages of code that never run are never
+//! loaded. The tag trails the compiled bytes because wasmtime maps a file from its first byte;
+//! the mapping holds the checked bytes and the tag, nothing else. A mapping shows later writes
+//! to the file, so only a file that no one but its owner, this user, can write is mapped
+//! (wasmig never writes an entry in place: it renames a new file over it); any other file, and
+//! every file where `/proc` is missing, is read into memory and checked and loaded from
+//! there, as before.
 
 use std::hash::{Hash, Hasher};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -53,9 +68,15 @@ impl Hasher for ShaHasher {
     }
 }
 
+/// The layout of an entry, hashed into every entry's name: entries of an earlier layout (the
+/// tag before the compiled bytes) are not found, rather than found and rejected with a
+/// warning.
+const ENTRY_LAYOUT: &[u8] = b"compiled bytes, then tag (2)";
+
 /// The entry's name without `.cwasm`: what it claims to be the compilation of.
 fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
     let mut engine_hash = ShaHasher(Sha256::new());
+    engine_hash.write(ENTRY_LAYOUT);
     engine
         .precompile_compatibility_hash()
         .hash(&mut engine_hash);
@@ -64,16 +85,39 @@ fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
     format!("{component_key}-{engine_key}")
 }
 
-/// Starts every tagged message, so a tag cannot be reused for anything else the key signs.
-const TAG_LABEL: &[u8] = b"wasmig compile cache entry v1\0";
+/// Starts every tagged message, so a tag cannot be reused for anything else the key signs
+/// (nor one of the first layout's, whose tag led its entry, for this one).
+const TAG_LABEL: &[u8] = b"wasmig compile cache entry v2\0";
 
 /// The tag of an entry: its name and its compiled bytes, under `key`.
 fn entry_tag(key: &[u8; 32], name: &str, serialized: &[u8]) -> [u8; TAG_LEN] {
-    let name_len = (name.len() as u64).to_le_bytes();
-    hmac(key, &[TAG_LABEL, &name_len, name.as_bytes(), serialized])
+    let mut tag = EntryTag::new(key, name);
+    tag.update(serialized);
+    tag.finish()
 }
 
-/// Length of the tag that starts every entry.
+/// [`entry_tag`] over compiled bytes fed a piece at a time.
+struct EntryTag(Hmac);
+
+impl EntryTag {
+    fn new(key: &[u8; 32], name: &str) -> Self {
+        let mut mac = Hmac::new(key);
+        mac.update(TAG_LABEL);
+        mac.update(&(name.len() as u64).to_le_bytes());
+        mac.update(name.as_bytes());
+        EntryTag(mac)
+    }
+
+    fn update(&mut self, serialized: &[u8]) {
+        self.0.update(serialized);
+    }
+
+    fn finish(self) -> [u8; TAG_LEN] {
+        self.0.finish()
+    }
+}
+
+/// Length of the tag that ends every entry.
 const TAG_LEN: usize = 32;
 
 /// Where the per-user cache key lives: `$WASMIG_CACHE_KEY` if set, else
@@ -243,20 +287,42 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// HMAC-SHA-256 (RFC 2104) under `key` of the concatenation of `message`.
+#[cfg(test)]
 fn hmac(key: &[u8; 32], message: &[&[u8]]) -> [u8; TAG_LEN] {
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(key);
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let mut inner = Sha256::new().chain_update(pad(0x36));
+    let mut mac = Hmac::new(key);
     for part in message {
-        inner.update(part);
+        mac.update(part);
     }
-    let inner = inner.finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    mac.finish()
+}
+
+/// HMAC-SHA-256 (RFC 2104) under a 32-byte key, of a message fed a piece at a time.
+struct Hmac {
+    inner: Sha256,
+    outer: Sha256,
+}
+
+impl Hmac {
+    fn new(key: &[u8; 32]) -> Self {
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(key);
+        let pad = |byte: u8| block.map(|b| b ^ byte);
+        Hmac {
+            inner: Sha256::new().chain_update(pad(0x36)),
+            outer: Sha256::new().chain_update(pad(0x5c)),
+        }
+    }
+
+    fn update(&mut self, part: &[u8]) {
+        self.inner.update(part);
+    }
+
+    fn finish(self) -> [u8; TAG_LEN] {
+        self.outer
+            .chain_update(self.inner.finalize())
+            .finalize()
+            .into()
+    }
 }
 
 /// Compares without an early exit.
@@ -310,32 +376,139 @@ pub(crate) fn has_entry(engine: &Engine, dir: &Path, bytes: &[u8]) -> bool {
         .is_file()
 }
 
+/// How a verified entry was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loading {
+    /// Mapped from the file: pages of code are read when they first run.
+    Mapped,
+    /// Read into memory and deserialized from there (a file others could write, or no
+    /// `/proc`).
+    Read,
+}
+
 fn load_entry(
     engine: &Engine,
     key: &[u8; 32],
     name: &str,
     path: &Path,
 ) -> anyhow::Result<Component> {
-    let data = std::fs::read(path)?;
-    if data.len() < TAG_LEN || !same(&data[..TAG_LEN], &entry_tag(key, name, &data[TAG_LEN..])) {
-        anyhow::bail!(
-            "it was not written by wasmig for this user and component (its tag does not verify)"
-        );
+    let (component, how) = load_entry_as(engine, key, name, path)?;
+    tracing::debug!(
+        "cache entry {} {}",
+        path.display(),
+        match how {
+            Loading::Mapped => "verified and mapped",
+            Loading::Read => "verified and read into memory",
+        }
+    );
+    Ok(component)
+}
+
+/// The message of an entry that fails its check.
+const NOT_OURS: &str =
+    "it was not written by wasmig for this user and component (its tag does not verify)";
+
+fn load_entry_as(
+    engine: &Engine,
+    key: &[u8; 32],
+    name: &str,
+    path: &Path,
+) -> anyhow::Result<(Component, Loading)> {
+    // Everything below reads this one open file: what the path names later does not matter.
+    let mut file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        anyhow::bail!("it is not a regular file");
+    }
+    let Some(fd_path) = mappable(&file, &meta) else {
+        return Ok((read_entry(engine, key, name, &mut file)?, Loading::Read));
+    };
+    let len = usize::try_from(meta.len())?;
+    let Some(serialized_len) = len.checked_sub(TAG_LEN) else {
+        anyhow::bail!("{NOT_OURS}");
+    };
+    let mut tag = EntryTag::new(key, name);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut left = serialized_len;
+    while left > 0 {
+        let n = left.min(buf.len());
+        file.read_exact(&mut buf[..n])?;
+        tag.update(&buf[..n]);
+        left -= n;
+    }
+    let mut stored = [0u8; TAG_LEN];
+    file.read_exact(&mut stored)?;
+    // The file must end where its length said: nothing unchecked after the tag.
+    if file.read(&mut buf[..1])? != 0 || !same(&stored, &tag.finish()) {
+        anyhow::bail!("{NOT_OURS}");
+    }
+    // SAFETY: the tag proves that this process's user wrote the bytes of this open file before
+    // the tag with `store` below under this name, that is from `Component::serialize` of these
+    // component bytes by an engine whose configuration is part of the name, and that the file
+    // holds nothing else. `/proc/self/fd/N` opens this same file, whatever was renamed over its
+    // path since. Only its owner (this user) or root can write it (`mappable`), and wasmig
+    // never does in place, so the mapping keeps the checked bytes for the component's life.
+    // wasmtime still checks the engine compatibility header.
+    let component = unsafe { Component::deserialize_file(engine, &fd_path) }
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    // The mapping is of the file's length as wasmtime saw it: the length checked above.
+    let image = component.image_range();
+    if image.end.addr() - image.start.addr() != len {
+        anyhow::bail!("it changed while it was loaded");
+    }
+    Ok((component, Loading::Mapped))
+}
+
+/// The path that maps `file` itself, when it may be mapped: `/proc/self/fd/N` on Linux, for a
+/// file of this user that no one else can write (a mapping shows later writes to the file,
+/// where a copy in memory does not).
+#[cfg(target_os = "linux")]
+fn mappable(file: &std::fs::File, meta: &std::fs::Metadata) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::io::AsRawFd as _;
+    if meta.uid() != current_uid() || meta.mode() & 0o022 != 0 {
+        return None;
+    }
+    let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    // The same file through `/proc`, or no mapping (`/proc` not mounted, or something else).
+    let through = std::fs::metadata(&path).ok()?;
+    (through.dev() == meta.dev() && through.ino() == meta.ino()).then_some(path)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn mappable(_file: &std::fs::File, _meta: &std::fs::Metadata) -> Option<PathBuf> {
+    None
+}
+
+/// Reads a whole entry into memory, checks it and deserializes it from there.
+fn read_entry(
+    engine: &Engine,
+    key: &[u8; 32],
+    name: &str,
+    file: &mut std::fs::File,
+) -> anyhow::Result<Component> {
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)?;
+    let Some(serialized_len) = data.len().checked_sub(TAG_LEN) else {
+        anyhow::bail!("{NOT_OURS}");
+    };
+    let (serialized, stored) = data.split_at(serialized_len);
+    if !same(stored, &entry_tag(key, name, serialized)) {
+        anyhow::bail!("{NOT_OURS}");
     }
     // SAFETY: the tag proves that this process's user wrote these exact bytes with
     // `store` below under this name, that is from `Component::serialize` of these component
     // bytes by an engine whose configuration is part of the name; wasmtime still checks the
-    // engine compatibility header.
-    unsafe { Component::deserialize(engine, &data[TAG_LEN..]) }
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
+    // engine compatibility header. `deserialize` copies them: later writes to the file do not
+    // reach the component.
+    unsafe { Component::deserialize(engine, serialized) }.map_err(|e| anyhow::anyhow!("{e:#}"))
 }
 
 fn store(component: &Component, key: &[u8; 32], dir: &Path, name: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let serialized = component.serialize()?;
-    let mut data = Vec::with_capacity(TAG_LEN + serialized.len());
-    data.extend_from_slice(&entry_tag(key, name, &serialized));
-    data.extend_from_slice(&serialized);
+    let mut data = component.serialize()?;
+    let tag = entry_tag(key, name, &data);
+    data.extend_from_slice(&tag);
     // A fresh random name opened with `create_new`: never a file (or a symlink) planted in
     // the project's cache directory under a predictable name.
     let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
@@ -474,6 +647,103 @@ mod tests {
         assert_ne!(entry_tag(&key, "ab", b"c"), entry_tag(&key, "a", b"bc"));
         // And the label keeps it apart from a plain HMAC of the same bytes.
         assert_ne!(entry_tag(&key, "", b""), hmac(&key, &[&[0u8; 8]]));
+    }
+
+    /// A compiled component with some code in it, its entry's name, and a key.
+    fn compiled() -> (Engine, Component, String, [u8; 32]) {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).unwrap();
+        let wat = r#"(component (core module (func (export "f") (result i32) i32.const 7)))"#;
+        let bytes = wat::parse_str(wat).unwrap();
+        let component = Component::new(&engine, &bytes).unwrap();
+        let name = entry_name(&engine, &bytes);
+        (engine, component, name, [9u8; 32])
+    }
+
+    #[test]
+    fn an_entry_is_mapped_once_its_tag_verifies() {
+        let (engine, component, name, key) = compiled();
+        let dir = scratch("cache");
+        store(&component, &key, &dir, &name).unwrap();
+        let path = dir.join(format!("{name}.cwasm"));
+        let (_, how) = load_entry_as(&engine, &key, &name, &path).unwrap();
+        #[cfg(target_os = "linux")]
+        assert_eq!(how, Loading::Mapped);
+        #[cfg(not(target_os = "linux"))]
+        assert_eq!(how, Loading::Read);
+
+        // Under another key, or another component's name, it does not verify.
+        let err = load_entry_as(&engine, &[8u8; 32], &name, &path).unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err}");
+        let err = load_entry_as(&engine, &key, "other-0000", &path).unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err}");
+    }
+
+    #[test]
+    fn an_entry_changed_anywhere_is_never_deserialized() {
+        let (engine, component, name, key) = compiled();
+        let dir = scratch("cache");
+        store(&component, &key, &dir, &name).unwrap();
+        let path = dir.join(format!("{name}.cwasm"));
+        let good = std::fs::read(&path).unwrap();
+        let serialized = &good[..good.len() - TAG_LEN];
+        let mut forgeries = Vec::new();
+        for at in [
+            0,
+            serialized.len() / 2,
+            serialized.len() - 1,
+            good.len() - 1,
+        ] {
+            let mut forged = good.clone();
+            forged[at] ^= 0x01;
+            forgeries.push(forged);
+        }
+        // Bytes after the tag (wasmtime would map them too), the tag missing or alone, and
+        // the first layout (the tag first, over the compiled bytes).
+        forgeries.push([good.as_slice(), b"x"].concat());
+        forgeries.push(serialized.to_vec());
+        forgeries.push(good[good.len() - TAG_LEN..].to_vec());
+        forgeries.push(Vec::new());
+        let first_layout = hmac(
+            &key,
+            &[
+                b"wasmig compile cache entry v1\0",
+                &(name.len() as u64).to_le_bytes(),
+                name.as_bytes(),
+                serialized,
+            ],
+        );
+        forgeries.push([first_layout.as_slice(), serialized].concat());
+        for (i, forged) in forgeries.iter().enumerate() {
+            std::fs::write(&path, forged).unwrap();
+            let err = load_entry_as(&engine, &key, &name, &path).unwrap_err();
+            assert!(
+                err.to_string().contains("does not verify"),
+                "forgery {i}: {err}"
+            );
+        }
+        std::fs::write(&path, &good).unwrap();
+        load_entry_as(&engine, &key, &name, &path).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_entry_others_can_write_is_read_into_memory_and_still_checked() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (engine, component, name, key) = compiled();
+        let dir = scratch("cache");
+        store(&component, &key, &dir, &name).unwrap();
+        let path = dir.join(format!("{name}.cwasm"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let (_, how) = load_entry_as(&engine, &key, &name, &path).unwrap();
+        assert_eq!(how, Loading::Read, "a file others can write was mapped");
+
+        let mut forged = std::fs::read(&path).unwrap();
+        forged[0] ^= 0x01;
+        std::fs::write(&path, &forged).unwrap();
+        let err = load_entry_as(&engine, &key, &name, &path).unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err}");
     }
 
     #[test]
