@@ -85,11 +85,24 @@ const ALLOWED_IMPORTS: &[&str] = &[
 /// A loaded component, ready to instantiate.
 #[derive(Clone)]
 pub struct Loaded {
-    pre: MigrationHostPre<GuestState>,
+    /// The compiled component, linked; created by [`Sandbox::load`], dropped with this handle
+    /// or by [`Loaded::release`] (a fleet's memo holds a handle of its own).
+    pre: Option<MigrationHostPre<GuestState>>,
     /// Whether it came from the cache or was compiled now.
     pub cache: CacheStatus,
     /// Time spent compiling or loading.
     pub load_time: Duration,
+}
+
+impl Loaded {
+    /// Lets go of the compiled component once its step has made its last call, so what
+    /// follows (the step's record, which for an upgrade binds the component's bytes) runs
+    /// without its code resident: for a Python component, about 16 MiB of pages mapped
+    /// from the compile cache (issue 18). Running it again after this is a bug, reported
+    /// as the call's error.
+    pub fn release(&mut self) {
+        self.pre = None;
+    }
 }
 
 /// Limits for one call.
@@ -381,7 +394,7 @@ impl Sandbox {
         let pre = MigrationHostPre::new(pre)
             .map_err(|e| invalid(format!("it does not match the migration world: {e:#}")))?;
         Ok(Loaded {
-            pre,
+            pre: Some(pre),
             cache,
             load_time,
         })
@@ -459,7 +472,12 @@ impl Sandbox {
 
         let call = async {
             let started = std::time::Instant::now();
-            let instance = loaded.pre.instantiate_async(&mut store).await?;
+            let pre = loaded.pre.as_ref().ok_or_else(|| {
+                wasmtime::Error::from_anyhow(anyhow::anyhow!(
+                    "bug: the component of revision {revision} was released before its last call"
+                ))
+            })?;
+            let instance = pre.instantiate_async(&mut store).await?;
             tracing::debug!(
                 "revision {revision}: instantiated in {} µs",
                 started.elapsed().as_micros()

@@ -78,6 +78,33 @@ impl Revision {
             Artifact::Sql { up, down } => (Some(up.clone()), Some(down.clone()), None),
             Artifact::Component { bytes, .. } => (None, None, Some(bytes.clone())),
         };
+        self.stored(artifact.checksum(), up_sql, down_sql, component)
+    }
+
+    /// [`Revision::to_stored`], moving a component's bytes out of `artifact` (left empty)
+    /// rather than copying them: for a component already loaded, whose bytes are needed
+    /// only for the database's copy (18 MB for a Python one).
+    ///
+    /// # Errors
+    /// [`ConfigError`] when its manifest cannot be read.
+    pub fn take_stored(&self, artifact: &mut Artifact) -> Result<StoredArtifact, ConfigError> {
+        let checksum = artifact.checksum();
+        match artifact {
+            Artifact::Component { bytes, .. } => {
+                self.stored(checksum, None, None, Some(std::mem::take(bytes)))
+            }
+            Artifact::Sql { .. } => self.to_stored(artifact),
+        }
+    }
+
+    /// The row for this revision with these contents.
+    fn stored(
+        &self,
+        checksum: String,
+        up_sql: Option<String>,
+        down_sql: Option<String>,
+        component: Option<Vec<u8>>,
+    ) -> Result<StoredArtifact, ConfigError> {
         let manifest = match &self.stored {
             // Not re-applied in practice (stored revisions are only reverted), but keep the
             // text round-trippable.
@@ -96,7 +123,7 @@ impl Revision {
         Ok(StoredArtifact {
             revision: self.id().to_owned(),
             kind: kind_name(self.manifest.kind).to_owned(),
-            checksum: artifact.checksum(),
+            checksum,
             manifest,
             up_sql,
             down_sql,

@@ -382,18 +382,20 @@ fn prepare(
 ) -> anyhow::Result<Prepared> {
     let mut artifact = revision::read_artifact(revision, build_dir)?;
     let checksum = artifact.checksum();
-    let to_store = match step.action {
-        Direction::Upgrade => Some(revision.to_stored(&artifact)?),
-        Direction::Downgrade => None,
-    };
     let loaded = match (&artifact, sandbox) {
         (Artifact::Component { path, bytes }, Some(sandbox)) => {
             Some(sandbox.load(&step.revision, path, bytes)?)
         }
         _ => None,
     };
-    // Loaded, a component's bytes are not needed again (its stored copy has its own):
-    // not held through the step (18 MB for a Python one).
+    // Loaded, a component's bytes are not needed again but for the database's copy: they
+    // move into it (an upgrade) or go (a downgrade), never held twice, nor through the
+    // step (18 MB for a Python one).
+    let to_store = match step.action {
+        Direction::Upgrade if loaded.is_some() => Some(revision.take_stored(&mut artifact)?),
+        Direction::Upgrade => Some(revision.to_stored(&artifact)?),
+        Direction::Downgrade => None,
+    };
     if loaded.is_some()
         && let Artifact::Component { bytes, .. } = &mut artifact
     {

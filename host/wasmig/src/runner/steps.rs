@@ -732,7 +732,7 @@ impl Run<'_> {
     async fn transactional_step(
         &self,
         at: &At<'_>,
-        ready: Prepared,
+        mut ready: Prepared,
         resume: Option<Checkpoint>,
         held: Option<Box<dyn Session>>,
     ) -> anyhow::Result<(StepReport, Option<Box<dyn Session>>)> {
@@ -788,6 +788,11 @@ impl Run<'_> {
                 ..ran_report(step, &ready, started, calls)
             };
             return Ok((report, Some(session)));
+        }
+        // The guest made its last call: its compiled code goes before the record, which
+        // for an upgrade binds the component's bytes (issue 18: the Python guest's peak).
+        if let Some(loaded) = &mut ready.loaded {
+            loaded.release();
         }
         let last = at.index + 1 == self.steps.len();
         let keep = atomic && !last;
