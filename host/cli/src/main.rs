@@ -12,6 +12,7 @@ mod output;
 mod terminal;
 
 fn main() -> ExitCode {
+    fix_malloc_mmap_threshold();
     let cli = args::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,3 +64,23 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Gives every allocation of 4 MiB or more its own mapping, returned to the system when it
+/// is freed. glibc's default threshold starts at 128 KiB but rises to the size of each such
+/// mapping freed (up to 32 MiB): once a component's bytes (18 MB for a Python one) are freed,
+/// its later copies (the database's copy of it, the statement binding it) come from the heap,
+/// which keeps them resident after they are freed. Measured on the Python guest's 1M-row
+/// transform (issue 18): 33 MiB less resident through the run. A `MALLOC_MMAP_THRESHOLD_`
+/// in the environment still wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fix_malloc_mmap_threshold() {
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only sets a parameter of the allocator; no other thread exists yet.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fix_malloc_mmap_threshold() {}
