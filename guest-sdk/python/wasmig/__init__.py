@@ -176,6 +176,11 @@ def _datetime_text(value):
 
 def _scalar(value):
     """A Python value as (array tag, WIT value)."""
+    # The common types first, by one dictionary lookup on the exact type (``bool`` is not
+    # ``int`` here: ``type(True) is bool``); subclasses and the rest go down the chain.
+    fast = _SCALARS.get(type(value))
+    if fast is not None:
+        return fast(value)
     if value is None:
         return None, _t.Value_Null()
     if isinstance(value, bool):
@@ -215,6 +220,15 @@ def _scalar(value):
     raise TypeError(f"cannot pass a {type(value).__name__} as an SQL parameter")
 
 
+_SCALARS = {
+    type(None): lambda _: (None, _t.Value_Null()),
+    bool: lambda value: ("bool", _t.Value_Bool(value)),
+    int: lambda value: ("int64", _t.Value_Int64(_int64(value))),
+    float: lambda value: ("float64", _t.Value_Float64(value)),
+    str: lambda value: ("text", _t.Value_Text(value)),
+}
+
+
 _ARRAYS = {
     "bool": _t.ArrayValue_Bool,
     "int16": _t.ArrayValue_Int16,
@@ -242,6 +256,9 @@ def to_sql(value):
     ``Float32``, and lists or tuples of one of these (arrays; ``None`` elements are NULL).
     """
     if isinstance(value, (list, tuple)):
+        fast = _plain_array(value)
+        if fast is not None:
+            return fast
         tags = set()
         elements = []
         for element in value:
@@ -256,6 +273,41 @@ def to_sql(value):
         tag = tags.pop() if tags else "text"
         return _t.Value_Array(_ARRAYS[tag](elements))
     return _scalar(value)[1]
+
+
+# The element types whose lists go to an array as they are: every element of one of these
+# types (or ``None``) is already what the WIT's array takes.
+_PLAIN_ARRAYS = {
+    int: _t.ArrayValue_Int64,
+    str: _t.ArrayValue_Text,
+    float: _t.ArrayValue_Float64,
+    bool: _t.ArrayValue_Bool,
+}
+
+
+def _plain_array(value):
+    """A list or tuple of plain ``int``, ``str``, ``float`` or ``bool`` (``None`` allowed) as
+    an array value without converting each element, or ``None`` for any other list.
+
+    One ``type()`` per element, in C (``set(map(type, ...))``), where the general path runs
+    ``_scalar`` on each: the list is handed to the array as it is (a tuple is copied to a list).
+    """
+    kinds = set(map(type, value))
+    nulls = type(None) in kinds
+    if nulls:
+        kinds.discard(type(None))
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    array = _PLAIN_ARRAYS.get(kind)
+    if array is None:
+        return None
+    if kind is int:
+        numbers = [e for e in value if e is not None] if nulls else value
+        if numbers and (min(numbers) < _INT64_MIN or max(numbers) > _INT64_MAX):
+            for number in numbers:
+                _int64(number)
+    return _t.Value_Array(array(value if type(value) is list else list(value)))
 
 
 def _params(params):
@@ -311,9 +363,27 @@ def from_sql(value):
 # --- rows ---------------------------------------------------------------------------------
 
 
+# Values that ``from_sql`` gives as their ``.value`` unchanged, read without a call of it.
+_PLAIN_VALUES = frozenset(
+    {
+        _t.Value_Bool,
+        _t.Value_Int16,
+        _t.Value_Int32,
+        _t.Value_Int64,
+        _t.Value_Float32,
+        _t.Value_Float64,
+        _t.Value_Text,
+        _t.Value_Bytes,
+        _t.Value_Json,
+        _t.Value_Jsonb,
+    }
+)
+
+
 class Row:
     """One result row: ``row[0]``, ``row["email"]``, ``row.get("email")``, ``row.as_dict()``,
-    ``len(row)``, iteration over the values. Values are converted as ``from_sql`` says.
+    ``len(row)``, iteration over the values. Values are converted as ``from_sql`` says, when
+    they are read.
     """
 
     __slots__ = ("_names", "_values")
@@ -323,15 +393,19 @@ class Row:
         self._values = values
 
     def __getitem__(self, key):
-        if isinstance(key, str):
+        # The hot path of a migration reading rows: one call per value read, the plain
+        # types' value taken here rather than in a further call of ``from_sql``.
+        if type(key) is not int and isinstance(key, str):
             try:
-                index = self._names[key]
+                key = self._names[key]
             except KeyError:
                 raise KeyError(
                     f"no column {key!r}; the result has {', '.join(self._names) or 'no columns'}"
                 ) from None
-            return from_sql(self._values[index])
-        return from_sql(self._values[key])
+        value = self._values[key]
+        if type(value) in _PLAIN_VALUES:
+            return value.value
+        return from_sql(value)
 
     def get(self, key, default=None):
         """The value of a column, or ``default`` when the result has no such column."""
@@ -370,7 +444,7 @@ class Rows(list):
 
     def __init__(self, columns, rows):
         names = _names(columns)
-        super().__init__(Row(names, r) for r in rows)
+        super().__init__([Row(names, r) for r in rows])
         self.columns = [(c.name, c.type_name) for c in columns]
 
 
@@ -462,7 +536,7 @@ class Cursor:
         rows = _call(self._handle.next, max_rows)
         result = Rows([], [])
         result.columns = [(c.name, c.type_name) for c in self.columns]
-        result.extend(Row(self._names, r) for r in rows)
+        result.extend([Row(self._names, r) for r in rows])
         return result
 
     def chunks(self, max_rows=1000):
