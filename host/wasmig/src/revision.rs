@@ -58,7 +58,7 @@ impl Revision {
             Kind::Rust | Kind::Python | Kind::Js | Kind::C | Kind::Go | Kind::Wasm => {
                 Artifact::Component {
                     path: PathBuf::from(format!("{ARTIFACT_TABLE}/{}", stored.revision)),
-                    bytes: stored.component.clone().ok_or_else(incomplete)?,
+                    bytes: stored.component.as_deref().ok_or_else(incomplete)?.to_vec(),
                 }
             }
         };
@@ -127,7 +127,8 @@ impl Revision {
             manifest,
             up_sql,
             down_sql,
-            component,
+            // Moved, not copied.
+            component: component.map(bytes::Bytes::from),
             source_checksum: match (
                 &self.stored,
                 crate::toolchain::toolchain(self.manifest.kind),

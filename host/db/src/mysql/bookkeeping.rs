@@ -68,7 +68,7 @@ fn positional(statement: &Statement) -> Result<(String, MySqlArguments), sqlx::E
         match &statement.params[index] {
             Param::Text(t) => args.add(t.clone()),
             Param::Int(i) => args.add(*i),
-            Param::Bytes(b) => args.add(b.clone()),
+            Param::Bytes(b) => args.add(b.as_deref().map(<[u8]>::to_vec)),
             Param::Time(t) => args.add(t.naive_utc()),
             Param::Texts(_) => {
                 Err("MySQL has no arrays: the store binds lists on PostgreSQL only".into())

@@ -566,8 +566,8 @@ mod tests {
             "SELECT $2, $1, $3, $2",
             vec![
                 Param::Text(Some("a".into())),
-                Param::Bytes(Some(large.clone())),
-                Param::Bytes(Some(vec![1, 2])),
+                Param::Bytes(Some(large.clone().into())),
+                Param::Bytes(Some(vec![1, 2].into())),
             ],
         );
         let (sql, bound) = inline_binding_large(&statement).unwrap();
@@ -600,7 +600,7 @@ mod tests {
                 Param::Text(Some(hostile.to_owned())),
                 Param::Texts(vec![hostile.to_owned(), String::new()]),
                 Param::Int(-7),
-                Param::Bytes(Some(vec![0, 0x27, 0x5c, 0xff])),
+                Param::Bytes(Some(vec![0, 0x27, 0x5c, 0xff].into())),
                 Param::Text(None),
             ],
         ))

@@ -41,7 +41,7 @@ fn arguments(statement: &Statement) -> Result<SqliteArguments, sqlx::Error> {
         match param {
             Param::Text(t) => args.add(t.clone()),
             Param::Int(i) => args.add(*i),
-            Param::Bytes(b) => args.add(b.clone()),
+            Param::Bytes(b) => args.add(b.as_deref().map(<[u8]>::to_vec)),
             Param::Time(t) => args.add(history_time(*t)),
             Param::Texts(_) => {
                 Err("SQLite has no arrays: the store binds lists on PostgreSQL only".into())

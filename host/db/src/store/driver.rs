@@ -14,8 +14,8 @@ pub enum Param {
     Text(Option<String>),
     /// A 64-bit integer.
     Int(i64),
-    /// Bytes, or NULL.
-    Bytes(Option<Vec<u8>>),
+    /// Bytes, or NULL (shared: a component's bytes are not copied into the statement).
+    Bytes(Option<bytes::Bytes>),
     /// A UTC time (PostgreSQL: `timestamptz`; SQLite: RFC 3339 text with microseconds).
     Time(DateTime<Utc>),
     /// A list of texts (PostgreSQL only: `text[]`).

@@ -138,7 +138,7 @@ mod tests {
             vec![
                 Param::Text(Some("it's a \\ test".to_owned())),
                 Param::Int(-5),
-                Param::Bytes(Some(vec![0, 255])),
+                Param::Bytes(Some(vec![0, 255].into())),
             ],
         );
         assert_eq!(

@@ -250,7 +250,7 @@ impl VersionStore {
                 up_sql: text(&r[4], "up_sql")?,
                 down_sql: text(&r[5], "down_sql")?,
                 component: match &r[6] {
-                    Cell::Bytes(b) => b.clone(),
+                    Cell::Bytes(b) => b.clone().map(bytes::Bytes::from),
                     _ => return Err(bad_cell("component")),
                 },
                 source_checksum: text(&r[7], "source_checksum")?,

@@ -206,7 +206,7 @@ async fn a_step_finishes_in_one_statement_unless_its_transaction_ended() {
         manifest: "kind = 'wasm'".into(),
         up_sql: None,
         down_sql: None,
-        component: Some(component),
+        component: Some(component.into()),
         source_checksum: None,
     };
     let now = Utc::now();
