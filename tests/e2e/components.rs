@@ -331,6 +331,151 @@ async fn the_second_run_loads_components_from_the_compile_cache() {
     );
 }
 
+/// A run's new components are compiled in the background, in step order, while its first
+/// steps run (issue 18): each step still says its component was compiled in this run, and
+/// a broken component fails at its own step, naming its revision, after the steps before
+/// it committed, as if each step had compiled its own.
+#[tokio::test]
+async fn new_components_compile_ahead_of_their_steps_and_a_broken_one_fails_at_its_own() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let distinct = |n: u32| component(&format!("(drop (i32.const {n})) (i32.const 0)"));
+    for (id, n) in [("a1", 1), ("a2", 2), ("a3", 3), ("a4", 4)] {
+        project.wasm_revision_bytes(id, &distinct(n));
+    }
+    let labels = |run: &Run| -> Vec<String> {
+        let json = run.json();
+        json["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{json}"))
+            .iter()
+            .map(|s| s["cache"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let cold = project.run(&db, &["up", "--json"]).success();
+    assert_eq!(labels(&cold), ["miss"; 4], "{cold:?}");
+    assert_eq!(db.heads().await, ["a4"]);
+    project.run(&db, &["down", "base"]).success();
+    let warm = project.run(&db, &["up", "--json"]).success();
+    assert_eq!(labels(&warm), ["hit"; 4], "{warm:?}");
+    db.drop_db().await;
+
+    // The second of three is not valid wasm inside (an `i64` returned as an `i32`): the
+    // first step commits, the second fails as a component that does not compile (exit 8),
+    // the third never runs; a second run fails the same way, at the same step.
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.wasm_revision_bytes("b1", &distinct(1));
+    project.wasm_revision_bytes("b2", &component("(i64.const 0)"));
+    project.wasm_revision_bytes("b3", &distinct(3));
+    for _ in 0..2 {
+        let run = project.run(&db, &["up"]).fails_with(8);
+        assert!(
+            run.stderr.contains("revision b2") && run.stderr.contains("not a valid component"),
+            "{run:?}"
+        );
+        assert_eq!(db.heads().await, ["b1"], "{run:?}");
+        assert_eq!(db.history().await.len(), 1, "{run:?}");
+    }
+    db.drop_db().await;
+}
+
+/// Sets `[sandbox] compiler` in the project's `wasmig.toml`.
+fn set_compiler(project: &TestProject, compiler: &str) {
+    let path = project.dir.join("wasmig.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("[sandbox]\n"), "{text}");
+    let text = text.replacen(
+        "[sandbox]\n",
+        &format!("[sandbox]\ncompiler = \"{compiler}\"\n"),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+}
+
+/// Winch, wasmtime's baseline compiler, runs a component under the same sandbox as
+/// Cranelift: its SQL goes through the host in the step's transaction, and a trap, an
+/// infinite loop, a memory bomb and a table bomb are each stopped, blamed and rolled back
+/// with the same exit codes.
+#[tokio::test]
+async fn components_compiled_with_winch_keep_every_limit() {
+    for (body, manifest, code) in [
+        (TRAP, "", 6),
+        (LOOP, "timeout_secs = 1", 7),
+        (MEMORY_BOMB, "memory_limit_mib = 64", 7),
+        (TABLE_BOMB, "", 7),
+    ] {
+        let project = TestProject::new();
+        set_compiler(&project, "winch");
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+        let dir = project.wasm_revision_bytes("b2", &component(body));
+        project.set_manifest(&dir, manifest);
+        let run = project.run(&db, &["-v", "up"]).fails_with(code);
+        assert!(run.stderr.contains("revision b2: Winch code"), "{run:?}");
+        assert_eq!(db.heads().await, ["a1"], "{run:?}");
+        assert_eq!(db.history().await, ["upgrade:a1"], "{run:?}");
+        db.drop_db().await;
+    }
+
+    let project = TestProject::new();
+    set_compiler(&project, "winch");
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+    project.wasm_revision_bytes("b2", &batch_component("INSERT INTO kept VALUES (1)"));
+    let run = project.run(&db, &["-v", "up"]).success();
+    assert!(run.stderr.contains("revision b2: Winch code"), "{run:?}");
+    assert_eq!(db.count("SELECT count(*) FROM kept").await, 1);
+    db.drop_db().await;
+}
+
+/// With the default `compiler = "auto"`, a run that must compile ten or more new
+/// components (here a database built from its first revision) compiles them with Winch;
+/// a later run that compiles one new component uses Cranelift; `compiler = "cranelift"`
+/// never uses Winch.
+#[tokio::test]
+async fn a_bulk_of_new_components_is_compiled_with_winch_unless_cranelift_is_chosen() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let distinct = |n: u32| component(&format!("(drop (i32.const {n})) (i32.const 0)"));
+    for n in 1..=10 {
+        project.wasm_revision_bytes(&format!("a{n:02}"), &distinct(n));
+    }
+    let bulk = project.run(&db, &["-v", "up"]).success();
+    for n in 1..=10 {
+        assert!(
+            bulk.stderr
+                .contains(&format!("revision a{n:02}: Winch code")),
+            "a{n:02}: {bulk:?}"
+        );
+    }
+    project.wasm_revision_bytes("b11", &distinct(11));
+    let one = project.run(&db, &["-v", "up"]).success();
+    assert!(
+        one.stderr.contains("revision b11: Cranelift code"),
+        "{one:?}"
+    );
+    assert_eq!(db.heads().await, ["b11"]);
+    db.drop_db().await;
+
+    let project = TestProject::new();
+    set_compiler(&project, "cranelift");
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    for n in 1..=10 {
+        project.wasm_revision_bytes(&format!("a{n:02}"), &distinct(n));
+    }
+    let run = project.run(&db, &["-v", "up"]).success();
+    assert!(!run.stderr.contains("Winch"), "{run:?}");
+    assert_eq!(
+        run.stderr
+            .matches("Cranelift code, compiled in this run")
+            .count(),
+        10,
+        "{run:?}"
+    );
+    db.drop_db().await;
+}
+
 /// The cache lives in the project, which an untrusted migration's author controls: a forged
 /// or altered entry must never be loaded as native code, only recompiled over.
 #[tokio::test]

@@ -649,6 +649,28 @@ mod tests {
         assert_ne!(entry_tag(&key, "", b""), hmac(&key, &[&[0u8; 8]]));
     }
 
+    /// An entry made by Winch is never found by Cranelift, nor the other way round: each
+    /// engine's code is loaded only by the engine that made it.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn each_compiler_names_its_entries_apart() {
+        let engine = |strategy| {
+            let mut config = wasmtime::Config::new();
+            config.epoch_interruption(true);
+            config.wasm_component_model(true);
+            config.strategy(strategy);
+            Engine::new(&config).unwrap()
+        };
+        let cranelift = engine(wasmtime::Strategy::Cranelift);
+        let winch = engine(wasmtime::Strategy::Winch);
+        let bytes = wat::parse_str("(component)").unwrap();
+        assert_ne!(entry_name(&cranelift, &bytes), entry_name(&winch, &bytes));
+        // And what one serialized, the other refuses to load.
+        let compiled = Component::new(&winch, &bytes).unwrap().serialize().unwrap();
+        // SAFETY: the bytes were serialized by wasmtime just above.
+        assert!(unsafe { Component::deserialize(&cranelift, &compiled) }.is_err());
+    }
+
     /// A compiled component with some code in it, its entry's name, and a key.
     fn compiled() -> (Engine, Component, String, [u8; 32]) {
         let mut config = wasmtime::Config::new();

@@ -15,6 +15,7 @@ mod cache;
 pub mod error;
 pub mod host;
 pub mod journal;
+mod precompile;
 pub mod progress;
 pub mod throttle;
 
@@ -28,6 +29,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 use self::host::{GuestState, LimitTrap, NoSuchDialect};
+use self::precompile::{Background, Claim};
 use crate::error::{ComponentError, Failure};
 use crate::progress::Progress;
 use wasmig_contract::{MigrationHost, MigrationHostPre};
@@ -88,6 +90,8 @@ pub struct Loaded {
     /// The compiled component, linked; created by [`Sandbox::load`], dropped with this handle
     /// or by [`Loaded::release`] (a fleet's memo holds a handle of its own).
     pre: Option<MigrationHostPre<GuestState>>,
+    /// The engine it was compiled for, whose stores run it.
+    engine: Engine,
     /// Whether it came from the cache or was compiled now.
     pub cache: CacheStatus,
     /// Time spent compiling or loading.
@@ -125,6 +129,8 @@ pub struct SandboxOptions {
     pub compile_timeout: Duration,
     /// The largest component accepted, in bytes.
     pub max_component_bytes: u64,
+    /// Which of wasmtime's compilers turns components into native code.
+    pub compiler: Compiler,
 }
 
 impl Default for SandboxOptions {
@@ -132,15 +138,70 @@ impl Default for SandboxOptions {
         SandboxOptions {
             compile_timeout: Duration::from_secs(120),
             max_component_bytes: 64 * 1024 * 1024,
+            compiler: Compiler::Auto,
         }
+    }
+}
+
+/// Which of wasmtime's compilers a run compiles components with (`[sandbox] compiler`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compiler {
+    /// Cranelift, except for a run that must compile at least [`BULK_COMPILE`] new
+    /// components at once (a database built from its first revision, a CI job with an
+    /// empty cache): those it compiles with Winch, whose compiling is about three times
+    /// faster and whose code is slower, since such a run's time goes to compiling. On
+    /// x86-64 only, where wasmtime supports Winch at its first tier.
+    #[default]
+    Auto,
+    /// Cranelift, wasmtime's optimising compiler, always.
+    Cranelift,
+    /// Winch, wasmtime's baseline compiler, always.
+    Winch,
+}
+
+/// With [`Compiler::Auto`], the number of new components a run must compile from which it
+/// compiles them with Winch.
+pub const BULK_COMPILE: usize = 10;
+
+/// One compiler's engine and the linker made for it (a linker serves one engine).
+struct Tier {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    winch: bool,
+}
+
+impl Tier {
+    fn new(winch: bool) -> anyhow::Result<Tier> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        if winch {
+            config.strategy(wasmtime::Strategy::Winch);
+        }
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        MigrationHost::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Ok(Tier {
+            engine,
+            linker,
+            winch,
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        if self.winch { "Winch" } else { "Cranelift" }
     }
 }
 
 /// The engine and linker, created once per run.
 pub struct Sandbox {
-    engine: Engine,
+    /// Cranelift's.
+    cranelift: Tier,
+    /// Winch's, unless the run always compiles with Cranelift.
+    winch: Option<Tier>,
     options: SandboxOptions,
-    linker: Linker<GuestState>,
     cache_dir: Option<PathBuf>,
     /// The project being run; the compile cache refuses a key inside it.
     project_root: PathBuf,
@@ -151,6 +212,12 @@ pub struct Sandbox {
     /// once for the whole fleet. `None`: one run's sandbox, which loads each component once
     /// anyway.
     memo: Option<std::sync::Mutex<std::collections::HashMap<[u8; 32], Memo>>>,
+    /// The run's new components, compiled in the background in step order
+    /// ([`Sandbox::precompile`]); stopped when the sandbox is dropped.
+    background: std::sync::OnceLock<Background>,
+    /// With [`Compiler::Auto`], the components of a bulk this run compiles with Winch, by
+    /// [`precompile::fingerprint`].
+    bulk: std::sync::OnceLock<std::collections::HashSet<u64>>,
 }
 
 /// What loading one component's bytes gave, kept for a fleet's other targets: the loaded
@@ -190,33 +257,40 @@ impl Sandbox {
         cache_dir: Option<PathBuf>,
         options: SandboxOptions,
     ) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config)?;
-        let mut linker = Linker::new(&engine);
-        MigrationHost::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        let cranelift = Tier::new(false)?;
+        let winch = match options.compiler {
+            Compiler::Cranelift => None,
+            // Where wasmtime supports Winch at its first tier.
+            Compiler::Auto if !cfg!(target_arch = "x86_64") => None,
+            Compiler::Auto | Compiler::Winch => Some(Tier::new(true)?),
+        };
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&ticker_stop);
-        let ticking = engine.clone();
+        let ticking: Vec<Engine> = std::iter::once(&cranelift)
+            .chain(&winch)
+            .map(|t| t.engine.clone())
+            .collect();
         std::thread::Builder::new()
             .name("wasmig-epoch".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    ticking.increment_epoch();
+                    for engine in &ticking {
+                        engine.increment_epoch();
+                    }
                 }
             })?;
         Ok(Sandbox {
-            engine,
+            cranelift,
+            winch,
             options,
-            linker,
             cache_dir,
             project_root: project_root.to_path_buf(),
             ticker_stop,
             memo: None,
+            background: std::sync::OnceLock::new(),
+            bulk: std::sync::OnceLock::new(),
         })
     }
 
@@ -229,46 +303,85 @@ impl Sandbox {
         self
     }
 
-    /// Compiles the components among `components` that the compile cache lacks, on every
-    /// core at once, and stores them in the cache, so that [`Sandbox::load`] then finds
-    /// them there. A run of many new revisions would otherwise compile them one after
-    /// another on one core. Does nothing without a cache; errors are left for `load` to
-    /// report, in step order and with the revision's name.
-    pub fn precompile(&self, components: &[&[u8]]) {
-        let Some(dir) = self.cache_dir.as_deref() else {
+    /// Prepares the run's components (in step order) before its first step: chooses the
+    /// compiler of those that must be compiled (Winch for a bulk of them, see
+    /// [`Compiler::Auto`]), and starts compiling them into the cache, in the background and
+    /// in step order, so that a run of many new revisions compiles them on every core while
+    /// its first steps run, rather than one after another as their steps come, or all of
+    /// them before the first step. [`Sandbox::load`] waits for a component a worker is
+    /// compiling, and compiles itself one no worker has started. Errors are left for `load`
+    /// to report, in step order and with the revision's name.
+    pub fn precompile(&self, components: Vec<Vec<u8>>) {
+        let dir = self.cache_dir.as_deref();
+        let needs_compiling = |engine: &Engine, bytes: &[u8]| {
+            wasmparser_is_component(bytes)
+                && (bytes.len() as u64) <= self.options.max_component_bytes
+                && dir.is_none_or(|dir| !cache::has_entry(engine, dir, bytes))
+        };
+        // The run's compiler, before a bulk is counted.
+        let mut tier = match &self.winch {
+            Some(winch) if self.options.compiler == Compiler::Winch => winch,
+            _ => &self.cranelift,
+        };
+        let mut missing: Vec<Vec<u8>> = components
+            .into_iter()
+            .filter(|bytes| needs_compiling(&tier.engine, bytes))
+            .collect();
+        if let Some(winch) = &self.winch
+            && self.options.compiler == Compiler::Auto
+            && missing.len() >= BULK_COMPILE
+        {
+            tracing::debug!(
+                "{} component(s) to compile: compiling them with Winch",
+                missing.len()
+            );
+            let prints = missing.iter().map(|b| precompile::fingerprint(b)).collect();
+            let _ = self.bulk.set(prints);
+            missing.retain(|bytes| needs_compiling(&winch.engine, bytes));
+            tier = winch;
+        }
+        let Some(dir) = dir else {
             return;
         };
-        let missing: Vec<&[u8]> = components
-            .iter()
-            .copied()
-            .filter(|bytes| {
-                wasmparser_is_component(bytes)
-                    && (bytes.len() as u64) <= self.options.max_component_bytes
-                    && !cache::has_entry(&self.engine, dir, bytes)
-            })
-            .collect();
         if missing.len() < 2 {
             return;
         }
-        let started = std::time::Instant::now();
-        let threads = std::thread::available_parallelism()
+        let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(missing.len());
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    while let Some(bytes) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let _ = self.compile(Some(dir), bytes);
-                    }
-                });
-            }
-        });
         tracing::debug!(
-            "compiled {} component(s) into the cache on {threads} thread(s) in {} ms",
+            "compiling {} component(s) into the cache with {} in the background on {workers} thread(s)",
             missing.len(),
-            started.elapsed().as_millis()
+            tier.name()
         );
+        let background = Background::start(
+            &tier.engine,
+            dir.to_path_buf(),
+            self.project_root.clone(),
+            missing,
+            workers,
+        );
+        if self.background.set(background).is_err() {
+            // A second call: the first one's queue stays; this one's is dropped (stopped).
+            tracing::debug!("the sandbox is compiling components in the background already");
+        }
+    }
+
+    /// The compiler of a component: Winch's if the run compiles with Winch, or if the
+    /// component is one of a bulk ([`Compiler::Auto`]), else Cranelift's.
+    fn tier_for(&self, bytes: &[u8]) -> &Tier {
+        match &self.winch {
+            Some(winch)
+                if self.options.compiler == Compiler::Winch
+                    || self
+                        .bulk
+                        .get()
+                        .is_some_and(|b| b.contains(&precompile::fingerprint(bytes))) =>
+            {
+                winch
+            }
+            _ => &self.cranelift,
+        }
     }
 
     /// Compiles (or loads from the cache) a component and checks it against the world.
@@ -347,7 +460,36 @@ impl Sandbox {
             reason,
         };
         let started = std::time::Instant::now();
-        let (component, cache) = match self.compile(self.cache_dir.as_deref(), bytes) {
+        let mut tier = self.tier_for(bytes);
+        let claim = self.background.get().map_or(Claim::Load, |b| {
+            b.claim(bytes, self.options.compile_timeout)
+        });
+        let mut compiled = match claim {
+            Claim::Load | Claim::CompiledInBackground => {
+                self.compile(tier, self.cache_dir.as_deref(), bytes)
+            }
+            Claim::TimedOut => Compiled::TimedOut,
+        };
+        let mut fell_back = false;
+        if tier.winch
+            && let Compiled::Done(Err(e)) = &compiled
+        {
+            fell_back = true;
+            // Winch compiles fewer of WebAssembly's proposals than Cranelift: a component
+            // it refuses is compiled with Cranelift, whose error, if any, is the one shown.
+            tracing::debug!(
+                "revision {revision}: Winch cannot compile it ({e:#}); compiling with Cranelift"
+            );
+            tier = &self.cranelift;
+            compiled = self.compile(tier, self.cache_dir.as_deref(), bytes);
+        }
+        let (component, cache) = match compiled {
+            // Found in the cache because a worker compiled it for this run.
+            Compiled::Done(Ok((component, CacheStatus::Hit)))
+                if claim == Claim::CompiledInBackground && !fell_back =>
+            {
+                (component, CacheStatus::Miss)
+            }
             Compiled::Done(Ok(done)) => done,
             Compiled::Done(Err(e)) => {
                 return Err(invalid(format!("not a valid component: {e:#}")).into());
@@ -363,10 +505,19 @@ impl Sandbox {
                 .into());
             }
         };
+        tracing::debug!(
+            "revision {revision}: {} code, {}",
+            tier.name(),
+            match cache {
+                CacheStatus::Hit => "from the cache",
+                CacheStatus::Miss => "compiled in this run",
+                CacheStatus::Disabled | CacheStatus::Reused => "compiled",
+            }
+        );
         let load_time = started.elapsed();
 
         let ty = component.component_type();
-        for (name, _) in ty.imports(&self.engine) {
+        for (name, _) in ty.imports(&tier.engine) {
             let allowed = ALLOWED_IMPORTS.contains(&name) || name.starts_with("wasi:");
             if !allowed {
                 return Err(invalid(format!(
@@ -376,7 +527,7 @@ impl Sandbox {
             }
         }
         for export in ["upgrade", "downgrade"] {
-            let found = ty.exports(&self.engine).any(|(name, item)| {
+            let found = ty.exports(&tier.engine).any(|(name, item)| {
                 name == export && matches!(item.ty, ComponentItem::ComponentFunc(_))
             });
             if !found {
@@ -386,7 +537,7 @@ impl Sandbox {
                 .into());
             }
         }
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+        let pre = tier.linker.instantiate_pre(&component).map_err(|e| {
             invalid(format!(
                 "it does not match the wasmig:migration world: {e:#}"
             ))
@@ -395,18 +546,19 @@ impl Sandbox {
             .map_err(|e| invalid(format!("it does not match the migration world: {e:#}")))?;
         Ok(Loaded {
             pre: Some(pre),
+            engine: tier.engine.clone(),
             cache,
             load_time,
         })
     }
 
-    /// Loads a component from the cache or compiles it, giving up after the compile
-    /// timeout. Cranelift cannot be interrupted, so the compile runs on a thread of its own,
+    /// Loads a component from the cache or compiles it with `tier`'s compiler, giving up
+    /// after the compile timeout. A compiler cannot be interrupted, so the compile runs on a thread of its own,
     /// left to finish in the background when it is given up on (the process ends soon after,
     /// the run having failed).
-    fn compile(&self, dir: Option<&Path>, bytes: &[u8]) -> Compiled {
+    fn compile(&self, tier: &Tier, dir: Option<&Path>, bytes: &[u8]) -> Compiled {
         let (sender, receiver) = std::sync::mpsc::channel();
-        let engine = self.engine.clone();
+        let engine = tier.engine.clone();
         let dir = dir.map(Path::to_path_buf);
         let root = self.project_root.clone();
         let bytes = bytes.to_vec();
@@ -458,7 +610,7 @@ impl Sandbox {
             journal.map(|j| (j, direction_name)),
         )
         .with_rate(rate);
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&loaded.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Ticks until the deadline; set before instantiating (the default of 0 would trap
         // the start function). wasmtime adds this to the current epoch unchecked.

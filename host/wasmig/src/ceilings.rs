@@ -181,6 +181,8 @@ impl Ceilings {
                 VARIABLES[5],
                 origin,
             ),
+            // Not a limit: both compilers are wasmtime's supported ones.
+            compiler: settings.compiler,
         }
     }
 

@@ -236,6 +236,11 @@ pub struct SandboxSettings {
     /// The largest component accepted, in MiB.
     #[serde(default = "default_max_component_mib")]
     pub max_component_mib: u64,
+    /// Which of wasmtime's compilers turns components into native code: `"auto"`
+    /// (Cranelift, or Winch for a run that compiles many new components at once),
+    /// `"cranelift"` or `"winch"`.
+    #[serde(default)]
+    pub compiler: wasmig_sandbox::Compiler,
     /// For batched steps: the most batches one run commits before it stops.
     #[serde(default = "default_max_batches")]
     pub max_batches: u64,
@@ -264,6 +269,7 @@ impl Default for SandboxSettings {
             timeout_secs: default_timeout_secs(),
             compile_timeout_secs: default_compile_timeout_secs(),
             max_component_mib: default_max_component_mib(),
+            compiler: wasmig_sandbox::Compiler::default(),
             max_batches: default_max_batches(),
             batched_timeout_secs: default_batched_timeout_secs(),
         }
@@ -285,6 +291,7 @@ impl SandboxSettings {
             )
             .unwrap_or(Duration::ZERO),
             max_component_bytes: self.max_component_mib.min(1024) * 1024 * 1024,
+            compiler: self.compiler,
         }
     }
 

@@ -300,8 +300,9 @@ impl Run<'_> {
             .find(|c| c.revision == step.revision && c.direction == step.action)
     }
 
-    /// The sandbox, when any step runs a component, with every new component compiled on
-    /// every core before the first step (rather than one after another as their steps come).
+    /// The sandbox, when any step runs a component, with every new component being compiled
+    /// on every core in the background, in step order, while the first steps run (rather
+    /// than one after another as their steps come).
     fn start_sandbox(&self) -> anyhow::Result<Option<std::sync::Arc<Sandbox>>> {
         let components: Vec<&Revision> = self
             .steps
@@ -317,18 +318,14 @@ impl Run<'_> {
             return Ok(Some(std::sync::Arc::clone(shared)));
         }
         let sandbox = new_sandbox(self.project, self.options.use_cache)?;
-        let artifacts: Vec<Artifact> = components
+        let bytes: Vec<Vec<u8>> = components
             .into_iter()
-            .filter_map(|r| revision::read_artifact(r, &self.build_dir).ok())
-            .collect();
-        let bytes: Vec<&[u8]> = artifacts
-            .iter()
-            .filter_map(|a| match a {
-                Artifact::Component { bytes, .. } => Some(bytes.as_slice()),
-                Artifact::Sql { .. } => None,
+            .filter_map(|r| match revision::read_artifact(r, &self.build_dir) {
+                Ok(Artifact::Component { bytes, .. }) => Some(bytes),
+                Ok(Artifact::Sql { .. }) | Err(_) => None,
             })
             .collect();
-        sandbox.precompile(&bytes);
+        sandbox.precompile(bytes);
         Ok(Some(std::sync::Arc::new(sandbox)))
     }
 
