@@ -90,8 +90,6 @@ pub struct Loaded {
     /// The compiled component, linked; created by [`Sandbox::load`], dropped with this handle
     /// or by [`Loaded::release`] (a fleet's memo holds a handle of its own).
     pre: Option<MigrationHostPre<GuestState>>,
-    /// The engine it was compiled for, whose stores run it.
-    engine: Engine,
     /// Whether it came from the cache or was compiled now.
     pub cache: CacheStatus,
     /// Time spent compiling or loading.
@@ -546,7 +544,6 @@ impl Sandbox {
             .map_err(|e| invalid(format!("it does not match the migration world: {e:#}")))?;
         Ok(Loaded {
             pre: Some(pre),
-            engine: tier.engine.clone(),
             cache,
             load_time,
         })
@@ -610,7 +607,13 @@ impl Sandbox {
             journal.map(|j| (j, direction_name)),
         )
         .with_rate(rate);
-        let mut store = Store::new(&loaded.engine, state);
+        // The engine the component was compiled for (Cranelift's or Winch's). A released
+        // component fails the call below; any engine will do for that.
+        let engine = loaded
+            .pre
+            .as_ref()
+            .map_or(&self.cranelift.engine, MigrationHostPre::engine);
+        let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         // Ticks until the deadline; set before instantiating (the default of 0 would trap
         // the start function). wasmtime adds this to the current epoch unchecked.
