@@ -62,9 +62,15 @@ fn files(pairs: &[(&str, String)]) -> Vec<(String, String)> {
 /// compares the real projects' schemas (`import_corpus.rs`).
 pub(crate) async fn schema(db: &TestDb) -> String {
     let url = wasmig::db::DatabaseUrl::parse(&db.url).unwrap();
-    let connected = wasmig::db::connect(&url, "public", None, &Default::default())
-        .await
-        .unwrap();
+    let connected = wasmig::db::connect(
+        &url,
+        "public",
+        None,
+        &Default::default(),
+        wasmig::db::Intent::Read,
+    )
+    .await
+    .unwrap();
     let read = wasmig::db::snapshot::snapshot(connected.as_ref(), "public").await;
     connected.close().await;
     let tools: Vec<&str> = TOOL_TABLES

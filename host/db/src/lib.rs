@@ -904,8 +904,19 @@ pub async fn connect(
     schema: &str,
     role: Option<&str>,
     lock: &LockSettings,
+    intent: Intent,
 ) -> anyhow::Result<Box<dyn Database>> {
-    connect_to(url, schema, role, lock, false).await
+    connect_to(url, schema, role, lock, intent, false).await
+}
+
+/// What a connection is for, so that [`connect`] opens what that needs at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Reads, or work that takes no migration lock.
+    Read,
+    /// A run that takes the migration lock: on PostgreSQL with `lock = "auto"`, the
+    /// lock's probe needs a second connection, which opens beside the first.
+    Lock,
 }
 
 /// As [`connect`], for a target that is one schema of a PostgreSQL database (a fleet's
@@ -921,8 +932,9 @@ pub async fn connect_schema(
     schema: &str,
     role: Option<&str>,
     lock: &LockSettings,
+    intent: Intent,
 ) -> anyhow::Result<Box<dyn Database>> {
-    connect_to(url, schema, role, lock, true).await
+    connect_to(url, schema, role, lock, intent, true).await
 }
 
 async fn connect_to(
@@ -930,6 +942,7 @@ async fn connect_to(
     schema: &str,
     role: Option<&str>,
     lock: &LockSettings,
+    intent: Intent,
     tenant_schema: bool,
 ) -> anyhow::Result<Box<dyn Database>> {
     if tenant_schema && matches!(url, DatabaseUrl::Mysql { .. }) {
@@ -947,7 +960,8 @@ async fn connect_to(
     match url {
         DatabaseUrl::Postgres { .. } => {
             let search_path = tenant_schema.then_some(schema);
-            let mut db = postgres::PgDatabase::connect(url, search_path)
+            let early = intent == Intent::Lock && lock.mode == LockMode::Auto;
+            let mut db = postgres::PgDatabase::connect(url, search_path, early)
                 .await?
                 .in_schema(schema.to_owned())
                 .with_lock(lock.clone());

@@ -151,6 +151,9 @@ pub(crate) struct PgDatabase {
     /// Created by [`PgDatabase::connect`], closed by [`Database::close`]; sessions and
     /// cancellers hold clones (one shared pool).
     pool: PgPool,
+    /// The pool's first connection while it opens, when [`PgDatabase::connect`] opened it
+    /// early: the first [`PgDatabase::acquire`] takes it.
+    first: std::sync::Mutex<Option<FirstConnection>>,
     /// wasmig's own reads, version-table DDL and the migration lock, outside any step's
     /// transaction: the connection [`PgDatabase::connect`] opened to check the server, kept
     /// (one connection, no pool checkout or session reset per read); closed by
@@ -299,8 +302,43 @@ async fn step_in_flight(conn: &mut PgConnection, key: i64) -> String {
     }
 }
 
+/// The pool of the connections that run migrations, opening them lazily with `through`.
+fn pool_with(through: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(10))
+        // A run lasts seconds to hours, not days: a connection the server ended shows at its
+        // next statement, which fails the step like any lost connection. A ping before every
+        // checkout would cost a round trip per step.
+        .test_before_acquire(false)
+        // A connection that cannot be reset is closed rather than handed to the next step.
+        .after_release(|conn, _| {
+            Box::pin(async move { Ok(sqlx::raw_sql(RESET_SESSION).execute(conn).await.is_ok()) })
+        })
+        .connect_lazy_with(through)
+}
+
+/// A pool's first connection opened early ([`PgDatabase::connect`]), given up: waited for
+/// (bounded) and closed, so the server sees the session end rather than a dropped start-up.
+async fn discard(pool: PgPool, first: FirstConnection) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        if let Ok(Ok(conn)) = first.await {
+            let _ = conn.close().await;
+        }
+        pool.close().await;
+    })
+    .await;
+}
+
+/// The pool's first connection, opening in the background ([`PgDatabase::connect`]).
+type FirstConnection =
+    tokio::task::JoinHandle<Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error>>;
+
 impl PgDatabase {
-    /// Connects, checking the server answers before building the pool.
+    /// Connects, checking the server answers before building the pool. With `early`, the
+    /// pool's first connection (the one the `auto` lock's probe needs, then the first
+    /// step's) opens beside the control connection rather than after it: two server
+    /// start-ups at once instead of one after the other.
     ///
     /// # Errors
     /// [`DbError::InvalidUrl`] when sqlx cannot parse the URL, [`DbError::Connect`] when the
@@ -308,6 +346,7 @@ impl PgDatabase {
     pub(crate) async fn connect(
         url: &DatabaseUrl,
         search_path: Option<&str>,
+        early: bool,
     ) -> Result<Self, DbError> {
         let DatabaseUrl::Postgres { url: raw } = url else {
             return Err(DbError::InvalidUrl {
@@ -327,58 +366,73 @@ impl PgDatabase {
         // role's default): what wasmig's parser of a migration's SQL assumes (`pg_parse`).
         // sqlx already asks for client_encoding UTF8.
         options = options.options([("standard_conforming_strings", "on")]);
-        // One direct connection first: the pool retries a refused connection until its
-        // acquire timeout and then reports only "pool timed out", hiding the real cause.
-        let mut probe = options.connect().await.map_err(|source| DbError::Connect {
+        let connect_error = |source| DbError::Connect {
             url: url.to_string(),
             source,
-        })?;
-        // A wasmig killed in the middle of a statement leaves its server session running
-        // it until the server notices the client is gone, which by default is only when it
-        // next writes to the socket. PostgreSQL 14+ can look every second instead, so such a
-        // statement stops (and rolls back) soon after the process dies.
+        };
+        // The pool's connections, which run the migrations, pass through the relay.
+        let relay = relay::Relay::start(&options)
+            .map_err(|e| connect_error(sqlx::Error::Io(e)))?
+            .0;
+        let pool_for = |modern: bool| {
+            let mut pooled = options.clone();
+            // A wasmig killed in the middle of a statement leaves its server session running
+            // it until the server notices the client is gone, which by default is only when
+            // it next writes to the socket. PostgreSQL 14+ can look every second instead, so
+            // such a statement stops (and rolls back) soon after the process dies.
+            if modern {
+                pooled = pooled.options([("client_connection_check_interval", "1000")]);
+            }
+            // A schema target: the migrations' `search_path` is its schema, on every pool
+            // connection from its start (their reset, `RESET ALL`, comes back to it); the
+            // control connection qualifies every name and keeps the server's. A valid
+            // schema name (a lowercase identifier) needs no quoting.
+            if let Some(schema) = search_path {
+                pooled = pooled.options([("search_path", schema)]);
+            }
+            pool_with(relay.through(&pooled))
+        };
+        // Opened early, the pool's first connection cannot wait for the server's version:
+        // it assumes PostgreSQL 14+, as nearly every server is, and is given up (and the
+        // pool made again) when the server turns out older.
+        let early = early.then(|| {
+            let pool = pool_for(true);
+            let first = pool.clone();
+            (pool, tokio::spawn(async move { first.acquire().await }))
+        });
+        // One direct connection first: the pool retries a refused connection until its
+        // acquire timeout and then reports only "pool timed out", hiding the real cause.
+        let probe = options.connect().await.map_err(connect_error);
+        let mut probe = match probe {
+            Ok(probe) => probe,
+            Err(e) => {
+                if let Some((pool, first)) = early {
+                    discard(pool, first).await;
+                }
+                return Err(e);
+            }
+        };
         // (The server reports its version at connect time: no round trip.)
         let modern = probe.server_version_num().is_some_and(|v| v >= 140_000);
         if modern {
-            options = options.options([("client_connection_check_interval", "1000")]);
             // The probe stays as the control connection, idle through long steps: a server
             // idle timeout must not end it half-way.
             sqlx::raw_sql("SET idle_session_timeout = 0")
                 .execute(&mut probe)
                 .await
-                .map_err(|source| DbError::Connect {
-                    url: url.to_string(),
-                    source,
-                })?;
+                .map_err(connect_error)?;
         }
-        // A schema target: the migrations' `search_path` is its schema, on every pool
-        // connection from its start (their reset, `RESET ALL`, comes back to it); the
-        // control connection qualifies every name and keeps the server's. A valid schema
-        // name (a lowercase identifier) needs no quoting.
-        if let Some(schema) = search_path {
-            options = options.options([("search_path", schema)]);
-        }
-        // The pool's connections, which run the migrations, pass through the relay.
-        let (relay, through) = relay::Relay::start(&options).map_err(|e| DbError::Connect {
-            url: url.to_string(),
-            source: sqlx::Error::Io(e),
-        })?;
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(10))
-            // A run lasts seconds to hours, not days: a connection the server ended shows at
-            // its next statement, which fails the step like any lost connection. A ping
-            // before every checkout would cost a round trip per step.
-            .test_before_acquire(false)
-            // A connection that cannot be reset is closed rather than handed to the next step.
-            .after_release(|conn, _| {
-                Box::pin(
-                    async move { Ok(sqlx::raw_sql(RESET_SESSION).execute(conn).await.is_ok()) },
-                )
-            })
-            .connect_lazy_with(through);
+        let (pool, first) = match early {
+            Some((pool, first)) if modern => (pool, Some(first)),
+            Some((pool, first)) => {
+                discard(pool, first).await;
+                (pool_for(false), None)
+            }
+            None => (pool_for(modern), None),
+        };
         Ok(PgDatabase {
             pool,
+            first: std::sync::Mutex::new(first),
             control: Arc::new(tokio::sync::Mutex::new(Some(probe))),
             store: VersionStore::new(Dialect::Postgres, Some(DEFAULT_SCHEMA.to_owned())),
             schema: DEFAULT_SCHEMA.to_owned(),
@@ -402,10 +456,11 @@ impl PgDatabase {
     /// [`wasmig_plan::ConfigError`] naming what the server has; [`DbError`] when it cannot
     /// be asked.
     pub(crate) async fn check_search_path(&self, schema: &str) -> anyhow::Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(|source| DbError::Query {
-            doing: format!("checking the search_path of the schema target {schema}"),
-            source,
-        })?;
+        let mut conn = self
+            .acquire(&format!(
+                "checking the search_path of the schema target {schema}"
+            ))
+            .await?;
         // As the migrations' role, if one is set: `current_schemas` leaves out a schema the
         // role may not use. In a transaction of its own, so the role goes with it.
         let as_role = self
@@ -979,13 +1034,36 @@ impl Database for PgDatabase {
     }
 
     async fn close(&self) {
-        // Back to the pool, which resets it before closing.
-        drop(self.kept.lock().ok().and_then(|mut k| k.take()));
+        // The kept connection, the first one if it was never taken, and the control
+        // connection end together; the kept one without the pool's reset, which ending
+        // the session makes moot.
+        let kept = self.kept.lock().ok().and_then(|mut k| k.take());
+        let first = self.first.lock().ok().and_then(|mut f| f.take());
+        let control = self.control.lock().await.take();
         // Bounded: a server that stopped answering must not keep wasmig from exiting
         // (closing on this side is what ends the sessions then).
-        if let Some(control) = self.control.lock().await.take() {
-            let _ = tokio::time::timeout(CLOSE_WAIT, control.close()).await;
-        }
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            tokio::join!(
+                async {
+                    if let Some(kept) = kept {
+                        let _ = kept.conn.close().await;
+                    }
+                },
+                async {
+                    if let Some(first) = first
+                        && let Ok(Ok(conn)) = first.await
+                    {
+                        let _ = conn.close().await;
+                    }
+                },
+                async {
+                    if let Some(control) = control {
+                        let _ = control.close().await;
+                    }
+                },
+            )
+        })
+        .await;
         if tokio::time::timeout(CLOSE_WAIT, self.pool.close())
             .await
             .is_err()

@@ -102,6 +102,8 @@ enum Upstream {
 pub(crate) struct Relay {
     wires: Wires,
     accept: JoinHandle<()>,
+    /// The socket directory sqlx is given to reach the relay (an abstract address).
+    directory: String,
 }
 
 impl Drop for Relay {
@@ -140,11 +142,22 @@ impl Relay {
         let listener = UnixListener::from_std(listener)?;
         let wires: Wires = Arc::default();
         let accept = tokio::spawn(accept_loop(listener, upstream, Arc::clone(&wires)));
-        let through = options
+        let relay = Relay {
+            wires,
+            accept,
+            directory,
+        };
+        let through = relay.through(options);
+        Ok((relay, through))
+    }
+
+    /// `options` (the same server, other session settings, say), reaching the server
+    /// through this relay.
+    pub(crate) fn through(&self, options: &PgConnectOptions) -> PgConnectOptions {
+        options
             .clone()
-            .socket(&directory)
-            .ssl_mode(sqlx::postgres::PgSslMode::Disable);
-        Ok((Relay { wires, accept }, through))
+            .socket(&self.directory)
+            .ssl_mode(sqlx::postgres::PgSslMode::Disable)
     }
 
     /// What the relay saw on the connection to backend `pid`, if it passes through here.

@@ -181,8 +181,18 @@ pub(crate) struct PgSession {
 }
 
 impl PgDatabase {
-    /// A connection of the pool (reset when it was returned), for `doing`.
+    /// A connection of the pool (reset when it was returned), for `doing`: the first one
+    /// if [`PgDatabase::connect`] opened it early (a new connection; if it failed, the
+    /// pool tries again).
     pub(super) async fn acquire(&self, doing: &str) -> anyhow::Result<PoolConnection<Postgres>> {
+        let first = self.first.lock().ok().and_then(|mut f| f.take());
+        if let Some(first) = first {
+            match first.await {
+                Ok(Ok(conn)) => return Ok(conn),
+                Ok(Err(e)) => tracing::debug!("the pool's first connection failed to open: {e}"),
+                Err(e) => tracing::debug!("the pool's first connection did not open: {e}"),
+            }
+        }
         Ok(self.pool.acquire().await.map_err(|source| DbError::Query {
             doing: doing.into(),
             source,

@@ -386,6 +386,15 @@ impl Migrator {
         &self,
         work: impl AsyncFnOnce(&dyn Database) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
+        self.connected_for(db::Intent::Read, work).await
+    }
+
+    /// [`Migrator::connected`], for work that needs what `intent` says.
+    async fn connected_for<T>(
+        &self,
+        intent: db::Intent,
+        work: impl AsyncFnOnce(&dyn Database) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         let (url, is_default) = self.database_url()?;
         if is_default {
             tracing::info!("no database configured: using the embedded SQLite database {url}");
@@ -395,8 +404,11 @@ impl Migrator {
         let role = self.project.config.role.as_deref();
         let lock = self.project.config.lock_settings()?;
         let db = match &self.options.schema {
-            Some(schema) => db::connect_schema(&url, schema, role, &lock).await?,
-            None => db::connect(&url, &self.project.config.database_schema, role, &lock).await?,
+            Some(schema) => db::connect_schema(&url, schema, role, &lock, intent).await?,
+            None => {
+                let schema = &self.project.config.database_schema;
+                db::connect(&url, schema, role, &lock, intent).await?
+            }
         };
         let result = work(db.as_ref()).await;
         db.close().await;
@@ -439,8 +451,10 @@ impl Migrator {
         work: impl AsyncFnOnce(&dyn Database) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let timeout = self.options.lock_timeout;
-        self.connected(async move |db: &dyn Database| with_lock(db, timeout, work(db)).await)
-            .await
+        self.connected_for(db::Intent::Lock, async move |db: &dyn Database| {
+            with_lock(db, timeout, work(db)).await
+        })
+        .await
     }
 
     /// The steps `direction` to `target` would take (`None`: `head` up, `-1` down),
@@ -519,7 +533,7 @@ impl Migrator {
                 .locked(async |db: &dyn Database| self.run_locked(db, set, direction, target).await)
                 .await;
         }
-        self.connected(async |db: &dyn Database| {
+        self.connected_for(db::Intent::Lock, async |db: &dyn Database| {
             let mut since = std::time::Instant::now();
             let mut told = false;
             loop {

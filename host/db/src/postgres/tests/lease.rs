@@ -57,7 +57,7 @@ async fn a_run_stalled_between_its_record_and_its_commit_cannot_hold_off_a_takeo
     // Another run: it cannot take the row while the step holds it, nor the lease while it
     // is renewed; once the server ends the stalled transaction (after the lease, idle), the
     // lease lapses and the other run takes it over.
-    let other = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(None)).unwrap(), None)
+    let other = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(None)).unwrap(), None, false)
         .await
         .unwrap()
         .with_lock(short_lease());

@@ -60,7 +60,7 @@ impl TestDb {
         let (server, _) = base.rsplit_once('/').unwrap();
         let url = DatabaseUrl::parse(&format!("{server}/{name}")).unwrap();
         TestDb {
-            db: PgDatabase::connect(&url, None).await.unwrap(),
+            db: PgDatabase::connect(&url, None, false).await.unwrap(),
             name,
         }
     }

@@ -176,7 +176,7 @@ async fn what_wasmig_sends(lock: crate::LockMode) -> Vec<String> {
     t.db.lock_settings = settings.clone();
     let lock = t.db.lock(Duration::from_secs(5)).await.unwrap();
     // A second run waiting for the lock, which names its holder.
-    let other = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(None)).unwrap(), None)
+    let other = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(None)).unwrap(), None, false)
         .await
         .unwrap()
         .with_lock(settings);

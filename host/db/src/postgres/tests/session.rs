@@ -533,7 +533,7 @@ async fn session_state_does_not_outlive_its_step() {
 #[tokio::test]
 async fn a_connection_failure_names_the_url_without_its_password() {
     let url = DatabaseUrl::parse("postgres://user:secret@127.0.0.1:1/nothing").unwrap();
-    let err = PgDatabase::connect(&url, None).await.err().unwrap();
+    let err = PgDatabase::connect(&url, None, false).await.err().unwrap();
     assert!(matches!(err, DbError::Connect { .. }));
     let message = err.to_string();
     assert!(

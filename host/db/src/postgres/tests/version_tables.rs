@@ -30,9 +30,13 @@ async fn a_role_that_does_not_own_the_tables_still_runs_and_their_owner_compress
     .unwrap();
     const COMPRESSION: &str = "SELECT attcompression::text FROM pg_attribute
              WHERE attrelid = 'wasmig_artifact'::regclass AND attname = 'component'";
-    let writer = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(Some(&role))).unwrap(), None)
-        .await
-        .unwrap();
+    let writer = PgDatabase::connect(
+        &DatabaseUrl::parse(&t.url_as(Some(&role))).unwrap(),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
     let outcome = writer.ensure_version_tables().await;
     writer.close().await;
     let left: String = sqlx::query_scalar(COMPRESSION)
@@ -81,7 +85,7 @@ async fn runs_creating_the_tables_at_once_wait_for_each_other() {
     let url = DatabaseUrl::parse(&t.url_as(None)).unwrap();
     let mut runs = Vec::new();
     for _ in 0..8 {
-        runs.push(PgDatabase::connect(&url, None).await.unwrap());
+        runs.push(PgDatabase::connect(&url, None, false).await.unwrap());
     }
     let outcomes =
         futures_util::future::join_all(runs.iter().map(|db| db.ensure_version_tables())).await;
@@ -118,9 +122,13 @@ async fn the_tables_are_created_where_advisory_locks_are_refused() {
     .execute(&mut admin)
     .await
     .unwrap();
-    let db = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(Some(&role))).unwrap(), None)
-        .await
-        .unwrap();
+    let db = PgDatabase::connect(
+        &DatabaseUrl::parse(&t.url_as(Some(&role))).unwrap(),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
     let outcome = db.ensure_version_tables().await;
     let heads = db.heads().await;
     db.close().await;
