@@ -277,3 +277,147 @@ async fn check_does_not_count_stamped_revisions_as_verified() {
     );
     db.drop_db().await;
 }
+
+/// The project's checksum memo (`wasmig::memo`), in its compile cache.
+fn memo_file(project: &TestProject) -> std::path::PathBuf {
+    let cache = project.dir.join(".wasmig/cache");
+    let found: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("checksums-") && name.ends_with(".json")
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one memo in {}: {found:?}", cache.display());
+    found.into_iter().next().unwrap()
+}
+
+/// Rewrites `up.sql` with other bytes of the same length, and puts its modification time
+/// back: all that is left to tell is the change time, which no one can set.
+fn rewrite_keeping_size_and_mtime(up: &std::path::Path, text: &str) {
+    let before = std::fs::metadata(up).unwrap();
+    assert_eq!(before.len(), text.len() as u64, "the same size");
+    std::fs::write(up, text).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(up)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    let after = std::fs::metadata(up).unwrap();
+    assert_eq!(
+        (after.len(), after.modified().unwrap()),
+        (before.len(), before.modified().unwrap())
+    );
+}
+
+/// Waits until the revisions' files are old enough for the memo to record them.
+fn let_files_settle() {
+    std::thread::sleep(wasmig::memo::SETTLED + std::time::Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn the_checksum_memo_spares_rehashing_unchanged_files_and_never_hides_a_change() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let a1 = project.sql_revision("a1", "CREATE TABLE t1 (x int);", "DROP TABLE t1;");
+    project.run(&db, &["up"]).success();
+    // Files changed within the settling time are hashed, not recorded.
+    let fresh = project.run(&db, &["up", "-vv"]).success();
+    assert!(
+        fresh
+            .stderr
+            .contains("0 applied revision(s) unchanged since the checksum memo"),
+        "{}",
+        fresh.stderr
+    );
+    let_files_settle();
+    project.run(&db, &["up"]).success();
+    memo_file(&project);
+    let trusted = project.run(&db, &["up", "-vv"]).success();
+    assert!(
+        trusted
+            .stderr
+            .contains("1 applied revision(s) unchanged since the checksum memo"),
+        "{}",
+        trusted.stderr
+    );
+
+    rewrite_keeping_size_and_mtime(&a1.join("up.sql"), "CREATE TABLE t9 (x int);");
+    let refused = project.run(&db, &["up", "-vv"]).fails_with(MODIFIED);
+    assert!(
+        refused
+            .stderr
+            .contains("0 applied revision(s) unchanged since the checksum memo"),
+        "{}",
+        refused.stderr
+    );
+    project.run(&db, &["check"]).fails_with(MODIFIED);
+    // Put back as it was, the revision verifies again, from its bytes.
+    rewrite_keeping_size_and_mtime(&a1.join("up.sql"), "CREATE TABLE t1 (x int);");
+    project.run(&db, &["up"]).success();
+    // Without the compile cache there is no memo: every file is hashed.
+    let uncached = project.run(&db, &["up", "--no-cache", "-vv"]).success();
+    assert!(
+        !uncached.stderr.contains("checksum memo"),
+        "{}",
+        uncached.stderr
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_memo_not_signed_with_the_users_key_is_ignored_and_check_never_reads_one() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let a1 = project.sql_revision("a1", "CREATE TABLE t1 (x int);", "DROP TABLE t1;");
+    project.run(&db, &["up"]).success();
+    let_files_settle();
+    project.run(&db, &["up"]).success();
+    let memo = memo_file(&project);
+    let text = std::fs::read_to_string(&memo).unwrap();
+    let (body, tag) = text.trim_end().rsplit_once('\n').unwrap();
+
+    // Changed, then the memo edited to vouch for the changed file: its tag no longer holds.
+    let up = a1.join("up.sql");
+    std::fs::write(&up, "CREATE TABLE t1 (x bigint);").unwrap();
+    let mut entries: serde_json::Value = serde_json::from_str(body).unwrap();
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(&up).unwrap();
+        let files = entries["a1"]["files"].as_array_mut().unwrap();
+        let file = files
+            .iter_mut()
+            .find(|f| f[0].as_str().unwrap().ends_with("up.sql"))
+            .unwrap();
+        file[1] = serde_json::json!({
+            "dev": meta.dev(), "ino": meta.ino(), "size": meta.size(),
+            "mtime": [meta.mtime(), meta.mtime_nsec()],
+            "ctime": [meta.ctime(), meta.ctime_nsec()],
+        });
+    }
+    let forged = entries.to_string();
+    std::fs::write(&memo, format!("{forged}\n{tag}\n")).unwrap();
+    let refused = project.run(&db, &["up", "-vv"]).fails_with(MODIFIED);
+    assert!(
+        refused.stderr.contains("its tag does not verify"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!db.table_exists("t2").await);
+
+    // Signed with this user's key (which only this user can read), the memo is believed by
+    // `up`; `check` rereads every file all the same.
+    let sealer = wasmig::sandbox::Sealer::new(&project.dir).unwrap();
+    let name = memo.file_name().unwrap().to_string_lossy().into_owned();
+    let signed = hex::encode(sealer.tag(wasmig::memo::LABEL, &name, forged.as_bytes()));
+    std::fs::write(&memo, format!("{forged}\n{signed}\n")).unwrap();
+    project.run(&db, &["up"]).success();
+    let check = project
+        .run(&db, &["check", "--allow-modified", "--json"])
+        .success()
+        .json();
+    assert_eq!(check["applied"]["modified"][0]["revision"], "a1");
+    db.drop_db().await;
+}

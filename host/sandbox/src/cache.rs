@@ -286,6 +286,42 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     options.open(path)?.write_all(bytes)
 }
 
+/// Tags small files wasmig keeps beside the compile cache (the checksum memo of applied
+/// revisions) under the same per-user key as its entries, so that a file the project's
+/// author wrote, or one copied from another project's, does not verify. Each kind of file
+/// has its own label; the tag covers the label, the file's name and its body.
+pub struct Sealer {
+    key: [u8; 32],
+}
+
+impl Sealer {
+    /// The key of a run in `project_root`, made on first use (see [`load_key_at`]).
+    ///
+    /// # Errors
+    /// When the key is unusable: inside the project, not the user's own, open to others.
+    pub fn new(project_root: &Path) -> anyhow::Result<Self> {
+        Ok(Sealer {
+            key: load_key(project_root)?,
+        })
+    }
+
+    /// The tag of `body`, a file named `name`, of the kind `label`.
+    pub fn tag(&self, label: &str, name: &str, body: &[u8]) -> [u8; TAG_LEN] {
+        let mut mac = Hmac::new(&self.key);
+        for part in [label.as_bytes(), name.as_bytes()] {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part);
+        }
+        mac.update(body);
+        mac.finish()
+    }
+
+    /// Whether `tag` is [`Sealer::tag`] of the same (compared without an early exit).
+    pub fn verifies(&self, label: &str, name: &str, body: &[u8], tag: &[u8]) -> bool {
+        same(&self.tag(label, name, body), tag)
+    }
+}
+
 /// HMAC-SHA-256 (RFC 2104) under `key` of the concatenation of `message`.
 #[cfg(test)]
 fn hmac(key: &[u8; 32], message: &[&[u8]]) -> [u8; TAG_LEN] {

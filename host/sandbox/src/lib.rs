@@ -36,7 +36,7 @@ use wasmig_contract::{MigrationHost, MigrationHostPre};
 use wasmig_db::Session;
 use wasmig_plan::graph::Direction;
 
-pub use self::cache::CacheStatus;
+pub use self::cache::{CacheStatus, Sealer};
 pub use self::host::against_deadline;
 
 /// What [`Sandbox::compile`] came to.

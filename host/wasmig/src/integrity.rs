@@ -21,6 +21,7 @@ use crate::config::Project;
 use crate::db::{Database, Event, HistoryEntry, StepRecord, StoredArtifact};
 use crate::error::{GraphError, Modified, ModifiedError};
 use crate::graph::Graph;
+use crate::memo::Memo;
 use crate::revision::{self, Revision};
 
 /// The checksum each revision's files had when it last ran (or was rehashed), from the
@@ -68,9 +69,19 @@ enum Compared {
     Changed(Modified),
 }
 
-/// Compares one revision's files with its recorded checksum.
-fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Compared {
+/// Compares one revision's files with its recorded checksum: from the checksum memo when it
+/// vouches for them, else by reading and hashing them (recording the result in the memo).
+fn compare(
+    revision: &Revision,
+    build_dir: &Path,
+    recorded: &str,
+    mut memo: Option<&mut Memo>,
+) -> Compared {
     let files = files(revision, build_dir);
+    // A copy stored in the database has no files to stamp.
+    if revision.stored.is_some() {
+        memo = None;
+    }
     if revision.manifest.kind.is_built() && revision.stored.is_none() && !files[0].is_file() {
         // Verification runs after any build a command does, so an unbuilt component is one
         // that will not run in this command either.
@@ -81,6 +92,16 @@ fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Compared {
         );
         return Compared::NotBuilt;
     }
+    if let Some(memo) = memo.as_deref_mut()
+        && memo.lookup(revision.id(), &files).as_deref() == Some(recorded)
+    {
+        tracing::trace!(
+            "revision {}: unchanged since the checksum memo recorded it",
+            revision.id()
+        );
+        return Compared::Same;
+    }
+    let looked = memo.as_ref().and_then(|_| Memo::before_reading(&files));
     let (current, unreadable) = match revision::read_artifact(revision, build_dir) {
         Ok(artifact) => (Some(artifact.checksum()), None),
         Err(e) => {
@@ -91,6 +112,9 @@ fn compare(revision: &Revision, build_dir: &Path, recorded: &str) -> Compared {
         }
     };
     if current.as_deref() == Some(recorded) {
+        if let (Some(memo), Some(looked)) = (memo, looked) {
+            memo.record(revision.id(), &files, looked, recorded);
+        }
         return Compared::Same;
     }
     Compared::Changed(Modified {
@@ -116,6 +140,16 @@ pub struct Verification {
     pub modified: Vec<Modified>,
 }
 
+/// Whether [`verify`] may take an unchanged file's checksum from the checksum memo
+/// ([`crate::memo`]) instead of reading and hashing the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reread {
+    /// Trust the memo where it vouches for a file (runs with the compile cache).
+    Changed,
+    /// Read and hash every file (`wasmig check`, `--no-cache`, untrusted mode).
+    All,
+}
+
 /// Checks every applied revision (`applied`, from [`Graph::applied`]) against the checksum
 /// recorded in the history table. With `allow_modified`, warns once per changed revision
 /// and returns them instead of failing.
@@ -129,6 +163,7 @@ pub async fn verify(
     revisions: &[Revision],
     applied: &[String],
     allow_modified: bool,
+    reread: Reread,
 ) -> anyhow::Result<Verification> {
     let mut report = Verification::default();
     if applied.is_empty() {
@@ -137,10 +172,14 @@ pub async fn verify(
     let history = db.history().await?;
     let recorded = recorded_checksums(&history);
     let build_dir = crate::artifact::build_dir(project);
+    let mut memo = match reread {
+        Reread::Changed => Memo::open(project),
+        Reread::All => None,
+    };
     for id in applied {
         let revision = crate::history::find(revisions, id);
         match recorded.get(id.as_str()) {
-            Some(checksum) => match compare(revision, &build_dir, checksum) {
+            Some(checksum) => match compare(revision, &build_dir, checksum, memo.as_mut()) {
                 Compared::Same => report.verified.push(id.clone()),
                 Compared::NotBuilt => report.not_built.push(id.clone()),
                 Compared::Changed(m) => report.modified.push(m),
@@ -152,6 +191,13 @@ pub async fn verify(
                 report.unrecorded.push(id.clone());
             }
         }
+    }
+    if let Some(memo) = memo {
+        tracing::debug!(
+            "{} applied revision(s) unchanged since the checksum memo recorded them",
+            memo.used
+        );
+        memo.save();
     }
     if report.modified.is_empty() {
         tracing::debug!("{} applied revision(s) verified", report.verified.len());

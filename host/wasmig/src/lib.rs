@@ -35,6 +35,7 @@ pub mod import;
 pub mod integrity;
 pub mod jail;
 pub mod lint;
+pub mod memo;
 pub mod migrator;
 pub use wasmig_sandbox::progress;
 pub mod revision;

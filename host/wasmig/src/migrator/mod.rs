@@ -886,12 +886,18 @@ impl Migrator {
         if build && !steps.is_empty() && runner::needs_build(set.revisions(), &steps) {
             crate::artifact::build(&self.project, set.revisions())?;
         }
+        // With the compile cache, an unchanged file's checksum may come from the memo.
+        let reread = match self.options.use_cache && !self.untrusted() {
+            true => integrity::Reread::Changed,
+            false => integrity::Reread::All,
+        };
         integrity::verify(
             &self.project,
             db,
             set.revisions(),
             &applied,
             self.options.allow_modified,
+            reread,
         )
         .await?;
         Ok(Prepared {
@@ -985,12 +991,14 @@ impl Migrator {
                 &crate::artifact::build_dir(&self.project),
             )
             .await?;
+            // `check` is the thorough look: every file read again.
             integrity::verify(
                 &self.project,
                 db,
                 set.revisions(),
                 &applied,
                 self.options.allow_modified,
+                integrity::Reread::All,
             )
             .await
         })
