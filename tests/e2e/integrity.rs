@@ -332,24 +332,29 @@ async fn the_checksum_memo_spares_rehashing_unchanged_files_and_never_hides_a_ch
         "{}",
         fresh.stderr
     );
+    // Settled: a1 is recorded as this run verifies it, b2 as this run applies it.
+    project.sql_revision("b2", "CREATE TABLE t2 (x int);", "DROP TABLE t2;");
     let_files_settle();
     project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
     memo_file(&project);
     let trusted = project.run(&db, &["up", "-vv"]).success();
     assert!(
         trusted
             .stderr
-            .contains("1 applied revision(s) unchanged since the checksum memo"),
+            .contains("2 applied revision(s) unchanged since the checksum memo"),
         "{}",
         trusted.stderr
     );
 
     rewrite_keeping_size_and_mtime(&a1.join("up.sql"), "CREATE TABLE t9 (x int);");
     let refused = project.run(&db, &["up", "-vv"]).fails_with(MODIFIED);
+    // b2 still vouched for; a1 read, and refused.
     assert!(
         refused
             .stderr
-            .contains("0 applied revision(s) unchanged since the checksum memo"),
+            .contains("1 applied revision(s) unchanged since the checksum memo")
+            && refused.stderr.contains("revision a1: changed since it ran"),
         "{}",
         refused.stderr
     );

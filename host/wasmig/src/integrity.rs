@@ -45,7 +45,7 @@ pub fn recorded_checksums(history: &[HistoryEntry]) -> HashMap<&str, &str> {
 }
 
 /// The files a revision's checksum covers.
-fn files(revision: &Revision, build_dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files(revision: &Revision, build_dir: &Path) -> Vec<PathBuf> {
     if revision.stored.is_some() {
         return vec![PathBuf::from(format!(
             "{}/{}",
@@ -140,19 +140,10 @@ pub struct Verification {
     pub modified: Vec<Modified>,
 }
 
-/// Whether [`verify`] may take an unchanged file's checksum from the checksum memo
-/// ([`crate::memo`]) instead of reading and hashing the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reread {
-    /// Trust the memo where it vouches for a file (runs with the compile cache).
-    Changed,
-    /// Read and hash every file (`wasmig check`, `--no-cache`, untrusted mode).
-    All,
-}
-
 /// Checks every applied revision (`applied`, from [`Graph::applied`]) against the checksum
 /// recorded in the history table. With `allow_modified`, warns once per changed revision
-/// and returns them instead of failing.
+/// and returns them instead of failing. With a `memo` ([`crate::memo`]), a file it vouches
+/// for is not read; the files read are recorded in it (the caller saves it).
 ///
 /// # Errors
 /// [`ModifiedError`] naming every changed or unreadable revision; database errors reading
@@ -163,7 +154,7 @@ pub async fn verify(
     revisions: &[Revision],
     applied: &[String],
     allow_modified: bool,
-    reread: Reread,
+    mut memo: Option<&mut Memo>,
 ) -> anyhow::Result<Verification> {
     let mut report = Verification::default();
     if applied.is_empty() {
@@ -172,14 +163,10 @@ pub async fn verify(
     let history = db.history().await?;
     let recorded = recorded_checksums(&history);
     let build_dir = crate::artifact::build_dir(project);
-    let mut memo = match reread {
-        Reread::Changed => Memo::open(project),
-        Reread::All => None,
-    };
     for id in applied {
         let revision = crate::history::find(revisions, id);
         match recorded.get(id.as_str()) {
-            Some(checksum) => match compare(revision, &build_dir, checksum, memo.as_mut()) {
+            Some(checksum) => match compare(revision, &build_dir, checksum, memo.as_deref_mut()) {
                 Compared::Same => report.verified.push(id.clone()),
                 Compared::NotBuilt => report.not_built.push(id.clone()),
                 Compared::Changed(m) => report.modified.push(m),
@@ -197,7 +184,6 @@ pub async fn verify(
             "{} applied revision(s) unchanged since the checksum memo recorded them",
             memo.used
         );
-        memo.save();
     }
     if report.modified.is_empty() {
         tracing::debug!("{} applied revision(s) verified", report.verified.len());

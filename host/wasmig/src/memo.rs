@@ -196,7 +196,7 @@ impl Memo {
 
     /// Writes the memo if this run changed what it holds (an entry recorded, or one no longer
     /// true or applied dropped). A memo that cannot be written is only logged.
-    pub fn save(self) {
+    pub fn save(&self) {
         if self.kept == self.read {
             return;
         }

@@ -21,6 +21,7 @@ use crate::db::{self, Checkpoint, Database, Event, FailedMark, HistoryEntry, Ste
 use crate::error::{ConfigError, FailedError, GraphError, InProgressError, NotFailed};
 use crate::graph::{Direction, Step};
 use crate::integrity::{self, Verification};
+use crate::memo::Memo;
 use crate::revision::{self, RevisionSet};
 use crate::runner::{self, RunOptions, StepReport};
 use wasmig_plan::manifest::TransactionMode;
@@ -606,6 +607,7 @@ impl Migrator {
             workers: self.options.workers.unwrap_or(1),
             // A partitioned step is batched: it never runs statement by statement.
             per_statement: None,
+            memo: None,
         };
         let batches =
             runner::join_partitions(&self.project, db, revision, checkpoint, &options).await?;
@@ -626,7 +628,16 @@ impl Migrator {
         target: &str,
     ) -> anyhow::Result<RunReport> {
         {
-            let prepared = self.prepare(db, set, direction, target, true).await?;
+            let mut prepared = self.prepare(db, set, direction, target, true).await?;
+            let memo = prepared
+                .memo
+                .take()
+                .map(|m| std::sync::Arc::new(std::sync::Mutex::new(m)));
+            let save_memo = || {
+                if let Some(memo) = memo.as_ref().and_then(|m| m.lock().ok()) {
+                    memo.save();
+                }
+            };
             // Created (empty) even when there is nothing to do, so a reader finds it.
             let journal = match &self.options.journal {
                 _ if self.options.capture.is_some() => self.options.capture.clone(),
@@ -641,6 +652,7 @@ impl Migrator {
                 None => None,
             };
             if prepared.steps.is_empty() {
+                save_memo();
                 return Ok(RunReport {
                     direction,
                     heads_before: prepared.heads,
@@ -718,6 +730,7 @@ impl Migrator {
                 sandbox: self.options.sandbox.clone(),
                 workers: self.options.workers.unwrap_or(1),
                 per_statement,
+                memo: memo.clone(),
             };
             let steps = runner::run(
                 &self.project,
@@ -727,7 +740,9 @@ impl Migrator {
                 run_steps,
                 options,
             )
-            .await?;
+            .await;
+            save_memo();
+            let steps = steps?;
             Ok(RunReport {
                 direction,
                 heads_before: prepared.heads,
@@ -887,24 +902,35 @@ impl Migrator {
             crate::artifact::build(&self.project, set.revisions())?;
         }
         // With the compile cache, an unchanged file's checksum may come from the memo.
-        let reread = match self.options.use_cache && !self.untrusted() {
-            true => integrity::Reread::Changed,
-            false => integrity::Reread::All,
+        let mut memo = match self.options.use_cache && !self.untrusted() {
+            true => Memo::open(&self.project),
+            false => None,
         };
-        integrity::verify(
+        let verified = integrity::verify(
             &self.project,
             db,
             set.revisions(),
             &applied,
             self.options.allow_modified,
-            reread,
+            memo.as_mut(),
         )
-        .await?;
+        .await;
+        // Saved whatever the verification found: what it read holds either way.
+        let memo = match verified {
+            Ok(_) => memo,
+            Err(e) => {
+                if let Some(memo) = &memo {
+                    memo.save();
+                }
+                return Err(e);
+            }
+        };
         Ok(Prepared {
             set,
             heads,
             steps,
             checkpoints,
+            memo,
         })
     }
 
@@ -998,7 +1024,7 @@ impl Migrator {
                 set.revisions(),
                 &applied,
                 self.options.allow_modified,
-                integrity::Reread::All,
+                None,
             )
             .await
         })
@@ -1159,6 +1185,9 @@ struct Prepared {
     heads: Vec<String>,
     steps: Vec<Step>,
     checkpoints: Vec<Checkpoint>,
+    /// The checksum memo the verification used, for the run's steps to add to; saved
+    /// when the run ends.
+    memo: Option<Memo>,
 }
 
 /// How often a run with `--workers` that finds the lock held tries it again, looking for

@@ -417,6 +417,7 @@ async fn stair(
                 .per_statement(db, set, steps)
                 .await
                 .map_err(|e| format!("{e:#}"))?,
+            memo: None,
         };
         runner::run(&migrator.project, db, set.revisions(), from, steps, options)
             .await

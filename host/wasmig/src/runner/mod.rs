@@ -118,6 +118,9 @@ pub struct RunOptions {
     /// SQL revisions of this run whose script runs statement by statement under
     /// `execution` (see [`PerStatement`]); `None`: every step as its manifest says.
     pub per_statement: Option<PerStatement>,
+    /// The checksum memo ([`crate::memo`]): each step records what its files hashed to, so
+    /// that the next run need not read them again; `None`: no memo.
+    pub memo: Option<std::sync::Arc<std::sync::Mutex<crate::memo::Memo>>>,
 }
 
 /// SQL revisions run as `transaction = "none"` is, though their manifest asks for one
@@ -373,15 +376,26 @@ struct Prepared {
     loaded: Option<crate::sandbox::Loaded>,
 }
 
-/// Reads a step's artifact and compiles its component.
+/// Reads a step's artifact and compiles its component. With a checksum `memo`, records
+/// what the files read hash to (see [`crate::memo`]).
 fn prepare(
     revision: &Revision,
     step: &Step,
     build_dir: &std::path::Path,
     sandbox: Option<&Sandbox>,
+    memo: Option<&std::sync::Mutex<crate::memo::Memo>>,
 ) -> anyhow::Result<Prepared> {
+    // A copy stored in the database has no files to stamp.
+    let memo = memo.filter(|_| revision.stored.is_none());
+    let files = memo.map(|_| crate::integrity::files(revision, build_dir));
+    let looked = files.as_deref().and_then(crate::memo::Memo::before_reading);
     let mut artifact = revision::read_artifact(revision, build_dir)?;
     let checksum = artifact.checksum();
+    if let (Some(memo), Some(files), Some(looked)) = (memo, &files, looked)
+        && let Ok(mut memo) = memo.lock()
+    {
+        memo.record(&step.revision, files, looked, &checksum);
+    }
     let loaded = match (&artifact, sandbox) {
         (Artifact::Component { path, bytes }, Some(sandbox)) => {
             Some(sandbox.load(&step.revision, path, bytes)?)

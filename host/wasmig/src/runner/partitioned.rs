@@ -566,7 +566,7 @@ pub async fn join(
         Some(shared) => Arc::clone(shared),
         None => Arc::new(new_sandbox(project, options.use_cache)?),
     };
-    let ready = prepare(revision, &step, &build_dir, Some(&sandbox))?;
+    let ready = prepare(revision, &step, &build_dir, Some(&sandbox), None)?;
     let Some(loaded) = &ready.loaded else {
         unreachable!("a partitioned step is a component's")
     };

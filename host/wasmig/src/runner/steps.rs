@@ -342,6 +342,7 @@ impl Run<'_> {
                     step,
                     &self.build_dir,
                     self.sandbox.as_deref(),
+                    self.options.memo.as_deref(),
                 )?));
             }
         }
@@ -365,6 +366,7 @@ impl Run<'_> {
                     step,
                     &self.build_dir,
                     self.sandbox.as_deref(),
+                    self.options.memo.as_deref(),
                 )?,
             };
             // A step of its own in one transaction checks the step before as it begins.
@@ -442,7 +444,13 @@ impl Run<'_> {
                         pause.as_millis()
                     );
                     tokio::time::sleep(pause).await;
-                    ready = prepare(revision, at.step, &self.build_dir, self.sandbox.as_deref())?;
+                    ready = prepare(
+                        revision,
+                        at.step,
+                        &self.build_dir,
+                        self.sandbox.as_deref(),
+                        self.options.memo.as_deref(),
+                    )?;
                     held = None;
                 }
                 other => return other,
