@@ -310,8 +310,17 @@ impl Driver for Control<'_> {
     }
 
     async fn fetch(&mut self, statement: &Statement) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
-        if readable_as_text(statement) && inline_binding_large(statement)?.1.is_empty() {
-            return Driver::fetch(&mut *self.0, statement).await;
+        // Times too: the control connection's `DateStyle` and `TimeZone` are pinned at its
+        // start-up (`PgDatabase::connect`), and no migration runs on it to change them.
+        let text = statement
+            .columns
+            .iter()
+            .all(|k| matches!(k, Kind::Int | Kind::Text | Kind::Time));
+        if text {
+            let (sql, bound) = inline_binding_large(statement)?;
+            if bound.is_empty() {
+                return fetch_text(&mut self.0, sql, statement.columns).await;
+            }
         }
         self.wrapped(async |conn: &mut PgConnection| Driver::fetch(conn, statement).await)
             .await

@@ -402,7 +402,14 @@ impl PgDatabase {
         });
         // One direct connection first: the pool retries a refused connection until its
         // acquire timeout and then reports only "pool timed out", hiding the real cause.
-        let probe = options.connect().await.map_err(connect_error);
+        // It stays as the control connection, which runs no migration's SQL: its times are
+        // written in one format whatever the database's or the role's defaults (startup
+        // options override both; sqlx's start-up asks for the same two), so its reads of
+        // them go by the simple protocol (`bookkeeping::Control`).
+        let control_options = options
+            .clone()
+            .options([("DateStyle", "ISO"), ("TimeZone", "UTC")]);
+        let probe = control_options.connect().await.map_err(connect_error);
         let mut probe = match probe {
             Ok(probe) => probe,
             Err(e) => {

@@ -695,3 +695,52 @@ async fn a_step_recorded_in_one_round_trip_still_names_what_tampered_with_the_ta
     assert_eq!(history[1].revision, hostile);
     let _ = admin.close().await;
 }
+
+#[tokio::test]
+async fn times_read_by_the_simple_protocol_are_exact_whatever_the_date_style() {
+    // wasmig reads its tables' times as text on the control connection, whose `DateStyle`
+    // and `TimeZone` it pins at start-up: a database default (which a migration can set
+    // for the next run) must not change what is read.
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    let start = Utc::now();
+    let mut s = t.session().await;
+    let mut step = record(&[], &[], "a");
+    step.started_at = start;
+    step.finished_at = start + TimeDelta::microseconds(1_234_567);
+    s.record_step(&step).await.unwrap();
+    s.commit().await.unwrap();
+    let settings = [
+        "DateStyle = 'SQL, DMY'",
+        "DateStyle = 'German'",
+        "DateStyle = 'Postgres, YMD'",
+        "TimeZone = 'Asia/Kathmandu'",
+        "TimeZone = 'America/St_Johns'",
+        "IntervalStyle = 'sql_standard'",
+    ];
+    for setting in settings {
+        let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+        let alter = format!("ALTER DATABASE {} SET {setting}", t.name);
+        sqlx::raw_sql(AssertSqlSafe(alter))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let _ = admin.close().await;
+        let db = PgDatabase::connect(&DatabaseUrl::parse(&t.url_as(None)).unwrap(), None, false)
+            .await
+            .unwrap();
+        let history = db.history().await.unwrap();
+        assert_eq!(
+            (
+                history[0].started_at.timestamp_micros(),
+                history[0].finished_at.timestamp_micros()
+            ),
+            (
+                start.timestamp_micros(),
+                start.timestamp_micros() + 1_234_567
+            ),
+            "{setting}"
+        );
+        db.close().await;
+    }
+}
