@@ -405,6 +405,24 @@ pub(crate) fn load_or_compile(
     Ok((component, CacheStatus::Miss))
 }
 
+/// The cache's entry for these component bytes, if there is one and it verifies; `None`
+/// otherwise, saying nothing (the [`load_or_compile`] that follows warns about an entry
+/// that does not verify, and compiles).
+pub(crate) fn load_cached(
+    engine: &Engine,
+    dir: &Path,
+    project_root: &Path,
+    bytes: &[u8],
+) -> Option<Component> {
+    let key = load_key(project_root).ok()?;
+    let name = entry_name(engine, bytes);
+    let path = dir.join(format!("{name}.cwasm"));
+    if !path.is_file() {
+        return None;
+    }
+    load_entry(engine, &key, &name, &path).ok()
+}
+
 /// Whether the cache directory holds an entry for these component bytes (not whether it
 /// verifies: [`load_or_compile`] checks that).
 pub(crate) fn has_entry(engine: &Engine, dir: &Path, bytes: &[u8]) -> bool {

@@ -550,10 +550,18 @@ impl Sandbox {
     }
 
     /// Loads a component from the cache or compiles it with `tier`'s compiler, giving up
-    /// after the compile timeout. A compiler cannot be interrupted, so the compile runs on a thread of its own,
-    /// left to finish in the background when it is given up on (the process ends soon after,
-    /// the run having failed).
+    /// after the compile timeout. A compiler cannot be interrupted, so the compile runs on a
+    /// thread of its own, left to finish in the background when it is given up on (the
+    /// process ends soon after, the run having failed). An entry of the cache that verifies
+    /// is loaded here: mapping it cannot hang, and a thread per step was most of a warm
+    /// load's cost besides the entry's check.
     fn compile(&self, tier: &Tier, dir: Option<&Path>, bytes: &[u8]) -> Compiled {
+        if let Some(dir) = dir
+            && let Some(component) =
+                cache::load_cached(&tier.engine, dir, &self.project_root, bytes)
+        {
+            return Compiled::Done(Ok((component, CacheStatus::Hit)));
+        }
         let (sender, receiver) = std::sync::mpsc::channel();
         let engine = tier.engine.clone();
         let dir = dir.map(Path::to_path_buf);
