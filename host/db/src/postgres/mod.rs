@@ -424,10 +424,15 @@ impl PgDatabase {
         if modern {
             // The probe stays as the control connection, idle through long steps: a server
             // idle timeout must not end it half-way.
-            sqlx::raw_sql("SET idle_session_timeout = 0")
+            let set = sqlx::raw_sql("SET idle_session_timeout = 0")
                 .execute(&mut probe)
-                .await
-                .map_err(connect_error)?;
+                .await;
+            if let Err(e) = set {
+                if let Some((pool, first)) = early {
+                    discard(pool, first).await;
+                }
+                return Err(connect_error(e));
+            }
         }
         let (pool, first) = match early {
             Some((pool, first)) if modern => (pool, Some(first)),
