@@ -93,7 +93,7 @@ fn compare(
         return Compared::NotBuilt;
     }
     if let Some(memo) = memo.as_deref_mut()
-        && memo.lookup(revision.id(), &files).as_deref() == Some(recorded)
+        && memo.vouches(revision.id(), &files, recorded)
     {
         tracing::trace!(
             "revision {}: unchanged since the checksum memo recorded it",
@@ -102,7 +102,8 @@ fn compare(
         return Compared::Same;
     }
     let looked = memo.as_ref().and_then(|_| Memo::before_reading(&files));
-    let (current, unreadable) = match revision::read_artifact(revision, build_dir) {
+    let mut read = Vec::new();
+    let (current, unreadable) = match revision::read_artifact_seen(revision, build_dir, &mut read) {
         Ok(artifact) => (Some(artifact.checksum()), None),
         Err(e) => {
             // The message names the revision already; `Modified` names it once.
@@ -113,7 +114,7 @@ fn compare(
     };
     if current.as_deref() == Some(recorded) {
         if let (Some(memo), Some(looked)) = (memo, looked) {
-            memo.record(revision.id(), &files, looked, recorded);
+            memo.record(revision.id(), &files, looked, &read, recorded);
         }
         return Compared::Same;
     }

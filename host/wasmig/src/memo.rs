@@ -58,8 +58,12 @@ impl Stamp {
     /// `path`'s stamp, symbolic links followed (the file a confined read opens); `None` when
     /// it cannot be read or is not a regular file.
     fn of(path: &Path) -> Option<Stamp> {
+        Stamp::from_metadata(&std::fs::metadata(path).ok()?)
+    }
+
+    /// The stamp in `meta`; `None` for anything but a regular file.
+    fn from_metadata(meta: &std::fs::Metadata) -> Option<Stamp> {
         use std::os::unix::fs::MetadataExt as _;
-        let meta = std::fs::metadata(path).ok()?;
         meta.is_file().then(|| Stamp {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -146,20 +150,22 @@ impl Memo {
         })
     }
 
-    /// The checksum `revision`'s `files` had when the memo recorded them, if each still has
-    /// the stamp it had then.
-    pub fn lookup(&mut self, revision: &str, files: &[PathBuf]) -> Option<String> {
-        let entry = self.read.get(revision)?;
-        let same = entry.files.len() == files.len()
+    /// Whether the memo vouches that `revision`'s `files` hash to `checksum`: it recorded
+    /// that checksum for them, and each still has the stamp it had then.
+    pub fn vouches(&mut self, revision: &str, files: &[PathBuf], checksum: &str) -> bool {
+        let Some(entry) = self.read.get(revision) else {
+            return false;
+        };
+        let same = entry.checksum == checksum
+            && entry.files.len() == files.len()
             && entry.files.iter().zip(files).all(|((name, stamp), path)| {
                 path.to_str() == Some(name.as_str()) && Stamp::of(path) == Some(*stamp)
             });
-        if !same {
-            return None;
+        if same {
+            self.kept.insert(revision.to_owned(), entry.clone());
+            self.used += 1;
         }
-        self.kept.insert(revision.to_owned(), entry.clone());
-        self.used += 1;
-        Some(entry.checksum.clone())
+        same
     }
 
     /// The files' stamps before they are read, for [`Memo::record`].
@@ -169,11 +175,23 @@ impl Memo {
         Some(Looked { at, stamps })
     }
 
-    /// Records that `files`, read after `looked`, hash to `checksum`: if their stamps are
-    /// still those, and settled (see the module's doc).
-    pub fn record(&mut self, revision: &str, files: &[PathBuf], looked: Looked, checksum: &str) {
+    /// Records that `files`, read after `looked`, hash to `checksum`. `read` is what the
+    /// file system said of the descriptors the bytes were read from: only when it, the
+    /// paths before the read and the paths after it all agree were the bytes those of the
+    /// stamped files (a path can be made to name another file between a stat and an open),
+    /// and only settled files are recorded (see the module's doc).
+    pub fn record(
+        &mut self,
+        revision: &str,
+        files: &[PathBuf],
+        looked: Looked,
+        read: &[std::fs::Metadata],
+        checksum: &str,
+    ) {
+        let read: Option<Vec<Stamp>> = read.iter().map(Stamp::from_metadata).collect();
         let now: Option<Vec<Stamp>> = files.iter().map(|f| Stamp::of(f)).collect();
-        if now.as_ref() != Some(&looked.stamps)
+        if read.as_ref() != Some(&looked.stamps)
+            || now.as_ref() != Some(&looked.stamps)
             || !looked.stamps.iter().all(|s| s.settled_at(looked.at))
         {
             return;
@@ -290,6 +308,41 @@ mod tests {
             mtime: (mtime, 0),
             ctime: (ctime, 0),
         }
+    }
+
+    #[test]
+    fn bytes_read_from_another_file_than_the_one_stamped_are_not_recorded() {
+        let dir = std::env::temp_dir().join(format!("wasmig-memo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (stamped, other) = (dir.join("up.sql"), dir.join("decoy.sql"));
+        std::fs::write(&stamped, "CREATE TABLE t (x int);").unwrap();
+        std::fs::write(&other, "CREATE TABLE t (x int);").unwrap();
+        let mut memo = Memo {
+            path: dir.join("checksums-test.json"),
+            root: dir.clone(),
+            sealer: Sealer::new(&dir).unwrap(),
+            read: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            used: 0,
+        };
+        let files = [stamped.clone()];
+        // Looked at as if long after the files settled.
+        let looked = || Looked {
+            at: SystemTime::now() + Duration::from_secs(60),
+            stamps: vec![Stamp::of(&stamped).unwrap()],
+        };
+        // A path swapped between the stat and the open: the descriptor read is the decoy.
+        let decoy = [std::fs::metadata(&other).unwrap()];
+        memo.record("a1", &files, looked(), &decoy, "sum");
+        assert!(memo.kept.is_empty(), "recorded from another file's bytes");
+        let real = [std::fs::metadata(&stamped).unwrap()];
+        memo.record("a1", &files, looked(), &real, "sum");
+        assert_eq!(memo.kept["a1"].checksum, "sum");
+        // The memo vouches only for the checksum it recorded.
+        memo.read = memo.kept.clone();
+        assert!(!memo.vouches("a1", &files, "other"));
+        assert!(memo.vouches("a1", &files, "sum"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

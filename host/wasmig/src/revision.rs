@@ -229,6 +229,16 @@ pub const MAX_COMPONENT_FILE: u64 = 1024 * 1024 * 1024;
 /// build directory for a built component), symbolic links followed: a link out of it is
 /// refused, so a committed `up.sql` that links to a secret does not put it in the database.
 pub fn read_capped(confine: &Path, path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    read_capped_with_metadata(confine, path, cap).map(|(bytes, _)| bytes)
+}
+
+/// [`read_capped`], with what the file system says of the file read (from the descriptor
+/// read, not the path, which may name another file by now).
+pub fn read_capped_with_metadata(
+    confine: &Path,
+    path: &Path,
+    cap: u64,
+) -> std::io::Result<(Vec<u8>, std::fs::Metadata)> {
     use std::io::Read as _;
     // Opened without blocking, then checked: not a FIFO or a device, which would block the
     // read or never end.
@@ -255,7 +265,7 @@ pub fn read_capped(confine: &Path, path: &Path, cap: u64) -> std::io::Result<Vec
     if bytes.len() as u64 > cap {
         return Err(too_big());
     }
-    Ok(bytes)
+    Ok((bytes, metadata))
 }
 
 /// [`read_capped`] of a text file.
@@ -445,9 +455,25 @@ pub fn check_artifact(revision: &Revision, build_dir: &Path) -> Result<(), Confi
 /// # Errors
 /// [`ConfigError`] naming the missing file and what to do (`wasmig build` for Rust).
 pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, ConfigError> {
+    read_artifact_seen(revision, build_dir, &mut Vec::new())
+}
+
+/// [`read_artifact`], appending to `seen` what the file system says of each file read, in
+/// the order of the files a checksum covers (`up.sql`, `down.sql`; or the component), from
+/// the descriptors read (the checksum memo's stamps, `crate::memo`). Nothing for a stored
+/// revision.
+///
+/// # Errors
+/// As [`read_artifact`].
+pub fn read_artifact_seen(
+    revision: &Revision,
+    build_dir: &Path,
+    seen: &mut Vec<std::fs::Metadata>,
+) -> Result<Artifact, ConfigError> {
     if let Some(stored) = &revision.stored {
         return Ok(stored.clone());
     }
+    let seen = std::cell::RefCell::new(seen);
     let read = |path: &Path, next: Option<wasmig_plan::NextStep>, cap: u64| {
         // A revision's files stay in the versions directory; a built component in the
         // build directory.
@@ -456,14 +482,17 @@ pub fn read_artifact(revision: &Revision, build_dir: &Path) -> Result<Artifact, 
         } else {
             revision.dir.parent().unwrap_or(&revision.dir)
         };
-        read_capped(confine, path, cap).map_err(|e| ConfigError {
-            message: format!(
-                "revision {}: cannot read {}: {e}",
-                revision.id(),
-                path.display(),
-            ),
-            next,
-        })
+        let (bytes, metadata) =
+            read_capped_with_metadata(confine, path, cap).map_err(|e| ConfigError {
+                message: format!(
+                    "revision {}: cannot read {}: {e}",
+                    revision.id(),
+                    path.display(),
+                ),
+                next,
+            })?;
+        seen.borrow_mut().push(metadata);
+        Ok(bytes)
     };
     match revision.manifest.kind {
         Kind::Sql => {

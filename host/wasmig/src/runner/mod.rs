@@ -389,12 +389,13 @@ fn prepare(
     let memo = memo.filter(|_| revision.stored.is_none());
     let files = memo.map(|_| crate::integrity::files(revision, build_dir));
     let looked = files.as_deref().and_then(crate::memo::Memo::before_reading);
-    let mut artifact = revision::read_artifact(revision, build_dir)?;
+    let mut read = Vec::new();
+    let mut artifact = revision::read_artifact_seen(revision, build_dir, &mut read)?;
     let checksum = artifact.checksum();
     if let (Some(memo), Some(files), Some(looked)) = (memo, &files, looked)
         && let Ok(mut memo) = memo.lock()
     {
-        memo.record(&step.revision, files, looked, &checksum);
+        memo.record(&step.revision, files, looked, &read, &checksum);
     }
     let loaded = match (&artifact, sandbox) {
         (Artifact::Component { path, bytes }, Some(sandbox)) => {
