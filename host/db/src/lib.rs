@@ -551,6 +551,16 @@ pub trait Session: GuestSql {
         None
     }
 
+    /// Runs a SQL revision's script as [`GuestSql::batch`] does, when the runner sends
+    /// nothing else before it records the step ([`Session::finish_step`]). PostgreSQL sends
+    /// what its record needs first in the same message, after the script (wasmig's own
+    /// limits, the record's savepoint, the server's word on the statements prepared on the
+    /// session): one round trip less a step. Any other statement sent before the record
+    /// makes the record ask again.
+    async fn batch_then_record(&mut self, script: &str) -> SqlResult<()> {
+        self.batch(script).await
+    }
+
     /// Sets PostgreSQL's `lock_timeout` / `statement_timeout` for the rest of this
     /// transaction (`None`: the server's setting). SQLite has neither: the runner refuses
     /// them there before any step runs.

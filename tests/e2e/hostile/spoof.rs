@@ -169,3 +169,63 @@ async fn a_migrations_client_encoding_does_not_change_what_wasmig_records() {
     assert!(!db.table_exists("t").await);
     db.drop_db().await;
 }
+
+/// A script that ends inside a string, a quoted name, a comment or a dollar quote cannot
+/// take in the statements wasmig sends after it in the same message (what the step's
+/// record needs first: its limits, its savepoint, the server's word on the statements
+/// prepared on the session): PostgreSQL's parser refuses it before anything is sent (the
+/// server's own reading of such a message is tested in the backend's tests), the step
+/// fails, and nothing of it runs or is recorded. A script that ends in a `--` comment with
+/// no line break, or without its last `;`, runs and is recorded.
+#[tokio::test]
+async fn a_script_left_open_cannot_take_in_what_wasmig_sends_after_it() {
+    const MIGRATION_FAILED: i32 = 6;
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let b2 = project.sql_revision("b2", "SELECT 1;", "SELECT 1;");
+    project.run(&db, &["up", "a1"]).success();
+    let open = [
+        ("'", "unterminated quoted string"),
+        ("E'\\", "unterminated quoted string"),
+        ("U&'", "unterminated quoted string"),
+        ("\"", "unterminated quoted identifier"),
+        ("/*", "unterminated /* comment"),
+        ("/* /* */", "unterminated /* comment"),
+        ("$$", "unterminated dollar-quoted string"),
+        ("$q$ ' $$", "unterminated dollar-quoted string"),
+        // An odd quote then ours: what follows our last quote is left open.
+        ("' ' '", "unterminated quoted string"),
+    ];
+    // And a large script (judged a statement at a time) ending open.
+    let large = "SELECT 1;\n".repeat(30_000);
+    let open = open
+        .map(|(end, error)| (end.to_owned(), error))
+        .into_iter()
+        .chain([(
+            format!("1;\n{large}SELECT 'open"),
+            "unterminated quoted string",
+        )]);
+    for (end, error) in open {
+        let script = format!("INSERT INTO t VALUES (1);\nSELECT {end}");
+        std::fs::write(b2.join("up.sql"), &script).unwrap();
+        let run = project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
+        assert!(run.stderr.contains(error), "{end}: {}", run.stderr);
+        assert_eq!(db.heads().await, ["a1"], "{end}");
+        assert_eq!(db.history().await, ["upgrade:a1"], "{end}");
+        assert_eq!(db.count("SELECT count(*) FROM t").await, 0, "{end}");
+    }
+    // Each runs, recorded: the second after the first was taken down (its rows stay).
+    for (rows, end) in [(1, "SELECT 1 -- the end, no line break"), (2, "SELECT 1")] {
+        std::fs::write(
+            b2.join("up.sql"),
+            format!("INSERT INTO t VALUES (1);\n{end}"),
+        )
+        .unwrap();
+        project.run(&db, &["up"]).success();
+        assert_eq!(db.heads().await, ["b2"], "{end}");
+        assert_eq!(db.count("SELECT count(*) FROM t").await, rows, "{end}");
+        project.run(&db, &["down", "a1"]).success();
+    }
+    db.drop_db().await;
+}

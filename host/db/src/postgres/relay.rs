@@ -61,6 +61,9 @@ pub(crate) struct Wire {
     status: AtomicU8,
     /// How many statements completed with a tag of transaction control.
     transaction_tags: AtomicU64,
+    /// How many `ReadyForQuery` messages came: one ends every exchange, so an unchanged
+    /// count says nothing was sent on the connection in between.
+    ready: AtomicU64,
     /// How many messages over [`MESSAGE_LIMIT`] were dropped.
     refused: AtomicU64,
 }
@@ -77,6 +80,12 @@ impl Wire {
     /// How many statements so far completed with a tag of transaction control.
     pub(crate) fn transaction_tags(&self) -> u64 {
         self.transaction_tags.load(Ordering::SeqCst)
+    }
+
+    /// How many `ReadyForQuery` messages came so far: while it stays the same, nothing was
+    /// sent on the connection.
+    pub(crate) fn ready(&self) -> u64 {
+        self.ready.load(Ordering::SeqCst)
     }
 
     /// How many messages over [`MESSAGE_LIMIT`] were dropped so far.
@@ -443,6 +452,7 @@ impl Reader {
                 if let Some(&status) = body.first() {
                     self.wire.status.store(status, Ordering::SeqCst);
                 }
+                self.wire.ready.fetch_add(1, Ordering::SeqCst);
             }
             b'C' => {
                 let tag = body.strip_suffix(b"\0").unwrap_or(body);

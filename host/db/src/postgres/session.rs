@@ -172,12 +172,27 @@ pub(crate) struct PgSession {
     /// Whether a lazy commit of this run is not yet known to be on disk
     /// (`PgDatabase::unflushed`).
     unflushed: super::Unflushed,
+    /// What [`Session::batch_then_record`] sent after the step's script, for the record to
+    /// take instead of asking again ([`Prelude`]).
+    prelude: Option<Prelude>,
     /// What the relay saw on this connection (`None`: it does not pass through the relay).
     wire: Option<Arc<Wire>>,
     /// The relay's count of transaction-control tags once this transaction had begun (and
     /// after each of wasmig's own `ROLLBACK TO SAVEPOINT`s): any other is a statement that
     /// ended or began a transaction ([`Session::transaction_ended`]).
     tags: u64,
+}
+
+/// What the message of a SQL revision's script sent after the script
+/// ([`PgSession::prelude_suffix`]): wasmig's own limits set, the record's savepoint made,
+/// and whether the server then said that sqlx's statements are intact
+/// ([`PgSession::own_statements_intact`]). The record takes it in place of the message it
+/// would send for the same, while the relay has seen no exchange since (`ready`, its count
+/// of `ReadyForQuery` then): anything sent in between, and the record asks again.
+#[derive(Debug, Clone, Copy)]
+struct Prelude {
+    intact: bool,
+    ready: u64,
 }
 
 impl PgDatabase {
@@ -338,6 +353,7 @@ impl PgDatabase {
             records_inline: false,
             kept: self.kept.clone(),
             lazy_commit: false,
+            prelude: None,
             unflushed: self.unflushed.clone(),
             canceller: Arc::new(PgCanceller {
                 pool: self.pool.clone(),
@@ -426,37 +442,44 @@ impl PgSession {
         }
         let doing = format!("recording {}", finished.record.revision);
         let statement = self.store.guarded_finish(finished, &checks);
-        let limits = self.record_limits();
-        // Kept prepared under the advisory lock only: it holds a server session of its own
-        // (no pooler in transaction mode between), where a statement prepared in one step
-        // is still there in the next.
-        let prepare = !self.records_inline
-            && self
-                .lock_holder
-                .as_ref()
-                .is_some_and(super::lease_lock::Holder::is_session);
-        // wasmig's own limits in a message of their own, before the record: the server arms
-        // a message's statement timeout as it begins, with the value in force then, and a
-        // migration's `SET statement_timeout = '1ms'` would otherwise be armed while the
-        // long record is parsed (cancelled "due to user request" once the timer, fired,
-        // finds itself switched off). With them, when the record is to run prepared, the
-        // server's word on the statements prepared on the session ([`PREPARED_BY_SQLX`]).
-        let own = format!(
-            "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{limits}{}",
-            if prepare { PREPARED_BY_SQLX } else { "" }
-        );
-        let own = if prepare {
-            last_row(self.conn(), own).await.map(Some)
+        let prepare = self.prepares_record();
+        // What the script's message already sent ([`Prelude`]), when nothing was sent
+        // since; else wasmig's own limits in a message of their own, before the record:
+        // the server arms a message's statement timeout as it begins, with the value in
+        // force then, and a migration's `SET statement_timeout = '1ms'` would otherwise be
+        // armed while the long record is parsed (cancelled "due to user request" once the
+        // timer, fired, finds itself switched off). With them, when the record is to run
+        // prepared, the server's word on the statements prepared on the session
+        // ([`PREPARED_BY_SQLX`]).
+        let prelude = self.prelude.take().filter(|prelude| {
+            prepare
+                && self
+                    .wire
+                    .as_ref()
+                    .is_some_and(|w| w.ready() == prelude.ready)
+        });
+        let own = if let Some(prelude) = prelude {
+            Ok(prelude.intact)
+        } else if prepare {
+            let own = format!(
+                "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{}{PREPARED_BY_SQLX}",
+                self.record_limits()
+            );
+            match last_row(self.conn(), own).await {
+                Ok(row) => Ok(self.own_statements_intact(&row).unwrap_or(false)),
+                Err(e) => Err(e),
+            }
         } else {
+            let own = format!(
+                "SAVEPOINT {FINISH_SAVEPOINT}; {OWN_LIMITS}{}",
+                self.record_limits()
+            );
             let own = sqlx::raw_sql(AssertSqlSafe(own)).execute(self.conn()).await;
-            own.map(|_| None)
+            own.map(|_| false)
         };
         let recorded = match own {
             Err(e) => Err(e),
-            Ok(row) => {
-                let intact = row
-                    .as_ref()
-                    .is_some_and(|row| self.own_statements_intact(row).unwrap_or(false));
+            Ok(intact) => {
                 if prepare && !intact {
                     // A statement of sqlx's name made by SQL, or one of sqlx's gone: sqlx's
                     // cache no longer says what runs under its names. Forgotten, and the
@@ -541,6 +564,42 @@ impl PgSession {
         let by_protocol: i64 = row.try_get(1)?;
         let cached = self.conn().cached_statements_size();
         Ok(by_sql == 0 && usize::try_from(by_protocol).ok() == Some(cached))
+    }
+
+    /// How many exchanges (each ended by a `ReadyForQuery`) the relay saw on this session's
+    /// connection so far; `None` when it does not pass through the relay.
+    #[cfg(test)]
+    pub(super) fn exchanges(&self) -> Option<u64> {
+        self.wire.as_ref().map(|w| w.ready())
+    }
+
+    /// Whether the step's record runs as a statement kept prepared on the session: under
+    /// the advisory lock only, which holds a server session of its own (no pooler in
+    /// transaction mode between), where a statement prepared in one step is still there in
+    /// the next.
+    fn prepares_record(&self) -> bool {
+        !self.records_inline
+            && self
+                .lock_holder
+                .as_ref()
+                .is_some_and(super::lease_lock::Holder::is_session)
+    }
+
+    /// What [`Session::batch_then_record`] sends after a script, in its message: wasmig's
+    /// own limits first (the statement timeout the script set, armed for each statement
+    /// of a message as it begins, then holds only that `SET`; the message itself was read
+    /// under the step's own), the record's savepoint, and [`PREPARED_BY_SQLX`].
+    ///
+    /// It begins a statement of its own whatever the script's end (a line break ends a
+    /// `--` comment, the `;` a statement left open), and holds nothing that could end a
+    /// string, identifier or comment the script left open without opening another: no
+    /// `$`, `"`, `\`, `*/`, and its quotes in pairs. A script left open that way makes
+    /// the whole message fail to parse, before anything of it runs.
+    pub(super) fn prelude_suffix(&self) -> String {
+        format!(
+            "\n;{OWN_LIMITS}SAVEPOINT {FINISH_SAVEPOINT}; {}{PREPARED_BY_SQLX}",
+            self.record_limits()
+        )
     }
 
     /// `RELEASE SAVEPOINT` of the record, to begin the next message wasmig sends, when a
@@ -1068,6 +1127,31 @@ impl Session for PgSession {
             .is_some_and(|wire| wire.status() == Some(b'I') || wire.transaction_tags() != self.tags)
     }
 
+    async fn batch_then_record(&mut self, script: &str) -> SqlResult<()> {
+        tx_control::check(script, Dialect::Postgres, &self.policy)?;
+        self.enter_role().await?;
+        if crate::pg_parse::split_first(script) {
+            self.standard_strings().await?;
+        }
+        // Only where the record will take it: prepared, its checks in its statement (not
+        // in the migration's role), the relay there to say that nothing came between.
+        let wire = self.wire.clone();
+        let Some(wire) = wire.filter(|_| self.prepares_record() && self.checks().is_some()) else {
+            self.run_script(script.to_owned()).await?;
+            return self.forget_statements().await;
+        };
+        let message = format!("{script}{}", self.prelude_suffix());
+        let row = last_row(self.conn(), message).await.map_err(sql_error)?;
+        let intact = self.own_statements_intact(&row).unwrap_or(false);
+        // A script is where migrations put their DDL.
+        self.forget_statements().await?;
+        self.prelude = Some(Prelude {
+            intact,
+            ready: wire.ready(),
+        });
+        Ok(())
+    }
+
     async fn transaction_intact(&mut self) -> anyhow::Result<bool> {
         let query_error = |source| DbError::Query {
             doing: "checking the transaction id".into(),
@@ -1276,8 +1360,16 @@ async fn last_row(
     conn: &mut PgConnection,
     sql: String,
 ) -> Result<sqlx::postgres::PgRow, sqlx::Error> {
-    let rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(conn).await?;
-    rows.into_iter().last().ok_or(sqlx::Error::RowNotFound)
+    // Streamed: the rows of a migration's script before wasmig's own statement are read
+    // and dropped one at a time, as `execute` does, never held together.
+    let mut last = None;
+    let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(conn);
+    while let Some(item) = results.try_next().await? {
+        if let sqlx::Either::Right(row) = item {
+            last = Some(row);
+        }
+    }
+    last.ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Owned SQL text for sqlx (the guest's SQL is as trusted as a migration file).

@@ -872,10 +872,15 @@ impl Run<'_> {
                 };
                 let started = Instant::now();
                 // With a journal, the rows of each statement too (the same one message).
+                // Else, outside a dry run (which observes the step before it rolls it
+                // back), the record follows at once: the backend may send what it needs
+                // first with the script.
+                let dry_run = self.options.dry_run;
                 let run = async {
                     match journal {
                         Some(_) => session.batch_counted(script).await,
-                        None => session.batch(script).await.map(|()| Vec::new()),
+                        None if dry_run => session.batch(script).await.map(|()| Vec::new()),
+                        None => session.batch_then_record(script).await.map(|()| Vec::new()),
                     }
                 };
                 let (outcome, counts) =

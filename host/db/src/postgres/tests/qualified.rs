@@ -252,6 +252,24 @@ async fn what_wasmig_sends(lock: crate::LockMode) -> Vec<String> {
     s.reset_session().await.unwrap();
     s.commit().await.unwrap();
 
+    // A SQL revision's script, with what its record needs sent after it in its message
+    // (checked apart from the script: see `ours`), then the record.
+    let mut s = t.session().await;
+    s.batch_then_record("/* guest */ SELECT 3").await.unwrap();
+    s.finish_step(&FinishedStep {
+        record: StepRecord {
+            remove: &a,
+            add: &a,
+            ..record
+        },
+        artifact: Some(&stored),
+        clear_checkpoint: false,
+        expected: Some(&expected.after(&none, &a)),
+    })
+    .await
+    .unwrap();
+    s.rollback().await.unwrap();
+
     let mut s = t.session().await;
     let mark = FailedMark {
         revision: "b".into(),
@@ -314,13 +332,23 @@ async fn every_name_in_wasmigs_own_statements_is_qualified() {
     // Under each kind of lock (`auto` finds the advisory lock on a direct connection).
     let mut sent = what_wasmig_sends(crate::LockMode::Auto).await;
     sent.extend(what_wasmig_sends(crate::LockMode::Lease).await);
-    let ours: Vec<&String> = sent
+    // A guest's script may carry wasmig's statements after it, on a line of their own
+    // (`batch_then_record`): those are checked.
+    let ours: Vec<&str> = sent
         .iter()
-        .filter(|s| !s.contains("/* guest */"))
+        .filter_map(|s| match s.split_once("/* guest */") {
+            None => Some(s.as_str()),
+            Some((_, guest)) => guest.split_once("\n;").map(|(_, ours)| ours),
+        })
         // The harness's, not wasmig's.
         .filter(|s| !s.starts_with("CREATE DATABASE") && !s.starts_with("DROP DATABASE"))
         .collect();
     assert!(ours.len() > 20, "the log was captured: {sent:#?}");
+    assert!(
+        sent.iter()
+            .any(|s| s.starts_with("/* guest */ SELECT 3\n;")),
+        "a script carried wasmig's statements: {sent:#?}"
+    );
     let mut findings = Vec::new();
     for sql in &ours {
         let names = unqualified(sql);

@@ -7,7 +7,7 @@
 use chrono::{TimeDelta, Utc};
 
 use super::*;
-use crate::{Checkpoint, FinishedStep, StepRecord, StoredArtifact};
+use crate::{Checkpoint, Expected, FinishedStep, GuestSql as _, StepRecord, StoredArtifact};
 
 #[tokio::test]
 async fn a_role_that_does_not_own_the_tables_still_runs_and_their_owner_compresses() {
@@ -743,4 +743,141 @@ async fn times_read_by_the_simple_protocol_are_exact_whatever_the_date_style() {
         );
         db.close().await;
     }
+}
+
+/// A SQL revision's script carries what its step's record needs first (wasmig's limits,
+/// the record's savepoint, the server's word on sqlx's statements): with the record
+/// prepared, the script and the record are two exchanges, not three. Anything sent after
+/// the script (a statement of the migration's) makes the record ask again, and each step
+/// is recorded either way.
+#[tokio::test]
+async fn a_scripts_message_carries_what_its_record_needs_unless_something_came_between() {
+    let t = TestDb::new().await;
+    let lock = t.db.lock(Duration::from_secs(5)).await.unwrap();
+    t.db.ensure_version_tables().await.unwrap();
+    let now = Utc::now();
+    let mut expected = Expected::default();
+    let mut heads: Vec<String> = Vec::new();
+    // (revision, script, a statement sent after it, the exchanges from the script to the
+    // record's end, that statement's left out). The first step prepares the record: one
+    // exchange more.
+    let steps = [
+        ("a", "CREATE TABLE t (n int)", None, 3),
+        ("b", "INSERT INTO t VALUES (1)", None, 2),
+        (
+            "c",
+            "SELECT n FROM t; SELECT 1 -- no line break at the end",
+            None,
+            2,
+        ),
+        // The statement after the script is the migration's, cleared at the next script
+        // (which then prepares the record again).
+        (
+            "d",
+            "INSERT INTO t VALUES (2)",
+            Some("INSERT INTO t VALUES (3)"),
+            3,
+        ),
+    ];
+    for (revision, script, after, exchanges) in steps {
+        let mut s = t.db.begin_session().await.unwrap();
+        let before = s.exchanges().expect("through the relay");
+        s.batch_then_record(script).await.unwrap();
+        let mut between = 0;
+        if let Some(sql) = after {
+            let at = s.exchanges().unwrap();
+            s.execute(sql, &[]).await.unwrap();
+            between = s.exchanges().unwrap() - at;
+        }
+        let add = [text(revision)];
+        let finished = FinishedStep {
+            record: StepRecord {
+                remove: &heads,
+                add: &add,
+                revision,
+                direction: crate::Event::Upgrade,
+                checksum: "c1",
+                started_at: now,
+                finished_at: now,
+                error: None,
+                sqlstate: None,
+            },
+            artifact: None,
+            clear_checkpoint: false,
+            expected: Some(&expected),
+        };
+        assert!(s.finish_step(&finished).await.unwrap(), "{revision}");
+        assert_eq!(
+            s.exchanges().unwrap() - before - between,
+            exchanges,
+            "{revision}: the exchanges from the script to the record's end"
+        );
+        Box::new(s).commit().await.unwrap();
+        expected = expected.after(&heads, &add);
+        heads = add.to_vec();
+    }
+    assert_eq!(t.db.heads().await.unwrap(), ["d"]);
+    assert_eq!(t.db.history_len().await.unwrap(), 4);
+    let mut s = t.session().await;
+    assert_eq!(
+        format!("{:?}", scalar(&mut *s, "SELECT count(*) FROM t", &[]).await),
+        format!("{:?}", Value::Int64(3))
+    );
+    s.rollback().await.unwrap();
+    lock.release().await.unwrap();
+    t.db.close().await;
+}
+
+/// The server's own reading of a script left open followed by what wasmig sends after it
+/// ([`PgSession::prelude_suffix`]): whatever the script left open (a string, a quoted name,
+/// a comment, a dollar quote), the message does not parse, so nothing of it runs. wasmig's
+/// parser refuses such a script before it is sent; this is the line behind it.
+#[tokio::test]
+async fn a_script_left_open_cannot_parse_with_what_wasmig_sends_after_it() {
+    let t = TestDb::new().await;
+    let lock = t.db.lock(Duration::from_secs(5)).await.unwrap();
+    t.db.ensure_version_tables().await.unwrap();
+    let mut s = t.db.begin_session().await.unwrap();
+    s.run_script("CREATE TABLE t (n int)".into()).await.unwrap();
+    Box::new(s).commit().await.unwrap();
+    let open = [
+        "'", "E'\\", "U&'", "\"", "/*", "/* /* */", "$$", "$q$ ' $$", "' ' '", "'''",
+    ];
+    for end in open {
+        let mut s = t.db.begin_session().await.unwrap();
+        let suffix = s.prelude_suffix();
+        assert!(
+            !suffix.contains(['$', '"', '\\']) && !suffix.contains("*/"),
+            "{suffix}"
+        );
+        assert_eq!(suffix.matches('\'').count() % 2, 0, "{suffix}");
+        let message = format!(
+            "INSERT INTO t VALUES (1);\nSELECT {end}{}",
+            s.prelude_suffix()
+        );
+        let e = s
+            .run_script(message)
+            .await
+            .expect_err(&format!("a script ending {end} ran"));
+        assert_eq!(e.code, "42601", "{end}: {}", e.message);
+        Box::new(s).rollback().await.unwrap();
+    }
+    // Ends that close: the message runs, the suffix with it.
+    for end in ["1 -- a comment with no line break", "1", "1;", "'a''b'"] {
+        let mut s = t.db.begin_session().await.unwrap();
+        let message = format!(
+            "INSERT INTO t VALUES (1);\nSELECT {end}{}",
+            s.prelude_suffix()
+        );
+        s.run_script(message).await.unwrap();
+        Box::new(s).commit().await.unwrap();
+    }
+    let mut s = t.session().await;
+    assert_eq!(
+        format!("{:?}", scalar(&mut *s, "SELECT count(*) FROM t", &[]).await),
+        format!("{:?}", Value::Int64(4))
+    );
+    s.rollback().await.unwrap();
+    lock.release().await.unwrap();
+    t.db.close().await;
 }
