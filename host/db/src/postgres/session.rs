@@ -1189,21 +1189,23 @@ impl Session for PgSession {
         lock: Option<Duration>,
         statement: Option<Duration>,
     ) -> anyhow::Result<()> {
+        // Both in one message, one round trip. Like SET LOCAL: gone at commit or rollback.
+        // `None` restores the default (a second step of one --atomic transaction must not
+        // inherit the first's).
+        let mut sql = String::new();
         for (name, value) in [("lock_timeout", lock), ("statement_timeout", statement)] {
-            // Like SET LOCAL: gone at commit or rollback. `None` restores the default (a
-            // second step of one --atomic transaction must not inherit the first's).
-            let sql = match value {
-                Some(d) => format!("SET LOCAL {name} = '{}ms'", d.as_millis().max(1)),
-                None => format!("SET LOCAL {name} TO DEFAULT"),
-            };
-            sqlx::raw_sql(AssertSqlSafe(sql))
-                .execute(self.conn())
-                .await
-                .map_err(|source| DbError::Query {
-                    doing: format!("setting {name}"),
-                    source,
-                })?;
+            sql.push_str(&match value {
+                Some(d) => format!("SET LOCAL {name} = '{}ms'; ", d.as_millis().max(1)),
+                None => format!("SET LOCAL {name} TO DEFAULT; "),
+            });
         }
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "setting the step's lock_timeout and statement_timeout".into(),
+                source,
+            })?;
         Ok(())
     }
 

@@ -658,3 +658,49 @@ async fn a_commit_is_lazy_only_when_asked_and_a_flush_follows_a_lazy_one() {
     // Nothing to flush: no round trip, and no error.
     t.db.flush().await.unwrap();
 }
+
+/// A step's `lock_timeout` and `statement_timeout` are set in one exchange, for its
+/// transaction only, and `None` puts back the server's default.
+#[tokio::test]
+async fn a_steps_timeouts_are_set_together_for_its_transaction_only() {
+    let t = TestDb::new().await;
+    let setting = |name: &'static str| format!("SELECT current_setting('{name}')");
+    let mut s = t.db.begin_session().await.unwrap();
+    let before = s.exchanges().expect("through the relay");
+    s.set_timeouts(
+        Some(Duration::from_millis(1500)),
+        Some(Duration::from_secs(7)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.exchanges().unwrap() - before, 1);
+    for (name, value) in [("lock_timeout", "1500ms"), ("statement_timeout", "7s")] {
+        assert_eq!(
+            format!("{:?}", scalar(&mut s, &setting(name), &[]).await),
+            format!("{:?}", Value::Text(text(value))),
+            "{name}"
+        );
+    }
+    s.set_timeouts(None, Some(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    for (name, value) in [("lock_timeout", "0"), ("statement_timeout", "2s")] {
+        assert_eq!(
+            format!("{:?}", scalar(&mut s, &setting(name), &[]).await),
+            format!("{:?}", Value::Text(text(value))),
+            "{name}"
+        );
+    }
+    Box::new(s).commit().await.unwrap();
+    let mut s = t.session().await;
+    assert_eq!(
+        format!(
+            "{:?}",
+            scalar(&mut *s, &setting("statement_timeout"), &[]).await
+        ),
+        format!("{:?}", Value::Text(text("0"))),
+        "gone with the transaction"
+    );
+    s.rollback().await.unwrap();
+    t.db.close().await;
+}
