@@ -530,9 +530,6 @@ impl Migrator {
             && direction == Direction::Upgrade
             && !self.options.dry_run;
         if !joins {
-            if let Some(report) = self.nothing_to_do(&set, direction, target).await? {
-                return Ok(report);
-            }
             return self
                 .locked(async |db: &dyn Database| self.run_locked(db, set, direction, target).await)
                 .await;
@@ -572,61 +569,6 @@ impl Migrator {
                 }
                 tokio::time::sleep(JOIN_POLL).await;
             }
-        })
-        .await
-    }
-
-    /// On PostgreSQL, a run first looks without the migration lock, on one connection (the
-    /// lock's would take two, and its round trips): when the plan is empty, with nothing
-    /// marked failed or part-way and the applied revisions verified as a run verifies them,
-    /// it returns at once, without waiting for a lock another run holds. Such a run is
-    /// ordered before any run that commits after its reads, and one that writes nothing
-    /// needs no lock to be. `Ok(None)` on anything else (steps to run, a refusal, an error
-    /// reading): the run takes the lock and looks again, and says what it finds.
-    ///
-    /// # Errors
-    /// When the database cannot be reached: the locked run would only try again.
-    async fn nothing_to_do(
-        &self,
-        set: &RevisionSet,
-        direction: Direction,
-        target: &str,
-    ) -> anyhow::Result<Option<RunReport>> {
-        // What a dry run, a journal or a fleet's target must do or write even with nothing
-        // to run stays with the locked run.
-        if self.in_fleet
-            || self.options.dry_run
-            || self.options.journal.is_some()
-            || self.options.capture.is_some()
-            || !matches!(
-                self.database_url(),
-                Ok((db::DatabaseUrl::Postgres { .. }, _))
-            )
-        {
-            return Ok(None);
-        }
-        self.connected(async |db: &dyn Database| {
-            let prepared = match self.prepare(db, set.clone(), direction, target, true).await {
-                Ok(prepared) => prepared,
-                Err(e) => {
-                    tracing::debug!("looked without the migration lock: {e:#}; taking it");
-                    return Ok(None);
-                }
-            };
-            if !prepared.steps.is_empty() {
-                return Ok(None);
-            }
-            if let Some(memo) = &prepared.memo {
-                memo.save();
-            }
-            tracing::debug!("nothing to do (read without the migration lock)");
-            Ok(Some(RunReport {
-                direction,
-                heads_before: prepared.heads,
-                steps: Vec::new(),
-                dry_run: false,
-                not_run: Vec::new(),
-            }))
         })
         .await
     }
