@@ -170,9 +170,50 @@ function toArray(tag, elements) {
   return { tag: "array", val: { tag, val: elements.map((e) => elementOf(tag, e)) } };
 }
 
+// The array element tag of a plain value, told by `typeof` alone; `undefined` for anything
+// else (null, objects), which `toSql`'s general path handles.
+function plainTag(e) {
+  switch (typeof e) {
+    case "string":
+      return "text";
+    case "number":
+      return Number.isInteger(e) ? "int64" : "float64";
+    case "boolean":
+      return "bool";
+    case "bigint":
+      return "int64";
+  }
+  return undefined;
+}
+
+// `toSql` of an array of plain values of one kind, with nulls: one `typeof` per element and
+// no object made for it (a batch's ids and texts, say). `undefined` when the array holds
+// anything else: the general path then says what is wrong, or converts it.
+function plainArray(v) {
+  let tag = null;
+  let nulls = false;
+  for (let i = 0; i < v.length; i++) {
+    const e = v[i];
+    if (e === null || e === undefined) {
+      nulls = true;
+      continue;
+    }
+    const t = plainTag(e);
+    if (t === undefined || (tag !== null && t !== tag)) return undefined;
+    tag = t;
+  }
+  if (tag === null) return undefined;
+  let elements = v;
+  if (tag === "int64") elements = v.map((e) => (e === null || e === undefined ? null : int64(e)));
+  else if (nulls) elements = v.map((e) => (e === undefined ? null : e));
+  return { tag: "array", val: { tag, val: elements } };
+}
+
 /** A JavaScript value as a WIT `value` (see the README for the mapping). */
 export function toSql(v) {
   if (Array.isArray(v)) {
+    const plain = plainArray(v);
+    if (plain !== undefined) return plain;
     const tags = new Set();
     for (const e of v) {
       if (Array.isArray(e)) throw new TypeError("SQL arrays are one-dimensional");

@@ -49,6 +49,26 @@ function checkValues() {
     check(row.get("d") === "2024-01-02" && row.get("t") === "2024-01-02T03:04:05Z", `date, timestamptz ${row.get("t")}`);
     check(JSON.stringify(row.get("a")) === "[1,null,3]" && JSON.parse(row.get("j")).a === 1, "array, jsonb");
     check(row.get("i") === 7 && JSON.stringify(row.get("s")) === '["x",null]', "int4, text[]");
+    // Arrays of plain values (the SDK's fast path), and one of two types, refused.
+    const arrays = db.queryOne(
+      "SELECT $1::int8[] AS a, $2::float8[] AS f, $3::bool[] AS k, $4::text[] AS s",
+      [1n, 2, undefined],
+      [0.5, 1.5],
+      [true, null],
+      [],
+    );
+    check(
+      JSON.stringify([arrays.get("a"), arrays.get("f"), arrays.get("k"), arrays.get("s")]) ===
+        "[[1,2,null],[0.5,1.5],[true,null],[]]",
+      "plain arrays",
+    );
+    let mixed = false;
+    try {
+      db.toSql([1, 2.5]);
+    } catch (e) {
+      mixed = e instanceof TypeError;
+    }
+    check(mixed, "an array of two types is refused");
   } else {
     row = db.queryOne("SELECT ? AS b, ? AS f, ? AS k", new Uint8Array([0, 1]), 1.5, true);
   }
