@@ -772,7 +772,20 @@ impl PgSession {
         ))
     }
 
-    /// Runs a parameterless script through the simple query protocol.
+    /// What a migration's script goes through before it is sent (`batch` and its kin): the
+    /// statement check, the migration's role, and for a large script, whose statements
+    /// were split by the standard reading of literals (`pg_parse`), the server's word that
+    /// it reads them that way too (a short one was judged whole under both readings,
+    /// whatever the session's setting).
+    async fn before_script(&mut self, script: &str) -> SqlResult<()> {
+        tx_control::check(script, Dialect::Postgres, &self.policy)?;
+        self.enter_role().await?;
+        if crate::pg_parse::split_first(script) {
+            self.standard_strings().await?;
+        }
+        Ok(())
+    }
+
     /// Runs a script as [`Self::run_script`] does (one message), and returns the rows each
     /// statement affected, in order, as the server reported them.
     async fn run_script_counted(&mut self, script: String) -> SqlResult<Vec<u64>> {
@@ -786,6 +799,7 @@ impl PgSession {
         Ok(counts)
     }
 
+    /// Runs a parameterless script through the simple query protocol, in one message.
     pub(super) async fn run_script(&mut self, script: String) -> SqlResult<()> {
         sqlx::raw_sql(AssertSqlSafe(script))
             .execute(self.conn())
@@ -900,25 +914,14 @@ impl GuestSql for PgSession {
     }
 
     async fn batch(&mut self, script: &str) -> SqlResult<()> {
-        tx_control::check(script, Dialect::Postgres, &self.policy)?;
-        self.enter_role().await?;
-        if crate::pg_parse::split_first(script) {
-            // A large script's statements were split by the standard reading of literals
-            // (`pg_parse`): the server must read it that way too. (A short one was judged
-            // whole under both readings, whatever the session's setting.)
-            self.standard_strings().await?;
-        }
+        self.before_script(script).await?;
         self.run_script(script.to_owned()).await?;
         // A script is where migrations put their DDL.
         self.forget_statements().await
     }
 
     async fn batch_counted(&mut self, script: &str) -> SqlResult<Vec<u64>> {
-        tx_control::check(script, Dialect::Postgres, &self.policy)?;
-        self.enter_role().await?;
-        if crate::pg_parse::split_first(script) {
-            self.standard_strings().await?;
-        }
+        self.before_script(script).await?;
         let counts = self.run_script_counted(script.to_owned()).await?;
         self.forget_statements().await?;
         Ok(counts)
@@ -1128,11 +1131,7 @@ impl Session for PgSession {
     }
 
     async fn batch_then_record(&mut self, script: &str) -> SqlResult<()> {
-        tx_control::check(script, Dialect::Postgres, &self.policy)?;
-        self.enter_role().await?;
-        if crate::pg_parse::split_first(script) {
-            self.standard_strings().await?;
-        }
+        self.before_script(script).await?;
         // Only where the record will take it: prepared, its checks in its statement (not
         // in the migration's role), the relay there to say that nothing came between.
         let wire = self.wire.clone();
