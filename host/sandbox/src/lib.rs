@@ -623,15 +623,18 @@ impl Sandbox {
             .map_or(&self.cranelift.engine, MigrationHostPre::engine);
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
-        // Ticks until the deadline; set before instantiating (the default of 0 would trap
-        // the start function). wasmtime adds this to the current epoch unchecked.
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let ticks = u64::try_from(left.as_nanos() / EPOCH_TICK.as_nanos())
-            .unwrap_or(u64::MAX)
-            .clamp(1, u64::MAX / 2)
-            + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // At every tick while wasm runs: trap past the deadline, else hand the thread back
+        // to the runtime for a moment (the run's other tasks, such as the relay or a lease's
+        // renewal, share it with a guest that computes). Set before instantiating (the
+        // default of 0 would trap the start function).
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if tokio::time::Instant::now() >= deadline {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
 
         let call = async {
             let started = std::time::Instant::now();
