@@ -336,14 +336,7 @@ impl Run<'_> {
         let mut prepared: Vec<Option<Prepared>> = Vec::new();
         if self.options.atomic || self.options.dry_run {
             for step in self.steps {
-                let revision = find(self.revisions, &step.revision);
-                prepared.push(Some(prepare(
-                    revision,
-                    step,
-                    &self.build_dir,
-                    self.sandbox.as_deref(),
-                    self.options.memo.as_deref(),
-                )?));
+                prepared.push(Some(joined(self.prepare_in_background(step)).await?));
             }
         }
         let mut reports = Vec::with_capacity(self.steps.len());
@@ -351,6 +344,9 @@ impl Run<'_> {
         let mut held: Option<Box<dyn Session>> = None;
         // The read-back of the step before, left to the next step's first message.
         let mut pending: Option<ReadBack> = None;
+        // The next step's artifact, being read (and its component loaded) on a blocking
+        // thread while this step runs.
+        let mut next: Option<tokio::task::JoinHandle<anyhow::Result<Prepared>>> = None;
         for (index, step) in self.steps.iter().enumerate() {
             let at = At {
                 index,
@@ -358,17 +354,22 @@ impl Run<'_> {
                 completed: &reports,
             };
             // Read and compiled before any transaction begins (with --atomic, all of them
-            // were, before the run's one transaction began).
+            // were, before the run's one transaction began; otherwise while the step before
+            // ran, and its error, if any, is reported here, in step order).
             let ready = match prepared.get_mut(index).and_then(Option::take) {
                 Some(p) => p,
-                None => prepare(
-                    find(self.revisions, &step.revision),
-                    step,
-                    &self.build_dir,
-                    self.sandbox.as_deref(),
-                    self.options.memo.as_deref(),
-                )?,
+                None => {
+                    let handle = next
+                        .take()
+                        .unwrap_or_else(|| self.prepare_in_background(step));
+                    joined(handle).await?
+                }
             };
+            if prepared.is_empty()
+                && let Some(following) = self.steps.get(index + 1)
+            {
+                next = Some(self.prepare_in_background(following));
+            }
             // A step of its own in one transaction checks the step before as it begins.
             let deferred = self.transaction_mode(step) == TransactionMode::PerMigration;
             if let Some(check) = pending.take_if(|_| !deferred) {
@@ -408,6 +409,33 @@ impl Run<'_> {
         Ok(reports)
     }
 
+    /// [`prepare`] on a blocking thread, never on the runtime's (one) thread: compiling a
+    /// component can take seconds, while the relay and a lease's renewal must go on. The
+    /// next step's is started while the step before waits on the database: nothing it does
+    /// depends on that step (a step cannot change the project's files), and its result
+    /// (an error included) is taken in step order.
+    fn prepare_in_background(
+        &self,
+        step: &Step,
+    ) -> tokio::task::JoinHandle<anyhow::Result<Prepared>> {
+        let revision = find(self.revisions, &step.revision).clone();
+        let step = step.clone();
+        let build_dir = self.build_dir.clone();
+        let sandbox = self.sandbox.clone();
+        let memo = self.options.memo.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            prepare(
+                &revision,
+                &step,
+                &build_dir,
+                sandbox.as_deref(),
+                memo.as_deref(),
+            )
+        })
+    }
+
     /// [`Runner::one_step`], tried again while it fails waiting for a lock (55P03: a
     /// statement ran out of `lock_timeout`, say behind a long transaction of the
     /// application's) and the revision's `lock_timeout_retries` allow, after a back-off with
@@ -444,13 +472,7 @@ impl Run<'_> {
                         pause.as_millis()
                     );
                     tokio::time::sleep(pause).await;
-                    ready = prepare(
-                        revision,
-                        at.step,
-                        &self.build_dir,
-                        self.sandbox.as_deref(),
-                        self.options.memo.as_deref(),
-                    )?;
+                    ready = joined(self.prepare_in_background(at.step)).await?;
                     held = None;
                 }
                 other => return other,
@@ -1196,4 +1218,19 @@ async fn settle(
         return Err(roll_back(session, &step.revision, failure, guest).await);
     }
     Ok(session)
+}
+
+/// The result of [`Run::prepare_in_background`]'s task; its panic, if any, goes on here.
+async fn joined(
+    handle: tokio::task::JoinHandle<anyhow::Result<Prepared>>,
+) -> anyhow::Result<Prepared> {
+    match handle.await {
+        Ok(prepared) => prepared,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => Err(anyhow::anyhow!(
+                "reading a step's artifact was stopped: {e}"
+            )),
+        },
+    }
 }
