@@ -2,7 +2,8 @@
 //! packages, started by each test in front of the local PostgreSQL, with eight concurrent
 //! runners applying each revision exactly once; a runner paused past its lease is taken
 //! over and records nothing when it resumes; a lease held elsewhere times out with exit 11
-//! naming its owner; a direct connection keeps the advisory lock.
+//! naming its owner; a direct connection keeps the advisory lock; a guest computing past
+//! its lease keeps it renewed.
 //!
 //! Not here: the advisory lock (`lock.rs`).
 
@@ -454,5 +455,44 @@ async fn runs_under_the_lease_and_under_the_advisory_lock_exclude_each_other() {
         "every revision applied exactly once"
     );
     assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
+    db.drop_db().await;
+}
+
+/// A guest that computes for longer than the lease keeps it: wasmig runs on one thread, and
+/// a guest hands it back at every epoch tick, so the renewal goes on beside the guest.
+/// Starved of its thread, the renewal would find the lease expired and the step would
+/// record nothing (exit 11).
+#[tokio::test]
+async fn a_guest_computing_past_its_lease_keeps_it_renewed() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    std::fs::write(
+        project.dir.join("wasmig.toml"),
+        format!(
+            "lock = \"lease\"\nlock_lease_secs = 0.2\n{}",
+            std::fs::read_to_string(project.dir.join("wasmig.toml")).unwrap()
+        ),
+    )
+    .unwrap();
+    // Eight billion turns of a loop: seconds of wasm, many times the lease.
+    let spin = "(local $n i64) (local.set $n (i64.const 8000000000))
+        (loop $l (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+          (br_if $l (i64.ne (local.get $n) (i64.const 0))))
+        (i32.const 0)";
+    let dir = project.wasm_revision_bytes("a1", &crate::components::component(spin));
+    project.set_manifest(&dir, "timeout_secs = 600");
+
+    let run = project.run(&db, &["up"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(db.history().await, ["upgrade:a1"]);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM wasmig_lock
+             WHERE renewed_at > acquired_at + interval '0.2 seconds'"
+        )
+        .await,
+        1,
+        "the lease was renewed past its first length"
+    );
     db.drop_db().await;
 }

@@ -14,7 +14,13 @@ mod terminal;
 fn main() -> ExitCode {
     fix_malloc_mmap_threshold();
     let cli = args::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: a run is a conversation with one database, one message at a time, and
+    // each message passes the relay's task; on one thread none of them waits for another
+    // thread to wake (7-8% of a run of 200-300 small revisions, BENCHMARKS.md). What could
+    // hold the thread runs elsewhere: reading and compiling artifacts on blocking threads,
+    // compiling in the background on threads of its own, a fleet's targets each on a
+    // blocking thread, and a guest computing hands the thread back at every epoch tick.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
