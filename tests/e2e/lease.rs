@@ -3,7 +3,7 @@
 //! runners applying each revision exactly once; a runner paused past its lease is taken
 //! over and records nothing when it resumes; a lease held elsewhere times out with exit 11
 //! naming its owner; a direct connection keeps the advisory lock; a guest computing past
-//! its lease keeps it renewed.
+//! its lease keeps it renewed, and so does a build.
 //!
 //! Not here: the advisory lock (`lock.rs`).
 
@@ -494,5 +494,32 @@ async fn a_guest_computing_past_its_lease_keeps_it_renewed() {
         1,
         "the lease was renewed past its first length"
     );
+    db.drop_db().await;
+}
+
+/// A build that takes longer than the lease keeps it too: `up` builds its Rust revisions
+/// under the lock, on a thread of its own while the renewal goes on.
+#[tokio::test]
+async fn a_build_taking_longer_than_the_lease_keeps_it_renewed() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    std::fs::write(
+        project.dir.join("wasmig.toml"),
+        format!(
+            "lock = \"lease\"\nlock_lease_secs = 0.2\n{}",
+            std::fs::read_to_string(project.dir.join("wasmig.toml")).unwrap()
+        ),
+    )
+    .unwrap();
+    project
+        .run_plain(&[
+            "revision", "-m", "rust", "--kind", "rust", "--rev-id", "r1", "--json",
+        ])
+        .success();
+
+    // Cargo checks and builds the crate: many times the lease.
+    let run = project.run(&db, &["up"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(db.history().await, ["upgrade:r1"]);
     db.drop_db().await;
 }

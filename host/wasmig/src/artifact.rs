@@ -69,6 +69,32 @@ pub fn sync_workspace(versions_dir: &Path, revisions: &[Revision]) -> anyhow::Re
     Ok(())
 }
 
+/// [`build`] on a blocking thread, for a run that holds the migration lock: building can
+/// take minutes, and the runtime's one thread must stay free for the lock (a lease's
+/// renewal) meanwhile.
+///
+/// # Errors
+/// As [`build`].
+pub async fn build_off_thread(
+    project: &Project,
+    revisions: &[Revision],
+) -> anyhow::Result<Vec<String>> {
+    let (project, revisions) = (project.clone(), revisions.to_vec());
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        build(&project, &revisions)
+    })
+    .await
+    {
+        Ok(built) => built,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => Err(anyhow::anyhow!("the build was stopped: {e}")),
+        },
+    }
+}
+
 /// Builds every revision made from source (Rust, Python, JavaScript, C) whose component is
 /// stale, writing it to [`build_dir`]. Returns the revisions whose component changed.
 ///

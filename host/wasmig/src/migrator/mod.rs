@@ -593,7 +593,7 @@ impl Migrator {
             .into());
         };
         if self.options.build && revision.manifest.kind.is_built() && revision.stored.is_none() {
-            crate::artifact::build(&self.project, set.revisions())?;
+            crate::artifact::build_off_thread(&self.project, set.revisions()).await?;
         }
         let options = RunOptions {
             use_cache: self.options.use_cache && !self.untrusted(),
@@ -899,7 +899,7 @@ impl Migrator {
         // Build first, so applied Rust revisions are verified against the components that
         // would run (a rebuild may change them).
         if build && !steps.is_empty() && runner::needs_build(set.revisions(), &steps) {
-            crate::artifact::build(&self.project, set.revisions())?;
+            crate::artifact::build_off_thread(&self.project, set.revisions()).await?;
         }
         // With the compile cache, an unchanged file's checksum may come from the memo.
         let mut memo = match self.options.use_cache && !self.untrusted() {

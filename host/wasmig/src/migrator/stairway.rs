@@ -234,7 +234,7 @@ impl Migrator {
         }
         let steps = set.plan(Direction::Upgrade, &[], "heads")?;
         if self.options.build && runner::needs_build(set.revisions(), &steps) {
-            crate::artifact::build(&self.project, set.revisions())?;
+            crate::artifact::build_off_thread(&self.project, set.revisions()).await?;
         }
         let beside = match &options.scratch_url {
             Some(url) => db::DatabaseUrl::parse(url)?,
