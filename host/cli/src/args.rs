@@ -20,6 +20,18 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+impl Cli {
+    /// Whether the command runs on a fleet's targets (`--targets`, `--fleet`): they run side
+    /// by side, each on a thread of its own.
+    pub(crate) fn runs_a_fleet(&self) -> bool {
+        match &self.command {
+            Command::Up(run) | Command::Down(run) => run.fleet.source.is_set(),
+            Command::Current(current) => current.source.is_set(),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct Global {
     /// The project directory (default: the nearest directory with wasmig.toml).
@@ -379,6 +391,13 @@ pub(crate) struct FleetSource {
     /// catalog query).
     #[arg(long)]
     pub(crate) fleet: bool,
+}
+
+impl FleetSource {
+    /// Whether a fleet's targets were given.
+    pub(crate) fn is_set(&self) -> bool {
+        self.targets.is_some() || self.fleet
+    }
 }
 
 /// How a fleet runs.

@@ -16,14 +16,18 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     // One thread: a run is a conversation with one database, one message at a time, and
     // each message passes the relay's task; on one thread none of them waits for another
-    // thread to wake (7-8% of a run of 200-300 small revisions, BENCHMARKS.md). What could
-    // hold the thread runs elsewhere: reading and compiling artifacts on blocking threads,
-    // compiling in the background on threads of its own, a fleet's targets each on a
-    // blocking thread, and a guest computing hands the thread back at every epoch tick.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // thread to wake (8-9% of a run of 200-300 small revisions, BENCHMARKS.md). What could
+    // hold the thread runs elsewhere: reading and compiling artifacts and builds under the
+    // lock on blocking threads, compiling in the background on threads of its own, and a
+    // guest computing hands the thread back at every epoch tick. A fleet keeps the workers:
+    // its targets' runners are on blocking threads, and the relays of all of them would
+    // share the one thread.
+    let mut builder = if cli.runs_a_fleet() {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
