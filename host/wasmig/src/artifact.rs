@@ -81,16 +81,24 @@ pub async fn build_off_thread(
 ) -> anyhow::Result<Vec<String>> {
     let (project, revisions) = (project.clone(), revisions.to_vec());
     let span = tracing::Span::current();
-    match tokio::task::spawn_blocking(move || {
+    let handle = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
         build(&project, &revisions)
-    })
-    .await
-    {
-        Ok(built) => built,
+    });
+    joined(handle, "the build").await
+}
+
+/// The result of work run on a blocking thread (a build, a step's artifact read); a panic
+/// there goes on unwinding here, and a task the runtime stopped is an error naming `what`.
+pub(crate) async fn joined<T>(
+    handle: tokio::task::JoinHandle<anyhow::Result<T>>,
+    what: &str,
+) -> anyhow::Result<T> {
+    match handle.await {
+        Ok(result) => result,
         Err(e) => match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => Err(anyhow::anyhow!("the build was stopped: {e}")),
+            Err(e) => Err(anyhow::anyhow!("{what} was stopped: {e}")),
         },
     }
 }

@@ -1220,17 +1220,9 @@ async fn settle(
     Ok(session)
 }
 
-/// The result of [`Run::prepare_in_background`]'s task; its panic, if any, goes on here.
+/// The result of [`Run::prepare_in_background`]'s task.
 async fn joined(
     handle: tokio::task::JoinHandle<anyhow::Result<Prepared>>,
 ) -> anyhow::Result<Prepared> {
-    match handle.await {
-        Ok(prepared) => prepared,
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => Err(anyhow::anyhow!(
-                "reading a step's artifact was stopped: {e}"
-            )),
-        },
-    }
+    crate::artifact::joined(handle, "reading a step's artifact").await
 }
