@@ -210,6 +210,18 @@ async fn a_direct_connection_keeps_the_advisory_lock() {
     db.drop_db().await;
 }
 
+/// Sets `lock = "lease"` with a lease of `secs` seconds in the project's wasmig.toml.
+fn use_the_lease(project: &TestProject, secs: &str) {
+    let config = project.dir.join("wasmig.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // Before the file's first table, where top-level keys go.
+    std::fs::write(
+        &config,
+        format!("lock = \"lease\"\nlock_lease_secs = {secs}\n{text}"),
+    )
+    .unwrap();
+}
+
 /// Sends `signal` to a child process.
 fn signal(child: &Child, signal: i32) {
     let pid = i32::try_from(child.id()).unwrap();
@@ -220,15 +232,7 @@ fn signal(child: &Child, signal: i32) {
 async fn a_runner_paused_past_its_lease_is_taken_over_and_records_nothing_after() {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
-    std::fs::write(
-        project.dir.join("wasmig.toml"),
-        format!(
-            // Before the file's first table, where top-level keys go.
-            "lock = \"lease\"\nlock_lease_secs = 1\n{}",
-            std::fs::read_to_string(project.dir.join("wasmig.toml")).unwrap()
-        ),
-    )
-    .unwrap();
+    use_the_lease(&project, "1");
     db.exec("CREATE TABLE ran (revision text, pid integer)")
         .await;
     project.sql_revision(
@@ -466,16 +470,11 @@ async fn runs_under_the_lease_and_under_the_advisory_lock_exclude_each_other() {
 async fn a_guest_computing_past_its_lease_keeps_it_renewed() {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
-    std::fs::write(
-        project.dir.join("wasmig.toml"),
-        format!(
-            "lock = \"lease\"\nlock_lease_secs = 0.2\n{}",
-            std::fs::read_to_string(project.dir.join("wasmig.toml")).unwrap()
-        ),
-    )
-    .unwrap();
-    // Eight billion turns of a loop: seconds of wasm, many times the lease.
-    let spin = "(local $n i64) (local.set $n (i64.const 8000000000))
+    // A lease of 1 s, renewed every third of it: a renewal late by a few hundred
+    // milliseconds on a loaded machine still finds it held.
+    use_the_lease(&project, "1");
+    // Twenty billion turns of a loop: seconds of wasm, several times the lease.
+    let spin = "(local $n i64) (local.set $n (i64.const 20000000000))
         (loop $l (local.set $n (i64.sub (local.get $n) (i64.const 1)))
           (br_if $l (i64.ne (local.get $n) (i64.const 0))))
         (i32.const 0)";
@@ -488,7 +487,7 @@ async fn a_guest_computing_past_its_lease_keeps_it_renewed() {
     assert_eq!(
         db.count(
             "SELECT count(*) FROM wasmig_lock
-             WHERE renewed_at > acquired_at + interval '0.2 seconds'"
+             WHERE renewed_at > acquired_at + interval '1 second'"
         )
         .await,
         1,
@@ -503,14 +502,7 @@ async fn a_guest_computing_past_its_lease_keeps_it_renewed() {
 async fn a_build_taking_longer_than_the_lease_keeps_it_renewed() {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
-    std::fs::write(
-        project.dir.join("wasmig.toml"),
-        format!(
-            "lock = \"lease\"\nlock_lease_secs = 0.2\n{}",
-            std::fs::read_to_string(project.dir.join("wasmig.toml")).unwrap()
-        ),
-    )
-    .unwrap();
+    use_the_lease(&project, "0.5");
     project
         .run_plain(&[
             "revision", "-m", "rust", "--kind", "rust", "--rev-id", "r1", "--json",
