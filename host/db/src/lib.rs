@@ -701,6 +701,14 @@ pub trait Session: GuestSql {
     /// version table); it never loses a step wasmig reported once the run ended.
     fn commit_lazily(&mut self) {}
 
+    /// Says that the run's next use of the database, once this transaction commits, is
+    /// [`Database::begin`] for its next step, with nothing in between. A backend may then
+    /// begin that transaction in the message that commits this one, and save the next step
+    /// a round trip (PostgreSQL, see its `commit_and_reset`); nothing elsewhere. The next
+    /// `begin` takes the transaction begun that way only if it would have begun it with the
+    /// same statement; anything else that needs the connection first ends it.
+    fn begin_next_in_commit(&mut self) {}
+
     /// Checks now what the transaction's `COMMIT` would check and fire: deferred
     /// constraints and constraint triggers (PostgreSQL's `SET CONSTRAINTS ALL IMMEDIATE`;
     /// nothing on SQLite, whose deferred foreign keys wasmig does not use). For a dry run,

@@ -212,6 +212,12 @@ pub(super) type Kept = Arc<std::sync::Mutex<Option<KeptConnection>>>;
 pub(super) struct KeptConnection {
     pub(super) conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
     pub(super) own_statements: usize,
+    /// The next step's transaction, begun in the message that committed this one
+    /// ([`Session::begin_next_in_commit`]): the statement that began it and the row it
+    /// read. `None`: no transaction is open on the connection.
+    ///
+    /// [`Session::begin_next_in_commit`]: crate::Session::begin_next_in_commit
+    pub(super) begun: Option<(String, sqlx::postgres::PgRow)>,
 }
 
 /// See [`PgDatabase::unflushed`].
@@ -551,6 +557,7 @@ impl PgDatabase {
                     *kept = Some(KeptConnection {
                         conn: other,
                         own_statements: 0,
+                        begun: None,
                     });
                 }
                 Ok(why.map(|why| {
@@ -1014,15 +1021,18 @@ impl Database for PgDatabase {
         let doing = "making the steps committed so far durable (flushing the server's log)";
         let flushed = tokio::time::timeout(FLUSH_WAIT, async {
             // The last step's connection if it is kept (reset as it committed), else the pool's.
+            // A transaction begun for a step that did not come (the run stopped before it)
+            // ends first, undone.
             let kept = self.kept.lock().ok().and_then(|mut k| k.take());
-            let mut conn = match kept {
-                Some(kept) => kept.conn,
-                None => self.pool.acquire().await?,
+            let (mut conn, open) = match kept {
+                Some(kept) => (kept.conn, kept.begun.is_some()),
+                None => (self.pool.acquire().await?, false),
             };
-            sqlx::raw_sql(
-                "BEGIN; SET LOCAL synchronous_commit TO DEFAULT; \
-                 SELECT pg_catalog.pg_logical_emit_message(true, 'wasmig', 'flush'); COMMIT",
-            )
+            let end = if open { "ROLLBACK; " } else { "" };
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "{end}BEGIN; SET LOCAL synchronous_commit TO DEFAULT; \
+                 SELECT pg_catalog.pg_logical_emit_message(true, 'wasmig', 'flush'); COMMIT"
+            )))
             .execute(&mut *conn)
             .await
             .map(drop)

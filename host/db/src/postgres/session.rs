@@ -48,6 +48,12 @@ const LOCK_LOST_STATE: &str = "WMG02";
 /// reset ([`Session::reset_session`]).
 const LEFT_STATE: &str = "WMG04";
 
+/// How long the next step's begin, sent in this step's commit ([`PgSession::commit_and_reset`]),
+/// may wait for a lock (on the version table, which another session holds exclusively,
+/// say): past it that begin fails, the connection is not kept, and the next step begins
+/// the usual way. Waiting longer would hold up the report of a commit already made.
+const EARLY_BEGIN_LOCK_WAIT: &str = "100ms";
+
 /// The savepoint the statement that records a step runs in ([`PgSession::finish_in_one`]).
 const FINISH_SAVEPOINT: &str = "wasmig_finish";
 
@@ -175,6 +181,12 @@ pub(crate) struct PgSession {
     /// What [`Session::batch_then_record`] sent after the step's script, for the record to
     /// take instead of asking again ([`Prelude`]).
     prelude: Option<Prelude>,
+    /// The message that began this transaction (`BEGIN` and the select of
+    /// [`PgDatabase::begin_session`]), which the next step's begins with too.
+    begin: String,
+    /// Set by [`Session::begin_next_in_commit`]: the commit's message begins the next
+    /// step's transaction too (see [`PgSession::commit_and_reset`]).
+    begin_next: bool,
     /// What the relay saw on this connection (`None`: it does not pass through the relay).
     wire: Option<Arc<Wire>>,
     /// The relay's count of transaction-control tags once this transaction had begun (and
@@ -223,22 +235,15 @@ impl PgDatabase {
         // (reset when it was returned) when there is none, or that one fails.
         // The last step's connection (reset as it committed), else the pool's.
         let kept = self.kept.lock().ok().and_then(|mut k| k.take());
-        let (mut tx, kept, mut own_statements) = match kept {
-            Some(kept) => (kept.conn, true, kept.own_statements),
-            None => (self.acquire("beginning a transaction").await?, false, 0),
+        let (mut tx, kept, mut own_statements, begun_early) = match kept {
+            Some(kept) => (kept.conn, true, kept.own_statements, kept.begun),
+            None => (
+                self.acquire("beginning a transaction").await?,
+                false,
+                0,
+                None,
+            ),
         };
-        // Statements cached by an earlier session may describe tables a migration has altered
-        // since; start every session without them. wasmig's own record of a step stays
-        // (it reads and writes only wasmig's tables, which no migration may alter).
-        if tx.cached_statements_size() > own_statements {
-            own_statements = 0;
-            tx.clear_cached_statements()
-                .await
-                .map_err(|source| DbError::Query {
-                    doing: doing("clearing cached statements"),
-                    source,
-                })?;
-        }
         // `txid_current()` assigns the transaction an id now (it would get one at its first
         // write anyway); the runner compares it before recording the step. (A simple query,
         // like wasmig's other per-step statements: one round trip, and nothing in the
@@ -280,7 +285,38 @@ impl PgDatabase {
         let begin = format!(
             "BEGIN; SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}{begun_columns}{writes_column}"
         );
-        let row = match last_row(&mut tx, begin.clone()).await {
+        // Begun already, in the message that committed the step before, by this same
+        // statement: no round trip. Begun by another (the run's tables or lock changed in
+        // between), the connection is closed (the server rolls that transaction back) and
+        // the step begins on one of the pool's.
+        let early_row = match begun_early {
+            Some((early, row)) if early == begin => Some(row),
+            Some(_) => {
+                drop(tx.detach());
+                tx = self.acquire("beginning a transaction").await?;
+                own_statements = 0;
+                None
+            }
+            None => None,
+        };
+        // Statements cached by an earlier session may describe tables a migration has altered
+        // since; start every session without them. wasmig's own record of a step stays
+        // (it reads and writes only wasmig's tables, which no migration may alter). (A
+        // transaction begun early was begun only with none of them cached.)
+        if early_row.is_none() && tx.cached_statements_size() > own_statements {
+            own_statements = 0;
+            tx.clear_cached_statements()
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: doing("clearing cached statements"),
+                    source,
+                })?;
+        }
+        let row = match early_row {
+            Some(row) => Ok(row),
+            None => last_row(&mut tx, begin.clone()).await,
+        };
+        let row = match row {
             Ok(row) => Ok(row),
             Err(e) if kept => {
                 // The last step's connection, which the server ended since: closed, and the
@@ -299,7 +335,7 @@ impl PgDatabase {
                     }
                     .into());
                 }
-                last_row(&mut tx, begin).await
+                last_row(&mut tx, begin.clone()).await
             }
             Err(e) => Err(e),
         }
@@ -345,6 +381,8 @@ impl PgDatabase {
         let wire = self.relay.wire(pid);
         let tags = wire.as_ref().map_or(0, |w| w.transaction_tags());
         Ok(PgSession {
+            begin,
+            begin_next: false,
             wire,
             tags,
             conn: Some(tx),
@@ -612,6 +650,19 @@ impl PgSession {
         }
     }
 
+    /// The statement that begins the next step's transaction in this one's commit
+    /// ([`Session::begin_next_in_commit`]), when it may: this transaction's own begin (the
+    /// next step's [`PgDatabase::begin_session`] takes it only if it would send the same),
+    /// not under a lease (whose pooler may hand the server session to another client
+    /// between transactions), and with no statement in sqlx's cache but wasmig's own
+    /// record (any other is closed before a step begins, in a round trip of its own).
+    fn next_begin(&mut self) -> Option<String> {
+        let under_lease = self.lock_holder.as_ref().is_some_and(|h| !h.is_session());
+        let cached = self.conn().cached_statements_size();
+        (std::mem::take(&mut self.begin_next) && !under_lease && cached <= self.own_statements)
+            .then(|| self.begin.clone())
+    }
+
     /// What the transaction that records this step sets for the lock beyond
     /// [`OWN_LIMITS`] (see [`Holder::record_limits`](super::lease_lock::Holder::record_limits)).
     fn record_limits(&self) -> String {
@@ -669,6 +720,17 @@ impl PgSession {
     /// `default_transaction_read_only` still set.) A reset that fails after the commit
     /// closes the connection; the step stays committed.
     ///
+    /// When the next step begins at once ([`Session::begin_next_in_commit`],
+    /// [`PgSession::next_begin`]), the same message then begins its transaction, with the
+    /// statement [`PgDatabase::begin_session`] would send, and the connection is kept with
+    /// the row it read. A `COMMIT` ends the reset's own transaction first: in a message of
+    /// several statements, a `BEGIN` turns the implicit transaction they run in into its
+    /// own, which began before the reset, with this step's defaults (its
+    /// `client_min_messages` is set for that transaction alone, so that this `COMMIT`'s
+    /// warning, "there is no transaction in progress", is not sent). The begin's select
+    /// waits for a lock no longer than [`EARLY_BEGIN_LOCK_WAIT`] (then put back to the
+    /// default for the step): it must not hold up the report of this commit.
+    ///
     /// The commit's durability is wasmig's to say, set in the same message where no
     /// statement of the migration can change it afterwards: `synchronous_commit` off for a
     /// lazy commit ([`Session::commit_lazily`]), else the default of the database and role
@@ -677,10 +739,20 @@ impl PgSession {
     async fn commit_and_reset(mut self: Box<Self>) -> anyhow::Result<()> {
         let durability = if self.lazy_commit { "off" } else { "DEFAULT" };
         let release = self.take_release();
+        let next = self.next_begin();
         let sql = format!(
-            "{release}SET LOCAL synchronous_commit TO {durability}; COMMIT; {}",
-            super::RESET_SESSION
+            "{release}SET LOCAL synchronous_commit TO {durability}; COMMIT; {}{}",
+            super::RESET_SESSION,
+            next.as_deref().map_or_else(String::new, |begin| {
+                let select = begin.strip_prefix("BEGIN; ").unwrap_or(begin);
+                format!(
+                    "; SET LOCAL client_min_messages = error; COMMIT; BEGIN; \
+                     SET LOCAL lock_timeout = '{EARLY_BEGIN_LOCK_WAIT}'; {select}; \
+                     SET LOCAL lock_timeout TO DEFAULT"
+                )
+            }),
         );
+        let mut last = None;
         let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(self.conn());
         // The first results are the RELEASE's (if any), the SET's and the COMMIT's.
         let mut committed = Ok(());
@@ -694,10 +766,13 @@ impl PgSession {
         let reset = match &committed {
             Ok(()) => loop {
                 match results.try_next().await {
-                    Ok(Some(_)) => {}
+                    Ok(Some(sqlx::Either::Right(row))) => last = Some(row),
+                    Ok(Some(sqlx::Either::Left(_))) => {}
                     Ok(None) => break true,
                     Err(e) => {
-                        tracing::debug!("resetting the session after a commit: {e}");
+                        tracing::debug!(
+                            "resetting the session (and beginning the next step's transaction, if asked) after a commit: {e}"
+                        );
                         break false;
                     }
                 }
@@ -718,9 +793,11 @@ impl PgSession {
                 if let Ok(mut kept) = self.kept.lock()
                     && kept.is_none()
                 {
+                    // The message's last row is the next step's begin's: it ran whole.
                     *kept = Some(super::KeptConnection {
                         conn,
                         own_statements: self.own_statements,
+                        begun: next.zip(last),
                     });
                 }
                 Ok(())
@@ -1334,6 +1411,10 @@ impl Session for PgSession {
 
     fn commit_lazily(&mut self) {
         self.lazy_commit = true;
+    }
+
+    fn begin_next_in_commit(&mut self) {
+        self.begin_next = true;
     }
 
     async fn commit(self: Box<Self>) -> anyhow::Result<()> {

@@ -348,11 +348,6 @@ impl Run<'_> {
         // thread while this step runs.
         let mut next: Option<tokio::task::JoinHandle<anyhow::Result<Prepared>>> = None;
         for (index, step) in self.steps.iter().enumerate() {
-            let at = At {
-                index,
-                step,
-                completed: &reports,
-            };
             // Read and compiled before any transaction begins (with --atomic, all of them
             // were, before the run's one transaction began; otherwise while the step before
             // ran, and its error, if any, is reported here, in step order).
@@ -370,6 +365,12 @@ impl Run<'_> {
             {
                 next = Some(self.prepare_in_background(following));
             }
+            let at = At {
+                index,
+                step,
+                completed: &reports,
+                next: next.as_ref(),
+            };
             // A step of its own in one transaction checks the step before as it begins.
             let deferred = self.transaction_mode(step) == TransactionMode::PerMigration;
             if let Some(check) = pending.take_if(|_| !deferred) {
@@ -407,6 +408,21 @@ impl Run<'_> {
             );
         }
         Ok(reports)
+    }
+
+    /// Whether the run's next use of the database after `at`'s commit is the next step's
+    /// `begin` ([`Session::begin_next_in_commit`]): that step runs in a transaction of its
+    /// own, which `all_steps` begins first thing, and its artifact is read already, so
+    /// that a transaction begun in the commit does not wait open while a component
+    /// compiles (or at all, when reading the artifact fails and the run stops).
+    fn begins_next_at_once(&self, at: &At<'_>) -> bool {
+        !self.options.atomic
+            && !self.options.dry_run
+            && self
+                .steps
+                .get(at.index + 1)
+                .is_some_and(|next| self.transaction_mode(next) == TransactionMode::PerMigration)
+            && at.next.is_some_and(tokio::task::JoinHandle::is_finished)
     }
 
     /// [`prepare`] on a blocking thread, never on the runtime's (one) thread: compiling a
@@ -843,6 +859,9 @@ impl Run<'_> {
             if !last {
                 session.commit_lazily();
             }
+            if self.begins_next_at_once(at) {
+                session.begin_next_in_commit();
+            }
             commit(session, limits.timeout)
                 .await
                 .map_err(|f| self.fail(at, f))?;
@@ -987,6 +1006,8 @@ struct At<'a> {
     index: usize,
     step: &'a Step,
     completed: &'a [StepReport],
+    /// The next step's artifact being read ([`Run::prepare_in_background`]), if any.
+    next: Option<&'a tokio::task::JoinHandle<anyhow::Result<Prepared>>>,
 }
 
 /// Calls a component's export in the step's one transaction until it asks for no further

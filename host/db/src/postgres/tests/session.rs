@@ -9,7 +9,7 @@
 use chrono::Utc;
 
 use super::*;
-use crate::StepRecord;
+use crate::{GuestSql as _, StepRecord};
 
 #[tokio::test]
 async fn database_errors_carry_sqlstate_constraint_and_table() {
@@ -437,6 +437,225 @@ async fn a_commit_that_slips_past_the_check_is_detected() {
         s.run_script(script.into()).await.unwrap();
         assert!(!s.transaction_intact().await.unwrap(), "{script}");
         Box::new(s).rollback().await.unwrap();
+    }
+}
+
+/// The next step's transaction, begun in the message that commits this one
+/// (`Session::begin_next_in_commit`), costs it no exchange of its own, and begins as the
+/// server's defaults say: not with what the step left on the session, nor with what it set
+/// as it committed (a deferred trigger), which the reset between the two undoes.
+#[tokio::test]
+async fn the_next_step_begun_in_the_commit_begins_clean_and_costs_no_exchange() {
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    let characteristics = "SELECT current_setting('transaction_isolation') || ' ' \
+         || current_setting('transaction_read_only') || ' ' \
+         || current_setting('transaction_deferrable') || ' ' || current_setting('search_path')";
+    for early in [true, false] {
+        let mut s = t.db.begin_session().await.unwrap();
+        let pid = scalar(&mut s, "SELECT pg_backend_pid()", &[]).await;
+        s.batch(
+            "SET default_transaction_isolation = 'serializable';
+             SET default_transaction_read_only = on;
+             CREATE TABLE IF NOT EXISTS public.mark (n int);
+             CREATE OR REPLACE FUNCTION public.late() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 PERFORM set_config('default_transaction_deferrable', 'on', false);
+                 PERFORM set_config('default_transaction_isolation', 'repeatable read', false);
+                 PERFORM set_config('search_path', 'nowhere', false);
+                 RETURN NULL;
+             END $$;
+             DROP TRIGGER IF EXISTS at_commit ON public.mark;
+             CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON public.mark
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.late();
+             INSERT INTO public.mark VALUES (1)",
+        )
+        .await
+        .unwrap();
+        if early {
+            s.begin_next_in_commit();
+        }
+        let before = s.exchanges().expect("through the relay");
+        Box::new(s).commit().await.unwrap();
+        let mut next = t.db.begin_session().await.unwrap();
+        assert_eq!(
+            next.exchanges().unwrap() - before,
+            if early { 1 } else { 2 },
+            "the commit's exchange, and the begin's unless begun in it (early: {early})"
+        );
+        let again = scalar(&mut next, "SELECT pg_backend_pid()", &[]).await;
+        assert_eq!(
+            format!("{again:?}"),
+            format!("{pid:?}"),
+            "kept for the next step"
+        );
+        // The transaction the session checks is the one its statements run in.
+        assert!(next.transaction_intact().await.unwrap(), "early: {early}");
+        let begun = scalar(&mut next, characteristics, &[]).await;
+        assert_eq!(
+            format!("{begun:?}"),
+            format!(
+                "{:?}",
+                Value::Text(text("read committed off off \"$user\", public"))
+            ),
+            "early: {early}"
+        );
+        Box::new(next).rollback().await.unwrap();
+    }
+}
+
+/// A transaction begun in a commit for a step that does not come is undone: by a flush
+/// (the run stopped before the step), or when the next begin would send another statement
+/// (the run's tables were made in between), which closes that connection.
+#[tokio::test]
+async fn a_transaction_begun_for_a_step_that_does_not_come_is_undone() {
+    use std::sync::atomic::Ordering;
+    let t = TestDb::new().await;
+    let mut s = t.db.begin_session().await.unwrap();
+    s.batch("CREATE TABLE public.kept (n int)").await.unwrap();
+    s.begin_next_in_commit();
+    s.commit_lazily();
+    Box::new(s).commit().await.unwrap();
+    assert!(t.db.unflushed.load(Ordering::SeqCst));
+    t.db.flush().await.unwrap();
+    assert!(!t.db.unflushed.load(Ordering::SeqCst));
+    // Begun before the run knew its tables, then they were made: the next begin reads
+    // more, so the early transaction is not the step's.
+    let mut s = t.db.begin_session().await.unwrap();
+    let pid = scalar(&mut s, "SELECT pg_backend_pid()", &[]).await;
+    s.batch("INSERT INTO public.kept VALUES (1)").await.unwrap();
+    s.begin_next_in_commit();
+    Box::new(s).commit().await.unwrap();
+    t.db.ensure_version_tables().await.unwrap();
+    let mut next = t.db.begin_session().await.unwrap();
+    let other = scalar(&mut next, "SELECT pg_backend_pid()", &[]).await;
+    assert_ne!(format!("{other:?}"), format!("{pid:?}"), "a new connection");
+    assert!(next.transaction_intact().await.unwrap());
+    let rows = scalar(&mut next, "SELECT count(*) FROM public.kept", &[]).await;
+    assert_eq!(format!("{rows:?}"), format!("{:?}", Value::Int64(1)));
+    Box::new(next).rollback().await.unwrap();
+    // The closed connection's session ends, its transaction with it.
+    let Value::Int32(pid) = pid else {
+        panic!("{pid:?}")
+    };
+    let mut gone = false;
+    for _ in 0..50 {
+        let mut other = PgConnection::connect_with(&t.db.pool.connect_options())
+            .await
+            .unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+            .bind(pid)
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+        let _ = other.close().await;
+        if left == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the early transaction's session outlived it");
+}
+
+/// The next step's begin, sent in the commit, waits for a lock on the version table no
+/// longer than `EARLY_BEGIN_LOCK_WAIT`: the commit stands and is reported at once, and the
+/// next step begins the usual way. Under a lease, no begin goes in the commit (a pooler
+/// may hand the server session to another client between transactions).
+#[tokio::test]
+async fn an_early_begin_gives_up_on_a_held_lock_and_none_is_sent_under_a_lease() {
+    for lease in [false, true] {
+        let mut t = TestDb::new().await;
+        if lease {
+            t.db.lock_settings = crate::LockSettings {
+                mode: crate::LockMode::Lease,
+                lease: Duration::from_secs(30),
+                source: "the test".into(),
+            };
+        }
+        let lock = t.db.lock(Duration::from_secs(5)).await.unwrap();
+        t.db.ensure_version_tables().await.unwrap();
+        t.db.tables_ready().await.unwrap();
+        let mut s = t.db.begin_session().await.unwrap();
+        let pid = scalar(&mut s, "SELECT pg_backend_pid()", &[]).await;
+        s.batch("CREATE TABLE public.done (n int)").await.unwrap();
+        s.begin_next_in_commit();
+        let before = s.exchanges().unwrap();
+        // Another session asks for the version table exclusively (queued behind the step,
+        // which read it as it began) and holds it for a second from the step's commit on.
+        let mut other = PgConnection::connect_with(&t.db.pool.connect_options())
+            .await
+            .unwrap();
+        let other_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+        let holder = tokio::spawn(async move {
+            sqlx::raw_sql(
+                "BEGIN; LOCK TABLE public.wasmig_version IN ACCESS EXCLUSIVE MODE; \
+                 SELECT pg_sleep(1); COMMIT",
+            )
+            .execute(&mut other)
+            .await
+            .unwrap();
+            let _ = other.close().await;
+        });
+        let mut watch = PgConnection::connect_with(&t.db.pool.connect_options())
+            .await
+            .unwrap();
+        loop {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
+            )
+            .bind(other_pid)
+            .fetch_one(&mut watch)
+            .await
+            .unwrap();
+            if waiting {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = watch.close().await;
+        let committed = tokio::time::timeout(Duration::from_secs(10), Box::new(s).commit()).await;
+        assert!(
+            matches!(committed, Ok(Ok(()))),
+            "lease: {lease}: {committed:?}"
+        );
+        holder.await.unwrap();
+        let Value::Int32(backend) = pid else {
+            panic!("{pid:?}")
+        };
+        let committed_at = t.db.relay.wire(backend).map(|w| w.ready());
+        let mut next = t.db.begin_session().await.unwrap();
+        let again = scalar(&mut next, "SELECT pg_backend_pid()", &[]).await;
+        if lease {
+            // Kept, and begun by a message of its own.
+            assert_eq!(format!("{again:?}"), format!("{pid:?}"));
+            assert!(next.exchanges().unwrap() > before);
+            assert_ne!(
+                next.exchanges().unwrap() - committed_at.unwrap(),
+                0,
+                "begun after the commit, not in it"
+            );
+        } else {
+            // The early begin failed: that connection was not kept.
+            assert_ne!(format!("{again:?}"), format!("{pid:?}"));
+        }
+        assert!(next.transaction_intact().await.unwrap(), "lease: {lease}");
+        let done = scalar(
+            &mut next,
+            "SELECT to_regclass('public.done') IS NOT NULL",
+            &[],
+        )
+        .await;
+        assert_eq!(
+            format!("{done:?}"),
+            format!("{:?}", Value::Bool(true)),
+            "committed"
+        );
+        Box::new(next).rollback().await.unwrap();
+        lock.release().await.unwrap();
     }
 }
 
