@@ -706,7 +706,10 @@ pub trait Session: GuestSql {
     /// begin that transaction in the message that commits this one, and save the next step
     /// a round trip (PostgreSQL, see its `commit_and_reset`); nothing elsewhere. The next
     /// `begin` takes the transaction begun that way only if it would have begun it with the
-    /// same statement; anything else that needs the connection first ends it.
+    /// same statement (else it closes that connection); [`Database::flush`] undoes it, and
+    /// [`Database::close`] ends it with the connection. Its `now()` is the time the
+    /// commit's message reached the server (PostgreSQL dates every transaction a message
+    /// begins from the message), not the time the step began.
     fn begin_next_in_commit(&mut self) {}
 
     /// Checks now what the transaction's `COMMIT` would check and fire: deferred

@@ -1,7 +1,8 @@
 //! Session state a step leaves does not reach the next step: settings that switch off
 //! triggers, foreign keys or check constraints, temporary tables that would shadow
 //! wasmig's, on both backends, with and without `--atomic` (where every step shares one
-//! transaction on one connection). A step that leaves state that cannot be reset fails.
+//! transaction on one connection), and on PostgreSQL the defaults a step set for the next
+//! transaction. A step that leaves state that cannot be reset fails.
 
 use crate::snap::{assert_run, shown};
 use crate::support::{Backend, TestDb, TestProject};
@@ -83,6 +84,46 @@ async fn settings_of_one_step_of_an_atomic_run_do_not_reach_the_next_on_postgres
     );
     assert!(db.heads().await.is_empty());
     assert!(!db.table_exists("child").await);
+    db.drop_db().await;
+}
+
+/// Each step of its own begins with the server's defaults, whatever the step before set for
+/// the next transaction: at the session level, or from a deferred trigger as it committed
+/// (the next step's transaction is begun in that commit's message, after the reset). A
+/// read-only default that leaked would fail the second step's insert; an isolation level
+/// that leaked would show in what it records.
+#[tokio::test]
+async fn transaction_defaults_a_step_set_do_not_reach_the_next_on_postgres() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE seen (step text, isolation text, read_only text, defer text);
+         CREATE TABLE mark (n int);
+         CREATE FUNCTION late() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             PERFORM set_config('default_transaction_isolation', 'repeatable read', false);
+             PERFORM set_config('default_transaction_read_only', 'on', false);
+             PERFORM set_config('default_transaction_deferrable', 'on', false);
+             RETURN NULL;
+         END $$;
+         CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON mark
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION late();
+         INSERT INTO mark VALUES (1);
+         SET default_transaction_isolation = 'serializable';",
+        "DROP TABLE mark; DROP FUNCTION late(); DROP TABLE seen;",
+    );
+    let seen = "INSERT INTO seen VALUES ('{step}', current_setting('transaction_isolation'),
+         current_setting('transaction_read_only'), current_setting('transaction_deferrable'));";
+    project.sql_revision("b2", &seen.replace("{step}", "b2"), "DELETE FROM seen;");
+    project.sql_revision("c3", &seen.replace("{step}", "c3"), "DELETE FROM seen;");
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["c3"]);
+    assert_eq!(
+        db.strings("SELECT step || ' ' || isolation || ' ' || read_only || ' ' || defer FROM seen ORDER BY step")
+            .await,
+        ["b2 read committed off off", "c3 read committed off off"]
+    );
     db.drop_db().await;
 }
 

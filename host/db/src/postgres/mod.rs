@@ -1016,6 +1016,30 @@ impl Database for PgDatabase {
     async fn flush(&self) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
         if !self.unflushed.load(Ordering::SeqCst) {
+            // Nothing to make durable; a transaction begun for a step that did not come
+            // (the run stopped before it) is undone all the same.
+            let early = self
+                .kept
+                .lock()
+                .ok()
+                .and_then(|mut k| k.take_if(|k| k.begun.is_some()));
+            if let Some(mut early) = early {
+                let undone = tokio::time::timeout(
+                    FLUSH_WAIT,
+                    sqlx::raw_sql("ROLLBACK").execute(&mut *early.conn),
+                )
+                .await;
+                if matches!(undone, Ok(Ok(_))) {
+                    early.begun = None;
+                    if let Ok(mut kept) = self.kept.lock()
+                        && kept.is_none()
+                    {
+                        *kept = Some(early);
+                    }
+                } else {
+                    drop(early.conn.detach());
+                }
+            }
             return Ok(());
         }
         let doing = "making the steps committed so far durable (flushing the server's log)";

@@ -231,9 +231,9 @@ impl PgDatabase {
     /// [`Database::begin`]: crate::Database::begin
     pub(super) async fn begin_session(&self) -> anyhow::Result<PgSession> {
         let doing = |what: &str| format!("{what} (beginning a transaction)");
-        // The last step's connection, reset in this step's first message; the pool's
-        // (reset when it was returned) when there is none, or that one fails.
-        // The last step's connection (reset as it committed), else the pool's.
+        // The last step's connection (reset as it committed, and this transaction begun
+        // there too, maybe), else the pool's (reset when it was returned), also when the
+        // last step's fails.
         let kept = self.kept.lock().ok().and_then(|mut k| k.take());
         let (mut tx, kept, mut own_statements, begun_early) = match kept {
             Some(kept) => (kept.conn, true, kept.own_statements, kept.begun),
@@ -247,7 +247,8 @@ impl PgDatabase {
         // `txid_current()` assigns the transaction an id now (it would get one at its first
         // write anyway); the runner compares it before recording the step. (A simple query,
         // like wasmig's other per-step statements: one round trip, and nothing in the
-        // connection's statement cache, which is cleared above whenever it holds anything.)
+        // connection's statement cache, which is cleared below whenever it holds anything
+        // but wasmig's own record.)
         // Under the migration lock, the step also holds PG_STEP_KEY shared for its
         // transaction, which a run taking the lock after this one waits for.
         let holder = self.lock_holder.lock().ok().and_then(|h| h.clone());
@@ -790,15 +791,20 @@ impl PgSession {
         match committed {
             Ok(()) if reset => {
                 // Kept for the next step; to the pool if one is kept already.
-                if let Ok(mut kept) = self.kept.lock()
-                    && kept.is_none()
-                {
-                    // The message's last row is the next step's begin's: it ran whole.
-                    *kept = Some(super::KeptConnection {
-                        conn,
-                        own_statements: self.own_statements,
-                        begun: next.zip(last),
-                    });
+                // The message's last row is the next step's begin's: it ran whole.
+                let begun = next.zip(last);
+                match self.kept.lock() {
+                    Ok(mut kept) if kept.is_none() => {
+                        *kept = Some(super::KeptConnection {
+                            conn,
+                            own_statements: self.own_statements,
+                            begun,
+                        });
+                    }
+                    // One is kept already: this one goes to the pool, never with the
+                    // next step's transaction open (the pool's reset runs inside one).
+                    _ if begun.is_some() => drop(conn.detach()),
+                    _ => drop(conn),
                 }
                 Ok(())
             }

@@ -414,7 +414,8 @@ impl Run<'_> {
     /// `begin` ([`Session::begin_next_in_commit`]): that step runs in a transaction of its
     /// own, which `all_steps` begins first thing, and its artifact is read already, so
     /// that a transaction begun in the commit does not wait open while a component
-    /// compiles (or at all, when reading the artifact fails and the run stops).
+    /// compiles. (When that read failed, the run stops before the step, and the run's
+    /// flush undoes the transaction.)
     fn begins_next_at_once(&self, at: &At<'_>) -> bool {
         !self.options.atomic
             && !self.options.dry_run

@@ -519,6 +519,33 @@ async fn a_transaction_begun_for_a_step_that_does_not_come_is_undone() {
     assert!(t.db.unflushed.load(Ordering::SeqCst));
     t.db.flush().await.unwrap();
     assert!(!t.db.unflushed.load(Ordering::SeqCst));
+    // After a durable commit there is nothing to flush, and the transaction is undone
+    // all the same; the connection is kept, with no transaction open.
+    let mut s = t.db.begin_session().await.unwrap();
+    s.batch("INSERT INTO public.kept VALUES (0)").await.unwrap();
+    s.begin_next_in_commit();
+    Box::new(s).commit().await.unwrap();
+    assert!(!t.db.unflushed.load(Ordering::SeqCst));
+    let early = |t: &TestDb| {
+        t.db.kept
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|k| k.begun.is_some())
+    };
+    assert_eq!(early(&t), Some(true));
+    t.db.flush().await.unwrap();
+    assert_eq!(early(&t), Some(false));
+    let mut kept = t.db.kept.lock().unwrap().take().unwrap();
+    let open: bool = sqlx::query_scalar("SELECT txid_current_if_assigned() IS NOT NULL")
+        .fetch_one(&mut *kept.conn)
+        .await
+        .unwrap();
+    assert!(
+        !open,
+        "the early transaction (which took an id) was rolled back"
+    );
+    drop(kept);
     // Begun before the run knew its tables, then they were made: the next begin reads
     // more, so the early transaction is not the step's.
     let mut s = t.db.begin_session().await.unwrap();
@@ -532,7 +559,7 @@ async fn a_transaction_begun_for_a_step_that_does_not_come_is_undone() {
     assert_ne!(format!("{other:?}"), format!("{pid:?}"), "a new connection");
     assert!(next.transaction_intact().await.unwrap());
     let rows = scalar(&mut next, "SELECT count(*) FROM public.kept", &[]).await;
-    assert_eq!(format!("{rows:?}"), format!("{:?}", Value::Int64(1)));
+    assert_eq!(format!("{rows:?}"), format!("{:?}", Value::Int64(2)));
     Box::new(next).rollback().await.unwrap();
     // The closed connection's session ends, its transaction with it.
     let Value::Int32(pid) = pid else {
