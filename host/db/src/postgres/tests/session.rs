@@ -565,23 +565,11 @@ async fn a_transaction_begun_for_a_step_that_does_not_come_is_undone() {
     let Value::Int32(pid) = pid else {
         panic!("{pid:?}")
     };
-    let mut gone = false;
-    for _ in 0..50 {
-        let mut other = PgConnection::connect_with(&t.db.pool.connect_options())
-            .await
-            .unwrap();
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
-            .bind(pid)
-            .fetch_one(&mut other)
-            .await
-            .unwrap();
-        let _ = other.close().await;
-        if left == 0 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let gone = comes_to_zero(
+        &t,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
+    )
+    .await;
     assert!(gone, "the early transaction's session outlived it");
 }
 
@@ -743,25 +731,12 @@ async fn session_state_does_not_outlive_its_step() {
     next.rollback().await.unwrap();
     // The reset ran as the step committed (the lock is a session's: no transaction undoes
     // its release).
-    let mut reset = false;
-    for _ in 0..50 {
-        let mut other = PgConnection::connect_with(&t.db.pool.connect_options())
-            .await
-            .unwrap();
-        let locks: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-                 WHERE l.locktype = 'advisory' AND d.datname = current_database() AND l.objid = 42",
-        )
-        .fetch_one(&mut other)
-        .await
-        .unwrap();
-        let _ = other.close().await;
-        if locks == 0 {
-            reset = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let reset = comes_to_zero(
+        &t,
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+             WHERE l.locktype = 'advisory' AND d.datname = current_database() AND l.objid = 42",
+    )
+    .await;
     assert!(reset, "the advisory lock outlived the step");
     // And by the pool, for a connection a step rolled back.
     for _ in 0..MAX_CONNECTIONS {
@@ -949,4 +924,25 @@ async fn a_steps_timeouts_are_set_together_for_its_transaction_only() {
     );
     s.rollback().await.unwrap();
     t.db.close().await;
+}
+
+/// Whether the count `sql` reads, on a connection of its own each time, comes to zero
+/// within five seconds (what the server does after a connection closes, it does a moment
+/// later).
+async fn comes_to_zero(t: &TestDb, sql: &str) -> bool {
+    for _ in 0..50 {
+        let mut other = PgConnection::connect_with(&t.db.pool.connect_options())
+            .await
+            .unwrap();
+        let left: i64 = sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+        let _ = other.close().await;
+        if left == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
