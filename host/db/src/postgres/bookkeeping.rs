@@ -506,23 +506,34 @@ pub(super) fn tables_look_plain(
         unwritten = match batch_writes_at_begin {
             Some(begun) => format!(
                 "\n         AND ({}) OPERATOR(pg_catalog.=) ({begun})::pg_catalog.int8",
-                batch_writes(&batch_oids(known))
+                known_batch_writes(known)
             ),
             None => String::new(),
         },
     )
 }
 
-/// The `oid[]` literal of wasmig's batch tables among `known`.
-pub(super) fn batch_oids(known: &KnownTables) -> String {
-    oid_array(
-        &known
-            .oids
-            .iter()
-            .zip(super::PRESENT)
-            .filter(|(_, name)| super::BATCH_TABLES.contains(name))
-            .map(|(oid, _)| *oid)
-            .collect::<Vec<_>>(),
+/// [`batch_writes`] of wasmig's batch tables among `known`, their oids written in, as an
+/// `int8` expression: a sum of the counting functions' calls, as the select that begins every step and the record's
+/// check both hold it (planned in a third of the time of the aggregate over `unnest`).
+pub(super) fn known_batch_writes(known: &KnownTables) -> String {
+    let terms = known
+        .oids
+        .iter()
+        .zip(super::PRESENT)
+        .filter(|(_, name)| super::BATCH_TABLES.contains(name))
+        .flat_map(|(oid, _)| {
+            ["inserted", "updated", "deleted"].map(|what| {
+                format!("pg_catalog.pg_stat_get_xact_tuples_{what}('{oid}'::pg_catalog.oid)")
+            })
+        })
+        .collect::<Vec<_>>();
+    if terms.is_empty() {
+        return "0::pg_catalog.int8".to_owned();
+    }
+    format!(
+        "({})::pg_catalog.int8",
+        terms.join(" OPERATOR(pg_catalog.+) ")
     )
 }
 
