@@ -330,17 +330,24 @@ pub(super) async fn record_in_own_transaction(
 ) -> anyhow::Result<()> {
     let mut session = db.begin().await?;
     let written = async {
-        session.record_step(record).await?;
+        // Guarded once (the lock fence, the tamper check): nothing but these writes runs
+        // in this transaction, as with a step's own record (`Session::finish_step`),
+        // rather than once per write as `Session::record_step` and its kin do.
+        session
+            .guard(&format!("recording {}", record.revision), false)
+            .await?;
+        let (store, d) = session.books();
+        store.record_step(d, record).await?;
         match with {
             Recorded::Step(stored) => {
                 // The provisional mark of a `transaction = "none"` step goes with its record.
-                session.clear_failed(record.revision).await?;
+                store.clear_failed(d, record.revision).await?;
                 match stored {
-                    Some(stored) => session.store_artifact(stored).await,
-                    None => session.forget_artifact(record.revision).await,
+                    Some(stored) => store.store_artifact(d, stored).await,
+                    None => store.forget_artifact(d, record.revision).await,
                 }
             }
-            Recorded::Failure(mark) => session.set_failed(mark).await,
+            Recorded::Failure(mark) => store.set_failed(d, mark).await,
         }
     }
     .await;
