@@ -148,7 +148,25 @@ fn might_be_refused(text: &str, policy: &Policy) -> bool {
 }
 
 /// [`parse`] of a script parsed whole.
+///
+/// Both readings are parsed only when they can differ. Without a backslash in the text
+/// (every escape of the other reading begins with one), the other reading splits and
+/// parses the script as the standard one does, or fails where the standard one fails too
+/// (it also refuses `U&''` strings): its verdicts would be the standard one's. Under a
+/// policy that checks more than transaction control the reading is passed on to the
+/// rules (a PL/pgSQL body read the other way is rewritten from its tree), so both are
+/// parsed whatever the text.
 fn parse_whole<'a>(script: &'a str, policy: &Policy) -> Result<Vec<Parsed<'a>>, SqlError> {
+    if !policy.checks_more() && !script.contains('\\') {
+        return pg_query::parse(script, ParserOptions::DEFAULT)
+            .map_err(syntax_error)
+            .and_then(|on| statements(script, &on.protobuf, policy, true));
+    }
+    parse_both(script, policy)
+}
+
+/// [`parse_whole`] under both readings of a backslash.
+fn parse_both<'a>(script: &'a str, policy: &Policy) -> Result<Vec<Parsed<'a>>, SqlError> {
     // The same bytes read with backslashes as escapes, when they parse that way.
     let other = match pg_query::parse(script, ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS) {
         Ok(off) => Some(statements(script, &off.protobuf, policy, false)?),
@@ -440,6 +458,30 @@ pub(crate) fn reads_only(sql: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_without_a_backslash_is_judged_as_under_both_readings() {
+        for sql in [
+            "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
+            "SELECT 'it''s'; COMMIT",
+            "CREATE TABLE a (x text); BEGIN; END",
+            "SELECT U&'d0061t' AS u; ROLLBACK",
+            "SELECT U&'d0061t' AS u",
+            "SELECT E'no escape here'; SAVEPOINT s",
+            "DO $$ BEGIN COMMIT; END $$",
+            "SELECT pg_advisory_unlock_all()",
+            "SET standard_conforming_strings = off",
+            "SELECT 1; SELEC 2",
+            "SELECT 'open",
+            "",
+            "-- only a comment",
+        ] {
+            assert!(!sql.contains('\\'));
+            let one = parse_whole(sql, &Policy::TRUSTED).map_err(|e| (e.code, e.message));
+            let both = parse_both(sql, &Policy::TRUSTED).map_err(|e| (e.code, e.message));
+            assert_eq!(one, both, "{sql}");
+        }
+    }
 
     fn refused(sql: &str) -> Vec<Option<Refusal>> {
         parse(sql, &Policy::TRUSTED)
