@@ -126,7 +126,7 @@ fn parse_large<'a>(script: &'a str, policy: &Policy) -> Result<Vec<Parsed<'a>>, 
 
 /// Whether a statement holds a word that a refused statement needs (lowercase check).
 fn might_be_refused(text: &str, policy: &Policy) -> bool {
-    const WORDS: [&str; 12] = [
+    const WORDS: [&str; 13] = [
         "begin",
         "start",
         "commit",
@@ -138,6 +138,8 @@ fn might_be_refused(text: &str, policy: &Policy) -> bool {
         "prepare",
         "set",
         "discard",
+        // `pg_advisory_unlock_shared`, `pg_advisory_unlock_all` (`Refusal::Unlock`).
+        "unlock",
         "u&",
     ];
     let lower = text.to_ascii_lowercase();
@@ -716,5 +718,19 @@ mod tests {
         // A migration's own exclusive session lock may be released.
         let parsed = parse("SELECT pg_advisory_unlock(42)", &Policy::TRUSTED).unwrap();
         assert!(parsed.iter().all(|p| p.refused.is_none()));
+    }
+
+    #[test]
+    fn an_unlock_call_in_a_script_split_first_is_refused_too() {
+        // Past the size parsed whole, statements without a refused statement's words go
+        // unparsed: the unlock functions' names are among those words.
+        let mut sql = "SELECT 1;\n".repeat(30_000);
+        assert!(split_first(&sql));
+        sql.push_str("SELECT pg_advisory_unlock_all();\nSELECT 2;\n");
+        let parsed = parse(&sql, &Policy::TRUSTED).unwrap();
+        let refused = parsed
+            .iter()
+            .position(|p| matches!(p.refused, Some(Refusal::Unlock(_))));
+        assert_eq!(refused, Some(30_000));
     }
 }
