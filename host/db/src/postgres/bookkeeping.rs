@@ -514,8 +514,9 @@ pub(super) fn tables_look_plain(
 }
 
 /// [`batch_writes`] of wasmig's batch tables among `known`, their oids written in, as an
-/// `int8` expression: a sum of the counting functions' calls, as the select that begins every step and the record's
-/// check both hold it (planned in a third of the time of the aggregate over `unnest`).
+/// `int8` expression: a sum of the counting functions' calls (planned in a third of the
+/// time of the aggregate over `unnest`), as the select that begins every step and the
+/// record's check both hold it.
 pub(super) fn known_batch_writes(known: &KnownTables) -> String {
     let terms = known
         .oids
