@@ -291,7 +291,10 @@ impl PgDatabase {
         // between), the connection is closed (the server rolls that transaction back) and
         // the step begins on one of the pool's.
         let early_row = match begun_early {
-            Some((early, row)) if early == begin => Some(row),
+            Some((early, row)) if early == begin && self.still_relayed(&row).await => Some(row),
+            // Begun by another statement, or on a connection the server has closed since
+            // (an idle transaction's timeout, a `pg_terminate_backend`): the step begins on
+            // one of the pool's rather than failing at its first statement.
             Some(_) => {
                 drop(tx.detach());
                 tx = self.acquire("beginning a transaction").await?;
@@ -304,18 +307,24 @@ impl PgDatabase {
         // since; start every session without them. wasmig's own record of a step stays
         // (it reads and writes only wasmig's tables, which no migration may alter). (A
         // transaction begun early was begun only with none of them cached.)
-        if early_row.is_none() && tx.cached_statements_size() > own_statements {
+        let cleared = if early_row.is_none() && tx.cached_statements_size() > own_statements {
             own_statements = 0;
-            tx.clear_cached_statements()
-                .await
-                .map_err(|source| DbError::Query {
+            tx.clear_cached_statements().await
+        } else {
+            Ok(())
+        };
+        let row = match (early_row, cleared) {
+            (Some(row), _) => Ok(row),
+            (None, Ok(())) => last_row(&mut tx, begin.clone()).await,
+            // The last step's connection, which the server ended since: as below.
+            (None, Err(e)) if kept => Err(e),
+            (None, Err(source)) => {
+                return Err(DbError::Query {
                     doing: doing("clearing cached statements"),
                     source,
-                })?;
-        }
-        let row = match early_row {
-            Some(row) => Ok(row),
-            None => last_row(&mut tx, begin.clone()).await,
+                }
+                .into());
+            }
         };
         let row = match row {
             Ok(row) => Ok(row),
@@ -409,6 +418,19 @@ impl PgDatabase {
             role: self.role.clone(),
             in_role: false,
         })
+    }
+
+    /// Whether the session whose row (its pid first) began a step early is still carried by
+    /// the relay, which drops a session's [`Wire`](super::relay::Wire) once the server
+    /// closed its connection. The yield first lets the relay read what the server sent
+    /// since the commit (its last message, a `FATAL`, and the end of the stream): a session
+    /// the server ended between steps is noticed here, not at the step's first statement.
+    async fn still_relayed(&self, row: &sqlx::postgres::PgRow) -> bool {
+        tokio::task::yield_now().await;
+        row.try_get::<i32, _>(0)
+            .ok()
+            .and_then(|pid| self.relay.wire(pid))
+            .is_some()
     }
 }
 

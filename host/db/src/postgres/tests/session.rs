@@ -573,6 +573,68 @@ async fn a_transaction_begun_for_a_step_that_does_not_come_is_undone() {
     assert!(gone, "the early transaction's session outlived it");
 }
 
+/// The last step's connection, kept for the next, whose session the server then ended
+/// (terminated here; an idle transaction's timeout ends it the same way): the next step
+/// begins on another of the pool's connections rather than failing, whether its
+/// transaction was begun in the commit (noticed through the relay) or was to begin on it
+/// with sqlx's cache to clear first (noticed as that fails).
+#[tokio::test]
+async fn a_kept_connection_the_server_ended_gives_way_to_another() {
+    let t = TestDb::new().await;
+    t.db.ensure_version_tables().await.unwrap();
+    for early in [true, false] {
+        let mut s = t.db.begin_session().await.unwrap();
+        // The pid by the simple protocol: a prepared statement in sqlx's cache keeps the
+        // next step from being begun in the commit.
+        s.batch(
+            "DROP TABLE IF EXISTS public.pid; \
+             CREATE TABLE public.pid AS SELECT pg_backend_pid() AS pid",
+        )
+        .await
+        .unwrap();
+        if early {
+            s.begin_next_in_commit();
+        } else {
+            scalar(&mut s, "SELECT 1", &[]).await;
+        }
+        Box::new(s).commit().await.unwrap();
+        assert_eq!(
+            t.db.kept
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|k| k.begun.is_some()),
+            Some(early)
+        );
+        let mut other = PgConnection::connect_with(&t.db.pool.connect_options())
+            .await
+            .unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pid FROM public.pid")
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let _ = other.close().await;
+        let gone = comes_to_zero(
+            &t,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
+        )
+        .await;
+        assert!(gone, "the session was not terminated (early: {early})");
+        let mut next = t.db.begin_session().await.unwrap();
+        let Value::Int32(again) = scalar(&mut next, "SELECT pg_backend_pid()", &[]).await else {
+            panic!("no pid")
+        };
+        assert_ne!(again, pid, "begun on another connection (early: {early})");
+        assert!(next.transaction_intact().await.unwrap(), "early: {early}");
+        Box::new(next).rollback().await.unwrap();
+    }
+}
+
 /// The next step's begin, sent in the commit, waits for a lock on the version table no
 /// longer than `EARLY_BEGIN_LOCK_WAIT`: the commit stands and is reported at once, and the
 /// next step begins the usual way. Under a lease, no begin goes in the commit (a pooler
