@@ -218,6 +218,9 @@ pub(super) struct KeptConnection {
     ///
     /// [`Session::begin_next_in_commit`]: crate::Session::begin_next_in_commit
     pub(super) begun: Option<(String, sqlx::postgres::PgRow)>,
+    /// What the relay saw on the connection (`None`: not known, as behind a pooler whose
+    /// pids are not the server's), to tell whether it still carries it.
+    pub(super) wire: Option<Arc<relay::Wire>>,
 }
 
 /// See [`PgDatabase::unflushed`].
@@ -558,6 +561,7 @@ impl PgDatabase {
                         conn: other,
                         own_statements: 0,
                         begun: None,
+                        wire: None,
                     });
                 }
                 Ok(why.map(|why| {

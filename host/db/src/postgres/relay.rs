@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::linux::net::SocketAddrExt as _;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sqlx::postgres::PgConnectOptions;
@@ -66,6 +66,8 @@ pub(crate) struct Wire {
     ready: AtomicU64,
     /// How many messages over [`MESSAGE_LIMIT`] were dropped.
     refused: AtomicU64,
+    /// Whether the relay stopped carrying the connection (the server, or sqlx, ended it).
+    ended: AtomicBool,
 }
 
 impl Wire {
@@ -92,6 +94,13 @@ impl Wire {
     #[cfg(test)]
     pub(crate) fn refused(&self) -> u64 {
         self.refused.load(Ordering::SeqCst)
+    }
+
+    /// Whether the relay no longer carries this connection: either side ended it (the
+    /// server's end of an idle transaction, a `pg_terminate_backend`), so nothing sent on
+    /// it reaches the server.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
     }
 }
 
@@ -223,6 +232,7 @@ async fn serve(client: UnixStream, upstream: &Upstream, wires: &Wires) -> io::Re
         &mut pid,
     )
     .await;
+    wire.ended.store(true, Ordering::SeqCst);
     // Unless the server has already given the pid to a newer connection.
     if let (Some(pid), Ok(mut map)) = (pid, wires.lock())
         && map.get(&pid).is_some_and(|w| Arc::ptr_eq(w, &wire))

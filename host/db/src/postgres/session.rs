@@ -234,12 +234,27 @@ impl PgDatabase {
     /// [`Database::begin`]: crate::Database::begin
     pub(super) async fn begin_session(&self) -> anyhow::Result<PgSession> {
         let doing = |what: &str| format!("{what} (beginning a transaction)");
+        // First, before a kept connection is taken (a future dropped at this await must
+        // not put a connection with the next step's transaction open back in the pool):
+        // the relay reads what the server sent since the last commit, its `FATAL` and the
+        // end of the stream if the server ended the session in between (an idle
+        // transaction's timeout, a `pg_terminate_backend`).
+        tokio::task::yield_now().await;
         // The last step's connection (reset as it committed, and this transaction begun
         // there too, maybe), else the pool's (reset when it was returned), also when the
         // last step's fails.
         let kept = self.kept.lock().ok().and_then(|mut k| k.take());
         let (mut tx, kept, mut own_statements, begun_early) = match kept {
-            Some(kept) => (kept.conn, true, kept.own_statements, kept.begun),
+            Some(kept) => {
+                // Whether the relay still carries it (not known behind a pooler).
+                let alive = !kept.wire.as_ref().is_some_and(|w| w.ended());
+                (
+                    kept.conn,
+                    true,
+                    kept.own_statements,
+                    kept.begun.zip(Some(alive)),
+                )
+            }
             None => (
                 self.acquire("beginning a transaction").await?,
                 false,
@@ -291,7 +306,7 @@ impl PgDatabase {
         // between), the connection is closed (the server rolls that transaction back) and
         // the step begins on one of the pool's.
         let early_row = match begun_early {
-            Some((early, row)) if early == begin && self.still_relayed(&row).await => Some(row),
+            Some(((early, row), alive)) if alive && early == begin => Some(row),
             // Begun by another statement, or on a connection the server has closed since
             // (an idle transaction's timeout, a `pg_terminate_backend`): the step begins on
             // one of the pool's rather than failing at its first statement.
@@ -418,19 +433,6 @@ impl PgDatabase {
             role: self.role.clone(),
             in_role: false,
         })
-    }
-
-    /// Whether the session whose row (its pid first) began a step early is still carried by
-    /// the relay, which drops a session's [`Wire`](super::relay::Wire) once the server
-    /// closed its connection. The yield first lets the relay read what the server sent
-    /// since the commit (its last message, a `FATAL`, and the end of the stream): a session
-    /// the server ended between steps is noticed here, not at the step's first statement.
-    async fn still_relayed(&self, row: &sqlx::postgres::PgRow) -> bool {
-        tokio::task::yield_now().await;
-        row.try_get::<i32, _>(0)
-            .ok()
-            .and_then(|pid| self.relay.wire(pid))
-            .is_some()
     }
 }
 
@@ -821,6 +823,7 @@ impl PgSession {
                             conn,
                             own_statements: self.own_statements,
                             begun,
+                            wire: self.wire.clone(),
                         });
                     }
                     // One is kept already: this one goes to the pool, never with the
