@@ -1,5 +1,7 @@
 //! wasmig's tables are the plain tables it created (PostgreSQL): a trigger, a rule,
-//! row-level security or a view in a table's place, added by a migration or by anyone
+//! row-level security or a view in a table's place, or anything that would run an
+//! expression as wasmig writes (a check, a default, a domain, an index expression, a
+//! cascading foreign key, a partition key), added by a migration or by anyone
 //! else, is found before a run (nothing runs) or in the step's own transaction before it
 //! records anything (the step is rolled back, the addition with it): exit 12, naming it.
 
@@ -244,4 +246,225 @@ async fn a_batch_whose_sql_forges_another_steps_progress_is_rolled_back() {
         }
         db.drop_db().await;
     }
+}
+
+/// `forge(what)`: once the step's SQL has armed it (made `spy_armed`, its last statement,
+/// so that nothing fires while the step itself builds the trap), a head nobody applied
+/// (`c3`) is written into the version table, once. `forge_imm` is the same, declared
+/// immutable, as an index or a generation expression requires (nothing checks the claim).
+const FORGE: &str = "CREATE FUNCTION forge(what text) RETURNS bool LANGUAGE plpgsql AS $$
+     BEGIN
+       IF pg_catalog.to_regclass('public.spy_armed') IS NOT NULL
+          AND pg_catalog.current_setting('spy.busy', true) IS DISTINCT FROM 'on' THEN
+         PERFORM pg_catalog.set_config('spy.busy', 'on', true);
+         INSERT INTO public.wasmig_version VALUES ('c3') ON CONFLICT DO NOTHING;
+         INSERT INTO public.forged VALUES (what);
+       END IF;
+       RETURN true;
+     END $$;
+     CREATE FUNCTION forge_imm(what text) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$
+     BEGIN RETURN public.forge(what); END $$;
+     CREATE TABLE forged (what text);";
+
+/// What runs an expression of the migration's as wasmig writes its tables, after every check
+/// of the statement that records the step has passed: with what the tamper check says of
+/// each. Each was seen to forge the head when the check did not look for it.
+const RUNS_AS_WASMIG_WRITES: [(&str, &str); 10] = [
+    (
+        "ALTER TABLE wasmig_history ADD CONSTRAINT spy CHECK (forge(revision));",
+        "wasmig_history has the constraint spy (CHECK (forge(revision)))",
+    ),
+    (
+        // wasmig's own check, by name, with a call added.
+        "ALTER TABLE wasmig_history DROP CONSTRAINT wasmig_history_direction_check;
+         ALTER TABLE wasmig_history ADD CONSTRAINT wasmig_history_direction_check
+             CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve') AND forge(revision));",
+        "wasmig_history has the constraint wasmig_history_direction_check",
+    ),
+    (
+        // wasmig's own check, printed exactly as wasmig made it, but its `=` the
+        // migration's: an operator earlier in the `search_path` than pg_catalog's.
+        "CREATE FUNCTION spy_eq(a text, b text) RETURNS bool LANGUAGE plpgsql AS $$
+         BEGIN RETURN forge(a) AND a OPERATOR(pg_catalog.=) b; END $$;
+         CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = spy_eq);
+         SET search_path = public, pg_catalog;
+         ALTER TABLE wasmig_history DROP CONSTRAINT wasmig_history_direction_check;
+         ALTER TABLE wasmig_history ADD CONSTRAINT wasmig_history_direction_check
+             CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve'));",
+        "wasmig_history has the constraint wasmig_history_direction_check",
+    ),
+    (
+        "ALTER TABLE wasmig_failed ADD COLUMN spy bool DEFAULT forge('default');
+         ALTER TABLE wasmig_history ADD COLUMN spy bool DEFAULT forge('default');",
+        "wasmig_history.spy has a default (",
+    ),
+    (
+        "ALTER TABLE wasmig_history ADD COLUMN spy bool GENERATED ALWAYS AS (forge_imm(revision)) STORED;",
+        "wasmig_history.spy is generated",
+    ),
+    (
+        "CREATE DOMAIN spied AS text CHECK (forge(VALUE));
+         ALTER TABLE wasmig_history ALTER COLUMN checksum TYPE spied;",
+        "wasmig_history.checksum is of the type ",
+    ),
+    (
+        "CREATE INDEX spy ON wasmig_history ((forge_imm(revision)));",
+        "wasmig_history has the index spy on an expression or with a predicate",
+    ),
+    (
+        "CREATE INDEX spy ON wasmig_history (id) WHERE forge_imm(revision);",
+        "wasmig_history has the index spy on an expression or with a predicate",
+    ),
+    (
+        // wasmig's delete of the old head cascades to a table of the migration's, whose
+        // trigger runs.
+        "CREATE TABLE spy (r text REFERENCES wasmig_version ON DELETE CASCADE ON UPDATE CASCADE);
+         CREATE FUNCTION spy_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM forge('cascade'); RETURN NULL; END $$;
+         CREATE TRIGGER spy AFTER DELETE OR UPDATE ON spy FOR EACH ROW EXECUTE FUNCTION spy_deleted();
+         INSERT INTO spy VALUES ('a1');",
+        "wasmig_version is referenced by the foreign key spy_r_fkey of spy",
+    ),
+    (
+        // A row stored in a partition directly is checked against the partition key.
+        "CREATE TABLE spy (revision text) PARTITION BY LIST ((forge_imm(revision)));
+         ALTER TABLE spy ATTACH PARTITION wasmig_version FOR VALUES IN (true);",
+        "wasmig_version is a partition of spy",
+    ),
+];
+
+#[tokio::test]
+async fn what_would_run_as_wasmig_writes_is_found_before_it_does() {
+    for (sql, found) in RUNS_AS_WASMIG_WRITES {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        project.sql_revision(
+            "b2",
+            &format!("CREATE TABLE b (x int); {FORGE} {sql} CREATE TABLE spy_armed ();"),
+            "SELECT 1;",
+        );
+        let run = project.run(&db, &["up"]).fails_with(12);
+        assert!(
+            run.stderr
+                .contains("upgrade of revision b2 failed and was rolled back")
+                && run
+                    .stderr
+                    .contains("wasmig's tables were changed by something other than wasmig")
+                && run.stderr.contains(found),
+            "{found}: {run:?}"
+        );
+        assert_eq!(db.heads().await, ["a1"], "{found}");
+        assert_eq!(db.history().await, ["upgrade:a1"], "{found}");
+        assert!(!db.table_exists("b").await, "{found}: b2 rolled back");
+        assert!(!db.table_exists("forged").await, "{found}: b2 rolled back");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn what_would_run_as_wasmig_writes_added_between_runs_is_refused_before_anything_runs() {
+    for (sql, found) in RUNS_AS_WASMIG_WRITES {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        project.run(&db, &["up"]).success();
+        project.sql_revision("b2", "CREATE TABLE b (x int);", "DROP TABLE b;");
+        db.exec(&format!("{FORGE} {sql} CREATE TABLE spy_armed ();"))
+            .await;
+        let run = project.run(&db, &["up"]).fails_with(12);
+        assert!(
+            run.stderr.contains(found) && !run.stderr.contains("applying b2"),
+            "{found}: {run:?}"
+        );
+        assert!(!db.table_exists("b").await, "{found}: nothing ran");
+        assert_eq!(db.count("SELECT count(*) FROM forged").await, 0, "{found}");
+        let check = project.run(&db, &["check"]).fails_with(12);
+        assert!(check.stderr.contains(found), "{found}: {check:?}");
+        db.drop_db().await;
+    }
+}
+
+/// The history table's own `direction` check, as wasmig makes it and as a wasmig that
+/// predates `resolve` left it (then widened): neither is taken for tampering.
+#[tokio::test]
+async fn wasmigs_own_check_is_not_taken_for_tampering() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.run(&db, &["up"]).success();
+    project.run(&db, &["check"]).success();
+    // Made anew under another search_path, by the tables' owner: the same check.
+    db.exec(
+        "SET search_path = pg_catalog, public;
+         ALTER TABLE public.wasmig_history DROP CONSTRAINT wasmig_history_direction_check;
+         ALTER TABLE public.wasmig_history ADD CONSTRAINT wasmig_history_direction_check
+             CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve'));",
+    )
+    .await;
+    project.sql_revision("b2", "CREATE TABLE b (x int);", "DROP TABLE b;");
+    project.run(&db, &["up"]).success();
+    project.run(&db, &["check"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    db.drop_db().await;
+}
+
+/// A revision outside a transaction commits what it adds before wasmig records it: found
+/// by the record's own check, so that none of wasmig's writes (the step's record, its
+/// failed mark) runs it, and refused again by the next run until it is removed.
+#[tokio::test]
+async fn what_a_revision_outside_a_transaction_adds_is_found_before_wasmig_writes() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let k2 = project.sql_revision(
+        "k2",
+        &format!(
+            "{FORGE}
+             ALTER TABLE wasmig_failed ADD CONSTRAINT spy CHECK (forge('failed'));
+             ALTER TABLE wasmig_history ADD CONSTRAINT spy CHECK (forge(revision));
+             ALTER TABLE wasmig_version ADD CONSTRAINT spy CHECK (forge(revision));
+             CREATE TABLE spy_armed ();"
+        ),
+        "SELECT 1;",
+    );
+    crate::support::no_transaction(&k2);
+    let run = project.run(&db, &["up"]).fails_with(12);
+    assert!(
+        run.stderr.contains("has the constraint spy (CHECK (forge("),
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(db.count("SELECT count(*) FROM forged").await, 0);
+    assert_eq!(db.failed_marks().await, ["k2"]);
+    let again = project.run(&db, &["up"]).fails_with(12);
+    assert!(again.stderr.contains("has the constraint spy"), "{again:?}");
+    assert_eq!(db.count("SELECT count(*) FROM forged").await, 0);
+    db.drop_db().await;
+}
+
+/// An unlogged table is emptied by a crash of the server: every revision would run again.
+#[tokio::test]
+async fn a_migration_that_makes_wasmigs_tables_unlogged_is_rolled_back() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.sql_revision(
+        "b2",
+        "CREATE TABLE b (x int); ALTER TABLE wasmig_version SET UNLOGGED;",
+        "SELECT 1;",
+    );
+    let run = project.run(&db, &["up"]).fails_with(12);
+    assert!(
+        run.stderr
+            .contains("wasmig_version is unlogged (a crash would empty it)"),
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_class WHERE relname = 'wasmig_version' AND relpersistence = 'p'")
+            .await,
+        1
+    );
+    db.drop_db().await;
 }

@@ -704,19 +704,31 @@ impl Database for PgDatabase {
                 doing: format!("compressing {ARTIFACT_TABLE}"),
                 source,
             })?;
-        // The tables this run writes, by oid, in the configured schema.
+        // The tables this run writes, by oid, in the configured schema; their constraints;
+        // and what the full tamper check finds, in the same snapshot: what the steps'
+        // cheap look compares with must be what wasmig made.
+        let tables: Vec<String> = PRESENT
+            .iter()
+            .map(|t| self.store.words().table(t))
+            .collect();
+        let regclasses = tables
+            .iter()
+            .map(|t| format!("pg_catalog.to_regclass({})", bookkeeping::lit(t)))
+            .collect::<Vec<_>>();
         let sql = format!(
             "SELECT {}, (SELECT n.oid::pg_catalog.int8 FROM pg_catalog.pg_namespace n \
-             WHERE n.nspname OPERATOR(pg_catalog.=) {})",
-            PRESENT
+             WHERE n.nspname OPERATOR(pg_catalog.=) {}), \
+             pg_catalog.array_to_string(ARRAY(SELECT o.oid FROM pg_catalog.pg_constraint o \
+             WHERE o.conrelid OPERATOR(pg_catalog.=) ANY (ARRAY[{}]::pg_catalog.oid[]) ORDER BY o.oid), ','), \
+             ({})",
+            regclasses
                 .iter()
-                .map(|t| format!(
-                    "pg_catalog.to_regclass({})::pg_catalog.oid::pg_catalog.int8",
-                    bookkeeping::lit(&self.store.words().table(t))
-                ))
+                .map(|r| format!("{r}::pg_catalog.oid::pg_catalog.int8"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            bookkeeping::lit(&self.schema)
+            bookkeeping::lit(&self.schema),
+            regclasses.join(", "),
+            bookkeeping::tamper_findings(&tables, None, None),
         );
         let row = sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_one(&mut *self.control().await)
@@ -732,17 +744,37 @@ impl Database for PgDatabase {
                 doing: "reading the oids of wasmig's tables".into(),
                 source,
             })?;
-        // All of them and the schema, or nothing (the sessions then run the full check
-        // every time).
+        let (constraints, found) = row
+            .try_get::<Option<String>, _>(PRESENT.len() + 1)
+            .and_then(|c| Ok((c, row.try_get::<Option<String>, _>(PRESENT.len() + 2)?)))
+            .map_err(|source| DbError::Query {
+                doing: "reading the oids of wasmig's tables".into(),
+                source,
+            })?;
+        let constraints: Option<Vec<u32>> = constraints.and_then(|list| {
+            list.split(',')
+                .filter(|o| !o.is_empty())
+                .map(|o| o.parse().ok())
+                .collect()
+        });
+        // All of them, the schema and the constraints, as wasmig made them, or nothing:
+        // the sessions then run the full check every time (which names what it finds).
         let all: Option<Vec<u32>> = oids
             .into_iter()
             .map(|o| o.and_then(|o| u32::try_from(o).ok()))
             .collect();
         if let Ok(mut known) = self.table_oids.lock() {
-            *known = all.map(|mut oids| {
-                let namespace = oids.pop().expect("the schema's oid comes last");
-                bookkeeping::KnownTables { oids, namespace }
-            });
+            *known = match (all, constraints, found) {
+                (Some(mut oids), Some(constraints), None) => {
+                    let namespace = oids.pop().expect("the schema's oid comes last");
+                    Some(bookkeeping::KnownTables {
+                        oids,
+                        namespace,
+                        constraints,
+                    })
+                }
+                _ => None,
+            };
         }
         Ok(())
     }

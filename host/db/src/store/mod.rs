@@ -36,7 +36,7 @@ use chrono::{DateTime, Utc};
 pub use self::driver::{Cell, Driver, Kind, Param, Reader, Statement, fill_placeholders};
 pub use self::observe::{Observed, RelationLock, TableRows};
 pub use self::offline::{ScriptWriter, inline};
-pub use self::schema::SCHEMA_VERSION;
+pub use self::schema::{SCHEMA_VERSION, postgres_direction_check};
 use crate::{
     ARTIFACT_TABLE, CHECKPOINT_TABLE, DbError, FAILED_TABLE, HISTORY_TABLE, PARTITION_TABLE,
     SCHEMA_TABLE, VERSION_TABLE,

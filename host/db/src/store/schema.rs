@@ -48,6 +48,19 @@ pub(super) const MIGRATIONS: &[Migration] = &[
 /// The values the history table's `direction` may take.
 const DIRECTIONS: &str = "'upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve'";
 
+/// The history table's `direction` check as PostgreSQL prints it
+/// (`pg_get_constraintdef`): the one check constraint wasmig's tables hold there, which the
+/// tamper check compares every check it finds with (any other could run code as wasmig
+/// writes).
+pub fn postgres_direction_check() -> String {
+    let values = DIRECTIONS
+        .split(", ")
+        .map(|d| format!("{d}::text"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("CHECK ((direction = ANY (ARRAY[{values}])))")
+}
+
 /// The history table, as `name` (also the rebuilt table of [`adopt_unversioned`]).
 fn history_ddl(w: &Words, name: &str) -> String {
     format!(
