@@ -554,13 +554,19 @@ fn code_on_write(current: &str, history: &str) -> String {
 
 /// The tamper check's cheap look, an SQL boolean (never NULL): wasmig's tables are still
 /// the relations of `known` (their oids, names and schema), plain tables, none flagged with
-/// triggers, rules, row-level security or children, none a partition or unlogged, with the
-/// constraints of `known` and no others, no column with a default, generation expression
-/// or type not built in, and no index on an expression or with a predicate; and (given the
-/// server's count of writes to the batch tables, `BATCH_TABLES`, as the transaction began:
-/// an SQL `int8` expression, a number or a parameter) this transaction has not written
-/// those yet. A flag may be stale (`relhastriggers` stays set after a trigger is dropped,
-/// until a vacuum): false sends a caller to the full check.
+/// triggers, rules, row-level security or children, none a partition or unlogged; the
+/// objects that depend on them (constraints, indexes, defaults, triggers, rules, policies,
+/// another table's foreign key to them: whatever the server records as depending on a
+/// table) are those of `known`, and they depend on nothing but their schema (a domain, a
+/// collation, a parent); and (given the server's count of writes to the batch tables,
+/// `BATCH_TABLES`, as the transaction began: an SQL `int8` expression, a number or a
+/// parameter) this transaction has not written those yet. A flag may be stale
+/// (`relhastriggers` stays set after a trigger is dropped, until a vacuum), and a new
+/// dependent harmless (a plain index): false sends a caller to the full check.
+///
+/// Two scans of `pg_depend`'s indexes, where looking at the constraints, columns and
+/// indexes one catalog at a time took twice as long (0.07 against 0.035 ms a step, measured
+/// on a database of 285 migrations).
 pub(super) fn tables_look_plain(
     known: &KnownTables,
     batch_writes_at_begin: Option<&str>,
@@ -582,17 +588,15 @@ pub(super) fn tables_look_plain(
             AND NOT c.relhasrules AND NOT c.relrowsecurity AND NOT c.relhassubclass
             AND NOT c.relispartition AND c.relpersistence OPERATOR(pg_catalog.=) 'p')
          OPERATOR(pg_catalog.=) {count}::pg_catalog.int8
-         AND COALESCE((SELECT pg_catalog.array_agg(o.oid ORDER BY o.oid) FROM pg_catalog.pg_constraint o
-                       WHERE o.conrelid OPERATOR(pg_catalog.=) ANY ({oids}))
-                      OPERATOR(pg_catalog.=) {constraints}, false)
-         AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                         WHERE a.attrelid OPERATOR(pg_catalog.=) ANY ({oids}) AND a.attnum OPERATOR(pg_catalog.>) 0
-                           AND (a.atthasdef OR a.atttypid OPERATOR(pg_catalog.>=) '{FIRST_NORMAL_OID}'::pg_catalog.oid))
-         AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i
-                         WHERE i.indrelid OPERATOR(pg_catalog.=) ANY ({oids})
-                           AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)){unwritten}",
+         AND COALESCE(({dependents}) OPERATOR(pg_catalog.=) {known_dependents}, false)
+         AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                         WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                           AND d.objid OPERATOR(pg_catalog.=) ANY ({oids})
+                           AND NOT (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                    AND d.refobjid OPERATOR(pg_catalog.=) {namespace}::pg_catalog.oid)){unwritten}",
         oids = oid_array(&known.oids),
-        constraints = oid_array(&known.constraints),
+        dependents = dependents(&oid_array(&known.oids)),
+        known_dependents = oid_array(&known.dependents),
         namespace = known.namespace,
         count = known.oids.len(),
         unwritten = match batch_writes_at_begin {
@@ -642,14 +646,25 @@ pub(super) fn batch_writes(oids: &str) -> String {
     )
 }
 
+/// The objects that depend on the tables of `oids` (an `oid[]` expression), as the server
+/// records them: an `oid[]` query, ascending (an object depending on two of their
+/// columns is there twice), NULL when there is none.
+pub(super) fn dependents(oids: &str) -> String {
+    format!(
+        "SELECT pg_catalog.array_agg(d.objid ORDER BY d.objid) FROM pg_catalog.pg_depend d
+         WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND d.refobjid OPERATOR(pg_catalog.=) ANY ({oids})"
+    )
+}
+
 /// wasmig's tables as a run found them once they existed, and the full check found them
-/// as wasmig made them: their oids (in the order of `PRESENT`), their schema's, and their
-/// constraints' (ascending).
+/// as wasmig made them: their oids (in the order of `PRESENT`), their schema's, and those
+/// of the objects that depend on them ([`dependents`]).
 #[derive(Debug, Clone)]
 pub(super) struct KnownTables {
     pub(super) oids: Vec<u32>,
     pub(super) namespace: u32,
-    pub(super) constraints: Vec<u32>,
+    pub(super) dependents: Vec<u32>,
 }
 
 /// An `oid[]` literal.

@@ -704,7 +704,7 @@ impl Database for PgDatabase {
                 doing: format!("compressing {ARTIFACT_TABLE}"),
                 source,
             })?;
-        // The tables this run writes, by oid, in the configured schema; their constraints;
+        // The tables this run writes, by oid, in the configured schema; what depends on them;
         // and what the full tamper check finds, in the same snapshot: what the steps'
         // cheap look compares with must be what wasmig made.
         let tables: Vec<String> = PRESENT
@@ -718,16 +718,17 @@ impl Database for PgDatabase {
         let sql = format!(
             "SELECT {}, (SELECT n.oid::pg_catalog.int8 FROM pg_catalog.pg_namespace n \
              WHERE n.nspname OPERATOR(pg_catalog.=) {}), \
-             pg_catalog.array_to_string(ARRAY(SELECT o.oid FROM pg_catalog.pg_constraint o \
-             WHERE o.conrelid OPERATOR(pg_catalog.=) ANY (ARRAY[{}]::pg_catalog.oid[]) ORDER BY o.oid), ','), \
-             ({})",
+             pg_catalog.array_to_string(({}), ','), ({})",
             regclasses
                 .iter()
                 .map(|r| format!("{r}::pg_catalog.oid::pg_catalog.int8"))
                 .collect::<Vec<_>>()
                 .join(", "),
             bookkeeping::lit(&self.schema),
-            regclasses.join(", "),
+            bookkeeping::dependents(&format!(
+                "ARRAY[{}]::pg_catalog.oid[]",
+                regclasses.join(", ")
+            )),
             bookkeeping::tamper_findings(&tables, None, None),
         );
         let row = sqlx::raw_sql(AssertSqlSafe(sql))
@@ -744,33 +745,33 @@ impl Database for PgDatabase {
                 doing: "reading the oids of wasmig's tables".into(),
                 source,
             })?;
-        let (constraints, found) = row
+        let (dependents, found) = row
             .try_get::<Option<String>, _>(PRESENT.len() + 1)
             .and_then(|c| Ok((c, row.try_get::<Option<String>, _>(PRESENT.len() + 2)?)))
             .map_err(|source| DbError::Query {
                 doing: "reading the oids of wasmig's tables".into(),
                 source,
             })?;
-        let constraints: Option<Vec<u32>> = constraints.and_then(|list| {
+        let dependents: Option<Vec<u32>> = dependents.and_then(|list| {
             list.split(',')
                 .filter(|o| !o.is_empty())
                 .map(|o| o.parse().ok())
                 .collect()
         });
-        // All of them, the schema and the constraints, as wasmig made them, or nothing:
+        // All of them, the schema and their dependents, as wasmig made them, or nothing:
         // the sessions then run the full check every time (which names what it finds).
         let all: Option<Vec<u32>> = oids
             .into_iter()
             .map(|o| o.and_then(|o| u32::try_from(o).ok()))
             .collect();
         if let Ok(mut known) = self.table_oids.lock() {
-            *known = match (all, constraints, found) {
-                (Some(mut oids), Some(constraints), None) => {
+            *known = match (all, dependents, found) {
+                (Some(mut oids), Some(dependents), None) => {
                     let namespace = oids.pop().expect("the schema's oid comes last");
                     Some(bookkeeping::KnownTables {
                         oids,
                         namespace,
-                        constraints,
+                        dependents,
                     })
                 }
                 _ => None,
