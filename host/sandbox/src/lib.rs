@@ -58,6 +58,10 @@ pub struct CompileLimit {
     pub what: String,
 }
 
+/// How often a call past its deadline looks again whether its database call has returned
+/// (see `Sandbox::run`).
+const PARKED_CHECK: Duration = Duration::from_millis(20);
+
 /// How often the epoch advances; the deadline's resolution while wasm runs.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -615,6 +619,7 @@ impl Sandbox {
             journal.map(|j| (j, direction_name)),
         )
         .with_rate(rate);
+        let db_calls = Arc::clone(&state.db_calls);
         // The engine the component was compiled for (Cranelift's or Winch's). A released
         // component fails the call below; any engine will do for that.
         let engine = loaded
@@ -654,15 +659,23 @@ impl Sandbox {
             }
         };
         // The epoch only interrupts running wasm, and database calls race the deadline
-        // themselves (with a grace period to cancel their statement). This backstop stops a
-        // guest parked anywhere else in the host, such as a WASI sleep or poll, by dropping
-        // the call; the instance is never entered again.
+        // themselves (with a grace period to cancel their statement). A guest parked
+        // anywhere else in the host, such as a WASI sleep or poll, is stopped at the
+        // deadline by dropping the call (the instance is never entered again); one in a
+        // database call, once that call has unwound, at the latest by the backstop.
         let backstop = deadline
             .checked_add(host::UNWIND_LIMIT + Duration::from_secs(1))
             .unwrap_or(deadline);
-        let outcome = match tokio::time::timeout_at(backstop, call).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(wasmtime::Error::new(LimitTrap::Deadline)),
+        let parked = async {
+            tokio::time::sleep_until(deadline).await;
+            while db_calls.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < backstop {
+                tokio::time::sleep(PARKED_CHECK).await;
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            outcome = call => outcome,
+            () = parked => Err(wasmtime::Error::new(LimitTrap::Deadline)),
         };
 
         let mut state = store.into_data();

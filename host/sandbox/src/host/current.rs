@@ -282,6 +282,7 @@ impl sql::HostCursor for GuestState {
         }
         let canceller = Arc::clone(&self.canceller);
         let deadline = self.deadline;
+        let _under_way = super::DbCall::begin(&self.db_calls);
         let session = self.session();
         match against_deadline(
             session.close_cursor(&mut handle.state),
@@ -330,6 +331,7 @@ impl GuestState {
         let ended: Vec<Frame> = self.savepoints.drain(pos..).collect();
         let canceller = Arc::clone(&self.canceller);
         let deadline = self.deadline;
+        let _under_way = super::DbCall::begin(&self.db_calls);
         let session = self.session();
         let fut = async {
             if release {

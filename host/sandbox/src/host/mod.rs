@@ -24,6 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -265,6 +266,27 @@ pub struct GuestState {
     journal_seen: Option<Observed>,
     /// The step's row rate, if `[throttle]` sets one: waited on before each SQL call.
     rate: Option<Arc<crate::throttle::RowRate>>,
+    /// How many database calls are under way ([`DbCall`]): the only waits in the host
+    /// that must not be cut short at the deadline (each races it with a grace period to
+    /// cancel its statement). `Sandbox::run` reads it from outside the store.
+    pub(crate) db_calls: Arc<AtomicUsize>,
+}
+
+/// One database call under way, counted in [`GuestState::db_calls`] until dropped (the
+/// call returned, or its future was dropped).
+pub(crate) struct DbCall(Arc<AtomicUsize>);
+
+impl DbCall {
+    pub(crate) fn begin(calls: &Arc<AtomicUsize>) -> DbCall {
+        calls.fetch_add(1, Ordering::SeqCst);
+        DbCall(Arc::clone(calls))
+    }
+}
+
+impl Drop for DbCall {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The code of a statement the untrusted SQL policy refused (`wasmig_db::policy`).
@@ -318,6 +340,7 @@ impl GuestState {
             next_batch: None,
             stdout,
             stderr,
+            db_calls: Arc::new(AtomicUsize::new(0)),
             journal,
             journal_seen: None,
             rate: None,
@@ -482,6 +505,7 @@ macro_rules! db_call {
         GuestState::throttle($state.rate.clone(), $state.deadline).await;
         let canceller = Arc::clone(&$state.canceller);
         let deadline = $state.deadline;
+        let _under_way = DbCall::begin(&$state.db_calls);
         let $session = $state.session();
         let call = async {
             let result = $call.await;
@@ -648,6 +672,7 @@ impl GuestState {
     /// cannot be read: an aborted transaction, a server that does not answer).
     async fn observe_now(&mut self) -> Option<Observed> {
         let deadline = self.deadline;
+        let _under_way = DbCall::begin(&self.db_calls);
         journal::observe_by(self.session.as_deref_mut()?, deadline).await
     }
 }
