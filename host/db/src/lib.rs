@@ -218,11 +218,14 @@ pub trait Database: Send + Sync {
 
     /// Creates the version tables if they do not exist yet, or migrates them to
     /// [`SCHEMA_VERSION`] (see `store`); then lets the backend do what it does once its
-    /// tables exist ([`Database::tables_ready`]).
+    /// tables exist ([`Database::tables_ready`]). Tables that are there are checked first
+    /// ([`Database::verify_tables`]): the layout's migrations write them, and a trigger
+    /// found there would run as they do.
     ///
     /// # Errors
-    /// [`DbError::SchemaTooNew`] when a newer wasmig migrated them.
+    /// [`DbError::SchemaTooNew`] when a newer wasmig migrated them; [`TablesTampered`].
     async fn ensure_version_tables(&self) -> anyhow::Result<()> {
+        self.verify_tables().await?;
         {
             let mut reader = self.reader().await?;
             self.store().ensure(reader.driver()).await?;

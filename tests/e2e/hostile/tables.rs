@@ -267,9 +267,10 @@ const FORGE: &str = "CREATE FUNCTION forge(what text) RETURNS bool LANGUAGE plpg
      CREATE TABLE forged (what text);";
 
 /// What runs an expression of the migration's as wasmig writes its tables, after every check
-/// of the statement that records the step has passed: with what the tamper check says of
-/// each. Each was seen to forge the head when the check did not look for it.
-const RUNS_AS_WASMIG_WRITES: [(&str, &str); 10] = [
+/// of the statement that records the step has passed (or, for a statistics object, as the
+/// next `ANALYZE` does): with what the tamper check says of each. Each was seen to forge
+/// the head when the check did not look for it.
+const RUNS_AS_WASMIG_WRITES: [(&str, &str); 12] = [
     (
         "ALTER TABLE wasmig_history ADD CONSTRAINT spy CHECK (forge(revision));",
         "wasmig_history has the constraint spy (CHECK (forge(revision)))",
@@ -324,6 +325,22 @@ const RUNS_AS_WASMIG_WRITES: [(&str, &str); 10] = [
          CREATE TRIGGER spy AFTER DELETE OR UPDATE ON spy FOR EACH ROW EXECUTE FUNCTION spy_deleted();
          INSERT INTO spy VALUES ('a1');",
         "wasmig_version is referenced by the foreign key spy_r_fkey of spy",
+    ),
+    (
+        // An index on a plain column, whose comparison is the migration's (an operator
+        // class needs a superuser, which the tests are).
+        "CREATE FUNCTION spy_cmp(a text, b text) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+         BEGIN PERFORM forge('opclass'); RETURN pg_catalog.bttextcmp(a, b); END $$;
+         CREATE OPERATOR CLASS spy_ops FOR TYPE text USING btree AS OPERATOR 1 pg_catalog.<,
+             OPERATOR 2 pg_catalog.<=, OPERATOR 3 pg_catalog.=, OPERATOR 4 pg_catalog.>=,
+             OPERATOR 5 pg_catalog.>, FUNCTION 1 spy_cmp(text, text);
+         CREATE INDEX spy ON wasmig_history (revision spy_ops);",
+        "wasmig_history has the index spy with an operator class or collation not built in",
+    ),
+    (
+        // Run by the next ANALYZE (autovacuum's), as the table's owner, outside any run.
+        "CREATE STATISTICS spy ON (forge_imm(revision)), id FROM wasmig_history;",
+        "wasmig_history has the statistics object spy on an expression",
     ),
     (
         // A row stored in a partition directly is checked against the partition key.
@@ -466,5 +483,84 @@ async fn a_migration_that_makes_wasmigs_tables_unlogged_is_rolled_back() {
             .await,
         1
     );
+    db.drop_db().await;
+}
+
+/// The schema table, which the start of a run writes when a layout migration's row is
+/// missing: a trigger there, with the row deleted so that it fires, would run before any
+/// step. Found in the step that adds it, and between runs before the layout is looked at.
+#[tokio::test]
+async fn a_trigger_on_the_schema_table_is_found_before_wasmig_writes_it() {
+    let trap = "CREATE FUNCTION swap() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN UPDATE public.wasmig_version SET revision = 'c3'; RETURN NULL; END $$;
+                CREATE TRIGGER swap AFTER INSERT ON wasmig_schema FOR EACH ROW EXECUTE FUNCTION swap();
+                DELETE FROM wasmig_schema WHERE version = 2;";
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.sql_revision(
+        "b2",
+        &format!("CREATE TABLE b (x int); {trap}"),
+        "SELECT 1;",
+    );
+    let run = project.run(&db, &["up"]).fails_with(12);
+    assert!(
+        run.stderr.contains("wasmig_schema has the trigger swap"),
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(db.count("SELECT count(*) FROM wasmig_schema").await, 2);
+
+    db.exec(trap).await;
+    for args in [&["up"][..], &["stamp", "b2"], &["check"]] {
+        let run = project.run(&db, args).fails_with(12);
+        assert!(
+            run.stderr.contains("wasmig_schema has the trigger swap"),
+            "{args:?}: {run:?}"
+        );
+        assert_eq!(db.heads().await, ["a1"], "{args:?}");
+    }
+    db.drop_db().await;
+}
+
+/// The lease's table is written outside any step (taken, renewed, released, each committed
+/// on its own): what would run there as it is written is refused in the step that adds it,
+/// and when found before a run, the lease is not taken.
+#[tokio::test]
+async fn what_would_run_as_the_lease_is_written_is_refused() {
+    let trap = "ALTER TABLE wasmig_lock ADD CONSTRAINT spy CHECK (forge(owner));";
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    project.sql_revision(
+        "b2",
+        &format!("CREATE TABLE b (x int); {FORGE} {trap} CREATE TABLE spy_armed ();"),
+        "SELECT 1;",
+    );
+    let up = |project: &TestProject| {
+        crate::support::Run::from_output(
+            crate::support::wasmig_cmd(&project.dir)
+                .args(["up", "--database-url", &db.url])
+                .env("WASMIG_LOCK", "lease")
+                .output()
+                .unwrap(),
+        )
+    };
+    // The step's fence finds the lease's table changed: refused, as a lease lost is.
+    let run = up(&project).fails_with(11);
+    assert_eq!(db.heads().await, ["a1"], "{run:?}");
+    assert!(!db.table_exists("forged").await, "{run:?}");
+
+    db.exec(&format!("{FORGE} {trap} CREATE TABLE spy_armed ();"))
+        .await;
+    let run = up(&project).fails_with(12);
+    assert!(
+        run.stderr.contains(
+            "wasmig_lock is not the plain table wasmig created: wasmig_lock has the constraint spy"
+        ),
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    assert_eq!(db.count("SELECT count(*) FROM forged").await, 0);
     db.drop_db().await;
 }

@@ -457,7 +457,11 @@ pub(super) fn tamper_findings(
         .find(|(_, name)| *name == crate::HISTORY_TABLE)
         .map(|(t, _)| format!("pg_catalog.to_regclass({})", lit(t)))
         .unwrap_or_else(|| "NULL::pg_catalog.regclass".to_owned());
-    let runs_code = code_on_write(&current, &history);
+    let runs_code = code_on_write(
+        &current,
+        &history,
+        &crate::store::postgres_direction_check(),
+    );
     format!(
         "SELECT pg_catalog.string_agg(what, '; ') FROM (
                  SELECT pg_catalog.concat(c.oid::pg_catalog.regclass, ' is not a plain table (relkind ', c.relkind, ')') AS what
@@ -498,23 +502,25 @@ const FIRST_NORMAL_OID: u32 = 16384;
 
 /// The part of [`tamper_findings`] that looks for what would run an expression, or reach
 /// another table's triggers, as wasmig writes the tables of `current` (an `oid[]`
-/// expression; `history` the history table's `regclass`): rows of `what`, `UNION ALL`ed.
+/// expression): rows of `what`, `UNION ALL`ed. `own` (a `regclass` expression) is the
+/// one table with a check constraint of wasmig's, `own_check` that check as PostgreSQL
+/// prints it (`pg_get_constraintdef`), a regular expression matching the whole text.
 ///
-/// The history table's `direction` check is wasmig's own when it prints as wasmig made it
-/// ([`postgres_direction_check`]) and depends on nothing but its table: a name the printing
-/// leaves unqualified could be the migration's own operator or type (one earlier in its
-/// `search_path` than `pg_catalog`), but that one would be a recorded dependency, where
-/// built-in objects are not recorded.
-///
-/// [`postgres_direction_check`]: crate::store::postgres_direction_check
-fn code_on_write(current: &str, history: &str) -> String {
+/// wasmig's check is its own when it prints as wasmig made it and depends on nothing but
+/// its table: a name the printing leaves unqualified could be the migration's own operator
+/// or type (one earlier in its `search_path` than `pg_catalog`), but that one would be a
+/// recorded dependency, where built-in objects are not. Also found: an index whose
+/// operator class or collation is not built in (a comparison function of the
+/// migration's runs as the index is written), and a statistics object on an expression
+/// (run by every `ANALYZE`, autovacuum's included, as the table's owner).
+pub(super) fn code_on_write(current: &str, own: &str, own_check: &str) -> String {
     format!(
         "SELECT pg_catalog.concat(o.conrelid::pg_catalog.regclass, ' has the constraint ', o.conname, ' (', pg_catalog.pg_get_constraintdef(o.oid), ')')
                  FROM pg_catalog.pg_constraint o
                  WHERE o.conrelid OPERATOR(pg_catalog.=) ANY ({current})
                    AND o.contype OPERATOR(pg_catalog.<>) ALL ('{{p,n}}'::pg_catalog.\"char\"[])
-                   AND NOT (o.contype OPERATOR(pg_catalog.=) 'c' AND o.conrelid OPERATOR(pg_catalog.=) {history}
-                            AND pg_catalog.pg_get_constraintdef(o.oid) OPERATOR(pg_catalog.=) {canonical}
+                   AND NOT (o.contype OPERATOR(pg_catalog.=) 'c' AND o.conrelid OPERATOR(pg_catalog.=) {own}
+                            AND pg_catalog.pg_get_constraintdef(o.oid) OPERATOR(pg_catalog.~) {canonical}
                             AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                                 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_constraint'::pg_catalog.regclass
                                   AND d.objid OPERATOR(pg_catalog.=) o.oid
@@ -544,11 +550,22 @@ fn code_on_write(current: &str, history: &str) -> String {
                  WHERE i.indrelid OPERATOR(pg_catalog.=) ANY ({current})
                    AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
                  UNION ALL
+                 SELECT pg_catalog.concat(i.indrelid::pg_catalog.regclass, ' has the index ', i.indexrelid::pg_catalog.regclass, ' with an operator class or collation not built in')
+                 FROM pg_catalog.pg_index i
+                 WHERE i.indrelid OPERATOR(pg_catalog.=) ANY ({current})
+                   AND EXISTS (SELECT FROM pg_catalog.unnest(i.indclass::pg_catalog.oid[] OPERATOR(pg_catalog.||) i.indcollation::pg_catalog.oid[]) AS k(oid)
+                               WHERE k.oid OPERATOR(pg_catalog.>=) '{FIRST_NORMAL_OID}'::pg_catalog.oid)
+                 UNION ALL
+                 SELECT pg_catalog.concat(x.stxrelid::pg_catalog.regclass, ' has the statistics object ', x.stxname, ' on an expression')
+                 FROM pg_catalog.pg_statistic_ext x
+                 WHERE x.stxrelid OPERATOR(pg_catalog.=) ANY ({current})
+                   AND (pg_catalog.to_jsonb(x) OPERATOR(pg_catalog.->>) 'stxexprs') IS NOT NULL
+                 UNION ALL
                  SELECT pg_catalog.concat(c.oid::pg_catalog.regclass, ' is a partition of ', i.inhparent::pg_catalog.regclass)
                  FROM pg_catalog.pg_class c
                  JOIN pg_catalog.pg_inherits i ON i.inhrelid OPERATOR(pg_catalog.=) c.oid
                  WHERE c.oid OPERATOR(pg_catalog.=) ANY ({current}) AND c.relispartition",
-        canonical = lit(&crate::store::postgres_direction_check()),
+        canonical = lit(own_check),
     )
 }
 

@@ -28,6 +28,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use super::bookkeeping::lit;
+use super::session::TAMPERED_STATE;
 use crate::lock::{Attempt, LockGuard};
 use crate::{DbError, LOCK_TABLE};
 
@@ -129,21 +130,76 @@ fn advisory_holders(key: i64) -> String {
     )
 }
 
-/// An SQL boolean: `table` is a plain table, with no rule, trigger, row security or child
-/// that could make the fence's read say what a migration wants.
+/// An SQL boolean (parenthesized): `table` is a plain table, with no rule, trigger, row security or child
+/// that could make the fence's read say what a migration wants, and nothing that would
+/// run an expression of a migration's as the lease's row is written (a check but the
+/// table's own, a default, a domain, an index expression: see
+/// [`code_on_write`](super::bookkeeping::code_on_write)), which its renewal and release
+/// do outside any step, where nothing would roll it back.
 fn plain_table(table: &str) -> String {
+    let regclass = format!("pg_catalog.to_regclass({})", lit(table));
     format!(
-        "COALESCE((SELECT c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhasrules \
+        "(COALESCE((SELECT c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhasrules \
          AND NOT c.relhastriggers AND NOT c.relrowsecurity AND NOT c.relhassubclass \
+         AND c.relpersistence OPERATOR(pg_catalog.=) 'p' \
          FROM pg_catalog.pg_class c \
-         WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({})), false)",
-        lit(table)
+         WHERE c.oid OPERATOR(pg_catalog.=) {regclass}), false) \
+         AND NOT EXISTS ({}))",
+        super::bookkeeping::code_on_write(
+            &format!("ARRAY[{regclass}]::pg_catalog.oid[]"),
+            &regclass,
+            OWN_CHECK
+        ),
+    )
+}
+
+/// The lock table's one check (`create_table`), as PostgreSQL prints it: a regular
+/// expression ([`code_on_write`](super::bookkeeping::code_on_write)).
+const OWN_CHECK: &str = r"^CHECK \(\(id = 1\)\)$";
+
+/// A statement that fails with `WMG03` (`TAMPERED_STATE`), naming what it found, unless
+/// `table` is [`plain_table`]: run before each write of the lock's row that no step's
+/// transaction holds (its creation, taking the lease).
+fn guard(table: &str) -> String {
+    format!(
+        "DO $$ BEGIN IF NOT {plain} THEN
+             RAISE EXCEPTION 'wasmig: % is not the plain table wasmig created: %', {name},
+                 ({findings}) USING ERRCODE = '{TAMPERED_STATE}';
+         END IF; END $$;",
+        plain = plain_table(table),
+        name = lit(LOCK_TABLE),
+        findings = lock_table_findings(table),
+    )
+}
+
+/// What [`plain_table`] found amiss, `; `-separated (NULL when nothing): for the message
+/// of a lease refused on such a table.
+fn lock_table_findings(table: &str) -> String {
+    let regclass = format!("pg_catalog.to_regclass({})", lit(table));
+    format!(
+        "SELECT pg_catalog.string_agg(what, '; ') FROM (
+             SELECT 'a rule, trigger, row-level security, child table or other kind of relation' AS what
+             FROM pg_catalog.pg_class c
+             WHERE c.oid OPERATOR(pg_catalog.=) {regclass}
+               AND NOT (c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhasrules
+                        AND NOT c.relhastriggers AND NOT c.relrowsecurity AND NOT c.relhassubclass
+                        AND c.relpersistence OPERATOR(pg_catalog.=) 'p')
+             UNION ALL
+             {}
+         ) AS found_objects",
+        super::bookkeeping::code_on_write(
+            &format!("ARRAY[{regclass}]::pg_catalog.oid[]"),
+            &regclass,
+            OWN_CHECK
+        ),
     )
 }
 
 /// The table's DDL and its one row (`id = 1`, free: `expires_at` in the past, token 0),
 /// made idempotent, committed before any attempt: taking the lease is then always an
 /// update of that row, which a run under the advisory lock reading it `FOR SHARE` waits for.
+/// The row's insert is guarded as the lease's own writes are ([`guard`]): its checks run
+/// even when the row is there already.
 pub(crate) fn create_table(table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (
@@ -154,8 +210,10 @@ pub(crate) fn create_table(table: &str) -> String {
              renewed_at  pg_catalog.timestamptz NOT NULL,
              expires_at  pg_catalog.timestamptz NOT NULL
          );
+         {guard}
          INSERT INTO {table} VALUES (1, 0, 'nobody', pg_catalog.clock_timestamp(),
-             pg_catalog.clock_timestamp(), '-infinity') ON CONFLICT (id) DO NOTHING"
+             pg_catalog.clock_timestamp(), '-infinity') ON CONFLICT (id) DO NOTHING",
+        guard = guard(table),
     )
 }
 
@@ -206,6 +264,7 @@ impl Attempt for LeaseAttempt<'_> {
         // have waited for the row (EXCLUDED's would be that much older).
         let sql = format!(
             "BEGIN; SET LOCAL lock_timeout = '{ATTEMPT_ROW_WAIT}'; SET LOCAL statement_timeout = 0;
+             {guard}
              INSERT INTO {table} AS l (id, token, owner, acquired_at, renewed_at, expires_at)
              VALUES (1, 1, {owner}, pg_catalog.clock_timestamp(), pg_catalog.clock_timestamp(),
                      pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) {until})
@@ -218,6 +277,7 @@ impl Attempt for LeaseAttempt<'_> {
              RETURNING token; COMMIT",
             owner = lit(&self.owner),
             advisory_held = advisory_held(self.key),
+            guard = guard(table),
         );
         match sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_optional(&mut *self.conn)
@@ -239,11 +299,10 @@ impl Attempt for LeaseAttempt<'_> {
             }
             Err(source) => {
                 let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await;
-                Err(DbError::Query {
-                    doing: format!("taking the migration lease ({LOCK_TABLE})"),
+                Err(super::session::write_error(
                     source,
-                }
-                .into())
+                    format!("taking the migration lease ({LOCK_TABLE})"),
+                ))
             }
         }
     }
@@ -352,8 +411,9 @@ async fn renew(pool: PgPool, table: String, token: i64, lease: Duration, lost: A
         "UPDATE {table} SET renewed_at = pg_catalog.clock_timestamp(),
              expires_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) {until}
          WHERE id OPERATOR(pg_catalog.=) 1 AND token OPERATOR(pg_catalog.=) {token}
-           AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()",
+           AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp() AND {plain}",
         until = interval(lease),
+        plain = plain_table(&table),
     );
     loop {
         tokio::time::sleep(every).await;
@@ -396,8 +456,10 @@ impl LockGuard for PgLease {
         let sql = format!(
             "UPDATE {} SET expires_at = '-infinity'
              WHERE id OPERATOR(pg_catalog.=) 1 AND token OPERATOR(pg_catalog.=) {}
-               AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()",
-            self.table, self.token
+               AND expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp() AND {}",
+            self.table,
+            self.token,
+            plain_table(&self.table)
         );
         let released = tokio::time::timeout(RELEASE_WAIT, async {
             let mut conn = self.pool.acquire().await?;

@@ -54,18 +54,23 @@ use super::lock::{self, LockGuard};
 use super::store::{Reader, VersionStore};
 use super::{
     ARTIFACT_TABLE, CHECKPOINT_TABLE, Database, DatabaseUrl, DbError, FAILED_TABLE, HISTORY_TABLE,
-    LOCK_TABLE, LockMode, PARTITION_TABLE, Policy, ScriptFailure, Session, VERSION_TABLE,
+    LOCK_TABLE, LockMode, PARTITION_TABLE, Policy, SCHEMA_TABLE, ScriptFailure, Session,
+    VERSION_TABLE,
 };
 use wasmig_contract::Dialect;
 
-/// The tables a step writes, as the tamper check and the fence look at them.
-pub(super) const PRESENT: [&str; 6] = [
+/// The tables a step writes, as the tamper check and the fence look at them; and the
+/// schema table, which no step writes but the start of the next run may (a layout
+/// migration whose row a step deleted would run again), so that nothing added to it
+/// would run then.
+pub(super) const PRESENT: [&str; 7] = [
     VERSION_TABLE,
     HISTORY_TABLE,
     FAILED_TABLE,
     ARTIFACT_TABLE,
     CHECKPOINT_TABLE,
     PARTITION_TABLE,
+    SCHEMA_TABLE,
 ];
 
 /// The tables of [`PRESENT`] that only wasmig's batch transactions write, and only after
@@ -591,11 +596,10 @@ impl PgDatabase {
                             && matches!(e.code().as_deref(), Some("23505" | "42P07" | "42710")) => {
                     }
                     Err(source) => {
-                        return Err(DbError::Query {
-                            doing: format!("creating {LOCK_TABLE}"),
+                        return Err(session::write_error(
                             source,
-                        }
-                        .into());
+                            format!("creating {LOCK_TABLE}"),
+                        ));
                     }
                 }
             }

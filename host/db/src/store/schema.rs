@@ -49,16 +49,19 @@ pub(super) const MIGRATIONS: &[Migration] = &[
 const DIRECTIONS: &str = "'upgrade', 'downgrade', 'stamp', 'rehash', 'failed', 'resolve'";
 
 /// The history table's `direction` check as PostgreSQL prints it
-/// (`pg_get_constraintdef`): the one check constraint wasmig's tables hold there, which the
-/// tamper check compares every check it finds with (any other could run code as wasmig
-/// writes).
+/// (`pg_get_constraintdef`), as a regular expression: the one check constraint wasmig's
+/// tables hold there, which the tamper check compares every check it finds with (any other
+/// could run code as wasmig writes). The values may be any of [`DIRECTIONS`], so that the
+/// narrower check of tables made before the schema version (adopted by
+/// [`adopt_unversioned`], once the tables have been checked) is wasmig's too.
 pub fn postgres_direction_check() -> String {
     let values = DIRECTIONS
         .split(", ")
-        .map(|d| format!("{d}::text"))
+        .map(|d| d.trim_matches('\''))
         .collect::<Vec<_>>()
-        .join(", ");
-    format!("CHECK ((direction = ANY (ARRAY[{values}])))")
+        .join("|");
+    let value = format!("'(?:{values})'::text");
+    format!(r"^CHECK \(\(direction = ANY \(ARRAY\[{value}(?:, {value})*\]\)\)\)$")
 }
 
 /// The history table, as `name` (also the rebuilt table of [`adopt_unversioned`]).
