@@ -6,7 +6,7 @@
 //! here, in one place, beside the exit codes (`exit`). An application embedding the library
 //! words its own.
 
-use wasmig::db::{LockLost, LockLostAfter, RowsWritten, TablesTampered};
+use wasmig::db::{LockLost, LockLostAfter, OwnRowsWritten, RowsWritten, TablesTampered};
 use wasmig::error::{ConfigError, GraphError, NextStep};
 use wasmig::error::{
     FailedError, Failure, InProgressError, LockTimeout, MigrationError, ModifiedError, NotFailed,
@@ -88,6 +88,11 @@ pub(crate) fn hint_for(err: &anyhow::Error) -> Option<String> {
                 "remove the statements that write wasmig_* tables from {} (wasmig records its steps itself), then run again",
                 e.revision
             ));
+        }
+        if cause.is::<OwnRowsWritten>() {
+            return Some(
+                "remove the statements that write wasmig_* tables from the revision (wasmig records its steps itself), then run again".into(),
+            );
         }
         if cause.is::<TablesTampered>() {
             return Some(

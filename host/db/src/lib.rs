@@ -828,6 +828,16 @@ pub struct RowsWritten {
 #[error("wasmig's tables were changed by something other than wasmig: {0}; nothing was recorded")]
 pub struct TablesTampered(pub String);
 
+/// A step's own SQL wrote rows of wasmig's tables that only wasmig writes, and only after
+/// its check (PostgreSQL's count of the transaction's writes moved): the step was rolled
+/// back with them. [`RowsWritten`] where the revision is known to the caller; this one is
+/// found by the server, in the step's transaction.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the step's SQL wrote wasmig's own tables: {0}; the step was rolled back with it, nothing was recorded"
+)]
+pub struct OwnRowsWritten(pub String);
+
 /// Errors of the database layer that callers branch on (exit code 5).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

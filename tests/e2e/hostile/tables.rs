@@ -138,9 +138,11 @@ async fn a_deferred_trigger_that_rewrites_the_heads_at_commit_is_found_after_the
 }
 
 /// Written by a migration: wasmig's batch tables, which only its batch transactions write,
-/// after the check. A forged checkpoint would make a later batched revision resume past
-/// rows it never walked; a forged partition, end a range no worker walked.
-const FORGED_PROGRESS: [(&str, &str); 5] = [
+/// after the check (a forged checkpoint would make a later batched revision resume past
+/// rows it never walked; a forged partition, end a range no worker walked); a history row,
+/// which wasmig never updates or deletes; the schema table, which only a run's start
+/// writes.
+const FORGED_PROGRESS: [(&str, &str); 8] = [
     (
         "INSERT INTO wasmig_checkpoint VALUES ('c3', 'upgrade', '', 'c3', 'keyset:2:999999:0::999999', 5, 'x', now(), now())",
         "a forged checkpoint",
@@ -170,6 +172,22 @@ const FORGED_PROGRESS: [(&str, &str); 5] = [
          DELETE FROM wasmig_checkpoint WHERE revision = 'c3'",
         "a checkpoint written and deleted again",
     ),
+    (
+        // The history's row count stays: only the server's count of updates says it.
+        "UPDATE wasmig_history SET checksum = 'forged' WHERE revision = 'a1'",
+        "a history row's checksum rewritten",
+    ),
+    (
+        "INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version) \
+         VALUES ('c3', 'upgrade', 'x', now(), now(), 0, '0'); \
+         DELETE FROM wasmig_history WHERE revision = 'a1'",
+        "a history row erased and another forged in its place",
+    ),
+    (
+        // The next run's start would write it again (and fire what waits there).
+        "DELETE FROM wasmig_schema WHERE version = 2",
+        "a layout version's row deleted",
+    ),
 ];
 
 #[tokio::test]
@@ -187,12 +205,20 @@ async fn a_migration_that_writes_batch_progress_is_rolled_back_and_not_recorded(
             let args: &[&str] = if atomic { &["up", "--atomic"] } else { &["up"] };
             let run = project.run(&db, args).fails_with(12);
             assert!(
-                run.stderr
-                    .contains("wasmig_checkpoint or wasmig_partition before wasmig did"),
+                run.stderr.contains(
+                    "row(s) of wasmig's tables that only wasmig writes, and only after its check"
+                ),
                 "{what} (atomic: {atomic}): {run:?}"
             );
             let heads: &[&str] = if atomic { &[] } else { &["a1"] };
             assert_eq!(db.heads().await, heads, "{what}");
+            let history: &[&str] = if atomic { &[] } else { &["upgrade:a1"] };
+            assert_eq!(db.history().await, history, "{what}");
+            assert_eq!(
+                db.count("SELECT count(*) FROM wasmig_schema").await,
+                2,
+                "{what}"
+            );
             assert!(!db.table_exists("b").await, "{what}: b2 rolled back");
             assert_eq!(
                 db.count("SELECT count(*) FROM wasmig_checkpoint").await
@@ -231,9 +257,9 @@ async fn a_batch_whose_sql_forges_another_steps_progress_is_rolled_back() {
         assert!(
             run.stderr
                 .contains(&format!("failed in batch {from_batch}"))
-                && run
-                    .stderr
-                    .contains("wasmig_checkpoint or wasmig_partition before wasmig did"),
+                && run.stderr.contains(
+                    "row(s) of wasmig's tables that only wasmig writes, and only after its check"
+                ),
             "batch {from_batch}: {run:?}"
         );
         assert!(db.heads().await.is_empty());

@@ -19,7 +19,7 @@ use futures_util::TryStreamExt as _;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Arguments as _, AssertSqlSafe, PgConnection, Row};
 
-use super::session::PgSession;
+use super::session::{PgSession, TAMPERED_STATE, WROTE_STATE};
 use crate::pg_script;
 use crate::store::{Cell, Driver, Kind, Param, Reader, Statement};
 
@@ -375,14 +375,25 @@ pub(super) fn lit(text: &str) -> String {
 pub(super) fn tamper_check(
     tables: &[String],
     known: Option<&KnownTables>,
-    batch_writes_at_begin: Option<i64>,
+    watched_writes_at_begin: Option<i64>,
 ) -> String {
+    let written = match watched_writes_at_begin {
+        Some(begun) => format!(
+            "found := ({});
+             IF found IS NOT NULL THEN
+                 RAISE EXCEPTION 'wasmig: %', found USING ERRCODE = '{WROTE_STATE}';
+             END IF;",
+            written_finding(tables, begun)
+        ),
+        None => String::new(),
+    };
     let full = format!(
         "found := ({});
              IF found IS NOT NULL THEN
-                 RAISE EXCEPTION 'wasmig: %', found USING ERRCODE = 'WMG03';
-             END IF;",
-        tamper_findings(tables, known, batch_writes_at_begin)
+                 RAISE EXCEPTION 'wasmig: %', found USING ERRCODE = '{TAMPERED_STATE}';
+             END IF;
+             {written}",
+        tamper_findings(tables, known)
     );
     match known {
         Some(known) => format!(
@@ -393,21 +404,18 @@ pub(super) fn tamper_check(
          END $$;\n",
             plain = tables_look_plain(
                 known,
-                batch_writes_at_begin.map(|n| n.to_string()).as_deref()
+                watched_writes_at_begin.map(|n| n.to_string()).as_deref()
             ),
         ),
         None => format!("DO $$ DECLARE found pg_catalog.text; BEGIN\n{full}\nEND $$;\n"),
     }
 }
 
-/// The tamper check's full look as one query, with no PL/pgSQL to compile: one row, NULL
-/// when wasmig's tables (`tables`, with the oids of `known` when the run knows them) are
-/// as [`tamper_check`] requires, else what it found, `; `-separated.
-pub(super) fn tamper_findings(
-    tables: &[String],
-    known: Option<&KnownTables>,
-    batch_writes_at_begin: Option<i64>,
-) -> String {
+/// The tamper check's full look at the tables' shape as one query, with no PL/pgSQL to
+/// compile: one row, NULL when wasmig's tables (`tables`, with the oids of `known` when
+/// the run knows them) are as [`tamper_check`] requires, else what it found,
+/// `; `-separated.
+pub(super) fn tamper_findings(tables: &[String], known: Option<&KnownTables>) -> String {
     let oids = known.map(|k| k.oids.as_slice());
     let regclasses = tables
         .iter()
@@ -425,29 +433,6 @@ pub(super) fn tamper_findings(
                  WHERE COALESCE(t.now OPERATOR(pg_catalog.<>) t.was, true)",
             names = tables.iter().map(|t| lit(t)).collect::<Vec<_>>().join(", "),
             known = oid_array(oids),
-        ),
-        None => String::new(),
-    };
-    // wasmig writes its batch tables only after the check, in the transactions it makes
-    // for them: rows this transaction wrote there before it are the migration's own
-    // (forged progress for a later batched step, ranges ended for other workers). The
-    // server's count also holds writes of earlier transactions of the session it has not
-    // yet flushed to its statistics, hence the count as the transaction began.
-    let batch_tables = tables
-        .iter()
-        .zip(super::PRESENT)
-        .filter(|(_, name)| super::BATCH_TABLES.contains(name))
-        .map(|(t, _)| format!("pg_catalog.to_regclass({})", lit(t)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let written = match batch_writes_at_begin {
-        Some(begun) => format!(
-            "UNION ALL
-                 SELECT pg_catalog.concat('this transaction wrote ', w.n OPERATOR(pg_catalog.-) {begun}, ' row(s) of ', {batch_names}, ' before wasmig did: the migration''s own SQL')
-                 FROM ({writes}) AS w(n)
-                 WHERE w.n OPERATOR(pg_catalog.<>) {begun}",
-            batch_names = lit(&super::BATCH_TABLES.join(" or ")),
-            writes = batch_writes(&format!("ARRAY[{batch_tables}]::pg_catalog.oid[]")),
         ),
         None => String::new(),
     };
@@ -490,8 +475,27 @@ pub(super) fn tamper_findings(
                  UNION ALL
                  {runs_code}
                  {replaced}
-                 {written}
              ) AS found_objects"
+    )
+}
+
+/// The tamper check's look at the writes of `WATCHED_WRITES`, as one query: one row, NULL
+/// when this transaction's count of them is still `begun`, the count as it began (the
+/// server's count also holds writes of earlier transactions of the session it has not yet
+/// flushed to its statistics), else what was written: the migration's own SQL.
+fn written_finding(tables: &[String], begun: i64) -> String {
+    format!(
+        "SELECT pg_catalog.concat(w.n OPERATOR(pg_catalog.-) {begun}, ' row(s) of wasmig''s tables that only wasmig writes, and only after its check (', {watched}, ')')
+         FROM (SELECT {writes}) AS w(n)
+         WHERE w.n OPERATOR(pg_catalog.<>) {begun}",
+        watched = lit(&watched_names()),
+        writes = watched_writes(|table| {
+            tables
+                .iter()
+                .zip(super::PRESENT)
+                .find(|(_, name)| *name == table)
+                .map(|(t, _)| format!("pg_catalog.to_regclass({})::pg_catalog.oid", lit(t)))
+        }),
     )
 }
 
@@ -575,8 +579,8 @@ pub(super) fn code_on_write(current: &str, own: &str, own_check: &str) -> String
 /// objects that depend on them (constraints, indexes, defaults, triggers, rules, policies,
 /// another table's foreign key to them: whatever the server records as depending on a
 /// table) are those of `known`, and they depend on nothing but their schema (a domain, a
-/// collation, a parent); and (given the server's count of writes to the batch tables,
-/// `BATCH_TABLES`, as the transaction began: an SQL `int8` expression, a number or a
+/// collation, a parent); and (given the server's count of the writes `WATCHED_WRITES`
+/// watches, as the transaction began: an SQL `int8` expression, a number or a
 /// parameter) this transaction has not written those yet. A flag may be stale
 /// (`relhastriggers` stays set after a trigger is dropped, until a vacuum), and a new
 /// dependent harmless (a plain index): false sends a caller to the full check.
@@ -586,7 +590,7 @@ pub(super) fn code_on_write(current: &str, own: &str, own_check: &str) -> String
 /// on a database of 285 migrations).
 pub(super) fn tables_look_plain(
     known: &KnownTables,
-    batch_writes_at_begin: Option<&str>,
+    watched_writes_at_begin: Option<&str>,
 ) -> String {
     let names = format!(
         "ARRAY[{}]::pg_catalog.name[]",
@@ -616,29 +620,42 @@ pub(super) fn tables_look_plain(
         known_dependents = oid_array(&known.dependents),
         namespace = known.namespace,
         count = known.oids.len(),
-        unwritten = match batch_writes_at_begin {
+        unwritten = match watched_writes_at_begin {
             Some(begun) => format!(
                 "\n         AND ({}) OPERATOR(pg_catalog.=) ({begun})::pg_catalog.int8",
-                known_batch_writes(known)
+                known_watched_writes(known)
             ),
             None => String::new(),
         },
     )
 }
 
-/// [`batch_writes`] of wasmig's batch tables among `known`, their oids written in, as an
-/// `int8` expression: a sum of the counting functions' calls (planned in a third of the
-/// time of the aggregate over `unnest`), as the select that begins every step and the
-/// record's check both hold it.
-pub(super) fn known_batch_writes(known: &KnownTables) -> String {
-    let terms = known
-        .oids
+/// The server's count of this transaction's writes of `WATCHED_WRITES`, the tables among
+/// `known` (their oids written in), as an `int8` expression: a sum of the counting
+/// functions' calls (planned in a third of the time of an aggregate over `unnest`), as the
+/// select that begins every step and the record's check both hold it.
+pub(super) fn known_watched_writes(known: &KnownTables) -> String {
+    watched_writes(|table| {
+        known
+            .oids
+            .iter()
+            .zip(super::PRESENT)
+            .find(|(_, name)| *name == table)
+            .map(|(oid, _)| format!("'{oid}'::pg_catalog.oid"))
+    })
+}
+
+/// The rows this transaction wrote as `WATCHED_WRITES` counts them, as the server counts
+/// them (what `pg_stat_xact_user_tables` shows, read from its functions directly;
+/// rolled-back savepoints included): an SQL `int8` expression, `oid` giving each table's
+/// oid as an expression (a table without one, or whose oid is NULL, counts 0).
+fn watched_writes(oid: impl Fn(&str) -> Option<String>) -> String {
+    let terms = super::WATCHED_WRITES
         .iter()
-        .zip(super::PRESENT)
-        .filter(|(_, name)| super::BATCH_TABLES.contains(name))
-        .flat_map(|(oid, _)| {
-            ["inserted", "updated", "deleted"].map(|what| {
-                format!("pg_catalog.pg_stat_get_xact_tuples_{what}('{oid}'::pg_catalog.oid)")
+        .filter_map(|(table, counters)| oid(table).map(|oid| (oid, counters)))
+        .flat_map(|(oid, counters)| {
+            counters.iter().map(move |what| {
+                format!("COALESCE(pg_catalog.pg_stat_get_xact_tuples_{what}({oid}), 0)")
             })
         })
         .collect::<Vec<_>>();
@@ -651,16 +668,19 @@ pub(super) fn known_batch_writes(known: &KnownTables) -> String {
     )
 }
 
-/// The rows this transaction inserted, updated and deleted in the tables of `oids` (an
-/// `oid[]` expression), as the server counts them (what `pg_stat_xact_user_tables` shows,
-/// read from its functions directly; rolled-back savepoints included): an SQL `int8`.
-pub(super) fn batch_writes(oids: &str) -> String {
-    format!(
-        "SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(o)
-                 OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated(o)
-                 OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_deleted(o)), 0)::pg_catalog.int8
-         FROM pg_catalog.unnest({oids}) AS o"
-    )
+/// What `WATCHED_WRITES` watches, for messages.
+fn watched_names() -> String {
+    super::WATCHED_WRITES
+        .iter()
+        .map(|(table, counters)| {
+            if counters.contains(&"inserted") {
+                format!("any row of {table}")
+            } else {
+                format!("an existing row of {table}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The objects that depend on the tables of `oids` (an `oid[]` expression), as the server

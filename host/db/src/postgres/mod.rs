@@ -73,9 +73,20 @@ pub(super) const PRESENT: [&str; 7] = [
     SCHEMA_TABLE,
 ];
 
-/// The tables of [`PRESENT`] that only wasmig's batch transactions write, and only after
-/// the tamper check: the check refuses a transaction that wrote them before it.
-pub(super) const BATCH_TABLES: [&str; 2] = [CHECKPOINT_TABLE, PARTITION_TABLE];
+/// The writes to the tables of [`PRESENT`] that wasmig makes only after the tamper check,
+/// in the transactions it makes for them, or never: each table with the server's counters
+/// (`pg_stat_get_xact_tuples_*`) of them. The check refuses a transaction whose count of
+/// them moved before it. The batch tables are written only by wasmig's batch
+/// transactions, after their check (a forged checkpoint would make a later batched
+/// revision resume past rows it never walked); the schema table only at a run's start, on
+/// its own connection; a history row is never updated or deleted (a forged checksum, a
+/// row erased and another forged in its place, which the row count would not see).
+pub(super) const WATCHED_WRITES: [(&str, &[&str]); 4] = [
+    (CHECKPOINT_TABLE, &["inserted", "updated", "deleted"]),
+    (PARTITION_TABLE, &["inserted", "updated", "deleted"]),
+    (SCHEMA_TABLE, &["inserted", "updated", "deleted"]),
+    (HISTORY_TABLE, &["updated", "deleted"]),
+];
 
 /// Where wasmig's tables live unless the project configures another schema.
 const DEFAULT_SCHEMA: &str = "public";
@@ -676,7 +687,7 @@ impl Database for PgDatabase {
             .map(|t| self.store.words().table(t))
             .collect();
         // A plain query (a DO block would be compiled every run), its answer read here.
-        let findings = bookkeeping::tamper_findings(&tables, None, None);
+        let findings = bookkeeping::tamper_findings(&tables, None);
         let found: Option<String> = sqlx::raw_sql(AssertSqlSafe(findings))
             .fetch_one(&mut *self.control().await)
             .await
@@ -733,7 +744,7 @@ impl Database for PgDatabase {
                 "ARRAY[{}]::pg_catalog.oid[]",
                 regclasses.join(", ")
             )),
-            bookkeeping::tamper_findings(&tables, None, None),
+            bookkeeping::tamper_findings(&tables, None),
         );
         let row = sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_one(&mut *self.control().await)

@@ -105,6 +105,10 @@ pub(super) fn lock_held(pid: i32, key: i64) -> String {
 /// The SQLSTATE of the tamper check (`bookkeeping::tamper_check`).
 pub(super) const TAMPERED_STATE: &str = "WMG03";
 
+/// The SQLSTATE of the tamper check when the tables are as wasmig made them but the
+/// transaction wrote rows of them that only wasmig writes (`WATCHED_WRITES`).
+pub(super) const WROTE_STATE: &str = "WMG04";
+
 /// The error of a write of wasmig's tables: [`LockLost`] when the fence refused it, else
 /// the query's.
 pub(super) fn write_error(source: sqlx::Error, doing: String) -> anyhow::Error {
@@ -112,6 +116,9 @@ pub(super) fn write_error(source: sqlx::Error, doing: String) -> anyhow::Error {
         sqlx::Error::Database(e) if e.code().as_deref() == Some(LOCK_LOST_STATE) => LockLost.into(),
         sqlx::Error::Database(e) if e.code().as_deref() == Some(TAMPERED_STATE) => {
             TablesTampered(e.message().trim_start_matches("wasmig: ").to_owned()).into()
+        }
+        sqlx::Error::Database(e) if e.code().as_deref() == Some(WROTE_STATE) => {
+            crate::OwnRowsWritten(e.message().trim_start_matches("wasmig: ").to_owned()).into()
         }
         _ => DbError::Query { doing, source }.into(),
     }
@@ -133,11 +140,11 @@ pub(crate) struct PgSession {
     cursors_opened: u64,
     /// `txid_current()` at `begin`: the identity [`Session::transaction_intact`] checks.
     xid: i64,
-    /// The server's count of writes to wasmig's batch tables as the transaction began
+    /// The server's count of the writes `WATCHED_WRITES` watches as the transaction began
     /// (once the run knows its tables): the tamper check refuses a transaction whose count
     /// moved before wasmig writes them (the count also holds earlier transactions' writes
     /// the session has not yet flushed to the server's statistics).
-    batch_writes_at_begin: Option<i64>,
+    watched_writes_at_begin: Option<i64>,
     /// wasmig's tables, qualified by the configured schema they live in, so that no
     /// `search_path` (the migration's, or a role's or database's default) can send the
     /// version-table update elsewhere.
@@ -291,10 +298,10 @@ impl PgDatabase {
             ),
             _ => String::new(),
         };
-        // Once the run knows its tables: the server's count of writes to the batch tables so
+        // Once the run knows its tables: the server's count of the watched writes so
         // far, which the tamper check compares (last).
         let writes_column = match &table_oids {
-            Some(known) => format!(", ({})", super::bookkeeping::known_batch_writes(known)),
+            Some(known) => format!(", ({})", super::bookkeeping::known_watched_writes(known)),
             None => String::new(),
         };
         // `BEGIN` and the select in one message: one round trip.
@@ -373,14 +380,14 @@ impl PgDatabase {
             doing: doing("reading the backend pid and transaction id"),
             source,
         })?;
-        let batch_writes_at_begin = if writes_column.is_empty() {
+        let watched_writes_at_begin = if writes_column.is_empty() {
             None
         } else {
             let last = row.columns().len() - 1;
             Some(
                 row.try_get::<i64, _>(last)
                     .map_err(|source| DbError::Query {
-                        doing: doing("reading the writes to wasmig's batch tables"),
+                        doing: doing("reading the writes to wasmig's tables"),
                         source,
                     })?,
             )
@@ -424,7 +431,7 @@ impl PgDatabase {
             }),
             cursors_opened: 0,
             xid,
-            batch_writes_at_begin,
+            watched_writes_at_begin,
             store: VersionStore::new(Dialect::Postgres, Some(self.schema.clone())),
             lock_holder: holder,
             table_oids,
@@ -449,7 +456,7 @@ impl PgSession {
         let check = super::bookkeeping::tamper_check(
             &tables,
             self.table_oids.as_ref(),
-            self.batch_writes_at_begin,
+            self.watched_writes_at_begin,
         );
         let Some(holder) = &self.lock_holder else {
             return check;
@@ -475,7 +482,7 @@ impl PgSession {
         // What changes from step to step (the transaction's id, the writes counted as it
         // began) is a parameter; the rest is the run's.
         let mut params = vec![Param::Int(self.xid)];
-        let writes_at_begin = self.batch_writes_at_begin.map(|n| {
+        let writes_at_begin = self.watched_writes_at_begin.map(|n| {
             params.push(Param::Int(n));
             "$c2"
         });
