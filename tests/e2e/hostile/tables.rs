@@ -590,3 +590,46 @@ async fn what_would_run_as_the_lease_is_written_is_refused() {
     assert_eq!(db.count("SELECT count(*) FROM forged").await, 0);
     db.drop_db().await;
 }
+
+/// A `TRUNCATE` or a rewrite (`ALTER TABLE … TYPE … USING`) of one of wasmig's tables
+/// starts the server's counts of its writes again: rows forged after it would not be
+/// counted (history emptied and written again with a forged checksum, its row count
+/// unchanged). Found as the table's storage changing during the run.
+const REWRITES: [(&str, &str); 3] = [
+    (
+        "TRUNCATE wasmig_history;
+         INSERT INTO wasmig_history (id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
+         OVERRIDING SYSTEM VALUE VALUES (1, 'a1', 'upgrade', 'forged', now(), now(), 0, '0');",
+        "\"public\".wasmig_history was truncated or rewritten during the run",
+    ),
+    (
+        "ALTER TABLE wasmig_checkpoint ALTER COLUMN checkpoint TYPE text USING 'forged';",
+        "\"public\".wasmig_checkpoint was truncated or rewritten during the run",
+    ),
+    (
+        "TRUNCATE wasmig_partition;",
+        "\"public\".wasmig_partition was truncated or rewritten during the run",
+    ),
+];
+
+#[tokio::test]
+async fn a_migration_that_truncates_or_rewrites_wasmigs_tables_is_rolled_back() {
+    for (sql, found) in REWRITES {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        project.sql_revision("b2", &format!("CREATE TABLE b (x int); {sql}"), "SELECT 1;");
+        let run = project.run(&db, &["up"]).fails_with(12);
+        assert!(run.stderr.contains(found), "{found}: {run:?}");
+        assert_eq!(db.heads().await, ["a1"], "{found}");
+        assert_eq!(db.history().await, ["upgrade:a1"], "{found}");
+        assert_eq!(
+            db.count("SELECT count(*) FROM wasmig_history WHERE checksum = 'forged'")
+                .await,
+            0,
+            "{found}"
+        );
+        assert!(!db.table_exists("b").await, "{found}: b2 rolled back");
+        db.drop_db().await;
+    }
+}

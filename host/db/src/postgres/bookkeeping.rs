@@ -430,9 +430,17 @@ pub(super) fn tamper_findings(tables: &[String], known: Option<&KnownTables>) ->
                  FROM ROWS FROM (pg_catalog.unnest(ARRAY[{names}]::pg_catalog.text[]),
                                  pg_catalog.unnest({current}), pg_catalog.unnest({known}))
                       AS t(name, now, was)
-                 WHERE COALESCE(t.now OPERATOR(pg_catalog.<>) t.was, true)",
+                 WHERE COALESCE(t.now OPERATOR(pg_catalog.<>) t.was, true)
+                 UNION ALL
+                 SELECT pg_catalog.concat(t.name, ' was truncated or rewritten during the run (TRUNCATE, ALTER TABLE … TYPE, VACUUM FULL: the server''s counts of its writes start again)')
+                 FROM ROWS FROM (pg_catalog.unnest(ARRAY[{names}]::pg_catalog.text[]),
+                                 pg_catalog.unnest({known}), pg_catalog.unnest({filenodes}))
+                      AS t(name, was, filenode)
+                 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.was
+                 WHERE c.relfilenode OPERATOR(pg_catalog.<>) t.filenode",
             names = tables.iter().map(|t| lit(t)).collect::<Vec<_>>().join(", "),
             known = oid_array(oids),
+            filenodes = oid_array(known.map_or(&[][..], |k| k.filenodes.as_slice())),
         ),
         None => String::new(),
     };
@@ -534,7 +542,7 @@ pub(super) fn code_on_write(current: &str, own: &str, own_check: &str) -> String
                  SELECT pg_catalog.concat(o.confrelid::pg_catalog.regclass, ' is referenced by the foreign key ', o.conname, ' of ', o.conrelid::pg_catalog.regclass)
                  FROM pg_catalog.pg_constraint o
                  WHERE o.confrelid OPERATOR(pg_catalog.=) ANY ({current})
-                   AND NOT o.conrelid OPERATOR(pg_catalog.=) ANY ({current})
+                   AND NOT COALESCE(o.conrelid OPERATOR(pg_catalog.=) ANY ({current}), false)
                  UNION ALL
                  SELECT pg_catalog.concat(d.adrelid::pg_catalog.regclass, '.', a.attname,
                      CASE WHEN a.attgenerated OPERATOR(pg_catalog.=) '' THEN ' has a default (' ELSE ' is generated (' END,
@@ -598,14 +606,16 @@ pub(super) fn tables_look_plain(
     let each = known
         .oids
         .iter()
+        .zip(&known.filenodes)
         .zip(super::PRESENT)
-        .map(|(oid, name)| {
+        .map(|((oid, filenode), name)| {
             format!(
                 "COALESCE((SELECT c.relnamespace OPERATOR(pg_catalog.=) {namespace}::pg_catalog.oid
                      AND c.relname OPERATOR(pg_catalog.=) {name}
                      AND c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhastriggers
                      AND NOT c.relhasrules AND NOT c.relrowsecurity AND NOT c.relhassubclass
                      AND NOT c.relispartition AND c.relpersistence OPERATOR(pg_catalog.=) 'p'
+                     AND c.relfilenode OPERATOR(pg_catalog.=) '{filenode}'::pg_catalog.oid
                    FROM pg_catalog.pg_class c
                    WHERE c.oid OPERATOR(pg_catalog.=) '{oid}'::pg_catalog.oid), false)",
                 namespace = known.namespace,
@@ -705,11 +715,14 @@ pub(super) fn dependents(oids: &str) -> String {
 }
 
 /// wasmig's tables as a run found them once they existed, and the full check found them
-/// as wasmig made them: their oids (in the order of `PRESENT`), their schema's, and those
-/// of the objects that depend on them ([`dependents`]).
+/// as wasmig made them: their oids and their storage's (`relfilenode`, which a `TRUNCATE`
+/// or a rewrite changes, and with it the server's counts of the transaction's writes), in
+/// the order of `PRESENT`; their schema's; and those of the objects that depend on them
+/// ([`dependents`]).
 #[derive(Debug, Clone)]
 pub(super) struct KnownTables {
     pub(super) oids: Vec<u32>,
+    pub(super) filenodes: Vec<u32>,
     pub(super) namespace: u32,
     pub(super) dependents: Vec<u32>,
 }

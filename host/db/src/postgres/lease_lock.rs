@@ -139,17 +139,31 @@ fn advisory_holders(key: i64) -> String {
 fn plain_table(table: &str) -> String {
     let regclass = format!("pg_catalog.to_regclass({})", lit(table));
     format!(
-        "(COALESCE((SELECT c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhasrules \
-         AND NOT c.relhastriggers AND NOT c.relrowsecurity AND NOT c.relhassubclass \
+        "(COALESCE((SELECT c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relrowsecurity \
          AND c.relpersistence OPERATOR(pg_catalog.=) 'p' \
          FROM pg_catalog.pg_class c \
          WHERE c.oid OPERATOR(pg_catalog.=) {regclass}), false) \
-         AND NOT EXISTS ({}))",
+         AND NOT EXISTS ({others}) AND NOT EXISTS ({}))",
         super::bookkeeping::code_on_write(
             &format!("ARRAY[{regclass}]::pg_catalog.oid[]"),
             &regclass,
             OWN_CHECK
         ),
+        others = attached(&regclass),
+    )
+}
+
+/// A query with a row for each trigger (not the server's own), rule or child table of
+/// `regclass`: read from their catalogs, where `pg_class`'s flags stay set after a trigger
+/// is dropped, until a vacuum (a lease that could not be taken, renewed or released then).
+fn attached(regclass: &str) -> String {
+    format!(
+        "SELECT 'a trigger' FROM pg_catalog.pg_trigger t \
+         WHERE t.tgrelid OPERATOR(pg_catalog.=) {regclass} AND NOT t.tgisinternal \
+         UNION ALL SELECT 'a rule' FROM pg_catalog.pg_rewrite r \
+         WHERE r.ev_class OPERATOR(pg_catalog.=) {regclass} \
+         UNION ALL SELECT 'a child table' FROM pg_catalog.pg_inherits i \
+         WHERE i.inhparent OPERATOR(pg_catalog.=) {regclass}"
     )
 }
 
@@ -178,12 +192,13 @@ fn lock_table_findings(table: &str) -> String {
     let regclass = format!("pg_catalog.to_regclass({})", lit(table));
     format!(
         "SELECT pg_catalog.string_agg(what, '; ') FROM (
-             SELECT 'a rule, trigger, row-level security, child table or other kind of relation' AS what
+             SELECT 'another kind of relation, row-level security or unlogged' AS what
              FROM pg_catalog.pg_class c
              WHERE c.oid OPERATOR(pg_catalog.=) {regclass}
-               AND NOT (c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhasrules
-                        AND NOT c.relhastriggers AND NOT c.relrowsecurity AND NOT c.relhassubclass
+               AND NOT (c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relrowsecurity
                         AND c.relpersistence OPERATOR(pg_catalog.=) 'p')
+             UNION ALL
+             {others}
              UNION ALL
              {}
          ) AS found_objects",
@@ -192,6 +207,7 @@ fn lock_table_findings(table: &str) -> String {
             &regclass,
             OWN_CHECK
         ),
+        others = attached(&regclass),
     )
 }
 

@@ -720,8 +720,8 @@ impl Database for PgDatabase {
                 source,
             })?;
         // The tables this run writes, by oid, in the configured schema; what depends on them;
-        // and what the full tamper check finds, in the same snapshot: what the steps'
-        // cheap look compares with must be what wasmig made.
+        // what the full tamper check finds; and their storage (`relfilenode`), in the same
+        // snapshot: what the steps' cheap look compares with must be what wasmig made.
         let tables: Vec<String> = PRESENT
             .iter()
             .map(|t| self.store.words().table(t))
@@ -733,7 +733,7 @@ impl Database for PgDatabase {
         let sql = format!(
             "SELECT {}, (SELECT n.oid::pg_catalog.int8 FROM pg_catalog.pg_namespace n \
              WHERE n.nspname OPERATOR(pg_catalog.=) {}), \
-             pg_catalog.array_to_string(({}), ','), ({})",
+             pg_catalog.array_to_string(({}), ','), ({}), {}",
             regclasses
                 .iter()
                 .map(|r| format!("{r}::pg_catalog.oid::pg_catalog.int8"))
@@ -745,6 +745,14 @@ impl Database for PgDatabase {
                 regclasses.join(", ")
             )),
             bookkeeping::tamper_findings(&tables, None),
+            regclasses
+                .iter()
+                .map(|r| format!(
+                    "(SELECT c.relfilenode::pg_catalog.int8 FROM pg_catalog.pg_class c \
+                     WHERE c.oid OPERATOR(pg_catalog.=) {r})"
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         let row = sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_one(&mut *self.control().await)
@@ -767,6 +775,17 @@ impl Database for PgDatabase {
                 doing: "reading the oids of wasmig's tables".into(),
                 source,
             })?;
+        let filenodes = (PRESENT.len() + 3..2 * PRESENT.len() + 3)
+            .map(|i| row.try_get::<Option<i64>, _>(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| DbError::Query {
+                doing: "reading the oids of wasmig's tables".into(),
+                source,
+            })?;
+        let filenodes: Option<Vec<u32>> = filenodes
+            .into_iter()
+            .map(|o| o.and_then(|o| u32::try_from(o).ok()))
+            .collect();
         let dependents: Option<Vec<u32>> = dependents.and_then(|list| {
             list.split(',')
                 .filter(|o| !o.is_empty())
@@ -780,11 +799,12 @@ impl Database for PgDatabase {
             .map(|o| o.and_then(|o| u32::try_from(o).ok()))
             .collect();
         if let Ok(mut known) = self.table_oids.lock() {
-            *known = match (all, dependents, found) {
-                (Some(mut oids), Some(dependents), None) => {
+            *known = match (all, filenodes, dependents, found) {
+                (Some(mut oids), Some(filenodes), Some(dependents), None) => {
                     let namespace = oids.pop().expect("the schema's oid comes last");
                     Some(bookkeeping::KnownTables {
                         oids,
+                        filenodes,
                         namespace,
                         dependents,
                     })

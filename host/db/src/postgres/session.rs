@@ -107,7 +107,7 @@ pub(super) const TAMPERED_STATE: &str = "WMG03";
 
 /// The SQLSTATE of the tamper check when the tables are as wasmig made them but the
 /// transaction wrote rows of them that only wasmig writes (`WATCHED_WRITES`).
-pub(super) const WROTE_STATE: &str = "WMG04";
+pub(super) const WROTE_STATE: &str = "WMG05";
 
 /// The error of a write of wasmig's tables: [`LockLost`] when the fence refused it, else
 /// the query's.
