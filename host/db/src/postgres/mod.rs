@@ -761,31 +761,30 @@ impl Database for PgDatabase {
                 doing: "reading the oids of wasmig's tables".into(),
                 source,
             })?;
-        let oids = (0..=PRESENT.len())
-            .map(|i| row.try_get::<Option<i64>, _>(i))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| DbError::Query {
-                doing: "reading the oids of wasmig's tables".into(),
-                source,
-            })?;
-        let (dependents, found) = row
-            .try_get::<Option<String>, _>(PRESENT.len() + 1)
-            .and_then(|c| Ok((c, row.try_get::<Option<String>, _>(PRESENT.len() + 2)?)))
-            .map_err(|source| DbError::Query {
-                doing: "reading the oids of wasmig's tables".into(),
-                source,
-            })?;
-        let filenodes = (PRESENT.len() + 3..2 * PRESENT.len() + 3)
-            .map(|i| row.try_get::<Option<i64>, _>(i))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| DbError::Query {
-                doing: "reading the oids of wasmig's tables".into(),
-                source,
-            })?;
-        let filenodes: Option<Vec<u32>> = filenodes
-            .into_iter()
-            .map(|o| o.and_then(|o| u32::try_from(o).ok()))
-            .collect();
+        let read = || -> Result<_, sqlx::Error> {
+            // Columns of oids (int8): all of them, or `None` when one is NULL.
+            let oids = |columns: std::ops::Range<usize>| -> Result<Option<Vec<u32>>, sqlx::Error> {
+                let mut all = Vec::with_capacity(columns.len());
+                for i in columns {
+                    all.push(row.try_get::<Option<i64>, _>(i)?);
+                }
+                Ok(all
+                    .into_iter()
+                    .map(|o| o.and_then(|o| u32::try_from(o).ok()))
+                    .collect())
+            };
+            let n = PRESENT.len();
+            Ok((
+                oids(0..n + 1)?,
+                row.try_get::<Option<String>, _>(n + 1)?,
+                row.try_get::<Option<String>, _>(n + 2)?,
+                oids(n + 3..2 * n + 3)?,
+            ))
+        };
+        let (all, dependents, found, filenodes) = read().map_err(|source| DbError::Query {
+            doing: "reading the oids of wasmig's tables".into(),
+            source,
+        })?;
         let dependents: Option<Vec<u32>> = dependents.and_then(|list| {
             list.split(',')
                 .filter(|o| !o.is_empty())
@@ -794,10 +793,6 @@ impl Database for PgDatabase {
         });
         // All of them, the schema and their dependents, as wasmig made them, or nothing:
         // the sessions then run the full check every time (which names what it finds).
-        let all: Option<Vec<u32>> = oids
-            .into_iter()
-            .map(|o| o.and_then(|o| u32::try_from(o).ok()))
-            .collect();
         if let Ok(mut known) = self.table_oids.lock() {
             *known = match (all, filenodes, dependents, found) {
                 (Some(mut oids), Some(filenodes), Some(dependents), None) => {
