@@ -113,34 +113,58 @@ pub(super) fn pg_copy_data(rows: &[Vec<Value>], width: usize) -> Result<Vec<u8>,
             if c > 0 {
                 out.push('\t');
             }
-            let at = ParamRef::copy_column(r, c);
-            let text = match value {
-                Value::Null => {
-                    out.push_str("\\N");
-                    continue;
-                }
-                Value::Array(array) => pg_script::array_text(array, at)?,
-                scalar => pg_script::scalar_text(scalar, at)?
-                    .expect("only null has no text, and it was handled above"),
-            };
-            escape_field(&mut out, &text);
+            field(&mut out, value, ParamRef::copy_column(r, c))?;
         }
         out.push('\n');
     }
     Ok(out.into_bytes())
 }
 
-/// Appends `text` escaped for one field of the COPY text format.
-fn escape_field(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
+/// Appends one field: the value's text input form, escaped. Text and integers, the bulk of
+/// what a backfill writes, are written straight into `out`; every other value goes through
+/// its text form ([`pg_script::scalar_text`], [`pg_script::array_text`]) first.
+fn field(out: &mut String, value: &Value, at: ParamRef) -> Result<(), SqlError> {
+    use std::fmt::Write as _;
+    match value {
+        Value::Null => out.push_str("\\N"),
+        Value::Text(text) => {
+            if text.contains('\0') {
+                return Err(at.error("text cannot contain the NUL character on PostgreSQL"));
+            }
+            escape_field(out, text);
         }
+        // Digits and a sign: nothing to escape.
+        Value::Int16(v) => write!(out, "{v}").expect("writing to a String"),
+        Value::Int32(v) => write!(out, "{v}").expect("writing to a String"),
+        Value::Int64(v) => write!(out, "{v}").expect("writing to a String"),
+        Value::Array(array) => escape_field(out, &pg_script::array_text(array, at)?),
+        scalar => escape_field(
+            out,
+            &pg_script::scalar_text(scalar, at)?
+                .expect("only null has no text, and it was handled above"),
+        ),
     }
+    Ok(())
+}
+
+/// Appends `text` escaped for one field of the COPY text format: the runs between special
+/// characters are copied whole (each special character is ASCII, so a run ends on a
+/// character boundary).
+fn escape_field(out: &mut String, text: &str) {
+    let mut run = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let escaped = match byte {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => continue,
+        };
+        out.push_str(&text[run..i]);
+        out.push_str(escaped);
+        run = i + 1;
+    }
+    out.push_str(&text[run..]);
 }
 
 /// How many rows go into one SQLite `INSERT` of `width` columns.
@@ -214,6 +238,25 @@ mod tests {
         ];
         let data = String::from_utf8(pg_copy_data(&rows, 2).unwrap()).unwrap();
         assert_eq!(data, "1\ttab\\there\\nnew\\\\line\\r\n2\t\\N\n3\t\\\\N\n");
+    }
+
+    #[test]
+    fn text_is_escaped_around_multibyte_characters_and_nul_is_refused() {
+        let rows = vec![vec![
+            Value::Text(s("é\\ü\tñ")),
+            Value::Int16(-7),
+            Value::Int32(i32::MIN),
+        ]];
+        let data = String::from_utf8(pg_copy_data(&rows, 3).unwrap()).unwrap();
+        assert_eq!(data, "é\\\\ü\\tñ\t-7\t-2147483648\n");
+        let rows = vec![vec![Value::Int64(1)], vec![Value::Text(s("a\0b"))]];
+        let err = pg_copy_data(&rows, 1).unwrap_err();
+        assert_eq!(err.code, "WASMIG-BIND");
+        assert!(
+            err.message.starts_with("row 2, column 1") && err.message.contains("NUL"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
