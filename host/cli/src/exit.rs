@@ -27,7 +27,8 @@ pub(crate) const CONFIG: u8 = 3;
 /// heads, a cycle, a database at a revision the project does not have; for `import --adopt`,
 /// a gap in the old tool's history, or a migration it applied that the directory lacks.
 pub(crate) const GRAPH: u8 = 4;
-/// The database could not be reached, or failed outside any migration.
+/// The database could not be reached, or failed outside any migration; or, after steps
+/// committed, it did not answer the read-back of the version table in time.
 pub(crate) const DATABASE: u8 = 5;
 /// A migration failed (guest error, SQL error, trap) and was rolled back; or a
 /// `transaction = "none"` revision failed part-way, was not rolled back, and is recorded as
@@ -112,6 +113,9 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
             || cause.is::<wasmig::db::OwnRowsWritten>()
         {
             return MODIFIED;
+        }
+        if cause.is::<wasmig::db::ReadBackUnanswered>() {
+            return DATABASE;
         }
         if cause.is::<Interrupted>() || cause.is::<wasmig::fleet::FleetInterrupted>() {
             return INTERRUPTED;

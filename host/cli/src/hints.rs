@@ -6,7 +6,9 @@
 //! here, in one place, beside the exit codes (`exit`). An application embedding the library
 //! words its own.
 
-use wasmig::db::{LockLost, LockLostAfter, OwnRowsWritten, RowsWritten, TablesTampered};
+use wasmig::db::{
+    LockLost, LockLostAfter, OwnRowsWritten, ReadBackUnanswered, RowsWritten, TablesTampered,
+};
 use wasmig::error::{ConfigError, GraphError, NextStep};
 use wasmig::error::{
     FailedError, Failure, InProgressError, LockTimeout, MigrationError, ModifiedError, NotFailed,
@@ -81,6 +83,11 @@ pub(crate) fn hint_for(err: &anyhow::Error) -> Option<String> {
         if cause.is::<LockLost>() || cause.is::<LockLostAfter>() {
             return Some(
                 "check `wasmig current` and `wasmig history --log` before running again".into(),
+            );
+        }
+        if cause.is::<ReadBackUnanswered>() {
+            return Some(
+                "run `wasmig current` to see the heads wasmig_version holds (`wasmig check` compares them with the project), and look for a session holding a lock on it (pg_locks)".into(),
             );
         }
         if let Some(e) = cause.downcast_ref::<RowsWritten>() {

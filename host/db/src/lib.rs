@@ -806,6 +806,22 @@ pub struct CommitRefused(pub Box<SqlError>);
 )]
 pub struct LockLostAfter;
 
+/// After a step or a run committed, the server did not answer wasmig's read-back of the
+/// version table in time (a lock on it, held from another session, or a server that
+/// stopped answering). The steps are committed; what the table holds is not confirmed, and
+/// whatever held the read back could have changed it, so this is never taken for a match.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "after {what} committed, the server did not answer wasmig's read-back of wasmig_version within {} s (a lock on it, or a server that stopped answering): the steps reported were committed, but that the table shows what they recorded is not confirmed",
+    .waited.as_secs()
+)]
+pub struct ReadBackUnanswered {
+    /// What committed: "step a1", "the run".
+    pub what: String,
+    /// How long the read-back waited.
+    pub waited: std::time::Duration,
+}
+
 /// A step's own SQL wrote wasmig's rows (a head inserted, deleted or renamed, history
 /// forged or erased): found in the step's transaction before its record was written, so
 /// the step was rolled back with what it wrote (see [`Expected`]).

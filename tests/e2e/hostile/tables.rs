@@ -137,6 +137,88 @@ async fn a_deferred_trigger_that_rewrites_the_heads_at_commit_is_found_after_the
     db.drop_db().await;
 }
 
+/// The same trigger, which also ends the session holding the migration lock (any session
+/// its role may signal): the read-back on that session fails, and the heads read on
+/// another still show the forgery (exit 12, not "lock lost"), after the last step and
+/// between steps.
+#[tokio::test]
+async fn a_deferred_trigger_that_also_ends_the_locks_session_is_still_found() {
+    const FORGE_AND_END: &str = "CREATE TABLE x (y int);
+         CREATE FUNCTION forget() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             DELETE FROM wasmig_version;
+             PERFORM pg_terminate_backend(l.pid) FROM pg_locks l
+             WHERE l.locktype = 'advisory' AND l.granted
+               AND l.pid <> pg_backend_pid()
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
+             RETURN NULL;
+         END $$;
+         CREATE CONSTRAINT TRIGGER forget AFTER INSERT ON x
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION forget();
+         INSERT INTO x VALUES (1);";
+    for mid_run in [false, true] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", FORGE_AND_END, "DROP TABLE x; DROP FUNCTION forget();");
+        if mid_run {
+            project.sql_revision(
+                "b2",
+                "CREATE TABLE after_it (y int);",
+                "DROP TABLE after_it;",
+            );
+        }
+        let run = project.run(&db, &["up"]).fails_with(12);
+        // (Between steps, the next step's begin may still see the lock held: the ended
+        // session's locks go as it exits. Either way the heads decide.)
+        assert!(
+            run.stderr
+                .contains("wasmig_version holds none where the steps recorded a1")
+                && (mid_run
+                    || run
+                        .stderr
+                        .contains("the session holding the migration lock ended")),
+            "mid-run {mid_run}: {}",
+            run.stderr
+        );
+        assert!(db.heads().await.is_empty());
+        assert!(
+            !db.table_exists("after_it").await,
+            "b2 ran after a1's commit changed the heads"
+        );
+        db.drop_db().await;
+    }
+}
+
+/// A read-back the server does not answer is not a match: the migration leaves a session
+/// of its own (`dblink`, as a superuser may) waiting for a lock on `wasmig_version`, which
+/// it takes as the step commits and holds past the run's wait. The run ends with exit 5,
+/// saying the heads are not confirmed, not with success.
+#[tokio::test]
+async fn a_read_back_held_up_by_a_lock_is_not_taken_for_a_match() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE EXTENSION IF NOT EXISTS dblink;
+         CREATE TABLE x (y int);
+         -- Read first, so that the step holds a lock the LOCK below must wait for.
+         SELECT count(*) FROM wasmig_version;
+         SELECT dblink_connect('holder', 'host=127.0.0.1 user=postgres dbname=' || current_database());
+         SELECT dblink_send_query('holder',
+             'BEGIN; LOCK wasmig_version IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30)');",
+        "DROP TABLE x;",
+    );
+    let run = project.run(&db, &["up"]).fails_with(5);
+    assert!(
+        run.stderr
+            .contains("after the run committed, the server did not answer wasmig's read-back"),
+        "{}",
+        run.stderr
+    );
+    // Its session still holds the lock: ended with the database.
+    db.drop_db().await;
+}
+
 /// Written by a migration: wasmig's batch tables, which only its batch transactions write,
 /// after the check (a forged checkpoint would make a later batched revision resume past
 /// rows it never walked; a forged partition, end a range no worker walked); a history row,

@@ -83,32 +83,82 @@ const READ_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// again next time) nor go on to the next step from a state it did not make. `what`
 /// committed, for the message: "step a1", "the run".
 ///
+/// When the lock's session does not answer in time, or has ended, the heads are read on
+/// another session ([`read_elsewhere`]). A read-back that cannot be made there either is an
+/// error, never taken for a match: whatever kept the server from answering (a lock on the
+/// version table, held from another session by the same migration) could have changed the
+/// table first.
+///
 /// # Errors
-/// [`TablesTampered`](crate::db::TablesTampered) naming both sets of heads.
+/// [`TablesTampered`](crate::db::TablesTampered) naming both sets of heads;
+/// [`ReadBackUnanswered`](crate::db::ReadBackUnanswered) when no session could read them in
+/// time; [`LockLostAfter`](crate::db::LockLostAfter) when the lock's session ended and the
+/// heads read on another show what the steps recorded.
 async fn read_back(db: &dyn Database, expected: &[String], what: &str) -> anyhow::Result<()> {
     // Bounded: the connection it reads on is the lock's, and a server that stopped
     // answering there must not hold a run whose steps all committed.
     let Ok(found) = tokio::time::timeout(READ_BACK_WAIT, db.heads()).await else {
-        tracing::warn!(
-            "could not read the heads back after the run: the server did not answer within {} s",
-            READ_BACK_WAIT.as_secs()
-        );
-        return Ok(());
+        // That session may be all that stopped (a frozen backend): read on another.
+        return match read_elsewhere(db).await {
+            Some(heads) => {
+                tracing::warn!(
+                    "the session holding the migration lock did not answer within {} s; the heads were read back on another",
+                    READ_BACK_WAIT.as_secs()
+                );
+                same_heads(&heads, expected, what)
+            }
+            None => Err(crate::db::ReadBackUnanswered {
+                what: what.to_owned(),
+                waited: READ_BACK_WAIT,
+            }
+            .into()),
+        };
     };
     let mut found = match found {
         Ok(found) => found,
         // The lock's connection ended (a migration can end any session its role may
         // signal) after the step checked the lock in its own transaction and committed.
+        // What ended it may have changed the heads as the step committed (a deferred
+        // trigger can do both): they are read on another session, and a mismatch is
+        // tampering, not a lost lock.
         Err(e)
             if e.downcast_ref::<crate::db::DbError>()
                 .is_some_and(crate::db::DbError::connection_lost) =>
         {
-            return Err(crate::db::LockLostAfter.into());
+            return Err(match read_elsewhere(db).await {
+                Some(heads) => match same_heads(&heads, expected, what) {
+                    Err(tampered) => {
+                        tampered.context("the session holding the migration lock ended")
+                    }
+                    Ok(()) => crate::db::LockLostAfter.into(),
+                },
+                None => crate::db::LockLostAfter.into(),
+            });
         }
         Err(e) => return Err(e),
     };
     found.sort();
     same_heads(&found, expected, what)
+}
+
+/// The heads (sorted) as a session of the pool reads them when it begins, within
+/// [`READ_BACK_WAIT`]: for [`read_back`] when the lock's own session cannot answer.
+/// `None` when they could not be read in time (or the backend reads none as it begins).
+async fn read_elsewhere(db: &dyn Database) -> Option<Vec<String>> {
+    let read = tokio::time::timeout(READ_BACK_WAIT, async {
+        let session = db.begin().await?;
+        let heads = session.begun().map(|begun| begun.heads.clone());
+        let _ = session.rollback().await;
+        anyhow::Ok(heads)
+    });
+    match read.await {
+        Ok(Ok(heads)) => heads,
+        Ok(Err(e)) => {
+            tracing::debug!("reading the heads back on another session: {e:#}");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// [`read_back`]'s comparison: `found` (sorted) must be the heads the steps recorded.
@@ -151,7 +201,16 @@ async fn check_read_back(
     check: &ReadBack,
 ) -> anyhow::Result<Box<dyn Session>> {
     let checked = match session.begun() {
-        Some(begun) if !begun.lock_held => Err(crate::db::LockLostAfter.into()),
+        // The heads first: what ended the lock's session may have changed them as the step
+        // committed (see `lock_lost_after`).
+        Some(begun) if !begun.lock_held => {
+            match same_heads(&begun.heads, &check.heads, &check.what) {
+                Err(tampered) => {
+                    Err(tampered.context("the session holding the migration lock ended"))
+                }
+                Ok(()) => Err(crate::db::LockLostAfter.into()),
+            }
+        }
         Some(begun) => same_heads(&begun.heads, &check.heads, &check.what),
         None => read_back(db, &check.heads, &check.what).await,
     };
