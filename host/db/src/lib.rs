@@ -350,6 +350,19 @@ pub trait Database: Send + Sync {
         Ok(())
     }
 
+    /// After a run committed, and its heads were read back: checks that wasmig's history
+    /// and stored artifacts hold nothing written during the run but what its steps'
+    /// records wrote (PostgreSQL, where a deferred trigger can write them at a step's
+    /// `COMMIT`, after every check; see `postgres::run_writes`). Forgets what the run
+    /// wrote. Nothing to do elsewhere.
+    ///
+    /// # Errors
+    /// [`TablesTampered`] naming what was found; [`ReadBackUnanswered`] when the server
+    /// did not answer in time.
+    async fn verify_run_writes(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Closes the pool.
     async fn close(&self);
 }

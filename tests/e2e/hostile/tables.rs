@@ -219,6 +219,95 @@ async fn a_read_back_held_up_by_a_lock_is_not_taken_for_a_match() {
     db.drop_db().await;
 }
 
+/// Written at a step's `COMMIT` by a deferred trigger of the migration's own table, after
+/// every check of the step, so that the heads stay as recorded: history forged, rewritten
+/// or erased, or the step's own stored copy given another `down_sql` (which a later
+/// `wasmig down` from a checkout without the revision would run). The run compares what
+/// the server holds afterwards with what its records wrote (exit 12), in the last step and
+/// in one before it.
+const WRITTEN_AT_COMMIT: [(&str, &str); 5] = [
+    (
+        "INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version) \
+         VALUES ('c3', 'upgrade', 'x', now(), now(), 0, '0');",
+        "a history row forged",
+    ),
+    (
+        "UPDATE wasmig_history SET checksum = 'forged';",
+        "every history row's checksum rewritten",
+    ),
+    (
+        "UPDATE wasmig_history SET checksum = 'forged' WHERE revision = 'a1' AND direction = 'upgrade';",
+        "the step's own history row rewritten",
+    ),
+    (
+        "DELETE FROM wasmig_history WHERE revision = 'a1';",
+        "the step's history row erased",
+    ),
+    (
+        "UPDATE wasmig_artifact SET down_sql = 'DROP TABLE precious' WHERE revision = 'a1';",
+        "the step's stored down_sql replaced",
+    ),
+];
+
+#[tokio::test]
+async fn what_a_deferred_trigger_writes_to_history_or_artifacts_at_commit_is_found_after_the_run() {
+    for (write, what) in WRITTEN_AT_COMMIT {
+        for mid_run in [false, true] {
+            let project = TestProject::new();
+            let db = TestDb::new(Backend::Postgres, &project).await;
+            project.sql_revision(
+                "a1",
+                &format!(
+                    "CREATE TABLE x (y int);
+                     CREATE FUNCTION late() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN {write} RETURN NULL; END $$;
+                     CREATE CONSTRAINT TRIGGER late AFTER INSERT ON x
+                         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION late();
+                     INSERT INTO x VALUES (1);"
+                ),
+                "DROP TABLE x; DROP FUNCTION late();",
+            );
+            if mid_run {
+                project.sql_revision("b2", "CREATE TABLE b (y int);", "DROP TABLE b;");
+            }
+            let run = project.run(&db, &["up"]).fails_with(12);
+            // Between steps, a changed row count is seen first by the next step's record
+            // (which cannot tell who wrote the rows), the rest after the run.
+            assert!(
+                (run.stderr.contains("after the run committed")
+                    && run
+                        .stderr
+                        .contains("something wrote them at or after a step's COMMIT"))
+                    || (mid_run && run.stderr.contains("wasmig_history had")),
+                "{what} (mid-run {mid_run}): {}",
+                run.stderr
+            );
+            db.drop_db().await;
+        }
+    }
+}
+
+/// The same writes by a second run of wasmig's own is not a forgery: a run that recorded
+/// through the long way (a flag the cheap look saw), an `--atomic` run of several steps,
+/// a downgrade, each find exactly what they wrote.
+#[tokio::test]
+async fn runs_find_exactly_what_their_records_wrote() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE a (y int);", "DROP TABLE a;");
+    project.sql_revision("b2", "CREATE TABLE b (y int);", "DROP TABLE b;");
+    project.sql_revision("c3", "CREATE TABLE c (y int);", "DROP TABLE c;");
+    project.run(&db, &["up", "b2"]).success();
+    project.run(&db, &["up", "--atomic"]).success();
+    project.run(&db, &["down", "a1"]).success();
+    // A plain index on history makes every step record the long way.
+    db.exec("CREATE INDEX history_by_revision ON wasmig_history (revision)")
+        .await;
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["c3"]);
+    db.drop_db().await;
+}
+
 /// Written by a migration: wasmig's batch tables, which only its batch transactions write,
 /// after the check (a forged checkpoint would make a later batched revision resume past
 /// rows it never walked; a forged partition, end a range no worker walked); a history row,

@@ -35,6 +35,7 @@ mod codec;
 mod lease_lock;
 mod relay;
 mod role;
+mod run_writes;
 mod session;
 mod statement_cache;
 #[cfg(test)]
@@ -212,6 +213,8 @@ pub(crate) struct PgDatabase {
     ///
     /// [`Session::commit_lazily`]: crate::Session::commit_lazily
     pub(super) unflushed: Unflushed,
+    /// What the run's committed records wrote, for [`Database::verify_run_writes`].
+    pub(super) run_writes: SharedRunWrites,
 }
 
 /// The connection a committed step leaves for the next one: every step of a run on one
@@ -241,6 +244,13 @@ pub(super) struct KeptConnection {
 
 /// See [`PgDatabase::unflushed`].
 pub(super) type Unflushed = Arc<std::sync::atomic::AtomicBool>;
+
+/// See [`PgDatabase::run_writes`].
+pub(super) type SharedRunWrites = Arc<std::sync::Mutex<run_writes::RunWrites>>;
+
+/// How long the check of a run's writes ([`Database::verify_run_writes`]) waits for the
+/// server.
+const VERIFY_WAIT: Duration = Duration::from_secs(5);
 
 /// How long [`Database::flush`] waits for the server.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
@@ -482,6 +492,7 @@ impl PgDatabase {
             relay: Arc::new(relay),
             kept: Kept::default(),
             unflushed: Unflushed::default(),
+            run_writes: SharedRunWrites::default(),
         })
     }
 
@@ -1080,6 +1091,79 @@ impl Database for PgDatabase {
     /// commits at the database's and role's `synchronous_commit`: it waits for the log to
     /// reach the disk up to itself, and so for every lazy commit before it. Nothing to do
     /// when the last step's commit was not lazy.
+    async fn verify_run_writes(&self) -> anyhow::Result<()> {
+        let written = match self.run_writes.lock() {
+            Ok(mut run) => std::mem::take(&mut *run),
+            Err(_) => return Ok(()),
+        };
+        let words = self.store.words();
+        let Some(sql) = written.query(
+            &words.table(crate::HISTORY_TABLE),
+            &words.table(crate::ARTIFACT_TABLE),
+        ) else {
+            return Ok(());
+        };
+        // On the last step's connection when it is kept with no transaction open, else on
+        // one of the pool's (not the lock's, which may be the one that stopped answering).
+        let read = async {
+            let kept = self.kept.lock().ok().and_then(|mut k| k.take());
+            let (mut conn, kept) = match kept {
+                Some(kept) if kept.begun.is_none() => {
+                    let KeptConnection {
+                        conn,
+                        own_statements,
+                        begun,
+                        wire,
+                    } = kept;
+                    (conn, Some((own_statements, begun, wire)))
+                }
+                other => {
+                    if let Some(open) = other {
+                        drop(open.conn.detach());
+                    }
+                    (self.acquire("checking what the run wrote").await?, None)
+                }
+            };
+            let row = sqlx::raw_sql(AssertSqlSafe(sql))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|source| DbError::Query {
+                    doing: "checking what the run wrote to wasmig's tables".into(),
+                    source,
+                })?;
+            if let (Some((own_statements, begun, wire)), Ok(mut slot)) = (kept, self.kept.lock())
+                && slot.is_none()
+            {
+                *slot = Some(KeptConnection {
+                    conn,
+                    own_statements,
+                    begun,
+                    wire,
+                });
+            }
+            let history: Option<String> = row.try_get(0)?;
+            let artifact: Option<String> = row.try_get(1)?;
+            let rows: i64 = row.try_get(2)?;
+            anyhow::Ok((history, artifact, rows))
+        };
+        let Ok(read) = tokio::time::timeout(VERIFY_WAIT, read).await else {
+            return Err(crate::ReadBackUnanswered {
+                what: "the run".into(),
+                waited: VERIFY_WAIT,
+            }
+            .into());
+        };
+        let (history, artifact, rows) = read?;
+        written
+            .compare(history.as_deref(), artifact.as_deref(), rows)
+            .map_err(|found| {
+                crate::TablesTampered(format!(
+                    "after the run committed, {found} (something wrote them at or after a step's COMMIT, such as a deferred trigger of a migration's table, or beside the run); the steps' work was committed"
+                ))
+                .into()
+            })
+    }
+
     async fn flush(&self) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
         if !self.unflushed.load(Ordering::SeqCst) {

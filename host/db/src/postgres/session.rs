@@ -27,6 +27,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, Row, SqlSafeStr, S
 use super::cancel::PgCanceller;
 use super::codec::{Bound, Plan, sql_error};
 use super::relay::Wire;
+use super::run_writes::RunWrites;
 use super::{PRESENT, PgDatabase};
 use crate::store::{
     Cell, Checks, Driver, Param, Refused, Statement as StoreStatement, VersionStore,
@@ -188,6 +189,11 @@ pub(crate) struct PgSession {
     /// Whether a lazy commit of this run is not yet known to be on disk
     /// (`PgDatabase::unflushed`).
     unflushed: super::Unflushed,
+    /// What this transaction's records wrote (and whether anything else of wasmig's wrote),
+    /// folded into the run's ([`PgDatabase::run_writes`]) when it commits.
+    written: RunWrites,
+    /// The run's, shared with the database.
+    run_writes: super::SharedRunWrites,
     /// What [`Session::batch_then_record`] sent after the step's script, for the record to
     /// take instead of asking again ([`Prelude`]).
     prelude: Option<Prelude>,
@@ -425,6 +431,8 @@ impl PgDatabase {
             lazy_commit: false,
             prelude: None,
             unflushed: self.unflushed.clone(),
+            written: RunWrites::default(),
+            run_writes: self.run_writes.clone(),
             canceller: Arc::new(PgCanceller {
                 pool: self.pool.clone(),
                 pid,
@@ -592,14 +600,34 @@ impl PgSession {
             }
         };
         Some(match self.store.guarded_outcome(finished, &rows) {
-            Ok(None) => Ok(true),
+            Ok(None) => {
+                if let Some(row) = rows.first() {
+                    self.written.recorded(row);
+                }
+                Ok(true)
+            }
             Ok(Some(Refused::TransactionEnded)) => Ok(false),
             Ok(Some(Refused::LockLost)) => Err(LockLost.into()),
             // The cheap look saw a flag: the full check names the tampering, or finds none
             // (a stale flag) and the step is recorded the long way.
-            Ok(Some(Refused::TablesFlagged)) => crate::guard_then_finish(self, finished).await,
+            Ok(Some(Refused::TablesFlagged)) => self.finish_long_way(finished).await,
             Err(e) => Err(e),
         })
+    }
+
+    /// [`Session::finish_step`] the long way: the guard in a message of its own, then the
+    /// record (`crate::guard_then_finish`, keeping what the record wrote).
+    async fn finish_long_way(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
+        let doing = format!("recording {}", finished.record.revision);
+        if !self.guard(&doing, true).await? {
+            return Ok(false);
+        }
+        let row = {
+            let (store, d) = self.books();
+            store.finish_step(d, finished).await?
+        };
+        self.written.recorded(&row);
+        Ok(true)
     }
 
     /// The record by the simple query protocol, its values written into its text
@@ -817,6 +845,10 @@ impl PgSession {
             // the log to disk up to itself.
             self.unflushed
                 .store(self.lazy_commit, std::sync::atomic::Ordering::SeqCst);
+            let written = std::mem::take(&mut self.written);
+            if let Ok(mut run) = self.run_writes.lock() {
+                run.committed(self.xid, written);
+            }
         }
         let conn = self.conn.take().expect("held until the end");
         match committed {
@@ -1397,6 +1429,11 @@ impl Session for PgSession {
     }
 
     async fn guard(&mut self, doing: &str, intact: bool) -> anyhow::Result<bool> {
+        // Only a step's record guards with `intact`; any other guarded write of wasmig's
+        // tables returns nothing to compare after the run.
+        if !intact {
+            self.written.unaccounted();
+        }
         // One simple-query message, one round trip, with nothing in it the migration wrote:
         // the transaction's identity first (`transaction_intact` compares the same id), so
         // that when a statement ended wasmig's transaction the message fails before the
@@ -1443,7 +1480,7 @@ impl Session for PgSession {
     async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
         match self.finish_in_one(finished).await {
             Some(done) => done,
-            None => crate::guard_then_finish(self, finished).await,
+            None => self.finish_long_way(finished).await,
         }
     }
 

@@ -76,12 +76,14 @@ impl VersionStore {
     }
 
     /// Writes what a step that ran to its end leaves: its record, its artifact stored (an
-    /// upgrade) or forgotten (a downgrade), and its checkpoint cleared.
+    /// upgrade) or forgotten (a downgrade), and its checkpoint cleared. Returns the row of
+    /// PostgreSQL's one statement (with the `ctid`s it wrote, see `finish_statement`);
+    /// nothing elsewhere.
     pub async fn finish_step(
         &self,
         d: &mut dyn Driver,
         finished: &FinishedStep<'_>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<Cell>> {
         if self.words.dialect == Dialect::Postgres {
             return self.finish_in_one(d, finished).await;
         }
@@ -102,7 +104,7 @@ impl VersionStore {
         if finished.clear_checkpoint {
             self.clear_checkpoint(d, finished.record.revision).await?;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// [`VersionStore::finish_step`] on PostgreSQL: the same writes as one statement of
@@ -114,14 +116,14 @@ impl VersionStore {
         &self,
         d: &mut dyn Driver,
         finished: &FinishedStep<'_>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<Cell>> {
         let doing = finish_doing(finished);
         let rows = d
             .fetch(&self.finish_statement(finished, None))
             .await
             .map_err(query_error(doing))?;
         match self.finish_outcome(finished, &rows)? {
-            None => Ok(()),
+            None => Ok(rows.into_iter().next().unwrap_or_default()),
             Some(refused) => unreachable!("no checks, yet refused: {refused:?}"),
         }
     }
@@ -214,8 +216,9 @@ impl VersionStore {
     /// The one statement of [`VersionStore::finish_in_one`] and
     /// [`VersionStore::guarded_finish`]: it returns how many heads it added, history rows it
     /// appended and artifacts it stored, the tables as the step's SQL left them, and which
-    /// `checks` held (a bit each: all three set without checks). With checks, every write is
-    /// made only when all of them hold.
+    /// `checks` held (a bit each: all three set without checks); on PostgreSQL also the
+    /// `ctid`s of the history and artifact rows it wrote (`postgres::run_writes`). With
+    /// checks, every write is made only when all of them hold.
     fn finish_statement(&self, finished: &FinishedStep<'_>, checks: Option<&Checks>) -> Statement {
         let step = &finished.record;
         let eq = self.words.eq();
@@ -233,6 +236,11 @@ impl VersionStore {
             opt(step.error),
             opt(step.sqlstate),
         ];
+        // What the inserts return of each row: on PostgreSQL its `ctid`, which the record
+        // returns (its last two columns) for the check after the run
+        // (`postgres::run_writes`).
+        let postgres = self.words.dialect == Dialect::Postgres;
+        let written = if postgres { "ctid" } else { "1" };
         // Each write's condition, and its source of rows for the inserts.
         let (when, from) = match checks {
             Some(_) => (" AND EXISTS (SELECT 1 FROM ok)", " FROM ok"),
@@ -251,7 +259,7 @@ impl VersionStore {
                          manifest = excluded.manifest, up_sql = excluded.up_sql,
                          down_sql = excluded.down_sql, component = excluded.component,
                          source_checksum = excluded.source_checksum, stored_at = excluded.stored_at
-                     RETURNING 1",
+                     RETURNING {written}",
                     self.table(ARTIFACT_TABLE)
                 )
             }
@@ -302,6 +310,20 @@ impl VersionStore {
         } else {
             String::new()
         };
+        let ctids = match (postgres, finished.artifact.is_some()) {
+            (false, _) => "",
+            (true, true) => {
+                ",
+                    (SELECT pg_catalog.string_agg(ctid::pg_catalog.text, ' ') FROM logged),
+                    (SELECT pg_catalog.string_agg(ctid::pg_catalog.text, ' ') FROM stored)"
+            }
+            // The artifact's row deleted: nothing of it written.
+            (true, false) => {
+                ",
+                    (SELECT pg_catalog.string_agg(ctid::pg_catalog.text, ' ') FROM logged),
+                    NULL::pg_catalog.text"
+            }
+        };
         let sql = format!(
             "WITH {guard}
                   removed AS (DELETE FROM {version}
@@ -316,7 +338,7 @@ impl VersionStore {
                                  (revision, direction, checksum, started_at, finished_at,
                                   duration_ms, wasmig_version, error, sqlstate)
                              SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11{from}
-                             RETURNING 1),
+                             RETURNING {written}),
                   stored AS ({artifact}){cleared}
              SELECT (SELECT pg_catalog.count(*) FROM added),
                     (SELECT pg_catalog.count(*) FROM logged),
@@ -326,7 +348,7 @@ impl VersionStore {
                     CASE WHEN heads.all OPERATOR(pg_catalog.=) ${expected}::pg_catalog.text[] THEN 1::pg_catalog.int8 ELSE 0::pg_catalog.int8 END,
                     (CASE WHEN guard.transaction_ok THEN 1 ELSE 0 END
                      OPERATOR(pg_catalog.+) CASE WHEN guard.lock_ok THEN 2 ELSE 0 END
-                     OPERATOR(pg_catalog.+) CASE WHEN guard.tables_ok THEN 4 ELSE 0 END)::pg_catalog.int8
+                     OPERATOR(pg_catalog.+) CASE WHEN guard.tables_ok THEN 4 ELSE 0 END)::pg_catalog.int8{ctids}
              FROM (SELECT ARRAY(SELECT revision FROM {version}
                                 ORDER BY revision COLLATE pg_catalog.\"C\") AS all) AS heads,
                   guard",
@@ -334,9 +356,7 @@ impl VersionStore {
         );
         // Every part sees the snapshot taken before the statement: the heads and history
         // columns are the tables as the step's own SQL left them, before any write.
-        Statement::rows(
-            sql,
-            params,
+        let columns: &[Kind] = if postgres {
             &[
                 Kind::Int,
                 Kind::Int,
@@ -345,8 +365,21 @@ impl VersionStore {
                 Kind::Int,
                 Kind::Int,
                 Kind::Int,
-            ],
-        )
+                Kind::Text,
+                Kind::Text,
+            ]
+        } else {
+            &[
+                Kind::Int,
+                Kind::Int,
+                Kind::Int,
+                Kind::Text,
+                Kind::Int,
+                Kind::Int,
+                Kind::Int,
+            ]
+        };
+        Statement::rows(sql, params, columns)
     }
 
     /// Stores (or replaces) a revision's artifact.

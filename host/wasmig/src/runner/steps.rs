@@ -69,6 +69,7 @@ pub async fn run(
     let reports = reports?;
     if !dry_run {
         read_back(db, &run.expected_before(steps.len()).heads, "the run").await?;
+        db.verify_run_writes().await?;
     }
     Ok(reports)
 }
