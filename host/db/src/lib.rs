@@ -775,6 +775,8 @@ pub struct Begun {
     pub heads: Vec<String>,
     /// Whether the session that took the migration lock still held it.
     pub lock_held: bool,
+    /// The rows of the history table.
+    pub history: i64,
 }
 
 /// Another run held the migration lock for longer than `--lock-timeout`.

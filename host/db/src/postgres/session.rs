@@ -292,15 +292,18 @@ impl PgDatabase {
             }
             None => String::new(),
         };
-        // Under the lock, once the run knows its tables: the heads and whether the lock is
-        // still held, for the runner's check of the step before (`Session::begun`).
+        // Under the lock, once the run knows its tables: the heads, whether the lock is
+        // still held and history's rows, for the runner's check of the step before
+        // (`Session::begun`).
         let table_oids = self.table_oids.lock().ok().and_then(|o| o.clone());
         let begun_columns = match (&holder, &table_oids) {
             (Some(holder), Some(_)) => format!(
                 ", pg_catalog.array_to_json(ARRAY(SELECT revision FROM {} \
-                 ORDER BY revision COLLATE pg_catalog.\"C\"))::pg_catalog.text, {}",
+                 ORDER BY revision COLLATE pg_catalog.\"C\"))::pg_catalog.text, {}, \
+                 (SELECT pg_catalog.count(*) FROM {})",
                 self.store.words().table(crate::VERSION_TABLE),
-                holder.held(false)
+                holder.held(false),
+                self.store.words().table(crate::HISTORY_TABLE),
             ),
             _ => String::new(),
         };
@@ -410,6 +413,7 @@ impl PgDatabase {
                 Ok(crate::Begun {
                     heads,
                     lock_held: row.try_get(first + 1)?,
+                    history: row.try_get(first + 2)?,
                 })
             };
             Some(read().map_err(|e| {

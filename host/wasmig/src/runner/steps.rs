@@ -185,10 +185,29 @@ fn same_heads(found: &[String], expected: &[String], what: &str) -> anyhow::Resu
     .into())
 }
 
+/// [`check_read_back`]'s comparison of history's rows, as the next step's begin read
+/// them: a deferred trigger that forged or erased a history row at the step's `COMMIT`
+/// is named here, before the next step runs, rather than blamed on that step's SQL by its
+/// record.
+///
+/// # Errors
+/// [`TablesTampered`](crate::db::TablesTampered) naming both counts.
+fn same_history(found: i64, expected: i64, what: &str) -> anyhow::Result<()> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(crate::db::TablesTampered(format!(
+        "after {what} committed, wasmig_history holds {found} rows where the steps recorded {expected} (something changed it at or after COMMIT, such as a deferred trigger of a migration's table); the steps' work was committed"
+    ))
+    .into())
+}
+
 /// The read-back a committed step leaves to the next (see [`read_back`]): the heads it
 /// recorded, and what committed, for the message.
 struct ReadBack {
     heads: Vec<String>,
+    /// The history rows the steps left, compared when the next step's begin read them.
+    history: i64,
     what: String,
 }
 
@@ -212,7 +231,8 @@ async fn check_read_back(
                 Ok(()) => Err(crate::db::LockLostAfter.into()),
             }
         }
-        Some(begun) => same_heads(&begun.heads, &check.heads, &check.what),
+        Some(begun) => same_heads(&begun.heads, &check.heads, &check.what)
+            .and_then(|()| same_history(begun.history, check.history, &check.what)),
         None => read_back(db, &check.heads, &check.what).await,
     };
     match checked {
@@ -453,8 +473,10 @@ impl Run<'_> {
             // Committed (not an --atomic step handing its transaction on), and not the last
             // (the run reads that one back): the next step starts from what was recorded.
             if held.is_none() && index + 1 < self.steps.len() {
+                let expected = self.expected_before(index + 1);
                 pending = Some(ReadBack {
-                    heads: self.expected_before(index + 1).heads,
+                    heads: expected.heads,
+                    history: expected.history,
                     what: format!("step {}", step.revision),
                 });
             }
