@@ -8,6 +8,7 @@
 
 use wasmig::db::{
     LockLost, LockLostAfter, OwnRowsWritten, ReadBackUnanswered, RowsWritten, TablesTampered,
+    TamperedAfterCommit,
 };
 use wasmig::error::{ConfigError, GraphError, NextStep};
 use wasmig::error::{
@@ -101,7 +102,7 @@ pub(crate) fn hint_for(err: &anyhow::Error) -> Option<String> {
                 "remove the statements that write wasmig_* tables from the revision (wasmig records its steps itself), then run again".into(),
             );
         }
-        if cause.is::<TablesTampered>() {
+        if cause.is::<TablesTampered>() || cause.is::<TamperedAfterCommit>() {
             return Some(
                 "remove what was added (as the tables' owner), compare `wasmig history --log` with the database, then run again".into(),
             );

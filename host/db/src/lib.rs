@@ -357,11 +357,15 @@ pub trait Database: Send + Sync {
     /// wrote. Nothing to do elsewhere.
     ///
     /// # Errors
-    /// [`TablesTampered`] naming what was found; [`ReadBackUnanswered`] when the server
-    /// did not answer in time.
+    /// [`TamperedAfterCommit`] naming what was found; [`ReadBackUnanswered`] when the
+    /// server did not answer in time.
     async fn verify_run_writes(&self) -> anyhow::Result<()> {
         Ok(())
     }
+
+    /// Forgets what earlier runs on this object wrote, as a run begins (a run that failed
+    /// before [`Database::verify_run_writes`] leaves it).
+    fn forget_run_writes(&self) {}
 
     /// Closes the pool.
     async fn close(&self);
@@ -858,6 +862,14 @@ pub struct RowsWritten {
 #[derive(Debug, thiserror::Error)]
 #[error("wasmig's tables were changed by something other than wasmig: {0}; nothing was recorded")]
 pub struct TablesTampered(pub String);
+
+/// wasmig's tables, read back after steps committed, hold what wasmig did not write (the
+/// heads, history rows, stored artifacts) or were rewritten: something wrote them at or
+/// after a step's `COMMIT` (a deferred trigger of a migration's table), or beside the run.
+/// The steps stay committed; the message says what differs.
+#[derive(Debug, thiserror::Error)]
+#[error("wasmig's tables were changed by something other than wasmig: {0}")]
+pub struct TamperedAfterCommit(pub String);
 
 /// A step's own SQL wrote rows of wasmig's tables that only wasmig writes, and only after
 /// its check (PostgreSQL's count of the transaction's writes moved): the step was rolled

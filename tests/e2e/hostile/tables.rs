@@ -293,6 +293,68 @@ async fn what_a_deferred_trigger_writes_to_history_or_artifacts_at_commit_is_fou
     }
 }
 
+/// Variants from a review: a cast from `tid` to text of the migration's (the check writes
+/// `ctid`s out with `tidout`, not a cast); a `CLUSTER` at `COMMIT` that moves the forged
+/// rows onto the `ctid`s the record wrote, `xmin` and all (the tables' storage is compared
+/// with the run's start); and a later step that fails, which must not hide what the
+/// committed step before it let in.
+#[tokio::test]
+async fn a_forgery_at_commit_is_found_through_a_cast_a_cluster_or_a_later_failure() {
+    const FORGE: &str =
+        "UPDATE wasmig_artifact SET down_sql = 'DROP TABLE precious' WHERE revision = 'a1';";
+    let trigger = |body: &str| {
+        format!(
+            "CREATE TABLE x (y int);
+             CREATE FUNCTION late() RETURNS trigger LANGUAGE plpgsql AS $$
+             DECLARE hid bigint;
+             BEGIN {body} RETURN NULL; END $$;
+             CREATE CONSTRAINT TRIGGER late AFTER INSERT ON x
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION late();
+             INSERT INTO x VALUES (1);"
+        )
+    };
+    let cast = format!(
+        "CREATE FUNCTION public.tidtext(tid) RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT '(0,1)'::text $f$;
+         CREATE CAST (tid AS text) WITH FUNCTION public.tidtext(tid);
+         {}",
+        trigger(FORGE)
+    );
+    let cluster = trigger(
+        "SELECT id INTO hid FROM wasmig_history WHERE revision = 'a1' ORDER BY id DESC LIMIT 1;
+         UPDATE wasmig_history SET checksum = 'forged', direction = 'stamp' WHERE id = hid;
+         EXECUTE format('CREATE INDEX cl_h ON wasmig_history ((CASE WHEN checksum = %L THEN 2 WHEN id = %s THEN 3 ELSE 0 END))', 'forged', hid);
+         CLUSTER wasmig_history USING cl_h; DROP INDEX cl_h;
+         ALTER TABLE wasmig_history SET WITHOUT CLUSTER;",
+    );
+    for (name, sql, later_fails) in [
+        ("a cast from tid to text", cast.as_str(), false),
+        ("CLUSTER at COMMIT", cluster.as_str(), false),
+        ("a later step that fails", &trigger(FORGE), true),
+    ] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        db.exec("CREATE TABLE precious (v int)").await;
+        project.sql_revision("a1", sql, "DROP TABLE x; DROP FUNCTION late();");
+        if later_fails {
+            project.sql_revision("b2", "SELECT 1/0;", "SELECT 1;");
+        }
+        let run = project.run(&db, &["up"]).fails_with(12);
+        assert!(
+            run.stderr.contains("after the run committed"),
+            "{name}: {}",
+            run.stderr
+        );
+        if later_fails {
+            assert!(
+                run.stderr.contains("division by zero"),
+                "{name}: {}",
+                run.stderr
+            );
+        }
+        db.drop_db().await;
+    }
+}
+
 /// The same writes by a second run of wasmig's own is not a forgery: a run that recorded
 /// through the long way (a flag the cheap look saw), an `--atomic` run of several steps,
 /// a downgrade, each find exactly what they wrote.

@@ -1091,15 +1091,48 @@ impl Database for PgDatabase {
     /// commits at the database's and role's `synchronous_commit`: it waits for the log to
     /// reach the disk up to itself, and so for every lazy commit before it. Nothing to do
     /// when the last step's commit was not lazy.
+    fn forget_run_writes(&self) {
+        if let Ok(mut run) = self.run_writes.lock() {
+            *run = run_writes::RunWrites::default();
+        }
+    }
+
     async fn verify_run_writes(&self) -> anyhow::Result<()> {
         let written = match self.run_writes.lock() {
             Ok(mut run) => std::mem::take(&mut *run),
             Err(_) => return Ok(()),
         };
         let words = self.store.words();
+        // Which table each name reaches now, and its storage, against what the run found
+        // as it began (`tables_ready`): a rewrite moves rows, `xmin` and all.
+        let known = self.table_oids.lock().ok().and_then(|k| k.clone());
+        let tables = [crate::HISTORY_TABLE, crate::ARTIFACT_TABLE];
+        let expected_storage: Vec<(u32, u32)> = tables
+            .iter()
+            .filter_map(|t| {
+                let i = PRESENT.iter().position(|p| p == t)?;
+                let known = known.as_ref()?;
+                Some((*known.oids.get(i)?, *known.filenodes.get(i)?))
+            })
+            .collect();
+        let storage: String = tables
+            .iter()
+            .map(|t| {
+                let class = format!(
+                    "pg_catalog.to_regclass({})",
+                    bookkeeping::lit(&words.table(t))
+                );
+                format!(
+                    ", {class}::pg_catalog.oid::pg_catalog.int8, \
+                     (SELECT c.relfilenode::pg_catalog.int8 FROM pg_catalog.pg_class c \
+                      WHERE c.oid OPERATOR(pg_catalog.=) {class}::pg_catalog.oid)"
+                )
+            })
+            .collect();
         let Some(sql) = written.query(
             &words.table(crate::HISTORY_TABLE),
             &words.table(crate::ARTIFACT_TABLE),
+            &storage,
         ) else {
             return Ok(());
         };
@@ -1144,7 +1177,13 @@ impl Database for PgDatabase {
             let history: Option<String> = row.try_get(0)?;
             let artifact: Option<String> = row.try_get(1)?;
             let rows: i64 = row.try_get(2)?;
-            anyhow::Ok((history, artifact, rows))
+            let mut storage = Vec::new();
+            for i in 0..tables.len() {
+                let oid: Option<i64> = row.try_get(3 + 2 * i)?;
+                let filenode: Option<i64> = row.try_get(4 + 2 * i)?;
+                storage.push((oid, filenode));
+            }
+            anyhow::Ok((history, artifact, rows, storage))
         };
         let Ok(read) = tokio::time::timeout(VERIFY_WAIT, read).await else {
             return Err(crate::ReadBackUnanswered {
@@ -1153,11 +1192,31 @@ impl Database for PgDatabase {
             }
             .into());
         };
-        let (history, artifact, rows) = read?;
+        let (history, artifact, rows, storage) = read?;
+        let rewritten: Vec<&str> = tables
+            .iter()
+            .zip(&storage)
+            .zip(&expected_storage)
+            .filter(|((_, found), (oid, filenode))| {
+                found.0 != Some(i64::from(*oid)) || found.1 != Some(i64::from(*filenode))
+            })
+            .map(|((table, _), _)| *table)
+            .collect();
+        if expected_storage.len() != tables.len() || !rewritten.is_empty() {
+            let which = if rewritten.is_empty() {
+                "wasmig's tables".to_owned()
+            } else {
+                rewritten.join(" and ")
+            };
+            return Err(crate::TamperedAfterCommit(format!(
+                "after the run committed, {which} is not the table the run began with, or was rewritten (TRUNCATE, CLUSTER, VACUUM FULL, ALTER TABLE) during it; the steps' work was committed"
+            ))
+            .into());
+        }
         written
             .compare(history.as_deref(), artifact.as_deref(), rows)
             .map_err(|found| {
-                crate::TablesTampered(format!(
+                crate::TamperedAfterCommit(format!(
                     "after the run committed, {found} (something wrote them at or after a step's COMMIT, such as a deferred trigger of a migration's table, or beside the run); the steps' work was committed"
                 ))
                 .into()

@@ -314,13 +314,13 @@ impl VersionStore {
             (false, _) => "",
             (true, true) => {
                 ",
-                    (SELECT pg_catalog.string_agg(ctid::pg_catalog.text, ' ') FROM logged),
-                    (SELECT pg_catalog.string_agg(ctid::pg_catalog.text, ' ') FROM stored)"
+                    (SELECT pg_catalog.string_agg(pg_catalog.textin(pg_catalog.tidout(ctid)), ' ') FROM logged),
+                    (SELECT pg_catalog.string_agg(pg_catalog.textin(pg_catalog.tidout(ctid)), ' ') FROM stored)"
             }
             // The artifact's row deleted: nothing of it written.
             (true, false) => {
                 ",
-                    (SELECT pg_catalog.string_agg(ctid::pg_catalog.text, ' ') FROM logged),
+                    (SELECT pg_catalog.string_agg(pg_catalog.textin(pg_catalog.tidout(ctid)), ' ') FROM logged),
                     NULL::pg_catalog.text"
             }
         };

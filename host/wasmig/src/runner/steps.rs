@@ -46,6 +46,9 @@ pub async fn run(
     // A dry run records nothing, and must not create wasmig's tables either.
     if !dry_run {
         db.ensure_version_tables().await?;
+        // What an earlier run on this database object left unchecked (it failed before
+        // its check) is not this run's.
+        db.forget_run_writes();
     }
     let mut heads = heads_before.to_vec();
     heads.sort();
@@ -66,12 +69,48 @@ pub async fn run(
             "{e:#}: the steps this run committed are on disk once the server writes its log (within a second, unless it stops first)"
         );
     }
-    let reports = reports?;
+    let reports = match reports {
+        Ok(reports) => reports,
+        // The steps committed before the failure are checked too: a forgery at one of
+        // their commits must not stay hidden behind the failure that followed. (Not when
+        // the failed step's own commit is unknown, or a statement of its ended wasmig's
+        // transaction: what it committed is in no record's account.)
+        Err(failed) if !dry_run && !commit_in_doubt(&failed) => {
+            return Err(match db.verify_run_writes().await {
+                Err(tampered) if tampered.is::<crate::db::TamperedAfterCommit>() => tampered
+                    .context(format!(
+                        "{failed:#}; and after the steps that committed before it"
+                    )),
+                Err(e) => {
+                    tracing::debug!("checking the steps committed before the failure: {e:#}");
+                    failed
+                }
+                Ok(()) => failed,
+            });
+        }
+        Err(failed) => return Err(failed),
+    };
     if !dry_run {
         read_back(db, &run.expected_before(steps.len()).heads, "the run").await?;
         db.verify_run_writes().await?;
     }
     Ok(reports)
+}
+
+/// Whether `failed` is a step whose transaction may have committed outside wasmig's
+/// account: its `COMMIT` unanswered, or ended by a statement of its own.
+fn commit_in_doubt(failed: &anyhow::Error) -> bool {
+    failed.chain().any(|cause| {
+        cause
+            .downcast_ref::<crate::runner::MigrationError>()
+            .is_some_and(|e| {
+                matches!(
+                    e.failure,
+                    crate::runner::Failure::CommitUnknown(_)
+                        | crate::runner::Failure::TransactionEnded { .. }
+                )
+            })
+    })
 }
 
 /// How long reading the heads back after a run may wait for the server.
@@ -91,7 +130,7 @@ const READ_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// table first.
 ///
 /// # Errors
-/// [`TablesTampered`](crate::db::TablesTampered) naming both sets of heads;
+/// [`TamperedAfterCommit`](crate::db::TamperedAfterCommit) naming both sets of heads;
 /// [`ReadBackUnanswered`](crate::db::ReadBackUnanswered) when no session could read them in
 /// time; [`LockLostAfter`](crate::db::LockLostAfter) when the lock's session ended and the
 /// heads read on another show what the steps recorded.
@@ -165,7 +204,7 @@ async fn read_elsewhere(db: &dyn Database) -> Option<Vec<String>> {
 /// [`read_back`]'s comparison: `found` (sorted) must be the heads the steps recorded.
 ///
 /// # Errors
-/// [`TablesTampered`](crate::db::TablesTampered) naming both sets of heads.
+/// [`TamperedAfterCommit`](crate::db::TamperedAfterCommit) naming both sets of heads.
 fn same_heads(found: &[String], expected: &[String], what: &str) -> anyhow::Result<()> {
     if found == expected {
         return Ok(());
@@ -177,7 +216,7 @@ fn same_heads(found: &[String], expected: &[String], what: &str) -> anyhow::Resu
             heads.join(", ")
         }
     };
-    Err(crate::db::TablesTampered(format!(
+    Err(crate::db::TamperedAfterCommit(format!(
         "after {what} committed, wasmig_version holds {} where the steps recorded {} (something changed it at or after COMMIT, such as a deferred trigger of a migration's table); the steps' work was committed",
         list(found),
         list(expected)
@@ -191,12 +230,12 @@ fn same_heads(found: &[String], expected: &[String], what: &str) -> anyhow::Resu
 /// record.
 ///
 /// # Errors
-/// [`TablesTampered`](crate::db::TablesTampered) naming both counts.
+/// [`TamperedAfterCommit`](crate::db::TamperedAfterCommit) naming both counts.
 fn same_history(found: i64, expected: i64, what: &str) -> anyhow::Result<()> {
     if found == expected {
         return Ok(());
     }
-    Err(crate::db::TablesTampered(format!(
+    Err(crate::db::TamperedAfterCommit(format!(
         "after {what} committed, wasmig_history holds {found} rows where the steps recorded {expected} (something changed it at or after COMMIT, such as a deferred trigger of a migration's table); the steps' work was committed"
     ))
     .into())
