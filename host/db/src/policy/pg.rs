@@ -360,7 +360,8 @@ fn node(tag: &str, n: &Value, cx: Cx) -> Option<Violation> {
             Rule::Languages,
             "CREATE LANGUAGE adds a procedural language",
         ),
-        "CreateFunctionStmt" => function(n, cx),
+        "CreateFunctionStmt" => created_in_catalog(&n["funcname"], "CREATE FUNCTION or PROCEDURE")
+            .or_else(|| function(n, cx)),
         "DoStmt" => {
             let lang = language(&n["args"], "plpgsql");
             (lang != "plpgsql").then(|| {
@@ -417,8 +418,9 @@ fn node(tag: &str, n: &Value, cx: Cx) -> Option<Violation> {
         ),
         // Statements that make a function run without a call naming it (a cast, an
         // operator, an aggregate, a trigger), or grant it.
+        "DefineStmt" => created_in_catalog(&n["defnames"], "CREATE OPERATOR, AGGREGATE or TYPE")
+            .or_else(|| named(n)),
         "CreateCastStmt"
-        | "DefineStmt"
         | "CreateOpClassStmt"
         | "AlterOpFamilyStmt"
         | "CreateConversionStmt"
@@ -476,6 +478,23 @@ fn catalog_object(n: &Value) -> Option<Violation> {
             Violation::new(
                 Rule::ServerControl,
                 format!("the statement alters an object of the system catalog ({schema}), which is the server's"),
+            )
+        })
+}
+
+/// A `CREATE` (or `CREATE OR REPLACE`) of a function, procedure, operator, aggregate or
+/// type named in the system catalog's schemas (`pg_catalog.age`): a built-in replaced
+/// answers for every session of the database, and for every check wasmig makes in SQL.
+/// (Not seen: the same object created unqualified with `pg_catalog` first in the
+/// `search_path`.)
+fn created_in_catalog(qualified: &Value, what: &str) -> Option<Violation> {
+    let names = strings(qualified);
+    let schema = names.len().checked_sub(2).map(|i| names[i])?;
+    (schema.eq_ignore_ascii_case("pg_catalog") || schema.eq_ignore_ascii_case("information_schema"))
+        .then(|| {
+            Violation::new(
+                Rule::ServerControl,
+                format!("{what} in {schema} makes or replaces an object of the system catalog, which every session of the database calls (wasmig's checks too)"),
             )
         })
 }

@@ -668,6 +668,26 @@ fn renamed_catalog_functions_text_run_by_extensions_and_undone_limits_are_refuse
             "alter table information_schema.tables rename to t",
         ],
     );
+    // A built-in replaced (a SQL function is inlined where the built-in was called, by
+    // wasmig's checks too), at the top level or in a PL/pgSQL body.
+    refused(
+        "server-control",
+        &[
+            "CREATE OR REPLACE FUNCTION pg_catalog.age(xid) RETURNS int4 LANGUAGE sql VOLATILE AS 'SELECT 0'",
+            "create function PG_CATALOG.lower(text) returns text language sql as $$ select $1 $$",
+            "CREATE OR REPLACE PROCEDURE information_schema.p() LANGUAGE sql AS 'SELECT 1'",
+            "CREATE OPERATOR pg_catalog.=== (LEFTARG = int4, RIGHTARG = int4, FUNCTION = int4eq)",
+            "CREATE AGGREGATE pg_catalog.sum2(int4) (SFUNC = int4pl, STYPE = int4)",
+            "DO $$ BEGIN CREATE OR REPLACE FUNCTION pg_catalog.age(xid) RETURNS int4 LANGUAGE sql AS 'SELECT 0'; END $$",
+            "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN CREATE OR REPLACE FUNCTION pg_catalog.age(xid) RETURNS int4 LANGUAGE sql AS 'SELECT 0'; RETURN NULL; END $$",
+        ],
+    );
+    // The same names in a schema of the migration's are its own business.
+    allowed(&[
+        "CREATE OR REPLACE FUNCTION public.age(xid) RETURNS int4 LANGUAGE sql AS 'SELECT 0'",
+        "CREATE FUNCTION lower2(text) RETURNS text LANGUAGE sql AS $$ SELECT pg_catalog.lower($1) $$",
+        "CREATE OPERATOR app.=== (LEFTARG = int4, RIGHTARG = int4, FUNCTION = int4eq)",
+    ]);
     for sql in [
         "ALTER FUNCTION pg_read_file(text) RENAME TO innocent",
         "ALTER FUNCTION pg_terminate_backend(integer, bigint) RENAME TO term",
