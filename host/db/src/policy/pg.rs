@@ -317,6 +317,13 @@ fn node(tag: &str, n: &Value, cx: Cx) -> Option<Violation> {
                 ),
             ))
         }
+        "VariableSetStmt"
+            if n["name"]
+                .as_str()
+                .is_some_and(|name| name.eq_ignore_ascii_case("search_path")) =>
+        {
+            catalog_first(constant(&n["args"][0]))
+        }
         "VariableSetStmt" => {
             let name = n["name"].as_str().unwrap_or_default();
             ROLE_SETTINGS
@@ -485,8 +492,7 @@ fn catalog_object(n: &Value) -> Option<Violation> {
 /// A `CREATE` (or `CREATE OR REPLACE`) of a function, procedure, operator, aggregate or
 /// type named in the system catalog's schemas (`pg_catalog.age`): a built-in replaced
 /// answers for every session of the database, and for every check wasmig makes in SQL.
-/// (Not seen: the same object created unqualified with `pg_catalog` first in the
-/// `search_path`.)
+/// (Made unqualified with the catalog first in the `search_path`: see [`catalog_first`].)
 fn created_in_catalog(qualified: &Value, what: &str) -> Option<Violation> {
     let names = strings(qualified);
     let schema = names.len().checked_sub(2).map(|i| names[i])?;
@@ -495,6 +501,21 @@ fn created_in_catalog(qualified: &Value, what: &str) -> Option<Violation> {
             Violation::new(
                 Rule::ServerControl,
                 format!("{what} in {schema} makes or replaces an object of the system catalog, which every session of the database calls (wasmig's checks too)"),
+            )
+        })
+}
+
+/// A `search_path` whose first schema is the system catalog's (`SET search_path =
+/// pg_catalog`, `set_config('search_path', 'pg_catalog, public', …)`, a function's `SET`
+/// clause): what the migration then creates unqualified is made there, as with
+/// [`created_in_catalog`]. `path` is the first value given (`None`: `DEFAULT` or none).
+fn catalog_first(path: Option<&str>) -> Option<Violation> {
+    let first = path?.split(',').next()?.trim().trim_matches('"');
+    (first.eq_ignore_ascii_case("pg_catalog") || first.eq_ignore_ascii_case("information_schema"))
+        .then(|| {
+            Violation::new(
+                Rule::ServerControl,
+                format!("a search_path that begins with {first} makes what the migration creates unqualified an object of the system catalog"),
             )
         })
 }
@@ -514,6 +535,15 @@ fn call(n: &Value) -> Option<Violation> {
                     Rule::Limits,
                     format!("set_config('{setting}', …) undoes a limit wasmig (or the operator) set for the step"),
                 ))
+            }
+            Some(setting) if setting.trim().eq_ignore_ascii_case("search_path") => {
+                match constant(&n["args"][1]) {
+                    Some(path) => catalog_first(Some(path)),
+                    None => Some(Violation::new(
+                        Rule::ComputedSetting,
+                        "set_config('search_path', …) of a path given by an expression may put the system catalog first, and the parser cannot see which path",
+                    )),
+                }
             }
             Some(setting) => ROLE_SETTINGS
                 .iter()

@@ -682,8 +682,30 @@ fn renamed_catalog_functions_text_run_by_extensions_and_undone_limits_are_refuse
             "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN CREATE OR REPLACE FUNCTION pg_catalog.age(xid) RETURNS int4 LANGUAGE sql AS 'SELECT 0'; RETURN NULL; END $$",
         ],
     );
-    // The same names in a schema of the migration's are its own business.
+    // The same made unqualified, with the catalog first in the search_path.
+    refused(
+        "server-control",
+        &[
+            "SET search_path = pg_catalog",
+            "SET LOCAL search_path TO pg_catalog, public",
+            "set search_path = 'information_schema'",
+            "SELECT set_config('search_path', 'pg_catalog, public', true)",
+            "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)",
+            "CREATE FUNCTION f() RETURNS void LANGUAGE sql SET search_path = pg_catalog AS 'SELECT 1'",
+            "DO $$ BEGIN SET search_path = pg_catalog; END $$",
+        ],
+    );
+    // A path given by an expression is refused too (whichever rule sees it first).
+    let computed = "SELECT set_config('search_path', 'pg_' || 'catalog', true)";
+    assert!(rule(computed).is_some(), "{computed}");
+    // The same names in a schema of the migration's are its own business, and so is a
+    // search_path that puts the catalog after it (or none: pg_dump's `''`).
     allowed(&[
+        "SET search_path = public, pg_catalog",
+        "SET search_path TO DEFAULT",
+        "RESET search_path",
+        "SELECT pg_catalog.set_config('search_path', '', false)",
+        "SELECT set_config('search_path', 'app, public', true)",
         "CREATE OR REPLACE FUNCTION public.age(xid) RETURNS int4 LANGUAGE sql AS 'SELECT 0'",
         "CREATE FUNCTION lower2(text) RETURNS text LANGUAGE sql AS $$ SELECT pg_catalog.lower($1) $$",
         "CREATE OPERATOR app.=== (LEFTARG = int4, RIGHTARG = int4, FUNCTION = int4eq)",
