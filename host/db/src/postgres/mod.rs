@@ -1140,39 +1140,35 @@ impl Database for PgDatabase {
         // one of the pool's (not the lock's, which may be the one that stopped answering).
         let read = async {
             let kept = self.kept.lock().ok().and_then(|mut k| k.take());
-            let (mut conn, kept) = match kept {
-                Some(kept) if kept.begun.is_none() => {
-                    let KeptConnection {
-                        conn,
-                        own_statements,
-                        begun,
-                        wire,
-                    } = kept;
-                    (conn, Some((own_statements, begun, wire)))
-                }
+            let (mut kept, mut pooled) = match kept {
+                Some(kept) if kept.begun.is_none() => (Some(kept), None),
                 other => {
                     if let Some(open) = other {
                         drop(open.conn.detach());
                     }
-                    (self.acquire("checking what the run wrote").await?, None)
+                    (
+                        None,
+                        Some(self.acquire("checking what the run wrote").await?),
+                    )
                 }
             };
+            let conn = match (&mut kept, &mut pooled) {
+                (Some(kept), _) => &mut kept.conn,
+                (None, Some(pooled)) => pooled,
+                (None, None) => unreachable!("one of the two is taken above"),
+            };
             let row = sqlx::raw_sql(AssertSqlSafe(sql))
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut **conn)
                 .await
                 .map_err(|source| DbError::Query {
                     doing: "checking what the run wrote to wasmig's tables".into(),
                     source,
                 })?;
-            if let (Some((own_statements, begun, wire)), Ok(mut slot)) = (kept, self.kept.lock())
+            // Kept for the next run, as it was.
+            if let (Some(kept), Ok(mut slot)) = (kept, self.kept.lock())
                 && slot.is_none()
             {
-                *slot = Some(KeptConnection {
-                    conn,
-                    own_statements,
-                    begun,
-                    wire,
-                });
+                *slot = Some(kept);
             }
             let history: Option<String> = row.try_get(0)?;
             let artifact: Option<String> = row.try_get(1)?;

@@ -356,28 +356,11 @@ impl VersionStore {
         );
         // Every part sees the snapshot taken before the statement: the heads and history
         // columns are the tables as the step's own SQL left them, before any write.
-        let columns: &[Kind] = if postgres {
-            &[
-                Kind::Int,
-                Kind::Int,
-                Kind::Int,
-                Kind::Text,
-                Kind::Int,
-                Kind::Int,
-                Kind::Int,
-                Kind::Text,
-                Kind::Text,
-            ]
+        // The `ctid`s written to history and to the artifact table on PostgreSQL only.
+        let columns = if postgres {
+            &RECORD_COLUMNS[..]
         } else {
-            &[
-                Kind::Int,
-                Kind::Int,
-                Kind::Int,
-                Kind::Text,
-                Kind::Int,
-                Kind::Int,
-                Kind::Int,
-            ]
+            &RECORD_COLUMNS[..7]
         };
         Statement::rows(sql, params, columns)
     }
@@ -578,6 +561,21 @@ impl VersionStore {
 }
 
 /// An artifact's row, in the order of the artifact table's columns, stored now.
+/// The columns of the record ([`VersionStore::finish_statement`]): heads added, history
+/// rows appended, artifacts stored, the heads and history's rows before, whether the heads
+/// were as expected, the checks; then, on PostgreSQL, the `ctid`s written.
+const RECORD_COLUMNS: [Kind; 9] = [
+    Kind::Int,
+    Kind::Int,
+    Kind::Int,
+    Kind::Text,
+    Kind::Int,
+    Kind::Int,
+    Kind::Int,
+    Kind::Text,
+    Kind::Text,
+];
+
 fn artifact_row(a: &StoredArtifact) -> Vec<Param> {
     vec![
         txt(&a.revision),
