@@ -111,10 +111,11 @@
 #[allow(missing_docs, unreachable_pub, unused_lifetimes, clippy::all, clippy::pedantic)]
 pub mod bindings;
 
-/// The interfaces of the WIT version this SDK targets (`wit/migration.wit`, 0.3.0).
-use bindings::wasmig::migration0_3_0 as wit;
+/// The interfaces of the WIT version this SDK targets (`wit/migration.wit`, 0.4.0).
+use bindings::wasmig::migration0_4_0 as wit;
 
 pub mod batch;
+mod columns;
 pub mod db;
 mod error;
 pub mod log;
@@ -122,6 +123,7 @@ mod row;
 mod text_types;
 mod value;
 
+pub use columns::{ColumnData, ColumnValues, Columns, PackedBytes, PackedText, TextColumn, Texts};
 pub use error::{Error, Result};
 pub use log::progress;
 pub use row::{ColumnIndex, Row, Rows};

@@ -2,10 +2,10 @@
 //! `wit/migration.wit` today: the one contract feeds the host (through `bindgen!` at build
 //! time) and this SDK (through this file), and this test keeps the two from drifting.
 //!
-//! The same holds for the bindings of the test guests `tests/guests/legacy` and
-//! `tests/guests/legacy_0_2_0`, generated from the frozen `wit/deps/migration-0.1.0` and
-//! `wit/deps/migration-0.2.0`: they prove that components built against a released older
-//! version keep running.
+//! The same holds for the bindings of the test guests `tests/guests/legacy`,
+//! `tests/guests/legacy_0_2_0` and `tests/guests/legacy_0_3_0`, generated from the frozen
+//! `wit/deps/migration-0.1.0`, `-0.2.0` and `-0.3.0`: they prove that components built
+//! against a released older version keep running.
 //!
 //! After changing the WIT, regenerate with
 //! `WASMIG_BLESS=1 cargo test -p wasmig-guest --test bindings_fresh` and commit the result.
@@ -85,7 +85,11 @@ fn checked_in_bindings_match_the_wit() {
 
 #[test]
 fn the_legacy_guests_bindings_match_the_frozen_wit() {
-    for (guest, version) in [("legacy", "0.1.0"), ("legacy_0_2_0", "0.2.0")] {
+    for (guest, version) in [
+        ("legacy", "0.1.0"),
+        ("legacy_0_2_0", "0.2.0"),
+        ("legacy_0_3_0", "0.3.0"),
+    ] {
         let opts = wit_bindgen_rust::Opts {
             format: true,
             ..Default::default()

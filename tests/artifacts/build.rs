@@ -1,5 +1,6 @@
 //! Builds the test guests of `tests/guests/` (a Cargo workspace of its own): `scenario`,
-//! `values`, `batches`, `legacy` and `legacy_0_2_0` for `wasm32-unknown-unknown`, then made
+//! `values`, `batches`, `legacy`, `legacy_0_2_0` and `legacy_0_3_0` for
+//! `wasm32-unknown-unknown`, then made
 //! components with `wit-component`; `hostile` for `wasm32-wasip2` (it needs WASI to attempt
 //! its escapes).
 //! Writes `$OUT_DIR/guests.rs`, the `foreach_guest!` macro naming every component.
@@ -15,7 +16,14 @@ const TARGETS: [(&str, bool, &[&str]); 2] = [
     (
         "wasm32-unknown-unknown",
         true,
-        &["scenario", "values", "batches", "legacy", "legacy_0_2_0"],
+        &[
+            "scenario",
+            "values",
+            "batches",
+            "legacy",
+            "legacy_0_2_0",
+            "legacy_0_3_0",
+        ],
     ),
     ("wasm32-wasip2", false, &["hostile"]),
 ];

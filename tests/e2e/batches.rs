@@ -403,6 +403,28 @@ async fn a_component_built_against_wit_0_1_0_still_runs() {
     }
 }
 
+/// 0.3.0's types are 0.4.0's without the column types, its dialect the current one: every
+/// call goes through the same host functions.
+#[tokio::test]
+async fn a_component_built_against_wit_0_3_0_still_runs() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.wasm_revision("l3", Path::new(crate::test_guest::LEGACY_0_3_0));
+        let run = project.run(&db, &["up"]).success();
+        assert!(
+            run.stderr.contains("0.3.0 guest: copied 2 rows")
+                && run.stderr.contains("read 3 rows through a cursor"),
+            "{backend:?}: {}",
+            run.stderr
+        );
+        assert_eq!(db.count("SELECT count(*) FROM legacy_0_3_0_ok").await, 3);
+        project.run(&db, &["down"]).success();
+        assert!(!db.table_exists("legacy_0_3_0_ok").await);
+        db.drop_db().await;
+    }
+}
+
 /// 0.2.0's types are 0.3.0's but for the dialect: its `copy-in`, `batch`, cursor and
 /// savepoint go through the same host functions, and its `dialect` answers in its own enum.
 #[tokio::test]

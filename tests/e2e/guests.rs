@@ -224,6 +224,42 @@ async fn every_value_type_round_trips_through_a_guest() {
             db.strings("SELECT \"Mixed Case\" FROM \"we\"\"ird\"").await,
             ["tab\tnew\nline\\ \\N"]
         );
+        // The column calls wrote rows 1 and 2 again: as 3 and 4 (`copy-in-columns`) and, on
+        // PostgreSQL, as 5 and 6 (`execute-columns`), every scalar column the same.
+        let names = match backend {
+            Backend::Postgres => {
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_name = 'value_copy' AND column_name <> 'seq' \
+                 AND data_type <> 'ARRAY' ORDER BY ordinal_position"
+            }
+            _ => "SELECT name FROM pragma_table_info('value_copy') WHERE name <> 'seq'",
+        };
+        let same = db
+            .strings(names)
+            .await
+            .iter()
+            .map(|c| match backend {
+                // As text: `json` has no equality.
+                Backend::Postgres => format!("a.{c}::text IS NOT DISTINCT FROM b.{c}::text"),
+                _ => format!("a.{c} IS b.{c}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let copies = if backend == Backend::Postgres { 2 } else { 1 };
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM value_copy a JOIN value_copy b \
+                 ON (b.seq - a.seq) % 2 = 0 AND b.seq > 2 WHERE a.seq IN (1, 2) AND {same}"
+            ))
+            .await,
+            2 * copies,
+            "{backend:?}"
+        );
+        assert_eq!(
+            db.count("SELECT count(*) FROM value_copy").await,
+            2 + 2 * copies,
+            "{backend:?}"
+        );
         db.drop_db().await;
     }
 }

@@ -22,7 +22,10 @@ wasmtime::component::bindgen!({
         package wasmig:host;
 
         world migration-host {
-            include wasmig:migration/migration@0.3.0;
+            include wasmig:migration/migration@0.4.0;
+            import wasmig:migration/sql@0.3.0;
+            import wasmig:migration/log@0.3.0;
+            import wasmig:migration/batch@0.3.0;
             import wasmig:migration/sql@0.2.0;
             import wasmig:migration/log@0.2.0;
             import wasmig:migration/batch@0.2.0;
@@ -37,11 +40,20 @@ wasmtime::component::bindgen!({
     // `mysql`: both map onto `frozen_types`, the current types with the old dialect, so one
     // data model serves every version. (wasmtime 48's `with` maps whole interfaces, and of
     // single types only resources, `"a:b/i.resource"`: `types` is mapped whole.)
+    // 0.3.0's `types` are 0.4.0's without the column types it added: mapped onto the
+    // current ones (`unchanged_types`), so its values are the current values.
     with: {
+        "wasmig:migration/types@0.3.0": crate::unchanged_types,
         "wasmig:migration/types@0.2.0": crate::frozen_types,
         "wasmig:migration/types@0.1.0": crate::frozen_types,
     },
 });
+
+/// The `types` interface of the frozen 0.3.0: the current types, which only added the
+/// column types to it. The bindings of 0.3.0's `sql` name their types through this module.
+pub mod unchanged_types {
+    pub use crate::current::types::*;
+}
 
 /// The `types` interface of the frozen 0.2.0 and 0.1.0 (identical in both): the current
 /// types, but for [`SqlDialect`](frozen_types::SqlDialect).
@@ -85,11 +97,14 @@ pub mod frozen_types {
 pub use self::wasmig::migration0_1_0 as v0_1_0;
 /// The interfaces of the frozen 0.2.0, linked for components built against it.
 pub use self::wasmig::migration0_2_0 as v0_2_0;
-/// The interfaces of the current WIT version (0.3.0).
-pub use self::wasmig::migration0_3_0 as current;
+/// The interfaces of the frozen 0.3.0, linked for components built against it.
+pub use self::wasmig::migration0_3_0 as v0_3_0;
+/// The interfaces of the current WIT version (0.4.0).
+pub use self::wasmig::migration0_4_0 as current;
 
 pub use self::current::types::{
-    ArrayValue, Column, QueryResult, SqlDialect as Dialect, SqlError, Value,
+    ArrayValue, Column, ColumnData, ColumnResult, ColumnValues, PackedBytes, PackedText,
+    QueryResult, SqlDialect as Dialect, SqlError, Value,
 };
 
 impl SqlError {
@@ -154,6 +169,10 @@ mod tests {
             (
                 "../../wit/deps/migration-0.2.0/migration.wit",
                 "2cd3a6e447fa4d87b316cc4878b9ce537cd3acdf2426670977dcd99fb29272dd",
+            ),
+            (
+                "../../wit/deps/migration-0.3.0/migration.wit",
+                "804286ec5b625c68a5f447747a24057fe495afc5627d23ffca07942c96b9af94",
             ),
         ];
         for (path, pinned) in frozen {

@@ -1,5 +1,5 @@
 //! `copy-in`, the bulk-write fast path: quoting the table and column names a guest passes,
-//! and encoding its rows, for PostgreSQL's `COPY ... FROM STDIN` (text format) and for
+//! and encoding its rows (or, for `copy-in-columns`, its columns), for PostgreSQL's `COPY ... FROM STDIN` (text format) and for
 //! SQLite's multi-row `INSERT`.
 //!
 //! Names are never interpolated raw: each part of `schema.table` and each column is written
@@ -14,9 +14,12 @@
 
 #![allow(clippy::result_large_err)]
 
+use std::fmt::Write as _;
+
+use super::columns;
 use super::pg_script;
 use super::value::ParamRef;
-use wasmig_contract::{SqlError, Value};
+use wasmig_contract::{ColumnData, ColumnValues, SqlError, Value};
 
 /// The most parameters one SQLite statement may bind (`SQLITE_MAX_VARIABLE_NUMBER` of the
 /// bundled SQLite, 3.32 and later).
@@ -120,19 +123,64 @@ pub(super) fn pg_copy_data(rows: &[Vec<Value>], width: usize) -> Result<Vec<u8>,
     Ok(out.into_bytes())
 }
 
+/// The COPY text-format data for a guest's columns (`copy-in-columns`), as
+/// [`pg_copy_data`] writes rows: text and integers straight from the columns, every other
+/// value through its text form.
+///
+/// # Errors
+/// `WASMIG-BIND` for columns that do not hold together ([`columns::check`]), not one per
+/// name, or a malformed value (naming row and column).
+pub(super) fn pg_copy_columns(values: &[ColumnValues], width: usize) -> Result<Vec<u8>, SqlError> {
+    if values.len() != width {
+        return Err(SqlError::wasmig(
+            "BIND",
+            format!(
+                "copy-in-columns: {} columns of values for {width} column names; give one per name",
+                values.len()
+            ),
+        ));
+    }
+    let rows = columns::check("copy-in-columns", values)?;
+    let mut out = String::with_capacity(rows * width * 12);
+    for r in 0..rows {
+        for (c, column) in values.iter().enumerate() {
+            if c > 0 {
+                out.push('\t');
+            }
+            let at = ParamRef::copy_column(r, c);
+            if column.nulls.get(r).copied().unwrap_or(false) {
+                out.push_str("\\N");
+                continue;
+            }
+            match &column.data {
+                ColumnData::Text(p) => text_field(&mut out, columns::piece(p, r), at)?,
+                ColumnData::Int16(v) => write!(out, "{}", v[r]).expect("writing to a String"),
+                ColumnData::Int32(v) => write!(out, "{}", v[r]).expect("writing to a String"),
+                ColumnData::Int64(v) => write!(out, "{}", v[r]).expect("writing to a String"),
+                _ => field(&mut out, &columns::value_at(column, r), at)?,
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out.into_bytes())
+}
+
+/// Appends a text field, refusing NUL (which PostgreSQL's text cannot hold).
+fn text_field(out: &mut String, text: &str, at: ParamRef) -> Result<(), SqlError> {
+    if text.contains('\0') {
+        return Err(at.error("text cannot contain the NUL character on PostgreSQL"));
+    }
+    escape_field(out, text);
+    Ok(())
+}
+
 /// Appends one field: the value's text input form, escaped. Text and integers, the bulk of
 /// what a backfill writes, are written straight into `out`; every other value goes through
 /// its text form ([`pg_script::scalar_text`], [`pg_script::array_text`]) first.
 fn field(out: &mut String, value: &Value, at: ParamRef) -> Result<(), SqlError> {
-    use std::fmt::Write as _;
     match value {
         Value::Null => out.push_str("\\N"),
-        Value::Text(text) => {
-            if text.contains('\0') {
-                return Err(at.error("text cannot contain the NUL character on PostgreSQL"));
-            }
-            escape_field(out, text);
-        }
+        Value::Text(text) => text_field(out, text, at)?,
         // Digits and a sign: nothing to escape.
         Value::Int16(v) => write!(out, "{v}").expect("writing to a String"),
         Value::Int32(v) => write!(out, "{v}").expect("writing to a String"),

@@ -11,6 +11,7 @@
 
 pub mod capture;
 pub mod catalog;
+pub mod columns;
 mod copy;
 mod lock;
 mod mysql;
@@ -41,7 +42,7 @@ pub use self::records::{
 };
 pub use self::store::{Driver, Observed, Reader, SCHEMA_VERSION, VersionStore};
 pub use self::url::DatabaseUrl;
-use wasmig_contract::{Column, Dialect, QueryResult, SqlError, Value};
+use wasmig_contract::{Column, ColumnResult, ColumnValues, Dialect, QueryResult, SqlError, Value};
 pub use wasmig_plan::graph::{Direction, Event};
 
 /// The result of a statement or of a session operation.
@@ -508,6 +509,35 @@ pub trait GuestSql: Send {
         columns: &[String],
         rows: &[Vec<Value>],
     ) -> SqlResult<u64>;
+
+    /// Runs one statement; returns its whole result column by column (`query-columns`):
+    /// [`columns::from_rows`] of [`GuestSql::query`], unless the backend decodes straight
+    /// into columns (PostgreSQL).
+    async fn query_columns(&mut self, sql: &str, params: &[Value]) -> SqlResult<ColumnResult> {
+        columns::from_rows(self.query(sql, params).await?)
+    }
+
+    /// Runs one statement whose parameters are a guest's columns, each bound as one array
+    /// (`execute-columns`), after [`columns::check`]: as [`GuestSql::execute`] with array
+    /// values, unless the backend binds straight from columns (PostgreSQL). A backend
+    /// without arrays refuses them as it refuses array values.
+    async fn execute_columns(&mut self, sql: &str, values: &[ColumnValues]) -> SqlResult<u64> {
+        let arrays = columns::into_arrays("execute-columns", values)?;
+        self.execute(sql, &arrays).await
+    }
+
+    /// Writes a guest's columns into `table` as [`GuestSql::copy_in`] writes rows
+    /// (`copy-in-columns`), after [`columns::check`]: through rows, unless the backend
+    /// encodes straight from columns (PostgreSQL).
+    async fn copy_in_columns(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        values: &[ColumnValues],
+    ) -> SqlResult<u64> {
+        let rows = columns::into_rows("copy-in-columns", values)?;
+        self.copy_in(table, columns, &rows).await
+    }
 
     /// Opens a cursor over a query.
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState>;

@@ -90,10 +90,12 @@ pub struct Entry<'a> {
     /// `upgrade` or `downgrade`.
     pub direction: &'a str,
     /// `script` (an SQL revision's), `execute`, `query`, `batch`, `execute-many`,
-    /// `copy-in`, `open-cursor` or `fetch` (a component's), or `progress` (a component's
-    /// progress report, `rows` being how much is done).
+    /// `copy-in`, `query-columns`, `execute-columns` (its parameters the arrays its columns
+    /// bind as), `copy-in-columns`, `open-cursor` or `fetch` (a component's), or `progress`
+    /// (a component's progress report, `rows` being how much is done).
     pub call: &'a str,
-    /// The statement or script (for `copy-in`, the `COPY` it stands for).
+    /// The statement or script (for `copy-in` and `copy-in-columns`, the `COPY` it stands
+    /// for).
     #[serde(skip_serializing_if = "str::is_empty")]
     pub sql: &'a str,
     /// The parameters, each `{"type", "value"}`.
@@ -103,10 +105,11 @@ pub struct Entry<'a> {
     /// one result per statement.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub statements: Vec<Json>,
-    /// `execute-many` and `copy-in`: how many parameter rows were sent.
+    /// `execute-many`, `copy-in` and `copy-in-columns`: how many parameter rows were sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub param_rows: Option<usize>,
-    /// Rows affected (`execute`, `execute-many`, `copy-in`) or returned (`query`, `fetch`).
+    /// Rows affected (`execute`, `execute-many`, `copy-in` and their column forms) or
+    /// returned (`query`, `query-columns`, `fetch`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
     /// Milliseconds the call took.

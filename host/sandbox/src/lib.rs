@@ -75,6 +75,10 @@ const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The only interfaces a component may import besides WASI: those of every WIT version
 /// the host links (`wasmig_contract`'s `bindgen!`).
 const ALLOWED_IMPORTS: &[&str] = &[
+    "wasmig:migration/types@0.4.0",
+    "wasmig:migration/sql@0.4.0",
+    "wasmig:migration/log@0.4.0",
+    "wasmig:migration/batch@0.4.0",
     "wasmig:migration/types@0.3.0",
     "wasmig:migration/sql@0.3.0",
     "wasmig:migration/log@0.3.0",
@@ -534,7 +538,7 @@ impl Sandbox {
             });
             if !found {
                 return Err(invalid(format!(
-                    "it does not export the function `{export}`; build it for the `migration` world of wit/migration.wit (wasmig:migration@0.3.0, or an older version)"
+                    "it does not export the function `{export}`; build it for the `migration` world of wit/migration.wit (wasmig:migration@0.4.0, or an older version)"
                 ))
                 .into());
             }

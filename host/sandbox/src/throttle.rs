@@ -1,5 +1,6 @@
 //! The host's rate limit on a guest's writes (`[throttle] max_rows_per_sec`): the rows a
-//! step's `execute`, `execute-many` and `copy-in` calls report written are counted, and
+//! step's `execute`, `execute-many` and `copy-in` calls (and their column forms) report
+//! written are counted, and
 //! before each SQL call the guest makes (and before each batch of a batched step begins)
 //! the host waits until they fit the rate. A token bucket: the allowance grows at the rate,
 //! up to one second's worth, and each call's rows are taken from it; a call waits while it

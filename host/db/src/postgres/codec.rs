@@ -23,8 +23,9 @@ use sqlx::{Arguments, Column as _, Decode, Encode, Postgres, Row, Type, TypeInfo
 use uuid::Uuid;
 
 use crate::SqlResult;
+use crate::columns::{self, ColumnBuilder, ColumnKind};
 use crate::value::{self, ParamRef};
-use wasmig_contract::{ArrayValue, Column, SqlError, Value};
+use wasmig_contract::{ArrayValue, Column, ColumnData, ColumnValues, PackedText, SqlError, Value};
 
 /// Maps a driver error to the WIT error: SQLSTATE and fields for a server error, and
 /// [`crate::client_error`] for anything else.
@@ -150,6 +151,76 @@ impl Bound {
                 }
             },
         }
+    }
+}
+
+impl Bound {
+    /// Binds a guest's columns, each as one array (`execute-columns`), after
+    /// [`columns::check`]: a text column straight from its buffer into the array's binary
+    /// form, an `int64` column without nulls as the slice it is, every other column as the
+    /// array value it makes (parsed and checked as any array parameter).
+    pub(super) fn columns(values: &[ColumnValues]) -> SqlResult<Self> {
+        columns::check("execute-columns", values)?;
+        let mut bound = Bound {
+            args: PgArguments::default(),
+            types: Vec::with_capacity(values.len()),
+        };
+        for (i, column) in values.iter().enumerate() {
+            let at = ParamRef::new('$', i);
+            match &column.data {
+                ColumnData::Text(packed) => bound.push(
+                    TextArray {
+                        packed,
+                        nulls: &column.nulls,
+                    },
+                    at,
+                )?,
+                ColumnData::Int64(v) if column.nulls.is_empty() => bound.push(v.as_slice(), at)?,
+                _ => bound.bind(&columns::array_of(column), at)?,
+            }
+        }
+        Ok(bound)
+    }
+}
+
+/// A packed text column bound as `text[]` (oid 1009), written in the array's binary form:
+/// one dimension, its length, then each element's length and bytes (-1 for null).
+struct TextArray<'a> {
+    packed: &'a PackedText,
+    nulls: &'a [bool],
+}
+
+impl Type<Postgres> for TextArray<'_> {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(1009))
+    }
+}
+
+impl Encode<'_, Postgres> for TextArray<'_> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        let ends = &self.packed.ends;
+        let text = self.packed.text.as_bytes();
+        let any_null = self.nulls.contains(&true);
+        buf.extend_from_slice(&1_i32.to_be_bytes()); // dimensions
+        buf.extend_from_slice(&i32::from(any_null).to_be_bytes()); // has nulls
+        buf.extend_from_slice(&25_u32.to_be_bytes()); // element type: text
+        buf.extend_from_slice(&i32::try_from(ends.len())?.to_be_bytes()); // length
+        buf.extend_from_slice(&1_i32.to_be_bytes()); // lower bound
+        buf.reserve(text.len() + 4 * ends.len());
+        let mut start = 0;
+        for (i, &end) in ends.iter().enumerate() {
+            let end = end as usize;
+            if self.nulls.get(i).copied().unwrap_or(false) {
+                buf.extend_from_slice(&(-1_i32).to_be_bytes());
+            } else {
+                // Checked by `columns::check`: within the text, not decreasing.
+                let piece = &text[start..end];
+                buf.extend_from_slice(&i32::try_from(piece.len())?.to_be_bytes());
+                buf.extend_from_slice(piece);
+            }
+            start = end;
+        }
+        Ok(IsNull::No)
     }
 }
 
@@ -283,6 +354,31 @@ impl Decoder {
     }
 }
 
+impl Kind {
+    /// The `column-data` case a column of this kind reads into (`query-columns`).
+    fn column_kind(self) -> ColumnKind {
+        match self {
+            Kind::Bool => ColumnKind::Bool,
+            Kind::Int16 => ColumnKind::Int16,
+            Kind::Int32 => ColumnKind::Int32,
+            Kind::Int64 | Kind::Oid => ColumnKind::Int64,
+            Kind::Float32 => ColumnKind::Float32,
+            Kind::Float64 => ColumnKind::Float64,
+            Kind::Numeric => ColumnKind::Numeric,
+            // `void` reads as null: a column of nulls, which comes as text.
+            Kind::Text | Kind::Void => ColumnKind::Text,
+            Kind::Bytes => ColumnKind::Bytes,
+            Kind::Json => ColumnKind::Json,
+            Kind::Jsonb => ColumnKind::Jsonb,
+            Kind::Uuid => ColumnKind::Uuid,
+            Kind::Date => ColumnKind::Date,
+            Kind::Time => ColumnKind::Time,
+            Kind::Timestamp => ColumnKind::Timestamp,
+            Kind::Timestamptz => ColumnKind::Timestamptz,
+        }
+    }
+}
+
 fn scalar_kind(name: &str) -> Option<Kind> {
     Some(match name {
         "BOOL" => Kind::Bool,
@@ -352,6 +448,65 @@ impl Plan {
             })
             .collect()
     }
+}
+
+impl Plan {
+    /// One builder per column, to read rows straight into columns (`query-columns`): by
+    /// the column's type, so a column of nulls keeps its case. An array column is refused
+    /// (`WASMIG-DECODE`) before the statement runs.
+    pub(super) fn column_builders(&self) -> SqlResult<Vec<ColumnBuilder>> {
+        self.decoders
+            .iter()
+            .zip(&self.columns)
+            .enumerate()
+            .map(|(i, (decoder, column))| match decoder {
+                Decoder::Scalar(kind) => Ok(ColumnBuilder::new(kind.column_kind(), 0)),
+                Decoder::Array(_) => Err(columns::array_column(i, &column.name)),
+            })
+            .collect()
+    }
+
+    /// Reads one row into `builders` (from [`Plan::column_builders`]): text and bytes
+    /// straight from the row's buffer into the column's, other values through the cell's
+    /// decoder.
+    pub(super) fn decode_into(&self, row: &PgRow, builders: &mut [ColumnBuilder]) -> SqlResult<()> {
+        for (i, ((decoder, column), builder)) in self
+            .decoders
+            .iter()
+            .zip(&self.columns)
+            .zip(builders)
+            .enumerate()
+        {
+            let raw = row.try_get_raw(i).map_err(sql_error)?;
+            decode_into(raw, *decoder, builder)
+                .map_err(|e| decode_error(&column.name, &column.type_name, &e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one cell into its column.
+fn decode_into(
+    value: PgValueRef<'_>,
+    decoder: Decoder,
+    builder: &mut ColumnBuilder,
+) -> Result<(), BoxDynError> {
+    if value.is_null() {
+        builder.push_null();
+        return Ok(());
+    }
+    match decoder {
+        // The bytes as sqlx's `String` and `Vec<u8>` read them, without the copy.
+        Decoder::Scalar(Kind::Text) => builder.push_str(value.as_str()?),
+        Decoder::Scalar(Kind::Bytes) => builder.push_bytes(value.as_bytes()?),
+        Decoder::Scalar(_) => {
+            if !builder.push(decode_cell(value, decoder)?) {
+                return Err("a value of another type than its column's".into());
+            }
+        }
+        Decoder::Array(_) => return Err("an array in a column of scalars".into()),
+    }
+    Ok(())
 }
 
 /// `WASMIG-DECODE`: names the column and its type and says how to get it anyway.

@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::TryStreamExt as _;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgArguments;
+use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, Row, SqlSafeStr, SqlStr, Statement};
 
 use super::cancel::PgCanceller;
@@ -36,7 +36,9 @@ use crate::{
     Canceller, CursorState, DbError, FinishedStep, GuestSql, LockLost, Policy, Session, SqlResult,
     TablesTampered, copy, pg_script, tx_control,
 };
-use wasmig_contract::{Dialect, QueryResult, SqlError, Value};
+use wasmig_contract::{Column, ColumnResult, ColumnValues, Dialect, QueryResult, SqlError, Value};
+
+use crate::columns::ColumnBuilder;
 
 /// The SQLSTATE [`Session::finish_step`]'s guard raises when the transaction is not the one
 /// begun (a class no PostgreSQL error uses).
@@ -980,6 +982,65 @@ impl PgSession {
             .map_err(sql_error)?;
         Ok(done.rows_affected())
     }
+
+    /// Runs a query and hands its rows to `sink` as they arrive, within the result budget
+    /// (`query`, `query-columns`). Returns the result's columns.
+    async fn query_into(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        sink: &mut (impl ResultSink + Send),
+    ) -> SqlResult<Vec<Column>> {
+        tx_control::check(sql, Dialect::Postgres, &self.policy)?;
+        self.enter_role().await?;
+        let bound = Bound::new(params, None)?;
+        let sql = sql_str(sql);
+        if changes_schema(sql.as_str()) {
+            let rows = self.run_uncached(sql, bound.args).await?;
+            self.forget_statements().await?;
+            let plan = match rows.first() {
+                Some(row) => Plan::new(row.columns())?,
+                None => Plan::default(),
+            };
+            sink.start(&plan)?;
+            for row in &rows {
+                sink.row(&plan, row)?;
+            }
+            return Ok(plan.columns);
+        }
+        let statement = self
+            .prepare_checked(&sql, &bound.types)
+            .await
+            .map_err(sql_error)?;
+        // Refuse an unreadable column before running the statement, so a refused query
+        // has no effect (think `UPDATE … RETURNING interval_column`).
+        let plan = Plan::new(statement.columns())?;
+        sink.start(&plan)?;
+        // Decoded as the rows arrive, within the budget: a guest asking for more than the
+        // host should hold gets an error, not the host's memory.
+        let mut stream = sqlx::query_with(sql, bound.args).fetch(self.conn());
+        let mut bytes = 0;
+        while let Some(row) = stream.try_next().await.map_err(sql_error)? {
+            bytes += sink.row(&plan, &row)?;
+            if bytes > crate::MAX_RESULT_BYTES {
+                return Err(crate::result_too_big());
+            }
+        }
+        Ok(plan.columns)
+    }
+
+    /// Sends `COPY ... FROM STDIN` data, checked and encoded whole already.
+    async fn copy_data(&mut self, statement: &str, data: Vec<u8>) -> SqlResult<u64> {
+        self.enter_role().await?;
+        let mut copying = self
+            .conn()
+            .copy_in_raw(statement)
+            .await
+            .map_err(sql_error)?;
+        // Dropped unfinished (a failed send), the copy is aborted with CopyFail.
+        copying.send(data).await.map_err(sql_error)?;
+        copying.finish().await.map_err(sql_error)
+    }
 }
 
 #[async_trait]
@@ -1015,52 +1076,34 @@ impl GuestSql for PgSession {
         self.execute_bound(sql, bound).await
     }
 
-    async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
+    async fn execute_columns(&mut self, sql: &str, values: &[ColumnValues]) -> SqlResult<u64> {
         tx_control::check(sql, Dialect::Postgres, &self.policy)?;
         self.enter_role().await?;
-        let bound = Bound::new(params, None)?;
-        let sql = sql_str(sql);
-        let (plan, rows) = if changes_schema(sql.as_str()) {
-            let rows = self.run_uncached(sql, bound.args).await?;
-            self.forget_statements().await?;
-            let plan = match rows.first() {
-                Some(row) => Plan::new(row.columns())?,
-                None => Plan::default(),
-            };
-            (plan, rows)
-        } else {
-            let statement = self
-                .prepare_checked(&sql, &bound.types)
-                .await
-                .map_err(sql_error)?;
-            // Refuse an unreadable column before running the statement, so a refused query
-            // has no effect (think `UPDATE … RETURNING interval_column`).
-            let plan = Plan::new(statement.columns())?;
-            // Decoded as the rows arrive, within the budget: a guest asking for more than
-            // the host should hold gets an error, not the host's memory.
-            let mut stream = sqlx::query_with(sql, bound.args).fetch(self.conn());
-            let mut rows = Vec::new();
-            let mut bytes = 0;
-            while let Some(row) = stream.try_next().await.map_err(sql_error)? {
-                let decoded = plan.decode(&row)?;
-                bytes += crate::result_bytes(&decoded);
-                if bytes > crate::MAX_RESULT_BYTES {
-                    return Err(crate::result_too_big());
-                }
-                rows.push(decoded);
-            }
-            return Ok(QueryResult {
-                columns: plan.columns,
-                rows,
-            });
-        };
-        let rows = rows
-            .iter()
-            .map(|row| plan.decode(row))
-            .collect::<SqlResult<_>>()?;
+        let bound = Bound::columns(values)?;
+        self.execute_bound(sql, bound).await
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Value]) -> SqlResult<QueryResult> {
+        let mut rows = RowSink::default();
+        let columns = self.query_into(sql, params, &mut rows).await?;
         Ok(QueryResult {
-            columns: plan.columns,
-            rows,
+            columns,
+            rows: rows.rows,
+        })
+    }
+
+    async fn query_columns(&mut self, sql: &str, params: &[Value]) -> SqlResult<ColumnResult> {
+        let mut sink = ColumnSink::default();
+        let columns = self.query_into(sql, params, &mut sink).await?;
+        Ok(ColumnResult {
+            columns,
+            rows: u32::try_from(sink.rows)
+                .map_err(|_| SqlError::wasmig("DECODE", "the result has more than 2^32 rows"))?,
+            values: sink
+                .builders
+                .into_iter()
+                .map(ColumnBuilder::finish)
+                .collect(),
         })
     }
 
@@ -1140,15 +1183,23 @@ impl GuestSql for PgSession {
         if rows.is_empty() {
             return Ok(0);
         }
-        self.enter_role().await?;
-        let mut copying = self
-            .conn()
-            .copy_in_raw(&statement)
-            .await
-            .map_err(sql_error)?;
-        // Dropped unfinished (a failed send), the copy is aborted with CopyFail.
-        copying.send(data).await.map_err(sql_error)?;
-        copying.finish().await.map_err(sql_error)
+        self.copy_data(&statement, data).await
+    }
+
+    async fn copy_in_columns(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        values: &[ColumnValues],
+    ) -> SqlResult<u64> {
+        let statement = format!("COPY {} FROM STDIN", copy::target(table, columns)?);
+        tx_control::check(&statement, Dialect::Postgres, &self.policy)?;
+        // Checked and encoded whole before COPY begins, as for `copy_in`.
+        let data = copy::pg_copy_columns(values, columns.len())?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.copy_data(&statement, data).await
     }
 
     async fn open_cursor(&mut self, sql: &str, params: &[Value]) -> SqlResult<CursorState> {
@@ -1556,4 +1607,57 @@ fn changes_schema(sql: &str) -> bool {
     ["CREATE", "ALTER", "DROP"]
         .iter()
         .any(|k| word.eq_ignore_ascii_case(k))
+}
+
+/// Where a query's rows go as they arrive (`PgSession::query_into`).
+trait ResultSink {
+    /// Once the result's columns are known, before any row (before the statement runs,
+    /// unless it changes the schema).
+    fn start(&mut self, plan: &Plan) -> SqlResult<()>;
+
+    /// Takes one row; returns about how many bytes it added, for the result budget.
+    fn row(&mut self, plan: &Plan, row: &PgRow) -> SqlResult<usize>;
+}
+
+/// A result as rows of values (`query`).
+#[derive(Default)]
+struct RowSink {
+    rows: Vec<Vec<Value>>,
+}
+
+impl ResultSink for RowSink {
+    fn start(&mut self, _plan: &Plan) -> SqlResult<()> {
+        Ok(())
+    }
+
+    fn row(&mut self, plan: &Plan, row: &PgRow) -> SqlResult<usize> {
+        let decoded = plan.decode(row)?;
+        let bytes = crate::result_bytes(&decoded);
+        self.rows.push(decoded);
+        Ok(bytes)
+    }
+}
+
+/// A result as columns, each row decoded straight into them (`query-columns`).
+#[derive(Default)]
+struct ColumnSink {
+    builders: Vec<ColumnBuilder>,
+    rows: usize,
+    bytes: usize,
+}
+
+impl ResultSink for ColumnSink {
+    fn start(&mut self, plan: &Plan) -> SqlResult<()> {
+        self.builders = plan.column_builders()?;
+        Ok(())
+    }
+
+    fn row(&mut self, plan: &Plan, row: &PgRow) -> SqlResult<usize> {
+        plan.decode_into(row, &mut self.builders)?;
+        self.rows += 1;
+        let bytes: usize = self.builders.iter().map(ColumnBuilder::bytes).sum();
+        let added = bytes - self.bytes;
+        self.bytes = bytes;
+        Ok(added)
+    }
 }

@@ -1,11 +1,45 @@
-//! The current WIT version's interfaces (0.3.0) for a guest: `sql` with its cursor and
+//! The current WIT version's interfaces (0.4.0) for a guest: `sql` with its cursor and
 //! savepoint resources, `log`, `batch`. Each function translates the call onto the step's
 //! session, under the deadline (`db_call!`).
 //!
-//! Not here: the frozen 0.2.0 and 0.1.0 interfaces (`legacy`), the guest's state and limits
-//! (`host`).
+//! Not here: the frozen 0.3.0, 0.2.0 and 0.1.0 interfaces (`legacy`), the guest's state
+//! and limits (`host`).
 
 use super::*;
+
+/// The body of the calls that run one statement (`execute`, `query` and their column
+/// forms): the call on the step's session under the deadline (`db_call!`), its rows counted
+/// toward the throttle when it writes (`wrote`), journaled and captured like every
+/// statement. `params` is evaluated only for the journal.
+macro_rules! journaled {
+    ($self:ident, $call:literal, $statement:ident, $params:expr, |$s:ident| $run:expr, $count:expr $(, $wrote:ident)?) => {{
+        let started = $self.journal_before().await;
+        let result = db_call!($self, |$s| $run);
+        $($self.$wrote(&result, $count);)?
+        if let Some(started) = started {
+            let params: Vec<Value> = $params;
+            let (count, error) = outcome(&result, $count);
+            let entry = Journaled {
+                call: $call,
+                sql: &$statement,
+                params: &params,
+                param_rows: None,
+                rows: count,
+                error,
+            };
+            let observed = $self.journal_after(started, entry).await;
+            $self.capture_statement(
+                $call,
+                &$statement,
+                || vec![params.clone()],
+                &result,
+                $count,
+                observed.as_ref(),
+            );
+        }
+        result
+    }};
+}
 
 impl types::Host for GuestState {}
 
@@ -19,30 +53,15 @@ impl sql::Host for GuestState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<SqlResult<u64>> {
-        let started = self.journal_before().await;
-        let result = db_call!(self, |s| s.execute(&statement, &params));
-        self.wrote(&result, |n: &u64| *n);
-        if let Some(started) = started {
-            let (count, error) = outcome(&result, |n: &u64| *n);
-            let entry = Journaled {
-                call: "execute",
-                sql: &statement,
-                params: &params,
-                param_rows: None,
-                rows: count,
-                error,
-            };
-            let observed = self.journal_after(started, entry).await;
-            self.capture_statement(
-                "execute",
-                &statement,
-                || vec![params.clone()],
-                &result,
-                |n: &u64| *n,
-                observed.as_ref(),
-            );
-        }
-        result
+        journaled!(
+            self,
+            "execute",
+            statement,
+            params.clone(),
+            |s| s.execute(&statement, &params),
+            |n: &u64| *n,
+            wrote
+        )
     }
 
     async fn query(
@@ -50,29 +69,14 @@ impl sql::Host for GuestState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<SqlResult<QueryResult>> {
-        let started = self.journal_before().await;
-        let result = db_call!(self, |s| s.query(&statement, &params));
-        if let Some(started) = started {
-            let (count, error) = outcome(&result, |r: &QueryResult| r.rows.len() as u64);
-            let entry = Journaled {
-                call: "query",
-                sql: &statement,
-                params: &params,
-                param_rows: None,
-                rows: count,
-                error,
-            };
-            let observed = self.journal_after(started, entry).await;
-            self.capture_statement(
-                "query",
-                &statement,
-                || vec![params.clone()],
-                &result,
-                |r: &QueryResult| r.rows.len() as u64,
-                observed.as_ref(),
-            );
-        }
-        result
+        journaled!(
+            self,
+            "query",
+            statement,
+            params.clone(),
+            |s| s.query(&statement, &params),
+            |r: &QueryResult| r.rows.len() as u64
+        )
     }
 
     async fn batch(&mut self, script: String) -> wasmtime::Result<SqlResult<()>> {
@@ -212,6 +216,74 @@ impl sql::Host for GuestState {
                     table: table.clone(),
                     columns: columns.clone(),
                     rows: rows.clone(),
+                });
+            }
+        }
+        result
+    }
+
+    async fn query_columns(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<SqlResult<ColumnResult>> {
+        journaled!(
+            self,
+            "query-columns",
+            statement,
+            params.clone(),
+            |s| s.query_columns(&statement, &params),
+            |r: &ColumnResult| u64::from(r.rows)
+        )
+    }
+
+    async fn execute_columns(
+        &mut self,
+        statement: String,
+        params: Vec<ColumnValues>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        // Journaled as the arrays the columns bind as (none when they do not hold together:
+        // the call was refused).
+        journaled!(
+            self,
+            "execute-columns",
+            statement,
+            wasmig_db::columns::into_arrays("execute-columns", &params).unwrap_or_default(),
+            |s| s.execute_columns(&statement, &params),
+            |n: &u64| *n,
+            wrote
+        )
+    }
+
+    async fn copy_in_columns(
+        &mut self,
+        table: String,
+        columns: Vec<String>,
+        values: Vec<ColumnValues>,
+    ) -> wasmtime::Result<SqlResult<u64>> {
+        let started = self.journal_before().await;
+        let result = db_call!(self, |s| s.copy_in_columns(&table, &columns, &values));
+        self.wrote(&result, |n: &u64| *n);
+        if let Some(started) = started {
+            let (count, error) = outcome(&result, |n: &u64| *n);
+            let rows = values.first().map(|c| wasmig_db::columns::rows_of(&c.data));
+            let entry = Journaled {
+                call: "copy-in-columns",
+                sql: &format!("COPY {table} ({}) FROM STDIN", columns.join(", ")),
+                params: &[],
+                param_rows: Some(rows.unwrap_or(0)),
+                rows: count,
+                error,
+            };
+            self.journal_after(started, entry).await;
+            if self.captures() && matches!(result, Ok(Ok(_))) {
+                // Checked by the call that succeeded.
+                let rows = wasmig_db::columns::into_rows("copy-in-columns", &values)
+                    .expect("the columns were checked by the call");
+                self.capture(journal::CapturedCall::Copy {
+                    table: table.clone(),
+                    columns: columns.clone(),
+                    rows,
                 });
             }
         }

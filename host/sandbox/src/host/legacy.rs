@@ -1,7 +1,8 @@
-//! The frozen 0.2.0 and 0.1.0 interfaces: the same functions as the current ones, minus what
-//! the later versions added (0.2.0: `copy-in` and `batch`, in 0.1.0's case; 0.3.0: the
-//! `mysql` dialect). Each delegates to the current implementation, through one macro for
-//! both versions, so no version can drift from another.
+//! The frozen 0.3.0, 0.2.0 and 0.1.0 interfaces: the same functions as the current ones,
+//! minus what the later versions added (0.2.0: `copy-in` and `batch`, in 0.1.0's case;
+//! 0.3.0: the `mysql` dialect, in 0.2.0's and 0.1.0's; 0.4.0: the column calls). Each
+//! delegates to the current implementation, through one macro for every version, so no
+//! version can drift from another.
 //!
 //! Their values, rows and errors are the current types (see `wasmig_contract::frozen_types`);
 //! only the log level and the dialect are translated, and the cursor and savepoint
@@ -9,13 +10,13 @@
 
 use super::*;
 use wasmig_contract::frozen_types::SqlDialect as FrozenDialect;
-use wasmig_contract::v0_2_0;
+use wasmig_contract::{v0_2_0, v0_3_0};
 
 /// A frozen version asked for the dialect on a database it has no case for; carried as
 /// the trap's error (blamed on the guest: see `classify` in the crate root).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the component was built against wasmig:migration@{version}, which has no mysql dialect, and called `dialect` on MySQL; rebuild it with the current SDK (wasmig:migration@0.3.0) to run it on MySQL"
+    "the component was built against wasmig:migration@{version}, which has no mysql dialect, and called `dialect` on MySQL; rebuild it with the current SDK (wasmig:migration@0.4.0) to run it on MySQL"
 )]
 pub struct NoSuchDialect {
     /// The WIT version the component was built against.
@@ -38,9 +39,7 @@ fn frozen_dialect(dialect: Dialect, version: &'static str) -> wasmtime::Result<F
 macro_rules! frozen_sql_and_log {
     ($v:ident, $version:literal) => {
         impl $v::sql::Host for GuestState {
-            async fn dialect(&mut self) -> wasmtime::Result<FrozenDialect> {
-                frozen_dialect(sql::Host::dialect(self).await?, $version)
-            }
+            frozen_sql_and_log!(@dialect $v, $version);
 
             async fn execute(
                 &mut self,
@@ -155,6 +154,17 @@ macro_rules! frozen_sql_and_log {
             }
         }
     };
+    // `mysql` came with 0.3.0, whose dialect is the current one.
+    (@dialect v0_3_0, $version:literal) => {
+        async fn dialect(&mut self) -> wasmtime::Result<Dialect> {
+            sql::Host::dialect(self).await
+        }
+    };
+    (@dialect $v:ident, $version:literal) => {
+        async fn dialect(&mut self) -> wasmtime::Result<FrozenDialect> {
+            frozen_dialect(sql::Host::dialect(self).await?, $version)
+        }
+    };
     // `copy-in` came with 0.2.0.
     (@copy_in v0_1_0) => {};
     (@copy_in $v:ident) => {
@@ -169,8 +179,19 @@ macro_rules! frozen_sql_and_log {
     };
 }
 
+frozen_sql_and_log!(v0_3_0, "0.3.0");
 frozen_sql_and_log!(v0_2_0, "0.2.0");
 frozen_sql_and_log!(v0_1_0, "0.1.0");
+
+impl v0_3_0::batch::Host for GuestState {
+    async fn checkpoint(&mut self) -> wasmtime::Result<Option<String>> {
+        batch::Host::checkpoint(self).await
+    }
+
+    async fn next_batch(&mut self, checkpoint: String) -> wasmtime::Result<()> {
+        batch::Host::next_batch(self, checkpoint).await
+    }
+}
 
 impl v0_2_0::batch::Host for GuestState {
     async fn checkpoint(&mut self) -> wasmtime::Result<Option<String>> {

@@ -36,7 +36,7 @@ use crate::journal::{self, Entry, Journal};
 use crate::progress::Progress;
 use wasmig_contract::current::{batch, log, sql, types};
 use wasmig_contract::v0_1_0;
-use wasmig_contract::{Column, Dialect, QueryResult, SqlError, Value};
+use wasmig_contract::{Column, ColumnResult, ColumnValues, Dialect, QueryResult, SqlError, Value};
 use wasmig_db::{Canceller, CursorState, Observed, Session, SqlResult};
 
 /// The host side of a guest's `cursor` resource.

@@ -443,7 +443,7 @@ fn component_script<'a>(
                 count,
                 wrote,
             } => {
-                let is_read = matches!(*call, "query" | "open-cursor")
+                let is_read = matches!(*call, "query" | "query-columns" | "open-cursor")
                     && *wrote != Some(true)
                     && reads_only(sql, dialect);
                 if is_read {
@@ -452,7 +452,7 @@ fn component_script<'a>(
                     let shown = crate::bindings::text::shown(
                         &sql.split_whitespace().collect::<Vec<_>>().join(" "),
                     );
-                    if *call == "query" {
+                    if matches!(*call, "query" | "query-columns") {
                         out.text
                             .push_str(&format!("-- read ({count} row(s)): {shown}\n"));
                     } else {
@@ -467,7 +467,7 @@ fn component_script<'a>(
                     );
                     // A query not surely a read (one calling a function, say) runs again;
                     // what it returned still went to the component.
-                    if matches!(*call, "query" | "open-cursor") {
+                    if matches!(*call, "query" | "query-columns" | "open-cursor") {
                         out.read = true;
                     }
                 }

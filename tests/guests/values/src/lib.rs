@@ -4,7 +4,10 @@
 //! and arrays are refused with `WASMIG-BIND` (handled inside savepoints, so the migration
 //! goes on). It leaves the table for the test to inspect from outside.
 
-use wasmig_guest::{ArrayValue as A, Dialect, Migration, Result, Value as V, bail, db, info};
+use wasmig_guest::{
+    ArrayValue as A, ColumnData, ColumnValues, Dialect, Migration, PackedText, Result, Value as V,
+    bail, db, info,
+};
 
 struct Values;
 
@@ -367,6 +370,7 @@ impl Migration for Values {
             }
         }
         copy_in(&cases, &names, &columns)?;
+        by_columns(&cases)?;
         info!("all values round-tripped ({} columns)", cases.len());
         Ok(())
     }
@@ -457,6 +461,127 @@ fn copy_in(
         Err(e) if e.sql().is_some_and(|sql| sql.code == "WASMIG-BIND") => Ok(()),
         other => bail!("a row of the wrong width: {other:?}"),
     }
+}
+
+/// The same values through the column calls (WIT 0.4.0): the two rows `copy_in` wrote (every
+/// value, then nulls) read back by `query-columns` must be what `query` reads; written back
+/// by `copy-in-columns` (rows 3 and 4) and, on PostgreSQL, by `execute-columns` through
+/// `UNNEST` (rows 5 and 6), they must equal rows 1 and 2 (the test compares them from
+/// outside). Then what the calls refuse: an array column, columns that do not hold together,
+/// and arrays on SQLite.
+#[allow(clippy::type_complexity)]
+fn by_columns(cases: &[(&'static str, &'static str, &'static str, V, V, Option<V>)]) -> Result<()> {
+    let dialect = db::dialect();
+    let scalars: Vec<&str> = cases
+        .iter()
+        .filter(|c| !matches!(c.3, V::Array(_)))
+        .map(|c| c.0)
+        .collect();
+    let select = format!(
+        "SELECT seq, {} FROM value_copy WHERE seq IN (1, 2) ORDER BY seq",
+        scalars.join(", ")
+    );
+    let rows = db::query(&select, &[])?;
+    let batch = db::query_columns(&select, &[])?;
+    if batch.len() != 2 || batch.columns() != rows.columns() {
+        bail!("query-columns: {} rows, columns {:?}", batch.len(), batch.columns());
+    }
+    let mut mismatches = Vec::new();
+    for (j, column) in batch.columns().iter().enumerate() {
+        for (i, row) in rows.iter().enumerate() {
+            let want: V = row.get(j)?;
+            let got = batch.get(j)?.value(i)?;
+            if got != want {
+                mismatches.push(format!("{} row {i}: query {want:?}, query-columns {got:?}", column.name));
+            }
+        }
+    }
+    if !mismatches.is_empty() {
+        bail!("query-columns differs from query:\n{}", mismatches.join("\n"));
+    }
+    let texts: Vec<Option<&str>> = batch.get("t")?.texts()?.collect();
+    if texts != [Some("héllo 'quoted' ✓"), None] {
+        bail!("query-columns texts: {texts:?}");
+    }
+
+    // Written back as columns, with seq 3 and 4.
+    let mut values = batch.into_values();
+    values[0] = ColumnValues::from_int32s(vec![3, 4]);
+    let mut names = vec!["seq"];
+    names.extend_from_slice(&scalars);
+    let written = db::copy_in_columns("value_copy", &names, &values)?;
+    if written != 2 {
+        bail!("copy-in-columns wrote {written} rows, expected 2");
+    }
+    let unnest = format!(
+        "INSERT INTO value_copy (seq, {}) SELECT * FROM UNNEST({})",
+        scalars.join(", "),
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let ty = if *n == "seq" {
+                    "integer"
+                } else {
+                    cases.iter().find(|c| c.0 == *n).expect("a case").1
+                };
+                format!("${}::{ty}[]", i + 1)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    values[0] = ColumnValues::from_int32s(vec![5, 6]);
+    if dialect == Dialect::Postgres {
+        let written = db::execute_columns(&unnest, &values)?;
+        if written != 2 {
+            bail!("execute-columns wrote {written} rows, expected 2");
+        }
+        // An array column has no column shape.
+        match db::savepoint(|| db::query_columns("SELECT a_i4 FROM value_rt", &[])) {
+            Err(e) if e.sql().is_some_and(|sql| sql.code == "WASMIG-DECODE") => {}
+            other => bail!("query-columns of an array column: {other:?}"),
+        }
+    } else {
+        // No arrays on SQLite; and a column of two types has no one case.
+        match db::savepoint(|| db::execute_columns("SELECT ?1", &values[..1])) {
+            Err(e) if e.sql().is_some_and(|sql| sql.code == "WASMIG-BIND") => {}
+            other => bail!("execute-columns on SQLite: {other:?}"),
+        }
+        match db::savepoint(|| db::query_columns("SELECT 1 UNION ALL SELECT 'x'", &[])) {
+            Err(e) if e.sql().is_some_and(|sql| sql.code == "WASMIG-DECODE") => {}
+            other => bail!("query-columns of a column of two types: {other:?}"),
+        }
+    }
+
+    // Columns that do not hold together are refused before anything runs, with the
+    // migration going on after the savepoint's rollback.
+    let text = |text: &str, ends: Vec<u32>| ColumnValues {
+        nulls: Vec::new(),
+        data: ColumnData::Text(PackedText {
+            text: text.to_owned(),
+            ends,
+        }),
+    };
+    let broken = [
+        vec![ColumnValues::from_int32s(vec![7, 8]), text("a", vec![1])],
+        vec![ColumnValues::from_int32s(vec![7]), text("äb", vec![1])],
+        vec![ColumnValues::from_int32s(vec![7]), text("ab", vec![3])],
+        vec![ColumnValues::from_int32s(vec![7, 8]), text("ab", vec![2, 1])],
+        vec![
+            ColumnValues {
+                nulls: vec![true],
+                data: ColumnData::Int32(vec![7, 8]),
+            },
+            text("ab", vec![1, 2]),
+        ],
+    ];
+    for columns in broken {
+        match db::savepoint(|| db::copy_in_columns("value_copy", &["seq", "t"], &columns)) {
+            Err(e) if e.sql().is_some_and(|sql| sql.code == "WASMIG-BIND") => {}
+            other => bail!("copy-in-columns of {columns:?}: {other:?}"),
+        }
+    }
+    Ok(())
 }
 
 wasmig_guest::migration!(Values);
