@@ -28,6 +28,7 @@ Python revision; it is not installed with pip.
 
 import datetime as _datetime
 import decimal as _decimal
+import itertools as _itertools
 import uuid as _uuid
 
 from componentize_py_types import Err as _Err
@@ -45,6 +46,7 @@ __all__ = [
     "Int16",
     "Int32",
     "Float32",
+    "Columns",
     "Row",
     "Rows",
     "Cursor",
@@ -52,16 +54,19 @@ __all__ = [
     "batch",
     "checkpoint",
     "copy_in",
+    "copy_in_columns",
     "cursor",
     "debug",
     "dialect",
     "error",
     "execute",
+    "execute_columns",
     "execute_many",
     "info",
     "next_batch",
     "progress",
     "query",
+    "query_columns",
     "query_one",
     "query_opt",
     "savepoint",
@@ -503,6 +508,146 @@ def copy_in(table, columns, rows):
     returns the number written: the fast path for bulk inserts (``COPY`` on PostgreSQL).
     ``table`` and the column names are quoted by wasmig, so they are taken literally."""
     return _call(_sql.copy_in, table, list(columns), [_params(r) for r in rows])
+
+
+# --- batches as columns (WIT 0.4.0) -------------------------------------------------------
+
+# The array cases whose column is one plain list, with the filler a null row holds.
+_FIXED_COLUMNS = {
+    _t.ArrayValue_Bool: (_t.ColumnData_Bool, False),
+    _t.ArrayValue_Int16: (_t.ColumnData_Int16, 0),
+    _t.ArrayValue_Int32: (_t.ColumnData_Int32, 0),
+    _t.ArrayValue_Int64: (_t.ColumnData_Int64, 0),
+    _t.ArrayValue_Float32: (_t.ColumnData_Float32, 0.0),
+    _t.ArrayValue_Float64: (_t.ColumnData_Float64, 0.0),
+}
+
+# The array cases whose column is packed text.
+_TEXT_COLUMNS = {
+    _t.ArrayValue_Numeric: _t.ColumnData_Numeric,
+    _t.ArrayValue_Text: _t.ColumnData_Text,
+    _t.ArrayValue_Json: _t.ColumnData_Json,
+    _t.ArrayValue_Jsonb: _t.ColumnData_Jsonb,
+    _t.ArrayValue_Uuid: _t.ColumnData_Uuid,
+    _t.ArrayValue_Date: _t.ColumnData_Date,
+    _t.ArrayValue_Time: _t.ColumnData_Time,
+    _t.ArrayValue_Timestamp: _t.ColumnData_Timestamp,
+    _t.ArrayValue_Timestamptz: _t.ColumnData_Timestamptz,
+}
+
+# Packed text cases read as another Python type (as ``from_sql`` reads them).
+_COLUMN_FROM_TEXT = {
+    _t.ColumnData_Numeric: _decimal.Decimal,
+    _t.ColumnData_Uuid: _uuid.UUID,
+    _t.ColumnData_Date: _datetime.date.fromisoformat,
+    _t.ColumnData_Time: _datetime.time.fromisoformat,
+    _t.ColumnData_Timestamp: _datetime.datetime.fromisoformat,
+    _t.ColumnData_Timestamptz: _timestamptz,
+}
+
+
+def _to_column(values):
+    """A list of values as a WIT ``column-values``, its type told as ``to_sql`` tells a
+    list's; texts packed into one string, their ends in UTF-8 bytes."""
+    array = to_sql(values if isinstance(values, (list, tuple)) else list(values)).value
+    elements = array.value
+    kind = type(array)
+    nulls = [e is None for e in elements] if None in elements else []
+    fixed = _FIXED_COLUMNS.get(kind)
+    if fixed is not None:
+        case, filler = fixed
+        data = case([filler if e is None else e for e in elements] if nulls else list(elements))
+    elif kind is _t.ArrayValue_Bytes:
+        parts = [b"" if e is None else bytes(e) for e in elements]
+        data = _t.ColumnData_Bytes(
+            _t.PackedBytes(b"".join(parts), list(_itertools.accumulate(map(len, parts))))
+        )
+    else:
+        parts = ["" if e is None else e for e in elements] if nulls else elements
+        text = "".join(parts)
+        lengths = map(len, parts) if text.isascii() else (len(p.encode()) for p in parts)
+        data = _TEXT_COLUMNS[kind](_t.PackedText(text, list(_itertools.accumulate(lengths))))
+    return _t.ColumnValues(nulls, data)
+
+
+def _from_column(column):
+    """A WIT ``column-values`` as a list of ``from_sql``'s values (``None`` for NULL)."""
+    data = column.data
+    kind = type(data)
+    if kind is _t.ColumnData_Bytes:
+        raw, ends = data.value.bytes, data.value.ends
+        out = [raw[a:b] for a, b in zip(_itertools.chain((0,), ends), ends)]
+    elif hasattr(data.value, "ends"):
+        text, ends = data.value.text, data.value.ends
+        starts = _itertools.chain((0,), ends)
+        if text.isascii():
+            out = [text[a:b] for a, b in zip(starts, ends)]
+        else:
+            raw = text.encode()
+            out = [raw[a:b].decode() for a, b in zip(starts, ends)]
+    else:
+        out = data.value if type(data.value) is list else list(data.value)
+    if column.nulls:
+        out = [None if null else v for v, null in zip(out, column.nulls)]
+    convert = _COLUMN_FROM_TEXT.get(kind)
+    if convert is not None:
+        out = [None if v is None else _converted(convert, v) for v in out]
+    return out
+
+
+def _converted(convert, text):
+    try:
+        return convert(text)
+    except ValueError:
+        return text
+
+
+class Columns:
+    """A result read column by column (``query_columns``): ``len(batch)`` rows,
+    ``batch.columns`` (name and database type name), and ``batch["email"]`` or ``batch[1]``
+    one column's values as a list (``None`` for NULL), in the types ``from_sql`` gives."""
+
+    def __init__(self, result):
+        self.columns = [(c.name, c.type_name) for c in result.columns]
+        self._names = _names(result.columns)
+        self._values = result.values
+        self._rows = result.rows
+        self._lists = {}
+
+    def __len__(self):
+        return self._rows
+
+    def __getitem__(self, key):
+        index = self._names.get(key) if isinstance(key, str) else key
+        if index is None:
+            names = ", ".join(self._names) or "no columns"
+            raise KeyError(f"no column {key!r}; the result has {names}")
+        if not isinstance(index, int) or not 0 <= index < len(self._values):
+            raise IndexError(f"no column {key!r}; the result has {len(self._values)}")
+        if index not in self._lists:
+            self._lists[index] = _from_column(self._values[index])
+        return self._lists[index]
+
+
+def query_columns(statement, *params):
+    """Runs one statement and returns its whole result column by column (``Columns``): the
+    same values as ``query``, but one list per column crosses the sandbox instead of a value
+    per cell, the shape for batches of thousands of rows. A column of arrays is refused
+    (``WASMIG-DECODE``)."""
+    return Columns(_call(_sql.query_columns, statement, _params(params)))
+
+
+def execute_columns(statement, *columns):
+    """Runs one statement whose parameters are whole columns (lists), each bound as one array
+    (``$1::int8[]``): with ``UNNEST``, a batch written in one statement. PostgreSQL only
+    (SQLite and MySQL refuse it with ``WASMIG-BIND``). Returns the rows affected."""
+    return _call(_sql.execute_columns, statement, [_to_column(c) for c in columns])
+
+
+def copy_in_columns(table, names, columns):
+    """``copy_in`` with the rows given as columns (``columns[i]``, a list, fills the column
+    ``names[i]``): the fastest way to write a batch into a table. Returns the rows written."""
+    return _call(_sql.copy_in_columns, table, list(names), [_to_column(c) for c in columns])
 
 
 def checkpoint():

@@ -1,6 +1,6 @@
 // A tour of the JavaScript SDK, for the end-to-end tests: parameters, executeMany, a
 // recovered SQL error in a savepoint, two batches with a checkpoint, rows by index and name,
-// copyIn, queryOpt, logging and progress; and a downgrade that lets an SQL error escape when asked to (the label of row 1
+// copyIn, queryOpt, the column calls (PostgreSQL), logging and progress; and a downgrade that lets an SQL error escape when asked to (the label of row 1
 // says so). The Python and C tours do exactly the same, so the tests compare their tables.
 
 import * as db from "wasmig";
@@ -69,6 +69,28 @@ function checkValues() {
       mixed = e instanceof TypeError;
     }
     check(mixed, "an array of two types is refused");
+    // A batch as columns: read, written back through UNNEST, read again.
+    db.batch("CREATE TEMPORARY TABLE tour_columns (id int8, label text, raw bytea)");
+    const ids = [1, 2, 3];
+    const labels = ["plain", null, "wide é😀"];
+    check(
+      db.executeColumns(
+        "INSERT INTO tour_columns SELECT * FROM UNNEST($1::int8[], $2::text[], $3::bytea[])",
+        ids,
+        labels,
+        [new Uint8Array([1]), null, new Uint8Array([])],
+      ) === 3,
+      "executeColumns wrote 3 rows",
+    );
+    const batch = db.queryColumns("SELECT id, label, raw FROM tour_columns ORDER BY id");
+    check(batch.length === 3 && batch.columns[1].name === "label", "queryColumns shape");
+    check(JSON.stringify(batch.get("id")) === "[1,2,3]", `queryColumns ids ${JSON.stringify(batch.get("id"))}`);
+    check(JSON.stringify(batch.get(1)) === JSON.stringify(labels), `queryColumns labels ${JSON.stringify(batch.get(1))}`);
+    const raw = batch.get("raw");
+    check(raw[0].length === 1 && raw[0][0] === 1 && raw[1] === null && raw[2].length === 0, "queryColumns bytes");
+    check(db.copyInColumns("tour_columns", ["id", "label"], [[4], ["copied"]]) === 1, "copyInColumns");
+    check(db.queryOne("SELECT label FROM tour_columns WHERE id = 4").get(0) === "copied", "copied back");
+    db.batch("DROP TABLE tour_columns");
   } else {
     row = db.queryOne("SELECT ? AS b, ? AS f, ? AS k", new Uint8Array([0, 1]), 1.5, true);
   }

@@ -1,6 +1,6 @@
 """A tour of the Python SDK, for the end-to-end tests: parameters, execute_many, a recovered
 SQL error in a savepoint, two batches with a checkpoint, rows by index and name, copy_in,
-query_opt, logging and progress; and a downgrade that lets an SQL error escape when asked
+query_opt, the column calls (PostgreSQL), logging and progress; and a downgrade that lets an SQL error escape when asked
 to (the label of row 1 says so).
 
 The JavaScript and C tours do exactly the same, so the tests compare their tables.
@@ -29,6 +29,29 @@ def upgrade():
         second_batch()
 
 
+def check_columns():
+    """A batch as columns: written through UNNEST, read back, copied in."""
+    wasmig.batch("CREATE TEMPORARY TABLE tour_columns (id int8, label text, raw bytea, n numeric)")
+    labels = ["plain", None, "wide \u00e9\U0001f600"]
+    written = wasmig.execute_columns(
+        "INSERT INTO tour_columns SELECT * FROM UNNEST($1::int8[], $2::text[], $3::bytea[], $4::numeric[])",
+        [1, 2, 3],
+        labels,
+        [b"\x01", None, b""],
+        [decimal.Decimal("1.50"), None, decimal.Decimal("-2")],
+    )
+    assert written == 3, written
+    batch = wasmig.query_columns("SELECT id, label, raw, n FROM tour_columns ORDER BY id")
+    assert len(batch) == 3 and batch.columns[1][0] == "label", batch.columns
+    assert batch["id"] == [1, 2, 3], batch["id"]
+    assert batch[1] == labels, batch[1]
+    assert batch["raw"] == [b"\x01", None, b""], batch["raw"]
+    assert batch["n"] == [decimal.Decimal("1.50"), None, decimal.Decimal("-2")], batch["n"]
+    assert wasmig.copy_in_columns("tour_columns", ["id", "label"], [[4], ["copied"]]) == 1
+    assert wasmig.query_one("SELECT label FROM tour_columns WHERE id = 4")[0] == "copied"
+    wasmig.batch("DROP TABLE tour_columns")
+
+
 def check_values():
     """Parameters and results of every kind the SDK converts, checked in the guest."""
     if wasmig.dialect() == wasmig.POSTGRES:
@@ -55,6 +78,7 @@ def check_values():
         assert row["a"] == [1, None, 3] and json.loads(row["j"]) == {"a": 1}, row
         assert row["i"] == 7 and row["s"] == ["x", None], row
         check_plain_arrays()
+        check_columns()
     else:
         row = wasmig.query_one("SELECT ? AS b, ? AS f, ? AS k", b"\x00\x01", 1.5, True)
     assert row["b"] == b"\x00\x01" and row["f"] == 1.5 and row["k"] in (True, 1), row
