@@ -355,12 +355,14 @@ T = [
     ("pure SQL floor: `psql`, a `DO` block looping keyset batches of `UPDATE`", "one", "transform_sql", "transform_sql", "transform_native"),
     ("native Rust sqlx (`bench/native update`): select a batch, normalise in Rust, `UPDATE ... FROM UNNEST($1::int8[], $2::text[])`", "one", "transform_native", "transform_sql", "transform_native"),
     ("**wasmig + Rust guest** (`bench/project`): one `upgrade` call looping: `db::query` per batch, normalise, one `db::execute` of the same UNNEST", "one", "transform_wasmig", "transform_sql", "transform_native"),
+    ("wasmig + Rust guest, **column calls** (`bench/columns`): `db::query_columns` per batch, normalise, one `db::execute_columns` of the same UNNEST", "one", "transform_wasmig_columns", "transform_sql", "transform_native"),
     ("wasmig + the SDK's `Keyset` walk (`bench/batched`'s component as a `per-migration` revision): one call per batch, each in a fresh instance", "one", "transform_keyset", "transform_sql", "transform_native"),
     ("wasmig + `Keyset`, **`transaction = \"batched\"`** (`bench/batched`): each batch commits with its checkpoint", "one per batch", "transform_batched", "transform_sql", "transform_native_batched"),
     ("native sqlx committing each batch with a checkpoint row (`bench/native batched`)", "one per batch", "transform_native_batched", "transform_sql", "transform_native_batched"),
     ("pure SQL floor of copy-in: a `DO` block of `INSERT INTO people_norm SELECT ...` per batch", "one", "transform_sql_copy", "transform_sql_copy", "transform_native_copy"),
     ("native sqlx: select a batch, normalise, `COPY people_norm FROM STDIN` (`bench/native copy`)", "one", "transform_native_copy", "transform_sql_copy", "transform_native_copy"),
     ("wasmig + Rust guest: `db::query` per batch, normalise, `db::copy_in` (`bench/copy`)", "one", "transform_wasmig_copy", "transform_sql_copy", "transform_native_copy"),
+    ("wasmig + Rust guest, **column calls** (`bench/copy_columns`): `db::query_columns` per batch, normalise, `db::copy_in_columns`", "one", "transform_wasmig_copy_columns", "transform_sql_copy", "transform_native_copy"),
 ]
 selected = meta.get("variants", "").split()
 for label, txn, name, floor, native in T:
@@ -378,7 +380,9 @@ w("")
 # (language, guest, its peer, the peer's label, target ratio or None, RSS target MiB or
 # None, what to say where there is no target)
 LANGS = [
-    ("Rust", "transform_wasmig", "transform_native", "native Rust, sqlx (`bench/native update`)", 1.05, None, ""),
+    ("Rust", "transform_wasmig_columns", "transform_native", "native Rust, sqlx (`bench/native update`)", 1.05, None, ""),
+    ("Rust (row calls)", "transform_wasmig", "transform_native", "native Rust, sqlx (`bench/native update`)", None, None,
+     "no target: the same guest through `db::query` and array values"),
     ("Python", "transform_python", "transform_alembic", "Alembic migration, psycopg2 (`op.get_bind()`, SQLAlchemy `text()`)", 1.0, 96, ""),
     ("Python", "transform_python", "transform_psycopg2", "plain CPython script, psycopg2 (no Alembic)", None, None,
      "no target: Alembic's peer without Alembic's start-up"),
@@ -388,9 +392,10 @@ LANGS = [
      "no target (issue 23 asks for the figures)"),
 ]
 GUEST_HOW = {
+    "transform_wasmig_columns": "`bench/columns`: one call, a loop of `db::query_columns` + one `db::execute_columns` of the UNNEST per batch",
     "transform_wasmig": "`bench/project`: one call, a loop of `db::query` + one `db::execute` of the UNNEST per batch",
-    "transform_python": "`bench/langs/python`: one call, a loop of `wasmig.query` + one `wasmig.execute` (lists bind as arrays)",
-    "transform_js": "`bench/langs/js`: one call, a loop of `db.query` + one `db.execute` (arrays)",
+    "transform_python": "`bench/langs/python`: one call, a loop of `wasmig.query_columns` + one `wasmig.execute_columns` (the batch as two columns)",
+    "transform_js": "`bench/langs/js`: one call, a loop of `db.queryColumns` + one `db.executeColumns` (the batch as two columns)",
     "transform_c": "`bench/langs/c`: one call, a loop of `wasmig_query` + one `wasmig_execute` (WIT array values built with the generated types)",
     "transform_go": "`bench/langs/go`: the SDK's `Keyset[int64]` walker (one batch per call, a fresh instance each) + one `wasmig.Execute` (slices bind as arrays)",
 }
@@ -447,12 +452,13 @@ for language, name, peer, peer_label, target, rss_target, no_target in LANGS:
         return f"{fmt_s(statistics.median(ts))} ({min(ts):.2f}-{max(ts):.2f})"
     w(f"| {language} | {tcell(name)} | {mib(name)} | {f'{cpu(name):.2f} s' if has(name) else '-'} "
       f"| {peer_label} | {tcell(peer)} | {mib(peer)} | {f'{cpu(peer):.2f} s' if has(peer) else '-'} "
-      f"| {rcell(name, peer)} | {rcell(name, 'transform_native') if name != 'transform_wasmig' else '-'} "
+      f"| {rcell(name, peer)} | {rcell(name, 'transform_native') if peer != 'transform_native' else '-'} "
       f"| {verdict(name, peer, target, rss_target, no_target)} |")
 w("")
 w("How each guest walks the table: "
   + "; ".join(f"{lang_}: {GUEST_HOW[n]}" for lang_, n in
-              [("Rust", "transform_wasmig"), ("Python", "transform_python"),
+              [("Rust", "transform_wasmig_columns"), ("Rust (row calls)", "transform_wasmig"),
+               ("Python", "transform_python"),
                ("JavaScript", "transform_js"), ("C", "transform_c"), ("Go", "transform_go")])
   + ". The peers (`bench/langs/*/peer*`, `bench/langs/python/alembic`, `bench/langs/go/native`) "
   "send the same two statements per batch; node-postgres, psycopg2, libpq and lib/pq send "

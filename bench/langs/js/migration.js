@@ -2,8 +2,9 @@
 //
 // Fills `people.email_norm = lower(trim(email))` in keyset batches of 10,000 within the
 // step's transaction, as the Rust guest in `bench/project` does and as a user would write it
-// from the SDK docs: one `db.query` per batch, normalise in JavaScript, then one
-// `UPDATE ... FROM UNNEST` with two array parameters. The SDK has no keyset walker;
+// from the SDK docs: one `db.queryColumns` per batch (the batch as two columns, not a row
+// object per row), normalise in JavaScript, then one `UPDATE ... FROM UNNEST` with the two
+// columns as its array parameters (`db.executeColumns`). The SDK has no keyset walker;
 // `nextBatch` would start a fresh instance per batch, so the walk is a plain loop in one call.
 
 import * as db from "wasmig";
@@ -21,12 +22,12 @@ export function upgrade() {
   let last = Number.MIN_SAFE_INTEGER;
   let done = 0;
   for (;;) {
-    const rows = db.query(SELECT, last, BATCH);
-    if (rows.length === 0) break;
-    const ids = rows.map((r) => r.get(0));
-    const norms = rows.map((r) => r.get(1).trim().toLowerCase());
+    const batch = db.queryColumns(SELECT, last, BATCH);
+    if (batch.length === 0) break;
+    const ids = batch.get(0);
+    const norms = batch.get(1).map((email) => email.trim().toLowerCase());
     last = ids[ids.length - 1];
-    done += db.execute(UPDATE, ids, norms);
+    done += db.executeColumns(UPDATE, ids, norms);
   }
   db.info(`normalised ${done} rows`);
 }

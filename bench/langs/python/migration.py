@@ -2,8 +2,9 @@
 
 Fills `people.email_norm = lower(trim(email))` in keyset batches of 10,000 within the
 step's transaction, as the Rust guest in `bench/project` does and as a user would write it
-from the SDK docs: one `wasmig.query` per batch, normalise in Python, then one
-`UPDATE ... FROM UNNEST` with two list parameters (lists bind as arrays). The SDK has no
+from the SDK docs: one `wasmig.query_columns` per batch (the batch as two columns, not a
+`Row` per row), normalise in Python, then one `UPDATE ... FROM UNNEST` with the two columns
+as its array parameters (`wasmig.execute_columns`). The SDK has no
 keyset walker; `next_batch` would start a fresh instance per batch, so the walk is a plain
 loop in one call.
 """
@@ -24,13 +25,13 @@ def upgrade():
     last = -(2**63)
     done = 0
     while True:
-        rows = wasmig.query(SELECT, last, BATCH)
-        if not rows:
+        batch = wasmig.query_columns(SELECT, last, BATCH)
+        if not len(batch):
             break
-        ids = [row[0] for row in rows]
-        norms = [row[1].strip().lower() for row in rows]
+        ids = batch[0]
+        norms = [email.strip().lower() for email in batch[1]]
         last = ids[-1]
-        done += wasmig.execute(UPDATE, ids, norms)
+        done += wasmig.execute_columns(UPDATE, ids, norms)
     wasmig.info(f"normalised {done} rows")
 
 
