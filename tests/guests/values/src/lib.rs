@@ -484,7 +484,11 @@ fn by_columns(cases: &[(&'static str, &'static str, &'static str, V, V, Option<V
     let rows = db::query(&select, &[])?;
     let batch = db::query_columns(&select, &[])?;
     if batch.len() != 2 || batch.columns() != rows.columns() {
-        bail!("query-columns: {} rows, columns {:?}", batch.len(), batch.columns());
+        bail!(
+            "query-columns: {} rows, columns {:?}",
+            batch.len(),
+            batch.columns()
+        );
     }
     let mut mismatches = Vec::new();
     for (j, column) in batch.columns().iter().enumerate() {
@@ -492,12 +496,18 @@ fn by_columns(cases: &[(&'static str, &'static str, &'static str, V, V, Option<V
             let want: V = row.get(j)?;
             let got = batch.get(j)?.value(i)?;
             if got != want {
-                mismatches.push(format!("{} row {i}: query {want:?}, query-columns {got:?}", column.name));
+                mismatches.push(format!(
+                    "{} row {i}: query {want:?}, query-columns {got:?}",
+                    column.name
+                ));
             }
         }
     }
     if !mismatches.is_empty() {
-        bail!("query-columns differs from query:\n{}", mismatches.join("\n"));
+        bail!(
+            "query-columns differs from query:\n{}",
+            mismatches.join("\n")
+        );
     }
     let texts: Vec<Option<&str>> = batch.get("t")?.texts()?.collect();
     if texts != [Some("héllo 'quoted' ✓"), None] {
@@ -566,7 +576,10 @@ fn by_columns(cases: &[(&'static str, &'static str, &'static str, V, V, Option<V
         vec![ColumnValues::from_int32s(vec![7, 8]), text("a", vec![1])],
         vec![ColumnValues::from_int32s(vec![7]), text("äb", vec![1])],
         vec![ColumnValues::from_int32s(vec![7]), text("ab", vec![3])],
-        vec![ColumnValues::from_int32s(vec![7, 8]), text("ab", vec![2, 1])],
+        vec![
+            ColumnValues::from_int32s(vec![7, 8]),
+            text("ab", vec![2, 1]),
+        ],
         vec![
             ColumnValues {
                 nulls: vec![true],
