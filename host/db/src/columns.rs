@@ -453,7 +453,8 @@ pub fn check(call: &str, values: &[ColumnValues]) -> SqlResult<usize> {
         }
     }
     let rows = rows.unwrap_or(0);
-    if rows.saturating_mul(values.len()) > MAX_COLUMN_VALUES {
+    // A column without rows still costs the host a column: counted as one value.
+    if rows.max(1).saturating_mul(values.len()) > MAX_COLUMN_VALUES {
         return Err(SqlError::wasmig(
             "LIMIT",
             format!(

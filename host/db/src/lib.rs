@@ -79,7 +79,8 @@ where
 pub const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
 
 /// The host memory a decoded row takes, near enough: the bytes of its text and binary
-/// values, and 16 for every other value.
+/// values, 16 for every other value, and [`ROW_BYTES`] for the row itself (so a result of
+/// rows without columns is bounded too).
 pub fn result_bytes(row: &[Value]) -> usize {
     use wasmig_contract::ArrayValue as A;
     fn texts(items: &[Option<String>]) -> usize {
@@ -123,8 +124,12 @@ pub fn result_bytes(row: &[Value]) -> usize {
             },
             _ => 16,
         })
-        .sum()
+        .sum::<usize>()
+        + ROW_BYTES
 }
+
+/// What [`result_bytes`] counts for a row itself, whatever it holds (its list's header).
+pub const ROW_BYTES: usize = 24;
 
 /// The error of a call whose rows passed [`MAX_RESULT_BYTES`].
 pub(crate) fn result_too_big() -> SqlError {

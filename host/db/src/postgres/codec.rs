@@ -62,6 +62,7 @@ pub(super) struct Bound {
 impl Bound {
     /// Binds one row of parameters (`row` numbers it in an `execute-many`).
     pub(super) fn new(params: &[Value], row: Option<usize>) -> SqlResult<Self> {
+        check_count(params.len())?;
         let mut bound = Bound {
             args: PgArguments::default(),
             types: Vec::with_capacity(params.len()),
@@ -160,6 +161,7 @@ impl Bound {
     /// form, an `int64` column without nulls as the slice it is, every other column as the
     /// array value it makes (parsed and checked as any array parameter).
     pub(super) fn columns(values: &[ColumnValues]) -> SqlResult<Self> {
+        check_count(values.len())?;
         columns::check("execute-columns", values)?;
         let mut bound = Bound {
             args: PgArguments::default(),
@@ -181,6 +183,21 @@ impl Bound {
         }
         Ok(bound)
     }
+}
+
+/// The most parameters one PostgreSQL statement takes (the protocol counts them in 16 bits).
+const MAX_PARAMS: usize = u16::MAX as usize;
+
+/// `WASMIG-BIND` for more parameters than a statement takes, before sqlx refuses them as
+/// if the connection had failed.
+fn check_count(params: usize) -> SqlResult<()> {
+    if params > MAX_PARAMS {
+        return Err(SqlError::wasmig(
+            "BIND",
+            format!("{params} parameters: a PostgreSQL statement takes at most {MAX_PARAMS}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A packed text column bound as `text[]` (oid 1009), written in the array's binary form:

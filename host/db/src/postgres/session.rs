@@ -995,18 +995,32 @@ impl PgSession {
         self.enter_role().await?;
         let bound = Bound::new(params, None)?;
         let sql = sql_str(sql);
+        let mut bytes = 0;
         if changes_schema(sql.as_str()) {
-            let rows = self.run_uncached(sql, bound.args).await?;
-            self.forget_statements().await?;
-            let plan = match rows.first() {
-                Some(row) => Plan::new(row.columns())?,
-                None => Plan::default(),
-            };
-            sink.start(&plan)?;
-            for row in &rows {
-                sink.row(&plan, row)?;
+            // Not prepared (its result shape is the server's to say), and read within the
+            // budget like any result: a migration choosing this path with a comment gains
+            // nothing.
+            let mut plan = None;
+            let mut stream = sqlx::query_with(sql, bound.args)
+                .persistent(false)
+                .fetch(self.conn());
+            while let Some(row) = stream.try_next().await.map_err(sql_error)? {
+                let plan = match &mut plan {
+                    Some(plan) => plan,
+                    None => {
+                        let first = Plan::new(row.columns())?;
+                        sink.start(&first)?;
+                        plan.insert(first)
+                    }
+                };
+                bytes += sink.row(plan, &row)?;
+                if bytes > crate::MAX_RESULT_BYTES {
+                    return Err(crate::result_too_big());
+                }
             }
-            return Ok(plan.columns);
+            drop(stream);
+            self.forget_statements().await?;
+            return Ok(plan.map(|p| p.columns).unwrap_or_default());
         }
         let statement = self
             .prepare_checked(&sql, &bound.types)
@@ -1019,7 +1033,6 @@ impl PgSession {
         // Decoded as the rows arrive, within the budget: a guest asking for more than the
         // host should hold gets an error, not the host's memory.
         let mut stream = sqlx::query_with(sql, bound.args).fetch(self.conn());
-        let mut bytes = 0;
         while let Some(row) = stream.try_next().await.map_err(sql_error)? {
             bytes += sink.row(&plan, &row)?;
             if bytes > crate::MAX_RESULT_BYTES {
@@ -1591,14 +1604,14 @@ fn sql_str(sql: &str) -> SqlStr {
 
 /// Whether a statement is DDL that can change the result shape of cached statements:
 /// its first keyword (after whitespace and comments) is `CREATE`, `ALTER` or `DROP`.
-fn changes_schema(sql: &str) -> bool {
+pub(super) fn changes_schema(sql: &str) -> bool {
     let mut rest = sql;
     loop {
         rest = rest.trim_start();
         if let Some(after) = rest.strip_prefix("--") {
             rest = after.split_once('\n').map_or("", |(_, tail)| tail);
-        } else if let Some(after) = rest.strip_prefix("/*") {
-            rest = after.split_once("*/").map_or("", |(_, tail)| tail);
+        } else if rest.starts_with("/*") {
+            rest = after_block_comment(rest);
         } else {
             break;
         }
@@ -1609,10 +1622,36 @@ fn changes_schema(sql: &str) -> bool {
         .any(|k| word.eq_ignore_ascii_case(k))
 }
 
+/// What follows the block comment `text` begins with. PostgreSQL nests block comments
+/// (`/* a /* b */ c */` is one comment); an unterminated one runs to the end.
+fn after_block_comment(text: &str) -> &str {
+    let mut depth = 0usize;
+    let mut i = 0;
+    let bytes = text.as_bytes();
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return &text[i..];
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    ""
+}
+
 /// Where a query's rows go as they arrive (`PgSession::query_into`).
 trait ResultSink {
-    /// Once the result's columns are known, before any row (before the statement runs,
-    /// unless it changes the schema).
+    /// Once the result's columns are known, before any row (before the statement runs;
+    /// with the first row for a statement that changes the schema, so not at all for one
+    /// that returns none).
     fn start(&mut self, plan: &Plan) -> SqlResult<()>;
 
     /// Takes one row; returns about how many bytes it added, for the result budget.

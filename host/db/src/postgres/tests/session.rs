@@ -379,6 +379,76 @@ async fn a_row_longer_than_the_relay_passes_is_an_error_and_the_transaction_goes
 }
 
 #[tokio::test]
+async fn more_parameters_than_a_statement_takes_are_refused_as_bind_not_io() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    let err = s
+        .execute("SELECT 1", &vec![Value::Null; 65_536])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "WASMIG-BIND", "{err:?}");
+    let empty = wasmig_contract::ColumnValues {
+        nulls: vec![],
+        data: wasmig_contract::ColumnData::Int64(vec![]),
+    };
+    let err = s
+        .execute_columns("SELECT 1", &vec![empty; 65_536])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "WASMIG-BIND", "{err:?}");
+    // The connection was never given them: it answers the next call.
+    assert_eq!(s.query("SELECT 1", &[]).await.unwrap().rows.len(), 1);
+}
+
+#[test]
+fn ddl_is_told_after_nested_comments_as_postgresql_reads_them() {
+    use crate::postgres::session::changes_schema;
+    assert!(changes_schema("/* a /* b */ c */ CREATE TABLE t (x int)"));
+    assert!(!changes_schema("/* /* */ CREATE */ SELECT 1"));
+    assert!(!changes_schema(
+        "/* unterminated /* */ CREATE TABLE t (x int)"
+    ));
+    assert!(changes_schema("-- c\n  alter table t add y int"));
+    assert!(!changes_schema("SELECT 1 -- CREATE"));
+}
+
+/// The result budget holds on every path a query's rows take: the prepared one, the one
+/// for a statement taken for DDL (a migration can make any query look like one with
+/// PostgreSQL's nested comments), rows without columns, and `query-columns`.
+#[tokio::test]
+async fn the_result_budget_holds_whichever_way_a_query_is_read() {
+    let t = TestDb::new().await;
+    let mut s = t.session().await;
+    let big = "SELECT repeat('x', 1000000) FROM generate_series(1, 100)";
+    for sql in [
+        big.to_owned(),
+        format!("/* /* */ CREATE */ {big}"),
+        format!("-- x\n/* a /* b */ c */ {big}"),
+        "SELECT FROM generate_series(1, 10000000)".to_owned(),
+    ] {
+        s.savepoint("a").await.unwrap();
+        let err = s.query(&sql, &[]).await.unwrap_err();
+        assert_eq!(err.code, "WASMIG-LIMIT", "{sql}: {err:?}");
+        s.settle().await;
+        s.rollback_to_savepoint("a").await.unwrap();
+        s.savepoint("b").await.unwrap();
+        if !sql.starts_with("SELECT FROM") {
+            let err = s.query_columns(&sql, &[]).await.unwrap_err();
+            assert_eq!(err.code, "WASMIG-LIMIT", "{sql}: {err:?}");
+            s.settle().await;
+        }
+        s.rollback_to_savepoint("b").await.unwrap();
+    }
+    // A statement taken for DDL still answers, and leaves the cache in step.
+    let rows = s
+        .query("/* /* */ CREATE */ SELECT 1 AS one", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.columns[0].name, "one");
+    assert!(!s.transaction_ended());
+}
+
+#[tokio::test]
 async fn a_response_given_up_on_early_leaves_nothing_for_the_next_call() {
     // sqlx stops reading a response at the first thing it cannot use (a `COPY ... TO
     // STDOUT`, allowed in every mode, through `execute`), and wasmig at the result budget;
