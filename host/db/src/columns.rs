@@ -466,10 +466,20 @@ pub fn check(call: &str, values: &[ColumnValues]) -> SqlResult<usize> {
     Ok(rows)
 }
 
+/// Where row `i` of a checked packed column lies in its buffer.
+fn span(ends: &[u32], i: usize) -> std::ops::Range<usize> {
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    start..ends[i] as usize
+}
+
 /// Row `i`'s text of a checked packed column.
 pub fn piece(p: &PackedText, i: usize) -> &str {
-    let start = if i == 0 { 0 } else { p.ends[i - 1] as usize };
-    &p.text[start..p.ends[i] as usize]
+    &p.text[span(&p.ends, i)]
+}
+
+/// Row `i`'s bytes of a checked packed column.
+fn byte_piece(p: &PackedBytes, i: usize) -> &[u8] {
+    &p.bytes[span(&p.ends, i)]
 }
 
 /// Row `i`'s value of a checked column.
@@ -485,10 +495,7 @@ pub fn value_at(column: &ColumnValues, i: usize) -> Value {
         ColumnData::Int64(v) => Value::Int64(v[i]),
         ColumnData::Float32(v) => Value::Float32(v[i]),
         ColumnData::Float64(v) => Value::Float64(v[i]),
-        ColumnData::Bytes(p) => {
-            let start = if i == 0 { 0 } else { p.ends[i - 1] as usize };
-            Value::Bytes(p.bytes[start..p.ends[i] as usize].to_vec())
-        }
+        ColumnData::Bytes(p) => Value::Bytes(byte_piece(p, i).to_vec()),
         ColumnData::Numeric(p) => Value::Numeric(piece(p)),
         ColumnData::Text(p) => Value::Text(piece(p)),
         ColumnData::Json(p) => Value::Json(piece(p)),
@@ -544,12 +551,7 @@ pub fn array_of(column: &ColumnValues) -> Value {
         ColumnData::Float64(v) => fixed!(Float64, v),
         ColumnData::Bytes(p) => ArrayValue::Bytes(
             (0..n)
-                .map(|i| {
-                    (!null(i)).then(|| {
-                        let start = if i == 0 { 0 } else { p.ends[i - 1] as usize };
-                        p.bytes[start..p.ends[i] as usize].to_vec()
-                    })
-                })
+                .map(|i| (!null(i)).then(|| byte_piece(p, i).to_vec()))
                 .collect(),
         ),
         ColumnData::Numeric(p) => ArrayValue::Numeric(texts(p)),
