@@ -34,7 +34,8 @@ pub(crate) const DATABASE: u8 = 5;
 /// `transaction = "none"` revision failed part-way, was not rolled back, and is recorded as
 /// failed (see [`FAILED_STATE`]).
 pub(crate) const MIGRATION_FAILED: u8 = 6;
-/// A migration exceeded a sandbox limit (time or memory) and was rolled back.
+/// A migration exceeded a sandbox limit (time or memory) and was rolled back; or `--sql`
+/// would have kept more of a component's calls than it holds to write them out.
 pub(crate) const LIMIT_EXCEEDED: u8 = 7;
 /// A component is malformed, targets another world, or imports what the sandbox denies.
 pub(crate) const INVALID_COMPONENT: u8 = 8;
@@ -147,7 +148,9 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<NotFailed>() {
             return GRAPH;
         }
-        if cause.is::<wasmig::sandbox::CompileLimit>() {
+        if cause.is::<wasmig::sandbox::CompileLimit>()
+            || cause.is::<wasmig::sandbox::journal::CaptureTooLarge>()
+        {
             return LIMIT_EXCEEDED;
         }
         if cause.is::<ComponentError>() {

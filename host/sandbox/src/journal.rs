@@ -15,11 +15,40 @@ use serde_json::{Value as Json, json};
 use wasmig_contract::{ArrayValue, Value};
 use wasmig_db::Observed;
 
+/// The most a capturing journal keeps of a run's calls (`--sql`), as
+/// [`wasmig_db::result_bytes`] counts their values: a component may make as many calls as
+/// its time limit allows, each of up to the largest a call may carry, and every one is kept
+/// until the script is written. Past it, nothing more is kept and the script is refused
+/// ([`CaptureTooLarge`]).
+pub const MAX_CAPTURE_BYTES: usize = 128 * 1024 * 1024;
+
 /// Where a run's journal goes: a file of JSON lines (`--journal`), or kept in memory whole,
 /// values and all, for `--sql` to write a component's calls out ([`Journal::capturing`]).
 pub struct Journal {
     out: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
-    captured: Option<Mutex<Vec<Captured>>>,
+    captured: Option<Mutex<Kept>>,
+}
+
+/// What a capturing journal holds: the calls, their size, and the revision whose call
+/// would have passed [`MAX_CAPTURE_BYTES`], once one did.
+#[derive(Default)]
+struct Kept {
+    calls: Vec<Captured>,
+    bytes: usize,
+    over: Option<String>,
+}
+
+/// A capturing journal stopped keeping calls: together they passed [`MAX_CAPTURE_BYTES`],
+/// at a call of `revision`. The script would leave out what came after, so it is not
+/// written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "revision {revision}: its SQL calls pass {} MiB, the most `--sql` keeps to write them as a script (it holds every value it writes); apply the revision with `wasmig up`, or see what it does with `wasmig up --dry-run` or `--journal FILE`",
+    MAX_CAPTURE_BYTES >> 20
+)]
+pub struct CaptureTooLarge {
+    /// The revision whose call passed the limit.
+    pub revision: String,
 }
 
 impl std::fmt::Debug for Journal {
@@ -141,32 +170,58 @@ impl Journal {
     pub fn capturing() -> Journal {
         Journal {
             out: None,
-            captured: Some(Mutex::new(Vec::new())),
+            captured: Some(Mutex::new(Kept::default())),
         }
     }
 
-    /// Whether it keeps calls whole ([`Journal::capturing`]).
+    /// Whether it keeps calls whole ([`Journal::capturing`]), and has not stopped
+    /// ([`MAX_CAPTURE_BYTES`]): callers build what they capture only then.
     pub fn captures(&self) -> bool {
-        self.captured.is_some()
-    }
-
-    /// Keeps one call, when capturing.
-    pub fn capture(&self, call: Captured) {
-        if let Some(captured) = &self.captured {
-            captured
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(call);
-        }
-    }
-
-    /// The calls kept so far, in order.
-    pub fn captured(&self) -> Vec<Captured> {
-        self.captured.as_ref().map_or_else(Vec::new, |c| {
+        self.captured.as_ref().is_some_and(|c| {
             c.lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
+                .over
+                .is_none()
         })
+    }
+
+    /// Keeps one call, when capturing, while the calls kept stay within
+    /// [`MAX_CAPTURE_BYTES`]; the call that would pass it stops the capture.
+    pub fn capture(&self, call: Captured) {
+        let Some(captured) = &self.captured else {
+            return;
+        };
+        let mut kept = captured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.over.is_some() {
+            return;
+        }
+        let bytes = kept.bytes.saturating_add(captured_bytes(&call));
+        if bytes > MAX_CAPTURE_BYTES {
+            kept.over = Some(call.revision);
+            kept.calls = Vec::new();
+            return;
+        }
+        kept.bytes = bytes;
+        kept.calls.push(call);
+    }
+
+    /// The calls kept, in order, taken out of the journal.
+    ///
+    /// # Errors
+    /// [`CaptureTooLarge`] when the capture stopped.
+    pub fn take_captured(&self) -> Result<Vec<Captured>, CaptureTooLarge> {
+        let Some(captured) = &self.captured else {
+            return Ok(Vec::new());
+        };
+        let mut kept = captured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match kept.over.clone() {
+            Some(revision) => Err(CaptureTooLarge { revision }),
+            None => Ok(std::mem::take(&mut kept.calls)),
+        }
     }
 
     /// Writes one entry as a line. A journal that cannot be written is warned about once
@@ -189,6 +244,25 @@ impl Journal {
             tracing::warn!("journal: cannot write: {e}");
         }
     }
+}
+
+/// The host memory a captured call holds, near enough ([`wasmig_db::result_bytes`] for
+/// its values).
+fn captured_bytes(call: &Captured) -> usize {
+    let rows =
+        |rows: &[Vec<Value>]| -> usize { rows.iter().map(|r| wasmig_db::result_bytes(r)).sum() };
+    call.revision.len()
+        + 64
+        + match &call.call {
+            CapturedCall::Statement { sql, rows: r, .. } => sql.len() + rows(r),
+            CapturedCall::Script(script) => script.len(),
+            CapturedCall::Copy {
+                table,
+                columns,
+                rows: r,
+            } => table.len() + columns.iter().map(|c| c.len() + 24).sum::<usize>() + rows(r),
+            CapturedCall::Fetch(_) | CapturedCall::Savepoint { .. } => 0,
+        }
 }
 
 /// Milliseconds since `started`, to the microsecond.

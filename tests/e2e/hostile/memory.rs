@@ -79,3 +79,40 @@ async fn one_row_past_the_budget_never_reaches_the_host_whole() {
     assert!(!db.table_exists("scenario_marker").await, "rolled back");
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn up_sql_keeps_a_components_calls_within_its_limit() {
+    // `--sql` keeps every call of a component to write it out. Twenty calls of 8 MiB each
+    // (160 MiB) pass its 128 MiB: it stops keeping them and writes no script, where it kept
+    // everything before (three calls of 4M values took the host to 3.4 GB).
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        db.exec(
+            "CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('big-params');
+             CREATE TABLE e2e_text (text text); INSERT INTO e2e_text VALUES ('20');",
+        )
+        .await;
+        project.wasm_revision("q1", Path::new(crate::test_guest::SCENARIO));
+        let run = project.run(&db, &["up", "--sql"]).fails_with(7);
+        assert!(
+            run.stderr
+                .contains("revision q1: its SQL calls pass 128 MiB")
+                && run.stderr.contains("wasmig up --dry-run"),
+            "{backend:?}: {run:?}"
+        );
+        assert!(run.stdout.is_empty(), "no script: {backend:?}");
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        assert!(!db.table_exists("scenario_marker").await, "{backend:?}");
+
+        // Within it, the same calls are written out.
+        db.exec("UPDATE e2e_text SET text = '2'").await;
+        let run = project.run(&db, &["up", "--sql"]).success();
+        assert_eq!(
+            run.stdout.matches(&"x".repeat(8 << 20)).count(),
+            2,
+            "{backend:?}: two 8 MiB values in the script"
+        );
+        db.drop_db().await;
+    }
+}

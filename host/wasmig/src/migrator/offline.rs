@@ -383,7 +383,7 @@ impl Migrator {
         }
         let (url, _) = self.database_url()?;
         Ok(Capture {
-            calls: journal.captured(),
+            calls: journal.take_captured()?,
             source: format!(
                 "captured by a dry run on {} at {}",
                 url,

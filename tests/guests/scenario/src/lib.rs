@@ -1,8 +1,9 @@
 //! A guest whose behaviour the test chooses through the `e2e_mode` table: succeed, fail in
 //! each way a migration can fail, block in a long statement or in many short ones, log,
 //! recover from an SQL error inside a savepoint, try to end wasmig's transaction, use a
-//! cursor its savepoint's rollback closed, or leave session settings behind. Every mode
-//! first writes a marker row, so the tests can see whether anything was left behind.
+//! cursor its savepoint's rollback closed, leave session settings behind, or send large
+//! parameters. Every mode first writes a marker row, so the tests can see whether
+//! anything was left behind.
 
 use wasmig_guest::{Dialect, Migration, Result, Value, bail, db, info, warn};
 
@@ -129,6 +130,24 @@ impl Migration for Scenario {
                 }
                 db::execute("INSERT INTO scenario_marker (x) VALUES (4)", &[])?;
                 info!("carried on");
+                Ok(())
+            }
+            "big-params" => {
+                // As many calls as `e2e_text` says, each sending one 8 MiB parameter: what
+                // `up --sql` must keep to write them out.
+                let n = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
+                let n: usize = n
+                    .parse()
+                    .map_err(|e| wasmig_guest::Error::msg(format!("e2e_text: {e}")))?;
+                let sql = match db::dialect() {
+                    Dialect::Sqlite => "SELECT length(?)",
+                    _ => "SELECT length($1)",
+                };
+                let big = "x".repeat(8 << 20);
+                for _ in 0..n {
+                    db::execute(sql, &[Value::Text(big.clone())])?;
+                }
+                info!("{n} call(s) of 8 MiB");
                 Ok(())
             }
             "forge" => {
