@@ -363,6 +363,313 @@ void wasmig_cursor_close(wasmig_cursor *cursor) {
     cursor->open = false;
 }
 
+/* ---- columns (WIT 0.4.0) ----------------------------------------------------------- */
+
+typedef wasmig_migration_types_column_data_t column_data;
+
+static wasmig_column column_of(uint8_t tag, size_t n, const bool *nulls) {
+    wasmig_column c;
+    memset(&c, 0, sizeof c);
+    c.data.tag = tag;
+    c.nulls.ptr = (bool *)nulls;
+    c.nulls.len = nulls == NULL ? 0 : n;
+    return c;
+}
+
+wasmig_column wasmig_column_bool(const bool *values, size_t n, const bool *nulls) {
+    wasmig_column c = column_of(WASMIG_MIGRATION_TYPES_COLUMN_DATA_BOOL, n, nulls);
+    c.data.val.bool_.ptr = (bool *)values;
+    c.data.val.bool_.len = n;
+    return c;
+}
+
+wasmig_column wasmig_column_int16(const int16_t *values, size_t n, const bool *nulls) {
+    wasmig_column c = column_of(WASMIG_MIGRATION_TYPES_COLUMN_DATA_INT16, n, nulls);
+    c.data.val.int16.ptr = (int16_t *)values;
+    c.data.val.int16.len = n;
+    return c;
+}
+
+wasmig_column wasmig_column_int32(const int32_t *values, size_t n, const bool *nulls) {
+    wasmig_column c = column_of(WASMIG_MIGRATION_TYPES_COLUMN_DATA_INT32, n, nulls);
+    c.data.val.int32.ptr = (int32_t *)values;
+    c.data.val.int32.len = n;
+    return c;
+}
+
+wasmig_column wasmig_column_int64(const int64_t *values, size_t n, const bool *nulls) {
+    wasmig_column c = column_of(WASMIG_MIGRATION_TYPES_COLUMN_DATA_INT64, n, nulls);
+    c.data.val.int64.ptr = (int64_t *)values;
+    c.data.val.int64.len = n;
+    return c;
+}
+
+wasmig_column wasmig_column_float32(const float *values, size_t n, const bool *nulls) {
+    wasmig_column c = column_of(WASMIG_MIGRATION_TYPES_COLUMN_DATA_FLOAT32, n, nulls);
+    c.data.val.float32.ptr = (float *)values;
+    c.data.val.float32.len = n;
+    return c;
+}
+
+wasmig_column wasmig_column_float64(const double *values, size_t n, const bool *nulls) {
+    wasmig_column c = column_of(WASMIG_MIGRATION_TYPES_COLUMN_DATA_FLOAT64, n, nulls);
+    c.data.val.float64.ptr = (double *)values;
+    c.data.val.float64.len = n;
+    return c;
+}
+
+/* The packed text of a text-format column, or NULL for another type. */
+static const wasmig_migration_types_packed_text_t *packed_text(const column_data *d) {
+    switch (d->tag) {
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_NUMERIC: return &d->val.numeric;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_TEXT: return &d->val.text;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_JSON: return &d->val.json;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_JSONB: return &d->val.jsonb;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_UUID: return &d->val.uuid;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_DATE: return &d->val.date;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_TIME: return &d->val.time;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_TIMESTAMP: return &d->val.timestamp;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_TIMESTAMPTZ: return &d->val.timestamptz;
+    default: return NULL;
+    }
+}
+
+wasmig_column wasmig_column_typed_text(uint8_t tag, const char *text, size_t len,
+                                       const uint32_t *ends, size_t n, const bool *nulls) {
+    wasmig_column c = column_of(tag, n, nulls);
+    if (packed_text(&c.data) == NULL) c.data.tag = WASMIG_MIGRATION_TYPES_COLUMN_DATA_TEXT;
+    wasmig_migration_types_packed_text_t *p = (wasmig_migration_types_packed_text_t *)packed_text(&c.data);
+    p->text.ptr = (uint8_t *)text;
+    p->text.len = len;
+    p->ends.ptr = (uint32_t *)ends;
+    p->ends.len = n;
+    return c;
+}
+
+wasmig_column wasmig_column_text(const char *text, size_t len, const uint32_t *ends, size_t n,
+                                 const bool *nulls) {
+    return wasmig_column_typed_text(WASMIG_MIGRATION_TYPES_COLUMN_DATA_TEXT, text, len, ends, n, nulls);
+}
+
+wasmig_column wasmig_column_bytes(const uint8_t *bytes, size_t len, const uint32_t *ends,
+                                  size_t n, const bool *nulls) {
+    wasmig_column c = column_of(WASMIG_MIGRATION_TYPES_COLUMN_DATA_BYTES, n, nulls);
+    c.data.val.bytes.bytes.ptr = (uint8_t *)bytes;
+    c.data.val.bytes.bytes.len = len;
+    c.data.val.bytes.ends.ptr = (uint32_t *)ends;
+    c.data.val.bytes.ends.len = n;
+    return c;
+}
+
+size_t wasmig_column_len(const wasmig_column *c) {
+    const column_data *d = &c->data;
+    const wasmig_migration_types_packed_text_t *p = packed_text(d);
+    if (p != NULL) return p->ends.len;
+    switch (d->tag) {
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_BOOL: return d->val.bool_.len;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_INT16: return d->val.int16.len;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_INT32: return d->val.int32.len;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_INT64: return d->val.int64.len;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_FLOAT32: return d->val.float32.len;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_FLOAT64: return d->val.float64.len;
+    case WASMIG_MIGRATION_TYPES_COLUMN_DATA_BYTES: return d->val.bytes.ends.len;
+    default: return 0;
+    }
+}
+
+bool wasmig_column_is_null(const wasmig_column *c, size_t row) {
+    return row < c->nulls.len && c->nulls.ptr[row];
+}
+
+#define COLUMN_ARRAY(fn, type, case_, field)                                               \
+    const type *fn(const wasmig_column *c) {                                               \
+        return c->data.tag == (case_) ? (const type *)c->data.val.field.ptr : NULL;       \
+    }
+COLUMN_ARRAY(wasmig_column_bools, bool, WASMIG_MIGRATION_TYPES_COLUMN_DATA_BOOL, bool_)
+COLUMN_ARRAY(wasmig_column_int16s, int16_t, WASMIG_MIGRATION_TYPES_COLUMN_DATA_INT16, int16)
+COLUMN_ARRAY(wasmig_column_int32s, int32_t, WASMIG_MIGRATION_TYPES_COLUMN_DATA_INT32, int32)
+COLUMN_ARRAY(wasmig_column_int64s, int64_t, WASMIG_MIGRATION_TYPES_COLUMN_DATA_INT64, int64)
+COLUMN_ARRAY(wasmig_column_float32s, float, WASMIG_MIGRATION_TYPES_COLUMN_DATA_FLOAT32, float32)
+COLUMN_ARRAY(wasmig_column_float64s, double, WASMIG_MIGRATION_TYPES_COLUMN_DATA_FLOAT64, float64)
+#undef COLUMN_ARRAY
+
+/* Where row `row` lies in a packed buffer of `len` bytes whose rows end at `ends`. */
+static bool span(const uint32_t *ends, size_t rows, size_t len, size_t row, size_t *start,
+                 size_t *end) {
+    if (row >= rows) return false;
+    *start = row == 0 ? 0 : ends[row - 1];
+    *end = ends[row];
+    return *start <= *end && *end <= len;
+}
+
+bool wasmig_column_text_at(const wasmig_column *c, size_t row, const char **ptr, size_t *len) {
+    const wasmig_migration_types_packed_text_t *p = packed_text(&c->data);
+    size_t start, end;
+    if (p == NULL || wasmig_column_is_null(c, row) ||
+        !span(p->ends.ptr, p->ends.len, p->text.len, row, &start, &end))
+        return false;
+    *ptr = (const char *)p->text.ptr + start;
+    *len = end - start;
+    return true;
+}
+
+bool wasmig_column_bytes_at(const wasmig_column *c, size_t row, const uint8_t **ptr, size_t *len) {
+    const wasmig_migration_types_packed_bytes_t *p = &c->data.val.bytes;
+    size_t start, end;
+    if (c->data.tag != WASMIG_MIGRATION_TYPES_COLUMN_DATA_BYTES || wasmig_column_is_null(c, row) ||
+        !span(p->ends.ptr, p->ends.len, p->bytes.len, row, &start, &end))
+        return false;
+    *ptr = p->bytes.ptr + start;
+    *len = end - start;
+    return true;
+}
+
+void wasmig_text_column_init(wasmig_text_column *c) { memset(c, 0, sizeof *c); }
+
+/* Room for one more row. */
+static bool grow_rows(wasmig_text_column *c) {
+    if (c->rows < c->rows_cap) return true;
+    size_t want = c->rows_cap ? c->rows_cap * 2 : 1024;
+    uint32_t *ends = realloc(c->ends, want * sizeof *ends);
+    if (ends == NULL) return false;
+    c->ends = ends;
+    bool *nulls = realloc(c->nulls, want * sizeof *nulls);
+    if (nulls == NULL) return false;
+    c->nulls = nulls;
+    c->rows_cap = want;
+    return true;
+}
+
+char *wasmig_text_column_reserve(wasmig_text_column *c, size_t len) {
+    if (c->failed) return NULL;
+    if (len > UINT32_MAX - c->len) {
+        c->failed = true;
+        return NULL;
+    }
+    if (c->len + len > c->cap) {
+        size_t want = c->cap ? c->cap * 2 : 4096;
+        while (want < c->len + len) want *= 2;
+        char *text = realloc(c->text, want);
+        if (text == NULL) {
+            c->failed = true;
+            return NULL;
+        }
+        c->text = text;
+        c->cap = want;
+    }
+    return c->text + c->len;
+}
+
+/* Ends the current row, `written` bytes long, as a value or a NULL. */
+static bool end_row(wasmig_text_column *c, size_t written, bool null) {
+    if (c->failed || !grow_rows(c)) {
+        c->failed = true;
+        return false;
+    }
+    c->len += written;
+    c->ends[c->rows] = (uint32_t)c->len;
+    c->nulls[c->rows] = null;
+    c->any_null |= null;
+    c->rows++;
+    return true;
+}
+
+bool wasmig_text_column_commit(wasmig_text_column *c, size_t written) {
+    return end_row(c, written, false);
+}
+
+bool wasmig_text_column_push(wasmig_text_column *c, const char *s, size_t len) {
+    char *at = wasmig_text_column_reserve(c, len);
+    if (at == NULL) return false;
+    if (len) memcpy(at, s, len);
+    return end_row(c, len, false);
+}
+
+bool wasmig_text_column_push_null(wasmig_text_column *c) { return end_row(c, 0, true); }
+
+wasmig_column wasmig_text_column_get(const wasmig_text_column *c) {
+    return wasmig_column_text(c->text, c->len, c->ends, c->rows, c->any_null ? c->nulls : NULL);
+}
+
+void wasmig_text_column_clear(wasmig_text_column *c) {
+    c->len = 0;
+    c->rows = 0;
+    c->any_null = false;
+}
+
+void wasmig_text_column_free(wasmig_text_column *c) {
+    free(c->text);
+    free(c->ends);
+    free(c->nulls);
+    memset(c, 0, sizeof *c);
+}
+
+bool wasmig_query_columns(const char *sql, const wasmig_value *params, size_t n,
+                          wasmig_columns *out) {
+    migration_string_t s;
+    wasmig_migration_sql_list_value_t list = list_of(params, n);
+    wasmig_migration_sql_sql_error_t err;
+    memset(out, 0, sizeof *out);
+    migration_string_set(&s, sql);
+    return outcome(wasmig_migration_sql_query_columns(&s, &list, &out->result, &err), &err);
+}
+
+size_t wasmig_columns_len(const wasmig_columns *c) { return c->result.rows; }
+
+size_t wasmig_columns_width(const wasmig_columns *c) { return c->result.values.len; }
+
+int wasmig_columns_index(const wasmig_columns *c, const char *name) {
+    size_t len = strlen(name);
+    for (size_t i = 0; i < c->result.columns.len; i++) {
+        const migration_string_t *n = &c->result.columns.ptr[i].name;
+        if (n->len == len && memcmp(n->ptr, name, len) == 0) return (int)i;
+    }
+    return -1;
+}
+
+const wasmig_column *wasmig_columns_get(const wasmig_columns *c, size_t column) {
+    return column < c->result.values.len ? &c->result.values.ptr[column] : NULL;
+}
+
+void wasmig_columns_free(wasmig_columns *c) {
+    wasmig_migration_types_column_result_free(&c->result);
+    memset(c, 0, sizeof *c);
+}
+
+bool wasmig_execute_columns(const char *sql, const wasmig_column *columns, size_t n,
+                            uint64_t *affected) {
+    migration_string_t s;
+    wasmig_migration_sql_list_column_values_t list;
+    wasmig_migration_sql_sql_error_t err;
+    uint64_t count = 0;
+    list.ptr = (wasmig_column *)columns;
+    list.len = columns == NULL ? 0 : n;
+    migration_string_set(&s, sql);
+    bool ok = outcome(wasmig_migration_sql_execute_columns(&s, &list, &count, &err), &err);
+    if (ok && affected) *affected = count;
+    return ok;
+}
+
+bool wasmig_copy_in_columns(const char *table, const char *const *names, size_t cols,
+                            const wasmig_column *columns, uint64_t *written) {
+    migration_string_t t;
+    migration_list_string_t list_names;
+    wasmig_migration_sql_list_column_values_t list;
+    wasmig_migration_sql_sql_error_t err;
+    uint64_t count = 0;
+    list_names.len = cols;
+    list_names.ptr = cols ? malloc(cols * sizeof *list_names.ptr) : NULL;
+    if (cols && list_names.ptr == NULL) return wasmig_fail("out of memory in wasmig_copy_in_columns");
+    for (size_t i = 0; i < cols; i++) migration_string_set(&list_names.ptr[i], names[i]);
+    list.ptr = (wasmig_column *)columns;
+    list.len = columns == NULL ? 0 : cols;
+    migration_string_set(&t, table);
+    bool ok = outcome(wasmig_migration_sql_copy_in_columns(&t, &list_names, &list, &count, &err), &err);
+    free(list_names.ptr);
+    if (ok && written) *written = count;
+    return ok;
+}
+
 bool wasmig_savepoint_begin(wasmig_savepoint *out) {
     wasmig_migration_sql_sql_error_t err;
     memset(out, 0, sizeof *out);

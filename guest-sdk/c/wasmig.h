@@ -25,8 +25,9 @@
  * and wasmig rolls everything back. To recover from an SQL error and carry on, run the
  * statement inside a savepoint and roll the savepoint back.
  *
- * Memory: parameters are borrowed (the SDK never frees them); results (wasmig_rows) are
- * owned by the caller and freed with wasmig_rows_free. Strings inside values are not
+ * Memory: parameters are borrowed (the SDK never frees them); results (wasmig_rows,
+ * wasmig_columns) are owned by the caller and freed with wasmig_rows_free and
+ * wasmig_columns_free. Strings inside values are not
  * NUL-terminated: use the pointer and length, or wasmig_value_strdup.
  *
  * There is no WASI in the sandbox: no stdio (printf, snprintf), files, clock or environment.
@@ -165,6 +166,105 @@ typedef struct wasmig_savepoint {
 bool wasmig_savepoint_begin(wasmig_savepoint *out);
 bool wasmig_savepoint_release(wasmig_savepoint *sp);
 bool wasmig_savepoint_rollback(wasmig_savepoint *sp);
+
+/* ---- columns (WIT 0.4.0) ----------------------------------------------------------- */
+
+/* A batch as one array per column instead of a value per cell: the fast path for keyset
+ * walks and bulk writes. One column (the WIT `column-values`): null flags (none, or one per
+ * row) and the values, all of one type. The constructors borrow the caller's arrays, which
+ * must outlive the call; a wasmig_columns result owns its columns. */
+typedef wasmig_migration_types_column_values_t wasmig_column;
+
+/* `nulls` may be NULL (no value is NULL), else one flag per row (a NULL row's value is a
+ * filler, ignored). */
+wasmig_column wasmig_column_bool(const bool *values, size_t n, const bool *nulls);
+wasmig_column wasmig_column_int16(const int16_t *values, size_t n, const bool *nulls);
+wasmig_column wasmig_column_int32(const int32_t *values, size_t n, const bool *nulls);
+wasmig_column wasmig_column_int64(const int64_t *values, size_t n, const bool *nulls);
+wasmig_column wasmig_column_float32(const float *values, size_t n, const bool *nulls);
+wasmig_column wasmig_column_float64(const double *values, size_t n, const bool *nulls);
+/* `n` texts packed one after another in `text` (`len` bytes, UTF-8): the i-th ends at byte
+ * `ends[i]` and starts where the one before ended (the first at 0); `ends` never
+ * decreases. */
+wasmig_column wasmig_column_text(const char *text, size_t len, const uint32_t *ends, size_t n,
+                                 const bool *nulls);
+/* The same for another text-format type: `tag` is a WASMIG_MIGRATION_TYPES_COLUMN_DATA_*
+ * case holding packed text (NUMERIC, JSON, JSONB, UUID, DATE, TIME, TIMESTAMP, TIMESTAMPTZ;
+ * any other is taken as TEXT). */
+wasmig_column wasmig_column_typed_text(uint8_t tag, const char *text, size_t len,
+                                       const uint32_t *ends, size_t n, const bool *nulls);
+/* Byte strings packed as texts are. */
+wasmig_column wasmig_column_bytes(const uint8_t *bytes, size_t len, const uint32_t *ends,
+                                  size_t n, const bool *nulls);
+
+/* Rows in the column. */
+size_t wasmig_column_len(const wasmig_column *c);
+bool wasmig_column_is_null(const wasmig_column *c, size_t row);
+/* The values as one array, or NULL when the column holds another type. */
+const bool *wasmig_column_bools(const wasmig_column *c);
+const int16_t *wasmig_column_int16s(const wasmig_column *c);
+const int32_t *wasmig_column_int32s(const wasmig_column *c);
+const int64_t *wasmig_column_int64s(const wasmig_column *c);
+const float *wasmig_column_float32s(const wasmig_column *c);
+const double *wasmig_column_float64s(const wasmig_column *c);
+/* The text at `row` of a text-format column (not NUL-terminated); false for another type, a
+ * NULL, or a row out of range. */
+bool wasmig_column_text_at(const wasmig_column *c, size_t row, const char **ptr, size_t *len);
+/* The byte string at `row` of a bytes column. */
+bool wasmig_column_bytes_at(const wasmig_column *c, size_t row, const uint8_t **ptr, size_t *len);
+
+/* A text column built row by row (it owns its buffers): wasmig_text_column_init, push
+ * texts and NULLs, pass wasmig_text_column_get's column to a call, then _clear to reuse it
+ * for the next batch, and _free. */
+typedef struct wasmig_text_column {
+    char *text;
+    size_t len, cap;
+    uint32_t *ends;
+    bool *nulls;
+    size_t rows, rows_cap;
+    bool any_null;
+    /* An allocation failed or the text passed 4 GiB: the column is unusable. */
+    bool failed;
+} wasmig_text_column;
+
+void wasmig_text_column_init(wasmig_text_column *c);
+bool wasmig_text_column_push(wasmig_text_column *c, const char *s, size_t len);
+bool wasmig_text_column_push_null(wasmig_text_column *c);
+/* Room for `len` more bytes at the end, to write the next text in place; then
+ * wasmig_text_column_commit with the bytes written (at most `len`) ends the row. NULL when
+ * out of memory. */
+char *wasmig_text_column_reserve(wasmig_text_column *c, size_t len);
+bool wasmig_text_column_commit(wasmig_text_column *c, size_t written);
+/* The column, borrowing the builder's buffers (valid until the next push or clear). */
+wasmig_column wasmig_text_column_get(const wasmig_text_column *c);
+void wasmig_text_column_clear(wasmig_text_column *c);
+void wasmig_text_column_free(wasmig_text_column *c);
+
+/* A result read column by column. Free with wasmig_columns_free. */
+typedef struct wasmig_columns {
+    wasmig_migration_types_column_result_t result;
+} wasmig_columns;
+
+/* Runs one statement and returns its whole result as columns. */
+bool wasmig_query_columns(const char *sql, const wasmig_value *params, size_t n,
+                          wasmig_columns *out);
+/* Rows in the result. */
+size_t wasmig_columns_len(const wasmig_columns *c);
+size_t wasmig_columns_width(const wasmig_columns *c);
+/* The index of the column named `name`, or -1. */
+int wasmig_columns_index(const wasmig_columns *c, const char *name);
+/* The column at `column`, or NULL when out of range. */
+const wasmig_column *wasmig_columns_get(const wasmig_columns *c, size_t column);
+void wasmig_columns_free(wasmig_columns *c);
+
+/* Runs one statement whose parameters are `n` columns, each bound as one array (PostgreSQL:
+ * `UPDATE t SET v = u.v FROM UNNEST($1::int8[], $2::text[]) AS u(id, v) WHERE t.id = u.id`).
+ * SQLite and MySQL have no arrays and refuse it. */
+bool wasmig_execute_columns(const char *sql, const wasmig_column *columns, size_t n,
+                            uint64_t *affected);
+/* Writes the columns' rows into `table` as wasmig_copy_in does, one column per name. */
+bool wasmig_copy_in_columns(const char *table, const char *const *names, size_t cols,
+                            const wasmig_column *columns, uint64_t *written);
 
 /* ---- batches ----------------------------------------------------------------------- */
 

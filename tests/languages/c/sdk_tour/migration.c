@@ -1,7 +1,7 @@
 /*
  * A tour of the C SDK, for the end-to-end tests: parameters, execute_many, a recovered SQL
  * error in a savepoint, two batches with a checkpoint, rows by index and name, copy_in,
- * logging and progress; and a downgrade that
+ * the column calls (PostgreSQL), logging and progress; and a downgrade that
  * lets an SQL error escape when asked to (the label of row 1 says so). The Python and
  * JavaScript tours do exactly the same, so the tests compare their tables.
  */
@@ -73,9 +73,83 @@ static bool check_values(void) {
     return true;
 }
 
+static bool bytes_are(const wasmig_column *c, size_t row, const uint8_t *expected, size_t n) {
+    const uint8_t *p;
+    size_t len;
+    return wasmig_column_bytes_at(c, row, &p, &len) && len == n && memcmp(p, expected, n) == 0;
+}
+
+static bool text_at_is(const wasmig_column *c, size_t row, const char *expected) {
+    const char *p;
+    size_t len;
+    return wasmig_column_text_at(c, row, &p, &len) && len == strlen(expected) &&
+           memcmp(p, expected, len) == 0;
+}
+
+/* A batch as columns (PostgreSQL): written through UNNEST, read back, copied in. */
+static bool check_columns(void) {
+    if (wasmig_dialect() != WASMIG_POSTGRES) return true;
+    if (!wasmig_batch("CREATE TEMPORARY TABLE tour_columns (id int8, label text, raw bytea)"))
+        return false;
+    static const int64_t ids[] = {1, 2, 3};
+    static const char wide[] = "wide \xc3\xa9\xf0\x9f\x98\x80";
+    char labels[64] = "plain";
+    strcat(labels, wide);
+    const uint32_t label_ends[] = {5, 5, (uint32_t)strlen(labels)};
+    static const bool label_nulls[] = {false, true, false};
+    static const uint8_t raw[] = {1};
+    static const uint32_t raw_ends[] = {1, 1, 1};
+    static const bool raw_nulls[] = {false, true, false};
+    wasmig_column written[] = {
+        wasmig_column_int64(ids, 3, NULL),
+        wasmig_column_text(labels, strlen(labels), label_ends, 3, label_nulls),
+        wasmig_column_bytes(raw, 1, raw_ends, 3, raw_nulls),
+    };
+    uint64_t n = 0;
+    if (!wasmig_execute_columns(
+            "INSERT INTO tour_columns SELECT * FROM UNNEST($1::int8[], $2::text[], $3::bytea[])",
+            written, 3, &n))
+        return false;
+    CHECK(n == 3);
+    wasmig_columns batch;
+    if (!wasmig_query_columns("SELECT id, label, raw FROM tour_columns ORDER BY id", NULL, 0, &batch))
+        return false;
+    const int64_t *got = wasmig_column_int64s(wasmig_columns_get(&batch, 0));
+    const wasmig_column *label = wasmig_columns_get(&batch, wasmig_columns_index(&batch, "label"));
+    const wasmig_column *bytes = wasmig_columns_get(&batch, 2);
+    bool ok = wasmig_columns_len(&batch) == 3 && wasmig_columns_width(&batch) == 3 && got != NULL &&
+              got[0] == 1 && got[1] == 2 && got[2] == 3 && label != NULL &&
+              text_at_is(label, 0, "plain") && wasmig_column_is_null(label, 1) &&
+              text_at_is(label, 2, wide) && wasmig_column_int64s(label) == NULL &&
+              bytes_are(bytes, 0, raw, 1) && wasmig_column_is_null(bytes, 1) &&
+              bytes_are(bytes, 2, raw, 0);
+    wasmig_columns_free(&batch);
+    CHECK(ok);
+    /* A text column built row by row, copied in. */
+    wasmig_text_column built;
+    wasmig_text_column_init(&built);
+    char *at = wasmig_text_column_reserve(&built, 16);
+    CHECK(at != NULL);
+    memcpy(at, "copied", 6);
+    CHECK(wasmig_text_column_commit(&built, 6));
+    static const int64_t four[] = {4};
+    static const char *const names[] = {"id", "label"};
+    wasmig_column copied[] = {wasmig_column_int64(four, 1, NULL), wasmig_text_column_get(&built)};
+    ok = wasmig_copy_in_columns("tour_columns", names, 2, copied, &n);
+    wasmig_text_column_free(&built);
+    if (!ok) return false;
+    CHECK(n == 1);
+    wasmig_rows rows;
+    if (!wasmig_query("SELECT label FROM tour_columns WHERE id = 4", NULL, 0, &rows)) return false;
+    ok = text_is(wasmig_rows_get(&rows, 0, 0), "copied");
+    wasmig_rows_free(&rows);
+    CHECK(ok);
+    return wasmig_batch("DROP TABLE tour_columns");
+}
+
 static bool first_batch(void) {
     wasmig_info(wasmig_dialect() == WASMIG_POSTGRES ? "dialect: postgres" : "dialect: sqlite");
-    if (!check_values()) return false;
+    if (!check_values() || !check_columns()) return false;
     if (!wasmig_batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)")) return false;
     const char *insert = insert_sql();
     uint64_t n = 0;
