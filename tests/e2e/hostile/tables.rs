@@ -380,8 +380,8 @@ async fn runs_find_exactly_what_their_records_wrote() {
 /// after the check (a forged checkpoint would make a later batched revision resume past
 /// rows it never walked; a forged partition, end a range no worker walked); a history row,
 /// which wasmig never updates or deletes; the schema table, which only a run's start
-/// writes.
-const FORGED_PROGRESS: [(&str, &str); 8] = [
+/// writes; a failed mark, which only a `transaction = "none"` step's transactions write.
+const FORGED_PROGRESS: [(&str, &str); 9] = [
     (
         "INSERT INTO wasmig_checkpoint VALUES ('c3', 'upgrade', '', 'c3', 'keyset:2:999999:0::999999', 5, 'x', now(), now())",
         "a forged checkpoint",
@@ -427,6 +427,11 @@ const FORGED_PROGRESS: [(&str, &str); 8] = [
         "DELETE FROM wasmig_schema WHERE version = 2",
         "a layout version's row deleted",
     ),
+    (
+        // Every later run would stop at exit 13 over a revision that never failed.
+        "INSERT INTO wasmig_failed VALUES ('a1', 'upgrade', '', 'a1', 1, 'forged', NULL, now())",
+        "a forged failed mark",
+    ),
 ];
 
 #[tokio::test]
@@ -461,7 +466,8 @@ async fn a_migration_that_writes_batch_progress_is_rolled_back_and_not_recorded(
             assert!(!db.table_exists("b").await, "{what}: b2 rolled back");
             assert_eq!(
                 db.count("SELECT count(*) FROM wasmig_checkpoint").await
-                    + db.count("SELECT count(*) FROM wasmig_partition").await,
+                    + db.count("SELECT count(*) FROM wasmig_partition").await
+                    + db.count("SELECT count(*) FROM wasmig_failed").await,
                 0,
                 "{what}: nothing forged is left"
             );

@@ -81,12 +81,16 @@ pub(super) const PRESENT: [&str; 7] = [
 /// transactions, after their check (a forged checkpoint would make a later batched
 /// revision resume past rows it never walked); the schema table only at a run's start, on
 /// its own connection; a history row is never updated or deleted (a forged checksum, a
-/// row erased and another forged in its place, which the row count would not see).
-pub(super) const WATCHED_WRITES: [(&str, &[&str]); 4] = [
+/// row erased and another forged in its place, which the row count would not see); a
+/// failed mark is written only by a `transaction = "none"` step's own transactions, after
+/// their check (a forged one would stop every later run at exit 13 naming a revision that
+/// never failed), and deleted by a record, so its deletes are not counted.
+pub(super) const WATCHED_WRITES: [(&str, &[&str]); 5] = [
     (CHECKPOINT_TABLE, &["inserted", "updated", "deleted"]),
     (PARTITION_TABLE, &["inserted", "updated", "deleted"]),
     (SCHEMA_TABLE, &["inserted", "updated", "deleted"]),
     (HISTORY_TABLE, &["updated", "deleted"]),
+    (FAILED_TABLE, &["inserted", "updated"]),
 ];
 
 /// Where wasmig's tables live unless the project configures another schema.
