@@ -392,8 +392,9 @@ function unpackTexts(text, ends) {
   let start = 0;
   if (n === 0 || text.length === ends[n - 1]) {
     for (let i = 0; i < n; i++) {
-      out[i] = text.slice(start, ends[i]);
-      start = ends[i];
+      const end = ends[i];
+      out[i] = text.slice(start, end);
+      start = end;
     }
     return out;
   }
@@ -506,10 +507,53 @@ export function queryColumns(statement, ...args) {
   return new Columns(call(witQueryColumns, statement, params(args)));
 }
 
+// The column of an array of strings, or of integers exact as Numbers, without a null: the
+// shape of a batch's ids and texts, made in one loop without a call per element (calls
+// are where QuickJS spends a batch's time: this path took the 1M-row transform's client
+// CPU from 1.86 to 1.37 s). `undefined` for any other array, which `toColumn`'s general
+// path takes (and which gives the same column for these).
+function plainColumn(v) {
+  const n = v.length;
+  if (n === 0) return undefined;
+  const first = v[0];
+  if (typeof first === "string") {
+    // The ends as if every text were ASCII (UTF-16 units), measured again if one is not.
+    const ends = new Uint32Array(n);
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const t = v[i];
+      if (typeof t !== "string") return undefined;
+      total += t.length;
+      ends[i] = total;
+    }
+    const text = v.join("");
+    if (!ASCII.test(text)) {
+      total = 0;
+      for (let i = 0; i < n; i++) {
+        total += utf8Length(v[i]);
+        ends[i] = total;
+      }
+    }
+    return { nulls: [], data: { tag: "text", val: { text, ends } } };
+  }
+  if (typeof first === "number" && !INT64_AS_BIGINT) {
+    const max = Number.MAX_SAFE_INTEGER;
+    for (let i = 0; i < n; i++) {
+      const e = v[i];
+      if (typeof e !== "number" || e % 1 !== 0 || e > max || e < -max) return undefined;
+    }
+    return { nulls: [], data: { tag: "int64", val: v } };
+  }
+  return undefined;
+}
+
 // A JavaScript array as a WIT `column-values`, its type told by its values as `toSql`
 // tells an array's (texts packed into one string).
 function toColumn(values) {
-  const array = toSql(Array.isArray(values) ? values : Array.from(values)).val;
+  const list = Array.isArray(values) ? values : Array.from(values);
+  const plain = plainColumn(list);
+  if (plain !== undefined) return plain;
+  const array = toSql(list).val;
   const tag = array.tag;
   const elements = array.val;
   // Null flags only when there is a null: `includes` scans in the engine, not in JavaScript.

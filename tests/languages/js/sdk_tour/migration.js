@@ -90,6 +90,10 @@ function checkValues() {
     check(raw[0].length === 1 && raw[0][0] === 1 && raw[1] === null && raw[2].length === 0, "queryColumns bytes");
     check(db.copyInColumns("tour_columns", ["id", "label"], [[4], ["copied"]]) === 1, "copyInColumns");
     check(db.queryOne("SELECT label FROM tour_columns WHERE id = 4").get(0) === "copied", "copied back");
+    // Texts without a null, one of them not ASCII: measured in UTF-8.
+    check(db.copyInColumns("tour_columns", ["id", "label"], [[5, 6], ["wide é😀", "plain"]]) === 2, "copyInColumns of plain texts");
+    const wide = db.queryColumns("SELECT label FROM tour_columns WHERE id >= 5 ORDER BY id").get(0);
+    check(JSON.stringify(wide) === JSON.stringify(["wide é😀", "plain"]), `plain texts back ${JSON.stringify(wide)}`);
     db.batch("DROP TABLE tour_columns");
   } else {
     row = db.queryOne("SELECT ? AS b, ? AS f, ? AS k", new Uint8Array([0, 1]), 1.5, true);
