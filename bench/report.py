@@ -396,7 +396,7 @@ GUEST_HOW = {
     "transform_wasmig": "`bench/project`: one call, a loop of `db::query` + one `db::execute` of the UNNEST per batch",
     "transform_python": "`bench/langs/python`: one call, a loop of `wasmig.query_columns` + one `wasmig.execute_columns` (the batch as two columns)",
     "transform_js": "`bench/langs/js`: one call, a loop of `db.queryColumns` + one `db.executeColumns` (the batch as two columns)",
-    "transform_c": "`bench/langs/c`: one call, a loop of `wasmig_query` + one `wasmig_execute` (WIT array values built with the generated types)",
+    "transform_c": "`bench/langs/c`: one call, a loop of `wasmig_query_columns` + one `wasmig_execute_columns` (the batch as two columns, the texts normalised into a `wasmig_text_column`)",
     "transform_go": "`bench/langs/go`: the SDK's `Keyset[int64]` walker (one batch per call, a fresh instance each) + one `wasmig.Execute` (slices bind as arrays)",
 }
 

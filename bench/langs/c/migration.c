@@ -2,12 +2,11 @@
  * The 1M-row transform of `bench/run`, as a wasmig C guest.
  *
  * Fills `people.email_norm = lower(trim(email))` in keyset batches of 10,000 within the
- * step's transaction, as the Rust guest in `bench/project` does: one wasmig_query per batch,
- * normalise in C (ASCII: the addresses are ASCII), then one `UPDATE ... FROM UNNEST` with two
- * array parameters. The SDK has no keyset walker and no array constructors (wasmig.h has
- * scalars only), so the arrays are WIT values built with the generated types of migration.h,
- * which wasmig_value is: a tag and a payload. The strings borrow the batch's normalised
- * copies, freed after the update.
+ * step's transaction, as the Rust guest in `bench/columns` does: one wasmig_query_columns per
+ * batch (the batch as two columns, not a value per cell), normalise in C (ASCII: the
+ * addresses are ASCII) straight into a text column, then one `UPDATE ... FROM UNNEST` with the
+ * two columns as its array parameters (wasmig_execute_columns). The SDK has no keyset walker:
+ * the walk is a plain loop in one call.
  */
 #include "wasmig.h"
 
@@ -33,66 +32,44 @@ static size_t normalise(const char *email, size_t len, char *out) {
 static bool upgrade(void) {
     int64_t last = INT64_MIN;
     uint64_t done = 0;
-    migration_option_s64_t *ids = malloc(BATCH * sizeof *ids);
-    migration_option_string_t *norms = malloc(BATCH * sizeof *norms);
-    if (ids == NULL || norms == NULL) return wasmig_fail("out of memory");
+    wasmig_text_column norms;
+    wasmig_text_column_init(&norms);
     bool ok = true;
     for (;;) {
         wasmig_value params[2] = {wasmig_int64(last), wasmig_int64(BATCH)};
-        wasmig_rows rows;
-        if (!(ok = wasmig_query(SELECT, params, 2, &rows))) break;
-        size_t n = wasmig_rows_len(&rows);
+        wasmig_columns batch;
+        if (!(ok = wasmig_query_columns(SELECT, params, 2, &batch))) break;
+        size_t n = wasmig_columns_len(&batch);
         if (n == 0) {
-            wasmig_rows_free(&rows);
+            wasmig_columns_free(&batch);
             break;
         }
-        /* One buffer for the batch's normalised strings (never longer than the originals). */
-        size_t bytes = 0;
-        for (size_t i = 0; i < n; i++) {
-            const char *email;
-            size_t len;
-            if (wasmig_value_text(wasmig_rows_get(&rows, i, 1), &email, &len)) bytes += len;
-        }
-        char *text = malloc(bytes ? bytes : 1);
-        if (text == NULL) {
-            wasmig_rows_free(&rows);
-            ok = wasmig_fail("out of memory");
-            break;
-        }
-        char *at = text;
+        const wasmig_column *ids = wasmig_columns_get(&batch, 0);
+        const wasmig_column *emails = wasmig_columns_get(&batch, 1);
+        const int64_t *id = wasmig_column_int64s(ids);
+        wasmig_text_column_clear(&norms);
         for (size_t i = 0; ok && i < n; i++) {
-            int64_t id;
             const char *email;
             size_t len;
-            if (!wasmig_value_int64(wasmig_rows_get(&rows, i, 0), &id) ||
-                !wasmig_value_text(wasmig_rows_get(&rows, i, 1), &email, &len)) {
+            char *at;
+            if (id == NULL || !wasmig_column_text_at(emails, i, &email, &len)) {
                 ok = wasmig_fail("unexpected column types");
-                break;
+            } else if ((at = wasmig_text_column_reserve(&norms, len)) == NULL ||
+                       !wasmig_text_column_commit(&norms, normalise(email, len, at))) {
+                ok = wasmig_fail("out of memory");
             }
-            size_t m = normalise(email, len, at);
-            ids[i] = (migration_option_s64_t){.is_some = true, .val = id};
-            norms[i] = (migration_option_string_t){.is_some = true, .val = {(uint8_t *)at, m}};
-            at += m;
-            last = id;
         }
-        wasmig_rows_free(&rows);
         uint64_t affected = 0;
         if (ok) {
-            wasmig_value arrays[2];
-            arrays[0].tag = WASMIG_MIGRATION_TYPES_VALUE_ARRAY;
-            arrays[0].val.array.tag = WASMIG_MIGRATION_TYPES_ARRAY_VALUE_INT64;
-            arrays[0].val.array.val.int64 = (migration_list_option_s64_t){ids, n};
-            arrays[1].tag = WASMIG_MIGRATION_TYPES_VALUE_ARRAY;
-            arrays[1].val.array.tag = WASMIG_MIGRATION_TYPES_ARRAY_VALUE_TEXT;
-            arrays[1].val.array.val.text = (migration_list_option_string_t){norms, n};
-            ok = wasmig_execute(UPDATE, arrays, 2, &affected);
+            last = id[n - 1];
+            wasmig_column arrays[2] = {*ids, wasmig_text_column_get(&norms)};
+            ok = wasmig_execute_columns(UPDATE, arrays, 2, &affected);
         }
-        free(text);
+        wasmig_columns_free(&batch);
         if (!ok) break;
         done += affected;
     }
-    free(ids);
-    free(norms);
+    wasmig_text_column_free(&norms);
     if (!ok) return false;
     char a[21], message[48] = "normalised ";
     strcat(message, wasmig_format_int(a, (int64_t)done));
