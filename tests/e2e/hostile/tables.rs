@@ -225,7 +225,7 @@ async fn a_read_back_held_up_by_a_lock_is_not_taken_for_a_match() {
 /// `wasmig down` from a checkout without the revision would run). The run compares what
 /// the server holds afterwards with what its records wrote (exit 12), in the last step and
 /// in one before it.
-const WRITTEN_AT_COMMIT: [(&str, &str); 5] = [
+const WRITTEN_AT_COMMIT: [(&str, &str); 6] = [
     (
         "INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version) \
          VALUES ('c3', 'upgrade', 'x', now(), now(), 0, '0');",
@@ -247,7 +247,38 @@ const WRITTEN_AT_COMMIT: [(&str, &str); 5] = [
         "UPDATE wasmig_artifact SET down_sql = 'DROP TABLE precious' WHERE revision = 'a1';",
         "the step's stored down_sql replaced",
     ),
+    (
+        // Every later run would stop at exit 13 over a revision that never failed.
+        "INSERT INTO wasmig_failed VALUES ('zz', 'upgrade', '', 'zz', 1, 'forged', NULL, now());",
+        "a failed mark forged",
+    ),
 ];
+
+#[tokio::test]
+async fn a_failed_mark_written_beside_the_run_is_found_after_it() {
+    // Through another session (dblink), committed at once: no check of the step's own
+    // transaction counts it (found by a review, exit 0 before). The run then reads what
+    // was written since its first step: a run without `transaction = "none"` steps writes
+    // no failed mark.
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE EXTENSION IF NOT EXISTS dblink;", "SELECT 1;");
+    project.sql_revision(
+        "b2",
+        "SELECT dblink_exec('host=127.0.0.1 user=postgres dbname=' || current_database(),
+             $$INSERT INTO wasmig_failed VALUES ('zz', 'upgrade', '', 'zz', 1, 'forged', NULL, now())$$);",
+        "SELECT 1;",
+    );
+    let run = project.run(&db, &["up"]).fails_with(12);
+    assert!(
+        run.stderr.contains(
+            "after the run committed, wasmig_failed holds 1 failed mark(s) written during the run"
+        ),
+        "{}",
+        run.stderr
+    );
+    db.drop_db().await;
+}
 
 #[tokio::test]
 async fn what_a_deferred_trigger_writes_to_history_or_artifacts_at_commit_is_found_after_the_run() {

@@ -693,10 +693,13 @@ fn watched_names() -> String {
     super::WATCHED_WRITES
         .iter()
         .map(|(table, counters)| {
-            if counters.contains(&"inserted") {
-                format!("any row of {table}")
-            } else {
-                format!("an existing row of {table}")
+            match (
+                counters.contains(&"inserted"),
+                counters.contains(&"deleted"),
+            ) {
+                (true, true) => format!("any row of {table}"),
+                (true, false) => format!("a row of {table} inserted or updated"),
+                _ => format!("an existing row of {table}"),
             }
         })
         .collect::<Vec<_>>()

@@ -1136,6 +1136,7 @@ impl Database for PgDatabase {
         let Some(sql) = written.query(
             &words.table(crate::HISTORY_TABLE),
             &words.table(crate::ARTIFACT_TABLE),
+            &words.table(crate::FAILED_TABLE),
             &storage,
         ) else {
             return Ok(());
@@ -1177,13 +1178,14 @@ impl Database for PgDatabase {
             let history: Option<String> = row.try_get(0)?;
             let artifact: Option<String> = row.try_get(1)?;
             let rows: i64 = row.try_get(2)?;
+            let marks: i64 = row.try_get(3)?;
             let mut storage = Vec::new();
             for i in 0..tables.len() {
-                let oid: Option<i64> = row.try_get(3 + 2 * i)?;
-                let filenode: Option<i64> = row.try_get(4 + 2 * i)?;
+                let oid: Option<i64> = row.try_get(4 + 2 * i)?;
+                let filenode: Option<i64> = row.try_get(5 + 2 * i)?;
                 storage.push((oid, filenode));
             }
-            anyhow::Ok((history, artifact, rows, storage))
+            anyhow::Ok((history, artifact, rows, marks, storage))
         };
         let Ok(read) = tokio::time::timeout(VERIFY_WAIT, read).await else {
             return Err(crate::ReadBackUnanswered {
@@ -1192,7 +1194,7 @@ impl Database for PgDatabase {
             }
             .into());
         };
-        let (history, artifact, rows, storage) = read?;
+        let (history, artifact, rows, marks, storage) = read?;
         let rewritten: Vec<&str> = tables
             .iter()
             .zip(&storage)
@@ -1214,7 +1216,7 @@ impl Database for PgDatabase {
             .into());
         }
         written
-            .compare(history.as_deref(), artifact.as_deref(), rows)
+            .compare(history.as_deref(), artifact.as_deref(), rows, marks)
             .map_err(|found| {
                 crate::TamperedAfterCommit(format!(
                     "after the run committed, {found} (something wrote them at or after a step's COMMIT, such as a deferred trigger of a migration's table, or beside the run); the steps' work was committed"

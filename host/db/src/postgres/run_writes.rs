@@ -1,5 +1,6 @@
 //! What a run's committed steps wrote to `wasmig_history` and `wasmig_artifact`, row by
-//! row, and the check at the end of the run that nothing else wrote them in the meantime.
+//! row, and the check at the end of the run that nothing else wrote them in the meantime
+//! (nor a failed mark: a run that is compared writes none).
 //!
 //! A step's record returns the `ctid` of each row it wrote. Something that runs at or after
 //! a step's `COMMIT` (a deferred constraint trigger of a migration's own table) runs after
@@ -100,7 +101,13 @@ impl RunWrites {
     /// `TRUNCATE`, which keeps `xmin` and moves rows onto the `ctid`s a record wrote, is
     /// found). A `ctid` is written out by `tidout`, never by a cast: no cast from `tid` to
     /// text is built in, so one the migration created would answer instead.
-    pub(crate) fn query(&self, history: &str, artifact: &str, storage: &str) -> Option<String> {
+    pub(crate) fn query(
+        &self,
+        history: &str,
+        artifact: &str,
+        failed: &str,
+        storage: &str,
+    ) -> Option<String> {
         if self.unaccounted {
             tracing::debug!(
                 "a committed transaction of this run wrote wasmig's tables other than by a step's record: its writes are not compared after the run"
@@ -119,21 +126,26 @@ impl RunWrites {
                 "(SELECT pg_catalog.string_agg(pg_catalog.textin(pg_catalog.tidout(ctid)), ' ') FROM {table} WHERE {since})"
             )
         };
+        // A run that is compared wrote no failed mark: its steps each ran in a transaction
+        // of their own records (a `none` step's marks make it unaccounted).
         Some(format!(
-            "SELECT {}, {}, (SELECT pg_catalog.count(*) FROM {history}){storage}",
+            "SELECT {}, {}, (SELECT pg_catalog.count(*) FROM {history}), \
+             (SELECT pg_catalog.count(*) FROM {failed} WHERE {since}){storage}",
             ctids(history),
             ctids(artifact)
         ))
     }
 
     /// Compares what the query of [`RunWrites::query`] found (`history` and `artifact`:
-    /// the `ctid`s written since, space-separated; `rows`: history's rows) with what the
-    /// records wrote: `Err` with what differs, for a message.
+    /// the `ctid`s written since, space-separated; `rows`: history's rows; `marks`: failed
+    /// marks written since) with what the records wrote: `Err` with what differs, for a
+    /// message.
     pub(crate) fn compare(
         &self,
         history: Option<&str>,
         artifact: Option<&str>,
         rows: i64,
+        marks: i64,
     ) -> Result<(), String> {
         let set = |text: Option<&str>| -> BTreeSet<String> {
             text.unwrap_or_default()
@@ -171,6 +183,12 @@ impl RunWrites {
                 crate::HISTORY_TABLE
             ));
         }
+        if marks > 0 {
+            found.push(format!(
+                "{} holds {marks} failed mark(s) written during the run, which none of its steps wrote",
+                crate::FAILED_TABLE
+            ));
+        }
         if found.is_empty() {
             Ok(())
         } else {
@@ -203,11 +221,14 @@ mod tests {
         run.committed(118, step);
         // A rolled-back step's rows are never folded in; an uncommitted session adds nothing.
         run.committed(119, RunWrites::default());
-        let query = run.query("h", "a", "").unwrap();
+        let query = run.query("h", "a", "f", "").unwrap();
         assert!(query.contains("age('118'::pg_catalog.xid)"), "{query}");
-        assert_eq!(run.compare(Some("(0,5) (0,4)"), Some("(1,2)"), 5), Ok(()));
+        assert_eq!(
+            run.compare(Some("(0,5) (0,4)"), Some("(1,2)"), 5, 0),
+            Ok(())
+        );
         let forged = run
-            .compare(Some("(0,4) (0,5) (0,6)"), Some("(1,3)"), 6)
+            .compare(Some("(0,4) (0,5) (0,6)"), Some("(1,3)"), 6, 0)
             .unwrap_err();
         assert!(forged.contains("wasmig_history holds 1 row(s)"), "{forged}");
         assert!(
@@ -219,13 +240,20 @@ mod tests {
             "{forged}"
         );
         assert!(
-            run.compare(Some("(0,5)"), Some("(1,2)"), 4).is_err(),
+            run.compare(Some("(0,5)"), Some("(1,2)"), 4, 0).is_err(),
             "a row erased"
         );
-        let moved = run.compare(Some("(0,5) (0,4)"), None, 5).unwrap_err();
+        let moved = run.compare(Some("(0,5) (0,4)"), None, 5, 0).unwrap_err();
         assert!(
             moved.contains("1 row(s) of wasmig_artifact that a step's record wrote are gone"),
             "{moved}"
+        );
+        let marked = run
+            .compare(Some("(0,5) (0,4)"), Some("(1,2)"), 5, 1)
+            .unwrap_err();
+        assert!(
+            marked.contains("wasmig_failed holds 1 failed mark(s) written during the run"),
+            "{marked}"
         );
     }
 
@@ -238,16 +266,16 @@ mod tests {
         let mut step = RunWrites::default();
         step.unaccounted();
         run.committed(8, step);
-        assert_eq!(run.query("h", "a", ""), None);
+        assert_eq!(run.query("h", "a", "f", ""), None);
         // Nothing recorded: nothing to check.
-        assert_eq!(RunWrites::default().query("h", "a", ""), None);
+        assert_eq!(RunWrites::default().query("h", "a", "f", ""), None);
         // The ids wrap at 32 bits in `xmin`.
         let mut run = RunWrites::default();
         let mut step = RunWrites::default();
         step.recorded(&record(0, "(0,1)", ""));
         run.committed((5 << 32) + 9, step);
         assert!(
-            run.query("h", "a", "")
+            run.query("h", "a", "f", "")
                 .unwrap()
                 .contains("age('9'::pg_catalog.xid)")
         );
