@@ -113,6 +113,24 @@ async fn up_sql_keeps_a_components_calls_within_its_limit() {
             2,
             "{backend:?}: two 8 MiB values in the script"
         );
+
+        // Small to send, large to write: a 64 KiB statement with 10,000 rows of no
+        // parameters is written once per row (655 MB of script, which took the host to
+        // 2 GB when the limit counted only what was sent).
+        db.exec("UPDATE e2e_mode SET mode = 'repeated-sql'; UPDATE e2e_text SET text = '10000'")
+            .await;
+        let run = project.run(&db, &["up", "--sql"]).fails_with(7);
+        assert!(
+            run.stderr
+                .contains("revision q1: its SQL calls pass 128 MiB"),
+            "{backend:?}: {run:?}"
+        );
+        db.exec("UPDATE e2e_text SET text = '10'").await;
+        let run = project.run(&db, &["up", "--sql"]).success();
+        assert!(
+            run.stdout.matches(&"x".repeat(64 << 10)).count() >= 10,
+            "{backend:?}: the statement written for each row"
+        );
         db.drop_db().await;
     }
 }

@@ -2,7 +2,7 @@
 //! each way a migration can fail, block in a long statement or in many short ones, log,
 //! recover from an SQL error inside a savepoint, try to end wasmig's transaction, use a
 //! cursor its savepoint's rollback closed, leave session settings behind, or send large
-//! parameters. Every mode first writes a marker row, so the tests can see whether
+//! parameters or a long statement many times. Every mode first writes a marker row, so the tests can see whether
 //! anything was left behind.
 
 use wasmig_guest::{Dialect, Migration, Result, Value, bail, db, info, warn};
@@ -148,6 +148,19 @@ impl Migration for Scenario {
                     db::execute(sql, &[Value::Text(big.clone())])?;
                 }
                 info!("{n} call(s) of 8 MiB");
+                Ok(())
+            }
+            "repeated-sql" => {
+                // One execute-many of a 64 KiB statement with as many rows of no
+                // parameters as `e2e_text` says: `up --sql` writes the statement once per
+                // row.
+                let n = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
+                let n: usize = n
+                    .parse()
+                    .map_err(|e| wasmig_guest::Error::msg(format!("e2e_text: {e}")))?;
+                let sql = format!("SELECT 1 -- {}", "x".repeat(64 << 10));
+                db::execute_many(&sql, &vec![Vec::new(); n])?;
+                info!("{n} row(s) of a 64 KiB statement");
                 Ok(())
             }
             "forge" => {
