@@ -542,13 +542,17 @@ static bool grow_rows(wasmig_text_column *c) {
 
 char *wasmig_text_column_reserve(wasmig_text_column *c, size_t len) {
     if (c->failed) return NULL;
+    /* The ends are 32-bit: the column's text stays under 4 GiB. */
     if (len > UINT32_MAX - c->len) {
         c->failed = true;
         return NULL;
     }
-    if (c->len + len > c->cap) {
-        size_t want = c->cap ? c->cap * 2 : 4096;
-        while (want < c->len + len) want *= 2;
+    size_t need = c->len + len;
+    /* A first text may be empty: the buffer exists before it, so NULL means failure. */
+    if (need > c->cap || c->text == NULL) {
+        size_t want = c->cap ? c->cap : 4096;
+        /* Doubling, without wrapping around a 32-bit size_t. */
+        while (want < need) want = want > SIZE_MAX / 2 ? need : want * 2;
         char *text = realloc(c->text, want);
         if (text == NULL) {
             c->failed = true;
@@ -557,11 +561,15 @@ char *wasmig_text_column_reserve(wasmig_text_column *c, size_t len) {
         c->text = text;
         c->cap = want;
     }
+    c->reserved = len;
     return c->text + c->len;
 }
 
-/* Ends the current row, `written` bytes long, as a value or a NULL. */
+/* Ends the current row, `written` bytes long (at most what was reserved for it), as a
+ * value or a NULL. */
 static bool end_row(wasmig_text_column *c, size_t written, bool null) {
+    if (written > c->reserved) c->failed = true;
+    c->reserved = 0;
     if (c->failed || !grow_rows(c)) {
         c->failed = true;
         return false;
@@ -594,6 +602,7 @@ wasmig_column wasmig_text_column_get(const wasmig_text_column *c) {
 void wasmig_text_column_clear(wasmig_text_column *c) {
     c->len = 0;
     c->rows = 0;
+    c->reserved = 0;
     c->any_null = false;
 }
 

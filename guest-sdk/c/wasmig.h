@@ -222,8 +222,11 @@ typedef struct wasmig_text_column {
     uint32_t *ends;
     bool *nulls;
     size_t rows, rows_cap;
+    /* The room the last wasmig_text_column_reserve made, which its commit may fill. */
+    size_t reserved;
     bool any_null;
-    /* An allocation failed or the text passed 4 GiB: the column is unusable. */
+    /* An allocation failed, the text passed 4 GiB, or a commit wrote more than was
+     * reserved: the column is unusable. */
     bool failed;
 } wasmig_text_column;
 
@@ -231,8 +234,8 @@ void wasmig_text_column_init(wasmig_text_column *c);
 bool wasmig_text_column_push(wasmig_text_column *c, const char *s, size_t len);
 bool wasmig_text_column_push_null(wasmig_text_column *c);
 /* Room for `len` more bytes at the end, to write the next text in place; then
- * wasmig_text_column_commit with the bytes written (at most `len`) ends the row. NULL when
- * out of memory. */
+ * wasmig_text_column_commit with the bytes written (at most `len`: more fails the column)
+ * ends the row. NULL when out of memory or past 4 GiB. */
 char *wasmig_text_column_reserve(wasmig_text_column *c, size_t len);
 bool wasmig_text_column_commit(wasmig_text_column *c, size_t written);
 /* The column, borrowing the builder's buffers (valid until the next push or clear). */

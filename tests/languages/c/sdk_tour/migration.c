@@ -125,6 +125,18 @@ static bool check_columns(void) {
               bytes_are(bytes, 2, raw, 0);
     wasmig_columns_free(&batch);
     CHECK(ok);
+    /* An empty first text is a row like any other; a commit past what was reserved
+     * fails the column. */
+    wasmig_text_column edge;
+    wasmig_text_column_init(&edge);
+    bool empty_first = wasmig_text_column_push(&edge, "", 0) && wasmig_text_column_push(&edge, "a", 1);
+    wasmig_column two = wasmig_text_column_get(&edge);
+    empty_first = empty_first && wasmig_column_len(&two) == 2 && text_at_is(&two, 0, "") &&
+                  text_at_is(&two, 1, "a");
+    bool overrun = wasmig_text_column_reserve(&edge, 2) != NULL &&
+                   !wasmig_text_column_commit(&edge, 3) && edge.failed;
+    wasmig_text_column_free(&edge);
+    CHECK(empty_first && overrun);
     /* A text column built row by row, copied in. */
     wasmig_text_column built;
     wasmig_text_column_init(&built);
