@@ -62,6 +62,10 @@ pub(crate) const GO_SDK: &[(&str, &str)] = &[
     ),
     ("rows.go", include_str!("../../../../guest-sdk/go/rows.go")),
     (
+        "columns.go",
+        include_str!("../../../../guest-sdk/go/columns.go"),
+    ),
+    (
         "value.go",
         include_str!("../../../../guest-sdk/go/value.go"),
     ),

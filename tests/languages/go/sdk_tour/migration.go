@@ -1,7 +1,7 @@
 // Package migration is a tour of the Go SDK, for the end-to-end tests: parameters,
 // ExecuteMany, a recovered SQL error in a savepoint, two batches with a checkpoint, rows
-// scanned by position and by name, CopyIn, QueryRow with no row, logging and progress;
-// and a downgrade that lets an SQL error escape when asked to (the label of row 1 says so).
+// scanned by position and by name, CopyIn, QueryRow with no row, the column calls
+// (PostgreSQL), logging and progress; and a downgrade that lets an SQL error escape when asked to (the label of row 1 says so).
 //
 // The Python, JavaScript and C tours do exactly the same, so the tests compare their tables.
 package migration
@@ -126,9 +126,76 @@ func checkValues() error {
 
 func ptr[T any](v T) *T { return &v }
 
+// checkColumns writes a batch as columns through UNNEST, reads it back column by column
+// and copies a column in (PostgreSQL: SQLite has no arrays to bind a column as).
+func checkColumns() error {
+	if wasmig.CurrentDialect() != wasmig.Postgres {
+		return nil
+	}
+	if err := wasmig.Batch("CREATE TEMPORARY TABLE tour_columns (id int8, label text, raw bytea)"); err != nil {
+		return err
+	}
+	labels := []string{"plain", "", "wide \u00e9\U0001F600"}
+	n, err := wasmig.ExecuteColumns(
+		"INSERT INTO tour_columns SELECT * FROM UNNEST($1::int8[], $2::text[], $3::bytea[])",
+		wasmig.Int64Column([]int64{1, 2, 3}),
+		wasmig.TextColumn(labels).WithNulls([]bool{false, true, false}),
+		wasmig.BytesColumn([][]byte{{1}, nil, {}}),
+	)
+	if err != nil {
+		return err
+	}
+	if err := check(n == 3, "ExecuteColumns wrote 3 rows", n); err != nil {
+		return err
+	}
+	batch, err := wasmig.QueryColumns("SELECT id, label, raw FROM tour_columns ORDER BY id")
+	if err != nil {
+		return err
+	}
+	ids, err := batch.Column(0).Int64s()
+	if err != nil {
+		return err
+	}
+	label, err := batch.Named("label")
+	if err != nil {
+		return err
+	}
+	texts, err := label.Texts()
+	if err != nil {
+		return err
+	}
+	raw, err := batch.Column(2).ByteStrings()
+	if err != nil {
+		return err
+	}
+	_, wrongType := label.Int64s()
+	if err := check(batch.Len() == 3 && fmt.Sprint(ids) == "[1 2 3]" &&
+		texts[0] == labels[0] && label.IsNull(1) && texts[2] == labels[2] && wrongType != nil &&
+		bytes.Equal(raw[0], []byte{1}) && raw[1] == nil && raw[2] != nil && len(raw[2]) == 0,
+		"QueryColumns", ids, texts, raw, wrongType); err != nil {
+		return err
+	}
+	copied, err := wasmig.CopyInColumns("tour_columns", []string{"id", "label"},
+		wasmig.Int64Column([]int64{4}), wasmig.TextColumn([]string{"copied"}))
+	if err != nil {
+		return err
+	}
+	var back string
+	if err := wasmig.QueryRow("SELECT label FROM tour_columns WHERE id = 4").Scan(&back); err != nil {
+		return err
+	}
+	if err := check(copied == 1 && back == "copied", "CopyInColumns", copied, back); err != nil {
+		return err
+	}
+	return wasmig.Batch("DROP TABLE tour_columns")
+}
+
 func firstBatch() error {
 	wasmig.Infof("dialect: %s", wasmig.CurrentDialect())
 	if err := checkValues(); err != nil {
+		return err
+	}
+	if err := checkColumns(); err != nil {
 		return err
 	}
 	if err := wasmig.Batch("CREATE TABLE tour (id BIGINT PRIMARY KEY, label TEXT NOT NULL, note TEXT)"); err != nil {
