@@ -156,7 +156,30 @@ async fn mark_erased(
     match marks {
         Ok(marks) if kept(&marks) => {
             let _ = session.rollback().await;
-            return None;
+            // No other mark can be there: a run begins only without any, and stops at the
+            // first step that leaves one. Another is the script's own (every later run
+            // would stop at exit 13 over a revision that never failed).
+            let others: Vec<&str> = marks
+                .iter()
+                .filter(|m| m.revision != mark.revision)
+                .map(|m| m.revision.as_str())
+                .collect();
+            if others.is_empty() {
+                return None;
+            }
+            return Some(tampered(
+                db,
+                mark,
+                ran,
+                per_statement,
+                None,
+                format!(
+                    "the script of {} wrote failed marks of other revisions ({}) in {}, which only wasmig writes; once the revision is fixed, `wasmig resolve` each of them",
+                    mark.revision,
+                    others.join(", "),
+                    crate::db::FAILED_TABLE
+                ),
+            ));
         }
         // Unreadable: the step's own failure path reports what it can.
         Err(e) => {
@@ -187,16 +210,23 @@ async fn mark_erased(
         (None, Err(e)) => Some(format!("the mark could not be read back: {e:#}")),
         (e, _) => e,
     };
-    Some(erased(db, mark, ran, per_statement, unmarked))
+    let what = format!(
+        "the script of {} erased or rewrote its own failed mark in {}, which only wasmig writes",
+        mark.revision,
+        crate::db::FAILED_TABLE
+    );
+    Some(tampered(db, mark, ran, per_statement, unmarked, what))
 }
 
-/// The failure of a step whose script erased its own failed mark.
-fn erased(
+/// The failure of a step whose script wrote failed marks (`what` it did): its own erased
+/// or rewritten, or another revision's.
+fn tampered(
     db: &dyn Database,
     mark: &FailedMark,
     ran: &Result<usize, ScriptFailure>,
     per_statement: Option<&str>,
     unmarked: Option<String>,
+    what: String,
 ) -> Failure {
     // Every statement ran: past the last, as when recording it failed.
     let (statement, total) = match ran {
@@ -207,14 +237,7 @@ fn erased(
         revision: mark.revision.clone(),
         statement,
         total,
-        cause: Box::new(Failure::Host(
-            crate::db::TablesTampered(format!(
-                "the script of {} erased or rewrote its own failed mark in {}, which only wasmig writes",
-                mark.revision,
-                crate::db::FAILED_TABLE
-            ))
-            .into(),
-        )),
+        cause: Box::new(Failure::Host(crate::db::TablesTampered(what).into())),
         unmarked,
         per_statement: per_statement.map(str::to_owned),
         postgres: db.dialect() == crate::bindings::Dialect::Postgres,
