@@ -181,7 +181,26 @@ async fn mark_erased(
                 ),
             ));
         }
-        // Unreadable: the step's own failure path reports what it can.
+        // A row wasmig cannot read as a mark: wasmig writes none, so the script did (every
+        // later command that reads the marks would fail on it).
+        Err(e) if undecodable(&e) => {
+            let _ = session.rollback().await;
+            return Some(tampered(
+                db,
+                mark,
+                ran,
+                per_statement,
+                None,
+                format!(
+                    "the script of {} wrote a row in {} that is not a failed mark wasmig could have written ({e:#}); delete that row, then `wasmig resolve {}`",
+                    mark.revision,
+                    crate::db::FAILED_TABLE,
+                    mark.revision
+                ),
+            ));
+        }
+        // Unreadable (the connection failed): the step's own failure path reports what it
+        // can.
         Err(e) => {
             let _ = session.rollback().await;
             tracing::warn!(
@@ -216,6 +235,22 @@ async fn mark_erased(
         crate::db::FAILED_TABLE
     );
     Some(tampered(db, mark, ran, per_statement, unmarked, what))
+}
+
+/// Whether reading the failed marks failed on a value, not on the connection.
+fn undecodable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_))
+        ) || matches!(
+            cause.downcast_ref::<crate::db::DbError>(),
+            Some(crate::db::DbError::Query {
+                source: sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_),
+                ..
+            })
+        )
+    })
 }
 
 /// The failure of a step whose script wrote failed marks (`what` it did): its own erased
