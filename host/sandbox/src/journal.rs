@@ -27,6 +27,9 @@ pub const MAX_CAPTURE_BYTES: usize = 128 * 1024 * 1024;
 pub struct Journal {
     out: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     captured: Option<Mutex<Kept>>,
+    /// The script will write each value where its placeholder is (SQLite's), so a value a
+    /// statement names many times is written as many times.
+    inlines: bool,
 }
 
 /// What a capturing journal holds: the calls, their size, and the revision whose call
@@ -162,15 +165,18 @@ impl Journal {
                 path,
             )?))),
             captured: None,
+            inlines: false,
         })
     }
 
-    /// A journal that writes no file and keeps every component call whole, values included
-    /// (memory grows with the calls: for `--sql`).
-    pub fn capturing() -> Journal {
+    /// A journal that writes no file and keeps every component call whole, values included,
+    /// up to [`MAX_CAPTURE_BYTES`] (for `--sql`); `inlines`: the script will write values
+    /// where their placeholders are (SQLite), not as parameters.
+    pub fn capturing(inlines: bool) -> Journal {
         Journal {
             out: None,
             captured: Some(Mutex::new(Kept::default())),
+            inlines,
         }
     }
 
@@ -197,7 +203,9 @@ impl Journal {
         if kept.over.is_some() {
             return;
         }
-        let bytes = kept.bytes.saturating_add(captured_bytes(&call));
+        let bytes = kept
+            .bytes
+            .saturating_add(captured_bytes(&call, self.inlines));
         if bytes > MAX_CAPTURE_BYTES {
             kept.over = Some(call.revision);
             kept.calls = Vec::new();
@@ -250,17 +258,45 @@ impl Journal {
 /// value twice its bytes ([`wasmig_db::result_bytes`]; a literal's escapes and hex may
 /// double it), and each row the statement's text again (SQLite inlines every row's values
 /// into it, and PostgreSQL writes a statement without parameters, or one whose rows type a
-/// parameter differently, once per row), plus [`CALL_BYTES`] for the call itself.
-fn captured_bytes(call: &Captured) -> usize {
+/// parameter differently, once per row), each value again wherever SQLite may write it
+/// more than once, plus [`CALL_BYTES`] for the call itself.
+fn captured_bytes(call: &Captured, inlines: bool) -> usize {
     let rows = |text: usize, rows: &[Vec<Value>]| -> usize {
         rows.iter()
             .map(|r| 2 * wasmig_db::result_bytes(r) + text + 8)
             .sum()
     };
+    // SQLite's script writes a value's literal at every place its placeholder appears
+    // (`?1` fifty thousand times, found by a review): each character that may begin one
+    // counts the row's largest value again.
+    let repeated = |sql: &str, rows: &[Vec<Value>]| -> usize {
+        if !inlines {
+            return 0;
+        }
+        let marks = sql
+            .bytes()
+            .filter(|b| matches!(b, b'?' | b':' | b'@' | b'$'))
+            .count();
+        if marks == 0 {
+            return 0;
+        }
+        rows.iter()
+            .map(|r| {
+                let largest = r
+                    .iter()
+                    .map(|v| wasmig_db::result_bytes(std::slice::from_ref(v)))
+                    .max()
+                    .unwrap_or(0);
+                marks.saturating_mul(2 * largest)
+            })
+            .fold(0usize, usize::saturating_add)
+    };
     CALL_BYTES
         + call.revision.len()
         + match &call.call {
-            CapturedCall::Statement { sql, rows: r, .. } => sql.len() + rows(sql.len(), r),
+            CapturedCall::Statement { sql, rows: r, .. } => {
+                sql.len() + rows(sql.len(), r) + repeated(sql, r)
+            }
             CapturedCall::Script(script) => 2 * script.len(),
             CapturedCall::Copy {
                 table,

@@ -131,6 +131,28 @@ async fn up_sql_keeps_a_components_calls_within_its_limit() {
             run.stdout.matches(&"x".repeat(64 << 10)).count() >= 10,
             "{backend:?}: the statement written for each row"
         );
+
+        // SQLite's script writes a value at each of its placeholders: one 8 KiB value
+        // named 20,000 times is 160 MB of script (a review's 50,000 took the host to 834 MB).
+        if backend == Backend::Sqlite {
+            db.exec(
+                "UPDATE e2e_mode SET mode = 'repeated-placeholder'; UPDATE e2e_text SET text = '20000'",
+            )
+            .await;
+            let run = project.run(&db, &["up", "--sql"]).fails_with(7);
+            assert!(
+                run.stderr
+                    .contains("revision q1: its SQL calls pass 128 MiB"),
+                "{run:?}"
+            );
+            db.exec("UPDATE e2e_text SET text = '3'").await;
+            let run = project.run(&db, &["up", "--sql"]).success();
+            assert_eq!(
+                run.stdout.matches(&"x".repeat(8 << 10)).count(),
+                3,
+                "{run:?}"
+            );
+        }
         db.drop_db().await;
     }
 }

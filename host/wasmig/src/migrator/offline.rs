@@ -351,7 +351,8 @@ impl Migrator {
             ))
             .into());
         }
-        let journal = std::sync::Arc::new(Journal::capturing());
+        let inlines = self.database_url()?.0.dialect() == crate::bindings::Dialect::Sqlite;
+        let journal = std::sync::Arc::new(Journal::capturing(inlines));
         let dry = Migrator {
             project: self.project.clone(),
             options: super::Options {

@@ -163,6 +163,18 @@ impl Migration for Scenario {
                 info!("{n} row(s) of a 64 KiB statement");
                 Ok(())
             }
+            "repeated-placeholder" => {
+                // One call naming one 8 KiB value as many times as `e2e_text` says (SQLite
+                // placeholders): SQLite's script writes the value at each.
+                let n = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
+                let n: usize = n
+                    .parse()
+                    .map_err(|e| wasmig_guest::Error::msg(format!("e2e_text: {e}")))?;
+                let sql = format!("SELECT 1 WHERE '' IN ({})", vec!["?1"; n].join(", "));
+                db::execute(&sql, &[Value::Text("x".repeat(8 << 10))])?;
+                info!("one value named {n} times");
+                Ok(())
+            }
             "forge" => {
                 // Text the test chose (forged output lines, terminal escapes), logged, printed
                 // through the log at every level, and returned as the error.
