@@ -16,41 +16,43 @@ import (
 // from Columns.
 type Column struct {
 	v types.ColumnValues
+	// Made by a constructor or read from a result: the zero Column holds nothing.
+	ok bool
 }
 
 // BoolColumn is a column of booleans.
 func BoolColumn(values []bool) Column {
-	return Column{types.ColumnValues{Data: types.MakeColumnDataBool(values)}}
+	return Column{types.ColumnValues{Data: types.MakeColumnDataBool(values)}, true}
 }
 
 // Int16Column is a column of smallints.
 func Int16Column(values []int16) Column {
-	return Column{types.ColumnValues{Data: types.MakeColumnDataInt16(values)}}
+	return Column{types.ColumnValues{Data: types.MakeColumnDataInt16(values)}, true}
 }
 
 // Int32Column is a column of integers.
 func Int32Column(values []int32) Column {
-	return Column{types.ColumnValues{Data: types.MakeColumnDataInt32(values)}}
+	return Column{types.ColumnValues{Data: types.MakeColumnDataInt32(values)}, true}
 }
 
 // Int64Column is a column of bigints.
 func Int64Column(values []int64) Column {
-	return Column{types.ColumnValues{Data: types.MakeColumnDataInt64(values)}}
+	return Column{types.ColumnValues{Data: types.MakeColumnDataInt64(values)}, true}
 }
 
 // Float32Column is a column of reals.
 func Float32Column(values []float32) Column {
-	return Column{types.ColumnValues{Data: types.MakeColumnDataFloat32(values)}}
+	return Column{types.ColumnValues{Data: types.MakeColumnDataFloat32(values)}, true}
 }
 
 // Float64Column is a column of double precision values.
 func Float64Column(values []float64) Column {
-	return Column{types.ColumnValues{Data: types.MakeColumnDataFloat64(values)}}
+	return Column{types.ColumnValues{Data: types.MakeColumnDataFloat64(values)}, true}
 }
 
 // TextColumn is a column of texts (UTF-8), packed into one string.
 func TextColumn(values []string) Column {
-	return Column{types.ColumnValues{Data: types.MakeColumnDataText(packTexts(values))}}
+	return Column{types.ColumnValues{Data: types.MakeColumnDataText(packTexts(values))}, true}
 }
 
 // BytesColumn is a column of byte strings; a nil slice is NULL.
@@ -71,7 +73,7 @@ func BytesColumn(values [][]byte) Column {
 		packed.Bytes = append(packed.Bytes, b...)
 		packed.Ends[i] = uint32(len(packed.Bytes))
 	}
-	return Column{types.ColumnValues{Nulls: nulls, Data: types.MakeColumnDataBytes(packed)}}
+	return Column{types.ColumnValues{Nulls: nulls, Data: types.MakeColumnDataBytes(packed)}, true}
 }
 
 func packTexts(values []string) types.PackedText {
@@ -95,8 +97,11 @@ func (c Column) WithNulls(nulls []bool) Column {
 	return c
 }
 
-// Len is the number of rows.
+// Len is the number of rows (0 for the zero Column).
 func (c Column) Len() int {
+	if !c.ok {
+		return 0
+	}
 	d := c.v.Data
 	switch d.Tag() {
 	case types.ColumnData_Bool:
@@ -122,7 +127,7 @@ func (c Column) Len() int {
 
 // IsNull says whether the value at row is NULL.
 func (c Column) IsNull(row int) bool {
-	return row < len(c.v.Nulls) && c.v.Nulls[row]
+	return row >= 0 && row < len(c.v.Nulls) && c.v.Nulls[row]
 }
 
 // Bools are the values of a boolean column (false for NULL).
@@ -155,7 +160,13 @@ func (c Column) Float64s() ([]float64, error) {
 	return fixed(c, types.ColumnData_Float64, "float64", c.v.Data.Float64)
 }
 
+// errEmpty is the error of reading the zero Column.
+var errEmpty = fmt.Errorf("wasmig: an empty Column (not made by a constructor nor read from a result)")
+
 func fixed[T any](c Column, tag uint8, name string, get func() []T) ([]T, error) {
+	if !c.ok {
+		return nil, errEmpty
+	}
 	if c.v.Data.Tag() != tag {
 		return nil, fmt.Errorf("wasmig: the column holds %s values, not %s", columnTagName(c.v.Data.Tag()), name)
 	}
@@ -166,6 +177,9 @@ func fixed[T any](c Column, tag uint8, name string, get func() []T) ([]T, error)
 // times, in the WIT's formats), "" for NULL: substrings of the one packed string, nothing
 // copied.
 func (c Column) Texts() ([]string, error) {
+	if !c.ok {
+		return nil, errEmpty
+	}
 	p, ok := packedText(c.v.Data)
 	if !ok {
 		return nil, fmt.Errorf("wasmig: the column holds %s values, not text", columnTagName(c.v.Data.Tag()))
@@ -185,18 +199,27 @@ func (c Column) Texts() ([]string, error) {
 // ByteStrings are the values of a bytea column, nil for NULL, slices of the one packed
 // buffer.
 func (c Column) ByteStrings() ([][]byte, error) {
+	if !c.ok {
+		return nil, errEmpty
+	}
 	if c.v.Data.Tag() != types.ColumnData_Bytes {
 		return nil, fmt.Errorf("wasmig: the column holds %s values, not bytes", columnTagName(c.v.Data.Tag()))
 	}
 	p := c.v.Data.Bytes()
+	// Never nil: a column whose values are all empty comes with no buffer, and a nil
+	// slice of it would read as NULL.
+	buf := p.Bytes
+	if buf == nil {
+		buf = []byte{}
+	}
 	out := make([][]byte, len(p.Ends))
 	start := uint32(0)
 	for i, end := range p.Ends {
-		if end < start || int(end) > len(p.Bytes) {
+		if end < start || int(end) > len(buf) {
 			return nil, fmt.Errorf("wasmig: row %d of the packed bytes ends outside them", i)
 		}
 		if !c.IsNull(i) {
-			out[i] = p.Bytes[start:end:end]
+			out[i] = buf[start:end:end]
 		}
 		start = end
 	}
@@ -268,37 +291,48 @@ func (c *Columns) Names() []string {
 }
 
 // Column is the column at index i (it panics when out of range, as a slice does).
-func (c *Columns) Column(i int) Column { return Column{c.result.Values[i]} }
+func (c *Columns) Column(i int) Column { return Column{c.result.Values[i], true} }
 
 // Named is the column named name.
 func (c *Columns) Named(name string) (Column, error) {
 	for i, col := range c.result.Columns {
 		if col.Name == name {
-			return Column{c.result.Values[i]}, nil
+			return Column{c.result.Values[i], true}, nil
 		}
 	}
 	return Column{}, fmt.Errorf("wasmig: no column %q in the result (%v)", name, c.Names())
 }
 
-func unwrap(columns []Column) []types.ColumnValues {
+func unwrap(columns []Column) ([]types.ColumnValues, error) {
 	out := make([]types.ColumnValues, len(columns))
 	for i, c := range columns {
+		if !c.ok {
+			return nil, fmt.Errorf("column %d: %w", i, errEmpty)
+		}
 		out[i] = c.v
 	}
-	return out
+	return out, nil
 }
 
 // ExecuteColumns runs one statement whose parameters are whole columns, each bound as one
 // array ($1::int8[]): with UNNEST, a batch written in one statement. PostgreSQL only
 // (SQLite and MySQL refuse it with WASMIG-BIND). It returns the rows affected.
 func ExecuteColumns(query string, columns ...Column) (int64, error) {
-	n, err := check(sql.ExecuteColumns(query, unwrap(columns)))
+	values, err := unwrap(columns)
+	if err != nil {
+		return 0, err
+	}
+	n, err := check(sql.ExecuteColumns(query, values))
 	return int64(n), err
 }
 
 // CopyInColumns is CopyIn with the rows given as columns (columns[i] fills names[i]): the
 // fastest way to write a batch into a table. It returns the rows written.
 func CopyInColumns(table string, names []string, columns ...Column) (int64, error) {
-	n, err := check(sql.CopyInColumns(table, names, unwrap(columns)))
+	values, err := unwrap(columns)
+	if err != nil {
+		return 0, err
+	}
+	n, err := check(sql.CopyInColumns(table, names, values))
 	return int64(n), err
 }

@@ -175,6 +175,23 @@ func checkColumns() error {
 		"QueryColumns", ids, texts, raw, wrongType); err != nil {
 		return err
 	}
+	// Empty byte strings with no byte in the column are empty, not NULL; the zero Column
+	// holds nothing and is refused.
+	empties, err := wasmig.QueryColumns("SELECT b FROM (VALUES (''::bytea), (NULL::bytea)) AS t(b)")
+	if err != nil {
+		return err
+	}
+	empty, err := empties.Column(0).ByteStrings()
+	if err != nil {
+		return err
+	}
+	var zero wasmig.Column
+	_, zeroErr := zero.Int64s()
+	_, zeroSent := wasmig.ExecuteColumns("SELECT $1::int8[]", zero)
+	if err := check(empty[0] != nil && len(empty[0]) == 0 && empty[1] == nil && zero.Len() == 0 &&
+		zeroErr != nil && zeroSent != nil, "empty bytes and the zero Column", empty, zeroErr, zeroSent); err != nil {
+		return err
+	}
 	copied, err := wasmig.CopyInColumns("tour_columns", []string{"id", "label"},
 		wasmig.Int64Column([]int64{4}), wasmig.TextColumn([]string{"copied"}))
 	if err != nil {
