@@ -511,9 +511,14 @@ pub fn value_at(column: &ColumnValues, i: usize) -> Value {
 /// A guest's columns as rows (`copy-in-columns` on a backend without a column path).
 pub fn into_rows(call: &str, values: &[ColumnValues]) -> SqlResult<Vec<Vec<Value>>> {
     let rows = check(call, values)?;
-    Ok((0..rows)
+    Ok(rows_between(values, 0..rows))
+}
+
+/// The rows `range` of checked columns ([`check`]), one value per column.
+pub fn rows_between(values: &[ColumnValues], range: std::ops::Range<usize>) -> Vec<Vec<Value>> {
+    range
         .map(|i| values.iter().map(|c| value_at(c, i)).collect())
-        .collect())
+        .collect()
 }
 
 /// A guest's columns as one array parameter each (`execute-columns` on a backend that

@@ -156,3 +156,34 @@ async fn up_sql_keeps_a_components_calls_within_its_limit() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn copy_in_columns_without_a_column_path_is_written_in_chunks_all_or_nothing() {
+    // SQLite writes a call's columns as rows, 10,000 at a time, so that the host never
+    // holds 4M values as rows at once (679 MB before): 24,999 rows in three chunks; and
+    // the call fails as one when its third chunk does.
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    db.exec(
+        "CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('copy-columns');
+         CREATE TABLE e2e_text (text text); INSERT INTO e2e_text VALUES ('25000');
+         CREATE TABLE copied (x INTEGER CHECK (x <> 24999));",
+    )
+    .await;
+    project.wasm_revision("q1", Path::new(crate::test_guest::SCENARIO));
+    let run = project.run(&db, &["up"]).success();
+    assert!(
+        run.stderr.contains("the copy failed") && run.stderr.contains("; 0 in the table"),
+        "the third chunk failed, the call with it: {run:?}"
+    );
+    project.run(&db, &["down", "base"]).success();
+    db.exec("DELETE FROM copied; UPDATE e2e_text SET text = '24999'")
+        .await;
+    let run = project.run(&db, &["up"]).success();
+    assert!(
+        run.stderr
+            .contains("copied 24999 row(s); 24999 in the table"),
+        "{run:?}"
+    );
+    db.drop_db().await;
+}

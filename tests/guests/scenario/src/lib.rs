@@ -175,6 +175,28 @@ impl Migration for Scenario {
                 info!("one value named {n} times");
                 Ok(())
             }
+            "copy-columns" => {
+                // Copies 0..n (n from `e2e_text`) into the table `copied` the test made,
+                // as one column, in a savepoint, and says whether the call failed and how
+                // many rows are in the table then.
+                let n = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
+                let n: i64 = n
+                    .parse()
+                    .map_err(|e| wasmig_guest::Error::msg(format!("e2e_text: {e}")))?;
+                let copied = db::savepoint(|| {
+                    db::copy_in_columns(
+                        "copied",
+                        &["x"],
+                        &[wasmig_guest::ColumnValues::from_int64s((0..n).collect())],
+                    )
+                });
+                let kept = db::query_one("SELECT count(*) FROM copied", &[])?.get::<i64>(0)?;
+                match copied {
+                    Ok(written) => info!("copied {written} row(s); {kept} in the table"),
+                    Err(e) => info!("the copy failed ({e}); {kept} in the table"),
+                }
+                Ok(())
+            }
             "forge" => {
                 // Text the test chose (forged output lines, terminal escapes), logged, printed
                 // through the log at every level, and returned as the error.
