@@ -909,3 +909,38 @@ async fn a_migration_that_truncates_or_rewrites_wasmigs_tables_is_rolled_back() 
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_failed_mark_a_step_forges_is_refused_on_sqlite_and_mysql() {
+    // PostgreSQL counts the step's writes (`FORGED_PROGRESS`); elsewhere the record reads
+    // the marks back: a run begins only without one, and a step of its own transaction
+    // writes none (exit 0 before, then exit 13 on every later run).
+    for backend in [Backend::Sqlite, Backend::Mysql] {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        let at = match backend {
+            Backend::Mysql => "NOW()",
+            _ => "'2026-12-07T00:00:00Z'",
+        };
+        project.sql_revision(
+            "a1",
+            &format!(
+                "INSERT INTO wasmig_failed VALUES ('zz', 'upgrade', '', 'zz', 1, 'forged', NULL, {at});"
+            ),
+            "SELECT 1;",
+        );
+        let run = project.run(&db, &["up"]).fails_with(12);
+        assert!(
+            run.stderr
+                .contains("wasmig_failed held a failed mark of zz that no step of the run wrote"),
+            "{backend:?}: {run:?}"
+        );
+        assert!(db.heads().await.is_empty(), "{backend:?}");
+        assert_eq!(
+            db.count("SELECT count(*) FROM wasmig_failed").await,
+            0,
+            "{backend:?}: rolled back"
+        );
+        db.drop_db().await;
+    }
+}

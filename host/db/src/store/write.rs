@@ -95,6 +95,24 @@ impl VersionStore {
                 history: self.history_len(d).await?,
             };
             unexpected(&finished.record, expected, &found)?;
+            // A run begins only without failed marks, and a step of its own transaction
+            // writes none: any other is the step's SQL's (PostgreSQL's record counts the
+            // writes themselves).
+            if let Some(other) = self
+                .failed(d)
+                .await?
+                .into_iter()
+                .find(|m| m.revision != finished.record.revision)
+            {
+                return Err(crate::RowsWritten {
+                    revision: finished.record.revision.to_owned(),
+                    found: format!(
+                        "{FAILED_TABLE} held a failed mark of {} that no step of the run wrote",
+                        wasmig_contract::text::shown(&other.revision)
+                    ),
+                }
+                .into());
+            }
         }
         self.record_step(d, &finished.record).await?;
         match finished.artifact {
