@@ -9,6 +9,13 @@ use wasmig_guest::{Dialect, Migration, Result, Value, bail, db, info, warn};
 
 struct Scenario;
 
+/// The number the test wrote in `e2e_text`.
+fn count() -> Result<usize> {
+    let text = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
+    text.parse()
+        .map_err(|e| wasmig_guest::Error::msg(format!("e2e_text: {e}")))
+}
+
 fn mode() -> Result<String> {
     let row = db::query_one("SELECT mode FROM e2e_mode", &[])?;
     row.get::<String>(0)
@@ -135,10 +142,7 @@ impl Migration for Scenario {
             "big-params" => {
                 // As many calls as `e2e_text` says, each sending one 8 MiB parameter: what
                 // `up --sql` must keep to write them out.
-                let n = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
-                let n: usize = n
-                    .parse()
-                    .map_err(|e| wasmig_guest::Error::msg(format!("e2e_text: {e}")))?;
+                let n = count()?;
                 let sql = match db::dialect() {
                     Dialect::Sqlite => "SELECT length(?)",
                     _ => "SELECT length($1)",
@@ -154,10 +158,7 @@ impl Migration for Scenario {
                 // One execute-many of a 64 KiB statement with as many rows of no
                 // parameters as `e2e_text` says: `up --sql` writes the statement once per
                 // row.
-                let n = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
-                let n: usize = n
-                    .parse()
-                    .map_err(|e| wasmig_guest::Error::msg(format!("e2e_text: {e}")))?;
+                let n = count()?;
                 let sql = format!("SELECT 1 -- {}", "x".repeat(64 << 10));
                 db::execute_many(&sql, &vec![Vec::new(); n])?;
                 info!("{n} row(s) of a 64 KiB statement");
@@ -166,10 +167,7 @@ impl Migration for Scenario {
             "repeated-placeholder" => {
                 // One call naming one 8 KiB value as many times as `e2e_text` says (SQLite
                 // placeholders): SQLite's script writes the value at each.
-                let n = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
-                let n: usize = n
-                    .parse()
-                    .map_err(|e| wasmig_guest::Error::msg(format!("e2e_text: {e}")))?;
+                let n = count()?;
                 let sql = format!("SELECT 1 WHERE '' IN ({})", vec!["?1"; n].join(", "));
                 db::execute(&sql, &[Value::Text("x".repeat(8 << 10))])?;
                 info!("one value named {n} times");
@@ -179,10 +177,8 @@ impl Migration for Scenario {
                 // Copies 0..n (n from `e2e_text`) into the table `copied` the test made,
                 // as one column, in a savepoint, and says whether the call failed and how
                 // many rows are in the table then.
-                let n = db::query_one("SELECT text FROM e2e_text", &[])?.get::<String>(0)?;
-                let n: i64 = n
-                    .parse()
-                    .map_err(|e| wasmig_guest::Error::msg(format!("e2e_text: {e}")))?;
+                let n =
+                    i64::try_from(count()?).map_err(|e| wasmig_guest::Error::msg(e.to_string()))?;
                 let copied = db::savepoint(|| {
                     db::copy_in_columns(
                         "copied",
