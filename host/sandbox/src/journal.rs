@@ -256,14 +256,23 @@ impl Journal {
 
 /// What a captured call costs the host, near enough, kept and then written out: each
 /// value twice its bytes ([`wasmig_db::result_bytes`]; a literal's escapes and hex may
-/// double it), and each row the statement's text again (SQLite inlines every row's values
+/// double it), an array four times (PostgreSQL's script escapes its elements once for the
+/// array and again for the literal: `\` is written as four bytes, `true` in a `bool[]` as
+/// seven where one byte is sent), and each row the statement's text again (SQLite inlines every row's values
 /// into it, and PostgreSQL writes a statement without parameters, or one whose rows type a
 /// parameter differently, once per row), each value again wherever SQLite may write it
 /// more than once, plus [`CALL_BYTES`] for the call itself.
 fn captured_bytes(call: &Captured, inlines: bool) -> usize {
     let rows = |text: usize, rows: &[Vec<Value>]| -> usize {
         rows.iter()
-            .map(|r| 2 * wasmig_db::result_bytes(r) + text + 8)
+            .map(|r| {
+                let arrays: usize = r
+                    .iter()
+                    .filter(|v| matches!(v, Value::Array(_)))
+                    .map(|v| wasmig_db::result_bytes(std::slice::from_ref(v)))
+                    .sum();
+                2 * (wasmig_db::result_bytes(r) + arrays) + text + 8
+            })
             .sum()
     };
     // SQLite's script writes a value's literal at every place its placeholder appears

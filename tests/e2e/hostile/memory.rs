@@ -132,6 +132,27 @@ async fn up_sql_keeps_a_components_calls_within_its_limit() {
             "{backend:?}: the statement written for each row"
         );
 
+        // PostgreSQL's script escapes an array's elements twice (for the array, then for
+        // the literal): six arrays of 8 MiB of backslashes are 192 MiB of script (counted
+        // as 96 MiB, and written out, before).
+        if backend == Backend::Postgres {
+            db.exec("UPDATE e2e_mode SET mode = 'backslash-array'; UPDATE e2e_text SET text = '6'")
+                .await;
+            let run = project.run(&db, &["up", "--sql"]).fails_with(7);
+            assert!(
+                run.stderr
+                    .contains("revision q1: its SQL calls pass 128 MiB"),
+                "{run:?}"
+            );
+            db.exec("UPDATE e2e_text SET text = '2'").await;
+            let run = project.run(&db, &["up", "--sql"]).success();
+            assert_eq!(
+                run.stdout.matches(&"\\".repeat(32 << 20)).count(),
+                2,
+                "two arrays of 8 MiB, each written as 32 MiB"
+            );
+        }
+
         // SQLite's script writes a value at each of its placeholders: one 8 KiB value
         // named 20,000 times is 160 MB of script (a review's 50,000 took the host to 834 MB).
         if backend == Backend::Sqlite {

@@ -154,6 +154,23 @@ impl Migration for Scenario {
                 info!("{n} call(s) of 8 MiB");
                 Ok(())
             }
+            "backslash-array" => {
+                // As many calls as `e2e_text` says, each sending a text array of one
+                // element of 8 MiB of backslashes: PostgreSQL's script escapes it for the
+                // array and again for the literal, 32 MiB written for 8 MiB sent.
+                let n = count()?;
+                let big = "\\".repeat(8 << 20);
+                for _ in 0..n {
+                    db::execute(
+                        "SELECT cardinality($1::text[])",
+                        &[Value::Array(wasmig_guest::ArrayValue::Text(vec![Some(
+                            big.clone(),
+                        )]))],
+                    )?;
+                }
+                info!("{n} array(s) of 8 MiB of backslashes");
+                Ok(())
+            }
             "repeated-sql" => {
                 // One execute-many of a 64 KiB statement with as many rows of no
                 // parameters as `e2e_text` says: `up --sql` writes the statement once per
