@@ -83,6 +83,10 @@ function isSqlErrorRecord(v) {
 
 // Calls an import, turning its thrown `sql-error` into `SqlError`.
 function call(f, ...args) {
+  for (const a of args) {
+    if (typeof a === "string") wellFormed(a, "the SQL text or table name");
+    else if (Array.isArray(a) && typeof a[0] === "string") wellFormedTexts(a, "column name");
+  }
   try {
     return f(...args);
   } catch (e) {
@@ -90,6 +94,39 @@ function call(f, ...args) {
     if (payload) throw new SqlError(payload);
     throw e;
   }
+}
+
+// Text crosses to the host as UTF-8, which has no form for a lone surrogate (half of a
+// UTF-16 pair, as `slice` can leave one): lowering it would trap, ending the migration with
+// a wasm backtrace and no word of why. Refused here instead, as a TypeError saying where.
+// `isWellFormed` runs in the engine; the walk that finds the index runs only on the error.
+function wellFormed(s, what) {
+  if (typeof s.isWellFormed !== "function" || s.isWellFormed()) return s;
+  let i = 0;
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c >= 0xe000) continue;
+    const d = s.charCodeAt(i + 1);
+    if (c >= 0xdc00 || !(d >= 0xdc00 && d < 0xe000)) break;
+    i += 1;
+  }
+  const unit = s.charCodeAt(i).toString(16);
+  throw new TypeError(
+    `${what} is not valid Unicode: a lone surrogate (\\u${unit}) at index ${i}. ` +
+      "wasmig passes text as UTF-8, which cannot hold one: cut strings on code points, " +
+      "or repair them with toWellFormed() (which writes U+FFFD in its place)",
+  );
+}
+
+// `wellFormed` for every text of an array (nulls and other values skipped): the texts
+// joined with a separator (so that halves of a pair split across two texts stay lone) are
+// tested at once, each text only when that fails, to say which.
+function wellFormedTexts(texts, what) {
+  if (typeof String.prototype.isWellFormed !== "function") return;
+  if (texts.join(",").isWellFormed()) return;
+  texts.forEach((t, i) => {
+    if (typeof t === "string") wellFormed(t, `${what} ${i + 1}`);
+  });
 }
 
 // --- values ------------------------------------------------------------------------------
@@ -144,7 +181,7 @@ function scalar(v) {
   if (v === null || v === undefined) return [null, { tag: "null" }];
   if (v instanceof Typed) {
     if (v.tag === "array") return ["array", toArray(v.value.tag, v.value.elements)];
-    return [v.tag, { tag: v.tag, val: v.value }];
+    return [v.tag, { tag: v.tag, val: typeof v.value === "string" ? wellFormed(v.value, `a ${v.tag} parameter`) : v.value }];
   }
   switch (typeof v) {
     case "boolean":
@@ -154,7 +191,7 @@ function scalar(v) {
     case "number":
       return Number.isInteger(v) ? ["int64", { tag: "int64", val: int64(v) }] : ["float64", { tag: "float64", val: v }];
     case "string":
-      return ["text", { tag: "text", val: v }];
+      return ["text", { tag: "text", val: wellFormed(v, "a text parameter") }];
   }
   if (v instanceof Uint8Array) return ["bytes", { tag: "bytes", val: v }];
   if (v instanceof Date) return ["timestamptz", { tag: "timestamptz", val: v.toISOString() }];
@@ -164,8 +201,9 @@ function scalar(v) {
 function elementOf(tag, e) {
   if (e === null || e === undefined) return null;
   if (tag === "int64") return int64(e);
-  if (e instanceof Typed) return e.value;
+  if (e instanceof Typed) e = e.value;
   if (e instanceof Date) return e.toISOString();
+  if (typeof e === "string") wellFormed(e, "an element of an SQL array");
   return e;
 }
 
@@ -206,6 +244,7 @@ function plainArray(v) {
     tag = t;
   }
   if (tag === null) return undefined;
+  if (tag === "text") wellFormedTexts(v, "element");
   let elements = v;
   if (tag === "int64") elements = v.map((e) => (e === null || e === undefined ? null : int64(e)));
   else if (nulls) elements = v.map((e) => (e === undefined ? null : e));
@@ -528,6 +567,7 @@ function plainColumn(v) {
     }
     const text = v.join("");
     if (!ASCII.test(text)) {
+      wellFormedTexts(v, "text");
       total = 0;
       for (let i = 0; i < n; i++) {
         total += utf8Length(v[i]);
@@ -626,7 +666,7 @@ export function checkpoint() {
  * in the step's one transaction.
  */
 export function nextBatch(checkpoint) {
-  witNextBatch(String(checkpoint));
+  witNextBatch(wellFormed(String(checkpoint), "the checkpoint"));
 }
 
 /** A result read in chunks (a server-side cursor on PostgreSQL). */
@@ -709,16 +749,23 @@ function dispose(resource) {
 
 // --- logging -----------------------------------------------------------------------------
 
+// A log line or error as text the host can take: a lone surrogate becomes U+FFFD (see
+// `wellFormed`), since a message should never fail the migration for how it was cut.
+function repaired(message) {
+  const s = String(message);
+  return typeof s.toWellFormed === "function" ? s.toWellFormed() : s;
+}
+
 /** Logs at trace level. */
-export const trace = (message) => witLog("trace", String(message));
+export const trace = (message) => witLog("trace", repaired(message));
 /** Logs at debug level. */
-export const debug = (message) => witLog("debug", String(message));
+export const debug = (message) => witLog("debug", repaired(message));
 /** Logs at info level (shown by default, prefixed with the revision). */
-export const info = (message) => witLog("info", String(message));
+export const info = (message) => witLog("info", repaired(message));
 /** Logs a warning. */
-export const warn = (message) => witLog("warn", String(message));
+export const warn = (message) => witLog("warn", repaired(message));
 /** Logs an error (it does not fail the migration: throw for that). */
-export const error = (message) => witLog("error", String(message));
+export const error = (message) => witLog("error", repaired(message));
 
 /** Reports progress: `done` units so far, out of `total` if known. */
 export function progress(done, total = null) {
@@ -741,7 +788,7 @@ export function runExport(name, f) {
   try {
     f();
   } catch (e) {
-    if (e instanceof Error) throw `${e.name}: ${e.message}${where(e)}`;
-    throw String(e);
+    if (e instanceof Error) throw repaired(`${e.name}: ${e.message}${where(e)}`);
+    throw repaired(e);
   }
 }

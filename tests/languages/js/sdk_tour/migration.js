@@ -94,6 +94,9 @@ function checkValues() {
     check(db.copyInColumns("tour_columns", ["id", "label"], [[5, 6], ["wide é😀", "plain"]]) === 2, "copyInColumns of plain texts");
     const wide = db.queryColumns("SELECT label FROM tour_columns WHERE id >= 5 ORDER BY id").get(0);
     check(JSON.stringify(wide) === JSON.stringify(["wide é😀", "plain"]), `plain texts back ${JSON.stringify(wide)}`);
+    // Halves of one pair in two texts: each text is refused, whole or as a column.
+    check(lone(() => db.execute("SELECT $1::text[]", ["ok", "a\uD83D", "\uDE00b"])), "a pair split across elements");
+    check(lone(() => db.executeColumns("SELECT cardinality($1::text[])", ["é", "a\uD83D", "\uDE00b"])), "a pair split in a column");
     db.batch("DROP TABLE tour_columns");
   } else {
     row = db.queryOne("SELECT ? AS b, ? AS f, ? AS k", new Uint8Array([0, 1]), 1.5, true);
@@ -110,7 +113,23 @@ function checkValues() {
     refused = e instanceof RangeError;
   }
   check(refused, "a BigInt beyond 2^53 is refused");
+  // Text the host cannot take (a lone surrogate, half of a UTF-16 pair) is refused with a
+  // TypeError saying where, not a trap; a log line is repaired instead.
+  check(lone(() => db.execute(`SELECT ${placeholders(1)}`, "ab\uD800")), "a lone surrogate parameter");
+  check(lone(() => db.execute(`SELECT ${placeholders(1)}`, "😀".slice(0, 1))), "half a pair cut by slice");
+  check(lone(() => db.execute("SELECT 1 -- \uDC00")), "a lone surrogate in the SQL");
+  db.info("a lone \uD800 surrogate in a log line is repaired");
   db.info("values: ok");
+}
+
+// Whether `f` throws the SDK's TypeError for a lone surrogate.
+function lone(f) {
+  try {
+    f();
+  } catch (e) {
+    return e instanceof TypeError && e.message.includes("lone surrogate");
+  }
+  return false;
 }
 
 function firstBatch() {
