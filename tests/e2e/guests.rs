@@ -78,6 +78,52 @@ async fn a_guest_that_panics_traps_and_leaves_nothing_behind() {
 }
 
 #[tokio::test]
+async fn a_statement_that_is_not_utf8_is_refused_and_blamed_on_the_guest() {
+    // C and Go strings are bytes: a guest can hand the host text that is not UTF-8. The
+    // host's reading of the call refuses it (the step fails as the guest's, rolled back),
+    // and says why.
+    for backend in BOTH {
+        let (project, db, _) = scenario(backend, "invalid-utf8").await;
+        let run = project.run(&db, &["up"]).fails_with(6);
+        assert!(
+            run.stderr.contains(
+                "the migration trapped: it passed wasmig text that is not UTF-8 (invalid utf-8 sequence of 1 bytes from index 12)"
+            ) && !run.stderr.contains("wasm backtrace:"),
+            "{backend:?}: {run:?}"
+        );
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_traps_wasm_backtrace_is_logged_with_v_and_left_out_of_the_error() {
+    // The error says what trapped on one line; the frames, mostly numbered functions, are
+    // for `-v` (they once came first and drowned the cause).
+    let (project, db, _) = scenario(Backend::Sqlite, "panic").await;
+    let plain = project.run(&db, &["up"]).fails_with(6);
+    let error = plain
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("the migration trapped: wasm trap: wasm `unreachable` instruction executed")
+            && !error.contains("wasm backtrace:"),
+        "{plain:?}"
+    );
+    let verbose = project.run(&db, &["-v", "up"]).fails_with(6);
+    assert!(
+        verbose
+            .stderr
+            .contains("the migration trapped: error while executing at wasm backtrace:"),
+        "{verbose:?}"
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
 async fn a_guest_blocked_in_a_long_statement_is_stopped_by_the_deadline() {
     for backend in BOTH {
         let started = std::time::Instant::now();

@@ -800,9 +800,44 @@ fn classify(
                     limit: host::TABLE_ELEMENTS_CAP,
                 });
             }
-            Err(Failure::GuestTrap(format!("{err:?}")))
+            Err(Failure::GuestTrap(trap_text(&err)))
         }
     }
+}
+
+/// What a trap says, for its one-line error: the causes (`wasm trap: wasm \`unreachable\`
+/// instruction executed`, a Rust guest's panic; or the host's refusal of what the guest
+/// passed, such as text that is not UTF-8) without the wasm backtrace wasmtime puts first,
+/// which is logged at debug level (`-v`) instead: mostly numbered functions, it drowned the
+/// cause.
+fn trap_text(err: &wasmtime::Error) -> String {
+    if err.downcast_ref::<wasmtime::WasmBacktrace>().is_none() {
+        return format!("{err:#}");
+    }
+    // Escaped as the error is: the frames' names come from the component.
+    tracing::debug!(
+        "the migration trapped: {}",
+        wasmig_contract::text::shown(&format!("{err:?}"))
+    );
+    // The canonical ABI's reading of a string the guest passed (C and Go strings are
+    // bytes): the guest's fault, said as such.
+    if let Some(utf8) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<std::str::Utf8Error>())
+    {
+        return format!(
+            "it passed wasmig text that is not UTF-8 ({utf8}); every string a migration hands the host (SQL, parameters, names, log lines) must be UTF-8 (`-v` logs its wasm backtrace)"
+        );
+    }
+    let causes = err
+        .chain()
+        .skip(1)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    if causes.is_empty() {
+        return format!("{err:#}");
+    }
+    format!("{} (`-v` logs its wasm backtrace)", causes.join(": "))
 }
 
 /// Copies what the guest wrote to stdout and stderr into wasmig's log.

@@ -104,6 +104,16 @@ impl Migration for Scenario {
                 Ok(())
             }
             "panic" => panic!("the scenario panics"),
+            "invalid-utf8" => {
+                // A statement whose text is not UTF-8, as a guest in any language can send
+                // (C and Go strings are bytes): the host must refuse it, blaming the guest,
+                // not take it. (A Rust `&str` cannot hold it; the bytes are forced in.)
+                // SAFETY: deliberately not UTF-8: only the bytes reach the host, which
+                // checks them; nothing here reads the string as text.
+                let sql = unsafe { String::from_utf8_unchecked(b"SELECT 1 -- \xff\xfe".to_vec()) };
+                db::execute(&sql, &[])?;
+                Ok(())
+            }
             "long-sql" => {
                 match db::dialect() {
                     Dialect::Postgres => {
