@@ -789,11 +789,12 @@ impl PgSession {
     /// When the next step begins at once ([`Session::begin_next_in_commit`],
     /// [`PgSession::next_begin`]), the same message then begins its transaction, with the
     /// statement [`PgDatabase::begin_session`] would send, and the connection is kept with
-    /// the row it read. A `COMMIT` ends the reset's own transaction first: in a message of
-    /// several statements, a `BEGIN` turns the implicit transaction they run in into its
-    /// own, which began before the reset, with this step's defaults (its
-    /// `client_min_messages` is set for that transaction alone, so that this `COMMIT`'s
-    /// warning, "there is no transaction in progress", is not sent). The begin's select
+    /// the row it read. The reset then runs in a transaction of its own, begun and committed
+    /// explicitly: in a message of several statements, a `BEGIN` would turn the implicit
+    /// transaction the reset runs in into its own (so the next step's transaction would
+    /// hold the reset), and a `COMMIT` of an implicit transaction warns "there is no
+    /// transaction in progress", which the server logs (it did, once a step, in the
+    /// database's log). The begin's select
     /// waits for a lock no longer than [`EARLY_BEGIN_LOCK_WAIT`] (then put back to the
     /// default for the step): it must not hold up the report of this commit.
     ///
@@ -806,18 +807,23 @@ impl PgSession {
         let durability = if self.lazy_commit { "off" } else { "DEFAULT" };
         let release = self.take_release();
         let next = self.next_begin();
-        let sql = format!(
-            "{release}SET LOCAL synchronous_commit TO {durability}; COMMIT; {}{}",
-            super::RESET_SESSION,
-            next.as_deref().map_or_else(String::new, |begin| {
+        let reset_sql = super::RESET_SESSION;
+        let sql = match next.as_deref() {
+            None => {
+                format!(
+                    "{release}SET LOCAL synchronous_commit TO {durability}; COMMIT; {reset_sql}"
+                )
+            }
+            Some(begin) => {
                 let select = begin.strip_prefix("BEGIN; ").unwrap_or(begin);
                 format!(
-                    "; SET LOCAL client_min_messages = error; COMMIT; BEGIN; \
-                     SET LOCAL lock_timeout = '{EARLY_BEGIN_LOCK_WAIT}'; {select}; \
+                    "{release}SET LOCAL synchronous_commit TO {durability}; COMMIT; \
+                     BEGIN; {reset_sql}; COMMIT; \
+                     BEGIN; SET LOCAL lock_timeout = '{EARLY_BEGIN_LOCK_WAIT}'; {select}; \
                      SET LOCAL lock_timeout TO DEFAULT"
                 )
-            }),
-        );
+            }
+        };
         let mut last = None;
         let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(self.conn());
         // The first results are the RELEASE's (if any), the SET's and the COMMIT's.
