@@ -777,7 +777,13 @@ function where(e) {
   const frames = String(e.stack || "")
     .split("\n")
     .map((l) => l.trim())
-    .filter((l) => l.startsWith("at ") && !l.includes("/node_modules/wasmig/") && !l.includes("/wasmig_entry.js"));
+    .filter(
+      (l) =>
+        l.startsWith("at ") &&
+        !l.endsWith("(native)") &&
+        !l.includes("/node_modules/wasmig/") &&
+        !l.includes("/wasmig_entry.js"),
+    );
   const match = frames.length ? /\(([^)]*)\)$/.exec(frames[0]) : null;
   return match ? ` (at ${match[1]})` : "";
 }

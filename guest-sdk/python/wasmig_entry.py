@@ -18,7 +18,10 @@ def _run(name):
     try:
         function()
     except Exception as e:  # noqa: BLE001 - every failure must reach wasmig as a message
-        raise Err(f"{type(e).__name__}: {e}{_where(e)}") from None
+        # A lone surrogate in the message becomes U+FFFD: the host takes UTF-8 only.
+        message = f"{type(e).__name__}: {e}{_where(e)}"
+        message = message.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        raise Err(message) from None
 
 
 def _where(e):

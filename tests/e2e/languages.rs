@@ -438,6 +438,29 @@ async fn sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(language: Lan
         );
         assert_eq!(db.count("SELECT count(*) FROM tour").await, 5);
 
+        // A lone surrogate in a parameter (Python and JavaScript strings can hold one; C and
+        // Go pass bytes, which the host checks: `guests.rs`) is the SDK's error, raised
+        // where the migration passed it, not a trap.
+        if let Some(at) = match language {
+            Language::Python => Some("(at migration.py:"),
+            Language::Js => Some("(at /migration.js:"),
+            Language::C | Language::Go => None,
+        } {
+            db.exec("UPDATE tour SET label = 'fail-lone' WHERE id = 1")
+                .await;
+            let failed = run_cached(&project, &db, &["down"]).fails_with(6);
+            assert!(
+                failed
+                    .stderr
+                    .contains("a text parameter is not valid Unicode: a lone surrogate")
+                    && failed.stderr.contains(at)
+                    && !failed.stderr.contains("trapped"),
+                "{language:?} {backend:?}:\n{}",
+                failed.stderr
+            );
+            assert_eq!(db.heads().await, ["b2"], "{language:?} {backend:?}");
+        }
+
         db.exec("UPDATE tour SET label = 'one' WHERE id = 1").await;
         run_cached(&project, &db, &["down"]).success();
         assert!(!db.table_exists("tour").await);

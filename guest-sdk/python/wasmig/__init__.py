@@ -116,8 +116,55 @@ class SqlError(Exception):
         return cls(err.code, err.message, err.detail, err.hint, err.constraint, err.table, err.column)
 
 
+def _utf8(text, what):
+    """``text``, refused with a ``ValueError`` saying where when it holds a lone surrogate.
+
+    Text crosses to the host as UTF-8, which has no form for a lone surrogate (``"\\ud800"``,
+    or one left by ``surrogateescape``): the component's lowering would trap, ending the
+    migration with a wasm backtrace and no word of why. ``isascii`` is constant time in
+    CPython; only other text is encoded to find out.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} is not valid Unicode: a lone surrogate ({text[e.start]!a}) at index "
+            f"{e.start}. wasmig passes text as UTF-8, which cannot hold one: repair it "
+            "(for instance with .encode('utf-16', 'surrogatepass').decode('utf-16', 'replace'), "
+            "which writes U+FFFD in its place)"
+        ) from None
+    return text
+
+
+def _utf8_all(texts, what):
+    """``_utf8`` of every ``str`` of ``texts`` (others skipped), numbered from 1: ASCII
+    ones are told apart in C (``isascii`` over the list), the rest encoded."""
+    strings = [t for t in texts if t is not None] if None in texts else texts
+    if all(map(str.isascii, strings)):
+        return
+    for i, t in enumerate(texts, 1):
+        if type(t) is str:
+            _utf8(t, f"{what} {i}")
+
+
+def _repaired(message):
+    """A log line or error message as text the host can take: a lone surrogate becomes
+    U+FFFD, since a message should never fail the migration for how it was made."""
+    text = str(message)
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _call(function, *args):
     """Calls an import, turning its ``Err(sql-error)`` into ``SqlError``."""
+    for arg in args:
+        if type(arg) is str:
+            _utf8(arg, "the SQL text or table name")
+        elif type(arg) is list and arg and type(arg[0]) is str:
+            _utf8_all(arg, "column name")
     try:
         return function(*args)
     except _Err as e:
@@ -195,7 +242,7 @@ def _scalar(value):
     if isinstance(value, float):
         return "float64", _t.Value_Float64(value)
     if isinstance(value, str):
-        return "text", _t.Value_Text(value)
+        return "text", _t.Value_Text(_utf8(value, "a text parameter"))
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "bytes", _t.Value_Bytes(bytes(value))
     if isinstance(value, _decimal.Decimal):
@@ -230,7 +277,7 @@ _SCALARS = {
     bool: lambda value: ("bool", _t.Value_Bool(value)),
     int: lambda value: ("int64", _t.Value_Int64(_int64(value))),
     float: lambda value: ("float64", _t.Value_Float64(value)),
-    str: lambda value: ("text", _t.Value_Text(value)),
+    str: lambda value: ("text", _t.Value_Text(_utf8(value, "a text parameter"))),
 }
 
 
@@ -307,6 +354,8 @@ def _plain_array(value):
     array = _PLAIN_ARRAYS.get(kind)
     if array is None:
         return None
+    if kind is str:
+        _utf8_all(value, "element")
     if kind is int:
         numbers = [e for e in value if e is not None] if nulls else value
         if numbers and (min(numbers) < _INT64_MIN or max(numbers) > _INT64_MAX):
@@ -660,7 +709,7 @@ def next_batch(checkpoint):
     """Asks for another batch once this call returns, resuming from ``checkpoint`` (text).
     In a ``transaction = "batched"`` revision each batch commits on its own; otherwise all
     batches run in the step's one transaction."""
-    _batch.next_batch(str(checkpoint))
+    _batch.next_batch(_utf8(str(checkpoint), "the checkpoint"))
 
 
 class Cursor:
@@ -754,7 +803,7 @@ class savepoint:
 
 
 def _write(level, message):
-    _log.log(level, str(message))
+    _log.log(level, _repaired(message))
 
 
 def trace(message):

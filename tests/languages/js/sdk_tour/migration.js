@@ -164,5 +164,6 @@ function secondBatch() {
 export function downgrade() {
   const label = db.queryOne("SELECT label FROM tour WHERE id = 1").get("label");
   if (label === "fail-downgrade") db.execute("INSERT INTO no_such_table VALUES (1)");
+  if (label === "fail-lone") db.execute(`SELECT ${placeholders(1)}`, "\uD800");
   db.batch("DROP TABLE tour");
 }

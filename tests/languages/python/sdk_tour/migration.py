@@ -49,6 +49,9 @@ def check_columns():
     assert batch["n"] == [decimal.Decimal("1.50"), None, decimal.Decimal("-2")], batch["n"]
     assert wasmig.copy_in_columns("tour_columns", ["id", "label"], [[4], ["copied"]]) == 1
     assert wasmig.query_one("SELECT label FROM tour_columns WHERE id = 4")[0] == "copied"
+    # Lone surrogates in an array's texts or a column's: refused, naming the element.
+    assert lone(lambda: wasmig.execute("SELECT $1::text[]", ["ok", None, "\ud83d"])), "an array element"
+    assert lone(lambda: wasmig.execute_columns("SELECT cardinality($1::text[])", ["\u00e9", "a\udc00"])), "a column"
     wasmig.batch("DROP TABLE tour_columns")
 
 
@@ -84,7 +87,21 @@ def check_values():
     assert row["b"] == b"\x00\x01" and row["f"] == 1.5 and row["k"] in (True, 1), row
     big = wasmig.query_one("SELECT " + placeholders(1) + " AS big", 2**53 + 1)["big"]
     assert big == 2**53 + 1, big
+    # Text the host cannot take (a lone surrogate) is refused with a ValueError saying where,
+    # not a trap; a log line is repaired instead.
+    assert lone(lambda: wasmig.execute("SELECT " + placeholders(1), "ab\ud800")), "a lone surrogate parameter"
+    assert lone(lambda: wasmig.execute("SELECT 1 -- \udc00")), "a lone surrogate in the SQL"
+    wasmig.info("a lone \ud800 surrogate in a log line is repaired")
     wasmig.info("values: ok")
+
+
+def lone(f):
+    """Whether ``f`` raises the SDK's ValueError for a lone surrogate."""
+    try:
+        f()
+    except ValueError as e:
+        return "lone surrogate" in str(e)
+    return False
 
 
 def first_batch():
@@ -118,6 +135,8 @@ def downgrade():
     label = wasmig.query_one("SELECT label FROM tour WHERE id = 1")["label"]
     if label == "fail-downgrade":
         wasmig.execute("INSERT INTO no_such_table VALUES (1)")
+    if label == "fail-lone":
+        wasmig.execute("SELECT " + placeholders(1), "\ud800")
     wasmig.batch("DROP TABLE tour")
 
 
