@@ -205,8 +205,8 @@ pub(super) fn scalar_text(value: &Value, at: ParamRef) -> Result<Option<String>,
         Value::Int16(v) => v.to_string(),
         Value::Int32(v) => v.to_string(),
         Value::Int64(v) => v.to_string(),
-        Value::Float32(v) => float_text(f64::from(*v), v.to_string()),
-        Value::Float64(v) => float_text(*v, v.to_string()),
+        Value::Float32(v) => float_text(f64::from(*v), v.to_string(), || format!("{v:e}")),
+        Value::Float64(v) => float_text(*v, v.to_string(), || format!("{v:e}")),
         Value::Numeric(text) => {
             value::parse_numeric(text, at)?;
             text.clone()
@@ -237,13 +237,22 @@ pub(super) fn scalar_text(value: &Value, at: ParamRef) -> Result<Option<String>,
     }))
 }
 
-/// Rust prints finite floats in the shortest form that reads back exactly, which is also
-/// valid PostgreSQL input; the special values need PostgreSQL's spelling.
-fn float_text(v: f64, shortest: String) -> String {
+/// The longest plain decimal a float is written as: past it, the exponent form.
+const FLOAT_PLAIN_MAX: usize = 24;
+
+/// Rust prints finite floats in the shortest digits that read back exactly, which is also
+/// valid PostgreSQL input, as a plain decimal (`shortest`) or with an exponent
+/// (`exponent`); the special values need PostgreSQL's spelling. The plain decimal of a
+/// tiny or huge value runs to hundreds of digits (`-2.2250738585072014e-308` as 330 bytes,
+/// which let a script grow past what `up --sql` counts for it, found by a review): such a
+/// value is written with its exponent.
+fn float_text(v: f64, shortest: String, exponent: impl FnOnce() -> String) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
         if v > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else if shortest.len() > FLOAT_PLAIN_MAX {
+        exponent()
     } else {
         shortest
     }
@@ -305,6 +314,33 @@ mod tests {
 
     fn s(x: &str) -> String {
         x.to_owned()
+    }
+
+    #[test]
+    fn floats_are_short_and_exact() {
+        let at = ParamRef::new('$', 0);
+        let text = |v: Value| scalar_text(&v, at).unwrap().unwrap();
+        for (v, want) in [
+            (Value::Float64(0.1), "0.1"),
+            (Value::Float64(-1.5), "-1.5"),
+            (Value::Float64(1e15), "1000000000000000"),
+            (
+                Value::Float64(-2.225_073_858_507_201_4e-308),
+                "-2.2250738585072014e-308",
+            ),
+            (Value::Float64(f64::MAX), "1.7976931348623157e308"),
+            (Value::Float64(5e-324), "5e-324"),
+            (Value::Float32(f32::MAX), "3.4028235e38"),
+            (Value::Float32(1e-40), "1e-40"),
+            (Value::Float64(f64::NAN), "NaN"),
+        ] {
+            assert_eq!(text(v), want);
+        }
+        for v in [f64::MIN_POSITIVE, -f64::MAX, 1e-7, 123.456e200] {
+            let written = text(Value::Float64(v));
+            assert!(written.len() <= FLOAT_PLAIN_MAX, "{written}");
+            assert_eq!(written.parse::<f64>().unwrap(), v, "reads back exactly");
+        }
     }
 
     #[test]

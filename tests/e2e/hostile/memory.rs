@@ -153,6 +153,22 @@ async fn up_sql_keeps_a_components_calls_within_its_limit() {
             );
         }
 
+        // A float is written in its shortest exact digits with an exponent when the plain
+        // decimal would be long: 200,000 of the smallest normal double took 66 MB of
+        // script written in full (330 bytes each, where 64 are counted; found by a review).
+        if backend == Backend::Postgres {
+            db.exec(
+                "UPDATE e2e_mode SET mode = 'tiny-floats'; UPDATE e2e_text SET text = '200000'",
+            )
+            .await;
+            let run = project.run(&db, &["up", "--sql"]).success();
+            assert!(
+                run.stdout.contains("\"-2.2250738585072014e-308\"") && run.stdout.len() < 8 << 20,
+                "{} bytes of script",
+                run.stdout.len()
+            );
+        }
+
         // SQLite's script writes a value at each of its placeholders: one 8 KiB value
         // named 20,000 times is 160 MB of script (a review's 50,000 took the host to 834 MB).
         if backend == Backend::Sqlite {

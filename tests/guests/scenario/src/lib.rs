@@ -181,6 +181,22 @@ impl Migration for Scenario {
                 info!("{n} array(s) of 8 MiB of backslashes");
                 Ok(())
             }
+            "tiny-floats" => {
+                // One float8 array of as many of the smallest normal double as `e2e_text`
+                // says: written in full decimal, each is 330 bytes of script.
+                let n = count()?;
+                db::execute(
+                    "SELECT cardinality($1::float8[])",
+                    &[Value::Array(wasmig_guest::ArrayValue::Float64(vec![
+                        Some(
+                            -f64::MIN_POSITIVE
+                        );
+                        n
+                    ]))],
+                )?;
+                info!("{n} tiny float(s)");
+                Ok(())
+            }
             "repeated-sql" => {
                 // One execute-many of a 64 KiB statement with as many rows of no
                 // parameters as `e2e_text` says: `up --sql` writes the statement once per
