@@ -153,15 +153,27 @@ export const time = (text) => new Typed("time", String(text));
 /** A `timestamp` parameter (no zone); a `Date` binds as `timestamptz`. */
 export const timestamp = (text) => new Typed("timestamp", String(text));
 /** A `smallint` parameter (a plain integer binds as `bigint`). */
-export const int16 = (n) => new Typed("int16", Number(n));
+export const int16 = (n) => new Typed("int16", intOf(16, n));
 /** An `integer` parameter. */
-export const int32 = (n) => new Typed("int32", Number(n));
+export const int32 = (n) => new Typed("int32", intOf(32, n));
 /** A `real` parameter (a non-integer Number binds as `double precision`). */
 export const float32 = (n) => new Typed("float32", Number(n));
 /** A `double precision` parameter, also for integral Numbers (`float64(1)`). */
 export const float64 = (n) => new Typed("float64", Number(n));
 /** An array of one element type (`array("int32", [1, null])`); plain arrays infer it. */
 export const array = (tag, elements) => new Typed("array", { tag, elements });
+
+// `n` as a Number when it is an integer that fits `bits` signed bits (the WIT's s16, s32):
+// the component's lowering would otherwise wrap or clamp it silently (70000 as an int16 was
+// bound as 4464).
+function intOf(bits, n) {
+  const v = Number(n);
+  const max = 2 ** (bits - 1);
+  if (!Number.isInteger(v) || v < -max || v >= max) {
+    throw new RangeError(`${n} does not fit a ${bits}-bit SQL integer (int${bits / 8})`);
+  }
+  return v;
+}
 
 function int64(n) {
   if (typeof n === "bigint") {
@@ -201,6 +213,7 @@ function scalar(v) {
 function elementOf(tag, e) {
   if (e === null || e === undefined) return null;
   if (tag === "int64") return int64(e);
+  if (tag === "int16" || tag === "int32") return intOf(tag === "int16" ? 16 : 32, e instanceof Typed ? e.value : e);
   if (e instanceof Typed) e = e.value;
   if (e instanceof Date) return e.toISOString();
   if (typeof e === "string") wellFormed(e, "an element of an SQL array");
@@ -769,6 +782,9 @@ export const error = (message) => witLog("error", repaired(message));
 
 /** Reports progress: `done` units so far, out of `total` if known. */
 export function progress(done, total = null) {
+  if (done < 0 || (total !== null && total !== undefined && total < 0)) {
+    throw new RangeError(`progress counts from 0: done = ${done}, total = ${total}`);
+  }
   witProgress(int64(done), total === null || total === undefined ? null : int64(total));
 }
 

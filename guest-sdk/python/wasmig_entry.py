@@ -17,11 +17,19 @@ def _run(name):
         raise Err(f"migration.py defines no function `{name}()`")
     try:
         function()
-    except Exception as e:  # noqa: BLE001 - every failure must reach wasmig as a message
-        # A lone surrogate in the message becomes U+FFFD: the host takes UTF-8 only.
-        message = f"{type(e).__name__}: {e}{_where(e)}"
-        message = message.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        raise Err(message) from None
+    except BaseException as e:  # noqa: BLE001 - every failure (`sys.exit` too) must reach wasmig as a message
+        raise Err(_message(e)) from None
+
+
+def _message(e):
+    """The error string for ``e``: its type, message and where, as text the host takes (a
+    lone surrogate becomes U+FFFD), even when ``str(e)`` itself raises."""
+    try:
+        text = str(e)
+    except BaseException:  # noqa: BLE001 - a broken __str__ must not trap the component
+        text = "(its message could not be made)"
+    message = f"{type(e).__name__}: {text}{_where(e)}"
+    return message.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _where(e):

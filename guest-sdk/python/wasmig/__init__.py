@@ -29,6 +29,7 @@ Python revision; it is not installed with pip.
 import datetime as _datetime
 import decimal as _decimal
 import itertools as _itertools
+import json as _json
 import uuid as _uuid
 
 from componentize_py_types import Err as _Err
@@ -145,7 +146,7 @@ def _utf8_all(texts, what):
     if all(map(str.isascii, strings)):
         return
     for i, t in enumerate(texts, 1):
-        if type(t) is str:
+        if isinstance(t, str):
             _utf8(t, f"{what} {i}")
 
 
@@ -161,9 +162,9 @@ def _repaired(message):
 def _call(function, *args):
     """Calls an import, turning its ``Err(sql-error)`` into ``SqlError``."""
     for arg in args:
-        if type(arg) is str:
+        if isinstance(arg, str):
             _utf8(arg, "the SQL text or table name")
-        elif type(arg) is list and arg and type(arg[0]) is str:
+        elif type(arg) is list and arg and isinstance(arg[0], str):
             _utf8_all(arg, "column name")
     try:
         return function(*args)
@@ -208,10 +209,16 @@ class Float32(_Typed):
 
 def _json_text(value):
     if isinstance(value, str):
-        return value
-    import json
+        return _utf8(value, "a json parameter")
+    return _json.dumps(value, separators=(",", ":"))
 
-    return json.dumps(value, separators=(",", ":"))
+
+def _int_bits(value, bits):
+    """``value`` when it fits a signed integer of ``bits`` bits (the WIT's s16, s32), which
+    the component's lowering would otherwise trap on; a ValueError saying so if not."""
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise ValueError(f"{value} does not fit a {bits}-bit SQL integer (int{bits // 8})")
+    return value
 
 
 def _int64(value):
@@ -264,9 +271,9 @@ def _scalar(value):
     if isinstance(value, Jsonb):
         return "jsonb", _t.Value_Jsonb(_json_text(value.value))
     if isinstance(value, Int16):
-        return "int16", _t.Value_Int16(value.value)
+        return "int16", _t.Value_Int16(_int_bits(value.value, 16))
     if isinstance(value, Int32):
-        return "int32", _t.Value_Int32(value.value)
+        return "int32", _t.Value_Int32(_int_bits(value.value, 32))
     if isinstance(value, Float32):
         return "float32", _t.Value_Float32(value.value)
     raise TypeError(f"cannot pass a {type(value).__name__} as an SQL parameter")
@@ -833,4 +840,8 @@ def error(message):
 
 def progress(done, total=None):
     """Reports progress: ``done`` units so far, out of ``total`` if known."""
-    _log.progress(int(done), None if total is None else int(total))
+    done = int(done)
+    total = None if total is None else int(total)
+    if done < 0 or (total is not None and total < 0):
+        raise ValueError(f"progress counts from 0: done = {done}, total = {total}")
+    _log.progress(done, total)

@@ -119,6 +119,20 @@ function checkValues() {
   check(lone(() => db.execute(`SELECT ${placeholders(1)}`, "😀".slice(0, 1))), "half a pair cut by slice");
   check(lone(() => db.execute("SELECT 1 -- \uDC00")), "a lone surrogate in the SQL");
   db.info("a lone \uD800 surrogate in a log line is repaired");
+  // Typed integers out of their range are refused, not wrapped or clamped by the lowering
+  // (70000 as an int16 was bound as 4464), nor a negative progress.
+  const range = (f) => {
+    try {
+      f();
+    } catch (e) {
+      return e instanceof RangeError;
+    }
+    return false;
+  };
+  check(range(() => db.int16(70000)), "int16 out of range");
+  check(range(() => db.int32(2 ** 32 + 5)), "int32 out of range");
+  check(range(() => db.execute(`SELECT ${placeholders(1)}`, db.array("int16", [1, 70000]))), "int16[] out of range");
+  check(range(() => db.progress(-1)), "negative progress");
   db.info("values: ok");
 }
 

@@ -92,7 +92,23 @@ def check_values():
     assert lone(lambda: wasmig.execute("SELECT " + placeholders(1), "ab\ud800")), "a lone surrogate parameter"
     assert lone(lambda: wasmig.execute("SELECT 1 -- \udc00")), "a lone surrogate in the SQL"
     wasmig.info("a lone \ud800 surrogate in a log line is repaired")
+    assert lone(lambda: wasmig.execute("SELECT " + placeholders(1), wasmig.Json('"\ud800"'))), "json text"
+    # Typed integers out of range and a negative progress are refused, not trapped on;
+    # a Json of a dict is serialised (json is imported with the SDK, not at run time).
+    assert refused(lambda: wasmig.execute("SELECT " + placeholders(1), wasmig.Int16(70000))), "int16"
+    assert refused(lambda: wasmig.execute("SELECT " + placeholders(1), [wasmig.Int32(2**31)])), "int32[]"
+    assert refused(lambda: wasmig.progress(-1)), "negative progress"
+    assert wasmig.query_one("SELECT " + placeholders(1) + " AS j", wasmig.Json({"k": 1}))["j"] in ('{"k":1}', '{"k": 1}')
     wasmig.info("values: ok")
+
+
+def refused(f):
+    """Whether ``f`` raises a ValueError (the SDK's, for a value the host cannot take)."""
+    try:
+        f()
+    except ValueError:
+        return True
+    return False
 
 
 def lone(f):
