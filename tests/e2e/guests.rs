@@ -92,6 +92,17 @@ async fn a_statement_that_is_not_utf8_is_refused_and_blamed_on_the_guest() {
             "{backend:?}: {run:?}"
         );
         assert_eq!(db.heads().await, ["a1"], "{backend:?}");
+        // The same bytes as the error the migration returns.
+        db.exec("UPDATE e2e_mode SET mode = 'invalid-utf8-error'")
+            .await;
+        let run = project.run(&db, &["up"]).fails_with(6);
+        assert!(
+            run.stderr.contains(
+                "the migration trapped: it passed wasmig text that is not UTF-8 (invalid utf-8 sequence of 1 bytes from index 7)"
+            ),
+            "{backend:?}: {run:?}"
+        );
+        assert_eq!(db.heads().await, ["a1"], "{backend:?}");
         db.drop_db().await;
     }
 }

@@ -811,23 +811,31 @@ fn classify(
 /// which is logged at debug level (`-v`) instead: mostly numbered functions, it drowned the
 /// cause.
 fn trap_text(err: &wasmtime::Error) -> String {
-    if err.downcast_ref::<wasmtime::WasmBacktrace>().is_none() {
-        return format!("{err:#}");
+    let backtrace = err.downcast_ref::<wasmtime::WasmBacktrace>().is_some();
+    if backtrace {
+        // Escaped as the error is: the frames' names come from the component.
+        tracing::debug!(
+            "the migration trapped: {}",
+            wasmig_contract::text::shown(&format!("{err:?}"))
+        );
     }
-    // Escaped as the error is: the frames' names come from the component.
-    tracing::debug!(
-        "the migration trapped: {}",
-        wasmig_contract::text::shown(&format!("{err:?}"))
-    );
     // The canonical ABI's reading of a string the guest passed (C and Go strings are
-    // bytes): the guest's fault, said as such.
+    // bytes), in a call or as the error it returned: the guest's fault, said as such.
     if let Some(utf8) = err
         .chain()
         .find_map(|e| e.downcast_ref::<std::str::Utf8Error>())
     {
+        let logged = if backtrace {
+            " (`-v` logs its wasm backtrace)"
+        } else {
+            ""
+        };
         return format!(
-            "it passed wasmig text that is not UTF-8 ({utf8}); every string a migration hands the host (SQL, parameters, names, log lines) must be UTF-8 (`-v` logs its wasm backtrace)"
+            "it passed wasmig text that is not UTF-8 ({utf8}); every string a migration hands the host (SQL, parameters, names, log lines, its error) must be UTF-8{logged}"
         );
+    }
+    if !backtrace {
+        return format!("{err:#}");
     }
     let causes = err
         .chain()

@@ -104,6 +104,13 @@ impl Migration for Scenario {
                 Ok(())
             }
             "panic" => panic!("the scenario panics"),
+            "invalid-utf8-error" => {
+                // The same bytes as the migration's own error (C's `wasmig_fail`, Go's
+                // `errors.New` can return them).
+                // SAFETY: deliberately not UTF-8, as above: only its bytes reach the host.
+                let message = unsafe { String::from_utf8_unchecked(b"failed \xff\xfe".to_vec()) };
+                Err(wasmig_guest::Error::msg(message))
+            }
             "invalid-utf8" => {
                 // A statement whose text is not UTF-8, as a guest in any language can send
                 // (C and Go strings are bytes): the host must refuse it, blaming the guest,
