@@ -196,3 +196,45 @@ async fn a_step_that_shortens_its_sessions_timeouts_is_still_recorded() {
     assert_eq!(db.count("SELECT count(*) FROM t").await, 1);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn deferrable_serializable_defaults_do_not_hold_up_the_reset_on_postgres() {
+    // A step that leaves `serializable`, `deferrable` and `read only` as the session's
+    // defaults: the reset after its commit ran in a transaction with them, whose first
+    // statement waited for a safe snapshot as long as any serializable transaction in the
+    // cluster stayed open. Here one stays open for the whole run (it ends after the
+    // assertions), so the run finishes only if the reset does not wait for it.
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE t (x int);
+         SET default_transaction_isolation = 'serializable';
+         SET default_transaction_deferrable = on;
+         SET default_transaction_read_only = on;",
+        "DROP TABLE t;",
+    );
+    project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+    project.sql_revision("c3", "INSERT INTO t VALUES (2);", "DELETE FROM t;");
+    let mut other = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT 1")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    // Bounded here (not a measure of speed: before the fix, the run waited until the
+    // other transaction ended, which is after it).
+    let mut up = tokio::process::Command::from(crate::support::wasmig_cmd(&project.dir));
+    up.args(["up", "--database-url", &db.url])
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), up.output())
+        .await
+        .expect("the run waited for the other session's serializable transaction")
+        .unwrap();
+    crate::support::Run::from_output(out).success();
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    assert_eq!(db.heads().await, ["c3"]);
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
+    db.drop_db().await;
+}

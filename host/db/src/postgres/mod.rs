@@ -111,7 +111,15 @@ const MAX_CONNECTIONS: u32 = 4 + crate::MAX_WORKERS;
 /// `DEALLOCATE ALL`, which would drop the statements sqlx keeps prepared on the connection
 /// and make its next use of them fail. Settings given at connect time (the
 /// `application_name`, sqlx's `TimeZone`, `DateStyle`…) are what `RESET ALL` returns to.
-pub(super) const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+///
+/// Its transaction is `READ COMMITTED` whatever defaults the migration left: under
+/// `default_transaction_isolation = serializable` with `default_transaction_deferrable` and
+/// `default_transaction_read_only` on, its first statement would wait for a safe snapshot
+/// as long as any serializable transaction in the cluster stays open (found by a review:
+/// 23.6 s behind another session's). Set first, as `SET TRANSACTION` must be; on a
+/// connection still in a transaction it fails, and the connection is closed.
+pub(super) const RESET_SESSION: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+     CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
      UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
 /// A PostgreSQL database reached through a small pool.
