@@ -238,3 +238,32 @@ async fn deferrable_serializable_defaults_do_not_hold_up_the_reset_on_postgres()
     assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_statement_a_step_prepared_does_not_reach_the_next_step_on_postgres() {
+    // Two steps preparing the same name, as copied migrations do: the second's `PREPARE`
+    // failed with 42P05 on the connection the first left, where the reset kept what the
+    // migration prepared by SQL. sqlx's own statements stay (the next steps' records use
+    // them).
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE t (x int); PREPARE add_one AS INSERT INTO t VALUES (1); EXECUTE add_one;",
+        "DROP TABLE t;",
+    );
+    project.sql_revision(
+        "b2",
+        "PREPARE add_one AS INSERT INTO t VALUES (2); EXECUTE add_one;",
+        "DELETE FROM t WHERE x = 2;",
+    );
+    project.sql_revision(
+        "c3",
+        "INSERT INTO t VALUES (3);",
+        "DELETE FROM t WHERE x = 3;",
+    );
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["c3"]);
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 3);
+    db.drop_db().await;
+}
