@@ -1377,37 +1377,28 @@ impl Session for PgSession {
             doing: "checking the transaction id".into(),
             source,
         };
-        // A failed statement left a transaction block aborted, and an aborted block answers
-        // nothing. Whether ours was committed behind wasmig's back (a `COMMIT` and then a
-        // `BEGIN` the check did not see) the server's commit log says, asked on another
-        // connection: our id is `aborted` when the failure aborted it, and `committed` when
-        // a statement committed it. When the relay saw the server say the block is aborted
-        // (`ReadyForQuery` `E`), nothing is asked on this connection: the server would
-        // answer with an error, and log it ("current transaction is aborted"), once for
-        // every failed step.
-        let aborted = self.wire.as_ref().is_some_and(|w| w.status() == Some(b'E'));
-        let answered = if aborted {
-            None
-        } else {
-            match sqlx::raw_sql("SELECT pg_catalog.txid_current()")
-                .fetch_one(self.conn())
-                .await
-            {
-                Ok(row) => Some(row),
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => None,
-                Err(e) => return Err(query_error(e).into()),
-            }
-        };
-        let Some(row) = answered else {
-            let status: Option<String> = sqlx::raw_sql(AssertSqlSafe(format!(
-                "SELECT pg_catalog.txid_status({})",
-                self.xid
-            )))
-            .fetch_one(&self.canceller.pool)
+        let row = match sqlx::raw_sql("SELECT pg_catalog.txid_current()")
+            .fetch_one(self.conn())
             .await
-            .and_then(|row| row.try_get(0))
-            .map_err(query_error)?;
-            return Ok(status.as_deref() != Some("committed"));
+        {
+            Ok(row) => row,
+            // A failed statement left a transaction block aborted, and an aborted block
+            // answers nothing. Whether ours was committed behind wasmig's back (a `COMMIT`
+            // and then a `BEGIN` the check did not see) the server's commit log says, asked
+            // on another connection: our id is `aborted` when the failure aborted it, and
+            // `committed` when a statement committed it.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => {
+                let status: Option<String> = sqlx::raw_sql(AssertSqlSafe(format!(
+                    "SELECT pg_catalog.txid_status({})",
+                    self.xid
+                )))
+                .fetch_one(&self.canceller.pool)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(query_error)?;
+                return Ok(status.as_deref() != Some("committed"));
+            }
+            Err(e) => return Err(query_error(e).into()),
         };
         let xid: i64 = row.try_get(0).map_err(query_error)?;
         Ok(xid == self.xid)
