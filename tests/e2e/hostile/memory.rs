@@ -80,6 +80,31 @@ async fn one_row_past_the_budget_never_reaches_the_host_whole() {
     db.drop_db().await;
 }
 
+/// `up --sql` of the scenario guest in `mode`: with `over` in `e2e_text` its calls pass the
+/// capture limit, and the run fails with exit 7 saying so; with `within` it succeeds, and
+/// that run is returned for a look at its script.
+async fn over_then_within(
+    project: &TestProject,
+    db: &TestDb,
+    mode: &str,
+    over: &str,
+    within: &str,
+) -> crate::support::Run {
+    db.exec(&format!(
+        "UPDATE e2e_mode SET mode = '{mode}'; UPDATE e2e_text SET text = '{over}'"
+    ))
+    .await;
+    let run = project.run(db, &["up", "--sql"]).fails_with(7);
+    assert!(
+        run.stderr
+            .contains("revision q1: its SQL calls pass 128 MiB"),
+        "{mode}: {run:?}"
+    );
+    db.exec(&format!("UPDATE e2e_text SET text = '{within}'"))
+        .await;
+    project.run(db, &["up", "--sql"]).success()
+}
+
 #[tokio::test]
 async fn up_sql_keeps_a_components_calls_within_its_limit() {
     // `--sql` keeps every call of a component to write it out. Twenty calls of 8 MiB each
@@ -117,16 +142,7 @@ async fn up_sql_keeps_a_components_calls_within_its_limit() {
         // Small to send, large to write: a 64 KiB statement with 10,000 rows of no
         // parameters is written once per row (655 MB of script, which took the host to
         // 2 GB when the limit counted only what was sent).
-        db.exec("UPDATE e2e_mode SET mode = 'repeated-sql'; UPDATE e2e_text SET text = '10000'")
-            .await;
-        let run = project.run(&db, &["up", "--sql"]).fails_with(7);
-        assert!(
-            run.stderr
-                .contains("revision q1: its SQL calls pass 128 MiB"),
-            "{backend:?}: {run:?}"
-        );
-        db.exec("UPDATE e2e_text SET text = '10'").await;
-        let run = project.run(&db, &["up", "--sql"]).success();
+        let run = over_then_within(&project, &db, "repeated-sql", "10000", "10").await;
         assert!(
             run.stdout.matches(&"x".repeat(64 << 10)).count() >= 10,
             "{backend:?}: the statement written for each row"
@@ -136,16 +152,7 @@ async fn up_sql_keeps_a_components_calls_within_its_limit() {
         // the literal): six arrays of 8 MiB of backslashes are 192 MiB of script (counted
         // as 96 MiB, and written out, before).
         if backend == Backend::Postgres {
-            db.exec("UPDATE e2e_mode SET mode = 'backslash-array'; UPDATE e2e_text SET text = '6'")
-                .await;
-            let run = project.run(&db, &["up", "--sql"]).fails_with(7);
-            assert!(
-                run.stderr
-                    .contains("revision q1: its SQL calls pass 128 MiB"),
-                "{run:?}"
-            );
-            db.exec("UPDATE e2e_text SET text = '2'").await;
-            let run = project.run(&db, &["up", "--sql"]).success();
+            let run = over_then_within(&project, &db, "backslash-array", "6", "2").await;
             assert_eq!(
                 run.stdout.matches(&"\\".repeat(32 << 20)).count(),
                 2,
@@ -172,18 +179,7 @@ async fn up_sql_keeps_a_components_calls_within_its_limit() {
         // SQLite's script writes a value at each of its placeholders: one 8 KiB value
         // named 20,000 times is 160 MB of script (a review's 50,000 took the host to 834 MB).
         if backend == Backend::Sqlite {
-            db.exec(
-                "UPDATE e2e_mode SET mode = 'repeated-placeholder'; UPDATE e2e_text SET text = '20000'",
-            )
-            .await;
-            let run = project.run(&db, &["up", "--sql"]).fails_with(7);
-            assert!(
-                run.stderr
-                    .contains("revision q1: its SQL calls pass 128 MiB"),
-                "{run:?}"
-            );
-            db.exec("UPDATE e2e_text SET text = '3'").await;
-            let run = project.run(&db, &["up", "--sql"]).success();
+            let run = over_then_within(&project, &db, "repeated-placeholder", "20000", "3").await;
             assert_eq!(
                 run.stdout.matches(&"x".repeat(8 << 10)).count(),
                 3,
