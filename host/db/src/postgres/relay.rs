@@ -28,6 +28,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::os::linux::net::SocketAddrExt as _;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,6 +69,11 @@ pub(crate) struct Wire {
     refused: AtomicU64,
     /// Whether the relay stopped carrying the connection (the server, or sqlx, ended it).
     ended: AtomicBool,
+    /// Whether the server began a message other than `ReadyForQuery` since its last one.
+    since_ready: AtomicBool,
+    /// The relay's socket to the server, duplicated: [`Wire::quiet`] looks at what is
+    /// waiting there without reading it.
+    upstream: Option<OwnedFd>,
 }
 
 impl Wire {
@@ -101,6 +107,32 @@ impl Wire {
     /// it reaches the server.
     pub(crate) fn ended(&self) -> bool {
         self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Whether the server has been silent since its last `ReadyForQuery`: nothing read by
+    /// the relay, nothing waiting in the socket, the connection not ended. Between two
+    /// exchanges a server sends nothing unasked but to end the session (the `FATAL` of an
+    /// idle transaction's timeout or a `pg_terminate_backend`, then the end of the stream)
+    /// or to notify; either way a connection kept for the next step that is not quiet is
+    /// not used for it. This does not wait for the relay's task to have run: what the
+    /// server sent before the call is seen, in the socket if not yet in the relay.
+    pub(crate) fn quiet(&self) -> bool {
+        // The socket first: the relay reads it before it notes what it read.
+        let waiting = self.upstream.as_ref().is_some_and(|fd| {
+            let mut byte = 0u8;
+            // SAFETY: `fd` is an open socket owned by this wire; the buffer is one byte.
+            let n = unsafe {
+                libc::recv(
+                    fd.as_raw_fd(),
+                    (&raw mut byte).cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            // Data (> 0), the end of the stream (0), or an error other than "nothing yet".
+            n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+        });
+        !waiting && !self.since_ready.load(Ordering::SeqCst) && !self.ended()
     }
 }
 
@@ -219,9 +251,12 @@ async fn accept_loop(listener: UnixListener, upstream: Upstream, wires: Wires) {
 /// Relays one connection until either side ends it, then ends the other.
 async fn serve(client: UnixStream, upstream: &Upstream, wires: &Wires) -> io::Result<()> {
     let (client_read, client_write) = client.into_split();
-    let wire = Arc::new(Wire::default());
+    let (server_read, server_write, server_fd) = connect(upstream).await?;
+    let wire = Arc::new(Wire {
+        upstream: Some(server_fd),
+        ..Wire::default()
+    });
     let mut pid = None;
-    let (server_read, server_write) = connect(upstream).await?;
     let result = both_ways(
         client_read,
         client_write,
@@ -242,10 +277,11 @@ async fn serve(client: UnixStream, upstream: &Upstream, wires: &Wires) -> io::Re
     result
 }
 
-/// The two halves of a connection to the server.
+/// The two halves of a connection to the server, and its socket duplicated.
 type ServerHalves = (
     Box<dyn AsyncRead + Unpin + Send>,
     Box<dyn AsyncWrite + Unpin + Send>,
+    OwnedFd,
 );
 
 /// Connects to the server, by TCP or its unix socket.
@@ -254,12 +290,15 @@ async fn connect(upstream: &Upstream) -> io::Result<ServerHalves> {
         Upstream::Tcp(host, port) => {
             let server = TcpStream::connect((host.as_str(), *port)).await?;
             server.set_nodelay(true)?;
+            let fd = server.as_fd().try_clone_to_owned()?;
             let (read, write) = server.into_split();
-            (Box::new(read), Box::new(write))
+            (Box::new(read), Box::new(write), fd)
         }
         Upstream::Unix(path) => {
-            let (read, write) = UnixStream::connect(path).await?.into_split();
-            (Box::new(read), Box::new(write))
+            let server = UnixStream::connect(path).await?;
+            let fd = server.as_fd().try_clone_to_owned()?;
+            let (read, write) = server.into_split();
+            (Box::new(read), Box::new(write), fd)
         }
     })
 }
@@ -404,6 +443,9 @@ impl Reader {
                     }
                 }
                 State::Header => {
+                    if rest.first().is_some_and(|&kind| kind != b'Z') {
+                        self.wire.since_ready.store(true, Ordering::SeqCst);
+                    }
                     if rest.len() < 5 {
                         return Ok(at);
                     }
@@ -462,6 +504,7 @@ impl Reader {
                 if let Some(&status) = body.first() {
                     self.wire.status.store(status, Ordering::SeqCst);
                 }
+                self.wire.since_ready.store(false, Ordering::SeqCst);
                 self.wire.ready.fetch_add(1, Ordering::SeqCst);
             }
             b'C' => {
@@ -743,5 +786,57 @@ mod tests {
             .take(&[b'D', 0, 0, 0, 3], &mut Vec::new(), &wires, &mut pid)
             .unwrap_err();
         assert!(err.to_string().contains("length 3"), "{err}");
+    }
+
+    /// A wire whose server end is `ours`, with `theirs` standing for the server.
+    fn wire() -> (
+        Wire,
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let wire = Wire {
+            upstream: Some(ours.as_fd().try_clone_to_owned().unwrap()),
+            ..Wire::default()
+        };
+        (wire, ours, theirs)
+    }
+
+    /// What the server sent and the relay has not read yet is seen in the socket: a
+    /// message, or the end of the stream; nothing is read from it.
+    #[test]
+    fn what_waits_in_the_socket_is_seen_without_being_read() {
+        let (wire, ours, mut theirs) = wire();
+        assert!(wire.quiet());
+        std::io::Write::write_all(&mut theirs, b"E").unwrap();
+        assert!(!wire.quiet());
+        assert!(!wire.quiet(), "seen again: peeked, not read");
+        let (wire, _ours, theirs) = self::wire();
+        drop(theirs);
+        assert!(!wire.quiet(), "the end of the stream");
+        drop(ours);
+    }
+
+    /// A message the relay read since the last `ReadyForQuery` (the `FATAL` before the end
+    /// of the stream) makes the connection not quiet until the next `ReadyForQuery`.
+    #[test]
+    fn a_message_read_after_the_last_ready_for_query_is_not_quiet() {
+        let mut reader = Reader::new(Arc::new(Wire::default()));
+        let wires: Wires = Arc::default();
+        let (mut out, mut pid) = (Vec::new(), None);
+        reader
+            .take(&framed(b'Z', b"T"), &mut out, &wires, &mut pid)
+            .unwrap();
+        assert!(reader.wire.quiet());
+        reader
+            .take(&framed(b'E', b"SFATAL\0\0"), &mut out, &wires, &mut pid)
+            .unwrap();
+        assert!(!reader.wire.quiet());
+        reader
+            .take(&framed(b'Z', b"I"), &mut out, &wires, &mut pid)
+            .unwrap();
+        assert!(reader.wire.quiet());
+        reader.wire.ended.store(true, Ordering::SeqCst);
+        assert!(!reader.wire.quiet());
     }
 }

@@ -249,20 +249,16 @@ impl PgDatabase {
     /// [`Database::begin`]: crate::Database::begin
     pub(super) async fn begin_session(&self) -> anyhow::Result<PgSession> {
         let doing = |what: &str| format!("{what} (beginning a transaction)");
-        // First, before a kept connection is taken (a future dropped at this await must
-        // not put a connection with the next step's transaction open back in the pool):
-        // the relay reads what the server sent since the last commit, its `FATAL` and the
-        // end of the stream if the server ended the session in between (an idle
-        // transaction's timeout, a `pg_terminate_backend`).
-        tokio::task::yield_now().await;
         // The last step's connection (reset as it committed, and this transaction begun
         // there too, maybe), else the pool's (reset when it was returned), also when the
         // last step's fails.
         let kept = self.kept.lock().ok().and_then(|mut k| k.take());
         let (mut tx, kept, mut own_statements, begun_early) = match kept {
             Some(kept) => {
-                // Whether the relay still carries it (not known behind a pooler).
-                let alive = !kept.wire.as_ref().is_some_and(|w| w.ended());
+                // Whether the server has said nothing since (the `FATAL` of an idle
+                // transaction's timeout or a `pg_terminate_backend` is seen in the socket
+                // if the relay has not read it yet); not known behind a pooler.
+                let alive = kept.wire.as_ref().is_none_or(|w| w.quiet());
                 (
                     kept.conn,
                     true,
