@@ -666,6 +666,27 @@ impl PgSession {
         Ok(by_sql == 0 && usize::try_from(by_protocol).ok() == Some(cached))
     }
 
+    /// For a session in an aborted transaction block, which answers nothing: whether the
+    /// step's transaction was not committed behind wasmig's back (a `COMMIT` and then a
+    /// `BEGIN` the check did not see), as the server's commit log says, asked on another
+    /// connection. The failure that aborted the block made our id `aborted` already; a
+    /// statement that committed it made it `committed`. (A statement that rolled it back
+    /// and began another leaves it `aborted` too: nothing of it stands either way.)
+    async fn not_committed_elsewhere(&self) -> Result<bool, DbError> {
+        let status: Option<String> = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT pg_catalog.txid_status({})",
+            self.xid
+        )))
+        .fetch_one(&self.canceller.pool)
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(|source| DbError::Query {
+            doing: "checking the transaction id".into(),
+            source,
+        })?;
+        Ok(status.as_deref() != Some("committed"))
+    }
+
     /// How many exchanges (each ended by a `ReadyForQuery`) the relay saw on this session's
     /// connection so far; `None` when it does not pass through the relay.
     #[cfg(test)]
@@ -1373,26 +1394,28 @@ impl Session for PgSession {
             doing: "checking the transaction id".into(),
             source,
         };
+        // Through the relay, the server's own status of the session first, brought up to
+        // date by a `Sync` (a round trip with no SQL in it: the `ReadyForQuery` that ended
+        // the failed statement may not have been read yet, since the server sends an error
+        // before it, at once). Outside any transaction, a statement ended ours; in an
+        // aborted block, a select would only add "current transaction is aborted" to the
+        // server's log, once per failed step, so the commit log is asked directly.
+        if let Some(wire) = self.wire.clone() {
+            self.conn().ping().await.map_err(query_error)?;
+            match wire.status() {
+                Some(b'I') => return Ok(false),
+                Some(b'E') => return self.not_committed_elsewhere().await.map_err(Into::into),
+                _ => {}
+            }
+        }
         let row = match sqlx::raw_sql("SELECT pg_catalog.txid_current()")
             .fetch_one(self.conn())
             .await
         {
             Ok(row) => row,
-            // A failed statement left a transaction block aborted, and an aborted block
-            // answers nothing. Whether ours was committed behind wasmig's back (a `COMMIT`
-            // and then a `BEGIN` the check did not see) the server's commit log says, asked
-            // on another connection: our id is `aborted` when the failure aborted it, and
-            // `committed` when a statement committed it.
+            // An aborted block (behind a pooler, where the relay is not there to say so).
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => {
-                let status: Option<String> = sqlx::raw_sql(AssertSqlSafe(format!(
-                    "SELECT pg_catalog.txid_status({})",
-                    self.xid
-                )))
-                .fetch_one(&self.canceller.pool)
-                .await
-                .and_then(|row| row.try_get(0))
-                .map_err(query_error)?;
-                return Ok(status.as_deref() != Some("committed"));
+                return self.not_committed_elsewhere().await.map_err(Into::into);
             }
             Err(e) => return Err(query_error(e).into()),
         };

@@ -495,6 +495,40 @@ async fn an_error_or_notice_of_hundreds_of_megabytes_arrives_cut() {
     assert_eq!(err.detail.as_deref(), Some("short"));
 }
 
+/// After a failed statement the check sends the aborted block no query (it would only
+/// answer "current transaction is aborted", an ERROR line in the server's log for every
+/// failed step): the session's last query, as the server shows it, is still the failed
+/// one. A commit hidden before the failure is still found.
+#[tokio::test]
+async fn the_check_after_a_failed_statement_sends_the_aborted_block_no_query() {
+    let t = TestDb::new().await;
+    for (script, intact) in [
+        ("SELECT 1/0", true),
+        ("SAVEPOINT s; SELECT 1/0", true),
+        ("COMMIT; BEGIN; SELECT 1/0", false),
+    ] {
+        let mut s = t.db.begin_session().await.unwrap();
+        let Value::Int32(pid) = scalar(&mut s, "SELECT pg_backend_pid()", &[]).await else {
+            panic!("no pid")
+        };
+        assert!(s.run_script(script.into()).await.is_err(), "{script}");
+        assert_eq!(s.transaction_intact().await.unwrap(), intact, "{script}");
+        let mut other = PgConnection::connect_with(&t.db.pool.connect_options())
+            .await
+            .unwrap();
+        let (query, state): (String, String) =
+            sqlx::query_as("SELECT query, state FROM pg_stat_activity WHERE pid = $1")
+                .bind(pid)
+                .fetch_one(&mut other)
+                .await
+                .unwrap();
+        assert_eq!(query, script);
+        assert_eq!(state, "idle in transaction (aborted)", "{script}");
+        let _ = other.close().await;
+        Box::new(s).rollback().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_commit_that_slips_past_the_check_is_detected() {
     let t = TestDb::new().await;
