@@ -299,3 +299,59 @@ async fn a_switch_the_parser_cannot_see_is_caught_by_the_server_before_the_recor
     db.drop_db().await;
     role.drop_role().await;
 }
+
+#[tokio::test]
+async fn without_the_setting_a_migrations_own_switch_of_role_stays_out_of_wasmigs_record() {
+    // Trusted mode, no `role`: a migration may switch roles itself (to one without rights
+    // on wasmig's tables here), and wasmig's record still runs as the role it connected as
+    // (before, it ran as the migration's and failed, blamed on the database, exit 5); the
+    // next step, in the same transaction under --atomic, begins as that role too.
+    for atomic in [false, true] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        let role = TestRole::new("switch", "NOLOGIN").await;
+        let r = role.name.as_str();
+        project.sql_revision(
+            "a1",
+            &format!(
+                "CREATE TABLE who (n serial, name text);
+                 GRANT INSERT ON who TO {r}; GRANT USAGE ON SEQUENCE who_n_seq TO {r};
+                 SET ROLE {r};
+                 INSERT INTO who (name) VALUES (current_user);"
+            ),
+            "DROP TABLE who;",
+        );
+        project.sql_revision(
+            "b2",
+            &format!(
+                "INSERT INTO who (name) VALUES (current_user);
+                 SET SESSION AUTHORIZATION {r};
+                 INSERT INTO who (name) VALUES (current_user);"
+            ),
+            "DELETE FROM who;",
+        );
+        project.sql_revision(
+            "c3",
+            "INSERT INTO who (name) VALUES (current_user);",
+            "DELETE FROM who;",
+        );
+        let args: &[&str] = if atomic { &["up", "--atomic"] } else { &["up"] };
+        project.run(&db, args).success();
+        assert_eq!(db.heads().await, ["c3"], "atomic: {atomic}");
+        assert_eq!(
+            db.history().await,
+            ["upgrade:a1", "upgrade:b2", "upgrade:c3"],
+            "atomic: {atomic}"
+        );
+        assert_eq!(
+            db.strings("SELECT name FROM who ORDER BY n").await,
+            [r, "postgres", r, "postgres"],
+            "atomic: {atomic}"
+        );
+        // And back down the same way.
+        project.run(&db, &["down", "base"]).success();
+        assert!(db.heads().await.is_empty(), "atomic: {atomic}");
+        db.drop_db().await;
+        role.drop_role().await;
+    }
+}

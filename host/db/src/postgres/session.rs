@@ -69,7 +69,14 @@ const OBSERVE_SAVEPOINT: &str = "wasmig_observe";
 /// revision's `statement_timeout_secs`) hold its statements, not wasmig's, which the step's
 /// time limit bounds on the host. A migration's `SET statement_timeout = 1` would otherwise
 /// fail the record of its own step as a database error.
-const OWN_LIMITS: &str = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; ";
+///
+/// First, the role wasmig connected as: a migration's own `SET ROLE` or `SET SESSION
+/// AUTHORIZATION` (trusted mode, no `role` set) would otherwise run wasmig's statements as
+/// a role that may not write its tables. (`DEFAULT` is the authenticated user, whom
+/// PostgreSQL lets switch back without superuser; it also clears the current role.) With
+/// `role` set, the guard's check that the migration stayed in it comes before this.
+const OWN_LIMITS: &str = "SET LOCAL SESSION AUTHORIZATION DEFAULT; \
+     SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; ";
 
 /// Sent with [`OWN_LIMITS`] before a record that runs prepared: the session reads and
 /// writes UTF-8 (the record's bound texts are read in the client's encoding, which a
