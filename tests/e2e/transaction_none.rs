@@ -538,3 +538,46 @@ async fn a_script_that_erases_its_own_failed_mark_stays_marked() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_scripts_own_short_statement_timeout_holds_its_statements_not_wasmigs_on_postgres() {
+    // A script that ends by setting a statement timeout shorter than wasmig's check after
+    // each statement takes: the check ran under it, was cancelled after the statement had
+    // committed, and the revision was marked failed. The timeout still holds the script's
+    // own statements (the next one here is cancelled, as it asked), and it is gone in the
+    // next step.
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    // JIT compilation of every plan (some milliseconds each) makes wasmig's check slower
+    // than the timeout, every time rather than on a busy machine only.
+    let a1 = project.sql_revision(
+        "a1",
+        "CREATE TABLE t (x int);\n\
+         SET jit_above_cost = 0;\nSET jit_optimize_above_cost = 0;\n\
+         SET statement_timeout = '1ms';\n",
+        "DROP TABLE t;",
+    );
+    no_transaction(&a1);
+    let b2 = project.sql_revision(
+        "b2",
+        "INSERT INTO t SELECT 1 FROM pg_sleep(0.05);",
+        "DELETE FROM t;",
+    );
+    no_transaction(&b2);
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    assert!(db.failed_marks().await.is_empty());
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 1);
+    // Within the script, the timeout is the script's.
+    let c3 = project.sql_revision(
+        "c3",
+        "SET statement_timeout = '10ms';\nSELECT pg_sleep(1);\nCREATE TABLE never (x int);\n",
+        "SELECT 1;",
+    );
+    no_transaction(&c3);
+    let run = project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
+    assert!(run.stderr.contains("statement timeout"), "{}", run.stderr);
+    assert_eq!(db.failed_marks().await, ["c3"]);
+    assert!(!db.table_exists("never").await);
+    db.drop_db().await;
+}

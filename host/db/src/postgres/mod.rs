@@ -925,8 +925,16 @@ impl Database for PgDatabase {
             // Under a lease, the lease: a run that lost it stops at the next statement.
             holder.map_or_else(|| "true".to_owned(), |h| h.held(false))
         };
+        // Under no statement timeout of the script's (a `SET statement_timeout = '1ms'`
+        // would cancel the probe, after its statement committed, and the revision would
+        // be marked failed): `SET LOCAL` in the message's implicit transaction, which the
+        // server applies from the next statement of the message on, and which ends with
+        // it. The transaction's start is still the message's (an implicit transaction
+        // starts with the message's first statement), so the comparison below still says
+        // whether a block was open before it.
         let probe = format!(
-            "SELECT pg_catalog.statement_timestamp() \
+            "SET LOCAL statement_timeout = 0; \
+             SELECT pg_catalog.statement_timestamp() \
              OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp(), \
              pg_catalog.current_setting('standard_conforming_strings') \
              OPERATOR(pg_catalog.=) 'on', {held}"
