@@ -2,6 +2,7 @@ package wasmig
 
 import (
 	"fmt"
+	"strings"
 
 	witlog "wasmig/internal/wit/imports/wasmig_migration_log"
 	witTypes "wasmig/internal/wit/types"
@@ -24,9 +25,11 @@ const (
 	LevelError Level = Level(witlog.Level_Error)
 )
 
-// Log writes one message to wasmig's log, prefixed with the revision.
+// Log writes one message to wasmig's log, prefixed with the revision. Bytes that are not
+// UTF-8 (a Go string may hold any) are written as U+FFFD: a log line never fails the
+// migration for how it was made.
 func Log(level Level, message string) {
-	witlog.Log(witlog.Level(level), message)
+	witlog.Log(witlog.Level(level), strings.ToValidUTF8(message, "\uFFFD"))
 }
 
 // Logf formats a message as fmt.Sprintf does and logs it at level.

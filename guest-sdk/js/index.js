@@ -81,12 +81,37 @@ function isSqlErrorRecord(v) {
   return v !== null && typeof v === "object" && typeof v.code === "string" && typeof v.message === "string";
 }
 
+// What a value is, for an error message, whatever it is (its own `toString` may throw).
+function kind(v) {
+  try {
+    return v === null ? "null" : typeof v === "object" ? Object.prototype.toString.call(v) : typeof v;
+  } catch {
+    return typeof v;
+  }
+}
+
+// The SQL text or a table name as the host takes it: a string (a `String` object as the
+// string it wraps); anything else is a TypeError here rather than a trap in the lowering.
+function sqlText(s, what) {
+  if (s instanceof String) s = s.valueOf();
+  if (typeof s !== "string") throw new TypeError(`${what} must be a string, not ${kind(s)}`);
+  return wellFormed(s, what);
+}
+
+// Column names, the same way: an array of strings.
+function columnNames(list) {
+  if (!Array.isArray(list)) throw new TypeError(`the column names must be an array of strings, not ${kind(list)}`);
+  const texts = list.map((n, i) => {
+    if (n instanceof String) n = n.valueOf();
+    if (typeof n !== "string") throw new TypeError(`column name ${i + 1} must be a string, not ${kind(n)}`);
+    return n;
+  });
+  wellFormedTexts(texts, "column name");
+  return texts;
+}
+
 // Calls an import, turning its thrown `sql-error` into `SqlError`.
 function call(f, ...args) {
-  for (const a of args) {
-    if (typeof a === "string") wellFormed(a, "the SQL text or table name");
-    else if (Array.isArray(a) && typeof a[0] === "string") wellFormedTexts(a, "column name");
-  }
   try {
     return f(...args);
   } catch (e) {
@@ -391,12 +416,12 @@ export function dialect() {
  * database's: `$1` on PostgreSQL, `?` or `?1` on SQLite, `?` on MySQL.
  */
 export function execute(statement, ...args) {
-  return int64Result(call(witExecute, statement, params(args)));
+  return int64Result(call(witExecute, sqlText(statement, "the SQL text"), params(args)));
 }
 
 /** Runs one statement and returns all its rows (an array of `Row` with `.columns`). */
 export function query(statement, ...args) {
-  const result = call(witQuery, statement, params(args));
+  const result = call(witQuery, sqlText(statement, "the SQL text"), params(args));
   return rowsOf(result.columns, result.rows);
 }
 
@@ -416,12 +441,12 @@ export function queryOpt(statement, ...args) {
 
 /** Runs a script of several statements separated by `;`, without parameters (DDL). */
 export function batch(script) {
-  call(witBatch, script);
+  call(witBatch, sqlText(script, "the SQL script"));
 }
 
 /** Runs one statement once per parameter row (an array of arrays); returns the rows affected. */
 export function executeMany(statement, rows) {
-  return int64Result(call(witExecuteMany, statement, rows.map(params)));
+  return int64Result(call(witExecuteMany, sqlText(statement, "the SQL text"), rows.map(params)));
 }
 
 /**
@@ -430,7 +455,7 @@ export function executeMany(statement, rows) {
  * column names are quoted by wasmig, so they are taken literally.
  */
 export function copyIn(table, columns, rows) {
-  return int64Result(call(witCopyIn, table, columns, rows.map(params)));
+  return int64Result(call(witCopyIn, sqlText(table, "the table name"), columnNames(columns), rows.map(params)));
 }
 
 // --- batches as columns (WIT 0.4.0) ------------------------------------------------------
@@ -556,7 +581,7 @@ export class Columns {
  * for batches of thousands of rows. A column of arrays is refused (`WASMIG-DECODE`).
  */
 export function queryColumns(statement, ...args) {
-  return new Columns(call(witQueryColumns, statement, params(args)));
+  return new Columns(call(witQueryColumns, sqlText(statement, "the SQL text"), params(args)));
 }
 
 // The column of an array of strings, or of integers exact as Numbers, without a null: the
@@ -654,7 +679,7 @@ function toColumn(values) {
  * only (SQLite and MySQL refuse it with `WASMIG-BIND`). Returns the rows affected.
  */
 export function executeColumns(statement, ...columns) {
-  return int64Result(call(witExecuteColumns, statement, columns.map(toColumn)));
+  return int64Result(call(witExecuteColumns, sqlText(statement, "the SQL text"), columns.map(toColumn)));
 }
 
 /**
@@ -662,7 +687,7 @@ export function executeColumns(statement, ...columns) {
  * the fastest way to write a batch into a table. Returns the rows written.
  */
 export function copyInColumns(table, names, columns) {
-  return int64Result(call(witCopyInColumns, table, names, columns.map(toColumn)));
+  return int64Result(call(witCopyInColumns, sqlText(table, "the table name"), columnNames(names), columns.map(toColumn)));
 }
 
 /**
@@ -721,7 +746,7 @@ export class Cursor {
 
 /** Opens a `Cursor` over the result of a query. */
 export function cursor(statement, ...args) {
-  return new Cursor(call(openCursor, statement, params(args)));
+  return new Cursor(call(openCursor, sqlText(statement, "the SQL text"), params(args)));
 }
 
 /**
@@ -810,7 +835,18 @@ export function runExport(name, f) {
   try {
     f();
   } catch (e) {
-    if (e instanceof Error) throw repaired(`${e.name}: ${e.message}${where(e)}`);
-    throw repaired(e);
+    throw repaired(describe(e));
+  }
+}
+
+// What the migration threw, as the step's error: an Error's name, message and place, else
+// the value as text; a value that cannot be made text (a `message` getter or `toString`
+// that throws) is named by its kind rather than trapping the component.
+function describe(e) {
+  try {
+    if (e instanceof Error) return `${e.name}: ${e.message}${where(e)}`;
+    return String(e);
+  } catch {
+    return `the migration threw ${kind(e)}, which could not be turned into text`;
   }
 }

@@ -460,6 +460,38 @@ async fn sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(language: Lan
             );
             assert_eq!(db.heads().await, ["b2"], "{language:?} {backend:?}");
         }
+        // A Go error whose text is not UTF-8 fails the step with the text repaired, not a
+        // trap (the log line with such bytes in the upgrade was repaired too).
+        if language == Language::Go {
+            db.exec("UPDATE tour SET label = 'fail-utf8' WHERE id = 1")
+                .await;
+            let failed = run_cached(&project, &db, &["down"]).fails_with(6);
+            assert!(
+                failed
+                    .stderr
+                    .contains("an error with a stray \u{FFFD} byte")
+                    && !failed.stderr.contains("trapped")
+                    && !failed.stderr.contains("not UTF-8"),
+                "{backend:?}:\n{}",
+                failed.stderr
+            );
+            assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        }
+        // An Error whose message cannot be read fails the step with an error naming what
+        // was thrown, not a trap.
+        if language == Language::Js {
+            db.exec("UPDATE tour SET label = 'fail-getter' WHERE id = 1")
+                .await;
+            let failed = run_cached(&project, &db, &["down"]).fails_with(6);
+            assert!(
+                failed.stderr.contains(
+                    "the migration threw [object Error], which could not be turned into text"
+                ) && !failed.stderr.contains("trapped"),
+                "{backend:?}:\n{}",
+                failed.stderr
+            );
+            assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        }
 
         db.exec("UPDATE tour SET label = 'one' WHERE id = 1").await;
         run_cached(&project, &db, &["down"]).success();

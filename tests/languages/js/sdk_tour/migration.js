@@ -133,6 +133,20 @@ function checkValues() {
   check(range(() => db.int32(2 ** 32 + 5)), "int32 out of range");
   check(range(() => db.execute(`SELECT ${placeholders(1)}`, db.array("int16", [1, 70000]))), "int16[] out of range");
   check(range(() => db.progress(-1)), "negative progress");
+  // A `String` object is taken as the string it wraps; SQL text or a column name that is
+  // no string is a TypeError, not a trap in the lowering.
+  check(db.queryOne(new String("SELECT 7 AS seven")).get("seven") === 7, "a String object as SQL");
+  const typeError = (f) => {
+    try {
+      f();
+    } catch (e) {
+      return e instanceof TypeError && e.message.includes("must be a string");
+    }
+    return false;
+  };
+  check(typeError(() => db.execute(42)), "a number as SQL");
+  check(typeError(() => db.batch(undefined)), "no script");
+  check(typeError(() => db.copyIn("nowhere", [1], [])), "a number as a column name");
   db.info("values: ok");
 }
 
@@ -170,7 +184,8 @@ function secondBatch() {
     check(row.get(0) === row.get("id") && typeof row.get("id") === "number", "id is a number");
     parts.push(`${row.get("id")}=${row.get(1)}/${row.get("note") ?? "-"}`);
   }
-  check(db.copyIn("tour", ["id", "label", "note"], [[5, parts.join(","), null]]) === 1, "copied in");
+  const id = new String("id");
+  check(db.copyIn(new String("tour"), [id, "label", "note"], [[5, parts.join(","), null]]) === 1, "copied in");
   check(db.queryOpt(`SELECT id FROM tour WHERE id = ${placeholders(1)}`, 42) === null, "no row 42");
   db.progress(1, 1);
 }
@@ -179,5 +194,14 @@ export function downgrade() {
   const label = db.queryOne("SELECT label FROM tour WHERE id = 1").get("label");
   if (label === "fail-downgrade") db.execute("INSERT INTO no_such_table VALUES (1)");
   if (label === "fail-lone") db.execute(`SELECT ${placeholders(1)}`, "\uD800");
+  if (label === "fail-getter") {
+    const e = new Error();
+    Object.defineProperty(e, "message", {
+      get() {
+        throw new Error("no message");
+      },
+    });
+    throw e;
+  }
   db.batch("DROP TABLE tour");
 }
