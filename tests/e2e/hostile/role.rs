@@ -355,3 +355,57 @@ async fn without_the_setting_a_migrations_own_switch_of_role_stays_out_of_wasmig
         role.drop_role().await;
     }
 }
+
+#[tokio::test]
+async fn deferred_triggers_fire_as_the_role_at_commit_and_in_a_dry_run() {
+    // A deferred constraint trigger runs the migration's function when the transaction
+    // commits, which is after wasmig switched back to the connecting role for its record:
+    // it ran with the connecting role's rights (found by the review helper: it read a
+    // table the role may not). It runs as the role, per step, under --atomic, and in a dry
+    // run's check of what the commit would fire.
+    let project = TestProject::new();
+    let (db, role) = setup(&project, "defer").await;
+    let r = role.name.as_str();
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE d (x int);
+         CREATE TABLE who (name text);
+         CREATE FUNCTION note_who() RETURNS trigger LANGUAGE plpgsql
+           AS $$ BEGIN INSERT INTO who VALUES (current_user); RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER note AFTER INSERT ON d
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION note_who();
+         INSERT INTO d VALUES (1);",
+        "DROP TABLE d; DROP TABLE who; DROP FUNCTION note_who();",
+    );
+    project.sql_revision(
+        "b2",
+        "INSERT INTO d VALUES (2);",
+        "DELETE FROM d WHERE x = 2;",
+    );
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.strings("SELECT name FROM who").await, [r, r]);
+    project.run(&db, &["down", "base"]).success();
+    project.run(&db, &["up", "--atomic"]).success();
+    assert_eq!(db.strings("SELECT name FROM who").await, [r, r]);
+    // What the commit would fire, as whom, in a dry run and for real.
+    project.sql_revision(
+        "c3",
+        "CREATE FUNCTION say_who() RETURNS trigger LANGUAGE plpgsql
+           AS $$ BEGIN RAISE EXCEPTION 'fired as %', current_user; END $$;
+         CREATE CONSTRAINT TRIGGER say AFTER INSERT ON d
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION say_who();
+         INSERT INTO d VALUES (3);",
+        "SELECT 1;",
+    );
+    for args in [&["up", "--dry-run"][..], &["up"][..]] {
+        let run = project.run(&db, args).fails_with(MIGRATION_FAILED);
+        assert!(
+            run.stderr.contains(&format!("fired as {r}")),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert_eq!(db.heads().await, ["b2"], "{args:?}");
+    }
+    db.drop_db().await;
+    role.drop_role().await;
+}

@@ -64,6 +64,13 @@ const FINISH_SAVEPOINT: &str = "wasmig_finish";
 /// ([`PgSession`]'s `observe`).
 const OBSERVE_SAVEPOINT: &str = "wasmig_observe";
 
+/// wasmig's own timeouts ([`OWN_LIMITS`], [`OWN_TIMEOUTS`]).
+macro_rules! own_timeouts {
+    () => {
+        "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; "
+    };
+}
+
 /// Sent before wasmig's own statements in a step's transaction (the guard, the record): the
 /// `statement_timeout` and `lock_timeout` the migration set (or wasmig set for it, from the
 /// revision's `statement_timeout_secs`) hold its statements, not wasmig's, which the step's
@@ -75,8 +82,11 @@ const OBSERVE_SAVEPOINT: &str = "wasmig_observe";
 /// a role that may not write its tables. (`DEFAULT` is the authenticated user, whom
 /// PostgreSQL lets switch back without superuser; it also clears the current role.) With
 /// `role` set, the guard's check that the migration stayed in it comes before this.
-const OWN_LIMITS: &str = "SET LOCAL SESSION AUTHORIZATION DEFAULT; \
-     SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; ";
+const OWN_LIMITS: &str = concat!("SET LOCAL SESSION AUTHORIZATION DEFAULT; ", own_timeouts!());
+
+/// The timeouts of [`OWN_LIMITS`] alone, for what runs as the migration's role still (a dry
+/// run's firing of its deferred triggers).
+const OWN_TIMEOUTS: &str = own_timeouts!();
 
 /// Sent with [`OWN_LIMITS`] before a record that runs prepared: the session reads and
 /// writes UTF-8 (the record's bound texts are read in the client's encoding, which a
@@ -832,16 +842,23 @@ impl PgSession {
         let release = self.take_release();
         let next = self.next_begin();
         let reset_sql = super::RESET_SESSION;
+        // The deferred triggers and constraints the COMMIT fires are the migration's work:
+        // with a `role`, they run as it, not as the role wasmig switched back to for its
+        // record (a deferred constraint trigger would otherwise run a migration's function
+        // with the connecting role's rights).
+        let role = self.role.as_deref().map_or_else(String::new, |role| {
+            format!("SET LOCAL ROLE {}; ", super::role::quoted(role))
+        });
         let sql = match next.as_deref() {
             None => {
                 format!(
-                    "{release}SET LOCAL synchronous_commit TO {durability}; COMMIT; {reset_sql}"
+                    "{release}SET LOCAL synchronous_commit TO {durability}; {role}COMMIT; {reset_sql}"
                 )
             }
             Some(begin) => {
                 let select = begin.strip_prefix("BEGIN; ").unwrap_or(begin);
                 format!(
-                    "{release}SET LOCAL synchronous_commit TO {durability}; COMMIT; \
+                    "{release}SET LOCAL synchronous_commit TO {durability}; {role}COMMIT; \
                      BEGIN; {reset_sql}; COMMIT; \
                      BEGIN; SET LOCAL lock_timeout = '{EARLY_BEGIN_LOCK_WAIT}'; {select}; \
                      SET LOCAL lock_timeout TO DEFAULT"
@@ -850,9 +867,9 @@ impl PgSession {
         };
         let mut last = None;
         let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(self.conn());
-        // The first results are the RELEASE's (if any), the SET's and the COMMIT's.
+        // The first results are the RELEASE's (if any), the SETs' and the COMMIT's.
         let mut committed = Ok(());
-        for _ in 0..(2 + usize::from(!release.is_empty())) {
+        for _ in 0..(2 + usize::from(!release.is_empty()) + usize::from(!role.is_empty())) {
             if let Err(source) = results.try_next().await {
                 committed = Err(source);
                 break;
@@ -1510,9 +1527,10 @@ impl Session for PgSession {
 
     async fn check_deferred(&mut self) -> SqlResult<()> {
         // Without the migration's timeouts, as the guard and the record run (the session is
-        // reset before the next step).
+        // reset before the next step), but as the migration's role still, which a real
+        // run's COMMIT fires them as (`commit_and_reset`).
         sqlx::raw_sql(AssertSqlSafe(format!(
-            "{OWN_LIMITS}SET CONSTRAINTS ALL IMMEDIATE"
+            "{OWN_TIMEOUTS}SET CONSTRAINTS ALL IMMEDIATE"
         )))
         .execute(self.conn())
         .await
