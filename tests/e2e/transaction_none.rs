@@ -581,3 +581,46 @@ async fn a_scripts_own_short_statement_timeout_holds_its_statements_not_wasmigs_
     assert!(!db.table_exists("never").await);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn serializable_deferrable_defaults_a_script_set_do_not_hold_up_the_check_after_it_on_postgres()
+ {
+    // A script that leaves `serializable`, `deferrable` and `read only` as its session's
+    // defaults: wasmig's check after the statement ran in a transaction with them, whose
+    // select waited for a safe snapshot as long as any serializable transaction in the
+    // cluster stayed open (found by the review helper: the run hung past the step's
+    // deadline). Here one stays open for the whole run (it ends after the assertions).
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let a1 = project.sql_revision(
+        "a1",
+        "CREATE TABLE t (x int);
+         SET default_transaction_isolation = 'serializable';
+         SET default_transaction_deferrable = on;
+         SET default_transaction_read_only = on;",
+        "DROP TABLE t;",
+    );
+    no_transaction(&a1);
+    project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+    let mut other = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT 1")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    // Bounded here (not a measure of speed: before the fix, the run waited until the
+    // other transaction ended, which is after it).
+    let mut up = tokio::process::Command::from(crate::support::wasmig_cmd(&project.dir));
+    up.args(["up", "--database-url", &db.url])
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), up.output())
+        .await
+        .expect("the check waited for the other session's serializable transaction")
+        .unwrap();
+    crate::support::Run::from_output(out).success();
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    assert_eq!(db.heads().await, ["b2"]);
+    assert!(db.failed_marks().await.is_empty());
+    db.drop_db().await;
+}

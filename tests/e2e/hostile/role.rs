@@ -409,3 +409,32 @@ async fn deferred_triggers_fire_as_the_role_at_commit_and_in_a_dry_run() {
     db.drop_db().await;
     role.drop_role().await;
 }
+
+#[tokio::test]
+async fn a_none_script_that_leaves_the_role_unseen_stops_at_that_statement() {
+    // Trusted mode lets SQL built at run time through; in a script without a transaction
+    // the server's word after each statement catches the switch (no guard runs there).
+    let project = TestProject::new();
+    let (db, role) = setup(&project, "nonerole").await;
+    let a1 = project.sql_revision(
+        "a1",
+        "CREATE TABLE app (x int);\n\
+         DO $$ BEGIN EXECUTE 'RESET ' || 'ROLE'; END $$;\n\
+         CREATE TABLE never (x int);\n",
+        "DROP TABLE app;",
+    );
+    crate::support::no_transaction(&a1);
+    let run = project.run(&db, &["up"]).fails_with(TABLES_TAMPERED);
+    assert!(
+        run.stderr.contains(&format!(
+            "the statement left the role `{}` (role in wasmig.toml)",
+            role.name
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!db.table_exists("never").await, "the rest did not run");
+    assert_eq!(db.failed_marks().await, ["a1"]);
+    db.drop_db().await;
+    role.drop_role().await;
+}

@@ -925,19 +925,36 @@ impl Database for PgDatabase {
             // Under a lease, the lease: a run that lost it stops at the next statement.
             holder.map_or_else(|| "true".to_owned(), |h| h.held(false))
         };
-        // Under no statement timeout of the script's (a `SET statement_timeout = '1ms'`
-        // would cancel the probe, after its statement committed, and the revision would
-        // be marked failed): `SET LOCAL` in the message's implicit transaction, which the
-        // server applies from the next statement of the message on, and which ends with
-        // it. The transaction's start is still the message's (an implicit transaction
-        // starts with the message's first statement), so the comparison below still says
-        // whether a block was open before it.
+        // Under none of the defaults the script may have set for its session: no
+        // statement timeout (a `SET statement_timeout = '1ms'` would cancel the probe,
+        // after its statement committed, and the revision would be marked failed), and
+        // READ COMMITTED (a serializable, deferrable, read-only default would have the
+        // probe wait for a safe snapshot as long as any serializable transaction in the
+        // cluster stays open, past the step's deadline). Both in the message's implicit
+        // transaction, which the server applies from the next statement of the message on,
+        // and which ends with it. The transaction's start is still the message's (an
+        // implicit transaction starts with the message's first statement), so the
+        // comparison below still says whether a block was open before it; in a block
+        // where a query ran already, the `SET TRANSACTION` itself is refused (25001),
+        // which says the same.
+        // With a `role`, the server's word that the script still runs as it: a switch the
+        // parser could not see (SQL built at run time in a trusted project) stops the script
+        // at the statement that made it, as the guard stops a step's.
+        let in_role = self.role.as_deref().map_or_else(
+            || "true".to_owned(),
+            |role| {
+                format!(
+                    "CURRENT_USER OPERATOR(pg_catalog.=) {}",
+                    bookkeeping::lit(role)
+                )
+            },
+        );
         let probe = format!(
-            "SET LOCAL statement_timeout = 0; \
+            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET LOCAL statement_timeout = 0; \
              SELECT pg_catalog.statement_timestamp() \
              OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp(), \
              pg_catalog.current_setting('standard_conforming_strings') \
-             OPERATOR(pg_catalog.=) 'on', {held}"
+             OPERATOR(pg_catalog.=) 'on', {held}, {in_role}"
         );
         // The migration's statements run as its role (after wasmig took the step key).
         if let Some(role) = &self.role {
@@ -964,7 +981,7 @@ impl Database for PgDatabase {
             // And the next statement must be read as wasmig's parser read it: a setting
             // changed where the parser could not see it (a computed `set_config`) stops
             // the script here.
-            let (open, standard, held) = sqlx::raw_sql(AssertSqlSafe(probe.clone()))
+            let probed = sqlx::raw_sql(AssertSqlSafe(probe.clone()))
                 .fetch_one(&mut *conn)
                 .await
                 .and_then(|row| {
@@ -972,13 +989,35 @@ impl Database for PgDatabase {
                         row.try_get::<bool, _>(0)?,
                         row.try_get::<bool, _>(1)?,
                         row.try_get::<bool, _>(2)?,
+                        row.try_get::<bool, _>(3)?,
                     ))
-                })
-                .map_err(|e| ScriptFailure {
+                });
+            let (open, standard, held, in_role) = match probed {
+                Ok(probed) => probed,
+                // A block the statement opened, in which a query has run.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25001") => {
+                    (true, true, true, true)
+                }
+                Err(e) => {
+                    return Err(ScriptFailure {
+                        statement: n + 1,
+                        total,
+                        error: Box::new(sql_error(e)),
+                    });
+                }
+            };
+            if !in_role && let Some(role) = &self.role {
+                return Err(ScriptFailure {
                     statement: n + 1,
                     total,
-                    error: Box::new(sql_error(e)),
-                })?;
+                    error: Box::new(wasmig_contract::SqlError::wasmig(
+                        "TAMPERED",
+                        format!(
+                            "the statement left the role `{role}` (role in wasmig.toml) the script runs as; what ran committed, the rest of the script did not run; remove the switch from the revision"
+                        ),
+                    )),
+                });
+            }
             if !open && !held {
                 // Released where no parser saw it (SQL built at run time): what ran
                 // committed, and a run killed now would leave no trace of this session.
