@@ -1027,9 +1027,17 @@ impl DbError {
 
 /// Whether an error code means the connection itself failed (the host's problem, not the
 /// guest's): wasmig's own I/O code, SQLSTATE class 08 (connection exception), or the
-/// server shutting the session down (57P01-57P03; not 57014, which is a cancelled query).
+/// server ending the session: shutting down (57P01-57P03), or one of its timeouts, which
+/// PostgreSQL enforces by ending the session (an idle session's 57P05, an idle
+/// transaction's 25P03, a transaction's 25P04 from PostgreSQL 17). Not 57014, a cancelled
+/// query, which ends the statement only.
 pub fn is_connection_failure(code: &str) -> bool {
-    code == "WASMIG-IO" || code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+    code == "WASMIG-IO"
+        || code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "57P05" | "25P03" | "25P04"
+        )
 }
 
 /// Connects to the database the URL names. On PostgreSQL, wasmig's tables live in `schema`

@@ -529,6 +529,35 @@ async fn the_check_after_a_failed_statement_sends_the_aborted_block_no_query() {
     }
 }
 
+/// A session the server ends for one of its timeouts fails the next call with an error
+/// wasmig counts as the connection lost (exit 5), not as the migration's SQL error.
+#[tokio::test]
+async fn a_session_ended_by_a_server_timeout_is_a_lost_connection() {
+    let t = TestDb::new().await;
+    for setting in [
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+    ] {
+        let mut s = t.db.begin_session().await.unwrap();
+        if setting == "idle_session_timeout" {
+            // Counted outside a transaction only: the step's ends first.
+            s.run_script("COMMIT".into()).await.unwrap();
+        }
+        s.run_script(format!("SET {setting} = '50ms'"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let err = s.query("SELECT 1", &[]).await.unwrap_err();
+        assert!(
+            crate::is_connection_failure(&err.code),
+            "{setting}: {} {}",
+            err.code,
+            err.message
+        );
+        let _ = Box::new(s).rollback().await;
+    }
+}
+
 #[tokio::test]
 async fn a_commit_that_slips_past_the_check_is_detected() {
     let t = TestDb::new().await;
