@@ -722,10 +722,62 @@ void wasmig_next_batch(const char *checkpoint) {
 
 /* ---- logging ----------------------------------------------------------------------- */
 
+/* The length of the valid UTF-8 sequence that begins at `p` (before `end`), or 0 where
+ * none does: a stray continuation byte, an overlong form, a surrogate, past U+10FFFF, or
+ * a sequence cut short. */
+static size_t utf8_sequence(const unsigned char *p, const unsigned char *end) {
+    unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0; /* overlong */
+        if (c == 0xED) hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90; /* overlong */
+        if (c == 0xF4) hi = 0x8F; /* past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+    return n;
+}
+
+/* `s` with each byte that begins no valid UTF-8 written as U+FFFD: text crosses to the
+ * host as UTF-8, and a log line or the migration's error should never trap the component
+ * for how it was made. A new string the caller frees; NULL when out of memory. */
+static char *utf8_repaired(const char *s) {
+    size_t len = strlen(s), o = 0;
+    char *out = malloc(len * 3 + 1);
+    if (out == NULL) return NULL;
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        size_t n = utf8_sequence(p, end);
+        if (n > 0) {
+            memcpy(out + o, p, n);
+            o += n;
+            p += n;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p += 1;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 void wasmig_log(wasmig_migration_log_level_t level, const char *message) {
+    char *repaired = utf8_repaired(message);
     migration_string_t s;
-    migration_string_set(&s, message);
+    migration_string_set(&s, repaired ? repaired : "(a log line lost: out of memory)");
     wasmig_migration_log_log(level, &s);
+    free(repaired);
 }
 
 void wasmig_trace(const char *m) { wasmig_log(WASMIG_MIGRATION_LOG_LEVEL_TRACE, m); }
@@ -791,7 +843,9 @@ bool wasmig__run(bool (*f)(void), migration_string_t *err) {
     } else {
         m = append(m, &len, &cap, "the migration returned false");
     }
-    migration_string_dup(err, m ? m : "the migration failed");
+    char *repaired = utf8_repaired(m ? m : "the migration failed");
+    migration_string_dup(err, repaired ? repaired : "the migration failed");
+    free(repaired);
     free(m);
     return false;
 }

@@ -98,16 +98,35 @@ function sqlText(s, what) {
   return wellFormed(s, what);
 }
 
-// Column names, the same way: an array of strings.
+// A list the migration gave (rows, a row, column names) as a fresh array read by index:
+// what reaches the lowering is a plain array of what was checked, whatever the list's own
+// `map` does; a typed array or any other object is a TypeError here, not a trap there.
+function listOf(list, what) {
+  if (!Array.isArray(list)) throw new TypeError(`${what} must be an array, not ${kind(list)}`);
+  const n = list.length;
+  const out = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = list[i];
+  return out;
+}
+
+// Column names, the same way as SQL text: an array of strings.
 function columnNames(list) {
-  if (!Array.isArray(list)) throw new TypeError(`the column names must be an array of strings, not ${kind(list)}`);
-  const texts = list.map((n, i) => {
+  const texts = listOf(list, "the column names");
+  for (let i = 0; i < texts.length; i++) {
+    let n = texts[i];
     if (n instanceof String) n = n.valueOf();
     if (typeof n !== "string") throw new TypeError(`column name ${i + 1} must be a string, not ${kind(n)}`);
-    return n;
-  });
+    texts[i] = n;
+  }
   wellFormedTexts(texts, "column name");
   return texts;
+}
+
+// Rows of parameters (an array of arrays), each row's values converted.
+function paramRows(rows) {
+  const out = listOf(rows, "the rows");
+  for (let i = 0; i < out.length; i++) out[i] = params(listOf(out[i], `row ${i + 1}`));
+  return out;
 }
 
 // Calls an import, turning its thrown `sql-error` into `SqlError`.
@@ -446,7 +465,7 @@ export function batch(script) {
 
 /** Runs one statement once per parameter row (an array of arrays); returns the rows affected. */
 export function executeMany(statement, rows) {
-  return int64Result(call(witExecuteMany, sqlText(statement, "the SQL text"), rows.map(params)));
+  return int64Result(call(witExecuteMany, sqlText(statement, "the SQL text"), paramRows(rows)));
 }
 
 /**
@@ -455,7 +474,7 @@ export function executeMany(statement, rows) {
  * column names are quoted by wasmig, so they are taken literally.
  */
 export function copyIn(table, columns, rows) {
-  return int64Result(call(witCopyIn, sqlText(table, "the table name"), columnNames(columns), rows.map(params)));
+  return int64Result(call(witCopyIn, sqlText(table, "the table name"), columnNames(columns), paramRows(rows)));
 }
 
 // --- batches as columns (WIT 0.4.0) ------------------------------------------------------
@@ -687,7 +706,7 @@ export function executeColumns(statement, ...columns) {
  * the fastest way to write a batch into a table. Returns the rows written.
  */
 export function copyInColumns(table, names, columns) {
-  return int64Result(call(witCopyInColumns, sqlText(table, "the table name"), columnNames(names), columns.map(toColumn)));
+  return int64Result(call(witCopyInColumns, sqlText(table, "the table name"), columnNames(names), listOf(columns, "the columns").map(toColumn)));
 }
 
 /**
@@ -833,7 +852,16 @@ function where(e) {
 export function runExport(name, f) {
   if (typeof f !== "function") throw `migration.js exports no function \`${name}()\``;
   try {
-    f();
+    const result = f();
+    // An `async` function returns at its first `await`, and nothing runs what follows:
+    // the step would be recorded with only part of its work done (and an error thrown
+    // after the `await` never seen). The SDK's calls return their results directly.
+    if (result !== null && (typeof result === "object" || typeof result === "function") && typeof result.then === "function") {
+      throw new TypeError(
+        `${name}() returned a Promise (an async function?): wasmig runs a migration synchronously, ` +
+          "so nothing after an await would run; drop async and await (the SDK's calls return their results directly)",
+      );
+    }
   } catch (e) {
     throw repaired(describe(e));
   }

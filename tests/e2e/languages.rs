@@ -460,9 +460,9 @@ async fn sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(language: Lan
             );
             assert_eq!(db.heads().await, ["b2"], "{language:?} {backend:?}");
         }
-        // A Go error whose text is not UTF-8 fails the step with the text repaired, not a
-        // trap (the log line with such bytes in the upgrade was repaired too).
-        if language == Language::Go {
+        // A Go or C error whose text is not UTF-8 fails the step with the text repaired,
+        // not a trap (the log line with such bytes in the upgrade was repaired too).
+        if matches!(language, Language::Go | Language::C) {
             db.exec("UPDATE tour SET label = 'fail-utf8' WHERE id = 1")
                 .await;
             let failed = run_cached(&project, &db, &["down"]).fails_with(6);
@@ -472,14 +472,27 @@ async fn sdk_tour_matches_and_an_escaping_sql_error_fails_the_step(language: Lan
                     .contains("an error with a stray \u{FFFD} byte")
                     && !failed.stderr.contains("trapped")
                     && !failed.stderr.contains("not UTF-8"),
+                "{language:?} {backend:?}:\n{}",
+                failed.stderr
+            );
+            assert_eq!(db.heads().await, ["b2"], "{language:?} {backend:?}");
+        }
+        // An Error whose message cannot be read fails the step with an error naming what
+        // was thrown, not a trap; an async downgrade (which returns at its first await,
+        // its work undone) fails instead of being recorded.
+        if language == Language::Js {
+            db.exec("UPDATE tour SET label = 'fail-async' WHERE id = 1")
+                .await;
+            let failed = run_cached(&project, &db, &["down"]).fails_with(6);
+            assert!(
+                failed
+                    .stderr
+                    .contains("downgrade() returned a Promise (an async function?)"),
                 "{backend:?}:\n{}",
                 failed.stderr
             );
             assert_eq!(db.heads().await, ["b2"], "{backend:?}");
-        }
-        // An Error whose message cannot be read fails the step with an error naming what
-        // was thrown, not a trap.
-        if language == Language::Js {
+            assert!(db.table_exists("tour").await, "{backend:?}");
             db.exec("UPDATE tour SET label = 'fail-getter' WHERE id = 1")
                 .await;
             let failed = run_cached(&project, &db, &["down"]).fails_with(6);

@@ -140,13 +140,15 @@ function checkValues() {
     try {
       f();
     } catch (e) {
-      return e instanceof TypeError && e.message.includes("must be a string");
+      return e instanceof TypeError && /must be (a string|an array)/.test(e.message);
     }
     return false;
   };
   check(typeError(() => db.execute(42)), "a number as SQL");
   check(typeError(() => db.batch(undefined)), "no script");
   check(typeError(() => db.copyIn("nowhere", [1], [])), "a number as a column name");
+  check(typeError(() => db.executeMany("SELECT 1", [new Int32Array([7])])), "a typed array as a row");
+  check(typeError(() => db.copyIn("nowhere", ["a"], "ab")), "a string as the rows");
   db.info("values: ok");
 }
 
@@ -184,8 +186,10 @@ function secondBatch() {
     check(row.get(0) === row.get("id") && typeof row.get("id") === "number", "id is a number");
     parts.push(`${row.get("id")}=${row.get(1)}/${row.get("note") ?? "-"}`);
   }
-  const id = new String("id");
-  check(db.copyIn(new String("tour"), [id, "label", "note"], [[5, parts.join(","), null]]) === 1, "copied in");
+  // The list's own `map` is not what the SDK reads it with.
+  const names = [new String("id"), "label", "note"];
+  names.map = () => [5, {}];
+  check(db.copyIn(new String("tour"), names, [[5, parts.join(","), null]]) === 1, "copied in");
   check(db.queryOpt(`SELECT id FROM tour WHERE id = ${placeholders(1)}`, 42) === null, "no row 42");
   db.progress(1, 1);
 }
@@ -194,6 +198,13 @@ export function downgrade() {
   const label = db.queryOne("SELECT label FROM tour WHERE id = 1").get("label");
   if (label === "fail-downgrade") db.execute("INSERT INTO no_such_table VALUES (1)");
   if (label === "fail-lone") db.execute(`SELECT ${placeholders(1)}`, "\uD800");
+  if (label === "fail-async") {
+    // An async downgrade returns at its first await: refused, not recorded half-done.
+    return (async () => {
+      await null;
+      db.batch("DROP TABLE tour");
+    })();
+  }
   if (label === "fail-getter") {
     const e = new Error();
     Object.defineProperty(e, "message", {
