@@ -480,3 +480,48 @@ async fn a_commit_refused_for_a_deferred_constraint_is_the_migrations_failure_on
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_checks_each_steps_deferred_constraints_at_its_end_only() {
+    // The dry run's check of what a step's commit would fire set every constraint to
+    // immediate for the rest of its transaction, which it keeps open across steps: from
+    // the second step on, a deferred foreign key was checked at each statement, and a
+    // migration a real run applies failed (found by the review helper). Its note also
+    // said the steps before were "applied and kept".
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE p (id int PRIMARY KEY);
+         CREATE TABLE c (pid int REFERENCES p DEFERRABLE INITIALLY DEFERRED);",
+        "DROP TABLE c; DROP TABLE p;",
+    );
+    project.sql_revision(
+        "b2",
+        "INSERT INTO c VALUES (1); INSERT INTO p VALUES (1);",
+        "DELETE FROM c; DELETE FROM p;",
+    );
+    for args in [
+        &["up", "--dry-run"][..],
+        &["up", "--dry-run", "--atomic"][..],
+    ] {
+        project.run(&db, args).success();
+        assert!(!db.table_exists("p").await, "{args:?}");
+    }
+    // One that would fail at its commit still fails the dry run, at its own step, and
+    // the note names nothing as kept.
+    project.sql_revision(
+        "c3",
+        "INSERT INTO c VALUES (2);",
+        "DELETE FROM c WHERE pid = 2;",
+    );
+    let dry = project
+        .run(&db, &["up", "--dry-run"])
+        .fails_with(MIGRATION_FAILED);
+    assert!(dry.stderr.contains("c_pid_fkey"), "{dry:?}");
+    assert!(dry.stderr.contains("c3"), "{dry:?}");
+    assert!(!dry.stderr.contains("and kept"), "{dry:?}");
+    project.run(&db, &["up", "b2"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    db.drop_db().await;
+}

@@ -60,6 +60,10 @@ const EARLY_BEGIN_LOCK_WAIT: &str = "100ms";
 /// The savepoint the statement that records a step runs in ([`PgSession::finish_in_one`]).
 const FINISH_SAVEPOINT: &str = "wasmig_finish";
 
+/// The savepoint a dry run's check of what a commit would fire runs in
+/// ([`Session::check_deferred`]).
+const DEFERRED_SAVEPOINT: &str = "wasmig_deferred";
+
 /// The savepoint a dry run's or journal's reads of the server's counts run in
 /// ([`PgSession`]'s `observe`).
 const OBSERVE_SAVEPOINT: &str = "wasmig_observe";
@@ -1528,14 +1532,30 @@ impl Session for PgSession {
     async fn check_deferred(&mut self) -> SqlResult<()> {
         // Without the migration's timeouts, as the guard and the record run (the session is
         // reset before the next step), but as the migration's role still, which a real
-        // run's COMMIT fires them as (`commit_and_reset`).
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "{OWN_TIMEOUTS}SET CONSTRAINTS ALL IMMEDIATE"
+        // run's COMMIT fires them as (`commit_and_reset`). In a savepoint rolled back
+        // afterwards: `SET CONSTRAINTS` lasts for the transaction, which a dry run keeps
+        // open across its steps, and the next step's deferred constraints would have been
+        // checked at once (a valid migration failed, found by the review helper). Rolled
+        // back, the mode is the default again and what fired is undone; it fires again at
+        // the next step's check, as a real run checks each step at its commit.
+        let checked = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SAVEPOINT {DEFERRED_SAVEPOINT}; {OWN_TIMEOUTS}SET CONSTRAINTS ALL IMMEDIATE"
         )))
         .execute(self.conn())
         .await
         .map(drop)
-        .map_err(super::codec::sql_error)
+        .map_err(super::codec::sql_error);
+        let back = self
+            .run_script(format!(
+                "ROLLBACK TO SAVEPOINT {DEFERRED_SAVEPOINT}; RELEASE SAVEPOINT {DEFERRED_SAVEPOINT}"
+            ))
+            .await;
+        // The ROLLBACK TO is wasmig's own, not the migration's ending its transaction.
+        if let Some(wire) = &self.wire {
+            self.tags = wire.transaction_tags();
+        }
+        checked?;
+        back
     }
 
     fn books(&mut self) -> (&VersionStore, &mut dyn Driver) {

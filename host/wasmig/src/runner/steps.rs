@@ -1113,8 +1113,9 @@ impl Run<'_> {
             revision: at.step.revision.clone(),
             direction: at.step.action,
             failure,
-            // With --atomic nothing was committed: the whole run rolls back.
-            completed: if atomic {
+            // With --atomic nothing was committed: the whole run rolls back; a dry run
+            // commits nothing either.
+            completed: if atomic || self.options.dry_run {
                 Vec::new()
             } else {
                 at.completed.iter().map(|r| r.revision.clone()).collect()
