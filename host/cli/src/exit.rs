@@ -110,6 +110,7 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<ModifiedError>()
             || cause.is::<ResumeModified>()
             || cause.is::<wasmig::db::TablesTampered>()
+            || cause.is::<wasmig::db::RoleLeft>()
             || cause.is::<wasmig::db::TamperedAfterCommit>()
             || cause.is::<wasmig::db::RowsWritten>()
             || cause.is::<wasmig::db::OwnRowsWritten>()

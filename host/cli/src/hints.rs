@@ -7,8 +7,8 @@
 //! words its own.
 
 use wasmig::db::{
-    LockLost, LockLostAfter, OwnRowsWritten, ReadBackUnanswered, RowsWritten, TablesTampered,
-    TamperedAfterCommit,
+    LockLost, LockLostAfter, OwnRowsWritten, ReadBackUnanswered, RoleLeft, RowsWritten,
+    TablesTampered, TamperedAfterCommit,
 };
 use wasmig::error::{ConfigError, GraphError, NextStep};
 use wasmig::error::{
@@ -100,6 +100,11 @@ pub(crate) fn hint_for(err: &anyhow::Error) -> Option<String> {
         if cause.is::<OwnRowsWritten>() {
             return Some(
                 "remove the statements that write wasmig_* tables from the revision (wasmig records its steps itself), then run again".into(),
+            );
+        }
+        if cause.is::<RoleLeft>() {
+            return Some(
+                "remove the SQL that switches roles (SET ROLE, RESET ROLE, SET SESSION AUTHORIZATION, set_config('role', …)) from the revision: under `role` in wasmig.toml every migration runs as that role; run it with --untrusted to have such SQL refused before it runs".into(),
             );
         }
         if cause.is::<TablesTampered>() || cause.is::<TamperedAfterCommit>() {

@@ -927,6 +927,14 @@ pub struct RowsWritten {
 #[error("wasmig's tables were changed by something other than wasmig: {0}; nothing was recorded")]
 pub struct TablesTampered(pub String);
 
+/// The migration's SQL left the role it runs as (`role` in `wasmig.toml`) where no parser
+/// saw it (SQL built at run time in a trusted project): the server's word at wasmig's check
+/// (the guard of a step's transaction, or the check after each statement of a script
+/// without one). The message says which role and what runs now.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RoleLeft(pub String);
+
 /// wasmig's tables, read back after steps committed, hold what wasmig did not write (the
 /// heads, history rows, stored artifacts) or were rewritten: something wrote them at or
 /// after a step's `COMMIT` (a deferred trigger of a migration's table), or beside the run.

@@ -427,9 +427,11 @@ async fn a_none_script_that_leaves_the_role_unseen_stops_at_that_statement() {
     let run = project.run(&db, &["up"]).fails_with(TABLES_TAMPERED);
     assert!(
         run.stderr.contains(&format!(
-            "the statement left the role `{}` (role in wasmig.toml)",
+            "statement 2 left the role `{}` (role in wasmig.toml)",
             role.name
-        )),
+        )) && run
+            .stderr
+            .contains("statements 1 to 2 of 3 stayed committed"),
         "{}",
         run.stderr
     );

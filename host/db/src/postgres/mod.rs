@@ -998,22 +998,34 @@ impl Database for PgDatabase {
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25001") => {
                     (true, true, true, true)
                 }
+                // The statement ran and committed (the failure is counted past it, so that
+                // the report says it stayed); the server's code is kept (a lost connection
+                // is the host's).
                 Err(e) => {
+                    let mut error = sql_error(e);
+                    error.message = format!(
+                        "wasmig's check after statement {} (which ran and committed) failed: {}",
+                        n + 1,
+                        error.message
+                    );
                     return Err(ScriptFailure {
-                        statement: n + 1,
+                        statement: n + 2,
                         total,
-                        error: Box::new(sql_error(e)),
+                        error: Box::new(error),
                     });
                 }
             };
+            // Below, the statement ran and committed before what it did was found: the
+            // failure is counted past it.
             if !in_role && let Some(role) = &self.role {
                 return Err(ScriptFailure {
-                    statement: n + 1,
+                    statement: n + 2,
                     total,
                     error: Box::new(wasmig_contract::SqlError::wasmig(
-                        "TAMPERED",
+                        "ROLE",
                         format!(
-                            "the statement left the role `{role}` (role in wasmig.toml) the script runs as; what ran committed, the rest of the script did not run; remove the switch from the revision"
+                            "statement {} left the role `{role}` (role in wasmig.toml) the script runs as; it ran and committed, the rest of the script did not run; remove the switch from the revision",
+                            n + 1
                         ),
                     )),
                 });
@@ -1022,14 +1034,20 @@ impl Database for PgDatabase {
                 // Released where no parser saw it (SQL built at run time): what ran
                 // committed, and a run killed now would leave no trace of this session.
                 return Err(ScriptFailure {
-                    statement: n + 1,
+                    statement: n + 2,
                     total,
                     error: Box::new(wasmig_contract::SqlError::wasmig(
                         "STATE",
                         if under_lock {
-                            "the statement released wasmig's advisory lock on its session (pg_advisory_unlock…), which tells a later run that this revision is still at work; the rest of the script did not run; remove the unlock from the revision".to_owned()
+                            format!(
+                                "statement {} released wasmig's advisory lock on its session (pg_advisory_unlock…), which tells a later run that this revision is still at work; it ran and committed, the rest of the script did not run; remove the unlock from the revision",
+                                n + 1
+                            )
                         } else {
-                            "the migration lease was lost (it expired, or another run took it over) while the script ran: what ran committed, the rest of the script did not run; the revision is marked failed".to_owned()
+                            format!(
+                                "the migration lease was lost (it expired, or another run took it over) by the end of statement {}: it and what ran before it committed, the rest of the script did not run; the revision is marked failed",
+                                n + 1
+                            )
                         },
                     )),
                 });

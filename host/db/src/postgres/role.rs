@@ -27,7 +27,7 @@ use wasmig_plan::ConfigError;
 
 use super::PgDatabase;
 use super::codec::sql_error;
-use super::session::{PgSession, TAMPERED_STATE};
+use super::session::{PgSession, ROLE_LEFT_STATE};
 use crate::{DbError, SqlResult};
 
 /// `name` as a quoted SQL identifier: exactly that role, whatever its case or characters.
@@ -125,7 +125,7 @@ impl PgSession {
     ///
     /// First, the server's word that the migration's SQL is still running as the role: a
     /// switch the parser could not see (SQL built at run time in a trusted project, a
-    /// function created earlier) fails the step with the tamper check's code (exit 12).
+    /// function created earlier) fails the step ([`crate::RoleLeft`], exit 12).
     pub(super) fn leave_role(&mut self) -> String {
         if !std::mem::take(&mut self.in_role) {
             return String::new();
@@ -141,8 +141,8 @@ impl PgSession {
             .expect("some tag is free");
         format!(
             "DO {tag} BEGIN IF current_user OPERATOR(pg_catalog.<>) {literal} THEN \
-             RAISE EXCEPTION 'wasmig: the migration''s SQL left the role % it runs as (it runs as % now)', \
-             {literal}, current_user USING ERRCODE = '{TAMPERED_STATE}'; END IF; END {tag};\n\
+             RAISE EXCEPTION 'wasmig: the migration''s SQL left the role % it runs as (it runs as % now); nothing was recorded', \
+             {literal}, current_user USING ERRCODE = '{ROLE_LEFT_STATE}'; END IF; END {tag};\n\
              SET LOCAL ROLE NONE;\n"
         )
     }

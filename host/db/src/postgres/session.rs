@@ -133,6 +133,10 @@ pub(super) const TAMPERED_STATE: &str = "WMG03";
 /// transaction wrote rows of them that only wasmig writes (`WATCHED_WRITES`).
 pub(super) const WROTE_STATE: &str = "WMG05";
 
+/// The SQLSTATE of wasmig's guard finding that the migration left its role
+/// ([`crate::RoleLeft`]).
+pub(super) const ROLE_LEFT_STATE: &str = "WMG06";
+
 /// The error of a write of wasmig's tables: [`LockLost`] when the fence refused it, else
 /// the query's.
 pub(super) fn write_error(source: sqlx::Error, doing: String) -> anyhow::Error {
@@ -140,6 +144,9 @@ pub(super) fn write_error(source: sqlx::Error, doing: String) -> anyhow::Error {
         sqlx::Error::Database(e) if e.code().as_deref() == Some(LOCK_LOST_STATE) => LockLost.into(),
         sqlx::Error::Database(e) if e.code().as_deref() == Some(TAMPERED_STATE) => {
             TablesTampered(e.message().trim_start_matches("wasmig: ").to_owned()).into()
+        }
+        sqlx::Error::Database(e) if e.code().as_deref() == Some(ROLE_LEFT_STATE) => {
+            crate::RoleLeft(e.message().trim_start_matches("wasmig: ").to_owned()).into()
         }
         sqlx::Error::Database(e) if e.code().as_deref() == Some(WROTE_STATE) => {
             crate::OwnRowsWritten(e.message().trim_start_matches("wasmig: ").to_owned()).into()

@@ -282,10 +282,19 @@ fn tampered(
 /// The failure of a script stopped at a statement: a statement's own error, or what the
 /// backend found between two statements (MySQL reads wasmig's rows and the lock back after
 /// each): rows only wasmig writes written (`WASMIG-TAMPERED`, exit 12), or the lock taken
-/// from the run (`WASMIG-LOCK`, exit 11). No server sends a `WASMIG-` code.
+/// from the run (`WASMIG-LOCK`, exit 11), or the role left (`WASMIG-ROLE`, exit 12). No
+/// server sends a `WASMIG-` code. A lost connection is the host's, worded for a script
+/// whose earlier statements committed (the report then says which).
 fn script_failure(error: &SqlError) -> Failure {
+    if crate::db::is_connection_failure(&error.code) {
+        return Failure::Host(anyhow::anyhow!(
+            "the database connection failed during the script ({}): check the database server",
+            error.describe()
+        ));
+    }
     match error.code.as_str() {
         "WASMIG-TAMPERED" => Failure::Host(crate::db::TablesTampered(error.message.clone()).into()),
+        "WASMIG-ROLE" => Failure::Host(crate::db::RoleLeft(error.message.clone()).into()),
         "WASMIG-LOCK" => {
             Failure::Host(anyhow::Error::new(crate::db::LockLost).context(error.message.clone()))
         }
