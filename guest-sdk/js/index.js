@@ -311,6 +311,9 @@ function plainArray(v) {
 /** A JavaScript value as a WIT `value` (see the README for the mapping). */
 export function toSql(v) {
   if (Array.isArray(v)) {
+    // A fresh plain array, read once: what is checked here is what the lowering reads
+    // (the array's own methods or element getters never see either).
+    v = Array.from(v);
     const plain = plainArray(v);
     if (plain !== undefined) return plain;
     const tags = new Set();
@@ -647,7 +650,8 @@ function plainColumn(v) {
 // A JavaScript array as a WIT `column-values`, its type told by its values as `toSql`
 // tells an array's (texts packed into one string).
 function toColumn(values) {
-  const list = Array.isArray(values) ? values : Array.from(values);
+  // A fresh plain array, read once (see `toSql`); a typed array's values too.
+  const list = Array.from(values);
   const plain = plainColumn(list);
   if (plain !== undefined) return plain;
   const array = toSql(list).val;
@@ -856,7 +860,10 @@ export function runExport(name, f) {
     // An `async` function returns at its first `await`, and nothing runs what follows:
     // the step would be recorded with only part of its work done (and an error thrown
     // after the `await` never seen). The SDK's calls return their results directly.
-    if (result !== null && (typeof result === "object" || typeof result === "function") && typeof result.then === "function") {
+    if (
+      result instanceof Promise ||
+      (result !== null && (typeof result === "object" || typeof result === "function") && typeof result.then === "function")
+    ) {
       throw new TypeError(
         `${name}() returned a Promise (an async function?): wasmig runs a migration synchronously, ` +
           "so nothing after an await would run; drop async and await (the SDK's calls return their results directly)",

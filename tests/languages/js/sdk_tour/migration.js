@@ -149,6 +149,15 @@ function checkValues() {
   check(typeError(() => db.copyIn("nowhere", [1], [])), "a number as a column name");
   check(typeError(() => db.executeMany("SELECT 1", [new Int32Array([7])])), "a typed array as a row");
   check(typeError(() => db.copyIn("nowhere", ["a"], "ab")), "a string as the rows");
+  // An array parameter is read once, by index: its own map and join are not what is used.
+  const own = ["x", "y"];
+  own.map = () => "garbage";
+  own.join = () => "ok";
+  const sent = db.toSql(own);
+  check(sent.tag === "array" && sent.val.val.length === 2 && sent.val.val[1] === "y", "an array's own map");
+  const hidden = ["\uD800"];
+  hidden.join = () => "ok";
+  check(lone(() => db.toSql(hidden)), "a lone surrogate behind an array's own join");
   db.info("values: ok");
 }
 
