@@ -525,3 +525,38 @@ async fn a_dry_run_checks_each_steps_deferred_constraints_at_its_end_only() {
     assert_eq!(db.heads().await, ["b2"]);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_dry_run_drops_each_steps_temporary_tables_as_their_commits_would() {
+    // Steps of their own transactions lose their temporary tables at commit (ON COMMIT
+    // DROP) or in the reset after it; the dry run, one transaction, refused them instead,
+    // naming --atomic when it was not given (found by the review helper). Under --atomic
+    // the real run refuses them, and so does its dry run.
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE t (x int);
+         CREATE TEMP TABLE stage (x int) ON COMMIT DROP;
+         INSERT INTO stage VALUES (1); INSERT INTO t SELECT x FROM stage;",
+        "DROP TABLE t;",
+    );
+    project.sql_revision(
+        "b2",
+        "CREATE TEMP TABLE stage (x int);
+         INSERT INTO stage VALUES (2); INSERT INTO t SELECT x FROM stage;",
+        "DELETE FROM t WHERE x = 2;",
+    );
+    project.run(&db, &["up", "--dry-run"]).success();
+    assert!(!db.table_exists("t").await);
+    let atomic = project
+        .run(&db, &["up", "--dry-run", "--atomic"])
+        .fails_with(MIGRATION_FAILED);
+    assert!(
+        atomic.stderr.contains("temporary objects (stage)"),
+        "{atomic:?}"
+    );
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
+    db.drop_db().await;
+}

@@ -662,6 +662,14 @@ pub trait Session: GuestSql {
     /// `WASMIG-STATE`, naming them.
     async fn reset_session(&mut self) -> SqlResult<()>;
 
+    /// Drops the temporary objects the step left, as the reset between two steps of their
+    /// own transactions does: for a dry run of such steps, which runs them in one
+    /// transaction (PostgreSQL's `DISCARD TEMP`, after `CLOSE ALL`). Nothing where that
+    /// reset keeps them: a dry run then refuses them as `--atomic` does.
+    async fn discard_temp(&mut self) -> SqlResult<()> {
+        Ok(())
+    }
+
     /// The store and the connection wasmig's writes of this step go through.
     fn books(&mut self) -> (&VersionStore, &mut dyn Driver);
 

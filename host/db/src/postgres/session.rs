@@ -1511,6 +1511,10 @@ impl Session for PgSession {
         }
     }
 
+    async fn discard_temp(&mut self) -> SqlResult<()> {
+        self.run_script("CLOSE ALL; DISCARD TEMP".into()).await
+    }
+
     async fn observe(&mut self) -> anyhow::Result<crate::Observed> {
         // Never after a statement ended the transaction: the reads would run in another.
         if self.transaction_ended() {

@@ -944,7 +944,8 @@ impl Run<'_> {
             .work(at, &ready, session, limits, resume.as_ref())
             .await?;
         if let Some(before) = before {
-            let (session, observed) = dry_step(step, session, outcome, &ready)
+            let atomic = self.options.atomic;
+            let (session, observed) = dry_step(step, session, outcome, &ready, atomic)
                 .await
                 .map_err(|f| self.fail(at, f))?;
             let report = StepReport {
@@ -1294,6 +1295,7 @@ async fn dry_step(
     mut session: Box<dyn Session>,
     outcome: Result<(), Failure>,
     ready: &Prepared,
+    atomic: bool,
 ) -> Result<(Box<dyn Session>, crate::db::Observed), Failure> {
     let guest = ready.loaded.is_some();
     if let Err(failure) = outcome {
@@ -1313,7 +1315,19 @@ async fn dry_step(
         Ok(o) => o,
         Err(e) => return Err(roll_back(session, &step.revision, Failure::Host(e), guest).await),
     };
-    if let Err(e) = session.reset_session().await {
+    // Steps of their own transactions lose their temporary objects between steps (at
+    // commit, or in the reset after it); a dry run of them, in one transaction, drops
+    // them here as that would. Under --atomic the reset refuses them, as the real run's.
+    let discarded = if atomic {
+        Ok(())
+    } else {
+        session.discard_temp().await
+    };
+    let reset = match discarded {
+        Ok(()) => session.reset_session().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = reset {
         let failure = Failure::Sql(Box::new(e));
         return Err(roll_back(session, &step.revision, failure, guest).await);
     }
