@@ -568,3 +568,28 @@ pub(crate) async fn returned_by_itself(
     let status = exited.unwrap_or_else(|| panic!("wasmig did not return by itself: {stderr}"));
     (status.code().unwrap_or(-1), stderr, elapsed)
 }
+
+/// `wasmig up` on `db` while another session holds a serializable transaction open for the
+/// whole run (committed after it), bounded at 120 s (not a measure of speed: a run that
+/// waits for a safe snapshot waits until that transaction ends, which is after the run).
+/// Panics with `waited` when the bound is hit.
+pub(crate) async fn up_beside_an_open_serializable_transaction(
+    project: &TestProject,
+    db: &TestDb,
+    waited: &str,
+) -> Run {
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT 1")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let mut up = tokio::process::Command::from(wasmig_cmd(&project.dir));
+    up.args(["up", "--database-url", &db.url])
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), up.output())
+        .await
+        .expect(waited)
+        .unwrap();
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    Run::from_output(out)
+}

@@ -216,24 +216,13 @@ async fn deferrable_serializable_defaults_do_not_hold_up_the_reset_on_postgres()
     );
     project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
     project.sql_revision("c3", "INSERT INTO t VALUES (2);", "DELETE FROM t;");
-    let mut other = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
-        .await
-        .unwrap();
-    sqlx::raw_sql("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT 1")
-        .execute(&mut other)
-        .await
-        .unwrap();
-    // Bounded here (not a measure of speed: before the fix, the run waited until the
-    // other transaction ended, which is after it).
-    let mut up = tokio::process::Command::from(crate::support::wasmig_cmd(&project.dir));
-    up.args(["up", "--database-url", &db.url])
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), up.output())
-        .await
-        .expect("the run waited for the other session's serializable transaction")
-        .unwrap();
-    crate::support::Run::from_output(out).success();
-    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    crate::support::up_beside_an_open_serializable_transaction(
+        &project,
+        &db,
+        "the run waited for the other session's serializable transaction",
+    )
+    .await
+    .success();
     assert_eq!(db.heads().await, ["c3"]);
     assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
     db.drop_db().await;

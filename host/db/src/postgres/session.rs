@@ -715,6 +715,21 @@ impl PgSession {
         Ok(status.as_deref() != Some("committed"))
     }
 
+    /// Rolls back to the savepoint `name` (a valid name) and releases it. Its `ROLLBACK`
+    /// tag, if it got that far, is wasmig's own, not a statement's ending the transaction:
+    /// counted as seen, whether or not the rollback succeeded.
+    async fn undo_savepoint(&mut self, name: &str) -> SqlResult<()> {
+        let done = self
+            .run_script(format!(
+                "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
+            ))
+            .await;
+        if let Some(wire) = &self.wire {
+            self.tags = wire.transaction_tags();
+        }
+        done
+    }
+
     /// How many exchanges (each ended by a `ReadyForQuery`) the relay saw on this session's
     /// connection so far; `None` when it does not pass through the relay.
     #[cfg(test)]
@@ -1374,18 +1389,9 @@ impl GuestSql for PgSession {
     }
 
     async fn rollback_to_savepoint(&mut self, name: &str) -> SqlResult<()> {
-        let name = crate::savepoint_name(name)?;
-        let done = self
-            .run_script(format!(
-                "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
-            ))
-            .await;
-        // Its `ROLLBACK` tag, if it got that far, is wasmig's own (the check after the
-        // guest's previous call found none other).
-        if let Some(wire) = &self.wire {
-            self.tags = wire.transaction_tags();
-        }
-        done?;
+        // (The check after the guest's previous call found no transaction control other
+        // than this rollback's own.)
+        self.undo_savepoint(crate::savepoint_name(name)?).await?;
         // The rollback may have undone DDL that cached statements were prepared against.
         self.forget_statements().await
     }
@@ -1527,16 +1533,7 @@ impl Session for PgSession {
             .await?;
         let (store, driver) = self.books();
         let observed = store.observe(driver).await;
-        let back = self
-            .run_script(format!(
-                "ROLLBACK TO SAVEPOINT {OBSERVE_SAVEPOINT}; RELEASE SAVEPOINT {OBSERVE_SAVEPOINT}"
-            ))
-            .await;
-        // The ROLLBACK TO is wasmig's own, not the migration's ending its transaction.
-        if let Some(wire) = &self.wire {
-            self.tags = wire.transaction_tags();
-        }
-        back?;
+        self.undo_savepoint(OBSERVE_SAVEPOINT).await?;
         observed
     }
 
@@ -1556,15 +1553,7 @@ impl Session for PgSession {
         .await
         .map(drop)
         .map_err(super::codec::sql_error);
-        let back = self
-            .run_script(format!(
-                "ROLLBACK TO SAVEPOINT {DEFERRED_SAVEPOINT}; RELEASE SAVEPOINT {DEFERRED_SAVEPOINT}"
-            ))
-            .await;
-        // The ROLLBACK TO is wasmig's own, not the migration's ending its transaction.
-        if let Some(wire) = &self.wire {
-            self.tags = wire.transaction_tags();
-        }
+        let back = self.undo_savepoint(DEFERRED_SAVEPOINT).await;
         checked?;
         back
     }
