@@ -1031,29 +1031,58 @@ impl DbError {
     /// session, or broken), rather than the query.
     pub fn connection_lost(&self) -> bool {
         match self {
-            DbError::Query { source, .. } => match source {
-                sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolClosed => true,
-                sqlx::Error::Database(e) => e.code().is_some_and(|c| is_connection_failure(&c)),
-                _ => false,
-            },
+            DbError::Query { source, .. } => ended_by_server(source),
             _ => false,
         }
     }
 }
 
-/// Whether an error code means the connection itself failed (the host's problem, not the
-/// guest's): wasmig's own I/O code, SQLSTATE class 08 (connection exception), or the
-/// server ending the session: shutting down (57P01-57P03), or one of its timeouts, which
-/// PostgreSQL enforces by ending the session (an idle session's 57P05, an idle
-/// transaction's 25P03, a transaction's 25P04 from PostgreSQL 17). Not 57014, a cancelled
-/// query, which ends the statement only.
+/// Whether an error a session handed on means the connection itself failed (the host's
+/// problem, not the guest's): `WASMIG-IO`, which only wasmig gives. The backends turn the
+/// server ending the session into it (see [`ended_by_server`]), so the server's own code
+/// is not trusted alone: a migration can raise any SQLSTATE (`RAISE ... USING ERRCODE =
+/// '57P01'` in PL/pgSQL, a `dblink` or `postgres_fdw` that cannot reach its server gives
+/// `08001`), and an error it raises is its own, however it is coded.
 pub fn is_connection_failure(code: &str) -> bool {
     code == "WASMIG-IO"
-        || code.starts_with("08")
-        || matches!(
-            code,
-            "57P01" | "57P02" | "57P03" | "57P05" | "25P03" | "25P04"
-        )
+}
+
+/// Whether a driver error is the server ending the session, or the connection failing
+/// under it. PostgreSQL says so by the error's severity: it ends a session with `FATAL`
+/// (shutting down, 57P01-57P03; its timeouts, 57P05, 25P03, 25P04; `pg_terminate_backend`),
+/// and no SQL can raise one (PL/pgSQL's `RAISE` stops at `EXCEPTION`, an `ERROR`). MySQL
+/// has no severity: its server shutting down (error 1053) and a killed connection (1927)
+/// are taken at their number and a SQLSTATE of class 08 as one, which a migration's
+/// `SIGNAL` can imitate.
+pub fn ended_by_server(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(e) => {
+            if let Some(pg) = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                return matches!(
+                    pg.severity(),
+                    sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                );
+            }
+            if let Some(my) = e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return matches!(my.number(), 1053 | 1927)
+                    || my.code().is_some_and(|c| c.starts_with("08"));
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// The error for the server ending the session: `WASMIG-IO`, the host's, with the
+/// server's message, and its SQLSTATE named in the detail (see [`ended_by_server`]).
+pub(crate) fn session_ended(code: &str, message: &str, detail: Option<&str>) -> SqlError {
+    let mut error = SqlError::wasmig("IO", message);
+    error.detail = Some(match detail {
+        Some(detail) => format!("the server ended the session (SQLSTATE {code}): {detail}"),
+        None => format!("the server ended the session (SQLSTATE {code})"),
+    });
+    error
 }
 
 /// Connects to the database the URL names. On PostgreSQL, wasmig's tables live in `schema`

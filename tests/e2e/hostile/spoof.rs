@@ -229,3 +229,88 @@ async fn a_script_left_open_cannot_take_in_what_wasmig_sends_after_it() {
     }
     db.drop_db().await;
 }
+
+/// SQLSTATEs the server gives when it ends a session (57P01 shutting down or terminated,
+/// 25P03 an idle transaction's timeout) or a connection fails (class 08), which any SQL
+/// can raise too.
+const LOST_CONNECTION_CODES: [&str; 3] = ["57P01", "25P03", "08006"];
+
+/// A `DO` block raising `code` as an error (severity `ERROR`: the session goes on).
+fn raise_as(code: &str) -> String {
+    format!(
+        "DO $$ BEGIN RAISE EXCEPTION 'raised by the migration' USING ERRCODE = '{code}'; END $$;"
+    )
+}
+
+/// A migration raising the code of a lost connection is a failed migration (exit 6), not
+/// a lost connection (exit 5, which names the database server as the problem and which a
+/// CI job may retry): in a SQL revision, in a `none` script (marked failed as any failed
+/// statement), and under a guest, which can also handle it in a savepoint and go on.
+#[tokio::test]
+async fn an_error_raised_with_a_lost_connections_code_is_the_migrations_own() {
+    for code in LOST_CONNECTION_CODES {
+        for none in [false, true] {
+            let project = TestProject::new();
+            let db = TestDb::new(Backend::Postgres, &project).await;
+            project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+            let b2 = project.sql_revision(
+                "b2",
+                &format!("CREATE TABLE lost (x int);\n{}", raise_as(code)),
+                "DROP TABLE lost;",
+            );
+            if none {
+                crate::support::no_transaction(&b2);
+            }
+            let run = project.run(&db, &["up"]).fails_with(6);
+            assert!(
+                run.stderr.contains(&format!("(code {code})"))
+                    && !run.stderr.contains("connection failed"),
+                "{code} none={none}: {}",
+                run.stderr
+            );
+            assert_eq!(db.heads().await, ["a1"], "{code} none={none}");
+            if none {
+                // The first statement committed; the revision is marked failed.
+                assert_eq!(db.failed_marks().await, ["b2"], "{code}");
+            } else {
+                assert!(!db.table_exists("lost").await, "{code}");
+            }
+            db.drop_db().await;
+        }
+    }
+}
+
+/// The same raised under a guest, by a trigger on the table it inserts into: unhandled,
+/// the migration's failure; handled in a savepoint, the guest goes on and the revision
+/// is applied.
+#[tokio::test]
+async fn a_guest_sees_a_raised_lost_connection_code_as_an_error_it_can_handle() {
+    for (mode, code) in [("unhandled-sql", 6), ("savepoint", 0)] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        db.exec(&format!(
+            "CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('{mode}');
+             CREATE TABLE no_such_table (x int);
+             CREATE FUNCTION fake_end() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN RAISE EXCEPTION 'terminating connection, or so it says'
+                 USING ERRCODE = '57P01'; END $$;
+             CREATE TRIGGER fake_end BEFORE INSERT ON no_such_table
+               FOR EACH ROW EXECUTE FUNCTION fake_end();"
+        ))
+        .await;
+        project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+        project.wasm_revision("b2", std::path::Path::new(crate::test_guest::SCENARIO));
+        let run = project.run(&db, &["up"]);
+        assert_eq!(run.code, code, "{mode}: {run:?}");
+        assert!(!run.stderr.contains("connection failed"), "{mode}: {run:?}");
+        if code == 0 {
+            assert_eq!(db.heads().await, ["b2"], "{mode}");
+            assert!(run.stderr.contains("57P01"), "{mode}: {run:?}");
+        } else {
+            assert!(run.stderr.contains("sql error 57P01"), "{mode}: {run:?}");
+            assert_eq!(db.heads().await, ["a1"], "{mode}");
+            assert!(!db.table_exists("scenario_marker").await, "{mode}");
+        }
+        db.drop_db().await;
+    }
+}

@@ -25,6 +25,12 @@ use wasmig_contract::{Column, SqlError, Value};
 /// error, [`crate::client_error`] for anything else.
 pub(super) fn sql_error(err: sqlx::Error) -> SqlError {
     match &err {
+        sqlx::Error::Database(db) if crate::ended_by_server(&err) => crate::session_ended(
+            &db.code()
+                .map_or_else(|| "HY000".to_owned(), |c| c.into_owned()),
+            db.message(),
+            None,
+        ),
         sqlx::Error::Database(db) => {
             let number = db
                 .try_downcast_ref::<MySqlDatabaseError>()

@@ -33,6 +33,9 @@ pub(super) fn sql_error(err: sqlx::Error) -> SqlError {
     if let sqlx::Error::Database(db) = &err
         && let Some(pg) = db.try_downcast_ref::<PgDatabaseError>()
     {
+        if crate::ended_by_server(&err) {
+            return crate::session_ended(pg.code(), pg.message(), pg.detail());
+        }
         // `message()`, not Display: Display appends " at line N" of the server's C source.
         return SqlError {
             code: pg.code().to_owned(),

@@ -961,8 +961,8 @@ impl PgSession {
                 drop(conn.detach());
                 // An error the server raised for what the step did (not a lost
                 // connection) is the migration's.
-                if let sqlx::Error::Database(e) = &source
-                    && !e.code().is_some_and(|c| crate::is_connection_failure(&c))
+                if let sqlx::Error::Database(_) = &source
+                    && !crate::ended_by_server(&source)
                 {
                     return Err(
                         crate::CommitRefused(Box::new(super::codec::sql_error(source))).into(),

@@ -529,6 +529,42 @@ async fn the_check_after_a_failed_statement_sends_the_aborted_block_no_query() {
     }
 }
 
+/// The codes of a lost connection raised by SQL (severity `ERROR`) are the SQL's errors:
+/// handed on with their own code, not counted as the connection lost, and the session goes
+/// on after a rollback to a savepoint. A session really ended (`FATAL`) is `WASMIG-IO`,
+/// naming the server's SQLSTATE.
+#[tokio::test]
+async fn a_raised_lost_connection_code_is_an_error_and_a_real_end_is_wasmig_io() {
+    let t = TestDb::new().await;
+    let mut s = t.db.begin_session().await.unwrap();
+    for code in ["57P01", "57P05", "25P03", "08006", "08001"] {
+        s.savepoint("sp").await.unwrap();
+        let err = s
+            .execute(
+                &format!("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{code}'; END $$"),
+                &[],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, code);
+        assert!(!crate::is_connection_failure(&err.code), "{code}");
+        s.rollback_to_savepoint("sp").await.unwrap();
+    }
+    s.query("SELECT 1", &[]).await.unwrap();
+    let err = s
+        .query("SELECT pg_terminate_backend(pg_backend_pid())", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "WASMIG-IO", "{err:?}");
+    assert!(
+        err.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("SQLSTATE 57P01")),
+        "{err:?}"
+    );
+    let _ = Box::new(s).rollback().await;
+}
+
 /// A session the server ends for one of its timeouts fails the next call with an error
 /// wasmig counts as the connection lost (exit 5), not as the migration's SQL error.
 #[tokio::test]
