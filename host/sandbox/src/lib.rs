@@ -848,7 +848,8 @@ fn trap_text(err: &wasmtime::Error) -> String {
     format!("{} (`-v` logs its wasm backtrace)", causes.join(": "))
 }
 
-/// Copies what the guest wrote to stdout and stderr into wasmig's log.
+/// Copies what the guest wrote to stdout and stderr into wasmig's log, and says how many
+/// log lines went past the call's budget.
 fn flush_output(revision: &str, state: &GuestState) {
     for (stream, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
         let bytes = pipe.contents();
@@ -856,6 +857,13 @@ fn flush_output(revision: &str, state: &GuestState) {
             let line = wasmig_contract::text::shown(line);
             tracing::info!(target: "wasmig::guest", "[{revision}] {stream}: {line}");
         }
+    }
+    if state.log_dropped > 0 {
+        tracing::warn!(
+            "revision {revision}: {} more log line(s) of the migration were dropped: it logged over {} KiB in one call",
+            state.log_dropped,
+            host::LOG_BUDGET / 1024
+        );
     }
 }
 

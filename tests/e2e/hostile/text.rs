@@ -160,3 +160,32 @@ async fn a_huge_server_error_is_stored_capped_in_wasmigs_tables() {
     );
     db.drop_db().await;
 }
+
+/// A guest logging 10 MB in one call (100,000 lines) passes on its first MiB of lines; the
+/// rest is dropped and counted, and the step is applied.
+#[tokio::test]
+async fn a_guest_logging_without_end_is_cut_at_its_budget() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    db.exec("CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('log-flood');")
+        .await;
+    project.wasm_revision("b2", Path::new(crate::test_guest::SCENARIO));
+    let run = project.run(&db, &["up"]).success();
+    let shown = run.stderr.lines().filter(|l| l.contains("[b2]")).count();
+    assert!(
+        (10_000..12_000).contains(&shown),
+        "{shown} lines shown, {} bytes of stderr",
+        run.stderr.len()
+    );
+    assert!(run.stderr.len() < 2 * 1024 * 1024, "{}", run.stderr.len());
+    let dropped = 100_000 - shown;
+    assert!(
+        run.stderr.contains(&format!(
+            "revision b2: {dropped} more log line(s) of the migration were dropped"
+        )),
+        "{}",
+        &run.stderr[run.stderr.len().saturating_sub(500)..]
+    );
+    assert_eq!(db.heads().await, ["b2"]);
+    db.drop_db().await;
+}

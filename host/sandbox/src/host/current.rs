@@ -502,7 +502,12 @@ impl log::Host for GuestState {
         // Guest text goes out as an event of its own target, so a subscriber can tell it
         // from wasmig's words.
         let revision = &self.revision;
+        if self.logged >= super::LOG_BUDGET {
+            self.log_dropped += 1;
+            return Ok(());
+        }
         let message = wasmig_contract::text::shown(&message);
+        self.logged += message.len();
         match level {
             log::Level::Trace => tracing::trace!(target: "wasmig::guest", "[{revision}] {message}"),
             log::Level::Debug => tracing::debug!(target: "wasmig::guest", "[{revision}] {message}"),

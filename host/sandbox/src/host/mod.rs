@@ -270,7 +270,17 @@ pub struct GuestState {
     /// that must not be cut short at the deadline (each races it with a grace period to
     /// cancel its statement). `Sandbox::run` reads it from outside the store.
     pub(crate) db_calls: Arc<AtomicUsize>,
+    /// Bytes of log lines passed on in this call, as shown (see [`LOG_BUDGET`]).
+    pub(crate) logged: usize,
+    /// Log lines dropped past [`LOG_BUDGET`] in this call.
+    pub(crate) log_dropped: u64,
 }
+
+/// What a call may log through `log.log`, in bytes of lines as shown (each line is cut at
+/// 4,096 characters already): as much as its stdout and stderr each keep. Past it, lines
+/// are dropped and counted, and the call's end says how many, so that a migration looping
+/// on `log` until its deadline cannot flood the terminal or a CI job's log.
+pub(crate) const LOG_BUDGET: usize = OUTPUT_CAPACITY;
 
 /// One database call under way, counted in [`GuestState::db_calls`] until dropped (the
 /// call returned, or its future was dropped).
@@ -341,6 +351,8 @@ impl GuestState {
             stdout,
             stderr,
             db_calls: Arc::new(AtomicUsize::new(0)),
+            logged: 0,
+            log_dropped: 0,
             journal,
             journal_seen: None,
             rate: None,

@@ -257,6 +257,14 @@ impl Migration for Scenario {
                 wasmig_guest::progress(10, Some(10));
                 Ok(())
             }
+            "log-flood" => {
+                // 100,000 lines of 100 bytes: 10 MB, ten times a call's log budget.
+                let line = "x".repeat(90);
+                for i in 0..100_000 {
+                    info!("{i:>9} {line}");
+                }
+                Ok(())
+            }
             other => bail!("unknown scenario mode {other}"),
         }
     }
