@@ -944,3 +944,47 @@ async fn a_failed_mark_a_step_forges_is_refused_on_sqlite_and_mysql() {
         db.drop_db().await;
     }
 }
+
+/// A sequence is not rolled back with its transaction: a migration's `setval` on the
+/// history's identity sequence (to its maximum, where the next value fails; or back to 1,
+/// where the next collides) must not fail its own record nor every later one, trusted or
+/// untrusted, per step or under `--atomic`.
+#[tokio::test]
+async fn a_migration_moving_the_history_sequence_does_not_stop_later_records() {
+    for value in ["9223372036854775807", "1"] {
+        for args in [&["up"][..], &["up", "--untrusted"], &["up", "--atomic"]] {
+            let project = TestProject::new();
+            let db = TestDb::new(Backend::Postgres, &project).await;
+            project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+            project.sql_revision(
+                "b2",
+                &format!("SELECT pg_catalog.setval('wasmig_history_id_seq', {value});"),
+                "SELECT 1;",
+            );
+            project.sql_revision("c3", "CREATE TABLE u (x int);", "DROP TABLE u;");
+            let run = project.run(&db, args);
+            assert_eq!(run.code, 0, "{value} {args:?}: {run:?}");
+            assert_eq!(db.heads().await, ["c3"], "{value} {args:?}");
+            let down = project.run(&db, &["down", "base"]);
+            assert_eq!(down.code, 0, "{value} {args:?}: {down:?}");
+            let again = project.run(&db, &["up"]);
+            assert_eq!(again.code, 0, "{value} {args:?}: {again:?}");
+            assert_eq!(
+                db.history().await,
+                [
+                    "upgrade:a1",
+                    "upgrade:b2",
+                    "upgrade:c3",
+                    "downgrade:c3",
+                    "downgrade:b2",
+                    "downgrade:a1",
+                    "upgrade:a1",
+                    "upgrade:b2",
+                    "upgrade:c3"
+                ],
+                "{value} {args:?}"
+            );
+            db.drop_db().await;
+        }
+    }
+}

@@ -320,6 +320,27 @@ impl VersionStore {
                     .to_owned()
             }
         };
+        // PostgreSQL: the history row's id is the table's next, set on its identity
+        // sequence too (for a wasmig that still draws from it). A sequence is not rolled
+        // back with a transaction, so a migration's `setval` on it (to its maximum, or
+        // back to a used id) would otherwise outlive its step and fail every later record.
+        let history = self.table(HISTORY_TABLE);
+        let (id_column, overriding, id_value) = if postgres {
+            (
+                "id, ",
+                " OVERRIDING SYSTEM VALUE",
+                // The table's name spelled in hexadecimal: ASCII, read the same whatever
+                // `standard_conforming_strings` the migration left.
+                format!(
+                    "pg_catalog.setval(pg_catalog.pg_get_serial_sequence(
+                             pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8'), 'id')::pg_catalog.regclass,
+                         (SELECT COALESCE(pg_catalog.max(id), 0) OPERATOR(pg_catalog.+) 1 FROM {history})), ",
+                    hex::encode(&history)
+                ),
+            )
+        } else {
+            ("", "", String::new())
+        };
         let cleared = if finished.clear_checkpoint {
             format!(
                 ", cleared AS (DELETE FROM {} WHERE revision {eq} $3{when} RETURNING 1)",
@@ -353,9 +374,9 @@ impl VersionStore {
                             WHERE a OPERATOR(pg_catalog.<>) ALL ($1::pg_catalog.text[]){when}
                             RETURNING 1),
                   logged AS (INSERT INTO {history}
-                                 (revision, direction, checksum, started_at, finished_at,
-                                  duration_ms, wasmig_version, error, sqlstate)
-                             SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11{from}
+                                 ({id_column}revision, direction, checksum, started_at, finished_at,
+                                  duration_ms, wasmig_version, error, sqlstate){overriding}
+                             SELECT {id_value}$3, $4, $5, $6, $7, $8, $9, $10, $11{from}
                              RETURNING {written}),
                   stored AS ({artifact}){cleared}
              SELECT (SELECT pg_catalog.count(*) FROM added),
@@ -370,7 +391,6 @@ impl VersionStore {
              FROM (SELECT ARRAY(SELECT revision FROM {version}
                                 ORDER BY revision COLLATE pg_catalog.\"C\") AS all) AS heads,
                   guard",
-            history = self.table(HISTORY_TABLE),
         );
         // Every part sees the snapshot taken before the statement: the heads and history
         // columns are the tables as the step's own SQL left them, before any write.
