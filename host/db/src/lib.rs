@@ -1027,6 +1027,36 @@ pub(crate) fn client_error(err: sqlx::Error) -> SqlError {
 }
 
 impl DbError {
+    /// The migration's error in wasmig's own statement, when the server refused it for a
+    /// state the migration left its transaction in: `SET LOCAL transaction_read_only = on`
+    /// (or `set_config`), after which no statement of the transaction may write, wasmig's
+    /// record included (SQLSTATE 25006). A migration failure (exit 6), not the database's.
+    pub fn left_by_migration(&self) -> Option<SqlError> {
+        let DbError::Query { doing, source } = self else {
+            return None;
+        };
+        let sqlx::Error::Database(e) = source else {
+            return None;
+        };
+        if e.code().as_deref() != Some("25006") || ended_by_server(source) {
+            return None;
+        }
+        Some(SqlError {
+            code: "25006".into(),
+            message: format!(
+                "the migration left its transaction read-only (transaction_read_only), so wasmig could not write its record while {doing}: {}",
+                e.message()
+            ),
+            detail: None,
+            hint: Some(
+                "remove the SET of transaction_read_only from the revision; to keep a step from writing, check in the migration instead".into(),
+            ),
+            constraint: None,
+            table: None,
+            column: None,
+        })
+    }
+
     /// Whether the connection the query ran on failed (ended by the server or another
     /// session, or broken), rather than the query.
     pub fn connection_lost(&self) -> bool {
@@ -1050,7 +1080,10 @@ pub fn is_connection_failure(code: &str) -> bool {
 /// Whether a driver error is the server ending the session, or the connection failing
 /// under it. PostgreSQL says so by the error's severity: it ends a session with `FATAL`
 /// (shutting down, 57P01-57P03; its timeouts, 57P05, 25P03, 25P04; `pg_terminate_backend`),
-/// and no SQL can raise one (PL/pgSQL's `RAISE` stops at `EXCEPTION`, an `ERROR`). MySQL
+/// and no SQL raises one (PL/pgSQL's `RAISE` stops at `EXCEPTION`, an `ERROR`). A migration
+/// can still end its own session, and that reads as a lost connection: a
+/// `pg_terminate_backend(pg_backend_pid())`, or `exit_on_error`, which makes its next error
+/// a `FATAL` (the untrusted policy refuses both). MySQL
 /// has no severity: its server shutting down (error 1053) and a killed connection (1927)
 /// are taken at their number and a SQLSTATE of class 08 as one, which a migration's
 /// `SIGNAL` can imitate.

@@ -54,6 +54,11 @@ pub(crate) enum Refusal {
     /// Releases advisory locks, among them the one that marks a session wasmig is running
     /// a step on: the call.
     Unlock(String),
+    /// Copies rows to or from the client (`COPY ... FROM STDIN`, `TO STDOUT`): the
+    /// statement as named, `FROM` or `TO`. The client is wasmig, which has no rows to send
+    /// and takes none but through its own `copy-in`; the server would leave the connection
+    /// in copy mode.
+    ClientCopy(&'static str),
     /// Refused by the untrusted SQL policy (under [`Policy::UNTRUSTED`], or a capability or role limit).
     Policy(Violation),
 }
@@ -276,13 +281,19 @@ fn statements<'a>(
             .as_ref()
             .and_then(|node| node.node.as_ref())
             .and_then(|node| {
-                refusal(node, text).or_else(|| {
+                let policy_refusal = || {
                     policy
                         .checks_more()
                         .then(|| crate::policy::pg::violation(node, text, standard, policy))
                         .flatten()
                         .map(Refusal::Policy)
-                })
+                };
+                match refusal(node, text) {
+                    // The policy first: wasmig's own `copy-in` passes this refusal only.
+                    Some(copy @ Refusal::ClientCopy(_)) => policy_refusal().or(Some(copy)),
+                    Some(other) => Some(other),
+                    None => policy_refusal(),
+                }
             });
         out.push(Parsed { text, refused });
     }
@@ -321,6 +332,13 @@ fn refusal(node: &NodeEnum, text: &str) -> Option<Refusal> {
             },
             v.name
         ))),
+        NodeEnum::CopyStmt(c) if c.filename.is_empty() && !c.is_program => {
+            Some(Refusal::ClientCopy(if c.is_from {
+                "COPY ... FROM STDIN"
+            } else {
+                "COPY ... TO STDOUT"
+            }))
+        }
         NodeEnum::DiscardStmt(d) if d.target() == DiscardMode::DiscardAll => {
             Some(Refusal::Lexing("DISCARD ALL".to_owned()))
         }

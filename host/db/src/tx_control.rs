@@ -33,17 +33,31 @@ use wasmig_contract::{Dialect, SqlError};
 /// `WASMIG-STATE`, naming the statement and saying what to do instead; `WASMIG-POLICY`
 /// naming the rule.
 pub(crate) fn check(sql: &str, dialect: Dialect, policy: &Policy) -> Result<(), SqlError> {
-    refuse_control(
-        sql,
-        dialect,
-        policy,
-        "wasmig runs each revision in \
-         one transaction together with its version-table update, and commits or \
-         rolls it back itself; remove the statement, and to undo part of the work \
-         use a savepoint (`db::savepoint` in the Rust SDK, `begin-savepoint` in the \
-         WIT) rather than raw SAVEPOINT/ROLLBACK TO",
-    )
+    refuse_control(sql, dialect, policy, IN_TRANSACTION_WHY, false)
 }
+
+/// [`check`] for the `COPY ... FROM STDIN` wasmig sends itself for a guest's `copy-in`,
+/// with the rows it holds: held to the policy and the revision's capabilities like any
+/// statement, but not refused for copying from the client.
+///
+/// # Errors
+/// As [`check`].
+pub(crate) fn check_own_copy(sql: &str, policy: &Policy) -> Result<(), SqlError> {
+    refuse_control(sql, Dialect::Postgres, policy, IN_TRANSACTION_WHY, true)
+}
+
+/// Why transaction control is refused in a step's transaction.
+const IN_TRANSACTION_WHY: &str = "wasmig runs each revision in \
+     one transaction together with its version-table update, and commits or \
+     rolls it back itself; remove the statement, and to undo part of the work \
+     use a savepoint (`db::savepoint` in the Rust SDK, `begin-savepoint` in the \
+     WIT) rather than raw SAVEPOINT/ROLLBACK TO";
+
+/// Why a `COPY` to or from the client is refused.
+const CLIENT_COPY_WHY: &str = "the client is wasmig, which has no rows to send and \
+     takes none back; insert rows with INSERT (from a component, `copy-in`: \
+     `db::copy_in` in the Rust SDK), read them with SELECT, and move files with an \
+     operator's `psql \\copy` outside the migration";
 
 /// [`check`] for a `transaction = "none"` script, whose statements wasmig commits one by
 /// one: transaction control there would make several statements share a transaction
@@ -66,10 +80,20 @@ pub(crate) fn check_autocommit(
          a transaction wasmig does not know about; remove the statement (under \
          `transaction = \"none\"`, dropping that setting runs the whole revision in one \
          transaction where the database allows it)",
+        false,
     )
 }
 
-fn refuse_control(sql: &str, dialect: Dialect, policy: &Policy, why: &str) -> Result<(), SqlError> {
+/// The first statement of `sql` refused (transaction control for `why`, or the other
+/// refusals with their own reasons), as `WASMIG-STATE` or `WASMIG-POLICY`; with
+/// `own_copy`, a `COPY` to or from the client passes (wasmig's own `copy-in`).
+fn refuse_control(
+    sql: &str,
+    dialect: Dialect,
+    policy: &Policy,
+    why: &str,
+    own_copy: bool,
+) -> Result<(), SqlError> {
     let at = |n: usize, several: bool| {
         if several {
             format!(" (statement {} of the script)", n + 1)
@@ -84,6 +108,10 @@ fn refuse_control(sql: &str, dialect: Dialect, policy: &Policy, why: &str) -> Re
             Some((n, Refusal::Control(keyword))) => ((n, keyword, why), sql.contains(';')),
             Some((n, Refusal::Lexing(what))) => ((n, what, LEXING_WHY), sql.contains(';')),
             Some((n, Refusal::Unlock(what))) => ((n, what, UNLOCK_WHY), sql.contains(';')),
+            Some((_, Refusal::ClientCopy(_))) if own_copy => return Ok(()),
+            Some((n, Refusal::ClientCopy(what))) => {
+                ((n, what.to_owned(), CLIENT_COPY_WHY), sql.contains(';'))
+            }
             Some((n, Refusal::Policy(v))) => return Err(v.error(&at(n, sql.contains(';')), policy)),
         },
         // A lexical check under both readings of a backslash (`mysql::lex`).

@@ -314,3 +314,77 @@ async fn a_guest_sees_a_raised_lost_connection_code_as_an_error_it_can_handle() 
         db.drop_db().await;
     }
 }
+
+/// A migration that makes its transaction read-only stops wasmig's record of it: its own
+/// failure (exit 6, saying why), rolled back, not a database error; per step and under
+/// `--atomic`, set by `SET LOCAL` or by `set_config`.
+#[tokio::test]
+async fn a_migration_leaving_its_transaction_read_only_fails_as_its_own() {
+    for setting in [
+        "SET LOCAL transaction_read_only = on;",
+        "SELECT pg_catalog.set_config('transaction_read_only', 'on', true);",
+    ] {
+        for args in [&["up"][..], &["up", "--atomic"]] {
+            let project = TestProject::new();
+            let db = TestDb::new(Backend::Postgres, &project).await;
+            project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+            project.sql_revision(
+                "b2",
+                &format!("CREATE TABLE lost (x int);\n{setting}"),
+                "DROP TABLE lost;",
+            );
+            let run = project.run(&db, args).fails_with(6);
+            assert!(
+                run.stderr.contains("left its transaction read-only"),
+                "{setting} {args:?}: {}",
+                run.stderr
+            );
+            assert!(!db.table_exists("lost").await, "{setting} {args:?}");
+            let kept: &[&str] = if args.len() == 1 { &["a1"] } else { &[] };
+            assert_eq!(db.heads().await, kept, "{setting} {args:?}");
+            db.drop_db().await;
+        }
+    }
+}
+
+/// `COPY` to or from the client in a migration's SQL is refused before it runs (the client
+/// is wasmig): the migration's failure (exit 6, naming the statement), not a connection
+/// lost in copy mode; in a transaction and in a `none` script.
+#[tokio::test]
+async fn copy_to_or_from_the_client_is_refused_as_the_migrations() {
+    for (copy, named) in [
+        ("COPY kept TO STDOUT;", "COPY ... TO STDOUT"),
+        (
+            "COPY kept (x) FROM stdin WITH (FORMAT csv);",
+            "COPY ... FROM STDIN",
+        ),
+        ("COPY (SELECT 1) TO STDOUT;", "COPY ... TO STDOUT"),
+    ] {
+        for none in [false, true] {
+            let project = TestProject::new();
+            let db = TestDb::new(Backend::Postgres, &project).await;
+            project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+            let b2 = project.sql_revision(
+                "b2",
+                &format!("CREATE TABLE lost (x int);\n{copy}"),
+                "DROP TABLE lost;",
+            );
+            if none {
+                crate::support::no_transaction(&b2);
+            }
+            let run = project.run(&db, &["up"]).fails_with(6);
+            assert!(
+                run.stderr.contains(&format!(
+                    "`{named}` (statement 2 of the script) is not allowed"
+                )),
+                "{copy} none={none}: {}",
+                run.stderr
+            );
+            assert_eq!(db.heads().await, ["a1"], "{copy} none={none}");
+            // Refused before anything of the script ran.
+            assert!(!db.table_exists("lost").await, "{copy} none={none}");
+            assert!(db.failed_marks().await.is_empty(), "{copy} none={none}");
+            db.drop_db().await;
+        }
+    }
+}

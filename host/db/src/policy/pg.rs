@@ -312,9 +312,7 @@ fn node(tag: &str, n: &Value, cx: Cx) -> Option<Violation> {
             let name = n["name"].as_str().unwrap_or_default();
             Some(Violation::new(
                 Rule::Limits,
-                format!(
-                    "SET or RESET of {name} undoes a limit wasmig (or the operator) set for the step"
-                ),
+                limit_undone(&format!("SET or RESET of {name}"), name),
             ))
         }
         "VariableSetStmt"
@@ -456,14 +454,29 @@ fn node(tag: &str, n: &Value, cx: Cx) -> Option<Violation> {
     }
 }
 
-/// Settings that hold a step to its limits: a migration may not undo them.
-const LIMIT_SETTINGS: [&str; 5] = [
+/// Settings that hold a step to its limits, and `exit_on_error`, which would make the
+/// server end the session at the migration's first error (read as a lost connection, the
+/// server's failure, exit 5): a migration may not change them.
+const LIMIT_SETTINGS: [&str; 6] = [
     "statement_timeout",
     "lock_timeout",
     "idle_in_transaction_session_timeout",
     "transaction_timeout",
     "client_connection_check_interval",
+    "exit_on_error",
 ];
+
+/// What changing one of [`LIMIT_SETTINGS`] (`name`, as written) would do, after `what`
+/// (`SET or RESET of x`, `set_config('x', …)`).
+fn limit_undone(what: &str, name: &str) -> String {
+    if name.trim().eq_ignore_ascii_case("exit_on_error") {
+        format!(
+            "{what} would make the server end the session at the migration's first error, which wasmig would report as a lost connection"
+        )
+    } else {
+        format!("{what} undoes a limit wasmig (or the operator) set for the step")
+    }
+}
 
 /// Views that read the server's configuration files.
 const SERVER_FILE_VIEWS: [&str; 3] = [
@@ -533,7 +546,7 @@ fn call(n: &Value) -> Option<Violation> {
             {
                 Some(Violation::new(
                     Rule::Limits,
-                    format!("set_config('{setting}', …) undoes a limit wasmig (or the operator) set for the step"),
+                    limit_undone(&format!("set_config('{setting}', …)"), setting),
                 ))
             }
             Some(setting) if setting.trim().eq_ignore_ascii_case("search_path") => {

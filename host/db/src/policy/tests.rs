@@ -59,11 +59,26 @@ fn copy_to_or_from_a_program_or_a_server_file_is_refused_and_stdin_is_not() {
             "copy t to E'/tmp/\\x41'",
         ],
     );
-    allowed(&[
+    // To or from the client: not the policy's (wasmig's own `copy-in` sends them), but
+    // refused in a migration's SQL in every mode, and passed for wasmig's own copy only
+    // within the revision's capabilities.
+    let read = Capabilities::parse_list("read").unwrap();
+    let reading = Policy::TRUSTED.with_capabilities("r1", Some(read), None);
+    for sql in [
         "COPY t FROM STDIN",
         "COPY t (a, b) FROM STDIN WITH (FORMAT csv)",
         "COPY (SELECT 1) TO STDOUT",
-    ]);
+        "copy t to stdout",
+    ] {
+        for policy in [&Policy::TRUSTED, &Policy::UNTRUSTED] {
+            let e = tx_control::check(sql, Dialect::Postgres, policy).unwrap_err();
+            assert_eq!(e.code, "WASMIG-STATE", "{sql}");
+            assert!(e.message.contains("is not allowed in a migration"), "{e:?}");
+            assert!(tx_control::check_own_copy(sql, policy).is_ok(), "{sql}");
+        }
+    }
+    let e = tx_control::check_own_copy("COPY t FROM STDIN", &reading).unwrap_err();
+    assert_eq!(e.code, "WASMIG-POLICY", "{e:?}");
 }
 
 #[test]
@@ -736,6 +751,12 @@ fn renamed_catalog_functions_text_run_by_extensions_and_undone_limits_are_refuse
             "SELECT set_config('statement_timeout', '0', true)",
             "SET client_connection_check_interval = 0",
             "CREATE FUNCTION slow() RETURNS void LANGUAGE sql SET statement_timeout = 0 AS $$ SELECT pg_sleep(8) $$",
+            // Its next error would end the session, read as a lost connection.
+            "SET LOCAL exit_on_error = on",
+            "set Exit_On_Error to true",
+            "SELECT pg_catalog.set_config('exit_on_error', 'on', true)",
+            "CREATE FUNCTION boom() RETURNS void LANGUAGE sql SET exit_on_error = on AS $$ SELECT 1/0 $$",
+            "DO $$ BEGIN PERFORM set_config('exit_on_error', 'on', true); END $$",
         ],
     );
     // Files and code on the server.

@@ -1262,7 +1262,7 @@ impl GuestSql for PgSession {
     ) -> SqlResult<u64> {
         let statement = format!("COPY {} FROM STDIN", copy::target(table, columns)?);
         // Held to the revision's capabilities (a write) like any statement.
-        tx_control::check(&statement, Dialect::Postgres, &self.policy)?;
+        tx_control::check_own_copy(&statement, &self.policy)?;
         // Encoded (and validated) whole before COPY begins: a malformed value fails the call
         // before the server saw any of it.
         let data = copy::pg_copy_data(rows, columns.len())?;
@@ -1279,7 +1279,7 @@ impl GuestSql for PgSession {
         values: &[ColumnValues],
     ) -> SqlResult<u64> {
         let statement = format!("COPY {} FROM STDIN", copy::target(table, columns)?);
-        tx_control::check(&statement, Dialect::Postgres, &self.policy)?;
+        tx_control::check_own_copy(&statement, &self.policy)?;
         // Checked and encoded whole before COPY begins, as for `copy_in`.
         let data = copy::pg_copy_columns(values, columns.len())?;
         if data.is_empty() {

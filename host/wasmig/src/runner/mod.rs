@@ -301,7 +301,13 @@ async fn finish(
     match session.finish_step(&finished).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(Failure::TransactionEnded { guest }),
-        Err(e) => Err(Failure::Host(e)),
+        Err(e) => match e
+            .downcast_ref::<crate::db::DbError>()
+            .and_then(crate::db::DbError::left_by_migration)
+        {
+            Some(sql) => Err(Failure::Sql(Box::new(sql))),
+            None => Err(Failure::Host(e)),
+        },
     }
 }
 
