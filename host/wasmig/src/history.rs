@@ -2,9 +2,13 @@
 //! text (Alembic's layout) and JSON.
 //!
 //! Pure formatting over a [`Graph`] and the loaded [`Revision`]s; choosing which revisions
-//! to list is the planner's job (`graph`).
+//! to list is the planner's job (`graph`). What a revision's files say (its message, labels,
+//! creation time, directory name) is text wasmig did not write: in the text layouts each
+//! piece is shown as one line with control characters escaped (`text::shown`), so a
+//! revision cannot move the cursor, recolour the terminal or print lines of its own.
 
 use serde_json::{Value, json};
+use wasmig_contract::text::shown;
 
 use crate::graph::{Graph, RevisionInfo};
 use crate::revision::{Revision, kind_name};
@@ -26,7 +30,7 @@ fn info(graph: &Graph, id: &str) -> RevisionInfo {
 fn markers(i: &RevisionInfo, current: &[String]) -> String {
     let mut out = String::new();
     if !i.branch_labels.is_empty() {
-        out.push_str(&format!(" ({})", i.branch_labels.join(", ")));
+        out.push_str(&format!(" ({})", shown(&i.branch_labels.join(", "))));
     }
     if current.contains(&i.revision) {
         out.push_str(" (current)");
@@ -55,7 +59,7 @@ pub fn line(graph: &Graph, revisions: &[Revision], id: &str, current: &[String])
     format!(
         "{down} -> {id}{}, {} [{}]",
         markers(&i, current),
-        r.manifest.message,
+        shown(&r.manifest.message),
         kind_name(r.manifest.kind)
     )
 }
@@ -66,7 +70,7 @@ pub fn short(graph: &Graph, revisions: &[Revision], id: &str, current: &[String]
     format!(
         "{id}{}, {}",
         markers(&i, current),
-        find(revisions, id).manifest.message
+        shown(&find(revisions, id).manifest.message)
     )
 }
 
@@ -85,17 +89,27 @@ pub fn verbose(graph: &Graph, revisions: &[Revision], id: &str, current: &[Strin
         out.push_str(&format!("Branches into: {}\n", i.next_revisions.join(", ")));
     }
     if !i.branch_labels.is_empty() {
-        out.push_str(&format!("Branch names: {}\n", i.branch_labels.join(", ")));
+        out.push_str(&format!(
+            "Branch names: {}\n",
+            shown(&i.branch_labels.join(", "))
+        ));
     }
     if !i.depends_on.is_empty() {
         out.push_str(&format!("Also depends on: {}\n", i.depends_on.join(", ")));
     }
+    // A message of several lines keeps them, each shown on its own.
+    let message = r
+        .manifest
+        .message
+        .lines()
+        .map(shown)
+        .collect::<Vec<_>>()
+        .join("\n    ");
     out.push_str(&format!(
-        "Kind: {}\nCreated: {}\nPath: {}\n\n    {}\n",
+        "Kind: {}\nCreated: {}\nPath: {}\n\n    {message}\n",
         kind_name(r.manifest.kind),
-        r.manifest.created,
-        r.dir.display(),
-        r.manifest.message
+        shown(&r.manifest.created),
+        shown(&r.dir.display().to_string()),
     ));
     out
 }

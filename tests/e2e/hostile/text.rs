@@ -189,3 +189,30 @@ async fn a_guest_logging_without_end_is_cut_at_its_budget() {
     assert_eq!(db.heads().await, ["b2"]);
     db.drop_db().await;
 }
+
+/// A revision's message (and its directory, named after it) is listed as data by every
+/// command that lists revisions: no escape, carriage return or bidirectional control
+/// reaches the terminal, and its newline cannot start a line of its own.
+#[tokio::test]
+async fn a_revisions_message_is_listed_as_data() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Sqlite, &project).await;
+    project
+        .run_plain(&["revision", "-m", FORGED, "--rev-id", "f1"])
+        .success();
+    for args in [
+        &["history"][..],
+        &["history", "--verbose"],
+        &["heads"],
+        &["show", "head"],
+        &["current"],
+        &["status"],
+    ] {
+        let run = project.run(&db, args).success();
+        nothing_forged(&run);
+        assert!(
+            run.stdout.contains("\\u{1b}[32mok") || run.stdout.contains("\\u{1b}[2K"),
+            "{args:?}: {run:?}"
+        );
+    }
+}
