@@ -607,3 +607,286 @@ async fn adoption_refuses_dirty_gapped_changed_or_missing_state_and_changes_noth
     assert_run!("adoption_refusals", shown);
     db.drop_db().await;
 }
+
+/// The migration table of `manifest`'s revision in the `revisions` of `--json` output.
+fn json_revision(run: &crate::support::Run, id: &str) -> serde_json::Value {
+    run.json()["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["revision"] == id)
+        .unwrap_or_else(|| panic!("no revision {id}: {}", run.stdout))
+        .clone()
+}
+
+/// The `up.sql` of an imported revision, by id.
+fn up_sql(project: &TestProject, id: &str) -> String {
+    let versions = project.dir.join("versions");
+    for entry in std::fs::read_dir(&versions).unwrap() {
+        let dir = entry.unwrap().path();
+        if let Ok(text) = std::fs::read_to_string(dir.join("migration.toml"))
+            && text.lines().any(|l| l == format!("revision = \"{id}\""))
+        {
+            return std::fs::read_to_string(dir.join("up.sql")).unwrap();
+        }
+    }
+    panic!("no revision {id} in {}", versions.display());
+}
+
+#[tokio::test]
+async fn a_file_wrapped_in_begin_and_commit_is_imported_without_them_in_one_transaction() {
+    // golang-migrate's PostgreSQL tutorial wraps each file in BEGIN; ... COMMIT; (the tool
+    // opens no transaction of its own).
+    let wrapped = "-- users, as the tutorial writes them\nBEGIN;\n\nCREATE TABLE users (id bigint PRIMARY KEY);\nINSERT INTO users VALUES (1);\n\ncommit -- done\n";
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    write_files(
+        &project.dir.join("source"),
+        &files(&[
+            ("1_users.up.sql", wrapped.into()),
+            (
+                "1_users.down.sql",
+                "BEGIN TRANSACTION;\nDROP TABLE users;\nEND;\n".into(),
+            ),
+            ("2_posts.up.sql", "CREATE TABLE posts (id bigint);\n".into()),
+        ]),
+    );
+    let import = ["import", "--from", "golang-migrate", "source"];
+    let run = project.run(&db, &import).success();
+    assert!(
+        run.stderr.contains("1_users.up.sql") && run.stderr.contains("BEGIN"),
+        "the output says what was cut: {}",
+        run.stderr
+    );
+    // Exactly the two statements cut, every other byte kept.
+    assert_eq!(
+        up_sql(&project, "1"),
+        "-- users, as the tutorial writes them\n\n\nCREATE TABLE users (id bigint PRIMARY KEY);\nINSERT INTO users VALUES (1);\n\n -- done\n"
+    );
+    let first = manifest(&project, "1");
+    assert!(
+        first.contains("transaction = \"per-migration\"")
+            && first.contains("imported_from = \"golang-migrate 1_users.up.sql")
+            && first.contains("COMMIT"),
+        "{first}"
+    );
+    // Importing again keeps it, deterministically; the JSON says what it is.
+    let again = project
+        .run(&db, &[&import[..], &["--json"]].concat())
+        .success();
+    let one = json_revision(&again, "1");
+    assert_eq!(
+        (one["new"].as_bool(), one["transaction"].as_str()),
+        (Some(false), Some("per-migration")),
+        "{one}"
+    );
+    project.run(&db, &["up"]).success();
+    project.run(&db, &["down", "base"]).success();
+    assert!(!db.table_exists("users").await);
+
+    // Adopted where golang-migrate applied the first.
+    let adopted = TestDb::new(Backend::Postgres, &project).await;
+    adopted
+        .exec(&format!(
+            "{}CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, false);",
+            wrapped.replace("commit -- done", "COMMIT;")
+        ))
+        .await;
+    project
+        .run(&adopted, &[&import[..], &["--adopt"]].concat())
+        .success();
+    assert_eq!(adopted.heads().await, ["1"]);
+    project.run(&adopted, &["up"]).success();
+    adopted.drop_db().await;
+
+    // goose with NO TRANSACTION around its own BEGIN/COMMIT: one transaction too.
+    let goose = TestProject::new();
+    write_files(
+        &goose.dir.join("source"),
+        &files(&[(
+            "00001_a.sql",
+            "-- +goose NO TRANSACTION\n-- +goose Up\nBEGIN;\nCREATE TABLE a (x int);\nCREATE TABLE b (x int);\nCOMMIT;\n-- +goose Down\nDROP TABLE b;\nDROP TABLE a;\n".into(),
+        )]),
+    );
+    goose
+        .run(&db, &["import", "--from", "goose", "source"])
+        .success();
+    let a = manifest(&goose, "1");
+    assert!(!a.contains("transaction = \"none\""), "{a}");
+    goose.run(&db, &["up"]).success();
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn transaction_control_other_than_one_plain_block_is_refused_naming_the_file() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    for (name, text, what) in [
+        (
+            "1_iso.up.sql",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE;\nCREATE TABLE t (x int);\nCOMMIT;\n",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        ),
+        (
+            "1_two.up.sql",
+            "BEGIN;\nCREATE TABLE t (x int);\nCOMMIT;\nBEGIN;\nCREATE TABLE u (x int);\nCOMMIT;\n",
+            "statement 3 of 6",
+        ),
+        (
+            "1_rollback.up.sql",
+            "BEGIN;\nCREATE TABLE t (x int);\nROLLBACK;\n",
+            "ROLLBACK",
+        ),
+    ] {
+        let source = project.dir.join(format!("source-{name}"));
+        write_files(&source, &files(&[(name, text.into())]));
+        let refused = project
+            .run(
+                &db,
+                &[
+                    "import",
+                    "--from",
+                    "golang-migrate",
+                    source.to_str().unwrap(),
+                ],
+            )
+            .fails_with(CONFIG);
+        assert!(
+            refused.stderr.contains(name) && refused.stderr.contains(what),
+            "{name}: {}",
+            refused.stderr
+        );
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_semicolon_in_a_literal_leaves_a_golang_migrate_file_in_one_transaction() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    write_files(
+        &project.dir.join("source"),
+        &files(&[(
+            "1_tips.up.sql",
+            "CREATE TABLE tips (t text);\nINSERT INTO tips VALUES ('Nightly job; vacuum runs at 3am');\nINSERT INTO missing VALUES (1);\n".into(),
+        )]),
+    );
+    project
+        .run(&db, &["import", "--from", "golang-migrate", "source"])
+        .success();
+    let m = manifest(&project, "1");
+    assert!(!m.contains("transaction = \"none\""), "{m}");
+    // golang-migrate sends the file as one query: PostgreSQL runs it in one implicit
+    // transaction, and so does wasmig: the failing INSERT leaves nothing behind.
+    project.run(&db, &["up"]).fails_with(6);
+    assert!(!db.table_exists("tips").await);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn duplicate_or_null_versions_in_a_history_table_are_refused() {
+    let project = TestProject::new();
+    write_files(
+        &project.dir.join("source"),
+        &files(&[
+            ("00000000000000_setup/up.sql", "SELECT 1;\n".into()),
+            ("2020-01-01-000000_a/up.sql", "SELECT 2;\n".into()),
+        ]),
+    );
+    for (rows, what) in [
+        ("('00000000000000'), ('00000000000000')", "00000000000000"),
+        ("('00000000000000'), (NULL), ('20200101000000')", "version"),
+    ] {
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        // Without its primary key, as a hand-made or restored table may be.
+        db.exec(&format!(
+            "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50), run_on TIMESTAMP NOT NULL DEFAULT now());
+             INSERT INTO __diesel_schema_migrations (version) VALUES {rows};"
+        ))
+        .await;
+        let refused = project
+            .run(&db, &["import", "--from", "diesel", "source", "--adopt"])
+            .fails_with(CONFIG);
+        assert!(
+            refused.stderr.contains("__diesel_schema_migrations") && refused.stderr.contains(what),
+            "{}",
+            refused.stderr
+        );
+        assert!(!db.table_exists("wasmig_history").await);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn files_the_tool_does_not_read_are_not_read() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let outside = project.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.sql"), "SELECT 'secret';\n").unwrap();
+    // Beside each tool's migrations, and in a directory the tool does not look into: a dump
+    // too large to read, a FIFO, a link to a directory outside, none of which it reads.
+    let junk = |dir: &Path, sub: &str| {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for at in [dir.to_path_buf(), dir.join(sub)] {
+            std::fs::File::create(at.join("dump.bin"))
+                .unwrap()
+                .set_len(70 << 20)
+                .unwrap();
+            let status = std::process::Command::new("mkfifo")
+                .arg(at.join("pipe"))
+                .status()
+                .unwrap();
+            assert!(status.success());
+            std::os::unix::fs::symlink(&outside, at.join("elsewhere")).unwrap();
+        }
+    };
+    for (format, name) in [
+        ("sqlx", "1_a.sql"),
+        ("golang-migrate", "1_a.up.sql"),
+        ("dbmate", "1_a.sql"),
+        ("goose", "1_a.sql"),
+        ("flyway", "V1__a.sql"),
+        ("refinery", "V1__a.sql"),
+        ("diesel", "1_a/up.sql"),
+    ] {
+        let source = project.dir.join(format!("source-{format}"));
+        let text = match format {
+            "dbmate" => "-- migrate:up\nSELECT 1;\n-- migrate:down\n",
+            "goose" => "-- +goose Up\nSELECT 1;\n",
+            _ => "SELECT 1;\n",
+        };
+        write_files(&source, &files(&[(name, text.into())]));
+        // Diesel takes every directory not starting with `.` for a migration.
+        junk(&source, if format == "diesel" { ".docs" } else { "docs" });
+        project
+            .run(
+                &db,
+                &[
+                    "import",
+                    "--from",
+                    format,
+                    source.to_str().unwrap(),
+                    "--dry-run",
+                ],
+            )
+            .success();
+    }
+    // A migration file the tool reads that links outside is refused, in the source
+    // directory's words.
+    let source = project.dir.join("source-linked");
+    write_files(&source, &files(&[("1_a.sql", "SELECT 1;\n".into())]));
+    std::os::unix::fs::symlink(outside.join("secret.sql"), source.join("2_b.sql")).unwrap();
+    let refused = project
+        .run(&db, &["import", "--from", "sqlx", source.to_str().unwrap()])
+        .fails_with(CONFIG);
+    assert!(
+        refused.stderr.contains("2_b.sql")
+            && refused.stderr.contains("outside the source directory")
+            && !refused.stderr.contains("the project"),
+        "{}",
+        refused.stderr
+    );
+    db.drop_db().await;
+}

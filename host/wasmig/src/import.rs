@@ -1,16 +1,19 @@
 //! `wasmig import --from FORMAT DIR`: another tool's migration directory as a linear chain of
 //! SQL revisions in that tool's order, each keeping its version as its id, its name as its
 //! message and where it came from (`imported_from`), its scripts byte for byte and its
-//! transaction setting. Importing again is harmless: a revision already imported unchanged
-//! is kept, and only new migrations are written, on top of it.
+//! transaction setting (a file's own `BEGIN` ... `COMMIT` cut out, said in `imported_from`).
+//! Importing again is harmless: a revision already imported unchanged is kept, and only new
+//! migrations are written, on top of it. Only the files the tool reads are read: the rest of
+//! the directory (a dump, a FIFO, a link elsewhere) is not opened.
 //!
-//! Not here: the tools' rules (`wasmig_plan::import`, pure), writing a revision's files
-//! (`scaffold`), adopting the old tool's applied state (`migrator::adopt`).
+//! Not here: the tools' rules (`wasmig_plan::import`, pure, given PostgreSQL's parser to
+//! split statements), writing a revision's files (`scaffold`), adopting the old tool's
+//! applied state (`migrator::adopt`).
 
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-pub use wasmig_plan::import::{AdoptRefused, Format, SourceFile, SourceMigration};
+pub use wasmig_plan::import::{AdoptRefused, Format, Reads, SourceFile, SourceMigration};
 
 use crate::config::Project;
 use crate::error::ConfigError;
@@ -45,9 +48,18 @@ impl Imported {
         }
     }
 
-    /// `imported_from` in its manifest.
+    /// `imported_from` in its manifest: the tool and the file, and whether the file's own
+    /// `BEGIN` ... `COMMIT` was cut out.
     pub fn imported_from(&self, format: Format) -> String {
-        format!("{format} {}", self.migration.source)
+        let m = &self.migration;
+        if m.transaction_cut {
+            format!(
+                "{format} {}; its own BEGIN and COMMIT cut out, wasmig runs it in one transaction",
+                m.source
+            )
+        } else {
+            format!("{format} {}", m.source)
+        }
     }
 }
 
@@ -60,31 +72,47 @@ pub struct ImportPlan {
     pub revisions: Vec<Imported>,
 }
 
-/// Lists every file under `dir`, with paths relative to it.
+/// The files of `dir` that `format`'s tool reads ([`Format::reads`], in the directories it
+/// looks into), with paths relative to `dir`; the rest is not opened.
 ///
 /// # Errors
-/// [`ConfigError`] when `dir` cannot be read.
-pub fn read_dir(dir: &Path) -> anyhow::Result<Vec<SourceFile>> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> anyhow::Result<()> {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", dir.display())))?;
-        for entry in entries {
-            let entry = entry?;
+/// [`ConfigError`] when `dir`, a directory the tool looks into, or a file it reads cannot be
+/// read (a link out of `dir`, a FIFO, a file over 64 MiB).
+pub fn read_dir(dir: &Path, format: Format) -> anyhow::Result<Vec<SourceFile>> {
+    fn walk(
+        root: &Path,
+        dir: &Path,
+        format: Format,
+        out: &mut Vec<SourceFile>,
+    ) -> Result<(), ConfigError> {
+        let cannot = |path: &Path, e: std::io::Error| {
+            ConfigError::new(format!("cannot read {}: {e}", path.display()))
+        };
+        for entry in std::fs::read_dir(dir).map_err(|e| cannot(dir, e))? {
+            let entry = entry.map_err(|e| cannot(dir, e))?;
             let path = entry.path();
-            // Not `is_dir()`: a link to a directory is not followed (it could loop).
-            if entry.file_type()?.is_dir() {
-                walk(root, &path, out)?;
-                continue;
-            }
             let relative = path
                 .strip_prefix(root)
-                .expect("walked from root")
+                .unwrap_or(&path)
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
-            let bytes = revision::read_capped(root, &path, MAX_FILE)
-                .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
+            // Not `is_dir()`: a link to a directory is not followed (it could loop).
+            if entry.file_type().map_err(|e| cannot(&path, e))?.is_dir() {
+                if format.descends(&relative) {
+                    walk(root, &path, format, out)?;
+                }
+                continue;
+            }
+            let bytes = match format.reads(&relative) {
+                Reads::Nothing => continue,
+                Reads::Name => Vec::new(),
+                Reads::ContentsIfFile if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) => {
+                    continue;
+                }
+                Reads::Contents | Reads::ContentsIfFile => read_source(root, &path, format)?,
+            };
             out.push(SourceFile {
                 path: relative,
                 bytes,
@@ -93,9 +121,32 @@ pub fn read_dir(dir: &Path) -> anyhow::Result<Vec<SourceFile>> {
         Ok(())
     }
     let mut files = Vec::new();
-    walk(dir, dir, &mut files)?;
+    walk(dir, dir, format, &mut files)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+/// One file of the source directory `root` that the tool reads, confined to `root`.
+fn read_source(root: &Path, path: &Path, format: Format) -> Result<Vec<u8>, ConfigError> {
+    revision::read_capped(root, path, MAX_FILE).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied
+            && crate::confined::resolve(root, path).is_err()
+        {
+            ConfigError::new(format!(
+                "{} leads outside the source directory ({}) through a symbolic link, and {format} reads it as a migration; wasmig imports only files inside the directory: replace the link with the file itself, or import from the directory it leads to",
+                path.display(),
+                root.display()
+            ))
+        } else {
+            ConfigError::new(format!("cannot read {}: {e}", path.display()))
+        }
+    })
+}
+
+/// A script's statements as PostgreSQL's parser splits them, for the tools' transaction
+/// rules; `None` when it cannot read the script.
+fn postgres_statements(script: &str) -> Option<Vec<&str>> {
+    crate::db::split_statements(script, crate::bindings::Dialect::Postgres).ok()
 }
 
 /// Reads `dir` by `format`'s rules and places its migrations in the project: ids, parents,
@@ -106,8 +157,8 @@ pub fn read_dir(dir: &Path) -> anyhow::Result<Vec<SourceFile>> {
 /// id, or an id the project already uses for something else; graph errors when the project
 /// has several heads to build on.
 pub fn plan(project: &Project, format: Format, dir: &Path) -> anyhow::Result<ImportPlan> {
-    let files = read_dir(dir)?;
-    let migrations = format.parse(&files)?;
+    let files = read_dir(dir, format)?;
+    let migrations = format.parse(&files, &postgres_statements)?;
     if migrations.is_empty() {
         return Err(ConfigError::new(format!(
             "{} holds no {format} migration; check the directory and --from",
@@ -236,6 +287,13 @@ pub fn write(project: &Project, plan: &ImportPlan) -> anyhow::Result<Vec<PathBuf
         );
         if m.no_transaction {
             manifest.transaction = TransactionMode::None;
+        }
+        if m.transaction_cut {
+            tracing::info!(
+                "revision {}: {} wraps its statements in its own BEGIN ... COMMIT; cut out, wasmig runs the revision in one transaction of its own (transaction = \"per-migration\")",
+                imported.id,
+                m.source
+            );
         }
         manifest.imported_from = Some(imported.imported_from(plan.format));
         written.push(crate::scaffold::write_sql_revision(

@@ -6,7 +6,7 @@
 //! precede the up block. Options follow the directive: `transaction:false`. The table:
 //! `schema_migrations (version VARCHAR(128) PRIMARY KEY)`, one row per applied migration.
 
-use super::{SourceFile, SourceMigration};
+use super::{Reads, SourceFile, SourceMigration};
 use crate::error::ConfigError;
 
 /// dbmate's history table.
@@ -64,15 +64,23 @@ fn in_transaction(block: &str) -> bool {
         .any(|(k, v)| k == "transaction" && v == "false")
 }
 
+/// Whether dbmate takes an entry directly in the directory, by its name, as a migration.
+fn is_migration(name: &str) -> bool {
+    name.ends_with(".sql") && name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+pub(super) fn reads(path: &str) -> Reads {
+    if !path.contains('/') && is_migration(path) {
+        Reads::Contents
+    } else {
+        Reads::Nothing
+    }
+}
+
 pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
     let mut files: Vec<&SourceFile> = files
         .iter()
-        .filter(|f| {
-            let name = f.name();
-            f.is_top_level()
-                && name.ends_with(".sql")
-                && name.starts_with(|c: char| c.is_ascii_digit())
-        })
+        .filter(|f| f.is_top_level() && is_migration(f.name()))
         .collect();
     files.sort_by(|a, b| a.name().cmp(b.name()));
     files
@@ -110,9 +118,12 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                     .trim_start_matches('_')
                     .to_owned(),
                 source: file.path.clone(),
+                up_file: file.path.clone(),
+                down_file: Some(file.path.clone()),
                 up: up_block.to_owned(),
                 down: Some(down_block.to_owned()),
                 no_transaction: !in_transaction(up_block) || !in_transaction(down_block),
+                transaction_cut: false,
                 checksum: None,
             })
         })
@@ -123,6 +134,7 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
 mod tests {
     use super::super::Format;
     use super::super::tests::dir;
+    use super::super::transaction::tests::split;
 
     #[test]
     fn blocks_are_split_at_the_directives_with_their_options() {
@@ -137,7 +149,7 @@ mod tests {
             ),
             ("schema.sql", "not a migration"),
         ]);
-        let ms = Format::Dbmate.parse(&files).unwrap();
+        let ms = Format::Dbmate.parse(&files, &split).unwrap();
         assert_eq!(ms.len(), 2);
         assert_eq!(
             (ms[0].version.as_str(), ms[0].name.as_str()),
@@ -168,7 +180,7 @@ mod tests {
             ("-- migrate:upx\n-- migrate:down\n", "no `-- migrate:up`"),
         ] {
             let err = Format::Dbmate
-                .parse(&dir(&[("1_x.sql", text)]))
+                .parse(&dir(&[("1_x.sql", text)]), &split)
                 .unwrap_err();
             assert!(err.message.contains(why), "{text:?}: {err}");
         }

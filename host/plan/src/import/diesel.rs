@@ -1,13 +1,15 @@
 //! Diesel's migrations (diesel_migrations 2.x): one directory per migration directly in the
 //! migrations directory (names starting with `.` skipped), holding `up.sql`, an optional
-//! `down.sql` and an optional `metadata.toml` (`run_in_transaction = false`). The version is
+//! `down.sql` and an optional `metadata.toml` (`run_in_transaction = false`), which are the
+//! only files read (the others in it are listed by name, files beside the directories
+//! skipped). The version is
 //! the directory name up to its first `_` with dashes removed; migrations run in version
 //! order (compared as strings, as Diesel does); each file runs as one script. The table:
 //! `__diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY, run_on TIMESTAMP)`.
 
 use std::collections::BTreeMap;
 
-use super::{SourceFile, SourceMigration, without_bom};
+use super::{Reads, SourceFile, SourceMigration, without_bom};
 use crate::error::ConfigError;
 
 /// Diesel's history table.
@@ -21,6 +23,16 @@ struct Dir<'a> {
     up: Option<&'a SourceFile>,
     down: Option<&'a SourceFile>,
     metadata: Option<&'a SourceFile>,
+}
+
+pub(super) fn reads(path: &str) -> Reads {
+    match path.split_once('/') {
+        Some((dir, name)) if !dir.starts_with('.') && !name.contains('/') => match name {
+            "up.sql" | "down.sql" | "metadata.toml" => Reads::Contents,
+            _ => Reads::Name,
+        },
+        _ => Reads::Nothing,
+    }
 }
 
 pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
@@ -53,12 +65,15 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
             version,
             name: dir.split_once('_').map_or("", |(_, n)| n).to_owned(),
             source: format!("{dir}/"),
+            up_file: up.path.clone(),
+            down_file: files.down.map(|d| d.path.clone()),
             up: without_bom(up.text()?).to_owned(),
             down: files
                 .down
                 .map(|d| d.text().map(|t| without_bom(t).to_owned()))
                 .transpose()?,
             no_transaction,
+            transaction_cut: false,
             checksum: None,
         });
     }
@@ -85,6 +100,7 @@ fn run_in_transaction(meta: &SourceFile) -> bool {
 mod tests {
     use super::super::Format;
     use super::super::tests::{dir, rows};
+    use super::super::transaction::tests::split;
 
     #[test]
     fn versions_drop_dashes_and_names_keep_spaces() {
@@ -108,7 +124,7 @@ mod tests {
             ("2022_unparsable/up.sql", "SELECT 1;"),
             ("2022_unparsable/metadata.toml", "run_in_transaction = no"),
         ]);
-        let ms = Format::Diesel.parse(&files).unwrap();
+        let ms = Format::Diesel.parse(&files, &split).unwrap();
         let versions: Vec<_> = ms.iter().map(|m| m.version.as_str()).collect();
         assert_eq!(
             versions,
@@ -127,7 +143,7 @@ mod tests {
     #[test]
     fn a_directory_without_up_sql_is_refused() {
         let err = Format::Diesel
-            .parse(&dir(&[("2020_x/down.sql", "")]))
+            .parse(&dir(&[("2020_x/down.sql", "")]), &split)
             .unwrap_err();
         assert!(err.message.contains("2020_x/ has no up.sql"), "{err}");
     }
@@ -135,7 +151,7 @@ mod tests {
     #[test]
     fn the_table_lists_applied_versions() {
         let files = dir(&[("1_a/up.sql", ""), ("2_b/up.sql", ""), ("3_c/up.sql", "")]);
-        let ms = Format::Diesel.parse(&files).unwrap();
+        let ms = Format::Diesel.parse(&files, &split).unwrap();
         let applied = Format::Diesel.applied(&ms, &rows(&[&[Some("1")], &[Some("2")]]));
         assert_eq!(applied, Ok(2));
     }

@@ -2,9 +2,13 @@
 //! (versioned) and `U<version>__<desc>.sql` (its undo), the version digits separated by `.`
 //! or `_` (stored with `.`), ordered numerically part by part; the description with `_` read
 //! as a space. A script configuration file beside it (`V1__x.sql.conf`) may say
-//! `executeInTransaction=false`; without one, a migration holding a statement PostgreSQL
-//! refuses in a transaction (`CREATE INDEX CONCURRENTLY`...) runs outside one, as Flyway's
-//! PostgreSQL parser decides. Refused: repeatable migrations (`R__`), which wasmig has no
+//! `executeInTransaction=false`; without one, Flyway's PostgreSQL parser decides: a
+//! migration holding a statement it knows PostgreSQL refuses in a transaction (`CREATE INDEX
+//! CONCURRENTLY`, `VACUUM`...) runs outside one. (Flyway refuses a migration mixing those
+//! with other statements unless `mixed=true`, which runs it outside a transaction: such a
+//! file imports as `transaction = "none"`, as Flyway ran it if it ran it at all.) Statements
+//! are split by PostgreSQL's parser; a file it cannot read stays in a transaction. Only
+//! those files are read; the others are skipped as Flyway skips them. Refused: repeatable migrations (`R__`), which wasmig has no
 //! counterpart for, and files using placeholders (`${...}`), which Flyway replaces before
 //! running (so the file is not what ran). The checksum is Flyway's CRC32 of the file's lines
 //! without their line breaks. The table: `flyway_schema_history (installed_rank, version,
@@ -13,9 +17,10 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use super::transaction::{Split, flyway_refuses_transaction};
 use super::{
-    AdoptRefused, AppliedRow, Row, SourceFile, SourceMigration, ToolChecksum, column, is_true,
-    refuses_transaction, without_bom,
+    AdoptRefused, AppliedRow, Reads, Row, SourceFile, SourceMigration, ToolChecksum, column,
+    is_true, without_bom,
 };
 use crate::error::ConfigError;
 
@@ -29,7 +34,7 @@ pub const QUERY: &str =
 fn parse_name(name: &str) -> Option<(char, String, &str)> {
     let stem = name.strip_suffix(".sql")?;
     let prefix = stem.chars().next()?;
-    let (version, description) = stem[1..].split_once("__")?;
+    let (version, description) = stem[prefix.len_utf8()..].split_once("__")?;
     if prefix == 'R' && version.is_empty() {
         return Some(('R', String::new(), description));
     }
@@ -42,6 +47,16 @@ fn parse_name(name: &str) -> Option<(char, String, &str)> {
             .split('.')
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     valid.then_some((prefix, version, description))
+}
+
+pub(super) fn reads(path: &str) -> Reads {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let conf_of = name.strip_suffix(".conf").unwrap_or(name);
+    if parse_name(conf_of).is_some() {
+        Reads::Contents
+    } else {
+        Reads::Nothing
+    }
 }
 
 /// Flyway's version order: numeric parts, trailing zero parts ignored (`1.0` = `1`).
@@ -119,7 +134,10 @@ fn execute_in_transaction(conf: &SourceFile) -> Result<bool, ConfigError> {
     Ok(true)
 }
 
-pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
+pub(super) fn parse(
+    files: &[SourceFile],
+    split: &Split,
+) -> Result<Vec<SourceMigration>, ConfigError> {
     let mut versioned: BTreeMap<String, (&SourceFile, &str)> = BTreeMap::new();
     let mut undo: BTreeMap<String, &SourceFile> = BTreeMap::new();
     for file in files {
@@ -164,17 +182,22 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
             let text = file.text()?;
             let no_transaction = match files.iter().find(|f| f.path == conf_path) {
                 Some(conf) => !execute_in_transaction(conf)?,
-                None => refuses_transaction(text),
+                None => {
+                    split(text).is_some_and(|s| s.iter().any(|s| flyway_refuses_transaction(s)))
+                }
             };
+            let down = undo.get(&version);
             Ok(SourceMigration {
                 name: description.replace('_', " "),
                 source: file.path.clone(),
+                up_file: file.path.clone(),
+                down_file: down.map(|u| u.path.clone()),
                 up: without_bom(text).to_owned(),
-                down: undo
-                    .get(&version)
+                down: down
                     .map(|u| u.text().map(|t| without_bom(t).to_owned()))
                     .transpose()?,
                 no_transaction,
+                transaction_cut: false,
                 checksum: Some(ToolChecksum::Crc32(checksum(text))),
                 version,
             })
@@ -259,6 +282,7 @@ pub(super) fn applied(
 #[cfg(test)]
 mod tests {
     use super::super::tests::{dir, rows};
+    use super::super::transaction::tests::split;
     use super::super::{AdoptRefused, Format};
     use super::*;
 
@@ -282,11 +306,11 @@ mod tests {
             ("sub/V1.9__earlier.sql.conf", "executeInTransaction=false\n"),
             ("flyway.conf", ""),
         ]);
-        let ms = Format::Flyway.parse(&files).unwrap();
+        let ms = Format::Flyway.parse(&files, &split).unwrap();
         let versions: Vec<_> = ms.iter().map(|m| m.version.as_str()).collect();
         assert_eq!(versions, ["1", "1.9", "1.10"]);
         let same = Format::Flyway
-            .parse(&dir(&[("V1__a.sql", ""), ("V1.0__b.sql", "")]))
+            .parse(&dir(&[("V1__a.sql", ""), ("V1.0__b.sql", "")]), &split)
             .unwrap_err();
         assert!(same.message.contains("same version"), "{same}");
         assert_eq!(ms[0].name, "create t");
@@ -297,14 +321,14 @@ mod tests {
     #[test]
     fn repeatables_and_placeholders_are_refused() {
         let err = Format::Flyway
-            .parse(&dir(&[("R__views.sql", "")]))
+            .parse(&dir(&[("R__views.sql", "")]), &split)
             .unwrap_err();
         assert!(
             err.message.contains("R__views.sql") && err.message.contains("repeatable"),
             "{err}"
         );
         let err = Format::Flyway
-            .parse(&dir(&[("V1__a.sql", "CREATE SCHEMA ${name};")]))
+            .parse(&dir(&[("V1__a.sql", "CREATE SCHEMA ${name};")]), &split)
             .unwrap_err();
         assert!(err.message.contains("placeholder"), "{err}");
     }
@@ -317,7 +341,7 @@ mod tests {
             ("V3__c.sql", "SELECT 3;"),
             ("V4__d.sql", "SELECT 4;"),
         ]);
-        let ms = Format::Flyway.parse(&files).unwrap();
+        let ms = Format::Flyway.parse(&files, &split).unwrap();
         let sum = |s: &str| checksum(s).to_string();
         let (c3, c4) = (sum("SELECT 3;"), sum("SELECT 4;"));
         let table = rows(&[

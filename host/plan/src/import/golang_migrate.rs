@@ -1,16 +1,19 @@
-//! golang-migrate's migrations (`source/parse.go`): files directly in the directory matching
-//! `^([0-9]+)_(.*)\.(down|up)\.(.*)$` (others skipped), the version an unsigned integer;
-//! each file runs as one query, with no transaction of golang-migrate's own: PostgreSQL runs
-//! a multi-statement query in one implicit transaction (wasmig's default mode), a single
-//! statement such as `CREATE INDEX CONCURRENTLY` outside one (`transaction = "none"`). The
+//! golang-migrate's migrations (`source/parse.go`): entries directly in the directory (not
+//! directories) matching `^([0-9]+)_(.*)\.(down|up)\.(.*)$` (others skipped), the version an
+//! unsigned integer. Each file runs as one simple query, with no transaction of
+//! golang-migrate's own: PostgreSQL runs a query of several statements in one implicit
+//! transaction (wasmig's default mode, `transaction = "per-migration"`), and a query of one
+//! statement that refuses a transaction block (`CREATE INDEX CONCURRENTLY`, `VACUUM`)
+//! outside one (`transaction = "none"`). Statements are counted by PostgreSQL's parser; a
+//! file it cannot read stays per-migration. (The driver's `x-multi-statement` URL option,
+//! which sends the statements one by one, is not in the directory: not seen here.) The
 //! table holds one row, the current version: `schema_migrations (version BIGINT PRIMARY KEY,
 //! dirty BOOLEAN)`; every migration up to it is applied.
 
 use std::collections::BTreeMap;
 
-use super::{
-    AdoptRefused, Pair, Row, SourceFile, SourceMigration, column, is_true, refuses_transaction,
-};
+use super::transaction::{Split, postgres_refuses_block};
+use super::{AdoptRefused, Pair, Reads, Row, SourceFile, SourceMigration, column, is_true};
 use crate::error::ConfigError;
 
 /// golang-migrate's history table.
@@ -31,7 +34,24 @@ fn parse_name(name: &str) -> Option<(u64, &str, bool)> {
     Some((digits.parse().ok()?, &rest[..at], is_up))
 }
 
-pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
+pub(super) fn reads(path: &str) -> Reads {
+    if !path.contains('/') && parse_name(path).is_some() {
+        Reads::Contents
+    } else {
+        Reads::Nothing
+    }
+}
+
+/// Whether PostgreSQL runs the file, sent as one query, outside a transaction: it is one
+/// statement, and one that refuses a transaction block.
+fn runs_alone(text: &str, split: &Split) -> bool {
+    split(text).is_some_and(|s| matches!(s.as_slice(), [one] if postgres_refuses_block(one)))
+}
+
+pub(super) fn parse(
+    files: &[SourceFile],
+    split: &Split,
+) -> Result<Vec<SourceMigration>, ConfigError> {
     let mut pairs: BTreeMap<u64, Pair<'_>> = BTreeMap::new();
     for file in files.iter().filter(|f| f.is_top_level()) {
         let Some((version, title, is_up)) = parse_name(file.name()) else {
@@ -58,9 +78,12 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                 version: version.to_string(),
                 name: title.to_owned(),
                 source: up.path.clone(),
+                up_file: up.path.clone(),
+                down_file: pair.down.map(|d| d.path.clone()),
                 up: text.to_owned(),
                 down: pair.down.map(|d| d.text().map(str::to_owned)).transpose()?,
-                no_transaction: refuses_transaction(text),
+                no_transaction: runs_alone(text, split),
+                transaction_cut: false,
                 checksum: None,
             })
         })
@@ -103,7 +126,58 @@ pub(super) fn applied(migrations: &[SourceMigration], rows: &[Row]) -> Result<us
 #[cfg(test)]
 mod tests {
     use super::super::tests::{dir, rows};
+    use super::super::transaction::tests::split;
     use super::super::{AdoptRefused, Format};
+
+    #[test]
+    fn only_a_file_of_one_statement_refusing_a_transaction_block_runs_outside_one() {
+        let files = dir(&[
+            (
+                "1_a.up.sql",
+                "-- alone\nCREATE INDEX CONCURRENTLY i ON t (x);\n",
+            ),
+            (
+                "2_b.up.sql",
+                "CREATE TABLE tips (t text);\nINSERT INTO tips VALUES ('Nightly job; vacuum runs at 3am');\n",
+            ),
+            (
+                "3_c.up.sql",
+                "CREATE TABLE u (x int);\nCREATE INDEX CONCURRENTLY j ON u (x);\n",
+            ),
+            ("4_d.up.sql", "VACUUM t"),
+        ]);
+        let ms = Format::GolangMigrate.parse(&files, &split).unwrap();
+        let none: Vec<bool> = ms.iter().map(|m| m.no_transaction).collect();
+        // The third fails in golang-migrate too (one implicit transaction): it stays one.
+        assert_eq!(none, [true, false, false, true]);
+        // A file the parser cannot read: per-migration, the conservative answer.
+        let ms = Format::GolangMigrate
+            .parse(&dir(&[("1_a.up.sql", "VACUUM t;")]), &|_: &str| None)
+            .unwrap();
+        assert!(!ms[0].no_transaction);
+    }
+
+    #[test]
+    fn a_begin_commit_block_is_cut_and_other_control_refused_naming_the_file() {
+        let files = dir(&[
+            ("1_a.up.sql", "BEGIN;\nCREATE TABLE a ();\nCOMMIT;\n"),
+            ("1_a.down.sql", "BEGIN;\nDROP TABLE a;\nCOMMIT;\n"),
+        ]);
+        let ms = Format::GolangMigrate.parse(&files, &split).unwrap();
+        assert_eq!(ms[0].up, "\nCREATE TABLE a ();\n\n");
+        assert_eq!(ms[0].down.as_deref(), Some("\nDROP TABLE a;\n\n"));
+        assert!(ms[0].transaction_cut && !ms[0].no_transaction);
+        let files = dir(&[
+            ("1_a.up.sql", "CREATE TABLE a ();\n"),
+            ("1_a.down.sql", "DROP TABLE a;\nCOMMIT;\n"),
+        ]);
+        let err = Format::GolangMigrate.parse(&files, &split).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("golang-migrate: 1_a.down.sql (down): statement 2 of 2 (`COMMIT`)"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn up_and_down_files_pair_by_version() {
@@ -114,7 +188,7 @@ mod tests {
             ("9_x.up.sql", "SELECT 9;"),
             ("notes.txt", ""),
         ]);
-        let ms = Format::GolangMigrate.parse(&files).unwrap();
+        let ms = Format::GolangMigrate.parse(&files, &split).unwrap();
         let versions: Vec<_> = ms.iter().map(|m| m.version.as_str()).collect();
         assert_eq!(versions, ["1", "9", "10"]);
         assert_eq!(ms[0].down.as_deref(), Some("DROP TABLE a;"));
@@ -124,7 +198,7 @@ mod tests {
     #[test]
     fn the_one_row_names_the_last_applied_version() {
         let files = dir(&[("1_a.up.sql", ""), ("2_b.up.sql", ""), ("3_c.up.sql", "")]);
-        let ms = Format::GolangMigrate.parse(&files).unwrap();
+        let ms = Format::GolangMigrate.parse(&files, &split).unwrap();
         let applied = |r: &[Option<&str>]| Format::GolangMigrate.applied(&ms, &rows(&[r]));
         assert_eq!(applied(&[Some("2"), Some("false")]), Ok(2));
         assert!(matches!(

@@ -5,18 +5,22 @@
 //! goose does not send a file as one script: it splits it into statements line by line
 //! (a line whose last word before any `--` ends with `;` ends a statement; between
 //! `-- +goose StatementBegin` and `StatementEnd` nothing does), drops comment and blank lines
-//! between statements and the annotation lines, and cuts each statement after its last `;`.
-//! The imported scripts are those statements, each on its own lines and ended by a `;` line
-//! when goose's statement had none, so wasmig runs exactly the statements goose ran.
+//! between statements and the annotation lines, and trims each statement's whitespace (goose
+//! 3.15+). The imported scripts are those statements, each on its own lines and ended by a
+//! `;` line when goose's statement had none, so wasmig runs exactly the statements goose ran.
 //! `-- +goose NO TRANSACTION` runs the file outside a transaction; `-- +goose ENVSUB ON`
 //! (environment substitution) is refused, as its text depends on the environment.
-//! Annotations are read case-insensitively, as goose 3.18+ does. The table:
+//! Annotations are read as goose 3.18+ reads them (`extractAnnotation`): any line starting
+//! with `--` that holds `+goose`, case-insensitively; an unknown one, an indented one and a
+//! statement left without its `;` are refused, as goose refuses them, naming the line. The
+//! table:
 //! `goose_db_version (id SERIAL, version_id BIGINT, is_applied BOOLEAN, tstamp)`, where a
 //! version's last row says whether it is applied (version 0 is goose's own first row).
 
 use std::collections::HashMap;
 
-use super::{AdoptRefused, AppliedRow, Row, SourceFile, SourceMigration, column, is_true};
+use super::transaction::is_terminated;
+use super::{AdoptRefused, AppliedRow, Reads, Row, SourceFile, SourceMigration, column, is_true};
 use crate::error::ConfigError;
 
 /// goose's history table.
@@ -32,22 +36,44 @@ enum Annotation {
     Begin,
     End,
     NoTransaction,
-    EnvSub,
+    EnvSubOn,
+    EnvSubOff,
 }
 
-fn annotation(line: &str) -> Option<Annotation> {
-    let rest = line.strip_prefix("--")?.trim();
-    let rest = rest.strip_prefix("+goose")?;
-    let words: String = rest.split_whitespace().collect::<Vec<_>>().join(" ");
-    Some(match words.to_ascii_lowercase().as_str() {
-        "up" => Annotation::Up,
-        "down" => Annotation::Down,
-        "statementbegin" => Annotation::Begin,
-        "statementend" => Annotation::End,
-        "no transaction" => Annotation::NoTransaction,
-        "envsub on" | "envsub off" => Annotation::EnvSub,
-        _ => return None,
-    })
+/// goose's `extractAnnotation`, for a line it takes as one: a line starting with `--` (past
+/// whitespace) that holds `+goose` anywhere. Every `--` is dropped, then the first
+/// `+goose`, and what is left must be one of goose's annotations (case-insensitively).
+fn annotation(line: &str) -> Result<Annotation, String> {
+    if line.starts_with([' ', '\t']) {
+        return Err(format!(
+            "`{line}` has leading whitespace, and goose refuses an annotation that does not start the line (\"invalid annotation\"): remove the indentation"
+        ));
+    }
+    let command = line.replace("--", "").replacen("+goose", "", 1);
+    if command.contains("+goose") {
+        return Err(format!(
+            "`{line}` holds `+goose` twice, and goose refuses that (\"invalid annotation\"): one annotation a line"
+        ));
+    }
+    let command = command.trim();
+    const KNOWN: [(&str, Annotation); 7] = [
+        ("Up", Annotation::Up),
+        ("Down", Annotation::Down),
+        ("StatementBegin", Annotation::Begin),
+        ("StatementEnd", Annotation::End),
+        ("NO TRANSACTION", Annotation::NoTransaction),
+        ("ENVSUB ON", Annotation::EnvSubOn),
+        ("ENVSUB OFF", Annotation::EnvSubOff),
+    ];
+    KNOWN
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(command))
+        .map(|(_, a)| *a)
+        .ok_or_else(|| {
+            format!(
+                "unknown annotation `{command}` in `{line}`, which goose refuses too; goose knows `-- +goose` Up, Down, StatementBegin, StatementEnd, NO TRANSACTION and ENVSUB ON/OFF (a comment that mentions `+goose` is read as an annotation: reword it)"
+            )
+        })
 }
 
 /// goose's `endsWithSemicolon`: the last word before a word starting with `--` ends in `;`.
@@ -62,22 +88,20 @@ fn ends_with_semicolon(line: &str) -> bool {
     prev.ends_with(';')
 }
 
-/// goose's `cleanupStatement`: cut after the last `;` (if not at the start).
+/// goose's `cleanupStatement` (since 3.15): the statement without surrounding whitespace.
 fn cleanup(statement: &str) -> String {
-    match statement.rfind(';') {
-        Some(n) if n > 0 => statement[..=n].to_owned(),
-        _ => statement.to_owned(),
-    }
+    statement.trim().to_owned()
 }
 
 /// What goose parses out of one file.
+#[derive(Debug)]
 struct Parsed {
     up: Vec<String>,
     down: Vec<String>,
     use_tx: bool,
 }
 
-/// goose's state machine, both directions in one pass.
+/// goose's state machine, both directions in one pass. Errors name the line (from 1).
 fn parse_file(text: &str) -> Result<Parsed, String> {
     #[derive(PartialEq, Clone, Copy)]
     enum State {
@@ -97,26 +121,43 @@ fn parse_file(text: &str) -> Result<Parsed, String> {
         use_tx: true,
     };
     let mut buf = String::new();
-    for line in text.lines() {
+    // The line the statement in `buf` began on.
+    let mut began = 0;
+    let unfinished = |buf: &str, began: usize| {
+        format!(
+            "the statement from line {began} (`{}`) is not finished: goose ends a statement at a line ending in `;` (outside `-- +goose StatementBegin` ... `StatementEnd`) and refuses this one too (\"unexpected unfinished SQL query: missing semicolon?\"); end it with `;`",
+            buf.trim().lines().next().unwrap_or("")
+        )
+    };
+    for (n, line) in text.lines().enumerate() {
+        let n = n + 1;
         if state == Start && line.trim().is_empty() {
             continue;
         }
-        let note = if line.starts_with("--") {
-            annotation(line)
+        let note = if line.trim().starts_with("--") && line.contains("+goose") {
+            Some(annotation(line).map_err(|why| format!("line {n}: {why}"))?)
         } else {
             None
         };
         match note {
             Some(Annotation::Up) => {
                 if state != Start {
-                    return Err("duplicate `-- +goose Up` annotations".into());
+                    return Err(format!("line {n}: a second `-- +goose Up` annotation"));
                 }
                 state = Up;
                 continue;
             }
             Some(Annotation::Down) => {
                 if !matches!(state, Up | EndUp) {
-                    return Err("`-- +goose Down` must follow `-- +goose Up`".into());
+                    return Err(format!(
+                        "line {n}: `-- +goose Down` must follow `-- +goose Up` (and not be inside a StatementBegin block)"
+                    ));
+                }
+                if !buf.trim().is_empty() {
+                    return Err(format!(
+                        "line {n}: `-- +goose Down` ends the up section, but {}",
+                        unfinished(&buf, began)
+                    ));
                 }
                 state = Down;
                 continue;
@@ -125,10 +166,11 @@ fn parse_file(text: &str) -> Result<Parsed, String> {
                 state = match state {
                     Up | EndUp => BeginUp,
                     Down | EndDown => BeginDown,
-                    _ => return Err(
-                        "`-- +goose StatementBegin` must follow `-- +goose Up` or `-- +goose Down`"
-                            .into(),
-                    ),
+                    _ => {
+                        return Err(format!(
+                            "line {n}: `-- +goose StatementBegin` must follow `-- +goose Up` or `-- +goose Down` (or a StatementEnd)"
+                        ));
+                    }
                 };
                 continue;
             }
@@ -137,10 +179,9 @@ fn parse_file(text: &str) -> Result<Parsed, String> {
                     BeginUp => EndUp,
                     BeginDown => EndDown,
                     _ => {
-                        return Err(
-                            "`-- +goose StatementEnd` must follow `-- +goose StatementBegin`"
-                                .into(),
-                        );
+                        return Err(format!(
+                            "line {n}: `-- +goose StatementEnd` must follow `-- +goose StatementBegin`"
+                        ));
                     }
                 };
             }
@@ -148,22 +189,33 @@ fn parse_file(text: &str) -> Result<Parsed, String> {
                 parsed.use_tx = false;
                 continue;
             }
-            Some(Annotation::EnvSub) => {
-                return Err("`-- +goose ENVSUB` substitutes environment variables into the SQL, so what it ran depends on the environment it ran in; write the values into the file and remove the annotation".into());
+            Some(Annotation::EnvSubOn) => {
+                return Err(format!(
+                    "line {n}: `-- +goose ENVSUB ON` substitutes environment variables into the SQL, so what it ran depends on the environment it ran in; write the values into the file and remove the annotation"
+                ));
             }
+            // Substitution off, as it is without the annotation.
+            Some(Annotation::EnvSubOff) => continue,
             None => {}
         }
         if buf.is_empty() && (line.trim_start().starts_with("--") || line.is_empty()) {
             continue;
         }
         if !matches!(state, EndUp | EndDown) {
+            if buf.is_empty() {
+                began = n;
+            }
             buf.push_str(line);
             buf.push('\n');
         }
         let target = match state {
             Up | BeginUp | EndUp => &mut parsed.up,
             Down | BeginDown | EndDown => &mut parsed.down,
-            Start => return Err(format!("a statement comes before `-- +goose Up`: {line:?}")),
+            Start => {
+                return Err(format!(
+                    "line {n}: a statement comes before `-- +goose Up`: {line:?}"
+                ));
+            }
         };
         let store = match state {
             Up | Down => ends_with_semicolon(line),
@@ -187,8 +239,8 @@ fn parse_file(text: &str) -> Result<Parsed, String> {
     }
     if !buf.trim().is_empty() {
         return Err(format!(
-            "unfinished statement {:?}: missing semicolon?",
-            buf.trim()
+            "at the end of the file, {}",
+            unfinished(&buf, began)
         ));
     }
     Ok(parsed)
@@ -199,7 +251,7 @@ fn script(statements: &[String]) -> String {
     let mut out = String::new();
     for s in statements {
         out.push_str(s);
-        if !s.ends_with(';') {
+        if !is_terminated(s) {
             // goose sent it without one (a StatementBegin block ending in a comment or
             // without `;`): end it here, so it does not run together with the next.
             out.push_str("\n;");
@@ -209,12 +261,24 @@ fn script(statements: &[String]) -> String {
     out
 }
 
+/// Whether goose takes a file directly in the directory for a Go migration.
+fn is_go(name: &str) -> bool {
+    name.ends_with(".go") && !name.ends_with("_test.go")
+}
+
+pub(super) fn reads(path: &str) -> Reads {
+    match path {
+        _ if path.contains('/') => Reads::Nothing,
+        _ if path.ends_with(".sql") => Reads::Contents,
+        _ if is_go(path) => Reads::Name,
+        _ => Reads::Nothing,
+    }
+}
+
 pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
     let go: Vec<&str> = files
         .iter()
-        .filter(|f| {
-            f.is_top_level() && f.name().ends_with(".go") && !f.name().ends_with("_test.go")
-        })
+        .filter(|f| f.is_top_level() && is_go(f.name()))
         .map(|f| f.path.as_str())
         .collect();
     if !go.is_empty() {
@@ -248,10 +312,13 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                 version: version.to_string(),
                 name: rest.trim_end_matches(".sql").to_owned(),
                 source: file.path.clone(),
+                up_file: file.path.clone(),
+                down_file: Some(file.path.clone()),
                 up: script(&parsed.up),
                 // No statement down: goose runs nothing, said so in `down.sql`.
                 down: (!parsed.down.is_empty()).then(|| script(&parsed.down)),
                 no_transaction: !parsed.use_tx,
+                transaction_cut: false,
                 checksum: None,
             },
         ));
@@ -282,11 +349,12 @@ pub(super) fn applied(rows: &[Row]) -> Result<Vec<AppliedRow>, AdoptRefused> {
 mod tests {
     use super::super::Format;
     use super::super::tests::{dir, rows};
+    use super::super::transaction::tests::split;
     use super::*;
 
     const FILE: &str = "-- +goose Up
 -- a comment goose drops
-CREATE TABLE t (x int); -- trailing
+CREATE TABLE t (x int); -- trailing, kept
 INSERT INTO t
 VALUES (1);
 
@@ -309,13 +377,17 @@ DROP TABLE t;
         assert_eq!(
             parsed.up,
             [
-                "CREATE TABLE t (x int);",
+                "CREATE TABLE t (x int); -- trailing, kept",
                 "INSERT INTO t\nVALUES (1);",
                 "CREATE FUNCTION f() RETURNS int AS $$\nBEGIN\n  RETURN 1;\nEND;\n$$ LANGUAGE plpgsql;",
             ]
         );
         assert_eq!(parsed.down, ["DROP FUNCTION f();", "DROP TABLE t;"]);
         assert!(parsed.use_tx);
+        // Ended by its `;`, the comment after it aside: no `;` added.
+        assert!(
+            script(&parsed.up).starts_with("CREATE TABLE t (x int); -- trailing, kept\nINSERT")
+        );
     }
 
     #[test]
@@ -324,8 +396,8 @@ DROP TABLE t;
             "-- +goose up\n-- +goose statementbegin\nSELECT 1\n-- +goose statementend\nSELECT 2;\n",
         )
         .unwrap();
-        assert_eq!(parsed.up, ["SELECT 1\n", "SELECT 2;"]);
-        assert_eq!(script(&parsed.up), "SELECT 1\n\n;\nSELECT 2;\n");
+        assert_eq!(parsed.up, ["SELECT 1", "SELECT 2;"]);
+        assert_eq!(script(&parsed.up), "SELECT 1\n;\nSELECT 2;\n");
     }
 
     #[test]
@@ -337,29 +409,74 @@ DROP TABLE t;
             ),
             ("00002_a.sql", FILE),
         ]);
-        let ms = Format::Goose.parse(&files).unwrap();
+        let ms = Format::Goose.parse(&files, &split).unwrap();
         assert_eq!(ms[0].version, "2");
         assert_eq!(ms[1].version, "10");
         assert_eq!(ms[1].down, None, "no Down section");
         assert!(ms[1].no_transaction && !ms[0].no_transaction);
         let mut with_go = files.clone();
         with_go.extend(dir(&[("00003_c.go", "package m"), ("x_test.go", "")]));
-        let err = Format::Goose.parse(&with_go).unwrap_err();
+        let err = Format::Goose.parse(&with_go, &split).unwrap_err();
         assert!(
             err.message.contains("00003_c.go") && !err.message.contains("x_test"),
             "{err}"
         );
         let err = Format::Goose
-            .parse(&dir(&[(
-                "1_e.sql",
-                "-- +goose Up\n-- +goose ENVSUB ON\nSELECT '${X}';\n",
-            )]))
+            .parse(
+                &dir(&[(
+                    "1_e.sql",
+                    "-- +goose Up\n-- +goose ENVSUB ON\nSELECT '${X}';\n",
+                )]),
+                &split,
+            )
             .unwrap_err();
         assert!(err.message.contains("ENVSUB"), "{err}");
         let err = Format::Goose
-            .parse(&dir(&[("1_u.sql", "-- +goose Up\nSELECT 1\n")]))
+            .parse(&dir(&[("1_u.sql", "-- +goose Up\nSELECT 1\n")]), &split)
             .unwrap_err();
         assert!(err.message.contains("missing semicolon"), "{err}");
+    }
+
+    #[test]
+    fn an_up_section_ending_without_a_semicolon_is_refused_at_its_line() {
+        let err = parse_file(
+            "-- +goose Up\nCREATE TABLE t (x int);\nCREATE TABLE u (x int)\n\n-- +goose Down\nDROP TABLE u;\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("line 3") && err.contains("line 5") && err.contains("missing semicolon"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_indented_annotations_are_refused_as_goose_refuses_them() {
+        let err = parse_file("-- +goose NO TRANSACTIONS\n-- +goose Up\nSELECT 1;\n").unwrap_err();
+        assert!(
+            err.contains("line 1") && err.contains("unknown annotation `NO TRANSACTIONS`"),
+            "{err}"
+        );
+        let err = parse_file("-- +goose Up\n-- +goose  NO   transaction\nSELECT 1;\n").unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("unknown annotation"),
+            "{err}"
+        );
+        let err = parse_file(
+            "-- +goose Up\n-- +goose StatementBegin\nSELECT 1;\n  -- +goose StatementEnd\n-- +goose Down\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("line 4") && err.contains("leading whitespace"),
+            "{err}"
+        );
+        // A comment that mentions `+goose` is an annotation to goose too.
+        let err = parse_file("-- +goose Up\n-- see the +goose docs\nSELECT 1;\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        // The file names it.
+        let err = Format::Goose
+            .parse(&dir(&[("1_t.sql", "-- +goose up\n--+goose statementBegin\nSELECT 1;\n-- +goose Envsub Off\n-- +goose StatementEnd\n-- +goose NO TRANSACTIONS\n")]), &split)
+            .unwrap_err();
+        assert!(err.message.starts_with("goose: 1_t.sql: line 6"), "{err}");
     }
 
     #[test]
@@ -369,7 +486,7 @@ DROP TABLE t;
             ("2_b.sql", "-- +goose Up\n"),
             ("3_c.sql", "-- +goose Up\n"),
         ]);
-        let ms = Format::Goose.parse(&files).unwrap();
+        let ms = Format::Goose.parse(&files, &split).unwrap();
         // Newest first: 3 was applied then rolled back.
         let table = rows(&[
             &[Some("3"), Some("false")],

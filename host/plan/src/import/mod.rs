@@ -4,9 +4,12 @@
 //! history table says it applied.
 //!
 //! One file per tool owns its rules: [`diesel`], [`sqlx`], [`golang_migrate`], [`dbmate`],
-//! [`goose`], [`flyway`], [`refinery`]. Pure data in both directions: the caller lists the
-//! source directory's files ([`SourceFile`]) and hands over the history table's rows as text
-//! ([`Row`]); nothing here touches a file system or a database.
+//! [`goose`], [`flyway`], [`refinery`]; [`transaction`] what every tool's SQL shares (a file's
+//! own `BEGIN` ... `COMMIT`, statements PostgreSQL runs only outside a transaction). Pure data
+//! in both directions: the caller reads the files the tool reads ([`Format::reads`]) and lists
+//! them ([`SourceFile`]), splits scripts into statements with the database's parser
+//! ([`Split`]), and hands over the history table's rows as text ([`Row`]); nothing here
+//! touches a file system or a database.
 //!
 //! Not here: writing revisions (the `wasmig` library's `scaffold`), reading the table and
 //! recording the adoption under the migration lock (its `migrator`).
@@ -18,6 +21,9 @@ pub mod golang_migrate;
 pub mod goose;
 pub mod refinery;
 pub mod sqlx;
+pub mod transaction;
+
+pub use transaction::Split;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -68,21 +74,63 @@ impl Format {
         }
     }
 
-    /// Reads a migration directory's files as this tool does, in the tool's order.
+    /// Whether the tool looks for migrations in the directory at `path` (relative to the
+    /// source directory, `/`-separated): Diesel in the directories directly in it, Flyway and
+    /// refinery in all below it, the others in none.
+    pub fn descends(self, path: &str) -> bool {
+        match self {
+            Format::Diesel => !path.contains('/') && !path.starts_with('.'),
+            Format::Flyway | Format::Refinery => true,
+            Format::Sqlx | Format::GolangMigrate | Format::Dbmate | Format::Goose => false,
+        }
+    }
+
+    /// What the tool reads of the file (or other entry that is no directory) at `path`, in a
+    /// directory it looks into ([`Format::descends`]): a caller reads (and may refuse) only
+    /// those, and passes the ones named as [`SourceFile`]s to [`Format::parse`].
+    pub fn reads(self, path: &str) -> Reads {
+        match self {
+            Format::Diesel => diesel::reads(path),
+            Format::Sqlx => sqlx::reads(path),
+            Format::GolangMigrate => golang_migrate::reads(path),
+            Format::Dbmate => dbmate::reads(path),
+            Format::Goose => goose::reads(path),
+            Format::Flyway => flyway::reads(path),
+            Format::Refinery => refinery::reads(path),
+        }
+    }
+
+    /// Reads a migration directory's files as this tool does, in the tool's order. `split`
+    /// splits a script into statements as the database's parser does (the tools' rules for
+    /// transactions depend on them; see [`transaction`]).
+    ///
+    /// A file whose statements are wrapped whole in one plain `BEGIN` ... `COMMIT` (the tool
+    /// opening no transaction of its own, or the author adding one) is taken without those
+    /// two statements and runs in one transaction ([`SourceMigration::transaction_cut`]):
+    /// wasmig runs each revision in its own transaction and refuses transaction control in
+    /// it.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file the tool would refuse too (or that wasmig cannot
-    /// reproduce: a goose Go migration, a Flyway repeatable or placeholder), and what to do.
-    pub fn parse(self, files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
-        let migrations = match self {
+    /// reproduce: a goose Go migration, a Flyway repeatable or placeholder, transaction
+    /// control other than one plain `BEGIN` ... `COMMIT` block), and what to do.
+    pub fn parse(
+        self,
+        files: &[SourceFile],
+        split: &Split,
+    ) -> Result<Vec<SourceMigration>, ConfigError> {
+        let mut migrations = match self {
             Format::Diesel => diesel::parse(files)?,
             Format::Sqlx => sqlx::parse(files)?,
-            Format::GolangMigrate => golang_migrate::parse(files)?,
+            Format::GolangMigrate => golang_migrate::parse(files, split)?,
             Format::Dbmate => dbmate::parse(files)?,
             Format::Goose => goose::parse(files)?,
-            Format::Flyway => flyway::parse(files)?,
+            Format::Flyway => flyway::parse(files, split)?,
             Format::Refinery => refinery::parse(files)?,
         };
+        for m in &mut migrations {
+            self.unwrap_transaction(m, split)?;
+        }
         let mut seen = HashSet::new();
         for m in &migrations {
             if !seen.insert(m.version.as_str()) {
@@ -96,6 +144,34 @@ impl Format {
             }
         }
         Ok(migrations)
+    }
+
+    /// Cuts a plain `BEGIN` ... `COMMIT` around a migration's up or down script, which then
+    /// runs in one transaction as the tool ran it; refuses other transaction control.
+    fn unwrap_transaction(self, m: &mut SourceMigration, split: &Split) -> Result<(), ConfigError> {
+        let refuse = |file: &str, direction: &str, why: String| {
+            ConfigError::new(format!("{self}: {file} ({direction}): {why}"))
+        };
+        let up = transaction::unwrap(&m.up, split).map_err(|why| refuse(&m.up_file, "up", why))?;
+        let down = match &m.down {
+            Some(down) => transaction::unwrap(down, split)
+                .map_err(|why| refuse(m.down_file.as_deref().unwrap_or(&m.up_file), "down", why))?,
+            None => transaction::Control::None,
+        };
+        if let transaction::Control::Wrapped(up) = up {
+            m.up = up;
+            m.transaction_cut = true;
+        }
+        if let transaction::Control::Wrapped(down) = down {
+            m.down = Some(down);
+            m.transaction_cut = true;
+        }
+        if m.transaction_cut {
+            // The tool ran the block atomically: so does wasmig, whatever the tool's own
+            // setting (goose's NO TRANSACTION, dbmate's transaction:false...) said.
+            m.no_transaction = false;
+        }
+        Ok(())
     }
 
     /// The tool's history table and the query that reads it (the same text on PostgreSQL
@@ -126,7 +202,7 @@ impl Format {
     ) -> Result<usize, AdoptRefused> {
         let table = self.history().table;
         let applied = match self {
-            Format::Diesel | Format::Dbmate | Format::Refinery => versions(rows),
+            Format::Diesel | Format::Dbmate | Format::Refinery => versions(table, rows)?,
             Format::Sqlx => sqlx::applied(rows)?,
             Format::GolangMigrate => return golang_migrate::applied(migrations, rows),
             Format::Goose => goose::applied(rows)?,
@@ -156,12 +232,27 @@ impl std::str::FromStr for Format {
     }
 }
 
+/// What a tool reads of one entry of its migration directory ([`Format::reads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Nothing: the tool skips it (not a migration by its name).
+    Nothing,
+    /// Its name only: a goose Go migration or a refinery Rust one (refused by name), a file
+    /// beside a Diesel migration's `up.sql`.
+    Name,
+    /// Its contents.
+    Contents,
+    /// Its contents if it is a regular file, links followed; else nothing (sqlx skips
+    /// anything else).
+    ContentsIfFile,
+}
+
 /// One file of the source directory.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     /// Its path relative to the directory, `/`-separated.
     pub path: String,
-    /// Its bytes.
+    /// Its bytes (none for a file the tool reads by name only, [`Reads::Name`]).
     pub bytes: Vec<u8>,
 }
 
@@ -200,12 +291,20 @@ pub struct SourceMigration {
     pub name: String,
     /// The file or directory it came from, relative to the source directory.
     pub source: String,
-    /// What runs up, byte for byte what the tool runs.
+    /// The file `up` came from (for dbmate and goose, the one file that holds both).
+    pub up_file: String,
+    /// The file `down` came from.
+    pub down_file: Option<String>,
+    /// What runs up, byte for byte what the tool runs (but a `BEGIN` ... `COMMIT` around
+    /// it, see [`SourceMigration::transaction_cut`]).
     pub up: String,
     /// What runs down (`None`: the tool has no down migration for it).
     pub down: Option<String>,
     /// The tool runs it outside a transaction.
     pub no_transaction: bool,
+    /// The file wrapped its statements in its own `BEGIN` ... `COMMIT`, cut out of `up` (or
+    /// `down`): the migration runs in one transaction, wasmig's own.
+    pub transaction_cut: bool,
     /// The checksum the tool records for it, to compare with its history table.
     pub checksum: Option<ToolChecksum>,
 }
@@ -320,11 +419,11 @@ impl AppliedRow {
     }
 }
 
-/// The first column of each row: the applied versions of a table that lists them.
-pub(crate) fn versions(rows: &[Row]) -> Vec<AppliedRow> {
+/// The first column of each row: the applied versions of a table that lists them. Refuses
+/// a row without one (NULL): the tool never writes it, so the table is not what it seems.
+pub(crate) fn versions(table: &'static str, rows: &[Row]) -> Result<Vec<AppliedRow>, AdoptRefused> {
     rows.iter()
-        .filter_map(|r| r.first().cloned().flatten())
-        .map(AppliedRow::version)
+        .map(|r| column(table, r, 0, "version").map(|v| AppliedRow::version(v.to_owned())))
         .collect()
 }
 
@@ -348,13 +447,23 @@ impl<'a> Pair<'a> {
     }
 }
 
-/// The applied migrations as a leading run of `migrations`: refuses one the directory lacks,
-/// a gap, and a checksum that differs from the file's.
+/// The applied migrations as a leading run of `migrations`: refuses a version recorded
+/// twice, one the directory lacks, a gap, and a checksum that differs from the file's.
 fn leading(
     table: &'static str,
     migrations: &[SourceMigration],
     applied: &[AppliedRow],
 ) -> Result<usize, AdoptRefused> {
+    let mut seen = HashSet::new();
+    if let Some(twice) = applied.iter().find(|a| !seen.insert(a.version.as_str())) {
+        return Err(AdoptRefused::Unreadable {
+            table,
+            what: format!(
+                "version {} is recorded twice, which the tool never does (its table has a primary key on the version); the table was changed by hand or restored without its key: delete the extra row, then adopt",
+                twice.version
+            ),
+        });
+    }
     let mut count = 0;
     for row in applied {
         let Some(index) = migrations.iter().position(|m| m.version == row.version) else {
@@ -377,15 +486,16 @@ fn leading(
         }
         count = count.max(index + 1);
     }
-    if applied.len() != count {
-        let missing = migrations[..count]
-            .iter()
-            .find(|m| !applied.iter().any(|a| a.version == m.version))
-            .expect("fewer applied rows than the leading run has a missing one");
+    // Each version once, each in `migrations[..count]`: fewer rows than `count` leave one
+    // of those out.
+    let missing = migrations[..count]
+        .iter()
+        .find(|m| !applied.iter().any(|a| a.version == m.version));
+    if let (Some(missing), Some(last)) = (missing, count.checked_sub(1)) {
         return Err(AdoptRefused::Gap {
             table,
             missing: missing.version.clone(),
-            applied: migrations[count - 1].version.clone(),
+            applied: migrations[last].version.clone(),
         });
     }
     Ok(count)
@@ -402,45 +512,15 @@ pub(crate) fn column<'a>(
         .and_then(|c| c.as_deref())
         .ok_or_else(|| AdoptRefused::Unreadable {
             table,
-            what: format!("a row has no {name}"),
+            what: format!(
+                "a row has no {name} (NULL), which the tool never writes; the table was changed by hand: fix or delete the row, then adopt"
+            ),
         })
 }
 
 /// A boolean column (`true`/`t`/`1`).
 pub(crate) fn is_true(text: &str) -> bool {
     matches!(text, "true" | "t" | "1")
-}
-
-/// Whether a script holds a statement PostgreSQL refuses inside a transaction block, as far
-/// as a keyword scan of its statements tells (`CREATE INDEX CONCURRENTLY`, `VACUUM`, ...).
-/// Flyway's PostgreSQL parser runs such a migration outside a transaction; golang-migrate
-/// sends a file as one query, which PostgreSQL runs outside a transaction when it is one
-/// statement. (A `;` inside a string or a body splits wrongly here; such statements are
-/// not these.)
-pub(crate) fn refuses_transaction(sql: &str) -> bool {
-    let code: String = sql
-        .lines()
-        .map(|l| l.split("--").next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join(" ");
-    code.split(';').any(|statement| {
-        let words: Vec<String> = statement
-            .split_whitespace()
-            .take(5)
-            .map(str::to_ascii_uppercase)
-            .collect();
-        let w: Vec<&str> = words.iter().map(String::as_str).collect();
-        matches!(
-            w.as_slice(),
-            ["CREATE", "INDEX", "CONCURRENTLY", ..]
-                | ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY", ..]
-                | ["DROP", "INDEX", "CONCURRENTLY", ..]
-                | ["VACUUM", ..]
-                | ["ALTER", "SYSTEM", ..]
-                | ["CREATE" | "DROP", "DATABASE" | "TABLESPACE", ..]
-        ) || (w.first() == Some(&"REINDEX")
-            && statement.to_ascii_uppercase().contains("CONCURRENTLY"))
-    })
 }
 
 /// `text` without a leading UTF-8 byte-order mark.
@@ -475,9 +555,12 @@ pub(crate) mod tests {
             version: version.into(),
             name: String::new(),
             source: format!("{version}.sql"),
+            up_file: format!("{version}.sql"),
+            down_file: None,
             up: String::new(),
             down: None,
             no_transaction: false,
+            transaction_cut: false,
             checksum: None,
         }
     }
@@ -508,6 +591,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_version_recorded_twice_or_null_is_refused_and_never_panics() {
+        let all: Vec<_> = ["0", "1"].into_iter().map(migration).collect();
+        for format in [
+            Format::Diesel,
+            Format::Dbmate,
+            Format::Refinery,
+            Format::Sqlx,
+        ] {
+            let twice = rows(&[
+                &[Some("0"), Some("true"), Some("ab")],
+                &[Some("0"), Some("true"), Some("ab")],
+            ]);
+            let err = format.applied(&all, &twice).unwrap_err();
+            assert!(
+                matches!(err, AdoptRefused::Unreadable { .. })
+                    && err.to_string().contains("version 0")
+                    && err.to_string().contains("twice"),
+                "{format}: {err}"
+            );
+            let null = rows(&[
+                &[Some("0"), Some("true"), Some("ab")],
+                &[None, Some("true"), Some("ab")],
+            ]);
+            let err = format.applied(&all, &null).unwrap_err();
+            assert!(
+                matches!(err, AdoptRefused::Unreadable { .. })
+                    && err.to_string().starts_with(format.history().table)
+                    && err.to_string().contains("no version"),
+                "{format}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn a_recorded_checksum_must_match_the_file() {
         let mut m = migration("1");
         m.checksum = Some(ToolChecksum::Crc32(5));
@@ -524,15 +641,38 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn statements_postgresql_runs_only_outside_a_transaction_are_recognised() {
-        assert!(refuses_transaction(
-            "-- an index\ncreate  unique index\n concurrently i on t (x);"
-        ));
-        assert!(refuses_transaction("SELECT 1; VACUUM t;"));
-        assert!(!refuses_transaction(
-            "CREATE INDEX i ON t (x); -- not CONCURRENTLY"
-        ));
-        assert!(!refuses_transaction("SELECT 'VACUUM';"));
+    fn only_the_files_a_tool_reads_are_read() {
+        use Reads::*;
+        for (format, path, reads) in [
+            (Format::Sqlx, "1_a.sql", ContentsIfFile),
+            (Format::Sqlx, "docs/1_a.sql", Nothing),
+            (Format::Sqlx, "dump.bin", Nothing),
+            (Format::GolangMigrate, "1_a.up.sql", Contents),
+            (Format::GolangMigrate, "1_a.sql", Nothing),
+            (Format::Dbmate, "1_a.sql", Contents),
+            (Format::Dbmate, "schema.sql", Nothing),
+            (Format::Goose, "00001_a.sql", Contents),
+            (Format::Goose, "00002_b.go", Name),
+            (Format::Goose, "main_test.go", Nothing),
+            (Format::Goose, "sub/1_a.sql", Nothing),
+            (Format::Diesel, "diesel.toml", Nothing),
+            (Format::Diesel, "1_a/up.sql", Contents),
+            (Format::Diesel, "1_a/metadata.toml", Contents),
+            (Format::Diesel, "1_a/notes.md", Name),
+            (Format::Diesel, "1_a/sub/up.sql", Nothing),
+            (Format::Flyway, "sub/V1__a.sql", Contents),
+            (Format::Flyway, "sub/V1__a.sql.conf", Contents),
+            (Format::Flyway, "flyway.conf", Nothing),
+            (Format::Flyway, "é.sql", Nothing),
+            (Format::Refinery, "sub/V1__a.sql", Contents),
+            (Format::Refinery, "V2__code.rs", Name),
+            (Format::Refinery, "docs/dump.bin", Nothing),
+        ] {
+            assert_eq!(format.reads(path), reads, "{format} {path}");
+        }
+        assert!(Format::Diesel.descends("1_a") && !Format::Diesel.descends(".git"));
+        assert!(!Format::Diesel.descends("1_a/sub") && !Format::Sqlx.descends("docs"));
+        assert!(Format::Flyway.descends("a/b") && Format::Refinery.descends("a"));
     }
 
     #[test]

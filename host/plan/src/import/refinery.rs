@@ -6,7 +6,7 @@
 //! `refinery_schema_history (version INT4 PRIMARY KEY, name, applied_on, checksum)`; its
 //! checksum is a SipHash of name, version and SQL that wasmig does not recompute.
 
-use super::{SourceFile, SourceMigration};
+use super::{Reads, SourceFile, SourceMigration};
 use crate::error::ConfigError;
 
 /// refinery's history table.
@@ -39,6 +39,17 @@ fn is_no_transaction(line: &str) -> bool {
     rest == "refinery:noTransaction"
 }
 
+pub(super) fn reads(path: &str) -> Reads {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if parse_name(name, ".sql").is_some() {
+        Reads::Contents
+    } else if parse_name(name, ".rs").is_some() {
+        Reads::Name
+    } else {
+        Reads::Nothing
+    }
+}
+
 pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
     let rust: Vec<&str> = files
         .iter()
@@ -69,9 +80,12 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                 version: number.to_string(),
                 name: name.to_owned(),
                 source: file.path.clone(),
+                up_file: file.path.clone(),
+                down_file: None,
                 up: text.to_owned(),
                 down: None,
                 no_transaction: text.lines().any(is_no_transaction),
+                transaction_cut: false,
                 checksum: None,
             },
         ));
@@ -84,6 +98,7 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
 mod tests {
     use super::super::Format;
     use super::super::tests::dir;
+    use super::super::transaction::tests::split;
 
     #[test]
     fn files_anywhere_in_version_order() {
@@ -97,7 +112,7 @@ mod tests {
             ("V4__bad-name.sql", "ignored: `-` is not a word character"),
             ("V5_one_underscore.sql", "ignored"),
         ]);
-        let ms = Format::Refinery.parse(&files).unwrap();
+        let ms = Format::Refinery.parse(&files, &split).unwrap();
         let versions: Vec<_> = ms.iter().map(|m| m.version.as_str()).collect();
         assert_eq!(versions, ["2", "3", "10"]);
         assert!(ms[0].no_transaction && !ms[1].no_transaction);
@@ -107,11 +122,11 @@ mod tests {
     #[test]
     fn rust_migrations_and_fractional_versions_are_refused() {
         let err = Format::Refinery
-            .parse(&dir(&[("V1__a.sql", ""), ("V2__code.rs", "")]))
+            .parse(&dir(&[("V1__a.sql", ""), ("V2__code.rs", "")]), &split)
             .unwrap_err();
         assert!(err.message.contains("V2__code.rs"), "{err}");
         let err = Format::Refinery
-            .parse(&dir(&[("V1.5__a.sql", "")]))
+            .parse(&dir(&[("V1.5__a.sql", "")]), &split)
             .unwrap_err();
         assert!(err.message.contains("32-bit"), "{err}");
     }

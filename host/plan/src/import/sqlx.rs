@@ -1,6 +1,7 @@
 //! sqlx's migrations (sqlx-core 0.9 `migrate::source`): files directly in the directory named
-//! `VERSION_DESCRIPTION.sql` (simple) or `.up.sql` / `.down.sql` (reversible); other files are
-//! skipped, a non-integer version is an error. The description is the rest of the name
+//! `VERSION_DESCRIPTION.sql` (simple) or `.up.sql` / `.down.sql` (reversible), regular files
+//! only (links followed); other files are skipped (not read), a non-integer version is an
+//! error. The description is the rest of the name
 //! without the suffix, `_` read as a space. A file starting with `-- no-transaction` runs
 //! outside a transaction. The checksum is SHA-384 of the file. The table:
 //! `_sqlx_migrations (version BIGINT PRIMARY KEY, description, installed_on, success BOOLEAN,
@@ -11,7 +12,8 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha384};
 
 use super::{
-    AdoptRefused, AppliedRow, Pair, Row, SourceFile, SourceMigration, ToolChecksum, column, is_true,
+    AdoptRefused, AppliedRow, Pair, Reads, Row, SourceFile, SourceMigration, ToolChecksum, column,
+    is_true,
 };
 use crate::error::ConfigError;
 
@@ -19,6 +21,13 @@ use crate::error::ConfigError;
 pub const TABLE: &str = "_sqlx_migrations";
 /// Reads it.
 pub const QUERY: &str = "SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version";
+
+pub(super) fn reads(path: &str) -> Reads {
+    match path.split_once('_') {
+        Some((_, rest)) if !path.contains('/') && rest.ends_with(".sql") => Reads::ContentsIfFile,
+        _ => Reads::Nothing,
+    }
+}
 
 pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
     let mut pairs: BTreeMap<i64, Pair<'_>> = BTreeMap::new();
@@ -69,10 +78,13 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                 version: version.to_string(),
                 name: description.replace('_', " "),
                 source: up.path.clone(),
+                up_file: up.path.clone(),
+                down_file: pair.down.map(|d| d.path.clone()),
                 up: text.to_owned(),
                 down: down.map(str::to_owned),
                 no_transaction: text.starts_with("-- no-transaction")
                     || down.is_some_and(|d| d.starts_with("-- no-transaction")),
+                transaction_cut: false,
                 checksum: Some(ToolChecksum::Sha384(hex::encode(Sha384::digest(
                     &up.bytes,
                 )))),
@@ -105,6 +117,7 @@ pub(super) fn applied(rows: &[Row]) -> Result<Vec<AppliedRow>, AdoptRefused> {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{dir, rows};
+    use super::super::transaction::tests::split;
     use super::super::{AdoptRefused, Format};
 
     #[test]
@@ -119,7 +132,7 @@ mod tests {
             ("3_create_t.sql", "CREATE TABLE t (x int);"),
             ("sub/4_nested.sql", "ignored: not directly in the directory"),
         ]);
-        let ms = Format::Sqlx.parse(&files).unwrap();
+        let ms = Format::Sqlx.parse(&files, &split).unwrap();
         assert_eq!(ms.len(), 2);
         assert_eq!(
             (ms[0].version.as_str(), ms[0].name.as_str()),
@@ -141,14 +154,16 @@ mod tests {
 
     #[test]
     fn a_version_that_is_not_an_integer_is_refused() {
-        let err = Format::Sqlx.parse(&dir(&[("v1_x.sql", "")])).unwrap_err();
+        let err = Format::Sqlx
+            .parse(&dir(&[("v1_x.sql", "")]), &split)
+            .unwrap_err();
         assert!(err.message.contains("v1_x.sql"), "{err}");
     }
 
     #[test]
     fn a_failed_row_or_a_changed_file_is_refused() {
         let files = dir(&[("1_a.sql", "SELECT 1;"), ("2_b.sql", "SELECT 2;")]);
-        let ms = Format::Sqlx.parse(&files).unwrap();
+        let ms = Format::Sqlx.parse(&files, &split).unwrap();
         let hash = |s: &str| {
             use sha2::Digest;
             hex::encode(sha2::Sha384::digest(s.as_bytes()))
