@@ -947,20 +947,31 @@ async fn a_failed_mark_a_step_forges_is_refused_on_sqlite_and_mysql() {
 
 /// A sequence is not rolled back with its transaction: a migration's `setval` on the
 /// history's identity sequence (to its maximum, where the next value fails; or back to 1,
-/// where the next collides) must not fail its own record nor every later one, trusted or
-/// untrusted, per step or under `--atomic`.
+/// where the next collides), or a committed change to it or to the identity, must not fail
+/// its own record nor any later one (a `none` revision's, a stamp's), trusted or untrusted,
+/// per step or under `--atomic`, nor when the step that moved it failed or was a dry run.
 #[tokio::test]
 async fn a_migration_moving_the_history_sequence_does_not_stop_later_records() {
-    for value in ["9223372036854775807", "1"] {
-        for args in [&["up"][..], &["up", "--untrusted"], &["up", "--atomic"]] {
+    for change in [
+        "SELECT pg_catalog.setval('wasmig_history_id_seq', 9223372036854775807);",
+        "SELECT pg_catalog.setval('wasmig_history_id_seq', 1);",
+        "ALTER SEQUENCE wasmig_history_id_seq MAXVALUE 2;",
+        "ALTER TABLE wasmig_history ALTER COLUMN id DROP IDENTITY IF EXISTS;",
+    ] {
+        for (args, none) in [
+            (&["up"][..], false),
+            (&["up"][..], true),
+            (&["up", "--untrusted"], false),
+            (&["up", "--atomic"], false),
+        ] {
+            let value = change;
             let project = TestProject::new();
             let db = TestDb::new(Backend::Postgres, &project).await;
             project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
-            project.sql_revision(
-                "b2",
-                &format!("SELECT pg_catalog.setval('wasmig_history_id_seq', {value});"),
-                "SELECT 1;",
-            );
+            let b2 = project.sql_revision("b2", change, "SELECT 1;");
+            if none {
+                crate::support::no_transaction(&b2);
+            }
             project.sql_revision("c3", "CREATE TABLE u (x int);", "DROP TABLE u;");
             let run = project.run(&db, args);
             assert_eq!(run.code, 0, "{value} {args:?}: {run:?}");
@@ -986,5 +997,23 @@ async fn a_migration_moving_the_history_sequence_does_not_stop_later_records() {
             );
             db.drop_db().await;
         }
+    }
+    for args in [&["up"][..], &["up", "--dry-run"]] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        project.sql_revision(
+            "b2",
+            "SELECT pg_catalog.setval('wasmig_history_id_seq', 9223372036854775807);\nSELECT 1/0;",
+            "SELECT 1;",
+        );
+        let failed = project.run(&db, &["up", "a1"]);
+        assert_eq!(failed.code, 0, "{failed:?}");
+        let moved = project.run(&db, args);
+        assert_ne!(moved.code, 0, "{args:?}: {moved:?}");
+        let stamped = project.run(&db, &["stamp", "base"]);
+        assert_eq!(stamped.code, 0, "{args:?}: {stamped:?}");
+        assert_eq!(db.history().await, ["upgrade:a1", "stamp:base"], "{args:?}");
+        db.drop_db().await;
     }
 }

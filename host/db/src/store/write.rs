@@ -16,6 +16,43 @@ use crate::{
 use wasmig_contract::Dialect;
 
 impl VersionStore {
+    /// PostgreSQL: the id of the next history row, as an expression: one past the largest
+    /// below 2^62, written by wasmig itself (`OVERRIDING SYSTEM VALUE`) rather than drawn
+    /// from the column's identity sequence. A sequence is not rolled back with its
+    /// transaction and a migration may alter it (`setval` to its maximum or back to a used
+    /// id, `ALTER SEQUENCE ... MAXVALUE`, a `REVOKE`, `DROP IDENTITY`): drawn from, it would
+    /// fail this record and every later one. Every writer of the table holds the migration
+    /// lock, so no two compute the same id. The sequence is set to it where it can take
+    /// it (within its bounds, and wasmig may update it), so that the column's default stays
+    /// the next id for anyone else who inserts (an older wasmig, an operator); where it
+    /// cannot, it is left alone and nothing fails. A row forged with a huge id is left out of the count (it cannot make the
+    /// next id overflow), and where the record is guarded the expression is not evaluated
+    /// at all when a check fails (the guard names the forgery). `None` on SQLite, whose
+    /// counter is a table, rolled back with the transaction; and on MySQL, not done there
+    /// (an `ALTER TABLE wasmig_history AUTO_INCREMENT = ...` a migration commits would
+    /// still fail later records).
+    fn history_id(&self) -> Option<String> {
+        (self.words.dialect == Dialect::Postgres).then(|| {
+            let history = self.table(HISTORY_TABLE);
+            // The table's name spelled in hexadecimal: ASCII, read the same whatever
+            // `standard_conforming_strings` the migration left.
+            let name = format!(
+                "pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8')",
+                hex::encode(&history)
+            );
+            format!(
+                "(SELECT CASE WHEN s.seqrelid IS NOT NULL \
+                     AND n.id OPERATOR(pg_catalog.>=) s.seqmin AND n.id OPERATOR(pg_catalog.<=) s.seqmax \
+                     AND pg_catalog.has_sequence_privilege(s.seqrelid, 'UPDATE') \
+                   THEN pg_catalog.setval(s.seqrelid::pg_catalog.regclass, n.id) ELSE n.id END \
+                 FROM (SELECT COALESCE(pg_catalog.max(id), 0) OPERATOR(pg_catalog.+) 1 AS id FROM {history} \
+                       WHERE id OPERATOR(pg_catalog.<) 4611686018427387904) AS n \
+                 LEFT JOIN pg_catalog.pg_sequence s ON s.seqrelid OPERATOR(pg_catalog.=) \
+                   pg_catalog.pg_get_serial_sequence({name}, 'id')::pg_catalog.regclass::pg_catalog.oid)"
+            )
+        })
+    }
+
     /// Records one step: replaces `remove` by `add` among the heads (a head in both is left
     /// alone) and appends a history row.
     pub async fn record_step(
@@ -46,13 +83,17 @@ impl VersionStore {
                 .map_err(query_error(doing.clone()))?;
             confirm(done, &format!("adding the head {head} to {VERSION_TABLE}"))?;
         }
+        let (id_column, overriding, id_value) = match self.history_id() {
+            Some(id) => ("id, ", " OVERRIDING SYSTEM VALUE", format!("{id}, ")),
+            None => ("", "", String::new()),
+        };
         let done = d
             .execute(&Statement::new(
                 format!(
                     "INSERT INTO {}
-                         (revision, direction, checksum, started_at, finished_at, duration_ms,
-                          wasmig_version, error, sqlstate)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                         ({id_column}revision, direction, checksum, started_at, finished_at, duration_ms,
+                          wasmig_version, error, sqlstate){overriding}
+                     VALUES ({id_value}$1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     self.table(HISTORY_TABLE)
                 ),
                 vec![
@@ -320,26 +361,10 @@ impl VersionStore {
                     .to_owned()
             }
         };
-        // PostgreSQL: the history row's id is the table's next, set on its identity
-        // sequence too (for a wasmig that still draws from it). A sequence is not rolled
-        // back with a transaction, so a migration's `setval` on it (to its maximum, or
-        // back to a used id) would otherwise outlive its step and fail every later record.
         let history = self.table(HISTORY_TABLE);
-        let (id_column, overriding, id_value) = if postgres {
-            (
-                "id, ",
-                " OVERRIDING SYSTEM VALUE",
-                // The table's name spelled in hexadecimal: ASCII, read the same whatever
-                // `standard_conforming_strings` the migration left.
-                format!(
-                    "pg_catalog.setval(pg_catalog.pg_get_serial_sequence(
-                             pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8'), 'id')::pg_catalog.regclass,
-                         (SELECT COALESCE(pg_catalog.max(id), 0) OPERATOR(pg_catalog.+) 1 FROM {history})), ",
-                    hex::encode(&history)
-                ),
-            )
-        } else {
-            ("", "", String::new())
+        let (id_column, overriding, id_value) = match self.history_id() {
+            Some(id) => ("id, ", " OVERRIDING SYSTEM VALUE", format!("{id}, ")),
+            None => ("", "", String::new()),
         };
         let cleared = if finished.clear_checkpoint {
             format!(
