@@ -146,12 +146,21 @@ async fn what_a_script_cannot_say_is_refused_with_the_revision_named() {
 async fn a_script_the_client_would_read_as_its_own_commands_is_refused() {
     // psql runs `\! cmd` and sqlite3 `.shell cmd`: a revision must not reach a DBA's shell
     // through the script it is asked to review. A real run refuses both scripts too.
+    // Nor what a run refuses before running it: transaction control, and a `COPY` from
+    // the client, whose rows psql would take from the script's next lines (wasmig's own
+    // records), committing nothing after it.
     for (backend, up) in [
         (Backend::Postgres, "CREATE TABLE t (x int); \\! echo pwned"),
         (
             Backend::Sqlite,
             "CREATE TABLE t (x int);\n.shell echo pwned\n",
         ),
+        (
+            Backend::Postgres,
+            "CREATE TABLE t (x int);\ncopy t from stdin;\n",
+        ),
+        (Backend::Postgres, "CREATE TABLE t (x int);\nCOMMIT;\n"),
+        (Backend::Sqlite, "CREATE TABLE t (x int);\nCOMMIT;\n"),
     ] {
         let project = TestProject::new();
         project.sql_revision("a1", up, "DROP TABLE t;");

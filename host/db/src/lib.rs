@@ -167,6 +167,16 @@ pub fn split_statements(script: &str, dialect: Dialect) -> Result<Vec<&str>, Box
     tx_control::statements(script, dialect).map_err(Box::new)
 }
 
+/// Refuses a script as a step would before running any of it: transaction control, a
+/// change to how the server reads SQL, a `COPY` to or from the client, and what `policy`
+/// refuses (`WASMIG-STATE`, `WASMIG-POLICY`), naming the statement.
+///
+/// # Errors
+/// The refusal, or the parser's error for a script it cannot read.
+pub fn check_script(script: &str, dialect: Dialect, policy: &Policy) -> Result<(), Box<SqlError>> {
+    tx_control::check(script, dialect, policy).map_err(Box::new)
+}
+
 /// Whether every statement of `script` only reads or writes rows (PostgreSQL's parser:
 /// `SELECT` without `INTO`, `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `VALUES`, `SET` and
 /// `LOCK`), so it runs in one transaction even under `execution = "per-statement"`;
@@ -1041,20 +1051,10 @@ impl DbError {
         if e.code().as_deref() != Some("25006") || ended_by_server(source) {
             return None;
         }
-        Some(SqlError {
-            code: "25006".into(),
-            message: format!(
-                "the migration left its transaction read-only (transaction_read_only), so wasmig could not write its record while {doing}: {}",
-                e.message()
-            ),
-            detail: None,
-            hint: Some(
-                "remove the SET of transaction_read_only from the revision; to keep a step from writing, check in the migration instead".into(),
-            ),
-            constraint: None,
-            table: None,
-            column: None,
-        })
+        Some(left_read_only(&format!(
+            "wasmig could not write its record while {doing}: {}",
+            e.message()
+        )))
     }
 
     /// Whether the connection the query ran on failed (ended by the server or another
@@ -1064,6 +1064,25 @@ impl DbError {
             DbError::Query { source, .. } => ended_by_server(source),
             _ => false,
         }
+    }
+}
+
+/// The migration's failure for a transaction it left read-only (`transaction_read_only`),
+/// which no later statement of the step may write in (SQLSTATE 25006): `what` says what
+/// could not be done.
+pub(crate) fn left_read_only(what: &str) -> SqlError {
+    SqlError {
+        code: "25006".into(),
+        message: format!(
+            "the migration left its transaction read-only (transaction_read_only), so {what}"
+        ),
+        detail: None,
+        hint: Some(
+            "remove the SET of transaction_read_only from the revision; to keep a step from writing, check in the migration instead".into(),
+        ),
+        constraint: None,
+        table: None,
+        column: None,
     }
 }
 

@@ -317,14 +317,14 @@ async fn a_guest_sees_a_raised_lost_connection_code_as_an_error_it_can_handle() 
 
 /// A migration that makes its transaction read-only stops wasmig's record of it: its own
 /// failure (exit 6, saying why), rolled back, not a database error; per step and under
-/// `--atomic`, set by `SET LOCAL` or by `set_config`.
+/// `--atomic`, set by `SET LOCAL` or by `set_config`; and a dry run says so too.
 #[tokio::test]
 async fn a_migration_leaving_its_transaction_read_only_fails_as_its_own() {
     for setting in [
         "SET LOCAL transaction_read_only = on;",
         "SELECT pg_catalog.set_config('transaction_read_only', 'on', true);",
     ] {
-        for args in [&["up"][..], &["up", "--atomic"]] {
+        for args in [&["up"][..], &["up", "--atomic"], &["up", "--dry-run"]] {
             let project = TestProject::new();
             let db = TestDb::new(Backend::Postgres, &project).await;
             project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
@@ -340,6 +340,7 @@ async fn a_migration_leaving_its_transaction_read_only_fails_as_its_own() {
                 run.stderr
             );
             assert!(!db.table_exists("lost").await, "{setting} {args:?}");
+            // A dry run fails as the real run would, and keeps nothing.
             let kept: &[&str] = if args.len() == 1 { &["a1"] } else { &[] };
             assert_eq!(db.heads().await, kept, "{setting} {args:?}");
             db.drop_db().await;
@@ -387,4 +388,28 @@ async fn copy_to_or_from_the_client_is_refused_as_the_migrations() {
             db.drop_db().await;
         }
     }
+}
+
+/// `exit_on_error` set by a trusted migration does not reach wasmig's own statements: a
+/// record it stops (the transaction left read-only) is still the migration's failure,
+/// not a session the server ended (exit 5 before).
+#[tokio::test]
+async fn exit_on_error_does_not_turn_wasmigs_own_errors_into_a_lost_connection() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+    project.sql_revision(
+        "b2",
+        "CREATE TABLE lost (x int);\nSET LOCAL exit_on_error = on;\nSET LOCAL transaction_read_only = on;",
+        "DROP TABLE lost;",
+    );
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(
+        run.stderr.contains("left its transaction read-only"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    assert!(!db.table_exists("lost").await);
+    db.drop_db().await;
 }

@@ -926,6 +926,7 @@ impl Database for PgDatabase {
             holder.map_or_else(|| "true".to_owned(), |h| h.held(false))
         };
         // Under none of the defaults the script may have set for its session: no
+        // `exit_on_error` (which would make the probe's own 25001 below end the session), no
         // statement timeout (a `SET statement_timeout = '1ms'` would cancel the probe,
         // after its statement committed, and the revision would be marked failed), and
         // READ COMMITTED (a serializable, deferrable, read-only default would have the
@@ -950,7 +951,8 @@ impl Database for PgDatabase {
             },
         );
         let probe = format!(
-            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET LOCAL statement_timeout = 0; \
+            "SET LOCAL exit_on_error = off; \
+             SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET LOCAL statement_timeout = 0; \
              SELECT pg_catalog.statement_timestamp() \
              OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp(), \
              pg_catalog.current_setting('standard_conforming_strings') \

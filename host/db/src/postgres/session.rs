@@ -71,7 +71,7 @@ const OBSERVE_SAVEPOINT: &str = "wasmig_observe";
 /// wasmig's own timeouts ([`OWN_LIMITS`], [`OWN_TIMEOUTS`]).
 macro_rules! own_timeouts {
     () => {
-        "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; "
+        "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; SET LOCAL exit_on_error = off; "
     };
 }
 
@@ -79,7 +79,10 @@ macro_rules! own_timeouts {
 /// `statement_timeout` and `lock_timeout` the migration set (or wasmig set for it, from the
 /// revision's `statement_timeout_secs`) hold its statements, not wasmig's, which the step's
 /// time limit bounds on the host. A migration's `SET statement_timeout = 1` would otherwise
-/// fail the record of its own step as a database error.
+/// fail the record of its own step as a database error. And `exit_on_error` off: a
+/// migration's `SET exit_on_error = on` would turn an error of wasmig's statements, or one
+/// a deferred constraint raises at `COMMIT`, into the end of the session, which reads as
+/// a lost connection (exit 5) instead of the migration's failure.
 ///
 /// First, the role wasmig connected as: a migration's own `SET ROLE` or `SET SESSION
 /// AUTHORIZATION` (trusted mode, no `role` set) would otherwise run wasmig's statements as
@@ -1546,13 +1549,25 @@ impl Session for PgSession {
         // checked at once (a valid migration failed, found by the review helper). Rolled
         // back, the mode is the default again and what fired is undone; it fires again at
         // the next step's check, as a real run checks each step at its commit.
-        let checked = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SAVEPOINT {DEFERRED_SAVEPOINT}; {OWN_TIMEOUTS}SET CONSTRAINTS ALL IMMEDIATE"
-        )))
-        .execute(self.conn())
+        // And whether the migration left the transaction read-only, where a real run's
+        // record could not be written (`DbError::left_by_migration`): the same failure.
+        let checked = last_row(
+            self.conn(),
+            format!(
+                "SAVEPOINT {DEFERRED_SAVEPOINT}; {OWN_TIMEOUTS}SET CONSTRAINTS ALL IMMEDIATE; \
+                 SELECT pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on'"
+            ),
+        )
         .await
-        .map(drop)
-        .map_err(super::codec::sql_error);
+        .and_then(|row| row.try_get::<bool, _>(0))
+        .map_err(super::codec::sql_error)
+        .and_then(|read_only| {
+            if read_only {
+                Err(crate::left_read_only("a real run could not write its record"))
+            } else {
+                Ok(())
+            }
+        });
         let back = self.undo_savepoint(DEFERRED_SAVEPOINT).await;
         checked?;
         back

@@ -24,10 +24,15 @@ use crate::revision;
 
 /// Refuses a script the database's client would read otherwise than the server: one that
 /// PostgreSQL's parser refuses (a backslash outside quotes and comments is a psql
-/// meta-command, `\! cmd` a shell) or that holds transaction control; on SQLite, a line
+/// meta-command, `\! cmd` a shell) or that a run refuses before it runs (transaction
+/// control, a `COPY` to or from the client); on SQLite, a line
 /// starting with `.` (a sqlite3 dot-command, `.shell cmd`).
 fn for_the_client(script: &str, dialect: crate::bindings::Dialect) -> Result<(), String> {
     crate::db::split_statements(script, dialect).map_err(|e| e.describe())?;
+    // What a run refuses before any of the script runs (transaction control, `COPY` to or
+    // from the client, whose inline rows psql would take from the script's next lines).
+    crate::db::check_script(script, dialect, &crate::db::Policy::TRUSTED)
+        .map_err(|e| e.describe())?;
     if dialect == crate::bindings::Dialect::Sqlite
         && let Some(n) = script.lines().position(|l| l.starts_with('.'))
     {

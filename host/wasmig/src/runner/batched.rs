@@ -410,7 +410,10 @@ pub(super) async fn write_batch(
                 started_at,
                 updated_at: Utc::now(),
             };
-            session.save_checkpoint(&saved).await.map_err(Failure::Host)
+            session
+                .save_checkpoint(&saved)
+                .await
+                .map_err(wasmigs_write_failed)
         }
         None => {
             let finishing = Finishing {

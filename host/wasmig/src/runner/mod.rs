@@ -301,13 +301,20 @@ async fn finish(
     match session.finish_step(&finished).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(Failure::TransactionEnded { guest }),
-        Err(e) => match e
-            .downcast_ref::<crate::db::DbError>()
-            .and_then(crate::db::DbError::left_by_migration)
-        {
-            Some(sql) => Err(Failure::Sql(Box::new(sql))),
-            None => Err(Failure::Host(e)),
-        },
+        Err(e) => Err(wasmigs_write_failed(e)),
+    }
+}
+
+/// A write of wasmig's in the step's transaction failed (its record, a batch's
+/// checkpoint): the host's failure, or the migration's where the server refused it for a
+/// state the migration left (`DbError::left_by_migration`).
+pub(super) fn wasmigs_write_failed(e: anyhow::Error) -> Failure {
+    match e
+        .downcast_ref::<crate::db::DbError>()
+        .and_then(crate::db::DbError::left_by_migration)
+    {
+        Some(sql) => Failure::Sql(Box::new(sql)),
+        None => Failure::Host(e),
     }
 }
 
