@@ -216,3 +216,21 @@ async fn a_revisions_message_is_listed_as_data() {
         );
     }
 }
+
+/// Lines no one is shown (trace, without `-v`) do not use up a call's log budget: a line
+/// shown after 6 MB of them still reaches the terminal.
+#[tokio::test]
+async fn log_lines_not_shown_do_not_use_up_the_budget() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    db.exec("CREATE TABLE e2e_mode (mode text); INSERT INTO e2e_mode VALUES ('log-hidden');")
+        .await;
+    project.wasm_revision("b2", Path::new(crate::test_guest::SCENARIO));
+    let run = project.run(&db, &["up"]).success();
+    assert!(
+        run.stderr.contains("visible after the trace lines") && !run.stderr.contains("dropped"),
+        "{}",
+        &run.stderr[run.stderr.len().saturating_sub(500)..]
+    );
+    db.drop_db().await;
+}

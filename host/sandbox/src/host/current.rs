@@ -502,6 +502,17 @@ impl log::Host for GuestState {
         // Guest text goes out as an event of its own target, so a subscriber can tell it
         // from wasmig's words.
         let revision = &self.revision;
+        // A line no subscriber shows costs nothing, and counts for nothing.
+        let shown = match level {
+            log::Level::Trace => tracing::enabled!(target: "wasmig::guest", tracing::Level::TRACE),
+            log::Level::Debug => tracing::enabled!(target: "wasmig::guest", tracing::Level::DEBUG),
+            log::Level::Info => tracing::enabled!(target: "wasmig::guest", tracing::Level::INFO),
+            log::Level::Warn => tracing::enabled!(target: "wasmig::guest", tracing::Level::WARN),
+            log::Level::Error => tracing::enabled!(target: "wasmig::guest", tracing::Level::ERROR),
+        };
+        if !shown {
+            return Ok(());
+        }
         if self.logged >= super::LOG_BUDGET {
             self.log_dropped += 1;
             return Ok(());

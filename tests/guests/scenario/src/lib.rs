@@ -5,7 +5,7 @@
 //! parameters or a long statement many times. Every mode first writes a marker row, so the tests can see whether
 //! anything was left behind.
 
-use wasmig_guest::{Dialect, Migration, Result, Value, bail, db, info, warn};
+use wasmig_guest::{Dialect, Migration, Result, Value, bail, db, info, trace, warn};
 
 struct Scenario;
 
@@ -263,6 +263,14 @@ impl Migration for Scenario {
                 for i in 0..100_000 {
                     info!("{i:>9} {line}");
                 }
+                Ok(())
+            }
+            "log-hidden" => {
+                // 200,000 trace lines (6 MB, not shown by default), then one shown.
+                for i in 0..200_000 {
+                    trace!("trace line {i:>9} xxxxxxxxxx");
+                }
+                warn!("visible after the trace lines");
                 Ok(())
             }
             other => bail!("unknown scenario mode {other}"),
