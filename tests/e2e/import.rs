@@ -890,3 +890,115 @@ async fn files_the_tool_does_not_read_are_not_read() {
     );
     db.drop_db().await;
 }
+
+/// A migration whose one direction is wrapped in BEGIN ... COMMIT (cut, so it runs in a
+/// transaction) and whose other direction must run outside one cannot be one wasmig
+/// revision: refused, naming the file, with nothing written.
+#[tokio::test]
+async fn a_wrapped_direction_beside_one_that_refuses_a_transaction_is_refused() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    write_files(
+        &project.dir.join("source"),
+        &files(&[
+            ("1_t.up.sql", "CREATE TABLE t (x int);\n".into()),
+            ("1_t.down.sql", "DROP TABLE t;\n".into()),
+            (
+                "2_idx.up.sql",
+                "CREATE INDEX CONCURRENTLY ti ON t (x);\n".into(),
+            ),
+            ("2_idx.down.sql", "BEGIN;\nDROP INDEX ti;\nCOMMIT;\n".into()),
+        ]),
+    );
+    let run = project
+        .run(&db, &["import", "--from", "golang-migrate", "source"])
+        .fails_with(3);
+    assert!(
+        run.stderr.contains("2_idx.up.sql (up)") && run.stderr.contains("one transaction mode"),
+        "{}",
+        run.stderr
+    );
+    let written: Vec<String> = std::fs::read_dir(project.dir.join("versions"))
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.join("migration.toml").exists())
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(written.is_empty(), "nothing written: {written:?}");
+    db.drop_db().await;
+}
+
+/// Diesel, sqlx, dbmate and refinery send a migration without a transaction as one query,
+/// which PostgreSQL runs in one implicit transaction when it holds several statements: a
+/// failure part-way leaves nothing, under the tool and under wasmig (per-migration, not
+/// `none`). A file of one statement that refuses a block stays `none`.
+#[tokio::test]
+async fn a_tools_no_transaction_file_of_several_statements_stays_atomic() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let source = project.dir.join("source");
+    write_files(
+        &source,
+        &files(&[
+            (
+                "2020-01-01-000000_a/up.sql",
+                "CREATE TABLE a (x int);\nINSERT INTO a VALUES (1/0);\n".into(),
+            ),
+            ("2020-01-01-000000_a/down.sql", "DROP TABLE a;\n".into()),
+            (
+                "2020-01-01-000000_a/metadata.toml",
+                "run_in_transaction = false\n".into(),
+            ),
+            (
+                "2020-01-02-000000_b/up.sql",
+                "CREATE INDEX CONCURRENTLY ai ON a (x);\n".into(),
+            ),
+            ("2020-01-02-000000_b/down.sql", "DROP INDEX ai;\n".into()),
+            (
+                "2020-01-02-000000_b/metadata.toml",
+                "run_in_transaction = false\n".into(),
+            ),
+        ]),
+    );
+    project
+        .run(&db, &["import", "--from", "diesel", "source"])
+        .success();
+    let a = manifest(&project, "20200101000000");
+    assert!(a.contains("transaction = \"per-migration\""), "{a}");
+    let b = manifest(&project, "20200102000000");
+    assert!(b.contains("transaction = \"none\""), "{b}");
+    project.run(&db, &["up"]).fails_with(6);
+    assert!(
+        !db.table_exists("a").await,
+        "the failed migration left its table"
+    );
+    assert!(db.failed_marks().await.is_empty());
+    db.drop_db().await;
+}
+
+/// goose ends a statement at any line ending in `;`, inside a string too, and sends the
+/// piece alone, where PostgreSQL cannot read it: refused, naming the file, rather than
+/// joined back into something goose never ran.
+#[tokio::test]
+async fn a_goose_statement_split_inside_a_string_is_refused() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    write_files(
+        &project.dir.join("source"),
+        &files(&[(
+            "1_t.sql",
+            "-- +goose Up\nCREATE TABLE t (x text);\nINSERT INTO t VALUES ('line one;\nline two');\n-- +goose Down\nDROP TABLE t;\n".into(),
+        )]),
+    );
+    let run = project
+        .run(&db, &["import", "--from", "goose", "source"])
+        .fails_with(3);
+    assert!(
+        run.stderr.contains("1_t.sql") && run.stderr.contains("StatementBegin"),
+        "{}",
+        run.stderr
+    );
+    db.drop_db().await;
+}

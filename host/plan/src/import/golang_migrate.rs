@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::transaction::{Split, postgres_refuses_block};
+use super::transaction::{Split, runs_alone};
 use super::{AdoptRefused, Pair, Reads, Row, SourceFile, SourceMigration, column, is_true};
 use crate::error::ConfigError;
 
@@ -40,12 +40,6 @@ pub(super) fn reads(path: &str) -> Reads {
     } else {
         Reads::Nothing
     }
-}
-
-/// Whether PostgreSQL runs the file, sent as one query, outside a transaction: it is one
-/// statement, and one that refuses a transaction block.
-fn runs_alone(text: &str, split: &Split) -> bool {
-    split(text).is_some_and(|s| matches!(s.as_slice(), [one] if postgres_refuses_block(one)))
 }
 
 pub(super) fn parse(

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use super::transaction::is_terminated;
+use super::transaction::{Split, is_terminated, shown};
 use super::{AdoptRefused, AppliedRow, Reads, Row, SourceFile, SourceMigration, column, is_true};
 use crate::error::ConfigError;
 
@@ -275,7 +275,10 @@ pub(super) fn reads(path: &str) -> Reads {
     }
 }
 
-pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, ConfigError> {
+pub(super) fn parse(
+    files: &[SourceFile],
+    split: &Split,
+) -> Result<Vec<SourceMigration>, ConfigError> {
     let go: Vec<&str> = files
         .iter()
         .filter(|f| f.is_top_level() && is_go(f.name()))
@@ -306,6 +309,17 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
             return Err(refuse("goose versions start at 1".into()));
         }
         let parsed = parse_file(file.text()?).map_err(refuse)?;
+        // goose sends each piece alone: one PostgreSQL cannot read alone (goose ended it at
+        // a line ending in `;` inside a string or a body) failed under goose, and joined
+        // with the next in `up.sql` it would run as something goose never sent.
+        for (direction, pieces) in [("up", &parsed.up), ("down", &parsed.down)] {
+            if let Some(piece) = pieces.iter().find(|p| split(p).is_none()) {
+                return Err(refuse(format!(
+                    "goose sends the {direction} statement `{}` on its own, and PostgreSQL cannot read it on its own: goose ends a statement at any line ending in `;`, also inside a string or a function body; wrap the statement in `-- +goose StatementBegin` ... `-- +goose StatementEnd`, then import again",
+                    shown(piece)
+                )));
+            }
+        }
         migrations.push((
             version,
             SourceMigration {

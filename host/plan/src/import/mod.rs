@@ -124,10 +124,25 @@ impl Format {
             Format::Sqlx => sqlx::parse(files)?,
             Format::GolangMigrate => golang_migrate::parse(files, split)?,
             Format::Dbmate => dbmate::parse(files)?,
-            Format::Goose => goose::parse(files)?,
+            Format::Goose => goose::parse(files, split)?,
             Format::Flyway => flyway::parse(files, split)?,
             Format::Refinery => refinery::parse(files)?,
         };
+        if matches!(
+            self,
+            Format::Diesel | Format::Sqlx | Format::Dbmate | Format::Refinery
+        ) {
+            // Without a transaction these tools send a file as one query, which PostgreSQL
+            // runs in one implicit transaction when it holds several statements: only a
+            // file of one statement that refuses a block runs outside a transaction.
+            for m in &mut migrations {
+                m.no_transaction = m.no_transaction
+                    && (transaction::runs_alone(&m.up, split)
+                        || m.down
+                            .as_deref()
+                            .is_some_and(|d| transaction::runs_alone(d, split)));
+            }
+        }
         for m in &mut migrations {
             self.unwrap_transaction(m, split)?;
         }
@@ -158,19 +173,43 @@ impl Format {
                 .map_err(|why| refuse(m.down_file.as_deref().unwrap_or(&m.up_file), "down", why))?,
             None => transaction::Control::None,
         };
+        let up_cut = matches!(up, transaction::Control::Wrapped(_));
+        let down_cut = matches!(down, transaction::Control::Wrapped(_));
+        if !up_cut && !down_cut {
+            return Ok(());
+        }
+        // The tool ran the block atomically: so does wasmig, whatever the tool's own setting
+        // (goose's NO TRANSACTION, dbmate's transaction:false...) said. A revision has one
+        // transaction mode: the other direction must then run in a transaction too.
+        let unwrapped = match (up_cut, down_cut) {
+            (true, false) => m
+                .down
+                .as_deref()
+                .map(|d| (d, "down", m.down_file.as_deref())),
+            (false, true) => Some((m.up.as_str(), "up", Some(m.up_file.as_str()))),
+            _ => None,
+        };
+        if let Some((script, direction, file)) = unwrapped
+            && transaction::refuses_block_anywhere(script, split)
+        {
+            return Err(refuse(
+                file.unwrap_or(&m.up_file),
+                direction,
+                format!(
+                    "it holds a statement PostgreSQL runs only outside a transaction block, while the migration's {} script is wrapped in its own BEGIN ... COMMIT, which wasmig cuts out and runs in one transaction; a wasmig revision has one transaction mode for both directions: remove the BEGIN and COMMIT from the {} script (it then runs statement by statement, as this one), then import again",
+                    if up_cut { "up" } else { "down" },
+                    if up_cut { "up" } else { "down" },
+                ),
+            ));
+        }
         if let transaction::Control::Wrapped(up) = up {
             m.up = up;
-            m.transaction_cut = true;
         }
         if let transaction::Control::Wrapped(down) = down {
             m.down = Some(down);
-            m.transaction_cut = true;
         }
-        if m.transaction_cut {
-            // The tool ran the block atomically: so does wasmig, whatever the tool's own
-            // setting (goose's NO TRANSACTION, dbmate's transaction:false...) said.
-            m.no_transaction = false;
-        }
+        m.transaction_cut = true;
+        m.no_transaction = false;
         Ok(())
     }
 

@@ -106,9 +106,13 @@ mod tests {
             ("V10__later.sql", "SELECT 10;"),
             (
                 "nested/V2__create_t.sql",
-                "-- refinery:noTransaction\nCREATE TABLE t ();",
+                "-- refinery:noTransaction\nCREATE INDEX CONCURRENTLY ti ON t (x);",
             ),
-            ("U3__unversioned.sql", "SELECT 3;"),
+            // Sent as one query: several statements run in one implicit transaction.
+            (
+                "U3__unversioned.sql",
+                "-- refinery:noTransaction\nSELECT 3; SELECT 4;",
+            ),
             ("V4__bad-name.sql", "ignored: `-` is not a word character"),
             ("V5_one_underscore.sql", "ignored"),
         ]);

@@ -72,6 +72,20 @@ pub(crate) fn unwrap(script: &str, split: &Split) -> Result<Control, String> {
     )))
 }
 
+/// Whether PostgreSQL runs a script sent as one query (golang-migrate's every file; Diesel,
+/// sqlx, dbmate and refinery's files without a transaction) outside a transaction: it is
+/// one statement, and one that refuses a transaction block. A query of several statements
+/// runs in one implicit transaction, where such a statement fails.
+pub(crate) fn runs_alone(text: &str, split: &Split) -> bool {
+    split(text).is_some_and(|s| matches!(s.as_slice(), [one] if postgres_refuses_block(one)))
+}
+
+/// Whether any statement of a script refuses a transaction block (a script the parser
+/// cannot read: no).
+pub(crate) fn refuses_block_anywhere(text: &str, split: &Split) -> bool {
+    split(text).is_some_and(|s| s.iter().any(|one| postgres_refuses_block(one)))
+}
+
 /// Whether a statement PostgreSQL refuses inside a transaction block (`CREATE INDEX
 /// CONCURRENTLY`, `VACUUM`, ...): it runs only as a statement of its own.
 pub(crate) fn postgres_refuses_block(statement: &str) -> bool {
@@ -194,7 +208,7 @@ fn cut(script: &str, piece: &str) -> Option<(usize, usize)> {
 }
 
 /// A statement as a message shows it: from its first keyword, on one line, shortened.
-fn shown(statement: &str) -> String {
+pub(crate) fn shown(statement: &str) -> String {
     let from = lex(statement).first().map_or(0, |t| t.start);
     let one_line: Vec<&str> = statement[from..].split_whitespace().collect();
     let text = one_line.join(" ");
