@@ -413,3 +413,27 @@ async fn exit_on_error_does_not_turn_wasmigs_own_errors_into_a_lost_connection()
     assert!(!db.table_exists("lost").await);
     db.drop_db().await;
 }
+
+/// A deferred trigger that makes the transaction read-only as it fires, at COMMIT, comes
+/// after a real run's record, which it cannot stop: the dry run, which fires it early,
+/// passes too, as the real run does.
+#[tokio::test]
+async fn a_dry_run_passes_what_a_deferred_trigger_makes_read_only_after_the_record() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE dt (x int);
+         CREATE FUNCTION ro() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN SET LOCAL transaction_read_only = on; RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER ro AFTER INSERT ON dt DEFERRABLE INITIALLY DEFERRED
+           FOR EACH ROW EXECUTE FUNCTION ro();
+         INSERT INTO dt VALUES (1);",
+        "DROP TABLE dt; DROP FUNCTION ro();",
+    );
+    let dry = project.run(&db, &["up", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["a1"]);
+    db.drop_db().await;
+}

@@ -1017,3 +1017,44 @@ async fn a_migration_moving_the_history_sequence_does_not_stop_later_records() {
         db.drop_db().await;
     }
 }
+
+/// A column added to wasmig's tables that refuses NULL (its default dropped once the rows
+/// were filled) or draws from a sequence of its own would fail every later write of the
+/// table: found in the step that adds it (rolled back), or, added by a revision outside a
+/// transaction, before wasmig writes and by every later run before anything runs.
+#[tokio::test]
+async fn a_column_wasmig_does_not_write_that_refuses_null_is_found() {
+    let not_null = "ALTER TABLE wasmig_history ADD COLUMN z int NOT NULL DEFAULT 0;
+                    ALTER TABLE wasmig_history ALTER COLUMN z DROP DEFAULT;";
+    let identity = "ALTER TABLE wasmig_version ADD COLUMN n bigint NOT NULL DEFAULT 0;
+                    ALTER TABLE wasmig_version ALTER COLUMN n DROP DEFAULT;
+                    ALTER TABLE wasmig_version ALTER COLUMN n ADD GENERATED ALWAYS AS IDENTITY;";
+    for (sql, named) in [
+        (
+            not_null,
+            "wasmig_history.z is a column wasmig does not write that refuses NULL",
+        ),
+        (
+            identity,
+            "wasmig_version.n is a column wasmig does not write that",
+        ),
+    ] {
+        for none in [false, true] {
+            let project = TestProject::new();
+            let db = TestDb::new(Backend::Postgres, &project).await;
+            project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+            let b2 = project.sql_revision("b2", sql, "SELECT 1;");
+            if none {
+                crate::support::no_transaction(&b2);
+            }
+            let run = project.run(&db, &["up"]).fails_with(12);
+            assert!(run.stderr.contains(named), "none={none}: {run:?}");
+            assert_eq!(db.heads().await, ["a1"], "none={none}");
+            if none {
+                let again = project.run(&db, &["up"]).fails_with(12);
+                assert!(again.stderr.contains(named), "{again:?}");
+            }
+            db.drop_db().await;
+        }
+    }
+}

@@ -455,6 +455,18 @@ pub(super) fn tamper_findings(tables: &[String], known: Option<&KnownTables>) ->
         &history,
         &crate::store::postgres_direction_check(),
     );
+    let unwritten = unwritten_columns(
+        &tables
+            .iter()
+            .zip(super::PRESENT)
+            .map(|(t, name)| {
+                (
+                    format!("pg_catalog.to_regclass({})::pg_catalog.oid", lit(t)),
+                    name,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
     format!(
         "SELECT pg_catalog.string_agg(what, '; ') FROM (
                  SELECT pg_catalog.concat(c.oid::pg_catalog.regclass, ' is not a plain table (relkind ', c.relkind, ')') AS what
@@ -482,6 +494,8 @@ pub(super) fn tamper_findings(tables: &[String], known: Option<&KnownTables>) ->
                  WHERE c.oid OPERATOR(pg_catalog.=) ANY ({current}) AND c.relpersistence OPERATOR(pg_catalog.<>) 'p'
                  UNION ALL
                  {runs_code}
+                 UNION ALL
+                 {unwritten}
                  {replaced}
              ) AS found_objects"
     )
@@ -504,6 +518,125 @@ fn written_finding(tables: &[String], begun: i64) -> String {
                 .find(|(_, name)| *name == table)
                 .map(|(t, _)| format!("pg_catalog.to_regclass({})::pg_catalog.oid", lit(t)))
         }),
+    )
+}
+
+/// The columns wasmig writes, table by table (every column it made refuses NULL, draws
+/// from a sequence or is written by it): a column added that refuses NULL (a `NOT NULL`
+/// whose default was dropped once the column was filled) or draws from a sequence of its
+/// own (an identity) would fail every later write of the table, wasmig's records
+/// included, once the migration that added it committed. Older layouts have fewer.
+const WRITTEN_COLUMNS: [(&str, &[&str]); 7] = [
+    (crate::VERSION_TABLE, &["revision"]),
+    (
+        crate::HISTORY_TABLE,
+        &[
+            "id",
+            "revision",
+            "direction",
+            "checksum",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "wasmig_version",
+            "error",
+            "sqlstate",
+        ],
+    ),
+    (
+        crate::FAILED_TABLE,
+        &[
+            "revision",
+            "direction",
+            "remove_heads",
+            "add_heads",
+            "statement",
+            "error",
+            "sqlstate",
+            "failed_at",
+        ],
+    ),
+    (
+        crate::ARTIFACT_TABLE,
+        &[
+            "revision",
+            "kind",
+            "checksum",
+            "manifest",
+            "up_sql",
+            "down_sql",
+            "component",
+            "source_checksum",
+            "stored_at",
+        ],
+    ),
+    (
+        crate::CHECKPOINT_TABLE,
+        &[
+            "revision",
+            "direction",
+            "remove_heads",
+            "add_heads",
+            "checkpoint",
+            "batches",
+            "checksum",
+            "started_at",
+            "updated_at",
+        ],
+    ),
+    (
+        crate::PARTITION_TABLE,
+        &[
+            "revision",
+            "part",
+            "parts",
+            "first_key",
+            "last_key",
+            "checkpoint",
+            "batches",
+            "done",
+            "owner",
+            "token",
+            "lease_until",
+            "updated_at",
+        ],
+    ),
+    (
+        crate::SCHEMA_TABLE,
+        &["version", "wasmig_version", "migrated_at"],
+    ),
+];
+
+/// A query naming the columns of wasmig's tables it does not write that refuse NULL or
+/// draw from a sequence ([`WRITTEN_COLUMNS`]): one row each. `relations` pairs each table
+/// of [`super::PRESENT`] with an `oid` expression for it.
+fn unwritten_columns(relations: &[(String, &str)]) -> String {
+    let written = relations
+        .iter()
+        .filter_map(|(oid, name)| {
+            let (_, columns) = WRITTEN_COLUMNS.iter().find(|(table, _)| table == name)?;
+            let names = columns
+                .iter()
+                .map(|c| lit(c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Some(format!("({oid}, ARRAY[{names}]::pg_catalog.name[])"))
+        })
+        .collect::<Vec<_>>();
+    if written.is_empty() {
+        return "SELECT NULL::pg_catalog.text AS what WHERE false".to_owned();
+    }
+    format!(
+        "SELECT pg_catalog.concat(a.attrelid::pg_catalog.regclass, '.', a.attname,
+             ' is a column wasmig does not write that ',
+             CASE WHEN a.attidentity OPERATOR(pg_catalog.<>) '' THEN 'draws from a sequence' ELSE 'refuses NULL' END,
+             ' (every later write of the table would fail)') AS what
+         FROM pg_catalog.pg_attribute a
+         JOIN (VALUES {values}) AS w(rel, cols) ON a.attrelid OPERATOR(pg_catalog.=) w.rel
+         WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+           AND (a.attnotnull OR a.attidentity OPERATOR(pg_catalog.<>) '')
+           AND a.attname OPERATOR(pg_catalog.<>) ALL (w.cols)",
+        values = written.join(", ")
     )
 }
 
@@ -630,17 +763,26 @@ pub(super) fn tables_look_plain(
     };
     format!(
         "{each}
+         AND NOT EXISTS ({unwritten})
          AND COALESCE(({dependents}) OPERATOR(pg_catalog.=) {known_dependents}, false)
          AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                          WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
                            AND d.objid OPERATOR(pg_catalog.=) ANY ({oids})
                            AND NOT (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
-                                    AND d.refobjid OPERATOR(pg_catalog.=) {namespace}::pg_catalog.oid)){unwritten}",
+                                    AND d.refobjid OPERATOR(pg_catalog.=) {namespace}::pg_catalog.oid)){unwritten_writes}",
         oids = oid_array(&known.oids),
         dependents = dependents(&oid_array(&known.oids)),
         known_dependents = oid_array(&known.dependents),
         namespace = known.namespace,
-        unwritten = match watched_writes_at_begin {
+        unwritten = unwritten_columns(
+            &known
+                .oids
+                .iter()
+                .zip(super::PRESENT)
+                .map(|(oid, name)| (format!("'{oid}'::pg_catalog.oid"), name))
+                .collect::<Vec<_>>()
+        ),
+        unwritten_writes = match watched_writes_at_begin {
             Some(begun) => format!(
                 "\n         AND ({}) OPERATOR(pg_catalog.=) ({begun})::pg_catalog.int8",
                 known_watched_writes(known)

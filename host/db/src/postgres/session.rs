@@ -1551,11 +1551,14 @@ impl Session for PgSession {
         // the next step's check, as a real run checks each step at its commit.
         // And whether the migration left the transaction read-only, where a real run's
         // record could not be written (`DbError::left_by_migration`): the same failure.
+        // Asked before the deferred triggers fire: a real run records the step before its
+        // COMMIT fires them, so what they set then cannot stop the record.
         let checked = last_row(
             self.conn(),
             format!(
-                "SAVEPOINT {DEFERRED_SAVEPOINT}; {OWN_TIMEOUTS}SET CONSTRAINTS ALL IMMEDIATE; \
-                 SELECT pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on'"
+                "SAVEPOINT {DEFERRED_SAVEPOINT}; {OWN_TIMEOUTS}\
+                 SELECT pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'on'; \
+                 SET CONSTRAINTS ALL IMMEDIATE"
             ),
         )
         .await
