@@ -1019,9 +1019,11 @@ async fn a_migration_moving_the_history_sequence_does_not_stop_later_records() {
 }
 
 /// A column added to wasmig's tables that refuses NULL (its default dropped once the rows
-/// were filled) or draws from a sequence of its own would fail every later write of the
-/// table: found in the step that adds it (rolled back), or, added by a revision outside a
-/// transaction, before wasmig writes and by every later run before anything runs.
+/// were filled) or draws from a sequence of its own, `NOT NULL` on a column wasmig writes
+/// NULL into, a unique index, or an index on a column whose values can be too large for
+/// it, would fail every later write of the table: found in the step that adds it (rolled
+/// back), or, added by a revision outside a transaction, before wasmig writes and by every
+/// later run before anything runs.
 #[tokio::test]
 async fn a_column_wasmig_does_not_write_that_refuses_null_is_found() {
     let not_null = "ALTER TABLE wasmig_history ADD COLUMN z int NOT NULL DEFAULT 0;
@@ -1029,17 +1031,44 @@ async fn a_column_wasmig_does_not_write_that_refuses_null_is_found() {
     let identity = "ALTER TABLE wasmig_version ADD COLUMN n bigint NOT NULL DEFAULT 0;
                     ALTER TABLE wasmig_version ALTER COLUMN n DROP DEFAULT;
                     ALTER TABLE wasmig_version ALTER COLUMN n ADD GENERATED ALWAYS AS IDENTITY;";
-    for (sql, named) in [
+    // (a none script's own failed mark holds NULL where wasmig writes it: `SET NOT NULL`
+    // on those columns fails there, the migration's own failure.)
+    for (sql, named, none_too) in [
         (
             not_null,
             "wasmig_history.z is a column wasmig does not write that refuses NULL",
+            true,
         ),
         (
             identity,
             "wasmig_version.n is a column wasmig does not write that",
+            true,
+        ),
+        (
+            "ALTER TABLE wasmig_failed ALTER COLUMN sqlstate SET NOT NULL;",
+            "wasmig_failed.sqlstate refuses NULL, which wasmig writes into it",
+            false,
+        ),
+        (
+            "ALTER TABLE wasmig_artifact ALTER COLUMN up_sql SET NOT NULL;",
+            "wasmig_artifact.up_sql refuses NULL",
+            true,
+        ),
+        (
+            "CREATE UNIQUE INDEX one_each ON wasmig_history (direction);",
+            "has the index one_each, unique",
+            true,
+        ),
+        (
+            "CREATE INDEX by_script ON wasmig_artifact (up_sql);",
+            "has the index by_script on a column whose values can be too large",
+            true,
         ),
     ] {
         for none in [false, true] {
+            if none && !none_too {
+                continue;
+            }
             let project = TestProject::new();
             let db = TestDb::new(Backend::Postgres, &project).await;
             project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
@@ -1056,5 +1085,52 @@ async fn a_column_wasmig_does_not_write_that_refuses_null_is_found() {
             }
             db.drop_db().await;
         }
+    }
+}
+
+/// History rows a `none` script renumbers so that every id up to the largest bigint is
+/// taken, or with rows at both ends of the range: later records still find an id (none
+/// fails as a lost connection or a duplicate, exit 5), below the forged rows.
+#[tokio::test]
+async fn history_ids_forged_to_the_ends_of_the_range_do_not_stop_later_records() {
+    let renumber = "CREATE TEMP TABLE hh AS SELECT * FROM wasmig_history;
+         DELETE FROM wasmig_history;
+         INSERT INTO wasmig_history (id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version, error, sqlstate)
+           OVERRIDING SYSTEM VALUE
+           SELECT 9223372036854775807 - (SELECT count(*) FROM hh g WHERE g.id > h.id),
+                  revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version, error, sqlstate
+           FROM hh h;";
+    let ends = "INSERT INTO wasmig_history (id, revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
+           OVERRIDING SYSTEM VALUE VALUES
+           (9223372036854775807, 'x', 'stamp', 'x', now(), now(), 0, 'x'),
+           (-100, 'y', 'stamp', 'y', now(), now(), 0, 'y');";
+    for forge in [renumber, ends] {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        project.run(&db, &["up"]).success();
+        db.exec(forge).await;
+        project.sql_revision("b2", "CREATE TABLE u (x int);", "DROP TABLE u;");
+        project.run(&db, &["up"]).success();
+        project.run(&db, &["down", "a1"]).success();
+        let ids = db
+            .strings("SELECT id::text FROM wasmig_history WHERE revision = 'b2' ORDER BY id")
+            .await;
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        // Below the forged row at the top, in the order they were written.
+        let ids: Vec<i64> = ids.iter().map(|i| i.parse().unwrap()).collect();
+        assert!(ids[0] < ids[1] && ids[1] < i64::MAX, "{ids:?}");
+        if forge == renumber {
+            db.drop_db().await;
+            continue;
+        }
+        // And above a1's record (not moved here), written before them.
+        let a1: i64 = db
+            .strings("SELECT max(id)::text FROM wasmig_history WHERE revision = 'a1' AND direction = 'upgrade'")
+            .await[0]
+            .parse()
+            .unwrap();
+        assert!(a1 < ids[0], "a1 at {a1}, b2 at {ids:?}");
+        db.drop_db().await;
     }
 }

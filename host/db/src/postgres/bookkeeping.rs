@@ -455,7 +455,7 @@ pub(super) fn tamper_findings(tables: &[String], known: Option<&KnownTables>) ->
         &history,
         &crate::store::postgres_direction_check(),
     );
-    let unwritten = unwritten_columns(
+    let unwritten = shape_findings(
         &tables
             .iter()
             .zip(super::PRESENT)
@@ -521,122 +521,192 @@ fn written_finding(tables: &[String], begun: i64) -> String {
     )
 }
 
-/// The columns wasmig writes, table by table (every column it made refuses NULL, draws
-/// from a sequence or is written by it): a column added that refuses NULL (a `NOT NULL`
-/// whose default was dropped once the column was filled) or draws from a sequence of its
-/// own (an identity) would fail every later write of the table, wasmig's records
-/// included, once the migration that added it committed. Older layouts have fewer.
-const WRITTEN_COLUMNS: [(&str, &[&str]); 7] = [
-    (crate::VERSION_TABLE, &["revision"]),
-    (
-        crate::HISTORY_TABLE,
-        &[
-            "id",
-            "revision",
-            "direction",
-            "checksum",
-            "started_at",
-            "finished_at",
-            "duration_ms",
-            "wasmig_version",
-            "error",
-            "sqlstate",
-        ],
-    ),
-    (
-        crate::FAILED_TABLE,
-        &[
-            "revision",
-            "direction",
-            "remove_heads",
-            "add_heads",
-            "statement",
-            "error",
-            "sqlstate",
-            "failed_at",
-        ],
-    ),
-    (
-        crate::ARTIFACT_TABLE,
-        &[
-            "revision",
-            "kind",
-            "checksum",
-            "manifest",
-            "up_sql",
-            "down_sql",
-            "component",
-            "source_checksum",
-            "stored_at",
-        ],
-    ),
-    (
-        crate::CHECKPOINT_TABLE,
-        &[
-            "revision",
-            "direction",
-            "remove_heads",
-            "add_heads",
-            "checkpoint",
-            "batches",
-            "checksum",
-            "started_at",
-            "updated_at",
-        ],
-    ),
-    (
-        crate::PARTITION_TABLE,
-        &[
-            "revision",
-            "part",
-            "parts",
-            "first_key",
-            "last_key",
-            "checkpoint",
-            "batches",
-            "done",
-            "owner",
-            "token",
-            "lease_until",
-            "updated_at",
-        ],
-    ),
-    (
-        crate::SCHEMA_TABLE,
-        &["version", "wasmig_version", "migrated_at"],
-    ),
+/// A column wasmig writes: its name, its type as PostgreSQL prints it, and whether wasmig
+/// writes NULL into it.
+type WrittenColumn = (&'static str, &'static str, bool);
+
+/// The columns wasmig writes, table by table, as PostgreSQL prints their types, and
+/// whether wasmig writes NULL into them. Anything else about a column would fail every
+/// later write of the table once the migration that made it committed, wasmig's records
+/// included: a column added that refuses NULL (a `NOT NULL` whose default was dropped once
+/// the column was filled) or draws from a sequence of its own (an identity); `NOT NULL` on
+/// a column wasmig writes NULL into; another type (`varchar(3)`).
+const WRITTEN_COLUMNS: [(&str, &[WrittenColumn]); 7] = {
+    const TEXT: &str = "text";
+    const INT: &str = "bigint";
+    const TIME: &str = "timestamp with time zone";
+    [
+        (crate::VERSION_TABLE, &[("revision", TEXT, false)]),
+        (
+            crate::HISTORY_TABLE,
+            &[
+                ("id", INT, false),
+                ("revision", TEXT, false),
+                ("direction", TEXT, false),
+                ("checksum", TEXT, false),
+                ("started_at", TIME, false),
+                ("finished_at", TIME, false),
+                ("duration_ms", INT, false),
+                ("wasmig_version", TEXT, false),
+                ("error", TEXT, true),
+                ("sqlstate", TEXT, true),
+            ],
+        ),
+        (
+            crate::FAILED_TABLE,
+            &[
+                ("revision", TEXT, false),
+                ("direction", TEXT, false),
+                ("remove_heads", TEXT, false),
+                ("add_heads", TEXT, false),
+                ("statement", INT, false),
+                ("error", TEXT, false),
+                ("sqlstate", TEXT, true),
+                ("failed_at", TIME, false),
+            ],
+        ),
+        (
+            crate::ARTIFACT_TABLE,
+            &[
+                ("revision", TEXT, false),
+                ("kind", TEXT, false),
+                ("checksum", TEXT, false),
+                ("manifest", TEXT, false),
+                ("up_sql", TEXT, true),
+                ("down_sql", TEXT, true),
+                ("component", "bytea", true),
+                ("source_checksum", TEXT, true),
+                ("stored_at", TIME, false),
+            ],
+        ),
+        (
+            crate::CHECKPOINT_TABLE,
+            &[
+                ("revision", TEXT, false),
+                ("direction", TEXT, false),
+                ("remove_heads", TEXT, false),
+                ("add_heads", TEXT, false),
+                ("checkpoint", TEXT, false),
+                ("batches", INT, false),
+                ("checksum", TEXT, false),
+                ("started_at", TIME, false),
+                ("updated_at", TIME, false),
+            ],
+        ),
+        (
+            crate::PARTITION_TABLE,
+            &[
+                ("revision", TEXT, false),
+                ("part", INT, false),
+                ("parts", INT, false),
+                ("first_key", INT, false),
+                ("last_key", INT, false),
+                ("checkpoint", TEXT, false),
+                ("batches", INT, false),
+                ("done", INT, false),
+                ("owner", TEXT, true),
+                ("token", INT, false),
+                ("lease_until", TIME, true),
+                ("updated_at", TIME, false),
+            ],
+        ),
+        (
+            crate::SCHEMA_TABLE,
+            &[
+                ("version", INT, false),
+                ("wasmig_version", TEXT, false),
+                ("migrated_at", TIME, false),
+            ],
+        ),
+    ]
+};
+
+/// The columns of wasmig's tables whose values can be larger than a btree index entry
+/// takes (2,704 bytes): an index on one (not wasmig's) would fail the write of a long
+/// script, component, error or checkpoint. A plain index on the others (an operator's, on
+/// `revision`, say) is harmless, and allowed.
+const LONG_COLUMNS: [(&str, &str); 12] = [
+    (crate::HISTORY_TABLE, "error"),
+    (crate::FAILED_TABLE, "error"),
+    (crate::ARTIFACT_TABLE, "manifest"),
+    (crate::ARTIFACT_TABLE, "up_sql"),
+    (crate::ARTIFACT_TABLE, "down_sql"),
+    (crate::ARTIFACT_TABLE, "component"),
+    (crate::CHECKPOINT_TABLE, "checkpoint"),
+    (crate::CHECKPOINT_TABLE, "remove_heads"),
+    (crate::CHECKPOINT_TABLE, "add_heads"),
+    (crate::PARTITION_TABLE, "checkpoint"),
+    (crate::FAILED_TABLE, "remove_heads"),
+    (crate::FAILED_TABLE, "add_heads"),
 ];
 
-/// A query naming the columns of wasmig's tables it does not write that refuse NULL or
-/// draw from a sequence ([`WRITTEN_COLUMNS`]): one row each. `relations` pairs each table
-/// of [`super::PRESENT`] with an `oid` expression for it.
-fn unwritten_columns(relations: &[(String, &str)]) -> String {
-    let written = relations
-        .iter()
-        .filter_map(|(oid, name)| {
-            let (_, columns) = WRITTEN_COLUMNS.iter().find(|(table, _)| table == name)?;
-            let names = columns
-                .iter()
-                .map(|c| lit(c))
-                .collect::<Vec<_>>()
-                .join(", ");
-            Some(format!("({oid}, ARRAY[{names}]::pg_catalog.name[])"))
-        })
-        .collect::<Vec<_>>();
-    if written.is_empty() {
+/// A query naming what about the shape of wasmig's tables would fail its later writes
+/// ([`WRITTEN_COLUMNS`]), one row each: a column it does not write that refuses NULL or
+/// draws from a sequence; a column it writes of another type, or refusing the NULL wasmig
+/// writes into it; and an index but the table's primary key that is unique (it refuses
+/// rows wasmig writes) or covers one of [`LONG_COLUMNS`]. `relations` pairs each table
+/// of [`super::PRESENT`] with an `oid` expression for it. (A column wasmig writes that is
+/// gone fails the write with the server's "column does not exist".)
+fn shape_findings(relations: &[(String, &str)]) -> String {
+    let mut values = Vec::new();
+    let mut long = Vec::new();
+    for (oid, name) in relations {
+        let Some((_, columns)) = WRITTEN_COLUMNS.iter().find(|(table, _)| table == name) else {
+            continue;
+        };
+        for (column, kind, nullable) in *columns {
+            values.push(format!(
+                "({oid}, {}::pg_catalog.name, {}, {nullable})",
+                lit(column),
+                lit(kind)
+            ));
+        }
+        for (table, column) in LONG_COLUMNS {
+            if table == *name {
+                long.push(format!("({oid}, {}::pg_catalog.name)", lit(column)));
+            }
+        }
+    }
+    if values.is_empty() {
         return "SELECT NULL::pg_catalog.text AS what WHERE false".to_owned();
     }
+    let oids = relations
+        .iter()
+        .map(|(oid, _)| oid.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "SELECT pg_catalog.concat(a.attrelid::pg_catalog.regclass, '.', a.attname,
-             ' is a column wasmig does not write that ',
-             CASE WHEN a.attidentity OPERATOR(pg_catalog.<>) '' THEN 'draws from a sequence' ELSE 'refuses NULL' END,
+             CASE WHEN w.rel IS NULL
+                  THEN pg_catalog.concat(' is a column wasmig does not write that ',
+                       CASE WHEN a.attidentity OPERATOR(pg_catalog.<>) '' THEN 'draws from a sequence' ELSE 'refuses NULL' END)
+                  WHEN pg_catalog.format_type(a.atttypid, a.atttypmod) OPERATOR(pg_catalog.<>) w.kind
+                  THEN pg_catalog.concat(' is of the type ', pg_catalog.format_type(a.atttypid, a.atttypmod), ' where wasmig made it ', w.kind)
+                  ELSE ' refuses NULL, which wasmig writes into it' END,
              ' (every later write of the table would fail)') AS what
          FROM pg_catalog.pg_attribute a
-         JOIN (VALUES {values}) AS w(rel, cols) ON a.attrelid OPERATOR(pg_catalog.=) w.rel
-         WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-           AND (a.attnotnull OR a.attidentity OPERATOR(pg_catalog.<>) '')
-           AND a.attname OPERATOR(pg_catalog.<>) ALL (w.cols)",
-        values = written.join(", ")
+         LEFT JOIN (VALUES {values}) AS w(rel, name, kind, nullable)
+           ON a.attrelid OPERATOR(pg_catalog.=) w.rel AND a.attname OPERATOR(pg_catalog.=) w.name
+         WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (ARRAY[{oids}]::pg_catalog.oid[])
+           AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+           AND CASE WHEN w.rel IS NULL THEN a.attnotnull OR a.attidentity OPERATOR(pg_catalog.<>) ''
+                    ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) OPERATOR(pg_catalog.<>) w.kind
+                         OR (a.attnotnull AND w.nullable) END
+         UNION ALL
+         SELECT pg_catalog.concat(i.indrelid::pg_catalog.regclass, ' has the index ', i.indexrelid::pg_catalog.regclass,
+             CASE WHEN i.indisunique THEN ', unique, which refuses rows wasmig writes'
+                  ELSE ' on a column whose values can be too large for an index entry' END,
+             ' (every later write of the table could fail)')
+         FROM pg_catalog.pg_index i
+         WHERE i.indrelid OPERATOR(pg_catalog.=) ANY (ARRAY[{oids}]::pg_catalog.oid[]) AND NOT i.indisprimary
+           AND (i.indisunique OR EXISTS (
+                SELECT FROM pg_catalog.pg_attribute a
+                JOIN (VALUES {long}) AS l(rel, name)
+                  ON a.attrelid OPERATOR(pg_catalog.=) l.rel AND a.attname OPERATOR(pg_catalog.=) l.name
+                WHERE a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                  AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[])))",
+        values = values.join(", "),
+        long = long.join(", "),
     )
 }
 
@@ -774,7 +844,7 @@ pub(super) fn tables_look_plain(
         dependents = dependents(&oid_array(&known.oids)),
         known_dependents = oid_array(&known.dependents),
         namespace = known.namespace,
-        unwritten = unwritten_columns(
+        unwritten = shape_findings(
             &known
                 .oids
                 .iter()

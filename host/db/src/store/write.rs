@@ -18,10 +18,15 @@ use wasmig_contract::Dialect;
 /// PostgreSQL's largest `bigint`: a history id there has no next.
 const BIGINT_MAX: i64 = i64::MAX;
 
+/// PostgreSQL's smallest `bigint`: a history id there has no previous.
+const BIGINT_MIN: i64 = i64::MIN;
+
 impl VersionStore {
     /// PostgreSQL: the id of the next history row, as an expression: one past the largest
-    /// (or, when a forged row holds the largest bigint, one past the first id whose next is
-    /// free, so that nothing overflows and nothing collides), written by wasmig itself (`OVERRIDING SYSTEM VALUE`) rather than drawn
+    /// (or, when a forged row holds the largest bigint, one past the largest id whose next
+    /// is free, so that nothing overflows or collides and the history stays in order below
+    /// the forged rows; with every id up to the largest taken, one below the smallest),
+    /// written by wasmig itself (`OVERRIDING SYSTEM VALUE`) rather than drawn
     /// from the column's identity sequence. A sequence is not rolled back with its
     /// transaction and a migration may alter it (`setval` to its maximum or back to a used
     /// id, `ALTER SEQUENCE ... MAXVALUE`, a `REVOKE`, `DROP IDENTITY`): drawn from, it would
@@ -51,11 +56,14 @@ impl VersionStore {
                    THEN pg_catalog.setval(s.seqrelid::pg_catalog.regclass, n.id) ELSE n.id END \
                  FROM (SELECT CASE WHEN m.id OPERATOR(pg_catalog.<) {BIGINT_MAX} \
                                    THEN m.id OPERATOR(pg_catalog.+) 1 \
-                                   ELSE (SELECT pg_catalog.min(h.id) OPERATOR(pg_catalog.+) 1 FROM {history} h \
-                                         WHERE h.id OPERATOR(pg_catalog.<) {BIGINT_MAX} AND NOT EXISTS \
-                                           (SELECT 1 FROM {history} g WHERE g.id OPERATOR(pg_catalog.=) \
-                                              CASE WHEN h.id OPERATOR(pg_catalog.<) {BIGINT_MAX} \
-                                                   THEN h.id OPERATOR(pg_catalog.+) 1 END)) END AS id \
+                                   ELSE COALESCE( \
+                                     (SELECT pg_catalog.max(h.id) OPERATOR(pg_catalog.+) 1 FROM {history} h \
+                                      WHERE h.id OPERATOR(pg_catalog.<) {BIGINT_MAX} AND NOT EXISTS \
+                                        (SELECT 1 FROM {history} g WHERE g.id OPERATOR(pg_catalog.=) \
+                                           CASE WHEN h.id OPERATOR(pg_catalog.<) {BIGINT_MAX} \
+                                                THEN h.id OPERATOR(pg_catalog.+) 1 END)), \
+                                     (SELECT pg_catalog.min(id) OPERATOR(pg_catalog.-) 1 FROM {history} \
+                                      WHERE id OPERATOR(pg_catalog.>) {BIGINT_MIN})) END AS id \
                        FROM (SELECT COALESCE(pg_catalog.max(id), 0) AS id FROM {history}) AS m) AS n \
                  LEFT JOIN pg_catalog.pg_sequence s ON s.seqrelid OPERATOR(pg_catalog.=) \
                    pg_catalog.pg_get_serial_sequence({name}, 'id')::pg_catalog.regclass::pg_catalog.oid)"
