@@ -643,8 +643,10 @@ const LONG_COLUMNS: [(&str, &str); 12] = [
 /// A query naming what about the shape of wasmig's tables would fail its later writes
 /// ([`WRITTEN_COLUMNS`]), one row each: a column it does not write that refuses NULL or
 /// draws from a sequence; a column it writes of another type, or refusing the NULL wasmig
-/// writes into it; and an index but the table's primary key that is unique (it refuses
-/// rows wasmig writes) or covers one of [`LONG_COLUMNS`]. `relations` pairs each table
+/// writes into it; an index but the table's primary key that is unique on other columns
+/// (it refuses rows wasmig writes; one on the key's columns and more, a `REINDEX
+/// CONCURRENTLY`'s copy of it say, refuses nothing the key accepts), or a btree holding one of [`LONG_COLUMNS`] (hash, BRIN and GIN indexes do
+/// not keep the value). `relations` pairs each table
 /// of [`super::PRESENT`] with an `oid` expression for it. (A column wasmig writes that is
 /// gone fails the write with the server's "column does not exist".)
 fn shape_findings(relations: &[(String, &str)]) -> String {
@@ -683,7 +685,7 @@ fn shape_findings(relations: &[(String, &str)]) -> String {
                   WHEN pg_catalog.format_type(a.atttypid, a.atttypmod) OPERATOR(pg_catalog.<>) w.kind
                   THEN pg_catalog.concat(' is of the type ', pg_catalog.format_type(a.atttypid, a.atttypmod), ' where wasmig made it ', w.kind)
                   ELSE ' refuses NULL, which wasmig writes into it' END,
-             ' (every later write of the table would fail)') AS what
+             ' (wasmig''s later writes of the table could fail)') AS what
          FROM pg_catalog.pg_attribute a
          LEFT JOIN (VALUES {values}) AS w(rel, name, kind, nullable)
            ON a.attrelid OPERATOR(pg_catalog.=) w.rel AND a.attname OPERATOR(pg_catalog.=) w.name
@@ -694,17 +696,24 @@ fn shape_findings(relations: &[(String, &str)]) -> String {
                          OR (a.attnotnull AND w.nullable) END
          UNION ALL
          SELECT pg_catalog.concat(i.indrelid::pg_catalog.regclass, ' has the index ', i.indexrelid::pg_catalog.regclass,
-             CASE WHEN i.indisunique THEN ', unique, which refuses rows wasmig writes'
-                  ELSE ' on a column whose values can be too large for an index entry' END,
-             ' (every later write of the table could fail)')
+             CASE WHEN i.indisunique THEN ', unique on other columns than the primary key, which refuses rows wasmig writes'
+                  ELSE ', a btree on a column whose values can be too large for its entries' END,
+             ' (wasmig''s later writes of the table could fail)')
          FROM pg_catalog.pg_index i
+         JOIN pg_catalog.pg_class x ON x.oid OPERATOR(pg_catalog.=) i.indexrelid
+         JOIN pg_catalog.pg_am m ON m.oid OPERATOR(pg_catalog.=) x.relam
          WHERE i.indrelid OPERATOR(pg_catalog.=) ANY (ARRAY[{oids}]::pg_catalog.oid[]) AND NOT i.indisprimary
-           AND (i.indisunique OR EXISTS (
+           AND ((i.indisunique
+                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_index p
+                                 WHERE p.indrelid OPERATOR(pg_catalog.=) i.indrelid AND p.indisprimary
+                                   AND (p.indkey::pg_catalog.int2[]) OPERATOR(pg_catalog.<@)
+                                       (i.indkey::pg_catalog.int2[])[0:i.indnkeyatts OPERATOR(pg_catalog.-) 1]))
+                OR (m.amname OPERATOR(pg_catalog.=) 'btree' AND EXISTS (
                 SELECT FROM pg_catalog.pg_attribute a
                 JOIN (VALUES {long}) AS l(rel, name)
                   ON a.attrelid OPERATOR(pg_catalog.=) l.rel AND a.attname OPERATOR(pg_catalog.=) l.name
                 WHERE a.attrelid OPERATOR(pg_catalog.=) i.indrelid
-                  AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[])))",
+                  AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[]))))",
         values = values.join(", "),
         long = long.join(", "),
     )
