@@ -441,3 +441,27 @@ async fn a_component_built_against_wit_0_2_0_still_runs() {
         db.drop_db().await;
     }
 }
+
+/// A batch that leaves its transaction read-only (here a trigger of the table it updates,
+/// on the third batch's last row) stops wasmig's save of its checkpoint: the migration's failure
+/// (exit 6, saying why), the earlier batches kept, not a database error.
+#[tokio::test]
+async fn a_batch_leaving_its_transaction_read_only_fails_as_the_migrations() {
+    let (project, db, _) = setup(Backend::Postgres, "batched", 300, 50).await;
+    db.exec(
+        "CREATE FUNCTION ro() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN PERFORM set_config('transaction_read_only', 'on', true); RETURN NULL; END $$;
+         CREATE TRIGGER ro AFTER UPDATE ON items FOR EACH ROW WHEN (NEW.id = 150)
+           EXECUTE FUNCTION ro();",
+    )
+    .await;
+    let run = project.run(&db, &["up"]).fails_with(6);
+    assert!(
+        run.stderr.contains("left its transaction read-only"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(items_at(&db, 1).await, 100);
+    assert_eq!(checkpoints(&db).await, ["b1:upgrade:2"]);
+    db.drop_db().await;
+}
