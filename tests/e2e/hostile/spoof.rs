@@ -235,6 +235,20 @@ async fn a_script_left_open_cannot_take_in_what_wasmig_sends_after_it() {
 /// can raise too.
 const LOST_CONNECTION_CODES: [&str; 3] = ["57P01", "25P03", "08006"];
 
+/// A project on a fresh PostgreSQL database with `a1`, which creates `kept`, and `b2`,
+/// which creates `lost` and then runs `then` (its down drops `lost`); and `b2`'s directory.
+async fn kept_then_lost(then: &str) -> (TestProject, TestDb, std::path::PathBuf) {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
+    let b2 = project.sql_revision(
+        "b2",
+        &format!("CREATE TABLE lost (x int);\n{then}"),
+        "DROP TABLE lost;",
+    );
+    (project, db, b2)
+}
+
 /// A `DO` block raising `code` as an error (severity `ERROR`: the session goes on).
 fn raise_as(code: &str) -> String {
     format!(
@@ -250,14 +264,7 @@ fn raise_as(code: &str) -> String {
 async fn an_error_raised_with_a_lost_connections_code_is_the_migrations_own() {
     for code in LOST_CONNECTION_CODES {
         for none in [false, true] {
-            let project = TestProject::new();
-            let db = TestDb::new(Backend::Postgres, &project).await;
-            project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
-            let b2 = project.sql_revision(
-                "b2",
-                &format!("CREATE TABLE lost (x int);\n{}", raise_as(code)),
-                "DROP TABLE lost;",
-            );
+            let (project, db, b2) = kept_then_lost(&raise_as(code)).await;
             if none {
                 crate::support::no_transaction(&b2);
             }
@@ -325,14 +332,7 @@ async fn a_migration_leaving_its_transaction_read_only_fails_as_its_own() {
         "SELECT pg_catalog.set_config('transaction_read_only', 'on', true);",
     ] {
         for args in [&["up"][..], &["up", "--atomic"], &["up", "--dry-run"]] {
-            let project = TestProject::new();
-            let db = TestDb::new(Backend::Postgres, &project).await;
-            project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
-            project.sql_revision(
-                "b2",
-                &format!("CREATE TABLE lost (x int);\n{setting}"),
-                "DROP TABLE lost;",
-            );
+            let (project, db, _) = kept_then_lost(setting).await;
             let run = project.run(&db, args).fails_with(6);
             assert!(
                 run.stderr.contains("left its transaction read-only"),
@@ -362,14 +362,7 @@ async fn copy_to_or_from_the_client_is_refused_as_the_migrations() {
         ("COPY (SELECT 1) TO STDOUT;", "COPY ... TO STDOUT"),
     ] {
         for none in [false, true] {
-            let project = TestProject::new();
-            let db = TestDb::new(Backend::Postgres, &project).await;
-            project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
-            let b2 = project.sql_revision(
-                "b2",
-                &format!("CREATE TABLE lost (x int);\n{copy}"),
-                "DROP TABLE lost;",
-            );
+            let (project, db, b2) = kept_then_lost(copy).await;
             if none {
                 crate::support::no_transaction(&b2);
             }
@@ -395,14 +388,9 @@ async fn copy_to_or_from_the_client_is_refused_as_the_migrations() {
 /// not a session the server ended (exit 5 before).
 #[tokio::test]
 async fn exit_on_error_does_not_turn_wasmigs_own_errors_into_a_lost_connection() {
-    let project = TestProject::new();
-    let db = TestDb::new(Backend::Postgres, &project).await;
-    project.sql_revision("a1", "CREATE TABLE kept (x int);", "DROP TABLE kept;");
-    project.sql_revision(
-        "b2",
-        "CREATE TABLE lost (x int);\nSET LOCAL exit_on_error = on;\nSET LOCAL transaction_read_only = on;",
-        "DROP TABLE lost;",
-    );
+    let (project, db, _) =
+        kept_then_lost("SET LOCAL exit_on_error = on;\nSET LOCAL transaction_read_only = on;")
+            .await;
     let run = project.run(&db, &["up"]).fails_with(6);
     assert!(
         run.stderr.contains("left its transaction read-only"),

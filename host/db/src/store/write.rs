@@ -71,6 +71,16 @@ impl VersionStore {
         })
     }
 
+    /// [`VersionStore::history_id`] as the three pieces a history insert splices in: the
+    /// column, the `OVERRIDING` clause after the column list, and the value; all empty
+    /// where the table's own counter gives the id.
+    fn history_id_parts(&self) -> (&'static str, &'static str, String) {
+        match self.history_id() {
+            Some(id) => ("id, ", " OVERRIDING SYSTEM VALUE", format!("{id}, ")),
+            None => ("", "", String::new()),
+        }
+    }
+
     /// Records one step: replaces `remove` by `add` among the heads (a head in both is left
     /// alone) and appends a history row.
     pub async fn record_step(
@@ -101,10 +111,7 @@ impl VersionStore {
                 .map_err(query_error(doing.clone()))?;
             confirm(done, &format!("adding the head {head} to {VERSION_TABLE}"))?;
         }
-        let (id_column, overriding, id_value) = match self.history_id() {
-            Some(id) => ("id, ", " OVERRIDING SYSTEM VALUE", format!("{id}, ")),
-            None => ("", "", String::new()),
-        };
+        let (id_column, overriding, id_value) = self.history_id_parts();
         let done = d
             .execute(&Statement::new(
                 format!(
@@ -380,10 +387,7 @@ impl VersionStore {
             }
         };
         let history = self.table(HISTORY_TABLE);
-        let (id_column, overriding, id_value) = match self.history_id() {
-            Some(id) => ("id, ", " OVERRIDING SYSTEM VALUE", format!("{id}, ")),
-            None => ("", "", String::new()),
-        };
+        let (id_column, overriding, id_value) = self.history_id_parts();
         let cleared = if finished.clear_checkpoint {
             format!(
                 ", cleared AS (DELETE FROM {} WHERE revision {eq} $3{when} RETURNING 1)",
