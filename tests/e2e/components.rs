@@ -430,14 +430,18 @@ async fn components_compiled_with_winch_keep_every_limit() {
 }
 
 /// With the default `compiler = "auto"`, a run that must compile ten or more new
-/// components (here a database built from its first revision) compiles them with Winch;
-/// a later run that compiles one new component uses Cranelift; `compiler = "cranelift"`
-/// never uses Winch.
+/// components (here a database built from its first revision), each of its own code,
+/// compiles them with Winch; a later run that compiles one new component uses Cranelift;
+/// `compiler = "cranelift"` never uses Winch.
 #[tokio::test]
 async fn a_bulk_of_new_components_is_compiled_with_winch_unless_cranelift_is_chosen() {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
-    let distinct = |n: u32| component(&format!("(drop (i32.const {n})) (i32.const 0)"));
+    // An `upgrade` of its own length: no code shared but the two small functions.
+    let distinct = |n: u32| {
+        let own = "(drop (i32.const 7)) ".repeat(20 + n as usize);
+        component(&format!("{own} (i32.const 0)"))
+    };
     for n in 1..=10 {
         project.wasm_revision_bytes(&format!("a{n:02}"), &distinct(n));
     }
@@ -473,6 +477,46 @@ async fn a_bulk_of_new_components_is_compiled_with_winch_unless_cranelift_is_cho
         10,
         "{run:?}"
     );
+    db.drop_db().await;
+}
+
+/// With the default `compiler = "auto"`, a bulk of new components that share most of their
+/// code (one project's revisions, built on one SDK) is Cranelift's: it compiles each shared
+/// function once for the run, so the bulk costs about what Winch would, in faster code.
+#[tokio::test]
+async fn a_bulk_of_components_sharing_their_code_is_compiled_with_cranelift() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let shared: String = (0..200)
+        .map(|i| format!("(local.set $x (i32.add (local.get $x) (i32.const {i})))"))
+        .collect();
+    let family = |n: u32| {
+        let wat = component_wat(&format!("(drop (i32.const {n})) (i32.const 0)")).replace(
+            "(func (export \"downgrade\")",
+            &format!(
+                "(func (param $x i32) (result i32) {shared} (local.get $x))\n    (func (export \"downgrade\")"
+            ),
+        );
+        wat::parse_str(wat).expect("valid WAT")
+    };
+    for n in 1..=10 {
+        project.wasm_revision_bytes(&format!("a{n:02}"), &family(n));
+    }
+    let run = project.run(&db, &["-v", "up"]).success();
+    assert!(!run.stderr.contains("Winch"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("10 component(s) to compile, most of their code shared"),
+        "{run:?}"
+    );
+    assert_eq!(
+        run.stderr
+            .matches("Cranelift code, compiled in this run")
+            .count(),
+        10,
+        "{run:?}"
+    );
+    assert_eq!(db.heads().await, ["a10"]);
     db.drop_db().await;
 }
 

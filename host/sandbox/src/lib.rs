@@ -13,6 +13,7 @@
 
 mod cache;
 pub mod error;
+mod functions;
 pub mod host;
 pub mod journal;
 mod precompile;
@@ -28,6 +29,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
+use self::functions::{FunctionMemo, mostly_shared};
 use self::host::{GuestState, LimitTrap, NoSuchDialect};
 use self::precompile::{Background, Claim};
 use crate::error::{ComponentError, Failure};
@@ -156,8 +158,10 @@ pub enum Compiler {
     /// Cranelift, except for a run that must compile at least [`BULK_COMPILE`] new
     /// components at once (a database built from its first revision, a CI job with an
     /// empty cache): those it compiles with Winch, whose compiling is about three times
-    /// faster and whose code is slower, since such a run's time goes to compiling. On
-    /// x86-64 only, where wasmtime supports Winch at its first tier.
+    /// faster and whose code is slower, since such a run's time goes to compiling; unless
+    /// most of their code is shared between them (one project's revisions in one
+    /// language), which Cranelift then compiles once for all of them. On x86-64 only, where
+    /// wasmtime supports Winch at its first tier.
     #[default]
     Auto,
     /// Cranelift, wasmtime's optimising compiler, always.
@@ -175,6 +179,8 @@ struct Tier {
     engine: Engine,
     linker: Linker<GuestState>,
     winch: bool,
+    /// Cranelift's functions compiled in this run (none for Winch).
+    functions: Option<Arc<FunctionMemo>>,
 }
 
 impl Tier {
@@ -182,9 +188,16 @@ impl Tier {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        if winch {
+        let functions = if winch {
             config.strategy(wasmtime::Strategy::Winch);
-        }
+            None
+        } else {
+            let memo = Arc::new(FunctionMemo::default());
+            config.enable_incremental_compilation(
+                Arc::clone(&memo) as Arc<dyn wasmtime::CacheStore>
+            )?;
+            Some(memo)
+        };
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         MigrationHost::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -193,6 +206,7 @@ impl Tier {
             engine,
             linker,
             winch,
+            functions,
         })
     }
 
@@ -249,6 +263,10 @@ impl std::fmt::Debug for Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+        let reused = self.functions_reused();
+        if reused > 0 {
+            tracing::debug!("Cranelift took {reused} function(s) compiled earlier in this run");
+        }
     }
 }
 
@@ -336,6 +354,7 @@ impl Sandbox {
         if let Some(winch) = &self.winch
             && self.options.compiler == Compiler::Auto
             && missing.len() >= BULK_COMPILE
+            && !self.shared_bulk(&missing)
         {
             tracing::debug!(
                 "{} component(s) to compile: compiling them with Winch",
@@ -371,6 +390,27 @@ impl Sandbox {
             // A second call: the first one's queue stays; this one's is dropped (stopped).
             tracing::debug!("the sandbox is compiling components in the background already");
         }
+    }
+
+    /// Whether a bulk of `missing` components is Cranelift's after all ([`mostly_shared`]).
+    fn shared_bulk(&self, missing: &[Vec<u8>]) -> bool {
+        let shared = mostly_shared(missing);
+        if shared {
+            tracing::debug!(
+                "{} component(s) to compile, most of their code shared: compiling them with Cranelift, each function once",
+                missing.len()
+            );
+        }
+        shared
+    }
+
+    /// How many functions Cranelift did not compile again in this run, found compiled
+    /// already in another component.
+    fn functions_reused(&self) -> u64 {
+        self.cranelift
+            .functions
+            .as_ref()
+            .map_or(0, |m| m.reused.load(Ordering::Relaxed))
     }
 
     /// The compiler of a component: Winch's if the run compiles with Winch, or if the
