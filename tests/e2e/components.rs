@@ -487,7 +487,7 @@ async fn a_bulk_of_new_components_is_compiled_with_winch_unless_cranelift_is_cho
 async fn a_bulk_of_components_sharing_their_code_is_compiled_with_cranelift() {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
-    let shared: String = (0..200)
+    let shared: String = (0..400)
         .map(|i| format!("(local.set $x (i32.add (local.get $x) (i32.const {i})))"))
         .collect();
     let family = |n: u32| {

@@ -1,7 +1,7 @@
 //! Compiling a function once for a run: Cranelift's compiled functions kept in memory by
 //! the hash of their input ([`FunctionMemo`], wasmtime's incremental compilation), and
-//! whether a bulk of new components shares enough code for it to beat Winch
-//! ([`mostly_shared`]).
+//! how much of a run's new components' code repeats ([`CodeShare`]): enough for Cranelift
+//! to compile a bulk as fast as Winch, or for the first component to go alone.
 //!
 //! Not here: choosing the compiler and compiling (`Sandbox::precompile`, `Sandbox::load`),
 //! the compile cache of whole components (`cache`).
@@ -37,8 +37,12 @@ struct Held {
     functions: HashMap<Vec<u8>, Vec<u8>>,
 }
 
-/// The most compiled code a run keeps in its [`FunctionMemo`].
+/// The most memory a run's [`FunctionMemo`] takes: its keys, values and entries.
 const FUNCTION_MEMO_BYTES: usize = 256 * 1024 * 1024;
+
+/// What an entry of the [`FunctionMemo`] takes beside its key's and value's bytes: the two
+/// vectors' headers and the table's slot, rounded up.
+const ENTRY_OVERHEAD: usize = 128;
 
 impl wasmtime::CacheStore for FunctionMemo {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
@@ -48,12 +52,13 @@ impl wasmtime::CacheStore for FunctionMemo {
         Some(Cow::Owned(found))
     }
 
-    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+    fn insert(&self, key: &[u8], mut value: Vec<u8>) -> bool {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if held.functions.contains_key(key) {
             return true;
         }
-        let size = key.len() + value.len();
+        value.shrink_to_fit();
+        let size = key.len() + value.capacity() + ENTRY_OVERHEAD;
         if held.bytes + size > FUNCTION_MEMO_BYTES {
             return false;
         }
@@ -63,51 +68,86 @@ impl wasmtime::CacheStore for FunctionMemo {
     }
 }
 
-/// Whether most of a bulk's code is shared between its components: the function bodies
-/// (of every core module) that also occur in another of them hold at least half of the
-/// bulk's code, by size. Then Cranelift, with the run's [`FunctionMemo`], compiles each
-/// component after the first of its kind about as fast as Winch does (measured on 200 Rust
-/// revisions: 2.6 s of CPU against Winch's 2.9 s; 9.2 s without the memo), into faster
-/// code. Unrelated components (each its own code) are Winch's: it compiles them about three
-/// times faster than Cranelift. A component that does not parse counts as unshared.
-pub(crate) fn mostly_shared(components: &[Vec<u8>]) -> bool {
-    let bodies: Vec<HashMap<u64, usize>> = components
-        .iter()
-        .map(|bytes| {
-            let mut bodies = HashMap::new();
-            for payload in Parser::new(0).parse_all(bytes) {
-                match payload {
-                    Ok(Payload::CodeSectionEntry(body)) => {
-                        let code = body.as_bytes();
-                        let mut hasher = DefaultHasher::new();
-                        code.hash(&mut hasher);
-                        bodies.insert(hasher.finish(), code.len());
-                    }
-                    Ok(_) => {}
-                    Err(_) => return HashMap::new(),
-                }
+/// How much of a run's new components' code is distinct: each function body counted once,
+/// identical components once ([`CodeShare::of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CodeShare {
+    /// The bytes of the distinct function bodies.
+    distinct: usize,
+    /// The bytes of every component's bodies.
+    total: usize,
+}
+
+impl CodeShare {
+    /// Of `components` (a component that does not parse adds nothing).
+    pub(crate) fn of(components: &[Vec<u8>]) -> CodeShare {
+        let mut components_seen = HashSet::new();
+        let mut distinct: HashMap<u64, usize> = HashMap::new();
+        let mut total = 0usize;
+        for bytes in components {
+            if !components_seen.insert(hash_of(bytes)) {
+                continue;
             }
-            bodies
-        })
-        .collect();
-    let mut seen: HashMap<u64, usize> = HashMap::new();
-    for component in &bodies {
-        for hash in component.keys() {
-            *seen.entry(*hash).or_default() += 1;
-        }
-    }
-    let (mut shared, mut total) = (0usize, 0usize);
-    for component in &bodies {
-        let counted: HashSet<&u64> = component.keys().collect();
-        for hash in counted {
-            let size = component[hash];
-            total += size;
-            if seen[hash] > 1 {
-                shared += size;
+            for (hash, size) in bodies(bytes) {
+                total += size;
+                distinct.entry(hash).or_insert(size);
             }
         }
+        CodeShare {
+            distinct: distinct.values().sum(),
+            total,
+        }
     }
-    total > 0 && shared * 2 >= total
+
+    /// Whether Cranelift, with the run's [`FunctionMemo`], is expected to compile these
+    /// components about as fast as Winch would: their distinct code is at most an eighth
+    /// of all of it.
+    ///
+    /// The model, from measurements on this kind of machine: Cranelift compiles a function
+    /// in full in about three times Winch's time, and takes one from the memo in about a
+    /// third of a full compile (the wasm is still translated and its input hashed; 200 Rust
+    /// revisions: 2.6 s of CPU with the memo, 9.2 s without; Python components: 7.5-12.6 s
+    /// against 24-39 s). So Cranelift costs about `3 D + (T - D)` against Winch's `T`, for
+    /// `D` distinct bytes of `T`: the same near `D = T / 20`, and Cranelift's code, faster
+    /// to run, is worth the margin up to `T / 8` (about 1.2 times Winch's time). A bulk of
+    /// unrelated components, or of a few of each kind, is Winch's.
+    pub(crate) fn cranelift_as_fast(&self) -> bool {
+        self.total > 0 && self.distinct.saturating_mul(SHARED_BULK) <= self.total
+    }
+
+    /// Whether at least half of the code repeats: then the first component is compiled
+    /// alone before the others, which find most of their functions compiled (two compiled
+    /// at once would each compile them in full).
+    pub(crate) fn mostly_repeated(&self) -> bool {
+        self.total > 0 && self.distinct.saturating_mul(2) <= self.total
+    }
+}
+
+/// The most of its code a bulk may hold once for [`CodeShare::cranelift_as_fast`]: one part in
+/// this many.
+const SHARED_BULK: usize = 8;
+
+/// The function bodies of every core module of a component, each once: their hashes and
+/// sizes (none for bytes that do not parse).
+fn bodies(bytes: &[u8]) -> HashMap<u64, usize> {
+    let mut bodies = HashMap::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::CodeSectionEntry(body)) => {
+                let code = body.as_bytes();
+                bodies.insert(hash_of(code), code.len());
+            }
+            Ok(_) => {}
+            Err(_) => return HashMap::new(),
+        }
+    }
+    bodies
+}
+
+fn hash_of(bytes: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -115,7 +155,7 @@ mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
-    use wasmtime::{Config, Engine, Store};
+    use wasmtime::{CacheStore as _, Config, Engine, Store};
 
     use super::*;
     use crate::{Compiler, Sandbox, SandboxOptions};
@@ -162,20 +202,46 @@ mod tests {
 
     #[test]
     fn a_bulk_sharing_most_of_its_code_is_told_from_unrelated_components() {
-        let family: Vec<Vec<u8>> = (0..10).map(|n| component(n, &work(7))).collect();
-        assert!(mostly_shared(&family));
-        let unrelated: Vec<Vec<u8>> = (0..10).map(|n| component(n, &work(100 * n + 1))).collect();
-        assert!(!mostly_shared(&unrelated));
-        // Half of them of one family, half each its own: most of the code is not shared.
-        let mixed: Vec<Vec<u8>> = (0..10)
-            .map(|n| component(n, &work(if n < 3 { 7 } else { 100 * n + 1 })))
+        // One kind: a large function in common, `upgrade` of its own.
+        let family: Vec<Vec<u8>> = (0..10).map(|n| component(n, &work_of(200, 7))).collect();
+        assert!(CodeShare::of(&family).cranelift_as_fast());
+        assert!(CodeShare::of(&family).mostly_repeated());
+        let unrelated: Vec<Vec<u8>> = (0..10)
+            .map(|n| component(n, &work_of(200, 100 * n + 1)))
             .collect();
-        assert!(!mostly_shared(&mixed));
-        assert!(!mostly_shared(&vec![
-            b"\0asm\x0d\0\x01\0garbage".to_vec();
-            10
-        ]));
-        assert!(!mostly_shared(&[]));
+        assert!(!CodeShare::of(&unrelated).cranelift_as_fast());
+        // Five kinds of two: half of the code is compiled in full, which Winch does faster.
+        let pairs: Vec<Vec<u8>> = (0..10)
+            .map(|n| component(n, &work_of(200, 100 * (n / 2) + 1)))
+            .collect();
+        assert!(!CodeShare::of(&pairs).cranelift_as_fast());
+        assert!(CodeShare::of(&pairs).mostly_repeated());
+        // Three of one kind, seven each its own.
+        let mixed: Vec<Vec<u8>> = (0..10)
+            .map(|n| component(n, &work_of(200, if n < 3 { 7 } else { 100 * n + 1 })))
+            .collect();
+        assert!(!CodeShare::of(&mixed).cranelift_as_fast());
+        assert!(!CodeShare::of(&mixed).mostly_repeated());
+        // The same component ten times is compiled once: nothing shared.
+        assert!(!CodeShare::of(&vec![component(1, &work_of(200, 7)); 10]).cranelift_as_fast());
+        assert!(
+            !CodeShare::of(&vec![b"\0asm\x0d\0\x01\0garbage".to_vec(); 10]).cranelift_as_fast()
+        );
+        assert!(!CodeShare::of(&[]).cranelift_as_fast());
+    }
+
+    #[test]
+    fn the_memo_counts_what_it_holds_and_stops_at_its_bound() {
+        let memo = FunctionMemo::default();
+        let mut value = Vec::with_capacity(4096);
+        value.extend_from_slice(&[7; 100]);
+        assert!(memo.insert(b"k", value));
+        let held = memo.held.lock().unwrap().bytes;
+        assert!((100..4096).contains(&held), "{held}");
+        assert_eq!(memo.get(b"k").as_deref(), Some(&[7u8; 100][..]));
+        assert!(!memo.insert(b"big", vec![0; FUNCTION_MEMO_BYTES]));
+        assert_eq!(memo.get(b"big"), None);
+        assert_eq!(memo.reused.load(Ordering::Relaxed), 1);
     }
 
     #[test]
@@ -240,5 +306,44 @@ mod tests {
             assert_eq!(run(&module(made)), expected(made), "{made:?}");
         }
         assert!(memo.reused.load(Ordering::Relaxed) > 0);
+
+        // The same caller calling another function (its callee is outside the key, filled
+        // in for each module), and the same load from a memory of the module's own or an
+        // imported one (inside the key): each module's own semantics.
+        let reused = memo.reused.load(Ordering::Relaxed);
+        let calls = |callee: u32| {
+            let wat = format!(
+                "(module (func (result i32) (i32.const 11)) (func (result i32) (i32.const 22))
+                   (func (export \"f\") (param i32) (result i32) (call {callee})))"
+            );
+            wasmtime::Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap()
+        };
+        assert_eq!(run(&calls(0)), 11);
+        assert_eq!(run(&calls(1)), 22);
+        assert!(memo.reused.load(Ordering::Relaxed) > reused);
+        let load = "(func (export \"f\") (param i32) (result i32) (i32.load (local.get 0)))";
+        let own = wat::parse_str(format!("(module (memory 1) {load})")).unwrap();
+        let imported =
+            wat::parse_str(format!("(module (import \"m\" \"mem\" (memory 1)) {load})")).unwrap();
+        for bytes in [&own, &imported, &own] {
+            let module = wasmtime::Module::new(&engine, bytes).unwrap();
+            let mut store = Store::new(&engine, ());
+            let imports: Vec<wasmtime::Extern> = if module.imports().len() == 1 {
+                let memory =
+                    wasmtime::Memory::new(&mut store, wasmtime::MemoryType::new(1, None)).unwrap();
+                memory.data_mut(&mut store)[8] = 5;
+                vec![memory.into()]
+            } else {
+                Vec::new()
+            };
+            let instance = wasmtime::Instance::new(&mut store, &module, &imports).unwrap();
+            let f = instance
+                .get_typed_func::<i32, i32>(&mut store, "f")
+                .unwrap();
+            let expected = if imports.is_empty() { 0 } else { 5 };
+            assert_eq!(f.call(&mut store, 8).unwrap(), expected);
+            // One past the page: a trap in both, bounds checked for each memory.
+            assert!(f.call(&mut store, 65536).is_err());
+        }
     }
 }

@@ -29,7 +29,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
-use self::functions::{FunctionMemo, mostly_shared};
+use self::functions::{CodeShare, FunctionMemo};
 use self::host::{GuestState, LimitTrap, NoSuchDialect};
 use self::precompile::{Background, Claim};
 use crate::error::{ComponentError, Failure};
@@ -351,10 +351,11 @@ impl Sandbox {
             .into_iter()
             .filter(|bytes| needs_compiling(&tier.engine, bytes))
             .collect();
+        let share = CodeShare::of(&missing);
         if let Some(winch) = &self.winch
             && self.options.compiler == Compiler::Auto
             && missing.len() >= BULK_COMPILE
-            && !self.shared_bulk(&missing)
+            && !self.shared_bulk(&missing, share)
         {
             tracing::debug!(
                 "{} component(s) to compile: compiling them with Winch",
@@ -379,12 +380,16 @@ impl Sandbox {
             missing.len(),
             tier.name()
         );
+        // Cranelift's workers find in its memo what another compiled before them: when most
+        // of the code repeats, the first component goes alone.
+        let first_alone = !tier.winch && share.mostly_repeated();
         let background = Background::start(
             &tier.engine,
             dir.to_path_buf(),
             self.project_root.clone(),
             missing,
             workers,
+            first_alone,
         );
         if self.background.set(background).is_err() {
             // A second call: the first one's queue stays; this one's is dropped (stopped).
@@ -392,9 +397,10 @@ impl Sandbox {
         }
     }
 
-    /// Whether a bulk of `missing` components is Cranelift's after all ([`mostly_shared`]).
-    fn shared_bulk(&self, missing: &[Vec<u8>]) -> bool {
-        let shared = mostly_shared(missing);
+    /// Whether a bulk of `missing` components is Cranelift's after all
+    /// ([`CodeShare::cranelift_as_fast`]).
+    fn shared_bulk(&self, missing: &[Vec<u8>], share: CodeShare) -> bool {
+        let shared = share.cranelift_as_fast();
         if shared {
             tracing::debug!(
                 "{} component(s) to compile, most of their code shared: compiling them with Cranelift, each function once",

@@ -32,6 +32,9 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Signalled whenever a worker finishes a component.
     finished: Condvar,
+    /// Whether a worker waits, before it takes a component, until the first one taken is
+    /// finished (see [`Background::start`]).
+    first_alone: bool,
 }
 
 /// One component of the queue.
@@ -85,13 +88,17 @@ pub(crate) enum Claim {
 
 impl Background {
     /// Queues `components` (in step order, each once) and starts `workers` threads
-    /// compiling them into the cache in `dir`.
+    /// compiling them into the cache in `dir`. With `first_alone`, the others wait until the
+    /// first component taken (by a worker or a step) is finished: Cranelift's compiles of
+    /// the rest then find its functions compiled (`functions`), which two compiles side by
+    /// side would each make in full.
     pub(crate) fn start(
         engine: &Engine,
         dir: PathBuf,
         project_root: PathBuf,
         components: Vec<Vec<u8>>,
         workers: usize,
+        first_alone: bool,
     ) -> Background {
         let mut waiting: VecDeque<Entry> = VecDeque::with_capacity(components.len());
         for bytes in components {
@@ -109,6 +116,7 @@ impl Background {
                 ..Queue::default()
             }),
             finished: Condvar::new(),
+            first_alone,
         });
         for _ in 0..workers {
             let shared = Arc::clone(&shared);
@@ -171,6 +179,14 @@ impl Shared {
         loop {
             let entry = {
                 let mut queue = self.lock();
+                if self.first_alone {
+                    queue = self
+                        .finished
+                        .wait_while(queue, |q| {
+                            !q.stopped && q.finished.is_empty() && !q.compiling.is_empty()
+                        })
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
                 if queue.stopped {
                     return;
                 }
@@ -214,6 +230,7 @@ mod tests {
             std::env::temp_dir(),
             components.iter().map(|c| c.to_vec()).collect(),
             0,
+            false,
         )
     }
 
