@@ -351,11 +351,13 @@ impl Sandbox {
             .into_iter()
             .filter(|bytes| needs_compiling(&tier.engine, bytes))
             .collect();
-        let share = CodeShare::of(&missing);
+        // How much of their code repeats, read only where it decides something (each
+        // component parsed whole: 18 MB for a Python one).
+        let mut share = None;
         if let Some(winch) = &self.winch
             && self.options.compiler == Compiler::Auto
             && missing.len() >= BULK_COMPILE
-            && !self.shared_bulk(&missing, share)
+            && !self.shared_bulk(&missing, *share.insert(CodeShare::of(&missing)))
         {
             tracing::debug!(
                 "{} component(s) to compile: compiling them with Winch",
@@ -382,7 +384,10 @@ impl Sandbox {
         );
         // Cranelift's workers find in its memo what another compiled before them: when most
         // of the code repeats, the first component goes alone.
-        let first_alone = !tier.winch && share.mostly_repeated();
+        let first_alone = !tier.winch
+            && share
+                .unwrap_or_else(|| CodeShare::of(&missing))
+                .mostly_repeated();
         let background = Background::start(
             &tier.engine,
             dir.to_path_buf(),

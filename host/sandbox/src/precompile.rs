@@ -88,10 +88,11 @@ pub(crate) enum Claim {
 
 impl Background {
     /// Queues `components` (in step order, each once) and starts `workers` threads
-    /// compiling them into the cache in `dir`. With `first_alone`, the others wait until the
-    /// first component taken (by a worker or a step) is finished: Cranelift's compiles of
-    /// the rest then find its functions compiled (`functions`), which two compiles side by
-    /// side would each make in full.
+    /// compiling them into the cache in `dir`. With `first_alone`, the other workers wait
+    /// until the first component a worker took is finished: Cranelift's compiles of the
+    /// rest then find its functions compiled (`functions`), which two compiles side by side
+    /// would each make in full. (A step that takes its component off the queue compiles it
+    /// beside the workers, as without `first_alone`.)
     pub(crate) fn start(
         engine: &Engine,
         dir: PathBuf,
@@ -166,6 +167,29 @@ impl Drop for Background {
         let mut queue = self.shared.lock();
         queue.stopped = true;
         queue.waiting.clear();
+        drop(queue);
+        // A worker waiting for the first component ([`Background::start`]) stops now.
+        self.shared.finished.notify_all();
+    }
+}
+
+/// A worker's component, taken off `compiling` and counted finished when it is dropped:
+/// after its compile, or as a panic in it unwinds (the workers waiting for the first
+/// component, and the step waiting for this one, then go on).
+struct Taken<'a> {
+    shared: &'a Shared,
+    entry: Entry,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.shared.lock();
+        queue
+            .compiling
+            .retain(|e| !Arc::ptr_eq(&e.bytes, &self.entry.bytes));
+        queue.finished.push(self.entry.print);
+        drop(queue);
+        self.shared.finished.notify_all();
     }
 }
 
@@ -177,7 +201,7 @@ impl Shared {
     /// One worker: compiles the front of the queue until it is empty or stopped.
     fn work(&self, engine: &Engine, dir: &std::path::Path, root: &std::path::Path) {
         loop {
-            let entry = {
+            let taken = {
                 let mut queue = self.lock();
                 if self.first_alone {
                     queue = self
@@ -194,9 +218,12 @@ impl Shared {
                     return;
                 };
                 queue.compiling.push(entry.clone());
-                entry
+                Taken {
+                    shared: self,
+                    entry,
+                }
             };
-            let bytes = &entry.bytes;
+            let bytes = &taken.entry.bytes;
             let started = std::time::Instant::now();
             // A failure is the step's to report, when it compiles the bytes itself.
             let outcome = cache::load_or_compile(engine, Some(dir), root, bytes);
@@ -207,13 +234,7 @@ impl Shared {
                 if outcome.is_ok() { "" } else { " (invalid)" }
             );
             drop(outcome);
-            let mut queue = self.lock();
-            queue
-                .compiling
-                .retain(|e| !Arc::ptr_eq(&e.bytes, &entry.bytes));
-            queue.finished.push(entry.print);
-            drop(queue);
-            self.finished.notify_all();
+            drop(taken);
         }
     }
 }
@@ -232,6 +253,47 @@ mod tests {
             0,
             false,
         )
+    }
+
+    #[test]
+    fn with_the_first_alone_a_worker_waits_for_it_and_stops_with_the_queue() {
+        let b = background(&[b"a", b"b"]);
+        let shared = Arc::clone(&b.shared);
+        let shared = Shared {
+            queue: Mutex::new(Queue {
+                waiting: shared.lock().waiting.clone(),
+                ..Queue::default()
+            }),
+            finished: Condvar::new(),
+            first_alone: true,
+        };
+        let shared = Arc::new(shared);
+        // The first, taken by a worker that has not finished it.
+        let first = {
+            let mut queue = shared.lock();
+            let entry = queue.waiting.pop_front().unwrap();
+            queue.compiling.push(entry.clone());
+            Taken {
+                shared: &shared,
+                entry,
+            }
+        };
+        let engine = Engine::default();
+        let dir = std::env::temp_dir();
+        let worker = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || shared.work(&engine, &dir, &dir))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(shared.lock().waiting.len(), 1, "the second was taken");
+        // Stopped: the waiting worker returns without taking it.
+        shared.lock().stopped = true;
+        shared.finished.notify_all();
+        worker.join().unwrap();
+        assert_eq!(shared.lock().waiting.len(), 1);
+        drop(first);
+        assert_eq!(shared.lock().finished.len(), 1);
+        assert!(shared.lock().compiling.is_empty());
     }
 
     #[test]
