@@ -470,13 +470,7 @@ async fn a_bulk_of_new_components_is_compiled_with_winch_unless_cranelift_is_cho
     }
     let run = project.run(&db, &["-v", "up"]).success();
     assert!(!run.stderr.contains("Winch"), "{run:?}");
-    assert_eq!(
-        run.stderr
-            .matches("Cranelift code, compiled in this run")
-            .count(),
-        10,
-        "{run:?}"
-    );
+    assert_eq!(compiled_with_cranelift(&run), 10, "{run:?}");
     db.drop_db().await;
 }
 
@@ -509,13 +503,7 @@ async fn a_bulk_of_components_sharing_their_code_is_compiled_with_cranelift() {
             .contains("10 component(s) to compile, most of their code shared"),
         "{run:?}"
     );
-    assert_eq!(
-        run.stderr
-            .matches("Cranelift code, compiled in this run")
-            .count(),
-        10,
-        "{run:?}"
-    );
+    assert_eq!(compiled_with_cranelift(&run), 10, "{run:?}");
     assert_eq!(db.heads().await, ["a10"]);
     db.drop_db().await;
 }
@@ -684,4 +672,11 @@ async fn sandbox_limits_out_of_range_are_refused_before_the_first_step() {
         assert_run!(name, shown(&run, &project, Some(&db)));
         assert!(db.heads().await.is_empty(), "{setting}: a1 ran anyway");
     }
+}
+
+/// How many components a `-v` run says Cranelift compiled in it.
+fn compiled_with_cranelift(run: &Run) -> usize {
+    run.stderr
+        .matches("Cranelift code, compiled in this run")
+        .count()
 }

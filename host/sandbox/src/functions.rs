@@ -7,13 +7,13 @@
 //! the compile cache of whole components (`cache`).
 
 use std::borrow::Cow;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use wasmtime::wasmparser::{Parser, Payload};
+
+use crate::precompile::fingerprint;
 
 /// Cranelift's compiled functions, by the hash of their input, for the rest of the run
 /// (wasmtime's incremental compilation): the components of one project share most of their
@@ -85,7 +85,7 @@ impl CodeShare {
         let mut distinct: HashMap<u64, usize> = HashMap::new();
         let mut total = 0usize;
         for bytes in components {
-            if !components_seen.insert(hash_of(bytes)) {
+            if !components_seen.insert(fingerprint(bytes)) {
                 continue;
             }
             for (hash, size) in bodies(bytes) {
@@ -135,19 +135,13 @@ fn bodies(bytes: &[u8]) -> HashMap<u64, usize> {
         match payload {
             Ok(Payload::CodeSectionEntry(body)) => {
                 let code = body.as_bytes();
-                bodies.insert(hash_of(code), code.len());
+                bodies.insert(fingerprint(code), code.len());
             }
             Ok(_) => {}
             Err(_) => return HashMap::new(),
         }
     }
     bodies
-}
-
-fn hash_of(bytes: &[u8]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    hasher.finish()
 }
 
 #[cfg(test)]

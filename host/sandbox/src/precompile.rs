@@ -65,7 +65,8 @@ struct Queue {
 }
 
 /// Names component bytes among a run's: a collision would only mislabel a component as
-/// compiled in this run, or compile it with Winch though it is not one of a bulk.
+/// compiled in this run, or compile it with Winch though it is not one of a bulk (or, for
+/// `functions::CodeShare`, count a function body or component as repeated).
 pub(crate) fn fingerprint(bytes: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
