@@ -712,8 +712,13 @@ async fn a_file_wrapped_in_begin_and_commit_is_imported_without_them_in_one_tran
     goose
         .run(&db, &["import", "--from", "goose", "source"])
         .success();
+    // The up script runs in one transaction; goose runs the down statements one by one.
     let a = manifest(&goose, "1");
-    assert!(!a.contains("transaction = \"none\""), "{a}");
+    assert!(
+        a.contains("transaction = \"per-migration\"")
+            && a.contains("downgrade_transaction = \"none\""),
+        "{a}"
+    );
     goose.run(&db, &["up"]).success();
     db.drop_db().await;
 }
@@ -892,10 +897,12 @@ async fn files_the_tool_does_not_read_are_not_read() {
 }
 
 /// A migration whose one direction is wrapped in BEGIN ... COMMIT (cut, so it runs in a
-/// transaction) and whose other direction must run outside one cannot be one wasmig
-/// revision: refused, naming the file, with nothing written.
+/// transaction) and whose other direction must run outside one keeps both: the up script
+/// statement by statement (`CREATE INDEX CONCURRENTLY` fails in a transaction), the down
+/// script in one transaction, which a failure part-way rolls back whole, as golang-migrate
+/// ran it (before, such a migration was refused at import).
 #[tokio::test]
-async fn a_wrapped_direction_beside_one_that_refuses_a_transaction_is_refused() {
+async fn a_wrapped_direction_beside_one_that_refuses_a_transaction_keeps_both_modes() {
     let project = TestProject::new();
     let db = TestDb::new(Backend::Postgres, &project).await;
     write_files(
@@ -907,26 +914,96 @@ async fn a_wrapped_direction_beside_one_that_refuses_a_transaction_is_refused() 
                 "2_idx.up.sql",
                 "CREATE INDEX CONCURRENTLY ti ON t (x);\n".into(),
             ),
-            ("2_idx.down.sql", "BEGIN;\nDROP INDEX ti;\nCOMMIT;\n".into()),
+            (
+                "2_idx.down.sql",
+                "BEGIN;\nDROP INDEX ti;\nSELECT 1/0;\nCOMMIT;\n".into(),
+            ),
         ]),
     );
-    let run = project
+    project
         .run(&db, &["import", "--from", "golang-migrate", "source"])
-        .fails_with(3);
+        .success();
+    let idx = manifest(&project, "2");
     assert!(
-        run.stderr.contains("2_idx.up.sql (up)") && run.stderr.contains("one transaction mode"),
-        "{}",
-        run.stderr
+        idx.contains("transaction = \"none\"")
+            && idx.contains("downgrade_transaction = \"per-migration\""),
+        "{idx}"
     );
-    let written: Vec<String> = std::fs::read_dir(project.dir.join("versions"))
-        .map(|d| {
-            d.map(|e| e.unwrap().path())
-                .filter(|p| p.join("migration.toml").exists())
-                .map(|p| p.display().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(written.is_empty(), "nothing written: {written:?}");
+    project.run(&db, &["up"]).success();
+    let index = "SELECT indexname FROM pg_indexes WHERE indexname = 'ti'";
+    assert_eq!(db.strings(index).await, ["ti"]);
+    // The down script fails at its second statement: its DROP INDEX is rolled back with it,
+    // the revision stays applied and nothing is marked failed.
+    project.run(&db, &["down", "-1"]).fails_with(6);
+    assert_eq!(db.strings(index).await, ["ti"], "the DROP INDEX was kept");
+    assert!(db.failed_marks().await.is_empty());
+    assert_eq!(db.heads().await, ["2"]);
+    db.drop_db().await;
+}
+
+/// dbmate runs each block as its own directive says: `transaction:false` on the up block
+/// only leaves the down block in a transaction. The real dbmate on one database and wasmig
+/// after import on another end the same way when that down block fails part-way: the index
+/// it dropped first is still there, under both.
+#[tokio::test]
+async fn dbmates_per_block_transaction_setting_is_kept_per_direction() {
+    let project = TestProject::new();
+    let source = project.dir.join("source");
+    write_files(
+        &source,
+        &files(&[
+            (
+                "20200101000001_t.sql",
+                "-- migrate:up\nCREATE TABLE t (x int);\n-- migrate:down\nDROP TABLE t;\n".into(),
+            ),
+            (
+                "20200101000002_idx.sql",
+                "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY ti ON t (x);\n\n-- migrate:down\nDROP INDEX ti;\nSELECT 1/0;\n"
+                    .into(),
+            ),
+        ]),
+    );
+    let index = "SELECT indexname FROM pg_indexes WHERE indexname = 'ti'";
+
+    let by_dbmate = TestDb::new(Backend::Postgres, &project).await;
+    let run_dbmate = |command: &str| {
+        dbmate()
+            .args(["--url", &format!("{}?sslmode=disable", by_dbmate.url)])
+            .args(["--migrations-dir", source.to_str().unwrap()])
+            .args(["--no-dump-schema", command])
+            .output()
+            .expect("dbmate must be installed for this test: npm install -g dbmate@2.36.0 (or set DBMATE)")
+    };
+    let up = run_dbmate("up");
+    assert!(up.status.success(), "dbmate up: {up:?}");
+    let down = run_dbmate("down");
+    assert!(!down.status.success(), "dbmate down should fail: {down:?}");
+    assert_eq!(
+        by_dbmate.strings(index).await,
+        ["ti"],
+        "dbmate kept its DROP INDEX"
+    );
+
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project
+        .run(&db, &["import", "--from", "dbmate", "source"])
+        .success();
+    let idx = manifest(&project, "20200101000002");
+    assert!(
+        idx.contains("transaction = \"none\"")
+            && idx.contains("downgrade_transaction = \"per-migration\""),
+        "{idx}"
+    );
+    project.run(&db, &["up"]).success();
+    project.run(&db, &["down", "-1"]).fails_with(6);
+    assert_eq!(
+        db.strings(index).await,
+        ["ti"],
+        "wasmig kept its DROP INDEX"
+    );
+    assert!(db.failed_marks().await.is_empty());
+    assert_eq!(db.heads().await, ["20200101000002"]);
+    by_dbmate.drop_db().await;
     db.drop_db().await;
 }
 

@@ -313,6 +313,46 @@ async fn an_atomic_run_refuses_a_revision_without_a_transaction() {
     }
 }
 
+/// `downgrade_transaction` holds for the downgrade alone: `up --atomic` takes the revision
+/// and `down --atomic` refuses it naming the setting, and its down script runs statement by
+/// statement (the statement before the failing one stays, the revision is marked failed),
+/// while its upgrade ran in one transaction.
+#[tokio::test]
+async fn a_downgrade_runs_in_its_own_transaction_mode() {
+    for backend in BOTH {
+        let project = TestProject::new();
+        let db = TestDb::new(backend, &project).await;
+        project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+        let b2 = project.sql_revision(
+            "b2",
+            "CREATE TABLE u (x int);",
+            "DROP TABLE u;\nINSERT INTO missing VALUES (1);",
+        );
+        project.set_manifest(&b2, "downgrade_transaction = \"none\"");
+        project.run(&db, &["up", "--atomic"]).success();
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}");
+        let run = project
+            .run(&db, &["down", "base", "--atomic"])
+            .fails_with(CONFIG);
+        assert!(
+            run.stderr
+                .contains("sets `downgrade_transaction = \"none\"`; run without --atomic"),
+            "{backend:?}: {}",
+            run.stderr
+        );
+        assert_eq!(db.heads().await, ["b2"], "{backend:?}: nothing ran");
+        project
+            .run(&db, &["down", "-1"])
+            .fails_with(MIGRATION_FAILED);
+        assert!(
+            !db.table_exists("u").await,
+            "{backend:?}: DROP TABLE u committed"
+        );
+        assert!(!db.failed_marks().await.is_empty(), "{backend:?}");
+        db.drop_db().await;
+    }
+}
+
 #[tokio::test]
 async fn transaction_none_is_refused_for_components() {
     let project = TestProject::new();

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::capability::{Capabilities, Capability};
 use crate::error::ConfigError;
+use crate::graph::Direction;
 
 /// The longest `timeout_secs` accepted (7 days): a deadline must be representable as an
 /// instant, and a step that needs longer is better run outside a migration.
@@ -70,6 +71,17 @@ pub enum TransactionMode {
     Batched,
 }
 
+impl TransactionMode {
+    /// The mode as `migration.toml` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransactionMode::PerMigration => "per-migration",
+            TransactionMode::None => "none",
+            TransactionMode::Batched => "batched",
+        }
+    }
+}
+
 /// One name or several (`x = "a"` or `x = ["a", "b"]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
@@ -121,9 +133,16 @@ pub struct Manifest {
     pub created: String,
     /// How it is written.
     pub kind: Kind,
-    /// Transaction handling.
+    /// Transaction handling (the upgrade's, and the downgrade's unless
+    /// `downgrade_transaction` says otherwise).
     #[serde(default)]
     pub transaction: TransactionMode,
+    /// SQL revisions only: the downgrade's transaction handling where it differs from the
+    /// upgrade's (`"per-migration"` or `"none"`), as some tools set it per script (dbmate's
+    /// per-block `transaction:false`, a `-- no-transaction` down file). See
+    /// [`Manifest::transaction_for`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downgrade_transaction: Option<TransactionMode>,
     /// The component file of a `wasm` revision, relative to the revision directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<PathBuf>,
@@ -232,6 +251,15 @@ impl Manifest {
             .map(|list| list.iter().copied().collect())
     }
 
+    /// How a step of this revision in `direction` uses transactions: `transaction`, but a
+    /// downgrade's `downgrade_transaction` where it is set.
+    pub fn transaction_for(&self, direction: Direction) -> TransactionMode {
+        match (direction, self.downgrade_transaction) {
+            (Direction::Downgrade, Some(mode)) => mode,
+            _ => self.transaction,
+        }
+    }
+
     /// The down revisions as a list.
     pub fn down_revisions(&self) -> Vec<String> {
         self.down_revision
@@ -316,6 +344,20 @@ pub fn check_transaction(manifest: &Manifest, origin: &str) -> Result<(), Config
         // resume from.
         return Err(ConfigError::new(format!(
             "invalid manifest {origin}: `transaction = \"batched\"` is for component revisions, whose migration calls `batch.next-batch`; a SQL revision runs its script in one transaction (`per-migration`) or statement by statement (`none`)"
+        )));
+    }
+    if let Some(mode) = manifest.downgrade_transaction
+        && (manifest.kind != Kind::Sql || mode == TransactionMode::Batched)
+    {
+        // Only a script has two ways to run; a component's downgrade runs as its upgrade.
+        return Err(ConfigError::new(format!(
+            "invalid manifest {origin}: `downgrade_transaction = \"{}\"` is for SQL revisions, as `\"per-migration\"` or `\"none\"` (a downgrade script that must run statement by statement, or in one transaction, where the upgrade does not); remove it{}",
+            mode.as_str(),
+            if manifest.kind == Kind::Sql {
+                " or set one of those"
+            } else {
+                ": a component revision's downgrade runs as its `transaction` says"
+            }
         )));
     }
     if manifest.transaction == TransactionMode::None && manifest.kind != Kind::Sql {
@@ -545,6 +587,57 @@ mod tests {
         let wasm: Manifest = toml::from_str(&format!("{base}kind='wasm'")).unwrap();
         let err = check_transaction(&wasm, path).unwrap_err();
         assert!(err.message.contains("only for SQL revisions"), "{err}");
+    }
+
+    #[test]
+    fn a_sql_revisions_downgrade_may_have_a_transaction_mode_of_its_own() {
+        let path = "a/migration.toml";
+        let base = "revision='a'\nmessage='m'\ncreated='2026-01-01T00:00:00Z'\n";
+        let both: Manifest =
+            toml::from_str(&format!("{base}kind='sql'\ntransaction='none'\n")).unwrap();
+        assert_eq!(
+            both.transaction_for(Direction::Downgrade),
+            TransactionMode::None
+        );
+        let split: Manifest = toml::from_str(&format!(
+            "{base}kind='sql'\ntransaction='none'\ndowngrade_transaction='per-migration'\n"
+        ))
+        .unwrap();
+        assert!(check_transaction(&split, path).is_ok());
+        assert_eq!(
+            split.transaction_for(Direction::Upgrade),
+            TransactionMode::None
+        );
+        assert_eq!(
+            split.transaction_for(Direction::Downgrade),
+            TransactionMode::PerMigration
+        );
+        // Written back as read; absent when unset.
+        let written = toml::to_string(&split).unwrap();
+        assert!(
+            written.contains("downgrade_transaction = \"per-migration\""),
+            "{written}"
+        );
+        assert!(
+            !toml::to_string(&both)
+                .unwrap()
+                .contains("downgrade_transaction")
+        );
+        for (kind, mode, said) in [
+            ("wasm", "none", "runs as its `transaction` says"),
+            ("rust", "per-migration", "runs as its `transaction` says"),
+            ("sql", "batched", "or set one of those"),
+        ] {
+            let m: Manifest = toml::from_str(&format!(
+                "{base}kind='{kind}'\ndowngrade_transaction='{mode}'\n"
+            ))
+            .unwrap();
+            let err = check_transaction(&m, path).unwrap_err();
+            assert!(
+                err.message.contains("is for SQL revisions") && err.message.contains(said),
+                "{kind} {mode}: {err}"
+            );
+        }
     }
 
     #[test]

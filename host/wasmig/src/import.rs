@@ -17,7 +17,7 @@ pub use wasmig_plan::import::{AdoptRefused, Format, Reads, SourceFile, SourceMig
 
 use crate::config::Project;
 use crate::error::ConfigError;
-use crate::revision::{self, Artifact, Kind, Revision, TransactionMode};
+use crate::revision::{self, Artifact, Kind, Revision};
 
 /// The most bytes read from one source file (a migration is text; this stops a stray
 /// dump or binary from being read whole).
@@ -285,9 +285,8 @@ pub fn write(project: &Project, plan: &ImportPlan) -> anyhow::Result<Vec<PathBuf
             Kind::Sql,
             now,
         );
-        if m.no_transaction {
-            manifest.transaction = TransactionMode::None;
-        }
+        manifest.transaction = m.transaction();
+        manifest.downgrade_transaction = m.downgrade_transaction();
         if m.transaction_cut {
             tracing::info!(
                 "revision {}: {} wraps its statements in its own BEGIN ... COMMIT; cut out, wasmig runs the revision in one transaction of its own (transaction = \"per-migration\")",

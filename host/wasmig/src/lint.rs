@@ -41,6 +41,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use squawk_linter::{Linter, Rule};
 use squawk_syntax::SourceFile;
+use wasmig_plan::graph::Direction;
 use wasmig_plan::manifest::{Kind, LintIgnore, TransactionMode};
 
 use crate::bindings::Dialect;
@@ -285,15 +286,16 @@ pub fn lint(
             wasmig_plan::manifest::Artifact::Component { .. } => continue,
         };
         let timeouts = crate::runner::timeouts(project, revision)?;
-        let mut texts = vec![("up.sql", up)];
+        let mut texts = vec![("up.sql", up, Direction::Upgrade)];
         if scripts == Scripts::UpAndDown {
-            texts.push(("down.sql", down));
+            texts.push(("down.sql", down, Direction::Downgrade));
         }
         let mut one_by_one = false;
-        for (name, text) in &texts {
+        for (name, text, direction) in &texts {
             let file = revision.dir.join(name);
+            let mode = manifest.transaction_for(*direction);
             if dialect == Dialect::Postgres {
-                let in_transaction = manifest.transaction != TransactionMode::None;
+                let in_transaction = mode != TransactionMode::None;
                 let parse = SourceFile::parse(text);
                 if let Some(error) = parse.errors().first() {
                     report.unparsed.push(Unparsed {
@@ -362,7 +364,7 @@ pub fn lint(
             // MySQL commits DDL implicitly, so wasmig runs a script holding any statement
             // but data statements one by one there, as `transaction = "none"` runs it.
             let mysql_ddl = dialect == Dialect::Mysql && !crate::db::only_data(text, dialect);
-            if manifest.transaction == TransactionMode::None || mysql_ddl {
+            if mode == TransactionMode::None || mysql_ddl {
                 one_by_one = true;
                 let statements = crate::db::split_statements(text, dialect).map_err(|e| {
                     ConfigError::new(format!(
@@ -386,7 +388,7 @@ pub fn lint(
                             "{} runs {} statements outside a transaction{}: if statement {} or a later one fails, the ones before it stay applied and the revision is marked failed until `wasmig resolve`",
                             name,
                             statements.len(),
-                            if mysql_ddl && manifest.transaction != TransactionMode::None {
+                            if mysql_ddl && mode != TransactionMode::None {
                                 " (it holds DDL, which MySQL and MariaDB commit implicitly, so wasmig runs it statement by statement)"
                             } else {
                                 ""

@@ -174,6 +174,7 @@ pub fn manifest(
         created: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         kind,
         transaction: TransactionMode::PerMigration,
+        downgrade_transaction: None,
         component: None,
         timeout_secs: None,
         memory_limit_mib: None,

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::json;
 use wasmig::Migrator;
 use wasmig::import::{self, Format, Imported};
+use wasmig::revision::TransactionMode;
 
 use crate::args::Global;
 use crate::output::out;
@@ -28,11 +29,13 @@ pub(super) async fn run(
     }
     if dry_run {
         for r in &new {
-            let mode = if r.migration.no_transaction {
-                ", transaction = \"none\""
-            } else {
-                ""
-            };
+            let mut mode = String::new();
+            if r.migration.transaction() != TransactionMode::PerMigration {
+                mode += &format!(", transaction = \"{}\"", r.migration.transaction().as_str());
+            }
+            if let Some(down) = r.migration.downgrade_transaction() {
+                mode += &format!(", downgrade_transaction = \"{}\"", down.as_str());
+            }
             tracing::info!(
                 "would write revision {} ({}{mode}) after {}",
                 r.id,
@@ -68,7 +71,12 @@ pub(super) async fn run(
                     "revision": r.id,
                     "imported_from": r.imported_from(format),
                     "new": !r.exists,
-                    "transaction": if r.migration.no_transaction { "none" } else { "per-migration" },
+                    "transaction": r.migration.transaction().as_str(),
+                    "downgrade_transaction": r
+                        .migration
+                        .downgrade_transaction()
+                        .unwrap_or(r.migration.transaction())
+                        .as_str(),
                 })
             })
             .collect();

@@ -122,7 +122,9 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                 down_file: Some(file.path.clone()),
                 up: up_block.to_owned(),
                 down: Some(down_block.to_owned()),
-                no_transaction: !in_transaction(up_block) || !in_transaction(down_block),
+                // Each block's directive says so for itself.
+                up_no_transaction: !in_transaction(up_block),
+                down_no_transaction: !in_transaction(down_block),
                 transaction_cut: false,
                 checksum: None,
             })
@@ -135,6 +137,7 @@ mod tests {
     use super::super::Format;
     use super::super::tests::dir;
     use super::super::transaction::tests::split;
+    use crate::manifest::TransactionMode;
 
     #[test]
     fn blocks_are_split_at_the_directives_with_their_options() {
@@ -160,8 +163,14 @@ mod tests {
             ms[0].down.as_deref(),
             Some("-- migrate:down\nDROP TABLE t;\n")
         );
-        assert!(!ms[0].no_transaction);
-        assert!(ms[1].no_transaction);
+        assert!(!ms[0].up_no_transaction && !ms[0].down_no_transaction);
+        // Each block as its directive says: dbmate runs the down block in a transaction.
+        assert!(ms[1].up_no_transaction && !ms[1].down_no_transaction);
+        assert_eq!(ms[1].transaction(), TransactionMode::None);
+        assert_eq!(
+            ms[1].downgrade_transaction(),
+            Some(TransactionMode::PerMigration)
+        );
         assert_eq!(
             ms[1].up,
             "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t (x);\n\n"

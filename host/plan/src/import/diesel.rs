@@ -72,7 +72,9 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                 .down
                 .map(|d| d.text().map(|t| without_bom(t).to_owned()))
                 .transpose()?,
-            no_transaction,
+            // `metadata.toml` holds for both scripts.
+            up_no_transaction: no_transaction,
+            down_no_transaction: no_transaction,
             transaction_cut: false,
             checksum: None,
         });
@@ -117,6 +119,10 @@ mod tests {
                 "CREATE INDEX CONCURRENTLY i ON t (x);",
             ),
             (
+                "2020-01-01-000000_idx/down.sql",
+                "DROP INDEX CONCURRENTLY i;",
+            ),
+            (
                 "2020-01-01-000000_idx/metadata.toml",
                 "run_in_transaction = false\n",
             ),
@@ -131,10 +137,11 @@ mod tests {
             ["00000000000000", "20200101000000", "20210301120000", "2022"]
         );
         assert!(
-            !ms[3].no_transaction,
+            !ms[3].up_no_transaction,
             "an unparsable metadata.toml is the default"
         );
-        assert!(ms[1].no_transaction && !ms[2].no_transaction);
+        // `metadata.toml` holds for both scripts.
+        assert!(ms[1].up_no_transaction && ms[1].down_no_transaction && !ms[2].up_no_transaction);
         assert_eq!(ms[2].name, "add posts");
         assert_eq!(ms[2].down.as_deref(), Some("DROP TABLE posts;"));
         assert_eq!(ms[0].down, None);

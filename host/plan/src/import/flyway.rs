@@ -178,15 +178,22 @@ pub(super) fn parse(
     let mut migrations = versioned
         .into_iter()
         .map(|(version, (file, description))| {
-            let conf_path = format!("{}.conf", file.path);
             let text = file.text()?;
-            let no_transaction = match files.iter().find(|f| f.path == conf_path) {
-                Some(conf) => !execute_in_transaction(conf)?,
-                None => {
-                    split(text).is_some_and(|s| s.iter().any(|s| flyway_refuses_transaction(s)))
+            let down = undo.get(&version);
+            // Each script has its own configuration file, or Flyway's look at its statements.
+            let no_transaction = |script: &SourceFile, text: &str| {
+                let conf_path = format!("{}.conf", script.path);
+                match files.iter().find(|f| f.path == conf_path) {
+                    Some(conf) => execute_in_transaction(conf).map(|t| !t),
+                    None => Ok(split(text)
+                        .is_some_and(|s| s.iter().any(|s| flyway_refuses_transaction(s)))),
                 }
             };
-            let down = undo.get(&version);
+            let up_no_transaction = no_transaction(file, text)?;
+            let down_no_transaction = match down {
+                Some(u) => no_transaction(u, u.text()?)?,
+                None => false,
+            };
             Ok(SourceMigration {
                 name: description.replace('_', " "),
                 source: file.path.clone(),
@@ -196,7 +203,8 @@ pub(super) fn parse(
                 down: down
                     .map(|u| u.text().map(|t| without_bom(t).to_owned()))
                     .transpose()?,
-                no_transaction,
+                up_no_transaction,
+                down_no_transaction,
                 transaction_cut: false,
                 checksum: Some(ToolChecksum::Crc32(checksum(text))),
                 version,
@@ -302,6 +310,9 @@ mod tests {
             ("sub/V1.9__earlier.sql", "SELECT 19;"),
             ("V1__create_t.sql", "CREATE TABLE t (x int);"),
             ("U1__create_t.sql", "DROP TABLE t;"),
+            ("U1.9__earlier.sql", "SELECT 91;"),
+            ("U1.10__later.sql", "SELECT 1101;"),
+            ("U1.10__later.sql.conf", "executeInTransaction=false\n"),
             ("V1.9__earlier.sql.conf", "x=1\n"),
             ("sub/V1.9__earlier.sql.conf", "executeInTransaction=false\n"),
             ("flyway.conf", ""),
@@ -315,7 +326,13 @@ mod tests {
         assert!(same.message.contains("same version"), "{same}");
         assert_eq!(ms[0].name, "create t");
         assert_eq!(ms[0].down.as_deref(), Some("DROP TABLE t;"));
-        assert!(ms[1].no_transaction && !ms[2].no_transaction);
+        // Each script's own configuration file: V1.9's says false, its undo has none;
+        // V1.10 has none, its undo's says false.
+        let modes: Vec<_> = ms
+            .iter()
+            .map(|m| (m.up_no_transaction, m.down_no_transaction))
+            .collect();
+        assert_eq!(modes, [(false, false), (true, false), (false, true)]);
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub(super) fn parse(
                 )));
             };
             let text = up.text()?;
+            let down = pair.down.map(SourceFile::text).transpose()?;
             Ok(SourceMigration {
                 version: version.to_string(),
                 name: title.to_owned(),
@@ -75,8 +76,10 @@ pub(super) fn parse(
                 up_file: up.path.clone(),
                 down_file: pair.down.map(|d| d.path.clone()),
                 up: text.to_owned(),
-                down: pair.down.map(|d| d.text().map(str::to_owned)).transpose()?,
-                no_transaction: runs_alone(text, split),
+                down: down.map(str::to_owned),
+                // golang-migrate sends each file as one query, without a transaction.
+                up_no_transaction: runs_alone(text, split),
+                down_no_transaction: down.is_some_and(|d| runs_alone(d, split)),
                 transaction_cut: false,
                 checksum: None,
             })
@@ -122,6 +125,7 @@ mod tests {
     use super::super::tests::{dir, rows};
     use super::super::transaction::tests::split;
     use super::super::{AdoptRefused, Format};
+    use crate::manifest::TransactionMode;
 
     #[test]
     fn only_a_file_of_one_statement_refusing_a_transaction_block_runs_outside_one() {
@@ -141,14 +145,32 @@ mod tests {
             ("4_d.up.sql", "VACUUM t"),
         ]);
         let ms = Format::GolangMigrate.parse(&files, &split).unwrap();
-        let none: Vec<bool> = ms.iter().map(|m| m.no_transaction).collect();
+        let none: Vec<bool> = ms.iter().map(|m| m.up_no_transaction).collect();
         // The third fails in golang-migrate too (one implicit transaction): it stays one.
         assert_eq!(none, [true, false, false, true]);
         // A file the parser cannot read: per-migration, the conservative answer.
         let ms = Format::GolangMigrate
             .parse(&dir(&[("1_a.up.sql", "VACUUM t;")]), &|_: &str| None)
             .unwrap();
-        assert!(!ms[0].no_transaction);
+        assert!(!ms[0].up_no_transaction);
+        // The down file on its own: one statement refusing a block runs outside one, the
+        // up file of two statements in one.
+        let ms = Format::GolangMigrate
+            .parse(
+                &dir(&[
+                    (
+                        "1_a.up.sql",
+                        "CREATE TABLE u (x int);\nCREATE INDEX j ON u (x);\n",
+                    ),
+                    ("1_a.down.sql", "DROP INDEX CONCURRENTLY j;\n"),
+                ]),
+                &split,
+            )
+            .unwrap();
+        assert_eq!(
+            (ms[0].transaction(), ms[0].downgrade_transaction()),
+            (TransactionMode::PerMigration, Some(TransactionMode::None))
+        );
     }
 
     #[test]
@@ -160,7 +182,7 @@ mod tests {
         let ms = Format::GolangMigrate.parse(&files, &split).unwrap();
         assert_eq!(ms[0].up, "\nCREATE TABLE a ();\n\n");
         assert_eq!(ms[0].down.as_deref(), Some("\nDROP TABLE a;\n\n"));
-        assert!(ms[0].transaction_cut && !ms[0].no_transaction);
+        assert!(ms[0].transaction_cut && !ms[0].up_no_transaction);
         let files = dir(&[
             ("1_a.up.sql", "CREATE TABLE a ();\n"),
             ("1_a.down.sql", "DROP TABLE a;\nCOMMIT;\n"),

@@ -331,7 +331,9 @@ pub(super) fn parse(
                 up: script(&parsed.up),
                 // No statement down: goose runs nothing, said so in `down.sql`.
                 down: (!parsed.down.is_empty()).then(|| script(&parsed.down)),
-                no_transaction: !parsed.use_tx,
+                // goose's `NO TRANSACTION` holds for the whole file.
+                up_no_transaction: !parsed.use_tx,
+                down_no_transaction: !parsed.use_tx,
                 transaction_cut: false,
                 checksum: None,
             },
@@ -427,7 +429,7 @@ DROP TABLE t;
         assert_eq!(ms[0].version, "2");
         assert_eq!(ms[1].version, "10");
         assert_eq!(ms[1].down, None, "no Down section");
-        assert!(ms[1].no_transaction && !ms[0].no_transaction);
+        assert!(ms[1].up_no_transaction && !ms[0].up_no_transaction);
         let mut with_go = files.clone();
         with_go.extend(dir(&[("00003_c.go", "package m"), ("x_test.go", "")]));
         let err = Format::Goose.parse(&with_go, &split).unwrap_err();

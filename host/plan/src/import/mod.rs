@@ -29,6 +29,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::error::ConfigError;
+use crate::manifest::TransactionMode;
 
 /// A tool whose migrations wasmig imports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,15 +133,16 @@ impl Format {
             self,
             Format::Diesel | Format::Sqlx | Format::Dbmate | Format::Refinery
         ) {
-            // Without a transaction these tools send a file as one query, which PostgreSQL
-            // runs in one implicit transaction when it holds several statements: only a
-            // file of one statement that refuses a block runs outside a transaction.
+            // Without a transaction these tools send a script as one query, which
+            // PostgreSQL runs in one implicit transaction when it holds several statements:
+            // only a script of one statement that refuses a block runs outside a
+            // transaction. Each direction on its own.
             for m in &mut migrations {
-                m.no_transaction = m.no_transaction
-                    && (transaction::runs_alone(&m.up, split)
-                        || m.down
-                            .as_deref()
-                            .is_some_and(|d| transaction::runs_alone(d, split)));
+                m.up_no_transaction = m.up_no_transaction && transaction::runs_alone(&m.up, split);
+                m.down_no_transaction = m.down_no_transaction
+                    && m.down
+                        .as_deref()
+                        .is_some_and(|d| transaction::runs_alone(d, split));
             }
         }
         for m in &mut migrations {
@@ -162,7 +164,9 @@ impl Format {
     }
 
     /// Cuts a plain `BEGIN` ... `COMMIT` around a migration's up or down script, which then
-    /// runs in one transaction as the tool ran it; refuses other transaction control.
+    /// runs in one transaction as the tool ran it (whatever the tool's own setting for that
+    /// script said: goose's NO TRANSACTION, dbmate's transaction:false...); refuses other
+    /// transaction control.
     fn unwrap_transaction(self, m: &mut SourceMigration, split: &Split) -> Result<(), ConfigError> {
         let refuse = |file: &str, direction: &str, why: String| {
             ConfigError::new(format!("{self}: {file} ({direction}): {why}"))
@@ -173,43 +177,16 @@ impl Format {
                 .map_err(|why| refuse(m.down_file.as_deref().unwrap_or(&m.up_file), "down", why))?,
             None => transaction::Control::None,
         };
-        let up_cut = matches!(up, transaction::Control::Wrapped(_));
-        let down_cut = matches!(down, transaction::Control::Wrapped(_));
-        if !up_cut && !down_cut {
-            return Ok(());
-        }
-        // The tool ran the block atomically: so does wasmig, whatever the tool's own setting
-        // (goose's NO TRANSACTION, dbmate's transaction:false...) said. A revision has one
-        // transaction mode: the other direction must then run in a transaction too.
-        let unwrapped = match (up_cut, down_cut) {
-            (true, false) => m
-                .down
-                .as_deref()
-                .map(|d| (d, "down", m.down_file.as_deref())),
-            (false, true) => Some((m.up.as_str(), "up", Some(m.up_file.as_str()))),
-            _ => None,
-        };
-        if let Some((script, direction, file)) = unwrapped
-            && transaction::refuses_block_anywhere(script, split)
-        {
-            return Err(refuse(
-                file.unwrap_or(&m.up_file),
-                direction,
-                format!(
-                    "it holds a statement PostgreSQL runs only outside a transaction block, while the migration's {} script is wrapped in its own BEGIN ... COMMIT, which wasmig cuts out and runs in one transaction; a wasmig revision has one transaction mode for both directions: remove the BEGIN and COMMIT from the {} script (it then runs statement by statement, as this one), then import again",
-                    if up_cut { "up" } else { "down" },
-                    if up_cut { "up" } else { "down" },
-                ),
-            ));
-        }
         if let transaction::Control::Wrapped(up) = up {
             m.up = up;
+            m.up_no_transaction = false;
+            m.transaction_cut = true;
         }
         if let transaction::Control::Wrapped(down) = down {
             m.down = Some(down);
+            m.down_no_transaction = false;
+            m.transaction_cut = true;
         }
-        m.transaction_cut = true;
-        m.no_transaction = false;
         Ok(())
     }
 
@@ -339,13 +316,38 @@ pub struct SourceMigration {
     pub up: String,
     /// What runs down (`None`: the tool has no down migration for it).
     pub down: Option<String>,
-    /// The tool runs it outside a transaction.
-    pub no_transaction: bool,
-    /// The file wrapped its statements in its own `BEGIN` ... `COMMIT`, cut out of `up` (or
-    /// `down`): the migration runs in one transaction, wasmig's own.
+    /// The tool runs `up` outside a transaction.
+    pub up_no_transaction: bool,
+    /// The tool runs `down` outside a transaction.
+    pub down_no_transaction: bool,
+    /// A file wrapped its statements in its own `BEGIN` ... `COMMIT`, cut out of `up` or
+    /// `down`: that script runs in one transaction, wasmig's own.
     pub transaction_cut: bool,
     /// The checksum the tool records for it, to compare with its history table.
     pub checksum: Option<ToolChecksum>,
+}
+
+impl SourceMigration {
+    /// The revision's `transaction`: how the tool runs `up`.
+    pub fn transaction(&self) -> TransactionMode {
+        mode(self.up_no_transaction)
+    }
+
+    /// The revision's `downgrade_transaction`: how the tool runs `down`, where that
+    /// differs from `up`.
+    pub fn downgrade_transaction(&self) -> Option<TransactionMode> {
+        let down = mode(self.down_no_transaction);
+        (self.down.is_some() && down != self.transaction()).then_some(down)
+    }
+}
+
+/// `none` for a script the tool runs outside a transaction.
+fn mode(no_transaction: bool) -> TransactionMode {
+    if no_transaction {
+        TransactionMode::None
+    } else {
+        TransactionMode::PerMigration
+    }
 }
 
 /// A checksum as a tool records it.
@@ -598,7 +600,8 @@ pub(crate) mod tests {
             down_file: None,
             up: String::new(),
             down: None,
-            no_transaction: false,
+            up_no_transaction: false,
+            down_no_transaction: false,
             transaction_cut: false,
             checksum: None,
         }

@@ -84,7 +84,8 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                 down_file: None,
                 up: text.to_owned(),
                 down: None,
-                no_transaction: text.lines().any(is_no_transaction),
+                up_no_transaction: text.lines().any(is_no_transaction),
+                down_no_transaction: false,
                 transaction_cut: false,
                 checksum: None,
             },
@@ -119,7 +120,7 @@ mod tests {
         let ms = Format::Refinery.parse(&files, &split).unwrap();
         let versions: Vec<_> = ms.iter().map(|m| m.version.as_str()).collect();
         assert_eq!(versions, ["2", "3", "10"]);
-        assert!(ms[0].no_transaction && !ms[1].no_transaction);
+        assert!(ms[0].up_no_transaction && !ms[1].up_no_transaction);
         assert_eq!(ms[0].down, None);
     }
 

@@ -82,8 +82,9 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<Vec<SourceMigration>, Config
                 down_file: pair.down.map(|d| d.path.clone()),
                 up: text.to_owned(),
                 down: down.map(str::to_owned),
-                no_transaction: text.starts_with("-- no-transaction")
-                    || down.is_some_and(|d| d.starts_with("-- no-transaction")),
+                // Each file says so for itself.
+                up_no_transaction: text.starts_with("-- no-transaction"),
+                down_no_transaction: down.is_some_and(|d| d.starts_with("-- no-transaction")),
                 transaction_cut: false,
                 checksum: Some(ToolChecksum::Sha384(hex::encode(Sha384::digest(
                     &up.bytes,
@@ -139,7 +140,8 @@ mod tests {
             ("3", "create t")
         );
         assert_eq!(ms[0].down, None);
-        assert!(ms[1].no_transaction);
+        // The down file has no `-- no-transaction`: sqlx runs it in a transaction.
+        assert!(ms[1].up_no_transaction && !ms[1].down_no_transaction);
         assert_eq!(ms[1].name, "add index");
         // As sqlx stores it: SHA-384 of the file's bytes.
         let expected = {

@@ -80,12 +80,6 @@ pub(crate) fn runs_alone(text: &str, split: &Split) -> bool {
     split(text).is_some_and(|s| matches!(s.as_slice(), [one] if postgres_refuses_block(one)))
 }
 
-/// Whether any statement of a script refuses a transaction block (a script the parser
-/// cannot read: no).
-pub(crate) fn refuses_block_anywhere(text: &str, split: &Split) -> bool {
-    split(text).is_some_and(|s| s.iter().any(|one| postgres_refuses_block(one)))
-}
-
 /// Whether a statement PostgreSQL refuses inside a transaction block (`CREATE INDEX
 /// CONCURRENTLY`, `VACUUM`, ...): it runs only as a statement of its own.
 pub(crate) fn postgres_refuses_block(statement: &str) -> bool {

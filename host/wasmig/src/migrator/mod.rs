@@ -685,7 +685,9 @@ impl Migrator {
                     prepared
                         .set
                         .find(&step.revision)
-                        .map_or(TransactionMode::PerMigration, |r| r.manifest.transaction)
+                        .map_or(TransactionMode::PerMigration, |r| {
+                            r.manifest.transaction_for(step.action)
+                        })
                 };
                 if let Some(cut) = prepared
                     .steps
@@ -795,7 +797,7 @@ impl Migrator {
                 continue;
             };
             if revision.manifest.kind == revision::Kind::Sql
-                && revision.manifest.transaction == TransactionMode::PerMigration
+                && revision.manifest.transaction_for(step.action) == TransactionMode::PerMigration
             {
                 candidates.push((step, revision));
             }

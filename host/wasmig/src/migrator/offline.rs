@@ -95,7 +95,9 @@ impl Migrator {
         for step in &steps {
             let revision = crate::history::find(set.revisions(), &step.revision);
             match (revision.manifest.kind, none_before) {
-                (Kind::Sql, _) if revision.manifest.transaction == TransactionMode::None => {
+                (Kind::Sql, _)
+                    if revision.manifest.transaction_for(step.action) == TransactionMode::None =>
+                {
                     none_before.get_or_insert(&step.revision);
                 }
                 (Kind::Sql, _) | (_, None) => {}
@@ -220,10 +222,11 @@ impl Migrator {
                 clear_checkpoint: false,
                 expected: None,
             };
-            let none = revision.manifest.transaction == TransactionMode::None
+            let mode = revision.manifest.transaction_for(direction);
+            let none = mode == TransactionMode::None
                 || (per_statement
                     && revision.manifest.kind == Kind::Sql
-                    && revision.manifest.transaction == TransactionMode::PerMigration
+                    && mode == TransactionMode::PerMigration
                     && !crate::db::only_data(script, dialect));
             w.script.push_str(&format!(
                 "\n-- Running {} {}: {}{}\n",
@@ -234,7 +237,7 @@ impl Migrator {
                 },
                 step.revision,
                 crate::bindings::text::shown(&revision.manifest.message),
-                match (none, revision.manifest.transaction) {
+                match (none, mode) {
                     (false, _) if revision.manifest.kind != Kind::Sql => format!(
                         " (a component: the statements a dry run captured{})",
                         if revision.manifest.transaction == TransactionMode::Batched {

@@ -343,7 +343,7 @@ impl Run<'_> {
             ))
             .into());
         }
-        let mode = revision.manifest.transaction;
+        let mode = revision.manifest.transaction_for(step.action);
         if self.options.atomic
             && let Some(why) = self.runs_per_statement(step)
         {
@@ -355,10 +355,11 @@ impl Run<'_> {
         }
         if self.options.atomic && mode != TransactionMode::PerMigration {
             return Err(ConfigError::new(format!(
-                "revision {}: --atomic runs every step in one transaction, but {} sets `transaction = \"{}\"`; run without --atomic, or up to the revision before it first",
+                "revision {}: --atomic runs every step in one transaction, but {} sets `{}transaction = \"{}\"`; run without --atomic, or up to the revision before it first",
                 step.revision,
                 revision.dir.join(revision::MANIFEST).display(),
-                if mode == TransactionMode::None { "none" } else { "batched" }
+                if mode == revision.manifest.transaction { "" } else { "downgrade_" },
+                mode.as_str()
             ))
             .into());
         }
@@ -399,7 +400,9 @@ impl Run<'_> {
         if self.runs_per_statement(step).is_some() {
             return TransactionMode::None;
         }
-        find(self.revisions, &step.revision).manifest.transaction
+        find(self.revisions, &step.revision)
+            .manifest
+            .transaction_for(step.action)
     }
 
     /// Why `step`'s revision runs statement by statement though its manifest asks for a
