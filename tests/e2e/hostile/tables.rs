@@ -1027,10 +1027,12 @@ async fn a_migration_moving_the_history_sequence_does_not_stop_later_records() {
 
 /// A column added to wasmig's tables that refuses NULL (its default dropped once the rows
 /// were filled) or draws from a sequence of its own, `NOT NULL` on a column wasmig writes
-/// NULL into, a unique index, or an index on a column whose values can be too large for
-/// it, would fail every later write of the table: found in the step that adds it (rolled
-/// back), or, added by a revision outside a transaction, before wasmig writes and by every
-/// later run before anything runs.
+/// NULL into, a column wasmig writes dropped or renamed, a unique index, or an index on a
+/// column whose values can be too large for it, would fail every later write of the table:
+/// found in the step that adds it (rolled back), or, added by a revision outside a
+/// transaction, before wasmig writes and by every later run before anything runs. (A
+/// dropped column failed the step's record with "column does not exist", exit 5, the
+/// database's blame, and every later write of that table the same way.)
 #[tokio::test]
 async fn a_column_wasmig_does_not_write_that_refuses_null_is_found() {
     let not_null = "ALTER TABLE wasmig_history ADD COLUMN z int NOT NULL DEFAULT 0;
@@ -1059,6 +1061,16 @@ async fn a_column_wasmig_does_not_write_that_refuses_null_is_found() {
         (
             "ALTER TABLE wasmig_artifact ALTER COLUMN up_sql SET NOT NULL;",
             "wasmig_artifact.up_sql refuses NULL",
+            true,
+        ),
+        (
+            "ALTER TABLE wasmig_history DROP COLUMN sqlstate;",
+            "wasmig_history has no column sqlstate, which wasmig writes",
+            true,
+        ),
+        (
+            "ALTER TABLE wasmig_failed RENAME COLUMN error TO err;",
+            "wasmig_failed has no column error, which wasmig writes",
             true,
         ),
         (

@@ -647,8 +647,12 @@ const LONG_COLUMNS: [(&str, &str); 12] = [
 /// (it refuses rows wasmig writes; one on the key's columns and more, a `REINDEX
 /// CONCURRENTLY`'s copy of it say, refuses nothing the key accepts), or a btree holding one of [`LONG_COLUMNS`] (hash, BRIN and GIN indexes do
 /// not keep the value). `relations` pairs each table
-/// of [`super::PRESENT`] with an `oid` expression for it. (A column wasmig writes that is
-/// gone fails the write with the server's "column does not exist".)
+/// of [`super::PRESENT`] with an `oid` expression for it. Also a column wasmig writes that is
+/// gone (dropped or renamed), which would fail every later write with the server's "column
+/// does not exist", read as the database's failure: looked for in tables that exist, once
+/// the layout is versioned (tables made before `wasmig_schema` lack columns until
+/// `schema::adopt_unversioned` adds them; a layout migration that adds a column to a table
+/// must keep that in mind).
 fn shape_findings(relations: &[(String, &str)]) -> String {
     let mut values = Vec::new();
     let mut long = Vec::new();
@@ -678,20 +682,25 @@ fn shape_findings(relations: &[(String, &str)]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT pg_catalog.concat(a.attrelid::pg_catalog.regclass, '.', a.attname,
+        "SELECT CASE WHEN a.attrelid IS NULL
+                  THEN pg_catalog.concat(w.rel::pg_catalog.regclass, ' has no column ', w.name,
+                       ', which wasmig writes (dropped or renamed: wasmig''s later writes of the table would fail)')
+                  ELSE pg_catalog.concat(a.attrelid::pg_catalog.regclass, '.', a.attname,
              CASE WHEN w.rel IS NULL
                   THEN pg_catalog.concat(' is a column wasmig does not write that ',
                        CASE WHEN a.attidentity OPERATOR(pg_catalog.<>) '' THEN 'draws from a sequence' ELSE 'refuses NULL' END)
                   WHEN pg_catalog.format_type(a.atttypid, a.atttypmod) OPERATOR(pg_catalog.<>) w.kind
                   THEN pg_catalog.concat(' is of the type ', pg_catalog.format_type(a.atttypid, a.atttypmod), ' where wasmig made it ', w.kind)
                   ELSE ' refuses NULL, which wasmig writes into it' END,
-             ' (wasmig''s later writes of the table could fail)') AS what
-         FROM pg_catalog.pg_attribute a
-         LEFT JOIN (VALUES {values}) AS w(rel, name, kind, nullable)
+             ' (wasmig''s later writes of the table could fail)') END AS what
+         FROM (SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, a.attnotnull, a.attidentity
+               FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (ARRAY[{oids}]::pg_catalog.oid[])
+                 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) AS a
+         FULL JOIN (VALUES {values}) AS w(rel, name, kind, nullable)
            ON a.attrelid OPERATOR(pg_catalog.=) w.rel AND a.attname OPERATOR(pg_catalog.=) w.name
-         WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (ARRAY[{oids}]::pg_catalog.oid[])
-           AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-           AND CASE WHEN w.rel IS NULL THEN a.attnotnull OR a.attidentity OPERATOR(pg_catalog.<>) ''
+         WHERE CASE WHEN a.attrelid IS NULL THEN w.rel IS NOT NULL AND {versioned} IS NOT NULL
+                    WHEN w.rel IS NULL THEN a.attnotnull OR a.attidentity OPERATOR(pg_catalog.<>) ''
                     ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) OPERATOR(pg_catalog.<>) w.kind
                          OR (a.attnotnull AND w.nullable) END
          UNION ALL
@@ -716,6 +725,10 @@ fn shape_findings(relations: &[(String, &str)]) -> String {
                   AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[]))))",
         values = values.join(", "),
         long = long.join(", "),
+        versioned = relations
+            .iter()
+            .find(|(_, name)| *name == crate::SCHEMA_TABLE)
+            .map_or("NULL", |(oid, _)| oid.as_str()),
     )
 }
 
