@@ -207,6 +207,65 @@ async fn a_held_postgres_lock_times_out_with_exit_11_naming_its_holder() {
     db.drop_db().await;
 }
 
+/// Another session holding a lock on one of wasmig's tables in an open transaction (`LOCK
+/// wasmig_history IN ACCESS EXCLUSIVE MODE`, an operator's `ALTER TABLE` waiting on
+/// something else) made every command that reads them wait for as long as it held it:
+/// the tamper check's catalog query waited on the lock, and `--lock-timeout` did not apply.
+/// Now wasmig's own statements give up after `--lock-timeout`, exit 11, naming the session
+/// and its lock; nothing ran. Once the session lets go, the run goes on.
+#[tokio::test]
+async fn a_lock_held_on_wasmigs_tables_is_waited_for_only_up_to_the_lock_timeout() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x integer);", "DROP TABLE t;");
+    project.run(&db, &["up"]).success();
+    project.sql_revision("b2", "CREATE TABLE u (x integer);", "DROP TABLE u;");
+
+    let options = sqlx::postgres::PgConnectOptions::from_str(&db.url)
+        .unwrap()
+        .application_name("e2e-table-locker");
+    let mut holder = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK wasmig_history IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    for args in [
+        &["up", "--lock-timeout", "1"][..],
+        &["up", "--plan", "--lock-timeout", "1"],
+        &["down", "base", "--lock-timeout", "1"],
+        &["history", "--log", "--lock-timeout", "1"],
+    ] {
+        let started = Instant::now();
+        let child = wasmig_cmd(&project.dir)
+            .args(args)
+            .args(["--database-url", &db.url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (code, stderr, _) = crate::support::returned_by_itself(child, started).await;
+        assert_eq!(code, 11, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("another session holds a lock on wasmig's tables")
+                && stderr.contains("application_name 'e2e-table-locker'")
+                && stderr.contains("AccessExclusiveLock on wasmig_history")
+                && stderr.contains("gave up after 1 s (--lock-timeout)"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(db.heads().await, ["a1"], "nothing ran");
+    assert!(!db.table_exists("u").await);
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    project.run(&db, &["up", "--lock-timeout", "1"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    holder.close().await.unwrap();
+    db.drop_db().await;
+}
+
 #[tokio::test]
 async fn a_held_sqlite_lock_file_times_out_with_exit_11_naming_its_holder() {
     let project = TestProject::new();

@@ -50,8 +50,8 @@ pub(crate) struct Global {
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
     /// How long up, down, stamp, rehash and resolve wait for another run's migration lock
-    /// on the database (and for a killed run's session still at work) before giving up
-    /// (exit 11).
+    /// on the database (and for a killed run's session still at work), and any command for
+    /// another session's lock on wasmig's tables, before giving up (exit 11).
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub(crate) lock_timeout: u64,
     /// Run the project as untrusted code (a pull request in shared CI): jailed builds, no

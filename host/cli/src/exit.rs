@@ -101,6 +101,7 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
             };
         }
         if cause.is::<LockTimeout>()
+            || cause.is::<wasmig::db::TablesLocked>()
             || cause.is::<wasmig::fleet::LedgerBusy>()
             || cause.is::<wasmig::db::LockLost>()
             || cause.is::<wasmig::db::LockLostAfter>()

@@ -391,6 +391,14 @@ pub trait Database: Send + Sync {
     /// before [`Database::verify_run_writes`] leaves it).
     fn forget_run_writes(&self) {}
 
+    /// Who holds a lock on wasmig's tables that this connection's session waits for or
+    /// gave up waiting for (`pid N (application) running …`, `; `-separated), for the
+    /// error of a statement of wasmig's that ran out of [`LockSettings::wait`]; `None`
+    /// where nobody does, or the backend cannot tell (PostgreSQL only).
+    async fn tables_locked_by(&self) -> Option<String> {
+        None
+    }
+
     /// Closes the pool.
     async fn close(&self);
 }
@@ -865,6 +873,28 @@ pub struct Begun {
     pub history: i64,
 }
 
+/// A statement of wasmig's own outside a step (creating, checking or reading its tables)
+/// gave up waiting for a lock another session held on them, after `--lock-timeout`
+/// (PostgreSQL's `lock_timeout` on the control connection): `LOCK wasmig_history IN ACCESS
+/// EXCLUSIVE MODE` in an open transaction, say. Before, such a run waited as long as that
+/// session kept its lock.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another session holds a lock on wasmig's tables on {database}: {holder}; gave up after {} s (--lock-timeout): end or wait for that session's transaction, then run again",
+    .waited.as_secs()
+)]
+pub struct TablesLocked {
+    /// The database, its URL without the password.
+    pub database: String,
+    /// Who holds a lock on them, as far as the database can tell.
+    pub holder: String,
+    /// How long the statement waited.
+    pub waited: std::time::Duration,
+    /// The statement's error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
 /// Another run held the migration lock for longer than `--lock-timeout`.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -1057,6 +1087,13 @@ impl DbError {
         )))
     }
 
+    /// Whether a query gave up waiting for a lock (55P03, `lock_not_available`: the
+    /// session's `lock_timeout` ran out, or a `NOWAIT`).
+    pub fn gave_up_on_a_lock(&self) -> bool {
+        matches!(self, DbError::Query { source: sqlx::Error::Database(e), .. }
+            if e.code().as_deref() == Some("55P03"))
+    }
+
     /// Whether the connection the query ran on failed (ended by the server or another
     /// session, or broken), rather than the query.
     pub fn connection_lost(&self) -> bool {
@@ -1207,7 +1244,7 @@ async fn connect_to(
         DatabaseUrl::Postgres { .. } => {
             let search_path = tenant_schema.then_some(schema);
             let early = intent == Intent::Lock && lock.mode == LockMode::Auto;
-            let mut db = postgres::PgDatabase::connect(url, search_path, early)
+            let mut db = postgres::PgDatabase::connect_waiting(url, search_path, early, Some(lock.wait))
                 .await?
                 .in_schema(schema.to_owned())
                 .with_lock(lock.clone());
@@ -1320,6 +1357,9 @@ pub struct LockSettings {
     pub lease: std::time::Duration,
     /// Where the mode was set, for the log (`lock = "lease" in wasmig.toml`).
     pub source: String,
+    /// How long wasmig's own statements outside a step wait for a lock another session
+    /// holds on its tables before giving up (the run's `--lock-timeout`; PostgreSQL).
+    pub wait: std::time::Duration,
 }
 
 impl Default for LockSettings {
@@ -1328,6 +1368,7 @@ impl Default for LockSettings {
             mode: LockMode::Auto,
             lease: std::time::Duration::from_secs(30),
             source: "the default".to_owned(),
+            wait: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -398,10 +398,29 @@ impl PgDatabase {
     /// # Errors
     /// [`DbError::InvalidUrl`] when sqlx cannot parse the URL, [`DbError::Connect`] when the
     /// server cannot be reached or refuses the login.
+    #[cfg(test)]
     pub(crate) async fn connect(
         url: &DatabaseUrl,
         search_path: Option<&str>,
         early: bool,
+    ) -> Result<Self, DbError> {
+        Self::connect_waiting(url, search_path, early, None).await
+    }
+
+    /// [`PgDatabase::connect`], with the control connection's `lock_timeout` at `wait`
+    /// (`None`: the server's): how long wasmig's own statements there (creating and
+    /// checking its tables, reading them before a plan) wait for a lock another session
+    /// holds on its tables, as `LOCK wasmig_history IN ACCESS EXCLUSIVE MODE` does, before
+    /// they give up (55P03, named by [`Database::tables_locked_by`]). Set as a start-up
+    /// option: no round trip.
+    ///
+    /// # Errors
+    /// As [`PgDatabase::connect`].
+    pub(crate) async fn connect_waiting(
+        url: &DatabaseUrl,
+        search_path: Option<&str>,
+        early: bool,
+        wait: Option<std::time::Duration>,
     ) -> Result<Self, DbError> {
         let DatabaseUrl::Postgres { url: raw } = url else {
             return Err(DbError::InvalidUrl {
@@ -461,9 +480,16 @@ impl PgDatabase {
         // written in one format whatever the database's or the role's defaults (startup
         // options override both; sqlx's start-up asks for the same two), so its reads of
         // them go by the simple protocol (`bookkeeping::Control`).
-        let control_options = options
+        let mut control_options = options
             .clone()
             .options([("DateStyle", "ISO"), ("TimeZone", "UTC")]);
+        if let Some(wait) = wait {
+            // At least a second (`--lock-timeout 0` tries the migration lock once, but a
+            // row lock another run's statement holds for a moment is no reason to stop; 0
+            // would wait forever).
+            let ms = wait.as_millis().clamp(1000, i32::MAX as u128).to_string();
+            control_options = control_options.options([("lock_timeout", ms.as_str())]);
+        }
         let probe = control_options.connect().await.map_err(connect_error);
         let mut probe = match probe {
             Ok(probe) => probe,
@@ -1372,6 +1398,40 @@ impl Database for PgDatabase {
                 FLUSH_WAIT.as_secs()
             )),
         }
+    }
+
+    async fn tables_locked_by(&self) -> Option<String> {
+        let tables = PRESENT
+            .iter()
+            .map(|t| {
+                format!(
+                    "pg_catalog.to_regclass({})",
+                    bookkeeping::lit(&self.store.words().table(t))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        // On a connection of the pool: the control connection may be in a transaction the
+        // error aborted. The holders' own words (application_name, query) are shown, not
+        // trusted; an `ACCESS SHARE` lock (a reader) blocks none of wasmig's statements
+        // that wait for a lock.
+        let found: Result<Option<String>, sqlx::Error> = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT pg_catalog.string_agg(pg_catalog.concat('pid ', a.pid, ' (application_name ''',
+                    a.application_name, ''', ', a.state, ', holding ', l.mode, ' on ',
+                    l.relation::pg_catalog.regclass, '): `',
+                    pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 100), '`'),
+                    '; ' ORDER BY a.pid)
+             FROM pg_catalog.pg_locks l
+             JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
+             WHERE l.granted AND l.locktype OPERATOR(pg_catalog.=) 'relation'
+               AND l.mode OPERATOR(pg_catalog.<>) 'AccessShareLock'
+               AND l.relation OPERATOR(pg_catalog.=) ANY (ARRAY[{tables}]::pg_catalog.oid[])
+               AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|row| row.try_get(0));
+        found.ok().flatten()
     }
 
     async fn close(&self) {

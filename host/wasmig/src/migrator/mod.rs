@@ -403,7 +403,8 @@ impl Migrator {
             tracing::debug!("database: {url}");
         }
         let role = self.project.config.role.as_deref();
-        let lock = self.project.config.lock_settings()?;
+        let mut lock = self.project.config.lock_settings()?;
+        lock.wait = self.options.lock_timeout;
         let db = match &self.options.schema {
             Some(schema) => db::connect_schema(&url, schema, role, &lock, intent).await?,
             None => {
@@ -411,7 +412,23 @@ impl Migrator {
                 db::connect(&url, schema, role, &lock, intent).await?
             }
         };
-        let result = work(db.as_ref()).await;
+        let result = match work(db.as_ref()).await {
+            Err(e) if gave_up_on_tables(&e) => {
+                // Named while the holder still holds it (best effort: `None` once it let go).
+                let holder = db
+                    .tables_locked_by()
+                    .await
+                    .unwrap_or_else(|| "a session that no longer holds it (try again)".to_owned());
+                Err(db::TablesLocked {
+                    database: url.to_string(),
+                    holder,
+                    waited: self.options.lock_timeout,
+                    source: e.into(),
+                }
+                .into())
+            }
+            other => other,
+        };
         db.close().await;
         result
     }
@@ -1223,4 +1240,15 @@ async fn with_lock<T>(
             Err(run)
         }
     }
+}
+
+/// Whether `e` is a statement of wasmig's own that gave up waiting for a lock on the control
+/// connection (see [`db::TablesLocked`]); a migration's own (its `lock_timeout`) is its
+/// failure.
+fn gave_up_on_tables(e: &anyhow::Error) -> bool {
+    !e.chain().any(|c| c.is::<crate::error::MigrationError>())
+        && e.chain().any(|c| {
+            c.downcast_ref::<db::DbError>()
+                .is_some_and(db::DbError::gave_up_on_a_lock)
+        })
 }

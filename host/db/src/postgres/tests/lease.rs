@@ -14,6 +14,7 @@ fn short_lease() -> LockSettings {
         mode: LockMode::Lease,
         lease: Duration::from_secs(1),
         source: "the test".into(),
+        ..LockSettings::default()
     }
 }
 

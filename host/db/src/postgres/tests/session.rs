@@ -817,6 +817,7 @@ async fn an_early_begin_gives_up_on_a_held_lock_and_none_is_sent_under_a_lease()
                 mode: crate::LockMode::Lease,
                 lease: Duration::from_secs(30),
                 source: "the test".into(),
+                ..crate::LockSettings::default()
             };
         }
         let lock = t.db.lock(Duration::from_secs(5)).await.unwrap();
