@@ -1007,6 +1007,118 @@ async fn dbmates_per_block_transaction_setting_is_kept_per_direction() {
     db.drop_db().await;
 }
 
+/// golang-migrate run with its driver's `x-multi-statement=true` sends each statement of a
+/// file on its own, autocommitted: a file mixing `CREATE INDEX CONCURRENTLY` with other
+/// statements works there, and is imported as `none` with `--x-multi-statement` (without
+/// it, the file is one query: one transaction, where the index fails, under both tools).
+/// A file it would cut inside a string is refused, naming the file, with nothing written;
+/// the option is golang-migrate's alone.
+#[tokio::test]
+async fn golang_migrates_x_multi_statement_option_runs_each_statement_alone() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    let source = project.dir.join("source");
+    write_files(
+        &source,
+        &files(&[
+            (
+                "1_t.up.sql",
+                "CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\nCREATE INDEX CONCURRENTLY ti ON t (x);\n"
+                    .into(),
+            ),
+            ("1_t.down.sql", "DROP TABLE t;\n".into()),
+        ]),
+    );
+    let plain = project
+        .run(
+            &db,
+            &[
+                "import",
+                "--from",
+                "golang-migrate",
+                "source",
+                "--dry-run",
+                "--json",
+            ],
+        )
+        .success();
+    assert_eq!(plain.json()["revisions"][0]["transaction"], "per-migration");
+    project
+        .run(
+            &db,
+            &[
+                "import",
+                "--from",
+                "golang-migrate",
+                "source",
+                "--x-multi-statement",
+            ],
+        )
+        .success();
+    let t = manifest(&project, "1");
+    assert!(t.contains("transaction = \"none\""), "{t}");
+    // The down file's one statement: in a transaction, the same thing for one statement.
+    assert!(t.contains("downgrade_transaction = \"per-migration\""), "{t}");
+    project.run(&db, &["up"]).success();
+    assert_eq!(
+        db.strings("SELECT indexname FROM pg_indexes WHERE indexname = 'ti'")
+            .await,
+        ["ti"]
+    );
+
+    let cut = TestProject::new();
+    write_files(
+        &cut.dir.join("source"),
+        &files(&[(
+            "1_tips.up.sql",
+            "CREATE TABLE tips (t text);\nINSERT INTO tips VALUES ('vacuum; then analyze');\n"
+                .into(),
+        )]),
+    );
+    let refused = cut
+        .run(
+            &db,
+            &[
+                "import",
+                "--from",
+                "golang-migrate",
+                "source",
+                "--x-multi-statement",
+            ],
+        )
+        .fails_with(CONFIG);
+    assert!(
+        refused.stderr.contains("1_tips.up.sql")
+            && refused.stderr.contains("cuts a file after every `;`"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !cut.dir
+            .join("versions")
+            .read_dir()
+            .is_ok_and(|mut d| d.any(|e| e.unwrap().path().join("migration.toml").exists()))
+    );
+    let other = cut
+        .run(
+            &db,
+            &[
+                "import",
+                "--from",
+                "dbmate",
+                "source",
+                "--x-multi-statement",
+            ],
+        )
+        .fails_with(CONFIG);
+    assert!(
+        other.stderr.contains("golang-migrate's option"),
+        "{}",
+        other.stderr
+    );
+    db.drop_db().await;
+}
+
 /// Diesel, sqlx, dbmate and refinery send a migration without a transaction as one query,
 /// which PostgreSQL runs in one implicit transaction when it holds several statements: a
 /// failure part-way leaves nothing, under the tool and under wasmig (per-migration, not

@@ -230,6 +230,10 @@ pub(crate) enum Command {
         /// Print what would be written or recorded, and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// golang-migrate only: the tool ran with its PostgreSQL driver's
+        /// `x-multi-statement=true`, sending each statement of a file on its own.
+        #[arg(long)]
+        x_multi_statement: bool,
     },
     /// Lint the SQL revisions for operations dangerous on a live database (squawk's rules
     /// on PostgreSQL, and wasmig's own): no database needed. Findings are exit 15.

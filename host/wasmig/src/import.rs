@@ -13,7 +13,9 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-pub use wasmig_plan::import::{AdoptRefused, Format, Reads, SourceFile, SourceMigration};
+pub use wasmig_plan::import::{
+    AdoptRefused, Format, Reads, SourceFile, SourceMigration, ToolOptions,
+};
 
 use crate::config::Project;
 use crate::error::ConfigError;
@@ -156,9 +158,14 @@ fn postgres_statements(script: &str) -> Option<Vec<&str>> {
 /// [`ConfigError`] for a source the tool would refuse, a version that is no usable revision
 /// id, or an id the project already uses for something else; graph errors when the project
 /// has several heads to build on.
-pub fn plan(project: &Project, format: Format, dir: &Path) -> anyhow::Result<ImportPlan> {
+pub fn plan(
+    project: &Project,
+    format: Format,
+    dir: &Path,
+    options: ToolOptions,
+) -> anyhow::Result<ImportPlan> {
     let files = read_dir(dir, format)?;
-    let migrations = format.parse(&files, &postgres_statements)?;
+    let migrations = format.parse_with(&files, &postgres_statements, options)?;
     if migrations.is_empty() {
         return Err(ConfigError::new(format!(
             "{} holds no {format} migration; check the directory and --from",

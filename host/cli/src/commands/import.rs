@@ -1,4 +1,4 @@
-//! `wasmig import --from FORMAT SOURCE_DIR [--adopt] [--dry-run]`: write another tool's
+//! `wasmig import --from FORMAT SOURCE_DIR [--adopt] [--dry-run] [--x-multi-statement]`: write another tool's
 //! migrations as revisions, then (with `--adopt`) record what that tool had applied.
 
 use std::path::Path;
@@ -17,10 +17,11 @@ pub(super) async fn run(
     g: &Global,
     format: Format,
     source: &Path,
+    options: import::ToolOptions,
     adopt: bool,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let plan = import::plan(migrator.project(), format, source)?;
+    let plan = import::plan(migrator.project(), format, source, options)?;
     let new: Vec<&Imported> = plan.revisions.iter().filter(|r| !r.exists).collect();
     let kept = plan.revisions.len() - new.len();
     if adopt && !dry_run {

@@ -91,7 +91,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             source,
             adopt,
             dry_run,
-        } => import::run(&migrator, g, *from, source, *adopt, *dry_run).await,
+            x_multi_statement,
+        } => {
+            let options = wasmig::import::ToolOptions {
+                multi_statement: *x_multi_statement,
+            };
+            import::run(&migrator, g, *from, source, options, *adopt, *dry_run).await
+        }
         Command::Test {
             single_head,
             budget_secs,

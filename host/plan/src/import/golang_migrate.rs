@@ -5,8 +5,10 @@
 //! transaction (wasmig's default mode, `transaction = "per-migration"`), and a query of one
 //! statement that refuses a transaction block (`CREATE INDEX CONCURRENTLY`, `VACUUM`)
 //! outside one (`transaction = "none"`). Statements are counted by PostgreSQL's parser; a
-//! file it cannot read stays per-migration. (The driver's `x-multi-statement` URL option,
-//! which sends the statements one by one, is not in the directory: not seen here.) The
+//! file it cannot read stays per-migration. With the driver's `x-multi-statement` URL option
+//! (not in the directory: `wasmig import --x-multi-statement` says so), a file is cut after
+//! every `;` (`multistmt.Parse`, a plain byte search) and each piece runs on its own: a file
+//! of several statements is `none`, and one cut inside a statement is refused. The
 //! table holds one row, the current version: `schema_migrations (version BIGINT PRIMARY KEY,
 //! dirty BOOLEAN)`; every migration up to it is applied.
 
@@ -42,9 +44,34 @@ pub(super) fn reads(path: &str) -> Reads {
     }
 }
 
+/// Whether golang-migrate run with `x-multi-statement` sends `text` as several statements,
+/// each autocommitted (`transaction = "none"` runs the same ones one by one). It cuts the
+/// file after every `;`, inside strings, bodies and comments too, and sends each piece that
+/// is not blank: a piece that is not one whole statement (or only comments) is refused, as
+/// PostgreSQL refuses it there. A file the parser cannot read at all is refused too.
+fn sent_cut(text: &str, file: &str, split: &Split) -> Result<bool, ConfigError> {
+    let mut statements = 0;
+    for piece in text.split_inclusive(';') {
+        if piece.trim().is_empty() {
+            continue;
+        }
+        match split(piece) {
+            Some(s) if s.len() <= 1 => statements += s.len(),
+            _ => {
+                let shown: String = piece.trim().chars().take(80).collect();
+                return Err(ConfigError::new(format!(
+                    "golang-migrate: {file}: with x-multi-statement golang-migrate cuts a file after every `;`, inside strings, bodies and comments too, and sends `{shown}` on its own, which is not a statement PostgreSQL can read (golang-migrate fails there too); without x-multi-statement, import without --x-multi-statement"
+                )));
+            }
+        }
+    }
+    Ok(statements > 1)
+}
+
 pub(super) fn parse(
     files: &[SourceFile],
     split: &Split,
+    multi_statement: bool,
 ) -> Result<Vec<SourceMigration>, ConfigError> {
     let mut pairs: BTreeMap<u64, Pair<'_>> = BTreeMap::new();
     for file in files.iter().filter(|f| f.is_top_level()) {
@@ -59,6 +86,13 @@ pub(super) fn parse(
             )));
         }
     }
+    let cut = |text: &str, file: &str| {
+        if multi_statement {
+            sent_cut(text, file, split)
+        } else {
+            Ok(false)
+        }
+    };
     pairs
         .into_iter()
         .map(|(version, pair)| {
@@ -77,9 +111,13 @@ pub(super) fn parse(
                 down_file: pair.down.map(|d| d.path.clone()),
                 up: text.to_owned(),
                 down: down.map(str::to_owned),
-                // golang-migrate sends each file as one query, without a transaction.
-                up_no_transaction: runs_alone(text, split),
-                down_no_transaction: down.is_some_and(|d| runs_alone(d, split)),
+                // golang-migrate sends each file as one query, without a transaction (or,
+                // with x-multi-statement, each of its statements as one).
+                up_no_transaction: cut(text, &up.path)? || runs_alone(text, split),
+                down_no_transaction: match (down, pair.down) {
+                    (Some(d), Some(file)) => cut(d, &file.path)? || runs_alone(d, split),
+                    _ => false,
+                },
                 transaction_cut: false,
                 checksum: None,
             })
@@ -124,7 +162,7 @@ pub(super) fn applied(migrations: &[SourceMigration], rows: &[Row]) -> Result<us
 mod tests {
     use super::super::tests::{dir, rows};
     use super::super::transaction::tests::split;
-    use super::super::{AdoptRefused, Format};
+    use super::super::{AdoptRefused, Format, ToolOptions};
     use crate::manifest::TransactionMode;
 
     #[test]
@@ -170,6 +208,53 @@ mod tests {
         assert_eq!(
             (ms[0].transaction(), ms[0].downgrade_transaction()),
             (TransactionMode::PerMigration, Some(TransactionMode::None))
+        );
+    }
+
+    #[test]
+    fn with_x_multi_statement_a_file_of_several_statements_runs_one_by_one() {
+        let files = dir(&[
+            (
+                "1_a.up.sql",
+                "CREATE TABLE u (x int);\nCREATE INDEX CONCURRENTLY j ON u (x);\n-- done\n",
+            ),
+            ("1_a.down.sql", "DROP TABLE u;\n"),
+            ("2_b.up.sql", "BEGIN;\nCREATE TABLE v ();\nCOMMIT;\n"),
+        ]);
+        let multi = ToolOptions {
+            multi_statement: true,
+        };
+        let ms = Format::GolangMigrate
+            .parse_with(&files, &split, multi)
+            .unwrap();
+        // The up file's two statements each on their own; the down file's one in a
+        // transaction; a file's own BEGIN and COMMIT (sent on their own too) still make one.
+        assert!(ms[0].up_no_transaction && !ms[0].down_no_transaction);
+        assert!(!ms[1].up_no_transaction && ms[1].transaction_cut);
+        // Without the option, golang-migrate sends the first file as one query.
+        let ms = Format::GolangMigrate.parse(&files, &split).unwrap();
+        assert!(!ms[0].up_no_transaction);
+        // Another tool has no such option.
+        let err = Format::Dbmate.parse_with(&[], &split, multi).unwrap_err();
+        assert!(err.message.contains("golang-migrate's option"), "{err}");
+        // A piece that is not a statement alone (the test splitter reads no further than
+        // it must: a piece it makes two statements of stands for what PostgreSQL refuses).
+        let err = Format::GolangMigrate
+            .parse_with(
+                &dir(&[("1_a.up.sql", "SELECT 1;\nSELECT 2 -- x\n")]),
+                &|t: &str| {
+                    Some(if t.contains("SELECT 2") {
+                        vec!["SELECT", "2"]
+                    } else {
+                        vec![t]
+                    })
+                },
+                multi,
+            )
+            .unwrap_err();
+        assert!(
+            err.message.contains("1_a.up.sql") && err.message.contains("`SELECT 2 -- x`"),
+            "{err}"
         );
     }
 

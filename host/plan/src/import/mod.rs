@@ -120,10 +120,29 @@ impl Format {
         files: &[SourceFile],
         split: &Split,
     ) -> Result<Vec<SourceMigration>, ConfigError> {
+        self.parse_with(files, split, ToolOptions::default())
+    }
+
+    /// [`Format::parse`] for a tool run with `options`.
+    ///
+    /// # Errors
+    /// As [`Format::parse`]; with golang-migrate's `x-multi-statement`, also a file the tool
+    /// would cut inside a statement.
+    pub fn parse_with(
+        self,
+        files: &[SourceFile],
+        split: &Split,
+        options: ToolOptions,
+    ) -> Result<Vec<SourceMigration>, ConfigError> {
+        if options.multi_statement && self != Format::GolangMigrate {
+            return Err(ConfigError::new(format!(
+                "--x-multi-statement is golang-migrate's option (its database URL's `x-multi-statement=true`); {self} has none: remove it"
+            )));
+        }
         let mut migrations = match self {
             Format::Diesel => diesel::parse(files)?,
             Format::Sqlx => sqlx::parse(files)?,
-            Format::GolangMigrate => golang_migrate::parse(files, split)?,
+            Format::GolangMigrate => golang_migrate::parse(files, split, options.multi_statement)?,
             Format::Dbmate => dbmate::parse(files)?,
             Format::Goose => goose::parse(files, split)?,
             Format::Flyway => flyway::parse(files, split)?,
@@ -295,6 +314,14 @@ impl SourceFile {
             ))
         })
     }
+}
+
+/// How the source tool was run, where its directory does not say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ToolOptions {
+    /// golang-migrate's `x-multi-statement` (a URL option of its PostgreSQL driver): each
+    /// file is cut after every `;` and each piece sent on its own, autocommitted.
+    pub multi_statement: bool,
 }
 
 /// One migration as the source tool runs it.
