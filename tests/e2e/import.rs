@@ -1058,7 +1058,10 @@ async fn golang_migrates_x_multi_statement_option_runs_each_statement_alone() {
     let t = manifest(&project, "1");
     assert!(t.contains("transaction = \"none\""), "{t}");
     // The down file's one statement: in a transaction, the same thing for one statement.
-    assert!(t.contains("downgrade_transaction = \"per-migration\""), "{t}");
+    assert!(
+        t.contains("downgrade_transaction = \"per-migration\""),
+        "{t}"
+    );
     project.run(&db, &["up"]).success();
     assert_eq!(
         db.strings("SELECT indexname FROM pg_indexes WHERE indexname = 'ti'")
@@ -1115,6 +1118,48 @@ async fn golang_migrates_x_multi_statement_option_runs_each_statement_alone() {
         other.stderr.contains("golang-migrate's option"),
         "{}",
         other.stderr
+    );
+    db.drop_db().await;
+}
+
+/// golang-migrate sends a file of one statement as one query, outside a transaction block,
+/// where a procedure or a `DO` block may `COMMIT` inside: such a file is imported as
+/// `none` and runs (in a transaction PostgreSQL refuses the `COMMIT`, 2D000, which is what
+/// wasmig did before). A file of several statements stays one transaction, as the tool
+/// runs it.
+#[tokio::test]
+async fn a_procedure_or_do_block_committing_inside_runs_as_the_tool_ran_it() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    write_files(
+        &project.dir.join("source"),
+        &files(&[
+            (
+                "1_batches.up.sql",
+                "CREATE TABLE t (x int);\nCREATE PROCEDURE fill() LANGUAGE plpgsql AS $$\nBEGIN\n  INSERT INTO t VALUES (1);\n  COMMIT;\n  INSERT INTO t VALUES (2);\nEND\n$$;\n"
+                    .into(),
+            ),
+            ("2_fill.up.sql", "CALL fill();\n".into()),
+            (
+                "3_more.up.sql",
+                "DO $body$\nBEGIN\n  INSERT INTO t VALUES (3);\n  COMMIT;\n  INSERT INTO t VALUES (4);\nEND\n$body$;\n"
+                    .into(),
+            ),
+        ]),
+    );
+    project
+        .run(&db, &["import", "--from", "golang-migrate", "source"])
+        .success();
+    assert!(manifest(&project, "1").contains("transaction = \"per-migration\""));
+    for id in ["2", "3"] {
+        let m = manifest(&project, id);
+        assert!(m.contains("transaction = \"none\""), "{m}");
+    }
+    project.run(&db, &["up"]).success();
+    assert_eq!(
+        db.strings("SELECT string_agg(x::text, ',' ORDER BY x) FROM t")
+            .await,
+        ["1,2,3,4"]
     );
     db.drop_db().await;
 }

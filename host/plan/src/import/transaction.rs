@@ -77,7 +77,54 @@ pub(crate) fn unwrap(script: &str, split: &Split) -> Result<Control, String> {
 /// one statement, and one that refuses a transaction block. A query of several statements
 /// runs in one implicit transaction, where such a statement fails.
 pub(crate) fn runs_alone(text: &str, split: &Split) -> bool {
-    split(text).is_some_and(|s| matches!(s.as_slice(), [one] if postgres_refuses_block(one)))
+    split(text).is_some_and(
+        |s| matches!(s.as_slice(), [one] if postgres_refuses_block(one) || may_commit(one)),
+    )
+}
+
+/// Whether a statement may end its own transaction from inside, which PostgreSQL allows
+/// only outside a transaction block (2D000 "invalid transaction termination" in one): a
+/// `CALL` (a procedure may `COMMIT`), or a `DO` block whose body says `COMMIT` or
+/// `ROLLBACK` (read as words, a comment or string of the body's included: such a statement
+/// alone runs the same either way, but for that).
+pub(crate) fn may_commit(statement: &str) -> bool {
+    let tokens = lex(statement);
+    let first = tokens
+        .iter()
+        .find(|t| t.kind == Kind::Word)
+        .map(|t| statement[t.start..t.end].to_ascii_uppercase());
+    match first.as_deref() {
+        Some("CALL") => true,
+        Some("DO") => tokens.iter().filter(|t| t.kind == Kind::Other).any(|t| {
+            let body = quoted_body(&statement[t.start..t.end]);
+            lex(body).iter().any(|w| {
+                w.kind == Kind::Word
+                    && matches!(
+                        body[w.start..w.end].to_ascii_uppercase().as_str(),
+                        "COMMIT" | "ROLLBACK"
+                    )
+            })
+        }),
+        _ => false,
+    }
+}
+
+/// What a quoted token holds between its quotes: `$tag$…$tag$`, `'…'`, `E'…'` (the
+/// token itself when it is not quoted).
+fn quoted_body(token: &str) -> &str {
+    if let Some(rest) = token.strip_prefix('$')
+        && let Some(end) = rest.find('$')
+    {
+        let tag = end + 2;
+        return token
+            .get(tag..token.len().saturating_sub(tag))
+            .unwrap_or("");
+    }
+    let token = token.strip_prefix(['E', 'e']).unwrap_or(token);
+    token
+        .strip_prefix('\'')
+        .and_then(|t| t.strip_suffix('\''))
+        .unwrap_or(token)
 }
 
 /// Whether a statement PostgreSQL refuses inside a transaction block (`CREATE INDEX
@@ -463,6 +510,16 @@ pub(crate) mod tests {
             "CREATE INDEX i ON t (x) -- not CONCURRENTLY"
         ));
         assert!(!postgres_refuses_block("SELECT 'VACUUM'"));
+        assert!(may_commit("CALL archive_old_rows(30)"));
+        assert!(may_commit(
+            "DO $body$ BEGIN INSERT INTO t VALUES (1); COMMIT; END $body$"
+        ));
+        assert!(may_commit("do language plpgsql 'begin rollback; end'"));
+        assert!(!may_commit(
+            "DO $$ BEGIN INSERT INTO commits VALUES (1); END $$"
+        ));
+        assert!(!may_commit("SELECT 'CALL x()'"));
+        assert!(!may_commit("COMMIT"));
         assert!(!postgres_refuses_block(
             "INSERT INTO tips VALUES ('Nightly job; vacuum runs at 3am')"
         ));
