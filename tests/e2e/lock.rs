@@ -8,7 +8,7 @@ use std::process::{Child, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use sqlx::Connection;
+use sqlx::{AssertSqlSafe, Connection};
 
 use crate::snap::{assert_run, shown, shown_error, shown_with};
 use crate::support::{ALL, Backend, Run, TestDb, TestProject, wasmig_cmd};
@@ -260,6 +260,86 @@ async fn a_lock_held_on_wasmigs_tables_is_waited_for_only_up_to_the_lock_timeout
         .execute(&mut holder)
         .await
         .unwrap();
+
+    // Locks that let wasmig read its tables but not write them: the step's record gave up
+    // after the same wait (it waited as long as they were held), the step rolled back. A
+    // row lock is named by the lock its session holds on the table.
+    for (lock, named) in [
+        (
+            "LOCK wasmig_version IN SHARE MODE",
+            "holding ShareLock on wasmig_version",
+        ),
+        (
+            "SELECT * FROM wasmig_version FOR UPDATE",
+            "holding RowShareLock on wasmig_version",
+        ),
+    ] {
+        sqlx::raw_sql(AssertSqlSafe(format!("BEGIN; {lock}")))
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let child = wasmig_cmd(&project.dir)
+            .args(["up", "--lock-timeout", "1", "--database-url", &db.url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (code, stderr, _) = crate::support::returned_by_itself(child, started).await;
+        assert_eq!(code, 11, "{lock}: {stderr}");
+        assert!(
+            stderr.contains("another session holds a lock on wasmig's tables")
+                && stderr.contains(named),
+            "{lock}: {stderr}"
+        );
+        assert_eq!(db.heads().await, ["a1"], "{lock}: rolled back");
+        assert!(!db.table_exists("u").await, "{lock}");
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+    }
+
+    // An ALTER TABLE queued behind a reader: wasmig's statements queue behind it, and the
+    // error names both.
+    let mut reader = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let reader_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; SELECT count(*) FROM wasmig_version")
+        .execute(&mut reader)
+        .await
+        .unwrap();
+    let url = db.url.clone();
+    let alter = tokio::spawn(async move {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        let _ = sqlx::raw_sql("ALTER TABLE wasmig_version ADD COLUMN z int")
+            .execute(&mut c)
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let child = wasmig_cmd(&project.dir)
+        .args(["current", "--lock-timeout", "1", "--database-url", &db.url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, stderr, _) = crate::support::returned_by_itself(child, started).await;
+    assert_eq!(code, 11, "{stderr}");
+    assert!(
+        stderr.contains("waiting for AccessExclusiveLock on wasmig_version")
+            && stderr.contains(&format!("behind pid {reader_pid}")),
+        "{stderr}"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut reader)
+        .await
+        .unwrap();
+    alter.await.unwrap();
+    reader.close().await.unwrap();
+
     project.run(&db, &["up", "--lock-timeout", "1"]).success();
     assert_eq!(db.heads().await, ["b2"]);
     holder.close().await.unwrap();

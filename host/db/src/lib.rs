@@ -1357,8 +1357,8 @@ pub struct LockSettings {
     pub lease: std::time::Duration,
     /// Where the mode was set, for the log (`lock = "lease" in wasmig.toml`).
     pub source: String,
-    /// How long wasmig's own statements outside a step wait for a lock another session
-    /// holds on its tables before giving up (the run's `--lock-timeout`; PostgreSQL).
+    /// How long wasmig's own statements wait for a lock another session holds on its
+    /// tables before giving up (the run's `--lock-timeout`, at least a second; PostgreSQL).
     pub wait: std::time::Duration,
 }
 

@@ -260,6 +260,15 @@ impl Manifest {
         }
     }
 
+    /// The key of `migration.toml` that sets [`Manifest::transaction_for`] `direction`:
+    /// `downgrade_transaction` where it is set for a downgrade, else `transaction`.
+    pub fn transaction_key(&self, direction: Direction) -> &'static str {
+        match (direction, self.downgrade_transaction) {
+            (Direction::Downgrade, Some(_)) => "downgrade_transaction",
+            _ => "transaction",
+        }
+    }
+
     /// The down revisions as a list.
     pub fn down_revisions(&self) -> Vec<String> {
         self.down_revision

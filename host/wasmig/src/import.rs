@@ -195,6 +195,28 @@ pub fn plan(
         match existing.iter().find(|r| r.id() == imported.id) {
             Some(revision) => {
                 same_import(project, revision, &imported, format)?;
+                // Kept as it is, its transaction modes included: an import by an earlier
+                // wasmig (or an edit) may have chosen others than this one would.
+                let (up, down) = (
+                    imported.migration.transaction(),
+                    imported.migration.downgrade_transaction(),
+                );
+                let m = &revision.manifest;
+                if (m.transaction, m.downgrade_transaction) != (up, down) {
+                    tracing::warn!(
+                        "revision {} (kept) has transaction = \"{}\"{}, where {format} runs {} as transaction = \"{}\"{}; edit {} if the tool's way is what you want",
+                        imported.id,
+                        m.transaction.as_str(),
+                        m.downgrade_transaction
+                            .map(|d| format!(", downgrade_transaction = \"{}\"", d.as_str()))
+                            .unwrap_or_default(),
+                        imported.migration.source,
+                        up.as_str(),
+                        down.map(|d| format!(", downgrade_transaction = \"{}\"", d.as_str()))
+                            .unwrap_or_default(),
+                        revision.dir.join(revision::MANIFEST).display()
+                    );
+                }
                 imported.exists = true;
                 imported.parent = revision.manifest.down_revisions().into_iter().next();
             }

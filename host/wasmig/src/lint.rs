@@ -327,11 +327,13 @@ pub fn lint(
                             TRANSACTION_BLOCK.to_owned(),
                             "wasmig",
                             format!(
-                                "{what} cannot run inside a transaction block, and this revision runs in one (transaction = \"per-migration\"): the step will fail"
+                                "{what} cannot run inside a transaction block, and this revision runs in one ({} = \"per-migration\"): the step will fail",
+                                manifest.transaction_key(*direction)
                             ),
-                            Some(
-                                "move the statement to a revision of its own with transaction = \"none\" in its migration.toml".to_owned(),
-                            ),
+                            Some(match direction {
+                                Direction::Upgrade => "move the statement to a revision of its own with transaction = \"none\" in its migration.toml".to_owned(),
+                                Direction::Downgrade => "set downgrade_transaction = \"none\" in its migration.toml (its down.sql then runs statement by statement), or move the statement to a revision of its own".to_owned(),
+                            }),
                         ));
                     }
                 }

@@ -1107,6 +1107,31 @@ async fn a_column_wasmig_does_not_write_that_refuses_null_is_found() {
     }
 }
 
+/// A `none` script renaming the version table's column: its statements committed, and
+/// every later read of the heads fails with "column does not exist". That read failing is
+/// explained by the tamper check (exit 12, naming the column), at the step and in a later
+/// `current`, not reported as the database's failure (exit 5).
+#[tokio::test]
+async fn a_renamed_column_failing_wasmigs_reads_is_named_as_tampering() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
+    let b2 = project.sql_revision(
+        "b2",
+        "CREATE TABLE u (x int);\nALTER TABLE wasmig_version RENAME COLUMN revision TO rev;",
+        "SELECT 1;",
+    );
+    crate::support::no_transaction(&b2);
+    let named = "wasmig_version has no column revision, which wasmig writes";
+    let run = project.run(&db, &["up"]).fails_with(12);
+    assert!(run.stderr.contains(named), "{run:?}");
+    for args in [&["current"][..], &["up"]] {
+        let again = project.run(&db, args).fails_with(12);
+        assert!(again.stderr.contains(named), "{args:?}: {again:?}");
+    }
+    db.drop_db().await;
+}
+
 /// History rows a `none` script renumbers so that every id up to the largest bigint is
 /// taken, or with rows at both ends of the range: later records still find an id (none
 /// fails as a lost connection or a duplicate, exit 5), below the forged rows.

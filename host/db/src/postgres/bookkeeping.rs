@@ -649,10 +649,10 @@ const LONG_COLUMNS: [(&str, &str); 12] = [
 /// not keep the value). `relations` pairs each table
 /// of [`super::PRESENT`] with an `oid` expression for it. Also a column wasmig writes that is
 /// gone (dropped or renamed), which would fail every later write with the server's "column
-/// does not exist", read as the database's failure: looked for in tables that exist, once
-/// the layout is versioned (tables made before `wasmig_schema` lack columns until
-/// `schema::adopt_unversioned` adds them; a layout migration that adds a column to a table
-/// must keep that in mind).
+/// does not exist", read as the database's failure: looked for in tables that exist (the
+/// history table's `error` and `sqlstate` only once the layout is versioned: tables made
+/// before `wasmig_schema` lack them until `schema::adopt_unversioned` adds them; a layout
+/// migration that adds a column to a table must be exempted the same way).
 fn shape_findings(relations: &[(String, &str)]) -> String {
     let mut values = Vec::new();
     let mut long = Vec::new();
@@ -681,6 +681,12 @@ fn shape_findings(relations: &[(String, &str)]) -> String {
         .map(|(oid, _)| oid.as_str())
         .collect::<Vec<_>>()
         .join(", ");
+    let relation = |table: &str| {
+        relations
+            .iter()
+            .find(|(_, name)| *name == table)
+            .map_or("NULL::pg_catalog.oid", |(oid, _)| oid.as_str())
+    };
     format!(
         "SELECT CASE WHEN a.attrelid IS NULL
                   THEN pg_catalog.concat(w.rel::pg_catalog.regclass, ' has no column ', w.name,
@@ -699,7 +705,8 @@ fn shape_findings(relations: &[(String, &str)]) -> String {
                  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) AS a
          FULL JOIN (VALUES {values}) AS w(rel, name, kind, nullable)
            ON a.attrelid OPERATOR(pg_catalog.=) w.rel AND a.attname OPERATOR(pg_catalog.=) w.name
-         WHERE CASE WHEN a.attrelid IS NULL THEN w.rel IS NOT NULL AND {versioned} IS NOT NULL
+         WHERE CASE WHEN a.attrelid IS NULL THEN w.rel IS NOT NULL AND ({versioned} IS NOT NULL
+                         OR w.rel OPERATOR(pg_catalog.<>) {history} OR w.name OPERATOR(pg_catalog.<>) ALL (ARRAY['error', 'sqlstate']::pg_catalog.name[]))
                     WHEN w.rel IS NULL THEN a.attnotnull OR a.attidentity OPERATOR(pg_catalog.<>) ''
                     ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) OPERATOR(pg_catalog.<>) w.kind
                          OR (a.attnotnull AND w.nullable) END
@@ -725,10 +732,8 @@ fn shape_findings(relations: &[(String, &str)]) -> String {
                   AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[]))))",
         values = values.join(", "),
         long = long.join(", "),
-        versioned = relations
-            .iter()
-            .find(|(_, name)| *name == crate::SCHEMA_TABLE)
-            .map_or("NULL", |(oid, _)| oid.as_str()),
+        versioned = relation(crate::SCHEMA_TABLE),
+        history = relation(crate::HISTORY_TABLE),
     )
 }
 

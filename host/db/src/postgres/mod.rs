@@ -1412,19 +1412,24 @@ impl Database for PgDatabase {
             .collect::<Vec<_>>()
             .join(", ");
         // On a connection of the pool: the control connection may be in a transaction the
-        // error aborted. The holders' own words (application_name, query) are shown, not
-        // trusted; an `ACCESS SHARE` lock (a reader) blocks none of wasmig's statements
-        // that wait for a lock.
+        // error aborted. The sessions' own words (application_name, query) are shown, not
+        // trusted. Listed: a lock held but a reader's `ACCESS SHARE` (which blocks none of
+        // wasmig's statements that wait), and a lock waited for (an `ALTER TABLE` queued
+        // behind a reader, which wasmig's statements then queue behind), with whom it waits
+        // for.
         let found: Result<Option<String>, sqlx::Error> = sqlx::raw_sql(AssertSqlSafe(format!(
             "SELECT pg_catalog.string_agg(pg_catalog.concat('pid ', a.pid, ' (application_name ''',
-                    a.application_name, ''', ', a.state, ', holding ', l.mode, ' on ',
-                    l.relation::pg_catalog.regclass, '): `',
-                    pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 100), '`'),
-                    '; ' ORDER BY a.pid)
+                    a.application_name, ''', ', a.state, ', ',
+                    CASE WHEN l.granted THEN 'holding ' ELSE 'waiting for ' END, l.mode, ' on ',
+                    l.relation::pg_catalog.regclass,
+                    CASE WHEN l.granted THEN '' ELSE pg_catalog.concat(' behind pid ',
+                         pg_catalog.array_to_string(pg_catalog.pg_blocking_pids(a.pid), ', pid ')) END,
+                    '): `', pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 100), '`'),
+                    '; ' ORDER BY l.granted DESC, a.pid)
              FROM pg_catalog.pg_locks l
              JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
-             WHERE l.granted AND l.locktype OPERATOR(pg_catalog.=) 'relation'
-               AND l.mode OPERATOR(pg_catalog.<>) 'AccessShareLock'
+             WHERE l.locktype OPERATOR(pg_catalog.=) 'relation'
+               AND (NOT l.granted OR l.mode OPERATOR(pg_catalog.<>) 'AccessShareLock')
                AND l.relation OPERATOR(pg_catalog.=) ANY (ARRAY[{tables}]::pg_catalog.oid[])
                AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
         )))

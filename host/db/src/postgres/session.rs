@@ -168,6 +168,10 @@ pub(crate) struct PgSession {
     ///
     /// [`PgDatabase::begin`]: crate::Database::begin
     conn: Option<PoolConnection<Postgres>>,
+    /// How long wasmig's own statements in the step (the guard, the record) wait for a
+    /// lock another session holds on its tables, in ms (the run's `--lock-timeout`, at
+    /// least a second): they give up with 55P03 rather than wait as long as it is held.
+    own_lock_wait_ms: u128,
     /// Cancels by the backend pid of the connection; shared with the sandbox.
     canceller: Arc<PgCanceller>,
     /// Numbers the cursors of this transaction (`wasmig_cursor_N`).
@@ -342,9 +346,24 @@ impl PgDatabase {
             Some(known) => format!(", ({})", super::bookkeeping::known_watched_writes(known)),
             None => String::new(),
         };
-        // `BEGIN` and the select in one message: one round trip.
+        // `BEGIN` and the select in one message: one round trip. Its reads of wasmig's
+        // tables wait for another session's lock on them only up to `--lock-timeout`
+        // (55P03, named as `TablesLocked`); the migration's statements then wait as the
+        // server's default says.
+        let wait = if begun_columns.is_empty() {
+            (String::new(), "")
+        } else {
+            (
+                format!(
+                    "SET LOCAL lock_timeout = '{}ms'; ",
+                    self.lock_settings.wait.as_millis().max(1000)
+                ),
+                "; SET LOCAL lock_timeout TO DEFAULT",
+            )
+        };
         let begin = format!(
-            "BEGIN; SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}{begun_columns}{writes_column}"
+            "BEGIN; {}SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}{begun_columns}{writes_column}{}",
+            wait.0, wait.1
         );
         // Begun already, in the message that committed the step before, by this same
         // statement: no round trip. Begun by another (the run's tables or lock changed in
@@ -452,6 +471,7 @@ impl PgDatabase {
         let wire = self.relay.wire(pid);
         let tags = wire.as_ref().map_or(0, |w| w.transaction_tags());
         Ok(PgSession {
+            own_lock_wait_ms: self.lock_settings.wait.as_millis().max(1000),
             begin,
             begin_next: false,
             wire,
@@ -792,12 +812,18 @@ impl PgSession {
             .then(|| self.begin.clone())
     }
 
-    /// What the transaction that records this step sets for the lock beyond
-    /// [`OWN_LIMITS`] (see [`Holder::record_limits`](super::lease_lock::Holder::record_limits)).
+    /// What wasmig's own statements in this step's transaction set beyond [`OWN_LIMITS`]:
+    /// a bounded wait for locks on wasmig's tables ([`PgSession::own_lock_wait_ms`]), and
+    /// for the lock (see [`Holder::record_limits`](super::lease_lock::Holder::record_limits)).
     fn record_limits(&self) -> String {
-        self.lock_holder
+        let lock = self
+            .lock_holder
             .as_ref()
-            .map_or_else(String::new, super::lease_lock::Holder::record_limits)
+            .map_or_else(String::new, super::lease_lock::Holder::record_limits);
+        format!(
+            "SET LOCAL lock_timeout = '{}ms'; {lock}",
+            self.own_lock_wait_ms
+        )
     }
 
     pub(super) fn conn(&mut self) -> &mut PgConnection {

@@ -413,21 +413,24 @@ impl Migrator {
             }
         };
         let result = match work(db.as_ref()).await {
-            Err(e) if gave_up_on_tables(&e) => {
-                // Named while the holder still holds it (best effort: `None` once it let go).
-                let holder = db
-                    .tables_locked_by()
-                    .await
-                    .unwrap_or_else(|| "a session that no longer holds it (try again)".to_owned());
-                Err(db::TablesLocked {
-                    database: url.to_string(),
-                    holder,
-                    waited: self.options.lock_timeout,
-                    source: e.into(),
+            Err(mut e) => {
+                // A step's failure keeps its report (the steps applied before it): what
+                // failed on the host inside it is explained in place.
+                // (At least a second: see `db::LockSettings::wait`.)
+                let wait = self.options.lock_timeout.max(Duration::from_secs(1));
+                match e
+                    .downcast_mut::<crate::error::MigrationError>()
+                    .and_then(|m| host_failure(&mut m.failure))
+                {
+                    Some(inner) => {
+                        let taken = std::mem::replace(inner, anyhow::anyhow!("(explained)"));
+                        *inner = explained(db.as_ref(), taken, &url, wait).await;
+                        Err(e)
+                    }
+                    None => Err(explained(db.as_ref(), e, &url, wait).await),
                 }
-                .into())
             }
-            other => other,
+            ok => ok,
         };
         db.close().await;
         result
@@ -722,7 +725,13 @@ impl Migrator {
                                 p.why
                             )
                         } else if k == 0 {
-                            "transaction = \"none\": its statements commit one by one, so a dry run cannot undo them".to_owned()
+                            let key = prepared
+                                .set
+                                .find(&step.revision)
+                                .map_or("transaction", |r| r.manifest.transaction_key(step.action));
+                            format!(
+                                "{key} = \"none\": its statements commit one by one, so a dry run cannot undo them"
+                            )
                         } else {
                             format!(
                                 "after {}, which a dry run does not run",
@@ -1242,13 +1251,55 @@ async fn with_lock<T>(
     }
 }
 
-/// Whether `e` is a statement of wasmig's own that gave up waiting for a lock on the control
-/// connection (see [`db::TablesLocked`]); a migration's own (its `lock_timeout`) is its
-/// failure.
-fn gave_up_on_tables(e: &anyhow::Error) -> bool {
-    !e.chain().any(|c| c.is::<crate::error::MigrationError>())
-        && e.chain().any(|c| {
-            c.downcast_ref::<db::DbError>()
-                .is_some_and(db::DbError::gave_up_on_a_lock)
+/// The host's error inside a step's failure (a statement of wasmig's own that failed), if
+/// that is what failed.
+fn host_failure(failure: &mut crate::error::Failure) -> Option<&mut anyhow::Error> {
+    use crate::error::Failure;
+    match failure {
+        Failure::Host(e) => Some(e),
+        Failure::NotRolledBack { cause, .. } | Failure::Batch { cause, .. } => host_failure(cause),
+        _ => None,
+    }
+}
+
+/// A statement of wasmig's own that failed, explained by what the server says: one that
+/// gave up waiting for a lock another session holds on wasmig's tables is
+/// [`db::TablesLocked`], naming the session; one that found a column or table of them gone
+/// (42703, 42P01) is the tampering the full check names ([`db::TablesTampered`]), not the
+/// database's failure. (A migration's own statements fail as SQL errors, not
+/// [`db::DbError::Query`]: never taken for wasmig's.)
+async fn explained(
+    db: &dyn Database,
+    e: anyhow::Error,
+    url: &db::DatabaseUrl,
+    waited: Duration,
+) -> anyhow::Error {
+    let own = |code: &str| {
+        e.chain().any(|c| {
+            matches!(c.downcast_ref::<db::DbError>(),
+                Some(db::DbError::Query { source: sqlx::Error::Database(d), .. })
+                    if d.code().as_deref() == Some(code))
         })
+    };
+    if own("55P03") {
+        // Named while the holder still holds it (best effort: `None` once it let go).
+        let holder = db
+            .tables_locked_by()
+            .await
+            .unwrap_or_else(|| "a session that no longer holds it (try again)".to_owned());
+        return db::TablesLocked {
+            database: url.to_string(),
+            holder,
+            waited,
+            source: e.into(),
+        }
+        .into();
+    }
+    if (own("42703") || own("42P01"))
+        && let Err(tampered) = db.verify_tables().await
+        && tampered.is::<db::TablesTampered>()
+    {
+        return tampered;
+    }
+    e
 }

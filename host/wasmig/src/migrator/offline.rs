@@ -247,9 +247,10 @@ impl Migrator {
                         }
                     ),
                     (false, _) => String::new(),
-                    (true, TransactionMode::None) =>
-                        " (transaction = \"none\": statement by statement, then its record)"
-                            .to_owned(),
+                    (true, TransactionMode::None) => format!(
+                        " ({} = \"none\": statement by statement, then its record)",
+                        revision.manifest.transaction_key(direction)
+                    ),
                     (true, _) =>
                         format!(" (DDL, statement by statement under {source}, then its record)"),
                 }

@@ -355,11 +355,15 @@ impl Run<'_> {
         }
         if self.options.atomic && mode != TransactionMode::PerMigration {
             return Err(ConfigError::new(format!(
-                "revision {}: --atomic runs every step in one transaction, but {} sets `{}transaction = \"{}\"`; run without --atomic, or up to the revision before it first",
+                "revision {}: --atomic runs every step in one transaction, but {} sets `{} = \"{}\"`; run without --atomic, or {} first",
                 step.revision,
                 revision.dir.join(revision::MANIFEST).display(),
-                if mode == revision.manifest.transaction { "" } else { "downgrade_" },
-                mode.as_str()
+                revision.manifest.transaction_key(step.action),
+                mode.as_str(),
+                match step.action {
+                    Direction::Upgrade => "up to the revision before it".to_owned(),
+                    Direction::Downgrade => format!("down to {} (leaving it applied)", step.revision),
+                }
             ))
             .into());
         }
