@@ -346,6 +346,45 @@ async fn a_lock_held_on_wasmigs_tables_is_waited_for_only_up_to_the_lock_timeout
     db.drop_db().await;
 }
 
+/// The bound on wasmig's own lock waits is not the migration's: a foreign key the
+/// migration deferred to `COMMIT` waits for a row lock another session holds as long as it
+/// is held (as before the bound), though that is longer than `--lock-timeout`.
+#[tokio::test]
+async fn a_deferred_check_at_commit_waits_as_the_migration_would() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE p (id int PRIMARY KEY); INSERT INTO p VALUES (1);
+         CREATE TABLE c (pid int REFERENCES p DEFERRABLE INITIALLY DEFERRED);",
+        "DROP TABLE c; DROP TABLE p;",
+    );
+    project.run(&db, &["up"]).success();
+    project.sql_revision("b2", "INSERT INTO c VALUES (1);", "DELETE FROM c;");
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; SELECT * FROM p WHERE id = 1 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let child = wasmig_cmd(&project.dir)
+        .args(["up", "--lock-timeout", "1", "--database-url", &db.url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let (code, stderr, _) = crate::support::returned_by_itself(child, started).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(db.heads().await, ["b2"]);
+    holder.close().await.unwrap();
+    db.drop_db().await;
+}
+
 #[tokio::test]
 async fn a_held_sqlite_lock_file_times_out_with_exit_11_naming_its_holder() {
     let project = TestProject::new();

@@ -346,25 +346,23 @@ impl PgDatabase {
             Some(known) => format!(", ({})", super::bookkeeping::known_watched_writes(known)),
             None => String::new(),
         };
-        // `BEGIN` and the select in one message: one round trip. Its reads of wasmig's
-        // tables wait for another session's lock on them only up to `--lock-timeout`
-        // (55P03, named as `TablesLocked`); the migration's statements then wait as the
-        // server's default says.
-        let wait = if begun_columns.is_empty() {
-            (String::new(), "")
+        // `BEGIN` and the select in one message: one round trip.
+        let begin = format!(
+            "BEGIN; SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}{begun_columns}{writes_column}"
+        );
+        // As sent here (not in the step before's commit, which bounds its own wait): the
+        // select's reads of wasmig's tables wait for another session's lock on them only
+        // up to `--lock-timeout` (55P03, named as `TablesLocked`), and the migration's
+        // statements then wait as the server's default says.
+        let bounded_begin = if begun_columns.is_empty() {
+            begin.clone()
         } else {
-            (
-                format!(
-                    "SET LOCAL lock_timeout = '{}ms'; ",
-                    self.lock_settings.wait.as_millis().max(1000)
-                ),
-                "; SET LOCAL lock_timeout TO DEFAULT",
+            format!(
+                "BEGIN; SET LOCAL lock_timeout = '{}ms'; {}; SET LOCAL lock_timeout TO DEFAULT",
+                self.lock_settings.wait.as_millis().max(1000),
+                begin.strip_prefix("BEGIN; ").unwrap_or(&begin)
             )
         };
-        let begin = format!(
-            "BEGIN; {}SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(){step_key}{begun_columns}{writes_column}{}",
-            wait.0, wait.1
-        );
         // Begun already, in the message that committed the step before, by this same
         // statement: no round trip. Begun by another (the run's tables or lock changed in
         // between), the connection is closed (the server rolls that transaction back) and
@@ -394,7 +392,7 @@ impl PgDatabase {
         };
         let row = match (early_row, cleared) {
             (Some(row), _) => Ok(row),
-            (None, Ok(())) => last_row(&mut tx, begin.clone()).await,
+            (None, Ok(())) => last_row(&mut tx, bounded_begin.clone()).await,
             // The last step's connection, which the server ended since: as below.
             (None, Err(e)) if kept => Err(e),
             (None, Err(source)) => {
@@ -424,7 +422,7 @@ impl PgDatabase {
                     }
                     .into());
                 }
-                last_row(&mut tx, begin.clone()).await
+                last_row(&mut tx, bounded_begin.clone()).await
             }
             Err(e) => Err(e),
         }
@@ -904,16 +902,20 @@ impl PgSession {
         let role = self.role.as_deref().map_or_else(String::new, |role| {
             format!("SET LOCAL ROLE {}; ", super::role::quoted(role))
         });
+        // The deferred checks the COMMIT fires wait for locks without limit, as they did
+        // under wasmig's own limits ([`OWN_LIMITS`]) before the record's bounded wait for
+        // locks on wasmig's tables ([`PgSession::record_limits`]): that bound is wasmig's,
+        // not the migration's.
         let sql = match next.as_deref() {
             None => {
                 format!(
-                    "{release}SET LOCAL synchronous_commit TO {durability}; {role}COMMIT; {reset_sql}"
+                    "{release}SET LOCAL synchronous_commit TO {durability}; SET LOCAL lock_timeout = 0; {role}COMMIT; {reset_sql}"
                 )
             }
             Some(begin) => {
                 let select = begin.strip_prefix("BEGIN; ").unwrap_or(begin);
                 format!(
-                    "{release}SET LOCAL synchronous_commit TO {durability}; {role}COMMIT; \
+                    "{release}SET LOCAL synchronous_commit TO {durability}; SET LOCAL lock_timeout = 0; {role}COMMIT; \
                      BEGIN; {reset_sql}; COMMIT; \
                      BEGIN; SET LOCAL lock_timeout = '{EARLY_BEGIN_LOCK_WAIT}'; {select}; \
                      SET LOCAL lock_timeout TO DEFAULT"
@@ -924,7 +926,7 @@ impl PgSession {
         let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(self.conn());
         // The first results are the RELEASE's (if any), the SETs' and the COMMIT's.
         let mut committed = Ok(());
-        for _ in 0..(2 + usize::from(!release.is_empty()) + usize::from(!role.is_empty())) {
+        for _ in 0..(3 + usize::from(!release.is_empty()) + usize::from(!role.is_empty())) {
             if let Err(source) = results.try_next().await {
                 committed = Err(source);
                 break;

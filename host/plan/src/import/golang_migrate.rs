@@ -60,7 +60,7 @@ fn sent_cut(text: &str, file: &str, split: &Split) -> Result<bool, ConfigError> 
             _ => {
                 let shown: String = piece.trim().chars().take(80).collect();
                 return Err(ConfigError::new(format!(
-                    "golang-migrate: {file}: with x-multi-statement golang-migrate cuts a file after every `;`, inside strings, bodies and comments too, and sends `{shown}` on its own, which is not a statement PostgreSQL can read (golang-migrate fails there too); without x-multi-statement, import without --x-multi-statement"
+                    "golang-migrate: {file}: with x-multi-statement golang-migrate cuts a file after every `;`, inside strings, bodies and comments too, and sends `{shown}` on its own, which is not a statement PostgreSQL can read (golang-migrate fails there too); if it ran without that option, import without --x-multi-statement"
                 )));
             }
         }
