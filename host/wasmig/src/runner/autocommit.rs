@@ -339,11 +339,20 @@ pub(super) async fn mark_failed(
     } = stopped;
     let finished_at = Utc::now();
     // The server's text is stored as data: one line, capped (it could be megabytes).
-    let message = format!(
-        "{} stopped at statement {statement} of {total}: {}",
-        step.action.as_str(),
-        crate::bindings::text::shown(&error.message)
-    );
+    let message = if statement > total {
+        // Every statement ran; recording the step failed.
+        format!(
+            "{} ran all {total} statement(s) but was not recorded: {}",
+            step.action.as_str(),
+            crate::bindings::text::shown(&error.message)
+        )
+    } else {
+        format!(
+            "{} stopped at statement {statement} of {total}: {}",
+            step.action.as_str(),
+            crate::bindings::text::shown(&error.message)
+        )
+    };
     let code = crate::bindings::text::shown(&error.code);
     let mark = FailedMark {
         revision: step.revision.clone(),
