@@ -207,6 +207,19 @@ async fn a_held_postgres_lock_times_out_with_exit_11_naming_its_holder() {
     db.drop_db().await;
 }
 
+/// Starts `wasmig ARGS --database-url URL` (with `env`) in the background, its standard
+/// error kept, for [`crate::support::returned_by_itself`].
+fn spawn_bounded(project: &TestProject, db: &TestDb, env: &[(&str, &str)], args: &[&str]) -> Child {
+    wasmig_cmd(&project.dir)
+        .envs(env.iter().copied())
+        .args(args)
+        .args(["--database-url", &db.url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Another session holding a lock on one of wasmig's tables in an open transaction (`LOCK
 /// wasmig_history IN ACCESS EXCLUSIVE MODE`, an operator's `ALTER TABLE` waiting on
 /// something else) made every command that reads them wait for as long as it held it:
@@ -236,13 +249,7 @@ async fn a_lock_held_on_wasmigs_tables_is_waited_for_only_up_to_the_lock_timeout
         &["history", "--log", "--lock-timeout", "1"],
     ] {
         let started = Instant::now();
-        let child = wasmig_cmd(&project.dir)
-            .args(args)
-            .args(["--database-url", &db.url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_bounded(&project, &db, &[], args);
         let (code, stderr, _) = crate::support::returned_by_itself(child, started).await;
         assert_eq!(code, 11, "{args:?}: {stderr}");
         assert!(
@@ -279,12 +286,7 @@ async fn a_lock_held_on_wasmigs_tables_is_waited_for_only_up_to_the_lock_timeout
             .await
             .unwrap();
         let started = Instant::now();
-        let child = wasmig_cmd(&project.dir)
-            .args(["up", "--lock-timeout", "1", "--database-url", &db.url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_bounded(&project, &db, &[], &["up", "--lock-timeout", "1"]);
         let (code, stderr, _) = crate::support::returned_by_itself(child, started).await;
         assert_eq!(code, 11, "{lock}: {stderr}");
         assert!(
@@ -320,12 +322,7 @@ async fn a_lock_held_on_wasmigs_tables_is_waited_for_only_up_to_the_lock_timeout
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
-    let child = wasmig_cmd(&project.dir)
-        .args(["current", "--lock-timeout", "1", "--database-url", &db.url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_bounded(&project, &db, &[], &["current", "--lock-timeout", "1"]);
     let (code, stderr, _) = crate::support::returned_by_itself(child, started).await;
     assert_eq!(code, 11, "{stderr}");
     assert!(
@@ -341,6 +338,34 @@ async fn a_lock_held_on_wasmigs_tables_is_waited_for_only_up_to_the_lock_timeout
     reader.close().await.unwrap();
 
     project.run(&db, &["up", "--lock-timeout", "1"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+
+    // The lease's own table: taking the lease waits on it the same way, and is named.
+    let lease = [("WASMIG_LOCK", "lease")];
+    let made = spawn_bounded(&project, &db, &lease, &["stamp", "b2"]);
+    let (code, stderr, _) = crate::support::returned_by_itself(made, Instant::now()).await;
+    assert_eq!(code, 0, "{stderr}");
+    sqlx::raw_sql("BEGIN; LOCK wasmig_lock IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let child = spawn_bounded(
+        &project,
+        &db,
+        &lease,
+        &["down", "a1", "--lock-timeout", "1"],
+    );
+    let (code, stderr, _) = crate::support::returned_by_itself(child, started).await;
+    assert_eq!(code, 11, "{stderr}");
+    assert!(
+        stderr.contains("holding AccessExclusiveLock on wasmig_lock"),
+        "{stderr}"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
     assert_eq!(db.heads().await, ["b2"]);
     holder.close().await.unwrap();
     db.drop_db().await;
@@ -367,12 +392,7 @@ async fn a_deferred_check_at_commit_waits_as_the_migration_would() {
         .await
         .unwrap();
     let started = Instant::now();
-    let child = wasmig_cmd(&project.dir)
-        .args(["up", "--lock-timeout", "1", "--database-url", &db.url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_bounded(&project, &db, &[], &["up", "--lock-timeout", "1"]);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut holder)

@@ -1087,11 +1087,16 @@ impl DbError {
         )))
     }
 
-    /// Whether a query gave up waiting for a lock (55P03, `lock_not_available`: the
-    /// session's `lock_timeout` ran out, or a `NOWAIT`).
-    pub fn gave_up_on_a_lock(&self) -> bool {
-        matches!(self, DbError::Query { source: sqlx::Error::Database(e), .. }
-            if e.code().as_deref() == Some("55P03"))
+    /// The SQLSTATE the server gave a query of wasmig's own that it refused (55P03: it gave
+    /// up waiting for a lock; 42703: a column is gone...).
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            DbError::Query {
+                source: sqlx::Error::Database(e),
+                ..
+            } => e.code().map(|c| c.into_owned()),
+            _ => None,
+        }
     }
 
     /// Whether the connection the query ran on failed (ended by the server or another

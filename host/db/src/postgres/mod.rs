@@ -1401,8 +1401,10 @@ impl Database for PgDatabase {
     }
 
     async fn tables_locked_by(&self) -> Option<String> {
+        // The lease's table too: taking or renewing the lease waits on it the same way.
         let tables = PRESENT
             .iter()
+            .chain([&LOCK_TABLE])
             .map(|t| {
                 format!(
                     "pg_catalog.to_regclass({})",

@@ -1276,9 +1276,9 @@ async fn explained(
 ) -> anyhow::Error {
     let own = |code: &str| {
         e.chain().any(|c| {
-            matches!(c.downcast_ref::<db::DbError>(),
-                Some(db::DbError::Query { source: sqlx::Error::Database(d), .. })
-                    if d.code().as_deref() == Some(code))
+            c.downcast_ref::<db::DbError>()
+                .and_then(db::DbError::sqlstate)
+                .is_some_and(|s| s == code)
         })
     };
     if own("55P03") {
