@@ -560,3 +560,99 @@ async fn a_dry_run_drops_each_steps_temporary_tables_as_their_commits_would() {
     assert_eq!(db.count("SELECT count(*) FROM t").await, 2);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_step_that_tampers_with_wasmigs_tables_fails_the_dry_run_as_the_real_run() {
+    // The real run's record refuses a step that changed wasmig's tables (its guard, in the
+    // step's transaction): a dry run never records, so it checks the same at each step's
+    // end, and fails with the real run's exit code and words rather than "would apply".
+    let tampering = [
+        (
+            "ALTER TABLE wasmig_version RENAME COLUMN revision TO rev;",
+            "wasmig_version has no column revision",
+        ),
+        (
+            "ALTER TABLE wasmig_history ALTER COLUMN checksum TYPE varchar(80);",
+            "wasmig_history.checksum is of the type character varying(80)",
+        ),
+        (
+            "CREATE FUNCTION nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+             CREATE TRIGGER hide BEFORE INSERT ON wasmig_history FOR EACH ROW EXECUTE FUNCTION nothing();",
+            "trigger",
+        ),
+        (
+            "UPDATE wasmig_history SET checksum = 'forged';",
+            "wasmig_history",
+        ),
+        (
+            "INSERT INTO wasmig_failed (revision, direction, remove_heads, add_heads, statement, error, failed_at)
+             VALUES ('a1', 'upgrade', '', '', 1, 'forged', now());",
+            "wasmig_failed",
+        ),
+        (
+            "INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
+             VALUES ('forged', 'upgrade', 'x', now(), now(), 0, 'x');",
+            "wasmig_history",
+        ),
+    ];
+    for (sql, named) in tampering {
+        let project = TestProject::new();
+        let db = TestDb::new(Backend::Postgres, &project).await;
+        project.sql_revision("a1", CREATE_T, "DROP TABLE t;");
+        project.run(&db, &["up"]).success();
+        project.sql_revision(
+            "b2",
+            &format!("CREATE TABLE u (x int);\n{sql}"),
+            "DROP TABLE u;",
+        );
+        let dry = project.run(&db, &["up", "--dry-run"]);
+        assert!(!dry.stdout.contains("would apply"), "{sql}: {dry:?}");
+        assert!(dry.stderr.contains(named), "{sql}: {dry:?}");
+        assert!(!db.table_exists("u").await, "{sql}");
+        assert_eq!(db.heads().await, ["a1"], "{sql}");
+        let real = project.run(&db, &["up"]);
+        assert!(real.stderr.contains(named), "{sql}: {real:?}");
+        assert_eq!(dry.code, real.code, "{sql}\ndry: {dry:?}\nreal: {real:?}");
+        assert!(!db.table_exists("u").await, "{sql}");
+        assert_eq!(db.heads().await, ["a1"], "{sql}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_step_that_writes_wasmigs_rows_fails_the_dry_run_as_the_real_run_on_both_backends() {
+    // A forged history row or head: what the real run's record counts, the dry run counts
+    // at the step's end (exit 12 both ways).
+    let forged = [
+        "INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
+         VALUES ('forged', 'upgrade', 'x', '2026-01-01', '2026-01-01', 0, 'x');",
+        "INSERT INTO wasmig_version (revision) VALUES ('forged');",
+    ];
+    for backend in BOTH {
+        for sql in forged {
+            let project = TestProject::new();
+            let db = TestDb::new(backend, &project).await;
+            project.sql_revision("a1", CREATE_T, "DROP TABLE t;");
+            project.run(&db, &["up"]).success();
+            project.sql_revision(
+                "b2",
+                &format!("CREATE TABLE u (x int);\n{sql}"),
+                "DROP TABLE u;",
+            );
+            let dry = project.run(&db, &["up", "--dry-run"]).fails_with(12);
+            assert!(
+                dry.stderr.contains("where the run expected"),
+                "{backend:?} {sql}: {dry:?}"
+            );
+            assert!(!db.table_exists("u").await, "{backend:?} {sql}");
+            assert_eq!(db.heads().await, ["a1"], "{backend:?} {sql}");
+            let real = project.run(&db, &["up"]).fails_with(12);
+            assert!(
+                real.stderr.contains("where the run expected"),
+                "{backend:?} {sql}: {real:?}"
+            );
+            assert_eq!(db.heads().await, ["a1"], "{backend:?} {sql}");
+            db.drop_db().await;
+        }
+    }
+}

@@ -263,6 +263,14 @@ pub trait Database: Send + Sync {
         Ok(())
     }
 
+    /// For a run that writes none of wasmig's tables (a dry run): learns them as they are,
+    /// when they exist, for the steps' checks, as [`Database::tables_ready`] does, changing
+    /// nothing (PostgreSQL: their oids, which each step's guard compares, and the writes to
+    /// them the server counts as a step begins).
+    async fn know_tables(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// The revisions stored as current heads (empty when at base or never migrated).
     /// Reading does not create the tables.
     async fn heads(&self) -> anyhow::Result<Vec<String>> {

@@ -390,6 +390,101 @@ type FirstConnection =
     tokio::task::JoinHandle<Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error>>;
 
 impl PgDatabase {
+    /// Reads wasmig's tables as they are (they exist) for the steps' checks: their oids in
+    /// the configured schema, what depends on them, and their storage, with the full
+    /// tamper check in the same snapshot; changes nothing.
+    async fn learn_tables(&self) -> anyhow::Result<()> {
+        // The tables this run writes, by oid, in the configured schema; what depends on them;
+        // what the full tamper check finds; and their storage (`relfilenode`), in the same
+        // snapshot: what the steps' cheap look compares with must be what wasmig made.
+        let tables: Vec<String> = PRESENT
+            .iter()
+            .map(|t| self.store.words().table(t))
+            .collect();
+        let regclasses = tables
+            .iter()
+            .map(|t| format!("pg_catalog.to_regclass({})", bookkeeping::lit(t)))
+            .collect::<Vec<_>>();
+        let sql = format!(
+            "SELECT {}, (SELECT n.oid::pg_catalog.int8 FROM pg_catalog.pg_namespace n \
+             WHERE n.nspname OPERATOR(pg_catalog.=) {}), \
+             pg_catalog.array_to_string(({}), ','), ({}), {}",
+            regclasses
+                .iter()
+                .map(|r| format!("{r}::pg_catalog.oid::pg_catalog.int8"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            bookkeeping::lit(&self.schema),
+            bookkeeping::dependents(&format!(
+                "ARRAY[{}]::pg_catalog.oid[]",
+                regclasses.join(", ")
+            )),
+            bookkeeping::tamper_findings(&tables, None),
+            regclasses
+                .iter()
+                .map(|r| format!(
+                    "(SELECT c.relfilenode::pg_catalog.int8 FROM pg_catalog.pg_class c \
+                     WHERE c.oid OPERATOR(pg_catalog.=) {r})"
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let row = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_one(&mut *self.control().await)
+            .await
+            .map_err(|source| DbError::Query {
+                doing: "reading the oids of wasmig's tables".into(),
+                source,
+            })?;
+        let read = || -> Result<_, sqlx::Error> {
+            // Columns of oids (int8): all of them, or `None` when one is NULL.
+            let oids = |columns: std::ops::Range<usize>| -> Result<Option<Vec<u32>>, sqlx::Error> {
+                let mut all = Vec::with_capacity(columns.len());
+                for i in columns {
+                    all.push(row.try_get::<Option<i64>, _>(i)?);
+                }
+                Ok(all
+                    .into_iter()
+                    .map(|o| o.and_then(|o| u32::try_from(o).ok()))
+                    .collect())
+            };
+            let n = PRESENT.len();
+            Ok((
+                oids(0..n + 1)?,
+                row.try_get::<Option<String>, _>(n + 1)?,
+                row.try_get::<Option<String>, _>(n + 2)?,
+                oids(n + 3..2 * n + 3)?,
+            ))
+        };
+        let (all, dependents, found, filenodes) = read().map_err(|source| DbError::Query {
+            doing: "reading the oids of wasmig's tables".into(),
+            source,
+        })?;
+        let dependents: Option<Vec<u32>> = dependents.and_then(|list| {
+            list.split(',')
+                .filter(|o| !o.is_empty())
+                .map(|o| o.parse().ok())
+                .collect()
+        });
+        // All of them, the schema and their dependents, as wasmig made them, or nothing:
+        // the sessions then run the full check every time (which names what it finds).
+        if let Ok(mut known) = self.table_oids.lock() {
+            *known = match (all, filenodes, dependents, found) {
+                (Some(mut oids), Some(filenodes), Some(dependents), None) => {
+                    let namespace = oids.pop().expect("the schema's oid comes last");
+                    Some(bookkeeping::KnownTables {
+                        oids,
+                        filenodes,
+                        namespace,
+                        dependents,
+                    })
+                }
+                _ => None,
+            };
+        }
+        Ok(())
+    }
+
     /// Connects, checking the server answers before building the pool. With `early`, the
     /// pool's first connection (the one the `auto` lock's probe needs, then the first
     /// step's) opens beside the control connection rather than after it: two server
@@ -776,93 +871,16 @@ impl Database for PgDatabase {
                 doing: format!("compressing {ARTIFACT_TABLE}"),
                 source,
             })?;
-        // The tables this run writes, by oid, in the configured schema; what depends on them;
-        // what the full tamper check finds; and their storage (`relfilenode`), in the same
-        // snapshot: what the steps' cheap look compares with must be what wasmig made.
-        let tables: Vec<String> = PRESENT
-            .iter()
-            .map(|t| self.store.words().table(t))
-            .collect();
-        let regclasses = tables
-            .iter()
-            .map(|t| format!("pg_catalog.to_regclass({})", bookkeeping::lit(t)))
-            .collect::<Vec<_>>();
-        let sql = format!(
-            "SELECT {}, (SELECT n.oid::pg_catalog.int8 FROM pg_catalog.pg_namespace n \
-             WHERE n.nspname OPERATOR(pg_catalog.=) {}), \
-             pg_catalog.array_to_string(({}), ','), ({}), {}",
-            regclasses
-                .iter()
-                .map(|r| format!("{r}::pg_catalog.oid::pg_catalog.int8"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            bookkeeping::lit(&self.schema),
-            bookkeeping::dependents(&format!(
-                "ARRAY[{}]::pg_catalog.oid[]",
-                regclasses.join(", ")
-            )),
-            bookkeeping::tamper_findings(&tables, None),
-            regclasses
-                .iter()
-                .map(|r| format!(
-                    "(SELECT c.relfilenode::pg_catalog.int8 FROM pg_catalog.pg_class c \
-                     WHERE c.oid OPERATOR(pg_catalog.=) {r})"
-                ))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-        let row = sqlx::raw_sql(AssertSqlSafe(sql))
-            .fetch_one(&mut *self.control().await)
-            .await
-            .map_err(|source| DbError::Query {
-                doing: "reading the oids of wasmig's tables".into(),
-                source,
-            })?;
-        let read = || -> Result<_, sqlx::Error> {
-            // Columns of oids (int8): all of them, or `None` when one is NULL.
-            let oids = |columns: std::ops::Range<usize>| -> Result<Option<Vec<u32>>, sqlx::Error> {
-                let mut all = Vec::with_capacity(columns.len());
-                for i in columns {
-                    all.push(row.try_get::<Option<i64>, _>(i)?);
-                }
-                Ok(all
-                    .into_iter()
-                    .map(|o| o.and_then(|o| u32::try_from(o).ok()))
-                    .collect())
-            };
-            let n = PRESENT.len();
-            Ok((
-                oids(0..n + 1)?,
-                row.try_get::<Option<String>, _>(n + 1)?,
-                row.try_get::<Option<String>, _>(n + 2)?,
-                oids(n + 3..2 * n + 3)?,
-            ))
-        };
-        let (all, dependents, found, filenodes) = read().map_err(|source| DbError::Query {
-            doing: "reading the oids of wasmig's tables".into(),
-            source,
-        })?;
-        let dependents: Option<Vec<u32>> = dependents.and_then(|list| {
-            list.split(',')
-                .filter(|o| !o.is_empty())
-                .map(|o| o.parse().ok())
-                .collect()
-        });
-        // All of them, the schema and their dependents, as wasmig made them, or nothing:
-        // the sessions then run the full check every time (which names what it finds).
-        if let Ok(mut known) = self.table_oids.lock() {
-            *known = match (all, filenodes, dependents, found) {
-                (Some(mut oids), Some(filenodes), Some(dependents), None) => {
-                    let namespace = oids.pop().expect("the schema's oid comes last");
-                    Some(bookkeeping::KnownTables {
-                        oids,
-                        filenodes,
-                        namespace,
-                        dependents,
-                    })
-                }
-                _ => None,
-            };
+        self.learn_tables().await
+    }
+
+    async fn know_tables(&self) -> anyhow::Result<()> {
+        if self
+            .store
+            .has_table(&mut *self.control().await, VERSION_TABLE)
+            .await?
+        {
+            self.learn_tables().await?;
         }
         Ok(())
     }

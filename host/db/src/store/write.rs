@@ -141,6 +141,48 @@ impl VersionStore {
         )
     }
 
+    /// Refuses, as a step's record does, when wasmig's tables in this transaction are not
+    /// what wasmig's account says (`expected`): the heads, the history's rows, and (outside
+    /// PostgreSQL, whose guard counts the writes themselves) a failed mark of another
+    /// revision. The step's SQL wrote them. Also for a dry run, which records nothing.
+    ///
+    /// # Errors
+    /// [`crate::RowsWritten`] naming `revision` and what was found; a failed read.
+    pub async fn check_unwritten(
+        &self,
+        d: &mut dyn Driver,
+        revision: &str,
+        expected: &Expected,
+    ) -> anyhow::Result<()> {
+        let heads = self.heads(d).await?;
+        let found = Found {
+            same_heads: heads == expected.heads,
+            heads: heads.join(", "),
+            history: self.history_len(d).await?,
+        };
+        unexpected(revision, expected, &found)?;
+        // A run begins only without failed marks, and a step of its own transaction
+        // writes none: any other is the step's SQL's (PostgreSQL's record counts the
+        // writes themselves).
+        if self.words.dialect != Dialect::Postgres
+            && let Some(other) = self
+                .failed(d)
+                .await?
+                .into_iter()
+                .find(|m| m.revision != revision)
+        {
+            return Err(crate::RowsWritten {
+                revision: revision.to_owned(),
+                found: format!(
+                    "{FAILED_TABLE} held a failed mark of {} that no step of the run wrote",
+                    wasmig_contract::text::shown(&other.revision)
+                ),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// Writes what a step that ran to its end leaves: its record, its artifact stored (an
     /// upgrade) or forgotten (a downgrade), and its checkpoint cleared. Returns the row of
     /// PostgreSQL's one statement (with the `ctid`s it wrote, see `finish_statement`);
@@ -154,31 +196,8 @@ impl VersionStore {
             return self.finish_in_one(d, finished).await;
         }
         if let Some(expected) = finished.expected {
-            let heads = self.heads(d).await?;
-            let found = Found {
-                same_heads: heads == expected.heads,
-                heads: heads.join(", "),
-                history: self.history_len(d).await?,
-            };
-            unexpected(&finished.record, expected, &found)?;
-            // A run begins only without failed marks, and a step of its own transaction
-            // writes none: any other is the step's SQL's (PostgreSQL's record counts the
-            // writes themselves).
-            if let Some(other) = self
-                .failed(d)
-                .await?
-                .into_iter()
-                .find(|m| m.revision != finished.record.revision)
-            {
-                return Err(crate::RowsWritten {
-                    revision: finished.record.revision.to_owned(),
-                    found: format!(
-                        "{FAILED_TABLE} held a failed mark of {} that no step of the run wrote",
-                        wasmig_contract::text::shown(&other.revision)
-                    ),
-                }
-                .into());
-            }
+            self.check_unwritten(d, finished.record.revision, expected)
+                .await?;
         }
         self.record_step(d, &finished.record).await?;
         match finished.artifact {
@@ -277,7 +296,7 @@ impl VersionStore {
             }
         }
         if let Some(expected) = finished.expected {
-            unexpected(step, expected, &before)?;
+            unexpected(step.revision, expected, &before)?;
         }
         let adds = step.add.iter().filter(|h| !step.remove.contains(h)).count() as i64;
         if counts[0] != adds {
@@ -696,7 +715,7 @@ fn finish_doing(finished: &FinishedStep<'_>) -> String {
 /// Refuses a step's record when wasmig's tables, as the step's own SQL left them, are not
 /// what wasmig's account says: the step's SQL wrote them.
 fn unexpected(
-    step: &StepRecord<'_>,
+    revision: &str,
     expected: &Expected,
     found: &Found,
 ) -> Result<(), crate::RowsWritten> {
@@ -708,7 +727,7 @@ fn unexpected(
         }
     };
     let written = |found| crate::RowsWritten {
-        revision: step.revision.to_owned(),
+        revision: revision.to_owned(),
         found,
     };
     if !found.same_heads {

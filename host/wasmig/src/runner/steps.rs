@@ -49,6 +49,10 @@ pub async fn run(
         // What an earlier run on this database object left unchecked (it failed before
         // its check) is not this run's.
         db.forget_run_writes();
+    } else {
+        // Its steps' guards compare the tables with what they were as it began, as a real
+        // run's records do.
+        db.know_tables().await?;
     }
     let mut heads = heads_before.to_vec();
     heads.sort();
@@ -952,7 +956,7 @@ impl Run<'_> {
             .await?;
         if let Some(before) = before {
             let atomic = self.options.atomic;
-            let (session, observed) = dry_step(step, session, outcome, &ready, atomic)
+            let (session, observed) = dry_step(step, session, outcome, &ready, atomic, &self.start)
                 .await
                 .map_err(|f| self.fail(at, f))?;
             let report = StepReport {
@@ -1295,14 +1299,17 @@ fn per_statement(script: &str, dialect: Dialect, counts: &[u64]) -> Vec<serde_js
         .collect()
 }
 
-/// After a dry run's step: rolls back a failure as [`settle`] does, else observes what the
-/// step did and resets the session for the next step; records nothing.
+/// After a dry run's step: rolls back a failure as [`settle`] does, else checks what the
+/// real run's record would (the step's deferred constraints, wasmig's tables, their rows
+/// against `expected`: the run's start, since nothing is recorded), observes what the step
+/// did and resets the session for the next step; records nothing.
 async fn dry_step(
     step: &Step,
     mut session: Box<dyn Session>,
     outcome: Result<(), Failure>,
     ready: &Prepared,
     atomic: bool,
+    expected: &Expected,
 ) -> Result<(Box<dyn Session>, crate::db::Observed), Failure> {
     let guest = ready.loaded.is_some();
     if let Err(failure) = outcome {
@@ -1317,6 +1324,31 @@ async fn dry_step(
     // constraint triggers), now: the dry run never commits.
     if let Err(e) = session.check_deferred().await {
         return Err(roll_back(session, &step.revision, Failure::Sql(Box::new(e)), guest).await);
+    }
+    // What the real run's record would refuse before writing anything (wasmig's tables
+    // changed, rows of them written, the migration's role left, the lock lost): the same
+    // guard, in the same transaction, so the dry run fails as that run would rather than
+    // say "would apply".
+    if let Err(e) = session
+        .guard(
+            &format!("checking wasmig's tables after {}", step.revision),
+            false,
+        )
+        .await
+    {
+        let failure = super::wasmigs_write_failed(e);
+        return Err(roll_back(session, &step.revision, failure, guest).await);
+    }
+    // And what the record would find written: the heads, history's rows (which a forged
+    // row changes without the guard's counts seeing it), as the run began them (a dry run
+    // records nothing).
+    let unwritten = {
+        let (store, d) = session.books();
+        store.check_unwritten(d, &step.revision, expected).await
+    };
+    if let Err(e) = unwritten {
+        let failure = super::wasmigs_write_failed(e);
+        return Err(roll_back(session, &step.revision, failure, guest).await);
     }
     let observed = match session.observe().await {
         Ok(o) => o,
