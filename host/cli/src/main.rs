@@ -53,9 +53,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
-            eprintln!("error: {}", terminal::visible(&err.to_string()));
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {}", terminal::visible(&cause.to_string()));
+            let causes = wasmig::db::shown_causes(&err);
+            let mut causes = causes.iter();
+            if let Some(first) = causes.next() {
+                eprintln!("error: {}", terminal::visible(first));
+            }
+            for cause in causes {
+                eprintln!("  caused by: {}", terminal::visible(cause));
             }
             if let Some(hint) = hints::hint_for(&err) {
                 eprintln!("hint: {}", terminal::visible(&hint));

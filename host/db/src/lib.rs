@@ -1049,13 +1049,54 @@ pub enum DbError {
         known: i64,
     },
     /// A query on the version tables or the transaction itself failed.
-    #[error("database error while {doing}: {source}")]
+    #[error("database error while {doing}: {}", shown_cause(source))]
     Query {
         /// What wasmig was doing.
         doing: String,
         /// The driver's error.
         source: sqlx::Error,
     },
+}
+
+/// An error as a message shows it: sqlx's error from PostgreSQL without the line of the
+/// server's C source its `Display` appends (" at line 3312", which names no line of the
+/// migration's), any other as its `Display` says.
+pub fn shown_cause(cause: &(dyn std::error::Error + 'static)) -> String {
+    // sqlx's error from the server, as its own source (a boxed trait object).
+    if let Some(e) = cause
+        .downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .or_else(|| {
+            cause
+                .downcast_ref::<Box<dyn sqlx::error::DatabaseError>>()
+                .and_then(|e| e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+        })
+    {
+        return e.message().to_owned();
+    }
+    match cause.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(e))
+            if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some() =>
+        {
+            format!("error returned from database: {}", e.message())
+        }
+        _ => cause.to_string(),
+    }
+}
+
+/// The messages of `e` and of each of its causes, as [`shown_cause`] shows them, leaving
+/// out a cause whose message the one before it holds already (an error that shows its source
+/// in its own message, as [`DbError::Query`] does).
+pub fn shown_causes(e: &anyhow::Error) -> Vec<String> {
+    let mut shown: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = shown_cause(cause);
+        if shown.last().is_some_and(|last| last.contains(&text)) {
+            continue;
+        }
+        shown.push(text);
+    }
+    shown
 }
 
 /// The WIT error for a driver error that did not come from the server: `WASMIG-DECODE` for

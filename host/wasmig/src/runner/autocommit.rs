@@ -222,7 +222,7 @@ async fn mark_erased(
             Some(e)
         }
     }
-    .map(|e| format!("{e:#}"));
+    .map(|e| crate::db::shown_causes(&e).join(": "));
     let unmarked = match (unmarked, db.failed().await) {
         (None, Ok(marks)) if kept(&marks) => None,
         (None, Ok(_)) => Some("the mark did not read back as written".to_owned()),
@@ -378,7 +378,7 @@ pub(super) async fn mark_failed(
     let unmarked = record_in_own_transaction(db, &record, Recorded::Failure(&mark))
         .await
         .err()
-        .map(|e| format!("{e:#}"));
+        .map(|e| crate::db::shown_causes(&e).join(": "));
     Failure::NotRolledBack {
         revision: step.revision.clone(),
         statement,
