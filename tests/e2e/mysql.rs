@@ -778,3 +778,56 @@ async fn a_row_over_the_result_budget_is_refused_before_the_host_holds_it() {
         db.drop_db().await;
     }
 }
+
+/// Another session's `LOCK TABLES wasmig_history WRITE` (or a row it locked in an open
+/// transaction) made wasmig's own statements wait as long as the server lets a metadata lock
+/// be waited for (`lock_wait_timeout`: a year by default), and a step's record wait for its
+/// row locks: now they give up after `--lock-timeout`, exit 11, as on PostgreSQL, and the
+/// run goes on once the session lets go.
+#[tokio::test]
+async fn a_lock_held_on_wasmigs_tables_is_waited_for_only_up_to_the_lock_timeout() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Mysql, &project).await;
+    project.sql_revision("a1", "CREATE TABLE t (id INT);", "DROP TABLE t;");
+    project.run(&db, &["up"]).success();
+    project.sql_revision("b2", "INSERT INTO t VALUES (1);", "DELETE FROM t;");
+    let mut holder = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    for (lock, args) in [
+        (
+            "LOCK TABLES wasmig_history WRITE",
+            &["up", "--lock-timeout", "1"][..],
+        ),
+        (
+            "LOCK TABLES wasmig_version WRITE",
+            &["current", "--lock-timeout", "1"],
+        ),
+        (
+            "START TRANSACTION; SELECT * FROM wasmig_version FOR UPDATE",
+            &["up", "--lock-timeout", "1"],
+        ),
+    ] {
+        holder.execute(lock).await.unwrap();
+        let started = std::time::Instant::now();
+        let child = crate::support::wasmig_cmd(&project.dir)
+            .args(args)
+            .args(["--database-url", &db.url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (code, stderr, _) = crate::support::returned_by_itself(child, started).await;
+        assert_eq!(code, LOCK_TIMEOUT, "{lock}: {stderr}");
+        assert!(
+            stderr.contains("another session holds a lock on wasmig's tables")
+                && stderr.contains("gave up after 1 s (--lock-timeout)"),
+            "{lock}: {stderr}"
+        );
+        holder.execute("UNLOCK TABLES; ROLLBACK").await.unwrap();
+        assert_eq!(db.heads().await, ["a1"], "{lock}: nothing recorded");
+        let rows = db.strings("SELECT CAST(COUNT(*) AS CHAR) FROM t").await;
+        assert_eq!(rows, ["0"], "{lock}: rolled back");
+    }
+    project.run(&db, &["up"]).success();
+    assert_eq!(db.heads().await, ["b2"]);
+    db.drop_db().await;
+}

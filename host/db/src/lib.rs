@@ -402,7 +402,7 @@ pub trait Database: Send + Sync {
     /// Who holds a lock on wasmig's tables that this connection's session waits for or
     /// gave up waiting for (`pid N (application) running …`, `; `-separated), for the
     /// error of a statement of wasmig's that ran out of [`LockSettings::wait`]; `None`
-    /// where nobody does, or the backend cannot tell (PostgreSQL only).
+    /// where nobody does, or the backend cannot tell.
     async fn tables_locked_by(&self) -> Option<String> {
         None
     }
@@ -1148,6 +1148,23 @@ impl DbError {
         }
     }
 
+    /// Whether the server refused a query of wasmig's own because it gave up waiting for a
+    /// lock another session holds (PostgreSQL's SQLSTATE 55P03 after `lock_timeout`;
+    /// MySQL's error 1205 after `lock_wait_timeout` or `innodb_lock_wait_timeout`).
+    pub fn gave_up_waiting_for_a_lock(&self) -> bool {
+        match self {
+            DbError::Query {
+                source: sqlx::Error::Database(e),
+                ..
+            } => {
+                e.code().as_deref() == Some("55P03")
+                    || e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                        .is_some_and(|m| m.number() == 1205)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the connection the query ran on failed (ended by the server or another
     /// session, or broken), rather than the query.
     pub fn connection_lost(&self) -> bool {
@@ -1325,7 +1342,9 @@ async fn connect_to(
             format!("{} asks for the lease lock, a PostgreSQL setting: MySQL's lock is a named lock (GET_LOCK); remove it", lock.source),
         )
         .into()),
-        DatabaseUrl::Mysql { .. } => Ok(Box::new(mysql::MySqlDatabase::connect(url).await?)),
+        DatabaseUrl::Mysql { .. } => Ok(Box::new(
+            mysql::MySqlDatabase::connect(url, lock.wait).await?,
+        )),
         DatabaseUrl::Sqlite { .. } if role.is_some() => Err(wasmig_plan::ConfigError::new(
             "role in wasmig.toml is a PostgreSQL setting, and SQLite has no roles; remove it, or point the project at PostgreSQL".to_owned(),
         )
@@ -1412,7 +1431,8 @@ pub struct LockSettings {
     /// Where the mode was set, for the log (`lock = "lease" in wasmig.toml`).
     pub source: String,
     /// How long wasmig's own statements wait for a lock another session holds on its
-    /// tables before giving up (the run's `--lock-timeout`, at least a second; PostgreSQL).
+    /// tables before giving up (the run's `--lock-timeout`, at least a second; PostgreSQL
+    /// and MySQL).
     pub wait: std::time::Duration,
 }
 

@@ -78,6 +78,18 @@ pub(crate) struct MySqlDatabase {
     /// MySQL (`max_execution_time`).
     mariadb: bool,
     store: VersionStore,
+    /// How long wasmig's own statements wait for a lock another session holds on its
+    /// tables, in whole seconds (the run's `--lock-timeout`, at least 1): the pool's
+    /// sessions, which run only wasmig's statements, start with it as their
+    /// `lock_wait_timeout` and `innodb_lock_wait_timeout`, and a step's guard and record
+    /// wait no longer (`MySqlSession::guard`). They give up with error 1205, named as
+    /// [`crate::TablesLocked`] by the caller.
+    own_wait_secs: u64,
+}
+
+/// The session settings of wasmig's own waits for locks ([`MySqlDatabase::own_wait_secs`]).
+fn own_waits(secs: u64) -> String {
+    format!("SET SESSION lock_wait_timeout = {secs}, innodb_lock_wait_timeout = {secs}")
 }
 
 impl MySqlDatabase {
@@ -86,7 +98,7 @@ impl MySqlDatabase {
     /// # Errors
     /// [`DbError::InvalidUrl`] without a database name; [`DbError::Connect`] when the
     /// server cannot be reached.
-    pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Self, DbError> {
+    pub(crate) async fn connect(url: &DatabaseUrl, wait: Duration) -> Result<Self, DbError> {
         let DatabaseUrl::Mysql { url: raw } = url else {
             return Err(DbError::InvalidUrl {
                 url: url.to_string(),
@@ -110,12 +122,18 @@ impl MySqlDatabase {
                 reason: "no database: wasmig keeps its tables in the URL's database; write mysql://USER@HOST/DATABASE".into(),
             });
         };
+        let own_wait_secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let pool = MySqlPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    sqlx::raw_sql(CONNECTION_SETTINGS).execute(conn).await?;
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "{CONNECTION_SETTINGS}; {}",
+                        own_waits(own_wait_secs)
+                    )))
+                    .execute(conn)
+                    .await?;
                     Ok(())
                 })
             })
@@ -134,6 +152,7 @@ impl MySqlDatabase {
             holder: Arc::new(AtomicU64::new(0)),
             mariadb: version.contains("MariaDB"),
             store: VersionStore::new(Dialect::Mysql, None),
+            own_wait_secs,
         })
     }
 
@@ -297,6 +316,27 @@ impl Database for MySqlDatabase {
             source,
         })?;
         Ok(Some(version))
+    }
+
+    async fn tables_locked_by(&self) -> Option<String> {
+        // MySQL 8 lists the metadata locks each session holds (`LOCK TABLES`, an open
+        // transaction that read or wrote the table) in performance_schema, on by default;
+        // MariaDB keeps performance_schema off by default and says nothing of who holds one.
+        let found: Result<Option<String>, sqlx::Error> = sqlx::raw_sql(
+            "SELECT GROUP_CONCAT(DISTINCT CONCAT('connection ', t.PROCESSLIST_ID, ' (',
+                    t.PROCESSLIST_USER, '@', t.PROCESSLIST_HOST, ', holding ', m.LOCK_TYPE,
+                    ' on ', m.OBJECT_NAME, ')') ORDER BY t.PROCESSLIST_ID SEPARATOR '; ')
+             FROM performance_schema.metadata_locks m
+             JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID
+             WHERE m.OBJECT_SCHEMA = DATABASE() AND m.OBJECT_NAME LIKE 'wasmig\\_%'
+               AND m.LOCK_STATUS = 'GRANTED' AND t.PROCESSLIST_ID <> CONNECTION_ID()",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|row| row.try_get(0));
+        Some(found.ok().flatten().unwrap_or_else(|| {
+            "a session the server does not name (MariaDB, or performance_schema off: SHOW PROCESSLIST lists the connections; look for one that holds LOCK TABLES or an open transaction on wasmig's tables)".to_owned()
+        }))
     }
 
     async fn close(&self) {

@@ -129,6 +129,12 @@ pub(crate) struct MySqlSession {
     cut: Option<Arc<super::relay::Cut>>,
     store: VersionStore,
     policy: Policy,
+    /// How long wasmig's own statements wait for a lock (`MySqlDatabase::own_wait_secs`).
+    own_wait_secs: u64,
+    /// Whether the guard bounded the session's lock waits to [`MySqlSession::own_wait_secs`]
+    /// for wasmig's writes after it, the migration's own kept in `@wasmig_lock_waits` until
+    /// [`MySqlSession::restore_waits`] puts them back.
+    own_waits: bool,
 }
 
 impl MySqlSession {
@@ -164,6 +170,56 @@ impl MySqlSession {
             cut,
             store: VersionStore::new(Dialect::Mysql, None),
             policy: Policy::TRUSTED,
+            own_wait_secs: db.own_wait_secs,
+            own_waits: false,
+        })
+    }
+
+    /// Bounds the session's lock waits for wasmig's statements that follow (the guard's
+    /// reads, the record's writes): another session's `LOCK TABLES` of wasmig's tables or a
+    /// row of them it locked stops them after `--lock-timeout` (error 1205) rather than
+    /// after the migration's waits (a year for a table's, by default). The migration's are
+    /// kept in user variables for [`MySqlSession::restore_waits`].
+    async fn bound_waits(&mut self) -> anyhow::Result<()> {
+        if self.own_waits {
+            return Ok(());
+        }
+        let secs = self.own_wait_secs;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "SET @wasmig_lock_waits = @@SESSION.lock_wait_timeout, \
+             @wasmig_innodb_lock_waits = @@SESSION.innodb_lock_wait_timeout, \
+             SESSION lock_wait_timeout = {secs}, SESSION innodb_lock_wait_timeout = {secs}"
+        )))
+        .execute(self.conn())
+        .await
+        .map_err(|source| DbError::Query {
+            doing: "bounding wasmig's own lock waits".into(),
+            source,
+        })?;
+        self.own_waits = true;
+        Ok(())
+    }
+
+    /// Gives the session back the lock waits [`MySqlSession::bound_waits`] kept, for the
+    /// migration's statements that follow in this transaction (a step after this one, in
+    /// an `--atomic` run).
+    async fn restore_waits(&mut self) -> anyhow::Result<()> {
+        if !std::mem::take(&mut self.own_waits) {
+            return Ok(());
+        }
+        sqlx::raw_sql(
+            "SET SESSION lock_wait_timeout = @wasmig_lock_waits, \
+             SESSION innodb_lock_wait_timeout = @wasmig_innodb_lock_waits",
+        )
+        .execute(self.conn())
+        .await
+        .map(drop)
+        .map_err(|source| {
+            DbError::Query {
+                doing: "restoring the migration's lock waits".into(),
+                source,
+            }
+            .into()
         })
     }
 
@@ -629,6 +685,7 @@ impl Session for MySqlSession {
         if intact && !self.transaction_intact().await? {
             return Ok(false);
         }
+        self.bound_waits().await?;
         self.books_intact().await?;
         // The server's word on the batch tables, which only wasmig's batch transactions
         // write, after this guard: a row the step's transaction wrote there (a checkpoint
@@ -672,7 +729,9 @@ impl Session for MySqlSession {
     async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
         let done = crate::guard_then_finish(self, finished).await;
         self.wrote_batch_tables |= finished.clear_checkpoint;
-        done
+        let done = done?;
+        self.restore_waits().await?;
+        Ok(done)
     }
 
     async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
@@ -683,7 +742,8 @@ impl Session for MySqlSession {
         .await?;
         self.wrote_batch_tables = true;
         let (store, d) = self.books();
-        store.save_checkpoint(d, checkpoint).await
+        store.save_checkpoint(d, checkpoint).await?;
+        self.restore_waits().await
     }
 
     async fn clear_checkpoint(&mut self, revision: &str) -> anyhow::Result<()> {
@@ -692,7 +752,8 @@ impl Session for MySqlSession {
         self.wrote_batch_tables = true;
         let (store, d) = self.books();
         store.clear_checkpoint(d, revision).await?;
-        store.clear_partitions(d, revision).await
+        store.clear_partitions(d, revision).await?;
+        self.restore_waits().await
     }
 
     async fn commit(mut self: Box<Self>) -> anyhow::Result<()> {

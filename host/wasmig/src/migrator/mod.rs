@@ -1281,7 +1281,11 @@ async fn explained(
                 .is_some_and(|s| s == code)
         })
     };
-    if own("55P03") {
+    let gave_up = e.chain().any(|c| {
+        c.downcast_ref::<db::DbError>()
+            .is_some_and(db::DbError::gave_up_waiting_for_a_lock)
+    });
+    if gave_up {
         // Named while the holder still holds it (best effort: `None` once it let go).
         let holder = db
             .tables_locked_by()
