@@ -61,6 +61,56 @@ async fn create_index_concurrently_runs_in_a_revision_without_a_transaction() {
     db.drop_db().await;
 }
 
+/// A `CREATE UNIQUE INDEX CONCURRENTLY` that fails (duplicates) leaves an invalid index:
+/// the failure says so, and what to do with it; a failure of any other statement does not
+/// mention indexes.
+#[tokio::test]
+async fn a_failed_concurrent_index_build_is_named_as_leaving_an_invalid_index() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision(
+        "a1",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1), (1);",
+        "DROP TABLE t;",
+    );
+    let b2 = project.sql_revision(
+        "b2",
+        "CREATE INDEX CONCURRENTLY t_plain ON t (x);\n\
+         CREATE UNIQUE INDEX CONCURRENTLY t_unique ON t (x);\n",
+        "DROP INDEX CONCURRENTLY t_unique;\nDROP INDEX CONCURRENTLY t_plain;",
+    );
+    no_transaction(&b2);
+    let run = project.run(&db, &["up"]).fails_with(MIGRATION_FAILED);
+    let left = "the failed statement left an invalid index behind: drop it, or REINDEX it";
+    assert!(
+        run.stderr.contains("statement 2 of 2") && run.stderr.contains(left),
+        "{run:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_index WHERE NOT indisvalid AND indexrelid::regclass::text = 't_unique'")
+            .await,
+        1,
+        "the server left it invalid"
+    );
+    project
+        .run(&db, &["resolve", "b2", "--as", "rolled-back"])
+        .success();
+    db.exec("DROP INDEX t_unique; DROP INDEX t_plain; DELETE FROM t WHERE ctid IN (SELECT ctid FROM t LIMIT 1);")
+        .await;
+    // Another statement's failure says nothing of indexes.
+    std::fs::write(
+        b2.join("up.sql"),
+        "CREATE INDEX CONCURRENTLY t_plain ON t (x);\nINSERT INTO missing VALUES (1);\n",
+    )
+    .unwrap();
+    let run = project
+        .run(&db, &["up", "--allow-modified"])
+        .fails_with(MIGRATION_FAILED);
+    assert!(run.stderr.contains("statement 2 of 2"), "{run:?}");
+    assert!(!run.stderr.contains("invalid index"), "{run:?}");
+    db.drop_db().await;
+}
+
 /// a1 (a table), then b2 without a transaction failing at its second statement.
 async fn fail_part_way(backend: Backend, project: &TestProject, db: &TestDb) -> std::path::PathBuf {
     project.sql_revision("a1", "CREATE TABLE t (x int);", "DROP TABLE t;");
@@ -341,9 +391,17 @@ async fn a_downgrade_runs_in_its_own_transaction_mode() {
             run.stderr
         );
         assert_eq!(db.heads().await, ["b2"], "{backend:?}: nothing ran");
-        project
+        let run = project
             .run(&db, &["down", "-1"])
             .fails_with(MIGRATION_FAILED);
+        // The failure names the key that made the downgrade run without a transaction.
+        assert!(
+            run.stderr.contains(
+                "with `downgrade_transaction = \"none\"` each statement commits on its own"
+            ),
+            "{backend:?}: {}",
+            run.stderr
+        );
         assert!(
             !db.table_exists("u").await,
             "{backend:?}: DROP TABLE u committed"

@@ -219,6 +219,16 @@ pub(crate) fn autocommit_statements<'a>(
     Ok(statements)
 }
 
+/// Whether statement `n` (from 1) of a PostgreSQL `script`, split as a `transaction =
+/// "none"` script runs, builds an index concurrently: its failure leaves an invalid index
+/// behind, which the failure's message then says.
+pub fn builds_index_concurrently(script: &str, n: usize) -> bool {
+    tx_control::statements(script, Dialect::Postgres)
+        .ok()
+        .and_then(|statements| statements.get(n.checked_sub(1)?).copied())
+        .is_some_and(pg_parse::builds_index_concurrently)
+}
+
 /// A pooled database with wasmig's version tables.
 ///
 /// A backend provides the connections ([`Database::reader`], [`Database::begin`]), the

@@ -437,6 +437,23 @@ pub(crate) fn only_data(script: &str) -> bool {
     pg_query::split_with_scanner(script).is_ok_and(|pieces| pieces.into_iter().all(data))
 }
 
+/// Whether `sql` (one statement) builds an index concurrently (`CREATE INDEX
+/// CONCURRENTLY`, `REINDEX ... CONCURRENTLY`), which leaves an invalid index behind when
+/// it fails. Text the parser cannot read says no.
+pub(crate) fn builds_index_concurrently(sql: &str) -> bool {
+    pg_query::parse(sql, ParserOptions::DEFAULT).is_ok_and(|parsed| {
+        parsed.protobuf.stmts.iter().any(|raw| {
+            match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+                Some(NodeEnum::IndexStmt(index)) => index.concurrent,
+                Some(NodeEnum::ReindexStmt(reindex)) => reindex.params.iter().any(|p| {
+                    matches!(&p.node, Some(NodeEnum::DefElem(d)) if d.defname == "concurrently")
+                }),
+                _ => false,
+            }
+        })
+    })
+}
+
 /// Whether every statement of `sql` only reads, surely: a `SELECT` (or `VALUES`) without
 /// `INTO`, locking clause, a `WITH` query that writes, or any function call (a function may
 /// write, set a setting or move a sequence). `false` for anything else, or text the parser

@@ -102,9 +102,13 @@ pub enum Failure {
         /// Why its statements committed one by one: `None` for `transaction = "none"` in
         /// its manifest; else the `execution` setting or engine that made it so.
         per_statement: Option<String>,
-        /// On PostgreSQL, whose `CREATE INDEX CONCURRENTLY` leaves an invalid index when it
-        /// fails (the message says so there only).
-        postgres: bool,
+        /// The statement that failed builds an index concurrently (PostgreSQL's `CREATE
+        /// INDEX CONCURRENTLY`, `REINDEX ... CONCURRENTLY`), which leaves an invalid index
+        /// behind when it fails: the message says so then only.
+        invalid_index: bool,
+        /// The key of `migration.toml` that made the step run without a transaction
+        /// (`transaction`, or `downgrade_transaction` for a downgrade that has it).
+        mode_key: &'static str,
     },
 }
 
@@ -212,7 +216,8 @@ impl std::fmt::Display for Failure {
                 cause,
                 unmarked,
                 per_statement,
-                postgres,
+                invalid_index,
+                mode_key,
                 ..
             } => {
                 let kept = match statement.saturating_sub(1) {
@@ -223,9 +228,9 @@ impl std::fmt::Display for Failure {
                 match per_statement {
                     None => write!(
                         f,
-                        "{cause}; with `transaction = \"none\"` each statement commits on its own, so {kept}{}",
-                        if *postgres {
-                            " (and a failed `CREATE INDEX CONCURRENTLY` leaves an invalid index)"
+                        "{cause}; with `{mode_key} = \"none\"` each statement commits on its own, so {kept}{}",
+                        if *invalid_index {
+                            " (and the failed statement left an invalid index behind: drop it, or REINDEX it, before running the revision again)"
                         } else {
                             ""
                         }

@@ -23,6 +23,7 @@ pub(super) async fn run_autocommitted(
         timeouts,
         policy,
         per_statement,
+        mode_key,
     } = how;
     let started_at = Utc::now();
     // Marked failed before the first statement runs, so a wasmig killed half-way leaves
@@ -54,7 +55,7 @@ pub(super) async fn run_autocommitted(
     // leave a half-applied revision for the next `up` to run as new. Read back once the
     // script stopped, however it stopped (MySQL also watches every statement: `tamper`).
     if !matches!(ran, Err(ScriptFailure { statement: 0, .. }))
-        && let Some(failure) = mark_erased(db, &mark, &ran, per_statement).await
+        && let Some(failure) = mark_erased(db, &mark, &ran, (per_statement, mode_key)).await
     {
         return Err(failure);
     }
@@ -114,10 +115,14 @@ pub(super) async fn run_autocommitted(
         }) => (statement, total, script_failure(&error), *error),
     };
     let stopped = Stopped {
+        invalid_index: db.dialect() == crate::bindings::Dialect::Postgres
+            && statement <= total
+            && crate::db::builds_index_concurrently(script, statement),
         statement,
         total,
         error,
         per_statement: per_statement.map(str::to_owned),
+        mode_key,
     };
     Err(mark_failed(db, step, checksum, started_at, stopped, cause).await)
 }
@@ -130,7 +135,7 @@ async fn mark_erased(
     db: &dyn Database,
     mark: &FailedMark,
     ran: &Result<usize, ScriptFailure>,
-    per_statement: Option<&str>,
+    why_alone: (Option<&str>, &'static str),
 ) -> Option<Failure> {
     let kept = |marks: &[FailedMark]| {
         marks.iter().any(|m| {
@@ -168,10 +173,9 @@ async fn mark_erased(
                 return None;
             }
             return Some(tampered(
-                db,
                 mark,
                 ran,
-                per_statement,
+                why_alone,
                 None,
                 format!(
                     "the script of {} wrote failed marks of other revisions ({}) in {}, which only wasmig writes; once the revision is fixed, `wasmig resolve` each of them",
@@ -186,10 +190,9 @@ async fn mark_erased(
         Err(e) if undecodable(&e) => {
             let _ = session.rollback().await;
             return Some(tampered(
-                db,
                 mark,
                 ran,
-                per_statement,
+                why_alone,
                 None,
                 format!(
                     "the script of {} wrote a row in {} that is not a failed mark wasmig could have written ({e:#}); delete that row, then `wasmig resolve {}`",
@@ -234,7 +237,7 @@ async fn mark_erased(
         mark.revision,
         crate::db::FAILED_TABLE
     );
-    Some(tampered(db, mark, ran, per_statement, unmarked, what))
+    Some(tampered(mark, ran, why_alone, unmarked, what))
 }
 
 /// Whether reading the failed marks failed on a value, not on the connection.
@@ -256,10 +259,9 @@ fn undecodable(e: &anyhow::Error) -> bool {
 /// The failure of a step whose script wrote failed marks (`what` it did): its own erased
 /// or rewritten, or another revision's.
 fn tampered(
-    db: &dyn Database,
     mark: &FailedMark,
     ran: &Result<usize, ScriptFailure>,
-    per_statement: Option<&str>,
+    (per_statement, mode_key): (Option<&str>, &'static str),
     unmarked: Option<String>,
     what: String,
 ) -> Failure {
@@ -275,7 +277,8 @@ fn tampered(
         cause: Box::new(Failure::Host(crate::db::TablesTampered(what).into())),
         unmarked,
         per_statement: per_statement.map(str::to_owned),
-        postgres: db.dialect() == crate::bindings::Dialect::Postgres,
+        invalid_index: false,
+        mode_key,
     }
 }
 
@@ -310,6 +313,9 @@ pub(super) struct How<'a> {
     pub(super) policy: Policy,
     /// Why they run one by one, when not for `transaction = "none"` (`execution`).
     pub(super) per_statement: Option<&'a str>,
+    /// The key of `migration.toml` that made the step `none`: `transaction`, or
+    /// `downgrade_transaction` for a downgrade that has it.
+    pub(super) mode_key: &'static str,
 }
 
 /// Where a non-transactional script stopped.
@@ -319,6 +325,11 @@ pub(super) struct Stopped {
     pub(super) error: SqlError,
     /// Why it ran statement by statement, when not for `transaction = "none"`.
     pub(super) per_statement: Option<String>,
+    /// The statement that failed builds an index concurrently (PostgreSQL), which leaves
+    /// an invalid index behind.
+    pub(super) invalid_index: bool,
+    /// As [`How::mode_key`].
+    pub(super) mode_key: &'static str,
 }
 
 /// Records that a `transaction = "none"` step stopped part-way (a `failed` history row
@@ -336,6 +347,8 @@ pub(super) async fn mark_failed(
         total,
         error,
         per_statement,
+        invalid_index,
+        mode_key,
     } = stopped;
     let finished_at = Utc::now();
     // The server's text is stored as data: one line, capped (it could be megabytes).
@@ -386,7 +399,8 @@ pub(super) async fn mark_failed(
         cause: Box::new(cause),
         unmarked,
         per_statement,
-        postgres: db.dialect() == crate::bindings::Dialect::Postgres,
+        invalid_index,
+        mode_key,
     }
 }
 

@@ -875,6 +875,7 @@ impl Run<'_> {
                 timeouts: &step_timeouts,
                 policy: policy(self.project, &self.options, revision),
                 per_statement: self.runs_per_statement(step),
+                mode_key: revision.manifest.transaction_key(step.action),
             },
         )
         .await;
