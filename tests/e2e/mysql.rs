@@ -831,3 +831,36 @@ async fn a_lock_held_on_wasmigs_tables_is_waited_for_only_up_to_the_lock_timeout
     assert_eq!(db.heads().await, ["b2"]);
     db.drop_db().await;
 }
+
+/// wasmig bounds the lock waits of its own record, not the migration's: in an `--atomic`
+/// run the step after a record waits as the server says (`lock_wait_timeout` a year by
+/// default), not `--lock-timeout`.
+#[tokio::test]
+async fn the_migrations_lock_waits_are_its_own_after_wasmigs_record() {
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Mysql, &project).await;
+    db.exec("CREATE TABLE waits (step INT, lock_wait BIGINT, innodb_wait BIGINT)")
+        .await;
+    let defaults = db
+        .strings(
+            "SELECT CONCAT(@@GLOBAL.lock_wait_timeout, ' ', @@GLOBAL.innodb_lock_wait_timeout)",
+        )
+        .await;
+    for (id, n) in [("a1", 1), ("b2", 2)] {
+        project.sql_revision(
+            id,
+            &format!(
+                "INSERT INTO waits VALUES ({n}, @@SESSION.lock_wait_timeout, @@SESSION.innodb_lock_wait_timeout);"
+            ),
+            "SELECT 1;",
+        );
+    }
+    project
+        .run(&db, &["up", "--atomic", "--lock-timeout", "2"])
+        .success();
+    let seen = db
+        .strings("SELECT CONCAT(lock_wait, ' ', innodb_wait) FROM waits ORDER BY step")
+        .await;
+    assert_eq!(seen, [defaults[0].clone(), defaults[0].clone()]);
+    db.drop_db().await;
+}

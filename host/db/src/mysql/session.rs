@@ -201,8 +201,8 @@ impl MySqlSession {
     }
 
     /// Gives the session back the lock waits [`MySqlSession::bound_waits`] kept, for the
-    /// migration's statements that follow in this transaction (a step after this one, in
-    /// an `--atomic` run).
+    /// migration's statements that follow in this transaction (the next batch after a
+    /// checkpoint, the next step of an `--atomic` run).
     async fn restore_waits(&mut self) -> anyhow::Result<()> {
         if !std::mem::take(&mut self.own_waits) {
             return Ok(());
@@ -669,8 +669,11 @@ impl Session for MySqlSession {
 
     async fn reset_session(&mut self) -> SqlResult<()> {
         // Several steps share this transaction (a dry run, `--atomic`): what a step set on
-        // the session cannot be undone inside it on MySQL, and it stays for the next.
-        Ok(())
+        // the session cannot be undone inside it on MySQL, and it stays for the next; but
+        // the lock waits wasmig bounded for its record go back to the migration's.
+        self.restore_waits()
+            .await
+            .map_err(|e| SqlError::wasmig("IO", format!("{e:#}")))
     }
 
     fn books(&mut self) -> (&VersionStore, &mut dyn Driver) {
@@ -729,9 +732,9 @@ impl Session for MySqlSession {
     async fn finish_step(&mut self, finished: &FinishedStep<'_>) -> anyhow::Result<bool> {
         let done = crate::guard_then_finish(self, finished).await;
         self.wrote_batch_tables |= finished.clear_checkpoint;
-        let done = done?;
-        self.restore_waits().await?;
-        Ok(done)
+        // The migration's own waits come back with the next step's (`reset_session`): a
+        // record is followed by its COMMIT, or by the next step of an `--atomic` run.
+        done
     }
 
     async fn save_checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
