@@ -627,6 +627,8 @@ async fn a_step_that_writes_wasmigs_rows_fails_the_dry_run_as_the_real_run_on_bo
         "INSERT INTO wasmig_history (revision, direction, checksum, started_at, finished_at, duration_ms, wasmig_version)
          VALUES ('forged', 'upgrade', 'x', '2026-01-01', '2026-01-01', 0, 'x');",
         "INSERT INTO wasmig_version (revision) VALUES ('forged');",
+        // The head b2's record adds: its insert would fail on the key first.
+        "INSERT INTO wasmig_version (revision) VALUES ('b2');",
     ];
     for backend in BOTH {
         for sql in forged {
@@ -651,8 +653,40 @@ async fn a_step_that_writes_wasmigs_rows_fails_the_dry_run_as_the_real_run_on_bo
                 real.stderr.contains("where the run expected"),
                 "{backend:?} {sql}: {real:?}"
             );
+            assert!(
+                !real.stderr.contains(" at line "),
+                "{backend:?} {sql}: {real:?}"
+            );
             assert_eq!(db.heads().await, ["a1"], "{backend:?} {sql}");
             db.drop_db().await;
         }
     }
+}
+
+#[tokio::test]
+async fn a_later_step_rewriting_a_head_fails_the_dry_run_as_the_real_run() {
+    // The dry run records nothing, so when c3 runs the head is still a1, and rewriting it
+    // to a1 leaves what the run began with: the server's count of the rows written is what
+    // says the step wrote wasmig_version (the real run's record finds b2 gone).
+    let project = TestProject::new();
+    let db = TestDb::new(Backend::Postgres, &project).await;
+    project.sql_revision("a1", CREATE_T, "DROP TABLE t;");
+    project.run(&db, &["up"]).success();
+    project.sql_revision("b2", "SELECT 1;", "SELECT 1;");
+    project.sql_revision(
+        "c3",
+        "UPDATE wasmig_version SET revision = 'a1';",
+        "SELECT 1;",
+    );
+    let dry = project.run(&db, &["up", "--dry-run"]).fails_with(12);
+    assert!(
+        dry.stderr
+            .contains("wasmig_version: 0 inserted, 1 updated, 0 deleted"),
+        "{dry:?}"
+    );
+    assert_eq!(db.heads().await, ["a1"]);
+    let real = project.run(&db, &["up"]).fails_with(12);
+    assert!(real.stderr.contains("c3"), "{real:?}");
+    assert_eq!(db.heads().await, ["b2"], "b2 committed before c3 failed");
+    db.drop_db().await;
 }

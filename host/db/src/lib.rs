@@ -219,14 +219,14 @@ pub(crate) fn autocommit_statements<'a>(
     Ok(statements)
 }
 
-/// Whether statement `n` (from 1) of a PostgreSQL `script`, split as a `transaction =
-/// "none"` script runs, builds an index concurrently: its failure leaves an invalid index
-/// behind, which the failure's message then says.
-pub fn builds_index_concurrently(script: &str, n: usize) -> bool {
-    tx_control::statements(script, Dialect::Postgres)
-        .ok()
-        .and_then(|statements| statements.get(n.checked_sub(1)?).copied())
-        .is_some_and(pg_parse::builds_index_concurrently)
+/// Whether a statement of a PostgreSQL `script` builds an index concurrently, which leaves
+/// an invalid index behind when it fails (see [`Database::invalid_indexes`]).
+pub fn builds_index_concurrently(script: &str) -> bool {
+    tx_control::statements(script, Dialect::Postgres).is_ok_and(|statements| {
+        statements
+            .into_iter()
+            .any(pg_parse::builds_index_concurrently)
+    })
 }
 
 /// A pooled database with wasmig's version tables.
@@ -408,6 +408,13 @@ pub trait Database: Send + Sync {
     /// Forgets what earlier runs on this object wrote, as a run begins (a run that failed
     /// before [`Database::verify_run_writes`] leaves it).
     fn forget_run_writes(&self) {}
+
+    /// The indexes the server holds as invalid (`pg_index.indisvalid` false: what a failed
+    /// `CREATE INDEX CONCURRENTLY` leaves), qualified as `regclass` shows them; empty where
+    /// the backend has none, or when they cannot be read (the caller only reports them).
+    async fn invalid_indexes(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Who holds a lock on wasmig's tables that this connection's session waits for or
     /// gave up waiting for (`pid N (application) running …`, `; `-separated), for the
@@ -1095,13 +1102,13 @@ pub fn shown_cause(cause: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The messages of `e` and of each of its causes, as [`shown_cause`] shows them, leaving
-/// out a cause whose message the one before it holds already (an error that shows its source
+/// out a cause whose message one shown before holds already (an error that shows its source
 /// in its own message, as [`DbError::Query`] does).
 pub fn shown_causes(e: &anyhow::Error) -> Vec<String> {
     let mut shown: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = shown_cause(cause);
-        if shown.last().is_some_and(|last| last.contains(&text)) {
+        if shown.iter().any(|s| s.contains(&text)) {
             continue;
         }
         shown.push(text);

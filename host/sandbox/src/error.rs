@@ -102,13 +102,13 @@ pub enum Failure {
         /// Why its statements committed one by one: `None` for `transaction = "none"` in
         /// its manifest; else the `execution` setting or engine that made it so.
         per_statement: Option<String>,
-        /// The statement that failed builds an index concurrently (PostgreSQL's `CREATE
-        /// INDEX CONCURRENTLY`, `REINDEX ... CONCURRENTLY`), which leaves an invalid index
-        /// behind when it fails: the message says so then only.
-        invalid_index: bool,
-        /// The key of `migration.toml` that made the step run without a transaction
-        /// (`transaction`, or `downgrade_transaction` for a downgrade that has it).
-        mode_key: &'static str,
+        /// The invalid indexes the script left behind (PostgreSQL: a failed `CREATE INDEX
+        /// CONCURRENTLY` or `REINDEX ... CONCURRENTLY`), as the server's catalog shows them
+        /// after the failure and not before the script.
+        invalid_indexes: Box<[String]>,
+        /// Whether `downgrade_transaction` in `migration.toml` made the step run without a
+        /// transaction (a downgrade that has it), rather than `transaction`.
+        by_downgrade_key: bool,
     },
 }
 
@@ -216,10 +216,15 @@ impl std::fmt::Display for Failure {
                 cause,
                 unmarked,
                 per_statement,
-                invalid_index,
-                mode_key,
+                invalid_indexes,
+                by_downgrade_key,
                 ..
             } => {
+                let mode_key = if *by_downgrade_key {
+                    "downgrade_transaction"
+                } else {
+                    "transaction"
+                };
                 let kept = match statement.saturating_sub(1) {
                     0 => "nothing of the script stayed committed, as it was the first".to_owned(),
                     1 => format!("statement 1 of {total} stayed committed"),
@@ -229,10 +234,15 @@ impl std::fmt::Display for Failure {
                     None => write!(
                         f,
                         "{cause}; with `{mode_key} = \"none\"` each statement commits on its own, so {kept}{}",
-                        if *invalid_index {
-                            " (and the failed statement left an invalid index behind: drop it, or REINDEX it, before running the revision again)"
-                        } else {
-                            ""
+                        match &**invalid_indexes {
+                            [] => String::new(),
+                            [one] => format!(
+                                " (and it left the invalid index {one} behind: drop it (DROP INDEX CONCURRENTLY) or REINDEX it before running the revision again)"
+                            ),
+                            many => format!(
+                                " (and it left the invalid indexes {} behind: drop them (DROP INDEX CONCURRENTLY) or REINDEX them before running the revision again)",
+                                many.join(", ")
+                            ),
                         }
                     )?,
                     Some(why) => write!(
@@ -330,19 +340,9 @@ pub enum Blame {
 }
 
 /// An error and its causes joined by `": "`, as `{:#}` joins them, but without a cause whose
-/// text the message already holds: a database error's message carries the driver's, which
-/// carries the server's, and each would be repeated.
+/// text the message already holds (a database error's message carries the driver's, which
+/// carries the server's, and each would be repeated), and with PostgreSQL's errors by their
+/// message alone (`wasmig_db::shown_causes`).
 pub fn chain_text(err: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in err.chain() {
-        let part = cause.to_string();
-        if text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
+    wasmig_db::shown_causes(err).join(": ")
 }

@@ -1418,6 +1418,21 @@ impl Database for PgDatabase {
         }
     }
 
+    async fn invalid_indexes(&self) -> Vec<String> {
+        let rows = sqlx::raw_sql(
+            "SELECT i.indexrelid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_index i \
+             WHERE NOT i.indisvalid ORDER BY 1",
+        )
+        .fetch_all(&mut *self.control().await)
+        .await;
+        rows.map(|rows| {
+            rows.iter()
+                .filter_map(|row| row.try_get::<String, _>(0).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
     async fn tables_locked_by(&self) -> Option<String> {
         // The lease's table too: taking or renewing the lease waits on it the same way.
         let tables = PRESENT

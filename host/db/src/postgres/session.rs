@@ -646,6 +646,18 @@ impl PgSession {
                         Ok(true) => {}
                         other => return Some(other),
                     }
+                    // A record refused by wasmig's own constraints (the head it adds, which
+                    // the step's SQL inserted already) is the step's writing, as the
+                    // record's own count would have said.
+                    if let Some(expected) = finished.expected {
+                        let (store, d) = self.books();
+                        let revision = finished.record.revision;
+                        if let Err(e) = store.check_unwritten(d, revision, expected).await
+                            && e.is::<crate::RowsWritten>()
+                        {
+                            return Some(Err(e));
+                        }
+                    }
                 }
                 return Some(Err(write_error(source, doing)));
             }

@@ -98,6 +98,32 @@ const PG_LOCKS: &str = "SELECT coalesce(n.nspname || '.' || c.relname, \
      ORDER BY 1, 2";
 
 impl VersionStore {
+    /// The rows of wasmig's own tables that `observed` (a step of a dry run, which writes
+    /// none of them) counts as written: the step's SQL wrote them, which the real run's
+    /// record refuses. `None` when it wrote none (or the backend counts no rows per
+    /// table: SQLite).
+    pub fn own_rows_written(&self, observed: &Observed) -> Option<String> {
+        let schema = self.words.schema.as_deref().unwrap_or("public");
+        let written: Vec<String> = observed
+            .tables
+            .iter()
+            .filter(|t| {
+                super::TABLE_NAMES
+                    .iter()
+                    .any(|name| t.table == format!("{schema}.{name}"))
+            })
+            .map(|t| {
+                format!(
+                    "{}: {} inserted, {} updated, {} deleted",
+                    t.table, t.inserted, t.updated, t.deleted
+                )
+            })
+            .collect();
+        (!written.is_empty()).then(|| written.join("; "))
+    }
+}
+
+impl VersionStore {
     /// What the server counts of the transaction `d` is in, so far.
     ///
     /// # Errors

@@ -47,6 +47,14 @@ pub(super) async fn run_autocommitted(
     })
     .await
     .map_err(Failure::Host)?;
+    // What a failed concurrent index build leaves is named from the server's catalog:
+    // the invalid indexes after the failure that were not there before the script.
+    let invalid_before = match db.dialect() == crate::bindings::Dialect::Postgres
+        && crate::db::builds_index_concurrently(script)
+    {
+        true => Some(db.invalid_indexes().await),
+        false => None,
+    };
     let ran = db
         .run_autocommit(script, &policy, timeouts.lock(), timeouts.statement())
         .await;
@@ -115,9 +123,15 @@ pub(super) async fn run_autocommitted(
         }) => (statement, total, script_failure(&error), *error),
     };
     let stopped = Stopped {
-        invalid_index: db.dialect() == crate::bindings::Dialect::Postgres
-            && statement <= total
-            && crate::db::builds_index_concurrently(script, statement),
+        invalid_indexes: match invalid_before {
+            Some(before) => db
+                .invalid_indexes()
+                .await
+                .into_iter()
+                .filter(|index| !before.contains(index))
+                .collect(),
+            None => Vec::new(),
+        },
         statement,
         total,
         error,
@@ -277,8 +291,8 @@ fn tampered(
         cause: Box::new(Failure::Host(crate::db::TablesTampered(what).into())),
         unmarked,
         per_statement: per_statement.map(str::to_owned),
-        invalid_index: false,
-        mode_key,
+        invalid_indexes: Box::default(),
+        by_downgrade_key: mode_key == "downgrade_transaction",
     }
 }
 
@@ -325,9 +339,8 @@ pub(super) struct Stopped {
     pub(super) error: SqlError,
     /// Why it ran statement by statement, when not for `transaction = "none"`.
     pub(super) per_statement: Option<String>,
-    /// The statement that failed builds an index concurrently (PostgreSQL), which leaves
-    /// an invalid index behind.
-    pub(super) invalid_index: bool,
+    /// The invalid indexes the script left (PostgreSQL: a failed concurrent build's).
+    pub(super) invalid_indexes: Vec<String>,
     /// As [`How::mode_key`].
     pub(super) mode_key: &'static str,
 }
@@ -347,7 +360,7 @@ pub(super) async fn mark_failed(
         total,
         error,
         per_statement,
-        invalid_index,
+        invalid_indexes,
         mode_key,
     } = stopped;
     let finished_at = Utc::now();
@@ -399,8 +412,8 @@ pub(super) async fn mark_failed(
         cause: Box::new(cause),
         unmarked,
         per_statement,
-        invalid_index,
-        mode_key,
+        invalid_indexes: invalid_indexes.into(),
+        by_downgrade_key: mode_key == "downgrade_transaction",
     }
 }
 

@@ -957,12 +957,17 @@ impl Run<'_> {
             .await?;
         if let Some(before) = before {
             let atomic = self.options.atomic;
-            let (session, observed) = dry_step(step, session, outcome, &ready, atomic, &self.start)
+            let dry = Dry {
+                atomic,
+                expected: &self.start,
+                before: &before,
+            };
+            let (session, observed) = dry_step(step, session, outcome, &ready, dry)
                 .await
                 .map_err(|f| self.fail(at, f))?;
             let report = StepReport {
                 resumed_after: None,
-                observed: Some(observed.since(&before)),
+                observed: Some(observed),
                 ..ran_report(step, &ready, started, calls)
             };
             return Ok((report, Some(session)));
@@ -1300,6 +1305,16 @@ fn per_statement(script: &str, dialect: Dialect, counts: &[u64]) -> Vec<serde_js
         .collect()
 }
 
+/// What [`dry_step`] compares a dry run's step with.
+struct Dry<'a> {
+    /// An `--atomic` dry run (its temporary objects are refused, not dropped).
+    atomic: bool,
+    /// wasmig's tables as the run began: a dry run records nothing.
+    expected: &'a Expected,
+    /// What the server counted before the step.
+    before: &'a crate::db::Observed,
+}
+
 /// After a dry run's step: rolls back a failure as [`settle`] does, else checks what the
 /// real run's record would (the step's deferred constraints, wasmig's tables, their rows
 /// against `expected`: the run's start, since nothing is recorded), observes what the step
@@ -1309,9 +1324,13 @@ async fn dry_step(
     mut session: Box<dyn Session>,
     outcome: Result<(), Failure>,
     ready: &Prepared,
-    atomic: bool,
-    expected: &Expected,
+    dry: Dry<'_>,
 ) -> Result<(Box<dyn Session>, crate::db::Observed), Failure> {
+    let Dry {
+        atomic,
+        expected,
+        before,
+    } = dry;
     let guest = ready.loaded.is_some();
     if let Err(failure) = outcome {
         return Err(roll_back(session, &step.revision, failure, guest).await);
@@ -1352,9 +1371,26 @@ async fn dry_step(
         return Err(roll_back(session, &step.revision, failure, guest).await);
     }
     let observed = match session.observe().await {
-        Ok(o) => o,
+        Ok(o) => o.since(before),
         Err(e) => return Err(roll_back(session, &step.revision, Failure::Host(e), guest).await),
     };
+    // Rows of wasmig's tables the step wrote, as the server counted them (PostgreSQL):
+    // the dry run writes none, so any is the step's, which the real run's record refuses
+    // (a head rewritten to the value it had, say, which the comparison above cannot see).
+    let written = {
+        let (store, _) = session.books();
+        store.own_rows_written(&observed)
+    };
+    if let Some(found) = written {
+        let failure = Failure::Host(
+            crate::db::RowsWritten {
+                revision: step.revision.clone(),
+                found: format!("{found} (a dry run writes none of wasmig's tables)"),
+            }
+            .into(),
+        );
+        return Err(roll_back(session, &step.revision, failure, guest).await);
+    }
     // Steps of their own transactions lose their temporary objects between steps (at
     // commit, or in the reset after it); a dry run of them, in one transaction, drops
     // them here as that would. Under --atomic the reset refuses them, as the real run's.
