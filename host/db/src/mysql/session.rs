@@ -131,9 +131,9 @@ pub(crate) struct MySqlSession {
     policy: Policy,
     /// How long wasmig's own statements wait for a lock (`MySqlDatabase::own_wait_secs`).
     own_wait_secs: u64,
-    /// Whether the guard bounded the session's lock waits to [`MySqlSession::own_wait_secs`]
-    /// for wasmig's writes after it, the migration's own kept in `@wasmig_lock_waits` until
-    /// [`MySqlSession::restore_waits`] puts them back.
+    /// Whether the guard (`books_intact`) bounded the session's lock waits to
+    /// [`MySqlSession::own_wait_secs`] for wasmig's writes after it, the migration's own
+    /// kept in `@wasmig_lock_waits` until [`MySqlSession::restore_waits`] puts them back.
     own_waits: bool,
 }
 
@@ -175,32 +175,7 @@ impl MySqlSession {
         })
     }
 
-    /// Bounds the session's lock waits for wasmig's statements that follow (the guard's
-    /// reads, the record's writes): another session's `LOCK TABLES` of wasmig's tables or a
-    /// row of them it locked stops them after `--lock-timeout` (error 1205) rather than
-    /// after the migration's waits (a year for a table's, by default). The migration's are
-    /// kept in user variables for [`MySqlSession::restore_waits`].
-    async fn bound_waits(&mut self) -> anyhow::Result<()> {
-        if self.own_waits {
-            return Ok(());
-        }
-        let secs = self.own_wait_secs;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "SET @wasmig_lock_waits = @@SESSION.lock_wait_timeout, \
-             @wasmig_innodb_lock_waits = @@SESSION.innodb_lock_wait_timeout, \
-             SESSION lock_wait_timeout = {secs}, SESSION innodb_lock_wait_timeout = {secs}"
-        )))
-        .execute(self.conn())
-        .await
-        .map_err(|source| DbError::Query {
-            doing: "bounding wasmig's own lock waits".into(),
-            source,
-        })?;
-        self.own_waits = true;
-        Ok(())
-    }
-
-    /// Gives the session back the lock waits [`MySqlSession::bound_waits`] kept, for the
+    /// Gives the session back the lock waits [`MySqlSession::books_intact`] kept, for the
     /// migration's statements that follow in this transaction (the next batch after a
     /// checkpoint, the next step of an `--atomic` run).
     async fn restore_waits(&mut self) -> anyhow::Result<()> {
@@ -376,14 +351,31 @@ impl MySqlSession {
             doing: "checking wasmig's tables".into(),
             source,
         };
-        sqlx::raw_sql(
-            "SET NAMES utf8mb4; SET SESSION sql_select_limit = DEFAULT, max_join_size = DEFAULT, \
+        // First, in the same message, the session's lock waits bounded for wasmig's
+        // statements that follow (these reads, the record's writes): another session's
+        // `LOCK TABLES` of wasmig's tables or a row of them it locked stops them after
+        // `--lock-timeout` (error 1205) rather than after the migration's waits (a year for
+        // a table's, by default). The migration's are kept in user variables for
+        // [`MySqlSession::restore_waits`].
+        let waits = if self.own_waits {
+            String::new()
+        } else {
+            let secs = self.own_wait_secs;
+            format!(
+                "SET @wasmig_lock_waits = @@SESSION.lock_wait_timeout, \
+                 @wasmig_innodb_lock_waits = @@SESSION.innodb_lock_wait_timeout, \
+                 SESSION lock_wait_timeout = {secs}, SESSION innodb_lock_wait_timeout = {secs}; "
+            )
+        };
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "{waits}SET NAMES utf8mb4; SET SESSION sql_select_limit = DEFAULT, max_join_size = DEFAULT, \
              sql_notes = 1, time_zone = '+00:00', \
-             sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'",
-        )
+             sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'"
+        )))
         .execute(self.conn())
         .await
         .map_err(failed)?;
+        self.own_waits = true;
         // Each dropped if it is a temporary table, and `@@warning_count` read after each: a
         // note ("unknown table") says there was none. One message for the seven.
         let probe = crate::store::TABLE_NAMES
@@ -688,7 +680,6 @@ impl Session for MySqlSession {
         if intact && !self.transaction_intact().await? {
             return Ok(false);
         }
-        self.bound_waits().await?;
         self.books_intact().await?;
         // The server's word on the batch tables, which only wasmig's batch transactions
         // write, after this guard: a row the step's transaction wrote there (a checkpoint
