@@ -268,8 +268,11 @@ mod tests {
             .load("c", Path::new("c.wasm"), &component(3, &work(8)))
             .unwrap();
         let third = compiled() - first - second;
+        // At least `b`'s own `upgrade`, and `c`'s `upgrade` and `work`. (How many more each
+        // adds beside them varies from run to run, with which of wasmtime's threads compiled
+        // what first: comparing the two counts failed one run in two under load.)
         assert!(
-            second >= 1 && third > second,
+            second >= 1 && third >= 2,
             "{first}, then {second} and {third} new functions"
         );
     }
