@@ -23,7 +23,7 @@ pub(super) async fn run_autocommitted(
         timeouts,
         policy,
         per_statement,
-        mode_key,
+        by_downgrade_key,
     } = how;
     let started_at = Utc::now();
     // Marked failed before the first statement runs, so a wasmig killed half-way leaves
@@ -63,7 +63,7 @@ pub(super) async fn run_autocommitted(
     // leave a half-applied revision for the next `up` to run as new. Read back once the
     // script stopped, however it stopped (MySQL also watches every statement: `tamper`).
     if !matches!(ran, Err(ScriptFailure { statement: 0, .. }))
-        && let Some(failure) = mark_erased(db, &mark, &ran, (per_statement, mode_key)).await
+        && let Some(failure) = mark_erased(db, &mark, &ran, (per_statement, by_downgrade_key)).await
     {
         return Err(failure);
     }
@@ -136,7 +136,7 @@ pub(super) async fn run_autocommitted(
         total,
         error,
         per_statement: per_statement.map(str::to_owned),
-        mode_key,
+        by_downgrade_key,
     };
     Err(mark_failed(db, step, checksum, started_at, stopped, cause).await)
 }
@@ -149,7 +149,7 @@ async fn mark_erased(
     db: &dyn Database,
     mark: &FailedMark,
     ran: &Result<usize, ScriptFailure>,
-    why_alone: (Option<&str>, &'static str),
+    why_alone: (Option<&str>, bool),
 ) -> Option<Failure> {
     let kept = |marks: &[FailedMark]| {
         marks.iter().any(|m| {
@@ -275,7 +275,7 @@ fn undecodable(e: &anyhow::Error) -> bool {
 fn tampered(
     mark: &FailedMark,
     ran: &Result<usize, ScriptFailure>,
-    (per_statement, mode_key): (Option<&str>, &'static str),
+    (per_statement, by_downgrade_key): (Option<&str>, bool),
     unmarked: Option<String>,
     what: String,
 ) -> Failure {
@@ -292,7 +292,7 @@ fn tampered(
         unmarked,
         per_statement: per_statement.map(str::to_owned),
         invalid_indexes: Box::default(),
-        by_downgrade_key: mode_key == "downgrade_transaction",
+        by_downgrade_key,
     }
 }
 
@@ -327,9 +327,9 @@ pub(super) struct How<'a> {
     pub(super) policy: Policy,
     /// Why they run one by one, when not for `transaction = "none"` (`execution`).
     pub(super) per_statement: Option<&'a str>,
-    /// The key of `migration.toml` that made the step `none`: `transaction`, or
-    /// `downgrade_transaction` for a downgrade that has it.
-    pub(super) mode_key: &'static str,
+    /// Whether `downgrade_transaction` made the step `none` (a downgrade that has it),
+    /// rather than `transaction`: the failure names the key.
+    pub(super) by_downgrade_key: bool,
 }
 
 /// Where a non-transactional script stopped.
@@ -341,8 +341,8 @@ pub(super) struct Stopped {
     pub(super) per_statement: Option<String>,
     /// The invalid indexes the script left (PostgreSQL: a failed concurrent build's).
     pub(super) invalid_indexes: Vec<String>,
-    /// As [`How::mode_key`].
-    pub(super) mode_key: &'static str,
+    /// As [`How::by_downgrade_key`].
+    pub(super) by_downgrade_key: bool,
 }
 
 /// Records that a `transaction = "none"` step stopped part-way (a `failed` history row
@@ -361,7 +361,7 @@ pub(super) async fn mark_failed(
         error,
         per_statement,
         invalid_indexes,
-        mode_key,
+        by_downgrade_key,
     } = stopped;
     let finished_at = Utc::now();
     // The server's text is stored as data: one line, capped (it could be megabytes).
@@ -413,7 +413,7 @@ pub(super) async fn mark_failed(
         unmarked,
         per_statement,
         invalid_indexes: invalid_indexes.into(),
-        by_downgrade_key: mode_key == "downgrade_transaction",
+        by_downgrade_key,
     }
 }
 

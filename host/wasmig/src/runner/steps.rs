@@ -875,7 +875,8 @@ impl Run<'_> {
                 timeouts: &step_timeouts,
                 policy: policy(self.project, &self.options, revision),
                 per_statement: self.runs_per_statement(step),
-                mode_key: revision.manifest.transaction_key(step.action),
+                by_downgrade_key: revision.manifest.transaction_key(step.action)
+                    == "downgrade_transaction",
             },
         )
         .await;
